@@ -1,0 +1,34 @@
+/* wisp_buf: one byte buffer with read and write cursors (as s2n's stuffer /
+ * nghttp2_buf). A zeroed wisp_buf is valid and empty; storage is allocated
+ * on first write and released by wisp_buf_cleanup. Every buffer has a hard
+ * capacity |limit| chosen by us, never by a peer. */
+#ifndef WISP_BUF_H
+#define WISP_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/wisp_err.h"
+
+typedef struct {
+  uint8_t *data;
+  size_t cap;   /* allocated bytes */
+  size_t rpos;  /* next byte to read */
+  size_t wpos;  /* next byte to write */
+} wisp_buf;
+
+/* Bytes written and not yet read. */
+static inline size_t wisp_buf_len(const wisp_buf *b) { return b->wpos - b->rpos; }
+static inline const uint8_t *wisp_buf_rptr(const wisp_buf *b) { return b->data + b->rpos; }
+
+/* Appends |len| bytes; fails with WISP_ERR_TOO_BIG (buffer unchanged) if the
+ * unread bytes would exceed |limit|. */
+wisp_err wisp_buf_append(wisp_buf *b, const void *data, size_t len, size_t limit) WISP_MUST_CHECK;
+/* Marks |n| bytes as read (n <= wisp_buf_len). Frees nothing. */
+void wisp_buf_consume(wisp_buf *b, size_t n);
+/* Copies up to |max| unread bytes to |out| and consumes them; returns count. */
+size_t wisp_buf_read(wisp_buf *b, void *out, size_t max);
+/* Releases storage; |b| is zeroed and valid again. */
+void wisp_buf_cleanup(wisp_buf *b);
+
+#endif

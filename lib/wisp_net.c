@@ -1,0 +1,116 @@
+#include "lib/wisp_net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+wisp_err wisp_addr_parse(wisp_addr *out, const char *s) {
+  char host[64];
+  const char *colon = strrchr(s, ':');
+  WISP_ENSURE(colon && colon[1], WISP_ERR_PARSE);
+  size_t hlen = (size_t)(colon - s);
+  if (hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']') {
+    s++;
+    hlen -= 2;
+  }
+  WISP_ENSURE(hlen < sizeof(host), WISP_ERR_PARSE);
+  memcpy(host, s, hlen);
+  host[hlen] = '\0';
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  WISP_ENSURE(*end == '\0' && port >= 0 && port <= 65535, WISP_ERR_PARSE);
+
+  memset(out, 0, sizeof(*out));
+  struct sockaddr_in *v4 = (struct sockaddr_in *)&out->sa;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&out->sa;
+  if (hlen == 0 || strcmp(host, "*") == 0) strcpy(host, "0.0.0.0");
+  if (strcmp(host, "localhost") == 0) strcpy(host, "127.0.0.1");
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)port);
+    out->len = sizeof(*v4);
+    return WISP_OK;
+  }
+  if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)port);
+    out->len = sizeof(*v6);
+    return WISP_OK;
+  }
+  return WISP_ERR_PARSE;
+}
+
+void wisp_addr_format(const wisp_addr *a, char *out, size_t out_len) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  unsigned port = 0;
+  if (a->sa.ss_family == AF_INET) {
+    const struct sockaddr_in *v4 = (const struct sockaddr_in *)&a->sa;
+    inet_ntop(AF_INET, &v4->sin_addr, host, sizeof(host));
+    port = ntohs(v4->sin_port);
+    snprintf(out, out_len, "%s:%u", host, port);
+  } else if (a->sa.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&a->sa;
+    inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof(host));
+    port = ntohs(v6->sin6_port);
+    snprintf(out, out_len, "[%s]:%u", host, port);
+  } else {
+    snprintf(out, out_len, "?");
+  }
+}
+
+static void set_nodelay(int fd) {
+  int one = 1;
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+wisp_err wisp_net_listen(int *out_fd, const wisp_addr *a, int backlog) {
+  int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  WISP_ENSURE(fd >= 0, WISP_ERR_IO);
+  int one = 1;
+  (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, (const struct sockaddr *)&a->sa, a->len) != 0 || listen(fd, backlog) != 0) {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return WISP_ERR_IO;
+  }
+  *out_fd = fd;
+  return WISP_OK;
+}
+
+wisp_err wisp_net_connect(int *out_fd, const wisp_addr *a) {
+  int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  WISP_ENSURE(fd >= 0, WISP_ERR_IO);
+  set_nodelay(fd);
+  if (connect(fd, (const struct sockaddr *)&a->sa, a->len) != 0 && errno != EINPROGRESS) {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return WISP_ERR_IO;
+  }
+  *out_fd = fd;
+  return WISP_OK;
+}
+
+wisp_err wisp_net_accept(int *out_fd, int lfd, wisp_addr *out_peer) {
+  wisp_addr peer;
+  peer.len = sizeof(peer.sa);
+  int fd = accept4(lfd, (struct sockaddr *)&peer.sa, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0) return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? WISP_ERR_AGAIN : WISP_ERR_IO;
+  set_nodelay(fd);
+  if (out_peer) *out_peer = peer;
+  *out_fd = fd;
+  return WISP_OK;
+}
+
+int wisp_net_connect_result(int fd) {
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
+  return err;
+}

@@ -1,0 +1,32 @@
+/* wisp_net: socket addresses and non-blocking TCP sockets. The address
+ * parser is pure (no DNS: wisp takes literal IPv4/IPv6 addresses or
+ * "localhost", so a sidecar never blocks on a resolver). */
+#ifndef WISP_NET_H
+#define WISP_NET_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "lib/wisp_err.h"
+
+typedef struct {
+  struct sockaddr_storage sa;
+  socklen_t len;
+} wisp_addr;
+
+/* Parses "HOST:PORT", "[V6]:PORT" or ":PORT" (all interfaces). */
+wisp_err wisp_addr_parse(wisp_addr *out, const char *s) WISP_MUST_CHECK;
+/* Formats |a| as HOST:PORT into |out| (always NUL-terminated). */
+void wisp_addr_format(const wisp_addr *a, char *out, size_t out_len);
+
+/* Opens a non-blocking, close-on-exec listening socket; returns the fd in
+ * |out_fd|. On failure errno says why. */
+wisp_err wisp_net_listen(int *out_fd, const wisp_addr *a, int backlog) WISP_MUST_CHECK;
+/* Starts a non-blocking connect; the fd is returned even while in progress. */
+wisp_err wisp_net_connect(int *out_fd, const wisp_addr *a) WISP_MUST_CHECK;
+/* Accepts one connection as non-blocking; WISP_ERR_AGAIN when none. */
+wisp_err wisp_net_accept(int *out_fd, int lfd, wisp_addr *out_peer) WISP_MUST_CHECK;
+/* Result of a finished non-blocking connect (0 or an errno). */
+int wisp_net_connect_result(int fd);
+
+#endif

@@ -1,0 +1,105 @@
+#include "lib/wisp_spiffe.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/x509v3.h>
+
+#define SCHEME "spiffe://"
+
+static void set_err(char *buf, size_t len, const char *msg) {
+  if (buf && len) snprintf(buf, len, "%s", msg);
+}
+
+static int td_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
+}
+
+static int path_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '-' || c == '_';
+}
+
+/* Validates the path (starting at '/', or empty) segment by segment. */
+static const char *check_path(const char *p, size_t len) {
+  size_t i = 0;
+  while (i < len) {
+    if (p[i] != '/') return "path must start with '/'";
+    size_t start = ++i;
+    while (i < len && p[i] != '/') {
+      if (!path_char(p[i])) return "path contains a character outside [A-Za-z0-9.-_]";
+      i++;
+    }
+    size_t seg = i - start;
+    if (seg == 0) return "path has an empty segment (or a trailing '/')";
+    if ((seg == 1 && p[start] == '.') || (seg == 2 && p[start] == '.' && p[start + 1] == '.'))
+      return "path has a '.' or '..' segment";
+  }
+  return NULL;
+}
+
+wisp_err wisp_spiffe_parse(wisp_spiffe_id *out, const char *s, size_t len, char *err_buf,
+                           size_t err_len) {
+  const size_t scheme_len = sizeof(SCHEME) - 1;
+  const char *why = NULL;
+  if (len > WISP_SPIFFE_MAX) {
+    why = "longer than 2048 bytes";
+  } else if (len < scheme_len || strncmp(s, SCHEME, scheme_len) != 0) {
+    why = "does not start with spiffe://";
+  }
+  size_t td_end = scheme_len;
+  while (!why && td_end < len && s[td_end] != '/') {
+    if (!td_char(s[td_end])) why = "trust domain contains a character outside [a-z0-9.-_]";
+    td_end++;
+  }
+  if (!why && td_end == scheme_len) why = "trust domain is empty";
+  if (!why && td_end - scheme_len > WISP_SPIFFE_TD_MAX) why = "trust domain is longer than 255 bytes";
+  if (!why) why = check_path(s + td_end, len - td_end);
+  if (why) {
+    set_err(err_buf, err_len, why);
+    return WISP_ERR_IDENTITY;
+  }
+  memcpy(out->id, s, len);
+  out->id[len] = '\0';
+  memcpy(out->trust_domain, s + scheme_len, td_end - scheme_len);
+  out->trust_domain[td_end - scheme_len] = '\0';
+  out->path_off = td_end;
+  return WISP_OK;
+}
+
+wisp_err wisp_spiffe_from_cert(wisp_spiffe_id *out, const X509 *cert, char *err_buf, size_t err_len) {
+  GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+  const ASN1_IA5STRING *uri = NULL;
+  int uris = 0;
+  for (size_t i = 0; names && i < sk_GENERAL_NAME_num(names); i++) {
+    const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+    if (gn->type == GEN_URI) {
+      uris++;
+      uri = gn->d.uniformResourceIdentifier;
+    }
+  }
+  wisp_err rc = WISP_ERR_IDENTITY;
+  if (uris == 0) {
+    set_err(err_buf, err_len, "certificate has no URI SAN (not an X.509-SVID)");
+  } else if (uris > 1) {
+    set_err(err_buf, err_len, "certificate has more than one URI SAN (X.509-SVID allows exactly one)");
+  } else {
+    char why[128];
+    rc = wisp_spiffe_parse(out, (const char *)ASN1_STRING_get0_data(uri),
+                           (size_t)ASN1_STRING_length(uri), why, sizeof(why));
+    if (rc != WISP_OK && err_buf && err_len) snprintf(err_buf, err_len, "URI SAN is not a SPIFFE ID: %s", why);
+  }
+  GENERAL_NAMES_free(names);
+  return rc;
+}
+
+void wisp_spiffe_describe_cert(const X509 *cert, char *out, size_t out_len) {
+  wisp_spiffe_id id;
+  if (wisp_spiffe_from_cert(&id, cert, NULL, 0) == WISP_OK) {
+    snprintf(out, out_len, "%s", id.id);
+    return;
+  }
+  char subject[256];
+  X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof(subject));
+  snprintf(out, out_len, "subject %s", subject);
+}

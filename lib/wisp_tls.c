@@ -1,0 +1,361 @@
+#include "lib/wisp_tls.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "lib/wisp_log.h"
+#include "lib/wisp_mem.h"
+
+typedef struct {
+  ino_t ino;
+  off_t size;
+  struct timespec mtime;
+} file_stamp;
+
+enum { FILE_CERT, FILE_KEY, FILE_BUNDLE, FILE_COUNT };
+
+struct wisp_tls {
+  wisp_tls_opts opts;
+  SSL_CTX *server;  /* owned; NULL until first load */
+  SSL_CTX *client;
+  wisp_tls_info info;
+  char *paths[FILE_COUNT];
+  file_stamp stamps[FILE_COUNT];
+};
+
+static int g_verify_idx = -1;
+
+static const uint8_t kAlpnH2[] = {2, 'h', '2'};
+
+wisp_tls *wisp_tls_new(const wisp_tls_opts *opts) {
+  if (g_verify_idx < 0) g_verify_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+  wisp_tls *t = wisp_calloc(1, sizeof(*t));
+  if (opts) t->opts = *opts;
+  return t;
+}
+
+void wisp_tls_free(wisp_tls *t) {
+  if (!t) return;
+  SSL_CTX_free(t->server);
+  SSL_CTX_free(t->client);
+  for (int i = 0; i < FILE_COUNT; i++) free(t->paths[i]);
+  free(t);
+}
+
+static void asn1_time_str(const ASN1_TIME *tm, char *out, size_t out_len) {
+  BIO *b = BIO_new(BIO_s_mem());
+  const uint8_t *data;
+  size_t len = 0;
+  if (b && ASN1_TIME_print(b, tm) && BIO_mem_contents(b, &data, &len)) {
+    snprintf(out, out_len, "%.*s", (int)len, (const char *)data);
+  } else {
+    snprintf(out, out_len, "?");
+  }
+  BIO_free(b);
+}
+
+static void set_reason(wisp_tls_verify *v, const char *fmt, const char *a, const char *b) {
+  if (v->reason[0]) return;
+  snprintf(v->reason, sizeof(v->reason), fmt, a, b);
+}
+
+/* Turns an X.509 verification error into words a mesh operator can act on. */
+static void describe_x509_error(wisp_tls_verify *v, int err, X509 *cert) {
+  char who[WISP_SPIFFE_MAX + 16] = "peer";
+  char when[64] = "";
+  if (cert) wisp_spiffe_describe_cert(cert, who, sizeof(who));
+  switch (err) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+      if (cert) asn1_time_str(X509_get0_notAfter(cert), when, sizeof(when));
+      set_reason(v, "certificate of %s expired at %s", who, when);
+      break;
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      if (cert) asn1_time_str(X509_get0_notBefore(cert), when, sizeof(when));
+      set_reason(v, "certificate of %s is not valid before %s", who, when);
+      break;
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+      set_reason(v, "%s presented a self-signed certificate%s, not one issued by the trust bundle", who, "");
+      break;
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN: {
+      char issuer[256] = "?";
+      if (cert) X509_NAME_oneline(X509_get_issuer_name(cert), issuer, sizeof(issuer));
+      set_reason(v, "certificate of %s was issued by a CA that is not in the trust bundle (issuer %s)", who,
+                 issuer);
+      break;
+    }
+    default:
+      set_reason(v, "certificate of %s failed verification: %s", who, X509_verify_cert_error_string(err));
+  }
+}
+
+/* The leaf must be an X.509-SVID in our trust domain, and the expected ID
+ * when the route names one. */
+static int check_leaf_identity(wisp_tls_verify *v, X509 *leaf) {
+  char why[256];
+  if (wisp_spiffe_from_cert(&v->peer, leaf, why, sizeof(why)) != WISP_OK) {
+    char who[300];
+    wisp_spiffe_describe_cert(leaf, who, sizeof(who));
+    set_reason(v, "peer certificate (%s) is not a SPIFFE SVID: %s", who, why);
+    return 0;
+  }
+  if (v->expect_id && strcmp(v->expect_id, v->peer.id) != 0) {
+    set_reason(v, "peer presented %s, route expects %s", v->peer.id, v->expect_id);
+    return 0;
+  }
+  if (!v->expect_id && strcmp(v->trust_domain, v->peer.trust_domain) != 0) {
+    char ours[WISP_SPIFFE_TD_MAX + 16];
+    snprintf(ours, sizeof(ours), "spiffe://%s", v->trust_domain);
+    set_reason(v, "peer presented %s, which is outside our trust domain %s", v->peer.id, ours);
+    return 0;
+  }
+  v->peer_ok = true;
+  return 1;
+}
+
+static int verify_cb(int ok, X509_STORE_CTX *st) {
+  SSL *ssl = X509_STORE_CTX_get_ex_data(st, SSL_get_ex_data_X509_STORE_CTX_idx());
+  wisp_tls_verify *v = ssl ? SSL_get_ex_data(ssl, g_verify_idx) : NULL;
+  if (!v) return 0;
+  X509 *cert = X509_STORE_CTX_get_current_cert(st);
+  if (!ok) {
+    describe_x509_error(v, X509_STORE_CTX_get_error(st), cert);
+    return 0;
+  }
+  if (X509_STORE_CTX_get_error_depth(st) == 0 && !check_leaf_identity(v, cert)) {
+    X509_STORE_CTX_set_error(st, X509_V_ERR_APPLICATION_VERIFICATION);
+    return 0;
+  }
+  return 1;
+}
+
+/* Client offers without h2 are refused; a client that offers no ALPN at all
+ * (openssl s_client) is served h2 anyway. */
+static int alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in,
+                          unsigned in_len, void *arg) {
+  for (unsigned i = 0; i < in_len;) {
+    unsigned n = in[i];
+    if (i + 1 + n > in_len) break;
+    if (n == 2 && memcmp(in + i + 1, "h2", 2) == 0) {
+      *out = in + i + 1;
+      *out_len = 2;
+      return SSL_TLSEXT_ERR_OK;
+    }
+    i += 1 + n;
+  }
+  return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+static void describe_ssl_errors(char *err, size_t err_len, const char *what, const char *path) {
+  unsigned long e = ERR_get_error();
+  char detail[256] = "unknown error";
+  if (e) ERR_error_string_n(e, detail, sizeof(detail));
+  ERR_clear_error();
+  snprintf(err, err_len, "%s %s: %s", what, path, detail);
+}
+
+static SSL_CTX *new_ctx(const wisp_tls *t, bool server, const char *cert, const char *key, const char *bundle,
+                        char *err, size_t err_len) {
+  SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+  if (!ctx) return NULL;
+  SSL_CTX_set_min_proto_version(ctx, t->opts.allow_tls12 ? TLS1_2_VERSION : TLS1_3_VERSION);
+  SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                            SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set1_curves_list(ctx, "X25519:P-256");
+  /* No resumption: every connection proves its SVID afresh, so a rotated or
+   * revoked identity never rides on an old ticket. */
+  SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
+  if (server) {
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
+  } else {
+    SSL_CTX_set_alpn_protos(ctx, kAlpnH2, sizeof(kAlpnH2));
+  }
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+    describe_ssl_errors(err, err_len, "cannot load certificate", cert);
+  } else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+    describe_ssl_errors(err, err_len, "cannot load private key", key);
+  } else if (SSL_CTX_check_private_key(ctx) != 1) {
+    describe_ssl_errors(err, err_len, "private key does not match certificate", key);
+  } else if (SSL_CTX_load_verify_locations(ctx, bundle, NULL) != 1) {
+    describe_ssl_errors(err, err_len, "cannot load trust bundle", bundle);
+  } else {
+    return ctx;
+  }
+  SSL_CTX_free(ctx);
+  return NULL;
+}
+
+/* Reads the facts of the bundle file for wisp_tls_info: root count and the
+ * earliest expiry. */
+static void bundle_info(wisp_tls_info *info, const char *bundle) {
+  FILE *f = fopen(bundle, "r");
+  X509 *c;
+  const ASN1_TIME *earliest = NULL;
+  X509 *earliest_cert = NULL;
+  info->bundle_roots = 0;
+  while (f && (c = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+    info->bundle_roots++;
+    int days = 0, secs = 0;
+    if (!earliest || (ASN1_TIME_diff(&days, &secs, earliest, X509_get0_notAfter(c)) && (days < 0 || secs < 0))) {
+      X509_free(earliest_cert);
+      earliest_cert = c;
+      earliest = X509_get0_notAfter(c);
+    } else {
+      X509_free(c);
+    }
+  }
+  ERR_clear_error();
+  if (earliest) asn1_time_str(earliest, info->bundle_not_after, sizeof(info->bundle_not_after));
+  X509_free(earliest_cert);
+  if (f) fclose(f);
+}
+
+static wisp_err cert_info(wisp_tls_info *info, SSL_CTX *ctx, char *err, size_t err_len) {
+  X509 *leaf = SSL_CTX_get0_certificate(ctx);
+  char why[256];
+  wisp_spiffe_id id;
+  if (wisp_spiffe_from_cert(&id, leaf, why, sizeof(why)) != WISP_OK) {
+    snprintf(err, err_len, "own certificate is not an X.509-SVID: %s", why);
+    return WISP_ERR_IDENTITY;
+  }
+  snprintf(info->spiffe_id, sizeof(info->spiffe_id), "%s", id.id);
+  BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(leaf), NULL);
+  char *hex = bn ? BN_bn2hex(bn) : NULL;
+  snprintf(info->serial, sizeof(info->serial), "%s", hex ? hex : "?");
+  OPENSSL_free(hex);
+  BN_free(bn);
+  asn1_time_str(X509_get0_notAfter(leaf), info->not_after, sizeof(info->not_after));
+  int days = 0, secs = 0;
+  ASN1_TIME *now = ASN1_TIME_set(NULL, time(NULL));
+  if (now && ASN1_TIME_diff(&days, &secs, now, X509_get0_notAfter(leaf)))
+    info->not_after_unix = (int64_t)time(NULL) + (int64_t)days * 86400 + secs;
+  ASN1_TIME_free(now);
+  return WISP_OK;
+}
+
+static wisp_err stamp_file(file_stamp *out, const char *path) {
+  struct stat st;
+  WISP_ENSURE(stat(path, &st) == 0, WISP_ERR_IO);
+  out->ino = st.st_ino;
+  out->size = st.st_size;
+  out->mtime = st.st_mtim;
+  return WISP_OK;
+}
+
+wisp_err wisp_tls_load_files(wisp_tls *t, const char *cert, const char *key, const char *bundle, char *err,
+                             size_t err_len) {
+  const char *paths[FILE_COUNT] = {cert, key, bundle};
+  file_stamp stamps[FILE_COUNT];
+  for (int i = 0; i < FILE_COUNT; i++) {
+    if (stamp_file(&stamps[i], paths[i]) != WISP_OK) {
+      snprintf(err, err_len, "cannot read %s: %s", paths[i], strerror(errno));
+      return WISP_ERR_USAGE;
+    }
+  }
+  SSL_CTX *server = new_ctx(t, true, cert, key, bundle, err, err_len);
+  SSL_CTX *client = server ? new_ctx(t, false, cert, key, bundle, err, err_len) : NULL;
+  wisp_tls_info info = t->info;
+  if (!client || cert_info(&info, server, err, err_len) != WISP_OK) {
+    SSL_CTX_free(server);
+    SSL_CTX_free(client);
+    return WISP_ERR_TLS;
+  }
+  bundle_info(&info, bundle);
+  info.generation++;
+  SSL_CTX_free(t->server);
+  SSL_CTX_free(t->client);
+  t->server = server;
+  t->client = client;
+  t->info = info;
+  for (int i = 0; i < FILE_COUNT; i++) {
+    if (t->paths[i] != paths[i]) {
+      char *copy = wisp_strdup(paths[i]);
+      free(t->paths[i]);
+      t->paths[i] = copy;
+    }
+    t->stamps[i] = stamps[i];
+  }
+  return WISP_OK;
+}
+
+static bool stamp_differs(const file_stamp *a, const file_stamp *b) {
+  return a->ino != b->ino || a->size != b->size || a->mtime.tv_sec != b->mtime.tv_sec ||
+         a->mtime.tv_nsec != b->mtime.tv_nsec;
+}
+
+wisp_err wisp_tls_reload_if_changed(wisp_tls *t, bool *out_changed, char *err, size_t err_len) {
+  *out_changed = false;
+  if (!t->paths[FILE_CERT]) return WISP_OK;
+  bool differs = false;
+  for (int i = 0; i < FILE_COUNT; i++) {
+    file_stamp s;
+    /* A file briefly missing mid-rotation is not a change yet. */
+    if (stamp_file(&s, t->paths[i]) != WISP_OK) return WISP_OK;
+    differs = differs || stamp_differs(&s, &t->stamps[i]);
+  }
+  if (!differs) return WISP_OK;
+  wisp_err rc = wisp_tls_load_files(t, t->paths[FILE_CERT], t->paths[FILE_KEY], t->paths[FILE_BUNDLE], err,
+                                    err_len);
+  if (rc != WISP_OK) {
+    /* Remember the broken files so we report them once, not every tick. */
+    for (int i = 0; i < FILE_COUNT; i++) (void)stamp_file(&t->stamps[i], t->paths[i]);
+    return rc;
+  }
+  *out_changed = true;
+  return WISP_OK;
+}
+
+bool wisp_tls_ready(const wisp_tls *t) { return t->server != NULL; }
+
+const wisp_tls_info *wisp_tls_get0_info(const wisp_tls *t) { return &t->info; }
+
+SSL *wisp_tls_new_ssl(wisp_tls *t, bool server, wisp_tls_verify *v) {
+  SSL_CTX *ctx = server ? t->server : t->client;
+  if (!ctx) return NULL;
+  SSL *ssl = SSL_new(ctx);
+  if (!ssl) return NULL;
+  wisp_spiffe_id self;
+  if (wisp_spiffe_parse(&self, t->info.spiffe_id, strlen(t->info.spiffe_id), NULL, 0) == WISP_OK)
+    snprintf(v->trust_domain, sizeof(v->trust_domain), "%s", self.trust_domain);
+  SSL_set_ex_data(ssl, g_verify_idx, v);
+  return ssl;
+}
+
+void wisp_tls_describe_failure(wisp_tls_verify *v, SSL *ssl, int ret) {
+  unsigned long e = ERR_peek_error();
+  if (!v->reason[0]) {
+    int lib = ERR_GET_LIB(e), reason = ERR_GET_REASON(e);
+    if (lib == ERR_LIB_SSL && reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+      snprintf(v->reason, sizeof(v->reason), "peer presented no client certificate");
+    } else if (lib == ERR_LIB_SSL && reason == SSL_R_UNSUPPORTED_PROTOCOL) {
+      snprintf(v->reason, sizeof(v->reason), "peer does not support TLS 1.3 (TLS 1.2 is off; see --allow-tls12)");
+    } else if (lib == ERR_LIB_SSL && (reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_HTTP_REQUEST ||
+                                      reason == SSL_R_HTTPS_PROXY_REQUEST)) {
+      snprintf(v->reason, sizeof(v->reason), "peer did not speak TLS (plaintext on an mTLS port?)");
+    } else if (lib == ERR_LIB_SSL && reason >= SSL_AD_REASON_OFFSET) {
+      snprintf(v->reason, sizeof(v->reason), "peer refused the handshake with TLS alert \"%s\"",
+               SSL_alert_desc_string_long(reason - SSL_AD_REASON_OFFSET));
+    } else if (e) {
+      char buf[256];
+      ERR_error_string_n(e, buf, sizeof(buf));
+      snprintf(v->reason, sizeof(v->reason), "TLS handshake failed: %s", buf);
+    } else {
+      snprintf(v->reason, sizeof(v->reason), "TLS handshake failed (%s)",
+               ret == 0 ? "peer closed the connection" : "i/o error");
+    }
+  }
+  ERR_clear_error();
+}

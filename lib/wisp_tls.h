@@ -1,0 +1,82 @@
+/* wisp_tls: mTLS contexts over BoringSSL. A wisp_tls holds the current
+ * credentials (own SVID, key, trust bundle) as a pair of SSL_CTXs, one per
+ * role. Reloading builds a whole new pair and swaps it in only on success:
+ * SSL objects already made keep a reference to the old SSL_CTX, so new
+ * handshakes use the new certificate at once and open connections stay up.
+ *
+ * Peers are verified by chain to the bundle AND by SPIFFE ID, never by CN or
+ * DNS name. The first failure is described in plain words in the
+ * connection's wisp_tls_verify (e.g. "peer presented spiffe://a, route
+ * expects spiffe://b"), so the edge that decides can log and report it. */
+#ifndef WISP_TLS_H
+#define WISP_TLS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <openssl/ssl.h>
+#ifndef OPENSSL_IS_BORINGSSL
+#error "wisp builds against BoringSSL (android-libboringssl-dev)"
+#endif
+
+#include "lib/wisp_err.h"
+#include "lib/wisp_spiffe.h"
+
+#define WISP_TLS_REASON_MAX 512
+
+typedef struct wisp_tls wisp_tls;
+
+typedef struct {
+  bool allow_tls12;  /* default: TLS 1.3 only */
+} wisp_tls_opts;
+
+/* Per-connection verification state, owned by the connection and borrowed
+ * by its SSL (ex_data) for the handshake's lifetime. */
+typedef struct {
+  const char *expect_id;                /* borrowed; NULL: any ID in our trust domain */
+  char trust_domain[WISP_SPIFFE_TD_MAX + 1];
+  wisp_spiffe_id peer;                  /* set once the peer is verified */
+  bool peer_ok;
+  char reason[WISP_TLS_REASON_MAX];     /* first failure, "" if none */
+} wisp_tls_verify;
+
+/* Facts about the current credentials, for logs and the admin API. */
+typedef struct {
+  char spiffe_id[WISP_SPIFFE_MAX + 1];
+  char serial[80];          /* hex */
+  char not_after[64];       /* human-readable, GMT */
+  int64_t not_after_unix;
+  char bundle_not_after[64];
+  int bundle_roots;
+  uint64_t generation;      /* bumps on every successful load */
+} wisp_tls_info;
+
+wisp_tls *wisp_tls_new(const wisp_tls_opts *opts);
+void wisp_tls_free(wisp_tls *t);
+
+/* Loads PEM files (cert may hold the chain; bundle may hold several roots)
+ * and installs them. On failure the previous credentials stay in force and
+ * |err| says which file and why. */
+wisp_err wisp_tls_load_files(wisp_tls *t, const char *cert, const char *key, const char *bundle,
+                             char *err, size_t err_len) WISP_MUST_CHECK;
+
+/* Re-reads the files given to wisp_tls_load_files if any of them changed
+ * (mtime, size or inode). |out_changed| says whether new credentials are in
+ * force. */
+wisp_err wisp_tls_reload_if_changed(wisp_tls *t, bool *out_changed, char *err,
+                                    size_t err_len) WISP_MUST_CHECK;
+
+bool wisp_tls_ready(const wisp_tls *t);
+const wisp_tls_info *wisp_tls_get0_info(const wisp_tls *t);
+
+/* Makes a new SSL for one connection (caller owns it, SSL_free). |v| is
+ * borrowed and must outlive the handshake; its trust domain is filled in.
+ * Client SSLs offer ALPN h2. Returns NULL if no credentials are loaded. */
+SSL *wisp_tls_new_ssl(wisp_tls *t, bool server, wisp_tls_verify *v);
+
+/* After a failed handshake: fills |v->reason| (if still empty) from the
+ * BoringSSL error queue and clears the queue. */
+void wisp_tls_describe_failure(wisp_tls_verify *v, SSL *ssl, int ret);
+
+#endif
