@@ -1,0 +1,160 @@
+/* Private types of wisp-proxy's core, shared by its modules:
+ *   wisp_proxy   the process: loop, credentials, listeners, targets
+ *   wisp_listener  an accepting socket (outbound route or inbound mTLS)
+ *   wisp_target  an upstream destination and its pool of connections
+ *   wisp_conn    one TCP connection (plain or TLS) carrying one nghttp2 session
+ *   wisp_stream  one proxied request: a downstream stream bridged to an
+ *                upstream stream
+ * Ownership: the proxy owns listeners, targets and (through its conn list)
+ * every connection; a connection owns its fd, SSL and nghttp2 session; a
+ * stream is owned jointly by the two connections it bridges and is freed
+ * when both sides have let go of it. */
+#ifndef WISP_PROXY_INTERNAL_H
+#define WISP_PROXY_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ev.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
+
+#include "lib/wisp_buf.h"
+#include "lib/wisp_net.h"
+#include "lib/wisp_tls.h"
+#include "proxy/wisp_config.h"
+#include "proxy/wisp_hdrs.h"
+
+/* HTTP/2 flow-control windows we grant. They bound what one stream (and one
+ * connection) can make us buffer, whatever the peer does. */
+#define WISP_H2_STREAM_WINDOW (256 * 1024)
+#define WISP_H2_CONN_WINDOW (1024 * 1024)
+#define WISP_H2_MAX_STREAMS 256
+/* Bytes pulled from nghttp2 ahead of the socket. */
+#define WISP_OUT_HIGH (64 * 1024)
+
+typedef struct wisp_proxy wisp_proxy;
+typedef struct wisp_conn wisp_conn;
+typedef struct wisp_stream wisp_stream;
+
+typedef enum { WISP_DIR_OUTBOUND, WISP_DIR_INBOUND } wisp_direction;
+
+typedef struct wisp_target {
+  wisp_proxy *px;
+  char *name;          /* owned, HOST:PORT */
+  wisp_addr addr;
+  bool tls;            /* mTLS to a peer sidecar, else h2c to the app */
+  char *expect_id;     /* owned, NULL: any ID in our trust domain */
+  wisp_conn *conns;    /* pool, linked by pool_next; borrowed from px->conns */
+  int nconns;
+} wisp_target;
+
+typedef struct wisp_listener {
+  wisp_proxy *px;
+  wisp_direction dir;
+  char *name;          /* owned, HOST:PORT */
+  int fd;
+  ev_io io;
+  wisp_target *target; /* borrowed */
+} wisp_listener;
+
+typedef enum {
+  WISP_CONN_CONNECTING,
+  WISP_CONN_HANDSHAKING,
+  WISP_CONN_OPEN,
+} wisp_conn_state;
+
+struct wisp_conn {
+  wisp_proxy *px;
+  uint64_t id;
+  bool upstream;             /* we are the HTTP/2 client */
+  wisp_direction dir;
+  wisp_conn_state state;
+  int fd;
+  SSL *ssl;                  /* owned; NULL for plaintext */
+  bool tls_want_write;       /* TLS needs the socket writable to go on */
+  wisp_tls_verify verify;
+  ev_io rio, wio;
+  ev_timer timer;
+  ev_tstamp started;
+  nghttp2_session *h2;       /* owned */
+  wisp_buf out;              /* bytes pulled from nghttp2, not yet written */
+  char peer_addr[64];
+  wisp_listener *listener;   /* downstream: borrowed */
+  wisp_target *target;       /* upstream: borrowed */
+  wisp_stream *streams;      /* streams on this side, linked per side */
+  int nstreams;
+  bool got_preface;          /* downstream: a valid client preface arrived */
+  bool goaway;               /* no new streams on this connection */
+  bool draining;             /* we sent GOAWAY; close when streams end */
+  bool closing;              /* teardown pending (deferred out of callbacks) */
+  char close_reason[WISP_TLS_REASON_MAX];
+  bool dirty;
+  wisp_conn *dirty_next;
+  wisp_conn *next, *prev;    /* px->conns */
+  wisp_conn *pool_next;      /* target->conns */
+};
+
+/* A stream has two sides: DOWN (the caller: we are its HTTP/2 server) and
+ * UP (where the request goes: we are its HTTP/2 client). Everything that
+ * flows is indexed by the side it came from: hdrs[DOWN] are the request
+ * headers, body[UP] is response data waiting to be sent down, and so on. */
+typedef enum { WISP_DOWN = 0, WISP_UP = 1 } wisp_side;
+#define WISP_OTHER(side) ((wisp_side)(1 - (side)))
+
+typedef struct {
+  wisp_conn *conn;     /* NULL while not (or no longer) open on this side */
+  int32_t id;
+  wisp_stream *next, *prev;  /* in conn->streams */
+} wisp_stream_link;
+
+struct wisp_stream {
+  wisp_stream_link link[2];
+  wisp_direction dir;
+  wisp_target *target;       /* borrowed */
+  wisp_hdrs hdrs[2];         /* request headers (DOWN), response headers (UP) */
+  wisp_hdrs trailers[2];
+  wisp_buf body[2];          /* received on a side, not yet sent on the other */
+  bool eof[2];               /* that side sent END_STREAM */
+  uint64_t bytes[2];         /* body bytes received on that side */
+  uint64_t sent_up;          /* request bytes handed to the upstream */
+  bool headers_done[2];      /* final header block received on that side */
+  bool resp_started;         /* response HEADERS submitted downstream */
+  bool discard_req;          /* we answered already: drop request data */
+  bool is_grpc;
+  int retries;
+  int status;
+  int grpc_status;           /* -1: none */
+  uint32_t reset_code;       /* RST_STREAM seen on either side, 0: none */
+  char peer_id[WISP_SPIFFE_MAX + 1];
+  char error[WISP_TLS_REASON_MAX];
+  uint64_t down_conn_id;     /* for the log, after the connection is gone */
+  ev_tstamp started;
+};
+
+typedef struct {
+  uint64_t conns_accepted, conns_refused, upstream_connects, upstream_failures;
+  uint64_t requests, responses_error;
+} wisp_stats;
+
+struct wisp_proxy {
+  struct ev_loop *loop;
+  const wisp_config *cfg;    /* borrowed */
+  wisp_tls *tls;             /* owned */
+  wisp_listener *listeners;  /* owned array */
+  size_t nlisteners;
+  wisp_target *targets;      /* owned array */
+  size_t ntargets;
+  wisp_conn *conns;          /* every live connection */
+  wisp_conn *dirty;          /* connections to flush before the loop sleeps */
+  uint64_t next_conn_id;
+  ev_prepare prepare;
+  ev_idle idle;
+  ev_timer reload;
+  ev_signal sigterm, sigint;
+  ev_timer drain_timer;
+  bool draining;
+  wisp_stats stats;
+};
+
+#endif

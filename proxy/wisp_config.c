@@ -1,0 +1,240 @@
+#include "proxy/wisp_config.h"
+
+#include <ctype.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/wisp_mem.h"
+#include "lib/wisp_net.h"
+#include "lib/wisp_spiffe.h"
+
+typedef enum { OPT_STR, OPT_SECONDS, OPT_INT, OPT_BOOL, OPT_ROUTE, OPT_HELP } opt_kind;
+
+typedef struct {
+  const char *name;
+  opt_kind kind;
+  size_t off;          /* offset in wisp_config */
+  const char *dflt;    /* default as text, NULL: unset */
+} opt_def;
+
+#define OFF(f) offsetof(wisp_config, f)
+
+static const opt_def kOpts[] = {
+    {"cert", OPT_STR, OFF(cert), NULL},
+    {"key", OPT_STR, OFF(key), NULL},
+    {"bundle", OPT_STR, OFF(bundle), NULL},
+    {"route", OPT_ROUTE, 0, NULL},
+    {"inbound", OPT_STR, OFF(inbound), "0.0.0.0:15006"},
+    {"app", OPT_STR, OFF(app), NULL},
+    {"allow-tls12", OPT_BOOL, OFF(allow_tls12), "false"},
+    {"connect-timeout", OPT_SECONDS, OFF(connect_timeout), "5"},
+    {"handshake-timeout", OPT_SECONDS, OFF(handshake_timeout), "10"},
+    {"idle-timeout", OPT_SECONDS, OFF(idle_timeout), "300"},
+    {"drain-timeout", OPT_SECONDS, OFF(drain_timeout), "30"},
+    {"reload-interval", OPT_SECONDS, OFF(reload_interval), "1"},
+    {"pool-size", OPT_INT, OFF(pool_size), "4"},
+    {"log-level", OPT_STR, OFF(log_level), "info"},
+    {"help", OPT_HELP, OFF(help), NULL},
+};
+#define NOPTS (sizeof(kOpts) / sizeof(kOpts[0]))
+
+const char *wisp_config_usage(void) {
+  return "usage: wisp-proxy [flags]\n"
+         "  --cert FILE --key FILE --bundle FILE   SVID, its key and the trust bundle (PEM);\n"
+         "                                         reloaded when they change\n"
+         "  --route LISTEN=PEER[,id=SPIFFE_ID]     outbound: plaintext h2c on LISTEN, mTLS to PEER,\n"
+         "                                         which must present SPIFFE_ID (repeatable)\n"
+         "  --inbound ADDR                         mTLS listener (default 0.0.0.0:15006)\n"
+         "  --app HOST:PORT                        local app that inbound traffic goes to\n"
+         "  --allow-tls12                          accept TLS 1.2 too (default: TLS 1.3 only)\n"
+         "  --connect-timeout S (5) --handshake-timeout S (10) --idle-timeout S (300)\n"
+         "  --drain-timeout S (30) --reload-interval S (1) --pool-size N (4)\n"
+         "  --log-level debug|info|warn|error\n"
+         "Every flag can also be set as WISP_<FLAG> (e.g. WISP_APP=127.0.0.1:8080);\n"
+         "WISP_ROUTE may hold several routes separated by spaces. Flags win.\n";
+}
+
+static void set_err(char *err, size_t err_len, const char *fmt, const char *a, const char *b) {
+  snprintf(err, err_len, fmt, a, b);
+}
+
+wisp_err wisp_config_parse_route(wisp_route_cfg *out, const char *s, char *err, size_t err_len) {
+  const char *eq = strchr(s, '=');
+  if (!eq || eq == s) {
+    set_err(err, err_len, "--route %s: expected LISTEN=PEER[,id=SPIFFE_ID]%s", s, "");
+    return WISP_ERR_USAGE;
+  }
+  const char *comma = strchr(eq, ',');
+  char *listen = wisp_strndup(s, (size_t)(eq - s));
+  char *peer = comma ? wisp_strndup(eq + 1, (size_t)(comma - eq - 1)) : wisp_strdup(eq + 1);
+  char *id = NULL;
+  wisp_addr a;
+  const char *why = NULL;
+  if (wisp_addr_parse(&a, listen) != WISP_OK) {
+    why = "LISTEN is not HOST:PORT";
+  } else if (wisp_addr_parse(&a, peer) != WISP_OK) {
+    why = "PEER is not HOST:PORT";
+  } else if (comma && strncmp(comma + 1, "id=", 3) != 0) {
+    why = "only id=SPIFFE_ID may follow the peer";
+  } else if (comma) {
+    wisp_spiffe_id sid;
+    char detail[128];
+    id = wisp_strdup(comma + 4);
+    if (wisp_spiffe_parse(&sid, id, strlen(id), detail, sizeof(detail)) != WISP_OK) {
+      snprintf(err, err_len, "--route %s: id is not a SPIFFE ID: %s", s, detail);
+      free(listen);
+      free(peer);
+      free(id);
+      return WISP_ERR_USAGE;
+    }
+  }
+  if (why) {
+    set_err(err, err_len, "--route %s: %s", s, why);
+    free(listen);
+    free(peer);
+    free(id);
+    return WISP_ERR_USAGE;
+  }
+  out->listen = listen;
+  out->peer = peer;
+  out->id = id;
+  return WISP_OK;
+}
+
+static wisp_err add_routes(wisp_config *c, const char *val, char *err, size_t err_len) {
+  /* The environment form may hold several routes separated by spaces. */
+  char *copy = wisp_strdup(val), *save = NULL;
+  wisp_err rc = WISP_OK;
+  for (char *tok = strtok_r(copy, " \t\n", &save); tok && rc == WISP_OK; tok = strtok_r(NULL, " \t\n", &save)) {
+    if (c->nroutes == WISP_MAX_ROUTES) {
+      set_err(err, err_len, "too many --route flags (at most %s)%s", "64", "");
+      rc = WISP_ERR_USAGE;
+    } else {
+      rc = wisp_config_parse_route(&c->routes[c->nroutes], tok, err, err_len);
+      if (rc == WISP_OK) c->nroutes++;
+    }
+  }
+  free(copy);
+  return rc;
+}
+
+static wisp_err set_opt(wisp_config *c, const opt_def *o, const char *val, char *err, size_t err_len) {
+  char *base = (char *)c;
+  char *end = NULL;
+  switch (o->kind) {
+    case OPT_STR: {
+      char **p = (char **)(base + o->off);
+      free(*p);
+      *p = wisp_strdup(val);
+      return WISP_OK;
+    }
+    case OPT_SECONDS: {
+      double d = strtod(val, &end);
+      if (end == val || *end || d < 0 || d > 1e7) break;
+      *(double *)(base + o->off) = d;
+      return WISP_OK;
+    }
+    case OPT_INT: {
+      long n = strtol(val, &end, 10);
+      if (end == val || *end || n < 1 || n > 1024) break;
+      *(int *)(base + o->off) = (int)n;
+      return WISP_OK;
+    }
+    case OPT_BOOL:
+    case OPT_HELP:
+      if (strcmp(val, "true") == 0 || strcmp(val, "1") == 0) {
+        *(bool *)(base + o->off) = true;
+      } else if (strcmp(val, "false") == 0 || strcmp(val, "0") == 0) {
+        *(bool *)(base + o->off) = false;
+      } else {
+        break;
+      }
+      return WISP_OK;
+    case OPT_ROUTE:
+      return add_routes(c, val, err, err_len);
+  }
+  set_err(err, err_len, "--%s: invalid value '%s'", o->name, val);
+  return WISP_ERR_USAGE;
+}
+
+/* WISP_CONNECT_TIMEOUT for connect-timeout. */
+static void env_name(char *out, size_t out_len, const char *flag) {
+  size_t o = (size_t)snprintf(out, out_len, "WISP_");
+  for (; *flag && o + 1 < out_len; flag++) out[o++] = *flag == '-' ? '_' : (char)toupper((unsigned char)*flag);
+  out[o] = '\0';
+}
+
+wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, size_t err_len) {
+  struct option longopts[NOPTS + 1];
+  bool seen[NOPTS] = {false};
+  for (size_t i = 0; i < NOPTS; i++) {
+    bool flag_only = kOpts[i].kind == OPT_BOOL || kOpts[i].kind == OPT_HELP;
+    longopts[i] = (struct option){kOpts[i].name, flag_only ? no_argument : required_argument, NULL, (int)i};
+  }
+  memset(&longopts[NOPTS], 0, sizeof(longopts[NOPTS]));
+  optind = 1;
+  opterr = 0;
+  int idx;
+  while ((idx = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    if (idx == 'h') idx = (int)NOPTS - 1;
+    if (idx == '?' || idx < 0 || (size_t)idx >= NOPTS) {
+      snprintf(err, err_len, "unknown or incomplete flag '%s' (see --help)", argv[optind - 1]);
+      return WISP_ERR_USAGE;
+    }
+    const opt_def *o = &kOpts[idx];
+    bool flag_only = o->kind == OPT_BOOL || o->kind == OPT_HELP;
+    WISP_GUARD(set_opt(out, o, flag_only ? "true" : optarg, err, err_len));
+    seen[idx] = true;
+  }
+  if (optind < argc) {
+    snprintf(err, err_len, "unexpected argument '%s' (see --help)", argv[optind]);
+    return WISP_ERR_USAGE;
+  }
+  for (size_t i = 0; i < NOPTS; i++) {
+    if (seen[i]) continue;
+    char env[64];
+    env_name(env, sizeof(env), kOpts[i].name);
+    const char *val = getenv(env);
+    if (val && *val) {
+      WISP_GUARD(set_opt(out, &kOpts[i], val, err, err_len));
+    } else if (kOpts[i].dflt) {
+      WISP_GUARD(set_opt(out, &kOpts[i], kOpts[i].dflt, err, err_len));
+    }
+  }
+  if (out->help) return WISP_OK;
+  if (!out->cert || !out->key || !out->bundle) {
+    snprintf(err, err_len, "--cert, --key and --bundle are required (PEM files of the SVID, its key, the trust bundle)");
+    return WISP_ERR_USAGE;
+  }
+  wisp_addr a;
+  if (out->app && wisp_addr_parse(&a, out->app) != WISP_OK) {
+    set_err(err, err_len, "--app %s: expected HOST:PORT%s", out->app, "");
+    return WISP_ERR_USAGE;
+  }
+  if (wisp_addr_parse(&a, out->inbound) != WISP_OK) {
+    set_err(err, err_len, "--inbound %s: expected HOST:PORT%s", out->inbound, "");
+    return WISP_ERR_USAGE;
+  }
+  if (!out->app && out->nroutes == 0) {
+    snprintf(err, err_len, "nothing to do: give --app (inbound side) and/or --route (outbound side)");
+    return WISP_ERR_USAGE;
+  }
+  return WISP_OK;
+}
+
+void wisp_config_cleanup(wisp_config *c) {
+  for (size_t i = 0; i < c->nroutes; i++) {
+    free(c->routes[i].listen);
+    free(c->routes[i].peer);
+    free(c->routes[i].id);
+  }
+  free(c->cert);
+  free(c->key);
+  free(c->bundle);
+  free(c->inbound);
+  free(c->app);
+  free(c->log_level);
+  memset(c, 0, sizeof(*c));
+}

@@ -1,0 +1,47 @@
+/* wisp_config: wisp-proxy's flags and WISP_* environment variables, parsed
+ * into a plain struct. A flag overrides its environment variable. The
+ * parser does no I/O beyond reading argv/environ, so it is unit-tested. */
+#ifndef WISP_CONFIG_H
+#define WISP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "lib/wisp_err.h"
+
+#define WISP_MAX_ROUTES 64
+
+typedef struct {
+  char *listen;  /* owned: HOST:PORT the local app connects to */
+  char *peer;    /* owned: HOST:PORT of the peer sidecar's inbound */
+  char *id;      /* owned, NULL: any ID in our trust domain */
+} wisp_route_cfg;
+
+typedef struct {
+  char *cert, *key, *bundle;      /* owned PEM paths */
+  wisp_route_cfg routes[WISP_MAX_ROUTES];
+  size_t nroutes;
+  char *inbound;                  /* owned; mTLS listener address */
+  char *app;                      /* owned; NULL: no inbound side */
+  bool allow_tls12;
+  double connect_timeout;         /* seconds */
+  double handshake_timeout;
+  double idle_timeout;
+  double drain_timeout;
+  double reload_interval;
+  int pool_size;                  /* upstream connections per peer */
+  char *log_level;                /* owned */
+  bool help;
+} wisp_config;
+
+/* Parses argv then fills unset options from the environment and defaults.
+ * On WISP_ERR_USAGE |err| names the flag and the problem. |out| must be
+ * zeroed; release it with wisp_config_cleanup either way. */
+wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, size_t err_len) WISP_MUST_CHECK;
+/* Parses one --route value "LISTEN=PEER[,id=SPIFFE_ID]". */
+wisp_err wisp_config_parse_route(wisp_route_cfg *out, const char *s, char *err, size_t err_len) WISP_MUST_CHECK;
+void wisp_config_cleanup(wisp_config *c);
+/* The usage text printed by --help. */
+const char *wisp_config_usage(void);
+
+#endif

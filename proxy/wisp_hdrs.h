@@ -1,0 +1,34 @@
+/* wisp_hdrs: an owned, bounded list of HTTP/2 header fields, ready to hand
+ * to nghttp2 (which copies them on submit). Zeroed is valid and empty. */
+#ifndef WISP_HDRS_H
+#define WISP_HDRS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "lib/wisp_err.h"
+
+/* Bounds that a peer cannot raise: a header block bigger than this is
+ * refused (the stream is reset), never buffered. */
+#define WISP_HDRS_MAX_FIELDS 128
+#define WISP_HDRS_MAX_BYTES (64 * 1024)
+
+typedef struct {
+  nghttp2_nv *nv;  /* each name/value pair lives in one owned allocation */
+  size_t n;
+  size_t cap;
+  size_t bytes;
+} wisp_hdrs;
+
+/* Appends a copy. WISP_ERR_TOO_BIG past the bounds (list unchanged). */
+wisp_err wisp_hdrs_add(wisp_hdrs *h, const uint8_t *name, size_t name_len, const uint8_t *value,
+                       size_t value_len) WISP_MUST_CHECK;
+wisp_err wisp_hdrs_add_str(wisp_hdrs *h, const char *name, const char *value) WISP_MUST_CHECK;
+/* Returns the value of the first field named |name| (NUL-terminated,
+ * borrowed), or NULL. */
+const char *wisp_hdrs_get(const wisp_hdrs *h, const char *name);
+void wisp_hdrs_cleanup(wisp_hdrs *h);
+
+#endif

@@ -1,0 +1,202 @@
+#include "proxy/wisp_proxy.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/wisp_log.h"
+#include "lib/wisp_mem.h"
+#include "proxy/wisp_conn.h"
+
+#define WISP_ACCEPTS_PER_EVENT 64
+#define WISP_LISTEN_BACKLOG 1024
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
+  wisp_listener *l = w->data;
+  for (int i = 0; i < WISP_ACCEPTS_PER_EVENT; i++) {
+    int fd;
+    wisp_addr peer;
+    wisp_err rc = wisp_net_accept(&fd, l->fd, &peer);
+    if (rc == WISP_ERR_AGAIN) break;
+    if (rc != WISP_OK) {
+      /* EMFILE and friends: log, and let the next readiness event retry. */
+      WISP_WARN("accept on %s failed: %s", l->name, strerror(errno));
+      break;
+    }
+    wisp_conn_accept(l, fd, &peer);
+  }
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
+  wisp_proxy *px = w->data;
+  wisp_conn_flush_all(px);
+  fflush(stdout); /* access log lines, batched per loop iteration */
+  if (px->draining) {
+    bool busy = false;
+    for (wisp_conn *c = px->conns; c && !busy; c = c->next) busy = !c->upstream;
+    if (!busy) ev_break(loop, EVBREAK_ALL);
+  }
+}
+
+static void on_idle(struct ev_loop *loop, ev_idle *w, int revents) { /* wakes the loop: prepare does the work */ }
+
+static void on_reload(struct ev_loop *loop, ev_timer *w, int revents) {
+  wisp_proxy *px = w->data;
+  bool changed = false;
+  char err[512];
+  if (wisp_tls_reload_if_changed(px->tls, &changed, err, sizeof(err)) != WISP_OK) {
+    WISP_ERROR("certificate reload failed, keeping the current certificate: %s", err);
+    return;
+  }
+  if (changed) {
+    const wisp_tls_info *info = wisp_tls_get0_info(px->tls);
+    wisp_json j;
+    wisp_json_begin(&j, "cert");
+    wisp_json_str(&j, "event", "reloaded");
+    wisp_json_str(&j, "spiffe_id", info->spiffe_id);
+    wisp_json_str(&j, "serial", info->serial);
+    wisp_json_str(&j, "not_after", info->not_after);
+    wisp_json_int(&j, "bundle_roots", info->bundle_roots);
+    wisp_json_emit_err(&j);
+  }
+}
+
+static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
+  WISP_WARN("drain timeout reached, closing the remaining connections");
+  ev_break(loop, EVBREAK_ALL);
+}
+
+static void start_drain(wisp_proxy *px) {
+  if (px->draining) return;
+  px->draining = true;
+  WISP_INFO("draining: no new connections, GOAWAY to callers, up to %gs", px->cfg->drain_timeout);
+  for (size_t i = 0; i < px->nlisteners; i++) {
+    ev_io_stop(px->loop, &px->listeners[i].io);
+    close(px->listeners[i].fd);
+    px->listeners[i].fd = -1;
+  }
+  for (wisp_conn *c = px->conns; c; c = c->next) {
+    if (!c->upstream) wisp_conn_drain(c);
+  }
+  ev_timer_set(&px->drain_timer, px->cfg->drain_timeout, 0);
+  ev_timer_start(px->loop, &px->drain_timer);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) { start_drain(w->data); }
+
+static wisp_err add_target(wisp_proxy *px, wisp_target **out, const char *addr, bool tls, const char *id, char *err,
+                           size_t err_len) {
+  wisp_target *t = &px->targets[px->ntargets];
+  if (wisp_addr_parse(&t->addr, addr) != WISP_OK) {
+    snprintf(err, err_len, "bad address %s", addr);
+    return WISP_ERR_USAGE;
+  }
+  t->px = px;
+  t->name = wisp_strdup(addr);
+  t->tls = tls;
+  t->expect_id = id ? wisp_strdup(id) : NULL;
+  px->ntargets++;
+  *out = t;
+  return WISP_OK;
+}
+
+static wisp_err add_listener(wisp_proxy *px, const char *addr, wisp_direction dir, wisp_target *t, char *err,
+                             size_t err_len) {
+  wisp_listener *l = &px->listeners[px->nlisteners];
+  wisp_addr a;
+  if (wisp_addr_parse(&a, addr) != WISP_OK) {
+    snprintf(err, err_len, "bad listen address %s", addr);
+    return WISP_ERR_USAGE;
+  }
+  if (wisp_net_listen(&l->fd, &a, WISP_LISTEN_BACKLOG) != WISP_OK) {
+    snprintf(err, err_len, "cannot listen on %s: %s", addr, strerror(errno));
+    return WISP_ERR_IO;
+  }
+  l->px = px;
+  l->dir = dir;
+  l->name = wisp_strdup(addr);
+  l->target = t;
+  ev_io_init(&l->io, on_accept, l->fd, EV_READ);
+  l->io.data = l;
+  ev_io_start(px->loop, &l->io);
+  px->nlisteners++;
+  return WISP_OK;
+}
+
+static void log_started(const wisp_proxy *px) {
+  const wisp_tls_info *info = wisp_tls_get0_info(px->tls);
+  for (size_t i = 0; i < px->nlisteners; i++) {
+    const wisp_listener *l = &px->listeners[i];
+    wisp_json j;
+    wisp_json_begin(&j, "listener");
+    wisp_json_str(&j, "direction", l->dir == WISP_DIR_INBOUND ? "inbound" : "outbound");
+    wisp_json_str(&j, "listen", l->name);
+    wisp_json_str(&j, "upstream", l->target->name);
+    wisp_json_str(&j, "expect_id", l->target->expect_id);
+    wisp_json_str(&j, "spiffe_id", info->spiffe_id);
+    wisp_json_emit_err(&j);
+  }
+}
+
+wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config *cfg, char *err, size_t err_len) {
+  px->loop = loop;
+  px->cfg = cfg;
+  wisp_tls_opts topts = {.allow_tls12 = cfg->allow_tls12};
+  px->tls = wisp_tls_new(&topts);
+  WISP_GUARD(wisp_tls_load_files(px->tls, cfg->cert, cfg->key, cfg->bundle, err, err_len));
+  size_t n = cfg->nroutes + 1;
+  px->targets = wisp_calloc(n, sizeof(*px->targets));
+  px->listeners = wisp_calloc(n, sizeof(*px->listeners));
+  for (size_t i = 0; i < cfg->nroutes; i++) {
+    wisp_target *t;
+    const wisp_route_cfg *r = &cfg->routes[i];
+    WISP_GUARD(add_target(px, &t, r->peer, true, r->id, err, err_len));
+    WISP_GUARD(add_listener(px, r->listen, WISP_DIR_OUTBOUND, t, err, err_len));
+  }
+  if (cfg->app) {
+    wisp_target *t;
+    WISP_GUARD(add_target(px, &t, cfg->app, false, NULL, err, err_len));
+    WISP_GUARD(add_listener(px, cfg->inbound, WISP_DIR_INBOUND, t, err, err_len));
+  }
+  ev_prepare_init(&px->prepare, on_prepare);
+  px->prepare.data = px;
+  ev_prepare_start(loop, &px->prepare);
+  ev_idle_init(&px->idle, on_idle);
+  ev_timer_init(&px->reload, on_reload, cfg->reload_interval, cfg->reload_interval);
+  px->reload.data = px;
+  if (cfg->reload_interval > 0) ev_timer_start(loop, &px->reload);
+  ev_init(&px->drain_timer, on_drain_timeout);
+  ev_signal_init(&px->sigterm, on_signal, SIGTERM);
+  ev_signal_init(&px->sigint, on_signal, SIGINT);
+  px->sigterm.data = px->sigint.data = px;
+  ev_signal_start(loop, &px->sigterm);
+  ev_signal_start(loop, &px->sigint);
+  /* Handles that only wait must not keep the loop alive past drain. */
+  log_started(px);
+  return WISP_OK;
+}
+
+void wisp_proxy_run(wisp_proxy *px) { ev_run(px->loop, 0); }
+
+void wisp_proxy_cleanup(wisp_proxy *px) {
+  for (wisp_conn *c = px->conns; c; c = c->next) wisp_conn_close(c, NULL);
+  if (px->loop) wisp_conn_flush_all(px);
+  for (size_t i = 0; i < px->nlisteners; i++) {
+    if (px->listeners[i].fd >= 0) {
+      ev_io_stop(px->loop, &px->listeners[i].io);
+      close(px->listeners[i].fd);
+    }
+    free(px->listeners[i].name);
+  }
+  for (size_t i = 0; i < px->ntargets; i++) {
+    free(px->targets[i].name);
+    free(px->targets[i].expect_id);
+  }
+  free(px->listeners);
+  free(px->targets);
+  wisp_tls_free(px->tls);
+  fflush(stdout);
+}

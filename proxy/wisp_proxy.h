@@ -1,0 +1,18 @@
+/* wisp_proxy: the process. Builds listeners and targets from the config,
+ * owns the event loop watchers (flush before sleep, certificate reload,
+ * signals) and runs until SIGTERM/SIGINT has drained it. */
+#ifndef WISP_PROXY_H
+#define WISP_PROXY_H
+
+#include "proxy/internal.h"
+
+/* |px| must be zeroed; |cfg| is borrowed for px's lifetime. On failure |err|
+ * says what (a file, an address) and why. */
+wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config *cfg, char *err,
+                         size_t err_len) WISP_MUST_CHECK;
+/* Runs the loop until drained. */
+void wisp_proxy_run(wisp_proxy *px);
+/* Closes everything; safe on a partly initialised proxy. */
+void wisp_proxy_cleanup(wisp_proxy *px);
+
+#endif

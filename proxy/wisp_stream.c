@@ -1,0 +1,413 @@
+#include "proxy/wisp_stream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/wisp_log.h"
+#include "lib/wisp_mem.h"
+#include "proxy/wisp_conn.h"
+#include "proxy/wisp_pool.h"
+
+/* Flow control keeps a stream's buffer under the window we granted; this
+ * hard cap only guards against a bug, never a peer. */
+#define WISP_BODY_LIMIT (2 * WISP_H2_STREAM_WINDOW)
+
+static ssize_t provide_down(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                            nghttp2_data_source *src, void *user_data);
+static ssize_t provide_up(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                          nghttp2_data_source *src, void *user_data);
+static void dispatch(wisp_stream *s);
+
+/* ---- links between a stream and its connections ---- */
+
+static void link_side(wisp_stream *s, wisp_side side, wisp_conn *c, int32_t id) {
+  wisp_stream_link *l = &s->link[side];
+  l->conn = c;
+  l->id = id;
+  l->prev = NULL;
+  l->next = c->streams;
+  if (c->streams) c->streams->link[side].prev = s;
+  c->streams = s;
+  wisp_conn_stream_added(c);
+}
+
+static void unlink_side(wisp_stream *s, wisp_side side) {
+  wisp_stream_link *l = &s->link[side];
+  wisp_conn *c = l->conn;
+  if (!c) return;
+  if (l->prev) {
+    l->prev->link[side].next = l->next;
+  } else {
+    c->streams = l->next;
+  }
+  if (l->next) l->next->link[side].prev = l->prev;
+  memset(l, 0, sizeof(*l));
+  wisp_conn_stream_removed(c);
+}
+
+/* Tells |side|'s peer it may send |n| more bytes. */
+static void ack_bytes(wisp_stream *s, wisp_side side, size_t n) {
+  wisp_conn *c = s->link[side].conn;
+  if (!c || n == 0) return;
+  nghttp2_session_consume(c->h2, s->link[side].id, n);
+  wisp_conn_mark_dirty(c);
+}
+
+/* Drops what |side| sent that nobody will read, returning its window. */
+static void discard_body(wisp_stream *s, wisp_side side) {
+  ack_bytes(s, side, wisp_buf_len(&s->body[side]));
+  wisp_buf_cleanup(&s->body[side]);
+}
+
+static void reset_side(wisp_stream *s, wisp_side side, uint32_t code) {
+  wisp_conn *c = s->link[side].conn;
+  if (!c) return;
+  nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, s->link[side].id, code);
+  wisp_conn_mark_dirty(c);
+}
+
+static void resume(wisp_stream *s, wisp_side side) {
+  wisp_conn *c = s->link[side].conn;
+  if (!c) return;
+  nghttp2_session_resume_data(c->h2, s->link[side].id); /* fails harmlessly if not deferred */
+  wisp_conn_mark_dirty(c);
+}
+
+/* ---- the log line ---- */
+
+static int status_of(const wisp_stream *s) {
+  if (s->status) return s->status;
+  const char *st = wisp_hdrs_get(&s->hdrs[WISP_UP], ":status");
+  return st ? atoi(st) : 0;
+}
+
+static void stream_log(const wisp_stream *s) {
+  const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
+  const char *authority = wisp_hdrs_get(req, ":authority");
+  const char *grpc = wisp_hdrs_get(&s->trailers[WISP_UP], "grpc-status");
+  if (!grpc) grpc = wisp_hdrs_get(&s->hdrs[WISP_UP], "grpc-status");
+  wisp_json j;
+  wisp_json_begin(&j, "request");
+  wisp_json_str(&j, "direction", s->dir == WISP_DIR_INBOUND ? "inbound" : "outbound");
+  wisp_json_int(&j, "conn", (int64_t)s->down_conn_id);
+  if (s->peer_id[0]) wisp_json_str(&j, "peer_id", s->peer_id);
+  wisp_json_str(&j, "authority", authority ? authority : wisp_hdrs_get(req, "host"));
+  wisp_json_str(&j, "method", wisp_hdrs_get(req, ":method"));
+  wisp_json_str(&j, "path", wisp_hdrs_get(req, ":path"));
+  wisp_json_int(&j, "status", status_of(s));
+  if (grpc) wisp_json_int(&j, "grpc_status", atoi(grpc));
+  if (!grpc && s->grpc_status >= 0) wisp_json_int(&j, "grpc_status", s->grpc_status);
+  wisp_json_int(&j, "bytes_in", (int64_t)s->bytes[WISP_DOWN]);
+  wisp_json_int(&j, "bytes_out", (int64_t)s->bytes[WISP_UP]);
+  wisp_json_double(&j, "duration_ms", (ev_time() - s->started) * 1000.0);
+  wisp_json_str(&j, "upstream", s->target->name);
+  wisp_json_str(&j, "decision", "allow");
+  if (s->error[0]) wisp_json_str(&j, "error", s->error);
+  if (s->reset_code) wisp_json_str(&j, "reset", nghttp2_http2_strerror(s->reset_code));
+  wisp_json_emit(&j);
+}
+
+static void maybe_free(wisp_stream *s) {
+  if (s->link[WISP_DOWN].conn || s->link[WISP_UP].conn) return;
+  stream_log(s);
+  for (int i = 0; i < 2; i++) {
+    wisp_hdrs_cleanup(&s->hdrs[i]);
+    wisp_hdrs_cleanup(&s->trailers[i]);
+    wisp_buf_cleanup(&s->body[i]);
+  }
+  free(s);
+}
+
+/* ---- answers we make ourselves ---- */
+
+/* grpc-message is percent-encoded (gRPC over HTTP/2 spec). */
+static void grpc_percent_encode(char *out, size_t out_len, const char *in) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t o = 0;
+  for (; *in && o + 4 < out_len; in++) {
+    unsigned char c = (unsigned char)*in;
+    if (c >= 0x20 && c <= 0x7e && c != '%') {
+      out[o++] = (char)c;
+    } else {
+      out[o++] = '%';
+      out[o++] = hex[c >> 4];
+      out[o++] = hex[c & 15];
+    }
+  }
+  out[o] = '\0';
+}
+
+/* Answers the caller with |status| and |reason| (body and x-wisp-error), or
+ * for gRPC with UNAVAILABLE and the reason as grpc-message. */
+static void respond_error(wisp_stream *s, int status, const char *reason) {
+  wisp_conn *down = s->link[WISP_DOWN].conn;
+  if (!down || s->resp_started) return;
+  snprintf(s->error, sizeof(s->error), "%s", reason);
+  s->status = s->is_grpc ? 200 : status;
+  discard_body(s, WISP_DOWN);
+  s->discard_req = true;
+  wisp_hdrs h = {0};
+  char num[24], msg[3 * WISP_TLS_REASON_MAX];
+  wisp_err rc;
+  if (s->is_grpc) {
+    grpc_percent_encode(msg, sizeof(msg), reason);
+    s->grpc_status = 14; /* UNAVAILABLE */
+    rc = wisp_hdrs_add_str(&h, ":status", "200");
+    if (rc == WISP_OK) rc = wisp_hdrs_add_str(&h, "content-type", "application/grpc");
+    if (rc == WISP_OK) rc = wisp_hdrs_add_str(&h, "grpc-status", "14");
+    if (rc == WISP_OK) rc = wisp_hdrs_add_str(&h, "grpc-message", msg);
+  } else {
+    snprintf(msg, sizeof(msg), "%s\n", reason);
+    snprintf(num, sizeof(num), "%d", status);
+    rc = wisp_hdrs_add_str(&h, ":status", num);
+    if (rc == WISP_OK) rc = wisp_hdrs_add_str(&h, "content-type", "text/plain; charset=utf-8");
+    snprintf(num, sizeof(num), "%zu", strlen(msg));
+    if (rc == WISP_OK) rc = wisp_hdrs_add_str(&h, "content-length", num);
+    wisp_buf_cleanup(&s->body[WISP_UP]);
+    if (rc == WISP_OK) rc = wisp_buf_append(&s->body[WISP_UP], msg, strlen(msg), WISP_BODY_LIMIT);
+  }
+  if (rc == WISP_OK) rc = wisp_hdrs_add_str(&h, "x-wisp-error", reason);
+  s->eof[WISP_UP] = true;
+  nghttp2_data_provider prd = {.source.ptr = s, .read_callback = provide_down};
+  if (rc != WISP_OK ||
+      nghttp2_submit_response(down->h2, s->link[WISP_DOWN].id, h.nv, h.n, s->is_grpc ? NULL : &prd) != 0) {
+    reset_side(s, WISP_DOWN, NGHTTP2_INTERNAL_ERROR);
+  }
+  wisp_hdrs_cleanup(&h);
+  s->resp_started = true;
+  down->px->stats.responses_error++;
+  wisp_conn_mark_dirty(down);
+}
+
+/* The upstream side ended before a complete response. |reason| NULL: the
+ * upstream reset the stream with |code|, which we carry to the caller. */
+static void upstream_failed(wisp_stream *s, uint32_t code, const char *reason, int status) {
+  if (!s->link[WISP_DOWN].conn) return;
+  if (!s->resp_started) {
+    /* Refused (e.g. crossed a GOAWAY) before any body went out: safe to
+     * try once more on another connection. */
+    if (!reason && code == NGHTTP2_REFUSED_STREAM && s->retries == 0 && s->sent_up == 0) {
+      s->retries++;
+      dispatch(s);
+      return;
+    }
+    if (reason) {
+      respond_error(s, status, reason);
+      return;
+    }
+  }
+  if (reason) snprintf(s->error, sizeof(s->error), "%s", reason);
+  reset_side(s, WISP_DOWN, code ? code : NGHTTP2_INTERNAL_ERROR);
+}
+
+/* ---- request path ---- */
+
+wisp_stream *wisp_stream_new(wisp_conn *down, int32_t id) {
+  wisp_stream *s = wisp_calloc(1, sizeof(*s));
+  s->dir = down->dir;
+  s->target = down->listener->target;
+  s->grpc_status = -1;
+  s->started = ev_time();
+  s->down_conn_id = down->id;
+  if (down->verify.peer_ok) snprintf(s->peer_id, sizeof(s->peer_id), "%s", down->verify.peer.id);
+  link_side(s, WISP_DOWN, down, id);
+  nghttp2_session_set_stream_user_data(down->h2, id, s);
+  down->px->stats.requests++;
+  return s;
+}
+
+static bool name_is(const uint8_t *name, size_t len, const char *lit) {
+  return len == strlen(lit) && memcmp(name, lit, len) == 0;
+}
+
+wisp_err wisp_stream_on_header(wisp_stream *s, wisp_side side, nghttp2_headers_category cat, const uint8_t *name,
+                               size_t name_len, const uint8_t *value, size_t value_len) {
+  bool trailer = s->headers_done[side];
+  /* Only we say who the caller is: a client-supplied XFCC is dropped. */
+  if (side == WISP_DOWN && s->dir == WISP_DIR_INBOUND && name_is(name, name_len, "x-forwarded-client-cert"))
+    return WISP_OK;
+  return wisp_hdrs_add(trailer ? &s->trailers[side] : &s->hdrs[side], name, name_len, value, value_len);
+}
+
+static void dispatch(wisp_stream *s) {
+  const char *ct = wisp_hdrs_get(&s->hdrs[WISP_DOWN], "content-type");
+  s->is_grpc = ct && strncmp(ct, "application/grpc", 16) == 0;
+  char err[WISP_TLS_REASON_MAX];
+  wisp_conn *up = wisp_pool_get(s->target, err, sizeof(err));
+  if (!up) {
+    respond_error(s, 503, err);
+    return;
+  }
+  const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
+  nghttp2_nv nv[WISP_HDRS_MAX_FIELDS + 1];
+  memcpy(nv, req->nv, req->n * sizeof(*nv));
+  size_t n = req->n;
+  char xfcc[2 * WISP_SPIFFE_MAX + 16];
+  if (s->dir == WISP_DIR_INBOUND && s->peer_id[0]) {
+    int len = snprintf(xfcc, sizeof(xfcc), "By=%s;URI=%s", wisp_tls_get0_info(up->px->tls)->spiffe_id, s->peer_id);
+    nv[n++] = (nghttp2_nv){(uint8_t *)"x-forwarded-client-cert", (uint8_t *)xfcc, 23, (size_t)len,
+                           NGHTTP2_NV_FLAG_NONE};
+  }
+  bool no_body = s->eof[WISP_DOWN] && wisp_buf_len(&s->body[WISP_DOWN]) == 0 && s->trailers[WISP_DOWN].n == 0;
+  nghttp2_data_provider prd = {.source.ptr = s, .read_callback = provide_up};
+  int32_t id = nghttp2_submit_request(up->h2, NULL, nv, n, no_body ? NULL : &prd, s);
+  if (id < 0) {
+    snprintf(err, sizeof(err), "cannot open a stream to %s: %s", s->target->name, nghttp2_strerror(id));
+    respond_error(s, 502, err);
+    return;
+  }
+  link_side(s, WISP_UP, up, id);
+  wisp_conn_mark_dirty(up);
+}
+
+/* ---- response path ---- */
+
+static void start_response(wisp_stream *s) {
+  wisp_conn *up = s->link[WISP_UP].conn;
+  wisp_conn *down = s->link[WISP_DOWN].conn;
+  if (s->dir == WISP_DIR_OUTBOUND && up && up->verify.peer_ok)
+    snprintf(s->peer_id, sizeof(s->peer_id), "%s", up->verify.peer.id);
+  if (!down || s->resp_started) return;
+  nghttp2_data_provider prd = {.source.ptr = s, .read_callback = provide_down};
+  const wisp_hdrs *h = &s->hdrs[WISP_UP];
+  if (nghttp2_submit_response(down->h2, s->link[WISP_DOWN].id, h->nv, h->n, s->eof[WISP_UP] ? NULL : &prd) != 0) {
+    reset_side(s, WISP_DOWN, NGHTTP2_INTERNAL_ERROR);
+    reset_side(s, WISP_UP, NGHTTP2_CANCEL);
+    return;
+  }
+  s->resp_started = true;
+  wisp_conn_mark_dirty(down);
+}
+
+static bool informational(const wisp_stream *s) {
+  const char *st = wisp_hdrs_get(&s->hdrs[WISP_UP], ":status");
+  return st && st[0] == '1' && strlen(st) == 3;
+}
+
+void wisp_stream_on_headers_done(wisp_stream *s, wisp_side side, bool end_stream) {
+  if (!s->headers_done[side]) {
+    if (side == WISP_UP && informational(s)) {
+      wisp_hdrs_cleanup(&s->hdrs[WISP_UP]); /* 1xx: wait for the final response */
+      return;
+    }
+    s->headers_done[side] = true;
+    s->eof[side] = end_stream;
+    if (side == WISP_DOWN) {
+      dispatch(s);
+    } else {
+      start_response(s);
+    }
+    return;
+  }
+  s->eof[side] = true; /* trailers end the stream */
+  resume(s, WISP_OTHER(side));
+}
+
+/* ---- bodies ---- */
+
+void wisp_stream_on_data(wisp_stream *s, wisp_side side, const uint8_t *data, size_t len) {
+  wisp_side out = WISP_OTHER(side);
+  s->bytes[side] += len;
+  bool wanted = s->link[out].conn != NULL && !(side == WISP_DOWN && s->discard_req);
+  if (!wanted) {
+    ack_bytes(s, side, len);
+    return;
+  }
+  if (wisp_buf_append(&s->body[side], data, len, WISP_BODY_LIMIT) != WISP_OK) {
+    ack_bytes(s, side, len);
+    reset_side(s, side, NGHTTP2_FLOW_CONTROL_ERROR);
+    return;
+  }
+  resume(s, out);
+}
+
+void wisp_stream_on_end(wisp_stream *s, wisp_side side) {
+  s->eof[side] = true;
+  resume(s, WISP_OTHER(side));
+}
+
+/* Moves bytes that arrived on the other side out on side |out|. */
+static ssize_t provide(wisp_stream *s, wisp_side out, uint8_t *buf, size_t len, uint32_t *flags) {
+  wisp_side in = WISP_OTHER(out);
+  size_t n = wisp_buf_read(&s->body[in], buf, len);
+  ack_bytes(s, in, n);
+  if (out == WISP_UP) s->sent_up += n;
+  if (wisp_buf_len(&s->body[in]) == 0 && s->eof[in]) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    const wisp_hdrs *t = &s->trailers[in];
+    wisp_conn *dst = s->link[out].conn;
+    if (t->n && dst && nghttp2_submit_trailer(dst->h2, s->link[out].id, t->nv, t->n) == 0)
+      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    return (ssize_t)n;
+  }
+  return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+}
+
+static ssize_t provide_down(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                            nghttp2_data_source *src, void *user_data) {
+  return provide(src->ptr, WISP_DOWN, buf, len, flags);
+}
+
+static ssize_t provide_up(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                          nghttp2_data_source *src, void *user_data) {
+  return provide(src->ptr, WISP_UP, buf, len, flags);
+}
+
+/* ---- endings ---- */
+
+void wisp_stream_on_response_sent(wisp_stream *s) {
+  /* A complete response while the request is still arriving: ask the
+   * client to stop sending, without error (RFC 9113, 8.1). */
+  if (!s->eof[WISP_DOWN]) {
+    s->discard_req = true;
+    discard_body(s, WISP_DOWN);
+    reset_side(s, WISP_DOWN, NGHTTP2_NO_ERROR);
+  }
+}
+
+/* The downstream stream is gone: nothing more will be read from upstream. */
+static void down_gone(wisp_stream *s, uint32_t code) {
+  discard_body(s, WISP_UP);
+  bool complete = s->eof[WISP_DOWN] && s->eof[WISP_UP] && code == NGHTTP2_NO_ERROR;
+  if (!complete) reset_side(s, WISP_UP, code ? code : NGHTTP2_CANCEL);
+}
+
+void wisp_stream_on_close(wisp_stream *s, wisp_side side, uint32_t error_code) {
+  wisp_conn *c = s->link[side].conn;
+  /* Bytes still buffered from a closed stream will be forwarded without a
+   * stream to acknowledge them to: return them to the connection now. */
+  size_t left = wisp_buf_len(&s->body[side]);
+  if (c && left) {
+    nghttp2_session_consume_connection(c->h2, left);
+    wisp_conn_mark_dirty(c);
+  }
+  if (error_code) s->reset_code = error_code;
+  unlink_side(s, side);
+  if (side == WISP_UP) {
+    if (!s->eof[WISP_UP]) upstream_failed(s, error_code, NULL, 0);
+  } else {
+    down_gone(s, error_code);
+  }
+  maybe_free(s);
+}
+
+void wisp_stream_conn_gone(wisp_conn *c) {
+  wisp_side side = c->upstream ? WISP_UP : WISP_DOWN;
+  char reason[WISP_TLS_REASON_MAX + 64];
+  if (c->upstream) {
+    snprintf(reason, sizeof(reason), "upstream %s: %s", c->target->name,
+             c->close_reason[0] ? c->close_reason : "connection closed");
+  }
+  wisp_stream *s;
+  while ((s = c->streams) != NULL) {
+    /* Buffered bytes stay: a complete response is still delivered. */
+    unlink_side(s, side);
+    if (side == WISP_UP) {
+      if (!s->eof[WISP_UP]) upstream_failed(s, NGHTTP2_INTERNAL_ERROR, reason, wisp_conn_fail_status(c));
+    } else {
+      down_gone(s, NGHTTP2_CANCEL);
+    }
+    maybe_free(s);
+  }
+}

@@ -1,0 +1,29 @@
+/* wisp_stream: one proxied request, bridging a downstream HTTP/2 stream to
+ * an upstream one. Headers, body and trailers flow through bounded buffers;
+ * bytes are acknowledged (nghttp2_session_consume) to the side they came
+ * from only when the other side has taken them, so a slow reader slows the
+ * writer and memory per stream is bounded by the window we granted. Resets
+ * are carried across; an upstream that cannot be reached or verified gets
+ * the caller a 502/503 that says why, in words and in x-wisp-error. */
+#ifndef WISP_STREAM_H
+#define WISP_STREAM_H
+
+#include "proxy/internal.h"
+
+/* A request began on downstream connection |down|; the stream is attached
+ * to it as nghttp2 stream user data and freed by the library's callbacks. */
+wisp_stream *wisp_stream_new(wisp_conn *down, int32_t id);
+
+wisp_err wisp_stream_on_header(wisp_stream *s, wisp_side side, nghttp2_headers_category cat, const uint8_t *name,
+                               size_t name_len, const uint8_t *value, size_t value_len) WISP_MUST_CHECK;
+void wisp_stream_on_headers_done(wisp_stream *s, wisp_side side, bool end_stream);
+void wisp_stream_on_data(wisp_stream *s, wisp_side side, const uint8_t *data, size_t len);
+void wisp_stream_on_end(wisp_stream *s, wisp_side side);
+void wisp_stream_on_close(wisp_stream *s, wisp_side side, uint32_t error_code);
+/* The last frame of the response went out downstream. */
+void wisp_stream_on_response_sent(wisp_stream *s);
+
+/* |c| is going away: every stream on it lets go of that side. */
+void wisp_stream_conn_gone(wisp_conn *c);
+
+#endif
