@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# HTTP/2 through a wisp pair with real clients: curl, nghttp, h2load, node.
+# app <- h2c <- wisp(orders, inbound) <= mTLS <= wisp(frontend, route) <- h2c <- client
+source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
+WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
+make_pki
+start_pair || { not_ok "pair starts"; finish; }
+OUT=http://127.0.0.1:$OUT_PORT
+
+# --- basic request, identity header ---
+body=$(h2get "$OUT/hello")
+expect_match "curl GET through the pair" '"path":"/hello"' "$body"
+expect_match "inbound adds x-forwarded-client-cert with both identities" \
+  "\"x-forwarded-client-cert\":\"By=$TD/ns/shop/sa/orders;URI=$TD/ns/shop/sa/frontend\"" "$body"
+body=$(h2get -H 'x-forwarded-client-cert: By=spiffe://evil/x;URI=spiffe://evil/admin' "$OUT/hello")
+expect_match "a caller-supplied x-forwarded-client-cert is replaced" \
+  "\"x-forwarded-client-cert\":\"By=$TD/ns/shop/sa/orders;URI=$TD/ns/shop/sa/frontend\"" "$body"
+if printf '%s' "$body" | grep -q 'spiffe://evil'; then not_ok "spoofed identity never reaches the app"; else ok "spoofed identity never reaches the app"; fi
+
+out=$(nghttp -v "$OUT/hello" 2>&1)
+expect_match "nghttp GET through the pair" ':status: 200' "$out"
+expect_match "nghttp sees the app's body" '"path":"/hello"' "$out"
+
+# --- the access log ---
+sleep 0.2
+line=$(grep '"path":"/hello"' "$WORK/server.out" | head -1)
+expect_match "inbound log names the caller's SPIFFE ID" "\"peer_id\":\"$TD/ns/shop/sa/frontend\"" "$line"
+line=$(grep '"path":"/hello"' "$WORK/client.out" | head -1)
+expect_match "outbound log names the verified upstream ID" "\"peer_id\":\"$TD/ns/shop/sa/orders\"" "$line"
+expect_match "log line has status, method, bytes, duration, upstream" \
+  '"method":"GET".*"status":200.*"bytes_out":[0-9]+.*"duration_ms":[0-9.]+.*"upstream":"127.0.0.1:' "$line"
+
+# --- h2load: 100 concurrent streams on one connection, and 10 connections ---
+out=$(h2load -n 5000 -c 1 -m 100 "$OUT/" 2>&1)
+expect_match "h2load 100 concurrent streams: all 5000 succeed" '5000 succeeded, 0 failed, 0 errored, 0 timeout' "$out"
+out=$(h2load -n 5000 -c 10 -m 10 "$OUT/" 2>&1)
+expect_match "h2load 10 connections x 10 streams: all succeed" '5000 succeeded, 0 failed, 0 errored, 0 timeout' "$out"
+sleep 0.3
+conns=$(grep '"type":"request"' "$WORK/server.out" | grep -o '"conn":[0-9]*' | sort -u | wc -l)
+if [ "$conns" -ge 1 ] && [ "$conns" -le 4 ]; then
+  ok "streams of many callers share a small upstream pool ($conns mTLS connections)"
+else
+  not_ok "streams of many callers share a small upstream pool" "$conns inbound connections"
+fi
+
+# --- bodies keep their bytes ---
+for size in 0 1 16384 67108864; do
+  head -c "$size" /dev/urandom >"$WORK/body.bin"
+  want=$(sha256sum <"$WORK/body.bin" | cut -c1-64)
+  got=$(h2get --data-binary @"$WORK/body.bin" "$OUT/echo" | sha256sum | cut -c1-64)
+  expect_eq "POST /echo of $size bytes returns the same SHA-256" "$want" "$got"
+  got=$(h2get --data-binary @"$WORK/body.bin" "$OUT/sha256")
+  expect_eq "app receives $size bytes with the same SHA-256" "$want $size" "$got"
+done
+rm -f "$WORK/body.bin"
+
+# --- trailers, resets, GOAWAY ---
+out=$(nghttp -v "$OUT/trailers" 2>&1)
+expect_match "response trailers are carried through" 'x-trailer-test: yes' "$out"
+out=$(node "$NODE_DIR/h2_trailers_client.js" "$OUT" 2>&1)
+expect_match "request trailers are carried through" 'x-echo-x-req-trailer: hello' "$out"
+out=$(h2get -o /dev/null -w '%{http_code}' "$OUT/reset" 2>&1; echo " exit=$?")
+expect_match "an upstream RST_STREAM reaches the caller as a stream error" 'exit=92' "$out"
+sleep 0.2
+expect_match "the reset is logged with its code" '"path":"/reset".*"reset":"INTERNAL_ERROR"' "$(grep '/reset' "$WORK/client.out")"
+h2get -o /dev/null "$OUT/goaway"
+out=$(h2load -n 200 -c 2 -m 10 "$OUT/" 2>&1)
+expect_match "after the app sends GOAWAY, new requests still succeed" '200 succeeded, 0 failed' "$out"
+h2get --max-time 1 -o /dev/null "$OUT/slow?ms=4000"
+sleep 0.3
+expect_match "a caller that gives up cancels the upstream stream" '"path":"/slow\?ms=4000".*"reset":"CANCEL"' \
+  "$(grep 'slow?ms=4000' "$WORK/server.out")"
+
+# --- flow control: 1 GiB each way with bounded memory ---
+max_rss() { # max_rss PID... while the background job $1 runs
+  local job=$1 m=0 r p
+  shift
+  while kill -0 "$job" 2>/dev/null; do
+    for p in "$@"; do
+      r=$(rss_kb "$p")
+      [ "${r:-0}" -gt "$m" ] && m=$r
+    done
+    sleep 0.1
+  done
+  echo "$m"
+}
+GIB=1073741824
+want=$(h2get "http://127.0.0.1:$APP_PORT/bytes?n=$GIB" | sha256sum | cut -c1-64)
+(h2get "$OUT/bytes?n=$GIB" | sha256sum | cut -c1-64 >"$WORK/dl.sha") &
+job=$!
+peak=$(max_rss "$job" "$PID_client" "$PID_server")
+wait "$job"
+expect_eq "a 1 GiB response arrives intact" "$want" "$(cat "$WORK/dl.sha")"
+if [ "$peak" -lt 20480 ]; then ok "1 GiB response: proxy RSS stays under 20 MB (peak ${peak} KB)"; else not_ok "1 GiB response: proxy RSS under 20 MB" "peak ${peak} KB"; fi
+(head -c $GIB /dev/zero | h2get -X POST -T - "$OUT/sha256" >"$WORK/ul.sha") &
+job=$!
+peak=$(max_rss "$job" "$PID_client" "$PID_server")
+wait "$job"
+want=$(head -c $GIB /dev/zero | sha256sum | cut -c1-64)
+expect_eq "a 1 GiB upload arrives intact" "$want $GIB" "$(cat "$WORK/ul.sha")"
+if [ "$peak" -lt 20480 ]; then ok "1 GiB upload: proxy RSS stays under 20 MB (peak ${peak} KB)"; else not_ok "1 GiB upload: proxy RSS under 20 MB" "peak ${peak} KB"; fi
+# A slow reader: the app must be slowed down, not buffered for.
+(h2get --limit-rate 4M "$OUT/bytes?n=67108864" | sha256sum >/dev/null) &
+job=$!
+sleep 3
+a=$(rss_kb "$PID_client")
+b=$(rss_kb "$PID_server")
+wait "$job"
+if [ "$a" -lt 20480 ] && [ "$b" -lt 20480 ]; then ok "a slow reader does not make the proxies buffer (${a} KB, ${b} KB)"; else not_ok "slow reader bounded" "${a} KB ${b} KB"; fi
+
+# --- plain-words errors for the caller ---
+BAD_PORT=$(free_port)
+DEAD_PORT=$(free_port)
+p=$WORK/pki
+start_proxy wrongid --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" \
+  --route "127.0.0.1:$BAD_PORT=127.0.0.1:$IN_PORT,id=$TD/ns/shop/sa/payments" \
+  --route "127.0.0.1:$DEAD_PORT=127.0.0.1:$(free_port)"
+wait_port "$BAD_PORT"
+out=$(curl -si --http2-prior-knowledge "http://127.0.0.1:$BAD_PORT/x")
+expect_match "wrong upstream identity: 502" '^HTTP/2 502' "$out"
+expect_match "wrong upstream identity: x-wisp-error names both IDs" \
+  "x-wisp-error: .*peer presented $TD/ns/shop/sa/orders, route expects $TD/ns/shop/sa/payments" "$out"
+out=$(curl -si --http2-prior-knowledge "http://127.0.0.1:$DEAD_PORT/x")
+expect_match "unreachable upstream: 503" '^HTTP/2 503' "$out"
+expect_match "unreachable upstream: x-wisp-error says connection refused" 'x-wisp-error: .*cannot connect to .*Connection refused' "$out"
+
+stop_proxy client
+stop_proxy server
+stop_proxy wrongid
+finish

@@ -1,0 +1,177 @@
+# Shared helpers for wisp's integration tests (sourced, bash).
+# Every test prints TAP lines ("ok - name" / "not ok - name: why"); the
+# runner counts them. Everything a test starts is tracked by PID and stopped
+# on exit, pass or fail; servers bind 127.0.0.1 only.
+
+set -u
+WISP_SRC=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)
+PKI="$WISP_SRC/deploy/wisp-pki.sh"
+NODE_DIR="$WISP_SRC/tests/node"
+TD=spiffe://shop.local
+
+# The proxy binary: given by Bazel as $1 (runfiles path), or the built one.
+wisp_find_proxy() {
+  local cand
+  for cand in "${WISP_PROXY_BIN:-}" "$@" "$WISP_SRC/bazel-bin/proxy/wisp-proxy"; do
+    if [ -n "$cand" ] && [ -x "$cand" ]; then
+      readlink -f "$cand"
+      return 0
+    fi
+  done
+  echo "wisp-proxy binary not found (bazel build //proxy:wisp-proxy)" >&2
+  return 1
+}
+
+WORK=$(mktemp -d "${TEST_TMPDIR:-/tmp}/wisp-it.XXXXXX")
+PIDS=()
+PROXY_PIDS=()
+PASS=0
+FAIL=0
+
+ok() { PASS=$((PASS + 1)); echo "ok - $1"; }
+not_ok() {
+  FAIL=$((FAIL + 1))
+  echo "not ok - $1${2:+: $2}"
+}
+# check NAME CMD...: runs CMD, ok if it succeeds.
+check() {
+  local name=$1
+  shift
+  if "$@"; then ok "$name"; else not_ok "$name" "command failed: $*"; fi
+}
+# expect_eq NAME WANT GOT
+expect_eq() {
+  if [ "$2" == "$3" ]; then ok "$1"; else not_ok "$1" "want [$2] got [$3]"; fi
+}
+# expect_match NAME REGEX TEXT
+expect_match() {
+  if printf '%s' "$3" | grep -Eq -- "$2"; then ok "$1"; else not_ok "$1" "[$3] does not match /$2/"; fi
+}
+
+# A free TCP port on 127.0.0.1 (bounded tries).
+free_port() {
+  local p i
+  for i in $(seq 1 200); do
+    p=$((20000 + RANDOM % 40000))
+    if ! ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# wait_port PORT [SECONDS]: until something listens on 127.0.0.1:PORT.
+wait_port() {
+  local port=$1 deadline=$((SECONDS + ${2:-20}))
+  while [ $SECONDS -lt $deadline ]; do
+    ss -Htln "sport = :$port" 2>/dev/null | grep -q . && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on port $port after ${2:-20}s" >&2
+  return 1
+}
+
+# wait_for SECONDS CMD...: until CMD succeeds (bounded).
+wait_for() {
+  local deadline=$((SECONDS + $1))
+  shift
+  while [ $SECONDS -lt $deadline ]; do
+    "$@" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# ---- PKI ----
+# make_pki: a CA and SVIDs for frontend and orders in $WORK/pki.
+make_pki() {
+  local d=$WORK/pki
+  mkdir -p "$d"
+  bash "$PKI" ca "$d/ca" >/dev/null
+  bash "$PKI" svid "$d/ca" "$d/frontend" "$TD/ns/shop/sa/frontend" >/dev/null
+  bash "$PKI" svid "$d/ca" "$d/orders" "$TD/ns/shop/sa/orders" >/dev/null
+}
+
+# ---- processes ----
+start_bg() { # start_bg LOGPREFIX CMD... ; sets LAST_PID
+  "${@:2}" >"$1.out" 2>"$1.err" &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+}
+
+# start_app NAME PORT: the node h2c test app.
+start_app() {
+  start_bg "$WORK/$1" node "$NODE_DIR/app.js" --port "$2" --name "$1"
+  wait_port "$2"
+}
+
+# start_proxy NAME ARGS...: a wisp-proxy; logs in $WORK/NAME.out/.err.
+start_proxy() {
+  local name=$1
+  shift
+  start_bg "$WORK/$name" "$WISP_PROXY" "$@"
+  PROXY_PIDS+=("$LAST_PID:$name")
+  eval "PID_$name=$LAST_PID"
+}
+
+# start_pair: app, server-side proxy (orders) and client-side proxy
+# (frontend) with a route to it. Sets APP_PORT, IN_PORT, OUT_PORT.
+start_pair() {
+  APP_PORT=$(free_port)
+  IN_PORT=$(free_port)
+  OUT_PORT=$(free_port)
+  local p=$WORK/pki
+  start_app app "$APP_PORT" || return 1
+  start_proxy server --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" \
+    --inbound "127.0.0.1:$IN_PORT" --app "127.0.0.1:$APP_PORT" "$@"
+  start_proxy client --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" \
+    --route "127.0.0.1:$OUT_PORT=127.0.0.1:$IN_PORT,id=$TD/ns/shop/sa/orders" "$@"
+  wait_port "$IN_PORT" && wait_port "$OUT_PORT"
+}
+
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# stop_proxy NAME: SIGTERM, and assert a clean exit (0, no sanitizer report).
+stop_proxy() {
+  local name=$1 pid entry rc
+  pid=$(eval "echo \${PID_$name:-}")
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid"
+  rc=$?
+  eval "PID_$name="
+  if [ "$rc" -eq 0 ] && ! grep -Eq 'AddressSanitizer|LeakSanitizer|runtime error:' "$WORK/$name.err"; then
+    ok "$name proxy exits 0 on SIGTERM, sanitizer clean"
+  else
+    not_ok "$name proxy exits 0 on SIGTERM, sanitizer clean" "exit $rc; $(grep -E -m3 'Sanitizer|runtime error' "$WORK/$name.err" | tr '\n' ' ')"
+    sed 's/^/# /' "$WORK/$name.err" | tail -40
+  fi
+}
+
+cleanup() {
+  local entry pid
+  for entry in "${PROXY_PIDS[@]}"; do
+    name=${entry#*:}
+    pid=$(eval "echo \${PID_$name:-}")
+    [ -n "$pid" ] && stop_proxy "$name"
+  done
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+  if [ "${KEEP_WORK:-0}" != 1 ]; then rm -rf "$WORK"; fi
+}
+
+finish() {
+  cleanup
+  trap - EXIT
+  echo "# $PASS passed, $FAIL failed"
+  [ "$FAIL" -eq 0 ]
+  exit $?
+}
+trap 'cleanup' EXIT
+
+# h2c request through curl; prints the body. Extra args are passed on.
+h2get() { curl -s --max-time 30 --http2-prior-knowledge "$@"; }
+
+# Log lines of a proxy matching a jq-free grep.
+log_of() { cat "$WORK/$1.out"; }
