@@ -68,7 +68,7 @@ static void set_reason(wisp_tls_verify *v, const char *fmt, const char *a, const
 }
 
 /* Turns an X.509 verification error into words a mesh operator can act on. */
-static void describe_x509_error(wisp_tls_verify *v, int err, X509 *cert) {
+static void describe_x509_error(wisp_tls_verify *v, X509_STORE_CTX *st, int err, X509 *cert) {
   char who[WISP_SPIFFE_MAX + 16] = "peer";
   char when[64] = "";
   if (cert) wisp_spiffe_describe_cert(cert, who, sizeof(who));
@@ -89,6 +89,11 @@ static void describe_x509_error(wisp_tls_verify *v, int err, X509 *cert) {
     case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
     case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN: {
       char issuer[256] = "?";
+      if (cert && X509_NAME_cmp(X509_get_subject_name(cert), X509_get_issuer_name(cert)) == 0 &&
+          X509_STORE_CTX_get_error_depth(st) == 0) {
+        set_reason(v, "%s presented a self-signed certificate%s, not one issued by the trust bundle", who, "");
+        break;
+      }
       if (cert) X509_NAME_oneline(X509_get_issuer_name(cert), issuer, sizeof(issuer));
       set_reason(v, "certificate of %s was issued by a CA that is not in the trust bundle (issuer %s)", who,
                  issuer);
@@ -129,7 +134,7 @@ static int verify_cb(int ok, X509_STORE_CTX *st) {
   if (!v) return 0;
   X509 *cert = X509_STORE_CTX_get_current_cert(st);
   if (!ok) {
-    describe_x509_error(v, X509_STORE_CTX_get_error(st), cert);
+    describe_x509_error(v, st, X509_STORE_CTX_get_error(st), cert);
     return 0;
   }
   if (X509_STORE_CTX_get_error_depth(st) == 0 && !check_leaf_identity(v, cert)) {

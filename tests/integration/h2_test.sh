@@ -91,14 +91,14 @@ job=$!
 peak=$(max_rss "$job" "$PID_client" "$PID_server")
 wait "$job"
 expect_eq "a 1 GiB response arrives intact" "$want" "$(cat "$WORK/dl.sha")"
-if [ "$peak" -lt 20480 ]; then ok "1 GiB response: proxy RSS stays under 20 MB (peak ${peak} KB)"; else not_ok "1 GiB response: proxy RSS under 20 MB" "peak ${peak} KB"; fi
+expect_rss_under "1 GiB response: proxy RSS stays under 20 MB" 20480 "$peak"
 (head -c $GIB /dev/zero | h2get -X POST -T - "$OUT/sha256" >"$WORK/ul.sha") &
 job=$!
 peak=$(max_rss "$job" "$PID_client" "$PID_server")
 wait "$job"
 want=$(head -c $GIB /dev/zero | sha256sum | cut -c1-64)
 expect_eq "a 1 GiB upload arrives intact" "$want $GIB" "$(cat "$WORK/ul.sha")"
-if [ "$peak" -lt 20480 ]; then ok "1 GiB upload: proxy RSS stays under 20 MB (peak ${peak} KB)"; else not_ok "1 GiB upload: proxy RSS under 20 MB" "peak ${peak} KB"; fi
+expect_rss_under "1 GiB upload: proxy RSS stays under 20 MB" 20480 "$peak"
 # A slow reader: the app must be slowed down, not buffered for.
 (h2get --limit-rate 4M "$OUT/bytes?n=67108864" | sha256sum >/dev/null) &
 job=$!
@@ -106,7 +106,8 @@ sleep 3
 a=$(rss_kb "$PID_client")
 b=$(rss_kb "$PID_server")
 wait "$job"
-if [ "$a" -lt 20480 ] && [ "$b" -lt 20480 ]; then ok "a slow reader does not make the proxies buffer (${a} KB, ${b} KB)"; else not_ok "slow reader bounded" "${a} KB ${b} KB"; fi
+expect_rss_under "a slow reader does not make the client proxy buffer" 20480 "$a"
+expect_rss_under "a slow reader does not make the server proxy buffer" 20480 "$b"
 
 # --- plain-words errors for the caller ---
 BAD_PORT=$(free_port)

@@ -29,6 +29,20 @@ PASS=0
 FAIL=0
 
 ok() { PASS=$((PASS + 1)); echo "ok - $1"; }
+# skip NAME WHY: a TAP skip (counted as skipped by the runner).
+skip() { echo "ok - $1 # SKIP $2"; }
+# Memory numbers mean nothing under ASan (shadow memory, quarantine).
+SANITIZED=${WISP_SANITIZED:-0}
+# expect_rss_under NAME KB PEAK_KB
+expect_rss_under() {
+  if [ "$SANITIZED" = 1 ]; then
+    skip "$1" "RSS is not meaningful under AddressSanitizer"
+  elif [ "$3" -lt "$2" ]; then
+    ok "$1 (peak $3 KB)"
+  else
+    not_ok "$1" "peak $3 KB"
+  fi
+}
 not_ok() {
   FAIL=$((FAIL + 1))
   echo "not ok - $1${2:+: $2}"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what wisp needs to build, test and run its demo on Debian 12:
+# Debian packages (apt) and the Node test peers (npm, pinned by
+# tests/node/package-lock.json). Idempotent; quiet when all is there.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/.."
+
+PKGS=(
+  build-essential bazel-bootstrap
+  android-libboringssl-dev libev-dev libnghttp2-dev
+  libprotobuf-c-dev protobuf-c-compiler libyaml-dev libcmocka-dev
+  curl openssl ca-certificates nghttp2-client nghttp2-server haproxy
+  iproute2 iptables procps
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+# Node may come from Debian (nodejs + npm) or elsewhere with npm bundled.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}" >&2
+  SUDO=()
+  [ "$(id -u)" -eq 0 ] || SUDO=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get update -qq
+  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -d tests/node/node_modules/@grpc/grpc-js ]; then
+  echo "install-deps: npm ci in tests/node" >&2
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The mTLS cases every deployment must pass, with openssl s_client and curl
+# against the inbound listener; bad input; certificate reload.
+source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
+WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
+make_pki
+p=$WORK/pki
+bash "$PKI" svid - "$p/self" "$TD/ns/shop/sa/frontend" --self-signed >/dev/null
+bash "$PKI" ca "$p/other-ca" >/dev/null
+bash "$PKI" svid "$p/other-ca" "$p/rogue" "$TD/ns/shop/sa/frontend" >/dev/null
+bash "$PKI" svid "$p/ca" "$p/expired" "$TD/ns/shop/sa/frontend" --expired >/dev/null
+bash "$PKI" svid "$p/ca" "$p/stranger" "spiffe://elsewhere.local/ns/x/sa/y" >/dev/null
+start_pair --handshake-timeout 2 || { not_ok "pair starts"; finish; }
+
+# s_client CERTNAME [extra args]: sends an HTTP/2 preface after the
+# handshake and prints what openssl saw (TLS 1.3 client-cert refusals arrive
+# as an alert after the client's Finished).
+s_client() {
+  local name=$1 certargs=()
+  shift
+  [ "$name" != none ] && certargs=(-cert "$p/$name.crt" -key "$p/$name.key")
+  (printf 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\4\0\0\0\0\0'; sleep 1) |
+    timeout 10 openssl s_client -connect "127.0.0.1:$IN_PORT" -alpn h2 -CAfile "$p/ca/ca.crt" \
+      "${certargs[@]}" "$@" 2>&1 | tr -d '\0'
+}
+# curl_in CERTNAME: an HTTPS request straight to the inbound listener.
+# (-k: the sidecar's SVID has no DNS name to check; its chain is what the
+# s_client cases verify.)
+curl_in() {
+  local certargs=()
+  [ "$1" != none ] && certargs=(--cert "$WORK/pki/$1.crt" --key "$WORK/pki/$1.key")
+  curl -sk --max-time 10 --http2 "${certargs[@]}" -o /dev/null -w '%{http_code}' "https://127.0.0.1:$IN_PORT/mtls-$1"
+}
+refusal_logged() { # refusal_logged REGEX: the server logged a refused connection for it
+  wait_for 5 grep -Eq "\"event\":\"refused\".*\"reason\":\"[^\"]*$1" "$WORK/server.out"
+}
+
+out=$(s_client frontend)
+if printf '%s' "$out" | grep -q 'Verify return code: 0 (ok)' && ! printf '%s' "$out" | grep -qi 'alert'; then
+  ok "s_client with a valid SVID from the trust domain is served"
+else
+  not_ok "s_client with a valid SVID is served" "$(printf '%s' "$out" | grep -ai -m2 'alert\|error')"
+fi
+expect_match "s_client negotiates ALPN h2 and TLS 1.3" 'ALPN protocol: h2' "$out"
+expect_eq "curl with a valid SVID gets 200" 200 "$(curl_in frontend)"
+
+for case in "self|self-signed certificate|a self-signed client certificate" \
+  "rogue|not in the trust bundle|a certificate from an unknown CA" \
+  "none|presented no client certificate|no client certificate" \
+  "expired|expired at|an expired certificate" \
+  "stranger|outside our trust domain|an SVID from another trust domain"; do
+  IFS='|' read -r name why what <<<"$case"
+  out=$(s_client "$name")
+  expect_match "s_client with $what is refused with a TLS alert" 'alert' "$out"
+  check "$what: the refusal is logged with the reason ($why)" refusal_logged "$why"
+  code=$(curl_in "$name")
+  expect_eq "curl with $what gets no response" 000 "$code"
+done
+if grep -q '/mtls-self\|/mtls-rogue\|/mtls-none\|/mtls-expired\|/mtls-stranger' "$WORK/app.err" "$WORK/server.out"; then
+  not_ok "no refused caller's request reached the app"
+else
+  ok "no refused caller's request reached the app"
+fi
+
+out=$(s_client frontend -tls1_2)
+expect_match "a TLS 1.2-only client is refused by default" 'alert protocol version' "$out"
+check "TLS 1.2 refusal is logged" refusal_logged "does not support TLS 1.3"
+T12=$(free_port)
+start_proxy tls12 --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" \
+  --inbound "127.0.0.1:$T12" --app "127.0.0.1:$APP_PORT" --allow-tls12
+wait_port "$T12"
+code=$(curl -sk --max-time 10 --http2 --tls-max 1.2 --cert "$p/frontend.crt" --key "$p/frontend.key" \
+  -o /dev/null -w '%{http_code}' "https://127.0.0.1:$T12/")
+expect_eq "--allow-tls12 serves a TLS 1.2 client" 200 "$code"
+stop_proxy tls12
+
+# --- bad input, while other clients carry on ---
+h2load -D 8 -c 2 -m 2 "http://127.0.0.1:$OUT_PORT/" >"$WORK/bg.h2load" 2>&1 &
+BG=$!
+PIDS+=("$BG")
+head -c 4096 /dev/urandom >"$WORK/random.bin"
+# random bytes at both listeners
+(exec 3<>"/dev/tcp/127.0.0.1/$IN_PORT" && cat "$WORK/random.bin" >&3 && timeout 5 cat <&3 >/dev/null) 2>/dev/null
+check "random bytes on the mTLS port: refused and logged" refusal_logged "TLS|did not speak TLS"
+(exec 3<>"/dev/tcp/127.0.0.1/$OUT_PORT" && cat "$WORK/random.bin" >&3 && timeout 5 cat <&3 >/dev/null)
+check "random bytes on the h2c port: refused and logged" \
+  wait_for 5 grep -q '"event":"refused".*bad connection preface' "$WORK/client.out"
+# a plaintext HTTP/2 client on the mTLS port
+code=$(curl -s --max-time 5 --http2-prior-knowledge -o /dev/null -w '%{http_code}' "http://127.0.0.1:$IN_PORT/")
+expect_eq "a plaintext client on the mTLS port gets no response" 000 "$code"
+check "plaintext on the mTLS port is logged as such" refusal_logged "did not speak TLS"
+# half a preface, then silence; and a TCP connection that never says hello
+exec 4<>"/dev/tcp/127.0.0.1/$OUT_PORT"
+printf 'PRI * HTTP/2.0\r\n' >&4
+exec 5<>"/dev/tcp/127.0.0.1/$IN_PORT"
+exec 6<>"/dev/tcp/127.0.0.1/$IN_PORT"
+printf '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03' >&6 # the start of a ClientHello
+if timeout 6 cat <&4 >/dev/null; then ok "a half-sent preface is closed after the timeout"; else not_ok "half-sent preface closed"; fi
+if timeout 6 cat <&5 >/dev/null; then ok "a silent TLS client is closed after the handshake timeout"; else not_ok "silent TLS client closed"; fi
+if timeout 6 cat <&6 >/dev/null; then ok "a client stalled mid-ClientHello is closed"; else not_ok "stalled ClientHello closed"; fi
+exec 4>&- 5>&- 6>&-
+check "the preface timeout is logged" wait_for 5 grep -q '"reason":"no HTTP/2 preface within 2s"' "$WORK/client.out"
+check "the handshake timeout is logged" refusal_logged "TLS handshake not finished within 2s"
+wait "$BG"
+out=$(cat "$WORK/bg.h2load")
+expect_match "other clients' traffic went on unharmed meanwhile" ' 0 failed, 0 errored, 0 timeout' "$out"
+expect_eq "both proxies are still running" "ok" "$(kill -0 "$PID_client" && kill -0 "$PID_server" && echo ok)"
+
+# --- certificate reload: new handshakes get the new SVID, open ones live on ---
+serial_of() { openssl x509 -noout -serial -in "$1" | cut -d= -f2; }
+served_serial() {
+  echo | timeout 10 openssl s_client -connect "127.0.0.1:$IN_PORT" -cert "$p/frontend.crt" -key "$p/frontend.key" \
+    -CAfile "$p/ca/ca.crt" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null | cut -d= -f2
+}
+old=$(serial_of "$p/orders.crt")
+expect_eq "the served certificate is the one on disk" "$old" "$(served_serial)"
+h2get -o "$WORK/long.out" -w '%{http_code}' "http://127.0.0.1:$OUT_PORT/slow?ms=3000" >"$WORK/long.code" &
+LONG=$!
+sleep 0.5
+bash "$PKI" svid "$p/ca" "$p/orders" "$TD/ns/shop/sa/orders" >/dev/null
+new=$(serial_of "$p/orders.crt")
+for _ in $(seq 1 40); do
+  served=$(served_serial)
+  [ "$served" = "$new" ] && break
+  sleep 0.25
+done
+expect_eq "served serial after rotation is the new one" "$new" "$served"
+wait "$LONG"
+expect_eq "a request in flight during rotation completes" 200 "$(cat "$WORK/long.code")"
+code=$(h2get -o /dev/null -w '%{http_code}' "http://127.0.0.1:$OUT_PORT/after-rotation")
+expect_eq "requests after rotation succeed" 200 "$code"
+printf 'not a certificate\n' >"$p/orders.crt"
+sleep 2.5
+expect_eq "a broken certificate file keeps the last good one in force" "$new" "$(served_serial)"
+check "the broken reload is reported" grep -q 'certificate reload failed' "$WORK/server.err"
+
+stop_proxy client
+stop_proxy server
+finish
