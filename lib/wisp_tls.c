@@ -191,7 +191,12 @@ static SSL_CTX *new_ctx(const wisp_tls *t, bool server, const char *cert, const 
   if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
     describe_ssl_errors(err, err_len, "cannot load certificate", cert);
   } else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-    describe_ssl_errors(err, err_len, "cannot load private key", key);
+    if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+      ERR_clear_error();
+      snprintf(err, err_len, "private key %s does not match certificate %s", key, cert);
+    } else {
+      describe_ssl_errors(err, err_len, "cannot load private key", key);
+    }
   } else if (SSL_CTX_check_private_key(ctx) != 1) {
     describe_ssl_errors(err, err_len, "private key does not match certificate", key);
   } else if (SSL_CTX_load_verify_locations(ctx, bundle, NULL) != 1) {

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Startup errors, upstream failures explained to the caller, idle timeout,
+# and graceful drain on SIGTERM.
+source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
+WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
+make_pki
+p=$WORK/pki
+
+# --- startup: clear errors and exit codes ---
+out=$("$WISP_PROXY" --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" --route nonsense 2>&1)
+rc=$?
+expect_eq "a bad --route exits 2" 2 "$rc"
+expect_match "... with a message naming the flag" '--route nonsense: expected LISTEN=PEER' "$out"
+out=$("$WISP_PROXY" --cert "$p/missing.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" --app 127.0.0.1:1 --inbound 127.0.0.1:0 2>&1)
+expect_eq "a missing certificate exits 1" 1 "$?"
+expect_match "... naming the file" 'cannot read .*missing.crt: No such file' "$out"
+out=$("$WISP_PROXY" --cert "$p/frontend.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" --app 127.0.0.1:1 --inbound 127.0.0.1:0 2>&1)
+expect_match "a key that does not match the certificate is refused at start" 'private key .*orders.key does not match certificate .*frontend.crt' "$out"
+out=$("$WISP_PROXY" --help)
+expect_match "--help lists the flags" '--route LISTEN=PEER' "$out"
+out=$(WISP_CERT="$p/frontend.crt" WISP_KEY="$p/frontend.key" WISP_BUNDLE="$p/ca/ca.crt" WISP_ROUTE="bad" "$WISP_PROXY" 2>&1)
+expect_match "WISP_* environment variables are read" 'bad: expected LISTEN=PEER' "$out"
+
+start_pair --idle-timeout 2 || { not_ok "pair starts"; finish; }
+OUT=http://127.0.0.1:$OUT_PORT
+
+# --- upstream failures, explained ---
+bash "$PKI" svid "$p/ca" "$p/old" "$TD/ns/shop/sa/orders" --expired >/dev/null
+bash "$PKI" ca "$p/other-ca" >/dev/null
+bash "$PKI" svid "$p/other-ca" "$p/impostor" "$TD/ns/shop/sa/orders" >/dev/null
+EXP_IN=$(free_port)
+IMP_IN=$(free_port)
+SILENT=$(free_port)
+start_proxy expired_server --cert "$p/old.crt" --key "$p/old.key" --bundle "$p/ca/ca.crt" \
+  --inbound "127.0.0.1:$EXP_IN" --app "127.0.0.1:$APP_PORT"
+start_proxy impostor --cert "$p/impostor.crt" --key "$p/impostor.key" --bundle "$p/other-ca/ca.crt" \
+  --inbound "127.0.0.1:$IMP_IN" --app "127.0.0.1:$APP_PORT"
+# A TCP server that accepts and never speaks (stalls every handshake).
+start_bg "$WORK/silent" node -e '
+const net = require("net"); const held = [];
+net.createServer((s) => held.push(s)).listen(+process.argv[1], "127.0.0.1", () => console.log("listening"));' "$SILENT"
+R1=$(free_port) R2=$(free_port) R3=$(free_port) R4=$(free_port)
+start_proxy routes --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" --handshake-timeout 1 \
+  --route "127.0.0.1:$R1=127.0.0.1:$EXP_IN" --route "127.0.0.1:$R2=127.0.0.1:$IMP_IN" \
+  --route "127.0.0.1:$R3=127.0.0.1:$SILENT" --route "127.0.0.1:$R4=127.0.0.1:$APP_PORT"
+for port in $EXP_IN $IMP_IN $SILENT $R1 $R2 $R3 $R4; do wait_port "$port"; done
+err_of() { curl -s --max-time 10 --http2-prior-knowledge -o /dev/null -w '%{http_code} %header{x-wisp-error}' "http://127.0.0.1:$1/"; }
+expect_match "upstream with an expired SVID: 502 saying when it expired" \
+  "^502 .*certificate of $TD/ns/shop/sa/orders expired at " "$(err_of "$R1")"
+expect_match "upstream from an unknown CA: 502 saying so" '^502 .*issued by a CA that is not in the trust bundle' "$(err_of "$R2")"
+expect_match "upstream that never finishes the handshake: 502 after the timeout" \
+  '^502 .*TLS handshake not finished within 1s' "$(err_of "$R3")"
+expect_match "upstream that does not speak TLS: 502 saying so" '^502 .*did not speak TLS' "$(err_of "$R4")"
+stop_proxy routes
+stop_proxy expired_server
+stop_proxy impostor
+
+# --- idle upstream connections are closed with GOAWAY ---
+h2get -o /dev/null "$OUT/warm"
+sleep 3.5
+n=$(ss -Htn state established "( dport = :$IN_PORT )" | wc -l)
+expect_eq "an idle pooled connection is closed after --idle-timeout" 0 "$n"
+expect_eq "and the next request opens a new one" 200 "$(h2get -o /dev/null -w '%{http_code}' "$OUT/again")"
+
+# --- SIGTERM: in-flight requests finish, new connections are refused ---
+h2get -o /dev/null -w '%{http_code}' "$OUT/slow?ms=1500" >"$WORK/inflight.code" &
+INFLIGHT=$!
+sleep 0.4
+kill -TERM "$PID_client"
+sleep 0.3
+code=$(curl -s --max-time 3 --http2-prior-knowledge -o /dev/null -w '%{http_code}' "$OUT/late")
+expect_eq "after SIGTERM new connections are refused" 000 "$code"
+wait "$INFLIGHT"
+expect_eq "a request in flight at SIGTERM completes" 200 "$(cat "$WORK/inflight.code")"
+stop_proxy client
+expect_match "the drain is logged" 'draining' "$(cat "$WORK/client.err")"
+stop_proxy server
+finish
