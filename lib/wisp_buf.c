@@ -5,13 +5,7 @@
 
 #include "lib/wisp_mem.h"
 
-/* Storage shrinks back to nothing when drained, so an idle connection holds
- * no buffer memory at all. */
 static void wisp_buf_compact(wisp_buf *b) {
-  if (b->rpos == b->wpos) {
-    wisp_buf_cleanup(b);
-    return;
-  }
   if (b->rpos > 0) {
     memmove(b->data, b->data + b->rpos, b->wpos - b->rpos);
     b->wpos -= b->rpos;
@@ -40,7 +34,9 @@ wisp_err wisp_buf_append(wisp_buf *b, const void *data, size_t len, size_t limit
 void wisp_buf_consume(wisp_buf *b, size_t n) {
   if (n > wisp_buf_len(b)) n = wisp_buf_len(b);
   b->rpos += n;
-  if (b->rpos == b->wpos) wisp_buf_cleanup(b);
+  /* Drained: rewind but keep the storage, which a busy connection is about
+   * to need again (freeing it churned the heap on every frame). */
+  if (b->rpos == b->wpos) b->rpos = b->wpos = 0;
 }
 
 size_t wisp_buf_read(wisp_buf *b, void *out, size_t max) {

@@ -24,7 +24,8 @@ static inline const uint8_t *wisp_buf_rptr(const wisp_buf *b) { return b->data +
 /* Appends |len| bytes; fails with WISP_ERR_TOO_BIG (buffer unchanged) if the
  * unread bytes would exceed |limit|. */
 wisp_err wisp_buf_append(wisp_buf *b, const void *data, size_t len, size_t limit) WISP_MUST_CHECK;
-/* Marks |n| bytes as read (n <= wisp_buf_len). Frees nothing. */
+/* Marks |n| bytes as read (n <= wisp_buf_len). Keeps the storage; release
+ * it with wisp_buf_cleanup when the owner goes idle. */
 void wisp_buf_consume(wisp_buf *b, size_t n);
 /* Copies up to |max| unread bytes to |out| and consumes them; returns count. */
 size_t wisp_buf_read(wisp_buf *b, void *out, size_t max);

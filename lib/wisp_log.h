@@ -22,7 +22,9 @@ void wisp_json_str(wisp_json *j, const char *key, const char *val); /* NULL val:
 void wisp_json_strn(wisp_json *j, const char *key, const char *val, size_t len);
 void wisp_json_int(wisp_json *j, const char *key, int64_t val);
 void wisp_json_double(wisp_json *j, const char *key, double val);
-/* Closes the object and writes it, with a newline, to stdout (flushed). */
+/* Closes the object and writes it, with a newline, to stdout. Not flushed:
+ * the caller flushes stdout when it is about to wait (the proxy does once
+ * per loop iteration), so a busy proxy writes its log in large chunks. */
 void wisp_json_emit(wisp_json *j);
 /* As wisp_json_emit, to stderr. */
 void wisp_json_emit_err(wisp_json *j);

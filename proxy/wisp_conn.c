@@ -299,6 +299,7 @@ static void conn_flush(wisp_conn *c) {
   }
   conn_update_io(c);
   bool idle = wisp_buf_len(&c->out) == 0 && c->nstreams == 0;
+  if (idle) wisp_buf_cleanup(&c->out); /* an idle connection holds no buffer */
   bool finished = !nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2);
   if (idle && (finished || c->goaway || c->draining)) wisp_conn_close(c, NULL);
 }

@@ -5,6 +5,31 @@
 
 #include "lib/wisp_mem.h"
 
+/* Field bytes live in a small arena of blocks that never move, so a typical
+ * request's headers cost two allocations, not one per field. */
+#define WISP_HDRS_BLOCK 1024
+
+struct wisp_hdrs_block {
+  wisp_hdrs_block *next;
+  size_t used, cap;
+  uint8_t data[];
+};
+
+static uint8_t *arena_alloc(wisp_hdrs *h, size_t n) {
+  wisp_hdrs_block *b = h->blocks;
+  if (!b || b->cap - b->used < n) {
+    size_t cap = n > WISP_HDRS_BLOCK ? n : WISP_HDRS_BLOCK;
+    b = wisp_malloc(sizeof(*b) + cap);
+    b->next = h->blocks;
+    b->used = 0;
+    b->cap = cap;
+    h->blocks = b;
+  }
+  uint8_t *p = b->data + b->used;
+  b->used += n;
+  return p;
+}
+
 wisp_err wisp_hdrs_add(wisp_hdrs *h, const uint8_t *name, size_t name_len, const uint8_t *value,
                        size_t value_len) {
   WISP_ENSURE(h->n < WISP_HDRS_MAX_FIELDS, WISP_ERR_TOO_BIG);
@@ -13,8 +38,7 @@ wisp_err wisp_hdrs_add(wisp_hdrs *h, const uint8_t *name, size_t name_len, const
     h->cap = h->cap ? h->cap * 2 : 16;
     h->nv = wisp_realloc(h->nv, h->cap * sizeof(*h->nv));
   }
-  /* name\0value\0 in one block: one allocation per field. */
-  uint8_t *block = wisp_malloc(name_len + value_len + 2);
+  uint8_t *block = arena_alloc(h, name_len + value_len + 2); /* name\0value\0 */
   memcpy(block, name, name_len);
   block[name_len] = '\0';
   memcpy(block + name_len + 1, value, value_len);
@@ -42,7 +66,11 @@ const char *wisp_hdrs_get(const wisp_hdrs *h, const char *name) {
 }
 
 void wisp_hdrs_cleanup(wisp_hdrs *h) {
-  for (size_t i = 0; i < h->n; i++) free(h->nv[i].name);
+  while (h->blocks) {
+    wisp_hdrs_block *next = h->blocks->next;
+    free(h->blocks);
+    h->blocks = next;
+  }
   free(h->nv);
   memset(h, 0, sizeof(*h));
 }
