@@ -1,5 +1,6 @@
 #include "lib/wisp_log.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,8 +11,9 @@ static wisp_log_level g_level = WISP_LOG_INFO;
 
 void wisp_log_set_level(wisp_log_level level) { g_level = level; }
 
-/* Room kept for the closing "}\n". */
-enum { WISP_JSON_RESERVE = 2 };
+/* Room kept for the closing ,"truncated":true}\n. */
+static const char kTruncated[] = ",\"truncated\":true";
+enum { WISP_JSON_RESERVE = sizeof(kTruncated) - 1 + 2 };
 
 /* Fields are written in place; one that does not fit is rolled back and the
  * line marked truncated, so every line stays valid JSON. This is on the
@@ -122,6 +124,14 @@ void wisp_json_int(wisp_json *j, const char *key, int64_t val) {
 }
 
 void wisp_json_double(wisp_json *j, const char *key, double val) {
+  if (!isfinite(val) || fabs(val) >= 9e15) {
+    /* Out of int64 range for the fast path: JSON has no NaN or infinity. */
+    char num[32];
+    int n = isfinite(val) ? snprintf(num, sizeof(num), "%.17g", val) : snprintf(num, sizeof(num), "null");
+    size_t start = j->len;
+    json_field_done(j, start, json_key(j, key) && json_put(j, num, (size_t)n));
+    return;
+  }
   /* Three decimals, by integer arithmetic. */
   int64_t milli = (int64_t)(val * 1000.0 + (val < 0 ? -0.5 : 0.5));
   uint64_t mag = milli < 0 ? (uint64_t)0 - (uint64_t)milli : (uint64_t)milli;
@@ -139,7 +149,10 @@ void wisp_json_double(wisp_json *j, const char *key, double val) {
 
 static void json_finish(wisp_json *j) {
   /* The reserve guarantees room for these. */
-  if (j->truncated) json_put(j, ",\"truncated\":true", 17);
+  if (j->truncated) {
+    memcpy(j->buf + j->len, kTruncated, sizeof(kTruncated) - 1);
+    j->len += sizeof(kTruncated) - 1;
+  }
   j->buf[j->len++] = '}';
   j->buf[j->len++] = '\n';
 }

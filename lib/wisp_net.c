@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,16 +15,23 @@ wisp_err wisp_addr_parse(wisp_addr *out, const char *s) {
   const char *colon = strrchr(s, ':');
   WISP_ENSURE(colon && colon[1], WISP_ERR_PARSE);
   size_t hlen = (size_t)(colon - s);
-  if (hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']') {
+  bool bracketed = hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']';
+  if (bracketed) {
     s++;
     hlen -= 2;
+    WISP_ENSURE(hlen > 0, WISP_ERR_PARSE); /* "[]:80" */
   }
   WISP_ENSURE(hlen < sizeof(host), WISP_ERR_PARSE);
   memcpy(host, s, hlen);
   host[hlen] = '\0';
-  char *end;
-  long port = strtol(colon + 1, &end, 10);
-  WISP_ENSURE(*end == '\0' && port >= 0 && port <= 65535, WISP_ERR_PARSE);
+  /* IPv6 only in brackets: in "::1:80" the port could be part of the address. */
+  WISP_ENSURE(bracketed || !memchr(host, ':', hlen), WISP_ERR_PARSE);
+  long port = 0;
+  for (const char *d = colon + 1; *d; d++) {
+    WISP_ENSURE(*d >= '0' && *d <= '9' && port <= 65535, WISP_ERR_PARSE); /* digits only */
+    port = port * 10 + (*d - '0');
+  }
+  WISP_ENSURE(port <= 65535, WISP_ERR_PARSE);
 
   memset(out, 0, sizeof(*out));
   struct sockaddr_in *v4 = (struct sockaddr_in *)&out->sa;

@@ -6,7 +6,7 @@
  *   wisp_stream  one proxied request: a downstream stream bridged to an
  *                upstream stream
  * Ownership: the proxy owns listeners, targets and (through its conn list)
- * every connection; a connection owns its fd, SSL and nghttp2 session; a
+ * every connection; a connection owns its wisp_h2conn (fd, SSL, session); a
  * stream is owned jointly by the two connections it bridges and is freed
  * when both sides have let go of it. */
 #ifndef WISP_PROXY_INTERNAL_H
@@ -20,6 +20,7 @@
 #include <openssl/ssl.h>
 
 #include "lib/wisp_buf.h"
+#include "lib/wisp_h2conn.h"
 #include "lib/wisp_net.h"
 #include "lib/wisp_tls.h"
 #include "proxy/wisp_config.h"
@@ -30,8 +31,6 @@
 #define WISP_H2_STREAM_WINDOW (256 * 1024)
 #define WISP_H2_CONN_WINDOW (1024 * 1024)
 #define WISP_H2_MAX_STREAMS 256
-/* Bytes pulled from nghttp2 ahead of the socket. */
-#define WISP_OUT_HIGH (64 * 1024)
 
 typedef struct wisp_proxy wisp_proxy;
 typedef struct wisp_conn wisp_conn;
@@ -58,27 +57,13 @@ typedef struct wisp_listener {
   wisp_target *target; /* borrowed */
 } wisp_listener;
 
-typedef enum {
-  WISP_CONN_CONNECTING,
-  WISP_CONN_HANDSHAKING,
-  WISP_CONN_OPEN,
-} wisp_conn_state;
-
 struct wisp_conn {
+  wisp_h2conn io;            /* first: the transport, session and buffers */
   wisp_proxy *px;
   uint64_t id;
-  bool upstream;             /* we are the HTTP/2 client */
   wisp_direction dir;
-  wisp_conn_state state;
-  int fd;
-  SSL *ssl;                  /* owned; NULL for plaintext */
-  bool tls_want_write;       /* TLS needs the socket writable to go on */
-  wisp_tls_verify verify;
-  ev_io rio, wio;
   ev_timer timer;
   ev_tstamp started;
-  nghttp2_session *h2;       /* owned */
-  wisp_buf out;              /* bytes pulled from nghttp2, not yet written */
   char peer_addr[64];
   wisp_listener *listener;   /* downstream: borrowed */
   wisp_target *target;       /* upstream: borrowed */
@@ -87,10 +72,6 @@ struct wisp_conn {
   bool got_preface;          /* downstream: a valid client preface arrived */
   bool goaway;               /* no new streams on this connection */
   bool draining;             /* we sent GOAWAY; close when streams end */
-  bool closing;              /* teardown pending (deferred out of callbacks) */
-  char close_reason[WISP_TLS_REASON_MAX];
-  bool dirty;
-  wisp_conn *dirty_next;
   wisp_conn *next, *prev;    /* px->conns */
   wisp_conn *pool_next;      /* target->conns */
 };
@@ -146,10 +127,8 @@ struct wisp_proxy {
   wisp_target *targets;      /* owned array */
   size_t ntargets;
   wisp_conn *conns;          /* every live connection */
-  wisp_conn *dirty;          /* connections to flush before the loop sleeps */
+  wisp_h2loop lp;            /* flushes connections before the loop sleeps */
   uint64_t next_conn_id;
-  ev_prepare prepare;
-  ev_idle idle;
   ev_timer reload;
   ev_signal sigterm, sigint;
   ev_timer drain_timer;

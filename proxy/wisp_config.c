@@ -132,7 +132,7 @@ static wisp_err set_opt(wisp_config *c, const opt_def *o, const char *val, char 
     }
     case OPT_SECONDS: {
       double d = strtod(val, &end);
-      if (end == val || *end || d < 0 || d > 1e7) break;
+      if (end == val || *end || !(d >= 0 && d <= 1e7)) break; /* rejects NaN too */
       *(double *)(base + o->off) = d;
       return WISP_OK;
     }
@@ -174,13 +174,18 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
     longopts[i] = (struct option){kOpts[i].name, flag_only ? no_argument : required_argument, NULL, (int)i};
   }
   memset(&longopts[NOPTS], 0, sizeof(longopts[NOPTS]));
-  optind = 1;
+  optind = 0; /* 0, not 1: also resets getopt's position inside a short-option cluster */
   opterr = 0;
   int idx;
   while ((idx = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
     if (idx == 'h') idx = (int)NOPTS - 1;
     if (idx == '?' || idx < 0 || (size_t)idx >= NOPTS) {
-      snprintf(err, err_len, "unknown or incomplete flag '%s' (see --help)", argv[optind - 1]);
+      const char *arg = argv[optind - 1];
+      if (strncmp(arg, "--", 2) != 0 && optopt > 0 && optopt < 256) {
+        snprintf(err, err_len, "unknown flag '-%c' (see --help)", optopt);
+      } else {
+        snprintf(err, err_len, "unknown or incomplete flag '%s' (see --help)", arg);
+      }
       return WISP_ERR_USAGE;
     }
     const opt_def *o = &kOpts[idx];

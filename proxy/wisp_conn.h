@@ -1,8 +1,7 @@
-/* wisp_conn: one TCP connection, plaintext or TLS behind a small transport
- * table (as valkey's ConnectionType), carrying one nghttp2 session that does
- * no I/O itself (bytes in with mem_recv, out with mem_send). Teardown is
- * deferred out of nghttp2 callbacks: wisp_conn_close marks the connection
- * and wisp_conn_flush_all, run before the loop sleeps, frees it. */
+/* wisp_conn: a proxy connection, downstream (a caller: we are its HTTP/2
+ * server) or upstream (a pooled connection to a peer sidecar or the app).
+ * The transport, the session and deferred teardown are lib/wisp_h2conn's;
+ * this adds timeouts, stream bookkeeping, drain and the connection log. */
 #ifndef WISP_CONN_H
 #define WISP_CONN_H
 
@@ -18,14 +17,12 @@ wisp_conn *wisp_conn_connect(wisp_target *t, char *err, size_t err_len);
 
 /* Schedules teardown; the first reason wins. |reason| NULL: an orderly close
  * that is not logged. */
-void wisp_conn_close(wisp_conn *c, const char *reason);
+static inline void wisp_conn_close(wisp_conn *c, const char *reason) { wisp_h2conn_close(&c->io, reason); }
 /* Sends GOAWAY and closes once the open streams end. */
 void wisp_conn_drain(wisp_conn *c);
 
 /* Asks for a flush of |c| before the loop sleeps. */
-void wisp_conn_mark_dirty(wisp_conn *c);
-/* Flushes every dirty connection and frees closed ones. */
-void wisp_conn_flush_all(wisp_proxy *px);
+static inline void wisp_conn_mark_dirty(wisp_conn *c) { wisp_h2conn_mark_dirty(&c->io); }
 
 /* A stream joined or left this connection (idle timer bookkeeping). */
 void wisp_conn_stream_added(wisp_conn *c);

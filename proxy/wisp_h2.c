@@ -5,7 +5,7 @@
 #include "proxy/wisp_conn.h"
 #include "proxy/wisp_stream.h"
 
-static wisp_side side_of(const wisp_conn *c) { return c->upstream ? WISP_UP : WISP_DOWN; }
+static wisp_side side_of(const wisp_conn *c) { return c->io.upstream ? WISP_UP : WISP_DOWN; }
 
 static wisp_stream *stream_of(nghttp2_session *session, int32_t id) {
   return nghttp2_session_get_stream_user_data(session, id);
@@ -13,7 +13,7 @@ static wisp_stream *stream_of(nghttp2_session *session, int32_t id) {
 
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
   wisp_conn *c = user_data;
-  if (c->upstream || frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  if (c->io.upstream || frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   if (c->draining || c->px->draining) {
     nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
     return 0;
@@ -38,7 +38,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
   wisp_stream *s;
   switch (frame->hd.type) {
     case NGHTTP2_SETTINGS:
-      if (!c->upstream && !c->got_preface) {
+      if (!c->io.upstream && !c->got_preface) {
         c->got_preface = true;
         wisp_conn_rearm(c);
       }
@@ -74,7 +74,7 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
 
 static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
   wisp_conn *c = user_data;
-  if (!c->upstream && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+  if (!c->io.upstream && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
       (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS)) {
     wisp_stream *s = stream_of(session, frame->hd.stream_id);
     if (s) wisp_stream_on_response_sent(s);
@@ -112,7 +112,7 @@ static nghttp2_option *options(void) {
 
 nghttp2_session *wisp_h2_session_new(wisp_conn *c) {
   nghttp2_session *s;
-  int rv = c->upstream ? nghttp2_session_client_new2(&s, callbacks(), c, options())
+  int rv = c->io.upstream ? nghttp2_session_client_new2(&s, callbacks(), c, options())
                        : nghttp2_session_server_new2(&s, callbacks(), c, options());
   if (rv != 0) abort(); /* only fails on out of memory */
   nghttp2_settings_entry iv[] = {
@@ -121,7 +121,7 @@ nghttp2_session *wisp_h2_session_new(wisp_conn *c) {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
   };
   /* A server must not send ENABLE_PUSH. */
-  nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, c->upstream ? 3 : 2);
+  nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, c->io.upstream ? 3 : 2);
   nghttp2_session_set_local_window_size(s, NGHTTP2_FLAG_NONE, 0, WISP_H2_CONN_WINDOW);
   return s;
 }

@@ -2,13 +2,13 @@
 
 #include "proxy/wisp_conn.h"
 
-static bool usable(const wisp_conn *c) { return !c->closing && !c->goaway && !c->draining; }
+static bool usable(const wisp_conn *c) { return !c->io.closing && !c->goaway && !c->draining; }
 
 wisp_conn *wisp_pool_get(wisp_target *t, char *err, size_t err_len) {
   wisp_conn *least = NULL;
   for (wisp_conn *c = t->conns; c; c = c->pool_next) {
     if (!usable(c)) continue;
-    uint32_t limit = nghttp2_session_get_remote_settings(c->h2, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+    uint32_t limit = nghttp2_session_get_remote_settings(c->io.h2, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
     if (limit > WISP_POOL_STREAMS_PER_CONN) limit = WISP_POOL_STREAMS_PER_CONN;
     /* First fit keeps traffic on few connections. */
     if ((uint32_t)c->nstreams < limit) return c;

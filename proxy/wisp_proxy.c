@@ -30,18 +30,16 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
   }
 }
 
-static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
-  wisp_proxy *px = w->data;
-  wisp_conn_flush_all(px);
+/* Runs before the loop sleeps, after every dirty connection was flushed. */
+static void before_sleep(wisp_h2loop *lp) {
+  wisp_proxy *px = lp->data;
   fflush(stdout); /* access log lines, batched per loop iteration */
   if (px->draining) {
     bool busy = false;
-    for (wisp_conn *c = px->conns; c && !busy; c = c->next) busy = !c->upstream;
-    if (!busy) ev_break(loop, EVBREAK_ALL);
+    for (wisp_conn *c = px->conns; c && !busy; c = c->next) busy = !c->io.upstream;
+    if (!busy) ev_break(lp->loop, EVBREAK_ALL);
   }
 }
-
-static void on_idle(struct ev_loop *loop, ev_idle *w, int revents) { /* wakes the loop: prepare does the work */ }
 
 static void on_reload(struct ev_loop *loop, ev_timer *w, int revents) {
   wisp_proxy *px = w->data;
@@ -79,7 +77,7 @@ static void start_drain(wisp_proxy *px) {
     px->listeners[i].fd = -1;
   }
   for (wisp_conn *c = px->conns; c; c = c->next) {
-    if (!c->upstream) wisp_conn_drain(c);
+    if (!c->io.upstream) wisp_conn_drain(c);
   }
   ev_timer_set(&px->drain_timer, px->cfg->drain_timeout, 0);
   ev_timer_start(px->loop, &px->drain_timer);
@@ -161,10 +159,9 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
     WISP_GUARD(add_target(px, &t, cfg->app, false, NULL, err, err_len));
     WISP_GUARD(add_listener(px, cfg->inbound, WISP_DIR_INBOUND, t, err, err_len));
   }
-  ev_prepare_init(&px->prepare, on_prepare);
-  px->prepare.data = px;
-  ev_prepare_start(loop, &px->prepare);
-  ev_idle_init(&px->idle, on_idle);
+  wisp_h2loop_init(&px->lp, loop);
+  px->lp.before_sleep = before_sleep;
+  px->lp.data = px;
   ev_timer_init(&px->reload, on_reload, cfg->reload_interval, cfg->reload_interval);
   px->reload.data = px;
   if (cfg->reload_interval > 0) ev_timer_start(loop, &px->reload);
@@ -183,7 +180,7 @@ void wisp_proxy_run(wisp_proxy *px) { ev_run(px->loop, 0); }
 
 void wisp_proxy_cleanup(wisp_proxy *px) {
   for (wisp_conn *c = px->conns; c; c = c->next) wisp_conn_close(c, NULL);
-  if (px->loop) wisp_conn_flush_all(px);
+  wisp_h2loop_cleanup(&px->lp);
   for (size_t i = 0; i < px->nlisteners; i++) {
     if (px->listeners[i].fd >= 0) {
       ev_io_stop(px->loop, &px->listeners[i].io);

@@ -50,7 +50,7 @@ static void unlink_side(wisp_stream *s, wisp_side side) {
 static void ack_bytes(wisp_stream *s, wisp_side side, size_t n) {
   wisp_conn *c = s->link[side].conn;
   if (!c || n == 0) return;
-  nghttp2_session_consume(c->h2, s->link[side].id, n);
+  nghttp2_session_consume(c->io.h2, s->link[side].id, n);
   wisp_conn_mark_dirty(c);
 }
 
@@ -63,14 +63,14 @@ static void discard_body(wisp_stream *s, wisp_side side) {
 static void reset_side(wisp_stream *s, wisp_side side, uint32_t code) {
   wisp_conn *c = s->link[side].conn;
   if (!c) return;
-  nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, s->link[side].id, code);
+  nghttp2_submit_rst_stream(c->io.h2, NGHTTP2_FLAG_NONE, s->link[side].id, code);
   wisp_conn_mark_dirty(c);
 }
 
 static void resume(wisp_stream *s, wisp_side side) {
   wisp_conn *c = s->link[side].conn;
   if (!c) return;
-  nghttp2_session_resume_data(c->h2, s->link[side].id); /* fails harmlessly if not deferred */
+  nghttp2_session_resume_data(c->io.h2, s->link[side].id); /* fails harmlessly if not deferred */
   wisp_conn_mark_dirty(c);
 }
 
@@ -171,7 +171,7 @@ static void respond_error(wisp_stream *s, int status, const char *reason) {
   s->eof[WISP_UP] = true;
   nghttp2_data_provider prd = {.source.ptr = s, .read_callback = provide_down};
   if (rc != WISP_OK ||
-      nghttp2_submit_response(down->h2, s->link[WISP_DOWN].id, h.nv, h.n, s->is_grpc ? NULL : &prd) != 0) {
+      nghttp2_submit_response(down->io.h2, s->link[WISP_DOWN].id, h.nv, h.n, s->is_grpc ? NULL : &prd) != 0) {
     reset_side(s, WISP_DOWN, NGHTTP2_INTERNAL_ERROR);
   }
   wisp_hdrs_cleanup(&h);
@@ -210,9 +210,9 @@ wisp_stream *wisp_stream_new(wisp_conn *down, int32_t id) {
   s->grpc_status = -1;
   s->started = ev_time();
   s->down_conn_id = down->id;
-  if (down->verify.peer_ok) snprintf(s->peer_id, sizeof(s->peer_id), "%s", down->verify.peer.id);
+  if (down->io.verify.peer_ok) snprintf(s->peer_id, sizeof(s->peer_id), "%s", down->io.verify.peer.id);
   link_side(s, WISP_DOWN, down, id);
-  nghttp2_session_set_stream_user_data(down->h2, id, s);
+  nghttp2_session_set_stream_user_data(down->io.h2, id, s);
   down->px->stats.requests++;
   return s;
 }
@@ -251,7 +251,7 @@ static void dispatch(wisp_stream *s) {
   }
   bool no_body = s->eof[WISP_DOWN] && wisp_buf_len(&s->body[WISP_DOWN]) == 0 && s->trailers[WISP_DOWN].n == 0;
   nghttp2_data_provider prd = {.source.ptr = s, .read_callback = provide_up};
-  int32_t id = nghttp2_submit_request(up->h2, NULL, nv, n, no_body ? NULL : &prd, s);
+  int32_t id = nghttp2_submit_request(up->io.h2, NULL, nv, n, no_body ? NULL : &prd, s);
   if (id < 0) {
     snprintf(err, sizeof(err), "cannot open a stream to %s: %s", s->target->name, nghttp2_strerror(id));
     respond_error(s, 502, err);
@@ -266,12 +266,12 @@ static void dispatch(wisp_stream *s) {
 static void start_response(wisp_stream *s) {
   wisp_conn *up = s->link[WISP_UP].conn;
   wisp_conn *down = s->link[WISP_DOWN].conn;
-  if (s->dir == WISP_DIR_OUTBOUND && up && up->verify.peer_ok)
-    snprintf(s->peer_id, sizeof(s->peer_id), "%s", up->verify.peer.id);
+  if (s->dir == WISP_DIR_OUTBOUND && up && up->io.verify.peer_ok)
+    snprintf(s->peer_id, sizeof(s->peer_id), "%s", up->io.verify.peer.id);
   if (!down || s->resp_started) return;
   nghttp2_data_provider prd = {.source.ptr = s, .read_callback = provide_down};
   const wisp_hdrs *h = &s->hdrs[WISP_UP];
-  if (nghttp2_submit_response(down->h2, s->link[WISP_DOWN].id, h->nv, h->n, s->eof[WISP_UP] ? NULL : &prd) != 0) {
+  if (nghttp2_submit_response(down->io.h2, s->link[WISP_DOWN].id, h->nv, h->n, s->eof[WISP_UP] ? NULL : &prd) != 0) {
     reset_side(s, WISP_DOWN, NGHTTP2_INTERNAL_ERROR);
     reset_side(s, WISP_UP, NGHTTP2_CANCEL);
     return;
@@ -337,7 +337,7 @@ static ssize_t provide(wisp_stream *s, wisp_side out, uint8_t *buf, size_t len, 
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     const wisp_hdrs *t = &s->trailers[in];
     wisp_conn *dst = s->link[out].conn;
-    if (t->n && dst && nghttp2_submit_trailer(dst->h2, s->link[out].id, t->nv, t->n) == 0)
+    if (t->n && dst && nghttp2_submit_trailer(dst->io.h2, s->link[out].id, t->nv, t->n) == 0)
       *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     return (ssize_t)n;
   }
@@ -379,7 +379,7 @@ void wisp_stream_on_close(wisp_stream *s, wisp_side side, uint32_t error_code) {
    * stream to acknowledge them to: return them to the connection now. */
   size_t left = wisp_buf_len(&s->body[side]);
   if (c && left) {
-    nghttp2_session_consume_connection(c->h2, left);
+    nghttp2_session_consume_connection(c->io.h2, left);
     wisp_conn_mark_dirty(c);
   }
   if (error_code) s->reset_code = error_code;
@@ -393,11 +393,11 @@ void wisp_stream_on_close(wisp_stream *s, wisp_side side, uint32_t error_code) {
 }
 
 void wisp_stream_conn_gone(wisp_conn *c) {
-  wisp_side side = c->upstream ? WISP_UP : WISP_DOWN;
+  wisp_side side = c->io.upstream ? WISP_UP : WISP_DOWN;
   char reason[WISP_TLS_REASON_MAX + 64];
-  if (c->upstream) {
+  if (c->io.upstream) {
     snprintf(reason, sizeof(reason), "upstream %s: %s", c->target->name,
-             c->close_reason[0] ? c->close_reason : "connection closed");
+             c->io.close_reason[0] ? c->io.close_reason : "connection closed");
   }
   wisp_stream *s;
   while ((s = c->streams) != NULL) {

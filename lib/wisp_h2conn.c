@@ -1,0 +1,335 @@
+#include "lib/wisp_h2conn.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "lib/wisp_net.h"
+
+/* Reads per readiness event, so one busy peer cannot starve the others. */
+#define WISP_READS_PER_EVENT 16
+#define WISP_READ_CHUNK (64 * 1024)
+/* Passes over the dirty list before yielding to the loop. */
+#define WISP_FLUSH_PASSES 64
+
+enum { IO_AGAIN = -1, IO_ERROR = -2 };
+
+typedef struct {
+  ssize_t (*read)(wisp_h2conn *c, uint8_t *buf, size_t len);
+  ssize_t (*write)(wisp_h2conn *c, const uint8_t *buf, size_t len);
+} wisp_transport;
+
+/* One loop runs on one thread: a shared read buffer, fed straight to
+ * nghttp2, means an idle connection holds no read buffer at all. */
+static uint8_t g_scratch[WISP_READ_CHUNK];
+
+/* ---- transports ---- */
+
+static ssize_t plain_read(wisp_h2conn *c, uint8_t *buf, size_t len) {
+  ssize_t n = read(c->fd, buf, len);
+  if (n >= 0) return n;
+  return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? IO_AGAIN : IO_ERROR;
+}
+
+static ssize_t plain_write(wisp_h2conn *c, const uint8_t *buf, size_t len) {
+  ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+  if (n >= 0) return n;
+  return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? IO_AGAIN : IO_ERROR;
+}
+
+static ssize_t tls_result(wisp_h2conn *c, int r) {
+  if (r > 0) return r;
+  switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+      return IO_AGAIN;
+    case SSL_ERROR_WANT_WRITE:
+      c->tls_want_write = true;
+      return IO_AGAIN;
+    case SSL_ERROR_ZERO_RETURN:
+      return 0;
+    case SSL_ERROR_SYSCALL:
+      ERR_clear_error();
+      return r == 0 ? 0 : IO_ERROR;
+    default:
+      ERR_clear_error();
+      return IO_ERROR;
+  }
+}
+
+static int clamp_int(size_t len) { return len > INT32_MAX ? INT32_MAX : (int)len; }
+
+static ssize_t tls_read(wisp_h2conn *c, uint8_t *buf, size_t len) {
+  return tls_result(c, SSL_read(c->ssl, buf, clamp_int(len)));
+}
+
+static ssize_t tls_write(wisp_h2conn *c, const uint8_t *buf, size_t len) {
+  return tls_result(c, SSL_write(c->ssl, buf, clamp_int(len)));
+}
+
+static const wisp_transport kPlain = {plain_read, plain_write};
+static const wisp_transport kTls = {tls_read, tls_write};
+
+static const wisp_transport *transport(const wisp_h2conn *c) { return c->ssl ? &kTls : &kPlain; }
+
+/* ---- bookkeeping ---- */
+
+void wisp_h2conn_mark_dirty(wisp_h2conn *c) {
+  if (c->dirty) return;
+  c->dirty = true;
+  c->dirty_next = c->lp->dirty;
+  c->lp->dirty = c;
+}
+
+void wisp_h2conn_close(wisp_h2conn *c, const char *reason) {
+  if (c->closing) return;
+  c->closing = true;
+  if (reason) snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+  wisp_h2conn_mark_dirty(c);
+}
+
+void wisp_h2conn_closef(wisp_h2conn *c, const char *fmt, ...) {
+  char reason[WISP_TLS_REASON_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(reason, sizeof(reason), fmt, ap);
+  va_end(ap);
+  wisp_h2conn_close(c, reason);
+}
+
+static void update_io(wisp_h2conn *c) {
+  struct ev_loop *loop = c->lp->loop;
+  bool want_write = c->state == WISP_H2CONN_CONNECTING || c->tls_want_write || wisp_buf_len(&c->out) > 0;
+  if (want_write) {
+    ev_io_start(loop, &c->wio);
+  } else {
+    ev_io_stop(loop, &c->wio);
+  }
+  if (c->state == WISP_H2CONN_CONNECTING) {
+    ev_io_stop(loop, &c->rio);
+  } else {
+    ev_io_start(loop, &c->rio);
+  }
+}
+
+static void set_state(wisp_h2conn *c, wisp_h2conn_state state) {
+  c->state = state;
+  update_io(c);
+  if (c->ops->on_state) c->ops->on_state(c);
+}
+
+static void teardown(wisp_h2conn *c) {
+  struct ev_loop *loop = c->lp->loop;
+  int fd = c->fd;
+  SSL *ssl = c->ssl;
+  nghttp2_session *h2 = c->h2;
+  c->dirty = true; /* never queued again while it dies */
+  ev_io_stop(loop, &c->rio);
+  ev_io_stop(loop, &c->wio);
+  wisp_buf_cleanup(&c->out);
+  c->ops->on_teardown(c); /* frees |c| */
+  nghttp2_session_del(h2);
+  if (ssl) SSL_free(ssl);
+  close(fd);
+}
+
+/* ---- reading ---- */
+
+void wisp_h2conn_recv(wisp_h2conn *c) {
+  const wisp_transport *tp = transport(c);
+  for (int i = 0; i < WISP_READS_PER_EVENT && !c->closing; i++) {
+    ssize_t n = tp->read(c, g_scratch, sizeof(g_scratch));
+    if (n == IO_AGAIN) break;
+    if (n == IO_ERROR) {
+      wisp_h2conn_closef(c, "read failed: %s", strerror(errno));
+      return;
+    }
+    if (n == 0) {
+      c->ops->on_eof(c);
+      return;
+    }
+    ssize_t rv = nghttp2_session_mem_recv(c->h2, g_scratch, (size_t)n);
+    if (rv < 0) {
+      if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+        wisp_h2conn_close(c, "not an HTTP/2 client: bad connection preface");
+      } else {
+        wisp_h2conn_closef(c, "HTTP/2 error from peer: %s", nghttp2_strerror((int)rv));
+      }
+      return;
+    }
+  }
+  wisp_h2conn_mark_dirty(c);
+}
+
+/* ---- TLS handshake ---- */
+
+static void handshake(wisp_h2conn *c) {
+  int r = SSL_do_handshake(c->ssl);
+  if (r != 1) {
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+      c->tls_want_write = e == SSL_ERROR_WANT_WRITE;
+      update_io(c);
+      return;
+    }
+    wisp_tls_describe_failure(&c->verify, c->ssl, r);
+    wisp_h2conn_close(c, c->verify.reason);
+    return;
+  }
+  c->tls_want_write = false;
+  const uint8_t *alpn = NULL;
+  unsigned alpn_len = 0;
+  SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
+  if (c->upstream && !(alpn_len == 2 && memcmp(alpn, "h2", 2) == 0)) {
+    wisp_h2conn_closef(c, "peer %s did not negotiate HTTP/2 (ALPN h2): is it a wisp sidecar?", c->verify.peer.id);
+    return;
+  }
+  if (!c->verify.peer_ok) {
+    wisp_h2conn_close(c, "peer identity was not verified");
+    return;
+  }
+  set_state(c, WISP_H2CONN_OPEN);
+  wisp_h2conn_mark_dirty(c);
+  if (!c->upstream) wisp_h2conn_recv(c); /* the client's first bytes may already be buffered */
+}
+
+/* ---- writing ---- */
+
+/* Pulls frames from nghttp2 (bounded by WISP_H2CONN_OUT_HIGH) and writes. */
+static void flush(wisp_h2conn *c) {
+  if (c->state != WISP_H2CONN_OPEN) return;
+  const wisp_transport *tp = transport(c);
+  for (;;) {
+    while (wisp_buf_len(&c->out) < WISP_H2CONN_OUT_HIGH) {
+      const uint8_t *data;
+      ssize_t n = nghttp2_session_mem_send(c->h2, &data);
+      if (n < 0) {
+        wisp_h2conn_closef(c, "HTTP/2 session error: %s", nghttp2_strerror((int)n));
+        return;
+      }
+      if (n == 0) break;
+      if (wisp_buf_append(&c->out, data, (size_t)n, SIZE_MAX / 2) != WISP_OK) abort();
+    }
+    if (c->closing || wisp_buf_len(&c->out) == 0) break;
+    ssize_t w = tp->write(c, wisp_buf_rptr(&c->out), wisp_buf_len(&c->out));
+    if (w == IO_AGAIN) break;
+    if (w <= 0) {
+      wisp_h2conn_closef(c, "write failed: %s", strerror(errno));
+      return;
+    }
+    wisp_buf_consume(&c->out, (size_t)w);
+  }
+  update_io(c);
+  if (c->ops->on_flushed) c->ops->on_flushed(c);
+}
+
+void wisp_h2loop_flush(wisp_h2loop *lp) {
+  for (int pass = 0; lp->dirty && pass < WISP_FLUSH_PASSES; pass++) {
+    wisp_h2conn *list = lp->dirty;
+    lp->dirty = NULL;
+    while (list) {
+      wisp_h2conn *c = list;
+      list = c->dirty_next;
+      c->dirty = false;
+      c->dirty_next = NULL;
+      if (c->closing) {
+        teardown(c);
+      } else {
+        flush(c);
+      }
+    }
+  }
+  /* Still dirty after many passes: keep the loop spinning instead of
+   * sleeping on work that is ready. */
+  if (lp->dirty) {
+    ev_idle_start(lp->loop, &lp->idle);
+  } else {
+    ev_idle_stop(lp->loop, &lp->idle);
+  }
+}
+
+/* ---- events ---- */
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
+  wisp_h2conn *c = w->data;
+  if (c->state == WISP_H2CONN_HANDSHAKING) {
+    handshake(c);
+  } else if (c->state == WISP_H2CONN_OPEN) {
+    wisp_h2conn_recv(c);
+  }
+}
+
+static void on_connected(wisp_h2conn *c) {
+  int err = wisp_net_connect_result(c->fd);
+  if (err) {
+    wisp_h2conn_closef(c, "cannot connect: %s", strerror(err));
+    return;
+  }
+  if (c->ssl) {
+    set_state(c, WISP_H2CONN_HANDSHAKING);
+    handshake(c);
+    return;
+  }
+  set_state(c, WISP_H2CONN_OPEN);
+  wisp_h2conn_mark_dirty(c);
+}
+
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents) {
+  wisp_h2conn *c = w->data;
+  if (c->state == WISP_H2CONN_CONNECTING) {
+    on_connected(c);
+  } else if (c->state == WISP_H2CONN_HANDSHAKING) {
+    handshake(c);
+  } else {
+    if (c->tls_want_write) {
+      c->tls_want_write = false;
+      wisp_h2conn_recv(c);
+    }
+    wisp_h2conn_mark_dirty(c);
+  }
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
+  wisp_h2loop *lp = w->data;
+  wisp_h2loop_flush(lp);
+  if (lp->before_sleep) lp->before_sleep(lp);
+}
+
+static void on_idle(struct ev_loop *loop, ev_idle *w, int revents) { /* wakes the loop: prepare does the work */ }
+
+void wisp_h2loop_init(wisp_h2loop *lp, struct ev_loop *loop) {
+  lp->loop = loop;
+  lp->dirty = NULL;
+  ev_prepare_init(&lp->prepare, on_prepare);
+  lp->prepare.data = lp;
+  ev_prepare_start(loop, &lp->prepare);
+  ev_idle_init(&lp->idle, on_idle);
+}
+
+void wisp_h2loop_cleanup(wisp_h2loop *lp) {
+  if (!lp->loop) return;
+  wisp_h2loop_flush(lp);
+  ev_prepare_stop(lp->loop, &lp->prepare);
+  ev_idle_stop(lp->loop, &lp->idle);
+}
+
+void wisp_h2conn_init(wisp_h2conn *c, wisp_h2loop *lp, const wisp_h2conn_ops *ops, int fd, SSL *ssl, bool upstream,
+                      wisp_h2conn_state state) {
+  c->lp = lp;
+  c->ops = ops;
+  c->fd = fd;
+  c->ssl = ssl;
+  c->upstream = upstream;
+  c->state = state;
+  ev_io_init(&c->rio, on_readable, fd, EV_READ);
+  ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
+  c->rio.data = c->wio.data = c;
+  update_io(c);
+}
+
+void wisp_h2conn_set0_session(wisp_h2conn *c, nghttp2_session *session) { c->h2 = session; }
