@@ -189,7 +189,8 @@ static void handshake(wisp_h2conn *c) {
     wisp_h2conn_closef(c, "peer %s did not negotiate HTTP/2 (ALPN h2): is it a wisp sidecar?", c->verify.peer.id);
     return;
   }
-  if (!c->verify.peer_ok) {
+  bool anonymous_ok = c->peer_optional && !SSL_get0_peer_certificates(c->ssl);
+  if (!c->verify.peer_ok && !anonymous_ok) {
     wisp_h2conn_close(c, "peer identity was not verified");
     return;
   }

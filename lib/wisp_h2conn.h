@@ -62,6 +62,7 @@ struct wisp_h2conn {
   SSL *ssl;                  /* owned; NULL for plaintext */
   bool tls_want_write;       /* TLS needs the socket writable to go on */
   bool upstream;             /* we are the TLS client (and HTTP/2 client) */
+  bool peer_optional;        /* server: a TLS client without a certificate is fine */
   wisp_tls_verify verify;    /* borrowed by |ssl| during the handshake */
   ev_io rio, wio;
   nghttp2_session *h2;       /* owned */

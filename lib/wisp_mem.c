@@ -26,7 +26,7 @@ void *wisp_realloc(void *p, size_t n) {
 
 char *wisp_strndup(const char *s, size_t len) {
   char *d = wisp_malloc(len + 1);
-  memcpy(d, s, len);
+  if (len) memcpy(d, s, len); /* s may be NULL when len is 0 */
   d[len] = '\0';
   return d;
 }

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,4 +123,54 @@ int wisp_net_connect_result(int fd) {
   socklen_t len = sizeof(err);
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
   return err;
+}
+
+static wisp_err unix_addr(struct sockaddr_un *sun, const char *path) {
+  memset(sun, 0, sizeof(*sun));
+  sun->sun_family = AF_UNIX;
+  if (strlen(path) >= sizeof(sun->sun_path)) {
+    errno = ENAMETOOLONG;
+    return WISP_ERR_USAGE;
+  }
+  strcpy(sun->sun_path, path);
+  return WISP_OK;
+}
+
+wisp_err wisp_net_listen_unix(int *out_fd, const char *path, unsigned mode, int backlog) {
+  struct sockaddr_un sun;
+  WISP_GUARD(unix_addr(&sun, path));
+  struct stat st;
+  if (lstat(path, &st) == 0) {
+    /* Replace a stale socket from an earlier run; never delete a file. */
+    if (!S_ISSOCK(st.st_mode)) {
+      errno = EEXIST;
+      return WISP_ERR_USAGE;
+    }
+    unlink(path);
+  }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  WISP_ENSURE(fd >= 0, WISP_ERR_IO);
+  if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 || chmod(path, mode) != 0 || listen(fd, backlog) != 0) {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return WISP_ERR_IO;
+  }
+  *out_fd = fd;
+  return WISP_OK;
+}
+
+wisp_err wisp_net_connect_unix(int *out_fd, const char *path) {
+  struct sockaddr_un sun;
+  WISP_GUARD(unix_addr(&sun, path));
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  WISP_ENSURE(fd >= 0, WISP_ERR_IO);
+  if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 && errno != EINPROGRESS && errno != EAGAIN) {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return WISP_ERR_IO;
+  }
+  *out_fd = fd;
+  return WISP_OK;
 }

@@ -26,6 +26,10 @@ wisp_err wisp_net_listen(int *out_fd, const wisp_addr *a, int backlog) WISP_MUST
 wisp_err wisp_net_connect(int *out_fd, const wisp_addr *a) WISP_MUST_CHECK;
 /* Accepts one connection as non-blocking; WISP_ERR_AGAIN when none. */
 wisp_err wisp_net_accept(int *out_fd, int lfd, wisp_addr *out_peer) WISP_MUST_CHECK;
+/* Unix sockets: listen at |path| (a stale socket file there is replaced,
+ * anything else is refused) with file mode |mode|; connect to |path|. */
+wisp_err wisp_net_listen_unix(int *out_fd, const char *path, unsigned mode, int backlog) WISP_MUST_CHECK;
+wisp_err wisp_net_connect_unix(int *out_fd, const char *path) WISP_MUST_CHECK;
 /* Result of a finished non-blocking connect (0 or an errno). */
 int wisp_net_connect_result(int fd);
 

@@ -182,7 +182,8 @@ static SSL_CTX *new_ctx(const wisp_tls *t, bool server, const char *cert, const 
    * revoked identity never rides on an old ticket. */
   SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
+  bool optional = server && t->opts.client_cert_optional;
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (optional ? 0 : SSL_VERIFY_FAIL_IF_NO_PEER_CERT), verify_cb);
   if (server) {
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
   } else {

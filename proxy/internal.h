@@ -113,10 +113,21 @@ struct wisp_stream {
   ev_tstamp started;
 };
 
+/* Finished requests by status class, for /metrics: [0] no status (reset,
+ * caller gone), [1..5] 1xx..5xx, [6] anything else. */
+#define WISP_STATUS_CLASSES 7
+
 typedef struct {
   uint64_t conns_accepted, conns_refused, upstream_connects, upstream_failures;
   uint64_t requests, responses_error;
+  uint64_t finished[2][WISP_STATUS_CLASSES]; /* [wisp_direction][class] */
 } wisp_stats;
+
+/* Counts one finished request (per request: one increment, no allocation). */
+static inline void wisp_stats_finished(wisp_stats *st, wisp_direction dir, int status) {
+  int cls = status == 0 ? 0 : (status >= 100 && status < 600) ? status / 100 : 6;
+  st->finished[dir][cls]++;
+}
 
 struct wisp_proxy {
   struct ev_loop *loop;
@@ -134,6 +145,11 @@ struct wisp_proxy {
   ev_timer drain_timer;
   bool draining;
   wisp_stats stats;
+  struct wisp_admin *admin;  /* owned; NULL: --admin off */
 };
+
+/* Stops accepting, sends GOAWAY to callers and ends the loop once they are
+ * gone (or at --drain-timeout): SIGTERM and POST /drain. */
+void wisp_proxy_start_drain(wisp_proxy *px);
 
 #endif

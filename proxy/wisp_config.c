@@ -36,6 +36,7 @@ static const opt_def kOpts[] = {
     {"reload-interval", OPT_SECONDS, OFF(reload_interval), "1"},
     {"pool-size", OPT_INT, OFF(pool_size), "4"},
     {"log-level", OPT_STR, OFF(log_level), "info"},
+    {"admin", OPT_STR, OFF(admin), NULL}, /* default WISP_ADMIN_DEFAULT, see below */
     {"help", OPT_HELP, OFF(help), NULL},
 };
 #define NOPTS (sizeof(kOpts) / sizeof(kOpts[0]))
@@ -52,6 +53,8 @@ const char *wisp_config_usage(void) {
          "  --connect-timeout S (5) --handshake-timeout S (10) --idle-timeout S (300)\n"
          "  --drain-timeout S (30) --reload-interval S (1) --pool-size N (4)\n"
          "  --log-level debug|info|warn|error\n"
+         "  --admin ADDR|off                       admin listener: /healthz /ready /certs /config\n"
+         "                                         /metrics, POST /drain (default 127.0.0.1:15000)\n"
          "Every flag can also be set as WISP_<FLAG> (e.g. WISP_APP=127.0.0.1:8080);\n"
          "WISP_ROUTE may hold several routes separated by spaces. Flags win.\n";
 }
@@ -222,6 +225,16 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
     set_err(err, err_len, "--inbound %s: expected HOST:PORT%s", out->inbound, "");
     return WISP_ERR_USAGE;
   }
+  out->admin_set = out->admin != NULL;
+  if (!out->admin) {
+    out->admin = wisp_strdup(WISP_ADMIN_DEFAULT);
+  } else if (strcmp(out->admin, "off") == 0) {
+    free(out->admin);
+    out->admin = NULL;
+  } else if (wisp_addr_parse(&a, out->admin) != WISP_OK) {
+    set_err(err, err_len, "--admin %s: expected HOST:PORT or off%s", out->admin, "");
+    return WISP_ERR_USAGE;
+  }
   if (!out->app && out->nroutes == 0) {
     snprintf(err, err_len, "nothing to do: give --app (inbound side) and/or --route (outbound side)");
     return WISP_ERR_USAGE;
@@ -241,5 +254,6 @@ void wisp_config_cleanup(wisp_config *c) {
   free(c->inbound);
   free(c->app);
   free(c->log_level);
+  free(c->admin);
   memset(c, 0, sizeof(*c));
 }

@@ -31,8 +31,12 @@ typedef struct {
   double reload_interval;
   int pool_size;                  /* upstream connections per peer */
   char *log_level;                /* owned */
+  char *admin;                    /* owned; admin listener address, NULL: off */
+  bool admin_set;                 /* given by --admin/WISP_ADMIN, not the default */
   bool help;
 } wisp_config;
+
+#define WISP_ADMIN_DEFAULT "127.0.0.1:15000"
 
 /* Parses argv then fills unset options from the environment and defaults.
  * On WISP_ERR_USAGE |err| names the flag and the problem. |out| must be

@@ -9,6 +9,7 @@
 
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
+#include "proxy/wisp_admin.h"
 #include "proxy/wisp_conn.h"
 
 #define WISP_ACCEPTS_PER_EVENT 64
@@ -67,7 +68,7 @@ static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
   ev_break(loop, EVBREAK_ALL);
 }
 
-static void start_drain(wisp_proxy *px) {
+void wisp_proxy_start_drain(wisp_proxy *px) {
   if (px->draining) return;
   px->draining = true;
   WISP_INFO("draining: no new connections, GOAWAY to callers, up to %gs", px->cfg->drain_timeout);
@@ -83,7 +84,7 @@ static void start_drain(wisp_proxy *px) {
   ev_timer_start(px->loop, &px->drain_timer);
 }
 
-static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) { start_drain(w->data); }
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) { wisp_proxy_start_drain(w->data); }
 
 static wisp_err add_target(wisp_proxy *px, wisp_target **out, const char *addr, bool tls, const char *id, char *err,
                            size_t err_len) {
@@ -173,12 +174,26 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   ev_signal_start(loop, &px->sigint);
   /* Handles that only wait must not keep the loop alive past drain. */
   log_started(px);
+  if (cfg->admin) {
+    /* An address the user gave must work; the default one may be taken
+     * (several proxies on one host): then run without it, and say so. */
+    char aerr[512];
+    if (wisp_admin_new(&px->admin, px, cfg->admin, aerr, sizeof(aerr)) != WISP_OK) {
+      if (cfg->admin_set) {
+        snprintf(err, err_len, "--admin: %s", aerr);
+        return WISP_ERR_IO;
+      }
+      WISP_WARN("no admin listener: %s (give --admin ADDR, or --admin off)", aerr);
+    }
+  }
   return WISP_OK;
 }
 
 void wisp_proxy_run(wisp_proxy *px) { ev_run(px->loop, 0); }
 
 void wisp_proxy_cleanup(wisp_proxy *px) {
+  wisp_admin_free(px->admin);
+  px->admin = NULL;
   for (wisp_conn *c = px->conns; c; c = c->next) wisp_conn_close(c, NULL);
   wisp_h2loop_cleanup(&px->lp);
   for (size_t i = 0; i < px->nlisteners; i++) {

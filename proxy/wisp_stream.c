@@ -87,6 +87,8 @@ static void stream_log(const wisp_stream *s) {
   const char *authority = wisp_hdrs_get(req, ":authority");
   const char *grpc = wisp_hdrs_get(&s->trailers[WISP_UP], "grpc-status");
   if (!grpc) grpc = wisp_hdrs_get(&s->hdrs[WISP_UP], "grpc-status");
+  int status = status_of(s);
+  wisp_stats_finished(&s->target->px->stats, s->dir, status); /* /metrics */
   wisp_json j;
   wisp_json_begin(&j, "request");
   wisp_json_str(&j, "direction", s->dir == WISP_DIR_INBOUND ? "inbound" : "outbound");
@@ -95,7 +97,7 @@ static void stream_log(const wisp_stream *s) {
   wisp_json_str(&j, "authority", authority ? authority : wisp_hdrs_get(req, "host"));
   wisp_json_str(&j, "method", wisp_hdrs_get(req, ":method"));
   wisp_json_str(&j, "path", wisp_hdrs_get(req, ":path"));
-  wisp_json_int(&j, "status", status_of(s));
+  wisp_json_int(&j, "status", status);
   if (grpc) wisp_json_int(&j, "grpc_status", atoi(grpc));
   if (!grpc && s->grpc_status >= 0) wisp_json_int(&j, "grpc_status", s->grpc_status);
   wisp_json_int(&j, "bytes_in", (int64_t)s->bytes[WISP_DOWN]);

@@ -9,20 +9,32 @@ PKI="$WISP_SRC/deploy/wisp-pki.sh"
 NODE_DIR="$WISP_SRC/tests/node"
 TD=spiffe://shop.local
 
-# The proxy binary: given by Bazel as $1 (runfiles path), or the built one.
-wisp_find_proxy() {
-  local cand
-  for cand in "${WISP_PROXY_BIN:-}" "$@" "$WISP_SRC/bazel-bin/proxy/wisp-proxy"; do
-    if [ -n "$cand" ] && [ -x "$cand" ]; then
+# wisp_find_bin NAME ARGS...: the binary NAME among the test's arguments
+# (Bazel passes $(location ...) paths), else the built one in bazel-bin.
+wisp_find_bin() {
+  local name=$1 cand
+  shift
+  for cand in "$@" "$WISP_SRC/bazel-bin/proxy/$name" "$WISP_SRC/bazel-bin/control/$name"; do
+    if [ "$(basename "$cand")" = "$name" ] && [ -x "$cand" ]; then
       readlink -f "$cand"
       return 0
     fi
   done
-  echo "wisp-proxy binary not found (bazel build //proxy:wisp-proxy)" >&2
+  echo "$name binary not found (bazel build //...)" >&2
   return 1
+}
+# The proxy binary ($WISP_PROXY_BIN wins).
+wisp_find_proxy() {
+  if [ -n "${WISP_PROXY_BIN:-}" ]; then
+    echo "$WISP_PROXY_BIN"
+  else
+    wisp_find_bin wisp-proxy "$@"
+  fi
 }
 
 WORK=$(mktemp -d "${TEST_TMPDIR:-/tmp}/wisp-it.XXXXXX")
+# Unix socket paths must stay under 108 bytes; Bazel's TEST_TMPDIR is long.
+SOCKDIR=$(mktemp -d /tmp/wisp-s.XXXXXX)
 PIDS=()
 PROXY_PIDS=()
 PASS=0
@@ -172,7 +184,7 @@ cleanup() {
   done
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-  if [ "${KEEP_WORK:-0}" != 1 ]; then rm -rf "$WORK"; fi
+  if [ "${KEEP_WORK:-0}" != 1 ]; then rm -rf "$WORK" "$SOCKDIR"; fi
 }
 
 finish() {

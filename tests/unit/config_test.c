@@ -19,7 +19,7 @@ static const char *const kEnvVars[] = {
     "WISP_CERT",          "WISP_KEY",          "WISP_BUNDLE",       "WISP_ROUTE",
     "WISP_INBOUND",       "WISP_APP",          "WISP_ALLOW_TLS12",  "WISP_CONNECT_TIMEOUT",
     "WISP_HANDSHAKE_TIMEOUT", "WISP_IDLE_TIMEOUT", "WISP_DRAIN_TIMEOUT", "WISP_RELOAD_INTERVAL",
-    "WISP_POOL_SIZE",     "WISP_LOG_LEVEL",    "WISP_HELP",
+    "WISP_POOL_SIZE",     "WISP_LOG_LEVEL",    "WISP_HELP",         "WISP_ADMIN",
 };
 
 static int clear_env(void **state) {
@@ -72,6 +72,8 @@ static void check_defaults(const wisp_config *c) {
   assert_true(c->reload_interval == 1.0);
   assert_int_equal(c->pool_size, 4);
   assert_string_equal(c->log_level, "info");
+  assert_string_equal(c->admin, "127.0.0.1:15000");
+  assert_false(c->admin_set);
   assert_false(c->help);
 }
 
@@ -155,6 +157,18 @@ static void check_tls12_off(const wisp_config *c) { assert_false(c->allow_tls12)
 static void check_pool_default(const wisp_config *c) { assert_int_equal(c->pool_size, 4); }
 
 static void check_pool_1(const wisp_config *c) { assert_int_equal(c->pool_size, 1); }
+
+static void check_admin_9901(const wisp_config *c) {
+  assert_string_equal(c->admin, "127.0.0.1:9901");
+  assert_true(c->admin_set);
+}
+
+static void check_admin_off(const wisp_config *c) {
+  assert_null(c->admin);
+  assert_true(c->admin_set);
+}
+
+static void check_admin_v6(const wisp_config *c) { assert_string_equal(c->admin, "[::1]:15000"); }
 
 /* ---- the table -------------------------------------------------------------- */
 
@@ -248,6 +262,27 @@ static const cfg_case kCases[] = {
     {"empty environment value is unset", {"WISP_POOL_SIZE=", NULL}, {CERTS, "--app", ":1"}, WISP_OK, NULL,
      check_pool_default},
     {"pool size 1", {0}, {CERTS, "--app", ":1", "--pool-size", "1"}, WISP_OK, NULL, check_pool_1},
+
+    /* --admin */
+    {"--admin ADDR", {0}, {CERTS, "--app", ":1", "--admin", "127.0.0.1:9901"}, WISP_OK, NULL, check_admin_9901},
+    {"--admin=ADDR", {0}, {CERTS, "--app", ":1", "--admin=127.0.0.1:9901"}, WISP_OK, NULL, check_admin_9901},
+    {"--admin off", {0}, {CERTS, "--app", ":1", "--admin", "off"}, WISP_OK, NULL, check_admin_off},
+    {"--admin IPv6", {0}, {CERTS, "--app", ":1", "--admin", "[::1]:15000"}, WISP_OK, NULL, check_admin_v6},
+    {"WISP_ADMIN", {"WISP_ADMIN=127.0.0.1:9901", NULL}, {CERTS, "--app", ":1"}, WISP_OK, NULL, check_admin_9901},
+    {"WISP_ADMIN=off", {"WISP_ADMIN=off", NULL}, {CERTS, "--app", ":1"}, WISP_OK, NULL, check_admin_off},
+    {"empty WISP_ADMIN is unset", {"WISP_ADMIN=", NULL}, {CERTS, "--app", "127.0.0.1:8080"}, WISP_OK, NULL,
+     check_defaults},
+    {"--admin overrides WISP_ADMIN", {"WISP_ADMIN=off", NULL}, {CERTS, "--app", ":1", "--admin", "127.0.0.1:9901"},
+     WISP_OK, NULL, check_admin_9901},
+    {"--admin overrides WISP_ADMIN=ADDR", {"WISP_ADMIN=127.0.0.1:9901", NULL}, {CERTS, "--app", ":1", "--admin", "off"},
+     WISP_OK, NULL, check_admin_off},
+    {"bad --admin", {0}, {CERTS, "--app", ":1", "--admin", "localhost"}, WISP_ERR_USAGE,
+     "--admin localhost: expected HOST:PORT or off", NULL},
+    {"--admin OFF is not off", {0}, {CERTS, "--app", ":1", "--admin", "OFF"}, WISP_ERR_USAGE, "--admin OFF", NULL},
+    {"empty --admin", {0}, {CERTS, "--app", ":1", "--admin="}, WISP_ERR_USAGE, "--admin : expected", NULL},
+    {"bad WISP_ADMIN", {"WISP_ADMIN=127.0.0.1:70000", NULL}, {CERTS, "--app", ":1"}, WISP_ERR_USAGE,
+     "--admin 127.0.0.1:70000", NULL},
+    {"--admin without a value", {0}, {CERTS, "--app", ":1", "--admin"}, WISP_ERR_USAGE, "'--admin'", NULL},
 
     /* required flags and sides */
     {"no flags at all", {0}, {0}, WISP_ERR_USAGE, "--cert, --key and --bundle are required", NULL},
@@ -501,7 +536,7 @@ static void test_usage_text(void **state) {
   static const char *const flags[] = {"--cert",          "--key",          "--bundle",          "--route",
                                       "--inbound",       "--app",          "--allow-tls12",     "--connect-timeout",
                                       "--handshake-timeout", "--idle-timeout", "--drain-timeout", "--reload-interval",
-                                      "--pool-size",     "--log-level",    "WISP_ROUTE"};
+                                      "--pool-size",     "--log-level",    "--admin",           "WISP_ROUTE"};
   for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) assert_non_null(strstr(u, flags[i]));
 }
 

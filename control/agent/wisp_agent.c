@@ -1,0 +1,692 @@
+#include "control/agent/wisp_agent.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+
+#include "control/agent/wisp_rpc.h"
+#include "control/agent/wisp_tokens.h"
+#include "lib/wisp_ca.h"
+#include "lib/wisp_log.h"
+#include "lib/wisp_mem.h"
+#include "lib/wisp_spiffe.h"
+#include "lib/wisp_state.h"
+#include "lib/wisp_tls.h"
+#include "wisp/v1/admin.pb-c.h"
+#include "wisp/v1/config.pb-c.h"
+#include "wisp/v1/identity.pb-c.h"
+
+#define F_CA_CERT "ca.crt"
+#define F_CA_KEY "ca.key"
+#define F_BUNDLE "bundle.pem"
+#define F_AGENT_CERT "agent.crt"
+#define F_AGENT_KEY "agent.key"
+#define F_TOKENS "tokens"
+#define F_POLICY "policy.yaml"
+#define F_VERSION "policy.version"
+#define STATE_MAX (4 * 1024 * 1024)
+#define ROOT_TTL (10LL * 365 * 86400)
+#define AGENT_CERT_TTL (24 * 3600)
+#define DEFAULT_TOKEN_TTL 3600
+#define POLICY_POLL_SECONDS 0.5
+#define MAX_PROXIES 4096
+
+/* What the agent knows of one proxy identity. */
+typedef struct {
+  char spiffe_id[WISP_SPIFFE_MAX + 1];
+  int watchers;              /* open Config.Watch streams */
+  char acked[32];
+  char nack[256];
+  char serial[80];
+  int64_t not_after;
+  int64_t last_seen;
+} proxy_record;
+
+/* One open Config.Watch stream. */
+typedef struct watcher {
+  wisp_agent *agent;
+  wisp_rpc_call *call;
+  proxy_record *rec;         /* NULL until the first request names it */
+  char nonce[33];
+  char sent_version[32];
+  struct watcher *next, *prev;
+} watcher;
+
+struct wisp_agent {
+  struct ev_loop *loop;
+  wisp_agent_config cfg;
+  wisp_ca *ca;
+  wisp_tls *tls;
+  wisp_rpc_server *rpc;
+  wisp_tokens tokens;
+  char *policy;              /* owned, NUL-terminated YAML */
+  uint64_t version;
+  char policy_dir_digest[65];
+  watcher *watchers;
+  proxy_record **proxies;    /* owned; records never move (watchers point at them) */
+  size_t nproxies;
+  ev_timer policy_poll, cert_renew;
+};
+
+static int64_t now_unix(void) { return (int64_t)time(NULL); }
+
+/* notAfter as Unix time; 0 if it cannot be read (only shown to users). */
+static int64_t not_after_of(const X509 *cert) {
+  int64_t t = 0;
+  if (wisp_ca_cert_not_after(cert, &t) != WISP_OK) return 0;
+  return t;
+}
+
+/* ---- state dir ---- */
+
+static wisp_err save(wisp_agent *a, const char *name, const void *data, size_t len, char *err, size_t err_len) {
+  return wisp_state_write(a->cfg.state_dir, name, data, len, 0600, err, err_len);
+}
+
+static wisp_err save_tokens(wisp_agent *a) {
+  wisp_buf b = {0};
+  char err[256];
+  wisp_tokens_prune(&a->tokens, now_unix());
+  wisp_err rc = wisp_tokens_serialize(&a->tokens, &b);
+  if (rc == WISP_OK) rc = save(a, F_TOKENS, wisp_buf_rptr(&b), wisp_buf_len(&b), err, sizeof(err));
+  if (rc != WISP_OK) WISP_ERROR("cannot save join tokens: %s", err);
+  wisp_buf_cleanup(&b);
+  return rc;
+}
+
+/* Reads a state file; WISP_ERR_IO with errno ENOENT when it is not there. */
+static wisp_err load(wisp_agent *a, const char *name, char **out, size_t *out_len, char *err, size_t err_len) {
+  uint8_t *data = NULL;
+  size_t len = 0;
+  WISP_GUARD(wisp_state_read(a->cfg.state_dir, name, STATE_MAX, &data, &len, err, err_len));
+  *out = wisp_realloc(data, len + 1);
+  (*out)[len] = '\0';
+  *out_len = len;
+  return WISP_OK;
+}
+
+static bool state_exists(const wisp_agent *a, const char *name) {
+  char path[4096];
+  struct stat st;
+  snprintf(path, sizeof(path), "%s/%s", a->cfg.state_dir, name);
+  return stat(path, &st) == 0;
+}
+
+static wisp_err save_ca(wisp_agent *a, char *err, size_t err_len) {
+  char *cert = NULL, *key = NULL;
+  size_t cert_len = 0, key_len = 0;
+  wisp_err rc = wisp_ca_save_pem(a->ca, &cert, &cert_len, &key, &key_len);
+  if (rc == WISP_OK) rc = save(a, F_CA_KEY, key, key_len, err, err_len);
+  if (rc == WISP_OK) rc = save(a, F_CA_CERT, cert, cert_len, err, err_len);
+  if (key) OPENSSL_cleanse(key, key_len);
+  free(cert);
+  free(key);
+  return rc;
+}
+
+/* The CA: --ca-cert/--ca-key, else the one in the state dir, else a new
+ * root written there. */
+static wisp_err load_ca(wisp_agent *a, char *err, size_t err_len) {
+  if (a->cfg.ca_cert) {
+    return wisp_ca_load_files(&a->ca, a->cfg.trust_domain, a->cfg.ca_cert, NULL, a->cfg.ca_key, err, err_len);
+  }
+  if (state_exists(a, F_CA_CERT)) {
+    char *cert, *key;
+    size_t cert_len, key_len;
+    WISP_GUARD(load(a, F_CA_CERT, &cert, &cert_len, err, err_len));
+    wisp_err rc = load(a, F_CA_KEY, &key, &key_len, err, err_len);
+    if (rc == WISP_OK) {
+      rc = wisp_ca_load_pem(&a->ca, NULL, cert, cert_len, key, key_len, err, err_len);
+      OPENSSL_cleanse(key, key_len);
+      free(key);
+    }
+    free(cert);
+    return rc;
+  }
+  a->ca = wisp_ca_new_root(a->cfg.trust_domain, ROOT_TTL, err, err_len);
+  WISP_ENSURE(a->ca, WISP_ERR_USAGE);
+  WISP_GUARD(save_ca(a, err, err_len));
+  WISP_INFO("generated a new root CA for spiffe://%s in %s", a->cfg.trust_domain, a->cfg.state_dir);
+  return WISP_OK;
+}
+
+static wisp_err certs_pem(STACK_OF(X509) *certs, char **out, size_t *out_len) {
+  return wisp_ca_certs_to_pem(out, out_len, certs);
+}
+
+/* The agent's own TLS identity, spiffe://<td>/wisp/agent, from its CA. */
+static wisp_err issue_agent_cert(wisp_agent *a, char *err, size_t err_len) {
+  EVP_PKEY *key = NULL;
+  X509 *cert = NULL;
+  char id[WISP_SPIFFE_MAX + 1];
+  snprintf(id, sizeof(id), "spiffe://%s/wisp/agent", wisp_ca_get0_trust_domain(a->ca));
+  WISP_GUARD(wisp_ca_key_new_p256(&key));
+  wisp_err rc = wisp_ca_issue(a->ca, &cert, key, id, AGENT_CERT_TTL, err, err_len);
+  STACK_OF(X509) *chain = sk_X509_new_null();
+  char *pem = NULL, *key_pem = NULL, *bundle = NULL;
+  size_t pem_len = 0, key_len = 0, bundle_len = 0;
+  if (rc == WISP_OK) {
+    sk_X509_push(chain, cert);
+    for (size_t i = 0; i < sk_X509_num(wisp_ca_get0_chain(a->ca)); i++)
+      sk_X509_push(chain, sk_X509_value(wisp_ca_get0_chain(a->ca), i));
+    rc = certs_pem(chain, &pem, &pem_len);
+  }
+  if (rc == WISP_OK) rc = wisp_ca_key_to_pem(&key_pem, &key_len, key);
+  if (rc == WISP_OK) rc = certs_pem(wisp_ca_get0_roots(a->ca), &bundle, &bundle_len);
+  if (rc == WISP_OK) rc = save(a, F_AGENT_KEY, key_pem, key_len, err, err_len);
+  if (rc == WISP_OK) rc = save(a, F_AGENT_CERT, pem, pem_len, err, err_len);
+  if (rc == WISP_OK) rc = save(a, F_BUNDLE, bundle, bundle_len, err, err_len);
+  if (rc == WISP_OK) {
+    char path[3][4096];
+    snprintf(path[0], sizeof(path[0]), "%s/%s", a->cfg.state_dir, F_AGENT_CERT);
+    snprintf(path[1], sizeof(path[1]), "%s/%s", a->cfg.state_dir, F_AGENT_KEY);
+    snprintf(path[2], sizeof(path[2]), "%s/%s", a->cfg.state_dir, F_BUNDLE);
+    rc = wisp_tls_load_files(a->tls, path[0], path[1], path[2], err, err_len);
+  }
+  sk_X509_free(chain);
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  free(pem);
+  free(key_pem);
+  free(bundle);
+  return rc;
+}
+
+static void on_cert_renew(struct ev_loop *loop, ev_timer *w, int revents) {
+  wisp_agent *a = w->data;
+  char err[512];
+  if (issue_agent_cert(a, err, sizeof(err)) != WISP_OK) WISP_ERROR("cannot renew the agent's certificate: %s", err);
+}
+
+static wisp_err load_policy(wisp_agent *a, char *err, size_t err_len) {
+  size_t len;
+  if (!state_exists(a, F_POLICY)) {
+    a->policy = wisp_strdup("");
+    return WISP_OK;
+  }
+  WISP_GUARD(load(a, F_POLICY, &a->policy, &len, err, err_len));
+  char *v;
+  if (load(a, F_VERSION, &v, &len, err, err_len) == WISP_OK) {
+    a->version = strtoull(v, NULL, 10);
+    free(v);
+  }
+  return WISP_OK;
+}
+
+/* ---- proxies and watchers ---- */
+
+static proxy_record *proxy_get(wisp_agent *a, const char *id) {
+  for (size_t i = 0; i < a->nproxies; i++) {
+    if (strcmp(a->proxies[i]->spiffe_id, id) == 0) return a->proxies[i];
+  }
+  if (a->nproxies == MAX_PROXIES) return NULL;
+  a->proxies = wisp_realloc(a->proxies, (a->nproxies + 1) * sizeof(*a->proxies));
+  proxy_record *r = wisp_calloc(1, sizeof(*r));
+  snprintf(r->spiffe_id, sizeof(r->spiffe_id), "%s", id);
+  a->proxies[a->nproxies++] = r;
+  return r;
+}
+
+static void version_str(const wisp_agent *a, char *out, size_t len) { snprintf(out, len, "%" PRIu64, a->version); }
+
+static void new_nonce(char out[33]) {
+  static const char hex[] = "0123456789abcdef";
+  uint8_t raw[16];
+  RAND_bytes(raw, sizeof(raw));
+  for (int i = 0; i < 16; i++) {
+    out[2 * i] = hex[raw[i] >> 4];
+    out[2 * i + 1] = hex[raw[i] & 15];
+  }
+  out[32] = '\0';
+}
+
+/* DER of every root, for SignResponse.bundle and Snapshot.bundle. */
+static ProtobufCBinaryData *bundle_der(const wisp_agent *a, size_t *out_n) {
+  STACK_OF(X509) *roots = wisp_ca_get0_roots(a->ca);
+  size_t n = sk_X509_num(roots);
+  ProtobufCBinaryData *der = wisp_calloc(n, sizeof(*der));
+  for (size_t i = 0; i < n; i++) {
+    uint8_t *p = NULL;
+    int len = i2d_X509(sk_X509_value(roots, i), &p);
+    der[i].data = p;
+    der[i].len = len > 0 ? (size_t)len : 0;
+  }
+  *out_n = n;
+  return der;
+}
+
+static void free_der(ProtobufCBinaryData *der, size_t n) {
+  for (size_t i = 0; i < n; i++) OPENSSL_free(der[i].data);
+  free(der);
+}
+
+static void push_snapshot(watcher *w) {
+  wisp_agent *a = w->agent;
+  Wisp__V1__Snapshot snap = WISP__V1__SNAPSHOT__INIT;
+  char version[32];
+  version_str(a, version, sizeof(version));
+  new_nonce(w->nonce);
+  snap.version = version;
+  snap.nonce = w->nonce;
+  snap.policy_yaml = a->policy;
+  snap.bundle = bundle_der(a, &snap.n_bundle);
+  wisp_err rc = wisp_rpc_send(w->call, &snap.base);
+  free_der(snap.bundle, snap.n_bundle);
+  if (rc != WISP_OK) {
+    wisp_rpc_finish(w->call, WISP_GRPC_RESOURCE_EXHAUSTED, "watcher is not reading its snapshots");
+    return;
+  }
+  snprintf(w->sent_version, sizeof(w->sent_version), "%s", version);
+}
+
+static void push_all(wisp_agent *a) {
+  for (watcher *w = a->watchers; w; w = w->next) {
+    if (w->rec) push_snapshot(w);
+  }
+}
+
+/* ---- RPC handlers ---- */
+
+static void log_event(const char *type, const char *k1, const char *v1, const char *k2, const char *v2) {
+  wisp_json j;
+  wisp_json_begin(&j, type);
+  wisp_json_str(&j, k1, v1);
+  wisp_json_str(&j, k2, v2);
+  wisp_json_emit(&j);
+  fflush(stdout);
+}
+
+static bool admin_allowed(wisp_rpc_call *call) {
+  if (wisp_rpc_call_local(call)) return true;
+  wisp_rpc_finish(call, WISP_GRPC_PERMISSION_DENIED,
+                  "the Admin API is only served over the agent's Unix socket without TLS");
+  return false;
+}
+
+static void sign_reply(wisp_rpc_call *call, wisp_agent *a, X509 *leaf, const char *id) {
+  Wisp__V1__SignResponse resp = WISP__V1__SIGN_RESPONSE__INIT;
+  STACK_OF(X509) *chain = wisp_ca_get0_chain(a->ca);
+  size_t n = 1 + sk_X509_num(chain);
+  ProtobufCBinaryData *der = wisp_calloc(n, sizeof(*der));
+  for (size_t i = 0; i < n; i++) {
+    uint8_t *p = NULL;
+    int len = i2d_X509(i == 0 ? leaf : sk_X509_value(chain, i - 1), &p);
+    der[i].data = p;
+    der[i].len = len > 0 ? (size_t)len : 0;
+  }
+  resp.spiffe_id = (char *)id;
+  resp.chain = der;
+  resp.n_chain = n;
+  resp.bundle = bundle_der(a, &resp.n_bundle);
+  resp.not_after_unix = not_after_of(leaf);
+  if (wisp_rpc_send(call, &resp.base) == WISP_OK) {
+    wisp_rpc_finish(call, WISP_GRPC_OK, NULL);
+  } else {
+    wisp_rpc_finish(call, WISP_GRPC_INTERNAL, "cannot send the response");
+  }
+  free_der(der, n);
+  free_der(resp.bundle, resp.n_bundle);
+}
+
+/* Who may have an SVID for the ID the CSR asks for: the bearer of a join
+ * token for it, or a caller already holding a valid SVID for it. */
+static wisp_grpc_status authorize_sign(wisp_agent *a, wisp_rpc_call *call, const Wisp__V1__SignRequest *req,
+                                       const char *id, char *why, size_t why_len, const char **via) {
+  if (req->join_token && req->join_token[0]) {
+    *via = "join-token";
+    wisp_err rc = wisp_tokens_use(&a->tokens, req->join_token, id, now_unix(), why, why_len);
+    if (rc == WISP_OK) {
+      (void)save_tokens(a);
+      return WISP_GRPC_OK;
+    }
+    return rc == WISP_ERR_POLICY ? WISP_GRPC_PERMISSION_DENIED : WISP_GRPC_UNAUTHENTICATED;
+  }
+  *via = "renewal";
+  const char *peer = wisp_rpc_call_peer_id(call);
+  if (!peer) {
+    snprintf(why, why_len, "no join token, and no client certificate to renew: connect with TLS and the current SVID");
+    return WISP_GRPC_UNAUTHENTICATED;
+  }
+  if (strcmp(peer, id) != 0) {
+    snprintf(why, why_len, "caller is %s but the CSR asks for %s", peer, id);
+    return WISP_GRPC_PERMISSION_DENIED;
+  }
+  return WISP_GRPC_OK;
+}
+
+static void on_sign(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
+  wisp_agent *a = wisp_rpc_server_data(wisp_rpc_call_server(call));
+  Wisp__V1__SignRequest *req = wisp__v1__sign_request__unpack(NULL, len, msg);
+  if (!req) {
+    wisp_rpc_finish(call, WISP_GRPC_INVALID_ARGUMENT, "malformed SignRequest");
+    return;
+  }
+  wisp_ca_csr_info csr = {0};
+  char why[512];
+  const char *via = "";
+  X509 *leaf = NULL;
+  wisp_err rc = wisp_ca_csr_check(&csr, req->csr.data, req->csr.len, why, sizeof(why));
+  if (rc != WISP_OK) {
+    wisp_rpc_finishf(call, WISP_GRPC_INVALID_ARGUMENT, "bad CSR: %s", why);
+  } else {
+    wisp_grpc_status st = authorize_sign(a, call, req, csr.id.id, why, sizeof(why), &via);
+    if (st != WISP_GRPC_OK) {
+      wisp_rpc_finish(call, st, why);
+    } else if (wisp_ca_issue(a->ca, &leaf, csr.pubkey, csr.id.id, a->cfg.svid_ttl, why, sizeof(why)) != WISP_OK) {
+      wisp_rpc_finishf(call, WISP_GRPC_FAILED_PRECONDITION, "cannot issue: %s", why);
+    } else {
+      proxy_record *r = proxy_get(a, csr.id.id);
+      if (r) {
+        wisp_ca_cert_serial_hex(leaf, r->serial, sizeof(r->serial));
+        r->not_after = not_after_of(leaf);
+        r->last_seen = now_unix();
+      }
+      sign_reply(call, a, leaf, csr.id.id);
+      log_event("sign", "spiffe_id", csr.id.id, "via", via);
+    }
+  }
+  if (!leaf && csr.id.id[0]) log_event("sign_refused", "spiffe_id", csr.id.id, "reason", why);
+  X509_free(leaf);
+  wisp_ca_csr_info_cleanup(&csr);
+  wisp__v1__sign_request__free_unpacked(req, NULL);
+}
+
+static void on_create_token(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
+  wisp_agent *a = wisp_rpc_server_data(wisp_rpc_call_server(call));
+  if (!admin_allowed(call)) return;
+  Wisp__V1__CreateJoinTokenRequest *req = wisp__v1__create_join_token_request__unpack(NULL, len, msg);
+  if (!req) {
+    wisp_rpc_finish(call, WISP_GRPC_INVALID_ARGUMENT, "malformed CreateJoinTokenRequest");
+    return;
+  }
+  wisp_spiffe_id id;
+  char why[256];
+  const wisp_token *tok = NULL;
+  int64_t ttl = req->ttl_seconds > 0 ? req->ttl_seconds : DEFAULT_TOKEN_TTL;
+  if (wisp_spiffe_parse(&id, req->spiffe_id, strlen(req->spiffe_id), why, sizeof(why)) != WISP_OK) {
+    wisp_rpc_finishf(call, WISP_GRPC_INVALID_ARGUMENT, "spiffe_id %s: %s", req->spiffe_id, why);
+  } else if (strcmp(id.trust_domain, wisp_ca_get0_trust_domain(a->ca)) != 0) {
+    wisp_rpc_finishf(call, WISP_GRPC_INVALID_ARGUMENT, "spiffe_id %s is outside this agent's trust domain %s",
+                     req->spiffe_id, wisp_ca_get0_trust_domain(a->ca));
+  } else if (wisp_tokens_create(&a->tokens, &tok, id.id, now_unix(), ttl, req->reusable) != WISP_OK ||
+             save_tokens(a) != WISP_OK) {
+    wisp_rpc_finish(call, WISP_GRPC_INTERNAL, "cannot store the join token");
+  } else {
+    Wisp__V1__CreateJoinTokenResponse resp = WISP__V1__CREATE_JOIN_TOKEN_RESPONSE__INIT;
+    char token[WISP_TOKEN_LEN + 1];
+    snprintf(token, sizeof(token), "%s", tok->token);
+    resp.token = token;
+    resp.expires_unix = tok->expires;
+    if (wisp_rpc_send(call, &resp.base) == WISP_OK) wisp_rpc_finish(call, WISP_GRPC_OK, NULL);
+    log_event("token_created", "spiffe_id", id.id, "reusable", req->reusable ? "true" : "false");
+  }
+  wisp__v1__create_join_token_request__free_unpacked(req, NULL);
+}
+
+/* Installs |yaml| as the next policy version and pushes it. */
+static wisp_err apply_policy(wisp_agent *a, const char *yaml, const char *source, char *err, size_t err_len) {
+  char version[32];
+  uint64_t next = a->version + 1;
+  snprintf(version, sizeof(version), "%" PRIu64, next);
+  WISP_GUARD(save(a, F_POLICY, yaml, strlen(yaml), err, err_len));
+  WISP_GUARD(save(a, F_VERSION, version, strlen(version), err, err_len));
+  free(a->policy);
+  a->policy = wisp_strdup(yaml);
+  a->version = next;
+  log_event("policy_applied", "version", version, "source", source);
+  push_all(a);
+  return WISP_OK;
+}
+
+static void on_apply_policy(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
+  wisp_agent *a = wisp_rpc_server_data(wisp_rpc_call_server(call));
+  if (!admin_allowed(call)) return;
+  Wisp__V1__ApplyPolicyRequest *req = wisp__v1__apply_policy_request__unpack(NULL, len, msg);
+  char err[512];
+  if (!req) {
+    wisp_rpc_finish(call, WISP_GRPC_INVALID_ARGUMENT, "malformed ApplyPolicyRequest");
+    return;
+  }
+  if (apply_policy(a, req->yaml, req->source[0] ? req->source : "api", err, sizeof(err)) != WISP_OK) {
+    wisp_rpc_finishf(call, WISP_GRPC_INTERNAL, "cannot store the policy: %s", err);
+  } else {
+    Wisp__V1__ApplyPolicyResponse resp = WISP__V1__APPLY_POLICY_RESPONSE__INIT;
+    char version[32];
+    version_str(a, version, sizeof(version));
+    resp.version = version;
+    if (wisp_rpc_send(call, &resp.base) == WISP_OK) wisp_rpc_finish(call, WISP_GRPC_OK, NULL);
+  }
+  wisp__v1__apply_policy_request__free_unpacked(req, NULL);
+}
+
+static void on_status(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
+  wisp_agent *a = wisp_rpc_server_data(wisp_rpc_call_server(call));
+  if (!admin_allowed(call)) return;
+  Wisp__V1__StatusResponse resp = WISP__V1__STATUS_RESPONSE__INIT;
+  char version[32];
+  version_str(a, version, sizeof(version));
+  resp.version = version;
+  resp.ca_not_after_unix = not_after_of(wisp_ca_get0_cert(a->ca));
+  resp.bundle_roots = (uint32_t)sk_X509_num(wisp_ca_get0_roots(a->ca));
+  Wisp__V1__ProxyStatus *items = wisp_calloc(a->nproxies, sizeof(*items));
+  Wisp__V1__ProxyStatus **ptrs = wisp_calloc(a->nproxies, sizeof(*ptrs));
+  for (size_t i = 0; i < a->nproxies; i++) {
+    proxy_record *r = a->proxies[i];
+    wisp__v1__proxy_status__init(&items[i]);
+    items[i].spiffe_id = r->spiffe_id;
+    items[i].connected = r->watchers > 0;
+    items[i].acked_version = r->acked;
+    items[i].last_nack_error = r->nack;
+    items[i].svid_serial = r->serial;
+    items[i].svid_not_after_unix = r->not_after;
+    items[i].last_seen_unix = r->last_seen;
+    ptrs[i] = &items[i];
+  }
+  resp.proxies = ptrs;
+  resp.n_proxies = a->nproxies;
+  if (wisp_rpc_send(call, &resp.base) == WISP_OK) {
+    wisp_rpc_finish(call, WISP_GRPC_OK, NULL);
+  } else {
+    wisp_rpc_finish(call, WISP_GRPC_INTERNAL, "status too large");
+  }
+  free(items);
+  free(ptrs);
+}
+
+/* Config.Watch: the first request names the proxy (its verified SVID over
+ * TLS; the request's spiffe_id only on the local socket); then each request
+ * ACKs (empty error_detail) or NACKs the snapshot with that nonce. */
+static void on_watch_message(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
+  wisp_agent *a = wisp_rpc_server_data(wisp_rpc_call_server(call));
+  watcher *w = wisp_rpc_call_user(call);
+  Wisp__V1__WatchRequest *req = wisp__v1__watch_request__unpack(NULL, len, msg);
+  if (!req) {
+    wisp_rpc_finish(call, WISP_GRPC_INVALID_ARGUMENT, "malformed WatchRequest");
+    return;
+  }
+  if (!w->rec) {
+    const char *peer = wisp_rpc_call_peer_id(call);
+    const char *id = peer ? peer : (wisp_rpc_call_local(call) ? req->spiffe_id : NULL);
+    wisp_spiffe_id sid;
+    if (!id || wisp_spiffe_parse(&sid, id, strlen(id), NULL, 0) != WISP_OK) {
+      wisp_rpc_finish(call, WISP_GRPC_UNAUTHENTICATED,
+                      "Watch needs the proxy's identity: a client certificate, or spiffe_id on the local socket");
+    } else if (peer && req->spiffe_id[0] && strcmp(peer, req->spiffe_id) != 0) {
+      wisp_rpc_finishf(call, WISP_GRPC_PERMISSION_DENIED, "caller is %s, not %s", peer, req->spiffe_id);
+    } else if ((w->rec = proxy_get(a, id)) == NULL) {
+      wisp_rpc_finish(call, WISP_GRPC_RESOURCE_EXHAUSTED, "too many proxies");
+    } else {
+      w->rec->watchers++;
+      w->rec->last_seen = now_unix();
+      push_snapshot(w);
+    }
+  } else if (req->nonce[0] && strcmp(req->nonce, w->nonce) == 0) {
+    /* An answer to what we sent last; stale nonces are ignored, as in xDS. */
+    w->rec->last_seen = now_unix();
+    if (req->error_detail[0]) {
+      snprintf(w->rec->nack, sizeof(w->rec->nack), "%s", req->error_detail);
+      log_event("nack", "spiffe_id", w->rec->spiffe_id, "error", req->error_detail);
+    } else {
+      snprintf(w->rec->acked, sizeof(w->rec->acked), "%s", req->version);
+      w->rec->nack[0] = '\0';
+      log_event("ack", "spiffe_id", w->rec->spiffe_id, "version", req->version);
+    }
+  }
+  wisp__v1__watch_request__free_unpacked(req, NULL);
+}
+
+static void on_watch_end(wisp_rpc_call *call) { wisp_rpc_finish(call, WISP_GRPC_OK, NULL); }
+
+static void on_watch_close(wisp_rpc_call *call) {
+  watcher *w = wisp_rpc_call_user(call);
+  if (!w) return;
+  if (w->rec) w->rec->watchers--;
+  if (w->prev) {
+    w->prev->next = w->next;
+  } else {
+    w->agent->watchers = w->next;
+  }
+  if (w->next) w->next->prev = w->prev;
+  free(w);
+}
+
+/* The watcher is made when the call opens, before its first message. */
+static void on_watch_first(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
+  if (!wisp_rpc_call_user(call)) {
+    wisp_agent *a = wisp_rpc_server_data(wisp_rpc_call_server(call));
+    watcher *w = wisp_calloc(1, sizeof(*w));
+    w->agent = a;
+    w->call = call;
+    w->next = a->watchers;
+    if (a->watchers) a->watchers->prev = w;
+    a->watchers = w;
+    wisp_rpc_call_set_user(call, w);
+  }
+  on_watch_message(call, msg, len);
+}
+
+static const wisp_rpc_method kMethods[] = {
+    {"/wisp.v1.Identity/Sign", false, on_sign, NULL, NULL},
+    {"/wisp.v1.Config/Watch", true, on_watch_first, on_watch_end, on_watch_close},
+    {"/wisp.v1.Admin/ApplyPolicy", false, on_apply_policy, NULL, NULL},
+    {"/wisp.v1.Admin/CreateJoinToken", false, on_create_token, NULL, NULL},
+    {"/wisp.v1.Admin/Status", false, on_status, NULL, NULL},
+};
+
+/* ---- --policy-dir ---- */
+
+static int yaml_name(const struct dirent *d) {
+  size_t n = strlen(d->d_name);
+  return d->d_name[0] != '.' && ((n > 5 && !strcmp(d->d_name + n - 5, ".yaml")) ||
+                                 (n > 4 && !strcmp(d->d_name + n - 4, ".yml")));
+}
+
+/* The directory's *.yaml files, in name order, joined as one YAML stream
+ * (a mounted ConfigMap: its files change by an atomic symlink swap). */
+static char *read_policy_dir(const char *dir) {
+  struct dirent **names = NULL;
+  int n = scandir(dir, &names, yaml_name, alphasort);
+  if (n < 0) return NULL;
+  wisp_buf b = {0};
+  for (int i = 0; i < n; i++) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, names[i]->d_name);
+    FILE *f = fopen(path, "r");
+    char chunk[4096];
+    size_t got;
+    if (wisp_buf_len(&b) && wisp_buf_append(&b, "\n---\n", 5, STATE_MAX) != WISP_OK) break;
+    while (f && (got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+      if (wisp_buf_append(&b, chunk, got, STATE_MAX) != WISP_OK) break;
+    }
+    if (f) fclose(f);
+    free(names[i]);
+  }
+  free(names);
+  char *out = wisp_strndup((const char *)(wisp_buf_len(&b) ? wisp_buf_rptr(&b) : (const uint8_t *)""),
+                           wisp_buf_len(&b));
+  wisp_buf_cleanup(&b);
+  return out;
+}
+
+static void on_policy_poll(struct ev_loop *loop, ev_timer *w, int revents) {
+  wisp_agent *a = w->data;
+  char *yaml = read_policy_dir(a->cfg.policy_dir);
+  if (!yaml) return;
+  if (strcmp(yaml, a->policy) != 0) {
+    char err[512];
+    if (apply_policy(a, yaml, a->cfg.policy_dir, err, sizeof(err)) != WISP_OK)
+      WISP_ERROR("cannot apply the policy from %s: %s", a->cfg.policy_dir, err);
+  }
+  free(yaml);
+}
+
+/* ---- life ---- */
+
+wisp_err wisp_agent_new(wisp_agent **out, struct ev_loop *loop, const wisp_agent_config *cfg, char *err,
+                        size_t err_len) {
+  wisp_agent *a = wisp_calloc(1, sizeof(*a));
+  *out = a;
+  a->loop = loop;
+  a->cfg = *cfg;
+  wisp_tls_opts topts = {.client_cert_optional = true};
+  a->tls = wisp_tls_new(&topts);
+  WISP_GUARD(wisp_state_ensure_dir(cfg->state_dir, 0700, err, err_len));
+  WISP_GUARD(load_ca(a, err, err_len));
+  char *tokens;
+  size_t len;
+  if (state_exists(a, F_TOKENS)) {
+    WISP_GUARD(load(a, F_TOKENS, &tokens, &len, err, err_len));
+    wisp_err rc = wisp_tokens_parse(&a->tokens, tokens, len);
+    free(tokens);
+    if (rc != WISP_OK) {
+      snprintf(err, err_len, "%s/%s is corrupt", cfg->state_dir, F_TOKENS);
+      return rc;
+    }
+  }
+  WISP_GUARD(load_policy(a, err, err_len));
+  WISP_GUARD(issue_agent_cert(a, err, err_len));
+  wisp_rpc_config rcfg = {kMethods, sizeof(kMethods) / sizeof(kMethods[0]), a};
+  a->rpc = wisp_rpc_server_new(loop, &rcfg);
+  wisp_rpc_server_set_tls(a->rpc, a->tls);
+  if (cfg->listen_unix) WISP_GUARD(wisp_rpc_listen_unix(a->rpc, cfg->listen_unix, 0660, err, err_len));
+  if (cfg->listen_tls) WISP_GUARD(wisp_rpc_listen_tls(a->rpc, cfg->listen_tls, err, err_len));
+  ev_timer_init(&a->cert_renew, on_cert_renew, AGENT_CERT_TTL / 2, AGENT_CERT_TTL / 2);
+  a->cert_renew.data = a;
+  ev_timer_start(loop, &a->cert_renew);
+  if (cfg->policy_dir) {
+    ev_timer_init(&a->policy_poll, on_policy_poll, 0, POLICY_POLL_SECONDS);
+    a->policy_poll.data = a;
+    ev_timer_start(loop, &a->policy_poll);
+  }
+  wisp_json j;
+  wisp_json_begin(&j, "agent");
+  wisp_json_str(&j, "event", "started");
+  wisp_json_str(&j, "trust_domain", wisp_ca_get0_trust_domain(a->ca));
+  wisp_json_str(&j, "listen_unix", cfg->listen_unix);
+  wisp_json_str(&j, "listen_tls", cfg->listen_tls);
+  wisp_json_int(&j, "policy_version", (int64_t)a->version);
+  wisp_json_int(&j, "svid_ttl_s", cfg->svid_ttl);
+  wisp_json_emit_err(&j);
+  return WISP_OK;
+}
+
+void wisp_agent_free(wisp_agent *a) {
+  if (!a) return;
+  ev_timer_stop(a->loop, &a->cert_renew);
+  ev_timer_stop(a->loop, &a->policy_poll);
+  wisp_rpc_server_free(a->rpc); /* closes watchers through on_watch_close */
+  wisp_tls_free(a->tls);
+  wisp_ca_free(a->ca);
+  wisp_tokens_cleanup(&a->tokens);
+  free(a->policy);
+  for (size_t i = 0; i < a->nproxies; i++) free(a->proxies[i]);
+  free(a->proxies);
+  free(a);
+}

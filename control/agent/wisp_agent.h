@@ -1,0 +1,36 @@
+/* wisp_agent: the control agent. It is the CA (issues X.509-SVIDs for CSRs
+ * that come with a join token or the caller's current SVID) and the policy
+ * source (pushes versioned snapshots over Config.Watch and remembers what
+ * each proxy ACKed or NACKed, as in xDS). Everything it must remember lives
+ * in --state-dir, written atomically (lib/wisp_state): CA, tokens, policy.
+ * The agent owns its CA, its own TLS credentials, the RPC server and every
+ * watcher; the process owns the agent. */
+#ifndef WISP_AGENT_H
+#define WISP_AGENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "lib/wisp_err.h"
+
+typedef struct {
+  const char *state_dir;
+  const char *listen_unix;   /* path, NULL: none */
+  const char *listen_tls;    /* HOST:PORT, NULL: none */
+  const char *ca_cert;       /* PEM (CA first, then its chain), NULL: own root */
+  const char *ca_key;
+  const char *trust_domain;  /* for a new root; else taken from the CA */
+  const char *policy_dir;    /* watched directory of *.yaml, NULL: none */
+  int64_t svid_ttl;          /* seconds */
+} wisp_agent_config;
+
+typedef struct wisp_agent wisp_agent;
+
+/* Loads or creates the CA and state, and starts listening. */
+wisp_err wisp_agent_new(wisp_agent **out, struct ev_loop *loop, const wisp_agent_config *cfg, char *err,
+                        size_t err_len) WISP_MUST_CHECK;
+void wisp_agent_free(wisp_agent *a);
+
+#endif

@@ -1,0 +1,538 @@
+#include "control/agent/wisp_rpc.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lib/wisp_h2conn.h"
+#include "lib/wisp_log.h"
+#include "lib/wisp_mem.h"
+#include "lib/wisp_net.h"
+
+#define RPC_HANDSHAKE_TIMEOUT 10.0
+/* Output a call may queue for a caller that does not read (a Watch). */
+#define RPC_OUT_LIMIT (8 * 1024 * 1024)
+#define RPC_MAX_LISTENERS 4
+#define TLS_RECORD_HANDSHAKE 0x16
+
+typedef struct rpc_conn rpc_conn;
+
+typedef struct {
+  wisp_rpc_server *srv;
+  int fd;
+  bool tls_only;      /* TCP: TLS; Unix: sniff the first byte */
+  ev_io io;
+} rpc_listener;
+
+/* A Unix-socket client whose first byte we have not seen yet. */
+typedef struct sniff {
+  wisp_rpc_server *srv;
+  int fd;
+  ev_io io;
+  ev_timer timer;
+} sniff;
+
+struct wisp_rpc_server {
+  struct ev_loop *loop;
+  wisp_rpc_config cfg;
+  wisp_tls *tls;
+  wisp_h2loop lp;
+  rpc_listener listeners[RPC_MAX_LISTENERS];
+  size_t nlisteners;
+  rpc_conn *conns;
+  uint64_t next_id;
+};
+
+struct rpc_conn {
+  wisp_h2conn io; /* first */
+  wisp_rpc_server *srv;
+  uint64_t id;
+  bool local;
+  ev_timer timer;
+  wisp_rpc_call *calls;
+  rpc_conn *next, *prev;
+};
+
+struct wisp_rpc_call {
+  rpc_conn *conn;
+  int32_t id;
+  const wisp_rpc_method *method;
+  char path[128];
+  bool path_ok;
+  bool grpc_ok;       /* content-type application/grpc */
+  bool post;
+  wisp_grpc_reader reader;
+  uint8_t *unary;     /* the one message of a unary call */
+  size_t unary_len;
+  int nmsgs;
+  wisp_buf out;
+  bool headers_sent;
+  bool finishing;     /* trailers wait for |out| to drain */
+  bool finished;
+  int code;
+  char message[512];
+  void *user;
+  wisp_rpc_call *next, *prev;
+};
+
+/* ---- calls ---- */
+
+static void call_unlink(wisp_rpc_call *c) {
+  if (c->prev) {
+    c->prev->next = c->next;
+  } else {
+    c->conn->calls = c->next;
+  }
+  if (c->next) c->next->prev = c->prev;
+}
+
+static void call_free(wisp_rpc_call *c) {
+  if (c->method && c->method->on_close) c->method->on_close(c);
+  call_unlink(c);
+  wisp_grpc_reader_cleanup(&c->reader);
+  wisp_buf_cleanup(&c->out);
+  free(c->unary);
+  free(c);
+}
+
+static void status_headers(nghttp2_nv *nv, size_t *n, char *code, size_t code_len, char *msg, size_t msg_len,
+                           const wisp_rpc_call *c) {
+  size_t written = 0;
+  snprintf(code, code_len, "%d", c->code);
+  if (wisp_grpc_message_encode(msg, msg_len, &written, c->message, strlen(c->message)) != WISP_OK) msg[written] = 0;
+  nv[(*n)++] = (nghttp2_nv){(uint8_t *)"grpc-status", (uint8_t *)code, 11, strlen(code), NGHTTP2_NV_FLAG_NONE};
+  if (c->message[0])
+    nv[(*n)++] = (nghttp2_nv){(uint8_t *)"grpc-message", (uint8_t *)msg, 12, strlen(msg), NGHTTP2_NV_FLAG_NONE};
+}
+
+#define NV_LIT(name, value) \
+  (nghttp2_nv) { (uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, sizeof(value) - 1, NGHTTP2_NV_FLAG_NONE }
+
+static ssize_t provide(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                       nghttp2_data_source *src, void *user_data) {
+  wisp_rpc_call *c = src->ptr;
+  size_t n = wisp_buf_read(&c->out, buf, len);
+  if (wisp_buf_len(&c->out) == 0 && c->finishing) {
+    nghttp2_nv nv[2];
+    size_t nn = 0;
+    char code[16], msg[3 * sizeof(c->message)];
+    status_headers(nv, &nn, code, sizeof(code), msg, sizeof(msg), c);
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (nghttp2_submit_trailer(session, id, nv, nn) == 0) *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    c->finished = true;
+    return (ssize_t)n;
+  }
+  return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+}
+
+static void send_headers(wisp_rpc_call *c) {
+  nghttp2_nv nv[] = {NV_LIT(":status", "200"), NV_LIT("content-type", "application/grpc")};
+  nghttp2_data_provider prd = {.source.ptr = c, .read_callback = provide};
+  nghttp2_submit_response(c->conn->io.h2, c->id, nv, 2, &prd);
+  c->headers_sent = true;
+}
+
+wisp_err wisp_rpc_send(wisp_rpc_call *c, const ProtobufCMessage *msg) {
+  if (c->finishing) return WISP_OK;
+  size_t len = protobuf_c_message_get_packed_size(msg);
+  WISP_ENSURE(wisp_buf_len(&c->out) + len + WISP_GRPC_PREFIX_LEN <= RPC_OUT_LIMIT, WISP_ERR_TOO_BIG);
+  uint8_t *tmp = wisp_malloc(len ? len : 1);
+  protobuf_c_message_pack(msg, tmp);
+  wisp_err rc = wisp_grpc_write_msg(&c->out, tmp, len, RPC_OUT_LIMIT);
+  free(tmp);
+  WISP_GUARD(rc);
+  if (!c->headers_sent) {
+    send_headers(c);
+  } else {
+    nghttp2_session_resume_data(c->conn->io.h2, c->id);
+  }
+  wisp_h2conn_mark_dirty(&c->conn->io);
+  return WISP_OK;
+}
+
+void wisp_rpc_finish(wisp_rpc_call *c, wisp_grpc_status code, const char *message) {
+  if (c->finishing) return;
+  c->finishing = true;
+  c->code = code;
+  snprintf(c->message, sizeof(c->message), "%s", message ? message : "");
+  if (c->headers_sent) {
+    nghttp2_session_resume_data(c->conn->io.h2, c->id);
+  } else {
+    /* Trailers-only response: one HEADERS frame with END_STREAM. */
+    nghttp2_nv nv[4] = {NV_LIT(":status", "200"), NV_LIT("content-type", "application/grpc")};
+    size_t n = 2;
+    char codebuf[16], msg[3 * sizeof(c->message)];
+    status_headers(nv, &n, codebuf, sizeof(codebuf), msg, sizeof(msg), c);
+    nghttp2_submit_response(c->conn->io.h2, c->id, nv, n, NULL);
+    c->headers_sent = c->finished = true;
+  }
+  wisp_h2conn_mark_dirty(&c->conn->io);
+}
+
+void wisp_rpc_finishf(wisp_rpc_call *c, wisp_grpc_status code, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  wisp_rpc_finish(c, code, msg);
+}
+
+wisp_rpc_server *wisp_rpc_call_server(const wisp_rpc_call *c) { return c->conn->srv; }
+const char *wisp_rpc_call_peer_id(const wisp_rpc_call *c) {
+  return c->conn->io.verify.peer_ok ? c->conn->io.verify.peer.id : NULL;
+}
+bool wisp_rpc_call_local(const wisp_rpc_call *c) { return c->conn->local; }
+uint64_t wisp_rpc_call_conn_id(const wisp_rpc_call *c) { return c->conn->id; }
+void *wisp_rpc_call_user(const wisp_rpc_call *c) { return c->user; }
+void wisp_rpc_call_set_user(wisp_rpc_call *c, void *user) { c->user = user; }
+void *wisp_rpc_server_data(const wisp_rpc_server *s) { return s->cfg.data; }
+
+/* A request that is not gRPC at all gets a plain HTTP answer. */
+static void reject_http(wisp_rpc_call *c, const char *status) {
+  nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)status, 7, strlen(status), NGHTTP2_NV_FLAG_NONE},
+                     NV_LIT("content-type", "text/plain")};
+  static const char body[] = "wisp-agent speaks gRPC: POST with content-type application/grpc\n";
+  if (wisp_buf_append(&c->out, body, sizeof(body) - 1, RPC_OUT_LIMIT) != WISP_OK) return;
+  c->finishing = c->headers_sent = true;
+  c->code = -1;
+  nghttp2_data_provider prd = {.source.ptr = c, .read_callback = provide};
+  nghttp2_submit_response(c->conn->io.h2, c->id, nv, 2, &prd);
+}
+
+static const wisp_rpc_method *find_method(const wisp_rpc_server *s, const char *path) {
+  for (size_t i = 0; i < s->cfg.nmethods; i++) {
+    if (strcmp(s->cfg.methods[i].path, path) == 0) return &s->cfg.methods[i];
+  }
+  return NULL;
+}
+
+/* ---- nghttp2 callbacks ---- */
+
+static wisp_rpc_call *call_of(nghttp2_session *session, int32_t id) {
+  return nghttp2_session_get_stream_user_data(session, id);
+}
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+  rpc_conn *conn = user_data;
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  wisp_rpc_call *c = wisp_calloc(1, sizeof(*c));
+  c->conn = conn;
+  c->id = frame->hd.stream_id;
+  wisp_grpc_reader_init(&c->reader, WISP_RPC_MAX_MSG);
+  c->next = conn->calls;
+  if (conn->calls) conn->calls->prev = c;
+  conn->calls = c;
+  nghttp2_session_set_stream_user_data(session, c->id, c);
+  return 0;
+}
+
+static bool is(const uint8_t *s, size_t len, const char *lit) { return len == strlen(lit) && !memcmp(s, lit, len); }
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
+                     const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data) {
+  wisp_rpc_call *c = call_of(session, frame->hd.stream_id);
+  if (!c || frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  if (is(name, namelen, ":path")) {
+    c->path_ok = valuelen < sizeof(c->path);
+    if (c->path_ok) {
+      memcpy(c->path, value, valuelen);
+      c->path[valuelen] = 0;
+    }
+  } else if (is(name, namelen, ":method")) {
+    c->post = is(value, valuelen, "POST");
+  } else if (is(name, namelen, "content-type")) {
+    c->grpc_ok = wisp_grpc_content_type_ok((const char *)value, valuelen);
+  }
+  return 0;
+}
+
+static void deliver(wisp_rpc_call *c, const uint8_t *msg, size_t len) {
+  c->nmsgs++;
+  if (c->method->streaming) {
+    c->method->on_message(c, msg, len);
+    return;
+  }
+  if (c->nmsgs > 1) {
+    wisp_rpc_finish(c, WISP_GRPC_INVALID_ARGUMENT, "more than one request message on a unary call");
+    return;
+  }
+  c->unary = wisp_malloc(len ? len : 1);
+  memcpy(c->unary, msg, len);
+  c->unary_len = len;
+}
+
+static void feed(wisp_rpc_call *c, const uint8_t *data, size_t len) {
+  while (len > 0 && !c->finishing) {
+    wisp_grpc_msg msg;
+    bool has = false;
+    size_t used = 0;
+    wisp_err rc = wisp_grpc_reader_feed(&c->reader, &msg, &has, &used, data, len);
+    if (rc == WISP_ERR_TOO_BIG) {
+      wisp_rpc_finishf(c, WISP_GRPC_RESOURCE_EXHAUSTED, "request message larger than %d bytes", WISP_RPC_MAX_MSG);
+      return;
+    }
+    if (rc != WISP_OK) {
+      wisp_rpc_finish(c, WISP_GRPC_INTERNAL, rc == WISP_ERR_PROTO ? "compressed messages are not supported"
+                                                                  : "malformed gRPC message framing");
+      return;
+    }
+    data += used;
+    len -= used;
+    if (has) deliver(c, msg.data, msg.len);
+  }
+}
+
+static void request_ready(wisp_rpc_call *c) {
+  if (!c->post || !c->grpc_ok) {
+    reject_http(c, c->post ? "415" : "405");
+    return;
+  }
+  c->method = c->path_ok ? find_method(c->conn->srv, c->path) : NULL;
+  if (!c->method) wisp_rpc_finishf(c, WISP_GRPC_UNIMPLEMENTED, "unknown method %s", c->path_ok ? c->path : "?");
+}
+
+static void request_end(wisp_rpc_call *c) {
+  if (c->finishing || !c->method) return;
+  if (wisp_grpc_reader_finish(&c->reader) != WISP_OK) {
+    wisp_rpc_finish(c, WISP_GRPC_INTERNAL, "request ended inside a message");
+  } else if (c->method->streaming) {
+    if (c->method->on_end) c->method->on_end(c);
+  } else if (c->nmsgs != 1) {
+    wisp_rpc_finish(c, WISP_GRPC_INVALID_ARGUMENT, "a unary call needs exactly one request message");
+  } else {
+    c->method->on_message(c, c->unary, c->unary_len);
+  }
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+  wisp_rpc_call *c = call_of(session, frame->hd.stream_id);
+  if (!c) return 0;
+  bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+  if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) request_ready(c);
+  if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) && end) request_end(c);
+  return 0;
+}
+
+static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+                              void *user_data) {
+  wisp_rpc_call *c = call_of(session, id);
+  if (c && c->method) feed(c, data, len);
+  return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error_code, void *user_data) {
+  wisp_rpc_call *c = call_of(session, id);
+  if (c) call_free(c);
+  return 0;
+}
+
+static nghttp2_session *session_new(rpc_conn *conn) {
+  static nghttp2_session_callbacks *cbs;
+  if (!cbs) {
+    if (nghttp2_session_callbacks_new(&cbs) != 0) abort();
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+  }
+  nghttp2_session *s;
+  if (nghttp2_session_server_new(&s, cbs, conn) != 0) abort();
+  nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, WISP_RPC_MAX_STREAMS}};
+  nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, 1);
+  return s;
+}
+
+/* ---- connections ---- */
+
+static void conn_log(const rpc_conn *c, const char *event) {
+  wisp_json j;
+  wisp_json_begin(&j, "conn");
+  wisp_json_str(&j, "event", event);
+  wisp_json_int(&j, "conn", (int64_t)c->id);
+  wisp_json_str(&j, "transport", c->local ? "unix" : "tls");
+  if (c->io.verify.peer_ok) wisp_json_str(&j, "peer_id", c->io.verify.peer.id);
+  wisp_json_str(&j, "reason", c->io.close_reason);
+  wisp_json_emit(&j);
+}
+
+static void on_state(wisp_h2conn *io) {
+  rpc_conn *c = (rpc_conn *)io;
+  if (io->state == WISP_H2CONN_OPEN) ev_timer_stop(c->srv->loop, &c->timer);
+}
+
+static void on_eof(wisp_h2conn *io) { wisp_h2conn_close(io, NULL); }
+
+static void on_flushed(wisp_h2conn *io) {
+  if (!nghttp2_session_want_read(io->h2) && !nghttp2_session_want_write(io->h2) && wisp_buf_len(&io->out) == 0)
+    wisp_h2conn_close(io, NULL);
+}
+
+static void on_teardown(wisp_h2conn *io) {
+  rpc_conn *c = (rpc_conn *)io;
+  if (io->close_reason[0]) conn_log(c, "closed");
+  ev_timer_stop(c->srv->loop, &c->timer);
+  while (c->calls) call_free(c->calls);
+  if (c->prev) {
+    c->prev->next = c->next;
+  } else {
+    c->srv->conns = c->next;
+  }
+  if (c->next) c->next->prev = c->prev;
+  free(c);
+}
+
+static const wisp_h2conn_ops kOps = {on_state, on_eof, on_flushed, on_teardown};
+
+static void on_conn_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
+  rpc_conn *c = w->data;
+  wisp_h2conn_closef(&c->io, "TLS handshake not finished within %gs", RPC_HANDSHAKE_TIMEOUT);
+}
+
+static void conn_start(wisp_rpc_server *s, int fd, bool tls) {
+  rpc_conn *c = wisp_calloc(1, sizeof(*c));
+  c->srv = s;
+  c->id = ++s->next_id;
+  c->local = !tls;
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  SSL *ssl = NULL;
+  if (tls) {
+    ssl = s->tls ? wisp_tls_new_ssl(s->tls, true, &c->io.verify) : NULL;
+    if (ssl) {
+      SSL_set_fd(ssl, fd);
+      SSL_set_accept_state(ssl);
+    }
+  }
+  wisp_h2conn_init(&c->io, &s->lp, &kOps, fd, ssl, false, tls ? WISP_H2CONN_HANDSHAKING : WISP_H2CONN_OPEN);
+  c->io.peer_optional = true;
+  wisp_h2conn_set0_session(&c->io, session_new(c));
+  ev_timer_init(&c->timer, on_conn_timeout, RPC_HANDSHAKE_TIMEOUT, 0);
+  c->timer.data = c;
+  if (tls && !ssl) {
+    wisp_h2conn_close(&c->io, "no TLS credentials");
+  } else if (tls) {
+    ev_timer_start(s->loop, &c->timer);
+  }
+}
+
+/* ---- listeners ---- */
+
+static void sniff_done(sniff *sn) {
+  ev_io_stop(sn->srv->loop, &sn->io);
+  ev_timer_stop(sn->srv->loop, &sn->timer);
+  free(sn);
+}
+
+static void on_sniff(struct ev_loop *loop, ev_io *w, int revents) {
+  sniff *sn = w->data;
+  uint8_t b;
+  ssize_t n = recv(sn->fd, &b, 1, MSG_PEEK);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  wisp_rpc_server *s = sn->srv;
+  int fd = sn->fd;
+  sniff_done(sn);
+  if (n <= 0) {
+    close(fd);
+    return;
+  }
+  conn_start(s, fd, b == TLS_RECORD_HANDSHAKE);
+}
+
+static void on_sniff_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
+  sniff *sn = w->data;
+  close(sn->fd);
+  sniff_done(sn);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
+  rpc_listener *l = w->data;
+  for (int i = 0; i < 64; i++) {
+    int fd;
+    wisp_err rc = wisp_net_accept(&fd, l->fd, NULL);
+    if (rc == WISP_ERR_AGAIN) return;
+    if (rc != WISP_OK) {
+      WISP_WARN("agent accept failed: %s", strerror(errno));
+      return;
+    }
+    if (l->tls_only) {
+      conn_start(l->srv, fd, true);
+      continue;
+    }
+    sniff *sn = wisp_calloc(1, sizeof(*sn));
+    sn->srv = l->srv;
+    sn->fd = fd;
+    ev_io_init(&sn->io, on_sniff, fd, EV_READ);
+    ev_timer_init(&sn->timer, on_sniff_timeout, RPC_HANDSHAKE_TIMEOUT, 0);
+    sn->io.data = sn->timer.data = sn;
+    ev_io_start(loop, &sn->io);
+    ev_timer_start(loop, &sn->timer);
+  }
+}
+
+static wisp_err add_listener(wisp_rpc_server *s, int fd, bool tls_only) {
+  WISP_ENSURE(s->nlisteners < RPC_MAX_LISTENERS, WISP_ERR_USAGE);
+  rpc_listener *l = &s->listeners[s->nlisteners++];
+  l->srv = s;
+  l->fd = fd;
+  l->tls_only = tls_only;
+  ev_io_init(&l->io, on_accept, fd, EV_READ);
+  l->io.data = l;
+  ev_io_start(s->loop, &l->io);
+  return WISP_OK;
+}
+
+wisp_err wisp_rpc_listen_unix(wisp_rpc_server *s, const char *path, unsigned mode, char *err, size_t err_len) {
+  int fd;
+  if (wisp_net_listen_unix(&fd, path, mode, 128) != WISP_OK) {
+    snprintf(err, err_len, "cannot listen on unix:%s: %s", path, strerror(errno));
+    return WISP_ERR_IO;
+  }
+  return add_listener(s, fd, false);
+}
+
+wisp_err wisp_rpc_listen_tls(wisp_rpc_server *s, const char *addr, char *err, size_t err_len) {
+  wisp_addr a;
+  int fd;
+  if (wisp_addr_parse(&a, addr) != WISP_OK) {
+    snprintf(err, err_len, "--listen-tls %s: expected HOST:PORT", addr);
+    return WISP_ERR_USAGE;
+  }
+  if (wisp_net_listen(&fd, &a, 128) != WISP_OK) {
+    snprintf(err, err_len, "cannot listen on %s: %s", addr, strerror(errno));
+    return WISP_ERR_IO;
+  }
+  return add_listener(s, fd, true);
+}
+
+void wisp_rpc_server_stop_listening(wisp_rpc_server *s) {
+  for (size_t i = 0; i < s->nlisteners; i++) {
+    ev_io_stop(s->loop, &s->listeners[i].io);
+    close(s->listeners[i].fd);
+  }
+  s->nlisteners = 0;
+}
+
+wisp_rpc_server *wisp_rpc_server_new(struct ev_loop *loop, const wisp_rpc_config *cfg) {
+  wisp_rpc_server *s = wisp_calloc(1, sizeof(*s));
+  s->loop = loop;
+  s->cfg = *cfg;
+  wisp_h2loop_init(&s->lp, loop);
+  return s;
+}
+
+void wisp_rpc_server_set_tls(wisp_rpc_server *s, wisp_tls *tls) { s->tls = tls; }
+
+void wisp_rpc_server_free(wisp_rpc_server *s) {
+  if (!s) return;
+  wisp_rpc_server_stop_listening(s);
+  for (rpc_conn *c = s->conns; c; c = c->next) wisp_h2conn_close(&c->io, NULL);
+  wisp_h2loop_cleanup(&s->lp);
+  free(s);
+}

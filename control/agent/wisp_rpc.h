@@ -1,0 +1,94 @@
+/* wisp_rpc: a small gRPC server (real gRPC wire format: HTTP/2 via nghttp2,
+ * application/grpc, 5-byte length-prefixed protobuf messages, grpc-status
+ * trailers) on lib/wisp_h2conn, for wisp-agent. Any gRPC client with the
+ * .proto files can call it.
+ *
+ * Listeners: a Unix socket, where a caller may speak plaintext h2c (wispctl,
+ * bootstrap with a join token; trusted by the socket's file mode) or TLS
+ * (told apart by the first byte), and optionally TLS over TCP. Over TLS a
+ * client certificate is optional; when one is presented it is verified, and
+ * the call knows the caller's SPIFFE ID.
+ *
+ * Ownership: the server owns its listeners and connections; a connection
+ * owns its calls; a call's |user| state belongs to the method's handlers,
+ * which release it in on_close. */
+#ifndef WISP_RPC_H
+#define WISP_RPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "lib/wisp_err.h"
+#include "lib/wisp_grpc.h"
+#include "lib/wisp_tls.h"
+
+/* Largest request message we accept (a CSR, a policy). */
+#define WISP_RPC_MAX_MSG (1024 * 1024)
+/* Concurrent calls per connection; more are refused by HTTP/2 itself. */
+#define WISP_RPC_MAX_STREAMS 100
+
+typedef struct wisp_rpc_server wisp_rpc_server;
+typedef struct wisp_rpc_call wisp_rpc_call;
+
+typedef struct {
+  const char *path;   /* "/wisp.v1.Identity/Sign" */
+  bool streaming;     /* client streaming: on_message per message, then on_end */
+  /* A request message. Unary calls get exactly one, after the client's
+   * END_STREAM. |msg| is borrowed for the call. */
+  void (*on_message)(wisp_rpc_call *call, const uint8_t *msg, size_t len);
+  /* Streaming: the client half-closed. May be NULL. */
+  void (*on_end)(wisp_rpc_call *call);
+  /* The call is over (finished, reset, or its connection died): release
+   * |user|. May be NULL. The call is freed after it returns. */
+  void (*on_close)(wisp_rpc_call *call);
+} wisp_rpc_method;
+
+typedef struct {
+  const wisp_rpc_method *methods;
+  size_t nmethods;
+  void *data;         /* the owner's, for handlers: wisp_rpc_server_data */
+} wisp_rpc_config;
+
+wisp_rpc_server *wisp_rpc_server_new(struct ev_loop *loop, const wisp_rpc_config *cfg);
+/* Closes every connection and listener. NULL is fine. */
+void wisp_rpc_server_free(wisp_rpc_server *s);
+void *wisp_rpc_server_data(const wisp_rpc_server *s);
+
+/* Sets the TLS credentials (borrowed, must outlive the server). */
+void wisp_rpc_server_set_tls(wisp_rpc_server *s, wisp_tls *tls);
+/* Listens on a Unix socket at |path| (a stale socket file is replaced) with
+ * file mode |mode|. */
+wisp_err wisp_rpc_listen_unix(wisp_rpc_server *s, const char *path, unsigned mode, char *err,
+                              size_t err_len) WISP_MUST_CHECK;
+/* Listens for TLS on HOST:PORT. */
+wisp_err wisp_rpc_listen_tls(wisp_rpc_server *s, const char *addr, char *err, size_t err_len) WISP_MUST_CHECK;
+/* Stops accepting; open calls go on. */
+void wisp_rpc_server_stop_listening(wisp_rpc_server *s);
+
+/* ---- for handlers ---- */
+
+wisp_rpc_server *wisp_rpc_call_server(const wisp_rpc_call *call);
+/* The caller's verified SPIFFE ID (borrowed), or NULL without a client cert. */
+const char *wisp_rpc_call_peer_id(const wisp_rpc_call *call);
+/* True for plaintext calls over the Unix socket (local, trusted by mode). */
+bool wisp_rpc_call_local(const wisp_rpc_call *call);
+uint64_t wisp_rpc_call_conn_id(const wisp_rpc_call *call);
+void *wisp_rpc_call_user(const wisp_rpc_call *call);
+void wisp_rpc_call_set_user(wisp_rpc_call *call, void *user);
+
+/* Sends one response message (headers go first, once). Fails with
+ * WISP_ERR_TOO_BIG when the caller does not read and the call's output
+ * would pass its bound; the handler should then finish the call. */
+wisp_err wisp_rpc_send(wisp_rpc_call *call, const ProtobufCMessage *msg) WISP_MUST_CHECK;
+/* Ends the call with |code| and |message| (may be NULL) in the trailers,
+ * after the messages already sent. Further sends are ignored. */
+void wisp_rpc_finish(wisp_rpc_call *call, wisp_grpc_status code, const char *message);
+/* wisp_rpc_finish with a printf-style message. */
+void wisp_rpc_finishf(wisp_rpc_call *call, wisp_grpc_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

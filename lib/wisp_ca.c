@@ -1,0 +1,1019 @@
+#include "lib/wisp_ca.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/bytestring.h>
+#include <openssl/ec.h>
+#include <openssl/ec_key.h>
+#include <openssl/err.h>
+#include <openssl/mem.h>
+#include <openssl/nid.h>
+#include <openssl/obj.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/sha.h>
+#include <openssl/x509v3.h>
+
+#include "lib/wisp_mem.h"
+
+#define RSA_MIN_BITS 2048
+#define RSA_MAX_BITS 8192
+#define CN_MAX 64 /* RFC 5280 ub-common-name */
+#define SERIAL_LEN 16
+
+struct wisp_ca {
+  char trust_domain[WISP_SPIFFE_TD_MAX + 1];
+  X509 *cert;              /* signs SVIDs */
+  EVP_PKEY *key;           /* |cert|'s key */
+  STACK_OF(X509) *path;    /* |cert| and its issuers up to and including the root */
+  STACK_OF(X509) *chain;   /* sent after a leaf: |path| minus the root */
+  STACK_OF(X509) *roots;   /* the trust bundle */
+  int64_t not_after_cap;   /* earliest notAfter on |path| */
+};
+
+/* ---- errors --------------------------------------------------------------- */
+
+/* Writes a reason to |err|, clears BoringSSL's error queue (so that nothing
+ * stale reaches a later SSL call on this thread) and returns |code|. */
+__attribute__((format(printf, 4, 5))) static wisp_err fail(char *err, size_t err_len,
+                                                            wisp_err code, const char *fmt, ...) {
+  if (err && err_len) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+  }
+  ERR_clear_error();
+  return code;
+}
+
+/* The first reason on BoringSSL's error queue, for messages. */
+static const char *ssl_reason(void) {
+  const char *r = ERR_reason_error_string(ERR_peek_error());
+  return r ? r : "no detail";
+}
+
+static void fmt_time(int64_t t, char *out, size_t out_len) {
+  time_t tt = (time_t)t;
+  struct tm tm;
+  if (!gmtime_r(&tt, &tm) || !strftime(out, out_len, "%Y-%m-%d %H:%M:%S UTC", &tm))
+    snprintf(out, out_len, "%lld", (long long)t);
+}
+
+/* ---- small helpers -------------------------------------------------------- */
+
+/* Copies a memory BIO's contents into a new NUL-terminated buffer. */
+static wisp_err bio_take(char **out, size_t *out_len, BIO *b) {
+  const uint8_t *data;
+  size_t len;
+  if (!BIO_mem_contents(b, &data, &len)) return WISP_ERR_INTERNAL;
+  /* An empty BIO gives data == NULL, and memcpy(d, NULL, 0) is UB. */
+  *out = len ? wisp_strndup((const char *)data, len) : wisp_strdup("");
+  *out_len = len;
+  return WISP_OK;
+}
+
+static BIO *mem_bio(const void *data, size_t len) {
+  return BIO_new_mem_buf(data, (int)len); /* callers bound |len| */
+}
+
+static int64_t i64_min(int64_t a, int64_t b) { return a < b ? a : b; }
+
+static wisp_err asn1_time_unix(const ASN1_TIME *tm, int64_t *out) {
+  ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
+  int days = 0, secs = 0;
+  bool ok = epoch && tm && ASN1_TIME_diff(&days, &secs, epoch, tm);
+  ASN1_TIME_free(epoch);
+  if (!ok) {
+    ERR_clear_error();
+    return WISP_ERR_PARSE;
+  }
+  *out = (int64_t)days * 86400 + secs;
+  return WISP_OK;
+}
+
+static const char *curve_name(int nid) {
+  const char *n = EC_curve_nid2nist(nid);
+  if (!n) n = OBJ_nid2sn(nid);
+  return n && nid != NID_undef ? n : "(unknown)";
+}
+
+/* Parses |s| as a SPIFFE ID naming a workload (non-empty path). */
+static wisp_err parse_workload_id(wisp_spiffe_id *out, const char *s, char *err, size_t err_len) {
+  char why[160];
+  if (!s) return fail(err, err_len, WISP_ERR_IDENTITY, "no SPIFFE ID given");
+  size_t len = strnlen(s, WISP_SPIFFE_MAX + 1);
+  if (wisp_spiffe_parse(out, s, len, why, sizeof(why)) != WISP_OK)
+    return fail(err, err_len, WISP_ERR_IDENTITY, "\"%.256s\" is not a SPIFFE ID: %s", s, why);
+  if (out->id[out->path_off] == '\0')
+    return fail(err, err_len, WISP_ERR_IDENTITY,
+                "%s names the trust domain itself; an SVID needs a workload path "
+                "such as /ns/<namespace>/sa/<service-account>",
+                out->id);
+  return WISP_OK;
+}
+
+/* Checks |td| as a SPIFFE trust domain name. */
+static wisp_err check_trust_domain(const char *td, char *err, size_t err_len) {
+  char buf[sizeof("spiffe://") + WISP_SPIFFE_TD_MAX + 1];
+  char why[160];
+  wisp_spiffe_id id;
+  if (!td || !*td) return fail(err, err_len, WISP_ERR_IDENTITY, "trust domain is empty");
+  size_t len = strnlen(td, WISP_SPIFFE_TD_MAX + 1);
+  if (len > WISP_SPIFFE_TD_MAX)
+    return fail(err, err_len, WISP_ERR_IDENTITY, "trust domain is longer than 255 bytes");
+  int n = snprintf(buf, sizeof(buf), "spiffe://%s", td);
+  if (wisp_spiffe_parse(&id, buf, (size_t)n, why, sizeof(why)) != WISP_OK)
+    return fail(err, err_len, WISP_ERR_IDENTITY, "\"%s\" is not a trust domain name: %s", td, why);
+  if (id.id[id.path_off])
+    return fail(err, err_len, WISP_ERR_IDENTITY,
+                "\"%s\" is not a trust domain name: it has a '/' (a path)", td);
+  return WISP_OK;
+}
+
+/* O=wisp, CN=|cn| (cut to 64 bytes: SPIFFE paths are ASCII). */
+static X509_NAME *wisp_name(const char *cn) {
+  X509_NAME *name = X509_NAME_new();
+  size_t cn_len = strlen(cn) > CN_MAX ? CN_MAX : strlen(cn);
+  if (name &&
+      X509_NAME_add_entry_by_NID(name, NID_organizationName, MBSTRING_UTF8,
+                                 (const uint8_t *)"wisp", -1, -1, 0) &&
+      X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8, (const uint8_t *)cn,
+                                 (int)cn_len, -1, 0))
+    return name;
+  X509_NAME_free(name);
+  return NULL;
+}
+
+static const char *last_segment(const wisp_spiffe_id *id) {
+  return strrchr(id->id + id->path_off, '/') + 1;
+}
+
+/* A subjectAltName extension holding |uri| as its one URI. */
+static X509_EXTENSION *san_uri_ext(const char *uri) {
+  GENERAL_NAMES *gens = GENERAL_NAMES_new();
+  GENERAL_NAME *gn = GENERAL_NAME_new();
+  ASN1_IA5STRING *s = ASN1_IA5STRING_new();
+  X509_EXTENSION *ext = NULL;
+  if (gens && gn && s && ASN1_STRING_set(s, uri, (int)strlen(uri))) {
+    GENERAL_NAME_set0_value(gn, GEN_URI, s);
+    s = NULL;
+    if (sk_GENERAL_NAME_push(gens, gn)) {
+      gn = NULL;
+      ext = X509V3_EXT_i2d(NID_subject_alt_name, 0, gens);
+    }
+  }
+  ASN1_IA5STRING_free(s);
+  GENERAL_NAME_free(gn);
+  GENERAL_NAMES_free(gens);
+  return ext;
+}
+
+static bool add_san_uri(X509 *x, const char *uri) {
+  X509_EXTENSION *ext = san_uri_ext(uri);
+  bool ok = ext && X509_add_ext(x, ext, -1);
+  X509_EXTENSION_free(ext);
+  return ok;
+}
+
+/* RFC 5280 4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING. */
+static ASN1_OCTET_STRING *key_id(const X509 *x) {
+  const ASN1_BIT_STRING *bits = X509_get0_pubkey_bitstr(x);
+  uint8_t md[SHA_DIGEST_LENGTH];
+  ASN1_OCTET_STRING *o = ASN1_OCTET_STRING_new();
+  if (!bits || !o) goto fail;
+  SHA1(ASN1_STRING_get0_data(bits), (size_t)ASN1_STRING_length(bits), md);
+  if (!ASN1_OCTET_STRING_set(o, md, sizeof(md))) goto fail;
+  return o;
+fail:
+  ASN1_OCTET_STRING_free(o);
+  return NULL;
+}
+
+static bool add_basic_constraints(X509 *x, bool ca) {
+  BASIC_CONSTRAINTS *bc = BASIC_CONSTRAINTS_new();
+  bool ok = bc != NULL;
+  if (ok) bc->ca = ca ? 0xff : 0;
+  ok = ok && X509_add1_ext_i2d(x, NID_basic_constraints, bc, 1, X509V3_ADD_DEFAULT) == 1;
+  BASIC_CONSTRAINTS_free(bc);
+  return ok;
+}
+
+/* |bits|: RFC 5280 KeyUsage bit numbers (0 digitalSignature, 5 keyCertSign,
+ * 6 cRLSign), ended by -1. */
+static bool add_key_usage(X509 *x, const int *bits) {
+  ASN1_BIT_STRING *ku = ASN1_BIT_STRING_new();
+  bool ok = ku != NULL;
+  for (; ok && *bits >= 0; bits++) ok = ASN1_BIT_STRING_set_bit(ku, *bits, 1);
+  ok = ok && X509_add1_ext_i2d(x, NID_key_usage, ku, 1, X509V3_ADD_DEFAULT) == 1;
+  ASN1_BIT_STRING_free(ku);
+  return ok;
+}
+
+static bool add_ext_key_usage_tls(X509 *x) {
+  EXTENDED_KEY_USAGE *eku = sk_ASN1_OBJECT_new_null();
+  bool ok = eku && sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_server_auth)) &&
+            sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_client_auth)) &&
+            X509_add1_ext_i2d(x, NID_ext_key_usage, eku, 0, X509V3_ADD_DEFAULT) == 1;
+  sk_ASN1_OBJECT_free(eku); /* built-in objects: nothing to free */
+  return ok;
+}
+
+static bool add_ski(X509 *x) {
+  ASN1_OCTET_STRING *ski = key_id(x);
+  bool ok = ski &&
+            X509_add1_ext_i2d(x, NID_subject_key_identifier, ski, 0, X509V3_ADD_DEFAULT) == 1;
+  ASN1_OCTET_STRING_free(ski);
+  return ok;
+}
+
+/* AKI keyIdentifier: the issuer's SKI, or its key hash if it has none. */
+static bool add_aki(X509 *x, X509 *issuer) {
+  AUTHORITY_KEYID *akid = AUTHORITY_KEYID_new();
+  const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(issuer);
+  bool ok = akid != NULL;
+  if (ok) akid->keyid = ski ? ASN1_OCTET_STRING_dup(ski) : key_id(issuer);
+  ok = ok && akid->keyid &&
+       X509_add1_ext_i2d(x, NID_authority_key_identifier, akid, 0, X509V3_ADD_DEFAULT) == 1;
+  AUTHORITY_KEYID_free(akid);
+  return ok;
+}
+
+/* A positive serial of exactly SERIAL_LEN bytes: the top bit is clear (DER
+ * INTEGERs are signed) and the next one set (no leading zero), 126 random
+ * bits in all. */
+static bool set_random_serial(X509 *x) {
+  uint8_t b[SERIAL_LEN];
+  RAND_bytes(b, sizeof(b));
+  b[0] = (uint8_t)((b[0] & 0x7f) | 0x40);
+  BIGNUM *bn = BN_bin2bn(b, sizeof(b), NULL);
+  ASN1_INTEGER *serial = bn ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
+  bool ok = serial && X509_set_serialNumber(x, serial);
+  ASN1_INTEGER_free(serial);
+  BN_free(bn);
+  return ok;
+}
+
+static bool set_validity(X509 *x, int64_t not_before, int64_t not_after) {
+  return ASN1_TIME_set(X509_getm_notBefore(x), (time_t)not_before) &&
+         ASN1_TIME_set(X509_getm_notAfter(x), (time_t)not_after);
+}
+
+static bool self_signed(X509 *x) {
+  EVP_PKEY *pk = X509_get_pubkey(x);
+  bool ok = pk && X509_check_issued(x, x) == X509_V_OK && X509_verify(x, pk) == 1;
+  EVP_PKEY_free(pk);
+  return ok;
+}
+
+/* basicConstraints CA:TRUE and, if keyUsage is present, keyCertSign. */
+static bool is_ca_cert(X509 *x) {
+  return X509_check_ca(x) == 1 && (X509_get_key_usage(x) & KU_KEY_CERT_SIGN);
+}
+
+static STACK_OF(X509) *stack_dup_up_ref(const STACK_OF(X509) *in, size_t from, size_t to) {
+  STACK_OF(X509) *out = sk_X509_new_null();
+  for (size_t i = from; out && i < to; i++) {
+    X509 *x = sk_X509_value(in, i);
+    if (!sk_X509_push(out, x)) {
+      sk_X509_pop_free(out, X509_free);
+      return NULL;
+    }
+    X509_up_ref(x);
+  }
+  return out;
+}
+
+/* ---- keys ----------------------------------------------------------------- */
+
+wisp_err wisp_ca_key_new_p256(EVP_PKEY **out_key) {
+  EC_KEY *ec = EC_KEY_new_by_curve_name(NID_X9_62_prime256v1);
+  EVP_PKEY *pkey = EVP_PKEY_new();
+  if (!ec || !pkey || !EC_KEY_generate_key(ec) || !EVP_PKEY_assign_EC_KEY(pkey, ec)) {
+    EC_KEY_free(ec);
+    EVP_PKEY_free(pkey);
+    ERR_clear_error();
+    return WISP_ERR_INTERNAL;
+  }
+  *out_key = pkey;
+  return WISP_OK;
+}
+
+wisp_err wisp_ca_key_check_policy(const EVP_PKEY *key, char *err, size_t err_len) {
+  if (!key) return fail(err, err_len, WISP_ERR_POLICY, "no key");
+  switch (EVP_PKEY_id(key)) {
+    case EVP_PKEY_EC: {
+      const EC_KEY *ec = EVP_PKEY_get0_EC_KEY(key);
+      const EC_GROUP *g = ec ? EC_KEY_get0_group(ec) : NULL;
+      int nid = g ? EC_GROUP_get_curve_name(g) : NID_undef;
+      if (nid == NID_X9_62_prime256v1) return WISP_OK;
+      return fail(err, err_len, WISP_ERR_POLICY, "EC key on curve %s is not allowed (need P-256)",
+                  curve_name(nid));
+    }
+    case EVP_PKEY_RSA: {
+      unsigned bits = RSA_bits(EVP_PKEY_get0_RSA(key));
+      if (bits < RSA_MIN_BITS)
+        return fail(err, err_len, WISP_ERR_POLICY,
+                    "RSA key of %u bits is too small (need >= %d, ECDSA P-256 preferred)", bits,
+                    RSA_MIN_BITS);
+      if (bits > RSA_MAX_BITS)
+        return fail(err, err_len, WISP_ERR_POLICY,
+                    "RSA key of %u bits is too large (at most %d, ECDSA P-256 preferred)", bits,
+                    RSA_MAX_BITS);
+      return WISP_OK;
+    }
+    default: {
+      const char *sn = OBJ_nid2sn(EVP_PKEY_id(key));
+      return fail(err, err_len, WISP_ERR_POLICY,
+                  "%s key is not allowed (need ECDSA P-256, or RSA >= %d)", sn ? sn : "unknown",
+                  RSA_MIN_BITS);
+    }
+  }
+}
+
+wisp_err wisp_ca_key_to_pem(char **out_pem, size_t *out_len, EVP_PKEY *key) {
+  BIO *b = BIO_new(BIO_s_mem());
+  wisp_err rc = WISP_ERR_INTERNAL;
+  if (b && PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL))
+    rc = bio_take(out_pem, out_len, b);
+  BIO_free(b);
+  ERR_clear_error();
+  return rc;
+}
+
+wisp_err wisp_ca_key_from_pem(EVP_PKEY **out_key, const char *pem, size_t len, char *err,
+                              size_t err_len) {
+  if (len > WISP_CA_PEM_MAX)
+    return fail(err, err_len, WISP_ERR_TOO_BIG, "key PEM of %zu bytes is too big", len);
+  BIO *b = mem_bio(pem, len);
+  if (!b) return fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
+  /* No password callback: BoringSSL's default (unlike OpenSSL's) never
+   * prompts, so an encrypted key just fails. */
+  EVP_PKEY *key = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+  BIO_free(b);
+  if (!key)
+    return fail(err, err_len, WISP_ERR_PARSE, "no usable private key in PEM (%s)", ssl_reason());
+  *out_key = key;
+  return WISP_OK;
+}
+
+/* ---- certificates --------------------------------------------------------- */
+
+wisp_err wisp_ca_certs_to_pem(char **out_pem, size_t *out_len, const STACK_OF(X509) *certs) {
+  BIO *b = BIO_new(BIO_s_mem());
+  bool ok = b != NULL;
+  for (size_t i = 0; ok && i < sk_X509_num(certs); i++)
+    ok = PEM_write_bio_X509(b, sk_X509_value(certs, i)) == 1;
+  wisp_err rc = ok ? bio_take(out_pem, out_len, b) : WISP_ERR_INTERNAL;
+  BIO_free(b);
+  ERR_clear_error();
+  return rc;
+}
+
+wisp_err wisp_ca_certs_from_pem(STACK_OF(X509) **out_certs, const char *pem, size_t len, char *err,
+                                size_t err_len) {
+  if (len > WISP_CA_PEM_MAX)
+    return fail(err, err_len, WISP_ERR_TOO_BIG, "certificate PEM of %zu bytes is too big", len);
+  BIO *b = mem_bio(pem, len);
+  STACK_OF(X509) *certs = sk_X509_new_null();
+  wisp_err rc = WISP_OK;
+  if (!b || !certs) rc = fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
+  ERR_clear_error();
+  while (rc == WISP_OK) {
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    if (!x) {
+      /* The normal end is "no start line" at end of input. */
+      uint32_t e = ERR_peek_last_error();
+      if (ERR_GET_LIB(e) != ERR_LIB_PEM || ERR_GET_REASON(e) != PEM_R_NO_START_LINE)
+        rc = fail(err, err_len, WISP_ERR_PARSE, "certificate %zu of the PEM does not decode (%s)",
+                  sk_X509_num(certs) + 1, ssl_reason());
+      else if (sk_X509_num(certs) == 0)
+        rc = fail(err, err_len, WISP_ERR_PARSE, "no CERTIFICATE block in the PEM");
+      break;
+    }
+    if (sk_X509_num(certs) == WISP_CA_CERTS_MAX) {
+      X509_free(x);
+      rc = fail(err, err_len, WISP_ERR_TOO_BIG, "more than %d certificates in the PEM",
+                WISP_CA_CERTS_MAX);
+    } else if (!sk_X509_push(certs, x)) {
+      X509_free(x);
+      rc = fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
+    }
+  }
+  ERR_clear_error();
+  BIO_free(b);
+  if (rc != WISP_OK) {
+    sk_X509_pop_free(certs, X509_free);
+    return rc;
+  }
+  *out_certs = certs;
+  return WISP_OK;
+}
+
+wisp_err wisp_ca_certs_to_der(uint8_t **out_der, size_t *out_len, const STACK_OF(X509) *certs) {
+  size_t total = 0;
+  for (size_t i = 0; i < sk_X509_num(certs); i++) {
+    int n = i2d_X509(sk_X509_value(certs, i), NULL);
+    if (n <= 0) return fail(NULL, 0, WISP_ERR_INTERNAL, "i2d");
+    total += (size_t)n;
+  }
+  uint8_t *der = wisp_malloc(total);
+  uint8_t *p = der;
+  for (size_t i = 0; i < sk_X509_num(certs); i++) {
+    if (i2d_X509(sk_X509_value(certs, i), &p) <= 0) {
+      free(der);
+      return fail(NULL, 0, WISP_ERR_INTERNAL, "i2d");
+    }
+  }
+  *out_der = der;
+  *out_len = total;
+  return WISP_OK;
+}
+
+wisp_err wisp_ca_certs_from_der(STACK_OF(X509) **out_certs, const uint8_t *der, size_t len,
+                                char *err, size_t err_len) {
+  if (len > WISP_CA_PEM_MAX)
+    return fail(err, err_len, WISP_ERR_TOO_BIG, "certificate DER of %zu bytes is too big", len);
+  STACK_OF(X509) *certs = sk_X509_new_null();
+  wisp_err rc = certs ? WISP_OK : fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
+  CBS cbs, elem;
+  CBS_init(&cbs, der, len);
+  while (rc == WISP_OK && CBS_len(&cbs) > 0) {
+    size_t idx = sk_X509_num(certs) + 1;
+    if (!CBS_get_asn1_element(&cbs, &elem, CBS_ASN1_SEQUENCE)) {
+      rc = fail(err, err_len, WISP_ERR_PARSE,
+                "certificate %zu is not a DER SEQUENCE (garbage or truncated)", idx);
+      break;
+    }
+    const uint8_t *p = CBS_data(&elem);
+    X509 *x = d2i_X509(NULL, &p, (long)CBS_len(&elem));
+    if (!x || p != CBS_data(&elem) + CBS_len(&elem)) {
+      X509_free(x);
+      rc = fail(err, err_len, WISP_ERR_PARSE, "certificate %zu does not decode (%s)", idx,
+                ssl_reason());
+    } else if (idx > WISP_CA_CERTS_MAX) {
+      X509_free(x);
+      rc = fail(err, err_len, WISP_ERR_TOO_BIG, "more than %d certificates", WISP_CA_CERTS_MAX);
+    } else if (!sk_X509_push(certs, x)) {
+      X509_free(x);
+      rc = fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
+    }
+  }
+  if (rc == WISP_OK && sk_X509_num(certs) == 0)
+    rc = fail(err, err_len, WISP_ERR_PARSE, "no certificate (empty input)");
+  if (rc != WISP_OK) {
+    sk_X509_pop_free(certs, X509_free);
+    return rc;
+  }
+  *out_certs = certs;
+  return WISP_OK;
+}
+
+wisp_err wisp_ca_cert_not_after(const X509 *cert, int64_t *out_unix) {
+  return asn1_time_unix(X509_get0_notAfter(cert), out_unix);
+}
+
+void wisp_ca_cert_serial_hex(const X509 *cert, char *out, size_t out_len) {
+  BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+  char *hex = bn ? BN_bn2hex(bn) : NULL;
+  snprintf(out, out_len, "%s", hex ? hex : "?");
+  OPENSSL_free(hex);
+  BN_free(bn);
+  ERR_clear_error();
+}
+
+/* ---- CSR (proxy side) ----------------------------------------------------- */
+
+wisp_err wisp_ca_csr_new(uint8_t **out_der, size_t *out_len, EVP_PKEY *key, const char *spiffe_id,
+                         char *err, size_t err_len) {
+  wisp_spiffe_id id;
+  WISP_GUARD(parse_workload_id(&id, spiffe_id, err, err_len));
+  X509_REQ *req = X509_REQ_new();
+  X509_NAME *name = wisp_name(last_segment(&id));
+  STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+  X509_EXTENSION *san = san_uri_ext(id.id);
+  bool ok = req && name && exts && san && sk_X509_EXTENSION_push(exts, san);
+  if (ok) san = NULL; /* now owned by |exts| */
+  ok = ok && X509_REQ_set_version(req, X509_REQ_VERSION_1) &&
+       X509_REQ_set_subject_name(req, name) && X509_REQ_set_pubkey(req, key) &&
+       X509_REQ_add_extensions(req, exts) && X509_REQ_sign(req, key, EVP_sha256());
+  int n = ok ? i2d_X509_REQ(req, NULL) : -1;
+  uint8_t *der = n > 0 ? wisp_malloc((size_t)n) : NULL;
+  uint8_t *p = der;
+  if (der && i2d_X509_REQ(req, &p) != n) {
+    free(der);
+    der = NULL;
+  }
+  wisp_err rc = WISP_OK;
+  if (der) {
+    *out_der = der;
+    *out_len = (size_t)n;
+  } else {
+    rc = fail(err, err_len, WISP_ERR_INTERNAL, "cannot make the CSR (%s)", ssl_reason());
+  }
+  X509_EXTENSION_free(san);
+  sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+  X509_NAME_free(name);
+  X509_REQ_free(req);
+  return rc;
+}
+
+/* ---- CSR checks (agent side) ---------------------------------------------- */
+
+void wisp_ca_csr_info_cleanup(wisp_ca_csr_info *info) {
+  if (!info) return;
+  EVP_PKEY_free(info->pubkey);
+  memset(info, 0, sizeof(*info));
+}
+
+/* Walks the outer DER structure of a CertificationRequest (RFC 2986) with
+ * CBS, which accepts DER only, and reports the key's algorithm and, for EC,
+ * its curve (BoringSSL's X509_REQ parser keeps the CSR even when it cannot
+ * decode the key, and hides the algorithm). Returns NULL or what is wrong. */
+static const char *csr_walk(const uint8_t *der, size_t len, int *out_key_nid,
+                            int *out_curve_nid) {
+  CBS cbs, req, info, spki, alg, oid, params, skip;
+  uint64_t version;
+  CBS_init(&cbs, der, len);
+  if (!CBS_get_asn1(&cbs, &req, CBS_ASN1_SEQUENCE))
+    return "not a DER PKCS#10 CSR (garbage or truncated)";
+  if (CBS_len(&cbs) != 0) return "trailing bytes after the CSR";
+  if (!CBS_get_asn1(&req, &info, CBS_ASN1_SEQUENCE) ||
+      !CBS_get_asn1(&req, &skip, CBS_ASN1_SEQUENCE) ||  /* signatureAlgorithm */
+      !CBS_get_asn1(&req, &skip, CBS_ASN1_BITSTRING) || CBS_len(&req) != 0)
+    return "not a PKCS#10 CertificationRequest (SEQUENCE of info, algorithm, signature)";
+  if (!CBS_get_asn1_uint64(&info, &version) ||
+      !CBS_get_asn1(&info, &skip, CBS_ASN1_SEQUENCE) ||  /* subject */
+      !CBS_get_asn1(&info, &spki, CBS_ASN1_SEQUENCE) ||
+      !CBS_get_asn1(&info, &skip, CBS_ASN1_CONTEXT_SPECIFIC | CBS_ASN1_CONSTRUCTED | 0) ||
+      CBS_len(&info) != 0)
+    return "malformed CertificationRequestInfo";
+  if (version != 0) return "CSR version is not v1 (0)";
+  if (!CBS_get_asn1(&spki, &alg, CBS_ASN1_SEQUENCE) ||
+      !CBS_get_asn1(&alg, &oid, CBS_ASN1_OBJECT))
+    return "malformed subjectPublicKeyInfo";
+  *out_key_nid = OBJ_cbs2nid(&oid);
+  *out_curve_nid = NID_undef;
+  if (*out_key_nid == NID_X9_62_id_ecPublicKey && CBS_get_asn1(&alg, &params, CBS_ASN1_OBJECT))
+    *out_curve_nid = OBJ_cbs2nid(&params);
+  return NULL;
+}
+
+static bool sig_nid_allowed(int nid) {
+  switch (nid) {
+    case NID_ecdsa_with_SHA256:
+    case NID_ecdsa_with_SHA384:
+    case NID_ecdsa_with_SHA512:
+    case NID_sha256WithRSAEncryption:
+    case NID_sha384WithRSAEncryption:
+    case NID_sha512WithRSAEncryption:
+    case NID_rsassaPss:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/* "a DNS", "an IP address": for "CSR asks for %s SAN". */
+static const char *gen_type_name(int type) {
+  switch (type) {
+    case GEN_OTHERNAME: return "an otherName";
+    case GEN_EMAIL: return "an e-mail";
+    case GEN_DNS: return "a DNS";
+    case GEN_X400: return "an X.400";
+    case GEN_DIRNAME: return "a directory name";
+    case GEN_EDIPARTY: return "an EDI party";
+    case GEN_URI: return "a URI";
+    case GEN_IPADD: return "an IP address";
+    case GEN_RID: return "a registered ID";
+    default: return "an unknown";
+  }
+}
+
+/* The SAN rules of an X.509-SVID request: exactly one SAN extension holding
+ * exactly one name, a URI that is a workload SPIFFE ID. */
+static wisp_err csr_check_san(wisp_spiffe_id *out, X509_REQ *req, char *err, size_t err_len) {
+  STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
+  if (!exts && X509_REQ_get_attr_by_NID(req, NID_ext_req, -1) >= 0)
+    return fail(err, err_len, WISP_ERR_PARSE, "CSR extension request does not decode (%s)",
+                ssl_reason());
+  ERR_clear_error();
+  GENERAL_NAMES *names = NULL;
+  wisp_err rc = WISP_OK;
+  int san_exts = 0;
+  for (size_t i = 0; i < sk_X509_EXTENSION_num(exts); i++) {
+    X509_EXTENSION *ext = sk_X509_EXTENSION_value(exts, i);
+    if (OBJ_obj2nid(X509_EXTENSION_get_object(ext)) != NID_subject_alt_name) continue;
+    if (++san_exts > 1) break;
+    names = X509V3_EXT_d2i(ext);
+  }
+  int uris = 0;
+  const ASN1_IA5STRING *uri = NULL;
+  if (san_exts == 0) {
+    rc = fail(err, err_len, WISP_ERR_IDENTITY,
+              "CSR has no subjectAltName; it must ask for exactly one URI SAN, the SPIFFE ID");
+  } else if (san_exts > 1) {
+    rc = fail(err, err_len, WISP_ERR_IDENTITY, "CSR has more than one subjectAltName extension");
+  } else if (!names) {
+    rc = fail(err, err_len, WISP_ERR_PARSE, "CSR subjectAltName does not decode (%s)",
+              ssl_reason());
+  }
+  for (size_t i = 0; rc == WISP_OK && i < sk_GENERAL_NAME_num(names); i++) {
+    const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+    if (gn->type != GEN_URI) {
+      rc = fail(err, err_len, WISP_ERR_IDENTITY,
+                "CSR asks for %s SAN; an X.509-SVID carries only its SPIFFE ID, as one URI SAN",
+                gen_type_name(gn->type));
+    } else {
+      uris++;
+      uri = gn->d.uniformResourceIdentifier;
+    }
+  }
+  if (rc == WISP_OK && uris != 1) {
+    rc = fail(err, err_len, WISP_ERR_IDENTITY,
+              "CSR asks for %d URI SANs; an X.509-SVID has exactly one (the SPIFFE ID)", uris);
+  }
+  if (rc == WISP_OK) {
+    char why[160];
+    size_t ulen = (size_t)ASN1_STRING_length(uri);
+    const char *u = (const char *)ASN1_STRING_get0_data(uri);
+    if (wisp_spiffe_parse(out, u, ulen, why, sizeof(why)) != WISP_OK)
+      rc = fail(err, err_len, WISP_ERR_IDENTITY, "CSR URI SAN is not a SPIFFE ID: %s", why);
+    else if (out->id[out->path_off] == '\0')
+      rc = fail(err, err_len, WISP_ERR_IDENTITY,
+                "CSR asks for %s, the trust domain itself; an SVID needs a workload path",
+                out->id);
+  }
+  GENERAL_NAMES_free(names);
+  sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+  return rc;
+}
+
+wisp_err wisp_ca_csr_check(wisp_ca_csr_info *out, const uint8_t *der, size_t len, char *err,
+                           size_t err_len) {
+  if (len > WISP_CA_CSR_MAX)
+    return fail(err, err_len, WISP_ERR_TOO_BIG, "CSR of %zu bytes is too big (at most %d)", len,
+                WISP_CA_CSR_MAX);
+  int key_nid, curve_nid;
+  const char *why = csr_walk(der, len, &key_nid, &curve_nid);
+  if (why) return fail(err, err_len, WISP_ERR_PARSE, "%s", why);
+
+  const uint8_t *p = der;
+  X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)len);
+  if (!req || p != der + len) {
+    X509_REQ_free(req);
+    return fail(err, err_len, WISP_ERR_PARSE, "not a PKCS#10 CSR (%s)", ssl_reason());
+  }
+  ERR_clear_error();
+
+  wisp_err rc = WISP_OK;
+  wisp_spiffe_id id;
+  EVP_PKEY *key = X509_REQ_get_pubkey(req);
+  if (!key) {
+    if (key_nid == NID_rsaEncryption || curve_nid == NID_X9_62_prime256v1)
+      rc = fail(err, err_len, WISP_ERR_PARSE, "CSR public key does not decode (%s)", ssl_reason());
+    else if (key_nid == NID_X9_62_id_ecPublicKey)
+      rc = fail(err, err_len, WISP_ERR_POLICY, "EC key on curve %s is not allowed (need P-256)",
+                curve_name(curve_nid));
+    else
+      rc = fail(err, err_len, WISP_ERR_POLICY,
+                "%s key is not allowed (need ECDSA P-256, or RSA >= %d)",
+                key_nid != NID_undef ? OBJ_nid2sn(key_nid) : "unknown", RSA_MIN_BITS);
+  }
+  if (rc == WISP_OK) rc = wisp_ca_key_check_policy(key, err, err_len);
+  if (rc == WISP_OK && !sig_nid_allowed(X509_REQ_get_signature_nid(req))) {
+    int nid = X509_REQ_get_signature_nid(req);
+    rc = fail(err, err_len, WISP_ERR_POLICY,
+              "CSR is signed with %s; need SHA-256 or stronger (ECDSA or RSA)",
+              nid != NID_undef ? OBJ_nid2ln(nid) : "an unknown algorithm");
+  }
+  if (rc == WISP_OK && X509_REQ_verify(req, key) != 1)
+    rc = fail(err, err_len, WISP_ERR_VERIFY,
+              "CSR signature does not verify (altered, or not signed by its own key)");
+  if (rc == WISP_OK) rc = csr_check_san(&id, req, err, err_len);
+  X509_REQ_free(req);
+  if (rc != WISP_OK) {
+    EVP_PKEY_free(key);
+    return rc;
+  }
+  out->id = id;
+  out->pubkey = key;
+  return WISP_OK;
+}
+
+/* ---- CA (agent side) ------------------------------------------------------ */
+
+void wisp_ca_free(wisp_ca *ca) {
+  if (!ca) return;
+  X509_free(ca->cert);
+  EVP_PKEY_free(ca->key);
+  sk_X509_pop_free(ca->path, X509_free);
+  sk_X509_pop_free(ca->chain, X509_free);
+  sk_X509_pop_free(ca->roots, X509_free);
+  free(ca);
+}
+
+/* A CA from |path| (the CA cert first, the root last; borrowed) and |key|
+ * (borrowed). */
+static wisp_err ca_from_path(wisp_ca **out_ca, const char *td, const STACK_OF(X509) *path,
+                             EVP_PKEY *key) {
+  size_t n = sk_X509_num(path);
+  wisp_ca *ca = wisp_calloc(1, sizeof(*ca));
+  snprintf(ca->trust_domain, sizeof(ca->trust_domain), "%s", td);
+  ca->cert = sk_X509_value(path, 0);
+  X509_up_ref(ca->cert);
+  ca->key = key;
+  EVP_PKEY_up_ref(key);
+  ca->path = stack_dup_up_ref(path, 0, n);
+  ca->chain = stack_dup_up_ref(path, 0, n > 1 ? n - 1 : 0);
+  ca->roots = stack_dup_up_ref(path, n - 1, n);
+  ca->not_after_cap = INT64_MAX;
+  for (size_t i = 0; i < n; i++) {
+    int64_t t;
+    if (wisp_ca_cert_not_after(sk_X509_value(path, i), &t) == WISP_OK)
+      ca->not_after_cap = i64_min(ca->not_after_cap, t);
+    else
+      ca->not_after_cap = INT64_MIN;
+  }
+  if (!ca->path || !ca->chain || !ca->roots) {
+    wisp_ca_free(ca);
+    return WISP_ERR_INTERNAL;
+  }
+  *out_ca = ca;
+  return WISP_OK;
+}
+
+wisp_ca *wisp_ca_new_root(const char *trust_domain, int64_t ttl_seconds, char *err,
+                          size_t err_len) {
+  if (check_trust_domain(trust_domain, err, err_len) != WISP_OK) return NULL;
+  if (ttl_seconds < 1 || ttl_seconds > WISP_CA_TTL_MAX) {
+    (void)fail(err, err_len, WISP_ERR_USAGE, "root TTL of %lld s is out of range (1..%lld)",
+               (long long)ttl_seconds, (long long)WISP_CA_TTL_MAX);
+    return NULL;
+  }
+  char uri[sizeof("spiffe://") + WISP_SPIFFE_TD_MAX + 1];
+  char cn[sizeof("wisp root ") + WISP_SPIFFE_TD_MAX + 1];
+  snprintf(uri, sizeof(uri), "spiffe://%s", trust_domain);
+  snprintf(cn, sizeof(cn), "wisp root %s", trust_domain);
+  static const int kRootKeyUsage[] = {5 /* keyCertSign */, 6 /* cRLSign */, -1};
+  int64_t now = (int64_t)time(NULL);
+
+  EVP_PKEY *key = NULL;
+  X509 *x = X509_new();
+  X509_NAME *name = wisp_name(cn);
+  STACK_OF(X509) *path = sk_X509_new_null();
+  wisp_ca *ca = NULL;
+  bool ok = x && name && path && wisp_ca_key_new_p256(&key) == WISP_OK;
+  ok = ok && X509_set_version(x, X509_VERSION_3) && set_random_serial(x) &&
+       X509_set_subject_name(x, name) && X509_set_issuer_name(x, name) &&
+       set_validity(x, now - WISP_CA_BACKDATE_SEC, now + ttl_seconds) && X509_set_pubkey(x, key) &&
+       add_basic_constraints(x, true) && add_key_usage(x, kRootKeyUsage) && add_ski(x) &&
+       add_san_uri(x, uri) && X509_sign(x, key, EVP_sha256()) && sk_X509_push(path, x);
+  if (ok) {
+    X509_up_ref(x); /* |path| holds one reference, the X509_free below drops ours */
+    ok = ca_from_path(&ca, trust_domain, path, key) == WISP_OK;
+  }
+  if (!ok) (void)fail(err, err_len, WISP_ERR_INTERNAL, "cannot make a root (%s)", ssl_reason());
+  sk_X509_pop_free(path, X509_free);
+  X509_NAME_free(name);
+  X509_free(x);
+  EVP_PKEY_free(key);
+  return ca;
+}
+
+/* The checks of wisp_ca_load_pem on the parsed certificates and key. */
+static wisp_err check_ca_path(STACK_OF(X509) *certs, EVP_PKEY *key, char *err, size_t err_len) {
+  size_t n = sk_X509_num(certs);
+  char who[WISP_SPIFFE_MAX + 16], when[64];
+  WISP_GUARD(wisp_ca_key_check_policy(key, err, err_len));
+  if (!X509_check_private_key(sk_X509_value(certs, 0), key))
+    return fail(err, err_len, WISP_ERR_USAGE,
+                "CA key does not match the CA certificate (the first in the file)");
+  int64_t now = (int64_t)time(NULL);
+  for (size_t i = 0; i < n; i++) {
+    X509 *x = sk_X509_value(certs, i);
+    wisp_spiffe_describe_cert(x, who, sizeof(who));
+    if (!is_ca_cert(x))
+      return fail(err, err_len, WISP_ERR_USAGE,
+                  "certificate %zu (%s) is not a CA (needs basicConstraints CA:TRUE and, with "
+                  "keyUsage, keyCertSign)",
+                  i + 1, who);
+    int64_t nb, na;
+    if (asn1_time_unix(X509_get0_notBefore(x), &nb) != WISP_OK ||
+        asn1_time_unix(X509_get0_notAfter(x), &na) != WISP_OK)
+      return fail(err, err_len, WISP_ERR_PARSE, "certificate %zu (%s) has unreadable validity",
+                  i + 1, who);
+    if (now >= na) {
+      fmt_time(na, when, sizeof(when));
+      return fail(err, err_len, WISP_ERR_VERIFY, "certificate %zu (%s) expired at %s", i + 1, who,
+                  when);
+    }
+    if (now < nb) {
+      fmt_time(nb, when, sizeof(when));
+      return fail(err, err_len, WISP_ERR_VERIFY, "certificate %zu (%s) is not valid before %s",
+                  i + 1, who, when);
+    }
+    if (i + 1 < n) {
+      X509 *issuer = sk_X509_value(certs, i + 1);
+      EVP_PKEY *ik = X509_get_pubkey(issuer);
+      bool linked = ik && X509_check_issued(issuer, x) == X509_V_OK && X509_verify(x, ik) == 1;
+      EVP_PKEY_free(ik);
+      if (!linked)
+        return fail(err, err_len, WISP_ERR_VERIFY,
+                    "certificate %zu (%s) is not issued by certificate %zu: put the CA "
+                    "certificate first, then each issuer up to the root",
+                    i + 1, who, i + 2);
+    } else if (!self_signed(x)) {
+      return fail(err, err_len, WISP_ERR_VERIFY,
+                  "the last certificate (%s) is not a self-signed root: append the chain up to "
+                  "the root",
+                  who);
+    }
+  }
+  /* RFC 5280 path validation as a backstop (path lengths, constraints). */
+  X509_STORE *store = X509_STORE_new();
+  X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+  STACK_OF(X509) *untrusted = stack_dup_up_ref(certs, 1, n > 1 ? n - 1 : 1);
+  wisp_err rc = WISP_OK;
+  if (!store || !ctx || !untrusted || !X509_STORE_add_cert(store, sk_X509_value(certs, n - 1)) ||
+      !X509_STORE_CTX_init(ctx, store, sk_X509_value(certs, 0), untrusted)) {
+    rc = fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
+  } else if (X509_verify_cert(ctx) != 1) {
+    int e = X509_STORE_CTX_get_error(ctx);
+    rc = fail(err, err_len, WISP_ERR_VERIFY, "CA chain does not verify at depth %d: %s",
+              X509_STORE_CTX_get_error_depth(ctx), X509_verify_cert_error_string(e));
+  }
+  sk_X509_pop_free(untrusted, X509_free);
+  X509_STORE_CTX_free(ctx);
+  X509_STORE_free(store);
+  return rc;
+}
+
+wisp_err wisp_ca_load_pem(wisp_ca **out_ca, const char *trust_domain, const char *cert_pem,
+                          size_t cert_len, const char *key_pem, size_t key_len, char *err,
+                          size_t err_len) {
+  STACK_OF(X509) *certs = NULL;
+  EVP_PKEY *key = NULL;
+  char why[512];
+  wisp_err rc = wisp_ca_certs_from_pem(&certs, cert_pem, cert_len, why, sizeof(why));
+  if (rc != WISP_OK) return fail(err, err_len, rc, "CA certificate: %s", why);
+  rc = wisp_ca_key_from_pem(&key, key_pem, key_len, why, sizeof(why));
+  if (rc != WISP_OK) {
+    sk_X509_pop_free(certs, X509_free);
+    return fail(err, err_len, rc, "CA key: %s", why);
+  }
+  rc = check_ca_path(certs, key, err, err_len);
+
+  /* The trust domain: given, from the CA's URI SAN, or both if they agree. */
+  wisp_spiffe_id ca_id;
+  bool has_id = wisp_spiffe_from_cert(&ca_id, sk_X509_value(certs, 0), NULL, 0) == WISP_OK;
+  const char *td = trust_domain ? trust_domain : (has_id ? ca_id.trust_domain : NULL);
+  if (rc == WISP_OK && !td)
+    rc = fail(err, err_len, WISP_ERR_IDENTITY,
+              "CA certificate has no spiffe:// URI SAN: give the trust domain");
+  if (rc == WISP_OK) rc = check_trust_domain(td, err, err_len);
+  if (rc == WISP_OK && has_id && strcmp(td, ca_id.trust_domain) != 0)
+    rc = fail(err, err_len, WISP_ERR_IDENTITY,
+              "CA certificate is for trust domain %s, not %s", ca_id.trust_domain, td);
+  if (rc == WISP_OK) {
+    rc = ca_from_path(out_ca, td, certs, key);
+    if (rc != WISP_OK) rc = fail(err, err_len, rc, "out of memory");
+  }
+  sk_X509_pop_free(certs, X509_free);
+  EVP_PKEY_free(key);
+  return rc;
+}
+
+/* Appends the file at |path| to |*buf| (|*len| bytes so far). */
+static wisp_err read_append(char **buf, size_t *len, const char *path, char *err,
+                            size_t err_len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return fail(err, err_len, WISP_ERR_IO, "%s: %s", path, strerror(errno));
+  wisp_err rc = WISP_OK;
+  char chunk[4096];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+    if (*len + n > WISP_CA_PEM_MAX) {
+      rc = fail(err, err_len, WISP_ERR_TOO_BIG, "%s: more than %d bytes", path, WISP_CA_PEM_MAX);
+      break;
+    }
+    *buf = wisp_realloc(*buf, *len + n + 1);
+    memcpy(*buf + *len, chunk, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+  }
+  if (rc == WISP_OK && ferror(f)) rc = fail(err, err_len, WISP_ERR_IO, "%s: read error", path);
+  fclose(f);
+  return rc;
+}
+
+wisp_err wisp_ca_load_files(wisp_ca **out_ca, const char *trust_domain, const char *cert_path,
+                            const char *chain_path, const char *key_path, char *err,
+                            size_t err_len) {
+  char *certs = NULL, *key = NULL;
+  size_t certs_len = 0, key_len = 0;
+  wisp_err rc = read_append(&certs, &certs_len, cert_path, err, err_len);
+  if (rc == WISP_OK && chain_path) {
+    /* PEM blocks need a line break between files. */
+    certs = wisp_realloc(certs, certs_len + 2);
+    certs[certs_len++] = '\n';
+    certs[certs_len] = '\0';
+    rc = read_append(&certs, &certs_len, chain_path, err, err_len);
+  }
+  if (rc == WISP_OK) rc = read_append(&key, &key_len, key_path, err, err_len);
+  if (rc == WISP_OK) {
+    char why[768];
+    rc = wisp_ca_load_pem(out_ca, trust_domain, certs ? certs : "", certs_len, key ? key : "",
+                          key_len, why, sizeof(why));
+    if (rc != WISP_OK)
+      (void)fail(err, err_len, rc, "%s%s%s: %s", cert_path, chain_path ? " + " : "",
+                 chain_path ? chain_path : "", why);
+  }
+  if (key) OPENSSL_cleanse(key, key_len);
+  free(key);
+  free(certs);
+  return rc;
+}
+
+wisp_err wisp_ca_save_pem(const wisp_ca *ca, char **out_cert_pem, size_t *out_cert_len,
+                          char **out_key_pem, size_t *out_key_len) {
+  char *cert_pem, *key_pem;
+  size_t cert_len, key_len;
+  WISP_GUARD(wisp_ca_certs_to_pem(&cert_pem, &cert_len, ca->path));
+  wisp_err rc = wisp_ca_key_to_pem(&key_pem, &key_len, ca->key);
+  if (rc != WISP_OK) {
+    free(cert_pem);
+    return rc;
+  }
+  *out_cert_pem = cert_pem;
+  *out_cert_len = cert_len;
+  *out_key_pem = key_pem;
+  *out_key_len = key_len;
+  return WISP_OK;
+}
+
+const char *wisp_ca_get0_trust_domain(const wisp_ca *ca) { return ca->trust_domain; }
+X509 *wisp_ca_get0_cert(const wisp_ca *ca) { return ca->cert; }
+STACK_OF(X509) *wisp_ca_get0_chain(const wisp_ca *ca) { return ca->chain; }
+STACK_OF(X509) *wisp_ca_get0_roots(const wisp_ca *ca) { return ca->roots; }
+
+wisp_err wisp_ca_add1_root(wisp_ca *ca, X509 *root, char *err, size_t err_len) {
+  char who[WISP_SPIFFE_MAX + 16];
+  wisp_spiffe_describe_cert(root, who, sizeof(who));
+  if (!is_ca_cert(root) || !self_signed(root))
+    return fail(err, err_len, WISP_ERR_USAGE, "%s is not a self-signed CA certificate", who);
+  for (size_t i = 0; i < sk_X509_num(ca->roots); i++)
+    if (X509_cmp(sk_X509_value(ca->roots, i), root) == 0) return WISP_OK;
+  if (sk_X509_num(ca->roots) >= WISP_CA_CERTS_MAX)
+    return fail(err, err_len, WISP_ERR_TOO_BIG, "trust bundle already holds %d roots",
+                WISP_CA_CERTS_MAX);
+  if (!sk_X509_push(ca->roots, root)) return fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
+  X509_up_ref(root);
+  return WISP_OK;
+}
+
+wisp_err wisp_ca_issue(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey,
+                       const char *spiffe_id, int64_t ttl_seconds, char *err, size_t err_len) {
+  wisp_spiffe_id id;
+  WISP_GUARD(parse_workload_id(&id, spiffe_id, err, err_len));
+  if (strcmp(id.trust_domain, ca->trust_domain) != 0)
+    return fail(err, err_len, WISP_ERR_IDENTITY, "%s is not in this CA's trust domain %s", id.id,
+                ca->trust_domain);
+  if (ttl_seconds < 1 || ttl_seconds > WISP_CA_TTL_MAX)
+    return fail(err, err_len, WISP_ERR_USAGE, "SVID TTL of %lld s is out of range (1..%lld)",
+                (long long)ttl_seconds, (long long)WISP_CA_TTL_MAX);
+  WISP_GUARD(wisp_ca_key_check_policy(subject_pubkey, err, err_len));
+  int64_t now = (int64_t)time(NULL);
+  if (now >= ca->not_after_cap) {
+    char when[64];
+    fmt_time(ca->not_after_cap, when, sizeof(when));
+    return fail(err, err_len, WISP_ERR_VERIFY, "CA certificate chain expired at %s", when);
+  }
+  static const int kLeafKeyUsage[] = {0 /* digitalSignature */, -1};
+  int64_t not_after = i64_min(now + ttl_seconds, ca->not_after_cap);
+  X509 *x = X509_new();
+  X509_NAME *name = wisp_name(last_segment(&id));
+  bool ok = x && name && X509_set_version(x, X509_VERSION_3) && set_random_serial(x) &&
+            X509_set_subject_name(x, name) &&
+            X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) &&
+            set_validity(x, now - WISP_CA_BACKDATE_SEC, not_after) &&
+            X509_set_pubkey(x, subject_pubkey) && add_basic_constraints(x, false) &&
+            add_key_usage(x, kLeafKeyUsage) && add_ext_key_usage_tls(x) && add_ski(x) &&
+            add_aki(x, ca->cert) && add_san_uri(x, id.id) && X509_sign(x, ca->key, EVP_sha256());
+  X509_NAME_free(name);
+  if (!ok) {
+    X509_free(x);
+    return fail(err, err_len, WISP_ERR_INTERNAL, "cannot issue the certificate (%s)", ssl_reason());
+  }
+  *out_cert = x;
+  return WISP_OK;
+}

@@ -1,0 +1,723 @@
+#include "proxy/wisp_admin.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/wisp_log.h"
+#include "lib/wisp_mem.h"
+#include "lib/wisp_net.h"
+#include "proxy/internal.h"
+
+/* At most this many admin connections at once; more are answered 503. */
+#define ADMIN_MAX_CONNS 32
+#define ADMIN_ACCEPTS_PER_EVENT 16
+/* From accept to the response written. */
+#define ADMIN_TIMEOUT 5.0
+/* After the response: read and drop what the client still sends (so the
+ * close does not turn into a RST that eats the response), this long and
+ * this much at most. */
+#define ADMIN_LINGER_TIME 1.0
+#define ADMIN_LINGER_BYTES (64 * 1024)
+#define ADMIN_WRITES_PER_EVENT 64
+
+/* ===================================================================== */
+/* The request parser (pure)                                             */
+/* ===================================================================== */
+
+static bool is_tchar(uint8_t c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static wisp_err parse_fail(wisp_admin_request *out, wisp_err rc, const char *reason) {
+  out->reason = reason;
+  return rc;
+}
+
+/* Ran out of bytes: wait for more, unless there is no room for more. */
+static wisp_err parse_more(wisp_admin_request *out, size_t len, size_t max) {
+  if (len >= max) return parse_fail(out, WISP_ERR_TOO_BIG, "request too large");
+  return parse_fail(out, WISP_ERR_AGAIN, "incomplete request");
+}
+
+/* |*i| is at what must be CRLF. */
+static wisp_err parse_crlf(wisp_admin_request *out, const uint8_t *data, size_t len, size_t max, size_t *i) {
+  for (int k = 0; k < 2; k++, (*i)++) {
+    if (*i == len) return parse_more(out, len, max);
+    if (data[*i] != "\r\n"[k]) return parse_fail(out, WISP_ERR_PROTO, "lines must end with CRLF");
+  }
+  return WISP_OK;
+}
+
+static bool name_eq(const uint8_t *name, size_t len, const char *lit) {
+  return len == strlen(lit) && strncasecmp((const char *)name, lit, len) == 0;
+}
+
+/* One header field; only the ones that frame the body matter here. */
+static wisp_err parse_field(wisp_admin_request *out, const uint8_t *name, size_t name_len, const uint8_t *val,
+                            size_t val_len, size_t max, bool *have_cl) {
+  while (val_len && (val[0] == ' ' || val[0] == '\t')) val++, val_len--;
+  while (val_len && (val[val_len - 1] == ' ' || val[val_len - 1] == '\t')) val_len--;
+  if (name_eq(name, name_len, "transfer-encoding"))
+    return parse_fail(out, WISP_ERR_PROTO, "Transfer-Encoding is not supported (send Content-Length)");
+  if (!name_eq(name, name_len, "content-length")) return WISP_OK;
+  size_t n = 0;
+  if (val_len == 0) return parse_fail(out, WISP_ERR_PROTO, "bad Content-Length");
+  for (size_t k = 0; k < val_len; k++) {
+    if (val[k] < '0' || val[k] > '9') return parse_fail(out, WISP_ERR_PROTO, "bad Content-Length");
+    n = n * 10 + (size_t)(val[k] - '0');
+    if (n > max) return parse_fail(out, WISP_ERR_TOO_BIG, "request body too large");
+  }
+  if (*have_cl && n != out->content_length) return parse_fail(out, WISP_ERR_PROTO, "conflicting Content-Length");
+  *have_cl = true;
+  out->content_length = n;
+  return WISP_OK;
+}
+
+wisp_err wisp_admin_parse_request(wisp_admin_request *out, const uint8_t *data, size_t len, size_t max) {
+  memset(out, 0, sizeof(*out));
+  if (len > max) len = max;
+  size_t i = 0;
+  /* method SP */
+  size_t m = 0;
+  for (; i < len && data[i] != ' '; i++) {
+    if (!is_tchar(data[i])) return parse_fail(out, WISP_ERR_PROTO, "bad method");
+    if (m == WISP_ADMIN_METHOD_MAX) return parse_fail(out, WISP_ERR_PROTO, "method too long");
+    out->method[m++] = (char)data[i];
+  }
+  if (i == len) return parse_more(out, len, max);
+  if (m == 0) return parse_fail(out, WISP_ERR_PROTO, "bad method");
+  i++;
+  /* request-target SP: origin-form only */
+  if (i == len) return parse_more(out, len, max);
+  if (data[i] != '/') return parse_fail(out, WISP_ERR_PROTO, "the target must be a path starting with /");
+  size_t t = 0, p = 0, q = 0;
+  bool in_query = false;
+  for (; i < len && data[i] != ' '; i++, t++) {
+    uint8_t c = data[i];
+    if (c <= 0x20 || c >= 0x7f) return parse_fail(out, WISP_ERR_PROTO, "bad character in the target");
+    if (c == '#') return parse_fail(out, WISP_ERR_PROTO, "fragment in the target");
+    if (t == WISP_ADMIN_TARGET_MAX) return parse_fail(out, WISP_ERR_TOO_BIG, "target too long");
+    if (!in_query && c == '?') {
+      in_query = true;
+    } else if (in_query) {
+      out->query[q++] = (char)c;
+    } else {
+      out->path[p++] = (char)c;
+    }
+  }
+  if (i == len) return parse_more(out, len, max);
+  i++;
+  /* HTTP-version CRLF */
+  static const char kVersion[] = "HTTP/1.";
+  for (size_t k = 0; k < sizeof(kVersion) - 1; k++, i++) {
+    if (i == len) return parse_more(out, len, max);
+    if (data[i] != (uint8_t)kVersion[k]) return parse_fail(out, WISP_ERR_PROTO, "not an HTTP/1.x request");
+  }
+  if (i == len) return parse_more(out, len, max);
+  if (data[i] != '0' && data[i] != '1') return parse_fail(out, WISP_ERR_PROTO, "unsupported HTTP version");
+  out->minor_version = data[i++] - '0';
+  WISP_GUARD(parse_crlf(out, data, len, max, &i));
+  /* *(field-name ":" OWS field-value OWS CRLF) CRLF; every pass consumes at
+   * least three bytes, so this ends within |len|. */
+  bool have_cl = false;
+  while (i < len && data[i] != '\r') {
+    size_t name = i;
+    for (; i < len && data[i] != ':'; i++) {
+      if (!is_tchar(data[i])) return parse_fail(out, WISP_ERR_PROTO, "bad header field name");
+    }
+    if (i == len) return parse_more(out, len, max);
+    if (i == name) return parse_fail(out, WISP_ERR_PROTO, "empty header field name");
+    size_t name_len = i - name;
+    size_t val = ++i;
+    for (; i < len && data[i] != '\r'; i++) {
+      if ((data[i] < 0x20 && data[i] != '\t') || data[i] == 0x7f)
+        return parse_fail(out, WISP_ERR_PROTO, "bad character in a header field");
+    }
+    if (i == len) return parse_more(out, len, max);
+    size_t val_len = i - val;
+    WISP_GUARD(parse_crlf(out, data, len, max, &i));
+    WISP_GUARD(parse_field(out, data + name, name_len, data + val, val_len, max, &have_cl));
+  }
+  if (i == len) return parse_more(out, len, max);
+  WISP_GUARD(parse_crlf(out, data, len, max, &i));
+  out->head_len = i;
+  if (out->content_length > max - out->head_len) return parse_fail(out, WISP_ERR_TOO_BIG, "request body too large");
+  out->total_len = out->head_len + out->content_length;
+  if (len < out->total_len) return parse_fail(out, WISP_ERR_AGAIN, "incomplete request body");
+  return WISP_OK;
+}
+
+/* ===================================================================== */
+/* Routing and readiness (pure)                                          */
+/* ===================================================================== */
+
+static const struct {
+  const char *path;
+  wisp_admin_endpoint ep;
+  bool post;  /* POST only; else GET and HEAD */
+} kRoutes[] = {
+    {"/healthz", WISP_ADMIN_EP_HEALTHZ, false}, {"/ready", WISP_ADMIN_EP_READY, false},
+    {"/certs", WISP_ADMIN_EP_CERTS, false},     {"/config", WISP_ADMIN_EP_CONFIG, false},
+    {"/metrics", WISP_ADMIN_EP_METRICS, false}, {"/drain", WISP_ADMIN_EP_DRAIN, true},
+};
+
+int wisp_admin_route(const wisp_admin_request *req, wisp_admin_endpoint *out_ep, const char **out_allow) {
+  *out_ep = WISP_ADMIN_EP_NONE;
+  *out_allow = NULL;
+  for (size_t i = 0; i < sizeof(kRoutes) / sizeof(kRoutes[0]); i++) {
+    if (strcmp(req->path, kRoutes[i].path) != 0) continue;
+    bool ok = kRoutes[i].post ? strcmp(req->method, "POST") == 0
+                              : strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+    if (!ok) {
+      *out_allow = kRoutes[i].post ? "POST" : "GET, HEAD";
+      return 405;
+    }
+    *out_ep = kRoutes[i].ep;
+    return 200;
+  }
+  return 404;
+}
+
+bool wisp_admin_ready_check(const wisp_tls_info *info, bool loaded, bool listening, bool draining, int64_t now,
+                            char *out_reason, size_t reason_len) {
+  if (draining) {
+    snprintf(out_reason, reason_len, "draining");
+  } else if (!loaded) {
+    snprintf(out_reason, reason_len, "no SVID yet");
+  } else if (info->not_after_unix <= now) {
+    snprintf(out_reason, reason_len, "SVID expired at %s", info->not_after);
+  } else if (!listening) {
+    snprintf(out_reason, reason_len, "listeners are not up");
+  } else {
+    snprintf(out_reason, reason_len, "ready");
+    return true;
+  }
+  return false;
+}
+
+/* ===================================================================== */
+/* Response bodies                                                       */
+/* ===================================================================== */
+
+/* A growable text buffer; its size is bounded by what we render (the
+ * config and a fixed set of metrics), never by a client. */
+typedef struct {
+  char *p;
+  size_t len, cap;
+} sbuf;
+
+static void sb_reserve(sbuf *b, size_t n) {
+  if (b->len + n + 1 <= b->cap) return;
+  size_t cap = b->cap ? b->cap : 1024;
+  while (cap < b->len + n + 1) cap *= 2;
+  b->p = wisp_realloc(b->p, cap);
+  b->cap = cap;
+}
+
+static void sb_add(sbuf *b, const char *s, size_t n) {
+  sb_reserve(b, n);
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n <= 0) return;
+  sb_reserve(b, (size_t)n);
+  va_start(ap, fmt);
+  vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+}
+
+static void sb_free(sbuf *b) {
+  free(b->p);
+  memset(b, 0, sizeof(*b));
+}
+
+/* "key": "value" (NULL value: null), with a leading comma unless first. */
+static void json_key(sbuf *b, const char *key) {
+  if (b->len && b->p[b->len - 1] != '{' && b->p[b->len - 1] != '[') sb_add(b, ",", 1);
+  sb_printf(b, "\"%s\":", key);
+}
+
+static void json_str(sbuf *b, const char *key, const char *val) {
+  if (key) json_key(b, key);
+  if (!val) {
+    sb_add(b, "null", 4);
+    return;
+  }
+  sb_add(b, "\"", 1);
+  for (const unsigned char *s = (const unsigned char *)val; *s; s++) {
+    if (*s == '"' || *s == '\\') {
+      char esc[2] = {'\\', (char)*s};
+      sb_add(b, esc, 2);
+    } else if (*s < 0x20 || *s == 0x7f) {
+      sb_printf(b, "\\u%04x", *s);
+    } else {
+      sb_add(b, (const char *)s, 1);
+    }
+  }
+  sb_add(b, "\"", 1);
+}
+
+static void json_int(sbuf *b, const char *key, int64_t val) {
+  json_key(b, key);
+  sb_printf(b, "%" PRId64, val);
+}
+
+static void json_num(sbuf *b, const char *key, double val) {
+  json_key(b, key);
+  sb_printf(b, "%.17g", val); /* the config holds finite values only */
+}
+
+static void json_bool(sbuf *b, const char *key, bool val) {
+  json_key(b, key);
+  sb_printf(b, "%s", val ? "true" : "false");
+}
+
+static void render_certs(sbuf *b, const wisp_proxy *px) {
+  const wisp_tls_info *info = wisp_tls_get0_info(px->tls);
+  bool loaded = wisp_tls_ready(px->tls);
+  sb_add(b, "{", 1);
+  json_str(b, "spiffe_id", loaded ? info->spiffe_id : NULL);
+  json_str(b, "serial", loaded ? info->serial : NULL);
+  json_str(b, "not_after", loaded ? info->not_after : NULL);
+  if (loaded) {
+    json_int(b, "not_after_unix", info->not_after_unix);
+  } else {
+    json_str(b, "not_after_unix", NULL);
+  }
+  json_int(b, "bundle_roots", info->bundle_roots);
+  json_str(b, "bundle_not_after", loaded && info->bundle_not_after[0] ? info->bundle_not_after : NULL);
+  json_int(b, "generation", (int64_t)info->generation);
+  sb_add(b, "}\n", 2);
+}
+
+static void render_config(sbuf *b, const wisp_proxy *px) {
+  const wisp_config *cfg = px->cfg;
+  sb_add(b, "{", 1);
+  json_key(b, "routes");
+  sb_add(b, "[", 1);
+  for (size_t i = 0; i < cfg->nroutes; i++) {
+    if (i) sb_add(b, ",", 1);
+    sb_add(b, "{", 1);
+    json_str(b, "listen", cfg->routes[i].listen);
+    json_str(b, "peer", cfg->routes[i].peer);
+    json_str(b, "expect_id", cfg->routes[i].id);
+    sb_add(b, "}", 1);
+  }
+  sb_add(b, "]", 1);
+  json_str(b, "inbound", cfg->app ? cfg->inbound : NULL);
+  json_str(b, "app", cfg->app);
+  json_str(b, "admin", cfg->admin);
+  json_str(b, "cert", cfg->cert);
+  json_str(b, "key", cfg->key);
+  json_str(b, "bundle", cfg->bundle);
+  json_bool(b, "allow_tls12", cfg->allow_tls12);
+  json_key(b, "timeouts");
+  sb_add(b, "{", 1);
+  json_num(b, "connect", cfg->connect_timeout);
+  json_num(b, "handshake", cfg->handshake_timeout);
+  json_num(b, "idle", cfg->idle_timeout);
+  json_num(b, "drain", cfg->drain_timeout);
+  sb_add(b, "}", 1);
+  json_num(b, "reload_interval", cfg->reload_interval);
+  json_int(b, "pool_size", cfg->pool_size);
+  json_str(b, "policy", NULL); /* the policy engine comes later */
+  json_str(b, "version", "");
+  sb_add(b, "}\n", 2);
+}
+
+static void metric_head(sbuf *b, const char *name, const char *type, const char *help) {
+  sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metric(sbuf *b, const char *name, const char *type, const char *help, uint64_t val) {
+  metric_head(b, name, type, help);
+  sb_printf(b, "%s %" PRIu64 "\n", name, val);
+}
+
+static void render_metrics(sbuf *b, const wisp_proxy *px, bool ready) {
+  static const char *const kClass[WISP_STATUS_CLASSES] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx", "other"};
+  static const char *const kDir[2] = {"outbound", "inbound"}; /* wisp_direction */
+  const wisp_stats *st = &px->stats;
+  const wisp_tls_info *info = wisp_tls_get0_info(px->tls);
+  metric(b, "wisp_connections_accepted_total", "counter", "Downstream connections accepted.", st->conns_accepted);
+  metric(b, "wisp_connections_refused_total", "counter",
+         "Downstream connections refused before HTTP/2 began (TLS, identity, preface).", st->conns_refused);
+  metric(b, "wisp_upstream_connects_total", "counter", "Upstream connections opened.", st->upstream_connects);
+  metric(b, "wisp_upstream_failures_total", "counter",
+         "Upstream connections that failed (connect, TLS, identity) or closed with an error.",
+         st->upstream_failures);
+  metric(b, "wisp_requests_started_total", "counter", "Requests (HTTP/2 streams) received from callers.",
+         st->requests);
+  metric(b, "wisp_error_responses_total", "counter",
+         "Error responses wisp made itself because the upstream could not be reached or verified.",
+         st->responses_error);
+  metric_head(b, "wisp_requests_total", "counter",
+              "Finished requests by direction and status class (none: ended without a response).");
+  uint64_t finished = 0;
+  for (int d = 0; d < 2; d++) {
+    for (int k = 0; k < WISP_STATUS_CLASSES; k++) {
+      sb_printf(b, "wisp_requests_total{direction=\"%s\",code=\"%s\"} %" PRIu64 "\n", kDir[d], kClass[k],
+                st->finished[d][k]);
+      finished += st->finished[d][k];
+    }
+  }
+  uint64_t open[2] = {0, 0}; /* downstream, upstream */
+  for (const wisp_conn *c = px->conns; c; c = c->next) open[c->io.upstream ? 1 : 0]++;
+  metric_head(b, "wisp_connections_open", "gauge", "Open connections: downstream (callers) and upstream.");
+  sb_printf(b, "wisp_connections_open{side=\"downstream\"} %" PRIu64 "\n", open[0]);
+  sb_printf(b, "wisp_connections_open{side=\"upstream\"} %" PRIu64 "\n", open[1]);
+  metric(b, "wisp_streams_open", "gauge", "Requests in progress.",
+         st->requests > finished ? st->requests - finished : 0);
+  metric_head(b, "wisp_svid_expiry_timestamp_seconds", "gauge", "When the current SVID expires (unix time).");
+  sb_printf(b, "wisp_svid_expiry_timestamp_seconds %" PRId64 "\n", info->not_after_unix);
+  metric(b, "wisp_cert_generation", "gauge", "Certificate loads so far; bumps on every reload.", info->generation);
+  metric(b, "wisp_bundle_roots", "gauge", "Root CAs in the trust bundle.", (uint64_t)info->bundle_roots);
+  metric(b, "wisp_ready", "gauge", "1 when /ready answers 200.", ready ? 1 : 0);
+  metric(b, "wisp_draining", "gauge", "1 once a drain (SIGTERM or POST /drain) began.", px->draining ? 1 : 0);
+}
+
+/* ===================================================================== */
+/* The server                                                            */
+/* ===================================================================== */
+
+typedef enum { ADMIN_READING, ADMIN_WRITING, ADMIN_LINGERING } admin_state;
+
+typedef struct admin_conn {
+  wisp_admin *a;
+  int fd;
+  admin_state state;
+  ev_io io;
+  ev_timer timer;
+  uint8_t in[WISP_ADMIN_REQUEST_MAX];
+  size_t in_len;
+  size_t lingered;     /* bytes dropped while lingering */
+  sbuf out;            /* the whole response */
+  size_t out_pos;
+  bool drain_after;    /* POST /drain: start the drain once the 202 is out */
+  char peer[64];
+  struct admin_conn *next, *prev;
+} admin_conn;
+
+struct wisp_admin {
+  wisp_proxy *px;
+  char *name;  /* owned, HOST:PORT */
+  int fd;
+  ev_io io;
+  admin_conn *conns;
+  int nconns;
+};
+
+static void conn_free(admin_conn *c) {
+  wisp_admin *a = c->a;
+  struct ev_loop *loop = a->px->loop;
+  ev_io_stop(loop, &c->io);
+  ev_timer_stop(loop, &c->timer);
+  close(c->fd);
+  if (c->prev) {
+    c->prev->next = c->next;
+  } else {
+    a->conns = c->next;
+  }
+  if (c->next) c->next->prev = c->prev;
+  a->nconns--;
+  sb_free(&c->out);
+  free(c);
+}
+
+static void conn_watch(admin_conn *c, int events, double timeout) {
+  struct ev_loop *loop = c->a->px->loop;
+  ev_io_stop(loop, &c->io);
+  ev_io_set(&c->io, c->fd, events);
+  ev_io_start(loop, &c->io);
+  ev_timer_stop(loop, &c->timer);
+  ev_timer_set(&c->timer, timeout, 0);
+  ev_timer_start(loop, &c->timer);
+}
+
+/* The response is out: half-close and wait (bounded) for the client's EOF. */
+static void conn_linger(admin_conn *c) {
+  sb_free(&c->out);
+  c->state = ADMIN_LINGERING;
+  if (c->drain_after) {
+    c->drain_after = false;
+    WISP_INFO("drain requested on the admin listener by %s", c->peer);
+    wisp_proxy_start_drain(c->a->px);
+  }
+  if (shutdown(c->fd, SHUT_WR) != 0) {
+    conn_free(c);
+    return;
+  }
+  conn_watch(c, EV_READ, ADMIN_LINGER_TIME);
+}
+
+static void conn_flush(admin_conn *c) {
+  for (int i = 0; i < ADMIN_WRITES_PER_EVENT && c->out_pos < c->out.len; i++) {
+    ssize_t n = send(c->fd, c->out.p + c->out_pos, c->out.len - c->out_pos, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n <= 0) {
+      conn_free(c); /* the client went away */
+      return;
+    }
+    c->out_pos += (size_t)n;
+  }
+  if (c->out_pos < c->out.len) {
+    if (!(c->io.events & EV_WRITE)) conn_watch(c, EV_WRITE, ADMIN_TIMEOUT);
+    return;
+  }
+  conn_linger(c);
+}
+
+static const char *status_text(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 202: return "Accepted";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+  }
+}
+
+/* Sends the response and closes. |allow|: an Allow header (405). */
+static void respond(admin_conn *c, int status, const char *ctype, const char *allow, const char *body,
+                    size_t body_len, bool head_only) {
+  sbuf *o = &c->out;
+  sb_printf(o, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", status, status_text(status), ctype,
+            body_len);
+  if (allow) sb_printf(o, "Allow: %s\r\n", allow);
+  sb_printf(o, "Cache-Control: no-store\r\nConnection: close\r\n\r\n");
+  if (!head_only) sb_add(o, body, body_len);
+  c->state = ADMIN_WRITING;
+  c->out_pos = 0;
+  conn_flush(c);
+}
+
+static void respond_text(admin_conn *c, int status, const char *allow, const char *text, bool head_only) {
+  char body[WISP_TLS_REASON_MAX + 128];
+  int n = snprintf(body, sizeof(body), "%s\n", text);
+  size_t len = n < 0 ? 0 : (size_t)n < sizeof(body) ? (size_t)n : sizeof(body) - 1;
+  respond(c, status, "text/plain; charset=utf-8", allow, body, len, head_only);
+}
+
+static bool proxy_listening(const wisp_proxy *px) {
+  if (px->nlisteners == 0) return false;
+  for (size_t i = 0; i < px->nlisteners; i++) {
+    if (px->listeners[i].fd < 0) return false;
+  }
+  return true;
+}
+
+static bool proxy_ready(const wisp_proxy *px, char *reason, size_t reason_len) {
+  return wisp_admin_ready_check(wisp_tls_get0_info(px->tls), wisp_tls_ready(px->tls), proxy_listening(px),
+                                px->draining, (int64_t)time(NULL), reason, reason_len);
+}
+
+static void handle(admin_conn *c, const wisp_admin_request *req) {
+  wisp_proxy *px = c->a->px;
+  wisp_admin_endpoint ep;
+  const char *allow;
+  int status = wisp_admin_route(req, &ep, &allow);
+  bool head = strcmp(req->method, "HEAD") == 0;
+  char text[WISP_TLS_REASON_MAX + 64];
+  if (status == 404) {
+    snprintf(text, sizeof(text), "no such endpoint: %s (try /healthz /ready /certs /config /metrics, POST /drain)",
+             req->path);
+    respond_text(c, 404, NULL, text, head);
+    return;
+  }
+  if (status == 405) {
+    snprintf(text, sizeof(text), "%s takes %s only", req->path, allow);
+    respond_text(c, 405, allow, text, head);
+    return;
+  }
+  sbuf body = {0};
+  bool ready;
+  switch (ep) {
+    case WISP_ADMIN_EP_HEALTHZ:
+      respond_text(c, 200, NULL, "ok", head);
+      break;
+    case WISP_ADMIN_EP_READY:
+      ready = proxy_ready(px, text, sizeof(text));
+      respond_text(c, ready ? 200 : 503, NULL, text, head);
+      break;
+    case WISP_ADMIN_EP_CERTS:
+      render_certs(&body, px);
+      respond(c, 200, "application/json", NULL, body.p, body.len, head);
+      break;
+    case WISP_ADMIN_EP_CONFIG:
+      render_config(&body, px);
+      respond(c, 200, "application/json", NULL, body.p, body.len, head);
+      break;
+    case WISP_ADMIN_EP_METRICS:
+      render_metrics(&body, px, proxy_ready(px, text, sizeof(text)));
+      respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, body.p, body.len, head);
+      break;
+    case WISP_ADMIN_EP_DRAIN:
+      c->drain_after = !px->draining;
+      respond_text(c, 202, NULL, px->draining ? "already draining" : "draining", false);
+      break;
+    case WISP_ADMIN_EP_NONE:
+      respond_text(c, 404, NULL, "no such endpoint", head);
+      break;
+  }
+  sb_free(&body);
+}
+
+static void on_conn_read(admin_conn *c) {
+  uint8_t *dst = c->in;
+  size_t room = sizeof(c->in);
+  if (c->state == ADMIN_READING) {
+    dst += c->in_len;
+    room -= c->in_len;
+  }
+  ssize_t n = read(c->fd, dst, room);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+  if (c->state == ADMIN_LINGERING) {
+    c->lingered += n > 0 ? (size_t)n : 0;
+    if (n <= 0 || c->lingered > ADMIN_LINGER_BYTES) conn_free(c);
+    return;
+  }
+  if (n < 0) {
+    conn_free(c);
+    return;
+  }
+  if (n == 0) {
+    if (c->in_len == 0) {
+      conn_free(c); /* connected and left: a TCP probe */
+    } else {
+      respond_text(c, 400, NULL, "bad request: incomplete request", false);
+    }
+    return;
+  }
+  c->in_len += (size_t)n;
+  wisp_admin_request req;
+  wisp_err rc = wisp_admin_parse_request(&req, c->in, c->in_len, sizeof(c->in));
+  char text[128];
+  switch (rc) {
+    case WISP_OK:
+      handle(c, &req);
+      break;
+    case WISP_ERR_AGAIN:
+      break;
+    case WISP_ERR_TOO_BIG:
+      snprintf(text, sizeof(text), "%s (at most %d bytes)", req.reason, WISP_ADMIN_REQUEST_MAX);
+      respond_text(c, 413, NULL, text, false);
+      break;
+    default:
+      snprintf(text, sizeof(text), "bad request: %s", req.reason);
+      respond_text(c, 400, NULL, text, false);
+      break;
+  }
+}
+
+static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents) {
+  admin_conn *c = w->data;
+  if (c->state == ADMIN_WRITING) {
+    conn_flush(c);
+  } else {
+    on_conn_read(c);
+  }
+}
+
+static void on_conn_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
+  admin_conn *c = w->data;
+  if (c->state == ADMIN_READING && c->in_len > 0) {
+    respond_text(c, 408, NULL, "request timeout", false);
+  } else {
+    conn_free(c);
+  }
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
+  wisp_admin *a = w->data;
+  for (int i = 0; i < ADMIN_ACCEPTS_PER_EVENT; i++) {
+    int fd;
+    wisp_addr peer;
+    wisp_err rc = wisp_net_accept(&fd, a->fd, &peer);
+    if (rc == WISP_ERR_AGAIN) break;
+    if (rc != WISP_OK) {
+      WISP_WARN("accept on the admin listener %s failed: %s", a->name, strerror(errno));
+      break;
+    }
+    if (a->nconns >= ADMIN_MAX_CONNS) {
+      static const char kBusy[] =
+          "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 27\r\nConnection: close\r\n\r\n"
+          "too many admin connections\n";
+      (void)send(fd, kBusy, sizeof(kBusy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      close(fd);
+      continue;
+    }
+    admin_conn *c = wisp_calloc(1, sizeof(*c));
+    c->a = a;
+    c->fd = fd;
+    c->state = ADMIN_READING;
+    wisp_addr_format(&peer, c->peer, sizeof(c->peer));
+    ev_io_init(&c->io, on_conn_io, fd, EV_READ);
+    c->io.data = c;
+    ev_init(&c->timer, on_conn_timeout);
+    c->timer.data = c;
+    c->next = a->conns;
+    if (a->conns) a->conns->prev = c;
+    a->conns = c;
+    a->nconns++;
+    conn_watch(c, EV_READ, ADMIN_TIMEOUT);
+  }
+}
+
+wisp_err wisp_admin_new(wisp_admin **out, wisp_proxy *px, const char *addr, char *err, size_t err_len) {
+  wisp_addr a;
+  if (wisp_addr_parse(&a, addr) != WISP_OK) {
+    snprintf(err, err_len, "bad admin address %s", addr);
+    return WISP_ERR_USAGE;
+  }
+  int fd;
+  if (wisp_net_listen(&fd, &a, 64) != WISP_OK) {
+    snprintf(err, err_len, "cannot listen on %s: %s", addr, strerror(errno));
+    return WISP_ERR_IO;
+  }
+  wisp_admin *ad = wisp_calloc(1, sizeof(*ad));
+  ad->px = px;
+  ad->fd = fd;
+  ad->name = wisp_strdup(addr);
+  ev_io_init(&ad->io, on_accept, fd, EV_READ);
+  ad->io.data = ad;
+  ev_io_start(px->loop, &ad->io);
+  wisp_json j;
+  wisp_json_begin(&j, "listener");
+  wisp_json_str(&j, "direction", "admin");
+  wisp_json_str(&j, "listen", addr);
+  wisp_json_emit_err(&j);
+  *out = ad;
+  return WISP_OK;
+}
+
+void wisp_admin_free(wisp_admin *a) {
+  if (!a) return;
+  for (int i = 0; a->conns && i <= ADMIN_MAX_CONNS; i++) conn_free(a->conns);
+  ev_io_stop(a->px->loop, &a->io);
+  close(a->fd);
+  free(a->name);
+  free(a);
+}
