@@ -93,7 +93,7 @@ void wisp_grpc_reader_cleanup(wisp_grpc_reader *r);
  * took. Call it again with the rest of the chunk until the chunk is used up:
  *
  *   while (len > 0) {
- *     GUARD(wisp_grpc_reader_feed(r, &msg, &has, &n, data, len));
+ *     WISP_GUARD(wisp_grpc_reader_feed(r, &msg, &has, &n, data, len));
  *     data += n, len -= n;
  *     if (has) handle(msg.data, msg.len);
  *   }
@@ -137,8 +137,8 @@ size_t wisp_grpc_message_encoded_len(const void *in, size_t len);
 /* Percent-encodes |len| bytes of |in| (UTF-8 text, usually) into |out|
  * (|out_len| bytes), NUL-terminated; |*out_written| is the length without
  * the NUL. If it does not fit, writes the longest prefix that does without
- * splitting an escape, and returns WISP_ERR_TOO_BIG (with out_len 0, writes
- * nothing). */
+ * splitting an escape, and returns WISP_ERR_TOO_BIG (if |out_len| is 0 it
+ * writes nothing at all). */
 wisp_err wisp_grpc_message_encode(char *out, size_t out_len, size_t *out_written, const void *in,
                                   size_t len) WISP_MUST_CHECK;
 

@@ -29,6 +29,9 @@ struct wisp_tls {
   wisp_tls_info info;
   char *paths[FILE_COUNT];
   file_stamp stamps[FILE_COUNT];
+  EVP_PKEY *key;             /* in-memory credentials (agent mode), owned */
+  STACK_OF(X509) *chain;
+  STACK_OF(X509) *roots;
 };
 
 static int g_verify_idx = -1;
@@ -47,6 +50,9 @@ void wisp_tls_free(wisp_tls *t) {
   SSL_CTX_free(t->server);
   SSL_CTX_free(t->client);
   for (int i = 0; i < FILE_COUNT; i++) free(t->paths[i]);
+  EVP_PKEY_free(t->key);
+  sk_X509_pop_free(t->chain, X509_free);
+  sk_X509_pop_free(t->roots, X509_free);
   free(t);
 }
 
@@ -169,8 +175,8 @@ static void describe_ssl_errors(char *err, size_t err_len, const char *what, con
   snprintf(err, err_len, "%s %s: %s", what, path, detail);
 }
 
-static SSL_CTX *new_ctx(const wisp_tls *t, bool server, const char *cert, const char *key, const char *bundle,
-                        char *err, size_t err_len) {
+/* The settings every wisp context has, whatever its credentials. */
+static SSL_CTX *base_ctx(const wisp_tls *t, bool server) {
   SSL_CTX *ctx = SSL_CTX_new(TLS_method());
   if (!ctx) return NULL;
   SSL_CTX_set_min_proto_version(ctx, t->opts.allow_tls12 ? TLS1_2_VERSION : TLS1_3_VERSION);
@@ -189,6 +195,13 @@ static SSL_CTX *new_ctx(const wisp_tls *t, bool server, const char *cert, const 
   } else {
     SSL_CTX_set_alpn_protos(ctx, kAlpnH2, sizeof(kAlpnH2));
   }
+  return ctx;
+}
+
+static SSL_CTX *new_ctx(const wisp_tls *t, bool server, const char *cert, const char *key, const char *bundle,
+                        char *err, size_t err_len) {
+  SSL_CTX *ctx = base_ctx(t, server);
+  if (!ctx) return NULL;
   if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
     describe_ssl_errors(err, err_len, "cannot load certificate", cert);
   } else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
@@ -209,29 +222,45 @@ static SSL_CTX *new_ctx(const wisp_tls *t, bool server, const char *cert, const 
   return NULL;
 }
 
-/* Reads the facts of the bundle file for wisp_tls_info: root count and the
- * earliest expiry. */
+/* Root count and earliest expiry of a bundle, for wisp_tls_info. */
+static void roots_info(wisp_tls_info *info, STACK_OF(X509) *roots) {
+  const ASN1_TIME *earliest = NULL;
+  info->bundle_roots = (int)sk_X509_num(roots);
+  for (size_t i = 0; i < sk_X509_num(roots); i++) {
+    const ASN1_TIME *na = X509_get0_notAfter(sk_X509_value(roots, i));
+    int days = 0, secs = 0;
+    if (!earliest || (ASN1_TIME_diff(&days, &secs, earliest, na) && (days < 0 || secs < 0))) earliest = na;
+  }
+  if (earliest) asn1_time_str(earliest, info->bundle_not_after, sizeof(info->bundle_not_after));
+}
+
 static void bundle_info(wisp_tls_info *info, const char *bundle) {
   FILE *f = fopen(bundle, "r");
+  STACK_OF(X509) *roots = sk_X509_new_null();
   X509 *c;
-  const ASN1_TIME *earliest = NULL;
-  X509 *earliest_cert = NULL;
-  info->bundle_roots = 0;
-  while (f && (c = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
-    info->bundle_roots++;
-    int days = 0, secs = 0;
-    if (!earliest || (ASN1_TIME_diff(&days, &secs, earliest, X509_get0_notAfter(c)) && (days < 0 || secs < 0))) {
-      X509_free(earliest_cert);
-      earliest_cert = c;
-      earliest = X509_get0_notAfter(c);
-    } else {
-      X509_free(c);
-    }
-  }
+  while (f && roots && (c = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) sk_X509_push(roots, c);
   ERR_clear_error();
-  if (earliest) asn1_time_str(earliest, info->bundle_not_after, sizeof(info->bundle_not_after));
-  X509_free(earliest_cert);
+  if (roots) roots_info(info, roots);
+  sk_X509_pop_free(roots, X509_free);
   if (f) fclose(f);
+}
+
+/* Credentials held in memory (from the agent), as one context. */
+static SSL_CTX *mem_ctx(const wisp_tls *t, bool server, EVP_PKEY *key, STACK_OF(X509) *chain, STACK_OF(X509) *roots,
+                        char *err, size_t err_len) {
+  SSL_CTX *ctx = base_ctx(t, server);
+  if (!ctx) return NULL;
+  bool ok = sk_X509_num(chain) > 0 && SSL_CTX_use_certificate(ctx, sk_X509_value(chain, 0)) == 1;
+  for (size_t i = 1; ok && i < sk_X509_num(chain); i++) ok = SSL_CTX_add1_chain_cert(ctx, sk_X509_value(chain, i)) == 1;
+  ok = ok && SSL_CTX_use_PrivateKey(ctx, key) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+  X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+  for (size_t i = 0; ok && i < sk_X509_num(roots); i++) ok = X509_STORE_add_cert(store, sk_X509_value(roots, i)) == 1;
+  if (!ok) {
+    describe_ssl_errors(err, err_len, "cannot install the SVID from", "the agent");
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  return ctx;
 }
 
 static wisp_err cert_info(wisp_tls_info *info, SSL_CTX *ctx, char *err, size_t err_len) {
@@ -302,6 +331,61 @@ wisp_err wisp_tls_load_files(wisp_tls *t, const char *cert, const char *key, con
   return WISP_OK;
 }
 
+static wisp_err install_mem(wisp_tls *t, EVP_PKEY *key, STACK_OF(X509) *chain, STACK_OF(X509) *roots, char *err,
+                            size_t err_len) {
+  SSL_CTX *server = mem_ctx(t, true, key, chain, roots, err, err_len);
+  SSL_CTX *client = server ? mem_ctx(t, false, key, chain, roots, err, err_len) : NULL;
+  wisp_tls_info info = t->info;
+  if (!client || cert_info(&info, server, err, err_len) != WISP_OK) {
+    SSL_CTX_free(server);
+    SSL_CTX_free(client);
+    return WISP_ERR_TLS;
+  }
+  roots_info(&info, roots);
+  info.generation++;
+  SSL_CTX_free(t->server);
+  SSL_CTX_free(t->client);
+  t->server = server;
+  t->client = client;
+  t->info = info;
+  /* Keep what the contexts were made of, to rebuild on a new bundle. */
+  EVP_PKEY_up_ref(key);
+  EVP_PKEY_free(t->key);
+  t->key = key;
+  STACK_OF(X509) *c = X509_chain_up_ref(chain), *r = X509_chain_up_ref(roots);
+  sk_X509_pop_free(t->chain, X509_free);
+  sk_X509_pop_free(t->roots, X509_free);
+  t->chain = c;
+  t->roots = r;
+  return WISP_OK;
+}
+
+wisp_err wisp_tls_set_creds(wisp_tls *t, EVP_PKEY *key, STACK_OF(X509) *chain, STACK_OF(X509) *roots, char *err,
+                            size_t err_len) {
+  return install_mem(t, key, chain, roots, err, err_len);
+}
+
+wisp_err wisp_tls_load_trust_file(wisp_tls *t, const char *bundle, char *err, size_t err_len) {
+  SSL_CTX *ctx = base_ctx(t, false);
+  if (!ctx) return WISP_ERR_NOMEM;
+  if (SSL_CTX_load_verify_locations(ctx, bundle, NULL) != 1) {
+    describe_ssl_errors(err, err_len, "cannot load trust bundle", bundle);
+    SSL_CTX_free(ctx);
+    return WISP_ERR_TLS;
+  }
+  SSL_CTX_free(t->client);
+  t->client = ctx;
+  return WISP_OK;
+}
+
+wisp_err wisp_tls_set_roots(wisp_tls *t, STACK_OF(X509) *roots, char *err, size_t err_len) {
+  if (!t->key) {
+    snprintf(err, err_len, "no SVID from the agent yet");
+    return WISP_ERR_USAGE;
+  }
+  return install_mem(t, t->key, t->chain, roots, err, err_len);
+}
+
 static bool stamp_differs(const file_stamp *a, const file_stamp *b) {
   return a->ino != b->ino || a->size != b->size || a->mtime.tv_sec != b->mtime.tv_sec ||
          a->mtime.tv_nsec != b->mtime.tv_nsec;
@@ -334,7 +418,7 @@ bool wisp_tls_ready(const wisp_tls *t) { return t->server != NULL; }
 const wisp_tls_info *wisp_tls_get0_info(const wisp_tls *t) { return &t->info; }
 
 SSL *wisp_tls_new_ssl(wisp_tls *t, bool server, wisp_tls_verify *v) {
-  SSL_CTX *ctx = server ? t->server : t->client;
+  SSL_CTX *ctx = server ? t->server : t->client; /* client alone: trust-only mode */
   if (!ctx) return NULL;
   SSL *ssl = SSL_new(ctx);
   if (!ssl) return NULL;

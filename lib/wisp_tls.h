@@ -62,6 +62,20 @@ void wisp_tls_free(wisp_tls *t);
 wisp_err wisp_tls_load_files(wisp_tls *t, const char *cert, const char *key, const char *bundle,
                              char *err, size_t err_len) WISP_MUST_CHECK;
 
+/* Installs credentials held in memory (an SVID from the agent): |key|, the
+ * chain (leaf first, then intermediates) and the trust bundle |roots| are
+ * borrowed; the wisp_tls takes its own references. Same swap semantics as
+ * wisp_tls_load_files. */
+wisp_err wisp_tls_set_creds(wisp_tls *t, EVP_PKEY *key, STACK_OF(X509) *chain, STACK_OF(X509) *roots, char *err,
+                            size_t err_len) WISP_MUST_CHECK;
+/* Replaces just the trust bundle of in-memory credentials (a bundle pushed
+ * by the agent, e.g. during CA rotation). */
+wisp_err wisp_tls_set_roots(wisp_tls *t, STACK_OF(X509) *roots, char *err, size_t err_len) WISP_MUST_CHECK;
+
+/* Client-side trust only, no certificate of our own: for reaching wisp-agent
+ * over TLS before the first SVID. The server must present |expect_id|. */
+wisp_err wisp_tls_load_trust_file(wisp_tls *t, const char *bundle, char *err, size_t err_len) WISP_MUST_CHECK;
+
 /* Re-reads the files given to wisp_tls_load_files if any of them changed
  * (mtime, size or inode). |out_changed| says whether new credentials are in
  * force. */

@@ -146,6 +146,9 @@ struct wisp_proxy {
   bool draining;
   wisp_stats stats;
   struct wisp_admin *admin;  /* owned; NULL: --admin off */
+  struct wisp_agent_client *agent; /* owned; NULL without --agent */
+  char *policy_yaml;         /* owned; as pushed by the agent (verbatim for now) */
+  char policy_version[32];
 };
 
 /* Stops accepting, sends GOAWAY to callers and ends the loop once they are

@@ -37,6 +37,10 @@ static const opt_def kOpts[] = {
     {"pool-size", OPT_INT, OFF(pool_size), "4"},
     {"log-level", OPT_STR, OFF(log_level), "info"},
     {"admin", OPT_STR, OFF(admin), NULL}, /* default WISP_ADMIN_DEFAULT, see below */
+    {"agent", OPT_STR, OFF(agent), NULL},
+    {"spiffe-id", OPT_STR, OFF(spiffe_id), NULL},
+    {"join-token", OPT_STR, OFF(join_token), NULL},
+    {"join-token-file", OPT_STR, OFF(join_token_file), NULL},
     {"help", OPT_HELP, OFF(help), NULL},
 };
 #define NOPTS (sizeof(kOpts) / sizeof(kOpts[0]))
@@ -45,6 +49,9 @@ const char *wisp_config_usage(void) {
   return "usage: wisp-proxy [flags]\n"
          "  --cert FILE --key FILE --bundle FILE   SVID, its key and the trust bundle (PEM);\n"
          "                                         reloaded when they change\n"
+         "  --agent unix:///PATH|https://HOST:PORT  get the SVID (and policy) from wisp-agent instead\n"
+         "  --spiffe-id ID                         the identity to ask the agent for\n"
+         "  --join-token T | --join-token-file F   bootstrap secret from `wispctl token create`\n"
          "  --route LISTEN=PEER[,id=SPIFFE_ID]     outbound: plaintext h2c on LISTEN, mTLS to PEER,\n"
          "                                         which must present SPIFFE_ID (repeatable)\n"
          "  --inbound ADDR                         mTLS listener (default 0.0.0.0:15006)\n"
@@ -169,6 +176,29 @@ static void env_name(char *out, size_t out_len, const char *flag) {
   out[o] = '\0';
 }
 
+/* With --agent the SVID comes from the agent: the proxy must say which
+ * identity it wants, and files must not also be given. */
+static wisp_err check_agent_flags(const wisp_config *c, char *err, size_t err_len) {
+  wisp_spiffe_id id;
+  char why[128];
+  if (strncmp(c->agent, "unix:", 5) != 0 && strncmp(c->agent, "https://", 8) != 0) {
+    set_err(err, err_len, "--agent %s: expected unix:///PATH or https://HOST:PORT%s", c->agent, "");
+  } else if (c->cert || c->key) {
+    snprintf(err, err_len, "--agent and --cert/--key exclude each other (the agent issues the SVID)");
+  } else if (!c->spiffe_id) {
+    snprintf(err, err_len, "--agent needs --spiffe-id (the identity to ask the agent for)");
+  } else if (wisp_spiffe_parse(&id, c->spiffe_id, strlen(c->spiffe_id), why, sizeof(why)) != WISP_OK) {
+    snprintf(err, err_len, "--spiffe-id %s: %s", c->spiffe_id, why);
+  } else if (c->join_token && c->join_token_file) {
+    snprintf(err, err_len, "give --join-token or --join-token-file, not both");
+  } else if (strncmp(c->agent, "https://", 8) == 0 && !c->bundle) {
+    snprintf(err, err_len, "--agent https://... needs --bundle (the trust bundle to verify the agent by)");
+  } else {
+    return WISP_OK;
+  }
+  return WISP_ERR_USAGE;
+}
+
 wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, size_t err_len) {
   struct option longopts[NOPTS + 1];
   bool seen[NOPTS] = {false};
@@ -212,8 +242,12 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
     }
   }
   if (out->help) return WISP_OK;
-  if (!out->cert || !out->key || !out->bundle) {
-    snprintf(err, err_len, "--cert, --key and --bundle are required (PEM files of the SVID, its key, the trust bundle)");
+  if (out->agent) {
+    WISP_GUARD(check_agent_flags(out, err, err_len));
+  } else if (!out->cert || !out->key || !out->bundle) {
+    snprintf(err, err_len,
+             "--cert, --key and --bundle are required (PEM files of the SVID, its key, the trust bundle), "
+             "or --agent to get them from wisp-agent");
     return WISP_ERR_USAGE;
   }
   wisp_addr a;
@@ -254,6 +288,10 @@ void wisp_config_cleanup(wisp_config *c) {
   free(c->inbound);
   free(c->app);
   free(c->log_level);
+  free(c->agent);
+  free(c->spiffe_id);
+  free(c->join_token);
+  free(c->join_token_file);
   free(c->admin);
   memset(c, 0, sizeof(*c));
 }

@@ -32,6 +32,10 @@ typedef struct {
   int pool_size;                  /* upstream connections per peer */
   char *log_level;                /* owned */
   char *admin;                    /* owned; admin listener address, NULL: off */
+  char *agent;                    /* owned; unix:///PATH or https://HOST:PORT, NULL: files */
+  char *spiffe_id;                /* owned; the identity asked of the agent */
+  char *join_token;               /* owned */
+  char *join_token_file;          /* owned */
   bool admin_set;                 /* given by --admin/WISP_ADMIN, not the default */
   bool help;
 } wisp_config;

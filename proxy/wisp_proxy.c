@@ -10,6 +10,7 @@
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
 #include "proxy/wisp_admin.h"
+#include "proxy/wisp_agent_client.h"
 #include "proxy/wisp_conn.h"
 
 #define WISP_ACCEPTS_PER_EVENT 64
@@ -145,7 +146,9 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   px->cfg = cfg;
   wisp_tls_opts topts = {.allow_tls12 = cfg->allow_tls12};
   px->tls = wisp_tls_new(&topts);
-  WISP_GUARD(wisp_tls_load_files(px->tls, cfg->cert, cfg->key, cfg->bundle, err, err_len));
+  /* With --agent the SVID arrives later: listeners start now and refuse
+   * (in words) until it does; /ready says so. */
+  if (!cfg->agent) WISP_GUARD(wisp_tls_load_files(px->tls, cfg->cert, cfg->key, cfg->bundle, err, err_len));
   size_t n = cfg->nroutes + 1;
   px->targets = wisp_calloc(n, sizeof(*px->targets));
   px->listeners = wisp_calloc(n, sizeof(*px->listeners));
@@ -165,7 +168,8 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   px->lp.data = px;
   ev_timer_init(&px->reload, on_reload, cfg->reload_interval, cfg->reload_interval);
   px->reload.data = px;
-  if (cfg->reload_interval > 0) ev_timer_start(loop, &px->reload);
+  if (cfg->reload_interval > 0 && !cfg->agent) ev_timer_start(loop, &px->reload);
+  if (cfg->agent) WISP_GUARD(wisp_agent_client_start(&px->agent, px, err, err_len));
   ev_init(&px->drain_timer, on_drain_timeout);
   ev_signal_init(&px->sigterm, on_signal, SIGTERM);
   ev_signal_init(&px->sigint, on_signal, SIGINT);
@@ -194,6 +198,8 @@ void wisp_proxy_run(wisp_proxy *px) { ev_run(px->loop, 0); }
 void wisp_proxy_cleanup(wisp_proxy *px) {
   wisp_admin_free(px->admin);
   px->admin = NULL;
+  wisp_agent_client_free(px->agent);
+  px->agent = NULL;
   for (wisp_conn *c = px->conns; c; c = c->next) wisp_conn_close(c, NULL);
   wisp_h2loop_cleanup(&px->lp);
   for (size_t i = 0; i < px->nlisteners; i++) {
@@ -210,5 +216,6 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   free(px->listeners);
   free(px->targets);
   wisp_tls_free(px->tls);
+  free(px->policy_yaml);
   fflush(stdout);
 }

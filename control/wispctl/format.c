@@ -1,0 +1,249 @@
+/* wispctl's parsers and printers: durations, times, the status table and
+ * its JSON form. No I/O but the FILE given. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "control/wispctl/wispctl.h"
+
+#define TEN_YEARS (10.0 * 366 * 86400)
+
+bool wispctl_parse_duration(const char *s, double *out_seconds) {
+  static const struct {
+    const char *unit;
+    double seconds;
+  } units[] = {{"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}};
+  if (!s || !*s) return false;
+  double total = 0;
+  const char *p = s;
+  for (int parts = 0; *p; parts++) {
+    if (parts >= 8 || !(*p >= '0' && *p <= '9')) return false;
+    /* DIGITS[.DIGITS]: no signs, exponents or hex, unlike strtod. */
+    double v = 0, scale = 1;
+    int digits = 0;
+    for (; *p >= '0' && *p <= '9' && digits < 12; p++, digits++) v = v * 10 + (*p - '0');
+    if (*p == '.') {
+      p++;
+      for (; *p >= '0' && *p <= '9' && digits < 12; p++, digits++) v += (*p - '0') * (scale /= 10);
+      if (p[-1] == '.') return false;
+    }
+    if (*p >= '0' && *p <= '9') return false; /* too many digits */
+    if (!*p && parts == 0) { /* a bare number: seconds */
+      total = v;
+      break;
+    }
+    size_t best = 0;
+    double mult = 0;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+      size_t n = strlen(units[i].unit);
+      if (n > best && strncmp(p, units[i].unit, n) == 0) {
+        best = n;
+        mult = units[i].seconds;
+      }
+    }
+    if (!best) return false;
+    p += best;
+    total += v * mult;
+  }
+  if (!(total > 0) || total > TEN_YEARS) return false;
+  *out_seconds = total;
+  return true;
+}
+
+void wispctl_format_time(char *out, size_t out_len, int64_t unix_s) {
+  if (unix_s == 0) {
+    snprintf(out, out_len, "-");
+    return;
+  }
+  time_t t = (time_t)unix_s;
+  struct tm tm;
+  if (!gmtime_r(&t, &tm) || strftime(out, out_len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    snprintf(out, out_len, "@%lld", (long long)unix_s);
+}
+
+void wispctl_format_span(char *out, size_t out_len, int64_t s) {
+  if (s < 0) s = -s;
+  long long d = s / 86400, h = s % 86400 / 3600, m = s % 3600 / 60, sec = s % 60;
+  if (d > 0) {
+    snprintf(out, out_len, h ? "%lldd%lldh" : "%lldd", d, h);
+  } else if (h > 0) {
+    snprintf(out, out_len, m ? "%lldh%lldm" : "%lldh", h, m);
+  } else if (m > 0) {
+    snprintf(out, out_len, sec ? "%lldm%llds" : "%lldm", m, sec);
+  } else {
+    snprintf(out, out_len, "%llds", sec);
+  }
+}
+
+void wispctl_format_expiry(char *out, size_t out_len, int64_t unix_s, int64_t now) {
+  char t[64], span[32];
+  wispctl_format_time(t, sizeof(t), unix_s);
+  if (unix_s == 0) {
+    snprintf(out, out_len, "%s", t);
+    return;
+  }
+  wispctl_format_span(span, sizeof(span), unix_s - now);
+  if (unix_s > now) {
+    snprintf(out, out_len, "%s (in %s)", t, span);
+  } else {
+    snprintf(out, out_len, "%s (expired %s ago)", t, span);
+  }
+}
+
+static void format_ago(char *out, size_t out_len, int64_t unix_s, int64_t now) {
+  char span[32];
+  if (unix_s == 0) {
+    snprintf(out, out_len, "never");
+    return;
+  }
+  if (unix_s >= now) {
+    snprintf(out, out_len, "just now");
+    return;
+  }
+  wispctl_format_span(span, sizeof(span), now - unix_s);
+  snprintf(out, out_len, "%s ago", span);
+}
+
+static const char *or_dash(const char *s) { return s && *s ? s : "-"; }
+
+/* ---- table ---- */
+
+enum { COL_ID, COL_CONNECTED, COL_ACKED, COL_SERIAL, COL_EXPIRES, COL_SEEN, NCOLS };
+
+static const char *const kHeads[NCOLS] = {"SPIFFE ID", "CONNECTED", "ACKED", "SVID SERIAL", "SVID NOT AFTER",
+                                          "LAST SEEN"};
+
+typedef struct {
+  char cell[NCOLS][160];
+} row;
+
+static void fill_row(row *r, const Wisp__V1__ProxyStatus *p, int64_t now) {
+  snprintf(r->cell[COL_ID], sizeof(r->cell[0]), "%s", or_dash(p->spiffe_id));
+  snprintf(r->cell[COL_CONNECTED], sizeof(r->cell[0]), "%s", p->connected ? "yes" : "no");
+  snprintf(r->cell[COL_ACKED], sizeof(r->cell[0]), "%s%s", or_dash(p->acked_version),
+           p->last_nack_error && *p->last_nack_error ? " (NACK)" : "");
+  snprintf(r->cell[COL_SERIAL], sizeof(r->cell[0]), "%s", or_dash(p->svid_serial));
+  wispctl_format_expiry(r->cell[COL_EXPIRES], sizeof(r->cell[0]), p->svid_not_after_unix, now);
+  format_ago(r->cell[COL_SEEN], sizeof(r->cell[0]), p->last_seen_unix, now);
+}
+
+static void print_row(FILE *f, const char *const *cells, const size_t *width) {
+  for (int i = 0; i < NCOLS; i++) {
+    if (i == NCOLS - 1) {
+      fprintf(f, "%s\n", cells[i]);
+    } else {
+      fprintf(f, "%-*s  ", (int)width[i], cells[i]);
+    }
+  }
+}
+
+static void print_table(FILE *f, const Wisp__V1__StatusResponse *st, int64_t now) {
+  char ca[128];
+  wispctl_format_expiry(ca, sizeof(ca), st->ca_not_after_unix, now);
+  fprintf(f, "agent policy version:  %s\n", or_dash(st->version));
+  fprintf(f, "CA not after:          %s\n", ca);
+  fprintf(f, "trust bundle roots:    %u\n", st->bundle_roots);
+  fprintf(f, "\n");
+  if (st->n_proxies == 0) {
+    fprintf(f, "no proxies yet\n");
+    return;
+  }
+  size_t width[NCOLS];
+  for (int i = 0; i < NCOLS; i++) width[i] = strlen(kHeads[i]);
+  row *rows = calloc(st->n_proxies, sizeof(*rows));
+  if (!rows) abort();
+  for (size_t k = 0; k < st->n_proxies; k++) {
+    fill_row(&rows[k], st->proxies[k], now);
+    for (int i = 0; i < NCOLS; i++) {
+      size_t n = strlen(rows[k].cell[i]);
+      if (n > width[i]) width[i] = n;
+    }
+  }
+  print_row(f, kHeads, width);
+  for (size_t k = 0; k < st->n_proxies; k++) {
+    const char *cells[NCOLS];
+    for (int i = 0; i < NCOLS; i++) cells[i] = rows[k].cell[i];
+    print_row(f, cells, width);
+    const char *nack = st->proxies[k]->last_nack_error;
+    if (nack && *nack) fprintf(f, "    last NACK: %s\n", nack);
+  }
+  free(rows);
+}
+
+/* ---- JSON ---- */
+
+static void json_str(FILE *f, const char *s) {
+  fputc('"', f);
+  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+    switch (*p) {
+      case '"':
+        fputs("\\\"", f);
+        break;
+      case '\\':
+        fputs("\\\\", f);
+        break;
+      case '\n':
+        fputs("\\n", f);
+        break;
+      case '\r':
+        fputs("\\r", f);
+        break;
+      case '\t':
+        fputs("\\t", f);
+        break;
+      default:
+        if (*p < 0x20) {
+          fprintf(f, "\\u%04x", *p);
+        } else {
+          fputc(*p, f);
+        }
+    }
+  }
+  fputc('"', f);
+}
+
+static void json_time(FILE *f, const char *indent, const char *key, int64_t unix_s, bool last) {
+  char t[64];
+  wispctl_format_time(t, sizeof(t), unix_s);
+  fprintf(f, "%s\"%s\": ", indent, key);
+  if (unix_s) {
+    json_str(f, t);
+  } else {
+    fputs("null", f);
+  }
+  fprintf(f, ",\n%s\"%s_unix\": %lld%s\n", indent, key, (long long)unix_s, last ? "" : ",");
+}
+
+static void print_json(FILE *f, const Wisp__V1__StatusResponse *st) {
+  fputs("{\n  \"version\": ", f);
+  json_str(f, st->version);
+  fputs(",\n", f);
+  json_time(f, "  ", "ca_not_after", st->ca_not_after_unix, false);
+  fprintf(f, "  \"bundle_roots\": %u,\n  \"proxies\": [", st->bundle_roots);
+  for (size_t k = 0; k < st->n_proxies; k++) {
+    const Wisp__V1__ProxyStatus *p = st->proxies[k];
+    fputs(k ? ",\n    {\n" : "\n    {\n", f);
+    fputs("      \"spiffe_id\": ", f);
+    json_str(f, p->spiffe_id);
+    fprintf(f, ",\n      \"connected\": %s,\n      \"acked_version\": ", p->connected ? "true" : "false");
+    json_str(f, p->acked_version);
+    fputs(",\n      \"last_nack_error\": ", f);
+    json_str(f, p->last_nack_error);
+    fputs(",\n      \"svid_serial\": ", f);
+    json_str(f, p->svid_serial);
+    fputs(",\n", f);
+    json_time(f, "      ", "svid_not_after", p->svid_not_after_unix, false);
+    json_time(f, "      ", "last_seen", p->last_seen_unix, true);
+    fputs("    }", f);
+  }
+  fputs(st->n_proxies ? "\n  ]\n}\n" : "]\n}\n", f);
+}
+
+void wispctl_print_status(FILE *f, const Wisp__V1__StatusResponse *st, bool json, int64_t now) {
+  if (json) {
+    print_json(f, st);
+  } else {
+    print_table(f, st, now);
+  }
+}

@@ -1,0 +1,272 @@
+/* wispctl: flags, commands, and what each prints. */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "control/wispctl/wispctl.h"
+#include "lib/wisp_mem.h"
+#include "lib/wisp_spiffe.h"
+
+/* The agent's request limit (WISP_RPC_MAX_MSG), less room for framing. */
+#define POLICY_MAX (1024 * 1024 - 4096)
+#define MAX_POSITIONAL 8
+
+static const char kUsage[] =
+    "usage: wispctl [--agent TARGET] [--timeout DURATION] COMMAND [FLAGS]\n"
+    "\n"
+    "Commands:\n"
+    "  token create --spiffe-id ID [--ttl DURATION] [--reusable]\n"
+    "                        create a join token for wisp-proxy --join-token; prints\n"
+    "                        the token alone on stdout (its expiry on stderr).\n"
+    "                        --ttl: lifetime, e.g. 90s, 30m, 1h (default 1h);\n"
+    "                        --reusable: usable until it expires, not just once\n"
+    "  apply -f FILE         apply an authorization policy (YAML documents; FILE - is\n"
+    "                        stdin); replaces the whole policy; prints the version\n"
+    "  status [--json]       the agent's policy version, CA and trust bundle, and\n"
+    "                        every proxy: connected, version acked, SVID expiry\n"
+    "\n"
+    "Global flags (before or after the command):\n"
+    "  --agent TARGET        the agent's API socket: unix:PATH or unix:///PATH\n"
+    "                        (default " WISPCTL_DEFAULT_AGENT "; env WISP_AGENT)\n"
+    "  --timeout DURATION    give up on the agent after this long (default 10s)\n"
+    "  -h, --help            this help\n"
+    "\n"
+    "Exit status: 0 done, 1 the agent refused or could not be reached, 2 usage.\n";
+
+typedef struct {
+  wispctl_opts o;
+  const char *spiffe_id, *ttl, *file, *timeout;
+  bool reusable, json, help;
+  unsigned seen;               /* FLAG_* bits given */
+  const char *pos[MAX_POSITIONAL];
+  int npos;
+} args;
+
+enum {
+  FLAG_AGENT = 1 << 0,
+  FLAG_TIMEOUT = 1 << 1,
+  FLAG_SPIFFE_ID = 1 << 2,
+  FLAG_TTL = 1 << 3,
+  FLAG_REUSABLE = 1 << 4,
+  FLAG_FILE = 1 << 5,
+  FLAG_JSON = 1 << 6,
+};
+#define FLAGS_GLOBAL (FLAG_AGENT | FLAG_TIMEOUT)
+
+typedef struct {
+  const char *name;   /* "--agent" */
+  const char *alias;  /* "-f", or NULL */
+  unsigned bit;
+  bool takes_value;   /* a const char * at |off|; else a bool switch there */
+  size_t off;         /* in args */
+} flag_def;
+
+static const flag_def kFlags[] = {
+    {"--agent", NULL, FLAG_AGENT, true, offsetof(args, o.agent)},
+    {"--timeout", NULL, FLAG_TIMEOUT, true, offsetof(args, timeout)},
+    {"--spiffe-id", NULL, FLAG_SPIFFE_ID, true, offsetof(args, spiffe_id)},
+    {"--ttl", NULL, FLAG_TTL, true, offsetof(args, ttl)},
+    {"--reusable", NULL, FLAG_REUSABLE, false, offsetof(args, reusable)},
+    {"--file", "-f", FLAG_FILE, true, offsetof(args, file)},
+    {"--json", NULL, FLAG_JSON, false, offsetof(args, json)},
+};
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("wispctl: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputs("\n\n", stderr);
+  fputs(kUsage, stderr);
+  return WISPCTL_EXIT_USAGE;
+}
+
+/* Flags anywhere ("--flag VALUE" or "--flag=VALUE"), the rest positional. */
+static int parse_args(args *a, int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    const char *arg = argv[i];
+    if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+      a->help = true;
+      continue;
+    }
+    if (arg[0] != '-' || strcmp(arg, "-") == 0) {
+      if (a->npos == MAX_POSITIONAL) return usage_error("too many arguments (%s)", arg);
+      a->pos[a->npos++] = arg;
+      continue;
+    }
+    const char *eq = strchr(arg, '=');
+    size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
+    const flag_def *f = NULL;
+    for (size_t k = 0; k < sizeof(kFlags) / sizeof(kFlags[0]); k++) {
+      const flag_def *d = &kFlags[k];
+      if ((strlen(d->name) == name_len && strncmp(arg, d->name, name_len) == 0) ||
+          (d->alias && strlen(d->alias) == name_len && strncmp(arg, d->alias, name_len) == 0)) {
+        f = d;
+        break;
+      }
+    }
+    if (!f) return usage_error("unknown flag %.*s", (int)name_len, arg);
+    a->seen |= f->bit;
+    if (!f->takes_value) {
+      if (eq) return usage_error("%s takes no value", f->name);
+      *(bool *)((char *)a + f->off) = true;
+      continue;
+    }
+    const char *value = eq ? eq + 1 : (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0 ? argv[++i] : NULL);
+    if (!value || !*value) return usage_error("%s needs a value", f->name);
+    *(const char **)((char *)a + f->off) = value;
+  }
+  return 0;
+}
+
+/* Flags given that |command| does not take. */
+static int check_flags(const args *a, const char *command, unsigned allowed) {
+  unsigned extra = a->seen & ~(allowed | FLAGS_GLOBAL);
+  for (size_t k = 0; k < sizeof(kFlags) / sizeof(kFlags[0]); k++) {
+    if (extra & kFlags[k].bit) return usage_error("%s does not take %s", command, kFlags[k].name);
+  }
+  return 0;
+}
+
+static int64_t now_unix(void) { return (int64_t)time(NULL); }
+
+/* ---- token create ---- */
+
+static int cmd_token_create(const args *a) {
+  int rc = check_flags(a, "token create", FLAG_SPIFFE_ID | FLAG_TTL | FLAG_REUSABLE);
+  if (rc) return rc;
+  if (a->npos > 2) return usage_error("token create: unexpected argument %s", a->pos[2]);
+  if (!a->spiffe_id) return usage_error("token create: --spiffe-id is required");
+  wisp_spiffe_id id;
+  char why[256];
+  if (wisp_spiffe_parse(&id, a->spiffe_id, strlen(a->spiffe_id), why, sizeof(why)) != WISP_OK)
+    return usage_error("token create: --spiffe-id %s: %s", a->spiffe_id, why);
+  double ttl = 3600;
+  if (a->ttl && !wispctl_parse_duration(a->ttl, &ttl))
+    return usage_error("token create: --ttl %s: want a duration such as 90s, 30m, 1h or 7d", a->ttl);
+  Wisp__V1__CreateJoinTokenRequest req = WISP__V1__CREATE_JOIN_TOKEN_REQUEST__INIT;
+  req.spiffe_id = (char *)a->spiffe_id;
+  req.ttl_seconds = (int64_t)ceil(ttl);
+  req.reusable = a->reusable;
+  ProtobufCMessage *m = NULL;
+  rc = wispctl_call(&a->o, "token create", "/wisp.v1.Admin/CreateJoinToken", &req.base,
+                    &wisp__v1__create_join_token_response__descriptor, &m);
+  if (rc) return rc;
+  const Wisp__V1__CreateJoinTokenResponse *resp = (const Wisp__V1__CreateJoinTokenResponse *)m;
+  if (!resp->token || !*resp->token) {
+    fprintf(stderr, "wispctl: token create: the agent answered without a token\n");
+    rc = WISPCTL_EXIT_FAIL;
+  } else {
+    char exp[128];
+    wispctl_format_expiry(exp, sizeof(exp), resp->expires_unix, now_unix());
+    printf("%s\n", resp->token);
+    fflush(stdout);
+    fprintf(stderr, "join token for %s (%s), expires %s\n", a->spiffe_id,
+            a->reusable ? "reusable" : "single use", exp);
+  }
+  protobuf_c_message_free_unpacked(m, NULL);
+  return rc;
+}
+
+/* ---- apply ---- */
+
+static int read_policy(const char *file, char **out, size_t *out_len) {
+  bool is_stdin = strcmp(file, "-") == 0;
+  FILE *f = is_stdin ? stdin : fopen(file, "rb");
+  if (!f) {
+    fprintf(stderr, "wispctl: apply: cannot read %s: %s\n", file, strerror(errno));
+    return WISPCTL_EXIT_FAIL;
+  }
+  char *buf = wisp_malloc(POLICY_MAX + 1);
+  size_t len = fread(buf, 1, POLICY_MAX + 1, f);
+  int err = ferror(f) ? errno : 0;
+  if (!is_stdin) fclose(f);
+  const char *name = is_stdin ? "stdin" : file;
+  if (err) {
+    fprintf(stderr, "wispctl: apply: cannot read %s: %s\n", name, strerror(err));
+  } else if (len > POLICY_MAX) {
+    fprintf(stderr, "wispctl: apply: %s is larger than %d bytes\n", name, POLICY_MAX);
+  } else if (memchr(buf, 0, len)) {
+    fprintf(stderr, "wispctl: apply: %s is not text (it holds a NUL byte)\n", name);
+  } else {
+    buf[len] = 0;
+    *out = buf;
+    *out_len = len;
+    return 0;
+  }
+  free(buf);
+  return WISPCTL_EXIT_FAIL;
+}
+
+static int cmd_apply(const args *a) {
+  int rc = check_flags(a, "apply", FLAG_FILE);
+  if (rc) return rc;
+  if (a->npos > 1) return usage_error("apply: unexpected argument %s (the file goes after -f)", a->pos[1]);
+  if (!a->file) return usage_error("apply: -f FILE is required (- for stdin)");
+  char *yaml = NULL;
+  size_t len = 0;
+  rc = read_policy(a->file, &yaml, &len);
+  if (rc) return rc;
+  Wisp__V1__ApplyPolicyRequest req = WISP__V1__APPLY_POLICY_REQUEST__INIT;
+  req.yaml = yaml;
+  req.source = (char *)(strcmp(a->file, "-") == 0 ? "<stdin>" : a->file);
+  ProtobufCMessage *m = NULL;
+  rc = wispctl_call(&a->o, "apply", "/wisp.v1.Admin/ApplyPolicy", &req.base,
+                    &wisp__v1__apply_policy_response__descriptor, &m);
+  free(yaml);
+  if (rc) return rc;
+  printf("applied version %s\n", ((const Wisp__V1__ApplyPolicyResponse *)m)->version);
+  protobuf_c_message_free_unpacked(m, NULL);
+  return 0;
+}
+
+/* ---- status ---- */
+
+static int cmd_status(const args *a) {
+  int rc = check_flags(a, "status", FLAG_JSON);
+  if (rc) return rc;
+  if (a->npos > 1) return usage_error("status: unexpected argument %s", a->pos[1]);
+  Wisp__V1__StatusRequest req = WISP__V1__STATUS_REQUEST__INIT;
+  ProtobufCMessage *m = NULL;
+  rc = wispctl_call(&a->o, "status", "/wisp.v1.Admin/Status", &req.base, &wisp__v1__status_response__descriptor, &m);
+  if (rc) return rc;
+  wispctl_print_status(stdout, (const Wisp__V1__StatusResponse *)m, a->json, now_unix());
+  protobuf_c_message_free_unpacked(m, NULL);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  signal(SIGPIPE, SIG_IGN);
+  args a;
+  memset(&a, 0, sizeof(a));
+  int rc = parse_args(&a, argc, argv);
+  if (rc) return rc;
+  if (a.help || (a.npos == 1 && strcmp(a.pos[0], "help") == 0)) {
+    fputs(kUsage, stdout);
+    return 0;
+  }
+  if (!a.o.agent) a.o.agent = getenv("WISP_AGENT");
+  if (!a.o.agent || !*a.o.agent) a.o.agent = WISPCTL_DEFAULT_AGENT;
+  a.o.timeout_s = WISPCTL_DEFAULT_TIMEOUT;
+  if (a.timeout && !wispctl_parse_duration(a.timeout, &a.o.timeout_s))
+    return usage_error("--timeout %s: want a duration such as 500ms, 10s or 1m", a.timeout);
+  if (a.npos == 0) return usage_error("no command given");
+  const char *cmd = a.pos[0];
+  if (strcmp(cmd, "token") == 0) {
+    if (a.npos < 2) return usage_error("token: missing subcommand (token create)");
+    if (strcmp(a.pos[1], "create") != 0) return usage_error("unknown command \"token %s\"", a.pos[1]);
+    return cmd_token_create(&a);
+  }
+  if (strcmp(cmd, "apply") == 0) return cmd_apply(&a);
+  if (strcmp(cmd, "status") == 0) return cmd_status(&a);
+  return usage_error("unknown command \"%s\"", cmd);
+}

@@ -1,0 +1,351 @@
+#include "proxy/wisp_agent_client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+
+#include "lib/wisp_ca.h"
+#include "lib/wisp_log.h"
+#include "lib/wisp_mem.h"
+#include "lib/wisp_rpc_client.h"
+#include "wisp/v1/config.pb-c.h"
+#include "wisp/v1/identity.pb-c.h"
+
+#define BACKOFF_MIN 1.0
+#define BACKOFF_MAX 30.0
+#define SIGN_TIMEOUT 10.0
+#define TOKEN_MAX 512
+/* Renew between 50% and 60% of the SVID's remaining life. */
+#define RENEW_AT 0.5
+#define RENEW_JITTER 0.1
+#define MIN_RENEW_DELAY 0.5
+
+struct wisp_agent_client {
+  wisp_proxy *px;
+  char target[512];          /* unix:/path or HOST:PORT for wisp_rpcc */
+  bool https;
+  char agent_id[WISP_SPIFFE_MAX + 1];
+  char token[TOKEN_MAX];
+  wisp_tls *bootstrap_tls;   /* trust-only, for https before the first SVID */
+  ev_timer sign_timer, watch_timer, reap_timer;
+  double sign_backoff, watch_backoff;
+  wisp_rpcc *sign_conn, *watch_conn;
+  wisp_rpcc *dead[2];        /* connections to free outside their callbacks */
+  EVP_PKEY *pending_key;     /* the key of the CSR in flight */
+  bool have_svid;
+  int64_t not_after;
+};
+
+static double now_s(void) { return (double)time(NULL); }
+
+static double jitter(void) {
+  uint32_t r = 0;
+  RAND_bytes((uint8_t *)&r, sizeof(r));
+  return (double)r / 4294967296.0;
+}
+
+static void retire(wisp_agent_client *ac, wisp_rpcc **conn) {
+  if (!*conn) return;
+  for (int i = 0; i < 2; i++) {
+    if (!ac->dead[i]) {
+      ac->dead[i] = *conn;
+      break;
+    }
+  }
+  *conn = NULL;
+  ev_timer_start(ac->px->loop, &ac->reap_timer);
+}
+
+static void on_reap(struct ev_loop *loop, ev_timer *w, int revents) {
+  wisp_agent_client *ac = w->data;
+  for (int i = 0; i < 2; i++) {
+    wisp_rpcc_free(ac->dead[i]);
+    ac->dead[i] = NULL;
+  }
+}
+
+static void schedule(wisp_agent_client *ac, ev_timer *t, double after) {
+  ev_timer_stop(ac->px->loop, t);
+  ev_timer_set(t, after, 0);
+  ev_timer_start(ac->px->loop, t);
+}
+
+static double next_backoff(double *b) {
+  double cur = *b;
+  *b = *b * 2 > BACKOFF_MAX ? BACKOFF_MAX : *b * 2;
+  return cur * (0.8 + 0.4 * jitter());
+}
+
+static void log_cert(const char *event, const wisp_tls_info *info, const char *reason) {
+  wisp_json j;
+  wisp_json_begin(&j, "cert");
+  wisp_json_str(&j, "event", event);
+  if (info) {
+    wisp_json_str(&j, "spiffe_id", info->spiffe_id);
+    wisp_json_str(&j, "serial", info->serial);
+    wisp_json_str(&j, "not_after", info->not_after);
+    wisp_json_int(&j, "bundle_roots", info->bundle_roots);
+  }
+  wisp_json_str(&j, "reason", reason);
+  wisp_json_emit_err(&j);
+}
+
+/* Connects to the agent: over TLS with our SVID once we have one (renewal
+ * and Watch prove who we are), plaintext on the local socket before that,
+ * or TLS with only the bootstrap bundle over https. */
+static wisp_rpcc *agent_connect(wisp_agent_client *ac, bool use_svid, char *err, size_t err_len) {
+  wisp_tls *tls = NULL;
+  if (use_svid) {
+    tls = ac->px->tls;
+  } else if (ac->https) {
+    tls = ac->bootstrap_tls;
+  }
+  return wisp_rpcc_connect(&ac->px->lp, ac->target, tls, tls ? ac->agent_id : NULL, err, err_len);
+}
+
+/* ---- Identity.Sign ---- */
+
+static STACK_OF(X509) *der_list(ProtobufCBinaryData *items, size_t n) {
+  STACK_OF(X509) *out = sk_X509_new_null();
+  for (size_t i = 0; out && i < n; i++) {
+    const uint8_t *p = items[i].data;
+    X509 *c = d2i_X509(NULL, &p, (long)items[i].len);
+    if (!c || p != items[i].data + items[i].len) {
+      X509_free(c);
+      sk_X509_pop_free(out, X509_free);
+      return NULL;
+    }
+    sk_X509_push(out, c);
+  }
+  return out;
+}
+
+static wisp_err install(wisp_agent_client *ac, const uint8_t *msg, size_t len, char *err, size_t err_len) {
+  Wisp__V1__SignResponse *resp = wisp__v1__sign_response__unpack(NULL, len, msg);
+  if (!resp) {
+    snprintf(err, err_len, "malformed SignResponse");
+    return WISP_ERR_PROTO;
+  }
+  STACK_OF(X509) *chain = der_list(resp->chain, resp->n_chain);
+  STACK_OF(X509) *roots = der_list(resp->bundle, resp->n_bundle);
+  wisp_err rc = WISP_ERR_PROTO;
+  if (!chain || !roots || sk_X509_num(chain) == 0 || sk_X509_num(roots) == 0) {
+    snprintf(err, err_len, "SignResponse without a usable chain and bundle");
+  } else {
+    rc = wisp_tls_set_creds(ac->px->tls, ac->pending_key, chain, roots, err, err_len);
+  }
+  if (rc == WISP_OK) {
+    ac->have_svid = true;
+    ac->not_after = resp->not_after_unix;
+  }
+  sk_X509_pop_free(chain, X509_free);
+  sk_X509_pop_free(roots, X509_free);
+  wisp__v1__sign_response__free_unpacked(resp, NULL);
+  return rc;
+}
+
+static void watch_start(wisp_agent_client *ac);
+
+static void on_sign_message(wisp_rpcc_call *call, const uint8_t *msg, size_t len, void *arg) {
+  wisp_agent_client *ac = arg;
+  char err[512];
+  if (install(ac, msg, len, err, sizeof(err)) != WISP_OK) {
+    log_cert("install_failed", NULL, err);
+    return;
+  }
+  const wisp_tls_info *info = wisp_tls_get0_info(ac->px->tls);
+  log_cert("issued", info, NULL);
+  double life = (double)ac->not_after - now_s();
+  double delay = life * (RENEW_AT + RENEW_JITTER * jitter());
+  schedule(ac, &ac->sign_timer, delay > MIN_RENEW_DELAY ? delay : MIN_RENEW_DELAY);
+  ac->sign_backoff = BACKOFF_MIN;
+  if (!ac->watch_conn) watch_start(ac);
+}
+
+static void on_sign_done(wisp_rpcc_call *call, wisp_grpc_status code, const char *message, void *arg) {
+  wisp_agent_client *ac = arg;
+  EVP_PKEY_free(ac->pending_key);
+  ac->pending_key = NULL;
+  retire(ac, &ac->sign_conn);
+  if (code == WISP_GRPC_OK) return;
+  char reason[1024];
+  snprintf(reason, sizeof(reason), "agent %s: %s: %s", ac->target, wisp_grpc_status_name(code), message);
+  log_cert("sign_failed", NULL, reason);
+  schedule(ac, &ac->sign_timer, next_backoff(&ac->sign_backoff));
+}
+
+static const wisp_rpcc_handlers kSign = {on_sign_message, on_sign_done};
+
+static void on_sign_timer(struct ev_loop *loop, ev_timer *w, int revents) {
+  wisp_agent_client *ac = w->data;
+  char err[512];
+  uint8_t *csr = NULL;
+  size_t csr_len = 0;
+  if (ac->sign_conn) return; /* one at a time */
+  EVP_PKEY_free(ac->pending_key);
+  ac->pending_key = NULL;
+  /* A fresh key for every SVID: the key never leaves this process. */
+  if (wisp_ca_key_new_p256(&ac->pending_key) != WISP_OK ||
+      wisp_ca_csr_new(&csr, &csr_len, ac->pending_key, ac->px->cfg->spiffe_id, err, sizeof(err)) != WISP_OK) {
+    log_cert("csr_failed", NULL, err);
+    schedule(ac, &ac->sign_timer, next_backoff(&ac->sign_backoff));
+    return;
+  }
+  Wisp__V1__SignRequest req = WISP__V1__SIGN_REQUEST__INIT;
+  req.csr.data = csr;
+  req.csr.len = csr_len;
+  /* Renewal proves identity with the current SVID over mTLS; the join
+   * token is for the first one (or after the SVID expired). */
+  bool renew = ac->have_svid && ac->not_after > (int64_t)now_s();
+  req.join_token = renew ? "" : ac->token;
+  ac->sign_conn = agent_connect(ac, renew, err, sizeof(err));
+  wisp_rpcc_call *call =
+      ac->sign_conn ? wisp_rpcc_unary(ac->sign_conn, "/wisp.v1.Identity/Sign", &req.base, &kSign, ac, SIGN_TIMEOUT)
+                    : NULL;
+  free(csr);
+  if (!call) {
+    if (!ac->sign_conn) log_cert("sign_failed", NULL, err);
+    retire(ac, &ac->sign_conn);
+    schedule(ac, &ac->sign_timer, next_backoff(&ac->sign_backoff));
+  }
+}
+
+/* ---- Config.Watch ---- */
+
+static void watch_answer(wisp_agent_client *ac, wisp_rpcc_call *call, const Wisp__V1__Snapshot *snap,
+                         const char *error) {
+  Wisp__V1__WatchRequest req = WISP__V1__WATCH_REQUEST__INIT;
+  req.spiffe_id = ac->px->cfg->spiffe_id;
+  req.version = snap->version;
+  req.nonce = snap->nonce;
+  req.error_detail = (char *)(error ? error : "");
+  if (wisp_rpcc_send(call, &req.base) != WISP_OK) wisp_rpcc_cancel(call);
+}
+
+static void on_snapshot(wisp_rpcc_call *call, const uint8_t *msg, size_t len, void *arg) {
+  wisp_agent_client *ac = arg;
+  wisp_proxy *px = ac->px;
+  Wisp__V1__Snapshot *snap = wisp__v1__snapshot__unpack(NULL, len, msg);
+  if (!snap) {
+    wisp_rpcc_cancel(call);
+    return;
+  }
+  char err[512] = "";
+  STACK_OF(X509) *roots = snap->n_bundle ? der_list(snap->bundle, snap->n_bundle) : NULL;
+  if (snap->n_bundle && !roots) {
+    snprintf(err, sizeof(err), "bundle holds a certificate that does not parse");
+  } else if (roots && ac->have_svid && wisp_tls_set_roots(px->tls, roots, err, sizeof(err)) != WISP_OK) {
+    /* err says why */
+  } else {
+    free(px->policy_yaml);
+    px->policy_yaml = wisp_strdup(snap->policy_yaml);
+    snprintf(px->policy_version, sizeof(px->policy_version), "%s", snap->version);
+    err[0] = '\0';
+  }
+  wisp_json j;
+  wisp_json_begin(&j, "config");
+  wisp_json_str(&j, "event", err[0] ? "nack" : "ack");
+  wisp_json_str(&j, "version", snap->version);
+  wisp_json_int(&j, "bundle_roots", (int64_t)snap->n_bundle);
+  if (err[0]) wisp_json_str(&j, "error", err);
+  wisp_json_emit_err(&j);
+  watch_answer(ac, call, snap, err[0] ? err : NULL);
+  sk_X509_pop_free(roots, X509_free);
+  wisp__v1__snapshot__free_unpacked(snap, NULL);
+  ac->watch_backoff = BACKOFF_MIN;
+}
+
+static void on_watch_done(wisp_rpcc_call *call, wisp_grpc_status code, const char *message, void *arg) {
+  wisp_agent_client *ac = arg;
+  retire(ac, &ac->watch_conn);
+  WISP_WARN("config watch ended (%s: %s); keeping the last policy, reconnecting", wisp_grpc_status_name(code),
+            message);
+  schedule(ac, &ac->watch_timer, next_backoff(&ac->watch_backoff));
+}
+
+static const wisp_rpcc_handlers kWatch = {on_snapshot, on_watch_done};
+
+static void watch_start(wisp_agent_client *ac) {
+  char err[512];
+  ac->watch_conn = agent_connect(ac, ac->have_svid, err, sizeof(err));
+  wisp_rpcc_call *call =
+      ac->watch_conn ? wisp_rpcc_call_start(ac->watch_conn, "/wisp.v1.Config/Watch", &kWatch, ac, 0) : NULL;
+  Wisp__V1__WatchRequest req = WISP__V1__WATCH_REQUEST__INIT;
+  Wisp__V1__NodeInfo node = WISP__V1__NODE_INFO__INIT;
+  node.proxy_version = "wisp-proxy";
+  req.spiffe_id = ac->px->cfg->spiffe_id;
+  req.node = &node;
+  if (!call || wisp_rpcc_send(call, &req.base) != WISP_OK) {
+    if (call) wisp_rpcc_cancel(call);
+    retire(ac, &ac->watch_conn);
+    schedule(ac, &ac->watch_timer, next_backoff(&ac->watch_backoff));
+  }
+}
+
+static void on_watch_timer(struct ev_loop *loop, ev_timer *w, int revents) {
+  wisp_agent_client *ac = w->data;
+  if (!ac->watch_conn) watch_start(ac);
+}
+
+/* ---- setup ---- */
+
+static wisp_err read_token(wisp_agent_client *ac, const wisp_config *cfg, char *err, size_t err_len) {
+  if (cfg->join_token) {
+    snprintf(ac->token, sizeof(ac->token), "%s", cfg->join_token);
+    return WISP_OK;
+  }
+  if (!cfg->join_token_file) return WISP_OK; /* renewal-only (e.g. a restart with a cached SVID) */
+  FILE *f = fopen(cfg->join_token_file, "r");
+  if (!f) {
+    snprintf(err, err_len, "--join-token-file %s: %s", cfg->join_token_file, strerror(errno));
+    return WISP_ERR_USAGE;
+  }
+  size_t n = fread(ac->token, 1, sizeof(ac->token) - 1, f);
+  fclose(f);
+  ac->token[n] = '\0';
+  ac->token[strcspn(ac->token, " \t\r\n")] = '\0';
+  return WISP_OK;
+}
+
+wisp_err wisp_agent_client_start(wisp_agent_client **out, wisp_proxy *px, char *err, size_t err_len) {
+  const wisp_config *cfg = px->cfg;
+  wisp_agent_client *ac = wisp_calloc(1, sizeof(*ac));
+  *out = ac;
+  ac->px = px;
+  ac->sign_backoff = ac->watch_backoff = BACKOFF_MIN;
+  ac->https = strncmp(cfg->agent, "https://", 8) == 0;
+  snprintf(ac->target, sizeof(ac->target), "%s", ac->https ? cfg->agent + 8 : cfg->agent);
+  wisp_spiffe_id id;
+  if (wisp_spiffe_parse(&id, cfg->spiffe_id, strlen(cfg->spiffe_id), NULL, 0) != WISP_OK) return WISP_ERR_USAGE;
+  snprintf(ac->agent_id, sizeof(ac->agent_id), "spiffe://%s/wisp/agent", id.trust_domain);
+  WISP_GUARD(read_token(ac, cfg, err, err_len));
+  if (ac->https) {
+    ac->bootstrap_tls = wisp_tls_new(NULL);
+    WISP_GUARD(wisp_tls_load_trust_file(ac->bootstrap_tls, cfg->bundle, err, err_len));
+  }
+  ev_init(&ac->sign_timer, on_sign_timer);
+  ev_init(&ac->watch_timer, on_watch_timer);
+  ev_init(&ac->reap_timer, on_reap);
+  ev_timer_set(&ac->reap_timer, 0, 0);
+  ac->sign_timer.data = ac->watch_timer.data = ac->reap_timer.data = ac;
+  schedule(ac, &ac->sign_timer, 0);
+  return WISP_OK;
+}
+
+void wisp_agent_client_free(wisp_agent_client *ac) {
+  if (!ac) return;
+  struct ev_loop *loop = ac->px->loop;
+  ev_timer_stop(loop, &ac->sign_timer);
+  ev_timer_stop(loop, &ac->watch_timer);
+  ev_timer_stop(loop, &ac->reap_timer);
+  wisp_rpcc_free(ac->sign_conn);
+  wisp_rpcc_free(ac->watch_conn);
+  for (int i = 0; i < 2; i++) wisp_rpcc_free(ac->dead[i]);
+  EVP_PKEY_free(ac->pending_key);
+  wisp_tls_free(ac->bootstrap_tls);
+  free(ac);
+}

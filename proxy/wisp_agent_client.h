@@ -1,0 +1,20 @@
+/* wisp_agent_client: the proxy's side of wisp-agent (--agent). It makes the
+ * proxy's key in process (the key never leaves it), sends a CSR with the
+ * join token, installs the SVID, renews at about half-life with jitter over
+ * mTLS with the current SVID, and keeps a Config.Watch stream open for the
+ * policy and the trust bundle, ACKing or NACKing each version as in xDS.
+ * Fail static: with the agent gone the proxy keeps serving on its last SVID
+ * and policy and reconnects with capped backoff. Owned by the proxy. */
+#ifndef WISP_AGENT_CLIENT_H
+#define WISP_AGENT_CLIENT_H
+
+#include "proxy/internal.h"
+
+typedef struct wisp_agent_client wisp_agent_client;
+
+/* Starts asking for an SVID at once. |err| says why not (a token file that
+ * cannot be read, a bad agent address). */
+wisp_err wisp_agent_client_start(wisp_agent_client **out, wisp_proxy *px, char *err, size_t err_len) WISP_MUST_CHECK;
+void wisp_agent_client_free(wisp_agent_client *ac);
+
+#endif
