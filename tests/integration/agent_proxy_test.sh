@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# A sidecar pair that gets its identity from wisp-agent: join-token
+# bootstrap, 5 s SVIDs renewed under a long gRPC stream, policy push with
+# ACK, fail static when the agent dies, reconnect when it returns.
+source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
+WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
+AGENT=$(wisp_find_bin wisp-agent "$@") || exit 1
+SOCK=$SOCKDIR/agent.sock
+ac() { node "$NODE_DIR/agent_client.js" --target "unix://$SOCK" "$@"; }
+field() { sed -n "s/.*\"$1\":\"\\{0,1\\}\\([^\",}]*\\).*/\\1/p"; }
+start_agent() {
+  start_bg "$WORK/agent" "$AGENT" --state-dir "$WORK/state" --listen "unix:$SOCK" --trust-domain shop.local \
+    --svid-ttl "$1"
+  AGENT_PID=$LAST_PID
+  wait_for 10 test -S "$SOCK"
+}
+start_agent 5s || { not_ok "agent starts"; finish; }
+GRPC_PORT=$(free_port) IN_PORT=$(free_port) OUT_PORT=$(free_port) ADM_S=$(free_port) ADM_C=$(free_port)
+ac token "$TD/ns/shop/sa/orders" | field token >"$WORK/orders.token"
+ac token "$TD/ns/shop/sa/frontend" | field token >"$WORK/frontend.token"
+start_bg "$WORK/grpc" node "$NODE_DIR/grpc_server.js" --port "$GRPC_PORT"
+wait_port "$GRPC_PORT"
+start_proxy server --agent "unix://$SOCK" --spiffe-id "$TD/ns/shop/sa/orders" --join-token-file "$WORK/orders.token" \
+  --inbound "127.0.0.1:$IN_PORT" --app "127.0.0.1:$GRPC_PORT" --admin "127.0.0.1:$ADM_S"
+start_proxy client --agent "unix://$SOCK" --spiffe-id "$TD/ns/shop/sa/frontend" \
+  --join-token-file "$WORK/frontend.token" --admin "127.0.0.1:$ADM_C" \
+  --route "127.0.0.1:$OUT_PORT=127.0.0.1:$IN_PORT,id=$TD/ns/shop/sa/orders"
+ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/ready")" = 200 ]; }
+check "server proxy becomes ready with an SVID from the agent" wait_for 10 ready "$ADM_S"
+check "client proxy becomes ready with an SVID from the agent" wait_for 10 ready "$ADM_C"
+expect_match "the SVID is for the asked identity" "\"spiffe_id\":\"$TD/ns/shop/sa/orders\"" \
+  "$(curl -s "http://127.0.0.1:$ADM_S/certs")"
+out=$(node "$NODE_DIR/grpc_client.js" --target "127.0.0.1:$OUT_PORT" --case unary,metadata 2>&1)
+expect_match "gRPC through the agent-issued pair" 'ok - grpc unary' "$out"
+check "the join token is spent (one-use)" grep -q '"type":"sign","spiffe_id":"spiffe://shop.local/ns/shop/sa/orders","via":"join-token"' "$WORK/agent.out"
+
+# --- 5 s SVIDs: a long bidi stream across rotations ---
+serial() { curl -s "http://127.0.0.1:$ADM_S/certs" | field serial; }
+s0=$(serial)
+out=$(node "$NODE_DIR/grpc_long_bidi.js" "127.0.0.1:$OUT_PORT" 16 200 2>&1)
+expect_match "a bidi stream runs 16 s across SVID rotations with no error" '^ok [0-9]+' "$out"
+n=$(grep -c '"event":"issued"' "$WORK/server.err")
+if [ "$n" -ge 4 ]; then ok "the server proxy renewed at least 3 times meanwhile ($((n - 1)) renewals)"; else not_ok "3 renewals" "$n issued"; fi
+check "renewals go over mTLS, not the token" grep -q '"via":"renewal"' "$WORK/agent.out"
+handshake_serial() {
+  echo | timeout 5 openssl s_client -connect "127.0.0.1:$IN_PORT" -cert "$CERT" -key "$KEY" 2>/dev/null |
+    openssl x509 -noout -serial 2>/dev/null | cut -d= -f2 | tr 'A-F' 'a-f'
+}
+# A client certificate for s_client: from the agent, with a token of its own.
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/probe.key" 2>/dev/null
+openssl req -new -key "$WORK/probe.key" -subj /O=wisp -addext "subjectAltName=URI:$TD/ns/shop/sa/probe" \
+  -outform DER -out "$WORK/probe.der" 2>/dev/null
+ac sign "$WORK/probe.der" "$(ac token "$TD/ns/shop/sa/probe" | field token)" |
+  node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0)).leaf_pem)' >"$WORK/probe.crt"
+CERT=$WORK/probe.crt KEY=$WORK/probe.key
+a=$(handshake_serial)
+sleep 3.5
+b=$(handshake_serial)
+if [ -n "$a" ] && [ -n "$b" ] && [ "$a" != "$b" ]; then ok "each new connection shows the new serial ($a -> $b)"; else not_ok "new serial per connection" "[$a] [$b]"; fi
+expect_eq "the serial served is the one /certs reports" "$(serial | tr 'A-F' 'a-f')" "$(handshake_serial)"
+
+# --- policy push reaches the proxies and is ACKed ---
+printf 'apiVersion: wisp.dev/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: shop}\nspec: {mode: STRICT}\n' >"$WORK/p.yaml"
+v=$(ac apply "$WORK/p.yaml" | field version)
+check "the server proxy ACKs the pushed version within 1 s" wait_for 1 grep -q "\"event\":\"ack\",\"version\":\"$v\"" "$WORK/server.err"
+check "the agent records the ACK" wait_for 2 bash -c "node '$NODE_DIR/agent_client.js' --target 'unix://$SOCK' status | grep -q '\"acked_version\":\"$v\"'"
+
+# --- restart with longer SVIDs: same CA, proxies reconnect and renew ---
+ca=$(openssl x509 -in "$WORK/state/ca.crt" -noout -fingerprint)
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID"
+mv "$WORK/agent.out" "$WORK/agent1.out"
+start_agent 30s
+expect_eq "the restarted agent has the same CA" "$ca" "$(openssl x509 -in "$WORK/state/ca.crt" -noout -fingerprint)"
+check "the proxy's Watch reconnects to the restarted agent and ACKs" \
+  wait_for 20 grep -q "\"type\":\"ack\",\"spiffe_id\":\"$TD/ns/shop/sa/orders\"" "$WORK/agent.out"
+check "the proxy renews over mTLS with the restarted agent" \
+  wait_for 20 grep -q "\"type\":\"sign\",\"spiffe_id\":\"$TD/ns/shop/sa/orders\",\"via\":\"renewal\"" "$WORK/agent.out"
+
+# --- fail static: the agent dies, traffic goes on ---
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID"
+mv "$WORK/agent.out" "$WORK/agent2.out"
+out=$(node "$NODE_DIR/grpc_long_bidi.js" "127.0.0.1:$OUT_PORT" 3 100 2>&1)
+expect_match "with the agent gone, traffic goes on" '^ok [0-9]+' "$out"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADM_S/ready")
+expect_eq "and the proxy stays ready on its last SVID" 200 "$code"
+check "the proxy keeps trying the agent with backoff" wait_for 10 grep -q 'config watch ended' "$WORK/server.err"
+expect_eq "both proxies still run" ok "$(kill -0 "$PID_client" && kill -0 "$PID_server" && echo ok)"
+start_agent 30s
+check "when the agent returns, the Watch reconnects" \
+  wait_for 40 grep -q "\"type\":\"ack\",\"spiffe_id\":\"$TD/ns/shop/sa/orders\"" "$WORK/agent.out"
+out=$(node "$NODE_DIR/grpc_client.js" --target "127.0.0.1:$OUT_PORT" --case unary 2>&1)
+expect_match "traffic works after the agent came back" 'ok - grpc unary' "$out"
+stop_proxy client
+stop_proxy server
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID"
+expect_eq "agent exits 0" 0 "$?"
+finish
