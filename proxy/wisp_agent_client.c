@@ -38,6 +38,7 @@ struct wisp_agent_client {
   EVP_PKEY *pending_key;     /* the key of the CSR in flight */
   bool have_svid;
   int64_t not_after;
+  bool closing;              /* being freed: handlers only let go */
 };
 
 static double now_s(void) { return (double)time(NULL); }
@@ -168,6 +169,7 @@ static void on_sign_message(wisp_rpcc_call *call, const uint8_t *msg, size_t len
 
 static void on_sign_done(wisp_rpcc_call *call, wisp_grpc_status code, const char *message, void *arg) {
   wisp_agent_client *ac = arg;
+  if (ac->closing) return;
   EVP_PKEY_free(ac->pending_key);
   ac->pending_key = NULL;
   retire(ac, &ac->sign_conn);
@@ -261,6 +263,7 @@ static void on_snapshot(wisp_rpcc_call *call, const uint8_t *msg, size_t len, vo
 
 static void on_watch_done(wisp_rpcc_call *call, wisp_grpc_status code, const char *message, void *arg) {
   wisp_agent_client *ac = arg;
+  if (ac->closing) return;
   retire(ac, &ac->watch_conn);
   WISP_WARN("config watch ended (%s: %s); keeping the last policy, reconnecting", wisp_grpc_status_name(code),
             message);
@@ -342,9 +345,12 @@ void wisp_agent_client_free(wisp_agent_client *ac) {
   ev_timer_stop(loop, &ac->sign_timer);
   ev_timer_stop(loop, &ac->watch_timer);
   ev_timer_stop(loop, &ac->reap_timer);
-  wisp_rpcc_free(ac->sign_conn);
-  wisp_rpcc_free(ac->watch_conn);
-  for (int i = 0; i < 2; i++) wisp_rpcc_free(ac->dead[i]);
+  /* wisp_rpcc_free runs the calls' on_done inline: they must find nothing
+   * left to retire or reschedule. */
+  ac->closing = true;
+  wisp_rpcc *conns[4] = {ac->sign_conn, ac->watch_conn, ac->dead[0], ac->dead[1]};
+  ac->sign_conn = ac->watch_conn = ac->dead[0] = ac->dead[1] = NULL;
+  for (int i = 0; i < 4; i++) wisp_rpcc_free(conns[i]);
   EVP_PKEY_free(ac->pending_key);
   wisp_tls_free(ac->bootstrap_tls);
   free(ac);

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "control/wispctl/wispctl.h"
+#include "lib/wisp_spiffe.h"
 
 #define TEN_YEARS (10.0 * 366 * 86400)
 
@@ -114,18 +115,20 @@ enum { COL_ID, COL_CONNECTED, COL_ACKED, COL_SERIAL, COL_EXPIRES, COL_SEEN, NCOL
 static const char *const kHeads[NCOLS] = {"SPIFFE ID", "CONNECTED", "ACKED", "SVID SERIAL", "SVID NOT AFTER",
                                           "LAST SEEN"};
 
+/* A SPIFFE ID may be 2048 bytes; the other cells are short. */
 typedef struct {
-  char cell[NCOLS][160];
+  char cell[NCOLS][WISP_SPIFFE_MAX + 1];
 } row;
 
 static void fill_row(row *r, const Wisp__V1__ProxyStatus *p, int64_t now) {
-  snprintf(r->cell[COL_ID], sizeof(r->cell[0]), "%s", or_dash(p->spiffe_id));
-  snprintf(r->cell[COL_CONNECTED], sizeof(r->cell[0]), "%s", p->connected ? "yes" : "no");
-  snprintf(r->cell[COL_ACKED], sizeof(r->cell[0]), "%s%s", or_dash(p->acked_version),
+  const size_t n = sizeof(r->cell[0]);
+  snprintf(r->cell[COL_ID], n, "%s", or_dash(p->spiffe_id));
+  snprintf(r->cell[COL_CONNECTED], n, "%s", p->connected ? "yes" : "no");
+  snprintf(r->cell[COL_ACKED], n, "%s%s", or_dash(p->acked_version),
            p->last_nack_error && *p->last_nack_error ? " (NACK)" : "");
-  snprintf(r->cell[COL_SERIAL], sizeof(r->cell[0]), "%s", or_dash(p->svid_serial));
-  wispctl_format_expiry(r->cell[COL_EXPIRES], sizeof(r->cell[0]), p->svid_not_after_unix, now);
-  format_ago(r->cell[COL_SEEN], sizeof(r->cell[0]), p->last_seen_unix, now);
+  snprintf(r->cell[COL_SERIAL], n, "%s", or_dash(p->svid_serial));
+  wispctl_format_expiry(r->cell[COL_EXPIRES], n, p->svid_not_after_unix, now);
+  format_ago(r->cell[COL_SEEN], n, p->last_seen_unix, now);
 }
 
 static void print_row(FILE *f, const char *const *cells, const size_t *width) {
@@ -149,26 +152,29 @@ static void print_table(FILE *f, const Wisp__V1__StatusResponse *st, int64_t now
     fprintf(f, "no proxies yet\n");
     return;
   }
+  /* Two passes (measure, then print) over one row buffer: no copy of the
+   * whole table, however many proxies. */
+  static row r;
+  const char *cells[NCOLS];
   size_t width[NCOLS];
-  for (int i = 0; i < NCOLS; i++) width[i] = strlen(kHeads[i]);
-  row *rows = calloc(st->n_proxies, sizeof(*rows));
-  if (!rows) abort();
+  for (int i = 0; i < NCOLS; i++) {
+    width[i] = strlen(kHeads[i]);
+    cells[i] = r.cell[i];
+  }
   for (size_t k = 0; k < st->n_proxies; k++) {
-    fill_row(&rows[k], st->proxies[k], now);
+    fill_row(&r, st->proxies[k], now);
     for (int i = 0; i < NCOLS; i++) {
-      size_t n = strlen(rows[k].cell[i]);
+      size_t n = strlen(r.cell[i]);
       if (n > width[i]) width[i] = n;
     }
   }
   print_row(f, kHeads, width);
   for (size_t k = 0; k < st->n_proxies; k++) {
-    const char *cells[NCOLS];
-    for (int i = 0; i < NCOLS; i++) cells[i] = rows[k].cell[i];
+    fill_row(&r, st->proxies[k], now);
     print_row(f, cells, width);
     const char *nack = st->proxies[k]->last_nack_error;
     if (nack && *nack) fprintf(f, "    last NACK: %s\n", nack);
   }
-  free(rows);
 }
 
 /* ---- JSON ---- */

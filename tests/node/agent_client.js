@@ -6,6 +6,7 @@
 //   watch SPIFFE_ID [N] [nack]          -> one line per snapshot; ACKs (or NACKs) each
 //   apply FILE                          -> {"version"}
 //   status                              -> the StatusResponse
+//   rotate prepare|activate|finish      -> the RotateCAResponse
 //   raw PATH HEX|zeros:N                -> sends raw bytes as a message (bad input tests)
 // Errors: {"error":{"code":N,"name":"...","details":"..."}} and exit 1.
 'use strict';
@@ -48,6 +49,12 @@ switch (cmd) {
   case 'status':
     admin().Status({}, { deadline: deadline() }, (err, r) => { if (err) fail(err); console.log(JSON.stringify(r)); process.exit(0); });
     break;
+  case 'rotate': {
+    const phase = { prepare: 'CA_ROTATION_PREPARE', activate: 'CA_ROTATION_ACTIVATE', finish: 'CA_ROTATION_FINISH' }[rest[0]];
+    admin().RotateCA({ phase: phase || 'CA_ROTATION_PHASE_UNSPECIFIED' }, { deadline: deadline() },
+      (err, r) => { if (err) fail(err); console.log(JSON.stringify(r)); process.exit(0); });
+    break;
+  }
   case 'sign': {
     const id = new v1.Identity(target, creds, opts);
     id.Sign({ csr: fs.readFileSync(rest[0]), join_token: rest[1] || '' }, { deadline: deadline() }, (err, r) => {

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# CA rotation end to end with traffic running: PREPARE (new root in every
+# bundle), ACTIVATE (new root signs), FINISH (old root dropped), and not one
+# failed request, with new mTLS handshakes happening all along.
+source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
+WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
+AGENT=$(wisp_find_bin wisp-agent "$@") || exit 1
+SOCK=$SOCKDIR/agent.sock
+TTL=4
+ac() { node "$NODE_DIR/agent_client.js" --target "unix://$SOCK" "$@"; }
+field() { sed -n "s/.*\"$1\":\"\\{0,1\\}\\([^\",}]*\\).*/\\1/p"; }
+start_bg "$WORK/agent" "$AGENT" --state-dir "$WORK/state" --listen "unix:$SOCK" --trust-domain shop.local --svid-ttl ${TTL}s
+AGENT_PID=$LAST_PID
+wait_for 10 test -S "$SOCK" || { not_ok "agent starts"; finish; }
+APP_PORT=$(free_port) IN_PORT=$(free_port) OUT_PORT=$(free_port) ADM_S=$(free_port) ADM_C=$(free_port)
+start_app app "$APP_PORT"
+# Idle pooled connections close after 0.3 s, so the steady request loop
+# below keeps making new mTLS handshakes through every step.
+start_proxy server --agent "unix://$SOCK" --spiffe-id "$TD/ns/shop/sa/orders" --admin "127.0.0.1:$ADM_S" \
+  --join-token "$(ac token "$TD/ns/shop/sa/orders" | field token)" --idle-timeout 0.3 \
+  --inbound "127.0.0.1:$IN_PORT" --app "127.0.0.1:$APP_PORT"
+start_proxy client --agent "unix://$SOCK" --spiffe-id "$TD/ns/shop/sa/frontend" --admin "127.0.0.1:$ADM_C" \
+  --join-token "$(ac token "$TD/ns/shop/sa/frontend" | field token)" --idle-timeout 0.3 \
+  --route "127.0.0.1:$OUT_PORT=127.0.0.1:$IN_PORT,id=$TD/ns/shop/sa/orders"
+ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/ready")" = 200 ]; }
+wait_for 10 ready "$ADM_S" && wait_for 10 ready "$ADM_C" || { not_ok "proxies get SVIDs"; finish; }
+
+# Traffic for the whole rotation: h2load on long-lived connections, and a
+# loop of single requests 0.4 s apart (each after the pool went idle).
+h2load -D 30 -c 2 -m 2 "http://127.0.0.1:$OUT_PORT/" >"$WORK/h2load.out" 2>&1 &
+H2LOAD=$!
+PIDS+=("$H2LOAD")
+(for _ in $(seq 1 70); do
+  curl -s --max-time 5 --http2-prior-knowledge -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$OUT_PORT/loop"
+  sleep 0.4
+done >"$WORK/loop.codes") &
+LOOP=$!
+PIDS+=("$LOOP")
+roots_acked() { # roots_acked PROXY N: the proxy ACKed a snapshot with N roots
+  grep -q "\"event\":\"ack\",\"version\":\"[0-9]*\",\"bundle_roots\":$2" "$WORK/$1.err"
+}
+issuer_fp() { openssl x509 -in "$WORK/state/ca.crt" -noout -fingerprint -sha256 | cut -d= -f2 | tr -d : | tr 'A-F' 'a-f'; }
+served_root_ok() { # the SVID the server presents now verifies with |root| alone
+  echo | timeout 5 openssl s_client -connect "127.0.0.1:$IN_PORT" -cert "$PROBE.crt" -key "$PROBE.key" 2>/dev/null |
+    openssl x509 >"$WORK/served.pem" 2>/dev/null && openssl verify -CAfile "$1" "$WORK/served.pem" >/dev/null 2>&1
+}
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/probe.key" 2>/dev/null
+PROBE=$WORK/probe
+cp "$WORK/state/ca.crt" "$WORK/old-root.pem"
+sleep 2
+
+out=$(ac rotate prepare)
+expect_match "PREPARE: the bundle holds two roots" '"state":"prepared","bundle_roots":2' "$out"
+check "PREPARE: the server proxy ACKs a bundle of 2 roots" wait_for 3 roots_acked server 2
+check "PREPARE: the client proxy ACKs a bundle of 2 roots" wait_for 3 roots_acked client 2
+sleep 2
+out=$(ac rotate activate)
+expect_match "ACTIVATE: the new root signs" '"state":"active","bundle_roots":2' "$out"
+new_fp=$(issuer_fp)
+expect_match "ACTIVATE: the signing root reported is the new one" "\"signing_root_sha256\":\"$new_fp\"" "$out"
+cp "$WORK/state/ca.crt" "$WORK/new-root.pem"
+# A probe client certificate from the new root, for s_client.
+openssl req -new -key "$WORK/probe.key" -subj /O=wisp -addext "subjectAltName=URI:$TD/ns/shop/sa/probe" \
+  -outform DER -out "$WORK/probe.der" 2>/dev/null
+ac sign "$WORK/probe.der" "$(ac token "$TD/ns/shop/sa/probe" | field token)" |
+  node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0)).leaf_pem)' >"$PROBE.crt"
+check "ACTIVATE: within one TTL the server presents an SVID from the new root" \
+  wait_for $((TTL + 3)) served_root_ok "$WORK/new-root.pem"
+sleep $((TTL + 1)) # every SVID from the old root has been renewed
+out=$(ac rotate finish)
+expect_match "FINISH: the old root is dropped" '"state":"done","bundle_roots":1' "$out"
+check "FINISH: the server proxy ACKs a bundle of 1 root" wait_for 3 roots_acked server 1
+check "FINISH: the client proxy ACKs a bundle of 1 root" wait_for 3 roots_acked client 1
+if served_root_ok "$WORK/old-root.pem"; then not_ok "after FINISH the old root no longer verifies served SVIDs"
+else ok "after FINISH the old root no longer verifies served SVIDs"; fi
+
+wait "$LOOP"
+wait "$H2LOAD"
+codes=$(sort "$WORK/loop.codes" | uniq -c | tr -s ' ' | tr '\n' ';')
+expect_match "every single request across the rotation got 200 (new handshakes each time)" '^ ?70 200;$' "$codes"
+expect_match "h2load across the rotation: no failure" ' 0 failed, 0 errored, 0 timeout' "$(cat "$WORK/h2load.out")"
+n=$(grep -c '"type":"conn"' "$WORK/server.out")
+n=$(grep -o '"conn":[0-9]*' "$WORK/server.out" | sort -u | wc -l)
+if [ "$n" -ge 10 ]; then ok "the server saw many new mTLS connections during the rotation ($n)"; else not_ok "many new connections" "$n"; fi
+stop_proxy client
+stop_proxy server
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID"
+expect_eq "agent exits 0" 0 "$?"
+expect_eq "a restarted agent keeps the new CA" "$new_fp" "$(issuer_fp)"
+finish
