@@ -30,6 +30,10 @@ static const char kUsage[] =
     "                        stdin); replaces the whole policy; prints the version\n"
     "  status [--json]       the agent's policy version, CA and trust bundle, and\n"
     "                        every proxy: connected, version acked, SVID expiry\n"
+    "  ca rotate prepare|activate|finish\n"
+    "                        rotate the CA in three steps: add a new root to every\n"
+    "                        bundle; sign with it; drop the old root (wait one SVID\n"
+    "                        lifetime between activate and finish)\n"
     "\n"
     "Global flags (before or after the command):\n"
     "  --agent TARGET        the agent's API socket: unix:PATH or unix:///PATH\n"
@@ -244,6 +248,34 @@ static int cmd_status(const args *a) {
   return 0;
 }
 
+/* ---- ca rotate ---- */
+
+static int cmd_ca_rotate(const args *a) {
+  int rc = check_flags(a, "ca rotate", 0);
+  if (rc) return rc;
+  if (a->npos != 3) return usage_error("ca rotate: want one of prepare, activate, finish");
+  Wisp__V1__RotateCARequest req = WISP__V1__ROTATE_CAREQUEST__INIT;
+  const char *step = a->pos[2];
+  if (strcmp(step, "prepare") == 0) {
+    req.phase = WISP__V1__CA_ROTATION_PHASE__CA_ROTATION_PREPARE;
+  } else if (strcmp(step, "activate") == 0) {
+    req.phase = WISP__V1__CA_ROTATION_PHASE__CA_ROTATION_ACTIVATE;
+  } else if (strcmp(step, "finish") == 0) {
+    req.phase = WISP__V1__CA_ROTATION_PHASE__CA_ROTATION_FINISH;
+  } else {
+    return usage_error("ca rotate: unknown step \"%s\" (prepare, activate, finish)", step);
+  }
+  ProtobufCMessage *m = NULL;
+  rc = wispctl_call(&a->o, "ca rotate", "/wisp.v1.Admin/RotateCA", &req.base, &wisp__v1__rotate_caresponse__descriptor,
+                    &m);
+  if (rc) return rc;
+  const Wisp__V1__RotateCAResponse *r = (const Wisp__V1__RotateCAResponse *)m;
+  printf("rotation %s: %u root(s) in the bundle, signing root sha256 %s\n", r->state, r->bundle_roots,
+         r->signing_root_sha256);
+  protobuf_c_message_free_unpacked(m, NULL);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   args a;
@@ -265,6 +297,10 @@ int main(int argc, char **argv) {
     if (a.npos < 2) return usage_error("token: missing subcommand (token create)");
     if (strcmp(a.pos[1], "create") != 0) return usage_error("unknown command \"token %s\"", a.pos[1]);
     return cmd_token_create(&a);
+  }
+  if (strcmp(cmd, "ca") == 0) {
+    if (a.npos < 2 || strcmp(a.pos[1], "rotate") != 0) return usage_error("ca: want \"ca rotate STEP\"");
+    return cmd_ca_rotate(&a);
   }
   if (strcmp(cmd, "apply") == 0) return cmd_apply(&a);
   if (strcmp(cmd, "status") == 0) return cmd_status(&a);

@@ -5,6 +5,7 @@
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
 WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
 AGENT=$(wisp_find_bin wisp-agent "$@") || exit 1
+WISPCTL=$(wisp_find_bin wispctl "$@") || exit 1
 SOCK=$SOCKDIR/agent.sock
 TTL=4
 ac() { node "$NODE_DIR/agent_client.js" --target "unix://$SOCK" "$@"; }
@@ -83,6 +84,12 @@ expect_match "every single request across the rotation got 200 (new handshakes e
 expect_match "h2load across the rotation: no failure" ' 0 failed, 0 errored, 0 timeout' "$(cat "$WORK/h2load.out")"
 n=$(grep -o '"conn":[0-9]*' "$WORK/server.out" | sort -u | wc -l)
 if [ "$n" -ge 20 ]; then ok "the server saw many new mTLS connections during the rotation ($n)"; else not_ok "many new connections" "$n"; fi
+out=$("$WISPCTL" --agent "unix://$SOCK" ca rotate finish)
+expect_match "wispctl ca rotate finish (again) reports the state" '^rotation done: 1 root\(s\) in the bundle, signing root sha256 [0-9a-f]{64}$' "$out"
+out=$("$WISPCTL" --agent "unix://$SOCK" ca rotate activate 2>&1)
+expect_match "wispctl ca rotate activate without prepare: FAILED_PRECONDITION" 'FAILED_PRECONDITION.*prepare first' "$out"
+"$WISPCTL" --agent "unix://$SOCK" ca rotate sideways >/dev/null 2>&1
+expect_eq "wispctl ca rotate with an unknown step exits 2" 2 "$?"
 stop_proxy client
 stop_proxy server
 kill -TERM "$AGENT_PID"
