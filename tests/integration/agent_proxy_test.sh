@@ -10,7 +10,7 @@ ac() { node "$NODE_DIR/agent_client.js" --target "unix://$SOCK" "$@"; }
 field() { sed -n "s/.*\"$1\":\"\\{0,1\\}\\([^\",}]*\\).*/\\1/p"; }
 start_agent() {
   start_bg "$WORK/agent" "$AGENT" --state-dir "$WORK/state" --listen "unix:$SOCK" --trust-domain shop.local \
-    --svid-ttl "$1"
+    --svid-ttl "$@"
   AGENT_PID=$LAST_PID
   wait_for 10 test -S "$SOCK"
 }
@@ -87,11 +87,21 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADM_S/ready")
 expect_eq "and the proxy stays ready on its last SVID" 200 "$code"
 check "the proxy keeps trying the agent with backoff" wait_for 10 grep -q 'config watch ended' "$WORK/server.err"
 expect_eq "both proxies still run" ok "$(kill -0 "$PID_client" && kill -0 "$PID_server" && echo ok)"
-start_agent 30s
+TLS_PORT=$(free_port)
+start_agent 30s --listen-tls "127.0.0.1:$TLS_PORT"
 check "when the agent returns, the Watch reconnects" \
   wait_for 40 grep -q "\"type\":\"ack\",\"spiffe_id\":\"$TD/ns/shop/sa/orders\"" "$WORK/agent.out"
 out=$(node "$NODE_DIR/grpc_client.js" --target "127.0.0.1:$OUT_PORT" --case unary 2>&1)
 expect_match "traffic works after the agent came back" 'ok - grpc unary' "$out"
+# --- a proxy on "another host": the agent over TLS/TCP ---
+ADM_R=$(free_port)
+start_proxy remote --agent "https://127.0.0.1:$TLS_PORT" --bundle "$WORK/state/bundle.pem" \
+  --spiffe-id "$TD/ns/shop/sa/remote" --join-token "$(ac token "$TD/ns/shop/sa/remote" | field token)" \
+  --admin "127.0.0.1:$ADM_R" --route "127.0.0.1:$(free_port)=127.0.0.1:$IN_PORT"
+check "a proxy bootstraps over https with the bundle to verify the agent" wait_for 10 ready "$ADM_R"
+check "... and its Watch over TLS is ACKed" \
+  wait_for 5 grep -q "\"type\":\"ack\",\"spiffe_id\":\"$TD/ns/shop/sa/remote\"" "$WORK/agent.out"
+stop_proxy remote
 stop_proxy client
 stop_proxy server
 kill -TERM "$AGENT_PID"
