@@ -12,12 +12,12 @@
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
 #include "lib/wisp_net.h"
+#include "lib/wisp_sniff.h"
 
 #define RPC_HANDSHAKE_TIMEOUT 10.0
 /* Output a call may queue for a caller that does not read (a Watch). */
 #define RPC_OUT_LIMIT (8 * 1024 * 1024)
 #define RPC_MAX_LISTENERS 4
-#define TLS_RECORD_HANDSHAKE 0x16
 
 typedef struct rpc_conn rpc_conn;
 
@@ -27,14 +27,6 @@ typedef struct {
   bool tls_only;      /* TCP: TLS; Unix: sniff the first byte */
   ev_io io;
 } rpc_listener;
-
-/* A Unix-socket client whose first byte we have not seen yet. */
-typedef struct sniff {
-  wisp_rpc_server *srv;
-  int fd;
-  ev_io io;
-  ev_timer timer;
-} sniff;
 
 struct wisp_rpc_server {
   struct ev_loop *loop;
@@ -424,31 +416,8 @@ static void conn_start(wisp_rpc_server *s, int fd, bool tls) {
 
 /* ---- listeners ---- */
 
-static void sniff_done(sniff *sn) {
-  ev_io_stop(sn->srv->loop, &sn->io);
-  ev_timer_stop(sn->srv->loop, &sn->timer);
-  free(sn);
-}
-
-static void on_sniff(struct ev_loop *loop, ev_io *w, int revents) {
-  sniff *sn = w->data;
-  uint8_t b;
-  ssize_t n = recv(sn->fd, &b, 1, MSG_PEEK);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-  wisp_rpc_server *s = sn->srv;
-  int fd = sn->fd;
-  sniff_done(sn);
-  if (n <= 0) {
-    close(fd);
-    return;
-  }
-  conn_start(s, fd, b == TLS_RECORD_HANDSHAKE);
-}
-
-static void on_sniff_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
-  sniff *sn = w->data;
-  close(sn->fd);
-  sniff_done(sn);
+static void on_sniffed(int fd, int first, void *arg) {
+  if (first >= 0) conn_start(arg, fd, first == WISP_SNIFF_TLS_RECORD);
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
@@ -465,14 +434,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
       conn_start(l->srv, fd, true);
       continue;
     }
-    sniff *sn = wisp_calloc(1, sizeof(*sn));
-    sn->srv = l->srv;
-    sn->fd = fd;
-    ev_io_init(&sn->io, on_sniff, fd, EV_READ);
-    ev_timer_init(&sn->timer, on_sniff_timeout, RPC_HANDSHAKE_TIMEOUT, 0);
-    sn->io.data = sn->timer.data = sn;
-    ev_io_start(loop, &sn->io);
-    ev_timer_start(loop, &sn->timer);
+    wisp_sniff_start(loop, fd, RPC_HANDSHAKE_TIMEOUT, on_sniffed, l->srv);
   }
 }
 
