@@ -148,6 +148,7 @@ struct wisp_proxy {
   struct wisp_admin *admin;  /* owned; NULL: --admin off */
   struct wisp_agent_client *agent; /* owned; NULL without --agent */
   char *policy_yaml;         /* owned; as pushed by the agent (verbatim for now) */
+  bool permissive;           /* PeerAuthentication PERMISSIVE: plaintext callers allowed inbound */
   char policy_version[32];
 };
 

@@ -7,6 +7,7 @@
 
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
+#include "lib/wisp_sniff.h"
 #include "proxy/wisp_h2.h"
 #include "proxy/wisp_pool.h"
 #include "proxy/wisp_stream.h"
@@ -154,28 +155,79 @@ static wisp_conn *conn_new(wisp_proxy *px, int fd, SSL *ssl, bool upstream, wisp
   return c;
 }
 
+/* A plaintext caller on the inbound port: served without a principal in
+ * PERMISSIVE mode (policy still decides), refused in STRICT. */
+static void accept_plain_inbound(wisp_listener *l, int fd, const char *peer) {
+  wisp_conn *c = conn_new(l->px, fd, NULL, false, l->dir, WISP_H2CONN_OPEN);
+  c->listener = l;
+  snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer);
+  if (!l->px->permissive) {
+    wisp_conn_close(c, "peer did not speak TLS: plaintext callers are refused (mTLS mode STRICT)");
+    return;
+  }
+  wisp_conn_rearm(c);
+}
+
+static void accept_tls(wisp_listener *l, int fd, const char *peer) {
+  wisp_proxy *px = l->px;
+  wisp_conn *c = conn_new(px, fd, NULL, false, l->dir, WISP_H2CONN_HANDSHAKING);
+  SSL *ssl = wisp_tls_new_ssl(px->tls, true, &c->io.verify);
+  if (ssl) {
+    SSL_set_fd(ssl, fd);
+    SSL_set_accept_state(ssl);
+  }
+  c->io.ssl = ssl;
+  c->listener = l;
+  snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer);
+  if (!ssl) {
+    wisp_conn_close(c, "no SVID yet: cannot accept mTLS");
+    return;
+  }
+  wisp_conn_rearm(c);
+}
+
+typedef struct {
+  wisp_listener *l;
+  char peer[64];
+} inbound_sniff;
+
+static void on_inbound_sniffed(int fd, int first, void *arg) {
+  inbound_sniff *in = arg;
+  wisp_listener *l = in->l;
+  if (first < 0) {
+    char reason[128];
+    snprintf(reason, sizeof(reason), "TLS handshake not finished within %gs (the peer sent nothing)",
+             l->px->cfg->handshake_timeout);
+    l->px->stats.conns_refused++;
+    wisp_json j;
+    wisp_json_begin(&j, "conn");
+    wisp_json_str(&j, "event", "refused");
+    wisp_json_str(&j, "direction", "inbound");
+    wisp_json_str(&j, "peer_addr", in->peer);
+    wisp_json_str(&j, "reason", reason);
+    wisp_json_emit(&j);
+  } else if (first == WISP_SNIFF_TLS_RECORD) {
+    accept_tls(l, fd, in->peer);
+  } else {
+    accept_plain_inbound(l, fd, in->peer);
+  }
+  free(in);
+}
+
 void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
   wisp_proxy *px = l->px;
   px->stats.conns_accepted++;
-  SSL *ssl = NULL;
-  wisp_conn *c;
   if (l->dir == WISP_DIR_INBOUND) {
-    c = conn_new(px, fd, NULL, false, l->dir, WISP_H2CONN_HANDSHAKING);
-    ssl = wisp_tls_new_ssl(px->tls, true, &c->io.verify);
-    if (ssl) {
-      SSL_set_fd(ssl, fd);
-      SSL_set_accept_state(ssl);
-    }
-    c->io.ssl = ssl;
-  } else {
-    c = conn_new(px, fd, NULL, false, l->dir, WISP_H2CONN_OPEN);
-  }
-  c->listener = l;
-  wisp_addr_format(peer, c->peer_addr, sizeof(c->peer_addr));
-  if (l->dir == WISP_DIR_INBOUND && !ssl) {
-    wisp_conn_close(c, "no certificate loaded yet");
+    /* TLS or plaintext? The first byte says (PeerAuthentication). */
+    inbound_sniff *in = wisp_calloc(1, sizeof(*in));
+    in->l = l;
+    wisp_addr_format(peer, in->peer, sizeof(in->peer));
+    wisp_sniff_start(px->loop, fd, px->cfg->handshake_timeout, on_inbound_sniffed, in);
     return;
   }
+  wisp_conn *c = conn_new(px, fd, NULL, false, l->dir, WISP_H2CONN_OPEN);
+  c->listener = l;
+  wisp_addr_format(peer, c->peer_addr, sizeof(c->peer_addr));
   wisp_conn_rearm(c);
 }
 
