@@ -1,5 +1,5 @@
-/* wisp_time: durations as users write them on command lines ("90s", "5m",
- * "24h", "7d", "1h30m", or plain seconds). A pure parser. */
+/* wisp_time: durations as users write them on command lines ("500ms",
+ * "90s", "5m", "1.5h", "7d", "1h30m", or plain seconds). Pure parsers. */
 #ifndef WISP_TIME_H
 #define WISP_TIME_H
 
@@ -7,8 +7,11 @@
 
 #include "lib/wisp_err.h"
 
-/* Parses |s| into whole seconds (> 0, at most 10 years). WISP_ERR_PARSE for
- * anything else (empty, negative, unknown unit, overflow). */
+/* Parses |s|: one or more NUMBER UNIT pairs (units ms, s, m, h, d; numbers
+ * DIGITS[.DIGITS], no signs or exponents) or a bare number of seconds.
+ * Must be > 0 and at most ten years; WISP_ERR_PARSE otherwise. */
+wisp_err wisp_duration_parse_seconds(double *out_seconds, const char *s) WISP_MUST_CHECK;
+/* The same, rounded up to whole seconds. */
 wisp_err wisp_duration_parse(int64_t *out_seconds, const char *s) WISP_MUST_CHECK;
 
 #endif

@@ -8,49 +8,6 @@
 #include "control/wispctl/wispctl.h"
 #include "lib/wisp_spiffe.h"
 
-#define TEN_YEARS (10.0 * 366 * 86400)
-
-bool wispctl_parse_duration(const char *s, double *out_seconds) {
-  static const struct {
-    const char *unit;
-    double seconds;
-  } units[] = {{"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}};
-  if (!s || !*s) return false;
-  double total = 0;
-  const char *p = s;
-  for (int parts = 0; *p; parts++) {
-    if (parts >= 8 || !(*p >= '0' && *p <= '9')) return false;
-    /* DIGITS[.DIGITS]: no signs, exponents or hex, unlike strtod. */
-    double v = 0, scale = 1;
-    int digits = 0;
-    for (; *p >= '0' && *p <= '9' && digits < 12; p++, digits++) v = v * 10 + (*p - '0');
-    if (*p == '.') {
-      p++;
-      for (; *p >= '0' && *p <= '9' && digits < 12; p++, digits++) v += (*p - '0') * (scale /= 10);
-      if (p[-1] == '.') return false;
-    }
-    if (*p >= '0' && *p <= '9') return false; /* too many digits */
-    if (!*p && parts == 0) { /* a bare number: seconds */
-      total = v;
-      break;
-    }
-    size_t best = 0;
-    double mult = 0;
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-      size_t n = strlen(units[i].unit);
-      if (n > best && strncmp(p, units[i].unit, n) == 0) {
-        best = n;
-        mult = units[i].seconds;
-      }
-    }
-    if (!best) return false;
-    p += best;
-    total += v * mult;
-  }
-  if (!(total > 0) || total > TEN_YEARS) return false;
-  *out_seconds = total;
-  return true;
-}
 
 void wispctl_format_time(char *out, size_t out_len, int64_t unix_s) {
   if (unix_s == 0) {

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "control/wispctl/wispctl.h"
+#include "lib/wisp_time.h"
 #include "lib/wisp_mem.h"
 #include "lib/wisp_spiffe.h"
 
@@ -155,7 +156,7 @@ static int cmd_token_create(const args *a) {
   if (wisp_spiffe_parse(&id, a->spiffe_id, strlen(a->spiffe_id), why, sizeof(why)) != WISP_OK)
     return usage_error("token create: --spiffe-id %s: %s", a->spiffe_id, why);
   double ttl = 3600;
-  if (a->ttl && !wispctl_parse_duration(a->ttl, &ttl))
+  if (a->ttl && wisp_duration_parse_seconds(&ttl, a->ttl) != WISP_OK)
     return usage_error("token create: --ttl %s: want a duration such as 90s, 30m, 1h or 7d", a->ttl);
   Wisp__V1__CreateJoinTokenRequest req = WISP__V1__CREATE_JOIN_TOKEN_REQUEST__INIT;
   req.spiffe_id = (char *)a->spiffe_id;
@@ -289,7 +290,7 @@ int main(int argc, char **argv) {
   if (!a.o.agent) a.o.agent = getenv("WISP_AGENT");
   if (!a.o.agent || !*a.o.agent) a.o.agent = WISPCTL_DEFAULT_AGENT;
   a.o.timeout_s = WISPCTL_DEFAULT_TIMEOUT;
-  if (a.timeout && !wispctl_parse_duration(a.timeout, &a.o.timeout_s))
+  if (a.timeout && wisp_duration_parse_seconds(&a.o.timeout_s, a.timeout) != WISP_OK)
     return usage_error("--timeout %s: want a duration such as 500ms, 10s or 1m", a.timeout);
   if (a.npos == 0) return usage_error("no command given");
   const char *cmd = a.pos[0];

@@ -34,10 +34,6 @@ typedef struct {
 int wispctl_call(const wispctl_opts *o, const char *what, const char *path, const ProtobufCMessage *req,
                  const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **out_resp);
 
-/* Parses a duration: one or more NUMBER UNIT pairs ("90s", "1h30m", "1.5h",
- * "500ms", "2d"), or a bare number of seconds. False for anything else, for
- * 0, and for more than ten years. */
-bool wispctl_parse_duration(const char *s, double *out_seconds);
 
 /* "2025-06-01T12:00:00Z" (UTC); "-" for 0. */
 void wispctl_format_time(char *out, size_t out_len, int64_t unix_s);
