@@ -11,6 +11,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "lib/wisp_ca.h"
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
 
@@ -272,17 +273,9 @@ static wisp_err cert_info(wisp_tls_info *info, SSL_CTX *ctx, char *err, size_t e
     return WISP_ERR_IDENTITY;
   }
   snprintf(info->spiffe_id, sizeof(info->spiffe_id), "%s", id.id);
-  BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(leaf), NULL);
-  char *hex = bn ? BN_bn2hex(bn) : NULL;
-  snprintf(info->serial, sizeof(info->serial), "%s", hex ? hex : "?");
-  OPENSSL_free(hex);
-  BN_free(bn);
+  wisp_ca_cert_serial_hex(leaf, info->serial, sizeof(info->serial));
   asn1_time_str(X509_get0_notAfter(leaf), info->not_after, sizeof(info->not_after));
-  int days = 0, secs = 0;
-  ASN1_TIME *now = ASN1_TIME_set(NULL, time(NULL));
-  if (now && ASN1_TIME_diff(&days, &secs, now, X509_get0_notAfter(leaf)))
-    info->not_after_unix = (int64_t)time(NULL) + (int64_t)days * 86400 + secs;
-  ASN1_TIME_free(now);
+  if (wisp_ca_cert_not_after(leaf, &info->not_after_unix) != WISP_OK) info->not_after_unix = 0;
   return WISP_OK;
 }
 
