@@ -22,6 +22,7 @@
 #   BENCH_H2LOAD_THREADS [1]  h2load -t
 #   BENCH_BODY_BYTES [64]  size of the file the app serves
 #   BENCH_SETUPS   ["direct wisp haproxy"]  which setups, in this order
+#                  (also wisp-1rule, wisp-1000rules: the pair with a policy)
 #   BENCH_PIN      [1]     1: pin load generator and system under test to
 #                          separate CPUs (taskset); 0: no pinning
 #   BENCH_LOADGEN_CPUS [0]   CPU list for h2load, curl, the sampler, this script
@@ -333,7 +334,7 @@ if [[ $PIN == 1 ]]; then SUT_CPULIST=$SUT_CPUS; else SUT_CPULIST=all; fi
 DUR_S=$(to_sec "$DURATION")
 WARM_S=$(to_sec "$WARMUP")
 for s in $SETUPS; do
-	case $s in direct | wisp | haproxy) ;; *) die "unknown setup '$s' in BENCH_SETUPS" ;; esac
+	case $s in direct | wisp | wisp-1rule | wisp-1000rules | haproxy) ;; *) die "unknown setup '$s' in BENCH_SETUPS" ;; esac
 done
 
 LOADAVG0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -396,6 +397,25 @@ backend app
     server app 127.0.0.1:$APP_PORT proto h2
 EOF
 
+# policy_file N: an ALLOW policy of N rules for the server workload where
+# only the last rule admits the benchmark's client (the worst case: every
+# rule is tried), written once; prints its path.
+policy_file() {
+	local f="$TMP/policy-$1.yaml" i
+	if [ ! -f "$f" ]; then
+		{
+			printf 'apiVersion: wisp.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: bench, namespace: bench}\n'
+			printf 'spec:\n  selector: {serviceAccount: server}\n  action: ALLOW\n  rules:\n'
+			for ((i = 1; i < $1; i++)); do
+				printf '  - from: [{principals: ["spiffe://bench.local/ns/team%d/sa/svc%d", "spiffe://bench.local/ns/x%d/*"]}]\n' "$i" "$i" "$i"
+				printf '    to: [{methods: ["GET", "POST"], paths: ["/api/v%d/*", "*.%d"]}]\n' "$i" "$i"
+			done
+			printf '  - from: [{principals: ["%s"]}]\n    to: [{methods: ["GET"], paths: ["/*"]}]\n' "$CLIENT_ID"
+		} >"$f"
+	fi
+	echo "$f"
+}
+
 # ---------------------------------------------------------------- per-setup
 # start_setup NAME: starts the proxies, sets ENTRY_PORT, PROXY_PIDS (client server)
 start_setup() {
@@ -404,9 +424,14 @@ start_setup() {
 	direct)
 		ENTRY_PORT=$APP_PORT
 		;;
-	wisp)
+	wisp | wisp-1rule | wisp-1000rules)
+		local policy=()
+		case $1 in
+		wisp-1rule) policy=(--policy "$(policy_file 1)") ;;
+		wisp-1000rules) policy=(--policy "$(policy_file 1000)") ;;
+		esac
 		"${SUT[@]}" "$WISP" --cert "$TMP/server.crt" --key "$TMP/server.key" --bundle "$TMP/ca/ca.crt" \
-			--inbound "127.0.0.1:$WISP_IN_PORT" --app "127.0.0.1:$APP_PORT" --drain-timeout 2 \
+			--inbound "127.0.0.1:$WISP_IN_PORT" --app "127.0.0.1:$APP_PORT" --drain-timeout 2 "${policy[@]}" \
 			>/dev/null 2>"$TMP/wisp-in.err" &
 		local spid=$!
 		PIDS+=("$spid")

@@ -55,6 +55,12 @@ wisp_err wisp_addr_parse(wisp_addr *out, const char *s) {
   return WISP_ERR_PARSE;
 }
 
+uint16_t wisp_addr_port(const wisp_addr *a) {
+  if (a->sa.ss_family == AF_INET) return ntohs(((const struct sockaddr_in *)&a->sa)->sin_port);
+  if (a->sa.ss_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)&a->sa)->sin6_port);
+  return 0;
+}
+
 void wisp_addr_format(const wisp_addr *a, char *out, size_t out_len) {
   char host[INET6_ADDRSTRLEN] = "?";
   unsigned port = 0;

@@ -5,6 +5,7 @@
 #define WISP_NET_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "lib/wisp_err.h"
@@ -16,6 +17,8 @@ typedef struct {
 
 /* Parses "HOST:PORT", "[V6]:PORT" or ":PORT" (all interfaces). */
 wisp_err wisp_addr_parse(wisp_addr *out, const char *s) WISP_MUST_CHECK;
+/* The port of |a| (host order); 0 for a non-IP address. */
+uint16_t wisp_addr_port(const wisp_addr *a);
 /* Formats |a| as HOST:PORT into |out| (always NUL-terminated). */
 void wisp_addr_format(const wisp_addr *a, char *out, size_t out_len);
 

@@ -36,9 +36,9 @@
  *   notNamespaces (the N of the caller's spiffe://td/ns/N/sa/SA; same
  *   pattern forms).
  * - to: methods / notMethods (case-sensitive tokens, uppercase), paths /
- *   notPaths (exact "/a", prefix "/a/*" or "/a*", suffix "*.json", "*" any;
- *   the query string, from '?', is ignored), ports / notPorts (1..65535,
- *   the destination port).
+ *   notPaths (exact "/a"; prefix "/a*", i.e. "/a/" and a star for a
+ *   folder; suffix "*.json"; "*" any; the query string, from '?', is
+ *   ignored), ports / notPorts (1..65535, the destination port).
  * - Missing attributes fail closed. A caller with no identity (plaintext in
  *   PERMISSIVE mode) never matches principals or namespaces; a notX field of
  *   `from` matches it in a DENY rule (so DENY notPrincipals: ["*"] refuses

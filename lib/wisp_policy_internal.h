@@ -135,8 +135,8 @@ struct wisp_policy {
   atomic_uint refs;
   wp_arena arena;
   uint32_t n_authz, n_peer, n_docs, n_rules, n_allow, n_deny;
-  wp_authz *authz;  /* arrays grown while parsing, in the arena at the end */
-  wp_peer *peer;
+  wp_authz *authz;  /* malloc'd arrays, grown while parsing; the rest is */
+  wp_peer *peer;    /* in the arena */
   wp_docref *docs;
 };
 
@@ -149,13 +149,29 @@ typedef struct {
   int32_t index;       /* in the policy's rules */
 } wp_item;
 
-/* Exact-principal index: a caller's ID finds the rules that can only match
- * that ID (every from entry has exact principals only). Open addressing,
- * capacity a power of 2, at most half full. */
+/* Caller index. A rule is indexed when each of its from entries names the
+ * caller positively: by principals (unless "*" is one) or else by
+ * namespaces (same). It can then match only a caller whose ID (or
+ * namespace) is one of those patterns, so it is filed under each pattern,
+ * by kind: */
+enum {
+  WP_K_PRINCIPAL,         /* exact principal */
+  WP_K_PRINCIPAL_PREFIX,
+  WP_K_PRINCIPAL_SUFFIX,
+  WP_K_NAMESPACE,         /* exact namespace */
+  WP_K_NAMESPACE_PREFIX,
+  WP_K_NAMESPACE_SUFFIX,
+  WP_K_COUNT,
+};
+
+/* Open addressing, capacity a power of 2, at most half full. A caller
+ * probes its whole ID and namespace, and for the prefix and suffix kinds
+ * its prefixes and suffixes of each length some pattern has. */
 typedef struct {
-  uint64_t hash;
-  const char *s;  /* NULL: empty slot */
+  uint64_t hash;    /* wp_key_hash(kind, s, len) */
+  const char *s;    /* NULL: empty slot */
   uint32_t len;
+  uint32_t kind;
   uint32_t off, n;  /* postings[off .. off+n): ascending item indexes */
 } wp_slot;
 
@@ -168,6 +184,9 @@ typedef struct {
   uint32_t mask;            /* capacity - 1; table NULL when nothing indexed */
   const wp_slot *table;
   const uint32_t *postings;
+  uint32_t n_lens[WP_K_COUNT];     /* prefix/suffix kinds: the distinct */
+  const uint32_t *lens[WP_K_COUNT]; /* pattern lengths, ascending */
+  bool has_namespaces;      /* some key is of a namespace kind */
 } wp_list;
 
 struct wisp_policy_view {
@@ -181,8 +200,9 @@ struct wisp_policy_view {
 
 /* ---- shared helpers ---------------------------------------------------- */
 
-/* The hash of the exact-principal index. */
+/* The hash of the caller index. */
 uint64_t wp_hash(const char *s, size_t len);
+uint64_t wp_key_hash(uint32_t kind, const char *s, size_t len);
 
 /* Orders strings by (length, bytes): the order of wp_strset.exact. */
 int wp_str_cmp(const char *a, size_t a_len, const char *b, size_t b_len);

@@ -14,6 +14,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include <ev.h>
 #include <nghttp2/nghttp2.h>
@@ -110,6 +112,11 @@ struct wisp_stream {
   char peer_id[WISP_SPIFFE_MAX + 1];
   char error[WISP_TLS_REASON_MAX];
   uint64_t down_conn_id;     /* for the log, after the connection is gone */
+  bool policy_checked;       /* a policy was in force when it started */
+  bool denied;
+  int policy_rule;           /* -1: no rule decided */
+  const char *policy_reason; /* static */
+  char policy_name[128];     /* "namespace/name" of the deciding policy */
   ev_tstamp started;
 };
 
@@ -119,7 +126,7 @@ struct wisp_stream {
 
 typedef struct {
   uint64_t conns_accepted, conns_refused, upstream_connects, upstream_failures;
-  uint64_t requests, responses_error;
+  uint64_t requests, responses_error, requests_denied;
   uint64_t finished[2][WISP_STATUS_CLASSES]; /* [wisp_direction][class] */
 } wisp_stats;
 
@@ -149,6 +156,12 @@ struct wisp_proxy {
   struct wisp_agent_client *agent; /* owned; NULL without --agent */
   char *policy_yaml;         /* owned; as pushed by the agent (verbatim for now) */
   bool permissive;           /* PeerAuthentication PERMISSIVE: plaintext callers allowed inbound */
+  struct wisp_policy *policy;     /* owned; NULL: no policy (all allowed) */
+  struct wisp_policy_view *view;  /* owned; this workload's view of |policy| */
+  ev_timer policy_poll;           /* --policy FILE */
+  struct timespec policy_mtime;
+  ino_t policy_ino;
+  off_t policy_size;
   char policy_version[32];
 };
 

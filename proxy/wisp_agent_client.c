@@ -12,6 +12,7 @@
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
 #include "lib/wisp_rpc_client.h"
+#include "proxy/wisp_authz.h"
 #include "wisp/v1/config.pb-c.h"
 #include "wisp/v1/identity.pb-c.h"
 
@@ -240,12 +241,12 @@ static void on_snapshot(wisp_rpcc_call *call, const uint8_t *msg, size_t len, vo
   STACK_OF(X509) *roots = snap->n_bundle ? der_list(snap->bundle, snap->n_bundle) : NULL;
   if (snap->n_bundle && !roots) {
     snprintf(err, sizeof(err), "bundle holds a certificate that does not parse");
+  } else if (wisp_authz_apply(px, snap->policy_yaml, strlen(snap->policy_yaml), "agent", snap->version, err,
+                              sizeof(err)) != WISP_OK) {
+    /* NACK: the last good policy stays in force */
   } else if (roots && ac->have_svid && wisp_tls_set_roots(px->tls, roots, err, sizeof(err)) != WISP_OK) {
     /* err says why */
   } else {
-    free(px->policy_yaml);
-    px->policy_yaml = wisp_strdup(snap->policy_yaml);
-    snprintf(px->policy_version, sizeof(px->policy_version), "%s", snap->version);
     err[0] = '\0';
   }
   wisp_json j;

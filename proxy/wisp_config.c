@@ -41,6 +41,7 @@ static const opt_def kOpts[] = {
     {"spiffe-id", OPT_STR, OFF(spiffe_id), NULL},
     {"join-token", OPT_STR, OFF(join_token), NULL},
     {"join-token-file", OPT_STR, OFF(join_token_file), NULL},
+    {"policy", OPT_STR, OFF(policy_file), NULL},
     {"help", OPT_HELP, OFF(help), NULL},
 };
 #define NOPTS (sizeof(kOpts) / sizeof(kOpts[0]))
@@ -52,6 +53,7 @@ const char *wisp_config_usage(void) {
          "  --agent unix:///PATH|https://HOST:PORT  get the SVID (and policy) from wisp-agent instead\n"
          "  --spiffe-id ID                         the identity to ask the agent for\n"
          "  --join-token T | --join-token-file F   bootstrap secret from `wispctl token create`\n"
+         "  --policy FILE                          authorization policy (YAML), re-read when it changes\n"
          "  --route LISTEN=PEER[,id=SPIFFE_ID]     outbound: plaintext h2c on LISTEN, mTLS to PEER,\n"
          "                                         which must present SPIFFE_ID (repeatable)\n"
          "  --inbound ADDR                         mTLS listener (default 0.0.0.0:15006)\n"
@@ -185,6 +187,8 @@ static wisp_err check_agent_flags(const wisp_config *c, char *err, size_t err_le
     set_err(err, err_len, "--agent %s: expected unix:///PATH or https://HOST:PORT%s", c->agent, "");
   } else if (c->cert || c->key) {
     snprintf(err, err_len, "--agent and --cert/--key exclude each other (the agent issues the SVID)");
+  } else if (c->policy_file) {
+    snprintf(err, err_len, "--agent and --policy exclude each other (the agent pushes the policy)");
   } else if (!c->spiffe_id) {
     snprintf(err, err_len, "--agent needs --spiffe-id (the identity to ask the agent for)");
   } else if (wisp_spiffe_parse(&id, c->spiffe_id, strlen(c->spiffe_id), why, sizeof(why)) != WISP_OK) {
@@ -292,6 +296,7 @@ void wisp_config_cleanup(wisp_config *c) {
   free(c->spiffe_id);
   free(c->join_token);
   free(c->join_token_file);
+  free(c->policy_file);
   free(c->admin);
   memset(c, 0, sizeof(*c));
 }

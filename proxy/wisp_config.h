@@ -36,6 +36,7 @@ typedef struct {
   char *spiffe_id;                /* owned; the identity asked of the agent */
   char *join_token;               /* owned */
   char *join_token_file;          /* owned */
+  char *policy_file;              /* owned; --policy FILE, NULL: none (or from the agent) */
   bool admin_set;                 /* given by --admin/WISP_ADMIN, not the default */
   bool help;
 } wisp_config;

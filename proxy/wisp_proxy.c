@@ -11,6 +11,7 @@
 #include "lib/wisp_mem.h"
 #include "proxy/wisp_admin.h"
 #include "proxy/wisp_agent_client.h"
+#include "proxy/wisp_authz.h"
 #include "proxy/wisp_conn.h"
 
 #define WISP_ACCEPTS_PER_EVENT 64
@@ -170,6 +171,7 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   px->reload.data = px;
   if (cfg->reload_interval > 0 && !cfg->agent) ev_timer_start(loop, &px->reload);
   if (cfg->agent) WISP_GUARD(wisp_agent_client_start(&px->agent, px, err, err_len));
+  WISP_GUARD(wisp_authz_start(px, err, err_len));
   ev_init(&px->drain_timer, on_drain_timeout);
   ev_signal_init(&px->sigterm, on_signal, SIGTERM);
   ev_signal_init(&px->sigint, on_signal, SIGINT);
@@ -215,6 +217,7 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   }
   free(px->listeners);
   free(px->targets);
+  wisp_authz_cleanup(px);
   wisp_tls_free(px->tls);
   free(px->policy_yaml);
   fflush(stdout);

@@ -4,9 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/wisp_grpc.h"
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
 #include "proxy/wisp_conn.h"
+#include "proxy/wisp_authz.h"
 #include "proxy/wisp_pool.h"
 
 /* Flow control keeps a stream's buffer under the window we granted; this
@@ -104,7 +106,12 @@ static void stream_log(const wisp_stream *s) {
   wisp_json_int(&j, "bytes_out", (int64_t)s->bytes[WISP_UP]);
   wisp_json_double(&j, "duration_ms", (ev_time() - s->started) * 1000.0);
   wisp_json_str(&j, "upstream", s->target->name);
-  wisp_json_str(&j, "decision", "allow");
+  wisp_json_str(&j, "decision", s->denied ? "deny" : "allow");
+  if (s->policy_checked) {
+    if (s->policy_name[0]) wisp_json_str(&j, "policy", s->policy_name);
+    if (s->policy_rule >= 0) wisp_json_int(&j, "rule", s->policy_rule);
+    wisp_json_str(&j, "policy_reason", s->policy_reason);
+  }
   if (s->error[0]) wisp_json_str(&j, "error", s->error);
   if (s->reset_code) wisp_json_str(&j, "reset", nghttp2_http2_strerror(s->reset_code));
   wisp_json_emit(&j);
@@ -123,26 +130,9 @@ static void maybe_free(wisp_stream *s) {
 
 /* ---- answers we make ourselves ---- */
 
-/* grpc-message is percent-encoded (gRPC over HTTP/2 spec). */
-static void grpc_percent_encode(char *out, size_t out_len, const char *in) {
-  static const char hex[] = "0123456789ABCDEF";
-  size_t o = 0;
-  for (; *in && o + 4 < out_len; in++) {
-    unsigned char c = (unsigned char)*in;
-    if (c >= 0x20 && c <= 0x7e && c != '%') {
-      out[o++] = (char)c;
-    } else {
-      out[o++] = '%';
-      out[o++] = hex[c >> 4];
-      out[o++] = hex[c & 15];
-    }
-  }
-  out[o] = '\0';
-}
-
 /* Answers the caller with |status| and |reason| (body and x-wisp-error), or
- * for gRPC with UNAVAILABLE and the reason as grpc-message. */
-static void respond_error(wisp_stream *s, int status, const char *reason) {
+ * for gRPC with |grpc_code| and the reason as grpc-message. */
+static void respond_error(wisp_stream *s, int status, wisp_grpc_status grpc_code, const char *reason) {
   wisp_conn *down = s->link[WISP_DOWN].conn;
   if (!down || s->resp_started) return;
   snprintf(s->error, sizeof(s->error), "%s", reason);
@@ -153,11 +143,13 @@ static void respond_error(wisp_stream *s, int status, const char *reason) {
   char num[24], msg[3 * WISP_TLS_REASON_MAX];
   wisp_err rc;
   if (s->is_grpc) {
-    grpc_percent_encode(msg, sizeof(msg), reason);
-    s->grpc_status = 14; /* UNAVAILABLE */
+    size_t written = 0;
+    if (wisp_grpc_message_encode(msg, sizeof(msg), &written, reason, strlen(reason)) != WISP_OK) msg[written] = 0;
+    s->grpc_status = (int)grpc_code;
+    snprintf(num, sizeof(num), "%d", (int)grpc_code);
     rc = wisp_hdrs_add_str(&h, ":status", "200");
     if (rc == WISP_OK) rc = wisp_hdrs_add_str(&h, "content-type", "application/grpc");
-    if (rc == WISP_OK) rc = wisp_hdrs_add_str(&h, "grpc-status", "14");
+    if (rc == WISP_OK) rc = wisp_hdrs_add_str(&h, "grpc-status", num);
     if (rc == WISP_OK) rc = wisp_hdrs_add_str(&h, "grpc-message", msg);
   } else {
     snprintf(msg, sizeof(msg), "%s\n", reason);
@@ -195,7 +187,7 @@ static void upstream_failed(wisp_stream *s, uint32_t code, const char *reason, i
       return;
     }
     if (reason) {
-      respond_error(s, status, reason);
+      respond_error(s, status, WISP_GRPC_UNAVAILABLE, reason);
       return;
     }
   }
@@ -232,13 +224,38 @@ wisp_err wisp_stream_on_header(wisp_stream *s, wisp_side side, nghttp2_headers_c
   return wisp_hdrs_add(trailer ? &s->trailers[side] : &s->hdrs[side], name, name_len, value, value_len);
 }
 
+/* Inbound requests are judged by the policy in force when they start. */
+static bool authorized(wisp_stream *s, wisp_proxy *px) {
+  if (s->dir != WISP_DIR_INBOUND || s->retries) return true;
+  const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
+  wisp_policy_decision d;
+  wisp_authz_check(px, s->peer_id[0] ? s->peer_id : NULL, wisp_hdrs_get(req, ":method"), wisp_hdrs_get(req, ":path"),
+                   wisp_addr_port(&s->target->addr), &d);
+  s->policy_checked = px->view != NULL;
+  s->denied = !d.allow;
+  s->policy_rule = d.rule;
+  s->policy_reason = d.reason;
+  snprintf(s->policy_name, sizeof(s->policy_name), "%s", d.policy ? d.policy : "");
+  if (d.allow) return true;
+  char why[WISP_TLS_REASON_MAX];
+  if (d.policy) {
+    snprintf(why, sizeof(why), "RBAC: access denied (%s: policy %s, rule %d)", d.reason, d.policy, d.rule);
+  } else {
+    snprintf(why, sizeof(why), "RBAC: access denied (%s)", d.reason);
+  }
+  px->stats.requests_denied++;
+  respond_error(s, 403, WISP_GRPC_PERMISSION_DENIED, why);
+  return false;
+}
+
 static void dispatch(wisp_stream *s) {
   const char *ct = wisp_hdrs_get(&s->hdrs[WISP_DOWN], "content-type");
   s->is_grpc = ct && strncmp(ct, "application/grpc", 16) == 0;
+  if (!authorized(s, s->target->px)) return;
   char err[WISP_TLS_REASON_MAX];
   wisp_conn *up = wisp_pool_get(s->target, err, sizeof(err));
   if (!up) {
-    respond_error(s, 503, err);
+    respond_error(s, 503, WISP_GRPC_UNAVAILABLE, err);
     return;
   }
   const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
@@ -256,7 +273,7 @@ static void dispatch(wisp_stream *s) {
   int32_t id = nghttp2_submit_request(up->io.h2, NULL, nv, n, no_body ? NULL : &prd, s);
   if (id < 0) {
     snprintf(err, sizeof(err), "cannot open a stream to %s: %s", s->target->name, nghttp2_strerror(id));
-    respond_error(s, 502, err);
+    respond_error(s, 502, WISP_GRPC_UNAVAILABLE, err);
     return;
   }
   link_side(s, WISP_UP, up, id);

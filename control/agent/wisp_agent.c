@@ -17,6 +17,7 @@
 #include "lib/wisp_ca.h"
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
+#include "lib/wisp_policy.h"
 #include "lib/wisp_spiffe.h"
 #include "lib/wisp_state.h"
 #include "lib/wisp_tls.h"
@@ -496,8 +497,15 @@ static void on_create_token(wisp_rpc_call *call, const uint8_t *msg, size_t len)
   wisp__v1__create_join_token_request__free_unpacked(req, NULL);
 }
 
-/* Installs |yaml| as the next policy version and pushes it. */
+/* Installs |yaml| as the next policy version and pushes it, if it compiles:
+ * a bad policy is refused whole and the last good one stays in force. */
 static wisp_err apply_policy(wisp_agent *a, const char *yaml, const char *source, char *err, size_t err_len) {
+  wisp_policy *check = NULL;
+  if (wisp_policy_compile(&check, yaml, strlen(yaml), err, err_len) != WISP_OK) {
+    log_event("policy_rejected", "source", source, "error", err);
+    return WISP_ERR_POLICY;
+  }
+  wisp_policy_free(check);
   char version[32];
   uint64_t next = a->version + 1;
   snprintf(version, sizeof(version), "%" PRIu64, next);
@@ -520,7 +528,10 @@ static void on_apply_policy(wisp_rpc_call *call, const uint8_t *msg, size_t len)
     wisp_rpc_finish(call, WISP_GRPC_INVALID_ARGUMENT, "malformed ApplyPolicyRequest");
     return;
   }
-  if (apply_policy(a, req->yaml, req->source[0] ? req->source : "api", err, sizeof(err)) != WISP_OK) {
+  wisp_err rc = apply_policy(a, req->yaml, req->source[0] ? req->source : "api", err, sizeof(err));
+  if (rc == WISP_ERR_POLICY) {
+    wisp_rpc_finishf(call, WISP_GRPC_INVALID_ARGUMENT, "policy refused, the last good one stays in force: %s", err);
+  } else if (rc != WISP_OK) {
     wisp_rpc_finishf(call, WISP_GRPC_INTERNAL, "cannot store the policy: %s", err);
   } else {
     Wisp__V1__ApplyPolicyResponse resp = WISP__V1__APPLY_POLICY_RESPONSE__INIT;

@@ -36,7 +36,9 @@ ctl --help
 expect_eq "--help: exit 0" 0 "$RC"
 expect_match "--help prints the usage on stdout" 'usage: wispctl .*COMMAND' "$OUT"
 expect_match "... listing token create, apply and status" 'token create --spiffe-id ID.*' "$OUT"
-if printf '%s' "$OUT" | grep -qE '\binject\b|policy check'; then
+expect_match "... and policy check" 'policy check FILE' "$OUT"
+expect_match "... and ca rotate" 'ca rotate prepare\|activate\|finish' "$OUT"
+if printf '%s' "$OUT" | grep -qE '\binject\b'; then
   not_ok "the usage leaves out commands that do not exist yet"
 else
   ok "the usage leaves out commands that do not exist yet"

@@ -1,0 +1,921 @@
+/* Unit tests for lib/wisp_policy: decisions (table), validation messages
+ * (table, exact text), PeerAuthentication mode selection, bounds, the
+ * exact-principal index against unindexed rules, ownership, the examples in
+ * tests/policy/, and a micro benchmark run only with WISP_POLICY_BENCH=1:
+ *   bazel test -c opt //tests/unit:policy_test --test_env=WISP_POLICY_BENCH=1 \
+ *     --test_output=all */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/wisp_policy.h"
+#include "tests/unit/test_util.h"
+
+#define H(kind, name, ns) \
+  "apiVersion: wisp.dev/v1\nkind: " kind "\nmetadata: {name: " name ", namespace: " ns "}\n"
+#define AP(name, ns) H("AuthorizationPolicy", name, ns)
+#define PA(name, ns) H("PeerAuthentication", name, ns)
+
+static wisp_policy *compile_ok(const char *yaml) {
+  wisp_policy *p = NULL;
+  char err[512] = "";
+  wisp_err e = wisp_policy_compile(&p, yaml, strlen(yaml), err, sizeof(err));
+  if (e != WISP_OK) fail_msg("compile failed: %s", err);
+  return p;
+}
+
+static wisp_policy_view *view_of(wisp_policy *p, const char *workload) {
+  wisp_policy_view *v = NULL;
+  assert_int_equal(wisp_policy_view_new(&v, p, workload, strlen(workload)), WISP_OK);
+  return v;
+}
+
+/* ---- decisions ------------------------------------------------------------ */
+
+/* Principals, paths, methods, ports, not* fields: one ALLOW policy on
+ * shop/orders; the namespace is PERMISSIVE so plaintext callers get here. */
+static const char kShop[] =
+    AP("orders-read", "shop")
+    "spec:\n"
+    "  selector: {serviceAccount: orders}\n"
+    "  action: ALLOW\n"
+    "  rules:\n"
+    "  - from: [{principals: [\"spiffe://shop.local/ns/shop/sa/frontend\", \"spiffe://shop.local/ns/ops/*\"]}]\n"
+    "    to: [{methods: [GET], paths: [\"/orders/*\"], ports: [8080]}]\n"
+    "  - from: [{principals: [\"*/sa/admin\"]}]\n"
+    "    to: [{methods: [GET, POST, PURGE], paths: [/admin, \"*.json\"]}]\n"
+    "  - from: [{namespaces: [billing]}]\n"
+    "    to: [{paths: [\"/invoices*\"]}]\n"
+    "  - from: [{principals: [\"*\"], notNamespaces: [shop]}]\n"
+    "    to: [{paths: [\"/public/*\"]}]\n"
+    "  - to: [{paths: [/health]}]\n"
+    "  - from: [{notPrincipals: [\"spiffe://shop.local/ns/shop/sa/evil\"]}]\n"
+    "    to: [{paths: [\"/open/*\"]}]\n"
+    "  - from: [{principals: [shop.local/ns/shop/sa/istio]}]\n"
+    "    to: [{paths: [/istio]}]\n"
+    "  - from: [{principals: [\"spiffe://shop.local/ns/shop/sa/frontend\"]}]\n"
+    "    to: [{notMethods: [DELETE], paths: [\"/cart/*\"], notPaths: [\"/cart/admin/*\"], notPorts: [9999]}]\n"
+    "---\n" PA("default", "shop") "spec: {mode: PERMISSIVE}\n";
+
+/* DENY before ALLOW, selectors, rules: [] and [{}], L4 and DENY, STRICT. */
+static const char kPay[] =
+    AP("deny-evil", "pay")
+    "spec:\n"
+    "  action: DENY\n"
+    "  rules:\n"
+    "  - from: [{principals: [\"spiffe://pay.local/ns/web/sa/evil\"]}]\n"
+    "  - from: [{notPrincipals: [\"*\"]}]\n"
+    "    to: [{paths: [\"/admin/*\"]}]\n"
+    "---\n" AP("deny-debug", "pay")
+    "spec:\n"
+    "  selector: {serviceAccount: ledger}\n"
+    "  action: DENY\n"
+    "  rules:\n"
+    "  - to: [{paths: [\"/debug/*\"]}]\n"
+    "---\n" AP("allow-api", "pay")
+    "spec:\n"
+    "  selector: {serviceAccount: api}\n"
+    "  rules:\n"
+    "  - from: [{principals: [\"spiffe://pay.local/ns/web/sa/frontend\"]}]\n"
+    "  - from: [{principals: [\"spiffe://pay.local/ns/web/*\"]}]\n"
+    "    to: [{methods: [GET]}]\n"
+    "---\n" AP("allow-nothing", "pay")
+    "spec: {selector: {serviceAccount: vault}}\n"
+    "---\n" AP("allow-all", "pay")
+    "spec:\n"
+    "  selector: {serviceAccount: open}\n"
+    "  rules: [{}]\n"
+    "---\n" AP("deny-none", "pay")
+    "spec: {selector: {serviceAccount: open}, action: DENY, rules: []}\n"
+    "---\n" AP("cross", "ops")
+    "spec:\n"
+    "  selector: {namespace: pay, serviceAccount: audit}\n"
+    "  rules: [{from: [{namespaces: [ops]}]}]\n"
+    "---\n" PA("pay-wide", "pay") "spec: {mode: PERMISSIVE}\n"
+    "---\n" PA("ledger-strict", "pay") "spec: {mode: STRICT, selector: {serviceAccount: ledger}}\n";
+
+/* L4: identity and port only. */
+static const char kDb[] =
+    AP("allow-db", "db")
+    "spec:\n"
+    "  selector: {serviceAccount: postgres}\n"
+    "  rules:\n"
+    "  - from: [{principals: [\"spiffe://db.local/ns/shop/sa/app\"]}]\n"
+    "    to: [{ports: [5432]}]\n"
+    "  - from: [{principals: [\"spiffe://db.local/ns/shop/sa/app\"]}]\n"
+    "    to: [{methods: [GET], ports: [8080]}]\n"
+    "  - from: [{principals: [\"spiffe://db.local/ns/mon/sa/metrics\"]}]\n"
+    "    to: [{notPorts: [5432]}]\n";
+
+static const char *const kFixtures[] = {kShop, kPay, kDb};
+#define N_FIXTURES (sizeof(kFixtures) / sizeof(kFixtures[0]))
+
+#define ORDERS "spiffe://shop.local/ns/shop/sa/orders"
+#define FRONTEND "spiffe://shop.local/ns/shop/sa/frontend"
+#define PAY(sa) "spiffe://pay.local/ns/pay/sa/" sa
+#define WEB(sa) "spiffe://pay.local/ns/web/sa/" sa
+#define POSTGRES "spiffe://db.local/ns/db/sa/postgres"
+#define APP "spiffe://db.local/ns/shop/sa/app"
+
+#define R_DENY WISP_POLICY_REASON_DENY_RULE
+#define R_ALLOW WISP_POLICY_REASON_ALLOW_RULE
+#define R_NOMATCH WISP_POLICY_REASON_NO_ALLOW_MATCH
+#define R_NOPOL WISP_POLICY_REASON_NO_POLICY
+#define R_NOALLOW WISP_POLICY_REASON_NO_ALLOW_POLICY
+#define R_NOID WISP_POLICY_REASON_NO_IDENTITY
+
+typedef struct {
+  const char *what;
+  int fixture;
+  const char *workload;
+  const char *principal; /* NULL: no identity */
+  const char *method;    /* NULL: L4 */
+  const char *path;
+  uint16_t port;
+  bool allow;
+  const char *policy; /* NULL: no rule decided */
+  int rule;
+  const char *reason;
+} decision_case;
+
+static const decision_case kDecisions[] = {
+    /* principals: exact, prefix, suffix, any, none; paths, methods, ports */
+    {"exact principal", 0, ORDERS, FRONTEND, "GET", "/orders/1", 8080, true, "shop/orders-read", 0, R_ALLOW},
+    {"prefix principal", 0, ORDERS, "spiffe://shop.local/ns/ops/sa/oncall", "GET", "/orders/1", 8080, true, "shop/orders-read", 0, R_ALLOW},
+    {"exact principal, other trust domain", 0, ORDERS, "spiffe://other.local/ns/shop/sa/frontend", "GET", "/orders/1", 8080, false, NULL, -1, R_NOMATCH},
+    {"prefix is not a segment match", 0, ORDERS, "spiffe://shop.local/ns/opsx/sa/a", "GET", "/orders/1", 8080, false, NULL, -1, R_NOMATCH},
+    {"method not listed", 0, ORDERS, FRONTEND, "POST", "/orders/1", 8080, false, NULL, -1, R_NOMATCH},
+    {"port not listed", 0, ORDERS, FRONTEND, "GET", "/orders/1", 8081, false, NULL, -1, R_NOMATCH},
+    {"prefix path needs its slash", 0, ORDERS, FRONTEND, "GET", "/orders", 8080, false, NULL, -1, R_NOMATCH},
+    {"query string ignored", 0, ORDERS, FRONTEND, "GET", "/orders/1?next=/admin", 8080, true, "shop/orders-read", 0, R_ALLOW},
+    {"query string not matched", 0, ORDERS, FRONTEND, "GET", "/x?/orders/1", 8080, false, NULL, -1, R_NOMATCH},
+    {"suffix principal, exact path", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "GET", "/admin", 1, true, "shop/orders-read", 1, R_ALLOW},
+    {"suffix principal mismatch", 0, ORDERS, "spiffe://x.local/ns/any/sa/admins", "GET", "/admin", 1, false, NULL, -1, R_NOMATCH},
+    {"exact path is exact", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "GET", "/admin/", 1, false, NULL, -1, R_NOMATCH},
+    {"suffix path", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "POST", "/data/report.json", 1, true, "shop/orders-read", 1, R_ALLOW},
+    {"suffix path, query ignored", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "POST", "/r.json?x=y", 1, true, "shop/orders-read", 1, R_ALLOW},
+    {"uncommon method", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "PURGE", "/admin", 1, true, "shop/orders-read", 1, R_ALLOW},
+    {"methods are case-sensitive", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "get", "/admin", 1, false, NULL, -1, R_NOMATCH},
+    {"uncommon method not listed", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "PURGEX", "/admin", 1, false, NULL, -1, R_NOMATCH},
+    {"namespace", 0, ORDERS, "spiffe://shop.local/ns/billing/sa/x", "GET", "/invoices/7", 1, true, "shop/orders-read", 2, R_ALLOW},
+    {"namespace mismatch", 0, ORDERS, "spiffe://shop.local/ns/billing2/sa/x", "GET", "/invoices/7", 1, false, NULL, -1, R_NOMATCH},
+    {"namespace of a non-k8s ID", 0, ORDERS, "spiffe://shop.local/billing", "GET", "/invoices", 1, false, NULL, -1, R_NOMATCH},
+    {"any principal, notNamespaces", 0, ORDERS, "spiffe://shop.local/ns/web/sa/x", "GET", "/public/a", 1, true, "shop/orders-read", 3, R_ALLOW},
+    {"notNamespaces excludes", 0, ORDERS, "spiffe://shop.local/ns/shop/sa/x", "GET", "/public/a", 1, false, NULL, -1, R_NOMATCH},
+    {"notNamespaces, ID without namespace (ALLOW)", 0, ORDERS, "spiffe://shop.local/vm/x", "GET", "/public/a", 1, false, NULL, -1, R_NOMATCH},
+    {"any principal needs an identity", 0, ORDERS, NULL, "GET", "/public/a", 1, false, NULL, -1, R_NOMATCH},
+    {"no from: plaintext allowed", 0, ORDERS, NULL, "GET", "/health", 1, true, "shop/orders-read", 4, R_ALLOW},
+    {"no from, query ignored", 0, ORDERS, NULL, "GET", "/health?probe=1", 1, true, "shop/orders-read", 4, R_ALLOW},
+    {"ALLOW notPrincipals: not plaintext", 0, ORDERS, NULL, "GET", "/open/x", 1, false, NULL, -1, R_NOMATCH},
+    {"notPrincipals admits others", 0, ORDERS, FRONTEND, "GET", "/open/x", 1, true, "shop/orders-read", 5, R_ALLOW},
+    {"notPrincipals excludes", 0, ORDERS, "spiffe://shop.local/ns/shop/sa/evil", "GET", "/open/x", 1, false, NULL, -1, R_NOMATCH},
+    {"Istio-form principal", 0, ORDERS, "spiffe://shop.local/ns/shop/sa/istio", "GET", "/istio", 1, true, "shop/orders-read", 6, R_ALLOW},
+    {"notMethods, notPaths, notPorts pass", 0, ORDERS, FRONTEND, "PUT", "/cart/1", 443, true, "shop/orders-read", 7, R_ALLOW},
+    {"notMethods", 0, ORDERS, FRONTEND, "DELETE", "/cart/1", 443, false, NULL, -1, R_NOMATCH},
+    {"notPaths", 0, ORDERS, FRONTEND, "GET", "/cart/admin/x", 443, false, NULL, -1, R_NOMATCH},
+    {"notPorts", 0, ORDERS, FRONTEND, "GET", "/cart/1", 9999, false, NULL, -1, R_NOMATCH},
+    {"L4: rules with HTTP fields never allow", 0, ORDERS, FRONTEND, NULL, NULL, 8080, false, NULL, -1, R_NOMATCH},
+    {"other service account not governed", 0, "spiffe://shop.local/ns/shop/sa/cart", "spiffe://a/b", "DELETE", "/", 1, true, NULL, -1, R_NOPOL},
+    {"other namespace not governed", 0, "spiffe://shop.local/ns/other/sa/orders", "spiffe://a/b", "GET", "/", 1, true, NULL, -1, R_NOPOL},
+    {"non-k8s workload not governed", 0, "spiffe://shop.local/orders", "spiffe://a/b", "GET", "/", 1, true, NULL, -1, R_NOPOL},
+    /* DENY first, default deny, selectors */
+    {"allowed by exact rule", 1, PAY("api"), WEB("frontend"), "POST", "/x", 1, true, "pay/allow-api", 0, R_ALLOW},
+    {"DENY before a matching ALLOW", 1, PAY("api"), WEB("evil"), "GET", "/x", 1, false, "pay/deny-evil", 0, R_DENY},
+    {"ALLOW-governed: default deny", 1, PAY("api"), "spiffe://pay.local/ns/x/sa/y", "GET", "/x", 1, false, NULL, -1, R_NOMATCH},
+    {"second ALLOW rule", 1, PAY("api"), WEB("other"), "GET", "/x", 1, true, "pay/allow-api", 1, R_ALLOW},
+    {"second ALLOW rule, other method", 1, PAY("api"), WEB("other"), "POST", "/x", 1, false, NULL, -1, R_NOMATCH},
+    {"DENY notPrincipals * refuses plaintext", 1, PAY("api"), NULL, "GET", "/admin/x", 1, false, "pay/deny-evil", 1, R_DENY},
+    {"plaintext, ALLOW-governed", 1, PAY("api"), NULL, "GET", "/x", 1, false, NULL, -1, R_NOMATCH},
+    {"only DENY policies: allow", 1, PAY("worker"), WEB("frontend"), "GET", "/x", 1, true, NULL, -1, R_NOALLOW},
+    {"only DENY policies: plaintext allowed", 1, PAY("worker"), NULL, "GET", "/x", 1, true, NULL, -1, R_NOALLOW},
+    {"only DENY policies: plaintext /admin", 1, PAY("worker"), NULL, "GET", "/admin/x", 1, false, "pay/deny-evil", 1, R_DENY},
+    {"only DENY policies: authenticated /admin", 1, PAY("worker"), WEB("frontend"), "GET", "/admin/x", 1, true, NULL, -1, R_NOALLOW},
+    {"spec {}: allow nothing", 1, PAY("vault"), WEB("frontend"), "GET", "/x", 1, false, NULL, -1, R_NOMATCH},
+    {"rules [{}]: allow all", 1, PAY("open"), "spiffe://a/b", "DELETE", "/x", 1, true, "pay/allow-all", 0, R_ALLOW},
+    {"rules [{}]: L4 too", 1, PAY("open"), WEB("frontend"), NULL, NULL, 7, true, "pay/allow-all", 0, R_ALLOW},
+    {"L4 plaintext: DENY ignores its paths", 1, PAY("open"), NULL, NULL, NULL, 7, false, "pay/deny-evil", 1, R_DENY},
+    {"STRICT: no identity", 1, PAY("ledger"), NULL, "GET", "/x", 1, false, NULL, -1, R_NOID},
+    {"DENY with paths denies L4", 1, PAY("ledger"), WEB("frontend"), NULL, NULL, 5000, false, "pay/deny-debug", 0, R_DENY},
+    {"DENY with paths, other path", 1, PAY("ledger"), WEB("frontend"), "GET", "/ok", 1, true, NULL, -1, R_NOALLOW},
+    {"DENY with paths, its path", 1, PAY("ledger"), WEB("frontend"), "GET", "/debug/pprof", 1, false, "pay/deny-debug", 0, R_DENY},
+    {"selector namespace from another namespace", 1, PAY("audit"), "spiffe://pay.local/ns/ops/sa/x", "GET", "/", 1, true, "ops/cross", 0, R_ALLOW},
+    {"selector namespace, caller namespace wrong", 1, PAY("audit"), WEB("frontend"), "GET", "/", 1, false, NULL, -1, R_NOMATCH},
+    /* L4: identity and port */
+    {"L4 port allowed", 2, POSTGRES, APP, NULL, NULL, 5432, true, "db/allow-db", 0, R_ALLOW},
+    {"L4 port not listed", 2, POSTGRES, APP, NULL, NULL, 5433, false, NULL, -1, R_NOMATCH},
+    {"L4 to a rule with methods", 2, POSTGRES, APP, NULL, NULL, 8080, false, NULL, -1, R_NOMATCH},
+    {"HTTP to a rule with methods", 2, POSTGRES, APP, "GET", "/", 8080, true, "db/allow-db", 1, R_ALLOW},
+    {"L4 notPorts", 2, POSTGRES, "spiffe://db.local/ns/mon/sa/metrics", NULL, NULL, 9187, true, "db/allow-db", 2, R_ALLOW},
+    {"L4 notPorts excludes", 2, POSTGRES, "spiffe://db.local/ns/mon/sa/metrics", NULL, NULL, 5432, false, NULL, -1, R_NOMATCH},
+    {"L4 plaintext in STRICT", 2, POSTGRES, NULL, NULL, NULL, 5432, false, NULL, -1, R_NOID},
+};
+
+static void test_decisions(void **state) {
+  (void)state;
+  wisp_policy *pol[N_FIXTURES];
+  for (size_t f = 0; f < N_FIXTURES; f++) pol[f] = compile_ok(kFixtures[f]);
+  size_t n = sizeof(kDecisions) / sizeof(kDecisions[0]);
+  assert_true(n >= 40);
+  for (size_t i = 0; i < n; i++) {
+    const decision_case *c = &kDecisions[i];
+    wisp_policy_view *v = view_of(pol[c->fixture], c->workload);
+    wisp_policy_request req = {c->principal, c->principal ? strlen(c->principal) : 0,
+                               c->method,    c->method ? strlen(c->method) : 0,
+                               c->path,      c->path ? strlen(c->path) : 0,
+                               c->port};
+    wisp_policy_decision d;
+    memset(&d, 0xab, sizeof(d));
+    wisp_policy_evaluate(v, &req, &d);
+    if (d.allow != c->allow || d.rule != c->rule || strcmp(d.reason, c->reason) != 0 ||
+        (c->policy ? !d.policy || strcmp(d.policy, c->policy) != 0 : d.policy != NULL))
+      fail_msg("case %zu (%s): got allow=%d policy=%s rule=%d reason=%s", i, c->what, d.allow,
+               d.policy ? d.policy : "(null)", d.rule, d.reason);
+    wisp_policy_view_free(v);
+  }
+  print_message("# %zu decision cases\n", n);
+  for (size_t f = 0; f < N_FIXTURES; f++) wisp_policy_free(pol[f]);
+}
+
+/* ---- validation -------------------------------------------------------------- */
+
+typedef struct {
+  const char *yaml;
+  wisp_err want;
+  const char *msg; /* the whole message */
+} invalid_case;
+
+#define SPEC_RULES(r) "spec:\n  rules:\n" r
+
+static const invalid_case kInvalid[] = {
+    {"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\nspec: {}\n",
+     WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): apiVersion: \"security.istio.io/v1\" is not supported "
+     "(want wisp.dev/v1) [line 1, column 13]"},
+    {"apiVersion: wisp.dev/v1\nkind: Sidecar\nmetadata: {name: p}\nspec: {}\n", WISP_ERR_PARSE,
+     "document 1: kind: \"Sidecar\" is not a known kind (AuthorizationPolicy or PeerAuthentication) "
+     "[line 2, column 7]"},
+    {"apiVersion: wisp.dev/v1\nkind: AuthorizationPolicy\nmetadata: {namespace: shop}\nspec: {}\n",
+     WISP_ERR_PARSE, "document 1 (AuthorizationPolicy): metadata: name: required [line 3, column 11]"},
+    {"apiVersion: wisp.dev/v1\nkind: AuthorizationPolicy\nspec: {}\n", WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy): metadata: required [line 1, column 1]"},
+    {AP("p", "shop") "spec: {}\nstatus: {}\n", WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): status: unknown field (known: apiVersion, kind, "
+     "metadata, spec) [line 5, column 1]"},
+    {AP("p", "shop") SPEC_RULES("  - to: [{method: [GET]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].method: unknown field (known: "
+     "methods, notMethods, paths, notPaths, ports, notPorts) [line 6, column 11]"},
+    {AP("p", "shop") SPEC_RULES("  - from: [{source: {principals: [\"*\"]}}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].from[0].source: unknown field (write "
+     "principals/namespaces directly in the from entry) [line 6, column 13]"},
+    {AP("p", "shop") SPEC_RULES("  - when: [{key: a}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].when: unknown field (conditions are not "
+     "supported) [line 6, column 5]"},
+    {AP("p", "shop") "spec:\n  rules: {from: []}\n", WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules: expected a list, got a mapping [line 5, "
+     "column 10]"},
+    {AP("p", "shop") SPEC_RULES("  - from: [{principals: \"spiffe://a/b\"}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].from[0].principals: expected a list, got "
+     "a string [line 6, column 25]"},
+    {AP("p", "shop") "spec: {action: AUDIT}\n", WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.action: \"AUDIT\" is not supported (ALLOW or DENY) "
+     "[line 4, column 16]"},
+    {AP("p", "shop") "spec: {action: allow}\n", WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.action: \"allow\" is not an action (ALLOW or DENY) "
+     "[line 4, column 16]"},
+    {PA("p", "shop") "spec: {mode: DISABLE}\n", WISP_ERR_PARSE,
+     "document 1 (PeerAuthentication \"p\"): spec.mode: \"DISABLE\" is not supported (STRICT or "
+     "PERMISSIVE) [line 4, column 14]"},
+    {PA("p", "shop") "spec: {mtls: {mode: STRICT}}\n", WISP_ERR_PARSE,
+     "document 1 (PeerAuthentication \"p\"): spec.mtls: unknown field (write spec.mode directly) "
+     "[line 4, column 8]"},
+    {PA("p", "shop") "spec: {selector: {serviceAccount: web}}\n", WISP_ERR_PARSE,
+     "document 1 (PeerAuthentication \"p\"): spec: mode: required (STRICT or PERMISSIVE) [line 4, "
+     "column 7]"},
+    {AP("p", "shop") SPEC_RULES("  - from: [{principals: [\"spiffe://a/*/b\"]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].from[0].principals[0]: \"spiffe://a/*/b\" "
+     "is not a principal pattern: '*' may only be the whole pattern, its first or its last character "
+     "[line 6, column 26]"},
+    {AP("p", "shop") SPEC_RULES("  - from: [{principals: [\"*a*\"]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].from[0].principals[0]: \"*a*\" is not a "
+     "principal pattern: '*' may only be the whole pattern, its first or its last character [line 6, "
+     "column 26]"},
+    {AP("p", "shop") SPEC_RULES("  - from: [{principals: [\"spiffe://Shop.local/ns/a/sa/b\"]}]\n"),
+     WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].from[0].principals[0]: "
+     "\"spiffe://Shop.local/ns/a/sa/b\" is not a principal pattern: not a SPIFFE ID (trust domain "
+     "contains a character outside [a-z0-9.-_]) [line 6, column 26]"},
+    {AP("p", "shop") SPEC_RULES("  - from: [{namespaces: [\"a/b\"]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].from[0].namespaces[0]: \"a/b\" is not a "
+     "namespace pattern: only A-Z a-z 0-9 . - _ may appear in a namespace [line 6, column 26]"},
+    {AP("p", "shop") SPEC_RULES("  - to: [{paths: [\"orders/*\"]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].paths[0]: \"orders/*\" is not a "
+     "path pattern: must start with '/' (or '*') [line 6, column 19]"},
+    {AP("p", "shop") SPEC_RULES("  - to: [{paths: [\"/a/*/b\"]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].paths[0]: \"/a/*/b\" is not a path "
+     "pattern: '*' may only be the whole pattern, its first or its last character [line 6, column "
+     "19]"},
+    {AP("p", "shop") SPEC_RULES("  - to: [{notPaths: [\"/a?b=1\"]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].notPaths[0]: \"/a?b=1\" is not a "
+     "path pattern: contains '?': paths are matched without the query string [line 6, column 22]"},
+    {AP("p", "shop") SPEC_RULES("  - to: [{methods: [GET, \"GE T\"]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].methods[1]: \"GE T\" is not a "
+     "method (not an HTTP token) [line 6, column 26]"},
+    {AP("p", "shop") SPEC_RULES("  - to: [{methods: [get]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].methods[0]: \"get\" is not a method "
+     "(methods are case-sensitive: write \"GET\") [line 6, column 21]"},
+    {AP("p", "shop") SPEC_RULES("  - to: [{methods: [\"*\"]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].methods[0]: \"*\" is not a method "
+     "(omit methods to match any) [line 6, column 21]"},
+    {"---\n" PA("default", "shop") "spec: {mode: STRICT}\n---\n" AP("orders-read", "shop")
+     "spec:\n  rules:\n  - to: [{methods: [GET], ports: [8080, 70000]}]\n",
+     WISP_ERR_PARSE,
+     "document 2 (AuthorizationPolicy \"orders-read\"): spec.rules[0].to[0].ports[1]: 70000 is not a "
+     "port (1..65535) [line 12, column 41]"},
+    {AP("p", "shop") SPEC_RULES("  - to: [{ports: [0]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].ports[0]: 0 is not a port "
+     "(1..65535) [line 6, column 19]"},
+    {AP("p", "shop") SPEC_RULES("  - to: [{notPorts: [http]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].notPorts[0]: \"http\" is not a port "
+     "(1..65535) [line 6, column 22]"},
+    {AP("p", "shop") "spec: {rules: [}\n", WISP_ERR_PARSE,
+     "document 1: YAML syntax error at line 4, column 16: did not find expected node content (while "
+     "parsing a flow node at line 4, column 16)"},
+    {AP("p", "shop") "spec:\n  action: DENY\n   rules: []\n", WISP_ERR_PARSE,
+     "document 1: YAML syntax error at line 6, column 9: mapping values are not allowed in this "
+     "context"},
+    {AP("p", "shop") "spec:\n  action: DENY\n  action: ALLOW\n", WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.action: duplicate field [line 6, column 3]"},
+    {AP("p", "shop") SPEC_RULES("  - from:\n    to: [{ports: [1]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].from: expected a list, got null [line 6, "
+     "column 10]"},
+    {AP("p", "shop") SPEC_RULES("  - from: [{principals: []}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].from[0].principals: must not be empty "
+     "(omit the field to match any) [line 6, column 25]"},
+    {AP("p", "shop") SPEC_RULES("  - from: [{}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].from[0]: empty entry (give principals, "
+     "notPrincipals, namespaces or notNamespaces) [line 6, column 12]"},
+    {AP("p", "shop") SPEC_RULES("  - to: &t [{ports: [1]}]\n  - to: *t\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): YAML anchors and aliases are not supported [line 6, "
+     "column 9]"},
+    {AP("p", "shop") "spec: {action: !!str DENY}\n", WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): YAML tags are not supported [line 4, column 16]"},
+    {"apiVersion: wisp.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: 123}\nspec: {}\n",
+     WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"123\"): metadata.name: expected a string, got an integer "
+     "(quote it) [line 3, column 18]"},
+    {AP("p", "shop") "spec: {selector: {serviceAccount: \"a/b\"}}\n", WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.selector.serviceAccount: \"a/b\" is not a valid name "
+     "(1-253 characters of A-Z a-z 0-9 . - _) [line 4, column 35]"},
+    {AP("p", "shop") "spec: {}\n---\n" AP("p", "shop") "spec: {}\n", WISP_ERR_PARSE,
+     "document 2 (AuthorizationPolicy \"p\"): metadata.name: AuthorizationPolicy shop/p is already "
+     "defined by document 1 (AuthorizationPolicy \"p\") [line 8, column 18]"},
+    {PA("a", "shop") "spec: {mode: STRICT}\n---\n" PA("b", "shop") "spec: {mode: PERMISSIVE}\n",
+     WISP_ERR_PARSE,
+     "document 2 (PeerAuthentication \"b\"): spec: selects the same workloads as document 1 "
+     "(PeerAuthentication \"a\"); keep one PeerAuthentication per scope [line 9, column 7]"},
+    {AP("p", "shop"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec: required (spec: {} governs with no rules) [line 1, "
+     "column 1]"},
+    {"- a\n- b\n", WISP_ERR_PARSE,
+     "document 1: expected a mapping with apiVersion, kind, metadata and spec, got a list [line 1, "
+     "column 1]"},
+    {"# only comments\n---\n---\n" AP("p", "shop") "spec: {rules: [{to: [{}]}]}\n", WISP_ERR_PARSE,
+     "document 2 (AuthorizationPolicy \"p\"): spec.rules[0].to[0]: empty entry (give methods, "
+     "notMethods, paths, notPaths, ports or notPorts) [line 7, column 22]"},
+    {AP("p", "shop") "spec: {rules: [{to: [{paths: [\"/a b\"]}]}]}\n", WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].paths[0]: \"/a b\" is not a path "
+     "pattern: contains a space, control or non-ASCII byte [line 4, column 31]"},
+    {AP("p", "shop") "spec: {rules: [{from: [{principals: [\"spiffe://a/\\x01\"]}]}]}\n",
+     WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].from[0].principals[0]: \"spiffe://a/\\x01\" "
+     "is not a principal pattern: not a SPIFFE ID (path contains a character outside "
+     "[A-Za-z0-9.-_]) [line 4, column 38]"},
+    {"a: \xff\n", WISP_ERR_PARSE, NULL},
+};
+
+static void test_invalid(void **state) {
+  (void)state;
+  size_t n = sizeof(kInvalid) / sizeof(kInvalid[0]), bad = 0;
+  for (size_t i = 0; i < n; i++) {
+    const invalid_case *c = &kInvalid[i];
+    wisp_policy *p = (wisp_policy *)(uintptr_t)0x1;
+    char err[512];
+    memset(err, 'x', sizeof(err));
+    wisp_err e = wisp_policy_compile(&p, c->yaml, strlen(c->yaml), err, sizeof(err));
+    if (e != c->want || (c->msg && strcmp(err, c->msg) != 0) || (!c->msg && !err[0])) {
+      print_error("case %zu: got %s:\n  %s\nwant:\n  %s\n", i, wisp_err_str(e), err,
+                  c->msg ? c->msg : "(any message)");
+      bad++;
+      continue;
+    }
+    assert_ptr_equal(p, (wisp_policy *)(uintptr_t)0x1); /* untouched on error */
+    /* A NULL or tiny error buffer is fine too. */
+    assert_int_equal(wisp_policy_compile(&p, c->yaml, strlen(c->yaml), NULL, 0), c->want);
+    char tiny[9];
+    assert_int_equal(wisp_policy_compile(&p, c->yaml, strlen(c->yaml), tiny, sizeof(tiny)), c->want);
+    assert_int_equal(strlen(tiny), sizeof(tiny) - 1);
+  }
+  assert_int_equal(bad, 0);
+  print_message("# %zu validation cases\n", n);
+}
+
+/* Accepted forms worth pinning down. */
+static void test_valid_forms(void **state) {
+  (void)state;
+  static const char *const kValid[] = {
+      "",
+      "# nothing\n",
+      "---\n...\n",
+      AP("p", "shop") "spec: {}\n",
+      AP("p", "shop") "spec: {rules: []}\n",
+      AP("p", "shop") "spec: {rules: [{}]}\n",
+      /* ports as Istio writes them: strings */
+      AP("p", "shop") "spec: {rules: [{to: [{ports: [\"8080\", 443]}]}]}\n",
+      /* labels and annotations are accepted and ignored */
+      "apiVersion: wisp.dev/v1\nkind: PeerAuthentication\nmetadata:\n  name: p\n  labels: {a: b}\n"
+      "  annotations: {x: \"1\", \"y\": ''}\nspec: {mode: STRICT}\n",
+      /* the same name in two namespaces, and for two kinds */
+      AP("p", "a") "spec: {}\n---\n" AP("p", "b") "spec: {}\n---\n" PA("p", "a") "spec: {mode: STRICT}\n",
+      /* one namespace-wide and one per-SA PeerAuthentication */
+      PA("a", "shop") "spec: {mode: STRICT}\n---\n" PA("b", "shop")
+      "spec: {mode: PERMISSIVE, selector: {serviceAccount: web}}\n",
+      /* block scalars and quoted strings are strings */
+      AP("p", "shop") "spec:\n  action: |-\n    DENY\n  rules: [{to: [{methods: ['GET']}]}]\n",
+  };
+  for (size_t i = 0; i < sizeof(kValid) / sizeof(kValid[0]); i++) {
+    wisp_policy *p = NULL;
+    char err[512] = "";
+    if (wisp_policy_compile(&p, kValid[i], strlen(kValid[i]), err, sizeof(err)) != WISP_OK)
+      fail_msg("valid case %zu refused: %s", i, err);
+    wisp_policy_free(p);
+  }
+}
+
+/* ---- PeerAuthentication ------------------------------------------------- */
+
+typedef struct {
+  const char *yaml;
+  const char *workload;
+  wisp_mtls_mode mode;
+  const char *from;
+} mode_case;
+
+static const mode_case kModes[] = {
+    {"", ORDERS, WISP_MTLS_STRICT, NULL},
+    {PA("default", "shop") "spec: {mode: PERMISSIVE}\n", ORDERS, WISP_MTLS_PERMISSIVE, "shop/default"},
+    {PA("default", "other") "spec: {mode: PERMISSIVE}\n", ORDERS, WISP_MTLS_STRICT, NULL},
+    /* per-SA beats namespace-wide, whatever the order */
+    {PA("sa", "shop") "spec: {mode: STRICT, selector: {serviceAccount: orders}}\n---\n" PA("ns", "shop")
+     "spec: {mode: PERMISSIVE}\n",
+     ORDERS, WISP_MTLS_STRICT, "shop/sa"},
+    {PA("ns", "shop") "spec: {mode: STRICT}\n---\n" PA("sa", "shop")
+     "spec: {mode: PERMISSIVE, selector: {serviceAccount: orders}}\n",
+     ORDERS, WISP_MTLS_PERMISSIVE, "shop/sa"},
+    {PA("ns", "shop") "spec: {mode: PERMISSIVE}\n---\n" PA("sa", "shop")
+     "spec: {mode: STRICT, selector: {serviceAccount: cart}}\n",
+     ORDERS, WISP_MTLS_PERMISSIVE, "shop/ns"},
+    /* a selector namespace other than the document's */
+    {PA("shop-wide", "mesh") "spec: {mode: PERMISSIVE, selector: {namespace: shop}}\n", ORDERS,
+     WISP_MTLS_PERMISSIVE, "mesh/shop-wide"},
+    /* metadata.namespace defaults to "default" */
+    {"apiVersion: wisp.dev/v1\nkind: PeerAuthentication\nmetadata: {name: d}\nspec: {mode: PERMISSIVE}\n",
+     "spiffe://td/ns/default/sa/x", WISP_MTLS_PERMISSIVE, "default/d"},
+    {PA("default", "shop") "spec: {mode: PERMISSIVE}\n", "spiffe://shop.local/vm/orders",
+     WISP_MTLS_STRICT, NULL},
+};
+
+static void test_peer_authentication(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof(kModes) / sizeof(kModes[0]); i++) {
+    const mode_case *c = &kModes[i];
+    wisp_policy *p = compile_ok(c->yaml);
+    wisp_policy_view *v = view_of(p, c->workload);
+    wisp_policy_view_info info;
+    wisp_policy_view_get_info(v, &info);
+    if (wisp_policy_view_mode(v) != c->mode || info.mode != c->mode ||
+        (c->from ? !info.mode_from || strcmp(info.mode_from, c->from) != 0 : info.mode_from != NULL))
+      fail_msg("mode case %zu: got %s from %s", i, wisp_mtls_mode_name(info.mode),
+               info.mode_from ? info.mode_from : "(default)");
+    wisp_policy_view_free(v);
+    wisp_policy_free(p);
+  }
+  assert_string_equal(wisp_mtls_mode_name(WISP_MTLS_STRICT), "STRICT");
+  assert_string_equal(wisp_mtls_mode_name(WISP_MTLS_PERMISSIVE), "PERMISSIVE");
+}
+
+/* ---- many rules, index, bounds --------------------------------------------------- */
+
+/* One ALLOW policy of |n| rules, rule i from client-i (exact, or with
+ * |prefix| the namespace team-i/ as a prefix) to GET /api/i/ and below. */
+static char *many_rules(int n, bool prefix) {
+  size_t cap = 256 + (size_t)n * 160;
+  char *y = malloc(cap);
+  size_t w = (size_t)snprintf(y, cap, AP("many", "shop") "spec:\n  selector: {serviceAccount: orders}\n  rules:\n");
+  for (int i = 0; i < n; i++) {
+    if (prefix)
+      w += (size_t)snprintf(y + w, cap - w,
+                            "  - from: [{principals: [\"spiffe://shop.local/ns/team-%d/*\"]}]\n", i);
+    else
+      w += (size_t)snprintf(y + w, cap - w,
+                            "  - from: [{principals: [\"spiffe://shop.local/ns/shop/sa/client-%d\"]}]\n",
+                            i);
+    w += (size_t)snprintf(y + w, cap - w, "    to: [{methods: [GET], paths: [\"/api/%d/*\"]}]\n", i);
+  }
+  return y;
+}
+
+static void eval_one(const wisp_policy_view *v, const char *principal, const char *method,
+                     const char *path, wisp_policy_decision *d) {
+  wisp_policy_request req = {principal, principal ? strlen(principal) : 0, method,
+                             method ? strlen(method) : 0, path, path ? strlen(path) : 0, 80};
+  wisp_policy_evaluate(v, &req, d);
+}
+
+static void test_thousand_rules(void **state) {
+  (void)state;
+  for (int prefix = 0; prefix < 2; prefix++) {
+    char *y = many_rules(1000, prefix);
+    wisp_policy *p = compile_ok(y);
+    free(y);
+    wisp_policy_stats st;
+    wisp_policy_get_stats(p, &st);
+    assert_int_equal(st.documents, 1);
+    assert_int_equal(st.rules, 1000);
+    assert_int_equal(st.allow_policies, 1);
+    wisp_policy_view *v = view_of(p, ORDERS);
+    wisp_policy_view_info info;
+    wisp_policy_view_get_info(v, &info);
+    assert_int_equal(info.allow_rules, 1000);
+    assert_int_equal(info.indexed_rules, prefix ? 0 : 1000);
+    wisp_policy_decision d;
+    for (int i = 0; i < 1000; i += 111) {
+      char id[128], path[64];
+      snprintf(id, sizeof(id), prefix ? "spiffe://shop.local/ns/team-%d/sa/x" : "spiffe://shop.local/ns/shop/sa/client-%d", i);
+      snprintf(path, sizeof(path), "/api/%d/x", i);
+      eval_one(v, id, "GET", path, &d);
+      assert_true(d.allow);
+      assert_int_equal(d.rule, i);
+      eval_one(v, id, "GET", "/api/1000/x", &d);
+      assert_false(d.allow);
+    }
+    eval_one(v, "spiffe://shop.local/ns/shop/sa/client-1000", "GET", "/api/1/x", &d);
+    assert_false(d.allow);
+    assert_string_equal(d.reason, R_NOMATCH);
+    wisp_policy_view_free(v);
+    wisp_policy_free(p);
+  }
+}
+
+/* The exact-principal index must not change a decision: the same rules
+ * made unindexable (a never-matching prefix added to each from entry)
+ * decide every request the same way, down to the rule. */
+static void test_index_matches_scan(void **state) {
+  (void)state;
+  static const char *const kFrom[] = {
+      "{principals: [\"spiffe://t/ns/a/sa/x\"]}",
+      "{principals: [\"spiffe://t/ns/a/sa/x\", \"spiffe://t/ns/b/sa/y\"]}",
+      "{principals: [\"spiffe://t/ns/b/sa/y\"], notNamespaces: [a]}",
+      "{principals: [\"spiffe://t/ns/a/sa/x\"], namespaces: [a]}",
+      "{principals: [\"spiffe://t/ns/a/*\"]}",
+      "{namespaces: [b]}",
+      "{notPrincipals: [\"spiffe://t/ns/a/sa/x\"]}",
+  };
+  static const char *const kTo[] = {"", "    to: [{methods: [GET]}]\n", "    to: [{paths: [\"/p/*\"]}]\n",
+                                    "    to: [{ports: [81]}]\n"};
+  static const char *const kCallers[] = {"spiffe://t/ns/a/sa/x", "spiffe://t/ns/b/sa/y",
+                                         "spiffe://t/ns/a/sa/z", "spiffe://t/ns/c/sa/x",
+                                         "spiffe://u/x", NULL};
+  static const char *const kMethods[] = {"GET", "POST", NULL};
+  static const char *const kPaths[] = {"/p/1", "/q"};
+  uint32_t seed = 12345;
+  for (int round = 0; round < 60; round++) {
+    char yaml[2][8192];
+    size_t w[2];
+    for (int k = 0; k < 2; k++)
+      w[k] = (size_t)snprintf(yaml[k], sizeof(yaml[k]), PA("m", "t") "spec: {mode: PERMISSIVE}\n---\n"
+                              AP("p", "t") "spec:\n  action: %s\n  rules:\n", round % 3 ? "ALLOW" : "DENY");
+    int n_rules = 1 + round % 9;
+    for (int r = 0; r < n_rules; r++) {
+      seed = seed * 1103515245u + 12345u;
+      const char *from = kFrom[(seed >> 8) % 7];
+      const char *to = kTo[(seed >> 16) % 4];
+      for (int k = 0; k < 2; k++) {
+        char entry[256];
+        if (k == 1 && strncmp(from, "{principals: [", 14) == 0)
+          snprintf(entry, sizeof(entry), "{principals: [\"spiffe://never/*\", %s", from + 14);
+        else
+          snprintf(entry, sizeof(entry), "%s", from);
+        w[k] += (size_t)snprintf(yaml[k] + w[k], sizeof(yaml[k]) - w[k], "  - from: [%s]\n%s", entry, to);
+      }
+    }
+    wisp_policy *p0 = compile_ok(yaml[0]);
+    wisp_policy *p1 = compile_ok(yaml[1]);
+    wisp_policy_view *v0 = view_of(p0, "spiffe://t/ns/t/sa/s");
+    wisp_policy_view *v1 = view_of(p1, "spiffe://t/ns/t/sa/s");
+    wisp_policy_view_info i1;
+    wisp_policy_view_get_info(v1, &i1);
+    assert_int_equal(i1.indexed_rules, 0);
+    for (size_t c = 0; c < 6; c++)
+      for (size_t m = 0; m < 3; m++)
+        for (size_t pa = 0; pa < 2; pa++)
+          for (uint16_t port = 80; port <= 81; port++) {
+            wisp_policy_request req = {kCallers[c], kCallers[c] ? strlen(kCallers[c]) : 0,
+                                       kMethods[m], kMethods[m] ? strlen(kMethods[m]) : 0,
+                                       kPaths[pa],  strlen(kPaths[pa]), port};
+            wisp_policy_decision d0, d1;
+            wisp_policy_evaluate(v0, &req, &d0);
+            wisp_policy_evaluate(v1, &req, &d1);
+            if (d0.allow != d1.allow || d0.rule != d1.rule || strcmp(d0.reason, d1.reason) != 0)
+              fail_msg("round %d: indexed and scanned differ:\n%s\n---\n%s", round, yaml[0], yaml[1]);
+          }
+    wisp_policy_view_free(v0);
+    wisp_policy_view_free(v1);
+    wisp_policy_free(p0);
+    wisp_policy_free(p1);
+  }
+}
+
+static char *repeat(const char *head, const char *unit, size_t n, const char *tail) {
+  size_t hl = strlen(head), ul = strlen(unit), tl = strlen(tail);
+  char *s = malloc(hl + ul * n + tl + 1);
+  memcpy(s, head, hl);
+  for (size_t i = 0; i < n; i++) memcpy(s + hl + i * ul, unit, ul);
+  memcpy(s + hl + ul * n, tail, tl + 1);
+  return s;
+}
+
+static void expect_big(char *yaml, size_t len, const char *piece) {
+  wisp_policy *p = NULL;
+  char err[512] = "";
+  wisp_err e = wisp_policy_compile(&p, yaml, len, err, sizeof(err));
+  if (e != WISP_ERR_TOO_BIG || !strstr(err, piece))
+    fail_msg("got %s: %s (want too big: %s)", wisp_err_str(e), err, piece);
+  assert_null(p);
+  free(yaml);
+}
+
+static void test_bounds(void **state) {
+  (void)state;
+  char *y = repeat("", "#", WISP_POLICY_MAX_INPUT + 1, "");
+  expect_big(y, WISP_POLICY_MAX_INPUT + 1, "policy: 4194305 bytes, more than the 4194304 allowed");
+  y = repeat(AP("p", "shop") "spec: {rules: [{from: [{principals: [", "\"*\",", WISP_POLICY_MAX_LIST + 1, "]}]}]}\n");
+  expect_big(y, strlen(y),
+             "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].from[0].principals: more than 1024 items");
+  y = repeat(AP("p", "shop") "spec: {rules: [", "{},", WISP_POLICY_MAX_RULES + 1, "]}\n");
+  expect_big(y, strlen(y), "spec.rules: more than 16384 items");
+  /* rules over all policies */
+  char *half = repeat(AP("a", "shop") "spec: {rules: [", "{},", WISP_POLICY_MAX_RULES / 2 + 1, "]}\n---\n");
+  char *other = repeat(AP("b", "shop") "spec: {rules: [", "{},", WISP_POLICY_MAX_RULES / 2, "]}\n");
+  y = malloc(strlen(half) + strlen(other) + 1);
+  strcpy(y, half);
+  strcat(y, other);
+  free(half);
+  free(other);
+  expect_big(y, strlen(y), "document 2 (AuthorizationPolicy \"b\"): spec.rules: more than 16384 rules in all");
+  y = repeat("", "---\n", WISP_POLICY_MAX_DOCS + 1, "");
+  expect_big(y, strlen(y), "document 4097: more than 4096 documents");
+  y = repeat("a: ", "[", WISP_POLICY_MAX_DEPTH + 1, "");
+  expect_big(y, strlen(y), "YAML nested deeper than 32 levels");
+  y = repeat("a: [", "1,", WISP_POLICY_MAX_NODES, "1]\n");
+  expect_big(y, strlen(y), "more than 262144 YAML nodes in one document");
+  y = repeat(AP("p", "shop") "spec: {rules: [{to: [{paths: [\"/", "a", WISP_POLICY_MAX_STR, "\"]}]}]}\n");
+  expect_big(y, strlen(y), "spec.rules[0].to[0].paths[0]: longer than 4096 bytes");
+  /* At the limits is fine. */
+  y = repeat(AP("p", "shop") "spec: {rules: [", "{},", WISP_POLICY_MAX_RULES - 1, "{}]}\n");
+  wisp_policy *p = compile_ok(y);
+  wisp_policy_stats st;
+  wisp_policy_get_stats(p, &st);
+  assert_int_equal(st.rules, WISP_POLICY_MAX_RULES);
+  wisp_policy_free(p);
+  free(y);
+  y = repeat("", "---\n", WISP_POLICY_MAX_DOCS, "");
+  p = compile_ok(y);
+  wisp_policy_get_stats(p, &st);
+  assert_int_equal(st.documents, 0);
+  wisp_policy_free(p);
+  free(y);
+}
+
+/* ---- ownership, summary, examples ------------------------------------------ */
+
+static void test_view_outlives_policy(void **state) {
+  (void)state;
+  wisp_policy *p = compile_ok(kPay);
+  wisp_policy_view *v = view_of(p, PAY("api"));
+  wisp_policy_up_ref(p);
+  wisp_policy_free(p);
+  wisp_policy_free(p); /* the view still holds one */
+  wisp_policy_decision d;
+  eval_one(v, WEB("evil"), "GET", "/", &d);
+  assert_false(d.allow);
+  assert_string_equal(d.policy, "pay/deny-evil");
+  wisp_policy_view_free(v);
+  wisp_policy_free(NULL);
+  wisp_policy_view_free(NULL);
+
+  wisp_policy_view *bad = (wisp_policy_view *)(uintptr_t)0x1;
+  p = compile_ok("");
+  assert_int_equal(wisp_policy_view_new(&bad, p, "spiffe://a/b/", 13), WISP_ERR_IDENTITY);
+  assert_int_equal(wisp_policy_view_new(&bad, p, "http://a/b", 10), WISP_ERR_IDENTITY);
+  assert_ptr_equal(bad, (wisp_policy_view *)(uintptr_t)0x1);
+  /* The empty policy governs nothing: everything is allowed. */
+  v = view_of(p, ORDERS);
+  eval_one(v, FRONTEND, "GET", "/", &d);
+  assert_true(d.allow);
+  assert_string_equal(d.reason, R_NOPOL);
+  assert_null(d.policy);
+  assert_int_equal(d.rule, -1);
+  wisp_policy_view_free(v);
+  wisp_policy_free(p);
+}
+
+static void test_stats_and_summary(void **state) {
+  (void)state;
+  wisp_policy *p = compile_ok(kPay);
+  wisp_policy_stats st;
+  wisp_policy_get_stats(p, &st);
+  assert_int_equal(st.documents, 9);
+  assert_int_equal(st.authorization_policies, 7);
+  assert_int_equal(st.allow_policies, 4);
+  assert_int_equal(st.deny_policies, 3);
+  assert_int_equal(st.peer_authentications, 2);
+  assert_int_equal(st.rules, 7);
+  static const char kWant[] =
+      "9 documents: AuthorizationPolicy pay/deny-evil DENY selector=pay/* rules=2; "
+      "AuthorizationPolicy pay/deny-debug DENY selector=pay/ledger rules=1; "
+      "AuthorizationPolicy pay/allow-api ALLOW selector=pay/api rules=2; "
+      "AuthorizationPolicy pay/allow-nothing ALLOW selector=pay/vault rules=0; "
+      "AuthorizationPolicy pay/allow-all ALLOW selector=pay/open rules=1; "
+      "AuthorizationPolicy pay/deny-none DENY selector=pay/open rules=0; "
+      "AuthorizationPolicy ops/cross ALLOW selector=pay/audit rules=1; "
+      "PeerAuthentication pay/pay-wide PERMISSIVE selector=pay/*; "
+      "PeerAuthentication pay/ledger-strict STRICT selector=pay/ledger";
+  char out[1024];
+  assert_int_equal(wisp_policy_summary(p, out, sizeof(out)), strlen(kWant));
+  assert_string_equal(out, kWant);
+  char tiny[10];
+  assert_int_equal(wisp_policy_summary(p, tiny, sizeof(tiny)), strlen(kWant));
+  assert_string_equal(tiny, "9 documen");
+  assert_int_equal(wisp_policy_summary(p, NULL, 0), strlen(kWant));
+  wisp_policy_view *v = view_of(p, PAY("open"));
+  wisp_policy_view_info info;
+  wisp_policy_view_get_info(v, &info);
+  assert_int_equal(info.allow_policies, 1);
+  assert_int_equal(info.deny_policies, 2);
+  assert_int_equal(info.allow_rules, 1);
+  assert_int_equal(info.deny_rules, 2);
+  wisp_policy_view_free(v);
+  wisp_policy_free(p);
+  p = compile_ok("");
+  assert_int_equal(wisp_policy_summary(p, out, sizeof(out)), 11);
+  assert_string_equal(out, "0 documents");
+  wisp_policy_free(p);
+}
+
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  char *buf = malloc(1 << 16);
+  *len = fread(buf, 1, 1 << 16, f);
+  fclose(f);
+  return buf;
+}
+
+/* The examples in tests/policy/ compile, and say what their comments say. */
+static void test_examples(void **state) {
+  (void)state;
+  static const struct {
+    const char *file;
+    const char *workload, *principal, *method, *path;
+    uint16_t port;
+    bool allow;
+    wisp_mtls_mode mode;
+  } kEx[] = {
+      {"shop.yaml", ORDERS, FRONTEND, "GET", "/orders/7", 8080, true, WISP_MTLS_STRICT},
+      {"shop.yaml", ORDERS, "spiffe://shop.local/ns/ops/sa/a", "GET", "/orders/7", 8080, true, WISP_MTLS_STRICT},
+      {"shop.yaml", ORDERS, "spiffe://shop.local/ns/web/sa/a", "GET", "/orders/7", 8080, false, WISP_MTLS_STRICT},
+      {"shop.yaml", "spiffe://shop.local/ns/shop/sa/cart", FRONTEND, "GET", "/internal/x", 80, false, WISP_MTLS_STRICT},
+      {"permissive-migration.yaml", "spiffe://c/ns/legacy/sa/web", NULL, "GET", "/", 80, true, WISP_MTLS_PERMISSIVE},
+      {"permissive-migration.yaml", "spiffe://c/ns/legacy/sa/web", NULL, "GET", "/admin/x", 80, false, WISP_MTLS_PERMISSIVE},
+      {"permissive-migration.yaml", "spiffe://c/ns/legacy/sa/payments", NULL, "GET", "/", 80, false, WISP_MTLS_STRICT},
+      {"allow-nothing.yaml", "spiffe://c/ns/vault/sa/x", FRONTEND, "GET", "/", 80, false, WISP_MTLS_STRICT},
+      {"allow-all.yaml", "spiffe://c/ns/tools/sa/status", FRONTEND, "DELETE", "/", 80, true, WISP_MTLS_STRICT},
+      {"l4-database.yaml", "spiffe://corp.example/ns/data/sa/postgres", "spiffe://corp.example/ns/shop/sa/billing", NULL, NULL, 5432, true, WISP_MTLS_STRICT},
+      {"l4-database.yaml", "spiffe://corp.example/ns/data/sa/postgres", "spiffe://corp.example/ns/monitoring/sa/prom", NULL, NULL, 9187, false, WISP_MTLS_STRICT},
+      {"l4-database.yaml", "spiffe://corp.example/ns/data/sa/postgres", "spiffe://corp.example/ns/monitoring/sa/prom", "GET", "/metrics", 9187, true, WISP_MTLS_STRICT},
+      {"istio-style.yaml", "spiffe://cluster.local/ns/web/sa/api", "spiffe://cluster.local/ns/web/sa/frontend", "GET", "/app.css", 80, true, WISP_MTLS_STRICT},
+      {"istio-style.yaml", "spiffe://cluster.local/ns/web/sa/api", "spiffe://cluster.local/ns/batch-new/sa/j", "POST", "/api/orders", 80, true, WISP_MTLS_STRICT},
+      {"istio-style.yaml", "spiffe://cluster.local/ns/web/sa/api", "spiffe://cluster.local/ns/batch-old/sa/j", "POST", "/api/orders", 80, false, WISP_MTLS_STRICT},
+      {"istio-style.yaml", "spiffe://cluster.local/ns/web/sa/api", "spiffe://x/ns/y/sa/z", "PUT", "/api/public/a", 80, true, WISP_MTLS_STRICT},
+      {"istio-style.yaml", "spiffe://cluster.local/ns/web/sa/api", "spiffe://x/ns/y/sa/z", "PATCH", "/api/public/a", 80, false, WISP_MTLS_STRICT},
+  };
+  for (size_t i = 0; i < sizeof(kEx) / sizeof(kEx[0]); i++) {
+    char path[256];
+    snprintf(path, sizeof(path), "tests/policy/%s", kEx[i].file);
+    size_t len = 0;
+    char *y = slurp(path, &len);
+    if (!y) fail_msg("cannot read %s", path);
+    wisp_policy *p = NULL;
+    char err[512] = "";
+    if (wisp_policy_compile(&p, y, len, err, sizeof(err)) != WISP_OK) fail_msg("%s: %s", path, err);
+    free(y);
+    wisp_policy_view *v = view_of(p, kEx[i].workload);
+    wisp_policy_request req = {kEx[i].principal, kEx[i].principal ? strlen(kEx[i].principal) : 0,
+                               kEx[i].method, kEx[i].method ? strlen(kEx[i].method) : 0,
+                               kEx[i].path, kEx[i].path ? strlen(kEx[i].path) : 0, kEx[i].port};
+    wisp_policy_decision d;
+    wisp_policy_evaluate(v, &req, &d);
+    if (d.allow != kEx[i].allow || wisp_policy_view_mode(v) != kEx[i].mode)
+      fail_msg("example %zu (%s): allow=%d (%s), mode %s", i, kEx[i].file, d.allow, d.reason,
+               wisp_mtls_mode_name(wisp_policy_view_mode(v)));
+    wisp_policy_view_free(v);
+    wisp_policy_free(p);
+  }
+}
+
+/* ---- micro benchmark ---------------------------------------------------------- */
+
+static double now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static double bench_one(const char *yaml, const char *principal, const char *method,
+                        const char *path, bool want_allow) {
+  wisp_policy *p = compile_ok(yaml);
+  wisp_policy_view *v = view_of(p, ORDERS);
+  wisp_policy_request req = {principal, strlen(principal), method, strlen(method), path, strlen(path), 8080};
+  wisp_policy_decision d;
+  wisp_policy_evaluate(v, &req, &d);
+  assert_int_equal(d.allow, want_allow);
+  const int iters = 2000000;
+  double best = 1e18;
+  for (int round = 0; round < 5; round++) {
+    unsigned allowed = 0;
+    double t0 = now_ns();
+    for (int i = 0; i < iters; i++) {
+      wisp_policy_evaluate(v, &req, &d);
+      allowed += d.allow;
+      __asm__ volatile("" : : "r"(allowed) : "memory");
+    }
+    double ns = (now_ns() - t0) / iters;
+    if (ns < best) best = ns;
+  }
+  wisp_policy_view_free(v);
+  wisp_policy_free(p);
+  return best;
+}
+
+static void test_bench(void **state) {
+  (void)state;
+  const char *on = getenv("WISP_POLICY_BENCH");
+  if (!on || on[0] != '1') {
+    print_message("# bench: skipped (set WISP_POLICY_BENCH=1)\n");
+    return;
+  }
+  char *one = many_rules(1, false);
+  char *exact = many_rules(1000, false);
+  char *prefix = many_rules(1000, true);
+  const char *c0 = "spiffe://shop.local/ns/shop/sa/client-0";
+  const char *c999 = "spiffe://shop.local/ns/shop/sa/client-999";
+  const char *t999 = "spiffe://shop.local/ns/team-999/sa/x";
+  print_message("# bench: 1 rule, allowed: %.1f ns/evaluate\n", bench_one(one, c0, "GET", "/api/0/x?a=1", true));
+  print_message("# bench: 1 rule, denied: %.1f ns/evaluate\n",
+                bench_one(one, "spiffe://shop.local/ns/shop/sa/other", "GET", "/api/0/x", false));
+  print_message("# bench: 1000 rules (exact principals, indexed), allowed by rule 999: %.1f ns/evaluate\n",
+                bench_one(exact, c999, "GET", "/api/999/x?a=1", true));
+  print_message("# bench: 1000 rules (exact principals, indexed), denied: %.1f ns/evaluate\n",
+                bench_one(exact, "spiffe://shop.local/ns/shop/sa/unknown", "GET", "/api/1/x", false));
+  print_message("# bench: 1000 rules (prefix principals, scanned), allowed by rule 999: %.1f ns/evaluate\n",
+                bench_one(prefix, t999, "GET", "/api/999/x", true));
+  print_message("# bench: 1000 rules (prefix principals, scanned), denied: %.1f ns/evaluate\n",
+                bench_one(prefix, "spiffe://shop.local/ns/other/sa/x", "GET", "/api/1/x", false));
+  free(one);
+  free(exact);
+  free(prefix);
+}
+
+int main(void) {
+  struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_decisions),
+      cmocka_unit_test(test_invalid),
+      cmocka_unit_test(test_valid_forms),
+      cmocka_unit_test(test_peer_authentication),
+      cmocka_unit_test(test_thousand_rules),
+      cmocka_unit_test(test_index_matches_scan),
+      cmocka_unit_test(test_bounds),
+      cmocka_unit_test(test_view_outlives_policy),
+      cmocka_unit_test(test_stats_and_summary),
+      cmocka_unit_test(test_examples),
+      cmocka_unit_test(test_bench),
+  };
+  return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
+}
