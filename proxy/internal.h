@@ -101,6 +101,7 @@ struct wisp_stream {
   bool eof[2];               /* that side sent END_STREAM */
   uint64_t bytes[2];         /* body bytes received on that side */
   uint64_t sent_up;          /* request bytes handed to the upstream */
+  uint64_t discard_until;    /* after our response: reset past this many request bytes (0: no) */
   bool headers_done[2];      /* final header block received on that side */
   bool resp_started;         /* response HEADERS submitted downstream */
   bool discard_req;          /* we answered already: drop request data */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "lib/wisp_log.h"
+#include "lib/wisp_policy.h"
 #include "lib/wisp_mem.h"
 #include "lib/wisp_net.h"
 #include "proxy/internal.h"
@@ -338,8 +339,28 @@ static void render_config(sbuf *b, const wisp_proxy *px) {
   sb_add(b, "}", 1);
   json_num(b, "reload_interval", cfg->reload_interval);
   json_int(b, "pool_size", cfg->pool_size);
-  json_str(b, "policy", NULL); /* the policy engine comes later */
-  json_str(b, "version", "");
+  json_str(b, "agent", cfg->agent);
+  json_str(b, "spiffe_id", cfg->spiffe_id);
+  json_str(b, "policy_file", cfg->policy_file);
+  json_key(b, "policy");
+  if (!px->policy) {
+    sb_add(b, "null", 4);
+  } else {
+    wisp_policy_stats st;
+    wisp_policy_view_info vi;
+    wisp_policy_get_stats(px->policy, &st);
+    wisp_policy_view_get_info(px->view, &vi);
+    sb_add(b, "{", 1);
+    json_str(b, "version", px->policy_version);
+    json_int(b, "documents", (int64_t)st.documents);
+    json_int(b, "rules", (int64_t)st.rules);
+    json_int(b, "governing_allow_policies", (int64_t)vi.allow_policies);
+    json_int(b, "governing_deny_policies", (int64_t)vi.deny_policies);
+    json_str(b, "mtls_mode", wisp_mtls_mode_name(vi.mode));
+    json_str(b, "mtls_mode_from", vi.mode_from);
+    json_str(b, "yaml", px->policy_yaml);
+    sb_add(b, "}", 1);
+  }
   sb_add(b, "}\n", 2);
 }
 

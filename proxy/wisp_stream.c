@@ -14,6 +14,9 @@
 /* Flow control keeps a stream's buffer under the window we granted; this
  * hard cap only guards against a bug, never a peer. */
 #define WISP_BODY_LIMIT (2 * WISP_H2_STREAM_WINDOW)
+/* Request bytes we read and drop after a complete response before asking
+ * the client to stop sending. */
+#define WISP_DISCARD_BEFORE_RESET (64 * 1024)
 
 static ssize_t provide_down(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                             nghttp2_data_source *src, void *user_data);
@@ -331,6 +334,10 @@ void wisp_stream_on_data(wisp_stream *s, wisp_side side, const uint8_t *data, si
   bool wanted = s->link[out].conn != NULL && !(side == WISP_DOWN && s->discard_req);
   if (!wanted) {
     ack_bytes(s, side, len);
+    if (side == WISP_DOWN && s->discard_until && s->bytes[WISP_DOWN] > s->discard_until) {
+      s->discard_until = 0;
+      reset_side(s, WISP_DOWN, NGHTTP2_NO_ERROR);
+    }
     return;
   }
   if (wisp_buf_append(&s->body[side], data, len, WISP_BODY_LIMIT) != WISP_OK) {
@@ -376,12 +383,15 @@ static ssize_t provide_up(nghttp2_session *session, int32_t id, uint8_t *buf, si
 /* ---- endings ---- */
 
 void wisp_stream_on_response_sent(wisp_stream *s) {
-  /* A complete response while the request is still arriving: ask the
-   * client to stop sending, without error (RFC 9113, 8.1). */
+  /* A complete response while the request is still arriving: drop the rest
+   * of the request. A small remainder (already in flight) is read and
+   * thrown away, since some clients take an immediate RST_STREAM as a
+   * failure even with NO_ERROR; a client that keeps uploading past the
+   * limit is asked to stop (RFC 9113, 8.1). */
   if (!s->eof[WISP_DOWN]) {
     s->discard_req = true;
     discard_body(s, WISP_DOWN);
-    reset_side(s, WISP_DOWN, NGHTTP2_NO_ERROR);
+    s->discard_until = s->bytes[WISP_DOWN] + WISP_DISCARD_BEFORE_RESET;
   }
 }
 

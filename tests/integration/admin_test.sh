@@ -97,8 +97,7 @@ cfg=$(adm "$C/config")
 expect_eq "/config lists the route" \
   "[{\"listen\":\"127.0.0.1:$OUT_PORT\",\"peer\":\"127.0.0.1:$IN_PORT\",\"expect_id\":\"$TD/ns/shop/sa/orders\"}]" \
   "$(jget routes <<<"$cfg")"
-expect_eq "/config policy is null until the policy engine" null "$(jget policy <<<"$cfg")"
-expect_eq "/config policy version is empty" "" "$(jget version <<<"$cfg")"
+expect_eq "/config policy is null without a policy" null "$(jget policy <<<"$cfg")"
 expect_eq "/config timeouts" '{"connect":5,"handshake":10,"idle":300,"drain":30}' "$(jget timeouts <<<"$cfg")"
 expect_eq "/config of a route-only proxy has no inbound" null "$(jget inbound <<<"$cfg")"
 scfg=$(adm "$S/config")

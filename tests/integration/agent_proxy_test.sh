@@ -62,8 +62,8 @@ expect_eq "the serial served is the one /certs reports" "$(serial | tr 'A-F' 'a-
 # --- policy push reaches the proxies and is ACKed ---
 printf 'apiVersion: wisp.dev/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: shop}\nspec: {mode: STRICT}\n' >"$WORK/p.yaml"
 v=$(ac apply "$WORK/p.yaml" | field version)
-check "the server proxy ACKs the pushed version within 1 s" wait_for 1 grep -q "\"event\":\"ack\",\"version\":\"$v\"" "$WORK/server.err"
-check "the agent records the ACK" wait_for 2 bash -c "node '$NODE_DIR/agent_client.js' --target 'unix://$SOCK' status | grep -q '\"acked_version\":\"$v\"'"
+check "the server proxy ACKs the pushed version within 1 s" within_ms 1000 grep -q "\"event\":\"ack\",\"version\":\"$v\"" "$WORK/server.err"
+check "the agent records the ACK" wait_for 3 bash -c "node '$NODE_DIR/agent_client.js' --target 'unix://$SOCK' status | grep -q '\"acked_version\":\"$v\"'"
 
 # --- restart with longer SVIDs: same CA, proxies reconnect and renew ---
 ca=$(openssl x509 -in "$WORK/state/ca.crt" -noout -fingerprint)

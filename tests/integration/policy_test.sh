@@ -46,7 +46,8 @@ APP_PORT=$(free_port) GRPC_PORT=$(free_port) IN_PORT=$(free_port) GIN_PORT=$(fre
 start_app app "$APP_PORT"
 start_bg "$WORK/grpc" node "$NODE_DIR/grpc_server.js" --port "$GRPC_PORT"
 wait_port "$GRPC_PORT"
-start_proxy server --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" --admin off \
+ADM=$(free_port)
+start_proxy server --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" --admin "127.0.0.1:$ADM" \
   --inbound "127.0.0.1:$IN_PORT" --app "127.0.0.1:$APP_PORT" --policy "$POLICY"
 start_proxy gserver --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" --admin off \
   --inbound "127.0.0.1:$GIN_PORT" --app "127.0.0.1:$GRPC_PORT" --policy "$POLICY"
@@ -108,7 +109,9 @@ apiVersion: wisp.dev/v1
 kind: PeerAuthentication
 metadata: {name: default, namespace: shop}
 spec: {mode: PERMISSIVE}'
-check "the new policy is applied within 1 s" wait_for 1 grep -q '"mtls_mode":"PERMISSIVE"' "$WORK/server.err"
+check "the new policy is applied within 1 s" within_ms 1000 grep -q '"mtls_mode":"PERMISSIVE"' "$WORK/server.err"
+expect_match "/config shows the policy in force" '"policy":\{"version":"","documents":3,"rules":5,.*"mtls_mode":"PERMISSIVE","mtls_mode_from":"shop/default"' \
+  "$(curl -s "http://127.0.0.1:$ADM/config")"
 expect_eq "PERMISSIVE: a plaintext curl is served where policy allows anyone" 200 "$(code "http://127.0.0.1:$IN_PORT/public/x")"
 expect_eq "PERMISSIVE: a plaintext curl is denied where policy needs a principal" 403 "$(code "http://127.0.0.1:$IN_PORT/orders/1")"
 body=$(curl -s --http2-prior-knowledge "http://127.0.0.1:$IN_PORT/public/x")
@@ -138,7 +141,7 @@ expect_eq "a policy change judges the next request on the same connection" \
 cp "$POLICY" "$WORK/good.yaml"
 sed 's/action: DENY/action: MAYBE/' "$WORK/good.yaml" >"$POLICY.tmp" && mv "$POLICY.tmp" "$POLICY"
 check "a bad policy is refused with the document, field and reason" \
-  wait_for 2 grep -qF '"event":"rejected","source":"'"$POLICY"'","error":"document 2 (AuthorizationPolicy \"no-admin\"): spec.action: \"MAYBE\" is not an action' "$WORK/server.err"
+  within_ms 2000 grep -qF '"event":"rejected","source":"'"$POLICY"'","error":"document 2 (AuthorizationPolicy \"no-admin\"): spec.action: \"MAYBE\" is not an action' "$WORK/server.err"
 check "... and the log says the last good policy stays in force" grep -qF '"in_force":"the last good policy"' "$WORK/server.err"
 expect_eq "the last good policy stays in force" 403 "$(code "http://127.0.0.1:$PORT_admin/admin/x")"
 

@@ -109,6 +109,20 @@ wait_for() {
   return 1
 }
 
+# within_ms MS CMD...: CMD succeeds within MS milliseconds (polled every
+# 20 ms; unlike wait_for, not rounded to whole seconds).
+within_ms() {
+  local limit=$1 start now
+  shift
+  start=$(date +%s%N)
+  while :; do
+    "$@" && return 0
+    now=$(date +%s%N)
+    [ $(((now - start) / 1000000)) -ge "$limit" ] && return 1
+    sleep 0.02
+  done
+}
+
 # ---- PKI ----
 # make_pki: a CA and SVIDs for frontend and orders in $WORK/pki.
 make_pki() {
