@@ -89,6 +89,10 @@ void wisp_h2conn_mark_dirty(wisp_h2conn *c) {
 void wisp_h2conn_close(wisp_h2conn *c, const char *reason) {
   if (c->closing) return;
   c->closing = true;
+  /* No more I/O on a dying connection, even if teardown has to wait a
+   * loop iteration (a long dirty list). */
+  ev_io_stop(c->lp->loop, &c->rio);
+  ev_io_stop(c->lp->loop, &c->wio);
   if (reason) snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
   wisp_h2conn_mark_dirty(c);
 }
@@ -104,6 +108,7 @@ void wisp_h2conn_closef(wisp_h2conn *c, const char *fmt, ...) {
 
 static void update_io(wisp_h2conn *c) {
   struct ev_loop *loop = c->lp->loop;
+  if (c->closing) return;
   bool want_write = c->state == WISP_H2CONN_CONNECTING || c->tls_want_write || wisp_buf_len(&c->out) > 0;
   if (want_write) {
     ev_io_start(loop, &c->wio);
@@ -258,6 +263,7 @@ void wisp_h2loop_flush(wisp_h2loop *lp) {
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
   wisp_h2conn *c = w->data;
+  if (c->closing) return;
   if (c->state == WISP_H2CONN_HANDSHAKING) {
     handshake(c);
   } else if (c->state == WISP_H2CONN_OPEN) {
@@ -282,6 +288,7 @@ static void on_connected(wisp_h2conn *c) {
 
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents) {
   wisp_h2conn *c = w->data;
+  if (c->closing) return;
   if (c->state == WISP_H2CONN_CONNECTING) {
     on_connected(c);
   } else if (c->state == WISP_H2CONN_HANDSHAKING) {

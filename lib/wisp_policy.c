@@ -189,10 +189,16 @@ static bool selects(const wp_selector *s, const workload *w) {
   return !s->sa.s || wp_str_cmp(s->sa.s, s->sa.len, w->sa, w->sa_len) == 0;
 }
 
-/* The patterns a from entry is indexed under, and the kind of the first
- * of them (exact; the prefix and suffix kinds follow): its principals
- * unless "*" is one, else its namespaces unless "*" is one, else none. */
-static const wp_strset *entry_keys(const wp_from *f, uint32_t *kind) {
+/* The patterns entry |i| of |r| is filed under (see wisp_policy_internal.h)
+ * and the exact kind of them (the prefix and suffix kinds follow), or NULL
+ * when there are none. */
+static const wp_strset *entry_keys(const wp_rule *r, bool by_path, uint32_t i, uint32_t *kind) {
+  if (by_path) {
+    const wp_to *t = &r->to[i];
+    *kind = WP_K_PATH;
+    return (t->fields & WP_T_PATHS) && !t->paths.any ? &t->paths : NULL;
+  }
+  const wp_from *f = &r->from[i];
   if ((f->fields & WP_F_PRINCIPALS) && !f->principals.any) {
     *kind = WP_K_PRINCIPAL;
     return &f->principals;
@@ -204,12 +210,20 @@ static const wp_strset *entry_keys(const wp_from *f, uint32_t *kind) {
   return NULL;
 }
 
-static bool indexable(const wp_rule *r) {
-  uint32_t kind;
-  if (r->n_from == 0) return false;
-  for (uint32_t i = 0; i < r->n_from; i++)
-    if (!entry_keys(&r->from[i], &kind)) return false;
+typedef enum { IX_SCAN, IX_CALLER, IX_PATH } ix_how;
+
+static bool all_entries_keyed(const wp_rule *r, bool by_path) {
+  uint32_t n = by_path ? r->n_to : r->n_from, kind;
+  if (n == 0) return false;
+  for (uint32_t i = 0; i < n; i++)
+    if (!entry_keys(r, by_path, i, &kind)) return false;
   return true;
+}
+
+static ix_how how_filed(const wp_rule *r) {
+  if (all_entries_keyed(r, false)) return IX_CALLER;
+  if (all_entries_keyed(r, true)) return IX_PATH;
+  return IX_SCAN;
 }
 
 static wp_slot *slot_for(wp_slot *table, uint32_t mask, uint32_t kind, const wp_str *key) {
@@ -244,10 +258,10 @@ typedef struct {
   uint32_t n_lens[WP_K_COUNT];
 } ix_build;
 
-static void file_rule(ix_build *b, uint32_t item, const wp_rule *r) {
-  for (uint32_t i = 0; i < r->n_from; i++) {
+static void file_rule(ix_build *b, uint32_t item, const wp_rule *r, bool by_path) {
+  for (uint32_t i = 0; i < (by_path ? r->n_to : r->n_from); i++) {
     uint32_t kind;
-    const wp_strset *s = entry_keys(&r->from[i], &kind);
+    const wp_strset *s = entry_keys(r, by_path, i, &kind);
     const wp_str *parts[3] = {s->exact, s->prefix, s->suffix};
     const uint32_t counts[3] = {s->n_exact, s->n_prefix, s->n_suffix};
     for (uint32_t part = 0; part < 3; part++)
@@ -263,27 +277,37 @@ static void file_rule(ix_build *b, uint32_t item, const wp_rule *r) {
   }
 }
 
-/* Builds the caller index of |l| (items already set). */
+/* Builds the index of |l| (items already set). */
 static void build_index(wp_arena *a, wp_list *l) {
   uint32_t n_keys = 0, n_generic = 0;
   for (uint32_t k = 0; k < l->n_items; k++) {
     const wp_rule *r = l->items[k].rule;
-    if (!indexable(r)) {
+    ix_how how = how_filed(r);
+    if (how == IX_SCAN) {
       n_generic++;
       continue;
     }
     l->n_indexed++;
-    for (uint32_t i = 0; i < r->n_from; i++) {
+    if (how == IX_PATH) l->n_by_path++;
+    for (uint32_t i = 0; i < (how == IX_PATH ? r->n_to : r->n_from); i++) {
       uint32_t kind;
-      const wp_strset *s = entry_keys(&r->from[i], &kind);
+      const wp_strset *s = entry_keys(r, how == IX_PATH, i, &kind);
       n_keys += s->n_exact + s->n_prefix + s->n_suffix;
       if (kind == WP_K_NAMESPACE) l->has_namespaces = true;
+      if (kind == WP_K_PATH) l->has_paths = true;
+      else l->has_callers = true;
     }
   }
   uint32_t *generic = wp_alloc(a, n_generic * sizeof(uint32_t));
-  for (uint32_t k = 0; k < l->n_items; k++)
-    if (!indexable(l->items[k].rule)) generic[l->n_generic++] = k;
+  uint32_t *by_path = wp_alloc(a, l->n_by_path * sizeof(uint32_t));
+  uint32_t n_by_path = 0;
+  for (uint32_t k = 0; k < l->n_items; k++) {
+    ix_how how = how_filed(l->items[k].rule);
+    if (how == IX_SCAN) generic[l->n_generic++] = k;
+    if (how == IX_PATH) by_path[n_by_path++] = k;
+  }
   l->generic = generic;
+  l->by_path = by_path;
   if (l->n_indexed == 0) return;
 
   ix_build b;
@@ -295,8 +319,10 @@ static void build_index(wp_arena *a, wp_list *l) {
   b.last = wisp_calloc(cap, sizeof(uint32_t));
   for (uint32_t kind = 0; kind < WP_K_COUNT; kind++)
     b.lens[kind] = wisp_malloc(n_keys * sizeof(uint32_t));
-  for (uint32_t k = 0; k < l->n_items; k++)
-    if (indexable(l->items[k].rule)) file_rule(&b, k, l->items[k].rule);
+  for (uint32_t k = 0; k < l->n_items; k++) {
+    ix_how how = how_filed(l->items[k].rule);
+    if (how != IX_SCAN) file_rule(&b, k, l->items[k].rule, how == IX_PATH);
+  }
   uint32_t off = 0;
   for (uint32_t i = 0; i < cap; i++) {
     b.table[i].off = off;
@@ -305,8 +331,10 @@ static void build_index(wp_arena *a, wp_list *l) {
   }
   b.postings = wp_alloc(a, off * sizeof(uint32_t));
   memset(b.last, 0, cap * sizeof(uint32_t));
-  for (uint32_t k = 0; k < l->n_items; k++)
-    if (indexable(l->items[k].rule)) file_rule(&b, k, l->items[k].rule);
+  for (uint32_t k = 0; k < l->n_items; k++) {
+    ix_how how = how_filed(l->items[k].rule);
+    if (how != IX_SCAN) file_rule(&b, k, l->items[k].rule, how == IX_PATH);
+  }
 
   /* The distinct lengths of prefix and suffix patterns: what to probe. */
   for (uint32_t kind = 0; kind < WP_K_COUNT; kind++) {
@@ -314,7 +342,7 @@ static void build_index(wp_arena *a, wp_list *l) {
     qsort(b.lens[kind], n, sizeof(uint32_t), cmp_u32);
     for (uint32_t i = 0; i < n; i++)
       if (w == 0 || b.lens[kind][i] != b.lens[kind][w - 1]) b.lens[kind][w++] = b.lens[kind][i];
-    bool probed = kind != WP_K_PRINCIPAL && kind != WP_K_NAMESPACE;
+    bool probed = kind != WP_K_PRINCIPAL && kind != WP_K_NAMESPACE && kind != WP_K_PATH;
     if (probed && w) {
       uint32_t *lens = wp_alloc(a, w * sizeof(uint32_t));
       memcpy(lens, b.lens[kind], w * sizeof(uint32_t));

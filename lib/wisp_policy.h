@@ -143,7 +143,8 @@ typedef struct {
   size_t deny_policies;
   size_t allow_rules;
   size_t deny_rules;
-  size_t indexed_rules;   /* rules found by a hash of the caller's ID */
+  size_t indexed_rules;   /* rules found by hashing the caller's ID or
+                           * namespace (the others are scanned) */
   wisp_mtls_mode mode;
   const char *mode_from;  /* "namespace/name" of the PeerAuthentication
                            * that set the mode, NULL for the default;
@@ -158,7 +159,7 @@ void wisp_policy_view_get_info(const wisp_policy_view *v, wisp_policy_view_info 
  * to its first '?'; it is NOT normalised here, so the HTTP layer must refuse
  * or normalise "..", "//" and %-encoded paths before asking. */
 typedef struct {
-  const char *principal;  /* the caller's SPIFFE ID; NULL: no identity */
+  const char *principal;  /* the caller's SPIFFE ID; NULL (or ""): no identity */
   size_t principal_len;
   const char *method;     /* NULL: an L4 connection (method and path unused) */
   size_t method_len;
@@ -182,10 +183,18 @@ typedef struct {
 #define WISP_POLICY_REASON_NO_ALLOW_POLICY "no ALLOW policy governs this workload"
 #define WISP_POLICY_REASON_NO_IDENTITY "no caller identity in STRICT mode"
 
-/* Decides |req| for the view's workload into |out|. Never allocates. A
- * caller with no identity is denied outright in STRICT mode (the transport
- * should have refused it already). */
-void wisp_policy_evaluate(const wisp_policy_view *v, const wisp_policy_request *req,
-                          wisp_policy_decision *out);
+/* Decides |req| for the view's workload into |out|. When several rules
+ * match, the first in document order decides (DENY policies before ALLOW
+ * ones). Never allocates, never fails, safe from any number of threads. A
+ * caller with no identity (NULL or empty principal) is denied outright in
+ * STRICT mode: the transport should have refused it already.
+ *
+ * Cost: the view files each rule under what a request must have for it to
+ * match (a principal or namespace pattern, else a path pattern) in a hash
+ * table, so a request hashes its ID, namespace and path (at each length a
+ * prefix or suffix pattern has) and tries only the rules filed there, plus
+ * the rules that name neither caller nor path, which are tried in turn. */
+void wisp_policy_evaluate(const wisp_policy_view *v, wisp_policy_decision *out,
+                          const wisp_policy_request *req);
 
 #endif

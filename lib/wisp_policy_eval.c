@@ -189,11 +189,18 @@ static void probe_all(const wp_list *l, uint32_t kind, const char *s, size_t len
 }
 
 /* The first item of |l| whose rule matches, or -1: the rules filed under
- * the caller's ID and namespace, and the rules not in the index. */
+ * the caller's ID, its namespace and the path, and the rules scanned. */
 static int32_t list_match(const wp_list *l, req_ctx *c, bool deny) {
   uint32_t best = UINT32_MAX;
   const wisp_policy_request *r = c->r;
-  if (l->table && r->principal) {
+  if (l->has_paths) {
+    if (r->method)
+      probe_all(l, WP_K_PATH, c->path, c->path_len, wp_key_hash(WP_K_PATH, c->path, c->path_len), c,
+                deny, &best);
+    else if (deny)
+      scan(l, l->by_path, l->n_by_path, c, deny, &best); /* L4: paths ignored */
+  }
+  if (l->has_callers && r->principal) {
     if (!c->hashed) {
       c->hash = wp_key_hash(WP_K_PRINCIPAL, r->principal, r->principal_len);
       c->hashed = true;
@@ -214,22 +221,24 @@ static void decide(wisp_policy_decision *out, bool allow, const wp_item *item, c
   out->reason = reason;
 }
 
-void wisp_policy_evaluate(const wisp_policy_view *v, const wisp_policy_request *req,
-                          wisp_policy_decision *out) {
-  if (!req->principal && v->mode == WISP_MTLS_STRICT) {
+void wisp_policy_evaluate(const wisp_policy_view *v, wisp_policy_decision *out,
+                          const wisp_policy_request *req) {
+  wisp_policy_request r = *req;
+  if (r.principal_len == 0) r.principal = NULL; /* an empty ID is no ID */
+  if (!r.principal && v->mode == WISP_MTLS_STRICT) {
     decide(out, false, NULL, WISP_POLICY_REASON_NO_IDENTITY);
     return;
   }
   req_ctx c;
   memset(&c, 0, sizeof(c));
-  c.r = req;
+  c.r = &r;
   c.path = "";
-  if (req->method) {
-    c.method = method_bit(req->method, req->method_len);
-    if (req->path) {
-      const char *q = memchr(req->path, '?', req->path_len);
-      c.path = req->path;
-      c.path_len = q ? (size_t)(q - req->path) : req->path_len;
+  if (r.method) {
+    c.method = method_bit(r.method, r.method_len);
+    if (r.path) {
+      const char *q = memchr(r.path, '?', r.path_len);
+      c.path = r.path;
+      c.path_len = q ? (size_t)(q - r.path) : r.path_len;
     }
   }
   int32_t k = list_match(&v->deny, &c, true);

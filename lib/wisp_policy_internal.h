@@ -149,11 +149,15 @@ typedef struct {
   int32_t index;       /* in the policy's rules */
 } wp_item;
 
-/* Caller index. A rule is indexed when each of its from entries names the
- * caller positively: by principals (unless "*" is one) or else by
- * namespaces (same). It can then match only a caller whose ID (or
- * namespace) is one of those patterns, so it is filed under each pattern,
- * by kind: */
+/* Index. A rule is filed under the patterns that a request must match for
+ * the rule to match, by kind, so that a request finds its candidate rules
+ * by hashing instead of trying every rule:
+ * - by caller, when each from entry names the caller positively: by
+ *   principals (unless "*" is one) or else by namespaces (same);
+ * - else by path, when each to entry has paths (without "*"). Such a rule
+ *   cannot match an L4 connection in an ALLOW list, but can in a DENY list
+ *   (which ignores paths for L4), so those are kept apart for that case;
+ * - else it is scanned. */
 enum {
   WP_K_PRINCIPAL,         /* exact principal */
   WP_K_PRINCIPAL_PREFIX,
@@ -161,6 +165,9 @@ enum {
   WP_K_NAMESPACE,         /* exact namespace */
   WP_K_NAMESPACE_PREFIX,
   WP_K_NAMESPACE_SUFFIX,
+  WP_K_PATH,              /* exact path */
+  WP_K_PATH_PREFIX,
+  WP_K_PATH_SUFFIX,
   WP_K_COUNT,
 };
 
@@ -181,12 +188,16 @@ typedef struct {
   uint32_t n_generic;
   const uint32_t *generic;  /* items not in the index, ascending */
   uint32_t n_indexed;
+  uint32_t n_by_path;
+  const uint32_t *by_path;  /* items filed by path, ascending */
   uint32_t mask;            /* capacity - 1; table NULL when nothing indexed */
   const wp_slot *table;
   const uint32_t *postings;
   uint32_t n_lens[WP_K_COUNT];     /* prefix/suffix kinds: the distinct */
   const uint32_t *lens[WP_K_COUNT]; /* pattern lengths, ascending */
+  bool has_callers;         /* some key is of a principal or namespace kind */
   bool has_namespaces;      /* some key is of a namespace kind */
+  bool has_paths;           /* some key is of a path kind */
 } wp_list;
 
 struct wisp_policy_view {
@@ -200,7 +211,7 @@ struct wisp_policy_view {
 
 /* ---- shared helpers ---------------------------------------------------- */
 
-/* The hash of the caller index. */
+/* The hash of the index. */
 uint64_t wp_hash(const char *s, size_t len);
 uint64_t wp_key_hash(uint32_t kind, const char *s, size_t len);
 

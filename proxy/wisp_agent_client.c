@@ -32,10 +32,10 @@ struct wisp_agent_client {
   char agent_id[WISP_SPIFFE_MAX + 1];
   char token[TOKEN_MAX];
   wisp_tls *bootstrap_tls;   /* trust-only, for https before the first SVID */
-  ev_timer sign_timer, watch_timer, reap_timer;
+  ev_timer sign_timer, watch_timer;
   double sign_backoff, watch_backoff;
   wisp_rpcc *sign_conn, *watch_conn;
-  wisp_rpcc *dead[2];        /* connections to free outside their callbacks */
+  bool installed;            /* the Sign in flight delivered a usable SVID */
   EVP_PKEY *pending_key;     /* the key of the CSR in flight */
   bool have_svid;
   int64_t not_after;
@@ -50,24 +50,11 @@ static double jitter(void) {
   return (double)r / 4294967296.0;
 }
 
-static void retire(wisp_agent_client *ac, wisp_rpcc **conn) {
-  if (!*conn) return;
-  for (int i = 0; i < 2; i++) {
-    if (!ac->dead[i]) {
-      ac->dead[i] = *conn;
-      break;
-    }
-  }
+/* Lets go of a connection; wisp_rpcc_free is safe from its own handlers. */
+static void retire(wisp_rpcc **conn) {
+  wisp_rpcc *c = *conn;
   *conn = NULL;
-  ev_timer_start(ac->px->loop, &ac->reap_timer);
-}
-
-static void on_reap(struct ev_loop *loop, ev_timer *w, int revents) {
-  wisp_agent_client *ac = w->data;
-  for (int i = 0; i < 2; i++) {
-    wisp_rpcc_free(ac->dead[i]);
-    ac->dead[i] = NULL;
-  }
+  wisp_rpcc_free(c);
 }
 
 static void schedule(wisp_agent_client *ac, ev_timer *t, double after) {
@@ -159,9 +146,14 @@ static void on_sign_message(wisp_rpcc_call *call, const uint8_t *msg, size_t len
     log_cert("install_failed", NULL, err);
     return;
   }
+  double life = (double)ac->not_after - now_s();
+  if (life <= 0) {
+    log_cert("install_failed", NULL, "the agent issued an SVID that is already expired");
+    return;
+  }
+  ac->installed = true;
   const wisp_tls_info *info = wisp_tls_get0_info(ac->px->tls);
   log_cert("issued", info, NULL);
-  double life = (double)ac->not_after - now_s();
   double delay = life * (RENEW_AT + RENEW_JITTER * jitter());
   schedule(ac, &ac->sign_timer, delay > MIN_RENEW_DELAY ? delay : MIN_RENEW_DELAY);
   ac->sign_backoff = BACKOFF_MIN;
@@ -173,10 +165,14 @@ static void on_sign_done(wisp_rpcc_call *call, wisp_grpc_status code, const char
   if (ac->closing) return;
   EVP_PKEY_free(ac->pending_key);
   ac->pending_key = NULL;
-  retire(ac, &ac->sign_conn);
-  if (code == WISP_GRPC_OK) return;
+  retire(&ac->sign_conn);
+  if (code == WISP_GRPC_OK && ac->installed) return;
   char reason[1024];
-  snprintf(reason, sizeof(reason), "agent %s: %s: %s", ac->target, wisp_grpc_status_name(code), message);
+  if (code == WISP_GRPC_OK) {
+    snprintf(reason, sizeof(reason), "agent %s answered without a usable SVID", ac->target);
+  } else {
+    snprintf(reason, sizeof(reason), "agent %s: %s: %s", ac->target, wisp_grpc_status_name(code), message);
+  }
   log_cert("sign_failed", NULL, reason);
   schedule(ac, &ac->sign_timer, next_backoff(&ac->sign_backoff));
 }
@@ -189,6 +185,7 @@ static void on_sign_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   uint8_t *csr = NULL;
   size_t csr_len = 0;
   if (ac->sign_conn) return; /* one at a time */
+  ac->installed = false;
   EVP_PKEY_free(ac->pending_key);
   ac->pending_key = NULL;
   /* A fresh key for every SVID: the key never leaves this process. */
@@ -212,7 +209,7 @@ static void on_sign_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   free(csr);
   if (!call) {
     if (!ac->sign_conn) log_cert("sign_failed", NULL, err);
-    retire(ac, &ac->sign_conn);
+    retire(&ac->sign_conn);
     schedule(ac, &ac->sign_timer, next_backoff(&ac->sign_backoff));
   }
 }
@@ -265,7 +262,7 @@ static void on_snapshot(wisp_rpcc_call *call, const uint8_t *msg, size_t len, vo
 static void on_watch_done(wisp_rpcc_call *call, wisp_grpc_status code, const char *message, void *arg) {
   wisp_agent_client *ac = arg;
   if (ac->closing) return;
-  retire(ac, &ac->watch_conn);
+  retire(&ac->watch_conn);
   WISP_WARN("config watch ended (%s: %s); keeping the last policy, reconnecting", wisp_grpc_status_name(code),
             message);
   schedule(ac, &ac->watch_timer, next_backoff(&ac->watch_backoff));
@@ -285,7 +282,7 @@ static void watch_start(wisp_agent_client *ac) {
   req.node = &node;
   if (!call || wisp_rpcc_send(call, &req.base) != WISP_OK) {
     if (call) wisp_rpcc_cancel(call);
-    retire(ac, &ac->watch_conn);
+    retire(&ac->watch_conn);
     schedule(ac, &ac->watch_timer, next_backoff(&ac->watch_backoff));
   }
 }
@@ -333,9 +330,7 @@ wisp_err wisp_agent_client_start(wisp_agent_client **out, wisp_proxy *px, char *
   }
   ev_init(&ac->sign_timer, on_sign_timer);
   ev_init(&ac->watch_timer, on_watch_timer);
-  ev_init(&ac->reap_timer, on_reap);
-  ev_timer_set(&ac->reap_timer, 0, 0);
-  ac->sign_timer.data = ac->watch_timer.data = ac->reap_timer.data = ac;
+  ac->sign_timer.data = ac->watch_timer.data = ac;
   schedule(ac, &ac->sign_timer, 0);
   return WISP_OK;
 }
@@ -345,13 +340,11 @@ void wisp_agent_client_free(wisp_agent_client *ac) {
   struct ev_loop *loop = ac->px->loop;
   ev_timer_stop(loop, &ac->sign_timer);
   ev_timer_stop(loop, &ac->watch_timer);
-  ev_timer_stop(loop, &ac->reap_timer);
   /* wisp_rpcc_free runs the calls' on_done inline: they must find nothing
    * left to retire or reschedule. */
   ac->closing = true;
-  wisp_rpcc *conns[4] = {ac->sign_conn, ac->watch_conn, ac->dead[0], ac->dead[1]};
-  ac->sign_conn = ac->watch_conn = ac->dead[0] = ac->dead[1] = NULL;
-  for (int i = 0; i < 4; i++) wisp_rpcc_free(conns[i]);
+  retire(&ac->sign_conn);
+  retire(&ac->watch_conn);
   EVP_PKEY_free(ac->pending_key);
   wisp_tls_free(ac->bootstrap_tls);
   free(ac);

@@ -51,11 +51,14 @@ static void unlink_side(wisp_stream *s, wisp_side side) {
   wisp_conn_stream_removed(c);
 }
 
-/* Tells |side|'s peer it may send |n| more bytes. */
+/* Tells |side|'s peer it may send |n| more bytes on this stream. The
+ * connection window was returned when the bytes arrived (on_data): a stream
+ * whose reader is slow holds back only itself, never the other streams that
+ * share its (pooled) connection. */
 static void ack_bytes(wisp_stream *s, wisp_side side, size_t n) {
   wisp_conn *c = s->link[side].conn;
   if (!c || n == 0) return;
-  nghttp2_session_consume(c->io.h2, s->link[side].id, n);
+  nghttp2_session_consume_stream(c->io.h2, s->link[side].id, n);
   wisp_conn_mark_dirty(c);
 }
 
@@ -186,6 +189,8 @@ static void upstream_failed(wisp_stream *s, uint32_t code, const char *reason, i
      * try once more on another connection. */
     if (!reason && code == NGHTTP2_REFUSED_STREAM && s->retries == 0 && s->sent_up == 0) {
       s->retries++;
+      wisp_hdrs_cleanup(&s->hdrs[WISP_UP]); /* whatever the refused attempt got */
+      wisp_hdrs_cleanup(&s->trailers[WISP_UP]);
       dispatch(s);
       return;
     }
@@ -227,10 +232,44 @@ wisp_err wisp_stream_on_header(wisp_stream *s, wisp_side side, nghttp2_headers_c
   return wisp_hdrs_add(trailer ? &s->trailers[side] : &s->hdrs[side], name, name_len, value, value_len);
 }
 
+/* Policy matches paths byte for byte, and the app behind us may clean or
+ * decode them: a path whose meaning could change that way (//, . or ..
+ * segments, encoded '.', '/' or '\\', a backslash) is refused, so what the
+ * policy judged is what the app serves. The query string is not checked. */
+static bool path_is_canonical(const char *p) {
+  if (!p) return false;
+  if (strcmp(p, "*") == 0) return true; /* OPTIONS * */
+  if (p[0] != '/') return false;
+  for (size_t i = 0; p[i] && p[i] != '?' && p[i] != '#'; i++) {
+    char c = p[i];
+    if (c == '\\') return false;
+    if (c == '%' && p[i + 1] && p[i + 2]) {
+      char a = p[i + 1], b = (char)(p[i + 2] | 0x20);
+      if ((a == '2' && (b == 'e' || b == 'f')) || (a == '5' && b == 'c')) return false;
+    }
+    if (c == '/') {
+      const char *seg = p + i + 1;
+      size_t n = strcspn(seg, "/?#");
+      if (n == 0 && seg[0] == '/') return false;                           /* // */
+      if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.')) return false;
+    }
+  }
+  return true;
+}
+
 /* Inbound requests are judged by the policy in force when they start. */
 static bool authorized(wisp_stream *s, wisp_proxy *px) {
   if (s->dir != WISP_DIR_INBOUND || s->retries) return true;
   const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
+  if (px->view && !path_is_canonical(wisp_hdrs_get(req, ":path"))) {
+    s->policy_checked = true;
+    s->denied = true;
+    s->policy_rule = -1;
+    s->policy_reason = "path not in canonical form";
+    respond_error(s, 400, WISP_GRPC_INVALID_ARGUMENT,
+                  "path is not in canonical form (//, . or .. segments, encoded . / \\): refused under policy");
+    return false;
+  }
   wisp_policy_decision d;
   wisp_authz_check(px, s->peer_id[0] ? s->peer_id : NULL, wisp_hdrs_get(req, ":method"), wisp_hdrs_get(req, ":path"),
                    wisp_addr_port(&s->target->addr), &d);
@@ -330,7 +369,9 @@ void wisp_stream_on_headers_done(wisp_stream *s, wisp_side side, bool end_stream
 
 void wisp_stream_on_data(wisp_stream *s, wisp_side side, const uint8_t *data, size_t len) {
   wisp_side out = WISP_OTHER(side);
+  wisp_conn *in = s->link[side].conn;
   s->bytes[side] += len;
+  if (in) nghttp2_session_consume_connection(in->io.h2, len); /* see ack_bytes */
   bool wanted = s->link[out].conn != NULL && !(side == WISP_DOWN && s->discard_req);
   if (!wanted) {
     ack_bytes(s, side, len);
@@ -363,8 +404,13 @@ static ssize_t provide(wisp_stream *s, wisp_side out, uint8_t *buf, size_t len, 
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     const wisp_hdrs *t = &s->trailers[in];
     wisp_conn *dst = s->link[out].conn;
-    if (t->n && dst && nghttp2_submit_trailer(dst->io.h2, s->link[out].id, t->nv, t->n) == 0)
+    if (t->n && dst) {
+      /* Ending without them would tell a gRPC caller nothing: nghttp2
+       * resets the stream on this return. */
+      if (nghttp2_submit_trailer(dst->io.h2, s->link[out].id, t->nv, t->n) != 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
       *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    }
     return (ssize_t)n;
   }
   return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
@@ -403,14 +449,8 @@ static void down_gone(wisp_stream *s, uint32_t code) {
 }
 
 void wisp_stream_on_close(wisp_stream *s, wisp_side side, uint32_t error_code) {
-  wisp_conn *c = s->link[side].conn;
-  /* Bytes still buffered from a closed stream will be forwarded without a
-   * stream to acknowledge them to: return them to the connection now. */
-  size_t left = wisp_buf_len(&s->body[side]);
-  if (c && left) {
-    nghttp2_session_consume_connection(c->io.h2, left);
-    wisp_conn_mark_dirty(c);
-  }
+  /* Bytes still buffered from it are forwarded later with nothing to
+   * acknowledge: the connection window was returned on arrival. */
   if (error_code) s->reset_code = error_code;
   unlink_side(s, side);
   if (side == WISP_UP) {

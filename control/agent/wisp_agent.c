@@ -410,7 +410,11 @@ static wisp_grpc_status authorize_sign(wisp_agent *a, wisp_rpc_call *call, const
     *via = "join-token";
     wisp_err rc = wisp_tokens_use(&a->tokens, req->join_token, id, now_unix(), why, why_len);
     if (rc == WISP_OK) {
-      (void)save_tokens(a);
+      /* A spent one-use token must stay spent across a restart. */
+      if (save_tokens(a) != WISP_OK) {
+        snprintf(why, why_len, "cannot record the join token as used; try again");
+        return WISP_GRPC_UNAVAILABLE;
+      }
       return WISP_GRPC_OK;
     }
     return rc == WISP_ERR_POLICY ? WISP_GRPC_PERMISSION_DENIED : WISP_GRPC_UNAUTHENTICATED;

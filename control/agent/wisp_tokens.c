@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/mem.h>
 #include <openssl/rand.h>
 
 #include "lib/wisp_mem.h"
@@ -36,11 +37,21 @@ wisp_err wisp_tokens_create(wisp_tokens *t, const wisp_token **out, const char *
   return WISP_OK;
 }
 
+/* The stored token equal to |token|, compared in constant time against
+ * every entry so timing tells a guesser nothing. */
+static wisp_token *find(wisp_tokens *t, const char *token) {
+  wisp_token *found = NULL;
+  if (strlen(token) != WISP_TOKEN_LEN) return NULL;
+  for (size_t i = 0; i < t->n; i++) {
+    if (CRYPTO_memcmp(t->items[i].token, token, WISP_TOKEN_LEN) == 0) found = &t->items[i];
+  }
+  return found;
+}
+
 wisp_err wisp_tokens_use(wisp_tokens *t, const char *token, const char *spiffe_id, int64_t now, char *err,
                          size_t err_len) {
-  for (size_t i = 0; i < t->n; i++) {
-    wisp_token *tok = &t->items[i];
-    if (strcmp(tok->token, token) != 0) continue;
+  wisp_token *tok = find(t, token);
+  if (tok) {
     if (tok->expires <= now) {
       snprintf(err, err_len, "join token expired %" PRId64 "s ago", now - tok->expires);
       return WISP_ERR_IDENTITY;

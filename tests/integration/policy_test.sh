@@ -76,6 +76,10 @@ expect_eq "intruder GET /orders/1: 403 (principal not allowed)" 403 "$(code "htt
 expect_eq "ops admin (ns/ops/*) GET /anything: allowed" 200 "$(code "http://127.0.0.1:$PORT_admin/anything")"
 expect_eq "ops admin GET /admin/x: 403, DENY is checked first" 403 "$(code "http://127.0.0.1:$PORT_admin/admin/x")"
 expect_match "... and says which policy denied it" 'denied by DENY policy: policy shop/no-admin, rule 0' "$(cat "$WORK/body")"
+for path in "/x/../admin/x" "//admin/x" "/./admin/x" "/%2e%2e/admin/x" "/x/%2Fadmin"; do
+  expect_eq "a path that could mean something else to the app ($path): 400, never the DENY bypass" 400 \
+    "$(code --path-as-is "http://127.0.0.1:$PORT_admin$path")"
+done
 expect_eq "a query string does not change the path match" 200 "$(code "http://127.0.0.1:$PORT_frontend/orders/1?x=/admin/")"
 sleep 0.3
 expect_match "the log has the allow decision with policy and rule" \

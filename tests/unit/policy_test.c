@@ -232,7 +232,7 @@ static void test_decisions(void **state) {
                                c->port};
     wisp_policy_decision d;
     memset(&d, 0xab, sizeof(d));
-    wisp_policy_evaluate(v, &req, &d);
+    wisp_policy_evaluate(v, &d, &req);
     if (d.allow != c->allow || d.rule != c->rule || strcmp(d.reason, c->reason) != 0 ||
         (c->policy ? !d.policy || strcmp(d.policy, c->policy) != 0 : d.policy != NULL))
       fail_msg("case %zu (%s): got allow=%d policy=%s rule=%d reason=%s", i, c->what, d.allow,
@@ -554,7 +554,7 @@ static void eval_one(const wisp_policy_view *v, const char *principal, const cha
                      const char *path, wisp_policy_decision *d) {
   wisp_policy_request req = {principal, principal ? strlen(principal) : 0, method,
                              method ? strlen(method) : 0, path, path ? strlen(path) : 0, 80};
-  wisp_policy_evaluate(v, &req, d);
+  wisp_policy_evaluate(v, d, &req);
 }
 
 static void test_thousand_rules(void **state) {
@@ -668,8 +668,8 @@ static void test_index_matches_scan(void **state) {
                                        kMethods[m], kMethods[m] ? strlen(kMethods[m]) : 0,
                                        kPaths[pa],  strlen(kPaths[pa]), port};
             wisp_policy_decision d0, d1;
-            wisp_policy_evaluate(v0, &req, &d0);
-            wisp_policy_evaluate(v1, &req, &d1);
+            wisp_policy_evaluate(v0, &d0, &req);
+            wisp_policy_evaluate(v1, &d1, &req);
             if (d0.allow != d1.allow || d0.rule != d1.rule || strcmp(d0.reason, d1.reason) != 0)
               fail_msg("round %d, caller %s: indexed and scanned differ (rule %d vs %d):\n%s", round,
                        kCallers[c] ? kCallers[c] : "(none)", d0.rule, d1.rule, yaml[0]);
@@ -871,7 +871,7 @@ static void test_examples(void **state) {
                                kEx[i].method, kEx[i].method ? strlen(kEx[i].method) : 0,
                                kEx[i].path, kEx[i].path ? strlen(kEx[i].path) : 0, kEx[i].port};
     wisp_policy_decision d;
-    wisp_policy_evaluate(v, &req, &d);
+    wisp_policy_evaluate(v, &d, &req);
     if (d.allow != kEx[i].allow || wisp_policy_view_mode(v) != kEx[i].mode)
       fail_msg("example %zu (%s): allow=%d (%s), mode %s", i, kEx[i].file, d.allow, d.reason,
                wisp_mtls_mode_name(wisp_policy_view_mode(v)));
@@ -894,13 +894,13 @@ static double bench_one(const char *yaml, const char *principal, const char *met
   wisp_policy_view *v = view_of(p, ORDERS);
   wisp_policy_request req = {principal, strlen(principal), method, strlen(method), path, strlen(path), 8080};
   wisp_policy_decision d;
-  wisp_policy_evaluate(v, &req, &d);
+  wisp_policy_evaluate(v, &d, &req);
   assert_int_equal(d.allow, want_allow);
   /* About 0.2 s a round, best of 5. */
   double t0 = now_ns();
   int iters = 0;
   while (now_ns() - t0 < 2e7) {
-    wisp_policy_evaluate(v, &req, &d);
+    wisp_policy_evaluate(v, &d, &req);
     iters++;
   }
   iters *= 10;
@@ -909,7 +909,7 @@ static double bench_one(const char *yaml, const char *principal, const char *met
     unsigned allowed = 0;
     t0 = now_ns();
     for (int i = 0; i < iters; i++) {
-      wisp_policy_evaluate(v, &req, &d);
+      wisp_policy_evaluate(v, &d, &req);
       allowed += d.allow;
       __asm__ volatile("" : : "r"(allowed) : "memory");
     }
