@@ -55,6 +55,32 @@ stop_proxy routes
 stop_proxy expired_server
 stop_proxy impostor
 
+# --- connect timeout: a listener whose accept queue is full drops SYNs ---
+FULL=$(free_port)
+start_bg "$WORK/full" /usr/bin/python3 -c '
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(0)
+held = []
+for _ in range(4):  # fill the queue; it is never accepted from
+    c = socket.socket(); c.setblocking(False)
+    try: c.connect(("127.0.0.1", int(sys.argv[1])))
+    except BlockingIOError: pass
+    held.append(c)
+print("ready", flush=True); time.sleep(120)' "$FULL"
+wait_for 5 grep -q ready "$WORK/full.out"
+R5=$(free_port)
+start_proxy slowroute --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" --admin off \
+  --connect-timeout 1 --route "127.0.0.1:$R5=127.0.0.1:$FULL"
+wait_port "$R5"
+t0=$(date +%s%N)
+out=$(err_of "$R5")
+ms=$((($(date +%s%N) - t0) / 1000000))
+expect_match "an upstream that never completes the TCP handshake: 503 after --connect-timeout" \
+  "^503 .*connect to 127.0.0.1:$FULL timed out after 1s" "$out"
+if [ "$ms" -ge 900 ] && [ "$ms" -lt 4000 ]; then ok "... after about 1 s (${ms} ms)"; else not_ok "connect timeout took about 1 s" "${ms} ms"; fi
+stop_proxy slowroute
+
 # --- idle upstream connections are closed with GOAWAY ---
 h2get -o /dev/null "$OUT/warm"
 sleep 3.5
