@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <linux/netfilter_ipv4.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,4 +180,37 @@ wisp_err wisp_net_connect_unix(int *out_fd, const char *path) {
   }
   *out_fd = fd;
   return WISP_OK;
+}
+
+#ifndef IP6T_SO_ORIGINAL_DST
+#define IP6T_SO_ORIGINAL_DST 80 /* linux/netfilter_ipv6/ip6_tables.h */
+#endif
+
+wisp_err wisp_net_original_dst(int fd, wisp_addr *out) {
+  memset(out, 0, sizeof(*out));
+  out->len = sizeof(out->sa);
+  if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &out->sa, &out->len) == 0) return WISP_OK;
+  out->len = sizeof(out->sa);
+  if (getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &out->sa, &out->len) == 0) return WISP_OK;
+  return WISP_ERR_IO;
+}
+
+wisp_err wisp_net_local_addr(int fd, wisp_addr *out) {
+  memset(out, 0, sizeof(*out));
+  out->len = sizeof(out->sa);
+  WISP_ENSURE(getsockname(fd, (struct sockaddr *)&out->sa, &out->len) == 0, WISP_ERR_IO);
+  return WISP_OK;
+}
+
+bool wisp_addr_equal(const wisp_addr *a, const wisp_addr *b) {
+  if (a->sa.ss_family != b->sa.ss_family) return false;
+  if (a->sa.ss_family == AF_INET) {
+    const struct sockaddr_in *x = (const struct sockaddr_in *)&a->sa, *y = (const struct sockaddr_in *)&b->sa;
+    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+  }
+  if (a->sa.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)&a->sa, *y = (const struct sockaddr_in6 *)&b->sa;
+    return x->sin6_port == y->sin6_port && memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+  }
+  return false;
 }

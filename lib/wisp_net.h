@@ -4,6 +4,7 @@
 #ifndef WISP_NET_H
 #define WISP_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -33,6 +34,13 @@ wisp_err wisp_net_accept(int *out_fd, int lfd, wisp_addr *out_peer) WISP_MUST_CH
  * anything else is refused) with file mode |mode|; connect to |path|. */
 wisp_err wisp_net_listen_unix(int *out_fd, const char *path, unsigned mode, int backlog) WISP_MUST_CHECK;
 wisp_err wisp_net_connect_unix(int *out_fd, const char *path) WISP_MUST_CHECK;
+/* The destination a connection had before an iptables REDIRECT sent it to
+ * us (SO_ORIGINAL_DST, IPv4 and IPv6). WISP_ERR_IO if there is none. */
+wisp_err wisp_net_original_dst(int fd, wisp_addr *out) WISP_MUST_CHECK;
+/* The local address of |fd|. */
+wisp_err wisp_net_local_addr(int fd, wisp_addr *out) WISP_MUST_CHECK;
+/* Same family, address and port. */
+bool wisp_addr_equal(const wisp_addr *a, const wisp_addr *b);
 /* Result of a finished non-blocking connect (0 or an errno). */
 int wisp_net_connect_result(int fd);
 

@@ -2,9 +2,9 @@
  * (AuthorizationPolicy, PeerAuthentication; see DESIGN.md) are parsed with
  * libyaml, validated strictly and compiled into an immutable wisp_policy;
  * a wisp_policy_view then picks what governs one workload and answers
- * "may this caller make this request?" with no allocation and no string
- * parsing. wisp_policy_compile is a parser in the STYLE.md sense: bytes in,
- * result out, no I/O, no globals.
+ * "may this caller make this request?" without allocating or parsing.
+ * wisp_policy_compile is a parser in the STYLE.md sense: bytes in, result
+ * out, no I/O, no globals.
  *
  * Ownership (BoringSSL's words). wisp_policy is refcounted: compile gives a
  * reference, wisp_policy_up_ref takes another, wisp_policy_free drops one.
@@ -22,10 +22,12 @@
  *   another form is governed by no policy.
  * - DENY first: if any rule of a governing DENY policy matches, deny. Else,
  *   if an ALLOW policy governs the workload, allow only when one of its rules
- *   matches. Else allow (no policy, or only DENY policies).
+ *   matches. Else allow (no policy, or only DENY policies). spec.action
+ *   defaults to ALLOW.
  * - An ALLOW policy with no rules (spec: {}, or rules: []) matches nothing,
  *   so it denies everything it governs; rules: [{}] (one empty rule) matches
- *   everything. A DENY policy with no rules matches nothing.
+ *   everything. A DENY policy with no rules matches nothing. spec itself is
+ *   required.
  * - A rule matches when ANY of its `from` entries matches AND ANY of its `to`
  *   entries matches; a missing from/to matches anything. Within one entry
  *   every field given must match; each field is an OR-list; notX fields
@@ -35,10 +37,12 @@
  *   "spiffe://" is accepted and the scheme added), namespaces /
  *   notNamespaces (the N of the caller's spiffe://td/ns/N/sa/SA; same
  *   pattern forms).
- * - to: methods / notMethods (case-sensitive tokens, uppercase), paths /
- *   notPaths (exact "/a"; prefix "/a*", i.e. "/a/" and a star for a
- *   folder; suffix "*.json"; "*" any; the query string, from '?', is
- *   ignored), ports / notPorts (1..65535, the destination port).
+ * - to: methods / notMethods (case-sensitive HTTP tokens; lowercase ones are
+ *   refused), paths / notPaths (exact "/a"; prefix "/a*", i.e. "/a/" and a
+ *   star for a folder; suffix "*.json"; "*" any; matched up to the first
+ *   '?', so the query string is ignored; NOT normalised: see
+ *   wisp_policy_request), ports / notPorts (destination ports 1..65535,
+ *   integers or, as Istio writes them, quoted).
  * - Missing attributes fail closed. A caller with no identity (plaintext in
  *   PERMISSIVE mode) never matches principals or namespaces; a notX field of
  *   `from` matches it in a DENY rule (so DENY notPrincipals: ["*"] refuses
@@ -49,16 +53,17 @@
  *   `to` entry with method or path fields never matches in an ALLOW rule,
  *   and in a DENY rule those fields are ignored (Istio's TCP rule: deny
  *   more, never allow more); ports apply as usual.
- * - PeerAuthentication: the one selecting the workload's service account
- *   wins over the namespace-wide one; none: STRICT. Two PeerAuthentications
- *   with the same scope are an error.
+ * - PeerAuthentication (spec: {mode: STRICT|PERMISSIVE, selector}): the one
+ *   selecting the workload's service account wins over the namespace-wide
+ *   one; none: STRICT. Two PeerAuthentications with the same scope, or two
+ *   documents of one kind with the same namespace/name, are an error.
  * - Validation is strict: unknown fields, duplicate keys, nulls, empty lists
  *   (other than rules: []), empty from/to entries, wrong types (a plain
  *   123/true where a string goes: quote it), anchors, aliases and tags are
  *   errors, and the whole input is refused. Messages name the document
  *   (1-based, with kind and metadata.name when known), the field path
  *   (0-based indexes) and the reason, e.g.
- *   document 2 (AuthorizationPolicy "orders-read"): spec.rules[0].to[0].ports[1]: 70000 is not a port (1..65535) [line 9, column 40]
+ *   document 2 (AuthorizationPolicy "orders-read"): spec.rules[0].to[0].ports[1]: 70000 is not a port (1..65535) [line 12, column 41]
  *   Empty documents (a lone "---") are skipped but counted in the index. */
 #ifndef WISP_POLICY_H
 #define WISP_POLICY_H
@@ -143,8 +148,8 @@ typedef struct {
   size_t deny_policies;
   size_t allow_rules;
   size_t deny_rules;
-  size_t indexed_rules;   /* rules found by hashing the caller's ID or
-                           * namespace (the others are scanned) */
+  size_t indexed_rules;   /* rules found by hashing the caller's ID,
+                           * namespace or path (the others are scanned) */
   wisp_mtls_mode mode;
   const char *mode_from;  /* "namespace/name" of the PeerAuthentication
                            * that set the mode, NULL for the default;
@@ -194,7 +199,7 @@ typedef struct {
  * table, so a request hashes its ID, namespace and path (at each length a
  * prefix or suffix pattern has) and tries only the rules filed there, plus
  * the rules that name neither caller nor path, which are tried in turn. */
-void wisp_policy_evaluate(const wisp_policy_view *v, wisp_policy_decision *out,
-                          const wisp_policy_request *req);
+void wisp_policy_evaluate(const wisp_policy_view *v, const wisp_policy_request *req,
+                          wisp_policy_decision *out);
 
 #endif

@@ -221,8 +221,8 @@ static void decide(wisp_policy_decision *out, bool allow, const wp_item *item, c
   out->reason = reason;
 }
 
-void wisp_policy_evaluate(const wisp_policy_view *v, wisp_policy_decision *out,
-                          const wisp_policy_request *req) {
+void wisp_policy_evaluate(const wisp_policy_view *v, const wisp_policy_request *req,
+                          wisp_policy_decision *out) {
   wisp_policy_request r = *req;
   if (r.principal_len == 0) r.principal = NULL; /* an empty ID is no ID */
   if (!r.principal && v->mode == WISP_MTLS_STRICT) {

@@ -50,13 +50,19 @@ typedef struct wisp_target {
   int nconns;
 } wisp_target;
 
+/* A destination met in transparent mode, kept for its connection pool. */
+typedef struct wisp_dyn_target {
+  wisp_target t;
+  struct wisp_dyn_target *next;
+} wisp_dyn_target;
+
 typedef struct wisp_listener {
   wisp_proxy *px;
   wisp_direction dir;
   char *name;          /* owned, HOST:PORT */
   int fd;
   ev_io io;
-  wisp_target *target; /* borrowed */
+  wisp_target *target; /* borrowed; NULL: transparent (per connection) */
 } wisp_listener;
 
 struct wisp_conn {
@@ -68,6 +74,7 @@ struct wisp_conn {
   ev_tstamp started;
   char peer_addr[64];
   wisp_listener *listener;   /* downstream: borrowed */
+  wisp_target *dst;          /* downstream: where its streams go (borrowed) */
   wisp_target *target;       /* upstream: borrowed */
   wisp_stream *streams;      /* streams on this side, linked per side */
   int nstreams;
@@ -145,6 +152,8 @@ struct wisp_proxy {
   size_t nlisteners;
   wisp_target *targets;      /* owned array */
   size_t ntargets;
+  struct wisp_dyn_target *dyn; /* owned list: transparent destinations */
+  size_t ndyn;
   wisp_conn *conns;          /* every live connection */
   wisp_h2loop lp;            /* flushes connections before the loop sleeps */
   uint64_t next_conn_id;

@@ -323,7 +323,9 @@ static void render_config(sbuf *b, const wisp_proxy *px) {
     sb_add(b, "}", 1);
   }
   sb_add(b, "]", 1);
-  json_str(b, "inbound", cfg->app ? cfg->inbound : NULL);
+  json_str(b, "inbound", cfg->app || cfg->transparent ? cfg->inbound : NULL);
+  json_bool(b, "transparent", cfg->transparent);
+  json_str(b, "outbound", cfg->transparent ? cfg->outbound : NULL);
   json_str(b, "app", cfg->app);
   json_str(b, "admin", cfg->admin);
   json_str(b, "cert", cfg->cert);

@@ -42,6 +42,8 @@ static const opt_def kOpts[] = {
     {"join-token", OPT_STR, OFF(join_token), NULL},
     {"join-token-file", OPT_STR, OFF(join_token_file), NULL},
     {"policy", OPT_STR, OFF(policy_file), NULL},
+    {"transparent", OPT_BOOL, OFF(transparent), "false"},
+    {"outbound", OPT_STR, OFF(outbound), "127.0.0.1:15001"},
     {"help", OPT_HELP, OFF(help), NULL},
 };
 #define NOPTS (sizeof(kOpts) / sizeof(kOpts[0]))
@@ -53,6 +55,10 @@ const char *wisp_config_usage(void) {
          "  --agent unix:///PATH|https://HOST:PORT  get the SVID (and policy) from wisp-agent instead\n"
          "  --spiffe-id ID                         the identity to ask the agent for\n"
          "  --join-token T | --join-token-file F   bootstrap secret from `wispctl token create`\n"
+         "  --transparent                          iptables mode (deploy/wisp-iptables.sh): outbound on\n"
+         "                                         --outbound (127.0.0.1:15001) to each connection's\n"
+         "                                         original destination; inbound to 127.0.0.1:<original\n"
+         "                                         port> unless --app is given\n"
          "  --policy FILE                          authorization policy (YAML), re-read when it changes\n"
          "  --route LISTEN=PEER[,id=SPIFFE_ID]     outbound: plaintext h2c on LISTEN, mTLS to PEER,\n"
          "                                         which must present SPIFFE_ID (repeatable)\n"
@@ -273,8 +279,9 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
     set_err(err, err_len, "--admin %s: expected HOST:PORT or off%s", out->admin, "");
     return WISP_ERR_USAGE;
   }
-  if (!out->app && out->nroutes == 0) {
-    snprintf(err, err_len, "nothing to do: give --app (inbound side) and/or --route (outbound side)");
+  if (!out->app && out->nroutes == 0 && !out->transparent) {
+    snprintf(err, err_len,
+             "nothing to do: give --app (inbound side) and/or --route (outbound side), or --transparent");
     return WISP_ERR_USAGE;
   }
   return WISP_OK;
@@ -297,6 +304,7 @@ void wisp_config_cleanup(wisp_config *c) {
   free(c->join_token);
   free(c->join_token_file);
   free(c->policy_file);
+  free(c->outbound);
   free(c->admin);
   memset(c, 0, sizeof(*c));
 }

@@ -37,6 +37,8 @@ typedef struct {
   char *join_token;               /* owned */
   char *join_token_file;          /* owned */
   char *policy_file;              /* owned; --policy FILE, NULL: none (or from the agent) */
+  bool transparent;               /* iptables mode: original destinations (SO_ORIGINAL_DST) */
+  char *outbound;                 /* owned; transparent outbound listener */
   bool admin_set;                 /* given by --admin/WISP_ADMIN, not the default */
   bool help;
 } wisp_config;

@@ -4,12 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
 #include "lib/wisp_sniff.h"
 #include "proxy/wisp_h2.h"
 #include "proxy/wisp_pool.h"
+#include "proxy/wisp_proxy.h"
 #include "proxy/wisp_stream.h"
 
 static wisp_conn *conn_of(wisp_h2conn *io) { return (wisp_conn *)io; }
@@ -157,9 +159,10 @@ static wisp_conn *conn_new(wisp_proxy *px, int fd, SSL *ssl, bool upstream, wisp
 
 /* A plaintext caller on the inbound port: served without a principal in
  * PERMISSIVE mode (policy still decides), refused in STRICT. */
-static void accept_plain_inbound(wisp_listener *l, int fd, const char *peer) {
+static void accept_plain_inbound(wisp_listener *l, wisp_target *dst, int fd, const char *peer) {
   wisp_conn *c = conn_new(l->px, fd, NULL, false, l->dir, WISP_H2CONN_OPEN);
   c->listener = l;
+  c->dst = dst;
   snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer);
   if (!l->px->permissive) {
     wisp_conn_close(c, "peer did not speak TLS: plaintext callers are refused (mTLS mode STRICT)");
@@ -168,7 +171,7 @@ static void accept_plain_inbound(wisp_listener *l, int fd, const char *peer) {
   wisp_conn_rearm(c);
 }
 
-static void accept_tls(wisp_listener *l, int fd, const char *peer) {
+static void accept_tls(wisp_listener *l, wisp_target *dst, int fd, const char *peer) {
   wisp_proxy *px = l->px;
   wisp_conn *c = conn_new(px, fd, NULL, false, l->dir, WISP_H2CONN_HANDSHAKING);
   SSL *ssl = wisp_tls_new_ssl(px->tls, true, &c->io.verify);
@@ -178,6 +181,7 @@ static void accept_tls(wisp_listener *l, int fd, const char *peer) {
   }
   c->io.ssl = ssl;
   c->listener = l;
+  c->dst = dst;
   snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer);
   if (!ssl) {
     wisp_conn_close(c, "no SVID yet: cannot accept mTLS");
@@ -186,8 +190,20 @@ static void accept_tls(wisp_listener *l, int fd, const char *peer) {
   wisp_conn_rearm(c);
 }
 
+static void log_refused(wisp_listener *l, const char *peer, const char *reason) {
+  l->px->stats.conns_refused++;
+  wisp_json j;
+  wisp_json_begin(&j, "conn");
+  wisp_json_str(&j, "event", "refused");
+  wisp_json_str(&j, "direction", l->dir == WISP_DIR_INBOUND ? "inbound" : "outbound");
+  wisp_json_str(&j, "peer_addr", peer);
+  wisp_json_str(&j, "reason", reason);
+  wisp_json_emit(&j);
+}
+
 typedef struct {
   wisp_listener *l;
+  wisp_target *dst;
   char peer[64];
 } inbound_sniff;
 
@@ -198,36 +214,58 @@ static void on_inbound_sniffed(int fd, int first, void *arg) {
     char reason[128];
     snprintf(reason, sizeof(reason), "TLS handshake not finished within %gs (the peer sent nothing)",
              l->px->cfg->handshake_timeout);
-    l->px->stats.conns_refused++;
-    wisp_json j;
-    wisp_json_begin(&j, "conn");
-    wisp_json_str(&j, "event", "refused");
-    wisp_json_str(&j, "direction", "inbound");
-    wisp_json_str(&j, "peer_addr", in->peer);
-    wisp_json_str(&j, "reason", reason);
-    wisp_json_emit(&j);
+    log_refused(l, in->peer, reason);
   } else if (first == WISP_SNIFF_TLS_RECORD) {
-    accept_tls(l, fd, in->peer);
+    accept_tls(l, in->dst, fd, in->peer);
   } else {
-    accept_plain_inbound(l, fd, in->peer);
+    accept_plain_inbound(l, in->dst, fd, in->peer);
   }
   free(in);
 }
 
+/* Where a connection's streams go: the listener's fixed target, or in
+ * transparent mode its original destination (outbound: that address over
+ * mTLS; inbound: the app on that port). NULL with |why| when it has none. */
+static wisp_target *destination(wisp_listener *l, int fd, char *why, size_t why_len) {
+  if (l->target) return l->target;
+  wisp_addr orig, local;
+  if (wisp_net_original_dst(fd, &orig) != WISP_OK || wisp_net_local_addr(fd, &local) != WISP_OK) {
+    snprintf(why, why_len, "no original destination (is the iptables REDIRECT in place?)");
+    return NULL;
+  }
+  if (l->dir == WISP_DIR_OUTBOUND && wisp_addr_equal(&orig, &local)) {
+    snprintf(why, why_len, "connected to the proxy's own port, not redirected: refusing to loop");
+    return NULL;
+  }
+  wisp_target *t = wisp_proxy_target_for(l->px, &orig, l->dir == WISP_DIR_OUTBOUND);
+  if (!t) snprintf(why, why_len, "too many distinct destinations");
+  return t;
+}
+
 void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
   wisp_proxy *px = l->px;
+  char peer_str[64], why[128];
   px->stats.conns_accepted++;
+  wisp_addr_format(peer, peer_str, sizeof(peer_str));
+  wisp_target *dst = destination(l, fd, why, sizeof(why));
+  if (!dst) {
+    log_refused(l, peer_str, why);
+    close(fd);
+    return;
+  }
   if (l->dir == WISP_DIR_INBOUND) {
     /* TLS or plaintext? The first byte says (PeerAuthentication). */
     inbound_sniff *in = wisp_calloc(1, sizeof(*in));
     in->l = l;
-    wisp_addr_format(peer, in->peer, sizeof(in->peer));
+    in->dst = dst;
+    snprintf(in->peer, sizeof(in->peer), "%s", peer_str);
     wisp_sniff_start(px->loop, fd, px->cfg->handshake_timeout, on_inbound_sniffed, in);
     return;
   }
   wisp_conn *c = conn_new(px, fd, NULL, false, l->dir, WISP_H2CONN_OPEN);
   c->listener = l;
-  wisp_addr_format(peer, c->peer_addr, sizeof(c->peer_addr));
+  c->dst = dst;
+  snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer_str);
   wisp_conn_rearm(c);
 }
 

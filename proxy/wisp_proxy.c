@@ -104,6 +104,30 @@ static wisp_err add_target(wisp_proxy *px, wisp_target **out, const char *addr, 
   return WISP_OK;
 }
 
+wisp_target *wisp_proxy_target_for(wisp_proxy *px, const wisp_addr *addr, bool outbound) {
+  wisp_addr want = *addr;
+  if (!outbound) { /* the app listens on loopback at the original port */
+    char local[32];
+    snprintf(local, sizeof(local), "127.0.0.1:%u", (unsigned)wisp_addr_port(addr));
+    if (wisp_addr_parse(&want, local) != WISP_OK) return NULL;
+  }
+  for (wisp_dyn_target *d = px->dyn; d; d = d->next) {
+    if (d->t.tls == outbound && wisp_addr_equal(&d->t.addr, &want)) return &d->t;
+  }
+  if (px->ndyn >= WISP_MAX_DYN_TARGETS) return NULL;
+  wisp_dyn_target *d = wisp_calloc(1, sizeof(*d));
+  char name[64];
+  wisp_addr_format(&want, name, sizeof(name));
+  d->t.px = px;
+  d->t.addr = want;
+  d->t.name = wisp_strdup(name);
+  d->t.tls = outbound;
+  d->next = px->dyn;
+  px->dyn = d;
+  px->ndyn++;
+  return &d->t;
+}
+
 static wisp_err add_listener(wisp_proxy *px, const char *addr, wisp_direction dir, wisp_target *t, char *err,
                              size_t err_len) {
   wisp_listener *l = &px->listeners[px->nlisteners];
@@ -135,8 +159,8 @@ static void log_started(const wisp_proxy *px) {
     wisp_json_begin(&j, "listener");
     wisp_json_str(&j, "direction", l->dir == WISP_DIR_INBOUND ? "inbound" : "outbound");
     wisp_json_str(&j, "listen", l->name);
-    wisp_json_str(&j, "upstream", l->target->name);
-    wisp_json_str(&j, "expect_id", l->target->expect_id);
+    wisp_json_str(&j, "upstream", l->target ? l->target->name : "original destination (transparent)");
+    if (l->target) wisp_json_str(&j, "expect_id", l->target->expect_id);
     wisp_json_str(&j, "spiffe_id", info->spiffe_id);
     wisp_json_emit_err(&j);
   }
@@ -150,7 +174,7 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   /* With --agent the SVID arrives later: listeners start now and refuse
    * (in words) until it does; /ready says so. */
   if (!cfg->agent) WISP_GUARD(wisp_tls_load_files(px->tls, cfg->cert, cfg->key, cfg->bundle, err, err_len));
-  size_t n = cfg->nroutes + 1;
+  size_t n = cfg->nroutes + 2;
   px->targets = wisp_calloc(n, sizeof(*px->targets));
   px->listeners = wisp_calloc(n, sizeof(*px->listeners));
   for (size_t i = 0; i < cfg->nroutes; i++) {
@@ -159,11 +183,10 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
     WISP_GUARD(add_target(px, &t, r->peer, true, r->id, err, err_len));
     WISP_GUARD(add_listener(px, r->listen, WISP_DIR_OUTBOUND, t, err, err_len));
   }
-  if (cfg->app) {
-    wisp_target *t;
-    WISP_GUARD(add_target(px, &t, cfg->app, false, NULL, err, err_len));
-    WISP_GUARD(add_listener(px, cfg->inbound, WISP_DIR_INBOUND, t, err, err_len));
-  }
+  wisp_target *app = NULL;
+  if (cfg->app) WISP_GUARD(add_target(px, &app, cfg->app, false, NULL, err, err_len));
+  if (cfg->app || cfg->transparent) WISP_GUARD(add_listener(px, cfg->inbound, WISP_DIR_INBOUND, app, err, err_len));
+  if (cfg->transparent) WISP_GUARD(add_listener(px, cfg->outbound, WISP_DIR_OUTBOUND, NULL, err, err_len));
   wisp_h2loop_init(&px->lp, loop);
   px->lp.before_sleep = before_sleep;
   px->lp.data = px;
@@ -214,6 +237,12 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   for (size_t i = 0; i < px->ntargets; i++) {
     free(px->targets[i].name);
     free(px->targets[i].expect_id);
+  }
+  while (px->dyn) {
+    wisp_dyn_target *next = px->dyn->next;
+    free(px->dyn->t.name);
+    free(px->dyn);
+    px->dyn = next;
   }
   free(px->listeners);
   free(px->targets);

@@ -10,6 +10,12 @@
  * says what (a file, an address) and why. */
 wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config *cfg, char *err,
                          size_t err_len) WISP_MUST_CHECK;
+/* The pooled target for a transparent-mode destination |addr|: over mTLS
+ * (outbound; the peer must be in our trust domain) or, inbound, the app on
+ * 127.0.0.1 at |addr|'s port. Made on first use and kept; NULL past
+ * WISP_MAX_DYN_TARGETS. Owned by the proxy. */
+#define WISP_MAX_DYN_TARGETS 4096
+wisp_target *wisp_proxy_target_for(wisp_proxy *px, const wisp_addr *addr, bool outbound);
 /* Runs the loop until drained. */
 void wisp_proxy_run(wisp_proxy *px);
 /* Closes everything; safe on a partly initialised proxy. */

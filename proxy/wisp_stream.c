@@ -208,7 +208,7 @@ static void upstream_failed(wisp_stream *s, uint32_t code, const char *reason, i
 wisp_stream *wisp_stream_new(wisp_conn *down, int32_t id) {
   wisp_stream *s = wisp_calloc(1, sizeof(*s));
   s->dir = down->dir;
-  s->target = down->listener->target;
+  s->target = down->dst;
   s->grpc_status = -1;
   s->started = ev_time();
   s->down_conn_id = down->id;

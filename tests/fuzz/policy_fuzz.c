@@ -93,7 +93,7 @@ static void exercise(wisp_policy *p, const char *summary) {
                                        kPaths[pa],  kPaths[pa] ? strlen(kPaths[pa]) : 0,
                                        kPorts[po]};
             wisp_policy_decision d;
-            wisp_policy_evaluate(v, &d, &req);
+            wisp_policy_evaluate(v, &req, &d);
             check_decision(&d);
             if (!who && info.mode == WISP_MTLS_STRICT) CHECK(!d.allow);
           }

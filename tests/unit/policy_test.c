@@ -171,6 +171,7 @@ static const decision_case kDecisions[] = {
     {"notNamespaces excludes", 0, ORDERS, "spiffe://shop.local/ns/shop/sa/x", "GET", "/public/a", 1, false, NULL, -1, R_NOMATCH},
     {"notNamespaces, ID without namespace (ALLOW)", 0, ORDERS, "spiffe://shop.local/vm/x", "GET", "/public/a", 1, false, NULL, -1, R_NOMATCH},
     {"any principal needs an identity", 0, ORDERS, NULL, "GET", "/public/a", 1, false, NULL, -1, R_NOMATCH},
+    {"empty principal is no identity", 0, ORDERS, "", "GET", "/public/a", 1, false, NULL, -1, R_NOMATCH},
     {"no from: plaintext allowed", 0, ORDERS, NULL, "GET", "/health", 1, true, "shop/orders-read", 4, R_ALLOW},
     {"no from, query ignored", 0, ORDERS, NULL, "GET", "/health?probe=1", 1, true, "shop/orders-read", 4, R_ALLOW},
     {"ALLOW notPrincipals: not plaintext", 0, ORDERS, NULL, "GET", "/open/x", 1, false, NULL, -1, R_NOMATCH},
@@ -215,6 +216,7 @@ static const decision_case kDecisions[] = {
     {"L4 notPorts", 2, POSTGRES, "spiffe://db.local/ns/mon/sa/metrics", NULL, NULL, 9187, true, "db/allow-db", 2, R_ALLOW},
     {"L4 notPorts excludes", 2, POSTGRES, "spiffe://db.local/ns/mon/sa/metrics", NULL, NULL, 5432, false, NULL, -1, R_NOMATCH},
     {"L4 plaintext in STRICT", 2, POSTGRES, NULL, NULL, NULL, 5432, false, NULL, -1, R_NOID},
+    {"empty principal in STRICT", 2, POSTGRES, "", "GET", "/", 8080, false, NULL, -1, R_NOID},
 };
 
 static void test_decisions(void **state) {
@@ -232,7 +234,7 @@ static void test_decisions(void **state) {
                                c->port};
     wisp_policy_decision d;
     memset(&d, 0xab, sizeof(d));
-    wisp_policy_evaluate(v, &d, &req);
+    wisp_policy_evaluate(v, &req, &d);
     if (d.allow != c->allow || d.rule != c->rule || strcmp(d.reason, c->reason) != 0 ||
         (c->policy ? !d.policy || strcmp(d.policy, c->policy) != 0 : d.policy != NULL))
       fail_msg("case %zu (%s): got allow=%d policy=%s rule=%d reason=%s", i, c->what, d.allow,
@@ -554,7 +556,7 @@ static void eval_one(const wisp_policy_view *v, const char *principal, const cha
                      const char *path, wisp_policy_decision *d) {
   wisp_policy_request req = {principal, principal ? strlen(principal) : 0, method,
                              method ? strlen(method) : 0, path, path ? strlen(path) : 0, 80};
-  wisp_policy_evaluate(v, d, &req);
+  wisp_policy_evaluate(v, &req, d);
 }
 
 static void test_thousand_rules(void **state) {
@@ -668,8 +670,8 @@ static void test_index_matches_scan(void **state) {
                                        kMethods[m], kMethods[m] ? strlen(kMethods[m]) : 0,
                                        kPaths[pa],  strlen(kPaths[pa]), port};
             wisp_policy_decision d0, d1;
-            wisp_policy_evaluate(v0, &d0, &req);
-            wisp_policy_evaluate(v1, &d1, &req);
+            wisp_policy_evaluate(v0, &req, &d0);
+            wisp_policy_evaluate(v1, &req, &d1);
             if (d0.allow != d1.allow || d0.rule != d1.rule || strcmp(d0.reason, d1.reason) != 0)
               fail_msg("round %d, caller %s: indexed and scanned differ (rule %d vs %d):\n%s", round,
                        kCallers[c] ? kCallers[c] : "(none)", d0.rule, d1.rule, yaml[0]);
@@ -871,7 +873,7 @@ static void test_examples(void **state) {
                                kEx[i].method, kEx[i].method ? strlen(kEx[i].method) : 0,
                                kEx[i].path, kEx[i].path ? strlen(kEx[i].path) : 0, kEx[i].port};
     wisp_policy_decision d;
-    wisp_policy_evaluate(v, &d, &req);
+    wisp_policy_evaluate(v, &req, &d);
     if (d.allow != kEx[i].allow || wisp_policy_view_mode(v) != kEx[i].mode)
       fail_msg("example %zu (%s): allow=%d (%s), mode %s", i, kEx[i].file, d.allow, d.reason,
                wisp_mtls_mode_name(wisp_policy_view_mode(v)));
@@ -894,13 +896,13 @@ static double bench_one(const char *yaml, const char *principal, const char *met
   wisp_policy_view *v = view_of(p, ORDERS);
   wisp_policy_request req = {principal, strlen(principal), method, strlen(method), path, strlen(path), 8080};
   wisp_policy_decision d;
-  wisp_policy_evaluate(v, &d, &req);
+  wisp_policy_evaluate(v, &req, &d);
   assert_int_equal(d.allow, want_allow);
   /* About 0.2 s a round, best of 5. */
   double t0 = now_ns();
   int iters = 0;
   while (now_ns() - t0 < 2e7) {
-    wisp_policy_evaluate(v, &d, &req);
+    wisp_policy_evaluate(v, &req, &d);
     iters++;
   }
   iters *= 10;
@@ -909,7 +911,7 @@ static double bench_one(const char *yaml, const char *principal, const char *met
     unsigned allowed = 0;
     t0 = now_ns();
     for (int i = 0; i < iters; i++) {
-      wisp_policy_evaluate(v, &d, &req);
+      wisp_policy_evaluate(v, &req, &d);
       allowed += d.allow;
       __asm__ volatile("" : : "r"(allowed) : "memory");
     }
