@@ -24,7 +24,7 @@ static void done(sniff *sn, int first) {
   wisp_sniff_cb cb = sn->cb;
   void *arg = sn->arg;
   free(sn);
-  if (first < 0) close(fd);
+  if (first == WISP_SNIFF_CLOSED) close(fd);
   cb(fd, first, arg);
 }
 
@@ -33,10 +33,10 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
   uint8_t b;
   ssize_t n = recv(sn->fd, &b, 1, MSG_PEEK);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-  done(sn, n == 1 ? b : -1);
+  done(sn, n == 1 ? b : WISP_SNIFF_CLOSED);
 }
 
-static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents) { done(w->data, -1); }
+static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents) { done(w->data, WISP_SNIFF_TIMEOUT); }
 
 void wisp_sniff_start(struct ev_loop *loop, int fd, double timeout, wisp_sniff_cb cb, void *arg) {
   sniff *sn = wisp_calloc(1, sizeof(*sn));

@@ -8,10 +8,12 @@
 #include <ev.h>
 
 #define WISP_SNIFF_TLS_RECORD 0x16
+#define WISP_SNIFF_CLOSED (-1)  /* the peer closed or failed: |fd| is already closed */
+#define WISP_SNIFF_TIMEOUT (-2) /* silent past the timeout: |fd| is the callback's */
 
-/* Called once: |first| is the first byte (peeked: still unread), or -1 if
- * the peer closed or stayed silent past the timeout (then |fd| is already
- * closed). Otherwise |fd| now belongs to the callback. */
+/* Called once: |first| is the first byte (peeked: still unread), or one of
+ * the codes above. Except after WISP_SNIFF_CLOSED, |fd| now belongs to the
+ * callback (a server-first protocol is silent on purpose). */
 typedef void (*wisp_sniff_cb)(int fd, int first, void *arg);
 
 /* Takes |fd| and calls |cb| when its first byte arrives or |timeout| s pass. */

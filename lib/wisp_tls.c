@@ -160,19 +160,32 @@ static int verify_cb(int ok, X509_STORE_CTX *st) {
   return 1;
 }
 
-/* Client offers without h2 are refused; a client that offers no ALPN at all
+/* h2 for HTTP/2, else wisp-l4 for a byte stream (the proxy's L4 tunnel);
+ * offers without either are refused. A client that offers no ALPN at all
  * (openssl s_client) is served h2 anyway. */
-static int alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in,
-                          unsigned in_len, void *arg) {
+static bool alpn_has(const uint8_t *in, unsigned in_len, const char *proto, const uint8_t **out) {
+  size_t plen = strlen(proto);
   for (unsigned i = 0; i < in_len;) {
     unsigned n = in[i];
     if (i + 1 + n > in_len) break;
-    if (n == 2 && memcmp(in + i + 1, "h2", 2) == 0) {
+    if (n == plen && memcmp(in + i + 1, proto, plen) == 0) {
       *out = in + i + 1;
-      *out_len = 2;
-      return SSL_TLSEXT_ERR_OK;
+      return true;
     }
     i += 1 + n;
+  }
+  return false;
+}
+
+static int alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in,
+                          unsigned in_len, void *arg) {
+  if (alpn_has(in, in_len, "h2", out)) {
+    *out_len = 2;
+    return SSL_TLSEXT_ERR_OK;
+  }
+  if (alpn_has(in, in_len, "wisp-l4", out)) {
+    *out_len = 7;
+    return SSL_TLSEXT_ERR_OK;
   }
   return SSL_TLSEXT_ERR_ALERT_FATAL;
 }

@@ -153,6 +153,7 @@ struct wisp_proxy {
   wisp_target *targets;      /* owned array */
   size_t ntargets;
   struct wisp_dyn_target *dyn; /* owned list: transparent destinations */
+  struct tunnel *tunnels;      /* owned list: L4 byte streams (wisp_tunnel) */
   size_t ndyn;
   wisp_conn *conns;          /* every live connection */
   wisp_h2loop lp;            /* flushes connections before the loop sleeps */

@@ -44,6 +44,7 @@ static const opt_def kOpts[] = {
     {"policy", OPT_STR, OFF(policy_file), NULL},
     {"transparent", OPT_BOOL, OFF(transparent), "false"},
     {"outbound", OPT_STR, OFF(outbound), "127.0.0.1:15001"},
+    {"opaque-ports", OPT_STR, OFF(opaque_ports), "25,3306,5432,6379,27017"},
     {"help", OPT_HELP, OFF(help), NULL},
 };
 #define NOPTS (sizeof(kOpts) / sizeof(kOpts[0]))
@@ -59,6 +60,8 @@ const char *wisp_config_usage(void) {
          "                                         --outbound (127.0.0.1:15001) to each connection's\n"
          "                                         original destination; inbound to 127.0.0.1:<original\n"
          "                                         port> unless --app is given\n"
+         "  --opaque-ports P,P                     transparent: ports carried as L4 without waiting\n"
+         "                                         to detect HTTP/2 (default 25,3306,5432,6379,27017)\n"
          "  --policy FILE                          authorization policy (YAML), re-read when it changes\n"
          "  --route LISTEN=PEER[,id=SPIFFE_ID]     outbound: plaintext h2c on LISTEN, mTLS to PEER,\n"
          "                                         which must present SPIFFE_ID (repeatable)\n"
@@ -287,6 +290,17 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
   return WISP_OK;
 }
 
+bool wisp_config_port_opaque(const wisp_config *c, unsigned port) {
+  for (const char *p = c->opaque_ports; p && *p;) {
+    char *end;
+    unsigned long v = strtoul(p, &end, 10);
+    if (end != p && v == port) return true;
+    p = strchr(p, ',');
+    if (p) p++;
+  }
+  return false;
+}
+
 void wisp_config_cleanup(wisp_config *c) {
   for (size_t i = 0; i < c->nroutes; i++) {
     free(c->routes[i].listen);
@@ -305,6 +319,7 @@ void wisp_config_cleanup(wisp_config *c) {
   free(c->join_token_file);
   free(c->policy_file);
   free(c->outbound);
+  free(c->opaque_ports);
   free(c->admin);
   memset(c, 0, sizeof(*c));
 }

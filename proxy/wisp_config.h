@@ -39,6 +39,7 @@ typedef struct {
   char *policy_file;              /* owned; --policy FILE, NULL: none (or from the agent) */
   bool transparent;               /* iptables mode: original destinations (SO_ORIGINAL_DST) */
   char *outbound;                 /* owned; transparent outbound listener */
+  char *opaque_ports;             /* owned; comma list: L4 without detection */
   bool admin_set;                 /* given by --admin/WISP_ADMIN, not the default */
   bool help;
 } wisp_config;
@@ -52,6 +53,12 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
 /* Parses one --route value "LISTEN=PEER[,id=SPIFFE_ID]". */
 wisp_err wisp_config_parse_route(wisp_route_cfg *out, const char *s, char *err, size_t err_len) WISP_MUST_CHECK;
 void wisp_config_cleanup(wisp_config *c);
+/* True if |port| is in --opaque-ports (server-first protocols: the client
+ * sends nothing first, so detection would only wait). */
+bool wisp_config_port_opaque(const wisp_config *c, unsigned port);
+/* How long transparent outbound waits for a client's first bytes before
+ * treating the connection as L4. */
+#define WISP_DETECT_TIMEOUT 0.3
 /* The usage text printed by --help. */
 const char *wisp_config_usage(void);
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "lib/wisp_log.h"
@@ -13,6 +14,7 @@
 #include "proxy/wisp_pool.h"
 #include "proxy/wisp_proxy.h"
 #include "proxy/wisp_stream.h"
+#include "proxy/wisp_tunnel.h"
 
 static wisp_conn *conn_of(wisp_h2conn *io) { return (wisp_conn *)io; }
 
@@ -78,7 +80,28 @@ static void log_conn_event(const wisp_conn *c, const char *event) {
 
 /* ---- wisp_h2conn hooks ---- */
 
-static void on_state(wisp_h2conn *io) { wisp_conn_rearm(conn_of(io)); }
+/* An inbound mTLS caller that negotiated wisp-l4 is a byte stream, not
+ * HTTP/2: the tunnel takes its socket and TLS over from here. */
+static bool hand_over_l4(wisp_conn *c) {
+  const uint8_t *alpn = NULL;
+  unsigned len = 0;
+  if (c->io.upstream || !c->io.ssl || c->io.state != WISP_H2CONN_OPEN) return false;
+  SSL_get0_alpn_selected(c->io.ssl, &alpn, &len);
+  if (!(len == strlen(WISP_ALPN_L4) && memcmp(alpn, WISP_ALPN_L4, len) == 0)) return false;
+  int fd = c->io.fd;
+  SSL *ssl = c->io.ssl;
+  wisp_conn_close(c, NULL); /* stops its watchers; teardown finds nothing to close */
+  c->io.fd = -1;
+  c->io.ssl = NULL;
+  c->got_preface = true; /* not a refusal */
+  wisp_tunnel_inbound(c->px, fd, ssl, &c->io.verify, c->peer_addr, c->dst);
+  return true;
+}
+
+static void on_state(wisp_h2conn *io) {
+  if (hand_over_l4(conn_of(io))) return;
+  wisp_conn_rearm(conn_of(io));
+}
 
 static void on_eof(wisp_h2conn *io) {
   wisp_conn *c = conn_of(io);
@@ -210,6 +233,7 @@ typedef struct {
 static void on_inbound_sniffed(int fd, int first, void *arg) {
   inbound_sniff *in = arg;
   wisp_listener *l = in->l;
+  if (first == WISP_SNIFF_TIMEOUT) close(fd);
   if (first < 0) {
     char reason[128];
     snprintf(reason, sizeof(reason), "TLS handshake not finished within %gs (the peer sent nothing)",
@@ -221,6 +245,37 @@ static void on_inbound_sniffed(int fd, int first, void *arg) {
     accept_plain_inbound(l, in->dst, fd, in->peer);
   }
   free(in);
+}
+
+static void accept_h2c(wisp_listener *l, wisp_target *dst, int fd, const char *peer) {
+  wisp_conn *c = conn_new(l->px, fd, NULL, false, l->dir, WISP_H2CONN_OPEN);
+  c->listener = l;
+  c->dst = dst;
+  snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer);
+  wisp_conn_rearm(c);
+}
+
+typedef struct {
+  wisp_listener *l;
+  wisp_target *dst;
+  char peer[64];
+} outbound_sniff;
+
+/* The HTTP/2 client preface; anything else (or silence) is L4. */
+static const char kPreface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+static void on_outbound_sniffed(int fd, int first, void *arg) {
+  outbound_sniff *o = arg;
+  if (first != WISP_SNIFF_CLOSED) {
+    char head[sizeof(kPreface)];
+    ssize_t n = first >= 0 ? recv(fd, head, sizeof(kPreface) - 1, MSG_PEEK) : 0;
+    if (n > 0 && memcmp(head, kPreface, (size_t)n) == 0) {
+      accept_h2c(o->l, o->dst, fd, o->peer);
+    } else {
+      wisp_tunnel_outbound(o->l->px, fd, o->peer, o->dst);
+    }
+  }
+  free(o);
 }
 
 /* Where a connection's streams go: the listener's fixed target, or in
@@ -262,11 +317,21 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
     wisp_sniff_start(px->loop, fd, px->cfg->handshake_timeout, on_inbound_sniffed, in);
     return;
   }
-  wisp_conn *c = conn_new(px, fd, NULL, false, l->dir, WISP_H2CONN_OPEN);
-  c->listener = l;
-  c->dst = dst;
-  snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer_str);
-  wisp_conn_rearm(c);
+  if (!l->target) {
+    /* Transparent outbound: HTTP/2 goes to the L7 path, anything else is a
+     * byte stream; server-first protocols on opaque ports skip detection. */
+    if (wisp_config_port_opaque(px->cfg, wisp_addr_port(&dst->addr))) {
+      wisp_tunnel_outbound(px, fd, peer_str, dst);
+      return;
+    }
+    outbound_sniff *o = wisp_calloc(1, sizeof(*o));
+    o->l = l;
+    o->dst = dst;
+    snprintf(o->peer, sizeof(o->peer), "%s", peer_str);
+    wisp_sniff_start(px->loop, fd, WISP_DETECT_TIMEOUT, on_outbound_sniffed, o);
+    return;
+  }
+  accept_h2c(l, dst, fd, peer_str);
 }
 
 wisp_conn *wisp_conn_connect(wisp_target *t, char *err, size_t err_len) {

@@ -13,6 +13,7 @@
 #include "proxy/wisp_agent_client.h"
 #include "proxy/wisp_authz.h"
 #include "proxy/wisp_conn.h"
+#include "proxy/wisp_tunnel.h"
 
 #define WISP_ACCEPTS_PER_EVENT 64
 #define WISP_LISTEN_BACKLOG 1024
@@ -225,6 +226,7 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   px->admin = NULL;
   wisp_agent_client_free(px->agent);
   px->agent = NULL;
+  wisp_tunnel_close_all(px);
   for (wisp_conn *c = px->conns; c; c = c->next) wisp_conn_close(c, NULL);
   wisp_h2loop_cleanup(&px->lp);
   for (size_t i = 0; i < px->nlisteners; i++) {

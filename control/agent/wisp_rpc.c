@@ -417,6 +417,7 @@ static void conn_start(wisp_rpc_server *s, int fd, bool tls) {
 /* ---- listeners ---- */
 
 static void on_sniffed(int fd, int first, void *arg) {
+  if (first == WISP_SNIFF_TIMEOUT) close(fd);
   if (first >= 0) conn_start(arg, fd, first == WISP_SNIFF_TLS_RECORD);
 }
 

@@ -25,7 +25,21 @@ bash "$PKI" ca "$P/ca" >/dev/null
 bash "$PKI" svid "$P/ca" "$P/frontend" "$TD/ns/shop/sa/frontend" >/dev/null
 bash "$PKI" svid "$P/ca" "$P/orders" "$TD/ns/shop/sa/orders" >/dev/null
 chmod -R a+rX "$SOCKDIR"
-printf 'apiVersion: wisp.dev/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: shop}\nspec: {mode: STRICT}\n' >"$P/policy.yaml"
+cat >"$P/policy.yaml" <<YAML
+apiVersion: wisp.dev/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: shop}
+spec: {mode: STRICT}
+---
+apiVersion: wisp.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: no-7200, namespace: shop}
+spec:
+  selector: {serviceAccount: orders}
+  action: DENY
+  rules:
+  - to: [{ports: [7200]}]
+YAML
 chmod a+r "$P/policy.yaml"
 
 in_pod() { # in_pod POD UID CMD...: run as UID inside POD
@@ -52,13 +66,35 @@ pod_proxy() { # pod_proxy NAME POD SVID ARGS...
 # The server pod: its app on loopback :8080, its sidecar, its rules.
 start_bg "$WORK/app" ip netns exec "$(netns_name server)" setpriv --reuid $APP_UID --regid $APP_UID --clear-groups \
   node "$NODE_DIR/app.js" --port 8080 --host 127.0.0.1 --name orders
+# L4 servers: a checksum echo that answers only after the client's FIN
+# (half-close must be carried), and server-first banners.
+PY=/usr/bin/python3
+start_bg "$WORK/sumsrv" ip netns exec "$(netns_name server)" setpriv --reuid $APP_UID --regid $APP_UID --clear-groups \
+  $PY -c '
+import hashlib, socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", 7000)); s.listen(8)
+while True:
+    c, _ = s.accept(); h = hashlib.sha256(); n = 0
+    while True:
+        b = c.recv(65536)
+        if not b: break
+        h.update(b); n += len(b)
+    c.sendall(("%s %d\n" % (h.hexdigest(), n)).encode()); c.close()'
+for port in 5432 7100 7200; do
+  start_bg "$WORK/banner$port" ip netns exec "$(netns_name server)" setpriv --reuid $APP_UID --regid $APP_UID \
+    --clear-groups $PY -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8)
+while True:
+    c, _ = s.accept(); c.sendall(b"HELLO-SERVER-FIRST\n"); f = c.makefile("rb"); line = f.readline(); c.sendall(line); c.close()' "$port"
+done
 for pod in client server; do
   out=$(netns_exec "$pod" bash "$IPT" --proxy-uid $PROXY_UID 2>&1)
   expect_eq "iptables rules installed in the $pod pod" 0 "$?"
 done
 pod_proxy server server orders --policy "$P/policy.yaml"
 pod_proxy client client frontend
-check "the server's app and sidecar listen" wait_for 10 pod_listens server 8080 15006
+check "the server's app and sidecar listen" wait_for 10 pod_listens server 8080 15006 7000 5432 7100 7200
 check "the client's sidecar listens on 15001" wait_for 10 pod_listens client 15001
 
 # --- the client app calls the server pod's real address ---
@@ -71,6 +107,37 @@ body=$(in_pod client $APP_UID curl -s --max-time 10 --http2-prior-knowledge \
 expect_match "the client app reaches the server app at its real IP" '"path":"/secret-path-xyz"' "$body"
 expect_match "the server app sees the caller's SPIFFE ID in x-forwarded-client-cert" \
   "\"x-forwarded-client-cert\":\"By=$TD/ns/shop/sa/orders;URI=$TD/ns/shop/sa/frontend\"" "$body"
+
+# --- L4: not HTTP/2, carried as a byte stream over the same mTLS ---
+out=$(in_pod client $APP_UID $PY -c '
+import hashlib, os, socket
+data = (b"L4-SECRET-MARKER " * 4096) + os.urandom(1 << 21)
+c = socket.create_connection(("10.77.0.22", 7000), timeout=20); c.sendall(data); c.shutdown(socket.SHUT_WR)
+reply = b""
+while True:
+    b = c.recv(4096)
+    if not b: break
+    reply += b
+want = "%s %d" % (hashlib.sha256(data).hexdigest(), len(data))
+print("same" if reply.decode().strip() == want else "differs: %r vs %r" % (reply, want))' 2>&1)
+expect_eq "a 2 MiB TCP stream (not HTTP/2) arrives intact, answered after the client's half-close" same "$out"
+banner() { # banner PORT: a server-first exchange from the client app
+  in_pod client $APP_UID $PY -c '
+import socket, sys, time
+t = time.time(); c = socket.create_connection(("10.77.0.22", int(sys.argv[1])), timeout=5); f = c.makefile("rb")
+first = f.readline().decode().strip(); c.sendall(b"ping\n"); echo = f.readline().decode().strip()
+print("%s %s %.1f" % (first, echo, time.time() - t))' "$1" 2>&1
+}
+out=$(banner 5432)
+expect_match "a server-first protocol on an opaque port (5432) gets its banner at once" '^HELLO-SERVER-FIRST ping 0\.[0-2]' "$out"
+out=$(banner 7100)
+expect_match "a server-first protocol elsewhere: detection gives up quickly, then L4" '^HELLO-SERVER-FIRST ping (0|1)\.' "$out"
+out=$(banner 7200)
+if printf '%s' "$out" | grep -q HELLO; then not_ok "an L4 connection denied by port policy is closed" "$out"
+else ok "an L4 connection denied by port policy is closed"; fi
+check "the L4 denial is logged with the policy" wait_for 3 grep -q '"event":"l4_denied".*"policy":"shop/no-7200"' "$WORK/server.out"
+expect_match "the L4 stream is logged with the caller's verified ID" \
+  "\"event\":\"l4\",\"protocol\":\"l4\",\"direction\":\"inbound\".*\"peer_id\":\"$TD/ns/shop/sa/frontend\"" "$(cat "$WORK/server.out")"
 sleep 1
 kill -INT "$TCPDUMP"
 wait "$TCPDUMP" 2>/dev/null
@@ -80,6 +147,7 @@ if grep -aq 'secret-path-xyz\|hunter2-in-the-clear' "$BR_CAP"; then
 else
   ok "the wire carries not one byte of the request path or headers in clear"
 fi
+if grep -aq 'L4-SECRET-MARKER\|HELLO-SERVER-FIRST' "$BR_CAP"; then not_ok "nor of the L4 streams"; else ok "nor of the L4 streams"; fi
 if od -An -tx1 -v "$BR_CAP" | tr -d '\n' | grep -q ' 16 03 01\| 17 03 03'; then ok "the wire carries TLS records"
 else not_ok "the wire carries TLS records"; fi
 sleep 0.3

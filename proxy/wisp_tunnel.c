@@ -1,0 +1,376 @@
+#include "proxy/wisp_tunnel.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "lib/wisp_log.h"
+#include "lib/wisp_mem.h"
+#include "proxy/wisp_authz.h"
+
+#define TUN_BUF_MAX (64 * 1024) /* bytes buffered toward one end */
+#define TUN_READ_CHUNK (16 * 1024)
+
+enum { APP = 0, PEER = 1 }; /* the plaintext end and the mTLS end */
+
+typedef struct {
+  int fd;
+  SSL *ssl;
+  ev_io rio, wio;
+  bool eof;       /* this end sent FIN / close_notify */
+  bool shut;      /* we shut our writing toward it */
+  wisp_buf out;   /* bytes waiting to be written to this end */
+} tun_end;
+
+typedef struct tunnel {
+  wisp_proxy *px;
+  uint64_t id;
+  wisp_direction dir;
+  struct tunnel *next, *prev; /* px->tunnels */
+  tun_end e[2];
+  bool connecting, handshaking, closed, logged;
+  wisp_tls_verify verify;
+  ev_timer timer;
+  char peer_addr[64];
+  char upstream[64];
+  uint64_t bytes[2]; /* read from each end */
+  ev_tstamp started;
+} tunnel;
+
+static void tun_close(tunnel *t, const char *reason, bool reset);
+
+static void log_tunnel(const tunnel *t, const char *event, const char *reason, const wisp_policy_decision *d) {
+  wisp_json j;
+  wisp_json_begin(&j, "conn");
+  wisp_json_str(&j, "event", event);
+  wisp_json_str(&j, "protocol", "l4");
+  wisp_json_str(&j, "direction", t->dir == WISP_DIR_INBOUND ? "inbound" : "outbound");
+  wisp_json_int(&j, "conn", (int64_t)t->id);
+  wisp_json_str(&j, "peer_addr", t->peer_addr);
+  if (t->verify.peer_ok) wisp_json_str(&j, "peer_id", t->verify.peer.id);
+  wisp_json_str(&j, "upstream", t->upstream);
+  wisp_json_int(&j, "bytes_in", (int64_t)t->bytes[t->dir == WISP_DIR_INBOUND ? PEER : APP]);
+  wisp_json_int(&j, "bytes_out", (int64_t)t->bytes[t->dir == WISP_DIR_INBOUND ? APP : PEER]);
+  wisp_json_double(&j, "duration_ms", (ev_time() - t->started) * 1000.0);
+  if (d) {
+    wisp_json_str(&j, "decision", d->allow ? "allow" : "deny");
+    if (d->policy) wisp_json_str(&j, "policy", d->policy);
+    wisp_json_str(&j, "policy_reason", d->reason);
+  }
+  wisp_json_str(&j, "reason", reason);
+  wisp_json_emit(&j);
+}
+
+/* ---- one end's I/O: >0 bytes, 0 EOF, -1 would block, -2 error ---- */
+
+static ssize_t end_read(tun_end *e, uint8_t *buf, size_t len) {
+  if (!e->ssl) {
+    ssize_t n = read(e->fd, buf, len);
+    if (n >= 0) return n;
+    return errno == EAGAIN || errno == EINTR ? -1 : -2;
+  }
+  int r = SSL_read(e->ssl, buf, (int)len);
+  if (r > 0) return r;
+  int err = SSL_get_error(e->ssl, r);
+  ERR_clear_error();
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return -1;
+  if (err == SSL_ERROR_ZERO_RETURN) return 0; /* close_notify: the peer's FIN */
+  return -2;                                  /* no close_notify: a reset */
+}
+
+static ssize_t end_write(tun_end *e, const uint8_t *buf, size_t len) {
+  if (!e->ssl) {
+    ssize_t n = send(e->fd, buf, len, MSG_NOSIGNAL);
+    if (n >= 0) return n;
+    return errno == EAGAIN || errno == EINTR ? -1 : -2;
+  }
+  int r = SSL_write(e->ssl, buf, (int)len);
+  if (r > 0) return r;
+  int err = SSL_get_error(e->ssl, r);
+  ERR_clear_error();
+  return err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ? -1 : -2;
+}
+
+static void end_shut(tun_end *e) {
+  if (e->shut) return;
+  e->shut = true;
+  if (e->ssl) {
+    SSL_shutdown(e->ssl); /* close_notify: half-close, carried as FIN on the far side */
+    ERR_clear_error();
+  } else {
+    shutdown(e->fd, SHUT_WR);
+  }
+}
+
+/* ---- relaying ---- */
+
+static void update(tunnel *t) {
+  struct ev_loop *loop = t->px->loop;
+  for (int i = 0; i < 2; i++) {
+    tun_end *e = &t->e[i], *other = &t->e[1 - i];
+    /* Read from an end only while the other end's buffer has room. */
+    if (!e->eof && wisp_buf_len(&other->out) < TUN_BUF_MAX) {
+      ev_io_start(loop, &e->rio);
+    } else {
+      ev_io_stop(loop, &e->rio);
+    }
+    if (wisp_buf_len(&e->out) > 0) {
+      ev_io_start(loop, &e->wio);
+    } else {
+      ev_io_stop(loop, &e->wio);
+    }
+  }
+}
+
+static void check_done(tunnel *t) {
+  for (int i = 0; i < 2; i++) {
+    /* The other end finished and everything it sent is delivered. */
+    if (t->e[1 - i].eof && wisp_buf_len(&t->e[i].out) == 0) end_shut(&t->e[i]);
+  }
+  if (t->e[0].eof && t->e[1].eof && t->e[0].shut && t->e[1].shut) tun_close(t, NULL, false);
+}
+
+static void flush_end(tunnel *t, int i) {
+  tun_end *e = &t->e[i];
+  while (wisp_buf_len(&e->out) > 0) {
+    ssize_t n = end_write(e, wisp_buf_rptr(&e->out), wisp_buf_len(&e->out));
+    if (n == -1) break;
+    if (n < 0) {
+      tun_close(t, i == APP ? "write to the app failed" : "write to the peer failed", true);
+      return;
+    }
+    wisp_buf_consume(&e->out, (size_t)n);
+  }
+  check_done(t);
+  if (!t->closed) update(t);
+}
+
+static void pump(tunnel *t, int from) {
+  tun_end *e = &t->e[from], *to = &t->e[1 - from];
+  uint8_t buf[TUN_READ_CHUNK];
+  while (!e->eof && wisp_buf_len(&to->out) < TUN_BUF_MAX) {
+    size_t room = TUN_BUF_MAX - wisp_buf_len(&to->out);
+    ssize_t n = end_read(e, buf, room < sizeof(buf) ? room : sizeof(buf));
+    if (n == -1) break;
+    if (n == -2) {
+      tun_close(t, from == APP ? "the app reset the connection" : "the peer reset the connection", true);
+      return;
+    }
+    if (n == 0) {
+      e->eof = true;
+      break;
+    }
+    t->bytes[from] += (uint64_t)n;
+    if (wisp_buf_append(&to->out, buf, (size_t)n, TUN_BUF_MAX) != WISP_OK) abort(); /* room was checked */
+  }
+  flush_end(t, 1 - from);
+}
+
+
+static void on_read(struct ev_loop *loop, ev_io *w, int revents) {
+  tunnel *t = w->data;
+  int i = w == &t->e[APP].rio ? APP : PEER;
+  pump(t, i);
+}
+
+static void on_write(struct ev_loop *loop, ev_io *w, int revents);
+
+static void start_relay(tunnel *t) {
+  t->connecting = t->handshaking = false;
+  ev_timer_stop(t->px->loop, &t->timer);
+  for (int i = 0; i < 2; i++) {
+    ev_io_init(&t->e[i].rio, on_read, t->e[i].fd, EV_READ);
+    ev_io_init(&t->e[i].wio, on_write, t->e[i].fd, EV_WRITE);
+    t->e[i].rio.data = t->e[i].wio.data = t;
+  }
+  update(t);
+  pump(t, APP); /* bytes may already be waiting (or buffered inside TLS) */
+  if (!t->closed) pump(t, PEER);
+}
+
+/* Outbound: the TLS handshake with the peer sidecar, then relay. */
+static void handshake(tunnel *t) {
+  tun_end *p = &t->e[PEER];
+  int r = SSL_do_handshake(p->ssl);
+  if (r != 1) {
+    int err = SSL_get_error(p->ssl, r);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+      ev_io_stop(t->px->loop, &p->rio);
+      ev_io_stop(t->px->loop, &p->wio);
+      ev_io_start(t->px->loop, err == SSL_ERROR_WANT_READ ? &p->rio : &p->wio);
+      return;
+    }
+    wisp_tls_describe_failure(&t->verify, p->ssl, r);
+    tun_close(t, t->verify.reason, true);
+    return;
+  }
+  if (!t->verify.peer_ok) {
+    tun_close(t, "peer identity was not verified", true);
+    return;
+  }
+  ev_io_stop(t->px->loop, &p->rio);
+  ev_io_stop(t->px->loop, &p->wio);
+  start_relay(t);
+}
+
+static void on_setup_io(struct ev_loop *loop, ev_io *w, int revents) {
+  tunnel *t = w->data;
+  tun_end *p = &t->e[t->dir == WISP_DIR_OUTBOUND ? PEER : APP];
+  if (t->connecting) {
+    int err = wisp_net_connect_result(p->fd);
+    if (err) {
+      char why[160];
+      snprintf(why, sizeof(why), "cannot connect to %s: %s", t->upstream, strerror(err));
+      tun_close(t, why, true);
+      return;
+    }
+    t->connecting = false;
+    if (t->dir == WISP_DIR_OUTBOUND) {
+      t->handshaking = true;
+      handshake(t);
+    } else {
+      ev_io_stop(loop, &p->wio);
+      start_relay(t);
+    }
+    return;
+  }
+  if (t->handshaking) handshake(t);
+}
+
+static void on_write(struct ev_loop *loop, ev_io *w, int revents) {
+  tunnel *t = w->data;
+  if (t->connecting || t->handshaking) {
+    on_setup_io(loop, w, revents);
+    return;
+  }
+  flush_end(t, w == &t->e[APP].wio ? APP : PEER);
+}
+
+static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
+  tunnel *t = w->data;
+  tun_close(t, t->connecting ? "connect timed out" : "TLS handshake timed out", true);
+}
+
+static void tun_unlink_free(tunnel *t) {
+  if (t->prev) {
+    t->prev->next = t->next;
+  } else {
+    t->px->tunnels = t->next;
+  }
+  if (t->next) t->next->prev = t->prev;
+  free(t);
+}
+
+static void on_free(struct ev_loop *loop, ev_timer *w, int revents) { tun_unlink_free(w->data); }
+
+/* Closes both ends now; the memory goes on the next loop iteration, since
+ * callers up the stack still look at |t->closed|. */
+static void tun_close(tunnel *t, const char *reason, bool reset) {
+  if (t->closed) return;
+  t->closed = true;
+  if (!t->logged) log_tunnel(t, reason ? "l4_failed" : "l4", reason, NULL);
+  ev_timer_stop(t->px->loop, &t->timer);
+  for (int i = 0; i < 2; i++) {
+    tun_end *e = &t->e[i];
+    ev_io_stop(t->px->loop, &e->rio);
+    ev_io_stop(t->px->loop, &e->wio);
+    if (e->fd < 0) continue;
+    if (reset) { /* carry the reset: RST, not FIN */
+      struct linger l = {1, 0};
+      setsockopt(e->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    }
+    if (e->ssl) SSL_free(e->ssl);
+    e->ssl = NULL;
+    close(e->fd);
+    e->fd = -1;
+    wisp_buf_cleanup(&e->out);
+  }
+  ev_init(&t->timer, on_free);
+  ev_timer_set(&t->timer, 0, 0);
+  ev_timer_start(t->px->loop, &t->timer);
+}
+
+void wisp_tunnel_close_all(wisp_proxy *px) {
+  for (tunnel *t = px->tunnels; t; t = t->next) tun_close(t, "proxy stopping", false);
+  while (px->tunnels) {
+    tunnel *t = px->tunnels;
+    ev_timer_stop(px->loop, &t->timer);
+    tun_unlink_free(t);
+  }
+}
+
+static tunnel *tun_new(wisp_proxy *px, wisp_direction dir, const char *peer_addr, const wisp_target *up) {
+  tunnel *t = wisp_calloc(1, sizeof(*t));
+  t->px = px;
+  t->next = px->tunnels;
+  if (px->tunnels) px->tunnels->prev = t;
+  px->tunnels = t;
+  t->id = ++px->next_conn_id;
+  t->dir = dir;
+  t->started = ev_time();
+  t->e[APP].fd = t->e[PEER].fd = -1;
+  snprintf(t->peer_addr, sizeof(t->peer_addr), "%s", peer_addr);
+  snprintf(t->upstream, sizeof(t->upstream), "%s", up->name);
+  ev_timer_init(&t->timer, on_timeout, px->cfg->connect_timeout + px->cfg->handshake_timeout, 0);
+  t->timer.data = t;
+  ev_timer_start(px->loop, &t->timer);
+  return t;
+}
+
+/* Starts the non-blocking connect of end |i| to |up|. */
+static bool dial(tunnel *t, int i, const wisp_target *up) {
+  if (wisp_net_connect(&t->e[i].fd, &up->addr) != WISP_OK) {
+    char why[160];
+    snprintf(why, sizeof(why), "cannot connect to %s: %s", up->name, strerror(errno));
+    tun_close(t, why, true);
+    return false;
+  }
+  t->connecting = true;
+  ev_io_init(&t->e[i].wio, on_setup_io, t->e[i].fd, EV_WRITE);
+  ev_io_init(&t->e[i].rio, on_setup_io, t->e[i].fd, EV_READ);
+  t->e[i].rio.data = t->e[i].wio.data = t;
+  ev_io_start(t->px->loop, &t->e[i].wio);
+  return true;
+}
+
+void wisp_tunnel_outbound(wisp_proxy *px, int app_fd, const char *peer_addr, wisp_target *up) {
+  static const uint8_t kAlpn[] = {7, 'w', 'i', 's', 'p', '-', 'l', '4'};
+  tunnel *t = tun_new(px, WISP_DIR_OUTBOUND, peer_addr, up);
+  t->e[APP].fd = app_fd;
+  t->verify.expect_id = up->expect_id;
+  SSL *ssl = wisp_tls_new_ssl(px->tls, false, &t->verify);
+  if (!ssl) {
+    tun_close(t, "no SVID yet", true);
+    return;
+  }
+  t->e[PEER].ssl = ssl;
+  SSL_set_alpn_protos(ssl, kAlpn, sizeof(kAlpn));
+  if (!dial(t, PEER, up)) return;
+  SSL_set_fd(ssl, t->e[PEER].fd);
+  SSL_set_connect_state(ssl);
+}
+
+void wisp_tunnel_inbound(wisp_proxy *px, int fd, SSL *ssl, const wisp_tls_verify *v, const char *peer_addr,
+                         wisp_target *app) {
+  tunnel *t = tun_new(px, WISP_DIR_INBOUND, peer_addr, app);
+  t->e[PEER].fd = fd;
+  t->e[PEER].ssl = ssl;
+  t->verify = *v;
+  t->verify.expect_id = NULL;
+  /* Policy on identity and port: an L4 connection has no method or path. */
+  wisp_policy_decision d;
+  wisp_authz_check(px, v->peer_ok ? v->peer.id : NULL, NULL, NULL, wisp_addr_port(&app->addr), &d);
+  if (!d.allow) {
+    px->stats.requests_denied++;
+    log_tunnel(t, "l4_denied", "denied by policy", &d);
+    t->logged = true;
+    tun_close(t, "denied by policy", false);
+    return;
+  }
+  dial(t, APP, app);
+}

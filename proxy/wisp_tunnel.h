@@ -1,0 +1,26 @@
+/* wisp_tunnel: traffic that is not HTTP/2, carried as an L4 byte stream
+ * over the same mTLS (told apart on the wire by ALPN "wisp-l4"): the app's
+ * plaintext connection on one end, the peer sidecar's TLS on the other.
+ * Bounded buffers each way (a slow reader stops the other end's reads),
+ * half-close carried (FIN <-> TLS close_notify), a reset or error on either
+ * end resets the other. One JSON line per tunnel. Owned by the proxy. */
+#ifndef WISP_TUNNEL_H
+#define WISP_TUNNEL_H
+
+#include "proxy/internal.h"
+
+#define WISP_ALPN_L4 "wisp-l4"
+
+/* Outbound: |app_fd| (taken) is an app connection to |t|'s address; dials
+ * it over mTLS (ALPN wisp-l4) and relays. */
+void wisp_tunnel_outbound(wisp_proxy *px, int app_fd, const char *peer_addr, wisp_target *t);
+/* Inbound: |fd| and |ssl| (taken) are a verified mTLS connection that
+ * negotiated wisp-l4; |v| has the peer's identity. Connects to |app| after
+ * the policy allows the caller on |port|, and relays. */
+void wisp_tunnel_inbound(wisp_proxy *px, int fd, SSL *ssl, const wisp_tls_verify *v, const char *peer_addr,
+                         wisp_target *app);
+
+/* Closes every tunnel (proxy shutdown). */
+void wisp_tunnel_close_all(wisp_proxy *px);
+
+#endif
