@@ -310,6 +310,31 @@ static wisp_err stamp_file(file_stamp *out, const char *path) {
   return WISP_OK;
 }
 
+/* Puts a new pair of contexts in force (taking them) if both were made and
+ * the leaf is an SVID; the bundle facts come from |roots| or the |bundle|
+ * file. On failure frees them and the old pair stays. */
+static wisp_err swap_in(wisp_tls *t, SSL_CTX *server, SSL_CTX *client, STACK_OF(X509) *roots, const char *bundle,
+                        char *err, size_t err_len) {
+  wisp_tls_info info = t->info;
+  if (!client || cert_info(&info, server, err, err_len) != WISP_OK) {
+    SSL_CTX_free(server);
+    SSL_CTX_free(client);
+    return WISP_ERR_TLS;
+  }
+  if (roots) {
+    roots_info(&info, roots);
+  } else {
+    bundle_info(&info, bundle);
+  }
+  info.generation++;
+  SSL_CTX_free(t->server);
+  SSL_CTX_free(t->client);
+  t->server = server;
+  t->client = client;
+  t->info = info;
+  return WISP_OK;
+}
+
 wisp_err wisp_tls_load_files(wisp_tls *t, const char *cert, const char *key, const char *bundle, char *err,
                              size_t err_len) {
   const char *paths[FILE_COUNT] = {cert, key, bundle};
@@ -322,19 +347,7 @@ wisp_err wisp_tls_load_files(wisp_tls *t, const char *cert, const char *key, con
   }
   SSL_CTX *server = new_ctx(t, true, cert, key, bundle, err, err_len);
   SSL_CTX *client = server ? new_ctx(t, false, cert, key, bundle, err, err_len) : NULL;
-  wisp_tls_info info = t->info;
-  if (!client || cert_info(&info, server, err, err_len) != WISP_OK) {
-    SSL_CTX_free(server);
-    SSL_CTX_free(client);
-    return WISP_ERR_TLS;
-  }
-  bundle_info(&info, bundle);
-  info.generation++;
-  SSL_CTX_free(t->server);
-  SSL_CTX_free(t->client);
-  t->server = server;
-  t->client = client;
-  t->info = info;
+  WISP_GUARD(swap_in(t, server, client, NULL, bundle, err, err_len));
   for (int i = 0; i < FILE_COUNT; i++) {
     if (t->paths[i] != paths[i]) {
       char *copy = wisp_strdup(paths[i]);
@@ -350,19 +363,7 @@ static wisp_err install_mem(wisp_tls *t, EVP_PKEY *key, STACK_OF(X509) *chain, S
                             size_t err_len) {
   SSL_CTX *server = mem_ctx(t, true, key, chain, roots, err, err_len);
   SSL_CTX *client = server ? mem_ctx(t, false, key, chain, roots, err, err_len) : NULL;
-  wisp_tls_info info = t->info;
-  if (!client || cert_info(&info, server, err, err_len) != WISP_OK) {
-    SSL_CTX_free(server);
-    SSL_CTX_free(client);
-    return WISP_ERR_TLS;
-  }
-  roots_info(&info, roots);
-  info.generation++;
-  SSL_CTX_free(t->server);
-  SSL_CTX_free(t->client);
-  t->server = server;
-  t->client = client;
-  t->info = info;
+  WISP_GUARD(swap_in(t, server, client, roots, NULL, err, err_len));
   /* Keep what the contexts were made of, to rebuild on a new bundle. */
   EVP_PKEY_up_ref(key);
   EVP_PKEY_free(t->key);
