@@ -74,12 +74,16 @@ expect_match() {
   if printf '%s' "$3" | grep -Eq -- "$2"; then ok "$1"; else not_ok "$1" "[$3] does not match /$2/"; fi
 }
 
-# A free TCP port on 127.0.0.1 (bounded tries).
+# A free TCP port on 127.0.0.1 (bounded tries), below the kernel's
+# ephemeral range: a port from that range can be taken by any outgoing
+# connection between our check and the server's bind.
 free_port() {
-  local p i
+  local p i lo=10000 hi
+  hi=$(awk '{print $1 - 1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+  [ -n "$hi" ] && [ "$hi" -gt $((lo + 1000)) ] || hi=32767
   for i in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
-    if ! ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
+    p=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo)))
+    if ! ss -Htan "sport = :$p" 2>/dev/null | grep -q .; then
       echo "$p"
       return 0
     fi
