@@ -6,7 +6,10 @@
 # In the nat table of the current network namespace it installs:
 #
 #   OUTPUT     -p tcp -j WISP_OUTPUT             (the app's outbound TCP)
-#   WISP_OUTPUT            RETURN if out via lo, to 127.0.0.0/8 (::1),
+#   WISP_OUTPUT            first, TCP to the probe address (--probe) from
+#                          anyone, the proxy included, -j WISP_REDIRECT: the
+#                          proxy dials it to prove interception (/ready);
+#                          RETURN if out via lo, to 127.0.0.0/8 (::1),
 #                          from the proxy's uid (its own upstream
 #                          connections must not loop back into itself),
 #                          or to an excluded port or CIDR;
@@ -49,6 +52,11 @@ usage: wisp-iptables.sh [options]
   --exclude-inbound-ports P,P    inbound TCP to these ports reaches the app directly
   --inbound-ports all|none|P,P   app ports whose inbound TCP is redirected to the
                               inbound listener (default all)
+  --probe IP:PORT|none        IPv4 address whose TCP is redirected to the outbound
+                              listener even from the proxy's uid, so that wisp-proxy
+                              --transparent can prove the rules are in place before
+                              /ready passes (default 127.0.0.77:15009, the proxy's
+                              --intercept-probe default)
   --backend auto|nft|legacy   iptables backend (default auto: the one already
                               holding wisp's or other rules, else what
                               `iptables` is)
@@ -84,6 +92,7 @@ EXCL_IN_PORTS=""
 EXCL_OUT_CIDRS=""
 IN_PORTS=all
 BACKEND=auto
+PROBE=127.0.0.77:15009
 IPV6=1
 REMOVE=0
 DRY_RUN=0
@@ -114,7 +123,7 @@ while [ $# -gt 0 ]; do
       ;;
     --proxy-uid | --proxy-gid | --outbound-port | --inbound-port | --admin-port | \
       --exclude-outbound-ports | --exclude-inbound-ports | --exclude-outbound-cidrs | \
-      --inbound-ports | --backend)
+      --inbound-ports | --backend | --probe)
       if [ "$has_val" = 0 ]; then
         [ $# -ge 2 ] || die_usage "$opt needs a value"
         val=$2
@@ -131,6 +140,7 @@ while [ $# -gt 0 ]; do
         --exclude-outbound-cidrs) EXCL_OUT_CIDRS=$val ;;
         --inbound-ports) IN_PORTS=$val ;;
         --backend) BACKEND=$val ;;
+        --probe) PROBE=$val ;;
       esac
       ;;
     *) die_usage "unknown argument: $1" ;;
@@ -249,6 +259,16 @@ if [ -n "$EXCL_OUT_CIDRS" ]; then
       die_usage "--exclude-outbound-cidrs: '$c' is not an IPv4 or IPv6 address or CIDR"
     fi
   done
+fi
+PROBE_IP=""
+PROBE_PORT=""
+if [ "$PROBE" != none ]; then
+  PROBE_IP=${PROBE%:*}
+  PROBE_PORT=${PROBE##*:}
+  if [[ $PROBE != *:* ]] || ! cidr4_ok "$PROBE_IP" || [[ $PROBE_IP == */* ]] || ! port_ok "$PROBE_PORT"; then
+    die_usage "--probe $PROBE: expected IPv4:PORT or none"
+  fi
+  PROBE_PORT=$((10#$PROBE_PORT))
 fi
 case $BACKEND in
   auto | nft | legacy) ;;
@@ -426,6 +446,9 @@ install_lines() {
   for c in "${unwanted[@]}"; do echo "-F $c"; done
   for c in "${unwanted[@]}"; do echo "-X $c"; done
 
+  if [ "$fam" = 4 ] && [ -n "$PROBE_IP" ]; then
+    echo "-A WISP_OUTPUT -d $PROBE_IP/32 -p tcp -m tcp --dport $PROBE_PORT -j WISP_REDIRECT"
+  fi
   echo "-A WISP_OUTPUT -o lo -j RETURN"
   echo "-A WISP_OUTPUT -d $lo -j RETURN"
   echo "-A WISP_OUTPUT -m owner --uid-owner $PROXY_UID -j RETURN"

@@ -56,6 +56,36 @@ wisp_err wisp_addr_parse(wisp_addr *out, const char *s) {
   return WISP_ERR_PARSE;
 }
 
+static bool addr_unspecified(const wisp_addr *a) {
+  if (a->sa.ss_family == AF_INET) return ((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr == htonl(INADDR_ANY);
+  return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->sa)->sin6_addr);
+}
+
+wisp_err wisp_addr_parse_dest(wisp_addr *out, const char *s) {
+  char buf[80];
+  size_t len = strlen(s);
+  WISP_ENSURE(len > 0 && len < sizeof(buf) - 3, WISP_ERR_PARSE);
+  WISP_ENSURE(strncmp(s, "localhost", 9) != 0 && s[0] != ':' && s[0] != '*', WISP_ERR_PARSE);
+  const char *colon = strchr(s, ':');
+  bool bare_v6 = s[0] != '[' && colon && strchr(colon + 1, ':');
+  bool has_port = s[0] == '[' ? s[len - 1] != ']' : colon && !bare_v6;
+  if (has_port) {
+    WISP_ENSURE(strcmp(strrchr(s, ':'), ":0") != 0, WISP_ERR_PARSE);
+    snprintf(buf, sizeof(buf), "%s", s);
+  } else {
+    snprintf(buf, sizeof(buf), bare_v6 ? "[%s]:0" : "%s:0", s);
+  }
+  WISP_GUARD(wisp_addr_parse(out, buf));
+  WISP_ENSURE(!addr_unspecified(out), WISP_ERR_PARSE);
+  return WISP_OK;
+}
+
+void wisp_addr_format_dest(const wisp_addr *a, char *out, size_t out_len) {
+  wisp_addr_format(a, out, out_len);
+  size_t n = strlen(out);
+  if (wisp_addr_port(a) == 0 && n >= 2 && strcmp(out + n - 2, ":0") == 0) out[n - 2] = '\0';
+}
+
 uint16_t wisp_addr_port(const wisp_addr *a) {
   if (a->sa.ss_family == AF_INET) return ntohs(((const struct sockaddr_in *)&a->sa)->sin_port);
   if (a->sa.ss_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)&a->sa)->sin6_port);
@@ -200,6 +230,14 @@ wisp_err wisp_net_local_addr(int fd, wisp_addr *out) {
   out->len = sizeof(out->sa);
   WISP_ENSURE(getsockname(fd, (struct sockaddr *)&out->sa, &out->len) == 0, WISP_ERR_IO);
   return WISP_OK;
+}
+
+bool wisp_addr_is_loopback(const wisp_addr *a) {
+  if (a->sa.ss_family == AF_INET)
+    return (ntohl(((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr) >> 24) == 127;
+  if (a->sa.ss_family != AF_INET6) return false;
+  const struct in6_addr *v6 = &((const struct sockaddr_in6 *)&a->sa)->sin6_addr;
+  return IN6_IS_ADDR_LOOPBACK(v6) || (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);
 }
 
 bool wisp_addr_equal(const wisp_addr *a, const wisp_addr *b) {

@@ -18,6 +18,14 @@ typedef struct {
 
 /* Parses "HOST:PORT", "[V6]:PORT" or ":PORT" (all interfaces). */
 wisp_err wisp_addr_parse(wisp_addr *out, const char *s) WISP_MUST_CHECK;
+/* Parses a peer address as a destination map names it: "IP:PORT",
+ * "[V6]:PORT", or a bare "IP", "V6" or "[V6]" meaning every port (the port
+ * is then 0). Literal addresses only: no "localhost", no empty or
+ * unspecified (0.0.0.0, ::) host, no port 0. */
+wisp_err wisp_addr_parse_dest(wisp_addr *out, const char *s) WISP_MUST_CHECK;
+/* Formats a destination address: as wisp_addr_format, without ":0" for
+ * an every-port address ("10.0.0.5", "[fd00::5]"). */
+void wisp_addr_format_dest(const wisp_addr *a, char *out, size_t out_len);
 /* The port of |a| (host order); 0 for a non-IP address. */
 uint16_t wisp_addr_port(const wisp_addr *a);
 /* Formats |a| as HOST:PORT into |out| (always NUL-terminated). */
@@ -39,6 +47,8 @@ wisp_err wisp_net_connect_unix(int *out_fd, const char *path) WISP_MUST_CHECK;
 wisp_err wisp_net_original_dst(int fd, wisp_addr *out) WISP_MUST_CHECK;
 /* The local address of |fd|. */
 wisp_err wisp_net_local_addr(int fd, wisp_addr *out) WISP_MUST_CHECK;
+/* 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104. */
+bool wisp_addr_is_loopback(const wisp_addr *a);
 /* Same family, address and port. */
 bool wisp_addr_equal(const wisp_addr *a, const wisp_addr *b);
 /* Result of a finished non-blocking connect (0 or an errno). */

@@ -120,6 +120,9 @@ void wisp_policy_free(wisp_policy *p) {
   free(p->authz);
   free(p->peer);
   free(p->docs);
+  free(p->dest_docs);
+  free(p->dests);
+  free(p->dest_list);
   wp_arena_free(&p->arena);
   free(p);
 }
@@ -131,6 +134,13 @@ void wisp_policy_get_stats(const wisp_policy *p, wisp_policy_stats *out) {
   out->deny_policies = p->n_deny;
   out->peer_authentications = p->n_peer;
   out->rules = p->n_rules;
+  out->destinations = p->n_dest_docs;
+  out->destination_addresses = p->n_dests;
+}
+
+size_t wisp_policy_get_destinations(const wisp_policy *p, const wisp_policy_destination **out) {
+  *out = p->dest_list;
+  return p->n_dests;
 }
 
 typedef struct {
@@ -158,10 +168,13 @@ size_t wisp_policy_summary(const wisp_policy *p, char *out, size_t out_len) {
   sb_printf(&b, "%u document%s", p->n_docs, p->n_docs == 1 ? "" : "s");
   for (uint32_t i = 0; i < p->n_docs; i++) {
     sb_printf(&b, "%s", i ? "; " : ": ");
-    if (p->docs[i].is_peer) {
+    if (p->docs[i].kind == WP_DOC_PEER) {
       const wp_peer *pa = &p->peer[p->docs[i].index];
       sb_printf(&b, "PeerAuthentication %s %s", pa->qname, wisp_mtls_mode_name(pa->mode));
       sb_selector(&b, &pa->sel);
+    } else if (p->docs[i].kind == WP_DOC_DEST) {
+      const wp_dest *d = &p->dest_docs[p->docs[i].index];
+      sb_printf(&b, "Destination %s %s addresses=%u", d->qname, d->spiffe_id, d->n_addrs);
     } else {
       const wp_authz *a = &p->authz[p->docs[i].index];
       sb_printf(&b, "AuthorizationPolicy %s %s", a->qname, a->deny ? "DENY" : "ALLOW");

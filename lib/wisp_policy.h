@@ -1,6 +1,7 @@
 /* wisp_policy: authorization policy. Kubernetes-style YAML documents
  * (AuthorizationPolicy, PeerAuthentication; see DESIGN.md) are parsed with
- * libyaml, validated strictly and compiled into an immutable wisp_policy;
+ * libyaml (with Destination documents, the address -> identity map of
+ * transparent mode), validated strictly and compiled into an immutable wisp_policy;
  * a wisp_policy_view then picks what governs one workload and answers
  * "may this caller make this request?" without allocating or parsing.
  * wisp_policy_compile is a parser in the STYLE.md sense: bytes in, result
@@ -53,6 +54,11 @@
  *   `to` entry with method or path fields never matches in an ALLOW rule,
  *   and in a DENY rule those fields are ignored (Istio's TCP rule: deny
  *   more, never allow more); ports apply as usual.
+ * - Destination (spec: {addresses: [IP:PORT or IP, ...], spiffeId: ID})
+ *   says which identity the sidecar at those addresses must present when
+ *   this proxy dials them in transparent mode (an IP alone: every port). It
+ *   governs no workload and is the same for every proxy. One address in two
+ *   Destinations is an error, even with the same ID.
  * - PeerAuthentication (spec: {mode: STRICT|PERMISSIVE, selector}): the one
  *   selecting the workload's service account wins over the namespace-wide
  *   one; none: STRICT. Two PeerAuthentications with the same scope, or two
@@ -83,6 +89,7 @@
 #define WISP_POLICY_MAX_DEPTH 32          /* YAML nesting */
 #define WISP_POLICY_MAX_NODES 262144      /* YAML nodes in one document */
 #define WISP_POLICY_MAX_STR 4096          /* bytes of any one string */
+#define WISP_POLICY_MAX_DESTINATIONS 65536 /* addresses, all Destinations together */
 
 typedef struct wisp_policy wisp_policy;
 typedef struct wisp_policy_view wisp_policy_view;
@@ -116,9 +123,23 @@ typedef struct {
   size_t deny_policies;
   size_t peer_authentications;
   size_t rules;                  /* over all AuthorizationPolicies */
+  size_t destinations;           /* Destination documents */
+  size_t destination_addresses;  /* over all Destinations */
 } wisp_policy_stats;
 
 void wisp_policy_get_stats(const wisp_policy *p, wisp_policy_stats *out);
+
+/* The address -> identity map of transparent mode: every address of every
+ * Destination document, sorted by address, each at most once. |address| is
+ * canonical ("10.0.0.5:8080", "[fd00::5]:8080", or an IP alone for every
+ * port: see wisp_addr_parse_dest); strings are borrowed from |p|. */
+typedef struct {
+  const char *address;
+  const char *spiffe_id;
+} wisp_policy_destination;
+
+/* Sets |*out| to the map (borrowed from |p|) and returns its length. */
+size_t wisp_policy_get_destinations(const wisp_policy *p, const wisp_policy_destination **out);
 
 /* Writes a canonical one-line summary of |p| (documents in order: kind,
  * namespace/name, action or mode, selector, rule count) for logs, as

@@ -125,10 +125,31 @@ typedef struct {
   uint32_t doc;
 } wp_peer;
 
+/* A Destination document: the identity the sidecar at these addresses
+ * must present (transparent mode). Its addresses are entries of
+ * wisp_policy.dests, from |first| on. */
+typedef struct {
+  const char *qname;
+  const char *spiffe_id;
+  uint32_t doc;
+  uint32_t first, n_addrs;
+} wp_dest;
+
+/* One address of a Destination, with where it was written (to name both
+ * places when two documents map one address). */
+typedef struct {
+  wisp_policy_destination pub;  /* address (canonical) and spiffe_id */
+  uint32_t dest;                /* index into wisp_policy.dest_docs */
+  uint32_t item;                /* index in spec.addresses */
+  uint32_t line, col;
+} wp_dest_addr;
+
+typedef enum { WP_DOC_AUTHZ, WP_DOC_PEER, WP_DOC_DEST } wp_doc_kind;
+
 /* One document in order, for the summary. */
 typedef struct {
-  bool is_peer;
-  uint32_t index;  /* into authz or peer */
+  wp_doc_kind kind;
+  uint32_t index;  /* into authz, peer or dest_docs */
 } wp_docref;
 
 struct wisp_policy {
@@ -138,6 +159,10 @@ struct wisp_policy {
   wp_authz *authz;  /* malloc'd arrays, grown while parsing; the rest is */
   wp_peer *peer;    /* in the arena */
   wp_docref *docs;
+  uint32_t n_dest_docs, n_dests;
+  wp_dest *dest_docs;    /* malloc'd too */
+  wp_dest_addr *dests;   /* malloc'd; sorted by address once compiled */
+  wisp_policy_destination *dest_list;  /* malloc'd: the public view of dests */
 };
 
 /* ---- views ------------------------------------------------------------ */

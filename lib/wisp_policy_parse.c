@@ -9,6 +9,7 @@
 #include <yaml.h>
 
 #include "lib/wisp_mem.h"
+#include "lib/wisp_net.h"
 #include "lib/wisp_policy.h"
 #include "lib/wisp_policy_internal.h"
 #include "lib/wisp_spiffe.h"
@@ -16,6 +17,7 @@
 #define API_VERSION "wisp.dev/v1"
 #define KIND_AUTHZ "AuthorizationPolicy"
 #define KIND_PEER "PeerAuthentication"
+#define KIND_DEST "Destination"
 #define SCHEME "spiffe://"
 #define NAME_MAX_LEN 253
 #define METHOD_MAX_LEN 32
@@ -53,7 +55,7 @@ typedef struct {
   size_t path_len;
   char *err_buf;
   size_t err_len;
-  uint32_t cap_authz, cap_peer, cap_docs;
+  uint32_t cap_authz, cap_peer, cap_docs, cap_dest_docs, cap_dests;
   seen_slot *seen;
 } pctx;
 
@@ -684,7 +686,7 @@ static void describe(pctx *c, const yn *root) {
       for (const yn *m = k->next->first; m; m = m->next->next)
         if (eq(m, "name") && m->next->kind == YN_SCALAR && m->next->len) name = m->next;
   }
-  if (!kind || !(eq(kind, KIND_AUTHZ) || eq(kind, KIND_PEER))) {
+  if (!kind || !(eq(kind, KIND_AUTHZ) || eq(kind, KIND_PEER) || eq(kind, KIND_DEST))) {
     snprintf(c->desc, sizeof(c->desc), "document %u", c->doc);
     return;
   }
@@ -746,7 +748,7 @@ static wisp_err compile_authz(pctx *c, const yn *spec, const char *qname, wp_str
   wisp_policy *p = c->p;
   p->authz = grow(p->authz, p->n_authz, &c->cap_authz, sizeof(wp_authz));
   p->docs = grow(p->docs, p->n_docs, &c->cap_docs, sizeof(wp_docref));
-  p->docs[p->n_docs].is_peer = false;
+  p->docs[p->n_docs].kind = WP_DOC_AUTHZ;
   p->docs[p->n_docs++].index = p->n_authz;
   p->authz[p->n_authz++] = a;
   p->n_rules += a.n_rules;
@@ -794,9 +796,110 @@ static wisp_err compile_peer(pctx *c, const yn *spec, const char *qname, wp_str 
   wisp_policy *p = c->p;
   p->peer = grow(p->peer, p->n_peer, &c->cap_peer, sizeof(wp_peer));
   p->docs = grow(p->docs, p->n_docs, &c->cap_docs, sizeof(wp_docref));
-  p->docs[p->n_docs].is_peer = true;
+  p->docs[p->n_docs].kind = WP_DOC_PEER;
   p->docs[p->n_docs++].index = p->n_peer;
   p->peer[p->n_peer++] = pa;
+  return WISP_OK;
+}
+
+/* spec.spiffeId of a Destination: one exact SPIFFE ID. */
+static wisp_err compile_dest_id(pctx *c, const yn *n, const char **out) {
+  WISP_GUARD(want_str(c, n, WISP_SPIFFE_MAX));
+  wisp_spiffe_id id;
+  char reason[160];
+  if (wisp_spiffe_parse(&id, n->s, n->len, reason, sizeof(reason)) != WISP_OK) {
+    char q[96];
+    quote(q, sizeof(q), n->s, n->len);
+    return fail(c, n, "%s is not a SPIFFE ID (%s)", q, reason);
+  }
+  *out = arena_str(c, n->s, n->len).s;
+  return WISP_OK;
+}
+
+/* spec.addresses of a Destination: IP:PORT or IP, each kept canonical. */
+static wisp_err compile_dest_addrs(pctx *c, const yn *list, wp_dest *d) {
+  WISP_GUARD(want_seq(c, list, false, WISP_POLICY_MAX_LIST));
+  wisp_policy *p = c->p;
+  if (list->n > WISP_POLICY_MAX_DESTINATIONS - p->n_dests)
+    return fail_big(c, list, "more than %u destination addresses in all", WISP_POLICY_MAX_DESTINATIONS);
+  d->first = p->n_dests;
+  uint32_t i = 0;
+  for (const yn *it = list->first; it; it = it->next, i++) {
+    size_t mark = push_index(c, i);
+    WISP_GUARD(want_str(c, it, 64));
+    wisp_addr a;
+    if (wisp_addr_parse_dest(&a, it->s) != WISP_OK) {
+      char q[96];
+      quote(q, sizeof(q), it->s, it->len);
+      return fail(c, it, "%s is not IP:PORT or an IP (literal addresses only, port 1..65535)", q);
+    }
+    char canon[64];
+    wisp_addr_format_dest(&a, canon, sizeof(canon));
+    p->dests = grow(p->dests, p->n_dests, &c->cap_dests, sizeof(wp_dest_addr));
+    wp_dest_addr *e = &p->dests[p->n_dests++];
+    e->pub.address = arena_str(c, canon, strlen(canon)).s;
+    e->pub.spiffe_id = d->spiffe_id;
+    e->dest = p->n_dest_docs;
+    e->item = i;
+    e->line = it->line;
+    e->col = it->col;
+    pop(c, mark);
+  }
+  d->n_addrs = list->n;
+  return WISP_OK;
+}
+
+static wisp_err compile_dest(pctx *c, const yn *spec, const char *qname) {
+  static const char *const kFields[] = {"addresses", "spiffeId"};
+  const yn *v[2];
+  wp_dest d;
+  memset(&d, 0, sizeof(d));
+  d.qname = qname;
+  d.doc = c->doc;
+  size_t mark = push_key(c, "spec", 4);
+  WISP_GUARD(map_fields(c, spec, kFields, 2, v));
+  if (!v[1]) return fail(c, spec, "spiffeId: required (the identity the sidecar at these addresses presents)");
+  if (!v[0]) return fail(c, spec, "addresses: required (IP:PORT or IP, as the app dials them)");
+  FIELD(c, "spiffeId", compile_dest_id(c, v[1], &d.spiffe_id));
+  FIELD(c, "addresses", compile_dest_addrs(c, v[0], &d));
+  pop(c, mark);
+  wisp_policy *p = c->p;
+  p->dest_docs = grow(p->dest_docs, p->n_dest_docs, &c->cap_dest_docs, sizeof(wp_dest));
+  p->docs = grow(p->docs, p->n_docs, &c->cap_docs, sizeof(wp_docref));
+  p->docs[p->n_docs].kind = WP_DOC_DEST;
+  p->docs[p->n_docs++].index = p->n_dest_docs;
+  p->dest_docs[p->n_dest_docs++] = d;
+  return WISP_OK;
+}
+
+static int cmp_dest_addr(const void *a, const void *b) {
+  const wp_dest_addr *x = a, *y = b;
+  int r = strcmp(x->pub.address, y->pub.address);
+  if (r) return r;
+  return x->dest != y->dest ? (x->dest < y->dest ? -1 : 1) : (x->item < y->item ? -1 : x->item > y->item);
+}
+
+/* Sorts the map by address and refuses an address given twice, naming the
+ * later place and the earlier one. */
+static wisp_err finish_dests(pctx *c) {
+  wisp_policy *p = c->p;
+  if (!p->n_dests) return WISP_OK;
+  qsort(p->dests, p->n_dests, sizeof(wp_dest_addr), cmp_dest_addr);
+  for (uint32_t i = 1; i < p->n_dests; i++) {
+    const wp_dest_addr *first = &p->dests[i - 1], *again = &p->dests[i];
+    if (strcmp(first->pub.address, again->pub.address) != 0) continue;
+    const wp_dest *d1 = &p->dest_docs[first->dest], *d2 = &p->dest_docs[again->dest];
+    c->doc = d2->doc;
+    snprintf(c->desc, sizeof(c->desc), "document %u (" KIND_DEST " \"%s\")", d2->doc, strchr(d2->qname, '/') + 1);
+    pop(c, 0);
+    push_key(c, "spec.addresses", 14);
+    push_index(c, again->item);
+    yn at = {.line = again->line, .col = again->col};
+    return fail(c, &at, "%s is already mapped by document %u (" KIND_DEST " %s, to %s)", again->pub.address,
+                d1->doc, d1->qname, d1->spiffe_id);
+  }
+  p->dest_list = wisp_calloc(p->n_dests, sizeof(wisp_policy_destination));
+  for (uint32_t i = 0; i < p->n_dests; i++) p->dest_list[i] = p->dests[i].pub;
   return WISP_OK;
 }
 
@@ -829,10 +932,10 @@ static wisp_err compile_doc(pctx *c, const yn *root) {
   pop(c, mark);
   mark = push_key(c, "kind", 4);
   WISP_GUARD(want_str(c, v[1], WISP_POLICY_MAX_STR));
-  bool peer = eq(v[1], KIND_PEER);
-  if (!peer && !eq(v[1], KIND_AUTHZ)) {
+  bool peer = eq(v[1], KIND_PEER), dest = eq(v[1], KIND_DEST);
+  if (!peer && !dest && !eq(v[1], KIND_AUTHZ)) {
     quote(q, sizeof(q), v[1]->s, v[1]->len);
-    return fail(c, v[1], "%s is not a known kind (" KIND_AUTHZ " or " KIND_PEER ")", q);
+    return fail(c, v[1], "%s is not a known kind (" KIND_AUTHZ ", " KIND_PEER " or " KIND_DEST ")", q);
   }
   pop(c, mark);
 
@@ -862,17 +965,18 @@ static wisp_err compile_doc(pctx *c, const yn *root) {
   char qname[2 * NAME_MAX_LEN + 8];
   snprintf(qname, sizeof(qname), "%s/%.*s", ns.s, (int)m[0]->len, m[0]->s);
   char key[sizeof(qname) + 2];
-  snprintf(key, sizeof(key), "%c:%s", peer ? 'P' : 'A', qname);
+  const char *kind = peer ? KIND_PEER : dest ? KIND_DEST : KIND_AUTHZ;
+  snprintf(key, sizeof(key), "%c:%s", kind[0], qname);
   uint32_t other;
   const char *other_desc;
   if (!seen_add(c, key, &other, &other_desc)) {
     mark = push_key(c, "metadata.name", 13);
-    wisp_err e = fail(c, m[0], "%s %s is already defined by %s", peer ? KIND_PEER : KIND_AUTHZ,
-                      qname, other_desc);
+    wisp_err e = fail(c, m[0], "%s %s is already defined by %s", kind, qname, other_desc);
     pop(c, mark);
     return e;
   }
   const char *qn = wp_strndup(&c->p->arena, qname, strlen(qname));
+  if (dest) return compile_dest(c, v[3], qn);
   return peer ? compile_peer(c, v[3], qn, ns) : compile_authz(c, v[3], qn, ns);
 }
 
@@ -1034,6 +1138,7 @@ wisp_err wisp_policy_compile(wisp_policy **out, const char *yaml, size_t len, ch
     e = run(&c, &y);
     yaml_parser_delete(&y);
   }
+  if (e == WISP_OK) e = finish_dests(&c);
   wp_arena_free(&c.tree);
   free(c.seen);
   if (e != WISP_OK) {

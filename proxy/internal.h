@@ -76,6 +76,7 @@ struct wisp_conn {
   wisp_listener *listener;   /* downstream: borrowed */
   wisp_target *dst;          /* downstream: where its streams go (borrowed) */
   wisp_target *target;       /* upstream: borrowed */
+  char *expect_id;           /* upstream mTLS: owned copy of the ID the peer must present (NULL: any in our trust domain) */
   wisp_stream *streams;      /* streams on this side, linked per side */
   int nstreams;
   bool got_preface;          /* downstream: a valid client preface arrived */
@@ -174,6 +175,8 @@ struct wisp_proxy {
   ino_t policy_ino;
   off_t policy_size;
   char policy_version[32];
+  struct wisp_dests *dests;       /* owned; NULL: no address -> identity map */
+  struct wisp_intercept *intercept; /* owned; NULL: no interception check */
 };
 
 /* Stops accepting, sends GOAWAY to callers and ends the loop once they are

@@ -16,6 +16,8 @@
 #include "lib/wisp_mem.h"
 #include "lib/wisp_net.h"
 #include "proxy/internal.h"
+#include "proxy/wisp_dests.h"
+#include "proxy/wisp_intercept.h"
 
 /* At most this many admin connections at once; more are answered 503. */
 #define ADMIN_MAX_CONNS 32
@@ -326,6 +328,18 @@ static void render_config(sbuf *b, const wisp_proxy *px) {
   json_str(b, "inbound", cfg->app || cfg->transparent ? cfg->inbound : NULL);
   json_bool(b, "transparent", cfg->transparent);
   json_str(b, "outbound", cfg->transparent ? cfg->outbound : NULL);
+  json_key(b, "destinations"); /* transparent mode's address -> identity map */
+  sb_add(b, "[", 1);
+  for (size_t i = 0; i < wisp_dests_count(px->dests); i++) {
+    const char *id;
+    const char *addr = wisp_dests_entry(px->dests, i, &id);
+    if (i) sb_add(b, ",", 1);
+    sb_add(b, "{", 1);
+    json_str(b, "address", addr);
+    json_str(b, "spiffe_id", id);
+    sb_add(b, "}", 1);
+  }
+  sb_add(b, "]", 1);
   json_str(b, "app", cfg->app);
   json_str(b, "admin", cfg->admin);
   json_str(b, "cert", cfg->cert);
@@ -415,6 +429,10 @@ static void render_metrics(sbuf *b, const wisp_proxy *px, bool ready) {
   metric(b, "wisp_bundle_roots", "gauge", "Root CAs in the trust bundle.", (uint64_t)info->bundle_roots);
   metric(b, "wisp_ready", "gauge", "1 when /ready answers 200.", ready ? 1 : 0);
   metric(b, "wisp_draining", "gauge", "1 once a drain (SIGTERM or POST /drain) began.", px->draining ? 1 : 0);
+  char why[8];
+  metric(b, "wisp_intercept_verified", "gauge",
+         "1 when the iptables interception check passes or is not asked for (--transparent).",
+         wisp_intercept_ok(px, why, sizeof(why)) ? 1 : 0);
 }
 
 /* ===================================================================== */
@@ -436,6 +454,7 @@ typedef struct admin_conn {
   size_t out_pos;
   bool drain_after;    /* POST /drain: start the drain once the 202 is out */
   char peer[64];
+  bool remote;         /* not from loopback: health endpoints only */
   struct admin_conn *next, *prev;
 } admin_conn;
 
@@ -554,7 +573,8 @@ static bool proxy_listening(const wisp_proxy *px) {
 
 static bool proxy_ready(const wisp_proxy *px, char *reason, size_t reason_len) {
   return wisp_admin_ready_check(wisp_tls_get0_info(px->tls), wisp_tls_ready(px->tls), proxy_listening(px),
-                                px->draining, (int64_t)time(NULL), reason, reason_len);
+                                px->draining, (int64_t)time(NULL), reason, reason_len) &&
+         wisp_intercept_ok(px, reason, reason_len); /* fail closed: an unprotected pod is not ready */
 }
 
 static void handle(admin_conn *c, const wisp_admin_request *req) {
@@ -573,6 +593,13 @@ static void handle(admin_conn *c, const wisp_admin_request *req) {
   if (status == 405) {
     snprintf(text, sizeof(text), "%s takes %s only", req->path, allow);
     respond_text(c, 405, allow, text, head);
+    return;
+  }
+  if (c->remote && ep != WISP_ADMIN_EP_HEALTHZ && ep != WISP_ADMIN_EP_READY) {
+    /* The admin port may listen beyond loopback for the kubelet's probes;
+     * certificates, configuration and drain stay local. */
+    snprintf(text, sizeof(text), "%s is served to loopback callers only (remote: /healthz /ready)", req->path);
+    respond_text(c, 403, NULL, text, head);
     return;
   }
   sbuf body = {0};
@@ -697,6 +724,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
     c->fd = fd;
     c->state = ADMIN_READING;
     wisp_addr_format(&peer, c->peer, sizeof(c->peer));
+    c->remote = !wisp_addr_is_loopback(&peer);
     ev_io_init(&c->io, on_conn_io, fd, EV_READ);
     c->io.data = c;
     ev_init(&c->timer, on_conn_timeout);

@@ -226,6 +226,24 @@ static void watch_answer(wisp_agent_client *ac, wisp_rpcc_call *call, const Wisp
   if (wisp_rpcc_send(call, &req.base) != WISP_OK) wisp_rpcc_cancel(call);
 }
 
+/* The policy and the address -> identity map of |snap|, as one update. */
+static wisp_err apply_snapshot(wisp_proxy *px, const Wisp__V1__Snapshot *snap, char *err, size_t err_len) {
+  wisp_policy_destination *d = snap->n_destinations ? wisp_calloc(snap->n_destinations, sizeof(*d)) : NULL;
+  for (size_t i = 0; i < snap->n_destinations; i++) {
+    d[i].address = snap->destinations[i]->address;
+    d[i].spiffe_id = snap->destinations[i]->spiffe_id;
+  }
+  wisp_authz_update u = {.yaml = snap->policy_yaml,
+                         .len = strlen(snap->policy_yaml),
+                         .dests = d,
+                         .ndests = snap->n_destinations,
+                         .source = "agent",
+                         .version = snap->version};
+  wisp_err rc = wisp_authz_apply(px, &u, err, err_len);
+  free(d);
+  return rc;
+}
+
 static void on_snapshot(wisp_rpcc_call *call, const uint8_t *msg, size_t len, void *arg) {
   wisp_agent_client *ac = arg;
   wisp_proxy *px = ac->px;
@@ -238,9 +256,8 @@ static void on_snapshot(wisp_rpcc_call *call, const uint8_t *msg, size_t len, vo
   STACK_OF(X509) *roots = snap->n_bundle ? der_list(snap->bundle, snap->n_bundle) : NULL;
   if (snap->n_bundle && !roots) {
     snprintf(err, sizeof(err), "bundle holds a certificate that does not parse");
-  } else if (wisp_authz_apply(px, snap->policy_yaml, strlen(snap->policy_yaml), "agent", snap->version, err,
-                              sizeof(err)) != WISP_OK) {
-    /* NACK: the last good policy stays in force */
+  } else if (apply_snapshot(px, snap, err, sizeof(err)) != WISP_OK) {
+    /* NACK: the last good policy and map stay in force */
   } else if (roots && ac->have_svid && wisp_tls_set_roots(px->tls, roots, err, sizeof(err)) != WISP_OK) {
     /* err says why */
   } else {
@@ -251,6 +268,7 @@ static void on_snapshot(wisp_rpcc_call *call, const uint8_t *msg, size_t len, vo
   wisp_json_str(&j, "event", err[0] ? "nack" : "ack");
   wisp_json_str(&j, "version", snap->version);
   wisp_json_int(&j, "bundle_roots", (int64_t)snap->n_bundle);
+  wisp_json_int(&j, "destinations", (int64_t)snap->n_destinations);
   if (err[0]) wisp_json_str(&j, "error", err);
   wisp_json_emit_err(&j);
   watch_answer(ac, call, snap, err[0] ? err : NULL);

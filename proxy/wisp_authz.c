@@ -8,6 +8,8 @@
 
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
+#include "proxy/wisp_dests.h"
+#include "proxy/wisp_proxy.h"
 
 #define POLICY_POLL_MAX 0.5 /* a changed file governs new requests within 1 s */
 
@@ -16,10 +18,12 @@ static const char *workload_id(const wisp_proxy *px) {
   return wisp_tls_get0_info(px->tls)->spiffe_id;
 }
 
-wisp_err wisp_authz_apply(wisp_proxy *px, const char *yaml, size_t len, const char *source, const char *version,
-                          char *err, size_t err_len) {
+wisp_err wisp_authz_apply(wisp_proxy *px, const wisp_authz_update *u, char *err, size_t err_len) {
+  const char *yaml = u->yaml, *source = u->source, *version = u->version;
+  size_t len = u->len;
   wisp_policy *p = NULL;
   wisp_policy_view *v = NULL;
+  wisp_dests *dests = NULL;
   char why[1024];
   wisp_err rc = wisp_policy_compile(&p, yaml, len, why, sizeof(why));
   if (rc == WISP_OK) {
@@ -27,8 +31,14 @@ wisp_err wisp_authz_apply(wisp_proxy *px, const char *yaml, size_t len, const ch
     rc = wisp_policy_view_new(&v, p, id, strlen(id));
     if (rc != WISP_OK) snprintf(why, sizeof(why), "cannot apply the policy to %s", id);
   }
+  if (rc == WISP_OK) {
+    const wisp_policy_destination *d = u->dests;
+    size_t n = u->dests_from_policy ? wisp_policy_get_destinations(p, &d) : u->ndests;
+    rc = wisp_dests_new(&dests, d, n, why, sizeof(why));
+  }
   if (rc != WISP_OK) {
     snprintf(err, err_len, "%s", why);
+    wisp_policy_view_free(v);
     wisp_policy_free(p);
     wisp_json j;
     wisp_json_begin(&j, "policy");
@@ -44,6 +54,7 @@ wisp_err wisp_authz_apply(wisp_proxy *px, const char *yaml, size_t len, const ch
   px->policy = p;
   px->view = v;
   px->permissive = wisp_policy_view_mode(v) == WISP_MTLS_PERMISSIVE;
+  wisp_proxy_set_dests(px, dests);
   free(px->policy_yaml);
   px->policy_yaml = wisp_strndup(yaml, len);
   snprintf(px->policy_version, sizeof(px->policy_version), "%s", version ? version : "");
@@ -61,6 +72,7 @@ wisp_err wisp_authz_apply(wisp_proxy *px, const char *yaml, size_t len, const ch
   wisp_json_int(&j, "governing_allow", (int64_t)info.allow_policies);
   wisp_json_int(&j, "governing_deny", (int64_t)info.deny_policies);
   wisp_json_str(&j, "mtls_mode", wisp_mtls_mode_name(info.mode));
+  wisp_json_int(&j, "destinations", (int64_t)wisp_dests_count(px->dests));
   wisp_json_emit_err(&j);
   return WISP_OK;
 }
@@ -118,7 +130,8 @@ static wisp_err load_file(wisp_proxy *px, char *err, size_t err_len) {
   size_t len = 0;
   char *yaml = read_file(px->cfg->policy_file, &len, err, err_len);
   if (!yaml) return WISP_ERR_IO;
-  wisp_err rc = wisp_authz_apply(px, yaml, len, px->cfg->policy_file, NULL, err, err_len);
+  wisp_authz_update u = {.yaml = yaml, .len = len, .dests_from_policy = true, .source = px->cfg->policy_file};
+  wisp_err rc = wisp_authz_apply(px, &u, err, err_len);
   free(yaml);
   return rc;
 }

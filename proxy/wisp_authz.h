@@ -10,11 +10,26 @@
 #include "lib/wisp_policy.h"
 #include "proxy/internal.h"
 
-/* Compiles |yaml| and puts it in force for requests that start from now on
- * (open connections stay open). |source| and |version| are for the log. On
- * failure |err| names the document, the field and the reason. */
-wisp_err wisp_authz_apply(wisp_proxy *px, const char *yaml, size_t len, const char *source, const char *version,
-                          char *err, size_t err_len) WISP_MUST_CHECK;
+/* One configuration to put in force: a policy and the transparent-mode
+ * address -> identity map (proxy/wisp_dests). */
+typedef struct {
+  const char *yaml;  /* the policy, |len| bytes */
+  size_t len;
+  /* The map: the agent's (Snapshot.destinations, |ndests| entries), or
+   * with |dests_from_policy| the policy's own Destination documents
+   * (--policy FILE). */
+  const wisp_policy_destination *dests;
+  size_t ndests;
+  bool dests_from_policy;
+  const char *source;   /* for the log: "agent" or the file */
+  const char *version;  /* NULL: none */
+} wisp_authz_update;
+
+/* Compiles the policy and the map and puts both in force for requests and
+ * connections that start from now on (open ones stay open). All or
+ * nothing: on failure |err| names the document, field or entry and the
+ * reason, and the last good configuration stays. */
+wisp_err wisp_authz_apply(wisp_proxy *px, const wisp_authz_update *u, char *err, size_t err_len) WISP_MUST_CHECK;
 /* Starts watching --policy FILE (if given). */
 wisp_err wisp_authz_start(wisp_proxy *px, char *err, size_t err_len) WISP_MUST_CHECK;
 void wisp_authz_cleanup(wisp_proxy *px);

@@ -45,6 +45,7 @@ static const opt_def kOpts[] = {
     {"transparent", OPT_BOOL, OFF(transparent), "false"},
     {"outbound", OPT_STR, OFF(outbound), "127.0.0.1:15001"},
     {"opaque-ports", OPT_STR, OFF(opaque_ports), "25,3306,5432,6379,27017"},
+    {"intercept-probe", OPT_STR, OFF(intercept_probe), "127.0.0.77:15009"},
     {"help", OPT_HELP, OFF(help), NULL},
 };
 #define NOPTS (sizeof(kOpts) / sizeof(kOpts[0]))
@@ -62,6 +63,9 @@ const char *wisp_config_usage(void) {
          "                                         port> unless --app is given\n"
          "  --opaque-ports P,P                     transparent: ports carried as L4 without waiting\n"
          "                                         to detect HTTP/2 (default 25,3306,5432,6379,27017)\n"
+         "  --intercept-probe IP:PORT|off          transparent: /ready fails until a connection to this\n"
+         "                                         address is seen redirected to --outbound (the rule\n"
+         "                                         wisp-iptables.sh adds; default 127.0.0.77:15009)\n"
          "  --policy FILE                          authorization policy (YAML), re-read when it changes\n"
          "  --route LISTEN=PEER[,id=SPIFFE_ID]     outbound: plaintext h2c on LISTEN, mTLS to PEER,\n"
          "                                         which must present SPIFFE_ID (repeatable)\n"
@@ -282,6 +286,13 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
     set_err(err, err_len, "--admin %s: expected HOST:PORT or off%s", out->admin, "");
     return WISP_ERR_USAGE;
   }
+  if (out->intercept_probe && strcmp(out->intercept_probe, "off") == 0) {
+    free(out->intercept_probe);
+    out->intercept_probe = NULL;
+  } else if (out->intercept_probe && wisp_addr_parse(&a, out->intercept_probe) != WISP_OK) {
+    set_err(err, err_len, "--intercept-probe %s: expected IP:PORT or off%s", out->intercept_probe, "");
+    return WISP_ERR_USAGE;
+  }
   if (!out->app && out->nroutes == 0 && !out->transparent) {
     snprintf(err, err_len,
              "nothing to do: give --app (inbound side) and/or --route (outbound side), or --transparent");
@@ -320,6 +331,7 @@ void wisp_config_cleanup(wisp_config *c) {
   free(c->policy_file);
   free(c->outbound);
   free(c->opaque_ports);
+  free(c->intercept_probe);
   free(c->admin);
   memset(c, 0, sizeof(*c));
 }

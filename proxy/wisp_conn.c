@@ -1,3 +1,4 @@
+#include "proxy/wisp_intercept.h"
 #include "proxy/wisp_conn.h"
 
 #include <errno.h>
@@ -140,6 +141,7 @@ static void on_teardown(wisp_h2conn *io) {
     px->conns = c->next;
   }
   if (c->next) c->next->prev = c->prev;
+  free(c->expect_id);
   free(c);
 }
 
@@ -281,11 +283,16 @@ static void on_outbound_sniffed(int fd, int first, void *arg) {
 /* Where a connection's streams go: the listener's fixed target, or in
  * transparent mode its original destination (outbound: that address over
  * mTLS; inbound: the app on that port). NULL with |why| when it has none. */
-static wisp_target *destination(wisp_listener *l, int fd, char *why, size_t why_len) {
+static wisp_target *destination(wisp_listener *l, int fd, const wisp_addr *peer, bool *probe, char *why,
+                                size_t why_len) {
   if (l->target) return l->target;
   wisp_addr orig, local;
   if (wisp_net_original_dst(fd, &orig) != WISP_OK || wisp_net_local_addr(fd, &local) != WISP_OK) {
     snprintf(why, why_len, "no original destination (is the iptables REDIRECT in place?)");
+    return NULL;
+  }
+  if (l->dir == WISP_DIR_OUTBOUND && wisp_intercept_arrived(l->px, &orig, peer)) {
+    *probe = true; /* the interception check's own connection: done with */
     return NULL;
   }
   if (l->dir == WISP_DIR_OUTBOUND && wisp_addr_equal(&orig, &local)) {
@@ -302,9 +309,10 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
   char peer_str[64], why[128];
   px->stats.conns_accepted++;
   wisp_addr_format(peer, peer_str, sizeof(peer_str));
-  wisp_target *dst = destination(l, fd, why, sizeof(why));
+  bool probe = false;
+  wisp_target *dst = destination(l, fd, peer, &probe, why, sizeof(why));
   if (!dst) {
-    log_refused(l, peer_str, why);
+    if (!probe) log_refused(l, peer_str, why);
     close(fd);
     return;
   }
@@ -346,7 +354,8 @@ wisp_conn *wisp_conn_connect(wisp_target *t, char *err, size_t err_len) {
   c->target = t;
   snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", t->name);
   if (t->tls) {
-    c->io.verify.expect_id = t->expect_id;
+    c->expect_id = t->expect_id ? wisp_strdup(t->expect_id) : NULL;
+    c->io.verify.expect_id = c->expect_id;
     c->io.ssl = wisp_tls_new_ssl(px->tls, false, &c->io.verify);
     if (!c->io.ssl) {
       snprintf(err, err_len, "no certificate loaded yet");

@@ -13,6 +13,8 @@
 #include "proxy/wisp_agent_client.h"
 #include "proxy/wisp_authz.h"
 #include "proxy/wisp_conn.h"
+#include "proxy/wisp_dests.h"
+#include "proxy/wisp_intercept.h"
 #include "proxy/wisp_tunnel.h"
 
 #define WISP_ACCEPTS_PER_EVENT 64
@@ -123,10 +125,32 @@ wisp_target *wisp_proxy_target_for(wisp_proxy *px, const wisp_addr *addr, bool o
   d->t.addr = want;
   d->t.name = wisp_strdup(name);
   d->t.tls = outbound;
+  const char *id = outbound ? wisp_dests_lookup(px->dests, &want) : NULL;
+  d->t.expect_id = id ? wisp_strdup(id) : NULL;
   d->next = px->dyn;
   px->dyn = d;
   px->ndyn++;
   return &d->t;
+}
+
+void wisp_proxy_set_dests(wisp_proxy *px, struct wisp_dests *d) {
+  wisp_dests_free(px->dests);
+  wisp_intercept_free(px);
+  px->dests = d;
+  for (wisp_dyn_target *dt = px->dyn; dt; dt = dt->next) {
+    wisp_target *t = &dt->t;
+    if (!t->tls) continue;
+    const char *id = wisp_dests_lookup(d, &t->addr);
+    if ((!id && !t->expect_id) || (id && t->expect_id && strcmp(id, t->expect_id) == 0)) continue;
+    free(t->expect_id);
+    t->expect_id = id ? wisp_strdup(id) : NULL;
+    /* Pooled connections were verified against the old ID: no new streams
+     * on them; the next request dials and verifies anew. */
+    for (wisp_conn *c = t->conns; c; c = c->pool_next) {
+      if (c->io.state == WISP_H2CONN_OPEN) wisp_conn_drain(c);
+      else c->goaway = true;
+    }
+  }
 }
 
 static wisp_err add_listener(wisp_proxy *px, const char *addr, wisp_direction dir, wisp_target *t, char *err,
@@ -196,6 +220,7 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   if (cfg->reload_interval > 0 && !cfg->agent) ev_timer_start(loop, &px->reload);
   if (cfg->agent) WISP_GUARD(wisp_agent_client_start(&px->agent, px, err, err_len));
   WISP_GUARD(wisp_authz_start(px, err, err_len));
+  WISP_GUARD(wisp_intercept_start(px, err, err_len));
   ev_init(&px->drain_timer, on_drain_timeout);
   ev_signal_init(&px->sigterm, on_signal, SIGTERM);
   ev_signal_init(&px->sigint, on_signal, SIGINT);
@@ -243,6 +268,7 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   while (px->dyn) {
     wisp_dyn_target *next = px->dyn->next;
     free(px->dyn->t.name);
+    free(px->dyn->t.expect_id);
     free(px->dyn);
     px->dyn = next;
   }
@@ -251,5 +277,6 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   wisp_authz_cleanup(px);
   wisp_tls_free(px->tls);
   free(px->policy_yaml);
+  wisp_dests_free(px->dests);
   fflush(stdout);
 }

@@ -35,6 +35,7 @@ typedef struct tunnel {
   tun_end e[2];
   bool connecting, handshaking, closed, logged;
   wisp_tls_verify verify;
+  char *expect_id;  /* owned: verify.expect_id points here (the map may change meanwhile) */
   ev_timer timer;
   char peer_addr[64];
   char upstream[64];
@@ -263,6 +264,7 @@ static void tun_unlink_free(tunnel *t) {
     t->px->tunnels = t->next;
   }
   if (t->next) t->next->prev = t->prev;
+  free(t->expect_id);
   free(t);
 }
 
@@ -342,7 +344,8 @@ void wisp_tunnel_outbound(wisp_proxy *px, int app_fd, const char *peer_addr, wis
   static const uint8_t kAlpn[] = {7, 'w', 'i', 's', 'p', '-', 'l', '4'};
   tunnel *t = tun_new(px, WISP_DIR_OUTBOUND, peer_addr, up);
   t->e[APP].fd = app_fd;
-  t->verify.expect_id = up->expect_id;
+  t->expect_id = up->expect_id ? wisp_strdup(up->expect_id) : NULL;
+  t->verify.expect_id = t->expect_id;
   SSL *ssl = wisp_tls_new_ssl(px->tls, false, &t->verify);
   if (!ssl) {
     tun_close(t, "no SVID yet", true);

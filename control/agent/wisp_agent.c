@@ -73,6 +73,7 @@ struct wisp_agent {
   wisp_rpc_server *rpc;
   wisp_tokens tokens;
   char *policy;              /* owned, NUL-terminated YAML */
+  wisp_policy *compiled;     /* owned: |policy| compiled, for its Destinations */
   uint64_t version;
   char policy_dir_digest[65];
   watcher *watchers;
@@ -279,6 +280,10 @@ static wisp_err load_policy(wisp_agent *a, char *err, size_t err_len) {
     return WISP_OK;
   }
   WISP_GUARD(load(a, F_POLICY, &a->policy, &len, err, err_len));
+  if (wisp_policy_compile(&a->compiled, a->policy, len, err, err_len) != WISP_OK) {
+    WISP_ERROR("the saved policy no longer compiles (%s); fix it with wispctl apply", err);
+    a->compiled = NULL;
+  }
   char *v;
   if (load(a, F_VERSION, &v, &len, err, err_len) == WISP_OK) {
     a->version = strtoull(v, NULL, 10);
@@ -334,6 +339,29 @@ static void free_der(ProtobufCBinaryData *der, size_t n) {
   free(der);
 }
 
+/* Snapshot.destinations: the policy's Destination documents, flattened
+ * (pointers borrowed from the compiled policy; free the arrays only). */
+static Wisp__V1__Destination **destinations(const wisp_agent *a, size_t *out_n) {
+  const wisp_policy_destination *d = NULL;
+  size_t n = a->compiled ? wisp_policy_get_destinations(a->compiled, &d) : 0;
+  *out_n = n;
+  if (!n) return NULL;
+  Wisp__V1__Destination *msgs = wisp_calloc(n, sizeof(*msgs));
+  Wisp__V1__Destination **ptrs = wisp_calloc(n, sizeof(*ptrs));
+  for (size_t i = 0; i < n; i++) {
+    wisp__v1__destination__init(&msgs[i]);
+    msgs[i].address = (char *)d[i].address;
+    msgs[i].spiffe_id = (char *)d[i].spiffe_id;
+    ptrs[i] = &msgs[i];
+  }
+  return ptrs;
+}
+
+static void free_destinations(Wisp__V1__Destination **ptrs) {
+  if (ptrs) free(ptrs[0]);
+  free(ptrs);
+}
+
 static void push_snapshot(watcher *w) {
   wisp_agent *a = w->agent;
   Wisp__V1__Snapshot snap = WISP__V1__SNAPSHOT__INIT;
@@ -344,8 +372,10 @@ static void push_snapshot(watcher *w) {
   snap.nonce = w->nonce;
   snap.policy_yaml = a->policy;
   snap.bundle = bundle_der(a, &snap.n_bundle);
+  snap.destinations = destinations(a, &snap.n_destinations);
   wisp_err rc = wisp_rpc_send(w->call, &snap.base);
   free_der(snap.bundle, snap.n_bundle);
+  free_destinations(snap.destinations);
   if (rc != WISP_OK) {
     wisp_rpc_finish(w->call, WISP_GRPC_RESOURCE_EXHAUSTED, "watcher is not reading its snapshots");
     return;
@@ -509,14 +539,19 @@ static wisp_err apply_policy(wisp_agent *a, const char *yaml, const char *source
     log_event("policy_rejected", "source", source, "error", err);
     return WISP_ERR_POLICY;
   }
-  wisp_policy_free(check);
   char version[32];
   uint64_t next = a->version + 1;
   snprintf(version, sizeof(version), "%" PRIu64, next);
-  WISP_GUARD(save(a, F_POLICY, yaml, strlen(yaml), err, err_len));
-  WISP_GUARD(save(a, F_VERSION, version, strlen(version), err, err_len));
+  wisp_err rc = save(a, F_POLICY, yaml, strlen(yaml), err, err_len);
+  if (rc == WISP_OK) rc = save(a, F_VERSION, version, strlen(version), err, err_len);
+  if (rc != WISP_OK) {
+    wisp_policy_free(check);
+    return rc;
+  }
   free(a->policy);
   a->policy = wisp_strdup(yaml);
+  wisp_policy_free(a->compiled);
+  a->compiled = check;
   a->version = next;
   log_event("policy_applied", "version", version, "source", source);
   push_all(a);
@@ -894,6 +929,7 @@ void wisp_agent_free(wisp_agent *a) {
   wisp_ca_free(a->next_ca);
   wisp_tokens_cleanup(&a->tokens);
   free(a->policy);
+  wisp_policy_free(a->compiled);
   for (size_t i = 0; i < a->nproxies; i++) free(a->proxies[i]);
   free(a->proxies);
   free(a);

@@ -164,6 +164,8 @@ bad "an empty item in a port list exits 2" "--exclude-outbound-ports 80,,90: emp
 bad "a name in a port list exits 2" "'http' is not a port" --exclude-inbound-ports 80,http
 bad "a bad CIDR exits 2" "'10.0.0.300/8' is not an IPv4 or IPv6" --exclude-outbound-cidrs 10.0.0.1,10.0.0.300/8
 bad "a bad IPv4 prefix length exits 2" "'10.0.0.0/33' is not" --exclude-outbound-cidrs 10.0.0.0/33
+bad "a bad probe address exits 2" "--probe 127.0.0.77: expected IPv4:PORT or none" --probe 127.0.0.77
+bad "an IPv6 probe address exits 2" "--probe \\[::1\\]:15009: expected IPv4:PORT or none" --probe "[::1]:15009"
 bad "an unknown flag exits 2" 'unknown argument: --frobnicate' --frobnicate
 bad "a flag without its value exits 2" '--proxy-uid needs a value' --proxy-uid
 bad "an unknown proxy user exits 2" '--proxy-uid no-such-wisp-user: no such user' --proxy-uid no-such-wisp-user
@@ -229,6 +231,12 @@ expect_match "proxy uid $PROXY_UID -> pod c:8080 reaches c's server directly" \
   '^c-8080 local=10\.77\.0\.13:8080 .* peer=10\.77\.0\.11:' "$(conn a $PROXY_UID 10.77.0.13 8080)"
 expect_match "proxy uid $PROXY_UID -> pod b:8080: not looped back, b's inbound port gets it (the mesh path)" \
   '^b-in local=10\.77\.0\.12:15006 orig=10\.77\.0\.12:8080 peer=10\.77\.0\.11:' "$(conn a $PROXY_UID 10.77.0.12 8080)"
+
+# ---- (b') the interception probe: redirected even from the proxy's uid ----
+expect_match "proxy uid $PROXY_UID -> the probe address 127.0.0.77:15009 lands on the outbound port (wisp-proxy's /ready check)" \
+  '^a-out local=127\.0\.0\.1:15001 orig=127\.0\.0\.77:15009 ' "$(conn a $PROXY_UID 127.0.0.77 15009)"
+expect_match "... and only that port of it: 127.0.0.77:15010 is not redirected (refused)" '^error: .*[Rr]efused' \
+  "$(conn a $PROXY_UID 127.0.0.77 15010)"
 
 # ---- (d) exclusions ----
 expect_match "an excluded outbound port (9090) is not redirected" '^c-9090 ' "$(conn a $APP_UID 10.77.0.13 9090)"

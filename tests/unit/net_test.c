@@ -83,6 +83,73 @@ static void test_addr_parse_table(void **state) {
   }
 }
 
+/* Destination map addresses: IP:PORT, or an IP for every port. */
+static const struct {
+  const char *in;
+  const char *formatted; /* NULL: refused */
+} kDestCases[] = {
+    {"10.0.0.5:8080", "10.0.0.5:8080"},
+    {"10.0.0.5", "10.0.0.5"},
+    {"[fd00::5]:8080", "[fd00::5]:8080"},
+    {"[fd00::5]", "[fd00::5]"},
+    {"fd00::5", "[fd00::5]"},
+    {"FD00:0::5", "[fd00::5]"},
+    {"10.0.0.5:0", NULL},
+    {"[fd00::5]:0", NULL},
+    {"0.0.0.0:80", NULL},
+    {"0.0.0.0", NULL},
+    {"::", NULL},
+    {"[::]:80", NULL},
+    {":80", NULL},
+    {"*:80", NULL},
+    {"localhost:80", NULL},
+    {"localhost", NULL},
+    {"orders.shop:80", NULL},
+    {"10.0.0.5:", NULL},
+    {"10.0.0.5:65536", NULL},
+    {"10.0.0.5:8o", NULL},
+    {"", NULL},
+    {"[fd00::5", NULL},
+};
+
+static void test_addr_parse_dest(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof(kDestCases) / sizeof(kDestCases[0]); i++) {
+    print_message("# case %zu: '%s'\n", i, kDestCases[i].in);
+    wisp_addr a;
+    wisp_err rc = wisp_addr_parse_dest(&a, kDestCases[i].in);
+    if (!kDestCases[i].formatted) {
+      assert_int_equal(rc, WISP_ERR_PARSE);
+      continue;
+    }
+    assert_int_equal(rc, WISP_OK);
+    char out[64];
+    wisp_addr_format_dest(&a, out, sizeof(out));
+    assert_string_equal(out, kDestCases[i].formatted);
+    assert_int_equal(wisp_addr_port(&a) == 0, strchr(kDestCases[i].formatted, ']') ?
+                     kDestCases[i].formatted[strlen(kDestCases[i].formatted) - 1] == ']' :
+                     strchr(kDestCases[i].formatted, ':') == NULL);
+  }
+}
+
+static void test_addr_is_loopback(void **state) {
+  (void)state;
+  static const struct {
+    const char *in;
+    bool loopback;
+  } kCases[] = {
+      {"127.0.0.1:1", true},    {"127.255.0.9:1", true}, {"[::1]:1", true},    {"[::ffff:127.0.0.2]:1", true},
+      {"10.0.0.1:1", false},    {"0.0.0.0:1", false},    {"[::]:1", false},    {"[::ffff:10.0.0.1]:1", false},
+      {"128.0.0.1:1", false},   {"[fe80::1]:1", false},
+  };
+  for (size_t i = 0; i < sizeof(kCases) / sizeof(kCases[0]); i++) {
+    wisp_addr a;
+    assert_int_equal(wisp_addr_parse(&a, kCases[i].in), WISP_OK);
+    print_message("# %s\n", kCases[i].in);
+    assert_int_equal(wisp_addr_is_loopback(&a), kCases[i].loopback);
+  }
+}
+
 static void test_addr_parse_fields(void **state) {
   (void)state;
   wisp_addr a;
@@ -289,6 +356,8 @@ int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_addr_parse_table),
       cmocka_unit_test(test_addr_parse_fields),
+      cmocka_unit_test(test_addr_parse_dest),
+      cmocka_unit_test(test_addr_is_loopback),
       cmocka_unit_test(test_addr_round_trip),
       cmocka_unit_test(test_addr_format_edges),
       cmocka_unit_test(test_addr_parse_strict),

@@ -254,6 +254,7 @@ typedef struct {
 } invalid_case;
 
 #define SPEC_RULES(r) "spec:\n  rules:\n" r
+#define DEST(name) "apiVersion: wisp.dev/v1\nkind: Destination\nmetadata: {name: " name "}\n"
 
 static const invalid_case kInvalid[] = {
     {"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\nspec: {}\n",
@@ -261,8 +262,40 @@ static const invalid_case kInvalid[] = {
      "document 1 (AuthorizationPolicy \"p\"): apiVersion: \"security.istio.io/v1\" is not supported "
      "(want wisp.dev/v1) [line 1, column 13]"},
     {"apiVersion: wisp.dev/v1\nkind: Sidecar\nmetadata: {name: p}\nspec: {}\n", WISP_ERR_PARSE,
-     "document 1: kind: \"Sidecar\" is not a known kind (AuthorizationPolicy or PeerAuthentication) "
-     "[line 2, column 7]"},
+     "document 1: kind: \"Sidecar\" is not a known kind (AuthorizationPolicy, PeerAuthentication or "
+     "Destination) [line 2, column 7]"},
+    {DEST("d") "spec: {addresses: [\"10.0.0.5:8080\"]}\n", WISP_ERR_PARSE,
+     "document 1 (Destination \"d\"): spec: spiffeId: required (the identity the sidecar at these "
+     "addresses presents) [line 4, column 7]"},
+    {DEST("d") "spec: {spiffeId: \"spiffe://t/ns/a/sa/b\"}\n", WISP_ERR_PARSE,
+     "document 1 (Destination \"d\"): spec: addresses: required (IP:PORT or IP, as the app dials "
+     "them) [line 4, column 7]"},
+    {DEST("d") "spec: {spiffeId: \"spiffe://t/ns/a/sa/b\", addresses: []}\n", WISP_ERR_PARSE,
+     "document 1 (Destination \"d\"): spec.addresses: must not be empty (omit the field to match "
+     "any) [line 4, column 53]"},
+    {DEST("d") "spec: {spiffeId: \"spiffe://t/ns/a/sa/b\", addresses: [\"orders:80\"]}\n", WISP_ERR_PARSE,
+     "document 1 (Destination \"d\"): spec.addresses[0]: \"orders:80\" is not IP:PORT or an IP "
+     "(literal addresses only, port 1..65535) [line 4, column 54]"},
+    {DEST("d") "spec: {spiffeId: \"spiffe://t/ns/a/sa/b\", addresses: [\"0.0.0.0:80\"]}\n", WISP_ERR_PARSE,
+     "document 1 (Destination \"d\"): spec.addresses[0]: \"0.0.0.0:80\" is not IP:PORT or an IP "
+     "(literal addresses only, port 1..65535) [line 4, column 54]"},
+    {DEST("d") "spec: {spiffeId: \"spiffe://t/ns/a/sa/*\", addresses: [\"10.0.0.5\"]}\n", WISP_ERR_PARSE,
+     "document 1 (Destination \"d\"): spec.spiffeId: \"spiffe://t/ns/a/sa/*\" is not a SPIFFE ID "
+     "(path contains a character outside [A-Za-z0-9.-_]) [line 4, column 18]"},
+    {DEST("d") "spec: {spiffeId: \"spiffe://t/ns/a/sa/b\", addresses: [\"10.0.0.5\"], port: 80}\n",
+     WISP_ERR_PARSE,
+     "document 1 (Destination \"d\"): spec.port: unknown field (known: addresses, spiffeId) "
+     "[line 4, column 67]"},
+    {DEST("a") "spec: {spiffeId: \"spiffe://t/ns/a/sa/a\", addresses: [\"10.0.0.5:80\"]}\n---\n"
+     DEST("b") "spec: {spiffeId: \"spiffe://t/ns/a/sa/b\", addresses: [\"10.0.0.6\", \"10.0.0.5:0080\"]}\n",
+     WISP_ERR_PARSE,
+     "document 2 (Destination \"b\"): spec.addresses[1]: 10.0.0.5:80 is already mapped by document 1 "
+     "(Destination default/a, to spiffe://t/ns/a/sa/a) [line 9, column 66]"},
+    {DEST("a") "spec: {spiffeId: \"spiffe://t/ns/a/sa/a\", addresses: [\"10.0.0.5\"]}\n---\n"
+     DEST("a") "spec: {spiffeId: \"spiffe://t/ns/a/sa/b\", addresses: [\"10.0.0.6\"]}\n",
+     WISP_ERR_PARSE,
+     "document 2 (Destination \"a\"): metadata.name: Destination default/a is already defined by "
+     "document 1 (Destination \"a\") [line 8, column 18]"},
     {"apiVersion: wisp.dev/v1\nkind: AuthorizationPolicy\nmetadata: {namespace: shop}\nspec: {}\n",
      WISP_ERR_PARSE, "document 1 (AuthorizationPolicy): metadata: name: required [line 3, column 11]"},
     {"apiVersion: wisp.dev/v1\nkind: AuthorizationPolicy\nspec: {}\n", WISP_ERR_PARSE,
@@ -426,6 +459,51 @@ static void test_invalid(void **state) {
   }
   assert_int_equal(bad, 0);
   print_message("# %zu validation cases\n", n);
+}
+
+/* Destination documents: the address -> identity map, sorted and
+ * canonical, governing no workload. */
+static void test_destinations(void **state) {
+  (void)state;
+  static const char kYaml[] =
+      DEST("orders") "spec:\n  spiffeId: spiffe://shop.local/ns/shop/sa/orders\n"
+      "  addresses: [\"10.0.0.7:8080\", \"10.0.0.5\", \"FD00:0::5\"]\n"
+      "---\n" DEST("db") "spec: {spiffeId: \"spiffe://shop.local/ns/data/sa/pg\", addresses: [\"[fd00::9]:5432\"]}\n"
+      "---\napiVersion: wisp.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: shop}\n"
+      "spec: {rules: [{to: [{ports: [8080]}]}]}\n";
+  wisp_policy *p = compile_ok(kYaml);
+  const wisp_policy_destination *d;
+  assert_int_equal(wisp_policy_get_destinations(p, &d), 4);
+  static const char *const kWant[][2] = {
+      {"10.0.0.5", "spiffe://shop.local/ns/shop/sa/orders"},
+      {"10.0.0.7:8080", "spiffe://shop.local/ns/shop/sa/orders"},
+      {"[fd00::5]", "spiffe://shop.local/ns/shop/sa/orders"},
+      {"[fd00::9]:5432", "spiffe://shop.local/ns/data/sa/pg"},
+  };
+  for (int i = 0; i < 4; i++) {
+    assert_string_equal(d[i].address, kWant[i][0]);
+    assert_string_equal(d[i].spiffe_id, kWant[i][1]);
+  }
+  wisp_policy_stats st;
+  wisp_policy_get_stats(p, &st);
+  assert_int_equal(st.documents, 3);
+  assert_int_equal(st.destinations, 2);
+  assert_int_equal(st.destination_addresses, 4);
+  assert_int_equal(st.authorization_policies, 1);
+  char sum[512];
+  wisp_policy_summary(p, sum, sizeof(sum));
+  assert_non_null(strstr(sum, "Destination default/orders spiffe://shop.local/ns/shop/sa/orders addresses=3"));
+  /* A Destination governs nobody: the data workload has no policy. */
+  wisp_policy_view *v = view_of(p, "spiffe://shop.local/ns/data/sa/pg");
+  wisp_policy_view_info info;
+  wisp_policy_view_get_info(v, &info);
+  assert_int_equal(info.allow_policies + info.deny_policies, 0);
+  wisp_policy_view_free(v);
+  wisp_policy_free(p);
+  /* No Destination: an empty map. */
+  p = compile_ok("");
+  assert_int_equal(wisp_policy_get_destinations(p, &d), 0);
+  wisp_policy_free(p);
 }
 
 /* Accepted forms worth pinning down. */
@@ -954,6 +1032,7 @@ int main(void) {
       cmocka_unit_test(test_decisions),
       cmocka_unit_test(test_invalid),
       cmocka_unit_test(test_valid_forms),
+      cmocka_unit_test(test_destinations),
       cmocka_unit_test(test_peer_authentication),
       cmocka_unit_test(test_thousand_rules),
       cmocka_unit_test(test_index_matches_scan),
