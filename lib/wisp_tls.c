@@ -131,7 +131,7 @@ static int check_leaf_identity(wisp_tls_verify *v, X509 *leaf) {
     return 0;
   }
   if (v->expect_id && strcmp(v->expect_id, v->peer.id) != 0) {
-    set_reason(v, "peer presented %s, route expects %s", v->peer.id, v->expect_id);
+    set_reason(v, "peer presented %s, expected %s", v->peer.id, v->expect_id);
     return 0;
   }
   if (!v->expect_id && strcmp(v->trust_domain, v->peer.trust_domain) != 0) {

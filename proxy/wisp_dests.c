@@ -66,7 +66,7 @@ wisp_err wisp_dests_new(wisp_dests **out, const wisp_policy_destination *entries
     wisp_addr_format_dest(&a, d->v[d->n].addr, sizeof(d->v[d->n].addr));
     d->v[d->n++].id = wisp_strdup(sid);
   }
-  qsort(d->v, d->n, sizeof(dest), cmp_dest);
+  if (d->n > 1) qsort(d->v, d->n, sizeof(dest), cmp_dest);
   for (size_t i = 1; i < d->n; i++) {
     if (cmp_dest(&d->v[i - 1], &d->v[i]) == 0) {
       snprintf(err, err_len, "destination %s is listed twice (%s and %s)", d->v[i].addr, d->v[i - 1].id, d->v[i].id);

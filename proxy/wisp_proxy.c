@@ -135,7 +135,6 @@ wisp_target *wisp_proxy_target_for(wisp_proxy *px, const wisp_addr *addr, bool o
 
 void wisp_proxy_set_dests(wisp_proxy *px, struct wisp_dests *d) {
   wisp_dests_free(px->dests);
-  wisp_intercept_free(px);
   px->dests = d;
   for (wisp_dyn_target *dt = px->dyn; dt; dt = dt->next) {
     wisp_target *t = &dt->t;
@@ -278,5 +277,6 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   wisp_tls_free(px->tls);
   free(px->policy_yaml);
   wisp_dests_free(px->dests);
+  wisp_intercept_free(px);
   fflush(stdout);
 }

@@ -120,7 +120,7 @@ wait_port "$BAD_PORT"
 out=$(curl -si --http2-prior-knowledge "http://127.0.0.1:$BAD_PORT/x")
 expect_match "wrong upstream identity: 502" '^HTTP/2 502' "$out"
 expect_match "wrong upstream identity: x-wisp-error names both IDs" \
-  "x-wisp-error: .*peer presented $TD/ns/shop/sa/orders, route expects $TD/ns/shop/sa/payments" "$out"
+  "x-wisp-error: .*peer presented $TD/ns/shop/sa/orders, expected $TD/ns/shop/sa/payments" "$out"
 out=$(curl -si --http2-prior-knowledge "http://127.0.0.1:$DEAD_PORT/x")
 expect_match "unreachable upstream: 503" '^HTTP/2 503' "$out"
 expect_match "unreachable upstream: x-wisp-error says connection refused" 'x-wisp-error: upstream 127.0.0.1:[0-9]+: cannot connect: Connection refused' "$out"

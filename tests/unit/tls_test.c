@@ -488,7 +488,7 @@ static const hs_case kHandshakes[] = {
     {"mutual, any ID in trust domain", "a.pem", "ca.pem", "b.pem", "ca.pem", NULL, HS_OK, NULL},
     {"chain file", "chain.pem", "ca.pem", "b.pem", "ca.pem", ID_A, HS_OK, NULL},
     {"wrong expected ID", "a.pem", "ca.pem", "b.pem", "ca.pem", ID_B, HS_CLIENT_FAILED,
-     "peer presented " ID_A ", route expects " ID_B},
+     "peer presented " ID_A ", expected " ID_B},
     {"server outside trust domain", "other-td.pem", "ca.pem", "b.pem", "ca.pem", NULL, HS_CLIENT_FAILED,
      "peer presented spiffe://other.org/x, which is outside our trust domain spiffe://example.org"},
     {"server from an untrusted CA", "a-by-ca2.pem", "both-ca.pem", "b.pem", "ca.pem", ID_A, HS_CLIENT_FAILED,
