@@ -35,24 +35,14 @@ SOCK=$SOCKDIR/agent.sock
 P=$SOCKDIR/pki # what the proxies' uid may read
 mkdir -p "$P"
 ctl() { "$WISPCTL" --agent "unix:$SOCK" "$@"; }
-in_pod() { # in_pod POD UID CMD...
-  local pod=$1 uid=$2
-  shift 2
-  netns_exec "$pod" setpriv --reuid "$uid" --regid "$uid" --clear-groups "$@"
-}
-pod_listens() { # pod_listens POD PORT...
-  local pod=$1 port
-  shift
-  for port in "$@"; do netns_exec "$pod" ss -Htln "sport = :$port" | grep -q . || return 1; done
-}
 ready_text() { netns_exec "$1" curl -s --max-time 3 "http://127.0.0.1:15000/ready"; }
 ready_is() { [ "$(ready_text "$1")" = "$2" ]; }
 ready_matches() { ready_text "$1" | grep -q -- "$2"; }
 call() { # call PATH: the client app calls the server pod's real address
-  in_pod client $APP_UID curl -s --max-time 10 --http2-prior-knowledge -D - "http://$SERVER:8080$1"
+  netns_as client $APP_UID curl -s --max-time 10 --http2-prior-knowledge -D - "http://$SERVER:8080$1"
 }
 l4() { # l4: a TCP exchange from the client app with the server's echo on 7000
-  in_pod client $APP_UID /usr/bin/python3 -c '
+  netns_as client $APP_UID /usr/bin/python3 -c '
 import socket
 try:
     c = socket.create_connection(("10.77.0.22", 7000), timeout=5); c.sendall(b"l4-ping\n"); c.shutdown(socket.SHUT_WR)
@@ -73,7 +63,7 @@ dest_doc() { # dest_doc SPIFFE_ID: a Destination for the server pod's IP
 start_bg "$WORK/agent" ip netns exec "$(netns_name agent)" "$AGENT" --state-dir "$WORK/state" --listen "unix:$SOCK" \
   --listen-tls "0.0.0.0:$AGENT_PORT" --trust-domain shop.local
 check "the agent starts in its pod" wait_for 10 test -S "$SOCK"
-check "... and listens for proxies over TLS" wait_for 10 pod_listens agent $AGENT_PORT
+check "... and listens for proxies over TLS" wait_for 10 netns_listens agent $AGENT_PORT
 cp "$WORK/state/bundle.pem" "$P/bundle.pem"
 for sa in frontend orders; do ctl token create --spiffe-id "$TD/ns/shop/sa/$sa" >"$P/$sa.token" 2>/dev/null; done
 chmod -R a+rX "$SOCKDIR"
@@ -98,7 +88,7 @@ s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.
 while True:
     c, _ = s.accept(); line = c.makefile("rb").readline(); c.sendall(b"echo " + line); c.close()'
 pod_proxy server orders --admin 0.0.0.0:15000
-check "the server sidecar and app listen" wait_for 10 pod_listens server 8080 7000 15006 15000
+check "the server sidecar and app listen" wait_for 10 netns_listens server 8080 7000 15006 15000
 check "without iptables rules the sidecar is not ready, and says why" \
   wait_for 10 ready_matches server "iptables interception is not in place: a probe to 127.0.0.77:15009"
 expect_match "... though it holds its SVID from the agent" "\"spiffe_id\":\"$TD/ns/shop/sa/orders\"" \

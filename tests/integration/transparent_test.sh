@@ -42,16 +42,6 @@ spec:
 YAML
 chmod a+r "$P/policy.yaml"
 
-in_pod() { # in_pod POD UID CMD...: run as UID inside POD
-  local pod=$1 uid=$2
-  shift 2
-  netns_exec "$pod" setpriv --reuid "$uid" --regid "$uid" --clear-groups "$@"
-}
-pod_listens() { # pod_listens POD PORT...
-  local pod=$1 port
-  shift
-  for port in "$@"; do netns_exec "$pod" ss -Htln "sport = :$port" | grep -q . || return 1; done
-}
 pod_proxy() { # pod_proxy NAME POD SVID ARGS...
   local name=$1 pod=$2 svid=$3
   shift 3
@@ -94,22 +84,22 @@ for pod in client server; do
 done
 pod_proxy server server orders --policy "$P/policy.yaml"
 pod_proxy client client frontend
-check "the server's app and sidecar listen" wait_for 10 pod_listens server 8080 15006 7000 5432 7100 7200
-check "the client's sidecar listens on 15001" wait_for 10 pod_listens client 15001
+check "the server's app and sidecar listen" wait_for 10 netns_listens server 8080 15006 7000 5432 7100 7200
+check "the client's sidecar listens on 15001" wait_for 10 netns_listens client 15001
 
 # --- the client app calls the server pod's real address ---
 BR_CAP=$WORK/wire.pcap
 start_bg "$WORK/tcpdump" ip netns exec "$(netns_name net)" tcpdump -i br0 -U -w "$BR_CAP" tcp
 TCPDUMP=$LAST_PID
 sleep 1
-body=$(in_pod client $APP_UID curl -s --max-time 10 --http2-prior-knowledge \
+body=$(netns_as client $APP_UID curl -s --max-time 10 --http2-prior-knowledge \
   -H 'x-secret-header: hunter2-in-the-clear' "http://10.77.0.22:8080/secret-path-xyz")
 expect_match "the client app reaches the server app at its real IP" '"path":"/secret-path-xyz"' "$body"
 expect_match "the server app sees the caller's SPIFFE ID in x-forwarded-client-cert" \
   "\"x-forwarded-client-cert\":\"By=$TD/ns/shop/sa/orders;URI=$TD/ns/shop/sa/frontend\"" "$body"
 
 # --- L4: not HTTP/2, carried as a byte stream over the same mTLS ---
-out=$(in_pod client $APP_UID $PY -c '
+out=$(netns_as client $APP_UID $PY -c '
 import hashlib, os, socket
 data = (b"L4-SECRET-MARKER " * 4096) + os.urandom(1 << 21)
 c = socket.create_connection(("10.77.0.22", 7000), timeout=20); c.sendall(data); c.shutdown(socket.SHUT_WR)
@@ -122,7 +112,7 @@ want = "%s %d" % (hashlib.sha256(data).hexdigest(), len(data))
 print("same" if reply.decode().strip() == want else "differs: %r vs %r" % (reply, want))' 2>&1)
 expect_eq "a 2 MiB TCP stream (not HTTP/2) arrives intact, answered after the client's half-close" same "$out"
 banner() { # banner PORT: a server-first exchange from the client app
-  in_pod client $APP_UID $PY -c '
+  netns_as client $APP_UID $PY -c '
 import socket, sys, time
 t = time.time(); c = socket.create_connection(("10.77.0.22", int(sys.argv[1])), timeout=5); f = c.makefile("rb")
 first = f.readline().decode().strip(); c.sendall(b"ping\n"); echo = f.readline().decode().strip()

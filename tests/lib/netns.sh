@@ -7,6 +7,8 @@
 #   netns_pod NAME IP     one more pod: namespace, loopback up, eth0 (a veth
 #                         to the bridge) with IP/24 and fd00:77::LAST/64
 #   netns_exec NAME CMD   run CMD inside pod NAME (or "net")
+#   netns_as NAME UID CMD run CMD inside pod NAME as UID
+#   netns_listens NAME PORT...  true when each PORT listens (TCP) in NAME
 #   netns_name NAME       the namespace's real name (wisp-<unique id>-NAME)
 #   netns_cleanup         kill every process in our namespaces, delete them;
 #                         safe to call twice, also runs from harness cleanup
@@ -32,6 +34,20 @@ netns_exec() {
   ns=$(netns_name "$1")
   shift
   ip netns exec "$ns" "$@"
+}
+
+# netns_as POD UID CMD...: CMD inside POD as UID (an app's or the proxy's user).
+netns_as() {
+  local pod=$1 uid=$2
+  shift 2
+  netns_exec "$pod" setpriv --reuid "$uid" --regid "$uid" --clear-groups "$@"
+}
+
+# netns_listens POD PORT...: every PORT has a TCP listener inside POD.
+netns_listens() {
+  local pod=$1 port
+  shift
+  for port in "$@"; do netns_exec "$pod" ss -Htln "sport = :$port" | grep -q . || return 1; done
 }
 
 # netns_has_cap BIT: is capability BIT in our effective set?
