@@ -41,7 +41,9 @@ static void before_sleep(wisp_h2loop *lp) {
   wisp_proxy *px = lp->data;
   fflush(stdout); /* access log lines, batched per loop iteration */
   if (px->draining) {
-    bool busy = false;
+    /* L4 streams have no GOAWAY: they are let run to their end (or to
+     * --drain-timeout), as callers' HTTP/2 connections are. */
+    bool busy = px->tunnels != NULL;
     for (wisp_conn *c = px->conns; c && !busy; c = c->next) busy = !c->io.upstream;
     if (!busy) ev_break(lp->loop, EVBREAK_ALL);
   }

@@ -158,7 +158,31 @@ check "PERMISSIVE is applied" wait_for 3 grep -q '"mtls_mode":"PERMISSIVE"' "$WO
 code=$(netns_exec bare curl -s --max-time 5 --http2-prior-knowledge -o /dev/null -w '%{http_code}' "http://10.77.0.22:8080/x")
 expect_eq "PERMISSIVE: a pod without a sidecar is served" 200 "$code"
 
+# --- SIGTERM drains: an open L4 stream runs to its end, then the sidecar exits ---
+rm -f "$WORK/go-on"
+start_bg "$WORK/drainl4" ip netns exec "$(netns_name client)" setpriv --reuid $APP_UID --regid $APP_UID --clear-groups \
+  $PY -c '
+import hashlib, os, socket, sys, time
+data = os.urandom(1 << 20)
+c = socket.create_connection(("10.77.0.22", 7000), timeout=20); c.sendall(data[:1 << 19])
+print("half-sent", flush=True)
+for _ in range(200):
+    if os.path.exists(sys.argv[1]): break
+    time.sleep(0.05)
+c.sendall(data[1 << 19:]); c.shutdown(socket.SHUT_WR)
+reply = c.makefile("rb").read().decode().strip()
+print("same" if reply == "%s %d" % (hashlib.sha256(data).hexdigest(), len(data)) else "differs: " + reply, flush=True)' "$WORK/go-on"
+DRAIN_L4=$LAST_PID
+check "an L4 stream is open through the client sidecar" wait_for 10 grep -q half-sent "$WORK/drainl4.out"
+kill -TERM "$PID_client"
+check "the sidecar starts draining" wait_for 5 grep -q draining "$WORK/client.err"
+touch "$WORK/go-on"
+wait "$DRAIN_L4"
+expect_eq "the open L4 stream finishes intact after SIGTERM (the second half sent during the drain)" same \
+  "$(tail -1 "$WORK/drainl4.out")"
 stop_proxy client
+expect_match "... and is logged whole" '"event":"l4".*"upstream":"10.77.0.22:7000","bytes_in":1048576' \
+  "$(cat "$WORK/client.out")"
 stop_proxy server
 for pod in client server; do netns_exec "$pod" bash "$IPT" --remove >/dev/null 2>&1; done
 netns_cleanup
