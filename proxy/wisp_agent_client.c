@@ -12,6 +12,7 @@
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
 #include "lib/wisp_rpc_client.h"
+#include "lib/wisp_state.h"
 #include "proxy/wisp_authz.h"
 #include "wisp/v1/config.pb-c.h"
 #include "wisp/v1/identity.pb-c.h"
@@ -96,6 +97,94 @@ static wisp_rpcc *agent_connect(wisp_agent_client *ac, bool use_svid, char *err,
   return wisp_rpcc_connect(&ac->px->lp, ac->target, tls, tls ? ac->agent_id : NULL, err, err_len);
 }
 
+/* ---- --svid-cache DIR ---- */
+
+#define CACHE_SVID "svid.pem"     /* the key, then the chain */
+#define CACHE_BUNDLE "bundle.pem" /* the trust bundle */
+#define CACHE_MAX (256 * 1024)
+
+/* Writes the credentials in force to the cache (0600 files in a 0700 dir
+ * of ours). A failure costs only the fast restart: logged, not fatal. */
+static void cache_save(wisp_agent_client *ac, EVP_PKEY *key, STACK_OF(X509) *chain, STACK_OF(X509) *roots) {
+  const char *dir = ac->px->cfg->svid_cache;
+  if (!dir) return;
+  char err[512] = "";
+  char *kp = NULL, *cp = NULL, *rp = NULL;
+  size_t kl = 0, cl = 0, rl = 0;
+  wisp_err rc = wisp_state_ensure_dir(dir, 0700, err, sizeof(err));
+  if (rc == WISP_OK && key && chain) {
+    rc = wisp_ca_key_to_pem(&kp, &kl, key);
+    if (rc == WISP_OK) rc = wisp_ca_certs_to_pem(&cp, &cl, chain);
+    if (rc == WISP_OK) {
+      char *both = wisp_malloc(kl + cl);
+      memcpy(both, kp, kl);
+      memcpy(both + kl, cp, cl);
+      rc = wisp_state_write(dir, CACHE_SVID, both, kl + cl, 0600, err, sizeof(err));
+      OPENSSL_cleanse(both, kl + cl);
+      free(both);
+    }
+  }
+  if (rc == WISP_OK && roots) {
+    rc = wisp_ca_certs_to_pem(&rp, &rl, roots);
+    if (rc == WISP_OK) rc = wisp_state_write(dir, CACHE_BUNDLE, rp, rl, 0600, err, sizeof(err));
+  }
+  if (kp) OPENSSL_cleanse(kp, kl);
+  free(kp);
+  free(cp);
+  free(rp);
+  if (rc != WISP_OK) WISP_WARN("--svid-cache %s: cannot save the SVID: %s", dir, err[0] ? err : wisp_err_str(rc));
+}
+
+/* Puts a cached SVID back in force at start if it is ours and still
+ * valid; sets |*renew_in| to when it should be renewed. */
+static bool cache_restore(wisp_agent_client *ac, double *renew_in) {
+  const char *dir = ac->px->cfg->svid_cache;
+  uint8_t *svid = NULL, *bundle = NULL;
+  size_t sl = 0, bl = 0;
+  char err[512] = "";
+  EVP_PKEY *key = NULL;
+  STACK_OF(X509) *chain = NULL, *roots = NULL;
+  int64_t nb = 0, na = 0;
+  bool ok = false;
+  if (wisp_state_read(dir, CACHE_SVID, CACHE_MAX, &svid, &sl, err, sizeof(err)) != WISP_OK) {
+    if (errno != ENOENT) WISP_WARN("--svid-cache %s: %s", dir, err);
+    return false;
+  }
+  if (wisp_state_read(dir, CACHE_BUNDLE, CACHE_MAX, &bundle, &bl, err, sizeof(err)) == WISP_OK &&
+      wisp_ca_key_from_pem(&key, (const char *)svid, sl, err, sizeof(err)) == WISP_OK &&
+      wisp_ca_certs_from_pem(&chain, (const char *)svid, sl, err, sizeof(err)) == WISP_OK &&
+      wisp_ca_certs_from_pem(&roots, (const char *)bundle, bl, err, sizeof(err)) == WISP_OK &&
+      wisp_ca_cert_not_before(sk_X509_value(chain, 0), &nb) == WISP_OK &&
+      wisp_ca_cert_not_after(sk_X509_value(chain, 0), &na) == WISP_OK) {
+    wisp_spiffe_id sid;
+    if (na <= (int64_t)now_s()) {
+      snprintf(err, sizeof(err), "the cached SVID expired");
+    } else if (wisp_spiffe_from_cert(&sid, sk_X509_value(chain, 0), err, sizeof(err)) != WISP_OK) {
+      /* err says why */
+    } else if (strcmp(sid.id, ac->px->cfg->spiffe_id) != 0) {
+      snprintf(err, sizeof(err), "the cached SVID is for %s, not %s", sid.id, ac->px->cfg->spiffe_id);
+    } else {
+      ok = wisp_tls_set_creds(ac->px->tls, key, chain, roots, err, sizeof(err)) == WISP_OK;
+    }
+  }
+  if (ok) {
+    ac->have_svid = true;
+    ac->not_after = na;
+    double renew_at = (double)nb + (double)(na - nb) * (RENEW_AT + RENEW_JITTER * jitter());
+    *renew_in = renew_at > now_s() ? renew_at - now_s() : 0;
+    log_cert("restored", wisp_tls_get0_info(ac->px->tls), "from --svid-cache");
+  } else {
+    log_cert("cache_unusable", NULL, err);
+  }
+  if (svid) OPENSSL_cleanse(svid, sl);
+  free(svid);
+  free(bundle);
+  EVP_PKEY_free(key);
+  sk_X509_pop_free(chain, X509_free);
+  sk_X509_pop_free(roots, X509_free);
+  return ok;
+}
+
 /* ---- Identity.Sign ---- */
 
 static STACK_OF(X509) *der_list(ProtobufCBinaryData *items, size_t n) {
@@ -130,6 +219,7 @@ static wisp_err install(wisp_agent_client *ac, const uint8_t *msg, size_t len, c
   if (rc == WISP_OK) {
     ac->have_svid = true;
     ac->not_after = resp->not_after_unix;
+    cache_save(ac, ac->pending_key, chain, roots);
   }
   sk_X509_pop_free(chain, X509_free);
   sk_X509_pop_free(roots, X509_free);
@@ -261,6 +351,7 @@ static void on_snapshot(wisp_rpcc_call *call, const uint8_t *msg, size_t len, vo
   } else if (roots && ac->have_svid && wisp_tls_set_roots(px->tls, roots, err, sizeof(err)) != WISP_OK) {
     /* err says why */
   } else {
+    if (roots && ac->have_svid) cache_save(ac, NULL, NULL, roots);
     err[0] = '\0';
   }
   wisp_json j;
@@ -349,7 +440,14 @@ wisp_err wisp_agent_client_start(wisp_agent_client **out, wisp_proxy *px, char *
   ev_init(&ac->sign_timer, on_sign_timer);
   ev_init(&ac->watch_timer, on_watch_timer);
   ac->sign_timer.data = ac->watch_timer.data = ac;
-  schedule(ac, &ac->sign_timer, 0);
+  double renew_in = 0;
+  if (cfg->svid_cache && cache_restore(ac, &renew_in)) {
+    /* Serve now with the cached SVID; renew over mTLS when due. */
+    schedule(ac, &ac->sign_timer, renew_in);
+    watch_start(ac);
+  } else {
+    schedule(ac, &ac->sign_timer, 0);
+  }
   return WISP_OK;
 }
 

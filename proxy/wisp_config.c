@@ -46,6 +46,7 @@ static const opt_def kOpts[] = {
     {"outbound", OPT_STR, OFF(outbound), "127.0.0.1:15001"},
     {"opaque-ports", OPT_STR, OFF(opaque_ports), "25,3306,5432,6379,27017"},
     {"intercept-probe", OPT_STR, OFF(intercept_probe), "127.0.0.77:15009"},
+    {"svid-cache", OPT_STR, OFF(svid_cache), NULL},
     {"help", OPT_HELP, OFF(help), NULL},
 };
 #define NOPTS (sizeof(kOpts) / sizeof(kOpts[0]))
@@ -57,6 +58,8 @@ const char *wisp_config_usage(void) {
          "  --agent unix:///PATH|https://HOST:PORT  get the SVID (and policy) from wisp-agent instead\n"
          "  --spiffe-id ID                         the identity to ask the agent for\n"
          "  --join-token T | --join-token-file F   bootstrap secret from `wispctl token create`\n"
+         "  --svid-cache DIR                       keep the SVID and its key (0600) in DIR, so a restart\n"
+         "                                         serves at once and renews without a token\n"
          "  --transparent                          iptables mode (deploy/wisp-iptables.sh): outbound on\n"
          "                                         --outbound (127.0.0.1:15001) to each connection's\n"
          "                                         original destination; inbound to 127.0.0.1:<original\n"
@@ -261,6 +264,9 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
   if (out->help) return WISP_OK;
   if (out->agent) {
     WISP_GUARD(check_agent_flags(out, err, err_len));
+  } else if (out->svid_cache) {
+    snprintf(err, err_len, "--svid-cache needs --agent (it keeps what the agent issued)");
+    return WISP_ERR_USAGE;
   } else if (!out->cert || !out->key || !out->bundle) {
     snprintf(err, err_len,
              "--cert, --key and --bundle are required (PEM files of the SVID, its key, the trust bundle), "
@@ -332,6 +338,7 @@ void wisp_config_cleanup(wisp_config *c) {
   free(c->outbound);
   free(c->opaque_ports);
   free(c->intercept_probe);
+  free(c->svid_cache);
   free(c->admin);
   memset(c, 0, sizeof(*c));
 }

@@ -40,6 +40,7 @@ typedef struct {
   bool transparent;               /* iptables mode: original destinations (SO_ORIGINAL_DST) */
   char *outbound;                 /* owned; transparent outbound listener */
   char *opaque_ports;             /* owned; comma list: L4 without detection */
+  char *svid_cache;               /* owned; --agent: DIR keeping the last SVID and key (0600), NULL: none */
   char *intercept_probe;          /* owned; transparent: IP:PORT that proves the iptables rules, NULL: off */
   bool admin_set;                 /* given by --admin/WISP_ADMIN, not the default */
   bool help;

@@ -104,6 +104,44 @@ check "... and its Watch over TLS is ACKed" \
 stop_proxy remote
 stop_proxy client
 stop_proxy server
+
+# --- --svid-cache: a restart during an agent outage serves at once ---
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID"
+expect_eq "agent exits 0" 0 "$?"
+start_agent 10s --listen-tls "127.0.0.1:$TLS_PORT" || not_ok "agent restarts with 10 s SVIDs"
+CACHE=$WORK/svid-cache
+ADM_K=$(free_port)
+cached_proxy() { # cached_proxy NAME ARGS...
+  local name=$1
+  shift
+  start_proxy "$name" --agent "unix://$SOCK" --spiffe-id "$TD/ns/shop/sa/cached" --svid-cache "$CACHE" \
+    --admin "127.0.0.1:$ADM_K" --inbound "127.0.0.1:$(free_port)" --app "127.0.0.1:$GRPC_PORT" "$@"
+}
+cached_proxy cached1 --join-token "$(ac token "$TD/ns/shop/sa/cached" | field token)"
+check "a proxy with --svid-cache gets its SVID" wait_for 10 ready "$ADM_K"
+SERIAL=$(curl -s "http://127.0.0.1:$ADM_K/certs" | field serial)
+expect_eq "the cache holds the key and chain, 0600 in a 0700 dir" "700 600 600" \
+  "$(stat -c %a "$CACHE") $(stat -c %a "$CACHE/svid.pem") $(stat -c %a "$CACHE/bundle.pem")"
+stop_proxy cached1
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID"
+cached_proxy cached2
+check "restarted while the agent is down, with no token: ready from the cache" wait_for 5 ready "$ADM_K"
+expect_eq "... with the same SVID" "$SERIAL" "$(curl -s "http://127.0.0.1:$ADM_K/certs" | field serial)"
+check "... and says where it came from" grep -q '"type":"cert","event":"restored".*"reason":"from --svid-cache"' \
+  "$WORK/cached2.err"
+start_agent 10s --listen-tls "127.0.0.1:$TLS_PORT" || not_ok "agent comes back"
+check "when the agent is back, the cached SVID is renewed over mTLS (no token needed)" \
+  wait_for 15 grep -q "\"type\":\"sign\",\"spiffe_id\":\"$TD/ns/shop/sa/cached\",\"via\":\"renewal\"" "$WORK/agent.out"
+check "... and the renewed SVID is in force" wait_for 5 sh -c "[ \"\$(curl -s http://127.0.0.1:$ADM_K/certs | sed -n 's/.*\"serial\":\"\([^\"]*\).*/\\1/p')\" != '$SERIAL' ]"
+stop_proxy cached2
+start_proxy wrongid --agent "unix://$SOCK" --spiffe-id "$TD/ns/shop/sa/other" --svid-cache "$CACHE" \
+  --admin "127.0.0.1:$ADM_K" --inbound "127.0.0.1:$(free_port)" --app "127.0.0.1:$GRPC_PORT"
+check "a cache holding another identity's SVID is not used, and the log says why" \
+  wait_for 5 grep -q "\"event\":\"cache_unusable\".*is for $TD/ns/shop/sa/cached, not $TD/ns/shop/sa/other" "$WORK/wrongid.err"
+if ready "$ADM_K"; then not_ok "... so that proxy is not ready (no token either)"; else ok "... so that proxy is not ready (no token either)"; fi
+stop_proxy wrongid
 kill -TERM "$AGENT_PID"
 wait "$AGENT_PID"
 expect_eq "agent exits 0" 0 "$?"
