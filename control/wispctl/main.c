@@ -187,24 +187,27 @@ static int cmd_token_create(const args *a) {
 
 /* ---- apply ---- */
 
-static int read_policy(const char *file, char **out, size_t *out_len) {
+/* Reads all of |file| ("-": stdin), at most |max| bytes of text, into a
+ * NUL-terminated |*out| (free it). Returns 0, or an exit code after saying
+ * why on stderr ("wispctl: WHAT: ..."). */
+static int read_text(const char *what, const char *file, size_t max, char **out, size_t *out_len) {
   bool is_stdin = strcmp(file, "-") == 0;
   FILE *f = is_stdin ? stdin : fopen(file, "rb");
   if (!f) {
-    fprintf(stderr, "wispctl: apply: cannot read %s: %s\n", file, strerror(errno));
+    fprintf(stderr, "wispctl: %s: cannot read %s: %s\n", what, file, strerror(errno));
     return WISPCTL_EXIT_FAIL;
   }
-  char *buf = wisp_malloc(POLICY_MAX + 1);
-  size_t len = fread(buf, 1, POLICY_MAX + 1, f);
+  char *buf = wisp_malloc(max + 1);
+  size_t len = fread(buf, 1, max + 1, f);
   int err = ferror(f) ? errno : 0;
   if (!is_stdin) fclose(f);
   const char *name = is_stdin ? "stdin" : file;
   if (err) {
-    fprintf(stderr, "wispctl: apply: cannot read %s: %s\n", name, strerror(err));
-  } else if (len > POLICY_MAX) {
-    fprintf(stderr, "wispctl: apply: %s is larger than %d bytes\n", name, POLICY_MAX);
+    fprintf(stderr, "wispctl: %s: cannot read %s: %s\n", what, name, strerror(err));
+  } else if (len > max) {
+    fprintf(stderr, "wispctl: %s: %s is larger than %zu bytes\n", what, name, max);
   } else if (memchr(buf, 0, len)) {
-    fprintf(stderr, "wispctl: apply: %s is not text (it holds a NUL byte)\n", name);
+    fprintf(stderr, "wispctl: %s: %s is not text (it holds a NUL byte)\n", what, name);
   } else {
     buf[len] = 0;
     *out = buf;
@@ -222,7 +225,7 @@ static int cmd_apply(const args *a) {
   if (!a->file) return usage_error("apply: -f FILE is required (- for stdin)");
   char *yaml = NULL;
   size_t len = 0;
-  rc = read_policy(a->file, &yaml, &len);
+  rc = read_text("apply", a->file, POLICY_MAX, &yaml, &len);
   if (rc) return rc;
   Wisp__V1__ApplyPolicyRequest req = WISP__V1__APPLY_POLICY_REQUEST__INIT;
   req.yaml = yaml;
@@ -259,19 +262,10 @@ static int cmd_policy_check(const args *a) {
   if (rc) return rc;
   const char *path = a->file ? a->file : (a->npos == 3 ? a->pos[2] : NULL);
   if (!path || a->npos > 3) return usage_error("policy check: want one FILE (- for stdin)");
-  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-  if (!f) {
-    fprintf(stderr, "wispctl: policy check: cannot read %s: %s\n", path, strerror(errno));
-    return WISPCTL_EXIT_FAIL;
-  }
-  char *yaml = malloc(WISP_POLICY_MAX_INPUT + 1);
-  size_t n = yaml ? fread(yaml, 1, WISP_POLICY_MAX_INPUT + 1, f) : 0;
-  if (f != stdin) fclose(f);
-  if (!yaml || n > WISP_POLICY_MAX_INPUT) {
-    fprintf(stderr, "wispctl: policy check: %s is larger than %u bytes\n", path, WISP_POLICY_MAX_INPUT);
-    free(yaml);
-    return WISPCTL_EXIT_FAIL;
-  }
+  char *yaml = NULL;
+  size_t n = 0;
+  rc = read_text("policy check", path, WISP_POLICY_MAX_INPUT, &yaml, &n);
+  if (rc) return rc;
   wisp_policy *p = NULL;
   char err[1024];
   if (wisp_policy_compile(&p, yaml, n, err, sizeof(err)) != WISP_OK) {
