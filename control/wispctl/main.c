@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "control/wispctl/inject.h"
 #include "control/wispctl/wispctl.h"
 #include "lib/wisp_policy.h"
 #include "lib/wisp_time.h"
@@ -18,6 +19,8 @@
 /* The agent's request limit (WISP_RPC_MAX_MSG), less room for framing. */
 #define POLICY_MAX (1024 * 1024 - 4096)
 #define MAX_POSITIONAL 8
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static const char kUsage[] =
     "usage: wispctl [--agent TARGET] [--timeout DURATION] COMMAND [FLAGS]\n"
@@ -38,6 +41,15 @@ static const char kUsage[] =
     "                        rotate the CA in three steps: add a new root to every\n"
     "                        bundle; sign with it; drop the old root (wait one SVID\n"
     "                        lifetime between activate and finish)\n"
+    "  inject -f FILE [--proxy-uid UID] [--trust-domain TD] [--image IMAGE]\n"
+    "                        add wisp to the Kubernetes workloads in FILE (- for stdin;\n"
+    "                        offline) and print the result: the wisp-init iptables init\n"
+    "                        container and wisp-proxy as a native sidecar; other\n"
+    "                        documents pass through. --agent: what the proxy dials,\n"
+    "                        unix:///PATH (the node's socket, the default) or\n"
+    "                        https://IP:PORT (WISP_AGENT is not used); --trust-domain\n"
+    "                        (default " WISPCTL_INJECT_DEFAULT_TRUST_DOMAIN "), --proxy-uid (default " STR(WISPCTL_INJECT_DEFAULT_UID) "),\n"
+    "                        --image (default " WISPCTL_INJECT_DEFAULT_IMAGE ")\n"
     "\n"
     "Global flags (before or after the command):\n"
     "  --agent TARGET        the agent's API socket: unix:PATH or unix:///PATH\n"
@@ -45,11 +57,12 @@ static const char kUsage[] =
     "  --timeout DURATION    give up on the agent after this long (default 10s)\n"
     "  -h, --help            this help\n"
     "\n"
-    "Exit status: 0 done, 1 the agent refused or could not be reached, 2 usage.\n";
+    "Exit status: 0 done, 1 the agent refused or could not be reached, or a file\n"
+    "it cannot use (policy check, inject), 2 usage.\n";
 
 typedef struct {
   wispctl_opts o;
-  const char *spiffe_id, *ttl, *file, *timeout;
+  const char *spiffe_id, *ttl, *file, *timeout, *proxy_uid, *trust_domain, *image;
   bool reusable, json, help;
   unsigned seen;               /* FLAG_* bits given */
   const char *pos[MAX_POSITIONAL];
@@ -64,6 +77,9 @@ enum {
   FLAG_REUSABLE = 1 << 4,
   FLAG_FILE = 1 << 5,
   FLAG_JSON = 1 << 6,
+  FLAG_PROXY_UID = 1 << 7,
+  FLAG_TRUST_DOMAIN = 1 << 8,
+  FLAG_IMAGE = 1 << 9,
 };
 #define FLAGS_GLOBAL (FLAG_AGENT | FLAG_TIMEOUT)
 
@@ -83,6 +99,9 @@ static const flag_def kFlags[] = {
     {"--reusable", NULL, FLAG_REUSABLE, false, offsetof(args, reusable)},
     {"--file", "-f", FLAG_FILE, true, offsetof(args, file)},
     {"--json", NULL, FLAG_JSON, false, offsetof(args, json)},
+    {"--proxy-uid", NULL, FLAG_PROXY_UID, true, offsetof(args, proxy_uid)},
+    {"--trust-domain", NULL, FLAG_TRUST_DOMAIN, true, offsetof(args, trust_domain)},
+    {"--image", NULL, FLAG_IMAGE, true, offsetof(args, image)},
 };
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -310,6 +329,69 @@ static int cmd_ca_rotate(const args *a) {
   return 0;
 }
 
+/* ---- inject ---- */
+
+/* Prints the notes, one "wispctl: inject: ..." line each. */
+static void print_notes(const wisp_buf *notes) {
+  if (wisp_buf_len(notes) == 0) return;
+  const char *p = (const char *)wisp_buf_rptr(notes), *end = p + wisp_buf_len(notes);
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    fprintf(stderr, "wispctl: inject: %.*s\n", (int)len, p);
+    p += len + 1;
+  }
+}
+
+static int inject_opts(const args *a, wispctl_inject_opts *o) {
+  /* The global --agent, but only as given: WISP_AGENT names this machine's
+   * agent, not what a pod dials. */
+  o->agent = (a->seen & FLAG_AGENT) ? a->o.agent : WISPCTL_DEFAULT_AGENT;
+  o->trust_domain = a->trust_domain ? a->trust_domain : WISPCTL_INJECT_DEFAULT_TRUST_DOMAIN;
+  o->image = a->image ? a->image : WISPCTL_INJECT_DEFAULT_IMAGE;
+  o->proxy_uid = WISPCTL_INJECT_DEFAULT_UID;
+  if (a->proxy_uid) {
+    char *end = NULL;
+    errno = 0;
+    o->proxy_uid = strtol(a->proxy_uid, &end, 10);
+    if (errno || end == a->proxy_uid || *end)
+      return usage_error("inject: --proxy-uid %s: want a numeric user id", a->proxy_uid);
+  }
+  return 0;
+}
+
+static int cmd_inject(const args *a) {
+  int rc = check_flags(a, "inject", FLAG_FILE | FLAG_PROXY_UID | FLAG_TRUST_DOMAIN | FLAG_IMAGE);
+  if (rc) return rc;
+  if (a->npos > 1) return usage_error("inject: unexpected argument %s (the manifest goes after -f)", a->pos[1]);
+  if (!a->file) return usage_error("inject: -f FILE is required (- for stdin)");
+  wispctl_inject_opts o;
+  if ((rc = inject_opts(a, &o)) != 0) return rc;
+  wispctl_inject_cfg cfg;
+  char err[1024];
+  if (wispctl_inject_prepare(&cfg, &o, err, sizeof(err)) != WISP_OK) return usage_error("inject: %s", err);
+  char *yaml = NULL;
+  size_t len = 0;
+  rc = read_text("inject", a->file, WISPCTL_INJECT_MAX_INPUT, &yaml, &len);
+  if (rc) return rc;
+  wisp_buf out = {0}, notes = {0};
+  if (wispctl_inject(&cfg, yaml, len, &out, &notes, err, sizeof(err)) != WISP_OK) {
+    fprintf(stderr, "wispctl: inject: %s: %s\n", strcmp(a->file, "-") == 0 ? "stdin" : a->file, err);
+    rc = WISPCTL_EXIT_FAIL;
+  } else {
+    print_notes(&notes);
+    size_t n = wisp_buf_len(&out);
+    if ((n && fwrite(wisp_buf_rptr(&out), 1, n, stdout) != n) || fflush(stdout) != 0) {
+      fprintf(stderr, "wispctl: inject: cannot write to stdout: %s\n", strerror(errno));
+      rc = WISPCTL_EXIT_FAIL;
+    }
+  }
+  wisp_buf_cleanup(&out);
+  wisp_buf_cleanup(&notes);
+  free(yaml);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   args a;
@@ -342,5 +424,6 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "apply") == 0) return cmd_apply(&a);
   if (strcmp(cmd, "status") == 0) return cmd_status(&a);
+  if (strcmp(cmd, "inject") == 0) return cmd_inject(&a);
   return usage_error("unknown command \"%s\"", cmd);
 }

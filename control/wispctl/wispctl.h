@@ -1,10 +1,12 @@
 /* wispctl: the operator's CLI for wisp-agent (DESIGN.md "wisp-agent and
  * wispctl"). Each command is one unary gRPC call to the agent's Admin
  * service over its Unix socket (lib/wisp_rpc_client), run on a private libev
- * loop with an overall deadline.
+ * loop with an overall deadline; but policy check and inject (inject.h) work
+ * offline, on files.
  *
  * Exit codes: 0 success, 1 the call failed (agent unreachable, an error
- * status, an unreadable file), 2 usage (bad flags, unknown command). */
+ * status, an unreadable file, input inject cannot use), 2 usage (bad flags,
+ * unknown command). */
 #ifndef WISP_WISPCTL_H
 #define WISP_WISPCTL_H
 

@@ -1,0 +1,181 @@
+/* What `wispctl inject` adds to one pod spec: the wisp-init and wisp-proxy
+ * init containers, their volumes and the wisp.dev/injected annotation. */
+#include <stdio.h>
+
+#include "control/wispctl/inject.h"
+#include "control/wispctl/yaml_tree.h"
+
+#define ADMIN_PORT WISPCTL_INJECT_ADMIN_PORT
+#define ADMIN_LISTEN "0.0.0.0:15000" /* for the kubelet; beyond loopback only /healthz, /ready */
+#define ANNOTATION_INJECTED "wisp.dev/injected"
+
+/* Volumes: the join token (a Secret per service account, key "token"), the
+ * agent's socket directory from the node (unix:) or the trust bundle that
+ * verifies the agent (https://, a ConfigMap, key "bundle.pem"). */
+#define VOL_TOKEN "wisp-join-token"
+#define TOKEN_SECRET_PREFIX "wisp-join-"
+#define TOKEN_KEY "token"
+#define TOKEN_DIR "/var/run/secrets/wisp/join"
+#define VOL_SOCKET "wisp-agent-socket"
+#define VOL_BUNDLE "wisp-trust-bundle"
+#define BUNDLE_CONFIGMAP "wisp-trust-bundle"
+#define BUNDLE_KEY "bundle.pem"
+#define BUNDLE_DIR "/var/run/wisp/bundle"
+
+/* The proxy idles at about 5 MB RSS; one thread, so at most one core. */
+#define PROXY_CPU_REQUEST "10m"
+#define PROXY_MEM_REQUEST "16Mi"
+#define PROXY_CPU_LIMIT "1"
+#define PROXY_MEM_LIMIT "128Mi"
+#define INIT_CPU_REQUEST "10m"
+#define INIT_MEM_REQUEST "16Mi"
+#define INIT_CPU_LIMIT "100m"
+#define INIT_MEM_LIMIT "64Mi"
+
+/* Probes on the admin port: the pod's app containers start once the proxy
+ * holds an SVID (startup, up to 2 minutes), and it is restarted if it hangs. */
+#define STARTUP_PERIOD_S 1
+#define STARTUP_FAILURES 120
+#define READY_PERIOD_S 5
+#define LIVE_PERIOD_S 10
+#define PROBE_FAILURES 3
+
+#define MAP WISPCTL_YAML_MAP
+#define SEQ WISPCTL_YAML_SEQ
+
+static int str(yaml_document_t *d, const char *s) { return wispctl_yaml_add_str(d, s); }
+static int yes(yaml_document_t *d) { return wispctl_yaml_add_plain(d, "true"); }
+static int no(yaml_document_t *d) { return wispctl_yaml_add_plain(d, "false"); }
+
+/* ---- pieces ---- */
+
+static int resources(yaml_document_t *d, const char *cpu_req, const char *mem_req, const char *cpu_lim,
+                     const char *mem_lim) {
+  return MAP(d, {"requests", MAP(d, {"cpu", str(d, cpu_req)}, {"memory", str(d, mem_req)})},
+             {"limits", MAP(d, {"cpu", str(d, cpu_lim)}, {"memory", str(d, mem_lim)})});
+}
+
+static int probe(yaml_document_t *d, const char *path, int period_s, int failures) {
+  return MAP(d, {"httpGet", MAP(d, {"path", str(d, path)}, {"port", wispctl_yaml_add_int(d, ADMIN_PORT)})},
+             {"periodSeconds", wispctl_yaml_add_int(d, period_s)},
+             {"failureThreshold", wispctl_yaml_add_int(d, failures)});
+}
+
+/* env NAME from the downward API, field |path| of the pod. */
+static int env_field(yaml_document_t *d, const char *name, const char *path) {
+  return MAP(d, {"name", str(d, name)},
+             {"valueFrom", MAP(d, {"fieldRef", MAP(d, {"fieldPath", str(d, path)})})});
+}
+
+static int mount(yaml_document_t *d, const char *name, const char *path) {
+  return MAP(d, {"name", str(d, name)}, {"mountPath", str(d, path)}, {"readOnly", yes(d)});
+}
+
+/* Appends "FLAG VALUE" to |args| when |value| is given. */
+static void arg(yaml_document_t *d, int args, const char *flag, const char *value) {
+  if (!value) return;
+  wispctl_yaml_append(d, args, str(d, flag));
+  wispctl_yaml_append(d, args, str(d, value));
+}
+
+/* ---- wisp-init: the iptables rules, as root with NET_ADMIN only ---- */
+
+static int init_container(yaml_document_t *d, const wispctl_pod_plan *p) {
+  int args = SEQ(d, str(d, "--proxy-uid"), str(d, p->cfg->proxy_uid));
+  arg(d, args, "--exclude-outbound-cidrs", p->exclude_outbound_cidrs);
+  arg(d, args, "--exclude-outbound-ports", p->exclude_outbound_ports);
+  arg(d, args, "--exclude-inbound-ports", p->exclude_inbound_ports);
+  arg(d, args, "--inbound-ports", p->inbound_ports);
+  int caps = MAP(d, {"add", SEQ(d, str(d, "NET_ADMIN"), str(d, "NET_RAW"))}, {"drop", SEQ(d, str(d, "ALL"))});
+  int security = MAP(d, {"runAsUser", wispctl_yaml_add_int(d, 0)}, {"runAsNonRoot", no(d)},
+                     {"allowPrivilegeEscalation", no(d)}, {"capabilities", caps});
+  return MAP(d, {"name", str(d, WISPCTL_INJECT_INIT_NAME)}, {"image", str(d, p->cfg->o.image)},
+             {"command", SEQ(d, str(d, "wisp-iptables.sh"))}, {"args", args},
+             {"resources", resources(d, INIT_CPU_REQUEST, INIT_MEM_REQUEST, INIT_CPU_LIMIT, INIT_MEM_LIMIT)},
+             {"securityContext", security});
+}
+
+/* ---- wisp-proxy: the native sidecar ---- */
+
+static int proxy_args(yaml_document_t *d, const wispctl_pod_plan *p) {
+  char id[512];
+  snprintf(id, sizeof(id), "spiffe://%s/ns/$(WISP_POD_NAMESPACE)/sa/$(WISP_POD_SERVICE_ACCOUNT)",
+           p->cfg->o.trust_domain);
+  int args = SEQ(d, str(d, "--transparent"));
+  arg(d, args, "--agent", p->cfg->o.agent);
+  arg(d, args, "--bundle", p->cfg->agent_https ? BUNDLE_DIR "/" BUNDLE_KEY : NULL);
+  arg(d, args, "--spiffe-id", id);
+  arg(d, args, "--join-token-file", TOKEN_DIR "/" TOKEN_KEY);
+  arg(d, args, "--admin", ADMIN_LISTEN);
+  return args;
+}
+
+static int proxy_security(yaml_document_t *d, const wispctl_pod_plan *p) {
+  int uid = wispctl_yaml_add_plain(d, p->cfg->proxy_uid);
+  int gid = wispctl_yaml_add_plain(d, p->cfg->proxy_uid);
+  return MAP(d, {"runAsUser", uid}, {"runAsGroup", gid}, {"runAsNonRoot", yes(d)},
+             {"readOnlyRootFilesystem", yes(d)}, {"allowPrivilegeEscalation", no(d)},
+             {"capabilities", MAP(d, {"drop", SEQ(d, str(d, "ALL"))})},
+             {"seccompProfile", MAP(d, {"type", str(d, "RuntimeDefault")})});
+}
+
+static int proxy_container(yaml_document_t *d, const wispctl_pod_plan *p) {
+  int env = SEQ(d, env_field(d, "WISP_POD_NAMESPACE", "metadata.namespace"),
+                env_field(d, "WISP_POD_SERVICE_ACCOUNT", "spec.serviceAccountName"));
+  int agent_mount = p->cfg->agent_https ? mount(d, VOL_BUNDLE, BUNDLE_DIR) : mount(d, VOL_SOCKET, p->cfg->agent_dir);
+  int mounts = SEQ(d, mount(d, VOL_TOKEN, TOKEN_DIR), agent_mount);
+  int port = MAP(d, {"name", str(d, "wisp-admin")}, {"containerPort", wispctl_yaml_add_int(d, ADMIN_PORT)});
+  return MAP(d, {"name", str(d, WISPCTL_INJECT_PROXY_NAME)}, {"image", str(d, p->cfg->o.image)},
+             {"restartPolicy", str(d, "Always")}, {"command", SEQ(d, str(d, "wisp-proxy"))},
+             {"args", proxy_args(d, p)}, {"env", env}, {"ports", SEQ(d, port)},
+             {"resources", resources(d, PROXY_CPU_REQUEST, PROXY_MEM_REQUEST, PROXY_CPU_LIMIT, PROXY_MEM_LIMIT)},
+             {"securityContext", proxy_security(d, p)}, {"volumeMounts", mounts},
+             {"startupProbe", probe(d, "/ready", STARTUP_PERIOD_S, STARTUP_FAILURES)},
+             {"readinessProbe", probe(d, "/ready", READY_PERIOD_S, PROBE_FAILURES)},
+             {"livenessProbe", probe(d, "/healthz", LIVE_PERIOD_S, PROBE_FAILURES)});
+}
+
+/* ---- volumes ---- */
+
+static int key_item(yaml_document_t *d, const char *key) {
+  return SEQ(d, MAP(d, {"key", str(d, key)}, {"path", str(d, key)}));
+}
+
+static int token_volume(yaml_document_t *d, const wispctl_pod_plan *p) {
+  char secret[320];
+  snprintf(secret, sizeof(secret), TOKEN_SECRET_PREFIX "%s", p->service_account);
+  return MAP(d, {"name", str(d, VOL_TOKEN)},
+             {"secret", MAP(d, {"secretName", str(d, secret)}, {"items", key_item(d, TOKEN_KEY)})});
+}
+
+static int agent_volume(yaml_document_t *d, const wispctl_pod_plan *p) {
+  if (p->cfg->agent_https) {
+    return MAP(d, {"name", str(d, VOL_BUNDLE)},
+               {"configMap", MAP(d, {"name", str(d, BUNDLE_CONFIGMAP)}, {"items", key_item(d, BUNDLE_KEY)})});
+  }
+  return MAP(d, {"name", str(d, VOL_SOCKET)},
+             {"hostPath", MAP(d, {"path", str(d, p->cfg->agent_dir)}, {"type", str(d, "Directory")})});
+}
+
+/* ---- the pod ---- */
+
+/* Missing, null, or a collection of |type|. */
+static bool fits(yaml_document_t *d, int map, const char *key, yaml_node_type_t type) {
+  int id = wispctl_yaml_get(d, map, key);
+  return !id || wispctl_yaml_node(d, id, type) || wispctl_yaml_is_null(d, id);
+}
+
+bool wispctl_inject_pod(yaml_document_t *d, int spec, int meta, const wispctl_pod_plan *plan) {
+  if (!fits(d, spec, "initContainers", YAML_SEQUENCE_NODE) || !fits(d, spec, "volumes", YAML_SEQUENCE_NODE) ||
+      !fits(d, meta, "annotations", YAML_MAPPING_NODE))
+    return false;
+  int containers[] = {init_container(d, plan), proxy_container(d, plan)};
+  int inits = wispctl_yaml_want(d, spec, "initContainers", YAML_SEQUENCE_NODE);
+  wispctl_yaml_prepend(d, inits, containers, sizeof(containers) / sizeof(containers[0]));
+  int volumes = wispctl_yaml_want(d, spec, "volumes", YAML_SEQUENCE_NODE);
+  wispctl_yaml_append(d, volumes, token_volume(d, plan));
+  wispctl_yaml_append(d, volumes, agent_volume(d, plan));
+  int annotations = wispctl_yaml_want(d, meta, "annotations", YAML_MAPPING_NODE);
+  wispctl_yaml_put(d, annotations, ANNOTATION_INJECTED, str(d, WISP_VERSION));
+  return true;
+}
