@@ -10,7 +10,7 @@ PKGS=(
   android-libboringssl-dev libev-dev libnghttp2-dev
   libprotobuf-c-dev protobuf-c-compiler libyaml-dev libcmocka-dev
   curl openssl ca-certificates nghttp2-client nghttp2-server haproxy
-  iproute2 iptables procps tcpdump python3
+  iproute2 iptables procps tcpdump python3 python3-yaml
 )
 missing=()
 for p in "${PKGS[@]}"; do
