@@ -400,10 +400,22 @@ static void log_event(const char *type, const char *k1, const char *v1, const ch
   fflush(stdout);
 }
 
+/* Admin: plaintext over the Unix socket, from root or the agent's own user.
+ * Proxies may be given the socket (a node's hostPath, a group that can open
+ * it) for Identity and Config; that must not let them mint tokens or
+ * change the policy. */
 static bool admin_allowed(wisp_rpc_call *call) {
-  if (wisp_rpc_call_local(call)) return true;
-  wisp_rpc_finish(call, WISP_GRPC_PERMISSION_DENIED,
-                  "the Admin API is only served over the agent's Unix socket without TLS");
+  uid_t uid;
+  if (!wisp_rpc_call_local(call)) {
+    wisp_rpc_finish(call, WISP_GRPC_PERMISSION_DENIED,
+                    "the Admin API is only served over the agent's Unix socket without TLS");
+    return false;
+  }
+  if (wisp_rpc_call_local_uid(call, &uid) && (uid == 0 || uid == geteuid())) return true;
+  char msg[160];
+  snprintf(msg, sizeof(msg), "the Admin API is served to root and to the agent's user (uid %u) only, not to uid %d",
+           (unsigned)geteuid(), wisp_rpc_call_local_uid(call, &uid) ? (int)uid : -1);
+  wisp_rpc_finish(call, WISP_GRPC_PERMISSION_DENIED, msg);
   return false;
 }
 

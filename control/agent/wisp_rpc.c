@@ -44,6 +44,8 @@ struct rpc_conn {
   wisp_rpc_server *srv;
   uint64_t id;
   bool local;
+  bool peer_uid_known;  /* local: the connecting process's uid (SO_PEERCRED) */
+  uid_t peer_uid;
   ev_timer timer;
   wisp_rpc_call *calls;
   rpc_conn *next, *prev;
@@ -179,6 +181,11 @@ const char *wisp_rpc_call_peer_id(const wisp_rpc_call *c) {
   return c->conn->io.verify.peer_ok ? c->conn->io.verify.peer.id : NULL;
 }
 bool wisp_rpc_call_local(const wisp_rpc_call *c) { return c->conn->local; }
+bool wisp_rpc_call_local_uid(const wisp_rpc_call *c, uid_t *out) {
+  if (!c->conn->local || !c->conn->peer_uid_known) return false;
+  *out = c->conn->peer_uid;
+  return true;
+}
 uint64_t wisp_rpc_call_conn_id(const wisp_rpc_call *c) { return c->conn->id; }
 void *wisp_rpc_call_user(const wisp_rpc_call *c) { return c->user; }
 void wisp_rpc_call_set_user(wisp_rpc_call *c, void *user) { c->user = user; }
@@ -391,6 +398,12 @@ static void conn_start(wisp_rpc_server *s, int fd, bool tls) {
   c->srv = s;
   c->id = ++s->next_id;
   c->local = !tls;
+  if (c->local) {
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    c->peer_uid_known = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && len == sizeof(cred);
+    c->peer_uid = c->peer_uid_known ? cred.uid : (uid_t)-1;
+  }
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;

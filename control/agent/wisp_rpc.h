@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <ev.h>
 #include <protobuf-c/protobuf-c.h>
@@ -76,6 +77,8 @@ wisp_rpc_server *wisp_rpc_call_server(const wisp_rpc_call *call);
 const char *wisp_rpc_call_peer_id(const wisp_rpc_call *call);
 /* True for plaintext calls over the Unix socket (local, trusted by mode). */
 bool wisp_rpc_call_local(const wisp_rpc_call *call);
+/* For a local call: the uid of the process that connected (SO_PEERCRED). */
+bool wisp_rpc_call_local_uid(const wisp_rpc_call *call, uid_t *out);
 uint64_t wisp_rpc_call_conn_id(const wisp_rpc_call *call);
 void *wisp_rpc_call_user(const wisp_rpc_call *call);
 void wisp_rpc_call_set_user(wisp_rpc_call *call, void *user);

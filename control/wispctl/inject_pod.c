@@ -17,6 +17,12 @@
 #define TOKEN_KEY "token"
 #define TOKEN_DIR "/var/run/secrets/wisp/join"
 #define VOL_SOCKET "wisp-agent-socket"
+/* --svid-cache on a memory emptyDir: lives as long as the pod, so a
+ * restarted sidecar serves at once (and renews without the token); the
+ * proxy makes its own 0700 directory inside the volume. */
+#define VOL_CACHE "wisp-svid-cache"
+#define CACHE_DIR "/var/run/wisp/cache"
+#define CACHE_SIZE "1Mi"
 #define VOL_BUNDLE "wisp-trust-bundle"
 #define BUNDLE_CONFIGMAP "wisp-trust-bundle"
 #define BUNDLE_KEY "bundle.pem"
@@ -71,6 +77,10 @@ static int mount(yaml_document_t *d, const char *name, const char *path) {
   return MAP(d, {"name", str(d, name)}, {"mountPath", str(d, path)}, {"readOnly", yes(d)});
 }
 
+static int mount_rw(yaml_document_t *d, const char *name, const char *path) {
+  return MAP(d, {"name", str(d, name)}, {"mountPath", str(d, path)});
+}
+
 /* Appends "FLAG VALUE" to |args| when |value| is given. */
 static void arg(yaml_document_t *d, int args, const char *flag, const char *value) {
   if (!value) return;
@@ -106,6 +116,7 @@ static int proxy_args(yaml_document_t *d, const wispctl_pod_plan *p) {
   arg(d, args, "--bundle", p->cfg->agent_https ? BUNDLE_DIR "/" BUNDLE_KEY : NULL);
   arg(d, args, "--spiffe-id", id);
   arg(d, args, "--join-token-file", TOKEN_DIR "/" TOKEN_KEY);
+  arg(d, args, "--svid-cache", CACHE_DIR "/svid");
   arg(d, args, "--admin", ADMIN_LISTEN);
   return args;
 }
@@ -123,7 +134,7 @@ static int proxy_container(yaml_document_t *d, const wispctl_pod_plan *p) {
   int env = SEQ(d, env_field(d, "WISP_POD_NAMESPACE", "metadata.namespace"),
                 env_field(d, "WISP_POD_SERVICE_ACCOUNT", "spec.serviceAccountName"));
   int agent_mount = p->cfg->agent_https ? mount(d, VOL_BUNDLE, BUNDLE_DIR) : mount(d, VOL_SOCKET, p->cfg->agent_dir);
-  int mounts = SEQ(d, mount(d, VOL_TOKEN, TOKEN_DIR), agent_mount);
+  int mounts = SEQ(d, mount(d, VOL_TOKEN, TOKEN_DIR), agent_mount, mount_rw(d, VOL_CACHE, CACHE_DIR));
   int port = MAP(d, {"name", str(d, "wisp-admin")}, {"containerPort", wispctl_yaml_add_int(d, ADMIN_PORT)});
   return MAP(d, {"name", str(d, WISPCTL_INJECT_PROXY_NAME)}, {"image", str(d, p->cfg->o.image)},
              {"restartPolicy", str(d, "Always")}, {"command", SEQ(d, str(d, "wisp-proxy"))},
@@ -157,6 +168,11 @@ static int agent_volume(yaml_document_t *d, const wispctl_pod_plan *p) {
              {"hostPath", MAP(d, {"path", str(d, p->cfg->agent_dir)}, {"type", str(d, "Directory")})});
 }
 
+static int cache_volume(yaml_document_t *d) {
+  return MAP(d, {"name", str(d, VOL_CACHE)},
+             {"emptyDir", MAP(d, {"medium", str(d, "Memory")}, {"sizeLimit", str(d, CACHE_SIZE)})});
+}
+
 /* ---- the pod ---- */
 
 /* Missing, null, or a collection of |type|. */
@@ -175,6 +191,7 @@ bool wispctl_inject_pod(yaml_document_t *d, int spec, int meta, const wispctl_po
   int volumes = wispctl_yaml_want(d, spec, "volumes", YAML_SEQUENCE_NODE);
   wispctl_yaml_append(d, volumes, token_volume(d, plan));
   wispctl_yaml_append(d, volumes, agent_volume(d, plan));
+  wispctl_yaml_append(d, volumes, cache_volume(d));
   int annotations = wispctl_yaml_want(d, meta, "annotations", YAML_MAPPING_NODE);
   wispctl_yaml_put(d, annotations, ANNOTATION_INJECTED, str(d, WISP_VERSION));
   return true;

@@ -124,5 +124,22 @@ expect_eq "after a restart the CA is the same" "$ca_before" "$(openssl x509 -in 
 out=$(ac sign "$WORK/orders.der" "$tok2")
 expect_match "a token created before the restart still works" "\"spiffe_id\":\"$ORDERS\"" "$out"
 expect_match "the policy and its version survive the restart" "\"version\":\"$v\".*PeerAuthentication" "$(ac watch "$ORDERS" 1)"
+
+# --- a proxy's user on the socket may sign, but not administer ---
+if command -v setpriv >/dev/null && [ "$(id -u)" = 0 ]; then
+  chmod 0777 "$SOCKDIR" && chmod 0666 "$SOCK" # as a node's hostPath socket shared with proxies would be
+  as_proxy() { (cd / && setpriv --reuid 1337 --regid 1337 --clear-groups node "$NODE_DIR/agent_client.js" --target "unix://$SOCK" "$@" 2>&1); }
+  cp "$WORK/orders.der" "$WORK/p1.yaml" "$SOCKDIR/" && chmod a+r "$SOCKDIR/orders.der" "$SOCKDIR/p1.yaml"
+  tok3=$(ac token "$ORDERS" | field token)
+  expect_match "another uid on the Unix socket gets an SVID with a token" "\"spiffe_id\":\"$ORDERS\"" \
+    "$(as_proxy sign "$SOCKDIR/orders.der" "$tok3")"
+  expect_match "... but Admin (CreateJoinToken) is refused, naming the uids" \
+    "PERMISSION_DENIED.*served to root and to the agent's user \\(uid $(id -u)\\) only, not to uid 1337" \
+    "$(as_proxy token "$ORDERS")"
+  expect_match "... and so is ApplyPolicy" "PERMISSION_DENIED" "$(as_proxy apply "$SOCKDIR/p1.yaml")"
+  expect_match "root still administers" '"token":"' "$(ac token "$ORDERS")"
+else
+  skip "Admin refused to other uids on the socket" "needs root and setpriv"
+fi
 stop_agent
 finish

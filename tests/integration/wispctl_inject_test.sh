@@ -148,21 +148,23 @@ expect_q "the Service passes through unchanged" "$OUT" "kind('Service', src)" "k
 expect_q "every document is as it was but for what inject adds" "$OUT" "[uninject(d) for d in src]" \
   "[uninject(d) for d in docs]"
 expect_eq "wisp-proxy runs wisp-proxy" '["wisp-proxy"]' "$(q "$OUT" "ctr($FRONT, 'wisp-proxy')['command']")"
-expect_eq "wisp-proxy's args: transparent, the node's agent socket, the pod's SPIFFE ID, token, admin" \
-  '["--transparent","--agent","unix:///run/wisp/agent.sock","--spiffe-id","spiffe://cluster.local/ns/$(WISP_POD_NAMESPACE)/sa/$(WISP_POD_SERVICE_ACCOUNT)","--join-token-file","/var/run/secrets/wisp/join/token","--admin","0.0.0.0:15000"]' \
+expect_eq "wisp-proxy's args: transparent, the node's agent socket, the pod's SPIFFE ID, token, SVID cache, admin" \
+  '["--transparent","--agent","unix:///run/wisp/agent.sock","--spiffe-id","spiffe://cluster.local/ns/$(WISP_POD_NAMESPACE)/sa/$(WISP_POD_SERVICE_ACCOUNT)","--join-token-file","/var/run/secrets/wisp/join/token","--svid-cache","/var/run/wisp/cache/svid","--admin","0.0.0.0:15000"]' \
   "$(q "$OUT" "ctr($FRONT, 'wisp-proxy')['args']")"
 expect_eq "... from env by the downward API" \
   '{"WISP_POD_NAMESPACE":"metadata.namespace","WISP_POD_SERVICE_ACCOUNT":"spec.serviceAccountName"}' \
   "$(q "$OUT" "{e['name']: e['valueFrom']['fieldRef']['fieldPath'] for e in ctr($FRONT, 'wisp-proxy')['env']}")"
 expect_eq "every arg is a string (Kubernetes wants []string)" true \
   "$(q "$OUT" "all(isinstance(a, str) for d in docs if d['kind'] == 'Deployment' for n in ('wisp-init', 'wisp-proxy') for a in ctr(d, n)['args'])")"
-expect_q "volumes: the service account's join token Secret, the node's agent socket dir" "$OUT" \
+expect_q "volumes: the service account's join token Secret, the node's agent socket dir, a memory emptyDir for the SVID cache" "$OUT" \
   "[{'name': 'wisp-join-token', 'secret': {'secretName': 'wisp-join-frontend', 'items': [{'key': 'token', 'path': 'token'}]}},
-    {'name': 'wisp-agent-socket', 'hostPath': {'path': '/run/wisp', 'type': 'Directory'}}]" \
+    {'name': 'wisp-agent-socket', 'hostPath': {'path': '/run/wisp', 'type': 'Directory'}},
+    {'name': 'wisp-svid-cache', 'emptyDir': {'medium': 'Memory', 'sizeLimit': '1Mi'}}]" \
   "spec($FRONT)['volumes']"
-expect_q "... mounted read-only in wisp-proxy" "$OUT" \
+expect_q "... mounted in wisp-proxy, read-only but for the cache" "$OUT" \
   "[{'name': 'wisp-join-token', 'mountPath': '/var/run/secrets/wisp/join', 'readOnly': True},
-    {'name': 'wisp-agent-socket', 'mountPath': '/run/wisp', 'readOnly': True}]" \
+    {'name': 'wisp-agent-socket', 'mountPath': '/run/wisp', 'readOnly': True},
+    {'name': 'wisp-svid-cache', 'mountPath': '/var/run/wisp/cache'}]" \
   "ctr($FRONT, 'wisp-proxy')['volumeMounts']"
 expect_eq "probes: startup and readiness on /ready, liveness on /healthz, admin port 15000" \
   '{"livenessProbe":["/healthz",15000],"readinessProbe":["/ready",15000],"startupProbe":["/ready",15000]}' \
@@ -318,7 +320,7 @@ expect_eq "... and each is annotated (the CronJob's pod template got metadata)" 
 check "the Pod's spec, flow style in the input, is written in block style with what was added" \
   grep -qx '  - name: wisp-init' "$OUT"
 expect_eq "the DaemonSet's own annotations stay" ops "$(q "$OUT" "ann(kind('DaemonSet'))['team']")"
-expect_eq "the StatefulSet's own volume stays first" '["data","wisp-join-token","wisp-trust-bundle"]' \
+expect_eq "the StatefulSet's own volume stays first" '["data","wisp-join-token","wisp-trust-bundle","wisp-svid-cache"]' \
   "$(q "$OUT" "[v['name'] for v in spec(kind('StatefulSet'))['volumes']]")"
 expect_eq "the Pod's annotations become wisp-init's exclusions, after the agent's address" \
   '["--proxy-uid","2102","--exclude-outbound-cidrs","10.96.0.10,192.168.0.0/16,fd00::/8","--exclude-outbound-ports","5432,6379","--exclude-inbound-ports","9090","--inbound-ports","8080,8443"]' \
@@ -326,11 +328,12 @@ expect_eq "the Pod's annotations become wisp-init's exclusions, after the agent'
 expect_eq "without annotations: only the agent's address is excluded" \
   '["--proxy-uid","2102","--exclude-outbound-cidrs","10.96.0.10"]' "$(q "$OUT" "ctr(kind('Job'), 'wisp-init')['args']")"
 expect_eq "wisp-proxy over https: --bundle from the trust bundle ConfigMap, the trust domain given" \
-  '["--transparent","--agent","https://10.96.0.10:8443","--bundle","/var/run/wisp/bundle/bundle.pem","--spiffe-id","spiffe://shop.local/ns/$(WISP_POD_NAMESPACE)/sa/$(WISP_POD_SERVICE_ACCOUNT)","--join-token-file","/var/run/secrets/wisp/join/token","--admin","0.0.0.0:15000"]' \
+  '["--transparent","--agent","https://10.96.0.10:8443","--bundle","/var/run/wisp/bundle/bundle.pem","--spiffe-id","spiffe://shop.local/ns/$(WISP_POD_NAMESPACE)/sa/$(WISP_POD_SERVICE_ACCOUNT)","--join-token-file","/var/run/secrets/wisp/join/token","--svid-cache","/var/run/wisp/cache/svid","--admin","0.0.0.0:15000"]' \
   "$(q "$OUT" "ctr(kind('CronJob'), 'wisp-proxy')['args']")"
 expect_q "volumes: the token of service account default (none named), the wisp-trust-bundle ConfigMap" "$OUT" \
   "[{'name': 'wisp-join-token', 'secret': {'secretName': 'wisp-join-default', 'items': [{'key': 'token', 'path': 'token'}]}},
-    {'name': 'wisp-trust-bundle', 'configMap': {'name': 'wisp-trust-bundle', 'items': [{'key': 'bundle.pem', 'path': 'bundle.pem'}]}}]" \
+    {'name': 'wisp-trust-bundle', 'configMap': {'name': 'wisp-trust-bundle', 'items': [{'key': 'bundle.pem', 'path': 'bundle.pem'}]}},
+    {'name': 'wisp-svid-cache', 'emptyDir': {'medium': 'Memory', 'sizeLimit': '1Mi'}}]" \
   "spec(kind('Pod'))['volumes']"
 expect_eq "the token Secret follows serviceAccountName" wisp-join-db \
   "$(q "$OUT" "spec(kind('StatefulSet'))['volumes'][1]['secret']['secretName']")"
@@ -417,8 +420,8 @@ expect_eq "the state volume is the PersistentVolumeClaim" "$(q "$AGENT_YAML" "ki
 # ---- the injected wisp-proxy, run against that agent (README's steps) ----
 # The bundle ConfigMap and the token Secret, as deploy/kubernetes/README.md
 # makes them; the listeners on free loopback ports.
-BUNDLE_VOL=$WORK/vol/bundle TOKEN_VOL=$WORK/vol/token
-mkdir -p "$BUNDLE_VOL" "$TOKEN_VOL"
+BUNDLE_VOL=$WORK/vol/bundle TOKEN_VOL=$WORK/vol/token CACHE_VOL=$WORK/vol/cache
+mkdir -p "$BUNDLE_VOL" "$TOKEN_VOL" "$CACHE_VOL"
 cp "$AVOL/pvc/state/bundle.pem" "$BUNDLE_VOL/bundle.pem"
 WISP_AGENT=unix:$RUN/agent.sock "$WISPCTL" token create --reusable --ttl 1h \
   --spiffe-id spiffe://cluster.local/ns/shop/sa/frontend >"$TOKEN_VOL/token" 2>"$WORK/token.err"
@@ -429,7 +432,7 @@ run_injected() {
   shift 2
   ADM=$(free_port)
   mapfile -t cmd < <(Q_LINES=1 q "$file" "kubelet($FRONT, 'wisp-proxy',
-      {'wisp-join-token': '$TOKEN_VOL', 'wisp-agent-socket': '$RUN', 'wisp-trust-bundle': '$BUNDLE_VOL'},
+      {'wisp-join-token': '$TOKEN_VOL', 'wisp-agent-socket': '$RUN', 'wisp-trust-bundle': '$BUNDLE_VOL', 'wisp-svid-cache': '$CACHE_VOL'},
       {'WISP_POD_NAMESPACE': 'shop', 'WISP_POD_SERVICE_ACCOUNT': 'frontend'},
       ['--admin', '127.0.0.1:$ADM', '--inbound', '127.0.0.1:$(free_port)', '--outbound', '127.0.0.1:$(free_port)'])")
   start_proxy "$name" "${cmd[@]:1}" "$@"
@@ -446,6 +449,7 @@ inject app-https -f "$APP" --agent "https://127.0.0.1:$TLS_PORT"
 run_injected over_https "$WORK/app-https.yaml" --intercept-probe off
 check "injected with --agent https://, the agent verified by the bundle ConfigMap: ready (probe off)" wait_for 20 ready
 check "... with an SVID for the pod's service account" has_svid
+check "... kept in the SVID cache volume (0600)" test "$(stat -c %a "$CACHE_VOL/svid/svid.pem" 2>/dev/null)" = 600
 stop_proxy over_https
 inject agent -f "$AGENT_YAML"
 expect_match "the agent's own pod opts out (wisp.dev/inject: disabled)" \
