@@ -13,6 +13,7 @@
 #include "lib/wisp_mem.h"
 #include "lib/wisp_rpc_client.h"
 #include "lib/wisp_state.h"
+#include "lib/wisp_version.h"
 #include "proxy/wisp_authz.h"
 #include "wisp/v1/config.pb-c.h"
 #include "wisp/v1/identity.pb-c.h"
@@ -386,7 +387,7 @@ static void watch_start(wisp_agent_client *ac) {
       ac->watch_conn ? wisp_rpcc_call_start(ac->watch_conn, "/wisp.v1.Config/Watch", &kWatch, ac, 0) : NULL;
   Wisp__V1__WatchRequest req = WISP__V1__WATCH_REQUEST__INIT;
   Wisp__V1__NodeInfo node = WISP__V1__NODE_INFO__INIT;
-  node.proxy_version = "wisp-proxy";
+  node.proxy_version = WISP_VERSION;
   req.spiffe_id = ac->px->cfg->spiffe_id;
   req.node = &node;
   if (!call || wisp_rpcc_send(call, &req.base) != WISP_OK) {
