@@ -60,7 +60,9 @@ usage: wisp-iptables.sh [options]
   --backend auto|nft|legacy   iptables backend (default auto: the one already
                               holding wisp's or other rules, else what
                               `iptables` is)
-  --no-ipv6                   leave ip6tables alone
+  --no-ipv6                   leave ip6tables alone (without it, a namespace with a
+                              global IPv6 address whose IPv6 cannot be intercepted
+                              is an error: that traffic would bypass the mesh)
   --remove                    remove wisp's rules and chains (exactly what was added)
   --dry-run                   print the iptables-restore commands, change nothing
   -h, --help                  this help
@@ -536,7 +538,19 @@ if [ "$IPV6" = 1 ]; then
   elif [ "$DRY_RUN" = 0 ] && ! "$IP6T" -w 10 -t nat -S >/dev/null 2>&1; then
     why="$IP6T cannot use the nat table ($("$IP6T" -w 10 -t nat -S 2>&1 | head -1))"
   fi
-  if [ -n "$why" ]; then
+  # IPv6 in use here (a global address) but not interceptable: its traffic
+  # would bypass the mesh, and the proxy's probe (IPv4) could not tell.
+  v6addr=""
+  if [ -n "$why" ] && [ "$REMOVE" = 0 ] && [ "$DRY_RUN" = 0 ] && have ip; then
+    v6addr=$(ip -6 -o addr show scope global 2>/dev/null | awk '{print $4; exit}')
+  fi
+  if [ -n "$v6addr" ]; then
+    if [ "$HAD4" = 0 ]; then
+      REMOVE=1
+      apply 4 "$IPT" >/dev/null 2>&1 && note "IPv4 rules taken back out"
+    fi
+    die "this namespace has IPv6 address $v6addr but IPv6 cannot be intercepted ($why): its IPv6 traffic would bypass the mesh; make ip6tables' nat table usable, or pass --no-ipv6 to accept that"
+  elif [ -n "$why" ]; then
     [ "$DRY_RUN" = 1 ] && echo "# IPv6 skipped: $why"
     [ "$DRY_RUN" = 1 ] || note "IPv6 skipped: $why"
   elif ! apply 6 "$IP6T"; then

@@ -70,13 +70,13 @@ wisp_err wisp_addr_parse_dest(wisp_addr *out, const char *s) {
   bool bare_v6 = s[0] != '[' && colon && strchr(colon + 1, ':');
   bool has_port = s[0] == '[' ? s[len - 1] != ']' : colon && !bare_v6;
   if (has_port) {
-    WISP_ENSURE(strcmp(strrchr(s, ':'), ":0") != 0, WISP_ERR_PARSE);
     snprintf(buf, sizeof(buf), "%s", s);
   } else {
     snprintf(buf, sizeof(buf), bare_v6 ? "[%s]:0" : "%s:0", s);
   }
   WISP_GUARD(wisp_addr_parse(out, buf));
   WISP_ENSURE(!addr_unspecified(out), WISP_ERR_PARSE);
+  WISP_ENSURE(!has_port || wisp_addr_port(out) != 0, WISP_ERR_PARSE); /* "IP:0", "IP:00": not a port */
   return WISP_OK;
 }
 

@@ -24,6 +24,12 @@
 #define ADMIN_ACCEPTS_PER_EVENT 16
 /* From accept to the response written. */
 #define ADMIN_TIMEOUT 5.0
+/* Callers beyond loopback (the kubelet's probes) share a few slots, at
+ * most a handful from one address, and get a short timeout: other pods
+ * must not be able to hold the admin port and starve the probes. */
+#define ADMIN_MAX_REMOTE 16
+#define ADMIN_MAX_PER_REMOTE_ADDR 4
+#define ADMIN_REMOTE_TIMEOUT 1.0
 /* After the response: read and drop what the client still sends (so the
  * close does not turn into a RST that eats the response), this long and
  * this much at most. */
@@ -700,6 +706,22 @@ static void on_conn_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
   }
 }
 
+/* Loopback callers always have a slot (up to ADMIN_MAX_CONNS); others
+ * only within the remote bounds. */
+static bool remote_slot_free(const wisp_admin *a, const wisp_addr *peer) {
+  if (wisp_addr_is_loopback(peer)) return true;
+  char host[64];
+  wisp_addr_format(peer, host, sizeof(host));
+  size_t hlen = (size_t)(strrchr(host, ':') - host); /* without the port */
+  int remote = 0, same = 0;
+  for (const admin_conn *c = a->conns; c; c = c->next) {
+    if (!c->remote) continue;
+    remote++;
+    if (strncmp(c->peer, host, hlen) == 0 && c->peer[hlen] == ':') same++;
+  }
+  return remote < ADMIN_MAX_REMOTE && same < ADMIN_MAX_PER_REMOTE_ADDR;
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
   wisp_admin *a = w->data;
   for (int i = 0; i < ADMIN_ACCEPTS_PER_EVENT; i++) {
@@ -711,7 +733,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
       WISP_WARN("accept on the admin listener %s failed: %s", a->name, strerror(errno));
       break;
     }
-    if (a->nconns >= ADMIN_MAX_CONNS) {
+    if (a->nconns >= ADMIN_MAX_CONNS || !remote_slot_free(a, &peer)) {
       static const char kBusy[] =
           "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 27\r\nConnection: close\r\n\r\n"
           "too many admin connections\n";
@@ -733,7 +755,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
     if (a->conns) a->conns->prev = c;
     a->conns = c;
     a->nconns++;
-    conn_watch(c, EV_READ, ADMIN_TIMEOUT);
+    conn_watch(c, EV_READ, c->remote ? ADMIN_REMOTE_TIMEOUT : ADMIN_TIMEOUT);
   }
 }
 

@@ -26,6 +26,10 @@
 #define RENEW_AT 0.5
 #define RENEW_JITTER 0.1
 #define MIN_RENEW_DELAY 0.5
+/* After this many failed renewals in a row, every other attempt uses the
+ * join token (if any): the agent may no longer accept our SVID (a new CA
+ * after its state was lost) while it would accept a new token. */
+#define RENEW_FAILURES_BEFORE_TOKEN 3
 
 struct wisp_agent_client {
   wisp_proxy *px;
@@ -41,6 +45,7 @@ struct wisp_agent_client {
   EVP_PKEY *pending_key;     /* the key of the CSR in flight */
   bool have_svid;
   int64_t not_after;
+  int renew_failures;        /* renewals failed in a row */
   bool closing;              /* being freed: handlers only let go */
 };
 
@@ -98,10 +103,30 @@ static wisp_rpcc *agent_connect(wisp_agent_client *ac, bool use_svid, char *err,
   return wisp_rpcc_connect(&ac->px->lp, ac->target, tls, tls ? ac->agent_id : NULL, err, err_len);
 }
 
+/* The policy and the address -> identity map of |snap|, as one update. */
+static wisp_err apply_snapshot(wisp_proxy *px, const Wisp__V1__Snapshot *snap, const char *source, char *err,
+                               size_t err_len) {
+  wisp_policy_destination *d = snap->n_destinations ? wisp_calloc(snap->n_destinations, sizeof(*d)) : NULL;
+  for (size_t i = 0; i < snap->n_destinations; i++) {
+    d[i].address = snap->destinations[i]->address;
+    d[i].spiffe_id = snap->destinations[i]->spiffe_id;
+  }
+  wisp_authz_update u = {.yaml = snap->policy_yaml,
+                         .len = strlen(snap->policy_yaml),
+                         .dests = d,
+                         .ndests = snap->n_destinations,
+                         .source = source,
+                         .version = snap->version};
+  wisp_err rc = wisp_authz_apply(px, &u, err, err_len);
+  free(d);
+  return rc;
+}
+
 /* ---- --svid-cache DIR ---- */
 
 #define CACHE_SVID "svid.pem"     /* the key, then the chain */
 #define CACHE_BUNDLE "bundle.pem" /* the trust bundle */
+#define CACHE_CONFIG "config.pb"  /* the last Snapshot applied: policy and map */
 #define CACHE_MAX (256 * 1024)
 
 /* Writes the credentials in force to the cache (0600 files in a 0700 dir
@@ -136,17 +161,52 @@ static void cache_save(wisp_agent_client *ac, EVP_PKEY *key, STACK_OF(X509) *cha
   if (rc != WISP_OK) WISP_WARN("--svid-cache %s: cannot save the SVID: %s", dir, err[0] ? err : wisp_err_str(rc));
 }
 
+/* The Snapshot just applied, as received: a restored SVID is served with
+ * the policy and map that were in force, never with none. */
+static void cache_save_config(wisp_agent_client *ac, const uint8_t *msg, size_t len) {
+  const char *dir = ac->px->cfg->svid_cache;
+  char err[512] = "";
+  if (!dir || !ac->have_svid) return;
+  if (wisp_state_ensure_dir(dir, 0700, err, sizeof(err)) != WISP_OK ||
+      wisp_state_write(dir, CACHE_CONFIG, msg, len, 0600, err, sizeof(err)) != WISP_OK)
+    WISP_WARN("--svid-cache %s: cannot save the configuration: %s", dir, err);
+}
+
+/* Puts the cached policy and map in force; false with |err| if there are
+ * none or they do not apply. */
+static bool cache_restore_config(wisp_agent_client *ac, char *err, size_t err_len) {
+  uint8_t *raw = NULL;
+  size_t len = 0;
+  if (wisp_state_read(ac->px->cfg->svid_cache, CACHE_CONFIG, WISP_POLICY_MAX_INPUT * 2, &raw, &len, err, err_len) !=
+      WISP_OK) {
+    snprintf(err, err_len, "no policy was cached with the SVID, so it is not served without one");
+    return false;
+  }
+  Wisp__V1__Snapshot *snap = wisp__v1__snapshot__unpack(NULL, len, raw);
+  free(raw);
+  bool ok = snap && apply_snapshot(ac->px, snap, "svid-cache", err, err_len) == WISP_OK;
+  if (!snap) snprintf(err, err_len, "the cached configuration does not parse");
+  wisp__v1__snapshot__free_unpacked(snap, NULL);
+  return ok;
+}
+
 /* Puts a cached SVID back in force at start if it is ours and still
- * valid; sets |*renew_in| to when it should be renewed. */
-static bool cache_restore(wisp_agent_client *ac, double *renew_in) {
+ * valid, with the policy and map cached with it. */
+static bool cache_restore(wisp_agent_client *ac) {
   const char *dir = ac->px->cfg->svid_cache;
   uint8_t *svid = NULL, *bundle = NULL;
   size_t sl = 0, bl = 0;
   char err[512] = "";
   EVP_PKEY *key = NULL;
   STACK_OF(X509) *chain = NULL, *roots = NULL;
-  int64_t nb = 0, na = 0;
+  int64_t na = 0;
   bool ok = false;
+  /* Only a directory of ours that nobody else can write into: else anyone
+   * could plant a key, an SVID and a root of their own. */
+  if (wisp_state_ensure_dir(dir, 0700, err, sizeof(err)) != WISP_OK) {
+    log_cert("cache_unusable", NULL, err);
+    return false;
+  }
   if (wisp_state_read(dir, CACHE_SVID, CACHE_MAX, &svid, &sl, err, sizeof(err)) != WISP_OK) {
     if (errno != ENOENT) WISP_WARN("--svid-cache %s: %s", dir, err);
     return false;
@@ -155,7 +215,6 @@ static bool cache_restore(wisp_agent_client *ac, double *renew_in) {
       wisp_ca_key_from_pem(&key, (const char *)svid, sl, err, sizeof(err)) == WISP_OK &&
       wisp_ca_certs_from_pem(&chain, (const char *)svid, sl, err, sizeof(err)) == WISP_OK &&
       wisp_ca_certs_from_pem(&roots, (const char *)bundle, bl, err, sizeof(err)) == WISP_OK &&
-      wisp_ca_cert_not_before(sk_X509_value(chain, 0), &nb) == WISP_OK &&
       wisp_ca_cert_not_after(sk_X509_value(chain, 0), &na) == WISP_OK) {
     wisp_spiffe_id sid;
     if (na <= (int64_t)now_s()) {
@@ -164,6 +223,8 @@ static bool cache_restore(wisp_agent_client *ac, double *renew_in) {
       /* err says why */
     } else if (strcmp(sid.id, ac->px->cfg->spiffe_id) != 0) {
       snprintf(err, sizeof(err), "the cached SVID is for %s, not %s", sid.id, ac->px->cfg->spiffe_id);
+    } else if (!cache_restore_config(ac, err, sizeof(err))) {
+      /* err says why */
     } else {
       ok = wisp_tls_set_creds(ac->px->tls, key, chain, roots, err, sizeof(err)) == WISP_OK;
     }
@@ -171,8 +232,6 @@ static bool cache_restore(wisp_agent_client *ac, double *renew_in) {
   if (ok) {
     ac->have_svid = true;
     ac->not_after = na;
-    double renew_at = (double)nb + (double)(na - nb) * (RENEW_AT + RENEW_JITTER * jitter());
-    *renew_in = renew_at > now_s() ? renew_at - now_s() : 0;
     log_cert("restored", wisp_tls_get0_info(ac->px->tls), "from --svid-cache");
   } else {
     log_cert("cache_unusable", NULL, err);
@@ -243,6 +302,7 @@ static void on_sign_message(wisp_rpcc_call *call, const uint8_t *msg, size_t len
     return;
   }
   ac->installed = true;
+  ac->renew_failures = 0;
   const wisp_tls_info *info = wisp_tls_get0_info(ac->px->tls);
   log_cert("issued", info, NULL);
   double delay = life * (RENEW_AT + RENEW_JITTER * jitter());
@@ -265,6 +325,7 @@ static void on_sign_done(wisp_rpcc_call *call, wisp_grpc_status code, const char
     snprintf(reason, sizeof(reason), "agent %s: %s: %s", ac->target, wisp_grpc_status_name(code), message);
   }
   log_cert("sign_failed", NULL, reason);
+  if (ac->have_svid) ac->renew_failures++;
   schedule(ac, &ac->sign_timer, next_backoff(&ac->sign_backoff));
 }
 
@@ -292,6 +353,8 @@ static void on_sign_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   /* Renewal proves identity with the current SVID over mTLS; the join
    * token is for the first one (or after the SVID expired). */
   bool renew = ac->have_svid && ac->not_after > (int64_t)now_s();
+  if (renew && ac->token[0] && ac->renew_failures >= RENEW_FAILURES_BEFORE_TOKEN && ac->renew_failures % 2 == 1)
+    renew = false;
   req.join_token = renew ? "" : ac->token;
   ac->sign_conn = agent_connect(ac, renew, err, sizeof(err));
   wisp_rpcc_call *call =
@@ -300,6 +363,7 @@ static void on_sign_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   free(csr);
   if (!call) {
     if (!ac->sign_conn) log_cert("sign_failed", NULL, err);
+    if (ac->have_svid) ac->renew_failures++;
     retire(&ac->sign_conn);
     schedule(ac, &ac->sign_timer, next_backoff(&ac->sign_backoff));
   }
@@ -317,24 +381,6 @@ static void watch_answer(wisp_agent_client *ac, wisp_rpcc_call *call, const Wisp
   if (wisp_rpcc_send(call, &req.base) != WISP_OK) wisp_rpcc_cancel(call);
 }
 
-/* The policy and the address -> identity map of |snap|, as one update. */
-static wisp_err apply_snapshot(wisp_proxy *px, const Wisp__V1__Snapshot *snap, char *err, size_t err_len) {
-  wisp_policy_destination *d = snap->n_destinations ? wisp_calloc(snap->n_destinations, sizeof(*d)) : NULL;
-  for (size_t i = 0; i < snap->n_destinations; i++) {
-    d[i].address = snap->destinations[i]->address;
-    d[i].spiffe_id = snap->destinations[i]->spiffe_id;
-  }
-  wisp_authz_update u = {.yaml = snap->policy_yaml,
-                         .len = strlen(snap->policy_yaml),
-                         .dests = d,
-                         .ndests = snap->n_destinations,
-                         .source = "agent",
-                         .version = snap->version};
-  wisp_err rc = wisp_authz_apply(px, &u, err, err_len);
-  free(d);
-  return rc;
-}
-
 static void on_snapshot(wisp_rpcc_call *call, const uint8_t *msg, size_t len, void *arg) {
   wisp_agent_client *ac = arg;
   wisp_proxy *px = ac->px;
@@ -347,12 +393,13 @@ static void on_snapshot(wisp_rpcc_call *call, const uint8_t *msg, size_t len, vo
   STACK_OF(X509) *roots = snap->n_bundle ? der_list(snap->bundle, snap->n_bundle) : NULL;
   if (snap->n_bundle && !roots) {
     snprintf(err, sizeof(err), "bundle holds a certificate that does not parse");
-  } else if (apply_snapshot(px, snap, err, sizeof(err)) != WISP_OK) {
+  } else if (apply_snapshot(px, snap, "agent", err, sizeof(err)) != WISP_OK) {
     /* NACK: the last good policy and map stay in force */
   } else if (roots && ac->have_svid && wisp_tls_set_roots(px->tls, roots, err, sizeof(err)) != WISP_OK) {
     /* err says why */
   } else {
     if (roots && ac->have_svid) cache_save(ac, NULL, NULL, roots);
+    cache_save_config(ac, msg, len);
     err[0] = '\0';
   }
   wisp_json j;
@@ -441,14 +488,11 @@ wisp_err wisp_agent_client_start(wisp_agent_client **out, wisp_proxy *px, char *
   ev_init(&ac->sign_timer, on_sign_timer);
   ev_init(&ac->watch_timer, on_watch_timer);
   ac->sign_timer.data = ac->watch_timer.data = ac;
-  double renew_in = 0;
-  if (cfg->svid_cache && cache_restore(ac, &renew_in)) {
-    /* Serve now with the cached SVID; renew over mTLS when due. */
-    schedule(ac, &ac->sign_timer, renew_in);
-    watch_start(ac);
-  } else {
-    schedule(ac, &ac->sign_timer, 0);
-  }
+  /* With a cached SVID: serve now, and renew at once over mTLS (the agent
+   * may be down: retried with backoff while the cached SVID serves; or it
+   * may no longer accept it: then the token, see RENEW_FAILURES_...). */
+  if (cfg->svid_cache && cache_restore(ac)) watch_start(ac);
+  schedule(ac, &ac->sign_timer, 0);
   return WISP_OK;
 }
 

@@ -126,13 +126,18 @@ wisp_err wisp_intercept_start(wisp_proxy *px, char *err, size_t err_len) {
 }
 
 void wisp_intercept_free(wisp_proxy *px) {
+  wisp_intercept_stop(px);
+  free(px->intercept);
+  px->intercept = NULL;
+}
+
+void wisp_intercept_stop(wisp_proxy *px) {
   struct wisp_intercept *ic = px->intercept;
   if (!ic) return;
   ev_io_stop(px->loop, &ic->io);
   ev_timer_stop(px->loop, &ic->timer);
   if (ic->fd >= 0) close(ic->fd);
-  free(ic);
-  px->intercept = NULL;
+  ic->fd = -1;
 }
 
 bool wisp_intercept_arrived(wisp_proxy *px, const wisp_addr *orig_dst, const wisp_addr *peer) {

@@ -25,6 +25,9 @@
 /* Starts probing (the first probe at once) if the configuration asks. */
 wisp_err wisp_intercept_start(wisp_proxy *px, char *err, size_t err_len) WISP_MUST_CHECK;
 void wisp_intercept_free(wisp_proxy *px);
+/* Stops probing and keeps the last result (draining: the listeners are
+ * closed, so a probe would only fail). */
+void wisp_intercept_stop(wisp_proxy *px);
 
 /* Called by the outbound listener for each accepted connection: true if
  * |orig_dst| is the probe address, in which case the connection is the

@@ -79,6 +79,7 @@ void wisp_proxy_start_drain(wisp_proxy *px) {
   if (px->draining) return;
   px->draining = true;
   WISP_INFO("draining: no new connections, GOAWAY to callers, up to %gs", px->cfg->drain_timeout);
+  wisp_intercept_stop(px);
   for (size_t i = 0; i < px->nlisteners; i++) {
     ev_io_stop(px->loop, &px->listeners[i].io);
     close(px->listeners[i].fd);

@@ -121,6 +121,7 @@ cached_proxy() { # cached_proxy NAME ARGS...
 cached_proxy cached1 --join-token "$(ac token "$TD/ns/shop/sa/cached" | field token)"
 check "a proxy with --svid-cache gets its SVID" wait_for 10 ready "$ADM_K"
 SERIAL=$(curl -s "http://127.0.0.1:$ADM_K/certs" | field serial)
+POLVER=$(ac status | field version)
 expect_eq "the cache holds the key and chain, 0600 in a 0700 dir" "700 600 600" \
   "$(stat -c %a "$CACHE") $(stat -c %a "$CACHE/svid.pem") $(stat -c %a "$CACHE/bundle.pem")"
 stop_proxy cached1
@@ -131,6 +132,8 @@ check "restarted while the agent is down, with no token: ready from the cache" w
 expect_eq "... with the same SVID" "$SERIAL" "$(curl -s "http://127.0.0.1:$ADM_K/certs" | field serial)"
 check "... and says where it came from" grep -q '"type":"cert","event":"restored".*"reason":"from --svid-cache"' \
   "$WORK/cached2.err"
+check "... serving with the policy cached with it, not with none" \
+  grep -q "\"type\":\"policy\",\"event\":\"applied\",\"source\":\"svid-cache\",\"version\":\"$POLVER\"" "$WORK/cached2.err"
 start_agent 10s --listen-tls "127.0.0.1:$TLS_PORT" || not_ok "agent comes back"
 check "when the agent is back, the cached SVID is renewed over mTLS (no token needed)" \
   wait_for 15 grep -q "\"type\":\"sign\",\"spiffe_id\":\"$TD/ns/shop/sa/cached\",\"via\":\"renewal\"" "$WORK/agent.out"
@@ -142,6 +145,43 @@ check "a cache holding another identity's SVID is not used, and the log says why
   wait_for 5 grep -q "\"event\":\"cache_unusable\".*is for $TD/ns/shop/sa/cached, not $TD/ns/shop/sa/other" "$WORK/wrongid.err"
 if ready "$ADM_K"; then not_ok "... so that proxy is not ready (no token either)"; else ok "... so that proxy is not ready (no token either)"; fi
 stop_proxy wrongid
+
+# A cache without its policy, or in a directory someone else owns, is not used.
+cp -a "$CACHE" "$WORK/cache-nopolicy" && rm "$WORK/cache-nopolicy/config.pb"
+start_proxy nopolicy --agent "unix://$SOCK" --spiffe-id "$TD/ns/shop/sa/cached" --svid-cache "$WORK/cache-nopolicy" \
+  --admin "127.0.0.1:$ADM_K" --inbound "127.0.0.1:$(free_port)" --app "127.0.0.1:$GRPC_PORT"
+check "a cached SVID without the policy cached with it is not used" \
+  wait_for 5 grep -q '"event":"cache_unusable".*no policy was cached with the SVID' "$WORK/nopolicy.err"
+stop_proxy nopolicy
+cp -a "$CACHE" "$WORK/cache-theirs" && chown -R 4242:4242 "$WORK/cache-theirs"
+start_proxy theirs --agent "unix://$SOCK" --spiffe-id "$TD/ns/shop/sa/cached" --svid-cache "$WORK/cache-theirs" \
+  --admin "127.0.0.1:$ADM_K" --inbound "127.0.0.1:$(free_port)" --app "127.0.0.1:$GRPC_PORT"
+check "a cache directory owned by another user is not read" \
+  wait_for 5 grep -q '"event":"cache_unusable".*owned by' "$WORK/theirs.err"
+stop_proxy theirs
+
+# The agent lost its state (a new CA): the cached SVID, valid for a minute
+# more, no longer renews; the proxy falls back to its (new, reusable) join
+# token long before that SVID would expire.
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID"
+start_agent 60s --listen-tls "127.0.0.1:$TLS_PORT" || not_ok "the agent restarts with 60 s SVIDs"
+cached_proxy warm --join-token "$(ac token "$TD/ns/shop/sa/cached" | field token)"
+check "a proxy caches a 60 s SVID" wait_for 10 grep -q "\"type\":\"sign\",\"spiffe_id\":\"$TD/ns/shop/sa/cached\"" "$WORK/agent.out"
+check "... with its policy" wait_for 5 test -s "$CACHE/config.pb"
+stop_proxy warm
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID"
+mv "$WORK/state" "$WORK/state-lost"
+start_agent 60s --listen-tls "127.0.0.1:$TLS_PORT" || not_ok "an agent with a new CA starts"
+ac token "$TD/ns/shop/sa/cached" 3600 reusable | field token >"$WORK/cached.token"
+cached_proxy cached3 --join-token-file "$WORK/cached.token"
+check "restarted with the old CA's SVID in its cache: restored" wait_for 5 grep -q '"event":"restored"' "$WORK/cached3.err"
+check "renewals with it fail, then the join token gets an SVID of the new CA" \
+  wait_for 30 grep -q "\"type\":\"sign\",\"spiffe_id\":\"$TD/ns/shop/sa/cached\",\"via\":\"join-token\"" "$WORK/agent.out"
+check "... which is the one cached now (it verifies against the new CA)" \
+  wait_for 5 sh -c "openssl x509 -in '$CACHE/svid.pem' -out '$WORK/cached3.crt' && openssl verify -CAfile '$WORK/state/ca.crt' '$WORK/cached3.crt'"
+stop_proxy cached3
 kill -TERM "$AGENT_PID"
 wait "$AGENT_PID"
 expect_eq "agent exits 0" 0 "$?"

@@ -336,6 +336,23 @@ else
   skip "legacy backend" "iptables-legacy is not usable here"
 fi
 
+# ---- IPv6 in use but not interceptable: refused, not skipped ----
+if [ "$NETNS_IPV6" = 1 ]; then
+  PRE_C=$(nat_save c)
+  OUT=$(WISP_IP6TABLES_CMD=/nonexistent/ip6tables netns_exec c bash "$IPT_SH" --proxy-uid $PROXY_UID 2>&1)
+  RC=$?
+  expect_eq "a pod with a global IPv6 address and no usable ip6tables: exit 1" 1 "$RC"
+  expect_match "... saying its IPv6 traffic would bypass the mesh" \
+    'has IPv6 address fd00:77::13/64 but IPv6 cannot be intercepted .*would bypass the mesh.*--no-ipv6' "$OUT"
+  expect_same "... and the IPv4 table is left as it was" "$PRE_C" "$(nat_save c)"
+  OUT=$(WISP_IP6TABLES_CMD=/nonexistent/ip6tables netns_exec c bash "$IPT_SH" --proxy-uid $PROXY_UID --no-ipv6 2>&1)
+  expect_eq "with --no-ipv6 the operator accepts that: exit 0" 0 "$?"
+  wisp_ipt c --remove
+  expect_same "... and --remove restores the table" "$PRE_C" "$(nat_save c)"
+else
+  skip "IPv6 in use but not interceptable is refused" "no IPv6 in these namespaces"
+fi
+
 # ---- everything we made is gone ----
 LISTENERS=("${PIDS[@]}")
 netns_cleanup

@@ -163,6 +163,18 @@ expect_eq "... /config from outside the pod: 403" 403 "$(code "http://$SERVER:15
 expect_eq "... POST /drain from outside the pod: 403" 403 "$(code -X POST "http://$SERVER:15000/drain")"
 expect_match "... and /ready says so in the same terms" "ready" \
   "$(netns_exec bare curl -s --max-time 3 "http://$SERVER:15000/ready")"
+out=$(netns_exec bare /usr/bin/python3 -c '
+import socket, sys, time
+idle = [socket.create_connection((sys.argv[1], 15000), timeout=3) for _ in range(4)]
+time.sleep(0.2)
+c = socket.create_connection((sys.argv[1], 15000), timeout=3); c.sendall(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+print("5th:", c.recv(200).split(b"\r\n")[0].decode())
+time.sleep(1.5)
+print("idle closed:", all(i.recv(1) == b"" for i in idle))' "$SERVER" 2>&1)
+expect_match "one remote address holding 4 idle admin connections: its 5th is refused at once (503)" '5th: HTTP/1.1 503' "$out"
+expect_match "... and the idle ones are closed after 1 s" 'idle closed: True' "$out"
+expect_eq "... and a probe from another address (the client pod, as the exempt proxy uid) gets through" 200 \
+  "$(netns_as client $PROXY_UID curl -s --max-time 3 -o /dev/null -w '%{http_code}' "http://$SERVER:15000/ready")"
 
 # --- rules removed: fail closed again ---
 out=$(netns_exec server bash "$IPT" --remove 2>&1)
