@@ -196,6 +196,20 @@ static void env_name(char *out, size_t out_len, const char *flag) {
 
 /* With --agent the SVID comes from the agent: the proxy must say which
  * identity it wants, and files must not also be given. */
+/* Could a connection to |probe| reach --outbound or --inbound directly? */
+static bool probe_is_listener(const wisp_config *c, const wisp_addr *probe) {
+  const char *listeners[] = {c->outbound, c->inbound};
+  for (size_t i = 0; i < 2; i++) {
+    wisp_addr l;
+    if (!listeners[i] || wisp_addr_parse(&l, listeners[i]) != WISP_OK) continue;
+    if (wisp_addr_port(&l) != wisp_addr_port(probe)) continue;
+    char ls[64];
+    wisp_addr_format(&l, ls, sizeof(ls));
+    if (wisp_addr_equal(&l, probe) || strncmp(ls, "0.0.0.0:", 8) == 0 || strncmp(ls, "[::]:", 5) == 0) return true;
+  }
+  return false;
+}
+
 static wisp_err check_agent_flags(const wisp_config *c, char *err, size_t err_len) {
   wisp_spiffe_id id;
   char why[128];
@@ -297,6 +311,11 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
     out->intercept_probe = NULL;
   } else if (out->intercept_probe && wisp_addr_parse(&a, out->intercept_probe) != WISP_OK) {
     set_err(err, err_len, "--intercept-probe %s: expected IP:PORT or off%s", out->intercept_probe, "");
+    return WISP_ERR_USAGE;
+  } else if (out->intercept_probe && out->transparent && probe_is_listener(out, &a)) {
+    /* A probe that lands on our own listener unredirected proves nothing. */
+    set_err(err, err_len, "--intercept-probe %s: must not be a listener of ours (--outbound, --inbound)%s",
+            out->intercept_probe, "");
     return WISP_ERR_USAGE;
   }
   if (!out->app && out->nroutes == 0 && !out->transparent) {
