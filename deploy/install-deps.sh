@@ -10,7 +10,8 @@ PKGS=(
   android-libboringssl-dev libev-dev libnghttp2-dev
   libprotobuf-c-dev protobuf-c-compiler libyaml-dev libcmocka-dev
   curl openssl ca-certificates nghttp2-client nghttp2-server haproxy
-  iproute2 iptables procps tcpdump python3 python3-yaml
+  iproute2 iptables procps tcpdump python3 python3-yaml python3-h2
+  clang libclang-rt-14-dev
 )
 missing=()
 for p in "${PKGS[@]}"; do
