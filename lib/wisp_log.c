@@ -168,17 +168,128 @@ void wisp_json_emit_err(wisp_json *j) {
   fflush(stderr);
 }
 
-void wisp_log(wisp_log_level level, const char *fmt, ...) {
-  static const char *names[] = {"debug", "info", "warn", "error"};
-  if (level < g_level) return;
+static const char *const kLevelNames[] = {"debug", "info", "warn", "error"};
+
+/* One diagnostic line; |suppressed| > 0 adds the count of lines a limiter
+ * dropped before it. */
+static void log_line(wisp_log_level level, const char *fmt, va_list ap, uint64_t suppressed) {
   char msg[1024];
-  va_list ap;
-  va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
   wisp_json j;
   wisp_json_begin(&j, "log");
-  wisp_json_str(&j, "level", names[level]);
+  wisp_json_str(&j, "level", kLevelNames[level]);
   wisp_json_str(&j, "msg", msg);
+  if (suppressed) wisp_json_int(&j, "suppressed", (int64_t)suppressed);
   wisp_json_emit_err(&j);
+}
+
+void wisp_log(wisp_log_level level, const char *fmt, ...) {
+  if (level < g_level) return;
+  va_list ap;
+  va_start(ap, fmt);
+  log_line(level, fmt, ap, 0);
+  va_end(ap);
+}
+
+/* ---- wisp_log_limit ---- */
+
+/* Limiters holding a count not yet reported (see the header). */
+static wisp_log_limit *g_pending;
+
+static void pending_add(wisp_log_limit *l) {
+  if (l->pending) return;
+  l->pending = 1;
+  l->next_pending = g_pending;
+  g_pending = l;
+}
+
+static void pending_remove(wisp_log_limit *l) {
+  if (!l->pending) return;
+  for (wisp_log_limit **pp = &g_pending; *pp; pp = &(*pp)->next_pending) {
+    if (*pp == l) {
+      *pp = l->next_pending;
+      break;
+    }
+  }
+  l->pending = 0;
+  l->next_pending = NULL;
+}
+
+void wisp_log_limit_init(wisp_log_limit *l, const char *what, uint32_t burst, double window,
+                         wisp_log_stream stream) {
+  memset(l, 0, sizeof(*l));
+  snprintf(l->what, sizeof(l->what), "%s", what);
+  l->burst = burst;
+  l->window = window;
+  l->stream = stream;
+}
+
+bool wisp_log_limit_pass(wisp_log_limit *l, double now, uint64_t *out_suppressed) {
+  *out_suppressed = 0;
+  /* A new window: first use, the old one over, or the clock went back. */
+  if (l->used == 0 || now - l->start >= l->window || now < l->start) {
+    l->start = now;
+    l->used = 0;
+  }
+  if (l->used < l->burst) {
+    l->used++;
+    *out_suppressed = l->suppressed;
+    l->suppressed = 0;
+    pending_remove(l);
+    return true;
+  }
+  l->suppressed++;
+  *out_suppressed = l->suppressed;
+  pending_add(l);
+  return false;
+}
+
+void wisp_log_limited(wisp_log_limit *l, wisp_log_level level, const char *fmt, ...) {
+  if (level < g_level) return;
+  uint64_t dropped;
+  if (!wisp_log_limit_pass(l, wisp_log_now(), &dropped)) return;
+  va_list ap;
+  va_start(ap, fmt);
+  log_line(level, fmt, ap, dropped);
+  va_end(ap);
+}
+
+static void emit_summary(const wisp_log_limit *l) {
+  wisp_json j;
+  wisp_json_begin(&j, "suppressed");
+  wisp_json_str(&j, "what", l->what);
+  wisp_json_int(&j, "count", (int64_t)l->suppressed);
+  wisp_json_double(&j, "window_s", l->window);
+  if (l->stream == WISP_LOG_TO_STDOUT) {
+    wisp_json_emit(&j);
+  } else {
+    wisp_json_emit_err(&j);
+  }
+}
+
+int wisp_log_limit_flush(double now) {
+  int written = 0;
+  wisp_log_limit **pp = &g_pending;
+  while (*pp) {
+    wisp_log_limit *l = *pp;
+    if (now - l->start < l->window && now >= l->start) {
+      pp = &l->next_pending; /* still in its window: the next line may carry it */
+      continue;
+    }
+    emit_summary(l);
+    written++;
+    l->suppressed = 0;
+    *pp = l->next_pending;
+    l->pending = 0;
+    l->next_pending = NULL;
+  }
+  return written;
+}
+
+void wisp_log_limit_cleanup(wisp_log_limit *l) { pending_remove(l); }
+
+double wisp_log_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }

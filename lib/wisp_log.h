@@ -5,6 +5,7 @@
 #ifndef WISP_LOG_H
 #define WISP_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,5 +40,88 @@ void wisp_log(wisp_log_level level, const char *fmt, ...) __attribute__((format(
 #define WISP_INFO(...) wisp_log(WISP_LOG_INFO, __VA_ARGS__)
 #define WISP_WARN(...) wisp_log(WISP_LOG_WARN, __VA_ARGS__)
 #define WISP_ERROR(...) wisp_log(WISP_LOG_ERROR, __VA_ARGS__)
+
+/* ---- wisp_log_limit: bounding repeated lines ------------------------------
+ * Use it for any line a peer (or a broken environment) can make us repeat:
+ * an accept error, a refused connection, a reset stream. One limiter per
+ * kind of line lets at most |burst| lines through per |window| seconds and
+ * counts the rest instead of writing them. What was dropped is reported
+ * once, in one of two ways:
+ *   - as "suppressed":N on the next line that passes (the caller adds the
+ *     field when wisp_log_limit_pass hands it a nonzero count), or,
+ *   - when the flood has stopped, as one summary line from
+ *     wisp_log_limit_flush, on the limiter's stream:
+ *       {"time":..,"type":"suppressed","what":"<what>","count":N}
+ * A diagnostic line on stderr (JSON "log" line), limited:
+ *     static wisp_log_limit lim = WISP_LOG_LIMIT_INIT("accept failed", 5, 1.0, WISP_LOG_TO_STDERR);
+ *     wisp_log_limited(&lim, WISP_LOG_WARN, "accept on %s failed: %s", name, why);
+ *   or, with a limiter per call site: WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 1.0, "fmt", ...).
+ * A JSON record on stdout (access/conn lines), limited:
+ *     static wisp_log_limit lim = WISP_LOG_LIMIT_INIT("stream reset", 20, 1.0, WISP_LOG_TO_STDOUT);
+ *     uint64_t dropped;
+ *     if (wisp_log_limit_pass(&lim, wisp_log_now(), &dropped)) {
+ *       wisp_json j; wisp_json_begin(&j, "access"); ...
+ *       if (dropped) wisp_json_int(&j, "suppressed", (int64_t)dropped);
+ *       wisp_json_emit(&j);
+ *     }
+ * A process with limiters calls wisp_log_limit_flush(wisp_log_now()) now and
+ * then (wisp-proxy: every second), so the summary of a flood that stopped
+ * is not held back until the next line of its kind.
+ * Single-threaded (the event loop's thread). A limiter that holds an
+ * unreported count sits on a process-wide list until the count is
+ * reported: one freed before the process ends must be given to
+ * wisp_log_limit_cleanup first (static and process-lifetime ones need not). */
+typedef enum { WISP_LOG_TO_STDERR, WISP_LOG_TO_STDOUT } wisp_log_stream;
+
+#define WISP_LOG_LIMIT_WHAT_MAX 96
+
+typedef struct wisp_log_limit {
+  char what[WISP_LOG_LIMIT_WHAT_MAX]; /* names the lines in the summary */
+  uint32_t burst;                     /* lines let through per window */
+  double window;                      /* seconds */
+  wisp_log_stream stream;             /* where the summary goes */
+  /* state (zero at start) */
+  double start;                       /* when the current window began */
+  uint32_t used;                      /* lines let through in it */
+  uint64_t suppressed;                /* dropped, not reported yet */
+  struct wisp_log_limit *next_pending;
+  int pending;
+} wisp_log_limit;
+
+#define WISP_LOG_LIMIT_INIT(what_, burst_, window_, stream_) \
+  { .what = (what_), .burst = (burst_), .window = (window_), .stream = (stream_) }
+
+/* The same at run time (a limiter inside a struct); |what| is copied, cut
+ * to fit. */
+void wisp_log_limit_init(wisp_log_limit *l, const char *what, uint32_t burst, double window,
+                         wisp_log_stream stream);
+/* Decides one line at |now| (seconds, wisp_log_now's clock): true if it
+ * may be written. On true |*out_suppressed| is the number of lines dropped
+ * since the last report (mostly 0), which the caller puts into the line it
+ * writes ("suppressed":N): that reports them. On false it is the running
+ * count of dropped lines. No I/O. */
+bool wisp_log_limit_pass(wisp_log_limit *l, double now, uint64_t *out_suppressed);
+/* wisp_log, through |l|: a line that passes carries "suppressed":N when
+ * lines were dropped before it. */
+void wisp_log_limited(wisp_log_limit *l, wisp_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Writes the summary line of every limiter whose window has ended at |now|
+ * with lines dropped and not yet reported; returns how many it wrote. */
+int wisp_log_limit_flush(double now);
+/* Takes |l| off the pending list (its unreported count is lost). */
+void wisp_log_limit_cleanup(wisp_log_limit *l);
+/* Monotonic seconds (CLOCK_MONOTONIC). */
+double wisp_log_now(void);
+
+#define WISP_LOG_LIMIT_STR2_(x) #x
+#define WISP_LOG_LIMIT_STR_(x) WISP_LOG_LIMIT_STR2_(x)
+/* wisp_log_limited with a limiter of its own per call site, named by
+ * file:line in summaries. */
+#define WISP_LOG_LIMITED(level, burst, window, ...)                                                  \
+  do {                                                                                               \
+    static wisp_log_limit wisp_log_site_ =                                                           \
+        WISP_LOG_LIMIT_INIT(__FILE__ ":" WISP_LOG_LIMIT_STR_(__LINE__), burst, window, WISP_LOG_TO_STDERR); \
+    wisp_log_limited(&wisp_log_site_, level, __VA_ARGS__);                                           \
+  } while (0)
 
 #endif

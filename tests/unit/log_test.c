@@ -549,6 +549,185 @@ static void test_wisp_log_long_message(void **state) {
   free(big);
 }
 
+/* ---- wisp_log_limit ---------------------------------------------------------- */
+
+static size_t count_lines(const char *s, size_t n) {
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) k += s[i] == '\n';
+  return k;
+}
+
+/* The number after "key": in a line (-1 if absent). */
+static long long get_num(const char *s, const char *key) {
+  char pat[64];
+  snprintf(pat, sizeof(pat), "\"%s\":", key);
+  const char *p = strstr(s, pat);
+  return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
+}
+
+/* |burst| lines per window pass; the rest are counted, and the first line
+ * of the next window carries the count, once. */
+static void test_limit_burst_then_count(void **state) {
+  (void)state;
+  wisp_log_limit l = WISP_LOG_LIMIT_INIT("t", 3, 1.0, WISP_LOG_TO_STDERR);
+  uint64_t dropped = 99;
+  for (int i = 0; i < 3; i++) {
+    assert_true(wisp_log_limit_pass(&l, 100.0 + i * 0.1, &dropped));
+    assert_int_equal(dropped, 0);
+  }
+  for (int i = 0; i < 1000; i++) assert_false(wisp_log_limit_pass(&l, 100.5, &dropped));
+  assert_int_equal(dropped, 1000); /* the running count */
+  assert_false(wisp_log_limit_pass(&l, 100.99, &dropped));
+  assert_true(wisp_log_limit_pass(&l, 101.0, &dropped)); /* a new window */
+  assert_int_equal(dropped, 1001);
+  assert_true(wisp_log_limit_pass(&l, 101.1, &dropped));
+  assert_int_equal(dropped, 0); /* reported once */
+  wisp_log_limit_cleanup(&l);
+}
+
+/* A clock that goes back starts a new window rather than silencing the
+ * limiter until it catches up. */
+static void test_limit_clock_back(void **state) {
+  (void)state;
+  wisp_log_limit l = WISP_LOG_LIMIT_INIT("t", 1, 10.0, WISP_LOG_TO_STDERR);
+  uint64_t dropped;
+  assert_true(wisp_log_limit_pass(&l, 500.0, &dropped));
+  assert_false(wisp_log_limit_pass(&l, 501.0, &dropped));
+  assert_true(wisp_log_limit_pass(&l, 5.0, &dropped));
+  assert_int_equal(dropped, 1);
+  wisp_log_limit_cleanup(&l);
+}
+
+typedef struct {
+  double now;
+  int written;
+} flush_call;
+
+static void do_flush(void *arg) {
+  flush_call *f = arg;
+  f->written = wisp_log_limit_flush(f->now);
+}
+
+/* When a flood stops, flush writes one summary per limiter once its window
+ * is over, on the limiter's stream, and never the same count twice. */
+static void test_limit_flush_summary(void **state) {
+  (void)state;
+  wisp_log_limit out = WISP_LOG_LIMIT_INIT("refused connections on 127.0.0.1:1", 2, 1.0, WISP_LOG_TO_STDOUT);
+  wisp_log_limit err = WISP_LOG_LIMIT_INIT("accept failed", 2, 5.0, WISP_LOG_TO_STDERR);
+  wisp_log_limit quiet = WISP_LOG_LIMIT_INIT("quiet", 2, 1.0, WISP_LOG_TO_STDERR);
+  uint64_t dropped;
+  for (int i = 0; i < 10; i++) (void)wisp_log_limit_pass(&out, 10.0, &dropped);
+  for (int i = 0; i < 5; i++) (void)wisp_log_limit_pass(&err, 10.0, &dropped);
+  (void)wisp_log_limit_pass(&quiet, 10.0, &dropped); /* nothing dropped */
+  char buf[4096];
+  flush_call f = {10.5, -1}; /* both windows still open: nothing yet */
+  assert_int_equal(capture(1, do_flush, &f, buf, sizeof(buf)), 0);
+  assert_int_equal(f.written, 0);
+  f.now = 11.0; /* |out|'s window is over, |err|'s is not */
+  size_t n = capture(1, do_flush, &f, buf, sizeof(buf));
+  assert_int_equal(f.written, 1);
+  assert_int_equal(count_lines(buf, n), 1);
+  assert_true(valid_line(buf, n));
+  char v[128];
+  size_t vlen;
+  assert_true(get_str(buf, n, "type", v, sizeof(v), &vlen));
+  assert_memory_equal(v, "suppressed", vlen);
+  assert_true(get_str(buf, n, "what", v, sizeof(v), &vlen));
+  assert_memory_equal(v, "refused connections on 127.0.0.1:1", vlen);
+  assert_int_equal(get_num(buf, "count"), 8);
+  f.now = 16.0; /* now |err|'s, on stderr */
+  n = capture(2, do_flush, &f, buf, sizeof(buf));
+  assert_int_equal(f.written, 1);
+  assert_true(valid_line(buf, n));
+  assert_int_equal(get_num(buf, "count"), 3);
+  f.now = 100.0; /* reported: nothing more */
+  assert_int_equal(capture(1, do_flush, &f, buf, sizeof(buf)), 0);
+  assert_int_equal(capture(2, do_flush, &f, buf, sizeof(buf)), 0);
+  assert_int_equal(f.written, 0);
+  /* and the next line does not report them again */
+  assert_true(wisp_log_limit_pass(&out, 200.0, &dropped));
+  assert_int_equal(dropped, 0);
+}
+
+/* A limiter given to cleanup is off the pending list: flush does not touch
+ * it (it may be freed). */
+static void test_limit_cleanup(void **state) {
+  (void)state;
+  wisp_log_limit *l = malloc(sizeof(*l));
+  assert_non_null(l);
+  wisp_log_limit_init(l, "heap", 1, 1.0, WISP_LOG_TO_STDERR);
+  uint64_t dropped;
+  (void)wisp_log_limit_pass(l, 1.0, &dropped);
+  assert_false(wisp_log_limit_pass(l, 1.0, &dropped));
+  wisp_log_limit_cleanup(l);
+  free(l);
+  char buf[256];
+  flush_call f = {50.0, -1};
+  assert_int_equal(capture(2, do_flush, &f, buf, sizeof(buf)), 0);
+  assert_int_equal(f.written, 0);
+}
+
+static void test_limit_init_cuts_what(void **state) {
+  (void)state;
+  char what[300];
+  memset(what, 'w', sizeof(what) - 1);
+  what[sizeof(what) - 1] = '\0';
+  wisp_log_limit l;
+  wisp_log_limit_init(&l, what, 1, 1.0, WISP_LOG_TO_STDOUT);
+  assert_int_equal(strlen(l.what), WISP_LOG_LIMIT_WHAT_MAX - 1);
+}
+
+static void log_flood(void *arg) {
+  (void)arg;
+  for (int i = 0; i < 10000; i++) WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 60.0, "accept failed: %s [%d]", "EMFILE", i);
+}
+
+/* 10,000 calls of one limited diagnostic: 5 lines, and the call site names
+ * the summary. */
+static void test_log_limited_flood(void **state) {
+  (void)state;
+  static char buf[1 << 16];
+  size_t n = capture(2, log_flood, NULL, buf, sizeof(buf));
+  assert_int_equal(count_lines(buf, n), 5);
+  assert_non_null(strstr(buf, "accept failed: EMFILE [4]"));
+  assert_null(strstr(buf, "[5]"));
+  flush_call f = {wisp_log_now() + 61.0, -1};
+  n = capture(2, do_flush, &f, buf, sizeof(buf));
+  assert_int_equal(f.written, 1);
+  assert_true(valid_line(buf, n));
+  assert_int_equal(get_num(buf, "count"), 9995);
+  assert_non_null(strstr(buf, "log_test.c:"));
+}
+
+static void limited_twice(void *arg) {
+  wisp_log_limit *l = arg;
+  wisp_log_limited(l, WISP_LOG_WARN, "first");
+  wisp_log_limited(l, WISP_LOG_WARN, "dropped");
+  wisp_log_limited(l, WISP_LOG_WARN, "dropped");
+}
+
+static void limited_later(void *arg) {
+  wisp_log_limit *l = arg;
+  l->start -= 10.0; /* as if the window were over */
+  wisp_log_limited(l, WISP_LOG_WARN, "later");
+}
+
+/* The first line after a flood says how many were dropped. */
+static void test_log_limited_carries_count(void **state) {
+  (void)state;
+  wisp_log_limit l = WISP_LOG_LIMIT_INIT("t", 1, 5.0, WISP_LOG_TO_STDERR);
+  char buf[2048];
+  size_t n = capture(2, limited_twice, &l, buf, sizeof(buf));
+  assert_int_equal(count_lines(buf, n), 1);
+  assert_int_equal(get_num(buf, "suppressed"), -1);
+  n = capture(2, limited_later, &l, buf, sizeof(buf));
+  assert_int_equal(count_lines(buf, n), 1);
+  assert_true(valid_line(buf, n));
+  assert_non_null(strstr(buf, "later"));
+  assert_int_equal(get_num(buf, "suppressed"), 2);
+  assert_false(l.pending);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_checker_self_test),
@@ -564,6 +743,13 @@ int main(void) {
       cmocka_unit_test(test_truncated_line_is_marked),
       cmocka_unit_test(test_wisp_log_levels_and_format),
       cmocka_unit_test(test_wisp_log_long_message),
+      cmocka_unit_test(test_limit_burst_then_count),
+      cmocka_unit_test(test_limit_clock_back),
+      cmocka_unit_test(test_limit_flush_summary),
+      cmocka_unit_test(test_limit_cleanup),
+      cmocka_unit_test(test_limit_init_cuts_what),
+      cmocka_unit_test(test_log_limited_flood),
+      cmocka_unit_test(test_log_limited_carries_count),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }
