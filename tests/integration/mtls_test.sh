@@ -56,7 +56,7 @@ for case in "self|self-signed certificate|a self-signed client certificate" \
   code=$(curl_in "$name")
   expect_eq "curl with $what gets no response" 000 "$code"
 done
-if grep -q '/mtls-self\|/mtls-rogue\|/mtls-none\|/mtls-expired\|/mtls-stranger' "$WORK/app.err" "$WORK/server.out"; then
+if grep -q '/mtls-self\|/mtls-rogue\|/mtls-none\|/mtls-expired\|/mtls-stranger' "$WORK/app.out" "$WORK/server.out"; then
   not_ok "no refused caller's request reached the app"
 else
   ok "no refused caller's request reached the app"

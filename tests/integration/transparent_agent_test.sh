@@ -132,6 +132,7 @@ out=$(call /impostor)
 expect_match "the map names another identity: the caller gets 502" '^HTTP/2 502' "$out"
 expect_match "... saying who answered and who was expected" \
   "x-wisp-error: .*peer presented $TD/ns/shop/sa/orders, expected $TD/ns/shop/sa/payments" "$out"
+check "the server app logs the requests that reach it" grep -q '"path":"/mapped"' "$WORK/app.out"
 if grep -q '"path":"/impostor"' "$WORK/app.out"; then not_ok "... and the request never reached the server app"
 else ok "... and the request never reached the server app"; fi
 out=$(l4)

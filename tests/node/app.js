@@ -5,7 +5,8 @@
 //   node app.js --gen-bytes N      write the /bytes pattern (N bytes) to stdout
 //
 // Prints "listening <port>" on stdout once it accepts connections (--port 0
-// picks a free port and prints it). See README.md for the endpoints.
+// picks a free port and prints it), then one JSON line per request received:
+// {"app":NAME,"stream":ID,"method":M,"path":P}. See README.md for the endpoints.
 'use strict';
 
 const http2 = require('http2');
@@ -174,7 +175,9 @@ server.on('stream', (stream, headers, flags, rawHeaders) => {
   try { url = new URL(fullPath, 'http://x'); } catch (e) { url = new URL('http://x/'); }
   const path = url.pathname;
   const q = url.searchParams;
-  log(stream.id, method, fullPath);
+  // Every request that reaches the app is logged, so tests can assert
+  // that one did not (policy denials, wrong identities).
+  process.stdout.write(JSON.stringify({ app: opts.name, stream: stream.id, method, path: fullPath }) + '\n');
 
   const info = () => ({
     name: opts.name,
