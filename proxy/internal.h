@@ -135,6 +135,7 @@ struct wisp_stream {
 
 typedef struct {
   uint64_t conns_accepted, conns_refused, upstream_connects, upstream_failures;
+  uint64_t conns_closed_early; /* the caller closed before sending a byte (TCP probes) */
   uint64_t requests, responses_error, requests_denied;
   uint64_t finished[2][WISP_STATUS_CLASSES]; /* [wisp_direction][class] */
 } wisp_stats;

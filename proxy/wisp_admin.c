@@ -403,6 +403,9 @@ static void render_metrics(sbuf *b, const wisp_proxy *px, bool ready) {
   metric(b, "wisp_connections_accepted_total", "counter", "Downstream connections accepted.", st->conns_accepted);
   metric(b, "wisp_connections_refused_total", "counter",
          "Downstream connections refused before HTTP/2 began (TLS, identity, preface).", st->conns_refused);
+  metric(b, "wisp_connections_closed_early_total", "counter",
+         "Downstream connections the caller closed before sending a byte (TCP probes, port scans).",
+         st->conns_closed_early);
   metric(b, "wisp_upstream_connects_total", "counter", "Upstream connections opened.", st->upstream_connects);
   metric(b, "wisp_upstream_failures_total", "counter",
          "Upstream connections that failed (connect, TLS, identity) or closed with an error.",

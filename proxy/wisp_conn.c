@@ -215,15 +215,21 @@ static void accept_tls(wisp_listener *l, wisp_target *dst, int fd, const char *p
   wisp_conn_rearm(c);
 }
 
-static void log_refused(wisp_listener *l, const char *peer, const char *reason) {
-  l->px->stats.conns_refused++;
+/* A connection that ended before it became a wisp_conn: |event| "refused"
+ * (we closed it) or "closed" (the caller did). */
+static void log_unaccepted(wisp_listener *l, const char *peer, const char *event, const char *reason) {
   wisp_json j;
   wisp_json_begin(&j, "conn");
-  wisp_json_str(&j, "event", "refused");
+  wisp_json_str(&j, "event", event);
   wisp_json_str(&j, "direction", l->dir == WISP_DIR_INBOUND ? "inbound" : "outbound");
   wisp_json_str(&j, "peer_addr", peer);
   wisp_json_str(&j, "reason", reason);
   wisp_json_emit(&j);
+}
+
+static void log_refused(wisp_listener *l, const char *peer, const char *reason) {
+  l->px->stats.conns_refused++;
+  log_unaccepted(l, peer, "refused", reason);
 }
 
 typedef struct {
@@ -235,8 +241,13 @@ typedef struct {
 static void on_inbound_sniffed(int fd, int first, void *arg) {
   inbound_sniff *in = arg;
   wisp_listener *l = in->l;
-  if (first == WISP_SNIFF_TIMEOUT) close(fd);
-  if (first < 0) {
+  if (first == WISP_SNIFF_CLOSED) {
+    /* Connect and close: a TCP health check or a port scan, not a failed
+     * handshake. Said as it happens (the sniffer saw the FIN or RST). */
+    l->px->stats.conns_closed_early++;
+    log_unaccepted(l, in->peer, "closed", "closed before the TLS handshake (the peer sent nothing)");
+  } else if (first == WISP_SNIFF_TIMEOUT) {
+    close(fd);
     char reason[128];
     snprintf(reason, sizeof(reason), "TLS handshake not finished within %gs (the peer sent nothing)",
              l->px->cfg->handshake_timeout);

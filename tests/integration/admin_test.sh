@@ -148,6 +148,15 @@ expect_eq "the client accepted 7 downstream connections" 7 "$(metric "$m" wisp_c
 expect_eq "one pooled upstream connection stays open" 1 "$(metric "$m" 'wisp_connections_open{side="upstream"}')"
 expect_eq "the server accepted one mTLS connection" 1 "$(metric "$sm" wisp_connections_accepted_total)"
 expect_eq "no error responses" 0 "$(metric "$m" wisp_error_responses_total)"
+refused=$(metric "$sm" wisp_connections_refused_total)
+exec 7<>"/dev/tcp/127.0.0.1/$IN_PORT"
+exec 7>&-
+probe_counted() {
+  sm=$(adm "$S/metrics")
+  [ "$(metric "$sm" wisp_connections_closed_early_total)" = 1 ]
+}
+check "a TCP probe to the mTLS port counts in wisp_connections_closed_early_total" wait_for 3 probe_counted
+expect_eq "... and not as a refusal" "$refused" "$(metric "$sm" wisp_connections_refused_total)"
 
 # --- what the admin listener refuses ---
 expect_eq "unknown path: 404" 404 "$(code_of "$S/nope")"

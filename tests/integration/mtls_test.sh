@@ -89,6 +89,16 @@ check "random bytes on the h2c port: refused and logged" \
 code=$(curl -s --max-time 5 --http2-prior-knowledge -o /dev/null -w '%{http_code}' "http://127.0.0.1:$IN_PORT/")
 expect_eq "a plaintext client on the mTLS port gets no response" 000 "$code"
 check "plaintext on the mTLS port is logged as such" refusal_logged "did not speak TLS"
+# a TCP probe: connect, close at once (a health check, a port scan)
+exec 7<>"/dev/tcp/127.0.0.1/$IN_PORT"
+exec 7>&-
+check "a TCP probe that connects and closes is logged as such, at once (not at the 2 s timeout)" within_ms 1000 \
+  grep -q '"event":"closed",.*"reason":"closed before the TLS handshake (the peer sent nothing)"' "$WORK/server.out"
+if grep -q 'TLS handshake not finished' "$WORK/server.out"; then
+  not_ok "... and not as a handshake timeout" "$(grep -m1 'TLS handshake not finished' "$WORK/server.out")"
+else
+  ok "... and not as a handshake timeout"
+fi
 # half a preface, then silence; and a TCP connection that never says hello
 exec 4<>"/dev/tcp/127.0.0.1/$OUT_PORT"
 printf 'PRI * HTTP/2.0\r\n' >&4
