@@ -50,11 +50,31 @@ static const char *check_path_char(unsigned char c) {
   return NULL;
 }
 
+/* Whether the segment at in[i] is "." or ".." (either maybe spelled %2E)
+ * followed by ';': servlet containers drop ";params" and take "/..;/" as
+ * "/../", while to RFC 3986 it is a plain name. */
+static bool is_dot_params(const char *in, size_t i, size_t path_len) {
+  size_t dots = 0;
+  while (i < path_len) {
+    if (in[i] == '.') {
+      i++;
+    } else if (in[i] == '%' && i + 2 < path_len && in[i + 1] == '2' && (in[i + 2] | 0x20) == 'e') {
+      i += 3;
+    } else {
+      break;
+    }
+    dots++;
+  }
+  return (dots == 1 || dots == 2) && i < path_len && in[i] == ';';
+}
+
 /* Returns why |in| is refused, or NULL. |path_len|: the bytes before '?'. */
 static const char *check(const char *in, size_t in_len, size_t path_len) {
   if (in_len == 0) return "empty path";
   if (in[0] != '/') return "path does not start with '/'";
   for (size_t i = 0; i < path_len; i++) {
+    if (in[i] == '/' && is_dot_params(in, i + 1, path_len))
+      return "'.' or '..' segment with ;parameters in path (servlets read /..;/ as /../)";
     const char *why = in[i] == '%' ? check_escape(in + i, path_len - i) : check_path_char((unsigned char)in[i]);
     if (why) return why;
     if (in[i] == '%') i += 2;

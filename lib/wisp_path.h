@@ -22,9 +22,10 @@
  * Refused (cannot be normalised without guessing what the app would do):
  * an empty path or one not starting with '/' (except exactly "*", OPTIONS'
  * asterisk form); %2F and %5C (encoded '/' and '\\': the app may or may
- * not decode them into separators); a raw '\\'; a '#' (a client never
- * sends a fragment, and an app would cut the path there); a bad or
- * truncated escape (%zz, %4, a lone %); encoded control characters
+ * not decode them into separators); a raw '\\'; a "." or ".." segment
+ * with ";parameters" (servlet containers read "/..;/" as "/../"); a '#'
+ * (a client never sends a fragment, and an app would cut the path there);
+ * a bad or truncated escape (%zz, %4, a lone %); encoded control characters
  * (%00-%1F, %7F); raw bytes RFC 3986 does not allow in a path (controls,
  * space, " < > [ ] ^ ` { | } and non-ASCII bytes, which a client must
  * percent-encode), so each character has one spelling in the normal form.

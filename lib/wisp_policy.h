@@ -181,9 +181,9 @@ void wisp_policy_view_get_info(const wisp_policy_view *v, wisp_policy_view_info 
 
 /* One request (HTTP) or connection (L4). Strings are borrowed, not
  * NUL-terminated, and matched as bytes: the caller passes the verified peer
- * SPIFFE ID, the :method and the :path as received. The path is matched up
- * to its first '?'; it is NOT normalised here, so the HTTP layer must refuse
- * or normalise "..", "//" and %-encoded paths before asking. */
+ * SPIFFE ID, the :method and the :path. The path is matched up to its
+ * first '?'; it is NOT normalised here: the HTTP layer passes the normal
+ * form of lib/wisp_path (and sends the app that same form). */
 typedef struct {
   const char *principal;  /* the caller's SPIFFE ID; NULL (or ""): no identity */
   size_t principal_len;

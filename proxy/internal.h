@@ -126,6 +126,7 @@ struct wisp_stream {
   int policy_rule;           /* -1: no rule decided */
   const char *policy_reason; /* static */
   char policy_name[128];     /* "namespace/name" of the deciding policy */
+  const char *path_received; /* the :path as received when it was normalised (in hdrs[DOWN]'s arena), else NULL */
   ev_tstamp started;
 };
 

@@ -59,12 +59,31 @@ wisp_err wisp_hdrs_add_str(wisp_hdrs *h, const char *name, const char *value) {
   return wisp_hdrs_add(h, (const uint8_t *)name, strlen(name), (const uint8_t *)value, strlen(value));
 }
 
-const char *wisp_hdrs_get(const wisp_hdrs *h, const char *name) {
+static nghttp2_nv *find(const wisp_hdrs *h, const char *name) {
   size_t len = strlen(name);
   for (size_t i = 0; i < h->n; i++) {
-    if (h->nv[i].namelen == len && memcmp(h->nv[i].name, name, len) == 0) return (const char *)h->nv[i].value;
+    if (h->nv[i].namelen == len && memcmp(h->nv[i].name, name, len) == 0) return &h->nv[i];
   }
   return NULL;
+}
+
+wisp_err wisp_hdrs_set(wisp_hdrs *h, const char *name, const uint8_t *value, size_t value_len) {
+  nghttp2_nv *nv = find(h, name);
+  WISP_ENSURE(nv != NULL, WISP_ERR_USAGE);
+  size_t others = h->bytes - nv->valuelen;
+  WISP_ENSURE(value_len <= WISP_HDRS_MAX_BYTES - others, WISP_ERR_TOO_BIG);
+  uint8_t *copy = arena_alloc(h, value_len + 1);
+  memcpy(copy, value, value_len);
+  copy[value_len] = '\0';
+  nv->value = copy;
+  nv->valuelen = value_len;
+  h->bytes = others + value_len;
+  return WISP_OK;
+}
+
+const char *wisp_hdrs_get(const wisp_hdrs *h, const char *name) {
+  const nghttp2_nv *nv = find(h, name);
+  return nv ? (const char *)nv->value : NULL;
 }
 
 void wisp_hdrs_cleanup(wisp_hdrs *h) {

@@ -29,6 +29,11 @@ typedef struct {
 wisp_err wisp_hdrs_add(wisp_hdrs *h, const uint8_t *name, size_t name_len, const uint8_t *value,
                        size_t value_len) WISP_MUST_CHECK;
 wisp_err wisp_hdrs_add_str(wisp_hdrs *h, const char *name, const char *value) WISP_MUST_CHECK;
+/* Replaces the value of the first field named |name| with a copy of
+ * |value| (|value_len| bytes); the old value's bytes stay valid until
+ * cleanup (the arena never moves). WISP_ERR_TOO_BIG past the bounds,
+ * WISP_ERR_USAGE with no such field (list unchanged). */
+wisp_err wisp_hdrs_set(wisp_hdrs *h, const char *name, const uint8_t *value, size_t value_len) WISP_MUST_CHECK;
 /* Returns the value of the first field named |name| (NUL-terminated,
  * borrowed), or NULL. */
 const char *wisp_hdrs_get(const wisp_hdrs *h, const char *name);

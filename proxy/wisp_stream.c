@@ -7,6 +7,7 @@
 #include "lib/wisp_grpc.h"
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
+#include "lib/wisp_path.h"
 #include "proxy/wisp_conn.h"
 #include "proxy/wisp_authz.h"
 #include "proxy/wisp_pool.h"
@@ -105,6 +106,7 @@ static void stream_log(const wisp_stream *s) {
   wisp_json_str(&j, "authority", authority ? authority : wisp_hdrs_get(req, "host"));
   wisp_json_str(&j, "method", wisp_hdrs_get(req, ":method"));
   wisp_json_str(&j, "path", wisp_hdrs_get(req, ":path"));
+  if (s->path_received) wisp_json_str(&j, "path_received", s->path_received);
   wisp_json_int(&j, "status", status);
   if (grpc) wisp_json_int(&j, "grpc_status", atoi(grpc));
   if (!grpc && s->grpc_status >= 0) wisp_json_int(&j, "grpc_status", s->grpc_status);
@@ -232,44 +234,50 @@ wisp_err wisp_stream_on_header(wisp_stream *s, wisp_side side, nghttp2_headers_c
   return wisp_hdrs_add(trailer ? &s->trailers[side] : &s->hdrs[side], name, name_len, value, value_len);
 }
 
-/* Policy matches paths byte for byte, and the app behind us may clean or
- * decode them: a path whose meaning could change that way (//, . or ..
- * segments, encoded '.', '/' or '\\', a backslash) is refused, so what the
- * policy judged is what the app serves. The query string is not checked. */
-static bool path_is_canonical(const char *p) {
-  if (!p) return false;
-  if (strcmp(p, "*") == 0) return true; /* OPTIONS * */
-  if (p[0] != '/') return false;
-  for (size_t i = 0; p[i] && p[i] != '?' && p[i] != '#'; i++) {
-    char c = p[i];
-    if (c == '\\') return false;
-    if (c == '%' && p[i + 1] && p[i + 2]) {
-      char a = p[i + 1], b = (char)(p[i + 2] | 0x20);
-      if ((a == '2' && (b == 'e' || b == 'f')) || (a == '5' && b == 'c')) return false;
-    }
-    if (c == '/') {
-      const char *seg = p + i + 1;
-      size_t n = strcspn(seg, "/?#");
-      if (n == 0 && seg[0] == '/') return false;                           /* // */
-      if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.')) return false;
+/* Under a policy the request's :path is replaced by its normal form
+ * (lib/wisp_path: unreserved escapes decoded, dot segments removed, slashes
+ * merged) before the policy judges it, and that is what the app is sent:
+ * an app that decodes or cleans paths itself cannot be sent `/%61dmin`
+ * past a DENY on /admin*. A path with no safe normal form (%2F, a bad
+ * escape, ...) is refused with 400 saying why. Returns false when it
+ * answered. */
+static bool normalize_path(wisp_stream *s) {
+  wisp_hdrs *req = &s->hdrs[WISP_DOWN];
+  const char *path = wisp_hdrs_get(req, ":path");
+  const char *why = "no :path";
+  wisp_err rc = WISP_ERR_PROTO;
+  char *norm = NULL;
+  size_t len = 0;
+  if (path) {
+    size_t in_len = strlen(path);
+    norm = wisp_malloc(in_len + 1);
+    rc = wisp_path_normalize(norm, in_len + 1, &len, path, in_len, &why);
+    if (rc == WISP_OK && (len != in_len || memcmp(norm, path, len) != 0)) {
+      rc = wisp_hdrs_set(req, ":path", (const uint8_t *)norm, len);
+      if (rc == WISP_OK) {
+        s->path_received = path; /* stays valid: the arena never moves */
+      } else {
+        why = "cannot store the normalised path";
+      }
     }
   }
-  return true;
+  free(norm);
+  if (rc == WISP_OK) return true;
+  char msg[WISP_TLS_REASON_MAX];
+  snprintf(msg, sizeof(msg), "path refused under policy: %s", why);
+  s->policy_checked = true;
+  s->denied = true;
+  s->policy_rule = -1;
+  s->policy_reason = "path cannot be normalised";
+  respond_error(s, 400, WISP_GRPC_INVALID_ARGUMENT, msg);
+  return false;
 }
 
 /* Inbound requests are judged by the policy in force when they start. */
 static bool authorized(wisp_stream *s, wisp_proxy *px) {
   if (s->dir != WISP_DIR_INBOUND || s->retries) return true;
+  if (px->view && !normalize_path(s)) return false;
   const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
-  if (px->view && !path_is_canonical(wisp_hdrs_get(req, ":path"))) {
-    s->policy_checked = true;
-    s->denied = true;
-    s->policy_rule = -1;
-    s->policy_reason = "path not in canonical form";
-    respond_error(s, 400, WISP_GRPC_INVALID_ARGUMENT,
-                  "path is not in canonical form (//, . or .. segments, encoded . / \\): refused under policy");
-    return false;
-  }
   wisp_policy_decision d;
   wisp_authz_check(px, s->peer_id[0] ? s->peer_id : NULL, wisp_hdrs_get(req, ":method"), wisp_hdrs_get(req, ":path"),
                    wisp_addr_port(&s->target->addr), &d);

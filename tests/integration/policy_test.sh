@@ -76,19 +76,82 @@ expect_eq "intruder GET /orders/1: 403 (principal not allowed)" 403 "$(code "htt
 expect_eq "ops admin (ns/ops/*) GET /anything: allowed" 200 "$(code "http://127.0.0.1:$PORT_admin/anything")"
 expect_eq "ops admin GET /admin/x: 403, DENY is checked first" 403 "$(code "http://127.0.0.1:$PORT_admin/admin/x")"
 expect_match "... and says which policy denied it" 'denied by DENY policy: policy shop/no-admin, rule 0' "$(cat "$WORK/body")"
-for path in "/x/../admin/x" "//admin/x" "/./admin/x" "/%2e%2e/admin/x" "/x/%2Fadmin"; do
-  expect_eq "a path that could mean something else to the app ($path): 400, never the DENY bypass" 400 \
+# --- the path the app would read is the one judged, and the one it gets (issue 9) ---
+# The app decodes %61 to 'a' and resolves dot segments: each of these is
+# /admin/x to it, so each must meet the DENY on /admin/*.
+for path in "/%61dmin/x" "/adm%69n/x" "/x/../admin/x" "/./admin/x" "//admin/x" "/%2e%2e/admin/x" "/%2E./admin/x" \
+  "/public/%2e%2E/%41dmin/../admin/x"; do
+  expect_eq "$path is /admin/x once normalised: 403 by the DENY policy" 403 \
     "$(code --path-as-is "http://127.0.0.1:$PORT_admin$path")"
 done
+expect_match "... and the 403 names the DENY policy" 'denied by DENY policy: policy shop/no-admin' "$(cat "$WORK/body")"
+for path in "/x/%2Fadmin" "/admin%2fx" "/public%5c..%5cadmin" "/public/..;/admin/x" "/%zz" "/public/%4"; do
+  expect_eq "a path with no safe normal form ($path): 400" 400 "$(code --path-as-is "http://127.0.0.1:$PORT_admin$path")"
+done
+expect_match "... saying why" 'path refused under policy: bad percent-escape' \
+  "$(code --path-as-is "http://127.0.0.1:$PORT_admin/%zz" >/dev/null; cat "$WORK/body")"
+# curl cuts '#' and would not send a raw backslash as is: python3-h2 sends the bytes.
+h2get() { # h2get PORT PATH [NAME=VALUE...]: one GET with this exact :path; prints status, grpc-status, body
+  /usr/bin/python3 - "$@" <<'PY'
+import os, socket, sys, urllib.parse
+import h2.config, h2.connection, h2.events
+port, path = int(sys.argv[1]), os.fsencode(sys.argv[2])
+extra = [tuple(os.fsencode(x) for x in a.split("=", 1)) for a in sys.argv[3:]]
+sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+conn = h2.connection.H2Connection(h2.config.H2Configuration(
+    client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False))
+conn.initiate_connection()
+conn.send_headers(1, [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"orders"), (b":path", path)] + extra,
+                  end_stream=True)
+sock.sendall(conn.data_to_send())
+hdrs, body, done = {}, b"", False
+while not done:
+    data = sock.recv(65536)
+    if not data:
+        break
+    for ev in conn.receive_data(data):
+        if isinstance(ev, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+            hdrs.update(dict(ev.headers))
+        elif isinstance(ev, h2.events.DataReceived):
+            body += ev.data
+            conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+            done = True
+    sock.sendall(conn.data_to_send())
+msg = urllib.parse.unquote(hdrs.get(b"grpc-message", b"").decode())
+print(hdrs.get(b":status", b"none").decode(), hdrs.get(b"grpc-status", b"-").decode(),
+      (msg + body.decode(errors="replace")).strip())
+PY
+}
+expect_match "'#' does not stop the dot-segment scan (/public#/../admin/x): 400" '^400 - path refused under policy: .#. in path' \
+  "$(h2get "$PORT_admin" '/public#/../admin/x')"
+expect_match "a raw backslash (/public\\..\\admin/x): 400" '^400 - path refused under policy: backslash in path' \
+  "$(h2get "$PORT_admin" '/public\..\admin/x')"
+expect_match "a gRPC call with a bad path: INVALID_ARGUMENT (3) saying why" \
+  "^200 3 path refused under policy: encoded '/' \\(%2F\\)" \
+  "$(h2get "$GPORT_admin" '/wisp.test.Test/Un%2fary' content-type=application/grpc te=trailers)"
+# Allowed paths are sent to the app in their normal form, the query as is.
+expect_eq "GET /public/./a/../%62%7e?q=/../%61: 200" 200 \
+  "$(code --path-as-is "http://127.0.0.1:$PORT_admin/public/./a/../%62%7e?q=/../%61")"
+expect_match "... and the app gets /public/b~?q=/../%61" '"path":"/public/b~\?q=/\.\./%61"' "$(cat "$WORK/body")"
+expect_eq "frontend GET /orders//%31: allowed as /orders/1" 200 "$(code --path-as-is "http://127.0.0.1:$PORT_frontend/orders//%31")"
+expect_match "... which the app gets" '"path":"/orders/1"' "$(cat "$WORK/body")"
 expect_eq "a query string does not change the path match" 200 "$(code "http://127.0.0.1:$PORT_frontend/orders/1?x=/admin/")"
 sleep 0.3
 expect_match "the log has the allow decision with policy and rule" \
   '"path":"/orders/1","status":200.*"decision":"allow","policy":"shop/orders-read","rule":0' "$(cat "$WORK/server.out")"
 expect_match "the log has the deny decision with policy and rule" \
   '"path":"/admin/x","status":403.*"decision":"deny","policy":"shop/no-admin","rule":0' "$(cat "$WORK/server.out")"
+expect_match "the log has the normalised path judged and the path received" \
+  '"path":"/admin/x","path_received":"/%61dmin/x","status":403.*"decision":"deny"' "$(cat "$WORK/server.out")"
+expect_match "the log has a refused path with decision deny and the reason" \
+  '"path":"/%zz","status":400.*"decision":"deny","policy_reason":"path cannot be normalised","error":"path refused under policy: bad percent-escape' \
+  "$(cat "$WORK/server.out")"
 check "the app logs the requests that reach it" grep -q '"path":"/orders/1"' "$WORK/app.out"
-if grep -q '"path":"/admin/x\|"path":"/payments' "$WORK/app.out"; then not_ok "denied requests never reach the app"
-else ok "denied requests never reach the app"; fi
+check "... an allowed path in the normal form it was sent" grep -qF '"path":"/public/b~?q=/../%61"' "$WORK/app.out"
+bad='"path":"[^?"]*(admin|/payments|%zz|%4"|%2f|%5c|#|\\)' # in the path part; /orders/1?x=/admin/ was allowed
+if grep -Eqi "$bad" "$WORK/app.out"; then not_ok "denied and refused requests never reach the app" "$(grep -Ei "$bad" "$WORK/app.out")"
+else ok "denied and refused requests never reach the app"; fi
 
 # --- decisions, seen by @grpc/grpc-js ---
 grpc_call() { # grpc_call PORT METHOD: prints code=N details=...

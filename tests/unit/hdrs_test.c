@@ -220,6 +220,42 @@ static void test_cleanup_then_reuse(void **state) {
   wisp_hdrs_cleanup(&h);
 }
 
+/* set replaces the first field's value in place in the list (order and
+ * the other fields unchanged), keeps the old bytes readable, and counts
+ * bytes so the bound still holds. */
+static void test_set(void **state) {
+  (void)state;
+  wisp_hdrs h = {0};
+  assert_int_equal(wisp_hdrs_add_str(&h, ":method", "GET"), WISP_OK);
+  assert_int_equal(wisp_hdrs_add_str(&h, ":path", "/x/../%61dmin"), WISP_OK);
+  assert_int_equal(wisp_hdrs_add_str(&h, ":path", "/second"), WISP_OK);
+  const char *old = wisp_hdrs_get(&h, ":path");
+  size_t bytes = h.bytes;
+  assert_int_equal(wisp_hdrs_set(&h, ":path", (const uint8_t *)"/admin", 6), WISP_OK);
+  assert_int_equal(h.n, 3);
+  assert_string_equal(wisp_hdrs_get(&h, ":path"), "/admin");
+  assert_int_equal(h.nv[1].valuelen, 6);
+  assert_int_equal(h.nv[1].value[6], '\0');
+  assert_string_equal((const char *)h.nv[2].value, "/second");
+  assert_string_equal(wisp_hdrs_get(&h, ":method"), "GET");
+  assert_string_equal(old, "/x/../%61dmin");
+  assert_int_equal(h.bytes, bytes - strlen("/x/../%61dmin") + 6);
+  /* No such field: refused, list unchanged. */
+  assert_int_equal(wisp_hdrs_set(&h, ":authority", (const uint8_t *)"a", 1), WISP_ERR_USAGE);
+  assert_int_equal(h.n, 3);
+  /* Past the byte bound: refused, value unchanged. */
+  assert_int_equal(wisp_hdrs_set(&h, ":path", (const uint8_t *)"", WISP_HDRS_MAX_BYTES), WISP_ERR_TOO_BIG);
+  assert_string_equal(wisp_hdrs_get(&h, ":path"), "/admin");
+  size_t room = WISP_HDRS_MAX_BYTES - (h.bytes - 6);
+  char *big = malloc(room);
+  assert_non_null(big);
+  memset(big, 'p', room);
+  assert_int_equal(wisp_hdrs_set(&h, ":path", (const uint8_t *)big, room), WISP_OK);
+  assert_int_equal(h.bytes, WISP_HDRS_MAX_BYTES);
+  free(big);
+  wisp_hdrs_cleanup(&h);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_zeroed_is_valid_and_empty),
@@ -231,6 +267,7 @@ int main(void) {
       cmocka_unit_test(test_max_bytes),
       cmocka_unit_test(test_add_length_wrap),
       cmocka_unit_test(test_cleanup_then_reuse),
+      cmocka_unit_test(test_set),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }

@@ -98,6 +98,15 @@ static const path_case kCases[] = {
     /* a fragment would stop the app's path where we did not */
     {"/a#/../admin", 0, WISP_ERR_PROTO, NULL, "'#' in path"},
     {"/public#", 0, WISP_ERR_PROTO, NULL, "'#' in path"},
+    /* dot segments with ;params: servlets read them as dot segments */
+    {"/public/..;/admin", 0, WISP_ERR_PROTO, NULL, "segment with ;parameters"},
+    {"/..;x=1/admin", 0, WISP_ERR_PROTO, NULL, "segment with ;parameters"},
+    {"/public/.;/x", 0, WISP_ERR_PROTO, NULL, "segment with ;parameters"},
+    {"/public/%2e%2E;/admin", 0, WISP_ERR_PROTO, NULL, "segment with ;parameters"},
+    {"/public/.%2e;", 0, WISP_ERR_PROTO, NULL, "segment with ;parameters"},
+    /* ... but not other names with ';' */
+    {"/a;b/...;/x..;/;/.x;", 0, WISP_OK, "/a;b/...;/x..;/;/.x;", NULL},
+    {"/a/..?;", 0, WISP_OK, "/?;", NULL},
     /* bad escapes */
     {"/%zz", 0, WISP_ERR_PROTO, NULL, "bad percent-escape"},
     {"/%g0", 0, WISP_ERR_PROTO, NULL, "bad percent-escape"},
