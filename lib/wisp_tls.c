@@ -162,7 +162,8 @@ static int verify_cb(int ok, X509_STORE_CTX *st) {
 
 /* h2 for HTTP/2, else wisp-l4 for a byte stream (the proxy's L4 tunnel);
  * offers without either are refused. A client that offers no ALPN at all
- * (openssl s_client) is served h2 anyway. */
+ * is refused too where require_alpn is set (select_cb below), else served
+ * h2. */
 static bool alpn_has(const uint8_t *in, unsigned in_len, const char *proto, const uint8_t **out) {
   size_t plen = strlen(proto);
   for (unsigned i = 0; i < in_len;) {
@@ -187,7 +188,25 @@ static int alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *out_len, const
     *out_len = 7;
     return SSL_TLSEXT_ERR_OK;
   }
+  wisp_tls_verify *v = SSL_get_ex_data(ssl, g_verify_idx);
+  if (v && !v->reason[0])
+    snprintf(v->reason, sizeof(v->reason), "peer offered ALPN without h2 or wisp-l4: refused");
   return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+/* A client without ALPN cannot say whether it brings HTTP/2 or a byte
+ * stream, and every sidecar (wisp's, Envoy's) offers one: refused before
+ * any certificate is exchanged. */
+static enum ssl_select_cert_result_t require_alpn_cb(const SSL_CLIENT_HELLO *hello) {
+  const uint8_t *data;
+  size_t len;
+  if (SSL_early_callback_ctx_extension_get(hello, TLSEXT_TYPE_application_layer_protocol_negotiation, &data, &len))
+    return ssl_select_cert_success;
+  wisp_tls_verify *v = SSL_get_ex_data(hello->ssl, g_verify_idx);
+  if (v && !v->reason[0])
+    snprintf(v->reason, sizeof(v->reason),
+             "peer offered no ALPN protocol: this mTLS port speaks h2 or wisp-l4 only (openssl s_client: -alpn h2)");
+  return ssl_select_cert_error;
 }
 
 static void describe_ssl_errors(char *err, size_t err_len, const char *what, const char *path) {
@@ -215,6 +234,7 @@ static SSL_CTX *base_ctx(const wisp_tls *t, bool server) {
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (optional ? 0 : SSL_VERIFY_FAIL_IF_NO_PEER_CERT), verify_cb);
   if (server) {
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
+    if (t->opts.require_alpn) SSL_CTX_set_select_certificate_cb(ctx, require_alpn_cb);
   } else {
     SSL_CTX_set_alpn_protos(ctx, kAlpnH2, sizeof(kAlpnH2));
   }

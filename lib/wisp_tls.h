@@ -30,6 +30,7 @@ typedef struct wisp_tls wisp_tls;
 typedef struct {
   bool allow_tls12;           /* default: TLS 1.3 only */
   bool client_cert_optional;  /* server: verify a client cert if one comes (the agent) */
+  bool require_alpn;          /* server: refuse a client that offers no ALPN (the proxy's mTLS port) */
 } wisp_tls_opts;
 
 /* Per-connection verification state, owned by the connection and borrowed

@@ -196,7 +196,7 @@ static void log_started(const wisp_proxy *px) {
 wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config *cfg, char *err, size_t err_len) {
   px->loop = loop;
   px->cfg = cfg;
-  wisp_tls_opts topts = {.allow_tls12 = cfg->allow_tls12};
+  wisp_tls_opts topts = {.allow_tls12 = cfg->allow_tls12, .require_alpn = true};
   px->tls = wisp_tls_new(&topts);
   /* With --agent the SVID arrives later: listeners start now and refuse
    * (in words) until it does; /ready says so. */

@@ -43,7 +43,7 @@ n=$(grep -c '"event":"issued"' "$WORK/server.err")
 if [ "$n" -ge 4 ]; then ok "the server proxy renewed at least 3 times meanwhile ($((n - 1)) renewals)"; else not_ok "3 renewals" "$n issued"; fi
 check "renewals go over mTLS, not the token" grep -q '"via":"renewal"' "$WORK/agent.out"
 handshake_serial() {
-  echo | timeout 5 openssl s_client -connect "127.0.0.1:$IN_PORT" -cert "$CERT" -key "$KEY" 2>/dev/null |
+  echo | timeout 5 openssl s_client -connect "127.0.0.1:$IN_PORT" -alpn h2 -cert "$CERT" -key "$KEY" 2>/dev/null |
     openssl x509 -noout -serial 2>/dev/null | cut -d= -f2 | tr 'A-F' 'a-f'
 }
 # A client certificate for s_client: from the agent, with a token of its own.

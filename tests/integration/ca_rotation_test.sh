@@ -44,7 +44,7 @@ roots_acked() { # roots_acked PROXY N: the proxy ACKed a snapshot with N roots
 }
 issuer_fp() { openssl x509 -in "$WORK/state/ca.crt" -noout -fingerprint -sha256 | cut -d= -f2 | tr -d : | tr 'A-F' 'a-f'; }
 served_root_ok() { # the SVID the server presents now verifies with |root| alone
-  echo | timeout 5 openssl s_client -connect "127.0.0.1:$IN_PORT" -cert "$PROBE.crt" -key "$PROBE.key" 2>/dev/null |
+  echo | timeout 5 openssl s_client -connect "127.0.0.1:$IN_PORT" -alpn h2 -cert "$PROBE.crt" -key "$PROBE.key" 2>/dev/null |
     openssl x509 >"$WORK/served.pem" 2>/dev/null && openssl verify -CAfile "$1" "$WORK/served.pem" >/dev/null 2>&1
 }
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/probe.key" 2>/dev/null

@@ -15,14 +15,18 @@ start_pair --handshake-timeout 2 || { not_ok "pair starts"; finish; }
 # s_client CERTNAME [extra args]: sends an HTTP/2 preface after the
 # handshake and prints what openssl saw (TLS 1.3 client-cert refusals arrive
 # as an alert after the client's Finished).
-s_client() {
-  local name=$1 certargs=()
-  shift
+# s_client_alpn ALPN|none CERTNAME [extra args]: the same, offering ALPN
+# (or, with none, no ALPN extension at all).
+s_client_alpn() {
+  local alpn=$1 name=$2 certargs=() alpnargs=()
+  shift 2
   [ "$name" != none ] && certargs=(-cert "$p/$name.crt" -key "$p/$name.key")
+  [ "$alpn" != none ] && alpnargs=(-alpn "$alpn")
   (printf 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\4\0\0\0\0\0'; sleep 1) |
-    timeout 10 openssl s_client -connect "127.0.0.1:$IN_PORT" -alpn h2 -CAfile "$p/ca/ca.crt" \
+    timeout 10 openssl s_client -connect "127.0.0.1:$IN_PORT" "${alpnargs[@]}" -CAfile "$p/ca/ca.crt" \
       "${certargs[@]}" "$@" 2>&1 | tr -d '\0'
 }
+s_client() { s_client_alpn h2 "$@"; }
 # curl_in CERTNAME: an HTTPS request straight to the inbound listener.
 # (-k: the sidecar's SVID has no DNS name to check; its chain is what the
 # s_client cases verify.)
@@ -43,6 +47,22 @@ else
 fi
 expect_match "s_client negotiates ALPN h2 and TLS 1.3" 'ALPN protocol: h2' "$out"
 expect_eq "curl with a valid SVID gets 200" 200 "$(curl_in frontend)"
+
+# ALPN says h2 or wisp-l4 (a byte stream); a client that offers none is
+# refused in the handshake, before certificates, with the reason logged.
+out=$(s_client_alpn none frontend)
+expect_match "s_client offering no ALPN is refused with a TLS alert" 'alert handshake failure' "$out"
+expect_match "... before any certificate is exchanged" 'no peer certificate available' "$out"
+check "... and the refusal says so" refusal_logged "peer offered no ALPN protocol: this mTLS port speaks h2 or wisp-l4 only"
+out=$(s_client_alpn http/1.1 frontend)
+expect_match "s_client offering only http/1.1 is refused with a TLS alert" 'alert' "$out"
+check "... and the refusal says so" refusal_logged "peer offered ALPN without h2 or wisp-l4"
+out=$(s_client_alpn h2 frontend)
+if printf '%s' "$out" | grep -q 'ALPN protocol: h2' && ! printf '%s' "$out" | grep -qi 'alert'; then
+  ok "s_client offering -alpn h2 is served"
+else
+  not_ok "s_client offering -alpn h2 is served" "$(printf '%s' "$out" | grep -ai -m2 'alert\|error\|ALPN')"
+fi
 
 for case in "self|self-signed certificate|a self-signed client certificate" \
   "rogue|not in the trust bundle|a certificate from an unknown CA" \
@@ -119,7 +139,7 @@ expect_eq "both proxies are still running" "ok" "$(kill -0 "$PID_client" && kill
 # --- certificate reload: new handshakes get the new SVID, open ones live on ---
 serial_of() { openssl x509 -noout -serial -in "$1" | cut -d= -f2; }
 served_serial() {
-  echo | timeout 10 openssl s_client -connect "127.0.0.1:$IN_PORT" -cert "$p/frontend.crt" -key "$p/frontend.key" \
+  echo | timeout 10 openssl s_client -connect "127.0.0.1:$IN_PORT" -alpn h2 -cert "$p/frontend.crt" -key "$p/frontend.key" \
     -CAfile "$p/ca/ca.crt" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null | cut -d= -f2
 }
 old=$(serial_of "$p/orders.crt")

@@ -631,6 +631,51 @@ static void test_describe_failure(void **state) {
   wisp_tls_free(st);
 }
 
+/* require_alpn: a client must say h2 or wisp-l4; without the option (the
+ * agent) a client offering no ALPN is still served. */
+static void test_require_alpn(void **state) {
+  (void)state;
+  static const uint8_t kH2[] = {2, 'h', '2'};
+  static const uint8_t kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  struct {
+    const char *name;
+    bool require;
+    const uint8_t *alpn;
+    size_t alpn_len;
+    int want;
+    const char *reason;
+  } cases[] = {
+      {"no ALPN, required", true, NULL, 0, HS_SERVER_FAILED, "peer offered no ALPN protocol"},
+      {"http/1.1 only, required", true, kHttp11, sizeof(kHttp11), HS_SERVER_FAILED,
+       "peer offered ALPN without h2 or wisp-l4"},
+      {"h2, required", true, kH2, sizeof(kH2), HS_OK, ""},
+      {"no ALPN, not required", false, NULL, 0, HS_OK, ""},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    wisp_tls_opts opts = {.require_alpn = cases[i].require};
+    wisp_tls *st = wisp_tls_new(&opts);
+    char err[512] = "";
+    assert_int_equal(wisp_tls_load_files(st, P("a.pem"), P("a.key"), P("ca.pem"), err, sizeof(err)), WISP_OK);
+    SSL_CTX *cctx;
+    SSL *c = raw_client(&cctx, TLS1_3_VERSION, true);
+    assert_int_equal(SSL_set_alpn_protos(c, cases[i].alpn, cases[i].alpn_len), 0);
+    wisp_tls_verify sv;
+    memset(&sv, 0, sizeof(sv));
+    SSL *s = wisp_tls_new_ssl(st, true, &sv);
+    int ret = 0;
+    int got = handshake(c, s, &ret);
+    if (got == HS_SERVER_FAILED) wisp_tls_describe_failure(&sv, s, ret);
+    SSL_free(c);
+    SSL_free(s);
+    SSL_CTX_free(cctx);
+    wisp_tls_free(st);
+    ERR_clear_error();
+    print_message("# %s: got %d, '%s'\n", cases[i].name, got, sv.reason);
+    assert_int_equal(got, cases[i].want);
+    if (!strstr(sv.reason, cases[i].reason)) fail_msg("%s: reason '%s'", cases[i].name, sv.reason);
+  }
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_load_errors),
@@ -641,6 +686,7 @@ int main(void) {
       cmocka_unit_test(test_new_ssl),
       cmocka_unit_test(test_handshakes),
       cmocka_unit_test(test_describe_failure),
+      cmocka_unit_test(test_require_alpn),
   };
   return WISP_RUN_GROUP_TESTS(tests, group_setup, group_teardown);
 }
