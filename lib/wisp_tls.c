@@ -146,7 +146,7 @@ static int check_leaf_identity(wisp_tls_verify *v, X509 *leaf) {
 
 static int verify_cb(int ok, X509_STORE_CTX *st) {
   SSL *ssl = X509_STORE_CTX_get_ex_data(st, SSL_get_ex_data_X509_STORE_CTX_idx());
-  wisp_tls_verify *v = ssl ? SSL_get_ex_data(ssl, g_verify_idx) : NULL;
+  wisp_tls_verify *v = ssl ? wisp_tls_get0_verify(ssl) : NULL;
   if (!v) return 0;
   X509 *cert = X509_STORE_CTX_get_current_cert(st);
   if (!ok) {
@@ -188,7 +188,7 @@ static int alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *out_len, const
     *out_len = 7;
     return SSL_TLSEXT_ERR_OK;
   }
-  wisp_tls_verify *v = SSL_get_ex_data(ssl, g_verify_idx);
+  wisp_tls_verify *v = wisp_tls_get0_verify(ssl);
   if (v && !v->reason[0])
     snprintf(v->reason, sizeof(v->reason), "peer offered ALPN without h2 or wisp-l4: refused");
   return SSL_TLSEXT_ERR_ALERT_FATAL;
@@ -202,7 +202,7 @@ static enum ssl_select_cert_result_t require_alpn_cb(const SSL_CLIENT_HELLO *hel
   size_t len;
   if (SSL_early_callback_ctx_extension_get(hello, TLSEXT_TYPE_application_layer_protocol_negotiation, &data, &len))
     return ssl_select_cert_success;
-  wisp_tls_verify *v = SSL_get_ex_data(hello->ssl, g_verify_idx);
+  wisp_tls_verify *v = wisp_tls_get0_verify(hello->ssl);
   if (v && !v->reason[0])
     snprintf(v->reason, sizeof(v->reason),
              "peer offered no ALPN protocol: this mTLS port speaks h2 or wisp-l4 only (openssl s_client: -alpn h2)");
@@ -461,9 +461,13 @@ SSL *wisp_tls_new_ssl(wisp_tls *t, bool server, wisp_tls_verify *v) {
   wisp_spiffe_id self;
   if (wisp_spiffe_parse(&self, t->info.spiffe_id, strlen(t->info.spiffe_id), NULL, 0) == WISP_OK)
     snprintf(v->trust_domain, sizeof(v->trust_domain), "%s", self.trust_domain);
-  SSL_set_ex_data(ssl, g_verify_idx, v);
+  wisp_tls_set_verify(ssl, v);
   return ssl;
 }
+
+void wisp_tls_set_verify(SSL *ssl, wisp_tls_verify *v) { SSL_set_ex_data(ssl, g_verify_idx, v); }
+
+wisp_tls_verify *wisp_tls_get0_verify(const SSL *ssl) { return SSL_get_ex_data(ssl, g_verify_idx); }
 
 void wisp_tls_describe_failure(wisp_tls_verify *v, SSL *ssl, int ret) {
   unsigned long e = ERR_peek_error();

@@ -34,7 +34,9 @@ typedef struct {
 } wisp_tls_opts;
 
 /* Per-connection verification state, owned by the connection and borrowed
- * by its SSL (ex_data) for the handshake's lifetime. */
+ * by its SSL (ex_data). Whoever takes an SSL over from the connection that
+ * made it (the proxy's L4 hand-over) points the SSL at its own copy with
+ * wisp_tls_set_verify before the old one goes. */
 typedef struct {
   const char *expect_id;                /* borrowed; NULL: any ID in our trust domain */
   char trust_domain[WISP_SPIFFE_TD_MAX + 1];
@@ -90,6 +92,13 @@ const wisp_tls_info *wisp_tls_get0_info(const wisp_tls *t);
  * borrowed and must outlive the handshake; its trust domain is filled in.
  * Client SSLs offer ALPN h2. Returns NULL if no credentials are loaded. */
 SSL *wisp_tls_new_ssl(wisp_tls *t, bool server, wisp_tls_verify *v);
+
+/* Points |ssl|'s verification state at |v| (borrowed; NULL: none). The
+ * callbacks that read it (certificate verification, ALPN) find it only
+ * during a handshake; with none they refuse, failing closed. */
+void wisp_tls_set_verify(SSL *ssl, wisp_tls_verify *v);
+/* The verification state |ssl| points at (borrowed), or NULL. */
+wisp_tls_verify *wisp_tls_get0_verify(const SSL *ssl);
 
 /* After a failed handshake: fills |v->reason| (if still empty) from the
  * BoringSSL error queue and clears the queue. */

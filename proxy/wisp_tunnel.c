@@ -365,6 +365,9 @@ void wisp_tunnel_inbound(wisp_proxy *px, int fd, SSL *ssl, const wisp_tls_verify
   t->e[PEER].ssl = ssl;
   t->verify = *v;
   t->verify.expect_id = NULL;
+  /* The SSL pointed at the connection's copy, freed once it is torn down:
+   * from now on it points at ours, which lives as long as the SSL. */
+  wisp_tls_set_verify(ssl, &t->verify);
   /* Policy on identity and port: an L4 connection has no method or path. */
   wisp_policy_decision d;
   wisp_authz_check(px, v->peer_ok ? v->peer.id : NULL, NULL, NULL, wisp_addr_port(&app->addr), &d);

@@ -15,7 +15,8 @@
  * it over mTLS (ALPN wisp-l4) and relays. */
 void wisp_tunnel_outbound(wisp_proxy *px, int app_fd, const char *peer_addr, wisp_target *t);
 /* Inbound: |fd| and |ssl| (taken) are a verified mTLS connection that
- * negotiated wisp-l4; |v| has the peer's identity. Connects to |app| after
+ * negotiated wisp-l4; |v| (borrowed) has the peer's identity: the tunnel
+ * copies it and points |ssl| at its copy, so |v| may go once this returns. Connects to |app| after
  * the policy allows the caller on |port|, and relays. */
 void wisp_tunnel_inbound(wisp_proxy *px, int fd, SSL *ssl, const wisp_tls_verify *v, const char *peer_addr,
                          wisp_target *app);

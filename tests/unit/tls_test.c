@@ -676,6 +676,63 @@ static void test_require_alpn(void **state) {
   }
 }
 
+/* An SSL handed from one owner to another (the proxy's L4 hand-over) takes
+ * its verification state along: the old owner's copy may be freed at once.
+ * An SSL left with none refuses its handshake instead of reading freed
+ * memory (under ASan this would report it). */
+static void test_verify_moves_with_the_ssl(void **state) {
+  (void)state;
+  wisp_tls *st = loaded("a.pem", "ca.pem");
+  wisp_tls *ct = loaded("b.pem", "ca.pem");
+  wisp_tls_verify *first = calloc(1, sizeof(*first));
+  wisp_tls_verify cv, moved;
+  memset(&cv, 0, sizeof(cv));
+  SSL *s = wisp_tls_new_ssl(st, true, first);
+  SSL *c = wisp_tls_new_ssl(ct, false, &cv);
+  assert_ptr_equal(wisp_tls_get0_verify(s), first);
+  int ret = 0;
+  assert_int_equal(handshake(c, s, &ret), HS_OK);
+  assert_true(first->peer_ok);
+  moved = *first;
+  wisp_tls_set_verify(s, &moved);
+  free(first);
+  assert_ptr_equal(wisp_tls_get0_verify(s), &moved);
+  assert_string_equal(wisp_tls_get0_verify(s)->peer.id, ID_B);
+  /* The connection goes on after the hand-over. */
+  static const char kMsg[] = "after the hand-over";
+  char got[32] = "";
+  assert_int_equal(SSL_write(c, kMsg, sizeof(kMsg)), (int)sizeof(kMsg));
+  assert_int_equal(SSL_read(s, got, sizeof(got)), (int)sizeof(kMsg));
+  assert_string_equal(got, kMsg);
+  SSL_free(s);
+  SSL_free(c);
+
+  /* No verification state: the handshake is refused, for a server with or
+   * without require_alpn, and for a client. */
+  for (int i = 0; i < 3; i++) {
+    wisp_tls_opts opts = {.require_alpn = i == 1};
+    wisp_tls *srv = wisp_tls_new(&opts);
+    char err[512] = "";
+    assert_int_equal(wisp_tls_load_files(srv, P("a.pem"), P("a.key"), P("ca.pem"), err, sizeof(err)), WISP_OK);
+    wisp_tls_verify sv;
+    memset(&sv, 0, sizeof(sv));
+    memset(&cv, 0, sizeof(cv));
+    s = wisp_tls_new_ssl(srv, true, &sv);
+    c = wisp_tls_new_ssl(ct, false, &cv);
+    wisp_tls_set_verify(i == 2 ? c : s, NULL);
+    assert_null(wisp_tls_get0_verify(i == 2 ? c : s));
+    int got_hs = handshake(c, s, &ret);
+    print_message("# no verify state on the %s (require_alpn %d): %d\n", i == 2 ? "client" : "server", i == 1, got_hs);
+    assert_int_equal(got_hs, i == 2 ? HS_CLIENT_FAILED : HS_SERVER_FAILED);
+    SSL_free(s);
+    SSL_free(c);
+    wisp_tls_free(srv);
+    ERR_clear_error();
+  }
+  wisp_tls_free(st);
+  wisp_tls_free(ct);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_load_errors),
@@ -687,6 +744,7 @@ int main(void) {
       cmocka_unit_test(test_handshakes),
       cmocka_unit_test(test_describe_failure),
       cmocka_unit_test(test_require_alpn),
+      cmocka_unit_test(test_verify_moves_with_the_ssl),
   };
   return WISP_RUN_GROUP_TESTS(tests, group_setup, group_teardown);
 }
