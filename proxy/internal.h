@@ -46,6 +46,8 @@ typedef struct wisp_target {
   wisp_addr addr;
   bool tls;            /* mTLS to a peer sidecar, else h2c to the app */
   char *expect_id;     /* owned, NULL: any ID in our trust domain */
+  char *refuse;        /* owned; non-NULL: a stand-in with no upstream, every
+                        * request is answered 503 with this reason */
   wisp_conn *conns;    /* pool, linked by pool_next; borrowed from px->conns */
   int nconns;
 } wisp_target;
@@ -60,6 +62,7 @@ typedef struct wisp_listener {
   wisp_proxy *px;
   wisp_direction dir;
   char *name;          /* owned, HOST:PORT */
+  unsigned port;       /* the port it is bound to */
   int fd;
   ev_io io;
   wisp_target *target; /* borrowed; NULL: transparent (per connection) */
@@ -156,6 +159,8 @@ struct wisp_proxy {
   wisp_target *targets;      /* owned array */
   size_t ntargets;
   struct wisp_dyn_target *dyn; /* owned list: transparent destinations */
+  wisp_target direct;          /* transparent inbound without --app: the stand-in
+                                * for callers that dialled the port directly */
   struct tunnel *tunnels;      /* owned list: L4 byte streams (wisp_tunnel) */
   size_t ndyn;
   wisp_conn *conns;          /* every live connection */

@@ -215,8 +215,9 @@ static void accept_tls(wisp_listener *l, wisp_target *dst, int fd, const char *p
   wisp_conn_rearm(c);
 }
 
-/* A connection that ended before it became a wisp_conn: |event| "refused"
- * (we closed it) or "closed" (the caller did). */
+/* A connection's line before it is a wisp_conn: |event| "refused" (we
+ * closed it), "closed" (the caller did) or "misdirected" (served by a
+ * stand-in). */
 static void log_unaccepted(wisp_listener *l, const char *peer, const char *event, const char *reason) {
   wisp_json j;
   wisp_json_begin(&j, "conn");
@@ -298,9 +299,17 @@ static wisp_target *destination(wisp_listener *l, int fd, const wisp_addr *peer,
                                 size_t why_len) {
   if (l->target) return l->target;
   wisp_addr orig, local;
-  if (wisp_net_original_dst(fd, &orig) != WISP_OK || wisp_net_local_addr(fd, &local) != WISP_OK) {
+  bool redirected = wisp_net_original_dst(fd, &orig) == WISP_OK;
+  if (wisp_net_local_addr(fd, &local) != WISP_OK || (!redirected && l->dir == WISP_DIR_OUTBOUND)) {
     snprintf(why, why_len, "no original destination (is the iptables REDIRECT in place?)");
     return NULL;
+  }
+  /* Inbound, an original destination that is the listener itself (no NAT
+   * happened, or no conntrack entry at all) or another of our ports would
+   * map to 127.0.0.1:<our port>: into the proxy again. */
+  if (l->dir == WISP_DIR_INBOUND && (!redirected || wisp_addr_equal(&orig, &local) ||
+                                     wisp_proxy_owns_port(l->px, wisp_addr_port(&orig)))) {
+    return &l->px->direct;
   }
   if (l->dir == WISP_DIR_OUTBOUND && wisp_intercept_arrived(l->px, &orig, peer)) {
     *probe = true; /* the interception check's own connection: done with */
@@ -327,6 +336,7 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
     close(fd);
     return;
   }
+  if (dst->refuse) log_unaccepted(l, peer_str, "misdirected", dst->refuse);
   if (l->dir == WISP_DIR_INBOUND) {
     /* TLS or plaintext? The first byte says (PeerAuthentication). */
     inbound_sniff *in = wisp_calloc(1, sizeof(*in));

@@ -1,10 +1,16 @@
 #include "proxy/wisp_pool.h"
 
+#include <stdio.h>
+
 #include "proxy/wisp_conn.h"
 
 static bool usable(const wisp_conn *c) { return !c->io.closing && !c->goaway && !c->draining; }
 
 wisp_conn *wisp_pool_get(wisp_target *t, char *err, size_t err_len) {
+  if (t->refuse) { /* a stand-in: nowhere to go */
+    snprintf(err, err_len, "%s", t->refuse);
+    return NULL;
+  }
   wisp_conn *least = NULL;
   for (wisp_conn *c = t->conns; c; c = c->pool_next) {
     if (!usable(c)) continue;

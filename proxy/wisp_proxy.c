@@ -136,6 +136,27 @@ wisp_target *wisp_proxy_target_for(wisp_proxy *px, const wisp_addr *addr, bool o
   return &d->t;
 }
 
+bool wisp_proxy_owns_port(const wisp_proxy *px, unsigned port) {
+  for (size_t i = 0; i < px->nlisteners; i++) {
+    if (px->listeners[i].port == port) return true;
+  }
+  wisp_addr admin;
+  return px->cfg->admin && wisp_addr_parse(&admin, px->cfg->admin) == WISP_OK && wisp_addr_port(&admin) == port;
+}
+
+/* A transparent inbound listener maps a caller to the app on its original
+ * port. A caller that dialled the listener itself (an explicit-mode
+ * sidecar's --route, a health check) has no such port: mapping it would
+ * dial the listener again. It gets this stand-in, which answers 503 and
+ * says why, instead. */
+static void init_direct(wisp_proxy *px) {
+  px->direct.px = px;
+  px->direct.name = wisp_strdup("none (direct connection to the sidecar)");
+  px->direct.refuse = wisp_strdup(
+      "connected to the sidecar's own port directly, not redirected from an app port: a transparent sidecar "
+      "without --app cannot tell which app port it is for (call the workload's own address and port)");
+}
+
 void wisp_proxy_set_dests(wisp_proxy *px, struct wisp_dests *d) {
   wisp_dests_free(px->dests);
   px->dests = d;
@@ -167,6 +188,8 @@ static wisp_err add_listener(wisp_proxy *px, const char *addr, wisp_direction di
     snprintf(err, err_len, "cannot listen on %s: %s", addr, strerror(errno));
     return WISP_ERR_IO;
   }
+  wisp_addr bound;
+  if (wisp_net_local_addr(l->fd, &bound) == WISP_OK) l->port = wisp_addr_port(&bound);
   l->px = px;
   l->dir = dir;
   l->name = wisp_strdup(addr);
@@ -214,6 +237,7 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   if (cfg->app) WISP_GUARD(add_target(px, &app, cfg->app, false, NULL, err, err_len));
   if (cfg->app || cfg->transparent) WISP_GUARD(add_listener(px, cfg->inbound, WISP_DIR_INBOUND, app, err, err_len));
   if (cfg->transparent) WISP_GUARD(add_listener(px, cfg->outbound, WISP_DIR_OUTBOUND, NULL, err, err_len));
+  if (cfg->transparent && !app) init_direct(px);
   wisp_h2loop_init(&px->lp, loop);
   px->lp.before_sleep = before_sleep;
   px->lp.data = px;
@@ -267,6 +291,8 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
     free(px->targets[i].name);
     free(px->targets[i].expect_id);
   }
+  free(px->direct.name);
+  free(px->direct.refuse);
   while (px->dyn) {
     wisp_dyn_target *next = px->dyn->next;
     free(px->dyn->t.name);

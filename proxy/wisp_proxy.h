@@ -16,6 +16,9 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
  * WISP_MAX_DYN_TARGETS. Owned by the proxy. */
 #define WISP_MAX_DYN_TARGETS 4096
 wisp_target *wisp_proxy_target_for(wisp_proxy *px, const wisp_addr *addr, bool outbound);
+/* True if |port| is one of the proxy's own listening ports (data or
+ * admin): traffic there was not redirected from an app port. */
+bool wisp_proxy_owns_port(const wisp_proxy *px, unsigned port);
 /* Puts the address -> identity map |d| (owned from now on; NULL: none) in
  * force for connections dialled from now on. */
 void wisp_proxy_set_dests(wisp_proxy *px, struct wisp_dests *d);

@@ -378,5 +378,9 @@ void wisp_tunnel_inbound(wisp_proxy *px, int fd, SSL *ssl, const wisp_tls_verify
     tun_close(t, "denied by policy", false);
     return;
   }
+  if (app->refuse) { /* a stand-in (wisp_target.refuse): no app to dial */
+    tun_close(t, app->refuse, false);
+    return;
+  }
   dial(t, APP, app);
 }

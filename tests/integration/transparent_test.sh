@@ -151,12 +151,36 @@ else ok "the sidecar's own connection is not looped back into itself"; fi
 code=$(netns_exec bare curl -s --max-time 5 --http2-prior-knowledge -o /dev/null -w '%{http_code}' "http://10.77.0.22:8080/x")
 expect_eq "STRICT: a pod without a sidecar is refused" 000 "$code"
 check "the refusal is logged as plaintext in STRICT mode" wait_for 3 grep -q 'plaintext callers are refused' "$WORK/server.out"
+
+# --- an explicit-mode caller (--route to the inbound port) ---
+# Its connection is not redirected: its original destination is the
+# inbound port itself, which would map to 127.0.0.1:15006, into the sidecar
+# again. The server sidecar has no --app, so it answers 503 saying why.
+start_bg "$WORK/explicit" ip netns exec "$(netns_name bare)" "$WISP_PROXY" --cert "$P/frontend.crt" \
+  --key "$P/frontend.key" --bundle "$P/ca/ca.crt" --route "127.0.0.1:9000=10.77.0.22:15006" --admin off
+PROXY_PIDS+=("$LAST_PID:explicit")
+PID_explicit=$LAST_PID
+check "an explicit-mode sidecar listens in the bare pod" wait_for 10 netns_listens bare 9000
+direct_call() { # direct_call URL: status and x-wisp-error, from the bare pod
+  netns_exec bare curl -s --max-time 5 --http2-prior-knowledge -o /dev/null -w '%{http_code} %header{x-wisp-error}' "$1"
+}
+out=$(direct_call "http://127.0.0.1:9000/explicit-direct")
+expect_match "an explicit-mode caller to the transparent inbound port gets 503 saying why" \
+  "^503 connected to the sidecar's own port directly, not redirected from an app port" "$out"
+check "the server sidecar logs the direct connection" wait_for 3 grep -q '"event":"misdirected"' "$WORK/server.out"
+if grep -q 'explicit-direct' "$WORK/app.out"; then not_ok "... and the app sees nothing of it"; else ok "... and the app sees nothing of it"; fi
+stop_proxy explicit
 printf 'apiVersion: wisp.dev/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: shop}\nspec: {mode: PERMISSIVE}\n' >"$P/policy.yaml.new"
 chmod a+r "$P/policy.yaml.new"
 mv "$P/policy.yaml.new" "$P/policy.yaml"
 check "PERMISSIVE is applied" wait_for 3 grep -q '"mtls_mode":"PERMISSIVE"' "$WORK/server.err"
 code=$(netns_exec bare curl -s --max-time 5 --http2-prior-knowledge -o /dev/null -w '%{http_code}' "http://10.77.0.22:8080/x")
 expect_eq "PERMISSIVE: a pod without a sidecar is served" 200 "$code"
+out=$(direct_call "http://10.77.0.22:15006/plain-direct")
+expect_match "PERMISSIVE: plaintext straight to the inbound port gets 503, not a loop through the sidecar" \
+  "^503 connected to the sidecar's own port directly" "$out"
+expect_eq "... and the server sidecar still serves" 200 \
+  "$(netns_exec bare curl -s --max-time 5 --http2-prior-knowledge -o /dev/null -w '%{http_code}' "http://10.77.0.22:8080/x")"
 
 # --- SIGTERM drains: an open L4 stream runs to its end, then the sidecar exits ---
 rm -f "$WORK/go-on"
