@@ -239,21 +239,21 @@ typedef struct {
   char peer[64];
 } inbound_sniff;
 
-static void on_inbound_sniffed(int fd, int first, void *arg) {
+static void on_inbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
   inbound_sniff *in = arg;
   wisp_listener *l = in->l;
-  if (first == WISP_SNIFF_CLOSED) {
+  if (proto == WISP_SNIFF_CLOSED) {
     /* Connect and close: a TCP health check or a port scan, not a failed
      * handshake. Said as it happens (the sniffer saw the FIN or RST). */
     l->px->stats.conns_closed_early++;
     log_unaccepted(l, in->peer, "closed", "closed before the TLS handshake (the peer sent nothing)");
-  } else if (first == WISP_SNIFF_TIMEOUT) {
+  } else if (proto == WISP_SNIFF_TIMEOUT) {
     close(fd);
     char reason[128];
     snprintf(reason, sizeof(reason), "TLS handshake not finished within %gs (the peer sent nothing)",
              l->px->cfg->handshake_timeout);
     log_refused(l, in->peer, reason);
-  } else if (first == WISP_SNIFF_TLS_RECORD) {
+  } else if (proto == WISP_SNIFF_TLS) {
     accept_tls(l, in->dst, fd, in->peer);
   } else {
     accept_plain_inbound(l, in->dst, fd, in->peer);
@@ -275,19 +275,14 @@ typedef struct {
   char peer[64];
 } outbound_sniff;
 
-/* The HTTP/2 client preface; anything else (or silence) is L4. */
-static const char kPreface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-static void on_outbound_sniffed(int fd, int first, void *arg) {
+/* The whole HTTP/2 client preface goes to the L7 path; anything else
+ * (or silence) is L4. */
+static void on_outbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
   outbound_sniff *o = arg;
-  if (first != WISP_SNIFF_CLOSED) {
-    char head[sizeof(kPreface)];
-    ssize_t n = first >= 0 ? recv(fd, head, sizeof(kPreface) - 1, MSG_PEEK) : 0;
-    if (n > 0 && memcmp(head, kPreface, (size_t)n) == 0) {
-      accept_h2c(o->l, o->dst, fd, o->peer);
-    } else {
-      wisp_tunnel_outbound(o->l->px, fd, o->peer, o->dst);
-    }
+  if (proto == WISP_SNIFF_HTTP2) {
+    accept_h2c(o->l, o->dst, fd, o->peer);
+  } else if (proto != WISP_SNIFF_CLOSED) {
+    wisp_tunnel_outbound(o->l->px, fd, o->peer, o->dst);
   }
   free(o);
 }
@@ -338,7 +333,7 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
   }
   if (dst->refuse) log_unaccepted(l, peer_str, "misdirected", dst->refuse);
   if (l->dir == WISP_DIR_INBOUND) {
-    /* TLS or plaintext? The first byte says (PeerAuthentication). */
+    /* TLS or plaintext? The first bytes say (PeerAuthentication). */
     inbound_sniff *in = wisp_calloc(1, sizeof(*in));
     in->l = l;
     in->dst = dst;

@@ -24,7 +24,7 @@ typedef struct rpc_conn rpc_conn;
 typedef struct {
   wisp_rpc_server *srv;
   int fd;
-  bool tls_only;      /* TCP: TLS; Unix: sniff the first byte */
+  bool tls_only;      /* TCP: TLS; Unix: sniff the first bytes */
   ev_io io;
 } rpc_listener;
 
@@ -429,9 +429,9 @@ static void conn_start(wisp_rpc_server *s, int fd, bool tls) {
 
 /* ---- listeners ---- */
 
-static void on_sniffed(int fd, int first, void *arg) {
-  if (first == WISP_SNIFF_TIMEOUT) close(fd);
-  if (first >= 0) conn_start(arg, fd, first == WISP_SNIFF_TLS_RECORD);
+static void on_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
+  if (proto == WISP_SNIFF_TIMEOUT) close(fd);
+  if (proto > WISP_SNIFF_NEED_MORE) conn_start(arg, fd, proto == WISP_SNIFF_TLS);
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {

@@ -19,13 +19,8 @@
 #include <string.h>
 
 #include "lib/wisp_grpc.h"
+#include "tests/fuzz/fuzz.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond) \
-  do {              \
-    if (!(cond)) abort(); \
-  } while (0)
 
 /* What one way of feeding a stream produced. Messages are hashed to keep
  * this small and allocation-free. */

@@ -22,13 +22,8 @@
 #include <string.h>
 
 #include "lib/wisp_policy.h"
+#include "tests/fuzz/fuzz.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond) \
-  do {              \
-    if (!(cond)) abort(); \
-  } while (0)
 
 #define MAX_WORKLOADS 8
 

@@ -111,6 +111,23 @@ while True:
 want = "%s %d" % (hashlib.sha256(data).hexdigest(), len(data))
 print("same" if reply.decode().strip() == want else "differs: %r vs %r" % (reply, want))' 2>&1)
 expect_eq "a 2 MiB TCP stream (not HTTP/2) arrives intact, answered after the client's half-close" same "$out"
+# Only the whole HTTP/2 preface is HTTP/2: its first line, then a half-close
+# (or a pause past detection, then more), is an L4 stream like any other.
+half_preface() { # half_preface PAUSE: prints "same" if the echo's checksum matches
+  netns_as client $APP_UID $PY -c '
+import hashlib, socket, sys, time
+data = b"PRI * HTTP/2.0\r\n"
+c = socket.create_connection(("10.77.0.22", 7000), timeout=10); c.sendall(data)
+if float(sys.argv[1]) > 0:
+    time.sleep(float(sys.argv[1])); more = b"and then some L4 bytes"; c.sendall(more); data += more
+c.shutdown(socket.SHUT_WR)
+got = c.makefile("rb").read().split()
+ok = got == [hashlib.sha256(data).hexdigest().encode(), str(len(data)).encode()]
+print("same" if ok else "differs: %r" % got)' "$1" 2>&1
+}
+expect_eq "the first line of an HTTP/2 preface, then a half-close, is carried as L4" same "$(half_preface 0)"
+expect_eq "the first line of an HTTP/2 preface, a pause past detection, then more, is carried as L4" same \
+  "$(half_preface 0.8)"
 banner() { # banner PORT: a server-first exchange from the client app
   netns_as client $APP_UID $PY -c '
 import socket, sys, time
