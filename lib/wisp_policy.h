@@ -200,6 +200,8 @@ typedef struct {
                         * NULL when no rule did; borrowed from the view */
   int rule;            /* index of that rule in spec.rules; -1: none */
   const char *reason;  /* static: one of the WISP_POLICY_REASON_* */
+  uint32_t rules_tried; /* rules whose conditions were evaluated: what the
+                         * index saved is visible (tests, debugging) */
 } wisp_policy_decision;
 
 #define WISP_POLICY_REASON_DENY_RULE "denied by DENY policy"

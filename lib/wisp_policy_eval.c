@@ -18,6 +18,7 @@ typedef struct {
   int ns_state;       /* 0: not looked at, 1: found, 2: none */
   const char *ns;
   size_t ns_len;
+  uint32_t tried;     /* rule_match calls, for wisp_policy_decision */
 } req_ctx;
 
 static uint32_t method_bit(const char *m, size_t len) {
@@ -154,11 +155,13 @@ static bool rule_match(const wp_rule *r, req_ctx *c, bool deny) {
  * rule matches. */
 static void scan(const wp_list *l, const uint32_t *list, uint32_t n, req_ctx *c, bool deny,
                  uint32_t *best) {
-  for (uint32_t i = 0; i < n && list[i] < *best; i++)
+  for (uint32_t i = 0; i < n && list[i] < *best; i++) {
+    c->tried++;
     if (rule_match(l->items[list[i]].rule, c, deny)) {
       *best = list[i];
       return;
     }
+  }
 }
 
 static void probe(const wp_list *l, uint32_t kind, const char *s, size_t len, uint64_t h,
@@ -214,8 +217,10 @@ static int32_t list_match(const wp_list *l, req_ctx *c, bool deny) {
   return best == UINT32_MAX ? -1 : (int32_t)best;
 }
 
-static void decide(wisp_policy_decision *out, bool allow, const wp_item *item, const char *reason) {
+static void decide(wisp_policy_decision *out, const req_ctx *c, bool allow, const wp_item *item,
+                   const char *reason) {
   out->allow = allow;
+  out->rules_tried = c ? c->tried : 0;
   out->policy = item ? item->policy : NULL;
   out->rule = item ? item->index : -1;
   out->reason = reason;
@@ -226,7 +231,7 @@ void wisp_policy_evaluate(const wisp_policy_view *v, const wisp_policy_request *
   wisp_policy_request r = *req;
   if (r.principal_len == 0) r.principal = NULL; /* an empty ID is no ID */
   if (!r.principal && v->mode == WISP_MTLS_STRICT) {
-    decide(out, false, NULL, WISP_POLICY_REASON_NO_IDENTITY);
+    decide(out, NULL, false, NULL, WISP_POLICY_REASON_NO_IDENTITY);
     return;
   }
   req_ctx c;
@@ -243,15 +248,15 @@ void wisp_policy_evaluate(const wisp_policy_view *v, const wisp_policy_request *
   }
   int32_t k = list_match(&v->deny, &c, true);
   if (k >= 0) {
-    decide(out, false, &v->deny.items[k], WISP_POLICY_REASON_DENY_RULE);
+    decide(out, &c, false, &v->deny.items[k], WISP_POLICY_REASON_DENY_RULE);
     return;
   }
   if (v->n_allow_policies == 0) {
-    decide(out, true, NULL,
+    decide(out, &c, true, NULL,
            v->n_deny_policies ? WISP_POLICY_REASON_NO_ALLOW_POLICY : WISP_POLICY_REASON_NO_POLICY);
     return;
   }
   k = list_match(&v->allow, &c, false);
-  if (k >= 0) decide(out, true, &v->allow.items[k], WISP_POLICY_REASON_ALLOW_RULE);
-  else decide(out, false, NULL, WISP_POLICY_REASON_NO_ALLOW_MATCH);
+  if (k >= 0) decide(out, &c, true, &v->allow.items[k], WISP_POLICY_REASON_ALLOW_RULE);
+  else decide(out, &c, false, NULL, WISP_POLICY_REASON_NO_ALLOW_MATCH);
 }

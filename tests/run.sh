@@ -23,10 +23,11 @@ count_run() {
     p=0
     f=0
     if [ -f "$log" ]; then
+      # A skip is "ok ... # SKIP" (our scripts) or "not ok ... # SKIP" (cmocka).
       p=$(grep -E '^ok\b' "$log" | grep -vc '# SKIP')
-      SKIPPED=$((SKIPPED + $(grep -E '^ok\b' "$log" | grep -c '# SKIP')))
-      f=$(grep -cE '^not ok\b' "$log")
-      grep -E '^not ok\b' "$log" | sed "s|^|[$label] $target: |"
+      SKIPPED=$((SKIPPED + $(grep -E '^(not )?ok\b' "$log" | grep -c '# SKIP')))
+      f=$(grep -E '^not ok\b' "$log" | grep -vc '# SKIP')
+      grep -E '^not ok\b' "$log" | grep -v '# SKIP' | sed "s|^|[$label] $target: |"
     fi
     if [ "$status" != PASSED ] && [ "$f" -eq 0 ]; then
       f=1
