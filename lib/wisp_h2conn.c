@@ -12,8 +12,12 @@
 
 #include "lib/wisp_net.h"
 
-/* Reads per readiness event, so one busy peer cannot starve the others. */
-#define WISP_READS_PER_EVENT 16
+/* Input handled per readiness event, so one busy peer cannot starve the
+ * others, and a peer flooding frames (rapid reset, CVE-2023-44487) is
+ * judged on a bounded slice: what a frame triggers (GOAWAY, a new stream
+ * going upstream) happens before the loop reads more from anyone. The loop
+ * is level-triggered: what is left is read on the next iteration. */
+#define WISP_READ_BUDGET (64 * 1024)
 #define WISP_READ_CHUNK (64 * 1024)
 /* Passes over the dirty list before yielding to the loop. */
 #define WISP_FLUSH_PASSES 64
@@ -147,7 +151,10 @@ static void teardown(wisp_h2conn *c) {
 
 void wisp_h2conn_recv(wisp_h2conn *c) {
   const wisp_transport *tp = transport(c);
-  for (int i = 0; i < WISP_READS_PER_EVENT && !c->closing; i++) {
+  /* A TLS record is read whole (16 KiB at most into a 64 KiB chunk), so
+   * stopping between reads leaves nothing decrypted behind in the SSL. */
+  for (size_t got = 0; got < WISP_READ_BUDGET && !c->closing;) {
+    if (!nghttp2_session_want_read(c->h2)) break; /* e.g. terminated: its GOAWAY goes out, nothing more comes in */
     ssize_t n = tp->read(c, g_scratch, sizeof(g_scratch));
     if (n == IO_AGAIN) break;
     if (n == IO_ERROR) {
@@ -158,6 +165,7 @@ void wisp_h2conn_recv(wisp_h2conn *c) {
       c->ops->on_eof(c);
       return;
     }
+    got += (size_t)n;
     ssize_t rv = nghttp2_session_mem_recv(c->h2, g_scratch, (size_t)n);
     if (rv < 0) {
       if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
@@ -235,7 +243,13 @@ static void flush(wisp_h2conn *c) {
 }
 
 void wisp_h2loop_flush(wisp_h2loop *lp) {
-  for (int pass = 0; lp->dirty && pass < WISP_FLUSH_PASSES; pass++) {
+  bool idle = false;
+  for (int pass = 0; pass < WISP_FLUSH_PASSES && !idle; pass++) {
+    /* The owner's deferred work (wisp-proxy: requests waiting for an
+     * upstream stream) runs first, after everything read so far was
+     * parsed, and again after each pass, which may have made more. */
+    if (lp->before_flush) lp->before_flush(lp);
+    idle = lp->dirty == NULL;
     wisp_h2conn *list = lp->dirty;
     lp->dirty = NULL;
     while (list) {
@@ -250,9 +264,9 @@ void wisp_h2loop_flush(wisp_h2loop *lp) {
       }
     }
   }
-  /* Still dirty after many passes: keep the loop spinning instead of
+  /* Still busy after many passes: keep the loop spinning instead of
    * sleeping on work that is ready. */
-  if (lp->dirty) {
+  if (!idle) {
     ev_idle_start(lp->loop, &lp->idle);
   } else {
     ev_idle_stop(lp->loop, &lp->idle);

@@ -50,6 +50,7 @@ typedef struct wisp_h2loop {
   wisp_h2conn *dirty;        /* connections to flush before the loop sleeps */
   ev_prepare prepare;
   ev_idle idle;
+  void (*before_flush)(struct wisp_h2loop *lp); /* optional, before each flush pass; may mark connections dirty */
   void (*before_sleep)(struct wisp_h2loop *lp); /* optional, after flushing */
   void *data;                /* the owner's */
 } wisp_h2loop;

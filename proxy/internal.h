@@ -24,6 +24,7 @@
 #include "lib/wisp_buf.h"
 #include "lib/wisp_h2conn.h"
 #include "lib/wisp_net.h"
+#include "lib/wisp_ratelim.h"
 #include "lib/wisp_tls.h"
 #include "proxy/wisp_config.h"
 #include "proxy/wisp_hdrs.h"
@@ -33,6 +34,12 @@
 #define WISP_H2_STREAM_WINDOW (256 * 1024)
 #define WISP_H2_CONN_WINDOW (1024 * 1024)
 #define WISP_H2_MAX_STREAMS 256
+/* --max-resets N: RST_STREAM frames a caller may send per this many
+ * seconds (a token bucket: N at once, refilled at N per window). */
+#define WISP_RESET_WINDOW 10
+#define WISP_RAPID_RESET_REASON                                                                     \
+  "rapid reset (CVE-2023-44487): the caller reset more streams than --max-resets allows, "         \
+  "sent GOAWAY ENHANCE_YOUR_CALM"
 
 typedef struct wisp_proxy wisp_proxy;
 typedef struct wisp_conn wisp_conn;
@@ -50,6 +57,11 @@ typedef struct wisp_target {
                         * request is answered 503 with this reason */
   wisp_conn *conns;    /* pool, linked by pool_next; borrowed from px->conns */
   int nconns;
+  /* Requests waiting for an upstream stream (wisp_pool): a ring of the
+   * callers that have some, served round robin; |waiters| is next. */
+  wisp_conn *waiters;
+  bool woken;                   /* on px->woken: a stream or a slot may be ready */
+  struct wisp_target *woken_next;
 } wisp_target;
 
 /* A destination met in transparent mode, kept for its connection pool. */
@@ -83,6 +95,12 @@ struct wisp_conn {
   wisp_stream *streams;      /* streams on this side, linked per side */
   int nstreams;
   bool got_preface;          /* downstream: a valid client preface arrived */
+  /* downstream: its streams waiting for an upstream stream (FIFO, linked
+   * by wait_next) and its place in dst->waiters (linked by rr_next/prev) */
+  wisp_stream *wait_head, *wait_tail;
+  wisp_conn *rr_next, *rr_prev;
+  wisp_ratelim resets;       /* downstream: RST_STREAM frames it may still send */
+  const char *term_reason;   /* static; set when we terminated the session (GOAWAY sent, then close) */
   bool goaway;               /* no new streams on this connection */
   bool draining;             /* we sent GOAWAY; close when streams end */
   wisp_conn *next, *prev;    /* px->conns */
@@ -116,6 +134,8 @@ struct wisp_stream {
   bool headers_done[2];      /* final header block received on that side */
   bool resp_started;         /* response HEADERS submitted downstream */
   bool discard_req;          /* we answered already: drop request data */
+  bool waiting;              /* in its caller's wait queue for an upstream stream */
+  wisp_stream *wait_next, *wait_prev;
   bool is_grpc;
   int retries;
   int status;
@@ -164,6 +184,7 @@ struct wisp_proxy {
   struct tunnel *tunnels;      /* owned list: L4 byte streams (wisp_tunnel) */
   size_t ndyn;
   wisp_conn *conns;          /* every live connection */
+  wisp_target *woken;        /* targets whose waiting requests may go upstream (wisp_pool) */
   wisp_h2loop lp;            /* flushes connections before the loop sleeps */
   uint64_t next_conn_id;
   ev_timer reload;

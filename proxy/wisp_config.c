@@ -35,6 +35,7 @@ static const opt_def kOpts[] = {
     {"drain-timeout", OPT_SECONDS, OFF(drain_timeout), "30"},
     {"reload-interval", OPT_SECONDS, OFF(reload_interval), "1"},
     {"pool-size", OPT_INT, OFF(pool_size), "4"},
+    {"max-resets", OPT_INT, OFF(max_resets), "1000"},
     {"log-level", OPT_STR, OFF(log_level), "info"},
     {"admin", OPT_STR, OFF(admin), NULL}, /* default WISP_ADMIN_DEFAULT, see below */
     {"agent", OPT_STR, OFF(agent), NULL},
@@ -77,6 +78,8 @@ const char *wisp_config_usage(void) {
          "  --allow-tls12                          accept TLS 1.2 too (default: TLS 1.3 only)\n"
          "  --connect-timeout S (5) --handshake-timeout S (10) --idle-timeout S (300)\n"
          "  --drain-timeout S (30) --reload-interval S (1) --pool-size N (4)\n"
+         "  --max-resets N (1000)                  RST_STREAMs a caller may send per 10 s; beyond:\n"
+         "                                         GOAWAY ENHANCE_YOUR_CALM (rapid reset)\n"
          "  --log-level debug|info|warn|error\n"
          "  --admin ADDR|off                       admin listener: /healthz /ready /certs /config\n"
          "                                         /metrics, POST /drain (default 127.0.0.1:15000)\n"

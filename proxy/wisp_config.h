@@ -30,6 +30,7 @@ typedef struct {
   double drain_timeout;
   double reload_interval;
   int pool_size;                  /* upstream connections per peer */
+  int max_resets;                 /* RST_STREAM frames a caller may send per 10 s */
   char *log_level;                /* owned */
   char *admin;                    /* owned; admin listener address, NULL: off */
   char *agent;                    /* owned; unix:///PATH or https://HOST:PORT, NULL: files */

@@ -21,10 +21,20 @@ static wisp_conn *conn_of(wisp_h2conn *io) { return (wisp_conn *)io; }
 
 /* ---- timers and stream bookkeeping ---- */
 
+/* How long a connection we terminated gets to flush its GOAWAY. */
+#define WISP_TERMINATE_GRACE 1.0
+
 void wisp_conn_rearm(wisp_conn *c) {
   const wisp_config *cfg = c->px->cfg;
   double t;
   if (c->io.closing) return;
+  if (c->term_reason) {
+    if (!ev_is_active(&c->timer)) {
+      ev_timer_set(&c->timer, WISP_TERMINATE_GRACE, 0);
+      ev_timer_start(c->px->loop, &c->timer);
+    }
+    return;
+  }
   if (c->io.state == WISP_H2CONN_CONNECTING) {
     t = cfg->connect_timeout;
   } else if (c->io.state == WISP_H2CONN_HANDSHAKING || (!c->io.upstream && !c->got_preface)) {
@@ -53,6 +63,17 @@ void wisp_conn_stream_removed(wisp_conn *c) {
 
 int wisp_conn_fail_status(const wisp_conn *c) { return c->io.state == WISP_H2CONN_CONNECTING ? 503 : 502; }
 
+void wisp_conn_terminate(wisp_conn *c, uint32_t code, const char *reason) {
+  if (c->term_reason || c->io.closing) return;
+  c->term_reason = reason;
+  /* nghttp2 ignores everything the peer sends from now on and closes the
+   * session once the GOAWAY is out (on_flushed closes the connection). */
+  nghttp2_session_terminate_session2(c->io.h2, nghttp2_session_get_last_proc_stream_id(c->io.h2), code);
+  ev_timer_stop(c->px->loop, &c->timer);
+  wisp_conn_rearm(c);
+  wisp_conn_mark_dirty(c);
+}
+
 void wisp_conn_drain(wisp_conn *c) {
   if (c->draining || c->io.closing) return;
   if (c->io.state != WISP_H2CONN_OPEN) {
@@ -67,7 +88,16 @@ void wisp_conn_drain(wisp_conn *c) {
 
 /* ---- logging at the edge ---- */
 
+/* Callers we terminated for misbehaving can come back as fast as they can
+ * connect: their lines pass a limiter (the rest counted, "suppressed":N). */
+#define WISP_TERM_LOG_BURST 10
+#define WISP_TERM_LOG_WINDOW 1.0
+
 static void log_conn_event(const wisp_conn *c, const char *event) {
+  static wisp_log_limit term_lines = WISP_LOG_LIMIT_INIT(
+      "conn lines of callers terminated for misbehaving", WISP_TERM_LOG_BURST, WISP_TERM_LOG_WINDOW, WISP_LOG_TO_STDOUT);
+  uint64_t suppressed = 0;
+  if (c->term_reason && !wisp_log_limit_pass(&term_lines, wisp_log_now(), &suppressed)) return;
   wisp_json j;
   wisp_json_begin(&j, "conn");
   wisp_json_str(&j, "event", event);
@@ -76,6 +106,7 @@ static void log_conn_event(const wisp_conn *c, const char *event) {
   wisp_json_str(&j, c->io.upstream ? "upstream" : "peer_addr", c->io.upstream ? c->target->name : c->peer_addr);
   if (c->io.verify.peer_ok) wisp_json_str(&j, "peer_id", c->io.verify.peer.id);
   wisp_json_str(&j, "reason", c->io.close_reason);
+  if (suppressed) wisp_json_int(&j, "suppressed", (int64_t)suppressed);
   wisp_json_emit(&j);
 }
 
@@ -117,7 +148,12 @@ static void on_eof(wisp_h2conn *io) {
 
 static void on_flushed(wisp_h2conn *io) {
   wisp_conn *c = conn_of(io);
-  if (wisp_buf_len(&io->out) != 0 || c->nstreams != 0) return;
+  if (wisp_buf_len(&io->out) != 0) return;
+  if (c->term_reason && !nghttp2_session_want_write(io->h2)) {
+    wisp_conn_close(c, c->term_reason); /* its GOAWAY went out */
+    return;
+  }
+  if (c->nstreams != 0) return;
   wisp_buf_cleanup(&io->out); /* an idle connection holds no buffer */
   bool finished = !nghttp2_session_want_read(io->h2) && !nghttp2_session_want_write(io->h2);
   if (finished || c->goaway || c->draining) wisp_conn_close(c, NULL);
@@ -152,7 +188,9 @@ static const wisp_h2conn_ops kConnOps = {on_state, on_eof, on_flushed, on_teardo
 static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
   wisp_conn *c = w->data;
   const wisp_config *cfg = c->px->cfg;
-  if (c->io.state == WISP_H2CONN_CONNECTING) {
+  if (c->term_reason) {
+    wisp_conn_close(c, c->term_reason); /* its GOAWAY could not be flushed in time */
+  } else if (c->io.state == WISP_H2CONN_CONNECTING) {
     wisp_h2conn_closef(&c->io, "connect to %s timed out after %gs", c->target->name, cfg->connect_timeout);
   } else if (c->io.state == WISP_H2CONN_HANDSHAKING) {
     wisp_h2conn_closef(&c->io, "TLS handshake not finished within %gs", cfg->handshake_timeout);
@@ -177,6 +215,10 @@ static wisp_conn *conn_new(wisp_proxy *px, int fd, SSL *ssl, bool upstream, wisp
   c->next = px->conns;
   if (px->conns) px->conns->prev = c;
   px->conns = c;
+  if (!upstream) {
+    unsigned n = (unsigned)px->cfg->max_resets;
+    wisp_ratelim_init(&c->resets, n, (double)n / WISP_RESET_WINDOW, ev_now(px->loop));
+  }
   wisp_h2conn_init(&c->io, &px->lp, &kConnOps, fd, ssl, upstream, state);
   wisp_h2conn_set0_session(&c->io, wisp_h2_session_new(c));
   return c;

@@ -18,6 +18,10 @@ wisp_conn *wisp_conn_connect(wisp_target *t, char *err, size_t err_len);
 /* Schedules teardown; the first reason wins. |reason| NULL: an orderly close
  * that is not logged. */
 static inline void wisp_conn_close(wisp_conn *c, const char *reason) { wisp_h2conn_close(&c->io, reason); }
+/* Ends |c| at once for misbehaving: GOAWAY with |code|, then the
+ * connection is closed and logged with |reason| (static), within a second
+ * even if the peer does not read. */
+void wisp_conn_terminate(wisp_conn *c, uint32_t code, const char *reason);
 /* Sends GOAWAY and closes once the open streams end. */
 void wisp_conn_drain(wisp_conn *c);
 

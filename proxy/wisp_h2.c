@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "proxy/wisp_conn.h"
+#include "proxy/wisp_pool.h"
 #include "proxy/wisp_stream.h"
 
 static wisp_side side_of(const wisp_conn *c) { return c->io.upstream ? WISP_UP : WISP_DOWN; }
@@ -42,10 +43,18 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         c->got_preface = true;
         wisp_conn_rearm(c);
       }
+      if (c->io.upstream) wisp_pool_wake(c->target); /* its stream limit may have changed */
       break;
     case NGHTTP2_GOAWAY:
       c->goaway = true;
+      if (c->io.upstream) wisp_pool_wake(c->target); /* room for another connection */
       wisp_conn_mark_dirty(c);
+      break;
+    case NGHTTP2_RST_STREAM:
+      /* Rapid reset (CVE-2023-44487): resetting is cheap for the caller,
+       * so each caller has a budget of them. */
+      if (!c->io.upstream && !wisp_ratelim_take(&c->resets, ev_now(c->px->loop)))
+        wisp_conn_terminate(c, NGHTTP2_ENHANCE_YOUR_CALM, WISP_RAPID_RESET_REASON);
       break;
     case NGHTTP2_HEADERS:
       if ((s = stream_of(session, frame->hd.stream_id)) != NULL)
@@ -102,18 +111,23 @@ static nghttp2_session_callbacks *callbacks(void) {
   return cbs;
 }
 
-static nghttp2_option *options(void) {
+static nghttp2_option *options(const wisp_config *cfg) {
   static nghttp2_option *opt;
   if (opt) return opt;
   if (nghttp2_option_new(&opt) != 0) abort();
   nghttp2_option_set_no_auto_window_update(opt, 1);
+  /* nghttp2's own reset limit (backported to Debian's 1.52) only sends a
+   * graceful GOAWAY once its frame is flushed, and its default (33/s) is
+   * stricter than ours: set it above ours, as a backstop. */
+  nghttp2_option_set_stream_reset_rate_limit(opt, 2 * (uint64_t)cfg->max_resets,
+                                             2 * (uint64_t)cfg->max_resets / WISP_RESET_WINDOW + 1);
   return opt;
 }
 
 nghttp2_session *wisp_h2_session_new(wisp_conn *c) {
   nghttp2_session *s;
-  int rv = c->io.upstream ? nghttp2_session_client_new2(&s, callbacks(), c, options())
-                       : nghttp2_session_server_new2(&s, callbacks(), c, options());
+  int rv = c->io.upstream ? nghttp2_session_client_new2(&s, callbacks(), c, options(c->px->cfg))
+                       : nghttp2_session_server_new2(&s, callbacks(), c, options(c->px->cfg));
   if (rv != 0) abort(); /* only fails on out of memory */
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, WISP_H2_MAX_STREAMS},

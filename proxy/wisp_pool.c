@@ -3,30 +3,142 @@
 #include <stdio.h>
 
 #include "proxy/wisp_conn.h"
+#include "proxy/wisp_stream.h"
 
 static bool usable(const wisp_conn *c) { return !c->io.closing && !c->goaway && !c->draining; }
 
-wisp_conn *wisp_pool_get(wisp_target *t, char *err, size_t err_len) {
+/* Streams |c| may carry: the peer's SETTINGS, at most ours per connection. */
+static int stream_limit(const wisp_conn *c) {
+  uint32_t limit = nghttp2_session_get_remote_settings(c->io.h2, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+  return limit > WISP_POOL_STREAMS_PER_CONN ? WISP_POOL_STREAMS_PER_CONN : (int)limit;
+}
+
+/* A connection with a free stream for |t|, opening one if the pool has
+ * room: WISP_OK with |*out|, WISP_ERR_AGAIN when every stream of a full
+ * pool is in use (a freed one wakes the target), WISP_ERR_IO with |err|
+ * when a new connection could not be started. Never oversubscribes a
+ * connection: a request nghttp2 would hold back in its own queue would
+ * wait without a bound. */
+static wisp_err free_slot(wisp_target *t, wisp_conn **out, char *err, size_t err_len) {
   if (t->refuse) { /* a stand-in: nowhere to go */
     snprintf(err, err_len, "%s", t->refuse);
-    return NULL;
+    return WISP_ERR_IO;
   }
-  wisp_conn *least = NULL;
   for (wisp_conn *c = t->conns; c; c = c->pool_next) {
-    if (!usable(c)) continue;
-    uint32_t limit = nghttp2_session_get_remote_settings(c->io.h2, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
-    if (limit > WISP_POOL_STREAMS_PER_CONN) limit = WISP_POOL_STREAMS_PER_CONN;
     /* First fit keeps traffic on few connections. */
-    if ((uint32_t)c->nstreams < limit) return c;
-    if (!least || c->nstreams < least->nstreams) least = c;
+    if (usable(c) && c->nstreams < stream_limit(c)) {
+      *out = c;
+      return WISP_OK;
+    }
   }
-  if (least && t->nconns >= t->px->cfg->pool_size) return least; /* nghttp2 queues past the peer's limit */
+  int usable_conns = 0;
+  for (wisp_conn *c = t->conns; c; c = c->pool_next) usable_conns += usable(c);
+  if (usable_conns >= t->px->cfg->pool_size) return WISP_ERR_AGAIN;
   wisp_conn *c = wisp_conn_connect(t, err, err_len);
-  if (!c) return NULL;
+  if (!c) return WISP_ERR_IO;
   c->pool_next = t->conns;
   t->conns = c;
   t->nconns++;
-  return c;
+  *out = c;
+  return WISP_OK;
+}
+
+/* ---- the ring of callers with waiting requests ---- */
+
+static void ring_add(wisp_target *t, wisp_conn *c) {
+  if (!t->waiters) {
+    c->rr_next = c->rr_prev = c;
+    t->waiters = c;
+    return;
+  }
+  /* Last in turn: just before the caller served next. */
+  wisp_conn *first = t->waiters;
+  c->rr_next = first;
+  c->rr_prev = first->rr_prev;
+  first->rr_prev->rr_next = c;
+  first->rr_prev = c;
+}
+
+static void ring_remove(wisp_target *t, wisp_conn *c) {
+  if (c->rr_next == c) {
+    t->waiters = NULL;
+  } else {
+    c->rr_prev->rr_next = c->rr_next;
+    c->rr_next->rr_prev = c->rr_prev;
+    if (t->waiters == c) t->waiters = c->rr_next;
+  }
+  c->rr_next = c->rr_prev = NULL;
+}
+
+void wisp_pool_wake(wisp_target *t) {
+  if (t->woken) return;
+  t->woken = true;
+  t->woken_next = t->px->woken;
+  t->px->woken = t;
+}
+
+void wisp_pool_enqueue(wisp_stream *s) {
+  wisp_conn *c = s->link[WISP_DOWN].conn;
+  if (!c || s->waiting) return;
+  s->waiting = true;
+  s->wait_next = NULL;
+  s->wait_prev = c->wait_tail;
+  if (c->wait_tail) {
+    c->wait_tail->wait_next = s;
+  } else {
+    c->wait_head = s;
+    ring_add(s->target, c);
+  }
+  c->wait_tail = s;
+  wisp_pool_wake(s->target);
+}
+
+void wisp_pool_dequeue(wisp_stream *s) {
+  wisp_conn *c = s->link[WISP_DOWN].conn;
+  if (!s->waiting || !c) return;
+  if (s->wait_prev) {
+    s->wait_prev->wait_next = s->wait_next;
+  } else {
+    c->wait_head = s->wait_next;
+  }
+  if (s->wait_next) {
+    s->wait_next->wait_prev = s->wait_prev;
+  } else {
+    c->wait_tail = s->wait_prev;
+  }
+  s->waiting = false;
+  s->wait_next = s->wait_prev = NULL;
+  if (!c->wait_head) ring_remove(s->target, c);
+}
+
+/* Sends waiting requests of |t|, one per caller in turn, while streams are
+ * free. */
+static void pump_target(wisp_target *t) {
+  while (t->waiters) {
+    wisp_conn *caller = t->waiters;
+    wisp_stream *s = caller->wait_head;
+    wisp_conn *up = NULL;
+    char err[WISP_TLS_REASON_MAX];
+    wisp_err rc = free_slot(t, &up, err, sizeof(err));
+    if (rc == WISP_ERR_AGAIN) return;
+    t->waiters = caller->rr_next; /* the next caller's turn */
+    wisp_pool_dequeue(s);
+    if (rc != WISP_OK) {
+      wisp_stream_unavailable(s, 503, err);
+    } else {
+      wisp_stream_send_upstream(s, up);
+    }
+  }
+}
+
+void wisp_pool_pump(wisp_proxy *px) {
+  wisp_target *t;
+  while ((t = px->woken) != NULL) {
+    px->woken = t->woken_next;
+    t->woken_next = NULL;
+    t->woken = false;
+    pump_target(t);
+  }
 }
 
 void wisp_pool_remove(wisp_target *t, wisp_conn *c) {
@@ -34,6 +146,7 @@ void wisp_pool_remove(wisp_target *t, wisp_conn *c) {
     if (*p == c) {
       *p = c->pool_next;
       t->nconns--;
+      wisp_pool_wake(t); /* room for a new connection */
       return;
     }
   }

@@ -15,6 +15,7 @@
 #include "proxy/wisp_conn.h"
 #include "proxy/wisp_dests.h"
 #include "proxy/wisp_intercept.h"
+#include "proxy/wisp_pool.h"
 #include "proxy/wisp_tunnel.h"
 
 #define WISP_ACCEPTS_PER_EVENT 64
@@ -35,6 +36,9 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
     wisp_conn_accept(l, fd, &peer);
   }
 }
+
+/* Runs before each flush pass: waiting requests go upstream. */
+static void before_flush(wisp_h2loop *lp) { wisp_pool_pump(lp->data); }
 
 /* Runs before the loop sleeps, after every dirty connection was flushed. */
 static void before_sleep(wisp_h2loop *lp) {
@@ -240,6 +244,7 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   if (cfg->transparent && !app) init_direct(px);
   wisp_h2loop_init(&px->lp, loop);
   px->lp.before_sleep = before_sleep;
+  px->lp.before_flush = before_flush;
   px->lp.data = px;
   ev_timer_init(&px->reload, on_reload, cfg->reload_interval, cfg->reload_interval);
   px->reload.data = px;

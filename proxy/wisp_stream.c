@@ -42,6 +42,7 @@ static void unlink_side(wisp_stream *s, wisp_side side) {
   wisp_stream_link *l = &s->link[side];
   wisp_conn *c = l->conn;
   if (!c) return;
+  if (side == WISP_DOWN) wisp_pool_dequeue(s); /* its caller is gone: it never goes upstream */
   if (l->prev) {
     l->prev->link[side].next = l->next;
   } else {
@@ -50,6 +51,7 @@ static void unlink_side(wisp_stream *s, wisp_side side) {
   if (l->next) l->next->link[side].prev = l->prev;
   memset(l, 0, sizeof(*l));
   wisp_conn_stream_removed(c);
+  if (side == WISP_UP) wisp_pool_wake(s->target); /* a stream slot is free */
 }
 
 /* Tells |side|'s peer it may send |n| more bytes on this stream. The
@@ -91,13 +93,25 @@ static int status_of(const wisp_stream *s) {
   return st ? atoi(st) : 0;
 }
 
+/* Lines of requests reset before any response: a caller can make them as
+ * fast as it can send HEADERS+RST_STREAM (rapid reset), so they pass a
+ * limiter; those dropped are counted in the next one ("suppressed":N) or
+ * in a summary line. Every request still counts in /metrics. */
+#define WISP_RESET_LOG_BURST 20
+#define WISP_RESET_LOG_WINDOW 1.0
+
 static void stream_log(const wisp_stream *s) {
+  static wisp_log_limit reset_lines =
+      WISP_LOG_LIMIT_INIT("request lines of streams reset before a response", WISP_RESET_LOG_BURST,
+                          WISP_RESET_LOG_WINDOW, WISP_LOG_TO_STDOUT);
   const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
   const char *authority = wisp_hdrs_get(req, ":authority");
   const char *grpc = wisp_hdrs_get(&s->trailers[WISP_UP], "grpc-status");
   if (!grpc) grpc = wisp_hdrs_get(&s->hdrs[WISP_UP], "grpc-status");
   int status = status_of(s);
   wisp_stats_finished(&s->target->px->stats, s->dir, status); /* /metrics */
+  uint64_t suppressed = 0;
+  if (status == 0 && s->reset_code && !wisp_log_limit_pass(&reset_lines, wisp_log_now(), &suppressed)) return;
   wisp_json j;
   wisp_json_begin(&j, "request");
   wisp_json_str(&j, "direction", s->dir == WISP_DIR_INBOUND ? "inbound" : "outbound");
@@ -122,6 +136,7 @@ static void stream_log(const wisp_stream *s) {
   }
   if (s->error[0]) wisp_json_str(&j, "error", s->error);
   if (s->reset_code) wisp_json_str(&j, "reset", nghttp2_http2_strerror(s->reset_code));
+  if (suppressed) wisp_json_int(&j, "suppressed", (int64_t)suppressed);
   wisp_json_emit(&j);
 }
 
@@ -298,16 +313,22 @@ static bool authorized(wisp_stream *s, wisp_proxy *px) {
   return false;
 }
 
+/* The request is complete and allowed: it waits for an upstream stream,
+ * which the pool gives it once everything read so far was parsed (so a
+ * request reset in the same read never goes upstream). */
 static void dispatch(wisp_stream *s) {
   const char *ct = wisp_hdrs_get(&s->hdrs[WISP_DOWN], "content-type");
   s->is_grpc = ct && strncmp(ct, "application/grpc", 16) == 0;
   if (!authorized(s, s->target->px)) return;
+  wisp_pool_enqueue(s);
+}
+
+void wisp_stream_unavailable(wisp_stream *s, int status, const char *reason) {
+  respond_error(s, status, WISP_GRPC_UNAVAILABLE, reason);
+}
+
+void wisp_stream_send_upstream(wisp_stream *s, wisp_conn *up) {
   char err[WISP_TLS_REASON_MAX];
-  wisp_conn *up = wisp_pool_get(s->target, err, sizeof(err));
-  if (!up) {
-    respond_error(s, 503, WISP_GRPC_UNAVAILABLE, err);
-    return;
-  }
   const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
   nghttp2_nv nv[WISP_HDRS_MAX_FIELDS + 1];
   memcpy(nv, req->nv, req->n * sizeof(*nv));
@@ -380,7 +401,9 @@ void wisp_stream_on_data(wisp_stream *s, wisp_side side, const uint8_t *data, si
   wisp_conn *in = s->link[side].conn;
   s->bytes[side] += len;
   if (in) nghttp2_session_consume_connection(in->io.h2, len); /* see ack_bytes */
-  bool wanted = s->link[out].conn != NULL && !(side == WISP_DOWN && s->discard_req);
+  /* A request body is kept while the request waits for an upstream stream. */
+  bool wanted = (s->link[out].conn != NULL || (side == WISP_DOWN && s->waiting)) &&
+                !(side == WISP_DOWN && s->discard_req);
   if (!wanted) {
     ack_bytes(s, side, len);
     if (side == WISP_DOWN && s->discard_until && s->bytes[WISP_DOWN] > s->discard_until) {

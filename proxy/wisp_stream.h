@@ -23,6 +23,12 @@ void wisp_stream_on_close(wisp_stream *s, wisp_side side, uint32_t error_code);
 /* The last frame of the response went out downstream. */
 void wisp_stream_on_response_sent(wisp_stream *s);
 
+/* wisp_pool's answers for a waiting request: send it on |up| (a
+ * connection with a free stream), or answer the caller |status| (gRPC:
+ * UNAVAILABLE) with |reason| in words and in x-wisp-error. */
+void wisp_stream_send_upstream(wisp_stream *s, wisp_conn *up);
+void wisp_stream_unavailable(wisp_stream *s, int status, const char *reason);
+
 /* |c| is going away: every stream on it lets go of that side. */
 void wisp_stream_conn_gone(wisp_conn *c);
 

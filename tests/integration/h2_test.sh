@@ -72,18 +72,6 @@ expect_match "a caller that gives up cancels the upstream stream" '"path":"/slow
   "$(grep 'slow?ms=4000' "$WORK/server.out")"
 
 # --- flow control: 1 GiB each way with bounded memory ---
-max_rss() { # max_rss PID... while the background job $1 runs
-  local job=$1 m=0 r p
-  shift
-  while kill -0 "$job" 2>/dev/null; do
-    for p in "$@"; do
-      r=$(rss_kb "$p")
-      [ "${r:-0}" -gt "$m" ] && m=$r
-    done
-    sleep 0.1
-  done
-  echo "$m"
-}
 GIB=1073741824
 want=$(h2get "http://127.0.0.1:$APP_PORT/bytes?n=$GIB" | sha256sum | cut -c1-64)
 (h2get "$OUT/bytes?n=$GIB" | sha256sum | cut -c1-64 >"$WORK/dl.sha") &

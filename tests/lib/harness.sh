@@ -175,6 +175,20 @@ start_pair() {
 }
 
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# max_rss JOB PID...: the highest VmRSS (KB) of the PIDs while the
+# background job JOB runs (sampled every 0.1 s).
+max_rss() {
+  local job=$1 m=0 r p
+  shift
+  while kill -0 "$job" 2>/dev/null; do
+    for p in "$@"; do
+      r=$(rss_kb "$p")
+      [ "${r:-0}" -gt "$m" ] && m=$r
+    done
+    sleep 0.1
+  done
+  echo "$m"
+}
 
 # stop_proxy NAME: SIGTERM, and assert a clean exit (0, no sanitizer report).
 stop_proxy() {

@@ -606,8 +606,34 @@ static void test_short_option_cluster(void **state) {
   assert_non_null(strstr(err, "-x"));
 }
 
+/* The limits on what a caller can make the proxy hold (README "Limits"):
+ * documented defaults, flags and WISP_* variables, bad values refused. */
+static void test_stream_limits(void **state) {
+  (void)state;
+  static const char *const dflt[] = {CERTS, "--app", ":1", NULL};
+  static const char *const flags[] = {CERTS, "--app", ":1", "--max-resets", "50", NULL};
+  static const char *const zero[] = {CERTS, "--app", ":1", "--max-resets", "0", NULL};
+  wisp_config c;
+  char err[256] = "";
+  assert_int_equal(parse(&c, dflt, err, sizeof(err)), WISP_OK);
+  assert_int_equal(c.max_resets, 1000);
+  wisp_config_cleanup(&c);
+  assert_int_equal(parse(&c, flags, err, sizeof(err)), WISP_OK);
+  assert_int_equal(c.max_resets, 50);
+  wisp_config_cleanup(&c);
+  setenv("WISP_MAX_RESETS", "7", 1);
+  assert_int_equal(parse(&c, dflt, err, sizeof(err)), WISP_OK);
+  assert_int_equal(c.max_resets, 7);
+  wisp_config_cleanup(&c);
+  unsetenv("WISP_MAX_RESETS");
+  assert_int_equal(parse(&c, zero, err, sizeof(err)), WISP_ERR_USAGE);
+  assert_non_null(strstr(err, "--max-resets"));
+  wisp_config_cleanup(&c);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_stream_limits, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_table, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_env_only, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_help_via_env, clear_env, clear_env),
