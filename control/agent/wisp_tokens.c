@@ -1,5 +1,6 @@
 #include "control/agent/wisp_tokens.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,8 @@ wisp_err wisp_tokens_create(wisp_tokens *t, const wisp_token **out, const char *
   static const char hex[] = "0123456789abcdef";
   uint8_t raw[WISP_TOKEN_LEN / 2];
   WISP_ENSURE(RAND_bytes(raw, sizeof(raw)) == 1, WISP_ERR_INTERNAL);
-  wisp_token tok = {.expires = now + ttl, .reusable = reusable};
+  /* A TTL past the end of time never expires (and never overflows). */
+  wisp_token tok = {.expires = ttl > INT64_MAX - now ? INT64_MAX : now + ttl, .reusable = reusable};
   for (size_t i = 0; i < sizeof(raw); i++) {
     tok.token[2 * i] = hex[raw[i] >> 4];
     tok.token[2 * i + 1] = hex[raw[i] & 15];
@@ -53,7 +55,8 @@ wisp_err wisp_tokens_use(wisp_tokens *t, const char *token, const char *spiffe_i
   wisp_token *tok = find(t, token);
   if (tok) {
     if (tok->expires <= now) {
-      snprintf(err, err_len, "join token expired %" PRId64 "s ago", now - tok->expires);
+      /* Unsigned: the distance always fits, whatever a state file said. */
+      snprintf(err, err_len, "join token expired %" PRIu64 "s ago", (uint64_t)now - (uint64_t)tok->expires);
       return WISP_ERR_IDENTITY;
     }
     if (tok->used && !tok->reusable) {
@@ -92,26 +95,64 @@ wisp_err wisp_tokens_serialize(const wisp_tokens *t, wisp_buf *out) {
   return WISP_OK;
 }
 
-static wisp_err parse_line(wisp_token *tok, const char *line, size_t len) {
-  char buf[WISP_SPIFFE_MAX + 128];
-  WISP_ENSURE(len < sizeof(buf), WISP_ERR_PARSE);
-  memcpy(buf, line, len);
+/* The next space-separated field of |line| from |*at| (exactly one space
+ * between fields, as serialize writes them); |*at| moves past it and its
+ * space, to |len| + 1 after the last field. */
+static bool next_field(const char *line, size_t len, size_t *at, const char **out, size_t *out_len) {
+  if (*at > len) return false;
+  const char *sp = memchr(line + *at, ' ', len - *at);
+  size_t stop = sp ? (size_t)(sp - line) : len;
+  *out = line + *at;
+  *out_len = stop - *at;
+  *at = stop + 1;
+  return *out_len > 0;
+}
+
+static bool parse_hex_token(char out[WISP_TOKEN_LEN + 1], const char *s, size_t len) {
+  if (len != WISP_TOKEN_LEN) return false;
+  for (size_t i = 0; i < len; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
+  memcpy(out, s, len);
+  out[len] = '\0';
+  return true;
+}
+
+static bool parse_i64(int64_t *out, const char *s, size_t len) {
+  char buf[24];
+  if (len == 0 || len >= sizeof(buf) || (s[0] != '-' && (s[0] < '0' || s[0] > '9'))) return false;
+  memcpy(buf, s, len);
   buf[len] = '\0';
-  char token[WISP_TOKEN_LEN + 2], id[WISP_SPIFFE_MAX + 1];
-  long long expires;
-  int reusable, used, end = 0;
-  int got = sscanf(buf, "%33s %2048s %lld %d %d%n", token, id, &expires, &reusable, &used, &end);
-  WISP_ENSURE(got == 5 && (size_t)end == len && strlen(token) == WISP_TOKEN_LEN, WISP_ERR_PARSE);
+  char *end;
+  errno = 0;
+  long long v = strtoll(buf, &end, 10);
+  if (errno || *end) return false;
+  *out = v;
+  return true;
+}
+
+static bool parse_flag(bool *out, const char *s, size_t len) {
+  if (len != 1 || (s[0] != '0' && s[0] != '1')) return false;
+  *out = s[0] == '1';
+  return true;
+}
+
+/* One line as serialize writes it; anything else is WISP_ERR_PARSE. */
+static wisp_err parse_line(wisp_token *tok, const char *line, size_t len) {
+  const char *f[5];
+  size_t n[5], at = 0;
+  for (int i = 0; i < 5; i++) WISP_ENSURE(next_field(line, len, &at, &f[i], &n[i]), WISP_ERR_PARSE);
+  WISP_ENSURE(at == len + 1, WISP_ERR_PARSE); /* nothing after the fifth field */
   memset(tok, 0, sizeof(*tok));
-  strcpy(tok->token, token);
-  strcpy(tok->spiffe_id, id);
-  tok->expires = expires;
-  tok->reusable = reusable != 0;
-  tok->used = used != 0;
+  wisp_spiffe_id id;
+  WISP_ENSURE(parse_hex_token(tok->token, f[0], n[0]), WISP_ERR_PARSE);
+  WISP_ENSURE(wisp_spiffe_parse(&id, f[1], n[1], NULL, 0) == WISP_OK, WISP_ERR_PARSE);
+  memcpy(tok->spiffe_id, id.id, n[1] + 1);
+  WISP_ENSURE(parse_i64(&tok->expires, f[2], n[2]), WISP_ERR_PARSE);
+  WISP_ENSURE(parse_flag(&tok->reusable, f[3], n[3]) && parse_flag(&tok->used, f[4], n[4]), WISP_ERR_PARSE);
   return WISP_OK;
 }
 
-wisp_err wisp_tokens_parse(wisp_tokens *out, const char *text, size_t len) {
+static wisp_err parse_all(wisp_tokens *out, const char *text, size_t len) {
   size_t i = 0;
   while (i < len) {
     const char *nl = memchr(text + i, '\n', len - i);
@@ -124,6 +165,17 @@ wisp_err wisp_tokens_parse(wisp_tokens *out, const char *text, size_t len) {
     i += line_len + 1;
   }
   return WISP_OK;
+}
+
+wisp_err wisp_tokens_parse(wisp_tokens *out, const char *text, size_t len) {
+  wisp_tokens parsed = {0};
+  wisp_err rc = parse_all(&parsed, text, len);
+  if (rc == WISP_OK && parsed.n > WISP_TOKENS_MAX - out->n) rc = WISP_ERR_TOO_BIG;
+  /* All or nothing: |out| changes only once every line parsed (and then
+   * every push fits). */
+  for (size_t i = 0; rc == WISP_OK && i < parsed.n; i++) rc = push(out, &parsed.items[i]);
+  wisp_tokens_cleanup(&parsed);
+  return rc;
 }
 
 void wisp_tokens_cleanup(wisp_tokens *t) {

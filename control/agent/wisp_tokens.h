@@ -39,8 +39,13 @@ wisp_err wisp_tokens_use(wisp_tokens *t, const char *token, const char *spiffe_i
                          size_t err_len) WISP_MUST_CHECK;
 /* Drops expired tokens (spent ones stay until then, to be named as such). */
 void wisp_tokens_prune(wisp_tokens *t, int64_t now);
-/* One line per token: "<token> <spiffe-id> <expires> <reusable> <used>". */
+/* One line per token: "<token> <spiffe-id> <expires> <reusable> <used>",
+ * single spaces, 32 lower-case hex digits, a SPIFFE ID, a decimal int64,
+ * 0 or 1, 0 or 1 (empty lines are skipped). */
 wisp_err wisp_tokens_serialize(const wisp_tokens *t, wisp_buf *out) WISP_MUST_CHECK;
+/* Appends the tokens of |text| (serialize's format) to |out|, all or
+ * nothing: WISP_ERR_PARSE for any line not in that exact form,
+ * WISP_ERR_TOO_BIG past WISP_TOKENS_MAX, and |out| is then unchanged. */
 wisp_err wisp_tokens_parse(wisp_tokens *out, const char *text, size_t len) WISP_MUST_CHECK;
 void wisp_tokens_cleanup(wisp_tokens *t);
 

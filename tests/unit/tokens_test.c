@@ -1,0 +1,145 @@
+/* Unit tests for control/agent/wisp_tokens: spending a join token (one-use,
+ * reusable, expired, wrong ID, unknown), the tokens state file (round
+ * trip; strict lines; all or nothing), and extreme times that must not
+ * overflow. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "control/agent/wisp_tokens.h"
+#include "tests/unit/test_util.h"
+
+#define ID "spiffe://example.org/ns/shop/sa/orders"
+#define T1 "0123456789abcdef0123456789abcdef"
+#define T2 "fedcba9876543210fedcba9876543210"
+
+static void test_spend(void **state) {
+  wisp_tokens t = {0};
+  const wisp_token *one = NULL, *many = NULL;
+  char err[256];
+  assert_int_equal(wisp_tokens_create(&t, &one, ID, 1000, 60, false), WISP_OK);
+  char one_tok[WISP_TOKEN_LEN + 1];
+  strcpy(one_tok, one->token);
+  assert_int_equal(strlen(one_tok), WISP_TOKEN_LEN);
+  assert_int_equal(wisp_tokens_create(&t, &many, ID, 1000, 60, true), WISP_OK);
+  char many_tok[WISP_TOKEN_LEN + 1];
+  strcpy(many_tok, many->token);
+  assert_string_not_equal(one_tok, many_tok);
+
+  assert_int_equal(wisp_tokens_use(&t, one_tok, "spiffe://example.org/other", 1001, err, sizeof(err)),
+                   WISP_ERR_POLICY);
+  assert_non_null(strstr(err, "the join token is for " ID));
+  assert_int_equal(wisp_tokens_use(&t, one_tok, ID, 1001, err, sizeof(err)), WISP_OK);
+  assert_int_equal(wisp_tokens_use(&t, one_tok, ID, 1002, err, sizeof(err)), WISP_ERR_IDENTITY);
+  assert_non_null(strstr(err, "already used"));
+  for (int i = 0; i < 3; i++) assert_int_equal(wisp_tokens_use(&t, many_tok, ID, 1001, err, sizeof(err)), WISP_OK);
+  assert_int_equal(wisp_tokens_use(&t, many_tok, ID, 1060, err, sizeof(err)), WISP_ERR_IDENTITY);
+  assert_string_equal(err, "join token expired 0s ago");
+  assert_int_equal(wisp_tokens_use(&t, T1, ID, 1001, err, sizeof(err)), WISP_ERR_IDENTITY);
+  assert_string_equal(err, "unknown join token");
+  assert_int_equal(wisp_tokens_use(&t, "", ID, 1001, err, sizeof(err)), WISP_ERR_IDENTITY);
+  wisp_tokens_prune(&t, 1060);
+  assert_int_equal(t.n, 0);
+  wisp_tokens_cleanup(&t);
+}
+
+static void test_state_round_trip(void **state) {
+  static const char kText[] = T1 " " ID " 1900000000 0 1\n" T2 " spiffe://example.org/b -5 1 0\n";
+  wisp_tokens t = {0};
+  assert_int_equal(wisp_tokens_parse(&t, kText, strlen(kText)), WISP_OK);
+  assert_int_equal(t.n, 2);
+  assert_string_equal(t.items[0].token, T1);
+  assert_string_equal(t.items[0].spiffe_id, ID);
+  assert_true(t.items[0].expires == 1900000000 && !t.items[0].reusable && t.items[0].used);
+  assert_true(t.items[1].expires == -5 && t.items[1].reusable && !t.items[1].used);
+  wisp_buf b = {0};
+  assert_int_equal(wisp_tokens_serialize(&t, &b), WISP_OK);
+  assert_int_equal(wisp_buf_len(&b), strlen(kText));
+  assert_memory_equal(wisp_buf_rptr(&b), kText, strlen(kText));
+  wisp_buf_cleanup(&b);
+  wisp_tokens_cleanup(&t);
+  /* Empty lines and a missing final newline are fine; so is nothing. */
+  static const char kLoose[] = "\n\n" T1 " " ID " 7 1 1";
+  assert_int_equal(wisp_tokens_parse(&t, kLoose, strlen(kLoose)), WISP_OK);
+  assert_int_equal(t.n, 1);
+  assert_int_equal(wisp_tokens_parse(&t, "", 0), WISP_OK);
+  assert_int_equal(t.n, 1);
+  wisp_tokens_cleanup(&t);
+}
+
+/* Lines serialize would never write are refused, not half-read. */
+static void test_state_strict(void **state) {
+  static const char *const kBad[] = {
+      "0123 " ID " 1 0 0",                                    /* short token */
+      T1 "0 " ID " 1 0 0",                                    /* long token */
+      "0123456789abcdef0123456789abcdeX " ID " 1 0 0",        /* not hex */
+      "0123456789ABCDEF0123456789ABCDEF " ID " 1 0 0",        /* upper case */
+      T1 " http://example.org/a 1 0 0",                       /* not a SPIFFE ID */
+      T1 " spiffe://example.org/a/../b 1 0 0",
+      T1 " " ID " 1 0",                                       /* a field short */
+      T1 " " ID " 1 0 0 0",                                   /* a field more */
+      T1 " " ID " 1 0 0\r",                                   /* CRLF */
+      T1 " " ID " 1 0 0 ",                                    /* trailing space */
+      " " T1 " " ID " 1 0 0",                                 /* leading space */
+      T1 "  " ID " 1 0 0",                                    /* two spaces */
+      T1 "\t" ID "\t1\t0\t0",                                 /* tabs */
+      T1 " " ID " 99999999999999999999999 0 0",               /* past int64 */
+      T1 " " ID " +1 0 0",
+      T1 " " ID " 1x 0 0",
+      T1 " " ID " 1 7 0",                                     /* flags are 0 or 1 */
+      T1 " " ID " 1 0 -1",
+  };
+  for (size_t i = 0; i < sizeof(kBad) / sizeof(kBad[0]); i++) {
+    wisp_tokens t = {0};
+    if (wisp_tokens_parse(&t, kBad[i], strlen(kBad[i])) != WISP_ERR_PARSE) fail_msg("accepted: \"%s\"", kBad[i]);
+    assert_int_equal(t.n, 0);
+    wisp_tokens_cleanup(&t);
+  }
+}
+
+/* A file with a bad line changes nothing: no half-loaded store. */
+static void test_state_all_or_nothing(void **state) {
+  wisp_tokens t = {0};
+  assert_int_equal(wisp_tokens_create(&t, NULL, ID, 1000, 60, false), WISP_OK);
+  wisp_token before = t.items[0];
+  static const char kText[] = T1 " " ID " 1900000000 0 0\n" T2 " " ID " 1900000000 0 0\ngarbage\n";
+  assert_int_equal(wisp_tokens_parse(&t, kText, strlen(kText)), WISP_ERR_PARSE);
+  assert_int_equal(t.n, 1);
+  assert_memory_equal(&t.items[0], &before, sizeof(before));
+  wisp_tokens_cleanup(&t);
+}
+
+/* Times at the ends of int64: no overflow (UBSan under --config=asan). */
+static void test_extreme_times(void **state) {
+  wisp_tokens t = {0};
+  const wisp_token *tok = NULL;
+  char err[256];
+  /* A TTL past the end of time never expires, it does not wrap around. */
+  assert_int_equal(wisp_tokens_create(&t, &tok, ID, 1000, INT64_MAX, true), WISP_OK);
+  assert_true(tok->expires == INT64_MAX);
+  char token[WISP_TOKEN_LEN + 1];
+  strcpy(token, tok->token);
+  assert_int_equal(wisp_tokens_use(&t, token, ID, INT64_MAX - 1, err, sizeof(err)), WISP_OK);
+  wisp_tokens_cleanup(&t);
+  /* A state file's far-past expiry, checked at a far-future now. */
+  static const char kText[] = T1 " " ID " -9223372036854775808 0 0\n";
+  assert_int_equal(wisp_tokens_parse(&t, kText, strlen(kText)), WISP_OK);
+  assert_int_equal(wisp_tokens_use(&t, T1, ID, INT64_MAX, err, sizeof(err)), WISP_ERR_IDENTITY);
+  assert_string_equal(err, "join token expired 18446744073709551615s ago");
+  wisp_tokens_cleanup(&t);
+}
+
+int main(void) {
+  struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_spend),
+      cmocka_unit_test(test_state_round_trip),
+      cmocka_unit_test(test_state_strict),
+      cmocka_unit_test(test_state_all_or_nothing),
+      cmocka_unit_test(test_extreme_times),
+  };
+  return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
+}
