@@ -51,8 +51,8 @@ LOG_MAX=$((1024 * 1024))
 # An attacker that reconnects thousands of times may cost a line or two per
 # connection (the access line of its stream, the refusal), never more.
 LOG_PER_CONN=1024
-# 2,000 idle h2c and 500 idle mTLS callers cost 40 and 21 MB uncapped; a
-# connection cap keeps a proxy well under this.
+# 2,000 idle h2c and 500 idle mTLS callers cost 40 and 21 MB uncapped; the
+# caps set below keep a proxy well under this.
 IDLE_RSS_MB=24
 
 APP_PORT=$(free_port)
@@ -187,17 +187,26 @@ if runs zero_window; then
 fi
 
 # --- many idle connections: h2c callers, mTLS callers, admin clients ---
+# Caps small enough to bound memory here (the defaults are 4096 and 1024);
+# the good client connects first: callers already served keep being served.
+IDLE_CAP=256
+IDLE_CAP_PER_SOURCE=128
 if runs idle_connections; then
-  pair idle
+  pair idle --max-connections "$IDLE_CAP" --max-connections-per-source "$IDLE_CAP_PER_SOURCE"
   log0=$(log_bytes c_idle s_idle)
-  attack_start idle_h2c 12 idle --port "$OUT" --conns 2000
-  attack_start idle_mtls 12 idle --port "$IN" --conns 500 --tls "$p/frontend.crt" "$p/frontend.key" "$p/ca/ca.crt"
-  attack_start idle_admin 12 idle --port "$ADM_C" --conns 64 --no-preface
+  good_start idle --seconds 9 --timeout 3
+  sleep 1
+  attack_start idle_h2c 10 idle --port "$OUT" --conns 2000
+  attack_start idle_mtls 10 idle --port "$IN" --conns 500 --tls "$p/frontend.crt" "$p/frontend.key" "$p/ca/ca.crt"
+  attack_start idle_admin 10 idle --port "$ADM_C" --conns 64 --no-preface
   sleep 3
-  good_start idle --seconds 6 --timeout 3
   check "idle: /healthz answers 200 within 1 s while 64 idle clients hold the admin port" within_ms 1000 healthz "$ADM_C"
   good_check idle
   for a in idle_h2c idle_mtls idle_admin; do attack_wait "$a"; done
+  check "idle: h2c callers past --max-connections are refused with the limit logged" \
+    grep -qs '"limit":"max_connections"' "$WORK/c_idle.out" "$WORK/c_idle.err"
+  check "idle: mTLS callers past --max-connections-per-source are refused with the limit logged" \
+    grep -qs '"limit":"max_connections_per_source"' "$WORK/s_idle.out" "$WORK/s_idle.err"
   after_attack idle $((IDLE_RSS_MB * 1024)) "$log0"
   end_pair idle
 fi
