@@ -22,12 +22,10 @@ p=$WORK/pki
 
 # Checks whose fix is not on main yet: key -> the missing fix.
 declare -A PENDING=(
-  [rapid_reset]="streams: bound rapid reset (per-event read budget, cancelled streams not dispatched, reset log limited)"
   [held_streams]="streams: bounded, timed-out queue for a full pool (503 with a reason)"
   [zero_window]="streams: per-connection and process buffer budgets"
   [idle_connections]="listeners: connection caps on the data listeners; admin slots"
   [fd_exhaustion]="listeners: pause accepting on EMFILE, bounded accept-error log"
-  [reset_log]="streams: access lines of streams a peer makes us reset are rate-limited"
 )
 # awaiting KEY WHAT: true, with a TAP skip of WHAT naming the missing fix,
 # while KEY's fix is not on main (WISP_ATTACK_ALL=1: never).
@@ -162,11 +160,13 @@ rr_drained() {
   # The good client's 4 workers may hold a stream each.
   check "rr: streams the attacker opened are gone 2 s after the attack" wait_for 2 streams_at_most "$ADM_C" 4
   echo "# rr: streams open now: $(metric "$ADM_C" wisp_streams_open)"
+  check "rr: the attacker's connections are cut off and logged as rapid reset" \
+    grep -qs '"reason":"rapid reset' "$WORK/c_rr.out" "$WORK/c_rr.err"
 }
 if runs rapid_reset; then
   pair rr
   GOOD_ARGS=(--seconds 8 --timeout 5)
-  AFTER=rr_drained beside rr 8 0 64 rapid-reset --conns 4
+  AFTER=rr_drained beside rr 8 0 32 rapid-reset --conns 4
 fi
 
 # --- held streams: more requests that never answer than the pool holds ---
