@@ -12,6 +12,9 @@ PKGS=(
   curl openssl ca-certificates nghttp2-client nghttp2-server haproxy
   iproute2 iptables procps tcpdump python3 python3-yaml python3-h2
   clang libclang-rt-14-dev
+  # tests/kube: rootful podman (runc, CNI, catatonit for its pause
+  # container), busybox-static for the stand-in app image
+  podman runc containernetworking-plugins catatonit busybox-static
 )
 missing=()
 for p in "${PKGS[@]}"; do
