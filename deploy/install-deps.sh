@@ -15,6 +15,8 @@ PKGS=(
   # tests/kube: rootful podman (runc, CNI, catatonit for its pause
   # container), busybox-static for the stand-in app image
   podman runc containernetworking-plugins catatonit busybox-static
+  # JSON (jansson), service-account tokens and JSON Patch in the tests (issue 11)
+  libjansson-dev python3-jwt python3-cryptography python3-jsonpatch
 )
 missing=()
 for p in "${PKGS[@]}"; do

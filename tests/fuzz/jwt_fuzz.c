@@ -1,0 +1,75 @@
+/* Fuzz target for lib/wisp_jwt: the JWKS parser and token verification,
+ * both fed by peers (a ConfigMap or the API server; a proxy's Sign call).
+ * Byte 0 picks the parser: even, the rest is a JWKS document; odd, the rest
+ * is a token verified against the RSA and P-256 keys of the unit test's
+ * vectors (tests/unit/jwt/vectors.json) at the vectors' "now", so the
+ * corpus' good tokens reach the claim checks. Invariants: a verdict from
+ * the enum with a reason that starts with its name, |out| only on success,
+ * and an accepted token's namespace and service account never hold '/'.
+ *
+ * Replayed over corpus/jwt/ by //tests/fuzz:jwt_fuzz_replay. To fuzz for
+ * real, from the workspace root:
+ *   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -I. \
+ *     -isystem /usr/include/android tests/fuzz/jwt_fuzz.c lib/wisp_jwt.c lib/wisp_mem.c \
+ *     -L/usr/lib/x86_64-linux-gnu/android -Wl,-rpath,/usr/lib/x86_64-linux-gnu/android \
+ *     -lcrypto -ljansson -o /tmp/jwt_fuzz && /tmp/jwt_fuzz -max_total_time=60 tests/fuzz/corpus/jwt */
+#include <string.h>
+
+#include "lib/wisp_jwt.h"
+#include "tests/fuzz/fuzz.h"
+
+#define NOW 1700000000
+#define ISSUER "https://kubernetes.default.svc.cluster.local"
+
+static const char kJwks[] =
+    "{\"keys\":[{\"kty\":\"RSA\",\"key_ops\":[\"verify\"],\"n\":\"ybnl-g_ZZ2Rhzcr9dKydrYxXPF5aijizRfyMumbvsVOwPXn9kLE0"
+    "JsPjda-2knQ-C_DubYnQ41pcmfZQ8Cn04fwLMGVAm7lI2cz_YarXJSrd1-hxjKBq-fvgXf3JNNK36MxXk5M-Aazc3MfMldhL6IZC"
+    "q1F5wE-bAUvUYr5VG4iqzrN0MhXUWd3TGZZBCU6A8GUv2y7D4DiDl2lAHY9o7f2qfLTAzXnewCHd1rC-grmf1zIJtXmaEVP1Db5J"
+    "cMjUa-W91f1SZoIvq96A2l8GS9G09QOdluenyF7kGqH94Xjgv4-S3vDFt4jJh0bhoroJuD4zXP3NaNBpruzv0K3H2Q\",\"e\":\"AQA"
+    "B\",\"kid\":\"rsa-1\",\"use\":\"sig\",\"alg\":\"RS256\"},{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"oiIuSEKEBG06fUXsB3MHv_UUs"
+    "K1pak1wftYGFDOjsXE\",\"y\":\"E3x97AjwmaCzNQ8OMmB5BOSj_hVlka1MiVoZY0E4EXs\",\"kid\":\"ec-1\",\"use\":\"sig\",\"alg\""
+    ":\"ES256\"}]}";
+
+static wisp_jwks *keys(void) {
+  static wisp_jwks *k;
+  if (!k) CHECK(wisp_jwks_parse(&k, NULL, kJwks, strlen(kJwks), NULL, 0) == WISP_OK);
+  return k;
+}
+
+static void fuzz_jwks(const uint8_t *data, size_t size) {
+  wisp_jwks *k = NULL;
+  size_t skipped = 0;
+  char err[256] = "";
+  wisp_err rc = wisp_jwks_parse(&k, &skipped, (const char *)data, size, err, sizeof(err));
+  CHECK(rc == WISP_OK || rc == WISP_ERR_PARSE || rc == WISP_ERR_TOO_BIG);
+  CHECK((rc == WISP_OK) == (k != NULL));
+  CHECK(rc == WISP_OK || err[0]);
+  CHECK(wisp_jwks_count(k) <= WISP_JWKS_KEYS_MAX);
+  wisp_jwks_free(k);
+}
+
+static void fuzz_token(const uint8_t *data, size_t size) {
+  wisp_jwt_expect want = {ISSUER, "wisp", NOW, WISP_JWT_DEFAULT_LEEWAY};
+  wisp_jwt_claims out;
+  char why[512];
+  memset(&out, 0x5a, sizeof(out));
+  wisp_jwt_verdict v = wisp_jwt_verify(&out, keys(), &want, (const char *)data, size, why, sizeof(why));
+  CHECK(v >= WISP_JWT_OK && v <= WISP_JWT_NOT_SERVICE_ACCOUNT);
+  if (v == WISP_JWT_OK) {
+    CHECK(why[0] == '\0');
+    CHECK(out.ns[0] && !strchr(out.ns, '/') && out.sa_name[0] && !strchr(out.sa_name, '/'));
+  } else {
+    CHECK(strncmp(why, wisp_jwt_verdict_name(v), strlen(wisp_jwt_verdict_name(v))) == 0);
+    CHECK(out.ns[0] == 0x5a);
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size < 1) return 0;
+  if (data[0] & 1) {
+    fuzz_token(data + 1, size - 1);
+  } else {
+    fuzz_jwks(data + 1, size - 1);
+  }
+  return 0;
+}
