@@ -106,7 +106,8 @@ bool wisp_log_limit_pass(wisp_log_limit *l, double now, uint64_t *out_suppressed
 void wisp_log_limited(wisp_log_limit *l, wisp_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Writes the summary line of every limiter whose window has ended at |now|
- * with lines dropped and not yet reported; returns how many it wrote. */
+ * with lines dropped and not yet reported; returns how many it wrote.
+ * INFINITY (at exit) writes them all. */
 int wisp_log_limit_flush(double now);
 /* Takes |l| off the pending list (its unreported count is lost). */
 void wisp_log_limit_cleanup(wisp_log_limit *l);

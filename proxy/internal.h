@@ -21,12 +21,14 @@
 #include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
 
+#include "lib/wisp_accept.h"
 #include "lib/wisp_buf.h"
 #include "lib/wisp_h2conn.h"
 #include "lib/wisp_net.h"
 #include "lib/wisp_ratelim.h"
 #include "lib/wisp_tls.h"
 #include "proxy/wisp_config.h"
+#include "proxy/wisp_connlimit.h"
 #include "proxy/wisp_hdrs.h"
 
 /* HTTP/2 flow-control windows we grant. They bound what one stream (and one
@@ -76,8 +78,10 @@ typedef struct wisp_listener {
   char *name;          /* owned, HOST:PORT */
   unsigned port;       /* the port it is bound to */
   int fd;
-  ev_io io;
+  wisp_acceptor acc;   /* its accept loop */
   wisp_target *target; /* borrowed; NULL: transparent (per connection) */
+  wisp_connlimit *limit;    /* owned: --max-connections, and per source on inbound */
+  wisp_log_limit refusals;  /* bounds the "refused" lines a flood makes */
 } wisp_listener;
 
 struct wisp_conn {
@@ -91,6 +95,7 @@ struct wisp_conn {
   wisp_listener *listener;   /* downstream: borrowed */
   wisp_target *dst;          /* downstream: where its streams go (borrowed) */
   wisp_target *target;       /* upstream: borrowed */
+  wisp_connlimit_slot slot;  /* downstream: its place in the listener's limits */
   char *expect_id;           /* upstream mTLS: owned copy of the ID the peer must present (NULL: any in our trust domain) */
   wisp_stream *streams;      /* streams on this side, linked per side */
   int nstreams;
@@ -162,6 +167,7 @@ typedef struct {
   uint64_t conns_closed_early; /* the caller closed before sending a byte (TCP probes) */
   uint64_t requests, responses_error, requests_denied;
   uint64_t finished[2][WISP_STATUS_CLASSES]; /* [wisp_direction][class] */
+  uint64_t conns_limited[2]; /* closed at accept: [0] --max-connections, [1] --max-connections-per-source */
 } wisp_stats;
 
 /* Counts one finished request (per request: one increment, no allocation). */
@@ -190,6 +196,7 @@ struct wisp_proxy {
   ev_timer reload;
   ev_signal sigterm, sigint;
   ev_timer drain_timer;
+  ev_timer log_flush;        /* summaries of rate-limited log lines */
   bool draining;
   wisp_stats stats;
   struct wisp_admin *admin;  /* owned; NULL: --admin off */

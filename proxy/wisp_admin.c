@@ -395,6 +395,34 @@ static void metric(sbuf *b, const char *name, const char *type, const char *help
   sb_printf(b, "%s %" PRIu64 "\n", name, val);
 }
 
+static void render_admin_metrics(sbuf *b, const wisp_admin *a); /* with the server, below */
+
+/* Connection limits (--max-connections*) and accept pauses (no fds). */
+static void render_listener_metrics(sbuf *b, const wisp_proxy *px) {
+  static const char *const kReason[2] = {"max_connections", "max_connections_per_source"};
+  metric_head(b, "wisp_connections_limited_total", "counter",
+              "Downstream connections closed at accept because a connection limit was reached.");
+  for (int i = 0; i < 2; i++)
+    sb_printf(b, "wisp_connections_limited_total{reason=\"%s\"} %" PRIu64 "\n", kReason[i],
+              px->stats.conns_limited[i]);
+  metric_head(b, "wisp_listener_connections", "gauge",
+              "Open downstream connections of each listener, as counted against --max-connections.");
+  for (size_t i = 0; i < px->nlisteners; i++) {
+    const wisp_listener *l = &px->listeners[i];
+    sb_printf(b, "wisp_listener_connections{listener=\"%s\",direction=\"%s\"} %" PRIu32 "\n", l->name,
+              l->dir == WISP_DIR_INBOUND ? "inbound" : "outbound", wisp_connlimit_count(l->limit));
+  }
+  metric_head(b, "wisp_listener_accept_pauses_total", "counter",
+              "Times a listener stopped accepting for a while because the process ran out of descriptors "
+              "(or memory).");
+  for (size_t i = 0; i < px->nlisteners; i++) {
+    const wisp_listener *l = &px->listeners[i];
+    sb_printf(b, "wisp_listener_accept_pauses_total{listener=\"%s\",direction=\"%s\"} %" PRIu64 "\n", l->name,
+              l->dir == WISP_DIR_INBOUND ? "inbound" : "outbound", l->acc.pauses);
+  }
+  if (px->admin) render_admin_metrics(b, px->admin);
+}
+
 static void render_metrics(sbuf *b, const wisp_proxy *px, bool ready) {
   static const char *const kClass[WISP_STATUS_CLASSES] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx", "other"};
   static const char *const kDir[2] = {"outbound", "inbound"}; /* wisp_direction */
@@ -430,6 +458,7 @@ static void render_metrics(sbuf *b, const wisp_proxy *px, bool ready) {
   metric_head(b, "wisp_connections_open", "gauge", "Open connections: downstream (callers) and upstream.");
   sb_printf(b, "wisp_connections_open{side=\"downstream\"} %" PRIu64 "\n", open[0]);
   sb_printf(b, "wisp_connections_open{side=\"upstream\"} %" PRIu64 "\n", open[1]);
+  render_listener_metrics(b, px);
   metric(b, "wisp_streams_open", "gauge", "Requests in progress.",
          st->requests > finished ? st->requests - finished : 0);
   metric_head(b, "wisp_svid_expiry_timestamp_seconds", "gauge", "When the current SVID expires (unix time).");
@@ -464,6 +493,7 @@ typedef struct admin_conn {
   bool drain_after;    /* POST /drain: start the drain once the 202 is out */
   char peer[64];
   bool remote;         /* not from loopback: health endpoints only */
+  ev_tstamp since;     /* accepted */
   struct admin_conn *next, *prev;
 } admin_conn;
 
@@ -471,9 +501,10 @@ struct wisp_admin {
   wisp_proxy *px;
   char *name;  /* owned, HOST:PORT */
   int fd;
-  ev_io io;
+  wisp_acceptor acc;
   admin_conn *conns;
   int nconns;
+  uint64_t busy, evicted; /* connections turned away / closed to make room */
 };
 
 static void conn_free(admin_conn *c) {
@@ -537,25 +568,35 @@ static void conn_flush(admin_conn *c) {
   conn_linger(c);
 }
 
-static const char *status_text(int status) {
+const char *wisp_admin_reason_phrase(int status) {
   switch (status) {
     case 200: return "OK";
     case 202: return "Accepted";
+    case 204: return "No Content";
     case 400: return "Bad Request";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
-    default: return "Error";
+    default: break;
   }
+  /* RFC 9110 section 15 names the classes. */
+  static const char *const kClass[] = {"Informational", "Successful", "Redirection", "Client Error", "Server Error"};
+  return status >= 100 && status < 600 ? kClass[status / 100 - 1] : "Unknown";
 }
 
 /* Sends the response and closes. |allow|: an Allow header (405). */
 static void respond(admin_conn *c, int status, const char *ctype, const char *allow, const char *body,
                     size_t body_len, bool head_only) {
   sbuf *o = &c->out;
-  sb_printf(o, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", status, status_text(status), ctype,
+  sb_printf(o, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", status, wisp_admin_reason_phrase(status), ctype,
             body_len);
   if (allow) sb_printf(o, "Allow: %s\r\n", allow);
   sb_printf(o, "Cache-Control: no-store\r\nConnection: close\r\n\r\n");
@@ -709,57 +750,118 @@ static void on_conn_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
   }
 }
 
-/* Loopback callers always have a slot (up to ADMIN_MAX_CONNS); others
- * only within the remote bounds. */
-static bool remote_slot_free(const wisp_admin *a, const wisp_addr *peer) {
-  if (wisp_addr_is_loopback(peer)) return true;
-  char host[64];
-  wisp_addr_format(peer, host, sizeof(host));
-  size_t hlen = (size_t)(strrchr(host, ':') - host); /* without the port */
-  int remote = 0, same = 0;
-  for (const admin_conn *c = a->conns; c; c = c->next) {
-    if (!c->remote) continue;
-    remote++;
-    if (strncmp(c->peer, host, hlen) == 0 && c->peer[hlen] == ':') same++;
-  }
-  return remote < ADMIN_MAX_REMOTE && same < ADMIN_MAX_PER_REMOTE_ADDR;
+static void render_admin_metrics(sbuf *b, const wisp_admin *a) {
+  metric_head(b, "wisp_admin_connections_dropped_total", "counter",
+              "Admin connections turned away (busy: every slot answering) or closed to make room for a new one "
+              "(evicted: the longest idle without a whole request).");
+  sb_printf(b, "wisp_admin_connections_dropped_total{reason=\"busy\"} %" PRIu64 "\n", a->busy);
+  sb_printf(b, "wisp_admin_connections_dropped_total{reason=\"evicted\"} %" PRIu64 "\n", a->evicted);
+  metric(b, "wisp_admin_accept_pauses_total", "counter",
+         "Times the admin listener stopped accepting for a while because the process ran out of descriptors.",
+         a->acc.pauses);
 }
 
-static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
-  wisp_admin *a = w->data;
-  for (int i = 0; i < ADMIN_ACCEPTS_PER_EVENT; i++) {
-    int fd;
-    wisp_addr peer;
-    wisp_err rc = wisp_net_accept(&fd, a->fd, &peer);
-    if (rc == WISP_ERR_AGAIN) break;
-    if (rc != WISP_OK) {
-      WISP_WARN("accept on the admin listener %s failed: %s", a->name, strerror(errno));
-      break;
-    }
-    if (a->nconns >= ADMIN_MAX_CONNS || !remote_slot_free(a, &peer)) {
-      static const char kBusy[] =
-          "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 27\r\nConnection: close\r\n\r\n"
-          "too many admin connections\n";
-      (void)send(fd, kBusy, sizeof(kBusy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-      close(fd);
-      continue;
-    }
-    admin_conn *c = wisp_calloc(1, sizeof(*c));
-    c->a = a;
-    c->fd = fd;
-    c->state = ADMIN_READING;
-    wisp_addr_format(&peer, c->peer, sizeof(c->peer));
-    c->remote = !wisp_addr_is_loopback(&peer);
-    ev_io_init(&c->io, on_conn_io, fd, EV_READ);
-    c->io.data = c;
-    ev_init(&c->timer, on_conn_timeout);
-    c->timer.data = c;
-    c->next = a->conns;
-    if (a->conns) a->conns->prev = c;
-    a->conns = c;
-    a->nconns++;
-    conn_watch(c, EV_READ, c->remote ? ADMIN_REMOTE_TIMEOUT : ADMIN_TIMEOUT);
+/* The host part of a "HOST:PORT" peer string. */
+static size_t host_len(const char *peer) {
+  const char *colon = strrchr(peer, ':');
+  return colon ? (size_t)(colon - peer) : strlen(peer);
+}
+
+static bool same_host(const admin_conn *c, const char *peer) {
+  size_t n = host_len(peer);
+  return host_len(c->peer) == n && strncmp(c->peer, peer, n) == 0;
+}
+
+/* Which connections a newcomer competes with for slots. */
+typedef enum { ADMIN_POOL_ALL, ADMIN_POOL_REMOTE, ADMIN_POOL_HOST } admin_pool;
+
+static bool in_pool(const admin_conn *c, admin_pool pool, const char *peer) {
+  return pool == ADMIN_POOL_ALL || (c->remote && (pool == ADMIN_POOL_REMOTE || same_host(c, peer)));
+}
+
+static int pool_count(const wisp_admin *a, admin_pool pool, const char *peer) {
+  int n = 0;
+  for (const admin_conn *c = a->conns; c; c = c->next) n += in_pool(c, pool, peer);
+  return n;
+}
+
+/* The connection of |pool| to close for a newcomer: one already answered
+ * (lingering), else the oldest that has not sent a whole request yet. A
+ * connection that is being answered is never taken. NULL: none. */
+static admin_conn *evictable(wisp_admin *a, admin_pool pool, const char *peer) {
+  admin_conn *best = NULL;
+  for (admin_conn *c = a->conns; c; c = c->next) {
+    if (c->state == ADMIN_WRITING || !in_pool(c, pool, peer)) continue;
+    bool better = !best || (c->state == ADMIN_LINGERING && best->state != ADMIN_LINGERING) ||
+                  (c->state == best->state && c->since < best->since);
+    if (better) best = c;
   }
+  return best;
+}
+
+static void send_busy(int fd) {
+  static const char kBusy[] =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 27\r\nConnection: close\r\n\r\n"
+      "too many admin connections\n";
+  (void)send(fd, kBusy, sizeof(kBusy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* Makes room for a newcomer from |peer| if its pool is full. Idle
+ * connections must not lock out the probes: when the slots are taken, the
+ * one that has waited longest without sending a request goes. Loopback
+ * callers may take any slot; others only one of their own kind (at most
+ * ADMIN_MAX_REMOTE, and ADMIN_MAX_PER_REMOTE_ADDR from one host), so
+ * other pods can neither hold the admin port nor evict local callers. */
+static bool make_room(wisp_admin *a, bool remote, const char *peer) {
+  typedef struct {
+    admin_pool pool;
+    int max;
+    admin_pool victims; /* where room is made when |pool| is full */
+  } bound;
+  static const bound kRemote[] = {{ADMIN_POOL_HOST, ADMIN_MAX_PER_REMOTE_ADDR, ADMIN_POOL_HOST},
+                                  {ADMIN_POOL_REMOTE, ADMIN_MAX_REMOTE, ADMIN_POOL_REMOTE},
+                                  {ADMIN_POOL_ALL, ADMIN_MAX_CONNS, ADMIN_POOL_REMOTE}};
+  static const bound kLocal[] = {{ADMIN_POOL_ALL, ADMIN_MAX_CONNS, ADMIN_POOL_ALL}};
+  const bound *b = remote ? kRemote : kLocal;
+  size_t n = remote ? sizeof(kRemote) / sizeof(kRemote[0]) : 1;
+  for (size_t i = 0; i < n; i++) {
+    if (pool_count(a, b[i].pool, peer) < b[i].max) continue;
+    admin_conn *victim = evictable(a, b[i].victims, peer);
+    if (!victim) return false;
+    if (victim->state == ADMIN_READING) send_busy(victim->fd);
+    a->evicted++;
+    conn_free(victim);
+  }
+  return true;
+}
+
+static void on_accept(wisp_acceptor *acc, int fd, const wisp_addr *peer) {
+  wisp_admin *a = acc->data;
+  char peer_str[64];
+  wisp_addr_format(peer, peer_str, sizeof(peer_str));
+  bool remote = !wisp_addr_is_loopback(peer);
+  if (!make_room(a, remote, peer_str)) {
+    a->busy++;
+    send_busy(fd);
+    close(fd);
+    return;
+  }
+  admin_conn *c = wisp_calloc(1, sizeof(*c));
+  c->a = a;
+  c->fd = fd;
+  c->state = ADMIN_READING;
+  c->since = ev_now(a->px->loop);
+  snprintf(c->peer, sizeof(c->peer), "%s", peer_str);
+  c->remote = remote;
+  ev_io_init(&c->io, on_conn_io, fd, EV_READ);
+  c->io.data = c;
+  ev_init(&c->timer, on_conn_timeout);
+  c->timer.data = c;
+  c->next = a->conns;
+  if (a->conns) a->conns->prev = c;
+  a->conns = c;
+  a->nconns++;
+  conn_watch(c, EV_READ, c->remote ? ADMIN_REMOTE_TIMEOUT : ADMIN_TIMEOUT);
 }
 
 wisp_err wisp_admin_new(wisp_admin **out, wisp_proxy *px, const char *addr, char *err, size_t err_len) {
@@ -777,9 +879,10 @@ wisp_err wisp_admin_new(wisp_admin **out, wisp_proxy *px, const char *addr, char
   ad->px = px;
   ad->fd = fd;
   ad->name = wisp_strdup(addr);
-  ev_io_init(&ad->io, on_accept, fd, EV_READ);
-  ad->io.data = ad;
-  ev_io_start(px->loop, &ad->io);
+  char name[80];
+  snprintf(name, sizeof(name), "admin listener %s", addr);
+  wisp_acceptor_init(&ad->acc, px->loop, fd, name, ADMIN_ACCEPTS_PER_EVENT, on_accept, ad);
+  wisp_acceptor_start(&ad->acc);
   wisp_json j;
   wisp_json_begin(&j, "listener");
   wisp_json_str(&j, "direction", "admin");
@@ -792,7 +895,7 @@ wisp_err wisp_admin_new(wisp_admin **out, wisp_proxy *px, const char *addr, char
 void wisp_admin_free(wisp_admin *a) {
   if (!a) return;
   for (int i = 0; a->conns && i <= ADMIN_MAX_CONNS; i++) conn_free(a->conns);
-  ev_io_stop(a->px->loop, &a->io);
+  wisp_acceptor_stop(&a->acc);
   close(a->fd);
   free(a->name);
   free(a);

@@ -67,6 +67,11 @@ typedef enum {
  * not take (|out_allow| then names the ones it does, for the Allow header). */
 int wisp_admin_route(const wisp_admin_request *req, wisp_admin_endpoint *out_ep, const char **out_allow);
 
+/* The reason phrase of an HTTP status for the status line ("Forbidden"
+ * for 403, ...); for a code it does not know, the name of its class
+ * ("Client Error" for 4xx), never NULL. Static text. */
+const char *wisp_admin_reason_phrase(int status);
+
 /* Whether a proxy is ready to take traffic: it holds credentials
  * (|loaded|) whose leaf is not expired at |now| (unix seconds), its
  * listeners are up and it is not draining. When not, |out_reason| says why

@@ -10,7 +10,9 @@
 #include "lib/wisp_net.h"
 #include "lib/wisp_spiffe.h"
 
-typedef enum { OPT_STR, OPT_SECONDS, OPT_INT, OPT_BOOL, OPT_ROUTE, OPT_HELP } opt_kind;
+/* OPT_LIMIT: a count limit, 0 (no limit) to WISP_LIMIT_MAX. */
+typedef enum { OPT_STR, OPT_SECONDS, OPT_INT, OPT_LIMIT, OPT_BOOL, OPT_ROUTE, OPT_HELP } opt_kind;
+#define WISP_LIMIT_MAX 10000000
 
 typedef struct {
   const char *name;
@@ -36,6 +38,8 @@ static const opt_def kOpts[] = {
     {"reload-interval", OPT_SECONDS, OFF(reload_interval), "1"},
     {"pool-size", OPT_INT, OFF(pool_size), "4"},
     {"max-resets", OPT_INT, OFF(max_resets), "1000"},
+    {"max-connections", OPT_LIMIT, OFF(max_connections), "4096"},
+    {"max-connections-per-source", OPT_LIMIT, OFF(max_connections_per_source), "1024"},
     {"log-level", OPT_STR, OFF(log_level), "info"},
     {"admin", OPT_STR, OFF(admin), NULL}, /* default WISP_ADMIN_DEFAULT, see below */
     {"agent", OPT_STR, OFF(agent), NULL},
@@ -80,6 +84,10 @@ const char *wisp_config_usage(void) {
          "  --drain-timeout S (30) --reload-interval S (1) --pool-size N (4)\n"
          "  --max-resets N (1000)                  RST_STREAMs a caller may send per 10 s; beyond:\n"
          "                                         GOAWAY ENHANCE_YOUR_CALM (rapid reset)\n"
+         "  --max-connections N (4096)             open connections per listener; more are closed at\n"
+         "                                         once (0: no limit)\n"
+         "  --max-connections-per-source N (1024)  of those on --inbound, from one caller address\n"
+         "                                         (IPv6: one /64); 0: no limit\n"
          "  --log-level debug|info|warn|error\n"
          "  --admin ADDR|off                       admin listener: /healthz /ready /certs /config\n"
          "                                         /metrics, POST /drain (default 127.0.0.1:15000)\n"
@@ -170,6 +178,12 @@ static wisp_err set_opt(wisp_config *c, const opt_def *o, const char *val, char 
     case OPT_INT: {
       long n = strtol(val, &end, 10);
       if (end == val || *end || n < 1 || n > 1024) break;
+      *(int *)(base + o->off) = (int)n;
+      return WISP_OK;
+    }
+    case OPT_LIMIT: {
+      long n = strtol(val, &end, 10);
+      if (end == val || *end || n < 0 || n > WISP_LIMIT_MAX) break;
       *(int *)(base + o->off) = (int)n;
       return WISP_OK;
     }

@@ -31,6 +31,8 @@ typedef struct {
   double reload_interval;
   int pool_size;                  /* upstream connections per peer */
   int max_resets;                 /* RST_STREAM frames a caller may send per 10 s */
+  int max_connections;            /* open downstream connections per listener, 0: no limit */
+  int max_connections_per_source; /* of those on the inbound listener, from one source; 0: no limit */
   char *log_level;                /* owned */
   char *admin;                    /* owned; admin listener address, NULL: off */
   char *agent;                    /* owned; unix:///PATH or https://HOST:PORT, NULL: files */

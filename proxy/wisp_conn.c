@@ -39,6 +39,11 @@ void wisp_conn_rearm(wisp_conn *c) {
     t = cfg->connect_timeout;
   } else if (c->io.state == WISP_H2CONN_HANDSHAKING || (!c->io.upstream && !c->got_preface)) {
     t = cfg->handshake_timeout;
+    /* A caller gets one budget from accept to a usable connection:
+     * detection, TLS and the preface share it, so stalling each in turn
+     * holds a slot no longer. */
+    if (!c->io.upstream) t -= ev_now(c->px->loop) - c->started;
+    if (t < 0) t = 0;
   } else if (c->nstreams == 0) {
     t = cfg->idle_timeout;
   } else {
@@ -93,11 +98,13 @@ void wisp_conn_drain(wisp_conn *c) {
 #define WISP_TERM_LOG_BURST 10
 #define WISP_TERM_LOG_WINDOW 1.0
 
-static void log_conn_event(const wisp_conn *c, const char *event) {
+/* |suppressed|: lines of this kind a caller's limiter dropped before it. */
+static void log_conn_event(const wisp_conn *c, const char *event, uint64_t suppressed) {
   static wisp_log_limit term_lines = WISP_LOG_LIMIT_INIT(
       "conn lines of callers terminated for misbehaving", WISP_TERM_LOG_BURST, WISP_TERM_LOG_WINDOW, WISP_LOG_TO_STDOUT);
-  uint64_t suppressed = 0;
-  if (c->term_reason && !wisp_log_limit_pass(&term_lines, wisp_log_now(), &suppressed)) return;
+  uint64_t term_suppressed = 0;
+  if (c->term_reason && !wisp_log_limit_pass(&term_lines, wisp_log_now(), &term_suppressed)) return;
+  suppressed += term_suppressed;
   wisp_json j;
   wisp_json_begin(&j, "conn");
   wisp_json_str(&j, "event", event);
@@ -122,11 +129,13 @@ static bool hand_over_l4(wisp_conn *c) {
   if (!(len == strlen(WISP_ALPN_L4) && memcmp(alpn, WISP_ALPN_L4, len) == 0)) return false;
   int fd = c->io.fd;
   SSL *ssl = c->io.ssl;
+  wisp_connlimit_slot slot; /* the tunnel holds the connection's place now */
+  wisp_connlimit_move(&slot, &c->slot);
   wisp_conn_close(c, NULL); /* stops its watchers; teardown finds nothing to close */
   c->io.fd = -1;
   c->io.ssl = NULL;
   c->got_preface = true; /* not a refusal */
-  wisp_tunnel_inbound(c->px, fd, ssl, &c->io.verify, c->peer_addr, c->dst);
+  wisp_tunnel_inbound(c->px, fd, ssl, &c->io.verify, c->peer_addr, c->dst, &slot);
   return true;
 }
 
@@ -166,8 +175,11 @@ static void on_teardown(wisp_h2conn *io) {
   if (io->close_reason[0]) {
     if (refused) px->stats.conns_refused++;
     if (io->upstream) px->stats.upstream_failures++;
-    log_conn_event(c, refused ? "refused" : io->upstream ? "upstream_failed" : "closed");
+    uint64_t dropped = 0;
+    if (!refused || !c->listener || wisp_log_limit_pass(&c->listener->refusals, wisp_log_now(), &dropped))
+      log_conn_event(c, refused ? "refused" : io->upstream ? "upstream_failed" : "closed", dropped);
   }
+  wisp_connlimit_release(&c->slot);
   ev_timer_stop(px->loop, &c->timer);
   wisp_stream_conn_gone(c);
   if (io->upstream) wisp_pool_remove(c->target, c);
@@ -226,8 +238,11 @@ static wisp_conn *conn_new(wisp_proxy *px, int fd, SSL *ssl, bool upstream, wisp
 
 /* A plaintext caller on the inbound port: served without a principal in
  * PERMISSIVE mode (policy still decides), refused in STRICT. */
-static void accept_plain_inbound(wisp_listener *l, wisp_target *dst, int fd, const char *peer) {
+static void accept_plain_inbound(wisp_listener *l, wisp_target *dst, int fd, const char *peer,
+                                 wisp_connlimit_slot *slot, ev_tstamp accepted) {
   wisp_conn *c = conn_new(l->px, fd, NULL, false, l->dir, WISP_H2CONN_OPEN);
+  wisp_connlimit_move(&c->slot, slot);
+  c->started = accepted;
   c->listener = l;
   c->dst = dst;
   snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer);
@@ -238,9 +253,12 @@ static void accept_plain_inbound(wisp_listener *l, wisp_target *dst, int fd, con
   wisp_conn_rearm(c);
 }
 
-static void accept_tls(wisp_listener *l, wisp_target *dst, int fd, const char *peer) {
+static void accept_tls(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
+                       ev_tstamp accepted) {
   wisp_proxy *px = l->px;
   wisp_conn *c = conn_new(px, fd, NULL, false, l->dir, WISP_H2CONN_HANDSHAKING);
+  wisp_connlimit_move(&c->slot, slot);
+  c->started = accepted;
   SSL *ssl = wisp_tls_new_ssl(px->tls, true, &c->io.verify);
   if (ssl) {
     SSL_set_fd(ssl, fd);
@@ -258,27 +276,35 @@ static void accept_tls(wisp_listener *l, wisp_target *dst, int fd, const char *p
 }
 
 /* A connection's line before it is a wisp_conn: |event| "refused" (we
- * closed it), "closed" (the caller did) or "misdirected" (served by a
- * stand-in). */
-static void log_unaccepted(wisp_listener *l, const char *peer, const char *event, const char *reason) {
+ * closed it; |limit|: the flag that refused it, or NULL), "closed" (the
+ * caller did) or "misdirected" (served by a stand-in). Rate-limited per
+ * listener: a flood of such connections must not become a flood of log. */
+static void log_unaccepted(wisp_listener *l, const char *peer, const char *event, const char *reason,
+                           const char *limit) {
+  uint64_t dropped;
+  if (!wisp_log_limit_pass(&l->refusals, wisp_log_now(), &dropped)) return;
   wisp_json j;
   wisp_json_begin(&j, "conn");
   wisp_json_str(&j, "event", event);
   wisp_json_str(&j, "direction", l->dir == WISP_DIR_INBOUND ? "inbound" : "outbound");
   wisp_json_str(&j, "peer_addr", peer);
   wisp_json_str(&j, "reason", reason);
+  wisp_json_str(&j, "limit", limit);
+  if (dropped) wisp_json_int(&j, "suppressed", (int64_t)dropped);
   wisp_json_emit(&j);
 }
 
 static void log_refused(wisp_listener *l, const char *peer, const char *reason) {
   l->px->stats.conns_refused++;
-  log_unaccepted(l, peer, "refused", reason);
+  log_unaccepted(l, peer, "refused", reason, NULL);
 }
 
 typedef struct {
   wisp_listener *l;
   wisp_target *dst;
   char peer[64];
+  wisp_connlimit_slot slot;
+  ev_tstamp accepted;
 } inbound_sniff;
 
 static void on_inbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
@@ -288,7 +314,7 @@ static void on_inbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
     /* Connect and close: a TCP health check or a port scan, not a failed
      * handshake. Said as it happens (the sniffer saw the FIN or RST). */
     l->px->stats.conns_closed_early++;
-    log_unaccepted(l, in->peer, "closed", "closed before the TLS handshake (the peer sent nothing)");
+    log_unaccepted(l, in->peer, "closed", "closed before the TLS handshake (the peer sent nothing)", NULL);
   } else if (proto == WISP_SNIFF_TIMEOUT) {
     close(fd);
     char reason[128];
@@ -296,15 +322,17 @@ static void on_inbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
              l->px->cfg->handshake_timeout);
     log_refused(l, in->peer, reason);
   } else if (proto == WISP_SNIFF_TLS) {
-    accept_tls(l, in->dst, fd, in->peer);
+    accept_tls(l, in->dst, fd, in->peer, &in->slot, in->accepted);
   } else {
-    accept_plain_inbound(l, in->dst, fd, in->peer);
+    accept_plain_inbound(l, in->dst, fd, in->peer, &in->slot, in->accepted);
   }
+  wisp_connlimit_release(&in->slot); /* refused: the connection is gone */
   free(in);
 }
 
-static void accept_h2c(wisp_listener *l, wisp_target *dst, int fd, const char *peer) {
+static void accept_h2c(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot) {
   wisp_conn *c = conn_new(l->px, fd, NULL, false, l->dir, WISP_H2CONN_OPEN);
+  wisp_connlimit_move(&c->slot, slot);
   c->listener = l;
   c->dst = dst;
   snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer);
@@ -315,6 +343,7 @@ typedef struct {
   wisp_listener *l;
   wisp_target *dst;
   char peer[64];
+  wisp_connlimit_slot slot;
 } outbound_sniff;
 
 /* The whole HTTP/2 client preface goes to the L7 path; anything else
@@ -322,10 +351,11 @@ typedef struct {
 static void on_outbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
   outbound_sniff *o = arg;
   if (proto == WISP_SNIFF_HTTP2) {
-    accept_h2c(o->l, o->dst, fd, o->peer);
+    accept_h2c(o->l, o->dst, fd, o->peer, &o->slot);
   } else if (proto != WISP_SNIFF_CLOSED) {
-    wisp_tunnel_outbound(o->l->px, fd, o->peer, o->dst);
+    wisp_tunnel_outbound(o->l->px, fd, o->peer, o->dst, &o->slot);
   }
+  wisp_connlimit_release(&o->slot); /* the caller left during detection */
   free(o);
 }
 
@@ -361,24 +391,53 @@ static wisp_target *destination(wisp_listener *l, int fd, const wisp_addr *peer,
   return t;
 }
 
+/* Closes a caller that would go past one of |l|'s connection limits, at
+ * once (before any TLS), with a line naming the limit. */
+static void refuse_over_limit(wisp_listener *l, int fd, const wisp_addr *peer, const char *peer_str,
+                              wisp_connlimit_result why) {
+  const wisp_config *cfg = l->px->cfg;
+  char reason[192], source[64];
+  bool total = why == WISP_CONNLIMIT_TOTAL;
+  l->px->stats.conns_limited[total ? 0 : 1]++;
+  close(fd);
+  if (total) {
+    snprintf(reason, sizeof(reason), "the listener holds %d connections already (--max-connections)",
+             cfg->max_connections);
+  } else {
+    wisp_connlimit_source_name(peer, source, sizeof(source));
+    snprintf(reason, sizeof(reason), "%s holds %d connections already (--max-connections-per-source)", source,
+             cfg->max_connections_per_source);
+  }
+  log_unaccepted(l, peer_str, "refused", reason, total ? "max_connections" : "max_connections_per_source");
+}
+
 void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
   wisp_proxy *px = l->px;
   char peer_str[64], why[128];
-  px->stats.conns_accepted++;
   wisp_addr_format(peer, peer_str, sizeof(peer_str));
+  wisp_connlimit_slot slot;
+  wisp_connlimit_result lim = wisp_connlimit_take(l->limit, peer, &slot);
+  if (lim != WISP_CONNLIMIT_OK) {
+    refuse_over_limit(l, fd, peer, peer_str, lim);
+    return;
+  }
+  px->stats.conns_accepted++;
   bool probe = false;
   wisp_target *dst = destination(l, fd, peer, &probe, why, sizeof(why));
   if (!dst) {
     if (!probe) log_refused(l, peer_str, why);
+    wisp_connlimit_release(&slot);
     close(fd);
     return;
   }
-  if (dst->refuse) log_unaccepted(l, peer_str, "misdirected", dst->refuse);
+  if (dst->refuse) log_unaccepted(l, peer_str, "misdirected", dst->refuse, NULL);
   if (l->dir == WISP_DIR_INBOUND) {
     /* TLS or plaintext? The first bytes say (PeerAuthentication). */
     inbound_sniff *in = wisp_calloc(1, sizeof(*in));
     in->l = l;
     in->dst = dst;
+    in->accepted = ev_now(px->loop);
+    wisp_connlimit_move(&in->slot, &slot);
     snprintf(in->peer, sizeof(in->peer), "%s", peer_str);
     wisp_sniff_start(px->loop, fd, px->cfg->handshake_timeout, on_inbound_sniffed, in);
     return;
@@ -387,17 +446,18 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
     /* Transparent outbound: HTTP/2 goes to the L7 path, anything else is a
      * byte stream; server-first protocols on opaque ports skip detection. */
     if (wisp_config_port_opaque(px->cfg, wisp_addr_port(&dst->addr))) {
-      wisp_tunnel_outbound(px, fd, peer_str, dst);
+      wisp_tunnel_outbound(px, fd, peer_str, dst, &slot);
       return;
     }
     outbound_sniff *o = wisp_calloc(1, sizeof(*o));
     o->l = l;
     o->dst = dst;
+    wisp_connlimit_move(&o->slot, &slot);
     snprintf(o->peer, sizeof(o->peer), "%s", peer_str);
     wisp_sniff_start(px->loop, fd, WISP_DETECT_TIMEOUT, on_outbound_sniffed, o);
     return;
   }
-  accept_h2c(l, dst, fd, peer_str);
+  accept_h2c(l, dst, fd, peer_str, &slot);
 }
 
 wisp_conn *wisp_conn_connect(wisp_target *t, char *err, size_t err_len) {

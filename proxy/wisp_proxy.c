@@ -1,7 +1,9 @@
 #include "proxy/wisp_proxy.h"
 
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,22 +22,15 @@
 
 #define WISP_ACCEPTS_PER_EVENT 64
 #define WISP_LISTEN_BACKLOG 1024
+/* How often the summaries of rate-limited log lines are written. */
+#define WISP_LOG_FLUSH_INTERVAL 1.0
+/* "refused" lines per listener: this many a second, then a count. */
+#define WISP_REFUSAL_LOG_BURST 20
+#define WISP_REFUSAL_LOG_WINDOW 1.0
+/* Descriptors beside the connections: listeners, admin, agent, logs. */
+#define WISP_FD_RESERVE 64
 
-static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
-  wisp_listener *l = w->data;
-  for (int i = 0; i < WISP_ACCEPTS_PER_EVENT; i++) {
-    int fd;
-    wisp_addr peer;
-    wisp_err rc = wisp_net_accept(&fd, l->fd, &peer);
-    if (rc == WISP_ERR_AGAIN) break;
-    if (rc != WISP_OK) {
-      /* EMFILE and friends: log, and let the next readiness event retry. */
-      WISP_WARN("accept on %s failed: %s", l->name, strerror(errno));
-      break;
-    }
-    wisp_conn_accept(l, fd, &peer);
-  }
-}
+static void on_accept(wisp_acceptor *a, int fd, const wisp_addr *peer) { wisp_conn_accept(a->data, fd, peer); }
 
 /* Runs before each flush pass: waiting requests go upstream. */
 static void before_flush(wisp_h2loop *lp) { wisp_pool_pump(lp->data); }
@@ -74,6 +69,8 @@ static void on_reload(struct ev_loop *loop, ev_timer *w, int revents) {
   }
 }
 
+static void on_log_flush(struct ev_loop *loop, ev_timer *w, int revents) { wisp_log_limit_flush(wisp_log_now()); }
+
 static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
   WISP_WARN("drain timeout reached, closing the remaining connections");
   ev_break(loop, EVBREAK_ALL);
@@ -85,7 +82,7 @@ void wisp_proxy_start_drain(wisp_proxy *px) {
   WISP_INFO("draining: no new connections, GOAWAY to callers, up to %gs", px->cfg->drain_timeout);
   wisp_intercept_stop(px);
   for (size_t i = 0; i < px->nlisteners; i++) {
-    ev_io_stop(px->loop, &px->listeners[i].io);
+    wisp_acceptor_stop(&px->listeners[i].acc);
     close(px->listeners[i].fd);
     px->listeners[i].fd = -1;
   }
@@ -198,11 +195,38 @@ static wisp_err add_listener(wisp_proxy *px, const char *addr, wisp_direction di
   l->dir = dir;
   l->name = wisp_strdup(addr);
   l->target = t;
-  ev_io_init(&l->io, on_accept, l->fd, EV_READ);
-  l->io.data = l;
-  ev_io_start(px->loop, &l->io);
+  char name[80];
+  snprintf(name, sizeof(name), "%s listener %s", dir == WISP_DIR_INBOUND ? "inbound" : "outbound", addr);
+  wisp_acceptor_init(&l->acc, px->loop, l->fd, name, WISP_ACCEPTS_PER_EVENT, on_accept, l);
+  wisp_acceptor_start(&l->acc);
+  /* Callers of the inbound port are other workloads: none may take every
+   * slot. Outbound callers are the local app. */
+  l->limit = wisp_connlimit_new((uint32_t)px->cfg->max_connections,
+                                dir == WISP_DIR_INBOUND ? (uint32_t)px->cfg->max_connections_per_source : 0);
+  char what[WISP_LOG_LIMIT_WHAT_MAX];
+  snprintf(what, sizeof(what), "refused or closed-early connections on the %s", name);
+  wisp_log_limit_init(&l->refusals, what, WISP_REFUSAL_LOG_BURST, WISP_REFUSAL_LOG_WINDOW, WISP_LOG_TO_STDOUT);
   px->nlisteners++;
   return WISP_OK;
+}
+
+/* Each connection is a descriptor (two while it is relayed): raise the soft
+ * open-file limit toward the hard one if the connection limits need it,
+ * and say so if they still do not fit. Running out is survivable (accepts
+ * pause, see lib/wisp_accept.h), but the limits should bind first. */
+static void check_fd_limit(const wisp_proxy *px) {
+  const wisp_config *cfg = px->cfg;
+  struct rlimit rl;
+  if (cfg->max_connections == 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  rlim_t want = (rlim_t)px->nlisteners * (rlim_t)cfg->max_connections * 2 + WISP_FD_RESERVE;
+  if (rl.rlim_cur >= want) return;
+  struct rlimit raised = {rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max, rl.rlim_max};
+  if (raised.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &raised) == 0) rl.rlim_cur = raised.rlim_cur;
+  if (rl.rlim_cur >= want) return;
+  WISP_WARN("the open file limit (%llu) is below what --max-connections %d on %zu listener(s) may need (%llu): "
+            "past it, accepts pause until descriptors are free; raise it (ulimit -n, LimitNOFILE=) or lower "
+            "--max-connections",
+            (unsigned long long)rl.rlim_cur, cfg->max_connections, px->nlisteners, (unsigned long long)want);
 }
 
 static void log_started(const wisp_proxy *px) {
@@ -253,6 +277,8 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   WISP_GUARD(wisp_authz_start(px, err, err_len));
   WISP_GUARD(wisp_intercept_start(px, err, err_len));
   ev_init(&px->drain_timer, on_drain_timeout);
+  ev_timer_init(&px->log_flush, on_log_flush, WISP_LOG_FLUSH_INTERVAL, WISP_LOG_FLUSH_INTERVAL);
+  ev_timer_start(loop, &px->log_flush);
   ev_signal_init(&px->sigterm, on_signal, SIGTERM);
   ev_signal_init(&px->sigint, on_signal, SIGINT);
   px->sigterm.data = px->sigint.data = px;
@@ -260,6 +286,7 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   ev_signal_start(loop, &px->sigint);
   /* Handles that only wait must not keep the loop alive past drain. */
   log_started(px);
+  check_fd_limit(px);
   if (cfg->admin) {
     /* An address the user gave must work; the default one may be taken
      * (several proxies on one host): then run without it, and say so. */
@@ -278,6 +305,8 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
 void wisp_proxy_run(wisp_proxy *px) { ev_run(px->loop, 0); }
 
 void wisp_proxy_cleanup(wisp_proxy *px) {
+  ev_timer_stop(px->loop, &px->log_flush);
+  wisp_log_limit_flush(INFINITY); /* whatever is still held back */
   wisp_admin_free(px->admin);
   px->admin = NULL;
   wisp_agent_client_free(px->agent);
@@ -287,10 +316,12 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   wisp_h2loop_cleanup(&px->lp);
   for (size_t i = 0; i < px->nlisteners; i++) {
     if (px->listeners[i].fd >= 0) {
-      ev_io_stop(px->loop, &px->listeners[i].io);
+      wisp_acceptor_stop(&px->listeners[i].acc);
       close(px->listeners[i].fd);
     }
     free(px->listeners[i].name);
+    wisp_connlimit_free(px->listeners[i].limit);
+    wisp_log_limit_cleanup(&px->listeners[i].refusals);
   }
   for (size_t i = 0; i < px->ntargets; i++) {
     free(px->targets[i].name);

@@ -41,6 +41,7 @@ typedef struct tunnel {
   char upstream[64];
   uint64_t bytes[2]; /* read from each end */
   ev_tstamp started;
+  wisp_connlimit_slot slot; /* the caller's place in its listener's limits */
 } tunnel;
 
 static void tun_close(tunnel *t, const char *reason, bool reset);
@@ -292,6 +293,7 @@ static void tun_close(tunnel *t, const char *reason, bool reset) {
     e->fd = -1;
     wisp_buf_cleanup(&e->out);
   }
+  wisp_connlimit_release(&t->slot);
   ev_init(&t->timer, on_free);
   ev_timer_set(&t->timer, 0, 0);
   ev_timer_start(t->px->loop, &t->timer);
@@ -306,8 +308,10 @@ void wisp_tunnel_close_all(wisp_proxy *px) {
   }
 }
 
-static tunnel *tun_new(wisp_proxy *px, wisp_direction dir, const char *peer_addr, const wisp_target *up) {
+static tunnel *tun_new(wisp_proxy *px, wisp_direction dir, const char *peer_addr, const wisp_target *up,
+                       wisp_connlimit_slot *slot) {
   tunnel *t = wisp_calloc(1, sizeof(*t));
+  wisp_connlimit_move(&t->slot, slot);
   t->px = px;
   t->next = px->tunnels;
   if (px->tunnels) px->tunnels->prev = t;
@@ -340,9 +344,10 @@ static bool dial(tunnel *t, int i, const wisp_target *up) {
   return true;
 }
 
-void wisp_tunnel_outbound(wisp_proxy *px, int app_fd, const char *peer_addr, wisp_target *up) {
+void wisp_tunnel_outbound(wisp_proxy *px, int app_fd, const char *peer_addr, wisp_target *up,
+                          wisp_connlimit_slot *slot) {
   static const uint8_t kAlpn[] = {7, 'w', 'i', 's', 'p', '-', 'l', '4'};
-  tunnel *t = tun_new(px, WISP_DIR_OUTBOUND, peer_addr, up);
+  tunnel *t = tun_new(px, WISP_DIR_OUTBOUND, peer_addr, up, slot);
   t->e[APP].fd = app_fd;
   t->expect_id = up->expect_id ? wisp_strdup(up->expect_id) : NULL;
   t->verify.expect_id = t->expect_id;
@@ -359,8 +364,8 @@ void wisp_tunnel_outbound(wisp_proxy *px, int app_fd, const char *peer_addr, wis
 }
 
 void wisp_tunnel_inbound(wisp_proxy *px, int fd, SSL *ssl, const wisp_tls_verify *v, const char *peer_addr,
-                         wisp_target *app) {
-  tunnel *t = tun_new(px, WISP_DIR_INBOUND, peer_addr, app);
+                         wisp_target *app, wisp_connlimit_slot *slot) {
+  tunnel *t = tun_new(px, WISP_DIR_INBOUND, peer_addr, app, slot);
   t->e[PEER].fd = fd;
   t->e[PEER].ssl = ssl;
   t->verify = *v;

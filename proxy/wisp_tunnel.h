@@ -11,15 +11,18 @@
 
 #define WISP_ALPN_L4 "wisp-l4"
 
-/* Outbound: |app_fd| (taken) is an app connection to |t|'s address; dials
+/* Both take the caller's |slot| in its listener's connection limits (it is
+ * given back when the tunnel closes).
+ * Outbound: |app_fd| (taken) is an app connection to |t|'s address; dials
  * it over mTLS (ALPN wisp-l4) and relays. */
-void wisp_tunnel_outbound(wisp_proxy *px, int app_fd, const char *peer_addr, wisp_target *t);
+void wisp_tunnel_outbound(wisp_proxy *px, int app_fd, const char *peer_addr, wisp_target *t,
+                          wisp_connlimit_slot *slot);
 /* Inbound: |fd| and |ssl| (taken) are a verified mTLS connection that
  * negotiated wisp-l4; |v| (borrowed) has the peer's identity: the tunnel
  * copies it and points |ssl| at its copy, so |v| may go once this returns. Connects to |app| after
  * the policy allows the caller on |port|, and relays. */
 void wisp_tunnel_inbound(wisp_proxy *px, int fd, SSL *ssl, const wisp_tls_verify *v, const char *peer_addr,
-                         wisp_target *app);
+                         wisp_target *app, wisp_connlimit_slot *slot);
 
 /* Closes every tunnel (proxy shutdown). */
 void wisp_tunnel_close_all(wisp_proxy *px);

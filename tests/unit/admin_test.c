@@ -286,6 +286,27 @@ static void test_route_table(void **state) {
   }
 }
 
+/* Every status the admin answers gets its own reason phrase (a bug gave
+ * 403 the phrase "Error"); others get their class name. */
+static void test_reason_phrases(void **state) {
+  (void)state;
+  static const struct {
+    int status;
+    const char *phrase;
+  } kCases[] = {
+      {200, "OK"}, {202, "Accepted"}, {400, "Bad Request"}, {403, "Forbidden"}, {404, "Not Found"},
+      {405, "Method Not Allowed"}, {408, "Request Timeout"}, {413, "Content Too Large"},
+      {429, "Too Many Requests"}, {500, "Internal Server Error"}, {503, "Service Unavailable"},
+      {299, "Successful"}, {418, "Client Error"}, {599, "Server Error"}, {103, "Informational"},
+      {0, "Unknown"}, {600, "Unknown"}, {-1, "Unknown"},
+  };
+  for (size_t i = 0; i < sizeof(kCases) / sizeof(kCases[0]); i++) {
+    const char *got = wisp_admin_reason_phrase(kCases[i].status);
+    if (!got || strcmp(got, kCases[i].phrase) != 0)
+      fail_msg("status %d: \"%s\", want \"%s\"", kCases[i].status, got ? got : "(null)", kCases[i].phrase);
+  }
+}
+
 /* The query does not take part in routing. */
 static void test_route_after_parse(void **state) {
   (void)state;
@@ -355,7 +376,7 @@ int main(void) {
       cmocka_unit_test(test_parse_trailing_bytes), cmocka_unit_test(test_parse_oversize),
       cmocka_unit_test(test_parse_small_max),   cmocka_unit_test(test_route_table),
       cmocka_unit_test(test_route_after_parse), cmocka_unit_test(test_ready_table),
-      cmocka_unit_test(test_ready_small_buffer),
+      cmocka_unit_test(test_ready_small_buffer), cmocka_unit_test(test_reason_phrases),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }

@@ -20,6 +20,7 @@ static const char *const kEnvVars[] = {
     "WISP_INBOUND",       "WISP_APP",          "WISP_ALLOW_TLS12",  "WISP_CONNECT_TIMEOUT",
     "WISP_HANDSHAKE_TIMEOUT", "WISP_IDLE_TIMEOUT", "WISP_DRAIN_TIMEOUT", "WISP_RELOAD_INTERVAL",
     "WISP_POOL_SIZE",     "WISP_LOG_LEVEL",    "WISP_HELP",         "WISP_ADMIN",
+    "WISP_MAX_CONNECTIONS", "WISP_MAX_CONNECTIONS_PER_SOURCE",
 };
 
 static int clear_env(void **state) {
@@ -71,6 +72,8 @@ static void check_defaults(const wisp_config *c) {
   assert_true(c->drain_timeout == 30.0);
   assert_true(c->reload_interval == 1.0);
   assert_int_equal(c->pool_size, 4);
+  assert_int_equal(c->max_connections, 4096);
+  assert_int_equal(c->max_connections_per_source, 1024);
   assert_string_equal(c->log_level, "info");
   assert_string_equal(c->admin, "127.0.0.1:15000");
   assert_false(c->admin_set);
@@ -157,6 +160,16 @@ static void check_tls12_off(const wisp_config *c) { assert_false(c->allow_tls12)
 static void check_pool_default(const wisp_config *c) { assert_int_equal(c->pool_size, 4); }
 
 static void check_pool_1(const wisp_config *c) { assert_int_equal(c->pool_size, 1); }
+
+static void check_limits_set(const wisp_config *c) {
+  assert_int_equal(c->max_connections, 100000);
+  assert_int_equal(c->max_connections_per_source, 7);
+}
+
+static void check_limits_off(const wisp_config *c) {
+  assert_int_equal(c->max_connections, 0);
+  assert_int_equal(c->max_connections_per_source, 0);
+}
 
 static void check_admin_9901(const wisp_config *c) {
   assert_string_equal(c->admin, "127.0.0.1:9901");
@@ -262,6 +275,15 @@ static const cfg_case kCases[] = {
     {"empty environment value is unset", {"WISP_POOL_SIZE=", NULL}, {CERTS, "--app", ":1"}, WISP_OK, NULL,
      check_pool_default},
     {"pool size 1", {0}, {CERTS, "--app", ":1", "--pool-size", "1"}, WISP_OK, NULL, check_pool_1},
+    {"connection limits", {0},
+     {CERTS, "--app", ":1", "--max-connections", "100000", "--max-connections-per-source", "7"}, WISP_OK, NULL,
+     check_limits_set},
+    {"connection limits from the environment",
+     {"WISP_MAX_CONNECTIONS=100000", "WISP_MAX_CONNECTIONS_PER_SOURCE=7", NULL}, {CERTS, "--app", ":1"}, WISP_OK,
+     NULL, check_limits_set},
+    {"connection limits 0: none", {0},
+     {CERTS, "--app", ":1", "--max-connections", "0", "--max-connections-per-source", "0"}, WISP_OK, NULL,
+     check_limits_off},
 
     /* --admin */
     {"--admin ADDR", {0}, {CERTS, "--app", ":1", "--admin", "127.0.0.1:9901"}, WISP_OK, NULL, check_admin_9901},
@@ -374,6 +396,14 @@ static const cfg_case kCases[] = {
     {"pool-size overflow", {0}, {CERTS, "--app", ":1", "--pool-size", "99999999999999999999"}, WISP_ERR_USAGE,
      "--pool-size", NULL},
     {"pool-size empty", {0}, {CERTS, "--app", ":1", "--pool-size", ""}, WISP_ERR_USAGE, "--pool-size", NULL},
+    {"max-connections negative", {0}, {CERTS, "--app", ":1", "--max-connections", "-1"}, WISP_ERR_USAGE,
+     "--max-connections: invalid value '-1'", NULL},
+    {"max-connections too big", {0}, {CERTS, "--app", ":1", "--max-connections", "10000001"}, WISP_ERR_USAGE,
+     "--max-connections: invalid value", NULL},
+    {"max-connections-per-source junk", {0}, {CERTS, "--app", ":1", "--max-connections-per-source", "4k"},
+     WISP_ERR_USAGE, "--max-connections-per-source: invalid value '4k'", NULL},
+    {"WISP_MAX_CONNECTIONS bad", {"WISP_MAX_CONNECTIONS=many", NULL}, {CERTS, "--app", ":1"}, WISP_ERR_USAGE,
+     "--max-connections: invalid value 'many'", NULL},
     {"WISP_POOL_SIZE bad", {"WISP_POOL_SIZE=lots", NULL}, {CERTS, "--app", ":1"}, WISP_ERR_USAGE,
      "--pool-size: invalid value 'lots'", NULL},
     {"WISP_CONNECT_TIMEOUT bad", {"WISP_CONNECT_TIMEOUT=-2", NULL}, {CERTS, "--app", ":1"}, WISP_ERR_USAGE,
