@@ -24,8 +24,6 @@ p=$WORK/pki
 declare -A PENDING=(
   [held_streams]="streams: bounded, timed-out queue for a full pool (503 with a reason)"
   [zero_window]="streams: per-connection and process buffer budgets"
-  [idle_connections]="listeners: connection caps on the data listeners; admin slots"
-  [fd_exhaustion]="listeners: pause accepting on EMFILE, bounded accept-error log"
 )
 # awaiting KEY WHAT: true, with a TAP skip of WHAT naming the missing fix,
 # while KEY's fix is not on main (WISP_ATTACK_ALL=1: never).
