@@ -62,6 +62,7 @@ typedef struct wisp_target {
   /* Requests waiting for an upstream stream (wisp_pool): a ring of the
    * callers that have some, served round robin; |waiters| is next. */
   wisp_conn *waiters;
+  int nwaiting;                 /* requests waiting, all callers (at most --max-queued) */
   bool woken;                   /* on px->woken: a stream or a slot may be ready */
   struct wisp_target *woken_next;
 } wisp_target;
@@ -104,6 +105,8 @@ struct wisp_conn {
    * by wait_next) and its place in dst->waiters (linked by rr_next/prev) */
   wisp_stream *wait_head, *wait_tail;
   wisp_conn *rr_next, *rr_prev;
+  int nwaiting;              /* downstream: its streams in wait_head.. */
+  int nupstream;             /* downstream: its streams holding an upstream stream (at most --max-upstream-per-caller) */
   wisp_ratelim resets;       /* downstream: RST_STREAM frames it may still send */
   const char *term_reason;   /* static; set when we terminated the session (GOAWAY sent, then close) */
   bool goaway;               /* no new streams on this connection */
@@ -141,6 +144,8 @@ struct wisp_stream {
   bool discard_req;          /* we answered already: drop request data */
   bool waiting;              /* in its caller's wait queue for an upstream stream */
   wisp_stream *wait_next, *wait_prev;
+  ev_timer wait_timer;       /* --queue-timeout while waiting */
+  bool counted_up;           /* counted in its caller's nupstream */
   bool is_grpc;
   int retries;
   int status;

@@ -40,6 +40,9 @@ static const opt_def kOpts[] = {
     {"max-resets", OPT_INT, OFF(max_resets), "1000"},
     {"max-connections", OPT_LIMIT, OFF(max_connections), "4096"},
     {"max-connections-per-source", OPT_LIMIT, OFF(max_connections_per_source), "1024"},
+    {"max-queued", OPT_INT, OFF(max_queued), "512"},
+    {"queue-timeout", OPT_SECONDS, OFF(queue_timeout), "5"},
+    {"max-upstream-per-caller", OPT_INT, OFF(max_upstream_per_caller), "100"},
     {"log-level", OPT_STR, OFF(log_level), "info"},
     {"admin", OPT_STR, OFF(admin), NULL}, /* default WISP_ADMIN_DEFAULT, see below */
     {"agent", OPT_STR, OFF(agent), NULL},
@@ -88,6 +91,9 @@ const char *wisp_config_usage(void) {
          "                                         once (0: no limit)\n"
          "  --max-connections-per-source N (1024)  of those on --inbound, from one caller address\n"
          "                                         (IPv6: one /64); 0: no limit\n"
+         "  --max-queued N (512) --queue-timeout S (5)  requests waiting for a free upstream stream,\n"
+         "                                         per upstream, and how long each may wait; then 503\n"
+         "  --max-upstream-per-caller N (100)      upstream streams one caller connection may hold\n"
          "  --log-level debug|info|warn|error\n"
          "  --admin ADDR|off                       admin listener: /healthz /ready /certs /config\n"
          "                                         /metrics, POST /drain (default 127.0.0.1:15000)\n"

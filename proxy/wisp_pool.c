@@ -2,6 +2,8 @@
 
 #include <stdio.h>
 
+#include <ev.h>
+
 #include "proxy/wisp_conn.h"
 #include "proxy/wisp_stream.h"
 
@@ -77,9 +79,43 @@ void wisp_pool_wake(wisp_target *t) {
   t->px->woken = t;
 }
 
+/* Why a request waited in vain, for the caller (x-wisp-error). */
+static void describe_wait(const wisp_stream *s, const wisp_conn *caller, char *out, size_t out_len) {
+  const wisp_target *t = s->target;
+  const wisp_config *cfg = t->px->cfg;
+  if (caller->nupstream >= cfg->max_upstream_per_caller) {
+    snprintf(out, out_len,
+             "upstream %s: no stream for this request within %gs: this connection already has %d requests in "
+             "progress upstream (--max-upstream-per-caller)",
+             t->name, cfg->queue_timeout, caller->nupstream);
+  } else {
+    snprintf(out, out_len,
+             "upstream %s: no stream for this request within %gs: all streams of its %d connections are busy "
+             "(--queue-timeout)",
+             t->name, cfg->queue_timeout, t->nconns);
+  }
+}
+
+static void on_wait_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
+  wisp_stream *s = w->data;
+  wisp_conn *caller = s->link[WISP_DOWN].conn;
+  char why[WISP_TLS_REASON_MAX];
+  if (!caller) return;
+  describe_wait(s, caller, why, sizeof(why));
+  wisp_pool_dequeue(s);
+  wisp_stream_unavailable(s, 503, why);
+}
+
 void wisp_pool_enqueue(wisp_stream *s) {
   wisp_conn *c = s->link[WISP_DOWN].conn;
+  wisp_target *t = s->target;
+  const wisp_config *cfg = t->px->cfg;
   if (!c || s->waiting) return;
+  t->nwaiting++;
+  c->nwaiting++;
+  ev_timer_init(&s->wait_timer, on_wait_timeout, cfg->queue_timeout, 0);
+  s->wait_timer.data = s;
+  ev_timer_start(t->px->loop, &s->wait_timer);
   s->waiting = true;
   s->wait_next = NULL;
   s->wait_prev = c->wait_tail;
@@ -108,14 +144,32 @@ void wisp_pool_dequeue(wisp_stream *s) {
   }
   s->waiting = false;
   s->wait_next = s->wait_prev = NULL;
+  s->target->nwaiting--;
+  c->nwaiting--;
+  ev_timer_stop(s->target->px->loop, &s->wait_timer);
   if (!c->wait_head) ring_remove(s->target, c);
 }
 
+/* The next caller in turn that may have one more upstream stream, from
+ * t->waiters on; NULL if every caller waiting is at its share. */
+static wisp_conn *next_caller(wisp_target *t) {
+  int share = t->px->cfg->max_upstream_per_caller;
+  wisp_conn *c = t->waiters;
+  do {
+    if (c->nupstream < share) return c;
+    c = c->rr_next;
+  } while (c != t->waiters);
+  return NULL;
+}
+
 /* Sends waiting requests of |t|, one per caller in turn, while streams are
- * free. */
+ * free. A caller at its share (--max-upstream-per-caller) waits for one of
+ * its own to end: one connection cannot take every stream of the pool. */
 static void pump_target(wisp_target *t) {
   while (t->waiters) {
-    wisp_conn *caller = t->waiters;
+    wisp_conn *caller = next_caller(t);
+    if (!caller) return;
+    t->waiters = caller;
     wisp_stream *s = caller->wait_head;
     wisp_conn *up = NULL;
     char err[WISP_TLS_REASON_MAX];
@@ -131,6 +185,26 @@ static void pump_target(wisp_target *t) {
   }
 }
 
+/* More requests wait than --max-queued allows once the free streams were
+ * handed out: the newest of the caller with the most waiting are refused,
+ * so a caller that floods the queue loses its own requests first. */
+static void trim_queue(wisp_target *t) {
+  int max = t->px->cfg->max_queued;
+  while (t->nwaiting > max && t->waiters) {
+    wisp_conn *most = t->waiters, *c = t->waiters;
+    do {
+      if (c->nwaiting > most->nwaiting) most = c;
+      c = c->rr_next;
+    } while (c != t->waiters);
+    wisp_stream *s = most->wait_tail;
+    char why[WISP_TLS_REASON_MAX];
+    snprintf(why, sizeof(why), "upstream %s: %d requests are already waiting for a free stream (--max-queued)",
+             t->name, t->nwaiting - 1);
+    wisp_pool_dequeue(s);
+    wisp_stream_unavailable(s, 503, why);
+  }
+}
+
 void wisp_pool_pump(wisp_proxy *px) {
   wisp_target *t;
   while ((t = px->woken) != NULL) {
@@ -138,6 +212,7 @@ void wisp_pool_pump(wisp_proxy *px) {
     t->woken_next = NULL;
     t->woken = false;
     pump_target(t);
+    trim_queue(t);
   }
 }
 

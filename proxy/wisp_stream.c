@@ -27,6 +27,14 @@ static void dispatch(wisp_stream *s);
 
 /* ---- links between a stream and its connections ---- */
 
+/* Its caller's count of upstream streams (--max-upstream-per-caller). */
+static void count_up(wisp_stream *s, bool holds) {
+  wisp_conn *down = s->link[WISP_DOWN].conn;
+  if (!down || s->counted_up == holds) return;
+  s->counted_up = holds;
+  down->nupstream += holds ? 1 : -1;
+}
+
 static void link_side(wisp_stream *s, wisp_side side, wisp_conn *c, int32_t id) {
   wisp_stream_link *l = &s->link[side];
   l->conn = c;
@@ -36,6 +44,7 @@ static void link_side(wisp_stream *s, wisp_side side, wisp_conn *c, int32_t id) 
   if (c->streams) c->streams->link[side].prev = s;
   c->streams = s;
   wisp_conn_stream_added(c);
+  if (side == WISP_UP) count_up(s, true);
 }
 
 static void unlink_side(wisp_stream *s, wisp_side side) {
@@ -43,6 +52,7 @@ static void unlink_side(wisp_stream *s, wisp_side side) {
   wisp_conn *c = l->conn;
   if (!c) return;
   if (side == WISP_DOWN) wisp_pool_dequeue(s); /* its caller is gone: it never goes upstream */
+  count_up(s, false);
   if (l->prev) {
     l->prev->link[side].next = l->next;
   } else {

@@ -641,21 +641,34 @@ static void test_short_option_cluster(void **state) {
 static void test_stream_limits(void **state) {
   (void)state;
   static const char *const dflt[] = {CERTS, "--app", ":1", NULL};
-  static const char *const flags[] = {CERTS, "--app", ":1", "--max-resets", "50", NULL};
+  static const char *const flags[] = {CERTS, "--app", ":1", "--max-resets", "50", "--max-queued", "8",
+                                      "--queue-timeout", "0.5", "--max-upstream-per-caller", "3", NULL};
   static const char *const zero[] = {CERTS, "--app", ":1", "--max-resets", "0", NULL};
   wisp_config c;
   char err[256] = "";
   assert_int_equal(parse(&c, dflt, err, sizeof(err)), WISP_OK);
   assert_int_equal(c.max_resets, 1000);
+  assert_int_equal(c.max_queued, 512);
+  assert_true(c.queue_timeout == 5.0);
+  assert_int_equal(c.max_upstream_per_caller, 100);
   wisp_config_cleanup(&c);
   assert_int_equal(parse(&c, flags, err, sizeof(err)), WISP_OK);
   assert_int_equal(c.max_resets, 50);
+  assert_int_equal(c.max_queued, 8);
+  assert_true(c.queue_timeout == 0.5);
+  assert_int_equal(c.max_upstream_per_caller, 3);
   wisp_config_cleanup(&c);
   setenv("WISP_MAX_RESETS", "7", 1);
+  setenv("WISP_QUEUE_TIMEOUT", "2", 1);
+  setenv("WISP_MAX_UPSTREAM_PER_CALLER", "9", 1);
   assert_int_equal(parse(&c, dflt, err, sizeof(err)), WISP_OK);
   assert_int_equal(c.max_resets, 7);
+  assert_true(c.queue_timeout == 2.0);
+  assert_int_equal(c.max_upstream_per_caller, 9);
   wisp_config_cleanup(&c);
   unsetenv("WISP_MAX_RESETS");
+  unsetenv("WISP_QUEUE_TIMEOUT");
+  unsetenv("WISP_MAX_UPSTREAM_PER_CALLER");
   assert_int_equal(parse(&c, zero, err, sizeof(err)), WISP_ERR_USAGE);
   assert_non_null(strstr(err, "--max-resets"));
   wisp_config_cleanup(&c);
