@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include "control/agent/wisp_rpc.h"
 #include "control/agent/wisp_tokens.h"
@@ -75,7 +76,9 @@ struct wisp_agent {
   char *policy;              /* owned, NUL-terminated YAML */
   wisp_policy *compiled;     /* owned: |policy| compiled, for its Destinations */
   uint64_t version;
-  char policy_dir_digest[65];
+  /* SHA-256 of the --policy-dir files last read: the directory is applied
+   * when it changes, so a `wispctl apply` stays until the next edit. */
+  uint8_t policy_dir_digest[SHA256_DIGEST_LENGTH];
   watcher *watchers;
   proxy_record **proxies;    /* owned; records never move (watchers point at them) */
   size_t nproxies;
@@ -868,13 +871,20 @@ static char *read_policy_dir(const char *dir) {
   return out;
 }
 
+/* The directory is applied when its files change (and when first read, if
+ * they differ from the stored policy), not whenever they differ from the
+ * policy in force: a `wispctl apply` in between holds until the next edit
+ * of the ConfigMap, and a bad file set is refused (and logged) once. */
 static void on_policy_poll(struct ev_loop *loop, ev_timer *w, int revents) {
   wisp_agent *a = w->data;
   char *yaml = read_policy_dir(a->cfg.policy_dir);
   if (!yaml) return;
-  if (strcmp(yaml, a->policy) != 0) {
+  uint8_t digest[SHA256_DIGEST_LENGTH];
+  SHA256((const uint8_t *)yaml, strlen(yaml), digest);
+  if (memcmp(digest, a->policy_dir_digest, sizeof(digest)) != 0) {
+    memcpy(a->policy_dir_digest, digest, sizeof(digest));
     char err[512];
-    if (apply_policy(a, yaml, a->cfg.policy_dir, err, sizeof(err)) != WISP_OK)
+    if (strcmp(yaml, a->policy) != 0 && apply_policy(a, yaml, a->cfg.policy_dir, err, sizeof(err)) != WISP_OK)
       WISP_ERROR("cannot apply the policy from %s: %s", a->cfg.policy_dir, err);
   }
   free(yaml);

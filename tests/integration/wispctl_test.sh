@@ -171,6 +171,40 @@ fi
 ctl status
 expect_match "after the agent stopped: cannot reach it" '^1:wispctl: cannot reach the agent at ' "$RC:$ERR"
 
+# ---- --policy-dir (a mounted ConfigMap) and wispctl apply ----
+# The directory is pushed when it changes; a wispctl apply in between holds
+# until the next edit (the agent polls the directory every 0.5 s).
+PDIR=$WORK/policy-dir
+mkdir -p "$PDIR"
+cp "$WORK/policy.yaml" "$PDIR/shop.yaml"
+SOCK=$SOCKS/pdir.sock
+start_bg "$WORK/pagent" "$AGENT" --state-dir "$WORK/pstate" --listen "unix:$SOCK" --trust-domain shop.local \
+  --policy-dir "$PDIR"
+PAGENT_PID=$LAST_PID
+export WISP_AGENT="unix://$SOCK"
+version_is() { ctl status && [ "$(printf '%s\n' "$OUT" | awk '/agent policy version/ {print $4}')" = "$1" ]; }
+check "an agent with --policy-dir applies the directory at start (version 1)" wait_for 20 version_is 1
+sed 's/sa\/frontend/sa\/payments/' "$WORK/policy.yaml" >"$WORK/payments.yaml"
+ctl apply -f "$WORK/payments.yaml"
+expect_eq "wispctl apply beside --policy-dir: version 2" "0:applied version 2" "$RC:$OUT"
+sleep 1.6
+check "... and it holds: the unchanged directory is not pushed over it" version_is 2
+cp "$WORK/payments.yaml" "$PDIR/shop.yaml.new"
+sed -i 's/GET/POST/' "$PDIR/shop.yaml.new"
+mv "$PDIR/shop.yaml.new" "$PDIR/shop.yaml"
+check "an edit of the directory is pushed (version 3)" wait_for 5 version_is 3
+check "... from the directory" wait_for 5 grep -q "\"type\":\"policy_applied\",\"version\":\"3\",\"source\":\"$PDIR\"" "$WORK/pagent.out"
+printf 'kind: AuthorizationPolicy\nspec: {action: MAYBE}\n' >"$PDIR/zz-bad.yaml"
+rejected() { [ "$(grep -c '"type":"policy_rejected"' "$WORK/pagent.out")" = "$1" ]; }
+check "a bad file set is refused" wait_for 5 rejected 1
+sleep 1.6
+check "... once, not at every poll" rejected 1
+check "... and the last good policy stays" version_is 3
+kill -TERM "$PAGENT_PID"
+wait "$PAGENT_PID"
+expect_eq "the --policy-dir agent exits 0 on SIGTERM" 0 "$?"
+unset WISP_AGENT
+
 # ---- a @grpc/grpc-js server (tests/node/fake_agent.js) ----
 if start_fake fake; then ok "fake agent (grpc-js) starts"; else not_ok "fake agent (grpc-js) starts" "$(cat "$WORK/fake.err")"; fi
 export WISP_AGENT="unix://$SOCKS/fake.sock"
