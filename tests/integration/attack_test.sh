@@ -227,6 +227,8 @@ if runs fd_exhaustion; then
   cpu_pct=$(((cpu1 - cpu0) * 1000 * 100 / $(getconf CLK_TCK) / ms))
   if [ "$cpu_pct" -lt 20 ]; then ok "fd: CPU while out of fds stays low (${cpu_pct}%)"
   else not_ok "fd: CPU while out of fds under 20%" "${cpu_pct}% of a core"; fi
+  check "fd: the proxy did run out of descriptors (accept failed: Too many open files, logged)" \
+    grep -q 'accept on .* failed: Too many open files' "$WORK/c_fd.err"
   grew=$(($(err_bytes c_fd) - err0))
   if [ "$grew" -lt 65536 ]; then ok "fd: stderr while out of fds bounded ($grew bytes)"
   else not_ok "fd: stderr while out of fds under 64 KiB" "$grew bytes"; fi
