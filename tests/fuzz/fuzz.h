@@ -4,6 +4,7 @@
 #ifndef WISP_TESTS_FUZZ_H
 #define WISP_TESTS_FUZZ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,5 +19,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
       abort();                                                                   \
     }                                                                            \
   } while (0)
+
+/* RFC 9110 tchar (a method or header name character), written apart from
+ * the modules on purpose: the targets check them against it. */
+static inline bool fuzz_is_tchar(uint8_t c) {
+  static const char kPunct[] = "!#$%&'*+-.^_`|~";
+  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
+  if (c >= '0' && c <= '9') return true;
+  for (const char *p = kPunct; *p; p++)
+    if (c == (uint8_t)*p) return true;
+  return false;
+}
 
 #endif

@@ -18,16 +18,6 @@
 
 static const char kPreface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/* RFC 9110 tchar, written differently from the module on purpose. */
-static bool is_tchar(uint8_t c) {
-  static const char kPunct[] = "!#$%&'*+-.^_`|~";
-  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
-  if (c >= '0' && c <= '9') return true;
-  for (const char *p = kPunct; *p; p++)
-    if (c == (uint8_t)*p) return true;
-  return false;
-}
-
 static void check_meaning(const uint8_t *d, size_t len, wisp_sniff_proto p) {
   size_t plen = strlen(kPreface);
   switch (p) {
@@ -42,7 +32,7 @@ static void check_meaning(const uint8_t *d, size_t len, wisp_sniff_proto p) {
       break;
     case WISP_SNIFF_HTTP1: {
       size_t i = 0;
-      while (i < len && d[i] != ' ') CHECK(is_tchar(d[i++]));
+      while (i < len && d[i] != ' ') CHECK(fuzz_is_tchar(d[i++]));
       CHECK(i > 0 && i < len && i <= WISP_SNIFF_METHOD_MAX);
       break;
     }
