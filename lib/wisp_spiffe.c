@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #define SCHEME "spiffe://"
@@ -68,7 +69,17 @@ wisp_err wisp_spiffe_parse(wisp_spiffe_id *out, const char *s, size_t len, char 
 }
 
 wisp_err wisp_spiffe_from_cert(wisp_spiffe_id *out, const X509 *cert, char *err_buf, size_t err_len) {
-  GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+  int found = 0; /* -1: no SAN extension, -2: several, else it is there */
+  GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, &found, NULL);
+  /* A SAN that does not decode leaves BoringSSL errors queued, which a
+   * later SSL_get_error on this thread would take as its own. */
+  ERR_clear_error();
+  if (!names && found != -1) {
+    set_err(err_buf, err_len,
+            found == -2 ? "certificate has more than one subjectAltName extension"
+                        : "certificate's subjectAltName does not decode");
+    return WISP_ERR_IDENTITY;
+  }
   const ASN1_IA5STRING *uri = NULL;
   int uris = 0;
   for (size_t i = 0; names && i < sk_GENERAL_NAME_num(names); i++) {

@@ -27,8 +27,9 @@ typedef struct {
 wisp_err wisp_spiffe_parse(wisp_spiffe_id *out, const char *s, size_t len,
                            char *err_buf, size_t err_len) WISP_MUST_CHECK;
 
-/* Extracts the SPIFFE ID of an X.509-SVID: exactly one URI SAN, and it must
- * parse. |cert| is borrowed. */
+/* Extracts the SPIFFE ID of an X.509-SVID: exactly one subjectAltName
+ * extension, that decodes, with exactly one URI, and it must parse. |cert|
+ * is borrowed. Leaves BoringSSL's error queue empty either way. */
 wisp_err wisp_spiffe_from_cert(wisp_spiffe_id *out, const X509 *cert,
                                char *err_buf, size_t err_len) WISP_MUST_CHECK;
 

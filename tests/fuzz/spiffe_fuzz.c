@@ -7,8 +7,8 @@
  * input, re-parses to the same result, and splits into its trust domain
  * and path as the spec says; a refusal leaves the output alone and fits
  * any error buffer. The same bytes are also tried as a DER certificate:
- * an identity taken from it is its one URI SAN, and describing it fits any
- * buffer.
+ * an identity taken from it is its one URI SAN, describing it fits any
+ * buffer, and neither leaves an error on BoringSSL's queue.
  *
  * Replayed over corpus/spiffe/ by //tests/fuzz:spiffe_fuzz_replay in the
  * normal suite; tests/fuzz/run_fuzzers.sh fuzzes it for real. */
@@ -101,7 +101,10 @@ static void fuzz_cert(const uint8_t *data, size_t size) {
   wisp_spiffe_id *id = malloc(sizeof(*id));
   CHECK(id != NULL);
   char err[160];
-  if (wisp_spiffe_from_cert(id, x, err, sizeof(err)) == WISP_OK) {
+  ERR_clear_error(); /* what d2i_X509 left */
+  wisp_err rc = wisp_spiffe_from_cert(id, x, err, sizeof(err));
+  CHECK(ERR_peek_error() == 0); /* nothing stale for a later SSL call */
+  if (rc == WISP_OK) {
     /* Exactly one URI SAN, and it is this ID. */
     GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
     int uris = 0;
@@ -128,6 +131,7 @@ static void fuzz_cert(const uint8_t *data, size_t size) {
   char full[600];
   wisp_spiffe_describe_cert(x, full, sizeof(full));
   CHECK(full[0] != '\0');
+  CHECK(ERR_peek_error() == 0);
   free(id);
   X509_free(x);
   ERR_clear_error();

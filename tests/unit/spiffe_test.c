@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
+#include <openssl/mem.h>
 #include <openssl/x509v3.h>
 
 #include "lib/wisp_spiffe.h"
@@ -266,6 +268,40 @@ static void test_from_cert_table(void **state) {
   }
 }
 
+/* The URI SAN's tag turned into a constructed otherName ([0]) that does not
+ * decode: refused as such, and no BoringSSL error is left queued for a
+ * later SSL call on this thread (found by fuzzing, tests/fuzz/pem_fuzz). */
+static void test_from_cert_undecodable_san(void **state) {
+  (void)state;
+  test_san san = {GEN_URI, "spiffe://example.org/web", 0};
+  X509 *x = cert_with(&san, 1, false, "workload");
+  uint8_t *der = NULL;
+  int len = i2d_X509(x, &der);
+  assert_true(len > 0);
+  X509_free(x);
+  static const char kUri[] = "spiffe://example.org/web";
+  uint8_t *at = NULL;
+  for (int i = 2; i + (int)sizeof(kUri) - 1 <= len; i++)
+    if (der[i - 2] == 0x86 && memcmp(der + i, kUri, sizeof(kUri) - 1) == 0) at = der + i - 2;
+  assert_non_null(at);
+  *at = 0xa0; /* [0] constructed: an otherName holding "spiffe://..." */
+  const uint8_t *p = der;
+  x = d2i_X509(NULL, &p, len);
+  assert_non_null(x);
+  ERR_clear_error();
+  wisp_spiffe_id id;
+  char why[256] = "";
+  assert_int_equal(wisp_spiffe_from_cert(&id, x, why, sizeof(why)), WISP_ERR_IDENTITY);
+  assert_string_equal(why, "certificate's subjectAltName does not decode");
+  assert_int_equal(ERR_peek_error(), 0);
+  char who[300];
+  wisp_spiffe_describe_cert(x, who, sizeof(who));
+  assert_string_equal(who, "subject /CN=workload");
+  assert_int_equal(ERR_peek_error(), 0);
+  X509_free(x);
+  OPENSSL_free(der);
+}
+
 static void test_from_cert_long_uri(void **state) {
   (void)state;
   char *uri = make_id(11, 3000);
@@ -305,6 +341,7 @@ int main(void) {
       cmocka_unit_test(test_parse_length_limits),
       cmocka_unit_test(test_parse_err_buf_optional_and_bounded),
       cmocka_unit_test(test_from_cert_table),
+      cmocka_unit_test(test_from_cert_undecodable_san),
       cmocka_unit_test(test_from_cert_long_uri),
       cmocka_unit_test(test_describe_cert),
   };
