@@ -1,9 +1,11 @@
 /* wisp-agent: the CA and policy source. See README.md. */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "control/agent/wisp_agent.h"
 #include "lib/wisp_log.h"
@@ -19,6 +21,14 @@ static const char kUsage[] =
     "  --trust-domain TD      trust domain of a generated root (default cluster.local)\n"
     "  --svid-ttl DURATION    lifetime of issued SVIDs, e.g. 24h, 30m, 5s (default 24h)\n"
     "  --policy-dir DIR       watch DIR/*.yaml (a mounted ConfigMap) and push it as policy\n"
+    "  --max-connections N    connections on all listeners together; more are closed at once\n"
+    "                         (default 4096; the open-files limit is raised to fit)\n"
+    "  --max-conn-buffer SIZE bytes held per connection: requests being received and responses\n"
+    "                         its peer has not read; a call passing it ends RESOURCE_EXHAUSTED\n"
+    "                         (default 16MiB; suffixes KiB, MiB, GiB)\n"
+    "  --max-watchers N       Config.Watch streams in all (default 4096)\n"
+    "  --max-watchers-per-caller N  Watch streams per SPIFFE ID from one uid on the Unix socket or\n"
+    "                         one IP address over TCP (default 8)\n"
     "  --log-level debug|info|warn|error\n"
     "Each flag can also be set as WISP_AGENT_<FLAG> (e.g. WISP_AGENT_STATE_DIR).\n";
 
@@ -26,6 +36,55 @@ typedef struct {
   const char *name;
   const char **slot;
 } flag;
+
+/* File descriptors kept besides connections: listeners, stdio, state files. */
+#define FD_RESERVE 64
+
+/* Parses a positive count (at most |max|). */
+static bool parse_count(size_t *out, const char *s, size_t max) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s || *end || *s == '-' || v == 0 || v > max) return false;
+  *out = (size_t)v;
+  return true;
+}
+
+/* Parses a byte size: digits and an optional unit (B, KiB, MiB, GiB; K, M,
+ * G mean the same), at least 1 KiB. */
+static bool parse_size(size_t *out, const char *s) {
+  static const struct {
+    const char *unit;
+    unsigned shift;
+  } kUnits[] = {{"", 0}, {"B", 0}, {"K", 10}, {"KiB", 10}, {"M", 20}, {"MiB", 20}, {"G", 30}, {"GiB", 30}};
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s || *s == '-') return false;
+  for (size_t i = 0; i < sizeof(kUnits) / sizeof(kUnits[0]); i++) {
+    if (strcmp(end, kUnits[i].unit) != 0) continue;
+    if (v > (SIZE_MAX >> 1) >> kUnits[i].shift || (v << kUnits[i].shift) < 1024) return false;
+    *out = (size_t)(v << kUnits[i].shift);
+    return true;
+  }
+  return false;
+}
+
+/* Raises the open-files limit to fit |*max_connections|; if the hard limit
+ * is lower, serves fewer connections and says so. */
+static void fit_fd_limit(size_t *max_connections) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  rlim_t want = (rlim_t)*max_connections + FD_RESERVE;
+  if (rl.rlim_cur >= want) return;
+  rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur >= want) return;
+  size_t fit = rl.rlim_cur > 2 * FD_RESERVE ? (size_t)rl.rlim_cur - FD_RESERVE : FD_RESERVE;
+  WISP_WARN("--max-connections %zu needs %llu open files, the limit is %llu (ulimit -Hn): serving at most %zu",
+            *max_connections, (unsigned long long)want, (unsigned long long)rl.rlim_cur, fit);
+  *max_connections = fit;
+}
 
 static int on_signal_stop(struct ev_loop *loop) {
   ev_break(loop, EVBREAK_ALL);
@@ -39,9 +98,20 @@ int main(int argc, char **argv) {
   const char *state_dir = "/var/lib/wisp", *listen = "unix:/run/wisp/agent.sock", *listen_tls = NULL;
   const char *ca_cert = NULL, *ca_key = NULL, *td = "cluster.local", *ttl = "24h", *policy_dir = NULL;
   const char *level = "info";
-  flag flags[] = {{"state-dir", &state_dir}, {"listen", &listen},        {"listen-tls", &listen_tls},
-                  {"ca-cert", &ca_cert},     {"ca-key", &ca_key},        {"trust-domain", &td},
-                  {"svid-ttl", &ttl},        {"policy-dir", &policy_dir}, {"log-level", &level}};
+  const char *max_conns = "4096", *max_buffer = "16MiB", *max_watchers = "4096", *max_per_caller = "8";
+  flag flags[] = {{"state-dir", &state_dir},
+                  {"listen", &listen},
+                  {"listen-tls", &listen_tls},
+                  {"ca-cert", &ca_cert},
+                  {"ca-key", &ca_key},
+                  {"trust-domain", &td},
+                  {"svid-ttl", &ttl},
+                  {"policy-dir", &policy_dir},
+                  {"log-level", &level},
+                  {"max-connections", &max_conns},
+                  {"max-conn-buffer", &max_buffer},
+                  {"max-watchers", &max_watchers},
+                  {"max-watchers-per-caller", &max_per_caller}};
   enum { NFLAGS = sizeof(flags) / sizeof(flags[0]) };
   /* Environment first, flags override. */
   for (int i = 0; i < NFLAGS; i++) {
@@ -85,6 +155,22 @@ int main(int argc, char **argv) {
     fprintf(stderr, "wisp-agent: --svid-ttl %s: expected a duration such as 24h, 30m or 5s\n", ttl);
     return 2;
   }
+  if (!parse_count(&cfg.max_connections, max_conns, 1u << 20)) {
+    fprintf(stderr, "wisp-agent: --max-connections %s: expected a number from 1 to 1048576\n", max_conns);
+    return 2;
+  }
+  if (!parse_size(&cfg.max_conn_buffer, max_buffer)) {
+    fprintf(stderr, "wisp-agent: --max-conn-buffer %s: expected a size of at least 1KiB, e.g. 16MiB\n", max_buffer);
+    return 2;
+  }
+  if (!parse_count(&cfg.max_watchers, max_watchers, 1u << 20)) {
+    fprintf(stderr, "wisp-agent: --max-watchers %s: expected a number from 1 to 1048576\n", max_watchers);
+    return 2;
+  }
+  if (!parse_count(&cfg.max_watchers_per_caller, max_per_caller, 1u << 20)) {
+    fprintf(stderr, "wisp-agent: --max-watchers-per-caller %s: expected a number from 1 to 1048576\n", max_per_caller);
+    return 2;
+  }
   if (!ca_cert != !ca_key) {
     fprintf(stderr, "wisp-agent: --ca-cert and --ca-key go together\n");
     return 2;
@@ -93,6 +179,7 @@ int main(int argc, char **argv) {
   if (!strcmp(level, "warn")) wisp_log_set_level(WISP_LOG_WARN);
   if (!strcmp(level, "error")) wisp_log_set_level(WISP_LOG_ERROR);
 
+  fit_fd_limit(&cfg.max_connections);
   struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
   ev_signal sigterm, sigint;
   ev_signal_init(&sigterm, on_signal, SIGTERM);

@@ -43,6 +43,10 @@
 #define DEFAULT_TOKEN_TTL 3600
 #define POLICY_POLL_SECONDS 0.5
 #define MAX_PROXIES 4096
+/* How often summaries of rate-limited log lines are written. */
+#define LOG_FLUSH_SECONDS 1.0
+/* Refused Watch streams logged per second; the rest are counted. */
+#define WATCH_REFUSED_LOG_BURST 10
 
 /* What the agent knows of one proxy identity. */
 typedef struct {
@@ -59,9 +63,8 @@ typedef struct {
 typedef struct watcher {
   wisp_agent *agent;
   wisp_rpc_call *call;
-  proxy_record *rec;         /* NULL until the first request names it */
-  char nonce[33];
-  char sent_version[32];
+  proxy_record *rec;         /* NULL until admitted (its first request) */
+  char nonce[33];            /* of the newest snapshot sent */
   struct watcher *next, *prev;
 } watcher;
 
@@ -80,9 +83,11 @@ struct wisp_agent {
    * when it changes, so a `wispctl apply` stays until the next edit. */
   uint8_t policy_dir_digest[SHA256_DIGEST_LENGTH];
   watcher *watchers;
+  size_t nwatchers;          /* admitted ones */
+  wisp_rpc_shared *snapshot; /* the current Snapshot without a nonce, packed once; NULL: to build */
   proxy_record **proxies;    /* owned; records never move (watchers point at them) */
   size_t nproxies;
-  ev_timer policy_poll, cert_renew;
+  ev_timer policy_poll, cert_renew, log_flush;
 };
 
 static int64_t now_unix(void) { return (int64_t)time(NULL); }
@@ -232,12 +237,18 @@ static void remove_state(wisp_agent *a, const char *name) {
   unlink(path);
 }
 
+/* The agent's own identity: proxies verify the agent by it, so it is
+ * never issued to anyone else (see authorize_sign). */
+static void agent_id(const wisp_agent *a, char out[WISP_SPIFFE_MAX + 1]) {
+  snprintf(out, WISP_SPIFFE_MAX + 1, "spiffe://%s/wisp/agent", wisp_ca_get0_trust_domain(a->ca));
+}
+
 /* The agent's own TLS identity, spiffe://<td>/wisp/agent, from its CA. */
 static wisp_err issue_agent_cert(wisp_agent *a, char *err, size_t err_len) {
   EVP_PKEY *key = NULL;
   X509 *cert = NULL;
   char id[WISP_SPIFFE_MAX + 1];
-  snprintf(id, sizeof(id), "spiffe://%s/wisp/agent", wisp_ca_get0_trust_domain(a->ca));
+  agent_id(a, id);
   WISP_GUARD(wisp_ca_key_new_p256(&key));
   wisp_err rc = wisp_ca_issue(a->ca, &cert, key, id, AGENT_CERT_TTL, err, err_len);
   STACK_OF(X509) *chain = sk_X509_new_null();
@@ -268,6 +279,11 @@ static wisp_err issue_agent_cert(wisp_agent *a, char *err, size_t err_len) {
   free(key_pem);
   free(bundle);
   return rc;
+}
+
+static void on_log_flush(struct ev_loop *loop, ev_timer *w, int revents) {
+  wisp_log_limit_flush(wisp_log_now());
+  fflush(stdout);
 }
 
 static void on_cert_renew(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -365,28 +381,59 @@ static void free_destinations(Wisp__V1__Destination **ptrs) {
   free(ptrs);
 }
 
-static void push_snapshot(watcher *w) {
-  wisp_agent *a = w->agent;
+/* A Watch stream refused or ended by the agent: a peer can make these
+ * repeat, so they are rate-limited. */
+static void log_watch_event(const char *type, wisp_rpc_call *call, const char *id, const char *claim,
+                            const char *why) {
+  static wisp_log_limit limit = WISP_LOG_LIMIT_INIT("watch refusals", WATCH_REFUSED_LOG_BURST, 1.0, WISP_LOG_TO_STDOUT);
+  uint64_t dropped = 0;
+  if (!wisp_log_limit_pass(&limit, wisp_log_now(), &dropped)) return;
+  wisp_json j;
+  wisp_json_begin(&j, type);
+  wisp_json_str(&j, "spiffe_id", id);
+  wisp_json_str(&j, "claimed", claim[0] ? claim : NULL);
+  wisp_json_str(&j, "origin", wisp_rpc_call_origin(call));
+  wisp_json_str(&j, "reason", why);
+  if (dropped) wisp_json_int(&j, "suppressed", (int64_t)dropped);
+  wisp_json_emit(&j);
+  fflush(stdout);
+}
+
+/* The Snapshot every watcher gets, packed once per change; each watcher's
+ * nonce goes in front of it (see wisp_rpc_send_latest). */
+static wisp_rpc_shared *current_snapshot(wisp_agent *a) {
+  if (a->snapshot) return a->snapshot;
   Wisp__V1__Snapshot snap = WISP__V1__SNAPSHOT__INIT;
   char version[32];
   version_str(a, version, sizeof(version));
-  new_nonce(w->nonce);
   snap.version = version;
-  snap.nonce = w->nonce;
   snap.policy_yaml = a->policy;
   snap.bundle = bundle_der(a, &snap.n_bundle);
   snap.destinations = destinations(a, &snap.n_destinations);
-  wisp_err rc = wisp_rpc_send(w->call, &snap.base);
+  a->snapshot = wisp_rpc_shared_new(&snap.base);
   free_der(snap.bundle, snap.n_bundle);
   free_destinations(snap.destinations);
-  if (rc != WISP_OK) {
-    wisp_rpc_finish(w->call, WISP_GRPC_RESOURCE_EXHAUSTED, "watcher is not reading its snapshots");
-    return;
-  }
-  snprintf(w->sent_version, sizeof(w->sent_version), "%s", version);
+  return a->snapshot;
 }
 
+/* Sends the current snapshot. One the watcher has not started to read is
+ * replaced, not queued behind: only the newest matters. */
+static void push_snapshot(watcher *w) {
+  Wisp__V1__Snapshot own = WISP__V1__SNAPSHOT__INIT;
+  new_nonce(w->nonce);
+  own.nonce = w->nonce;
+  if (wisp_rpc_send_latest(w->call, current_snapshot(w->agent), &own.base) != WISP_OK) {
+    static const char why[] = "watcher is not reading its snapshots: its connection holds too much unread output "
+                              "(--max-conn-buffer)";
+    log_watch_event("watch_ended", w->call, w->rec->spiffe_id, "", why);
+    wisp_rpc_finish(w->call, WISP_GRPC_RESOURCE_EXHAUSTED, why);
+  }
+}
+
+/* The policy or the bundle changed: every watcher gets the new snapshot. */
 static void push_all(wisp_agent *a) {
+  wisp_rpc_shared_free(a->snapshot);
+  a->snapshot = NULL;
   for (watcher *w = a->watchers; w; w = w->next) {
     if (w->rec) push_snapshot(w);
   }
@@ -448,9 +495,17 @@ static void sign_reply(wisp_rpc_call *call, wisp_agent *a, X509 *leaf, const cha
 }
 
 /* Who may have an SVID for the ID the CSR asks for: the bearer of a join
- * token for it, or a caller already holding a valid SVID for it. */
+ * token for it, or a caller already holding a valid SVID for it. What the
+ * caller claims decides nothing. The agent's own ID is never issued: with it
+ * a proxy could pose as the agent to every other proxy. */
 static wisp_grpc_status authorize_sign(wisp_agent *a, wisp_rpc_call *call, const Wisp__V1__SignRequest *req,
                                        const char *id, char *why, size_t why_len, const char **via) {
+  char own[WISP_SPIFFE_MAX + 1];
+  agent_id(a, own);
+  if (strcmp(id, own) == 0) {
+    snprintf(why, why_len, "%s is the agent's own identity; it is never issued", id);
+    return WISP_GRPC_PERMISSION_DENIED;
+  }
   if (req->join_token && req->join_token[0]) {
     *via = "join-token";
     wisp_err rc = wisp_tokens_use(&a->tokens, req->join_token, id, now_unix(), why, why_len);
@@ -523,14 +578,18 @@ static void on_create_token(wisp_rpc_call *call, const uint8_t *msg, size_t len)
     return;
   }
   wisp_spiffe_id id;
-  char why[256];
+  char why[256], own[WISP_SPIFFE_MAX + 1];
   const wisp_token *tok = NULL;
   int64_t ttl = req->ttl_seconds > 0 ? req->ttl_seconds : DEFAULT_TOKEN_TTL;
+  agent_id(a, own);
   if (wisp_spiffe_parse(&id, req->spiffe_id, strlen(req->spiffe_id), why, sizeof(why)) != WISP_OK) {
     wisp_rpc_finishf(call, WISP_GRPC_INVALID_ARGUMENT, "spiffe_id %s: %s", req->spiffe_id, why);
   } else if (strcmp(id.trust_domain, wisp_ca_get0_trust_domain(a->ca)) != 0) {
     wisp_rpc_finishf(call, WISP_GRPC_INVALID_ARGUMENT, "spiffe_id %s is outside this agent's trust domain %s",
                      req->spiffe_id, wisp_ca_get0_trust_domain(a->ca));
+  } else if (strcmp(id.id, own) == 0) {
+    wisp_rpc_finishf(call, WISP_GRPC_INVALID_ARGUMENT, "%s is the agent's own identity; no token can be made for it",
+                     id.id);
   } else if (wisp_tokens_create(&a->tokens, &tok, id.id, now_unix(), ttl, req->reusable) != WISP_OK ||
              save_tokens(a) != WISP_OK) {
     wisp_rpc_finish(call, WISP_GRPC_INTERNAL, "cannot store the join token");
@@ -631,9 +690,62 @@ static void on_status(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
   free(ptrs);
 }
 
-/* Config.Watch: the first request names the proxy (its verified SVID over
- * TLS; the request's spiffe_id only on the local socket); then each request
- * ACKs (empty error_detail) or NACKs the snapshot with that nonce. */
+/* Watch streams open for |id| from |origin|. */
+static size_t watchers_of(const wisp_agent *a, const char *id, const char *origin) {
+  size_t n = 0;
+  for (const watcher *w = a->watchers; w; w = w->next) {
+    if (w->rec && strcmp(w->rec->spiffe_id, id) == 0 && strcmp(wisp_rpc_call_origin(w->call), origin) == 0) n++;
+  }
+  return n;
+}
+
+/* Admits a new watcher as the identity it proved: the SPIFFE ID of its
+ * verified client certificate. What a request claims proves nothing (anyone
+ * who can open the socket can claim anything), so a plaintext caller is
+ * refused: proxies Watch over mTLS with the SVID they got from Sign. Then
+ * the bounds: per caller (that ID from one uid or address) and in all. */
+static bool watch_admit(wisp_agent *a, watcher *w, const Wisp__V1__WatchRequest *req) {
+  wisp_rpc_call *call = w->call;
+  const char *peer = wisp_rpc_call_peer_id(call);
+  const char *origin = wisp_rpc_call_origin(call);
+  wisp_grpc_status code = WISP_GRPC_OK;
+  char why[512];
+  if (!peer) {
+    code = WISP_GRPC_UNAUTHENTICATED;
+    snprintf(why, sizeof(why),
+             "Config.Watch needs the proxy's SVID: call over mTLS (the Unix socket takes TLS too); "
+             "a caller without a client certificate proves no identity%s%s",
+             req->spiffe_id[0] ? ", whatever spiffe_id it claims: " : "", req->spiffe_id);
+  } else if (req->spiffe_id[0] && strcmp(peer, req->spiffe_id) != 0) {
+    code = WISP_GRPC_PERMISSION_DENIED;
+    snprintf(why, sizeof(why), "caller is %s (its client certificate), not %s", peer, req->spiffe_id);
+  } else if (a->nwatchers >= a->cfg.max_watchers) {
+    code = WISP_GRPC_RESOURCE_EXHAUSTED;
+    snprintf(why, sizeof(why), "the agent serves %zu Config.Watch streams, its limit (--max-watchers)",
+             a->nwatchers);
+  } else if (watchers_of(a, peer, origin) >= a->cfg.max_watchers_per_caller) {
+    code = WISP_GRPC_RESOURCE_EXHAUSTED;
+    snprintf(why, sizeof(why),
+             "%s already has %zu Config.Watch streams open from %s, the limit (--max-watchers-per-caller)", peer,
+             a->cfg.max_watchers_per_caller, origin);
+  } else if ((w->rec = proxy_get(a, peer)) == NULL) {
+    code = WISP_GRPC_RESOURCE_EXHAUSTED;
+    snprintf(why, sizeof(why), "the agent knows %d proxies, its limit", MAX_PROXIES);
+  }
+  if (code != WISP_GRPC_OK) {
+    log_watch_event("watch_refused", call, peer, req->spiffe_id, why);
+    wisp_rpc_finish(call, code, why);
+    return false;
+  }
+  a->nwatchers++;
+  w->rec->watchers++;
+  w->rec->last_seen = now_unix();
+  return true;
+}
+
+/* Config.Watch: the first request opens the stream for the identity the
+ * caller proved (watch_admit), then each request ACKs (empty error_detail)
+ * or NACKs the snapshot with that nonce. */
 static void on_watch_message(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
   wisp_agent *a = wisp_rpc_server_data(wisp_rpc_call_server(call));
   watcher *w = wisp_rpc_call_user(call);
@@ -643,21 +755,7 @@ static void on_watch_message(wisp_rpc_call *call, const uint8_t *msg, size_t len
     return;
   }
   if (!w->rec) {
-    const char *peer = wisp_rpc_call_peer_id(call);
-    const char *id = peer ? peer : (wisp_rpc_call_local(call) ? req->spiffe_id : NULL);
-    wisp_spiffe_id sid;
-    if (!id || wisp_spiffe_parse(&sid, id, strlen(id), NULL, 0) != WISP_OK) {
-      wisp_rpc_finish(call, WISP_GRPC_UNAUTHENTICATED,
-                      "Watch needs the proxy's identity: a client certificate, or spiffe_id on the local socket");
-    } else if (peer && req->spiffe_id[0] && strcmp(peer, req->spiffe_id) != 0) {
-      wisp_rpc_finishf(call, WISP_GRPC_PERMISSION_DENIED, "caller is %s, not %s", peer, req->spiffe_id);
-    } else if ((w->rec = proxy_get(a, id)) == NULL) {
-      wisp_rpc_finish(call, WISP_GRPC_RESOURCE_EXHAUSTED, "too many proxies");
-    } else {
-      w->rec->watchers++;
-      w->rec->last_seen = now_unix();
-      push_snapshot(w);
-    }
+    if (watch_admit(a, w, req)) push_snapshot(w);
   } else if (req->nonce[0] && strcmp(req->nonce, w->nonce) == 0) {
     /* An answer to what we sent last; stale nonces are ignored, as in xDS. */
     w->rec->last_seen = now_unix();
@@ -678,7 +776,10 @@ static void on_watch_end(wisp_rpc_call *call) { wisp_rpc_finish(call, WISP_GRPC_
 static void on_watch_close(wisp_rpc_call *call) {
   watcher *w = wisp_rpc_call_user(call);
   if (!w) return;
-  if (w->rec) w->rec->watchers--;
+  if (w->rec) {
+    w->rec->watchers--;
+    w->agent->nwatchers--;
+  }
   if (w->prev) {
     w->prev->next = w->next;
   } else {
@@ -916,11 +1017,17 @@ wisp_err wisp_agent_new(wisp_agent **out, struct ev_loop *loop, const wisp_agent
   WISP_GUARD(load_rotation(a, err, err_len));
   WISP_GUARD(load_policy(a, err, err_len));
   WISP_GUARD(issue_agent_cert(a, err, err_len));
-  wisp_rpc_config rcfg = {kMethods, sizeof(kMethods) / sizeof(kMethods[0]), a};
+  wisp_rpc_config rcfg = {.methods = kMethods,
+                          .nmethods = sizeof(kMethods) / sizeof(kMethods[0]),
+                          .data = a,
+                          .max_connections = cfg->max_connections,
+                          .max_conn_buffer = cfg->max_conn_buffer};
   a->rpc = wisp_rpc_server_new(loop, &rcfg);
   wisp_rpc_server_set_tls(a->rpc, a->tls);
   if (cfg->listen_unix) WISP_GUARD(wisp_rpc_listen_unix(a->rpc, cfg->listen_unix, 0660, err, err_len));
   if (cfg->listen_tls) WISP_GUARD(wisp_rpc_listen_tls(a->rpc, cfg->listen_tls, err, err_len));
+  ev_timer_init(&a->log_flush, on_log_flush, LOG_FLUSH_SECONDS, LOG_FLUSH_SECONDS);
+  ev_timer_start(loop, &a->log_flush);
   ev_timer_init(&a->cert_renew, on_cert_renew, AGENT_CERT_TTL / 2, AGENT_CERT_TTL / 2);
   a->cert_renew.data = a;
   ev_timer_start(loop, &a->cert_renew);
@@ -937,6 +1044,10 @@ wisp_err wisp_agent_new(wisp_agent **out, struct ev_loop *loop, const wisp_agent
   wisp_json_str(&j, "listen_tls", cfg->listen_tls);
   wisp_json_int(&j, "policy_version", (int64_t)a->version);
   wisp_json_int(&j, "svid_ttl_s", cfg->svid_ttl);
+  wisp_json_int(&j, "max_connections", (int64_t)cfg->max_connections);
+  wisp_json_int(&j, "max_watchers", (int64_t)cfg->max_watchers);
+  wisp_json_int(&j, "max_watchers_per_caller", (int64_t)cfg->max_watchers_per_caller);
+  wisp_json_int(&j, "max_conn_buffer", (int64_t)cfg->max_conn_buffer);
   wisp_json_emit_err(&j);
   return WISP_OK;
 }
@@ -945,7 +1056,9 @@ void wisp_agent_free(wisp_agent *a) {
   if (!a) return;
   ev_timer_stop(a->loop, &a->cert_renew);
   ev_timer_stop(a->loop, &a->policy_poll);
+  ev_timer_stop(a->loop, &a->log_flush);
   wisp_rpc_server_free(a->rpc); /* closes watchers through on_watch_close */
+  wisp_rpc_shared_free(a->snapshot);
   wisp_tls_free(a->tls);
   wisp_ca_free(a->ca);
   wisp_ca_free(a->next_ca);

@@ -9,6 +9,7 @@
 #define WISP_AGENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <ev.h>
@@ -24,6 +25,11 @@ typedef struct {
   const char *trust_domain;  /* for a new root; else taken from the CA */
   const char *policy_dir;    /* watched directory of *.yaml, NULL: none */
   int64_t svid_ttl;          /* seconds */
+  /* Bounds against callers that open much and read nothing (defaults: main.c). */
+  size_t max_connections;    /* on all listeners together */
+  size_t max_conn_buffer;    /* bytes held per connection, requests and unread responses */
+  size_t max_watchers;       /* Config.Watch streams in all */
+  size_t max_watchers_per_caller; /* per SPIFFE ID from one uid (Unix socket) or IP address */
 } wisp_agent_config;
 
 typedef struct wisp_agent wisp_agent;

@@ -1,6 +1,7 @@
 #include "control/agent/wisp_rpc.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,11 +16,34 @@
 #include "lib/wisp_sniff.h"
 
 #define RPC_HANDSHAKE_TIMEOUT 10.0
-/* Output a call may queue for a caller that does not read (a Watch). */
-#define RPC_OUT_LIMIT (8 * 1024 * 1024)
 #define RPC_MAX_LISTENERS 4
+#define RPC_ACCEPTS_PER_EVENT 64
+/* Out of file descriptors: the listeners rest this long instead of
+ * spinning on a socket that stays readable. */
+#define RPC_ACCEPT_PAUSE 0.5
+/* Lines a flood of refused connections may write, per second. */
+#define RPC_REFUSAL_LOG_BURST 5
 
 typedef struct rpc_conn rpc_conn;
+
+struct wisp_rpc_shared {
+  size_t refs;
+  size_t len;
+  uint8_t data[];
+};
+
+/* One response message waiting for the peer: |head| (the call's own bytes:
+ * the gRPC prefix and its own fields, or a plain HTTP body) then |body|
+ * (shared, may be NULL). */
+typedef struct rpc_msg {
+  struct rpc_msg *next;
+  wisp_rpc_shared *body;  /* a reference, or NULL */
+  size_t head_len;
+  size_t len;             /* head_len + the body's */
+  size_t done;            /* bytes handed to nghttp2 */
+  bool latest_only;       /* replaced by a newer one while not started */
+  uint8_t head[];
+} rpc_msg;
 
 typedef struct {
   wisp_rpc_server *srv;
@@ -35,7 +59,9 @@ struct wisp_rpc_server {
   wisp_h2loop lp;
   rpc_listener listeners[RPC_MAX_LISTENERS];
   size_t nlisteners;
+  ev_timer accept_pause;
   rpc_conn *conns;
+  size_t nconns;      /* accepted and not closed, still sniffing ones too */
   uint64_t next_id;
 };
 
@@ -43,9 +69,11 @@ struct rpc_conn {
   wisp_h2conn io; /* first */
   wisp_rpc_server *srv;
   uint64_t id;
-  bool local;
-  bool peer_uid_known;  /* local: the connecting process's uid (SO_PEERCRED) */
+  bool local;           /* plaintext on the Unix socket */
+  bool peer_uid_known;  /* Unix socket: the connecting process's uid (SO_PEERCRED) */
   uid_t peer_uid;
+  char origin[64];      /* "uid N", or the peer's IP address */
+  size_t held;          /* bytes held for it: requests in, responses out */
   ev_timer timer;
   wisp_rpc_call *calls;
   rpc_conn *next, *prev;
@@ -60,18 +88,121 @@ struct wisp_rpc_call {
   bool grpc_ok;       /* content-type application/grpc */
   bool post;
   wisp_grpc_reader reader;
+  size_t partial;     /* bytes of a request message still being received */
   uint8_t *unary;     /* the one message of a unary call */
   size_t unary_len;
+  size_t in_held;     /* partial + unary_len, counted in the conn's |held| */
   int nmsgs;
-  wisp_buf out;
+  rpc_msg *q, *q_tail;  /* responses not yet handed to nghttp2 */
+  size_t queued;      /* their bytes not handed over, counted in |held| */
   bool headers_sent;
-  bool finishing;     /* trailers wait for |out| to drain */
+  bool finishing;     /* trailers wait for |q| to drain */
   bool finished;
   int code;
   char message[512];
   void *user;
   wisp_rpc_call *next, *prev;
 };
+
+/* ---- what a connection holds ---- */
+
+static bool has_room(const rpc_conn *conn, size_t held, size_t more) {
+  size_t max = conn->srv->cfg.max_conn_buffer;
+  return more <= max && held <= max - more;
+}
+
+static void set_in_held(wisp_rpc_call *c, size_t n) {
+  c->conn->held = c->conn->held - c->in_held + n;
+  c->in_held = n;
+}
+
+/* The request side of a call that is finishing: nothing more is read. */
+static void release_input(wisp_rpc_call *c) {
+  wisp_grpc_reader_cleanup(&c->reader);
+  free(c->unary);
+  c->unary = NULL;
+  c->unary_len = c->partial = 0;
+  set_in_held(c, 0);
+}
+
+/* ---- shared messages and the response queue ---- */
+
+wisp_rpc_shared *wisp_rpc_shared_new(const ProtobufCMessage *msg) {
+  size_t len = protobuf_c_message_get_packed_size(msg);
+  wisp_rpc_shared *sh = wisp_malloc(sizeof(*sh) + len);
+  sh->refs = 1;
+  sh->len = protobuf_c_message_pack(msg, sh->data);
+  return sh;
+}
+
+void wisp_rpc_shared_free(wisp_rpc_shared *sh) {
+  if (sh && --sh->refs == 0) free(sh);
+}
+
+static void msg_free(rpc_msg *m) {
+  wisp_rpc_shared_free(m->body);
+  free(m);
+}
+
+static void queue_push(wisp_rpc_call *c, rpc_msg *m) {
+  if (c->q_tail) {
+    c->q_tail->next = m;
+  } else {
+    c->q = m;
+  }
+  c->q_tail = m;
+  c->queued += m->len;
+  c->conn->held += m->len;
+}
+
+/* Bytes of latest-only messages nobody has started to send. */
+static size_t unstarted_latest(const wisp_rpc_call *c) {
+  size_t n = 0;
+  for (const rpc_msg *m = c->q; m; m = m->next) {
+    if (m->latest_only && m->done == 0) n += m->len;
+  }
+  return n;
+}
+
+/* Drops them (|all|: every message, the call is going). */
+static void queue_drop(wisp_rpc_call *c, bool all) {
+  rpc_msg **pp = &c->q;
+  c->q_tail = NULL;
+  while (*pp) {
+    rpc_msg *m = *pp;
+    if (all || (m->latest_only && m->done == 0)) {
+      *pp = m->next;
+      c->queued -= m->len - m->done;
+      c->conn->held -= m->len - m->done;
+      msg_free(m);
+    } else {
+      c->q_tail = m;
+      pp = &m->next;
+    }
+  }
+}
+
+/* Copies up to |len| queued bytes into |buf| for nghttp2. */
+static size_t queue_read(wisp_rpc_call *c, uint8_t *buf, size_t len) {
+  size_t n = 0;
+  while (n < len && c->q) {
+    rpc_msg *m = c->q;
+    const uint8_t *src = m->done < m->head_len ? m->head + m->done : m->body->data + (m->done - m->head_len);
+    size_t avail = (m->done < m->head_len ? m->head_len : m->len) - m->done;
+    size_t k = avail < len - n ? avail : len - n;
+    memcpy(buf + n, src, k);
+    n += k;
+    m->done += k;
+    if (m->done == m->len) {
+      c->q = m->next;
+      if (!c->q) c->q_tail = NULL;
+      msg_free(m);
+    }
+  }
+  c->queued -= n;
+  c->conn->held -= n;
+  return n;
+}
 
 /* ---- calls ---- */
 
@@ -87,9 +218,8 @@ static void call_unlink(wisp_rpc_call *c) {
 static void call_free(wisp_rpc_call *c) {
   if (c->method && c->method->on_close) c->method->on_close(c);
   call_unlink(c);
-  wisp_grpc_reader_cleanup(&c->reader);
-  wisp_buf_cleanup(&c->out);
-  free(c->unary);
+  release_input(c);
+  queue_drop(c, true);
   free(c);
 }
 
@@ -109,8 +239,8 @@ static void status_headers(nghttp2_nv *nv, size_t *n, char *code, size_t code_le
 static ssize_t provide(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                        nghttp2_data_source *src, void *user_data) {
   wisp_rpc_call *c = src->ptr;
-  size_t n = wisp_buf_read(&c->out, buf, len);
-  if (wisp_buf_len(&c->out) == 0 && c->finishing) {
+  size_t n = queue_read(c, buf, len);
+  if (c->queued == 0 && c->finishing) {
     nghttp2_nv nv[2];
     size_t nn = 0;
     char code[16], msg[3 * sizeof(c->message)];
@@ -130,15 +260,27 @@ static void send_headers(wisp_rpc_call *c) {
   c->headers_sent = true;
 }
 
-wisp_err wisp_rpc_send(wisp_rpc_call *c, const ProtobufCMessage *msg) {
+/* Queues |own| then |shared| as one gRPC message. */
+static wisp_err send_msg(wisp_rpc_call *c, wisp_rpc_shared *shared, const ProtobufCMessage *own, bool latest_only) {
   if (c->finishing) return WISP_OK;
-  size_t len = protobuf_c_message_get_packed_size(msg);
-  WISP_ENSURE(wisp_buf_len(&c->out) + len + WISP_GRPC_PREFIX_LEN <= RPC_OUT_LIMIT, WISP_ERR_TOO_BIG);
-  uint8_t *tmp = wisp_malloc(len ? len : 1);
-  protobuf_c_message_pack(msg, tmp);
-  wisp_err rc = wisp_grpc_write_msg(&c->out, tmp, len, RPC_OUT_LIMIT);
-  free(tmp);
-  WISP_GUARD(rc);
+  size_t own_len = own ? protobuf_c_message_get_packed_size(own) : 0;
+  size_t body_len = shared ? shared->len : 0;
+  WISP_ENSURE(own_len <= UINT32_MAX - body_len, WISP_ERR_TOO_BIG);
+  size_t len = WISP_GRPC_PREFIX_LEN + own_len + body_len;
+  size_t replaced = latest_only ? unstarted_latest(c) : 0;
+  WISP_ENSURE(has_room(c->conn, c->conn->held - replaced, len), WISP_ERR_TOO_BIG);
+  if (latest_only) queue_drop(c, false);
+  rpc_msg *m = wisp_calloc(1, sizeof(*m) + WISP_GRPC_PREFIX_LEN + own_len);
+  wisp_grpc_prefix_write(m->head, (uint32_t)(own_len + body_len));
+  if (own) protobuf_c_message_pack(own, m->head + WISP_GRPC_PREFIX_LEN);
+  m->head_len = WISP_GRPC_PREFIX_LEN + own_len;
+  m->len = len;
+  m->latest_only = latest_only;
+  if (shared) {
+    shared->refs++;
+    m->body = shared;
+  }
+  queue_push(c, m);
   if (!c->headers_sent) {
     send_headers(c);
   } else {
@@ -146,6 +288,12 @@ wisp_err wisp_rpc_send(wisp_rpc_call *c, const ProtobufCMessage *msg) {
   }
   wisp_h2conn_mark_dirty(&c->conn->io);
   return WISP_OK;
+}
+
+wisp_err wisp_rpc_send(wisp_rpc_call *c, const ProtobufCMessage *msg) { return send_msg(c, NULL, msg, false); }
+
+wisp_err wisp_rpc_send_latest(wisp_rpc_call *c, wisp_rpc_shared *shared, const ProtobufCMessage *own) {
+  return send_msg(c, shared, own, true);
 }
 
 void wisp_rpc_finish(wisp_rpc_call *c, wisp_grpc_status code, const char *message) {
@@ -186,6 +334,7 @@ bool wisp_rpc_call_local_uid(const wisp_rpc_call *c, uid_t *out) {
   *out = c->conn->peer_uid;
   return true;
 }
+const char *wisp_rpc_call_origin(const wisp_rpc_call *c) { return c->conn->origin; }
 uint64_t wisp_rpc_call_conn_id(const wisp_rpc_call *c) { return c->conn->id; }
 void *wisp_rpc_call_user(const wisp_rpc_call *c) { return c->user; }
 void wisp_rpc_call_set_user(wisp_rpc_call *c, void *user) { c->user = user; }
@@ -196,7 +345,10 @@ static void reject_http(wisp_rpc_call *c, const char *status) {
   nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)status, 7, strlen(status), NGHTTP2_NV_FLAG_NONE},
                      NV_LIT("content-type", "text/plain")};
   static const char body[] = "wisp-agent speaks gRPC: POST with content-type application/grpc\n";
-  if (wisp_buf_append(&c->out, body, sizeof(body) - 1, RPC_OUT_LIMIT) != WISP_OK) return;
+  rpc_msg *m = wisp_calloc(1, sizeof(*m) + sizeof(body) - 1);
+  memcpy(m->head, body, sizeof(body) - 1);
+  m->head_len = m->len = sizeof(body) - 1;
+  queue_push(c, m);
   c->finishing = c->headers_sent = true;
   c->code = -1;
   nghttp2_data_provider prd = {.source.ptr = c, .read_callback = provide};
@@ -252,6 +404,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 
 static void deliver(wisp_rpc_call *c, const uint8_t *msg, size_t len) {
   c->nmsgs++;
+  c->partial = 0;
   if (c->method->streaming) {
     c->method->on_message(c, msg, len);
     return;
@@ -282,7 +435,9 @@ static void feed(wisp_rpc_call *c, const uint8_t *data, size_t len) {
     }
     data += used;
     len -= used;
+    c->partial += used;
     if (has) deliver(c, msg.data, msg.len);
+    if (!c->finishing) set_in_held(c, c->partial + c->unary_len);
   }
 }
 
@@ -306,6 +461,7 @@ static void request_end(wisp_rpc_call *c) {
   } else {
     c->method->on_message(c, c->unary, c->unary_len);
   }
+  release_input(c); /* the request is complete */
 }
 
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
@@ -320,7 +476,16 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
                               void *user_data) {
   wisp_rpc_call *c = call_of(session, id);
-  if (c && c->method) feed(c, data, len);
+  if (!c || !c->method || c->finishing) return 0;
+  if (!has_room(c->conn, c->conn->held, len)) {
+    wisp_rpc_finishf(c, WISP_GRPC_RESOURCE_EXHAUSTED,
+                     "this connection would hold more than %zu bytes of requests and unread responses "
+                     "(--max-conn-buffer)",
+                     c->conn->srv->cfg.max_conn_buffer);
+  } else {
+    feed(c, data, len);
+  }
+  if (c->finishing) release_input(c); /* handlers are done with its messages */
   return 0;
 }
 
@@ -355,6 +520,7 @@ static void conn_log(const rpc_conn *c, const char *event) {
   wisp_json_str(&j, "event", event);
   wisp_json_int(&j, "conn", (int64_t)c->id);
   wisp_json_str(&j, "transport", c->local ? "unix" : "tls");
+  wisp_json_str(&j, "origin", c->origin);
   if (c->io.verify.peer_ok) wisp_json_str(&j, "peer_id", c->io.verify.peer.id);
   wisp_json_str(&j, "reason", c->io.close_reason);
   wisp_json_emit(&j);
@@ -383,6 +549,7 @@ static void on_teardown(wisp_h2conn *io) {
     c->srv->conns = c->next;
   }
   if (c->next) c->next->prev = c->prev;
+  c->srv->nconns--;
   free(c);
 }
 
@@ -393,17 +560,34 @@ static void on_conn_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
   wisp_h2conn_closef(&c->io, "TLS handshake not finished within %gs", RPC_HANDSHAKE_TIMEOUT);
 }
 
-static void conn_start(wisp_rpc_server *s, int fd, bool tls) {
-  rpc_conn *c = wisp_calloc(1, sizeof(*c));
-  c->srv = s;
-  c->id = ++s->next_id;
-  c->local = !tls;
-  if (c->local) {
+/* "uid N" for a Unix socket, the peer's IP address (no port) for TCP. */
+static void set_origin(rpc_conn *c, int fd, const wisp_addr *tcp_peer) {
+  if (!tcp_peer) {
     struct ucred cred;
     socklen_t len = sizeof(cred);
     c->peer_uid_known = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && len == sizeof(cred);
     c->peer_uid = c->peer_uid_known ? cred.uid : (uid_t)-1;
+    if (c->peer_uid_known) {
+      snprintf(c->origin, sizeof(c->origin), "uid %u", (unsigned)c->peer_uid);
+    } else {
+      snprintf(c->origin, sizeof(c->origin), "unix socket");
+    }
+    return;
   }
+  wisp_addr host = *tcp_peer;
+  if (host.sa.ss_family == AF_INET) ((struct sockaddr_in *)&host.sa)->sin_port = 0;
+  if (host.sa.ss_family == AF_INET6) ((struct sockaddr_in6 *)&host.sa)->sin6_port = 0;
+  wisp_addr_format_dest(&host, c->origin, sizeof(c->origin));
+}
+
+/* Takes |fd|, already counted in |s->nconns|. |tcp_peer| NULL: the Unix
+ * socket. */
+static void conn_start(wisp_rpc_server *s, int fd, bool tls, const wisp_addr *tcp_peer) {
+  rpc_conn *c = wisp_calloc(1, sizeof(*c));
+  c->srv = s;
+  c->id = ++s->next_id;
+  c->local = !tls && !tcp_peer;
+  set_origin(c, fd, tcp_peer);
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;
@@ -430,25 +614,70 @@ static void conn_start(wisp_rpc_server *s, int fd, bool tls) {
 /* ---- listeners ---- */
 
 static void on_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
+  wisp_rpc_server *s = arg;
+  if (proto > WISP_SNIFF_NEED_MORE) {
+    conn_start(s, fd, proto == WISP_SNIFF_TLS, NULL);
+    return;
+  }
   if (proto == WISP_SNIFF_TIMEOUT) close(fd);
-  if (proto > WISP_SNIFF_NEED_MORE) conn_start(arg, fd, proto == WISP_SNIFF_TLS);
+  s->nconns--;
+}
+
+static void listeners_run(wisp_rpc_server *s, bool run) {
+  for (size_t i = 0; i < s->nlisteners; i++) {
+    if (run) {
+      ev_io_start(s->loop, &s->listeners[i].io);
+    } else {
+      ev_io_stop(s->loop, &s->listeners[i].io);
+    }
+  }
+}
+
+static void on_accept_pause_end(struct ev_loop *loop, ev_timer *w, int revents) { listeners_run(w->data, true); }
+
+/* accept(2) failed. Out of descriptors or memory the listening socket stays
+ * readable: rest instead of spinning on it. */
+static void accept_failed(wisp_rpc_server *s, int err) {
+  if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+    static wisp_log_limit limit = WISP_LOG_LIMIT_INIT("accept failures", RPC_REFUSAL_LOG_BURST, 1.0, WISP_LOG_TO_STDERR);
+    wisp_log_limited(&limit, WISP_LOG_WARN, "cannot accept connections: %s; pausing for %gs", strerror(err),
+                     RPC_ACCEPT_PAUSE);
+    listeners_run(s, false);
+    ev_timer_stop(s->loop, &s->accept_pause);
+    ev_timer_set(&s->accept_pause, RPC_ACCEPT_PAUSE, 0);
+    ev_timer_start(s->loop, &s->accept_pause);
+  } else if (err != ECONNABORTED) {
+    static wisp_log_limit limit = WISP_LOG_LIMIT_INIT("accept errors", RPC_REFUSAL_LOG_BURST, 1.0, WISP_LOG_TO_STDERR);
+    wisp_log_limited(&limit, WISP_LOG_WARN, "accept failed: %s", strerror(err));
+  }
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
   rpc_listener *l = w->data;
-  for (int i = 0; i < 64; i++) {
+  wisp_rpc_server *s = l->srv;
+  for (int i = 0; i < RPC_ACCEPTS_PER_EVENT; i++) {
     int fd;
-    wisp_err rc = wisp_net_accept(&fd, l->fd, NULL);
+    wisp_addr peer;
+    wisp_err rc = wisp_net_accept(&fd, l->fd, &peer);
     if (rc == WISP_ERR_AGAIN) return;
     if (rc != WISP_OK) {
-      WISP_WARN("agent accept failed: %s", strerror(errno));
+      accept_failed(s, errno);
       return;
     }
-    if (l->tls_only) {
-      conn_start(l->srv, fd, true);
+    if (s->nconns >= s->cfg.max_connections) {
+      static wisp_log_limit limit =
+          WISP_LOG_LIMIT_INIT("refused connections", RPC_REFUSAL_LOG_BURST, 1.0, WISP_LOG_TO_STDERR);
+      close(fd);
+      wisp_log_limited(&limit, WISP_LOG_WARN, "refused a connection: %zu are open, the limit (--max-connections)",
+                       s->nconns);
       continue;
     }
-    wisp_sniff_start(loop, fd, RPC_HANDSHAKE_TIMEOUT, on_sniffed, l->srv);
+    s->nconns++;
+    if (l->tls_only) {
+      conn_start(s, fd, true, &peer);
+    } else {
+      wisp_sniff_start(loop, fd, RPC_HANDSHAKE_TIMEOUT, on_sniffed, s);
+    }
   }
 }
 
@@ -488,6 +717,7 @@ wisp_err wisp_rpc_listen_tls(wisp_rpc_server *s, const char *addr, char *err, si
 }
 
 void wisp_rpc_server_stop_listening(wisp_rpc_server *s) {
+  ev_timer_stop(s->loop, &s->accept_pause);
   for (size_t i = 0; i < s->nlisteners; i++) {
     ev_io_stop(s->loop, &s->listeners[i].io);
     close(s->listeners[i].fd);
@@ -500,6 +730,8 @@ wisp_rpc_server *wisp_rpc_server_new(struct ev_loop *loop, const wisp_rpc_config
   s->loop = loop;
   s->cfg = *cfg;
   wisp_h2loop_init(&s->lp, loop);
+  ev_timer_init(&s->accept_pause, on_accept_pause_end, RPC_ACCEPT_PAUSE, 0);
+  s->accept_pause.data = s;
   return s;
 }
 

@@ -9,6 +9,13 @@
  * client certificate is optional; when one is presented it is verified, and
  * the call knows the caller's SPIFFE ID.
  *
+ * Bounds, so that callers who never read cannot grow the agent: at most
+ * |max_connections| connections (more are closed at accept, with a log
+ * line), and per connection at most |max_conn_buffer| bytes held for it
+ * (request messages being received, responses its peer has not read yet); a
+ * call that would pass it ends with RESOURCE_EXHAUSTED. A message sent to
+ * many calls (a policy snapshot) is packed once and shared.
+ *
  * Ownership: the server owns its listeners and connections; a connection
  * owns its calls; a call's |user| state belongs to the method's handlers,
  * which release it in on_close. */
@@ -51,7 +58,9 @@ typedef struct {
 typedef struct {
   const wisp_rpc_method *methods;
   size_t nmethods;
-  void *data;         /* the owner's, for handlers: wisp_rpc_server_data */
+  void *data;              /* the owner's, for handlers: wisp_rpc_server_data */
+  size_t max_connections;  /* on all listeners together, handshakes included */
+  size_t max_conn_buffer;  /* bytes held per connection, in and out */
 } wisp_rpc_config;
 
 wisp_rpc_server *wisp_rpc_server_new(struct ev_loop *loop, const wisp_rpc_config *cfg);
@@ -79,14 +88,36 @@ const char *wisp_rpc_call_peer_id(const wisp_rpc_call *call);
 bool wisp_rpc_call_local(const wisp_rpc_call *call);
 /* For a local call: the uid of the process that connected (SO_PEERCRED). */
 bool wisp_rpc_call_local_uid(const wisp_rpc_call *call, uid_t *out);
+/* Where the call comes from, as the transport proves it (borrowed, never
+ * empty): "uid N" on the Unix socket (SO_PEERCRED, TLS or not), the peer's
+ * IP address over TCP. */
+const char *wisp_rpc_call_origin(const wisp_rpc_call *call);
 uint64_t wisp_rpc_call_conn_id(const wisp_rpc_call *call);
 void *wisp_rpc_call_user(const wisp_rpc_call *call);
 void wisp_rpc_call_set_user(wisp_rpc_call *call, void *user);
 
 /* Sends one response message (headers go first, once). Fails with
- * WISP_ERR_TOO_BIG when the caller does not read and the call's output
- * would pass its bound; the handler should then finish the call. */
+ * WISP_ERR_TOO_BIG when the caller does not read and the connection's
+ * buffered bytes would pass max_conn_buffer; the handler should then finish
+ * the call. */
 wisp_err wisp_rpc_send(wisp_rpc_call *call, const ProtobufCMessage *msg) WISP_MUST_CHECK;
+
+/* A packed message for many calls: refcounted, immutable. */
+typedef struct wisp_rpc_shared wisp_rpc_shared;
+/* Packs |msg|; the caller holds the one reference. */
+wisp_rpc_shared *wisp_rpc_shared_new(const ProtobufCMessage *msg);
+/* Drops a reference. NULL is fine. */
+void wisp_rpc_shared_free(wisp_rpc_shared *shared);
+
+/* Sends one message: |own| (may be NULL) then |shared| (the call takes a
+ * reference of its own). Protobuf merges concatenated messages, so the peer
+ * reads |shared| with |own|'s fields set (a snapshot with the watcher's
+ * nonce). For streams where only the newest message matters: a message sent
+ * this way that is still queued and not started is dropped first. One the
+ * peer has started to receive is completed, so at most that one and the
+ * newest wait for a peer that does not read. Errors as wisp_rpc_send. */
+wisp_err wisp_rpc_send_latest(wisp_rpc_call *call, wisp_rpc_shared *shared,
+                              const ProtobufCMessage *own) WISP_MUST_CHECK;
 /* Ends the call with |code| and |message| (may be NULL) in the trailers,
  * after the messages already sent. Further sends are ignored. */
 void wisp_rpc_finish(wisp_rpc_call *call, wisp_grpc_status code, const char *message);

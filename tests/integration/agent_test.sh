@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # wisp-agent with a real @grpc/grpc-js client loading proto/: Sign, Watch,
 # Admin; state that survives a restart; bad input that gets a clear gRPC
-# status while the agent keeps serving.
+# status while the agent keeps serving; Watch tied to the identity a caller
+# proved; callers that open much and read nothing stay bounded.
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
 AGENT=$(wisp_find_bin wisp-agent "$@") || exit 1
+WISPCTL=$(wisp_find_bin wispctl "$@") || exit 1
 TDOM=shop.local
 ORDERS=$TD/ns/shop/sa/orders
 STATE=$WORK/state
 SOCK=$SOCKDIR/agent.sock
 start_agent() {
+  rm -f "$SOCK" # the last agent's: wait for this one's
   start_bg "$WORK/agent" "$AGENT" --state-dir "$STATE" --listen "unix:$SOCK" --trust-domain "$TDOM" --svid-ttl 1h "$@"
   AGENT_PID=$LAST_PID
   wait_for 10 test -S "$SOCK"
@@ -24,6 +27,8 @@ stop_agent() {
   fi
 }
 ac() { node "$NODE_DIR/agent_client.js" --target "unix://$SOCK" "$@"; }
+# acs: the same over mTLS on the socket, with the orders SVID from Sign below
+acs() { ac --tls "$WORK/leaf.pem" "$WORK/orders.key" "$WORK/bundle.pem" "$@"; }
 field() { sed -n "s/.*\"$1\":\"\\{0,1\\}\\([^\",}]*\\).*/\\1/p"; }
 csr() { # csr NAME SPIFFE_ID [openssl genpkey args]: a DER CSR in $WORK/NAME.der
   local name=$1 id=$2
@@ -98,10 +103,10 @@ tok2=$(ac token "$ORDERS" | field token)
 expect_match "after all that, the agent still serves" '^[0-9a-f]{32}$' "$tok2"
 
 # --- Config.Watch: snapshots, ACK/NACK, pushes within 1 s ---
-out=$(ac watch "$ORDERS" 1)
-expect_match "Watch sends a snapshot with version, nonce and bundle" '"version":"[0-9]+","nonce":"[0-9a-f]{32}".*"bundle":1' "$out"
+out=$(acs watch "$ORDERS" 1)
+expect_match "Watch over mTLS sends a snapshot with version, nonce and bundle" '"version":"[0-9]+","nonce":"[0-9a-f]{32}".*"bundle":1' "$out"
 printf 'apiVersion: wisp.dev/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: shop}\nspec: {mode: STRICT}\n' >"$WORK/p1.yaml"
-ac watch "$ORDERS" 2 >"$WORK/watch.out" &
+acs watch "$ORDERS" 2 >"$WORK/watch.out" &
 WATCH=$!
 sleep 1
 t0=$(date +%s%N)
@@ -113,8 +118,28 @@ ms=$(((t1 - t0) / 1000000))
 if [ "$ms" -lt 1500 ]; then ok "the push arrives within 1 s of apply (${ms} ms incl. client exit)"; else not_ok "push within 1 s" "${ms} ms"; fi
 status=$(ac status)
 expect_match "Status remembers what the proxy ACKed" "\"spiffe_id\":\"$ORDERS\".*\"acked_version\":\"$v\"" "$status"
-ac watch "$ORDERS" 1 nack >/dev/null
+acs watch "$ORDERS" 1 nack >/dev/null
 expect_match "Status shows a NACK with its error" '"last_nack_error":"rejected by test"' "$(ac status)"
+
+# --- Watch is tied to the identity the caller proved ---
+IMPOSTOR=$TD/ns/shop/sa/impostor
+out=$(ac watch "$IMPOSTOR" 1)
+expect_match "a plaintext Watch (no certificate, only a claimed spiffe_id) is refused UNAUTHENTICATED" \
+  "\"name\":\"UNAUTHENTICATED\".*needs the proxy's SVID.*whatever spiffe_id it claims: $IMPOSTOR" "$out"
+out=$(acs watch "$TD/ns/shop/sa/payments" 1)
+expect_match "a Watch over mTLS claiming another proxy's spiffe_id: PERMISSION_DENIED naming both" \
+  "\"name\":\"PERMISSION_DENIED\".*caller is $ORDERS.*not $TD/ns/shop/sa/payments" "$out"
+"$WISPCTL" --agent "unix://$SOCK" status >"$WORK/status.txt" 2>&1
+if grep -q "$ORDERS" "$WORK/status.txt" && ! grep -Eq "impostor|payments" "$WORK/status.txt"; then
+  ok "wispctl status lists the proxy that proved its identity, none that only claimed one"
+else
+  not_ok "wispctl status lists only proven identities" "$(cat "$WORK/status.txt")"
+fi
+csr agentid "$TD/wisp/agent"
+expect_match "Sign never issues the agent's own identity, even to a caller with a valid SVID" \
+  "\"name\":\"PERMISSION_DENIED\".*$TD/wisp/agent is the agent's own identity" "$(acs sign "$WORK/agentid.der")"
+expect_match "... and no join token is made for it" "\"name\":\"INVALID_ARGUMENT\".*agent's own identity" \
+  "$(ac token "$TD/wisp/agent")"
 
 # --- restart: same CA, tokens and policy ---
 ca_before=$(openssl x509 -in "$STATE/ca.crt" -noout -fingerprint)
@@ -123,7 +148,7 @@ start_agent
 expect_eq "after a restart the CA is the same" "$ca_before" "$(openssl x509 -in "$STATE/ca.crt" -noout -fingerprint)"
 out=$(ac sign "$WORK/orders.der" "$tok2")
 expect_match "a token created before the restart still works" "\"spiffe_id\":\"$ORDERS\"" "$out"
-expect_match "the policy and its version survive the restart" "\"version\":\"$v\".*PeerAuthentication" "$(ac watch "$ORDERS" 1)"
+expect_match "the policy and its version survive the restart" "\"version\":\"$v\".*PeerAuthentication" "$(acs watch "$ORDERS" 1)"
 
 # --- a proxy's user on the socket may sign, but not administer ---
 if command -v setpriv >/dev/null && [ "$(id -u)" = 0 ]; then
@@ -141,5 +166,113 @@ if command -v setpriv >/dev/null && [ "$(id -u)" = 0 ]; then
 else
   skip "Admin refused to other uids on the socket" "needs root and setpriv"
 fi
+
+# --- callers that open much and read nothing stay bounded ---
+ctl() { "$WISPCTL" --agent "unix://$SOCK" "$@"; }
+# raw HTTP/2 Watch streams that never read (a command, not a function, so
+# that start_bg's PID is the client's own)
+WATCHERS=(/usr/bin/python3 "$WISP_SRC/tests/lib/agent_watchers.py" --socket "$SOCK")
+svid_of() { echo "$WORK/$1.crt" "$WORK/$1.key" "$WORK/bundle.pem"; }
+cp "$WORK/leaf.pem" "$WORK/orders.crt"
+# jfield FILE LINE KEY: KEY of the JSON object on LINE (1 or $) of FILE
+jfield() {
+  sed -n "$2p" "$1" | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$3"
+}
+# big_policy TAG KB: AuthorizationPolicy documents making about KB kilobytes
+big_policy() {
+  awk -v tag="$1" -v kb="$2" 'BEGIN {
+    n = int(kb * 1024 / 640) + 1
+    for (i = 0; i < n; i++) {
+      printf "apiVersion: wisp.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: big-%s-%d, namespace: shop}\n", tag, i
+      printf "spec:\n  selector: {serviceAccount: svc%d}\n  action: ALLOW\n  rules:\n  - from: [{principals: [", i
+      for (j = 0; j < 8; j++) printf "%s\"spiffe://shop.local/ns/shop/sa/caller-%d-%d\"", (j ? ", " : ""), i, j
+      printf "]}]\n    to: [{methods: [\"GET\"], paths: [\"/api/v1/items/*\"], ports: [8080]}]\n---\n"
+    }
+  }'
+}
+# sample_rss PID: the peak RSS of PID, sampled every 0.1 s (at most 5 min)
+# until $WORK/rss.stop exists, into $WORK/rss.peak
+sample_rss() {
+  local m=0 r i
+  for i in $(seq 1 3000); do
+    [ -e "$WORK/rss.stop" ] && break
+    r=$(rss_kb "$1")
+    [ "${r:-0}" -gt "$m" ] && m=$r && echo "$m" >"$WORK/rss.peak"
+    sleep 0.1
+  done
+}
+
+stop_agent
+start_agent --max-watchers-per-caller 400 --max-conn-buffer 16MiB
+big_policy 0 864 >"$WORK/big0.yaml"
+ctl apply -f "$WORK/big0.yaml" >"$WORK/apply0.out" 2>&1
+v0=$(sed -n 's/.*version \([0-9]*\).*/\1/p' "$WORK/apply0.out")
+start_bg "$WORK/flood" "${WATCHERS[@]}" --tls $(svid_of orders) --spiffe-id "$ORDERS" --conns 30 --streams 10 --hold 300
+FLOOD=$LAST_PID
+wait_for 30 grep -qs '"ready"' "$WORK/flood.out"
+expect_eq "300 Watch streams over mTLS that never read (window 1 KiB, no WINDOW_UPDATE) are open" 300 \
+  "$(jfield "$WORK/flood.out" 1 accepted)"
+last=$((v0 + 4))
+acs watch "$ORDERS" 10 brief "until=$last" timeout=240 >"$WORK/good.out" 2>&1 &
+GOOD=$!
+wait_for 10 grep -q "\"version\":\"$v0\"" "$WORK/good.out"
+rm -f "$WORK/rss.stop" "$WORK/rss.peak"
+sample_rss "$AGENT_PID" &
+SAMPLER=$!
+for i in 1 2 3 4; do
+  big_policy "$i" 864 >"$WORK/big$i.yaml"
+  ctl apply -f "$WORK/big$i.yaml" >>"$WORK/apply.out" 2>&1
+done
+wait "$GOOD"
+touch "$WORK/rss.stop"
+wait "$SAMPLER"
+expect_eq "4 pushes of an 864 KB policy were applied" "$last" "$(sed -n 's/.*version \([0-9]*\).*/\1/p' "$WORK/apply.out" | tail -1)"
+expect_rss_under "... with 300 watchers that never read, agent RSS stays under 64 MB (one copy per version, not per watcher)" \
+  65536 "$(cat "$WORK/rss.peak" 2>/dev/null || echo 999999)"
+expect_match "a well-behaved watcher beside them receives the newest version" \
+  "\"version\":\"$last\",.*\"policy_bytes\":[0-9]{6}" "$(tail -1 "$WORK/good.out")"
+expect_match "watchers whose connection holds more unread output than --max-conn-buffer are ended, with a log line" \
+  '"type":"watch_ended".*"spiffe_id":"'"$ORDERS"'".*--max-conn-buffer' "$(cat "$WORK/agent.out")"
+out=$("${WATCHERS[@]}" --conns 1 --streams 20 --path /wisp.v1.Identity/Sign --partial 1000000 --settle 5 --hold 0 \
+  --spiffe-id "$ORDERS" | head -1)
+expect_match "requests a caller never finishes are bounded per connection too (RESOURCE_EXHAUSTED)" \
+  'RESOURCE_EXHAUSTED: this connection would hold more than 16777216 bytes.*--max-conn-buffer' "$out"
+kill -TERM "$FLOOD"
+wait "$FLOOD"
+expect_eq "... and the 300 never-reading streams were held open throughout" 300 "$(jfield "$WORK/flood.out" '$' accepted)"
+expect_match "after the flood, the agent still serves" '"version":"'"$last"'"' "$(ac status)"
+
+stop_agent
+start_agent --max-connections 16 --max-watchers 10
+tokp=$(ac token "$TD/ns/shop/sa/payments" | field token)
+out=$(ac sign "$WORK/other.der" "$tokp")
+printf '%s' "$out" | node -e 'const o=JSON.parse(require("fs").readFileSync(0));process.stdout.write(o.leaf_pem)' >"$WORK/other.crt"
+start_bg "$WORK/orders12" "${WATCHERS[@]}" --tls $(svid_of orders) --spiffe-id "$ORDERS" --streams 12 --hold 300
+O12=$LAST_PID
+wait_for 20 grep -qs '"ready"' "$WORK/orders12.out"
+expect_eq "one caller gets --max-watchers-per-caller (default 8) Watch streams" 8 "$(jfield "$WORK/orders12.out" 1 accepted)"
+expect_match "... the others are refused RESOURCE_EXHAUSTED, naming the identity, the uid and the flag" \
+  "RESOURCE_EXHAUSTED: $ORDERS already has 8 Config.Watch streams open from uid $(id -u), the limit \\(--max-watchers-per-caller\\)\": 4" \
+  "$(head -1 "$WORK/orders12.out")"
+start_bg "$WORK/payments4" "${WATCHERS[@]}" --tls $(svid_of other) --spiffe-id "$TD/ns/shop/sa/payments" --streams 4 --hold 300
+P4=$LAST_PID
+wait_for 20 grep -qs '"ready"' "$WORK/payments4.out"
+expect_match "another caller still gets its Watch, up to --max-watchers in all (10)" \
+  '"accepted": 2, .*"RESOURCE_EXHAUSTED: the agent serves 10 Config.Watch streams, its limit \(--max-watchers\)": 2' \
+  "$(head -1 "$WORK/payments4.out")"
+kill -TERM "$O12" "$P4"
+wait "$O12" "$P4"
+expect_match "a Watch is served again once they are gone" '"version":"' "$(acs watch "$ORDERS" 1 brief)"
+"${WATCHERS[@]}" --conns 24 --hold 1 --settle 5 --spiffe-id "$ORDERS" >"$WORK/conns.out"
+closed=$(jfield "$WORK/conns.out" 1 conns_closed)
+# 8, or 9 if the agent has not yet seen the last client above go
+if [ "${closed:-0}" -ge 8 ] && [ "$closed" -le 9 ]; then
+  ok "beyond --max-connections (16) new connections are closed at once ($closed of 24)"
+else
+  not_ok "beyond --max-connections (16) new connections are closed at once" "$(cat "$WORK/conns.out")"
+fi
+expect_match "... with a log line saying why" 'refused a connection: 16 are open, the limit \(--max-connections\)' \
+  "$(cat "$WORK/agent.err")"
+expect_match "... and the agent serves again once they go" '"version":"' "$(ac status)"
 stop_agent
 finish

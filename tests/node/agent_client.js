@@ -1,9 +1,14 @@
 // A real @grpc/grpc-js client of wisp-agent, loading the .proto files from
 // proto/: proof that the agent speaks real gRPC. One JSON line per result.
-//   node agent_client.js --target unix:///path/agent.sock CMD [args]
+//   node agent_client.js --target unix:///path/agent.sock [--tls CERT KEY CA] CMD [args]
+//   --tls: mTLS with this client SVID (PEM chain, key) verifying the agent by
+//   the bundle CA (its URI-only certificate has no host name to check).
 //   token SPIFFE_ID [TTL_S] [reusable]  -> {"token","expires_unix"}
 //   sign CSR_DER_FILE [TOKEN]           -> {"spiffe_id","chain":n,"bundle":n,"leaf_pem":...}
-//   watch SPIFFE_ID [N] [nack]          -> one line per snapshot; ACKs (or NACKs) each
+//   watch SPIFFE_ID [N] [nack] [brief] [until=VERSION] [timeout=S]
+//                                       -> one line per snapshot; ACKs (or NACKs) each; stops
+//                                          after N or at VERSION (gives up after S, 15 s);
+//                                          brief: policy_bytes instead of policy_yaml
 //   apply FILE                          -> {"version"}
 //   status                              -> the StatusResponse
 //   rotate prepare|activate|finish      -> the RotateCAResponse
@@ -18,12 +23,15 @@ const protoLoader = require('@grpc/proto-loader');
 const args = process.argv.slice(2);
 let target = 'unix:///run/wisp/agent.sock';
 if (args[0] === '--target') { target = args[1]; args.splice(0, 2); }
+let tls = null;
+if (args[0] === '--tls') { tls = args.slice(1, 4).map((f) => fs.readFileSync(f)); args.splice(0, 4); }
 const [cmd, ...rest] = args;
 const def = protoLoader.loadSync(['wisp/v1/identity.proto', 'wisp/v1/config.proto', 'wisp/v1/admin.proto'], {
   includeDirs: [path.join(__dirname, '..', '..', 'proto')], keepCase: true, longs: Number, defaults: true,
 });
 const v1 = grpc.loadPackageDefinition(def).wisp.v1;
-const creds = grpc.credentials.createInsecure();
+const creds = tls ? grpc.credentials.createSsl(tls[2], tls[1], tls[0], { checkServerIdentity: () => undefined })
+  : grpc.credentials.createInsecure();
 const opts = { 'grpc.max_receive_message_length': 16 << 20 };
 const deadline = () => Date.now() + 15000;
 
@@ -67,18 +75,23 @@ switch (cmd) {
   }
   case 'watch': {
     const want = Number(rest[1] || 1);
-    const nack = rest[2] === 'nack';
+    const opt = rest.slice(2);
+    const nack = opt.includes('nack');
+    const brief = opt.includes('brief');
+    const until = (opt.find((o) => o.startsWith('until=')) || '').slice(6);
+    const timeout = Number((opt.find((o) => o.startsWith('timeout=')) || 'timeout=15').slice(8));
     const cfg = new v1.Config(target, creds, opts);
     const call = cfg.Watch();
     let n = 0;
     call.on('data', (s) => {
-      console.log(JSON.stringify({ version: s.version, nonce: s.nonce, policy_yaml: s.policy_yaml, bundle: s.bundle.length }));
+      const policy = brief ? { policy_bytes: Buffer.byteLength(s.policy_yaml) } : { policy_yaml: s.policy_yaml };
+      console.log(JSON.stringify({ version: s.version, nonce: s.nonce, ...policy, bundle: s.bundle.length }));
       call.write({ spiffe_id: rest[0], version: s.version, nonce: s.nonce, error_detail: nack ? 'rejected by test' : '' });
-      if (++n >= want) setTimeout(() => { call.cancel(); process.exit(0); }, 300);
+      if (++n >= want || s.version === until) setTimeout(() => { call.cancel(); process.exit(0); }, 300);
     });
     call.on('error', (err) => { if (err.code !== grpc.status.CANCELLED) fail(err); });
     call.write({ spiffe_id: rest[0], node: { proxy_version: 'test' } });
-    setTimeout(() => { console.log(JSON.stringify({ timeout: true, got: n })); process.exit(1); }, 15000).unref();
+    setTimeout(() => { console.log(JSON.stringify({ timeout: true, got: n })); process.exit(1); }, timeout * 1000).unref();
     break;
   }
   case 'raw': {
