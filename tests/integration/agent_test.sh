@@ -174,9 +174,12 @@ ctl() { "$WISPCTL" --agent "unix://$SOCK" "$@"; }
 WATCHERS=(/usr/bin/python3 "$WISP_SRC/tests/lib/agent_watchers.py" --socket "$SOCK")
 svid_of() { echo "$WORK/$1.crt" "$WORK/$1.key" "$WORK/bundle.pem"; }
 cp "$WORK/leaf.pem" "$WORK/orders.crt"
-# jfield FILE LINE KEY: KEY of the JSON object on LINE (1 or $) of FILE
+# jfield FILE LINE KEY: KEY of the JSON object on LINE (1 or $) of FILE (objects as JSON)
 jfield() {
-  sed -n "$2p" "$1" | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$3"
+  sed -n "$2p" "$1" | /usr/bin/python3 -c '
+import json, sys
+v = json.load(sys.stdin).get(sys.argv[1], "")
+print(v if isinstance(v, (str, int)) else json.dumps(v, separators=(",", ":")))' "$3"
 }
 # big_policy TAG KB: AuthorizationPolicy documents making about KB kilobytes
 big_policy() {
@@ -212,6 +215,10 @@ FLOOD=$LAST_PID
 wait_for 30 grep -qs '"ready"' "$WORK/flood.out"
 expect_eq "300 Watch streams over mTLS that never read (window 1 KiB, no WINDOW_UPDATE) are open" 300 \
   "$(jfield "$WORK/flood.out" 1 accepted)"
+# two more that stall now and recover after the pushes
+start_bg "$WORK/stalled" "${WATCHERS[@]}" --tls $(svid_of orders) --spiffe-id "$ORDERS" --streams 2 --hold 300
+STALLED=$LAST_PID
+wait_for 20 grep -qs '"ready"' "$WORK/stalled.out"
 last=$((v0 + 4))
 acs watch "$ORDERS" 10 brief "until=$last" timeout=240 >"$WORK/good.out" 2>&1 &
 GOOD=$!
@@ -231,6 +238,11 @@ expect_rss_under "... with 300 watchers that never read, agent RSS stays under 6
   65536 "$(cat "$WORK/rss.peak" 2>/dev/null || echo 999999)"
 expect_match "a well-behaved watcher beside them receives the newest version" \
   "\"version\":\"$last\",.*\"policy_bytes\":[0-9]{6}" "$(tail -1 "$WORK/good.out")"
+kill -USR1 "$STALLED"
+wait_for 90 grep -qs '"drained"' "$WORK/stalled.out"
+expect_eq "a stalled watcher that reads again gets the snapshot it had started, whole, then only the newest" \
+  "{\"$v0,$last\":2}" "$(jfield "$WORK/stalled.out" '$' versions)"
+kill -TERM "$STALLED"
 expect_match "watchers whose connection holds more unread output than --max-conn-buffer are ended, with a log line" \
   '"type":"watch_ended".*"spiffe_id":"'"$ORDERS"'".*--max-conn-buffer' "$(cat "$WORK/agent.out")"
 out=$("${WATCHERS[@]}" --conns 1 --streams 20 --path /wisp.v1.Identity/Sign --partial 1000000 --settle 5 --hold 0 \

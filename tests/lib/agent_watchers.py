@@ -24,6 +24,12 @@ trailers for a refused one), or after --settle seconds (10):
   {"ready":true,"accepted":N,"refused":{"STATUS: message":count,...},...}
 then holds the streams for SECONDS (or until SIGTERM) and prints the final
 tally the same way, with "ready":false. Exits 0; 1 if it could not connect.
+
+SIGUSR1: the stuck proxy recovers. It opens every window and reads all that
+the agent kept for it, then prints a line with "drained":true and, for each
+stream, the Snapshot versions it received in order, e.g.
+"versions":{"2,6":2}: every message must parse (a message the agent had
+started to send must arrive whole) and only the newest should follow it.
 """
 import argparse
 import json
@@ -42,6 +48,9 @@ import h2.settings
 
 WATCH_PATH = "/wisp.v1.Config/Watch"
 ANNOUNCED_LEN = 1024 * 1024
+DRAIN_WINDOW = 64 * 1024 * 1024
+DRAIN_QUIET_S = 1.0
+DRAIN_LIMIT_S = 60.0
 STATUS_NAMES = {0: "OK", 1: "CANCELLED", 3: "INVALID_ARGUMENT", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED",
                 13: "INTERNAL", 14: "UNAVAILABLE", 16: "UNAUTHENTICATED"}
 
@@ -51,6 +60,44 @@ def watch_request(spiffe_id):
     sid = spiffe_id.encode()
     body = b"\x0a" + varint(len(sid)) + sid
     return b"\x00" + len(body).to_bytes(4, "big") + body
+
+
+def read_varint(b, i):
+    n = shift = 0
+    while True:
+        n |= (b[i] & 0x7F) << shift
+        shift += 7
+        i += 1
+        if not b[i - 1] & 0x80:
+            return n, i
+
+
+def snapshot_versions(data):
+    """The version (field 1) of each gRPC-framed Snapshot in |data|, and
+    "cut" if the bytes end inside a message or a message does not parse."""
+    out, i = [], 0
+    while i < len(data):
+        if len(data) - i < 5 or len(data) - i - 5 < int.from_bytes(data[i + 1:i + 5], "big"):
+            return out + ["cut"]
+        end = i + 5 + int.from_bytes(data[i + 1:i + 5], "big")
+        j, version = i + 5, None
+        try:
+            while j < end:
+                key, j = read_varint(data, j)
+                if key & 7 == 2:
+                    n, j = read_varint(data, j)
+                    if key >> 3 == 1:
+                        version = data[j:j + n].decode()
+                    j += n
+                elif key & 7 == 0:
+                    _, j = read_varint(data, j)
+                else:
+                    raise ValueError("wire type %d" % (key & 7))
+        except (IndexError, ValueError, UnicodeDecodeError):
+            j = -1
+        out.append(version if j == end and version is not None else "garbled")
+        i = end
+    return out
 
 
 def varint(n):
@@ -84,6 +131,7 @@ class Conn:
         # id -> {"state": "open"|"accepted"|"ended", "status": str, "bytes": n, "pending": bytes to send}
         self.streams = {}
         self.closed = False
+        self.last_data = 0.0
         if args.partial:
             msg = b"\x00" + ANNOUNCED_LEN.to_bytes(4, "big") + b"\x00" * args.partial
         else:
@@ -93,7 +141,7 @@ class Conn:
             self.h2.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":authority", "agent"),
                                        (":path", args.path), ("content-type", "application/grpc"),
                                        ("te", "trailers")])
-            self.streams[sid] = {"state": "open", "status": "", "bytes": 0, "pending": msg}
+            self.streams[sid] = {"state": "open", "status": "", "bytes": 0, "pending": msg, "data": b""}
         self.send_pending()
 
     def send_pending(self):
@@ -140,13 +188,25 @@ class Conn:
             elif isinstance(ev, h2.events.TrailersReceived) and st:
                 self.end(st, dict(ev.headers))
             elif isinstance(ev, h2.events.DataReceived) and st:
-                st["bytes"] += len(ev.data)  # never acknowledged: no WINDOW_UPDATE
+                st["bytes"] += len(ev.data)  # not acknowledged: no WINDOW_UPDATE until drain()
+                st["data"] += ev.data
+                self.last_data = time.monotonic()
             elif isinstance(ev, h2.events.StreamReset) and st:
                 st["state"], st["status"] = "ended", "RST_STREAM %d" % ev.error_code
             elif isinstance(ev, h2.events.ConnectionTerminated):
                 self.closed = True
         if not self.closed:
             self.send_pending()
+
+    def drain(self):
+        """Opens the connection's and every stream's window wide."""
+        if self.closed:
+            return
+        self.h2.increment_flow_control_window(DRAIN_WINDOW)
+        for sid, st in self.streams.items():
+            if st["state"] != "ended":
+                self.h2.increment_flow_control_window(DRAIN_WINDOW, stream_id=sid)
+        self.flush()
 
     @staticmethod
     def end(st, hdrs):
@@ -157,11 +217,14 @@ class Conn:
 
 
 def tally(conns, ready):
-    out = {"ready": ready, "accepted": 0, "open": 0, "refused": {}, "bytes": 0, "conns_closed": 0}
+    out = {"ready": ready, "accepted": 0, "open": 0, "refused": {}, "bytes": 0, "conns_closed": 0, "versions": {}}
     for c in conns:
         out["conns_closed"] += c.closed
         for st in c.streams.values():
             out["bytes"] += st["bytes"]
+            if st["data"]:
+                seq = ",".join(snapshot_versions(st["data"]))
+                out["versions"][seq] = out["versions"].get(seq, 0) + 1
             if st["state"] == "ended":
                 out["refused"][st["status"]] = out["refused"].get(st["status"], 0) + 1
             else:
@@ -183,6 +246,20 @@ def pump(conns, until, stop_when_settled):
                 c.on_readable()
 
 
+def drain(conns):
+    start = time.monotonic()
+    for c in conns:
+        c.drain()
+        c.last_data = start
+    while time.monotonic() - start < DRAIN_LIMIT_S:
+        pump(conns, time.monotonic() + 0.2, False)
+        if time.monotonic() - max(c.last_data for c in conns) > DRAIN_QUIET_S:
+            break
+    out = tally(conns, False)
+    out["drained"] = True
+    print(json.dumps(out), flush=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--socket", required=True)
@@ -196,8 +273,9 @@ def main():
     p.add_argument("--partial", type=int, default=0)
     p.add_argument("--settle", type=float, default=10.0)
     args = p.parse_args()
-    stop = {"now": False}
+    stop = {"now": False, "drain": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    signal.signal(signal.SIGUSR1, lambda *_: stop.update(drain=True))
     conns = []
     try:
         for _ in range(args.conns):
@@ -210,6 +288,9 @@ def main():
     end = time.monotonic() + args.hold
     while not stop["now"] and time.monotonic() < end and not all(c.closed for c in conns):
         pump(conns, min(end, time.monotonic() + 0.5), False)
+        if stop["drain"]:
+            stop["drain"] = False
+            drain(conns)
     print(json.dumps(tally(conns, False)), flush=True)
     return 0
 
