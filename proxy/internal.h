@@ -65,11 +65,16 @@ typedef struct wisp_target {
   int nwaiting;                 /* requests waiting, all callers (at most --max-queued) */
   bool woken;                   /* on px->woken: a stream or a slot may be ready */
   struct wisp_target *woken_next;
+  int users;           /* downstream connections (and accepts being sniffed) sent here */
+  ev_tstamp last_used; /* when a user last came or went (LRU eviction) */
+  bool retired;        /* an evicted transparent destination, freed with its last pool connection */
 } wisp_target;
 
-/* A destination met in transparent mode, kept for its connection pool. */
+/* A destination met in transparent mode, kept for its connection pool while
+ * there is room (--max-destinations), evicted when unused and room is
+ * wanted (wisp_proxy_target_for). */
 typedef struct wisp_dyn_target {
-  wisp_target t;
+  wisp_target t;       /* first: a retired wisp_target is its wisp_dyn_target */
   struct wisp_dyn_target *next;
 } wisp_dyn_target;
 
@@ -192,6 +197,9 @@ struct wisp_proxy {
   struct wisp_dyn_target *dyn; /* owned list: transparent destinations */
   wisp_target direct;          /* transparent inbound without --app: the stand-in
                                 * for callers that dialled the port directly */
+  wisp_target full;            /* transparent: the stand-in when every destination is in use */
+  struct wisp_dyn_target *retired; /* owned list: evicted, their pool connections closing */
+  uint64_t dyn_evicted;
   struct tunnel *tunnels;      /* owned list: L4 byte streams (wisp_tunnel) */
   size_t ndyn;
   wisp_conn *conns;          /* every live connection */

@@ -205,6 +205,7 @@ static void render_config(sbuf *b, const wisp_proxy *px) {
   sb_add(b, "}", 1);
   json_num(b, "reload_interval", cfg->reload_interval);
   json_int(b, "pool_size", cfg->pool_size);
+  json_int(b, "max_destinations", cfg->max_destinations);
   json_str(b, "agent", cfg->agent);
   json_str(b, "spiffe_id", cfg->spiffe_id);
   json_str(b, "policy_file", cfg->policy_file);
@@ -305,6 +306,10 @@ static void render_metrics(sbuf *b, const wisp_proxy *px, bool ready) {
   render_listener_metrics(b, px);
   metric(b, "wisp_streams_open", "gauge", "Requests in progress.",
          st->requests > finished ? st->requests - finished : 0);
+  metric(b, "wisp_destinations", "gauge", "Transparent destinations kept with their pools (--max-destinations).",
+         (uint64_t)px->ndyn);
+  metric(b, "wisp_destinations_evicted_total", "counter",
+         "Transparent destinations evicted, unused, to make room for a new one.", px->dyn_evicted);
   metric_head(b, "wisp_svid_expiry_timestamp_seconds", "gauge", "When the current SVID expires (unix time).");
   sb_printf(b, "wisp_svid_expiry_timestamp_seconds %" PRId64 "\n", info->not_after_unix);
   metric(b, "wisp_cert_generation", "gauge", "Certificate loads so far; bumps on every reload.", info->generation);

@@ -54,6 +54,7 @@ static const opt_def kOpts[] = {
     {"outbound", OPT_STR, OFF(outbound), "127.0.0.1:15001"},
     {"opaque-ports", OPT_STR, OFF(opaque_ports), "25,3306,5432,6379,27017"},
     {"intercept-probe", OPT_STR, OFF(intercept_probe), "127.0.0.77:15009"},
+    {"max-destinations", OPT_LIMIT, OFF(max_destinations), "4096"},
     {"svid-cache", OPT_STR, OFF(svid_cache), NULL},
     {"help", OPT_HELP, OFF(help), NULL},
 };
@@ -77,6 +78,10 @@ const char *wisp_config_usage(void) {
          "  --intercept-probe IP:PORT|off          transparent: /ready fails until a connection to this\n"
          "                                         address is seen redirected to --outbound (the rule\n"
          "                                         wisp-iptables.sh adds; default 127.0.0.77:15009)\n"
+         "  --max-destinations N                   transparent: original destinations kept with\n"
+         "                                         their pools (default 4096, 0: no limit); an unused\n"
+         "                                         one is evicted for a new one, and only when all N\n"
+         "                                         are in use is a new destination answered 503\n"
          "  --policy FILE                          authorization policy (YAML), re-read when it changes\n"
          "  --route LISTEN=PEER[,id=SPIFFE_ID]     outbound: plaintext h2c on LISTEN, mTLS to PEER,\n"
          "                                         which must present SPIFFE_ID (repeatable)\n"

@@ -48,6 +48,7 @@ typedef struct {
   char *opaque_ports;             /* owned; comma list: L4 without detection */
   char *svid_cache;               /* owned; --agent: DIR keeping the last SVID and key (0600), NULL: none */
   char *intercept_probe;          /* owned; transparent: IP:PORT that proves the iptables rules, NULL: off */
+  int max_destinations;           /* transparent: original destinations kept at once, 0: no limit */
   bool admin_set;                 /* given by --admin/WISP_ADMIN, not the default */
   bool help;
 } wisp_config;

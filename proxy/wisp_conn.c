@@ -182,7 +182,12 @@ static void on_teardown(wisp_h2conn *io) {
   wisp_connlimit_release(&c->slot);
   ev_timer_stop(px->loop, &c->timer);
   wisp_stream_conn_gone(c);
-  if (io->upstream) wisp_pool_remove(c->target, c);
+  if (io->upstream) {
+    wisp_pool_remove(c->target, c);
+    wisp_proxy_reap_target(c->target);
+  } else if (c->dst) {
+    wisp_proxy_release_target(c->dst);
+  }
   if (c->prev) {
     c->prev->next = c->next;
   } else {
@@ -236,6 +241,12 @@ static wisp_conn *conn_new(wisp_proxy *px, int fd, SSL *ssl, bool upstream, wisp
   return c;
 }
 
+/* A downstream connection holds its destination (not evicted meanwhile). */
+static void set_dst(wisp_conn *c, wisp_target *dst) {
+  c->dst = dst;
+  wisp_proxy_hold_target(dst);
+}
+
 /* A plaintext caller on the inbound port: served without a principal in
  * PERMISSIVE mode (policy still decides), refused in STRICT. */
 static void accept_plain_inbound(wisp_listener *l, wisp_target *dst, int fd, const char *peer,
@@ -244,7 +255,7 @@ static void accept_plain_inbound(wisp_listener *l, wisp_target *dst, int fd, con
   wisp_connlimit_move(&c->slot, slot);
   c->started = accepted;
   c->listener = l;
-  c->dst = dst;
+  set_dst(c, dst);
   snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer);
   if (!l->px->permissive) {
     wisp_conn_close(c, "peer did not speak TLS: plaintext callers are refused (mTLS mode STRICT)");
@@ -266,7 +277,7 @@ static void accept_tls(wisp_listener *l, wisp_target *dst, int fd, const char *p
   }
   c->io.ssl = ssl;
   c->listener = l;
-  c->dst = dst;
+  set_dst(c, dst);
   snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer);
   if (!ssl) {
     wisp_conn_close(c, "no SVID yet: cannot accept mTLS");
@@ -277,8 +288,9 @@ static void accept_tls(wisp_listener *l, wisp_target *dst, int fd, const char *p
 
 /* A connection's line before it is a wisp_conn: |event| "refused" (we
  * closed it; |limit|: the flag that refused it, or NULL), "closed" (the
- * caller did) or "misdirected" (served by a stand-in). Rate-limited per
- * listener: a flood of such connections must not become a flood of log. */
+ * caller did), "misdirected" or "unavailable" (served by a stand-in that
+ * answers 503). Rate-limited per listener: a flood of such connections
+ * must not become a flood of log. */
 static void log_unaccepted(wisp_listener *l, const char *peer, const char *event, const char *reason,
                            const char *limit) {
   uint64_t dropped;
@@ -327,6 +339,7 @@ static void on_inbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
     accept_plain_inbound(l, in->dst, fd, in->peer, &in->slot, in->accepted);
   }
   wisp_connlimit_release(&in->slot); /* refused: the connection is gone */
+  wisp_proxy_release_target(in->dst);
   free(in);
 }
 
@@ -334,7 +347,7 @@ static void accept_h2c(wisp_listener *l, wisp_target *dst, int fd, const char *p
   wisp_conn *c = conn_new(l->px, fd, NULL, false, l->dir, WISP_H2CONN_OPEN);
   wisp_connlimit_move(&c->slot, slot);
   c->listener = l;
-  c->dst = dst;
+  set_dst(c, dst);
   snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer);
   wisp_conn_rearm(c);
 }
@@ -356,12 +369,15 @@ static void on_outbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
     wisp_tunnel_outbound(o->l->px, fd, o->peer, o->dst, &o->slot);
   }
   wisp_connlimit_release(&o->slot); /* the caller left during detection */
+  wisp_proxy_release_target(o->dst);
   free(o);
 }
 
 /* Where a connection's streams go: the listener's fixed target, or in
  * transparent mode its original destination (outbound: that address over
- * mTLS; inbound: the app on that port). NULL with |why| when it has none. */
+ * mTLS; inbound: the app on that port). A stand-in (wisp_target.refuse)
+ * when there is none the caller could mean or no room for it, so it hears
+ * why; NULL with |why| when the connection is refused at once. */
 static wisp_target *destination(wisp_listener *l, int fd, const wisp_addr *peer, bool *probe, char *why,
                                 size_t why_len) {
   if (l->target) return l->target;
@@ -386,9 +402,7 @@ static wisp_target *destination(wisp_listener *l, int fd, const wisp_addr *peer,
     snprintf(why, why_len, "connected to the proxy's own port, not redirected: refusing to loop");
     return NULL;
   }
-  wisp_target *t = wisp_proxy_target_for(l->px, &orig, l->dir == WISP_DIR_OUTBOUND);
-  if (!t) snprintf(why, why_len, "too many distinct destinations");
-  return t;
+  return wisp_proxy_target_for(l->px, &orig, l->dir == WISP_DIR_OUTBOUND);
 }
 
 /* Closes a caller that would go past one of |l|'s connection limits, at
@@ -430,7 +444,8 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
     close(fd);
     return;
   }
-  if (dst->refuse) log_unaccepted(l, peer_str, "misdirected", dst->refuse, NULL);
+  if (dst->refuse)
+    log_unaccepted(l, peer_str, dst == &px->direct ? "misdirected" : "unavailable", dst->refuse, NULL);
   if (l->dir == WISP_DIR_INBOUND) {
     /* TLS or plaintext? The first bytes say (PeerAuthentication). */
     inbound_sniff *in = wisp_calloc(1, sizeof(*in));
@@ -438,6 +453,7 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
     in->dst = dst;
     in->accepted = ev_now(px->loop);
     wisp_connlimit_move(&in->slot, &slot);
+    wisp_proxy_hold_target(dst);
     snprintf(in->peer, sizeof(in->peer), "%s", peer_str);
     wisp_sniff_start(px->loop, fd, px->cfg->handshake_timeout, on_inbound_sniffed, in);
     return;
@@ -453,6 +469,7 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
     o->l = l;
     o->dst = dst;
     wisp_connlimit_move(&o->slot, &slot);
+    wisp_proxy_hold_target(dst);
     snprintf(o->peer, sizeof(o->peer), "%s", peer_str);
     wisp_sniff_start(px->loop, fd, WISP_DETECT_TIMEOUT, on_outbound_sniffed, o);
     return;

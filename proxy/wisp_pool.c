@@ -226,3 +226,15 @@ void wisp_pool_remove(wisp_target *t, wisp_conn *c) {
     }
   }
 }
+
+void wisp_pool_forget(wisp_target *t) {
+  if (!t->woken) return;
+  for (wisp_target **p = &t->px->woken; *p; p = &(*p)->woken_next) {
+    if (*p == t) {
+      *p = t->woken_next;
+      break;
+    }
+  }
+  t->woken = false;
+  t->woken_next = NULL;
+}

@@ -31,5 +31,8 @@ void wisp_pool_wake(wisp_target *t);
 void wisp_pool_pump(wisp_proxy *px);
 /* Forgets |c| (on its teardown). */
 void wisp_pool_remove(wisp_target *t, wisp_conn *c);
+/* Takes |t|, about to be freed (an evicted transparent destination, no
+ * connections, no waiting requests), off the list of woken targets. */
+void wisp_pool_forget(wisp_target *t);
 
 #endif

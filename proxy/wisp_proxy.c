@@ -111,17 +111,82 @@ static wisp_err add_target(wisp_proxy *px, wisp_target **out, const char *addr, 
   return WISP_OK;
 }
 
+static void dyn_free(wisp_dyn_target *d) {
+  wisp_pool_forget(&d->t); /* a freed connection may have woken it */
+  free(d->t.name);
+  free(d->t.expect_id);
+  free(d);
+}
+
+/* Users, requests waiting for a stream, or streams on its pool connections
+ * (a stream outlives its caller's connection only on an upstream one). */
+static bool target_in_use(const wisp_target *t) {
+  if (t->users || t->waiters) return true;
+  for (const wisp_conn *c = t->conns; c; c = c->pool_next) {
+    if (c->nstreams) return true;
+  }
+  return false;
+}
+
+/* Makes room for one destination: the least recently used one not in use
+ * goes; its idle pool connections are closed and it is freed with the last
+ * (wisp_proxy_reap_target). False when every one is in use. */
+static bool evict_one(wisp_proxy *px) {
+  wisp_dyn_target **victim = NULL;
+  for (wisp_dyn_target **p = &px->dyn; *p; p = &(*p)->next) {
+    if (!target_in_use(&(*p)->t) && (!victim || (*p)->t.last_used < (*victim)->t.last_used)) victim = p;
+  }
+  if (!victim) return false;
+  wisp_dyn_target *d = *victim;
+  *victim = d->next;
+  px->ndyn--;
+  px->dyn_evicted++;
+  if (d->t.nconns == 0) {
+    dyn_free(d);
+    return true;
+  }
+  d->t.retired = true;
+  d->next = px->retired;
+  px->retired = d;
+  for (wisp_conn *c = d->t.conns; c; c = c->pool_next) wisp_conn_drain(c);
+  return true;
+}
+
+void wisp_proxy_hold_target(wisp_target *t) {
+  t->users++;
+  t->last_used = ev_now(t->px->loop);
+}
+
+void wisp_proxy_release_target(wisp_target *t) {
+  t->users--;
+  t->last_used = ev_now(t->px->loop);
+}
+
+void wisp_proxy_reap_target(wisp_target *t) {
+  if (!t->retired || t->nconns) return;
+  wisp_proxy *px = t->px;
+  for (wisp_dyn_target **p = &px->retired; *p; p = &(*p)->next) {
+    if (&(*p)->t == t) {
+      wisp_dyn_target *d = *p;
+      *p = d->next;
+      dyn_free(d);
+      return;
+    }
+  }
+}
+
 wisp_target *wisp_proxy_target_for(wisp_proxy *px, const wisp_addr *addr, bool outbound) {
   wisp_addr want = *addr;
   if (!outbound) { /* the app listens on loopback at the original port */
     char local[32];
     snprintf(local, sizeof(local), "127.0.0.1:%u", (unsigned)wisp_addr_port(addr));
-    if (wisp_addr_parse(&want, local) != WISP_OK) return NULL;
+    if (wisp_addr_parse(&want, local) != WISP_OK) return &px->full;
   }
   for (wisp_dyn_target *d = px->dyn; d; d = d->next) {
     if (d->t.tls == outbound && wisp_addr_equal(&d->t.addr, &want)) return &d->t;
   }
-  if (px->ndyn >= WISP_MAX_DYN_TARGETS) return NULL;
+  size_t cap = (size_t)px->cfg->max_destinations; /* 0: no limit */
+  if (cap && px->ndyn >= cap && !evict_one(px)) return &px->full;
   wisp_dyn_target *d = wisp_calloc(1, sizeof(*d));
   char name[64];
   wisp_addr_format(&want, name, sizeof(name));
@@ -131,6 +196,7 @@ wisp_target *wisp_proxy_target_for(wisp_proxy *px, const wisp_addr *addr, bool o
   d->t.tls = outbound;
   const char *id = outbound ? wisp_dests_lookup(px->dests, &want) : NULL;
   d->t.expect_id = id ? wisp_strdup(id) : NULL;
+  d->t.last_used = ev_now(px->loop);
   d->next = px->dyn;
   px->dyn = d;
   px->ndyn++;
@@ -150,12 +216,25 @@ bool wisp_proxy_owns_port(const wisp_proxy *px, unsigned port) {
  * sidecar's --route, a health check) has no such port: mapping it would
  * dial the listener again. It gets this stand-in, which answers 503 and
  * says why, instead. */
+static void init_stand_in(wisp_proxy *px, wisp_target *t, const char *name, const char *reason) {
+  t->px = px;
+  t->name = wisp_strdup(name);
+  t->refuse = wisp_strdup(reason);
+}
+
 static void init_direct(wisp_proxy *px) {
-  px->direct.px = px;
-  px->direct.name = wisp_strdup("none (direct connection to the sidecar)");
-  px->direct.refuse = wisp_strdup(
-      "connected to the sidecar's own port directly, not redirected from an app port: a transparent sidecar "
-      "without --app cannot tell which app port it is for (call the workload's own address and port)");
+  init_stand_in(px, &px->direct, "none (direct connection to the sidecar)",
+                "connected to the sidecar's own port directly, not redirected from an app port: a transparent "
+                "sidecar without --app cannot tell which app port it is for (call the workload's own address "
+                "and port)");
+}
+
+static void init_full(wisp_proxy *px) {
+  char why[160];
+  snprintf(why, sizeof(why),
+           "all %d transparent destinations are in use by open connections (--max-destinations %d)",
+           px->cfg->max_destinations, px->cfg->max_destinations);
+  init_stand_in(px, &px->full, "none (every --max-destinations slot in use)", why);
 }
 
 void wisp_proxy_set_dests(wisp_proxy *px, struct wisp_dests *d) {
@@ -266,6 +345,7 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   if (cfg->app || cfg->transparent) WISP_GUARD(add_listener(px, cfg->inbound, WISP_DIR_INBOUND, app, err, err_len));
   if (cfg->transparent) WISP_GUARD(add_listener(px, cfg->outbound, WISP_DIR_OUTBOUND, NULL, err, err_len));
   if (cfg->transparent && !app) init_direct(px);
+  if (cfg->transparent) init_full(px);
   wisp_h2loop_init(&px->lp, loop);
   px->lp.before_sleep = before_sleep;
   px->lp.before_flush = before_flush;
@@ -327,14 +407,18 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
     free(px->targets[i].name);
     free(px->targets[i].expect_id);
   }
-  free(px->direct.name);
-  free(px->direct.refuse);
-  while (px->dyn) {
-    wisp_dyn_target *next = px->dyn->next;
-    free(px->dyn->t.name);
-    free(px->dyn->t.expect_id);
-    free(px->dyn);
-    px->dyn = next;
+  wisp_target *stand_ins[] = {&px->direct, &px->full};
+  for (size_t i = 0; i < sizeof(stand_ins) / sizeof(stand_ins[0]); i++) {
+    free(stand_ins[i]->name);
+    free(stand_ins[i]->refuse);
+  }
+  wisp_dyn_target **lists[] = {&px->dyn, &px->retired};
+  for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+    while (*lists[i]) {
+      wisp_dyn_target *next = (*lists[i])->next;
+      dyn_free(*lists[i]);
+      *lists[i] = next;
+    }
   }
   free(px->listeners);
   free(px->targets);

@@ -349,6 +349,10 @@ void wisp_tunnel_outbound(wisp_proxy *px, int app_fd, const char *peer_addr, wis
   static const uint8_t kAlpn[] = {7, 'w', 'i', 's', 'p', '-', 'l', '4'};
   tunnel *t = tun_new(px, WISP_DIR_OUTBOUND, peer_addr, up, slot);
   t->e[APP].fd = app_fd;
+  if (up->refuse) { /* a stand-in (wisp_target.refuse): nowhere to dial */
+    tun_close(t, up->refuse, true);
+    return;
+  }
   t->expect_id = up->expect_id ? wisp_strdup(up->expect_id) : NULL;
   t->verify.expect_id = t->expect_id;
   SSL *ssl = wisp_tls_new_ssl(px->tls, false, &t->verify);

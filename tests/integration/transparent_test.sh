@@ -224,6 +224,48 @@ expect_eq "the open L4 stream finishes intact after SIGTERM (the second half sen
 stop_proxy client
 expect_match "... and is logged whole" '"event":"l4".*"upstream":"10.77.0.22:7000","bytes_in":1048576' \
   "$(cat "$WORK/client.out")"
+
+# --- many distinct destinations: unused ones are evicted, 503 only when all are in use ---
+# The server pod answers on more addresses; each is a destination of its own
+# for the client sidecar, which may keep 2 (--max-destinations 2).
+for i in 1 2 3 4 5; do netns_exec server ip addr add "10.77.0.3$i/24" dev eth0; done
+pod_proxy client2 client frontend --max-destinations 2 --admin 127.0.0.1:15000
+check "a client sidecar with --max-destinations 2 listens" wait_for 10 netns_listens client 15001 15000
+metric_of() { # metric_of NAME: its value on the client sidecar's /metrics
+  netns_exec client curl -s --max-time 5 http://127.0.0.1:15000/metrics | awk -v n="$1" '$1 == n {print $2}'
+}
+codes=""
+for ip in 22 31 32 33 34 35; do
+  codes="$codes $(netns_as client $APP_UID curl -s --max-time 10 --http2-prior-knowledge -o /dev/null \
+    -w '%{http_code}' "http://10.77.0.$ip:8080/dest-$ip")"
+done
+expect_eq "6 distinct destinations one after another, with room for 2: every one is served" \
+  " 200 200 200 200 200 200" "$codes"
+expect_eq "... 2 destinations are kept" 2 "$(metric_of wisp_destinations)"
+expect_eq "... 4 were evicted" 4 "$(metric_of wisp_destinations_evicted_total)"
+upstreams_of_kept() { [ "$(metric_of 'wisp_connections_open{side="upstream"}')" = 2 ]; }
+check "... and the evicted ones' idle upstream connections are closed (2 left, one per kept destination)" \
+  wait_for 3 upstreams_of_kept
+# Both slots in use (a slow request on each): a third destination gets 503 saying why.
+for ip in 31 32; do
+  start_bg "$WORK/held$ip" ip netns exec "$(netns_name client)" setpriv --reuid $APP_UID --regid $APP_UID \
+    --clear-groups curl -s --max-time 20 --http2-prior-knowledge -o /dev/null -w '%{http_code}' \
+    "http://10.77.0.$ip:8080/slow?ms=4000"
+  eval "HELD$ip=$LAST_PID"
+done
+streams_held() { [ "$(metric_of wisp_streams_open)" = 2 ]; }
+check "two slow requests hold both destinations" wait_for 5 streams_held
+out=$(netns_as client $APP_UID curl -s --max-time 10 --http2-prior-knowledge -o /dev/null \
+  -w '%{http_code} %header{x-wisp-error}' "http://10.77.0.33:8080/while-full")
+expect_match "with every destination in use, a new one gets 503 saying so" \
+  '^503 all 2 transparent destinations are in use by open connections \(--max-destinations 2\)' "$out"
+check "... logged as unavailable" grep -q '"event":"unavailable"' "$WORK/client2.out"
+wait "$HELD31" "$HELD32"
+expect_eq "the requests that held them finish" "200 200" "$(cat "$WORK/held31.out") $(cat "$WORK/held32.out")"
+code=$(netns_as client $APP_UID curl -s --max-time 10 --http2-prior-knowledge -o /dev/null -w '%{http_code}' \
+  "http://10.77.0.33:8080/after-full")
+expect_eq "once they are done, the new destination is served" 200 "$code"
+stop_proxy client2
 stop_proxy server
 for pod in client server; do netns_exec "$pod" bash "$IPT" --remove >/dev/null 2>&1; done
 netns_cleanup

@@ -20,7 +20,7 @@ static const char *const kEnvVars[] = {
     "WISP_INBOUND",       "WISP_APP",          "WISP_ALLOW_TLS12",  "WISP_CONNECT_TIMEOUT",
     "WISP_HANDSHAKE_TIMEOUT", "WISP_IDLE_TIMEOUT", "WISP_DRAIN_TIMEOUT", "WISP_RELOAD_INTERVAL",
     "WISP_POOL_SIZE",     "WISP_LOG_LEVEL",    "WISP_HELP",         "WISP_ADMIN",
-    "WISP_MAX_CONNECTIONS", "WISP_MAX_CONNECTIONS_PER_SOURCE",
+    "WISP_MAX_CONNECTIONS", "WISP_MAX_CONNECTIONS_PER_SOURCE", "WISP_MAX_DESTINATIONS",
 };
 
 static int clear_env(void **state) {
@@ -74,6 +74,7 @@ static void check_defaults(const wisp_config *c) {
   assert_int_equal(c->pool_size, 4);
   assert_int_equal(c->max_connections, 4096);
   assert_int_equal(c->max_connections_per_source, 1024);
+  assert_int_equal(c->max_destinations, 4096);
   assert_string_equal(c->log_level, "info");
   assert_string_equal(c->admin, "127.0.0.1:15000");
   assert_false(c->admin_set);
@@ -170,6 +171,9 @@ static void check_limits_off(const wisp_config *c) {
   assert_int_equal(c->max_connections, 0);
   assert_int_equal(c->max_connections_per_source, 0);
 }
+static void check_max_destinations(const wisp_config *c) { assert_int_equal(c->max_destinations, 100000); }
+
+static void check_max_destinations_off(const wisp_config *c) { assert_int_equal(c->max_destinations, 0); }
 
 static void check_admin_9901(const wisp_config *c) {
   assert_string_equal(c->admin, "127.0.0.1:9901");
@@ -284,6 +288,10 @@ static const cfg_case kCases[] = {
     {"connection limits 0: none", {0},
      {CERTS, "--app", ":1", "--max-connections", "0", "--max-connections-per-source", "0"}, WISP_OK, NULL,
      check_limits_off},
+    {"max-destinations past 1024", {"WISP_MAX_DESTINATIONS=100000", NULL}, {CERTS, "--transparent"}, WISP_OK, NULL,
+     check_max_destinations},
+    {"max-destinations 0: no limit", {0}, {CERTS, "--transparent", "--max-destinations", "0"}, WISP_OK, NULL,
+     check_max_destinations_off},
 
     /* --admin */
     {"--admin ADDR", {0}, {CERTS, "--app", ":1", "--admin", "127.0.0.1:9901"}, WISP_OK, NULL, check_admin_9901},
@@ -386,6 +394,10 @@ static const cfg_case kCases[] = {
      NULL},
     {"reload-interval bad", {0}, {CERTS, "--app", ":1", "--reload-interval", "soon"}, WISP_ERR_USAGE,
      "--reload-interval", NULL},
+    {"max-destinations negative", {0}, {CERTS, "--transparent", "--max-destinations", "-1"}, WISP_ERR_USAGE,
+     "--max-destinations: invalid value '-1'", NULL},
+    {"max-destinations too big", {0}, {CERTS, "--transparent", "--max-destinations", "10000001"}, WISP_ERR_USAGE,
+     "--max-destinations", NULL},
     {"pool-size zero", {0}, {CERTS, "--app", ":1", "--pool-size", "0"}, WISP_ERR_USAGE,
      "--pool-size: invalid value '0'", NULL},
     {"pool-size too big", {0}, {CERTS, "--app", ":1", "--pool-size", "1025"}, WISP_ERR_USAGE, "--pool-size", NULL},
