@@ -22,6 +22,7 @@
 #define BACKOFF_MAX 30.0
 #define SIGN_TIMEOUT 10.0
 #define TOKEN_MAX 512
+#define SA_TOKEN_MAX (16 * 1024) /* lib/wisp_jwt's WISP_JWT_TOKEN_MAX */
 /* Renew between 50% and 60% of the SVID's remaining life. */
 #define RENEW_AT 0.5
 #define RENEW_JITTER 0.1
@@ -331,6 +332,28 @@ static void on_sign_done(wisp_rpcc_call *call, wisp_grpc_status code, const char
 
 static const wisp_rpcc_handlers kSign = {on_sign_message, on_sign_done};
 
+/* The service-account token, read afresh: the kubelet replaces it before it
+ * expires. NULL (logged) without --sa-token-file or when it cannot be read:
+ * the Sign then goes without, and the agent says what is missing. */
+static char *read_sa_token(const char *path) {
+  if (!path) return NULL;
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    WISP_WARN("--sa-token-file %s: %s", path, strerror(errno));
+    return NULL;
+  }
+  char *tok = wisp_malloc(SA_TOKEN_MAX + 1);
+  size_t n = fread(tok, 1, SA_TOKEN_MAX + 1, f);
+  fclose(f);
+  if (n > SA_TOKEN_MAX) {
+    WISP_WARN("--sa-token-file %s: larger than %d bytes", path, SA_TOKEN_MAX);
+    n = 0;
+  }
+  tok[n] = '\0';
+  while (n > 0 && strchr(" \t\r\n", tok[n - 1])) tok[--n] = '\0';
+  return tok;
+}
+
 static void on_sign_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   wisp_agent_client *ac = w->data;
   char err[512];
@@ -353,14 +376,19 @@ static void on_sign_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   /* Renewal proves identity with the current SVID over mTLS; the join
    * token is for the first one (or after the SVID expired). */
   bool renew = ac->have_svid && ac->not_after > (int64_t)now_s();
-  if (renew && ac->token[0] && ac->renew_failures >= RENEW_FAILURES_BEFORE_TOKEN && ac->renew_failures % 2 == 1)
+  bool have_token = ac->token[0] || ac->px->cfg->sa_token_file;
+  if (renew && have_token && ac->renew_failures >= RENEW_FAILURES_BEFORE_TOKEN && ac->renew_failures % 2 == 1)
     renew = false;
   req.join_token = renew ? "" : ac->token;
+  char *sa_token = renew ? NULL : read_sa_token(ac->px->cfg->sa_token_file);
+  req.sa_token = sa_token ? sa_token : "";
   ac->sign_conn = agent_connect(ac, renew, err, sizeof(err));
   wisp_rpcc_call *call =
       ac->sign_conn ? wisp_rpcc_unary(ac->sign_conn, "/wisp.v1.Identity/Sign", &req.base, &kSign, ac, SIGN_TIMEOUT)
                     : NULL;
   free(csr);
+  if (sa_token) OPENSSL_cleanse(sa_token, strlen(sa_token));
+  free(sa_token);
   if (!call) {
     if (!ac->sign_conn) log_cert("sign_failed", NULL, err);
     if (ac->have_svid) ac->renew_failures++;

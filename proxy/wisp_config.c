@@ -49,6 +49,7 @@ static const opt_def kOpts[] = {
     {"spiffe-id", OPT_STR, OFF(spiffe_id), NULL},
     {"join-token", OPT_STR, OFF(join_token), NULL},
     {"join-token-file", OPT_STR, OFF(join_token_file), NULL},
+    {"sa-token-file", OPT_STR, OFF(sa_token_file), NULL},
     {"policy", OPT_STR, OFF(policy_file), NULL},
     {"transparent", OPT_BOOL, OFF(transparent), "false"},
     {"outbound", OPT_STR, OFF(outbound), "127.0.0.1:15001"},
@@ -67,6 +68,8 @@ const char *wisp_config_usage(void) {
          "  --agent unix:///PATH|https://HOST:PORT  get the SVID (and policy) from wisp-agent instead\n"
          "  --spiffe-id ID                         the identity to ask the agent for\n"
          "  --join-token T | --join-token-file F   bootstrap secret from `wispctl token create`\n"
+         "  --sa-token-file F                      or a Kubernetes service-account token (audience wisp),\n"
+         "                                         re-read at every use (the kubelet rotates it)\n"
          "  --svid-cache DIR                       keep the SVID and its key (0600) in DIR, so a restart\n"
          "                                         serves at once and renews without a token\n"
          "  --transparent                          iptables mode (deploy/wisp-iptables.sh): outbound on\n"
@@ -381,6 +384,7 @@ void wisp_config_cleanup(wisp_config *c) {
   free(c->spiffe_id);
   free(c->join_token);
   free(c->join_token_file);
+  free(c->sa_token_file);
   free(c->policy_file);
   free(c->outbound);
   free(c->opaque_ports);

@@ -42,6 +42,7 @@ typedef struct {
   char *spiffe_id;                /* owned; the identity asked of the agent */
   char *join_token;               /* owned */
   char *join_token_file;          /* owned */
+  char *sa_token_file;            /* owned; Kubernetes service-account token, re-read at each use */
   char *policy_file;              /* owned; --policy FILE, NULL: none (or from the agent) */
   bool transparent;               /* iptables mode: original destinations (SO_ORIGINAL_DST) */
   char *outbound;                 /* owned; transparent outbound listener */

@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 
 #include "control/agent/wisp_agent.h"
+#include "control/agent/wisp_kube.h"
 #include "lib/wisp_log.h"
 #include "lib/wisp_time.h"
 
@@ -29,6 +30,12 @@ static const char kUsage[] =
     "  --max-watchers N       Config.Watch streams in all (default 4096)\n"
     "  --max-watchers-per-caller N  Watch streams per SPIFFE ID from one uid on the Unix socket or\n"
     "                         one IP address over TCP (default 8)\n"
+    "  --sa-jwks FILE         Kubernetes service-account issuer keys (kubectl get --raw /openid/v1/jwks),\n"
+    "                         re-read when it changes: Sign then takes service-account tokens\n"
+    "  --sa-issuer URL        the iss of those tokens (default: the API server's, in a cluster)\n"
+    "  --kube-api auto|off|https://IP:PORT  fetch the issuer keys from the API server with the pod's\n"
+    "                         own token (default auto: when in a cluster and no --sa-jwks)\n"
+    "  --kube-sa-dir DIR      the pod's token and ca.crt (default " WISP_KUBE_SA_DIR ")\n"
     "  --log-level debug|info|warn|error\n"
     "Each flag can also be set as WISP_AGENT_<FLAG> (e.g. WISP_AGENT_STATE_DIR).\n";
 
@@ -99,6 +106,7 @@ int main(int argc, char **argv) {
   const char *ca_cert = NULL, *ca_key = NULL, *td = "cluster.local", *ttl = "24h", *policy_dir = NULL;
   const char *level = "info";
   const char *max_conns = "4096", *max_buffer = "16MiB", *max_watchers = "4096", *max_per_caller = "8";
+  const char *sa_jwks = NULL, *sa_issuer = NULL, *kube_api = "auto", *kube_sa_dir = WISP_KUBE_SA_DIR;
   flag flags[] = {{"state-dir", &state_dir},
                   {"listen", &listen},
                   {"listen-tls", &listen_tls},
@@ -111,7 +119,11 @@ int main(int argc, char **argv) {
                   {"max-connections", &max_conns},
                   {"max-conn-buffer", &max_buffer},
                   {"max-watchers", &max_watchers},
-                  {"max-watchers-per-caller", &max_per_caller}};
+                  {"max-watchers-per-caller", &max_per_caller},
+                  {"sa-jwks", &sa_jwks},
+                  {"sa-issuer", &sa_issuer},
+                  {"kube-api", &kube_api},
+                  {"kube-sa-dir", &kube_sa_dir}};
   enum { NFLAGS = sizeof(flags) / sizeof(flags[0]) };
   /* Environment first, flags override. */
   for (int i = 0; i < NFLAGS; i++) {
@@ -144,7 +156,9 @@ int main(int argc, char **argv) {
     return 2;
   }
   wisp_agent_config cfg = {.state_dir = state_dir, .listen_tls = listen_tls, .ca_cert = ca_cert,
-                           .ca_key = ca_key, .trust_domain = td, .policy_dir = policy_dir};
+                           .ca_key = ca_key, .trust_domain = td, .policy_dir = policy_dir,
+                           .sa_jwks = sa_jwks, .sa_issuer = sa_issuer, .kube_api = kube_api,
+                           .kube_sa_dir = kube_sa_dir};
   if (strncmp(listen, "unix:", 5) != 0) {
     fprintf(stderr, "wisp-agent: --listen %s: expected unix:PATH (use --listen-tls for TCP)\n", listen);
     return 2;

@@ -14,6 +14,7 @@
 #include <openssl/sha.h>
 
 #include "control/agent/wisp_rpc.h"
+#include "control/agent/wisp_sa.h"
 #include "control/agent/wisp_tokens.h"
 #include "lib/wisp_ca.h"
 #include "lib/wisp_log.h"
@@ -76,6 +77,7 @@ struct wisp_agent {
   wisp_tls *tls;
   wisp_rpc_server *rpc;
   wisp_tokens tokens;
+  wisp_sa *sa;               /* service-account token identity */
   char *policy;              /* owned, NUL-terminated YAML */
   wisp_policy *compiled;     /* owned: |policy| compiled, for its Destinations */
   uint64_t version;
@@ -518,6 +520,10 @@ static wisp_grpc_status authorize_sign(wisp_agent *a, wisp_rpc_call *call, const
       return WISP_GRPC_OK;
     }
     return rc == WISP_ERR_POLICY ? WISP_GRPC_PERMISSION_DENIED : WISP_GRPC_UNAUTHENTICATED;
+  }
+  if (req->sa_token && req->sa_token[0]) {
+    *via = "service-account";
+    return wisp_sa_authorize(a->sa, req->sa_token, id, wisp_ca_get0_trust_domain(a->ca), why, why_len);
   }
   *via = "renewal";
   const char *peer = wisp_rpc_call_peer_id(call);
@@ -1017,6 +1023,9 @@ wisp_err wisp_agent_new(wisp_agent **out, struct ev_loop *loop, const wisp_agent
   WISP_GUARD(load_rotation(a, err, err_len));
   WISP_GUARD(load_policy(a, err, err_len));
   WISP_GUARD(issue_agent_cert(a, err, err_len));
+  wisp_sa_config sacfg = {cfg->sa_jwks, cfg->sa_issuer, cfg->kube_api ? cfg->kube_api : "off",
+                          cfg->kube_sa_dir ? cfg->kube_sa_dir : "/var/run/secrets/kubernetes.io/serviceaccount"};
+  WISP_GUARD(wisp_sa_new(&a->sa, loop, &sacfg, err, err_len));
   wisp_rpc_config rcfg = {.methods = kMethods,
                           .nmethods = sizeof(kMethods) / sizeof(kMethods[0]),
                           .data = a,
@@ -1059,6 +1068,7 @@ void wisp_agent_free(wisp_agent *a) {
   ev_timer_stop(a->loop, &a->log_flush);
   wisp_rpc_server_free(a->rpc); /* closes watchers through on_watch_close */
   wisp_rpc_shared_free(a->snapshot);
+  wisp_sa_free(a->sa);
   wisp_tls_free(a->tls);
   wisp_ca_free(a->ca);
   wisp_ca_free(a->next_ca);

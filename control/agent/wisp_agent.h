@@ -30,6 +30,11 @@ typedef struct {
   size_t max_conn_buffer;    /* bytes held per connection, requests and unread responses */
   size_t max_watchers;       /* Config.Watch streams in all */
   size_t max_watchers_per_caller; /* per SPIFFE ID from one uid (Unix socket) or IP address */
+  /* Service-account token identity (wisp_sa.h). */
+  const char *sa_jwks;       /* JWKS file, NULL: none */
+  const char *sa_issuer;     /* NULL: the API server's */
+  const char *kube_api;      /* auto, off, https://IP:PORT */
+  const char *kube_sa_dir;
 } wisp_agent_config;
 
 typedef struct wisp_agent wisp_agent;

@@ -6,6 +6,7 @@ an independent JWT library, python3-jwt, with key pairs made by openssl.
   sa_token.py keys DIR          openssl key pairs (rsa.pem, ec.pem, other-rsa.pem,
                                 small-rsa.pem) and DIR/jwks.json (kids rsa-1, ec-1)
   sa_token.py mint [flags]      prints a token; see --help
+  sa_token.py jwks DIR FILE:KID:ALG...  prints a JWKS of those keys of DIR
 """
 import argparse
 import json
@@ -76,6 +77,9 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     k = sub.add_parser("keys")
     k.add_argument("dir")
+    j = sub.add_parser("jwks")
+    j.add_argument("dir")
+    j.add_argument("keys", nargs="+", help="FILE:KID:ALG, e.g. rsa.pem:rsa-1:RS256")
     m = sub.add_parser("mint")
     m.add_argument("--keys", required=True, help="the directory `keys` made")
     m.add_argument("--alg", default="RS256", choices=["RS256", "ES256", "HS256", "none"])
@@ -94,6 +98,10 @@ def main():
         openssl_keys(a.dir)
         with open(os.path.join(a.dir, "jwks.json"), "w") as f:
             json.dump(jwks(a.dir), f, indent=1)
+        return
+    if a.cmd == "jwks":
+        print(json.dumps({"keys": [jwk(os.path.join(a.dir, f), kid, alg)
+                                   for f, kid, alg in (k.split(":") for k in a.keys)]}))
         return
     aud = a.aud.split(",")
     c = claims(a.ns, a.sa, a.iss, aud if len(aud) > 1 else aud[0], a.now, a.exp_in, a.pod or None)

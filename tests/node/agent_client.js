@@ -5,6 +5,7 @@
 //   the bundle CA (its URI-only certificate has no host name to check).
 //   token SPIFFE_ID [TTL_S] [reusable]  -> {"token","expires_unix"}
 //   sign CSR_DER_FILE [TOKEN]           -> {"spiffe_id","chain":n,"bundle":n,"leaf_pem":...}
+//   sign-sa CSR_DER_FILE SA_TOKEN       -> the same, with a service-account token
 //   watch SPIFFE_ID [N] [nack] [brief] [until=VERSION] [timeout=S]
 //                                       -> one line per snapshot; ACKs (or NACKs) each; stops
 //                                          after N or at VERSION (gives up after S, 15 s);
@@ -63,9 +64,12 @@ switch (cmd) {
       (err, r) => { if (err) fail(err); console.log(JSON.stringify(r)); process.exit(0); });
     break;
   }
-  case 'sign': {
+  case 'sign':
+  case 'sign-sa': {
     const id = new v1.Identity(target, creds, opts);
-    id.Sign({ csr: fs.readFileSync(rest[0]), join_token: rest[1] || '' }, { deadline: deadline() }, (err, r) => {
+    const req = { csr: fs.readFileSync(rest[0]) };
+    req[cmd === 'sign' ? 'join_token' : 'sa_token'] = rest[1] || '';
+    id.Sign(req, { deadline: deadline() }, (err, r) => {
       if (err) fail(err);
       console.log(JSON.stringify({ spiffe_id: r.spiffe_id, chain: r.chain.length, bundle: r.bundle.length,
         not_after_unix: r.not_after_unix, leaf_pem: pem(r.chain[0]), bundle_pem: r.bundle.map(pem).join('') }));

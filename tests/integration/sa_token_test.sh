@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Identity from Kubernetes service-account tokens (issue 11): wisp-agent
+# verifies tokens minted by python3-jwt (tests/lib/sa_token.py, keys made by
+# openssl) against a JWKS file it re-reads when it changes, and against keys
+# it fetches from a stand-in API server on loopback (tests/lib/fake_kube_api.py,
+# HTTPS, the agent's own bearer token). Each refusal reads the right words in
+# the gRPC status; a wisp-proxy boots with --sa-token-file and re-reads it.
+source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
+WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
+AGENT=$(wisp_find_bin wisp-agent "$@") || exit 1
+PY=/usr/bin/python3
+ST="$WISP_SRC/tests/lib/sa_token.py"
+ISS=https://kubernetes.default.svc.cluster.local
+SOCK=$SOCKDIR/agent.sock
+ac() { node "$NODE_DIR/agent_client.js" --target "unix://$SOCK" "$@"; }
+mint() { "$PY" "$ST" mint --keys "$WORK/keys" "$@"; }
+jwks() { "$PY" "$ST" jwks "$WORK/keys" "$@"; }
+csr() { # csr NAME SPIFFE_ID: a DER CSR in $WORK/NAME.der
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/$1.key" 2>/dev/null
+  openssl req -new -key "$WORK/$1.key" -subj /O=wisp -addext "subjectAltName=URI:$2" -outform DER \
+    -out "$WORK/$1.der" 2>/dev/null
+}
+start_agent() { # start_agent NAME ARGS...
+  local name=$1
+  shift
+  rm -f "$SOCK"
+  start_bg "$WORK/$name" "$AGENT" --state-dir "$WORK/state" --listen "unix:$SOCK" --trust-domain shop.local \
+    --svid-ttl 1h --kube-api off "$@"
+  AGENT_PID=$LAST_PID
+  wait_for 10 test -S "$SOCK"
+}
+stop_agent() {
+  kill -TERM "$AGENT_PID"
+  wait "$AGENT_PID"
+  local rc=$?
+  if [ "$rc" -eq 0 ] && ! grep -Eq 'Sanitizer|runtime error:' "$WORK/$1.err"; then ok "$1: exits 0 on SIGTERM, sanitizer clean"
+  else not_ok "$1: exits 0 on SIGTERM, sanitizer clean" "exit $rc"; fi
+}
+# refused NAME CODE WORDS TOKEN [CSR]: Sign with TOKEN is refused with CODE and WORDS.
+refused() {
+  local out
+  out=$(ac sign-sa "$WORK/${5:-orders}.der" "$4" 2>&1)
+  expect_match "$1: $2, \"$3\"" "\"name\":\"$2\".*$3" "$out"
+}
+
+"$PY" "$ST" keys "$WORK/keys" || { not_ok "openssl and python3-jwt make keys"; finish; }
+csr orders "$TD/ns/shop/sa/orders"
+csr admin "$TD/ns/shop/sa/admin"
+
+# --- no key source: tokens are refused saying how to enable them ---
+start_agent plain || { not_ok "agent starts"; finish; }
+refused "an agent without keys" UNAUTHENTICATED "takes no service-account tokens" "$(mint)"
+stop_agent plain
+
+# --- --sa-jwks FILE ---
+cp "$WORK/keys/jwks.json" "$WORK/jwks.json"
+start_agent agent --sa-jwks "$WORK/jwks.json" --sa-issuer "$ISS" || { not_ok "agent starts with --sa-jwks"; finish; }
+check "the agent logs the loaded keys" wait_for 5 grep -q '"type":"sa_keys","event":"loaded","source":"--sa-jwks","keys":2' "$WORK/agent.err"
+out=$(ac sign-sa "$WORK/orders.der" "$(mint)")
+expect_match "an RS256 token signs orders' CSR" "\"spiffe_id\":\"$TD/ns/shop/sa/orders\"" "$out"
+out=$(ac sign-sa "$WORK/orders.der" "$(mint --alg ES256 --aud https://kubernetes.default.svc,wisp)")
+expect_match "an ES256 token with aud [api, wisp] signs it" "\"spiffe_id\":\"$TD/ns/shop/sa/orders\"" "$out"
+check "the agent logs the issue via service-account" grep -q "\"type\":\"sign\",\"spiffe_id\":\"$TD/ns/shop/sa/orders\",\"via\":\"service-account\"" "$WORK/agent.out"
+refused "wrong audience" UNAUTHENTICATED "wrong audience: the token is for https://kubernetes.default.svc, not wisp" \
+  "$(mint --aud https://kubernetes.default.svc)"
+refused "expired" UNAUTHENTICATED "expired: the token expired 360[0-9] s ago" "$(mint --exp-in -3600)"
+refused "not yet valid" UNAUTHENTICATED "not yet valid: nbf is (59[0-9]|600) s from now" "$(mint --nbf-in 600)"
+refused "unknown key" UNAUTHENTICATED "unknown key: no key with kid rsa-9" "$(mint --kid rsa-9)"
+refused "bad signature" UNAUTHENTICATED "bad signature: the RS256 signature does not verify with key rsa-1" \
+  "$(mint --key other-rsa.pem)"
+refused "issuer mismatch" UNAUTHENTICATED "issuer mismatch: the token's issuer is https://evil.example" \
+  "$(mint --iss https://evil.example)"
+refused "alg none" UNAUTHENTICATED "algorithm refused: alg none" "$(mint --alg none)"
+refused "HS256" UNAUTHENTICATED "algorithm refused: alg HS256" "$(mint --alg HS256)"
+refused "another service account's ID" PERMISSION_DENIED \
+  "service account does not match the requested ID: the token is for shop/orders" "$(mint)" admin
+refused "another namespace's token" PERMISSION_DENIED "the token is for kube-system/orders" "$(mint --ns kube-system)"
+check "refusals are logged with the reason" grep -q '"type":"sign_refused","spiffe_id":"spiffe://shop.local/ns/shop/sa/orders","reason":"service-account token refused: expired' "$WORK/agent.out"
+
+# The file changes (a ConfigMap update): a new key is taken without a restart;
+# a broken file leaves the last good set in force.
+jwks rsa.pem:rsa-1:RS256 ec.pem:ec-1:ES256 other-rsa.pem:rsa-2:RS256 >"$WORK/jwks.json.new"
+mv "$WORK/jwks.json.new" "$WORK/jwks.json"
+check "a changed --sa-jwks is re-read (3 keys)" wait_for 5 grep -q '"event":"loaded","source":"--sa-jwks","keys":3' "$WORK/agent.err"
+out=$(ac sign-sa "$WORK/orders.der" "$(mint --key other-rsa.pem --kid rsa-2)")
+expect_match "a token signed by the new key is taken" "\"spiffe_id\":\"$TD/ns/shop/sa/orders\"" "$out"
+echo '{"keys": [' >"$WORK/jwks.json.new" && mv "$WORK/jwks.json.new" "$WORK/jwks.json"
+check "a broken --sa-jwks is refused and logged" wait_for 5 grep -q '"event":"refused","source":"--sa-jwks"' "$WORK/agent.err"
+out=$(ac sign-sa "$WORK/orders.der" "$(mint --key other-rsa.pem --kid rsa-2)")
+expect_match "the last good key set stays in force" "\"spiffe_id\":\"$TD/ns/shop/sa/orders\"" "$out"
+
+# --- wisp-proxy --sa-token-file: bootstrap, re-read at every attempt ---
+ADM=$(free_port) IN=$(free_port)
+mint --aud vault >"$WORK/sa.token"
+start_proxy proxy --agent "unix://$SOCK" --spiffe-id "$TD/ns/shop/sa/orders" --sa-token-file "$WORK/sa.token" \
+  --inbound "127.0.0.1:$IN" --app 127.0.0.1:1 --admin "127.0.0.1:$ADM"
+check "with a token for another audience the proxy logs the agent's reason" \
+  wait_for 10 grep -q '"event":"sign_failed".*UNAUTHENTICATED: service-account token refused: wrong audience' "$WORK/proxy.err"
+mint >"$WORK/sa.token.new" && mv "$WORK/sa.token.new" "$WORK/sa.token"
+ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADM/ready")" = 200 ]; }
+check "after the token file is replaced (as the kubelet rotates it) the proxy is ready" wait_for 20 ready
+expect_match "its SVID is orders'" "\"spiffe_id\":\"$TD/ns/shop/sa/orders\"" "$(curl -s "http://127.0.0.1:$ADM/certs")"
+stop_proxy proxy
+stop_agent agent
+
+# --- in a cluster: keys and issuer fetched from the API server ---
+K=$WORK/kube
+mkdir -p "$K/sa"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=kube-ca -days 1 \
+  -keyout "$K/ca.key" -out "$K/sa/ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=kube-apiserver \
+  -keyout "$K/api.key" -out "$K/api.csr" 2>/dev/null
+printf 'subjectAltName=DNS:kubernetes.default.svc,DNS:kubernetes.default\n' >"$K/ext"
+openssl x509 -req -in "$K/api.csr" -CA "$K/sa/ca.crt" -CAkey "$K/ca.key" -CAcreateserial -days 1 \
+  -extfile "$K/ext" -out "$K/api.crt" 2>/dev/null
+mint --ns wisp-system --sa wisp-agent >"$K/sa/token"
+jwks rsa.pem:rsa-1:RS256 >"$K/jwks.json"
+API=$(free_port)
+start_bg "$WORK/api" "$PY" "$WISP_SRC/tests/lib/fake_kube_api.py" --port "$API" --cert "$K/api.crt" \
+  --key "$K/api.key" --token "$K/sa/token" --jwks "$K/jwks.json" --issuer "$ISS"
+wait_port "$API"
+start_agent incluster --kube-api "https://127.0.0.1:$API" --kube-sa-dir "$K/sa" || not_ok "agent starts in-cluster"
+check "the agent fetched the issuer and keys with its own token" \
+  wait_for 10 grep -q "\"type\":\"sa_keys\",\"event\":\"loaded\",\"source\":\"api-server\",\"keys\":1,\"issuer\":\"$ISS\"" "$WORK/incluster.err"
+check "it asked for the discovery document and the JWKS" \
+  grep -q 'GET /.well-known/openid-configuration 200' "$WORK/api.out"
+out=$(ac sign-sa "$WORK/orders.der" "$(mint)")
+expect_match "a token verifies against the fetched keys" "\"spiffe_id\":\"$TD/ns/shop/sa/orders\"" "$out"
+# The issuer adds a key: a token naming it is refused once and fetches the keys again.
+jwks rsa.pem:rsa-1:RS256 ec.pem:ec-1:ES256 >"$K/jwks.json.new" && mv "$K/jwks.json.new" "$K/jwks.json"
+refused "a key the agent does not have yet" UNAUTHENTICATED "unknown key: no key with kid ec-1" "$(mint --alg ES256)"
+check "the unknown key makes the agent fetch the keys again" \
+  wait_for 10 grep -q '"event":"loaded","source":"api-server","keys":2' "$WORK/incluster.err"
+out=$(ac sign-sa "$WORK/orders.der" "$(mint --alg ES256)")
+expect_match "then the token is taken" "\"spiffe_id\":\"$TD/ns/shop/sa/orders\"" "$out"
+stop_agent incluster
+# A bad bearer token: the fetch fails with the HTTP status, the agent keeps serving and says why.
+echo wrong >"$K/wrong-token"
+mkdir -p "$K/sa2" && cp "$K/sa/ca.crt" "$K/sa2/" && cp "$K/wrong-token" "$K/sa2/token"
+start_agent denied --kube-api "https://127.0.0.1:$API" --kube-sa-dir "$K/sa2" || not_ok "agent starts"
+check "a refused fetch is logged with the HTTP status" \
+  wait_for 10 grep -q '"event":"fetch_failed","source":"api-server","error":"GET /.well-known/openid-configuration: HTTP 401' "$WORK/denied.err"
+refused "tokens while the keys are not loaded" UNAVAILABLE "keys are not loaded yet: GET /.well-known/openid-configuration: HTTP 401" "$(mint)"
+stop_agent denied
+# An API server whose certificate is not for kubernetes.default.svc is not talked to.
+printf 'subjectAltName=DNS:evil.example\n' >"$K/ext2"
+openssl x509 -req -in "$K/api.csr" -CA "$K/sa/ca.crt" -CAkey "$K/ca.key" -CAcreateserial -days 1 \
+  -extfile "$K/ext2" -out "$K/evil.crt" 2>/dev/null
+EVIL=$(free_port)
+start_bg "$WORK/evil" "$PY" "$WISP_SRC/tests/lib/fake_kube_api.py" --port "$EVIL" --cert "$K/evil.crt" \
+  --key "$K/api.key" --token "$K/sa/token" --jwks "$K/jwks.json" --issuer "$ISS"
+wait_port "$EVIL"
+start_agent misnamed --kube-api "https://127.0.0.1:$EVIL" --kube-sa-dir "$K/sa" || not_ok "agent starts"
+check "an API server certificate for another name is refused" \
+  wait_for 10 grep -q '"event":"fetch_failed","source":"api-server","error":"GET /.well-known/openid-configuration: TLS with the API server 127.0.0.1:[0-9]* failed: Hostname mismatch' "$WORK/misnamed.err"
+check "and no request reached it" bash -c "! grep -q GET '$WORK/evil.out'"
+stop_agent misnamed
+finish
