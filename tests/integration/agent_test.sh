@@ -206,6 +206,11 @@ sample_rss() {
 }
 
 stop_agent
+bad_flag() { "$AGENT" --state-dir "$STATE" --listen "unix:$SOCK" "$@" 2>&1 | tr "\n" " "; echo "exit ${PIPESTATUS[0]}"; }
+expect_match "a bad size is refused with the flag and an example (exit 2)" \
+  'max-conn-buffer 12XB: expected a size of at least 1KiB, e.g. 16MiB.*exit 2' "$(bad_flag --max-conn-buffer 12XB)"
+expect_match "a zero count is refused (exit 2)" 'max-watchers-per-caller 0: expected a number.*exit 2' \
+  "$(bad_flag --max-watchers-per-caller 0)"
 start_agent --max-watchers-per-caller 400 --max-conn-buffer 16MiB
 big_policy 0 864 >"$WORK/big0.yaml"
 ctl apply -f "$WORK/big0.yaml" >"$WORK/apply0.out" 2>&1
@@ -255,7 +260,9 @@ expect_eq "... and the 300 never-reading streams were held open throughout" 300 
 expect_match "after the flood, the agent still serves" '"version":"'"$last"'"' "$(ac status)"
 
 stop_agent
-start_agent --max-connections 16 --max-watchers 10
+TLS_PORT=$(free_port)
+start_agent --max-connections 16 --max-watchers 10 --listen-tls "127.0.0.1:$TLS_PORT"
+wait_port "$TLS_PORT"
 tokp=$(ac token "$TD/ns/shop/sa/payments" | field token)
 out=$(ac sign "$WORK/other.der" "$tokp")
 printf '%s' "$out" | node -e 'const o=JSON.parse(require("fs").readFileSync(0));process.stdout.write(o.leaf_pem)' >"$WORK/other.crt"
@@ -275,6 +282,12 @@ expect_match "another caller still gets its Watch, up to --max-watchers in all (
 kill -TERM "$O12" "$P4"
 wait "$O12" "$P4"
 expect_match "a Watch is served again once they are gone" '"version":"' "$(acs watch "$ORDERS" 1 brief)"
+out=$(/usr/bin/python3 "$WISP_SRC/tests/lib/agent_watchers.py" --tcp "127.0.0.1:$TLS_PORT" --tls $(svid_of orders) \
+  --spiffe-id "$ORDERS" --streams 9 --hold 0 | head -1)
+expect_match "over TCP (--listen-tls) a caller is the identity from one address: 8 streams, the 9th refused naming it" \
+  "\"accepted\": 8, .*RESOURCE_EXHAUSTED: $ORDERS already has 8 Config.Watch streams open from 127.0.0.1, the limit" "$out"
+no_watchers() { ! ac status | grep -q '"connected":true'; }
+wait_for 10 no_watchers
 "${WATCHERS[@]}" --conns 24 --hold 1 --settle 5 --spiffe-id "$ORDERS" >"$WORK/conns.out"
 closed=$(jfield "$WORK/conns.out" 1 conns_closed)
 # 8, or 9 if the agent has not yet seen the last client above go

@@ -2,12 +2,13 @@
 """Config.Watch streams on wisp-agent that never read: a hostile (or stuck)
 proxy, in raw HTTP/2 frames with python3-h2 (grpc-js always reads).
 
-  agent_watchers.py --socket PATH [--tls CERT KEY CA] --spiffe-id ID
+  agent_watchers.py (--socket PATH | --tcp HOST:PORT) [--tls CERT KEY CA] --spiffe-id ID
                     [--conns C] [--streams S] [--window BYTES] [--hold SECONDS]
                     [--path PATH --partial BYTES --settle SECONDS]
 
-Opens C connections (plaintext h2c, or mTLS with the SVID CERT/KEY verifying
-the agent by CA; the agent's Unix socket takes both), each with S Watch
+Opens C connections to the agent's Unix socket (plaintext h2c, or mTLS with
+the SVID CERT/KEY verifying the agent by CA: the socket takes both) or to its
+--listen-tls address (mTLS), each with S Watch
 streams that send their first WatchRequest and then nothing. It announces a
 stream window of BYTES (SETTINGS_INITIAL_WINDOW_SIZE) and never sends a
 WINDOW_UPDATE, so the agent can deliver at most that much per stream and
@@ -113,9 +114,13 @@ def varint(n):
 
 class Conn:
     def __init__(self, args):
-        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        raw.settimeout(5)
-        raw.connect(args.socket)
+        if args.tcp:
+            host, port = args.tcp.rsplit(":", 1)
+            raw = socket.create_connection((host, int(port)), timeout=5)
+        else:
+            raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            raw.settimeout(5)
+            raw.connect(args.socket)
         if args.tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False  # the agent's SVID names no host, only its SPIFFE ID
@@ -262,7 +267,9 @@ def drain(conns):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--socket", required=True)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--socket")
+    where.add_argument("--tcp")
     p.add_argument("--tls", nargs=3, metavar=("CERT", "KEY", "CA"))
     p.add_argument("--spiffe-id", required=True)
     p.add_argument("--conns", type=int, default=1)
