@@ -1,0 +1,300 @@
+#!/usr/bin/env bash
+# Kubernetes for real, with podman: the image wisp/wisp:VERSION built by
+# deploy/image/build.sh from the binaries under test, the shipped
+# deploy/kubernetes manifests (agent, policy) and the `wispctl inject`
+# output of example-app.yaml run as pods with rootful `podman kube play` on
+# a bridge network of the test's own (internal: no route off the machine).
+# What podman runs differently from Kubernetes is adapted in
+# podman_adapt.py, each change named there (PODMAN-n); the shipped
+# manifests are not edited. Proven: the image is reproducible, small,
+# labelled; the agent pod serves and hands out the bundle and tokens
+# (podman exec); frontend's requests reach orders through both sidecars
+# over mTLS, each logging the other's SPIFFE ID; wisp-init's interception
+# is proven in both pods (/ready); a capture on the bridge shows no
+# plaintext; a container without a sidecar is refused (STRICT); a
+# `wispctl apply` in the agent pod holds on the next request; a sidecar
+# killed with its join token gone comes back from its SVID cache.
+# Everything made is named with a unique prefix and removed at the end,
+# also on failure.
+#   kube_test.sh [WISP_PROXY WISP_AGENT WISPCTL]
+source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
+WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
+AGENT=$(wisp_find_bin wisp-agent "$@") || exit 1
+WISPCTL=$(wisp_find_bin wispctl "$@") || exit 1
+PATH=$PATH:/usr/sbin:/sbin
+PY=/usr/bin/python3
+HERE=$WISP_SRC/tests/kube
+K8S=$WISP_SRC/deploy/kubernetes
+VERSION=$(sed -n 's/^#define WISP_VERSION "\(.*\)"$/\1/p' "$WISP_SRC/lib/wisp_version.h")
+TD=spiffe://cluster.local
+KT=wispkt-$$ # every podman object of this run is named $KT-...
+IMAGE=localhost/$KT-wisp:$VERSION
+APPS=localhost/$KT-apps:1
+NET=$KT-net
+
+if [ "$SANITIZED" = 1 ]; then
+  skip "pods with podman" "the image holds the optimized build; the plain run tests it"
+  finish
+fi
+if [ "$(id -u)" != 0 ]; then
+  skip "pods with podman" "rootful podman needs root (running as uid $(id -u))"
+  finish
+fi
+if ! command -v podman >/dev/null 2>&1; then
+  not_ok "podman is installed (deploy/install-deps.sh)" "podman not found"
+  finish
+fi
+# podman 4.3 here: runc (crun refuses this host's hybrid cgroups), and
+# ulimits its containers can have. A file of our own, not the machine's.
+export CONTAINERS_CONF=$WORK/containers.conf
+cat >"$CONTAINERS_CONF" <<'EOF'
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+runtime = "runc"
+EOF
+pm() { podman "$@"; }
+
+# ---- cleanup: only what carries our prefix ----
+ours() { grep -E "^$KT-" || true; }
+kube_cleanup() {
+  local i name
+  for i in 1 2 3 4 5; do
+    [ -n "$(pm pod ls --format '{{.Name}}' 2>/dev/null | ours)" ] || break
+    for name in $(pm pod ls --format '{{.Name}}' 2>/dev/null | ours); do pm pod rm -f -t 0 "$name" >/dev/null 2>&1; done
+    sleep 0.5
+  done
+  for name in $(pm ps -a --format '{{.Names}}' 2>/dev/null | ours); do pm rm -f -t 0 "$name" >/dev/null 2>&1; done
+  for name in $(pm volume ls --format '{{.Name}}' 2>/dev/null | ours); do pm volume rm -f "$name" >/dev/null 2>&1; done
+  for name in $(pm secret ls --format '{{.Name}}' 2>/dev/null | ours); do pm secret rm "$name" >/dev/null 2>&1; done
+  pm network exists "$NET" 2>/dev/null && pm network rm -f "$NET" >/dev/null 2>&1
+  for name in "$IMAGE" "$APPS"; do pm image exists "$name" 2>/dev/null && pm rmi "$name" >/dev/null 2>&1; done
+  return 0
+}
+leftovers() {
+  {
+    pm pod ls --format '{{.Name}}'
+    pm ps -a --format '{{.Names}}'
+    pm volume ls --format '{{.Name}}'
+    pm secret ls --format '{{.Name}}'
+    pm network ls --format '{{.Name}}'
+    pm images --format '{{.Repository}}' | sed 's|^localhost/||'
+  } 2>/dev/null | ours | tr '\n' ' '
+}
+eval "harness_cleanup() $(declare -f cleanup | tail -n +2)"
+cleanup() {
+  kube_cleanup
+  harness_cleanup
+}
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- podman runs here at all ----
+if ! out=$(pm info --format '{{.Host.OCIRuntime.Name}} {{.Host.CgroupsVersion}} {{.Host.NetworkBackend}}' 2>&1); then
+  not_ok "podman runs here" "$out"
+  finish
+fi
+echo "# podman $(pm version --format '{{.Client.Version}}'): runtime, cgroups, network: $out"
+
+# ---- the image ----
+build() { # build ARCHIVE: the image from the binaries under test
+  WISP_REVISION=test SOURCE_DATE_EPOCH=1700000000 bash "$WISP_SRC/deploy/image/build.sh" --name "$IMAGE" \
+    --proxy "$WISP_PROXY" --agent "$AGENT" --wispctl "$WISPCTL" --archive "$1"
+}
+out1=$(build "$WORK/wisp.tar" 2>&1)
+expect_match "deploy/image/build.sh writes the image as an OCI archive" "^archive $WORK/wisp.tar" "$out1"
+out2=$(build "$WORK/wisp2.tar" 2>&1)
+d1=$(sed -n 's/^manifest //p' <<<"$out1")
+expect_eq "built twice from the same tree: the same image digest ($d1)" "$d1" "$(sed -n 's/^manifest //p' <<<"$out2")"
+expect_eq "... byte for byte the same archive" "$(sha256sum <"$WORK/wisp.tar")" "$(sha256sum <"$WORK/wisp2.tar")"
+size=$(sed -n 's/^size \([0-9]*\) bytes (\([0-9]*\) gzipped).*/\1 \2/p' <<<"$out1")
+if [ -n "$size" ] && [ "${size% *}" -lt $((20 * 1024 * 1024)) ]; then
+  ok "the image is small: ${size% *} bytes, ${size#* } gzipped (under 20 MiB)"
+else
+  not_ok "the image is small (under 20 MiB)" "$size"
+fi
+check "podman loads it" pm load -q -i "$WORK/wisp.tar"
+expect_eq "its labels say the version and the revision" "$VERSION test" \
+  "$(pm image inspect "$IMAGE" --format '{{index .Labels "org.opencontainers.image.version"}} {{index .Labels "org.opencontainers.image.revision"}}')"
+expect_eq "its default user is the proxy's, 1337" "1337:1337" "$(pm image inspect "$IMAGE" --format '{{.Config.User}}')"
+# iptables in the image, both backends, with the modules the rules load.
+out=$(pm run --rm --pull never --network none --user 0 --cap-drop ALL --cap-add NET_ADMIN --cap-add NET_RAW \
+  "$IMAGE" bash -c 'for b in legacy nft; do wisp-iptables.sh --backend $b --proxy-uid 1337 >/dev/null 2>&1 &&
+  echo "$b $(iptables-$b -t nat -S 2>/dev/null | grep -c -- "-j WISP_REDIRECT")" \
+    "$(ip6tables-$b -t nat -S 2>/dev/null | grep -c -- "-j WISP_REDIRECT")" &&
+  wisp-iptables.sh --backend $b --remove >/dev/null 2>&1; done' 2>&1)
+# IPv4: the probe's rule and the catch-all; IPv6: the catch-all.
+expect_eq "in the image, wisp-iptables.sh installs its rules with the legacy and the nft backend (IPv4, IPv6)" \
+  "legacy 2 1;nft 2 1" "$(tr '\n' ';' <<<"$out" | sed 's/;$//')"
+
+"$PY" "$HERE/apps_image.py" "$WORK/apps.tar" "$APPS" >/dev/null && pm load -q -i "$WORK/apps.tar" >/dev/null ||
+  not_ok "the stand-in app image loads"
+
+# ---- the network: a subnet nothing here uses, internal (no gateway, no NAT) ----
+subnet_free() { # subnet_free A.B.C: no route, address or podman network covers it
+  local routes
+  routes=$(ip -4 route show match "$1.0/24" 2>/dev/null | grep -v '^default')
+  [ -z "$routes" ] && ! ip -4 -o addr show | grep -q " $1\." &&
+    ! pm network inspect $(pm network ls -q) --format '{{range .Subnets}}{{.Subnet}} {{end}}' 2>/dev/null |
+      grep -q "$1\."
+}
+SUBNET=""
+for i in $(seq 0 63); do
+  cand=10.231.$((($$ + i) % 250 + 1))
+  if subnet_free "$cand"; then
+    SUBNET=$cand
+    break
+  fi
+done
+[ -n "$SUBNET" ] || {
+  not_ok "a free /24 in 10.231.0.0/16 for the test's network"
+  finish
+}
+AGENT_IP=$SUBNET.10
+ORDERS_IP=$SUBNET.11
+FRONTEND_IP=$SUBNET.12
+BARE_IP=$SUBNET.13
+check "a bridge network of our own, $SUBNET.0/24, internal" pm network create --internal --subnet "$SUBNET.0/24" "$NET"
+BRIDGE=$(pm network inspect "$NET" --format '{{.NetworkInterface}}')
+
+adapt() { "$PY" "$HERE/podman_adapt.py" --prefix "$KT" --image "wisp/wisp:$VERSION=$IMAGE" \
+  --image "hashicorp/http-echo:1.0=$APPS" --image "curlimages/curl:8.5.0=$APPS" "$@"; }
+play() { # play FILE IP...: podman kube play on our network with these pod IPs
+  local f=$1 ips=()
+  shift
+  for ip in "$@"; do ips+=(--ip "$ip"); done
+  pm kube play --network "$NET" "${ips[@]}" "$f" >"$f.out" 2>&1 || {
+    sed 's/^/# /' "$f.out"
+    return 1
+  }
+}
+ctr() { echo "$KT-$1-pod-0-$2"; } # the container of Deployment $1 named $2
+logs_match() { pm logs "$1" 2>&1 | grep -q -- "$2"; } # logs_match CONTAINER REGEX
+
+# ---- the agent: wisp-agent.yaml and wisp-policy.yaml as shipped ----
+A=$(ctr wisp-agent wisp-agent)
+adapt "$K8S/wisp-agent.yaml" "$K8S/wisp-policy.yaml" >"$WORK/agent.yaml"
+check "the agent's manifests run as a pod" play "$WORK/agent.yaml" "$AGENT_IP"
+check "the agent pod serves: wispctl status in it (its readiness probe's command)" \
+  wait_for 20 pm exec "$A" wispctl --timeout 3s status
+check "... and it made its CA in the state volume the image's owner lets it write" \
+  logs_match "$A" 'generated a new root CA'
+pm exec "$A" cat /var/lib/wisp/state/bundle.pem >"$WORK/bundle.pem"
+check "the trust bundle comes out with podman exec ... cat" grep -q 'BEGIN CERTIFICATE' "$WORK/bundle.pem"
+for sa in orders frontend; do
+  pm exec "$A" wispctl token create --reusable --ttl 8760h --spiffe-id "$TD/ns/shop/sa/$sa" >"$WORK/$sa.token" 2>/dev/null
+done
+check "reusable join tokens come out with podman exec ... wispctl token create" \
+  grep -qE '^[0-9a-f]{16,}$' "$WORK/orders.token" "$WORK/frontend.token"
+
+# ---- the app: the bundle ConfigMap and token Secrets as kubectl makes them, and inject's output ----
+"$PY" - "$WORK" >"$WORK/shop-objects.yaml" <<'PY'
+import base64, sys, yaml
+w = sys.argv[1]
+docs = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "wisp-trust-bundle", "namespace": "shop"},
+         "data": {"bundle.pem": open(w + "/bundle.pem").read()}}]
+for sa in ("orders", "frontend"):
+    token = open("%s/%s.token" % (w, sa)).read().strip()
+    docs.append({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                 "metadata": {"name": "wisp-join-" + sa, "namespace": "shop"},
+                 "data": {"token": base64.b64encode(token.encode()).decode()}})
+yaml.safe_dump_all(docs, sys.stdout)
+PY
+"$WISPCTL" inject --agent "https://$AGENT_IP:8443" -f "$K8S/example-app.yaml" >"$WORK/injected.yaml" 2>"$WORK/inject.err"
+check "wispctl inject of example-app.yaml" grep -q 'wisp-proxy' "$WORK/injected.yaml"
+adapt --host "orders=$ORDERS_IP" "$WORK/shop-objects.yaml" "$WORK/injected.yaml" >"$WORK/app.yaml"
+check "the injected orders and frontend run as pods" play "$WORK/app.yaml" "$ORDERS_IP" "$FRONTEND_IP"
+OP=$(ctr orders wisp-proxy)
+FP=$(ctr frontend wisp-proxy)
+OA=$(ctr orders orders)
+FA=$(ctr frontend frontend)
+ready() { [ "$(pm exec "$1" curl -s --max-time 3 http://127.0.0.1:15000/ready)" = ready ]; }
+# /ready asked from each pod's app container: loopback, as the kubelet's probe would see it.
+check "orders' sidecar is ready: SVID from the agent pod, and wisp-init's interception proven" wait_for 20 ready "$OA"
+check "frontend's sidecar is ready, interception proven likewise" wait_for 20 ready "$FA"
+for p in "$OP" "$FP"; do
+  check "... $p logged the verified probe through its pod's rules" \
+    logs_match "$p" '"type":"intercept","event":"verified"'
+done
+
+# ---- frontend -> orders over mTLS, seen on the bridge ----
+# --immediate-mode: each packet is written as it comes (else what is still
+# in the capture buffer when tcpdump is stopped is lost).
+start_bg "$WORK/tcpdump" tcpdump -i "$BRIDGE" --immediate-mode -U -w "$WORK/wire.pcap" tcp
+TCPDUMP=$LAST_PID
+wait_for 10 grep -q 'listening on' "$WORK/tcpdump.err" || not_ok "tcpdump listens on the bridge $BRIDGE"
+got=$(pm exec "$FA" curl -s --max-time 10 "http://orders:8080/?marker=plaintext-marker-4711")
+expect_eq "frontend's app calls http://orders:8080 and orders' app answers" orders "$got"
+check "frontend's own loop (its manifest's command) gets orders' answer too" \
+  wait_for 15 logs_match "$FA" '^orders$'
+segments() { # the data segments frontend sent to orders' app port, as captured
+  tcpdump -r "$WORK/wire.pcap" -nn \
+    "src $FRONTEND_IP and dst $ORDERS_IP and tcp dst port 8080 and tcp[tcpflags] & tcp-push != 0" 2>/dev/null | wc -l
+}
+seen() { [ "$(segments)" -gt 0 ]; }
+wait_for 5 seen
+kill -INT "$TCPDUMP"
+wait "$TCPDUMP" 2>/dev/null
+check "frontend's sidecar logs orders' SPIFFE ID for the call to orders' pod IP" \
+  logs_match "$FP" "\"direction\":\"outbound\".*\"peer_id\":\"$TD/ns/shop/sa/orders\",\"upstream\":\"$ORDERS_IP:8080\""
+check "orders' sidecar logs frontend's SPIFFE ID and hands the call to the app's port" \
+  logs_match "$OP" "\"direction\":\"inbound\".*\"peer_id\":\"$TD/ns/shop/sa/frontend\",\"upstream\":\"127.0.0.1:8080\""
+n=$(segments)
+if [ "$n" -gt 0 ]; then ok "the capture on the bridge saw frontend's data to orders' pod IP, port 8080 ($n segments)"
+else not_ok "the capture on the bridge saw frontend's data to orders' pod IP, port 8080" "$(cat "$WORK/tcpdump.err")"; fi
+if grep -aq 'plaintext-marker-4711\|GET /' "$WORK/wire.pcap"; then
+  not_ok "the bridge carries not one byte of the request in clear"
+else
+  ok "the bridge carries not one byte of the request in clear"
+fi
+if od -An -tx1 -v "$WORK/wire.pcap" | tr -d '\n' | grep -q ' 16 03 01\| 17 03 03'; then
+  ok "... but TLS records"
+else
+  not_ok "... but TLS records"
+fi
+
+# ---- a container without a sidecar (plain HTTP to orders' pod IP) ----
+out=$(pm run --rm --pull never --name "$KT-bare" --network "$NET" --ip "$BARE_IP" --entrypoint curl "$APPS" \
+  -s --max-time 5 -o /dev/null -w '%{http_code}' "http://$ORDERS_IP:8080/" 2>&1)
+expect_eq "STRICT: a container without a sidecar is refused" 000 "$out"
+check "... and orders' sidecar logs why" wait_for 5 logs_match "$OP" 'plaintext callers are refused'
+
+# ---- wispctl apply in the agent pod, enforced on the next request ----
+applied() { logs_match "$OP" "\"type\":\"policy\",\"event\":\"applied\",\"source\":\"agent\",\"version\":\"$1\""; }
+sed -e 's|sa/frontend"|sa/payments"|' "$K8S/wisp-policy.yaml" | "$PY" -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["data"]["shop.yaml"])' \
+  >"$WORK/deny.yaml"
+out=$(pm exec -i "$A" wispctl apply -f - <"$WORK/deny.yaml" 2>&1)
+expect_eq "wispctl apply in the agent pod: only payments may call orders now" "applied version 2" "$out"
+check "orders' sidecar applies version 2" wait_for 10 applied 2
+got=$(pm exec "$FA" curl -s --max-time 5 http://orders:8080/ 2>&1)
+expect_eq "the next request from frontend is refused" "" "$got"
+check "... by orders' sidecar, which says why" \
+  wait_for 5 logs_match "$OP" "\"peer_id\":\"$TD/ns/shop/sa/frontend\".*\"decision\":\"deny\""
+"$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["data"]["shop.yaml"])' "$K8S/wisp-policy.yaml" |
+  pm exec -i "$A" wispctl apply -f - >/dev/null 2>&1
+check "the shipped policy applied again (version 3)" wait_for 10 applied 3
+expect_eq "... and frontend is served again" orders "$(pm exec "$FA" curl -s --max-time 10 http://orders:8080/)"
+
+# ---- a killed sidecar comes back from its SVID cache, its join token gone ----
+# The token's volume (PODMAN-7: a ConfigMap's named volume) is emptied on
+# the host: a restart that needed the token would fail.
+tokvol=$(pm volume inspect "$KT-wisp-join-orders" --format '{{.Mountpoint}}')
+: >"$tokvol/token"
+pid=$(pm inspect "$OP" --format '{{.State.Pid}}')
+before=$(pm inspect "$OP" --format '{{.RestartCount}}')
+restarted() { [ "$(pm inspect "$OP" --format '{{.RestartCount}} {{.State.Status}}')" = "$((before + 1)) running" ]; }
+renewed() { pm logs "$OP" 2>&1 | sed -n '/"event":"restored"/,$p' | grep -q '"type":"cert","event":"issued"'; }
+kill -KILL "$pid"
+check "orders' sidecar, killed (SIGKILL), is restarted" wait_for 20 restarted
+check "... serves at once with the SVID from --svid-cache" wait_for 10 logs_match "$OP" \
+  "\"type\":\"cert\",\"event\":\"restored\",\"spiffe_id\":\"$TD/ns/shop/sa/orders\".*from --svid-cache"
+check "... and is ready" wait_for 20 ready "$OA"
+expect_eq "... and frontend is served" orders "$(pm exec "$FA" curl -s --max-time 10 http://orders:8080/)"
+check "... and it renewed over mTLS without the token" wait_for 10 renewed
+
+status_lists() { pm exec "$A" wispctl status 2>&1 | grep -q "sa/frontend" && pm exec "$A" wispctl status 2>&1 | grep -q "sa/orders"; }
+check "wispctl status in the agent pod lists both sidecars" status_lists
+
+kube_cleanup
+expect_eq "nothing of ours is left in podman" "" "$(leftovers)"
+finish
