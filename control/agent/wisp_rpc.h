@@ -59,8 +59,8 @@ typedef struct {
   const wisp_rpc_method *methods;
   size_t nmethods;
   void *data;              /* the owner's, for handlers: wisp_rpc_server_data */
-  size_t max_connections;  /* on all listeners together, handshakes included */
-  size_t max_conn_buffer;  /* bytes held per connection, in and out */
+  size_t max_connections;  /* > 0: on all listeners together, handshakes included */
+  size_t max_conn_buffer;  /* > 0: bytes held per connection, in and out */
 } wisp_rpc_config;
 
 wisp_rpc_server *wisp_rpc_server_new(struct ev_loop *loop, const wisp_rpc_config *cfg);
