@@ -22,7 +22,6 @@ p=$WORK/pki
 
 # Checks whose fix is not on main yet: key -> the missing fix.
 declare -A PENDING=(
-  [held_streams]="streams: bounded, timed-out queue for a full pool (503 with a reason)"
   [zero_window]="streams: per-connection and process buffer budgets"
 )
 # awaiting KEY WHAT: true, with a TAP skip of WHAT naming the missing fix,
@@ -168,13 +167,21 @@ if runs rapid_reset; then
 fi
 
 # --- held streams: more requests that never answer than the pool holds ---
-# --pool-size 1: one mTLS connection, 256 streams (the server side's
-# SETTINGS_MAX_CONCURRENT_STREAMS); the attacker holds 512 for longer than
-# the good client runs.
+# --pool-size 1: one mTLS connection of 100 streams; the attacker asks for
+# 512 that never answer and holds them longer than the good client runs.
+# The good client's requests then wait for a stream: each must end within
+# its 3 s, served or refused with a 503 that says why (--queue-timeout 1),
+# never hang (40 workers, so 1 s waits do not starve the client's plan).
+hs_reason() {
+  local line
+  line=$(grep '^good:' "$WORK/good_hs.out")
+  expect_match "hs: the 503s say why (no stream within the queue timeout)" \
+    'first_answered_503=".*no stream for this request within 1s' "$line"
+}
 if runs held_streams; then
-  pair hs --pool-size 1
-  GOOD_ARGS=(--seconds 7 --timeout 3 --allow-503)
-  beside hs 14 1 64 hold --conns 2 --streams 256 --path "/slow?ms=60000"
+  pair hs --pool-size 1 --queue-timeout 1
+  GOOD_ARGS=(--seconds 6 --timeout 3 --allow-503 --workers 40)
+  AFTER=hs_reason beside hs 12 1 64 hold --conns 2 --streams 256 --path "/slow?ms=60000"
 fi
 
 # --- zero-window reader: 4 connections x 256 streams of 16 MiB, window 0 ---
