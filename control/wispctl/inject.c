@@ -59,6 +59,7 @@ typedef struct {
   wisp_buf *notes;
   char *err;
   size_t err_len;
+  bool injected;      /* something was added */
 } object;
 
 /* ---- notes and errors, each naming the object ---- */
@@ -218,6 +219,7 @@ static wisp_err inject_pod(object *c, const workload *w) {
   }
   free(cidrs);
   if (rc == WISP_OK) note(c, "injected");
+  c->injected = rc == WISP_OK;
   return rc;
 }
 
@@ -275,6 +277,22 @@ static wisp_err inject_document(object *c, int doc_no) {
     describe(c, doc_no, (int)i + 1, kind);
     WISP_GUARD(inject_object(c, kind));
   }
+  return WISP_OK;
+}
+
+wisp_err wispctl_inject_pod_document(const wispctl_inject_cfg *cfg, yaml_document_t *d, bool *out_injected,
+                                     wisp_buf *notes, char *err, size_t err_len) {
+  object c = {.cfg = cfg, .d = d, .notes = notes, .err = err, .err_len = err_len};
+  *out_injected = false;
+  c.obj = 1;
+  const char *kind = wispctl_yaml_str(d, wispctl_yaml_get(d, c.obj, "kind"));
+  describe(&c, 1, 0, kind ? kind : "Pod");
+  if (kind && strcmp(kind, "Pod") != 0) {
+    note(&c, "not a Pod, left unchanged");
+    return WISP_OK;
+  }
+  WISP_GUARD(inject_object(&c, "Pod"));
+  *out_injected = c.injected;
   return WISP_OK;
 }
 
@@ -435,5 +453,9 @@ wisp_err wispctl_inject_prepare(wispctl_inject_cfg *out, const wispctl_inject_op
                  o->trust_domain);
   if (!image_ok(o->image))
     return usage(err, err_len, "--image %s: want an image reference such as %s", o->image, WISPCTL_INJECT_DEFAULT_IMAGE);
+  if (o->bundle_pem && (strlen(o->bundle_pem) > WISPCTL_INJECT_BUNDLE_MAX ||
+                        !strstr(o->bundle_pem, "-----BEGIN CERTIFICATE-----")))
+    return usage(err, err_len, "the trust bundle is not PEM certificates of at most %d bytes",
+                 WISPCTL_INJECT_BUNDLE_MAX);
   return prepare_agent(out, err, err_len);
 }

@@ -34,12 +34,31 @@
 #define WISPCTL_INJECT_MAX_INPUT (16 * 1024 * 1024)
 #define WISPCTL_INJECT_MAX_OUTPUT (64 * 1024 * 1024)
 #define WISPCTL_INJECT_MAX_DEPTH 512
+#define WISPCTL_INJECT_BUNDLE_MAX (64 * 1024)
+/* The projected service-account token: audience and lifetime (the
+ * kubelet renews it at 80% of it; Kubernetes' minimum is 600 s). */
+#define WISPCTL_INJECT_SA_AUDIENCE "wisp"
+#define WISPCTL_INJECT_SA_EXPIRY 600
+
+/* How the sidecar proves who it is for its first SVID. */
+typedef enum {
+  /* A projected service-account token (audience wisp, expires in 10 min,
+   * rotated by the kubelet): nothing to create per service account. */
+  WISPCTL_INJECT_SA_TOKEN = 0,
+  /* The reusable join token in Secret wisp-join-<service account>. */
+  WISPCTL_INJECT_JOIN_TOKEN,
+} wispctl_inject_identity;
 
 typedef struct {
   const char *agent;        /* what the proxy dials: unix:///PATH or https://IP:PORT */
   const char *trust_domain;
   const char *image;        /* holds wisp-proxy and wisp-iptables.sh */
   long proxy_uid;
+  wispctl_inject_identity identity;
+  /* https agent: the trust bundle (PEM) that verifies it, put in the pod
+   * (annotation wisp.dev/trust-bundle, a downward API volume); NULL: from
+   * ConfigMap wisp-trust-bundle of the pod's namespace. */
+  const char *bundle_pem;
 } wispctl_inject_opts;
 
 /* The options, checked, and what follows from them. */
@@ -63,6 +82,14 @@ wisp_err wispctl_inject_prepare(wispctl_inject_cfg *out, const wispctl_inject_op
  * reason in |err|: then |out| holds nothing. */
 wisp_err wispctl_inject(const wispctl_inject_cfg *cfg, const char *in, size_t in_len, wisp_buf *out, wisp_buf *notes,
                         char *err, size_t err_len) WISP_MUST_CHECK;
+
+/* Injects one Pod object, the root of |d| (the admission webhook's path):
+ * the same decisions and additions as wispctl_inject makes for a Pod in a
+ * stream. |*out_injected| says whether |d| was changed; a note says why in
+ * |notes| either way. WISP_ERR_PARSE (a bad wisp.dev/ annotation, a pod
+ * spec of the wrong shape) with the reason in |err|. */
+wisp_err wispctl_inject_pod_document(const wispctl_inject_cfg *cfg, yaml_document_t *d, bool *out_injected,
+                                     wisp_buf *notes, char *err, size_t err_len) WISP_MUST_CHECK;
 
 /* ---- internal to inject*.c ---- */
 

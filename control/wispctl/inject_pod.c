@@ -23,6 +23,12 @@
 #define VOL_CACHE "wisp-svid-cache"
 #define CACHE_DIR "/var/run/wisp/cache"
 #define CACHE_SIZE "1Mi"
+/* The projected service-account token (the default identity). */
+#define VOL_SA_TOKEN "wisp-sa-token"
+#define SA_TOKEN_DIR "/var/run/secrets/wisp/sa"
+#define SA_TOKEN_KEY "token"
+/* The trust bundle in the pod itself: an annotation, a downward API file. */
+#define ANNOTATION_BUNDLE "wisp.dev/trust-bundle"
 #define VOL_BUNDLE "wisp-trust-bundle"
 #define BUNDLE_CONFIGMAP "wisp-trust-bundle"
 #define BUNDLE_KEY "bundle.pem"
@@ -115,7 +121,11 @@ static int proxy_args(yaml_document_t *d, const wispctl_pod_plan *p) {
   arg(d, args, "--agent", p->cfg->o.agent);
   arg(d, args, "--bundle", p->cfg->agent_https ? BUNDLE_DIR "/" BUNDLE_KEY : NULL);
   arg(d, args, "--spiffe-id", id);
-  arg(d, args, "--join-token-file", TOKEN_DIR "/" TOKEN_KEY);
+  if (p->cfg->o.identity == WISPCTL_INJECT_JOIN_TOKEN) {
+    arg(d, args, "--join-token-file", TOKEN_DIR "/" TOKEN_KEY);
+  } else {
+    arg(d, args, "--sa-token-file", SA_TOKEN_DIR "/" SA_TOKEN_KEY);
+  }
   arg(d, args, "--svid-cache", CACHE_DIR "/svid");
   arg(d, args, "--admin", ADMIN_LISTEN);
   return args;
@@ -134,7 +144,9 @@ static int proxy_container(yaml_document_t *d, const wispctl_pod_plan *p) {
   int env = SEQ(d, env_field(d, "WISP_POD_NAMESPACE", "metadata.namespace"),
                 env_field(d, "WISP_POD_SERVICE_ACCOUNT", "spec.serviceAccountName"));
   int agent_mount = p->cfg->agent_https ? mount(d, VOL_BUNDLE, BUNDLE_DIR) : mount(d, VOL_SOCKET, p->cfg->agent_dir);
-  int mounts = SEQ(d, mount(d, VOL_TOKEN, TOKEN_DIR), agent_mount, mount_rw(d, VOL_CACHE, CACHE_DIR));
+  int token_mount = p->cfg->o.identity == WISPCTL_INJECT_JOIN_TOKEN ? mount(d, VOL_TOKEN, TOKEN_DIR)
+                                                                    : mount(d, VOL_SA_TOKEN, SA_TOKEN_DIR);
+  int mounts = SEQ(d, token_mount, agent_mount, mount_rw(d, VOL_CACHE, CACHE_DIR));
   int port = MAP(d, {"name", str(d, "wisp-admin")}, {"containerPort", wispctl_yaml_add_int(d, ADMIN_PORT)});
   return MAP(d, {"name", str(d, WISPCTL_INJECT_PROXY_NAME)}, {"image", str(d, p->cfg->o.image)},
              {"restartPolicy", str(d, "Always")}, {"command", SEQ(d, str(d, "wisp-proxy"))},
@@ -152,14 +164,30 @@ static int key_item(yaml_document_t *d, const char *key) {
   return SEQ(d, MAP(d, {"key", str(d, key)}, {"path", str(d, key)}));
 }
 
+/* A token the kubelet requests for the pod's service account, audience
+ * wisp, and replaces before it expires. */
+static int sa_token_volume(yaml_document_t *d) {
+  int token = MAP(d, {"audience", str(d, WISPCTL_INJECT_SA_AUDIENCE)},
+                  {"expirationSeconds", wispctl_yaml_add_int(d, WISPCTL_INJECT_SA_EXPIRY)},
+                  {"path", str(d, SA_TOKEN_KEY)});
+  return MAP(d, {"name", str(d, VOL_SA_TOKEN)},
+             {"projected", MAP(d, {"sources", SEQ(d, MAP(d, {"serviceAccountToken", token}))})});
+}
+
 static int token_volume(yaml_document_t *d, const wispctl_pod_plan *p) {
   char secret[320];
+  if (p->cfg->o.identity != WISPCTL_INJECT_JOIN_TOKEN) return sa_token_volume(d);
   snprintf(secret, sizeof(secret), TOKEN_SECRET_PREFIX "%s", p->service_account);
   return MAP(d, {"name", str(d, VOL_TOKEN)},
              {"secret", MAP(d, {"secretName", str(d, secret)}, {"items", key_item(d, TOKEN_KEY)})});
 }
 
 static int agent_volume(yaml_document_t *d, const wispctl_pod_plan *p) {
+  if (p->cfg->agent_https && p->cfg->o.bundle_pem) {
+    int field = MAP(d, {"fieldPath", str(d, "metadata.annotations['" ANNOTATION_BUNDLE "']")});
+    return MAP(d, {"name", str(d, VOL_BUNDLE)},
+               {"downwardAPI", MAP(d, {"items", SEQ(d, MAP(d, {"path", str(d, BUNDLE_KEY)}, {"fieldRef", field}))})});
+  }
   if (p->cfg->agent_https) {
     return MAP(d, {"name", str(d, VOL_BUNDLE)},
                {"configMap", MAP(d, {"name", str(d, BUNDLE_CONFIGMAP)}, {"items", key_item(d, BUNDLE_KEY)})});
@@ -194,5 +222,7 @@ bool wispctl_inject_pod(yaml_document_t *d, int spec, int meta, const wispctl_po
   wispctl_yaml_append(d, volumes, cache_volume(d));
   int annotations = wispctl_yaml_want(d, meta, "annotations", YAML_MAPPING_NODE);
   wispctl_yaml_put(d, annotations, ANNOTATION_INJECTED, str(d, WISP_VERSION));
+  if (plan->cfg->agent_https && plan->cfg->o.bundle_pem)
+    wispctl_yaml_put(d, annotations, ANNOTATION_BUNDLE, str(d, plan->cfg->o.bundle_pem));
   return true;
 }

@@ -42,6 +42,7 @@ static const char kUsage[] =
     "                        bundle; sign with it; drop the old root (wait one SVID\n"
     "                        lifetime between activate and finish)\n"
     "  inject -f FILE [--proxy-uid UID] [--trust-domain TD] [--image IMAGE]\n"
+    "         [--identity sa-token|join-token] [--bundle-file PEM]\n"
     "                        add wisp to the Kubernetes workloads in FILE (- for stdin;\n"
     "                        offline) and print the result: the wisp-init iptables init\n"
     "                        container and wisp-proxy as a native sidecar; other\n"
@@ -49,7 +50,12 @@ static const char kUsage[] =
     "                        unix:///PATH (the node's socket, the default) or\n"
     "                        https://IP:PORT (WISP_AGENT is not used); --trust-domain\n"
     "                        (default " WISPCTL_INJECT_DEFAULT_TRUST_DOMAIN "), --proxy-uid (default " STR(WISPCTL_INJECT_DEFAULT_UID) "),\n"
-    "                        --image (default " WISPCTL_INJECT_DEFAULT_IMAGE ")\n"
+    "                        --image (default " WISPCTL_INJECT_DEFAULT_IMAGE "),\n"
+    "                        --identity sa-token|join-token: the first SVID with a\n"
+    "                        projected service-account token (default) or the join\n"
+    "                        token Secret wisp-join-<service account> (VMs, old agents);\n"
+    "                        --bundle-file PEM: https agent, the trust bundle put in\n"
+    "                        the pod (default: ConfigMap wisp-trust-bundle)\n"
     "\n"
     "Global flags (before or after the command):\n"
     "  --agent TARGET        the agent's API socket: unix:PATH or unix:///PATH\n"
@@ -62,7 +68,7 @@ static const char kUsage[] =
 
 typedef struct {
   wispctl_opts o;
-  const char *spiffe_id, *ttl, *file, *timeout, *proxy_uid, *trust_domain, *image;
+  const char *spiffe_id, *ttl, *file, *timeout, *proxy_uid, *trust_domain, *image, *identity, *bundle_file;
   bool reusable, json, help;
   unsigned seen;               /* FLAG_* bits given */
   const char *pos[MAX_POSITIONAL];
@@ -80,6 +86,8 @@ enum {
   FLAG_PROXY_UID = 1 << 7,
   FLAG_TRUST_DOMAIN = 1 << 8,
   FLAG_IMAGE = 1 << 9,
+  FLAG_IDENTITY = 1 << 10,
+  FLAG_BUNDLE_FILE = 1 << 11,
 };
 #define FLAGS_GLOBAL (FLAG_AGENT | FLAG_TIMEOUT)
 
@@ -102,6 +110,8 @@ static const flag_def kFlags[] = {
     {"--proxy-uid", NULL, FLAG_PROXY_UID, true, offsetof(args, proxy_uid)},
     {"--trust-domain", NULL, FLAG_TRUST_DOMAIN, true, offsetof(args, trust_domain)},
     {"--image", NULL, FLAG_IMAGE, true, offsetof(args, image)},
+    {"--identity", NULL, FLAG_IDENTITY, true, offsetof(args, identity)},
+    {"--bundle-file", NULL, FLAG_BUNDLE_FILE, true, offsetof(args, bundle_file)},
 };
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -350,6 +360,12 @@ static int inject_opts(const args *a, wispctl_inject_opts *o) {
   o->trust_domain = a->trust_domain ? a->trust_domain : WISPCTL_INJECT_DEFAULT_TRUST_DOMAIN;
   o->image = a->image ? a->image : WISPCTL_INJECT_DEFAULT_IMAGE;
   o->proxy_uid = WISPCTL_INJECT_DEFAULT_UID;
+  o->identity = WISPCTL_INJECT_SA_TOKEN;
+  if (a->identity && !strcmp(a->identity, "join-token")) {
+    o->identity = WISPCTL_INJECT_JOIN_TOKEN;
+  } else if (a->identity && strcmp(a->identity, "sa-token") != 0) {
+    return usage_error("inject: --identity %s: want sa-token or join-token", a->identity);
+  }
   if (a->proxy_uid) {
     char *end = NULL;
     errno = 0;
@@ -361,7 +377,8 @@ static int inject_opts(const args *a, wispctl_inject_opts *o) {
 }
 
 static int cmd_inject(const args *a) {
-  int rc = check_flags(a, "inject", FLAG_FILE | FLAG_PROXY_UID | FLAG_TRUST_DOMAIN | FLAG_IMAGE);
+  int rc = check_flags(a, "inject",
+                       FLAG_FILE | FLAG_PROXY_UID | FLAG_TRUST_DOMAIN | FLAG_IMAGE | FLAG_IDENTITY | FLAG_BUNDLE_FILE);
   if (rc) return rc;
   if (a->npos > 1) return usage_error("inject: unexpected argument %s (the manifest goes after -f)", a->pos[1]);
   if (!a->file) return usage_error("inject: -f FILE is required (- for stdin)");
@@ -369,11 +386,21 @@ static int cmd_inject(const args *a) {
   if ((rc = inject_opts(a, &o)) != 0) return rc;
   wispctl_inject_cfg cfg;
   char err[1024];
-  if (wispctl_inject_prepare(&cfg, &o, err, sizeof(err)) != WISP_OK) return usage_error("inject: %s", err);
-  char *yaml = NULL;
+  char *bundle = NULL, *yaml = NULL;
   size_t len = 0;
+  if (a->bundle_file && (rc = read_text("inject --bundle-file", a->bundle_file, WISPCTL_INJECT_BUNDLE_MAX,
+                                        &bundle, &len)) != 0)
+    return rc;
+  o.bundle_pem = bundle;
+  if (wispctl_inject_prepare(&cfg, &o, err, sizeof(err)) != WISP_OK) {
+    free(bundle);
+    return usage_error("inject: %s", err);
+  }
   rc = read_text("inject", a->file, WISPCTL_INJECT_MAX_INPUT, &yaml, &len);
-  if (rc) return rc;
+  if (rc) {
+    free(bundle);
+    return rc;
+  }
   wisp_buf out = {0}, notes = {0};
   if (wispctl_inject(&cfg, yaml, len, &out, &notes, err, sizeof(err)) != WISP_OK) {
     fprintf(stderr, "wispctl: inject: %s: %s\n", strcmp(a->file, "-") == 0 ? "stdin" : a->file, err);
@@ -389,6 +416,7 @@ static int cmd_inject(const args *a) {
   wisp_buf_cleanup(&out);
   wisp_buf_cleanup(&notes);
   free(yaml);
+  free(bundle);
   return rc;
 }
 

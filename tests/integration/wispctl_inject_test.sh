@@ -50,6 +50,7 @@ docs = load(sys.argv[1])
 src = load(os.environ["SRC"]) if os.environ.get("SRC") else None
 TEMPLATE = {"Pod": [], "CronJob": ["spec", "jobTemplate", "spec", "template"]}
 WORKLOADS = ("Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
+CLUSTER_SCOPED = ("Namespace", "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration")
 
 def kind(k, ds=None):
     return next(d for d in (ds or docs) if d and d.get("kind") == k)
@@ -117,11 +118,14 @@ PY
 expect_q() { expect_eq "$1" "$(q "$2" "$3")" "$(q "$2" "$4")"; }
 
 # inject NAME ARGS...: wispctl inject ARGS; stdout in $WORK/NAME.yaml, its
-# stderr in $ERR, the exit status in $RC.
+# stderr in $ERR, the exit status in $RC. With --identity join-token unless
+# ARGS name one: most checks here were written for join tokens; the default
+# (sa-token) has its own section.
 inject() {
-  local name=$1
+  local name=$1 id=(--identity join-token)
   shift
-  "$WISPCTL" inject "$@" >"$WORK/$name.yaml" 2>"$WORK/$name.err"
+  case " $* " in *" --identity "*) id=() ;; esac
+  "$WISPCTL" inject "${id[@]}" "$@" >"$WORK/$name.yaml" 2>"$WORK/$name.err"
   RC=$?
   ERR=$(cat "$WORK/$name.err")
 }
@@ -198,8 +202,38 @@ inject again -f "$OUT"
 expect_eq "inject of its own output: exit 0" 0 "$RC"
 check "... gives the same output, byte for byte (idempotent)" cmp -s "$OUT" "$WORK/again.yaml"
 expect_match "... saying why" 'document 4 \(Deployment "orders"\): already injected \(it has a wisp-proxy container\)' "$ERR"
-"$WISPCTL" inject -f - <"$APP" >"$WORK/stdin.yaml" 2>/dev/null
+"$WISPCTL" inject --identity join-token -f - <"$APP" >"$WORK/stdin.yaml" 2>/dev/null
 check "-f - reads stdin" cmp -s "$OUT" "$WORK/stdin.yaml"
+
+# ---- the default identity: a projected service-account token ----
+inject sa -f "$APP" --identity sa-token
+expect_eq "default identity: exit 0" 0 "$RC"
+"$WISPCTL" inject -f "$APP" >"$WORK/sa-default.yaml" 2>/dev/null
+check "... and it is the default (no --identity)" cmp -s "$WORK/sa.yaml" "$WORK/sa-default.yaml"
+expect_eq "wisp-proxy bootstraps with --sa-token-file" \
+  '["--transparent","--agent","unix:///run/wisp/agent.sock","--spiffe-id","spiffe://cluster.local/ns/$(WISP_POD_NAMESPACE)/sa/$(WISP_POD_SERVICE_ACCOUNT)","--sa-token-file","/var/run/secrets/wisp/sa/token","--svid-cache","/var/run/wisp/cache/svid","--admin","0.0.0.0:15000"]' \
+  "$(q "$WORK/sa.yaml" "ctr($FRONT, 'wisp-proxy')['args']")"
+expect_q "volumes: a projected token (audience wisp, 600 s), no join token Secret" "$WORK/sa.yaml" \
+  "[{'name': 'wisp-sa-token', 'projected': {'sources': [{'serviceAccountToken': {'audience': 'wisp', 'expirationSeconds': 600, 'path': 'token'}}]}},
+    {'name': 'wisp-agent-socket', 'hostPath': {'path': '/run/wisp', 'type': 'Directory'}},
+    {'name': 'wisp-svid-cache', 'emptyDir': {'medium': 'Memory', 'sizeLimit': '1Mi'}}]" \
+  "spec($FRONT)['volumes']"
+expect_eq "... mounted read-only at /var/run/secrets/wisp/sa" \
+  '{"mountPath":"/var/run/secrets/wisp/sa","name":"wisp-sa-token","readOnly":true}' \
+  "$(q "$WORK/sa.yaml" "ctr($FRONT, 'wisp-proxy')['volumeMounts'][0]")"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=bundle -days 1 \
+  -keyout "$WORK/b.key" -out "$WORK/b.pem" 2>/dev/null
+inject sa-bundle -f "$APP" --agent https://10.96.0.10:8443 --bundle-file "$WORK/b.pem"
+expect_eq "--bundle-file: the bundle in the pod's annotation wisp.dev/trust-bundle" "$(cat "$WORK/b.pem")" \
+  "$(q "$WORK/sa-bundle.yaml" "ann($FRONT)['wisp.dev/trust-bundle'].strip()")"
+expect_q "... read by a downward API volume (no ConfigMap per namespace)" "$WORK/sa-bundle.yaml" \
+  "{'name': 'wisp-trust-bundle', 'downwardAPI': {'items': [{'path': 'bundle.pem', 'fieldRef': {'fieldPath': \"metadata.annotations['wisp.dev/trust-bundle']\"}}]}}" \
+  "spec($FRONT)['volumes'][1]"
+echo "not a certificate" >"$WORK/nb.pem"
+inject sa-nobundle -f "$APP" --agent https://10.96.0.10:8443 --bundle-file "$WORK/nb.pem"
+expect_match "a --bundle-file without certificates: exit 2" '^2:.*trust bundle is not PEM certificates' "$RC:$ERR"
+inject sa-badid -f "$APP" --identity password
+expect_match "a bad --identity: exit 2" '^2:.*--identity password: want sa-token or join-token' "$RC:$ERR"
 
 # ---- every workload kind, the agent over https, flags, annotations ----
 cat >"$IN/kinds.yaml" <<'EOF'
@@ -459,7 +493,7 @@ expect_match "the agent's own pod opts out (wisp.dev/inject: disabled)" \
 for f in "$K8S"/*.yaml; do
   expect_eq "$(basename "$f"): every document has apiVersion, kind, metadata.name, a namespace" true \
     "$(q "$f" "all(d.get('apiVersion') and d.get('kind') and d['metadata'].get('name') and
-                   (d['kind'] == 'Namespace' or d['metadata'].get('namespace')) for d in docs)")"
+                   (d['kind'] in CLUSTER_SCOPED or d['metadata'].get('namespace')) for d in docs)")"
 done
 expect_eq "example app: each Deployment's selector matches its pod labels, its service account exists" true \
   "$(q "$APP" "all(d['spec']['selector']['matchLabels'].items() <= tmpl(d)['metadata']['labels'].items()

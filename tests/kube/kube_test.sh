@@ -200,7 +200,7 @@ for sa in ("orders", "frontend"):
                  "data": {"token": base64.b64encode(token.encode()).decode()}})
 yaml.safe_dump_all(docs, sys.stdout)
 PY
-"$WISPCTL" inject --agent "https://$AGENT_IP:8443" -f "$K8S/example-app.yaml" >"$WORK/injected.yaml" 2>"$WORK/inject.err"
+"$WISPCTL" inject --identity join-token --agent "https://$AGENT_IP:8443" -f "$K8S/example-app.yaml" >"$WORK/injected.yaml" 2>"$WORK/inject.err"
 check "wispctl inject of example-app.yaml" grep -q 'wisp-proxy' "$WORK/injected.yaml"
 adapt --host "orders=$ORDERS_IP" "$WORK/shop-objects.yaml" "$WORK/injected.yaml" >"$WORK/app.yaml"
 check "the injected orders and frontend run as pods" play "$WORK/app.yaml" "$ORDERS_IP" "$FRONTEND_IP"
