@@ -5,7 +5,8 @@ change podman needs is made here, and each is named (PODMAN-n) where it is
 made:
 
   PODMAN-1  Namespace, ServiceAccount and Service documents are dropped:
-            podman ignores them (no cluster DNS, no Service IPs).
+            podman ignores them (no cluster DNS, no Service IPs); so are
+            RBAC objects and MutatingWebhookConfigurations (no API server).
   PODMAN-2  Names are global in podman (pods from Deployments, named
             volumes from PersistentVolumeClaims, ConfigMaps and emptyDirs):
             every one gets the test's prefix, so the test makes and removes
@@ -53,7 +54,8 @@ import sys
 
 import yaml
 
-DROPPED_KINDS = ("Namespace", "ServiceAccount", "Service")  # PODMAN-1
+DROPPED_KINDS = ("Namespace", "ServiceAccount", "Service", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+                 "MutatingWebhookConfiguration")  # PODMAN-1
 TEMPLATED = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
 VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
