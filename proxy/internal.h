@@ -32,7 +32,12 @@
 #include "proxy/wisp_hdrs.h"
 
 /* HTTP/2 flow-control windows we grant. They bound what one stream (and one
- * connection) can make us buffer, whatever the peer does. */
+ * connection) can make us buffer, whatever the peer does. Every stream
+ * starts with WISP_H2_STREAM_WINDOW_MIN (SETTINGS_INITIAL_WINDOW_SIZE, the
+ * HTTP/2 default); once its reader has taken more than that, it is raised
+ * to WISP_H2_STREAM_WINDOW if its caller's --conn-buffer-limit has room
+ * (wisp_stream: buffer budgets). A stream nobody reads holds 64 KiB. */
+#define WISP_H2_STREAM_WINDOW_MIN (64 * 1024)
 #define WISP_H2_STREAM_WINDOW (256 * 1024)
 #define WISP_H2_CONN_WINDOW (1024 * 1024)
 #define WISP_H2_MAX_STREAMS 256
@@ -111,6 +116,9 @@ struct wisp_conn {
   wisp_stream *wait_head, *wait_tail;
   wisp_conn *rr_next, *rr_prev;
   int nwaiting;              /* downstream: its streams in wait_head.. */
+  size_t buffered_in;        /* downstream: body bytes it sent us that wait in its streams' buffers */
+  size_t window_owed;        /* downstream: connection window held back while over --conn-buffer-limit */
+  size_t granted;            /* downstream: window its streams got beyond the first 64 KiB, both ways */
   int nupstream;             /* downstream: its streams holding an upstream stream (at most --max-upstream-per-caller) */
   wisp_ratelim resets;       /* downstream: RST_STREAM frames it may still send */
   const char *term_reason;   /* static; set when we terminated the session (GOAWAY sent, then close) */
@@ -151,6 +159,8 @@ struct wisp_stream {
   wisp_stream *wait_next, *wait_prev;
   ev_timer wait_timer;       /* --queue-timeout while waiting */
   bool counted_up;           /* counted in its caller's nupstream */
+  bool grown[2];             /* that side's window raised to WISP_H2_STREAM_WINDOW (charged to the caller) */
+  uint64_t taken[2];         /* body bytes from that side taken by the other */
   bool is_grpc;
   int retries;
   int status;
@@ -204,6 +214,7 @@ struct wisp_proxy {
   size_t ndyn;
   wisp_conn *conns;          /* every live connection */
   wisp_target *woken;        /* targets whose waiting requests may go upstream (wisp_pool) */
+  size_t buffered;           /* body bytes in every stream's buffers (--buffer-limit) */
   wisp_h2loop lp;            /* flushes connections before the loop sleeps */
   uint64_t next_conn_id;
   ev_timer reload;

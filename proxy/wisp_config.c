@@ -11,7 +11,8 @@
 #include "lib/wisp_spiffe.h"
 
 /* OPT_LIMIT: a count limit, 0 (no limit) to WISP_LIMIT_MAX. */
-typedef enum { OPT_STR, OPT_SECONDS, OPT_INT, OPT_LIMIT, OPT_BOOL, OPT_ROUTE, OPT_HELP } opt_kind;
+/* OPT_SIZE: bytes, with an optional binary suffix K, M or G (size_t). */
+typedef enum { OPT_STR, OPT_SECONDS, OPT_INT, OPT_LIMIT, OPT_SIZE, OPT_BOOL, OPT_ROUTE, OPT_HELP } opt_kind;
 #define WISP_LIMIT_MAX 10000000
 
 typedef struct {
@@ -43,6 +44,8 @@ static const opt_def kOpts[] = {
     {"max-queued", OPT_INT, OFF(max_queued), "512"},
     {"queue-timeout", OPT_SECONDS, OFF(queue_timeout), "5"},
     {"max-upstream-per-caller", OPT_INT, OFF(max_upstream_per_caller), "100"},
+    {"conn-buffer-limit", OPT_SIZE, OFF(conn_buffer_limit), "4M"},
+    {"buffer-limit", OPT_SIZE, OFF(buffer_limit), "256M"},
     {"log-level", OPT_STR, OFF(log_level), "info"},
     {"admin", OPT_STR, OFF(admin), NULL}, /* default WISP_ADMIN_DEFAULT, see below */
     {"agent", OPT_STR, OFF(agent), NULL},
@@ -102,6 +105,8 @@ const char *wisp_config_usage(void) {
          "  --max-queued N (512) --queue-timeout S (5)  requests waiting for a free upstream stream,\n"
          "                                         per upstream, and how long each may wait; then 503\n"
          "  --max-upstream-per-caller N (100)      upstream streams one caller connection may hold\n"
+         "  --conn-buffer-limit BYTES (4M)         body bytes buffered for one caller connection\n"
+         "  --buffer-limit BYTES (256M)            body bytes buffered in all; beyond, new requests 503\n"
          "  --log-level debug|info|warn|error\n"
          "  --admin ADDR|off                       admin listener: /healthz /ready /certs /config\n"
          "                                         /metrics, POST /drain (default 127.0.0.1:15000)\n"
@@ -173,6 +178,21 @@ static wisp_err add_routes(wisp_config *c, const char *val, char *err, size_t er
   return rc;
 }
 
+/* "65536", "64K", "4M", "1G": 1 byte to 1 TiB. */
+static wisp_err parse_size(size_t *out, const char *val) {
+  char *end = NULL;
+  if (!isdigit((unsigned char)val[0])) return WISP_ERR_PARSE;
+  unsigned long long n = strtoull(val, &end, 10);
+  unsigned shift = 0;
+  if (*end == 'K' || *end == 'k') shift = 10;
+  if (*end == 'M' || *end == 'm') shift = 20;
+  if (*end == 'G' || *end == 'g') shift = 30;
+  if (shift) end++;
+  if (end == val || *end || n == 0 || n > (1ULL << 40) >> shift) return WISP_ERR_PARSE;
+  *out = (size_t)(n << shift);
+  return WISP_OK;
+}
+
 static wisp_err set_opt(wisp_config *c, const opt_def *o, const char *val, char *err, size_t err_len) {
   char *base = (char *)c;
   char *end = NULL;
@@ -201,6 +221,9 @@ static wisp_err set_opt(wisp_config *c, const opt_def *o, const char *val, char 
       *(int *)(base + o->off) = (int)n;
       return WISP_OK;
     }
+    case OPT_SIZE:
+      if (parse_size((size_t *)(base + o->off), val) != WISP_OK) break;
+      return WISP_OK;
     case OPT_BOOL:
     case OPT_HELP:
       if (strcmp(val, "true") == 0 || strcmp(val, "1") == 0) {

@@ -25,6 +25,113 @@ static ssize_t provide_up(nghttp2_session *session, int32_t id, uint8_t *buf, si
                           nghttp2_data_source *src, void *user_data);
 static void dispatch(wisp_stream *s);
 
+/* ---- buffer budgets ----
+ * Body bytes wait in a stream's buffer until the other side takes them.
+ * Per stream that is bounded by the window we granted: 64 KiB to start,
+ * 256 KiB once the reader has taken more than 64 KiB (so a stream whose
+ * reader never reads, a zero-window reader, holds 64 KiB). The extra
+ * windows of a caller's streams, both ways, come out of its
+ * --conn-buffer-limit.
+ * Bytes a caller sends that wait here count against the same budget: past
+ * it, the caller's connection-level window is no longer returned, so it
+ * stops sending instead of us buffering. Only the caller's own connection
+ * is held back that way. Bytes from a shared upstream connection never hold
+ * back its connection window (one slow reader would stall every stream on
+ * it: head-of-line blocking across callers); what they can make us buffer
+ * is their streams' windows, which the budget already limits. A peer
+ * sidecar's pooled connection is a caller too: the default budget (4 MiB)
+ * is above what its streams need while they are read (64 KiB each), so it
+ * is only held back when the app behind us stops reading many uploads.
+ * All of it counts against --buffer-limit: past it, new requests get 503. */
+
+static const wisp_config *cfg_of(const wisp_stream *s) { return s->target->px->cfg; }
+
+/* The caller's connection window held back while it was over budget, once
+ * it is back under. */
+static void return_owed_window(wisp_conn *caller) {
+  if (caller->window_owed == 0 || caller->buffered_in > caller->px->cfg->conn_buffer_limit) return;
+  nghttp2_session_consume_connection(caller->io.h2, caller->window_owed);
+  caller->window_owed = 0;
+  wisp_conn_mark_dirty(caller);
+}
+
+/* |delta| more (or fewer) bytes from |side| wait in |s|'s buffer. */
+static void account(wisp_stream *s, wisp_side side, ssize_t delta) {
+  wisp_conn *caller = s->link[WISP_DOWN].conn;
+  s->target->px->buffered += (size_t)delta;
+  if (side != WISP_DOWN || !caller) return;
+  caller->buffered_in += (size_t)delta;
+  if (delta < 0) return_owed_window(caller);
+}
+
+/* The connection window for |len| bytes from |side| that now wait in a
+ * buffer: returned at once, unless they came from an over-budget caller. */
+static void conn_window_for(wisp_stream *s, wisp_side side, size_t len) {
+  wisp_conn *in = s->link[side].conn;
+  if (!in) return;
+  if (side == WISP_DOWN && in->buffered_in > cfg_of(s)->conn_buffer_limit) {
+    in->window_owed += len;
+    return;
+  }
+  nghttp2_session_consume_connection(in->io.h2, len);
+}
+
+static wisp_err body_append(wisp_stream *s, wisp_side side, const void *data, size_t len) {
+  WISP_GUARD(wisp_buf_append(&s->body[side], data, len, WISP_BODY_LIMIT));
+  account(s, side, (ssize_t)len);
+  return WISP_OK;
+}
+
+static size_t body_read(wisp_stream *s, wisp_side side, uint8_t *buf, size_t len) {
+  size_t n = wisp_buf_read(&s->body[side], buf, len);
+  account(s, side, -(ssize_t)n);
+  s->taken[side] += n;
+  return n;
+}
+
+static void body_drop(wisp_stream *s, wisp_side side) {
+  account(s, side, -(ssize_t)wisp_buf_len(&s->body[side]));
+  wisp_buf_cleanup(&s->body[side]);
+}
+
+#define WISP_WINDOW_EXTRA ((size_t)(WISP_H2_STREAM_WINDOW - WISP_H2_STREAM_WINDOW_MIN))
+
+/* Raises |side|'s window to WISP_H2_STREAM_WINDOW once its reader has
+ * taken more than the first window (a peer that buffers without reading
+ * takes no more than that), if the caller's budget and the process's have
+ * room. */
+static void maybe_grow(wisp_stream *s, wisp_side side) {
+  wisp_conn *c = s->link[side].conn, *caller = s->link[WISP_DOWN].conn;
+  const wisp_config *cfg = cfg_of(s);
+  if (s->grown[side] || !c || !caller || s->eof[side] || s->taken[side] <= WISP_H2_STREAM_WINDOW_MIN) return;
+  if (caller->granted + WISP_WINDOW_EXTRA > cfg->conn_buffer_limit) return;
+  if (s->target->px->buffered + WISP_WINDOW_EXTRA > cfg->buffer_limit) return;
+  if (nghttp2_session_set_local_window_size(c->io.h2, NGHTTP2_FLAG_NONE, s->link[side].id, WISP_H2_STREAM_WINDOW) != 0)
+    return;
+  s->grown[side] = true;
+  caller->granted += WISP_WINDOW_EXTRA;
+  wisp_conn_mark_dirty(c);
+}
+
+static void release_grant(wisp_stream *s, wisp_side side) {
+  wisp_conn *caller = s->link[WISP_DOWN].conn;
+  if (!s->grown[side]) return;
+  s->grown[side] = false;
+  if (caller) caller->granted -= WISP_WINDOW_EXTRA;
+}
+
+/* |side| of |s| is let go of: its grant ends; when the caller goes, what
+ * it sent stops counting against it (the bytes still count for the
+ * process until they leave). */
+static void budget_unlink(wisp_stream *s, wisp_side side) {
+  release_grant(s, WISP_UP);
+  if (side != WISP_DOWN) return;
+  release_grant(s, WISP_DOWN);
+  wisp_conn *caller = s->link[WISP_DOWN].conn;
+  caller->buffered_in -= wisp_buf_len(&s->body[WISP_DOWN]);
+  return_owed_window(caller);
+}
+
 /* ---- links between a stream and its connections ---- */
 
 /* Its caller's count of upstream streams (--max-upstream-per-caller). */
@@ -53,6 +160,7 @@ static void unlink_side(wisp_stream *s, wisp_side side) {
   if (!c) return;
   if (side == WISP_DOWN) wisp_pool_dequeue(s); /* its caller is gone: it never goes upstream */
   count_up(s, false);
+  budget_unlink(s, side);
   if (l->prev) {
     l->prev->link[side].next = l->next;
   } else {
@@ -64,10 +172,8 @@ static void unlink_side(wisp_stream *s, wisp_side side) {
   if (side == WISP_UP) wisp_pool_wake(s->target); /* a stream slot is free */
 }
 
-/* Tells |side|'s peer it may send |n| more bytes on this stream. The
- * connection window was returned when the bytes arrived (on_data): a stream
- * whose reader is slow holds back only itself, never the other streams that
- * share its (pooled) connection. */
+/* Tells |side|'s peer it may send |n| more bytes on this stream (the
+ * connection window: conn_window_for). */
 static void ack_bytes(wisp_stream *s, wisp_side side, size_t n) {
   wisp_conn *c = s->link[side].conn;
   if (!c || n == 0) return;
@@ -78,7 +184,7 @@ static void ack_bytes(wisp_stream *s, wisp_side side, size_t n) {
 /* Drops what |side| sent that nobody will read, returning its window. */
 static void discard_body(wisp_stream *s, wisp_side side) {
   ack_bytes(s, side, wisp_buf_len(&s->body[side]));
-  wisp_buf_cleanup(&s->body[side]);
+  body_drop(s, side);
 }
 
 static void reset_side(wisp_stream *s, wisp_side side, uint32_t code) {
@@ -156,7 +262,7 @@ static void maybe_free(wisp_stream *s) {
   for (int i = 0; i < 2; i++) {
     wisp_hdrs_cleanup(&s->hdrs[i]);
     wisp_hdrs_cleanup(&s->trailers[i]);
-    wisp_buf_cleanup(&s->body[i]);
+    body_drop(s, (wisp_side)i);
   }
   free(s);
 }
@@ -191,8 +297,8 @@ static void respond_error(wisp_stream *s, int status, wisp_grpc_status grpc_code
     if (rc == WISP_OK) rc = wisp_hdrs_add_str(&h, "content-type", "text/plain; charset=utf-8");
     snprintf(num, sizeof(num), "%zu", strlen(msg));
     if (rc == WISP_OK) rc = wisp_hdrs_add_str(&h, "content-length", num);
-    wisp_buf_cleanup(&s->body[WISP_UP]);
-    if (rc == WISP_OK) rc = wisp_buf_append(&s->body[WISP_UP], msg, strlen(msg), WISP_BODY_LIMIT);
+    body_drop(s, WISP_UP);
+    if (rc == WISP_OK) rc = body_append(s, WISP_UP, msg, strlen(msg));
   }
   if (rc == WISP_OK) rc = wisp_hdrs_add_str(&h, "x-wisp-error", reason);
   s->eof[WISP_UP] = true;
@@ -330,6 +436,16 @@ static void dispatch(wisp_stream *s) {
   const char *ct = wisp_hdrs_get(&s->hdrs[WISP_DOWN], "content-type");
   s->is_grpc = ct && strncmp(ct, "application/grpc", 16) == 0;
   if (!authorized(s, s->target->px)) return;
+  wisp_proxy *px = s->target->px;
+  if (px->buffered >= px->cfg->buffer_limit) {
+    char why[WISP_TLS_REASON_MAX];
+    snprintf(why, sizeof(why),
+             "proxy buffer limit reached: %zu KiB of request and response bodies are waiting in the proxy "
+             "(--buffer-limit %zu KiB)",
+             px->buffered / 1024, px->cfg->buffer_limit / 1024);
+    respond_error(s, 503, WISP_GRPC_UNAVAILABLE, why);
+    return;
+  }
   wisp_pool_enqueue(s);
 }
 
@@ -410,11 +526,11 @@ void wisp_stream_on_data(wisp_stream *s, wisp_side side, const uint8_t *data, si
   wisp_side out = WISP_OTHER(side);
   wisp_conn *in = s->link[side].conn;
   s->bytes[side] += len;
-  if (in) nghttp2_session_consume_connection(in->io.h2, len); /* see ack_bytes */
   /* A request body is kept while the request waits for an upstream stream. */
   bool wanted = (s->link[out].conn != NULL || (side == WISP_DOWN && s->waiting)) &&
                 !(side == WISP_DOWN && s->discard_req);
   if (!wanted) {
+    if (in) nghttp2_session_consume_connection(in->io.h2, len);
     ack_bytes(s, side, len);
     if (side == WISP_DOWN && s->discard_until && s->bytes[WISP_DOWN] > s->discard_until) {
       s->discard_until = 0;
@@ -422,11 +538,13 @@ void wisp_stream_on_data(wisp_stream *s, wisp_side side, const uint8_t *data, si
     }
     return;
   }
-  if (wisp_buf_append(&s->body[side], data, len, WISP_BODY_LIMIT) != WISP_OK) {
+  if (body_append(s, side, data, len) != WISP_OK) {
+    if (in) nghttp2_session_consume_connection(in->io.h2, len);
     ack_bytes(s, side, len);
     reset_side(s, side, NGHTTP2_FLOW_CONTROL_ERROR);
     return;
   }
+  conn_window_for(s, side, len);
   resume(s, out);
 }
 
@@ -438,8 +556,9 @@ void wisp_stream_on_end(wisp_stream *s, wisp_side side) {
 /* Moves bytes that arrived on the other side out on side |out|. */
 static ssize_t provide(wisp_stream *s, wisp_side out, uint8_t *buf, size_t len, uint32_t *flags) {
   wisp_side in = WISP_OTHER(out);
-  size_t n = wisp_buf_read(&s->body[in], buf, len);
+  size_t n = body_read(s, in, buf, len);
   ack_bytes(s, in, n);
+  maybe_grow(s, in);
   if (out == WISP_UP) s->sent_up += n;
   if (wisp_buf_len(&s->body[in]) == 0 && s->eof[in]) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;

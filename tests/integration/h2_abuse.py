@@ -17,6 +17,11 @@ knowledge) and prints one JSON line of what it saw on stdout.
       N connections that grant no flow-control window (SETTINGS
       INITIAL_WINDOW_SIZE 0, no WINDOW_UPDATE) each open M GET streams on
       PATH, so every response waits in the proxy. Reports streams opened.
+  upload --port P --hold-path HOLD --streams M --path PATH --seconds S
+      One connection opens a GET on HOLD (to hold the upstream stream the
+      proxy lets it have), then M POST streams on PATH, and sends their
+      bodies as fast as flow control lets it. Reports the body bytes the
+      proxy let it send.
 """
 import argparse
 import json
@@ -240,9 +245,61 @@ def open_streams(args, window_zero, mode):
     return stats
 
 
+def upload(args):
+    conn, sock = h2_client(args.port, False)
+    stats = {"mode": "upload", "streams_opened": 0, "body_bytes_sent": 0, "statuses": {}}
+    base = [(":scheme", "http"), (":authority", "127.0.0.1:%d" % args.port)]
+    chunk = b"x" * 16384
+    streams = []
+    opened = False
+    deadline = time.monotonic() + args.seconds
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            data = None
+        except OSError:
+            break
+        if data == b"":
+            break
+        for ev in conn.receive_data(data) if data else []:
+            if isinstance(ev, h2.events.RemoteSettingsChanged) and not opened:
+                opened = True
+                conn.send_headers(conn.get_next_available_stream_id(),
+                                  [(":method", "GET"), (":path", args.hold_path)] + base, end_stream=True)
+                for _ in range(min(args.streams, conn.remote_settings.max_concurrent_streams - 1)):
+                    sid = conn.get_next_available_stream_id()
+                    conn.send_headers(sid, [(":method", "POST"), (":path", args.path)] + base)
+                    streams.append(sid)
+                    stats["streams_opened"] += 1
+            elif isinstance(ev, h2.events.ResponseReceived):
+                st = dict(ev.headers).get(":status", "?")
+                stats["statuses"][st] = stats["statuses"].get(st, 0) + 1
+            elif isinstance(ev, h2.events.StreamReset) and ev.stream_id in streams:
+                streams.remove(ev.stream_id)
+        for sid in list(streams):
+            try:
+                room = min(conn.local_flow_control_window(sid), len(chunk))
+            except Exception:  # closed by the proxy
+                streams.remove(sid)
+                continue
+            if room > 0:
+                conn.send_data(sid, chunk[:room])
+                stats["body_bytes_sent"] += room
+        out = conn.data_to_send()
+        if out:
+            sock.setblocking(True)
+            sock.sendall(out)
+            sock.setblocking(False)
+        time.sleep(0.01)
+    sock.close()
+    return stats
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["rapid-reset", "hold", "zero-window"])
+    ap.add_argument("mode", choices=["rapid-reset", "hold", "zero-window", "upload"])
+    ap.add_argument("--hold-path", default="/slow?ms=20000")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--conns", type=int, default=1)
     ap.add_argument("--streams", type=int, default=100)
@@ -252,6 +309,8 @@ def main():
     args.seconds = min(args.seconds, 60.0)  # bounded, whatever the caller says
     if args.mode == "rapid-reset":
         out = rapid_reset(args)
+    elif args.mode == "upload":
+        out = upload(args)
     else:
         out = open_streams(args, args.mode == "zero-window", args.mode)
     print(json.dumps(out, sort_keys=True))

@@ -663,6 +663,8 @@ static void test_stream_limits(void **state) {
   assert_int_equal(c.max_queued, 512);
   assert_true(c.queue_timeout == 5.0);
   assert_int_equal(c.max_upstream_per_caller, 100);
+  assert_int_equal(c.conn_buffer_limit, 4 << 20);
+  assert_int_equal(c.buffer_limit, 256 << 20);
   wisp_config_cleanup(&c);
   assert_int_equal(parse(&c, flags, err, sizeof(err)), WISP_OK);
   assert_int_equal(c.max_resets, 50);
@@ -686,9 +688,46 @@ static void test_stream_limits(void **state) {
   wisp_config_cleanup(&c);
 }
 
+/* Byte sizes: a number with an optional binary suffix, 1 byte to 1 TiB. */
+static void test_buffer_sizes(void **state) {
+  (void)state;
+  static const struct {
+    const char *val;
+    size_t want; /* 0: refused */
+  } cases[] = {
+      {"65536", 65536}, {"64K", 65536},        {"64k", 65536}, {"4M", 4 << 20}, {"1G", 1 << 30},
+      {"1024G", 1ULL << 40}, {"1025G", 0},     {"0", 0},       {"0M", 0},       {"-1", 0},
+      {"5X", 0},         {"M", 0},             {"", 0},        {" 4M", 0},      {"4MB", 0},
+      {"2T", 0},         {"99999999999999999999", 0},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    const char *args[] = {CERTS, "--app", ":1", "--conn-buffer-limit", cases[i].val, NULL};
+    wisp_config c;
+    char err[256] = "";
+    wisp_err rc = parse(&c, args, err, sizeof(err));
+    if (cases[i].want) {
+      assert_int_equal(rc, WISP_OK);
+      assert_int_equal(c.conn_buffer_limit, cases[i].want);
+    } else {
+      assert_int_equal(rc, WISP_ERR_USAGE);
+      assert_non_null(strstr(err, "--conn-buffer-limit"));
+    }
+    wisp_config_cleanup(&c);
+  }
+  setenv("WISP_BUFFER_LIMIT", "512M", 1);
+  const char *args[] = {CERTS, "--app", ":1", NULL};
+  wisp_config c;
+  char err[256] = "";
+  assert_int_equal(parse(&c, args, err, sizeof(err)), WISP_OK);
+  assert_int_equal(c.buffer_limit, 512 << 20);
+  wisp_config_cleanup(&c);
+  unsetenv("WISP_BUFFER_LIMIT");
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_stream_limits, clear_env, clear_env),
+      cmocka_unit_test_setup_teardown(test_buffer_sizes, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_table, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_env_only, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_help_via_env, clear_env, clear_env),
