@@ -19,14 +19,45 @@ static bool is_unreserved(unsigned char c) {
          c == '_' || c == '~';
 }
 
-/* RFC 3986 3.3: pchar = unreserved / pct-encoded / sub-delims / ":" / "@",
- * and the '/' between segments ('%' is checked apart). */
-static bool is_path_char(unsigned char c) {
-  return is_unreserved(c) || (c != '\0' && strchr("!$&'()*+,;=:@/", c) != NULL);
+/* The reserved characters RFC 3986 3.3 lets a segment hold raw (sub-delims,
+ * ':' and '@'), which apps treat the same raw or encoded; all but ';',
+ * which apps take as the start of parameters and which is refused. */
+static bool is_segment_delim(unsigned char c) {
+  return c != '\0' && strchr("!$&'()*+,=:@", c) != NULL;
+}
+
+/* Whether the normal form holds |c| raw (and so decodes %XX of it). */
+static bool decodes(unsigned char c) {
+  return is_unreserved(c) || is_segment_delim(c);
 }
 
 static bool is_control(unsigned char c) {
   return c < 0x20 || c == 0x7f;
+}
+
+static bool is_hex(int c) {
+  return c >= 0 && hex_val((char)c) >= 0;
+}
+
+/* The character at |p| (|left| bytes) as the normal form has it: a raw
+ * byte, or the value of an escape it decodes; -1 for anything else. Sets
+ * |*width| to the bytes it spans. */
+static int decoded_at(const char *p, size_t left, size_t *width) {
+  *width = 1;
+  if (left == 0) return -1;
+  if (p[0] != '%') return (unsigned char)p[0];
+  if (left < 3 || hex_val(p[1]) < 0 || hex_val(p[2]) < 0) return -1;
+  *width = 3;
+  int v = hex_val(p[1]) * 16 + hex_val(p[2]);
+  return decodes((unsigned char)v) ? v : -1;
+}
+
+/* Whether the %25 at |p| (|left| bytes from its '%') is followed by two hex
+ * digits, raw or encoded: an escape encoded twice (%252e, %25%32%65). */
+static bool double_encoded(const char *p, size_t left) {
+  size_t w1 = 0, w2 = 0;
+  if (!is_hex(decoded_at(p + 3, left - 3, &w1))) return false;
+  return is_hex(decoded_at(p + 3 + w1, left - 3 - w1, &w2));
 }
 
 /* Why the escape at |p| (|left| bytes from its '%') is refused, or NULL. */
@@ -37,7 +68,10 @@ static const char *check_escape(const char *p, size_t left) {
   int v = hi * 16 + lo;
   if (v == '/') return "encoded '/' (%2F) in path: the app may or may not take it as a separator";
   if (v == '\\') return "encoded '\\' (%5C) in path: the app may or may not take it as a separator";
+  if (v == ';') return "encoded ';' (%3B) in path: the app may take it as the start of ;parameters";
   if (is_control((unsigned char)v)) return "encoded control character (%00-%1F, %7F) in path";
+  if (v == '%' && double_encoded(p, left))
+    return "double-encoded percent-escape in path (%25 and two hex digits, as in %252e)";
   return NULL;
 }
 
@@ -46,26 +80,12 @@ static const char *check_path_char(unsigned char c) {
   if (c >= 0x80) return "non-ASCII byte in path (a client must percent-encode it)";
   if (c == '\\') return "backslash in path";
   if (c == '#') return "'#' in path (a client never sends a fragment)";
-  if (!is_path_char(c)) return "character not allowed in a path by RFC 3986 (a client must percent-encode it)";
+  if (c == ';')
+    return "';' in path (servlet containers and Spring cut ;parameters out: /admin;x/secret is /admin/secret "
+           "to them)";
+  if (c != '/' && !decodes(c))
+    return "character not allowed in a path by RFC 3986 (a client must percent-encode it)";
   return NULL;
-}
-
-/* Whether the segment at in[i] is "." or ".." (either maybe spelled %2E)
- * followed by ';': servlet containers drop ";params" and take "/..;/" as
- * "/../", while to RFC 3986 it is a plain name. */
-static bool is_dot_params(const char *in, size_t i, size_t path_len) {
-  size_t dots = 0;
-  while (i < path_len) {
-    if (in[i] == '.') {
-      i++;
-    } else if (in[i] == '%' && i + 2 < path_len && in[i + 1] == '2' && (in[i + 2] | 0x20) == 'e') {
-      i += 3;
-    } else {
-      break;
-    }
-    dots++;
-  }
-  return (dots == 1 || dots == 2) && i < path_len && in[i] == ';';
 }
 
 /* Returns why |in| is refused, or NULL. |path_len|: the bytes before '?'. */
@@ -73,8 +93,6 @@ static const char *check(const char *in, size_t in_len, size_t path_len) {
   if (in_len == 0) return "empty path";
   if (in[0] != '/') return "path does not start with '/'";
   for (size_t i = 0; i < path_len; i++) {
-    if (in[i] == '/' && is_dot_params(in, i + 1, path_len))
-      return "'.' or '..' segment with ;parameters in path (servlets read /..;/ as /../)";
     const char *why = in[i] == '%' ? check_escape(in + i, path_len - i) : check_path_char((unsigned char)in[i]);
     if (why) return why;
     if (in[i] == '%') i += 2;
@@ -86,7 +104,7 @@ static const char *check(const char *in, size_t in_len, size_t path_len) {
 }
 
 /* Appends the segment at in[*i] (up to the next '/' or |end|) to out[*o],
- * decoding unreserved escapes and uppercasing the others. */
+ * decoding the escapes of characters it holds raw, uppercasing the others. */
 static void write_segment(char *out, size_t *o, const char *in, size_t *i, size_t end) {
   static const char kHex[] = "0123456789ABCDEF";
   while (*i < end && in[*i] != '/') {
@@ -96,7 +114,7 @@ static void write_segment(char *out, size_t *o, const char *in, size_t *i, size_
     }
     int v = hex_val(in[*i + 1]) * 16 + hex_val(in[*i + 2]);
     *i += 3;
-    if (is_unreserved((unsigned char)v)) {
+    if (decodes((unsigned char)v)) {
       out[(*o)++] = (char)v;
     } else {
       out[(*o)++] = '%';

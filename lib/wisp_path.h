@@ -1,16 +1,24 @@
 /* wisp_path: the one form of a request's :path that the policy judges and
  * the app is sent (issue 9). Apps decode and clean paths before they route
  * (Go's ServeMux, Werkzeug, servlets), so a policy that matched the bytes
- * as received could be walked around with `/%61dmin` or `/x/../admin`.
- * Like Envoy's normalize_path + merge_slashes with
- * path_with_escaped_slashes_action REJECT_REQUEST (Istio's MERGE_SLASHES,
- * with %2F and %5C refused instead of kept), a pure function: bytes in,
+ * as received could be walked around with `/%61dmin`, `/x/../admin`,
+ * `/users/%40me` or `/admin;x/secret`. Like Envoy's normalize_path +
+ * merge_slashes with path_with_escaped_slashes_action REJECT_REQUEST
+ * (Istio's MERGE_SLASHES, with %2F and %5C refused instead of kept) and
+ * Spring's StrictHttpFirewall (';' refused), a pure function: bytes in,
  * normal form out; no I/O, no globals, no allocation.
  *
  * The normal form of the path part (up to the first '?'):
- * - %XX of an unreserved character (RFC 3986 2.3: ALPHA DIGIT - . _ ~) is
- *   decoded, once (no double decoding: %2561 stays %2561); any other
- *   escape is kept, with uppercase hex (%3a -> %3A);
+ * - %XX is decoded, once, when the character may stand raw in a segment
+ *   with the same meaning (RFC 3986 3.3 pchar): the unreserved characters
+ *   (ALPHA DIGIT - . _ ~) and the sub-delims and ':' '@' (! $ & ' ( ) * +
+ *   , = : @; not ';', refused below). Apps decode these before they
+ *   route, so matching the decoded form is matching what the app sees,
+ *   and the app, sent the decoded form, has nothing left to decode
+ *   differently. Any other escape is kept, with uppercase hex (%3f ->
+ *   %3F): %25 (decoding '%' would make new escapes), %3F and %23
+ *   (decoding would start a query or fragment), and those of characters
+ *   that may not stand raw (space, '"', non-ASCII, ...);
  * - runs of '/' are merged into one, then "." and ".." segments are
  *   removed (RFC 3986 5.2.4; also those spelled %2E; ".." never climbs
  *   above "/"); a path that ended in '/', "." or ".." ends in '/'.
@@ -21,14 +29,17 @@
  *
  * Refused (cannot be normalised without guessing what the app would do):
  * an empty path or one not starting with '/' (except exactly "*", OPTIONS'
- * asterisk form); %2F and %5C (encoded '/' and '\\': the app may or may
- * not decode them into separators); a raw '\\'; a "." or ".." segment
- * with ";parameters" (servlet containers read "/..;/" as "/../"); a '#'
- * (a client never sends a fragment, and an app would cut the path there);
- * a bad or truncated escape (%zz, %4, a lone %); encoded control characters
- * (%00-%1F, %7F); raw bytes RFC 3986 does not allow in a path (controls,
- * space, " < > [ ] ^ ` { | } and non-ASCII bytes, which a client must
- * percent-encode), so each character has one spelling in the normal form.
+ * asterisk form); %2F and %5C (encoded '/' and '\': the app may or may
+ * not decode them into separators); a raw '\'; ';' and %3B (servlet
+ * containers and Spring cut ";parameters" out of a segment, so they serve
+ * "/admin;x/secret" as "/admin/secret" and "/..;/" as "/../"); %25 followed
+ * by two hex digits (a double-encoded escape such as %252e: whatever
+ * decodes twice would see '.'); a '#' (a client never sends a fragment,
+ * and an app would cut the path there); a bad or truncated escape (%zz,
+ * %4, a lone %); encoded control characters (%00-%1F, %7F); raw bytes RFC
+ * 3986 does not allow in a path (controls, space, " < > [ ] ^ ` { | } and
+ * non-ASCII bytes, which a client must percent-encode), so each character
+ * has one spelling in the normal form.
  *
  * The query (from the first '?') is copied unchanged and not judged, except
  * that raw control bytes are refused anywhere. */

@@ -35,7 +35,7 @@ spec:
   selector: {serviceAccount: orders}
   action: DENY
   rules:
-  - to: [{paths: ["/admin/*"]}]
+  - to: [{paths: ["/admin/*", "/users/@me*"]}]
 ${1:-}
 YAML
   mv "$POLICY.tmp" "$POLICY"
@@ -90,6 +90,19 @@ for path in "/x/%2Fadmin" "/admin%2fx" "/public%5c..%5cadmin" "/public/..;/admin
 done
 expect_match "... saying why" 'path refused under policy: bad percent-escape' \
   "$(code --path-as-is "http://127.0.0.1:$PORT_admin/%zz" >/dev/null; cat "$WORK/body")"
+# Servlet containers and Spring serve /admin;x/secret as /admin/secret.
+expect_eq "/admin;x/secret (;params): 400" 400 "$(code --path-as-is "http://127.0.0.1:$PORT_admin/admin;x/secret")"
+expect_match "... saying why" "path refused under policy: ';' in path" "$(cat "$WORK/body")"
+expect_eq "/admin%3Bx/secret (an encoded ';'): 400" 400 "$(code --path-as-is "http://127.0.0.1:$PORT_admin/admin%3Bx/secret")"
+expect_eq "/%2561dmin/x (double-encoded): 400" 400 "$(code --path-as-is "http://127.0.0.1:$PORT_admin/%2561dmin/x")"
+expect_match "... saying why" "path refused under policy: double-encoded percent-escape" "$(cat "$WORK/body")"
+# Go, Werkzeug and servlets decode %40 to '@': so does the normal form.
+for path in "/users/%40me" "/users/%40me/keys" "/users/%2e/%40%6De"; do
+  expect_eq "$path is /users/@me... once normalised: 403 (DENY /users/@me*)" 403 \
+    "$(code --path-as-is "http://127.0.0.1:$PORT_admin$path")"
+done
+expect_eq "GET /public/%40x%3a%21 is allowed" 200 "$(code --path-as-is "http://127.0.0.1:$PORT_admin/public/%40x%3a%21")"
+expect_match "... and the app gets /public/@x:!" '"path":"/public/@x:!"' "$(cat "$WORK/body")"
 # curl cuts '#' and would not send a raw backslash as is: python3-h2 sends the bytes.
 h2get() { # h2get PORT PATH [NAME=VALUE...]: one GET with this exact :path; prints status, grpc-status, body
   /usr/bin/python3 - "$@" <<'PY'
@@ -149,7 +162,7 @@ expect_match "the log has a refused path with decision deny and the reason" \
   "$(cat "$WORK/server.out")"
 check "the app logs the requests that reach it" grep -q '"path":"/orders/1"' "$WORK/app.out"
 check "... an allowed path in the normal form it was sent" grep -qF '"path":"/public/b~?q=/../%61"' "$WORK/app.out"
-bad='"path":"[^?"]*(admin|/payments|%zz|%4"|%2f|%5c|#|\\)' # in the path part; /orders/1?x=/admin/ was allowed
+bad='"path":"[^?"]*(admin|/payments|%zz|%4"|%2f|%5c|#|\\|;|%3b|%25|@me)' # in the path part; /orders/1?x=/admin/ was allowed
 if grep -Eqi "$bad" "$WORK/app.out"; then not_ok "denied and refused requests never reach the app" "$(grep -Ei "$bad" "$WORK/app.out")"
 else ok "denied and refused requests never reach the app"; fi
 
