@@ -35,7 +35,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ ! -d tests/node/node_modules/@grpc/grpc-js ]; then
+# npm ci when a dependency in package.json is not installed (a new one too).
+node_deps_missing() {
+  (cd tests/node && node -e 'const fs = require("fs"), p = require("./package.json");
+    process.exit(Object.keys(p.dependencies).every((d) => fs.existsSync(`node_modules/${d}/package.json`)) ? 1 : 0)')
+}
+if node_deps_missing; then
   echo "install-deps: npm ci in tests/node" >&2
   (cd tests/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

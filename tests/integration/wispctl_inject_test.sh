@@ -120,7 +120,9 @@ expect_q() { expect_eq "$1" "$(q "$2" "$3")" "$(q "$2" "$4")"; }
 # inject NAME ARGS...: wispctl inject ARGS; stdout in $WORK/NAME.yaml, its
 # stderr in $ERR, the exit status in $RC. With --identity join-token unless
 # ARGS name one: most checks here were written for join tokens; the default
-# (sa-token) has its own section.
+# (sa-token) has its own section. Every output is checked against the
+# Kubernetes schema at the end.
+OUTPUTS=()
 inject() {
   local name=$1 id=(--identity join-token)
   shift
@@ -128,6 +130,7 @@ inject() {
   "$WISPCTL" inject "${id[@]}" "$@" >"$WORK/$name.yaml" 2>"$WORK/$name.err"
   RC=$?
   ERR=$(cat "$WORK/$name.err")
+  [ "$RC" != 0 ] || OUTPUTS+=("$name")
 }
 # empty_stdout NAME: the run NAME printed nothing.
 empty_stdout() { [ ! -s "$WORK/$1.yaml" ]; }
@@ -535,6 +538,7 @@ expect_eq "an empty file: exit 0, nothing out" "0:" "$RC:$(cat "$WORK/empty.yaml
 inject missing -f "$IN/no-such.yaml"
 expect_match "a file that is not there: exit 1" "^1:wispctl: inject: cannot read $IN/no-such.yaml: No such file" "$RC:$ERR"
 cat >"$IN/uid.yaml" <<'EOF'
+apiVersion: v1
 kind: Pod
 metadata: {name: same-uid}
 spec:
@@ -564,6 +568,19 @@ expect_match "a flag of another command: exit 2" '^2:wispctl: inject does not ta
 WISP_AGENT=https://10.9.9.9:8443 inject env -f "$APP"
 expect_eq "WISP_AGENT (this machine's agent) does not leak into pods" unix:///run/wisp/agent.sock \
   "$(q "$WORK/env.yaml" "ctr($FRONT, 'wisp-proxy')['args'][2]")"
+
+# Every manifest inject wrote above (its inputs are valid Kubernetes) is valid
+# against the API's OpenAPI schema, unknown fields included
+# (tests/node/k8s_schema.js; tests/kube/schema_test.sh shows it failing).
+files=()
+for name in $(printf '%s\n' "${OUTPUTS[@]}" | sort -u); do
+  [ -s "$WORK/$name.yaml" ] && files+=("$WORK/$name.yaml")
+done
+if node "$NODE_DIR/k8s_schema.js" "${files[@]}" >"$WORK/schema.out" 2>&1; then
+  ok "every inject output (${#files[@]} files) is valid against the Kubernetes schema, no unknown field"
+else
+  not_ok "every inject output is valid against the Kubernetes schema" "$(grep -v '^ok ' "$WORK/schema.out" | head -5)"
+fi
 
 # Under ASan/UBSan: no run of wispctl, wisp-agent or wisp-proxy said anything.
 sanitizer_clean() { ! grep -lE 'AddressSanitizer|LeakSanitizer|runtime error:' "$WORK"/*.err; }

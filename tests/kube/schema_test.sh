@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The Kubernetes manifests against the API's own OpenAPI schema, offline:
+# deploy/kubernetes/*.yaml and `wispctl inject`'s output of them checked by
+# tests/node/k8s_schema.js (kubernetes-models' validators, plus a strict
+# check that every field is one the schema names). And that the check
+# fails where it should: a misspelled field at any depth, a wrong type or
+# enum value, a missing required field, a duplicate key, an unknown kind.
+# (tests/integration/wispctl_inject_test.sh checks every output it makes
+# the same way.)
+#   schema_test.sh [WISPCTL]
+source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
+WISPCTL=$(wisp_find_bin wispctl "$@") || exit 1
+unset WISP_AGENT
+K8S=$WISP_SRC/deploy/kubernetes
+schema() { node "$NODE_DIR/k8s_schema.js" "$@" >"$WORK/schema.out" 2>"$WORK/schema.err"; }
+# refused NAME FILE REGEX: the check fails on FILE and says REGEX.
+refused() {
+  if schema "$2"; then
+    not_ok "$1" "accepted"
+  elif grep -Eq -- "$3" "$WORK/schema.err"; then
+    ok "$1"
+  else
+    not_ok "$1" "$(cat "$WORK/schema.err")"
+  fi
+}
+
+for f in "$K8S"/*.yaml; do
+  check "$(basename "$f") is valid against the Kubernetes schema (strict fields)" schema "$f"
+done
+"$WISPCTL" inject -f "$K8S/example-app.yaml" >"$WORK/app-unix.yaml" 2>/dev/null
+"$WISPCTL" inject --agent https://10.96.0.10:8443 -f "$K8S/example-app.yaml" >"$WORK/app-https.yaml" 2>/dev/null
+"$WISPCTL" inject -f "$K8S/wisp-agent.yaml" >"$WORK/agent.yaml" 2>/dev/null
+check "wispctl inject of example-app.yaml (agent on the node's socket) is valid" schema "$WORK/app-unix.yaml"
+check "... with an https:// agent (trust bundle volume) is valid" schema "$WORK/app-https.yaml"
+check "... the native sidecar's restartPolicy: Always is a field of Container" \
+  grep -q 'restartPolicy: Always' "$WORK/app-https.yaml"
+check "wispctl inject of wisp-agent.yaml (opted out) is valid" schema "$WORK/agent.yaml"
+
+# ---- the check fails where it should ----
+sed 's/readOnlyRootFilesystem:/readOnlyRootFileSystem:/' "$K8S/wisp-agent.yaml" >"$WORK/typo.yaml"
+refused "a misspelled field in wisp-agent.yaml is refused, with its path" "$WORK/typo.yaml" \
+  'document [0-9]+ \(Deployment "wisp-agent"\): /spec/template/spec/containers/0/securityContext/readOnlyRootFileSystem: unknown field'
+sed 's/  mountPath:/  mountPth:/' "$WORK/app-https.yaml" >"$WORK/typo2.yaml"
+refused "... and in inject's output (a volume mount of wisp-proxy)" "$WORK/typo2.yaml" \
+  '/spec/template/spec/initContainers/1/volumeMounts/0/mountPth: unknown field'
+printf 'apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspecs: {ports: [{port: 80}]}\n' >"$WORK/top.yaml"
+refused "an unknown top-level field" "$WORK/top.yaml" '/specs: unknown field'
+sed 's/replicas: 1/replicas: one/' "$K8S/wisp-agent.yaml" >"$WORK/type.yaml"
+refused "a string where the schema wants an integer" "$WORK/type.yaml" '/spec/replicas: must be integer'
+sed 's/type: Recreate/type: Replace/' "$K8S/wisp-agent.yaml" >"$WORK/enum.yaml"
+refused "a value outside an enum" "$WORK/enum.yaml" '/spec/strategy/type: must be equal to one of the allowed values \(Recreate, RollingUpdate\)'
+sed 's/- name: wisp-agent$/- nam: wisp-agent/' "$K8S/wisp-agent.yaml" >"$WORK/required.yaml"
+refused "a container without its required name" "$WORK/required.yaml" 'containers/0: must have required property .?name'
+printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: "1", k: "2"}\n' >"$WORK/dup.yaml"
+refused "a duplicate key" "$WORK/dup.yaml" 'Map keys must be unique'
+printf 'apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: p}\n  spec: {containers: [{name: a, image: b, volumeMount: []}]}\n' >"$WORK/list.yaml"
+refused "a misspelled field in an item of a List" "$WORK/list.yaml" '/items/0/spec/containers/0/volumeMount: unknown field'
+printf 'apiVersion: apps/v1\nkind: Deploymnet\nmetadata: {name: x}\n' >"$WORK/kind.yaml"
+refused "an unknown kind" "$WORK/kind.yaml" 'no schema for apiVersion apps/v1, kind Deploymnet'
+schema
+expect_eq "no file: usage, exit 2" "2" "$?"
+finish
