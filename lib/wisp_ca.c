@@ -158,14 +158,15 @@ static const char *last_segment(const wisp_spiffe_id *id) {
   return strrchr(id->id + id->path_off, '/') + 1;
 }
 
-/* A subjectAltName extension holding |uri| as its one URI. */
-static X509_EXTENSION *san_uri_ext(const char *uri) {
+/* A subjectAltName extension holding |value| as its one name of |type|
+ * (GEN_URI, GEN_DNS). */
+static X509_EXTENSION *san_ext(int type, const char *value) {
   GENERAL_NAMES *gens = GENERAL_NAMES_new();
   GENERAL_NAME *gn = GENERAL_NAME_new();
   ASN1_IA5STRING *s = ASN1_IA5STRING_new();
   X509_EXTENSION *ext = NULL;
-  if (gens && gn && s && ASN1_STRING_set(s, uri, (int)strlen(uri))) {
-    GENERAL_NAME_set0_value(gn, GEN_URI, s);
+  if (gens && gn && s && ASN1_STRING_set(s, value, (int)strlen(value))) {
+    GENERAL_NAME_set0_value(gn, type, s);
     s = NULL;
     if (sk_GENERAL_NAME_push(gens, gn)) {
       gn = NULL;
@@ -178,8 +179,8 @@ static X509_EXTENSION *san_uri_ext(const char *uri) {
   return ext;
 }
 
-static bool add_san_uri(X509 *x, const char *uri) {
-  X509_EXTENSION *ext = san_uri_ext(uri);
+static bool add_san(X509 *x, int type, const char *value) {
+  X509_EXTENSION *ext = san_ext(type, value);
   bool ok = ext && X509_add_ext(x, ext, -1);
   X509_EXTENSION_free(ext);
   return ok;
@@ -219,10 +220,11 @@ static bool add_key_usage(X509 *x, const int *bits) {
   return ok;
 }
 
-static bool add_ext_key_usage_tls(X509 *x) {
+/* serverAuth, and clientAuth too unless |server_only|. */
+static bool add_ext_key_usage_tls(X509 *x, bool server_only) {
   EXTENDED_KEY_USAGE *eku = sk_ASN1_OBJECT_new_null();
   bool ok = eku && sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_server_auth)) &&
-            sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_client_auth)) &&
+            (server_only || sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_client_auth))) &&
             X509_add1_ext_i2d(x, NID_ext_key_usage, eku, 0, X509V3_ADD_DEFAULT) == 1;
   sk_ASN1_OBJECT_free(eku); /* built-in objects: nothing to free */
   return ok;
@@ -500,7 +502,7 @@ wisp_err wisp_ca_csr_new(uint8_t **out_der, size_t *out_len, EVP_PKEY *key, cons
   X509_REQ *req = X509_REQ_new();
   X509_NAME *name = wisp_name(last_segment(&id));
   STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
-  X509_EXTENSION *san = san_uri_ext(id.id);
+  X509_EXTENSION *san = san_ext(GEN_URI, id.id);
   bool ok = req && name && exts && san && sk_X509_EXTENSION_push(exts, san);
   if (ok) san = NULL; /* now owned by |exts| */
   ok = ok && X509_REQ_set_version(req, X509_REQ_VERSION_1) &&
@@ -777,7 +779,7 @@ wisp_ca *wisp_ca_new_root(const char *trust_domain, int64_t ttl_seconds, char *e
        X509_set_subject_name(x, name) && X509_set_issuer_name(x, name) &&
        set_validity(x, now - WISP_CA_BACKDATE_SEC, now + ttl_seconds) && X509_set_pubkey(x, key) &&
        add_basic_constraints(x, true) && add_key_usage(x, kRootKeyUsage) && add_ski(x) &&
-       add_san_uri(x, uri) && X509_sign(x, key, EVP_sha256()) && sk_X509_push(path, x);
+       add_san(x, GEN_URI, uri) && X509_sign(x, key, EVP_sha256()) && sk_X509_push(path, x);
   if (ok) {
     X509_up_ref(x); /* |path| holds one reference, the X509_free below drops ours */
     ok = ca_from_path(&ca, trust_domain, path, key) == WISP_OK;
@@ -981,17 +983,14 @@ wisp_err wisp_ca_add1_root(wisp_ca *ca, X509 *root, char *err, size_t err_len) {
   return WISP_OK;
 }
 
-wisp_err wisp_ca_issue(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey,
-                       const char *spiffe_id, int64_t ttl_seconds, char *err, size_t err_len) {
-  wisp_spiffe_id id;
-  WISP_GUARD(parse_workload_id(&id, spiffe_id, err, err_len));
-  if (strcmp(id.trust_domain, ca->trust_domain) != 0)
-    return fail(err, err_len, WISP_ERR_IDENTITY, "%s is not in this CA's trust domain %s", id.id,
-                ca->trust_domain);
+/* A leaf for |pubkey| named |cn| with one SAN of |san_type|, valid for
+ * |ttl_seconds| within the CA's own life. */
+static wisp_err issue_leaf(wisp_ca *ca, X509 **out_cert, EVP_PKEY *pubkey, const char *cn, int san_type,
+                           const char *san, bool server_only, int64_t ttl_seconds, char *err, size_t err_len) {
   if (ttl_seconds < 1 || ttl_seconds > WISP_CA_TTL_MAX)
     return fail(err, err_len, WISP_ERR_USAGE, "SVID TTL of %lld s is out of range (1..%lld)",
                 (long long)ttl_seconds, (long long)WISP_CA_TTL_MAX);
-  WISP_GUARD(wisp_ca_key_check_policy(subject_pubkey, err, err_len));
+  WISP_GUARD(wisp_ca_key_check_policy(pubkey, err, err_len));
   int64_t now = (int64_t)time(NULL);
   if (now >= ca->not_after_cap) {
     char when[64];
@@ -1001,14 +1000,14 @@ wisp_err wisp_ca_issue(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey,
   static const int kLeafKeyUsage[] = {0 /* digitalSignature */, -1};
   int64_t not_after = i64_min(now + ttl_seconds, ca->not_after_cap);
   X509 *x = X509_new();
-  X509_NAME *name = wisp_name(last_segment(&id));
+  X509_NAME *name = wisp_name(cn);
   bool ok = x && name && X509_set_version(x, X509_VERSION_3) && set_random_serial(x) &&
             X509_set_subject_name(x, name) &&
             X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) &&
             set_validity(x, now - WISP_CA_BACKDATE_SEC, not_after) &&
-            X509_set_pubkey(x, subject_pubkey) && add_basic_constraints(x, false) &&
-            add_key_usage(x, kLeafKeyUsage) && add_ext_key_usage_tls(x) && add_ski(x) &&
-            add_aki(x, ca->cert) && add_san_uri(x, id.id) && X509_sign(x, ca->key, EVP_sha256());
+            X509_set_pubkey(x, pubkey) && add_basic_constraints(x, false) &&
+            add_key_usage(x, kLeafKeyUsage) && add_ext_key_usage_tls(x, server_only) && add_ski(x) &&
+            add_aki(x, ca->cert) && add_san(x, san_type, san) && X509_sign(x, ca->key, EVP_sha256());
   X509_NAME_free(name);
   if (!ok) {
     X509_free(x);
@@ -1016,4 +1015,41 @@ wisp_err wisp_ca_issue(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey,
   }
   *out_cert = x;
   return WISP_OK;
+}
+
+wisp_err wisp_ca_issue(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey,
+                       const char *spiffe_id, int64_t ttl_seconds, char *err, size_t err_len) {
+  wisp_spiffe_id id;
+  WISP_GUARD(parse_workload_id(&id, spiffe_id, err, err_len));
+  if (strcmp(id.trust_domain, ca->trust_domain) != 0)
+    return fail(err, err_len, WISP_ERR_IDENTITY, "%s is not in this CA's trust domain %s", id.id,
+                ca->trust_domain);
+  return issue_leaf(ca, out_cert, subject_pubkey, last_segment(&id), GEN_URI, id.id, false, ttl_seconds, err,
+                    err_len);
+}
+
+/* A DNS name: labels of [a-z0-9-], not starting or ending with '-', joined
+ * by dots, at most 253 bytes. */
+static bool dns_name_ok(const char *s) {
+  size_t n = strlen(s), label = 0;
+  if (n == 0 || n > 253) return false;
+  for (size_t i = 0; i <= n; i++) {
+    char c = s[i];
+    if (c == '.' || c == '\0') {
+      if (label == 0 || label > 63 || s[i - 1] == '-') return false;
+      label = 0;
+    } else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && label > 0)) {
+      label++;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+wisp_err wisp_ca_issue_server(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey, const char *dns_name,
+                              int64_t ttl_seconds, char *err, size_t err_len) {
+  if (!dns_name_ok(dns_name))
+    return fail(err, err_len, WISP_ERR_USAGE, "%s is not a DNS name (lowercase labels of a-z, 0-9, '-')", dns_name);
+  return issue_leaf(ca, out_cert, subject_pubkey, dns_name, GEN_DNS, dns_name, true, ttl_seconds, err, err_len);
 }

@@ -22,6 +22,15 @@
 #include <openssl/x509.h>
 #ifndef OPENSSL_IS_BORINGSSL
 #error "wisp builds against BoringSSL (android-libboringssl-dev)"
+/* Issues a TLS server certificate for the DNS name |dns_name| (one DNS SAN,
+ * CN the name, extKeyUsage serverAuth only, no URI SAN: it is no SVID and
+ * no peer takes it as one), otherwise as wisp_ca_issue. For servers that
+ * callers find by name: the agent's admission webhook, which the API
+ * server calls at <service>.<namespace>.svc. WISP_ERR_USAGE for a name that
+ * is not a lowercase DNS name. */
+wisp_err wisp_ca_issue_server(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey, const char *dns_name,
+                              int64_t ttl_seconds, char *err, size_t err_len) WISP_MUST_CHECK;
+
 #endif
 
 #include "lib/wisp_err.h"
@@ -212,5 +221,14 @@ wisp_err wisp_ca_add1_root(wisp_ca *ca, X509 *root, char *err, size_t err_len) W
 wisp_err wisp_ca_issue(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey,
                        const char *spiffe_id, int64_t ttl_seconds, char *err,
                        size_t err_len) WISP_MUST_CHECK;
+
+/* Issues a TLS server certificate for the DNS name |dns_name| (one DNS SAN,
+ * CN the name, extKeyUsage serverAuth only, no URI SAN: it is no SVID and
+ * no peer takes it as one), otherwise as wisp_ca_issue. For servers that
+ * callers find by name: the agent's admission webhook, which the API
+ * server calls at <service>.<namespace>.svc. WISP_ERR_USAGE for a name that
+ * is not a lowercase DNS name. */
+wisp_err wisp_ca_issue_server(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey, const char *dns_name,
+                              int64_t ttl_seconds, char *err, size_t err_len) WISP_MUST_CHECK;
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "control/agent/wisp_agent.h"
 #include "control/agent/wisp_kube.h"
+#include "control/wispctl/inject.h"
 #include "lib/wisp_log.h"
 #include "lib/wisp_time.h"
 
@@ -36,6 +37,17 @@ static const char kUsage[] =
     "  --kube-api auto|off|https://IP:PORT  fetch the issuer keys from the API server with the pod's\n"
     "                         own token (default auto: when in a cluster and no --sa-jwks)\n"
     "  --kube-sa-dir DIR      the pod's token and ca.crt (default " WISP_KUBE_SA_DIR ")\n"
+    "  --webhook HOST:PORT    serve the admission webhook (HTTPS, POST /mutate): pods get what\n"
+    "                         wispctl inject gives them (default: off)\n"
+    "  --webhook-name DNS     the webhook Service's name, in its certificate from the agent's CA\n"
+    "                         (default " WISP_INJECTOR_DEFAULT_NAME ")\n"
+    "  --webhook-max-body SIZE  largest AdmissionReview taken (default 3MiB)\n"
+    "  --webhook-max-connections N  (default 64)\n"
+    "  --inject-agent URL     what injected proxies dial: https://IP:PORT (the agent Service's\n"
+    "                         cluster IP) or unix:///PATH; required with --webhook\n"
+    "  --inject-image IMAGE   (default " WISPCTL_INJECT_DEFAULT_IMAGE ")\n"
+    "  --inject-proxy-uid UID (default 1337)\n"
+    "  --inject-identity sa-token|join-token  how injected proxies bootstrap (default sa-token)\n"
     "  --log-level debug|info|warn|error\n"
     "Each flag can also be set as WISP_AGENT_<FLAG> (e.g. WISP_AGENT_STATE_DIR).\n";
 
@@ -107,6 +119,9 @@ int main(int argc, char **argv) {
   const char *level = "info";
   const char *max_conns = "4096", *max_buffer = "16MiB", *max_watchers = "4096", *max_per_caller = "8";
   const char *sa_jwks = NULL, *sa_issuer = NULL, *kube_api = "auto", *kube_sa_dir = WISP_KUBE_SA_DIR;
+  const char *webhook = NULL, *webhook_name = WISP_INJECTOR_DEFAULT_NAME, *webhook_body = "3MiB";
+  const char *webhook_conns = "64", *inject_agent = NULL, *inject_image = WISPCTL_INJECT_DEFAULT_IMAGE;
+  const char *inject_uid = "1337", *inject_identity = "sa-token";
   flag flags[] = {{"state-dir", &state_dir},
                   {"listen", &listen},
                   {"listen-tls", &listen_tls},
@@ -123,7 +138,15 @@ int main(int argc, char **argv) {
                   {"sa-jwks", &sa_jwks},
                   {"sa-issuer", &sa_issuer},
                   {"kube-api", &kube_api},
-                  {"kube-sa-dir", &kube_sa_dir}};
+                  {"kube-sa-dir", &kube_sa_dir},
+                  {"webhook", &webhook},
+                  {"webhook-name", &webhook_name},
+                  {"webhook-max-body", &webhook_body},
+                  {"webhook-max-connections", &webhook_conns},
+                  {"inject-agent", &inject_agent},
+                  {"inject-image", &inject_image},
+                  {"inject-proxy-uid", &inject_uid},
+                  {"inject-identity", &inject_identity}};
   enum { NFLAGS = sizeof(flags) / sizeof(flags[0]) };
   /* Environment first, flags override. */
   for (int i = 0; i < NFLAGS; i++) {
@@ -185,6 +208,22 @@ int main(int argc, char **argv) {
     fprintf(stderr, "wisp-agent: --max-watchers-per-caller %s: expected a number from 1 to 1048576\n", max_per_caller);
     return 2;
   }
+  size_t uid = 0;
+  cfg.webhook = (wisp_injector_config){.listen = webhook, .name = webhook_name, .agent = inject_agent,
+                                       .image = inject_image, .identity = inject_identity};
+  if (!parse_size(&cfg.webhook.max_body, webhook_body)) {
+    fprintf(stderr, "wisp-agent: --webhook-max-body %s: expected a size such as 3MiB\n", webhook_body);
+    return 2;
+  }
+  if (!parse_count(&cfg.webhook.max_connections, webhook_conns, 1u << 16)) {
+    fprintf(stderr, "wisp-agent: --webhook-max-connections %s: expected a number from 1 to 65536\n", webhook_conns);
+    return 2;
+  }
+  if (!parse_count(&uid, inject_uid, 2147483647u)) {
+    fprintf(stderr, "wisp-agent: --inject-proxy-uid %s: expected a user id\n", inject_uid);
+    return 2;
+  }
+  cfg.webhook.proxy_uid = (long)uid;
   if (!ca_cert != !ca_key) {
     fprintf(stderr, "wisp-agent: --ca-cert and --ca-key go together\n");
     return 2;

@@ -78,6 +78,7 @@ struct wisp_agent {
   wisp_rpc_server *rpc;
   wisp_tokens tokens;
   wisp_sa *sa;               /* service-account token identity */
+  wisp_injector *injector;   /* the admission webhook, NULL: none */
   char *policy;              /* owned, NUL-terminated YAML */
   wisp_policy *compiled;     /* owned: |policy| compiled, for its Destinations */
   uint64_t version;
@@ -274,6 +275,8 @@ static wisp_err issue_agent_cert(wisp_agent *a, char *err, size_t err_len) {
     snprintf(path[2], sizeof(path[2]), "%s/%s", a->cfg.state_dir, F_BUNDLE);
     rc = wisp_tls_load_files(a->tls, path[0], path[1], path[2], err, err_len);
   }
+  /* The webhook's certificate and the bundle injected pods get follow too. */
+  if (rc == WISP_OK && a->injector) rc = wisp_injector_refresh(a->injector, a->ca, err, err_len);
   sk_X509_free(chain);
   X509_free(cert);
   EVP_PKEY_free(key);
@@ -1026,6 +1029,7 @@ wisp_err wisp_agent_new(wisp_agent **out, struct ev_loop *loop, const wisp_agent
   wisp_sa_config sacfg = {cfg->sa_jwks, cfg->sa_issuer, cfg->kube_api ? cfg->kube_api : "off",
                           cfg->kube_sa_dir ? cfg->kube_sa_dir : "/var/run/secrets/kubernetes.io/serviceaccount"};
   WISP_GUARD(wisp_sa_new(&a->sa, loop, &sacfg, err, err_len));
+  if (cfg->webhook.listen) WISP_GUARD(wisp_injector_new(&a->injector, loop, &cfg->webhook, a->ca, err, err_len));
   wisp_rpc_config rcfg = {.methods = kMethods,
                           .nmethods = sizeof(kMethods) / sizeof(kMethods[0]),
                           .data = a,
@@ -1069,6 +1073,7 @@ void wisp_agent_free(wisp_agent *a) {
   wisp_rpc_server_free(a->rpc); /* closes watchers through on_watch_close */
   wisp_rpc_shared_free(a->snapshot);
   wisp_sa_free(a->sa);
+  wisp_injector_free(a->injector);
   wisp_tls_free(a->tls);
   wisp_ca_free(a->ca);
   wisp_ca_free(a->next_ca);

@@ -14,6 +14,7 @@
 
 #include <ev.h>
 
+#include "control/agent/wisp_injector.h"
 #include "lib/wisp_err.h"
 
 typedef struct {
@@ -35,6 +36,7 @@ typedef struct {
   const char *sa_issuer;     /* NULL: the API server's */
   const char *kube_api;      /* auto, off, https://IP:PORT */
   const char *kube_sa_dir;
+  wisp_injector_config webhook; /* the admission webhook; webhook.listen NULL: none */
 } wisp_agent_config;
 
 typedef struct wisp_agent wisp_agent;

@@ -729,6 +729,36 @@ static void test_issue_capped_by_ca(void **state) {
   wisp_ca_free(ca);
 }
 
+/* The webhook's serving certificate: one DNS SAN, serverAuth only, no URI
+ * SAN (so no peer could take it for an SVID), signed by the CA. */
+static void test_issue_server(void **state) {
+  (void)state;
+  wisp_ca *ca = new_root(TD, 3600);
+  X509 *leaf = NULL;
+  char err[256];
+  assert_int_equal(wisp_ca_issue_server(ca, &leaf, g.p256, "wisp-agent.wisp-system.svc", 600, err, sizeof(err)),
+                   WISP_OK);
+  GENERAL_NAMES *names = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+  assert_int_equal(sk_GENERAL_NAME_num(names), 1);
+  const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, 0);
+  assert_int_equal(gn->type, GEN_DNS);
+  assert_memory_equal(ASN1_STRING_get0_data(gn->d.dNSName), "wisp-agent.wisp-system.svc", 26);
+  GENERAL_NAMES_free(names);
+  assert_true(X509_get_extended_key_usage(leaf) & XKU_SSL_SERVER);
+  assert_false(X509_get_extended_key_usage(leaf) & XKU_SSL_CLIENT);
+  EVP_PKEY *ca_pub = X509_get_pubkey(wisp_ca_get0_cert(ca));
+  assert_int_equal(X509_verify(leaf, ca_pub), 1);
+  EVP_PKEY_free(ca_pub);
+  X509_free(leaf);
+  static const char *const kBad[] = {"", "Wisp.svc", "a..b", "-a.svc", "a-.svc", "a_b.svc", "spiffe://x/y"};
+  for (size_t i = 0; i < sizeof(kBad) / sizeof(kBad[0]); i++) {
+    leaf = NULL;
+    assert_int_equal(wisp_ca_issue_server(ca, &leaf, g.p256, kBad[i], 600, err, sizeof(err)), WISP_ERR_USAGE);
+    assert_null(leaf);
+  }
+  wisp_ca_free(ca);
+}
+
 static void test_issue_one_second_ttl(void **state) {
   (void)state;
   wisp_ca *ca = new_root(TD, 3600);
@@ -1195,6 +1225,7 @@ int main(void) {
       cmocka_unit_test(test_issue_svid),
       cmocka_unit_test(test_issue_capped_by_ca),
       cmocka_unit_test(test_issue_one_second_ttl),
+      cmocka_unit_test(test_issue_server),
       cmocka_unit_test(test_issue_long_segment_cn_cut),
       cmocka_unit_test(test_issue_rejects_table),
       cmocka_unit_test(test_save_load_root),

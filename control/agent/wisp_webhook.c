@@ -1,0 +1,436 @@
+/* The admission webhook's HTTPS/1.1 server; see wisp_webhook.h. Each
+ * connection is a small state machine on libev: TLS handshake, then
+ * requests (head, Content-Length body) answered in order. */
+#include "control/agent/wisp_webhook.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "control/agent/wisp_admission.h"
+#include "lib/wisp_buf.h"
+#include "lib/wisp_log.h"
+#include "lib/wisp_mem.h"
+#include "lib/wisp_net.h"
+
+#define READ_CHUNK 16384
+#define ACCEPT_BATCH 64
+
+typedef enum { TIMER_REQUEST, TIMER_IDLE } timer_mode;
+
+typedef struct conn {
+  wisp_webhook *w;
+  int fd;
+  SSL *ssl;
+  bool handshaken;
+  bool close_after;   /* close once |out| is sent */
+  bool want_write;    /* TLS needs the socket writable to go on */
+  timer_mode mode;
+  ev_io io;
+  ev_timer timer;
+  wisp_buf in, out;
+  char peer[64];
+  struct conn *next, *prev;
+} conn;
+
+struct wisp_webhook {
+  struct ev_loop *loop;
+  wisp_webhook_config cfg;
+  SSL_CTX *ctx;       /* for new connections */
+  int lfd;
+  ev_io accept_io;
+  conn *conns;
+  size_t nconns;
+};
+
+/* ---- connections ---- */
+
+static void conn_free(conn *c) {
+  wisp_webhook *w = c->w;
+  ev_io_stop(w->loop, &c->io);
+  ev_timer_stop(w->loop, &c->timer);
+  if (c->prev) {
+    c->prev->next = c->next;
+  } else {
+    w->conns = c->next;
+  }
+  if (c->next) c->next->prev = c->prev;
+  w->nconns--;
+  SSL_free(c->ssl);
+  close(c->fd);
+  wisp_buf_cleanup(&c->in);
+  wisp_buf_cleanup(&c->out);
+  free(c);
+}
+
+static void conn_close(conn *c, const char *why) {
+  if (why) WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 1.0, "webhook: connection from %s closed: %s", c->peer, why);
+  conn_free(c);
+}
+
+static const char *status_text(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 431: return "Request Header Fields Too Large";
+    default: return "Error";
+  }
+}
+
+static void respond(conn *c, int status, const char *ctype, const void *body, size_t len) {
+  char head[256];
+  int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n", status,
+                   status_text(status), ctype, len, c->close_after ? "Connection: close\r\n" : "");
+  if (wisp_buf_append(&c->out, head, (size_t)n, WISP_ADMISSION_OUT_MAX + sizeof(head)) != WISP_OK ||
+      wisp_buf_append(&c->out, body, len, WISP_ADMISSION_OUT_MAX + sizeof(head)) != WISP_OK)
+    c->close_after = true;
+}
+
+static void respond_text(conn *c, int status, const char *text) {
+  respond(c, status, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+/* A refusal of the request itself: answered, then the connection closes. */
+static void refuse(conn *c, int status, const char *text) {
+  c->close_after = true;
+  respond_text(c, status, text);
+}
+
+static void log_review(const conn *c, const wisp_admission_result *r) {
+  wisp_json j;
+  wisp_json_begin(&j, "admission");
+  wisp_json_str(&j, "uid", r->uid);
+  wisp_json_str(&j, "namespace", r->ns);
+  wisp_json_str(&j, "pod", r->name);
+  wisp_json_str(&j, "allowed", r->allowed ? "true" : "false");
+  wisp_json_str(&j, "patched", r->patched ? "true" : "false");
+  wisp_json_int(&j, "http_status", r->http_status);
+  wisp_json_str(&j, "reason", r->reason);
+  wisp_json_str(&j, "peer", c->peer);
+  wisp_json_emit(&j);
+  fflush(stdout);
+}
+
+static void mutate(conn *c, const char *body, size_t len) {
+  wisp_buf out = {0};
+  wisp_admission_result r;
+  wisp_admission_review(c->w->cfg.inject, body, len, &out, &r);
+  if (r.http_status != 200) c->close_after = true;
+  respond(c, r.http_status, r.http_status == 200 ? "application/json" : "text/plain; charset=utf-8",
+          wisp_buf_len(&out) ? wisp_buf_rptr(&out) : (const uint8_t *)"", wisp_buf_len(&out));
+  log_review(c, &r);
+  wisp_buf_cleanup(&out);
+}
+
+/* ---- requests ---- */
+
+typedef struct {
+  char method[16];
+  char path[256];
+  bool http10;
+  bool has_length, chunked, close;
+  size_t length;
+} request;
+
+/* The value of header line |line| if its name is |name|, else NULL. */
+static const char *header(const char *line, size_t len, const char *name, size_t *out_len) {
+  size_t n = strlen(name);
+  if (len <= n || strncasecmp(line, name, n) != 0 || line[n] != ':') return NULL;
+  const char *v = line + n + 1;
+  const char *end = line + len;
+  while (v < end && (*v == ' ' || *v == '\t')) v++;
+  while (end > v && (end[-1] == ' ' || end[-1] == '\t')) end--;
+  *out_len = (size_t)(end - v);
+  return v;
+}
+
+/* Parses the head (request line and headers, |len| bytes without the
+ * final blank line). False with a status to answer in |*status|. */
+static bool parse_head(request *q, const char *p, size_t len, int *status) {
+  memset(q, 0, sizeof(*q));
+  const char *eol = memmem(p, len, "\r\n", 2);
+  size_t line = eol ? (size_t)(eol - p) : len;
+  char version[16];
+  char fmt[64];
+  char first[512];
+  *status = 400;
+  if (line >= sizeof(first)) return false;
+  memcpy(first, p, line);
+  first[line] = '\0';
+  snprintf(fmt, sizeof(fmt), "%%%zus %%%zus %%%zus", sizeof(q->method) - 1, sizeof(q->path) - 1,
+           sizeof(version) - 1);
+  if (sscanf(first, fmt, q->method, q->path, version) != 3 || strncmp(version, "HTTP/1.", 7) != 0) return false;
+  q->http10 = !strcmp(version, "HTTP/1.0");
+  q->close = q->http10;
+  for (const char *h = eol ? eol + 2 : p + len; h < p + len;) {
+    const char *e = memmem(h, (size_t)(p + len - h), "\r\n", 2);
+    size_t hl = e ? (size_t)(e - h) : (size_t)(p + len - h), vl = 0;
+    const char *v;
+    if ((v = header(h, hl, "content-length", &vl))) {
+      char num[24];
+      if (q->has_length || vl == 0 || vl >= sizeof(num) || strspn(v, "0123456789") < vl) return false;
+      memcpy(num, v, vl);
+      num[vl] = '\0';
+      q->length = strtoull(num, NULL, 10);
+      q->has_length = true;
+    } else if ((v = header(h, hl, "transfer-encoding", &vl))) {
+      q->chunked = true;
+    } else if ((v = header(h, hl, "connection", &vl))) {
+      q->close = vl == 5 && !strncasecmp(v, "close", 5);
+    }
+    h += hl + 2;
+  }
+  return true;
+}
+
+/* Answers the complete requests in |in|; false when the connection is to
+ * close (after what is queued is sent). */
+static void serve(conn *c) {
+  while (!c->close_after && wisp_buf_len(&c->in) > 0) {
+    const char *p = (const char *)wisp_buf_rptr(&c->in);
+    size_t len = wisp_buf_len(&c->in);
+    const char *end = memmem(p, len < WISP_WEBHOOK_HEAD_MAX + 4 ? len : WISP_WEBHOOK_HEAD_MAX + 4, "\r\n\r\n", 4);
+    if (!end) {
+      if (len > WISP_WEBHOOK_HEAD_MAX) refuse(c, 431, "request head too large\n");
+      return;
+    }
+    request q;
+    int status;
+    size_t head = (size_t)(end - p) + 4;
+    char msg[128];
+    if (!parse_head(&q, p, head - 4, &status)) {
+      refuse(c, status, "malformed HTTP request\n");
+      return;
+    }
+    if (q.chunked) {
+      refuse(c, 411, "send the body with Content-Length (chunked bodies are not taken)\n");
+      return;
+    }
+    if (q.length > c->w->cfg.max_body) {
+      snprintf(msg, sizeof(msg), "the body is larger than %zu bytes (--webhook-max-body)\n", c->w->cfg.max_body);
+      refuse(c, 413, msg);
+      return;
+    }
+    if (len < head + q.length) return; /* the body is on its way */
+    c->close_after = q.close;
+    if (strcmp(q.path, WISP_WEBHOOK_PATH) != 0) {
+      respond_text(c, 404, "wisp-agent's webhook serves POST " WISP_WEBHOOK_PATH " only\n");
+    } else if (strcmp(q.method, "POST") != 0) {
+      respond_text(c, 405, "POST an admission.k8s.io/v1 AdmissionReview to " WISP_WEBHOOK_PATH "\n");
+    } else if (!q.has_length) {
+      refuse(c, 411, "send the body with Content-Length\n");
+    } else {
+      mutate(c, p + head, q.length);
+    }
+    wisp_buf_consume(&c->in, head + q.length);
+  }
+}
+
+/* ---- I/O ---- */
+
+static void set_timer(conn *c, timer_mode mode, bool restart) {
+  if (!restart && c->mode == mode && ev_is_active(&c->timer)) return;
+  c->mode = mode;
+  ev_timer_stop(c->w->loop, &c->timer);
+  ev_timer_set(&c->timer, mode == TIMER_IDLE ? WISP_WEBHOOK_IDLE_TIMEOUT : WISP_WEBHOOK_REQUEST_TIMEOUT, 0);
+  ev_timer_start(c->w->loop, &c->timer);
+}
+
+/* false: the connection is gone. */
+static bool tls_error(conn *c, int r, const char *what) {
+  int e = SSL_get_error(c->ssl, r);
+  if (e == SSL_ERROR_WANT_READ) return true;
+  if (e == SSL_ERROR_WANT_WRITE) {
+    c->want_write = true;
+    return true;
+  }
+  char reason[160] = "the peer closed the connection";
+  if (e == SSL_ERROR_SSL) ERR_error_string_n(ERR_peek_last_error(), reason, sizeof(reason));
+  ERR_clear_error();
+  conn_close(c, e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && !wisp_buf_len(&c->in)) ? NULL : reason);
+  (void)what;
+  return false;
+}
+
+static bool flush(conn *c) {
+  while (wisp_buf_len(&c->out) > 0) {
+    size_t n = wisp_buf_len(&c->out);
+    int r = SSL_write(c->ssl, wisp_buf_rptr(&c->out), n > READ_CHUNK ? READ_CHUNK : (int)n);
+    if (r <= 0) return tls_error(c, r, "write");
+    wisp_buf_consume(&c->out, (size_t)r);
+  }
+  wisp_buf_cleanup(&c->out);
+  if (c->close_after) {
+    conn_free(c);
+    return false;
+  }
+  return true;
+}
+
+static bool fill(conn *c) {
+  char buf[READ_CHUNK];
+  size_t limit = WISP_WEBHOOK_HEAD_MAX + 4 + c->w->cfg.max_body;
+  while (!c->close_after && wisp_buf_len(&c->in) < limit) {
+    int r = SSL_read(c->ssl, buf, sizeof(buf));
+    if (r <= 0) return tls_error(c, r, "read");
+    if (wisp_buf_append(&c->in, buf, (size_t)r, limit + sizeof(buf)) != WISP_OK) {
+      refuse(c, 413, "request too large\n");
+      break;
+    }
+  }
+  return true;
+}
+
+static void conn_run(conn *c) {
+  c->want_write = false;
+  if (!c->handshaken) {
+    int r = SSL_do_handshake(c->ssl);
+    if (r != 1) {
+      if (!tls_error(c, r, "handshake")) return;
+      ev_io_stop(c->w->loop, &c->io);
+      ev_io_set(&c->io, c->fd, c->want_write ? EV_WRITE : EV_READ);
+      ev_io_start(c->w->loop, &c->io);
+      return;
+    }
+    c->handshaken = true;
+  }
+  size_t before = wisp_buf_len(&c->in);
+  if (!fill(c)) return;
+  serve(c);
+  if (!flush(c)) return;
+  if (wisp_buf_len(&c->in) == 0) {
+    set_timer(c, TIMER_IDLE, before > 0);
+  } else {
+    set_timer(c, TIMER_REQUEST, false);
+  }
+  ev_io_stop(c->w->loop, &c->io);
+  ev_io_set(&c->io, c->fd, EV_READ | (c->want_write || wisp_buf_len(&c->out) ? EV_WRITE : 0));
+  ev_io_start(c->w->loop, &c->io);
+}
+
+static void on_io(struct ev_loop *loop, ev_io *io, int revents) { conn_run(io->data); }
+
+static void on_timeout(struct ev_loop *loop, ev_timer *t, int revents) {
+  conn *c = t->data;
+  conn_close(c, c->mode == TIMER_IDLE ? NULL : "no whole request within the request timeout");
+}
+
+static void conn_start(wisp_webhook *w, int fd, const wisp_addr *peer) {
+  conn *c = wisp_calloc(1, sizeof(*c));
+  c->w = w;
+  c->fd = fd;
+  wisp_addr_format(peer, c->peer, sizeof(c->peer));
+  c->next = w->conns;
+  if (w->conns) w->conns->prev = c;
+  w->conns = c;
+  w->nconns++;
+  c->ssl = SSL_new(w->ctx);
+  ev_io_init(&c->io, on_io, fd, EV_READ);
+  c->io.data = c;
+  ev_timer_init(&c->timer, on_timeout, WISP_WEBHOOK_REQUEST_TIMEOUT, 0);
+  c->timer.data = c;
+  if (!c->ssl) {
+    conn_close(c, "no TLS credentials");
+    return;
+  }
+  SSL_set_fd(c->ssl, fd);
+  SSL_set_accept_state(c->ssl);
+  set_timer(c, TIMER_REQUEST, true);
+  ev_io_start(w->loop, &c->io);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *io, int revents) {
+  wisp_webhook *w = io->data;
+  for (int i = 0; i < ACCEPT_BATCH; i++) {
+    int fd;
+    wisp_addr peer;
+    wisp_err rc = wisp_net_accept(&fd, w->lfd, &peer);
+    if (rc == WISP_ERR_AGAIN) return;
+    if (rc != WISP_OK) {
+      WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 1.0, "webhook: accept failed: %s", strerror(errno));
+      return;
+    }
+    if (w->nconns >= w->cfg.max_connections || !w->ctx) {
+      WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 1.0, "webhook: connection refused: %s",
+                       w->ctx ? "--webhook-max-connections reached" : "no serving certificate yet");
+      close(fd);
+      continue;
+    }
+    conn_start(w, fd, &peer);
+  }
+}
+
+/* ---- life ---- */
+
+/* http/1.1 when the client offers it (the API server offers h2 too). */
+static int select_alpn(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in, unsigned in_len,
+                       void *arg) {
+  static const uint8_t kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  uint8_t *sel = NULL;
+  if (SSL_select_next_proto(&sel, out_len, kHttp11, sizeof(kHttp11), in, in_len) == OPENSSL_NPN_NEGOTIATED) {
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
+wisp_err wisp_webhook_set_cert(wisp_webhook *w, EVP_PKEY *key, STACK_OF(X509) *chain, char *err, size_t err_len) {
+  SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+  bool ok = ctx && SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) && sk_X509_num(chain) > 0 &&
+            SSL_CTX_use_certificate(ctx, sk_X509_value(chain, 0)) && SSL_CTX_use_PrivateKey(ctx, key) &&
+            SSL_CTX_check_private_key(ctx);
+  for (size_t i = 1; ok && i < sk_X509_num(chain); i++) ok = SSL_CTX_add1_chain_cert(ctx, sk_X509_value(chain, i));
+  if (!ok) {
+    SSL_CTX_free(ctx);
+    snprintf(err, err_len, "cannot set the webhook's serving certificate");
+    ERR_clear_error();
+    return WISP_ERR_TLS;
+  }
+  SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
+  SSL_CTX_free(w->ctx); /* open connections hold their own reference */
+  w->ctx = ctx;
+  return WISP_OK;
+}
+
+wisp_err wisp_webhook_new(wisp_webhook **out, struct ev_loop *loop, const wisp_webhook_config *cfg, char *err,
+                          size_t err_len) {
+  wisp_addr a;
+  if (wisp_addr_parse(&a, cfg->listen) != WISP_OK) {
+    snprintf(err, err_len, "--webhook %s: expected HOST:PORT", cfg->listen);
+    return WISP_ERR_USAGE;
+  }
+  int fd;
+  if (wisp_net_listen(&fd, &a, 128) != WISP_OK) {
+    snprintf(err, err_len, "cannot listen on %s: %s", cfg->listen, strerror(errno));
+    return WISP_ERR_IO;
+  }
+  wisp_webhook *w = wisp_calloc(1, sizeof(*w));
+  w->loop = loop;
+  w->cfg = *cfg;
+  w->lfd = fd;
+  ev_io_init(&w->accept_io, on_accept, fd, EV_READ);
+  w->accept_io.data = w;
+  ev_io_start(loop, &w->accept_io);
+  *out = w;
+  return WISP_OK;
+}
+
+void wisp_webhook_free(wisp_webhook *w) {
+  if (!w) return;
+  ev_io_stop(w->loop, &w->accept_io);
+  close(w->lfd);
+  while (w->conns) conn_free(w->conns);
+  SSL_CTX_free(w->ctx);
+  free(w);
+}

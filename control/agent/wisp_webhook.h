@@ -1,0 +1,53 @@
+/* wisp_webhook: wisp-agent's MutatingAdmissionWebhook server: HTTPS/1.1 on
+ * its own port (--webhook), POST /mutate with an admission.k8s.io/v1
+ * AdmissionReview, answered by wisp_admission (inject's code path). The
+ * serving certificate is for the webhook Service's DNS name, issued by the
+ * agent's CA, whose bundle is the webhook's caBundle.
+ *
+ * Bounded: a request body past |max_body| gets 413 before it is read, a
+ * header past WISP_WEBHOOK_HEAD_MAX 431, more than |max_connections| at once
+ * are closed on accept, a request must arrive whole within
+ * WISP_WEBHOOK_REQUEST_TIMEOUT and an idle keep-alive connection is closed
+ * after WISP_WEBHOOK_IDLE_TIMEOUT. Bodies in chunked encoding are refused
+ * (411: the API server sends Content-Length).
+ *
+ * The webhook owns its listener, connections and SSL_CTX; it borrows
+ * |inject|, which must outlive it. */
+#ifndef WISP_WEBHOOK_H
+#define WISP_WEBHOOK_H
+
+#include <stddef.h>
+
+#include <ev.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "control/wispctl/inject.h"
+#include "lib/wisp_err.h"
+
+#define WISP_WEBHOOK_HEAD_MAX (16 * 1024)
+#define WISP_WEBHOOK_REQUEST_TIMEOUT 10.0
+#define WISP_WEBHOOK_IDLE_TIMEOUT 60.0
+#define WISP_WEBHOOK_DEFAULT_MAX_BODY (3 * 1024 * 1024)
+#define WISP_WEBHOOK_DEFAULT_MAX_CONNECTIONS 64
+#define WISP_WEBHOOK_PATH "/mutate"
+
+typedef struct {
+  const char *listen;                /* HOST:PORT */
+  size_t max_body;
+  size_t max_connections;
+  const wispctl_inject_cfg *inject;  /* borrowed */
+} wisp_webhook_config;
+
+typedef struct wisp_webhook wisp_webhook;
+
+wisp_err wisp_webhook_new(wisp_webhook **out, struct ev_loop *loop, const wisp_webhook_config *cfg, char *err,
+                          size_t err_len) WISP_MUST_CHECK;
+/* Serves with |key| and |chain| (the leaf first; both borrowed) from now
+ * on; open connections keep the credentials they started with. */
+wisp_err wisp_webhook_set_cert(wisp_webhook *w, EVP_PKEY *key, STACK_OF(X509) *chain, char *err,
+                               size_t err_len) WISP_MUST_CHECK;
+/* Closes every connection and the listener. NULL is fine. */
+void wisp_webhook_free(wisp_webhook *w);
+
+#endif

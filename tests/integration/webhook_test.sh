@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# wisp-agent's admission webhook (issue 11): real AdmissionReview documents
+# (tests/integration/webhook/review.py, the API reference's shape) POSTed
+# over TLS with curl to --webhook, the serving certificate verified against
+# the agent's bundle for the Service name; the answer's JSONPatch applied by
+# an independent implementation (python3-jsonpatch) gives exactly what
+# `wispctl inject` gives the same pod. Opted-out, hostNetwork and injected
+# pods are allowed unchanged; a bad annotation is denied saying why;
+# malformed, oversized and misdirected requests get clear refusals; the
+# connection bound holds; the agent keeps serving throughout.
+source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
+AGENT=$(wisp_find_bin wisp-agent "$@") || exit 1
+WISPCTL=$(wisp_find_bin wispctl "$@") || exit 1
+PY=/usr/bin/python3
+RV="$WISP_SRC/tests/integration/webhook/review.py"
+NAME=wisp-agent.wisp-system.svc
+SOCK=$SOCKDIR/agent.sock
+PORT=$(free_port)
+INJECT_AGENT=https://10.96.0.10:8443
+start_bg "$WORK/agent" "$AGENT" --state-dir "$WORK/state" --listen "unix:$SOCK" --trust-domain shop.local \
+  --kube-api off --webhook "127.0.0.1:$PORT" --inject-agent "$INJECT_AGENT" --webhook-max-body 64KiB \
+  --webhook-max-connections 4
+AGENT_PID=$LAST_PID
+wait_port "$PORT" || { not_ok "the agent serves its webhook"; cat "$WORK/agent.err"; finish; }
+BUNDLE=$WORK/state/bundle.pem
+# post NAME FILE [curl args]: POST FILE to /mutate; the answer in $WORK/NAME.out, HTTP status in $CODE.
+post() {
+  local name=$1 file=$2
+  shift 2
+  CODE=$(curl -s -o "$WORK/$name.answer" -w '%{http_code}' --cacert "$BUNDLE" --resolve "$NAME:$PORT:127.0.0.1" \
+    -H 'Content-Type: application/json' --data-binary "@$file" "$@" "https://$NAME:$PORT/mutate")
+}
+answer() { "$PY" -c "import json,sys; r=json.load(open(sys.argv[1]))['response']; print($2)" "$WORK/$1.answer"; }
+review() { # review NAME POD.yaml [make args]: the review in $WORK/NAME.json, posted
+  local name=$1 pod=$2
+  shift 2
+  "$PY" "$RV" make "$pod" "$@" >"$WORK/$name.json"
+  post "$name" "$WORK/$name.json"
+}
+same_as_inject() { # same_as_inject NAME: patched pod == wispctl inject's pod
+  "$PY" "$RV" apply "$WORK/$1.json" "$WORK/$1.answer" >"$WORK/$1.patched" || return 1
+  "$PY" "$RV" object "$WORK/$1.json" >"$WORK/$1.pod.yaml"
+  "$WISPCTL" inject --agent "$INJECT_AGENT" --trust-domain shop.local --bundle-file "$BUNDLE" \
+    -f "$WORK/$1.pod.yaml" >"$WORK/$1.injected.yaml" 2>/dev/null || return 1
+  "$PY" "$RV" yaml "$WORK/$1.injected.yaml" >"$WORK/$1.want"
+  cmp -s "$WORK/$1.want" "$WORK/$1.patched"
+}
+
+cat >"$WORK/orders.yaml" <<'POD'
+apiVersion: v1
+kind: Pod
+metadata:
+  name: orders-7d4b9-x2k
+  labels: {app: orders}
+spec:
+  serviceAccountName: orders
+  containers:
+  - name: orders
+    image: registry.example/orders:1.4
+    ports: [{containerPort: 8080}]
+POD
+review orders "$WORK/orders.yaml"
+expect_eq "a pod: HTTP 200" 200 "$CODE"
+expect_eq "... allowed, with a JSONPatch" "True JSONPatch" "$(answer orders "r['allowed'], r.get('patchType')")"
+expect_eq "... the uid echoed" "$("$PY" -c "import json; print(json.load(open('$WORK/orders.json'))['request']['uid'])")" \
+  "$(answer orders "r['uid']")"
+check "the patch, applied by python3-jsonpatch, gives exactly wispctl inject's pod" same_as_inject orders
+expect_eq "... whose sidecar bootstraps with a projected service-account token" \
+  '["wisp-init","wisp-proxy"]' "$("$PY" -c "import json; print(json.dumps([c['name'] for c in json.load(open('$WORK/orders.patched'))['spec']['initContainers']]).replace(' ',''))")"
+check "... and the trust bundle in its annotation is the agent's" \
+  "$PY" -c "import json,sys; p=json.load(open('$WORK/orders.patched')); sys.exit(p['metadata']['annotations']['wisp.dev/trust-bundle'] != open('$BUNDLE').read())"
+
+# A pod with init containers, volumes and annotations of its own: inserted before, appended after.
+cat >"$WORK/busy.yaml" <<'POD'
+apiVersion: v1
+kind: Pod
+metadata:
+  generateName: frontend-5c8f-
+  annotations: {wisp.dev/exclude-outbound-ports: "5432", team: shop~web/ui}
+spec:
+  serviceAccountName: frontend
+  initContainers:
+  - {name: migrate, image: registry.example/migrate:2}
+  containers:
+  - name: frontend
+    image: registry.example/frontend:3
+    env: [{name: RATIO, value: "0.5"}, {name: ON, value: "yes"}]
+    resources: {limits: {cpu: 0.5, memory: 64Mi}}
+  volumes:
+  - {name: data, emptyDir: {}}
+POD
+review busy "$WORK/busy.yaml"
+check "a pod with its own init containers, volumes and annotations: the same as wispctl inject" same_as_inject busy
+expect_match "... by inserting before its init container and appending after its volume" \
+  '"op": "add", "path": "/spec/initContainers/0".*"op": "add", "path": "/spec/initContainers/1".*"path": "/spec/volumes/-"' \
+  "$("$PY" -c "import json,base64; print(json.dumps(json.loads(base64.b64decode(json.load(open('$WORK/busy.answer'))['response']['patch']))))")"
+check "... the pod's wisp.dev/ annotation reaching wisp-init's args" grep -q '"--exclude-outbound-ports", "5432"' "$WORK/busy.patched"
+
+# Reinvocation: the injected pod is allowed unchanged.
+"$PY" -c "
+import json; r = json.load(open('$WORK/orders.json')); r['request']['object'] = json.load(open('$WORK/orders.patched'))
+json.dump(r, open('$WORK/again.json', 'w'))"
+post again "$WORK/again.json"
+expect_eq "an injected pod, reviewed again (reinvocationPolicy): allowed, no patch" "True None" \
+  "$(answer again "r['allowed'], r.get('patch')")"
+for case in "disabled:metadata: {name: x, annotations: {wisp.dev/inject: disabled}}" \
+  "hostnet:metadata: {name: x}
+spec: {hostNetwork: true}"; do
+  name=${case%%:*}
+  printf 'apiVersion: v1\nkind: Pod\n%s\n' "${case#*:}" >"$WORK/$name.yaml"
+  grep -q '^spec:' "$WORK/$name.yaml" || printf 'spec: {}\n' >>"$WORK/$name.yaml"
+  "$PY" -c "import yaml,sys; d=yaml.safe_load(open(sys.argv[1])); d['spec']['containers']=[{'name':'a','image':'b'}]; yaml.safe_dump(d, open(sys.argv[1],'w'))" "$WORK/$name.yaml"
+  review "$name" "$WORK/$name.yaml"
+  expect_eq "$name pod: allowed unchanged" "True None" "$(answer "$name" "r['allowed'], r.get('patch')")"
+done
+check "the agent logs why each was left unchanged" grep -q '"reason":"hostNetwork: true, left unchanged' "$WORK/agent.out"
+review update "$WORK/orders.yaml" --operation UPDATE
+expect_eq "an UPDATE: allowed unchanged" "True None" "$(answer update "r['allowed'], r.get('patch')")"
+review deploy "$WORK/orders.yaml" --kind Deployment
+expect_eq "a review of another kind: allowed unchanged" "True None" "$(answer deploy "r['allowed'], r.get('patch')")"
+
+# A pod inject refuses: denied, saying why (fail closed).
+printf 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\n  annotations: {wisp.dev/exclude-inbound-ports: "99999"}\nspec:\n  containers: [{name: a, image: b}]\n' >"$WORK/bad.yaml"
+review bad "$WORK/bad.yaml"
+expect_eq "a bad wisp.dev annotation: denied" "False 400" "$(answer bad "r['allowed'], r['status']['code']")"
+expect_match "... with the reason in status.message" 'wisp: cannot inject the pod: .*annotation wisp.dev/exclude-inbound-ports: "99999": "99999" is not a port' \
+  "$(answer bad "r['status']['message']")"
+
+# Malformed, oversized, misdirected.
+printf '{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": ' >"$WORK/trunc.json"
+post trunc "$WORK/trunc.json"
+expect_match "a body that is not JSON: 400 saying so" '^400:wisp-agent: the body is not JSON' "$CODE:$(cat "$WORK/trunc.answer")"
+printf '{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {"uid": "u"}}' >"$WORK/beta.json"
+post beta "$WORK/beta.json"
+expect_match "a v1beta1 review: 400" '^400:.*not an admission.k8s.io/v1 AdmissionReview' "$CODE:$(cat "$WORK/beta.answer")"
+printf '{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"kind": {"kind": "Pod"}}}' >"$WORK/nouid.json"
+post nouid "$WORK/nouid.json"
+expect_match "a review without request.uid: 400" '^400:.*no request with a uid' "$CODE:$(cat "$WORK/nouid.answer")"
+printf '{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "u1", "operation": "CREATE", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "object": [1]}}' >"$WORK/noobj.json"
+post noobj "$WORK/noobj.json"
+expect_eq "a review whose object is no pod: denied" "False" "$(answer noobj "r['allowed']")"
+"$PY" -c "
+import json; r = json.load(open('$WORK/orders.json')); r['request']['object']['metadata']['annotations'] = {'pad': 'x' * 70000}
+json.dump(r, open('$WORK/big.json', 'w'))"
+post big "$WORK/big.json"
+expect_match "a review over --webhook-max-body (64 KiB): 413" '^413:the body is larger than 65536 bytes' "$CODE:$(cat "$WORK/big.answer")"
+"$PY" -c "
+import json
+d = 'x'
+for i in range(600): d = {'a': d}
+r = json.load(open('$WORK/orders.json')); r['request']['object']['metadata']['annotations'] = {}
+r['request']['object']['spec']['deep'] = d
+json.dump(r, open('$WORK/deep.json', 'w'))"
+post deep "$WORK/deep.json"
+expect_match "a pod nested 600 levels deep: denied saying so" 'nests deeper than 512' "$(answer deep "r['status']['message']")"
+CODE=$(curl -s -o "$WORK/get.out" -w '%{http_code}' --cacert "$BUNDLE" --resolve "$NAME:$PORT:127.0.0.1" "https://$NAME:$PORT/mutate")
+expect_eq "GET /mutate: 405" 405 "$CODE"
+CODE=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$BUNDLE" --resolve "$NAME:$PORT:127.0.0.1" --data x "https://$NAME:$PORT/other")
+expect_eq "another path: 404" 404 "$CODE"
+CODE=$(curl -s -o "$WORK/chunked.out" -w '%{http_code}' --cacert "$BUNDLE" --resolve "$NAME:$PORT:127.0.0.1" \
+  -H 'Transfer-Encoding: chunked' --data-binary "@$WORK/orders.json" "https://$NAME:$PORT/mutate")
+expect_eq "a chunked body: 411" 411 "$CODE"
+check "the certificate is for $NAME only: curl to 127.0.0.1 refuses it" \
+  bash -c "! curl -s -o /dev/null --cacert '$BUNDLE' --data x 'https://127.0.0.1:$PORT/mutate'"
+san=$(echo | openssl s_client -connect "127.0.0.1:$PORT" -servername "$NAME" 2>/dev/null | openssl x509 -noout -ext subjectAltName,extendedKeyUsage)
+expect_match "... its one SAN the DNS name, serverAuth only: no URI SAN, so it is no SVID" \
+  "^X509v3 Extended Key Usage: TLS Web Server Authentication X509v3 Subject Alternative Name: DNS:$NAME\$" "$(echo $san)"
+
+# Bounds: --webhook-max-connections 4: a fifth idle caller is closed at once; the four do not stop service after they go.
+"$PY" - "$PORT" >"$WORK/conns.out" <<'PY'
+import socket, sys, time
+port = int(sys.argv[1])
+held = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+time.sleep(0.5)
+extra = socket.create_connection(("127.0.0.1", port))
+extra.settimeout(3)
+try:
+    data = extra.recv(1)
+    print("closed" if data == b"" else "open")
+except (ConnectionResetError, socket.timeout) as e:
+    print("closed" if isinstance(e, ConnectionResetError) else "open")
+for s in held:
+    s.close()
+PY
+expect_eq "a connection past --webhook-max-connections is closed at once" closed "$(cat "$WORK/conns.out")"
+sleep 0.5
+review after "$WORK/orders.yaml"
+expect_eq "afterwards reviews are answered again" 200 "$CODE"
+check "every review is logged with its decision" grep -q '"type":"admission".*"namespace":"shop","pod":"orders-7d4b9-x2k","allowed":"true","patched":"true"' "$WORK/agent.out"
+
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID"
+rc=$?
+if [ "$rc" -eq 0 ] && ! grep -Eq 'Sanitizer|runtime error:' "$WORK/agent.err"; then ok "agent exits 0 on SIGTERM, sanitizer clean"
+else not_ok "agent exits 0 on SIGTERM, sanitizer clean" "exit $rc"; fi
+finish
