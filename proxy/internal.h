@@ -40,7 +40,6 @@
 #define WISP_H2_STREAM_WINDOW_MIN (64 * 1024)
 #define WISP_H2_STREAM_WINDOW (256 * 1024)
 #define WISP_H2_CONN_WINDOW (1024 * 1024)
-#define WISP_H2_MAX_STREAMS 256
 /* --max-resets N: RST_STREAM frames a caller may send per this many
  * seconds (a token bucket: N at once, refilled at N per window). */
 #define WISP_RESET_WINDOW 10

@@ -44,6 +44,7 @@ static const opt_def kOpts[] = {
     {"max-queued", OPT_INT, OFF(max_queued), "512"},
     {"queue-timeout", OPT_SECONDS, OFF(queue_timeout), "5"},
     {"max-upstream-per-caller", OPT_INT, OFF(max_upstream_per_caller), "100"},
+    {"max-concurrent-streams", OPT_INT, OFF(max_concurrent_streams), "100"},
     {"conn-buffer-limit", OPT_SIZE, OFF(conn_buffer_limit), "4M"},
     {"buffer-limit", OPT_SIZE, OFF(buffer_limit), "256M"},
     {"log-level", OPT_STR, OFF(log_level), "info"},
@@ -105,6 +106,7 @@ const char *wisp_config_usage(void) {
          "  --max-queued N (512) --queue-timeout S (5)  requests waiting for a free upstream stream,\n"
          "                                         per upstream, and how long each may wait; then 503\n"
          "  --max-upstream-per-caller N (100)      upstream streams one caller connection may hold\n"
+         "  --max-concurrent-streams N (100)       streams a caller may open at once on one connection\n"
          "  --conn-buffer-limit BYTES (4M)         body bytes buffered for one caller connection\n"
          "  --buffer-limit BYTES (256M)            body bytes buffered in all; beyond, new requests 503\n"
          "  --log-level debug|info|warn|error\n"

@@ -36,6 +36,7 @@ typedef struct {
   int max_queued;                 /* requests waiting for an upstream stream, per upstream */
   double queue_timeout;           /* how long one may wait */
   int max_upstream_per_caller;    /* upstream streams one caller connection may hold at once */
+  int max_concurrent_streams;     /* streams a caller may open on one connection (SETTINGS) */
   size_t conn_buffer_limit;       /* body bytes buffered for one caller connection */
   size_t buffer_limit;            /* body bytes buffered in all */
   char *log_level;                /* owned */

@@ -130,7 +130,7 @@ nghttp2_session *wisp_h2_session_new(wisp_conn *c) {
                        : nghttp2_session_server_new2(&s, callbacks(), c, options(c->px->cfg));
   if (rv != 0) abort(); /* only fails on out of memory */
   nghttp2_settings_entry iv[] = {
-      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, WISP_H2_MAX_STREAMS},
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, (uint32_t)c->px->cfg->max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, WISP_H2_STREAM_WINDOW_MIN},
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
   };

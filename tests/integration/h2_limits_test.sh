@@ -83,6 +83,8 @@ expect_match "rapid reset: the closed connection is logged with the reason" \
   '"event":"closed".*rapid reset' "$(grep -m1 'rapid reset' "$WORK/$C.out")"
 out=$(h2load -n 200 -c 2 -m 10 "$OUT/" 2>&1)
 expect_match "after the attack, requests succeed" '200 succeeded, 0 failed' "$out"
+expect_match "callers may open 100 streams at once by default (SETTINGS_MAX_CONCURRENT_STREAMS)" 'SETTINGS_MAX_CONCURRENT_STREAMS\(0x03\):100\]' \
+  "$(nghttp -v "$OUT/hello" 2>&1)"
 stop_proxy "$C"
 stop_proxy "$S"
 
@@ -196,6 +198,18 @@ else
 fi
 expect_eq "--conn-buffer-limit: other callers are served" 200 \
   "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 --http2-prior-knowledge "$OUT/hello")"
+stop_proxy "$C"
+stop_proxy "$S"
+
+# ---------------------------------------------------------------------------
+# 4. --max-concurrent-streams: what the proxy announces to callers (a client
+#    that wants more in flight keeps the rest on its side).
+start_limits_pair mcs --max-concurrent-streams 8 || { not_ok "pair starts"; finish; }
+OUT=http://127.0.0.1:$OUT_PORT
+expect_match "--max-concurrent-streams 8 is announced" 'SETTINGS_MAX_CONCURRENT_STREAMS\(0x03\):8\]' \
+  "$(nghttp -v "$OUT/hello" 2>&1)"
+out=$(h2load -n 400 -c 1 -m 8 "$OUT/" 2>&1)
+expect_match "--max-concurrent-streams 8: a client keeping 8 in flight completes all 400" '400 succeeded, 0 failed' "$out"
 stop_proxy "$C"
 stop_proxy "$S"
 

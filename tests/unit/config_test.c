@@ -654,7 +654,8 @@ static void test_stream_limits(void **state) {
   (void)state;
   static const char *const dflt[] = {CERTS, "--app", ":1", NULL};
   static const char *const flags[] = {CERTS, "--app", ":1", "--max-resets", "50", "--max-queued", "8",
-                                      "--queue-timeout", "0.5", "--max-upstream-per-caller", "3", NULL};
+                                      "--queue-timeout", "0.5", "--max-upstream-per-caller", "3",
+                                      "--max-concurrent-streams", "1000", NULL};
   static const char *const zero[] = {CERTS, "--app", ":1", "--max-resets", "0", NULL};
   wisp_config c;
   char err[256] = "";
@@ -663,6 +664,7 @@ static void test_stream_limits(void **state) {
   assert_int_equal(c.max_queued, 512);
   assert_true(c.queue_timeout == 5.0);
   assert_int_equal(c.max_upstream_per_caller, 100);
+  assert_int_equal(c.max_concurrent_streams, 100);
   assert_int_equal(c.conn_buffer_limit, 4 << 20);
   assert_int_equal(c.buffer_limit, 256 << 20);
   wisp_config_cleanup(&c);
@@ -671,6 +673,7 @@ static void test_stream_limits(void **state) {
   assert_int_equal(c.max_queued, 8);
   assert_true(c.queue_timeout == 0.5);
   assert_int_equal(c.max_upstream_per_caller, 3);
+  assert_int_equal(c.max_concurrent_streams, 1000);
   wisp_config_cleanup(&c);
   setenv("WISP_MAX_RESETS", "7", 1);
   setenv("WISP_QUEUE_TIMEOUT", "2", 1);
