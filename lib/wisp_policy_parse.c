@@ -10,6 +10,7 @@
 
 #include "lib/wisp_mem.h"
 #include "lib/wisp_net.h"
+#include "lib/wisp_path.h"
 #include "lib/wisp_policy.h"
 #include "lib/wisp_policy_internal.h"
 #include "lib/wisp_spiffe.h"
@@ -396,6 +397,77 @@ static const char *check_body(pat_kind kind, char shape, const char *body, size_
   return NULL;
 }
 
+typedef enum { PART_NORMAL, PART_REFUSED, PART_CLIMBS } part_result;
+
+/* Normalises |body| as the |shape| part of a path, with |mark| ('x' or
+ * 'y') in what is put around it; |in| and |out| hold |len| + 3 bytes. On
+ * PART_NORMAL, |*norm| and |*norm_len| are the literal's normal form (in
+ * |out|); on PART_REFUSED, |*refused| says why. */
+static part_result normal_part(char shape, char mark, const char *body, size_t len, char *in, char *out,
+                               const char **norm, size_t *norm_len, const char **refused) {
+  size_t in_len = 0, n = 0, before = 0, after = 0;
+  if (shape == 's') {
+    in[in_len++] = '/';
+    in[in_len++] = mark;
+    before = 2;
+  }
+  memcpy(in + in_len, body, len);
+  in_len += len;
+  if (shape == 'p') {
+    in[in_len++] = mark;
+    after = 1;
+  }
+  if (wisp_path_normalize(out, len + 3, &n, in, in_len, refused) != WISP_OK) return PART_REFUSED;
+  if (n < before + after || memcmp(out, in, before) != 0) return PART_CLIMBS;
+  *norm = out + before;
+  *norm_len = n - before - after;
+  return PART_NORMAL;
+}
+
+/* Requests are judged in lib/wisp_path's normal form, so a path pattern
+ * whose literal no normal form holds could never match: as a DENY rule it
+ * would fail open. The literal is normalised as the part of a path it
+ * stands for: a whole path (exact); the start of one (prefix): a plain
+ * byte is put after it, so its last segment, which a request may carry on
+ * ("/a/." starts "/a/.well-known"), is not taken for a whole "." or "..";
+ * the end of one (suffix): a plain segment start is put before it, once
+ * "/x" and once "/y", so a ".." that would climb out of the literal shows
+ * as the two results not starting with what was put before. Returns NULL
+ * when the literal is in normal form, else why not (in |why|). */
+static const char *path_never_matches(char shape, const char *body, size_t len, char *why, size_t why_len) {
+  char *in = wisp_malloc(len + 3), *out = wisp_malloc(len + 3);
+  const char *norm = NULL, *refused = NULL;
+  size_t norm_len = 0;
+  part_result r = normal_part(shape, 'x', body, len, in, out, &norm, &norm_len, &refused);
+  if (r == PART_NORMAL && shape == 's') { /* a ".." may have left "/x" by chance: "/y" tells */
+    char *out2 = wisp_malloc(len + 3);
+    const char *norm2;
+    size_t norm2_len;
+    r = normal_part(shape, 'y', body, len, in, out2, &norm2, &norm2_len, &refused);
+    free(out2);
+  }
+  if (r == PART_REFUSED) {
+    snprintf(why, why_len, "the proxy refuses such paths: %s", refused);
+  } else if (r == PART_CLIMBS) {
+    snprintf(why, why_len, "requests are matched in normal form, which has no \"..\" segment");
+  } else if (norm_len != len || memcmp(norm, body, len) != 0) {
+    char *pat = wisp_malloc(norm_len + 2), q[96];
+    size_t w = 0;
+    if (shape == 's') pat[w++] = '*';
+    memcpy(pat + w, norm, norm_len);
+    w += norm_len;
+    if (shape == 'p') pat[w++] = '*';
+    quote(q, sizeof(q), pat, w);
+    free(pat);
+    snprintf(why, why_len, "requests are matched in normal form %s", q);
+  } else {
+    why = NULL;
+  }
+  free(in);
+  free(out);
+  return why;
+}
+
 /* Compiles one list of patterns (principals, namespaces or paths). */
 static wisp_err compile_patterns(pctx *c, const yn *list, pat_kind kind, wp_strset *out) {
   WISP_GUARD(want_seq(c, list, false, WISP_POLICY_MAX_LIST));
@@ -445,6 +517,13 @@ static wisp_err compile_patterns(pctx *c, const yn *list, pat_kind kind, wp_strs
       body = norm;
     }
     if (!why) why = check_body(kind, shape, body, blen, whybuf, sizeof(whybuf));
+    if (!why && kind == PAT_PATH && path_never_matches(shape, body, blen, whybuf, sizeof(whybuf))) {
+      char q[96];
+      quote(q, sizeof(q), s, len);
+      e = fail(c, it, "%s can never match a request: %s", q, whybuf);
+      pop(c, mark);
+      return e;
+    }
     if (why) {
       free(norm);
       char q[96];

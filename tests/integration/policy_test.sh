@@ -220,19 +220,34 @@ expect_eq "a policy change judges the next request on the same connection" \
 
 # --- a bad policy is refused whole; the last good one stays ---
 cp "$POLICY" "$WORK/good.yaml"
-sed 's/action: DENY/action: MAYBE/' "$WORK/good.yaml" >"$POLICY.tmp" && mv "$POLICY.tmp" "$POLICY"
+sed 's/action: DENY/action: MAYBE/' "$WORK/good.yaml" >"$WORK/maybe.yaml"
+cp "$WORK/maybe.yaml" "$POLICY.tmp" && mv "$POLICY.tmp" "$POLICY"
 check "a bad policy is refused with the document, field and reason" \
   within_ms 2000 grep -qF '"event":"rejected","source":"'"$POLICY"'","error":"document 2 (AuthorizationPolicy \"no-admin\"): spec.action: \"MAYBE\" is not an action' "$WORK/server.err"
 check "... and the log says the last good policy stays in force" grep -qF '"in_force":"the last good policy"' "$WORK/server.err"
 expect_eq "the last good policy stays in force" 403 "$(code "http://127.0.0.1:$PORT_admin/admin/x")"
+# A DENY path written other than in the normal form requests are judged in
+# would never match (fail open): the policy is refused, naming that form.
+sed 's#"/users/@me\*"#"/users/%40me*"#' "$WORK/good.yaml" >"$WORK/encoded.yaml"
+cp "$WORK/encoded.yaml" "$POLICY.tmp" && mv "$POLICY.tmp" "$POLICY"
+never='spec.rules[0].to[0].paths[1]: \"/users/%40me*\" can never match a request: requests are matched in normal form \"/users/@me*\"'
+check "a DENY path not in normal form (/users/%40me*) is refused, naming the normal form" \
+  within_ms 2000 grep -qF '"event":"rejected","source":"'"$POLICY"'","error":"document 2 (AuthorizationPolicy \"no-admin\"): '"$never" "$WORK/server.err"
+expect_eq "... the last good policy stays in force: /users/%40me is 403" 403 \
+  "$(code --path-as-is "http://127.0.0.1:$PORT_admin/users/%40me")"
 
 # --- wispctl policy check, offline ---
 out=$("$WISPCTL" policy check "$WORK/good.yaml")
 expect_match "wispctl policy check accepts a good file (exit 0)" ': ok \(3 documents' "$out"
-out=$("$WISPCTL" policy check "$POLICY" 2>&1)
+out=$("$WISPCTL" policy check "$WORK/maybe.yaml" 2>&1)
 rc=$?
 expect_eq "wispctl policy check refuses a bad file with exit 1" 1 "$rc"
 expect_match "... naming the document, field and reason" 'document 2 \(AuthorizationPolicy "no-admin"\): spec.action' "$out"
+out=$("$WISPCTL" policy check "$WORK/encoded.yaml" 2>&1)
+rc=$?
+expect_eq "wispctl policy check refuses a path pattern not in normal form with exit 1" 1 "$rc"
+expect_match "... saying what form to write" \
+  'paths\[1\]: "/users/%40me\*" can never match a request: requests are matched in normal form "/users/@me\*"' "$out"
 
 for n in c_frontend c_intruder c_admin server gserver; do stop_proxy "$n"; done
 finish

@@ -256,6 +256,7 @@ typedef struct {
 } invalid_case;
 
 #define SPEC_RULES(r) "spec:\n  rules:\n" r
+#define DENY_TO(t) "spec:\n  action: DENY\n  rules:\n  - to: [" t "]\n"
 #define DEST(name) "apiVersion: wisp.dev/v1\nkind: Destination\nmetadata: {name: " name "}\n"
 
 static const invalid_case kInvalid[] = {
@@ -434,6 +435,53 @@ static const invalid_case kInvalid[] = {
      "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].from[0].principals[0]: \"spiffe://a/\\x01\" "
      "is not a principal pattern: not a SPIFFE ID (path contains a character outside "
      "[A-Za-z0-9.-_]) [line 4, column 38]"},
+    /* Requests are judged in lib/wisp_path's normal form: a path pattern no
+     * normal form holds would never match (a DENY rule would fail open). */
+    {AP("p", "shop") DENY_TO("{paths: [\"/%7eadmin*\"]}"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].paths[0]: \"/%7eadmin*\" can "
+     "never match a request: requests are matched in normal form \"/~admin*\" [line 7, column 19]"},
+    {AP("p", "shop") DENY_TO("{paths: [\"/a%3ab*\"]}"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].paths[0]: \"/a%3ab*\" can never "
+     "match a request: requests are matched in normal form \"/a:b*\" [line 7, column 19]"},
+    {AP("p", "shop") DENY_TO("{paths: [\"/x//y*\"]}"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].paths[0]: \"/x//y*\" can never "
+     "match a request: requests are matched in normal form \"/x/y*\" [line 7, column 19]"},
+    {AP("p", "shop") DENY_TO("{notPaths: [\"/p/./q*\"]}"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].notPaths[0]: \"/p/./q*\" can "
+     "never match a request: requests are matched in normal form \"/p/q*\" [line 7, column 22]"},
+    {AP("p", "shop") SPEC_RULES("  - to: [{paths: [/ok, \"/users/%40me\"]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].paths[1]: \"/users/%40me\" can "
+     "never match a request: requests are matched in normal form \"/users/@me\" [line 6, column "
+     "24]"},
+    {AP("p", "shop") SPEC_RULES("  - to: [{paths: [\"/a/..\"]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].paths[0]: \"/a/..\" can never "
+     "match a request: requests are matched in normal form \"/\" [line 6, column 19]"},
+    {AP("p", "shop") SPEC_RULES("  - to: [{paths: [\"*//x.json\"]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].paths[0]: \"*//x.json\" can "
+     "never match a request: requests are matched in normal form \"*/x.json\" [line 6, column 19]"},
+    {AP("p", "shop") SPEC_RULES("  - to: [{paths: [\"*/%2e\"]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].paths[0]: \"*/%2e\" can never "
+     "match a request: requests are matched in normal form \"*/\" [line 6, column 19]"},
+    {AP("p", "shop") SPEC_RULES("  - to: [{paths: [\"*/../xa\"]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].paths[0]: \"*/../xa\" can never "
+     "match a request: requests are matched in normal form, which has no \"..\" segment [line 6, "
+     "column 19]"},
+    {AP("p", "shop") SPEC_RULES("  - to: [{notPaths: [\"/admin;x*\"]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].notPaths[0]: \"/admin;x*\" can "
+     "never match a request: the proxy refuses such paths: ';' in path (servlet containers and "
+     "Spring cut ;parameters out: /admin;x/secret is /admin/secret to them) [line 6, column 22]"},
+    {AP("p", "shop") SPEC_RULES("  - to: [{paths: [\"/a%4*\"]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].paths[0]: \"/a%4*\" can never "
+     "match a request: the proxy refuses such paths: bad percent-escape in path (a % needs two "
+     "hex digits) [line 6, column 19]"},
+    {AP("p", "shop") SPEC_RULES("  - to: [{paths: [\"/%2561\"]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].paths[0]: \"/%2561\" can never "
+     "match a request: the proxy refuses such paths: double-encoded percent-escape in path (%25 "
+     "and two hex digits, as in %252e) [line 6, column 19]"},
+    {AP("p", "shop") SPEC_RULES("  - to: [{paths: [\"/a%2Fb\"]}]\n"), WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].paths[0]: \"/a%2Fb\" can never "
+     "match a request: the proxy refuses such paths: encoded '/' (%2F) in path: the app may or "
+     "may not take it as a separator [line 6, column 19]"},
     {"a: \xff\n", WISP_ERR_PARSE, NULL},
 };
 
@@ -536,6 +584,37 @@ static void test_valid_forms(void **state) {
     char err[512] = "";
     if (wisp_policy_compile(&p, kValid[i], strlen(kValid[i]), err, sizeof(err)) != WISP_OK)
       fail_msg("valid case %zu refused: %s", i, err);
+    wisp_policy_free(p);
+  }
+}
+
+/* Path patterns in normal form compile and match what they say, also
+ * those that look like a dot segment or an escape the normal form would
+ * change but are not one: a prefix may end in "." (a request carries it on),
+ * a suffix start with "./" (the end of "b."). */
+static void test_normal_form_patterns(void **state) {
+  (void)state;
+  static const struct {
+    const char *pattern, *path;
+  } kCases[] = {
+      {"/a/.*", "/a/.well-known/x"}, {"/a/..*", "/a/..b"},          {"*./x", "/b./x"},
+      {"*.", "/v1."},                {"/100%25*", "/100%25off"},    {"/users/@me*", "/users/@me/keys"},
+      {"/a/", "/a/"},                {"*/%3F", "/a/%3F"},           {"/caf%C3%A9*", "/caf%C3%A9/x"},
+      {"/", "/"},                    {"*%25", "/x%25"},             {"/:@!$&'()+,=", "/:@!$&'()+,="},
+  };
+  for (size_t i = 0; i < sizeof(kCases) / sizeof(kCases[0]); i++) {
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml), AP("p", "shop") DENY_TO("{paths: [\"%s\"]}"), kCases[i].pattern);
+    wisp_policy *p = compile_ok(yaml);
+    wisp_policy_view *v = view_of(p, ORDERS);
+    const char *paths[2] = {kCases[i].path, "/zz"};
+    for (int k = 0; k < 2; k++) {
+      wisp_policy_request req = {FRONTEND, strlen(FRONTEND), "GET", 3, paths[k], strlen(paths[k]), 80};
+      wisp_policy_decision d;
+      wisp_policy_evaluate(v, &req, &d);
+      if (d.allow != (k == 1)) fail_msg("DENY %s, GET %s: allow=%d", kCases[i].pattern, paths[k], d.allow);
+    }
+    wisp_policy_view_free(v);
     wisp_policy_free(p);
   }
 }
@@ -1104,6 +1183,7 @@ int main(void) {
       cmocka_unit_test(test_decisions),
       cmocka_unit_test(test_invalid),
       cmocka_unit_test(test_valid_forms),
+      cmocka_unit_test(test_normal_form_patterns),
       cmocka_unit_test(test_destinations),
       cmocka_unit_test(test_peer_authentication),
       cmocka_unit_test(test_thousand_rules),
