@@ -91,6 +91,11 @@ int wp_str_cmp(const char *a, size_t a_len, const char *b, size_t b_len) {
   return a_len ? memcmp(a, b, a_len) : 0;
 }
 
+bool wp_tchar(char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+         (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
 bool wp_k8s_id(const char *id, size_t len, const char **ns, size_t *ns_len, const char **sa,
                size_t *sa_len) {
   static const char kScheme[] = "spiffe://";

@@ -222,6 +222,15 @@ typedef struct {
  * table, so a request hashes its ID, namespace and path (at each length a
  * prefix or suffix pattern has) and tries only the rules filed there, plus
  * the rules that name neither caller nor path, which are tried in turn. */
+/* Why a request's :method (|len| bytes) cannot be judged by a policy, or
+ * NULL. Methods are matched as bytes (RFC 9110: they are case-sensitive)
+ * and rules name only upper-case tokens (compile refuses "get"), but some
+ * apps upper-case the method before they route (Werkzeug/Flask serve
+ * "delete" as DELETE), so a method with a lower-case letter would walk
+ * past a DENY on DELETE. The HTTP layer refuses such a request under a
+ * policy (400) rather than guess what the app makes of it. Pure. */
+const char *wisp_policy_method_refused(const char *method, size_t len);
+
 void wisp_policy_evaluate(const wisp_policy_view *v, const wisp_policy_request *req,
                           wisp_policy_decision *out);
 

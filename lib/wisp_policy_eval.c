@@ -226,6 +226,17 @@ static void decide(wisp_policy_decision *out, const req_ctx *c, bool allow, cons
   out->reason = reason;
 }
 
+const char *wisp_policy_method_refused(const char *method, size_t len) {
+  if (len == 0) return "empty method";
+  for (size_t i = 0; i < len; i++)
+    if (!wp_tchar(method[i])) return "method is not an HTTP token";
+  for (size_t i = 0; i < len; i++)
+    if (method[i] >= 'a' && method[i] <= 'z')
+      return "lower-case letter in method (methods are case-sensitive, and some apps upper-case them: "
+             "send it in upper case)";
+  return NULL;
+}
+
 void wisp_policy_evaluate(const wisp_policy_view *v, const wisp_policy_request *req,
                           wisp_policy_decision *out) {
   wisp_policy_request r = *req;

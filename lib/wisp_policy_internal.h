@@ -243,6 +243,9 @@ uint64_t wp_key_hash(uint32_t kind, const char *s, size_t len);
 /* Orders strings by (length, bytes): the order of wp_strset.exact. */
 int wp_str_cmp(const char *a, size_t a_len, const char *b, size_t b_len);
 
+/* RFC 9110 tchar: a method is one or more of these. */
+bool wp_tchar(char ch);
+
 /* Finds the N of ".../ns/N/sa/SA" in a SPIFFE ID's path part: sets
  * |*ns|/|*ns_len| and |*sa|/|*sa_len| and returns true when |id| is
  * spiffe://<td>/ns/<N>/sa/<SA> exactly. */

@@ -548,11 +548,6 @@ static wisp_err compile_patterns(pctx *c, const yn *list, pat_kind kind, wp_strs
 
 /* ---- methods and ports --------------------------------------------------- */
 
-static bool tchar(char ch) {
-  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-         (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
 static const struct {
   const char *name;
   uint32_t bit;
@@ -576,7 +571,7 @@ static wisp_err compile_methods(pctx *c, const yn *list, wp_methodset *out) {
     if (it->len > METHOD_MAX_LEN) why = "longer than 32 bytes";
     if (!why && eq(it, "*")) why = "omit methods to match any";
     for (size_t k = 0; !why && k < it->len; k++)
-      if (!tchar(it->s[k])) why = "not an HTTP token";
+      if (!wp_tchar(it->s[k])) why = "not an HTTP token";
     for (size_t k = 0; !why && k < it->len; k++) {
       if (it->s[k] >= 'a' && it->s[k] <= 'z') {
         size_t w = (size_t)snprintf(hint, sizeof(hint), "methods are case-sensitive: write \"");

@@ -8,6 +8,7 @@
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
 #include "lib/wisp_path.h"
+#include "lib/wisp_policy.h"
 #include "proxy/wisp_conn.h"
 #include "proxy/wisp_authz.h"
 #include "proxy/wisp_pool.h"
@@ -365,6 +366,30 @@ wisp_err wisp_stream_on_header(wisp_stream *s, wisp_side side, nghttp2_headers_c
   return wisp_hdrs_add(trailer ? &s->trailers[side] : &s->hdrs[side], name, name_len, value, value_len);
 }
 
+/* Answers a request the policy cannot judge with 400 (gRPC
+ * INVALID_ARGUMENT) saying why; it is logged as denied, with
+ * |policy_reason|. */
+static void refuse_unjudgeable(wisp_stream *s, const char *policy_reason, const char *what, const char *why) {
+  char msg[WISP_TLS_REASON_MAX];
+  snprintf(msg, sizeof(msg), "%s refused under policy: %s", what, why);
+  s->policy_checked = true;
+  s->denied = true;
+  s->policy_rule = -1;
+  s->policy_reason = policy_reason;
+  respond_error(s, 400, WISP_GRPC_INVALID_ARGUMENT, msg);
+}
+
+/* Under a policy a method the rules cannot name (a lower-case letter: some
+ * apps upper-case it, so "delete" would pass a DENY on DELETE) is refused.
+ * Returns false when it answered. */
+static bool method_judgeable(wisp_stream *s) {
+  const char *m = wisp_hdrs_get(&s->hdrs[WISP_DOWN], ":method");
+  const char *why = m ? wisp_policy_method_refused(m, strlen(m)) : "no :method";
+  if (!why) return true;
+  refuse_unjudgeable(s, "method cannot be judged", "method", why);
+  return false;
+}
+
 /* Under a policy the request's :path is replaced by its normal form
  * (lib/wisp_path: unreserved escapes decoded, dot segments removed, slashes
  * merged) before the policy judges it, and that is what the app is sent:
@@ -394,20 +419,14 @@ static bool normalize_path(wisp_stream *s) {
   }
   free(norm);
   if (rc == WISP_OK) return true;
-  char msg[WISP_TLS_REASON_MAX];
-  snprintf(msg, sizeof(msg), "path refused under policy: %s", why);
-  s->policy_checked = true;
-  s->denied = true;
-  s->policy_rule = -1;
-  s->policy_reason = "path cannot be normalised";
-  respond_error(s, 400, WISP_GRPC_INVALID_ARGUMENT, msg);
+  refuse_unjudgeable(s, "path cannot be normalised", "path", why);
   return false;
 }
 
 /* Inbound requests are judged by the policy in force when they start. */
 static bool authorized(wisp_stream *s, wisp_proxy *px) {
   if (s->dir != WISP_DIR_INBOUND || s->retries) return true;
-  if (px->view && !normalize_path(s)) return false;
+  if (px->view && (!method_judgeable(s) || !normalize_path(s))) return false;
   const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
   wisp_policy_decision d;
   wisp_authz_check(px, s->peer_id[0] ? s->peer_id : NULL, wisp_hdrs_get(req, ":method"), wisp_hdrs_get(req, ":path"),

@@ -36,6 +36,7 @@ spec:
   action: DENY
   rules:
   - to: [{paths: ["/admin/*", "/users/@me*"]}]
+  - to: [{methods: ["DELETE"]}]
 ${1:-}
 YAML
   mv "$POLICY.tmp" "$POLICY"
@@ -90,6 +91,10 @@ for path in "/x/%2Fadmin" "/admin%2fx" "/public%5c..%5cadmin" "/public/..;/admin
 done
 expect_match "... saying why" 'path refused under policy: bad percent-escape' \
   "$(code --path-as-is "http://127.0.0.1:$PORT_admin/%zz" >/dev/null; cat "$WORK/body")"
+# Werkzeug/Flask upper-case the method: "delete" is DELETE to them.
+expect_eq "ops admin DELETE /anything: 403 (DENY on DELETE)" 403 "$(code -X DELETE "http://127.0.0.1:$PORT_admin/anything")"
+expect_eq "ops admin 'delete' /anything (lower case): 400" 400 "$(code -X delete "http://127.0.0.1:$PORT_admin/anything")"
+expect_match "... saying why" "method refused under policy: lower-case letter in method" "$(cat "$WORK/body")"
 # Servlet containers and Spring serve /admin;x/secret as /admin/secret.
 expect_eq "/admin;x/secret (;params): 400" 400 "$(code --path-as-is "http://127.0.0.1:$PORT_admin/admin;x/secret")"
 expect_match "... saying why" "path refused under policy: ';' in path" "$(cat "$WORK/body")"
@@ -157,10 +162,15 @@ expect_match "the log has the deny decision with policy and rule" \
   '"path":"/admin/x","status":403.*"decision":"deny","policy":"shop/no-admin","rule":0' "$(cat "$WORK/server.out")"
 expect_match "the log has the normalised path judged and the path received" \
   '"path":"/admin/x","path_received":"/%61dmin/x","status":403.*"decision":"deny"' "$(cat "$WORK/server.out")"
+expect_match "the log has a refused method with decision deny and the reason" \
+  '"method":"delete","path":"/anything","status":400.*"decision":"deny","policy_reason":"method cannot be judged"' \
+  "$(cat "$WORK/server.out")"
 expect_match "the log has a refused path with decision deny and the reason" \
   '"path":"/%zz","status":400.*"decision":"deny","policy_reason":"path cannot be normalised","error":"path refused under policy: bad percent-escape' \
   "$(cat "$WORK/server.out")"
 check "the app logs the requests that reach it" grep -q '"path":"/orders/1"' "$WORK/app.out"
+if grep -qi '"method":"delete"' "$WORK/app.out"; then not_ok "no DELETE, in any case, reaches the app" "$(grep -i '"method":"delete"' "$WORK/app.out")"
+else ok "no DELETE, in any case, reaches the app"; fi
 check "... an allowed path in the normal form it was sent" grep -qF '"path":"/public/b~?q=/../%61"' "$WORK/app.out"
 bad='"path":"[^?"]*(admin|/payments|%zz|%4"|%2f|%5c|#|\\|;|%3b|%25|@me)' # in the path part; /orders/1?x=/admin/ was allowed
 if grep -Eqi "$bad" "$WORK/app.out"; then not_ok "denied and refused requests never reach the app" "$(grep -Ei "$bad" "$WORK/app.out")"
@@ -191,7 +201,7 @@ kind: PeerAuthentication
 metadata: {name: default, namespace: shop}
 spec: {mode: PERMISSIVE}'
 check "the new policy is applied within 1 s" within_ms 1000 grep -q '"mtls_mode":"PERMISSIVE"' "$WORK/server.err"
-expect_match "/config shows the policy in force" '"policy":\{"version":"","documents":3,"rules":5,.*"mtls_mode":"PERMISSIVE","mtls_mode_from":"shop/default"' \
+expect_match "/config shows the policy in force" '"policy":\{"version":"","documents":3,"rules":6,.*"mtls_mode":"PERMISSIVE","mtls_mode_from":"shop/default"' \
   "$(curl -s "http://127.0.0.1:$ADM/config")"
 expect_eq "PERMISSIVE: a plaintext curl is served where policy allows anyone" 200 "$(code "http://127.0.0.1:$IN_PORT/public/x")"
 expect_eq "PERMISSIVE: a plaintext curl is denied where policy needs a principal" 403 "$(code "http://127.0.0.1:$IN_PORT/orders/1")"

@@ -619,6 +619,31 @@ static void test_normal_form_patterns(void **state) {
   }
 }
 
+/* Which methods a policy can judge: upper-case tokens only, since rules
+ * cannot name "delete" and Werkzeug serves it as DELETE. */
+static void test_method_refused(void **state) {
+  (void)state;
+  static const char *const kOk[] = {"GET", "DELETE", "PURGE", "M-SEARCH", "VERSION-CONTROL", "X_1!#$%&'*+.^`|~"};
+  for (size_t i = 0; i < sizeof(kOk) / sizeof(kOk[0]); i++)
+    if (wisp_policy_method_refused(kOk[i], strlen(kOk[i]))) fail_msg("%s refused", kOk[i]);
+  static const struct {
+    const char *method, *why;
+  } kBad[] = {
+      {"delete", "lower-case letter in method"}, {"Delete", "lower-case letter in method"},
+      {"GEt", "lower-case letter in method"},    {"m-search", "lower-case letter in method"},
+      {"", "empty method"},                      {"GE T", "not an HTTP token"},
+      {"GET\r", "not an HTTP token"},            {"G\xc3\x89T", "not an HTTP token"},
+      {"GET/", "not an HTTP token"},
+  };
+  for (size_t i = 0; i < sizeof(kBad) / sizeof(kBad[0]); i++) {
+    const char *why = wisp_policy_method_refused(kBad[i].method, strlen(kBad[i].method));
+    if (!why || !strstr(why, kBad[i].why)) fail_msg("\"%s\": %s", kBad[i].method, why ? why : "accepted");
+  }
+  /* |len| bounds the method: "GETx" cut at 3 is GET. */
+  assert_null(wisp_policy_method_refused("GETx", 3));
+  assert_non_null(wisp_policy_method_refused("GETx", 4));
+}
+
 /* ---- PeerAuthentication ------------------------------------------------- */
 
 typedef struct {
@@ -1184,6 +1209,7 @@ int main(void) {
       cmocka_unit_test(test_invalid),
       cmocka_unit_test(test_valid_forms),
       cmocka_unit_test(test_normal_form_patterns),
+      cmocka_unit_test(test_method_refused),
       cmocka_unit_test(test_destinations),
       cmocka_unit_test(test_peer_authentication),
       cmocka_unit_test(test_thousand_rules),
