@@ -1,5 +1,7 @@
 #include "lib/wisp_buf.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,22 +15,58 @@ static void wisp_buf_compact(wisp_buf *b) {
   }
 }
 
+/* Makes room for |len| more bytes after wpos. */
+static void wisp_buf_reserve(wisp_buf *b, size_t len) {
+  if (b->cap - b->wpos >= len) return;
+  wisp_buf_compact(b);
+  size_t need = b->wpos + len;
+  if (b->cap < need) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < need) cap *= 2;
+    b->data = wisp_realloc(b->data, cap);
+    b->cap = cap;
+  }
+}
+
 wisp_err wisp_buf_append(wisp_buf *b, const void *data, size_t len, size_t limit) {
   WISP_ENSURE(len <= limit && wisp_buf_len(b) <= limit - len, WISP_ERR_TOO_BIG);
   if (len == 0) return WISP_OK;
-  if (b->cap - b->wpos < len) {
-    wisp_buf_compact(b);
-    size_t need = b->wpos + len;
-    if (b->cap < need) {
-      size_t cap = b->cap ? b->cap : 4096;
-      while (cap < need) cap *= 2;
-      b->data = wisp_realloc(b->data, cap);
-      b->cap = cap;
-    }
-  }
+  wisp_buf_reserve(b, len);
   memcpy(b->data + b->wpos, data, len);
   b->wpos += len;
   return WISP_OK;
+}
+
+wisp_err wisp_buf_vprintf(wisp_buf *b, size_t limit, const char *fmt, va_list ap) {
+  va_list again;
+  va_copy(again, ap);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  wisp_err rc = WISP_OK;
+  size_t len = n < 0 ? 0 : (size_t)n;
+  if (n < 0) {
+    rc = WISP_ERR_INTERNAL;
+  } else if (len > limit || wisp_buf_len(b) > limit - len) {
+    rc = WISP_ERR_TOO_BIG;
+  } else if (len > 0) {
+    wisp_buf_reserve(b, len + 1); /* vsnprintf's NUL lands past the text, unread */
+    vsnprintf((char *)b->data + b->wpos, len + 1, fmt, again);
+    b->wpos += len;
+  }
+  va_end(again);
+  return rc;
+}
+
+wisp_err wisp_buf_printf(wisp_buf *b, size_t limit, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  wisp_err rc = wisp_buf_vprintf(b, limit, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+void wisp_buf_truncate(wisp_buf *b, size_t keep) {
+  if (keep < wisp_buf_len(b)) b->wpos = b->rpos + keep;
+  if (b->rpos == b->wpos) b->rpos = b->wpos = 0;
 }
 
 void wisp_buf_consume(wisp_buf *b, size_t n) {

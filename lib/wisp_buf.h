@@ -5,6 +5,7 @@
 #ifndef WISP_BUF_H
 #define WISP_BUF_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,16 @@ static inline const uint8_t *wisp_buf_rptr(const wisp_buf *b) { return b->data +
 /* Appends |len| bytes; fails with WISP_ERR_TOO_BIG (buffer unchanged) if the
  * unread bytes would exceed |limit|. */
 wisp_err wisp_buf_append(wisp_buf *b, const void *data, size_t len, size_t limit) WISP_MUST_CHECK;
+/* Appends printf-formatted text (no NUL); all or nothing as
+ * wisp_buf_append: WISP_ERR_TOO_BIG past |limit|, WISP_ERR_INTERNAL if
+ * |fmt| cannot be formatted, and the buffer is unchanged. */
+wisp_err wisp_buf_printf(wisp_buf *b, size_t limit, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4))) WISP_MUST_CHECK;
+wisp_err wisp_buf_vprintf(wisp_buf *b, size_t limit, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0))) WISP_MUST_CHECK;
+/* Drops what was written after the first |keep| unread bytes (keep <=
+ * wisp_buf_len): undoes a write that did not finish. */
+void wisp_buf_truncate(wisp_buf *b, size_t keep);
 /* Marks |n| bytes as read (n <= wisp_buf_len). Keeps the storage; release
  * it with wisp_buf_cleanup when the owner goes idle. */
 void wisp_buf_consume(wisp_buf *b, size_t n);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/wisp_list.h"
 #include "lib/wisp_mem.h"
 
 /* Flow control: nghttp2 sends WINDOW_UPDATE as we consume (we deliver every
@@ -31,8 +32,8 @@ struct wisp_rpcc {
   bool reached;
   bool goaway;
   char error[WISP_TLS_REASON_MAX];
-  wisp_rpcc_call *calls;    /* open */
-  wisp_rpcc_call *zombies;  /* done, freed when no handler is on the stack */
+  wisp_list calls;          /* open, newest first (wisp_rpcc_call.link) */
+  wisp_list zombies;        /* done, freed when no handler is on the stack */
   int depth;                /* handlers (and our code around them) on the stack */
   bool free_pending;
   ev_timer kick;            /* ends calls that cannot start, from the loop */
@@ -54,8 +55,10 @@ struct wisp_rpcc_call {
   char fail_msg[WISP_TLS_REASON_MAX];
   ev_timer deadline;
   double timeout_s;
-  wisp_rpcc_call *next, *prev;
+  wisp_list link;           /* in its client's calls, then zombies */
 };
+
+static wisp_rpcc_call *call_of(wisp_list *node) { return node ? WISP_LIST_ELEM(node, wisp_rpcc_call, link) : NULL; }
 
 /* ---- pure parts ---- */
 
@@ -249,17 +252,17 @@ static void leave(wisp_rpcc *c) {
   }
   /* Outermost: a client being freed also ends what its handlers started
    * meanwhile (bounded: a handler that keeps starting calls is cut off). */
-  for (int i = 0; c->free_pending && c->calls && i < 16; i++) end_all(c, WISP_GRPC_UNAVAILABLE, "client closed");
+  for (int i = 0; c->free_pending && !wisp_list_empty(&c->calls) && i < 16; i++)
+    end_all(c, WISP_GRPC_UNAVAILABLE, "client closed");
   c->depth = 0;
-  while (c->zombies) {
-    wisp_rpcc_call *z = c->zombies;
-    c->zombies = z->next;
-    call_release(z);
+  WISP_LIST_FOREACH_SAFE(it, &c->zombies) {
+    wisp_list_unlink(it);
+    call_release(call_of(it));
   }
   if (c->free_pending) {
-    while (c->calls) { /* only after the bound above: no on_done for these */
-      wisp_rpcc_call *x = c->calls;
-      c->calls = x->next;
+    WISP_LIST_FOREACH_SAFE(it, &c->calls) { /* only after the bound above: no on_done for these */
+      wisp_rpcc_call *x = call_of(it);
+      wisp_list_unlink(it);
       ev_timer_stop(c->lp->loop, &x->deadline);
       call_release(x);
     }
@@ -270,8 +273,8 @@ static void leave(wisp_rpcc *c) {
 
 static wisp_rpcc_call *find_call(const wisp_rpcc *c, int32_t stream_id) {
   if (stream_id <= 0) return NULL;
-  for (wisp_rpcc_call *call = c->calls; call; call = call->next) {
-    if (call->stream_id == stream_id) return call;
+  WISP_LIST_FOREACH(it, &c->calls) {
+    if (call_of(it)->stream_id == stream_id) return call_of(it);
   }
   return NULL;
 }
@@ -291,15 +294,8 @@ static void call_end(wisp_rpcc_call *call, wisp_grpc_status code, const char *ms
   wisp_rpcc *c = call->c;
   call->done = true;
   ev_timer_stop(c->lp->loop, &call->deadline);
-  if (call->prev) {
-    call->prev->next = call->next;
-  } else {
-    c->calls = call->next;
-  }
-  if (call->next) call->next->prev = call->prev;
-  call->prev = NULL;
-  call->next = c->zombies;
-  c->zombies = call;
+  wisp_list_unlink(&call->link);
+  wisp_list_push_front(&c->zombies, &call->link);
   call->h.on_done(call, code, msg ? msg : "", call->arg);
 }
 
@@ -315,8 +311,8 @@ static void end_all(wisp_rpcc *c, wisp_grpc_status code, const char *msg) {
   /* Bounded: every pass ends one call, and handlers that start new calls
    * on a dead client get them ended by the kick timer, not here. */
   size_t n = 0;
-  for (wisp_rpcc_call *x = c->calls; x; x = x->next) n++;
-  for (size_t i = 0; i < n && c->calls; i++) call_end(c->calls, code, msg);
+  WISP_LIST_FOREACH(it, &c->calls) n++;
+  for (size_t i = 0; i < n && !wisp_list_empty(&c->calls); i++) call_end(call_of(wisp_list_first(&c->calls)), code, msg);
 }
 
 /* ---- nghttp2 callbacks ---- */
@@ -504,11 +500,16 @@ static void on_kick(struct ev_loop *loop, ev_timer *w, int revents) {
   wisp_rpcc *c = w->data;
   enter(c);
   size_t n = 0;
-  for (wisp_rpcc_call *x = c->calls; x; x = x->next) n++;
+  WISP_LIST_FOREACH(it, &c->calls) n++;
   /* Walk a bounded number of times; ending a call unlinks it. */
   for (size_t i = 0; i < n; i++) {
-    wisp_rpcc_call *call = c->calls;
-    while (call && !call->fail_pending && c->conn) call = call->next;
+    wisp_rpcc_call *call = NULL;
+    WISP_LIST_FOREACH(it, &c->calls) {
+      if (call_of(it)->fail_pending || !c->conn) {
+        call = call_of(it);
+        break;
+      }
+    }
     if (!call) break;
     if (call->fail_pending) {
       call_end(call, call->fail_code, call->fail_msg);
@@ -539,6 +540,8 @@ wisp_rpcc *wisp_rpcc_connect(wisp_h2loop *lp, const char *target, wisp_tls *tls,
     return NULL;
   }
   wisp_rpcc *c = wisp_calloc(1, sizeof(*c));
+  wisp_list_init(&c->calls);
+  wisp_list_init(&c->zombies);
   c->lp = lp;
   c->target = t;
   ev_timer_init(&c->kick, on_kick, 0, 0);
@@ -665,9 +668,7 @@ wisp_rpcc_call *wisp_rpcc_call_start(wisp_rpcc *c, const char *path, const wisp_
   wisp_grpc_reader_init(&call->reader, WISP_RPCC_MAX_MSG);
   ev_timer_init(&call->deadline, on_deadline, timeout_s > 0 ? timeout_s : 0, 0);
   call->deadline.data = call;
-  call->next = c->calls;
-  if (c->calls) c->calls->prev = call;
-  c->calls = call;
+  wisp_list_push_front(&c->calls, &call->link);
   if (timeout_s > 0) ev_timer_start(c->lp->loop, &call->deadline);
   if (!path || path[0] != '/') {
     fail_later(call, WISP_GRPC_INTERNAL, "method path must start with '/'");

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include <openssl/bio.h>
@@ -12,14 +11,9 @@
 #include <openssl/x509v3.h>
 
 #include "lib/wisp_ca.h"
+#include "lib/wisp_filewatch.h"
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
-
-typedef struct {
-  ino_t ino;
-  off_t size;
-  struct timespec mtime;
-} file_stamp;
 
 enum { FILE_CERT, FILE_KEY, FILE_BUNDLE, FILE_COUNT };
 
@@ -28,8 +22,7 @@ struct wisp_tls {
   SSL_CTX *server;  /* owned; NULL until first load */
   SSL_CTX *client;
   wisp_tls_info info;
-  char *paths[FILE_COUNT];
-  file_stamp stamps[FILE_COUNT];
+  wisp_filewatch files;      /* the FILE_COUNT files in force; empty in agent mode */
   EVP_PKEY *key;             /* in-memory credentials (agent mode), owned */
   STACK_OF(X509) *chain;
   STACK_OF(X509) *roots;
@@ -50,7 +43,7 @@ void wisp_tls_free(wisp_tls *t) {
   if (!t) return;
   SSL_CTX_free(t->server);
   SSL_CTX_free(t->client);
-  for (int i = 0; i < FILE_COUNT; i++) free(t->paths[i]);
+  wisp_filewatch_cleanup(&t->files);
   EVP_PKEY_free(t->key);
   sk_X509_pop_free(t->chain, X509_free);
   sk_X509_pop_free(t->roots, X509_free);
@@ -321,15 +314,6 @@ static wisp_err cert_info(wisp_tls_info *info, SSL_CTX *ctx, char *err, size_t e
   return WISP_OK;
 }
 
-static wisp_err stamp_file(file_stamp *out, const char *path) {
-  struct stat st;
-  WISP_ENSURE(stat(path, &st) == 0, WISP_ERR_IO);
-  out->ino = st.st_ino;
-  out->size = st.st_size;
-  out->mtime = st.st_mtim;
-  return WISP_OK;
-}
-
 /* Puts a new pair of contexts in force (taking them) if both were made and
  * the leaf is an SVID; the bundle facts come from |roots| or the |bundle|
  * file. On failure frees them and the old pair stays. */
@@ -358,24 +342,22 @@ static wisp_err swap_in(wisp_tls *t, SSL_CTX *server, SSL_CTX *client, STACK_OF(
 wisp_err wisp_tls_load_files(wisp_tls *t, const char *cert, const char *key, const char *bundle, char *err,
                              size_t err_len) {
   const char *paths[FILE_COUNT] = {cert, key, bundle};
-  file_stamp stamps[FILE_COUNT];
-  for (int i = 0; i < FILE_COUNT; i++) {
-    if (stamp_file(&stamps[i], paths[i]) != WISP_OK) {
-      snprintf(err, err_len, "cannot read %s: %s", paths[i], strerror(errno));
-      return WISP_ERR_USAGE;
-    }
+  wisp_filewatch files = {0};
+  size_t bad = 0;
+  if (wisp_filewatch_init(&files, paths, FILE_COUNT, &bad) != WISP_OK) {
+    snprintf(err, err_len, "cannot read %s: %s", paths[bad], strerror(errno));
+    return WISP_ERR_USAGE;
   }
   SSL_CTX *server = new_ctx(t, true, cert, key, bundle, err, err_len);
   SSL_CTX *client = server ? new_ctx(t, false, cert, key, bundle, err, err_len) : NULL;
-  WISP_GUARD(swap_in(t, server, client, NULL, bundle, err, err_len));
-  for (int i = 0; i < FILE_COUNT; i++) {
-    if (t->paths[i] != paths[i]) {
-      char *copy = wisp_strdup(paths[i]);
-      free(t->paths[i]);
-      t->paths[i] = copy;
-    }
-    t->stamps[i] = stamps[i];
+  wisp_err rc = swap_in(t, server, client, NULL, bundle, err, err_len);
+  if (rc != WISP_OK) {
+    wisp_filewatch_cleanup(&files);
+    return rc;
   }
+  /* |paths| may be the old watch's own: it goes only now. */
+  wisp_filewatch_cleanup(&t->files);
+  t->files = files;
   return WISP_OK;
 }
 
@@ -422,29 +404,14 @@ wisp_err wisp_tls_set_roots(wisp_tls *t, STACK_OF(X509) *roots, char *err, size_
   return install_mem(t, t->key, t->chain, roots, err, err_len);
 }
 
-static bool stamp_differs(const file_stamp *a, const file_stamp *b) {
-  return a->ino != b->ino || a->size != b->size || a->mtime.tv_sec != b->mtime.tv_sec ||
-         a->mtime.tv_nsec != b->mtime.tv_nsec;
-}
-
 wisp_err wisp_tls_reload_if_changed(wisp_tls *t, bool *out_changed, char *err, size_t err_len) {
   *out_changed = false;
-  if (!t->paths[FILE_CERT]) return WISP_OK;
-  bool differs = false;
-  for (int i = 0; i < FILE_COUNT; i++) {
-    file_stamp s;
-    /* A file briefly missing mid-rotation is not a change yet. */
-    if (stamp_file(&s, t->paths[i]) != WISP_OK) return WISP_OK;
-    differs = differs || stamp_differs(&s, &t->stamps[i]);
-  }
-  if (!differs) return WISP_OK;
-  wisp_err rc = wisp_tls_load_files(t, t->paths[FILE_CERT], t->paths[FILE_KEY], t->paths[FILE_BUNDLE], err,
-                                    err_len);
-  if (rc != WISP_OK) {
-    /* Remember the broken files so we report them once, not every tick. */
-    for (int i = 0; i < FILE_COUNT; i++) (void)stamp_file(&t->stamps[i], t->paths[i]);
-    return rc;
-  }
+  /* A file briefly missing mid-rotation is not a change yet; a broken file
+   * counts as seen, so it is reported once, not at every tick. */
+  if (!wisp_filewatch_changed(&t->files)) return WISP_OK;
+  WISP_GUARD(wisp_tls_load_files(t, wisp_filewatch_get0_path(&t->files, FILE_CERT),
+                                 wisp_filewatch_get0_path(&t->files, FILE_KEY),
+                                 wisp_filewatch_get0_path(&t->files, FILE_BUNDLE), err, err_len));
   *out_changed = true;
   return WISP_OK;
 }

@@ -23,6 +23,7 @@
 
 #include "lib/wisp_accept.h"
 #include "lib/wisp_buf.h"
+#include "lib/wisp_filewatch.h"
 #include "lib/wisp_h2conn.h"
 #include "lib/wisp_net.h"
 #include "lib/wisp_ratelim.h"
@@ -229,9 +230,7 @@ struct wisp_proxy {
   struct wisp_policy *policy;     /* owned; NULL: no policy (all allowed) */
   struct wisp_policy_view *view;  /* owned; this workload's view of |policy| */
   ev_timer policy_poll;           /* --policy FILE */
-  struct timespec policy_mtime;
-  ino_t policy_ino;
-  off_t policy_size;
+  wisp_filewatch policy_watch;    /* --policy FILE */
   char policy_version[32];
   struct wisp_dests *dests;       /* owned; NULL: no address -> identity map */
   struct wisp_intercept *intercept; /* owned; NULL: no interception check */

@@ -10,6 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/wisp_buf.h"
+#include "lib/wisp_json.h"
+#include "lib/wisp_list.h"
 #include "lib/wisp_log.h"
 #include "lib/wisp_policy.h"
 #include "lib/wisp_mem.h"
@@ -61,89 +64,49 @@ bool wisp_admin_ready_check(const wisp_tls_info *info, bool loaded, bool listeni
 /* Response bodies                                                       */
 /* ===================================================================== */
 
-/* A growable text buffer; its size is bounded by what we render (the
- * config and a fixed set of metrics), never by a client. */
-typedef struct {
-  char *p;
-  size_t len, cap;
-} sbuf;
+/* Response bodies are bounded by what we render (the config, the policy,
+ * a fixed set of metrics), never by a client; this is far above it: the
+ * largest part is the policy YAML (at most WISP_POLICY_MAX_INPUT, 4 MiB,
+ * escaped at most 6 bytes a byte). */
+#define ADMIN_BODY_MAX (64u << 20)
+/* The status line and headers in front of a body. */
+#define ADMIN_HEAD_MAX 1024
 
-static void sb_reserve(sbuf *b, size_t n) {
-  if (b->len + n + 1 <= b->cap) return;
-  size_t cap = b->cap ? b->cap : 1024;
-  while (cap < b->len + n + 1) cap *= 2;
-  b->p = wisp_realloc(b->p, cap);
-  b->cap = cap;
-}
+/* Short names for the writer's calls, as the renderers below use them. */
+static void sb_add(wisp_json_writer *b, const char *s, size_t n) { wisp_json_writer_raw(b, s, n); }
 
-static void sb_add(sbuf *b, const char *s, size_t n) {
-  sb_reserve(b, n);
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
+static void sb_printf(wisp_json_writer *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(wisp_json_writer *b, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
+  wisp_json_writer_vprintf(b, fmt, ap);
   va_end(ap);
-  if (n <= 0) return;
-  sb_reserve(b, (size_t)n);
-  va_start(ap, fmt);
-  vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-  va_end(ap);
-  b->len += (size_t)n;
 }
 
-static void sb_free(sbuf *b) {
-  free(b->p);
-  memset(b, 0, sizeof(*b));
-}
+/* "key": value (NULL string: null), with a leading comma unless first. */
+static void json_key(wisp_json_writer *b, const char *key) { wisp_json_writer_key(b, key); }
 
-/* "key": "value" (NULL value: null), with a leading comma unless first. */
-static void json_key(sbuf *b, const char *key) {
-  if (b->len && b->p[b->len - 1] != '{' && b->p[b->len - 1] != '[') sb_add(b, ",", 1);
-  sb_printf(b, "\"%s\":", key);
-}
-
-static void json_str(sbuf *b, const char *key, const char *val) {
+static void json_str(wisp_json_writer *b, const char *key, const char *val) {
   if (key) json_key(b, key);
-  if (!val) {
-    sb_add(b, "null", 4);
-    return;
-  }
-  sb_add(b, "\"", 1);
-  for (const unsigned char *s = (const unsigned char *)val; *s; s++) {
-    if (*s == '"' || *s == '\\') {
-      char esc[2] = {'\\', (char)*s};
-      sb_add(b, esc, 2);
-    } else if (*s < 0x20 || *s == 0x7f) {
-      sb_printf(b, "\\u%04x", *s);
-    } else {
-      sb_add(b, (const char *)s, 1);
-    }
-  }
-  sb_add(b, "\"", 1);
+  wisp_json_writer_str(b, val);
 }
 
-static void json_int(sbuf *b, const char *key, int64_t val) {
+static void json_int(wisp_json_writer *b, const char *key, int64_t val) {
   json_key(b, key);
-  sb_printf(b, "%" PRId64, val);
+  wisp_json_writer_int(b, val);
 }
 
-static void json_num(sbuf *b, const char *key, double val) {
+static void json_num(wisp_json_writer *b, const char *key, double val) {
   json_key(b, key);
-  sb_printf(b, "%.17g", val); /* the config holds finite values only */
+  wisp_json_writer_double(b, val);
 }
 
-static void json_bool(sbuf *b, const char *key, bool val) {
+static void json_bool(wisp_json_writer *b, const char *key, bool val) {
   json_key(b, key);
-  sb_printf(b, "%s", val ? "true" : "false");
+  wisp_json_writer_bool(b, val);
 }
 
-static void render_certs(sbuf *b, const wisp_proxy *px) {
+static void render_certs(wisp_json_writer *b, const wisp_proxy *px) {
   const wisp_tls_info *info = wisp_tls_get0_info(px->tls);
   bool loaded = wisp_tls_ready(px->tls);
   sb_add(b, "{", 1);
@@ -161,7 +124,7 @@ static void render_certs(sbuf *b, const wisp_proxy *px) {
   sb_add(b, "}\n", 2);
 }
 
-static void render_config(sbuf *b, const wisp_proxy *px) {
+static void render_config(wisp_json_writer *b, const wisp_proxy *px) {
   const wisp_config *cfg = px->cfg;
   sb_add(b, "{", 1);
   json_key(b, "routes");
@@ -231,19 +194,19 @@ static void render_config(sbuf *b, const wisp_proxy *px) {
   sb_add(b, "}\n", 2);
 }
 
-static void metric_head(sbuf *b, const char *name, const char *type, const char *help) {
+static void metric_head(wisp_json_writer *b, const char *name, const char *type, const char *help) {
   sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void metric(sbuf *b, const char *name, const char *type, const char *help, uint64_t val) {
+static void metric(wisp_json_writer *b, const char *name, const char *type, const char *help, uint64_t val) {
   metric_head(b, name, type, help);
   sb_printf(b, "%s %" PRIu64 "\n", name, val);
 }
 
-static void render_admin_metrics(sbuf *b, const wisp_admin *a); /* with the server, below */
+static void render_admin_metrics(wisp_json_writer *b, const wisp_admin *a); /* with the server, below */
 
 /* Connection limits (--max-connections*) and accept pauses (no fds). */
-static void render_listener_metrics(sbuf *b, const wisp_proxy *px) {
+static void render_listener_metrics(wisp_json_writer *b, const wisp_proxy *px) {
   static const char *const kReason[2] = {"max_connections", "max_connections_per_source"};
   metric_head(b, "wisp_connections_limited_total", "counter",
               "Downstream connections closed at accept because a connection limit was reached.");
@@ -268,7 +231,7 @@ static void render_listener_metrics(sbuf *b, const wisp_proxy *px) {
   if (px->admin) render_admin_metrics(b, px->admin);
 }
 
-static void render_metrics(sbuf *b, const wisp_proxy *px, bool ready) {
+static void render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool ready) {
   static const char *const kClass[WISP_STATUS_CLASSES] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx", "other"};
   static const char *const kDir[2] = {"outbound", "inbound"}; /* wisp_direction */
   const wisp_stats *st = &px->stats;
@@ -337,13 +300,12 @@ typedef struct admin_conn {
   uint8_t in[WISP_ADMIN_REQUEST_MAX];
   size_t in_len;
   size_t lingered;     /* bytes dropped while lingering */
-  sbuf out;            /* the whole response */
-  size_t out_pos;
+  wisp_buf out;        /* the whole response; what is still to send */
   bool drain_after;    /* POST /drain: start the drain once the 202 is out */
   char peer[64];
   bool remote;         /* not from loopback: health endpoints only */
   ev_tstamp since;     /* accepted */
-  struct admin_conn *next, *prev;
+  wisp_list link;       /* in wisp_admin.conns, newest first */
 } admin_conn;
 
 struct wisp_admin {
@@ -351,7 +313,7 @@ struct wisp_admin {
   char *name;  /* owned, HOST:PORT */
   int fd;
   wisp_acceptor acc;
-  admin_conn *conns;
+  wisp_list conns;     /* admin_conn.link */
   int nconns;
   uint64_t busy, evicted; /* connections turned away / closed to make room */
 };
@@ -362,14 +324,9 @@ static void conn_free(admin_conn *c) {
   ev_io_stop(loop, &c->io);
   ev_timer_stop(loop, &c->timer);
   close(c->fd);
-  if (c->prev) {
-    c->prev->next = c->next;
-  } else {
-    a->conns = c->next;
-  }
-  if (c->next) c->next->prev = c->prev;
+  wisp_list_unlink(&c->link);
   a->nconns--;
-  sb_free(&c->out);
+  wisp_buf_cleanup(&c->out);
   free(c);
 }
 
@@ -385,7 +342,7 @@ static void conn_watch(admin_conn *c, int events, double timeout) {
 
 /* The response is out: half-close and wait (bounded) for the client's EOF. */
 static void conn_linger(admin_conn *c) {
-  sb_free(&c->out);
+  wisp_buf_cleanup(&c->out);
   c->state = ADMIN_LINGERING;
   if (c->drain_after) {
     c->drain_after = false;
@@ -400,17 +357,17 @@ static void conn_linger(admin_conn *c) {
 }
 
 static void conn_flush(admin_conn *c) {
-  for (int i = 0; i < ADMIN_WRITES_PER_EVENT && c->out_pos < c->out.len; i++) {
-    ssize_t n = send(c->fd, c->out.p + c->out_pos, c->out.len - c->out_pos, MSG_NOSIGNAL);
+  for (int i = 0; i < ADMIN_WRITES_PER_EVENT && wisp_buf_len(&c->out) > 0; i++) {
+    ssize_t n = send(c->fd, wisp_buf_rptr(&c->out), wisp_buf_len(&c->out), MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
     if (n <= 0) {
       conn_free(c); /* the client went away */
       return;
     }
-    c->out_pos += (size_t)n;
+    wisp_buf_consume(&c->out, (size_t)n);
   }
-  if (c->out_pos < c->out.len) {
+  if (wisp_buf_len(&c->out) > 0) {
     if (!(c->io.events & EV_WRITE)) conn_watch(c, EV_WRITE, ADMIN_TIMEOUT);
     return;
   }
@@ -420,14 +377,18 @@ static void conn_flush(admin_conn *c) {
 /* Sends the response and closes. |allow|: an Allow header (405). */
 static void respond(admin_conn *c, int status, const char *ctype, const char *allow, const char *body,
                     size_t body_len, bool head_only) {
-  sbuf *o = &c->out;
-  sb_printf(o, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", status, wisp_admin_reason_phrase(status), ctype,
-            body_len);
-  if (allow) sb_printf(o, "Allow: %s\r\n", allow);
-  sb_printf(o, "Cache-Control: no-store\r\nConnection: close\r\n\r\n");
-  if (!head_only) sb_add(o, body, body_len);
+  wisp_buf *o = &c->out;
+  const size_t limit = ADMIN_HEAD_MAX + ADMIN_BODY_MAX;
+  wisp_err rc = wisp_buf_printf(o, limit, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s",
+                                status, wisp_admin_reason_phrase(status), ctype, body_len, allow ? "Allow: " : "",
+                                allow ? allow : "", allow ? "\r\n" : "");
+  if (rc == WISP_OK) rc = wisp_buf_printf(o, limit, "Cache-Control: no-store\r\nConnection: close\r\n\r\n");
+  if (rc == WISP_OK && !head_only) rc = wisp_buf_append(o, body, body_len, limit);
+  if (rc != WISP_OK) {
+    conn_free(c); /* cannot happen: bodies are bounded by ADMIN_BODY_MAX */
+    return;
+  }
   c->state = ADMIN_WRITING;
-  c->out_pos = 0;
   conn_flush(c);
 }
 
@@ -436,6 +397,17 @@ static void respond_text(admin_conn *c, int status, const char *allow, const cha
   int n = snprintf(body, sizeof(body), "%s\n", text);
   size_t len = n < 0 ? 0 : (size_t)n < sizeof(body) ? (size_t)n : sizeof(body) - 1;
   respond(c, status, "text/plain; charset=utf-8", allow, body, len, head_only);
+}
+
+/* A rendered body, or 500 when it could not be rendered whole. */
+static void respond_body(admin_conn *c, const char *ctype, const wisp_json_writer *body, bool head_only) {
+  if (body->err != WISP_OK) {
+    char text[128];
+    snprintf(text, sizeof(text), "cannot render the response: %s", wisp_err_str(body->err));
+    respond_text(c, 500, NULL, text, head_only);
+    return;
+  }
+  respond(c, 200, ctype, NULL, (const char *)wisp_buf_rptr(&body->out), wisp_buf_len(&body->out), head_only);
 }
 
 static bool proxy_listening(const wisp_proxy *px) {
@@ -477,7 +449,8 @@ static void handle(admin_conn *c, const wisp_admin_request *req) {
     respond_text(c, 403, NULL, text, head);
     return;
   }
-  sbuf body = {0};
+  wisp_json_writer body;
+  wisp_json_writer_init(&body, ADMIN_BODY_MAX, WISP_JSON_ESCAPE_U);
   bool ready;
   switch (ep) {
     case WISP_ADMIN_EP_HEALTHZ:
@@ -489,15 +462,15 @@ static void handle(admin_conn *c, const wisp_admin_request *req) {
       break;
     case WISP_ADMIN_EP_CERTS:
       render_certs(&body, px);
-      respond(c, 200, "application/json", NULL, body.p, body.len, head);
+      respond_body(c, "application/json", &body, head);
       break;
     case WISP_ADMIN_EP_CONFIG:
       render_config(&body, px);
-      respond(c, 200, "application/json", NULL, body.p, body.len, head);
+      respond_body(c, "application/json", &body, head);
       break;
     case WISP_ADMIN_EP_METRICS:
       render_metrics(&body, px, proxy_ready(px, text, sizeof(text)));
-      respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, body.p, body.len, head);
+      respond_body(c, "text/plain; version=0.0.4; charset=utf-8", &body, head);
       break;
     case WISP_ADMIN_EP_DRAIN:
       c->drain_after = !px->draining;
@@ -507,7 +480,7 @@ static void handle(admin_conn *c, const wisp_admin_request *req) {
       respond_text(c, 404, NULL, "no such endpoint", head);
       break;
   }
-  sb_free(&body);
+  wisp_json_writer_cleanup(&body);
 }
 
 static void on_conn_read(admin_conn *c) {
@@ -575,7 +548,7 @@ static void on_conn_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
   }
 }
 
-static void render_admin_metrics(sbuf *b, const wisp_admin *a) {
+static void render_admin_metrics(wisp_json_writer *b, const wisp_admin *a) {
   metric_head(b, "wisp_admin_connections_dropped_total", "counter",
               "Admin connections turned away (busy: every slot answering) or closed to make room for a new one "
               "(evicted: the longest idle without a whole request).");
@@ -606,7 +579,7 @@ static bool in_pool(const admin_conn *c, admin_pool pool, const char *peer) {
 
 static int pool_count(const wisp_admin *a, admin_pool pool, const char *peer) {
   int n = 0;
-  for (const admin_conn *c = a->conns; c; c = c->next) n += in_pool(c, pool, peer);
+  WISP_LIST_FOREACH(it, &a->conns) n += in_pool(WISP_LIST_ELEM(it, admin_conn, link), pool, peer);
   return n;
 }
 
@@ -615,7 +588,8 @@ static int pool_count(const wisp_admin *a, admin_pool pool, const char *peer) {
  * connection that is being answered is never taken. NULL: none. */
 static admin_conn *evictable(wisp_admin *a, admin_pool pool, const char *peer) {
   admin_conn *best = NULL;
-  for (admin_conn *c = a->conns; c; c = c->next) {
+  WISP_LIST_FOREACH(it, &a->conns) {
+    admin_conn *c = WISP_LIST_ELEM(it, admin_conn, link);
     if (c->state == ADMIN_WRITING || !in_pool(c, pool, peer)) continue;
     bool better = !best || (c->state == ADMIN_LINGERING && best->state != ADMIN_LINGERING) ||
                   (c->state == best->state && c->since < best->since);
@@ -682,9 +656,7 @@ static void on_accept(wisp_acceptor *acc, int fd, const wisp_addr *peer) {
   c->io.data = c;
   ev_init(&c->timer, on_conn_timeout);
   c->timer.data = c;
-  c->next = a->conns;
-  if (a->conns) a->conns->prev = c;
-  a->conns = c;
+  wisp_list_push_front(&a->conns, &c->link);
   a->nconns++;
   conn_watch(c, EV_READ, c->remote ? ADMIN_REMOTE_TIMEOUT : ADMIN_TIMEOUT);
 }
@@ -701,6 +673,7 @@ wisp_err wisp_admin_new(wisp_admin **out, wisp_proxy *px, const char *addr, char
     return WISP_ERR_IO;
   }
   wisp_admin *ad = wisp_calloc(1, sizeof(*ad));
+  wisp_list_init(&ad->conns);
   ad->px = px;
   ad->fd = fd;
   ad->name = wisp_strdup(addr);
@@ -719,7 +692,7 @@ wisp_err wisp_admin_new(wisp_admin **out, wisp_proxy *px, const char *addr, char
 
 void wisp_admin_free(wisp_admin *a) {
   if (!a) return;
-  for (int i = 0; a->conns && i <= ADMIN_MAX_CONNS; i++) conn_free(a->conns);
+  WISP_LIST_FOREACH_SAFE(it, &a->conns) conn_free(WISP_LIST_ELEM(it, admin_conn, link));
   wisp_acceptor_stop(&a->acc);
   close(a->fd);
   free(a->name);

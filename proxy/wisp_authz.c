@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
@@ -115,17 +114,6 @@ static char *read_file(const char *path, size_t *out_len, char *err, size_t err_
   return buf;
 }
 
-static bool file_changed(wisp_proxy *px) {
-  struct stat st;
-  if (stat(px->cfg->policy_file, &st) != 0) return false; /* gone mid-update: keep what we have */
-  bool changed = st.st_mtim.tv_sec != px->policy_mtime.tv_sec || st.st_mtim.tv_nsec != px->policy_mtime.tv_nsec ||
-                 st.st_ino != px->policy_ino || st.st_size != px->policy_size;
-  px->policy_mtime = st.st_mtim;
-  px->policy_ino = st.st_ino;
-  px->policy_size = st.st_size;
-  return changed;
-}
-
 static wisp_err load_file(wisp_proxy *px, char *err, size_t err_len) {
   size_t len = 0;
   char *yaml = read_file(px->cfg->policy_file, &len, err, err_len);
@@ -141,12 +129,18 @@ static void on_policy_poll(struct ev_loop *loop, ev_timer *w, int revents) {
   char err[1024];
   /* A refused policy is logged where it is judged (wisp_authz_apply, with
    * "the last good policy stays in force"); only read errors are new here. */
-  if (file_changed(px) && load_file(px, err, sizeof(err)) == WISP_ERR_IO) WISP_ERROR("policy: %s", err);
+  if (wisp_filewatch_changed(&px->policy_watch) && load_file(px, err, sizeof(err)) == WISP_ERR_IO)
+    WISP_ERROR("policy: %s", err);
 }
 
 wisp_err wisp_authz_start(wisp_proxy *px, char *err, size_t err_len) {
   if (!px->cfg->policy_file) return WISP_OK;
-  (void)file_changed(px);
+  const char *path = px->cfg->policy_file;
+  size_t bad;
+  if (wisp_filewatch_init(&px->policy_watch, &path, 1, &bad) != WISP_OK) {
+    snprintf(err, err_len, "cannot read %s: %s", path, strerror(errno));
+    return WISP_ERR_IO;
+  }
   WISP_GUARD(load_file(px, err, err_len)); /* a bad file at start is a start-up error */
   double every = px->cfg->reload_interval > 0 && px->cfg->reload_interval < POLICY_POLL_MAX ? px->cfg->reload_interval
                                                                                            : POLICY_POLL_MAX;
@@ -158,6 +152,7 @@ wisp_err wisp_authz_start(wisp_proxy *px, char *err, size_t err_len) {
 
 void wisp_authz_cleanup(wisp_proxy *px) {
   if (px->loop) ev_timer_stop(px->loop, &px->policy_poll);
+  wisp_filewatch_cleanup(&px->policy_watch);
   wisp_policy_view_free(px->view);
   wisp_policy_free(px->policy);
   px->view = NULL;

@@ -6,6 +6,8 @@
 #include <time.h>
 
 #include "control/wispctl/wispctl.h"
+#include "lib/wisp_json.h"
+#include "lib/wisp_rpc_client.h"
 #include "lib/wisp_spiffe.h"
 
 
@@ -136,77 +138,70 @@ static void print_table(FILE *f, const Wisp__V1__StatusResponse *st, int64_t now
 
 /* ---- JSON ---- */
 
-static void json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-    switch (*p) {
-      case '"':
-        fputs("\\\"", f);
-        break;
-      case '\\':
-        fputs("\\\\", f);
-        break;
-      case '\n':
-        fputs("\\n", f);
-        break;
-      case '\r':
-        fputs("\\r", f);
-        break;
-      case '\t':
-        fputs("\\t", f);
-        break;
-      default:
-        if (*p < 0x20) {
-          fprintf(f, "\\u%04x", *p);
-        } else {
-          fputc(*p, f);
-        }
-    }
-  }
-  fputc('"', f);
+/* One proxy's object at most: its strings came in one status answer (at
+ * most WISP_RPCC_MAX_MSG bytes), escaped at most 6 bytes a byte. */
+#define JSON_PIECE_MAX (6u * WISP_RPCC_MAX_MSG + 4096)
+
+/* The document is written a piece at a time (the head, each proxy, the
+ * tail), so memory stays bounded by one piece however many proxies. */
+static void flush_piece(wisp_json_writer *w, FILE *f) {
+  if (w->err != WISP_OK) return;
+  fwrite(wisp_buf_rptr(&w->out), 1, wisp_buf_len(&w->out), f);
+  wisp_buf_consume(&w->out, wisp_buf_len(&w->out));
 }
 
-static void json_time(FILE *f, const char *indent, const char *key, int64_t unix_s, bool last) {
+/* A string, escaped as people read it (\n, not \u000a); NULL: "". */
+static void put_str(wisp_json_writer *w, const char *s) { wisp_json_writer_str(w, s ? s : ""); }
+
+static void put_text(wisp_json_writer *w, const char *s) { wisp_json_writer_raw(w, s, strlen(s)); }
+
+static void json_time(wisp_json_writer *w, const char *indent, const char *key, int64_t unix_s, bool last) {
   char t[64];
   wispctl_format_time(t, sizeof(t), unix_s);
-  fprintf(f, "%s\"%s\": ", indent, key);
+  wisp_json_writer_printf(w, "%s\"%s\": ", indent, key);
   if (unix_s) {
-    json_str(f, t);
+    put_str(w, t);
   } else {
-    fputs("null", f);
+    put_text(w, "null");
   }
-  fprintf(f, ",\n%s\"%s_unix\": %lld%s\n", indent, key, (long long)unix_s, last ? "" : ",");
+  wisp_json_writer_printf(w, ",\n%s\"%s_unix\": %lld%s\n", indent, key, (long long)unix_s, last ? "" : ",");
 }
 
-static void print_json(FILE *f, const Wisp__V1__StatusResponse *st) {
-  fputs("{\n  \"version\": ", f);
-  json_str(f, st->version);
-  fputs(",\n", f);
-  json_time(f, "  ", "ca_not_after", st->ca_not_after_unix, false);
-  fprintf(f, "  \"bundle_roots\": %u,\n  \"proxies\": [", st->bundle_roots);
+static wisp_err print_json(FILE *f, const Wisp__V1__StatusResponse *st) {
+  wisp_json_writer w;
+  wisp_json_writer_init(&w, JSON_PIECE_MAX, WISP_JSON_ESCAPE_SHORT);
+  put_text(&w, "{\n  \"version\": ");
+  put_str(&w, st->version);
+  put_text(&w, ",\n");
+  json_time(&w, "  ", "ca_not_after", st->ca_not_after_unix, false);
+  wisp_json_writer_printf(&w, "  \"bundle_roots\": %u,\n  \"proxies\": [", st->bundle_roots);
   for (size_t k = 0; k < st->n_proxies; k++) {
     const Wisp__V1__ProxyStatus *p = st->proxies[k];
-    fputs(k ? ",\n    {\n" : "\n    {\n", f);
-    fputs("      \"spiffe_id\": ", f);
-    json_str(f, p->spiffe_id);
-    fprintf(f, ",\n      \"connected\": %s,\n      \"acked_version\": ", p->connected ? "true" : "false");
-    json_str(f, p->acked_version);
-    fputs(",\n      \"last_nack_error\": ", f);
-    json_str(f, p->last_nack_error);
-    fputs(",\n      \"svid_serial\": ", f);
-    json_str(f, p->svid_serial);
-    fputs(",\n", f);
-    json_time(f, "      ", "svid_not_after", p->svid_not_after_unix, false);
-    json_time(f, "      ", "last_seen", p->last_seen_unix, true);
-    fputs("    }", f);
+    flush_piece(&w, f);
+    put_text(&w, k ? ",\n    {\n" : "\n    {\n");
+    put_text(&w, "      \"spiffe_id\": ");
+    put_str(&w, p->spiffe_id);
+    wisp_json_writer_printf(&w, ",\n      \"connected\": %s,\n      \"acked_version\": ",
+                            p->connected ? "true" : "false");
+    put_str(&w, p->acked_version);
+    put_text(&w, ",\n      \"last_nack_error\": ");
+    put_str(&w, p->last_nack_error);
+    put_text(&w, ",\n      \"svid_serial\": ");
+    put_str(&w, p->svid_serial);
+    put_text(&w, ",\n");
+    json_time(&w, "      ", "svid_not_after", p->svid_not_after_unix, false);
+    json_time(&w, "      ", "last_seen", p->last_seen_unix, true);
+    put_text(&w, "    }");
   }
-  fputs(st->n_proxies ? "\n  ]\n}\n" : "]\n}\n", f);
+  put_text(&w, st->n_proxies ? "\n  ]\n}\n" : "]\n}\n");
+  flush_piece(&w, f);
+  wisp_err rc = w.err;
+  wisp_json_writer_cleanup(&w);
+  return rc;
 }
 
-void wispctl_print_status(FILE *f, const Wisp__V1__StatusResponse *st, bool json, int64_t now) {
-  if (json) {
-    print_json(f, st);
-  } else {
-    print_table(f, st, now);
-  }
+wisp_err wispctl_print_status(FILE *f, const Wisp__V1__StatusResponse *st, bool json, int64_t now) {
+  if (json) return print_json(f, st);
+  print_table(f, st, now);
+  return WISP_OK;
 }

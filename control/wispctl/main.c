@@ -279,8 +279,12 @@ static int cmd_status(const args *a) {
   ProtobufCMessage *m = NULL;
   rc = wispctl_call(&a->o, "status", "/wisp.v1.Admin/Status", &req.base, &wisp__v1__status_response__descriptor, &m);
   if (rc) return rc;
-  wispctl_print_status(stdout, (const Wisp__V1__StatusResponse *)m, a->json, now_unix());
+  wisp_err prc = wispctl_print_status(stdout, (const Wisp__V1__StatusResponse *)m, a->json, now_unix());
   protobuf_c_message_free_unpacked(m, NULL);
+  if (prc != WISP_OK) {
+    fprintf(stderr, "wispctl: status: cannot print the answer: %s\n", wisp_err_str(prc));
+    return WISPCTL_EXIT_FAIL;
+  }
   return 0;
 }
 

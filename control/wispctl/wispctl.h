@@ -17,6 +17,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "lib/wisp_err.h"
 #include "wisp/v1/admin.pb-c.h"
 
 #define WISPCTL_DEFAULT_AGENT "unix:///run/wisp/agent.sock"
@@ -44,7 +45,8 @@ void wispctl_format_span(char *out, size_t out_len, int64_t seconds);
 /* "2025-06-01T12:00:00Z (in 23h59m)", "... (expired 2h ago)"; "-" for 0. */
 void wispctl_format_expiry(char *out, size_t out_len, int64_t unix_s, int64_t now);
 
-/* `wispctl status` output: a table, or JSON with |json|. */
-void wispctl_print_status(FILE *f, const Wisp__V1__StatusResponse *st, bool json, int64_t now);
+/* `wispctl status` output: a table, or JSON with |json|. Fails (with
+ * WISP_ERR_TOO_BIG) only for an answer too large to render. */
+wisp_err wispctl_print_status(FILE *f, const Wisp__V1__StatusResponse *st, bool json, int64_t now) WISP_MUST_CHECK;
 
 #endif

@@ -1,0 +1,177 @@
+#include "lib/wisp_json.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* wisp_buf_append with the common case inline: log lines put a few dozen
+ * short pieces per request, and this is on that path (no printf here
+ * either, but for %.17g). */
+static inline wisp_err put(wisp_buf *b, const void *s, size_t n, size_t limit) {
+  if (n && b->cap - b->wpos >= n && wisp_buf_len(b) + n <= limit) {
+    memcpy(b->data + b->wpos, s, n);
+    b->wpos += n;
+    return WISP_OK;
+  }
+  return wisp_buf_append(b, s, n, limit);
+}
+
+static inline bool needs_escape(unsigned char c, wisp_json_escape esc) {
+  return c < 0x20 || c == '"' || c == '\\' || (c == 0x7f && esc == WISP_JSON_ESCAPE_U);
+}
+
+/* Writes the escape of |c| to |e|; returns its length. */
+static size_t escape_byte(unsigned char c, wisp_json_escape esc, char e[6]) {
+  static const char hex[] = "0123456789abcdef";
+  e[0] = '\\';
+  if (c == '"' || c == '\\') {
+    e[1] = (char)c;
+    return 2;
+  }
+  if (esc == WISP_JSON_ESCAPE_SHORT && (c == '\n' || c == '\r' || c == '\t')) {
+    e[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+    return 2;
+  }
+  e[1] = 'u';
+  e[2] = '0';
+  e[3] = '0';
+  e[4] = hex[c >> 4];
+  e[5] = hex[c & 15];
+  return 6;
+}
+
+static wisp_err put_escaped(wisp_buf *b, const char *s, size_t len, wisp_json_escape esc, size_t limit) {
+  WISP_GUARD(put(b, "\"", 1, limit));
+  size_t i = 0;
+  while (i < len) {
+    size_t run = i;
+    while (run < len && !needs_escape((unsigned char)s[run], esc)) run++;
+    if (run > i) WISP_GUARD(put(b, s + i, run - i, limit)); /* plain runs are copied whole */
+    if (run == len) break;
+    char e[6];
+    WISP_GUARD(put(b, e, escape_byte((unsigned char)s[run], esc, e), limit));
+    i = run + 1;
+  }
+  return put(b, "\"", 1, limit);
+}
+
+wisp_err wisp_json_put_str(wisp_buf *b, const char *s, size_t len, wisp_json_escape esc, size_t limit) {
+  size_t mark = wisp_buf_len(b);
+  wisp_err rc = put_escaped(b, s, len, esc, limit);
+  if (rc != WISP_OK) wisp_buf_truncate(b, mark);
+  return rc;
+}
+
+wisp_err wisp_json_put_key(wisp_buf *b, const char *key, size_t limit) {
+  size_t mark = wisp_buf_len(b);
+  char last = mark ? (char)b->data[b->wpos - 1] : '{';
+  wisp_err rc = last == '{' || last == '[' ? put(b, "\"", 1, limit) : put(b, ",\"", 2, limit);
+  if (rc == WISP_OK) rc = put(b, key, strlen(key), limit);
+  if (rc == WISP_OK) rc = put(b, "\":", 2, limit);
+  if (rc != WISP_OK) wisp_buf_truncate(b, mark);
+  return rc;
+}
+
+/* Writes |v| in decimal to |out| (at most 20 digits and a sign). */
+static size_t fmt_int(char *out, int64_t v) {
+  char tmp[24];
+  size_t n = 0, o = 0;
+  uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+  do {
+    tmp[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0) out[o++] = '-';
+  while (n) out[o++] = tmp[--n];
+  return o;
+}
+
+wisp_err wisp_json_put_int(wisp_buf *b, int64_t v, size_t limit) {
+  char num[24];
+  return put(b, num, fmt_int(num, v), limit);
+}
+
+wisp_err wisp_json_put_double(wisp_buf *b, double v, size_t limit) {
+  if (!isfinite(v)) return wisp_json_put_null(b, limit);
+  char num[32];
+  int n = snprintf(num, sizeof(num), "%.17g", v);
+  WISP_ENSURE(n > 0 && (size_t)n < sizeof(num), WISP_ERR_INTERNAL);
+  return put(b, num, (size_t)n, limit);
+}
+
+wisp_err wisp_json_put_fixed3(wisp_buf *b, double v, size_t limit) {
+  /* Beyond this the milli count leaves int64's exact range. */
+  if (!isfinite(v) || fabs(v) >= 9e15) return wisp_json_put_double(b, v, limit);
+  int64_t milli = (int64_t)(v * 1000.0 + (v < 0 ? -0.5 : 0.5));
+  uint64_t mag = milli < 0 ? (uint64_t)0 - (uint64_t)milli : (uint64_t)milli;
+  char num[32];
+  size_t n = 0;
+  if (milli < 0) num[n++] = '-';
+  n += fmt_int(num + n, (int64_t)(mag / 1000));
+  num[n++] = '.';
+  num[n++] = (char)('0' + mag / 100 % 10);
+  num[n++] = (char)('0' + mag / 10 % 10);
+  num[n++] = (char)('0' + mag % 10);
+  return put(b, num, n, limit);
+}
+
+wisp_err wisp_json_put_bool(wisp_buf *b, bool v, size_t limit) {
+  return v ? put(b, "true", 4, limit) : put(b, "false", 5, limit);
+}
+
+wisp_err wisp_json_put_null(wisp_buf *b, size_t limit) { return put(b, "null", 4, limit); }
+
+/* ---- a document writer ---- */
+
+void wisp_json_writer_init(wisp_json_writer *w, size_t limit, wisp_json_escape esc) {
+  memset(w, 0, sizeof(*w));
+  w->limit = limit;
+  w->esc = esc;
+}
+
+void wisp_json_writer_cleanup(wisp_json_writer *w) {
+  wisp_buf_cleanup(&w->out);
+  w->err = WISP_OK;
+}
+
+/* Keeps the first failure. */
+static void keep(wisp_json_writer *w, wisp_err rc) {
+  if (w->err == WISP_OK) w->err = rc;
+}
+
+void wisp_json_writer_raw(wisp_json_writer *w, const char *s, size_t len) {
+  if (w->err == WISP_OK) keep(w, wisp_buf_append(&w->out, s, len, w->limit));
+}
+
+void wisp_json_writer_vprintf(wisp_json_writer *w, const char *fmt, va_list ap) {
+  if (w->err == WISP_OK) keep(w, wisp_buf_vprintf(&w->out, w->limit, fmt, ap));
+}
+
+void wisp_json_writer_printf(wisp_json_writer *w, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  wisp_json_writer_vprintf(w, fmt, ap);
+  va_end(ap);
+}
+
+void wisp_json_writer_key(wisp_json_writer *w, const char *key) {
+  if (w->err == WISP_OK) keep(w, wisp_json_put_key(&w->out, key, w->limit));
+}
+
+void wisp_json_writer_str(wisp_json_writer *w, const char *s) {
+  if (w->err != WISP_OK) return;
+  keep(w, s ? wisp_json_put_str(&w->out, s, strlen(s), w->esc, w->limit) : wisp_json_put_null(&w->out, w->limit));
+}
+
+void wisp_json_writer_int(wisp_json_writer *w, int64_t v) {
+  if (w->err == WISP_OK) keep(w, wisp_json_put_int(&w->out, v, w->limit));
+}
+
+void wisp_json_writer_double(wisp_json_writer *w, double v) {
+  if (w->err == WISP_OK) keep(w, wisp_json_put_double(&w->out, v, w->limit));
+}
+
+void wisp_json_writer_bool(wisp_json_writer *w, bool v) {
+  if (w->err == WISP_OK) keep(w, wisp_json_put_bool(&w->out, v, w->limit));
+}

@@ -1,0 +1,305 @@
+/* Unit tests for lib/wisp_json: exact bytes for every escape and number
+ * form, all-or-nothing writes at the limit, and byte-for-byte agreement
+ * with the three escapers it replaced (the admin listener's and wispctl's,
+ * kept below as oracles; the log's forms are pinned by log_test). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/wisp_json.h"
+#include "tests/unit/test_util.h"
+
+#define BIG ((size_t)1 << 20)
+
+/* The unread bytes of |b| as a NUL-terminated string (static storage). */
+static const char *text(const wisp_buf *b) {
+  static char out[4096];
+  size_t n = wisp_buf_len(b);
+  assert_true(n < sizeof(out));
+  if (n) memcpy(out, wisp_buf_rptr(b), n);
+  out[n] = '\0';
+  return out;
+}
+
+static void expect_str(const char *in, size_t len, wisp_json_escape esc, const char *want) {
+  wisp_buf b = {0};
+  assert_int_equal(wisp_json_put_str(&b, in, len, esc, BIG), WISP_OK);
+  assert_string_equal(text(&b), want);
+  wisp_buf_cleanup(&b);
+}
+
+static void test_escape_u(void **state) {
+  (void)state;
+  expect_str("plain", 5, WISP_JSON_ESCAPE_U, "\"plain\"");
+  expect_str("", 0, WISP_JSON_ESCAPE_U, "\"\"");
+  expect_str("a\"b\\c", 5, WISP_JSON_ESCAPE_U, "\"a\\\"b\\\\c\"");
+  expect_str("l1\nl2\r\t", 7, WISP_JSON_ESCAPE_U, "\"l1\\u000al2\\u000d\\u0009\"");
+  expect_str("\x01\x1f\x7f", 3, WISP_JSON_ESCAPE_U, "\"\\u0001\\u001f\\u007f\"");
+  expect_str("nul\0in", 6, WISP_JSON_ESCAPE_U, "\"nul\\u0000in\"");
+  expect_str("caf\xc3\xa9 \xff", 7, WISP_JSON_ESCAPE_U, "\"caf\xc3\xa9 \xff\""); /* bytes >= 0x80 as they are */
+}
+
+static void test_escape_short(void **state) {
+  (void)state;
+  expect_str("l1\nl2\r\t", 7, WISP_JSON_ESCAPE_SHORT, "\"l1\\nl2\\r\\t\"");
+  expect_str("\x01\x1f", 2, WISP_JSON_ESCAPE_SHORT, "\"\\u0001\\u001f\"");
+  expect_str("del\x7f", 4, WISP_JSON_ESCAPE_SHORT, "\"del\x7f\"");
+  expect_str("q\"b\\", 4, WISP_JSON_ESCAPE_SHORT, "\"q\\\"b\\\\\"");
+}
+
+static void test_key_commas(void **state) {
+  (void)state;
+  wisp_buf b = {0};
+  assert_int_equal(wisp_json_put_key(&b, "a", BIG), WISP_OK); /* empty: no comma */
+  assert_string_equal(text(&b), "\"a\":");
+  wisp_buf_cleanup(&b);
+  assert_int_equal(wisp_buf_append(&b, "{", 1, BIG), WISP_OK);
+  assert_int_equal(wisp_json_put_key(&b, "a", BIG), WISP_OK);
+  assert_int_equal(wisp_json_put_int(&b, 1, BIG), WISP_OK);
+  assert_int_equal(wisp_json_put_key(&b, "l", BIG), WISP_OK);
+  assert_int_equal(wisp_buf_append(&b, "[", 1, BIG), WISP_OK);
+  assert_int_equal(wisp_buf_append(&b, "{", 1, BIG), WISP_OK);
+  assert_int_equal(wisp_json_put_key(&b, "x", BIG), WISP_OK);
+  assert_int_equal(wisp_json_put_null(&b, BIG), WISP_OK);
+  assert_int_equal(wisp_buf_append(&b, "}]", 2, BIG), WISP_OK);
+  assert_int_equal(wisp_json_put_key(&b, "t", BIG), WISP_OK);
+  assert_int_equal(wisp_json_put_bool(&b, true, BIG), WISP_OK);
+  assert_int_equal(wisp_json_put_key(&b, "f", BIG), WISP_OK);
+  assert_int_equal(wisp_json_put_bool(&b, false, BIG), WISP_OK);
+  assert_string_equal(text(&b), "{\"a\":1,\"l\":[{\"x\":null}],\"t\":true,\"f\":false");
+  wisp_buf_cleanup(&b);
+}
+
+static void expect_num(wisp_err (*put)(wisp_buf *, double, size_t), double v, const char *want) {
+  wisp_buf b = {0};
+  assert_int_equal(put(&b, v, BIG), WISP_OK);
+  assert_string_equal(text(&b), want);
+  wisp_buf_cleanup(&b);
+}
+
+static void test_numbers(void **state) {
+  (void)state;
+  static const struct {
+    int64_t v;
+    const char *want;
+  } kInts[] = {{0, "0"}, {-1, "-1"}, {1234567890, "1234567890"}, {INT64_MAX, "9223372036854775807"},
+               {INT64_MIN, "-9223372036854775808"}};
+  for (size_t i = 0; i < sizeof(kInts) / sizeof(kInts[0]); i++) {
+    wisp_buf b = {0};
+    assert_int_equal(wisp_json_put_int(&b, kInts[i].v, BIG), WISP_OK);
+    assert_string_equal(text(&b), kInts[i].want);
+    wisp_buf_cleanup(&b);
+  }
+  expect_num(wisp_json_put_double, 0.1, "0.10000000000000001");
+  expect_num(wisp_json_put_double, 30, "30");
+  expect_num(wisp_json_put_double, NAN, "null");
+  expect_num(wisp_json_put_double, -INFINITY, "null");
+  expect_num(wisp_json_put_fixed3, 1.5, "1.500");
+  expect_num(wisp_json_put_fixed3, 0.25, "0.250");
+  expect_num(wisp_json_put_fixed3, -2.25, "-2.250");
+  expect_num(wisp_json_put_fixed3, -0.0004, "0.000");
+  expect_num(wisp_json_put_fixed3, 9e15, "9000000000000000");
+  expect_num(wisp_json_put_fixed3, INFINITY, "null");
+}
+
+/* Every call at every limit either writes its whole text or leaves the
+ * buffer as it was with WISP_ERR_TOO_BIG. */
+static void test_all_or_nothing(void **state) {
+  (void)state;
+  static const char kPrefix[] = "{\"k\":1";
+  const size_t plen = sizeof(kPrefix) - 1;
+  for (int what = 0; what < 5; what++) {
+    const char *full = NULL;
+    for (size_t limit = plen; limit < plen + 40; limit++) {
+      wisp_buf b = {0};
+      assert_int_equal(wisp_buf_append(&b, kPrefix, plen, BIG), WISP_OK);
+      wisp_err rc = WISP_OK;
+      switch (what) {
+        case 0: rc = wisp_json_put_str(&b, "a\nb\"c", 5, WISP_JSON_ESCAPE_U, limit); break;
+        case 1: rc = wisp_json_put_key(&b, "key", limit); break;
+        case 2: rc = wisp_json_put_int(&b, -123456, limit); break;
+        case 3: rc = wisp_json_put_fixed3(&b, 12.5, limit); break;
+        default: rc = wisp_json_put_double(&b, 0.1, limit); break;
+      }
+      if (rc == WISP_OK) {
+        if (!full) full = strdup(text(&b));
+        assert_string_equal(text(&b), full); /* the same text at any limit that fits */
+        assert_true(wisp_buf_len(&b) <= limit);
+      } else {
+        assert_int_equal(rc, WISP_ERR_TOO_BIG);
+        assert_null(full); /* a larger limit never fails after a smaller one fit */
+        assert_int_equal(wisp_buf_len(&b), plen);
+        assert_memory_equal(wisp_buf_rptr(&b), kPrefix, plen);
+      }
+      wisp_buf_cleanup(&b);
+    }
+    assert_non_null(full);
+    free((void *)full);
+  }
+}
+
+/* The writer: a document of every piece, then a failure that is kept. */
+static void test_writer(void **state) {
+  (void)state;
+  wisp_json_writer w;
+  wisp_json_writer_init(&w, 80, WISP_JSON_ESCAPE_U);
+  wisp_json_writer_raw(&w, "{", 1);
+  wisp_json_writer_key(&w, "s");
+  wisp_json_writer_str(&w, "a\n");
+  wisp_json_writer_key(&w, "n");
+  wisp_json_writer_str(&w, NULL);
+  wisp_json_writer_key(&w, "i");
+  wisp_json_writer_int(&w, -7);
+  wisp_json_writer_key(&w, "d");
+  wisp_json_writer_double(&w, 0.5);
+  wisp_json_writer_key(&w, "b");
+  wisp_json_writer_bool(&w, true);
+  wisp_json_writer_printf(&w, ",\"p\":%d}", 3);
+  assert_int_equal(w.err, WISP_OK);
+  const char *want = "{\"s\":\"a\\u000a\",\"n\":null,\"i\":-7,\"d\":0.5,\"b\":true,\"p\":3}";
+  assert_string_equal(text(&w.out), want);
+  /* Past the limit: the failing piece is not written, nor anything after. */
+  char big[100];
+  memset(big, 'x', sizeof(big) - 1);
+  big[sizeof(big) - 1] = '\0';
+  wisp_json_writer_str(&w, big);
+  assert_int_equal(w.err, WISP_ERR_TOO_BIG);
+  wisp_json_writer_raw(&w, "]", 1);
+  wisp_json_writer_int(&w, 1);
+  assert_string_equal(text(&w.out), want);
+  wisp_json_writer_cleanup(&w);
+  assert_int_equal(w.err, WISP_OK);
+  assert_int_equal(wisp_buf_len(&w.out), 0);
+  wisp_json_writer_int(&w, 1); /* usable again, same limit */
+  assert_string_equal(text(&w.out), "1");
+  wisp_json_writer_cleanup(&w);
+}
+
+/* ---- the escapers wisp_json replaced, as they were ------------------------- */
+
+/* proxy/wisp_admin.c's json_str (without the key). */
+static void old_admin_str(char *out, size_t *n, const char *val) {
+  out[(*n)++] = '"';
+  for (const unsigned char *s = (const unsigned char *)val; *s; s++) {
+    if (*s == '"' || *s == '\\') {
+      out[(*n)++] = '\\';
+      out[(*n)++] = (char)*s;
+    } else if (*s < 0x20 || *s == 0x7f) {
+      *n += (size_t)sprintf(out + *n, "\\u%04x", *s);
+    } else {
+      out[(*n)++] = (char)*s;
+    }
+  }
+  out[(*n)++] = '"';
+}
+
+/* control/wispctl/format.c's json_str. */
+static void old_wispctl_str(FILE *f, const char *s) {
+  fputc('"', f);
+  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+    switch (*p) {
+      case '"': fputs("\\\"", f); break;
+      case '\\': fputs("\\\\", f); break;
+      case '\n': fputs("\\n", f); break;
+      case '\r': fputs("\\r", f); break;
+      case '\t': fputs("\\t", f); break;
+      default:
+        if (*p < 0x20) {
+          fprintf(f, "\\u%04x", *p);
+        } else {
+          fputc(*p, f);
+        }
+    }
+  }
+  fputc('"', f);
+}
+
+static void test_same_bytes_as_before(void **state) {
+  (void)state;
+  char in[64];
+  char want[64 * 6 + 8];
+  srand(12345);
+  for (int round = 0; round < 3000; round++) {
+    size_t len = (size_t)(rand() % 40);
+    for (size_t i = 0; i < len; i++) {
+      /* Every byte but NUL (the old escapers took C strings), often special. */
+      int r = rand() % 4;
+      in[i] = (char)(r == 0 ? 1 + rand() % 0x20 : r == 1 ? "\"\\\x7f\n\r\t"[rand() % 6] : 1 + rand() % 255);
+    }
+    in[len] = '\0';
+    if (round < 255) { /* first, each byte alone */
+      in[0] = (char)(round + 1);
+      in[1] = '\0';
+      len = 1;
+    }
+    size_t n = 0;
+    old_admin_str(want, &n, in);
+    wisp_buf b = {0};
+    assert_int_equal(wisp_json_put_str(&b, in, len, WISP_JSON_ESCAPE_U, BIG), WISP_OK);
+    assert_int_equal(wisp_buf_len(&b), n);
+    assert_memory_equal(wisp_buf_rptr(&b), want, n);
+    wisp_buf_cleanup(&b);
+
+    char *mem = NULL;
+    size_t mlen = 0;
+    FILE *f = open_memstream(&mem, &mlen);
+    assert_non_null(f);
+    old_wispctl_str(f, in);
+    fclose(f);
+    assert_int_equal(wisp_json_put_str(&b, in, len, WISP_JSON_ESCAPE_SHORT, BIG), WISP_OK);
+    assert_int_equal(wisp_buf_len(&b), mlen);
+    assert_memory_equal(wisp_buf_rptr(&b), mem, mlen);
+    wisp_buf_cleanup(&b);
+    free(mem);
+  }
+}
+
+/* ---- wisp_buf_printf and wisp_buf_truncate, which the writers use --------- */
+
+static void test_buf_printf(void **state) {
+  (void)state;
+  wisp_buf b = {0};
+  assert_int_equal(wisp_buf_printf(&b, 64, "%s=%d", "n", 42), WISP_OK);
+  assert_string_equal(text(&b), "n=42");
+  assert_int_equal(wisp_buf_printf(&b, 64, "%s", ""), WISP_OK);
+  assert_string_equal(text(&b), "n=42");
+  /* Past the limit: refused, unchanged. */
+  assert_int_equal(wisp_buf_printf(&b, 8, "%s", "12345"), WISP_ERR_TOO_BIG);
+  assert_string_equal(text(&b), "n=42");
+  /* Longer than the storage: grows. */
+  char big[6000];
+  memset(big, 'x', sizeof(big) - 1);
+  big[sizeof(big) - 1] = '\0';
+  assert_int_equal(wisp_buf_printf(&b, BIG, "[%s]", big), WISP_OK);
+  assert_int_equal(wisp_buf_len(&b), 4 + 2 + sizeof(big) - 1);
+  wisp_buf_truncate(&b, 2);
+  assert_string_equal(text(&b), "n=");
+  wisp_buf_truncate(&b, 10); /* longer than what is there: nothing */
+  assert_string_equal(text(&b), "n=");
+  wisp_buf_truncate(&b, 0);
+  assert_int_equal(wisp_buf_len(&b), 0);
+  assert_int_equal(b.rpos, 0);
+  wisp_buf_cleanup(&b);
+}
+
+int main(void) {
+  struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_escape_u),
+      cmocka_unit_test(test_escape_short),
+      cmocka_unit_test(test_key_commas),
+      cmocka_unit_test(test_numbers),
+      cmocka_unit_test(test_all_or_nothing),
+      cmocka_unit_test(test_writer),
+      cmocka_unit_test(test_same_bytes_as_before),
+      cmocka_unit_test(test_buf_printf),
+  };
+  return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
+}
