@@ -14,8 +14,8 @@
 # plaintext; a container without a sidecar is refused (STRICT); a
 # `wispctl apply` in the agent pod holds on the next request; a sidecar
 # killed with its join token gone comes back from its SVID cache.
-# Everything made is named with a unique prefix and removed at the end,
-# also on failure.
+# Everything made is named with a unique prefix (wispkt-PID) and removed at
+# the end, also on failure; what a killed run left is removed by the next.
 #   kube_test.sh [WISP_PROXY WISP_AGENT WISPCTL]
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
 WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
@@ -56,21 +56,29 @@ EOF
 pm() { podman "$@"; }
 
 # ---- cleanup: only what carries our prefix ----
-ours() { grep -E "^$KT-" || true; }
+# kube_cleanup [PREFIX]: every podman object named PREFIX-... (default ours).
+# Pods are stopped first: a stopped pod's containers are not restarted.
 kube_cleanup() {
-  local i name
-  for i in 1 2 3 4 5; do
-    [ -n "$(pm pod ls --format '{{.Name}}' 2>/dev/null | ours)" ] || break
-    for name in $(pm pod ls --format '{{.Name}}' 2>/dev/null | ours); do pm pod rm -f -t 0 "$name" >/dev/null 2>&1; done
+  local kt=${1:-$KT} i name
+  named() { grep -E "^$kt-" || true; }
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    [ -n "$(pm pod ls --format '{{.Name}}' 2>/dev/null | named)" ] || break
+    for name in $(pm pod ls --format '{{.Name}}' 2>/dev/null | named); do
+      pm pod stop -t 0 "$name" >/dev/null 2>&1
+      pm pod rm -f -t 0 "$name" >/dev/null 2>&1
+    done
     sleep 0.5
   done
-  for name in $(pm ps -a --format '{{.Names}}' 2>/dev/null | ours); do pm rm -f -t 0 "$name" >/dev/null 2>&1; done
-  for name in $(pm volume ls --format '{{.Name}}' 2>/dev/null | ours); do pm volume rm -f "$name" >/dev/null 2>&1; done
-  for name in $(pm secret ls --format '{{.Name}}' 2>/dev/null | ours); do pm secret rm "$name" >/dev/null 2>&1; done
-  pm network exists "$NET" 2>/dev/null && pm network rm -f "$NET" >/dev/null 2>&1
-  for name in "$IMAGE" "$APPS"; do pm image exists "$name" 2>/dev/null && pm rmi "$name" >/dev/null 2>&1; done
+  for name in $(pm ps -a --format '{{.Names}}' 2>/dev/null | named); do pm rm -f -t 0 "$name" >/dev/null 2>&1; done
+  for name in $(pm volume ls --format '{{.Name}}' 2>/dev/null | named); do pm volume rm -f "$name" >/dev/null 2>&1; done
+  for name in $(pm secret ls --format '{{.Name}}' 2>/dev/null | named); do pm secret rm "$name" >/dev/null 2>&1; done
+  pm network exists "$kt-net" 2>/dev/null && pm network rm -f "$kt-net" >/dev/null 2>&1
+  for name in "localhost/$kt-wisp:$VERSION" "localhost/$kt-apps:1"; do
+    pm image exists "$name" 2>/dev/null && pm rmi "$name" >/dev/null 2>&1
+  done
   return 0
 }
+ours() { grep -E "^$KT-" || true; }
 leftovers() {
   {
     pm pod ls --format '{{.Name}}'
@@ -88,6 +96,16 @@ cleanup() {
 }
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# A run killed before its cleanup (its PID gone) left its objects: they go
+# now. A run still alive (another checkout's) is left alone.
+for stale in $({ pm pod ls --format '{{.Name}}'; pm network ls --format '{{.Name}}'; } 2>/dev/null |
+  sed -n 's/^\(wispkt-[0-9]*\)-.*/\1/p' | sort -u); do
+  if ! kill -0 "${stale#wispkt-}" 2>/dev/null; then
+    echo "# removing what a killed run left: $stale-*"
+    kube_cleanup "$stale"
+  fi
+done
 
 # ---- podman runs here at all ----
 if ! out=$(pm info --format '{{.Host.OCIRuntime.Name}} {{.Host.CgroupsVersion}} {{.Host.NetworkBackend}}' 2>&1); then
