@@ -171,9 +171,20 @@ time.sleep(0.2)
 c = socket.create_connection((sys.argv[1], 15000), timeout=3); c.sendall(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
 print("5th:", c.recv(200).split(b"\r\n")[0].decode())
 time.sleep(1.5)
-print("idle closed:", all(i.recv(1) == b"" for i in idle))' "$SERVER" 2>&1)
-expect_match "one remote address holding 4 idle admin connections: its 5th is refused at once (503)" '5th: HTTP/1.1 503' "$out"
-expect_match "... and the idle ones are closed after 1 s" 'idle closed: True' "$out"
+def ended(s):  # closed, after at most a 408 (timed out) or 503 (evicted)
+    data = b""
+    for _ in range(16):
+        chunk = s.recv(4096)
+        if not chunk:
+            return data == b"" or data.startswith((b"HTTP/1.1 408 ", b"HTTP/1.1 503 "))
+        data += chunk
+    return False
+print("idle closed:", all(ended(i) for i in idle))' "$SERVER" 2>&1)
+# Idle connections never lock out a probe (README, admin listener): the 5th
+# connection of an address holding its 4 slots idle is served, and the one
+# that waited longest without a request is closed to make room.
+expect_match "one remote address holding 4 idle admin connections: its 5th is still served (an idle one makes room)" '5th: HTTP/1.1 200' "$out"
+expect_match "... and the idle ones are closed (one evicted with 503, the rest after 1 s)" 'idle closed: True' "$out"
 expect_eq "... and a probe from another address (the client pod, as the exempt proxy uid) gets through" 200 \
   "$(netns_as client $PROXY_UID curl -s --max-time 3 -o /dev/null -w '%{http_code}' "http://$SERVER:15000/ready")"
 
