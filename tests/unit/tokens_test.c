@@ -1,7 +1,8 @@
 /* Unit tests for control/agent/wisp_tokens: spending a join token (one-use,
  * reusable, expired, wrong ID, unknown), the tokens state file (round
- * trip; strict lines; all or nothing), and extreme times that must not
- * overflow. */
+ * trip; strict lines; all or nothing), extreme times that must not
+ * overflow, the store's bound, what pruning keeps, and the order in which
+ * a refusal is decided. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -133,6 +134,119 @@ static void test_extreme_times(void **state) {
   wisp_tokens_cleanup(&t);
 }
 
+/* Tokens are 32 lower-case hex digits, fresh each time; |out| borrows the
+ * new entry. */
+static void test_create_tokens(void **state) {
+  (void)state;
+  wisp_tokens t = {0};
+  for (int i = 0; i < 50; i++) {
+    const wisp_token *tok = NULL;
+    assert_int_equal(wisp_tokens_create(&t, &tok, ID, 1000, 60, false), WISP_OK);
+    assert_ptr_equal(tok, &t.items[t.n - 1]);
+    assert_int_equal(strlen(tok->token), WISP_TOKEN_LEN);
+    assert_int_equal(strspn(tok->token, "0123456789abcdef"), WISP_TOKEN_LEN);
+    assert_string_equal(tok->spiffe_id, ID);
+    assert_true(tok->expires == 1060 && !tok->used && !tok->reusable);
+    for (size_t k = 0; k + 1 < t.n; k++) assert_string_not_equal(t.items[k].token, tok->token);
+  }
+  /* An ID longer than a SPIFFE ID may be is refused; the store is unchanged. */
+  static char long_id[WISP_SPIFFE_MAX + 64];
+  memset(long_id, 'a', sizeof(long_id) - 1);
+  memcpy(long_id, "spiffe://example.org/", 21);
+  const wisp_token *none = NULL;
+  assert_int_equal(wisp_tokens_create(&t, &none, long_id, 1000, 60, false), WISP_ERR_IDENTITY);
+  assert_null(none);
+  assert_int_equal(t.n, 50);
+  wisp_tokens_cleanup(&t);
+  assert_int_equal(t.n, 0);
+  assert_null(t.items);
+}
+
+/* The store holds at most WISP_TOKENS_MAX tokens, whether created or read
+ * from the state file. */
+static void test_store_bound(void **state) {
+  (void)state;
+  wisp_tokens t = {0};
+  for (size_t i = 0; i < WISP_TOKENS_MAX; i++)
+    assert_int_equal(wisp_tokens_create(&t, NULL, ID, 1000, 60, false), WISP_OK);
+  assert_int_equal(wisp_tokens_create(&t, NULL, ID, 1000, 60, false), WISP_ERR_TOO_BIG);
+  assert_int_equal(t.n, WISP_TOKENS_MAX);
+  /* Full: one more line from a file is too many, and nothing is added. */
+  static const char kOne[] = T1 " " ID " 1900000000 0 0\n";
+  assert_int_equal(wisp_tokens_parse(&t, kOne, strlen(kOne)), WISP_ERR_TOO_BIG);
+  assert_int_equal(t.n, WISP_TOKENS_MAX);
+  /* Room for one: a file of two is refused whole. */
+  wisp_tokens_prune(&t, 1060); /* all expired */
+  assert_int_equal(t.n, 0);
+  for (size_t i = 0; i + 1 < WISP_TOKENS_MAX; i++)
+    assert_int_equal(wisp_tokens_create(&t, NULL, ID, 1000, 60, false), WISP_OK);
+  static const char kTwo[] = T1 " " ID " 1900000000 0 0\n" T2 " " ID " 1900000000 0 0\n";
+  assert_int_equal(wisp_tokens_parse(&t, kTwo, strlen(kTwo)), WISP_ERR_TOO_BIG);
+  assert_int_equal(t.n, WISP_TOKENS_MAX - 1);
+  assert_int_equal(wisp_tokens_parse(&t, kOne, strlen(kOne)), WISP_OK);
+  assert_int_equal(t.n, WISP_TOKENS_MAX);
+  assert_string_equal(t.items[t.n - 1].token, T1);
+  wisp_tokens_cleanup(&t);
+}
+
+/* Pruning drops what has expired and keeps spent tokens until then, so a
+ * replayed one-use token is named as used, not unknown. */
+static void test_prune_keeps_spent(void **state) {
+  (void)state;
+  static const char kText[] = T1 " " ID " 2000 0 0\n" T2 " " ID " 1500 1 0\n";
+  wisp_tokens t = {0};
+  char err[256];
+  assert_int_equal(wisp_tokens_parse(&t, kText, strlen(kText)), WISP_OK);
+  assert_int_equal(wisp_tokens_use(&t, T1, ID, 1000, err, sizeof(err)), WISP_OK);
+  wisp_tokens_prune(&t, 1000);
+  assert_int_equal(t.n, 2);
+  assert_int_equal(wisp_tokens_use(&t, T1, ID, 1001, err, sizeof(err)), WISP_ERR_IDENTITY);
+  assert_non_null(strstr(err, "already used"));
+  wisp_tokens_prune(&t, 1500); /* T2 expires at 1500: gone; T1 stays */
+  assert_int_equal(t.n, 1);
+  assert_string_equal(t.items[0].token, T1);
+  assert_int_equal(wisp_tokens_use(&t, T2, ID, 1001, err, sizeof(err)), WISP_ERR_IDENTITY);
+  assert_string_equal(err, "unknown join token");
+  /* A spent token is written as spent: a restarted agent still refuses it. */
+  wisp_buf b = {0};
+  assert_int_equal(wisp_tokens_serialize(&t, &b), WISP_OK);
+  static const char kWant[] = T1 " " ID " 2000 0 1\n";
+  assert_int_equal(wisp_buf_len(&b), strlen(kWant));
+  assert_memory_equal(wisp_buf_rptr(&b), kWant, strlen(kWant));
+  wisp_buf_cleanup(&b);
+  wisp_tokens_prune(&t, 2000);
+  assert_int_equal(t.n, 0);
+  wisp_tokens_cleanup(&t);
+}
+
+/* What a refusal says when several things are wrong: expiry first, then a
+ * spent one-use token, then the wrong ID; a refused use spends nothing. */
+static void test_refusal_order(void **state) {
+  (void)state;
+  static const char kText[] = T1 " " ID " 2000 0 1\n" T2 " " ID " 2000 0 0\n";
+  wisp_tokens t = {0};
+  char err[256];
+  assert_int_equal(wisp_tokens_parse(&t, kText, strlen(kText)), WISP_OK);
+  /* Expired, spent and for another ID: expired. */
+  assert_int_equal(wisp_tokens_use(&t, T1, "spiffe://example.org/x", 2000, err, sizeof(err)), WISP_ERR_IDENTITY);
+  assert_string_equal(err, "join token expired 0s ago");
+  /* Spent and for another ID: spent. */
+  assert_int_equal(wisp_tokens_use(&t, T1, "spiffe://example.org/x", 1999, err, sizeof(err)), WISP_ERR_IDENTITY);
+  assert_non_null(strstr(err, "already used"));
+  /* A wrong ID does not spend the token: the right one still can. */
+  assert_int_equal(wisp_tokens_use(&t, T2, "spiffe://example.org/x", 1000, err, sizeof(err)), WISP_ERR_POLICY);
+  assert_false(t.items[1].used);
+  assert_int_equal(wisp_tokens_use(&t, T2, ID, 1000, err, sizeof(err)), WISP_OK);
+  assert_true(t.items[1].used);
+  /* A token of the wrong length, or one differing in its last digit, is unknown. */
+  assert_int_equal(wisp_tokens_use(&t, T2 "0", ID, 1000, err, sizeof(err)), WISP_ERR_IDENTITY);
+  assert_string_equal(err, "unknown join token");
+  assert_int_equal(wisp_tokens_use(&t, "fedcba9876543210fedcba9876543211", ID, 1000, err, sizeof(err)),
+                   WISP_ERR_IDENTITY);
+  assert_string_equal(err, "unknown join token");
+  wisp_tokens_cleanup(&t);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_spend),
@@ -140,6 +254,10 @@ int main(void) {
       cmocka_unit_test(test_state_strict),
       cmocka_unit_test(test_state_all_or_nothing),
       cmocka_unit_test(test_extreme_times),
+      cmocka_unit_test(test_create_tokens),
+      cmocka_unit_test(test_store_bound),
+      cmocka_unit_test(test_prune_keeps_spent),
+      cmocka_unit_test(test_refusal_order),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }
