@@ -23,11 +23,10 @@
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
+#include "lib/wisp_ca_internal.h"
 #include "lib/wisp_mem.h"
 
-#define RSA_MIN_BITS 2048
-#define RSA_MAX_BITS 8192
-#define CN_MAX 64 /* RFC 5280 ub-common-name */
+
 #define SERIAL_LEN 16
 
 struct wisp_ca {
@@ -40,27 +39,7 @@ struct wisp_ca {
   int64_t not_after_cap;   /* earliest notAfter on |path| */
 };
 
-/* ---- errors --------------------------------------------------------------- */
-
-/* Writes a reason to |err|, clears BoringSSL's error queue (so that nothing
- * stale reaches a later SSL call on this thread) and returns |code|. */
-__attribute__((format(printf, 4, 5))) static wisp_err fail(char *err, size_t err_len,
-                                                            wisp_err code, const char *fmt, ...) {
-  if (err && err_len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-  }
-  ERR_clear_error();
-  return code;
-}
-
-/* The first reason on BoringSSL's error queue, for messages. */
-static const char *ssl_reason(void) {
-  const char *r = ERR_reason_error_string(ERR_peek_error());
-  return r ? r : "no detail";
-}
+/* ---- building certificates --------------------------------------------------- */
 
 static void fmt_time(int64_t t, char *out, size_t out_len) {
   time_t tt = (time_t)t;
@@ -69,118 +48,28 @@ static void fmt_time(int64_t t, char *out, size_t out_len) {
     snprintf(out, out_len, "%lld", (long long)t);
 }
 
-/* ---- small helpers -------------------------------------------------------- */
-
-/* Copies a memory BIO's contents into a new NUL-terminated buffer. */
-static wisp_err bio_take(char **out, size_t *out_len, BIO *b) {
-  const uint8_t *data;
-  size_t len;
-  if (!BIO_mem_contents(b, &data, &len)) return WISP_ERR_INTERNAL;
-  /* An empty BIO gives data == NULL, and memcpy(d, NULL, 0) is UB. */
-  *out = len ? wisp_strndup((const char *)data, len) : wisp_strdup("");
-  *out_len = len;
-  return WISP_OK;
-}
-
-static BIO *mem_bio(const void *data, size_t len) {
-  return BIO_new_mem_buf(data, (int)len); /* callers bound |len| */
-}
-
 static int64_t i64_min(int64_t a, int64_t b) { return a < b ? a : b; }
-
-static wisp_err asn1_time_unix(const ASN1_TIME *tm, int64_t *out) {
-  ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
-  int days = 0, secs = 0;
-  bool ok = epoch && tm && ASN1_TIME_diff(&days, &secs, epoch, tm);
-  ASN1_TIME_free(epoch);
-  if (!ok) {
-    ERR_clear_error();
-    return WISP_ERR_PARSE;
-  }
-  *out = (int64_t)days * 86400 + secs;
-  return WISP_OK;
-}
-
-static const char *curve_name(int nid) {
-  const char *n = EC_curve_nid2nist(nid);
-  if (!n) n = OBJ_nid2sn(nid);
-  return n && nid != NID_undef ? n : "(unknown)";
-}
-
-/* Parses |s| as a SPIFFE ID naming a workload (non-empty path). */
-static wisp_err parse_workload_id(wisp_spiffe_id *out, const char *s, char *err, size_t err_len) {
-  char why[160];
-  if (!s) return fail(err, err_len, WISP_ERR_IDENTITY, "no SPIFFE ID given");
-  size_t len = strnlen(s, WISP_SPIFFE_MAX + 1);
-  if (wisp_spiffe_parse(out, s, len, why, sizeof(why)) != WISP_OK)
-    return fail(err, err_len, WISP_ERR_IDENTITY, "\"%.256s\" is not a SPIFFE ID: %s", s, why);
-  if (out->id[out->path_off] == '\0')
-    return fail(err, err_len, WISP_ERR_IDENTITY,
-                "%s names the trust domain itself; an SVID needs a workload path "
-                "such as /ns/<namespace>/sa/<service-account>",
-                out->id);
-  return WISP_OK;
-}
 
 /* Checks |td| as a SPIFFE trust domain name. */
 static wisp_err check_trust_domain(const char *td, char *err, size_t err_len) {
   char buf[sizeof("spiffe://") + WISP_SPIFFE_TD_MAX + 1];
   char why[160];
   wisp_spiffe_id id;
-  if (!td || !*td) return fail(err, err_len, WISP_ERR_IDENTITY, "trust domain is empty");
+  if (!td || !*td) return wca_fail(err, err_len, WISP_ERR_IDENTITY, "trust domain is empty");
   size_t len = strnlen(td, WISP_SPIFFE_TD_MAX + 1);
   if (len > WISP_SPIFFE_TD_MAX)
-    return fail(err, err_len, WISP_ERR_IDENTITY, "trust domain is longer than 255 bytes");
+    return wca_fail(err, err_len, WISP_ERR_IDENTITY, "trust domain is longer than 255 bytes");
   int n = snprintf(buf, sizeof(buf), "spiffe://%s", td);
   if (wisp_spiffe_parse(&id, buf, (size_t)n, why, sizeof(why)) != WISP_OK)
-    return fail(err, err_len, WISP_ERR_IDENTITY, "\"%s\" is not a trust domain name: %s", td, why);
+    return wca_fail(err, err_len, WISP_ERR_IDENTITY, "\"%s\" is not a trust domain name: %s", td, why);
   if (id.id[id.path_off])
-    return fail(err, err_len, WISP_ERR_IDENTITY,
+    return wca_fail(err, err_len, WISP_ERR_IDENTITY,
                 "\"%s\" is not a trust domain name: it has a '/' (a path)", td);
   return WISP_OK;
 }
 
-/* O=wisp, CN=|cn| (cut to 64 bytes: SPIFFE paths are ASCII). */
-static X509_NAME *wisp_name(const char *cn) {
-  X509_NAME *name = X509_NAME_new();
-  size_t cn_len = strlen(cn) > CN_MAX ? CN_MAX : strlen(cn);
-  if (name &&
-      X509_NAME_add_entry_by_NID(name, NID_organizationName, MBSTRING_UTF8,
-                                 (const uint8_t *)"wisp", -1, -1, 0) &&
-      X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8, (const uint8_t *)cn,
-                                 (int)cn_len, -1, 0))
-    return name;
-  X509_NAME_free(name);
-  return NULL;
-}
-
-static const char *last_segment(const wisp_spiffe_id *id) {
-  return strrchr(id->id + id->path_off, '/') + 1;
-}
-
-/* A subjectAltName extension holding |value| as its one name of |type|
- * (GEN_URI, GEN_DNS). */
-static X509_EXTENSION *san_ext(int type, const char *value) {
-  GENERAL_NAMES *gens = GENERAL_NAMES_new();
-  GENERAL_NAME *gn = GENERAL_NAME_new();
-  ASN1_IA5STRING *s = ASN1_IA5STRING_new();
-  X509_EXTENSION *ext = NULL;
-  if (gens && gn && s && ASN1_STRING_set(s, value, (int)strlen(value))) {
-    GENERAL_NAME_set0_value(gn, type, s);
-    s = NULL;
-    if (sk_GENERAL_NAME_push(gens, gn)) {
-      gn = NULL;
-      ext = X509V3_EXT_i2d(NID_subject_alt_name, 0, gens);
-    }
-  }
-  ASN1_IA5STRING_free(s);
-  GENERAL_NAME_free(gn);
-  GENERAL_NAMES_free(gens);
-  return ext;
-}
-
 static bool add_san(X509 *x, int type, const char *value) {
-  X509_EXTENSION *ext = san_ext(type, value);
+  X509_EXTENSION *ext = wca_san_ext(type, value);
   bool ok = ext && X509_add_ext(x, ext, -1);
   X509_EXTENSION_free(ext);
   return ok;
@@ -295,423 +184,6 @@ static STACK_OF(X509) *stack_dup_up_ref(const STACK_OF(X509) *in, size_t from, s
   return out;
 }
 
-/* ---- keys ----------------------------------------------------------------- */
-
-wisp_err wisp_ca_key_new_p256(EVP_PKEY **out_key) {
-  EC_KEY *ec = EC_KEY_new_by_curve_name(NID_X9_62_prime256v1);
-  EVP_PKEY *pkey = EVP_PKEY_new();
-  if (!ec || !pkey || !EC_KEY_generate_key(ec) || !EVP_PKEY_assign_EC_KEY(pkey, ec)) {
-    EC_KEY_free(ec);
-    EVP_PKEY_free(pkey);
-    ERR_clear_error();
-    return WISP_ERR_INTERNAL;
-  }
-  *out_key = pkey;
-  return WISP_OK;
-}
-
-wisp_err wisp_ca_key_check_policy(const EVP_PKEY *key, char *err, size_t err_len) {
-  if (!key) return fail(err, err_len, WISP_ERR_POLICY, "no key");
-  switch (EVP_PKEY_id(key)) {
-    case EVP_PKEY_EC: {
-      const EC_KEY *ec = EVP_PKEY_get0_EC_KEY(key);
-      const EC_GROUP *g = ec ? EC_KEY_get0_group(ec) : NULL;
-      int nid = g ? EC_GROUP_get_curve_name(g) : NID_undef;
-      if (nid == NID_X9_62_prime256v1) return WISP_OK;
-      return fail(err, err_len, WISP_ERR_POLICY, "EC key on curve %s is not allowed (need P-256)",
-                  curve_name(nid));
-    }
-    case EVP_PKEY_RSA: {
-      unsigned bits = RSA_bits(EVP_PKEY_get0_RSA(key));
-      if (bits < RSA_MIN_BITS)
-        return fail(err, err_len, WISP_ERR_POLICY,
-                    "RSA key of %u bits is too small (need >= %d, ECDSA P-256 preferred)", bits,
-                    RSA_MIN_BITS);
-      if (bits > RSA_MAX_BITS)
-        return fail(err, err_len, WISP_ERR_POLICY,
-                    "RSA key of %u bits is too large (at most %d, ECDSA P-256 preferred)", bits,
-                    RSA_MAX_BITS);
-      return WISP_OK;
-    }
-    default: {
-      const char *sn = OBJ_nid2sn(EVP_PKEY_id(key));
-      return fail(err, err_len, WISP_ERR_POLICY,
-                  "%s key is not allowed (need ECDSA P-256, or RSA >= %d)", sn ? sn : "unknown",
-                  RSA_MIN_BITS);
-    }
-  }
-}
-
-wisp_err wisp_ca_key_to_pem(char **out_pem, size_t *out_len, EVP_PKEY *key) {
-  BIO *b = BIO_new(BIO_s_mem());
-  wisp_err rc = WISP_ERR_INTERNAL;
-  if (b && PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL))
-    rc = bio_take(out_pem, out_len, b);
-  BIO_free(b);
-  ERR_clear_error();
-  return rc;
-}
-
-wisp_err wisp_ca_key_from_pem(EVP_PKEY **out_key, const char *pem, size_t len, char *err,
-                              size_t err_len) {
-  if (len > WISP_CA_PEM_MAX)
-    return fail(err, err_len, WISP_ERR_TOO_BIG, "key PEM of %zu bytes is too big", len);
-  BIO *b = mem_bio(pem, len);
-  if (!b) return fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
-  /* No password callback: BoringSSL's default (unlike OpenSSL's) never
-   * prompts, so an encrypted key just fails. */
-  EVP_PKEY *key = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
-  BIO_free(b);
-  if (!key)
-    return fail(err, err_len, WISP_ERR_PARSE, "no usable private key in PEM (%s)", ssl_reason());
-  *out_key = key;
-  return WISP_OK;
-}
-
-/* ---- certificates --------------------------------------------------------- */
-
-wisp_err wisp_ca_certs_to_pem(char **out_pem, size_t *out_len, const STACK_OF(X509) *certs) {
-  BIO *b = BIO_new(BIO_s_mem());
-  bool ok = b != NULL;
-  for (size_t i = 0; ok && i < sk_X509_num(certs); i++)
-    ok = PEM_write_bio_X509(b, sk_X509_value(certs, i)) == 1;
-  wisp_err rc = ok ? bio_take(out_pem, out_len, b) : WISP_ERR_INTERNAL;
-  BIO_free(b);
-  ERR_clear_error();
-  return rc;
-}
-
-wisp_err wisp_ca_certs_from_pem(STACK_OF(X509) **out_certs, const char *pem, size_t len, char *err,
-                                size_t err_len) {
-  if (len > WISP_CA_PEM_MAX)
-    return fail(err, err_len, WISP_ERR_TOO_BIG, "certificate PEM of %zu bytes is too big", len);
-  BIO *b = mem_bio(pem, len);
-  STACK_OF(X509) *certs = sk_X509_new_null();
-  wisp_err rc = WISP_OK;
-  if (!b || !certs) rc = fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
-  ERR_clear_error();
-  while (rc == WISP_OK) {
-    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
-    if (!x) {
-      /* The normal end is "no start line" at end of input. */
-      uint32_t e = ERR_peek_last_error();
-      if (ERR_GET_LIB(e) != ERR_LIB_PEM || ERR_GET_REASON(e) != PEM_R_NO_START_LINE)
-        rc = fail(err, err_len, WISP_ERR_PARSE, "certificate %zu of the PEM does not decode (%s)",
-                  sk_X509_num(certs) + 1, ssl_reason());
-      else if (sk_X509_num(certs) == 0)
-        rc = fail(err, err_len, WISP_ERR_PARSE, "no CERTIFICATE block in the PEM");
-      break;
-    }
-    if (sk_X509_num(certs) == WISP_CA_CERTS_MAX) {
-      X509_free(x);
-      rc = fail(err, err_len, WISP_ERR_TOO_BIG, "more than %d certificates in the PEM",
-                WISP_CA_CERTS_MAX);
-    } else if (!sk_X509_push(certs, x)) {
-      X509_free(x);
-      rc = fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
-    }
-  }
-  ERR_clear_error();
-  BIO_free(b);
-  if (rc != WISP_OK) {
-    sk_X509_pop_free(certs, X509_free);
-    return rc;
-  }
-  *out_certs = certs;
-  return WISP_OK;
-}
-
-wisp_err wisp_ca_certs_to_der(uint8_t **out_der, size_t *out_len, const STACK_OF(X509) *certs) {
-  size_t total = 0;
-  for (size_t i = 0; i < sk_X509_num(certs); i++) {
-    int n = i2d_X509(sk_X509_value(certs, i), NULL);
-    if (n <= 0) return fail(NULL, 0, WISP_ERR_INTERNAL, "i2d");
-    total += (size_t)n;
-  }
-  uint8_t *der = wisp_malloc(total);
-  uint8_t *p = der;
-  for (size_t i = 0; i < sk_X509_num(certs); i++) {
-    if (i2d_X509(sk_X509_value(certs, i), &p) <= 0) {
-      free(der);
-      return fail(NULL, 0, WISP_ERR_INTERNAL, "i2d");
-    }
-  }
-  *out_der = der;
-  *out_len = total;
-  return WISP_OK;
-}
-
-wisp_err wisp_ca_certs_from_der(STACK_OF(X509) **out_certs, const uint8_t *der, size_t len,
-                                char *err, size_t err_len) {
-  if (len > WISP_CA_PEM_MAX)
-    return fail(err, err_len, WISP_ERR_TOO_BIG, "certificate DER of %zu bytes is too big", len);
-  STACK_OF(X509) *certs = sk_X509_new_null();
-  wisp_err rc = certs ? WISP_OK : fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
-  CBS cbs, elem;
-  CBS_init(&cbs, der, len);
-  while (rc == WISP_OK && CBS_len(&cbs) > 0) {
-    size_t idx = sk_X509_num(certs) + 1;
-    if (!CBS_get_asn1_element(&cbs, &elem, CBS_ASN1_SEQUENCE)) {
-      rc = fail(err, err_len, WISP_ERR_PARSE,
-                "certificate %zu is not a DER SEQUENCE (garbage or truncated)", idx);
-      break;
-    }
-    const uint8_t *p = CBS_data(&elem);
-    X509 *x = d2i_X509(NULL, &p, (long)CBS_len(&elem));
-    if (!x || p != CBS_data(&elem) + CBS_len(&elem)) {
-      X509_free(x);
-      rc = fail(err, err_len, WISP_ERR_PARSE, "certificate %zu does not decode (%s)", idx,
-                ssl_reason());
-    } else if (idx > WISP_CA_CERTS_MAX) {
-      X509_free(x);
-      rc = fail(err, err_len, WISP_ERR_TOO_BIG, "more than %d certificates", WISP_CA_CERTS_MAX);
-    } else if (!sk_X509_push(certs, x)) {
-      X509_free(x);
-      rc = fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
-    }
-  }
-  if (rc == WISP_OK && sk_X509_num(certs) == 0)
-    rc = fail(err, err_len, WISP_ERR_PARSE, "no certificate (empty input)");
-  if (rc != WISP_OK) {
-    sk_X509_pop_free(certs, X509_free);
-    return rc;
-  }
-  *out_certs = certs;
-  return WISP_OK;
-}
-
-wisp_err wisp_ca_cert_not_after(const X509 *cert, int64_t *out_unix) {
-  return asn1_time_unix(X509_get0_notAfter(cert), out_unix);
-}
-
-void wisp_ca_cert_serial_hex(const X509 *cert, char *out, size_t out_len) {
-  BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
-  char *hex = bn ? BN_bn2hex(bn) : NULL;
-  snprintf(out, out_len, "%s", hex ? hex : "?");
-  OPENSSL_free(hex);
-  BN_free(bn);
-  ERR_clear_error();
-}
-
-/* ---- CSR (proxy side) ----------------------------------------------------- */
-
-wisp_err wisp_ca_csr_new(uint8_t **out_der, size_t *out_len, EVP_PKEY *key, const char *spiffe_id,
-                         char *err, size_t err_len) {
-  wisp_spiffe_id id;
-  WISP_GUARD(parse_workload_id(&id, spiffe_id, err, err_len));
-  X509_REQ *req = X509_REQ_new();
-  X509_NAME *name = wisp_name(last_segment(&id));
-  STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
-  X509_EXTENSION *san = san_ext(GEN_URI, id.id);
-  bool ok = req && name && exts && san && sk_X509_EXTENSION_push(exts, san);
-  if (ok) san = NULL; /* now owned by |exts| */
-  ok = ok && X509_REQ_set_version(req, X509_REQ_VERSION_1) &&
-       X509_REQ_set_subject_name(req, name) && X509_REQ_set_pubkey(req, key) &&
-       X509_REQ_add_extensions(req, exts) && X509_REQ_sign(req, key, EVP_sha256());
-  int n = ok ? i2d_X509_REQ(req, NULL) : -1;
-  uint8_t *der = n > 0 ? wisp_malloc((size_t)n) : NULL;
-  uint8_t *p = der;
-  if (der && i2d_X509_REQ(req, &p) != n) {
-    free(der);
-    der = NULL;
-  }
-  wisp_err rc = WISP_OK;
-  if (der) {
-    *out_der = der;
-    *out_len = (size_t)n;
-  } else {
-    rc = fail(err, err_len, WISP_ERR_INTERNAL, "cannot make the CSR (%s)", ssl_reason());
-  }
-  X509_EXTENSION_free(san);
-  sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-  X509_NAME_free(name);
-  X509_REQ_free(req);
-  return rc;
-}
-
-/* ---- CSR checks (agent side) ---------------------------------------------- */
-
-void wisp_ca_csr_info_cleanup(wisp_ca_csr_info *info) {
-  if (!info) return;
-  EVP_PKEY_free(info->pubkey);
-  memset(info, 0, sizeof(*info));
-}
-
-/* Walks the outer DER structure of a CertificationRequest (RFC 2986) with
- * CBS, which accepts DER only, and reports the key's algorithm and, for EC,
- * its curve (BoringSSL's X509_REQ parser keeps the CSR even when it cannot
- * decode the key, and hides the algorithm). Returns NULL or what is wrong. */
-static const char *csr_walk(const uint8_t *der, size_t len, int *out_key_nid,
-                            int *out_curve_nid) {
-  CBS cbs, req, info, spki, alg, oid, params, skip;
-  uint64_t version;
-  CBS_init(&cbs, der, len);
-  if (!CBS_get_asn1(&cbs, &req, CBS_ASN1_SEQUENCE))
-    return "not a DER PKCS#10 CSR (garbage or truncated)";
-  if (CBS_len(&cbs) != 0) return "trailing bytes after the CSR";
-  if (!CBS_get_asn1(&req, &info, CBS_ASN1_SEQUENCE) ||
-      !CBS_get_asn1(&req, &skip, CBS_ASN1_SEQUENCE) ||  /* signatureAlgorithm */
-      !CBS_get_asn1(&req, &skip, CBS_ASN1_BITSTRING) || CBS_len(&req) != 0)
-    return "not a PKCS#10 CertificationRequest (SEQUENCE of info, algorithm, signature)";
-  if (!CBS_get_asn1_uint64(&info, &version) ||
-      !CBS_get_asn1(&info, &skip, CBS_ASN1_SEQUENCE) ||  /* subject */
-      !CBS_get_asn1(&info, &spki, CBS_ASN1_SEQUENCE) ||
-      !CBS_get_asn1(&info, &skip, CBS_ASN1_CONTEXT_SPECIFIC | CBS_ASN1_CONSTRUCTED | 0) ||
-      CBS_len(&info) != 0)
-    return "malformed CertificationRequestInfo";
-  if (version != 0) return "CSR version is not v1 (0)";
-  if (!CBS_get_asn1(&spki, &alg, CBS_ASN1_SEQUENCE) ||
-      !CBS_get_asn1(&alg, &oid, CBS_ASN1_OBJECT))
-    return "malformed subjectPublicKeyInfo";
-  *out_key_nid = OBJ_cbs2nid(&oid);
-  *out_curve_nid = NID_undef;
-  if (*out_key_nid == NID_X9_62_id_ecPublicKey && CBS_get_asn1(&alg, &params, CBS_ASN1_OBJECT))
-    *out_curve_nid = OBJ_cbs2nid(&params);
-  return NULL;
-}
-
-static bool sig_nid_allowed(int nid) {
-  switch (nid) {
-    case NID_ecdsa_with_SHA256:
-    case NID_ecdsa_with_SHA384:
-    case NID_ecdsa_with_SHA512:
-    case NID_sha256WithRSAEncryption:
-    case NID_sha384WithRSAEncryption:
-    case NID_sha512WithRSAEncryption:
-    case NID_rsassaPss:
-      return true;
-    default:
-      return false;
-  }
-}
-
-/* "a DNS", "an IP address": for "CSR asks for %s SAN". */
-static const char *gen_type_name(int type) {
-  switch (type) {
-    case GEN_OTHERNAME: return "an otherName";
-    case GEN_EMAIL: return "an e-mail";
-    case GEN_DNS: return "a DNS";
-    case GEN_X400: return "an X.400";
-    case GEN_DIRNAME: return "a directory name";
-    case GEN_EDIPARTY: return "an EDI party";
-    case GEN_URI: return "a URI";
-    case GEN_IPADD: return "an IP address";
-    case GEN_RID: return "a registered ID";
-    default: return "an unknown";
-  }
-}
-
-/* The SAN rules of an X.509-SVID request: exactly one SAN extension holding
- * exactly one name, a URI that is a workload SPIFFE ID. */
-static wisp_err csr_check_san(wisp_spiffe_id *out, X509_REQ *req, char *err, size_t err_len) {
-  STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
-  if (!exts && X509_REQ_get_attr_by_NID(req, NID_ext_req, -1) >= 0)
-    return fail(err, err_len, WISP_ERR_PARSE, "CSR extension request does not decode (%s)",
-                ssl_reason());
-  ERR_clear_error();
-  GENERAL_NAMES *names = NULL;
-  wisp_err rc = WISP_OK;
-  int san_exts = 0;
-  for (size_t i = 0; i < sk_X509_EXTENSION_num(exts); i++) {
-    X509_EXTENSION *ext = sk_X509_EXTENSION_value(exts, i);
-    if (OBJ_obj2nid(X509_EXTENSION_get_object(ext)) != NID_subject_alt_name) continue;
-    if (++san_exts > 1) break;
-    names = X509V3_EXT_d2i(ext);
-  }
-  int uris = 0;
-  const ASN1_IA5STRING *uri = NULL;
-  if (san_exts == 0) {
-    rc = fail(err, err_len, WISP_ERR_IDENTITY,
-              "CSR has no subjectAltName; it must ask for exactly one URI SAN, the SPIFFE ID");
-  } else if (san_exts > 1) {
-    rc = fail(err, err_len, WISP_ERR_IDENTITY, "CSR has more than one subjectAltName extension");
-  } else if (!names) {
-    rc = fail(err, err_len, WISP_ERR_PARSE, "CSR subjectAltName does not decode (%s)",
-              ssl_reason());
-  }
-  for (size_t i = 0; rc == WISP_OK && i < sk_GENERAL_NAME_num(names); i++) {
-    const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
-    if (gn->type != GEN_URI) {
-      rc = fail(err, err_len, WISP_ERR_IDENTITY,
-                "CSR asks for %s SAN; an X.509-SVID carries only its SPIFFE ID, as one URI SAN",
-                gen_type_name(gn->type));
-    } else {
-      uris++;
-      uri = gn->d.uniformResourceIdentifier;
-    }
-  }
-  if (rc == WISP_OK && uris != 1) {
-    rc = fail(err, err_len, WISP_ERR_IDENTITY,
-              "CSR asks for %d URI SANs; an X.509-SVID has exactly one (the SPIFFE ID)", uris);
-  }
-  if (rc == WISP_OK) {
-    char why[160];
-    size_t ulen = (size_t)ASN1_STRING_length(uri);
-    const char *u = (const char *)ASN1_STRING_get0_data(uri);
-    if (wisp_spiffe_parse(out, u, ulen, why, sizeof(why)) != WISP_OK)
-      rc = fail(err, err_len, WISP_ERR_IDENTITY, "CSR URI SAN is not a SPIFFE ID: %s", why);
-    else if (out->id[out->path_off] == '\0')
-      rc = fail(err, err_len, WISP_ERR_IDENTITY,
-                "CSR asks for %s, the trust domain itself; an SVID needs a workload path",
-                out->id);
-  }
-  GENERAL_NAMES_free(names);
-  sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-  return rc;
-}
-
-wisp_err wisp_ca_csr_check(wisp_ca_csr_info *out, const uint8_t *der, size_t len, char *err,
-                           size_t err_len) {
-  if (len > WISP_CA_CSR_MAX)
-    return fail(err, err_len, WISP_ERR_TOO_BIG, "CSR of %zu bytes is too big (at most %d)", len,
-                WISP_CA_CSR_MAX);
-  int key_nid, curve_nid;
-  const char *why = csr_walk(der, len, &key_nid, &curve_nid);
-  if (why) return fail(err, err_len, WISP_ERR_PARSE, "%s", why);
-
-  const uint8_t *p = der;
-  X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)len);
-  if (!req || p != der + len) {
-    X509_REQ_free(req);
-    return fail(err, err_len, WISP_ERR_PARSE, "not a PKCS#10 CSR (%s)", ssl_reason());
-  }
-  ERR_clear_error();
-
-  wisp_err rc = WISP_OK;
-  wisp_spiffe_id id;
-  EVP_PKEY *key = X509_REQ_get_pubkey(req);
-  if (!key) {
-    if (key_nid == NID_rsaEncryption || curve_nid == NID_X9_62_prime256v1)
-      rc = fail(err, err_len, WISP_ERR_PARSE, "CSR public key does not decode (%s)", ssl_reason());
-    else if (key_nid == NID_X9_62_id_ecPublicKey)
-      rc = fail(err, err_len, WISP_ERR_POLICY, "EC key on curve %s is not allowed (need P-256)",
-                curve_name(curve_nid));
-    else
-      rc = fail(err, err_len, WISP_ERR_POLICY,
-                "%s key is not allowed (need ECDSA P-256, or RSA >= %d)",
-                key_nid != NID_undef ? OBJ_nid2sn(key_nid) : "unknown", RSA_MIN_BITS);
-  }
-  if (rc == WISP_OK) rc = wisp_ca_key_check_policy(key, err, err_len);
-  if (rc == WISP_OK && !sig_nid_allowed(X509_REQ_get_signature_nid(req))) {
-    int nid = X509_REQ_get_signature_nid(req);
-    rc = fail(err, err_len, WISP_ERR_POLICY,
-              "CSR is signed with %s; need SHA-256 or stronger (ECDSA or RSA)",
-              nid != NID_undef ? OBJ_nid2ln(nid) : "an unknown algorithm");
-  }
-  if (rc == WISP_OK && X509_REQ_verify(req, key) != 1)
-    rc = fail(err, err_len, WISP_ERR_VERIFY,
-              "CSR signature does not verify (altered, or not signed by its own key)");
-  if (rc == WISP_OK) rc = csr_check_san(&id, req, err, err_len);
-  X509_REQ_free(req);
-  if (rc != WISP_OK) {
-    EVP_PKEY_free(key);
-    return rc;
-  }
-  out->id = id;
-  out->pubkey = key;
-  return WISP_OK;
-}
-
 /* ---- CA (agent side) ------------------------------------------------------ */
 
 void wisp_ca_free(wisp_ca *ca) {
@@ -758,7 +230,7 @@ wisp_ca *wisp_ca_new_root(const char *trust_domain, int64_t ttl_seconds, char *e
                           size_t err_len) {
   if (check_trust_domain(trust_domain, err, err_len) != WISP_OK) return NULL;
   if (ttl_seconds < 1 || ttl_seconds > WISP_CA_TTL_MAX) {
-    (void)fail(err, err_len, WISP_ERR_USAGE, "root TTL of %lld s is out of range (1..%lld)",
+    (void)wca_fail(err, err_len, WISP_ERR_USAGE, "root TTL of %lld s is out of range (1..%lld)",
                (long long)ttl_seconds, (long long)WISP_CA_TTL_MAX);
     return NULL;
   }
@@ -771,7 +243,7 @@ wisp_ca *wisp_ca_new_root(const char *trust_domain, int64_t ttl_seconds, char *e
 
   EVP_PKEY *key = NULL;
   X509 *x = X509_new();
-  X509_NAME *name = wisp_name(cn);
+  X509_NAME *name = wca_name(cn);
   STACK_OF(X509) *path = sk_X509_new_null();
   wisp_ca *ca = NULL;
   bool ok = x && name && path && wisp_ca_key_new_p256(&key) == WISP_OK;
@@ -784,7 +256,7 @@ wisp_ca *wisp_ca_new_root(const char *trust_domain, int64_t ttl_seconds, char *e
     X509_up_ref(x); /* |path| holds one reference, the X509_free below drops ours */
     ok = ca_from_path(&ca, trust_domain, path, key) == WISP_OK;
   }
-  if (!ok) (void)fail(err, err_len, WISP_ERR_INTERNAL, "cannot make a root (%s)", ssl_reason());
+  if (!ok) (void)wca_fail(err, err_len, WISP_ERR_INTERNAL, "cannot make a root (%s)", wca_ssl_reason());
   sk_X509_pop_free(path, X509_free);
   X509_NAME_free(name);
   X509_free(x);
@@ -798,30 +270,30 @@ static wisp_err check_ca_path(STACK_OF(X509) *certs, EVP_PKEY *key, char *err, s
   char who[WISP_SPIFFE_MAX + 16], when[64];
   WISP_GUARD(wisp_ca_key_check_policy(key, err, err_len));
   if (!X509_check_private_key(sk_X509_value(certs, 0), key))
-    return fail(err, err_len, WISP_ERR_USAGE,
+    return wca_fail(err, err_len, WISP_ERR_USAGE,
                 "CA key does not match the CA certificate (the first in the file)");
   int64_t now = (int64_t)time(NULL);
   for (size_t i = 0; i < n; i++) {
     X509 *x = sk_X509_value(certs, i);
     wisp_spiffe_describe_cert(x, who, sizeof(who));
     if (!is_ca_cert(x))
-      return fail(err, err_len, WISP_ERR_USAGE,
+      return wca_fail(err, err_len, WISP_ERR_USAGE,
                   "certificate %zu (%s) is not a CA (needs basicConstraints CA:TRUE and, with "
                   "keyUsage, keyCertSign)",
                   i + 1, who);
     int64_t nb, na;
-    if (asn1_time_unix(X509_get0_notBefore(x), &nb) != WISP_OK ||
-        asn1_time_unix(X509_get0_notAfter(x), &na) != WISP_OK)
-      return fail(err, err_len, WISP_ERR_PARSE, "certificate %zu (%s) has unreadable validity",
+    if (wca_asn1_time_unix(X509_get0_notBefore(x), &nb) != WISP_OK ||
+        wca_asn1_time_unix(X509_get0_notAfter(x), &na) != WISP_OK)
+      return wca_fail(err, err_len, WISP_ERR_PARSE, "certificate %zu (%s) has unreadable validity",
                   i + 1, who);
     if (now >= na) {
       fmt_time(na, when, sizeof(when));
-      return fail(err, err_len, WISP_ERR_VERIFY, "certificate %zu (%s) expired at %s", i + 1, who,
+      return wca_fail(err, err_len, WISP_ERR_VERIFY, "certificate %zu (%s) expired at %s", i + 1, who,
                   when);
     }
     if (now < nb) {
       fmt_time(nb, when, sizeof(when));
-      return fail(err, err_len, WISP_ERR_VERIFY, "certificate %zu (%s) is not valid before %s",
+      return wca_fail(err, err_len, WISP_ERR_VERIFY, "certificate %zu (%s) is not valid before %s",
                   i + 1, who, when);
     }
     if (i + 1 < n) {
@@ -830,12 +302,12 @@ static wisp_err check_ca_path(STACK_OF(X509) *certs, EVP_PKEY *key, char *err, s
       bool linked = ik && X509_check_issued(issuer, x) == X509_V_OK && X509_verify(x, ik) == 1;
       EVP_PKEY_free(ik);
       if (!linked)
-        return fail(err, err_len, WISP_ERR_VERIFY,
+        return wca_fail(err, err_len, WISP_ERR_VERIFY,
                     "certificate %zu (%s) is not issued by certificate %zu: put the CA "
                     "certificate first, then each issuer up to the root",
                     i + 1, who, i + 2);
     } else if (!self_signed(x)) {
-      return fail(err, err_len, WISP_ERR_VERIFY,
+      return wca_fail(err, err_len, WISP_ERR_VERIFY,
                   "the last certificate (%s) is not a self-signed root: append the chain up to "
                   "the root",
                   who);
@@ -848,10 +320,10 @@ static wisp_err check_ca_path(STACK_OF(X509) *certs, EVP_PKEY *key, char *err, s
   wisp_err rc = WISP_OK;
   if (!store || !ctx || !untrusted || !X509_STORE_add_cert(store, sk_X509_value(certs, n - 1)) ||
       !X509_STORE_CTX_init(ctx, store, sk_X509_value(certs, 0), untrusted)) {
-    rc = fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
+    rc = wca_fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
   } else if (X509_verify_cert(ctx) != 1) {
     int e = X509_STORE_CTX_get_error(ctx);
-    rc = fail(err, err_len, WISP_ERR_VERIFY, "CA chain does not verify at depth %d: %s",
+    rc = wca_fail(err, err_len, WISP_ERR_VERIFY, "CA chain does not verify at depth %d: %s",
               X509_STORE_CTX_get_error_depth(ctx), X509_verify_cert_error_string(e));
   }
   sk_X509_pop_free(untrusted, X509_free);
@@ -867,11 +339,11 @@ wisp_err wisp_ca_load_pem(wisp_ca **out_ca, const char *trust_domain, const char
   EVP_PKEY *key = NULL;
   char why[512];
   wisp_err rc = wisp_ca_certs_from_pem(&certs, cert_pem, cert_len, why, sizeof(why));
-  if (rc != WISP_OK) return fail(err, err_len, rc, "CA certificate: %s", why);
+  if (rc != WISP_OK) return wca_fail(err, err_len, rc, "CA certificate: %s", why);
   rc = wisp_ca_key_from_pem(&key, key_pem, key_len, why, sizeof(why));
   if (rc != WISP_OK) {
     sk_X509_pop_free(certs, X509_free);
-    return fail(err, err_len, rc, "CA key: %s", why);
+    return wca_fail(err, err_len, rc, "CA key: %s", why);
   }
   rc = check_ca_path(certs, key, err, err_len);
 
@@ -880,15 +352,15 @@ wisp_err wisp_ca_load_pem(wisp_ca **out_ca, const char *trust_domain, const char
   bool has_id = wisp_spiffe_from_cert(&ca_id, sk_X509_value(certs, 0), NULL, 0) == WISP_OK;
   const char *td = trust_domain ? trust_domain : (has_id ? ca_id.trust_domain : NULL);
   if (rc == WISP_OK && !td)
-    rc = fail(err, err_len, WISP_ERR_IDENTITY,
+    rc = wca_fail(err, err_len, WISP_ERR_IDENTITY,
               "CA certificate has no spiffe:// URI SAN: give the trust domain");
   if (rc == WISP_OK) rc = check_trust_domain(td, err, err_len);
   if (rc == WISP_OK && has_id && strcmp(td, ca_id.trust_domain) != 0)
-    rc = fail(err, err_len, WISP_ERR_IDENTITY,
+    rc = wca_fail(err, err_len, WISP_ERR_IDENTITY,
               "CA certificate is for trust domain %s, not %s", ca_id.trust_domain, td);
   if (rc == WISP_OK) {
     rc = ca_from_path(out_ca, td, certs, key);
-    if (rc != WISP_OK) rc = fail(err, err_len, rc, "out of memory");
+    if (rc != WISP_OK) rc = wca_fail(err, err_len, rc, "out of memory");
   }
   sk_X509_pop_free(certs, X509_free);
   EVP_PKEY_free(key);
@@ -899,13 +371,13 @@ wisp_err wisp_ca_load_pem(wisp_ca **out_ca, const char *trust_domain, const char
 static wisp_err read_append(char **buf, size_t *len, const char *path, char *err,
                             size_t err_len) {
   FILE *f = fopen(path, "rb");
-  if (!f) return fail(err, err_len, WISP_ERR_IO, "%s: %s", path, strerror(errno));
+  if (!f) return wca_fail(err, err_len, WISP_ERR_IO, "%s: %s", path, strerror(errno));
   wisp_err rc = WISP_OK;
   char chunk[4096];
   size_t n;
   while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
     if (*len + n > WISP_CA_PEM_MAX) {
-      rc = fail(err, err_len, WISP_ERR_TOO_BIG, "%s: more than %d bytes", path, WISP_CA_PEM_MAX);
+      rc = wca_fail(err, err_len, WISP_ERR_TOO_BIG, "%s: more than %d bytes", path, WISP_CA_PEM_MAX);
       break;
     }
     *buf = wisp_realloc(*buf, *len + n + 1);
@@ -913,7 +385,7 @@ static wisp_err read_append(char **buf, size_t *len, const char *path, char *err
     *len += n;
     (*buf)[*len] = '\0';
   }
-  if (rc == WISP_OK && ferror(f)) rc = fail(err, err_len, WISP_ERR_IO, "%s: read error", path);
+  if (rc == WISP_OK && ferror(f)) rc = wca_fail(err, err_len, WISP_ERR_IO, "%s: read error", path);
   fclose(f);
   return rc;
 }
@@ -937,7 +409,7 @@ wisp_err wisp_ca_load_files(wisp_ca **out_ca, const char *trust_domain, const ch
     rc = wisp_ca_load_pem(out_ca, trust_domain, certs ? certs : "", certs_len, key ? key : "",
                           key_len, why, sizeof(why));
     if (rc != WISP_OK)
-      (void)fail(err, err_len, rc, "%s%s%s: %s", cert_path, chain_path ? " + " : "",
+      (void)wca_fail(err, err_len, rc, "%s%s%s: %s", cert_path, chain_path ? " + " : "",
                  chain_path ? chain_path : "", why);
   }
   if (key) OPENSSL_cleanse(key, key_len);
@@ -964,21 +436,24 @@ wisp_err wisp_ca_save_pem(const wisp_ca *ca, char **out_cert_pem, size_t *out_ce
 }
 
 const char *wisp_ca_get0_trust_domain(const wisp_ca *ca) { return ca->trust_domain; }
+
 X509 *wisp_ca_get0_cert(const wisp_ca *ca) { return ca->cert; }
+
 STACK_OF(X509) *wisp_ca_get0_chain(const wisp_ca *ca) { return ca->chain; }
+
 STACK_OF(X509) *wisp_ca_get0_roots(const wisp_ca *ca) { return ca->roots; }
 
 wisp_err wisp_ca_add1_root(wisp_ca *ca, X509 *root, char *err, size_t err_len) {
   char who[WISP_SPIFFE_MAX + 16];
   wisp_spiffe_describe_cert(root, who, sizeof(who));
   if (!is_ca_cert(root) || !self_signed(root))
-    return fail(err, err_len, WISP_ERR_USAGE, "%s is not a self-signed CA certificate", who);
+    return wca_fail(err, err_len, WISP_ERR_USAGE, "%s is not a self-signed CA certificate", who);
   for (size_t i = 0; i < sk_X509_num(ca->roots); i++)
     if (X509_cmp(sk_X509_value(ca->roots, i), root) == 0) return WISP_OK;
   if (sk_X509_num(ca->roots) >= WISP_CA_CERTS_MAX)
-    return fail(err, err_len, WISP_ERR_TOO_BIG, "trust bundle already holds %d roots",
+    return wca_fail(err, err_len, WISP_ERR_TOO_BIG, "trust bundle already holds %d roots",
                 WISP_CA_CERTS_MAX);
-  if (!sk_X509_push(ca->roots, root)) return fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
+  if (!sk_X509_push(ca->roots, root)) return wca_fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
   X509_up_ref(root);
   return WISP_OK;
 }
@@ -988,19 +463,19 @@ wisp_err wisp_ca_add1_root(wisp_ca *ca, X509 *root, char *err, size_t err_len) {
 static wisp_err issue_leaf(wisp_ca *ca, X509 **out_cert, EVP_PKEY *pubkey, const char *cn, int san_type,
                            const char *san, bool server_only, int64_t ttl_seconds, char *err, size_t err_len) {
   if (ttl_seconds < 1 || ttl_seconds > WISP_CA_TTL_MAX)
-    return fail(err, err_len, WISP_ERR_USAGE, "SVID TTL of %lld s is out of range (1..%lld)",
+    return wca_fail(err, err_len, WISP_ERR_USAGE, "SVID TTL of %lld s is out of range (1..%lld)",
                 (long long)ttl_seconds, (long long)WISP_CA_TTL_MAX);
   WISP_GUARD(wisp_ca_key_check_policy(pubkey, err, err_len));
   int64_t now = (int64_t)time(NULL);
   if (now >= ca->not_after_cap) {
     char when[64];
     fmt_time(ca->not_after_cap, when, sizeof(when));
-    return fail(err, err_len, WISP_ERR_VERIFY, "CA certificate chain expired at %s", when);
+    return wca_fail(err, err_len, WISP_ERR_VERIFY, "CA certificate chain expired at %s", when);
   }
   static const int kLeafKeyUsage[] = {0 /* digitalSignature */, -1};
   int64_t not_after = i64_min(now + ttl_seconds, ca->not_after_cap);
   X509 *x = X509_new();
-  X509_NAME *name = wisp_name(cn);
+  X509_NAME *name = wca_name(cn);
   bool ok = x && name && X509_set_version(x, X509_VERSION_3) && set_random_serial(x) &&
             X509_set_subject_name(x, name) &&
             X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) &&
@@ -1011,7 +486,7 @@ static wisp_err issue_leaf(wisp_ca *ca, X509 **out_cert, EVP_PKEY *pubkey, const
   X509_NAME_free(name);
   if (!ok) {
     X509_free(x);
-    return fail(err, err_len, WISP_ERR_INTERNAL, "cannot issue the certificate (%s)", ssl_reason());
+    return wca_fail(err, err_len, WISP_ERR_INTERNAL, "cannot issue the certificate (%s)", wca_ssl_reason());
   }
   *out_cert = x;
   return WISP_OK;
@@ -1020,11 +495,11 @@ static wisp_err issue_leaf(wisp_ca *ca, X509 **out_cert, EVP_PKEY *pubkey, const
 wisp_err wisp_ca_issue(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey,
                        const char *spiffe_id, int64_t ttl_seconds, char *err, size_t err_len) {
   wisp_spiffe_id id;
-  WISP_GUARD(parse_workload_id(&id, spiffe_id, err, err_len));
+  WISP_GUARD(wca_parse_workload_id(&id, spiffe_id, err, err_len));
   if (strcmp(id.trust_domain, ca->trust_domain) != 0)
-    return fail(err, err_len, WISP_ERR_IDENTITY, "%s is not in this CA's trust domain %s", id.id,
+    return wca_fail(err, err_len, WISP_ERR_IDENTITY, "%s is not in this CA's trust domain %s", id.id,
                 ca->trust_domain);
-  return issue_leaf(ca, out_cert, subject_pubkey, last_segment(&id), GEN_URI, id.id, false, ttl_seconds, err,
+  return issue_leaf(ca, out_cert, subject_pubkey, wca_last_segment(&id), GEN_URI, id.id, false, ttl_seconds, err,
                     err_len);
 }
 
@@ -1050,6 +525,6 @@ static bool dns_name_ok(const char *s) {
 wisp_err wisp_ca_issue_server(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey, const char *dns_name,
                               int64_t ttl_seconds, char *err, size_t err_len) {
   if (!dns_name_ok(dns_name))
-    return fail(err, err_len, WISP_ERR_USAGE, "%s is not a DNS name (lowercase labels of a-z, 0-9, '-')", dns_name);
+    return wca_fail(err, err_len, WISP_ERR_USAGE, "%s is not a DNS name (lowercase labels of a-z, 0-9, '-')", dns_name);
   return issue_leaf(ca, out_cert, subject_pubkey, dns_name, GEN_DNS, dns_name, true, ttl_seconds, err, err_len);
 }

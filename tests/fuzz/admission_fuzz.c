@@ -11,7 +11,8 @@
  *     -isystem /usr/include/android tests/fuzz/admission_fuzz.c control/agent/wisp_admission.c \
  *     control/wispctl/inject*.c control/wispctl/yaml_*.c lib/wisp_jsonpatch.c lib/wisp_buf.c \
  *     lib/wisp_mem.c lib/wisp_err.c lib/wisp_spiffe.c lib/wisp_rpc_client.c lib/wisp_h2conn.c \
- *     lib/wisp_tls.c lib/wisp_net.c lib/wisp_grpc.c lib/wisp_ca.c lib/wisp_log.c \
+ *     lib/wisp_tls.c lib/wisp_filewatch.c lib/wisp_net.c lib/wisp_grpc.c lib/wisp_ca*.c lib/wisp_log.c \
+ *     lib/wisp_json.c \
  *     -L/usr/lib/x86_64-linux-gnu/android -Wl,-rpath,/usr/lib/x86_64-linux-gnu/android -lssl -lcrypto \
  *     -ljansson -lyaml -lev -lnghttp2 -lprotobuf-c -lm -o /tmp/admission_fuzz &&
  *   /tmp/admission_fuzz -max_total_time=60 -max_len=4096 tests/fuzz/corpus/admission */

@@ -8,8 +8,8 @@
  * //tests/fuzz:policy_fuzz_replay in the normal suite. To fuzz for real
  * (clang's libFuzzer, outside Bazel), from the workspace root:
  *   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -I. \
- *     -isystem /usr/include/android tests/fuzz/policy_fuzz.c lib/wisp_policy.c \
- *     lib/wisp_policy_parse.c lib/wisp_policy_eval.c lib/wisp_path.c lib/wisp_net.c lib/wisp_spiffe.c \
+ *     -isystem /usr/include/android tests/fuzz/policy_fuzz.c lib/wisp_policy*.c \
+ *     lib/wisp_path.c lib/wisp_net.c lib/wisp_spiffe.c \
  *     lib/wisp_mem.c lib/wisp_err.c -lyaml -L/usr/lib/x86_64-linux-gnu/android \
  *     -Wl,-rpath,/usr/lib/x86_64-linux-gnu/android -lssl -lcrypto -o /tmp/policy_fuzz && \
  *   /tmp/policy_fuzz -max_total_time=60 -max_len=65536 tests/fuzz/corpus/policy tests/policy
