@@ -13,8 +13,11 @@
  * One such stretch is an episode: it is logged once when it begins and once
  * when accepting works again, with its length and the failed attempts.
  *
- * Other accept errors (a connection aborted before we took it, ...) are
- * skipped; the ones that are not routine are logged, rate-limited. */
+ * Routine accept errors (a connection aborted before we took it, a
+ * firewall's refusal) took one connection off the backlog and are skipped
+ * without a line. Any other error (EBADF, EINVAL, ...: the socket itself is
+ * broken) would most likely come back at every wakeup, so it pauses
+ * accepting the same way, with its lines rate-limited. */
 #ifndef WISP_ACCEPT_H
 #define WISP_ACCEPT_H
 
@@ -48,8 +51,11 @@ struct wisp_acceptor {
   double backoff;        /* the next pause, seconds; 0: not in an episode */
   double episode_start;  /* ev_now of the first failure of the episode */
   uint64_t episode_failures;
+  bool episode_resource; /* it began for lack of resources (else its lines are rate-limited) */
   uint64_t pauses;       /* episodes so far, for /metrics */
+  uint64_t failures;     /* failed accept(2) calls so far (routine ones not counted) */
   bool running;
+  bool paused;           /* not watching the socket until |pause| fires */
   wisp_log_limit other_errors;
 };
 
@@ -59,11 +65,20 @@ void wisp_acceptor_init(wisp_acceptor *a, struct ev_loop *loop, int fd, const ch
                         wisp_accept_cb cb, void *data);
 void wisp_acceptor_start(wisp_acceptor *a);
 /* Stops watching (and any backoff); the socket stays open: it is the
- * caller's. Safe to call twice. */
+ * caller's. Safe to call twice; wisp_acceptor_start watches it again. */
 void wisp_acceptor_stop(wisp_acceptor *a);
-/* True while accepting is paused for lack of resources. */
+/* True while accepting is paused after a failure: from the failure until
+ * the pause ends and the socket is watched again (or the acceptor stops),
+ * whether or not the next accept then works. */
 bool wisp_acceptor_paused(const wisp_acceptor *a);
 /* Whether an accept errno means "out of descriptors or memory". */
 bool wisp_accept_err_is_resource(int err);
+
+/* Every connection a listener holds is a descriptor: a process that sets
+ * connection limits raises its soft open-files limit to fit them, as far
+ * as the hard limit allows (never lowering it). Returns the soft limit in
+ * force afterwards (UINT64_MAX: unlimited, 0: it could not be read); the
+ * caller says what it does when that is still below |want|. */
+uint64_t wisp_accept_raise_fd_limit(uint64_t want);
 
 #endif

@@ -23,13 +23,13 @@
 
 #include "lib/wisp_accept.h"
 #include "lib/wisp_buf.h"
+#include "lib/wisp_connlimit.h"
 #include "lib/wisp_filewatch.h"
 #include "lib/wisp_h2conn.h"
 #include "lib/wisp_net.h"
 #include "lib/wisp_ratelim.h"
 #include "lib/wisp_tls.h"
 #include "proxy/wisp_config.h"
-#include "proxy/wisp_connlimit.h"
 #include "proxy/wisp_hdrs.h"
 
 /* HTTP/2 flow-control windows we grant. They bound what one stream (and one

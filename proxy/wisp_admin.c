@@ -221,12 +221,19 @@ static void render_listener_metrics(wisp_json_writer *b, const wisp_proxy *px) {
               l->dir == WISP_DIR_INBOUND ? "inbound" : "outbound", wisp_connlimit_count(l->limit));
   }
   metric_head(b, "wisp_listener_accept_pauses_total", "counter",
-              "Times a listener stopped accepting for a while because the process ran out of descriptors "
-              "(or memory).");
+              "Times a listener stopped accepting for a while because accept(2) failed: the process ran out of "
+              "descriptors (or memory), or the socket broke.");
   for (size_t i = 0; i < px->nlisteners; i++) {
     const wisp_listener *l = &px->listeners[i];
     sb_printf(b, "wisp_listener_accept_pauses_total{listener=\"%s\",direction=\"%s\"} %" PRIu64 "\n", l->name,
               l->dir == WISP_DIR_INBOUND ? "inbound" : "outbound", l->acc.pauses);
+  }
+  metric_head(b, "wisp_listener_accept_failures_total", "counter",
+              "accept(2) calls of a listener that failed other than routinely (each one pauses accepting).");
+  for (size_t i = 0; i < px->nlisteners; i++) {
+    const wisp_listener *l = &px->listeners[i];
+    sb_printf(b, "wisp_listener_accept_failures_total{listener=\"%s\",direction=\"%s\"} %" PRIu64 "\n", l->name,
+              l->dir == WISP_DIR_INBOUND ? "inbound" : "outbound", l->acc.failures);
   }
   if (px->admin) render_admin_metrics(b, px->admin);
 }
@@ -303,6 +310,7 @@ typedef struct admin_conn {
   wisp_buf out;        /* the whole response; what is still to send */
   bool drain_after;    /* POST /drain: start the drain once the 202 is out */
   char peer[64];
+  wisp_connlimit_key src; /* the caller, as the data listeners count callers */
   bool remote;         /* not from loopback: health endpoints only */
   ev_tstamp since;     /* accepted */
   wisp_list link;       /* in wisp_admin.conns, newest first */
@@ -557,40 +565,33 @@ static void render_admin_metrics(wisp_json_writer *b, const wisp_admin *a) {
   metric(b, "wisp_admin_accept_pauses_total", "counter",
          "Times the admin listener stopped accepting for a while because the process ran out of descriptors.",
          a->acc.pauses);
-}
-
-/* The host part of a "HOST:PORT" peer string. */
-static size_t host_len(const char *peer) {
-  const char *colon = strrchr(peer, ':');
-  return colon ? (size_t)(colon - peer) : strlen(peer);
-}
-
-static bool same_host(const admin_conn *c, const char *peer) {
-  size_t n = host_len(peer);
-  return host_len(c->peer) == n && strncmp(c->peer, peer, n) == 0;
+  metric(b, "wisp_admin_accept_failures_total", "counter",
+         "accept(2) calls of the admin listener that failed other than routinely (each one pauses accepting).",
+         a->acc.failures);
 }
 
 /* Which connections a newcomer competes with for slots. */
 typedef enum { ADMIN_POOL_ALL, ADMIN_POOL_REMOTE, ADMIN_POOL_HOST } admin_pool;
 
-static bool in_pool(const admin_conn *c, admin_pool pool, const char *peer) {
-  return pool == ADMIN_POOL_ALL || (c->remote && (pool == ADMIN_POOL_REMOTE || same_host(c, peer)));
+static bool in_pool(const admin_conn *c, admin_pool pool, const wisp_connlimit_key *src) {
+  return pool == ADMIN_POOL_ALL ||
+         (c->remote && (pool == ADMIN_POOL_REMOTE || wisp_connlimit_key_equal(&c->src, src)));
 }
 
-static int pool_count(const wisp_admin *a, admin_pool pool, const char *peer) {
+static int pool_count(const wisp_admin *a, admin_pool pool, const wisp_connlimit_key *src) {
   int n = 0;
-  WISP_LIST_FOREACH(it, &a->conns) n += in_pool(WISP_LIST_ELEM(it, admin_conn, link), pool, peer);
+  WISP_LIST_FOREACH(it, &a->conns) n += in_pool(WISP_LIST_ELEM(it, admin_conn, link), pool, src);
   return n;
 }
 
 /* The connection of |pool| to close for a newcomer: one already answered
  * (lingering), else the oldest that has not sent a whole request yet. A
  * connection that is being answered is never taken. NULL: none. */
-static admin_conn *evictable(wisp_admin *a, admin_pool pool, const char *peer) {
+static admin_conn *evictable(wisp_admin *a, admin_pool pool, const wisp_connlimit_key *src) {
   admin_conn *best = NULL;
   WISP_LIST_FOREACH(it, &a->conns) {
     admin_conn *c = WISP_LIST_ELEM(it, admin_conn, link);
-    if (c->state == ADMIN_WRITING || !in_pool(c, pool, peer)) continue;
+    if (c->state == ADMIN_WRITING || !in_pool(c, pool, src)) continue;
     bool better = !best || (c->state == ADMIN_LINGERING && best->state != ADMIN_LINGERING) ||
                   (c->state == best->state && c->since < best->since);
     if (better) best = c;
@@ -605,13 +606,13 @@ static void send_busy(int fd) {
   (void)send(fd, kBusy, sizeof(kBusy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
-/* Makes room for a newcomer from |peer| if its pool is full. Idle
+/* Makes room for a newcomer from |src| if its pool is full. Idle
  * connections must not lock out the probes: when the slots are taken, the
  * one that has waited longest without sending a request goes. Loopback
  * callers may take any slot; others only one of their own kind (at most
  * ADMIN_MAX_REMOTE, and ADMIN_MAX_PER_REMOTE_ADDR from one host), so
  * other pods can neither hold the admin port nor evict local callers. */
-static bool make_room(wisp_admin *a, bool remote, const char *peer) {
+static bool make_room(wisp_admin *a, bool remote, const wisp_connlimit_key *src) {
   typedef struct {
     admin_pool pool;
     int max;
@@ -624,8 +625,8 @@ static bool make_room(wisp_admin *a, bool remote, const char *peer) {
   const bound *b = remote ? kRemote : kLocal;
   size_t n = remote ? sizeof(kRemote) / sizeof(kRemote[0]) : 1;
   for (size_t i = 0; i < n; i++) {
-    if (pool_count(a, b[i].pool, peer) < b[i].max) continue;
-    admin_conn *victim = evictable(a, b[i].victims, peer);
+    if (pool_count(a, b[i].pool, src) < b[i].max) continue;
+    admin_conn *victim = evictable(a, b[i].victims, src);
     if (!victim) return false;
     if (victim->state == ADMIN_READING) send_busy(victim->fd);
     a->evicted++;
@@ -639,7 +640,9 @@ static void on_accept(wisp_acceptor *acc, int fd, const wisp_addr *peer) {
   char peer_str[64];
   wisp_addr_format(peer, peer_str, sizeof(peer_str));
   bool remote = !wisp_addr_is_loopback(peer);
-  if (!make_room(a, remote, peer_str)) {
+  wisp_connlimit_key src;
+  wisp_connlimit_key_addr(&src, peer, (unsigned)a->px->cfg->ipv6_source_prefix);
+  if (!make_room(a, remote, &src)) {
     a->busy++;
     send_busy(fd);
     close(fd);
@@ -651,6 +654,7 @@ static void on_accept(wisp_acceptor *acc, int fd, const wisp_addr *peer) {
   c->state = ADMIN_READING;
   c->since = ev_now(a->px->loop);
   snprintf(c->peer, sizeof(c->peer), "%s", peer_str);
+  c->src = src;
   c->remote = remote;
   ev_io_init(&c->io, on_conn_io, fd, EV_READ);
   c->io.data = c;

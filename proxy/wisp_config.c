@@ -41,6 +41,7 @@ static const opt_def kOpts[] = {
     {"max-resets", OPT_INT, OFF(max_resets), "1000"},
     {"max-connections", OPT_LIMIT, OFF(max_connections), "4096"},
     {"max-connections-per-source", OPT_LIMIT, OFF(max_connections_per_source), "1024"},
+    {"ipv6-source-prefix", OPT_INT, OFF(ipv6_source_prefix), "128"},
     {"max-queued", OPT_INT, OFF(max_queued), "512"},
     {"queue-timeout", OPT_SECONDS, OFF(queue_timeout), "5"},
     {"max-upstream-per-caller", OPT_INT, OFF(max_upstream_per_caller), "100"},
@@ -101,8 +102,10 @@ const char *wisp_config_usage(void) {
          "                                         GOAWAY ENHANCE_YOUR_CALM (rapid reset)\n"
          "  --max-connections N (4096)             open connections per listener; more are closed at\n"
          "                                         once (0: no limit)\n"
-         "  --max-connections-per-source N (1024)  of those on --inbound, from one caller address\n"
-         "                                         (IPv6: one /64); 0: no limit\n"
+         "  --max-connections-per-source N (1024)  of those on --inbound, from one caller address;\n"
+         "                                         0: no limit\n"
+         "  --ipv6-source-prefix N (128)           IPv6 callers count as one per /N (here and for the\n"
+         "                                         admin port's per-host bound)\n"
          "  --max-queued N (512) --queue-timeout S (5)  requests waiting for a free upstream stream,\n"
          "                                         per upstream, and how long each may wait; then 503\n"
          "  --max-upstream-per-caller N (100)      upstream streams one caller connection may hold\n"
@@ -341,6 +344,11 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
     snprintf(err, err_len,
              "--cert, --key and --bundle are required (PEM files of the SVID, its key, the trust bundle), "
              "or --agent to get them from wisp-agent");
+    return WISP_ERR_USAGE;
+  }
+  if (out->ipv6_source_prefix > 128) {
+    snprintf(err, err_len, "--ipv6-source-prefix %d: expected a prefix length from 1 to 128",
+             out->ipv6_source_prefix);
     return WISP_ERR_USAGE;
   }
   wisp_addr a;

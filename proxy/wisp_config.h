@@ -33,6 +33,7 @@ typedef struct {
   int max_resets;                 /* RST_STREAM frames a caller may send per 10 s */
   int max_connections;            /* open downstream connections per listener, 0: no limit */
   int max_connections_per_source; /* of those on the inbound listener, from one source; 0: no limit */
+  int ipv6_source_prefix;         /* an IPv6 caller is one source per /N (lib/wisp_connlimit.h) */
   int max_queued;                 /* requests waiting for an upstream stream, per upstream */
   double queue_timeout;           /* how long one may wait */
   int max_upstream_per_caller;    /* upstream streams one caller connection may hold at once */

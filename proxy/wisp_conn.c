@@ -407,7 +407,7 @@ static wisp_target *destination(wisp_listener *l, int fd, const wisp_addr *peer,
 
 /* Closes a caller that would go past one of |l|'s connection limits, at
  * once (before any TLS), with a line naming the limit. */
-static void refuse_over_limit(wisp_listener *l, int fd, const wisp_addr *peer, const char *peer_str,
+static void refuse_over_limit(wisp_listener *l, int fd, const wisp_connlimit_key *src, const char *peer_str,
                               wisp_connlimit_result why) {
   const wisp_config *cfg = l->px->cfg;
   char reason[192], source[64];
@@ -418,7 +418,7 @@ static void refuse_over_limit(wisp_listener *l, int fd, const wisp_addr *peer, c
     snprintf(reason, sizeof(reason), "the listener holds %d connections already (--max-connections)",
              cfg->max_connections);
   } else {
-    wisp_connlimit_source_name(peer, source, sizeof(source));
+    wisp_connlimit_key_name(src, source, sizeof(source));
     snprintf(reason, sizeof(reason), "%s holds %d connections already (--max-connections-per-source)", source,
              cfg->max_connections_per_source);
   }
@@ -429,10 +429,12 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
   wisp_proxy *px = l->px;
   char peer_str[64], why[128];
   wisp_addr_format(peer, peer_str, sizeof(peer_str));
+  wisp_connlimit_key src;
+  wisp_connlimit_key_addr(&src, peer, (unsigned)px->cfg->ipv6_source_prefix);
   wisp_connlimit_slot slot;
-  wisp_connlimit_result lim = wisp_connlimit_take(l->limit, peer, &slot);
+  wisp_connlimit_result lim = wisp_connlimit_take(l->limit, &src, &slot);
   if (lim != WISP_CONNLIMIT_OK) {
-    refuse_over_limit(l, fd, peer, peer_str, lim);
+    refuse_over_limit(l, fd, &src, peer_str, lim);
     return;
   }
   px->stats.conns_accepted++;

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,17 +294,14 @@ static wisp_err add_listener(wisp_proxy *px, const char *addr, wisp_direction di
  * pause, see lib/wisp_accept.h), but the limits should bind first. */
 static void check_fd_limit(const wisp_proxy *px) {
   const wisp_config *cfg = px->cfg;
-  struct rlimit rl;
-  if (cfg->max_connections == 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
-  rlim_t want = (rlim_t)px->nlisteners * (rlim_t)cfg->max_connections * 2 + WISP_FD_RESERVE;
-  if (rl.rlim_cur >= want) return;
-  struct rlimit raised = {rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max, rl.rlim_max};
-  if (raised.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &raised) == 0) rl.rlim_cur = raised.rlim_cur;
-  if (rl.rlim_cur >= want) return;
+  if (cfg->max_connections == 0) return;
+  uint64_t want = (uint64_t)px->nlisteners * (uint64_t)cfg->max_connections * 2 + WISP_FD_RESERVE;
+  uint64_t have = wisp_accept_raise_fd_limit(want);
+  if (have == 0 || have >= want) return;
   WISP_WARN("the open file limit (%llu) is below what --max-connections %d on %zu listener(s) may need (%llu): "
             "past it, accepts pause until descriptors are free; raise it (ulimit -n, LimitNOFILE=) or lower "
             "--max-connections",
-            (unsigned long long)rl.rlim_cur, cfg->max_connections, px->nlisteners, (unsigned long long)want);
+            (unsigned long long)have, cfg->max_connections, px->nlisteners, (unsigned long long)want);
 }
 
 static void log_started(const wisp_proxy *px) {

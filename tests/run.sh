@@ -12,13 +12,16 @@ SKIPPED=0
 BAZEL_OPTS=(--color=no --curses=no --noshow_progress)
 [ "${CI:-}" = true ] && BAZEL_OPTS+=(--jobs=2)
 
-# count_run LABEL: adds the TAP results of every test.log of the last run.
-# A target that failed without a "not ok" line (crash, timeout) counts as
-# one failure, so nothing that broke goes uncounted.
+# count_run LABEL SUMMARY TESTLOGS: adds the TAP results of every test.log
+# of the run whose output is SUMMARY, read under TESTLOGS (that run's own
+# directory: the bazel-testlogs symlink follows whichever configuration any
+# later bazel command built). A target that failed without a "not ok" line
+# (crash, timeout, a signal) counts as one failure, with the exit status
+# Bazel recorded, so nothing that broke goes uncounted or unexplained.
 count_run() {
-  local label=$1 summary=$2 log p f
+  local label=$1 summary=$2 log p f why
   while read -r target status; do
-    log="bazel-testlogs${3}/${target#//}"
+    log="${3}/${target#//}"
     log="${log/://}/test.log"
     p=0
     f=0
@@ -31,7 +34,8 @@ count_run() {
     fi
     if [ "$status" != PASSED ] && [ "$f" -eq 0 ]; then
       f=1
-      echo "[$label] $target: $status (see $log)"
+      why=$(grep -o '<error message="[^"]*"' "${log%.log}.xml" 2>/dev/null | head -1 | sed 's/.*message="//; s/"$//')
+      echo "[$label] $target: $status${why:+, $why} (see $log)"
     fi
     PASSED=$((PASSED + p))
     FAILED=$((FAILED + f))
@@ -39,9 +43,9 @@ count_run() {
     sed -E 's/ +\(cached\)//' | awk '{print $1, $2}')
 }
 
-run_suite() { # run_suite LABEL TESTLOGS_SUFFIX BAZEL_ARGS...
-  local label=$1 suffix=$2
-  shift 2
+run_suite() { # run_suite LABEL BAZEL_ARGS...
+  local label=$1
+  shift
   local out
   out=$(mktemp)
   echo "== bazel test $* //..." >&2
@@ -50,13 +54,13 @@ run_suite() { # run_suite LABEL TESTLOGS_SUFFIX BAZEL_ARGS...
     echo "[$label] build failed" >&2
     FAILED=$((FAILED + 1))
   fi
-  count_run "$label" "$out" "$suffix"
+  count_run "$label" "$out" "$(bazel info "${BAZEL_OPTS[@]}" "$@" bazel-testlogs 2>/dev/null || echo bazel-testlogs)"
   rm -f "$out"
 }
 
-run_suite plain ""
+run_suite plain
 # The sanitizer build keeps its own output tree (platform_suffix=asan).
-run_suite asan "" --config=asan
+run_suite asan --config=asan
 
 echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
 [ "$FAILED" -eq 0 ]

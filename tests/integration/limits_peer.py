@@ -2,10 +2,12 @@
 """Raw peers for limits_test.sh (Debian's /usr/bin/python3, stdlib only).
 
   flood PORT N SRC HOLD_S [STOPFILE]
-      Opens N TCP connections to 127.0.0.1:PORT from address SRC (they send
-      nothing), waits 1.5 s, prints "open=X closed=Y" (closed: the server
-      closed or reset it), then holds the open ones until HOLD_S seconds
-      passed or STOPFILE exists.
+      Opens N TCP connections to 127.0.0.1:PORT (to [::1]:PORT when SRC is
+      an IPv6 address) from address SRC (they send nothing), waits 1.5 s and
+      prints "open=X closed=Y" (closed: the server closed or reset it), then
+      holds the open ones until HOLD_S seconds passed or STOPFILE exists,
+      printing the counts again whenever they change: a test waits for the
+      line it expects, however slow the machine.
   stall PORT MODE
       One connection that never finishes its handshake: MODE "silent" sends
       nothing, "partial" sends the first 3 bytes of a TLS record, "late"
@@ -24,37 +26,43 @@ import sys
 import time
 
 
+def still_open(s):
+    """False once the server closed or reset |s|."""
+    try:
+        return s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
 def flood(port, n, src, hold, stopfile=None):
+    v6 = ":" in src
     socks = []
     for _ in range(n):
-        s = socket.socket()
+        s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET)
         s.bind((src, 0))
         s.setblocking(False)
         try:
-            s.connect(("127.0.0.1", port))
+            s.connect(("::1" if v6 else "127.0.0.1", port))
         except BlockingIOError:
             pass
         socks.append(s)
     start = time.time()
     time.sleep(1.5)
-    open_, closed = [], 0
-    for s in socks:
-        try:
-            data = s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-            if data == b"":
-                closed += 1
-                s.close()
-            else:
-                open_.append(s)
-        except BlockingIOError:
-            open_.append(s)
-        except (ConnectionResetError, ConnectionRefusedError, OSError):
-            closed += 1
+    closed, last = 0, None
+    while True:
+        for s in [s for s in socks if not still_open(s)]:
+            socks.remove(s)
             s.close()
-    print(f"open={len(open_)} closed={closed}", flush=True)
-    while time.time() - start < hold and not (stopfile and os.path.exists(stopfile)):
+            closed += 1
+        if (len(socks), closed) != last:
+            last = (len(socks), closed)
+            print(f"open={len(socks)} closed={closed}", flush=True)
+        if time.time() - start >= hold or (stopfile and os.path.exists(stopfile)):
+            break
         time.sleep(0.05)
-    for s in open_:
+    for s in socks:
         s.close()
 
 

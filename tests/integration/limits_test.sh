@@ -9,7 +9,6 @@ WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
 PEER="/usr/bin/python3 $WISP_SRC/tests/integration/limits_peer.py"
 make_pki
 p=$WORK/pki
-TCK=$(getconf CLK_TCK)
 
 adm() { curl -s --max-time 5 "$@"; }
 metric() { printf '%s\n' "$1" | awk -v k="$2" '$1 == k { print $2; exit }'; }
@@ -20,7 +19,8 @@ mtls_get() {
     -o /dev/null -w '%{http_code}' "https://127.0.0.1:$1$3"
 }
 # flood NAME PORT N SRC: N silent connections, held until $WORK/NAME.stop
-# exists (at most 60 s); "open=X closed=Y" lands in $WORK/NAME.out.
+# exists (at most 60 s); "open=X closed=Y" lands in $WORK/NAME.out, again
+# whenever it changes.
 flood() {
   start_bg "$WORK/$1" $PEER flood "$2" "$3" "$4" 60 "$WORK/$1.stop"
   eval "FLOOD_$1=$LAST_PID"
@@ -30,9 +30,21 @@ unflood() {
   touch "$WORK/$1.stop"
   wait "$(eval "echo \$FLOOD_$1")" 2>/dev/null
 }
-flood_result() { cat "$WORK/$1.out"; }
+flood_result() { tail -1 "$WORK/$1.out"; }
+flood_is() { [ "$(flood_result "$1")" = "$2" ]; }
+# expect_flood DESC NAME WANT: flood NAME comes to WANT (within 10 s: the
+# proxy closes refused callers at accept, but a loaded machine is slow).
+expect_flood() {
+  wait_for 10 flood_is "$2" "$3"
+  expect_eq "$1" "$3" "$(flood_result "$2")"
+}
 log_bytes() { cat "$WORK/$1.out" "$WORK/$1.err" | wc -c; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# failed_tries LISTENER LOG: the failed accept tries of LISTENER's pause
+# episodes, from its "accepting again" lines, summed.
+failed_tries() {
+  grep -o "accepting again on the $1 .* paused ([0-9]* failed tries)" "$2" |
+    sed -E 's/.*\(([0-9]+) failed tries\)$/\1/' | awk '{ n += $1 } END { print n + 0 }'
+}
 
 APP_PORT=$(free_port)
 start_app app "$APP_PORT" || { not_ok "app starts"; finish; }
@@ -47,8 +59,8 @@ wait_port "$IN" && wait_port "$ADM" || { not_ok "capped proxy starts"; finish; }
 expect_eq "a good caller is served before any flood" 200 "$(mtls_get "$IN" 127.0.0.2 /before)"
 
 flood f1 "$IN" 30 127.0.0.1
-expect_eq "one source flooding: 10 connections held (--max-connections-per-source), 20 closed at once" \
-  "open=10 closed=20" "$(flood_result f1)"
+expect_flood "one source flooding: 10 connections held (--max-connections-per-source), 20 closed at once" \
+  f1 "open=10 closed=20"
 m=$(adm "http://127.0.0.1:$ADM/metrics")
 expect_eq "... counted as refused by max_connections_per_source" 20 \
   "$(metric "$m" 'wisp_connections_limited_total{reason="max_connections_per_source"}')"
@@ -61,7 +73,7 @@ expect_match "the refusal names the limit" \
   "$(cat "$WORK/capped.out")"
 
 flood f3 "$IN" 15 127.0.0.3
-expect_eq "a third source fills the listener to --max-connections 20" "open=10 closed=5" "$(flood_result f3)"
+expect_flood "a third source fills the listener to --max-connections 20" f3 "open=10 closed=5"
 expect_eq "past --max-connections even a new source is closed at once" 000 "$(mtls_get "$IN" 127.0.0.2 /full)"
 m=$(adm "http://127.0.0.1:$ADM/metrics")
 expect_eq "... counted as refused by max_connections (5 of the third source's, the new one)" 6 \
@@ -73,15 +85,16 @@ expect_match "... and logged naming the flag" \
 # A big flood while full: the refusal lines are rate-limited, with a count.
 before=$(grep -c '"event":"refused"' "$WORK/capped.out")
 flood f4 "$IN" 400 127.0.0.4
-expect_eq "400 more callers while full: all closed at once" "open=0 closed=400" "$(flood_result f4)"
+expect_flood "400 more callers while full: all closed at once" f4 "open=0 closed=400"
+# 20 lines a second pass: a few seconds' worth on a slow machine, never 400.
 lines=$(($(grep -c '"event":"refused"' "$WORK/capped.out") - before))
-if [ "$lines" -le 25 ]; then
-  ok "... with at most 25 refusal lines for 400 refusals ($lines)"
+if [ "$lines" -le 100 ]; then
+  ok "... with at most 100 refusal lines for 400 refusals ($lines)"
 else
-  not_ok "... with at most 25 refusal lines for 400 refusals" "$lines lines"
+  not_ok "... with at most 100 refusal lines for 400 refusals" "$lines lines"
 fi
 summarised() { grep -q '"type":"suppressed","what":"refused or closed-early connections on the inbound listener' "$WORK/capped.out"; }
-if wait_for 5 summarised; then
+if wait_for 10 summarised; then
   sum() { grep -o "\"$1\":[0-9]*" "$WORK/capped.out" | awk -F: '{ n += $2 } END { print n + 0 }'; }
   got=$(grep '"type":"suppressed"' "$WORK/capped.out" | grep -o '"count":[0-9]*' | awk -F: '{ n += $2 } END { print n + 0 }')
   carried=$(sum suppressed)
@@ -92,7 +105,7 @@ if wait_for 5 summarised; then
     not_ok "... and the rest are counted in a suppressed summary" "$lines lines, $got + $carried suppressed"
   fi
 else
-  not_ok "... and the rest are counted in a suppressed summary" "no summary line in 5 s"
+  not_ok "... and the rest are counted in a suppressed summary" "no summary line in 10 s"
 fi
 
 unflood f1
@@ -118,24 +131,70 @@ start_proxy nocap --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/
   --route "127.0.0.1:$OUTQ=127.0.0.1:$APP_PORT" --max-connections 0
 wait_port "$OUTP" && wait_port "$OUTQ"
 flood f5 "$OUTP" 8 127.0.0.1
-expect_eq "a route listener holds --max-connections 5 (no per-source cap on outbound)" "open=5 closed=3" \
-  "$(flood_result f5)"
+expect_flood "a route listener holds --max-connections 5 (no per-source cap on outbound)" f5 "open=5 closed=3"
 unflood f5
 flood f6 "$OUTQ" 50 127.0.0.1
-expect_eq "--max-connections 0: no cap" "open=50 closed=0" "$(flood_result f6)"
+expect_flood "--max-connections 0: no cap" f6 "open=50 closed=0"
 unflood f6
 stop_proxy routecap
 stop_proxy nocap
 
+# IPv6 callers are one source per whole address by default: Kubernetes
+# gives each node a /64 of pod addresses, so one pod at its cap must not
+# lock out its neighbours; --ipv6-source-prefix 64 makes a /64 one source.
+# Two addresses of one /64 on the loopback of a network namespace of ours.
+cat >"$WORK/v6.sh" <<'EOF'
+set -u
+proxy=$1 pki=$2 peer=$3 work=$4 prefix=$5 want_b=$6
+ip link set lo up && ip -6 addr add fd00:1:2:3::5/128 dev lo && ip -6 addr add fd00:1:2:3::6/128 dev lo || exit 1
+"$proxy" --cert "$pki/orders.crt" --key "$pki/orders.key" --bundle "$pki/ca/ca.crt" --inbound "[::1]:15006" \
+  --app 127.0.0.1:1 --admin off --max-connections-per-source 2 --ipv6-source-prefix "$prefix" \
+  >"$work/v6-$prefix.out" 2>"$work/v6-$prefix.err" &
+pid=$!
+upto() { # upto FILE LINE: until FILE's last line is LINE (at most 10 s), then prints it
+  for _ in $(seq 1 200); do [ "$(tail -1 "$1" 2>/dev/null)" = "$2" ] && break; sleep 0.05; done
+  tail -1 "$1"
+}
+for _ in $(seq 1 400); do ss -Htln "sport = :15006" | grep -q . && break; sleep 0.05; done
+$peer flood 15006 4 fd00:1:2:3::5 60 "$work/v6a-$prefix.stop" >"$work/v6a-$prefix.txt" &
+a=$!
+upto "$work/v6a-$prefix.txt" "open=2 closed=2"
+$peer flood 15006 2 fd00:1:2:3::6 60 "$work/v6b-$prefix.stop" >"$work/v6b-$prefix.txt" &
+b=$!
+upto "$work/v6b-$prefix.txt" "$want_b"
+grep -m1 '"event":"refused"' "$work/v6-$prefix.out" | grep -o '"reason":"[^"]*"'
+touch "$work/v6a-$prefix.stop" "$work/v6b-$prefix.stop"
+wait $a $b
+kill -TERM $pid
+wait $pid
+echo "exit=$?"
+EOF
+if unshare -n true 2>/dev/null; then
+  out=$(unshare -n bash "$WORK/v6.sh" "$WISP_PROXY" "$p" "$PEER" "$WORK" 128 "open=2 closed=0")
+  expect_eq "IPv6: a caller at --max-connections-per-source 2 is refused more" "open=2 closed=2" "$(sed -n 1p <<<"$out")"
+  expect_eq "... while its neighbour in the same /64 is served" "open=2 closed=0" "$(sed -n 2p <<<"$out")"
+  expect_eq "... the refusal names the whole address" \
+    '"reason":"fd00:1:2:3::5 holds 2 connections already (--max-connections-per-source)"' "$(sed -n 3p <<<"$out")"
+  expect_eq "... and the proxy exits 0" "exit=0" "$(sed -n 4p <<<"$out")"
+  out=$(unshare -n bash "$WORK/v6.sh" "$WISP_PROXY" "$p" "$PEER" "$WORK" 64 "open=0 closed=2")
+  expect_eq "--ipv6-source-prefix 64: the neighbour in the same /64 shares the cap" "open=0 closed=2" \
+    "$(sed -n 2p <<<"$out")"
+  expect_eq "... and the refusal names the /64" \
+    '"reason":"fd00:1:2:3::/64 holds 2 connections already (--max-connections-per-source)"' "$(sed -n 3p <<<"$out")"
+else
+  skip "IPv6 sources per whole address" "cannot make a network namespace here"
+fi
+
 # ---------------------------------------------------------------------------
-# 2. Handshake and idle timeouts hold on the inbound listener.
+# 2. Handshake and idle timeouts hold on the inbound listener: never early,
+# and long before the defaults (10 s, 300 s) however loaded the machine.
 IN2=$(free_port)
 start_proxy timeouts --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" --admin off \
   --inbound "127.0.0.1:$IN2" --app "127.0.0.1:$APP_PORT" --handshake-timeout 1 --idle-timeout 2
 wait_port "$IN2"
 for mode in silent partial late trickle; do
   t=$($PEER stall "$IN2" "$mode")
-  if [ "$t" != open ] && awk -v t="$t" 'BEGIN { exit !(t >= 0.9 && t < 1.6) }'; then
+  if [ "$t" != open ] && awk -v t="$t" 'BEGIN { exit !(t >= 0.9 && t < 6) }'; then
     ok "--handshake-timeout 1 closes a caller that stalls ($mode) after ${t}s"
   else
     not_ok "--handshake-timeout 1 closes a caller that stalls ($mode)" "closed after: $t"
@@ -143,7 +202,7 @@ for mode in silent partial late trickle; do
 done
 out=$($PEER idle "$IN2" "$p/frontend.crt" "$p/frontend.key" "$p/ca/ca.crt")
 t=${out#*closed_after=}
-if [ "${out%% *}" = goaway=1 ] && awk -v t="$t" 'BEGIN { exit !(t >= 1.9 && t < 3.5) }'; then
+if [ "${out%% *}" = goaway=1 ] && awk -v t="$t" 'BEGIN { exit !(t >= 1.9 && t < 10) }'; then
   ok "--idle-timeout 2: an mTLS connection without streams gets GOAWAY and is closed ($out)"
 else
   not_ok "--idle-timeout 2: an mTLS connection without streams gets GOAWAY and is closed" "$out"
@@ -153,6 +212,8 @@ stop_proxy timeouts
 # ---------------------------------------------------------------------------
 # 3. Out of file descriptors (ulimit -n 64): no spinning, bounded logs, and
 # served again once descriptors are free; data and admin listeners alike.
+# A spin shows as a huge count of failed accepts (one per loop turn, many
+# thousands a second); a pause tries at most 10 times a second.
 IN3=$(free_port) ADM3=$(free_port) OUT3=$(free_port)
 cat >"$WORK/fd64" <<EOF
 #!/usr/bin/env bash
@@ -173,22 +234,20 @@ expect_match "... and says the limit is below what --max-connections may need" \
   'open file limit \(64\) is below what --max-connections 4096' "$(cat "$WORK/fd64.err")"
 flood g1 "$IN3" 100 127.0.0.1
 flood g2 "$ADM3" 100 127.0.0.1
-sleep 0.5
+paused_both() {
+  grep -q 'accept on the inbound listener .* pausing' "$WORK/fd64.err" &&
+    grep -q 'accept on the admin listener .* pausing' "$WORK/fd64.err"
+}
+check "both listeners run out of descriptors and pause" wait_for 10 paused_both
+# Out of descriptors for 2 s more: a spinning listener would fail
+# thousands of times meanwhile, and write as many lines.
 b0=$(log_bytes fd64)
-c0=$(cpu_ticks "$PID_fd64")
 sleep 2
-c1=$(cpu_ticks "$PID_fd64")
 b1=$(log_bytes fd64)
-cpu=$(((c1 - c0) * 100 / (2 * TCK)))
-if [ "$cpu" -le 5 ]; then
-  ok "with descriptors exhausted the proxy does not spin (${cpu}% CPU over 2 s)"
-else
-  not_ok "with descriptors exhausted the proxy does not spin" "${cpu}% CPU over 2 s"
-fi
 if [ $((b1 - b0)) -le 4096 ]; then
-  ok "... nor flood its logs ($((b1 - b0)) bytes in 2 s)"
+  ok "... and do not flood the logs meanwhile ($((b1 - b0)) bytes)"
 else
-  not_ok "... nor flood its logs" "$((b1 - b0)) bytes in 2 s"
+  not_ok "... and do not flood the logs meanwhile" "$((b1 - b0)) bytes"
 fi
 expect_eq "the pause is logged once per listener" 1 \
   "$(grep -c 'accept on the inbound listener .* failed: Too many open files (open file limit 64); pausing' "$WORK/fd64.err")"
@@ -203,11 +262,26 @@ else
   not_ok "once descriptors are free a good client is served again"
 fi
 expect_eq "... and /healthz answers" 200 "$(adm -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADM3/healthz")"
-resumed() { grep -q 'accepting again on the inbound listener .* paused ([0-9]* failed tries)' "$WORK/fd64.err"; }
-if wait_for 5 resumed; then ok "the end of the episode is logged with its failed tries"; else not_ok "the end of the episode is logged with its failed tries"; fi
+resumed() {
+  grep -q 'accepting again on the inbound listener .* paused ([0-9]* failed tries)' "$WORK/fd64.err" &&
+    grep -q 'accepting again on the admin listener .* paused ([0-9]* failed tries)' "$WORK/fd64.err"
+}
+if wait_for 10 resumed; then ok "the end of the episode is logged with its failed tries"; else not_ok "the end of the episode is logged with its failed tries"; fi
 m=$(adm "http://127.0.0.1:$ADM3/metrics")
 expect_eq "/metrics counts the pause" 1 \
   "$(metric "$m" "wisp_listener_accept_pauses_total{listener=\"127.0.0.1:$IN3\",direction=\"inbound\"}")"
+# Backoff 0.1 s doubling to 1 s: 100 tries take over 90 s, longer than this
+# whole section; a spin makes that many in a millisecond.
+for l in inbound admin; do
+  tries=$(failed_tries "$l listener" "$WORK/fd64.err")
+  if [ "$tries" -ge 1 ] && [ "$tries" -le 100 ]; then
+    ok "the $l listener did not spin: $tries failed accept tries while out of descriptors"
+  else
+    not_ok "the $l listener did not spin: at most 100 failed accept tries while out of descriptors" "$tries"
+  fi
+done
+failures=$(metric "$m" "wisp_listener_accept_failures_total{listener=\"127.0.0.1:$IN3\",direction=\"inbound\"}")
+expect_eq "... /metrics counts the same failed tries" "$(failed_tries "inbound listener" "$WORK/fd64.err")" "$failures"
 total=$(log_bytes fd64)
 if [ "$total" -le 65536 ]; then
   ok "the whole episode wrote $total bytes of log"
@@ -224,16 +298,12 @@ start_proxy admin --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/c
   --inbound "127.0.0.1:$IN4" --app "127.0.0.1:$APP_PORT" --admin "127.0.0.1:$ADM4"
 wait_port "$ADM4"
 flood a1 "$ADM4" 40 127.0.0.1
-t0=$(date +%s%N)
-code=$(curl -s --max-time 1 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADM4/healthz")
-ms=$((($(date +%s%N) - t0) / 1000000))
-if [ "$code" = 200 ] && [ "$ms" -lt 1000 ]; then
-  ok "40 idle admin connections: /healthz still answers 200 (${ms} ms)"
-else
-  not_ok "40 idle admin connections: /healthz still answers 200 within 1 s" "code $code after ${ms} ms"
-fi
+# Before the fix a probe here waited for an idle connection to time out (5 s)
+# and then got 503; now the longest-idle one makes room at once.
+expect_eq "40 idle admin connections: /healthz still answers 200" 200 \
+  "$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADM4/healthz")"
 codes=""
-for i in 1 2 3 4 5; do codes="$codes$(curl -s --max-time 1 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADM4/ready") "; done
+for i in 1 2 3 4 5; do codes="$codes$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADM4/ready") "; done
 expect_eq "... and keeps answering (5 probes in a row)" "200 200 200 200 200 " "$codes"
 m=$(adm "http://127.0.0.1:$ADM4/metrics")
 evicted=$(metric "$m" 'wisp_admin_connections_dropped_total{reason="evicted"}')
@@ -263,7 +333,7 @@ if unshare -n true 2>/dev/null; then
     "$1" --cert "$2/orders.crt" --key "$2/orders.key" --bundle "$2/ca/ca.crt" --inbound 127.0.0.1:1 \
       --app 127.0.0.1:1 --admin "0.0.0.0:$3" >/dev/null 2>&1 &
     pid=$!
-    for i in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$3/healthz" && break; sleep 0.05; done
+    for i in $(seq 1 400); do curl -s -o /dev/null "http://127.0.0.1:$3/healthz" && break; sleep 0.05; done
     curl -s --max-time 5 -i --interface 10.77.9.5 "http://10.77.9.5:$3/config" | head -1 | tr -d "\r"
     curl -s --max-time 5 -i --interface 10.77.9.5 "http://10.77.9.5:$3/healthz" | head -1 | tr -d "\r"
     kill $pid; wait $pid' _ "$WISP_PROXY" "$p" "$ADM5")

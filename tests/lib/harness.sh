@@ -207,6 +207,19 @@ stop_proxy() {
   fi
 }
 
+# our_child PID: PID is still a process this shell started and has not
+# reaped. A PID the test already waited for (a stopped agent, a client)
+# may by now be any process on the machine: tests run unsandboxed, and
+# other Bazel servers run tests beside ours; killing it could stop another
+# test (or its runner) and fail it for nothing.
+our_child() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) } # past "PID (comm) ": "STATE PPID ..."; comm may hold spaces
+  stat=${stat#* }
+  [ "${stat%% *}" = "$$" ]
+}
+
 cleanup() {
   local entry pid
   for entry in "${PROXY_PIDS[@]}"; do
@@ -214,17 +227,20 @@ cleanup() {
     pid=$(eval "echo \${PID_$name:-}")
     [ -n "$pid" ] && stop_proxy "$name"
   done
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do our_child "$pid" && kill "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do our_child "$pid" && wait "$pid" 2>/dev/null; done
   if [ "${KEEP_WORK:-0}" != 1 ]; then rm -rf "$WORK" "$SOCKDIR"; fi
+  return 0
 }
 
+# finish: cleans up, prints the counts, exits 0 exactly when no check
+# failed (whatever the cleanup's own commands returned).
 finish() {
   cleanup
   trap - EXIT
   echo "# $PASS passed, $FAIL failed"
-  [ "$FAIL" -eq 0 ]
-  exit $?
+  if [ "$FAIL" -eq 0 ]; then exit 0; fi
+  exit 1
 }
 trap 'cleanup' EXIT
 

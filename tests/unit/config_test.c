@@ -20,7 +20,7 @@ static const char *const kEnvVars[] = {
     "WISP_INBOUND",       "WISP_APP",          "WISP_ALLOW_TLS12",  "WISP_CONNECT_TIMEOUT",
     "WISP_HANDSHAKE_TIMEOUT", "WISP_IDLE_TIMEOUT", "WISP_DRAIN_TIMEOUT", "WISP_RELOAD_INTERVAL",
     "WISP_POOL_SIZE",     "WISP_LOG_LEVEL",    "WISP_HELP",         "WISP_ADMIN",
-    "WISP_MAX_CONNECTIONS", "WISP_MAX_CONNECTIONS_PER_SOURCE", "WISP_MAX_DESTINATIONS",
+    "WISP_MAX_CONNECTIONS", "WISP_MAX_CONNECTIONS_PER_SOURCE", "WISP_IPV6_SOURCE_PREFIX", "WISP_MAX_DESTINATIONS",
 };
 
 static int clear_env(void **state) {
@@ -74,6 +74,7 @@ static void check_defaults(const wisp_config *c) {
   assert_int_equal(c->pool_size, 4);
   assert_int_equal(c->max_connections, 4096);
   assert_int_equal(c->max_connections_per_source, 1024);
+  assert_int_equal(c->ipv6_source_prefix, 128);
   assert_int_equal(c->max_destinations, 4096);
   assert_string_equal(c->log_level, "info");
   assert_string_equal(c->admin, "127.0.0.1:15000");
@@ -171,6 +172,8 @@ static void check_limits_off(const wisp_config *c) {
   assert_int_equal(c->max_connections, 0);
   assert_int_equal(c->max_connections_per_source, 0);
 }
+static void check_v6_prefix_64(const wisp_config *c) { assert_int_equal(c->ipv6_source_prefix, 64); }
+
 static void check_max_destinations(const wisp_config *c) { assert_int_equal(c->max_destinations, 100000); }
 
 static void check_max_destinations_off(const wisp_config *c) { assert_int_equal(c->max_destinations, 0); }
@@ -288,6 +291,8 @@ static const cfg_case kCases[] = {
     {"connection limits 0: none", {0},
      {CERTS, "--app", ":1", "--max-connections", "0", "--max-connections-per-source", "0"}, WISP_OK, NULL,
      check_limits_off},
+    {"ipv6-source-prefix 64", {"WISP_IPV6_SOURCE_PREFIX=64", NULL}, {CERTS, "--app", ":1"}, WISP_OK, NULL,
+     check_v6_prefix_64},
     {"max-destinations past 1024", {"WISP_MAX_DESTINATIONS=100000", NULL}, {CERTS, "--transparent"}, WISP_OK, NULL,
      check_max_destinations},
     {"max-destinations 0: no limit", {0}, {CERTS, "--transparent", "--max-destinations", "0"}, WISP_OK, NULL,
@@ -414,6 +419,10 @@ static const cfg_case kCases[] = {
      "--max-connections: invalid value", NULL},
     {"max-connections-per-source junk", {0}, {CERTS, "--app", ":1", "--max-connections-per-source", "4k"},
      WISP_ERR_USAGE, "--max-connections-per-source: invalid value '4k'", NULL},
+    {"ipv6-source-prefix past 128", {0}, {CERTS, "--app", ":1", "--ipv6-source-prefix", "129"}, WISP_ERR_USAGE,
+     "--ipv6-source-prefix 129: expected a prefix length from 1 to 128", NULL},
+    {"ipv6-source-prefix 0", {0}, {CERTS, "--app", ":1", "--ipv6-source-prefix", "0"}, WISP_ERR_USAGE,
+     "--ipv6-source-prefix: invalid value '0'", NULL},
     {"WISP_MAX_CONNECTIONS bad", {"WISP_MAX_CONNECTIONS=many", NULL}, {CERTS, "--app", ":1"}, WISP_ERR_USAGE,
      "--max-connections: invalid value 'many'", NULL},
     {"WISP_POOL_SIZE bad", {"WISP_POOL_SIZE=lots", NULL}, {CERTS, "--app", ":1"}, WISP_ERR_USAGE,

@@ -8,16 +8,23 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <sys/socket.h>
 #include <string.h>
 
-#include "proxy/wisp_connlimit.h"
+#include "lib/wisp_connlimit.h"
 #include "tests/unit/test_util.h"
 
-static wisp_addr addr(const char *s) {
+/* The source key of "HOST:PORT", IPv6 cut to |v6_prefix| bits. */
+static wisp_connlimit_key key_p(const char *s, unsigned v6_prefix) {
   wisp_addr a;
+  wisp_connlimit_key k;
   assert_int_equal(wisp_addr_parse(&a, s), WISP_OK);
-  return a;
+  assert_true(wisp_connlimit_key_addr(&k, &a, v6_prefix));
+  return k;
 }
+
+/* The same with the default prefix (whole IPv6 addresses). */
+static wisp_connlimit_key addr(const char *s) { return key_p(s, WISP_CONNLIMIT_V6_PREFIX_DEFAULT); }
 
 /* The total cap refuses the connection past it, whatever its source, and a
  * released slot makes room again. */
@@ -28,10 +35,10 @@ static void test_total_cap(void **state) {
   char a[32];
   for (int i = 0; i < 3; i++) {
     snprintf(a, sizeof(a), "10.0.0.%d:1000", i + 1);
-    wisp_addr peer = addr(a);
+    wisp_connlimit_key peer = addr(a);
     assert_int_equal(wisp_connlimit_take(cl, &peer, &s[i]), WISP_CONNLIMIT_OK);
   }
-  wisp_addr other = addr("10.9.9.9:1");
+  wisp_connlimit_key other = addr("10.9.9.9:1");
   assert_int_equal(wisp_connlimit_take(cl, &other, &s[3]), WISP_CONNLIMIT_TOTAL);
   assert_null(s[3].cl); /* a refusal holds nothing */
   wisp_connlimit_release(&s[3]); /* harmless */
@@ -53,8 +60,8 @@ static void test_per_source(void **state) {
   (void)state;
   wisp_connlimit *cl = wisp_connlimit_new(100, 2);
   wisp_connlimit_slot s1, s2, s3, t1;
-  wisp_addr a1 = addr("127.0.0.1:5000"), a2 = addr("127.0.0.1:5001"), a3 = addr("127.0.0.1:5002");
-  wisp_addr b = addr("127.0.0.2:5000");
+  wisp_connlimit_key a1 = addr("127.0.0.1:5000"), a2 = addr("127.0.0.1:5001"), a3 = addr("127.0.0.1:5002");
+  wisp_connlimit_key b = addr("127.0.0.2:5000");
   assert_int_equal(wisp_connlimit_take(cl, &a1, &s1), WISP_CONNLIMIT_OK);
   assert_int_equal(wisp_connlimit_take(cl, &a2, &s2), WISP_CONNLIMIT_OK);
   assert_int_equal(wisp_connlimit_take(cl, &a3, &s3), WISP_CONNLIMIT_SOURCE);
@@ -74,24 +81,29 @@ static void test_per_source(void **state) {
   wisp_connlimit_free(cl);
 }
 
-/* An IPv6 caller is one /64; a v4-mapped address is its IPv4 address. */
+/* Two pods of one Kubernetes node share its /64 of pod addresses: by
+ * default they are two sources, so one of them at its cap does not lock
+ * out the other. A v4-mapped address is its IPv4 address. */
 static void test_source_keys(void **state) {
   (void)state;
   wisp_connlimit *cl = wisp_connlimit_new(0, 1);
-  wisp_connlimit_slot s, t, u, v;
-  wisp_addr x = addr("[fd00:1:2:3::5]:1"), y = addr("[fd00:1:2:3:ffff::9]:2"), z = addr("[fd00:1:2:4::5]:1");
+  wisp_connlimit_slot s, t, u, v, w;
+  wisp_connlimit_key x = addr("[fd00:1:2:3::5]:1"), y = addr("[fd00:1:2:3:ffff::9]:2");
+  wisp_connlimit_key x2 = addr("[fd00:1:2:3::5]:9");
   assert_int_equal(wisp_connlimit_take(cl, &x, &s), WISP_CONNLIMIT_OK);
-  assert_int_equal(wisp_connlimit_take(cl, &y, &t), WISP_CONNLIMIT_SOURCE);
-  assert_int_equal(wisp_connlimit_take(cl, &z, &t), WISP_CONNLIMIT_OK);
-  wisp_addr m = addr("[::ffff:10.0.0.1]:7"), p = addr("10.0.0.1:8");
+  assert_int_equal(wisp_connlimit_take(cl, &y, &t), WISP_CONNLIMIT_OK); /* the neighbour in the same /64 */
+  assert_int_equal(wisp_connlimit_take(cl, &x2, &w), WISP_CONNLIMIT_SOURCE); /* the same pod, another port */
+  assert_int_equal(wisp_connlimit_sources(cl), 2);
+  wisp_connlimit_key m = addr("[::ffff:10.0.0.1]:7"), p = addr("10.0.0.1:8");
+  assert_true(wisp_connlimit_key_equal(&m, &p));
   assert_int_equal(wisp_connlimit_take(cl, &m, &u), WISP_CONNLIMIT_OK);
   assert_int_equal(wisp_connlimit_take(cl, &p, &v), WISP_CONNLIMIT_SOURCE);
   char name[64];
-  wisp_connlimit_source_name(&y, name, sizeof(name));
-  assert_string_equal(name, "fd00:1:2:3::/64");
-  wisp_connlimit_source_name(&m, name, sizeof(name));
+  wisp_connlimit_key_name(&y, name, sizeof(name));
+  assert_string_equal(name, "fd00:1:2:3:ffff::9");
+  wisp_connlimit_key_name(&m, name, sizeof(name));
   assert_string_equal(name, "10.0.0.1");
-  wisp_connlimit_source_name(&p, name, sizeof(name));
+  wisp_connlimit_key_name(&p, name, sizeof(name));
   assert_string_equal(name, "10.0.0.1");
   wisp_connlimit_release(&s);
   wisp_connlimit_release(&t);
@@ -99,12 +111,82 @@ static void test_source_keys(void **state) {
   wisp_connlimit_free(cl);
 }
 
+/* A shorter prefix (--ipv6-source-prefix) makes a network one source;
+ * the bits past it are ignored, whatever the prefix's alignment. */
+static void test_v6_prefix(void **state) {
+  (void)state;
+  wisp_connlimit_key x = key_p("[fd00:1:2:3::5]:1", 64), y = key_p("[fd00:1:2:3:ffff::9]:2", 64);
+  wisp_connlimit_key z = key_p("[fd00:1:2:4::5]:1", 64);
+  assert_true(wisp_connlimit_key_equal(&x, &y));
+  assert_false(wisp_connlimit_key_equal(&x, &z));
+  char name[64];
+  wisp_connlimit_key_name(&y, name, sizeof(name));
+  assert_string_equal(name, "fd00:1:2:3::/64");
+  wisp_connlimit_key a = key_p("[fd00::1f]:1", 123), b = key_p("[fd00::10]:1", 123), c = key_p("[fd00::20]:1", 123);
+  assert_true(wisp_connlimit_key_equal(&a, &b)); /* differ in the last 5 bits only */
+  assert_false(wisp_connlimit_key_equal(&a, &c));
+  wisp_connlimit_key_name(&a, name, sizeof(name));
+  assert_string_equal(name, "fd00::/123");
+  wisp_connlimit_key whole = key_p("[fd00::1f]:1", 128), whole2 = key_p("[fd00::1e]:1", 128);
+  assert_false(wisp_connlimit_key_equal(&whole, &whole2));
+  wisp_connlimit_key v4 = key_p("10.1.2.3:1", 64), v4b = key_p("10.1.2.4:1", 64);
+  assert_false(wisp_connlimit_key_equal(&v4, &v4b)); /* the prefix is for IPv6 only */
+  wisp_connlimit *cl = wisp_connlimit_new(0, 1);
+  wisp_connlimit_slot s, t;
+  assert_int_equal(wisp_connlimit_take(cl, &x, &s), WISP_CONNLIMIT_OK);
+  assert_int_equal(wisp_connlimit_take(cl, &y, &t), WISP_CONNLIMIT_SOURCE);
+  wisp_connlimit_release(&s);
+  wisp_connlimit_free(cl);
+}
+
+/* A local caller is its uid, apart from any address; a key of no kind (a
+ * Unix socket without credentials) counts only against the total. */
+static void test_uid_keys(void **state) {
+  (void)state;
+  wisp_connlimit *cl = wisp_connlimit_new(3, 1);
+  wisp_connlimit_key u0, u1000, u1000b, none = {0};
+  wisp_connlimit_key_uid(&u0, 0);
+  wisp_connlimit_key_uid(&u1000, 1000);
+  wisp_connlimit_key_uid(&u1000b, 1000);
+  wisp_connlimit_key ip = addr("0.0.3.232:1"); /* the same four bytes as uid 1000 */
+  assert_true(wisp_connlimit_key_equal(&u1000, &u1000b));
+  assert_false(wisp_connlimit_key_equal(&u1000, &ip));
+  char name[32];
+  wisp_connlimit_key_name(&u1000, name, sizeof(name));
+  assert_string_equal(name, "uid 1000");
+  wisp_connlimit_key_name(&none, name, sizeof(name));
+  assert_string_equal(name, "?");
+  wisp_connlimit_slot s[4];
+  assert_int_equal(wisp_connlimit_take(cl, &u1000, &s[0]), WISP_CONNLIMIT_OK);
+  assert_int_equal(wisp_connlimit_take(cl, &u1000b, &s[1]), WISP_CONNLIMIT_SOURCE);
+  assert_int_equal(wisp_connlimit_take(cl, &u0, &s[1]), WISP_CONNLIMIT_OK);
+  assert_int_equal(wisp_connlimit_take(cl, &none, &s[2]), WISP_CONNLIMIT_OK);
+  assert_int_equal(wisp_connlimit_take(cl, NULL, &s[3]), WISP_CONNLIMIT_TOTAL);
+  assert_int_equal(wisp_connlimit_source_count(cl, &u1000), 1);
+  assert_int_equal(wisp_connlimit_sources(cl), 2);
+  for (int i = 0; i < 3; i++) wisp_connlimit_release(&s[i]);
+  assert_int_equal(wisp_connlimit_take(cl, NULL, &s[3]), WISP_CONNLIMIT_OK);
+  wisp_connlimit_release(&s[3]);
+  wisp_connlimit_free(cl);
+}
+
+/* A Unix-socket address has no source key. */
+static void test_non_ip_addr(void **state) {
+  (void)state;
+  wisp_addr a;
+  memset(&a, 0, sizeof(a));
+  a.sa.ss_family = AF_UNIX;
+  wisp_connlimit_key k;
+  assert_false(wisp_connlimit_key_addr(&k, &a, 128));
+  assert_int_equal(k.kind, WISP_CONNLIMIT_KEY_NONE);
+}
+
 /* 0 means no limit. */
 static void test_no_limits(void **state) {
   (void)state;
   wisp_connlimit *cl = wisp_connlimit_new(0, 0);
   static wisp_connlimit_slot s[5000];
-  wisp_addr a = addr("127.0.0.1:1");
+  wisp_connlimit_key a = addr("127.0.0.1:1");
   for (size_t i = 0; i < 5000; i++) assert_int_equal(wisp_connlimit_take(cl, &a, &s[i]), WISP_CONNLIMIT_OK);
   assert_int_equal(wisp_connlimit_count(cl), 5000);
   for (size_t i = 0; i < 5000; i++) wisp_connlimit_release(&s[i]);
@@ -122,11 +204,11 @@ static void test_many_sources(void **state) {
   char a[48];
   for (size_t i = 0; i < N * 2; i++) {
     snprintf(a, sizeof(a), "[fd00:%zx::1]:%zu", i / 2, 1000 + i);
-    wisp_addr peer = addr(a);
+    wisp_connlimit_key peer = addr(a);
     assert_int_equal(wisp_connlimit_take(cl, &peer, &s[i]), WISP_CONNLIMIT_OK);
   }
   assert_int_equal(wisp_connlimit_sources(cl), N);
-  wisp_addr extra = addr("[fd00:7::9]:1");
+  wisp_connlimit_key extra = addr("[fd00:7::9]:1");
   wisp_connlimit_slot x;
   assert_int_equal(wisp_connlimit_take(cl, &extra, &x), WISP_CONNLIMIT_TOTAL);
   for (size_t i = 0; i < N * 2; i += 2) wisp_connlimit_release(&s[i]);
@@ -142,7 +224,7 @@ static void test_move(void **state) {
   (void)state;
   wisp_connlimit *cl = wisp_connlimit_new(1, 1);
   wisp_connlimit_slot a, b;
-  wisp_addr p = addr("127.0.0.1:1");
+  wisp_connlimit_key p = addr("127.0.0.1:1");
   assert_int_equal(wisp_connlimit_take(cl, &p, &a), WISP_CONNLIMIT_OK);
   wisp_connlimit_move(&b, &a);
   wisp_connlimit_release(&a); /* the old holder has nothing */
@@ -155,6 +237,7 @@ static void test_move(void **state) {
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_total_cap),    cmocka_unit_test(test_per_source),   cmocka_unit_test(test_source_keys),
+      cmocka_unit_test(test_v6_prefix),    cmocka_unit_test(test_uid_keys),     cmocka_unit_test(test_non_ip_addr),
       cmocka_unit_test(test_no_limits),    cmocka_unit_test(test_many_sources), cmocka_unit_test(test_move),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
