@@ -1,4 +1,4 @@
-/* Unit tests for proxy/wisp_connlimit: the per-listener and per-source
+/* Unit tests for lib/wisp_connlimit: the per-listener and per-source
  * connection counts behind --max-connections and
  * --max-connections-per-source. */
 #include <setjmp.h>
