@@ -35,11 +35,12 @@ static void field_done(wisp_json *j, const wisp_buf *b, wisp_err rc) {
   }
 }
 
-/* "YYYY-MM-DDTHH:MM:SS" is formatted once per second. */
+/* "YYYY-MM-DDTHH:MM:SS" is formatted once per second (per thread: the
+ * agent's helper threads log too). */
 static void json_time(wisp_json *j) {
-  static time_t cached_sec = -1;
-  static char cached[32];
-  static size_t cached_len;
+  static _Thread_local time_t cached_sec = -1;
+  static _Thread_local char cached[32];
+  static _Thread_local size_t cached_len;
   struct timeval tv;
   gettimeofday(&tv, NULL);
   if (tv.tv_sec != cached_sec) {

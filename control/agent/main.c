@@ -48,6 +48,8 @@ static const char kUsage[] =
     "  --inject-image IMAGE   (default " WISPCTL_INJECT_DEFAULT_IMAGE ")\n"
     "  --inject-proxy-uid UID (default 1337)\n"
     "  --inject-identity sa-token|join-token  how injected proxies bootstrap (default sa-token)\n"
+    "  --webhook-config NAME  in a cluster, keep this MutatingWebhookConfiguration's caBundle set\n"
+    "                         to the agent's bundle (default " WISP_INJECTOR_DEFAULT_CONFIG "; \"\" for none)\n"
     "  --log-level debug|info|warn|error\n"
     "Each flag can also be set as WISP_AGENT_<FLAG> (e.g. WISP_AGENT_STATE_DIR).\n";
 
@@ -121,7 +123,7 @@ int main(int argc, char **argv) {
   const char *sa_jwks = NULL, *sa_issuer = NULL, *kube_api = "auto", *kube_sa_dir = WISP_KUBE_SA_DIR;
   const char *webhook = NULL, *webhook_name = WISP_INJECTOR_DEFAULT_NAME, *webhook_body = "3MiB";
   const char *webhook_conns = "64", *inject_agent = NULL, *inject_image = WISPCTL_INJECT_DEFAULT_IMAGE;
-  const char *inject_uid = "1337", *inject_identity = "sa-token";
+  const char *inject_uid = "1337", *inject_identity = "sa-token", *webhook_config = WISP_INJECTOR_DEFAULT_CONFIG;
   flag flags[] = {{"state-dir", &state_dir},
                   {"listen", &listen},
                   {"listen-tls", &listen_tls},
@@ -146,7 +148,8 @@ int main(int argc, char **argv) {
                   {"inject-agent", &inject_agent},
                   {"inject-image", &inject_image},
                   {"inject-proxy-uid", &inject_uid},
-                  {"inject-identity", &inject_identity}};
+                  {"inject-identity", &inject_identity},
+                  {"webhook-config", &webhook_config}};
   enum { NFLAGS = sizeof(flags) / sizeof(flags[0]) };
   /* Environment first, flags override. */
   for (int i = 0; i < NFLAGS; i++) {
@@ -210,7 +213,9 @@ int main(int argc, char **argv) {
   }
   size_t uid = 0;
   cfg.webhook = (wisp_injector_config){.listen = webhook, .name = webhook_name, .agent = inject_agent,
-                                       .image = inject_image, .identity = inject_identity};
+                                       .image = inject_image, .identity = inject_identity,
+                                       .config_name = webhook_config, .kube_api = kube_api,
+                                       .kube_sa_dir = kube_sa_dir};
   if (!parse_size(&cfg.webhook.max_body, webhook_body)) {
     fprintf(stderr, "wisp-agent: --webhook-max-body %s: expected a size such as 3MiB\n", webhook_body);
     return 2;

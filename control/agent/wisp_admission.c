@@ -128,7 +128,15 @@ static json_t *inject(const wispctl_inject_cfg *cfg, const json_t *pod, wisp_adm
   return patch;
 }
 
-static void review(const wispctl_inject_cfg *cfg, const json_t *doc, wisp_buf *out, wisp_admission_result *r) {
+/* Whether the pod asks for injection itself (annotation wisp.dev/inject). */
+static bool annotated(const json_t *pod) {
+  const json_t *ann = json_object_get(json_object_get(pod, "metadata"), "annotations");
+  const char *v = json_string_value(json_object_get(ann, "wisp.dev/inject"));
+  return v && !strcmp(v, "enabled");
+}
+
+static void review(const wispctl_inject_cfg *cfg, wisp_admission_scope scope, const json_t *doc, wisp_buf *out,
+                   wisp_admission_result *r) {
   const char *api = json_string_value(json_object_get(doc, "apiVersion"));
   const char *kind = json_string_value(json_object_get(doc, "kind"));
   const json_t *req = json_object_get(doc, "request");
@@ -170,6 +178,11 @@ static void review(const wispctl_inject_cfg *cfg, const json_t *doc, wisp_buf *o
       return;
     }
   }
+  if (scope == WISP_ADMISSION_ANNOTATED && !annotated(pod)) {
+    why(r, "not annotated wisp.dev/inject: enabled, in a namespace not labelled for injection: allowed unchanged");
+    answer(r, out, NULL);
+    return;
+  }
   bool denied = false;
   json_t *patch = inject(cfg, pod, r, &denied);
   r->allowed = !denied;
@@ -177,8 +190,8 @@ static void review(const wispctl_inject_cfg *cfg, const json_t *doc, wisp_buf *o
   answer(r, out, patch);
 }
 
-void wisp_admission_review(const wispctl_inject_cfg *cfg, const char *body, size_t len, wisp_buf *out,
-                           wisp_admission_result *r) {
+void wisp_admission_review(const wispctl_inject_cfg *cfg, wisp_admission_scope scope, const char *body, size_t len,
+                           wisp_buf *out, wisp_admission_result *r) {
   memset(r, 0, sizeof(*r));
   json_error_t je;
   json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
@@ -187,6 +200,6 @@ void wisp_admission_review(const wispctl_inject_cfg *cfg, const char *body, size
     bad_request(r, out);
     return;
   }
-  review(cfg, doc, out, r);
+  review(cfg, scope, doc, out, r);
   json_decref(doc);
 }

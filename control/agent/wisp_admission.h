@@ -32,8 +32,14 @@ typedef struct {
   char reason[512];      /* injected, why left unchanged, or why denied/refused */
 } wisp_admission_result;
 
+/* Which pods a webhook entry asks about. */
+typedef enum {
+  WISP_ADMISSION_ALL,       /* a labelled namespace's: every pod not opted out */
+  WISP_ADMISSION_ANNOTATED, /* any namespace's: only pods annotated wisp.dev/inject: enabled */
+} wisp_admission_scope;
+
 /* Decides on the AdmissionReview in |body| and writes the answer to |out|. */
-void wisp_admission_review(const wispctl_inject_cfg *cfg, const char *body, size_t len, wisp_buf *out,
-                           wisp_admission_result *res);
+void wisp_admission_review(const wispctl_inject_cfg *cfg, wisp_admission_scope scope, const char *body, size_t len,
+                           wisp_buf *out, wisp_admission_result *res);
 
 #endif

@@ -16,6 +16,8 @@
 
 #define WISP_INJECTOR_DEFAULT_NAME "wisp-agent.wisp-system.svc"
 #define WISP_INJECTOR_CERT_TTL (24 * 3600)
+#define WISP_INJECTOR_DEFAULT_CONFIG "wisp-inject"
+#define WISP_INJECTOR_PUBLISH_RETRY 10
 
 typedef struct {
   const char *listen;        /* --webhook HOST:PORT, NULL: no webhook */
@@ -26,6 +28,12 @@ typedef struct {
   const char *image;         /* --inject-image */
   long proxy_uid;            /* --inject-proxy-uid */
   const char *identity;      /* --inject-identity sa-token|join-token */
+  /* In a cluster: the MutatingWebhookConfiguration whose caBundle the
+   * agent keeps set to its bundle (--webhook-config; NULL or "": none),
+   * and how to reach the API server (wisp_kube.h). */
+  const char *config_name;
+  const char *kube_api;
+  const char *kube_sa_dir;
 } wisp_injector_config;
 
 typedef struct wisp_injector wisp_injector;
@@ -35,8 +43,10 @@ typedef struct wisp_injector wisp_injector;
 wisp_err wisp_injector_new(wisp_injector **out, struct ev_loop *loop, const wisp_injector_config *cfg, wisp_ca *ca,
                            char *err, size_t err_len) WISP_MUST_CHECK;
 /* Takes |ca| (borrowed) anew: a fresh serving certificate, and its trust
- * bundle for the pods injected from now on. After a CA rotation and before
- * the certificate expires. */
+ * bundle for the pods injected from now on and for the webhook's caBundle
+ * (published on a thread of its own, retried every
+ * WISP_INJECTOR_PUBLISH_RETRY seconds until the API server takes it).
+ * After a CA rotation and before the certificate expires. */
 wisp_err wisp_injector_refresh(wisp_injector *inj, wisp_ca *ca, char *err, size_t err_len) WISP_MUST_CHECK;
 void wisp_injector_free(wisp_injector *inj);
 

@@ -122,10 +122,10 @@ static void log_review(const conn *c, const wisp_admission_result *r) {
   fflush(stdout);
 }
 
-static void mutate(conn *c, const char *body, size_t len) {
+static void mutate(conn *c, wisp_admission_scope scope, const char *body, size_t len) {
   wisp_buf out = {0};
   wisp_admission_result r;
-  wisp_admission_review(c->w->cfg.inject, body, len, &out, &r);
+  wisp_admission_review(c->w->cfg.inject, scope, body, len, &out, &r);
   if (r.http_status != 200) c->close_after = true;
   respond(c, r.http_status, r.http_status == 200 ? "application/json" : "text/plain; charset=utf-8",
           wisp_buf_len(&out) ? wisp_buf_rptr(&out) : (const uint8_t *)"", wisp_buf_len(&out));
@@ -224,14 +224,16 @@ static void serve(conn *c) {
     }
     if (len < head + q.length) return; /* the body is on its way */
     c->close_after = q.close;
-    if (strcmp(q.path, WISP_WEBHOOK_PATH) != 0) {
-      respond_text(c, 404, "wisp-agent's webhook serves POST " WISP_WEBHOOK_PATH " only\n");
+    bool annotated_only = !strcmp(q.path, WISP_WEBHOOK_PATH_ANNOTATED);
+    if (strcmp(q.path, WISP_WEBHOOK_PATH) != 0 && !annotated_only) {
+      respond_text(c, 404, "wisp-agent's webhook serves POST " WISP_WEBHOOK_PATH " and " WISP_WEBHOOK_PATH_ANNOTATED
+                           " only\n");
     } else if (strcmp(q.method, "POST") != 0) {
       respond_text(c, 405, "POST an admission.k8s.io/v1 AdmissionReview to " WISP_WEBHOOK_PATH "\n");
     } else if (!q.has_length) {
       refuse(c, 411, "send the body with Content-Length\n");
     } else {
-      mutate(c, p + head, q.length);
+      mutate(c, annotated_only ? WISP_ADMISSION_ANNOTATED : WISP_ADMISSION_ALL, p + head, q.length);
     }
     wisp_buf_consume(&c->in, head + q.length);
   }

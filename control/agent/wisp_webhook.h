@@ -1,5 +1,5 @@
 /* wisp_webhook: wisp-agent's MutatingAdmissionWebhook server: HTTPS/1.1 on
- * its own port (--webhook), POST /mutate with an admission.k8s.io/v1
+ * its own port (--webhook), POST /mutate (and /mutate-annotated) with an admission.k8s.io/v1
  * AdmissionReview, answered by wisp_admission (inject's code path). The
  * serving certificate is for the webhook Service's DNS name, issued by the
  * agent's CA, whose bundle is the webhook's caBundle.
@@ -30,7 +30,8 @@
 #define WISP_WEBHOOK_IDLE_TIMEOUT 60.0
 #define WISP_WEBHOOK_DEFAULT_MAX_BODY (3 * 1024 * 1024)
 #define WISP_WEBHOOK_DEFAULT_MAX_CONNECTIONS 64
-#define WISP_WEBHOOK_PATH "/mutate"
+#define WISP_WEBHOOK_PATH "/mutate"                      /* labelled namespaces' pods */
+#define WISP_WEBHOOK_PATH_ANNOTATED "/mutate-annotated"  /* only pods annotated wisp.dev/inject: enabled */
 
 typedef struct {
   const char *listen;                /* HOST:PORT */

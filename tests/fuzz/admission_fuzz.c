@@ -54,9 +54,14 @@ static void check_answer(const wisp_admission_result *r, const wisp_buf *out) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   wisp_buf out1 = {0}, out2 = {0};
   wisp_admission_result r1, r2;
-  wisp_admission_review(cfg(), (const char *)data, size, &out1, &r1);
+  /* Byte 0's low bit: which webhook entry asks (/mutate or /mutate-annotated). */
+  if (size < 1) return 0;
+  wisp_admission_scope scope = data[0] & 1 ? WISP_ADMISSION_ANNOTATED : WISP_ADMISSION_ALL;
+  data++;
+  size--;
+  wisp_admission_review(cfg(), scope, (const char *)data, size, &out1, &r1);
   check_answer(&r1, &out1);
-  wisp_admission_review(cfg(), (const char *)data, size, &out2, &r2);
+  wisp_admission_review(cfg(), scope, (const char *)data, size, &out2, &r2);
   CHECK(wisp_buf_len(&out1) == wisp_buf_len(&out2));
   CHECK(!wisp_buf_len(&out1) || !memcmp(wisp_buf_rptr(&out1), wisp_buf_rptr(&out2), wisp_buf_len(&out1)));
   wisp_buf_cleanup(&out1);

@@ -28,7 +28,7 @@ post() {
   local name=$1 file=$2
   shift 2
   CODE=$(curl -s -o "$WORK/$name.answer" -w '%{http_code}' --cacert "$BUNDLE" --resolve "$NAME:$PORT:127.0.0.1" \
-    -H 'Content-Type: application/json' --data-binary "@$file" "$@" "https://$NAME:$PORT/mutate")
+    -H 'Content-Type: application/json' --data-binary "@$file" "$@" "https://$NAME:$PORT${URLPATH:-/mutate}")
 }
 answer() { "$PY" -c "import json,sys; r=json.load(open(sys.argv[1]))['response']; print($2)" "$WORK/$1.answer"; }
 review() { # review NAME POD.yaml [make args]: the review in $WORK/NAME.json, posted
@@ -95,6 +95,17 @@ expect_match "... by inserting before its init container and appending after its
   '"op": "add", "path": "/spec/initContainers/0".*"op": "add", "path": "/spec/initContainers/1".*"path": "/spec/volumes/-"' \
   "$("$PY" -c "import json,base64; print(json.dumps(json.loads(base64.b64decode(json.load(open('$WORK/busy.answer'))['response']['patch']))))")"
 check "... the pod's wisp.dev/ annotation reaching wisp-init's args" grep -q '"--exclude-outbound-ports", "5432"' "$WORK/busy.patched"
+
+# /mutate-annotated (the entry for namespaces without the label): only pods annotated wisp.dev/inject: enabled.
+URLPATH=/mutate-annotated post plain-annotated "$WORK/orders.json"
+expect_eq "/mutate-annotated: a pod without the annotation is allowed unchanged" "True None" \
+  "$(answer plain-annotated "r['allowed'], r.get('patch')")"
+"$PY" -c "
+import yaml; d = yaml.safe_load(open('$WORK/orders.yaml')); d['metadata']['annotations'] = {'wisp.dev/inject': 'enabled'}
+yaml.safe_dump(d, open('$WORK/asked.yaml', 'w'))"
+"$PY" "$RV" make "$WORK/asked.yaml" >"$WORK/asked.json"
+URLPATH=/mutate-annotated post asked "$WORK/asked.json"
+check "... one annotated wisp.dev/inject: enabled gets exactly wispctl inject's pod" same_as_inject asked
 
 # Reinvocation: the injected pod is allowed unchanged.
 "$PY" -c "
@@ -188,9 +199,44 @@ review after "$WORK/orders.yaml"
 expect_eq "afterwards reviews are answered again" 200 "$CODE"
 check "every review is logged with its decision" grep -q '"type":"admission".*"namespace":"shop","pod":"orders-7d4b9-x2k","allowed":"true","patched":"true"' "$WORK/agent.out"
 
-kill -TERM "$AGENT_PID"
-wait "$AGENT_PID"
-rc=$?
-if [ "$rc" -eq 0 ] && ! grep -Eq 'Sanitizer|runtime error:' "$WORK/agent.err"; then ok "agent exits 0 on SIGTERM, sanitizer clean"
-else not_ok "agent exits 0 on SIGTERM, sanitizer clean" "exit $rc"; fi
+stop_agent() {
+  kill -TERM "$AGENT_PID"
+  wait "$AGENT_PID"
+  local rc=$?
+  if [ "$rc" -eq 0 ] && ! grep -Eq 'Sanitizer|runtime error:' "$WORK/$1.err"; then ok "$1: exits 0 on SIGTERM, sanitizer clean"
+  else not_ok "$1: exits 0 on SIGTERM, sanitizer clean" "exit $rc"; fi
+}
+stop_agent agent
+
+# In a cluster: the agent keeps the MutatingWebhookConfiguration's caBundle
+# set to its bundle (a stand-in API server on loopback takes the PATCH).
+K=$WORK/kube
+mkdir -p "$K/sa"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=kube-ca -days 1 \
+  -keyout "$K/ca.key" -out "$K/sa/ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=kube-apiserver \
+  -keyout "$K/api.key" -out "$K/api.csr" 2>/dev/null
+printf 'subjectAltName=DNS:kubernetes.default.svc\n' >"$K/ext"
+openssl x509 -req -in "$K/api.csr" -CA "$K/sa/ca.crt" -CAkey "$K/ca.key" -CAcreateserial -days 1 \
+  -extfile "$K/ext" -out "$K/api.crt" 2>/dev/null
+echo agent-token >"$K/sa/token"
+echo '{"keys": []}' >"$K/jwks.json"
+API=$(free_port) PORT=$(free_port)
+start_bg "$WORK/api" "$PY" "$WISP_SRC/tests/lib/fake_kube_api.py" --port "$API" --cert "$K/api.crt" \
+  --key "$K/api.key" --token "$K/sa/token" --jwks "$K/jwks.json" --issuer https://kubernetes.default.svc \
+  --patch-out "$K/patch"
+wait_port "$API"
+start_bg "$WORK/incluster" "$AGENT" --state-dir "$WORK/state" --listen "unix:$SOCK" --kube-api "https://127.0.0.1:$API" \
+  --kube-sa-dir "$K/sa" --webhook "127.0.0.1:$PORT" --inject-agent "$INJECT_AGENT"
+AGENT_PID=$LAST_PID
+check "the agent sets the caBundle of MutatingWebhookConfiguration wisp-inject" \
+  wait_for 10 grep -q 'caBundle of MutatingWebhookConfiguration wisp-inject set' "$WORK/incluster.err"
+check "... with a JSON Patch: the bundle, base64, in each of its webhooks" "$PY" -c "
+import base64, json, sys
+lines = open('$K/patch').read().split('\n', 1)
+ops = json.loads(lines[1]); b = base64.b64encode(open('$BUNDLE', 'rb').read()).decode()
+sys.exit(not (lines[0] == 'application/json-patch+json' and ops == [
+  {'op': 'add', 'path': '/webhooks/%d/clientConfig/caBundle' % i, 'value': b} for i in (0, 1)]))"
+check "... authenticated with the agent's own token" grep -q 'PATCH /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/wisp-inject 200' "$WORK/api.out"
+stop_agent incluster
 finish

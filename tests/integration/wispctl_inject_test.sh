@@ -428,10 +428,12 @@ policy_ok() { "$WISPCTL" policy check "$1" >/dev/null; }
 for f in "$AVOL"/policy/*.yaml; do
   check "wisp-policy.yaml: $(basename "$f") passes wispctl policy check" policy_ok "$f"
 done
-TLS_PORT=$(free_port)
+TLS_PORT=$(free_port) HOOK_PORT=$(free_port)
+# The Service's environment variable as the kubelet sets it; no API server here.
 mapfile -t agent_cmd < <(Q_LINES=1 q "$AGENT_YAML" \
-  "kubelet($AGENT_DOC, 'wisp-agent', {'state': '$AVOL/pvc', 'policy': '$AVOL/policy', 'run': '$RUN'}, {},
-           ['--listen-tls=127.0.0.1:$TLS_PORT'])")
+  "kubelet($AGENT_DOC, 'wisp-agent', {'state': '$AVOL/pvc', 'policy': '$AVOL/policy', 'run': '$RUN'},
+           {'WISP_AGENT_SERVICE_HOST': '10.96.0.10'},
+           ['--listen-tls=127.0.0.1:$TLS_PORT', '--webhook=127.0.0.1:$HOOK_PORT', '--kube-api=off'])")
 # The image's PATH: the built binaries.
 agent_cmd[0]=$AGENT
 start_bg "$WORK/agent" "${agent_cmd[@]}"
@@ -445,8 +447,17 @@ probe=$(q "$AGENT_YAML" "ctr($AGENT_DOC, 'wisp-agent')['readinessProbe']['exec']
 expect_eq "its probes run wispctl status on the pod's socket" '["wispctl","--timeout","3s","status"]' "$probe"
 policy_applied() { WISP_AGENT=unix:$RUN/agent.sock "$WISPCTL" --timeout 3s status | grep -Eq 'agent policy version: +[1-9]'; }
 check "... which answers, with the wisp-policy ConfigMap applied" wait_for 10 policy_applied
-check "the Service's targetPort is the agent container's TLS port" test "$(q "$AGENT_YAML" \
-  "kind('Service')['spec']['ports'][0]['targetPort'] in [p['name'] for p in ctr($AGENT_DOC, 'wisp-agent')['ports']]")" = true
+check "the Service's targetPorts are the agent container's TLS and webhook ports" test "$(q "$AGENT_YAML" \
+  "[p['targetPort'] for p in kind('Service')['spec']['ports']] == [p['name'] for p in ctr($AGENT_DOC, 'wisp-agent')['ports']]")" = true
+check "the agent serves its webhook (the Deployment's --webhook, moved to a free port)" wait_port "$HOOK_PORT"
+expect_eq "the MutatingWebhookConfiguration calls the Service's webhook port, at the paths the agent serves" \
+  '[["wisp-agent","wisp-system",443,"/mutate"],["wisp-agent","wisp-system",443,"/mutate-annotated"]]' \
+  "$(q "$AGENT_YAML" "[[w['clientConfig']['service'][k] for k in ('name', 'namespace', 'port', 'path')] for w in kind('MutatingWebhookConfiguration')['webhooks']]")"
+expect_eq "... and the webhook's certificate name is that Service's" \
+  "$(q "$AGENT_YAML" "kind('Service')['metadata']['name'] + '.' + kind('Service')['metadata']['namespace'] + '.svc'")" \
+  "$(q "$AGENT_YAML" "next(a.split('=', 1)[1] for a in ctr($AGENT_DOC, 'wisp-agent')['args'] if a.startswith('--webhook-name='))")"
+expect_eq "the Service comes before the Deployment (its environment variable names the cluster IP)" true \
+  "$(q "$AGENT_YAML" "[d['kind'] for d in docs].index('Service') < [d['kind'] for d in docs].index('Deployment')")"
 expect_eq "... and its selector the agent pod's labels" true "$(q "$AGENT_YAML" \
   "kind('Service')['spec']['selector'].items() <= tmpl($AGENT_DOC)['metadata']['labels'].items()")"
 expect_eq "one replica, replaced with Recreate (one writer of the state dir)" '[1,"Recreate"]' \

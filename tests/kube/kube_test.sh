@@ -191,7 +191,7 @@ logs_match() { pm logs "$1" 2>&1 | grep -q -- "$2"; } # logs_match CONTAINER REG
 
 # ---- the agent: wisp-agent.yaml and wisp-policy.yaml as shipped ----
 A=$(ctr wisp-agent wisp-agent)
-adapt "$K8S/wisp-agent.yaml" "$K8S/wisp-policy.yaml" >"$WORK/agent.yaml"
+adapt --env "WISP_AGENT_SERVICE_HOST=$AGENT_IP" "$K8S/wisp-agent.yaml" "$K8S/wisp-policy.yaml" >"$WORK/agent.yaml"
 check "the agent's manifests run as a pod" play "$WORK/agent.yaml" "$AGENT_IP"
 check "the agent pod serves: wispctl status in it (its readiness probe's command)" \
   wait_for 20 pm exec "$A" wispctl --timeout 3s status

@@ -42,8 +42,12 @@ made:
             comes back).
   PODMAN-12 kube play reads a volume's ConfigMap only from the documents
             before the pod: ConfigMaps and PersistentVolumeClaims go first.
+  PODMAN-13 No Service environment variables (WISP_AGENT_SERVICE_HOST...):
+            --env NAME=VALUE gives them to every container, for $(VAR)
+            expansion too, as the kubelet does for the Services of the
+            pod's namespace.
 
-usage: podman_adapt.py --prefix P [--image FROM=TO]... [--host NAME=IP]...
+usage: podman_adapt.py --prefix P [--image FROM=TO]... [--host NAME=IP]... [--env NAME=VALUE]...
                        IN.yaml... >OUT.yaml
 """
 
@@ -88,7 +92,9 @@ def adapt_container(doc, spec, c, a):
     c.pop("ports", None)  # PODMAN-8
     c["image"] = a.images.get(c["image"], c["image"])  # PODMAN-9
     c["imagePullPolicy"] = "Never"
-    env = {}
+    env = dict(a.env)  # PODMAN-13
+    if a.env:
+        c["env"] = [{"name": k, "value": v} for k, v in sorted(a.env.items())] + c.get("env", [])
     for e in c.get("env", []):  # PODMAN-6
         if "valueFrom" in e:
             e["value"] = field_value(doc, spec, e.pop("valueFrom")["fieldRef"]["fieldPath"])
@@ -169,8 +175,10 @@ def main():
     p.add_argument("--prefix", required=True)
     p.add_argument("--image", action="append", default=[])
     p.add_argument("--host", action="append", default=[])
+    p.add_argument("--env", action="append", default=[])
     p.add_argument("inputs", nargs="+")
     a = p.parse_args()
+    a.env = pairs(a.env, "--env")
     a.images = pairs(a.image, "--image")
     a.hosts = pairs(a.host, "--host")
     docs = []

@@ -4,6 +4,8 @@ in-cluster calls: HTTPS with a certificate for kubernetes.default.svc,
 the bearer token checked against a file, and
   GET /.well-known/openid-configuration  {"issuer": ISSUER, "jwks_uri": ...}
   GET /openid/v1/jwks                    the file --jwks (read at each request)
+  GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/NAME
+                                         a configuration with two webhooks
   PATCH /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/NAME
                                          the body is written to --patch-out
 One line per request on stdout: METHOD PATH STATUS."""
@@ -49,6 +51,11 @@ def main():
                 return
             if self.path == "/.well-known/openid-configuration":
                 self.reply(200, '{"issuer":"%s","jwks_uri":"%s/openid/v1/jwks"}' % (a.issuer, a.issuer))
+            elif self.path.startswith("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/"):
+                name = self.path.rsplit("/", 1)[1]
+                self.reply(200, '{"kind":"MutatingWebhookConfiguration","metadata":{"name":"%s"},'
+                                '"webhooks":[{"name":"namespace.inject.wisp.dev"},{"name":"pod.inject.wisp.dev"}]}'
+                           % name)
             elif self.path == "/openid/v1/jwks":
                 with open(a.jwks) as f:
                     self.reply(200, f.read(), "application/jwk-set+json")
