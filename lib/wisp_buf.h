@@ -20,7 +20,12 @@ typedef struct {
 
 /* Bytes written and not yet read. */
 static inline size_t wisp_buf_len(const wisp_buf *b) { return b->wpos - b->rpos; }
-static inline const uint8_t *wisp_buf_rptr(const wisp_buf *b) { return b->data + b->rpos; }
+/* Never NULL: a zeroed buffer points at a static empty byte, so that
+ * rptr + 0 and memcpy(dst, rptr, 0) are defined (NULL + 0 is not in C). */
+static inline const uint8_t *wisp_buf_rptr(const wisp_buf *b) {
+  static const uint8_t kEmpty[1];
+  return b->data ? b->data + b->rpos : kEmpty;
+}
 
 /* Appends |len| bytes; fails with WISP_ERR_TOO_BIG (buffer unchanged) if the
  * unread bytes would exceed |limit|. */
