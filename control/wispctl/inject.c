@@ -340,6 +340,10 @@ static wisp_err dump(yaml_emitter_t *e, yaml_document_t *d, int doc_no, const si
     snprintf(err, err_len, "document %d nests %zu levels deep (at most %d)", doc_no, depth, WISPCTL_INJECT_MAX_DEPTH);
     return WISP_ERR_PARSE;
   }
+  /* An empty scalar as the first document ("!", "&a") would be written as
+   * a blank line, which reads back as no document at all: say "---". */
+  yaml_node_t *root = yaml_document_get_root_node(d);
+  if (root && root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0) d->start_implicit = 0;
   return yaml_emitter_dump(e, d) ? WISP_OK : emit_error(e, s, err, err_len);
 }
 
