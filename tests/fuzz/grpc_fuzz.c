@@ -7,11 +7,7 @@
  * messages and the same error, with the feed contract held on every call.
  *
  * Replayed over corpus/grpc/ by //tests/fuzz:grpc_fuzz_replay in the normal
- * suite. To fuzz for real (clang's libFuzzer, outside Bazel), from the
- * workspace root:
- *   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -I. \
- *     tests/fuzz/grpc_fuzz.c lib/wisp_grpc.c lib/wisp_buf.c lib/wisp_mem.c \
- *     -o /tmp/grpc_fuzz && /tmp/grpc_fuzz -max_total_time=60 tests/fuzz/corpus/grpc */
+ * suite; tests/fuzz/run_fuzzers.sh fuzzes it for real. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

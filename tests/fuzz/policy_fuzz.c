@@ -5,15 +5,9 @@
  * it must answer a spread of requests with a consistent decision.
  *
  * Replayed over corpus/policy/ and the examples in tests/policy/ by
- * //tests/fuzz:policy_fuzz_replay in the normal suite. To fuzz for real
- * (clang's libFuzzer, outside Bazel), from the workspace root:
- *   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -I. \
- *     -isystem /usr/include/android tests/fuzz/policy_fuzz.c lib/wisp_policy*.c \
- *     lib/wisp_path.c lib/wisp_net.c lib/wisp_spiffe.c \
- *     lib/wisp_mem.c lib/wisp_err.c -lyaml -L/usr/lib/x86_64-linux-gnu/android \
- *     -Wl,-rpath,/usr/lib/x86_64-linux-gnu/android -lssl -lcrypto -o /tmp/policy_fuzz && \
- *   /tmp/policy_fuzz -max_total_time=60 -max_len=65536 tests/fuzz/corpus/policy tests/policy
- * (new inputs go to the first directory). */
+ * //tests/fuzz:policy_fuzz_replay in the normal suite;
+ * tests/fuzz/run_fuzzers.sh fuzzes it for real (new inputs can be merged
+ * into the first of those directories). */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
