@@ -10,6 +10,11 @@ WISP_COPTS = [
     "-Wstrict-prototypes",
     "-Wmissing-prototypes",
     "-Wvla",
+    # printf-style formats are checked (and must be literals), string
+    # literals are const, and K&R definitions are refused.
+    "-Wformat=2",
+    "-Wwrite-strings",
+    "-Wold-style-definition",
     "-Wno-unused-parameter",
     # snprintf into fixed buffers truncates on purpose (bounded log lines).
     "-Wno-format-truncation",

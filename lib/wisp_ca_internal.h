@@ -19,8 +19,7 @@
 
 /* Writes a reason to |err|, clears BoringSSL's error queue (so that nothing
  * stale reaches a later SSL call on this thread) and returns |code|. */
-wisp_err wca_fail(char *err, size_t err_len, wisp_err code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+wisp_err wca_fail(char *err, size_t err_len, wisp_err code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* The first reason on BoringSSL's error queue, for messages. */
 const char *wca_ssl_reason(void);
 /* Copies a memory BIO's contents into a new NUL-terminated buffer. */

@@ -29,8 +29,7 @@ typedef enum {
 } wisp_json_escape;
 
 /* |len| bytes of |s| (NULs included) as a quoted JSON string. */
-wisp_err wisp_json_put_str(wisp_buf *b, const char *s, size_t len, wisp_json_escape esc,
-                           size_t limit) WISP_MUST_CHECK;
+wisp_err wisp_json_put_str(wisp_buf *b, const char *s, size_t len, wisp_json_escape esc, size_t limit) WISP_MUST_CHECK;
 /* "key": preceded by a comma unless |b| holds no unread bytes or its last
  * byte opens an object or a list. |key| is not escaped. */
 wisp_err wisp_json_put_key(wisp_buf *b, const char *key, size_t limit) WISP_MUST_CHECK;

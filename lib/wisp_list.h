@@ -23,15 +23,14 @@ typedef struct wisp_list {
 } wisp_list;
 
 /* The element of type |type| whose member |member| is the node |node|. */
-#define WISP_LIST_ELEM(node, type, member) ((type *)(void *)((char *)(node) - offsetof(type, member)))
+#define WISP_LIST_ELEM(node, type, member) ((type *)(void *)((char *)(node)-offsetof(type, member)))
 
 /* Visits every node of |anchor| from the front. The loop body must not
  * unlink |it|; use WISP_LIST_FOREACH_SAFE for that. */
 #define WISP_LIST_FOREACH(it, anchor) for (wisp_list *it = (anchor)->next; it != (anchor); it = it->next)
 /* As WISP_LIST_FOREACH; the body may unlink (and free) |it|. */
-#define WISP_LIST_FOREACH_SAFE(it, anchor)                                                \
-  for (wisp_list *it = (anchor)->next, *it##_next_ = it->next; it != (anchor); \
-       it = it##_next_, it##_next_ = it->next)
+#define WISP_LIST_FOREACH_SAFE(it, anchor) \
+  for (wisp_list *it = (anchor)->next, *it##_next_ = it->next; it != (anchor); it = it##_next_, it##_next_ = it->next)
 
 static inline void wisp_list_init(wisp_list *anchor) { anchor->next = anchor->prev = anchor; }
 

@@ -47,10 +47,10 @@ typedef struct {
 
 typedef struct {
   wisp_policy *p;
-  wp_arena tree;     /* the current document's nodes */
-  uint32_t doc;      /* 1-based index of the current document */
-  char desc[192];    /* "document 2 (AuthorizationPolicy \"x\")" */
-  char path[256];    /* field path of what is being checked */
+  wp_arena tree;  /* the current document's nodes */
+  uint32_t doc;   /* 1-based index of the current document */
+  char desc[192]; /* "document 2 (AuthorizationPolicy \"x\")" */
+  char path[256]; /* field path of what is being checked */
   size_t path_len;
   char *err_buf;
   size_t err_len;
@@ -92,12 +92,12 @@ void wpp_pop(pctx *c, size_t mark);
 
 /* Runs |expr| on the value of field |name| with the path pushed; returns
  * from the caller with its error. */
-#define FIELD(c, name, expr)                    \
-  do {                                          \
+#define FIELD(c, name, expr)                              \
+  do {                                                    \
     size_t mark_ = wpp_push_key((c), name, strlen(name)); \
-    wisp_err e_ = (expr);                       \
-    if (e_ != WISP_OK) return e_;               \
-    wpp_pop((c), mark_);                            \
+    wisp_err e_ = (expr);                                 \
+    if (e_ != WISP_OK) return e_;                         \
+    wpp_pop((c), mark_);                                  \
   } while (0)
 
 /* ---- wisp_policy_yaml.c: node types ------------------------------------------ */

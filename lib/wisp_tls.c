@@ -1,6 +1,7 @@
 #include "lib/wisp_tls.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -62,9 +63,14 @@ static void asn1_time_str(const ASN1_TIME *tm, char *out, size_t out_len) {
   BIO_free(b);
 }
 
-static void set_reason(wisp_tls_verify *v, const char *fmt, const char *a, const char *b) {
+/* The first reason set stands. */
+static void set_reason(wisp_tls_verify *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_reason(wisp_tls_verify *v, const char *fmt, ...) {
   if (v->reason[0]) return;
-  snprintf(v->reason, sizeof(v->reason), fmt, a, b);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(v->reason, sizeof(v->reason), fmt, ap);
+  va_end(ap);
 }
 
 /* Turns an X.509 verification error into words a mesh operator can act on. */

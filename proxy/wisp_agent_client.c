@@ -379,9 +379,10 @@ static void on_sign_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   bool have_token = ac->token[0] || ac->px->cfg->sa_token_file;
   if (renew && have_token && ac->renew_failures >= RENEW_FAILURES_BEFORE_TOKEN && ac->renew_failures % 2 == 1)
     renew = false;
-  req.join_token = renew ? "" : ac->token;
+  /* protobuf-c's strings are char *, only read: (char[]){...} is a writable literal. */
+  req.join_token = renew ? (char[]){""} : ac->token;
   char *sa_token = renew ? NULL : read_sa_token(ac->px->cfg->sa_token_file);
-  req.sa_token = sa_token ? sa_token : "";
+  req.sa_token = sa_token ? sa_token : (char[]){""};
   ac->sign_conn = agent_connect(ac, renew, err, sizeof(err));
   wisp_rpcc_call *call =
       ac->sign_conn ? wisp_rpcc_unary(ac->sign_conn, "/wisp.v1.Identity/Sign", &req.base, &kSign, ac, SIGN_TIMEOUT)
@@ -462,7 +463,7 @@ static void watch_start(wisp_agent_client *ac) {
       ac->watch_conn ? wisp_rpcc_call_start(ac->watch_conn, "/wisp.v1.Config/Watch", &kWatch, ac, 0) : NULL;
   Wisp__V1__WatchRequest req = WISP__V1__WATCH_REQUEST__INIT;
   Wisp__V1__NodeInfo node = WISP__V1__NODE_INFO__INIT;
-  node.proxy_version = WISP_VERSION;
+  node.proxy_version = (char[]){WISP_VERSION};
   req.spiffe_id = ac->px->cfg->spiffe_id;
   req.node = &node;
   if (!call || wisp_rpcc_send(call, &req.base) != WISP_OK) {

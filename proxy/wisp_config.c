@@ -1,6 +1,7 @@
 #include "proxy/wisp_config.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,8 +120,12 @@ const char *wisp_config_usage(void) {
          "WISP_ROUTE may hold several routes separated by spaces. Flags win.\n";
 }
 
-static void set_err(char *err, size_t err_len, const char *fmt, const char *a, const char *b) {
-  snprintf(err, err_len, fmt, a, b);
+static void set_err(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t err_len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, err_len, fmt, ap);
+  va_end(ap);
 }
 
 wisp_err wisp_config_parse_route(wisp_route_cfg *out, const char *s, char *err, size_t err_len) {

@@ -162,15 +162,14 @@ static bool parse_head(request *q, const char *p, size_t len, int *status) {
   const char *eol = memmem(p, len, "\r\n", 2);
   size_t line = eol ? (size_t)(eol - p) : len;
   char version[16];
-  char fmt[64];
   char first[512];
   *status = 400;
   if (line >= sizeof(first)) return false;
   memcpy(first, p, line);
   first[line] = '\0';
-  snprintf(fmt, sizeof(fmt), "%%%zus %%%zus %%%zus", sizeof(q->method) - 1, sizeof(q->path) - 1,
-           sizeof(version) - 1);
-  if (sscanf(first, fmt, q->method, q->path, version) != 3 || strncmp(version, "HTTP/1.", 7) != 0) return false;
+  _Static_assert(sizeof(q->method) == 16 && sizeof(q->path) == 256 && sizeof(version) == 16,
+                 "the widths in the format below");
+  if (sscanf(first, "%15s %255s %15s", q->method, q->path, version) != 3 || strncmp(version, "HTTP/1.", 7) != 0) return false;
   q->http10 = !strcmp(version, "HTTP/1.0");
   q->close = q->http10;
   for (const char *h = eol ? eol + 2 : p + len; h < p + len;) {

@@ -772,16 +772,16 @@ static void test_protobuf_round_trip(void **state) {
   Wisp__V1__SignRequest req = WISP__V1__SIGN_REQUEST__INIT;
   req.csr.data = csr;
   req.csr.len = sizeof(csr);
-  req.join_token = "tok-123";
+  req.join_token = (char[]){"tok-123"};
 
   Wisp__V1__Destination d = WISP__V1__DESTINATION__INIT;
-  d.address = "10.0.0.7:8080";
-  d.spiffe_id = "spiffe://shop.local/ns/shop/sa/orders";
+  d.address = (char[]){"10.0.0.7:8080"};
+  d.spiffe_id = (char[]){"spiffe://shop.local/ns/shop/sa/orders"};
   Wisp__V1__Destination *dests[] = {&d};
   Wisp__V1__Snapshot snap = WISP__V1__SNAPSHOT__INIT;
-  snap.version = "v7";
-  snap.nonce = "n1";
-  snap.policy_yaml = "apiVersion: wisp.dev/v1\n";
+  snap.version = (char[]){"v7"};
+  snap.nonce = (char[]){"n1"};
+  snap.policy_yaml = (char[]){"apiVersion: wisp.dev/v1\n"};
   snap.n_destinations = 1;
   snap.destinations = dests;
 

@@ -90,7 +90,10 @@ static void test_numbers(void **state) {
   static const struct {
     int64_t v;
     const char *want;
-  } kInts[] = {{0, "0"}, {-1, "-1"}, {1234567890, "1234567890"}, {INT64_MAX, "9223372036854775807"},
+  } kInts[] = {{0, "0"},
+               {-1, "-1"},
+               {1234567890, "1234567890"},
+               {INT64_MAX, "9223372036854775807"},
                {INT64_MIN, "-9223372036854775808"}};
   for (size_t i = 0; i < sizeof(kInts) / sizeof(kInts[0]); i++) {
     wisp_buf b = {0};
@@ -123,11 +126,21 @@ static void test_all_or_nothing(void **state) {
       assert_int_equal(wisp_buf_append(&b, kPrefix, plen, BIG), WISP_OK);
       wisp_err rc = WISP_OK;
       switch (what) {
-        case 0: rc = wisp_json_put_str(&b, "a\nb\"c", 5, WISP_JSON_ESCAPE_U, limit); break;
-        case 1: rc = wisp_json_put_key(&b, "key", limit); break;
-        case 2: rc = wisp_json_put_int(&b, -123456, limit); break;
-        case 3: rc = wisp_json_put_fixed3(&b, 12.5, limit); break;
-        default: rc = wisp_json_put_double(&b, 0.1, limit); break;
+        case 0:
+          rc = wisp_json_put_str(&b, "a\nb\"c", 5, WISP_JSON_ESCAPE_U, limit);
+          break;
+        case 1:
+          rc = wisp_json_put_key(&b, "key", limit);
+          break;
+        case 2:
+          rc = wisp_json_put_int(&b, -123456, limit);
+          break;
+        case 3:
+          rc = wisp_json_put_fixed3(&b, 12.5, limit);
+          break;
+        default:
+          rc = wisp_json_put_double(&b, 0.1, limit);
+          break;
       }
       if (rc == WISP_OK) {
         if (!full) full = strdup(text(&b));
@@ -206,11 +219,21 @@ static void old_wispctl_str(FILE *f, const char *s) {
   fputc('"', f);
   for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
     switch (*p) {
-      case '"': fputs("\\\"", f); break;
-      case '\\': fputs("\\\\", f); break;
-      case '\n': fputs("\\n", f); break;
-      case '\r': fputs("\\r", f); break;
-      case '\t': fputs("\\t", f); break;
+      case '"':
+        fputs("\\\"", f);
+        break;
+      case '\\':
+        fputs("\\\\", f);
+        break;
+      case '\n':
+        fputs("\\n", f);
+        break;
+      case '\r':
+        fputs("\\r", f);
+        break;
+      case '\t':
+        fputs("\\t", f);
+        break;
       default:
         if (*p < 0x20) {
           fprintf(f, "\\u%04x", *p);
