@@ -155,7 +155,10 @@ expect_match "... and the app gets /public/b~?q=/../%61" '"path":"/public/b~\?q=
 expect_eq "frontend GET /orders//%31: allowed as /orders/1" 200 "$(code --path-as-is "http://127.0.0.1:$PORT_frontend/orders//%31")"
 expect_match "... which the app gets" '"path":"/orders/1"' "$(cat "$WORK/body")"
 expect_eq "a query string does not change the path match" 200 "$(code "http://127.0.0.1:$PORT_frontend/orders/1?x=/admin/")"
-sleep 0.3
+# A request's line is written when its stream closes, just after the
+# response: wait for the last of them, however slow the machine.
+logged() { grep -q "$2" "$WORK/$1.out"; }
+wait_for 10 logged server '"path":"/orders/1?x=/admin/"'
 expect_match "the log has the allow decision with policy and rule" \
   '"path":"/orders/1","status":200.*"decision":"allow","policy":"shop/orders-read","rule":0' "$(cat "$WORK/server.out")"
 expect_match "the log has the deny decision with policy and rule" \
@@ -189,7 +192,7 @@ expect_eq "gRPC Unary allowed for frontend" "code=0" "$(grpc_call "$GPORT_fronte
 expect_match "gRPC Fail method denied: PERMISSION_DENIED with a message" 'code=7 details=RBAC: access denied' \
   "$(grpc_call "$GPORT_frontend" Fail)"
 expect_match "gRPC from the intruder: PERMISSION_DENIED" 'code=7 ' "$(grpc_call "$GPORT_intruder" Unary)"
-sleep 0.3
+wait_for 10 logged gserver '"path":"/wisp.test.Test/Fail"'
 expect_match "the gRPC denial is logged with grpc_status 7" '"path":"/wisp.test.Test/Fail".*"grpc_status":7.*"decision":"deny"' \
   "$(cat "$WORK/gserver.out")"
 
@@ -200,7 +203,7 @@ apiVersion: wisp.dev/v1
 kind: PeerAuthentication
 metadata: {name: default, namespace: shop}
 spec: {mode: PERMISSIVE}'
-check "the new policy is applied within 1 s" within_ms 1000 grep -q '"mtls_mode":"PERMISSIVE"' "$WORK/server.err"
+check "the new policy is applied (README: within 1 s, bench/push_latency.sh)" wait_for 10 grep -q '"mtls_mode":"PERMISSIVE"' "$WORK/server.err"
 expect_match "/config shows the policy in force" '"policy":\{"version":"","documents":3,"rules":6,.*"mtls_mode":"PERMISSIVE","mtls_mode_from":"shop/default"' \
   "$(curl -s "http://127.0.0.1:$ADM/config")"
 expect_eq "PERMISSIVE: a plaintext curl is served where policy allows anyone" 200 "$(code "http://127.0.0.1:$IN_PORT/public/x")"
@@ -221,8 +224,13 @@ const get = (p) => new Promise((res) => { const r = s.request({":path": p}); r.o
 (async () => {
   const before = await get("/orders/1");
   fs.copyFileSync(newPolicy, policy + ".swap"); fs.renameSync(policy + ".swap", policy);
-  await new Promise((r) => setTimeout(r, 1200));
-  const after = await get("/orders/1");
+  // Asks again on the same connection until the new policy is in force
+  // (read within --reload-interval, 1 s; up to 10 s on a loaded machine).
+  let after = before;
+  for (let i = 0; i < 100 && after === before; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    after = await get("/orders/1");
+  }
   console.log(`before=${before} after=${after} goaway=${goaway} closed=${s.closed}`); s.close();
 })();' "http://127.0.0.1:$PORT_frontend" "$POLICY" "$WORK/deny-orders.yaml" 2>&1)
 expect_eq "a policy change judges the next request on the same connection" \
@@ -233,7 +241,7 @@ cp "$POLICY" "$WORK/good.yaml"
 sed 's/action: DENY/action: MAYBE/' "$WORK/good.yaml" >"$WORK/maybe.yaml"
 cp "$WORK/maybe.yaml" "$POLICY.tmp" && mv "$POLICY.tmp" "$POLICY"
 check "a bad policy is refused with the document, field and reason" \
-  within_ms 2000 grep -qF '"event":"rejected","source":"'"$POLICY"'","error":"document 2 (AuthorizationPolicy \"no-admin\"): spec.action: \"MAYBE\" is not an action' "$WORK/server.err"
+  wait_for 10 grep -qF '"event":"rejected","source":"'"$POLICY"'","error":"document 2 (AuthorizationPolicy \"no-admin\"): spec.action: \"MAYBE\" is not an action' "$WORK/server.err"
 check "... and the log says the last good policy stays in force" grep -qF '"in_force":"the last good policy"' "$WORK/server.err"
 expect_eq "the last good policy stays in force" 403 "$(code "http://127.0.0.1:$PORT_admin/admin/x")"
 # A DENY path written other than in the normal form requests are judged in
@@ -242,7 +250,7 @@ sed 's#"/users/@me\*"#"/users/%40me*"#' "$WORK/good.yaml" >"$WORK/encoded.yaml"
 cp "$WORK/encoded.yaml" "$POLICY.tmp" && mv "$POLICY.tmp" "$POLICY"
 never='spec.rules[0].to[0].paths[1]: \"/users/%40me*\" can never match a request: requests are matched in normal form \"/users/@me*\"'
 check "a DENY path not in normal form (/users/%40me*) is refused, naming the normal form" \
-  within_ms 2000 grep -qF '"event":"rejected","source":"'"$POLICY"'","error":"document 2 (AuthorizationPolicy \"no-admin\"): '"$never" "$WORK/server.err"
+  wait_for 10 grep -qF '"event":"rejected","source":"'"$POLICY"'","error":"document 2 (AuthorizationPolicy \"no-admin\"): '"$never" "$WORK/server.err"
 expect_eq "... the last good policy stays in force: /users/%40me is 403" 403 \
   "$(code --path-as-is "http://127.0.0.1:$PORT_admin/users/%40me")"
 

@@ -192,11 +192,11 @@ check "... and it holds: the unchanged directory is not pushed over it" version_
 cp "$WORK/payments.yaml" "$PDIR/shop.yaml.new"
 sed -i 's/GET/POST/' "$PDIR/shop.yaml.new"
 mv "$PDIR/shop.yaml.new" "$PDIR/shop.yaml"
-check "an edit of the directory is pushed (version 3)" wait_for 5 version_is 3
-check "... from the directory" wait_for 5 grep -q "\"type\":\"policy_applied\",\"version\":\"3\",\"source\":\"$PDIR\"" "$WORK/pagent.out"
+check "an edit of the directory is pushed (version 3)" wait_for 10 version_is 3
+check "... from the directory" wait_for 10 grep -q "\"type\":\"policy_applied\",\"version\":\"3\",\"source\":\"$PDIR\"" "$WORK/pagent.out"
 printf 'kind: AuthorizationPolicy\nspec: {action: MAYBE}\n' >"$PDIR/zz-bad.yaml"
 rejected() { [ "$(grep -c '"type":"policy_rejected"' "$WORK/pagent.out")" = "$1" ]; }
-check "a bad file set is refused" wait_for 5 rejected 1
+check "a bad file set is refused" wait_for 10 rejected 1
 sleep 1.6
 check "... once, not at every poll" rejected 1
 check "... and the last good policy stays" version_is 3
@@ -238,7 +238,10 @@ ctl --timeout 1s token create --spiffe-id spiffe://shop.local/ns/shop/sa/slow
 took_ms=$((($(date +%s%N) - start_s) / 1000000))
 expect_match "--timeout: DEADLINE_EXCEEDED" \
   '^1:wispctl: token create: DEADLINE_EXCEEDED: the agent at .* did not answer within 1s' "$RC:$ERR"
-if [ "$took_ms" -lt 3000 ]; then ok "... after about 1s (${took_ms} ms)"; else not_ok "... after about 1s" "${took_ms} ms"; fi
+# The fake agent answers that call after 5 s: DEADLINE_EXCEEDED above says
+# the deadline ended it; here that it did not fire early (how soon after
+# 1 s it fires depends on the machine's load).
+if [ "$took_ms" -ge 900 ] && [ "$took_ms" -lt 10000 ]; then ok "... after the deadline, not before (${took_ms} ms)"; else not_ok "... after the deadline and well within 10 s" "${took_ms} ms"; fi
 
 # ---- what no gRPC server sends ----
 for mode in http404 reset close hang; do
