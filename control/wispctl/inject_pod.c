@@ -34,11 +34,24 @@
 #define BUNDLE_KEY "bundle.pem"
 #define BUNDLE_DIR "/var/run/wisp/bundle"
 
-/* The proxy idles at about 5 MB RSS; one thread, so at most one core. */
+/* The proxy idles at about 5 MB RSS; one thread, so at most one core.
+ * Its memory limit holds what its bounds let callers make it hold, with
+ * margin (the proxy's defaults, 256M of bodies and 4096 connections per
+ * listener, are for a host, not a pod):
+ *   base (idle RSS, rounded up)                              8 MiB
+ *   --buffer-limit: bodies waiting in the proxy             64 MiB
+ *   2 listeners (inbound, outbound) x --max-connections
+ *     1024 x about 27 KB (an idle mTLS or h2c connection)  ~54 MiB
+ *                                                          126 MiB of 256 MiB
+ * The other half is the margin for what --buffer-limit does not stop: it
+ * refuses new requests, and streams already open may still fill their
+ * 64 KiB windows; upstream connections; L4 tunnels' 64 KiB buffers. */
 #define PROXY_CPU_REQUEST "10m"
 #define PROXY_MEM_REQUEST "16Mi"
 #define PROXY_CPU_LIMIT "1"
-#define PROXY_MEM_LIMIT "128Mi"
+#define PROXY_MEM_LIMIT "256Mi"
+#define PROXY_BUFFER_LIMIT "64M"
+#define PROXY_MAX_CONNECTIONS "1024"
 #define INIT_CPU_REQUEST "10m"
 #define INIT_MEM_REQUEST "16Mi"
 #define INIT_CPU_LIMIT "100m"
@@ -128,6 +141,8 @@ static int proxy_args(yaml_document_t *d, const wispctl_pod_plan *p) {
   }
   arg(d, args, "--svid-cache", CACHE_DIR "/svid");
   arg(d, args, "--admin", ADMIN_LISTEN);
+  arg(d, args, "--buffer-limit", PROXY_BUFFER_LIMIT);
+  arg(d, args, "--max-connections", PROXY_MAX_CONNECTIONS);
   return args;
 }
 

@@ -91,6 +91,14 @@ def uninject(d):
         del t["metadata"]
     return d
 
+def size(v):
+    """Bytes of a Kubernetes quantity (128Mi) or a wisp size (64M: MiB)."""
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    for u in sorted(units, key=len, reverse=True):
+        if v.endswith(u):
+            return int(v[:-len(u)]) * units[u]
+    return int(v)
+
 def kubelet(d, name, volumes, env, extra=()):
     """The command line container |name| runs: mounts at the local dirs of
     |volumes| (volume name -> dir), $(VAR) from |env|, then |extra|."""
@@ -156,7 +164,7 @@ expect_q "every document is as it was but for what inject adds" "$OUT" "[uninjec
   "[uninject(d) for d in docs]"
 expect_eq "wisp-proxy runs wisp-proxy" '["wisp-proxy"]' "$(q "$OUT" "ctr($FRONT, 'wisp-proxy')['command']")"
 expect_eq "wisp-proxy's args: transparent, the node's agent socket, the pod's SPIFFE ID, token, SVID cache, admin" \
-  '["--transparent","--agent","unix:///run/wisp/agent.sock","--spiffe-id","spiffe://cluster.local/ns/$(WISP_POD_NAMESPACE)/sa/$(WISP_POD_SERVICE_ACCOUNT)","--join-token-file","/var/run/secrets/wisp/join/token","--svid-cache","/var/run/wisp/cache/svid","--admin","0.0.0.0:15000"]' \
+  '["--transparent","--agent","unix:///run/wisp/agent.sock","--spiffe-id","spiffe://cluster.local/ns/$(WISP_POD_NAMESPACE)/sa/$(WISP_POD_SERVICE_ACCOUNT)","--join-token-file","/var/run/secrets/wisp/join/token","--svid-cache","/var/run/wisp/cache/svid","--admin","0.0.0.0:15000","--buffer-limit","64M","--max-connections","1024"]' \
   "$(q "$OUT" "ctr($FRONT, 'wisp-proxy')['args']")"
 expect_eq "... from env by the downward API" \
   '{"WISP_POD_NAMESPACE":"metadata.namespace","WISP_POD_SERVICE_ACCOUNT":"spec.serviceAccountName"}' \
@@ -191,8 +199,20 @@ expect_eq "wisp-init runs wisp-iptables.sh for proxy uid 1337" '["wisp-iptables.
 expect_eq "... and orders' wisp.dev/inbound-ports annotation becomes --inbound-ports" \
   '["--proxy-uid","1337","--inbound-ports","8080"]' "$(q "$OUT" "ctr($ORDERS, 'wisp-init')['args']")"
 expect_q "modest resources for wisp-proxy" "$OUT" \
-  "{'requests': {'cpu': '10m', 'memory': '16Mi'}, 'limits': {'cpu': '1', 'memory': '128Mi'}}" \
+  "{'requests': {'cpu': '10m', 'memory': '16Mi'}, 'limits': {'cpu': '1', 'memory': '256Mi'}}" \
   "ctr($FRONT, 'wisp-proxy')['resources']"
+# What the sidecar's bounds let callers make it hold fits its memory limit:
+# idle RSS (8 MiB), --buffer-limit, 2 listeners x --max-connections x 27 KB,
+# with a quarter of the limit to spare (inject_pod.c says the arithmetic).
+# The proxy's defaults (256M, 4096) would not fit.
+budget=$(q "$OUT" "(lambda c: (lambda a: [size(a['--buffer-limit']), int(a['--max-connections']),
+  size(c['resources']['limits']['memory'])])(dict(zip(c['args'][:-1], c['args'][1:]))))(ctr($FRONT, 'wisp-proxy'))")
+read -r buffer conns limit < <(tr -d '[]' <<<"$budget" | tr ',' ' ')
+expect_eq "wisp-proxy's --buffer-limit ($buffer) is below its memory limit ($limit)" true \
+  "$([ "${buffer:-0}" -gt 0 ] && [ "$buffer" -lt "${limit:-0}" ] && echo true)"
+need=$((8 * 1024 * 1024 + buffer + 2 * conns * 27000))
+expect_eq "... and with the base and 2 x --max-connections $conns x 27 KB ($need bytes) under 3/4 of it" true \
+  "$([ "$need" -lt $((limit * 3 / 4)) ] && echo true)"
 expect_eq "image wisp/wisp:$VERSION for both" "[\"wisp/wisp:$VERSION\",\"wisp/wisp:$VERSION\"]" \
   "$(q "$OUT" "[ctr($FRONT, n)['image'] for n in ('wisp-init', 'wisp-proxy')]")"
 expect_eq "pod template annotated wisp.dev/injected: \"$VERSION\"" "[\"$VERSION\",\"$VERSION\"]" \
@@ -214,7 +234,7 @@ expect_eq "default identity: exit 0" 0 "$RC"
 "$WISPCTL" inject -f "$APP" >"$WORK/sa-default.yaml" 2>/dev/null
 check "... and it is the default (no --identity)" cmp -s "$WORK/sa.yaml" "$WORK/sa-default.yaml"
 expect_eq "wisp-proxy bootstraps with --sa-token-file" \
-  '["--transparent","--agent","unix:///run/wisp/agent.sock","--spiffe-id","spiffe://cluster.local/ns/$(WISP_POD_NAMESPACE)/sa/$(WISP_POD_SERVICE_ACCOUNT)","--sa-token-file","/var/run/secrets/wisp/sa/token","--svid-cache","/var/run/wisp/cache/svid","--admin","0.0.0.0:15000"]' \
+  '["--transparent","--agent","unix:///run/wisp/agent.sock","--spiffe-id","spiffe://cluster.local/ns/$(WISP_POD_NAMESPACE)/sa/$(WISP_POD_SERVICE_ACCOUNT)","--sa-token-file","/var/run/secrets/wisp/sa/token","--svid-cache","/var/run/wisp/cache/svid","--admin","0.0.0.0:15000","--buffer-limit","64M","--max-connections","1024"]' \
   "$(q "$WORK/sa.yaml" "ctr($FRONT, 'wisp-proxy')['args']")"
 expect_q "volumes: a projected token (audience wisp, 600 s), no join token Secret" "$WORK/sa.yaml" \
   "[{'name': 'wisp-sa-token', 'projected': {'sources': [{'serviceAccountToken': {'audience': 'wisp', 'expirationSeconds': 600, 'path': 'token'}}]}},
@@ -365,7 +385,7 @@ expect_eq "the Pod's annotations become wisp-init's exclusions, after the agent'
 expect_eq "without annotations: only the agent's address is excluded" \
   '["--proxy-uid","2102","--exclude-outbound-cidrs","10.96.0.10"]' "$(q "$OUT" "ctr(kind('Job'), 'wisp-init')['args']")"
 expect_eq "wisp-proxy over https: --bundle from the trust bundle ConfigMap, the trust domain given" \
-  '["--transparent","--agent","https://10.96.0.10:8443","--bundle","/var/run/wisp/bundle/bundle.pem","--spiffe-id","spiffe://shop.local/ns/$(WISP_POD_NAMESPACE)/sa/$(WISP_POD_SERVICE_ACCOUNT)","--join-token-file","/var/run/secrets/wisp/join/token","--svid-cache","/var/run/wisp/cache/svid","--admin","0.0.0.0:15000"]' \
+  '["--transparent","--agent","https://10.96.0.10:8443","--bundle","/var/run/wisp/bundle/bundle.pem","--spiffe-id","spiffe://shop.local/ns/$(WISP_POD_NAMESPACE)/sa/$(WISP_POD_SERVICE_ACCOUNT)","--join-token-file","/var/run/secrets/wisp/join/token","--svid-cache","/var/run/wisp/cache/svid","--admin","0.0.0.0:15000","--buffer-limit","64M","--max-connections","1024"]' \
   "$(q "$OUT" "ctr(kind('CronJob'), 'wisp-proxy')['args']")"
 expect_q "volumes: the token of service account default (none named), the wisp-trust-bundle ConfigMap" "$OUT" \
   "[{'name': 'wisp-join-token', 'secret': {'secretName': 'wisp-join-default', 'items': [{'key': 'token', 'path': 'token'}]}},
