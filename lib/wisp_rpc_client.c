@@ -669,7 +669,13 @@ wisp_rpcc_call *wisp_rpcc_call_start(wisp_rpcc *c, const char *path, const wisp_
   ev_timer_init(&call->deadline, on_deadline, timeout_s > 0 ? timeout_s : 0, 0);
   call->deadline.data = call;
   wisp_list_push_front(&c->calls, &call->link);
-  if (timeout_s > 0) ev_timer_start(c->lp->loop, &call->deadline);
+  if (timeout_s > 0) {
+    /* A timer counts from the loop's clock, read when the loop last woke:
+     * on a busy machine that can be long before this call, and the deadline
+     * would fire early. Count it from now. */
+    ev_now_update(c->lp->loop);
+    ev_timer_start(c->lp->loop, &call->deadline);
+  }
   if (!path || path[0] != '/') {
     fail_later(call, WISP_GRPC_INTERNAL, "method path must start with '/'");
   } else if (c->free_pending) {
