@@ -74,7 +74,8 @@ struct wisp_h2conn {
   char close_reason[WISP_TLS_REASON_MAX];
 };
 
-/* Starts flushing dirty connections before |loop| sleeps. */
+/* Starts flushing dirty connections before |loop| sleeps. |lp| must be
+ * zeroed first; set its hooks (before_flush, before_sleep, data) after. */
 void wisp_h2loop_init(wisp_h2loop *lp, struct ev_loop *loop);
 void wisp_h2loop_cleanup(wisp_h2loop *lp);
 /* Flushes every dirty connection and tears down closed ones. */
