@@ -253,9 +253,12 @@ expect_eq "HTTP 404 is UNIMPLEMENTED" \
 ctl --agent "unix:$SOCKS/raw-reset.sock" status
 expect_eq "RST_STREAM CANCEL is CANCELLED" \
   "1:wispctl: status: CANCELLED: stream reset by the server (RST_STREAM CANCEL)" "$RC:$ERR"
+# The server destroys the connection while frames wispctl sent (a SETTINGS
+# ACK) may still be unread in its socket: the kernel then reports a reset,
+# not an end of file (about 1 run in 100). Both are the server dropping it.
 ctl --agent "unix:$SOCKS/raw-close.sock" status
-expect_eq "a dropped connection is UNAVAILABLE" \
-  "1:wispctl: status: UNAVAILABLE: connection closed by the server" "$RC:$ERR"
+expect_match "a dropped connection is UNAVAILABLE" \
+  '^1:wispctl: status: UNAVAILABLE: (connection closed by the server|read failed: Connection reset by peer)$' "$RC:$ERR"
 ctl --agent "unix:$SOCKS/raw-hang.sock" --timeout 300ms status
 expect_match "no answer at all: DEADLINE_EXCEEDED" '^1:wispctl: status: DEADLINE_EXCEEDED: .*within 0.3s' "$RC:$ERR"
 
