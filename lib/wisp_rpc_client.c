@@ -65,7 +65,8 @@ static wisp_rpcc_call *call_of(wisp_list *node) { return node ? WISP_LIST_ELEM(n
 static bool has_prefix(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
 
 wisp_err wisp_rpcc_target_parse(wisp_rpcc_target *out, const char *s, char *err, size_t err_len) {
-  memset(out, 0, sizeof(*out));
+  wisp_rpcc_target t; /* |*out| changes only on success */
+  memset(&t, 0, sizeof(t));
   if (!s || !*s) {
     snprintf(err, err_len, "empty target (want unix:PATH, unix:///PATH, HOST:PORT or https://HOST:PORT)");
     return WISP_ERR_USAGE;
@@ -88,14 +89,15 @@ wisp_err wisp_rpcc_target_parse(wisp_rpcc_target *out, const char *s, char *err,
       snprintf(err, err_len, "%s: socket path longer than %d bytes", s, WISP_RPCC_UNIX_PATH_MAX);
       return WISP_ERR_USAGE;
     }
-    out->kind = WISP_RPCC_TARGET_UNIX;
-    snprintf(out->path, sizeof(out->path), "%s", path);
-    snprintf(out->authority, sizeof(out->authority), "localhost");
+    t.kind = WISP_RPCC_TARGET_UNIX;
+    snprintf(t.path, sizeof(t.path), "%s", path);
+    snprintf(t.authority, sizeof(t.authority), "localhost");
+    *out = t;
     return WISP_OK;
   }
   const char *hostport = s;
   if (has_prefix(s, "https://")) {
-    out->tls = true;
+    t.tls = true;
     hostport = s + 8;
   } else if (has_prefix(s, "http://")) {
     hostport = s + 7;
@@ -105,19 +107,20 @@ wisp_err wisp_rpcc_target_parse(wisp_rpcc_target *out, const char *s, char *err,
   }
   size_t len = strlen(hostport);
   if (len > 0 && hostport[len - 1] == '/') len--; /* https://host:port/ */
-  if (len == 0 || len >= sizeof(out->authority)) {
+  if (len == 0 || len >= sizeof(t.authority)) {
     snprintf(err, err_len, "%s: want HOST:PORT", s);
     return WISP_ERR_USAGE;
   }
-  char hp[sizeof(out->authority)];
+  char hp[sizeof(t.authority)];
   memcpy(hp, hostport, len);
   hp[len] = 0;
-  if (hp[0] == ':' || strchr(hp, '/') || wisp_addr_parse(&out->addr, hp) != WISP_OK) {
+  if (hp[0] == ':' || strchr(hp, '/') || wisp_addr_parse(&t.addr, hp) != WISP_OK) {
     snprintf(err, err_len, "%s: want HOST:PORT with a literal address or localhost", s);
     return WISP_ERR_USAGE;
   }
-  out->kind = WISP_RPCC_TARGET_TCP;
-  snprintf(out->authority, sizeof(out->authority), "%s", hp);
+  t.kind = WISP_RPCC_TARGET_TCP;
+  snprintf(t.authority, sizeof(t.authority), "%s", hp);
+  *out = t;
   return WISP_OK;
 }
 

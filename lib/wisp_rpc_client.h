@@ -129,7 +129,7 @@ typedef struct {
 } wisp_rpcc_target;
 
 /* Parses a target (see wisp_rpcc_connect). WISP_ERR_USAGE, with |err|
- * naming the problem, otherwise; |*out| is then unspecified. */
+ * naming the problem, otherwise; |*out| is then untouched. */
 wisp_err wisp_rpcc_target_parse(wisp_rpcc_target *out, const char *s, char *err, size_t err_len) WISP_MUST_CHECK;
 
 /* What a response's headers and trailers said, as far as the call's status

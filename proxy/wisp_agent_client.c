@@ -364,6 +364,7 @@ static void on_sign_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   EVP_PKEY_free(ac->pending_key);
   ac->pending_key = NULL;
   /* A fresh key for every SVID: the key never leaves this process. */
+  snprintf(err, sizeof(err), "cannot make a P-256 key");
   if (wisp_ca_key_new_p256(&ac->pending_key) != WISP_OK ||
       wisp_ca_csr_new(&csr, &csr_len, ac->pending_key, ac->px->cfg->spiffe_id, err, sizeof(err)) != WISP_OK) {
     log_cert("csr_failed", NULL, err);
@@ -498,30 +499,44 @@ static wisp_err read_token(wisp_agent_client *ac, const wisp_config *cfg, char *
   return WISP_OK;
 }
 
-wisp_err wisp_agent_client_start(wisp_agent_client **out, wisp_proxy *px, char *err, size_t err_len) {
-  const wisp_config *cfg = px->cfg;
-  wisp_agent_client *ac = wisp_calloc(1, sizeof(*ac));
-  *out = ac;
-  ac->px = px;
-  ac->sign_backoff = ac->watch_backoff = BACKOFF_MIN;
-  ac->https = strncmp(cfg->agent, "https://", 8) == 0;
-  snprintf(ac->target, sizeof(ac->target), "%s", ac->https ? cfg->agent + 8 : cfg->agent);
+/* The parts of start that can fail, on |ac| (which the caller frees then). */
+static wisp_err setup(wisp_agent_client *ac, const wisp_config *cfg, char *err, size_t err_len) {
   wisp_spiffe_id id;
-  if (wisp_spiffe_parse(&id, cfg->spiffe_id, strlen(cfg->spiffe_id), NULL, 0) != WISP_OK) return WISP_ERR_USAGE;
+  char why[160];
+  if (wisp_spiffe_parse(&id, cfg->spiffe_id, strlen(cfg->spiffe_id), why, sizeof(why)) != WISP_OK) {
+    snprintf(err, err_len, "--spiffe-id %s: %s", cfg->spiffe_id, why);
+    return WISP_ERR_USAGE;
+  }
   snprintf(ac->agent_id, sizeof(ac->agent_id), "spiffe://%s/wisp/agent", id.trust_domain);
   WISP_GUARD(read_token(ac, cfg, err, err_len));
   if (ac->https) {
     ac->bootstrap_tls = wisp_tls_new(NULL);
     WISP_GUARD(wisp_tls_load_trust_file(ac->bootstrap_tls, cfg->bundle, err, err_len));
   }
+  return WISP_OK;
+}
+
+wisp_err wisp_agent_client_start(wisp_agent_client **out, wisp_proxy *px, char *err, size_t err_len) {
+  const wisp_config *cfg = px->cfg;
+  wisp_agent_client *ac = wisp_calloc(1, sizeof(*ac));
+  ac->px = px;
+  ac->sign_backoff = ac->watch_backoff = BACKOFF_MIN;
+  ac->https = strncmp(cfg->agent, "https://", 8) == 0;
+  snprintf(ac->target, sizeof(ac->target), "%s", ac->https ? cfg->agent + 8 : cfg->agent);
   ev_init(&ac->sign_timer, on_sign_timer);
   ev_init(&ac->watch_timer, on_watch_timer);
   ac->sign_timer.data = ac->watch_timer.data = ac;
+  wisp_err rc = setup(ac, cfg, err, err_len);
+  if (rc != WISP_OK) {
+    wisp_agent_client_free(ac);
+    return rc;
+  }
   /* With a cached SVID: serve now, and renew at once over mTLS (the agent
    * may be down: retried with backoff while the cached SVID serves; or it
    * may no longer accept it: then the token, see RENEW_FAILURES_...). */
   if (cfg->svid_cache && cache_restore(ac)) watch_start(ac);
   schedule(ac, &ac->sign_timer, 0);
+  *out = ac;
   return WISP_OK;
 }
 

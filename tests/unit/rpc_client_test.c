@@ -88,6 +88,22 @@ static void test_target_parse(void **state) {
   }
 }
 
+/* A target that does not parse leaves |*out| as it was (an out-parameter
+ * changes only on success), whichever check refuses it. */
+static void test_target_parse_failure_leaves_out(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof(kTargets) / sizeof(kTargets[0]); i++) {
+    if (kTargets[i].want == WISP_OK) continue;
+    wisp_rpcc_target t, before;
+    memset(&t, 0xa5, sizeof(t));
+    before = t;
+    char err[256] = "";
+    assert_int_equal(wisp_rpcc_target_parse(&t, kTargets[i].in, err, sizeof(err)), kTargets[i].want);
+    assert_true(err[0] != '\0');
+    assert_memory_equal(&t, &before, sizeof(t));
+  }
+}
+
 static void test_target_unix_path_limit(void **state) {
   (void)state;
   char s[300], err[256];
@@ -850,6 +866,7 @@ static int group_teardown(void **state) {
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_target_parse),
+      cmocka_unit_test(test_target_parse_failure_leaves_out),
       cmocka_unit_test(test_target_unix_path_limit),
       cmocka_unit_test(test_response_status),
       cmocka_unit_test(test_long_grpc_message_is_cut),
