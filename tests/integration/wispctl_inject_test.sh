@@ -92,8 +92,9 @@ def uninject(d):
     return d
 
 def size(v):
-    """Bytes of a Kubernetes quantity (128Mi) or a wisp size (64M: MiB)."""
-    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    """Bytes of a Kubernetes quantity (128Mi) or a wisp size (64M, 16MiB)."""
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30,
+             "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
     for u in sorted(units, key=len, reverse=True):
         if v.endswith(u):
             return int(v[:-len(u)]) * units[u]
@@ -463,6 +464,21 @@ else
   not_ok "the agent Deployment's command starts wisp-agent" "$(tail -3 "$WORK/agent.err")"
   finish
 fi
+# What callers can make the agent hold fits its memory limit: base 8 MiB,
+# --max-connections x (--max-conn-buffer + 30 KB of TLS), the webhook's
+# connections x its largest body (the agent's defaults where not given), a
+# quarter to spare.
+# Its defaults (4096 x 16MiB) would not fit; the running agent says what
+# it took.
+budget=$(q "$AGENT_YAML" "(lambda c: (lambda a: [int(a.get('--max-connections', '4096')), size(a.get('--max-conn-buffer', '16MiB')),
+  int(a.get('--webhook-max-connections', '64')), size(a.get('--webhook-max-body', '3MiB')), size(c['resources']['limits']['memory'])])(
+  dict(x.split('=', 1) for x in c['args'] if '=' in x)))(ctr($AGENT_DOC, 'wisp-agent'))")
+read -r conns conn_buf hooks hook_body limit < <(tr -d '[]' <<<"$budget" | tr ',' ' ')
+need=$((8 * 1024 * 1024 + ${conns:-0} * (${conn_buf:-0} + 30000) + ${hooks:-0} * ${hook_body:-0}))
+expect_eq "wisp-agent's bounds ($conns x $conn_buf, $hooks x $hook_body: $need bytes) fit under 3/4 of its memory limit ($limit)" \
+  true "$([ "$conns" -gt 0 ] && [ "$need" -lt $((${limit:-0} * 3 / 4)) ] && echo true)"
+check "... and the agent runs with them (its started line)" \
+  grep -q "\"max_connections\":$conns,.*\"max_conn_buffer\":$conn_buf\b" "$WORK/agent.out" "$WORK/agent.err"
 probe=$(q "$AGENT_YAML" "ctr($AGENT_DOC, 'wisp-agent')['readinessProbe']['exec']['command']")
 expect_eq "its probes run wispctl status on the pod's socket" '["wispctl","--timeout","3s","status"]' "$probe"
 policy_applied() { WISP_AGENT=unix:$RUN/agent.sock "$WISPCTL" --timeout 3s status | grep -Eq 'agent policy version: +[1-9]'; }
