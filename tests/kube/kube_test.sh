@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # Kubernetes for real, with podman: the image wisp/wisp:VERSION built by
 # deploy/image/build.sh from the binaries under test, the shipped
-# deploy/kubernetes manifests (agent, policy) and the `wispctl inject`
-# output of example-app.yaml run as pods with rootful `podman kube play` on
+# deploy/kubernetes manifests (agent with its admission webhook, policy) and
+# example-app.yaml as the agent's webhook mutates it (AdmissionReviews
+# posted to the agent pod as the API server would; each mutation checked
+# against `wispctl inject`) run as pods with rootful `podman kube play` on
 # a bridge network of the test's own (internal: no route off the machine).
+# The sidecars bootstrap with service-account tokens minted by python3-jwt
+# (podman projects none: the test provides the token file), verified by the
+# agent against the issuer keys it is given.
 # What podman runs differently from Kubernetes is adapted in
 # podman_adapt.py, each change named there (PODMAN-n); the shipped
 # manifests are not edited. Proven: the image is reproducible, small,
-# labelled; the agent pod serves and hands out the bundle and tokens
-# (podman exec); frontend's requests reach orders through both sidecars
+# labelled; the agent pod serves, hands out its bundle (podman exec) and
+# answers AdmissionReviews over TLS; both sidecars get their SVIDs for
+# service-account tokens; frontend's requests reach orders through both sidecars
 # over mTLS, each logging the other's SPIFFE ID; wisp-init's interception
 # is proven in both pods (/ready); a capture on the bridge shows no
 # plaintext; a container without a sidecar is refused (STRICT); a
 # `wispctl apply` in the agent pod holds on the next request; a sidecar
-# killed with its join token gone comes back from its SVID cache.
+# killed with its token gone comes back from its SVID cache.
 # Everything made is named with a unique prefix (wispkt-PID) and removed at
 # the end, also on failure; what a killed run left is removed by the next.
 #   kube_test.sh [WISP_PROXY WISP_AGENT WISPCTL]
@@ -190,8 +196,13 @@ ctr() { echo "$KT-$1-pod-0-$2"; } # the container of Deployment $1 named $2
 logs_match() { pm logs "$1" 2>&1 | grep -q -- "$2"; } # logs_match CONTAINER REGEX
 
 # ---- the agent: wisp-agent.yaml and wisp-policy.yaml as shipped ----
+# The service-account issuer's keys (openssl) for tokens minted by python3-jwt.
+ISS=https://kubernetes.default.svc.cluster.local
+ST=$WISP_SRC/tests/lib/sa_token.py
+"$PY" "$ST" keys "$WORK/keys" || not_ok "issuer keys made with openssl"
 A=$(ctr wisp-agent wisp-agent)
-adapt --env "WISP_AGENT_SERVICE_HOST=$AGENT_IP" "$K8S/wisp-agent.yaml" "$K8S/wisp-policy.yaml" >"$WORK/agent.yaml"
+adapt --env "WISP_AGENT_SERVICE_HOST=$AGENT_IP" --sa-jwks "$WORK/keys/jwks.json" --sa-issuer "$ISS" \
+  "$K8S/wisp-agent.yaml" "$K8S/wisp-policy.yaml" >"$WORK/agent.yaml"
 check "the agent's manifests run as a pod" play "$WORK/agent.yaml" "$AGENT_IP"
 check "the agent pod serves: wispctl status in it (its readiness probe's command)" \
   wait_for 20 pm exec "$A" wispctl --timeout 3s status
@@ -199,29 +210,68 @@ check "... and it made its CA in the state volume the image's owner lets it writ
   logs_match "$A" 'generated a new root CA'
 pm exec "$A" cat /var/lib/wisp/state/bundle.pem >"$WORK/bundle.pem"
 check "the trust bundle comes out with podman exec ... cat" grep -q 'BEGIN CERTIFICATE' "$WORK/bundle.pem"
-for sa in orders frontend; do
-  pm exec "$A" wispctl token create --reusable --ttl 8760h --spiffe-id "$TD/ns/shop/sa/$sa" >"$WORK/$sa.token" 2>/dev/null
-done
-check "reusable join tokens come out with podman exec ... wispctl token create" \
-  grep -qE '^[0-9a-f]{16,}$' "$WORK/orders.token" "$WORK/frontend.token"
+check "the agent pod serves its admission webhook" \
+  wait_for 20 logs_match "$A" 'admission webhook on 0.0.0.0:9443 for wisp-agent.wisp-system.svc: pods get a sidecar that dials https://'"$AGENT_IP"':8443'
 
-# ---- the app: the bundle ConfigMap and token Secrets as kubectl makes them, and inject's output ----
-"$PY" - "$WORK" >"$WORK/shop-objects.yaml" <<'PY'
-import base64, sys, yaml
-w = sys.argv[1]
-docs = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "wisp-trust-bundle", "namespace": "shop"},
-         "data": {"bundle.pem": open(w + "/bundle.pem").read()}}]
-for sa in ("orders", "frontend"):
-    token = open("%s/%s.token" % (w, sa)).read().strip()
-    docs.append({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                 "metadata": {"name": "wisp-join-" + sa, "namespace": "shop"},
-                 "data": {"token": base64.b64encode(token.encode()).decode()}})
+# ---- the app: example-app.yaml as the agent's webhook mutates it ----
+# Each Deployment's pod, in an AdmissionReview as the API server sends it,
+# POSTed over TLS (the agent's bundle, the Service's name) to the agent
+# pod by curl in a container on the test's network (the API server's
+# place); the JSONPatch applied (python3-jsonpatch) and compared with what
+# wispctl inject gives the same pod.
+"$PY" - "$WORK" "$K8S/example-app.yaml" "$AGENT_IP" "$WISPCTL" "$WISP_SRC" "$NET" "$APPS" "$KT" \
+  >"$WORK/mutated.yaml" 2>"$WORK/mutate.err" <<'PY'
+import base64, json, subprocess, sys, yaml
+import jsonpatch
+work, app, ip, wispctl, src, net, apps, kt = sys.argv[1:]
+sys.path.insert(0, src + "/tests/integration/webhook")
+import review
+docs = [d for d in yaml.safe_load_all(open(app)) if d]
+for d in docs:
+    if d["kind"] != "Deployment":
+        continue
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": dict(d["spec"]["template"]["metadata"],
+           generateName=d["metadata"]["name"] + "-"), "spec": d["spec"]["template"]["spec"]}
+    path = "%s/%s.pod.yaml" % (work, d["metadata"]["name"])
+    yaml.safe_dump(pod, open(path, "w"))
+    r = review.make(path, ns=d["metadata"]["namespace"])
+    json.dump(r, open(path + ".review", "w"))
+    name = d["metadata"]["name"]
+    out = subprocess.run(["podman", "run", "--rm", "--pull", "never", "--name", "%s-review-%s" % (kt, name),
+                          "--network", net, "-v", work + ":/w:ro", "--entrypoint", "curl", apps,
+                          "-sS", "--cacert", "/w/bundle.pem", "--resolve", "wisp-agent.wisp-system.svc:9443:" + ip,
+                          "-H", "Content-Type: application/json", "--data-binary", "@/w/%s.pod.yaml.review" % name,
+                          "https://wisp-agent.wisp-system.svc:9443/mutate"], capture_output=True)
+    if out.returncode:
+        sys.exit("curl: " + out.stderr.decode())
+    resp = json.loads(out.stdout)["response"]
+    assert resp["uid"] == r["request"]["uid"] and resp["allowed"] and resp["patchType"] == "JSONPatch", resp
+    patched = jsonpatch.apply_patch(r["request"]["object"], json.loads(base64.b64decode(resp["patch"])))
+    yaml.safe_dump(r["request"]["object"], open(path, "w"))
+    want = yaml.safe_load(subprocess.run([wispctl, "inject", "--agent", "https://%s:8443" % ip, "--bundle-file",
+                                          work + "/bundle.pem", "-f", path], capture_output=True, check=True).stdout)
+    assert patched == want, "%s: the webhook's mutation differs from wispctl inject's" % d["metadata"]["name"]
+    print("mutated", d["metadata"]["name"], file=sys.stderr)
+    d["spec"]["template"]["metadata"] = patched["metadata"]
+    d["spec"]["template"]["metadata"].pop("generateName")
+    d["spec"]["template"]["metadata"].pop("namespace")
+    d["spec"]["template"]["spec"] = patched["spec"]
 yaml.safe_dump_all(docs, sys.stdout)
 PY
-"$WISPCTL" inject --identity join-token --agent "https://$AGENT_IP:8443" -f "$K8S/example-app.yaml" >"$WORK/injected.yaml" 2>"$WORK/inject.err"
-check "wispctl inject of example-app.yaml" grep -q 'wisp-proxy' "$WORK/injected.yaml"
-adapt --host "orders=$ORDERS_IP" "$WORK/shop-objects.yaml" "$WORK/injected.yaml" >"$WORK/app.yaml"
-check "the injected orders and frontend run as pods" play "$WORK/app.yaml" "$ORDERS_IP" "$FRONTEND_IP"
+check "the agent's webhook mutates orders and frontend exactly as wispctl inject would" \
+  test "$(grep -c '^mutated' "$WORK/mutate.err")" = 2
+sed 's/^/# /' "$WORK/mutate.err"
+check "... giving each a sidecar that bootstraps with a projected service-account token" \
+  grep -q -- '--sa-token-file' "$WORK/mutated.yaml"
+reviews() { [ "$(pm logs "$A" 2>/dev/null | grep -c '"type":"admission".*"patched":"true"')" -ge 2 ]; }
+check "the agent logged both reviews" wait_for 5 reviews
+# The tokens the kubelet would project (audience wisp, an hour), minted by python3-jwt.
+for sa in orders frontend; do
+  "$PY" "$ST" mint --keys "$WORK/keys" --ns shop --sa "$sa" --pod "" --exp-in 3600 >"$WORK/$sa.sa-token"
+done
+adapt --host "orders=$ORDERS_IP" --sa-token "orders=$WORK/orders.sa-token" --sa-token "frontend=$WORK/frontend.sa-token" \
+  "$WORK/mutated.yaml" >"$WORK/app.yaml"
+check "the mutated orders and frontend run as pods" play "$WORK/app.yaml" "$ORDERS_IP" "$FRONTEND_IP"
 OP=$(ctr orders wisp-proxy)
 FP=$(ctr frontend wisp-proxy)
 OA=$(ctr orders orders)
@@ -230,6 +280,10 @@ ready() { [ "$(pm exec "$1" curl -s --max-time 3 http://127.0.0.1:15000/ready)" 
 # /ready asked from each pod's app container: loopback, as the kubelet's probe would see it.
 check "orders' sidecar is ready: SVID from the agent pod, and wisp-init's interception proven" wait_for 20 ready "$OA"
 check "frontend's sidecar is ready, interception proven likewise" wait_for 20 ready "$FA"
+for sa in orders frontend; do
+  check "the agent issued $sa's first SVID for its service-account token" \
+    logs_match "$A" "\"type\":\"sign\",\"spiffe_id\":\"$TD/ns/shop/sa/$sa\",\"via\":\"service-account\""
+done
 for p in "$OP" "$FP"; do
   check "... $p logged the verified probe through its pod's rules" \
     logs_match "$p" '"type":"intercept","event":"verified"'
@@ -293,10 +347,10 @@ check "... by orders' sidecar, which says why" \
 check "the shipped policy applied again (version 3)" wait_for 10 applied 3
 expect_eq "... and frontend is served again" orders "$(pm exec "$FA" curl -s --max-time 10 http://orders:8080/)"
 
-# ---- a killed sidecar comes back from its SVID cache, its join token gone ----
-# The token's volume (PODMAN-7: a ConfigMap's named volume) is emptied on
+# ---- a killed sidecar comes back from its SVID cache, its token gone ----
+# The token's volume (PODMAN-15: a ConfigMap's named volume) is emptied on
 # the host: a restart that needed the token would fail.
-tokvol=$(pm volume inspect "$KT-wisp-join-orders" --format '{{.Mountpoint}}')
+tokvol=$(pm volume inspect "$KT-sa-token-orders" --format '{{.Mountpoint}}')
 : >"$tokvol/token"
 pid=$(pm inspect "$OP" --format '{{.State.Pid}}')
 before=$(pm inspect "$OP" --format '{{.RestartCount}}')

@@ -42,12 +42,23 @@ made:
             comes back).
   PODMAN-12 kube play reads a volume's ConfigMap only from the documents
             before the pod: ConfigMaps and PersistentVolumeClaims go first.
+  PODMAN-14 No API server to read the service-account issuer's keys from:
+            --sa-jwks FILE --sa-issuer URL give the agent container
+            (wisp-agent) --sa-jwks from a ConfigMap of FILE, the README's
+            way for agents that do not read them from the API server.
+  PODMAN-15 No projected service-account tokens: --sa-token SA=FILE makes
+            each serviceAccountToken volume of a pod running as SA a
+            ConfigMap of FILE (a token the test minted as the API server
+            would, audience and all).
+  PODMAN-16 No downward API volumes: each becomes a ConfigMap of the values
+            the kubelet would write (the pod's annotations).
   PODMAN-13 No Service environment variables (WISP_AGENT_SERVICE_HOST...):
             --env NAME=VALUE gives them to every container, for $(VAR)
             expansion too, as the kubelet does for the Services of the
             pod's namespace.
 
 usage: podman_adapt.py --prefix P [--image FROM=TO]... [--host NAME=IP]... [--env NAME=VALUE]...
+                       [--sa-jwks FILE --sa-issuer URL] [--sa-token SA=FILE]...
                        IN.yaml... >OUT.yaml
 """
 
@@ -106,9 +117,48 @@ def adapt_container(doc, spec, c, a):
         m["name"] = a.volume_names.get(m["name"], m["name"])
 
 
+def config_map(a, name, data):
+    """A ConfigMap for what podman cannot mount otherwise (emitted first)."""
+    a.extra.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
+    return {"name": name}
+
+
+def stand_in_volumes(doc, meta, spec, a):
+    """PODMAN-14, 15, 16: volumes podman has not, as ConfigMaps."""
+    name = doc["metadata"]["name"]
+    for v in spec.get("volumes", []):
+        if "projected" in v:  # PODMAN-15
+            (src,) = v.pop("projected")["sources"]
+            path = src["serviceAccountToken"]["path"]
+            sa = spec.get("serviceAccountName", "default")
+            if sa not in a.sa_tokens:
+                sys.exit("podman_adapt: no --sa-token for service account %s" % sa)
+            with open(a.sa_tokens[sa]) as f:
+                v["configMap"] = config_map(a, "sa-token-" + sa, {path: f.read().strip()})
+        elif "downwardAPI" in v:  # PODMAN-16
+            data = {}
+            for item in v.pop("downwardAPI")["items"]:
+                m = re.fullmatch(r"metadata\.annotations\['([^']+)'\]", item["fieldRef"]["fieldPath"])
+                if not m:
+                    sys.exit("podman_adapt: downward API %s is not handled" % item["fieldRef"]["fieldPath"])
+                data[item["path"]] = (meta.get("annotations") or {})[m.group(1)]
+            v["configMap"] = config_map(a, "downward-%s-%s" % (name, v["name"]), data)
+    if a.sa_jwks:  # PODMAN-14
+        for c in spec["containers"]:
+            if c["name"] != "wisp-agent":
+                continue
+            with open(a.sa_jwks) as f:
+                cm = config_map(a, "sa-jwks", {"jwks.json": f.read()})
+            spec.setdefault("volumes", []).append({"name": "wisp-sa-jwks", "configMap": cm})
+            c.setdefault("volumeMounts", []).append({"name": "wisp-sa-jwks", "mountPath": "/etc/wisp/sa-jwks",
+                                                     "readOnly": True})
+            c["args"] += ["--sa-jwks=/etc/wisp/sa-jwks/jwks.json", "--sa-issuer=" + a.sa_issuer]
+
+
 def adapt_pod(doc, a):
     meta, spec = pod_of(doc)
     name = doc["metadata"]["name"]
+    stand_in_volumes(doc, meta, spec, a)
     inits, sidecars = [], []
     for c in spec.get("initContainers", []):
         if c.get("restartPolicy") == "Always":
@@ -176,8 +226,13 @@ def main():
     p.add_argument("--image", action="append", default=[])
     p.add_argument("--host", action="append", default=[])
     p.add_argument("--env", action="append", default=[])
+    p.add_argument("--sa-jwks", default=None)
+    p.add_argument("--sa-issuer", default=None)
+    p.add_argument("--sa-token", action="append", default=[])
     p.add_argument("inputs", nargs="+")
     a = p.parse_args()
+    a.sa_tokens = pairs(a.sa_token, "--sa-token")
+    a.extra = []
     a.env = pairs(a.env, "--env")
     a.images = pairs(a.image, "--image")
     a.hosts = pairs(a.host, "--host")
@@ -186,6 +241,7 @@ def main():
         with open(path) as f:
             docs += [d for d in yaml.safe_load_all(f) if d]
     out = [d for d in (adapt(d, a) for d in docs) if d]
+    out = [adapt(d, a) for d in a.extra] + out
     out.sort(key=lambda d: d["kind"] not in ("ConfigMap", "PersistentVolumeClaim"))  # PODMAN-12
     yaml.safe_dump_all(out, sys.stdout, sort_keys=False)
 
