@@ -1,4 +1,5 @@
 #include "proxy/wisp_admin.h"
+#include "proxy/wisp_authz.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -429,7 +430,8 @@ static bool proxy_listening(const wisp_proxy *px) {
 static bool proxy_ready(const wisp_proxy *px, char *reason, size_t reason_len) {
   return wisp_admin_ready_check(wisp_tls_get0_info(px->tls), wisp_tls_ready(px->tls), proxy_listening(px),
                                 px->draining, (int64_t)time(NULL), reason, reason_len) &&
-         wisp_intercept_ok(px, reason, reason_len); /* fail closed: an unprotected pod is not ready */
+         wisp_intercept_ok(px, reason, reason_len) && /* fail closed: an unprotected pod is not ready */
+         !wisp_authz_pending(px, reason, reason_len);
 }
 
 static void handle(admin_conn *c, const wisp_admin_request *req) {

@@ -48,6 +48,7 @@ struct wisp_agent_client {
   int64_t not_after;
   int renew_failures;        /* renewals failed in a row */
   bool closing;              /* being freed: handlers only let go */
+  char watch_error[256];     /* why no snapshot came yet (the last Watch failure) */
 };
 
 static double now_s(void) { return (double)time(NULL); }
@@ -450,6 +451,8 @@ static void on_watch_done(wisp_rpcc_call *call, wisp_grpc_status code, const cha
   wisp_agent_client *ac = arg;
   if (ac->closing) return;
   retire(&ac->watch_conn);
+  snprintf(ac->watch_error, sizeof(ac->watch_error), "the agent ended Config.Watch: %s: %s",
+           wisp_grpc_status_name(code), message);
   WISP_WARN("config watch ended (%s: %s); keeping the last policy, reconnecting", wisp_grpc_status_name(code),
             message);
   schedule(ac, &ac->watch_timer, next_backoff(&ac->watch_backoff));
@@ -468,6 +471,8 @@ static void watch_start(wisp_agent_client *ac) {
   req.spiffe_id = ac->px->cfg->spiffe_id;
   req.node = &node;
   if (!call || wisp_rpcc_send(call, &req.base) != WISP_OK) {
+    snprintf(ac->watch_error, sizeof(ac->watch_error), "cannot start Config.Watch: %s",
+             ac->watch_conn ? "the call failed" : err);
     if (call) wisp_rpcc_cancel(call);
     retire(&ac->watch_conn);
     schedule(ac, &ac->watch_timer, next_backoff(&ac->watch_backoff));
@@ -521,6 +526,7 @@ wisp_err wisp_agent_client_start(wisp_agent_client **out, wisp_proxy *px, char *
   wisp_agent_client *ac = wisp_calloc(1, sizeof(*ac));
   ac->px = px;
   ac->sign_backoff = ac->watch_backoff = BACKOFF_MIN;
+  snprintf(ac->watch_error, sizeof(ac->watch_error), "waiting for an SVID and the first snapshot");
   ac->https = strncmp(cfg->agent, "https://", 8) == 0;
   snprintf(ac->target, sizeof(ac->target), "%s", ac->https ? cfg->agent + 8 : cfg->agent);
   ev_init(&ac->sign_timer, on_sign_timer);
@@ -539,6 +545,8 @@ wisp_err wisp_agent_client_start(wisp_agent_client **out, wisp_proxy *px, char *
   *out = ac;
   return WISP_OK;
 }
+
+const char *wisp_agent_client_watch_error(const wisp_agent_client *ac) { return ac ? ac->watch_error : ""; }
 
 void wisp_agent_client_free(wisp_agent_client *ac) {
   if (!ac) return;

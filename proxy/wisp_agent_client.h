@@ -15,6 +15,9 @@ typedef struct wisp_agent_client wisp_agent_client;
 /* Starts asking for an SVID at once. |err| says why not (a token file that
  * cannot be read, a bad agent address). */
 wisp_err wisp_agent_client_start(wisp_agent_client **out, wisp_proxy *px, char *err, size_t err_len) WISP_MUST_CHECK;
+/* Why no Config.Watch snapshot has been applied yet: the last Watch
+ * failure, or what it waits for (for /ready and refused requests). */
+const char *wisp_agent_client_watch_error(const wisp_agent_client *ac);
 void wisp_agent_client_free(wisp_agent_client *ac);
 
 #endif

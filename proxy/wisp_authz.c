@@ -7,6 +7,7 @@
 
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
+#include "proxy/wisp_agent_client.h"
 #include "proxy/wisp_dests.h"
 #include "proxy/wisp_proxy.h"
 
@@ -76,8 +77,18 @@ wisp_err wisp_authz_apply(wisp_proxy *px, const wisp_authz_update *u, char *err,
   return WISP_OK;
 }
 
+bool wisp_authz_pending(const wisp_proxy *px, char *why, size_t why_len) {
+  if (!px->cfg->agent || px->policy) return false;
+  snprintf(why, why_len, WISP_AUTHZ_REASON_PENDING ": %s", wisp_agent_client_watch_error(px->agent));
+  return true;
+}
+
 void wisp_authz_check(const wisp_proxy *px, const char *principal, const char *method, const char *path, uint16_t port,
                       wisp_policy_decision *out) {
+  if (!px->view && px->cfg->agent) {
+    *out = (wisp_policy_decision){.allow = false, .policy = NULL, .rule = -1, .reason = WISP_AUTHZ_REASON_PENDING};
+    return;
+  }
   if (!px->view) {
     *out = (wisp_policy_decision){.allow = true, .policy = NULL, .rule = -1, .reason = WISP_POLICY_REASON_NO_POLICY};
     return;

@@ -34,8 +34,16 @@ wisp_err wisp_authz_apply(wisp_proxy *px, const wisp_authz_update *u, char *err,
 wisp_err wisp_authz_start(wisp_proxy *px, char *err, size_t err_len) WISP_MUST_CHECK;
 void wisp_authz_cleanup(wisp_proxy *px);
 
+/* With --agent, nothing inbound is served until the first snapshot (pushed
+ * or restored from --svid-cache) is in force: fail closed, since the policy
+ * the agent holds may deny what no policy would allow. True while waiting,
+ * with |why| ("no policy from the agent yet: <last Watch error>"). */
+bool wisp_authz_pending(const wisp_proxy *px, char *why, size_t why_len);
+#define WISP_AUTHZ_REASON_PENDING "no policy from the agent yet"
+
 /* The decision for one inbound request (principal NULL: a plaintext caller).
- * No policy in force: allowed. */
+ * Waiting for the agent's first policy: denied (WISP_AUTHZ_REASON_PENDING).
+ * No policy in force otherwise (--policy absent): allowed. */
 void wisp_authz_check(const wisp_proxy *px, const char *principal, const char *method, const char *path, uint16_t port,
                       wisp_policy_decision *out);
 

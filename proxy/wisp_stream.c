@@ -426,6 +426,11 @@ static bool normalize_path(wisp_stream *s) {
 /* Inbound requests are judged by the policy in force when they start. */
 static bool authorized(wisp_stream *s, wisp_proxy *px) {
   if (s->dir != WISP_DIR_INBOUND || s->retries) return true;
+  char why[WISP_TLS_REASON_MAX];
+  if (wisp_authz_pending(px, why, sizeof(why))) {
+    respond_error(s, 503, WISP_GRPC_UNAVAILABLE, why);
+    return false;
+  }
   if (px->view && (!method_judgeable(s) || !normalize_path(s))) return false;
   const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
   wisp_policy_decision d;
@@ -437,7 +442,6 @@ static bool authorized(wisp_stream *s, wisp_proxy *px) {
   s->policy_reason = d.reason;
   snprintf(s->policy_name, sizeof(s->policy_name), "%s", d.policy ? d.policy : "");
   if (d.allow) return true;
-  char why[WISP_TLS_REASON_MAX];
   if (d.policy) {
     snprintf(why, sizeof(why), "RBAC: access denied (%s: policy %s, rule %d)", d.reason, d.policy, d.rule);
   } else {

@@ -186,4 +186,65 @@ stop_proxy cached3
 kill -TERM "$AGENT_PID"
 wait "$AGENT_PID"
 expect_eq "agent exits 0" 0 "$?"
+
+# --- fail closed: a proxy whose Watch the agent refuses serves nothing inbound ---
+# One Watch slot (--max-watchers 1), held by the frontend: the orders
+# proxy gets its SVID but no policy. The agent holds DENY /admin*; without
+# the policy the proxy must not allow everything.
+SOCK2=$SOCKDIR/agent2.sock
+ac2() { node "$NODE_DIR/agent_client.js" --target "unix://$SOCK2" "$@"; }
+start_bg "$WORK/agent3" "$AGENT" --state-dir "$WORK/state3" --listen "unix:$SOCK2" --trust-domain shop.local \
+  --max-watchers 1
+AGENT3_PID=$LAST_PID
+wait_for 10 test -S "$SOCK2" || not_ok "an agent with --max-watchers 1 starts"
+cat >"$WORK/deny.yaml" <<'Y'
+apiVersion: wisp.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: no-admin, namespace: gate}
+spec:
+  selector: {serviceAccount: orders}
+  action: DENY
+  rules:
+  - to: [{paths: ["/admin*"]}]
+Y
+ac2 apply "$WORK/deny.yaml" >/dev/null
+APP3=$(free_port) IN3=$(free_port) OUT3=$(free_port) ADM_G=$(free_port) ADM_F=$(free_port)
+start_app gateapp "$APP3"
+wait_port "$APP3"
+ac2 token "$TD/ns/gate/sa/frontend" 3600 reusable | field token >"$WORK/gf.token"
+ac2 token "$TD/ns/gate/sa/orders" | field token >"$WORK/go.token"
+gate_front() {
+  start_proxy gfront --agent "unix://$SOCK2" --spiffe-id "$TD/ns/gate/sa/frontend" --join-token-file "$WORK/gf.token" \
+    --admin "127.0.0.1:$ADM_F" --route "127.0.0.1:$OUT3=127.0.0.1:$IN3,id=$TD/ns/gate/sa/orders"
+}
+gate_front
+check "the frontend takes the agent's one Watch slot" wait_for 10 ready "$ADM_F"
+start_proxy gated --agent "unix://$SOCK2" --spiffe-id "$TD/ns/gate/sa/orders" --join-token-file "$WORK/go.token" \
+  --inbound "127.0.0.1:$IN3" --app "127.0.0.1:$APP3" --admin "127.0.0.1:$ADM_G"
+check "the orders proxy's Watch is refused (--max-watchers)" wait_for 10 grep -q 'config watch ended' "$WORK/gated.err"
+wait_port "$IN3"
+r=$(curl -s -w " %{http_code}" "http://127.0.0.1:$ADM_G/ready" | tr -d "\n")
+expect_match "with an SVID but no policy yet, /ready is 503 with the Watch error" \
+  '^no policy from the agent yet: the agent ended Config.Watch: RESOURCE_EXHAUSTED: .*--max-watchers.* 503$' "$r"
+h=$(curl -s -D - -o /dev/null --http2-prior-knowledge "http://127.0.0.1:$OUT3/hello" | tr -d '\r')
+expect_match "an inbound request is answered 503" '^HTTP/2 503' "$h"
+expect_match "... with x-wisp-error saying why" '^x-wisp-error: no policy from the agent yet: .*max-watchers' "$h"
+code=$(curl -s -o /dev/null -w '%{http_code}' --http2-prior-knowledge "http://127.0.0.1:$OUT3/admin/secret")
+expect_eq "GET /admin/secret (DENY at the agent) is 503, not served" 503 "$code"
+expect_eq "the app saw no request" 0 "$(grep -c '"path"' "$WORK/gateapp.out")"
+# The slot frees: the orders proxy gets the policy and enforces it.
+stop_proxy gfront
+check "once the Watch slot frees, the orders proxy gets the policy and is ready" wait_for 40 ready "$ADM_G"
+gate_front # its own Watch is refused now; outbound works without a policy
+wait_port "$OUT3"
+code=$(curl -s -o /dev/null -w '%{http_code}' --http2-prior-knowledge "http://127.0.0.1:$OUT3/admin/secret")
+expect_eq "GET /admin/secret is denied by the pushed DENY policy" 403 "$code"
+code=$(curl -s -o /dev/null -w '%{http_code}' --http2-prior-knowledge "http://127.0.0.1:$OUT3/hello")
+expect_eq "... and GET /hello is served (outbound works while the frontend waits for its policy)" 200 "$code"
+expect_eq "the app saw /hello only" '1 0' \
+  "$(grep -c '"path":"/hello"' "$WORK/gateapp.out") $(grep -c '"path":"/admin' "$WORK/gateapp.out")"
+stop_proxy gfront
+stop_proxy gated
+kill -TERM "$AGENT3_PID"
+wait "$AGENT3_PID"
 finish
