@@ -119,7 +119,11 @@ static void update_io(wisp_h2conn *c) {
   } else {
     ev_io_stop(loop, &c->wio);
   }
-  if (c->state == WISP_H2CONN_CONNECTING) {
+  /* Level-triggered: a session that no longer wants input (terminated,
+   * its GOAWAY on the way) must not keep a readable socket watched, or
+   * unread bytes wake the loop forever. */
+  bool done_reading = c->state == WISP_H2CONN_OPEN && c->h2 && !nghttp2_session_want_read(c->h2);
+  if (c->state == WISP_H2CONN_CONNECTING || done_reading) {
     ev_io_stop(loop, &c->rio);
   } else {
     ev_io_start(loop, &c->rio);

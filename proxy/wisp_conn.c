@@ -162,9 +162,18 @@ static void on_flushed(wisp_h2conn *io) {
     wisp_conn_close(c, c->term_reason); /* its GOAWAY went out */
     return;
   }
+  /* nghttp2 wants neither to read nor to write: the session is over (e.g.
+   * it sent a GOAWAY for the peer's connection error). Streams still open
+   * can never finish on it: close now, which fails them (a 502 for a
+   * caller waiting on an upstream, a cancel upstream for a gone caller)
+   * and takes an upstream out of its pool so the next request reconnects. */
+  bool finished = !nghttp2_session_want_read(io->h2) && !nghttp2_session_want_write(io->h2);
+  if (finished && c->nstreams != 0) {
+    wisp_h2conn_closef(io, "HTTP/2 session ended (connection error) with %d streams open", c->nstreams);
+    return;
+  }
   if (c->nstreams != 0) return;
   wisp_buf_cleanup(&io->out); /* an idle connection holds no buffer */
-  bool finished = !nghttp2_session_want_read(io->h2) && !nghttp2_session_want_write(io->h2);
   if (finished || c->goaway || c->draining) wisp_conn_close(c, NULL);
 }
 
