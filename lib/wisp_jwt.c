@@ -421,7 +421,9 @@ static wisp_jwt_verdict check_signature(jws *j, const wisp_jwks *keys, wisp_jwt_
   if (tried)
     return refuse(j, WISP_JWT_BAD_SIGNATURE, "the %s signature does not verify with key %s", alg,
                   kid ? shown(kid, s) : "(any; the token names no kid)");
-  if (other_type) return refuse(j, WISP_JWT_UNKNOWN_KEY, "key %s is not a key for %s", shown(kid, s), alg);
+  /* No kid: every key was of the other type (kid is NULL here then). */
+  if (other_type)
+    return refuse(j, WISP_JWT_UNKNOWN_KEY, "key %s is not a key for %s", kid ? shown(kid, s) : "(none named)", alg);
   if (kid)
     return refuse(j, WISP_JWT_UNKNOWN_KEY, "no key with kid %s among the issuer's %zu keys", shown(kid, s),
                   wisp_jwks_count(keys));

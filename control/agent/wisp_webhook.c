@@ -223,6 +223,9 @@ static void serve(conn *c) {
     }
     if (len < head + q.length) return; /* the body is on its way */
     c->close_after = q.close;
+    /* The API server appends a query (POST /mutate?timeout=10s): only the
+     * path part names the endpoint. */
+    q.path[strcspn(q.path, "?")] = '\0';
     bool annotated_only = !strcmp(q.path, WISP_WEBHOOK_PATH_ANNOTATED);
     if (strcmp(q.path, WISP_WEBHOOK_PATH) != 0 && !annotated_only) {
       respond_text(c, 404, "wisp-agent's webhook serves POST " WISP_WEBHOOK_PATH " and " WISP_WEBHOOK_PATH_ANNOTATED

@@ -107,6 +107,14 @@ yaml.safe_dump(d, open('$WORK/asked.yaml', 'w'))"
 URLPATH=/mutate-annotated post asked "$WORK/asked.json"
 check "... one annotated wisp.dev/inject: enabled gets exactly wispctl inject's pod" same_as_inject asked
 
+# The API server calls the webhook with a query: POST /mutate?timeout=10s.
+cp "$WORK/orders.json" "$WORK/query.json"
+URLPATH='/mutate?timeout=10s' post query "$WORK/query.json"
+expect_eq "POST /mutate?timeout=10s (as the API server calls it): 200" 200 "$CODE"
+check "... and the pod gets exactly wispctl inject's pod" same_as_inject query
+URLPATH='/mutate-annotated?timeout=10s' post query-annotated "$WORK/asked.json"
+expect_eq "POST /mutate-annotated?timeout=10s: 200" 200 "$CODE"
+
 # Reinvocation: the injected pod is allowed unchanged.
 "$PY" -c "
 import json; r = json.load(open('$WORK/orders.json')); r['request']['object'] = json.load(open('$WORK/orders.patched'))

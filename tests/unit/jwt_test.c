@@ -117,6 +117,34 @@ static void test_leeway_bounds(void **state) {
   assert_int_equal(wisp_jwt_verify(&got, NULL, &at, tok, strlen(tok), NULL, 0), WISP_JWT_UNKNOWN_KEY);
 }
 
+/* An ES256 token naming no kid, against a set of RSA keys only (a usual
+ * cluster): refused as an unknown key. It once dereferenced the missing kid
+ * while writing the reason, before any signature was checked. */
+static void test_no_kid_other_type(void **state) {
+  json_t *all = json_object_get(json_object_get(g_vectors, "jwks"), "keys");
+  json_t *rsa = json_array();
+  for (size_t i = 0; i < json_array_size(all); i++) {
+    json_t *k = json_array_get(all, i);
+    if (!strcmp(json_string_value(json_object_get(k, "kty")), "RSA")) json_array_append(rsa, k);
+  }
+  json_t *set = json_pack("{s:o}", "keys", rsa);
+  char *txt = json_dumps(set, JSON_COMPACT);
+  wisp_jwks *keys = NULL;
+  size_t skipped = 0;
+  assert_int_equal(wisp_jwks_parse(&keys, &skipped, txt, strlen(txt), NULL, 0), WISP_OK);
+  assert_true(wisp_jwks_count(keys) >= 1);
+  /* {"alg":"ES256"} . {} . 3 bytes of signature */
+  static const char kTok[] = "eyJhbGciOiJFUzI1NiJ9.e30.AAAA";
+  wisp_jwt_claims got;
+  char why[256];
+  wisp_jwt_expect at = expect_at(vectors_now());
+  assert_int_equal(wisp_jwt_verify(&got, keys, &at, kTok, strlen(kTok), why, sizeof(why)), WISP_JWT_UNKNOWN_KEY);
+  assert_non_null(strstr(why, "is not a key for ES256"));
+  wisp_jwks_free(keys);
+  free(txt);
+  json_decref(set);
+}
+
 static void test_token_too_long(void **state) {
   size_t n = WISP_JWT_TOKEN_MAX + 1;
   char *big = malloc(n);
@@ -195,6 +223,7 @@ int main(void) {
       cmocka_unit_test(test_jwks_kept_and_skipped),
       cmocka_unit_test(test_vectors),
       cmocka_unit_test(test_leeway_bounds),
+      cmocka_unit_test(test_no_kid_other_type),
       cmocka_unit_test(test_token_too_long),
       cmocka_unit_test(test_jwks_errors),
       cmocka_unit_test(test_b64url),
