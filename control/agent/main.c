@@ -31,6 +31,10 @@ static const char kUsage[] =
     "  --max-watchers N       Config.Watch streams in all (default 4096)\n"
     "  --max-watchers-per-caller N  Watch streams per SPIFFE ID from one uid on the Unix socket or\n"
     "                         one IP address over TCP (default 8)\n"
+    "  --max-proxies N        proxy identities remembered for status and Watch (default 4096);\n"
+    "                         when full, the one idle longest (no Watch open, not seen for\n"
+    "                         --proxy-idle) is forgotten to make room, else new ones are refused\n"
+    "  --proxy-idle DURATION  see --max-proxies (default 10m)\n"
     "  --sa-jwks FILE         Kubernetes service-account issuer keys (kubectl get --raw /openid/v1/jwks),\n"
     "                         re-read when it changes: Sign then takes service-account tokens\n"
     "  --sa-issuer URL        the iss of those tokens (default: the API server's, in a cluster)\n"
@@ -120,6 +124,7 @@ int main(int argc, char **argv) {
   const char *ca_cert = NULL, *ca_key = NULL, *td = "cluster.local", *ttl = "24h", *policy_dir = NULL;
   const char *level = "info";
   const char *max_conns = "4096", *max_buffer = "16MiB", *max_watchers = "4096", *max_per_caller = "8";
+  const char *max_proxies = "4096", *proxy_idle = "10m";
   const char *sa_jwks = NULL, *sa_issuer = NULL, *kube_api = "auto", *kube_sa_dir = WISP_KUBE_SA_DIR;
   const char *webhook = NULL, *webhook_name = WISP_INJECTOR_DEFAULT_NAME, *webhook_body = "3MiB";
   const char *webhook_conns = "64", *inject_agent = NULL, *inject_image = WISPCTL_INJECT_DEFAULT_IMAGE;
@@ -137,6 +142,8 @@ int main(int argc, char **argv) {
                   {"max-conn-buffer", &max_buffer},
                   {"max-watchers", &max_watchers},
                   {"max-watchers-per-caller", &max_per_caller},
+                  {"max-proxies", &max_proxies},
+                  {"proxy-idle", &proxy_idle},
                   {"sa-jwks", &sa_jwks},
                   {"sa-issuer", &sa_issuer},
                   {"kube-api", &kube_api},
@@ -205,6 +212,14 @@ int main(int argc, char **argv) {
   }
   if (!parse_count(&cfg.max_watchers, max_watchers, 1u << 20)) {
     fprintf(stderr, "wisp-agent: --max-watchers %s: expected a number from 1 to 1048576\n", max_watchers);
+    return 2;
+  }
+  if (!parse_count(&cfg.max_proxies, max_proxies, 1u << 20)) {
+    fprintf(stderr, "wisp-agent: --max-proxies %s: expected a number from 1 to 1048576\n", max_proxies);
+    return 2;
+  }
+  if (wisp_duration_parse(&cfg.proxy_idle, proxy_idle) != WISP_OK) {
+    fprintf(stderr, "wisp-agent: --proxy-idle %s: expected a duration such as 10m or 30s\n", proxy_idle);
     return 2;
   }
   if (!parse_count(&cfg.max_watchers_per_caller, max_per_caller, 1u << 20)) {

@@ -43,7 +43,6 @@
 #define AGENT_CERT_TTL (24 * 3600)
 #define DEFAULT_TOKEN_TTL 3600
 #define POLICY_POLL_SECONDS 0.5
-#define MAX_PROXIES 4096
 /* How often summaries of rate-limited log lines are written. */
 #define LOG_FLUSH_SECONDS 1.0
 /* Refused Watch streams logged per second; the rest are counted. */
@@ -318,14 +317,37 @@ static wisp_err load_policy(wisp_agent *a, char *err, size_t err_len) {
 
 /* ---- proxies and watchers ---- */
 
+static void log_event(const char *type, const char *k1, const char *v1, const char *k2, const char *v2);
+
+/* Forgets the record idle longest (no Watch open, not seen for
+ * --proxy-idle); false if none is. Records with a watcher are pointed at
+ * and stay. Without this, identities that signed once would fill the table
+ * for good and refuse every new proxy's Watch. */
+static bool proxy_evict_idle(wisp_agent *a) {
+  int64_t cutoff = now_unix() - a->cfg.proxy_idle;
+  size_t victim = a->nproxies;
+  for (size_t i = 0; i < a->nproxies; i++) {
+    const proxy_record *r = a->proxies[i];
+    if (r->watchers == 0 && r->last_seen <= cutoff &&
+        (victim == a->nproxies || r->last_seen < a->proxies[victim]->last_seen))
+      victim = i;
+  }
+  if (victim == a->nproxies) return false;
+  log_event("proxy_forgotten", "spiffe_id", a->proxies[victim]->spiffe_id, "reason", "idle, to make room");
+  free(a->proxies[victim]);
+  a->proxies[victim] = a->proxies[--a->nproxies];
+  return true;
+}
+
 static proxy_record *proxy_get(wisp_agent *a, const char *id) {
   for (size_t i = 0; i < a->nproxies; i++) {
     if (strcmp(a->proxies[i]->spiffe_id, id) == 0) return a->proxies[i];
   }
-  if (a->nproxies == MAX_PROXIES) return NULL;
+  if (a->nproxies >= a->cfg.max_proxies && !proxy_evict_idle(a)) return NULL;
   a->proxies = wisp_realloc(a->proxies, (a->nproxies + 1) * sizeof(*a->proxies));
   proxy_record *r = wisp_calloc(1, sizeof(*r));
   snprintf(r->spiffe_id, sizeof(r->spiffe_id), "%s", id);
+  r->last_seen = now_unix();
   a->proxies[a->nproxies++] = r;
   return r;
 }
@@ -739,7 +761,9 @@ static bool watch_admit(wisp_agent *a, watcher *w, const Wisp__V1__WatchRequest 
              a->cfg.max_watchers_per_caller, origin);
   } else if ((w->rec = proxy_get(a, peer)) == NULL) {
     code = WISP_GRPC_RESOURCE_EXHAUSTED;
-    snprintf(why, sizeof(why), "the agent knows %d proxies, its limit", MAX_PROXIES);
+    snprintf(why, sizeof(why),
+             "the agent knows %zu proxies, its limit (--max-proxies), none idle for --proxy-idle to forget",
+             a->nproxies);
   }
   if (code != WISP_GRPC_OK) {
     log_watch_event("watch_refused", call, peer, req->spiffe_id, why);
@@ -1059,6 +1083,7 @@ wisp_err wisp_agent_new(wisp_agent **out, struct ev_loop *loop, const wisp_agent
   wisp_json_int(&j, "svid_ttl_s", cfg->svid_ttl);
   wisp_json_int(&j, "max_connections", (int64_t)cfg->max_connections);
   wisp_json_int(&j, "max_watchers", (int64_t)cfg->max_watchers);
+  wisp_json_int(&j, "max_proxies", (int64_t)cfg->max_proxies);
   wisp_json_int(&j, "max_watchers_per_caller", (int64_t)cfg->max_watchers_per_caller);
   wisp_json_int(&j, "max_conn_buffer", (int64_t)cfg->max_conn_buffer);
   wisp_json_emit_err(&j);

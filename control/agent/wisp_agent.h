@@ -31,6 +31,10 @@ typedef struct {
   size_t max_conn_buffer;    /* bytes held per connection, requests and unread responses */
   size_t max_watchers;       /* Config.Watch streams in all */
   size_t max_watchers_per_caller; /* per SPIFFE ID from one uid (Unix socket) or IP address */
+  /* Proxy identities remembered (for status and Watch); when full, the one
+   * idle longest (no Watch, not seen for |proxy_idle| s) makes room. */
+  size_t max_proxies;
+  int64_t proxy_idle;
   /* Service-account token identity (wisp_sa.h). */
   const char *sa_jwks;       /* JWKS file, NULL: none */
   const char *sa_issuer;     /* NULL: the API server's */

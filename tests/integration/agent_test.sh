@@ -302,4 +302,28 @@ expect_match "... with a log line saying why" 'refused a connection: 16 are open
   "$(cat "$WORK/agent.err")"
 expect_match "... and the agent serves again once they go" '"version":"' "$(ac status)"
 stop_agent
+
+# --- proxy records: when the table is full, the one idle longest is forgotten ---
+# (lowered bounds: --max-proxies 2 --proxy-idle 8s; defaults 4096 and 10m)
+start_agent --max-proxies 2 --proxy-idle 8s
+evict_sign() { # evict_sign NAME: an SVID for .../ns/evict/sa/NAME in $WORK/NAME.{key,pem}
+  csr "$1" "$TD/ns/evict/sa/$1"
+  ac sign "$WORK/$1.der" "$(ac token "$TD/ns/evict/sa/$1" | field token)" |
+    node -e 'const o=JSON.parse(require("fs").readFileSync(0));process.stdout.write(o.leaf_pem)' >"$WORK/$1.pem"
+}
+evict_watch() { ac --tls "$WORK/$1.pem" "$WORK/$1.key" "$WORK/bundle.pem" watch "$TD/ns/evict/sa/$1" 1 brief 2>&1; }
+evict_sign e1
+evict_sign e2
+evict_sign e3
+expect_match "with 2 proxies known and none idle for 8 s, a third identity's Watch is refused, naming the flags" \
+  'RESOURCE_EXHAUSTED.*knows 2 proxies, its limit \(--max-proxies\), none idle for --proxy-idle' "$(evict_watch e3)"
+sleep 8.5
+expect_match "once records are idle for --proxy-idle, the third identity's Watch is served" '"version":"' \
+  "$(evict_watch e3)"
+status=$(ac status)
+expect_match "... the record idle longest was forgotten, Status lists the others" \
+  'evict/sa/e2.*evict/sa/e3|evict/sa/e3.*evict/sa/e2' "$status"
+if printf '%s' "$status" | grep -q 'evict/sa/e1'; then not_ok "e1 is no longer listed" "$status"; else ok "e1 is no longer listed"; fi
+check "the agent logs what it forgot" grep -q '"type":"proxy_forgotten","spiffe_id":"spiffe://[^"]*/ns/evict/sa/e1"' "$WORK/agent.out"
+stop_agent
 finish
