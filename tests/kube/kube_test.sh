@@ -21,7 +21,8 @@
 # `wispctl apply` in the agent pod holds on the next request; a sidecar
 # killed with its token gone comes back from its SVID cache.
 # Everything made is named with a unique prefix (wispkt-PID) and removed at
-# the end, also on failure; what a killed run left is removed by the next.
+# the end, also on failure; what a killed run left is removed by the next
+# (tested with stand-ins for a killed run, a reused PID and a live run).
 #   kube_test.sh [WISP_PROXY WISP_AGENT WISPCTL]
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
 WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
@@ -62,10 +63,30 @@ EOF
 pm() { podman "$@"; }
 
 # ---- cleanup: only what carries our prefix ----
-# kube_cleanup [PREFIX]: every podman object named PREFIX-... (default ours).
+# A run's pidfile holds its PID and the process's start time (/proc/PID/stat
+# field 22), so a PID reused by another process is not taken for the run.
+RUNS=/run/wispkt
+start_time() { [ -r "/proc/$1/stat" ] && sed 's/^.*) //' "/proc/$1/stat" | cut -d' ' -f20; }
+# run_alive PREFIX: the run that made wispkt-PID-* is still running. Without
+# a pidfile (a checkout from before pidfiles), a live PID running kube_test.
+run_alive() {
+  local pid=${1#wispkt-} want
+  if [ -f "$RUNS/$1.pid" ]; then
+    read -r _ want <"$RUNS/$1.pid"
+    [ -n "$want" ] && [ "$(start_time "$pid")" = "$want" ]
+  else
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q kube_test
+  fi
+}
+# The IP allocations of a network of ours under the CNI backend: podman
+# 4.3's `network rm` leaves the directory.
+cni_dir() { echo "/var/lib/cni/networks/$1-net"; }
+# kube_cleanup [PREFIX]: every podman object named PREFIX-... (default ours),
+# its CNI allocations, then its pidfile.
 # Pods are stopped first: a stopped pod's containers are not restarted.
 kube_cleanup() {
   local kt=${1:-$KT} i name
+  [[ $kt =~ ^wispkt-[0-9]+$ ]] || return 0
   named() { grep -E "^$kt-" || true; }
   for i in 1 2 3 4 5 6 7 8 9 10; do
     [ -n "$(pm pod ls --format '{{.Name}}' 2>/dev/null | named)" ] || break
@@ -79,13 +100,15 @@ kube_cleanup() {
   for name in $(pm volume ls --format '{{.Name}}' 2>/dev/null | named); do pm volume rm -f "$name" >/dev/null 2>&1; done
   for name in $(pm secret ls --format '{{.Name}}' 2>/dev/null | named); do pm secret rm "$name" >/dev/null 2>&1; done
   pm network exists "$kt-net" 2>/dev/null && pm network rm -f "$kt-net" >/dev/null 2>&1
-  for name in "localhost/$kt-wisp:$VERSION" "localhost/$kt-apps:1"; do
-    pm image exists "$name" 2>/dev/null && pm rmi "$name" >/dev/null 2>&1
+  rm -rf "$(cni_dir "$kt")"
+  for name in $(pm images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | sed 's|^localhost/||' | named); do
+    pm rmi "localhost/$name" >/dev/null 2>&1
   done
+  rm -f "$RUNS/$kt.pid"
   return 0
 }
-ours() { grep -E "^$KT-" || true; }
-leftovers() {
+# all_names: the names of every podman object and CNI network directory.
+all_names() {
   {
     pm pod ls --format '{{.Name}}'
     pm ps -a --format '{{.Names}}'
@@ -93,25 +116,33 @@ leftovers() {
     pm secret ls --format '{{.Name}}'
     pm network ls --format '{{.Name}}'
     pm images --format '{{.Repository}}' | sed 's|^localhost/||'
-  } 2>/dev/null | ours | tr '\n' ' '
+    ls /var/lib/cni/networks
+  } 2>/dev/null
 }
+ours() { grep -E "^$KT-" || true; }
+leftovers() { all_names | ours | tr '\n' ' '; }
 eval "harness_cleanup() $(declare -f cleanup | tail -n +2)"
 cleanup() {
-  kube_cleanup
+  local kt
+  for kt in $KT $FAKES; do kube_cleanup "$kt"; done
   harness_cleanup
 }
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A run killed before its cleanup (its PID gone) left its objects: they go
-# now. A run still alive (another checkout's) is left alone.
-for stale in $({ pm pod ls --format '{{.Name}}'; pm network ls --format '{{.Name}}'; } 2>/dev/null |
-  sed -n 's/^\(wispkt-[0-9]*\)-.*/\1/p' | sort -u); do
-  if ! kill -0 "${stale#wispkt-}" 2>/dev/null; then
+# remove_stale: what runs killed before their cleanup left (pods, containers,
+# volumes, secrets, images, networks and their CNI allocations named
+# wispkt-PID-...) goes. A run still alive (another checkout's) is left alone.
+remove_stale() {
+  local stale
+  for stale in $(all_names | sed -n 's/^\(wispkt-[0-9]*\)-.*/\1/p' | sort -u); do
+    [ "$stale" != "$KT" ] && ! run_alive "$stale" || continue
     echo "# removing what a killed run left: $stale-*"
     kube_cleanup "$stale"
-  fi
-done
+  done
+}
+remove_stale
+mkdir -p "$RUNS" && echo "$$ $(start_time $$)" >"$RUNS/$KT.pid"
 
 # ---- podman runs here at all ----
 if ! out=$(pm info --format '{{.Host.OCIRuntime.Name}} {{.Host.CgroupsVersion}} {{.Host.NetworkBackend}}' 2>&1); then
@@ -150,6 +181,40 @@ out=$(pm run --rm --pull never --network none --user 0 --cap-drop ALL --cap-add 
 # IPv4: the probe's rule and the catch-all; IPv6: the catch-all.
 expect_eq "in the image, wisp-iptables.sh installs its rules with the legacy and the nft backend (IPv4, IPv6)" \
   "legacy 2 1;nft 2 1" "$(tr '\n' ';' <<<"$out" | sed 's/;$//')"
+
+# ---- what killed runs left is removed, what live runs made is not ----
+# Three runs stand in: one gone (its PID dead), one whose PID now belongs to
+# another process (started later than its pidfile says), one alive. Each
+# leaves what a run makes before its network: a volume, a secret, an
+# image, and CNI allocations.
+fake_run() { # fake_run PID START: objects of run wispkt-PID, its pidfile saying START
+  local kt=wispkt-$1
+  echo "$1 $2" >"$RUNS/$kt.pid"
+  pm volume create "$kt-state" >/dev/null && echo s | pm secret create "$kt-token" - >/dev/null &&
+    pm tag "$IMAGE" "localhost/$kt-wisp:$VERSION" && mkdir -p "$(cni_dir "$kt")"
+}
+fake_left() { # fake_left PID: what of run wispkt-PID is still there
+  local kt=wispkt-$1
+  all_names | grep -E "^$kt-" | sort | tr '\n' ' '
+}
+sleep 0 & gone=$!
+gone_start=$(start_time $gone)
+wait $gone
+sleep 300 & reused=$!
+sleep 300 & alive=$!
+PIDS+=("$reused" "$alive")
+FAKES="wispkt-$gone wispkt-$reused wispkt-$alive" # cleanup() removes them whatever happens
+fake_run $gone "$gone_start" && fake_run $reused 1 && fake_run $alive "$(start_time $alive)" ||
+  not_ok "stand-ins for killed and live runs are made"
+all="wispkt-$alive-net wispkt-$alive-state wispkt-$alive-token wispkt-$alive-wisp "
+expect_eq "a live run's volume, secret, image and CNI allocations are there" "$all" "$(fake_left $alive)"
+remove_stale >/dev/null
+expect_eq "the next run removes what a killed run left (volume, secret, image, CNI allocations)" "" "$(fake_left $gone)"
+expect_eq "... and what a run left whose PID another process has now" "" "$(fake_left $reused)"
+expect_eq "... but not what a live run made" "$all" "$(fake_left $alive)"
+kill $reused $alive
+wait $reused $alive 2>/dev/null
+kube_cleanup "wispkt-$alive"
 
 "$PY" "$HERE/apps_image.py" "$WORK/apps.tar" "$APPS" >/dev/null && pm load -q -i "$WORK/apps.tar" >/dev/null ||
   not_ok "the stand-in app image loads"
