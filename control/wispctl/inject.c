@@ -125,18 +125,27 @@ static wisp_err read_value(object *c, const char *key, wispctl_inject_value kind
 
 /* ---- the pod ---- */
 
-/* Whether the pod has a container or init container called |name|. */
-static bool has_container(object *c, const char *name) {
+/* Calls |fn| on each init container and container of the pod until it
+ * returns false; false if one did. */
+typedef bool (*container_fn)(object *c, int ctr, void *arg);
+static bool each_container(object *c, container_fn fn, void *arg) {
   static const char *const kLists[] = {"initContainers", "containers"};
   for (size_t l = 0; l < sizeof(kLists) / sizeof(kLists[0]); l++) {
     yaml_node_t *s = wispctl_yaml_node(c->d, wispctl_yaml_get(c->d, c->spec, kLists[l]), YAML_SEQUENCE_NODE);
     for (yaml_node_item_t *i = s ? s->data.sequence.items.start : NULL; s && i < s->data.sequence.items.top; i++) {
-      const char *n = wispctl_yaml_str(c->d, wispctl_yaml_get(c->d, *i, "name"));
-      if (n && !strcmp(n, name)) return true;
+      if (!fn(c, *i, arg)) return false;
     }
   }
-  return false;
+  return true;
 }
+
+static bool not_named(object *c, int ctr, void *name) {
+  const char *n = wispctl_yaml_str(c->d, wispctl_yaml_get(c->d, ctr, "name"));
+  return !n || strcmp(n, name) != 0;
+}
+
+/* Whether the pod has a container or init container called |name|. */
+static bool has_container(object *c, const char *name) { return !each_container(c, not_named, (void *)name); }
 
 /* The first of our container names the pod already has, or NULL. */
 static const char *our_container(object *c) {
@@ -144,6 +153,52 @@ static const char *our_container(object *c) {
     if (has_container(c, kOurContainers[k])) return kOurContainers[k];
   }
   return NULL;
+}
+
+/* The ports wisp-proxy listens on in the pod's network namespace, and what
+ * for: an app container declaring one of them (or the name of the admin
+ * port, which must be unique in the pod) cannot share the pod with it. */
+static const struct {
+  long port;
+  const char *what;
+} kProxyPorts[] = {
+    {WISPCTL_INJECT_ADMIN_PORT, "admin port (the kubelet's probes)"},
+    {WISPCTL_INJECT_OUTBOUND_PORT, "outbound listener"},
+    {WISPCTL_INJECT_INBOUND_PORT, "inbound listener"},
+    {WISPCTL_INJECT_PROBE_PORT, "interception probe"},
+};
+
+/* A port of container |ctr| that is the proxy's: refused, naming it. */
+static wisp_err port_clash(object *c, int ctr) {
+  const char *name = wispctl_yaml_str(c->d, wispctl_yaml_get(c->d, ctr, "name"));
+  yaml_node_t *s = wispctl_yaml_node(c->d, wispctl_yaml_get(c->d, ctr, "ports"), YAML_SEQUENCE_NODE);
+  for (yaml_node_item_t *i = s ? s->data.sequence.items.start : NULL; s && i < s->data.sequence.items.top; i++) {
+    const char *port = wispctl_yaml_str(c->d, wispctl_yaml_get(c->d, *i, "containerPort"));
+    const char *port_name = wispctl_yaml_str(c->d, wispctl_yaml_get(c->d, *i, "name"));
+    char *end = NULL;
+    long n = port ? strtol(port, &end, 10) : 0;
+    for (size_t k = 0; port && *end == '\0' && k < sizeof(kProxyPorts) / sizeof(kProxyPorts[0]); k++) {
+      if (n == kProxyPorts[k].port)
+        return fail(c, "container %s declares containerPort %ld, wisp-proxy's %s: the pod could never be ready. "
+                       "Move the app off ports %ld, %ld, %ld and %ld, or annotate the pod wisp.dev/inject: disabled",
+                    name ? name : "?", n, kProxyPorts[k].what, kProxyPorts[0].port, kProxyPorts[1].port,
+                    kProxyPorts[2].port, kProxyPorts[3].port);
+    }
+    if (port_name && !strcmp(port_name, WISPCTL_INJECT_ADMIN_PORT_NAME))
+      return fail(c, "container %s names a port %s, the name of wisp-proxy's admin port (port names are unique in "
+                     "a pod): rename it, or annotate the pod wisp.dev/inject: disabled",
+                  name ? name : "?", port_name);
+  }
+  return WISP_OK;
+}
+
+static bool no_clash(object *c, int ctr, void *rc) { return (*(wisp_err *)rc = port_clash(c, ctr)) == WISP_OK; }
+
+/* No container of the pod declares one of the proxy's ports. */
+static wisp_err no_port_clash(object *c) {
+  wisp_err rc = WISP_OK;
+  each_container(c, no_clash, &rc);
+  return rc;
 }
 
 /* The uid a container runs as, where the manifest says (its own
@@ -208,7 +263,8 @@ static wisp_err make_plan(object *c, wispctl_pod_plan *plan, char **out_cidrs) {
 static wisp_err inject_pod(object *c, const workload *w) {
   wispctl_pod_plan plan;
   char *cidrs = NULL;
-  wisp_err rc = make_plan(c, &plan, &cidrs);
+  wisp_err rc = no_port_clash(c);
+  if (rc == WISP_OK) rc = make_plan(c, &plan, &cidrs);
   int meta = rc == WISP_OK ? wispctl_yaml_want(c->d, c->pod, "metadata", YAML_MAPPING_NODE) : 0;
   if (rc == WISP_OK && !meta) rc = fail(c, "metadata is not a mapping");
   if (rc == WISP_OK) {

@@ -27,6 +27,8 @@
 #define WISPCTL_INJECT_ADMIN_PORT 15000
 #define WISPCTL_INJECT_OUTBOUND_PORT 15001
 #define WISPCTL_INJECT_INBOUND_PORT 15006
+#define WISPCTL_INJECT_PROBE_PORT 15009 /* wisp-proxy's interception probe, on 127.0.0.77 */
+#define WISPCTL_INJECT_ADMIN_PORT_NAME "wisp-admin"
 #define WISPCTL_INJECT_DEFAULT_UID 1337
 #define WISPCTL_INJECT_DEFAULT_TRUST_DOMAIN "cluster.local" /* wisp-agent's default */
 #define WISPCTL_INJECT_DEFAULT_IMAGE "wisp/wisp:" WISP_VERSION
@@ -78,7 +80,8 @@ wisp_err wispctl_inject_prepare(wispctl_inject_cfg *out, const wispctl_inject_op
 /* Reads the YAML stream |in| and writes it, injected, to |out|; one line per
  * document it looked at to |notes| ("document 2 (Service \"orders\"): not a
  * workload, passed through"). WISP_ERR_PARSE for input it cannot use
- * (broken YAML with line and column, a bad wisp.dev/ annotation), with the
+ * (broken YAML with line and column, a bad wisp.dev/ annotation, a
+ * container declaring one of the proxy's ports), with the
  * reason in |err|: then |out| holds nothing. */
 wisp_err wispctl_inject(const wispctl_inject_cfg *cfg, const char *in, size_t in_len, wisp_buf *out, wisp_buf *notes,
                         char *err, size_t err_len) WISP_MUST_CHECK;

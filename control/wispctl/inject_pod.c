@@ -162,7 +162,7 @@ static int proxy_container(yaml_document_t *d, const wispctl_pod_plan *p) {
   int token_mount = p->cfg->o.identity == WISPCTL_INJECT_JOIN_TOKEN ? mount(d, VOL_TOKEN, TOKEN_DIR)
                                                                     : mount(d, VOL_SA_TOKEN, SA_TOKEN_DIR);
   int mounts = SEQ(d, token_mount, agent_mount, mount_rw(d, VOL_CACHE, CACHE_DIR));
-  int port = MAP(d, {"name", str(d, "wisp-admin")}, {"containerPort", wispctl_yaml_add_int(d, ADMIN_PORT)});
+  int port = MAP(d, {"name", str(d, WISPCTL_INJECT_ADMIN_PORT_NAME)}, {"containerPort", wispctl_yaml_add_int(d, ADMIN_PORT)});
   return MAP(d, {"name", str(d, WISPCTL_INJECT_PROXY_NAME)}, {"image", str(d, p->cfg->o.image)},
              {"restartPolicy", str(d, "Always")}, {"command", SEQ(d, str(d, "wisp-proxy"))},
              {"args", proxy_args(d, p)}, {"env", env}, {"ports", SEQ(d, port)},

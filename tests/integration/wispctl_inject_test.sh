@@ -576,6 +576,20 @@ expect_match "an inbound port that is the proxy's own: exit 1" '^1:.*15006 is on
 sed 's|wisp.dev/inject: disabled|wisp.dev/inject: "off"|' "$IN/kinds.yaml" >"$IN/bad-choice.yaml"
 inject bad-choice -f "$IN/bad-choice.yaml"
 expect_match "wisp.dev/inject neither enabled nor disabled: exit 1" '^1:.*annotation wisp.dev/inject: "off": want enabled or disabled' "$RC:$ERR"
+# A container declaring one of wisp-proxy's ports (or its admin port's name)
+# could never share the pod with it: the pod would never be ready.
+for port in 15000:admin 15001:outbound 15006:inbound 15009:'interception probe'; do
+  sed "s/containerPort: 8080}/containerPort: ${port%%:*}}/" "$IN/kinds.yaml" >"$IN/clash.yaml"
+  inject clash -f "$IN/clash.yaml"
+  expect_match "an app container declaring containerPort ${port%%:*}: exit 1, naming it (wisp-proxy's ${port#*:})" \
+    "^1:wispctl: inject: .*document 1 \(Pod \"web\"\): container web declares containerPort ${port%%:*}, wisp-proxy's ${port#*:}.*could never be ready" \
+    "$RC:$ERR"
+done
+check "... nothing on stdout" empty_stdout clash
+sed "s/containerPort: 8080}/containerPort: 9000, name: wisp-admin}/" "$IN/kinds.yaml" >"$IN/clash-name.yaml"
+inject clash-name -f "$IN/clash-name.yaml"
+expect_match "an app port named wisp-admin: exit 1" \
+  '^1:.*container web names a port wisp-admin, the name of wisp-proxy.s admin port' "$RC:$ERR"
 "$PY" -c 'print("a: " + "[" * 100000 + "]" * 100000)' >"$IN/deep.yaml"
 inject deep -f "$IN/deep.yaml"
 expect_match "100,000 levels of nesting: exit 1, no crash" '^1:.*document 1 nests 100001 levels deep' "$RC:$ERR"
