@@ -430,19 +430,30 @@ static wisp_jwt_verdict check_signature(jws *j, const wisp_jwks *keys, wisp_jwt_
   return refuse(j, WISP_JWT_UNKNOWN_KEY, "the token names no kid and the issuer has no %s key", alg);
 }
 
-/* A NumericDate claim: absent (false, no error) or a number. */
+/* Dates past this (about the year 36800) or before 1970 are refused, so
+ * differences with the clock never overflow. */
+#define NUMERIC_DATE_MAX ((int64_t)1 << 40)
+
+/* A NumericDate claim: absent (false, no error) or a number of seconds in
+ * [0, NUMERIC_DATE_MAX] (else *bad). */
 static bool numeric_date(const json_t *claims, const char *key, int64_t *out, bool *bad) {
   const json_t *v = json_object_get(claims, key);
   *bad = false;
   if (!v) return false;
+  int64_t t;
   if (json_is_integer(v)) {
-    *out = (int64_t)json_integer_value(v);
-  } else if (json_is_real(v) && json_real_value(v) > -9e15 && json_real_value(v) < 9e15) {
-    *out = (int64_t)json_real_value(v);
+    t = (int64_t)json_integer_value(v);
+  } else if (json_is_real(v) && json_real_value(v) >= 0 && json_real_value(v) <= (double)NUMERIC_DATE_MAX) {
+    t = (int64_t)json_real_value(v);
   } else {
     *bad = true;
     return false;
   }
+  if (t < 0 || t > NUMERIC_DATE_MAX) {
+    *bad = true;
+    return false;
+  }
+  *out = t;
   return true;
 }
 
@@ -467,15 +478,17 @@ static wisp_jwt_verdict check_audience(jws *j, const char *want) {
   return v;
 }
 
+#define DATE_RANGE " or not a date (seconds since 1970, at most 2^40)"
+
 static wisp_jwt_verdict check_times(jws *j, const wisp_jwt_expect *want, wisp_jwt_claims *out) {
   int64_t exp = 0, nbf = 0, iat = 0;
   bool bad = false;
   if (!numeric_date(j->claims, "exp", &exp, &bad))
-    return refuse(j, WISP_JWT_MALFORMED, bad ? "exp is not a number" : "the token has no exp: it never expires");
+    return refuse(j, WISP_JWT_MALFORMED, bad ? "exp is not a number" DATE_RANGE : "the token has no exp: it never expires");
   bool has_nbf = numeric_date(j->claims, "nbf", &nbf, &bad);
-  if (bad) return refuse(j, WISP_JWT_MALFORMED, "nbf is not a number");
+  if (bad) return refuse(j, WISP_JWT_MALFORMED, "nbf is not a number" DATE_RANGE);
   bool has_iat = numeric_date(j->claims, "iat", &iat, &bad);
-  if (bad) return refuse(j, WISP_JWT_MALFORMED, "iat is not a number");
+  if (bad) return refuse(j, WISP_JWT_MALFORMED, "iat is not a number" DATE_RANGE);
   if (want->now > exp && want->now - exp > want->leeway)
     return refuse(j, WISP_JWT_EXPIRED, "the token expired %" PRId64 " s ago (exp %" PRId64 ", leeway %" PRId64 " s)",
                   want->now - exp, exp, want->leeway);

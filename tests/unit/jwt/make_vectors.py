@@ -48,6 +48,14 @@ def write(KEYS):
     del no_exp["exp"]
     str_exp = c()
     str_exp["exp"] = "tomorrow"
+    # Dates outside [0, 2^40]: now - exp once overflowed for INT64_MIN and
+    # such a token passed as not expired.
+    min_exp = c()
+    min_exp["exp"] = -(2**63)
+    neg_iat = c()
+    neg_iat["iat"] = -1
+    huge_nbf = c()
+    huge_nbf["nbf"] = 10**18
     no_k8s = c()
     del no_k8s["kubernetes.io"]
     bad_sub = c()
@@ -85,6 +93,9 @@ def write(KEYS):
          "no key with kid small-1", "", ""),
         ("no exp", st.mint(no_exp, rsa), "malformed token", "no exp", "", ""),
         ("exp not a number", st.mint(str_exp, rsa), "malformed token", "exp is not a number", "", ""),
+        ("exp INT64_MIN", st.mint(min_exp, rsa), "malformed token", "exp is not a number or not a date", "", ""),
+        ("iat negative", st.mint(neg_iat, rsa), "malformed token", "iat is not a number or not a date", "", ""),
+        ("nbf 1e18", st.mint(huge_nbf, rsa), "malformed token", "nbf is not a number or not a date", "", ""),
         ("no kubernetes.io claims", st.mint(no_k8s, rsa), "not a service-account token", "kubernetes.io", "", ""),
         ("sub disagrees", st.mint(bad_sub, rsa), "not a service-account token", "system:serviceaccount:shop:admin",
          "", ""),
