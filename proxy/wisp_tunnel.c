@@ -152,27 +152,44 @@ static void flush_end(tunnel *t, int i) {
   if (!t->closed) update(t);
 }
 
+/* Bytes of |e| already inside its TLS object (decrypted or a whole record
+ * read from the socket): no socket event will announce them. */
+static bool end_has_buffered(const tun_end *e) { return e->ssl && SSL_has_pending(e->ssl); }
+
+/* Reads from end |from| while the other end's buffer has room, writing as
+ * it goes. A TLS record read only in part (the buffer filled) leaves the
+ * rest inside the SSL, and the socket may have nothing more to wake us:
+ * once writing made room, read again instead of waiting for the socket. */
 static void pump(tunnel *t, int from) {
   tun_end *e = &t->e[from], *to = &t->e[1 - from];
   uint8_t buf[TUN_READ_CHUNK];
-  while (!e->eof && wisp_buf_len(&to->out) < TUN_BUF_MAX) {
-    size_t room = TUN_BUF_MAX - wisp_buf_len(&to->out);
-    ssize_t n = end_read(e, buf, room < sizeof(buf) ? room : sizeof(buf));
-    if (n == -1) break;
-    if (n == -2) {
-      tun_close(t, from == APP ? "the app reset the connection" : "the peer reset the connection", true);
-      return;
+  for (;;) {
+    bool would_block = false;
+    while (!e->eof && wisp_buf_len(&to->out) < TUN_BUF_MAX) {
+      size_t room = TUN_BUF_MAX - wisp_buf_len(&to->out);
+      ssize_t n = end_read(e, buf, room < sizeof(buf) ? room : sizeof(buf));
+      if (n == -1) {
+        would_block = true;
+        break;
+      }
+      if (n == -2) {
+        tun_close(t, from == APP ? "the app reset the connection" : "the peer reset the connection", true);
+        return;
+      }
+      if (n == 0) {
+        e->eof = true;
+        break;
+      }
+      t->bytes[from] += (uint64_t)n;
+      if (wisp_buf_append(&to->out, buf, (size_t)n, TUN_BUF_MAX) != WISP_OK) abort(); /* room was checked */
     }
-    if (n == 0) {
-      e->eof = true;
-      break;
-    }
-    t->bytes[from] += (uint64_t)n;
-    if (wisp_buf_append(&to->out, buf, (size_t)n, TUN_BUF_MAX) != WISP_OK) abort(); /* room was checked */
+    size_t before = wisp_buf_len(&to->out);
+    flush_end(t, 1 - from);
+    /* Stop when the socket will tell us (it would block), at the end,
+     * or when writing made no room (its write watcher calls back). */
+    if (t->closed || would_block || e->eof || !end_has_buffered(e) || wisp_buf_len(&to->out) >= before) return;
   }
-  flush_end(t, 1 - from);
 }
-
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents) {
   tunnel *t = w->data;
@@ -250,7 +267,11 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents) {
     on_setup_io(loop, w, revents);
     return;
   }
-  flush_end(t, w == &t->e[APP].wio ? APP : PEER);
+  int i = w == &t->e[APP].wio ? APP : PEER;
+  flush_end(t, i);
+  /* Room again toward |i|: what the other end holds inside its TLS object
+   * moves now, as no read event will come for it. */
+  if (!t->closed && !t->e[1 - i].eof && end_has_buffered(&t->e[1 - i])) pump(t, 1 - i);
 }
 
 static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
