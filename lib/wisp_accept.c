@@ -10,9 +10,7 @@
  * refused it (EPERM). EAGAIN and EINTR are WISP_ERR_AGAIN. */
 static bool err_is_routine(int err) { return err == ECONNABORTED || err == EPROTO || err == EPERM; }
 
-bool wisp_accept_err_is_resource(int err) {
-  return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
-}
+bool wisp_accept_err_is_resource(int err) { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
 
 uint64_t wisp_accept_raise_fd_limit(uint64_t want) {
   struct rlimit rl;
@@ -30,15 +28,17 @@ static void log_episode_begin(wisp_acceptor *a, int err) {
   struct rlimit rl;
   char limit[64] = "";
   if (!a->episode_resource) {
-    wisp_log_limited(&a->other_errors, WISP_LOG_WARN, "accept on the %s failed: %s; pausing accepts (%g s, up to %g s "
-                     "between tries)", a->name, strerror(err), WISP_ACCEPT_BACKOFF_MIN, WISP_ACCEPT_BACKOFF_MAX);
+    wisp_log_limited(&a->other_errors, WISP_LOG_WARN,
+                     "accept on the %s failed: %s; pausing accepts (%g s, up to %g s between tries)", a->name,
+                     strerror(err), WISP_ACCEPT_BACKOFF_MIN, WISP_ACCEPT_BACKOFF_MAX);
     return;
   }
   if (err == EMFILE && getrlimit(RLIMIT_NOFILE, &rl) == 0)
     snprintf(limit, sizeof(limit), " (open file limit %llu)", (unsigned long long)rl.rlim_cur);
-  WISP_WARN("accept on the %s failed: %s%s; pausing accepts (%g s, up to %g s between tries) until "
-            "descriptors are free; waiting callers stay queued",
-            a->name, strerror(err), limit, WISP_ACCEPT_BACKOFF_MIN, WISP_ACCEPT_BACKOFF_MAX);
+  WISP_WARN(
+      "accept on the %s failed: %s%s; pausing accepts (%g s, up to %g s between tries) until "
+      "descriptors are free; waiting callers stay queued",
+      a->name, strerror(err), limit, WISP_ACCEPT_BACKOFF_MIN, WISP_ACCEPT_BACKOFF_MAX);
 }
 
 static void episode_end(wisp_acceptor *a) {

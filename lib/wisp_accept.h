@@ -41,21 +41,21 @@ typedef void (*wisp_accept_cb)(wisp_acceptor *a, int fd, const wisp_addr *peer);
 
 struct wisp_acceptor {
   struct ev_loop *loop;
-  int fd;                /* the listening socket (borrowed) */
-  char name[80];         /* for the log: "inbound listener 0.0.0.0:15006" */
-  int per_event;         /* connections accepted per readiness event at most */
+  int fd;        /* the listening socket (borrowed) */
+  char name[80]; /* for the log: "inbound listener 0.0.0.0:15006" */
+  int per_event; /* connections accepted per readiness event at most */
   wisp_accept_cb cb;
-  void *data;            /* for the callback */
+  void *data; /* for the callback */
   ev_io io;
-  ev_timer pause;        /* the backoff */
-  double backoff;        /* the next pause, seconds; 0: not in an episode */
-  double episode_start;  /* ev_now of the first failure of the episode */
+  ev_timer pause;       /* the backoff */
+  double backoff;       /* the next pause, seconds; 0: not in an episode */
+  double episode_start; /* ev_now of the first failure of the episode */
   uint64_t episode_failures;
   bool episode_resource; /* it began for lack of resources (else its lines are rate-limited) */
   uint64_t pauses;       /* episodes so far, for /metrics */
   uint64_t failures;     /* failed accept(2) calls so far (routine ones not counted) */
   bool running;
-  bool paused;           /* not watching the socket until |pause| fires */
+  bool paused; /* not watching the socket until |pause| fires */
   wisp_log_limit other_errors;
 };
 

@@ -129,8 +129,7 @@ static bool counted(const wisp_connlimit *cl, const wisp_connlimit_key *src) {
   return cl->max_per_source && src && src->kind != WISP_CONNLIMIT_KEY_NONE;
 }
 
-wisp_connlimit_result wisp_connlimit_take(wisp_connlimit *cl, const wisp_connlimit_key *src,
-                                          wisp_connlimit_slot *out) {
+wisp_connlimit_result wisp_connlimit_take(wisp_connlimit *cl, const wisp_connlimit_key *src, wisp_connlimit_slot *out) {
   memset(out, 0, sizeof(*out));
   if (cl->max_total && cl->count >= cl->max_total) return WISP_CONNLIMIT_TOTAL;
   src_entry *e = NULL;

@@ -77,8 +77,7 @@ void wisp_connlimit_free(wisp_connlimit *cl);
 /* Takes a slot for a connection from |src| into |out| (zeroed on refusal).
  * A KEY_NONE source counts only against the total. Returns
  * WISP_CONNLIMIT_OK, or which limit refuses it. */
-wisp_connlimit_result wisp_connlimit_take(wisp_connlimit *cl, const wisp_connlimit_key *src,
-                                          wisp_connlimit_slot *out);
+wisp_connlimit_result wisp_connlimit_take(wisp_connlimit *cl, const wisp_connlimit_key *src, wisp_connlimit_slot *out);
 /* Gives the slot back and zeroes it; a zeroed slot is left alone. */
 void wisp_connlimit_release(wisp_connlimit_slot *slot);
 /* Moves a slot to a new holder: |*to| = |*from|, |from| zeroed. */

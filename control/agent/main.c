@@ -5,11 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "control/agent/wisp_agent.h"
 #include "control/agent/wisp_kube.h"
 #include "control/wispctl/inject.h"
+#include "lib/wisp_accept.h"
 #include "lib/wisp_log.h"
 #include "lib/wisp_time.h"
 
@@ -25,6 +25,9 @@ static const char kUsage[] =
     "  --policy-dir DIR       watch DIR/*.yaml (a mounted ConfigMap) and push it as policy\n"
     "  --max-connections N    connections on all listeners together; more are closed at once\n"
     "                         (default 4096; the open-files limit is raised to fit)\n"
+    "  --max-connections-per-source N  of those, from one uid on the Unix socket or one IP address\n"
+    "                         over TCP (default 1024: a node's proxies share a uid)\n"
+    "  --idle-timeout DURATION  close a connection that carries no call for this long (default 60s)\n"
     "  --max-conn-buffer SIZE bytes held per connection: requests being received and responses\n"
     "                         its peer has not read; a call passing it ends RESOURCE_EXHAUSTED\n"
     "                         (default 16MiB; suffixes KiB, MiB, GiB)\n"
@@ -98,16 +101,12 @@ static bool parse_size(size_t *out, const char *s) {
 /* Raises the open-files limit to fit |*max_connections|; if the hard limit
  * is lower, serves fewer connections and says so. */
 static void fit_fd_limit(size_t *max_connections) {
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
-  rlim_t want = (rlim_t)*max_connections + FD_RESERVE;
-  if (rl.rlim_cur >= want) return;
-  rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
-  if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
-  if (rl.rlim_cur >= want) return;
-  size_t fit = rl.rlim_cur > 2 * FD_RESERVE ? (size_t)rl.rlim_cur - FD_RESERVE : FD_RESERVE;
+  uint64_t want = (uint64_t)*max_connections + FD_RESERVE;
+  uint64_t have = wisp_accept_raise_fd_limit(want);
+  if (have == 0 || have >= want) return;
+  size_t fit = have > 2 * FD_RESERVE ? (size_t)have - FD_RESERVE : FD_RESERVE;
   WISP_WARN("--max-connections %zu needs %llu open files, the limit is %llu (ulimit -Hn): serving at most %zu",
-            *max_connections, (unsigned long long)want, (unsigned long long)rl.rlim_cur, fit);
+            *max_connections, (unsigned long long)want, (unsigned long long)have, fit);
   *max_connections = fit;
 }
 
@@ -125,6 +124,7 @@ int main(int argc, char **argv) {
   const char *level = "info";
   const char *max_conns = "4096", *max_buffer = "16MiB", *max_watchers = "4096", *max_per_caller = "8";
   const char *max_proxies = "4096", *proxy_idle = "10m";
+  const char *max_per_source = "1024", *idle_timeout = "60s";
   const char *sa_jwks = NULL, *sa_issuer = NULL, *kube_api = "auto", *kube_sa_dir = WISP_KUBE_SA_DIR;
   const char *webhook = NULL, *webhook_name = WISP_INJECTOR_DEFAULT_NAME, *webhook_body = "3MiB";
   const char *webhook_conns = "64", *inject_agent = NULL, *inject_image = WISPCTL_INJECT_DEFAULT_IMAGE;
@@ -139,6 +139,8 @@ int main(int argc, char **argv) {
                   {"policy-dir", &policy_dir},
                   {"log-level", &level},
                   {"max-connections", &max_conns},
+                  {"max-connections-per-source", &max_per_source},
+                  {"idle-timeout", &idle_timeout},
                   {"max-conn-buffer", &max_buffer},
                   {"max-watchers", &max_watchers},
                   {"max-watchers-per-caller", &max_per_caller},
@@ -204,6 +206,15 @@ int main(int argc, char **argv) {
   }
   if (!parse_count(&cfg.max_connections, max_conns, 1u << 20)) {
     fprintf(stderr, "wisp-agent: --max-connections %s: expected a number from 1 to 1048576\n", max_conns);
+    return 2;
+  }
+  if (!parse_count(&cfg.max_connections_per_source, max_per_source, 1u << 20)) {
+    fprintf(stderr, "wisp-agent: --max-connections-per-source %s: expected a number from 1 to 1048576\n",
+            max_per_source);
+    return 2;
+  }
+  if (wisp_duration_parse_seconds(&cfg.idle_timeout, idle_timeout) != WISP_OK) {
+    fprintf(stderr, "wisp-agent: --idle-timeout %s: expected a duration such as 60s or 5m\n", idle_timeout);
     return 2;
   }
   if (!parse_size(&cfg.max_conn_buffer, max_buffer)) {

@@ -1058,7 +1058,9 @@ wisp_err wisp_agent_new(wisp_agent **out, struct ev_loop *loop, const wisp_agent
                           .nmethods = sizeof(kMethods) / sizeof(kMethods[0]),
                           .data = a,
                           .max_connections = cfg->max_connections,
-                          .max_conn_buffer = cfg->max_conn_buffer};
+                          .max_conn_buffer = cfg->max_conn_buffer,
+                          .max_per_source = cfg->max_connections_per_source,
+                          .idle_timeout = cfg->idle_timeout};
   a->rpc = wisp_rpc_server_new(loop, &rcfg);
   wisp_rpc_server_set_tls(a->rpc, a->tls);
   if (cfg->listen_unix) WISP_GUARD(wisp_rpc_listen_unix(a->rpc, cfg->listen_unix, 0660, err, err_len));
@@ -1082,6 +1084,8 @@ wisp_err wisp_agent_new(wisp_agent **out, struct ev_loop *loop, const wisp_agent
   wisp_json_int(&j, "policy_version", (int64_t)a->version);
   wisp_json_int(&j, "svid_ttl_s", cfg->svid_ttl);
   wisp_json_int(&j, "max_connections", (int64_t)cfg->max_connections);
+  wisp_json_int(&j, "max_connections_per_source", (int64_t)cfg->max_connections_per_source);
+  wisp_json_double(&j, "idle_timeout_s", cfg->idle_timeout);
   wisp_json_int(&j, "max_watchers", (int64_t)cfg->max_watchers);
   wisp_json_int(&j, "max_proxies", (int64_t)cfg->max_proxies);
   wisp_json_int(&j, "max_watchers_per_caller", (int64_t)cfg->max_watchers_per_caller);

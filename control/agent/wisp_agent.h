@@ -28,6 +28,8 @@ typedef struct {
   int64_t svid_ttl;          /* seconds */
   /* Bounds against callers that open much and read nothing (defaults: main.c). */
   size_t max_connections;    /* on all listeners together */
+  size_t max_connections_per_source; /* from one uid (Unix socket) or IP address (TCP) */
+  double idle_timeout;       /* seconds a connection may carry no call */
   size_t max_conn_buffer;    /* bytes held per connection, requests and unread responses */
   size_t max_watchers;       /* Config.Watch streams in all */
   size_t max_watchers_per_caller; /* per SPIFFE ID from one uid (Unix socket) or IP address */

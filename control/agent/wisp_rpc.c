@@ -1,6 +1,7 @@
 #include "control/agent/wisp_rpc.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +10,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "lib/wisp_accept.h"
+#include "lib/wisp_connlimit.h"
 #include "lib/wisp_h2conn.h"
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
@@ -18,9 +21,8 @@
 #define RPC_HANDSHAKE_TIMEOUT 10.0
 #define RPC_MAX_LISTENERS 4
 #define RPC_ACCEPTS_PER_EVENT 64
-/* Out of file descriptors: the listeners rest this long instead of
- * spinning on a socket that stays readable. */
-#define RPC_ACCEPT_PAUSE 0.5
+/* An idle connection's GOAWAY gets this long to go out before the close. */
+#define RPC_GOAWAY_GRACE 5.0
 /* Lines a flood of refused connections may write, per second. */
 #define RPC_REFUSAL_LOG_BURST 5
 
@@ -49,8 +51,14 @@ typedef struct {
   wisp_rpc_server *srv;
   int fd;
   bool tls_only;      /* TCP: TLS; Unix: sniff the first bytes */
-  ev_io io;
+  wisp_acceptor acc;
 } rpc_listener;
+
+/* A Unix-socket connection whose first bytes are awaited. */
+typedef struct {
+  wisp_rpc_server *srv;
+  wisp_connlimit_slot slot;
+} rpc_sniff;
 
 struct wisp_rpc_server {
   struct ev_loop *loop;
@@ -59,9 +67,8 @@ struct wisp_rpc_server {
   wisp_h2loop lp;
   rpc_listener listeners[RPC_MAX_LISTENERS];
   size_t nlisteners;
-  ev_timer accept_pause;
+  wisp_connlimit *limit; /* connections accepted and not closed, still sniffing ones too */
   rpc_conn *conns;
-  size_t nconns;      /* accepted and not closed, still sniffing ones too */
   uint64_t next_id;
 };
 
@@ -74,7 +81,9 @@ struct rpc_conn {
   uid_t peer_uid;
   char origin[64];      /* "uid N", or the peer's IP address */
   size_t held;          /* bytes held for it: requests in, responses out */
-  ev_timer timer;
+  wisp_connlimit_slot slot;
+  ev_timer timer;       /* the handshake, then --idle-timeout while it carries no call */
+  bool idle_goaway;     /* idle: GOAWAY sent, closing once it is out */
   wisp_rpc_call *calls;
   rpc_conn *next, *prev;
 };
@@ -103,6 +112,8 @@ struct wisp_rpc_call {
   void *user;
   wisp_rpc_call *next, *prev;
 };
+
+static void conn_rearm(rpc_conn *c);
 
 /* ---- what a connection holds ---- */
 
@@ -216,11 +227,13 @@ static void call_unlink(wisp_rpc_call *c) {
 }
 
 static void call_free(wisp_rpc_call *c) {
+  rpc_conn *conn = c->conn;
   if (c->method && c->method->on_close) c->method->on_close(c);
   call_unlink(c);
   release_input(c);
   queue_drop(c, true);
   free(c);
+  if (!conn->calls) conn_rearm(conn); /* idle from now on */
 }
 
 static void status_headers(nghttp2_nv *nv, size_t *n, char *code, size_t code_len, char *msg, size_t msg_len,
@@ -379,6 +392,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
   if (conn->calls) conn->calls->prev = c;
   conn->calls = c;
   nghttp2_session_set_stream_user_data(session, c->id, c);
+  if (!c->next) conn_rearm(conn); /* busy: no idle timeout */
   return 0;
 }
 
@@ -526,30 +540,48 @@ static void conn_log(const rpc_conn *c, const char *event) {
   wisp_json_emit(&j);
 }
 
-static void on_state(wisp_h2conn *io) {
-  rpc_conn *c = (rpc_conn *)io;
-  if (io->state == WISP_H2CONN_OPEN) ev_timer_stop(c->srv->loop, &c->timer);
+/* The timer of |c|: the TLS handshake until the connection is open, then
+ * --idle-timeout while it carries no call; none while it does. */
+static void conn_rearm(rpc_conn *c) {
+  wisp_rpc_server *s = c->srv;
+  if (c->io.closing || c->idle_goaway) return; /* going: the timer that ends it stays */
+  ev_timer_stop(s->loop, &c->timer);
+  double t = c->io.state != WISP_H2CONN_OPEN ? RPC_HANDSHAKE_TIMEOUT : c->calls ? 0 : s->cfg.idle_timeout;
+  if (t <= 0) return;
+  ev_timer_set(&c->timer, t, 0);
+  ev_timer_start(s->loop, &c->timer);
 }
+
+static void on_state(wisp_h2conn *io) { conn_rearm((rpc_conn *)io); }
 
 static void on_eof(wisp_h2conn *io) { wisp_h2conn_close(io, NULL); }
 
+static void close_idle(rpc_conn *c) {
+  wisp_h2conn_closef(&c->io, "no call for %gs (--idle-timeout)", c->srv->cfg.idle_timeout);
+}
+
 static void on_flushed(wisp_h2conn *io) {
-  if (!nghttp2_session_want_read(io->h2) && !nghttp2_session_want_write(io->h2) && wisp_buf_len(&io->out) == 0)
+  rpc_conn *c = (rpc_conn *)io;
+  if (nghttp2_session_want_read(io->h2) || nghttp2_session_want_write(io->h2) || wisp_buf_len(&io->out) > 0) return;
+  if (c->idle_goaway) {
+    close_idle(c);
+  } else {
     wisp_h2conn_close(io, NULL);
+  }
 }
 
 static void on_teardown(wisp_h2conn *io) {
   rpc_conn *c = (rpc_conn *)io;
   if (io->close_reason[0]) conn_log(c, "closed");
-  ev_timer_stop(c->srv->loop, &c->timer);
   while (c->calls) call_free(c->calls);
+  ev_timer_stop(c->srv->loop, &c->timer);
   if (c->prev) {
     c->prev->next = c->next;
   } else {
     c->srv->conns = c->next;
   }
   if (c->next) c->next->prev = c->prev;
-  c->srv->nconns--;
+  wisp_connlimit_release(&c->slot);
   free(c);
 }
 
@@ -557,16 +589,35 @@ static const wisp_h2conn_ops kOps = {on_state, on_eof, on_flushed, on_teardown};
 
 static void on_conn_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
   rpc_conn *c = w->data;
-  wisp_h2conn_closef(&c->io, "TLS handshake not finished within %gs", RPC_HANDSHAKE_TIMEOUT);
+  if (c->io.state != WISP_H2CONN_OPEN) {
+    wisp_h2conn_closef(&c->io, "TLS handshake not finished within %gs", RPC_HANDSHAKE_TIMEOUT);
+  } else if (c->idle_goaway) {
+    close_idle(c); /* the peer did not take the GOAWAY in time */
+  } else {
+    /* Idle: GOAWAY first, so that a client can tell this from a failure
+     * (gRPC clients reconnect for their next call without an error). */
+    c->idle_goaway = true;
+    nghttp2_session_terminate_session(c->io.h2, NGHTTP2_NO_ERROR);
+    wisp_h2conn_mark_dirty(&c->io);
+    ev_timer_set(&c->timer, RPC_GOAWAY_GRACE, 0);
+    ev_timer_start(loop, &c->timer);
+  }
+}
+
+/* The uid of the process at the other end of the Unix socket |fd|. */
+static bool peer_uid(int fd, uid_t *out) {
+  struct ucred cred;
+  socklen_t len = sizeof(cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || len != sizeof(cred)) return false;
+  *out = cred.uid;
+  return true;
 }
 
 /* "uid N" for a Unix socket, the peer's IP address (no port) for TCP. */
 static void set_origin(rpc_conn *c, int fd, const wisp_addr *tcp_peer) {
   if (!tcp_peer) {
-    struct ucred cred;
-    socklen_t len = sizeof(cred);
-    c->peer_uid_known = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && len == sizeof(cred);
-    c->peer_uid = c->peer_uid_known ? cred.uid : (uid_t)-1;
+    c->peer_uid = (uid_t)-1;
+    c->peer_uid_known = peer_uid(fd, &c->peer_uid);
     if (c->peer_uid_known) {
       snprintf(c->origin, sizeof(c->origin), "uid %u", (unsigned)c->peer_uid);
     } else {
@@ -580,11 +631,12 @@ static void set_origin(rpc_conn *c, int fd, const wisp_addr *tcp_peer) {
   wisp_addr_format_dest(&host, c->origin, sizeof(c->origin));
 }
 
-/* Takes |fd|, already counted in |s->nconns|. |tcp_peer| NULL: the Unix
- * socket. */
-static void conn_start(wisp_rpc_server *s, int fd, bool tls, const wisp_addr *tcp_peer) {
+/* Takes |fd| and its place in the server's limits, |slot|. |tcp_peer|
+ * NULL: the Unix socket. */
+static void conn_start(wisp_rpc_server *s, int fd, bool tls, const wisp_addr *tcp_peer, wisp_connlimit_slot *slot) {
   rpc_conn *c = wisp_calloc(1, sizeof(*c));
   c->srv = s;
+  wisp_connlimit_move(&c->slot, slot);
   c->id = ++s->next_id;
   c->local = !tls && !tcp_peer;
   set_origin(c, fd, tcp_peer);
@@ -602,94 +654,88 @@ static void conn_start(wisp_rpc_server *s, int fd, bool tls, const wisp_addr *tc
   wisp_h2conn_init(&c->io, &s->lp, &kOps, fd, ssl, false, tls ? WISP_H2CONN_HANDSHAKING : WISP_H2CONN_OPEN);
   c->io.peer_optional = true;
   wisp_h2conn_set0_session(&c->io, session_new(c));
-  ev_timer_init(&c->timer, on_conn_timeout, RPC_HANDSHAKE_TIMEOUT, 0);
+  ev_init(&c->timer, on_conn_timeout);
   c->timer.data = c;
   if (tls && !ssl) {
     wisp_h2conn_close(&c->io, "no TLS credentials");
-  } else if (tls) {
-    ev_timer_start(s->loop, &c->timer);
+  } else {
+    conn_rearm(c);
   }
 }
 
 /* ---- listeners ---- */
 
 static void on_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
-  wisp_rpc_server *s = arg;
+  rpc_sniff *p = arg;
   if (proto > WISP_SNIFF_NEED_MORE) {
-    conn_start(s, fd, proto == WISP_SNIFF_TLS, NULL);
+    conn_start(p->srv, fd, proto == WISP_SNIFF_TLS, NULL, &p->slot);
+  } else if (proto == WISP_SNIFF_TIMEOUT) {
+    close(fd);
+  }
+  wisp_connlimit_release(&p->slot);
+  free(p);
+}
+
+/* Who |fd| counts against: the connecting process's uid on the Unix socket
+ * (none if the kernel cannot say: then only the total applies), the peer's
+ * IP address over TCP. */
+static void source_of(wisp_connlimit_key *out, int fd, const wisp_addr *tcp_peer) {
+  uid_t uid;
+  if (tcp_peer) {
+    wisp_connlimit_key_addr(out, tcp_peer, WISP_CONNLIMIT_V6_PREFIX_DEFAULT);
+  } else if (peer_uid(fd, &uid)) {
+    wisp_connlimit_key_uid(out, (uint32_t)uid);
+  } else {
+    memset(out, 0, sizeof(*out));
+  }
+}
+
+static void refuse(wisp_rpc_server *s, int fd, const wisp_connlimit_key *src, wisp_connlimit_result why) {
+  static wisp_log_limit limit =
+      WISP_LOG_LIMIT_INIT("refused connections", RPC_REFUSAL_LOG_BURST, 1.0, WISP_LOG_TO_STDERR);
+  close(fd);
+  if (why == WISP_CONNLIMIT_TOTAL) {
+    wisp_log_limited(&limit, WISP_LOG_WARN, "refused a connection: %" PRIu32 " are open, the limit (--max-connections)",
+                     wisp_connlimit_count(s->limit));
     return;
   }
-  if (proto == WISP_SNIFF_TIMEOUT) close(fd);
-  s->nconns--;
+  char name[64];
+  wisp_connlimit_key_name(src, name, sizeof(name));
+  wisp_log_limited(&limit, WISP_LOG_WARN,
+                   "refused a connection from %s: it holds %zu already, the limit (--max-connections-per-source)",
+                   name, s->cfg.max_per_source);
 }
 
-static void listeners_run(wisp_rpc_server *s, bool run) {
-  for (size_t i = 0; i < s->nlisteners; i++) {
-    if (run) {
-      ev_io_start(s->loop, &s->listeners[i].io);
-    } else {
-      ev_io_stop(s->loop, &s->listeners[i].io);
-    }
-  }
-}
-
-static void on_accept_pause_end(struct ev_loop *loop, ev_timer *w, int revents) { listeners_run(w->data, true); }
-
-/* accept(2) failed. Out of descriptors or memory the listening socket stays
- * readable: rest instead of spinning on it. */
-static void accept_failed(wisp_rpc_server *s, int err) {
-  if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-    static wisp_log_limit limit = WISP_LOG_LIMIT_INIT("accept failures", RPC_REFUSAL_LOG_BURST, 1.0, WISP_LOG_TO_STDERR);
-    wisp_log_limited(&limit, WISP_LOG_WARN, "cannot accept connections: %s; pausing for %gs", strerror(err),
-                     RPC_ACCEPT_PAUSE);
-    listeners_run(s, false);
-    ev_timer_stop(s->loop, &s->accept_pause);
-    ev_timer_set(&s->accept_pause, RPC_ACCEPT_PAUSE, 0);
-    ev_timer_start(s->loop, &s->accept_pause);
-  } else if (err != ECONNABORTED) {
-    static wisp_log_limit limit = WISP_LOG_LIMIT_INIT("accept errors", RPC_REFUSAL_LOG_BURST, 1.0, WISP_LOG_TO_STDERR);
-    wisp_log_limited(&limit, WISP_LOG_WARN, "accept failed: %s", strerror(err));
-  }
-}
-
-static void on_accept(struct ev_loop *loop, ev_io *w, int revents) {
-  rpc_listener *l = w->data;
+static void on_accept(wisp_acceptor *acc, int fd, const wisp_addr *peer) {
+  rpc_listener *l = acc->data;
   wisp_rpc_server *s = l->srv;
-  for (int i = 0; i < RPC_ACCEPTS_PER_EVENT; i++) {
-    int fd;
-    wisp_addr peer;
-    wisp_err rc = wisp_net_accept(&fd, l->fd, &peer);
-    if (rc == WISP_ERR_AGAIN) return;
-    if (rc != WISP_OK) {
-      accept_failed(s, errno);
-      return;
-    }
-    if (s->nconns >= s->cfg.max_connections) {
-      static wisp_log_limit limit =
-          WISP_LOG_LIMIT_INIT("refused connections", RPC_REFUSAL_LOG_BURST, 1.0, WISP_LOG_TO_STDERR);
-      close(fd);
-      wisp_log_limited(&limit, WISP_LOG_WARN, "refused a connection: %zu are open, the limit (--max-connections)",
-                       s->nconns);
-      continue;
-    }
-    s->nconns++;
-    if (l->tls_only) {
-      conn_start(s, fd, true, &peer);
-    } else {
-      wisp_sniff_start(loop, fd, RPC_HANDSHAKE_TIMEOUT, on_sniffed, s);
-    }
+  wisp_connlimit_key src;
+  source_of(&src, fd, l->tls_only ? peer : NULL);
+  wisp_connlimit_slot slot;
+  wisp_connlimit_result lim = wisp_connlimit_take(s->limit, &src, &slot);
+  if (lim != WISP_CONNLIMIT_OK) {
+    refuse(s, fd, &src, lim);
+  } else if (l->tls_only) {
+    conn_start(s, fd, true, peer, &slot);
+  } else {
+    rpc_sniff *p = wisp_calloc(1, sizeof(*p));
+    p->srv = s;
+    wisp_connlimit_move(&p->slot, &slot);
+    wisp_sniff_start(s->loop, fd, RPC_HANDSHAKE_TIMEOUT, on_sniffed, p);
   }
 }
 
-static wisp_err add_listener(wisp_rpc_server *s, int fd, bool tls_only) {
-  WISP_ENSURE(s->nlisteners < RPC_MAX_LISTENERS, WISP_ERR_USAGE);
+static wisp_err add_listener(wisp_rpc_server *s, int fd, bool tls_only, const char *name) {
+  if (s->nlisteners == RPC_MAX_LISTENERS) {
+    close(fd);
+    return WISP_ERR_USAGE;
+  }
   rpc_listener *l = &s->listeners[s->nlisteners++];
   l->srv = s;
   l->fd = fd;
   l->tls_only = tls_only;
-  ev_io_init(&l->io, on_accept, fd, EV_READ);
-  l->io.data = l;
-  ev_io_start(s->loop, &l->io);
+  wisp_acceptor_init(&l->acc, s->loop, fd, name, RPC_ACCEPTS_PER_EVENT, on_accept, l);
+  wisp_acceptor_start(&l->acc);
   return WISP_OK;
 }
 
@@ -699,7 +745,9 @@ wisp_err wisp_rpc_listen_unix(wisp_rpc_server *s, const char *path, unsigned mod
     snprintf(err, err_len, "cannot listen on unix:%s: %s", path, strerror(errno));
     return WISP_ERR_IO;
   }
-  return add_listener(s, fd, false);
+  char name[sizeof(s->listeners[0].acc.name)];
+  snprintf(name, sizeof(name), "agent socket unix:%s", path);
+  return add_listener(s, fd, false, name);
 }
 
 wisp_err wisp_rpc_listen_tls(wisp_rpc_server *s, const char *addr, char *err, size_t err_len) {
@@ -713,13 +761,14 @@ wisp_err wisp_rpc_listen_tls(wisp_rpc_server *s, const char *addr, char *err, si
     snprintf(err, err_len, "cannot listen on %s: %s", addr, strerror(errno));
     return WISP_ERR_IO;
   }
-  return add_listener(s, fd, true);
+  char name[sizeof(s->listeners[0].acc.name)];
+  snprintf(name, sizeof(name), "agent TLS listener %s", addr);
+  return add_listener(s, fd, true, name);
 }
 
 void wisp_rpc_server_stop_listening(wisp_rpc_server *s) {
-  ev_timer_stop(s->loop, &s->accept_pause);
   for (size_t i = 0; i < s->nlisteners; i++) {
-    ev_io_stop(s->loop, &s->listeners[i].io);
+    wisp_acceptor_stop(&s->listeners[i].acc);
     close(s->listeners[i].fd);
   }
   s->nlisteners = 0;
@@ -730,8 +779,7 @@ wisp_rpc_server *wisp_rpc_server_new(struct ev_loop *loop, const wisp_rpc_config
   s->loop = loop;
   s->cfg = *cfg;
   wisp_h2loop_init(&s->lp, loop);
-  ev_timer_init(&s->accept_pause, on_accept_pause_end, RPC_ACCEPT_PAUSE, 0);
-  s->accept_pause.data = s;
+  s->limit = wisp_connlimit_new((uint32_t)cfg->max_connections, (uint32_t)cfg->max_per_source);
   return s;
 }
 
@@ -741,6 +789,7 @@ void wisp_rpc_server_free(wisp_rpc_server *s) {
   if (!s) return;
   wisp_rpc_server_stop_listening(s);
   for (rpc_conn *c = s->conns; c; c = c->next) wisp_h2conn_close(&c->io, NULL);
-  wisp_h2loop_cleanup(&s->lp);
+  wisp_h2loop_cleanup(&s->lp); /* tears the connections down: their slots go back */
+  wisp_connlimit_free(s->limit);
   free(s);
 }

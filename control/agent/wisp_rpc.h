@@ -10,11 +10,15 @@
  * the call knows the caller's SPIFFE ID.
  *
  * Bounds, so that callers who never read cannot grow the agent: at most
- * |max_connections| connections (more are closed at accept, with a log
- * line), and per connection at most |max_conn_buffer| bytes held for it
+ * |max_connections| connections, |max_per_source| of them from one source
+ * (a uid on the Unix socket, an IP address over TCP; more are closed at
+ * accept, with a log line), a connection that carries no call is closed
+ * after |idle_timeout|, and per connection at most |max_conn_buffer| bytes
+ * held for it
  * (request messages being received, responses its peer has not read yet); a
  * call that would pass it ends with RESOURCE_EXHAUSTED. A message sent to
- * many calls (a policy snapshot) is packed once and shared.
+ * many calls (a policy snapshot) is packed once and shared. Out of file
+ * descriptors, the listeners pause (lib/wisp_accept).
  *
  * Ownership: the server owns its listeners and connections; a connection
  * owns its calls; a call's |user| state belongs to the method's handlers,
@@ -61,6 +65,8 @@ typedef struct {
   void *data;              /* the owner's, for handlers: wisp_rpc_server_data */
   size_t max_connections;  /* > 0: on all listeners together, handshakes included */
   size_t max_conn_buffer;  /* > 0: bytes held per connection, in and out */
+  size_t max_per_source;   /* connections from one uid (Unix socket) or IP (TCP); 0: no limit */
+  double idle_timeout;     /* seconds an open connection may carry no call; 0: no limit */
 } wisp_rpc_config;
 
 wisp_rpc_server *wisp_rpc_server_new(struct ev_loop *loop, const wisp_rpc_config *cfg);

@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 
 #include "control/agent/wisp_admission.h"
+#include "lib/wisp_accept.h"
 #include "lib/wisp_buf.h"
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
@@ -45,7 +46,7 @@ struct wisp_webhook {
   wisp_webhook_config cfg;
   SSL_CTX *ctx;       /* for new connections */
   int lfd;
-  ev_io accept_io;
+  wisp_acceptor acc; /* pauses when out of descriptors */
   conn *conns;
   size_t nconns;
 };
@@ -354,25 +355,15 @@ static void conn_start(wisp_webhook *w, int fd, const wisp_addr *peer) {
   ev_io_start(w->loop, &c->io);
 }
 
-static void on_accept(struct ev_loop *loop, ev_io *io, int revents) {
-  wisp_webhook *w = io->data;
-  for (int i = 0; i < ACCEPT_BATCH; i++) {
-    int fd;
-    wisp_addr peer;
-    wisp_err rc = wisp_net_accept(&fd, w->lfd, &peer);
-    if (rc == WISP_ERR_AGAIN) return;
-    if (rc != WISP_OK) {
-      WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 1.0, "webhook: accept failed: %s", strerror(errno));
-      return;
-    }
-    if (w->nconns >= w->cfg.max_connections || !w->ctx) {
-      WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 1.0, "webhook: connection refused: %s",
-                       w->ctx ? "--webhook-max-connections reached" : "no serving certificate yet");
-      close(fd);
-      continue;
-    }
-    conn_start(w, fd, &peer);
+static void on_accept(wisp_acceptor *acc, int fd, const wisp_addr *peer) {
+  wisp_webhook *w = acc->data;
+  if (w->nconns >= w->cfg.max_connections || !w->ctx) {
+    WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 1.0, "webhook: connection refused: %s",
+                     w->ctx ? "--webhook-max-connections reached" : "no serving certificate yet");
+    close(fd);
+    return;
   }
+  conn_start(w, fd, peer);
 }
 
 /* ---- life ---- */
@@ -423,16 +414,17 @@ wisp_err wisp_webhook_new(wisp_webhook **out, struct ev_loop *loop, const wisp_w
   w->loop = loop;
   w->cfg = *cfg;
   w->lfd = fd;
-  ev_io_init(&w->accept_io, on_accept, fd, EV_READ);
-  w->accept_io.data = w;
-  ev_io_start(loop, &w->accept_io);
+  char name[sizeof(w->acc.name)];
+  snprintf(name, sizeof(name), "webhook listener %s", cfg->listen);
+  wisp_acceptor_init(&w->acc, loop, fd, name, ACCEPT_BATCH, on_accept, w);
+  wisp_acceptor_start(&w->acc);
   *out = w;
   return WISP_OK;
 }
 
 void wisp_webhook_free(wisp_webhook *w) {
   if (!w) return;
-  ev_io_stop(w->loop, &w->accept_io);
+  wisp_acceptor_stop(&w->acc);
   close(w->lfd);
   while (w->conns) conn_free(w->conns);
   SSL_CTX_free(w->ctx);

@@ -326,4 +326,83 @@ expect_match "... the record idle longest was forgotten, Status lists the others
 if printf '%s' "$status" | grep -q 'evict/sa/e1'; then not_ok "e1 is no longer listed" "$status"; else ok "e1 is no longer listed"; fi
 check "the agent logs what it forgot" grep -q '"type":"proxy_forgotten","spiffe_id":"spiffe://[^"]*/ns/evict/sa/e1"' "$WORK/agent.out"
 stop_agent
+
+# --- one caller cannot hold every connection ---
+# All proxies of a node usually share a uid on the socket; over TCP each
+# pod is its own address. Connections that speak HTTP/2 and start no call.
+TLS_PORT=$(free_port)
+start_agent --max-connections-per-source 3 --listen-tls "127.0.0.1:$TLS_PORT"
+wait_port "$TLS_PORT"
+flood u0 "unix:$SOCK" 5 - h2
+expect_flood "one uid on the Unix socket holds --max-connections-per-source (3); more are closed at once" u0 \
+  "open=3 closed=2"
+expect_match "... with a log line naming the uid and the flag" \
+  "refused a connection from uid $(id -u): it holds 3 already, the limit \\(--max-connections-per-source\\)" \
+  "$(cat "$WORK/agent.err")"
+if command -v setpriv >/dev/null && [ "$(id -u)" = 0 ]; then
+  chmod 0777 "$SOCKDIR" && chmod 0666 "$SOCK"
+  # (its stop file where uid 1337 can see it)
+  start_bg "$WORK/u1337" setpriv --reuid 1337 --regid 1337 --clear-groups $LIMITS_PEER flood "unix:$SOCK" 2 - 120 \
+    "$SOCKDIR/u1337.stop" h2
+  U1337=$LAST_PID
+  wait_for 10 grep -qs open= "$WORK/u1337.out"
+  expect_flood "... another uid is served beside it" u1337 "open=2 closed=0"
+  touch "$SOCKDIR/u1337.stop"
+  wait "$U1337"
+else
+  skip "... another uid is served beside it" "needs root and setpriv"
+fi
+flood t1 "$TLS_PORT" 4 127.0.0.1
+expect_flood "over TCP (--listen-tls) one address holds 3; more are closed at once" t1 "open=3 closed=1"
+flood t2 "$TLS_PORT" 2 127.0.0.2
+expect_flood "... another address is served beside it" t2 "open=2 closed=0"
+expect_match "... logged naming the address" "refused a connection from 127.0.0.1: it holds 3 already" \
+  "$(cat "$WORK/agent.err")"
+for f in u0 t1 t2; do unflood "$f"; done
+serves() { ac status | grep -q '"version":"'; }
+check "once they go, that uid is served again" wait_for 10 serves
+
+# --- connections that carry no call are closed after --idle-timeout ---
+stop_agent
+start_agent --idle-timeout 1s
+flood idle "unix:$SOCK" 2 - h2
+expect_flood "--idle-timeout 1s: connections that start no call are closed" idle "open=0 closed=2"
+check "... with a log line saying why" \
+  wait_for 10 grep -Eq '"event":"closed".*"reason":"no call for 1s \(--idle-timeout\)"' "$WORK/agent.out"
+unflood idle
+acs watch "$ORDERS" 2 timeout=60 >"$WORK/idle-watch.out" &
+WATCH=$!
+wait_for 20 grep -q '"version"' "$WORK/idle-watch.out"
+sleep 3 # three idle timeouts: the Watch call keeps its connection
+printf 'apiVersion: wisp.dev/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: shop}\nspec: {mode: PERMISSIVE}\n' >"$WORK/p2.yaml"
+v=$(ac apply "$WORK/p2.yaml" | field version)
+wait "$WATCH"
+expect_match "a connection that carries a Watch stays past --idle-timeout and gets the next push" \
+  "\"version\":\"$v\".*PERMISSIVE" "$(tail -1 "$WORK/idle-watch.out")"
+
+# --- out of file descriptors: the agent's listeners pause accepting, then serve ---
+stop_agent
+WEBHOOK_PORT=$(free_port)
+REAL_AGENT=$AGENT
+AGENT=$(fd_limited 64 "$AGENT")
+start_agent --webhook "127.0.0.1:$WEBHOOK_PORT" --inject-agent https://10.96.0.10:8443 --kube-api off
+AGENT=$REAL_AGENT
+wait_port "$WEBHOOK_PORT"
+expect_match "with ulimit -n 64 the agent serves fewer connections and says so" \
+  'max-connections 4096 needs 4160 open files, the limit is 64' "$(cat "$WORK/agent.err")"
+flood fd "unix:$SOCK" 100 - h2
+paused() { grep -q "accept on the $1 failed: Too many open files (open file limit 64); pausing" "$WORK/agent.err"; }
+check "100 callers exhaust its descriptors: the socket pauses accepting" wait_for 10 paused "agent socket unix:$SOCK"
+flood fdw "$WEBHOOK_PORT" 10 127.0.0.1
+check "... and so does the webhook's listener" wait_for 10 paused "webhook listener 127.0.0.1:$WEBHOOK_PORT"
+sleep 2 # still out of descriptors: a spinning listener would fail thousands of times meanwhile
+unflood fd
+unflood fdw
+check "once descriptors are free it serves again" wait_for 15 serves
+resumed() { grep -q "accepting again on the $1 .* paused ([0-9]* failed tries)" "$WORK/agent.err"; }
+for l in "agent socket unix:$SOCK" "webhook listener 127.0.0.1:$WEBHOOK_PORT"; do
+  check "the $l logs the end of its pause" wait_for 10 resumed "$l"
+  expect_no_spin "... it did not spin" "$l" "$WORK/agent.err"
+done
+stop_agent
 finish

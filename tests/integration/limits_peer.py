@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Raw peers for limits_test.sh (Debian's /usr/bin/python3, stdlib only).
 
-  flood PORT N SRC HOLD_S [STOPFILE]
+  flood PORT N SRC HOLD_S [STOPFILE [h2]]
       Opens N TCP connections to 127.0.0.1:PORT (to [::1]:PORT when SRC is
       an IPv6 address) from address SRC (they send nothing), waits 1.5 s and
       prints "open=X closed=Y" (closed: the server closed or reset it), then
       holds the open ones until HOLD_S seconds passed or STOPFILE exists,
       printing the counts again whenever they change: a test waits for the
-      line it expects, however slow the machine.
+      line it expects, however slow the machine. PORT unix:PATH: a Unix
+      socket (SRC is ignored). h2: each sends the HTTP/2 client preface and
+      an empty SETTINGS frame, then nothing (a connection without a call).
   stall PORT MODE
       One connection that never finishes its handshake: MODE "silent" sends
       nothing, "partial" sends the first 3 bytes of a TLS record, "late"
@@ -27,27 +29,48 @@ import time
 
 
 def still_open(s):
-    """False once the server closed or reset |s|."""
+    """False once the server closed or reset |s| (what it sent before, such
+    as an HTTP/2 GOAWAY, is read and dropped)."""
     try:
-        return s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+        while s.recv(65536, socket.MSG_DONTWAIT) != b"":
+            pass
+        return False
     except BlockingIOError:
         return True
     except OSError:
         return False
 
 
-def flood(port, n, src, hold, stopfile=None):
-    v6 = ":" in src
-    socks = []
-    for _ in range(n):
-        s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET)
-        s.bind((src, 0))
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def flood_socket(port, src):
+    """A connection to |port| (a number, or unix:PATH) from |src|."""
+    if port.startswith("unix:"):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(port[5:])  # done at once: the backlog takes it
         s.setblocking(False)
-        try:
-            s.connect(("::1" if v6 else "127.0.0.1", port))
-        except BlockingIOError:
-            pass
-        socks.append(s)
+        return s
+    v6 = ":" in src
+    s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET)
+    s.bind((src, 0))
+    s.setblocking(False)
+    try:
+        s.connect(("::1" if v6 else "127.0.0.1", int(port)))
+    except BlockingIOError:
+        pass
+    return s
+
+
+def flood(port, n, src, hold, stopfile=None, h2=False):
+    socks = [flood_socket(port, src) for _ in range(n)]
+    if h2:
+        for s in socks:
+            select.select([], [s], [], 5)
+            try:
+                s.send(H2_PREFACE)
+            except OSError:
+                pass  # closed at once: counted below
     start = time.time()
     time.sleep(1.5)
     closed, last = 0, None
@@ -161,7 +184,8 @@ def idle(port, cert, key, ca):
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "flood":
-        flood(int(args[0]), int(args[1]), args[2], float(args[3]), args[4] if len(args) > 4 else None)
+        flood(args[0], int(args[1]), args[2], float(args[3]), args[4] if len(args) > 4 else None,
+              len(args) > 5 and args[5] == "h2")
     elif cmd == "stall":
         stall(int(args[0]), args[1])
     elif cmd == "idle":

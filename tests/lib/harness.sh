@@ -244,6 +244,57 @@ finish() {
 }
 trap 'cleanup' EXIT
 
+# ---- connection floods (tests/integration/limits_peer.py) ----
+LIMITS_PEER="/usr/bin/python3 $WISP_SRC/tests/integration/limits_peer.py"
+# flood NAME TARGET N SRC [h2]: N connections to TARGET (a port on
+# 127.0.0.1, or unix:PATH) from address SRC, silent (h2: the HTTP/2 preface
+# only), held until unflood NAME (at most 120 s); "open=X closed=Y" lands in
+# $WORK/NAME.out, again whenever it changes.
+flood() {
+  start_bg "$WORK/$1" $LIMITS_PEER flood "$2" "$3" "$4" 120 "$WORK/$1.stop" ${5:-}
+  eval "FLOOD_$1=$LAST_PID"
+  wait_for 10 grep -qs open= "$WORK/$1.out"
+}
+unflood() {
+  touch "$WORK/$1.stop"
+  wait "$(eval "echo \$FLOOD_$1")" 2>/dev/null
+}
+flood_result() { tail -1 "$WORK/$1.out"; }
+flood_is() { [ "$(flood_result "$1")" = "$2" ]; }
+# expect_flood DESC NAME WANT: flood NAME comes to WANT (within 10 s: a
+# server closes refused callers at accept, but a loaded machine is slow).
+expect_flood() {
+  wait_for 10 flood_is "$2" "$3"
+  expect_eq "$1" "$3" "$(flood_result "$2")"
+}
+# fd_limited N BIN: a wrapper that runs BIN with at most N open files (soft
+# and hard limit); prints its path.
+fd_limited() {
+  local w
+  w=$WORK/fd$1-$(basename "$2")
+  printf '#!/usr/bin/env bash\nulimit -n %d && exec %q "$@"\n' "$1" "$2" >"$w"
+  chmod +x "$w"
+  echo "$w"
+}
+# accept_failed_tries LISTENER LOG: the failed accept tries of LISTENER's
+# pause episodes (lib/wisp_accept's "accepting again" lines in LOG), summed.
+accept_failed_tries() {
+  grep -o "accepting again on the $1 .* paused ([0-9]* failed tries)" "$2" |
+    sed -E 's/.*\(([0-9]+) failed tries\)$/\1/' | awk '{ n += $1 } END { print n + 0 }'
+}
+# expect_no_spin NAME LISTENER LOG: LISTENER paused, not spun, while out of
+# descriptors: 1 to 100 failed accept tries. A spin fails many thousands of
+# times a second; a pause (0.1 s doubling to 1 s) needs over 90 s for 100.
+expect_no_spin() {
+  local tries
+  tries=$(accept_failed_tries "$2" "$3")
+  if [ "$tries" -ge 1 ] && [ "$tries" -le 100 ]; then
+    ok "$1: $tries failed accept tries while out of descriptors"
+  else
+    not_ok "$1: at most 100 failed accept tries while out of descriptors" "$tries"
+  fi
+}
+
 # h2c request through curl; prints the body. Extra args are passed on.
 h2get() { curl -s --max-time 30 --http2-prior-knowledge "$@"; }
 

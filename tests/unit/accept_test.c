@@ -152,8 +152,8 @@ static void test_broken_socket_pauses(void **state) {
   fixture_start(&f, fd, -1);
   spin_arg s = {f.loop, TURNS, false};
   int lines = stderr_lines(spin_fn, &s);
-  print_message("# %d turns: %llu failed accepts, %llu pauses, %d log lines\n", TURNS,
-                (unsigned long long)f.a.failures, (unsigned long long)f.a.pauses, lines);
+  print_message("# %d turns: %llu failed accepts, %llu pauses, %d log lines\n", TURNS, (unsigned long long)f.a.failures,
+                (unsigned long long)f.a.pauses, lines);
   /* a spin is TURNS * PER_EVENT failures; a pause one (or a few, should a
    * backoff pass during the turns on a slow machine) */
   assert_true(f.a.failures >= 1 && f.a.failures <= 5);

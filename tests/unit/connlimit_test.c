@@ -40,7 +40,7 @@ static void test_total_cap(void **state) {
   }
   wisp_connlimit_key other = addr("10.9.9.9:1");
   assert_int_equal(wisp_connlimit_take(cl, &other, &s[3]), WISP_CONNLIMIT_TOTAL);
-  assert_null(s[3].cl); /* a refusal holds nothing */
+  assert_null(s[3].cl);          /* a refusal holds nothing */
   wisp_connlimit_release(&s[3]); /* harmless */
   assert_int_equal(wisp_connlimit_count(cl), 3);
   assert_int_equal(wisp_connlimit_sources(cl), 0); /* not tracked without a per-source cap */
@@ -91,7 +91,7 @@ static void test_source_keys(void **state) {
   wisp_connlimit_key x = addr("[fd00:1:2:3::5]:1"), y = addr("[fd00:1:2:3:ffff::9]:2");
   wisp_connlimit_key x2 = addr("[fd00:1:2:3::5]:9");
   assert_int_equal(wisp_connlimit_take(cl, &x, &s), WISP_CONNLIMIT_OK);
-  assert_int_equal(wisp_connlimit_take(cl, &y, &t), WISP_CONNLIMIT_OK); /* the neighbour in the same /64 */
+  assert_int_equal(wisp_connlimit_take(cl, &y, &t), WISP_CONNLIMIT_OK);      /* the neighbour in the same /64 */
   assert_int_equal(wisp_connlimit_take(cl, &x2, &w), WISP_CONNLIMIT_SOURCE); /* the same pod, another port */
   assert_int_equal(wisp_connlimit_sources(cl), 2);
   wisp_connlimit_key m = addr("[::ffff:10.0.0.1]:7"), p = addr("10.0.0.1:8");
@@ -236,9 +236,9 @@ static void test_move(void **state) {
 
 int main(void) {
   struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_total_cap),    cmocka_unit_test(test_per_source),   cmocka_unit_test(test_source_keys),
-      cmocka_unit_test(test_v6_prefix),    cmocka_unit_test(test_uid_keys),     cmocka_unit_test(test_non_ip_addr),
-      cmocka_unit_test(test_no_limits),    cmocka_unit_test(test_many_sources), cmocka_unit_test(test_move),
+      cmocka_unit_test(test_total_cap), cmocka_unit_test(test_per_source),   cmocka_unit_test(test_source_keys),
+      cmocka_unit_test(test_v6_prefix), cmocka_unit_test(test_uid_keys),     cmocka_unit_test(test_non_ip_addr),
+      cmocka_unit_test(test_no_limits), cmocka_unit_test(test_many_sources), cmocka_unit_test(test_move),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }

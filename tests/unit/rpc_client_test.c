@@ -336,7 +336,8 @@ static wisp_tls *load_tls(const char *name, bool server) {
 static env *env_new(bool tls) {
   env *e = calloc(1, sizeof(*e));
   e->loop = ev_loop_new(EVFLAG_AUTO);
-  wisp_rpc_config cfg = {kMethods, sizeof(kMethods) / sizeof(kMethods[0]), e, TEST_MAX_CONNS, TEST_CONN_BUFFER};
+  /* no per-source or idle limit */
+  wisp_rpc_config cfg = {kMethods, sizeof(kMethods) / sizeof(kMethods[0]), e, TEST_MAX_CONNS, TEST_CONN_BUFFER, 0, 0};
   e->srv = wisp_rpc_server_new(e->loop, &cfg);
   if (tls) {
     e->srv_tls = load_tls("agent", true);
@@ -750,7 +751,7 @@ static void test_server_goes_away(void **state) {
   for (int i = 0; i < 100 && e->server_closes == 0 && !wisp_rpcc_reached(c); i++) ev_run(e->loop, EVRUN_ONCE);
   spin(e, 5);
   wisp_rpc_server_free(e->srv);
-  wisp_rpc_config cfg = {kMethods, 2, e, TEST_MAX_CONNS, TEST_CONN_BUFFER};
+  wisp_rpc_config cfg = {kMethods, 2, e, TEST_MAX_CONNS, TEST_CONN_BUFFER, 0, 0}; /* no per-source/idle limit */
   e->srv = wisp_rpc_server_new(e->loop, &cfg); /* for env_free */
   run_until_done(e, &r, 1, 5);
   assert_int_equal(r.ndone, 1);
