@@ -16,8 +16,9 @@
 # answers AdmissionReviews over TLS; both sidecars get their SVIDs for
 # service-account tokens; frontend's requests reach orders through both sidecars
 # over mTLS, each logging the other's SPIFFE ID; wisp-init's interception
-# is proven in both pods (/ready); a capture on the bridge shows no
-# plaintext; a container without a sidecar is refused (STRICT); a
+# is proven in both pods (/ready); the sidecar runs as 1337 on a read-only
+# root; a capture on the bridge shows no plaintext, and the frontend ->
+# orders flow is TLS records only; a container without a sidecar is refused (STRICT); a
 # `wispctl apply` in the agent pod holds on the next request; a sidecar
 # killed with its token gone comes back from its SVID cache.
 # Everything made is named with a unique prefix (wispkt-PID) and removed at
@@ -169,6 +170,7 @@ else
   not_ok "the image is small (under 20 MiB)" "$size"
 fi
 check "podman loads it" pm load -q -i "$WORK/wisp.tar"
+IMAGE_S=$SECONDS
 expect_eq "its labels say the version and the revision" "$VERSION test" \
   "$(pm image inspect "$IMAGE" --format '{{index .Labels "org.opencontainers.image.version"}} {{index .Labels "org.opencontainers.image.revision"}}')"
 expect_eq "its default user is the proxy's, 1337" "1337:1337" "$(pm image inspect "$IMAGE" --format '{{.Config.User}}')"
@@ -353,6 +355,16 @@ for p in "$OP" "$FP"; do
   check "... $p logged the verified probe through its pod's rules" \
     logs_match "$p" '"type":"intercept","event":"verified"'
 done
+# What the manifest's securityContext promises, as seen inside the sidecar:
+# its process (PID 1) runs as 1337:1337 with no capabilities, no privilege
+# escalation and the runtime's seccomp filter, on a read-only root.
+proc_status() { pm exec "$OP" cat /proc/1/status 2>/dev/null | awk -v k="$1:" '$1 == k {$1 = ""; print substr($0, 2)}'; }
+expect_eq "orders' sidecar runs as uid 1337, gid 1337 (/proc/1/status in the container)" \
+  "1337 1337 1337 1337;1337 1337 1337 1337" "$(proc_status Uid);$(proc_status Gid)"
+expect_eq "... with no capabilities, no privilege escalation, a seccomp filter" "0000000000000000 1 2" \
+  "$(proc_status CapEff) $(proc_status NoNewPrivs) $(proc_status Seccomp)"
+expect_eq "... on a read-only root filesystem (/proc/1/mounts)" ro \
+  "$(pm exec "$OP" cat /proc/1/mounts 2>/dev/null | awk '$2 == "/" {split($4, o, ","); print o[1]}' | tail -1)"
 
 # ---- frontend -> orders over mTLS, seen on the bridge ----
 # --immediate-mode: each packet is written as it comes (else what is still
@@ -384,10 +396,67 @@ if grep -aq 'plaintext-marker-4711\|GET /' "$WORK/wire.pcap"; then
 else
   ok "the bridge carries not one byte of the request in clear"
 fi
-if od -An -tx1 -v "$WORK/wire.pcap" | tr -d '\n' | grep -q ' 16 03 01\| 17 03 03'; then
-  ok "... but TLS records"
+# The frontend -> orders flow alone (the sidecars' TLS to the agent is on
+# the same bridge), its TCP payload reassembled per connection and walked
+# record by record: every byte of it is a TLS record, and requests went as
+# application data. A connection whose start the capture missed (the
+# sidecar's pooled one) is walked from the first segment a record starts.
+tcpdump -r "$WORK/wire.pcap" -w "$WORK/flow.pcap" "src $FRONTEND_IP and dst $ORDERS_IP and tcp dst port 8080" 2>/dev/null
+tls=$("$PY" - "$WORK/flow.pcap" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+conns, off = {}, 24  # sport -> {"syn": bool, "segs": {seq: payload}}
+while off + 16 <= len(data):
+    caplen = struct.unpack(endian + "I", data[off + 8:off + 12])[0]
+    pkt, off = data[off + 16:off + 16 + caplen], off + 16 + caplen
+    ip = pkt[14:]  # Ethernet on the bridge
+    if len(ip) < 20 or ip[0] >> 4 != 4:
+        continue
+    tcp = ip[(ip[0] & 15) * 4:struct.unpack(">H", ip[2:4])[0]]
+    sport, _, seq = struct.unpack(">HHI", tcp[:8])
+    c = conns.setdefault(sport, {"syn": False, "segs": {}})
+    if tcp[13] & 2:
+        c["syn"], c["isn"] = True, seq + 1
+    payload = tcp[(tcp[12] >> 4) * 4:]
+    if payload:
+        c["segs"].setdefault(seq, payload)
+
+def walk(b):
+    """(handshake, application data) records if |b| is TLS records only (a partial last one allowed), else None."""
+    i, hs, app = 0, 0, 0
+    while i + 5 <= len(b):
+        kind, ver, n = b[i], struct.unpack(">H", b[i + 1:i + 3])[0], struct.unpack(">H", b[i + 3:i + 5])[0]
+        if kind not in (20, 21, 22, 23) or ver not in (0x0301, 0x0303) or n > 16384 + 256:
+            return None
+        hs, app, i = hs + (kind == 22), app + (kind == 23), i + 5 + n
+    return hs, app
+
+hs = app = bad = 0
+for c in conns.values():
+    segs = sorted(c["segs"].items())
+    if not segs:
+        continue  # ACKs only
+    starts = [0] if c["syn"] else range(len(segs))
+    for k in starts:
+        stream, nxt = b"", segs[k][0] if segs else 0
+        for seq, p in segs[k:]:
+            if seq == nxt:
+                stream, nxt = stream + p, nxt + len(p)
+        r = walk(stream)
+        if r:
+            hs, app = hs + r[0], app + r[1]
+            break
+    else:
+        bad += 1
+print(len(conns), hs, app, bad)
+PY
+)
+read -r conns hs app bad <<<"$tls"
+if [ "${app:-0}" -gt 0 ] && [ "$bad" = 0 ]; then
+  ok "... but TLS: frontend -> orders:8080 is TLS records only ($conns connections, $app application data records)"
 else
-  not_ok "... but TLS records"
+  not_ok "... but TLS: frontend -> orders:8080 is TLS records only" "connections, handshake and application data records, connections not TLS: $tls"
 fi
 
 # ---- a container without a sidecar (plain HTTP to orders' pod IP) ----
@@ -434,4 +503,5 @@ check "wispctl status in the agent pod lists both sidecars" status_lists
 
 kube_cleanup
 expect_eq "nothing of ours is left in podman" "" "$(leftovers)"
+echo "# took ${SECONDS} s (the image built twice and loaded: ${IMAGE_S:-?} s)"
 finish
