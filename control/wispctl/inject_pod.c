@@ -109,6 +109,14 @@ static void arg(yaml_document_t *d, int args, const char *flag, const char *valu
 
 /* ---- wisp-init: the iptables rules, as root with NET_ADMIN only ---- */
 
+/* wisp-init's root filesystem is read-only; iptables-legacy takes its lock
+ * at /run/xtables.lock unless XTABLES_LOCKFILE says where (nft needs none),
+ * and bash may put a large here-string in TMPDIR: both go to a small
+ * memory emptyDir. */
+#define VOL_INIT_TMP "wisp-init-tmp"
+#define INIT_TMP_DIR "/tmp"
+#define INIT_TMP_SIZE "1Mi"
+
 static int init_container(yaml_document_t *d, const wispctl_pod_plan *p) {
   int args = SEQ(d, str(d, "--proxy-uid"), str(d, p->cfg->proxy_uid));
   arg(d, args, "--exclude-outbound-cidrs", p->exclude_outbound_cidrs);
@@ -117,11 +125,14 @@ static int init_container(yaml_document_t *d, const wispctl_pod_plan *p) {
   arg(d, args, "--inbound-ports", p->inbound_ports);
   int caps = MAP(d, {"add", SEQ(d, str(d, "NET_ADMIN"), str(d, "NET_RAW"))}, {"drop", SEQ(d, str(d, "ALL"))});
   int security = MAP(d, {"runAsUser", wispctl_yaml_add_int(d, 0)}, {"runAsNonRoot", no(d)},
-                     {"allowPrivilegeEscalation", no(d)}, {"capabilities", caps});
+                     {"readOnlyRootFilesystem", yes(d)}, {"allowPrivilegeEscalation", no(d)},
+                     {"capabilities", caps}, {"seccompProfile", MAP(d, {"type", str(d, "RuntimeDefault")})});
+  int env = SEQ(d, MAP(d, {"name", str(d, "XTABLES_LOCKFILE")}, {"value", str(d, INIT_TMP_DIR "/xtables.lock")}),
+                MAP(d, {"name", str(d, "TMPDIR")}, {"value", str(d, INIT_TMP_DIR)}));
   return MAP(d, {"name", str(d, WISPCTL_INJECT_INIT_NAME)}, {"image", str(d, p->cfg->o.image)},
-             {"command", SEQ(d, str(d, "wisp-iptables.sh"))}, {"args", args},
+             {"command", SEQ(d, str(d, "wisp-iptables.sh"))}, {"args", args}, {"env", env},
              {"resources", resources(d, INIT_CPU_REQUEST, INIT_MEM_REQUEST, INIT_CPU_LIMIT, INIT_MEM_LIMIT)},
-             {"securityContext", security});
+             {"securityContext", security}, {"volumeMounts", SEQ(d, mount_rw(d, VOL_INIT_TMP, INIT_TMP_DIR))});
 }
 
 /* ---- wisp-proxy: the native sidecar ---- */
@@ -211,9 +222,9 @@ static int agent_volume(yaml_document_t *d, const wispctl_pod_plan *p) {
              {"hostPath", MAP(d, {"path", str(d, p->cfg->agent_dir)}, {"type", str(d, "Directory")})});
 }
 
-static int cache_volume(yaml_document_t *d) {
-  return MAP(d, {"name", str(d, VOL_CACHE)},
-             {"emptyDir", MAP(d, {"medium", str(d, "Memory")}, {"sizeLimit", str(d, CACHE_SIZE)})});
+static int memory_volume(yaml_document_t *d, const char *name, const char *size) {
+  return MAP(d, {"name", str(d, name)},
+             {"emptyDir", MAP(d, {"medium", str(d, "Memory")}, {"sizeLimit", str(d, size)})});
 }
 
 /* ---- the pod ---- */
@@ -234,7 +245,8 @@ bool wispctl_inject_pod(yaml_document_t *d, int spec, int meta, const wispctl_po
   int volumes = wispctl_yaml_want(d, spec, "volumes", YAML_SEQUENCE_NODE);
   wispctl_yaml_append(d, volumes, token_volume(d, plan));
   wispctl_yaml_append(d, volumes, agent_volume(d, plan));
-  wispctl_yaml_append(d, volumes, cache_volume(d));
+  wispctl_yaml_append(d, volumes, memory_volume(d, VOL_CACHE, CACHE_SIZE));
+  wispctl_yaml_append(d, volumes, memory_volume(d, VOL_INIT_TMP, INIT_TMP_SIZE));
   int annotations = wispctl_yaml_want(d, meta, "annotations", YAML_MAPPING_NODE);
   wispctl_yaml_put(d, annotations, ANNOTATION_INJECTED, str(d, WISP_VERSION));
   if (plan->cfg->agent_https && plan->cfg->o.bundle_pem)

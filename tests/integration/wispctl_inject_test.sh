@@ -175,7 +175,8 @@ expect_eq "every arg is a string (Kubernetes wants []string)" true \
 expect_q "volumes: the service account's join token Secret, the node's agent socket dir, a memory emptyDir for the SVID cache" "$OUT" \
   "[{'name': 'wisp-join-token', 'secret': {'secretName': 'wisp-join-frontend', 'items': [{'key': 'token', 'path': 'token'}]}},
     {'name': 'wisp-agent-socket', 'hostPath': {'path': '/run/wisp', 'type': 'Directory'}},
-    {'name': 'wisp-svid-cache', 'emptyDir': {'medium': 'Memory', 'sizeLimit': '1Mi'}}]" \
+    {'name': 'wisp-svid-cache', 'emptyDir': {'medium': 'Memory', 'sizeLimit': '1Mi'}},
+    {'name': 'wisp-init-tmp', 'emptyDir': {'medium': 'Memory', 'sizeLimit': '1Mi'}}]" \
   "spec($FRONT)['volumes']"
 expect_q "... mounted in wisp-proxy, read-only but for the cache" "$OUT" \
   "[{'name': 'wisp-join-token', 'mountPath': '/var/run/secrets/wisp/join', 'readOnly': True},
@@ -191,10 +192,14 @@ expect_q "wisp-proxy: uid 1337, non-root, read-only root, no capabilities, no es
   "{'runAsUser': 1337, 'runAsGroup': 1337, 'runAsNonRoot': True, 'readOnlyRootFilesystem': True,
     'allowPrivilegeEscalation': False, 'capabilities': {'drop': ['ALL']}, 'seccompProfile': {'type': 'RuntimeDefault'}}" \
   "ctr($FRONT, 'wisp-proxy')['securityContext']"
-expect_q "wisp-init: root with NET_ADMIN and NET_RAW only, no escalation" "$OUT" \
-  "{'runAsUser': 0, 'runAsNonRoot': False, 'allowPrivilegeEscalation': False,
-    'capabilities': {'add': ['NET_ADMIN', 'NET_RAW'], 'drop': ['ALL']}}" \
+expect_q "wisp-init: root with NET_ADMIN and NET_RAW only, no escalation, read-only root, the runtime's seccomp filter" "$OUT" \
+  "{'runAsUser': 0, 'runAsNonRoot': False, 'readOnlyRootFilesystem': True, 'allowPrivilegeEscalation': False,
+    'capabilities': {'add': ['NET_ADMIN', 'NET_RAW'], 'drop': ['ALL']}, 'seccompProfile': {'type': 'RuntimeDefault'}}" \
   "ctr($FRONT, 'wisp-init')['securityContext']"
+expect_q "... its xtables lock (iptables-legacy) and TMPDIR on the wisp-init-tmp emptyDir" "$OUT" \
+  "[[{'name': 'XTABLES_LOCKFILE', 'value': '/tmp/xtables.lock'}, {'name': 'TMPDIR', 'value': '/tmp'}],
+    [{'name': 'wisp-init-tmp', 'mountPath': '/tmp'}]]" \
+  "[ctr($FRONT, 'wisp-init')['env'], ctr($FRONT, 'wisp-init')['volumeMounts']]"
 expect_eq "wisp-init runs wisp-iptables.sh for proxy uid 1337" '["wisp-iptables.sh","--proxy-uid","1337"]' \
   "$(q "$OUT" "ctr($FRONT, 'wisp-init')['command'] + ctr($FRONT, 'wisp-init')['args']")"
 expect_eq "... and orders' wisp.dev/inbound-ports annotation becomes --inbound-ports" \
@@ -240,7 +245,8 @@ expect_eq "wisp-proxy bootstraps with --sa-token-file" \
 expect_q "volumes: a projected token (audience wisp, 600 s), no join token Secret" "$WORK/sa.yaml" \
   "[{'name': 'wisp-sa-token', 'projected': {'sources': [{'serviceAccountToken': {'audience': 'wisp', 'expirationSeconds': 600, 'path': 'token'}}]}},
     {'name': 'wisp-agent-socket', 'hostPath': {'path': '/run/wisp', 'type': 'Directory'}},
-    {'name': 'wisp-svid-cache', 'emptyDir': {'medium': 'Memory', 'sizeLimit': '1Mi'}}]" \
+    {'name': 'wisp-svid-cache', 'emptyDir': {'medium': 'Memory', 'sizeLimit': '1Mi'}},
+    {'name': 'wisp-init-tmp', 'emptyDir': {'medium': 'Memory', 'sizeLimit': '1Mi'}}]" \
   "spec($FRONT)['volumes']"
 expect_eq "... mounted read-only at /var/run/secrets/wisp/sa" \
   '{"mountPath":"/var/run/secrets/wisp/sa","name":"wisp-sa-token","readOnly":true}' \
@@ -378,7 +384,7 @@ expect_eq "... and each is annotated (the CronJob's pod template got metadata)" 
 check "the Pod's spec, flow style in the input, is written in block style with what was added" \
   grep -qx '  - name: wisp-init' "$OUT"
 expect_eq "the DaemonSet's own annotations stay" ops "$(q "$OUT" "ann(kind('DaemonSet'))['team']")"
-expect_eq "the StatefulSet's own volume stays first" '["data","wisp-join-token","wisp-trust-bundle","wisp-svid-cache"]' \
+expect_eq "the StatefulSet's own volume stays first" '["data","wisp-join-token","wisp-trust-bundle","wisp-svid-cache","wisp-init-tmp"]' \
   "$(q "$OUT" "[v['name'] for v in spec(kind('StatefulSet'))['volumes']]")"
 expect_eq "the Pod's annotations become wisp-init's exclusions, after the agent's address" \
   '["--proxy-uid","2102","--exclude-outbound-cidrs","10.96.0.10,192.168.0.0/16,fd00::/8","--exclude-outbound-ports","5432,6379","--exclude-inbound-ports","9090","--inbound-ports","8080,8443"]' \
@@ -391,7 +397,8 @@ expect_eq "wisp-proxy over https: --bundle from the trust bundle ConfigMap, the 
 expect_q "volumes: the token of service account default (none named), the wisp-trust-bundle ConfigMap" "$OUT" \
   "[{'name': 'wisp-join-token', 'secret': {'secretName': 'wisp-join-default', 'items': [{'key': 'token', 'path': 'token'}]}},
     {'name': 'wisp-trust-bundle', 'configMap': {'name': 'wisp-trust-bundle', 'items': [{'key': 'bundle.pem', 'path': 'bundle.pem'}]}},
-    {'name': 'wisp-svid-cache', 'emptyDir': {'medium': 'Memory', 'sizeLimit': '1Mi'}}]" \
+    {'name': 'wisp-svid-cache', 'emptyDir': {'medium': 'Memory', 'sizeLimit': '1Mi'}},
+    {'name': 'wisp-init-tmp', 'emptyDir': {'medium': 'Memory', 'sizeLimit': '1Mi'}}]" \
   "spec(kind('Pod'))['volumes']"
 expect_eq "the token Secret follows serviceAccountName" wisp-join-db \
   "$(q "$OUT" "spec(kind('StatefulSet'))['volumes'][1]['secret']['secretName']")"

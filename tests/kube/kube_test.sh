@@ -174,14 +174,27 @@ IMAGE_S=$SECONDS
 expect_eq "its labels say the version and the revision" "$VERSION test" \
   "$(pm image inspect "$IMAGE" --format '{{index .Labels "org.opencontainers.image.version"}} {{index .Labels "org.opencontainers.image.revision"}}')"
 expect_eq "its default user is the proxy's, 1337" "1337:1337" "$(pm image inspect "$IMAGE" --format '{{.Config.User}}')"
-# iptables in the image, both backends, with the modules the rules load.
+# iptables in the image, both backends, with the modules the rules load,
+# run as inject's wisp-init runs: its env, its read-only root (no tmpfs of
+# podman's own on /run and /tmp) with a tmpfs for its emptyDir's mount.
+"$WISPCTL" inject -f "$K8S/example-app.yaml" 2>/dev/null | "$PY" -c '
+import sys, yaml
+d = next(x for x in yaml.safe_load_all(sys.stdin) if x and x["kind"] == "Deployment")
+c = next(c for c in d["spec"]["template"]["spec"]["initContainers"] if c["name"] == "wisp-init")
+print("\n".join(["-e%s=%s" % (e["name"], e["value"]) for e in c["env"]] +
+                ["--tmpfs=" + m["mountPath"] for m in c["volumeMounts"]] +
+                ["--read-only", "--read-only-tmpfs=false"] * c["securityContext"]["readOnlyRootFilesystem"]))
+' >"$WORK/init-run.args"
+mapfile -t init_run <"$WORK/init-run.args"
+expect_match "wisp-init's read-only root and lock file, as inject gives them" \
+  '-eXTABLES_LOCKFILE=/tmp/xtables.lock.*--tmpfs=/tmp.*--read-only' "${init_run[*]}"
 out=$(pm run --rm --pull never --network none --user 0 --cap-drop ALL --cap-add NET_ADMIN --cap-add NET_RAW \
-  "$IMAGE" bash -c 'for b in legacy nft; do wisp-iptables.sh --backend $b --proxy-uid 1337 >/dev/null 2>&1 &&
+  "${init_run[@]}" "$IMAGE" bash -c 'for b in legacy nft; do wisp-iptables.sh --backend $b --proxy-uid 1337 >/dev/null 2>&1 &&
   echo "$b $(iptables-$b -t nat -S 2>/dev/null | grep -c -- "-j WISP_REDIRECT")" \
     "$(ip6tables-$b -t nat -S 2>/dev/null | grep -c -- "-j WISP_REDIRECT")" &&
   wisp-iptables.sh --backend $b --remove >/dev/null 2>&1; done' 2>&1)
 # IPv4: the probe's rule and the catch-all; IPv6: the catch-all.
-expect_eq "in the image, wisp-iptables.sh installs its rules with the legacy and the nft backend (IPv4, IPv6)" \
+expect_eq "in the image, as wisp-init, wisp-iptables.sh installs its rules with the legacy and the nft backend (IPv4, IPv6)" \
   "legacy 2 1;nft 2 1" "$(tr '\n' ';' <<<"$out" | sed 's/;$//')"
 
 # ---- what killed runs left is removed, what live runs made is not ----
