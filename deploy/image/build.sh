@@ -24,7 +24,10 @@ usage: deploy/image/build.sh [options]
   -h, --help        this help
 Environment: SOURCE_DATE_EPOCH (default: the time of the HEAD commit) is every
 timestamp in the image; WISP_REVISION (default: git's HEAD, "-dirty" if
-tracked files changed) is the org.opencontainers.image.revision label.
+tracked files changed) is the org.opencontainers.image.revision label,
+WISP_IMAGE_SOURCE (default: git's remote.origin.url) the .source label and
+WISP_IMAGE_LICENSES (an SPDX expression; default: none, the tree has no
+license file) the .licenses label; an empty one is left out.
 EOF
 }
 
@@ -86,6 +89,7 @@ if [ -z "${WISP_REVISION:-}" ]; then
     WISP_REVISION=$WISP_REVISION-dirty
   fi
 fi
+[ -n "${WISP_IMAGE_SOURCE+set}" ] || WISP_IMAGE_SOURCE=$(git_src config --get remote.origin.url || true)
 EPOCH=${SOURCE_DATE_EPOCH:-$(git_src log -1 --format=%ct || echo 0)}
 [[ $EPOCH =~ ^[0-9]+$ ]] || die "SOURCE_DATE_EPOCH $EPOCH: want seconds since 1970"
 
@@ -95,7 +99,8 @@ if [ -z "$ARCHIVE" ]; then
 fi
 /usr/bin/python3 "$SRC/deploy/image/oci_image.py" --out "$ARCHIVE" --name "$NAME" --version "$VERSION" \
   --revision "$WISP_REVISION" --epoch "$EPOCH" --proxy "$PROXY" --agent "$AGENT" --wispctl "$WISPCTL" \
-  --iptables-script "$SRC/deploy/wisp-iptables.sh"
+  --iptables-script "$SRC/deploy/wisp-iptables.sh" --source "${WISP_IMAGE_SOURCE:-}" \
+  --licenses "${WISP_IMAGE_LICENSES:-}"
 echo "archive $ARCHIVE"
 
 if [ "$LOAD" = 1 ]; then

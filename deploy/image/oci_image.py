@@ -35,12 +35,13 @@ PATH_ENV = "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"
 XTABLES = "/usr/lib/x86_64-linux-gnu/xtables"
 
 # The tools wisp-iptables.sh runs (besides iptables; env for its
-# `#!/usr/bin/env bash`), and cat for `kubectl exec ... cat bundle.pem`.
-# Image path: where `PATH` finds them.
+# `#!/usr/bin/env bash`), cat for `kubectl exec ... cat bundle.pem`, and
+# tar, which `kubectl cp` runs in the container (0.5 MB; its libraries are
+# sed's). Image path: where `PATH` finds them.
 TOOLS = [
     "/usr/bin/env", "/usr/bin/bash", "/usr/bin/cat", "/usr/bin/cut", "/usr/bin/head",
     "/usr/bin/dirname", "/usr/bin/basename", "/usr/bin/grep", "/usr/bin/sed",
-    "/usr/bin/mawk", "/usr/bin/getent", "/usr/bin/ip",
+    "/usr/bin/mawk", "/usr/bin/getent", "/usr/bin/ip", "/usr/bin/tar",
 ]
 TOOL_LINKS = {"/usr/bin/awk": "mawk"}
 
@@ -262,15 +263,17 @@ def write_image(out, name, layer, config, labels):
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                     "digest": digest(layer_gz), "size": len(layer_gz)}],
     })
-    # The name: podman load and containerd's import (kind load
-    # image-archive, ctr import) read it from these annotations.
+    # The name: containerd's import (kind load image-archive, ctr import)
+    # and podman load read the whole of it from io.containerd.image.name;
+    # the OCI image-spec's ref.name is the tag alone.
+    tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else "latest"
     index = canonical_json({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
                        "digest": digest(manifest), "size": len(manifest),
                        "platform": {"architecture": "amd64", "os": "linux"},
-                       "annotations": {"org.opencontainers.image.ref.name": name,
+                       "annotations": {"org.opencontainers.image.ref.name": tag,
                                        "io.containerd.image.name": name}}],
     })
     blobs = {digest(b): b for b in (layer_gz, config_blob, manifest)}
@@ -303,6 +306,8 @@ def main():
                  "--iptables-script"):
         p.add_argument(flag, required=True)
     p.add_argument("--epoch", type=int, required=True, help="every timestamp (SOURCE_DATE_EPOCH)")
+    p.add_argument("--source", default="", help="the source repository's URL (label; none if empty)")
+    p.add_argument("--licenses", default="", help="an SPDX license expression (label; none if empty)")
     a = p.parse_args()
     labels = {
         "org.opencontainers.image.title": "wisp",
@@ -311,6 +316,9 @@ def main():
         "org.opencontainers.image.version": a.version,
         "org.opencontainers.image.revision": a.revision,
     }
+    for key, value in (("source", a.source), ("licenses", a.licenses)):
+        if value:
+            labels["org.opencontainers.image." + key] = value
     config = {"User": "%d:%d" % (PROXY_UID, PROXY_UID), "Env": ["PATH=" + PATH_ENV],
               "Cmd": ["wisp-proxy", "--help"], "WorkingDir": "/"}
     r = write_image(a.out, a.name, wisp_layer(a), config, labels)

@@ -154,7 +154,8 @@ echo "# podman $(pm version --format '{{.Client.Version}}'): runtime, cgroups, n
 
 # ---- the image ----
 build() { # build ARCHIVE: the image from the binaries under test
-  WISP_REVISION=test SOURCE_DATE_EPOCH=1700000000 bash "$WISP_SRC/deploy/image/build.sh" --name "$IMAGE" \
+  WISP_REVISION=test WISP_IMAGE_SOURCE=https://example.invalid/wisp.git WISP_IMAGE_LICENSES=LicenseRef-test \
+    SOURCE_DATE_EPOCH=1700000000 bash "$WISP_SRC/deploy/image/build.sh" --name "$IMAGE" \
     --proxy "$WISP_PROXY" --agent "$AGENT" --wispctl "$WISPCTL" --archive "$1"
 }
 out1=$(build "$WORK/wisp.tar" 2>&1)
@@ -169,10 +170,15 @@ if [ -n "$size" ] && [ "${size% *}" -lt $((20 * 1024 * 1024)) ]; then
 else
   not_ok "the image is small (under 20 MiB)" "$size"
 fi
-check "podman loads it" pm load -q -i "$WORK/wisp.tar"
+expect_eq "the archive's OCI ref.name annotation is the tag alone (image-spec), the whole name in containerd's" \
+  "$VERSION $IMAGE" "$(tar -xOf "$WORK/wisp.tar" index.json | "$PY" -c 'import json, sys
+a = json.load(sys.stdin)["manifests"][0]["annotations"]
+print(a["org.opencontainers.image.ref.name"], a["io.containerd.image.name"])')"
+expect_eq "podman loads it, naming it $IMAGE" "Loaded image: $IMAGE" "$(pm load -q -i "$WORK/wisp.tar" 2>&1)"
 IMAGE_S=$SECONDS
-expect_eq "its labels say the version and the revision" "$VERSION test" \
-  "$(pm image inspect "$IMAGE" --format '{{index .Labels "org.opencontainers.image.version"}} {{index .Labels "org.opencontainers.image.revision"}}')"
+expect_eq "its labels say the version, the revision, the source and the licenses" \
+  "$VERSION test https://example.invalid/wisp.git LicenseRef-test" \
+  "$(pm image inspect "$IMAGE" --format '{{index .Labels "org.opencontainers.image.version"}} {{index .Labels "org.opencontainers.image.revision"}} {{index .Labels "org.opencontainers.image.source"}} {{index .Labels "org.opencontainers.image.licenses"}}')"
 expect_eq "its default user is the proxy's, 1337" "1337:1337" "$(pm image inspect "$IMAGE" --format '{{.Config.User}}')"
 # iptables in the image, both backends, with the modules the rules load,
 # run as inject's wisp-init runs: its env, its read-only root (no tmpfs of
@@ -290,6 +296,9 @@ check "... and it made its CA in the state volume the image's owner lets it writ
   logs_match "$A" 'generated a new root CA'
 pm exec "$A" cat /var/lib/wisp/state/bundle.pem >"$WORK/bundle.pem"
 check "the trust bundle comes out with podman exec ... cat" grep -q 'BEGIN CERTIFICATE' "$WORK/bundle.pem"
+# kubectl cp runs `tar cf - FILE` in the container (no shell).
+expect_eq "... and as kubectl cp takes it (tar in the image)" "$(cat "$WORK/bundle.pem")" \
+  "$(pm exec "$A" tar cf - -C /var/lib/wisp/state bundle.pem 2>/dev/null | tar xOf - bundle.pem)"
 check "the agent pod serves its admission webhook" \
   wait_for 20 logs_match "$A" 'admission webhook on 0.0.0.0:9443 for wisp-agent.wisp-system.svc: pods get a sidecar that dials https://'"$AGENT_IP"':8443'
 
