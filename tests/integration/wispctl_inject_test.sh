@@ -503,6 +503,19 @@ expect_eq "the Service comes before the Deployment (its environment variable nam
   "$(q "$AGENT_YAML" "[d['kind'] for d in docs].index('Service') < [d['kind'] for d in docs].index('Deployment')")"
 expect_eq "... and its selector the agent pod's labels" true "$(q "$AGENT_YAML" \
   "kind('Service')['spec']['selector'].items() <= tmpl($AGENT_DOC)['metadata']['labels'].items()")"
+# Pod Security's restricted level, which wisp-system enforces, checked as
+# the admission plugin does for this pod: non-root (not uid 0), no
+# escalation, capabilities dropped (ALL), RuntimeDefault seccomp, and only
+# the volume types it allows.
+expect_eq "wisp-system enforces Pod Security restricted, and the agent pod meets it" true "$(q "$AGENT_YAML" "(
+  named('Namespace', 'wisp-system')['metadata']['labels']['pod-security.kubernetes.io/enforce'] == 'restricted' and
+  (lambda p: p['securityContext']['runAsNonRoot'] is True and p['securityContext'].get('runAsUser', 1) != 0 and
+   p['securityContext']['seccompProfile']['type'] == 'RuntimeDefault' and not p.get('hostNetwork') and
+   all(c['securityContext']['allowPrivilegeEscalation'] is False and c['securityContext']['capabilities']['drop'] == ['ALL']
+       and not c['securityContext']['capabilities'].get('add') and not any(x.get('hostPort') for x in c.get('ports', []))
+       for c in p['containers'] + p.get('initContainers', [])) and
+   all(set(v) - {'name'} <= {'configMap', 'emptyDir', 'persistentVolumeClaim', 'projected', 'secret', 'downwardAPI'}
+       for v in p['volumes']))(spec($AGENT_DOC)))")"
 expect_eq "one replica, replaced with Recreate (one writer of the state dir)" '[1,"Recreate"]' \
   "$(q "$AGENT_YAML" "[$AGENT_DOC['spec']['replicas'], $AGENT_DOC['spec']['strategy']['type']]")"
 expect_eq "the state volume is the PersistentVolumeClaim" "$(q "$AGENT_YAML" "kind('PersistentVolumeClaim')['metadata']['name']")" \
