@@ -89,9 +89,12 @@ check "the client's sidecar listens on 15001" wait_for 10 netns_listens client 1
 
 # --- the client app calls the server pod's real address ---
 BR_CAP=$WORK/wire.pcap
-start_bg "$WORK/tcpdump" ip netns exec "$(netns_name net)" tcpdump -i br0 -U -w "$BR_CAP" tcp
+# --immediate-mode: each packet is handed over as it comes (else what is
+# still in the capture buffer when tcpdump is stopped is lost); -U writes it
+# out at once. The calls start once tcpdump says it is listening.
+start_bg "$WORK/tcpdump" ip netns exec "$(netns_name net)" tcpdump -i br0 --immediate-mode -U -w "$BR_CAP" tcp
 TCPDUMP=$LAST_PID
-sleep 1
+check "tcpdump listens on the pods' bridge" wait_for 10 grep -q 'listening on' "$WORK/tcpdump.err"
 body=$(netns_as client $APP_UID curl -s --max-time 10 --http2-prior-knowledge \
   -H 'x-secret-header: hunter2-in-the-clear' "http://10.77.0.22:8080/secret-path-xyz")
 expect_match "the client app reaches the server app at its real IP" '"path":"/secret-path-xyz"' "$body"
@@ -131,24 +134,48 @@ expect_eq "the first line of an HTTP/2 preface, a pause past detection, then mor
 banner() { # banner PORT: a server-first exchange from the client app
   netns_as client $APP_UID $PY -c '
 import socket, sys, time
-t = time.time(); c = socket.create_connection(("10.77.0.22", int(sys.argv[1])), timeout=5); f = c.makefile("rb")
+t = time.time(); c = socket.create_connection(("10.77.0.22", int(sys.argv[1])), timeout=10); f = c.makefile("rb")
 first = f.readline().decode().strip(); c.sendall(b"ping\n"); echo = f.readline().decode().strip()
 print("%s %s %.1f" % (first, echo, time.time() - t))' "$1" 2>&1
 }
+# How soon the banner comes is a latency (0.3 s of detection elsewhere), not
+# asserted against the clock: a loaded machine takes that long for the
+# handshakes alone. That an opaque port skips detection shows without one:
+# a client opening with the HTTP/2 preface is carried as bytes there.
 out=$(banner 5432)
-expect_match "a server-first protocol on an opaque port (5432) gets its banner at once" '^HELLO-SERVER-FIRST ping 0\.[0-2]' "$out"
+expect_match "a server-first protocol on an opaque port (5432) gets its banner ($out)" '^HELLO-SERVER-FIRST ping [0-9]' "$out"
 out=$(banner 7100)
-expect_match "a server-first protocol elsewhere: detection gives up quickly, then L4" '^HELLO-SERVER-FIRST ping (0|1)\.' "$out"
+expect_match "a server-first protocol elsewhere: detection gives up, then L4 ($out)" '^HELLO-SERVER-FIRST ping [0-9]' "$out"
+first_reply() { # first_reply PORT: what a client that opens with the HTTP/2 preface gets back first
+  netns_as client $APP_UID $PY -c '
+import socket, sys
+c = socket.create_connection(("10.77.0.22", int(sys.argv[1])), timeout=10)
+c.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+b = c.recv(64)
+print("banner" if b.startswith(b"HELLO-SERVER-FIRST") else "h2 SETTINGS" if len(b) >= 9 and b[3] == 4 else repr(b))' "$1" 2>&1
+}
+expect_eq "an opaque port (5432) skips detection: the HTTP/2 preface goes to the app as bytes, its banner comes back" \
+  banner "$(first_reply 5432)"
+expect_eq "... where another port (7100) takes the preface as HTTP/2 (the sidecar's SETTINGS come back)" "h2 SETTINGS" \
+  "$(first_reply 7100)"
 out=$(banner 7200)
 if printf '%s' "$out" | grep -q HELLO; then not_ok "an L4 connection denied by port policy is closed" "$out"
 else ok "an L4 connection denied by port policy is closed"; fi
 check "the L4 denial is logged with the policy" wait_for 3 grep -q '"event":"l4_denied".*"policy":"shop/no-7200"' "$WORK/server.out"
-expect_match "the L4 stream is logged with the caller's verified ID" \
-  "\"event\":\"l4\",\"protocol\":\"l4\",\"direction\":\"inbound\".*\"peer_id\":\"$TD/ns/shop/sa/frontend\"" "$(cat "$WORK/server.out")"
-sleep 1
+check "the L4 stream is logged with the caller's verified ID" wait_for 5 grep -q \
+  "\"event\":\"l4\",\"protocol\":\"l4\",\"direction\":\"inbound\".*\"peer_id\":\"$TD/ns/shop/sa/frontend\"" "$WORK/server.out"
+captured() { # captured PORT: the client pod's data segments to the server pod's PORT, as captured
+  tcpdump -r "$BR_CAP" -nn "src 10.77.0.21 and dst 10.77.0.22 and tcp dst port $1 and tcp[tcpflags] & tcp-push != 0" \
+    2>/dev/null | wc -l
+}
+all_captured() { # every connection above is in the capture, so what it lacks below means something
+  local port
+  for port in 8080 7000 5432 7100 7200; do [ "$(captured "$port")" -gt 0 ] || return 1; done
+}
+check "the capture holds the client pod's data to the server pod on ports 8080, 7000, 5432, 7100 and 7200" \
+  wait_for 10 all_captured
 kill -INT "$TCPDUMP"
 wait "$TCPDUMP" 2>/dev/null
-check "the capture saw the connection" test -s "$BR_CAP"
 if grep -aq 'secret-path-xyz\|hunter2-in-the-clear' "$BR_CAP"; then
   not_ok "the wire carries not one byte of the request path or headers in clear"
 else
@@ -157,10 +184,9 @@ fi
 if grep -aq 'L4-SECRET-MARKER\|HELLO-SERVER-FIRST' "$BR_CAP"; then not_ok "nor of the L4 streams"; else ok "nor of the L4 streams"; fi
 if od -An -tx1 -v "$BR_CAP" | tr -d '\n' | grep -q ' 16 03 01\| 17 03 03'; then ok "the wire carries TLS records"
 else not_ok "the wire carries TLS records"; fi
-sleep 0.3
-expect_match "the client sidecar logs the verified upstream ID and the original destination" \
-  "\"peer_id\":\"$TD/ns/shop/sa/orders\".*\"upstream\":\"10.77.0.22:8080\"" "$(cat "$WORK/client.out")"
-expect_match "the server sidecar sends it to the app's original port" '"upstream":"127.0.0.1:8080"' "$(cat "$WORK/server.out")"
+check "the client sidecar logs the verified upstream ID and the original destination" wait_for 5 \
+  grep -q "\"peer_id\":\"$TD/ns/shop/sa/orders\".*\"upstream\":\"10.77.0.22:8080\"" "$WORK/client.out"
+check "the server sidecar sends it to the app's original port" wait_for 5 grep -q '"upstream":"127.0.0.1:8080"' "$WORK/server.out"
 if grep -q 'refusing to loop' "$WORK/client.out"; then not_ok "the sidecar's own connection is not looped back into itself"
 else ok "the sidecar's own connection is not looped back into itself"; fi
 
@@ -255,15 +281,15 @@ for ip in 31 32; do
 done
 streams_held() { [ "$(metric_of wisp_streams_open)" = 2 ]; }
 check "two slow requests hold both destinations" wait_for 5 streams_held
-out=$(netns_as client $APP_UID curl -s --max-time 10 --http2-prior-knowledge -o /dev/null \
-  -w '%{http_code} %header{x-wisp-error}' "http://10.77.0.33:8080/while-full")
+out=$(netns_as client $APP_UID curl -sS --max-time 10 --http2-prior-knowledge -o /dev/null \
+  -w '%{http_code} %header{x-wisp-error}' "http://10.77.0.33:8080/while-full" 2>&1)
 expect_match "with every destination in use, a new one gets 503 saying so" \
   '^503 all 2 transparent destinations are in use by open connections \(--max-destinations 2\)' "$out"
 check "... logged as unavailable" grep -q '"event":"unavailable"' "$WORK/client2.out"
 wait "$HELD31" "$HELD32"
 expect_eq "the requests that held them finish" "200 200" "$(cat "$WORK/held31.out") $(cat "$WORK/held32.out")"
-code=$(netns_as client $APP_UID curl -s --max-time 10 --http2-prior-knowledge -o /dev/null -w '%{http_code}' \
-  "http://10.77.0.33:8080/after-full")
+code=$(netns_as client $APP_UID curl -sS --max-time 10 --http2-prior-knowledge -o /dev/null -w '%{http_code}' \
+  "http://10.77.0.33:8080/after-full" 2>&1)
 expect_eq "once they are done, the new destination is served" 200 "$code"
 stop_proxy client2
 stop_proxy server
