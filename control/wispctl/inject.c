@@ -156,8 +156,8 @@ static const char *our_container(object *c) {
 }
 
 /* The ports wisp-proxy listens on in the pod's network namespace, and what
- * for: an app container declaring one of them (or the name of the admin
- * port, which must be unique in the pod) cannot share the pod with it. */
+ * for: an app container declaring one of them cannot share the pod with
+ * it; one naming a port wisp-admin makes that name ambiguous. */
 static const struct {
   long port;
   const char *what;
@@ -185,8 +185,9 @@ static wisp_err port_clash(object *c, int ctr) {
                     kProxyPorts[2].port, kProxyPorts[3].port);
     }
     if (port_name && !strcmp(port_name, WISPCTL_INJECT_ADMIN_PORT_NAME))
-      return fail(c, "container %s names a port %s, the name of wisp-proxy's admin port (port names are unique in "
-                     "a pod): rename it, or annotate the pod wisp.dev/inject: disabled",
+      return fail(c, "container %s names a port %s, as wisp-proxy names its admin port: a Service or probe naming "
+                     "it could reach either (Kubernetes warns of duplicate port names in a pod). Rename it, or "
+                     "annotate the pod wisp.dev/inject: disabled",
                   name ? name : "?", port_name);
   }
   return WISP_OK;

@@ -609,7 +609,7 @@ check "... nothing on stdout" empty_stdout clash
 sed "s/containerPort: 8080}/containerPort: 9000, name: wisp-admin}/" "$IN/kinds.yaml" >"$IN/clash-name.yaml"
 inject clash-name -f "$IN/clash-name.yaml"
 expect_match "an app port named wisp-admin: exit 1" \
-  '^1:.*container web names a port wisp-admin, the name of wisp-proxy.s admin port' "$RC:$ERR"
+  '^1:.*container web names a port wisp-admin, as wisp-proxy names its admin port' "$RC:$ERR"
 "$PY" -c 'print("a: " + "[" * 100000 + "]" * 100000)' >"$IN/deep.yaml"
 inject deep -f "$IN/deep.yaml"
 expect_match "100,000 levels of nesting: exit 1, no crash" '^1:.*document 1 nests 100001 levels deep' "$RC:$ERR"

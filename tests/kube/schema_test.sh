@@ -4,7 +4,8 @@
 # tests/node/k8s_schema.js (kubernetes-models' validators, plus a strict
 # check that every field is one the schema names). And that the check
 # fails where it should: a misspelled field at any depth, a wrong type or
-# enum value, a missing required field, a duplicate key, an unknown kind.
+# enum value, a missing required field, a duplicate key, an unknown kind,
+# and what the API server checks on pod specs beyond the schema.
 # (tests/integration/wispctl_inject_test.sh checks every output it makes
 # the same way.)
 #   schema_test.sh [WISPCTL]
@@ -57,6 +58,20 @@ printf 'apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  met
 refused "a misspelled field in an item of a List" "$WORK/list.yaml" '/items/0/spec/containers/0/volumeMount: unknown field'
 printf 'apiVersion: apps/v1\nkind: Deploymnet\nmetadata: {name: x}\n' >"$WORK/kind.yaml"
 refused "an unknown kind" "$WORK/kind.yaml" 'no schema for apiVersion apps/v1, kind Deploymnet'
+# What the API server checks beyond the schema, on pod specs.
+sed '/restartPolicy: Always/d' "$WORK/app-https.yaml" >"$WORK/sidecar.yaml"
+refused "probes on an init container that is not a sidecar (inject's wisp-proxy without restartPolicy: Always)" \
+  "$WORK/sidecar.yaml" '/spec/template/spec/initContainers/1/startupProbe: may not be set for init containers without restartPolicy: Always'
+pod() { printf 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {%s}\n' "$1" >"$WORK/$2.yaml"; }
+pod 'containers: [{name: a, image: b, restartPolicy: Always}]' restart
+refused "restartPolicy on an app container" "$WORK/restart.yaml" '/spec/containers/0/restartPolicy: may not be set for non-init containers'
+pod 'containers: [{name: a, image: b, volumeMounts: [{name: data, mountPath: /d}]}], volumes: [{name: date, emptyDir: {}}]' mount
+refused "a volumeMount naming no volume of the pod" "$WORK/mount.yaml" '/spec/containers/0/volumeMounts/0/name: no volume "data" in the pod'
+pod 'initContainers: [{name: a, image: b}], containers: [{name: a, image: b}]' names
+refused "two containers of one name (an init container and an app container)" "$WORK/names.yaml" \
+  '/spec/containers/0/name: duplicate container name "a"'
+pod 'containers: [{name: a, image: b, ports: [{name: http, containerPort: 80}, {name: http, containerPort: 81}]}]' ports
+refused "two ports of one name in a container" "$WORK/ports.yaml" '/spec/containers/0/ports/1/name: duplicate port name "http"'
 schema
 expect_eq "no file: usage, exit 2" "2" "$?"
 finish

@@ -4,6 +4,10 @@
 // in package-lock.json):
 //   - each document by the model of its apiVersion and kind (types,
 //     required fields, enums, formats: kubernetes-models' validators);
+//   - pod specs (of Pods and every workload kind) as the API server checks
+//     them beyond the schema: unique container names, unique port names in
+//     a container, volumeMounts naming volumes of the pod, restartPolicy
+//     only on init containers, probes on no init container but a sidecar;
 //   - and, which those validators do not do, strictly: every field must be
 //     one the schema names for that object, so a misspelled or unknown
 //     field is an error, as with `kubectl apply --validate=strict`. The
@@ -179,6 +183,66 @@ function strict(value, type, at, errors) {
   }
 }
 
+// ---- what the API server checks beyond the schema, on pod specs ----
+
+// Where each kind keeps its pod spec.
+const POD_SPEC = {
+  Pod: ["spec"],
+  PodTemplate: ["template", "spec"],
+  Deployment: ["spec", "template", "spec"],
+  StatefulSet: ["spec", "template", "spec"],
+  DaemonSet: ["spec", "template", "spec"],
+  ReplicaSet: ["spec", "template", "spec"],
+  Job: ["spec", "template", "spec"],
+  CronJob: ["spec", "jobTemplate", "spec", "template", "spec"],
+};
+const PROBES = ["livenessProbe", "readinessProbe", "startupProbe", "lifecycle"];
+
+// As pkg/apis/core/validation does: container names unique in the pod,
+// port names unique in a container, every volumeMount naming a volume of
+// the pod, restartPolicy only on init containers (Always: a sidecar), and
+// probes and lifecycle hooks on no init container but a sidecar.
+function podSpecErrors(spec, at) {
+  const errors = [];
+  if (!spec || typeof spec !== "object") return errors;
+  const volumes = new Set((spec.volumes || []).map((v) => v && v.name));
+  const names = new Set();
+  for (const list of ["initContainers", "containers"]) {
+    (spec[list] || []).forEach((c, i) => {
+      if (!c || typeof c !== "object") return;
+      const where = `${at}/${list}/${i}`;
+      if (names.has(c.name)) errors.push(`${where}/name: duplicate container name "${c.name}"`);
+      names.add(c.name);
+      const ports = new Set();
+      (c.ports || []).forEach((p, j) => {
+        if (p && p.name && ports.has(p.name)) errors.push(`${where}/ports/${j}/name: duplicate port name "${p.name}"`);
+        if (p && p.name) ports.add(p.name);
+      });
+      (c.volumeMounts || []).forEach((m, j) => {
+        if (m && !volumes.has(m.name)) errors.push(`${where}/volumeMounts/${j}/name: no volume "${m.name}" in the pod`);
+      });
+      if (list === "containers" && c.restartPolicy !== undefined)
+        errors.push(`${where}/restartPolicy: may not be set for non-init containers`);
+      if (list === "initContainers" && c.restartPolicy !== "Always") {
+        for (const k of PROBES) {
+          if (c[k] !== undefined) errors.push(`${where}/${k}: may not be set for init containers without restartPolicy: Always`);
+        }
+      }
+    });
+  }
+  return errors;
+}
+
+function podSpecOf(obj, at) {
+  let v = obj;
+  for (const k of POD_SPEC[obj.kind] || []) {
+    if (!v || typeof v !== "object") return [null, at];
+    v = v[k];
+    at = `${at}/${k}`;
+  }
+  return POD_SPEC[obj.kind] ? [v, at] : [null, at];
+}
+
 const LIST_FIELDS = new Set(["apiVersion", "kind", "metadata", "items"]);
 
 // Errors of one object (a document, or an item of a List).
@@ -206,6 +270,8 @@ function check(obj, at) {
     }
   }
   strict(obj, { t: "ref", file: dts, name: `I${kind}` }, at, errors);
+  const [spec, specAt] = podSpecOf(obj, at);
+  errors.push(...podSpecErrors(spec, specAt));
   return errors;
 }
 
