@@ -42,7 +42,8 @@
  *   refused), paths / notPaths (exact "/a"; prefix "/a*", i.e. "/a/" and a
  *   star for a folder; suffix "*.json"; "*" any; matched up to the first
  *   '?', so the query string is ignored; NOT normalised: see
- *   wisp_policy_request), ports / notPorts (destination ports 1..65535,
+ *   wisp_policy_request; one trailing '/' is ignored by DENY paths and
+ *   ALLOW notPaths, where matching refuses, and nowhere else), ports / notPorts (destination ports 1..65535,
  *   integers or, as Istio writes them, quoted).
  * - Missing attributes fail closed. A caller with no identity (plaintext in
  *   PERMISSIVE mode) never matches principals or namespaces; a notX field of

@@ -12,6 +12,7 @@ typedef struct {
   const wisp_policy_request *r;
   const char *path;   /* "" when none */
   size_t path_len;    /* up to the first '?' */
+  size_t trim_len;    /* path_len less one trailing '/' (not of "/" itself) */
   uint32_t method;    /* WP_* bit; 0: another method */
   bool hashed;
   uint64_t hash;      /* of the principal, once hashed */
@@ -72,6 +73,18 @@ static bool strset_match(const wp_strset *set, const char *s, size_t len) {
   return false;
 }
 
+/* Apps commonly serve `/x/` as `/x` (Express, Flask's strict_slashes
+ * redirect, Go routers with RedirectTrailingSlash), so a rule that names
+ * `/x` or `*.x` must not be walked around with one trailing '/'. Where a
+ * match leads towards refusing (|lenient|: DENY paths, ALLOW notPaths) the
+ * path also matches without it; where a match leads towards admitting, it
+ * must match as sent. Prefix patterns need nothing: a prefix of the path
+ * without its '/' is a prefix of the path. */
+static bool paths_match(const wp_strset *set, const req_ctx *c, bool lenient) {
+  if (strset_match(set, c->path, c->path_len)) return true;
+  return lenient && c->trim_len != c->path_len && strset_match(set, c->path, c->trim_len);
+}
+
 static bool methods_match(const wp_methodset *m, const req_ctx *c) {
   if (c->method) return (m->mask & c->method) != 0;
   return m->n_other && exact_find(m->other, m->n_other, c->r->method, c->r->method_len);
@@ -128,9 +141,8 @@ static bool to_match(const wp_to *t, const req_ctx *c, bool deny) {
   } else if (t->fields & WP_T_HTTP) {
     if ((t->fields & WP_T_METHODS) && !methods_match(&t->methods, c)) return false;
     if ((t->fields & WP_T_NOT_METHODS) && methods_match(&t->not_methods, c)) return false;
-    if ((t->fields & WP_T_PATHS) && !strset_match(&t->paths, c->path, c->path_len)) return false;
-    if ((t->fields & WP_T_NOT_PATHS) && strset_match(&t->not_paths, c->path, c->path_len))
-      return false;
+    if ((t->fields & WP_T_PATHS) && !paths_match(&t->paths, c, deny)) return false;
+    if ((t->fields & WP_T_NOT_PATHS) && paths_match(&t->not_paths, c, !deny)) return false;
   }
   if ((t->fields & WP_T_PORTS) && !port_in(&t->ports, c->r->port)) return false;
   if ((t->fields & WP_T_NOT_PORTS) && port_in(&t->not_ports, c->r->port)) return false;
@@ -197,10 +209,13 @@ static int32_t list_match(const wp_list *l, req_ctx *c, bool deny) {
   uint32_t best = UINT32_MAX;
   const wisp_policy_request *r = c->r;
   if (l->has_paths) {
-    if (r->method)
+    if (r->method) {
       probe_all(l, WP_K_PATH, c->path, c->path_len, wp_key_hash(WP_K_PATH, c->path, c->path_len), c,
                 deny, &best);
-    else if (deny)
+      if (deny && c->trim_len != c->path_len) /* DENY paths ignore one trailing '/' */
+        probe_all(l, WP_K_PATH, c->path, c->trim_len, wp_key_hash(WP_K_PATH, c->path, c->trim_len), c,
+                  deny, &best);
+    } else if (deny)
       scan(l, l->by_path, l->n_by_path, c, deny, &best); /* L4: paths ignored */
   }
   if (l->has_callers && r->principal) {
@@ -256,6 +271,8 @@ void wisp_policy_evaluate(const wisp_policy_view *v, const wisp_policy_request *
       c.path = r.path;
       c.path_len = q ? (size_t)(q - r.path) : r.path_len;
     }
+    c.trim_len = c.path_len;
+    if (c.path_len > 1 && c.path[c.path_len - 1] == '/') c.trim_len--;
   }
   int32_t k = list_match(&v->deny, &c, true);
   if (k >= 0) {

@@ -35,7 +35,7 @@ spec:
   selector: {serviceAccount: orders}
   action: DENY
   rules:
-  - to: [{paths: ["/admin/*", "/users/@me*"]}]
+  - to: [{paths: ["/admin/*", "/users/@me*", "/x.secret", "*.key"]}]
   - to: [{methods: ["DELETE"]}]
 ${1:-}
 YAML
@@ -91,6 +91,13 @@ for path in "/x/%2Fadmin" "/admin%2fx" "/public%5c..%5cadmin" "/public/..;/admin
 done
 expect_match "... saying why" 'path refused under policy: bad percent-escape' \
   "$(code --path-as-is "http://127.0.0.1:$PORT_admin/%zz" >/dev/null; cat "$WORK/body")"
+# Express, Flask (strict_slashes) and many Go routers serve /x.secret/ as
+# /x.secret: a DENY exact or suffix path ignores one trailing '/'.
+for path in "/x.secret" "/x.secret/" "/x.secret/?q=1" "/k/a.key/" "/k//a.key//"; do
+  expect_eq "ops admin GET $path: 403 (DENY /x.secret and *.key)" 403 "$(code --path-as-is "http://127.0.0.1:$PORT_admin$path")"
+done
+expect_match "... by the DENY policy" 'denied by DENY policy: policy shop/no-admin, rule 0' "$(cat "$WORK/body")"
+expect_eq "ops admin GET /x.secret/y (below it): allowed" 200 "$(code "http://127.0.0.1:$PORT_admin/x.secret/y")"
 # Werkzeug/Flask upper-case the method: "delete" is DELETE to them.
 expect_eq "ops admin DELETE /anything: 403 (DENY on DELETE)" 403 "$(code -X DELETE "http://127.0.0.1:$PORT_admin/anything")"
 expect_eq "ops admin 'delete' /anything (lower case): 400" 400 "$(code -X delete "http://127.0.0.1:$PORT_admin/anything")"
@@ -175,7 +182,7 @@ check "the app logs the requests that reach it" grep -q '"path":"/orders/1"' "$W
 if grep -qi '"method":"delete"' "$WORK/app.out"; then not_ok "no DELETE, in any case, reaches the app" "$(grep -i '"method":"delete"' "$WORK/app.out")"
 else ok "no DELETE, in any case, reaches the app"; fi
 check "... an allowed path in the normal form it was sent" grep -qF '"path":"/public/b~?q=/../%61"' "$WORK/app.out"
-bad='"path":"[^?"]*(admin|/payments|%zz|%4"|%2f|%5c|#|\\|;|%3b|%25|@me)' # in the path part; /orders/1?x=/admin/ was allowed
+bad='"path":"[^?"]*(admin|/payments|%zz|%4"|%2f|%5c|#|\\|;|%3b|%25|@me|secret"|secret/"|secret/\?|\.key)' # in the path part; /orders/1?x=/admin/ was allowed
 if grep -Eqi "$bad" "$WORK/app.out"; then not_ok "denied and refused requests never reach the app" "$(grep -Ei "$bad" "$WORK/app.out")"
 else ok "denied and refused requests never reach the app"; fi
 

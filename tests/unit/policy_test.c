@@ -116,7 +116,30 @@ static const char kDb[] =
     "  - from: [{principals: [\"spiffe://db.local/ns/mon/sa/metrics\"]}]\n"
     "    to: [{notPorts: [5432]}]\n";
 
-static const char *const kFixtures[] = {kShop, kPay, kDb};
+/* A trailing '/' (and HEAD for GET) counts where matching leads towards
+ * refusing: DENY paths/methods, ALLOW notPaths/notMethods; not elsewhere. */
+static const char kTrail[] =
+    AP("no-secrets", "tr")
+    "spec:\n"
+    "  action: DENY\n"
+    "  rules:\n"
+    "  - to: [{paths: [/x.secret, \"*.key\"]}]\n"
+    "  - to: [{methods: [GET], paths: [\"/private/*\"]}]\n"
+    "  - from: [{principals: [\"spiffe://tr.local/ns/tr/sa/d\"]}]\n"
+    "    to: [{notPaths: [/status]}]\n"
+    "  - from: [{principals: [\"spiffe://tr.local/ns/tr/sa/e\"]}]\n"
+    "    to: [{notMethods: [GET]}]\n"
+    "---\n" AP("allow-app", "tr")
+    "spec:\n"
+    "  rules:\n"
+    "  - from: [{principals: [\"spiffe://tr.local/ns/tr/sa/a\"]}]\n"
+    "    to: [{notPaths: [/internal, \"*.bak\"]}]\n"
+    "  - from: [{principals: [\"spiffe://tr.local/ns/tr/sa/b\"]}]\n"
+    "    to: [{methods: [GET], paths: [/doc]}]\n"
+    "  - from: [{principals: [\"spiffe://tr.local/ns/tr/sa/c\"]}]\n"
+    "    to: [{notMethods: [GET]}]\n";
+
+static const char *const kFixtures[] = {kShop, kPay, kDb, kTrail};
 #define N_FIXTURES (sizeof(kFixtures) / sizeof(kFixtures[0]))
 
 #define ORDERS "spiffe://shop.local/ns/shop/sa/orders"
@@ -125,6 +148,7 @@ static const char *const kFixtures[] = {kShop, kPay, kDb};
 #define WEB(sa) "spiffe://pay.local/ns/web/sa/" sa
 #define POSTGRES "spiffe://db.local/ns/db/sa/postgres"
 #define APP "spiffe://db.local/ns/shop/sa/app"
+#define TR(sa) "spiffe://tr.local/ns/tr/sa/" sa
 
 #define R_DENY WISP_POLICY_REASON_DENY_RULE
 #define R_ALLOW WISP_POLICY_REASON_ALLOW_RULE
@@ -219,6 +243,22 @@ static const decision_case kDecisions[] = {
     {"L4 notPorts excludes", 2, POSTGRES, "spiffe://db.local/ns/mon/sa/metrics", NULL, NULL, 5432, false, NULL, -1, R_NOMATCH},
     {"L4 plaintext in STRICT", 2, POSTGRES, NULL, NULL, NULL, 5432, false, NULL, -1, R_NOID},
     {"empty principal in STRICT", 2, POSTGRES, "", "GET", "/", 8080, false, NULL, -1, R_NOID},
+    /* trailing '/': DENY exact and suffix paths, ALLOW notPaths ignore one */
+    {"DENY exact path", 3, TR("app"), TR("a"), "GET", "/x.secret", 1, false, "tr/no-secrets", 0, R_DENY},
+    {"DENY exact path, trailing slash", 3, TR("app"), TR("a"), "GET", "/x.secret/", 1, false, "tr/no-secrets", 0, R_DENY},
+    {"DENY exact path, trailing slash, query", 3, TR("app"), TR("a"), "GET", "/x.secret/?a=/", 1, false, "tr/no-secrets", 0, R_DENY},
+    {"DENY exact path, below it", 3, TR("app"), TR("a"), "GET", "/x.secret/y", 1, true, "tr/allow-app", 0, R_ALLOW},
+    {"DENY suffix path, trailing slash", 3, TR("app"), TR("a"), "GET", "/k/a.key/", 1, false, "tr/no-secrets", 0, R_DENY},
+    {"DENY suffix path, longer name", 3, TR("app"), TR("a"), "GET", "/k/a.keys/", 1, true, "tr/allow-app", 0, R_ALLOW},
+    {"DENY prefix path, the folder", 3, TR("app"), TR("a"), "GET", "/private/", 1, false, "tr/no-secrets", 1, R_DENY},
+    {"root path is not trimmed", 3, TR("app"), TR("a"), "GET", "/", 1, true, "tr/allow-app", 0, R_ALLOW},
+    {"ALLOW notPaths exact, trailing slash", 3, TR("app"), TR("a"), "GET", "/internal/", 1, false, NULL, -1, R_NOMATCH},
+    {"ALLOW notPaths suffix, trailing slash", 3, TR("app"), TR("a"), "GET", "/y.bak/", 1, false, NULL, -1, R_NOMATCH},
+    {"ALLOW notPaths, below it", 3, TR("app"), TR("a"), "GET", "/internal/x", 1, true, "tr/allow-app", 0, R_ALLOW},
+    {"ALLOW paths exact: as sent", 3, TR("app"), TR("b"), "GET", "/doc", 1, true, "tr/allow-app", 1, R_ALLOW},
+    {"ALLOW paths exact, trailing slash", 3, TR("app"), TR("b"), "GET", "/doc/", 1, false, NULL, -1, R_NOMATCH},
+    {"DENY notPaths, trailing slash", 3, TR("app"), TR("d"), "GET", "/status/", 1, false, "tr/no-secrets", 2, R_DENY},
+    {"DENY notPaths, as named", 3, TR("app"), TR("d"), "GET", "/status", 1, false, NULL, -1, R_NOMATCH},
 };
 
 static void test_decisions(void **state) {
