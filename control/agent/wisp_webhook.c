@@ -1,6 +1,8 @@
 /* The admission webhook's HTTPS/1.1 server; see wisp_webhook.h. Each
  * connection is a small state machine on libev: TLS handshake, then
- * requests (head, Content-Length body) answered in order. */
+ * requests (head, Content-Length body) answered in order. Connections are
+ * listed oldest first: at the cap, a new one evicts the oldest that holds
+ * no request (see make_room). */
 #include "control/agent/wisp_webhook.h"
 
 #include <errno.h>
@@ -24,7 +26,13 @@
 #define READ_CHUNK 16384
 #define ACCEPT_BATCH 64
 
-typedef enum { TIMER_REQUEST, TIMER_IDLE } timer_mode;
+/* What the connection's one timer bounds. */
+typedef enum {
+  TIMER_HANDSHAKE, /* the TLS handshake, from accept */
+  TIMER_HEAD,      /* a request's head, from its first byte */
+  TIMER_REQUEST,   /* the whole request, from its first byte */
+  TIMER_IDLE,      /* a keep-alive connection between requests */
+} timer_mode;
 
 typedef struct conn {
   wisp_webhook *w;
@@ -33,7 +41,10 @@ typedef struct conn {
   bool handshaken;
   bool close_after;   /* close once |out| is sent */
   bool want_write;    /* TLS needs the socket writable to go on */
+  bool head_done;     /* the request under way has its whole head */
+  bool served;        /* a request was answered in this turn */
   timer_mode mode;
+  double req_start;   /* ev_now of the first byte of the request under way */
   ev_io io;
   ev_timer timer;
   wisp_buf in, out;
@@ -47,7 +58,7 @@ struct wisp_webhook {
   SSL_CTX *ctx;       /* for new connections */
   int lfd;
   wisp_acceptor acc; /* pauses when out of descriptors */
-  conn *conns;
+  conn *conns, *last; /* oldest first */
   size_t nconns;
 };
 
@@ -62,7 +73,11 @@ static void conn_free(conn *c) {
   } else {
     w->conns = c->next;
   }
-  if (c->next) c->next->prev = c->prev;
+  if (c->next) {
+    c->next->prev = c->prev;
+  } else {
+    w->last = c->prev;
+  }
   w->nconns--;
   SSL_free(c->ssl);
   close(c->fd);
@@ -222,7 +237,10 @@ static void serve(conn *c) {
       refuse(c, 413, msg);
       return;
     }
-    if (len < head + q.length) return; /* the body is on its way */
+    if (len < head + q.length) {
+      c->head_done = true; /* the body is on its way */
+      return;
+    }
     c->close_after = q.close;
     /* The API server appends a query (POST /mutate?timeout=10s): only the
      * path part names the endpoint. */
@@ -239,17 +257,38 @@ static void serve(conn *c) {
       mutate(c, annotated_only ? WISP_ADMISSION_ANNOTATED : WISP_ADMISSION_ALL, p + head, q.length);
     }
     wisp_buf_consume(&c->in, head + q.length);
+    c->head_done = false;
+    c->served = true;
   }
 }
 
 /* ---- I/O ---- */
 
-static void set_timer(conn *c, timer_mode mode, bool restart) {
-  if (!restart && c->mode == mode && ev_is_active(&c->timer)) return;
+/* Runs the timer for |mode| to |after| seconds from now. */
+static void set_timer(conn *c, timer_mode mode, double after) {
   c->mode = mode;
   ev_timer_stop(c->w->loop, &c->timer);
-  ev_timer_set(&c->timer, mode == TIMER_IDLE ? WISP_WEBHOOK_IDLE_TIMEOUT : WISP_WEBHOOK_REQUEST_TIMEOUT, 0);
+  ev_timer_set(&c->timer, after > 0.001 ? after : 0.001, 0);
   ev_timer_start(c->w->loop, &c->timer);
+}
+
+/* After a turn of I/O: idle when nothing is buffered, else the request
+ * under way has HEAD_TIMEOUT from its first byte for its head and
+ * REQUEST_TIMEOUT for all of it. A slow caller cannot stretch either by
+ * trickling bytes: the deadlines count from the request's first byte. */
+static void arm_timer(conn *c) {
+  struct ev_loop *loop = c->w->loop;
+  bool served = c->served;
+  c->served = false;
+  if (wisp_buf_len(&c->in) == 0) {
+    if (c->mode != TIMER_IDLE || served) set_timer(c, TIMER_IDLE, WISP_WEBHOOK_IDLE_TIMEOUT);
+    return;
+  }
+  if (c->mode == TIMER_IDLE || c->mode == TIMER_HANDSHAKE || served) c->req_start = ev_now(loop);
+  timer_mode want = c->head_done ? TIMER_REQUEST : TIMER_HEAD;
+  if (c->mode == want && !served) return;
+  double limit = want == TIMER_HEAD ? WISP_WEBHOOK_HEAD_TIMEOUT : WISP_WEBHOOK_REQUEST_TIMEOUT;
+  set_timer(c, want, c->req_start + limit - ev_now(loop));
 }
 
 /* false: the connection is gone. */
@@ -310,15 +349,10 @@ static void conn_run(conn *c) {
     }
     c->handshaken = true;
   }
-  size_t before = wisp_buf_len(&c->in);
   if (!fill(c)) return;
   serve(c);
   if (!flush(c)) return;
-  if (wisp_buf_len(&c->in) == 0) {
-    set_timer(c, TIMER_IDLE, before > 0);
-  } else {
-    set_timer(c, TIMER_REQUEST, false);
-  }
+  arm_timer(c);
   ev_io_stop(c->w->loop, &c->io);
   ev_io_set(&c->io, c->fd, EV_READ | (c->want_write || wisp_buf_len(&c->out) ? EV_WRITE : 0));
   ev_io_start(c->w->loop, &c->io);
@@ -328,7 +362,14 @@ static void on_io(struct ev_loop *loop, ev_io *io, int revents) { conn_run(io->d
 
 static void on_timeout(struct ev_loop *loop, ev_timer *t, int revents) {
   conn *c = t->data;
-  conn_close(c, c->mode == TIMER_IDLE ? NULL : "no whole request within the request timeout");
+  static const char *const kWhat[] = {
+      [TIMER_HANDSHAKE] = "TLS handshake", [TIMER_HEAD] = "request head", [TIMER_REQUEST] = "request"};
+  static const double kLimit[] = {[TIMER_HANDSHAKE] = WISP_WEBHOOK_HANDSHAKE_TIMEOUT,
+                                  [TIMER_HEAD] = WISP_WEBHOOK_HEAD_TIMEOUT,
+                                  [TIMER_REQUEST] = WISP_WEBHOOK_REQUEST_TIMEOUT};
+  char why[96];
+  if (c->mode != TIMER_IDLE) snprintf(why, sizeof(why), "no whole %s within %g s", kWhat[c->mode], kLimit[c->mode]);
+  conn_close(c, c->mode == TIMER_IDLE ? NULL : why);
 }
 
 static void conn_start(wisp_webhook *w, int fd, const wisp_addr *peer) {
@@ -336,14 +377,18 @@ static void conn_start(wisp_webhook *w, int fd, const wisp_addr *peer) {
   c->w = w;
   c->fd = fd;
   wisp_addr_format(peer, c->peer, sizeof(c->peer));
-  c->next = w->conns;
-  if (w->conns) w->conns->prev = c;
-  w->conns = c;
+  c->prev = w->last;
+  if (w->last) {
+    w->last->next = c;
+  } else {
+    w->conns = c;
+  }
+  w->last = c;
   w->nconns++;
   c->ssl = SSL_new(w->ctx);
   ev_io_init(&c->io, on_io, fd, EV_READ);
   c->io.data = c;
-  ev_timer_init(&c->timer, on_timeout, WISP_WEBHOOK_REQUEST_TIMEOUT, 0);
+  ev_timer_init(&c->timer, on_timeout, WISP_WEBHOOK_HANDSHAKE_TIMEOUT, 0);
   c->timer.data = c;
   if (!c->ssl) {
     conn_close(c, "no TLS credentials");
@@ -351,18 +396,43 @@ static void conn_start(wisp_webhook *w, int fd, const wisp_addr *peer) {
   }
   SSL_set_fd(c->ssl, fd);
   SSL_set_accept_state(c->ssl);
-  set_timer(c, TIMER_REQUEST, true);
+  set_timer(c, TIMER_HANDSHAKE, WISP_WEBHOOK_HANDSHAKE_TIMEOUT);
   ev_io_start(w->loop, &c->io);
+}
+
+/* Whether |c| holds no request: not yet through its handshake, or idle
+ * between requests with nothing to send. */
+static bool holds_nothing(const conn *c) {
+  return !c->handshaken || (wisp_buf_len(&c->in) == 0 && wisp_buf_len(&c->out) == 0);
+}
+
+/* At the cap, a new caller takes the place of the oldest connection that
+ * holds no request, else of the oldest of all. Refusing the newcomer
+ * instead would let anyone who can reach the port hold every slot with
+ * idle sockets and lock the API server out; this way held slots cost an
+ * attacker nothing but are worth nothing either, and a caller whose
+ * request arrives whole (the API server's do, in one write) is answered
+ * before later newcomers come to evict it. */
+static void make_room(wisp_webhook *w) {
+  conn *victim = NULL;
+  for (conn *c = w->conns; c && !victim; c = c->next)
+    if (holds_nothing(c)) victim = c;
+  if (!victim) victim = w->conns;
+  if (!victim) return;
+  WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 1.0,
+                   "webhook: --webhook-max-connections (%zu) reached: closed the oldest %s connection, from %s",
+                   w->cfg.max_connections, holds_nothing(victim) ? "idle" : "busy", victim->peer);
+  conn_free(victim);
 }
 
 static void on_accept(wisp_acceptor *acc, int fd, const wisp_addr *peer) {
   wisp_webhook *w = acc->data;
-  if (w->nconns >= w->cfg.max_connections || !w->ctx) {
-    WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 1.0, "webhook: connection refused: %s",
-                     w->ctx ? "--webhook-max-connections reached" : "no serving certificate yet");
+  if (!w->ctx) {
+    WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 1.0, "webhook: connection refused: no serving certificate yet");
     close(fd);
     return;
   }
+  if (w->nconns >= w->cfg.max_connections) make_room(w);
   conn_start(w, fd, peer);
 }
 

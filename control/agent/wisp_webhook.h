@@ -5,9 +5,14 @@
  * agent's CA, whose bundle is the webhook's caBundle.
  *
  * Bounded: a request body past |max_body| gets 413 before it is read, a
- * header past WISP_WEBHOOK_HEAD_MAX 431, more than |max_connections| at once
- * are closed on accept, a request must arrive whole within
- * WISP_WEBHOOK_REQUEST_TIMEOUT and an idle keep-alive connection is closed
+ * header past WISP_WEBHOOK_HEAD_MAX 431. At most |max_connections| are
+ * held: a new one takes the place of the oldest connection holding no
+ * request (not through its handshake, or idle), else of the oldest, so
+ * callers holding sockets open cannot lock the API server out (its
+ * failurePolicy Fail would stop pod creation). Deadlines: the TLS handshake
+ * within WISP_WEBHOOK_HANDSHAKE_TIMEOUT of accept, a request's head within
+ * WISP_WEBHOOK_HEAD_TIMEOUT of its first byte and all of it within
+ * WISP_WEBHOOK_REQUEST_TIMEOUT; an idle keep-alive connection is closed
  * after WISP_WEBHOOK_IDLE_TIMEOUT. Bodies in chunked encoding are refused
  * (411: the API server sends Content-Length).
  *
@@ -26,6 +31,10 @@
 #include "lib/wisp_err.h"
 
 #define WISP_WEBHOOK_HEAD_MAX (16 * 1024)
+/* The API server sends a request whole within milliseconds of connecting;
+ * seconds are slack for a loaded node, not for slow callers. */
+#define WISP_WEBHOOK_HANDSHAKE_TIMEOUT 3.0
+#define WISP_WEBHOOK_HEAD_TIMEOUT 3.0
 #define WISP_WEBHOOK_REQUEST_TIMEOUT 10.0
 #define WISP_WEBHOOK_IDLE_TIMEOUT 60.0
 #define WISP_WEBHOOK_DEFAULT_MAX_BODY (3 * 1024 * 1024)

@@ -36,6 +36,18 @@ check "... with an https:// agent (trust bundle volume) is valid" schema "$WORK/
 check "... the native sidecar's restartPolicy: Always is a field of Container" \
   grep -q 'restartPolicy: Always' "$WORK/app-https.yaml"
 check "wispctl inject of wisp-agent.yaml (opted out) is valid" schema "$WORK/agent.yaml"
+check "wisp-agent-networkpolicy.yaml selects the agent's pod and names its ports: the webhook's from an ipBlock only" \
+  /usr/bin/python3 -c '
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+dep = next(d for d in docs if d["kind"] == "Deployment")
+pod = dep["spec"]["template"]
+ports = {p["name"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+np = yaml.safe_load(open(sys.argv[2]))["spec"]
+rules = {r["ports"][0]["port"]: r.get("from") for r in np["ingress"]}
+sys.exit(not (np["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+              and set(rules) == ports == {"webhook", "grpc-tls"} and rules["grpc-tls"] is None
+              and [list(f) for f in rules["webhook"]] == [["ipBlock"]]))' "$K8S/wisp-agent.yaml" "$K8S/wisp-agent-networkpolicy.yaml"
 
 # ---- the check fails where it should ----
 sed 's/readOnlyRootFilesystem:/readOnlyRootFileSystem:/' "$K8S/wisp-agent.yaml" >"$WORK/typo.yaml"
