@@ -109,15 +109,11 @@ printf 'apiVersion: wisp.dev/v1\nkind: PeerAuthentication\nmetadata: {name: defa
 acs watch "$ORDERS" 2 timeout=60 >"$WORK/watch.out" &
 WATCH=$!
 wait_for 20 grep -q '"version"' "$WORK/watch.out" # subscribed: it has its first snapshot
-t0=$(date +%s%N)
 v=$(ac apply "$WORK/p1.yaml" | field version)
 wait "$WATCH"
-t1=$(date +%s%N)
 expect_match "a policy push reaches the watcher" "\"version\":\"$v\".*PeerAuthentication" "$(tail -1 "$WORK/watch.out")"
-# The README's "well within 1 s" is measured by bench/push_latency.sh on a
-# quiet machine; here only that the push comes at all, not after minutes.
-ms=$(((t1 - t0) / 1000000))
-if [ "$ms" -lt 10000 ]; then ok "the push arrives well within 10 s of apply (${ms} ms incl. client exit)"; else not_ok "push within 10 s" "${ms} ms"; fi
+# How fast a push arrives is measured by bench/push_latency.sh on a quiet
+# machine, not asserted here: a loaded machine may add any delay.
 status=$(ac status)
 expect_match "Status remembers what the proxy ACKed" "\"spiffe_id\":\"$ORDERS\".*\"acked_version\":\"$v\"" "$status"
 acs watch "$ORDERS" 1 nack >/dev/null

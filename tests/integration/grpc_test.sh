@@ -25,7 +25,8 @@ n=$(printf '%s\n' "$out" | grep -c '^ok - grpc')
 PASS=$((PASS + n))
 FAIL=$((FAIL + $(printf '%s\n' "$out" | grep -c '^not ok')))
 
-sleep 0.3
+wait_for 10 grep -q '"path":"/wisp.test.Test/Fail".*"grpc_status"' "$WORK/client.out"
+wait_for 10 grep -q '"path":"/wisp.test.Test/Unary".*"grpc_status"' "$WORK/server.out"
 expect_match "gRPC status is in the access log" '"path":"/wisp.test.Test/Fail".*"grpc_status":3' "$(cat "$WORK/client.out")"
 expect_match "gRPC OK is logged as grpc_status 0" '"path":"/wisp.test.Test/Unary".*"grpc_status":0' "$(cat "$WORK/server.out")"
 

@@ -21,8 +21,9 @@ out=$(nghttp -v "$OUT/hello" 2>&1)
 expect_match "nghttp GET through the pair" ':status: 200' "$out"
 expect_match "nghttp sees the app's body" '"path":"/hello"' "$out"
 
-# --- the access log ---
-sleep 0.2
+# --- the access log (each side writes its line when the stream closes) ---
+wait_for 10 grep -q '"path":"/hello"' "$WORK/server.out"
+wait_for 10 grep -q '"path":"/hello"' "$WORK/client.out"
 line=$(grep '"path":"/hello"' "$WORK/server.out" | head -1)
 expect_match "inbound log names the caller's SPIFFE ID" "\"peer_id\":\"$TD/ns/shop/sa/frontend\"" "$line"
 line=$(grep '"path":"/hello"' "$WORK/client.out" | head -1)
@@ -61,13 +62,13 @@ out=$(node "$NODE_DIR/h2_trailers_client.js" "$OUT" 2>&1)
 expect_match "request trailers are carried through" 'x-echo-x-req-trailer: hello' "$out"
 out=$(h2get -o /dev/null -w '%{http_code}' "$OUT/reset" 2>&1; echo " exit=$?")
 expect_match "an upstream RST_STREAM reaches the caller as a stream error" 'exit=92' "$out"
-sleep 0.2
+wait_for 10 grep -q '"path":"/reset".*"reset"' "$WORK/client.out"
 expect_match "the reset is logged with its code" '"path":"/reset".*"reset":"INTERNAL_ERROR"' "$(grep '/reset' "$WORK/client.out")"
 h2get -o /dev/null "$OUT/goaway"
 out=$(h2load -n 200 -c 2 -m 10 "$OUT/" 2>&1)
 expect_match "after the app sends GOAWAY, new requests still succeed" '200 succeeded, 0 failed' "$out"
 h2get --max-time 1 -o /dev/null "$OUT/slow?ms=4000"
-sleep 0.3
+wait_for 10 grep -q 'slow?ms=4000' "$WORK/server.out"
 expect_match "a caller that gives up cancels the upstream stream" '"path":"/slow\?ms=4000".*"reset":"CANCEL"' \
   "$(grep 'slow?ms=4000' "$WORK/server.out")"
 
@@ -88,11 +89,14 @@ want=$(head -c $GIB /dev/zero | sha256sum | cut -c1-64)
 expect_eq "a 1 GiB upload arrives intact" "$want $GIB" "$(cat "$WORK/ul.sha")"
 expect_rss_under "1 GiB upload: proxy RSS stays under 20 MB" 20480 "$peak"
 # A slow reader: the app must be slowed down, not buffered for.
+# RSS is sampled over the whole transfer, not at one moment.
 (h2get --limit-rate 4M "$OUT/bytes?n=67108864" | sha256sum >/dev/null) &
 job=$!
-sleep 3
-a=$(rss_kb "$PID_client")
-b=$(rss_kb "$PID_server")
+a=$(max_rss "$job" "$PID_client")
+wait "$job"
+(h2get --limit-rate 4M "$OUT/bytes?n=67108864" | sha256sum >/dev/null) &
+job=$!
+b=$(max_rss "$job" "$PID_server")
 wait "$job"
 expect_rss_under "a slow reader does not make the client proxy buffer" 20480 "$a"
 expect_rss_under "a slow reader does not make the server proxy buffer" 20480 "$b"

@@ -78,22 +78,26 @@ out=$(err_of "$R5")
 ms=$((($(date +%s%N) - t0) / 1000000))
 expect_match "an upstream that never completes the TCP handshake: 503 after --connect-timeout" \
   "^503 .*connect to 127.0.0.1:$FULL timed out after 1s" "$out"
-if [ "$ms" -ge 900 ] && [ "$ms" -lt 4000 ]; then ok "... after about 1 s (${ms} ms)"; else not_ok "connect timeout took about 1 s" "${ms} ms"; fi
+# Only the lower bound is a fact about wisp; a loaded machine may add any delay.
+if [ "$ms" -ge 900 ]; then ok "... not before 1 s (${ms} ms)"; else not_ok "connect timeout not before 1 s" "${ms} ms"; fi
 stop_proxy slowroute
 
 # --- idle upstream connections are closed with GOAWAY ---
 h2get -o /dev/null "$OUT/warm"
-sleep 3.5
-n=$(ss -Htn state established "( dport = :$IN_PORT )" | wc -l)
-expect_eq "an idle pooled connection is closed after --idle-timeout" 0 "$n"
+pooled() { ss -Htn state established "( dport = :$IN_PORT )" | wc -l; }
+n=$(pooled)
+if [ "$n" -ge 1 ]; then ok "the pooled connection stays open after the request ($n)"; else not_ok "the pooled connection stays open after the request" "$n"; fi
+none_pooled() { [ "$(pooled)" = 0 ]; }
+check "an idle pooled connection is closed after --idle-timeout" wait_for 15 none_pooled
 expect_eq "and the next request opens a new one" 200 "$(h2get -o /dev/null -w '%{http_code}' "$OUT/again")"
 
 # --- SIGTERM: in-flight requests finish, new connections are refused ---
 h2get -o /dev/null -w '%{http_code}' "$OUT/slow?ms=1500" >"$WORK/inflight.code" &
 INFLIGHT=$!
-sleep 0.4
+wait_for 10 grep -q '"path":"/slow?ms=1500"' "$WORK/app.out" # in flight: the app has it
 kill -TERM "$PID_client"
-sleep 0.3
+not_listening() { [ -z "$(ss -Htln "sport = :$OUT_PORT")" ]; }
+wait_for 10 not_listening
 code=$(curl -s --max-time 3 --http2-prior-knowledge -o /dev/null -w '%{http_code}' "$OUT/late")
 expect_eq "after SIGTERM new connections are refused" 000 "$code"
 wait "$INFLIGHT"

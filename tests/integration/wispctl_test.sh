@@ -239,9 +239,9 @@ took_ms=$((($(date +%s%N) - start_s) / 1000000))
 expect_match "--timeout: DEADLINE_EXCEEDED" \
   '^1:wispctl: token create: DEADLINE_EXCEEDED: the agent at .* did not answer within 1s' "$RC:$ERR"
 # The fake agent answers that call after 5 s: DEADLINE_EXCEEDED above says
-# the deadline ended it; here that it did not fire early (how soon after
-# 1 s it fires depends on the machine's load).
-if [ "$took_ms" -ge 900 ] && [ "$took_ms" -lt 10000 ]; then ok "... after the deadline, not before (${took_ms} ms)"; else not_ok "... after the deadline and well within 10 s" "${took_ms} ms"; fi
+# the deadline ended it (not the answer); here that it did not fire early
+# (how soon after 1 s it fires depends on the machine's load).
+if [ "$took_ms" -ge 900 ]; then ok "... after the deadline, not before (${took_ms} ms)"; else not_ok "... after the deadline, not before" "${took_ms} ms"; fi
 
 # ---- what no gRPC server sends ----
 for mode in http404 reset close hang; do
