@@ -39,12 +39,15 @@
  *   notNamespaces (the N of the caller's spiffe://td/ns/N/sa/SA; same
  *   pattern forms).
  * - to: methods / notMethods (case-sensitive HTTP tokens; lowercase ones are
- *   refused), paths / notPaths (exact "/a"; prefix "/a*", i.e. "/a/" and a
+ *   refused; HEAD counts as GET in DENY methods and ALLOW notMethods, where
+ *   matching refuses, since apps answer HEAD with their GET handler),
+ *   paths / notPaths (exact "/a"; prefix "/a*", i.e. "/a/" and a
  *   star for a folder; suffix "*.json"; "*" any; matched up to the first
  *   '?', so the query string is ignored; NOT normalised: see
  *   wisp_policy_request; one trailing '/' is ignored by DENY paths and
- *   ALLOW notPaths, where matching refuses, and nowhere else), ports / notPorts (destination ports 1..65535,
- *   integers or, as Istio writes them, quoted).
+ *   ALLOW notPaths, where matching refuses, and nowhere else), ports /
+ *   notPorts (destination ports 1..65535, integers or, as Istio writes
+ *   them, quoted).
  * - Missing attributes fail closed. A caller with no identity (plaintext in
  *   PERMISSIVE mode) never matches principals or namespaces; a notX field of
  *   `from` matches it in a DENY rule (so DENY notPrincipals: ["*"] refuses

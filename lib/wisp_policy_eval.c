@@ -85,7 +85,12 @@ static bool paths_match(const wp_strset *set, const req_ctx *c, bool lenient) {
   return lenient && c->trim_len != c->path_len && strset_match(set, c->path, c->trim_len);
 }
 
-static bool methods_match(const wp_methodset *m, const req_ctx *c) {
+/* HEAD is GET without the body, and apps answer it with their GET
+ * handler (Go's ServeMux, Express, Flask, Spring): where a match refuses
+ * (|lenient|: DENY methods, ALLOW notMethods) a rule naming GET also
+ * names HEAD. Where a match admits, HEAD must be named. */
+static bool methods_match(const wp_methodset *m, const req_ctx *c, bool lenient) {
+  if (c->method == WP_HEAD && lenient && (m->mask & WP_GET)) return true;
   if (c->method) return (m->mask & c->method) != 0;
   return m->n_other && exact_find(m->other, m->n_other, c->r->method, c->r->method_len);
 }
@@ -139,8 +144,8 @@ static bool to_match(const wp_to *t, const req_ctx *c, bool deny) {
   if (!c->r->method) {
     if ((t->fields & WP_T_HTTP) && !deny) return false;
   } else if (t->fields & WP_T_HTTP) {
-    if ((t->fields & WP_T_METHODS) && !methods_match(&t->methods, c)) return false;
-    if ((t->fields & WP_T_NOT_METHODS) && methods_match(&t->not_methods, c)) return false;
+    if ((t->fields & WP_T_METHODS) && !methods_match(&t->methods, c, deny)) return false;
+    if ((t->fields & WP_T_NOT_METHODS) && methods_match(&t->not_methods, c, !deny)) return false;
     if ((t->fields & WP_T_PATHS) && !paths_match(&t->paths, c, deny)) return false;
     if ((t->fields & WP_T_NOT_PATHS) && paths_match(&t->not_paths, c, !deny)) return false;
   }

@@ -279,6 +279,10 @@ static void respond_error(wisp_stream *s, int status, wisp_grpc_status grpc_code
   s->status = s->is_grpc ? 200 : status;
   discard_body(s, WISP_DOWN);
   s->discard_req = true;
+  /* A response to HEAD has no content (RFC 9110 9.3.2; nghttp2 and curl
+   * reset a stream that brings some): headers only, content-length kept. */
+  const char *method = wisp_hdrs_get(&s->hdrs[WISP_DOWN], ":method");
+  bool head = method && strcmp(method, "HEAD") == 0;
   wisp_hdrs h = {0};
   char num[24], msg[3 * WISP_TLS_REASON_MAX];
   wisp_err rc;
@@ -299,13 +303,13 @@ static void respond_error(wisp_stream *s, int status, wisp_grpc_status grpc_code
     snprintf(num, sizeof(num), "%zu", strlen(msg));
     if (rc == WISP_OK) rc = wisp_hdrs_add_str(&h, "content-length", num);
     body_drop(s, WISP_UP);
-    if (rc == WISP_OK) rc = body_append(s, WISP_UP, msg, strlen(msg));
+    if (rc == WISP_OK && !head) rc = body_append(s, WISP_UP, msg, strlen(msg));
   }
   if (rc == WISP_OK) rc = wisp_hdrs_add_str(&h, "x-wisp-error", reason);
   s->eof[WISP_UP] = true;
   nghttp2_data_provider prd = {.source.ptr = s, .read_callback = provide_down};
   if (rc != WISP_OK ||
-      nghttp2_submit_response(down->io.h2, s->link[WISP_DOWN].id, h.nv, h.n, s->is_grpc ? NULL : &prd) != 0) {
+      nghttp2_submit_response(down->io.h2, s->link[WISP_DOWN].id, h.nv, h.n, s->is_grpc || head ? NULL : &prd) != 0) {
     reset_side(s, WISP_DOWN, NGHTTP2_INTERNAL_ERROR);
   }
   wisp_hdrs_cleanup(&h);

@@ -37,6 +37,7 @@ spec:
   rules:
   - to: [{paths: ["/admin/*", "/users/@me*", "/x.secret", "*.key"]}]
   - to: [{methods: ["DELETE"]}]
+  - to: [{methods: ["GET"], paths: ["/private/*"]}]
 ${1:-}
 YAML
   mv "$POLICY.tmp" "$POLICY"
@@ -98,6 +99,10 @@ for path in "/x.secret" "/x.secret/" "/x.secret/?q=1" "/k/a.key/" "/k//a.key//";
 done
 expect_match "... by the DENY policy" 'denied by DENY policy: policy shop/no-admin, rule 0' "$(cat "$WORK/body")"
 expect_eq "ops admin GET /x.secret/y (below it): allowed" 200 "$(code "http://127.0.0.1:$PORT_admin/x.secret/y")"
+# HEAD is served by the app's GET handler: a DENY on GET denies HEAD too.
+expect_eq "ops admin GET /private/x: 403 (DENY GET /private/*)" 403 "$(code "http://127.0.0.1:$PORT_admin/private/x")"
+expect_eq "ops admin HEAD /private/x: 403 too" 403 "$(code -I "http://127.0.0.1:$PORT_admin/private/x")"
+expect_eq "ops admin POST /private/x: allowed" 200 "$(code -d x "http://127.0.0.1:$PORT_admin/private/x")"
 # Werkzeug/Flask upper-case the method: "delete" is DELETE to them.
 expect_eq "ops admin DELETE /anything: 403 (DENY on DELETE)" 403 "$(code -X DELETE "http://127.0.0.1:$PORT_admin/anything")"
 expect_eq "ops admin 'delete' /anything (lower case): 400" 400 "$(code -X delete "http://127.0.0.1:$PORT_admin/anything")"
@@ -179,6 +184,8 @@ expect_match "the log has a refused path with decision deny and the reason" \
   '"path":"/%zz","status":400.*"decision":"deny","policy_reason":"path cannot be normalised","error":"path refused under policy: bad percent-escape' \
   "$(cat "$WORK/server.out")"
 check "the app logs the requests that reach it" grep -q '"path":"/orders/1"' "$WORK/app.out"
+if grep -q '"method":"HEAD"' "$WORK/app.out"; then not_ok "no HEAD /private/x reaches the app" "$(grep '"method":"HEAD"' "$WORK/app.out")"
+else ok "no HEAD /private/x reaches the app"; fi
 if grep -qi '"method":"delete"' "$WORK/app.out"; then not_ok "no DELETE, in any case, reaches the app" "$(grep -i '"method":"delete"' "$WORK/app.out")"
 else ok "no DELETE, in any case, reaches the app"; fi
 check "... an allowed path in the normal form it was sent" grep -qF '"path":"/public/b~?q=/../%61"' "$WORK/app.out"
@@ -211,7 +218,7 @@ kind: PeerAuthentication
 metadata: {name: default, namespace: shop}
 spec: {mode: PERMISSIVE}'
 check "the new policy is applied (README: within 1 s, bench/push_latency.sh)" wait_for 10 grep -q '"mtls_mode":"PERMISSIVE"' "$WORK/server.err"
-expect_match "/config shows the policy in force" '"policy":\{"version":"","documents":3,"rules":6,.*"mtls_mode":"PERMISSIVE","mtls_mode_from":"shop/default"' \
+expect_match "/config shows the policy in force" '"policy":\{"version":"","documents":3,"rules":7,.*"mtls_mode":"PERMISSIVE","mtls_mode_from":"shop/default"' \
   "$(curl -s "http://127.0.0.1:$ADM/config")"
 expect_eq "PERMISSIVE: a plaintext curl is served where policy allows anyone" 200 "$(code "http://127.0.0.1:$IN_PORT/public/x")"
 expect_eq "PERMISSIVE: a plaintext curl is denied where policy needs a principal" 403 "$(code "http://127.0.0.1:$IN_PORT/orders/1")"

@@ -259,6 +259,16 @@ static const decision_case kDecisions[] = {
     {"ALLOW paths exact, trailing slash", 3, TR("app"), TR("b"), "GET", "/doc/", 1, false, NULL, -1, R_NOMATCH},
     {"DENY notPaths, trailing slash", 3, TR("app"), TR("d"), "GET", "/status/", 1, false, "tr/no-secrets", 2, R_DENY},
     {"DENY notPaths, as named", 3, TR("app"), TR("d"), "GET", "/status", 1, false, NULL, -1, R_NOMATCH},
+    /* HEAD is GET where a match refuses: DENY methods, ALLOW notMethods */
+    {"DENY GET denies GET", 3, TR("app"), TR("a"), "GET", "/private/x", 1, false, "tr/no-secrets", 1, R_DENY},
+    {"DENY GET denies HEAD", 3, TR("app"), TR("a"), "HEAD", "/private/x", 1, false, "tr/no-secrets", 1, R_DENY},
+    {"DENY GET, POST passes", 3, TR("app"), TR("a"), "POST", "/private/x", 1, true, "tr/allow-app", 0, R_ALLOW},
+    {"ALLOW notMethods GET excludes HEAD", 3, TR("app"), TR("c"), "HEAD", "/z", 1, false, NULL, -1, R_NOMATCH},
+    {"ALLOW notMethods GET excludes GET", 3, TR("app"), TR("c"), "GET", "/z", 1, false, NULL, -1, R_NOMATCH},
+    {"ALLOW notMethods GET admits POST", 3, TR("app"), TR("c"), "POST", "/z", 1, true, "tr/allow-app", 2, R_ALLOW},
+    {"ALLOW methods GET does not admit HEAD", 3, TR("app"), TR("b"), "HEAD", "/doc", 1, false, NULL, -1, R_NOMATCH},
+    {"DENY notMethods GET still denies HEAD", 3, TR("app"), TR("e"), "HEAD", "/z", 1, false, "tr/no-secrets", 3, R_DENY},
+    {"DENY notMethods GET passes GET", 3, TR("app"), TR("e"), "GET", "/z", 1, false, NULL, -1, R_NOMATCH},
 };
 
 static void test_decisions(void **state) {
