@@ -36,6 +36,7 @@
 #define F_NEXT_CERT "next-ca.crt"
 #define F_NEXT_KEY "next-ca.key"
 #define F_EXTRA_ROOTS "extra-roots.pem" /* roots trusted besides the CA's own */
+#define F_OLD_ROOT_UNTIL "old-root-until" /* when the last SVID the old root signed expires */
 #define F_POLICY "policy.yaml"
 #define F_VERSION "policy.version"
 #define STATE_MAX (4 * 1024 * 1024)
@@ -56,6 +57,7 @@ typedef struct {
   char nack[256];
   char serial[80];
   int64_t not_after;
+  int64_t signed_at;         /* when its last SVID was signed */
   int64_t last_seen;
 } proxy_record;
 
@@ -588,7 +590,7 @@ static void on_sign(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
       if (r) {
         wisp_ca_cert_serial_hex(leaf, r->serial, sizeof(r->serial));
         r->not_after = not_after_of(leaf);
-        r->last_seen = now_unix();
+        r->signed_at = r->last_seen = now_unix();
       }
       sign_reply(call, a, leaf, csr.id.id);
       log_event("sign", "spiffe_id", csr.id.id, "via", via);
@@ -892,12 +894,52 @@ static wisp_err rotate_activate(wisp_agent *a, char *err, size_t err_len) {
   remove_state(a, F_NEXT_CERT);
   remove_state(a, F_NEXT_KEY);
   wisp_ca_free(prev);
+  /* The old root signed its last SVID just now; FINISH waits until that one
+   * expired (kept on disk: the agent may restart in between). */
+  char until[32];
+  int n = snprintf(until, sizeof(until), "%" PRId64 "\n", now_unix() + a->cfg.svid_ttl);
+  if (save(a, F_OLD_ROOT_UNTIL, until, (size_t)n, err, err_len) != WISP_OK)
+    WISP_ERROR("cannot record when the old root's SVIDs expire: %s", err);
   return WISP_OK;
 }
 
-static wisp_err rotate_finish(wisp_agent *a, char *err, size_t err_len) {
+/* When the last SVID signed by a root other than the signing one expires;
+ * 0 when none is known to be in use. */
+static int64_t old_root_svids_until(wisp_agent *a) {
+  char *text = NULL, err[256];
+  size_t len = 0;
+  if (load(a, F_OLD_ROOT_UNTIL, &text, &len, err, sizeof(err)) != WISP_OK) return 0;
+  int64_t until = strtoll(text, NULL, 10);
+  free(text);
+  return until;
+}
+
+/* Identities whose last SVID, still valid, was signed before |since|. */
+static size_t proxies_not_renewed(const wisp_agent *a, int64_t since, int64_t now) {
+  size_t n = 0;
+  for (size_t i = 0; i < a->nproxies; i++) {
+    const proxy_record *r = a->proxies[i];
+    if (r->not_after > now && r->signed_at < since) n++;
+  }
+  return n;
+}
+
+static wisp_err rotate_finish(wisp_agent *a, bool force, char *err, size_t err_len) {
   if (a->next_ca) {
     snprintf(err, err_len, "the prepared root is not signing yet: activate it first");
+    return WISP_ERR_USAGE;
+  }
+  /* Dropping the old root while SVIDs it signed are in use cuts their
+   * holders off from every peer until they renew. */
+  int64_t until = old_root_svids_until(a), now = now_unix();
+  if (until > now && !force) {
+    char when[32];
+    time_t t = (time_t)until;
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+    snprintf(err, err_len,
+             "SVIDs signed by the old root may be in use until %s (one SVID lifetime, %" PRId64
+             " s, after ACTIVATE; %zu known identities have not renewed since): finish then, or force it",
+             when, a->cfg.svid_ttl, proxies_not_renewed(a, until - a->cfg.svid_ttl, now));
     return WISP_ERR_USAGE;
   }
   /* A fresh copy of the signing CA has only its own root in the bundle. */
@@ -912,7 +954,9 @@ static wisp_err rotate_finish(wisp_agent *a, char *err, size_t err_len) {
   WISP_GUARD(rc);
   wisp_ca_free(a->ca);
   a->ca = only;
-  return save_extra_roots(a, err, err_len);
+  WISP_GUARD(save_extra_roots(a, err, err_len));
+  remove_state(a, F_OLD_ROOT_UNTIL);
+  return WISP_OK;
 }
 
 static void on_rotate_ca(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
@@ -936,7 +980,7 @@ static void on_rotate_ca(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
       state = "active";
       break;
     case WISP__V1__CA_ROTATION_PHASE__CA_ROTATION_FINISH:
-      rc = rotate_finish(a, err, sizeof(err));
+      rc = rotate_finish(a, req->force, err, sizeof(err));
       state = "done";
       break;
     default:

@@ -37,10 +37,10 @@ static const char kUsage[] =
     "                        every proxy: connected, version acked, SVID expiry\n"
     "  policy check FILE     validate a policy file offline (no agent): exit 0 if it\n"
     "                        would be accepted, else 1 with the document, field, reason\n"
-    "  ca rotate prepare|activate|finish\n"
+    "  ca rotate prepare|activate|finish [--force]\n"
     "                        rotate the CA in three steps: add a new root to every\n"
-    "                        bundle; sign with it; drop the old root (wait one SVID\n"
-    "                        lifetime between activate and finish)\n"
+    "                        bundle; sign with it; drop the old root (refused until\n"
+    "                        one SVID lifetime after activate, unless --force)\n"
     "  inject -f FILE [--proxy-uid UID] [--trust-domain TD] [--image IMAGE]\n"
     "         [--identity sa-token|join-token] [--bundle-file PEM]\n"
     "                        add wisp to the Kubernetes workloads in FILE (- for stdin;\n"
@@ -69,7 +69,7 @@ static const char kUsage[] =
 typedef struct {
   wispctl_opts o;
   const char *spiffe_id, *ttl, *file, *timeout, *proxy_uid, *trust_domain, *image, *identity, *bundle_file;
-  bool reusable, json, help;
+  bool reusable, json, force, help;
   unsigned seen;               /* FLAG_* bits given */
   const char *pos[MAX_POSITIONAL];
   int npos;
@@ -88,6 +88,7 @@ enum {
   FLAG_IMAGE = 1 << 9,
   FLAG_IDENTITY = 1 << 10,
   FLAG_BUNDLE_FILE = 1 << 11,
+  FLAG_FORCE = 1 << 12,
 };
 #define FLAGS_GLOBAL (FLAG_AGENT | FLAG_TIMEOUT)
 
@@ -112,6 +113,7 @@ static const flag_def kFlags[] = {
     {"--image", NULL, FLAG_IMAGE, true, offsetof(args, image)},
     {"--identity", NULL, FLAG_IDENTITY, true, offsetof(args, identity)},
     {"--bundle-file", NULL, FLAG_BUNDLE_FILE, true, offsetof(args, bundle_file)},
+    {"--force", NULL, FLAG_FORCE, false, offsetof(args, force)},
 };
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -318,17 +320,19 @@ static int cmd_policy_check(const args *a) {
 /* ---- ca rotate ---- */
 
 static int cmd_ca_rotate(const args *a) {
-  int rc = check_flags(a, "ca rotate", 0);
+  int rc = check_flags(a, "ca rotate", FLAG_FORCE);
   if (rc) return rc;
   if (a->npos != 3) return usage_error("ca rotate: want one of prepare, activate, finish");
   Wisp__V1__RotateCARequest req = WISP__V1__ROTATE_CAREQUEST__INIT;
   const char *step = a->pos[2];
+  if (a->force && strcmp(step, "finish") != 0) return usage_error("ca rotate: --force is for finish only");
   if (strcmp(step, "prepare") == 0) {
     req.phase = WISP__V1__CA_ROTATION_PHASE__CA_ROTATION_PREPARE;
   } else if (strcmp(step, "activate") == 0) {
     req.phase = WISP__V1__CA_ROTATION_PHASE__CA_ROTATION_ACTIVATE;
   } else if (strcmp(step, "finish") == 0) {
     req.phase = WISP__V1__CA_ROTATION_PHASE__CA_ROTATION_FINISH;
+    req.force = a->force;
   } else {
     return usage_error("ca rotate: unknown step \"%s\" (prepare, activate, finish)", step);
   }

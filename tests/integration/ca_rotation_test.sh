@@ -84,9 +84,13 @@ check "ACTIVATE: within one TTL the server presents an SVID from the new root" \
 # second SVID each proxy installs after ACTIVATE was asked for after it
 # (the first may answer a request sent just before). Renewals come about
 # every TTL/2; a loaded machine can be slower.
+out=$(ac rotate finish)
+expect_match "FINISH right after ACTIVATE is refused: SVIDs of the old root are in use" \
+  '"name":"FAILED_PRECONDITION".*SVIDs signed by the old root may be in use until 20[0-9-]+T[0-9:]+Z \(one SVID lifetime, 4 s, after ACTIVATE; [0-2] known identities have not renewed since\)' "$out"
 check "ACTIVATE: both proxies renew their SVIDs from the new root" \
   wait_for $((4 * TTL)) old_svids_renewed
-out=$(ac rotate finish)
+finished() { out=$(ac rotate finish) && [[ "$out" == *'"state":"done"'* ]]; }
+wait_for $((2 * TTL)) finished # accepted once one SVID lifetime has passed since ACTIVATE
 finished_at=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
 expect_match "FINISH: the old root is dropped" '"state":"done","bundle_roots":1' "$out"
 check "FINISH: the server proxy ACKs a bundle of 1 root" wait_for 3 roots_acked server 1
@@ -127,4 +131,28 @@ kill -TERM "$AGENT_PID"
 wait "$AGENT_PID"
 expect_eq "agent exits 0" 0 "$?"
 expect_eq "a restarted agent keeps the new CA" "$new_fp" "$(issuer_fp)"
+
+# The wait for the old root's SVIDs outlives an agent restart; --force cuts it short.
+restart_agent() {
+  start_bg "$WORK/agent2" "$AGENT" --state-dir "$WORK/state" --listen "unix:$SOCK" --trust-domain shop.local --svid-ttl 1h
+  AGENT_PID=$LAST_PID
+  wait_for 10 test -S "$SOCK"
+}
+restart_agent
+ac rotate prepare >/dev/null
+ac rotate activate >/dev/null
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID"
+rm -f "$SOCK"
+restart_agent
+out=$("$WISPCTL" --agent "unix://$SOCK" ca rotate finish 2>&1)
+expect_match "after a restart FINISH still waits one SVID lifetime (1 h) after ACTIVATE" \
+  'FAILED_PRECONDITION.*may be in use until .*\(one SVID lifetime, 3600 s, after ACTIVATE' "$out"
+out=$("$WISPCTL" --agent "unix://$SOCK" ca rotate prepare --force 2>&1)
+expect_eq "wispctl: --force is for finish only (usage, exit 2)" 2 "$?"
+out=$("$WISPCTL" --agent "unix://$SOCK" ca rotate finish --force)
+expect_match "wispctl ca rotate finish --force drops the old root now" '^rotation done: 1 root\(s\) in the bundle' "$out"
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID"
+expect_eq "agent exits 0" 0 "$?"
 finish

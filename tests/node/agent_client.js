@@ -12,7 +12,7 @@
 //                                          brief: policy_bytes instead of policy_yaml
 //   apply FILE                          -> {"version"}
 //   status                              -> the StatusResponse
-//   rotate prepare|activate|finish      -> the RotateCAResponse
+//   rotate prepare|activate|finish [force] -> the RotateCAResponse
 //   raw PATH HEX|zeros:N                -> sends raw bytes as a message (bad input tests)
 // Errors: {"error":{"code":N,"name":"...","details":"..."}} and exit 1.
 'use strict';
@@ -60,7 +60,7 @@ switch (cmd) {
     break;
   case 'rotate': {
     const phase = { prepare: 'CA_ROTATION_PREPARE', activate: 'CA_ROTATION_ACTIVATE', finish: 'CA_ROTATION_FINISH' }[rest[0]];
-    admin().RotateCA({ phase: phase || 'CA_ROTATION_PHASE_UNSPECIFIED' }, { deadline: deadline() },
+    admin().RotateCA({ phase: phase || 'CA_ROTATION_PHASE_UNSPECIFIED', force: rest[1] === 'force' }, { deadline: deadline() },
       (err, r) => { if (err) fail(err); console.log(JSON.stringify(r)); process.exit(0); });
     break;
   }
