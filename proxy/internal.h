@@ -223,6 +223,7 @@ struct wisp_proxy {
   ev_timer log_flush;        /* summaries of rate-limited log lines */
   bool draining;
   wisp_stats stats;
+  struct wisp_metrics *metrics; /* owned: by identity (wisp_metrics) */
   struct wisp_admin *admin;  /* owned; NULL: --admin off */
   struct wisp_agent_client *agent; /* owned; NULL without --agent */
   char *policy_yaml;         /* owned; as pushed by the agent (verbatim for now) */

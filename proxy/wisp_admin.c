@@ -21,6 +21,7 @@
 #include "proxy/internal.h"
 #include "proxy/wisp_dests.h"
 #include "proxy/wisp_intercept.h"
+#include "proxy/wisp_metrics.h"
 
 /* At most this many admin connections at once; more are answered 503. */
 #define ADMIN_MAX_CONNS 32
@@ -240,8 +241,6 @@ static void render_listener_metrics(wisp_json_writer *b, const wisp_proxy *px) {
 }
 
 static void render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool ready) {
-  static const char *const kClass[WISP_STATUS_CLASSES] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx", "other"};
-  static const char *const kDir[2] = {"outbound", "inbound"}; /* wisp_direction */
   const wisp_stats *st = &px->stats;
   const wisp_tls_info *info = wisp_tls_get0_info(px->tls);
   metric(b, "wisp_connections_accepted_total", "counter", "Downstream connections accepted.", st->conns_accepted);
@@ -259,15 +258,12 @@ static void render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool ready
   metric(b, "wisp_error_responses_total", "counter",
          "Error responses wisp made itself because the upstream could not be reached or verified.",
          st->responses_error);
-  metric_head(b, "wisp_requests_total", "counter",
-              "Finished requests by direction and status class (none: ended without a response).");
+  /* wisp_requests_total and the rest by identity; its direction and code
+   * labels are those this family always had. */
+  wisp_metrics_render(b, px->metrics, wisp_tls_ready(px->tls) ? info->spiffe_id : NULL);
   uint64_t finished = 0;
   for (int d = 0; d < 2; d++) {
-    for (int k = 0; k < WISP_STATUS_CLASSES; k++) {
-      sb_printf(b, "wisp_requests_total{direction=\"%s\",code=\"%s\"} %" PRIu64 "\n", kDir[d], kClass[k],
-                st->finished[d][k]);
-      finished += st->finished[d][k];
-    }
+    for (int k = 0; k < WISP_STATUS_CLASSES; k++) finished += st->finished[d][k];
   }
   uint64_t open[2] = {0, 0}; /* downstream, upstream */
   for (const wisp_conn *c = px->conns; c; c = c->next) open[c->io.upstream ? 1 : 0]++;

@@ -63,6 +63,8 @@ static const opt_def kOpts[] = {
     {"intercept-probe", OPT_STR, OFF(intercept_probe), "127.0.0.77:15009"},
     {"max-destinations", OPT_LIMIT, OFF(max_destinations), "4096"},
     {"svid-cache", OPT_STR, OFF(svid_cache), NULL},
+    {"metrics-max-peers", OPT_LIMIT, OFF(metrics_max_peers), "256"},
+    {"metrics-max-series", OPT_LIMIT, OFF(metrics_max_series), "2048"},
     {"help", OPT_HELP, OFF(help), NULL},
 };
 #define NOPTS (sizeof(kOpts) / sizeof(kOpts[0]))
@@ -116,6 +118,10 @@ const char *wisp_config_usage(void) {
          "  --log-level debug|info|warn|error\n"
          "  --admin ADDR|off                       admin listener: /healthz /ready /certs /config\n"
          "                                         /metrics, POST /drain (default 127.0.0.1:15000)\n"
+         "  --metrics-max-peers N (256)            peer SPIFFE IDs labelled in /metrics; later ones\n"
+         "                                         count under \"overflow\" labels (0: all do)\n"
+         "  --metrics-max-series N (2048)          label combinations in /metrics; later ones count\n"
+         "                                         in an \"overflow\" series per status class\n"
          "Every flag can also be set as WISP_<FLAG> (e.g. WISP_APP=127.0.0.1:8080);\n"
          "WISP_ROUTE may hold several routes separated by spaces. Flags win.\n";
 }

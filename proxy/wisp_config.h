@@ -54,6 +54,8 @@ typedef struct {
   char *svid_cache;               /* owned; --agent: DIR keeping the last SVID and key (0600), NULL: none */
   char *intercept_probe;          /* owned; transparent: IP:PORT that proves the iptables rules, NULL: off */
   int max_destinations;           /* transparent: original destinations kept at once, 0: no limit */
+  int metrics_max_peers;          /* distinct peer IDs labelled in /metrics; more: "overflow" */
+  int metrics_max_series;         /* label combinations kept in /metrics; more: "overflow" */
   bool admin_set;                 /* given by --admin/WISP_ADMIN, not the default */
   bool help;
 } wisp_config;

@@ -11,6 +11,7 @@
 #include "lib/wisp_policy.h"
 #include "proxy/wisp_conn.h"
 #include "proxy/wisp_authz.h"
+#include "proxy/wisp_metrics.h"
 #include "proxy/wisp_pool.h"
 
 /* Flow control keeps a stream's buffer under the window we granted; this
@@ -226,7 +227,12 @@ static void stream_log(const wisp_stream *s) {
   const char *grpc = wisp_hdrs_get(&s->trailers[WISP_UP], "grpc-status");
   if (!grpc) grpc = wisp_hdrs_get(&s->hdrs[WISP_UP], "grpc-status");
   int status = status_of(s);
+  double ms = (ev_time() - s->started) * 1000.0;
   wisp_stats_finished(&s->target->px->stats, s->dir, status); /* /metrics */
+  wisp_metrics_request mr = {.inbound = s->dir == WISP_DIR_INBOUND, .peer_id = s->peer_id, .status = status,
+                             .grpc_status = grpc ? atoi(grpc) : s->grpc_status, .denied = s->denied,
+                             .duration_ms = ms, .bytes_in = s->bytes[WISP_DOWN], .bytes_out = s->bytes[WISP_UP]};
+  wisp_metrics_request_done(s->target->px->metrics, &mr);
   uint64_t suppressed = 0;
   if (status == 0 && s->reset_code && !wisp_log_limit_pass(&reset_lines, wisp_log_now(), &suppressed)) return;
   wisp_json j;
@@ -243,7 +249,7 @@ static void stream_log(const wisp_stream *s) {
   if (!grpc && s->grpc_status >= 0) wisp_json_int(&j, "grpc_status", s->grpc_status);
   wisp_json_int(&j, "bytes_in", (int64_t)s->bytes[WISP_DOWN]);
   wisp_json_int(&j, "bytes_out", (int64_t)s->bytes[WISP_UP]);
-  wisp_json_double(&j, "duration_ms", (ev_time() - s->started) * 1000.0);
+  wisp_json_double(&j, "duration_ms", ms);
   wisp_json_str(&j, "upstream", s->target->name);
   wisp_json_str(&j, "decision", s->denied ? "deny" : "allow");
   if (s->policy_checked) {

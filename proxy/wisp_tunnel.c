@@ -12,6 +12,7 @@
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
 #include "proxy/wisp_authz.h"
+#include "proxy/wisp_metrics.h"
 
 #define TUN_BUF_MAX (64 * 1024) /* bytes buffered toward one end */
 #define TUN_READ_CHUNK (16 * 1024)
@@ -42,6 +43,7 @@ typedef struct tunnel {
   uint64_t bytes[2]; /* read from each end */
   ev_tstamp started;
   wisp_connlimit_slot slot; /* the caller's place in its listener's limits */
+  wisp_metrics_series *ms;  /* borrowed; set once the peer is known (counted opened) */
 } tunnel;
 
 static void tun_close(tunnel *t, const char *reason, bool reset);
@@ -181,6 +183,9 @@ static void pump(tunnel *t, int from) {
         break;
       }
       t->bytes[from] += (uint64_t)n;
+      /* received: from the caller (the peer end inbound, the app outbound) */
+      bool from_caller = (from == PEER) == (t->dir == WISP_DIR_INBOUND);
+      wisp_metrics_tcp_bytes(t->ms, from_caller ? (uint64_t)n : 0, from_caller ? 0 : (uint64_t)n);
       if (wisp_buf_append(&to->out, buf, (size_t)n, TUN_BUF_MAX) != WISP_OK) abort(); /* room was checked */
     }
     size_t before = wisp_buf_len(&to->out);
@@ -234,6 +239,7 @@ static void handshake(tunnel *t) {
   }
   ev_io_stop(t->px->loop, &p->rio);
   ev_io_stop(t->px->loop, &p->wio);
+  t->ms = wisp_metrics_tcp_open(t->px->metrics, false, t->verify.peer.id, false);
   start_relay(t);
 }
 
@@ -315,6 +321,7 @@ static void tun_close(tunnel *t, const char *reason, bool reset) {
     wisp_buf_cleanup(&e->out);
   }
   wisp_connlimit_release(&t->slot);
+  wisp_metrics_tcp_close(t->ms);
   ev_init(&t->timer, on_free);
   ev_timer_set(&t->timer, 0, 0);
   ev_timer_start(t->px->loop, &t->timer);
@@ -401,6 +408,7 @@ void wisp_tunnel_inbound(wisp_proxy *px, int fd, SSL *ssl, const wisp_tls_verify
   /* Policy on identity and port: an L4 connection has no method or path. */
   wisp_policy_decision d;
   wisp_authz_check(px, v->peer_ok ? v->peer.id : NULL, NULL, NULL, wisp_addr_port(&app->addr), &d);
+  t->ms = wisp_metrics_tcp_open(px->metrics, true, v->peer_ok ? v->peer.id : NULL, !d.allow);
   if (!d.allow) {
     px->stats.requests_denied++;
     log_tunnel(t, "l4_denied", "denied by policy", &d);

@@ -56,8 +56,9 @@ raw() {
     s.on("data", (d) => (out += d.toString("latin1"))).on("close", done).on("error", done);
     setTimeout(done, 8000);' "$1" "$2" "${3:-}"
 }
-# metric TEXT NAME{LABELS}: the value of one sample.
-metric() { printf '%s\n' "$1" | awk -v k="$2" '$1 == k { print $2; exit }'; }
+# metric TEXT NAME{LABELS}: the sum of NAME's samples that carry at least
+# LABELS (wisp_requests_total has more labels than direction and code).
+metric() { prom_sum "$@"; }
 
 # --- /healthz ---
 expect_eq "/healthz answers 200 ok (server)" "ok 200" "$(adm -w ' %{http_code}' "$S/healthz" | tr -d '\n')"
@@ -112,8 +113,11 @@ bad=$(printf '%s\n' "$m" | grep -v '^#' | grep -vE '^[a-z_]+(\{[^}]*\})? [0-9.e+
 expect_eq "every /metrics sample line parses" "" "$bad"
 untyped=""
 for name in $(printf '%s\n' "$m" | grep -v '^#' | sed -E 's/[{ ].*//' | sort -u); do
-  printf '%s\n' "$m" | grep -q "^# TYPE $name \(counter\|gauge\)$" || untyped="$untyped $name"
-  printf '%s\n' "$m" | grep -q "^# HELP $name " || untyped="$untyped $name(help)"
+  family=$name
+  case $name in *_bucket | *_sum | *_count) family=${name%_*} ;; esac
+  printf '%s\n' "$m" | grep -q "^# TYPE $name \(counter\|gauge\)$" ||
+    printf '%s\n' "$m" | grep -q "^# TYPE $family histogram$" || untyped="$untyped $name"
+  printf '%s\n' "$m" | grep -q "^# HELP $family " || untyped="$untyped $name(help)"
 done
 expect_eq "every metric has # HELP and # TYPE" "" "$untyped"
 expect_eq "wisp_ready is 1" 1 "$(metric "$m" wisp_ready)"

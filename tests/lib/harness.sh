@@ -300,3 +300,20 @@ h2get() { curl -s --max-time 30 --http2-prior-knowledge "$@"; }
 
 # Log lines of a proxy matching a jq-free grep.
 log_of() { cat "$WORK/$1.out"; }
+
+# prom_sum TEXT 'NAME{LABEL="VALUE",...}': the sum of NAME's samples in the
+# Prometheus text TEXT whose labels include all those given ("" if none).
+prom_sum() {
+  /usr/bin/python3 -c '
+import re, sys
+text, key = sys.argv[1], sys.argv[2]
+lab = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)=\"((?:[^\"\\\\]|\\\\.)*)\"")
+name, _, want = key.partition("{")
+want = dict(lab.findall(want))
+total, seen = 0.0, False
+for line in text.splitlines():
+    m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$", line)
+    if m and m.group(1) == name and all(dict(lab.findall(m.group(3) or "")).get(k) == v for k, v in want.items()):
+        total += float(m.group(4)); seen = True
+print(("%d" % total if total == int(total) else repr(total)) if seen else "")' "$1" "$2"
+}

@@ -1,0 +1,133 @@
+/* Unit tests for proxy/wisp_metrics: SPIFFE IDs split into labels, the
+ * peer cap and the series cap (overflow labels, counted once), and the
+ * rendered histogram. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "proxy/wisp_metrics.h"
+#include "tests/unit/test_util.h"
+
+#define B "spiffe://shop.local/ns/a/sa/b"
+#define C "spiffe://shop.local/ns/a/sa/c"
+#define ME "spiffe://shop.local/ns/shop/sa/orders"
+
+static void test_split(void **state) {
+  (void)state;
+  static const struct {
+    const char *id, *td, *ns, *sa;
+  } kCases[] = {
+      {B, "shop.local", "a", "b"},
+      {"spiffe://td/ns/x/sa/y/z", "td", "unknown", "unknown"}, /* not exactly /ns/NS/sa/SA */
+      {"spiffe://td/workload/7", "td", "unknown", "unknown"},
+      {"spiffe://td", "td", "unknown", "unknown"},
+      {"spiffe://td/ns//sa/y", "td", "unknown", "unknown"},
+      {"https://td/ns/x/sa/y", "unknown", "unknown", "unknown"},
+      {NULL, "unknown", "unknown", "unknown"},
+  };
+  for (size_t i = 0; i < sizeof(kCases) / sizeof(kCases[0]); i++) {
+    char td[64], ns[64], sa[64];
+    wisp_metrics_split_id(kCases[i].id, td, sizeof(td), ns, sizeof(ns), sa, sizeof(sa));
+    assert_string_equal(td, kCases[i].td);
+    assert_string_equal(ns, kCases[i].ns);
+    assert_string_equal(sa, kCases[i].sa);
+  }
+}
+
+static char *render(const wisp_metrics *m) {
+  static char text[1 << 20];
+  wisp_json_writer w;
+  wisp_json_writer_init(&w, sizeof(text) - 1, WISP_JSON_ESCAPE_U);
+  wisp_metrics_render(&w, m, ME);
+  assert_int_equal(w.err, WISP_OK);
+  size_t n = wisp_buf_len(&w.out);
+  memcpy(text, wisp_buf_rptr(&w.out), n);
+  text[n] = 0;
+  wisp_json_writer_cleanup(&w);
+  return text;
+}
+
+static void request(wisp_metrics *m, const char *peer, int status, double ms) {
+  wisp_metrics_request r = {.inbound = true, .peer_id = peer, .status = status, .grpc_status = -1,
+                            .duration_ms = ms, .bytes_in = 10, .bytes_out = 20};
+  wisp_metrics_request_done(m, &r);
+}
+
+static void test_peer_cap(void **state) {
+  (void)state;
+  wisp_metrics *m = wisp_metrics_new(1, 100);
+  request(m, B, 200, 3);
+  request(m, B, 200, 3);
+  request(m, C, 200, 3); /* the second peer: over the cap */
+  request(m, NULL, 200, 3);
+  assert_int_equal(wisp_metrics_peers(m), 1);
+  assert_int_equal(wisp_metrics_overflowed(m), 1);
+  const char *t = render(m);
+  assert_non_null(strstr(t, "source_principal=\"" B "\""));
+  assert_null(strstr(t, C));
+  assert_non_null(strstr(t, "source_principal=\"overflow\",source_trust_domain=\"overflow\""));
+  assert_non_null(strstr(t, "source_principal=\"unknown\""));
+  assert_non_null(strstr(t, "destination_workload=\"orders\",destination_workload_namespace=\"shop\""));
+  /* 3 ms lands in le="5" and above, not le="1" */
+  assert_non_null(strstr(t, "le=\"1\"} 0\n"));
+  assert_non_null(strstr(t, "le=\"5\"} 2\n"));
+  assert_non_null(strstr(t, "le=\"3600000\"} 2\n"));
+  assert_null(strstr(t, "e+")); /* no exponents in le labels */
+  wisp_metrics_free(m);
+}
+
+static void test_series_cap(void **state) {
+  (void)state;
+  wisp_metrics *m = wisp_metrics_new(10, 2);
+  request(m, B, 200, 1);
+  request(m, B, 201, 1);
+  request(m, B, 202, 1); /* a third series: over the cap */
+  request(m, B, 503, 1);
+  assert_int_equal(wisp_metrics_overflowed(m), 2);
+  const char *t = render(m);
+  assert_non_null(strstr(t, "response_code=\"overflow\",grpc_response_status=\"overflow\",code=\"2xx\""));
+  assert_non_null(strstr(t, "response_code=\"overflow\",grpc_response_status=\"overflow\",code=\"5xx\""));
+  assert_null(strstr(t, "response_code=\"202\""));
+  /* unusual codes are bounded too */
+  wisp_metrics_free(m);
+  m = wisp_metrics_new(10, 100);
+  request(m, B, 999, 1);
+  wisp_metrics_request r = {.inbound = false, .peer_id = B, .status = 200, .grpc_status = 99};
+  wisp_metrics_request_done(m, &r);
+  t = render(m);
+  assert_non_null(strstr(t, "response_code=\"other\",grpc_response_status=\"\",code=\"other\""));
+  assert_non_null(strstr(t, "response_code=\"200\",grpc_response_status=\"other\",code=\"2xx\""));
+  wisp_metrics_free(m);
+}
+
+static void test_tcp(void **state) {
+  (void)state;
+  wisp_metrics *m = wisp_metrics_new(4, 16);
+  wisp_metrics_series *s = wisp_metrics_tcp_open(m, false, B, false);
+  wisp_metrics_tcp_bytes(s, 5, 7);
+  wisp_metrics_tcp_close(s);
+  wisp_metrics_tcp_close(wisp_metrics_tcp_open(m, true, NULL, true));
+  const char *t = render(m);
+  assert_non_null(strstr(t, "wisp_tcp_received_bytes_total{direction=\"outbound\""));
+  assert_non_null(strstr(t, "destination_principal=\"" B "\",destination_trust_domain=\"shop.local\",decision=\"allow\"} 5\n"));
+  assert_non_null(strstr(t, "source_principal=\"unknown\""));
+  assert_non_null(strstr(t, "decision=\"deny\"} 1\n"));
+  assert_null(wisp_metrics_tcp_open(NULL, true, B, false)); /* no metrics: a no-op */
+  wisp_metrics_free(m);
+  wisp_metrics_free(NULL);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_split),
+      cmocka_unit_test(test_peer_cap),
+      cmocka_unit_test(test_series_cap),
+      cmocka_unit_test(test_tcp),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
