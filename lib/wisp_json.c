@@ -122,6 +122,44 @@ wisp_err wisp_json_put_bool(wisp_buf *b, bool v, size_t limit) {
 
 wisp_err wisp_json_put_null(wisp_buf *b, size_t limit) { return put(b, "null", 4, limit); }
 
+/* ---- measuring untrusted input ---- */
+
+/* A byte that starts a number or a literal (true, false, null). */
+static inline bool starts_scalar(unsigned char c) { return c == '-' || (c >= '0' && c <= '9') || c == 't' || c == 'f' || c == 'n'; }
+
+/* A byte that goes on inside one (digits, letters, '.', '+', '-'). */
+static inline bool in_scalar(unsigned char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' || c == '+' || c == '-';
+}
+
+wisp_err wisp_json_measure(const char *p, size_t len, size_t max_values, size_t max_depth, wisp_json_shape *out) {
+  size_t values = 0, depth = 0, deepest = 0;
+  bool scalar = false; /* inside a number or literal */
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (scalar && in_scalar(c)) continue;
+    scalar = false;
+    if (c == '"') {
+      /* Skip the string: an escape takes the byte after it. */
+      for (i++; i < len && p[i] != '"'; i++)
+        if (p[i] == '\\') i++;
+      values++;
+    } else if (c == '{' || c == '[') {
+      values++;
+      if (++depth > deepest) deepest = depth;
+    } else if (c == '}' || c == ']') {
+      if (depth) depth--;
+    } else if (starts_scalar(c)) {
+      values++;
+      scalar = true;
+    }
+    if (values > max_values || deepest > max_depth) break;
+  }
+  out->values = values;
+  out->depth = deepest;
+  return values > max_values || deepest > max_depth ? WISP_ERR_TOO_BIG : WISP_OK;
+}
+
 /* ---- a document writer ---- */
 
 void wisp_json_writer_init(wisp_json_writer *w, size_t limit, wisp_json_escape esc) {

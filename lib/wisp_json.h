@@ -2,6 +2,8 @@
  * escaping and number formatting: log lines (lib/wisp_log), the admin
  * listener's bodies (proxy/wisp_admin) and `wispctl status --json`.
  * Pure: bytes in, bytes appended, no allocation but the buffer's own.
+ * And wisp_json_measure: the size of a JSON text before a parser (jansson)
+ * builds it, so untrusted input is refused before it costs memory.
  *
  * Every call is all or nothing: text that would take the unread bytes of
  * |b| past |limit| is not written, the call returns WISP_ERR_TOO_BIG and
@@ -46,6 +48,25 @@ wisp_err wisp_json_put_fixed3(wisp_buf *b, double v, size_t limit) WISP_MUST_CHE
 wisp_err wisp_json_put_bool(wisp_buf *b, bool v, size_t limit) WISP_MUST_CHECK;
 /* null. */
 wisp_err wisp_json_put_null(wisp_buf *b, size_t limit) WISP_MUST_CHECK;
+
+/* ---- measuring untrusted input ------------------------------------------
+ * A parser allocates a node per value (jansson: 40 to 100 bytes, more for
+ * what is built from it), so a megabyte of "[0,0,0,...]" is half a million
+ * nodes and hundreds of megabytes: callers that take JSON from the network
+ * bound the values and the nesting before parsing. */
+typedef struct {
+  size_t values; /* every object, array, string (keys too), number, literal */
+  size_t depth;  /* the deepest nesting of objects and arrays */
+} wisp_json_shape;
+
+/* Counts the values and nesting of the JSON text |p| (|len| bytes) into
+ * |*out|, stopping with WISP_ERR_TOO_BIG as soon as there are more than
+ * |max_values| values or nesting deeper than |max_depth| (|*out| then says
+ * which: the count or depth that passed its limit). It does not validate:
+ * a text it passes still goes to a parser, which refuses what is not JSON;
+ * malformed text is counted as far as it goes and never read past |len|. */
+wisp_err wisp_json_measure(const char *p, size_t len, size_t max_values, size_t max_depth,
+                           wisp_json_shape *out) WISP_MUST_CHECK;
 
 /* ---- a document writer -----------------------------------------------
  * The same pieces for a whole document (an admin body, wispctl's output):

@@ -48,7 +48,7 @@ static const char kUsage[] =
     "                         wispctl inject gives them (default: off)\n"
     "  --webhook-name DNS     the webhook Service's name, in its certificate from the agent's CA\n"
     "                         (default " WISP_INJECTOR_DEFAULT_NAME ")\n"
-    "  --webhook-max-body SIZE  largest AdmissionReview taken (default 3MiB)\n"
+    "  --webhook-max-body SIZE  largest AdmissionReview taken (default 1MiB; 413 past it)\n"
     "  --webhook-max-connections N  (default 64)\n"
     "  --inject-agent URL     what injected proxies dial: https://IP:PORT (the agent Service's\n"
     "                         cluster IP) or unix:///PATH; required with --webhook\n"
@@ -126,7 +126,7 @@ int main(int argc, char **argv) {
   const char *max_proxies = "4096", *proxy_idle = "10m";
   const char *max_per_source = "1024", *idle_timeout = "60s";
   const char *sa_jwks = NULL, *sa_issuer = NULL, *kube_api = "auto", *kube_sa_dir = WISP_KUBE_SA_DIR;
-  const char *webhook = NULL, *webhook_name = WISP_INJECTOR_DEFAULT_NAME, *webhook_body = "3MiB";
+  const char *webhook = NULL, *webhook_name = WISP_INJECTOR_DEFAULT_NAME, *webhook_body = "1MiB";
   const char *webhook_conns = "64", *inject_agent = NULL, *inject_image = WISPCTL_INJECT_DEFAULT_IMAGE;
   const char *inject_uid = "1337", *inject_identity = "sa-token", *webhook_config = WISP_INJECTOR_DEFAULT_CONFIG;
   flag flags[] = {{"state-dir", &state_dir},
@@ -243,7 +243,7 @@ int main(int argc, char **argv) {
                                        .config_name = webhook_config, .kube_api = kube_api,
                                        .kube_sa_dir = kube_sa_dir};
   if (!parse_size(&cfg.webhook.max_body, webhook_body)) {
-    fprintf(stderr, "wisp-agent: --webhook-max-body %s: expected a size such as 3MiB\n", webhook_body);
+    fprintf(stderr, "wisp-agent: --webhook-max-body %s: expected a size such as 1MiB\n", webhook_body);
     return 2;
   }
   if (!parse_count(&cfg.webhook.max_connections, webhook_conns, 1u << 16)) {

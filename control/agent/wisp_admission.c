@@ -10,6 +10,7 @@
 #include <openssl/base64.h>
 
 #include "control/wispctl/yaml_json.h"
+#include "lib/wisp_json.h"
 #include "lib/wisp_jsonpatch.h"
 #include "lib/wisp_mem.h"
 
@@ -193,6 +194,16 @@ static void review(const wispctl_inject_cfg *cfg, wisp_admission_scope scope, co
 void wisp_admission_review(const wispctl_inject_cfg *cfg, wisp_admission_scope scope, const char *body, size_t len,
                            wisp_buf *out, wisp_admission_result *r) {
   memset(r, 0, sizeof(*r));
+  wisp_json_shape shape;
+  if (wisp_json_measure(body, len, WISP_ADMISSION_MAX_VALUES, WISP_ADMISSION_MAX_NESTING, &shape) != WISP_OK) {
+    if (shape.values > WISP_ADMISSION_MAX_VALUES) {
+      why(r, "the review holds more than %d JSON values (a pod needs far fewer)", WISP_ADMISSION_MAX_VALUES);
+    } else {
+      why(r, "the review nests deeper than %d levels", WISP_ADMISSION_MAX_NESTING);
+    }
+    bad_request(r, out);
+    return;
+  }
   json_error_t je;
   json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
   if (!doc) {

@@ -19,6 +19,14 @@
 #include "lib/wisp_buf.h"
 
 #define WISP_ADMISSION_UID_MAX 128
+/* A review is refused (HTTP 400) before it is parsed if it holds more JSON
+ * values than this or nests deeper: each value costs a few hundred bytes
+ * and some CPU on its way through jansson, libyaml, inject and the diff,
+ * all on the agent's loop. A large real pod (dozens of containers, each
+ * with hundreds of env entries) is some 10,000 values; 3 MiB of
+ * "[0,0,...]" was 1.5 million, 370 MB and seconds of CPU. */
+#define WISP_ADMISSION_MAX_VALUES 65536
+#define WISP_ADMISSION_MAX_NESTING 1024
 /* Largest answer: a patch for a pod near etcd's 1.5 MB object limit. */
 #define WISP_ADMISSION_OUT_MAX (8 * 1024 * 1024)
 

@@ -156,6 +156,7 @@ typedef struct {
   char path[256];
   bool http10;
   bool has_length, chunked, close;
+  bool expect_continue; /* Expect: 100-continue */
   size_t length;
 } request;
 
@@ -201,6 +202,8 @@ static bool parse_head(request *q, const char *p, size_t len, int *status) {
       q->has_length = true;
     } else if ((v = header(h, hl, "transfer-encoding", &vl))) {
       q->chunked = true;
+    } else if ((v = header(h, hl, "expect", &vl))) {
+      q->expect_continue = vl == 12 && !strncasecmp(v, "100-continue", 12);
     } else if ((v = header(h, hl, "connection", &vl))) {
       q->close = vl == 5 && !strncasecmp(v, "close", 5);
     }
@@ -238,7 +241,14 @@ static void serve(conn *c) {
       return;
     }
     if (len < head + q.length) {
-      c->head_done = true; /* the body is on its way */
+      /* The body is on its way; a client that waits for 100 Continue
+       * (curl does past 1 MiB) is told to send it. */
+      if (q.expect_continue && !c->head_done) {
+        static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        if (wisp_buf_append(&c->out, kContinue, sizeof(kContinue) - 1, WISP_ADMISSION_OUT_MAX) != WISP_OK)
+          c->close_after = true;
+      }
+      c->head_done = true;
       return;
     }
     c->close_after = q.close;

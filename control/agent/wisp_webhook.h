@@ -37,7 +37,10 @@
 #define WISP_WEBHOOK_HEAD_TIMEOUT 3.0
 #define WISP_WEBHOOK_REQUEST_TIMEOUT 10.0
 #define WISP_WEBHOOK_IDLE_TIMEOUT 60.0
-#define WISP_WEBHOOK_DEFAULT_MAX_BODY (3 * 1024 * 1024)
+/* Kubernetes takes requests up to 3 MiB and etcd objects up to 1.5 MiB, but
+ * a pod is a few KiB, rarely tens: 1 MiB is ample, and bounds what one
+ * connection holds (--webhook-max-connections of them at once). */
+#define WISP_WEBHOOK_DEFAULT_MAX_BODY (1024 * 1024)
 #define WISP_WEBHOOK_DEFAULT_MAX_CONNECTIONS 64
 #define WISP_WEBHOOK_PATH "/mutate"                      /* labelled namespaces' pods */
 #define WISP_WEBHOOK_PATH_ANNOTATED "/mutate-annotated"  /* only pods annotated wisp.dev/inject: enabled */

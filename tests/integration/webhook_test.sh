@@ -220,6 +220,69 @@ stop_agent() {
 }
 stop_agent agent
 
+# Large reviews, against the defaults (--webhook-max-body 1MiB): what a
+# review may cost is bounded before it is parsed, and the agent's RPCs are
+# served while reviews are processed (they run on the agent's loop).
+PORT=$(free_port)
+start_bg "$WORK/big" "$AGENT" --state-dir "$WORK/bigstate" --listen "unix:$SOCKDIR/big.sock" --trust-domain shop.local \
+  --kube-api off --webhook "127.0.0.1:$PORT" --inject-agent "$INJECT_AGENT"
+AGENT_PID=$LAST_PID
+wait_port "$PORT" || { not_ok "the agent serves its webhook (defaults)"; cat "$WORK/big.err"; finish; }
+BUNDLE=$WORK/bigstate/bundle.pem
+rss() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$AGENT_PID/status"; }
+echo "# agent RSS before the large reviews: $(rss VmRSS) KB"
+"$PY" - "$WORK/orders.json" "$WORK" <<'PY'
+import json, sys
+review, work = json.load(open(sys.argv[1])), sys.argv[2]
+def write(name, **spec):
+    r = json.loads(json.dumps(review))
+    r["request"]["object"]["spec"].update(spec)
+    open("%s/%s.json" % (work, name), "w").write(json.dumps(r, separators=(",", ":")))
+write("zeros3m", x=[0] * 1500000)   # 3 MiB: once 370 MB and seconds of CPU
+write("zeros1m", x=[0] * 500000)    # under 1 MiB, half a million values
+# The most a review may be: near 1 MiB and 65536 values (12,900 env entries).
+c = review["request"]["object"]["spec"]["containers"][0]
+c["env"] = [{"name": "E%05d" % i, "value": "v" * 40} for i in range(12900)]
+write("largest")
+PY
+post zeros3m "$WORK/zeros3m.json"
+expect_match "a 3 MiB review: 413 (--webhook-max-body defaults to 1MiB)" '^413:the body is larger than 1048576 bytes' \
+  "$CODE:$(head -c 200 "$WORK/zeros3m.answer")"
+post zeros1m "$WORK/zeros1m.json"
+expect_match "a review under 1 MiB of half a million JSON values: 400, refused before it is parsed" \
+  '^400:wisp-agent: the review holds more than 65536 JSON values' "$CODE:$(head -c 200 "$WORK/zeros1m.answer")"
+post largest "$WORK/largest.json"
+expect_eq "the largest review taken (near 1 MiB, 64,500 values): injected" "200 True JSONPatch" \
+  "$CODE $(answer largest "r['allowed'], r.get('patchType')")"
+# Reviews back to back on 3 connections while an agent RPC is asked for:
+# it is answered while they are still being processed.
+t0=$(date +%s%N)
+WISP_AGENT=unix:$SOCKDIR/big.sock "$WISPCTL" --timeout 20s status >/dev/null 2>&1
+echo "# wispctl status alone took $((($(date +%s%N) - t0) / 1000000)) ms"
+rm -f "$WORK/reviews.done"
+n0=$(grep -c '"type":"admission"' "$WORK/big.out")
+(for i in 1 2 3 4 5 6; do
+  post "load$i" "$WORK/largest.json" &
+  post "load$i-b" "$WORK/largest.json" &
+  post "load$i-c" "$WORK/largest.json"
+  wait
+done
+touch "$WORK/reviews.done") &
+LOAD_PID=$!
+wait_for 20 bash -c "[ \$(grep -c '\"type\":\"admission\"' '$WORK/big.out') -gt $n0 ]"
+t0=$(date +%s%N)
+WISP_AGENT=unix:$SOCKDIR/big.sock "$WISPCTL" --timeout 20s status >"$WORK/big.status" 2>&1
+rc=$? t1=$(date +%s%N)
+done_before=$([ -e "$WORK/reviews.done" ] && echo after || echo during)
+expect_eq "an agent RPC (wispctl status) during 18 largest reviews is answered while they are processed" "0 during" \
+  "$rc $done_before"
+echo "# wispctl status took $(((t1 - t0) / 1000000)) ms during the reviews"
+wait "$LOAD_PID"
+expect_rss_under "... the agent's peak RSS after them all stays under 100 MB" 100000 "$(rss VmHWM)"
+echo "# agent RSS after the large reviews: $(rss VmRSS) KB, peak $(rss VmHWM) KB"
+stop_agent big
+BUNDLE=$WORK/state/bundle.pem
+
 # In a cluster: the agent keeps the MutatingWebhookConfiguration's caBundle
 # set to its bundle (a stand-in API server on loopback takes the PATCH).
 K=$WORK/kube

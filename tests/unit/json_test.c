@@ -313,6 +313,47 @@ static void test_buf_printf(void **state) {
   wisp_buf_cleanup(&b);
 }
 
+/* wisp_json_measure counts what a parser would build, and stops early. */
+static void expect_shape(const char *in, size_t max_values, size_t max_depth, wisp_err want_rc, size_t values,
+                         size_t depth) {
+  wisp_json_shape sh;
+  assert_int_equal(wisp_json_measure(in, strlen(in), max_values, max_depth, &sh), want_rc);
+  assert_int_equal(sh.values, values);
+  assert_int_equal(sh.depth, depth);
+}
+
+static void test_measure(void **state) {
+  (void)state;
+  /* object, "a", array, 1, 2.5e-3, true, null, "x\"]", "b", {} */
+  const char *doc = "{\"a\": [1, 2.5e-3 ,true,null, \"x\\\"]\"], \"b\":{}}";
+  expect_shape(doc, 100, 100, WISP_OK, 10, 2);
+  expect_shape(doc, 10, 2, WISP_OK, 10, 2);
+  expect_shape(doc, 9, 100, WISP_ERR_TOO_BIG, 10, 2);
+  expect_shape(doc, 100, 1, WISP_ERR_TOO_BIG, 3, 2);
+  expect_shape("[-1,-0.5E+7,\"\\\\\",\"\"]", 100, 100, WISP_OK, 5, 1);
+  expect_shape("", 0, 0, WISP_OK, 0, 0);
+  expect_shape("[[[]]]", 100, 2, WISP_ERR_TOO_BIG, 3, 3);
+  expect_shape("]]]}}[", 100, 100, WISP_OK, 1, 1); /* not validated: counted as far as it goes */
+  /* Truncated inside a string or after a backslash: never read past the end. */
+  char *cut = malloc(6);
+  memcpy(cut, "[\"ab\\", 5);
+  wisp_json_shape sh;
+  assert_int_equal(wisp_json_measure(cut, 5, 100, 100, &sh), WISP_OK);
+  assert_int_equal(sh.values, 2);
+  free(cut);
+  /* A megabyte of zeros: refused at the first value past the limit. */
+  size_t n = (size_t)1 << 20;
+  char *zeros = malloc(n);
+  zeros[0] = '[';
+  for (size_t i = 1; i < n; i += 2) {
+    zeros[i] = '0';
+    if (i + 1 < n) zeros[i + 1] = ',';
+  }
+  assert_int_equal(wisp_json_measure(zeros, n, 65536, 512, &sh), WISP_ERR_TOO_BIG);
+  assert_int_equal(sh.values, 65537);
+  free(zeros);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_escape_u),
@@ -323,6 +364,7 @@ int main(void) {
       cmocka_unit_test(test_writer),
       cmocka_unit_test(test_same_bytes_as_before),
       cmocka_unit_test(test_buf_printf),
+      cmocka_unit_test(test_measure),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }
