@@ -1,5 +1,6 @@
 #include "lib/wisp_spiffe.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -102,6 +103,22 @@ wisp_err wisp_spiffe_from_cert(wisp_spiffe_id *out, const X509 *cert, char *err_
   }
   GENERAL_NAMES_free(names);
   return rc;
+}
+
+const char *wisp_spiffe_leaf_refused(X509 *leaf) {
+  uint32_t flags = X509_get_extension_flags(leaf);
+  if (flags & EXFLAG_CA) return "it is a CA certificate (basicConstraints CA:TRUE)";
+  if (!(flags & EXFLAG_KUSAGE))
+    return "it has no keyUsage extension (a leaf SVID needs a critical keyUsage with digitalSignature)";
+  int at = X509_get_ext_by_NID(leaf, NID_key_usage, -1);
+  if (at < 0 || !X509_EXTENSION_get_critical(X509_get_ext(leaf, at)))
+    return "its keyUsage extension is not marked critical";
+  uint32_t ku = X509_get_key_usage(leaf);
+  if (!(ku & KU_DIGITAL_SIGNATURE)) return "its keyUsage lacks digitalSignature";
+  if (ku & (KU_KEY_CERT_SIGN | KU_CRL_SIGN))
+    return "its keyUsage has keyCertSign or cRLSign, which only a CA may have";
+  if (X509_check_ca(leaf) != 0) return "it can act as a CA";
+  return NULL;
 }
 
 void wisp_spiffe_describe_cert(const X509 *cert, char *out, size_t out_len) {

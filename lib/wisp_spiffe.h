@@ -33,6 +33,14 @@ wisp_err wisp_spiffe_parse(wisp_spiffe_id *out, const char *s, size_t len,
 wisp_err wisp_spiffe_from_cert(wisp_spiffe_id *out, const X509 *cert,
                                char *err_buf, size_t err_len) WISP_MUST_CHECK;
 
+/* The X.509-SVID rules for a leaf (SPIFFE X509-SVID spec 4.1, 4.3): not a
+ * CA (basicConstraints CA:FALSE or absent), a keyUsage extension marked
+ * critical that has digitalSignature and neither keyCertSign nor cRLSign.
+ * Returns NULL when |leaf| keeps them, else a static sentence saying which
+ * it breaks. |leaf| is borrowed (non-const: BoringSSL caches its parsed
+ * extensions in it). Leaves the error queue as it was. */
+const char *wisp_spiffe_leaf_refused(X509 *leaf);
+
 /* Writes a short description of |cert| for error messages: its SPIFFE ID if
  * it has one, else its subject. Always NUL-terminates. */
 void wisp_spiffe_describe_cert(const X509 *cert, char *out, size_t out_len);

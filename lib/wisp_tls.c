@@ -114,13 +114,11 @@ static void describe_x509_error(wisp_tls_verify *v, X509_STORE_CTX *st, int err,
  * when the route names one. */
 static int check_leaf_identity(wisp_tls_verify *v, X509 *leaf) {
   char why[256];
-  /* X.509-SVID: a leaf is not a CA and can sign (digitalSignature). */
-  if (X509_check_ca(leaf) != 0 || ((X509_get_extension_flags(leaf) & EXFLAG_KUSAGE) &&
-                                   !(X509_get_key_usage(leaf) & KU_DIGITAL_SIGNATURE))) {
+  const char *bad = wisp_spiffe_leaf_refused(leaf);
+  if (bad) {
     char who[300];
     wisp_spiffe_describe_cert(leaf, who, sizeof(who));
-    set_reason(v, "peer certificate (%s) is not a valid X.509-SVID leaf: %s", who,
-               "it is a CA certificate or lacks the digitalSignature key usage");
+    set_reason(v, "peer certificate (%s) is not a valid X.509-SVID leaf: %s", who, bad);
     return 0;
   }
   if (wisp_spiffe_from_cert(&v->peer, leaf, why, sizeof(why)) != WISP_OK) {

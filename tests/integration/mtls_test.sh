@@ -10,6 +10,19 @@ bash "$PKI" ca "$p/other-ca" >/dev/null
 bash "$PKI" svid "$p/other-ca" "$p/rogue" "$TD/ns/shop/sa/frontend" >/dev/null
 bash "$PKI" svid "$p/ca" "$p/expired" "$TD/ns/shop/sa/frontend" --expired >/dev/null
 bash "$PKI" svid "$p/ca" "$p/stranger" "spiffe://elsewhere.local/ns/x/sa/y" >/dev/null
+# Leaves from the trust bundle's CA that break the X.509-SVID rules (spec
+# 4.1, 4.3), made with openssl as a hand-rolled PKI would make them.
+bad_leaf() { # bad_leaf NAME EXTENSIONS: $p/NAME.{crt,key} for frontend's ID
+  local n=$p/$1
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$n.key" -subj "/CN=$1" \
+    -out "$n.csr" 2>/dev/null
+  printf '%s\nsubjectAltName = URI:%s\n' "$2" "$TD/ns/shop/sa/frontend" >"$n.ext"
+  openssl x509 -req -in "$n.csr" -CA "$p/ca/ca.crt" -CAkey "$p/ca/ca.key" -set_serial "$((RANDOM * 32768 + RANDOM))" \
+    -days 1 -extfile "$n.ext" -out "$n.crt" 2>/dev/null
+}
+bad_leaf noku $'basicConstraints = critical, CA:false\nextendedKeyUsage = serverAuth, clientAuth'
+bad_leaf certsign $'basicConstraints = critical, CA:false\nkeyUsage = critical, digitalSignature, keyCertSign'
+bad_leaf kunoncrit $'basicConstraints = critical, CA:false\nkeyUsage = digitalSignature'
 start_pair --handshake-timeout 2 || { not_ok "pair starts"; finish; }
 
 # s_client CERTNAME [extra args]: sends an HTTP/2 preface after the
@@ -68,7 +81,10 @@ for case in "self|self-signed certificate|a self-signed client certificate" \
   "rogue|not in the trust bundle|a certificate from an unknown CA" \
   "none|presented no client certificate|no client certificate" \
   "expired|expired at|an expired certificate" \
-  "stranger|outside our trust domain|an SVID from another trust domain"; do
+  "stranger|outside our trust domain|an SVID from another trust domain" \
+  "noku|not a valid X.509-SVID leaf: it has no keyUsage extension|a leaf SVID without keyUsage" \
+  "certsign|not a valid X.509-SVID leaf: its keyUsage has keyCertSign or cRLSign|a leaf SVID with keyCertSign" \
+  "kunoncrit|not a valid X.509-SVID leaf: its keyUsage extension is not marked critical|a leaf SVID with a non-critical keyUsage"; do
   IFS='|' read -r name why what <<<"$case"
   out=$(s_client "$name")
   expect_match "s_client with $what is refused with a TLS alert" 'alert' "$out"
@@ -76,11 +92,26 @@ for case in "self|self-signed certificate|a self-signed client certificate" \
   code=$(curl_in "$name")
   expect_eq "curl with $what gets no response" 000 "$code"
 done
-if grep -q '/mtls-self\|/mtls-rogue\|/mtls-none\|/mtls-expired\|/mtls-stranger' "$WORK/app.out" "$WORK/server.out"; then
+if grep -q '/mtls-self\|/mtls-rogue\|/mtls-none\|/mtls-expired\|/mtls-stranger\|/mtls-noku\|/mtls-certsign\|/mtls-kunoncrit' \
+  "$WORK/app.out" "$WORK/server.out"; then
   not_ok "no refused caller's request reached the app"
 else
   ok "no refused caller's request reached the app"
 fi
+
+# The other way: a server sidecar whose SVID has no keyUsage; our client refuses it.
+BAD_IN=$(free_port) BAD_OUT=$(free_port)
+start_proxy badsrv --cert "$p/noku.crt" --key "$p/noku.key" --bundle "$p/ca/ca.crt" --admin off \
+  --inbound "127.0.0.1:$BAD_IN" --app "127.0.0.1:$APP_PORT"
+start_proxy badcli --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" --admin off \
+  --route "127.0.0.1:$BAD_OUT=127.0.0.1:$BAD_IN,id=$TD/ns/shop/sa/frontend"
+wait_port "$BAD_IN" && wait_port "$BAD_OUT"
+expect_eq "a server SVID without keyUsage: the caller gets 502" 502 \
+  "$(curl -s --max-time 10 --http2-prior-knowledge -o "$WORK/body" -w '%{http_code}' "http://127.0.0.1:$BAD_OUT/mtls-badsrv")"
+expect_match "... saying why" 'not a valid X.509-SVID leaf: it has no keyUsage extension' "$(cat "$WORK/body")"
+check "... and the mtls-badsrv request never reached the app" sh -c "! grep -q /mtls-badsrv '$WORK/app.out'"
+stop_proxy badsrv
+stop_proxy badcli
 
 out=$(s_client frontend -tls1_2)
 expect_match "a TLS 1.2-only client is refused by default" 'alert protocol version' "$out"

@@ -315,6 +315,49 @@ static void test_from_cert_long_uri(void **state) {
   free(uri);
 }
 
+/* X.509-SVID leaf rules (spec 4.1, 4.3): each broken one named. */
+typedef struct {
+  const char *name;
+  bool is_ca, not_ca, noncritical;
+  long key_usage;
+  const char *why; /* NULL: a valid leaf */
+} leaf_case;
+
+static const leaf_case kLeafCases[] = {
+    {"digitalSignature, critical", false, true, false, KU_DIGITAL_SIGNATURE, NULL},
+    {"no basicConstraints", false, false, false, KU_DIGITAL_SIGNATURE, NULL},
+    {"digitalSignature and keyAgreement", false, true, false, KU_DIGITAL_SIGNATURE | KU_KEY_AGREEMENT, NULL},
+    {"no keyUsage", false, true, false, TEST_KU_NONE, "it has no keyUsage extension"},
+    {"keyUsage not critical", false, true, true, KU_DIGITAL_SIGNATURE, "its keyUsage extension is not marked critical"},
+    {"keyEncipherment only", false, true, false, KU_KEY_ENCIPHERMENT, "its keyUsage lacks digitalSignature"},
+    {"keyCertSign", false, true, false, KU_DIGITAL_SIGNATURE | KU_KEY_CERT_SIGN, "keyCertSign or cRLSign"},
+    {"cRLSign", false, true, false, KU_DIGITAL_SIGNATURE | KU_CRL_SIGN, "keyCertSign or cRLSign"},
+    {"keyCertSign, no basicConstraints", false, false, false, KU_DIGITAL_SIGNATURE | KU_KEY_CERT_SIGN,
+     "keyCertSign or cRLSign"},
+    {"CA:TRUE", true, false, false, KU_DIGITAL_SIGNATURE, "it is a CA certificate (basicConstraints CA:TRUE)"},
+};
+
+static void test_leaf_refused(void **state) {
+  (void)state;
+  test_san san = {GEN_URI, "spiffe://example.org/web", 0};
+  for (size_t i = 0; i < sizeof(kLeafCases) / sizeof(kLeafCases[0]); i++) {
+    const leaf_case *c = &kLeafCases[i];
+    print_message("# case %zu: %s\n", i, c->name);
+    test_cert_spec spec = {.cn = "workload", .sans = &san, .nsans = 1, .is_ca = c->is_ca, .not_ca = c->not_ca,
+                           .key_usage = c->key_usage, .key_usage_noncritical = c->noncritical};
+    X509 *x = test_new_cert(&spec, g_key, NULL, NULL);
+    assert_non_null(x);
+    const char *why = wisp_spiffe_leaf_refused(x);
+    if (!c->why) {
+      if (why) fail_msg("refused: %s", why);
+    } else if (!why || !strstr(why, c->why)) {
+      fail_msg("got '%s', want '%s'", why ? why : "(accepted)", c->why);
+    }
+    assert_int_equal(ERR_peek_error(), 0);
+    X509_free(x);
+  }
+}
+
 static void test_describe_cert(void **state) {
   (void)state;
   test_san svid = {GEN_URI, "spiffe://example.org/web", 0};
@@ -344,6 +387,7 @@ int main(void) {
       cmocka_unit_test(test_from_cert_undecodable_san),
       cmocka_unit_test(test_from_cert_long_uri),
       cmocka_unit_test(test_describe_cert),
+      cmocka_unit_test(test_leaf_refused),
   };
   return WISP_RUN_GROUP_TESTS(tests, group_setup, group_teardown);
 }

@@ -31,6 +31,19 @@ static bool add_ext(X509 *x, int nid, int crit, void *value) {
   return ok;
 }
 
+/* |bits|: KU_* masks of x509v3.h, which put RFC 5280's bit n at 0x80 >> n
+ * (decipherOnly, bit 8, at 0x8000). */
+static bool add_key_usage(X509 *x, uint32_t bits, bool critical) {
+  ASN1_BIT_STRING *ku = ASN1_BIT_STRING_new();
+  bool ok = ku != NULL;
+  for (int n = 0; ok && n < 8; n++)
+    if (bits & (0x80u >> n)) ok = ASN1_BIT_STRING_set_bit(ku, n, 1);
+  if (ok && (bits & KU_DECIPHER_ONLY)) ok = ASN1_BIT_STRING_set_bit(ku, 8, 1);
+  ok = ok && add_ext(x, NID_key_usage, critical, ku);
+  ASN1_BIT_STRING_free(ku);
+  return ok;
+}
+
 static bool add_sans(X509 *x, const test_san *sans, size_t n) {
   GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
   bool ok = gens != NULL;
@@ -75,6 +88,13 @@ X509 *test_new_cert(const test_cert_spec *spec, EVP_PKEY *key, X509 *issuer, EVP
     ok = ok && add_ext(x, NID_basic_constraints, 1, bc);
     BASIC_CONSTRAINTS_free(bc);
   }
+  if (ok && spec->not_ca) {
+    BASIC_CONSTRAINTS *bc = BASIC_CONSTRAINTS_new();
+    ok = bc != NULL && add_ext(x, NID_basic_constraints, 1, bc);
+    BASIC_CONSTRAINTS_free(bc);
+  }
+  long ku = spec->key_usage ? spec->key_usage : spec->is_ca ? TEST_KU_NONE : KU_DIGITAL_SIGNATURE;
+  if (ok && ku != TEST_KU_NONE) ok = add_key_usage(x, (uint32_t)ku, !spec->key_usage_noncritical);
   if (ok && spec->sans) ok = add_sans(x, spec->sans, spec->nsans);
   ok = ok && X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256());
   X509_NAME_free(name);

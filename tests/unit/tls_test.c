@@ -53,6 +53,15 @@ static X509 *leaf(const char *id, X509 *issuer, EVP_PKEY *issuer_key, long seria
   return test_new_cert(&spec, fx.key, issuer, issuer_key);
 }
 
+/* A leaf for ID_A by the CA with key usage |ku| (see test_cert_spec). */
+static X509 *leaf_ku(long ku, bool noncritical, bool is_ca) {
+  test_san san = {GEN_URI, ID_A, 0};
+  test_cert_spec spec = {.cn = "workload", .sans = &san, .nsans = 1, .not_before_sec = -3600,
+                         .not_after_sec = 30 * DAY, .is_ca = is_ca, .not_ca = !is_ca, .key_usage = ku,
+                         .key_usage_noncritical = noncritical};
+  return test_new_cert(&spec, fx.key, fx.ca, fx.ca_key);
+}
+
 static bool write_leaf(const char *name, X509 *x) {
   bool ok = x && test_write_certs(P(name), &x, 1);
   X509_free(x);
@@ -96,6 +105,11 @@ static int group_setup(void **state) {
   ok = ok && write_leaf("other-td.pem", leaf("spiffe://other.org/x", fx.ca, fx.ca_key, 3));
   ok = ok && write_leaf("a-by-ca2.pem", leaf(ID_A, fx.ca2, fx.ca2_key, 4));
   ok = ok && write_leaf("a-self-signed.pem", leaf(ID_A, NULL, NULL, 5));
+  ok = ok && write_leaf("a-no-ku.pem", leaf_ku(TEST_KU_NONE, false, false));
+  ok = ok && write_leaf("a-ku-noncritical.pem", leaf_ku(KU_DIGITAL_SIGNATURE, true, false));
+  ok = ok && write_leaf("a-ku-certsign.pem", leaf_ku(KU_DIGITAL_SIGNATURE | KU_KEY_CERT_SIGN, false, false));
+  ok = ok && write_leaf("a-ku-crlsign.pem", leaf_ku(KU_DIGITAL_SIGNATURE | KU_CRL_SIGN, false, false));
+  ok = ok && write_leaf("a-ca.pem", leaf_ku(KU_DIGITAL_SIGNATURE, false, true));
 
   test_san dns = {GEN_DNS, "a.example.org", 0};
   test_san two[] = {{GEN_URI, ID_A, 0}, {GEN_URI, ID_B, 0}};
@@ -499,6 +513,19 @@ static const hs_case kHandshakes[] = {
      "certificate of " ID_A " was issued by a CA that is not in the trust bundle"},
     {"client outside trust domain", "a.pem", "ca.pem", "other-td.pem", "ca.pem", ID_A, HS_SERVER_FAILED,
      "peer presented spiffe://other.org/x, which is outside our trust domain spiffe://example.org"},
+    /* X.509-SVID leaf rules (spec 4.1, 4.3), both ways */
+    {"client leaf without keyUsage", "a.pem", "ca.pem", "a-no-ku.pem", "ca.pem", ID_A, HS_SERVER_FAILED,
+     "peer certificate (" ID_A ") is not a valid X.509-SVID leaf: it has no keyUsage extension"},
+    {"server leaf without keyUsage", "a-no-ku.pem", "ca.pem", "b.pem", "ca.pem", ID_A, HS_CLIENT_FAILED,
+     "peer certificate (" ID_A ") is not a valid X.509-SVID leaf: it has no keyUsage extension"},
+    {"client leaf, keyUsage not critical", "a.pem", "ca.pem", "a-ku-noncritical.pem", "ca.pem", ID_A,
+     HS_SERVER_FAILED, "not a valid X.509-SVID leaf: its keyUsage extension is not marked critical"},
+    {"client leaf with keyCertSign", "a.pem", "ca.pem", "a-ku-certsign.pem", "ca.pem", ID_A, HS_SERVER_FAILED,
+     "not a valid X.509-SVID leaf: its keyUsage has keyCertSign or cRLSign"},
+    {"server leaf with cRLSign", "a-ku-crlsign.pem", "ca.pem", "b.pem", "ca.pem", ID_A, HS_CLIENT_FAILED,
+     "not a valid X.509-SVID leaf: its keyUsage has keyCertSign or cRLSign"},
+    {"client leaf that is a CA", "a.pem", "ca.pem", "a-ca.pem", "ca.pem", ID_A, HS_SERVER_FAILED,
+     "not a valid X.509-SVID leaf: it is a CA certificate (basicConstraints CA:TRUE)"},
 };
 
 static void test_handshakes(void **state) {
