@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #define TEN_YEARS (10.0 * 366 * 86400)
 
@@ -52,4 +53,34 @@ wisp_err wisp_duration_parse(int64_t *out_seconds, const char *s) {
   WISP_GUARD(wisp_duration_parse_seconds(&d, s));
   *out_seconds = (int64_t)ceil(d); /* "500ms" is still a positive lifetime */
   return WISP_OK;
+}
+
+/* ---- the monotonic clock ---- */
+
+double wisp_time_monotonic(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void wisp_time_cond_init(pthread_cond_t *cv) {
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(cv, &attr);
+  pthread_condattr_destroy(&attr);
+}
+
+int wisp_time_cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu, double seconds) {
+  struct timespec until;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  if (!(seconds > 0)) seconds = 0;
+  double whole = floor(seconds);
+  until.tv_sec += (time_t)whole;
+  until.tv_nsec += (long)((seconds - whole) * 1e9);
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  return pthread_cond_timedwait(cv, mu, &until);
 }

@@ -19,6 +19,7 @@
 #include "control/wispctl/inject.h"
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
+#include "lib/wisp_time.h"
 
 struct wisp_injector {
   wisp_injector_config cfg;
@@ -111,12 +112,7 @@ static void *publish_main(void *arg) {
     free(failed);
     failed = ok ? NULL : wisp_strdup(err);
     pthread_mutex_lock(&inj->mu);
-    if (!ok && !inj->stop && !inj->pending) {
-      struct timespec until;
-      clock_gettime(CLOCK_REALTIME, &until);
-      until.tv_sec += WISP_INJECTOR_PUBLISH_RETRY;
-      pthread_cond_timedwait(&inj->cv, &inj->mu, &until);
-    }
+    if (!ok && !inj->stop && !inj->pending) wisp_time_cond_wait(&inj->cv, &inj->mu, WISP_INJECTOR_PUBLISH_RETRY);
   }
   pthread_mutex_unlock(&inj->mu);
   free(b64);
@@ -209,7 +205,7 @@ wisp_err wisp_injector_new(wisp_injector **out, struct ev_loop *loop, const wisp
   inj->cfg = *cfg;
   if (!inj->cfg.name) inj->cfg.name = WISP_INJECTOR_DEFAULT_NAME;
   pthread_mutex_init(&inj->mu, NULL);
-  pthread_cond_init(&inj->cv, NULL);
+  wisp_time_cond_init(&inj->cv); /* the retry wait, on the monotonic clock */
   char why[320];
   inj->publish_on = cfg->config_name && *cfg->config_name && cfg->kube_api &&
                     wisp_kube_init(&inj->kube, cfg->kube_api, cfg->kube_sa_dir, why, sizeof(why)) == WISP_OK;

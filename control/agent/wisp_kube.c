@@ -1,10 +1,12 @@
 /* A small blocking HTTPS/1.0 client for the API server; see wisp_kube.h.
  * HTTP/1.0 with Connection: close, so the body is whatever comes before the
- * server closes (no chunked encoding to undo). */
+ * server closes (no chunked encoding to undo). The socket stays
+ * non-blocking and every wait is a poll(2) against the call's one deadline
+ * on the monotonic clock: a server that answers a byte at a time cannot
+ * stretch a call past it, as per-read socket timeouts would let it. */
 #include "control/agent/wisp_kube.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,7 +14,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -21,6 +22,7 @@
 
 #include "lib/wisp_mem.h"
 #include "lib/wisp_net.h"
+#include "lib/wisp_time.h"
 
 #define TOKEN_MAX (64 * 1024)
 #define HEAD_MAX (16 * 1024)
@@ -63,28 +65,46 @@ wisp_err wisp_kube_init(wisp_kube *out, const char *api, const char *sa_dir, cha
   return WISP_OK;
 }
 
-/* Connects with a timeout, then makes the socket blocking with timeouts. */
-static wisp_err dial(const wisp_kube *k, int *out_fd, char *err, size_t err_len) {
+/* Waits until |fd| is ready for |events| or |deadline| (monotonic
+ * seconds) passes: 1 ready, 0 past the deadline, -1 an error. */
+static int wait_fd(int fd, short events, double deadline) {
+  for (;;) {
+    double left = deadline - wisp_time_monotonic();
+    if (left <= 0) return 0;
+    struct pollfd p = {fd, events, 0};
+    int r = poll(&p, 1, (int)(left * 1000) + 1);
+    if (r > 0) return 1;
+    if (r < 0 && errno != EINTR) return -1;
+  }
+}
+
+/* After an SSL call returned |r|: waits for what it needs to go on. True
+ * to retry it; false on an error, or past the deadline (|*late| set). */
+static bool ssl_wait(SSL *ssl, int fd, int r, double deadline, bool *late) {
+  int e = SSL_get_error(ssl, r);
+  if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) return false;
+  int w = wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
+  *late = w == 0;
+  return w == 1;
+}
+
+/* Connects (the socket stays non-blocking) by |deadline|. */
+static wisp_err dial(const wisp_kube *k, int *out_fd, double deadline, char *err, size_t err_len) {
   wisp_addr a;
   int fd = -1;
   if (wisp_addr_parse(&a, k->addr) != WISP_OK || wisp_net_connect(&fd, &a) != WISP_OK)
     return fail(err, err_len, WISP_ERR_IO, "cannot connect to %s: %s", k->addr, strerror(errno));
-  struct pollfd p = {fd, POLLOUT, 0};
-  int r = poll(&p, 1, WISP_KUBE_TIMEOUT * 1000);
-  int e = r == 1 ? wisp_net_connect_result(fd) : ETIMEDOUT;
+  int r = wait_fd(fd, POLLOUT, deadline);
+  int e = r == 1 ? wisp_net_connect_result(fd) : r == 0 ? ETIMEDOUT : errno;
   if (e != 0) {
     close(fd);
     return fail(err, err_len, WISP_ERR_IO, "cannot connect to %s: %s", k->addr, strerror(e));
   }
-  struct timeval tv = {WISP_KUBE_TIMEOUT, 0};
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   *out_fd = fd;
   return WISP_OK;
 }
 
-static SSL *tls_client(const wisp_kube *k, int fd, char *err, size_t err_len) {
+static SSL *tls_client(const wisp_kube *k, int fd, double deadline, char *err, size_t err_len) {
   SSL_CTX *ctx = SSL_CTX_new(TLS_method());
   SSL *ssl = NULL;
   if (!ctx || !SSL_CTX_load_verify_locations(ctx, k->ca_file, NULL)) {
@@ -99,7 +119,17 @@ static SSL *tls_client(const wisp_kube *k, int fd, char *err, size_t err_len) {
   X509_VERIFY_PARAM_set1_host(SSL_get0_param(ssl), WISP_KUBE_TLS_NAME, strlen(WISP_KUBE_TLS_NAME));
   SSL_set_tlsext_host_name(ssl, WISP_KUBE_TLS_NAME);
   SSL_set_fd(ssl, fd);
-  if (SSL_connect(ssl) != 1) {
+  int r;
+  bool late = false;
+  while ((r = SSL_connect(ssl)) != 1 && ssl_wait(ssl, fd, r, deadline, &late)) {
+  }
+  if (r != 1 && late) {
+    fail(err, err_len, WISP_ERR_IO, "no TLS handshake with the API server %s within %d s", k->addr,
+         WISP_KUBE_DEADLINE);
+    SSL_free(ssl);
+    return NULL;
+  }
+  if (r != 1) {
     long v = SSL_get_verify_result(ssl);
     char reason[128];
     ERR_error_string_n(ERR_peek_last_error(), reason, sizeof(reason));
@@ -124,25 +154,35 @@ static wisp_err read_token(const wisp_kube *k, char *out, size_t cap, char *err,
   return WISP_OK;
 }
 
-static wisp_err send_all(SSL *ssl, const char *data, size_t len, char *err, size_t err_len) {
+static wisp_err send_all(SSL *ssl, int fd, const char *data, size_t len, double deadline, char *err,
+                         size_t err_len) {
+  bool late = false;
   while (len > 0) {
     int n = SSL_write(ssl, data, len > 65536 ? 65536 : (int)len);
-    if (n <= 0) return fail(err, err_len, WISP_ERR_IO, "cannot send the request to the API server");
+    if (n <= 0) {
+      if (ssl_wait(ssl, fd, n, deadline, &late)) continue;
+      return fail(err, err_len, WISP_ERR_IO, "cannot send the request to the API server%s",
+                  late ? " within the deadline" : "");
+    }
     data += n;
     len -= (size_t)n;
   }
   return WISP_OK;
 }
 
-static wisp_err recv_all(SSL *ssl, wisp_buf *resp, char *err, size_t err_len) {
+static wisp_err recv_all(SSL *ssl, int fd, wisp_buf *resp, double deadline, char *err, size_t err_len) {
   char chunk[16384];
+  bool late = false;
   for (;;) {
     int n = SSL_read(ssl, chunk, sizeof(chunk));
     if (n <= 0) {
       int e = SSL_get_error(ssl, n);
       if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && wisp_buf_len(resp) > 0)) return WISP_OK;
-      return fail(err, err_len, WISP_ERR_IO, "no complete answer from the API server (%s)",
-                  errno == EAGAIN ? "timed out" : "connection lost");
+      if (ssl_wait(ssl, fd, n, deadline, &late)) continue;
+      if (late)
+        return fail(err, err_len, WISP_ERR_IO, "no complete answer from the API server within %d s (%zu bytes so far)",
+                    WISP_KUBE_DEADLINE, wisp_buf_len(resp));
+      return fail(err, err_len, WISP_ERR_IO, "no complete answer from the API server (connection lost)");
     }
     if (wisp_buf_append(resp, chunk, (size_t)n, WISP_KUBE_BODY_MAX + HEAD_MAX) != WISP_OK)
       return fail(err, err_len, WISP_ERR_TOO_BIG, "the API server's answer is larger than %d bytes",
@@ -165,13 +205,14 @@ static wisp_err parse_response(const wisp_buf *resp, int *out_status, wisp_buf *
 
 wisp_err wisp_kube_call(const wisp_kube *k, const char *method, const char *path, const char *content_type,
                         const char *body, int *out_status, wisp_buf *out, char *err, size_t err_len) {
+  double deadline = wisp_time_monotonic() + WISP_KUBE_DEADLINE;
   char *token = wisp_malloc(TOKEN_MAX);
   wisp_err rc = read_token(k, token, TOKEN_MAX, err, err_len);
   int fd = -1;
   SSL *ssl = NULL;
   wisp_buf req = {0}, resp = {0};
-  if (rc == WISP_OK) rc = dial(k, &fd, err, err_len);
-  if (rc == WISP_OK && !(ssl = tls_client(k, fd, err, err_len))) rc = WISP_ERR_TLS;
+  if (rc == WISP_OK) rc = dial(k, &fd, deadline, err, err_len);
+  if (rc == WISP_OK && !(ssl = tls_client(k, fd, deadline, err, err_len))) rc = WISP_ERR_TLS;
   if (rc == WISP_OK) {
     char head[HEAD_MAX];
     size_t blen = body ? strlen(body) : 0;
@@ -187,16 +228,17 @@ wisp_err wisp_kube_call(const wisp_kube *k, const char *method, const char *path
     if (rc == WISP_OK) rc = wisp_buf_append(&req, token, strlen(token), SIZE_MAX / 2);
     if (rc == WISP_OK) rc = wisp_buf_append(&req, "\r\n\r\n", 4, SIZE_MAX / 2);
     if (rc == WISP_OK && body) rc = wisp_buf_append(&req, body, blen, SIZE_MAX / 2);
-    if (rc == WISP_OK) rc = send_all(ssl, (const char *)wisp_buf_rptr(&req), wisp_buf_len(&req), err, err_len);
+    if (rc == WISP_OK)
+      rc = send_all(ssl, fd, (const char *)wisp_buf_rptr(&req), wisp_buf_len(&req), deadline, err, err_len);
   }
-  if (rc == WISP_OK) rc = recv_all(ssl, &resp, err, err_len);
+  if (rc == WISP_OK) rc = recv_all(ssl, fd, &resp, deadline, err, err_len);
   if (rc == WISP_OK) rc = parse_response(&resp, out_status, out, err, err_len);
   OPENSSL_cleanse(token, TOKEN_MAX);
   free(token);
   if (wisp_buf_len(&req)) OPENSSL_cleanse((void *)wisp_buf_rptr(&req), wisp_buf_len(&req));
   wisp_buf_cleanup(&req);
   wisp_buf_cleanup(&resp);
-  if (ssl) SSL_shutdown(ssl);
+  if (ssl) SSL_shutdown(ssl); /* non-blocking: sends close_notify if it can, never waits */
   SSL_free(ssl);
   if (fd >= 0) close(fd);
   ERR_clear_error();

@@ -4,9 +4,10 @@
  * name kubernetes.default.svc, the pod's own service-account token (re-read
  * on every call: the kubelet rotates it) as the bearer.
  *
- * Calls block, with timeouts (WISP_KUBE_TIMEOUT each for connect, send and
- * receive): run them off the event loop (wisp_sa does, on a thread of its
- * own). A wisp_kube is a plain value: copy it freely. */
+ * Calls block, each for at most WISP_KUBE_DEADLINE in all (connect, TLS,
+ * request and answer; on the monotonic clock): run them off the event
+ * loop (wisp_sa and wisp_injector do, on threads of their own). A
+ * wisp_kube is a plain value: copy it freely. */
 #ifndef WISP_KUBE_H
 #define WISP_KUBE_H
 
@@ -17,7 +18,7 @@
 
 #define WISP_KUBE_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 #define WISP_KUBE_TLS_NAME "kubernetes.default.svc"
-#define WISP_KUBE_TIMEOUT 5 /* seconds */
+#define WISP_KUBE_DEADLINE 10 /* seconds, a whole call */
 #define WISP_KUBE_BODY_MAX (1024 * 1024)
 #define WISP_KUBE_PATH_MAX 4096
 

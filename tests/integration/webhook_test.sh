@@ -301,9 +301,12 @@ start_bg "$WORK/api" "$PY" "$WISP_SRC/tests/lib/fake_kube_api.py" --port "$API" 
   --key "$K/api.key" --token "$K/sa/token" --jwks "$K/jwks.json" --issuer https://kubernetes.default.svc \
   --patch-out "$K/patch"
 wait_port "$API"
-start_bg "$WORK/incluster" "$AGENT" --state-dir "$WORK/state" --listen "unix:$SOCK" --kube-api "https://127.0.0.1:$API" \
-  --kube-sa-dir "$K/sa" --webhook "127.0.0.1:$PORT" --inject-agent "$INJECT_AGENT"
-AGENT_PID=$LAST_PID
+in_cluster() { # in_cluster NAME API_PORT: an agent in a "cluster" whose API server is on API_PORT
+  start_bg "$WORK/$1" "$AGENT" --state-dir "$WORK/state" --listen "unix:$SOCK" --kube-api "https://127.0.0.1:$2" \
+    --kube-sa-dir "$K/sa" --webhook "127.0.0.1:$PORT" --inject-agent "$INJECT_AGENT"
+  AGENT_PID=$LAST_PID
+}
+in_cluster incluster "$API"
 check "the agent sets the caBundle of MutatingWebhookConfiguration wisp-inject" \
   wait_for 10 grep -q 'caBundle of MutatingWebhookConfiguration wisp-inject set' "$WORK/incluster.err"
 check "... with a JSON Patch: the bundle, base64, in each of its webhooks" "$PY" -c "
@@ -314,4 +317,15 @@ sys.exit(not (lines[0] == 'application/json-patch+json' and ops == [
   {'op': 'add', 'path': '/webhooks/%d/clientConfig/caBundle' % i, 'value': b} for i in (0, 1)]))"
 check "... authenticated with the agent's own token" grep -q 'PATCH /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/wisp-inject 200' "$WORK/api.out"
 stop_agent incluster
+
+# An API server that answers a byte every 0.5 s, never finishing: each
+# call to it ends at its deadline (10 s in all), with the reason logged,
+# and the agent retries.
+SLOW=$(free_port) PORT=$(free_port)
+start_bg "$WORK/trickle" "$PY" "$WISP_SRC/tests/integration/webhook/trickle.py" "$SLOW" "$K/api.crt" "$K/api.key"
+wait_port "$SLOW"
+in_cluster slowapi "$SLOW"
+check "an API server that never finishes its answer: the call ends at its deadline, saying so" \
+  wait_for 40 grep -q 'cannot set the caBundle.*no complete answer from the API server within 10 s' "$WORK/slowapi.err"
+stop_agent slowapi
 finish

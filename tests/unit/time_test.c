@@ -1,4 +1,6 @@
 /* wisp_time: durations as users type them. */
+#include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -43,10 +45,33 @@ static void test_whole_seconds_round_up(void **state) {
   assert_int_equal(wisp_duration_parse(&s, "nope"), WISP_ERR_PARSE);
 }
 
+/* A timed wait on a condition from wisp_time_cond_init counts on the
+ * monotonic clock: it waits its time (never less: the lower bound cannot
+ * flake on a loaded machine). On a condition left on the wall clock the
+ * same deadline lies decades in the past and the wait ends at once, which
+ * is what a wall-clock condition does with a monotonic deadline. */
+static void test_cond_wait_monotonic(void **state) {
+  (void)state;
+  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t cv;
+  wisp_time_cond_init(&cv);
+  pthread_mutex_lock(&mu);
+  double start = wisp_time_monotonic();
+  int rc;
+  do {
+    rc = wisp_time_cond_wait(&cv, &mu, 0.2 - (wisp_time_monotonic() - start)); /* spurious wakeups wait on */
+  } while (rc == 0);
+  assert_int_equal(rc, ETIMEDOUT);
+  assert_true(wisp_time_monotonic() - start >= 0.2);
+  pthread_mutex_unlock(&mu);
+  pthread_cond_destroy(&cv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_seconds),
       cmocka_unit_test(test_whole_seconds_round_up),
+      cmocka_unit_test(test_cond_wait_monotonic),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
