@@ -265,13 +265,19 @@ static SSL_CTX *new_ctx(const wisp_tls *t, bool server, const char *cert, const 
 /* Root count and earliest expiry of a bundle, for wisp_tls_info. */
 static void roots_info(wisp_tls_info *info, STACK_OF(X509) *roots) {
   const ASN1_TIME *earliest = NULL;
+  const X509 *earliest_cert = NULL;
   info->bundle_roots = (int)sk_X509_num(roots);
   for (size_t i = 0; i < sk_X509_num(roots); i++) {
     const ASN1_TIME *na = X509_get0_notAfter(sk_X509_value(roots, i));
     int days = 0, secs = 0;
-    if (!earliest || (ASN1_TIME_diff(&days, &secs, earliest, na) && (days < 0 || secs < 0))) earliest = na;
+    if (!earliest || (ASN1_TIME_diff(&days, &secs, earliest, na) && (days < 0 || secs < 0))) {
+      earliest = na;
+      earliest_cert = sk_X509_value(roots, i);
+    }
   }
   if (earliest) asn1_time_str(earliest, info->bundle_not_after, sizeof(info->bundle_not_after));
+  if (!earliest_cert || wisp_ca_cert_not_after(earliest_cert, &info->bundle_not_after_unix) != WISP_OK)
+    info->bundle_not_after_unix = 0;
 }
 
 static void bundle_info(wisp_tls_info *info, const char *bundle) {

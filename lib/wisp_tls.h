@@ -52,6 +52,7 @@ typedef struct {
   char not_after[64];       /* human-readable, GMT */
   int64_t not_after_unix;
   char bundle_not_after[64];
+  int64_t bundle_not_after_unix; /* the earliest root's; 0: none */
   int bundle_roots;
   uint64_t generation;      /* bumps on every successful load */
 } wisp_tls_info;

@@ -31,6 +31,7 @@
 #include "lib/wisp_tls.h"
 #include "proxy/wisp_config.h"
 #include "proxy/wisp_hdrs.h"
+#include "proxy/wisp_upfail.h"
 
 /* HTTP/2 flow-control windows we grant. They bound what one stream (and one
  * connection) can make us buffer, whatever the peer does. Every stream
@@ -235,6 +236,7 @@ struct wisp_proxy {
   char policy_version[32];
   struct wisp_dests *dests;       /* owned; NULL: no address -> identity map */
   struct wisp_intercept *intercept; /* owned; NULL: no interception check */
+  wisp_upfail_table upfails;      /* upstreams failing lately (GET /status) */
 };
 
 /* Stops accepting, sends GOAWAY to callers and ends the loop once they are

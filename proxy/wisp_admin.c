@@ -1,4 +1,5 @@
 #include "proxy/wisp_admin.h"
+#include "proxy/wisp_admin_status.h"
 #include "proxy/wisp_authz.h"
 
 #include <errno.h>
@@ -438,7 +439,7 @@ static void handle(admin_conn *c, const wisp_admin_request *req) {
   bool head = strcmp(req->method, "HEAD") == 0;
   char text[WISP_TLS_REASON_MAX + 64];
   if (status == 404) {
-    snprintf(text, sizeof(text), "no such endpoint: %s (try /healthz /ready /certs /config /metrics, POST /drain)",
+    snprintf(text, sizeof(text), "no such endpoint: %s (try /healthz /ready /status /certs /config /metrics, POST /drain)",
              req->path);
     respond_text(c, 404, NULL, text, head);
     return;
@@ -477,6 +478,11 @@ static void handle(admin_conn *c, const wisp_admin_request *req) {
     case WISP_ADMIN_EP_METRICS:
       render_metrics(&body, px, proxy_ready(px, text, sizeof(text)));
       respond_body(c, "text/plain; version=0.0.4; charset=utf-8", &body, head);
+      break;
+    case WISP_ADMIN_EP_STATUS:
+      ready = proxy_ready(px, text, sizeof(text));
+      wisp_admin_render_status(&body, px, ready, text);
+      respond_body(c, "application/json", &body, head);
       break;
     case WISP_ADMIN_EP_DRAIN:
       c->drain_after = !px->draining;

@@ -144,6 +144,7 @@ static const struct {
     {"/healthz", WISP_ADMIN_EP_HEALTHZ, false}, {"/ready", WISP_ADMIN_EP_READY, false},
     {"/certs", WISP_ADMIN_EP_CERTS, false},     {"/config", WISP_ADMIN_EP_CONFIG, false},
     {"/metrics", WISP_ADMIN_EP_METRICS, false}, {"/drain", WISP_ADMIN_EP_DRAIN, true},
+    {"/status", WISP_ADMIN_EP_STATUS, false},
 };
 
 int wisp_admin_route(const wisp_admin_request *req, wisp_admin_endpoint *out_ep, const char **out_allow) {

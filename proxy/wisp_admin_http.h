@@ -46,6 +46,7 @@ typedef enum {
   WISP_ADMIN_EP_CONFIG,
   WISP_ADMIN_EP_METRICS,
   WISP_ADMIN_EP_DRAIN,
+  WISP_ADMIN_EP_STATUS,
 } wisp_admin_endpoint;
 
 /* Maps a parsed request to an endpoint. Returns the HTTP status: 200 with

@@ -117,6 +117,11 @@ static void log_conn_event(const wisp_conn *c, const char *event, uint64_t suppr
   wisp_json_emit(&j);
 }
 
+/* For GET /status: what could not be reached, and why. */
+static void note_upfail(const wisp_target *t, const char *reason) {
+  wisp_upfail_note(&t->px->upfails, t->name, t->expect_id, !t->tls, reason, (int64_t)time(NULL));
+}
+
 /* ---- wisp_h2conn hooks ---- */
 
 /* An inbound mTLS caller that negotiated wisp-l4 is a byte stream, not
@@ -140,8 +145,10 @@ static bool hand_over_l4(wisp_conn *c) {
 }
 
 static void on_state(wisp_h2conn *io) {
-  if (hand_over_l4(conn_of(io))) return;
-  wisp_conn_rearm(conn_of(io));
+  wisp_conn *c = conn_of(io);
+  if (io->upstream && io->state == WISP_H2CONN_OPEN) wisp_upfail_clear(&c->px->upfails, c->target->name);
+  if (hand_over_l4(c)) return;
+  wisp_conn_rearm(c);
 }
 
 static void on_eof(wisp_h2conn *io) {
@@ -183,7 +190,10 @@ static void on_teardown(wisp_h2conn *io) {
   bool refused = !io->upstream && !c->got_preface;
   if (io->close_reason[0]) {
     if (refused) px->stats.conns_refused++;
-    if (io->upstream) px->stats.upstream_failures++;
+    if (io->upstream) {
+      px->stats.upstream_failures++;
+      note_upfail(c->target, io->close_reason);
+    }
     uint64_t dropped = 0;
     if (!refused || !c->listener || wisp_log_limit_pass(&c->listener->refusals, wisp_log_now(), &dropped))
       log_conn_event(c, refused ? "refused" : io->upstream ? "upstream_failed" : "closed", dropped);
@@ -493,6 +503,7 @@ wisp_conn *wisp_conn_connect(wisp_target *t, char *err, size_t err_len) {
   int fd;
   if (wisp_net_connect(&fd, &t->addr) != WISP_OK) {
     snprintf(err, err_len, "cannot connect to %s: %s", t->name, strerror(errno));
+    note_upfail(t, err);
     return NULL;
   }
   wisp_conn *c = conn_new(px, fd, NULL, true, t->tls ? WISP_DIR_OUTBOUND : WISP_DIR_INBOUND,

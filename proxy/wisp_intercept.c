@@ -153,6 +153,13 @@ bool wisp_intercept_arrived(wisp_proxy *px, const wisp_addr *orig_dst, const wis
   return true;
 }
 
+const char *wisp_intercept_state(const wisp_proxy *px, const char **reason) {
+  const struct wisp_intercept *ic = px->intercept;
+  *reason = ic && !ic->ok ? ic->reason : NULL;
+  if (!ic) return "off";
+  return !ic->decided ? "checking" : ic->ok ? "verified" : "missing";
+}
+
 bool wisp_intercept_ok(const wisp_proxy *px, char *reason, size_t reason_len) {
   const struct wisp_intercept *ic = px->intercept;
   if (!ic || ic->ok) return true;

@@ -35,6 +35,11 @@ void wisp_intercept_stop(wisp_proxy *px);
  * ours. */
 bool wisp_intercept_arrived(wisp_proxy *px, const wisp_addr *orig_dst, const wisp_addr *peer);
 
+/* "off" (not transparent, or --intercept-probe off), "checking" (no probe
+ * finished yet), "verified" or "missing"; |*reason| says why when not
+ * verified (NULL when off or verified), borrowed until the next probe. */
+const char *wisp_intercept_state(const wisp_proxy *px, const char **reason);
+
 /* False with |reason| while interception is not proven; true when proven
  * or not asked for. */
 bool wisp_intercept_ok(const wisp_proxy *px, char *reason, size_t reason_len);

@@ -206,6 +206,7 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents);
 
 static void start_relay(tunnel *t) {
   t->connecting = t->handshaking = false;
+  wisp_upfail_clear(&t->px->upfails, t->upstream);
   ev_timer_stop(t->px->loop, &t->timer);
   for (int i = 0; i < 2; i++) {
     ev_io_init(&t->e[i].rio, on_read, t->e[i].fd, EV_READ);
@@ -300,9 +301,17 @@ static void on_free(struct ev_loop *loop, ev_timer *w, int revents) { tun_unlink
 
 /* Closes both ends now; the memory goes on the next loop iteration, since
  * callers up the stack still look at |t->closed|. */
+/* For GET /status: the upstream (a peer sidecar outbound, the app inbound)
+ * could not be reached, or came up. */
+static void note_upfail(const tunnel *t, const char *reason) {
+  wisp_upfail_note(&t->px->upfails, t->upstream, t->expect_id, t->dir == WISP_DIR_INBOUND, reason,
+                   (int64_t)time(NULL));
+}
+
 static void tun_close(tunnel *t, const char *reason, bool reset) {
   if (t->closed) return;
   t->closed = true;
+  if (reason && (t->connecting || (t->handshaking && t->dir == WISP_DIR_OUTBOUND))) note_upfail(t, reason);
   if (!t->logged) log_tunnel(t, reason ? "l4_failed" : "l4", reason, NULL);
   ev_timer_stop(t->px->loop, &t->timer);
   for (int i = 0; i < 2; i++) {
@@ -361,6 +370,7 @@ static bool dial(tunnel *t, int i, const wisp_target *up) {
   if (wisp_net_connect(&t->e[i].fd, &up->addr) != WISP_OK) {
     char why[160];
     snprintf(why, sizeof(why), "cannot connect to %s: %s", up->name, strerror(errno));
+    note_upfail(t, why);
     tun_close(t, why, true);
     return false;
   }

@@ -55,6 +55,7 @@ typedef struct {
   int watchers;              /* open Config.Watch streams */
   char acked[32];
   char nack[256];
+  char nacked[32];           /* the version that NACK refused */
   char serial[80];
   int64_t not_after;
   int64_t signed_at;         /* when its last SVID was signed */
@@ -697,7 +698,15 @@ static void on_status(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
   version_str(a, version, sizeof(version));
   resp.version = version;
   resp.ca_not_after_unix = not_after_of(wisp_ca_get0_cert(a->ca));
-  resp.bundle_roots = (uint32_t)sk_X509_num(wisp_ca_get0_roots(a->ca));
+  STACK_OF(X509) *roots = wisp_ca_get0_roots(a->ca);
+  resp.bundle_roots = (uint32_t)sk_X509_num(roots);
+  /* prepared: the new root waits in the bundle; active: it signs, and the
+   * old root stays in the bundle until finish. */
+  resp.ca_rotation = (char *)(a->next_ca ? "prepared" : resp.bundle_roots > 1 ? "active" : "none");
+  int64_t *root_not_after = wisp_calloc(resp.bundle_roots ? resp.bundle_roots : 1, sizeof(*root_not_after));
+  for (size_t i = 0; i < resp.bundle_roots; i++) root_not_after[i] = not_after_of(sk_X509_value(roots, i));
+  resp.bundle_not_after_unix = root_not_after;
+  resp.n_bundle_not_after_unix = resp.bundle_roots;
   Wisp__V1__ProxyStatus *items = wisp_calloc(a->nproxies, sizeof(*items));
   Wisp__V1__ProxyStatus **ptrs = wisp_calloc(a->nproxies, sizeof(*ptrs));
   for (size_t i = 0; i < a->nproxies; i++) {
@@ -707,6 +716,7 @@ static void on_status(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
     items[i].connected = r->watchers > 0;
     items[i].acked_version = r->acked;
     items[i].last_nack_error = r->nack;
+    items[i].nacked_version = r->nacked;
     items[i].svid_serial = r->serial;
     items[i].svid_not_after_unix = r->not_after;
     items[i].last_seen_unix = r->last_seen;
@@ -721,6 +731,7 @@ static void on_status(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
   }
   free(items);
   free(ptrs);
+  free(root_not_after);
 }
 
 /* Watch streams open for |id| from |origin|. */
@@ -796,10 +807,11 @@ static void on_watch_message(wisp_rpc_call *call, const uint8_t *msg, size_t len
     w->rec->last_seen = now_unix();
     if (req->error_detail[0]) {
       snprintf(w->rec->nack, sizeof(w->rec->nack), "%s", req->error_detail);
+      snprintf(w->rec->nacked, sizeof(w->rec->nacked), "%s", req->version);
       log_event("nack", "spiffe_id", w->rec->spiffe_id, "error", req->error_detail);
     } else {
       snprintf(w->rec->acked, sizeof(w->rec->acked), "%s", req->version);
-      w->rec->nack[0] = '\0';
+      w->rec->nack[0] = w->rec->nacked[0] = '\0';
       log_event("ack", "spiffe_id", w->rec->spiffe_id, "version", req->version);
     }
   }

@@ -46,35 +46,37 @@ static const char *connect_reason(const char *msg) {
   return strncmp(msg, prefix, sizeof(prefix) - 1) == 0 ? msg + sizeof(prefix) - 1 : msg;
 }
 
-static int report(const wispctl_opts *o, const char *what, const call_result *r, bool reached) {
+/* Says why the call failed in |err| (no "wispctl: " prefix). */
+static void report(const wispctl_opts *o, const char *what, const call_result *r, bool reached, char *err,
+                   size_t err_len) {
   if (r->code == WISP_GRPC_UNAVAILABLE && !reached) {
-    fprintf(stderr, "wispctl: cannot reach the agent at %s: %s\n", o->agent, connect_reason(r->msg));
+    snprintf(err, err_len, "cannot reach the agent at %s: %s", o->agent, connect_reason(r->msg));
   } else if (r->code == WISP_GRPC_DEADLINE_EXCEEDED) {
-    fprintf(stderr, "wispctl: %s: DEADLINE_EXCEEDED: the agent at %s did not answer within %gs (--timeout)\n",
-            what, o->agent, o->timeout_s);
+    snprintf(err, err_len, "%s: DEADLINE_EXCEEDED: the agent at %s did not answer within %gs (--timeout)", what,
+             o->agent, o->timeout_s);
   } else if (r->msg[0]) {
-    fprintf(stderr, "wispctl: %s: %s: %s\n", what, wisp_grpc_status_name((int)r->code), r->msg);
+    snprintf(err, err_len, "%s: %s: %s", what, wisp_grpc_status_name((int)r->code), r->msg);
   } else {
-    fprintf(stderr, "wispctl: %s: %s\n", what, wisp_grpc_status_name((int)r->code));
+    snprintf(err, err_len, "%s: %s", what, wisp_grpc_status_name((int)r->code));
   }
-  return WISPCTL_EXIT_FAIL;
 }
 
-int wispctl_call(const wispctl_opts *o, const char *what, const char *path, const ProtobufCMessage *req,
-                 const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **out_resp) {
+int wispctl_call_quiet(const wispctl_opts *o, const char *what, const char *path, const ProtobufCMessage *req,
+                       const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **out_resp, char *err,
+                       size_t err_len) {
   int rc = 0;
-  char err[512];
+  char why[512];
   call_result r = {.loop = ev_loop_new(EVFLAG_AUTO)};
   if (!r.loop) {
-    fprintf(stderr, "wispctl: cannot set up an event loop\n");
+    snprintf(err, err_len, "cannot set up an event loop");
     return WISPCTL_EXIT_FAIL;
   }
   wisp_h2loop lp;
   memset(&lp, 0, sizeof(lp));
   wisp_h2loop_init(&lp, r.loop);
-  wisp_rpcc *c = wisp_rpcc_connect(&lp, o->agent, NULL, NULL, err, sizeof(err));
+  wisp_rpcc *c = wisp_rpcc_connect(&lp, o->agent, NULL, NULL, why, sizeof(why));
   if (!c) {
-    fprintf(stderr, "wispctl: --agent %s\n", err);
+    snprintf(err, err_len, "--agent %s", why);
     rc = WISPCTL_EXIT_USAGE;
     goto out;
   }
@@ -83,24 +85,29 @@ int wispctl_call(const wispctl_opts *o, const char *what, const char *path, cons
   for (int i = 0; i < 1000 && !r.done; i++) ev_run(r.loop, 0);
   bool reached = wisp_rpcc_reached(c);
   wisp_rpcc_free(c);
+  rc = WISPCTL_EXIT_FAIL;
   if (!r.done) {
-    fprintf(stderr, "wispctl: %s: the call did not finish\n", what);
-    rc = WISPCTL_EXIT_FAIL;
+    snprintf(err, err_len, "%s: the call did not finish", what);
   } else if (r.code != WISP_GRPC_OK) {
-    rc = report(o, what, &r, reached);
+    report(o, what, &r, reached, err, err_len);
   } else if (r.nmsgs != 1) {
-    fprintf(stderr, "wispctl: %s: the agent sent %d answers, expected one\n", what, r.nmsgs);
-    rc = WISPCTL_EXIT_FAIL;
+    snprintf(err, err_len, "%s: the agent sent %d answers, expected one", what, r.nmsgs);
+  } else if (!(*out_resp = protobuf_c_message_unpack(resp_desc, NULL, r.resp_len, r.resp))) {
+    snprintf(err, err_len, "%s: cannot decode the agent's answer (%s)", what, resp_desc->name);
   } else {
-    *out_resp = protobuf_c_message_unpack(resp_desc, NULL, r.resp_len, r.resp);
-    if (!*out_resp) {
-      fprintf(stderr, "wispctl: %s: cannot decode the agent's answer (%s)\n", what, resp_desc->name);
-      rc = WISPCTL_EXIT_FAIL;
-    }
+    rc = 0;
   }
 out:
   free(r.resp);
   wisp_h2loop_cleanup(&lp); /* tears the closed connection down */
   ev_loop_destroy(r.loop);
+  return rc;
+}
+
+int wispctl_call(const wispctl_opts *o, const char *what, const char *path, const ProtobufCMessage *req,
+                 const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **out_resp) {
+  char err[WISP_RPCC_MESSAGE_MAX + 1024];
+  int rc = wispctl_call_quiet(o, what, path, req, resp_desc, out_resp, err, sizeof(err));
+  if (rc) fprintf(stderr, "wispctl: %s\n", err);
   return rc;
 }

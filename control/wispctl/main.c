@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "control/wispctl/check.h"
 #include "control/wispctl/inject.h"
 #include "control/wispctl/wispctl.h"
 #include "lib/wisp_policy.h"
@@ -35,6 +36,17 @@ static const char kUsage[] =
     "                        stdin); replaces the whole policy; prints the version\n"
     "  status [--json]       the agent's policy version, CA and trust bundle, and\n"
     "                        every proxy: connected, version acked, SVID expiry\n"
+    "  check [--proxy ADMIN_ADDR] [-o text|json] [--ca-min-validity DURATION]\n"
+    "        [--svid-min-validity DURATION]\n"
+    "                        diagnose the mesh in plain words, one line per check\n"
+    "                        (pass, warning or fail, with a hint): the agent answers,\n"
+    "                        CA and bundle, CA rotation, every proxy connected and at\n"
+    "                        the current policy version, NACKs, SVID expiry; with\n"
+    "                        --proxy (IP:PORT of a sidecar's admin API) also that\n"
+    "                        sidecar: ready, interception, SVID, bundle, policy, the\n"
+    "                        upstreams it fails to reach. Exit 0 when none failed.\n"
+    "                        Thresholds: --ca-min-validity (default " WISPCTL_CHECK_CA_MIN_DEFAULT "),\n"
+    "                        --svid-min-validity (default " WISPCTL_CHECK_SVID_MIN_DEFAULT ")\n"
     "  policy check FILE     validate a policy file offline (no agent): exit 0 if it\n"
     "                        would be accepted, else 1 with the document, field, reason\n"
     "  ca rotate prepare|activate|finish [--force]\n"
@@ -64,11 +76,12 @@ static const char kUsage[] =
     "  -h, --help            this help\n"
     "\n"
     "Exit status: 0 done, 1 the agent refused or could not be reached, or a file\n"
-    "it cannot use (policy check, inject), 2 usage.\n";
+    "it cannot use (policy check, inject), or a check failed (check), 2 usage.\n";
 
 typedef struct {
   wispctl_opts o;
   const char *spiffe_id, *ttl, *file, *timeout, *proxy_uid, *trust_domain, *image, *identity, *bundle_file;
+  const char *proxy, *output, *ca_min, *svid_min; /* check */
   bool reusable, json, force, help;
   unsigned seen;               /* FLAG_* bits given */
   const char *pos[MAX_POSITIONAL];
@@ -89,6 +102,10 @@ enum {
   FLAG_IDENTITY = 1 << 10,
   FLAG_BUNDLE_FILE = 1 << 11,
   FLAG_FORCE = 1 << 12,
+  FLAG_PROXY = 1 << 13,
+  FLAG_OUTPUT = 1 << 14,
+  FLAG_CA_MIN = 1 << 15,
+  FLAG_SVID_MIN = 1 << 16,
 };
 #define FLAGS_GLOBAL (FLAG_AGENT | FLAG_TIMEOUT)
 
@@ -114,6 +131,10 @@ static const flag_def kFlags[] = {
     {"--identity", NULL, FLAG_IDENTITY, true, offsetof(args, identity)},
     {"--bundle-file", NULL, FLAG_BUNDLE_FILE, true, offsetof(args, bundle_file)},
     {"--force", NULL, FLAG_FORCE, false, offsetof(args, force)},
+    {"--proxy", NULL, FLAG_PROXY, true, offsetof(args, proxy)},
+    {"--output", "-o", FLAG_OUTPUT, true, offsetof(args, output)},
+    {"--ca-min-validity", NULL, FLAG_CA_MIN, true, offsetof(args, ca_min)},
+    {"--svid-min-validity", NULL, FLAG_SVID_MIN, true, offsetof(args, svid_min)},
 };
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -290,6 +311,33 @@ static int cmd_status(const args *a) {
   return 0;
 }
 
+/* ---- check ---- */
+
+static int parse_min(const char *flag, const char *value, const char *dflt, int64_t *out) {
+  double s = 0;
+  if (wisp_duration_parse_seconds(&s, value ? value : dflt) != WISP_OK)
+    return usage_error("check: %s %s: want a duration such as 1h, 30d", flag, value);
+  *out = (int64_t)ceil(s);
+  return 0;
+}
+
+static int cmd_check(const args *a) {
+  int rc = check_flags(a, "check", FLAG_PROXY | FLAG_OUTPUT | FLAG_CA_MIN | FLAG_SVID_MIN);
+  if (rc) return rc;
+  if (a->npos > 1) return usage_error("check: unexpected argument %s", a->pos[1]);
+  wispctl_check_opts o = {.agent = a->o, .proxy = a->proxy};
+  o.agent_explicit = (a->seen & FLAG_AGENT) || getenv("WISP_AGENT");
+  if (a->output && strcmp(a->output, "json") == 0) {
+    o.json = true;
+  } else if (a->output && strcmp(a->output, "text") != 0) {
+    return usage_error("check: -o %s: want text or json", a->output);
+  }
+  if ((rc = parse_min("--ca-min-validity", a->ca_min, WISPCTL_CHECK_CA_MIN_DEFAULT, &o.ca_min_s)) != 0) return rc;
+  if ((rc = parse_min("--svid-min-validity", a->svid_min, WISPCTL_CHECK_SVID_MIN_DEFAULT, &o.svid_min_s)) != 0)
+    return rc;
+  return wispctl_check_run(&o, now_unix());
+}
+
 /* ---- policy check ---- */
 
 static int cmd_policy_check(const args *a) {
@@ -461,5 +509,6 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "apply") == 0) return cmd_apply(&a);
   if (strcmp(cmd, "status") == 0) return cmd_status(&a);
   if (strcmp(cmd, "inject") == 0) return cmd_inject(&a);
+  if (strcmp(cmd, "check") == 0) return cmd_check(&a);
   return usage_error("unknown command \"%s\"", cmd);
 }

@@ -36,6 +36,10 @@ typedef struct {
  * error on stderr. */
 int wispctl_call(const wispctl_opts *o, const char *what, const char *path, const ProtobufCMessage *req,
                  const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **out_resp);
+/* The same, saying why it failed in |err| instead of on stderr. */
+int wispctl_call_quiet(const wispctl_opts *o, const char *what, const char *path, const ProtobufCMessage *req,
+                       const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **out_resp, char *err,
+                       size_t err_len);
 
 
 /* "2025-06-01T12:00:00Z" (UTC); "-" for 0. */

@@ -252,6 +252,8 @@ static const route_case kRoutes[] = {
     {"GET", "/config", 200, WISP_ADMIN_EP_CONFIG, NULL},
     {"GET", "/metrics", 200, WISP_ADMIN_EP_METRICS, NULL},
     {"POST", "/drain", 200, WISP_ADMIN_EP_DRAIN, NULL},
+    {"GET", "/status", 200, WISP_ADMIN_EP_STATUS, NULL},
+    {"POST", "/status", 405, WISP_ADMIN_EP_NONE, "GET, HEAD"},
     {"POST", "/healthz", 405, WISP_ADMIN_EP_NONE, "GET, HEAD"},
     {"DELETE", "/config", 405, WISP_ADMIN_EP_NONE, "GET, HEAD"},
     {"get", "/healthz", 405, WISP_ADMIN_EP_NONE, "GET, HEAD"},

@@ -1,0 +1,71 @@
+/* GET /status (see wisp_admin_status.h). */
+#include "proxy/wisp_admin_status.h"
+
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include "proxy/wisp_intercept.h"
+
+static void put_str(wisp_json_writer *b, const char *key, const char *val) {
+  wisp_json_writer_key(b, key);
+  wisp_json_writer_str(b, val);
+}
+
+/* A Unix time; 0 (unknown) is null. */
+static void put_time(wisp_json_writer *b, const char *key, int64_t unix_s) {
+  wisp_json_writer_key(b, key);
+  if (unix_s) {
+    wisp_json_writer_int(b, unix_s);
+  } else {
+    wisp_json_writer_raw(b, "null", 4);
+  }
+}
+
+static void put_upfails(wisp_json_writer *b, const wisp_upfail_table *t) {
+  wisp_json_writer_key(b, "upstream_failures");
+  wisp_json_writer_raw(b, "[", 1);
+  for (size_t i = 0; i < t->n; i++) {
+    const wisp_upfail *e = &t->v[i];
+    wisp_json_writer_raw(b, i ? ",{" : "{", i ? 2 : 1);
+    put_str(b, "upstream", e->upstream);
+    put_str(b, "kind", e->app ? "app" : "peer");
+    put_str(b, "expect_id", e->expect_id[0] ? e->expect_id : NULL);
+    put_str(b, "reason", e->reason);
+    wisp_json_writer_key(b, "count");
+    wisp_json_writer_int(b, (int64_t)e->count);
+    put_time(b, "first_unix", e->first_unix);
+    put_time(b, "last_unix", e->last_unix);
+    wisp_json_writer_raw(b, "}", 1);
+  }
+  wisp_json_writer_raw(b, "]", 1);
+}
+
+void wisp_admin_render_status(wisp_json_writer *b, const wisp_proxy *px, bool ready, const char *ready_reason) {
+  const wisp_tls_info *info = wisp_tls_get0_info(px->tls);
+  bool loaded = wisp_tls_ready(px->tls);
+  const char *why = NULL;
+  const char *intercept = wisp_intercept_state(px, &why);
+  wisp_json_writer_raw(b, "{", 1);
+  wisp_json_writer_key(b, "ready");
+  wisp_json_writer_bool(b, ready);
+  put_str(b, "ready_reason", ready ? NULL : ready_reason);
+  wisp_json_writer_key(b, "now_unix");
+  wisp_json_writer_int(b, (int64_t)time(NULL));
+  put_str(b, "spiffe_id", loaded ? info->spiffe_id : NULL);
+  put_str(b, "svid_serial", loaded ? info->serial : NULL);
+  put_time(b, "svid_not_after_unix", loaded ? info->not_after_unix : 0);
+  wisp_json_writer_key(b, "bundle_roots");
+  wisp_json_writer_int(b, loaded ? info->bundle_roots : 0);
+  put_time(b, "bundle_not_after_unix", loaded ? info->bundle_not_after_unix : 0);
+  wisp_json_writer_key(b, "transparent");
+  wisp_json_writer_bool(b, px->cfg->transparent);
+  put_str(b, "interception", intercept);
+  put_str(b, "interception_reason", why);
+  put_str(b, "agent", px->cfg->agent);
+  put_str(b, "policy_version", px->policy && px->policy_version[0] ? px->policy_version : NULL);
+  wisp_json_writer_key(b, "draining");
+  wisp_json_writer_bool(b, px->draining);
+  put_upfails(b, &px->upfails);
+  wisp_json_writer_raw(b, "}\n", 2);
+}

@@ -1,0 +1,18 @@
+/* wisp_admin_status: the body of the admin API's GET /status, one JSON
+ * object that says in one read what `wispctl check --proxy` checks: ready
+ * (and why not), the SVID and trust bundle, whether transparent
+ * interception is proven, the policy in force, and the upstreams that
+ * failed lately (proxy/wisp_upfail.h). Read-only; private to the admin
+ * server (proxy/wisp_admin.c). */
+#ifndef WISP_ADMIN_STATUS_H
+#define WISP_ADMIN_STATUS_H
+
+#include <stdbool.h>
+
+#include "lib/wisp_json.h"
+#include "proxy/internal.h"
+
+/* |ready| and |ready_reason| as /ready answers them now. */
+void wisp_admin_render_status(wisp_json_writer *b, const wisp_proxy *px, bool ready, const char *ready_reason);
+
+#endif
