@@ -690,6 +690,8 @@ static void on_apply_policy(wisp_rpc_call *call, const uint8_t *msg, size_t len)
   wisp__v1__apply_policy_request__free_unpacked(req, NULL);
 }
 
+static int64_t old_root_svids_until(wisp_agent *a); /* CA rotation, below */
+
 static void on_status(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
   wisp_agent *a = wisp_rpc_server_data(wisp_rpc_call_server(call));
   if (!admin_allowed(call)) return;
@@ -703,6 +705,7 @@ static void on_status(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
   /* prepared: the new root waits in the bundle; active: it signs, and the
    * old root stays in the bundle until finish. */
   resp.ca_rotation = (char *)(a->next_ca ? "prepared" : resp.bundle_roots > 1 ? "active" : "none");
+  if (!a->next_ca && resp.bundle_roots > 1) resp.ca_rotation_finish_after_unix = old_root_svids_until(a);
   int64_t *root_not_after = wisp_calloc(resp.bundle_roots ? resp.bundle_roots : 1, sizeof(*root_not_after));
   for (size_t i = 0; i < resp.bundle_roots; i++) root_not_after[i] = not_after_of(sk_X509_value(roots, i));
   resp.bundle_not_after_unix = root_not_after;

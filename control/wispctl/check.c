@@ -154,7 +154,7 @@ static void check_bundle(wispctl_report *r, const Wisp__V1__StatusResponse *st, 
   }
 }
 
-static void check_rotation(wispctl_report *r, const Wisp__V1__StatusResponse *st) {
+static void check_rotation(wispctl_report *r, const Wisp__V1__StatusResponse *st, int64_t now) {
   const char *state = st->ca_rotation && *st->ca_rotation ? st->ca_rotation : "none";
   if (strcmp(state, "none") == 0) {
     wispctl_report_add(r, "agent", "agent.rotation", WISPCTL_PASS, NULL, "no CA rotation in progress");
@@ -162,8 +162,17 @@ static void check_rotation(wispctl_report *r, const Wisp__V1__StatusResponse *st
     wispctl_report_add(r, "agent", "agent.rotation", WISPCTL_WARN, kHintRotationPrepared,
                        "a CA rotation is prepared: a new root is in the bundle, the old root still signs");
   } else if (strcmp(state, "active") == 0) {
-    wispctl_report_add(r, "agent", "agent.rotation", WISPCTL_WARN, kHintRotationActive,
-                       "a CA rotation is active: the new root signs, %u roots are trusted", st->bundle_roots);
+    wispctl_check *c = wispctl_report_add(r, "agent", "agent.rotation", WISPCTL_WARN, kHintRotationActive,
+                                          "a CA rotation is active: the new root signs, %u roots are trusted",
+                                          st->bundle_roots);
+    char w[128];
+    int64_t t = st->ca_rotation_finish_after_unix;
+    wispctl_check_when(w, sizeof(w), t, now);
+    if (t > now) {
+      wispctl_check_detail(c, "SVIDs the old root signed may still be in use: finish %s or later", w);
+    } else if (t) {
+      wispctl_check_detail(c, "every SVID the old root signed has expired: finish is due");
+    }
   } else {
     wispctl_report_add(r, "agent", "agent.rotation", WISPCTL_WARN, NULL, "CA rotation state \"%s\"", state);
   }
@@ -299,7 +308,7 @@ static void agent_checks(wispctl_report *r, const wispctl_check_opts *o, const W
                      "the agent answers at %s (policy version %s)", o->agent.agent, has(st->version) ? st->version : "-");
   check_ca(r, st, o, now);
   check_bundle(r, st, o, now);
-  check_rotation(r, st);
+  check_rotation(r, st, now);
   check_connected(r, st, now);
   check_acked(r, st);
   check_nacks(r, st);

@@ -131,7 +131,7 @@ expect_match "... summary" '^✓ all 8 checks passed \(1 warning\)$' "$OUT"
 "$WISPCTL" ca rotate activate >/dev/null
 chk -o json
 expect_match "rotation active: a warning in -o json" \
-  '^warning\|a CA rotation is active: the new root signs, 2 roots are trusted\|\|.*wispctl ca rotate finish$' \
+  '^warning\|a CA rotation is active: the new root signs, 2 roots are trusted\|SVIDs the old root signed may still be in use: finish in (1d|2[34]h[0-9m]*) \(20[0-9-]+T[0-9:]+Z\) or later\|.*wispctl ca rotate finish$' \
   "$(jq_check agent.rotation)"
 expect_eq "... exit 0" 0 "$RC"
 
@@ -171,6 +171,32 @@ chk
 expect_match "a proxy that went away: ✗ not connected" '^✗ 1 of 3 known proxies are not connected$' "$OUT"
 expect_match "... when it was last seen" "^    $TD/ns/shop/sa/legacy: not connected, last seen [0-9smh]+ ago" "$OUT"
 expect_match "... a hint" '^    hint: a running proxy reconnects by itself with backoff' "$OUT"
+
+# ---- the unreachable peer comes up (a payments sidecar on its port): no longer listed ----
+ac token "$TD/ns/shop/sa/payments" | field token >"$WORK/payments.token"
+ADM_P=$(free_port)
+start_proxy payments --agent "unix://$SOCK" --spiffe-id "$TD/ns/shop/sa/payments" \
+  --join-token-file "$WORK/payments.token" --inbound "127.0.0.1:$DEAD_PORT" --app "127.0.0.1:$APP_PORT" \
+  --admin "127.0.0.1:$ADM_P"
+check "the payments sidecar comes up on the dead port" wait_for 20 ready "$ADM_P"
+code=$(curl -s -o /dev/null -w '%{http_code}' --http2-prior-knowledge "http://127.0.0.1:$DEAD_OUT/")
+expect_eq "... and the request goes through (200)" 200 "$code"
+chk --proxy "127.0.0.1:$ADM_C" -o json
+expect_eq "a peer that answers again is no longer listed" "pass" "$(jq_check proxy.upstreams | cut -d'|' -f1)"
+# Another identity than the route expects: the reason says so.
+stop_proxy payments
+ac token "$TD/ns/shop/sa/intruder" | field token >"$WORK/intruder.token"
+start_proxy intruder --agent "unix://$SOCK" --spiffe-id "$TD/ns/shop/sa/intruder" \
+  --join-token-file "$WORK/intruder.token" --inbound "127.0.0.1:$DEAD_PORT" --app "127.0.0.1:$APP_PORT" \
+  --admin "127.0.0.1:$ADM_P"
+check "an intruder sidecar comes up on that port" wait_for 20 ready "$ADM_P"
+code=$(curl -s -o /dev/null -w '%{http_code}' --http2-prior-knowledge "http://127.0.0.1:$DEAD_OUT/")
+expect_match "a request to it fails (5xx)" '^5' "$code"
+chk --proxy "127.0.0.1:$ADM_C"
+expect_eq "wrong peer identity: exit 1" 1 "$RC"
+expect_match "... the reason names both identities" \
+  "^    peer 127.0.0.1:$DEAD_PORT \($TD/ns/shop/sa/payments\): .*$TD/ns/shop/sa/intruder.*\(1 time, last" "$OUT"
+stop_proxy intruder
 
 # ---- the agent down ----
 stop_agent
