@@ -2,6 +2,7 @@
 #include "control/wispctl/yaml_json.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -102,7 +103,11 @@ static json_t *resolve_plain(const char *s) {
   if (*s && !*end && !errno && (s[0] != '0' || !s[1])) return json_integer(i);
   errno = 0;
   double r = strtod(s, &end);
-  if (*s && !*end && !errno && strpbrk(s, ".eE") && strspn(s, "+-0123456789.eE") == strlen(s)) return json_real(r);
+  /* ERANGE on underflow (a subnormal such as 5e-324, or 1e-400 that
+   * rounds to 0) is still a number, as jansson and go-yaml read it; only
+   * overflow (1e400, infinite) has no JSON number and stays a string. */
+  bool in_range = !errno || (errno == ERANGE && isfinite(r) && fabs(r) <= DBL_MIN);
+  if (*s && !*end && in_range && strpbrk(s, ".eE") && strspn(s, "+-0123456789.eE") == strlen(s)) return json_real(r);
   return json_string(s);
 }
 

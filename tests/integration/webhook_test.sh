@@ -173,6 +173,19 @@ r['request']['object']['spec']['deep'] = d
 json.dump(r, open('$WORK/deep.json', 'w'))"
 post deep "$WORK/deep.json"
 expect_match "a pod nested 600 levels deep: denied saying so" 'nests deeper than 512' "$(answer deep "r['status']['message']")"
+# Numbers the JSON->YAML->JSON round trip must keep as numbers: a subnormal
+# (strtod says ERANGE for it) and the smallest normal double.
+"$PY" -c "
+import json; r = json.load(open('$WORK/orders.json')); r['request']['object']['spec']['x-numbers'] = [5e-324, 2.2250738585072014e-308, 1e-320]
+json.dump(r, open('$WORK/subnormal.json', 'w'))"
+post subnormal "$WORK/subnormal.json"
+expect_eq "a pod holding subnormal numbers: the patch leaves them alone, numbers" "[] [5e-324, 2.2250738585072014e-308, 1e-320]" \
+  "$("$PY" -c "
+import base64, json
+a = json.load(open('$WORK/subnormal.answer'))['response']
+ops = json.loads(base64.b64decode(a['patch']))
+print([o for o in ops if o['path'].startswith('/spec/x-numbers')], end=' ')")$("$PY" "$RV" apply "$WORK/subnormal.json" "$WORK/subnormal.answer" |
+    "$PY" -c "import json, sys; print(json.load(sys.stdin)['spec']['x-numbers'])")"
 CODE=$(curl -s -o "$WORK/get.out" -w '%{http_code}' --cacert "$BUNDLE" --resolve "$NAME:$PORT:127.0.0.1" "https://$NAME:$PORT/mutate")
 expect_eq "GET /mutate: 405" 405 "$CODE"
 CODE=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$BUNDLE" --resolve "$NAME:$PORT:127.0.0.1" --data x "https://$NAME:$PORT/other")
