@@ -195,8 +195,19 @@ check "without its rules the sidecar stops being ready within seconds" \
   wait_for 10 ready_matches server "iptables interception is not in place"
 expect_eq "... the kubelet sees 503" 503 "$(code "http://$SERVER:15000/ready")"
 check "... and the change is logged" grep -q '"type":"intercept","event":"missing"' "$WORK/server.err"
+interception() { # wispctl check --proxy in the server pod: status|title|details of proxy.interception
+  netns_exec server "$WISPCTL" --agent "unix:$SOCK" check --proxy 127.0.0.1:15000 -o json |
+    /usr/bin/python3 -c 'import json, sys
+for c in json.load(sys.stdin)["checks"]:
+    if c["id"] == "proxy.interception": print("%s|%s|%s" % (c["status"], c["title"], ";".join(c["details"])))'
+}
+expect_match "wispctl check --proxy: ✗ interception missing, with the probe's failure" \
+  '^fail\|transparent interception is missing\|iptables interception is not in place: a probe to 127.0.0.77:15009' \
+  "$(interception)"
 out=$(netns_exec server bash "$IPT" --proxy-uid $PROXY_UID --exclude-outbound-cidrs "$AGENT_IP/32" 2>&1)
 check "rules back: ready again" wait_for 10 ready_is server ready
+expect_eq "wispctl check --proxy: ✓ interception proven" \
+  "pass|transparent interception is proven (a probe reached the outbound listener)|" "$(interception)"
 
 stop_proxy client
 stop_proxy server
