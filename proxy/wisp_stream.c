@@ -211,6 +211,21 @@ static int status_of(const wisp_stream *s) {
   return st ? atoi(st) : 0;
 }
 
+/* The response's gRPC status (trailers, else a trailers-only response's
+ * headers), or the one we answered with, or -1. A grpc-status that is not a
+ * decimal code is UNKNOWN (as gRPC's C core and grpc-js read it), never 0
+ * (OK), and |*junk| points at it for the log. */
+static int grpc_status_of(const wisp_stream *s, const char **junk) {
+  *junk = NULL;
+  const char *v = wisp_hdrs_get(&s->trailers[WISP_UP], "grpc-status");
+  if (!v) v = wisp_hdrs_get(&s->hdrs[WISP_UP], "grpc-status");
+  if (!v) return s->grpc_status;
+  wisp_grpc_status code;
+  if (wisp_grpc_status_parse(&code, v, strlen(v)) == WISP_OK) return (int)code;
+  *junk = v;
+  return WISP_GRPC_UNKNOWN;
+}
+
 /* Lines of requests reset before any response: a caller can make them as
  * fast as it can send HEADERS+RST_STREAM (rapid reset), so they pass a
  * limiter; those dropped are counted in the next one ("suppressed":N) or
@@ -224,13 +239,13 @@ static void stream_log(const wisp_stream *s) {
                           WISP_RESET_LOG_WINDOW, WISP_LOG_TO_STDOUT);
   const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
   const char *authority = wisp_hdrs_get(req, ":authority");
-  const char *grpc = wisp_hdrs_get(&s->trailers[WISP_UP], "grpc-status");
-  if (!grpc) grpc = wisp_hdrs_get(&s->hdrs[WISP_UP], "grpc-status");
+  const char *grpc_junk;
+  int grpc = grpc_status_of(s, &grpc_junk);
   int status = status_of(s);
   double ms = (ev_time() - s->started) * 1000.0;
   wisp_stats_finished(&s->target->px->stats, s->dir, status); /* /metrics */
   wisp_metrics_request mr = {.inbound = s->dir == WISP_DIR_INBOUND, .peer_id = s->peer_id, .status = status,
-                             .grpc_status = grpc ? atoi(grpc) : s->grpc_status, .denied = s->denied,
+                             .grpc_status = grpc, .denied = s->denied,
                              .duration_ms = ms, .bytes_in = s->bytes[WISP_DOWN], .bytes_out = s->bytes[WISP_UP]};
   wisp_metrics_request_done(s->target->px->metrics, &mr);
   uint64_t suppressed = 0;
@@ -245,8 +260,8 @@ static void stream_log(const wisp_stream *s) {
   wisp_json_str(&j, "path", wisp_hdrs_get(req, ":path"));
   if (s->path_received) wisp_json_str(&j, "path_received", s->path_received);
   wisp_json_int(&j, "status", status);
-  if (grpc) wisp_json_int(&j, "grpc_status", atoi(grpc));
-  if (!grpc && s->grpc_status >= 0) wisp_json_int(&j, "grpc_status", s->grpc_status);
+  if (grpc >= 0) wisp_json_int(&j, "grpc_status", grpc);
+  if (grpc_junk) wisp_json_str(&j, "grpc_status_received", grpc_junk);
   wisp_json_int(&j, "bytes_in", (int64_t)s->bytes[WISP_DOWN]);
   wisp_json_int(&j, "bytes_out", (int64_t)s->bytes[WISP_UP]);
   wisp_json_double(&j, "duration_ms", ms);

@@ -58,6 +58,16 @@ rm -f "$WORK/body.bin"
 # --- trailers, resets, GOAWAY ---
 out=$(nghttp -v "$OUT/trailers" 2>&1)
 expect_match "response trailers are carried through" 'x-trailer-test: yes' "$out"
+# grpc-status is logged as a gRPC client reads it: junk is UNKNOWN (2), not OK (0).
+for gs in 7 abc 0x1 -0 %2B1 99999999999 ''; do h2get -o /dev/null "$OUT/trailers?grpc-status=$gs"; done
+wait_for 10 grep -q '"path":"/trailers?grpc-status=".*"grpc_status"' "$WORK/server.out"
+gline() { grep -F "\"path\":\"/trailers?grpc-status=$1\"" "$WORK/server.out"; }
+expect_match "grpc-status 7 is logged as 7" '"grpc_status":7,' "$(gline 7)"
+for pair in abc:abc 0x1:0x1 -0:-0 %2B1:+1 99999999999:99999999999 :; do
+  want=${pair#*:}
+  expect_match "grpc-status '${pair#*:}' is logged as UNKNOWN (2) with what was received" \
+    "\"grpc_status\":2,.*\"grpc_status_received\":\"${want//+/\\+}\"" "$(gline "${pair%%:*}")"
+done
 out=$(node "$NODE_DIR/h2_trailers_client.js" "$OUT" 2>&1)
 expect_match "request trailers are carried through" 'x-echo-x-req-trailer: hello' "$out"
 out=$(h2get -o /dev/null -w '%{http_code}' "$OUT/reset" 2>&1; echo " exit=$?")

@@ -244,7 +244,10 @@ server.on('stream', (stream, headers, flags, rawHeaders) => {
 
   if (method === 'GET' && path === '/trailers') {
     if (!safeRespond(stream, baseHeaders(200, 'text/plain; charset=utf-8'), { waitForTrailers: true })) return;
-    stream.on('wantTrailers', () => stream.sendTrailers({ 'x-trailer-test': 'yes' }));
+    // ?grpc-status=V: the trailers also carry grpc-status V, as given (junk too).
+    const gs = q.get('grpc-status');
+    const t = gs === null ? { 'x-trailer-test': 'yes' } : { 'x-trailer-test': 'yes', 'grpc-status': gs };
+    stream.on('wantTrailers', () => stream.sendTrailers(t));
     stream.end('ok');
     return;
   }
