@@ -140,12 +140,21 @@ if [ "$out" = "echo l4-ping" ]; then not_ok "an L4 stream to the wrongly identif
 else ok "an L4 stream to the wrongly identified destination is refused"; fi
 check "... and logged with the reason" \
   wait_for 3 grep -q "\"event\":\"l4_failed\".*expected $TD/ns/shop/sa/payments" "$WORK/client.out" "$WORK/client.err"
+upfails() { # the client sidecar's GET /status upstream_failures, "UPSTREAM REASON" a line
+  netns_exec client curl -s --max-time 3 http://127.0.0.1:15000/status | /usr/bin/python3 -c 'import json, sys
+for e in json.load(sys.stdin)["upstream_failures"]: print(e["upstream"], e["reason"])'
+}
+out=$(upfails)
+expect_match "GET /status lists the HTTP/2 upstream that presented another identity" \
+  "^$SERVER:8080 .*expected $TD/ns/shop/sa/payments" "$out"
+expect_match "... and the L4 one" "^$SERVER:7000 .*expected $TD/ns/shop/sa/payments" "$out"
 
 apply "$(dest_doc "$TD/ns/shop/sa/orders")"
 check "the corrected map is ACKed" wait_for 5 acks_over 3
 sleep 0.3
 expect_match "corrected map: served again" '"path":"/again"' "$(call /again)"
 expect_eq "... L4 too" "echo l4-ping" "$(l4)"
+expect_eq "... and GET /status lists no failing upstream any more" "" "$(upfails)"
 
 # --- the proxies' own connections are not looped ---
 for pod in client server; do
