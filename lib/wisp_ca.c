@@ -458,10 +458,20 @@ wisp_err wisp_ca_add1_root(wisp_ca *ca, X509 *root, char *err, size_t err_len) {
   return WISP_OK;
 }
 
-/* A leaf for |pubkey| named |cn| with one SAN of |san_type|, valid for
- * |ttl_seconds| within the CA's own life. */
-static wisp_err issue_leaf(wisp_ca *ca, X509 **out_cert, EVP_PKEY *pubkey, const char *cn, int san_type,
-                           const char *san, bool server_only, int64_t ttl_seconds, char *err, size_t err_len) {
+/* What issue_leaf puts in a leaf besides its key. */
+typedef struct {
+  const char *cn;
+  int san_type;
+  const char *san;
+  bool server_only;
+  const char *origin;     /* the subject's OU, NULL: none */
+  int64_t not_after_max;  /* 0: none */
+} leaf_spec;
+
+/* A leaf for |pubkey| as |spec| says, valid for |ttl_seconds| within the
+ * CA's own life. */
+static wisp_err issue_leaf(wisp_ca *ca, X509 **out_cert, EVP_PKEY *pubkey, const leaf_spec *spec,
+                           int64_t ttl_seconds, char *err, size_t err_len) {
   if (ttl_seconds < 1 || ttl_seconds > WISP_CA_TTL_MAX)
     return wca_fail(err, err_len, WISP_ERR_USAGE, "SVID TTL of %lld s is out of range (1..%lld)",
                 (long long)ttl_seconds, (long long)WISP_CA_TTL_MAX);
@@ -474,15 +484,23 @@ static wisp_err issue_leaf(wisp_ca *ca, X509 **out_cert, EVP_PKEY *pubkey, const
   }
   static const int kLeafKeyUsage[] = {0 /* digitalSignature */, -1};
   int64_t not_after = i64_min(now + ttl_seconds, ca->not_after_cap);
+  if (spec->not_after_max) not_after = i64_min(not_after, spec->not_after_max);
+  if (not_after <= now)
+    return wca_fail(err, err_len, WISP_ERR_USAGE, "the certificate would already be expired (notAfter cap %lld)",
+                    (long long)spec->not_after_max);
   X509 *x = X509_new();
-  X509_NAME *name = wca_name(cn);
-  bool ok = x && name && X509_set_version(x, X509_VERSION_3) && set_random_serial(x) &&
+  X509_NAME *name = wca_name(spec->cn);
+  /* O=wisp, OU=<origin>, CN=...: the OU after O. */
+  bool ok = x && name &&
+            (!spec->origin || X509_NAME_add_entry_by_NID(name, NID_organizationalUnitName, MBSTRING_UTF8,
+                                                          (const uint8_t *)spec->origin, -1, 1, 0)) &&
+            X509_set_version(x, X509_VERSION_3) && set_random_serial(x) &&
             X509_set_subject_name(x, name) &&
             X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) &&
             set_validity(x, now - WISP_CA_BACKDATE_SEC, not_after) &&
             X509_set_pubkey(x, pubkey) && add_basic_constraints(x, false) &&
-            add_key_usage(x, kLeafKeyUsage) && add_ext_key_usage_tls(x, server_only) && add_ski(x) &&
-            add_aki(x, ca->cert) && add_san(x, san_type, san) && X509_sign(x, ca->key, EVP_sha256());
+            add_key_usage(x, kLeafKeyUsage) && add_ext_key_usage_tls(x, spec->server_only) && add_ski(x) &&
+            add_aki(x, ca->cert) && add_san(x, spec->san_type, spec->san) && X509_sign(x, ca->key, EVP_sha256());
   X509_NAME_free(name);
   if (!ok) {
     X509_free(x);
@@ -492,15 +510,31 @@ static wisp_err issue_leaf(wisp_ca *ca, X509 **out_cert, EVP_PKEY *pubkey, const
   return WISP_OK;
 }
 
-wisp_err wisp_ca_issue(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey,
-                       const char *spiffe_id, int64_t ttl_seconds, char *err, size_t err_len) {
+wisp_err wisp_ca_issue_from(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey, const char *spiffe_id,
+                            const wisp_ca_origin *origin, int64_t ttl_seconds, char *err, size_t err_len) {
   wisp_spiffe_id id;
   WISP_GUARD(wca_parse_workload_id(&id, spiffe_id, err, err_len));
   if (strcmp(id.trust_domain, ca->trust_domain) != 0)
     return wca_fail(err, err_len, WISP_ERR_IDENTITY, "%s is not in this CA's trust domain %s", id.id,
                 ca->trust_domain);
-  return issue_leaf(ca, out_cert, subject_pubkey, wca_last_segment(&id), GEN_URI, id.id, false, ttl_seconds, err,
-                    err_len);
+  leaf_spec spec = {wca_last_segment(&id), GEN_URI, id.id, false, origin ? origin->name : NULL,
+                    origin ? origin->not_after_max : 0};
+  return issue_leaf(ca, out_cert, subject_pubkey, &spec, ttl_seconds, err, err_len);
+}
+
+wisp_err wisp_ca_issue(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey,
+                       const char *spiffe_id, int64_t ttl_seconds, char *err, size_t err_len) {
+  return wisp_ca_issue_from(ca, out_cert, subject_pubkey, spiffe_id, NULL, ttl_seconds, err, err_len);
+}
+
+bool wisp_ca_cert_origin(const X509 *cert, char *out, size_t cap) {
+  X509_NAME *name = X509_get_subject_name(cert);
+  int i = name ? X509_NAME_get_index_by_NID(name, NID_organizationalUnitName, -1) : -1;
+  ASN1_STRING *v = i >= 0 ? X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)) : NULL;
+  if (!v || cap == 0 || (size_t)ASN1_STRING_length(v) >= cap) return false;
+  memcpy(out, ASN1_STRING_get0_data(v), (size_t)ASN1_STRING_length(v));
+  out[ASN1_STRING_length(v)] = '\0';
+  return strlen(out) == (size_t)ASN1_STRING_length(v);
 }
 
 /* A DNS name: labels of [a-z0-9-], not starting or ending with '-', joined
@@ -526,5 +560,6 @@ wisp_err wisp_ca_issue_server(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pu
                               int64_t ttl_seconds, char *err, size_t err_len) {
   if (!dns_name_ok(dns_name))
     return wca_fail(err, err_len, WISP_ERR_USAGE, "%s is not a DNS name (lowercase labels of a-z, 0-9, '-')", dns_name);
-  return issue_leaf(ca, out_cert, subject_pubkey, dns_name, GEN_DNS, dns_name, true, ttl_seconds, err, err_len);
+  leaf_spec spec = {dns_name, GEN_DNS, dns_name, true, NULL, 0};
+  return issue_leaf(ca, out_cert, subject_pubkey, &spec, ttl_seconds, err, err_len);
 }

@@ -15,6 +15,7 @@
 #ifndef WISP_CA_H
 #define WISP_CA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -221,6 +222,28 @@ wisp_err wisp_ca_add1_root(wisp_ca *ca, X509 *root, char *err, size_t err_len) W
 wisp_err wisp_ca_issue(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey,
                        const char *spiffe_id, int64_t ttl_seconds, char *err,
                        size_t err_len) WISP_MUST_CHECK;
+
+/* How an SVID's ID was proven, written in it so that the agent can ask for
+ * the same proof when it is renewed. */
+typedef struct {
+  const char *name;       /* the subject's OU, e.g. WISP_CA_ORIGIN_SA_TOKEN */
+  int64_t not_after_max;  /* Unix seconds the SVID must not outlive (0: none), e.g. a token's exp */
+} wisp_ca_origin;
+
+/* An SVID issued on a Kubernetes service-account token. */
+#define WISP_CA_ORIGIN_SA_TOKEN "kubernetes-service-account-token"
+
+/* As wisp_ca_issue, and with |origin| (NULL: as wisp_ca_issue): the subject
+ * gets OU=<origin->name> (O=wisp, OU, CN) and notAfter is also capped at
+ * origin->not_after_max. WISP_ERR_USAGE when that cap is already past. */
+wisp_err wisp_ca_issue_from(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey, const char *spiffe_id,
+                            const wisp_ca_origin *origin, int64_t ttl_seconds, char *err,
+                            size_t err_len) WISP_MUST_CHECK;
+
+/* The OU of |cert|'s subject (wisp_ca_issue_from's origin) into |out|
+ * (|cap| bytes); false when it has none, or one that does not fit or holds
+ * a NUL. */
+bool wisp_ca_cert_origin(const X509 *cert, char *out, size_t cap);
 
 /* Issues a TLS server certificate for the DNS name |dns_name| (one DNS SAN,
  * CN the name, extKeyUsage serverAuth only, no URI SAN: it is no SVID and

@@ -42,6 +42,8 @@ typedef struct {
 struct wisp_jwks {
   jwk *keys;
   size_t n;
+  char (*skips)[WISP_JWKS_SKIP_WHY_MAX]; /* why each left-out key was */
+  size_t n_skips;
 };
 
 /* ---- small helpers ---- */
@@ -110,22 +112,24 @@ static uint8_t *b64_member(const json_t *obj, const char *key, size_t max, size_
 
 /* ---- keys ---- */
 
-static EVP_PKEY *rsa_key(const json_t *k, bool *out_small, char *err, size_t err_len) {
+/* RSA exponents taken: odd, 3 <= e < 2^32 (BoringSSL verifies with e of
+ * at most 33 bits; e = 1 makes any "signature" verify). */
+#define RSA_E_MAX_BITS 32
+
+static EVP_PKEY *rsa_key(const json_t *k, char *err, size_t err_len) {
   size_t n_len = 0, e_len = 0;
   uint8_t *n = b64_member(k, "n", RSA_BYTES_MAX + 1, &n_len);
   uint8_t *e = b64_member(k, "e", 8, &e_len);
   EVP_PKEY *pkey = NULL;
-  *out_small = false;
   BIGNUM *bn_n = n ? BN_bin2bn(n, n_len, NULL) : NULL;
   BIGNUM *bn_e = e ? BN_bin2bn(e, e_len, NULL) : NULL;
   if (!bn_n || !bn_e) {
     say(err, err_len, "an RSA key without base64url n and e");
   } else if (BN_num_bits(bn_n) < WISP_JWT_RSA_MIN_BITS || BN_num_bits(bn_n) > WISP_JWT_RSA_MAX_BITS) {
-    *out_small = BN_num_bits(bn_n) < WISP_JWT_RSA_MIN_BITS;
     say(err, err_len, "an RSA key of %u bits (want %d to %d)", BN_num_bits(bn_n), WISP_JWT_RSA_MIN_BITS,
         WISP_JWT_RSA_MAX_BITS);
-  } else if (!BN_is_odd(bn_e) || BN_is_one(bn_e)) {
-    say(err, err_len, "an RSA key with an unusable exponent e");
+  } else if (!BN_is_odd(bn_e) || BN_num_bits(bn_e) < 2 || BN_num_bits(bn_e) > RSA_E_MAX_BITS) {
+    say(err, err_len, "an RSA key with an unusable exponent e (want odd, 3 to 2^%d)", RSA_E_MAX_BITS);
   } else {
     RSA *rsa = RSA_new();
     if (rsa && RSA_set0_key(rsa, bn_n, bn_e, NULL)) {
@@ -154,10 +158,12 @@ static EVP_PKEY *ec_key(const json_t *k, char *err, size_t err_len) {
   uint8_t *y = b64_member(k, "y", P256_COORD, &y_len);
   EVP_PKEY *pkey = NULL;
   EC_KEY *ec = EC_KEY_new_by_curve_name(NID_X9_62_prime256v1);
-  BIGNUM *bx = x && x_len == P256_COORD ? BN_bin2bn(x, x_len, NULL) : NULL;
-  BIGNUM *by = y && y_len == P256_COORD ? BN_bin2bn(y, y_len, NULL) : NULL;
+  /* RFC 7518 wants 32 bytes each; some writers (PyJWT 2.6) drop leading
+   * zero bytes. The number is the same: taken. */
+  BIGNUM *bx = x ? BN_bin2bn(x, x_len, NULL) : NULL;
+  BIGNUM *by = y ? BN_bin2bn(y, y_len, NULL) : NULL;
   if (!bx || !by) {
-    say(err, err_len, "a P-256 key without 32-byte base64url x and y");
+    say(err, err_len, "a P-256 key without base64url x and y of at most 32 bytes");
   } else if (!ec || !EC_KEY_set_public_key_affine_coordinates(ec, bx, by)) {
     say(err, err_len, "a P-256 key whose point is not on the curve");
   } else {
@@ -178,13 +184,17 @@ static EVP_PKEY *ec_key(const json_t *k, char *err, size_t err_len) {
   return pkey;
 }
 
-/* Whether |k| is a signing key of a type we verify; if not, it is skipped. */
-static bool key_wanted(const json_t *k, key_type *out) {
+/* Whether |k| is a signing key of a type we verify; if not, why not. */
+static bool key_wanted(const json_t *k, key_type *out, char *why, size_t why_len) {
+  char s[SHOWN_MAX + 4];
   const char *kty = json_string_value(json_object_get(k, "kty"));
   const char *use = json_string_value(json_object_get(k, "use"));
   const char *alg = json_string_value(json_object_get(k, "alg"));
   const char *crv = json_string_value(json_object_get(k, "crv"));
-  if (use && strcmp(use, "sig") != 0) return false;
+  if (use && strcmp(use, "sig") != 0) {
+    say(why, why_len, "use %s, not sig", shown(use, s));
+    return false;
+  }
   if (kty && !strcmp(kty, "RSA") && (!alg || !strcmp(alg, "RS256"))) {
     *out = KEY_RSA;
     return true;
@@ -193,43 +203,57 @@ static bool key_wanted(const json_t *k, key_type *out) {
     *out = KEY_EC;
     return true;
   }
+  if (alg && strcmp(alg, "RS256") != 0 && strcmp(alg, "ES256") != 0) {
+    say(why, why_len, "alg %s; only RS256 and ES256 are verified", shown(alg, s));
+  } else if (kty && !strcmp(kty, "EC")) {
+    say(why, why_len, "curve %s; only P-256 is verified", crv ? shown(crv, s) : "(none)");
+  } else {
+    say(why, why_len, "kty %s%s%s; only RSA and EC are verified", kty ? shown(kty, s) : "(none)",
+        alg ? " with alg " : "", alg ? alg : "");
+  }
   return false;
 }
 
-static wisp_err add_key(wisp_jwks *s, const json_t *k, size_t i, size_t *skipped, char *err, size_t err_len) {
+/* Remembers why keys[|i|] was left out. */
+static void skip(wisp_jwks *s, size_t i, const json_t *kid, const char *why) {
+  char shown_kid[SHOWN_MAX + 4];
+  const char *k = json_string_value(kid);
+  snprintf(s->skips[s->n_skips++], WISP_JWKS_SKIP_WHY_MAX, "keys[%zu]%s%s%s: %s", i, k ? " (kid " : "",
+           k ? shown(k, shown_kid) : "", k ? ")" : "", why);
+}
+
+/* Keeps keys[|i|] if it is a usable signing key; any other is left out with
+ * the reason, so one odd key never costs the issuer's others. */
+static void add_key(wisp_jwks *s, const json_t *k, size_t i) {
   key_type type;
   char why[160] = "";
-  if (!json_is_object(k)) {
-    say(err, err_len, "keys[%zu] is not an object", i);
-    return WISP_ERR_PARSE;
-  }
-  if (!key_wanted(k, &type)) {
-    (*skipped)++;
-    return WISP_OK;
-  }
   const json_t *kid = json_object_get(k, "kid");
-  if (kid && (!json_is_string(kid) || json_string_length(kid) > KID_MAX)) {
-    say(err, err_len, "keys[%zu]: kid is not a string of at most %d bytes", i, KID_MAX);
-    return WISP_ERR_PARSE;
+  if (!json_is_object(k)) {
+    skip(s, i, NULL, "not an object");
+    return;
   }
-  bool small = false;
-  EVP_PKEY *pkey = type == KEY_RSA ? rsa_key(k, &small, why, sizeof(why)) : ec_key(k, why, sizeof(why));
-  if (!pkey && small) { /* weak, not broken: left out like an unknown type */
-    (*skipped)++;
-    return WISP_OK;
+  if (!key_wanted(k, &type, why, sizeof(why))) {
+    skip(s, i, kid, why);
+    return;
   }
+  if (kid && (!json_is_string(kid) || json_string_length(kid) > KID_MAX ||
+              strlen(json_string_value(kid)) != json_string_length(kid))) {
+    snprintf(why, sizeof(why), "kid is not a string of at most %d bytes", KID_MAX);
+    skip(s, i, NULL, why);
+    return;
+  }
+  EVP_PKEY *pkey = type == KEY_RSA ? rsa_key(k, why, sizeof(why)) : ec_key(k, why, sizeof(why));
   if (!pkey) {
-    say(err, err_len, "keys[%zu]: %s", i, why);
-    return WISP_ERR_PARSE;
+    skip(s, i, kid, why);
+    return;
   }
   jwk *j = &s->keys[s->n++];
   j->type = type;
   j->pkey = pkey;
   snprintf(j->kid, sizeof(j->kid), "%s", kid ? json_string_value(kid) : "");
-  return WISP_OK;
 }
 
-static wisp_err parse_keys(wisp_jwks *s, const json_t *doc, size_t *skipped, char *err, size_t err_len) {
+static wisp_err parse_keys(wisp_jwks *s, const json_t *doc, char *err, size_t err_len) {
   const json_t *keys = json_object_get(doc, "keys");
   if (!json_is_array(keys)) {
     say(err, err_len, "not a JWKS: no \"keys\" array");
@@ -241,7 +265,14 @@ static wisp_err parse_keys(wisp_jwks *s, const json_t *doc, size_t *skipped, cha
     return WISP_ERR_TOO_BIG;
   }
   s->keys = wisp_calloc(n ? n : 1, sizeof(*s->keys));
-  for (size_t i = 0; i < n; i++) WISP_GUARD(add_key(s, json_array_get(keys, i), i, skipped, err, err_len));
+  s->skips = wisp_calloc(n ? n : 1, sizeof(*s->skips));
+  for (size_t i = 0; i < n; i++) add_key(s, json_array_get(keys, i), i);
+  /* A set that had keys but none we can use would refuse every token: the
+   * caller keeps the last good one instead. */
+  if (n && !s->n) {
+    say(err, err_len, "none of its %zu keys is usable; %s%s", n, s->skips[0], n > 1 ? " (and others)" : "");
+    return WISP_ERR_PARSE;
+  }
   return WISP_OK;
 }
 
@@ -258,14 +289,13 @@ wisp_err wisp_jwks_parse(wisp_jwks **out, size_t *out_skipped, const char *json,
     return WISP_ERR_PARSE;
   }
   wisp_jwks *s = wisp_calloc(1, sizeof(*s));
-  size_t skipped = 0;
-  wisp_err rc = parse_keys(s, doc, &skipped, err, err_len);
+  wisp_err rc = parse_keys(s, doc, err, err_len);
   json_decref(doc);
   if (rc != WISP_OK) {
     wisp_jwks_free(s);
     return rc;
   }
-  if (out_skipped) *out_skipped = skipped;
+  if (out_skipped) *out_skipped = s->n_skips;
   *out = s;
   return WISP_OK;
 }
@@ -274,10 +304,17 @@ void wisp_jwks_free(wisp_jwks *s) {
   if (!s) return;
   for (size_t i = 0; i < s->n; i++) EVP_PKEY_free(s->keys[i].pkey);
   free(s->keys);
+  free(s->skips);
   free(s);
 }
 
 size_t wisp_jwks_count(const wisp_jwks *s) { return s ? s->n : 0; }
+
+size_t wisp_jwks_skipped(const wisp_jwks *s) { return s ? s->n_skips : 0; }
+
+const char *wisp_jwks_skip_reason(const wisp_jwks *s, size_t i) {
+  return s && i < s->n_skips ? s->skips[i] : NULL;
+}
 
 /* ---- the token ---- */
 
@@ -340,6 +377,9 @@ static json_t *json_part(const jws *j, size_t from, size_t to) {
 static wisp_jwt_verdict split(jws *j) {
   if (j->len > WISP_JWT_TOKEN_MAX)
     return refuse(j, WISP_JWT_MALFORMED, "%zu bytes, more than %d", j->len, WISP_JWT_TOKEN_MAX);
+  /* What a C string would cut there must not decide anything. */
+  if (memchr(j->tok, '\0', j->len))
+    return refuse(j, WISP_JWT_MALFORMED, "the token holds a NUL byte");
   const char *d1 = memchr(j->tok, '.', j->len);
   const char *d2 = d1 ? memchr(d1 + 1, '.', j->len - (size_t)(d1 + 1 - j->tok)) : NULL;
   if (!d1 || !d2 || memchr(d2 + 1, '.', j->len - (size_t)(d2 + 1 - j->tok)))
@@ -403,8 +443,12 @@ static wisp_jwt_verdict check_signature(jws *j, const wisp_jwks *keys, wisp_jwt_
   char s[SHOWN_MAX + 4];
   const char *kid = json_string_value(json_object_get(j->header, "kid"));
   const char *alg = j->alg == KEY_RSA ? "RS256" : "ES256";
-  size_t tried = 0;
+  size_t tried = 0, of_alg = 0;
   bool other_type = false;
+  for (size_t i = 0; !kid && keys && i < keys->n; i++) of_alg += keys->keys[i].type == j->alg;
+  if (!kid && of_alg > 1)
+    return refuse(j, WISP_JWT_UNKNOWN_KEY, "the token names no kid and the issuer has %zu %s keys: a kid must "
+                  "say which (the API server's tokens always name one)", of_alg, alg);
   for (size_t i = 0; keys && i < keys->n; i++) {
     const jwk *k = &keys->keys[i];
     if (kid && strcmp(k->kid, kid) != 0) continue;

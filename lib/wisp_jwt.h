@@ -33,17 +33,28 @@
 
 typedef struct wisp_jwks wisp_jwks;
 
+/* Room for the reason one key was left out of a set. */
+#define WISP_JWKS_SKIP_WHY_MAX 192
+
 /* Parses a JWKS: {"keys": [...]}. RSA keys (n, e) and EC P-256 keys (x, y)
- * for signing are kept; keys of other types or curves, with "use" other
- * than "sig", an "alg" other than RS256/ES256, or RSA keys smaller than
- * WISP_JWT_RSA_MIN_BITS are skipped, and counted in |*out_skipped| (may be
- * NULL). WISP_ERR_PARSE when the document is not a JWKS or a kept key is
- * malformed; WISP_ERR_TOO_BIG past WISP_JWKS_MAX bytes or WISP_JWKS_KEYS_MAX
- * keys. An empty set parses (and verifies nothing). */
+ * for signing are kept. Every other key is left out on its own, with the
+ * reason (wisp_jwks_skip_reason) and counted in |*out_skipped| (may be
+ * NULL): another type or curve, "use" other than "sig", an "alg" other
+ * than RS256/ES256, a bad kid, bad base64url, an RSA modulus outside
+ * WISP_JWT_RSA_MIN_BITS..WISP_JWT_RSA_MAX_BITS or an exponent e that is
+ * even, below 3 or not below 2^32, a point not on the curve. So one odd key
+ * never rejects the issuer's others. WISP_ERR_PARSE when the document is
+ * not a JWKS, or has keys but none usable (the reason names the first);
+ * WISP_ERR_TOO_BIG past WISP_JWKS_MAX bytes or WISP_JWKS_KEYS_MAX keys. An
+ * empty set parses (and verifies nothing). */
 wisp_err wisp_jwks_parse(wisp_jwks **out, size_t *out_skipped, const char *json, size_t len, char *err,
                          size_t err_len) WISP_MUST_CHECK;
 void wisp_jwks_free(wisp_jwks *keys);
 size_t wisp_jwks_count(const wisp_jwks *keys);
+/* The keys left out, and why the |i|th was ("keys[3] (kid x): kty OKP;
+ * ..."; borrowed; NULL past the end). */
+size_t wisp_jwks_skipped(const wisp_jwks *keys);
+const char *wisp_jwks_skip_reason(const wisp_jwks *keys, size_t i);
 
 /* Why a token was refused. */
 typedef enum {
@@ -81,10 +92,12 @@ typedef struct {
   int64_t exp;
 } wisp_jwt_claims;
 
-/* Verifies |token| (|len| bytes; surrounding whitespace is not allowed)
- * against |keys| and |want|, in this order: form, alg, key, signature,
- * issuer, audience, expiry, not-before/issued-at, service-account claims.
- * Returns WISP_JWT_OK and fills |out|, or the first reason it fails with a
+/* Verifies |token| (|len| bytes; surrounding whitespace and NUL bytes are
+ * not allowed) against |keys| and |want|, in this order: form, alg, key,
+ * signature, issuer, audience, expiry, not-before/issued-at,
+ * service-account claims. A token naming no kid is tried only when the set
+ * holds exactly one key for its alg (the API server always names one;
+ * without, a token would cost a signature check per key). Returns WISP_JWT_OK and fills |out|, or the first reason it fails with a
  * sentence in |why| naming the values involved (never the signature). */
 wisp_jwt_verdict wisp_jwt_verify(wisp_jwt_claims *out, const wisp_jwks *keys, const wisp_jwt_expect *want,
                                  const char *token, size_t len, char *why, size_t why_len) WISP_MUST_CHECK;

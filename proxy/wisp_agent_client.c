@@ -383,8 +383,12 @@ static void on_sign_timer(struct ev_loop *loop, ev_timer *w, int revents) {
     renew = false;
   /* protobuf-c's strings are char *, only read: (char[]){...} is a writable literal. */
   req.join_token = renew ? (char[]){""} : ac->token;
-  char *sa_token = renew ? NULL : read_sa_token(ac->px->cfg->sa_token_file);
-  req.sa_token = sa_token ? sa_token : (char[]){""};
+  /* The service-account token goes with every Sign, renewals too: an SVID
+   * issued on one lives no longer than it, and the agent renews it only on
+   * a current one (the file, which the kubelet rotates, is read afresh). */
+  char *sa_token = read_sa_token(ac->px->cfg->sa_token_file);
+  req.sa_token.data = (uint8_t *)sa_token;
+  req.sa_token.len = sa_token ? strlen(sa_token) : 0;
   ac->sign_conn = agent_connect(ac, renew, err, sizeof(err));
   wisp_rpcc_call *call =
       ac->sign_conn ? wisp_rpcc_unary(ac->sign_conn, "/wisp.v1.Identity/Sign", &req.base, &kSign, ac, SIGN_TIMEOUT)

@@ -524,12 +524,26 @@ static void sign_reply(wisp_rpc_call *call, wisp_agent *a, X509 *leaf, const cha
   free_der(resp.bundle, resp.n_bundle);
 }
 
+/* Whether the caller's SVID was issued on a service-account token. */
+static bool peer_from_sa_token(const wisp_rpc_call *call) {
+  X509 *cert = wisp_rpc_call_get1_peer_cert(call);
+  char origin[sizeof(WISP_CA_ORIGIN_SA_TOKEN)];
+  bool from_sa = cert && wisp_ca_cert_origin(cert, origin, sizeof(origin)) && !strcmp(origin, WISP_CA_ORIGIN_SA_TOKEN);
+  X509_free(cert);
+  return from_sa;
+}
+
 /* Who may have an SVID for the ID the CSR asks for: the bearer of a join
- * token for it, or a caller already holding a valid SVID for it. What the
- * caller claims decides nothing. The agent's own ID is never issued: with it
- * a proxy could pose as the agent to every other proxy. */
+ * token for it, of a service-account token for it, or a caller already
+ * holding a valid SVID for it, unless that SVID came from a service-account
+ * token: such an SVID lives no longer than its token, and so does each
+ * renewal, which needs a current token (else a stolen SVID key would renew
+ * forever). What the caller claims decides nothing. The agent's own ID is
+ * never issued: with it a proxy could pose as the agent to every other
+ * proxy. |origin| says what the SVID will record of the proof. */
 static wisp_grpc_status authorize_sign(wisp_agent *a, wisp_rpc_call *call, const Wisp__V1__SignRequest *req,
-                                       const char *id, char *why, size_t why_len, const char **via) {
+                                       const char *id, char *why, size_t why_len, const char **via,
+                                       wisp_ca_origin *origin) {
   char own[WISP_SPIFFE_MAX + 1];
   agent_id(a, own);
   if (strcmp(id, own) == 0) {
@@ -549,9 +563,11 @@ static wisp_grpc_status authorize_sign(wisp_agent *a, wisp_rpc_call *call, const
     }
     return rc == WISP_ERR_POLICY ? WISP_GRPC_PERMISSION_DENIED : WISP_GRPC_UNAUTHENTICATED;
   }
-  if (req->sa_token && req->sa_token[0]) {
+  if (req->sa_token.len) {
     *via = "service-account";
-    return wisp_sa_authorize(a->sa, req->sa_token, id, wisp_ca_get0_trust_domain(a->ca), why, why_len);
+    origin->name = WISP_CA_ORIGIN_SA_TOKEN;
+    return wisp_sa_authorize(a->sa, (const char *)req->sa_token.data, req->sa_token.len, id,
+                             wisp_ca_get0_trust_domain(a->ca), &origin->not_after_max, why, why_len);
   }
   *via = "renewal";
   const char *peer = wisp_rpc_call_peer_id(call);
@@ -562,6 +578,12 @@ static wisp_grpc_status authorize_sign(wisp_agent *a, wisp_rpc_call *call, const
   if (strcmp(peer, id) != 0) {
     snprintf(why, why_len, "caller is %s but the CSR asks for %s", peer, id);
     return WISP_GRPC_PERMISSION_DENIED;
+  }
+  if (peer_from_sa_token(call)) {
+    snprintf(why, why_len, "the SVID of %s was issued on a service-account token and lives no longer than it: "
+             "renewing it needs a current token (sa_token; the proxy sends its --sa-token-file, which the kubelet "
+             "rotates)", id);
+    return WISP_GRPC_UNAUTHENTICATED;
   }
   return WISP_GRPC_OK;
 }
@@ -576,15 +598,17 @@ static void on_sign(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
   wisp_ca_csr_info csr = {0};
   char why[512];
   const char *via = "";
+  wisp_ca_origin origin = {NULL, 0};
   X509 *leaf = NULL;
   wisp_err rc = wisp_ca_csr_check(&csr, req->csr.data, req->csr.len, why, sizeof(why));
   if (rc != WISP_OK) {
     wisp_rpc_finishf(call, WISP_GRPC_INVALID_ARGUMENT, "bad CSR: %s", why);
   } else {
-    wisp_grpc_status st = authorize_sign(a, call, req, csr.id.id, why, sizeof(why), &via);
+    wisp_grpc_status st = authorize_sign(a, call, req, csr.id.id, why, sizeof(why), &via, &origin);
     if (st != WISP_GRPC_OK) {
       wisp_rpc_finish(call, st, why);
-    } else if (wisp_ca_issue(a->ca, &leaf, csr.pubkey, csr.id.id, a->cfg.svid_ttl, why, sizeof(why)) != WISP_OK) {
+    } else if (wisp_ca_issue_from(a->ca, &leaf, csr.pubkey, csr.id.id, origin.name ? &origin : NULL, a->cfg.svid_ttl,
+                                  why, sizeof(why)) != WISP_OK) {
       wisp_rpc_finishf(call, WISP_GRPC_FAILED_PRECONDITION, "cannot issue: %s", why);
     } else {
       proxy_record *r = proxy_get(a, csr.id.id);

@@ -341,6 +341,9 @@ wisp_rpc_server *wisp_rpc_call_server(const wisp_rpc_call *c) { return c->conn->
 const char *wisp_rpc_call_peer_id(const wisp_rpc_call *c) {
   return c->conn->io.verify.peer_ok ? c->conn->io.verify.peer.id : NULL;
 }
+X509 *wisp_rpc_call_get1_peer_cert(const wisp_rpc_call *c) {
+  return c->conn->io.verify.peer_ok && c->conn->io.ssl ? SSL_get_peer_certificate(c->conn->io.ssl) : NULL;
+}
 bool wisp_rpc_call_local(const wisp_rpc_call *c) { return c->conn->local; }
 bool wisp_rpc_call_local_uid(const wisp_rpc_call *c, uid_t *out) {
   if (!c->conn->local || !c->conn->peer_uid_known) return false;

@@ -90,6 +90,9 @@ void wisp_rpc_server_stop_listening(wisp_rpc_server *s);
 wisp_rpc_server *wisp_rpc_call_server(const wisp_rpc_call *call);
 /* The caller's verified SPIFFE ID (borrowed), or NULL without a client cert. */
 const char *wisp_rpc_call_peer_id(const wisp_rpc_call *call);
+/* The caller's verified leaf certificate (a new reference: X509_free), or
+ * NULL without a verified client cert. */
+X509 *wisp_rpc_call_get1_peer_cert(const wisp_rpc_call *call);
 /* True for plaintext calls over the Unix socket (local, trusted by mode). */
 bool wisp_rpc_call_local(const wisp_rpc_call *call);
 /* For a local call: the uid of the process that connected (SO_PEERCRED). */

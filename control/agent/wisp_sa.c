@@ -65,9 +65,8 @@ static void log_keys(const char *event, const char *source, size_t n, const char
  * good set stays and the reason is remembered (and logged once). */
 static void install(wisp_sa *s, const char *json, size_t len, const char *source) {
   wisp_jwks *k = NULL;
-  size_t skipped = 0;
   char err[256];
-  if (wisp_jwks_parse(&k, &skipped, json, len, err, sizeof(err)) != WISP_OK) {
+  if (wisp_jwks_parse(&k, NULL, json, len, err, sizeof(err)) != WISP_OK) {
     char why[320];
     snprintf(why, sizeof(why), "%s: %s", source, err);
     if (strcmp(why, s->load_error) != 0) log_keys("refused", source, 0, NULL, err);
@@ -78,6 +77,8 @@ static void install(wisp_sa *s, const char *json, size_t len, const char *source
   s->keys = k;
   s->load_error[0] = '\0';
   snprintf(s->source, sizeof(s->source), "%s", source);
+  /* One odd key is left out on its own; say which and why. */
+  for (size_t i = 0; i < wisp_jwks_skipped(k); i++) log_keys("key_skipped", source, 0, NULL, wisp_jwks_skip_reason(k, i));
   log_keys("loaded", source, wisp_jwks_count(k), s->issuer, NULL);
 }
 
@@ -303,13 +304,14 @@ static wisp_grpc_status no_keys(const wisp_sa *s, char *why, size_t why_len) {
   return WISP_GRPC_UNAVAILABLE;
 }
 
-wisp_grpc_status wisp_sa_authorize(wisp_sa *s, const char *token, const char *spiffe_id, const char *trust_domain,
-                                   char *why, size_t why_len) {
+wisp_grpc_status wisp_sa_authorize(wisp_sa *s, const char *token, size_t token_len, const char *spiffe_id,
+                                   const char *trust_domain, int64_t *out_exp, char *why, size_t why_len) {
   if (!s->keys || !s->issuer[0]) return no_keys(s, why, why_len);
-  wisp_jwt_expect want = {s->issuer, WISP_SA_AUDIENCE, (int64_t)time(NULL), WISP_JWT_DEFAULT_LEEWAY};
+  int64_t now = (int64_t)time(NULL);
+  wisp_jwt_expect want = {s->issuer, WISP_SA_AUDIENCE, now, WISP_JWT_DEFAULT_LEEWAY};
   wisp_jwt_claims c;
   char reason[512];
-  wisp_jwt_verdict v = wisp_jwt_verify(&c, s->keys, &want, token, strlen(token), reason, sizeof(reason));
+  wisp_jwt_verdict v = wisp_jwt_verify(&c, s->keys, &want, token, token_len, reason, sizeof(reason));
   if (v == WISP_JWT_UNKNOWN_KEY) request_fetch(s); /* the issuer may have a new key */
   if (v != WISP_JWT_OK) {
     snprintf(why, why_len, "service-account token refused: %s", reason);
@@ -322,5 +324,12 @@ wisp_grpc_status wisp_sa_authorize(wisp_sa *s, const char *token, const char *sp
                            "asks for %s", c.ns, c.sa_name, id, spiffe_id);
     return WISP_GRPC_PERMISSION_DENIED;
   }
+  if (c.exp - now < WISP_SA_SVID_MIN_SECONDS) {
+    snprintf(why, why_len, "service-account token refused: it expires in %lld s, too soon to issue an SVID on it (an "
+             "SVID lives no longer than its token; at least %d s are needed): send the kubelet's current token",
+             (long long)(c.exp - now), WISP_SA_SVID_MIN_SECONDS);
+    return WISP_GRPC_UNAUTHENTICATED;
+  }
+  *out_exp = c.exp;
   return WISP_GRPC_OK;
 }

@@ -16,6 +16,7 @@
 #define WISP_SA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <ev.h>
 
@@ -27,6 +28,10 @@
 #define WISP_SA_REFRESH 300         /* seconds between fetches from the API server */
 #define WISP_SA_REFETCH_MIN 30      /* unknown kid: fetch again, at most this often */
 #define WISP_SA_RETRY 10            /* a failed fetch is retried after this long */
+/* An SVID lives no longer than the token it was issued on; a token with
+ * less than this left issues none. The kubelet replaces a token at 80% of
+ * its life (expirationSeconds is at least 600), so a current one has more. */
+#define WISP_SA_SVID_MIN_SECONDS 20
 
 typedef struct {
   const char *jwks_file;  /* NULL: none */
@@ -47,12 +52,15 @@ wisp_err wisp_sa_new(wisp_sa **out, struct ev_loop *loop, const wisp_sa_config *
 void wisp_sa_free(wisp_sa *s);
 
 /* Whether |token| proves the right to an SVID for |spiffe_id| in
- * |trust_domain|. WISP_GRPC_OK; UNAUTHENTICATED (the token: expired, wrong
+ * |trust_domain| (|token_len| bytes, as the request carried them: a NUL
+ * byte among them is refused). WISP_GRPC_OK; UNAUTHENTICATED (the token: expired, wrong
  * audience, unknown key, bad signature, issuer mismatch, malformed, or
  * tokens not taken here); PERMISSION_DENIED (the token's service account is
  * not the one |spiffe_id| names); UNAVAILABLE (the keys are not loaded
- * yet). The reason is in |why|. */
-wisp_grpc_status wisp_sa_authorize(wisp_sa *s, const char *token, const char *spiffe_id, const char *trust_domain,
-                                   char *why, size_t why_len);
+ * yet). The reason is in |why|. On WISP_GRPC_OK, |*out_exp| is the token's
+ * exp, which the SVID must not outlive; a token with less than
+ * WISP_SA_SVID_MIN_SECONDS left is refused (UNAUTHENTICATED). */
+wisp_grpc_status wisp_sa_authorize(wisp_sa *s, const char *token, size_t token_len, const char *spiffe_id,
+                                   const char *trust_domain, int64_t *out_exp, char *why, size_t why_len);
 
 #endif

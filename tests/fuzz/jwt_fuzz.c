@@ -5,7 +5,9 @@
  * vectors (tests/unit/jwt/vectors.json) at the vectors' "now", so the
  * corpus' good tokens reach the claim checks. Invariants: a verdict from
  * the enum with a reason that starts with its name, |out| only on success,
- * and an accepted token's namespace and service account never hold '/'.
+ * and an accepted token's namespace and service account never hold '/';
+ * each key left out of a set has its reason, and a set with keys but none
+ * usable is refused.
  *
  * Replayed over corpus/jwt/ by //tests/fuzz:jwt_fuzz_replay. To fuzz for
  * real, from the workspace root:
@@ -44,7 +46,13 @@ static void fuzz_jwks(const uint8_t *data, size_t size) {
   CHECK(rc == WISP_OK || rc == WISP_ERR_PARSE || rc == WISP_ERR_TOO_BIG);
   CHECK((rc == WISP_OK) == (k != NULL));
   CHECK(rc == WISP_OK || err[0]);
-  CHECK(wisp_jwks_count(k) <= WISP_JWKS_KEYS_MAX);
+  CHECK(wisp_jwks_count(k) + wisp_jwks_skipped(k) <= WISP_JWKS_KEYS_MAX);
+  /* Every key left out says which and why; a set of keys none usable is refused. */
+  CHECK(rc != WISP_OK || skipped == wisp_jwks_skipped(k));
+  CHECK(rc != WISP_OK || !skipped || wisp_jwks_count(k));
+  for (size_t i = 0; rc == WISP_OK && i < skipped; i++)
+    CHECK(strncmp(wisp_jwks_skip_reason(k, i), "keys[", 5) == 0);
+  CHECK(wisp_jwks_skip_reason(k, skipped) == NULL);
   wisp_jwks_free(k);
 }
 

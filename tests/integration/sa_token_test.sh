@@ -15,6 +15,8 @@ SOCK=$SOCKDIR/agent.sock
 ac() { node "$NODE_DIR/agent_client.js" --target "unix://$SOCK" "$@"; }
 mint() { "$PY" "$ST" mint --keys "$WORK/keys" "$@"; }
 jwks() { "$PY" "$ST" jwks "$WORK/keys" "$@"; }
+exp_of() { "$PY" -c 'import jwt,sys; print(jwt.decode(sys.argv[1], options={"verify_signature": False})["exp"])' "$1"; }
+pem_of() { node -e 'const o=JSON.parse(require("fs").readFileSync(0));process.stdout.write(o[process.argv[1]])' "$1"; }
 csr() { # csr NAME SPIFFE_ID: a DER CSR in $WORK/NAME.der
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/$1.key" 2>/dev/null
   openssl req -new -key "$WORK/$1.key" -subj /O=wisp -addext "subjectAltName=URI:$2" -outform DER \
@@ -74,14 +76,45 @@ refused "alg none" UNAUTHENTICATED "algorithm refused: alg none" "$(mint --alg n
 refused "HS256" UNAUTHENTICATED "algorithm refused: alg HS256" "$(mint --alg HS256)"
 refused "another service account's ID" PERMISSION_DENIED \
   "service account does not match the requested ID: the token is for shop/orders" "$(mint)" admin
+# sa_token is bytes: what follows a NUL is not cut off (it once was, and the
+# token before it was taken).
+refused "a token with a NUL byte and more after it" UNAUTHENTICATED "malformed token: the token holds a NUL byte" \
+  "$(mint)\\0junk"
 refused "another namespace's token" PERMISSION_DENIED "the token is for kube-system/orders" "$(mint --ns kube-system)"
 check "refusals are logged with the reason" grep -q '"type":"sign_refused","spiffe_id":"spiffe://shop.local/ns/shop/sa/orders","reason":"service-account token refused: expired' "$WORK/agent.out"
 
+# --- an SVID lives no longer than its token; renewing it needs a current one ---
+tok=$(mint --exp-in 300)
+out=$(ac sign-sa "$WORK/orders.der" "$tok")
+expect_match "the SVID's notAfter is the token's exp, not --svid-ttl 1h" "\"not_after_unix\":$(exp_of "$tok")," "$out"
+printf '%s' "$out" | pem_of leaf_pem >"$WORK/sa-leaf.pem"
+printf '%s' "$out" | pem_of bundle_pem >"$WORK/sa-bundle.pem"
+expect_match "its subject says it was issued on a service-account token" "OU ?= ?kubernetes-service-account-token" \
+  "$(openssl x509 -in "$WORK/sa-leaf.pem" -noout -subject)"
+acr() { ac --tls "$WORK/sa-leaf.pem" "$WORK/orders.key" "$WORK/sa-bundle.pem" "$@"; } # renewal over mTLS
+out=$(acr sign "$WORK/orders.der" 2>&1)
+expect_match "renewing it over mTLS with no token is refused (a stolen SVID key must not renew forever)" \
+  '"name":"UNAUTHENTICATED".*issued on a service-account token and lives no longer than it: renewing it needs a current token' "$out"
+out=$(acr sign-sa "$WORK/orders.der" "$(mint --exp-in -3600)" 2>&1)
+expect_match "renewing it with an expired token is refused" '"name":"UNAUTHENTICATED".*expired: the token expired' "$out"
+tok=$(mint --exp-in 900)
+out=$(acr sign-sa "$WORK/orders.der" "$tok" 2>&1)
+expect_match "renewing it with a current token: the new SVID ends at that token's exp" \
+  "\"not_after_unix\":$(exp_of "$tok")," "$out"
+refused "a token about to expire" UNAUTHENTICATED "it expires in ([0-9]|1[0-9]) s, too soon to issue an SVID on it" \
+  "$(mint --exp-in 10)"
+
 # The file changes (a ConfigMap update): a new key is taken without a restart;
 # a broken file leaves the last good set in force.
-jwks rsa.pem:rsa-1:RS256 ec.pem:ec-1:ES256 other-rsa.pem:rsa-2:RS256 >"$WORK/jwks.json.new"
+# One odd key among them (bad base64url) is left out alone and logged; it
+# once made the whole set refused.
+jwks rsa.pem:rsa-1:RS256 ec.pem:ec-1:ES256 other-rsa.pem:rsa-2:RS256 |
+  "$PY" -c 'import json,sys; d=json.load(sys.stdin); d["keys"].append({"kty":"RSA","kid":"odd","n":"!!","e":"AQAB"}); print(json.dumps(d))' \
+  >"$WORK/jwks.json.new"
 mv "$WORK/jwks.json.new" "$WORK/jwks.json"
 check "a changed --sa-jwks is re-read (3 keys)" wait_for 5 grep -q '"event":"loaded","source":"--sa-jwks","keys":3' "$WORK/agent.err"
+check "its odd key is left out and logged with the reason" grep -q \
+  '"event":"key_skipped","source":"--sa-jwks","error":"keys\[3\] (kid odd): an RSA key without base64url n and e"' "$WORK/agent.err"
 out=$(ac sign-sa "$WORK/orders.der" "$(mint --key other-rsa.pem --kid rsa-2)")
 expect_match "a token signed by the new key is taken" "\"spiffe_id\":\"$TD/ns/shop/sa/orders\"" "$out"
 echo '{"keys": [' >"$WORK/jwks.json.new" && mv "$WORK/jwks.json.new" "$WORK/jwks.json"
@@ -96,10 +129,18 @@ start_proxy proxy --agent "unix://$SOCK" --spiffe-id "$TD/ns/shop/sa/orders" --s
   --inbound "127.0.0.1:$IN" --app 127.0.0.1:1 --admin "127.0.0.1:$ADM"
 check "with a token for another audience the proxy logs the agent's reason" \
   wait_for 10 grep -q '"event":"sign_failed".*UNAUTHENTICATED: service-account token refused: wrong audience' "$WORK/proxy.err"
-mint >"$WORK/sa.token.new" && mv "$WORK/sa.token.new" "$WORK/sa.token"
+# A token with 40 s left: the SVID ends with it, and the proxy renews it at
+# about half its life with the token the file then holds.
+mint --exp-in 40 >"$WORK/sa.token.new" && mv "$WORK/sa.token.new" "$WORK/sa.token"
 ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADM/ready")" = 200 ]; }
 check "after the token file is replaced (as the kubelet rotates it) the proxy is ready" wait_for 20 ready
 expect_match "its SVID is orders'" "\"spiffe_id\":\"$TD/ns/shop/sa/orders\"" "$(curl -s "http://127.0.0.1:$ADM/certs")"
+mint --exp-in 900 >"$WORK/sa.token.new" && mv "$WORK/sa.token.new" "$WORK/sa.token"
+renewed() { [ "$(grep -c '"event":"issued"' "$WORK/proxy.err")" -ge 2 ]; }
+check "the proxy renews its SVID before the token's end" wait_for 40 renewed
+check "sending its current token: no renewal was refused" bash -c "! grep -q 'sign_failed.*lives no longer than it' '$WORK/proxy.err'"
+expect_match "with the token the file holds now: the SVID ends at its exp" \
+  "\"not_after_unix\":$(exp_of "$(cat "$WORK/sa.token")")" "$(curl -s "http://127.0.0.1:$ADM/certs")"
 stop_proxy proxy
 stop_agent agent
 

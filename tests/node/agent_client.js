@@ -68,7 +68,10 @@ switch (cmd) {
   case 'sign-sa': {
     const id = new v1.Identity(target, creds, opts);
     const req = { csr: fs.readFileSync(rest[0]) };
-    req[cmd === 'sign' ? 'join_token' : 'sa_token'] = rest[1] || '';
+    // sa_token is bytes: a Buffer (a string would be read as base64). A
+    // "\0" in the argument stands for a NUL byte (the shell cannot pass one).
+    if (cmd === 'sign') req.join_token = rest[1] || '';
+    else req.sa_token = Buffer.from((rest[1] || '').replace(/\\0/g, '\0'), 'latin1');
     id.Sign(req, { deadline: deadline() }, (err, r) => {
       if (err) fail(err);
       console.log(JSON.stringify({ spiffe_id: r.spiffe_id, chain: r.chain.length, bundle: r.bundle.length,

@@ -729,6 +729,34 @@ static void test_issue_capped_by_ca(void **state) {
   wisp_ca_free(ca);
 }
 
+/* An SVID issued on a service-account token: OU says so (the agent reads
+ * it back at renewal) and notAfter is the token's exp, not the TTL's; a
+ * cap already past issues nothing. Plain issues carry no OU. */
+static void test_issue_from_origin(void **state) {
+  (void)state;
+  wisp_ca *ca = new_root(TD, 86400);
+  int64_t cap = (int64_t)time(NULL) + 300, na = 0;
+  wisp_ca_origin origin = {WISP_CA_ORIGIN_SA_TOKEN, cap};
+  X509 *leaf = NULL;
+  char err[256], ou[64];
+  assert_int_equal(wisp_ca_issue_from(ca, &leaf, g.p256, WEB_ID, &origin, 3600, err, sizeof(err)), WISP_OK);
+  assert_int_equal(wisp_ca_cert_not_after(leaf, &na), WISP_OK);
+  assert_int_equal(na, cap);
+  assert_true(wisp_ca_cert_origin(leaf, ou, sizeof(ou)));
+  assert_string_equal(ou, WISP_CA_ORIGIN_SA_TOKEN);
+  assert_false(wisp_ca_cert_origin(leaf, ou, 8)); /* does not fit */
+  X509_free(leaf);
+  leaf = NULL;
+  origin.not_after_max = (int64_t)time(NULL) - 1;
+  assert_int_equal(wisp_ca_issue_from(ca, &leaf, g.p256, WEB_ID, &origin, 3600, err, sizeof(err)), WISP_ERR_USAGE);
+  assert_null(leaf);
+  assert_non_null(strstr(err, "already be expired"));
+  leaf = issue(ca, g.p256, WEB_ID, 600);
+  assert_false(wisp_ca_cert_origin(leaf, ou, sizeof(ou)));
+  X509_free(leaf);
+  wisp_ca_free(ca);
+}
+
 /* The webhook's serving certificate: one DNS SAN, serverAuth only, no URI
  * SAN (so no peer could take it for an SVID), signed by the CA. */
 static void test_issue_server(void **state) {
@@ -1224,6 +1252,7 @@ int main(void) {
       cmocka_unit_test(test_new_root_rejects),
       cmocka_unit_test(test_issue_svid),
       cmocka_unit_test(test_issue_capped_by_ca),
+      cmocka_unit_test(test_issue_from_origin),
       cmocka_unit_test(test_issue_one_second_ttl),
       cmocka_unit_test(test_issue_server),
       cmocka_unit_test(test_issue_long_segment_cn_cut),
