@@ -17,6 +17,8 @@ PKGS=(
   podman runc containernetworking-plugins catatonit busybox-static
   # JSON (jansson), service-account tokens and JSON Patch in the tests (issue 11)
   libjansson-dev python3-jwt python3-cryptography python3-jsonpatch
+  # HTTP/1.x callers and apps (issue 14): the parser, ab as a test peer
+  libhttp-parser-dev apache2-utils
 )
 missing=()
 for p in "${PKGS[@]}"; do

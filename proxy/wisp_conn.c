@@ -11,6 +11,7 @@
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
 #include "lib/wisp_sniff.h"
+#include "proxy/wisp_h1.h"
 #include "proxy/wisp_h2.h"
 #include "proxy/wisp_pool.h"
 #include "proxy/wisp_proxy.h"
@@ -362,13 +363,18 @@ static void on_inbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
   free(in);
 }
 
-static void accept_h2c(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot) {
+void wisp_conn_accept_h2c(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
+                          ev_tstamp accepted) {
   wisp_conn *c = conn_new(l->px, fd, NULL, false, l->dir, WISP_H2CONN_OPEN);
   wisp_connlimit_move(&c->slot, slot);
+  c->started = accepted;
   c->listener = l;
   set_dst(c, dst);
   snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer);
   wisp_conn_rearm(c);
+  /* What detection peeked at is read now: a refusal then closes with FIN,
+   * not the RST a close with unread bytes makes. */
+  wisp_h2conn_recv(&c->io);
 }
 
 typedef struct {
@@ -376,14 +382,22 @@ typedef struct {
   wisp_target *dst;
   char peer[64];
   wisp_connlimit_slot slot;
+  ev_tstamp accepted;
 } outbound_sniff;
 
 /* The whole HTTP/2 client preface goes to the L7 path; anything else
- * (or silence) is L4. */
+ * (or silence) is L4. A route listener's callers speak HTTP: HTTP/1 goes
+ * through wisp_h1, anything else to the HTTP/2 path, which refuses it as
+ * it always did (bad preface, or no preface in time). */
 static void on_outbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
   outbound_sniff *o = arg;
-  if (proto == WISP_SNIFF_HTTP2) {
-    accept_h2c(o->l, o->dst, fd, o->peer, &o->slot);
+  if (o->l->target && proto == WISP_SNIFF_HTTP1) {
+    wisp_h1_accept(o->l, o->dst, fd, o->peer, &o->slot, o->accepted);
+  } else if (o->l->target && proto == WISP_SNIFF_CLOSED) {
+    o->l->px->stats.conns_closed_early++;
+    log_unaccepted(o->l, o->peer, "closed", "closed before sending a request (the peer sent nothing)", NULL);
+  } else if (proto == WISP_SNIFF_HTTP2 || o->l->target) {
+    wisp_conn_accept_h2c(o->l, o->dst, fd, o->peer, &o->slot, o->accepted);
   } else if (proto != WISP_SNIFF_CLOSED) {
     wisp_tunnel_outbound(o->l->px, fd, o->peer, o->dst, &o->slot);
   }
@@ -479,23 +493,22 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
     wisp_sniff_start(px->loop, fd, px->cfg->handshake_timeout, on_inbound_sniffed, in);
     return;
   }
-  if (!l->target) {
-    /* Transparent outbound: HTTP/2 goes to the L7 path, anything else is a
-     * byte stream; server-first protocols on opaque ports skip detection. */
-    if (wisp_config_port_opaque(px->cfg, wisp_addr_port(&dst->addr))) {
-      wisp_tunnel_outbound(px, fd, peer_str, dst, &slot);
-      return;
-    }
-    outbound_sniff *o = wisp_calloc(1, sizeof(*o));
-    o->l = l;
-    o->dst = dst;
-    wisp_connlimit_move(&o->slot, &slot);
-    wisp_proxy_hold_target(dst);
-    snprintf(o->peer, sizeof(o->peer), "%s", peer_str);
-    wisp_sniff_start(px->loop, fd, WISP_DETECT_TIMEOUT, on_outbound_sniffed, o);
+  /* Transparent outbound: HTTP/2 goes to the L7 path, anything else is a
+   * byte stream; server-first protocols on opaque ports skip detection.
+   * A route: HTTP/2 or HTTP/1, told by the first bytes within the
+   * handshake budget. */
+  if (!l->target && wisp_config_port_opaque(px->cfg, wisp_addr_port(&dst->addr))) {
+    wisp_tunnel_outbound(px, fd, peer_str, dst, &slot);
     return;
   }
-  accept_h2c(l, dst, fd, peer_str, &slot);
+  outbound_sniff *o = wisp_calloc(1, sizeof(*o));
+  o->l = l;
+  o->dst = dst;
+  o->accepted = ev_now(px->loop);
+  wisp_connlimit_move(&o->slot, &slot);
+  wisp_proxy_hold_target(dst);
+  snprintf(o->peer, sizeof(o->peer), "%s", peer_str);
+  wisp_sniff_start(px->loop, fd, l->target ? px->cfg->handshake_timeout : WISP_DETECT_TIMEOUT, on_outbound_sniffed, o);
 }
 
 wisp_conn *wisp_conn_connect(wisp_target *t, char *err, size_t err_len) {

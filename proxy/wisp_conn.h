@@ -11,6 +11,11 @@
  * handshake; outbound ones speak h2c at once. */
 void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer);
 
+/* Serves |fd| (taken) as an h2c caller of outbound listener |l| going to
+ * |dst|, taking |slot|; |accepted|: when its handshake budget began. */
+void wisp_conn_accept_h2c(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
+                          ev_tstamp accepted);
+
 /* Starts a connection to |t| and returns it (owned by the proxy), or NULL
  * with |err| saying why. */
 wisp_conn *wisp_conn_connect(wisp_target *t, char *err, size_t err_len);

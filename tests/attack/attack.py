@@ -274,7 +274,8 @@ def _invalid_cases(path):
         "data-after-end-stream": wire.headers(1, block) + wire.frame(wire.DATA, wire.END_STREAM, 1, b"x"),
         "unknown-frame-type": wire.frame(0xFA, 0, 0, b"ignored") + wire.headers(1, block),
         "goaway-then-headers": wire.frame(wire.GOAWAY, 0, 0, b"\0\0\0\0\0\0\0\0") + wire.headers(1, block),
-        "garbage-preface": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        # neither HTTP/2 nor HTTP/1 (an HTTP/1 request is served since issue 14)
+        "garbage-preface": b"\x00\x01 not a protocol\r\n\r\n",
     }
 
 

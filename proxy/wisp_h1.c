@@ -1,0 +1,641 @@
+#include "proxy/wisp_h1.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lib/wisp_h1parse.h"
+#include "lib/wisp_log.h"
+#include "lib/wisp_mem.h"
+#include "proxy/wisp_admin_http.h"
+#include "proxy/wisp_conn.h"
+
+/* Bytes read from a socket at a time. */
+#define H1_READ_CHUNK (16 * 1024)
+/* Bytes waiting for the client's socket before no more response bytes
+ * are moved there (each stream then holds at most its window). */
+#define H1_OUT_HIGH (64 * 1024)
+/* Hard caps that only guard against a bug: flow control stays under them. */
+#define H1_BUF_CAP (1024 * 1024)
+/* The HTTP/2 windows the gateway grants the proxy: one stream's default
+ * window each, and room on the connection for every pipelined stream, so
+ * responses waiting behind the head of the line never stall it. */
+#define H1_STREAM_WINDOW (64 * 1024)
+#define H1_CONN_WINDOW ((WISP_H1_PIPELINE + 1) * H1_STREAM_WINDOW)
+
+typedef struct h1req h1req;
+struct h1req {
+  h1req *next;
+  int32_t id;                 /* its HTTP/2 stream, 0: none (answered here) */
+  bool is_head;               /* a HEAD request: the response has no body */
+  bool http10;
+  bool keep_alive;            /* the client may send another request after it */
+  bool expect_continue, continue_sent;
+  /* request body, waiting for the stream's window */
+  wisp_buf body;
+  bool body_eof;
+  wisp_hdrs trailers;
+  bool stream_closed;
+  /* response */
+  int local_status;           /* answered here with this status (0: no) */
+  const char *local_why;      /* static */
+  wisp_hdrs resp, resp_trailers;
+  bool resp_head;
+  wisp_buf resp_body;
+  bool resp_eof;
+  bool aborted;               /* the stream ended before a complete response */
+  bool head_written, end_written, chunked_out, close_after;
+};
+
+typedef struct {
+  wisp_proxy *px;
+  struct ev_loop *loop;
+  char authority[128];        /* for HTTP/1.0 requests without Host: the route's peer */
+  int fd;                     /* the client */
+  ev_io rio, wio;
+  int sfd;                    /* our end of the socketpair to the listener's h2c path */
+  ev_io srio, swio;
+  nghttp2_session *h2;
+  wisp_buf in, out, sout;
+  wisp_h1parse parser;
+  h1req *head, *tail;         /* in request order */
+  int nreqs;
+  h1req *cur;                 /* the request whose body is being parsed */
+  bool client_eof;            /* the client sent FIN */
+  bool refused;               /* a request was refused: parse no more */
+  bool goaway;                /* the h2c side will take no new streams */
+  bool closing;               /* write out what is there, then close */
+  bool dead;
+  bool in_pump;
+} h1conn;
+
+static void pump(h1conn *h);
+
+/* ---- requests ---- */
+
+static h1req *req_new(h1conn *h) {
+  h1req *r = wisp_calloc(1, sizeof(*r));
+  if (h->tail) {
+    h->tail->next = r;
+  } else {
+    h->head = r;
+  }
+  h->tail = r;
+  h->nreqs++;
+  return r;
+}
+
+static void req_free(h1req *r) {
+  wisp_buf_cleanup(&r->body);
+  wisp_buf_cleanup(&r->resp_body);
+  wisp_hdrs_cleanup(&r->trailers);
+  wisp_hdrs_cleanup(&r->resp);
+  wisp_hdrs_cleanup(&r->resp_trailers);
+  free(r);
+}
+
+/* Answers |r| here with |status| and |why|; the connection closes after. */
+static void answer_local(h1conn *h, h1req *r, int status, const char *why) {
+  r->local_status = status;
+  r->local_why = why;
+  r->close_after = true;
+  h->refused = true; /* bytes after a refused request cannot be trusted to be a request */
+  if (r->id && !r->stream_closed) nghttp2_submit_rst_stream(h->h2, NGHTTP2_FLAG_NONE, r->id, NGHTTP2_CANCEL);
+}
+
+/* ---- HTTP/1 request -> HTTP/2 stream ---- */
+
+static ssize_t provide_body(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                            nghttp2_data_source *src, void *user_data) {
+  h1req *r = src->ptr;
+  size_t n = wisp_buf_read(&r->body, buf, len);
+  if (wisp_buf_len(&r->body) == 0 && r->body_eof) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (r->trailers.n) {
+      if (nghttp2_submit_trailer(session, id, r->trailers.nv, r->trailers.n) != 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    }
+    return (ssize_t)n;
+  }
+  return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+}
+
+static wisp_err add_pseudo(wisp_hdrs *out, const char *name, const char *v, size_t len) {
+  return wisp_hdrs_add(out, (const uint8_t *)name, strlen(name), (const uint8_t *)v, len);
+}
+
+/* :authority and :path from the request-target (origin-form, absolute-form
+ * or "*") and Host. */
+static wisp_err target_of(h1conn *h, const wisp_h1_head *hd, wisp_hdrs *out, const char **why) {
+  const char *host = NULL;
+  size_t host_len = 0;
+  for (size_t i = 0; i < hd->nfields; i++) {
+    if (hd->fields[i].name_len == 4 && memcmp(hd->fields[i].name, "host", 4) == 0) {
+      host = hd->fields[i].value;
+      host_len = hd->fields[i].value_len;
+    }
+  }
+  const char *path = hd->target;
+  size_t path_len = hd->target_len;
+  if (path_len && path[0] != '/' && !(path_len == 1 && path[0] == '*')) {
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(hd->target, hd->target_len, 0, &u) != 0 || !(u.field_set & (1 << UF_HOST))) {
+      *why = "bad request-target";
+      return WISP_ERR_PROTO;
+    }
+    /* absolute-form: its authority wins over Host (RFC 9112 3.2.2) */
+    host = hd->target + u.field_data[UF_HOST].off;
+    host_len = u.field_data[UF_HOST].len;
+    if (u.field_set & (1 << UF_PORT)) host_len = (size_t)(u.field_data[UF_PORT].off + u.field_data[UF_PORT].len -
+                                                          u.field_data[UF_HOST].off);
+    if (u.field_set & (1 << UF_PATH)) {
+      path = hd->target + u.field_data[UF_PATH].off;
+      path_len = hd->target_len - u.field_data[UF_PATH].off;
+    } else {
+      path = "/";
+      path_len = 1;
+    }
+  }
+  if (!host || host_len == 0) {
+    host = h->authority;
+    host_len = strlen(h->authority);
+  }
+  WISP_GUARD(add_pseudo(out, ":method", hd->method, strlen(hd->method)));
+  WISP_GUARD(add_pseudo(out, ":scheme", "http", 4));
+  WISP_GUARD(add_pseudo(out, ":authority", host, host_len));
+  return add_pseudo(out, ":path", path, path_len);
+}
+
+static void open_stream(h1conn *h, h1req *r, const wisp_h1_head *hd) {
+  wisp_hdrs req = {0};
+  const char *why = "request header fields over the proxy's bounds";
+  wisp_err rc = target_of(h, hd, &req, &why);
+  for (size_t i = 0; rc == WISP_OK && i < hd->nfields; i++) {
+    const wisp_h1_field *f = &hd->fields[i];
+    if (wisp_h1_hop_by_hop(hd, f) || (f->name_len == 6 && memcmp(f->name, "expect", 6) == 0)) continue;
+    rc = wisp_hdrs_add(&req, (const uint8_t *)f->name, f->name_len, (const uint8_t *)f->value, f->value_len);
+  }
+  if (rc != WISP_OK) {
+    answer_local(h, r, 400, why);
+  } else if (h->goaway) {
+    answer_local(h, r, 503, "the proxy is draining this connection: retry on a new one");
+  } else {
+    nghttp2_data_provider prd = {.source.ptr = r, .read_callback = provide_body};
+    int32_t id = nghttp2_submit_request(h->h2, NULL, req.nv, req.n, hd->has_body ? &prd : NULL, r);
+    if (id < 0) {
+      answer_local(h, r, 503, "cannot open an HTTP/2 stream for the request");
+    } else {
+      r->id = id;
+    }
+  }
+  wisp_hdrs_cleanup(&req);
+}
+
+static void on_req_head(void *arg, const wisp_h1_head *hd) {
+  h1conn *h = arg;
+  h1req *r = req_new(h);
+  h->cur = r;
+  r->is_head = strcmp(hd->method, "HEAD") == 0;
+  r->http10 = hd->minor == 0;
+  r->keep_alive = hd->keep_alive;
+  r->close_after = !hd->keep_alive;
+  r->expect_continue = hd->expect_continue && !r->http10;
+  if (!hd->has_body) r->body_eof = true;
+  if (strcmp(hd->method, "CONNECT") == 0) {
+    answer_local(h, r, 501, "CONNECT is not supported on this listener");
+    return;
+  }
+  open_stream(h, r, hd);
+}
+
+static void on_req_body(void *arg, const uint8_t *data, size_t len) {
+  h1conn *h = arg;
+  h1req *r = h->cur;
+  if (!r || r->local_status || r->stream_closed) return; /* nobody will read it */
+  if (wisp_buf_append(&r->body, data, len, H1_BUF_CAP) != WISP_OK) {
+    answer_local(h, r, 500, "request body buffer overflow");
+    return;
+  }
+  nghttp2_session_resume_data(h->h2, r->id);
+}
+
+static void on_req_end(void *arg, const wisp_h1_field *t, size_t nt) {
+  h1conn *h = arg;
+  h1req *r = h->cur;
+  h->cur = NULL;
+  if (!r) return;
+  r->body_eof = true;
+  for (size_t i = 0; i < nt && !r->local_status; i++) {
+    if (wisp_hdrs_add(&r->trailers, (const uint8_t *)t[i].name, t[i].name_len, (const uint8_t *)t[i].value,
+                      t[i].value_len) != WISP_OK)
+      answer_local(h, r, 400, "request trailers over the proxy's bounds");
+  }
+  if (r->id && !r->stream_closed) nghttp2_session_resume_data(h->h2, r->id);
+}
+
+static const wisp_h1parse_cbs kReqCbs = {on_req_head, on_req_body, on_req_end};
+
+/* ---- HTTP/2 client session callbacks: the responses ---- */
+
+static h1req *req_of(nghttp2_session *s, int32_t id) { return nghttp2_session_get_stream_user_data(s, id); }
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
+                     const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data) {
+  h1req *r = req_of(session, frame->hd.stream_id);
+  if (!r || frame->hd.type != NGHTTP2_HEADERS) return 0;
+  wisp_hdrs *dst = r->resp_head ? &r->resp_trailers : &r->resp;
+  if (wisp_hdrs_add(dst, name, namelen, value, valuelen) != WISP_OK) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  return 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+  h1conn *h = user_data;
+  if (frame->hd.type == NGHTTP2_GOAWAY) {
+    h->goaway = true;
+    return 0;
+  }
+  h1req *r = req_of(session, frame->hd.stream_id);
+  if (!r) return 0;
+  if (frame->hd.type == NGHTTP2_HEADERS && !r->resp_head) {
+    const char *st = wisp_hdrs_get(&r->resp, ":status");
+    if (st && st[0] == '1') {
+      wisp_hdrs_cleanup(&r->resp); /* 1xx: wait for the final response (100-continue is ours) */
+      return 0;
+    }
+    r->resp_head = true;
+  }
+  if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+      (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    r->resp_eof = true;
+  return 0;
+}
+
+static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+                              void *user_data) {
+  h1req *r = req_of(session, id);
+  if (!r || r->local_status || r->is_head ||
+      wisp_buf_append(&r->resp_body, data, len, H1_BUF_CAP) != WISP_OK) {
+    nghttp2_session_consume(session, id, len); /* nobody wants it */
+  }
+  return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, void *user_data) {
+  h1req *r = req_of(session, id);
+  if (!r) return 0;
+  r->stream_closed = true;
+  if (!r->resp_eof) r->aborted = true;
+  wisp_buf_cleanup(&r->body); /* nobody reads the rest of the request */
+  if (!r->body_eof) r->close_after = true; /* the rest of its body will not be read: the connection ends */
+  return 0;
+}
+
+static nghttp2_session_callbacks *callbacks(void) {
+  static nghttp2_session_callbacks *cbs;
+  if (cbs) return cbs;
+  if (nghttp2_session_callbacks_new(&cbs) != 0) abort();
+  nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+  return cbs;
+}
+
+static nghttp2_session *session_new(h1conn *h) {
+  static nghttp2_option *opt;
+  if (!opt) {
+    if (nghttp2_option_new(&opt) != 0) abort();
+    nghttp2_option_set_no_auto_window_update(opt, 1); /* bytes are acknowledged as they reach the client */
+  }
+  nghttp2_session *s;
+  if (nghttp2_session_client_new2(&s, callbacks(), h, opt) != 0) abort();
+  nghttp2_settings_entry iv[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, WISP_H1_PIPELINE},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H1_STREAM_WINDOW},
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+  };
+  nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, 3);
+  nghttp2_session_set_local_window_size(s, NGHTTP2_FLAG_NONE, 0, H1_CONN_WINDOW);
+  return s;
+}
+
+/* ---- HTTP/2 response -> HTTP/1 ---- */
+
+static bool out_printf(h1conn *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool out_printf(h1conn *h, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  wisp_err rc = wisp_buf_vprintf(&h->out, H1_BUF_CAP, fmt, ap);
+  va_end(ap);
+  return rc == WISP_OK;
+}
+
+static void write_local(h1conn *h, h1req *r) {
+  const char *why = r->local_why;
+  out_printf(h,
+             "HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %zu\r\n"
+             "x-wisp-error: %s\r\nconnection: close\r\n\r\n%s\n",
+             r->local_status, wisp_admin_reason_phrase(r->local_status), strlen(why) + 1, why, why);
+  r->head_written = r->end_written = true;
+}
+
+static bool skip_response_field(const nghttp2_nv *nv) {
+  static const char *const kSkip[] = {"connection", "keep-alive", "transfer-encoding", "upgrade",
+                                      "proxy-connection"};
+  if (nv->namelen && nv->name[0] == ':') return true;
+  for (size_t i = 0; i < sizeof(kSkip) / sizeof(kSkip[0]); i++) {
+    if (nv->namelen == strlen(kSkip[i]) && memcmp(nv->name, kSkip[i], nv->namelen) == 0) return true;
+  }
+  return false;
+}
+
+static void write_head(h1conn *h, h1req *r) {
+  const char *st = wisp_hdrs_get(&r->resp, ":status");
+  int status = st ? atoi(st) : 502;
+  bool bodiless = r->is_head || status == 204 || status == 304 || status / 100 == 1;
+  bool has_length = wisp_hdrs_get(&r->resp, "content-length") != NULL;
+  if (!bodiless && !has_length) {
+    if (r->http10) {
+      r->close_after = true; /* the body ends when the connection does */
+    } else {
+      r->chunked_out = true;
+    }
+  }
+  if (h->goaway && r == h->tail && h->cur == NULL) r->close_after = true;
+  out_printf(h, "HTTP/1.1 %d %s\r\n", status, wisp_admin_reason_phrase(status));
+  for (size_t i = 0; i < r->resp.n; i++) {
+    const nghttp2_nv *nv = &r->resp.nv[i];
+    if (skip_response_field(nv)) continue;
+    out_printf(h, "%.*s: %.*s\r\n", (int)nv->namelen, nv->name, (int)nv->valuelen, nv->value);
+  }
+  if (r->chunked_out) out_printf(h, "transfer-encoding: chunked\r\n");
+  if (r->close_after) {
+    out_printf(h, "connection: close\r\n\r\n");
+  } else {
+    out_printf(h, r->http10 ? "connection: keep-alive\r\n\r\n" : "\r\n");
+  }
+  r->head_written = true;
+}
+
+/* Moves response bytes of |r| to the client's buffer while it has room,
+ * acknowledging them to the stream as they go. */
+static void write_body(h1conn *h, h1req *r) {
+  while (wisp_buf_len(&r->resp_body) && wisp_buf_len(&h->out) < H1_OUT_HIGH) {
+    size_t n = wisp_buf_len(&r->resp_body);
+    if (n > H1_READ_CHUNK) n = H1_READ_CHUNK;
+    if (r->chunked_out) out_printf(h, "%zx\r\n", n);
+    if (wisp_buf_append(&h->out, wisp_buf_rptr(&r->resp_body), n, H1_BUF_CAP) != WISP_OK) return;
+    if (r->chunked_out) out_printf(h, "\r\n");
+    wisp_buf_consume(&r->resp_body, n);
+    nghttp2_session_consume(h->h2, r->id, n);
+  }
+  if (wisp_buf_len(&r->resp_body) || !r->resp_eof) return;
+  if (r->chunked_out) {
+    out_printf(h, "0\r\n");
+    for (size_t i = 0; i < r->resp_trailers.n; i++) {
+      const nghttp2_nv *nv = &r->resp_trailers.nv[i];
+      out_printf(h, "%.*s: %.*s\r\n", (int)nv->namelen, nv->name, (int)nv->valuelen, nv->value);
+    }
+    out_printf(h, "\r\n");
+  }
+  r->end_written = true;
+}
+
+/* Writes what is ready of the responses, in request order. */
+static void write_responses(h1conn *h) {
+  h1req *r;
+  while ((r = h->head) != NULL && !h->closing) {
+    if (r->aborted && !r->resp_head && !r->local_status)
+      answer_local(h, r, 502, "the upstream stream ended without a response");
+    if (r->local_status && !r->head_written) {
+      write_local(h, r);
+    } else if (r->resp_head) {
+      if (!r->head_written) write_head(h, r);
+      write_body(h, r);
+      if (!r->end_written && r->aborted && wisp_buf_len(&r->resp_body) == 0) {
+        h->closing = true; /* cut short: only a close tells an HTTP/1 client */
+        return;
+      }
+    } else if (r->expect_continue && !r->continue_sent) {
+      out_printf(h, "HTTP/1.1 100 Continue\r\n\r\n");
+      r->continue_sent = true;
+    }
+    if (!r->end_written) return;
+    /* A response complete before its request body: the rest of the body
+     * is not read, so nothing after it can be either. */
+    if (!r->body_eof) r->close_after = true;
+    if (r->close_after) h->closing = true;
+    if (r->id && !r->stream_closed && !r->body_eof) {
+      nghttp2_submit_rst_stream(h->h2, NGHTTP2_FLAG_NONE, r->id, NGHTTP2_CANCEL);
+    }
+    if (r->id && !r->stream_closed) {
+      nghttp2_session_set_stream_user_data(h->h2, r->id, NULL);
+    }
+    if (h->cur == r) h->cur = NULL;
+    h->head = r->next;
+    if (!h->head) h->tail = NULL;
+    h->nreqs--;
+    req_free(r);
+  }
+}
+
+/* ---- sockets ---- */
+
+static void close_all(h1conn *h) {
+  ev_io_stop(h->loop, &h->rio);
+  ev_io_stop(h->loop, &h->wio);
+  ev_io_stop(h->loop, &h->srio);
+  ev_io_stop(h->loop, &h->swio);
+  close(h->fd);
+  close(h->sfd);
+  h1req *r;
+  while ((r = h->head) != NULL) {
+    h->head = r->next;
+    req_free(r);
+  }
+  nghttp2_session_del(h->h2);
+  wisp_h1parse_cleanup(&h->parser);
+  wisp_buf_cleanup(&h->in);
+  wisp_buf_cleanup(&h->out);
+  wisp_buf_cleanup(&h->sout);
+  free(h);
+}
+
+/* Writes |b| to |fd|; false on a hard error. */
+static bool flush_to(int fd, wisp_buf *b) {
+  while (wisp_buf_len(b)) {
+    ssize_t n = send(fd, wisp_buf_rptr(b), wisp_buf_len(b), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    if (n <= 0) return false;
+    wisp_buf_consume(b, (size_t)n);
+  }
+  wisp_buf_cleanup(b); /* an idle connection holds no buffer */
+  return true;
+}
+
+/* Parses what was read while the next request may be taken. */
+static void parse_input(h1conn *h) {
+  while (wisp_buf_len(&h->in) && !h->refused && !h->closing) {
+    if (h->nreqs >= WISP_H1_PIPELINE && wisp_h1parse_idle(&h->parser)) return;
+    if (h->cur && wisp_buf_len(&h->cur->body) >= WISP_H1_BODY_HIGH) return;
+    size_t used = 0;
+    wisp_h1p_result res = wisp_h1parse_feed(&h->parser, wisp_buf_rptr(&h->in), wisp_buf_len(&h->in), &used);
+    wisp_buf_consume(&h->in, used);
+    if (res == WISP_H1P_ERROR) {
+      h1req *r = h->cur ? h->cur : req_new(h);
+      h->cur = NULL;
+      answer_local(h, r, h->parser.status, h->parser.why);
+    }
+    if (res == WISP_H1P_END && h->tail && h->tail->close_after) h->refused = true; /* nothing after "close" */
+  }
+  if (wisp_buf_len(&h->in) == 0) wisp_buf_cleanup(&h->in);
+}
+
+static bool may_read_client(const h1conn *h) {
+  if (h->client_eof || h->refused || h->closing || wisp_buf_len(&h->in)) return false;
+  if (h->cur && wisp_buf_len(&h->cur->body) >= WISP_H1_BODY_HIGH) return false;
+  return h->nreqs < WISP_H1_PIPELINE || !wisp_h1parse_idle(&h->parser);
+}
+
+static void read_client(h1conn *h) {
+  uint8_t buf[H1_READ_CHUNK];
+  ssize_t n = recv(h->fd, buf, sizeof(buf), 0);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+  if (n <= 0) {
+    h->client_eof = true;
+    if (n < 0 || wisp_h1parse_eof(&h->parser) == WISP_H1P_ERROR) {
+      /* gone mid-request: cancel what it had started */
+      if (h->cur && h->cur->id && !h->cur->stream_closed)
+        nghttp2_submit_rst_stream(h->h2, NGHTTP2_FLAG_NONE, h->cur->id, NGHTTP2_CANCEL);
+      h->closing = n < 0 || h->head == NULL || h->cur != NULL;
+      h->cur = NULL;
+    }
+    return;
+  }
+  if (wisp_buf_append(&h->in, buf, (size_t)n, H1_BUF_CAP) != WISP_OK) h->closing = true;
+  parse_input(h);
+}
+
+static bool read_h2(h1conn *h) {
+  uint8_t buf[H1_READ_CHUNK];
+  ssize_t n = recv(h->sfd, buf, sizeof(buf), 0);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return true;
+  if (n <= 0) return false;
+  return nghttp2_session_mem_recv(h->h2, buf, (size_t)n) >= 0;
+}
+
+static bool send_h2(h1conn *h) {
+  while (wisp_buf_len(&h->sout) < H1_OUT_HIGH) {
+    const uint8_t *data;
+    ssize_t n = nghttp2_session_mem_send(h->h2, &data);
+    if (n < 0) return false;
+    if (n == 0) break;
+    if (wisp_buf_append(&h->sout, data, (size_t)n, H1_BUF_CAP) != WISP_OK) return false;
+  }
+  return flush_to(h->sfd, &h->sout);
+}
+
+/* The h2c side is gone: requests without a response get a 502 (written
+ * out in order), then the client connection closes. */
+static void h2_gone(h1conn *h) {
+  for (h1req *r = h->head; r; r = r->next) {
+    if (!r->resp_eof) r->aborted = true;
+    r->stream_closed = true;
+    r->close_after = true;
+  }
+  h->refused = true;
+  ev_io_stop(h->loop, &h->srio);
+  ev_io_stop(h->loop, &h->swio);
+}
+
+static void pump(h1conn *h) {
+  if (h->in_pump) return;
+  h->in_pump = true;
+  bool h2_ok = ev_is_active(&h->srio);
+  for (int round = 0; round < 4; round++) {
+    parse_input(h);
+    if (h2_ok && !send_h2(h)) {
+      h2_gone(h);
+      h2_ok = false;
+    }
+    write_responses(h);
+    if (!flush_to(h->fd, &h->out)) {
+      h->dead = true;
+      break;
+    }
+  }
+  bool idle = h->head == NULL;
+  if (idle && (h->client_eof || h->goaway || h->refused)) h->closing = true;
+  if (h->closing && wisp_buf_len(&h->out) == 0) h->dead = true;
+  if (!h2_ok && idle) h->dead = true;
+  h->in_pump = false;
+  if (h->dead) {
+    close_all(h);
+    return;
+  }
+  if (may_read_client(h)) {
+    ev_io_start(h->loop, &h->rio);
+  } else {
+    ev_io_stop(h->loop, &h->rio);
+  }
+  if (wisp_buf_len(&h->out)) {
+    ev_io_start(h->loop, &h->wio);
+  } else {
+    ev_io_stop(h->loop, &h->wio);
+  }
+  if (h2_ok && wisp_buf_len(&h->sout)) {
+    ev_io_start(h->loop, &h->swio);
+  } else {
+    ev_io_stop(h->loop, &h->swio);
+  }
+}
+
+static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents) {
+  h1conn *h = w->data;
+  read_client(h);
+  pump(h);
+}
+
+static void on_client_writable(struct ev_loop *loop, ev_io *w, int revents) { pump(w->data); }
+
+static void on_h2_readable(struct ev_loop *loop, ev_io *w, int revents) {
+  h1conn *h = w->data;
+  if (!read_h2(h)) h2_gone(h);
+  pump(h);
+}
+
+static void on_h2_writable(struct ev_loop *loop, ev_io *w, int revents) { pump(w->data); }
+
+void wisp_h1_accept(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
+                    ev_tstamp accepted) {
+  int sp[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) != 0) {
+    wisp_log(WISP_LOG_WARN, "HTTP/1 caller %s refused: socketpair: %s", peer, strerror(errno));
+    close(fd);
+    return;
+  }
+  h1conn *h = wisp_calloc(1, sizeof(*h));
+  h->px = l->px;
+  h->loop = l->px->loop;
+  h->fd = fd;
+  h->sfd = sp[1];
+  snprintf(h->authority, sizeof(h->authority), "%s", dst->name);
+  h->h2 = session_new(h);
+  wisp_h1parse_init(&h->parser, HTTP_REQUEST, &kReqCbs, h);
+  ev_io_init(&h->rio, on_client_readable, fd, EV_READ);
+  ev_io_init(&h->wio, on_client_writable, fd, EV_WRITE);
+  ev_io_init(&h->srio, on_h2_readable, h->sfd, EV_READ);
+  ev_io_init(&h->swio, on_h2_writable, h->sfd, EV_WRITE);
+  h->rio.data = h->wio.data = h->srio.data = h->swio.data = h;
+  ev_io_start(h->loop, &h->srio);
+  /* The listener's HTTP/2 path takes the other end as an h2c caller. */
+  wisp_conn_accept_h2c(l, dst, sp[0], peer, slot, accepted);
+  pump(h);
+}

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# HTTP/1.x callers of a route listener (issue 14), with real clients (curl,
+# ab) and raw bytes (h1_raw.py): each request goes as an HTTP/2 stream over
+# the pooled mTLS connection, so policy, the log and the 502/503
+# explanations are the HTTP/2 path's.
+# app <- h2c <- wisp(orders, inbound) <= mTLS <= wisp(frontend, route) <- HTTP/1.1 <- client
+source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
+WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
+make_pki
+POLICY=$WORK/policy.yaml
+cat >"$POLICY" <<YAML
+apiVersion: wisp.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: no-admin, namespace: shop}
+spec:
+  selector: {serviceAccount: orders}
+  action: DENY
+  rules:
+  - to: [{paths: ["/admin/*"]}]
+YAML
+start_pair --policy "$POLICY" || { not_ok "pair starts"; finish; }
+OUT=http://127.0.0.1:$OUT_PORT
+RAW=(/usr/bin/python3 "$WISP_SRC/tests/integration/h1_raw.py" "$OUT_PORT")
+h1() { curl -sS --http1.1 --max-time 20 "$@"; }
+
+# --- requests, keep-alive, pipelining ---
+body=$(h1 "$OUT/hello")
+expect_match "curl --http1.1 GET through the pair" '"path":"/hello"' "$body"
+expect_match "Host becomes :authority" "\"authority\":\"127.0.0.1:$OUT_PORT\"" "$body"
+expect_match "the app sees the caller's identity" \
+  "\"x-forwarded-client-cert\":\"By=$TD/ns/shop/sa/orders;URI=$TD/ns/shop/sa/frontend\"" "$body"
+out=$(h1 -v "$OUT/ka1" "$OUT/ka2" "$OUT/ka3" 2>&1)
+expect_eq "keep-alive: curl sends 3 requests on one connection" 2 "$(grep -c 'Re-using existing connection' <<<"$out")"
+expect_eq "keep-alive: 3 answers" 3 "$(grep -c '^< HTTP/1.1 200' <<<"$out")"
+sleep 0.3
+conns=$(grep -E '"path":"/ka[123]"' "$WORK/client.out" | grep -o '"conn":[0-9]*' | sort -u | wc -l)
+expect_eq "keep-alive: the 3 requests are logged on one caller connection" 1 "$conns"
+out=$("${RAW[@]}" 'GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x\r\n\r\nGET /p3 HTTP/1.1\r\nHost: x\r\n\r\n')
+expect_eq "pipelining: three requests in one write are answered in order" "/p1 /p2 /p3" \
+  "$(grep -ao '"path":"/p[123]"' <<<"$out" | cut -d'"' -f4 | tr '\n' ' ' | sed 's/ $//')"
+out=$("${RAW[@]}" 'GET /one HTTP/1.1\r\nHost: x\r\n\r\n' --split)
+expect_match "a head that arrives a byte at a time" '"path":"/one"' "$out"
+out=$("${RAW[@]}" 'GET /ten HTTP/1.0\r\n\r\n')
+expect_match "HTTP/1.0 without Host: the route's peer is the authority, the connection closes" \
+  "\"path\":\"/ten\",\"authority\":\"127.0.0.1:$IN_PORT\".*<closed>" "$(tr -d '\n' <<<"$out")"
+# HTTP/1.0 keeps a connection only for a response of known length: the
+# node app streams without one (read to close), the proxy's 403 has one.
+out=$(h1 --http1.0 -i -H 'Connection: keep-alive' "$OUT/ten-ka")
+expect_match "HTTP/1.0, a response without a length: the body ends with the connection" \
+  'connection: close.*"path":"/ten-ka"' "$(tr -d '\r\n' <<<"$out")"
+out=$(h1 --http1.0 -i -H 'Connection: keep-alive' "$OUT/admin/ka")
+expect_match "HTTP/1.0 keep-alive is honoured for a response with a length" 'connection: keep-alive' "$out"
+out=$(ab -n 500 -c 10 "$OUT/" 2>&1)
+expect_match "ab (HTTP/1.0): 500 requests, none failed" 'Complete requests: +500.*Failed requests: +0' "$(tr -d '\n' <<<"$out")"
+out=$(ab -n 500 -c 10 -k "$OUT/admin/ab" 2>&1)
+expect_match "ab -k (HTTP/1.0 keep-alive): 500 requests on kept connections" 'Keep-Alive requests: +500' "$out"
+
+# --- hop-by-hop fields, Expect ---
+body=$(h1 -H 'Connection: X-Secret' -H 'X-Secret: 1' -H 'Keep-Alive: 5' -H 'Upgrade: websocket' \
+  -H 'Proxy-Connection: keep-alive' -H 'TE: trailers' -H 'X-Kept: yes' "$OUT/hop")
+hdrs=$(grep -o '"headers":{[^}]*}' <<<"$body")
+if grep -Eqi '"(x-secret|keep-alive|upgrade|proxy-connection|connection|transfer-encoding)"' <<<"$hdrs"; then
+  not_ok "hop-by-hop fields (and the field Connection names) are removed" "$hdrs"
+else
+  ok "hop-by-hop fields (and the field Connection names) are removed"
+fi
+expect_match "TE: trailers and end-to-end fields are kept" '"te":"trailers".*"x-kept":"yes"' "$hdrs"
+out=$("${RAW[@]}" 'POST /sha256 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc')
+expect_match "Expect: 100-continue is answered, then the response" \
+  "HTTP/1.1 100 Continue.*HTTP/1.1 200 OK.*$(printf abc | sha256sum | cut -c1-64) 3" "$(tr -d '\r\n' <<<"$out")"
+
+# --- bodies: Content-Length, chunked (with trailers), and 64 MiB each way ---
+for size in 0 1 100000; do
+  head -c "$size" /dev/urandom >"$WORK/body.bin"
+  want=$(sha256sum <"$WORK/body.bin" | cut -c1-64)
+  got=$(h1 --data-binary @"$WORK/body.bin" "$OUT/sha256")
+  expect_eq "Content-Length upload of $size bytes arrives whole" "$want $size" "$got"
+  got=$(h1 -H 'Transfer-Encoding: chunked' --data-binary @"$WORK/body.bin" "$OUT/sha256")
+  expect_eq "chunked upload of $size bytes arrives whole" "$want $size" "$got"
+  got=$(h1 --data-binary @"$WORK/body.bin" "$OUT/echo" | sha256sum | cut -c1-64)
+  expect_eq "the $size-byte echo comes back whole" "$want" "$got"
+done
+out=$("${RAW[@]}" 'POST /sha256 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Req-Trailer: t\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n')
+expect_match "a chunked body with trailers, then the next request on the connection" \
+  "$(printf abc | sha256sum | cut -c1-64) 3.*\"path\":\"/next\"" "$(tr -d '\r\n' <<<"$out")"
+out=$(h1 -i "$OUT/trailers")
+expect_match "response trailers reach an HTTP/1.1 caller in the chunked body" 'x-trailer-test: yes' "$out"
+MIB64=67108864
+(head -c $MIB64 /dev/zero | h1 -H 'Transfer-Encoding: chunked' -H 'Expect:' --data-binary @- "$OUT/sha256" \
+  >"$WORK/up.sha") &
+job=$!
+peak=$(max_rss "$job" "$PID_client" "$PID_server")
+wait "$job"
+expect_eq "64 MiB chunked upload arrives whole" "$(head -c $MIB64 /dev/zero | sha256sum | cut -c1-64) $MIB64" \
+  "$(cat "$WORK/up.sha")"
+expect_rss_under "64 MiB chunked upload: proxy RSS stays under 20 MB" 20480 "$peak"
+(h1 "$OUT/bytes?n=$MIB64" | wc -c >"$WORK/dl.len") &
+job=$!
+peak=$(max_rss "$job" "$PID_client" "$PID_server")
+wait "$job"
+expect_eq "64 MiB response streams to an HTTP/1.1 caller whole" "$MIB64" "$(tr -d ' ' <"$WORK/dl.len")"
+expect_rss_under "64 MiB response: proxy RSS stays under 20 MB" 20480 "$peak"
+
+# --- request smuggling: each a 400 and a closed connection, nothing upstream ---
+smuggle() { # smuggle NAME BYTES WANT_REASON
+  local out
+  out=$("${RAW[@]}" "$2")
+  out=$(tr -d '\r' <<<"$out" | tr '\n' ' ')
+  expect_match "$1: 400 and the connection is closed" "^HTTP/1.1 400 Bad Request .*x-wisp-error: [^ ].*$3.* <closed> $" "$out"
+}
+smuggle "Content-Length and Transfer-Encoding" \
+  'POST /smuggled HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled2 HTTP/1.1\r\nHost: x\r\n\r\n' \
+  'smuggling'
+smuggle "Transfer-Encoding then Content-Length" \
+  'POST /smuggled HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n' 'smuggling'
+smuggle "two differing Content-Length" \
+  'POST /smuggled HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 10\r\n\r\nabcdefghij' 'Content-Length'
+smuggle "obs-fold" 'GET /smuggled HTTP/1.1\r\nHost: x\r\nX-A: a\r\n Transfer-Encoding: chunked\r\n\r\n' 'obs-fold'
+smuggle "bare LF" 'GET /smuggled HTTP/1.1\nHost: x\n\n' 'bare LF'
+smuggle "bare CR" 'GET /smuggled HTTP/1.1\r\nHost: x\rX: y\r\n\r\n' 'bare CR'
+smuggle "space before the colon" 'POST /smuggled HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n' \
+  'field name'
+smuggle "bare LF in a chunk-size line" \
+  'POST /smuggled HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n' 'chunk'
+smuggle "oversized head" "GET /smuggled HTTP/1.1\r\nHost: x\r\nX-Big: $(head -c 70000 /dev/zero | tr '\0' a)\r\n\r\n" \
+  '64 KiB'
+smuggle "two Host fields" 'GET /smuggled HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n' 'Host'
+out=$("${RAW[@]}" 'POST /smuggled HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n')
+expect_match "an unknown transfer coding: 501 and closed" '^HTTP/1.1 501 .*<closed>' "$(tr -d '\r\n' <<<"$out")"
+sleep 0.3
+if grep -q '/smuggled' "$WORK/app.out" "$WORK/server.out"; then
+  not_ok "no refused request reached the peer or the app" "$(grep -h '/smuggled' "$WORK/server.out" | head -2)"
+else
+  ok "no refused request reached the peer or the app"
+fi
+
+# --- policy, the log, and errors as for HTTP/2 ---
+out=$(h1 -i "$OUT/admin/keys")
+expect_match "a DENY on a path gives an HTTP/1.1 caller 403" '^HTTP/1.1 403 Forbidden' "$out"
+expect_match "... saying why" 'x-wisp-error: RBAC: access denied' "$out"
+sleep 0.3
+expect_match "the denied HTTP/1.1 request is logged inbound as denied" \
+  '"method":"GET","path":"/admin/keys","status":403.*"decision":"deny"' "$(grep '/admin/keys' "$WORK/server.out")"
+expect_match "the HTTP/1.1 request is logged outbound with method, path, status" \
+  '"method":"GET","path":"/hello","status":200' "$(grep '"path":"/hello"' "$WORK/client.out")"
+out=$(h1 --http2-prior-knowledge "$OUT/still-h2")
+expect_match "the same listener still serves h2c callers" '"path":"/still-h2"' "$out"
+DEAD=$(free_port)
+ROUTE2=$(free_port)
+p=$WORK/pki
+start_proxy client2 --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" --admin off \
+  --route "127.0.0.1:$ROUTE2=127.0.0.1:$DEAD,id=$TD/ns/shop/sa/orders"
+wait_port "$ROUTE2"
+out=$(h1 -i "http://127.0.0.1:$ROUTE2/x")
+expect_match "a peer that cannot be reached: 503 to an HTTP/1.1 caller" '^HTTP/1.1 503 Service Unavailable' "$out"
+expect_match "... with the reason in x-wisp-error" "x-wisp-error: .*127.0.0.1:$DEAD" "$out"
+
+stop_proxy client2
+stop_proxy client
+stop_proxy server
+finish
