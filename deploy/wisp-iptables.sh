@@ -19,7 +19,7 @@
 #                          SO_ORIGINAL_DST)
 #   PREROUTING -p tcp -j WISP_PREROUTING         (inbound TCP)
 #   WISP_PREROUTING        RETURN for the proxy's own ports (inbound,
-#                          outbound, admin) and excluded ports; the app
+#                          outbound, admin, metrics) and excluded ports; the app
 #                          ports (all, or the given list) -j WISP_INBOUND_REDIRECT
 #   WISP_INBOUND_REDIRECT  REDIRECT --to-ports 15006 (inbound listener)
 #
@@ -46,6 +46,8 @@ usage: wisp-iptables.sh [options]
   --outbound-port P           the proxy's outbound listener (default 15001)
   --inbound-port P            the proxy's inbound listener (default 15006)
   --admin-port P              the proxy's admin listener, never redirected (default 15000)
+  --metrics-port P            the proxy's --metrics listener (Prometheus scrapes it),
+                              never redirected (default 15090)
   --exclude-outbound-ports P,P   outbound TCP to these ports goes out directly
   --exclude-outbound-cidrs C,C   ... and to these networks (e.g. the agent's
                               address); IPv4 and IPv6 CIDRs may be mixed
@@ -89,6 +91,7 @@ PROXY_GID=""
 OUT_PORT=15001
 IN_PORT=15006
 ADMIN_PORT=15000
+METRICS_PORT=15090
 EXCL_OUT_PORTS=""
 EXCL_IN_PORTS=""
 EXCL_OUT_CIDRS=""
@@ -123,7 +126,7 @@ while [ $# -gt 0 ]; do
         --no-ipv6) IPV6=0 ;;
       esac
       ;;
-    --proxy-uid | --proxy-gid | --outbound-port | --inbound-port | --admin-port | \
+    --proxy-uid | --proxy-gid | --outbound-port | --inbound-port | --admin-port | --metrics-port | \
       --exclude-outbound-ports | --exclude-inbound-ports | --exclude-outbound-cidrs | \
       --inbound-ports | --backend | --probe)
       if [ "$has_val" = 0 ]; then
@@ -137,6 +140,7 @@ while [ $# -gt 0 ]; do
         --outbound-port) OUT_PORT=$val ;;
         --inbound-port) IN_PORT=$val ;;
         --admin-port) ADMIN_PORT=$val ;;
+        --metrics-port) METRICS_PORT=$val ;;
         --exclude-outbound-ports) EXCL_OUT_PORTS=$val ;;
         --exclude-inbound-ports) EXCL_IN_PORTS=$val ;;
         --exclude-outbound-cidrs) EXCL_OUT_CIDRS=$val ;;
@@ -218,12 +222,13 @@ resolve_id() {
   echo "$n"
 }
 
-for p in "--outbound-port:$OUT_PORT" "--inbound-port:$IN_PORT" "--admin-port:$ADMIN_PORT"; do
+for p in "--outbound-port:$OUT_PORT" "--inbound-port:$IN_PORT" "--admin-port:$ADMIN_PORT" "--metrics-port:$METRICS_PORT"; do
   port_ok "${p#*:}" || die_usage "${p%%:*} ${p#*:}: not a port (1-65535)"
 done
 OUT_PORT=$((10#$OUT_PORT))
 IN_PORT=$((10#$IN_PORT))
 ADMIN_PORT=$((10#$ADMIN_PORT))
+METRICS_PORT=$((10#$METRICS_PORT))
 if [ "$OUT_PORT" = "$IN_PORT" ] || [ "$OUT_PORT" = "$ADMIN_PORT" ] || [ "$IN_PORT" = "$ADMIN_PORT" ]; then
   die_usage "--outbound-port, --inbound-port and --admin-port must differ ($OUT_PORT, $IN_PORT, $ADMIN_PORT)"
 fi
@@ -236,7 +241,7 @@ case $IN_PORTS in
     IN_PORTS=$(parse_ports --inbound-ports "$IN_PORTS") || exit 2
     for p in $IN_PORTS; do
       case $p in
-        "$OUT_PORT" | "$IN_PORT" | "$ADMIN_PORT")
+        "$OUT_PORT" | "$IN_PORT" | "$ADMIN_PORT" | "$METRICS_PORT")
           die_usage "--inbound-ports: $p is one of the proxy's own ports (it would loop)"
           ;;
       esac
@@ -464,7 +469,7 @@ install_lines() {
   echo "-A WISP_OUTPUT -p tcp -j WISP_REDIRECT"
   echo "-A WISP_REDIRECT -p tcp -j REDIRECT --to-ports $OUT_PORT"
   if [ "$IN_PORTS" != none ]; then
-    for p in "$IN_PORT" "$OUT_PORT" "$ADMIN_PORT" $EXCL_IN_PORTS; do
+    for p in "$IN_PORT" "$OUT_PORT" "$ADMIN_PORT" "$METRICS_PORT" $EXCL_IN_PORTS; do
       echo "-A WISP_PREROUTING -p tcp -m tcp --dport $p -j RETURN"
     done
     if [ "$IN_PORTS" = all ]; then

@@ -226,6 +226,7 @@ struct wisp_proxy {
   wisp_stats stats;
   struct wisp_metrics *metrics; /* owned: by identity (wisp_metrics) */
   struct wisp_admin *admin;  /* owned; NULL: --admin off */
+  struct wisp_admin *metrics_srv; /* owned; --metrics: GET /metrics only; NULL: off */
   struct wisp_agent_client *agent; /* owned; NULL without --agent */
   char *policy_yaml;         /* owned; as pushed by the agent (verbatim for now) */
   bool permissive;           /* PeerAuthentication PERMISSIVE: plaintext callers allowed inbound */

@@ -322,6 +322,7 @@ struct wisp_admin {
   wisp_list conns;     /* admin_conn.link */
   int nconns;
   uint64_t busy, evicted; /* connections turned away / closed to make room */
+  bool metrics_only;   /* --metrics: GET /metrics, nothing else */
 };
 
 static void conn_free(admin_conn *c) {
@@ -438,6 +439,11 @@ static void handle(admin_conn *c, const wisp_admin_request *req) {
   int status = wisp_admin_route(req, &ep, &allow);
   bool head = strcmp(req->method, "HEAD") == 0;
   char text[WISP_TLS_REASON_MAX + 64];
+  if (c->a->metrics_only && strcmp(req->path, "/metrics") != 0) { /* its 405 (POST /metrics) stays */
+    snprintf(text, sizeof(text), "no such endpoint: %s (this port serves GET /metrics only)", req->path);
+    respond_text(c, 404, NULL, text, head);
+    return;
+  }
   if (status == 404) {
     snprintf(text, sizeof(text), "no such endpoint: %s (try /healthz /ready /status /certs /config /metrics, POST /drain)",
              req->path);
@@ -449,7 +455,7 @@ static void handle(admin_conn *c, const wisp_admin_request *req) {
     respond_text(c, 405, allow, text, head);
     return;
   }
-  if (c->remote && ep != WISP_ADMIN_EP_HEALTHZ && ep != WISP_ADMIN_EP_READY) {
+  if (c->remote && !c->a->metrics_only && ep != WISP_ADMIN_EP_HEALTHZ && ep != WISP_ADMIN_EP_READY) {
     /* The admin port may listen beyond loopback for the kubelet's probes;
      * certificates, configuration and drain stay local. */
     snprintf(text, sizeof(text), "%s is served to loopback callers only (remote: /healthz /ready)", req->path);
@@ -669,7 +675,8 @@ static void on_accept(wisp_acceptor *acc, int fd, const wisp_addr *peer) {
   conn_watch(c, EV_READ, c->remote ? ADMIN_REMOTE_TIMEOUT : ADMIN_TIMEOUT);
 }
 
-wisp_err wisp_admin_new(wisp_admin **out, wisp_proxy *px, const char *addr, char *err, size_t err_len) {
+static wisp_err admin_listen(wisp_admin **out, wisp_proxy *px, const char *addr, bool metrics_only, char *err,
+                             size_t err_len) {
   wisp_addr a;
   if (wisp_addr_parse(&a, addr) != WISP_OK) {
     snprintf(err, err_len, "bad admin address %s", addr);
@@ -686,16 +693,25 @@ wisp_err wisp_admin_new(wisp_admin **out, wisp_proxy *px, const char *addr, char
   ad->fd = fd;
   ad->name = wisp_strdup(addr);
   char name[80];
-  snprintf(name, sizeof(name), "admin listener %s", addr);
+  ad->metrics_only = metrics_only;
+  snprintf(name, sizeof(name), "%s listener %s", metrics_only ? "metrics" : "admin", addr);
   wisp_acceptor_init(&ad->acc, px->loop, fd, name, ADMIN_ACCEPTS_PER_EVENT, on_accept, ad);
   wisp_acceptor_start(&ad->acc);
   wisp_json j;
   wisp_json_begin(&j, "listener");
-  wisp_json_str(&j, "direction", "admin");
+  wisp_json_str(&j, "direction", metrics_only ? "metrics" : "admin");
   wisp_json_str(&j, "listen", addr);
   wisp_json_emit_err(&j);
   *out = ad;
   return WISP_OK;
+}
+
+wisp_err wisp_admin_new(wisp_admin **out, wisp_proxy *px, const char *addr, char *err, size_t err_len) {
+  return admin_listen(out, px, addr, false, err, err_len);
+}
+
+wisp_err wisp_admin_new_metrics(wisp_admin **out, wisp_proxy *px, const char *addr, char *err, size_t err_len) {
+  return admin_listen(out, px, addr, true, err, err_len);
 }
 
 void wisp_admin_free(wisp_admin *a) {

@@ -12,6 +12,8 @@
  *   GET  /metrics   Prometheus text format 0.0.4
  *   POST /drain     202, then the same graceful drain as SIGTERM
  *
+ * With --metrics, a second instance serves GET /metrics alone.
+ *
  * The request parser and the router are pure functions of their own
  * (proxy/wisp_admin_http.h); wisp_admin_ready_check is pure too. */
 #ifndef WISP_ADMIN_H
@@ -41,6 +43,11 @@ typedef struct wisp_proxy wisp_proxy;
  * px's loop. On failure |err| says what and why. */
 wisp_err wisp_admin_new(wisp_admin **out, wisp_proxy *px, const char *addr, char *err,
                         size_t err_len) WISP_MUST_CHECK;
+/* The same server on |addr| serving GET (and HEAD) /metrics only, to any
+ * caller, and 404 for every other path: --metrics, for scrapers beyond
+ * loopback, who must not see certificates, configuration or /drain. */
+wisp_err wisp_admin_new_metrics(wisp_admin **out, wisp_proxy *px, const char *addr, char *err,
+                                size_t err_len) WISP_MUST_CHECK;
 /* Closes the listener and every admin connection. Accepts NULL. */
 void wisp_admin_free(wisp_admin *a);
 

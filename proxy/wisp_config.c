@@ -63,6 +63,7 @@ static const opt_def kOpts[] = {
     {"intercept-probe", OPT_STR, OFF(intercept_probe), "127.0.0.77:15009"},
     {"max-destinations", OPT_LIMIT, OFF(max_destinations), "4096"},
     {"svid-cache", OPT_STR, OFF(svid_cache), NULL},
+    {"metrics", OPT_STR, OFF(metrics_listen), NULL},
     {"metrics-max-peers", OPT_LIMIT, OFF(metrics_max_peers), "256"},
     {"metrics-max-series", OPT_LIMIT, OFF(metrics_max_series), "2048"},
     {"help", OPT_HELP, OFF(help), NULL},
@@ -118,6 +119,8 @@ const char *wisp_config_usage(void) {
          "  --log-level debug|info|warn|error\n"
          "  --admin ADDR|off                       admin listener: /healthz /ready /certs /config\n"
          "                                         /metrics, POST /drain (default 127.0.0.1:15000)\n"
+         "  --metrics ADDR|off                     a listener serving GET /metrics only (404 for the\n"
+         "                                         rest), for scrapers beyond loopback (default off)\n"
          "  --metrics-max-peers N (256)            peer SPIFFE IDs labelled in /metrics; later ones\n"
          "                                         count under \"overflow\" labels (0: all do)\n"
          "  --metrics-max-series N (2048)          label combinations in /metrics; later ones count\n"
@@ -381,6 +384,13 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
     set_err(err, err_len, "--admin %s: expected HOST:PORT or off%s", out->admin, "");
     return WISP_ERR_USAGE;
   }
+  if (out->metrics_listen && strcmp(out->metrics_listen, "off") == 0) {
+    free(out->metrics_listen);
+    out->metrics_listen = NULL;
+  } else if (out->metrics_listen && wisp_addr_parse(&a, out->metrics_listen) != WISP_OK) {
+    set_err(err, err_len, "--metrics %s: expected HOST:PORT or off%s", out->metrics_listen, "");
+    return WISP_ERR_USAGE;
+  }
   if (out->intercept_probe && strcmp(out->intercept_probe, "off") == 0) {
     free(out->intercept_probe);
     out->intercept_probe = NULL;
@@ -426,6 +436,7 @@ void wisp_config_cleanup(wisp_config *c) {
   free(c->log_level);
   free(c->agent);
   free(c->spiffe_id);
+  free(c->metrics_listen);
   free(c->join_token);
   free(c->join_token_file);
   free(c->sa_token_file);

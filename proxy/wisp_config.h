@@ -42,6 +42,7 @@ typedef struct {
   size_t buffer_limit;            /* body bytes buffered in all */
   char *log_level;                /* owned */
   char *admin;                    /* owned; admin listener address, NULL: off */
+  char *metrics_listen;           /* owned; --metrics: GET /metrics only, for remote scrapers; NULL: off */
   char *agent;                    /* owned; unix:///PATH or https://HOST:PORT, NULL: files */
   char *spiffe_id;                /* owned; the identity asked of the agent */
   char *join_token;               /* owned */

@@ -207,8 +207,12 @@ bool wisp_proxy_owns_port(const wisp_proxy *px, unsigned port) {
   for (size_t i = 0; i < px->nlisteners; i++) {
     if (px->listeners[i].port == port) return true;
   }
-  wisp_addr admin;
-  return px->cfg->admin && wisp_addr_parse(&admin, px->cfg->admin) == WISP_OK && wisp_addr_port(&admin) == port;
+  const char *own[] = {px->cfg->admin, px->cfg->metrics_listen};
+  for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+    wisp_addr a;
+    if (own[i] && wisp_addr_parse(&a, own[i]) == WISP_OK && wisp_addr_port(&a) == port) return true;
+  }
+  return false;
 }
 
 /* A transparent inbound listener maps a caller to the app on its original
@@ -377,6 +381,13 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
       WISP_WARN("no admin listener: %s (give --admin ADDR, or --admin off)", aerr);
     }
   }
+  if (cfg->metrics_listen) {
+    char merr[512];
+    if (wisp_admin_new_metrics(&px->metrics_srv, px, cfg->metrics_listen, merr, sizeof(merr)) != WISP_OK) {
+      snprintf(err, err_len, "--metrics: %s", merr);
+      return WISP_ERR_IO;
+    }
+  }
   return WISP_OK;
 }
 
@@ -387,6 +398,8 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   wisp_log_limit_flush(INFINITY); /* whatever is still held back */
   wisp_admin_free(px->admin);
   px->admin = NULL;
+  wisp_admin_free(px->metrics_srv);
+  px->metrics_srv = NULL;
   wisp_agent_client_free(px->agent);
   px->agent = NULL;
   wisp_tunnel_close_all(px);

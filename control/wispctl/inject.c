@@ -166,6 +166,7 @@ static const struct {
     {WISPCTL_INJECT_OUTBOUND_PORT, "outbound listener"},
     {WISPCTL_INJECT_INBOUND_PORT, "inbound listener"},
     {WISPCTL_INJECT_PROBE_PORT, "interception probe"},
+    {WISPCTL_INJECT_METRICS_PORT, "metrics port (Prometheus)"},
 };
 
 /* A port of container |ctr| that is the proxy's: refused, naming it. */
@@ -180,9 +181,9 @@ static wisp_err port_clash(object *c, int ctr) {
     for (size_t k = 0; port && *end == '\0' && k < sizeof(kProxyPorts) / sizeof(kProxyPorts[0]); k++) {
       if (n == kProxyPorts[k].port)
         return fail(c, "container %s declares containerPort %ld, wisp-proxy's %s: the pod could never be ready. "
-                       "Move the app off ports %ld, %ld, %ld and %ld, or annotate the pod wisp.dev/inject: disabled",
+                       "Move the app off ports %ld, %ld, %ld, %ld and %ld, or annotate the pod wisp.dev/inject: disabled",
                     name ? name : "?", n, kProxyPorts[k].what, kProxyPorts[0].port, kProxyPorts[1].port,
-                    kProxyPorts[2].port, kProxyPorts[3].port);
+                    kProxyPorts[2].port, kProxyPorts[3].port, kProxyPorts[4].port);
     }
     if (port_name && !strcmp(port_name, WISPCTL_INJECT_ADMIN_PORT_NAME))
       return fail(c, "container %s names a port %s, as wisp-proxy names its admin port: a Service or probe naming "

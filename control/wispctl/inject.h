@@ -29,6 +29,10 @@
 #define WISPCTL_INJECT_INBOUND_PORT 15006
 #define WISPCTL_INJECT_PROBE_PORT 15009 /* wisp-proxy's interception probe, on 127.0.0.77 */
 #define WISPCTL_INJECT_ADMIN_PORT_NAME "wisp-admin"
+/* wisp-proxy --metrics: GET /metrics for Prometheus (wisp-iptables.sh's
+ * --metrics-port default; Envoy's Prometheus port in Istio). */
+#define WISPCTL_INJECT_METRICS_PORT 15090
+#define WISPCTL_INJECT_METRICS_PORT_NAME "wisp-metrics"
 #define WISPCTL_INJECT_DEFAULT_UID 1337
 #define WISPCTL_INJECT_DEFAULT_TRUST_DOMAIN "cluster.local" /* wisp-agent's default */
 #define WISPCTL_INJECT_DEFAULT_IMAGE "wisp/wisp:" WISP_VERSION

@@ -8,6 +8,15 @@
 #define ADMIN_PORT WISPCTL_INJECT_ADMIN_PORT
 #define ADMIN_LISTEN "0.0.0.0:15000" /* for the kubelet; beyond loopback only /healthz, /ready */
 #define ANNOTATION_INJECTED "wisp.dev/injected"
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+#define METRICS_PORT_TEXT STRINGIFY(WISPCTL_INJECT_METRICS_PORT)
+#define METRICS_LISTEN "0.0.0.0:" METRICS_PORT_TEXT /* GET /metrics only, for Prometheus */
+/* What Prometheus' kubernetes_sd "pod" role relabelling reads (the
+ * prometheus.io/ convention of its example configuration). */
+#define ANNOTATION_SCRAPE "prometheus.io/scrape"
+#define ANNOTATION_SCRAPE_PORT "prometheus.io/port"
+#define ANNOTATION_SCRAPE_PATH "prometheus.io/path"
 
 /* Volumes: the join token (a Secret per service account, key "token"), the
  * agent's socket directory from the node (unix:) or the trust bundle that
@@ -152,6 +161,7 @@ static int proxy_args(yaml_document_t *d, const wispctl_pod_plan *p) {
   }
   arg(d, args, "--svid-cache", CACHE_DIR "/svid");
   arg(d, args, "--admin", ADMIN_LISTEN);
+  arg(d, args, "--metrics", METRICS_LISTEN);
   arg(d, args, "--buffer-limit", PROXY_BUFFER_LIMIT);
   arg(d, args, "--max-connections", PROXY_MAX_CONNECTIONS);
   return args;
@@ -174,9 +184,11 @@ static int proxy_container(yaml_document_t *d, const wispctl_pod_plan *p) {
                                                                     : mount(d, VOL_SA_TOKEN, SA_TOKEN_DIR);
   int mounts = SEQ(d, token_mount, agent_mount, mount_rw(d, VOL_CACHE, CACHE_DIR));
   int port = MAP(d, {"name", str(d, WISPCTL_INJECT_ADMIN_PORT_NAME)}, {"containerPort", wispctl_yaml_add_int(d, ADMIN_PORT)});
+  int metrics = MAP(d, {"name", str(d, WISPCTL_INJECT_METRICS_PORT_NAME)},
+                    {"containerPort", wispctl_yaml_add_int(d, WISPCTL_INJECT_METRICS_PORT)});
   return MAP(d, {"name", str(d, WISPCTL_INJECT_PROXY_NAME)}, {"image", str(d, p->cfg->o.image)},
              {"restartPolicy", str(d, "Always")}, {"command", SEQ(d, str(d, "wisp-proxy"))},
-             {"args", proxy_args(d, p)}, {"env", env}, {"ports", SEQ(d, port)},
+             {"args", proxy_args(d, p)}, {"env", env}, {"ports", SEQ(d, port, metrics)},
              {"resources", resources(d, PROXY_CPU_REQUEST, PROXY_MEM_REQUEST, PROXY_CPU_LIMIT, PROXY_MEM_LIMIT)},
              {"securityContext", proxy_security(d, p)}, {"volumeMounts", mounts},
              {"startupProbe", probe(d, "/ready", STARTUP_PERIOD_S, STARTUP_FAILURES)},
@@ -249,6 +261,11 @@ bool wispctl_inject_pod(yaml_document_t *d, int spec, int meta, const wispctl_po
   wispctl_yaml_append(d, volumes, memory_volume(d, VOL_INIT_TMP, INIT_TMP_SIZE));
   int annotations = wispctl_yaml_want(d, meta, "annotations", YAML_MAPPING_NODE);
   wispctl_yaml_put(d, annotations, ANNOTATION_INJECTED, str(d, WISP_VERSION));
+  if (!wispctl_yaml_get(d, annotations, ANNOTATION_SCRAPE)) { /* the app's own scrape settings win */
+    wispctl_yaml_put(d, annotations, ANNOTATION_SCRAPE, str(d, "true"));
+    wispctl_yaml_put(d, annotations, ANNOTATION_SCRAPE_PORT, str(d, METRICS_PORT_TEXT));
+    wispctl_yaml_put(d, annotations, ANNOTATION_SCRAPE_PATH, str(d, "/metrics"));
+  }
   if (plan->cfg->agent_https && plan->cfg->o.bundle_pem)
     wispctl_yaml_put(d, annotations, ANNOTATION_BUNDLE, str(d, plan->cfg->o.bundle_pem));
   return true;

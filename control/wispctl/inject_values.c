@@ -15,7 +15,7 @@ typedef bool (*item_check)(const char *item, char *why, size_t why_len);
 
 /* The proxy's own ports: never app ports (the redirect would loop). */
 static const long kProxyPorts[] = {WISPCTL_INJECT_ADMIN_PORT, WISPCTL_INJECT_OUTBOUND_PORT,
-                                   WISPCTL_INJECT_INBOUND_PORT};
+                                   WISPCTL_INJECT_INBOUND_PORT, WISPCTL_INJECT_METRICS_PORT};
 
 /* Checks each item of the comma-separated |list| with |ok|. */
 static bool list_ok(const char *list, item_check ok, char *why, size_t why_len) {
@@ -53,8 +53,8 @@ static bool app_port_ok(const char *item, char *why, size_t why_len) {
   if (!port_ok(item, why, why_len)) return false;
   for (size_t i = 0; i < sizeof(kProxyPorts) / sizeof(kProxyPorts[0]); i++) {
     if (strtol(item, NULL, 10) == kProxyPorts[i]) {
-      snprintf(why, why_len, "%s is one of the proxy's own ports (%ld, %ld, %ld)", item, kProxyPorts[0],
-               kProxyPorts[1], kProxyPorts[2]);
+      snprintf(why, why_len, "%s is one of the proxy's own ports (%ld, %ld, %ld, %ld)", item, kProxyPorts[0],
+               kProxyPorts[1], kProxyPorts[2], kProxyPorts[3]);
       return false;
     }
   }

@@ -3,7 +3,7 @@
 # traffic (no wisp-proxy yet: small listeners stand in for its ports and
 # report the SO_ORIGINAL_DST of what they accept):
 #   pod a (10.77.0.11)  the script, app processes as uid 4242, "proxy" uid 1337
-#   pod b (10.77.0.12)  the script; a server on 8080, 9090, 2222, admin 15000
+#   pod b (10.77.0.12)  the script; a server on 8080, 9090, 2222, admin 15000, metrics 15090
 #   pod c (10.77.0.13)  no rules: a plain peer and a plain caller
 #   pod d (10.77.0.14)  an excluded CIDR for a; the legacy backend and the
 #                       NET_ADMIN-only runs
@@ -125,6 +125,7 @@ listen b b-9090 0.0.0.0 9090
 listen b b-2222 0.0.0.0 2222
 listen b b-in 0.0.0.0 15006
 listen b b-admin 0.0.0.0 15000
+listen b b-metrics 0.0.0.0 15090
 listen c c-8080 0.0.0.0 8080
 listen c c-9090 0.0.0.0 9090
 listen d d-8080 0.0.0.0 8080
@@ -256,6 +257,8 @@ expect_match "every app port is redirected by default (9090)" '^b-in .* orig=10\
   "$(conn c $APP_UID 10.77.0.12 9090)"
 expect_match "the admin port (15000) is not redirected" '^b-admin local=10\.77\.0\.12:15000 ' \
   "$(conn c $APP_UID 10.77.0.12 15000)"
+expect_match "the metrics port (15090, Prometheus scrapes it) is not redirected" '^b-metrics local=10\.77\.0\.12:15090 ' \
+  "$(conn c $APP_UID 10.77.0.12 15090)"
 expect_match "an excluded inbound port (2222) is not redirected" '^b-2222 ' "$(conn c $APP_UID 10.77.0.12 2222)"
 if [ "$V6" = 1 ]; then
   expect_match "IPv6 inbound: c -> [fd00:77::12]:8080 lands on b's inbound port" \

@@ -3,8 +3,11 @@
 # (curl over h2c into client sidecars, mTLS between them) and the exact
 # counts /metrics shows for them, by caller and callee SPIFFE ID, status,
 # gRPC status and policy decision; the latency histogram; bytes; L4
-# connections; the --metrics-max-peers cap and its "overflow" labels.
+# connections; the --metrics-max-peers cap and its "overflow" labels; the
+# --metrics listener scraped from another network namespace (GET /metrics
+# only), while the admin port keeps /metrics to loopback.
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
+source "$WISP_SRC/tests/lib/netns.sh"
 WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
 PY=/usr/bin/python3
 make_pki
@@ -148,4 +151,30 @@ expect_eq "L4: one connection opened from b" 1 "$(msum "$lm" wisp_tcp_connection
 expect_eq "L4: 1000 bytes received from b" 1000 "$(msum "$lm" wisp_tcp_received_bytes_total "${L4[@]}")"
 expect_eq "L4: 1000 bytes sent back to b" 1000 "$(msum "$lm" wisp_tcp_sent_bytes_total "${L4[@]}")"
 expect_eq "L4: no HTTP request counted" "" "$(msum "$lm" wisp_requests_total)"
+
+# ---- --metrics: a scraper in another pod (network namespace) ----
+if ! netns_setup 2; then
+  skip "the metrics port scraped from another network namespace" "$NETNS_SKIP_REASON"
+  finish
+fi
+start_bg "$WORK/nsproxy" ip netns exec "$(netns_name pod1)" "$WISP_PROXY" --cert "$p/orders.crt" \
+  --key "$p/orders.key" --bundle "$p/ca/ca.crt" --inbound 0.0.0.0:15006 --app 127.0.0.1:8080 \
+  --admin 0.0.0.0:15000 --metrics 0.0.0.0:15090
+PROXY_PIDS+=("$LAST_PID:nsproxy")
+pod1_up() { netns_listens pod1 15006 15000 15090; }
+check "the proxy in pod1 listens on 15006, 15000 and --metrics 15090" wait_for 10 pod1_up
+scrape() { netns_exec pod2 curl -s --max-time 5 -o "$WORK/scrape.out" -w '%{http_code}' "$@"; }
+expect_eq "pod2 scrapes http://10.77.0.11:15090/metrics: 200" 200 "$(scrape http://10.77.0.11:15090/metrics)"
+expect_match "... Prometheus text with the identity metrics" '# TYPE wisp_request_duration_milliseconds histogram' \
+  "$(cat "$WORK/scrape.out")"
+for path in /certs /config /healthz /ready /nope; do
+  expect_eq "pod2: $path on the metrics port is 404" 404 "$(scrape "http://10.77.0.11:15090$path")"
+done
+expect_match "... saying what the port serves" 'serves GET /metrics only' "$(cat "$WORK/scrape.out")"
+expect_eq "pod2: POST /drain on the metrics port is 404" 404 "$(scrape -X POST http://10.77.0.11:15090/drain)"
+expect_eq "pod2: POST /metrics is 405" 405 "$(scrape -X POST http://10.77.0.11:15090/metrics)"
+expect_eq "pod2: /metrics on the admin port stays refused (403)" 403 "$(scrape http://10.77.0.11:15000/metrics)"
+expect_eq "pod2: the admin port still answers /ready" 200 "$(scrape http://10.77.0.11:15000/ready)"
+expect_eq "the proxy did not drain" 0 \
+  "$(msum "$(netns_exec pod1 curl -s --max-time 5 http://127.0.0.1:15000/metrics)" wisp_draining)"
 finish

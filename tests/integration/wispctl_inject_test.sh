@@ -84,7 +84,8 @@ def uninject(d):
         s[key] = [x for x in s.get(key, []) if not x["name"].startswith("wisp-")]
         if not s[key]:
             del s[key]
-    (t.get("metadata") or {}).get("annotations", {}).pop("wisp.dev/injected", None)
+    for a in ("wisp.dev/injected", "prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path"):
+        (t.get("metadata") or {}).get("annotations", {}).pop(a, None)
     if t.get("metadata", {}).get("annotations") == {}:
         del t["metadata"]["annotations"]
     if t.get("metadata") == {}:
@@ -165,7 +166,7 @@ expect_q "every document is as it was but for what inject adds" "$OUT" "[uninjec
   "[uninject(d) for d in docs]"
 expect_eq "wisp-proxy runs wisp-proxy" '["wisp-proxy"]' "$(q "$OUT" "ctr($FRONT, 'wisp-proxy')['command']")"
 expect_eq "wisp-proxy's args: transparent, the node's agent socket, the pod's SPIFFE ID, token, SVID cache, admin" \
-  '["--transparent","--agent","unix:///run/wisp/agent.sock","--spiffe-id","spiffe://cluster.local/ns/$(WISP_POD_NAMESPACE)/sa/$(WISP_POD_SERVICE_ACCOUNT)","--join-token-file","/var/run/secrets/wisp/join/token","--svid-cache","/var/run/wisp/cache/svid","--admin","0.0.0.0:15000","--buffer-limit","64M","--max-connections","1024"]' \
+  '["--transparent","--agent","unix:///run/wisp/agent.sock","--spiffe-id","spiffe://cluster.local/ns/$(WISP_POD_NAMESPACE)/sa/$(WISP_POD_SERVICE_ACCOUNT)","--join-token-file","/var/run/secrets/wisp/join/token","--svid-cache","/var/run/wisp/cache/svid","--admin","0.0.0.0:15000","--metrics","0.0.0.0:15090","--buffer-limit","64M","--max-connections","1024"]' \
   "$(q "$OUT" "ctr($FRONT, 'wisp-proxy')['args']")"
 expect_eq "... from env by the downward API" \
   '{"WISP_POD_NAMESPACE":"metadata.namespace","WISP_POD_SERVICE_ACCOUNT":"spec.serviceAccountName"}' \
@@ -186,8 +187,11 @@ expect_q "... mounted in wisp-proxy, read-only but for the cache" "$OUT" \
 expect_eq "probes: startup and readiness on /ready, liveness on /healthz, admin port 15000" \
   '{"livenessProbe":["/healthz",15000],"readinessProbe":["/ready",15000],"startupProbe":["/ready",15000]}' \
   "$(q "$OUT" "{k: [p['httpGet']['path'], p['httpGet']['port']] for k, p in ctr($FRONT, 'wisp-proxy').items() if k.endswith('Probe')}")"
-expect_eq "... which wisp-proxy exposes" '[15000]' \
-  "$(q "$OUT" "[p['containerPort'] for p in ctr($FRONT, 'wisp-proxy')['ports']]")"
+expect_eq "... which wisp-proxy exposes, with the metrics port" '[["wisp-admin",15000],["wisp-metrics",15090]]' \
+  "$(q "$OUT" "[[p['name'], p['containerPort']] for p in ctr($FRONT, 'wisp-proxy')['ports']]")"
+expect_eq "Prometheus' pod discovery annotations: scrape port 15090, path /metrics" \
+  '{"prometheus.io/path":"/metrics","prometheus.io/port":"15090","prometheus.io/scrape":"true"}' \
+  "$(q "$OUT" "{k: v for k, v in ann($FRONT).items() if k.startswith('prometheus.io/')}")"
 expect_q "wisp-proxy: uid 1337, non-root, read-only root, no capabilities, no escalation" "$OUT" \
   "{'runAsUser': 1337, 'runAsGroup': 1337, 'runAsNonRoot': True, 'readOnlyRootFilesystem': True,
     'allowPrivilegeEscalation': False, 'capabilities': {'drop': ['ALL']}, 'seccompProfile': {'type': 'RuntimeDefault'}}" \
@@ -240,7 +244,7 @@ expect_eq "default identity: exit 0" 0 "$RC"
 "$WISPCTL" inject -f "$APP" >"$WORK/sa-default.yaml" 2>/dev/null
 check "... and it is the default (no --identity)" cmp -s "$WORK/sa.yaml" "$WORK/sa-default.yaml"
 expect_eq "wisp-proxy bootstraps with --sa-token-file" \
-  '["--transparent","--agent","unix:///run/wisp/agent.sock","--spiffe-id","spiffe://cluster.local/ns/$(WISP_POD_NAMESPACE)/sa/$(WISP_POD_SERVICE_ACCOUNT)","--sa-token-file","/var/run/secrets/wisp/sa/token","--svid-cache","/var/run/wisp/cache/svid","--admin","0.0.0.0:15000","--buffer-limit","64M","--max-connections","1024"]' \
+  '["--transparent","--agent","unix:///run/wisp/agent.sock","--spiffe-id","spiffe://cluster.local/ns/$(WISP_POD_NAMESPACE)/sa/$(WISP_POD_SERVICE_ACCOUNT)","--sa-token-file","/var/run/secrets/wisp/sa/token","--svid-cache","/var/run/wisp/cache/svid","--admin","0.0.0.0:15000","--metrics","0.0.0.0:15090","--buffer-limit","64M","--max-connections","1024"]' \
   "$(q "$WORK/sa.yaml" "ctr($FRONT, 'wisp-proxy')['args']")"
 expect_q "volumes: a projected token (audience wisp, 600 s), no join token Secret" "$WORK/sa.yaml" \
   "[{'name': 'wisp-sa-token', 'projected': {'sources': [{'serviceAccountToken': {'audience': 'wisp', 'expirationSeconds': 600, 'path': 'token'}}]}},
@@ -299,7 +303,7 @@ metadata: {name: logs}
 spec:
   selector: {matchLabels: {app: logs}}
   template:
-    metadata: {labels: {app: logs}, annotations: {team: ops}}
+    metadata: {labels: {app: logs}, annotations: {team: ops, prometheus.io/scrape: "false", prometheus.io/port: "9102"}}
     spec: {containers: [{name: logs, image: "logs:1"}]}
 ---
 apiVersion: apps/v1
@@ -384,6 +388,9 @@ expect_eq "... and each is annotated (the CronJob's pod template got metadata)" 
 check "the Pod's spec, flow style in the input, is written in block style with what was added" \
   grep -qx '  - name: wisp-init' "$OUT"
 expect_eq "the DaemonSet's own annotations stay" ops "$(q "$OUT" "ann(kind('DaemonSet'))['team']")"
+expect_eq "... and its own prometheus.io/ scrape settings win (the app scrapes its own metrics)" \
+  '{"prometheus.io/port":"9102","prometheus.io/scrape":"false"}' \
+  "$(q "$OUT" "{k: v for k, v in ann(kind('DaemonSet')).items() if k.startswith('prometheus.io/')}")"
 expect_eq "the StatefulSet's own volume stays first" '["data","wisp-join-token","wisp-trust-bundle","wisp-svid-cache","wisp-init-tmp"]' \
   "$(q "$OUT" "[v['name'] for v in spec(kind('StatefulSet'))['volumes']]")"
 expect_eq "the Pod's annotations become wisp-init's exclusions, after the agent's address" \
@@ -392,7 +399,7 @@ expect_eq "the Pod's annotations become wisp-init's exclusions, after the agent'
 expect_eq "without annotations: only the agent's address is excluded" \
   '["--proxy-uid","2102","--exclude-outbound-cidrs","10.96.0.10"]' "$(q "$OUT" "ctr(kind('Job'), 'wisp-init')['args']")"
 expect_eq "wisp-proxy over https: --bundle from the trust bundle ConfigMap, the trust domain given" \
-  '["--transparent","--agent","https://10.96.0.10:8443","--bundle","/var/run/wisp/bundle/bundle.pem","--spiffe-id","spiffe://shop.local/ns/$(WISP_POD_NAMESPACE)/sa/$(WISP_POD_SERVICE_ACCOUNT)","--join-token-file","/var/run/secrets/wisp/join/token","--svid-cache","/var/run/wisp/cache/svid","--admin","0.0.0.0:15000","--buffer-limit","64M","--max-connections","1024"]' \
+  '["--transparent","--agent","https://10.96.0.10:8443","--bundle","/var/run/wisp/bundle/bundle.pem","--spiffe-id","spiffe://shop.local/ns/$(WISP_POD_NAMESPACE)/sa/$(WISP_POD_SERVICE_ACCOUNT)","--join-token-file","/var/run/secrets/wisp/join/token","--svid-cache","/var/run/wisp/cache/svid","--admin","0.0.0.0:15000","--metrics","0.0.0.0:15090","--buffer-limit","64M","--max-connections","1024"]' \
   "$(q "$OUT" "ctr(kind('CronJob'), 'wisp-proxy')['args']")"
 expect_q "volumes: the token of service account default (none named), the wisp-trust-bundle ConfigMap" "$OUT" \
   "[{'name': 'wisp-join-token', 'secret': {'secretName': 'wisp-join-default', 'items': [{'key': 'token', 'path': 'token'}]}},
@@ -593,12 +600,15 @@ expect_match "a bad CIDR: exit 1" '^1:.*wisp.dev/exclude-outbound-cidrs: .*"192.
 sed 's|"8080,8443"|"8080,15006"|' "$IN/kinds.yaml" >"$IN/bad-inbound.yaml"
 inject bad-inbound -f "$IN/bad-inbound.yaml"
 expect_match "an inbound port that is the proxy's own: exit 1" '^1:.*15006 is one of the proxy.s own ports' "$RC:$ERR"
+sed 's|"8080,8443"|"8080,15090"|' "$IN/kinds.yaml" >"$IN/bad-inbound.yaml"
+inject bad-inbound -f "$IN/bad-inbound.yaml"
+expect_match "... the metrics port too" '^1:.*15090 is one of the proxy.s own ports' "$RC:$ERR"
 sed 's|wisp.dev/inject: disabled|wisp.dev/inject: "off"|' "$IN/kinds.yaml" >"$IN/bad-choice.yaml"
 inject bad-choice -f "$IN/bad-choice.yaml"
 expect_match "wisp.dev/inject neither enabled nor disabled: exit 1" '^1:.*annotation wisp.dev/inject: "off": want enabled or disabled' "$RC:$ERR"
 # A container declaring one of wisp-proxy's ports (or its admin port's name)
 # could never share the pod with it: the pod would never be ready.
-for port in 15000:admin 15001:outbound 15006:inbound 15009:'interception probe'; do
+for port in 15000:admin 15001:outbound 15006:inbound 15009:'interception probe' 15090:metrics; do
   sed "s/containerPort: 8080}/containerPort: ${port%%:*}}/" "$IN/kinds.yaml" >"$IN/clash.yaml"
   inject clash -f "$IN/clash.yaml"
   expect_match "an app container declaring containerPort ${port%%:*}: exit 1, naming it (wisp-proxy's ${port#*:})" \
