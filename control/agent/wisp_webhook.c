@@ -2,10 +2,21 @@
  * connection is a small state machine on libev: TLS handshake, then
  * requests (head, Content-Length body) answered in order. Connections are
  * listed oldest first: at the cap, a new one evicts the oldest that holds
- * no request (see make_room). */
+ * no request (see make_room).
+ *
+ * Reviews are decided on a worker thread of the webhook's own (a large
+ * one takes tens of milliseconds of jansson, libyaml and diffing), so the
+ * agent's loop, which serves its RPCs too, never waits for one. A job
+ * owns copies of all it reads (the body, inject's options and their
+ * strings: a CA rotation replaces the loop's); the loop hands jobs over
+ * and takes answers back under |mu|, woken by |done_async|. A connection
+ * whose job is out reads on but serves nothing more until the answer is
+ * back; if it closes first, the job is told (|c| set NULL, on the loop)
+ * and its answer dropped. */
 #include "control/agent/wisp_webhook.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +45,8 @@ typedef enum {
   TIMER_IDLE,      /* a keep-alive connection between requests */
 } timer_mode;
 
+typedef struct job job;
+
 typedef struct conn {
   wisp_webhook *w;
   int fd;
@@ -49,8 +62,22 @@ typedef struct conn {
   ev_timer timer;
   wisp_buf in, out;
   char peer[64];
+  job *job;           /* the review out on the worker, NULL: none */
   struct conn *next, *prev;
 } conn;
+
+/* One review for the worker: everything it reads is its own. */
+struct job {
+  conn *c; /* the loop's; NULL once the connection is gone */
+  wisp_admission_scope scope;
+  char *body;
+  size_t len;
+  wispctl_inject_cfg inject; /* a copy; its two changing strings below */
+  char *trust_domain, *bundle_pem;
+  wisp_buf out; /* the answer */
+  wisp_admission_result r;
+  job *next;
+};
 
 struct wisp_webhook {
   struct ev_loop *loop;
@@ -60,6 +87,14 @@ struct wisp_webhook {
   wisp_acceptor acc; /* pauses when out of descriptors */
   conn *conns, *last; /* oldest first */
   size_t nconns;
+  /* The worker: |todo| and |done| (FIFO lists) and |stop| under |mu|. */
+  pthread_t worker;
+  bool worker_started;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  job *todo, *todo_last, *done, *done_last;
+  bool stop;
+  ev_async done_async;
 };
 
 /* ---- connections ---- */
@@ -79,6 +114,7 @@ static void conn_free(conn *c) {
     w->last = c->prev;
   }
   w->nconns--;
+  if (c->job) c->job->c = NULL; /* its answer is dropped when it comes */
   SSL_free(c->ssl);
   close(c->fd);
   wisp_buf_cleanup(&c->in);
@@ -138,15 +174,96 @@ static void log_review(const conn *c, const wisp_admission_result *r) {
   fflush(stdout);
 }
 
+/* ---- the worker ---- */
+
+static void job_free(job *j) {
+  free(j->body);
+  free(j->trust_domain);
+  free(j->bundle_pem);
+  wisp_buf_cleanup(&j->out);
+  free(j);
+}
+
+static char *dup_or_null(const char *s) { return s ? wisp_strdup(s) : NULL; }
+
+/* Appends |j| to the list |*head|..|*last|. */
+static void enqueue(job **head, job **last, job *j) {
+  j->next = NULL;
+  if (*last) {
+    (*last)->next = j;
+  } else {
+    *head = j;
+  }
+  *last = j;
+}
+
+static void *worker_main(void *arg) {
+  wisp_webhook *w = arg;
+  pthread_mutex_lock(&w->mu);
+  for (;;) {
+    while (!w->stop && !w->todo) pthread_cond_wait(&w->cv, &w->mu);
+    if (w->stop) break;
+    job *j = w->todo;
+    w->todo = j->next;
+    if (!w->todo) w->todo_last = NULL;
+    pthread_mutex_unlock(&w->mu);
+    wisp_admission_review(&j->inject, j->scope, j->body, j->len, &j->out, &j->r);
+    pthread_mutex_lock(&w->mu);
+    enqueue(&w->done, &w->done_last, j);
+    ev_async_send(w->loop, &w->done_async);
+  }
+  pthread_mutex_unlock(&w->mu);
+  return NULL;
+}
+
+static void conn_run(conn *c);
+
+/* The answer of |j| to its connection, if it is still there. */
+static void finish_job(job *j) {
+  conn *c = j->c;
+  if (c) {
+    c->job = NULL;
+    if (j->r.http_status != 200) c->close_after = true;
+    respond(c, j->r.http_status, j->r.http_status == 200 ? "application/json" : "text/plain; charset=utf-8",
+            wisp_buf_len(&j->out) ? wisp_buf_rptr(&j->out) : (const uint8_t *)"", wisp_buf_len(&j->out));
+    log_review(c, &j->r);
+  }
+  job_free(j);
+  if (c) conn_run(c); /* sends the answer, serves what came meanwhile */
+}
+
+static void on_done(struct ev_loop *loop, ev_async *a, int revents) {
+  wisp_webhook *w = a->data;
+  pthread_mutex_lock(&w->mu);
+  job *list = w->done;
+  w->done = w->done_last = NULL;
+  pthread_mutex_unlock(&w->mu);
+  while (list) {
+    job *next = list->next;
+    finish_job(list);
+    list = next;
+  }
+}
+
+/* Hands the review in |body| to the worker; the answer comes in on_done. */
 static void mutate(conn *c, wisp_admission_scope scope, const char *body, size_t len) {
-  wisp_buf out = {0};
-  wisp_admission_result r;
-  wisp_admission_review(c->w->cfg.inject, scope, body, len, &out, &r);
-  if (r.http_status != 200) c->close_after = true;
-  respond(c, r.http_status, r.http_status == 200 ? "application/json" : "text/plain; charset=utf-8",
-          wisp_buf_len(&out) ? wisp_buf_rptr(&out) : (const uint8_t *)"", wisp_buf_len(&out));
-  log_review(c, &r);
-  wisp_buf_cleanup(&out);
+  wisp_webhook *w = c->w;
+  job *j = wisp_calloc(1, sizeof(*j));
+  j->c = c;
+  j->scope = scope;
+  j->body = wisp_malloc(len ? len : 1);
+  memcpy(j->body, body, len);
+  j->len = len;
+  j->inject = *w->cfg.inject;
+  j->trust_domain = dup_or_null(j->inject.o.trust_domain);
+  j->bundle_pem = dup_or_null(j->inject.o.bundle_pem);
+  j->inject.o.trust_domain = j->trust_domain;
+  j->inject.o.bundle_pem = j->bundle_pem;
+  c->job = j;
+  pthread_mutex_lock(&w->mu);
+  enqueue(&w->todo, &w->todo_last, j);
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
 }
 
 /* ---- requests ---- */
@@ -215,7 +332,7 @@ static bool parse_head(request *q, const char *p, size_t len, int *status) {
 /* Answers the complete requests in |in|; false when the connection is to
  * close (after what is queued is sent). */
 static void serve(conn *c) {
-  while (!c->close_after && wisp_buf_len(&c->in) > 0) {
+  while (!c->close_after && !c->job && wisp_buf_len(&c->in) > 0) {
     const char *p = (const char *)wisp_buf_rptr(&c->in);
     size_t len = wisp_buf_len(&c->in);
     const char *end = memmem(p, len < WISP_WEBHOOK_HEAD_MAX + 4 ? len : WISP_WEBHOOK_HEAD_MAX + 4, "\r\n\r\n", 4);
@@ -363,9 +480,12 @@ static void conn_run(conn *c) {
   serve(c);
   if (!flush(c)) return;
   arm_timer(c);
+  /* While its review is out, what the peer sends next waits in the kernel
+   * (a full buffer would otherwise wake the loop for nothing). */
+  int events = (c->job ? 0 : EV_READ) | (c->want_write || wisp_buf_len(&c->out) ? EV_WRITE : 0);
   ev_io_stop(c->w->loop, &c->io);
-  ev_io_set(&c->io, c->fd, EV_READ | (c->want_write || wisp_buf_len(&c->out) ? EV_WRITE : 0));
-  ev_io_start(c->w->loop, &c->io);
+  ev_io_set(&c->io, c->fd, events);
+  if (events) ev_io_start(c->w->loop, &c->io);
 }
 
 static void on_io(struct ev_loop *loop, ev_io *io, int revents) { conn_run(io->data); }
@@ -413,7 +533,7 @@ static void conn_start(wisp_webhook *w, int fd, const wisp_addr *peer) {
 /* Whether |c| holds no request: not yet through its handshake, or idle
  * between requests with nothing to send. */
 static bool holds_nothing(const conn *c) {
-  return !c->handshaken || (wisp_buf_len(&c->in) == 0 && wisp_buf_len(&c->out) == 0);
+  return !c->handshaken || (!c->job && wisp_buf_len(&c->in) == 0 && wisp_buf_len(&c->out) == 0);
 }
 
 /* At the cap, a new caller takes the place of the oldest connection that
@@ -494,6 +614,23 @@ wisp_err wisp_webhook_new(wisp_webhook **out, struct ev_loop *loop, const wisp_w
   w->loop = loop;
   w->cfg = *cfg;
   w->lfd = fd;
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_cond_init(&w->cv, NULL);
+  ev_async_init(&w->done_async, on_done);
+  w->done_async.data = w;
+  ev_async_start(loop, &w->done_async);
+  ev_unref(loop); /* the worker's wakeups alone keep no loop running */
+  w->worker_started = pthread_create(&w->worker, NULL, worker_main, w) == 0;
+  if (!w->worker_started) {
+    snprintf(err, err_len, "cannot start the webhook's worker thread: %s", strerror(errno));
+    ev_ref(loop);
+    ev_async_stop(loop, &w->done_async);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    close(fd);
+    free(w);
+    return WISP_ERR_INTERNAL;
+  }
   char name[sizeof(w->acc.name)];
   snprintf(name, sizeof(name), "webhook listener %s", cfg->listen);
   wisp_acceptor_init(&w->acc, loop, fd, name, ACCEPT_BATCH, on_accept, w);
@@ -506,7 +643,25 @@ void wisp_webhook_free(wisp_webhook *w) {
   if (!w) return;
   wisp_acceptor_stop(&w->acc);
   close(w->lfd);
+  if (w->worker_started) { /* it finishes the review in hand, then every job is on a list */
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->worker, NULL);
+  }
   while (w->conns) conn_free(w->conns);
+  for (job *lists[] = {w->todo, w->done}, **l = lists; l < lists + 2; l++) {
+    while (*l) {
+      job *next = (*l)->next;
+      job_free(*l);
+      *l = next;
+    }
+  }
+  ev_ref(w->loop);
+  ev_async_stop(w->loop, &w->done_async);
+  pthread_cond_destroy(&w->cv);
+  pthread_mutex_destroy(&w->mu);
   SSL_CTX_free(w->ctx);
   free(w);
 }

@@ -16,8 +16,12 @@
  * after WISP_WEBHOOK_IDLE_TIMEOUT. Bodies in chunked encoding are refused
  * (411: the API server sends Content-Length).
  *
- * The webhook owns its listener, connections and SSL_CTX; it borrows
- * |inject|, which must outlive it. */
+ * Reviews are decided on a worker thread the webhook owns, one at a time,
+ * so the loop (the agent's RPCs) never waits for one; each review works on
+ * its own copy of |inject|, taken when its request is whole.
+ *
+ * The webhook owns its listener, connections, worker and SSL_CTX; it
+ * borrows |inject|, which must outlive it. */
 #ifndef WISP_WEBHOOK_H
 #define WISP_WEBHOOK_H
 

@@ -235,7 +235,8 @@ stop_agent agent
 
 # Large reviews, against the defaults (--webhook-max-body 1MiB): what a
 # review may cost is bounded before it is parsed, and the agent's RPCs are
-# served while reviews are processed (they run on the agent's loop).
+# served while reviews are processed (on the webhook's worker thread, off
+# the agent's loop; the times are printed, not asserted).
 PORT=$(free_port)
 start_bg "$WORK/big" "$AGENT" --state-dir "$WORK/bigstate" --listen "unix:$SOCKDIR/big.sock" --trust-domain shop.local \
   --kube-api off --webhook "127.0.0.1:$PORT" --inject-agent "$INJECT_AGENT"
