@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "proxy/wisp_agent_client.h"
 #include "proxy/wisp_intercept.h"
 
 static void put_str(wisp_json_writer *b, const char *key, const char *val) {
@@ -63,6 +64,12 @@ void wisp_admin_render_status(wisp_json_writer *b, const wisp_proxy *px, bool re
   put_str(b, "interception", intercept);
   put_str(b, "interception_reason", why);
   put_str(b, "agent", px->cfg->agent);
+  if (px->agent) {
+    bool watching = wisp_agent_client_watching(px->agent);
+    wisp_json_writer_key(b, "agent_watching");
+    wisp_json_writer_bool(b, watching);
+    put_str(b, "agent_error", watching ? NULL : wisp_agent_client_watch_error(px->agent));
+  }
   put_str(b, "policy_version", px->policy && px->policy_version[0] ? px->policy_version : NULL);
   wisp_json_writer_key(b, "draining");
   wisp_json_writer_bool(b, px->draining);

@@ -49,6 +49,7 @@ struct wisp_agent_client {
   int renew_failures;        /* renewals failed in a row */
   bool closing;              /* being freed: handlers only let go */
   char watch_error[256];     /* why no snapshot came yet (the last Watch failure) */
+  bool watching;             /* the Watch open now has delivered a snapshot */
 };
 
 static double now_s(void) { return (double)time(NULL); }
@@ -449,11 +450,13 @@ static void on_snapshot(wisp_rpcc_call *call, const uint8_t *msg, size_t len, vo
   sk_X509_pop_free(roots, X509_free);
   wisp__v1__snapshot__free_unpacked(snap, NULL);
   ac->watch_backoff = BACKOFF_MIN;
+  ac->watching = true;
 }
 
 static void on_watch_done(wisp_rpcc_call *call, wisp_grpc_status code, const char *message, void *arg) {
   wisp_agent_client *ac = arg;
   if (ac->closing) return;
+  ac->watching = false;
   retire(&ac->watch_conn);
   snprintf(ac->watch_error, sizeof(ac->watch_error), "the agent ended Config.Watch: %s: %s",
            wisp_grpc_status_name(code), message);
@@ -551,6 +554,8 @@ wisp_err wisp_agent_client_start(wisp_agent_client **out, wisp_proxy *px, char *
 }
 
 const char *wisp_agent_client_watch_error(const wisp_agent_client *ac) { return ac ? ac->watch_error : ""; }
+
+bool wisp_agent_client_watching(const wisp_agent_client *ac) { return ac && ac->watching; }
 
 void wisp_agent_client_free(wisp_agent_client *ac) {
   if (!ac) return;

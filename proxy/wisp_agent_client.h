@@ -18,6 +18,9 @@ wisp_err wisp_agent_client_start(wisp_agent_client **out, wisp_proxy *px, char *
 /* Why no Config.Watch snapshot has been applied yet: the last Watch
  * failure, or what it waits for (for /ready and refused requests). */
 const char *wisp_agent_client_watch_error(const wisp_agent_client *ac);
+/* Whether the Config.Watch open now has delivered a snapshot (GET /status);
+ * when not, wisp_agent_client_watch_error says why. */
+bool wisp_agent_client_watching(const wisp_agent_client *ac);
 void wisp_agent_client_free(wisp_agent_client *ac);
 
 #endif

@@ -33,6 +33,10 @@ static const char kHintBundle[] =
 static const char kHintPolicy[] =
     "the proxy enforces another policy than the agent's current one: it is not connected, or refused the "
     "newer one (see the agent's NACK check)";
+static const char kHintAgentWatch[] =
+    "it keeps serving with its last SVID and policy (fail static) and reconnects with backoff (1 s doubling to "
+    "30 s): the agent must run and be reachable from the sidecar (--agent), trust its SVID (same CA), and have "
+    "room for it (--max-watchers)";
 static const char kHintUpstream[] =
     "a peer: is its sidecar running, and is its inbound port reachable from here (Service, firewall, "
     "NetworkPolicy)? A TLS or identity error means it presents a certificate our bundle does not trust or another "
@@ -194,6 +198,20 @@ static void check_bundle(wispctl_report *r, json_t *s, const wispctl_check_opts 
   }
 }
 
+static void check_agent_watch(wispctl_report *r, json_t *s) {
+  const char *target = str(s, "agent");
+  if (!target) return; /* certificates from files */
+  if (json_is_true(json_object_get(s, "agent_watching"))) {
+    wispctl_report_add(r, "proxy", "proxy.agent", WISPCTL_PASS, NULL, "it receives its config from the agent at %s",
+                       target);
+    return;
+  }
+  wispctl_check *c = wispctl_report_add(r, "proxy", "proxy.agent", WISPCTL_FAIL, kHintAgentWatch,
+                                        "it receives no config from the agent at %s", target);
+  const char *why = str(s, "agent_error");
+  if (why && *why) wispctl_check_detail(c, "%s", why);
+}
+
 static void check_policy(wispctl_report *r, json_t *s, const wispctl_agent_facts *agent) {
   const char *v = str(s, "policy_version");
   if (!str(s, "agent")) return; /* its own --policy file, or none */
@@ -261,6 +279,7 @@ void wispctl_check_proxy(wispctl_report *r, const wispctl_check_opts *o, const w
   check_interception(r, s);
   check_svid(r, s, o, now);
   check_bundle(r, s, o, agent, now);
+  check_agent_watch(r, s);
   check_policy(r, s, agent);
   check_upstreams(r, s, now);
   json_decref(s);

@@ -90,17 +90,18 @@ expect_match "... ready" '^✓ the sidecar is ready$' "$OUT"
 expect_match "... explicit mode" '^✓ explicit mode \(--route\): no interception to prove$' "$OUT"
 expect_match "... its SVID" "^✓ its SVID for $TD/ns/shop/sa/frontend is valid, expires in 2[0-9]h" "$OUT"
 expect_match "... its bundle" '^✓ its trust bundle holds 1 valid root\(s\)' "$OUT"
+expect_match "... its Watch" "^✓ it receives its config from the agent at unix://$SOCK$" "$OUT"
 expect_match "... its policy" "^✓ it enforces the agent's policy version $V$" "$OUT"
 expect_match "... no upstream failing" '^✓ no upstream is failing' "$OUT"
-expect_match "... 15 checks" '^✓ all 15 checks passed$' "$OUT"
+expect_match "... 16 checks" '^✓ all 16 checks passed$' "$OUT"
 chk --proxy "127.0.0.1:$ADM_C" -o json
 expect_eq "-o json: exit 0" 0 "$RC"
-expect_eq "... ok, 15 passed, every one \"pass\"" "True 15 0 0 pass" "$(printf '%s' "$OUT" | $PY -c '
+expect_eq "... ok, 16 passed, every one \"pass\"" "True 16 0 0 pass" "$(printf '%s' "$OUT" | $PY -c '
 import json, sys
 d = json.load(sys.stdin)
 print(d["ok"], d["passed"], d["warnings"], d["failed"], ",".join(sorted(set(c["status"] for c in d["checks"]))))')"
 expect_eq "... ids for scripts" \
-  "agent.reachable agent.ca agent.bundle agent.rotation agent.proxies agent.acked agent.nacks agent.svids proxy.admin proxy.ready proxy.interception proxy.svid proxy.bundle proxy.policy proxy.upstreams" \
+  "agent.reachable agent.ca agent.bundle agent.rotation agent.proxies agent.acked agent.nacks agent.svids proxy.admin proxy.ready proxy.interception proxy.svid proxy.bundle proxy.agent proxy.policy proxy.upstreams" \
   "$(printf '%s' "$OUT" | $PY -c 'import json,sys; print(" ".join(c["id"] for c in json.load(sys.stdin)["checks"]))')"
 
 # ---- a peer the sidecar cannot reach ----
@@ -113,7 +114,7 @@ expect_match "... the peer, its identity and why" \
   "^    peer 127.0.0.1:$DEAD_PORT \($TD/ns/shop/sa/payments\): cannot connect(: | to 127.0.0.1:$DEAD_PORT: )Connection refused \(1 time, last [0-9]+s ago\)$" \
   "$OUT"
 expect_match "... and a hint" '^    hint: a peer: is its sidecar running, and is its inbound port reachable' "$OUT"
-expect_match "... the rest still pass" '^✗ 1 of 15 checks failed$' "$OUT"
+expect_match "... the rest still pass" '^✗ 1 of 16 checks failed$' "$OUT"
 chk --proxy "127.0.0.1:$ADM_S"
 expect_eq "the server sidecar has no failing upstream: exit 0" 0 "$RC"
 
@@ -206,9 +207,15 @@ expect_match "... ✗ it does not answer" "^✗ the agent does not answer at uni
 expect_match "... why" "^    cannot reach the agent at unix://$SOCK: (No such file or directory|Connection refused)$" "$OUT"
 expect_match "... what to do" '^    hint: start wisp-agent .*or point --agent \(or WISP_AGENT\) at its API socket$' "$OUT"
 expect_match "... and no further agent check" '^✗ 1 of 1 checks failed$' "$OUT"
+unwatched() { curl -s "http://127.0.0.1:$ADM_S/status" | grep -q '"agent_watching":false'; }
+check "the sidecar notices its Watch ended" wait_for 10 unwatched
 chk --proxy "127.0.0.1:$ADM_S" -o json
-expect_eq "agent down, sidecar fine (fail static): only agent.reachable fails" \
-  "agent.reachable" "$(printf '%s' "$OUT" | $PY -c 'import json,sys; print(" ".join(c["id"] for c in json.load(sys.stdin)["checks"] if c["status"]=="fail"))')"
+expect_eq "agent down, sidecar serving (fail static): agent.reachable and proxy.agent fail" \
+  "agent.reachable proxy.agent" "$(printf '%s' "$OUT" | $PY -c 'import json,sys; print(" ".join(c["id"] for c in json.load(sys.stdin)["checks"] if c["status"]=="fail"))')"
+expect_match "... the sidecar's words: no config, why, and fail static" \
+  "^fail\|it receives no config from the agent at unix://$SOCK\|the agent ended Config.Watch: UNAVAILABLE.*\|it keeps serving with its last SVID and policy \(fail static\)" \
+  "$(jq_check proxy.agent)"
+expect_eq "... and it is still ready" "pass" "$(jq_check proxy.ready | cut -d'|' -f1)"
 stop_proxy client
 stop_proxy server
 
