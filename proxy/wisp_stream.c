@@ -12,6 +12,7 @@
 #include "proxy/wisp_conn.h"
 #include "proxy/wisp_authz.h"
 #include "proxy/wisp_metrics.h"
+#include "proxy/wisp_trace.h"
 #include "proxy/wisp_pool.h"
 
 /* Flow control keeps a stream's buffer under the window we granted; this
@@ -255,6 +256,10 @@ static void stream_log(const wisp_stream *s) {
   wisp_json_str(&j, "direction", s->dir == WISP_DIR_INBOUND ? "inbound" : "outbound");
   wisp_json_int(&j, "conn", (int64_t)s->down_conn_id);
   if (s->peer_id[0]) wisp_json_str(&j, "peer_id", s->peer_id);
+  char trace_id[WISP_TRACE_ID_MAX + 1];
+  if (wisp_trace_id(wisp_hdrs_get(req, "traceparent"), wisp_hdrs_get(req, "b3"), wisp_hdrs_get(req, "x-b3-traceid"),
+                    trace_id))
+    wisp_json_str(&j, "trace_id", trace_id);
   wisp_json_str(&j, "authority", authority ? authority : wisp_hdrs_get(req, "host"));
   wisp_json_str(&j, "method", wisp_hdrs_get(req, ":method"));
   wisp_json_str(&j, "path", wisp_hdrs_get(req, ":path"));

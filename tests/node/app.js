@@ -220,6 +220,18 @@ server.on('stream', (stream, headers, flags, rawHeaders) => {
     return;
   }
 
+  // Trace headers (W3C, B3) as received, both in the body and sent back as
+  // response headers of the same names: a sidecar must pass them both ways.
+  if (path === '/trace-echo') {
+    const trace = {};
+    for (const [k, v] of Object.entries(headers)) {
+      if (k === 'traceparent' || k === 'tracestate' || k === 'b3' || k.startsWith('x-b3-')) trace[k] = v;
+    }
+    stream.resume();
+    if (safeRespond(stream, baseHeaders(200, 'application/json', trace))) stream.end(JSON.stringify(trace) + '\n');
+    return;
+  }
+
   if ((method === 'GET' || method === 'HEAD') && path === '/bytes') {
     const raw = q.get('n');
     const n = Number(raw);
