@@ -278,4 +278,29 @@ expect_match "--proxy wants IP:PORT" '^    --proxy sidecar.local: want the admin
 
 stop_proxy short
 stop_proxy transp
+
+# ---- a sidecar on certificate files, no agent ----
+make_pki
+ADM_F=$(free_port) OUT_F=$(free_port)
+unset WISP_AGENT # the proxy reads it too
+start_proxy files --cert "$WORK/pki/frontend.crt" --key "$WORK/pki/frontend.key" --bundle "$WORK/pki/ca/ca.crt" \
+  --route "127.0.0.1:$OUT_F=127.0.0.1:$IN_T,id=$TD/ns/shop/sa/orders" --admin "127.0.0.1:$ADM_F"
+check "a sidecar on files is ready" wait_for 20 ready "$ADM_F"
+export WISP_AGENT="unix://$SOCK"
+stop_agent
+if [ -e /run/wisp/agent.sock ]; then
+  skip "a sidecar on files needs no agent" "this machine has an agent at the default /run/wisp/agent.sock"
+else
+  ( unset WISP_AGENT; chk --proxy "127.0.0.1:$ADM_F"; printf '%s\n' "$RC" >"$WORK/files.rc" )
+  OUT=$(cat "$WORK/chk.out")
+  expect_eq "a sidecar on files, no agent anywhere: exit 0" 0 "$(cat "$WORK/files.rc")"
+  expect_match "... it says where the certificates come from" \
+    "^✓ the sidecar's admin API answers at 127.0.0.1:$ADM_F \(certificates from files\)$" "$OUT"
+  expect_eq "... and leaves the agent out" "" "$(printf '%s\n' "$OUT" | grep -i agent | grep -v 'certificates from files')"
+  chk --proxy "127.0.0.1:$ADM_F"
+  expect_match "... unless one is named (WISP_AGENT)" "^✗ the agent does not answer at unix://$SOCK$" "$OUT"
+fi
+stop_proxy files
+out=$("$WISPCTL" --help)
+expect_match "--help lists check and its flags" 'check \[--proxy ADMIN_ADDR\] \[-o text\|json\]' "$out"
 finish
