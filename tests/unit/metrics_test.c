@@ -1,6 +1,10 @@
 /* Unit tests for proxy/wisp_metrics: SPIFFE IDs split into labels, the
  * peer cap and the series cap (overflow labels, counted once), and the
- * rendered histogram. */
+ * rendered histogram; and a micro benchmark of the per-request cost
+ * (thread CPU time, as 1 to 4096 distinct callers) that runs only with
+ * WISP_METRICS_BENCH=1 (skipped otherwise):
+ *   bazel test -c opt //tests/unit:metrics_test --test_env=WISP_METRICS_BENCH=1 \
+ *     --test_output=all */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +12,9 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "proxy/wisp_metrics.h"
 #include "tests/unit/test_util.h"
@@ -122,12 +128,46 @@ static void test_tcp(void **state) {
   wisp_metrics_free(NULL);
 }
 
+static double cpu_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Timing is the benchmarks' business (bench/); this prints ns/request on
+ * request (WISP_METRICS_BENCH=1) and is otherwise reported as skipped. */
+static void test_bench(void **state) {
+  (void)state;
+  const char *on = getenv("WISP_METRICS_BENCH");
+  if (!on || on[0] != '1') {
+    skip();
+    return;
+  }
+  enum { IDS = 4096, N = 2000000 };
+  static char ids[IDS][80];
+  for (int i = 0; i < IDS; i++) snprintf(ids[i], sizeof(ids[i]), "spiffe://shop.local/ns/team%d/sa/service-%d", i % 17, i);
+  static const int kPeers[] = {1, 16, 256, IDS};
+  for (size_t k = 0; k < sizeof(kPeers) / sizeof(kPeers[0]); k++) {
+    wisp_metrics *m = wisp_metrics_new(WISP_METRICS_MAX_PEERS_DEFAULT, WISP_METRICS_MAX_SERIES_DEFAULT);
+    double t0 = cpu_now();
+    for (int i = 0; i < N; i++) {
+      wisp_metrics_request r = {.inbound = i & 1, .peer_id = ids[i % kPeers[k]], .status = (i % 10) ? 200 : 503,
+                                .grpc_status = -1, .duration_ms = (i % 1000) * 0.37, .bytes_in = 10, .bytes_out = 100};
+      wisp_metrics_request_done(m, &r);
+    }
+    print_message("# bench: %d distinct callers (cap %d): %.1f ns/request\n", kPeers[k],
+                  WISP_METRICS_MAX_PEERS_DEFAULT, (cpu_now() - t0) / N * 1e9);
+    wisp_metrics_free(m);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_split),
       cmocka_unit_test(test_peer_cap),
       cmocka_unit_test(test_series_cap),
       cmocka_unit_test(test_tcp),
+      cmocka_unit_test(test_bench),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
