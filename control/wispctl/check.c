@@ -79,6 +79,7 @@ static const char kHintAgent[] =
 static const char kHintRotate[] =
     "rotate the CA before it expires: wispctl ca rotate prepare; once every proxy ACKed the new bundle, "
     "wispctl ca rotate activate; one SVID lifetime later, wispctl ca rotate finish";
+static const char kHintOldRoot[] = "finish the rotation (wispctl ca rotate finish) before the old root ends";
 static const char kHintRotationPrepared[] =
     "the new root is in every bundle but does not sign yet: once every proxy ACKed the current version (below), "
     "run wispctl ca rotate activate";
@@ -140,17 +141,19 @@ static void check_bundle(wispctl_report *r, const Wisp__V1__StatusResponse *st, 
     wispctl_check_status s = t <= now || i == 0 ? WISPCTL_FAIL : WISPCTL_WARN;
     if (s > worst) worst = s;
   }
-  wispctl_check *c = wispctl_report_add(
-      r, "agent", "agent.bundle", worst,
-      worst == WISPCTL_FAIL ? kHintRotate : "finish the rotation (wispctl ca rotate finish) before the old root ends",
-      worst == WISPCTL_PASS ? "the trust bundle's %u root(s) are valid" : "the trust bundle holds %u root(s), not all "
-                                                                            "valid for long",
-      st->bundle_roots);
-  for (size_t i = 0; worst != WISPCTL_PASS && i < st->n_bundle_not_after_unix; i++) {
+  if (worst == WISPCTL_PASS) {
+    wispctl_report_add(r, "agent", "agent.bundle", worst, NULL, "the trust bundle's %u root(s) are valid",
+                       st->bundle_roots);
+    return;
+  }
+  wispctl_check *c = wispctl_report_add(r, "agent", "agent.bundle", worst,
+                                        worst == WISPCTL_FAIL ? kHintRotate : kHintOldRoot,
+                                        "the trust bundle holds %u root(s), not all valid for long", st->bundle_roots);
+  for (size_t i = 0; i < st->n_bundle_not_after_unix; i++) {
     int64_t t = st->bundle_not_after_unix[i];
     wispctl_check_when(w, sizeof(w), t, now);
-    wispctl_check_detail(c, "root %zu%s: %s %s", i + 1, i == 0 ? " (signing)" : "", t <= now ? "expired" : "expires",
-                         w);
+    wispctl_check_detail(c, "root %zu%s: %s %s", i + 1, i == 0 ? " (the signing CA's)" : "",
+                         t <= now ? "expired" : "expires", w);
   }
 }
 

@@ -2,11 +2,11 @@
  * wispctl"). Each command is one unary gRPC call to the agent's Admin
  * service over its Unix socket (lib/wisp_rpc_client), run on a private libev
  * loop with an overall deadline; but policy check and inject (inject.h) work
- * offline, on files.
+ * offline, on files, and check (check.h) also reads a sidecar's admin API.
  *
  * Exit codes: 0 success, 1 the call failed (agent unreachable, an error
- * status, an unreadable file, input inject cannot use), 2 usage (bad flags,
- * unknown command). */
+ * status, an unreadable file, input inject cannot use, a failed check), 2
+ * usage (bad flags, unknown command). */
 #ifndef WISP_WISPCTL_H
 #define WISP_WISPCTL_H
 

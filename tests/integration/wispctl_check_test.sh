@@ -237,6 +237,9 @@ expect_eq "short SVIDs, CA near its end: exit 1" 1 "$RC"
 expect_match "CA: ✗ with its expiry and the threshold" \
   '^✗ the CA certificate expires in 1d2[0-9]h.* \(20[0-9-]+T[0-9:]+Z\), within --ca-min-validity 30d$' "$OUT"
 expect_match "... the hint: rotate" '^    hint: rotate the CA before it expires: wispctl ca rotate prepare' "$OUT"
+expect_match "the bundle: ✗ too, each root with its expiry" \
+  '^✗ the trust bundle holds 1 root\(s\), not all valid for long
+    root 1 \(the signing CA.s\): expires in 1d2[0-9]h' "$OUT"
 expect_match "SVIDs: ✗ with the threshold" \
   '^✗ 1 of 1 connected proxies hold an SVID valid for less than 1h \(--svid-min-validity\)$' "$OUT"
 expect_match "... which one, its serial and expiry" \
