@@ -264,7 +264,9 @@ void wisp_h1parse_cleanup(wisp_h1parse *p) {
 
 void wisp_h1parse_set_no_body(wisp_h1parse *p, bool no_body) { p->no_body = no_body; }
 
-bool wisp_h1parse_idle(const wisp_h1parse *p) { return p->phase == PHASE_HEAD && wisp_buf_len(&p->head) == 0; }
+bool wisp_h1parse_idle(const wisp_h1parse *p) {
+  return p->ended || (p->phase == PHASE_HEAD && wisp_buf_len(&p->head) == 0);
+}
 
 /* Why http-parser refused, in words a client can act on. */
 static const char *parser_reason(enum http_errno e) {

@@ -212,6 +212,7 @@ struct wisp_proxy {
   struct wisp_dyn_target *retired; /* owned list: evicted, their pool connections closing */
   uint64_t dyn_evicted;
   struct tunnel *tunnels;      /* owned list: L4 byte streams (wisp_tunnel) */
+  struct wisp_h1_gw *h1_gws;   /* owned list: HTTP/1 gateways (wisp_h1, wisp_h1app) */
   size_t ndyn;
   wisp_conn *conns;          /* every live connection */
   wisp_target *woken;        /* targets whose waiting requests may go upstream (wisp_pool) */

@@ -32,6 +32,7 @@ static const opt_def kOpts[] = {
     {"route", OPT_ROUTE, 0, NULL},
     {"inbound", OPT_STR, OFF(inbound), "0.0.0.0:15006"},
     {"app", OPT_STR, OFF(app), NULL},
+    {"app-protocol", OPT_STR, OFF(app_protocol), "h2c"},
     {"allow-tls12", OPT_BOOL, OFF(allow_tls12), "false"},
     {"connect-timeout", OPT_SECONDS, OFF(connect_timeout), "5"},
     {"handshake-timeout", OPT_SECONDS, OFF(handshake_timeout), "10"},
@@ -99,6 +100,7 @@ const char *wisp_config_usage(void) {
          "                                         which must present SPIFFE_ID (repeatable)\n"
          "  --inbound ADDR                         mTLS listener (default 0.0.0.0:15006)\n"
          "  --app HOST:PORT                        local app that inbound traffic goes to\n"
+         "  --app-protocol h2c|http1               what the app speaks (default h2c)\n"
          "  --allow-tls12                          accept TLS 1.2 too (default: TLS 1.3 only)\n"
          "  --connect-timeout S (5) --handshake-timeout S (10) --idle-timeout S (300)\n"
          "  --drain-timeout S (30) --reload-interval S (1) --pool-size N (4)\n"
@@ -370,6 +372,11 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
     set_err(err, err_len, "--app %s: expected HOST:PORT%s", out->app, "");
     return WISP_ERR_USAGE;
   }
+  if (strcmp(out->app_protocol, "h2c") != 0 && strcmp(out->app_protocol, "http1") != 0) {
+    set_err(err, err_len, "--app-protocol %s: expected h2c or http1%s", out->app_protocol, "");
+    return WISP_ERR_USAGE;
+  }
+  out->app_http1 = strcmp(out->app_protocol, "http1") == 0;
   if (wisp_addr_parse(&a, out->inbound) != WISP_OK) {
     set_err(err, err_len, "--inbound %s: expected HOST:PORT%s", out->inbound, "");
     return WISP_ERR_USAGE;
@@ -433,6 +440,7 @@ void wisp_config_cleanup(wisp_config *c) {
   free(c->bundle);
   free(c->inbound);
   free(c->app);
+  free(c->app_protocol);
   free(c->log_level);
   free(c->agent);
   free(c->spiffe_id);

@@ -23,6 +23,8 @@ typedef struct {
   size_t nroutes;
   char *inbound;                  /* owned; mTLS listener address */
   char *app;                      /* owned; NULL: no inbound side */
+  char *app_protocol;             /* owned; "h2c" or "http1": what the app (or, transparent, every local port) speaks */
+  bool app_http1;                 /* app_protocol is "http1" */
   bool allow_tls12;
   double connect_timeout;         /* seconds */
   double handshake_timeout;

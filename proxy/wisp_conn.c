@@ -12,6 +12,7 @@
 #include "lib/wisp_mem.h"
 #include "lib/wisp_sniff.h"
 #include "proxy/wisp_h1.h"
+#include "proxy/wisp_h1app.h"
 #include "proxy/wisp_h2.h"
 #include "proxy/wisp_pool.h"
 #include "proxy/wisp_proxy.h"
@@ -514,7 +515,9 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
 wisp_conn *wisp_conn_connect(wisp_target *t, char *err, size_t err_len) {
   wisp_proxy *px = t->px;
   int fd;
-  if (wisp_net_connect(&fd, &t->addr) != WISP_OK) {
+  /* An HTTP/1.1 app is reached through a gateway that speaks HTTP/2 to us. */
+  wisp_err rc = !t->tls && px->cfg->app_http1 ? wisp_h1app_open(px, t, &fd) : wisp_net_connect(&fd, &t->addr);
+  if (rc != WISP_OK) {
     snprintf(err, err_len, "cannot connect to %s: %s", t->name, strerror(errno));
     note_upfail(t, err);
     return NULL;

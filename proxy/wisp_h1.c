@@ -16,11 +16,6 @@
 
 /* Bytes read from a socket at a time. */
 #define H1_READ_CHUNK (16 * 1024)
-/* Bytes waiting for the client's socket before no more response bytes
- * are moved there (each stream then holds at most its window). */
-#define H1_OUT_HIGH (64 * 1024)
-/* Hard caps that only guard against a bug: flow control stays under them. */
-#define H1_BUF_CAP (1024 * 1024)
 /* The HTTP/2 windows the gateway grants the proxy: one stream's default
  * window each, and room on the connection for every pipelined stream, so
  * responses waiting behind the head of the line never stall it. */
@@ -52,6 +47,7 @@ struct h1req {
 };
 
 typedef struct {
+  wisp_h1_gw gw;              /* first: on the proxy's list */
   wisp_proxy *px;
   struct ev_loop *loop;
   char authority[128];        /* for HTTP/1.0 requests without Host: the route's peer */
@@ -109,20 +105,24 @@ static void answer_local(h1conn *h, h1req *r, int status, const char *why) {
 
 /* ---- HTTP/1 request -> HTTP/2 stream ---- */
 
-static ssize_t provide_body(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
-                            nghttp2_data_source *src, void *user_data) {
-  h1req *r = src->ptr;
-  size_t n = wisp_buf_read(&r->body, buf, len);
-  if (wisp_buf_len(&r->body) == 0 && r->body_eof) {
+ssize_t wisp_h1_provide(nghttp2_session *s, int32_t id, wisp_buf *from, bool eof, const wisp_hdrs *trailers,
+                        uint8_t *buf, size_t len, uint32_t *flags) {
+  size_t n = wisp_buf_read(from, buf, len);
+  if (wisp_buf_len(from) == 0 && eof) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
-    if (r->trailers.n) {
-      if (nghttp2_submit_trailer(session, id, r->trailers.nv, r->trailers.n) != 0)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (trailers->n) {
+      if (nghttp2_submit_trailer(s, id, trailers->nv, trailers->n) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
       *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     }
     return (ssize_t)n;
   }
   return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+}
+
+static ssize_t provide_body(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                            nghttp2_data_source *src, void *user_data) {
+  h1req *r = src->ptr;
+  return wisp_h1_provide(session, id, &r->body, r->body_eof, &r->trailers, buf, len, flags);
 }
 
 static wisp_err add_pseudo(wisp_hdrs *out, const char *name, const char *v, size_t len) {
@@ -218,7 +218,7 @@ static void on_req_body(void *arg, const uint8_t *data, size_t len) {
   h1conn *h = arg;
   h1req *r = h->cur;
   if (!r || r->local_status || r->stream_closed) return; /* nobody will read it */
-  if (wisp_buf_append(&r->body, data, len, H1_BUF_CAP) != WISP_OK) {
+  if (wisp_buf_append(&r->body, data, len, WISP_H1_BUF_CAP) != WISP_OK) {
     answer_local(h, r, 500, "request body buffer overflow");
     return;
   }
@@ -280,7 +280,7 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t i
                               void *user_data) {
   h1req *r = req_of(session, id);
   if (!r || r->local_status || r->is_head ||
-      wisp_buf_append(&r->resp_body, data, len, H1_BUF_CAP) != WISP_OK) {
+      wisp_buf_append(&r->resp_body, data, len, WISP_H1_BUF_CAP) != WISP_OK) {
     nghttp2_session_consume(session, id, len); /* nobody wants it */
   }
   return 0;
@@ -307,14 +307,18 @@ static nghttp2_session_callbacks *callbacks(void) {
   return cbs;
 }
 
-static nghttp2_session *session_new(h1conn *h) {
+nghttp2_option *wisp_h1_session_option(void) {
   static nghttp2_option *opt;
   if (!opt) {
     if (nghttp2_option_new(&opt) != 0) abort();
-    nghttp2_option_set_no_auto_window_update(opt, 1); /* bytes are acknowledged as they reach the client */
+    nghttp2_option_set_no_auto_window_update(opt, 1);
   }
+  return opt;
+}
+
+static nghttp2_session *session_new(h1conn *h) {
   nghttp2_session *s;
-  if (nghttp2_session_client_new2(&s, callbacks(), h, opt) != 0) abort();
+  if (nghttp2_session_client_new2(&s, callbacks(), h, wisp_h1_session_option()) != 0) abort();
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, WISP_H1_PIPELINE},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H1_STREAM_WINDOW},
@@ -327,18 +331,45 @@ static nghttp2_session *session_new(h1conn *h) {
 
 /* ---- HTTP/2 response -> HTTP/1 ---- */
 
-static bool out_printf(h1conn *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bool out_printf(h1conn *h, const char *fmt, ...) {
+bool wisp_h1_printf(wisp_buf *out, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  wisp_err rc = wisp_buf_vprintf(&h->out, H1_BUF_CAP, fmt, ap);
+  wisp_err rc = wisp_buf_vprintf(out, WISP_H1_BUF_CAP, fmt, ap);
   va_end(ap);
   return rc == WISP_OK;
 }
 
+void wisp_h1_put_fields(wisp_buf *out, const wisp_hdrs *h) {
+  for (size_t i = 0; i < h->n; i++) {
+    const nghttp2_nv *nv = &h->nv[i];
+    if (nv->namelen && nv->name[0] == ':') continue;
+    wisp_h1_printf(out, "%.*s: %.*s\r\n", (int)nv->namelen, nv->name, (int)nv->valuelen, nv->value);
+  }
+}
+
+size_t wisp_h1_put_body(wisp_buf *out, wisp_buf *from, bool chunked) {
+  size_t moved = 0;
+  while (wisp_buf_len(from) && wisp_buf_len(out) < WISP_H1_OUT_HIGH) {
+    size_t n = wisp_buf_len(from);
+    if (n > H1_READ_CHUNK) n = H1_READ_CHUNK;
+    if (chunked) wisp_h1_printf(out, "%zx\r\n", n);
+    if (wisp_buf_append(out, wisp_buf_rptr(from), n, WISP_H1_BUF_CAP) != WISP_OK) break;
+    if (chunked) wisp_h1_printf(out, "\r\n");
+    wisp_buf_consume(from, n);
+    moved += n;
+  }
+  return moved;
+}
+
+void wisp_h1_put_last_chunk(wisp_buf *out, const wisp_hdrs *trailers) {
+  wisp_h1_printf(out, "0\r\n");
+  wisp_h1_put_fields(out, trailers);
+  wisp_h1_printf(out, "\r\n");
+}
+
 static void write_local(h1conn *h, h1req *r) {
   const char *why = r->local_why;
-  out_printf(h,
+  wisp_h1_printf(&h->out,
              "HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %zu\r\n"
              "x-wisp-error: %s\r\nconnection: close\r\n\r\n%s\n",
              r->local_status, wisp_admin_reason_phrase(r->local_status), strlen(why) + 1, why, why);
@@ -368,17 +399,17 @@ static void write_head(h1conn *h, h1req *r) {
     }
   }
   if (h->goaway && r == h->tail && h->cur == NULL) r->close_after = true;
-  out_printf(h, "HTTP/1.1 %d %s\r\n", status, wisp_admin_reason_phrase(status));
+  wisp_h1_printf(&h->out, "HTTP/1.1 %d %s\r\n", status, wisp_admin_reason_phrase(status));
   for (size_t i = 0; i < r->resp.n; i++) {
     const nghttp2_nv *nv = &r->resp.nv[i];
     if (skip_response_field(nv)) continue;
-    out_printf(h, "%.*s: %.*s\r\n", (int)nv->namelen, nv->name, (int)nv->valuelen, nv->value);
+    wisp_h1_printf(&h->out, "%.*s: %.*s\r\n", (int)nv->namelen, nv->name, (int)nv->valuelen, nv->value);
   }
-  if (r->chunked_out) out_printf(h, "transfer-encoding: chunked\r\n");
+  if (r->chunked_out) wisp_h1_printf(&h->out, "transfer-encoding: chunked\r\n");
   if (r->close_after) {
-    out_printf(h, "connection: close\r\n\r\n");
+    wisp_h1_printf(&h->out, "connection: close\r\n\r\n");
   } else {
-    out_printf(h, r->http10 ? "connection: keep-alive\r\n\r\n" : "\r\n");
+    wisp_h1_printf(&h->out, r->http10 ? "connection: keep-alive\r\n\r\n" : "\r\n");
   }
   r->head_written = true;
 }
@@ -386,24 +417,10 @@ static void write_head(h1conn *h, h1req *r) {
 /* Moves response bytes of |r| to the client's buffer while it has room,
  * acknowledging them to the stream as they go. */
 static void write_body(h1conn *h, h1req *r) {
-  while (wisp_buf_len(&r->resp_body) && wisp_buf_len(&h->out) < H1_OUT_HIGH) {
-    size_t n = wisp_buf_len(&r->resp_body);
-    if (n > H1_READ_CHUNK) n = H1_READ_CHUNK;
-    if (r->chunked_out) out_printf(h, "%zx\r\n", n);
-    if (wisp_buf_append(&h->out, wisp_buf_rptr(&r->resp_body), n, H1_BUF_CAP) != WISP_OK) return;
-    if (r->chunked_out) out_printf(h, "\r\n");
-    wisp_buf_consume(&r->resp_body, n);
-    nghttp2_session_consume(h->h2, r->id, n);
-  }
+  size_t n = wisp_h1_put_body(&h->out, &r->resp_body, r->chunked_out);
+  if (n) nghttp2_session_consume(h->h2, r->id, n);
   if (wisp_buf_len(&r->resp_body) || !r->resp_eof) return;
-  if (r->chunked_out) {
-    out_printf(h, "0\r\n");
-    for (size_t i = 0; i < r->resp_trailers.n; i++) {
-      const nghttp2_nv *nv = &r->resp_trailers.nv[i];
-      out_printf(h, "%.*s: %.*s\r\n", (int)nv->namelen, nv->name, (int)nv->valuelen, nv->value);
-    }
-    out_printf(h, "\r\n");
-  }
+  if (r->chunked_out) wisp_h1_put_last_chunk(&h->out, &r->resp_trailers);
   r->end_written = true;
 }
 
@@ -423,7 +440,7 @@ static void write_responses(h1conn *h) {
         return;
       }
     } else if (r->expect_continue && !r->continue_sent) {
-      out_printf(h, "HTTP/1.1 100 Continue\r\n\r\n");
+      wisp_h1_printf(&h->out, "HTTP/1.1 100 Continue\r\n\r\n");
       r->continue_sent = true;
     }
     if (!r->end_written) return;
@@ -447,7 +464,29 @@ static void write_responses(h1conn *h) {
 
 /* ---- sockets ---- */
 
+void wisp_h1_gw_add(wisp_proxy *px, wisp_h1_gw *gw, void (*free_fn)(wisp_h1_gw *gw)) {
+  gw->free_fn = free_fn;
+  gw->prev = NULL;
+  gw->next = px->h1_gws;
+  if (px->h1_gws) px->h1_gws->prev = gw;
+  px->h1_gws = gw;
+}
+
+void wisp_h1_gw_remove(wisp_proxy *px, wisp_h1_gw *gw) {
+  if (gw->prev) {
+    gw->prev->next = gw->next;
+  } else {
+    px->h1_gws = gw->next;
+  }
+  if (gw->next) gw->next->prev = gw->prev;
+}
+
+void wisp_h1_close_all(wisp_proxy *px) {
+  while (px->h1_gws) px->h1_gws->free_fn(px->h1_gws);
+}
+
 static void close_all(h1conn *h) {
+  wisp_h1_gw_remove(h->px, &h->gw);
   ev_io_stop(h->loop, &h->rio);
   ev_io_stop(h->loop, &h->wio);
   ev_io_stop(h->loop, &h->srio);
@@ -467,8 +506,7 @@ static void close_all(h1conn *h) {
   free(h);
 }
 
-/* Writes |b| to |fd|; false on a hard error. */
-static bool flush_to(int fd, wisp_buf *b) {
+bool wisp_h1_flush(int fd, wisp_buf *b) {
   while (wisp_buf_len(b)) {
     ssize_t n = send(fd, wisp_buf_rptr(b), wisp_buf_len(b), MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
@@ -519,7 +557,7 @@ static void read_client(h1conn *h) {
     }
     return;
   }
-  if (wisp_buf_append(&h->in, buf, (size_t)n, H1_BUF_CAP) != WISP_OK) h->closing = true;
+  if (wisp_buf_append(&h->in, buf, (size_t)n, WISP_H1_BUF_CAP) != WISP_OK) h->closing = true;
   parse_input(h);
 }
 
@@ -531,15 +569,15 @@ static bool read_h2(h1conn *h) {
   return nghttp2_session_mem_recv(h->h2, buf, (size_t)n) >= 0;
 }
 
-static bool send_h2(h1conn *h) {
-  while (wisp_buf_len(&h->sout) < H1_OUT_HIGH) {
+bool wisp_h1_send(nghttp2_session *s, int fd, wisp_buf *out) {
+  while (wisp_buf_len(out) < WISP_H1_OUT_HIGH) {
     const uint8_t *data;
-    ssize_t n = nghttp2_session_mem_send(h->h2, &data);
+    ssize_t n = nghttp2_session_mem_send(s, &data);
     if (n < 0) return false;
     if (n == 0) break;
-    if (wisp_buf_append(&h->sout, data, (size_t)n, H1_BUF_CAP) != WISP_OK) return false;
+    if (wisp_buf_append(out, data, (size_t)n, WISP_H1_BUF_CAP) != WISP_OK) return false;
   }
-  return flush_to(h->sfd, &h->sout);
+  return wisp_h1_flush(fd, out);
 }
 
 /* The h2c side is gone: requests without a response get a 502 (written
@@ -561,12 +599,12 @@ static void pump(h1conn *h) {
   bool h2_ok = ev_is_active(&h->srio);
   for (int round = 0; round < 4; round++) {
     parse_input(h);
-    if (h2_ok && !send_h2(h)) {
+    if (h2_ok && !wisp_h1_send(h->h2, h->sfd, &h->sout)) {
       h2_gone(h);
       h2_ok = false;
     }
     write_responses(h);
-    if (!flush_to(h->fd, &h->out)) {
+    if (!wisp_h1_flush(h->fd, &h->out)) {
       h->dead = true;
       break;
     }
@@ -596,6 +634,8 @@ static void pump(h1conn *h) {
     ev_io_stop(h->loop, &h->swio);
   }
 }
+
+static void free_gw(wisp_h1_gw *gw) { close_all((h1conn *)gw); }
 
 static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents) {
   h1conn *h = w->data;
@@ -628,6 +668,7 @@ void wisp_h1_accept(wisp_listener *l, wisp_target *dst, int fd, const char *peer
   h->sfd = sp[1];
   snprintf(h->authority, sizeof(h->authority), "%s", dst->name);
   h->h2 = session_new(h);
+  wisp_h1_gw_add(h->px, &h->gw, free_gw);
   wisp_h1parse_init(&h->parser, HTTP_REQUEST, &kReqCbs, h);
   ev_io_init(&h->rio, on_client_readable, fd, EV_READ);
   ev_io_init(&h->wio, on_client_writable, fd, EV_WRITE);

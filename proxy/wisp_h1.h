@@ -28,6 +28,49 @@
 /* Request body bytes held per connection before its socket is not read. */
 #define WISP_H1_BODY_HIGH (64 * 1024)
 
+/* Every HTTP/1 gateway (this module's callers, wisp_h1app's apps) is on
+ * the proxy's list, so the proxy can free those still open when it exits. */
+typedef struct wisp_h1_gw {
+  struct wisp_h1_gw *next, *prev;
+  void (*free_fn)(struct wisp_h1_gw *gw);  /* closes its sockets and frees it */
+} wisp_h1_gw;
+void wisp_h1_gw_add(wisp_proxy *px, wisp_h1_gw *gw, void (*free_fn)(wisp_h1_gw *gw));
+void wisp_h1_gw_remove(wisp_proxy *px, wisp_h1_gw *gw);
+/* Frees every gateway (proxy shutdown). */
+void wisp_h1_close_all(wisp_proxy *px);
+
+/* ---- what both gateways share ---- */
+
+/* Hard cap on a gateway buffer: flow control keeps them far below it; it
+ * only guards against a bug. */
+#define WISP_H1_BUF_CAP (1024 * 1024)
+/* Bytes waiting for a socket before no more are moved into its buffer. */
+#define WISP_H1_OUT_HIGH (64 * 1024)
+
+/* Writes |b| to the non-blocking socket |fd| until done or it would block
+ * (an emptied buffer releases its storage); false on a hard error. */
+bool wisp_h1_flush(int fd, wisp_buf *b);
+/* Pulls what the session has to send into |out| (up to about
+ * WISP_H1_OUT_HIGH) and writes it to |fd|; false: the session or the
+ * socket failed. */
+bool wisp_h1_send(nghttp2_session *s, int fd, wisp_buf *out);
+/* The option of a gateway's session: windows are returned by hand, as
+ * bytes reach the other side's socket. */
+nghttp2_option *wisp_h1_session_option(void);
+bool wisp_h1_printf(wisp_buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes "name: value" lines of |h| (pseudo-fields never). */
+void wisp_h1_put_fields(wisp_buf *out, const wisp_hdrs *h);
+/* Moves body bytes from |from| to |out| (as chunks when |chunked|) while
+ * |out| holds less than WISP_H1_OUT_HIGH; returns how many it moved. */
+size_t wisp_h1_put_body(wisp_buf *out, wisp_buf *from, bool chunked);
+/* A data provider's work for stream |id|: up to |len| bytes of |from| into
+ * |buf|; at its end (|eof|) the stream ends, with |trailers| if any;
+ * NGHTTP2_ERR_DEFERRED while more is to come. */
+ssize_t wisp_h1_provide(nghttp2_session *s, int32_t id, wisp_buf *from, bool eof, const wisp_hdrs *trailers,
+                        uint8_t *buf, size_t len, uint32_t *flags);
+/* The end of a chunked body: the last chunk and |trailers|. */
+void wisp_h1_put_last_chunk(wisp_buf *out, const wisp_hdrs *trailers);
+
 /* Takes |fd| (an accepted caller whose first bytes look like HTTP/1) and
  * the caller's |slot|; |accepted|: when it was accepted (its handshake
  * budget runs from then). */

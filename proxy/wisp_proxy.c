@@ -18,6 +18,7 @@
 #include "proxy/wisp_intercept.h"
 #include "proxy/wisp_metrics.h"
 #include "proxy/wisp_pool.h"
+#include "proxy/wisp_h1.h"
 #include "proxy/wisp_tunnel.h"
 
 #define WISP_ACCEPTS_PER_EVENT 64
@@ -403,6 +404,7 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   wisp_agent_client_free(px->agent);
   px->agent = NULL;
   wisp_tunnel_close_all(px);
+  wisp_h1_close_all(px);
   for (wisp_conn *c = px->conns; c; c = c->next) wisp_conn_close(c, NULL);
   wisp_h2loop_cleanup(&px->lp);
   for (size_t i = 0; i < px->nlisteners; i++) {

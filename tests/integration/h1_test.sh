@@ -86,20 +86,25 @@ expect_match "a chunked body with trailers, then the next request on the connect
 out=$(h1 -i "$OUT/trailers")
 expect_match "response trailers reach an HTTP/1.1 caller in the chunked body" 'x-trailer-test: yes' "$out"
 MIB64=67108864
-(head -c $MIB64 /dev/zero | h1 -H 'Transfer-Encoding: chunked' -H 'Expect:' --data-binary @- "$OUT/sha256" \
-  >"$WORK/up.sha") &
-job=$!
-peak=$(max_rss "$job" "$PID_client" "$PID_server")
-wait "$job"
-expect_eq "64 MiB chunked upload arrives whole" "$(head -c $MIB64 /dev/zero | sha256sum | cut -c1-64) $MIB64" \
-  "$(cat "$WORK/up.sha")"
-expect_rss_under "64 MiB chunked upload: proxy RSS stays under 20 MB" 20480 "$peak"
-(h1 "$OUT/bytes?n=$MIB64" | wc -c >"$WORK/dl.len") &
-job=$!
-peak=$(max_rss "$job" "$PID_client" "$PID_server")
-wait "$job"
-expect_eq "64 MiB response streams to an HTTP/1.1 caller whole" "$MIB64" "$(tr -d ' ' <"$WORK/dl.len")"
-expect_rss_under "64 MiB response: proxy RSS stays under 20 MB" 20480 "$peak"
+big_both_ways() { # big_both_ways BASE_URL WHAT PID...: 64 MiB up (chunked) and down, RSS of the PIDs bounded
+  local base=$1 what=$2 job peak
+  shift 2
+  (head -c $MIB64 /dev/zero | h1 -H 'Transfer-Encoding: chunked' -H 'Expect:' --data-binary @- "$base/sha256" \
+    >"$WORK/up.sha") &
+  job=$!
+  peak=$(max_rss "$job" "$@")
+  wait "$job"
+  expect_eq "64 MiB chunked upload$what arrives whole" "$(head -c $MIB64 /dev/zero | sha256sum | cut -c1-64) $MIB64" \
+    "$(cat "$WORK/up.sha")"
+  expect_rss_under "64 MiB chunked upload$what: proxy RSS stays under 20 MB" 20480 "$peak"
+  (h1 "$base/bytes?n=$MIB64" | wc -c >"$WORK/dl.len") &
+  job=$!
+  peak=$(max_rss "$job" "$@")
+  wait "$job"
+  expect_eq "64 MiB response$what streams whole" "$MIB64" "$(tr -d ' ' <"$WORK/dl.len")"
+  expect_rss_under "64 MiB response$what: proxy RSS stays under 20 MB" 20480 "$peak"
+}
+big_both_ways "$OUT" "" "$PID_client" "$PID_server"
 
 # --- request smuggling: each a 400 and a closed connection, nothing upstream ---
 smuggle() { # smuggle NAME BYTES WANT_REASON
@@ -156,6 +161,79 @@ expect_match "a peer that cannot be reached: 503 to an HTTP/1.1 caller" '^HTTP/1
 expect_match "... with the reason in x-wisp-error" "x-wisp-error: .*127.0.0.1:$DEAD" "$out"
 
 stop_proxy client2
+
+# --- an HTTP/1.1 app behind the inbound side (--app-protocol http1) ---
+# app(h1_app.py, Python's http.server) <- HTTP/1.1 <- wisp(orders, inbound) <= mTLS <= wisp(frontend, route)
+APP1=$(free_port)
+IN1=$(free_port)
+OUT1=$(free_port)
+start_bg "$WORK/app1" /usr/bin/python3 "$WISP_SRC/tests/integration/h1_app.py" "$APP1"
+wait_port "$APP1"
+start_proxy server1 --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" --admin off \
+  --inbound "127.0.0.1:$IN1" --app "127.0.0.1:$APP1" --app-protocol http1 --policy "$POLICY"
+start_proxy client1 --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" --admin off \
+  --route "127.0.0.1:$OUT1=127.0.0.1:$IN1,id=$TD/ns/shop/sa/orders"
+wait_port "$IN1" && wait_port "$OUT1"
+O1=http://127.0.0.1:$OUT1
+body=$(h1 "$O1/hello?x=1")
+expect_match "an HTTP/1.1 caller reaches an HTTP/1.1 app, which sees HTTP/1.1" \
+  '"method": "GET", "path": "/hello\?x=1", "version": "HTTP/1.1"' "$body"
+expect_match "the app gets Host from :authority and the caller's identity" \
+  "\"host\": \"127.0.0.1:$OUT1\".*\"x-forwarded-client-cert\": \"By=$TD/ns/shop/sa/orders;URI=$TD/ns/shop/sa/frontend\"" "$body"
+body=$(h1 --http2-prior-knowledge "$O1/from-h2")
+expect_match "an h2c caller reaches the HTTP/1.1 app too" '"path": "/from-h2", "version": "HTTP/1.1"' "$body"
+for i in 1 2 3 4 5; do h1 -o /dev/null "$O1/reuse$i"; done
+ports=$(grep -E 'GET /reuse[1-5] ' "$WORK/app1.out" | grep -o 'from_port=[0-9]*' | sort -u | wc -l)
+expect_eq "5 requests in turn reuse one keep-alive connection to the app" 1 "$ports"
+out=$(h1 -i "$O1/admin/x")
+expect_match "a DENY on a path: 403 to an HTTP/1.1 caller of an HTTP/1.1 app" '^HTTP/1.1 403 Forbidden' "$out"
+if grep -q '/admin/x' "$WORK/app1.out"; then not_ok "the denied request never reaches the app"; else ok "the denied request never reaches the app"; fi
+head -c 100000 /dev/urandom >"$WORK/body.bin"
+want=$(sha256sum <"$WORK/body.bin" | cut -c1-64)
+out=$(h1 -i --data-binary @"$WORK/body.bin" "$O1/sha256")
+expect_match "a Content-Length upload reaches the app with its length" "x-request-chunked: no.*$want 100000" \
+  "$(tr -d '\r\n' <<<"$out")"
+out=$(h1 -i --http2-prior-knowledge --data-binary @"$WORK/body.bin" -H 'content-length:' "$O1/sha256")
+expect_match "an HTTP/2 body without a length reaches the app chunked" "x-request-chunked: yes.*$want 100000" \
+  "$(tr -d '\r\n' <<<"$out")"
+out=$(h1 -i "$O1/trailers")
+expect_match "the app's chunked trailers reach the caller" 'x-trailer-test: yes' "$out"
+out=$(h1 -sS -I "$O1/head-req")
+expect_match "HEAD: headers, no body" '^HTTP/1.1 200 OK.*content-length: [0-9]+' "$(tr -d '\r\n' <<<"$out")"
+big_both_ways "$O1" " (HTTP/1.1 app)" "$PID_client1" "$PID_server1"
+sleep 0.3
+expect_match "the inbound log has the HTTP/1.1 app's answer" '"method":"GET","path":"/hello\?x=1","status":200' \
+  "$(grep 'hello?x=1' "$WORK/server1.out")"
+
+# Python's stock http.server (HTTP/1.1, keep-alive) as the app, and the app gone.
+mkdir -p "$WORK/www"
+head -c 3000000 /dev/urandom >"$WORK/www/file.bin"
+APP2=$(free_port)
+IN2=$(free_port)
+OUT2=$(free_port)
+start_bg "$WORK/app2" /usr/bin/python3 -m http.server --protocol HTTP/1.1 --bind 127.0.0.1 \
+  --directory "$WORK/www" "$APP2"
+APP2_PID=$LAST_PID
+wait_port "$APP2"
+start_proxy server2 --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" --admin off \
+  --inbound "127.0.0.1:$IN2" --app "127.0.0.1:$APP2" --app-protocol http1
+start_proxy client3 --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" --admin off \
+  --route "127.0.0.1:$OUT2=127.0.0.1:$IN2,id=$TD/ns/shop/sa/orders"
+wait_port "$IN2" && wait_port "$OUT2"
+want=$(sha256sum <"$WORK/www/file.bin" | cut -c1-64)
+out=$(h1 -v "http://127.0.0.1:$OUT2/file.bin" "http://127.0.0.1:$OUT2/file.bin" -o "$WORK/f1" -o "$WORK/f2" 2>&1)
+expect_eq "python3 -m http.server: a file through the pair, twice on one kept connection" "$want $want 1" \
+  "$(sha256sum <"$WORK/f1" | cut -c1-64) $(sha256sum <"$WORK/f2" | cut -c1-64) $(grep -c 'Re-using' <<<"$out")"
+kill "$APP2_PID"
+wait "$APP2_PID" 2>/dev/null
+out=$(h1 -i "http://127.0.0.1:$OUT2/file.bin")
+expect_match "the HTTP/1.1 app gone: 503 saying the app cannot be reached" \
+  "^HTTP/1.1 503 .*x-wisp-error: cannot connect to the app at 127.0.0.1:$APP2" "$(tr -d '\r\n' <<<"$out")"
+
+stop_proxy client3
+stop_proxy server2
+stop_proxy client1
+stop_proxy server1
 stop_proxy client
 stop_proxy server
 finish

@@ -64,6 +64,8 @@ static void check_defaults(const wisp_config *c) {
   assert_string_equal(c->bundle, "b.pem");
   assert_string_equal(c->app, "127.0.0.1:8080");
   assert_string_equal(c->inbound, "0.0.0.0:15006");
+  assert_string_equal(c->app_protocol, "h2c");
+  assert_false(c->app_http1);
   assert_int_equal(c->nroutes, 0);
   assert_false(c->allow_tls12);
   assert_true(c->connect_timeout == 5.0);
@@ -201,6 +203,11 @@ typedef struct {
   void (*check)(const wisp_config *c);
 } cfg_case;
 
+static void check_app_http1(const wisp_config *c) {
+  assert_string_equal(c->app_protocol, "http1");
+  assert_true(c->app_http1);
+}
+
 static const cfg_case kCases[] = {
     /* valid */
     {"minimal inbound", {0}, {CERTS, "--app", "127.0.0.1:8080"}, WISP_OK, NULL, check_defaults},
@@ -325,6 +332,9 @@ static const cfg_case kCases[] = {
     {"missing --key", {0}, {"--cert", "c", "--bundle", "b", "--app", ":1"}, WISP_ERR_USAGE, "--key", NULL},
     {"missing --bundle", {0}, {"--cert", "c", "--key", "k", "--app", ":1"}, WISP_ERR_USAGE, "--bundle", NULL},
     {"nothing to do", {0}, {CERTS}, WISP_ERR_USAGE, "nothing to do", NULL},
+    {"--app-protocol http1", {0}, {CERTS, "--app", ":1", "--app-protocol", "http1"}, WISP_OK, NULL, check_app_http1},
+    {"bad --app-protocol", {0}, {CERTS, "--app", ":1", "--app-protocol", "http/1.1"}, WISP_ERR_USAGE,
+     "--app-protocol http/1.1: expected h2c or http1", NULL},
     {"bad --intercept-probe", {0}, {CERTS, "--transparent", "--intercept-probe", "127.0.0.77"}, WISP_ERR_USAGE,
      "--intercept-probe 127.0.0.77: expected IP:PORT or off", NULL},
     {"--intercept-probe on --outbound", {0},
