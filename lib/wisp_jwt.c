@@ -30,6 +30,7 @@
 #define RSA_BYTES_MAX (WISP_JWT_RSA_MAX_BITS / 8)
 #define SHOWN_MAX 64 /* bytes of a peer's value quoted in a reason */
 #define SA_SUB_PREFIX "system:serviceaccount:"
+#define LEGACY_ISSUER "kubernetes/serviceaccount" /* of Secret-based tokens */
 
 typedef enum { KEY_RSA, KEY_EC } key_type;
 
@@ -330,6 +331,8 @@ const char *wisp_jwt_verdict_name(wisp_jwt_verdict v) {
     case WISP_JWT_EXPIRED: return "expired";
     case WISP_JWT_NOT_YET_VALID: return "not yet valid";
     case WISP_JWT_NOT_SERVICE_ACCOUNT: return "not a service-account token";
+    case WISP_JWT_TOO_LONG_LIVED: return "lifetime too long";
+    case WISP_JWT_NOT_BOUND: return "not bound to a pod";
   }
   return "?";
 }
@@ -542,6 +545,14 @@ static wisp_jwt_verdict check_times(jws *j, const wisp_jwt_expect *want, wisp_jw
   if (has_iat && iat > want->now && iat - want->now > want->leeway)
     return refuse(j, WISP_JWT_NOT_YET_VALID, "issued %" PRId64 " s in the future (iat; leeway %" PRId64 " s)",
                   iat - want->now, want->leeway);
+  /* A long-lived token is a long-lived bearer secret: a projected token's
+   * life is its expirationSeconds, which the pod spec chooses. */
+  if (want->max_lifetime > 0 && !has_iat)
+    return refuse(j, WISP_JWT_TOO_LONG_LIVED, "the token has no iat, so its lifetime cannot be bounded");
+  if (want->max_lifetime > 0 && exp - iat > want->max_lifetime)
+    return refuse(j, WISP_JWT_TOO_LONG_LIVED, "the token lives %" PRId64 " s (exp - iat), more than the %" PRId64
+                  " s allowed: a projected token's expirationSeconds must be at most that", exp - iat,
+                  want->max_lifetime);
   out->exp = exp;
   return WISP_JWT_OK;
 }
@@ -604,12 +615,23 @@ static wisp_jwt_verdict verify(jws *j, wisp_jwt_claims *out, const wisp_jwks *ke
       (v = check_signature(j, keys, out)) != WISP_JWT_OK)
     return v;
   const char *iss = json_string_value(json_object_get(j->claims, "iss"));
+  /* The API server signs Secret-based tokens with the same keys; they never
+   * expire and are bound to nothing. */
+  if (iss && !strcmp(iss, LEGACY_ISSUER))
+    return refuse(j, WISP_JWT_NOT_BOUND, "a legacy Secret-based service-account token (iss %s: no expiry, no "
+                  "audience, bound to no pod); only a projected token (a serviceAccountToken volume with audience "
+                  "%s) is taken", LEGACY_ISSUER, want->audience);
   if (!iss || strcmp(iss, want->issuer) != 0)
     return refuse(j, WISP_JWT_ISSUER_MISMATCH, "the token's issuer is %s, not %s", iss ? shown(iss, s) : "missing",
                   shown(want->issuer, w));
-  if ((v = check_audience(j, want->audience)) != WISP_JWT_OK || (v = check_times(j, want, out)) != WISP_JWT_OK)
+  if ((v = check_audience(j, want->audience)) != WISP_JWT_OK || (v = check_times(j, want, out)) != WISP_JWT_OK ||
+      (v = check_k8s(j, out)) != WISP_JWT_OK)
     return v;
-  return check_k8s(j, out);
+  if (want->require_pod && !out->pod_name[0])
+    return refuse(j, WISP_JWT_NOT_BOUND, "the token has no kubernetes.io pod (made by kubectl create token or a "
+                  "TokenRequest without a pod?): only a projected token, which the kubelet binds to its pod (a "
+                  "serviceAccountToken volume with audience %s), is taken", want->audience);
+  return WISP_JWT_OK;
 }
 
 wisp_jwt_verdict wisp_jwt_verify(wisp_jwt_claims *out, const wisp_jwks *keys, const wisp_jwt_expect *want,

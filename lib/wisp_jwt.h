@@ -68,7 +68,10 @@ typedef enum {
   WISP_JWT_EXPIRED,
   WISP_JWT_NOT_YET_VALID,   /* nbf or iat in the future */
   WISP_JWT_NOT_SERVICE_ACCOUNT, /* no kubernetes.io namespace and service account */
+  WISP_JWT_TOO_LONG_LIVED,  /* exp - iat past wisp_jwt_expect.max_lifetime, or no iat */
+  WISP_JWT_NOT_BOUND,       /* not bound to a pod: a legacy Secret token, or a TokenRequest without one */
 } wisp_jwt_verdict;
+#define WISP_JWT_VERDICT_LAST WISP_JWT_NOT_BOUND
 
 /* A short name for |v|: "expired", "wrong audience", ... */
 const char *wisp_jwt_verdict_name(wisp_jwt_verdict v);
@@ -79,6 +82,8 @@ typedef struct {
   const char *audience; /* must be aud, or one of aud's strings */
   int64_t now;          /* Unix seconds */
   int64_t leeway;       /* seconds of clock skew allowed */
+  int64_t max_lifetime; /* exp - iat at most this (iat then required); 0: any */
+  bool require_pod;     /* the kubernetes.io pod binding (name and uid) is required */
 } wisp_jwt_expect;
 
 /* What a verified service-account token says (kubernetes.io claims). */
@@ -94,10 +99,12 @@ typedef struct {
 
 /* Verifies |token| (|len| bytes; surrounding whitespace and NUL bytes are
  * not allowed) against |keys| and |want|, in this order: form, alg, key,
- * signature, issuer, audience, expiry, not-before/issued-at,
- * service-account claims. A token naming no kid is tried only when the set
- * holds exactly one key for its alg (the API server always names one;
- * without, a token would cost a signature check per key). Returns WISP_JWT_OK and fills |out|, or the first reason it fails with a
+ * signature, legacy Secret token (iss kubernetes/serviceaccount: refused as
+ * not bound), issuer, audience, expiry, not-before/issued-at, lifetime,
+ * service-account claims, pod binding. A token naming no kid is tried only
+ * when the set holds exactly one key for its alg (the API server always
+ * names one; without, a token would cost a signature check per key).
+ * Returns WISP_JWT_OK and fills |out|, or the first reason it fails with a
  * sentence in |why| naming the values involved (never the signature). */
 wisp_jwt_verdict wisp_jwt_verify(wisp_jwt_claims *out, const wisp_jwks *keys, const wisp_jwt_expect *want,
                                  const char *token, size_t len, char *why, size_t why_len) WISP_MUST_CHECK;

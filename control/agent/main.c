@@ -8,6 +8,7 @@
 
 #include "control/agent/wisp_agent.h"
 #include "control/agent/wisp_kube.h"
+#include "control/agent/wisp_sa.h"
 #include "control/wispctl/inject.h"
 #include "lib/wisp_accept.h"
 #include "lib/wisp_log.h"
@@ -41,6 +42,8 @@ static const char kUsage[] =
     "  --sa-jwks FILE         Kubernetes service-account issuer keys (kubectl get --raw /openid/v1/jwks),\n"
     "                         re-read when it changes: Sign then takes service-account tokens\n"
     "  --sa-issuer URL        the iss of those tokens (default: the API server's, in a cluster)\n"
+    "  --sa-token-max-lifetime DURATION  refuse service-account tokens that live longer (exp - iat;\n"
+    "                         default 24h, at least 10m: Kubernetes' shortest projected token)\n"
     "  --kube-api auto|off|https://IP:PORT  fetch the issuer keys from the API server with the pod's\n"
     "                         own token (default auto: when in a cluster and no --sa-jwks)\n"
     "  --kube-sa-dir DIR      the pod's token and ca.crt (default " WISP_KUBE_SA_DIR ")\n"
@@ -126,6 +129,7 @@ int main(int argc, char **argv) {
   const char *max_proxies = "4096", *proxy_idle = "10m";
   const char *max_per_source = "1024", *idle_timeout = "60s";
   const char *sa_jwks = NULL, *sa_issuer = NULL, *kube_api = "auto", *kube_sa_dir = WISP_KUBE_SA_DIR;
+  const char *sa_max_lifetime = "24h";
   const char *webhook = NULL, *webhook_name = WISP_INJECTOR_DEFAULT_NAME, *webhook_body = "1MiB";
   const char *webhook_conns = "64", *inject_agent = NULL, *inject_image = WISPCTL_INJECT_DEFAULT_IMAGE;
   const char *inject_uid = "1337", *inject_identity = "sa-token", *webhook_config = WISP_INJECTOR_DEFAULT_CONFIG;
@@ -148,6 +152,7 @@ int main(int argc, char **argv) {
                   {"proxy-idle", &proxy_idle},
                   {"sa-jwks", &sa_jwks},
                   {"sa-issuer", &sa_issuer},
+                  {"sa-token-max-lifetime", &sa_max_lifetime},
                   {"kube-api", &kube_api},
                   {"kube-sa-dir", &kube_sa_dir},
                   {"webhook", &webhook},
@@ -200,6 +205,18 @@ int main(int argc, char **argv) {
   }
   cfg.listen_unix = listen + 5;
   while (cfg.listen_unix[0] == '/' && cfg.listen_unix[1] == '/') cfg.listen_unix++; /* unix:///p */
+  /* Below Kubernetes' shortest projected token no token would pass, not
+   * even the one the injection mounts. */
+  _Static_assert(WISPCTL_INJECT_SA_EXPIRY >= WISP_SA_PROJECTED_MIN &&
+                     WISPCTL_INJECT_SA_EXPIRY <= WISP_SA_MAX_LIFETIME_DEFAULT,
+                 "the injected token's expirationSeconds must pass --sa-token-max-lifetime's default");
+  if (wisp_duration_parse(&cfg.sa_max_lifetime, sa_max_lifetime) != WISP_OK ||
+      cfg.sa_max_lifetime < WISPCTL_INJECT_SA_EXPIRY) {
+    fprintf(stderr, "wisp-agent: --sa-token-max-lifetime %s: expected a duration of at least %ds (the "
+            "expirationSeconds of the token wispctl inject and the webhook mount, and Kubernetes' shortest), "
+            "such as 24h or 1h\n", sa_max_lifetime, WISPCTL_INJECT_SA_EXPIRY);
+    return 2;
+  }
   if (wisp_duration_parse(&cfg.svid_ttl, ttl) != WISP_OK) {
     fprintf(stderr, "wisp-agent: --svid-ttl %s: expected a duration such as 24h, 30m or 5s\n", ttl);
     return 2;

@@ -1134,7 +1134,8 @@ wisp_err wisp_agent_new(wisp_agent **out, struct ev_loop *loop, const wisp_agent
   WISP_GUARD(load_policy(a, err, err_len));
   WISP_GUARD(issue_agent_cert(a, err, err_len));
   wisp_sa_config sacfg = {cfg->sa_jwks, cfg->sa_issuer, cfg->kube_api ? cfg->kube_api : "off",
-                          cfg->kube_sa_dir ? cfg->kube_sa_dir : "/var/run/secrets/kubernetes.io/serviceaccount"};
+                          cfg->kube_sa_dir ? cfg->kube_sa_dir : "/var/run/secrets/kubernetes.io/serviceaccount",
+                          cfg->sa_max_lifetime ? cfg->sa_max_lifetime : WISP_SA_MAX_LIFETIME_DEFAULT};
   WISP_GUARD(wisp_sa_new(&a->sa, loop, &sacfg, err, err_len));
   if (cfg->webhook.listen) WISP_GUARD(wisp_injector_new(&a->injector, loop, &cfg->webhook, a->ca, err, err_len));
   wisp_rpc_config rcfg = {.methods = kMethods,

@@ -42,6 +42,7 @@ typedef struct {
   const char *sa_issuer;     /* NULL: the API server's */
   const char *kube_api;      /* auto, off, https://IP:PORT */
   const char *kube_sa_dir;
+  int64_t sa_max_lifetime;   /* seconds; exp - iat of a service-account token, at most */
   wisp_injector_config webhook; /* the admission webhook; webhook.listen NULL: none */
 } wisp_agent_config;
 

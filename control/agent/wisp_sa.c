@@ -26,6 +26,7 @@
 struct wisp_sa {
   struct ev_loop *loop;
   char *jwks_file;             /* owned copies of the config */
+  int64_t max_lifetime;
   char issuer[WISP_JWT_ISS_MAX + 1];
   wisp_jwks *keys;             /* the set in force, NULL until one loads */
   char source[64];             /* where |keys| came from, for reasons */
@@ -250,6 +251,7 @@ wisp_err wisp_sa_new(wisp_sa **out, struct ev_loop *loop, const wisp_sa_config *
   wisp_sa *s = wisp_calloc(1, sizeof(*s));
   *out = s;
   s->loop = loop;
+  s->max_lifetime = cfg->max_lifetime;
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   if (cfg->issuer) snprintf(s->issuer, sizeof(s->issuer), "%s", cfg->issuer);
@@ -308,7 +310,9 @@ wisp_grpc_status wisp_sa_authorize(wisp_sa *s, const char *token, size_t token_l
                                    const char *trust_domain, int64_t *out_exp, char *why, size_t why_len) {
   if (!s->keys || !s->issuer[0]) return no_keys(s, why, why_len);
   int64_t now = (int64_t)time(NULL);
-  wisp_jwt_expect want = {s->issuer, WISP_SA_AUDIENCE, now, WISP_JWT_DEFAULT_LEEWAY};
+  /* Only projected tokens, which the kubelet binds to their pod and
+   * rotates: never a Secret's or kubectl create token's. */
+  wisp_jwt_expect want = {s->issuer, WISP_SA_AUDIENCE, now, WISP_JWT_DEFAULT_LEEWAY, s->max_lifetime, true};
   wisp_jwt_claims c;
   char reason[512];
   wisp_jwt_verdict v = wisp_jwt_verify(&c, s->keys, &want, token, token_len, reason, sizeof(reason));

@@ -32,12 +32,17 @@
  * less than this left issues none. The kubelet replaces a token at 80% of
  * its life (expirationSeconds is at least 600), so a current one has more. */
 #define WISP_SA_SVID_MIN_SECONDS 20
+/* --sa-token-max-lifetime: exp - iat of a token taken, at most (default);
+ * Kubernetes projects no token shorter than WISP_SA_PROJECTED_MIN. */
+#define WISP_SA_MAX_LIFETIME_DEFAULT (24 * 3600)
+#define WISP_SA_PROJECTED_MIN 600
 
 typedef struct {
   const char *jwks_file;  /* NULL: none */
   const char *issuer;     /* NULL: the API server's, from its discovery document */
   const char *kube_api;   /* auto, off or https://IP:PORT (see wisp_kube.h) */
   const char *kube_sa_dir;
+  int64_t max_lifetime;   /* seconds; exp - iat of a token taken, at most */
 } wisp_sa_config;
 
 typedef struct wisp_sa wisp_sa;
@@ -55,7 +60,9 @@ void wisp_sa_free(wisp_sa *s);
  * |trust_domain| (|token_len| bytes, as the request carried them: a NUL
  * byte among them is refused). WISP_GRPC_OK; UNAUTHENTICATED (the token: expired, wrong
  * audience, unknown key, bad signature, issuer mismatch, malformed, or
- * tokens not taken here); PERMISSION_DENIED (the token's service account is
+ * tokens not taken here; living longer than max_lifetime; not bound to a
+ * pod, as legacy Secret-based tokens and kubectl create token's are);
+ * PERMISSION_DENIED (the token's service account is
  * not the one |spiffe_id| names); UNAVAILABLE (the keys are not loaded
  * yet). The reason is in |why|. On WISP_GRPC_OK, |*out_exp| is the token's
  * exp, which the SVID must not outlive; a token with less than

@@ -24,13 +24,13 @@
 #define ISSUER "https://kubernetes.default.svc.cluster.local"
 
 static const char kJwks[] =
-    "{\"keys\":[{\"kty\":\"RSA\",\"key_ops\":[\"verify\"],\"n\":\"ybnl-g_ZZ2Rhzcr9dKydrYxXPF5aijizRfyMumbvsVOwPXn9kLE0"
-    "JsPjda-2knQ-C_DubYnQ41pcmfZQ8Cn04fwLMGVAm7lI2cz_YarXJSrd1-hxjKBq-fvgXf3JNNK36MxXk5M-Aazc3MfMldhL6IZC"
-    "q1F5wE-bAUvUYr5VG4iqzrN0MhXUWd3TGZZBCU6A8GUv2y7D4DiDl2lAHY9o7f2qfLTAzXnewCHd1rC-grmf1zIJtXmaEVP1Db5J"
-    "cMjUa-W91f1SZoIvq96A2l8GS9G09QOdluenyF7kGqH94Xjgv4-S3vDFt4jJh0bhoroJuD4zXP3NaNBpruzv0K3H2Q\",\"e\":\"AQA"
-    "B\",\"kid\":\"rsa-1\",\"use\":\"sig\",\"alg\":\"RS256\"},{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"oiIuSEKEBG06fUXsB3MHv_UUs"
-    "K1pak1wftYGFDOjsXE\",\"y\":\"E3x97AjwmaCzNQ8OMmB5BOSj_hVlka1MiVoZY0E4EXs\",\"kid\":\"ec-1\",\"use\":\"sig\",\"alg\""
-    ":\"ES256\"}]}";
+    "{\"keys\":[{\"kty\":\"RSA\",\"key_ops\":[\"verify\"],\"n\":\"2Naf2WUHHPk5QTrGyKmZykwEqWTMCroodp04LJAHEJ3a0q0"
+    "coox3X2VW20RMt8SpQ6ttSYB_N3Xl0g-opOG7xGbf7BCNO5ZWhyByTMwRkau56zwWziUuQz1CEFzkt0lJnuoKDktdnerrVcqBmOMgzi2elt3"
+    "h3POFRqHGtkawem_mDYBP2booFqbcdelgtQVtp3_FHqo-Ulpe0mgEQUif9b7A9DJbWXDsiYnB5qf0UWgkH0vFFjW8DFJFYk3bIrMIkdGEYiq"
+    "T06bmz2HnpL9_WcezNK7of3ZhFx2m-OvRLHllVS65N_R83lsZyfANa_Ek1T5In9mpTyVkgFOEhxKJ1w\",\"e\":\"AQAB\",\"kid\":\"r"
+    "sa-1\",\"use\":\"sig\",\"alg\":\"RS256\"},{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"3y5JBdcbUuhQdg0g1vlvtlxG"
+    "_ipKvfsCmpJsakhhWsQ\",\"y\":\"wTVHMGZ-tG53rA0uWb4qdUIBebnQLNMWPHQ4X58AdfA\",\"kid\":\"ec-1\",\"use\":\"sig\""
+    ",\"alg\":\"ES256\"}]}";
 
 static wisp_jwks *keys(void) {
   static wisp_jwks *k;
@@ -57,15 +57,16 @@ static void fuzz_jwks(const uint8_t *data, size_t size) {
 }
 
 static void fuzz_token(const uint8_t *data, size_t size) {
-  wisp_jwt_expect want = {ISSUER, "wisp", NOW, WISP_JWT_DEFAULT_LEEWAY};
+  wisp_jwt_expect want = {ISSUER, "wisp", NOW, WISP_JWT_DEFAULT_LEEWAY, 24 * 3600, true};
   wisp_jwt_claims out;
   char why[512];
   memset(&out, 0x5a, sizeof(out));
   wisp_jwt_verdict v = wisp_jwt_verify(&out, keys(), &want, (const char *)data, size, why, sizeof(why));
-  CHECK(v >= WISP_JWT_OK && v <= WISP_JWT_NOT_SERVICE_ACCOUNT);
+  CHECK(v >= WISP_JWT_OK && v <= WISP_JWT_VERDICT_LAST);
   if (v == WISP_JWT_OK) {
     CHECK(why[0] == '\0');
     CHECK(out.ns[0] && !strchr(out.ns, '/') && out.sa_name[0] && !strchr(out.sa_name, '/'));
+    CHECK(out.pod_name[0]); /* bound to a pod, as asked */
   } else {
     CHECK(strncmp(why, wisp_jwt_verdict_name(v), strlen(wisp_jwt_verdict_name(v))) == 0);
     CHECK(out.ns[0] == 0x5a);

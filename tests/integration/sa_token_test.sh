@@ -80,6 +80,13 @@ refused "another service account's ID" PERMISSION_DENIED \
 # token before it was taken).
 refused "a token with a NUL byte and more after it" UNAUTHENTICATED "malformed token: the token holds a NUL byte" \
   "$(mint)\\0junk"
+# Only projected tokens, bound to their pod, living at most --sa-token-max-lifetime (24h).
+refused "a token bound to no pod (kubectl create token)" UNAUTHENTICATED \
+  "not bound to a pod: the token has no kubernetes.io pod" "$(mint --pod '')"
+refused "a legacy Secret-based token" UNAUTHENTICATED \
+  "not bound to a pod: a legacy Secret-based service-account token \\(iss kubernetes/serviceaccount" "$(mint --legacy)"
+refused "a token living 25 h" UNAUTHENTICATED "lifetime too long: the token lives 90000 s \\(exp - iat\\), more than the 86400 s" \
+  "$(mint --exp-in 90000)"
 refused "another namespace's token" PERMISSION_DENIED "the token is for kube-system/orders" "$(mint --ns kube-system)"
 check "refusals are logged with the reason" grep -q '"type":"sign_refused","spiffe_id":"spiffe://shop.local/ns/shop/sa/orders","reason":"service-account token refused: expired' "$WORK/agent.out"
 
@@ -121,6 +128,18 @@ echo '{"keys": [' >"$WORK/jwks.json.new" && mv "$WORK/jwks.json.new" "$WORK/jwks
 check "a broken --sa-jwks is refused and logged" wait_for 5 grep -q '"event":"refused","source":"--sa-jwks"' "$WORK/agent.err"
 out=$(ac sign-sa "$WORK/orders.der" "$(mint --key other-rsa.pem --kid rsa-2)")
 expect_match "the last good key set stays in force" "\"spiffe_id\":\"$TD/ns/shop/sa/orders\"" "$out"
+
+# --sa-token-max-lifetime: shorter than the injected tokens' 600 s is refused at start.
+out=$("$AGENT" --state-dir "$WORK/state" --listen "unix:$WORK/x.sock" --kube-api off --sa-token-max-lifetime 5m 2>&1)
+expect_match "--sa-token-max-lifetime 5m is refused at start" "sa-token-max-lifetime 5m: expected a duration of at least 600s" "$out"
+stop_agent agent
+jwks rsa.pem:rsa-1:RS256 ec.pem:ec-1:ES256 >"$WORK/jwks.json"
+start_agent agent --sa-jwks "$WORK/jwks.json" --sa-issuer "$ISS" --sa-token-max-lifetime 1h ||
+  { not_ok "agent starts with --sa-token-max-lifetime 1h"; finish; }
+refused "with --sa-token-max-lifetime 1h, a token of 2 h" UNAUTHENTICATED "lifetime too long: the token lives 7200 s" \
+  "$(mint --exp-in 7200)"
+out=$(ac sign-sa "$WORK/orders.der" "$(mint --exp-in 3600)")
+expect_match "... and one of 1 h is taken" "\"spiffe_id\":\"$TD/ns/shop/sa/orders\"" "$out"
 
 # --- wisp-proxy --sa-token-file: bootstrap, re-read at every attempt ---
 ADM=$(free_port) IN=$(free_port)

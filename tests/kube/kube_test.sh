@@ -354,9 +354,9 @@ check "... giving each a sidecar that bootstraps with a projected service-accoun
   grep -q -- '--sa-token-file' "$WORK/mutated.yaml"
 reviews() { [ "$(pm logs "$A" 2>/dev/null | grep -c '"type":"admission".*"patched":"true"')" -ge 2 ]; }
 check "the agent logged both reviews" wait_for 5 reviews
-# The tokens the kubelet would project (audience wisp, an hour), minted by python3-jwt.
+# The tokens the kubelet would project (audience wisp, an hour, bound to the pod), minted by python3-jwt.
 for sa in orders frontend; do
-  "$PY" "$ST" mint --keys "$WORK/keys" --ns shop --sa "$sa" --pod "" --exp-in 3600 >"$WORK/$sa.sa-token"
+  "$PY" "$ST" mint --keys "$WORK/keys" --ns shop --sa "$sa" --pod "$sa-0" --exp-in 3600 >"$WORK/$sa.sa-token"
 done
 adapt --host "orders=$ORDERS_IP" --sa-token "orders=$WORK/orders.sa-token" --sa-token "frontend=$WORK/frontend.sa-token" \
   "$WORK/mutated.yaml" >"$WORK/app.yaml"

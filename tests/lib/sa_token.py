@@ -64,6 +64,16 @@ def claims(ns="shop", sa="orders", iss=ISSUER, aud=("wisp",), now=None, exp_in=6
     return c
 
 
+def legacy_claims(ns="shop", sa="orders"):
+    """What a Secret of type kubernetes.io/service-account-token holds: signed
+    with the same key, never expiring, for no audience and no pod."""
+    return {"iss": "kubernetes/serviceaccount", "kubernetes.io/serviceaccount/namespace": ns,
+            "kubernetes.io/serviceaccount/secret.name": sa + "-token-x2k9q",
+            "kubernetes.io/serviceaccount/service-account.name": sa,
+            "kubernetes.io/serviceaccount/service-account.uid": "7a3c0f1e-5b1d-4d0e-9c1a-2f5e8d6b4a10",
+            "sub": "system:serviceaccount:%s:%s" % (ns, sa)}
+
+
 def mint(c, key_path=None, alg="RS256", kid="rsa-1", secret=None):
     headers = {"kid": kid} if kid else {}
     if alg == "none":
@@ -93,6 +103,8 @@ def main():
     m.add_argument("--exp-in", type=int, default=600, help="seconds from now (negative: expired)")
     m.add_argument("--nbf-in", type=int, default=0)
     m.add_argument("--now", type=int, default=None)
+    m.add_argument("--legacy", action="store_true",
+                   help="the claims of a Secret-based token (iss kubernetes/serviceaccount, no exp, no aud)")
     a = p.parse_args()
     if a.cmd == "keys":
         openssl_keys(a.dir)
@@ -106,6 +118,8 @@ def main():
     aud = a.aud.split(",")
     c = claims(a.ns, a.sa, a.iss, aud if len(aud) > 1 else aud[0], a.now, a.exp_in, a.pod or None)
     c["nbf"] += a.nbf_in
+    if a.legacy:
+        c = legacy_claims(a.ns, a.sa)
     key = a.key or ("ec.pem" if a.alg == "ES256" else "rsa.pem")
     kid = a.kid if a.kid is not None else ("ec-1" if a.alg == "ES256" else "rsa-1")
     print(mint(c, os.path.join(a.keys, key), a.alg, kid or None, secret="secret"))

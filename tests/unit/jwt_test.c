@@ -50,7 +50,8 @@ static int group_teardown(void **state) {
 
 static wisp_jwt_expect expect_at(int64_t now) {
   return (wisp_jwt_expect){.issuer = json_string_value(json_object_get(g_vectors, "issuer")),
-                           .audience = "wisp", .now = now, .leeway = WISP_JWT_DEFAULT_LEEWAY};
+                           .audience = "wisp", .now = now, .leeway = WISP_JWT_DEFAULT_LEEWAY,
+                           .max_lifetime = 24 * 3600, .require_pod = true};
 }
 
 static int64_t vectors_now(void) { return json_integer_value(json_object_get(g_vectors, "now")); }

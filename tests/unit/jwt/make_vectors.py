@@ -63,13 +63,27 @@ def write(KEYS):
     slash = c(ns="shop/sa/admin")
     no_sub = c()
     del no_sub["sub"]
+    no_iat = c()
+    del no_iat["iat"]
+    # TokenRequest bound to a Secret: kubernetes.io secret instead of pod.
+    secret_bound = c(pod=None)
+    secret_bound["kubernetes.io"]["secret"] = {"name": "orders-token", "uid": "0f1e2d3c-4b5a-4697-8877-665544332211"}
+    legacy = st.legacy_claims()
     cases = [
         ("rs256", good, "ok", "", "shop", "orders"),
         ("es256 with aud as a string", st.mint(c(aud="wisp"), ec, "ES256", "ec-1"), "ok", "", "shop", "orders"),
         ("aud array holding wisp", st.mint(c(aud=["https://kubernetes.default.svc", "wisp"]), rsa), "ok", "", "shop",
          "orders"),
         ("no kid: every key of the alg is tried", st.mint(c(), rsa, kid=None), "ok", "", "shop", "orders"),
-        ("no pod binding", st.mint(c(pod=None, sa="frontend"), rsa), "ok", "", "shop", "frontend"),
+        ("no pod binding (kubectl create token)", st.mint(c(pod=None, sa="frontend"), rsa), "not bound to a pod",
+         "no kubernetes.io pod", "", ""),
+        ("bound to a Secret, not a pod", st.mint(secret_bound, rsa), "not bound to a pod", "no kubernetes.io pod", "",
+         ""),
+        ("legacy Secret-based token", st.mint(legacy, rsa), "not bound to a pod", "legacy Secret-based", "", ""),
+        ("lives 24 h", st.mint(c(exp_in=86400), rsa), "ok", "", "shop", "orders"),
+        ("lives 24 h and 1 s", st.mint(c(exp_in=86401), rsa), "lifetime too long", "lives 86401 s (exp - iat)", "",
+         ""),
+        ("no iat", st.mint(no_iat, rsa), "lifetime too long", "no iat", "", ""),
         ("no sub", st.mint(no_sub, rsa), "ok", "", "shop", "orders"),
         ("expired within leeway", st.mint(c(exp_in=-30), rsa), "ok", "", "shop", "orders"),
         ("wrong audience", st.mint(c(aud=["https://kubernetes.default.svc"]), rsa), "wrong audience",
