@@ -158,6 +158,9 @@ static void render_config(wisp_json_writer *b, const wisp_proxy *px) {
   sb_add(b, "]", 1);
   json_str(b, "app", cfg->app);
   json_str(b, "admin", cfg->admin);
+  json_str(b, "metrics", cfg->metrics_listen);
+  json_int(b, "metrics_max_peers", cfg->metrics_max_peers);
+  json_int(b, "metrics_max_series", cfg->metrics_max_series);
   json_str(b, "cert", cfg->cert);
   json_str(b, "key", cfg->key);
   json_str(b, "bundle", cfg->bundle);

@@ -175,6 +175,9 @@ expect_eq "pod2: POST /drain on the metrics port is 404" 404 "$(scrape -X POST h
 expect_eq "pod2: POST /metrics is 405" 405 "$(scrape -X POST http://10.77.0.11:15090/metrics)"
 expect_eq "pod2: /metrics on the admin port stays refused (403)" 403 "$(scrape http://10.77.0.11:15000/metrics)"
 expect_eq "pod2: the admin port still answers /ready" 200 "$(scrape http://10.77.0.11:15000/ready)"
+expect_eq "/config names the metrics listener and the caps" '0.0.0.0:15090 256 2048' \
+  "$(netns_exec pod1 curl -s --max-time 5 http://127.0.0.1:15000/config | $PY -c 'import json, sys
+c = json.load(sys.stdin); print(c["metrics"], c["metrics_max_peers"], c["metrics_max_series"])')"
 expect_eq "the proxy did not drain" 0 \
   "$(msum "$(netns_exec pod1 curl -s --max-time 5 http://127.0.0.1:15000/metrics)" wisp_draining)"
 finish
