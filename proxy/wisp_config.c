@@ -15,6 +15,7 @@
 /* OPT_SIZE: bytes, with an optional binary suffix K, M or G (size_t). */
 typedef enum { OPT_STR, OPT_SECONDS, OPT_INT, OPT_LIMIT, OPT_SIZE, OPT_BOOL, OPT_ROUTE, OPT_HELP } opt_kind;
 #define WISP_LIMIT_MAX 10000000
+#define WISP_METRICS_CAP_MAX 1000000 /* --metrics-max-peers/-series: about 250 MB of tables at most */
 
 typedef struct {
   const char *name;
@@ -124,7 +125,8 @@ const char *wisp_config_usage(void) {
          "  --metrics ADDR|off                     a listener serving GET /metrics only (404 for the\n"
          "                                         rest), for scrapers beyond loopback (default off)\n"
          "  --metrics-max-peers N (256)            peer SPIFFE IDs labelled in /metrics; later ones\n"
-         "                                         count under \"overflow\" labels (0: all do)\n"
+         "                                         count under \"overflow\" labels (0: all do;\n"
+         "                                         at most 1000000)\n"
          "  --metrics-max-series N (2048)          label combinations in /metrics; later ones count\n"
          "                                         in an \"overflow\" series per status class\n"
          "Every flag can also be set as WISP_<FLAG> (e.g. WISP_APP=127.0.0.1:8080);\n"
@@ -389,6 +391,13 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
     out->admin = NULL;
   } else if (wisp_addr_parse(&a, out->admin) != WISP_OK) {
     set_err(err, err_len, "--admin %s: expected HOST:PORT or off%s", out->admin, "");
+    return WISP_ERR_USAGE;
+  }
+  /* The tables are sized by these at start (wisp_metrics): keep them sane. */
+  if (out->metrics_max_peers > WISP_METRICS_CAP_MAX || out->metrics_max_series > WISP_METRICS_CAP_MAX) {
+    bool peers = out->metrics_max_peers > WISP_METRICS_CAP_MAX;
+    set_err(err, err_len, "--metrics-max-%s %d: at most %d", peers ? "peers" : "series",
+            peers ? out->metrics_max_peers : out->metrics_max_series, WISP_METRICS_CAP_MAX);
     return WISP_ERR_USAGE;
   }
   if (out->metrics_listen && strcmp(out->metrics_listen, "off") == 0) {

@@ -190,6 +190,17 @@ static void check_admin_off(const wisp_config *c) {
   assert_true(c->admin_set);
 }
 
+static void check_metrics_default(const wisp_config *c) {
+  assert_null(c->metrics_listen); /* off unless asked for */
+  assert_int_equal(c->metrics_max_peers, 256);
+  assert_int_equal(c->metrics_max_series, 2048);
+}
+
+static void check_metrics_15090(const wisp_config *c) {
+  assert_string_equal(c->metrics_listen, "0.0.0.0:15090");
+  assert_int_equal(c->metrics_max_peers, 1000000);
+}
+
 static void check_admin_v6(const wisp_config *c) { assert_string_equal(c->admin, "[::1]:15000"); }
 
 /* ---- the table -------------------------------------------------------------- */
@@ -325,6 +336,19 @@ static const cfg_case kCases[] = {
     {"bad WISP_ADMIN", {"WISP_ADMIN=127.0.0.1:70000", NULL}, {CERTS, "--app", ":1"}, WISP_ERR_USAGE,
      "--admin 127.0.0.1:70000", NULL},
     {"--admin without a value", {0}, {CERTS, "--app", ":1", "--admin"}, WISP_ERR_USAGE, "'--admin'", NULL},
+
+    /* --metrics and its caps */
+    {"--metrics off by default", {0}, {CERTS, "--app", ":1"}, WISP_OK, NULL, check_metrics_default},
+    {"--metrics ADDR, caps at their maximum", {0},
+     {CERTS, "--app", ":1", "--metrics", "0.0.0.0:15090", "--metrics-max-peers", "1000000"}, WISP_OK, NULL,
+     check_metrics_15090},
+    {"--metrics off", {0}, {CERTS, "--app", ":1", "--metrics", "off"}, WISP_OK, NULL, check_metrics_default},
+    {"bad --metrics", {0}, {CERTS, "--app", ":1", "--metrics", "15090"}, WISP_ERR_USAGE,
+     "--metrics 15090: expected HOST:PORT or off", NULL},
+    {"--metrics-max-series past its maximum", {0}, {CERTS, "--app", ":1", "--metrics-max-series", "1000001"},
+     WISP_ERR_USAGE, "--metrics-max-series 1000001: at most 1000000", NULL},
+    {"--metrics-max-peers past its maximum", {0}, {CERTS, "--app", ":1", "--metrics-max-peers", "2000000"},
+     WISP_ERR_USAGE, "--metrics-max-peers 2000000: at most 1000000", NULL},
 
     /* required flags and sides */
     {"no flags at all", {0}, {0}, WISP_ERR_USAGE, "--cert, --key and --bundle are required", NULL},
