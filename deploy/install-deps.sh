@@ -19,6 +19,8 @@ PKGS=(
   libjansson-dev python3-jwt python3-cryptography python3-jsonpatch
   # HTTP/1.x callers and apps (issue 14): the parser, ab as a test peer
   libhttp-parser-dev apache2-utils
+  # alerting rules (issue 16): promtool, and a live Prometheus + Alertmanager in tests
+  prometheus prometheus-alertmanager
 )
 missing=()
 for p in "${PKGS[@]}"; do

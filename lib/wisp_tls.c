@@ -63,10 +63,29 @@ static void asn1_time_str(const ASN1_TIME *tm, char *out, size_t out_len) {
   BIO_free(b);
 }
 
-/* The first reason set stands. */
-static void set_reason(wisp_tls_verify *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_reason(wisp_tls_verify *v, const char *fmt, ...) {
+const char *wisp_tls_failure_name(wisp_tls_failure f) {
+  static const char *const kNames[WISP_TLS_FAIL_COUNT] = {
+      [WISP_TLS_FAIL_NONE] = "",
+      [WISP_TLS_FAIL_NO_CLIENT_CERT] = "no_client_cert",
+      [WISP_TLS_FAIL_UNKNOWN_CA] = "unknown_ca",
+      [WISP_TLS_FAIL_EXPIRED] = "expired",
+      [WISP_TLS_FAIL_NOT_YET_VALID] = "not_yet_valid",
+      [WISP_TLS_FAIL_IDENTITY] = "wrong_identity",
+      [WISP_TLS_FAIL_PLAINTEXT] = "plaintext",
+      [WISP_TLS_FAIL_TLS_VERSION] = "tls_version",
+      [WISP_TLS_FAIL_ALPN] = "alpn",
+      [WISP_TLS_FAIL_TIMEOUT] = "handshake_timeout",
+      [WISP_TLS_FAIL_OTHER] = "other",
+  };
+  return (unsigned)f < WISP_TLS_FAIL_COUNT ? kNames[f] : "other";
+}
+
+/* The first reason set stands, with its kind. */
+static void set_reason(wisp_tls_verify *v, wisp_tls_failure kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_reason(wisp_tls_verify *v, wisp_tls_failure kind, const char *fmt, ...) {
   if (v->reason[0]) return;
+  v->failure = kind;
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(v->reason, sizeof(v->reason), fmt, ap);
@@ -81,14 +100,14 @@ static void describe_x509_error(wisp_tls_verify *v, X509_STORE_CTX *st, int err,
   switch (err) {
     case X509_V_ERR_CERT_HAS_EXPIRED:
       if (cert) asn1_time_str(X509_get0_notAfter(cert), when, sizeof(when));
-      set_reason(v, "certificate of %s expired at %s", who, when);
+      set_reason(v, WISP_TLS_FAIL_EXPIRED, "certificate of %s expired at %s", who, when);
       break;
     case X509_V_ERR_CERT_NOT_YET_VALID:
       if (cert) asn1_time_str(X509_get0_notBefore(cert), when, sizeof(when));
-      set_reason(v, "certificate of %s is not valid before %s", who, when);
+      set_reason(v, WISP_TLS_FAIL_NOT_YET_VALID, "certificate of %s is not valid before %s", who, when);
       break;
     case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-      set_reason(v, "%s presented a self-signed certificate%s, not one issued by the trust bundle", who, "");
+      set_reason(v, WISP_TLS_FAIL_UNKNOWN_CA, "%s presented a self-signed certificate%s, not one issued by the trust bundle", who, "");
       break;
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
@@ -97,16 +116,16 @@ static void describe_x509_error(wisp_tls_verify *v, X509_STORE_CTX *st, int err,
       char issuer[256] = "?";
       if (cert && X509_NAME_cmp(X509_get_subject_name(cert), X509_get_issuer_name(cert)) == 0 &&
           X509_STORE_CTX_get_error_depth(st) == 0) {
-        set_reason(v, "%s presented a self-signed certificate%s, not one issued by the trust bundle", who, "");
+        set_reason(v, WISP_TLS_FAIL_UNKNOWN_CA, "%s presented a self-signed certificate%s, not one issued by the trust bundle", who, "");
         break;
       }
       if (cert) X509_NAME_oneline(X509_get_issuer_name(cert), issuer, sizeof(issuer));
-      set_reason(v, "certificate of %s was issued by a CA that is not in the trust bundle (issuer %s)", who,
+      set_reason(v, WISP_TLS_FAIL_UNKNOWN_CA, "certificate of %s was issued by a CA that is not in the trust bundle (issuer %s)", who,
                  issuer);
       break;
     }
     default:
-      set_reason(v, "certificate of %s failed verification: %s", who, X509_verify_cert_error_string(err));
+      set_reason(v, WISP_TLS_FAIL_OTHER, "certificate of %s failed verification: %s", who, X509_verify_cert_error_string(err));
   }
 }
 
@@ -118,23 +137,23 @@ static int check_leaf_identity(wisp_tls_verify *v, X509 *leaf) {
   if (bad) {
     char who[300];
     wisp_spiffe_describe_cert(leaf, who, sizeof(who));
-    set_reason(v, "peer certificate (%s) is not a valid X.509-SVID leaf: %s", who, bad);
+    set_reason(v, WISP_TLS_FAIL_IDENTITY, "peer certificate (%s) is not a valid X.509-SVID leaf: %s", who, bad);
     return 0;
   }
   if (wisp_spiffe_from_cert(&v->peer, leaf, why, sizeof(why)) != WISP_OK) {
     char who[300];
     wisp_spiffe_describe_cert(leaf, who, sizeof(who));
-    set_reason(v, "peer certificate (%s) is not a SPIFFE SVID: %s", who, why);
+    set_reason(v, WISP_TLS_FAIL_IDENTITY, "peer certificate (%s) is not a SPIFFE SVID: %s", who, why);
     return 0;
   }
   if (v->expect_id && strcmp(v->expect_id, v->peer.id) != 0) {
-    set_reason(v, "peer presented %s, expected %s", v->peer.id, v->expect_id);
+    set_reason(v, WISP_TLS_FAIL_IDENTITY, "peer presented %s, expected %s", v->peer.id, v->expect_id);
     return 0;
   }
   if (!v->expect_id && strcmp(v->trust_domain, v->peer.trust_domain) != 0) {
     char ours[WISP_SPIFFE_TD_MAX + 16];
     snprintf(ours, sizeof(ours), "spiffe://%s", v->trust_domain);
-    set_reason(v, "peer presented %s, which is outside our trust domain %s", v->peer.id, ours);
+    set_reason(v, WISP_TLS_FAIL_IDENTITY, "peer presented %s, which is outside our trust domain %s", v->peer.id, ours);
     return 0;
   }
   v->peer_ok = true;
@@ -147,6 +166,12 @@ static int verify_cb(int ok, X509_STORE_CTX *st) {
   if (!v) return 0;
   X509 *cert = X509_STORE_CTX_get_current_cert(st);
   if (!ok) {
+    /* The ID the refused leaf claims (unverified), for metrics and alerts;
+     * peer_ok stays false. */
+    X509 *leaf = X509_STORE_CTX_get0_cert(st);
+    char why[8];
+    if (leaf && !v->reason[0] && wisp_spiffe_from_cert(&v->peer, leaf, why, sizeof(why)) != WISP_OK)
+      v->peer.id[0] = '\0';
     describe_x509_error(v, st, X509_STORE_CTX_get_error(st), cert);
     return 0;
   }
@@ -186,8 +211,7 @@ static int alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *out_len, const
     return SSL_TLSEXT_ERR_OK;
   }
   wisp_tls_verify *v = wisp_tls_get0_verify(ssl);
-  if (v && !v->reason[0])
-    snprintf(v->reason, sizeof(v->reason), "peer offered ALPN without h2 or wisp-l4: refused");
+  if (v) set_reason(v, WISP_TLS_FAIL_ALPN, "peer offered ALPN without h2 or wisp-l4: refused");
   return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
@@ -200,9 +224,9 @@ static enum ssl_select_cert_result_t require_alpn_cb(const SSL_CLIENT_HELLO *hel
   if (SSL_early_callback_ctx_extension_get(hello, TLSEXT_TYPE_application_layer_protocol_negotiation, &data, &len))
     return ssl_select_cert_success;
   wisp_tls_verify *v = wisp_tls_get0_verify(hello->ssl);
-  if (v && !v->reason[0])
-    snprintf(v->reason, sizeof(v->reason),
-             "peer offered no ALPN protocol: this mTLS port speaks h2 or wisp-l4 only (openssl s_client: -alpn h2)");
+  if (v)
+    set_reason(v, WISP_TLS_FAIL_ALPN,
+               "peer offered no ALPN protocol: this mTLS port speaks h2 or wisp-l4 only (openssl s_client: -alpn h2)");
   return ssl_select_cert_error;
 }
 
@@ -448,26 +472,23 @@ wisp_tls_verify *wisp_tls_get0_verify(const SSL *ssl) { return SSL_get_ex_data(s
 
 void wisp_tls_describe_failure(wisp_tls_verify *v, SSL *ssl, int ret) {
   unsigned long e = ERR_peek_error();
-  if (!v->reason[0]) {
-    int lib = ERR_GET_LIB(e), reason = ERR_GET_REASON(e);
-    if (lib == ERR_LIB_SSL && reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
-      snprintf(v->reason, sizeof(v->reason), "peer presented no client certificate");
-    } else if (lib == ERR_LIB_SSL && reason == SSL_R_UNSUPPORTED_PROTOCOL) {
-      snprintf(v->reason, sizeof(v->reason), "peer does not support TLS 1.3 (TLS 1.2 is off; see --allow-tls12)");
-    } else if (lib == ERR_LIB_SSL && (reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_HTTP_REQUEST ||
-                                      reason == SSL_R_HTTPS_PROXY_REQUEST)) {
-      snprintf(v->reason, sizeof(v->reason), "peer did not speak TLS (plaintext on an mTLS port?)");
-    } else if (lib == ERR_LIB_SSL && reason >= SSL_AD_REASON_OFFSET) {
-      snprintf(v->reason, sizeof(v->reason), "peer refused the handshake with TLS alert \"%s\"",
+  int lib = ERR_GET_LIB(e), reason = ERR_GET_REASON(e);
+  if (lib == ERR_LIB_SSL && reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+    set_reason(v, WISP_TLS_FAIL_NO_CLIENT_CERT, "peer presented no client certificate");
+  } else if (lib == ERR_LIB_SSL && reason == SSL_R_UNSUPPORTED_PROTOCOL) {
+    set_reason(v, WISP_TLS_FAIL_TLS_VERSION, "peer does not support TLS 1.3 (TLS 1.2 is off; see --allow-tls12)");
+  } else if (lib == ERR_LIB_SSL && (reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_HTTP_REQUEST ||
+                                    reason == SSL_R_HTTPS_PROXY_REQUEST)) {
+    set_reason(v, WISP_TLS_FAIL_PLAINTEXT, "peer did not speak TLS (plaintext on an mTLS port?)");
+  } else if (lib == ERR_LIB_SSL && reason >= SSL_AD_REASON_OFFSET) {
+    set_reason(v, WISP_TLS_FAIL_OTHER, "peer refused the handshake with TLS alert \"%s\"",
                SSL_alert_desc_string_long(reason - SSL_AD_REASON_OFFSET));
-    } else if (e) {
-      char buf[256];
-      ERR_error_string_n(e, buf, sizeof(buf));
-      snprintf(v->reason, sizeof(v->reason), "TLS handshake failed: %s", buf);
-    } else {
-      snprintf(v->reason, sizeof(v->reason), "TLS handshake failed (%s)",
-               ret == 0 ? "peer closed the connection" : "i/o error");
-    }
+  } else if (e) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof(buf));
+    set_reason(v, WISP_TLS_FAIL_OTHER, "TLS handshake failed: %s", buf);
+  } else {
+    set_reason(v, WISP_TLS_FAIL_OTHER, "TLS handshake failed (%s)", ret == 0 ? "peer closed the connection" : "i/o error");
   }
   ERR_clear_error();
 }

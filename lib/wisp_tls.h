@@ -27,6 +27,26 @@
 
 typedef struct wisp_tls wisp_tls;
 
+/* Why a handshake (or the peer's certificate) was refused, as a small
+ * fixed set for metrics and alerts; |reason| has the words. */
+typedef enum {
+  WISP_TLS_FAIL_NONE = 0,
+  WISP_TLS_FAIL_NO_CLIENT_CERT,  /* the caller presented none */
+  WISP_TLS_FAIL_UNKNOWN_CA,      /* chain does not lead to the bundle (self-signed too) */
+  WISP_TLS_FAIL_EXPIRED,
+  WISP_TLS_FAIL_NOT_YET_VALID,
+  WISP_TLS_FAIL_IDENTITY,        /* not an X.509-SVID, other ID or trust domain than wanted */
+  WISP_TLS_FAIL_PLAINTEXT,       /* no TLS at all on an mTLS port */
+  WISP_TLS_FAIL_TLS_VERSION,     /* below TLS 1.3 (without --allow-tls12) */
+  WISP_TLS_FAIL_ALPN,            /* no ALPN, or neither h2 nor wisp-l4 */
+  WISP_TLS_FAIL_TIMEOUT,         /* handshake not finished in time */
+  WISP_TLS_FAIL_OTHER,
+  WISP_TLS_FAIL_COUNT
+} wisp_tls_failure;
+
+/* "unknown_ca", "expired", ...: the label value of |f| ("" for NONE). */
+const char *wisp_tls_failure_name(wisp_tls_failure f);
+
 typedef struct {
   bool allow_tls12;           /* default: TLS 1.3 only */
   bool client_cert_optional;  /* server: verify a client cert if one comes (the agent) */
@@ -41,8 +61,9 @@ typedef struct {
   const char *expect_id;                /* borrowed; NULL: any ID in our trust domain */
   char trust_domain[WISP_SPIFFE_TD_MAX + 1];
   wisp_spiffe_id peer;                  /* set once the peer is verified */
-  bool peer_ok;
+  bool peer_ok;                         /* !peer_ok: |peer| may hold the ID a refused cert claims */
   char reason[WISP_TLS_REASON_MAX];     /* first failure, "" if none */
+  wisp_tls_failure failure;             /* its kind, set with |reason| */
 } wisp_tls_verify;
 
 /* Facts about the current credentials, for logs and the admin API. */
@@ -101,8 +122,8 @@ void wisp_tls_set_verify(SSL *ssl, wisp_tls_verify *v);
 /* The verification state |ssl| points at (borrowed), or NULL. */
 wisp_tls_verify *wisp_tls_get0_verify(const SSL *ssl);
 
-/* After a failed handshake: fills |v->reason| (if still empty) from the
- * BoringSSL error queue and clears the queue. */
+/* After a failed handshake: fills |v->reason| and |v->failure| (if still
+ * empty) from the BoringSSL error queue and clears the queue. */
 void wisp_tls_describe_failure(wisp_tls_verify *v, SSL *ssl, int ret);
 
 #endif

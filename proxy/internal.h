@@ -226,6 +226,7 @@ struct wisp_proxy {
   bool draining;
   wisp_stats stats;
   struct wisp_metrics *metrics; /* owned: by identity (wisp_metrics) */
+  struct wisp_events *events;   /* owned: refusals, denials, upstream verification failures (wisp_events) */
   struct wisp_admin *admin;  /* owned; NULL: --admin off */
   struct wisp_admin *metrics_srv; /* owned; --metrics: GET /metrics only; NULL: off */
   struct wisp_agent_client *agent; /* owned; NULL without --agent */

@@ -20,7 +20,9 @@
 #include "lib/wisp_mem.h"
 #include "lib/wisp_net.h"
 #include "proxy/internal.h"
+#include "proxy/wisp_agent_client.h"
 #include "proxy/wisp_dests.h"
+#include "proxy/wisp_events.h"
 #include "proxy/wisp_intercept.h"
 #include "proxy/wisp_metrics.h"
 
@@ -244,6 +246,35 @@ static void render_listener_metrics(wisp_json_writer *b, const wisp_proxy *px) {
   if (px->admin) render_admin_metrics(b, px->admin);
 }
 
+/* What the alerting rules (deploy/prometheus/wisp-alerts.rules.yaml) watch
+ * beyond the families above: refusals, denials and upstream verification
+ * failures by reason (wisp_events), the trust bundle's expiry, and in agent
+ * mode whether the agent is reachable and refused pushes. */
+static void render_alert_signals(wisp_json_writer *b, const wisp_proxy *px, const char *local_id) {
+  const wisp_tls_info *info = wisp_tls_get0_info(px->tls);
+  wisp_events_render(b, px->events, local_id);
+  metric_head(b, "wisp_trust_bundle_expiry_timestamp_seconds", "gauge",
+              "When the first root CA of the trust bundle expires (unix time; 0: no bundle yet).");
+  sb_printf(b, "wisp_trust_bundle_expiry_timestamp_seconds %" PRId64 "\n", info->bundle_not_after_unix);
+  if (!px->agent) return;
+  wisp_agent_client_health h;
+  wisp_agent_client_get_health(px->agent, &h);
+  metric(b, "wisp_agent_connected", "gauge", "1 while the Config.Watch stream to wisp-agent is open and serving.",
+         h.connected ? 1 : 0);
+  metric_head(b, "wisp_agent_last_contact_timestamp_seconds", "gauge",
+              "The last time wisp-agent answered (a snapshot or an SVID; now while connected); 0: never.");
+  sb_printf(b, "wisp_agent_last_contact_timestamp_seconds %" PRId64 "\n", h.last_contact_unix);
+  metric_head(b, "wisp_agent_unreachable_since_timestamp_seconds", "gauge",
+              "Since when the agent has been unreachable (the Watch stream lost, or not yet open); 0 while "
+              "connected.");
+  sb_printf(b, "wisp_agent_unreachable_since_timestamp_seconds %" PRId64 "\n", h.unreachable_since_unix);
+  metric(b, "wisp_policy_nacks_total", "counter",
+         "Versions pushed by wisp-agent that this proxy refused (NACKed); the last good one stayed in force.",
+         h.nacks);
+  metric(b, "wisp_policy_nacked", "gauge", "1 when the last version pushed by wisp-agent was refused (NACKed).",
+         h.nacked ? 1 : 0);
+}
+
 static void render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool ready) {
   const wisp_stats *st = &px->stats;
   const wisp_tls_info *info = wisp_tls_get0_info(px->tls);
@@ -291,6 +322,7 @@ static void render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool ready
   metric(b, "wisp_intercept_verified", "gauge",
          "1 when the iptables interception check passes or is not asked for (--transparent).",
          wisp_intercept_ok(px, why, sizeof(why)) ? 1 : 0);
+  render_alert_signals(b, px, wisp_tls_ready(px->tls) ? info->spiffe_id : NULL);
 }
 
 /* ===================================================================== */

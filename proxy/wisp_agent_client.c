@@ -50,6 +50,7 @@ struct wisp_agent_client {
   bool closing;              /* being freed: handlers only let go */
   char watch_error[256];     /* why no snapshot came yet (the last Watch failure) */
   bool watching;             /* the Watch open now has delivered a snapshot */
+  wisp_agent_client_health health; /* for /metrics; last_contact_unix is kept as of the last contact */
 };
 
 static double now_s(void) { return (double)time(NULL); }
@@ -306,6 +307,7 @@ static void on_sign_message(wisp_rpcc_call *call, const uint8_t *msg, size_t len
   }
   ac->installed = true;
   ac->renew_failures = 0;
+  ac->health.last_contact_unix = (int64_t)now_s();
   const wisp_tls_info *info = wisp_tls_get0_info(ac->px->tls);
   log_cert("issued", info, NULL);
   double delay = life * (RENEW_AT + RENEW_JITTER * jitter());
@@ -440,6 +442,11 @@ static void on_snapshot(wisp_rpcc_call *call, const uint8_t *msg, size_t len, vo
   }
   wisp_json j;
   wisp_json_begin(&j, "config");
+  ac->health.connected = true;
+  ac->health.unreachable_since_unix = 0;
+  ac->health.last_contact_unix = (int64_t)now_s();
+  ac->health.nacked = err[0] != '\0';
+  if (err[0]) ac->health.nacks++;
   wisp_json_str(&j, "event", err[0] ? "nack" : "ack");
   wisp_json_str(&j, "version", snap->version);
   wisp_json_int(&j, "bundle_roots", (int64_t)snap->n_bundle);
@@ -453,10 +460,18 @@ static void on_snapshot(wisp_rpcc_call *call, const uint8_t *msg, size_t len, vo
   ac->watching = true;
 }
 
+/* The Watch stream is gone (or could not start): unreachable from now,
+ * unless it was already. */
+static void watch_lost(wisp_agent_client *ac) {
+  ac->health.connected = false;
+  if (!ac->health.unreachable_since_unix) ac->health.unreachable_since_unix = (int64_t)now_s();
+}
+
 static void on_watch_done(wisp_rpcc_call *call, wisp_grpc_status code, const char *message, void *arg) {
   wisp_agent_client *ac = arg;
   if (ac->closing) return;
   ac->watching = false;
+  watch_lost(ac);
   retire(&ac->watch_conn);
   snprintf(ac->watch_error, sizeof(ac->watch_error), "the agent ended Config.Watch: %s: %s",
            wisp_grpc_status_name(code), message);
@@ -482,6 +497,7 @@ static void watch_start(wisp_agent_client *ac) {
              ac->watch_conn ? "the call failed" : err);
     if (call) wisp_rpcc_cancel(call);
     retire(&ac->watch_conn);
+    watch_lost(ac);
     schedule(ac, &ac->watch_timer, next_backoff(&ac->watch_backoff));
   }
 }
@@ -534,6 +550,7 @@ wisp_err wisp_agent_client_start(wisp_agent_client **out, wisp_proxy *px, char *
   ac->px = px;
   ac->sign_backoff = ac->watch_backoff = BACKOFF_MIN;
   snprintf(ac->watch_error, sizeof(ac->watch_error), "waiting for an SVID and the first snapshot");
+  ac->health.unreachable_since_unix = (int64_t)now_s(); /* until the first snapshot */
   ac->https = strncmp(cfg->agent, "https://", 8) == 0;
   snprintf(ac->target, sizeof(ac->target), "%s", ac->https ? cfg->agent + 8 : cfg->agent);
   ev_init(&ac->sign_timer, on_sign_timer);
@@ -556,6 +573,10 @@ wisp_err wisp_agent_client_start(wisp_agent_client **out, wisp_proxy *px, char *
 const char *wisp_agent_client_watch_error(const wisp_agent_client *ac) { return ac ? ac->watch_error : ""; }
 
 bool wisp_agent_client_watching(const wisp_agent_client *ac) { return ac && ac->watching; }
+void wisp_agent_client_get_health(const wisp_agent_client *ac, wisp_agent_client_health *out) {
+  *out = ac->health;
+  if (out->connected) out->last_contact_unix = (int64_t)now_s();
+}
 
 void wisp_agent_client_free(wisp_agent_client *ac) {
   if (!ac) return;

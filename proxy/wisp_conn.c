@@ -11,6 +11,7 @@
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
 #include "lib/wisp_sniff.h"
+#include "proxy/wisp_events.h"
 #include "proxy/wisp_h1.h"
 #include "proxy/wisp_h1app.h"
 #include "proxy/wisp_h2.h"
@@ -186,6 +187,22 @@ static void on_flushed(wisp_h2conn *io) {
   if (finished || c->goaway || c->draining) wisp_conn_close(c, NULL);
 }
 
+/* For alerts: why a connection ended before it was any use, as a label
+ * (wisp_events). TLS failures carry their kind; a caller that got through
+ * TLS (or came in plaintext) but sent no HTTP/2 preface is "no_preface". */
+static void count_failure(const wisp_conn *c) {
+  const wisp_h2conn *io = &c->io;
+  const wisp_tls_verify *v = &io->verify;
+  const char *claimed = v->peer.id[0] ? v->peer.id : NULL;
+  const char *kind = v->failure != WISP_TLS_FAIL_NONE ? wisp_tls_failure_name(v->failure) : NULL;
+  if (io->upstream) {
+    if (kind) wisp_events_upstream_failed(c->px->events, kind, c->target->name, c->expect_id, claimed);
+    return;
+  }
+  if (!kind) kind = io->state == WISP_H2CONN_OPEN ? WISP_EVENTS_NO_PREFACE : WISP_EVENTS_OTHER;
+  wisp_events_refused(c->px->events, c->dir == WISP_DIR_INBOUND, kind, c->peer_addr, claimed);
+}
+
 static void on_teardown(wisp_h2conn *io) {
   wisp_conn *c = conn_of(io);
   wisp_proxy *px = c->px;
@@ -196,6 +213,7 @@ static void on_teardown(wisp_h2conn *io) {
       px->stats.upstream_failures++;
       note_upfail(c->target, io->close_reason);
     }
+    if (refused || io->upstream) count_failure(c);
     uint64_t dropped = 0;
     if (!refused || !c->listener || wisp_log_limit_pass(&c->listener->refusals, wisp_log_now(), &dropped))
       log_conn_event(c, refused ? "refused" : io->upstream ? "upstream_failed" : "closed", dropped);
@@ -231,6 +249,7 @@ static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
   } else if (c->io.state == WISP_H2CONN_CONNECTING) {
     wisp_h2conn_closef(&c->io, "connect to %s timed out after %gs", c->target->name, cfg->connect_timeout);
   } else if (c->io.state == WISP_H2CONN_HANDSHAKING) {
+    c->io.verify.failure = WISP_TLS_FAIL_TIMEOUT;
     wisp_h2conn_closef(&c->io, "TLS handshake not finished within %gs", cfg->handshake_timeout);
   } else if (!c->io.upstream && !c->got_preface) {
     wisp_h2conn_closef(&c->io, "no HTTP/2 preface within %gs", cfg->handshake_timeout);
@@ -279,6 +298,7 @@ static void accept_plain_inbound(wisp_listener *l, wisp_target *dst, int fd, con
   set_dst(c, dst);
   snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer);
   if (!l->px->permissive) {
+    c->io.verify.failure = WISP_TLS_FAIL_PLAINTEXT;
     wisp_conn_close(c, "peer did not speak TLS: plaintext callers are refused (mTLS mode STRICT)");
     return;
   }
@@ -327,8 +347,10 @@ static void log_unaccepted(wisp_listener *l, const char *peer, const char *event
   wisp_json_emit(&j);
 }
 
-static void log_refused(wisp_listener *l, const char *peer, const char *reason) {
+/* |kind|: the reason's label (wisp_events). */
+static void log_refused(wisp_listener *l, const char *peer, const char *kind, const char *reason) {
   l->px->stats.conns_refused++;
+  wisp_events_refused(l->px->events, l->dir == WISP_DIR_INBOUND, kind, peer, NULL);
   log_unaccepted(l, peer, "refused", reason, NULL);
 }
 
@@ -353,7 +375,7 @@ static void on_inbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
     char reason[128];
     snprintf(reason, sizeof(reason), "TLS handshake not finished within %gs (the peer sent nothing)",
              l->px->cfg->handshake_timeout);
-    log_refused(l, in->peer, reason);
+    log_refused(l, in->peer, wisp_tls_failure_name(WISP_TLS_FAIL_TIMEOUT), reason);
   } else if (proto == WISP_SNIFF_TLS) {
     accept_tls(l, in->dst, fd, in->peer, &in->slot, in->accepted);
   } else {
@@ -475,7 +497,7 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
   bool probe = false;
   wisp_target *dst = destination(l, fd, peer, &probe, why, sizeof(why));
   if (!dst) {
-    if (!probe) log_refused(l, peer_str, why);
+    if (!probe) log_refused(l, peer_str, WISP_EVENTS_NO_DESTINATION, why);
     wisp_connlimit_release(&slot);
     close(fd);
     return;

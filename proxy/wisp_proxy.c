@@ -16,6 +16,7 @@
 #include "proxy/wisp_conn.h"
 #include "proxy/wisp_dests.h"
 #include "proxy/wisp_intercept.h"
+#include "proxy/wisp_events.h"
 #include "proxy/wisp_metrics.h"
 #include "proxy/wisp_pool.h"
 #include "proxy/wisp_h1.h"
@@ -331,6 +332,7 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   wisp_tls_opts topts = {.allow_tls12 = cfg->allow_tls12, .require_alpn = true};
   px->tls = wisp_tls_new(&topts);
   px->metrics = wisp_metrics_new((size_t)cfg->metrics_max_peers, (size_t)cfg->metrics_max_series);
+  px->events = wisp_events_new((size_t)cfg->metrics_max_peers);
   /* With --agent the SVID arrives later: listeners start now and refuse
    * (in words) until it does; /ready says so. */
   if (!cfg->agent) WISP_GUARD(wisp_tls_load_files(px->tls, cfg->cert, cfg->key, cfg->bundle, err, err_len));
@@ -442,5 +444,7 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   wisp_intercept_free(px);
   wisp_metrics_free(px->metrics); /* last: closing connections above still count */
   px->metrics = NULL;
+  wisp_events_free(px->events);
+  px->events = NULL;
   fflush(stdout);
 }

@@ -11,6 +11,7 @@
 #include "lib/wisp_policy.h"
 #include "proxy/wisp_conn.h"
 #include "proxy/wisp_authz.h"
+#include "proxy/wisp_events.h"
 #include "proxy/wisp_metrics.h"
 #include "proxy/wisp_trace.h"
 #include "proxy/wisp_pool.h"
@@ -406,6 +407,7 @@ static void refuse_unjudgeable(wisp_stream *s, const char *policy_reason, const 
   s->denied = true;
   s->policy_rule = -1;
   s->policy_reason = policy_reason;
+  wisp_events_denied(s->target->px->events, s->dir == WISP_DIR_INBOUND, NULL, -1, NULL, s->peer_id);
   respond_error(s, 400, WISP_GRPC_INVALID_ARGUMENT, msg);
 }
 
@@ -478,6 +480,7 @@ static bool authorized(wisp_stream *s, wisp_proxy *px) {
     snprintf(why, sizeof(why), "RBAC: access denied (%s)", d.reason);
   }
   px->stats.requests_denied++;
+  wisp_events_denied(px->events, true, d.policy, d.rule, d.reason, s->peer_id);
   respond_error(s, 403, WISP_GRPC_PERMISSION_DENIED, why);
   return false;
 }

@@ -12,6 +12,7 @@
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
 #include "proxy/wisp_authz.h"
+#include "proxy/wisp_events.h"
 #include "proxy/wisp_metrics.h"
 
 #define TUN_BUF_MAX (64 * 1024) /* bytes buffered toward one end */
@@ -231,6 +232,8 @@ static void handshake(tunnel *t) {
       return;
     }
     wisp_tls_describe_failure(&t->verify, p->ssl, r);
+    wisp_events_upstream_failed(t->px->events, wisp_tls_failure_name(t->verify.failure), t->upstream, t->expect_id,
+                                t->verify.peer.id);
     tun_close(t, t->verify.reason, true);
     return;
   }
@@ -421,6 +424,7 @@ void wisp_tunnel_inbound(wisp_proxy *px, int fd, SSL *ssl, const wisp_tls_verify
   t->ms = wisp_metrics_tcp_open(px->metrics, true, v->peer_ok ? v->peer.id : NULL, !d.allow);
   if (!d.allow) {
     px->stats.requests_denied++;
+    wisp_events_denied(px->events, true, d.policy, d.rule, d.reason, v->peer_ok ? v->peer.id : NULL);
     log_tunnel(t, "l4_denied", "denied by policy", &d);
     t->logged = true;
     tun_close(t, "denied by policy", false);
