@@ -299,16 +299,16 @@ static void check_svids(wispctl_report *r, const Wisp__V1__StatusResponse *st, c
   }
 }
 
-static void agent_checks(wispctl_report *r, const wispctl_check_opts *o, const Wisp__V1__StatusResponse *st,
-                         const char *err, int64_t now) {
+static void agent_checks(wispctl_report *r, const wispctl_check_opts *o, const char *target,
+                         const Wisp__V1__StatusResponse *st, const char *err, int64_t now) {
   if (!st) {
     wispctl_check *c = wispctl_report_add(r, "agent", "agent.reachable", WISPCTL_FAIL, kHintAgent,
-                                          "the agent does not answer at %s", o->agent.agent);
+                                          "the agent does not answer at %s", target);
     wispctl_check_detail(c, "%s", err);
     return;
   }
   wispctl_report_add(r, "agent", "agent.reachable", WISPCTL_PASS, NULL,
-                     "the agent answers at %s (policy version %s)", o->agent.agent, has(st->version) ? st->version : "-");
+                     "the agent answers at %s (policy version %s)", target, has(st->version) ? st->version : "-");
   check_ca(r, st, o, now);
   check_bundle(r, st, o, now);
   check_rotation(r, st, now);
@@ -404,27 +404,54 @@ static void report_append(wispctl_report *to, wispctl_report *from) {
   memset(from, 0, sizeof(*from));
 }
 
+/* Which agent to check: the one named (--agent, WISP_AGENT); else the
+ * sidecar's own, when it is a Unix socket (wispctl's Admin calls go over
+ * one); else the default. NULL: none, with |*why_not| saying why (NULL:
+ * the sidecar uses certificate files, nothing to say). */
+static const char *agent_target(const wispctl_check_opts *o, const wispctl_sidecar *sc, const char **why_not) {
+  *why_not = NULL;
+  if (o->agent_explicit || !sc) return o->agent.agent;
+  const char *t = wispctl_sidecar_agent(sc);
+  if (!t) return NULL;
+  if (strncmp(t, "unix:", 5) == 0) return t;
+  *why_not = t;
+  return NULL;
+}
+
+static const char kHintAgentRemote[] =
+    "wispctl calls the agent's Admin API on its Unix socket: run wispctl check where that socket is (the agent's "
+    "host, or its pod), or name it with --agent";
+
 int wispctl_check_run(const wispctl_check_opts *o, int64_t now) {
   char err[CHECK_ERR_MAX] = "";
-  Wisp__V1__StatusRequest req = WISP__V1__STATUS_REQUEST__INIT;
-  ProtobufCMessage *m = NULL;
-  int rc = wispctl_call_quiet(&o->agent, "status", "/wisp.v1.Admin/Status", &req.base,
-                              &wisp__v1__status_response__descriptor, &m, err, sizeof(err));
-  if (rc == WISPCTL_EXIT_USAGE) {
-    fprintf(stderr, "wispctl: %s\n", err);
-    return rc;
-  }
-  const Wisp__V1__StatusResponse *st = rc ? NULL : (const Wisp__V1__StatusResponse *)m;
   wispctl_report rep = {0}, proxy = {0};
-  bool uses_agent = true;
-  if (o->proxy) {
-    wispctl_agent_facts facts = {st ? st->version : NULL, st ? st->bundle_roots : 0};
-    wispctl_check_proxy(&proxy, o, st ? &facts : NULL, now, &uses_agent);
+  wispctl_sidecar *sc = o->proxy ? wispctl_sidecar_fetch(&proxy, o) : NULL;
+  const char *remote = NULL;
+  wispctl_opts agent = o->agent;
+  agent.agent = agent_target(o, sc, &remote);
+  ProtobufCMessage *m = NULL;
+  if (agent.agent) {
+    Wisp__V1__StatusRequest req = WISP__V1__STATUS_REQUEST__INIT;
+    int rc = wispctl_call_quiet(&agent, "status", "/wisp.v1.Admin/Status", &req.base,
+                                &wisp__v1__status_response__descriptor, &m, err, sizeof(err));
+    if (rc == WISPCTL_EXIT_USAGE) {
+      fprintf(stderr, "wispctl: %s\n", err);
+      wispctl_sidecar_free(sc);
+      wispctl_report_free(&proxy);
+      return rc;
+    }
+    agent_checks(&rep, o, agent.agent, (const Wisp__V1__StatusResponse *)m, err, now);
+  } else if (remote) {
+    wispctl_report_add(&rep, "agent", "agent.reachable", WISPCTL_WARN, kHintAgentRemote,
+                       "the agent checks are left out: the sidecar's agent is %s, not a Unix socket", remote);
   }
-  /* A sidecar on certificate files needs no agent: unless one was named,
-   * a missing agent is not its problem. */
-  if (st || !o->proxy || uses_agent || o->agent_explicit) agent_checks(&rep, o, st, err, now);
+  const Wisp__V1__StatusResponse *st = (const Wisp__V1__StatusResponse *)m;
+  if (sc) {
+    wispctl_agent_facts facts = {st ? st->version : NULL, st ? st->bundle_roots : 0};
+    wispctl_sidecar_check(&proxy, sc, o, st ? &facts : NULL, now);
+  }
   report_append(&rep, &proxy);
+  wispctl_sidecar_free(sc);
   if (m) protobuf_c_message_free_unpacked(m, NULL);
   size_t count[3] = {0, 0, 0};
   for (size_t i = 0; i < rep.n; i++) count[rep.v[i].status]++;

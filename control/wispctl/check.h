@@ -68,9 +68,18 @@ typedef struct {
   uint32_t bundle_roots;
 } wispctl_agent_facts;
 
-/* Checks the sidecar at o->proxy. |*out_uses_agent|: whether it gets its
- * SVID from an agent (false: certificate files, or unknown). */
-void wispctl_check_proxy(wispctl_report *r, const wispctl_check_opts *o, const wispctl_agent_facts *agent,
-                         int64_t now, bool *out_uses_agent);
+typedef struct wispctl_sidecar wispctl_sidecar;
+
+/* Reads the sidecar's GET /status at o->proxy and adds the proxy.admin
+ * check; NULL when it cannot (the check says why). */
+wispctl_sidecar *wispctl_sidecar_fetch(wispctl_report *r, const wispctl_check_opts *o);
+/* The sidecar's --agent target (borrowed from |sc|); NULL: certificate
+ * files. */
+const char *wispctl_sidecar_agent(const wispctl_sidecar *sc);
+/* The sidecar's checks, compared with |agent| where it says (NULL:
+ * unknown). */
+void wispctl_sidecar_check(wispctl_report *r, const wispctl_sidecar *sc, const wispctl_check_opts *o,
+                           const wispctl_agent_facts *agent, int64_t now);
+void wispctl_sidecar_free(wispctl_sidecar *sc);
 
 #endif

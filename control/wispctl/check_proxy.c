@@ -247,17 +247,19 @@ static void check_upstreams(wispctl_report *r, json_t *s, int64_t now) {
   }
 }
 
-void wispctl_check_proxy(wispctl_report *r, const wispctl_check_opts *o, const wispctl_agent_facts *agent,
-                         int64_t now, bool *out_uses_agent) {
+struct wispctl_sidecar {
+  json_t *status; /* GET /status, an object */
+};
+
+wispctl_sidecar *wispctl_sidecar_fetch(wispctl_report *r, const wispctl_check_opts *o) {
   char err[1024];
   char *body = NULL;
   int code = 0;
-  *out_uses_agent = false;
   if (http_get(o->proxy, "/status", o->agent.timeout_s, &code, &body, err, sizeof(err)) != 0) {
     wispctl_check *c = wispctl_report_add(r, "proxy", "proxy.admin", WISPCTL_FAIL, kHintAdmin,
                                           "the sidecar's admin API does not answer at %s", o->proxy);
     wispctl_check_detail(c, "%s", err);
-    return;
+    return NULL;
   }
   json_error_t jerr;
   json_t *s = code == 200 ? json_loads(body, 0, &jerr) : NULL;
@@ -269,12 +271,22 @@ void wispctl_check_proxy(wispctl_report *r, const wispctl_check_opts *o, const w
                          body);
     json_decref(s);
     free(body);
-    return;
+    return NULL;
   }
   free(body);
-  *out_uses_agent = str(s, "agent") != NULL;
-  wispctl_report_add(r, "proxy", "proxy.admin", WISPCTL_PASS, NULL, "the sidecar's admin API answers at %s%s%s",
-                     o->proxy, *out_uses_agent ? "" : " (", *out_uses_agent ? "" : "certificates from files)");
+  bool files = str(s, "agent") == NULL;
+  wispctl_report_add(r, "proxy", "proxy.admin", WISPCTL_PASS, NULL, "the sidecar's admin API answers at %s%s",
+                     o->proxy, files ? " (certificates from files)" : "");
+  wispctl_sidecar *sc = wisp_calloc(1, sizeof(*sc));
+  sc->status = s;
+  return sc;
+}
+
+const char *wispctl_sidecar_agent(const wispctl_sidecar *sc) { return str(sc->status, "agent"); }
+
+void wispctl_sidecar_check(wispctl_report *r, const wispctl_sidecar *sc, const wispctl_check_opts *o,
+                           const wispctl_agent_facts *agent, int64_t now) {
+  json_t *s = sc->status;
   check_ready(r, s);
   check_interception(r, s);
   check_svid(r, s, o, now);
@@ -282,5 +294,10 @@ void wispctl_check_proxy(wispctl_report *r, const wispctl_check_opts *o, const w
   check_agent_watch(r, s);
   check_policy(r, s, agent);
   check_upstreams(r, s, now);
-  json_decref(s);
+}
+
+void wispctl_sidecar_free(wispctl_sidecar *sc) {
+  if (!sc) return;
+  json_decref(sc->status);
+  free(sc);
 }

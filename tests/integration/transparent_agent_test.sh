@@ -217,6 +217,12 @@ out=$(netns_exec server bash "$IPT" --proxy-uid $PROXY_UID --exclude-outbound-ci
 check "rules back: ready again" wait_for 10 ready_is server ready
 expect_eq "wispctl check --proxy: ✓ interception proven" \
   "pass|transparent interception is proven (a probe reached the outbound listener)|" "$(interception)"
+out=$(netns_exec server env -u WISP_AGENT "$WISPCTL" check --proxy 127.0.0.1:15000 -o json |
+  /usr/bin/python3 -c 'import json, sys
+for c in json.load(sys.stdin)["checks"]:
+    if c["id"] == "agent.reachable": print("%s|%s" % (c["status"], c["title"]))')
+expect_eq "wispctl check --proxy, no --agent, the sidecar's agent over https: the agent checks left out (‼)" \
+  "warning|the agent checks are left out: the sidecar's agent is https://$AGENT_IP:$AGENT_PORT, not a Unix socket" "$out"
 
 stop_proxy client
 stop_proxy server

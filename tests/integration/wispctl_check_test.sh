@@ -94,6 +94,9 @@ expect_match "... its Watch" "^✓ it receives its config from the agent at unix
 expect_match "... its policy" "^✓ it enforces the agent's policy version $V$" "$OUT"
 expect_match "... no upstream failing" '^✓ no upstream is failing' "$OUT"
 expect_match "... 16 checks" '^✓ all 16 checks passed$' "$OUT"
+( unset WISP_AGENT; chk --proxy "127.0.0.1:$ADM_C"; printf '%s\n' "$RC" >"$WORK/own.rc" )
+expect_eq "no --agent, no WISP_AGENT: the sidecar's own agent socket is checked, exit 0" 0 "$(cat "$WORK/own.rc")"
+expect_match "... named in the agent line" "^✓ the agent answers at unix://$SOCK " "$(cat "$WORK/chk.out")"
 chk --proxy "127.0.0.1:$ADM_C" -o json
 expect_eq "-o json: exit 0" 0 "$RC"
 expect_eq "... ok, 16 passed, every one \"pass\"" "True 16 0 0 pass" "$(printf '%s' "$OUT" | $PY -c '
