@@ -121,7 +121,6 @@ static bool framing_ok(wisp_h1parse *p) {
     trim(&f->value, &f->value_len);
     if (ieq(f->name, f->name_len, "host")) hosts++;
     if (ieq(f->name, f->name_len, "content-length")) lengths++;
-    if (ieq(f->name, f->name_len, "upgrade")) h->upgrade = h->request;
     if (ieq(f->name, f->name_len, "transfer-encoding")) {
       codings++;
       if (!ieq(f->value, f->value_len, "chunked")) {
@@ -161,6 +160,8 @@ static int on_headers_complete(http_parser *hp) {
   h->status = h->request ? 0 : (int)hp->status_code;
   if (!framing_ok(p)) return -1;
   h->keep_alive = http_should_keep_alive(hp) != 0;
+  /* http-parser sets it for Upgrade named in Connection (and CONNECT) */
+  h->upgrade = h->request && hp->upgrade && hp->method != HTTP_CONNECT;
   h->chunked = (hp->flags & F_CHUNKED) != 0;
   h->content_length = (hp->flags & F_CONTENTLENGTH) ? (int64_t)hp->content_length : -1;
   bool bodiless = !h->request && (p->no_body || h->status / 100 == 1 || h->status == 204 || h->status == 304);

@@ -56,7 +56,7 @@ typedef struct {
   int64_t content_length;     /* -1: none */
   bool has_body;              /* a body follows (chunked, a length > 0, or a response read to EOF) */
   bool expect_continue;       /* Expect: 100-continue */
-  bool upgrade;               /* an Upgrade field (request) */
+  bool upgrade;               /* request: an Upgrade field named by Connection (not CONNECT) */
 } wisp_h1_head;
 
 typedef struct {

@@ -13,6 +13,7 @@
 #include "lib/wisp_mem.h"
 #include "proxy/wisp_admin_http.h"
 #include "proxy/wisp_conn.h"
+#include "proxy/wisp_tunnel.h"
 
 /* Bytes read from a socket at a time. */
 #define H1_READ_CHUNK (16 * 1024)
@@ -27,6 +28,7 @@ struct h1req {
   h1req *next;
   int32_t id;                 /* its HTTP/2 stream, 0: none (answered here) */
   bool is_head;               /* a HEAD request: the response has no body */
+  bool upgrade;               /* Upgrade or CONNECT: the connection becomes an L4 stream */
   bool http10;
   bool keep_alive;            /* the client may send another request after it */
   bool expect_continue, continue_sent;
@@ -50,6 +52,10 @@ typedef struct {
   wisp_h1_gw gw;              /* first: on the proxy's list */
   wisp_proxy *px;
   struct ev_loop *loop;
+  wisp_target *dst;           /* borrowed: held by the h2c side's connection */
+  char peer[64];
+  wisp_connlimit_slot slot;   /* the caller's place in its listener's limits */
+  wisp_buf upgrade;           /* the head of an Upgrade/CONNECT request, as it came */
   char authority[128];        /* for HTTP/1.0 requests without Host: the route's peer */
   int fd;                     /* the client */
   ev_io rio, wio;
@@ -63,11 +69,18 @@ typedef struct {
   h1req *cur;                 /* the request whose body is being parsed */
   bool client_eof;            /* the client sent FIN */
   bool refused;               /* a request was refused: parse no more */
+  bool upgrading;             /* an Upgrade/CONNECT request waits for its turn to go L4 */
   bool goaway;                /* the h2c side will take no new streams */
   bool closing;               /* write out what is there, then close */
   bool dead;
   bool in_pump;
+  bool lingering;             /* done: waiting for the h2c side to close after our FIN */
+  ev_timer linger;
 } h1conn;
+
+/* How long a finished gateway waits for the h2c side to close after our
+ * FIN (it answers at once; this only bounds a bug). */
+#define H1_LINGER 1.0
 
 static void pump(h1conn *h);
 
@@ -207,8 +220,16 @@ static void on_req_head(void *arg, const wisp_h1_head *hd) {
   r->close_after = !hd->keep_alive;
   r->expect_continue = hd->expect_continue && !r->http10;
   if (!hd->has_body) r->body_eof = true;
-  if (strcmp(hd->method, "CONNECT") == 0) {
-    answer_local(h, r, 501, "CONNECT is not supported on this listener");
+  bool connect = strcmp(hd->method, "CONNECT") == 0;
+  if (connect || (hd->upgrade && !hd->has_body)) {
+    /* Carried as an L4 stream to the same destination, request and all: the
+     * app answers it (101, or 200 to CONNECT) and the bytes flow on. The
+     * peer's policy judges identity and port, as for any L4 stream. */
+    r->upgrade = true;
+    h->upgrading = true;
+    if (wisp_buf_append(&h->upgrade, wisp_buf_rptr(&h->parser.head), wisp_buf_len(&h->parser.head),
+                        WISP_H1_BUF_CAP) != WISP_OK)
+      answer_local(h, r, 500, "cannot keep the upgrade request");
     return;
   }
   open_stream(h, r, hd);
@@ -424,10 +445,32 @@ static void write_body(h1conn *h, h1req *r) {
   r->end_written = true;
 }
 
+/* The Upgrade/CONNECT request's turn came (every earlier response is out):
+ * the caller's socket, the request's head and whatever followed it go to an
+ * L4 tunnel to the same destination, with the caller's connection slot. */
+static void hand_over(h1conn *h) {
+  wisp_buf all = {0};
+  if (wisp_buf_append(&all, wisp_buf_rptr(&h->upgrade), wisp_buf_len(&h->upgrade), 2 * WISP_H1_BUF_CAP) != WISP_OK ||
+      wisp_buf_append(&all, wisp_buf_rptr(&h->in), wisp_buf_len(&h->in), 2 * WISP_H1_BUF_CAP) != WISP_OK) {
+    wisp_buf_cleanup(&all);
+    h->closing = true;
+    return;
+  }
+  int fd = h->fd;
+  h->fd = -1;
+  h->dead = true;
+  wisp_tunnel_outbound_after(h->px, fd, h->peer, h->dst, &h->slot, wisp_buf_rptr(&all), wisp_buf_len(&all));
+  wisp_buf_cleanup(&all);
+}
+
 /* Writes what is ready of the responses, in request order. */
 static void write_responses(h1conn *h) {
   h1req *r;
   while ((r = h->head) != NULL && !h->closing) {
+    if (r->upgrade && !r->local_status) {
+      if (wisp_buf_len(&h->out) == 0) hand_over(h);
+      return;
+    }
     if (r->aborted && !r->resp_head && !r->local_status)
       answer_local(h, r, 502, "the upstream stream ended without a response");
     if (r->local_status && !r->head_written) {
@@ -491,8 +534,11 @@ static void close_all(h1conn *h) {
   ev_io_stop(h->loop, &h->wio);
   ev_io_stop(h->loop, &h->srio);
   ev_io_stop(h->loop, &h->swio);
-  close(h->fd);
+  ev_timer_stop(h->loop, &h->linger);
+  if (h->fd >= 0) close(h->fd);
   close(h->sfd);
+  wisp_connlimit_release(&h->slot);
+  wisp_buf_cleanup(&h->upgrade);
   h1req *r;
   while ((r = h->head) != NULL) {
     h->head = r->next;
@@ -504,6 +550,27 @@ static void close_all(h1conn *h) {
   wisp_buf_cleanup(&h->out);
   wisp_buf_cleanup(&h->sout);
   free(h);
+}
+
+static void on_linger_end(struct ev_loop *loop, ev_timer *w, int revents) { close_all(w->data); }
+
+/* The gateway is done: the client's socket goes now; the h2c side gets our
+ * FIN and closes in its own time (closing our end at once would break its
+ * pending write and log a failure for an orderly end). */
+static void linger(h1conn *h) {
+  if (h->fd >= 0) close(h->fd);
+  h->fd = -1;
+  ev_io_stop(h->loop, &h->rio);
+  ev_io_stop(h->loop, &h->wio);
+  ev_io_stop(h->loop, &h->swio);
+  if (!ev_is_active(&h->srio) || shutdown(h->sfd, SHUT_WR) != 0) {
+    close_all(h);
+    return;
+  }
+  h->lingering = true;
+  ev_timer_init(&h->linger, on_linger_end, H1_LINGER, 0);
+  h->linger.data = h;
+  ev_timer_start(h->loop, &h->linger);
 }
 
 bool wisp_h1_flush(int fd, wisp_buf *b) {
@@ -520,7 +587,7 @@ bool wisp_h1_flush(int fd, wisp_buf *b) {
 
 /* Parses what was read while the next request may be taken. */
 static void parse_input(h1conn *h) {
-  while (wisp_buf_len(&h->in) && !h->refused && !h->closing) {
+  while (wisp_buf_len(&h->in) && !h->refused && !h->closing && !h->upgrading) {
     if (h->nreqs >= WISP_H1_PIPELINE && wisp_h1parse_idle(&h->parser)) return;
     if (h->cur && wisp_buf_len(&h->cur->body) >= WISP_H1_BODY_HIGH) return;
     size_t used = 0;
@@ -537,7 +604,7 @@ static void parse_input(h1conn *h) {
 }
 
 static bool may_read_client(const h1conn *h) {
-  if (h->client_eof || h->refused || h->closing || wisp_buf_len(&h->in)) return false;
+  if (h->client_eof || h->refused || h->closing || h->upgrading || wisp_buf_len(&h->in)) return false;
   if (h->cur && wisp_buf_len(&h->cur->body) >= WISP_H1_BODY_HIGH) return false;
   return h->nreqs < WISP_H1_PIPELINE || !wisp_h1parse_idle(&h->parser);
 }
@@ -604,18 +671,19 @@ static void pump(h1conn *h) {
       h2_ok = false;
     }
     write_responses(h);
+    if (h->dead) break; /* handed over */
     if (!wisp_h1_flush(h->fd, &h->out)) {
       h->dead = true;
       break;
     }
   }
   bool idle = h->head == NULL;
-  if (idle && (h->client_eof || h->goaway || h->refused)) h->closing = true;
+  if (idle && (h->client_eof || h->goaway || h->refused) && !h->dead) h->closing = true;
   if (h->closing && wisp_buf_len(&h->out) == 0) h->dead = true;
   if (!h2_ok && idle) h->dead = true;
   h->in_pump = false;
   if (h->dead) {
-    close_all(h);
+    linger(h);
     return;
   }
   if (may_read_client(h)) {
@@ -647,6 +715,12 @@ static void on_client_writable(struct ev_loop *loop, ev_io *w, int revents) { pu
 
 static void on_h2_readable(struct ev_loop *loop, ev_io *w, int revents) {
   h1conn *h = w->data;
+  if (h->lingering) {
+    uint8_t buf[H1_READ_CHUNK];
+    ssize_t n = recv(h->sfd, buf, sizeof(buf), 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) close_all(h);
+    return;
+  }
   if (!read_h2(h)) h2_gone(h);
   pump(h);
 }
@@ -666,6 +740,9 @@ void wisp_h1_accept(wisp_listener *l, wisp_target *dst, int fd, const char *peer
   h->loop = l->px->loop;
   h->fd = fd;
   h->sfd = sp[1];
+  h->dst = dst;
+  snprintf(h->peer, sizeof(h->peer), "%s", peer);
+  wisp_connlimit_move(&h->slot, slot); /* ours: it moves to a tunnel on Upgrade */
   snprintf(h->authority, sizeof(h->authority), "%s", dst->name);
   h->h2 = session_new(h);
   wisp_h1_gw_add(h->px, &h->gw, free_gw);
@@ -677,6 +754,7 @@ void wisp_h1_accept(wisp_listener *l, wisp_target *dst, int fd, const char *peer
   h->rio.data = h->wio.data = h->srio.data = h->swio.data = h;
   ev_io_start(h->loop, &h->srio);
   /* The listener's HTTP/2 path takes the other end as an h2c caller. */
-  wisp_conn_accept_h2c(l, dst, sp[0], peer, slot, accepted);
+  wisp_connlimit_slot none = {0};
+  wisp_conn_accept_h2c(l, dst, sp[0], peer, &none, accepted);
   pump(h);
 }

@@ -387,9 +387,20 @@ static bool dial(tunnel *t, int i, const wisp_target *up) {
 
 void wisp_tunnel_outbound(wisp_proxy *px, int app_fd, const char *peer_addr, wisp_target *up,
                           wisp_connlimit_slot *slot) {
+  wisp_tunnel_outbound_after(px, app_fd, peer_addr, up, slot, NULL, 0);
+}
+
+void wisp_tunnel_outbound_after(wisp_proxy *px, int app_fd, const char *peer_addr, wisp_target *up,
+                                wisp_connlimit_slot *slot, const uint8_t *read, size_t len) {
   static const uint8_t kAlpn[] = {7, 'w', 'i', 's', 'p', '-', 'l', '4'};
   tunnel *t = tun_new(px, WISP_DIR_OUTBOUND, peer_addr, up, slot);
   t->e[APP].fd = app_fd;
+  if (len) {
+    /* already read from the app: first out to the peer (may exceed the
+     * usual bound once; reading the app waits until it drains) */
+    if (wisp_buf_append(&t->e[PEER].out, read, len, len) != WISP_OK) abort(); /* the buffer is new and empty */
+    t->bytes[APP] += len;
+  }
   if (up->refuse) { /* a stand-in (wisp_target.refuse): nowhere to dial */
     tun_close(t, up->refuse, true);
     return;

@@ -17,6 +17,10 @@
  * it over mTLS (ALPN wisp-l4) and relays. */
 void wisp_tunnel_outbound(wisp_proxy *px, int app_fd, const char *peer_addr, wisp_target *t,
                           wisp_connlimit_slot *slot);
+/* The same, for an app connection whose first |len| bytes were already
+ * read (an HTTP/1 Upgrade or CONNECT request, wisp_h1): they go first. */
+void wisp_tunnel_outbound_after(wisp_proxy *px, int app_fd, const char *peer_addr, wisp_target *t,
+                                wisp_connlimit_slot *slot, const uint8_t *read, size_t len);
 /* Inbound: |fd| and |ssl| (taken) are a verified mTLS connection that
  * negotiated wisp-l4; |v| (borrowed) has the peer's identity: the tunnel
  * copies it and points |ssl| at its copy, so |v| may go once this returns. Connects to |app| after

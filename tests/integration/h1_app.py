@@ -6,6 +6,9 @@ HTTP/1.1 framing by the standard library): h1_app.py PORT
   GET  /trailers    a chunked body with a trailer field x-trailer-test: yes
   POST /sha256      "<sha256 hex> <bytes>" of the body (Content-Length or chunked,
                     read as it arrives); x-request-chunked: yes|no
+  GET with "Connection: Upgrade" and "Upgrade: echo"
+                    101, then echoes every byte until the caller half-closes
+  CONNECT           200, then echoes the same way
   anything else     JSON: method, path, version, headers as the app saw them
 """
 import hashlib
@@ -71,8 +74,27 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(p), p))
         self.wfile.write(b"0\r\n" + b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in trailers) + b"\r\n")
 
+    def echo_after(self, status, fields):
+        self.send_response(status)
+        for k, v in fields:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.flush()
+        while True:
+            data = self.rfile.read1(65536)  # what came with the request first
+            if not data:
+                break
+            self.wfile.write(data)
+            self.wfile.flush()
+        self.close_connection = True
+
+    def do_CONNECT(self):
+        self.echo_after(200, [])
+
     def do_GET(self):
-        if self.path.startswith("/bytes?n="):
+        if self.headers.get("Upgrade", "").lower() == "echo":
+            self.echo_after(101, [("Upgrade", "echo"), ("Connection", "Upgrade")])
+        elif self.path.startswith("/bytes?n="):
             n = int(self.path.split("=", 1)[1])
             zeros = b"\0" * 65536
 

@@ -205,6 +205,45 @@ sleep 0.3
 expect_match "the inbound log has the HTTP/1.1 app's answer" '"method":"GET","path":"/hello\?x=1","status":200' \
   "$(grep 'hello?x=1' "$WORK/server1.out")"
 
+# Upgrade and CONNECT go as an L4 stream to the app, request and all, judged
+# as L4 (identity and port): server1's DENY with paths denies every L4
+# stream (no path to judge), so they are refused there; a peer without that
+# policy carries them.
+R1=(/usr/bin/python3 "$WISP_SRC/tests/integration/h1_raw.py" "$OUT1")
+out=$("${R1[@]}" 'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nhello')
+expect_eq "under a DENY policy with paths, an Upgrade (an L4 stream) is closed unanswered" "<closed>" \
+  "$(tr -d '\r\n' <<<"$out")"
+check "... and logged l4_denied by the peer" wait_for 5 grep -q '"event":"l4_denied".*"policy":"shop/no-admin"' \
+  "$WORK/server1.out"
+IN4=$(free_port)
+OUT4=$(free_port)
+start_proxy server4 --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" --admin off \
+  --inbound "127.0.0.1:$IN4" --app "127.0.0.1:$APP1" --app-protocol http1
+start_proxy client4 --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" --admin off \
+  --route "127.0.0.1:$OUT4=127.0.0.1:$IN4,id=$TD/ns/shop/sa/orders"
+wait_port "$IN4" && wait_port "$OUT4"
+R4=(/usr/bin/python3 "$WISP_SRC/tests/integration/h1_raw.py" "$OUT4")
+out=$("${R4[@]}" 'GET /before HTTP/1.1\r\nHost: x\r\n\r\nGET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nbytes after the upgrade')
+expect_match "Upgrade after a request on the connection: the first answer, 101 from the app, the bytes echoed" \
+  '"path": "/before".*HTTP/1.[01] 101 Switching Protocols.*Upgrade: echo.*bytes after the upgrade<closed>' \
+  "$(tr -d '\r\n' <<<"$out")"
+out=$("${R4[@]}" 'CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\ntunnelled bytes')
+expect_match "CONNECT: the app's 200, then the bytes echoed" '^HTTP/1.[01] 200 .*tunnelled bytes<closed>' \
+  "$(tr -d '\r\n' <<<"$out")"
+check "the upgraded connection is logged as an L4 stream by both sidecars" wait_for 5 sh -c \
+  "grep -q '\"event\":\"l4\",\"protocol\":\"l4\"' '$WORK/client4.out' && grep -q '\"event\":\"l4\",\"protocol\":\"l4\",\"direction\":\"inbound\"' '$WORK/server4.out'"
+if grep -q '"event":"closed"' "$WORK/client4.out"; then
+  not_ok "handing a connection to L4 logs no failure" "$(grep '"event":"closed"' "$WORK/client4.out" | head -1)"
+else
+  ok "handing a connection to L4 logs no failure"
+fi
+stop_proxy client4
+stop_proxy server4
+out=$("${R1[@]}" 'GET /plain HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\n\r\n')
+expect_match "Upgrade not named by Connection is a plain request (the field removed)" \
+  '"path": "/plain", "version": "HTTP/1.1"' "$out"
+if grep -q '"upgrade"' <<<"$out"; then not_ok "... the Upgrade field does not reach the app"; else ok "... the Upgrade field does not reach the app"; fi
+
 # Python's stock http.server (HTTP/1.1, keep-alive) as the app, and the app gone.
 mkdir -p "$WORK/www"
 head -c 3000000 /dev/urandom >"$WORK/www/file.bin"
