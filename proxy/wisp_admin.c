@@ -252,6 +252,12 @@ static void render_listener_metrics(wisp_json_writer *b, const wisp_proxy *px) {
  * mode whether the agent is reachable and refused pushes. */
 static void render_alert_signals(wisp_json_writer *b, const wisp_proxy *px, const char *local_id) {
   const wisp_tls_info *info = wisp_tls_get0_info(px->tls);
+  char td[WISP_SPIFFE_MAX + 1], ns[WISP_SPIFFE_MAX + 1], sa[WISP_SPIFFE_MAX + 1];
+  wisp_metrics_split_id(local_id, td, sizeof(td), ns, sizeof(ns), sa, sizeof(sa));
+  /* Alerts on the gauges below join this to name the workload. */
+  metric_head(b, "wisp_identity_info", "gauge", "This proxy's own SPIFFE ID and the workload it names; always 1.");
+  sb_printf(b, "wisp_identity_info{principal=\"%s\",trust_domain=\"%s\",workload_namespace=\"%s\",workload=\"%s\"} 1\n",
+            local_id ? local_id : "unknown", td, ns, sa);
   wisp_events_render(b, px->events, local_id);
   metric_head(b, "wisp_trust_bundle_expiry_timestamp_seconds", "gauge",
               "When the first root CA of the trust bundle expires (unix time; 0: no bundle yet).");

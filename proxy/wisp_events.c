@@ -29,8 +29,9 @@ typedef struct {
 } series;
 
 typedef struct {
-  series **items;      /* [max + overflow slots], in order of first sight */
+  series **items;      /* [cap], in order of first sight */
   size_t n, nreal;     /* all series; those counted against the cap */
+  size_t cap;
   uint32_t *index;     /* open addressing: item + 1, 0: empty */
   size_t mask;
 } family;
@@ -41,9 +42,8 @@ struct wisp_events {
   uint64_t overflowed;
 };
 
-/* Overflow series: one per direction and reason; reasons are a fixed set
- * of fewer than this many. */
-#define OVERFLOW_SLOTS 64
+/* The rule of an overflow series (rendered "overflow"); -1: none. */
+#define RULE_OVERFLOW (-2)
 
 static uint64_t hash_str(uint64_t h, const char *s) { /* FNV-1a */
   for (; s && *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
@@ -69,16 +69,34 @@ static size_t pow2_at_least(size_t n) {
   return p;
 }
 
+/* Tables start small and double as series come (a cap of a million
+ * must not cost its tables up front). The index stays at most half full. */
+#define INITIAL_SLOTS 16
+
+static void family_init(family *fm) {
+  fm->cap = INITIAL_SLOTS;
+  fm->items = wisp_calloc(fm->cap, sizeof(*fm->items));
+  fm->mask = pow2_at_least(fm->cap * 2) - 1;
+  fm->index = wisp_calloc(fm->mask + 1, sizeof(*fm->index));
+}
+
+static void family_grow(family *fm) {
+  fm->cap *= 2;
+  fm->items = wisp_realloc(fm->items, fm->cap * sizeof(*fm->items));
+  free(fm->index);
+  fm->mask = pow2_at_least(fm->cap * 2) - 1;
+  fm->index = wisp_calloc(fm->mask + 1, sizeof(*fm->index));
+  for (size_t k = 0; k < fm->n; k++) {
+    size_t i = (size_t)fm->items[k]->hash & fm->mask;
+    while (fm->index[i]) i = (i + 1) & fm->mask;
+    fm->index[i] = (uint32_t)(k + 1);
+  }
+}
+
 wisp_events *wisp_events_new(size_t max_series) {
   wisp_events *e = wisp_calloc(1, sizeof(*e));
   e->max = max_series ? max_series : 1;
-  for (int f = 0; f < FAM_COUNT; f++) {
-    family *fm = &e->fam[f];
-    size_t slots = e->max + OVERFLOW_SLOTS;
-    fm->items = wisp_calloc(slots, sizeof(*fm->items));
-    fm->mask = pow2_at_least(slots * 2) - 1;
-    fm->index = wisp_calloc(fm->mask + 1, sizeof(*fm->index));
-  }
+  for (int f = 0; f < FAM_COUNT; f++) family_init(&e->fam[f]);
   return e;
 }
 
@@ -100,37 +118,49 @@ void wisp_events_free(wisp_events *e) {
 
 static char *dup_or_null(const char *s) { return s && *s ? wisp_strndup(s, strnlen(s, LABEL_MAX)) : NULL; }
 
+/* The series of these labels in |fm|; made (count 0, |*made| set) when
+ * absent and |room|, else NULL. */
+static series *find_or_make(family *fm, bool room, bool *made, bool inbound, const char *reason, const char *a,
+                            const char *b, const char *c, int rule) {
+  uint64_t h = key_hash(inbound, reason, a, b, c, rule);
+  size_t i = (size_t)h & fm->mask;
+  *made = false;
+  for (; fm->index[i]; i = (i + 1) & fm->mask) {
+    series *s = fm->items[fm->index[i] - 1];
+    if (s->hash == h && same(s, inbound, reason, a, b, c, rule)) return s;
+  }
+  if (!room) return NULL;
+  if (fm->n == fm->cap) {
+    family_grow(fm);
+    i = (size_t)h & fm->mask;
+    while (fm->index[i]) i = (i + 1) & fm->mask;
+  }
+  series *s = wisp_calloc(1, sizeof(*s));
+  *s = (series){.inbound = inbound, .reason = reason, .a = dup_or_null(a), .b = dup_or_null(b), .c = dup_or_null(c),
+                .rule = rule, .hash = h};
+  fm->items[fm->n++] = s;
+  fm->index[i] = (uint32_t)fm->n;
+  *made = true;
+  return s;
+}
+
 /* Counts one event in |f|: its own series while there is room under the
- * cap, else the overflow series of its direction and reason. */
+ * cap, else the overflow series of its direction and reason (a fixed set,
+ * so those stay few). */
 static void count(wisp_events *e, int f, bool inbound, const char *reason, const char *a, const char *b,
                   const char *c, int rule) {
   family *fm = &e->fam[f];
-  for (int pass = 0; pass < 2; pass++) {
-    uint64_t h = key_hash(inbound, reason, a, b, c, rule);
-    size_t i = (size_t)h & fm->mask;
-    for (; fm->index[i]; i = (i + 1) & fm->mask) {
-      series *s = fm->items[fm->index[i] - 1];
-      if (s->hash == h && same(s, inbound, reason, a, b, c, rule)) {
-        s->count++;
-        return;
-      }
-    }
-    bool is_overflow = pass == 1;
-    if ((!is_overflow && fm->nreal < e->max) || (is_overflow && fm->n < e->max + OVERFLOW_SLOTS)) {
-      series *s = wisp_calloc(1, sizeof(*s));
-      *s = (series){.inbound = inbound, .reason = reason, .a = dup_or_null(a), .b = dup_or_null(b),
-                    .c = dup_or_null(c), .rule = rule, .count = 1, .hash = h};
-      fm->items[fm->n++] = s;
-      if (!is_overflow) fm->nreal++;
-      fm->index[i] = (uint32_t)fm->n;
-      return;
-    }
-    if (is_overflow) return; /* cannot happen: reasons are a fixed set */
-    e->overflowed++;
-    a = b = OVERFLOW;
-    c = f == FAM_UPSTREAM ? OVERFLOW : NULL;
-    rule = -2; /* "overflow" */
+  bool made;
+  series *s = find_or_make(fm, fm->nreal < e->max, &made, inbound, reason, a, b, c, rule);
+  if (s) {
+    if (made) fm->nreal++;
+    s->count++;
+    return;
   }
+  e->overflowed++;
+  s = find_or_make(fm, true, &made, inbound, reason, OVERFLOW, OVERFLOW, f == FAM_UPSTREAM ? OVERFLOW : NULL,
+                   RULE_OVERFLOW);
+  s->count++;
 }
 
 /* "1.2.3.4:5678" -> "1.2.3.4", "[::1]:5678" -> "::1": one series per
@@ -252,7 +282,7 @@ static void render_denied(wisp_json_writer *b, const family *fm, const local_nam
     wisp_json_writer_printf(b, "%s{direction=\"%s\"", kName, s->inbound ? "inbound" : "outbound");
     label(b, "decision", s->reason, UNKNOWN);
     label(b, "policy", s->a, "none");
-    label(b, "rule", s->rule == -2 ? OVERFLOW : s->rule < 0 ? "none" : rule, "none");
+    label(b, "rule", s->rule == RULE_OVERFLOW ? OVERFLOW : s->rule < 0 ? "none" : rule, "none");
     label(b, "source_principal", s->b, UNKNOWN);
     local_labels(b, "destination", l);
     wisp_json_writer_printf(b, "} %" PRIu64 "\n", s->count);

@@ -19,7 +19,7 @@
 #define ME "spiffe://shop.local/ns/shop/sa/orders"
 
 static char *render(const wisp_events *e) {
-  static char text[1 << 16];
+  static char text[1 << 20];
   wisp_json_writer w;
   wisp_json_writer_init(&w, sizeof(text) - 1, WISP_JSON_ESCAPE_U);
   wisp_events_render(&w, e, ME);
@@ -79,6 +79,32 @@ static void test_denied_and_upstream(void **state) {
   wisp_events_free(e);
 }
 
+/* Tables grow as series come: 300 distinct callers under a cap of 300
+ * each keep their count, found again after every growth; the 301st
+ * overflows. */
+static void test_growth(void **state) {
+  (void)state;
+  wisp_events *e = wisp_events_new(300);
+  char addr[32];
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < 300; i++) {
+      snprintf(addr, sizeof(addr), "10.0.%d.%d:1", i / 256, i % 256);
+      wisp_events_refused(e, true, "expired", addr, NULL);
+    }
+  }
+  assert_int_equal(wisp_events_overflowed(e), 0);
+  wisp_events_refused(e, true, "expired", "10.9.9.9:1", NULL);
+  assert_int_equal(wisp_events_overflowed(e), 1);
+  const char *t = render(e);
+  assert_non_null(strstr(t, "source_address=\"10.0.0.0\",source_principal=\"unknown\","));
+  assert_non_null(strstr(t, "source_address=\"10.0.1.43\","));
+  assert_null(strstr(t, "10.9.9.9"));
+  size_t twos = 0;
+  for (const char *q = t; (q = strstr(q, "} 2\n")) != NULL; q++) twos++;
+  assert_int_equal(twos, 300);
+  wisp_events_free(e);
+}
+
 static void test_escape(void **state) {
   (void)state;
   wisp_events *e = wisp_events_new(4);
@@ -94,6 +120,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_refused),
       cmocka_unit_test(test_denied_and_upstream),
+      cmocka_unit_test(test_growth),
       cmocka_unit_test(test_escape),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
