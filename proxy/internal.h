@@ -120,6 +120,7 @@ struct wisp_conn {
   size_t buffered_in;        /* downstream: body bytes it sent us that wait in its streams' buffers */
   size_t window_owed;        /* downstream: connection window held back while over --conn-buffer-limit */
   size_t granted;            /* downstream: window its streams got beyond the first 64 KiB, both ways */
+  size_t hdr_held;           /* downstream: header and trailer bytes its streams hold (wisp_stream: budgets) */
   int nupstream;             /* downstream: its streams holding an upstream stream (at most --max-upstream-per-caller) */
   wisp_ratelim resets;       /* downstream: RST_STREAM frames it may still send */
   const char *term_reason;   /* static; set when we terminated the session (GOAWAY sent, then close) */
@@ -162,6 +163,9 @@ struct wisp_stream {
   bool counted_up;           /* counted in its caller's nupstream */
   bool grown[2];             /* that side's window raised to WISP_H2_STREAM_WINDOW (charged to the caller) */
   uint64_t taken[2];         /* body bytes from that side taken by the other */
+  size_t hdr_held;           /* header and trailer bytes it holds, charged to the process and its caller */
+  size_t section[2];         /* bytes of the header section arriving on that side (--max-header-list-size) */
+  const char *hdr_refused[2];/* static: why that side's section is not kept (too large, no budget), else NULL */
   bool is_grpc;
   int retries;
   int status;
@@ -187,6 +191,7 @@ typedef struct {
   uint64_t conns_accepted, conns_refused, upstream_connects, upstream_failures;
   uint64_t conns_closed_early; /* the caller closed before sending a byte (TCP probes) */
   uint64_t requests, responses_error, requests_denied;
+  uint64_t streams_refused; /* REFUSED_STREAM: the caller or the process held its buffer budget */
   uint64_t finished[2][WISP_STATUS_CLASSES]; /* [wisp_direction][class] */
   uint64_t conns_limited[2]; /* closed at accept: [0] --max-connections, [1] --max-connections-per-source */
 } wisp_stats;
@@ -217,6 +222,7 @@ struct wisp_proxy {
   wisp_conn *conns;          /* every live connection */
   wisp_target *woken;        /* targets whose waiting requests may go upstream (wisp_pool) */
   size_t buffered;           /* body bytes in every stream's buffers (--buffer-limit) */
+  size_t hdr_held;           /* header and trailer bytes every stream holds (--buffer-limit too) */
   wisp_h2loop lp;            /* flushes connections before the loop sleeps */
   uint64_t next_conn_id;
   ev_timer reload;

@@ -299,6 +299,12 @@ static void render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool ready
   metric(b, "wisp_error_responses_total", "counter",
          "Error responses wisp made itself because the upstream could not be reached or verified.",
          st->responses_error);
+  metric(b, "wisp_streams_refused_total", "counter",
+         "New streams refused (REFUSED_STREAM): the caller's --conn-buffer-limit or the --buffer-limit was held.",
+         st->streams_refused);
+  metric(b, "wisp_header_bytes_held", "gauge",
+         "Decoded header and trailer bytes streams hold (name + value + 32 per field), in the buffer budgets.",
+         (uint64_t)px->hdr_held);
   /* wisp_requests_total and the rest by identity; its direction and code
    * labels are those this family always had. */
   wisp_metrics_render(b, px->metrics, wisp_tls_ready(px->tls) ? info->spiffe_id : NULL);

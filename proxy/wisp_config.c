@@ -51,6 +51,7 @@ static const opt_def kOpts[] = {
     {"max-concurrent-streams", OPT_INT, OFF(max_concurrent_streams), "100"},
     {"conn-buffer-limit", OPT_SIZE, OFF(conn_buffer_limit), "4M"},
     {"buffer-limit", OPT_SIZE, OFF(buffer_limit), "256M"},
+    {"max-header-list-size", OPT_SIZE, OFF(max_header_list_size), "60K"},
     {"log-level", OPT_STR, OFF(log_level), "info"},
     {"admin", OPT_STR, OFF(admin), NULL}, /* default WISP_ADMIN_DEFAULT, see below */
     {"agent", OPT_STR, OFF(agent), NULL},
@@ -118,7 +119,11 @@ const char *wisp_config_usage(void) {
          "  --max-upstream-per-caller N (100)      upstream streams one caller connection may hold\n"
          "  --max-concurrent-streams N (100)       streams a caller may open at once on one connection\n"
          "  --conn-buffer-limit BYTES (4M)         body bytes buffered for one caller connection\n"
-         "  --buffer-limit BYTES (256M)            body bytes buffered in all; beyond, new requests 503\n"
+         "  --buffer-limit BYTES (256M)            body bytes buffered in all\n"
+         "                                         (header bytes held count against both budgets; a new\n"
+         "                                         stream past either is refused: REFUSED_STREAM)\n"
+         "  --max-header-list-size BYTES (60K)     a header or trailer section, decoded (name + value +\n"
+         "                                         32 per field); larger requests get 431 (at most 64K)\n"
          "  --log-level debug|info|warn|error\n"
          "  --admin ADDR|off                       admin listener: /healthz /ready /certs /config\n"
          "                                         /metrics, POST /drain (default 127.0.0.1:15000)\n"
@@ -362,6 +367,11 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
     snprintf(err, err_len,
              "--cert, --key and --bundle are required (PEM files of the SVID, its key, the trust bundle), "
              "or --agent to get them from wisp-agent");
+    return WISP_ERR_USAGE;
+  }
+  if (out->max_header_list_size < WISP_HEADER_LIST_MIN || out->max_header_list_size > WISP_HEADER_LIST_MAX) {
+    snprintf(err, err_len, "--max-header-list-size %zu: expected %d to %d bytes", out->max_header_list_size,
+             WISP_HEADER_LIST_MIN, WISP_HEADER_LIST_MAX);
     return WISP_ERR_USAGE;
   }
   if (out->ipv6_source_prefix > 128) {

@@ -42,6 +42,7 @@ typedef struct {
   int max_concurrent_streams;     /* streams a caller may open on one connection (SETTINGS) */
   size_t conn_buffer_limit;       /* body bytes buffered for one caller connection */
   size_t buffer_limit;            /* body bytes buffered in all */
+  size_t max_header_list_size;    /* a decoded header section (SETTINGS_MAX_HEADER_LIST_SIZE) */
   char *log_level;                /* owned */
   char *admin;                    /* owned; admin listener address, NULL: off */
   char *metrics_listen;           /* owned; --metrics: GET /metrics only, for remote scrapers; NULL: off */
@@ -64,6 +65,10 @@ typedef struct {
 } wisp_config;
 
 #define WISP_ADMIN_DEFAULT "127.0.0.1:15000"
+/* --max-header-list-size bounds: below 1K ordinary requests fail; above 64K
+ * is more than a stream's header store holds (proxy/wisp_hdrs.h). */
+#define WISP_HEADER_LIST_MIN 1024
+#define WISP_HEADER_LIST_MAX (64 * 1024)
 
 /* Parses argv then fills unset options from the environment and defaults.
  * On WISP_ERR_USAGE |err| names the flag and the problem. |out| must be

