@@ -105,4 +105,119 @@ bexp=$(msum "$m" wisp_trust_bundle_expiry_timestamp_seconds)
 expect_match "trust bundle expiry is exported (a future unix time)" '^[0-9]{10}$' "$bexp"
 [ "${bexp:-0}" -gt "$(date +%s)" ] && ok "trust bundle expiry lies ahead" || not_ok "trust bundle expiry lies ahead" "$bexp"
 
+# ---- Part 2: Prometheus and Alertmanager, end to end ----
+# Prometheus (scrape and evaluate every second) loads the shipped rules and
+# scrapes both sidecars; Alertmanager (no cluster, 1 s group wait) sends
+# every alert on its own to a webhook receiver of ours that appends each
+# POSTed body to a file. Then two callers nobody has seen present bad
+# certificates, and their alerts must arrive.
+for bin in prometheus prometheus-alertmanager; do
+  command -v "$bin" >/dev/null || { not_ok "$bin is installed (deploy/install-deps.sh)"; finish; }
+done
+bash "$PKI" svid "$p/other-ca" "$p/intruder" "$TD/ns/shop/sa/intruder" >/dev/null
+bash "$PKI" svid "$p/ca" "$p/stale" "$TD/ns/shop/sa/stale" --expired >/dev/null
+PROM_PORT=$(free_port) AM_PORT=$(free_port) HOOK_PORT=$(free_port)
+cat >"$WORK/hook.py" <<'PY'
+import http.server, sys
+port, out = int(sys.argv[1]), sys.argv[2]
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(out, "ab") as f:
+            f.write(body.replace(b"\n", b" ") + b"\n")
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Hook).serve_forever()
+PY
+cat >"$WORK/alertmanager.yml" <<YAML
+route:
+  receiver: hook
+  group_by: ['...']
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+- name: hook
+  webhook_configs:
+  - url: http://127.0.0.1:$HOOK_PORT/
+    send_resolved: false
+YAML
+cat >"$WORK/prometheus.yml" <<YAML
+global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: ["$WISP_SRC/deploy/prometheus/wisp-alerts.rules.yaml"]
+alerting:
+  alertmanagers:
+  - static_configs: [{targets: ["127.0.0.1:$AM_PORT"]}]
+scrape_configs:
+- job_name: wisp
+  static_configs: [{targets: ["127.0.0.1:$ADM_S", "127.0.0.1:$ADM_C"]}]
+YAML
+start_bg "$WORK/hook" $PY "$WORK/hook.py" "$HOOK_PORT" "$WORK/hook.jsonl"
+start_bg "$WORK/alertmanager" prometheus-alertmanager --config.file="$WORK/alertmanager.yml" \
+  --storage.path="$WORK/am" --web.listen-address="127.0.0.1:$AM_PORT" --cluster.listen-address=
+start_bg "$WORK/prometheus" prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prom" \
+  --web.listen-address="127.0.0.1:$PROM_PORT"
+for port in "$HOOK_PORT" "$AM_PORT" "$PROM_PORT"; do
+  wait_port "$port" 60 || { not_ok "Prometheus, Alertmanager and the receiver start"; sed 's/^/# /' "$WORK"/prometheus.err | tail -5; finish; }
+done
+ok "Prometheus, Alertmanager and the webhook receiver listen on loopback"
+# targets_up: Prometheus has scraped both sidecars.
+targets_up() {
+  curl -s --max-time 5 "http://127.0.0.1:$PROM_PORT/api/v1/targets" |
+    $PY -c 'import json, sys; t = json.load(sys.stdin)["data"]["activeTargets"]; sys.exit(not (len(t) == 2 and all(x["health"] == "up" for x in t)))'
+}
+check "Prometheus scrapes both sidecars" wait_for 60 targets_up
+rules_ok() {
+  curl -s --max-time 5 "http://127.0.0.1:$PROM_PORT/api/v1/rules" |
+    $PY -c 'import json, sys; g = json.load(sys.stdin)["data"]["groups"]; r = [x for y in g for x in y["rules"]]
+sys.exit(not (sum(x["type"] == "alerting" for x in r) >= 10 and all(x["health"] == "ok" for x in r)))'
+}
+check "Prometheus loaded the shipped rules, all evaluating without error" wait_for 30 rules_ok
+
+present intruder
+present stale
+# arrived ALERTNAME PRINCIPAL REASON: an alert with these labels (and the
+# caller's address) reached the receiver; prints its summary.
+arrived() {
+  [ -s "$WORK/hook.jsonl" ] || return 1
+  $PY - "$WORK/hook.jsonl" "$@" <<'PY'
+import json, sys
+path, name, principal, reason = sys.argv[1:5]
+for line in open(path):
+    for a in json.loads(line).get("alerts", []):
+        l = a["labels"]
+        if (a["status"] == "firing" and l.get("alertname") == name and l.get("source_principal") == principal
+                and l.get("reason") == reason and l.get("source_address") == "127.0.0.1"):
+            print(a["annotations"]["summary"])
+            sys.exit(0)
+sys.exit(1)
+PY
+}
+if wait_for 90 arrived WispUnknownCACaller "$TD/ns/shop/sa/intruder" unknown_ca >/dev/null; then
+  summary=$(arrived WispUnknownCACaller "$TD/ns/shop/sa/intruder" unknown_ca)
+  ok "WispUnknownCACaller reached the receiver: reason unknown_ca, caller 127.0.0.1 claiming .../sa/intruder"
+  expect_match "... its summary names the caller and the workload" "^127\.0\.0\.1 \(claiming $TD/ns/shop/sa/intruder\) .* to orders\.shop " "$summary"
+else
+  not_ok "WispUnknownCACaller reached the receiver" "$(tail -c 1500 "$WORK/hook.jsonl" 2>/dev/null)"
+fi
+if wait_for 90 arrived WispExpiredCertCaller "$TD/ns/shop/sa/stale" expired >/dev/null; then
+  ok "WispExpiredCertCaller reached the receiver: reason expired, caller 127.0.0.1 claiming .../sa/stale"
+else
+  not_ok "WispExpiredCertCaller reached the receiver" "$(tail -c 1500 "$WORK/hook.jsonl" 2>/dev/null)"
+fi
+# Each caller's alert says its own reason: no expired alert for the
+# unknown-CA caller, nor the other way round.
+if $PY -c 'import json, sys
+bad = {("WispExpiredCertCaller", sys.argv[2] + "/ns/shop/sa/intruder"), ("WispUnknownCACaller", sys.argv[2] + "/ns/shop/sa/stale")}
+for line in open(sys.argv[1]):
+    for a in json.loads(line)["alerts"]:
+        if (a["labels"]["alertname"], a["labels"].get("source_principal")) in bad:
+            sys.exit(1)' "$WORK/hook.jsonl" "$TD"; then
+  ok "neither caller is named in the other's alert"
+else
+  not_ok "neither caller is named in the other's alert" "$(cat "$WORK/hook.jsonl")"
+fi
+
 finish
