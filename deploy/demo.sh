@@ -93,4 +93,7 @@ curl -s --http2-prior-knowledge http://127.0.0.1:18001/admin/users
 echo
 echo "== wispctl status"
 "$WISPCTL" --agent "unix://$SOCK" status
+echo
+echo "== wispctl check --proxy 127.0.0.1:18501 (the frontend's sidecar)"
+"$WISPCTL" --agent "unix://$SOCK" check --proxy 127.0.0.1:18501 || echo "(wispctl check: a check failed, see above)"
 grep -q "URI=$TD/ns/shop/sa/frontend" "$DEMO/body" && echo && echo "demo ok: orders saw the caller as $TD/ns/shop/sa/frontend over mTLS"

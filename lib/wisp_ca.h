@@ -99,6 +99,8 @@ wisp_err wisp_ca_certs_from_der(STACK_OF(X509) **out_certs, const uint8_t *der, 
 /* Sets |*out_unix| to |cert|'s notAfter in seconds since the Unix epoch.
  * (BoringSSL of this vintage has no ASN1_TIME_to_posix.) */
 wisp_err wisp_ca_cert_not_after(const X509 *cert, int64_t *out_unix) WISP_MUST_CHECK;
+/* The same for notBefore. */
+wisp_err wisp_ca_cert_not_before(const X509 *cert, int64_t *out_unix) WISP_MUST_CHECK;
 
 /* Writes |cert|'s serial number as BoringSSL's BN_bn2hex does (lower-case
  * hex without leading zeros, "-" first if negative; OpenSSL's is upper-case)

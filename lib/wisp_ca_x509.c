@@ -332,6 +332,10 @@ wisp_err wisp_ca_cert_not_after(const X509 *cert, int64_t *out_unix) {
   return wca_asn1_time_unix(X509_get0_notAfter(cert), out_unix);
 }
 
+wisp_err wisp_ca_cert_not_before(const X509 *cert, int64_t *out_unix) {
+  return wca_asn1_time_unix(X509_get0_notBefore(cert), out_unix);
+}
+
 void wisp_ca_cert_serial_hex(const X509 *cert, char *out, size_t out_len) {
   BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
   char *hex = bn ? BN_bn2hex(bn) : NULL;

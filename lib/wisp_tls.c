@@ -345,6 +345,7 @@ static wisp_err cert_info(wisp_tls_info *info, SSL_CTX *ctx, char *err, size_t e
   wisp_ca_cert_serial_hex(leaf, info->serial, sizeof(info->serial));
   asn1_time_str(X509_get0_notAfter(leaf), info->not_after, sizeof(info->not_after));
   if (wisp_ca_cert_not_after(leaf, &info->not_after_unix) != WISP_OK) info->not_after_unix = 0;
+  if (wisp_ca_cert_not_before(leaf, &info->not_before_unix) != WISP_OK) info->not_before_unix = 0;
   return WISP_OK;
 }
 

@@ -72,6 +72,7 @@ typedef struct {
   char serial[80];          /* hex */
   char not_after[64];       /* human-readable, GMT */
   int64_t not_after_unix;
+  int64_t not_before_unix;
   char bundle_not_after[64];
   int64_t bundle_not_after_unix; /* the earliest root's; 0: none */
   int bundle_roots;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/wisp_ca.h"
 #include "proxy/wisp_agent_client.h"
 #include "proxy/wisp_intercept.h"
 
@@ -56,6 +57,10 @@ void wisp_admin_render_status(wisp_json_writer *b, const wisp_proxy *px, bool re
   put_str(b, "spiffe_id", loaded ? info->spiffe_id : NULL);
   put_str(b, "svid_serial", loaded ? info->serial : NULL);
   put_time(b, "svid_not_after_unix", loaded ? info->not_after_unix : 0);
+  /* When it was issued, for its lifetime: the agent starts SVIDs a little
+   * early (clock skew), which is not lifetime. */
+  int64_t issued = info->not_before_unix + (px->agent ? WISP_CA_BACKDATE_SEC : 0);
+  put_time(b, "svid_issued_unix", loaded && info->not_before_unix ? issued : 0);
   wisp_json_writer_key(b, "bundle_roots");
   wisp_json_writer_int(b, loaded ? info->bundle_roots : 0);
   put_time(b, "bundle_not_after_unix", loaded ? info->bundle_not_after_unix : 0);

@@ -746,6 +746,7 @@ static void on_status(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
     items[i].nacked_version = r->nacked;
     items[i].svid_serial = r->serial;
     items[i].svid_not_after_unix = r->not_after;
+    items[i].svid_signed_unix = r->signed_at;
     items[i].last_seen_unix = r->last_seen;
     ptrs[i] = &items[i];
   }

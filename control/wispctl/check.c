@@ -97,8 +97,8 @@ static const char kHintNack[] =
     "policy check FILE), then wispctl apply -f FILE again; the proxy's log has the same reason (\"event\":\"nack\")";
 static const char kHintSvid[] =
     "proxies renew at about half-life: an SVID this close to its end means renewals fail (the proxy's log: "
-    "\"sign_failed\"; the agent must be reachable), or the agent's --svid-ttl is shorter than "
-    "--svid-min-validity (then lower it)";
+    "\"sign_failed\"; the agent must be reachable), or, with --svid-min-validity given, the agent's --svid-ttl is "
+    "shorter than it";
 
 void wispctl_check_when(char *out, size_t out_len, int64_t t, int64_t now) {
   char span[32], at[64];
@@ -270,6 +270,17 @@ static void check_nacks(wispctl_report *r, const Wisp__V1__StatusResponse *st) {
   }
 }
 
+int64_t wispctl_check_svid_min(const wispctl_check_opts *o, int64_t issued, int64_t not_after) {
+  int64_t lifetime = issued && not_after > issued ? not_after - issued : 0;
+  if (o->svid_min_given || lifetime == 0) return o->svid_min_s;
+  return lifetime / 4 < o->svid_min_s ? lifetime / 4 : o->svid_min_s;
+}
+
+static bool svid_near_end(const wispctl_check_opts *o, const Wisp__V1__ProxyStatus *p, int64_t now) {
+  int64_t t = p->svid_not_after_unix;
+  return t - now < wispctl_check_svid_min(o, p->svid_signed_unix, t);
+}
+
 static void check_svids(wispctl_report *r, const Wisp__V1__StatusResponse *st, const wispctl_check_opts *o,
                         int64_t now) {
   size_t bad = 0, connected = 0;
@@ -277,25 +288,39 @@ static void check_svids(wispctl_report *r, const Wisp__V1__StatusResponse *st, c
     const Wisp__V1__ProxyStatus *p = st->proxies[i];
     if (!p->connected || !p->svid_not_after_unix) continue;
     connected++;
-    if (p->svid_not_after_unix - now < o->svid_min_s) bad++;
+    bad += svid_near_end(o, p, now);
   }
-  char min[32], w[128];
+  char min[32], w[128], age[32];
   wispctl_format_span(min, sizeof(min), o->svid_min_s);
-  if (!bad) {
+  if (!bad && o->svid_min_given) {
     wispctl_report_add(r, "agent", "agent.svids", WISPCTL_PASS, NULL,
                        "the SVIDs of connected proxies (%zu) are valid for more than %s", connected, min);
     return;
   }
-  wispctl_check *c = wispctl_report_add(r, "agent", "agent.svids", WISPCTL_FAIL, kHintSvid,
-                                        "%zu of %zu connected proxies hold an SVID valid for less than %s "
-                                        "(--svid-min-validity)",
-                                        bad, connected, min);
+  if (!bad) {
+    wispctl_report_add(r, "agent", "agent.svids", WISPCTL_PASS, NULL,
+                       "the SVIDs of connected proxies (%zu) are not near expiry", connected);
+    return;
+  }
+  wispctl_check *c;
+  if (o->svid_min_given) {
+    c = wispctl_report_add(r, "agent", "agent.svids", WISPCTL_FAIL, kHintSvid,
+                           "%zu of %zu connected proxies hold an SVID valid for less than %s (--svid-min-validity)",
+                           bad, connected, min);
+  } else {
+    c = wispctl_report_add(r, "agent", "agent.svids", WISPCTL_FAIL, kHintSvid,
+                           "%zu of %zu connected proxies hold an SVID near expiry (less than a quarter of its "
+                           "lifetime, or %s, left: its renewal is overdue)",
+                           bad, connected, min);
+  }
   for (size_t i = 0; i < st->n_proxies; i++) {
     const Wisp__V1__ProxyStatus *p = st->proxies[i];
-    if (!p->connected || !p->svid_not_after_unix || p->svid_not_after_unix - now >= o->svid_min_s) continue;
+    if (!p->connected || !p->svid_not_after_unix || !svid_near_end(o, p, now)) continue;
     wispctl_check_when(w, sizeof(w), p->svid_not_after_unix, now);
-    wispctl_check_detail(c, "%s: SVID %s %s %s", p->spiffe_id, has(p->svid_serial) ? p->svid_serial : "?",
-                         p->svid_not_after_unix <= now ? "expired" : "expires", w);
+    wispctl_format_span(age, sizeof(age), now - p->svid_signed_unix);
+    wispctl_check_detail(c, "%s: SVID %s %s %s, signed %s ago", p->spiffe_id, has(p->svid_serial) ? p->svid_serial : "?",
+                         p->svid_not_after_unix <= now ? "expired" : "expires", w,
+                         p->svid_signed_unix ? age : "?");
   }
 }
 

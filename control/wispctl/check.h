@@ -42,6 +42,7 @@ typedef struct {
   const char *proxy;        /* the sidecar's admin address, NULL: none */
   int64_t ca_min_s;         /* --ca-min-validity */
   int64_t svid_min_s;       /* --svid-min-validity */
+  bool svid_min_given;      /* else: a quarter of each SVID's lifetime, at most svid_min_s */
   bool json;
 } wispctl_check_opts;
 
@@ -56,6 +57,11 @@ wispctl_check *wispctl_report_add(wispctl_report *r, const char *group, const ch
                                   const char *hint, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 void wispctl_check_detail(wispctl_check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void wispctl_report_free(wispctl_report *r);
+/* How long an SVID issued at |issued| and ending at |not_after| must
+ * still be valid: --svid-min-validity as given; by default a quarter of
+ * its lifetime (renewal comes at about half-life, so less left means it is
+ * overdue), at most the default 1h. */
+int64_t wispctl_check_svid_min(const wispctl_check_opts *o, int64_t issued, int64_t not_after);
 /* "in 3d4h (2026-06-01T12:00:00Z)" or "2h ago (...)". */
 void wispctl_check_when(char *out, size_t out_len, int64_t t, int64_t now);
 

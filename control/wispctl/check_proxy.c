@@ -160,6 +160,7 @@ static void check_interception(wispctl_report *r, json_t *s) {
 static void check_svid(wispctl_report *r, json_t *s, const wispctl_check_opts *o, int64_t now) {
   const char *id = str(s, "spiffe_id");
   int64_t t = num(s, "svid_not_after_unix");
+  int64_t min_s = wispctl_check_svid_min(o, num(s, "svid_issued_unix"), t);
   char w[128], min[32];
   wispctl_format_span(min, sizeof(min), o->svid_min_s);
   wispctl_check_when(w, sizeof(w), t, now);
@@ -167,9 +168,13 @@ static void check_svid(wispctl_report *r, json_t *s, const wispctl_check_opts *o
     wispctl_report_add(r, "proxy", "proxy.svid", WISPCTL_FAIL, kHintSvid, "the sidecar holds no SVID");
   } else if (t <= now) {
     wispctl_report_add(r, "proxy", "proxy.svid", WISPCTL_FAIL, kHintSvid, "its SVID for %s expired %s", id, w);
-  } else if (t - now < o->svid_min_s) {
+  } else if (t - now < min_s && o->svid_min_given) {
     wispctl_report_add(r, "proxy", "proxy.svid", WISPCTL_FAIL, kHintSvid,
                        "its SVID for %s expires %s, within --svid-min-validity %s", id, w, min);
+  } else if (t - now < min_s) {
+    wispctl_report_add(r, "proxy", "proxy.svid", WISPCTL_FAIL, kHintSvid,
+                       "its SVID for %s expires %s: less than a quarter of its lifetime left, its renewal is overdue",
+                       id, w);
   } else {
     wispctl_report_add(r, "proxy", "proxy.svid", WISPCTL_PASS, NULL, "its SVID for %s is valid, expires %s", id, w);
   }

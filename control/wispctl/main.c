@@ -46,7 +46,8 @@ static const char kUsage[] =
     "                        sidecar: ready, interception, SVID, bundle, policy, the\n"
     "                        upstreams it fails to reach. Exit 0 when none failed.\n"
     "                        Thresholds: --ca-min-validity (default " WISPCTL_CHECK_CA_MIN_DEFAULT "),\n"
-    "                        --svid-min-validity (default " WISPCTL_CHECK_SVID_MIN_DEFAULT ")\n"
+    "                        --svid-min-validity (default: a quarter of each SVID's\n"
+    "                        lifetime, at most " WISPCTL_CHECK_SVID_MIN_DEFAULT ")\n"
     "  policy check FILE     validate a policy file offline (no agent): exit 0 if it\n"
     "                        would be accepted, else 1 with the document, field, reason\n"
     "  ca rotate prepare|activate|finish [--force]\n"
@@ -335,6 +336,7 @@ static int cmd_check(const args *a) {
   if ((rc = parse_min("--ca-min-validity", a->ca_min, WISPCTL_CHECK_CA_MIN_DEFAULT, &o.ca_min_s)) != 0) return rc;
   if ((rc = parse_min("--svid-min-validity", a->svid_min, WISPCTL_CHECK_SVID_MIN_DEFAULT, &o.svid_min_s)) != 0)
     return rc;
+  o.svid_min_given = a->svid_min != NULL;
   return wispctl_check_run(&o, now_unix());
 }
 

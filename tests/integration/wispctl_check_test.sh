@@ -81,7 +81,7 @@ expect_match "... rotation" '^✓ no CA rotation in progress$' "$OUT"
 expect_match "... proxies connected" '^✓ all 2 known proxies are connected$' "$OUT"
 expect_match "... ACKed" "^✓ every connected proxy \(2\) ACKed policy version $V$" "$OUT"
 expect_match "... no NACK" '^✓ no proxy refused a config \(no NACK\)$' "$OUT"
-expect_match "... SVIDs" '^✓ the SVIDs of connected proxies \(2\) are valid for more than 1h$' "$OUT"
+expect_match "... SVIDs" '^✓ the SVIDs of connected proxies \(2\) are not near expiry$' "$OUT"
 expect_match "... and the summary" '^✓ all 8 checks passed$' "$OUT"
 chk --proxy "127.0.0.1:$ADM_C"
 expect_eq "healthy sidecar: exit 0" "0" "$RC"
@@ -235,8 +235,11 @@ start_proxy short --agent "unix://$SOCK" --spiffe-id "$TD/ns/shop/sa/orders" --j
 check "a sidecar with a 2-minute SVID is ready" wait_for 20 ready "$ADM_T"
 connected1() { ac status | grep -q '"connected":true'; }
 check "... and connected" wait_for 20 connected1
-chk --proxy "127.0.0.1:$ADM_T"
-expect_eq "short SVIDs, CA near its end: exit 1" 1 "$RC"
+chk --proxy "127.0.0.1:$ADM_T" -o json
+expect_eq "2-minute SVIDs just issued are not near expiry (a quarter of their lifetime by default)" "pass pass" \
+  "$(jq_check agent.svids | cut -d'|' -f1) $(jq_check proxy.svid | cut -d'|' -f1)"
+chk --proxy "127.0.0.1:$ADM_T" --svid-min-validity 1h
+expect_eq "--svid-min-validity 1h with 2-minute SVIDs, CA near its end: exit 1" 1 "$RC"
 expect_match "CA: ✗ with its expiry and the threshold" \
   '^✗ the CA certificate expires in 1d2[0-9]h.* \(20[0-9-]+T[0-9:]+Z\), within --ca-min-validity 30d$' "$OUT"
 expect_match "... the hint: rotate" '^    hint: rotate the CA before it expires: wispctl ca rotate prepare' "$OUT"
@@ -284,6 +287,34 @@ expect_match "--proxy wants IP:PORT" '^    --proxy sidecar.local: want the admin
 
 stop_proxy short
 stop_proxy transp
+
+# ---- renewals failing: an SVID near its end ----
+# The agent's socket moves away: the sidecar cannot renew (a new connection
+# each time) while its Watch stays open, and wispctl reaches the agent at
+# the new name.
+stop_agent
+start_agent "$WORK/state3" --svid-ttl 24s
+ac token "$TD/ns/shop/sa/orders" | field token >"$WORK/orders3.token"
+ADM_O=$(free_port) IN_O=$(free_port)
+start_proxy overdue --agent "unix://$SOCK" --spiffe-id "$TD/ns/shop/sa/orders" --join-token-file "$WORK/orders3.token" \
+  --inbound "127.0.0.1:$IN_O" --app "127.0.0.1:$APP_PORT" --admin "127.0.0.1:$ADM_O"
+check "a sidecar with 24 s SVIDs is ready" wait_for 20 ready "$ADM_O"
+check "... and connected" wait_for 20 connected1
+mv "$SOCK" "$SOCK.moved"
+overdue() {
+  "$WISPCTL" --agent "unix://$SOCK.moved" check --proxy "127.0.0.1:$ADM_O" >"$WORK/chk.out" 2>&1
+  grep -q "^✗ its SVID for $TD/ns/shop/sa/orders expires in [0-9]*s .*its renewal is overdue$" "$WORK/chk.out"
+}
+check "renewals failing: the sidecar's SVID is reported near expiry" wait_for 40 overdue
+OUT=$(cat "$WORK/chk.out")
+expect_match "... in words, with the cause" \
+  "^✗ its SVID for $TD/ns/shop/sa/orders expires in [0-9]+s \(.*\): less than a quarter of its lifetime left, its renewal is overdue$" "$OUT"
+expect_match "... the agent says so too" \
+  '^✗ 1 of 1 connected proxies hold an SVID near expiry \(less than a quarter of its lifetime, or 1h, left: its renewal is overdue\)$' "$OUT"
+expect_match "... which, and when it was signed" "^    $TD/ns/shop/sa/orders: SVID [0-9a-fA-F]+ expires in [0-9]+s \(.*\), signed [0-9]+s ago$" "$OUT"
+check "the sidecar logs the failed renewals" grep -q 'sign_failed' "$WORK/overdue.err"
+mv "$SOCK.moved" "$SOCK"
+stop_proxy overdue
 
 # ---- a sidecar on certificate files, no agent ----
 make_pki
