@@ -518,7 +518,13 @@ check "... serves at once with the SVID from --svid-cache" wait_for 10 logs_matc
   "\"type\":\"cert\",\"event\":\"restored\",\"spiffe_id\":\"$TD/ns/shop/sa/orders\".*from --svid-cache"
 check "... and is ready" wait_for 20 ready "$OA"
 expect_eq "... and frontend is served" orders "$(pm exec "$FA" curl -s --max-time 10 http://orders:8080/)"
-check "... and it renewed over mTLS without the token" wait_for 10 renewed
+# An SVID issued on a service-account token renews only with a current one
+# (a stolen SVID key must not renew forever): refused while the file is
+# empty, renewed once the kubelet's next token is there.
+renew_refused() { pm logs "$OP" 2>&1 | sed -n '/"event":"restored"/,$p' | grep -q '"event":"sign_failed".*needs a current token'; }
+check "... its renewal without the token is refused, saying a current token is needed" wait_for 20 renew_refused
+"$PY" "$ST" mint --keys "$WORK/keys" --ns shop --sa orders --pod orders-0 --exp-in 3600 >"$tokvol/token"
+check "... and it renews over mTLS once the next token is in the file" wait_for 40 renewed
 
 status_lists() { pm exec "$A" wispctl status 2>&1 | grep -q "sa/frontend" && pm exec "$A" wispctl status 2>&1 | grep -q "sa/orders"; }
 check "wispctl status in the agent pod lists both sidecars" status_lists
