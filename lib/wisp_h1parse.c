@@ -412,3 +412,25 @@ bool wisp_h1_hop_by_hop(const wisp_h1_head *h, const wisp_h1_field *f) {
   }
   return false;
 }
+
+int wisp_h1_request_line(const uint8_t *d, size_t len) {
+  if (len > WISP_H1_LINE_MAX) len = WISP_H1_LINE_MAX;
+  const uint8_t *lf = memchr(d, '\n', len);
+  if (!lf) return len == WISP_H1_LINE_MAX ? 0 : -1;
+  size_t n = (size_t)(lf - d);
+  static const char kVersion[] = " HTTP/1.";
+  size_t vlen = sizeof(kVersion) - 1;
+  /* ... SP "HTTP/1." DIGIT CR LF, after a method token and a target */
+  if (n < vlen + 4 || d[n - 1] != '\r' || d[n - 2] < '0' || d[n - 2] > '9') return 0;
+  if (memcmp(d + n - 2 - vlen, kVersion, vlen) != 0) return 0;
+  size_t i = 0;
+  while (i < n && d[i] != ' ') {
+    if (!token((const char *)d + i, 1)) return 0;
+    i++;
+  }
+  if (i == 0 || i + 1 >= n - 2 - vlen) return 0; /* a method, a space, a target */
+  for (size_t j = i + 1; j < n - 2 - vlen; j++) {
+    if (d[j] <= ' ' || d[j] == 0x7f) return 0;
+  }
+  return 1;
+}

@@ -112,6 +112,14 @@ wisp_h1p_result wisp_h1parse_eof(wisp_h1parse *p);
 /* Between messages: no byte of a next one taken yet. */
 bool wisp_h1parse_idle(const wisp_h1parse *p);
 
+/* Longest request line taken as HTTP/1 by wisp_h1_request_line. */
+#define WISP_H1_LINE_MAX (8 * 1024)
+/* Is this the start of an HTTP/1 request: "METHOD SP target SP HTTP/1.x"
+ * then CRLF? 1 yes, 0 no, -1 not known before more bytes (no LF yet, fewer
+ * than WISP_H1_LINE_MAX). What tells HTTP/1 from another protocol whose
+ * first word and space look alike (memcached's "get k"). */
+int wisp_h1_request_line(const uint8_t *data, size_t len);
+
 /* Hop-by-hop fields (RFC 9110 7.6.1) a proxy does not forward:
  * Connection and every field it names, Keep-Alive, Proxy-Connection,
  * Transfer-Encoding, Upgrade, TE (except "trailers", which HTTP/2 keeps),

@@ -76,6 +76,8 @@ typedef struct {
   ev_timer repoll;
   size_t seen;   /* undecided bytes at the last look */
   bool lowat;    /* SO_RCVLOWAT raised: put back before handing |fd| over */
+  wisp_sniff_classifier classify;
+  size_t peek_max;
   wisp_sniff_cb cb;
   void *arg;
 } sniff;
@@ -107,8 +109,8 @@ static bool peer_hung_up(int fd) {
  * where that is ignored, a short re-poll. At the deadline (|last|) it
  * decides with what there is. */
 static void look(sniff *sn, bool last) {
-  uint8_t head[WISP_SNIFF_PEEK_MAX];
-  ssize_t n = recv(sn->fd, head, sizeof(head), MSG_PEEK);
+  uint8_t head[WISP_SNIFF_WATCH_MAX];
+  ssize_t n = recv(sn->fd, head, sn->peek_max, MSG_PEEK);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
     if (last) done(sn, WISP_SNIFF_TIMEOUT);
     return;
@@ -117,7 +119,7 @@ static void look(sniff *sn, bool last) {
     done(sn, WISP_SNIFF_CLOSED);
     return;
   }
-  wisp_sniff_proto p = wisp_sniff_classify(head, (size_t)n);
+  wisp_sniff_proto p = sn->classify(head, (size_t)n);
   /* Undecided and no more coming (half-closed, or out of time): not HTTP/2. */
   if (p == WISP_SNIFF_NEED_MORE && (last || peer_hung_up(sn->fd))) p = WISP_SNIFF_OTHER;
   if (p != WISP_SNIFF_NEED_MORE) {
@@ -146,8 +148,15 @@ static void on_repoll(struct ev_loop *loop, ev_timer *w, int revents) {
 static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents) { look(w->data, true); }
 
 void wisp_sniff_start(struct ev_loop *loop, int fd, double timeout, wisp_sniff_cb cb, void *arg) {
+  wisp_sniff_start_with(loop, fd, timeout, wisp_sniff_classify, WISP_SNIFF_PEEK_MAX, cb, arg);
+}
+
+void wisp_sniff_start_with(struct ev_loop *loop, int fd, double timeout, wisp_sniff_classifier classify,
+                           size_t peek_max, wisp_sniff_cb cb, void *arg) {
   sniff *sn = wisp_calloc(1, sizeof(*sn));
   sn->loop = loop;
+  sn->classify = classify;
+  sn->peek_max = peek_max < WISP_SNIFF_WATCH_MAX ? peek_max : WISP_SNIFF_WATCH_MAX;
   sn->fd = fd;
   sn->cb = cb;
   sn->arg = arg;

@@ -54,4 +54,13 @@ typedef void (*wisp_sniff_cb)(int fd, wisp_sniff_proto proto, void *arg);
  * after the start. */
 void wisp_sniff_start(struct ev_loop *loop, int fd, double timeout, wisp_sniff_cb cb, void *arg);
 
+/* A classifier with wisp_sniff_classify's contract, looking at up to
+ * |peek_max| bytes (NEED_MORE never once it has them). */
+typedef wisp_sniff_proto (*wisp_sniff_classifier)(const uint8_t *data, size_t len);
+#define WISP_SNIFF_WATCH_MAX (8 * 1024)
+/* wisp_sniff_start with another classifier (|peek_max| at most
+ * WISP_SNIFF_WATCH_MAX): e.g. a second look at a whole HTTP/1 request line. */
+void wisp_sniff_start_with(struct ev_loop *loop, int fd, double timeout, wisp_sniff_classifier classify,
+                           size_t peek_max, wisp_sniff_cb cb, void *arg);
+
 #endif

@@ -354,13 +354,7 @@ static void log_refused(wisp_listener *l, const char *peer, const char *kind, co
   log_unaccepted(l, peer, "refused", reason, NULL);
 }
 
-typedef struct {
-  wisp_listener *l;
-  wisp_target *dst;
-  char peer[64];
-  wisp_connlimit_slot slot;
-  ev_tstamp accepted;
-} inbound_sniff;
+typedef wisp_conn_pending inbound_sniff;
 
 static void on_inbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
   inbound_sniff *in = arg;
@@ -400,22 +394,20 @@ void wisp_conn_accept_h2c(wisp_listener *l, wisp_target *dst, int fd, const char
   wisp_h2conn_recv(&c->io);
 }
 
-typedef struct {
-  wisp_listener *l;
-  wisp_target *dst;
-  char peer[64];
-  wisp_connlimit_slot slot;
-  ev_tstamp accepted;
-} outbound_sniff;
+typedef wisp_conn_pending outbound_sniff;
 
-/* The whole HTTP/2 client preface goes to the L7 path; anything else
- * (or silence) is L4. A route listener's callers speak HTTP: HTTP/1 goes
+/* The whole HTTP/2 client preface goes to the L7 path, and so does an
+ * HTTP/1 request line (wisp_h1_detect); anything else (or silence) is L4.
+ * A route listener's callers speak HTTP: HTTP/1 goes
  * through wisp_h1, anything else to the HTTP/2 path, which refuses it as
  * it always did (bad preface, or no preface in time). */
 static void on_outbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
   outbound_sniff *o = arg;
   if (o->l->target && proto == WISP_SNIFF_HTTP1) {
     wisp_h1_accept(o->l, o->dst, fd, o->peer, &o->slot, o->accepted);
+  } else if (proto == WISP_SNIFF_HTTP1) {
+    /* transparent: HTTP/1 only with a whole request line, else L4 */
+    wisp_h1_detect(o->l, o->dst, fd, o->peer, &o->slot, o->accepted, WISP_DETECT_TIMEOUT);
   } else if (o->l->target && proto == WISP_SNIFF_CLOSED) {
     o->l->px->stats.conns_closed_early++;
     log_unaccepted(o->l, o->peer, "closed", "closed before sending a request (the peer sent nothing)", NULL);

@@ -11,6 +11,16 @@
  * handshake; outbound ones speak h2c at once. */
 void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer);
 
+/* A caller whose protocol is still being detected: what its connection
+ * will need once that is decided (the sniffers' argument). */
+typedef struct {
+  wisp_listener *l;
+  wisp_target *dst;          /* held while detecting */
+  char peer[64];
+  wisp_connlimit_slot slot;
+  ev_tstamp accepted;
+} wisp_conn_pending;
+
 /* Serves |fd| (taken) as an h2c caller of outbound listener |l| going to
  * |dst|, taking |slot|; |accepted|: when its handshake budget began. */
 void wisp_conn_accept_h2c(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,

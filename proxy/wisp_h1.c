@@ -12,7 +12,9 @@
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
 #include "proxy/wisp_admin_http.h"
+#include "lib/wisp_sniff.h"
 #include "proxy/wisp_conn.h"
+#include "proxy/wisp_proxy.h"
 #include "proxy/wisp_tunnel.h"
 
 /* Bytes read from a socket at a time. */
@@ -757,4 +759,37 @@ void wisp_h1_accept(wisp_listener *l, wisp_target *dst, int fd, const char *peer
   wisp_connlimit_slot none = {0};
   wisp_conn_accept_h2c(l, dst, sp[0], peer, &none, accepted);
   pump(h);
+}
+
+/* ---- transparent mode: is it really HTTP/1? ---- */
+
+typedef wisp_conn_pending h1detect;
+
+static wisp_sniff_proto request_line(const uint8_t *d, size_t len) {
+  int r = wisp_h1_request_line(d, len);
+  return r > 0 ? WISP_SNIFF_HTTP1 : r == 0 ? WISP_SNIFF_OTHER : WISP_SNIFF_NEED_MORE;
+}
+
+static void on_detected(int fd, wisp_sniff_proto proto, void *arg) {
+  h1detect *d = arg;
+  if (proto == WISP_SNIFF_HTTP1) {
+    wisp_h1_accept(d->l, d->dst, fd, d->peer, &d->slot, d->accepted);
+  } else if (proto != WISP_SNIFF_CLOSED) {
+    wisp_tunnel_outbound(d->l->px, fd, d->peer, d->dst, &d->slot);
+  }
+  wisp_connlimit_release(&d->slot); /* the caller left meanwhile */
+  wisp_proxy_release_target(d->dst);
+  free(d);
+}
+
+void wisp_h1_detect(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
+                    ev_tstamp accepted, double timeout) {
+  h1detect *d = wisp_calloc(1, sizeof(*d));
+  d->l = l;
+  d->dst = dst;
+  d->accepted = accepted;
+  snprintf(d->peer, sizeof(d->peer), "%s", peer);
+  wisp_connlimit_move(&d->slot, slot);
+  wisp_proxy_hold_target(dst);
+  wisp_sniff_start_with(l->px->loop, fd, timeout, request_line, WISP_H1_LINE_MAX, on_detected, d);
 }

@@ -77,4 +77,11 @@ void wisp_h1_put_last_chunk(wisp_buf *out, const wisp_hdrs *trailers);
 void wisp_h1_accept(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
                     ev_tstamp accepted);
 
+/* Transparent outbound: a caller whose first word looked like an HTTP/1
+ * method. Waits (up to |timeout| s) for its whole first line: a request
+ * line goes to wisp_h1_accept, anything else to an L4 tunnel, as before.
+ * Takes |fd| and |slot|; holds |dst| meanwhile. */
+void wisp_h1_detect(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
+                    ev_tstamp accepted, double timeout);
+
 #endif

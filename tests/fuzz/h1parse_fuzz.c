@@ -7,7 +7,9 @@
  *   - every head handed out has token field names in lower case and values
  *     without CR, LF or NUL; a chunked head has no Content-Length;
  *   - a refusal has a status (400, 417 or 501) and a reason; body bytes
- *     never exceed the input.
+ *     never exceed the input;
+ *   - wisp_h1_request_line (transparent mode's HTTP/1 test) never changes
+ *     its decision as more bytes arrive.
  *
  * Replayed over corpus/h1parse/ by //tests/fuzz:h1parse_fuzz_replay in the
  * normal suite; tests/fuzz/run_fuzzers.sh fuzzes it for real. */
@@ -115,6 +117,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   CHECK(sa == sb);
   CHECK(a.len == b.len && memcmp(a.t, b.t, a.len) == 0);
   CHECK(a.body <= size);
+  /* The request-line check: a decision never changes with more bytes, and
+   * a yes has its line (LF) within WISP_H1_LINE_MAX. */
+  int decided = -1;
+  size_t upto = size < 512 ? size : 512;
+  for (size_t n = 0; n <= upto; n++) {
+    int r = wisp_h1_request_line(data, n);
+    if (decided >= 0) CHECK(r == decided);
+    if (r == 1) CHECK(memchr(data, '\n', n) != NULL);
+    decided = r;
+  }
+  if (decided >= 0) CHECK(wisp_h1_request_line(data, size) == decided);
   wisp_h1parse_cleanup(&pa);
   wisp_h1parse_cleanup(&pb);
   return 0;

@@ -101,6 +101,20 @@ expect_match "the client app reaches the server app at its real IP" '"path":"/se
 expect_match "the server app sees the caller's SPIFFE ID in x-forwarded-client-cert" \
   "\"x-forwarded-client-cert\":\"By=$TD/ns/shop/sa/orders;URI=$TD/ns/shop/sa/frontend\"" "$body"
 
+# --- HTTP/1.1 from the app: a whole request line makes it L7 (issue 14) ---
+body=$(netns_as client $APP_UID curl -s --max-time 10 --http1.1 "http://10.77.0.22:8080/h1-transparent")
+expect_match "an HTTP/1.1 client app reaches the server app at its real IP" '"path":"/h1-transparent"' "$body"
+check "... carried at L7: both sidecars log it as a request with method and path" wait_for 5 sh -c \
+  "grep -q '\"type\":\"request\".*\"method\":\"GET\",\"path\":\"/h1-transparent\"' '$WORK/client.out' &&
+   grep -q '\"type\":\"request\".*\"method\":\"GET\",\"path\":\"/h1-transparent\"' '$WORK/server.out'"
+out=$(netns_as client $APP_UID $PY -c '
+import hashlib, socket
+data = b"get some-key\r\n"
+c = socket.create_connection(("10.77.0.22", 7000), timeout=10); c.sendall(data); c.shutdown(socket.SHUT_WR)
+got = c.makefile("rb").read().split()
+print("same" if got == [hashlib.sha256(data).hexdigest().encode(), str(len(data)).encode()] else "differs: %r" % got)' 2>&1)
+expect_eq "a first word and space without an HTTP/1 request line (memcached's get) is still L4" same "$out"
+
 # --- L4: not HTTP/2, carried as a byte stream over the same mTLS ---
 out=$(netns_as client $APP_UID $PY -c '
 import hashlib, os, socket
