@@ -1,77 +1,88 @@
 #include "proxy/wisp_config.h"
 
-#include <ctype.h>
 #include <stdarg.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/wisp_flags.h"
 #include "lib/wisp_mem.h"
 #include "lib/wisp_net.h"
 #include "lib/wisp_spiffe.h"
 
-/* OPT_LIMIT: a count limit, 0 (no limit) to WISP_LIMIT_MAX. */
-/* OPT_SIZE: bytes, with an optional binary suffix K, M or G (size_t). */
-typedef enum { OPT_STR, OPT_SECONDS, OPT_INT, OPT_LIMIT, OPT_SIZE, OPT_BOOL, OPT_ROUTE, OPT_HELP } opt_kind;
+/* The kinds of wisp-proxy's flags, as rows of lib/wisp_flags.h. INT: 1 to
+ * 1024; LIMIT: a count limit, 0 (no limit) to WISP_LIMIT_MAX; SECS: a bare
+ * number of seconds; SIZE: bytes with an optional suffix K, M or G, 1 byte
+ * to 1 TiB. A bad value reads "--FLAG: invalid value 'VAL'". */
 #define WISP_LIMIT_MAX 10000000
+#define WISP_CFG_SECONDS_MAX 10000000
+#define WISP_CFG_BYTES_MAX (1LL << 40)
 #define WISP_METRICS_CAP_MAX 1000000 /* --metrics-max-peers/-series: about 250 MB of tables at most */
 
-typedef struct {
-  const char *name;
-  opt_kind kind;
-  size_t off;          /* offset in wisp_config */
-  const char *dflt;    /* default as text, NULL: unset */
-} opt_def;
-
 #define OFF(f) offsetof(wisp_config, f)
+#define ROW_STR(n, f, d) {.name = n, .kind = WISP_FLAG_STR, .off = OFF(f), .dflt = d}
+#define ROW_BOOL(n, f, d) {.name = n, .kind = WISP_FLAG_BOOL, .off = OFF(f), .dflt = d}
+#define ROW_HELP(n, f, d) {.name = n, .kind = WISP_FLAG_HELP, .off = OFF(f), .dflt = d}
+#define ROW_SECS(n, f, d) {.name = n, .kind = WISP_FLAG_SECONDS, .off = OFF(f), .dflt = d, .max = WISP_CFG_SECONDS_MAX}
+#define ROW_INT(n, f, d) {.name = n, .kind = WISP_FLAG_INT, .off = OFF(f), .dflt = d, .min = 1, .max = 1024}
+#define ROW_LIMIT(n, f, d) {.name = n, .kind = WISP_FLAG_INT, .off = OFF(f), .dflt = d, .max = WISP_LIMIT_MAX}
+#define ROW_SIZE(n, f, d) {.name = n, .kind = WISP_FLAG_SIZE, .off = OFF(f), .dflt = d, .min = 1, .max = WISP_CFG_BYTES_MAX}
 
-static const opt_def kOpts[] = {
-    {"cert", OPT_STR, OFF(cert), NULL},
-    {"key", OPT_STR, OFF(key), NULL},
-    {"bundle", OPT_STR, OFF(bundle), NULL},
-    {"route", OPT_ROUTE, 0, NULL},
-    {"inbound", OPT_STR, OFF(inbound), "0.0.0.0:15006"},
-    {"app", OPT_STR, OFF(app), NULL},
-    {"app-protocol", OPT_STR, OFF(app_protocol), "h2c"},
-    {"allow-tls12", OPT_BOOL, OFF(allow_tls12), "false"},
-    {"connect-timeout", OPT_SECONDS, OFF(connect_timeout), "5"},
-    {"handshake-timeout", OPT_SECONDS, OFF(handshake_timeout), "10"},
-    {"idle-timeout", OPT_SECONDS, OFF(idle_timeout), "300"},
-    {"drain-timeout", OPT_SECONDS, OFF(drain_timeout), "30"},
-    {"reload-interval", OPT_SECONDS, OFF(reload_interval), "1"},
-    {"pool-size", OPT_INT, OFF(pool_size), "4"},
-    {"max-resets", OPT_INT, OFF(max_resets), "1000"},
-    {"max-connections", OPT_LIMIT, OFF(max_connections), "4096"},
-    {"max-connections-per-source", OPT_LIMIT, OFF(max_connections_per_source), "1024"},
-    {"ipv6-source-prefix", OPT_INT, OFF(ipv6_source_prefix), "128"},
-    {"max-queued", OPT_INT, OFF(max_queued), "512"},
-    {"queue-timeout", OPT_SECONDS, OFF(queue_timeout), "5"},
-    {"max-upstream-per-caller", OPT_INT, OFF(max_upstream_per_caller), "100"},
-    {"max-concurrent-streams", OPT_INT, OFF(max_concurrent_streams), "100"},
-    {"conn-buffer-limit", OPT_SIZE, OFF(conn_buffer_limit), "4M"},
-    {"buffer-limit", OPT_SIZE, OFF(buffer_limit), "256M"},
-    {"max-header-list-size", OPT_SIZE, OFF(max_header_list_size), "60K"},
-    {"log-level", OPT_STR, OFF(log_level), "info"},
-    {"admin", OPT_STR, OFF(admin), NULL}, /* default WISP_ADMIN_DEFAULT, see below */
-    {"agent", OPT_STR, OFF(agent), NULL},
-    {"spiffe-id", OPT_STR, OFF(spiffe_id), NULL},
-    {"join-token", OPT_STR, OFF(join_token), NULL},
-    {"join-token-file", OPT_STR, OFF(join_token_file), NULL},
-    {"sa-token-file", OPT_STR, OFF(sa_token_file), NULL},
-    {"policy", OPT_STR, OFF(policy_file), NULL},
-    {"transparent", OPT_BOOL, OFF(transparent), "false"},
-    {"outbound", OPT_STR, OFF(outbound), "127.0.0.1:15001"},
-    {"opaque-ports", OPT_STR, OFF(opaque_ports), "25,3306,5432,6379,27017"},
-    {"intercept-probe", OPT_STR, OFF(intercept_probe), "127.0.0.77:15009"},
-    {"max-destinations", OPT_LIMIT, OFF(max_destinations), "4096"},
-    {"svid-cache", OPT_STR, OFF(svid_cache), NULL},
-    {"metrics", OPT_STR, OFF(metrics_listen), NULL},
-    {"metrics-max-peers", OPT_LIMIT, OFF(metrics_max_peers), "256"},
-    {"metrics-max-series", OPT_LIMIT, OFF(metrics_max_series), "2048"},
-    {"help", OPT_HELP, OFF(help), NULL},
+static wisp_err add_routes(void *out, const char *val, char *err, size_t err_len);
+
+static const wisp_flag kOpts[] = {
+    ROW_STR("cert", cert, NULL),
+    ROW_STR("key", key, NULL),
+    ROW_STR("bundle", bundle, NULL),
+    {.name = "route", .kind = WISP_FLAG_CUSTOM, .set = add_routes},
+    ROW_STR("inbound", inbound, "0.0.0.0:15006"),
+    ROW_STR("app", app, NULL),
+    ROW_STR("app-protocol", app_protocol, "h2c"),
+    ROW_BOOL("allow-tls12", allow_tls12, "false"),
+    ROW_SECS("connect-timeout", connect_timeout, "5"),
+    ROW_SECS("handshake-timeout", handshake_timeout, "10"),
+    ROW_SECS("idle-timeout", idle_timeout, "300"),
+    ROW_SECS("drain-timeout", drain_timeout, "30"),
+    ROW_SECS("reload-interval", reload_interval, "1"),
+    ROW_INT("pool-size", pool_size, "4"),
+    ROW_INT("max-resets", max_resets, "1000"),
+    ROW_LIMIT("max-connections", max_connections, "4096"),
+    ROW_LIMIT("max-connections-per-source", max_connections_per_source, "1024"),
+    ROW_INT("ipv6-source-prefix", ipv6_source_prefix, "128"),
+    ROW_INT("max-queued", max_queued, "512"),
+    ROW_SECS("queue-timeout", queue_timeout, "5"),
+    ROW_INT("max-upstream-per-caller", max_upstream_per_caller, "100"),
+    ROW_INT("max-concurrent-streams", max_concurrent_streams, "100"),
+    ROW_SIZE("conn-buffer-limit", conn_buffer_limit, "4M"),
+    ROW_SIZE("buffer-limit", buffer_limit, "256M"),
+    ROW_SIZE("max-header-list-size", max_header_list_size, "60K"),
+    ROW_STR("log-level", log_level, "info"),
+    ROW_STR("admin", admin, NULL), /* default WISP_ADMIN_DEFAULT, see below */
+    ROW_STR("agent", agent, NULL),
+    ROW_STR("spiffe-id", spiffe_id, NULL),
+    ROW_STR("join-token", join_token, NULL),
+    ROW_STR("join-token-file", join_token_file, NULL),
+    ROW_STR("sa-token-file", sa_token_file, NULL),
+    ROW_STR("policy", policy_file, NULL),
+    ROW_BOOL("transparent", transparent, "false"),
+    ROW_STR("outbound", outbound, "127.0.0.1:15001"),
+    ROW_STR("opaque-ports", opaque_ports, "25,3306,5432,6379,27017"),
+    ROW_STR("intercept-probe", intercept_probe, "127.0.0.77:15009"),
+    ROW_LIMIT("max-destinations", max_destinations, "4096"),
+    ROW_STR("svid-cache", svid_cache, NULL),
+    ROW_STR("metrics", metrics_listen, NULL),
+    ROW_LIMIT("metrics-max-peers", metrics_max_peers, "256"),
+    ROW_LIMIT("metrics-max-series", metrics_max_series, "2048"),
+    ROW_HELP("help", help, NULL),
 };
-#define NOPTS (sizeof(kOpts) / sizeof(kOpts[0]))
+
+static const wisp_flags_table kTable = {
+    .flags = kOpts,
+    .nflags = sizeof(kOpts) / sizeof(kOpts[0]),
+    .env_prefix = "WISP_",
+    .unknown_hint = " (see --help)",
+    .extra_hint = " (see --help)",
+};
 
 const char *wisp_config_usage(void) {
   return "usage: wisp-proxy [flags]\n"
@@ -189,8 +200,9 @@ wisp_err wisp_config_parse_route(wisp_route_cfg *out, const char *s, char *err, 
   return WISP_OK;
 }
 
-static wisp_err add_routes(wisp_config *c, const char *val, char *err, size_t err_len) {
+static wisp_err add_routes(void *out, const char *val, char *err, size_t err_len) {
   /* The environment form may hold several routes separated by spaces. */
+  wisp_config *c = out;
   char *copy = wisp_strdup(val), *save = NULL;
   wisp_err rc = WISP_OK;
   for (char *tok = strtok_r(copy, " \t\n", &save); tok && rc == WISP_OK; tok = strtok_r(NULL, " \t\n", &save)) {
@@ -204,76 +216,6 @@ static wisp_err add_routes(wisp_config *c, const char *val, char *err, size_t er
   }
   free(copy);
   return rc;
-}
-
-/* "65536", "64K", "4M", "1G": 1 byte to 1 TiB. */
-static wisp_err parse_size(size_t *out, const char *val) {
-  char *end = NULL;
-  if (!isdigit((unsigned char)val[0])) return WISP_ERR_PARSE;
-  unsigned long long n = strtoull(val, &end, 10);
-  unsigned shift = 0;
-  if (*end == 'K' || *end == 'k') shift = 10;
-  if (*end == 'M' || *end == 'm') shift = 20;
-  if (*end == 'G' || *end == 'g') shift = 30;
-  if (shift) end++;
-  if (end == val || *end || n == 0 || n > (1ULL << 40) >> shift) return WISP_ERR_PARSE;
-  *out = (size_t)(n << shift);
-  return WISP_OK;
-}
-
-static wisp_err set_opt(wisp_config *c, const opt_def *o, const char *val, char *err, size_t err_len) {
-  char *base = (char *)c;
-  char *end = NULL;
-  switch (o->kind) {
-    case OPT_STR: {
-      char **p = (char **)(base + o->off);
-      free(*p);
-      *p = wisp_strdup(val);
-      return WISP_OK;
-    }
-    case OPT_SECONDS: {
-      double d = strtod(val, &end);
-      if (end == val || *end || !(d >= 0 && d <= 1e7)) break; /* rejects NaN too */
-      *(double *)(base + o->off) = d;
-      return WISP_OK;
-    }
-    case OPT_INT: {
-      long n = strtol(val, &end, 10);
-      if (end == val || *end || n < 1 || n > 1024) break;
-      *(int *)(base + o->off) = (int)n;
-      return WISP_OK;
-    }
-    case OPT_LIMIT: {
-      long n = strtol(val, &end, 10);
-      if (end == val || *end || n < 0 || n > WISP_LIMIT_MAX) break;
-      *(int *)(base + o->off) = (int)n;
-      return WISP_OK;
-    }
-    case OPT_SIZE:
-      if (parse_size((size_t *)(base + o->off), val) != WISP_OK) break;
-      return WISP_OK;
-    case OPT_BOOL:
-    case OPT_HELP:
-      if (strcmp(val, "true") == 0 || strcmp(val, "1") == 0) {
-        *(bool *)(base + o->off) = true;
-      } else if (strcmp(val, "false") == 0 || strcmp(val, "0") == 0) {
-        *(bool *)(base + o->off) = false;
-      } else {
-        break;
-      }
-      return WISP_OK;
-    case OPT_ROUTE:
-      return add_routes(c, val, err, err_len);
-  }
-  set_err(err, err_len, "--%s: invalid value '%s'", o->name, val);
-  return WISP_ERR_USAGE;
-}
-
-/* WISP_CONNECT_TIMEOUT for connect-timeout. */
-static void env_name(char *out, size_t out_len, const char *flag) {
-  size_t o = (size_t)snprintf(out, out_len, "WISP_");
-  for (; *flag && o + 1 < out_len; flag++) out[o++] = *flag == '-' ? '_' : (char)toupper((unsigned char)*flag);
-  out[o] = '\0';
 }
 
 /* With --agent the SVID comes from the agent: the proxy must say which
@@ -316,47 +258,7 @@ static wisp_err check_agent_flags(const wisp_config *c, char *err, size_t err_le
 }
 
 wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, size_t err_len) {
-  struct option longopts[NOPTS + 1];
-  bool seen[NOPTS] = {false};
-  for (size_t i = 0; i < NOPTS; i++) {
-    bool flag_only = kOpts[i].kind == OPT_BOOL || kOpts[i].kind == OPT_HELP;
-    longopts[i] = (struct option){kOpts[i].name, flag_only ? no_argument : required_argument, NULL, (int)i};
-  }
-  memset(&longopts[NOPTS], 0, sizeof(longopts[NOPTS]));
-  optind = 0; /* 0, not 1: also resets getopt's position inside a short-option cluster */
-  opterr = 0;
-  int idx;
-  while ((idx = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-    if (idx == 'h') idx = (int)NOPTS - 1;
-    if (idx == '?' || idx < 0 || (size_t)idx >= NOPTS) {
-      const char *arg = argv[optind - 1];
-      if (strncmp(arg, "--", 2) != 0 && optopt > 0 && optopt < 256) {
-        snprintf(err, err_len, "unknown flag '-%c' (see --help)", optopt);
-      } else {
-        snprintf(err, err_len, "unknown or incomplete flag '%s' (see --help)", arg);
-      }
-      return WISP_ERR_USAGE;
-    }
-    const opt_def *o = &kOpts[idx];
-    bool flag_only = o->kind == OPT_BOOL || o->kind == OPT_HELP;
-    WISP_GUARD(set_opt(out, o, flag_only ? "true" : optarg, err, err_len));
-    seen[idx] = true;
-  }
-  if (optind < argc) {
-    snprintf(err, err_len, "unexpected argument '%s' (see --help)", argv[optind]);
-    return WISP_ERR_USAGE;
-  }
-  for (size_t i = 0; i < NOPTS; i++) {
-    if (seen[i]) continue;
-    char env[64];
-    env_name(env, sizeof(env), kOpts[i].name);
-    const char *val = getenv(env);
-    if (val && *val) {
-      WISP_GUARD(set_opt(out, &kOpts[i], val, err, err_len));
-    } else if (kOpts[i].dflt) {
-      WISP_GUARD(set_opt(out, &kOpts[i], kOpts[i].dflt, err, err_len));
-    }
-  }
+  WISP_GUARD(wisp_flags_parse(&kTable, out, argc, argv, err, err_len));
   if (out->help) return WISP_OK;
   if (out->agent) {
     WISP_GUARD(check_agent_flags(out, err, err_len));
@@ -454,24 +356,6 @@ void wisp_config_cleanup(wisp_config *c) {
     free(c->routes[i].peer);
     free(c->routes[i].id);
   }
-  free(c->cert);
-  free(c->key);
-  free(c->bundle);
-  free(c->inbound);
-  free(c->app);
-  free(c->app_protocol);
-  free(c->log_level);
-  free(c->agent);
-  free(c->spiffe_id);
-  free(c->metrics_listen);
-  free(c->join_token);
-  free(c->join_token_file);
-  free(c->sa_token_file);
-  free(c->policy_file);
-  free(c->outbound);
-  free(c->opaque_ports);
-  free(c->intercept_probe);
-  free(c->svid_cache);
-  free(c->admin);
+  wisp_flags_cleanup(&kTable, c);
   memset(c, 0, sizeof(*c));
 }
