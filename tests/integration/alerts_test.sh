@@ -35,7 +35,8 @@ ADM_S=$(free_port) ADM_C=$(free_port)
 APP_PORT=$(free_port) IN_PORT=$(free_port) OUT_PORT=$(free_port) BAD_PORT=$(free_port)
 start_app app "$APP_PORT" || { not_ok "app starts"; finish; }
 start_proxy server --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" \
-  --inbound "127.0.0.1:$IN_PORT" --app "127.0.0.1:$APP_PORT" --admin "127.0.0.1:$ADM_S" --policy "$WORK/policy.yaml"
+  --inbound "127.0.0.1:$IN_PORT" --app "127.0.0.1:$APP_PORT" --admin "127.0.0.1:$ADM_S" --policy "$WORK/policy.yaml" \
+  --handshake-timeout 2
 # The client's second route expects another identity than the server's:
 # every call on it is an upstream verification failure (wrong_identity).
 start_proxy client --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" --admin "127.0.0.1:$ADM_C" \
@@ -59,7 +60,7 @@ present() {
   local certargs=()
   [ "$1" != none ] && certargs=(-cert "$p/$1.crt" -key "$p/$1.key")
   echo | timeout 10 openssl s_client -connect "127.0.0.1:$IN_PORT" -alpn h2 -CAfile "$p/ca/ca.crt" \
-    "${certargs[@]}" >/dev/null 2>&1
+    "${certargs[@]}" "${@:2}" >/dev/null 2>&1
   return 0
 }
 refused_total() { msum "$(metrics "$ADM_S")" wisp_connections_refused_total; }
@@ -72,7 +73,11 @@ present expired
 present none
 present stranger
 curl -s --max-time 5 --http2-prior-knowledge -o /dev/null "http://127.0.0.1:$IN_PORT/plain" # plaintext in STRICT
-settle 6
+present frontend -tls1_2 # a valid SVID, but TLS 1.2
+settle 7
+exec 3<>"/dev/tcp/127.0.0.1/$IN_PORT" # connects and says nothing: --handshake-timeout 2
+settle 8
+exec 3>&-
 m=$(metrics "$ADM_S")
 R=wisp_connection_refusals_total
 FE=$TD/ns/shop/sa/frontend
@@ -83,6 +88,8 @@ expect_eq "no client certificate" 1 "$(msum "$m" $R reason=no_client_cert source
 expect_eq "an ID outside the trust domain" 1 \
   "$(msum "$m" $R reason=wrong_identity source_principal=spiffe://evil.local/ns/x/sa/mallory)"
 expect_eq "plaintext on the mTLS port in STRICT" 1 "$(msum "$m" $R reason=plaintext source_address=127.0.0.1)"
+expect_eq "TLS 1.2 from a valid caller" 1 "$(msum "$m" $R reason=tls_version)"
+expect_eq "a caller silent past --handshake-timeout" 1 "$(msum "$m" $R reason=handshake_timeout)"
 expect_eq "the refusals by reason add up to the unlabelled total" "$(msum "$m" wisp_connections_refused_total)" \
   "$(msum "$m" $R)"
 
@@ -218,6 +225,35 @@ for line in open(sys.argv[1]):
   ok "neither caller is named in the other's alert"
 else
   not_ok "neither caller is named in the other's alert" "$(cat "$WORK/hook.jsonl")"
+fi
+
+# ---- Part 3: the agent's reachability, as WispAgentUnreachable reads it ----
+AGENT=$(wisp_find_bin wisp-agent "$@") || { not_ok "wisp-agent binary"; finish; }
+SOCK=$SOCKDIR/agent.sock
+start_bg "$WORK/agent" "$AGENT" --state-dir "$WORK/state" --listen "unix:$SOCK" --trust-domain shop.local
+AGENT_PID=$LAST_PID
+wait_for 10 test -S "$SOCK" || { not_ok "agent starts"; finish; }
+tok=$(node "$NODE_DIR/agent_client.js" --target "unix://$SOCK" token "$TD/ns/shop/sa/cart" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+ADM_A=$(free_port) IN_A=$(free_port)
+start_proxy agented --agent "unix://$SOCK" --spiffe-id "$TD/ns/shop/sa/cart" --join-token "$tok" \
+  --admin "127.0.0.1:$ADM_A" --inbound "127.0.0.1:$IN_A" --app "127.0.0.1:$APP_PORT"
+gauge() { msum "$(metrics "$ADM_A")" "$1"; }
+connected_is() { [ "$(gauge wisp_agent_connected)" = "$1" ]; }
+check "with the agent up, wisp_agent_connected is 1" wait_for 20 connected_is 1
+expect_eq "... and wisp_agent_unreachable_since_timestamp_seconds 0" 0 "$(gauge wisp_agent_unreachable_since_timestamp_seconds)"
+expect_eq "... no NACK" "0 0" "$(gauge wisp_policy_nacks_total) $(gauge wisp_policy_nacked)"
+expect_match "... wisp_identity_info names the workload" '^1$' \
+  "$(msum "$(metrics "$ADM_A")" wisp_identity_info workload=cart workload_namespace=shop principal=$TD/ns/shop/sa/cart)"
+before=$(date +%s)
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID"
+check "with the agent gone, wisp_agent_connected turns 0" wait_for 30 connected_is 0
+since=$(gauge wisp_agent_unreachable_since_timestamp_seconds)
+last=$(gauge wisp_agent_last_contact_timestamp_seconds)
+if [ "${since:-0}" -ge "$before" ] && [ "${last:-0}" -gt 0 ] && [ "$last" -le "$since" ]; then
+  ok "... unreachable since it went ($since), last contact before ($last)"
+else
+  not_ok "unreachable since the agent went, last contact before" "since=$since last=$last stopped at $before"
 fi
 
 finish
