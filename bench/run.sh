@@ -5,6 +5,8 @@
 #   direct : h2load -> app
 #   wisp   : h2load -h2c-> wisp outbound -mTLS(TLS1.3, h2)-> wisp inbound -h2c-> app
 #   haproxy: h2load -h2c-> haproxy       -mTLS(TLS1.3, h2)-> haproxy       -h2c-> app
+#   wisp-h1, haproxy-h1: the same pairs with HTTP/1.1 in (h2load --h1): each
+#            request goes as an HTTP/2 stream between the proxies
 #
 # The app is nghttpd (nghttp2's C h2c server) serving a small file.
 # Results: a Markdown table on stdout and in bench/results.md (overwritten).
@@ -22,7 +24,10 @@
 #   BENCH_H2LOAD_THREADS [1]  h2load -t
 #   BENCH_BODY_BYTES [64]  size of the file the app serves
 #   BENCH_SETUPS   ["direct wisp haproxy"]  which setups, in this order
-#                  (also wisp-1rule, wisp-1000rules: the pair with a policy)
+#                  (also wisp-1rule, wisp-1000rules: the pair with a policy;
+#                  wisp-h1, haproxy-h1: HTTP/1.1 callers)
+#   BENCH_H1_PIPELINE [1]  h2load -m for the -h1 setups (1: keep-alive, no
+#                          pipelining; BENCH_CLIENTS connections)
 #   BENCH_PIN      [1]     1: pin load generator and system under test to
 #                          separate CPUs (taskset); 0: no pinning
 #   BENCH_LOADGEN_CPUS [0]   CPU list for h2load, curl, the sampler, this script
@@ -72,6 +77,7 @@ fi
 CLIENTS=${BENCH_CLIENTS:-10}
 STREAMS=${BENCH_STREAMS:-10}
 H2THREADS=${BENCH_H2LOAD_THREADS:-1}
+H1_PIPELINE=${BENCH_H1_PIPELINE:-1}
 BODY_BYTES=${BENCH_BODY_BYTES:-64}
 SETUPS=${BENCH_SETUPS:-direct wisp haproxy}
 PIN=${BENCH_PIN:-1}
@@ -310,9 +316,12 @@ cpu_busy() {
 }
 
 # one request through an entry point, must be 200 with the right body size
+is_h1() { [[ $1 == *-h1 ]]; } # is_h1 SETUP: its callers speak HTTP/1.1
+
 check_one() { # check_one NAME PORT
-	local name=$1 port=$2 out
-	out=$("${LOADGEN[@]}" curl -sS --max-time 5 --http2-prior-knowledge -o /dev/null \
+	local name=$1 port=$2 out proto=--http2-prior-knowledge
+	is_h1 "$name" && proto=--http1.1
+	out=$("${LOADGEN[@]}" curl -sS --max-time 5 "$proto" -o /dev/null \
 		-w '%{http_code} %{size_download}' "http://127.0.0.1:$port/" 2>&1) ||
 		die "$name: test request to 127.0.0.1:$port failed: $out"
 	[[ $out == "200 $BODY_BYTES" ]] ||
@@ -334,7 +343,7 @@ if [[ $PIN == 1 ]]; then SUT_CPULIST=$SUT_CPUS; else SUT_CPULIST=all; fi
 DUR_S=$(to_sec "$DURATION")
 WARM_S=$(to_sec "$WARMUP")
 for s in $SETUPS; do
-	case $s in direct | wisp | wisp-1rule | wisp-1000rules | haproxy) ;; *) die "unknown setup '$s' in BENCH_SETUPS" ;; esac
+	case $s in direct | wisp | wisp-1rule | wisp-1000rules | haproxy | wisp-h1 | haproxy-h1) ;; *) die "unknown setup '$s' in BENCH_SETUPS" ;; esac
 done
 
 LOADAVG0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -379,6 +388,8 @@ backend peer
     http-reuse $HAPROXY_REUSE
     server peer 127.0.0.1:$HAP_IN_PORT ssl crt $TMP/client.pem ca-file $TMP/ca/ca.crt verify required alpn h2 ssl-min-ver TLSv1.3
 EOF
+# haproxy-h1: the same client side taking HTTP/1.1 (h1 in, h2 over mTLS out)
+sed 's/ proto h2$//' "$TMP/haproxy-out.cfg" >"$TMP/haproxy-out-h1.cfg"
 cat >"$TMP/haproxy-in.cfg" <<EOF
 # server side: mTLS TLS 1.3 + ALPN h2 in, h2c out to the app
 global
@@ -424,7 +435,7 @@ start_setup() {
 	direct)
 		ENTRY_PORT=$APP_PORT
 		;;
-	wisp | wisp-1rule | wisp-1000rules)
+	wisp | wisp-1rule | wisp-1000rules | wisp-h1)
 		local policy=()
 		case $1 in
 		wisp-1rule) policy=(--policy "$(policy_file 1)") ;;
@@ -445,9 +456,10 @@ start_setup() {
 		PROXY_PIDS=("$cpid" "$spid")
 		ENTRY_PORT=$WISP_OUT_PORT
 		;;
-	haproxy)
-		local f
-		for f in in out; do
+	haproxy | haproxy-h1)
+		local f out=out
+		is_h1 "$1" && out=out-h1
+		for f in in "$out"; do
 			haproxy -c -f "$TMP/haproxy-$f.cfg" >"$TMP/haproxy-$f.check" 2>&1 || {
 				cat "$TMP/haproxy-$f.check" >&2
 				die "haproxy rejects its $f config ($TMP/haproxy-$f.cfg)"
@@ -457,7 +469,7 @@ start_setup() {
 		local spid=$!
 		PIDS+=("$spid")
 		wait_port "haproxy server side" "$spid" "$HAP_IN_PORT" "$TMP/haproxy-in.log"
-		"${SUT[@]}" haproxy -db -f "$TMP/haproxy-out.cfg" >"$TMP/haproxy-out.log" 2>&1 &
+		"${SUT[@]}" haproxy -db -f "$TMP/haproxy-$out.cfg" >"$TMP/haproxy-out.log" 2>&1 &
 		local cpid=$!
 		PIDS+=("$cpid")
 		wait_port "haproxy client side" "$cpid" "$HAP_OUT_PORT" "$TMP/haproxy-out.log"
@@ -537,8 +549,13 @@ run_setup() {
 	rm -f "$stopf"
 	local tmo
 	tmo=$(awk -v d="$DUR_S" -v w="$WARM_S" 'BEGIN{printf "%d", d+w+60}')
-	log "== $s: h2load -c $CLIENTS -m $STREAMS -t $H2THREADS --warm-up-time $WARMUP -D $DURATION http://127.0.0.1:$ENTRY_PORT/"
-	"${LOADGEN[@]}" timeout --kill-after=5 "$tmo" h2load -c "$CLIENTS" -m "$STREAMS" -t "$H2THREADS" \
+	local streams=$STREAMS h1=()
+	if is_h1 "$s"; then
+		streams=$H1_PIPELINE
+		h1=(--h1)
+	fi
+	log "== $s: h2load ${h1[*]} -c $CLIENTS -m $streams -t $H2THREADS --warm-up-time $WARMUP -D $DURATION http://127.0.0.1:$ENTRY_PORT/"
+	"${LOADGEN[@]}" timeout --kill-after=5 "$tmo" h2load "${h1[@]}" -c "$CLIENTS" -m "$streams" -t "$H2THREADS" \
 		--warm-up-time "$WARMUP" -D "$DURATION" --log-file "$hlog" \
 		"http://127.0.0.1:$ENTRY_PORT/" >"$hout" 2>&1 &
 	local hpid=$!
@@ -658,7 +675,7 @@ run_setup() {
 	local f
 	for f in "$TMP"/haproxy-*.log "$TMP"/haproxy-*.check "$TMP"/wisp-*.err; do
 		[[ -e $f ]] || continue
-		case $s:$f in haproxy:*haproxy-* | wisp:*wisp-*) ;; *) continue ;; esac
+		case $s:$f in haproxy*:*haproxy-* | wisp*:*wisp-*) ;; *) continue ;; esac
 		if grep -qiE 'warn|alert|error' "$f"; then
 			R[$K,notes]+="$(basename "$f"): $(grep -iE 'warn|alert|error' "$f" | sed -n '1,3p' | tr '\n' ' ')"$'\n'
 		fi
@@ -697,8 +714,8 @@ for s in $SETUPS; do
 done
 
 # ---------------------------------------------------------------- report
-ratio() {
-	if [[ -n ${R[direct,rps]:-} ]]; then
+ratio() { # ratio REQ_PER_S [SETUP]: to direct (HTTP/2), not for HTTP/1.1 callers
+	if [[ -n ${R[direct,rps]:-} ]] && ! is_h1 "${2:-}"; then
 		awk -v a="$1" -v b="${R[direct,rps]}" 'BEGIN{printf "%.2f", a / b}'
 	else echo "—"; fi
 }
@@ -708,7 +725,7 @@ table() {
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 	local s
 	for s in $SETUPS; do
-		echo "| $s | $(fmt_rps "${R[$s,rps]}") | $(ratio "${R[$s,rps]}") | ${R[$s,p50]} | ${R[$s,p99]} | ${R[$s,rss_idle]} | ${R[$s,rss_load]} | ${R[$s,cpu_us_req]} |"
+		echo "| $s | $(fmt_rps "${R[$s,rps]}") | $(ratio "${R[$s,rps]}" "$s") | ${R[$s,p50]} | ${R[$s,p99]} | ${R[$s,rss_idle]} | ${R[$s,rss_load]} | ${R[$s,cpu_us_req]} |"
 	done
 }
 
@@ -764,7 +781,7 @@ echo "$DETAILS"
 	echo "- Machine: $(nproc --all) CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r); load average before the run: $LOADAVG0"
 	echo "- wisp-proxy binary: $WISP ($WISP_BUILD; sha256 $WISP_SHA)"
 	echo "- Versions: wisp $wisp_rev; $hap_ver${hap_ssl:+ ($hap_ssl)}; $h2_ver; app $(nghttpd --version 2>&1 | sed -n 1p)"
-	echo "- Load: h2load -c $CLIENTS -m $STREAMS -t $H2THREADS ($((CLIENTS * STREAMS)) concurrent streams), warm-up $WARMUP, measured $DURATION per setup and round; $ROUNDS round(s), interleaved, the $PICK round by req/s reported; GET of a $BODY_BYTES-byte file"
+	echo "- Load: h2load -c $CLIENTS -m $STREAMS -t $H2THREADS ($((CLIENTS * STREAMS)) concurrent streams; the -h1 setups: --h1 -m $H1_PIPELINE), warm-up $WARMUP, measured $DURATION per setup and round; $ROUNDS round(s), interleaved, the $PICK round by req/s reported; GET of a $BODY_BYTES-byte file"
 	echo "- Pinning: $pin_txt"
 	echo "- wisp: --cert/--key/--bundle files, outbound --route with id= check, inbound --app; request logs (stdout) to /dev/null; default pool size"
 	echo "- HAProxy: nbthread 1, no logging, h2c bind (proto h2) -> server ssl verify required alpn h2 ssl-min-ver TLSv1.3 crt/ca-file -> bind ssl verify required alpn h2 ssl-min-ver TLSv1.3 -> server proto h2; http-reuse $HAPROXY_REUSE"
