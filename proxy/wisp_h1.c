@@ -78,6 +78,7 @@ typedef struct {
   bool in_pump;
   bool lingering;             /* done: waiting for the h2c side to close after our FIN */
   ev_timer linger;
+  ev_timer head_timer;        /* a request head must arrive whole within --handshake-timeout */
 } h1conn;
 
 /* How long a finished gateway waits for the h2c side to close after our
@@ -537,6 +538,7 @@ static void close_all(h1conn *h) {
   ev_io_stop(h->loop, &h->srio);
   ev_io_stop(h->loop, &h->swio);
   ev_timer_stop(h->loop, &h->linger);
+  ev_timer_stop(h->loop, &h->head_timer);
   if (h->fd >= 0) close(h->fd);
   close(h->sfd);
   wisp_connlimit_release(&h->slot);
@@ -565,6 +567,7 @@ static void linger(h1conn *h) {
   ev_io_stop(h->loop, &h->rio);
   ev_io_stop(h->loop, &h->wio);
   ev_io_stop(h->loop, &h->swio);
+  ev_timer_stop(h->loop, &h->head_timer);
   if (!ev_is_active(&h->srio) || shutdown(h->sfd, SHUT_WR) != 0) {
     close_all(h);
     return;
@@ -662,6 +665,26 @@ static void h2_gone(h1conn *h) {
   ev_io_stop(h->loop, &h->swio);
 }
 
+/* A head that trickles in (slowloris) holds the connection no longer than
+ * an HTTP/2 caller may take for its preface: 408, then closed. */
+static void on_head_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
+  h1conn *h = w->data;
+  answer_local(h, req_new(h), 408, "the request head did not arrive whole within --handshake-timeout");
+  h->cur = NULL;
+  pump(h);
+}
+
+/* The head timer runs while part of a head is in and more is read. */
+static void arm_head_timer(h1conn *h) {
+  bool waiting = !h->cur && !wisp_h1parse_idle(&h->parser) && may_read_client(h);
+  if (!waiting) {
+    ev_timer_stop(h->loop, &h->head_timer);
+  } else if (!ev_is_active(&h->head_timer)) {
+    ev_timer_set(&h->head_timer, h->px->cfg->handshake_timeout, 0);
+    ev_timer_start(h->loop, &h->head_timer);
+  }
+}
+
 static void pump(h1conn *h) {
   if (h->in_pump) return;
   h->in_pump = true;
@@ -688,6 +711,7 @@ static void pump(h1conn *h) {
     linger(h);
     return;
   }
+  arm_head_timer(h);
   if (may_read_client(h)) {
     ev_io_start(h->loop, &h->rio);
   } else {
@@ -754,6 +778,8 @@ void wisp_h1_accept(wisp_listener *l, wisp_target *dst, int fd, const char *peer
   ev_io_init(&h->srio, on_h2_readable, h->sfd, EV_READ);
   ev_io_init(&h->swio, on_h2_writable, h->sfd, EV_WRITE);
   h->rio.data = h->wio.data = h->srio.data = h->swio.data = h;
+  ev_init(&h->head_timer, on_head_timeout);
+  h->head_timer.data = h;
   ev_io_start(h->loop, &h->srio);
   /* The listener's HTTP/2 path takes the other end as an h2c caller. */
   wisp_connlimit_slot none = {0};

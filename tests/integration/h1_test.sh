@@ -18,7 +18,7 @@ spec:
   rules:
   - to: [{paths: ["/admin/*"]}]
 YAML
-start_pair --policy "$POLICY" || { not_ok "pair starts"; finish; }
+start_pair --policy "$POLICY" --handshake-timeout 2 || { not_ok "pair starts"; finish; }
 OUT=http://127.0.0.1:$OUT_PORT
 RAW=(/usr/bin/python3 "$WISP_SRC/tests/integration/h1_raw.py" "$OUT_PORT")
 h1() { curl -sS --http1.1 --max-time 20 "$@"; }
@@ -138,6 +138,10 @@ if grep -q '/smuggled' "$WORK/app.out" "$WORK/server.out"; then
 else
   ok "no refused request reached the peer or the app"
 fi
+
+out=$("${RAW[@]}" 'GET /slow HTTP/1.1\r\nHost: x\r\nX-Trickle: ' --keep-open --timeout 8)
+expect_match "a head still incomplete after --handshake-timeout (slowloris): 408 and closed" \
+  '^HTTP/1.1 408 Request Timeout.*--handshake-timeout.*<closed>' "$(tr -d '\r\n' <<<"$out")"
 
 # --- policy, the log, and errors as for HTTP/2 ---
 out=$(h1 -i "$OUT/admin/keys")
