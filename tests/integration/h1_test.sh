@@ -86,25 +86,28 @@ expect_match "a chunked body with trailers, then the next request on the connect
 out=$(h1 -i "$OUT/trailers")
 expect_match "response trailers reach an HTTP/1.1 caller in the chunked body" 'x-trailer-test: yes' "$out"
 MIB64=67108864
-big_both_ways() { # big_both_ways BASE_URL WHAT PID...: 64 MiB up (chunked) and down, RSS of the PIDs bounded
-  local base=$1 what=$2 job peak
-  shift 2
-  (head -c $MIB64 /dev/zero | h1 -H 'Transfer-Encoding: chunked' -H 'Expect:' --data-binary @- "$base/sha256" \
+GIB=1073741824
+big_both_ways() { # big_both_ways BYTES BASE_URL WHAT PID...: BYTES up (chunked) and down, RSS of the PIDs bounded
+  local size=$1 base=$2 what=$3 job peak label
+  shift 3
+  label=$([ "$size" = "$GIB" ] && echo "1 GiB" || echo "64 MiB")
+  # -T - streams stdin as a chunked body (--data-binary @- would read it all first)
+  (head -c $size /dev/zero | h1 --max-time 300 -X POST -T - -H 'Expect:' "$base/sha256" \
     >"$WORK/up.sha") &
   job=$!
   peak=$(max_rss "$job" "$@")
   wait "$job"
-  expect_eq "64 MiB chunked upload$what arrives whole" "$(head -c $MIB64 /dev/zero | sha256sum | cut -c1-64) $MIB64" \
+  expect_eq "$label chunked upload$what arrives whole" "$(head -c $size /dev/zero | sha256sum | cut -c1-64) $size" \
     "$(cat "$WORK/up.sha")"
-  expect_rss_under "64 MiB chunked upload$what: proxy RSS stays under 20 MB" 20480 "$peak"
-  (h1 "$base/bytes?n=$MIB64" | wc -c >"$WORK/dl.len") &
+  expect_rss_under "$label chunked upload$what: proxy RSS stays under 20 MB" 20480 "$peak"
+  (h1 --max-time 300 "$base/bytes?n=$size" | wc -c >"$WORK/dl.len") &
   job=$!
   peak=$(max_rss "$job" "$@")
   wait "$job"
-  expect_eq "64 MiB response$what streams whole" "$MIB64" "$(tr -d ' ' <"$WORK/dl.len")"
-  expect_rss_under "64 MiB response$what: proxy RSS stays under 20 MB" 20480 "$peak"
+  expect_eq "$label response$what streams whole" "$size" "$(tr -d ' ' <"$WORK/dl.len")"
+  expect_rss_under "$label response$what: proxy RSS stays under 20 MB" 20480 "$peak"
 }
-big_both_ways "$OUT" "" "$PID_client" "$PID_server"
+big_both_ways $GIB "$OUT" "" "$PID_client" "$PID_server"
 
 # --- request smuggling: each a 400 and a closed connection, nothing upstream ---
 smuggle() { # smuggle NAME BYTES WANT_REASON
@@ -204,7 +207,7 @@ out=$(h1 -i "$O1/trailers")
 expect_match "the app's chunked trailers reach the caller" 'x-trailer-test: yes' "$out"
 out=$(h1 -sS -I "$O1/head-req")
 expect_match "HEAD: headers, no body" '^HTTP/1.1 200 OK.*content-length: [0-9]+' "$(tr -d '\r\n' <<<"$out")"
-big_both_ways "$O1" " (HTTP/1.1 app)" "$PID_client1" "$PID_server1"
+big_both_ways $MIB64 "$O1" " (HTTP/1.1 app)" "$PID_client1" "$PID_server1"
 sleep 0.3
 expect_match "the inbound log has the HTTP/1.1 app's answer" '"method":"GET","path":"/hello\?x=1","status":200' \
   "$(grep 'hello?x=1' "$WORK/server1.out")"
