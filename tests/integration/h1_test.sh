@@ -176,7 +176,8 @@ IN1=$(free_port)
 OUT1=$(free_port)
 start_bg "$WORK/app1" /usr/bin/python3 "$WISP_SRC/tests/integration/h1_app.py" "$APP1"
 wait_port "$APP1"
-start_proxy server1 --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" --admin off \
+ADM1=$(free_port)
+start_proxy server1 --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" --admin "127.0.0.1:$ADM1" \
   --inbound "127.0.0.1:$IN1" --app "127.0.0.1:$APP1" --app-protocol http1 --policy "$POLICY"
 start_proxy client1 --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" --admin off \
   --route "127.0.0.1:$OUT1=127.0.0.1:$IN1,id=$TD/ns/shop/sa/orders"
@@ -195,6 +196,13 @@ expect_eq "5 requests in turn reuse one keep-alive connection to the app" 1 "$po
 out=$(h1 -i "$O1/admin/x")
 expect_match "a DENY on a path: 403 to an HTTP/1.1 caller of an HTTP/1.1 app" '^HTTP/1.1 403 Forbidden' "$out"
 if grep -q '/admin/x' "$WORK/app1.out"; then not_ok "the denied request never reaches the app"; else ok "the denied request never reaches the app"; fi
+sleep 0.3
+metrics=$(curl -s --max-time 5 "http://127.0.0.1:$ADM1/metrics")
+expect_match "/metrics counts the HTTP/1.1 callers' requests by identity: the denied one" \
+  "^wisp_requests_total\{direction=\"inbound\".*source_principal=\"$TD/ns/shop/sa/frontend\".*response_code=\"403\".*decision=\"deny\"\} 1$" \
+  "$(grep '^wisp_requests_total{' <<<"$metrics" | grep 'response_code="403"')"
+expect_match "... and the allowed ones" '^wisp_requests_total\{direction="inbound".*response_code="200".*decision="allow"\} [1-9]' \
+  "$(grep '^wisp_requests_total{' <<<"$metrics" | grep 'response_code="200"')"
 head -c 100000 /dev/urandom >"$WORK/body.bin"
 want=$(sha256sum <"$WORK/body.bin" | cut -c1-64)
 out=$(h1 -i --data-binary @"$WORK/body.bin" "$O1/sha256")
