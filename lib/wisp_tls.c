@@ -302,6 +302,14 @@ static void roots_info(wisp_tls_info *info, STACK_OF(X509) *roots) {
   if (earliest) asn1_time_str(earliest, info->bundle_not_after, sizeof(info->bundle_not_after));
   if (!earliest_cert || wisp_ca_cert_not_after(earliest_cert, &info->bundle_not_after_unix) != WISP_OK)
     info->bundle_not_after_unix = 0;
+  /* The newest root's end: an old root near its end is a rotation under
+   * way when a newer one outlives it. */
+  info->bundle_newest_not_after_unix = 0;
+  for (size_t i = 0; i < sk_X509_num(roots); i++) {
+    int64_t t = 0;
+    if (wisp_ca_cert_not_after(sk_X509_value(roots, i), &t) == WISP_OK && t > info->bundle_newest_not_after_unix)
+      info->bundle_newest_not_after_unix = t;
+  }
 }
 
 static void bundle_info(wisp_tls_info *info, const char *bundle) {

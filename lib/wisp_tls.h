@@ -75,6 +75,7 @@ typedef struct {
   int64_t not_before_unix;
   char bundle_not_after[64];
   int64_t bundle_not_after_unix; /* the earliest root's; 0: none */
+  int64_t bundle_newest_not_after_unix; /* the latest-ending root's; 0: none */
   int bundle_roots;
   uint64_t generation;      /* bumps on every successful load */
 } wisp_tls_info;

@@ -64,6 +64,7 @@ void wisp_admin_render_status(wisp_json_writer *b, const wisp_proxy *px, bool re
   wisp_json_writer_key(b, "bundle_roots");
   wisp_json_writer_int(b, loaded ? info->bundle_roots : 0);
   put_time(b, "bundle_not_after_unix", loaded ? info->bundle_not_after_unix : 0);
+  put_time(b, "bundle_newest_not_after_unix", loaded ? info->bundle_newest_not_after_unix : 0);
   wisp_json_writer_key(b, "transparent");
   wisp_json_writer_bool(b, px->cfg->transparent);
   put_str(b, "interception", intercept);

@@ -107,6 +107,31 @@ void wispctl_check_when(char *out, size_t out_len, int64_t t, int64_t now) {
   snprintf(out, out_len, t > now ? "in %s (%s)" : "%s ago (%s)", span, at);
 }
 
+bool wispctl_check_rotation_step(const char *rotation, int64_t finish_after, int64_t now, char *where,
+                                 size_t where_len, char *next, size_t next_len) {
+  char w[128];
+  wispctl_check_when(w, sizeof(w), finish_after, now);
+  if (rotation && strcmp(rotation, "prepared") == 0) {
+    snprintf(where, where_len, "CA rotation prepared: the new root is in the bundle, the old root still signs");
+    snprintf(next, next_len,
+             "a CA rotation is under way: next, once every proxy ACKed the current version, wispctl ca rotate "
+             "activate; finish (which drops the old root) is allowed one SVID lifetime after that");
+  } else if (rotation && strcmp(rotation, "active") == 0) {
+    if (finish_after > now) {
+      snprintf(where, where_len, "CA rotation active: the new root signs; finish is allowed %s", w);
+    } else {
+      snprintf(where, where_len, "CA rotation active: the new root signs; finish is allowed now");
+    }
+    snprintf(next, next_len,
+             "a CA rotation is under way: next, wispctl ca rotate finish (drops the old root) once it is allowed%s; "
+             "the old root must not end before then",
+             finish_after > now ? " (see above)" : ", now");
+  } else {
+    return false;
+  }
+  return true;
+}
+
 static void check_ca(wispctl_report *r, const Wisp__V1__StatusResponse *st, const wispctl_check_opts *o,
                      int64_t now) {
   char w[128], min[32];
@@ -472,7 +497,8 @@ int wispctl_check_run(const wispctl_check_opts *o, int64_t now) {
   }
   const Wisp__V1__StatusResponse *st = (const Wisp__V1__StatusResponse *)m;
   if (sc) {
-    wispctl_agent_facts facts = {st ? st->version : NULL, st ? st->bundle_roots : 0};
+    wispctl_agent_facts facts = {st ? st->version : NULL, st ? st->bundle_roots : 0, st ? st->ca_rotation : NULL,
+                                 st ? st->ca_rotation_finish_after_unix : 0};
     wispctl_sidecar_check(&proxy, sc, o, st ? &facts : NULL, now);
   }
   report_append(&rep, &proxy);

@@ -62,6 +62,11 @@ void wispctl_report_free(wispctl_report *r);
  * its lifetime (renewal comes at about half-life, so less left means it is
  * overdue), at most the default 1h. */
 int64_t wispctl_check_svid_min(const wispctl_check_opts *o, int64_t issued, int64_t not_after);
+/* Where a CA rotation stands and its next step, one line for a check's
+ * detail and one for its hint, from the agent's |rotation| state and
+ * |finish_after| (Admin.Status); false when none is under way. */
+bool wispctl_check_rotation_step(const char *rotation, int64_t finish_after, int64_t now, char *where,
+                                 size_t where_len, char *next, size_t next_len);
 /* "in 3d4h (2026-06-01T12:00:00Z)" or "2h ago (...)". */
 void wispctl_check_when(char *out, size_t out_len, int64_t t, int64_t now);
 
@@ -72,6 +77,8 @@ void wispctl_check_when(char *out, size_t out_len, int64_t t, int64_t now);
 typedef struct {
   const char *version;   /* the agent's policy version */
   uint32_t bundle_roots;
+  const char *rotation;  /* "none", "prepared", "active" */
+  int64_t finish_after;  /* an active rotation: FINISH allowed from then; 0: unknown */
 } wispctl_agent_facts;
 
 typedef struct wispctl_sidecar wispctl_sidecar;

@@ -30,6 +30,11 @@ static const char kHintSvid[] =
 static const char kHintBundle[] =
     "the trust bundle comes from the agent (Config.Watch) or --bundle; a proxy that lacks the agent's roots "
     "will refuse peers with SVIDs from a new root: check it is connected and ACKed (agent checks above)";
+static const char kHintRotate[] = "rotate the CA (agent: wispctl ca rotate prepare) or renew the --bundle roots "
+                                  "before they expire";
+static const char kHintOldRoot[] =
+    "the newer root takes over: once no peer's SVID chains to the old root, drop it (agent: wispctl ca rotate "
+    "finish; files: from --bundle) before it ends";
 static const char kHintPolicy[] =
     "the proxy enforces another policy than the agent's current one: it is not connected, or refused the "
     "newer one (see the agent's NACK check)";
@@ -180,9 +185,27 @@ static void check_svid(wispctl_report *r, json_t *s, const wispctl_check_opts *o
   }
 }
 
+/* An old root near its end beside a newer one that outlives it: a CA
+ * rotation under way (as agent.bundle says), a warning naming its next
+ * step; the agent's rotation state says which. */
+static void old_root_near_end(wispctl_report *r, const wispctl_agent_facts *agent, const char *old_when,
+                              int64_t newest, int64_t now) {
+  char where[256], next[512], nw[128];
+  bool rotating = agent && wispctl_check_rotation_step(agent->rotation, agent->finish_after, now, where,
+                                                       sizeof(where), next, sizeof(next));
+  wispctl_check *c = wispctl_report_add(r, "proxy", "proxy.bundle", WISPCTL_WARN, rotating ? next : kHintOldRoot,
+                                        "its trust bundle holds an older root that expires %s, within "
+                                        "--ca-min-validity, and a newer one",
+                                        old_when);
+  wispctl_check_when(nw, sizeof(nw), newest, now);
+  wispctl_check_detail(c, "the newest root expires %s", nw);
+  if (rotating) wispctl_check_detail(c, "%s", where);
+}
+
 static void check_bundle(wispctl_report *r, json_t *s, const wispctl_check_opts *o,
                          const wispctl_agent_facts *agent, int64_t now) {
   int64_t roots = num(s, "bundle_roots"), t = num(s, "bundle_not_after_unix");
+  int64_t newest = num(s, "bundle_newest_not_after_unix");
   char w[128];
   wispctl_check_when(w, sizeof(w), t, now);
   if (roots <= 0) {
@@ -193,9 +216,10 @@ static void check_bundle(wispctl_report *r, json_t *s, const wispctl_check_opts 
   } else if (agent && (uint32_t)roots != agent->bundle_roots) {
     wispctl_report_add(r, "proxy", "proxy.bundle", WISPCTL_FAIL, kHintBundle,
                        "its trust bundle holds %lld root(s), the agent's %u", (long long)roots, agent->bundle_roots);
+  } else if (t && t - now < o->ca_min_s && roots > 1 && newest - now >= o->ca_min_s) {
+    old_root_near_end(r, agent, w, newest, now);
   } else if (t && t - now < o->ca_min_s) {
-    wispctl_report_add(r, "proxy", "proxy.bundle", WISPCTL_FAIL,
-                       "rotate the CA (agent) or renew the --bundle roots before they expire",
+    wispctl_report_add(r, "proxy", "proxy.bundle", WISPCTL_FAIL, kHintRotate,
                        "its trust bundle holds a root that expires %s, within --ca-min-validity", w);
   } else {
     wispctl_report_add(r, "proxy", "proxy.bundle", WISPCTL_PASS, NULL,

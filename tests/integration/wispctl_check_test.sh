@@ -262,6 +262,27 @@ expect_match "a bad threshold: exit 2" '^2:wispctl: check: --ca-min-validity soo
 chk -o yaml
 expect_match "a bad -o: exit 2" '^2:wispctl: check: -o yaml: want text or json' "$RC:$ERR"
 
+# ---- rotating away from that CA: the old root near its end is the reason, not a failure ----
+"$WISPCTL" ca rotate prepare >/dev/null
+roots2t() { curl -s "http://127.0.0.1:$ADM_T/status" | grep -q '"bundle_roots":2'; }
+check "rotation prepared: the sidecar gets the two-root bundle" wait_for 20 roots2t
+chk --proxy "127.0.0.1:$ADM_T" --svid-min-validity 10s -o json
+expect_match "prepared: the sidecar's bundle is a warning naming the next step (activate)" \
+  '^warning\|its trust bundle holds an older root that expires in 1d.*, within --ca-min-validity, and a newer one\|the newest root expires in 36[0-9][0-9]d.*;CA rotation prepared: .*\|a CA rotation is under way: next, once every proxy ACKed the current version, wispctl ca rotate activate' \
+  "$(jq_check proxy.bundle)"
+"$WISPCTL" ca rotate activate >/dev/null
+chk --proxy "127.0.0.1:$ADM_T" --svid-min-validity 10s
+expect_eq "active, before finish is allowed: exit 0" 0 "$RC"
+expect_match "... the sidecar's bundle: ‼, not ✗" \
+  '^‼ its trust bundle holds an older root that expires in 1d.*, within --ca-min-validity, and a newer one$' "$OUT"
+expect_match "... when finish is allowed" \
+  '^    CA rotation active: the new root signs; finish is allowed in [0-9ms]+ \(20[0-9-]+T[0-9:]+Z\)$' "$OUT"
+expect_match "... the true next step as hint" \
+  '^    hint: a CA rotation is under way: next, wispctl ca rotate finish \(drops the old root\) once it is allowed \(see above\)' \
+  "$OUT"
+expect_eq "... no hint to rotate the CA" "" "$(printf '%s\n' "$OUT" | grep 'hint: rotate the CA')"
+expect_match "... the agent's bundle check agrees (‼)" '^‼ the trust bundle holds 2 root\(s\), not all valid for long$' "$OUT"
+
 # ---- transparent mode without iptables: interception not proven ----
 ac token "$TD/ns/shop/sa/transp" | field token >"$WORK/transp.token"
 ADM_X=$(free_port) OUT_X=$(free_port) IN_X=$(free_port) PROBE_PORT=$(free_port)
