@@ -283,6 +283,7 @@ static const char *parser_reason(enum http_errno e) {
     case HPE_INVALID_URL: return "bad request-target";
     case HPE_INVALID_HEADER_TOKEN: return "bad header field name";
     case HPE_LF_EXPECTED: return "bare CR or LF in the body framing";
+    case HPE_INVALID_EOF_STATE: return "the connection closed in the middle of a message";
     default: return "malformed HTTP/1 message";
   }
 }
