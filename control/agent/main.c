@@ -53,6 +53,8 @@ static const char kUsage[] =
     "                         (default " WISP_INJECTOR_DEFAULT_NAME ")\n"
     "  --webhook-max-body SIZE  largest AdmissionReview taken (default 1MiB; 413 past it)\n"
     "  --webhook-max-connections N  (default 64)\n"
+    "  --webhook-max-queue SIZE  review bytes waiting for the webhook's worker, all callers (default 16MiB; 503 past it)\n"
+    "  --webhook-max-queue-per-source SIZE  of them from one IP address (default 4MiB; 429 past it)\n"
     "  --inject-agent URL     what injected proxies dial: https://IP:PORT (the agent Service's\n"
     "                         cluster IP) or unix:///PATH; required with --webhook\n"
     "  --inject-image IMAGE   (default " WISPCTL_INJECT_DEFAULT_IMAGE ")\n"
@@ -131,6 +133,7 @@ int main(int argc, char **argv) {
   const char *sa_jwks = NULL, *sa_issuer = NULL, *kube_api = "auto", *kube_sa_dir = WISP_KUBE_SA_DIR;
   const char *sa_max_lifetime = "24h";
   const char *webhook = NULL, *webhook_name = WISP_INJECTOR_DEFAULT_NAME, *webhook_body = "1MiB";
+  const char *webhook_queue = "16MiB", *webhook_queue_src = "4MiB";
   const char *webhook_conns = "64", *inject_agent = NULL, *inject_image = WISPCTL_INJECT_DEFAULT_IMAGE;
   const char *inject_uid = "1337", *inject_identity = "sa-token", *webhook_config = WISP_INJECTOR_DEFAULT_CONFIG;
   flag flags[] = {{"state-dir", &state_dir},
@@ -159,6 +162,8 @@ int main(int argc, char **argv) {
                   {"webhook-name", &webhook_name},
                   {"webhook-max-body", &webhook_body},
                   {"webhook-max-connections", &webhook_conns},
+                  {"webhook-max-queue", &webhook_queue},
+                  {"webhook-max-queue-per-source", &webhook_queue_src},
                   {"inject-agent", &inject_agent},
                   {"inject-image", &inject_image},
                   {"inject-proxy-uid", &inject_uid},
@@ -265,6 +270,15 @@ int main(int argc, char **argv) {
   }
   if (!parse_count(&cfg.webhook.max_connections, webhook_conns, 1u << 16)) {
     fprintf(stderr, "wisp-agent: --webhook-max-connections %s: expected a number from 1 to 65536\n", webhook_conns);
+    return 2;
+  }
+  if (!parse_size(&cfg.webhook.max_queue, webhook_queue) ||
+      !parse_size(&cfg.webhook.max_queue_per_source, webhook_queue_src) ||
+      cfg.webhook.max_queue_per_source < cfg.webhook.max_body || cfg.webhook.max_queue < cfg.webhook.max_queue_per_source) {
+    fprintf(stderr,
+            "wisp-agent: --webhook-max-queue %s, --webhook-max-queue-per-source %s: expected sizes with "
+            "--webhook-max-body <= per source <= --webhook-max-queue\n",
+            webhook_queue, webhook_queue_src);
     return 2;
   }
   if (!parse_count(&uid, inject_uid, 2147483647u)) {

@@ -210,7 +210,8 @@ wisp_err wisp_injector_new(wisp_injector **out, struct ev_loop *loop, const wisp
   inj->publish_on = cfg->config_name && *cfg->config_name && cfg->kube_api &&
                     wisp_kube_init(&inj->kube, cfg->kube_api, cfg->kube_sa_dir, why, sizeof(why)) == WISP_OK;
   wisp_err rc = prepare(inj, ca, err, err_len);
-  wisp_webhook_config wcfg = {cfg->listen, cfg->max_body, cfg->max_connections, &inj->inject};
+  wisp_webhook_config wcfg = {cfg->listen, cfg->max_body, cfg->max_connections,
+                               cfg->max_queue, cfg->max_queue_per_source, &inj->inject};
   if (rc == WISP_OK) rc = wisp_webhook_new(&inj->webhook, loop, &wcfg, err, err_len);
   if (rc == WISP_OK) rc = issue_cert(inj, ca, err, err_len);
   if (rc == WISP_OK) publish(inj);

@@ -24,6 +24,7 @@ typedef struct {
   const char *name;          /* --webhook-name: the Service's DNS name in the certificate */
   size_t max_body;
   size_t max_connections;
+  size_t max_queue, max_queue_per_source; /* bytes of reviews waiting, see wisp_webhook.h */
   const char *agent;         /* --inject-agent: what injected proxies dial */
   const char *image;         /* --inject-image */
   long proxy_uid;            /* --inject-proxy-uid */

@@ -36,6 +36,12 @@
 
 #define READ_CHUNK 16384
 #define ACCEPT_BATCH 64
+/* What a queued review counts against the queue's byte budgets at least:
+ * many tiny reviews cost their bookkeeping and work too. */
+#define JOB_MIN_COST 4096
+/* A TLS handshake younger than this is not evicted while older idle or
+ * stalled connections are there (a real caller's takes milliseconds). */
+#define HANDSHAKE_GRACE 1.0
 
 /* What the connection's one timer bounds. */
 typedef enum {
@@ -61,7 +67,9 @@ typedef struct conn {
   ev_io io;
   ev_timer timer;
   wisp_buf in, out;
+  double born;        /* ev_now at accept */
   char peer[64];
+  char src[64];       /* |peer| without the port: the source's address */
   job *job;           /* the review out on the worker, NULL: none */
   struct conn *next, *prev;
 } conn;
@@ -69,6 +77,9 @@ typedef struct conn {
 /* One review for the worker: everything it reads is its own. */
 struct job {
   conn *c; /* the loop's; NULL once the connection is gone */
+  char src[64];   /* its connection's source */
+  size_t cost;    /* counted against the queue's budgets until decided */
+  bool taken;     /* in the worker's hands (under |mu|) */
   wisp_admission_scope scope;
   char *body;
   size_t len;
@@ -93,11 +104,16 @@ struct wisp_webhook {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   job *todo, *todo_last, *done, *done_last;
+  job *in_hand;        /* the review being decided */
+  size_t queued_cost;  /* of |todo| and |in_hand| */
+  char last_src[64];   /* the source of the review decided last */
   bool stop;
   ev_async done_async;
 };
 
 /* ---- connections ---- */
+
+static void drop_job(wisp_webhook *w, job *j, const char *peer);
 
 static void conn_free(conn *c) {
   wisp_webhook *w = c->w;
@@ -114,7 +130,7 @@ static void conn_free(conn *c) {
     w->last = c->prev;
   }
   w->nconns--;
-  if (c->job) c->job->c = NULL; /* its answer is dropped when it comes */
+  if (c->job) drop_job(w, c->job, c->peer);
   SSL_free(c->ssl);
   close(c->fd);
   wisp_buf_cleanup(&c->in);
@@ -135,7 +151,9 @@ static const char *status_text(int status) {
     case 405: return "Method Not Allowed";
     case 411: return "Length Required";
     case 413: return "Content Too Large";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
+    case 503: return "Service Unavailable";
     default: return "Error";
   }
 }
@@ -197,18 +215,73 @@ static void enqueue(job **head, job **last, job *j) {
   *last = j;
 }
 
+/* Takes |j| off |todo| (under |mu|). */
+static void unlink_todo(wisp_webhook *w, job *j) {
+  job *prev = NULL;
+  for (job *k = w->todo; k && k != j; k = k->next) prev = k;
+  if (prev) {
+    prev->next = j->next;
+  } else {
+    w->todo = j->next;
+  }
+  if (w->todo_last == j) w->todo_last = prev;
+  j->next = NULL;
+}
+
+/* The next review to decide (under |mu|): the oldest from a source other
+ * than the last one's, if any, so one source's flood of reviews cannot
+ * hold up another's for more than one review at a time. */
+static job *next_job(wisp_webhook *w) {
+  job *j = w->todo;
+  for (job *k = w->todo; k; k = k->next) {
+    if (strcmp(k->src, w->last_src) != 0) {
+      j = k;
+      break;
+    }
+  }
+  unlink_todo(w, j);
+  return j;
+}
+
+/* The connection of |j| is gone (on the loop): a review still waiting is
+ * dropped undecided; one in the worker's hands has its answer dropped. */
+static void drop_job(wisp_webhook *w, job *j, const char *peer) {
+  pthread_mutex_lock(&w->mu);
+  bool waiting = !j->taken;
+  if (waiting) {
+    unlink_todo(w, j);
+    w->queued_cost -= j->cost;
+  }
+  j->c = NULL;
+  pthread_mutex_unlock(&w->mu);
+  WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 1.0, "webhook: the connection from %s closed with its review out: %s", peer,
+                   waiting ? "dropped undecided" : "its answer is dropped");
+  if (waiting) job_free(j);
+}
+
+/* The bytes of reviews queued or in hand from |src| (under |mu|). */
+static size_t source_cost(const wisp_webhook *w, const char *src) {
+  size_t n = w->in_hand && !strcmp(w->in_hand->src, src) ? w->in_hand->cost : 0;
+  for (const job *k = w->todo; k; k = k->next)
+    if (!strcmp(k->src, src)) n += k->cost;
+  return n;
+}
+
 static void *worker_main(void *arg) {
   wisp_webhook *w = arg;
   pthread_mutex_lock(&w->mu);
   for (;;) {
     while (!w->stop && !w->todo) pthread_cond_wait(&w->cv, &w->mu);
     if (w->stop) break;
-    job *j = w->todo;
-    w->todo = j->next;
-    if (!w->todo) w->todo_last = NULL;
+    job *j = next_job(w);
+    j->taken = true;
+    w->in_hand = j;
+    snprintf(w->last_src, sizeof(w->last_src), "%s", j->src);
     pthread_mutex_unlock(&w->mu);
     wisp_admission_review(&j->inject, j->scope, j->body, j->len, &j->out, &j->r);
     pthread_mutex_lock(&w->mu);
+    w->in_hand = NULL;
+    w->queued_cost -= j->cost;
     enqueue(&w->done, &w->done_last, j);
     ev_async_send(w->loop, &w->done_async);
   }
@@ -223,6 +296,7 @@ static void finish_job(job *j) {
   conn *c = j->c;
   if (c) {
     c->job = NULL;
+    c->served = true;
     if (j->r.http_status != 200) c->close_after = true;
     respond(c, j->r.http_status, j->r.http_status == 200 ? "application/json" : "text/plain; charset=utf-8",
             wisp_buf_len(&j->out) ? wisp_buf_rptr(&j->out) : (const uint8_t *)"", wisp_buf_len(&j->out));
@@ -245,10 +319,32 @@ static void on_done(struct ev_loop *loop, ev_async *a, int revents) {
   }
 }
 
-/* Hands the review in |body| to the worker; the answer comes in on_done. */
+/* Hands the review in |body| to the worker; the answer comes in on_done.
+ * Past the queue's budget (all sources together, or this source's share)
+ * it is refused at once: an answer now beats one after the API server has
+ * given up, and what waits is bounded in memory and in delay. */
 static void mutate(conn *c, wisp_admission_scope scope, const char *body, size_t len) {
   wisp_webhook *w = c->w;
+  size_t cost = len > JOB_MIN_COST ? len : JOB_MIN_COST;
+  pthread_mutex_lock(&w->mu);
+  bool total_full = w->queued_cost + cost > w->cfg.max_queue;
+  bool source_full = !total_full && source_cost(w, c->src) + cost > w->cfg.max_queue_per_source;
+  if (!total_full && !source_full) w->queued_cost += cost; /* taken now: the job is queued below */
+  pthread_mutex_unlock(&w->mu);
+  if (total_full || source_full) {
+    char msg[192];
+    snprintf(msg, sizeof(msg), "wisp-agent: too many reviews waiting%s (%s %zu bytes); try again\n",
+             source_full ? " from this source" : "",
+             source_full ? "--webhook-max-queue-per-source" : "--webhook-max-queue",
+             source_full ? w->cfg.max_queue_per_source : w->cfg.max_queue);
+    WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 1.0, "webhook: review from %s refused: %.*s", c->peer, (int)strlen(msg) - 1,
+                     msg);
+    respond_text(c, source_full ? 429 : 503, msg);
+    return;
+  }
   job *j = wisp_calloc(1, sizeof(*j));
+  snprintf(j->src, sizeof(j->src), "%s", c->src);
+  j->cost = cost;
   j->c = c;
   j->scope = scope;
   j->body = wisp_malloc(len ? len : 1);
@@ -405,6 +501,10 @@ static void set_timer(conn *c, timer_mode mode, double after) {
  * trickling bytes: the deadlines count from the request's first byte. */
 static void arm_timer(conn *c) {
   struct ev_loop *loop = c->w->loop;
+  if (c->job) { /* no deadline runs while the webhook itself is the wait */
+    ev_timer_stop(loop, &c->timer);
+    return;
+  }
   bool served = c->served;
   c->served = false;
   if (wisp_buf_len(&c->in) == 0) {
@@ -434,6 +534,14 @@ static bool tls_error(conn *c, int r, const char *what) {
   return false;
 }
 
+/* How much a connection buffers of what comes in. */
+static size_t in_limit(const conn *c) { return WISP_WEBHOOK_HEAD_MAX + 4 + c->w->cfg.max_body; }
+
+/* Whether to read: also while a review is out (even after Connection:
+ * close), so that a peer that goes away is noticed and its review dropped
+ * before it is decided; what it sends meanwhile waits in |in|. */
+static bool wants_read(const conn *c) { return (!c->close_after || c->job) && wisp_buf_len(&c->in) < in_limit(c); }
+
 static bool flush(conn *c) {
   while (wisp_buf_len(&c->out) > 0) {
     size_t n = wisp_buf_len(&c->out);
@@ -442,7 +550,7 @@ static bool flush(conn *c) {
     wisp_buf_consume(&c->out, (size_t)r);
   }
   wisp_buf_cleanup(&c->out);
-  if (c->close_after) {
+  if (c->close_after && !c->job) { /* after the answer of the review out */
     conn_free(c);
     return false;
   }
@@ -451,8 +559,8 @@ static bool flush(conn *c) {
 
 static bool fill(conn *c) {
   char buf[READ_CHUNK];
-  size_t limit = WISP_WEBHOOK_HEAD_MAX + 4 + c->w->cfg.max_body;
-  while (!c->close_after && wisp_buf_len(&c->in) < limit) {
+  size_t limit = in_limit(c);
+  while (wants_read(c)) {
     int r = SSL_read(c->ssl, buf, sizeof(buf));
     if (r <= 0) return tls_error(c, r, "read");
     if (wisp_buf_append(&c->in, buf, (size_t)r, limit + sizeof(buf)) != WISP_OK) {
@@ -480,9 +588,9 @@ static void conn_run(conn *c) {
   serve(c);
   if (!flush(c)) return;
   arm_timer(c);
-  /* While its review is out, what the peer sends next waits in the kernel
-   * (a full buffer would otherwise wake the loop for nothing). */
-  int events = (c->job ? 0 : EV_READ) | (c->want_write || wisp_buf_len(&c->out) ? EV_WRITE : 0);
+  /* Once |in| is full, what the peer sends next waits in the kernel (a
+   * full buffer would otherwise wake the loop for nothing). */
+  int events = (wants_read(c) ? EV_READ : 0) | (c->want_write || wisp_buf_len(&c->out) ? EV_WRITE : 0);
   ev_io_stop(c->w->loop, &c->io);
   ev_io_set(&c->io, c->fd, events);
   if (events) ev_io_start(c->w->loop, &c->io);
@@ -507,6 +615,10 @@ static void conn_start(wisp_webhook *w, int fd, const wisp_addr *peer) {
   c->w = w;
   c->fd = fd;
   wisp_addr_format(peer, c->peer, sizeof(c->peer));
+  snprintf(c->src, sizeof(c->src), "%s", c->peer);
+  char *colon = strrchr(c->src, ':');
+  if (colon) *colon = '\0';
+  c->born = ev_now(w->loop);
   c->prev = w->last;
   if (w->last) {
     w->last->next = c;
@@ -530,28 +642,47 @@ static void conn_start(wisp_webhook *w, int fd, const wisp_addr *peer) {
   ev_io_start(w->loop, &c->io);
 }
 
-/* Whether |c| holds no request: not yet through its handshake, or idle
- * between requests with nothing to send. */
-static bool holds_nothing(const conn *c) {
-  return !c->handshaken || (!c->job && wisp_buf_len(&c->in) == 0 && wisp_buf_len(&c->out) == 0);
+/* Whether |c| holds no request and may go first: idle between requests
+ * with nothing to send, or still not through a handshake begun more than
+ * HANDSHAKE_GRACE ago (a real caller's takes milliseconds). */
+static bool holds_nothing(const conn *c, double now) {
+  if (!c->handshaken) return now - c->born >= HANDSHAKE_GRACE;
+  return !c->job && wisp_buf_len(&c->in) == 0 && wisp_buf_len(&c->out) == 0;
+}
+
+/* How many connections come from |src|. */
+static size_t source_conns(const wisp_webhook *w, const char *src) {
+  size_t n = 0;
+  for (const conn *c = w->conns; c; c = c->next) n += !strcmp(c->src, src);
+  return n;
 }
 
 /* At the cap, a new caller takes the place of the oldest connection that
- * holds no request, else of the oldest of all. Refusing the newcomer
- * instead would let anyone who can reach the port hold every slot with
- * idle sockets and lock the API server out; this way held slots cost an
- * attacker nothing but are worth nothing either, and a caller whose
- * request arrives whole (the API server's do, in one write) is answered
- * before later newcomers come to evict it. */
+ * holds no request; else of the oldest busy one from the source holding
+ * the most connections (so one source's flood of requests evicts its own,
+ * not a caller in its handshake); else of the oldest of all. Refusing the
+ * newcomer instead would let anyone who can reach the port hold every
+ * slot and lock the API server out; this way held slots cost an attacker
+ * nothing but are worth nothing either. */
 static void make_room(wisp_webhook *w) {
-  conn *victim = NULL;
-  for (conn *c = w->conns; c && !victim; c = c->next)
-    if (holds_nothing(c)) victim = c;
-  if (!victim) victim = w->conns;
+  double now = ev_now(w->loop);
+  conn *victim = NULL, *busiest = NULL;
+  size_t most = 0;
+  for (conn *c = w->conns; c && !victim; c = c->next) {
+    if (holds_nothing(c, now)) {
+      victim = c;
+    } else if (c->handshaken) {
+      size_t n = source_conns(w, c->src);
+      if (n > most) most = n, busiest = c;
+    }
+  }
+  const char *kind = "idle";
+  if (!victim) victim = busiest, kind = "busy";
+  if (!victim) victim = w->conns, kind = "handshaking";
   if (!victim) return;
   WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 1.0,
                    "webhook: --webhook-max-connections (%zu) reached: closed the oldest %s connection, from %s",
-                   w->cfg.max_connections, holds_nothing(victim) ? "idle" : "busy", victim->peer);
+                   w->cfg.max_connections, kind, victim->peer);
   conn_free(victim);
 }
 

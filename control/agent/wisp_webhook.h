@@ -7,9 +7,10 @@
  * Bounded: a request body past |max_body| gets 413 before it is read, a
  * header past WISP_WEBHOOK_HEAD_MAX 431. At most |max_connections| are
  * held: a new one takes the place of the oldest connection holding no
- * request (not through its handshake, or idle), else of the oldest, so
- * callers holding sockets open cannot lock the API server out (its
- * failurePolicy Fail would stop pod creation). Deadlines: the TLS handshake
+ * request (idle, or in a handshake begun over a second ago), else of the
+ * oldest busy one of the source holding the most, so callers holding
+ * sockets open cannot lock the API server out (its failurePolicy Fail
+ * would stop pod creation). Deadlines: the TLS handshake
  * within WISP_WEBHOOK_HANDSHAKE_TIMEOUT of accept, a request's head within
  * WISP_WEBHOOK_HEAD_TIMEOUT of its first byte and all of it within
  * WISP_WEBHOOK_REQUEST_TIMEOUT; an idle keep-alive connection is closed
@@ -18,7 +19,13 @@
  *
  * Reviews are decided on a worker thread the webhook owns, one at a time,
  * so the loop (the agent's RPCs) never waits for one; each review works on
- * its own copy of |inject|, taken when its request is whole.
+ * its own copy of |inject|, taken when its request is whole. What waits is
+ * bounded in bytes (each review counted as at least 4 KiB): |max_queue| in
+ * all (503 past it), |max_queue_per_source| from one IP address (429); the
+ * worker takes the oldest review of another source than the last one's
+ * first. A connection stays watched while its review is out: if it goes
+ * away, a review still waiting is dropped undecided. No request deadline
+ * runs while a review is out; Connection: close closes after its answer.
  *
  * The webhook owns its listener, connections, worker and SSL_CTX; it
  * borrows |inject|, which must outlive it. */
@@ -53,6 +60,8 @@ typedef struct {
   const char *listen;                /* HOST:PORT */
   size_t max_body;
   size_t max_connections;
+  size_t max_queue;            /* bytes of reviews waiting or being decided */
+  size_t max_queue_per_source; /* of them from one IP address */
   const wispctl_inject_cfg *inject;  /* borrowed */
 } wisp_webhook_config;
 

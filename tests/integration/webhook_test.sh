@@ -193,6 +193,16 @@ expect_eq "another path: 404" 404 "$CODE"
 CODE=$(curl -s -o "$WORK/chunked.out" -w '%{http_code}' --cacert "$BUNDLE" --resolve "$NAME:$PORT:127.0.0.1" \
   -H 'Transfer-Encoding: chunked' --data-binary "@$WORK/orders.json" "https://$NAME:$PORT/mutate")
 expect_eq "a chunked body: 411" 411 "$CODE"
+# A caller that closes after its answer (Connection: close, or HTTP/1.0)
+# still gets the answer of its review, decided on the worker.
+cp "$WORK/orders.json" "$WORK/close.json"
+post close "$WORK/close.json" -H 'Connection: close'
+expect_eq "a review with Connection: close: 200" 200 "$CODE"
+check "... with exactly wispctl inject's pod" same_as_inject close
+cp "$WORK/orders.json" "$WORK/http10.json"
+post http10 "$WORK/http10.json" --http1.0
+expect_eq "a review over HTTP/1.0: 200" 200 "$CODE"
+check "... with exactly wispctl inject's pod" same_as_inject http10
 check "the certificate is for $NAME only: curl to 127.0.0.1 refuses it" \
   bash -c "! curl -s -o /dev/null --cacert '$BUNDLE' --data x 'https://127.0.0.1:$PORT/mutate'"
 san=$(echo | openssl s_client -connect "127.0.0.1:$PORT" -servername "$NAME" 2>/dev/null | openssl x509 -noout -ext subjectAltName,extendedKeyUsage)
@@ -294,6 +304,33 @@ echo "# wispctl status took $(((t1 - t0) / 1000000)) ms during the reviews"
 wait "$LOAD_PID"
 expect_rss_under "... the agent's peak RSS after them all stays under 100 MB" 100000 "$(rss VmHWM)"
 echo "# agent RSS after the large reviews: $(rss VmRSS) KB, peak $(rss VmHWM) KB"
+
+# Abandoned reviews: an attacker (from 127.0.0.2) posts near-1 MiB reviews
+# whole and closes each connection at once, from 8 threads. Each would
+# cost the worker a large review's time; a review whose caller has gone is
+# dropped undecided, what may wait is bounded per source and in all, and
+# the worker takes other sources' reviews in turn: the API server's
+# reviews meanwhile are answered within its timeoutSeconds (10 s).
+start_bg "$WORK/orphan" "$PY" "$WISP_SRC/tests/integration/webhook/orphan.py" "$PORT" "$WORK/largest.json" 10 8 \
+  127.0.0.2 3000
+ORPHAN_PID=$LAST_PID
+wait_for 20 grep -q 'first review sent' "$WORK/orphan.out"
+answered=0
+for i in 1 2 3 4; do
+  post "flood$i" "$WORK/orders.json" --max-time 10
+  [ "$CODE" = 200 ] && answered=$((answered + 1))
+  echo "# review $i during the flood: HTTP $CODE"
+done
+expect_eq "4 reviews during a flood of abandoned 1 MiB reviews from another source: each answered 200 within 10 s" \
+  4 "$answered"
+check "... the agent noticed abandoned reviews and dropped them undecided" \
+  grep -q 'connection from 127.0.0.2:[0-9]* closed with its review out: dropped undecided' "$WORK/big.err"
+wait "$ORPHAN_PID"
+echo "# $(cat "$WORK/orphan.out")"
+post flood-after "$WORK/orders.json" --max-time 10
+expect_eq "... and right after it" 200 "$CODE"
+expect_rss_under "... the agent's peak RSS stays under 200 MB" 200000 "$(rss VmHWM)"
+echo "# agent RSS after the flood: $(rss VmRSS) KB, peak $(rss VmHWM) KB"
 stop_agent big
 BUNDLE=$WORK/state/bundle.pem
 
