@@ -52,6 +52,7 @@
 typedef struct wisp_proxy wisp_proxy;
 typedef struct wisp_conn wisp_conn;
 typedef struct wisp_stream wisp_stream;
+typedef struct wisp_lane wisp_lane;
 
 typedef enum { WISP_DIR_OUTBOUND, WISP_DIR_INBOUND } wisp_direction;
 
@@ -112,11 +113,12 @@ struct wisp_conn {
   wisp_stream *streams;      /* streams on this side, linked per side */
   int nstreams;
   bool got_preface;          /* downstream: a valid client preface arrived */
-  /* downstream: its streams waiting for an upstream stream (FIFO, linked
-   * by wait_next) and its place in dst->waiters (linked by rr_next/prev) */
-  wisp_stream *wait_head, *wait_tail;
+  /* downstream: its streams waiting for an upstream stream, one lane per
+   * original caller (wisp_pool), served round robin from |lanes| on, and
+   * its place in dst->waiters (linked by rr_next/prev) */
+  struct wisp_lane *lanes;
   wisp_conn *rr_next, *rr_prev;
-  int nwaiting;              /* downstream: its streams in wait_head.. */
+  int nwaiting;              /* downstream: its streams in its lanes */
   size_t buffered_in;        /* downstream: body bytes it sent us that wait in its streams' buffers */
   size_t window_owed;        /* downstream: connection window held back while over --conn-buffer-limit */
   size_t granted;            /* downstream: window its streams got beyond the first 64 KiB, both ways */
@@ -158,6 +160,8 @@ struct wisp_stream {
   bool resp_started;         /* response HEADERS submitted downstream */
   bool discard_req;          /* we answered already: drop request data */
   bool waiting;              /* in its caller's wait queue for an upstream stream */
+  uint64_t caller_tag;       /* the original caller behind a peer sidecar's connection (x-wisp-caller), 0: none */
+  struct wisp_lane *lane;    /* while waiting: its lane in its connection's queue */
   wisp_stream *wait_next, *wait_prev;
   ev_timer wait_timer;       /* --queue-timeout while waiting */
   bool counted_up;           /* counted in its caller's nupstream */

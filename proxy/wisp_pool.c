@@ -1,9 +1,11 @@
 #include "proxy/wisp_pool.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <ev.h>
 
+#include "lib/wisp_mem.h"
 #include "proxy/wisp_conn.h"
 #include "proxy/wisp_stream.h"
 
@@ -43,6 +45,56 @@ static wisp_err free_slot(wisp_target *t, wisp_conn **out, char *err, size_t err
   t->nconns++;
   *out = c;
   return WISP_OK;
+}
+
+/* ---- lanes: a connection's waiting requests, per original caller ----
+ * A peer sidecar's pooled connection carries the requests of many callers
+ * of its own; x-wisp-caller (set by that sidecar, one value per caller
+ * connection it serves) tells them apart. Each caller gets a lane, a FIFO,
+ * and a connection's turn goes to its lanes round robin, so one busy
+ * caller behind a peer sidecar cannot push the others' requests to the
+ * back of that connection's queue. A tag only orders a connection's own
+ * requests: turns between connections, and their shares, stay per
+ * connection, whatever tags a caller sends. Requests without one share
+ * lane 0. */
+struct wisp_lane {
+  uint64_t tag;
+  wisp_stream *head, *tail;
+  int n;
+  struct wisp_lane *next, *prev; /* ring in conn->lanes */
+};
+
+static wisp_lane *lane_for(wisp_conn *c, uint64_t tag) {
+  wisp_lane *l = c->lanes;
+  if (l) {
+    do {
+      if (l->tag == tag) return l;
+      l = l->next;
+    } while (l != c->lanes);
+  }
+  l = wisp_calloc(1, sizeof(*l));
+  l->tag = tag;
+  if (!c->lanes) {
+    l->next = l->prev = l;
+    c->lanes = l;
+  } else { /* last in turn */
+    l->next = c->lanes;
+    l->prev = c->lanes->prev;
+    c->lanes->prev->next = l;
+    c->lanes->prev = l;
+  }
+  return l;
+}
+
+static void lane_free(wisp_conn *c, wisp_lane *l) {
+  if (l->next == l) {
+    c->lanes = NULL;
+  } else {
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    if (c->lanes == l) c->lanes = l->next;
+  }
+  free(l);
 }
 
 /* ---- the ring of callers with waiting requests ---- */
@@ -117,37 +169,43 @@ void wisp_pool_enqueue(wisp_stream *s) {
   s->wait_timer.data = s;
   ev_timer_start(t->px->loop, &s->wait_timer);
   s->waiting = true;
+  if (c->nwaiting == 1) ring_add(t, c);
+  wisp_lane *l = lane_for(c, s->caller_tag);
+  s->lane = l;
   s->wait_next = NULL;
-  s->wait_prev = c->wait_tail;
-  if (c->wait_tail) {
-    c->wait_tail->wait_next = s;
+  s->wait_prev = l->tail;
+  if (l->tail) {
+    l->tail->wait_next = s;
   } else {
-    c->wait_head = s;
-    ring_add(s->target, c);
+    l->head = s;
   }
-  c->wait_tail = s;
-  wisp_pool_wake(s->target);
+  l->tail = s;
+  l->n++;
+  wisp_pool_wake(t);
 }
 
 void wisp_pool_dequeue(wisp_stream *s) {
   wisp_conn *c = s->link[WISP_DOWN].conn;
+  wisp_lane *l = s->lane;
   if (!s->waiting || !c) return;
   if (s->wait_prev) {
     s->wait_prev->wait_next = s->wait_next;
   } else {
-    c->wait_head = s->wait_next;
+    l->head = s->wait_next;
   }
   if (s->wait_next) {
     s->wait_next->wait_prev = s->wait_prev;
   } else {
-    c->wait_tail = s->wait_prev;
+    l->tail = s->wait_prev;
   }
+  if (--l->n == 0) lane_free(c, l);
   s->waiting = false;
+  s->lane = NULL;
   s->wait_next = s->wait_prev = NULL;
   s->target->nwaiting--;
   c->nwaiting--;
   ev_timer_stop(s->target->px->loop, &s->wait_timer);
-  if (!c->wait_head) ring_remove(s->target, c);
+  if (c->nwaiting == 0) ring_remove(s->target, c);
 }
 
 /* The next caller in turn that may have one more upstream stream, from
@@ -162,20 +220,23 @@ static wisp_conn *next_caller(wisp_target *t) {
   return NULL;
 }
 
-/* Sends waiting requests of |t|, one per caller in turn, while streams are
- * free. A caller at its share (--max-upstream-per-caller) waits for one of
- * its own to end: one connection cannot take every stream of the pool. */
+/* Sends waiting requests of |t|, one per caller connection in turn (and
+ * within it, one per lane in turn), while streams are free. A caller at
+ * its share (--max-upstream-per-caller) waits for one of its own to end:
+ * one connection cannot take every stream of the pool. */
 static void pump_target(wisp_target *t) {
   while (t->waiters) {
     wisp_conn *caller = next_caller(t);
     if (!caller) return;
     t->waiters = caller;
-    wisp_stream *s = caller->wait_head;
+    wisp_lane *lane = caller->lanes;
+    wisp_stream *s = lane->head;
     wisp_conn *up = NULL;
     char err[WISP_TLS_REASON_MAX];
     wisp_err rc = free_slot(t, &up, err, sizeof(err));
     if (rc == WISP_ERR_AGAIN) return;
     t->waiters = caller->rr_next; /* the next caller's turn */
+    caller->lanes = lane->next;   /* and within this one, the next lane's */
     wisp_pool_dequeue(s);
     if (rc != WISP_OK) {
       wisp_stream_unavailable(s, 503, err);
@@ -186,8 +247,9 @@ static void pump_target(wisp_target *t) {
 }
 
 /* More requests wait than --max-queued allows once the free streams were
- * handed out: the newest of the caller with the most waiting are refused,
- * so a caller that floods the queue loses its own requests first. */
+ * handed out: the newest of the caller with the most waiting (of its lane
+ * with the most) are refused, so a caller that floods the queue loses its
+ * own requests first. */
 static void trim_queue(wisp_target *t) {
   int max = t->px->cfg->max_queued;
   while (t->nwaiting > max && t->waiters) {
@@ -196,7 +258,12 @@ static void trim_queue(wisp_target *t) {
       if (c->nwaiting > most->nwaiting) most = c;
       c = c->rr_next;
     } while (c != t->waiters);
-    wisp_stream *s = most->wait_tail;
+    wisp_lane *big = most->lanes, *l = most->lanes;
+    do {
+      if (l->n > big->n) big = l;
+      l = l->next;
+    } while (l != most->lanes);
+    wisp_stream *s = big->tail;
     char why[WISP_TLS_REASON_MAX];
     snprintf(why, sizeof(why), "upstream %s: %d requests are already waiting for a free stream (--max-queued)",
              t->name, t->nwaiting - 1);

@@ -8,7 +8,9 @@
  * before each flush): a request its caller reset in the same read (rapid
  * reset, CVE-2023-44487) is freed without ever reaching the upstream.
  * Callers with waiting requests are served round robin, one request each
- * in turn, while the pool has free streams. */
+ * in turn, while the pool has free streams; within a peer sidecar's
+ * connection, its callers (x-wisp-caller) are too. The pool owns the lanes
+ * (per-caller FIFOs) of a connection's queue; streams are borrowed. */
 #ifndef WISP_POOL_H
 #define WISP_POOL_H
 

@@ -1,5 +1,6 @@
 #include "proxy/wisp_stream.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -469,6 +470,14 @@ static void refuse_section(wisp_stream *s, wisp_side side, const char *why, bool
 
 static const char kTooLarge[] = "header section larger than --max-header-list-size";
 
+/* A lane in the wait queue per distinct x-wisp-caller value (FNV-1a):
+ * nonzero, so it never shares lane 0 with untagged requests. */
+static uint64_t caller_tag_of(const uint8_t *value, size_t len) {
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < len; i++) h = (h ^ value[i]) * 1099511628211ULL;
+  return h ? h : 1;
+}
+
 wisp_err wisp_stream_on_header(wisp_stream *s, wisp_side side, nghttp2_headers_category cat, const uint8_t *name,
                                size_t name_len, const uint8_t *value, size_t value_len) {
   bool trailer = s->headers_done[side];
@@ -492,6 +501,13 @@ wisp_err wisp_stream_on_header(wisp_stream *s, wisp_side side, nghttp2_headers_c
   /* Only we say who the caller is: a client-supplied XFCC is dropped. */
   if (side == WISP_DOWN && s->dir == WISP_DIR_INBOUND && name_is(name, name_len, "x-forwarded-client-cert"))
     return WISP_OK;
+  if (side == WISP_DOWN && name_is(name, name_len, WISP_CALLER_HEADER)) {
+    /* Inbound, from a peer sidecar: which of its callers sent this, for
+     * the wait queue's turns (wisp_pool); never passed on. Outbound, our
+     * own caller's is dropped: we set it. */
+    if (s->dir == WISP_DIR_INBOUND) s->caller_tag = caller_tag_of(value, value_len);
+    return WISP_OK;
+  }
   const char *spent = budget_spent(px, s->link[WISP_DOWN].conn, cost);
   if (spent) {
     refuse_section(s, side, spent, true);
@@ -620,13 +636,22 @@ void wisp_stream_unavailable(wisp_stream *s, int status, const char *reason) {
 void wisp_stream_send_upstream(wisp_stream *s, wisp_conn *up) {
   char err[WISP_TLS_REASON_MAX];
   const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
-  nghttp2_nv nv[WISP_HDRS_MAX_FIELDS + 1];
+  nghttp2_nv nv[WISP_HDRS_MAX_FIELDS + 2];
   memcpy(nv, req->nv, req->n * sizeof(*nv));
   size_t n = req->n;
   char xfcc[2 * WISP_SPIFFE_MAX + 16];
   if (s->dir == WISP_DIR_INBOUND && s->peer_id[0]) {
     int len = snprintf(xfcc, sizeof(xfcc), "By=%s;URI=%s", wisp_tls_get0_info(up->px->tls)->spiffe_id, s->peer_id);
     nv[n++] = (nghttp2_nv){(uint8_t *)"x-forwarded-client-cert", (uint8_t *)xfcc, 23, (size_t)len,
+                           NGHTTP2_NV_FLAG_NONE};
+  }
+  char caller[24];
+  if (s->target->tls) {
+    /* To a peer sidecar, our requests share pooled connections: say which
+     * caller connection each came from, so its queue takes turns between
+     * them too. */
+    int len = snprintf(caller, sizeof(caller), "%" PRIu64, s->down_conn_id);
+    nv[n++] = (nghttp2_nv){(uint8_t *)WISP_CALLER_HEADER, (uint8_t *)caller, strlen(WISP_CALLER_HEADER), (size_t)len,
                            NGHTTP2_NV_FLAG_NONE};
   }
   bool no_body = s->eof[WISP_DOWN] && wisp_buf_len(&s->body[WISP_DOWN]) == 0 && s->trailers[WISP_DOWN].n == 0;

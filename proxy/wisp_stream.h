@@ -10,6 +10,11 @@
 
 #include "proxy/internal.h"
 
+/* Between sidecars: which caller connection of the sending sidecar a
+ * request came from (an opaque number), for the wait queue's turns on the
+ * receiving side (wisp_pool). Never passed on to an app. */
+#define WISP_CALLER_HEADER "x-wisp-caller"
+
 /* A request began on downstream connection |down|; the stream is attached
  * to it as nghttp2 stream user data and freed by the library's callbacks. */
 wisp_stream *wisp_stream_new(wisp_conn *down, int32_t id);

@@ -22,6 +22,9 @@ client beside it), not the attacker. NAMEs:
                 frames that each demand an ACK, never reading the ACKs
   hpack-bomb    a 4 KB header in the dynamic table referenced by 1-byte
                 indexes (a 16 KB block that decodes to 64 MB)
+  busy          --conns connections, each keeping --streams requests for
+                --path in flight (one answered, the next sent), so the
+                route's upstream streams stay taken by these callers
   header-hold   like zero-window (window 0, --streams requests for --path
                 held open), each request's headers and trailers decoding
                 to just under 60 KiB from a few wire bytes (a 4 KB header in
@@ -191,6 +194,81 @@ def header_hold(args):
            closed_by_peer=closed, alive_at_end=alive)
 
 
+class EndReader(wire.Reader):
+    """Also notes streams that ended (END_STREAM or RST_STREAM) and DATA
+    bytes received (to give the window back)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ended = 0
+        self.data_bytes = 0
+
+    def feed(self, data):
+        self.buf += data
+        while len(self.buf) >= 9:
+            length = int.from_bytes(self.buf[:3], "big")
+            if len(self.buf) < 9 + length:
+                break
+            ftype, flags = self.buf[3], self.buf[4]
+            self.buf = self.buf[9 + length:]
+            self.frames += 1
+            if ftype == wire.DATA:
+                self.data_bytes += length
+            if ftype == wire.RST_STREAM or (ftype in (wire.DATA, wire.HEADERS) and flags & wire.END_STREAM):
+                self.ended += 1
+            if ftype == wire.GOAWAY and self.goaway is None:
+                self.goaway = 0
+
+
+def busy(args):
+    dl = Deadline(args.seconds)
+    block = wire.request_block(args.path)
+    totals = {"connections": 0, "sent": 0, "ended": 0}
+    lock = threading.Lock()
+
+    def run():
+        local = dict.fromkeys(totals, 0)
+        while dl:
+            try:
+                s = wire.connect(args.port, timeout=2)
+            except OSError:
+                time.sleep(0.05)
+                continue
+            local["connections"] += 1
+            rd = EndReader()
+            sid, inflight = 1, 0
+            out = opening([(wire.SETTINGS_INITIAL_WINDOW_SIZE, 1 << 24)]) + wire.window_update(0, 1 << 30)
+            while dl and rd.goaway is None:
+                while inflight < args.streams:
+                    out += wire.headers(sid, block)
+                    sid += 2
+                    inflight += 1
+                    local["sent"] += 1
+                if rd.data_bytes:
+                    out += wire.window_update(0, rd.data_bytes)
+                    rd.data_bytes = 0
+                n = wire.send_some(s, out, min(0.5, max(0.0, dl.left())))
+                if n < 0:
+                    break
+                out = out[n:]
+                before = rd.ended
+                if not wire.drain(s, rd, min(0.2, max(0.0, dl.left()))):
+                    break
+                inflight -= rd.ended - before
+                local["ended"] += rd.ended - before
+            wire.close(s)
+        with lock:
+            for k, v in local.items():
+                totals[k] += v
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(args.conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(MAX_SECONDS + 5)
+    report("busy", seconds=args.seconds, conns=args.conns, **totals)
+
+
 def open_many(args, first, tls=None):
     """Opens up to --conns connections (bounded by the deadline), each sent
     |first|; returns (sockets, refused)."""
@@ -311,8 +389,7 @@ def _invalid_cases(path):
         "data-after-end-stream": wire.headers(1, block) + wire.frame(wire.DATA, wire.END_STREAM, 1, b"x"),
         "unknown-frame-type": wire.frame(0xFA, 0, 0, b"ignored") + wire.headers(1, block),
         "goaway-then-headers": wire.frame(wire.GOAWAY, 0, 0, b"\0\0\0\0\0\0\0\0") + wire.headers(1, block),
-        # neither HTTP/2 nor HTTP/1 (an HTTP/1 request is served since issue 14)
-        "garbage-preface": b"\x00\x01 not a protocol\r\n\r\n",
+        "garbage-preface": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
     }
 
 
@@ -350,6 +427,7 @@ ATTACKS = {
     "rapid-reset": rapid_reset, "hold": hold, "zero-window": zero_window, "idle": idle,
     "continuation": continuation, "settings-flood": settings_flood, "ping-flood": ping_flood,
     "hpack-bomb": hpack_bomb, "slowloris": slowloris, "invalid": invalid, "header-hold": header_hold,
+    "busy": busy,
 }
 
 

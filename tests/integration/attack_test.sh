@@ -8,7 +8,7 @@
 # tests/attack/attack.py (raw frames), the good client good_client.py
 # (python3-h2). Each attack is at most 15 s.
 #
-# WISP_ATTACKS="rapid_reset held_streams zero_window header_hold
+# WISP_ATTACKS="rapid_reset held_streams zero_window header_hold fairness
 # idle_connections fd_exhaustion guards" picks some (default: all).
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
 WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
@@ -38,13 +38,16 @@ APP_PORT=$(free_port)
 start_app app "$APP_PORT" || { not_ok "the app starts"; finish; }
 
 # pair NAME FLAGS...: a fresh server-side (s_NAME) and client-side (c_NAME)
-# proxy with admin ports; FLAGS go to both. Sets OUT IN ADM_S ADM_C.
+# proxy with admin ports; FLAGS go to both, the array S_ONLY to s_NAME
+# alone. Sets OUT IN ADM_S ADM_C.
+S_ONLY=()
 pair() {
   local n=$1
   shift
   IN=$(free_port) OUT=$(free_port) ADM_S=$(free_port) ADM_C=$(free_port)
   start_proxy "s_$n" --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" \
-    --inbound "127.0.0.1:$IN" --app "127.0.0.1:$APP_PORT" --admin "127.0.0.1:$ADM_S" --drain-timeout 2 "$@"
+    --inbound "127.0.0.1:$IN" --app "127.0.0.1:$APP_PORT" --admin "127.0.0.1:$ADM_S" --drain-timeout 2 "$@" \
+    ${S_ONLY[@]+"${S_ONLY[@]}"}
   start_proxy "c_$n" --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" \
     --route "127.0.0.1:$OUT=127.0.0.1:$IN,id=$TD/ns/shop/sa/orders" --admin "127.0.0.1:$ADM_C" --drain-timeout 2 "$@"
   wait_port "$IN" && wait_port "$OUT" && wait_port "$ADM_S" && wait_port "$ADM_C"
@@ -212,6 +215,24 @@ if runs header_hold; then
   pair hh --conn-buffer-limit 1M --buffer-limit 32M
   GOOD_ARGS=(--seconds 6 --timeout 3)
   AFTER=hh_checks beside hh 10 3 64 header-hold --conns 20 --streams 100 --path "/bytes?n=1024"
+fi
+
+# --- fairness: a busy caller and a good one behind the same peer sidecar ---
+# The server side's app pool is the bottleneck (--pool-size 1 there: 100
+# streams). 4 callers of the client side keep 100 requests each in flight
+# on a path that answers in 1 s, so ~300 wait in the server side's queue,
+# spread over the client side's 4 pooled connections. Turns there were per
+# connection, so a good client's request waited behind the busy callers'
+# in its pooled connection's FIFO (~3 s: 189 of 200 within 3 s). Now the
+# client side names each request's caller (x-wisp-caller) and each caller
+# has a lane in that connection's queue, served in turn.
+if runs fairness; then
+  S_ONLY=(--pool-size 1)
+  pair fair
+  S_ONLY=()
+  GOOD_ARGS=(--seconds 8 --timeout 3)
+  # The busy callers' requests are served and logged (a line each side).
+  LOG_MAX=$((8 * 1024 * 1024)) beside fair 12 2 64 busy --conns 4 --streams 100 --path "/slow?ms=1000"
 fi
 
 # --- many idle connections: h2c callers, mTLS callers, admin clients ---

@@ -16,6 +16,12 @@ body=$(h2get -H 'x-forwarded-client-cert: By=spiffe://evil/x;URI=spiffe://evil/a
 expect_match "a caller-supplied x-forwarded-client-cert is replaced" \
   "\"x-forwarded-client-cert\":\"By=$TD/ns/shop/sa/orders;URI=$TD/ns/shop/sa/frontend\"" "$body"
 if printf '%s' "$body" | grep -q 'spiffe://evil'; then not_ok "spoofed identity never reaches the app"; else ok "spoofed identity never reaches the app"; fi
+# x-wisp-caller (which caller of the peer sidecar sent a request, for the
+# inbound queue's turns) is between sidecars: a caller's own is dropped and
+# the app never sees one.
+body=$(h2get -H 'x-wisp-caller: forged' "$OUT/hello")
+if printf '%s' "$body" | grep -q 'x-wisp-caller'; then not_ok "x-wisp-caller never reaches the app" "$body"
+else ok "x-wisp-caller never reaches the app"; fi
 
 out=$(nghttp -v "$OUT/hello" 2>&1)
 expect_match "nghttp GET through the pair" ':status: 200' "$out"
