@@ -65,12 +65,12 @@ class Deadline:
         return self.left() > 0
 
 
-def reconnecting_flood(args, name, first, batch):
-    """On --conns threads: open a connection, send |first|, then batch(i)
-    (i counts batches on the connection) until the peer closes or sends
-    GOAWAY, then reconnect; all until the deadline."""
+def on_threads(args, name, totals, session):
+    """On --conns threads until the deadline: connect, session(sock, dl,
+    counters), close, reconnect. Each thread counts in its own copy of
+    |totals| ("connections" and "refused" kept here); the sums are
+    reported as attack NAME."""
     dl = Deadline(args.seconds)
-    totals = {"connections": 0, "bytes": 0, "goaways": 0, "refused": 0, "batches": 0}
     lock = threading.Lock()
 
     def run():
@@ -83,19 +83,7 @@ def reconnecting_flood(args, name, first, batch):
                 time.sleep(0.05)
                 continue
             local["connections"] += 1
-            rd = wire.Reader()
-            n = wire.send_some(s, first, min(1.0, max(0.0, dl.left())))
-            i = 0
-            while n >= 0 and dl and rd.goaway is None:
-                n = wire.send_some(s, batch(i), min(0.5, max(0.0, dl.left())))
-                if n > 0:
-                    local["bytes"] += n
-                    local["batches"] += 1
-                i += 1
-                if not wire.drain(s, rd if not args.no_read else None):
-                    break
-            if rd.goaway is not None:
-                local["goaways"] += 1
+            session(s, dl, local)
             wire.close(s)
         with lock:
             for k, v in local.items():
@@ -107,6 +95,30 @@ def reconnecting_flood(args, name, first, batch):
     for t in threads:
         t.join(MAX_SECONDS + 5)
     report(name, seconds=args.seconds, conns=args.conns, **totals)
+
+
+def reconnecting_flood(args, name, first, batch):
+    """On --conns threads: open a connection, send |first|, then batch(i)
+    (i counts batches on the connection) until the peer closes or sends
+    GOAWAY, then reconnect; all until the deadline."""
+
+    def session(s, dl, local):
+        rd = wire.Reader()
+        n = wire.send_some(s, first, min(1.0, max(0.0, dl.left())))
+        i = 0
+        while n >= 0 and dl and rd.goaway is None:
+            n = wire.send_some(s, batch(i), min(0.5, max(0.0, dl.left())))
+            if n > 0:
+                local["bytes"] += n
+                local["batches"] += 1
+            i += 1
+            if not wire.drain(s, rd if not args.no_read else None):
+                break
+        if rd.goaway is not None:
+            local["goaways"] += 1
+
+    totals = {"connections": 0, "bytes": 0, "goaways": 0, "refused": 0, "batches": 0}
+    on_threads(args, name, totals, session)
 
 
 def rapid_reset(args):
@@ -195,7 +207,7 @@ def header_hold(args):
 
 
 class EndReader(wire.Reader):
-    """Also notes streams that ended (END_STREAM or RST_STREAM) and DATA
+    """Also counts streams that ended (END_STREAM or RST_STREAM) and DATA
     bytes received (to give the window back)."""
 
     def __init__(self):
@@ -203,70 +215,41 @@ class EndReader(wire.Reader):
         self.ended = 0
         self.data_bytes = 0
 
-    def feed(self, data):
-        self.buf += data
-        while len(self.buf) >= 9:
-            length = int.from_bytes(self.buf[:3], "big")
-            if len(self.buf) < 9 + length:
-                break
-            ftype, flags = self.buf[3], self.buf[4]
-            self.buf = self.buf[9 + length:]
-            self.frames += 1
-            if ftype == wire.DATA:
-                self.data_bytes += length
-            if ftype == wire.RST_STREAM or (ftype in (wire.DATA, wire.HEADERS) and flags & wire.END_STREAM):
-                self.ended += 1
-            if ftype == wire.GOAWAY and self.goaway is None:
-                self.goaway = 0
+    def on_frame(self, ftype, flags, payload):
+        super().on_frame(ftype, flags, payload)
+        if ftype == wire.DATA:
+            self.data_bytes += len(payload)
+        if ftype == wire.RST_STREAM or (ftype in (wire.DATA, wire.HEADERS) and flags & wire.END_STREAM):
+            self.ended += 1
 
 
 def busy(args):
-    dl = Deadline(args.seconds)
     block = wire.request_block(args.path)
-    totals = {"connections": 0, "sent": 0, "ended": 0}
-    lock = threading.Lock()
 
-    def run():
-        local = dict.fromkeys(totals, 0)
-        while dl:
-            try:
-                s = wire.connect(args.port, timeout=2)
-            except OSError:
-                time.sleep(0.05)
-                continue
-            local["connections"] += 1
-            rd = EndReader()
-            sid, inflight = 1, 0
-            out = opening([(wire.SETTINGS_INITIAL_WINDOW_SIZE, 1 << 24)]) + wire.window_update(0, 1 << 30)
-            while dl and rd.goaway is None:
-                while inflight < args.streams:
-                    out += wire.headers(sid, block)
-                    sid += 2
-                    inflight += 1
-                    local["sent"] += 1
-                if rd.data_bytes:
-                    out += wire.window_update(0, rd.data_bytes)
-                    rd.data_bytes = 0
-                n = wire.send_some(s, out, min(0.5, max(0.0, dl.left())))
-                if n < 0:
-                    break
-                out = out[n:]
-                before = rd.ended
-                if not wire.drain(s, rd, min(0.2, max(0.0, dl.left()))):
-                    break
-                inflight -= rd.ended - before
-                local["ended"] += rd.ended - before
-            wire.close(s)
-        with lock:
-            for k, v in local.items():
-                totals[k] += v
+    def session(s, dl, local):
+        rd = EndReader()
+        sid, inflight = 1, 0
+        out = opening([(wire.SETTINGS_INITIAL_WINDOW_SIZE, 1 << 24)]) + wire.window_update(0, 1 << 30)
+        while dl and rd.goaway is None:
+            while inflight < args.streams:
+                out += wire.headers(sid, block)
+                sid += 2
+                inflight += 1
+                local["sent"] += 1
+            if rd.data_bytes:
+                out += wire.window_update(0, rd.data_bytes)
+                rd.data_bytes = 0
+            n = wire.send_some(s, out, min(0.5, max(0.0, dl.left())))
+            if n < 0:
+                break
+            out = out[n:]
+            before = rd.ended
+            if not wire.drain(s, rd, min(0.2, max(0.0, dl.left()))):
+                break
+            inflight -= rd.ended - before
+            local["ended"] += rd.ended - before
 
-    threads = [threading.Thread(target=run, daemon=True) for _ in range(args.conns)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(MAX_SECONDS + 5)
-    report("busy", seconds=args.seconds, conns=args.conns, **totals)
+    on_threads(args, "busy", {"connections": 0, "refused": 0, "sent": 0, "ended": 0}, session)
 
 
 def open_many(args, first, tls=None):

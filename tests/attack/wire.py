@@ -123,16 +123,19 @@ class Reader:
             length = int.from_bytes(self.buf[:3], "big")
             if len(self.buf) < 9 + length:
                 break
-            ftype = self.buf[3]
+            ftype, flags = self.buf[3], self.buf[4]
             payload = self.buf[9:9 + length]
             self.buf = self.buf[9 + length:]
             self.frames += 1
-            if ftype == GOAWAY and self.goaway is None and len(payload) >= 8:
-                self.goaway = struct.unpack(">I", payload[4:8])[0]
-            elif ftype == RST_STREAM:
-                self.resets += 1
-            elif ftype == HEADERS:
-                self.responses += 1
+            self.on_frame(ftype, flags, payload)
+
+    def on_frame(self, ftype, flags, payload):
+        if ftype == GOAWAY and self.goaway is None and len(payload) >= 8:
+            self.goaway = struct.unpack(">I", payload[4:8])[0]
+        elif ftype == RST_STREAM:
+            self.resets += 1
+        elif ftype == HEADERS:
+            self.responses += 1
 
     def answered(self):
         return self.goaway is not None or self.resets > 0 or self.responses > 0
