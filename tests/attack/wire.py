@@ -116,9 +116,20 @@ class Reader:
         self.resets = 0
         self.responses = 0  # HEADERS frames
         self.frames = 0
+        self.http1 = False  # the peer answered in HTTP/1
 
     def feed(self, data):
         self.buf += data
+        if self.frames == 0 and self.buf.startswith(b"HTTP/1."):
+            # An HTTP/1 answer (a route listener serves HTTP/1 callers):
+            # counted as a response, not parsed as frames.
+            self.responses += 1
+            self.frames += 1
+            self.buf = b""
+            self.http1 = True
+        if self.http1:
+            self.buf = b""
+            return
         while len(self.buf) >= 9:
             length = int.from_bytes(self.buf[:3], "big")
             if len(self.buf) < 9 + length:
