@@ -43,6 +43,13 @@
 #define ADMIN_LINGER_TIME 1.0
 #define ADMIN_LINGER_BYTES (64 * 1024)
 #define ADMIN_WRITES_PER_EVENT 64
+/* /metrics is rendered at most once this often per listener; scrapers in
+ * between share that rendering (one buffer, referenced, never copied). */
+#define ADMIN_METRICS_REUSE 1.0
+/* At most this many renderings alive at once per listener (the newest
+ * and those slow readers still hold); past it scrapers get the newest,
+ * however old, so readers that do not read cannot pile up bodies. */
+#define ADMIN_METRICS_RENDERINGS_MAX 3
 
 /* ===================================================================== */
 /* Readiness (pure)                                                      */
@@ -163,6 +170,7 @@ static void render_config(wisp_json_writer *b, const wisp_proxy *px) {
   json_str(b, "metrics", cfg->metrics_listen);
   json_int(b, "metrics_max_peers", cfg->metrics_max_peers);
   json_int(b, "metrics_max_series", cfg->metrics_max_series);
+  json_int(b, "metrics_max_bytes", (int64_t)cfg->metrics_max_bytes);
   json_str(b, "cert", cfg->cert);
   json_str(b, "key", cfg->key);
   json_str(b, "bundle", cfg->bundle);
@@ -343,6 +351,15 @@ static void render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool ready
 
 typedef enum { ADMIN_READING, ADMIN_WRITING, ADMIN_LINGERING } admin_state;
 
+/* One rendered /metrics response, status line and headers included,
+ * shared by the listener's cache and every connection sending it; the
+ * last reference frees it. */
+typedef struct metrics_resp {
+  int refs;
+  size_t len;
+  uint8_t data[];
+} metrics_resp;
+
 typedef struct admin_conn {
   wisp_admin *a;
   int fd;
@@ -353,6 +370,8 @@ typedef struct admin_conn {
   size_t in_len;
   size_t lingered;     /* bytes dropped while lingering */
   wisp_buf out;        /* the whole response; what is still to send */
+  metrics_resp *shared; /* instead of |out|: a shared /metrics response (a reference) */
+  size_t shared_sent;  /* bytes of it sent */
   bool drain_after;    /* POST /drain: start the drain once the 202 is out */
   char peer[64];
   wisp_connlimit_key src; /* the caller, as the data listeners count callers */
@@ -370,7 +389,16 @@ struct wisp_admin {
   int nconns;
   uint64_t busy, evicted; /* connections turned away / closed to make room */
   bool metrics_only;   /* --metrics: GET /metrics, nothing else */
+  metrics_resp *metrics;  /* the newest /metrics rendering (a reference), or NULL */
+  ev_tstamp metrics_at;   /* when it was rendered */
+  int renderings;         /* metrics_resp alive, counting those connections hold */
 };
+
+static void metrics_resp_unref(wisp_admin *a, metrics_resp *r) {
+  if (!r || --r->refs > 0) return;
+  a->renderings--;
+  free(r);
+}
 
 static void conn_free(admin_conn *c) {
   wisp_admin *a = c->a;
@@ -381,6 +409,7 @@ static void conn_free(admin_conn *c) {
   wisp_list_unlink(&c->link);
   a->nconns--;
   wisp_buf_cleanup(&c->out);
+  metrics_resp_unref(a, c->shared);
   free(c);
 }
 
@@ -397,6 +426,8 @@ static void conn_watch(admin_conn *c, int events, double timeout) {
 /* The response is out: half-close and wait (bounded) for the client's EOF. */
 static void conn_linger(admin_conn *c) {
   wisp_buf_cleanup(&c->out);
+  metrics_resp_unref(c->a, c->shared);
+  c->shared = NULL;
   c->state = ADMIN_LINGERING;
   if (c->drain_after) {
     c->drain_after = false;
@@ -410,18 +441,33 @@ static void conn_linger(admin_conn *c) {
   conn_watch(c, EV_READ, ADMIN_LINGER_TIME);
 }
 
+/* What is left to send: of the shared response, else of |out|. */
+static size_t conn_pending(const admin_conn *c, const uint8_t **p) {
+  if (c->shared) {
+    *p = c->shared->data + c->shared_sent;
+    return c->shared->len - c->shared_sent;
+  }
+  *p = wisp_buf_rptr(&c->out);
+  return wisp_buf_len(&c->out);
+}
+
 static void conn_flush(admin_conn *c) {
-  for (int i = 0; i < ADMIN_WRITES_PER_EVENT && wisp_buf_len(&c->out) > 0; i++) {
-    ssize_t n = send(c->fd, wisp_buf_rptr(&c->out), wisp_buf_len(&c->out), MSG_NOSIGNAL);
+  const uint8_t *p;
+  for (int i = 0; i < ADMIN_WRITES_PER_EVENT && conn_pending(c, &p) > 0; i++) {
+    ssize_t n = send(c->fd, p, conn_pending(c, &p), MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
     if (n <= 0) {
       conn_free(c); /* the client went away */
       return;
     }
-    wisp_buf_consume(&c->out, (size_t)n);
+    if (c->shared) {
+      c->shared_sent += (size_t)n;
+    } else {
+      wisp_buf_consume(&c->out, (size_t)n);
+    }
   }
-  if (wisp_buf_len(&c->out) > 0) {
+  if (conn_pending(c, &p) > 0) {
     if (!(c->io.events & EV_WRITE)) conn_watch(c, EV_WRITE, ADMIN_TIMEOUT);
     return;
   }
@@ -429,15 +475,24 @@ static void conn_flush(admin_conn *c) {
 }
 
 /* Sends the response and closes. |allow|: an Allow header (405). */
+/* The status line and headers of a response; |body_len| SIZE_MAX: not
+ * known (HEAD /metrics, which does not render), no Content-Length. */
+static wisp_err response_head(wisp_buf *o, int status, const char *ctype, const char *allow, size_t body_len) {
+  const size_t limit = ADMIN_HEAD_MAX + ADMIN_BODY_MAX;
+  char length[48] = "";
+  if (body_len != SIZE_MAX) snprintf(length, sizeof(length), "Content-Length: %zu\r\n", body_len);
+  return wisp_buf_printf(o, limit,
+                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s%s%s%sCache-Control: no-store\r\n"
+                         "Connection: close\r\n\r\n",
+                         status, wisp_admin_reason_phrase(status), ctype, length, allow ? "Allow: " : "",
+                         allow ? allow : "", allow ? "\r\n" : "");
+}
+
 static void respond(admin_conn *c, int status, const char *ctype, const char *allow, const char *body,
                     size_t body_len, bool head_only) {
   wisp_buf *o = &c->out;
-  const size_t limit = ADMIN_HEAD_MAX + ADMIN_BODY_MAX;
-  wisp_err rc = wisp_buf_printf(o, limit, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s",
-                                status, wisp_admin_reason_phrase(status), ctype, body_len, allow ? "Allow: " : "",
-                                allow ? allow : "", allow ? "\r\n" : "");
-  if (rc == WISP_OK) rc = wisp_buf_printf(o, limit, "Cache-Control: no-store\r\nConnection: close\r\n\r\n");
-  if (rc == WISP_OK && !head_only) rc = wisp_buf_append(o, body, body_len, limit);
+  wisp_err rc = response_head(o, status, ctype, allow, body_len);
+  if (rc == WISP_OK && !head_only) rc = wisp_buf_append(o, body, body_len, ADMIN_HEAD_MAX + ADMIN_BODY_MAX);
   if (rc != WISP_OK) {
     conn_free(c); /* cannot happen: bodies are bounded by ADMIN_BODY_MAX */
     return;
@@ -462,6 +517,62 @@ static void respond_body(admin_conn *c, const char *ctype, const wisp_json_write
     return;
   }
   respond(c, 200, ctype, NULL, (const char *)wisp_buf_rptr(&body->out), wisp_buf_len(&body->out), head_only);
+}
+
+#define METRICS_CTYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* A new rendering of /metrics as a whole response, with one reference;
+ * NULL when it could not be rendered whole (|err| says why). */
+static metrics_resp *metrics_render_resp(wisp_admin *a, bool ready, wisp_err *err) {
+  wisp_json_writer body;
+  wisp_json_writer_init(&body, ADMIN_BODY_MAX, WISP_JSON_ESCAPE_U);
+  render_metrics(&body, a->px, ready);
+  wisp_buf head = {0};
+  *err = body.err;
+  if (*err == WISP_OK) *err = response_head(&head, 200, METRICS_CTYPE, NULL, wisp_buf_len(&body.out));
+  metrics_resp *r = NULL;
+  if (*err == WISP_OK) {
+    size_t hl = wisp_buf_len(&head), bl = wisp_buf_len(&body.out);
+    r = wisp_malloc(sizeof(*r) + hl + bl);
+    r->refs = 1;
+    r->len = hl + bl;
+    memcpy(r->data, wisp_buf_rptr(&head), hl);
+    memcpy(r->data + hl, wisp_buf_rptr(&body.out), bl);
+    a->renderings++;
+  }
+  wisp_buf_cleanup(&head);
+  wisp_json_writer_cleanup(&body);
+  return r;
+}
+
+/* GET /metrics: the listener's rendering while it is recent (or while
+ * slow readers hold too many older ones), else a new one. The connection
+ * points into it. On the admin port (loopback: the pod's own containers
+ * and tests that read a counter right after a request) a recent rendering
+ * is shared only while another connection still sends it; the --metrics
+ * port shares it for ADMIN_METRICS_REUSE whatever happens. */
+static void respond_metrics(admin_conn *c, bool ready) {
+  wisp_admin *a = c->a;
+  ev_tstamp now = ev_now(a->px->loop);
+  bool fresh = a->metrics && now - a->metrics_at < ADMIN_METRICS_REUSE && (a->metrics_only || a->metrics->refs > 1);
+  if (!fresh && (!a->metrics || a->renderings < ADMIN_METRICS_RENDERINGS_MAX)) {
+    wisp_err err;
+    metrics_resp *r = metrics_render_resp(a, ready, &err);
+    if (!r) {
+      char text[128];
+      snprintf(text, sizeof(text), "cannot render the response: %s", wisp_err_str(err));
+      respond_text(c, 500, NULL, text, false);
+      return;
+    }
+    metrics_resp_unref(a, a->metrics);
+    a->metrics = r;
+    a->metrics_at = now;
+  }
+  a->metrics->refs++;
+  c->shared = a->metrics;
+  c->shared_sent = 0;
+  c->state = ADMIN_WRITING;
+  conn_flush(c);
 }
 
 static bool proxy_listening(const wisp_proxy *px) {
@@ -529,8 +640,11 @@ static void handle(admin_conn *c, const wisp_admin_request *req) {
       respond_body(c, "application/json", &body, head);
       break;
     case WISP_ADMIN_EP_METRICS:
-      render_metrics(&body, px, proxy_ready(px, text, sizeof(text)));
-      respond_body(c, "text/plain; version=0.0.4; charset=utf-8", &body, head);
+      if (head) {
+        respond(c, 200, METRICS_CTYPE, NULL, NULL, SIZE_MAX, true); /* without rendering */
+      } else {
+        respond_metrics(c, proxy_ready(px, text, sizeof(text)));
+      }
       break;
     case WISP_ADMIN_EP_STATUS:
       ready = proxy_ready(px, text, sizeof(text));
@@ -764,6 +878,7 @@ wisp_err wisp_admin_new_metrics(wisp_admin **out, wisp_proxy *px, const char *ad
 void wisp_admin_free(wisp_admin *a) {
   if (!a) return;
   WISP_LIST_FOREACH_SAFE(it, &a->conns) conn_free(WISP_LIST_ELEM(it, admin_conn, link));
+  metrics_resp_unref(a, a->metrics);
   wisp_acceptor_stop(&a->acc);
   close(a->fd);
   free(a->name);

@@ -73,6 +73,10 @@ static const wisp_flag kOpts[] = {
     ROW_STR("metrics", metrics_listen, NULL),
     ROW_LIMIT("metrics-max-peers", metrics_max_peers, "256"),
     ROW_LIMIT("metrics-max-series", metrics_max_series, "2048"),
+    /* below 1M the reserved overflow series take it all; above 32M the
+     * admin port's response bound (64 MiB) comes near */
+    {.name = "metrics-max-bytes", .kind = WISP_FLAG_SIZE, .off = OFF(metrics_max_bytes), .dflt = "4M",
+     .min = 1LL << 20, .max = 32LL << 20},
     ROW_HELP("help", help, NULL),
 };
 
@@ -145,6 +149,8 @@ const char *wisp_config_usage(void) {
          "                                         at most 1000000)\n"
          "  --metrics-max-series N (2048)          label combinations in /metrics; later ones count\n"
          "                                         in an \"overflow\" series per status class\n"
+         "  --metrics-max-bytes SIZE (4M)          the most the series of /metrics render (1M..32M);\n"
+         "                                         later peers and series count as \"overflow\"\n"
          "Every flag can also be set as WISP_<FLAG> (e.g. WISP_APP=127.0.0.1:8080);\n"
          "WISP_ROUTE may hold several routes separated by spaces. Flags win.\n";
 }

@@ -60,6 +60,7 @@ typedef struct {
   int max_destinations;           /* transparent: original destinations kept at once, 0: no limit */
   int metrics_max_peers;          /* distinct peer IDs labelled in /metrics; more: "overflow" */
   int metrics_max_series;         /* label combinations kept in /metrics; more: "overflow" */
+  size_t metrics_max_bytes;       /* what those series may render at most; more: "overflow" */
   bool admin_set;                 /* given by --admin/WISP_ADMIN, not the default */
   bool help;
 } wisp_config;

@@ -29,6 +29,18 @@ enum { PEER_OVERFLOW = 0, PEER_UNKNOWN = 1, PEER_FIRST = 2 };
 /* The longest label value: a SPIFFE ID is at most 2048 bytes. */
 #define LABEL_VALUE_MAX 2048
 
+/* The byte budget (--metrics-max-bytes) is charged per rendered line:
+ * at most this much besides the label values (metric name, label names,
+ * direction, statuses, le, value), then the peer's and our own label
+ * values (principal, trust domain, namespace, workload) in full. */
+#define LINE_FIXED 448
+/* Lines an HTTP series renders: 3 counters, the histogram's buckets, +Inf,
+ * _sum and _count; a TCP series: 4 counters. */
+#define HTTP_LINES (3 + NBUCKETS + 3)
+#define TCP_LINES 4
+/* Our own label values before the first render tells their real size. */
+#define LOCAL_LABELS_GUESS 256
+
 /* A series key: kind, direction, decision, overflow, peer, status, gRPC. */
 #define KEY_TCP (1ull << 0)
 #define KEY_INBOUND (1ull << 1)
@@ -44,6 +56,7 @@ enum { PEER_OVERFLOW = 0, PEER_UNKNOWN = 1, PEER_FIRST = 2 };
 typedef struct {
   char *id, *td, *ns, *sa; /* owned */
   uint64_t hash;
+  size_t label_bytes;      /* strlen of the four: what each of its lines carries */
 } peer;
 
 struct wisp_metrics_series {
@@ -65,6 +78,10 @@ struct wisp_metrics {
   uint32_t *series_index;
   size_t series_mask;
   uint64_t overflowed;
+  /* The budget: a body of at most sum_lines * (LINE_FIXED + local_bytes)
+   * + sum_peer_bytes, kept under max_bytes when series are admitted. */
+  size_t max_bytes, local_bytes;
+  uint64_t sum_lines, sum_peer_bytes;
 };
 
 /* ---- keys and hashing ---- */
@@ -140,6 +157,7 @@ static void peer_init_named(peer *p, const char *name) {
   p->td = wisp_strdup(name);
   p->ns = wisp_strdup(name);
   p->sa = wisp_strdup(name);
+  p->label_bytes = 4 * strlen(name);
 }
 
 static void peer_init(peer *p, const char *id, uint64_t hash) {
@@ -150,6 +168,27 @@ static void peer_init(peer *p, const char *id, uint64_t hash) {
   p->ns = wisp_strdup(ns);
   p->sa = wisp_strdup(sa);
   p->hash = hash;
+  p->label_bytes = strlen(id) + strlen(td) + strlen(ns) + strlen(sa);
+}
+
+/* ---- the byte budget ---- */
+
+static uint64_t series_lines(uint64_t key) { return (key & KEY_TCP) ? TCP_LINES : HTTP_LINES; }
+
+static uint64_t line_bytes(const wisp_metrics *m, size_t peer_label_bytes) {
+  return LINE_FIXED + m->local_bytes + peer_label_bytes;
+}
+
+/* The rendered size the table may reach, at our current label sizes. */
+static uint64_t budget_used(const wisp_metrics *m) {
+  return m->sum_lines * (LINE_FIXED + m->local_bytes) + m->sum_peer_bytes;
+}
+
+/* Whether |lines| more lines with |peer_label_bytes| of peer labels each
+ * still fit the budget. */
+static bool budget_fits(const wisp_metrics *m, uint64_t lines, size_t peer_label_bytes) {
+  uint64_t used = budget_used(m);
+  return used <= m->max_bytes && lines * line_bytes(m, peer_label_bytes) <= m->max_bytes - used;
 }
 
 /* The slot of |id|: found, or added while there is room, else overflow. */
@@ -162,7 +201,9 @@ static uint32_t peer_slot(wisp_metrics *m, const char *id) {
     const peer *p = &m->peers[v - 1];
     if (p->hash == h && strcmp(p->id, id) == 0) return v - 1;
   }
-  if (m->npeers >= m->max_peers) return PEER_OVERFLOW;
+  /* A peer is labelled only if one HTTP series of its fits the budget
+   * (its four label values are at most twice its ID). */
+  if (m->npeers >= m->max_peers || !budget_fits(m, HTTP_LINES, 2 * strlen(id))) return PEER_OVERFLOW;
   uint32_t slot = (uint32_t)(PEER_FIRST + m->npeers++);
   peer_init(&m->peers[slot], id, h);
   size_t i = (size_t)h & m->peer_mask;
@@ -187,6 +228,9 @@ static wisp_metrics_series *series_find(const wisp_metrics *m, uint64_t key, siz
 static wisp_metrics_series *series_add(wisp_metrics *m, uint64_t key, size_t free_slot) {
   wisp_metrics_series *s = &m->series[m->nseries++];
   s->key = key;
+  uint64_t lines = series_lines(key);
+  m->sum_lines += lines;
+  m->sum_peer_bytes += lines * m->peers[(key >> KEY_PEER_SHIFT) & KEY_PEER_MASK].label_bytes;
   m->series_index[free_slot] = (uint32_t)m->nseries;
   return s;
 }
@@ -196,7 +240,10 @@ static wisp_metrics_series *series_add(wisp_metrics *m, uint64_t key, size_t fre
 static wisp_metrics_series *series_get(wisp_metrics *m, uint64_t key, uint64_t overflow_key, uint32_t peer_of) {
   size_t free_slot;
   wisp_metrics_series *s = series_find(m, key, &free_slot);
-  if (!s && m->nseries < m->cap_series) s = series_add(m, key, free_slot);
+  if (!s && m->nseries < m->cap_series &&
+      budget_fits(m, series_lines(key), m->peers[(key >> KEY_PEER_SHIFT) & KEY_PEER_MASK].label_bytes)) {
+    s = series_add(m, key, free_slot);
+  }
   if (!s || peer_of == PEER_OVERFLOW) m->overflowed++;
   return s ? s : series_find(m, overflow_key, NULL);
 }
@@ -206,10 +253,12 @@ static void reserve(wisp_metrics *m, uint64_t key) {
   if (!series_find(m, key, &free_slot)) series_add(m, key, free_slot);
 }
 
-wisp_metrics *wisp_metrics_new(size_t max_peers, size_t max_series) {
+wisp_metrics *wisp_metrics_new(size_t max_peers, size_t max_series, size_t max_bytes) {
   enum { RESERVED = 2 * 2 * STATUS_CLASSES + 2 * 2 }; /* HTTP and TCP overflow series */
   wisp_metrics *m = wisp_calloc(1, sizeof(*m));
   m->max_peers = max_peers;
+  m->max_bytes = max_bytes;
+  m->local_bytes = LOCAL_LABELS_GUESS;
   m->peers = wisp_calloc(PEER_FIRST + max_peers, sizeof(*m->peers));
   peer_init_named(&m->peers[PEER_OVERFLOW], "overflow");
   peer_init_named(&m->peers[PEER_UNKNOWN], "unknown");
@@ -347,10 +396,10 @@ static uint64_t field_of(const wisp_metrics_series *s, field f) {
 /* Reserved overflow series are printed only once they counted something. */
 static bool series_used(const wisp_metrics_series *s) { return s->count || s->opened; }
 
-static void render_counter(wisp_json_writer *b, const wisp_metrics *m, const local_names *local, bool tcp,
+static void render_counter(wisp_json_writer *b, const wisp_metrics *m, size_t n, const local_names *local, bool tcp,
                            const char *name, const char *help, field f) {
   wisp_json_writer_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
-  for (size_t i = 0; i < m->nseries; i++) {
+  for (size_t i = 0; i < n; i++) {
     const wisp_metrics_series *s = &m->series[i];
     if (!(s->key & KEY_TCP) != !tcp || !series_used(s)) continue;
     wisp_json_writer_printf(b, "%s{", name);
@@ -359,13 +408,13 @@ static void render_counter(wisp_json_writer *b, const wisp_metrics *m, const loc
   }
 }
 
-static void render_histogram(wisp_json_writer *b, const wisp_metrics *m, const local_names *local) {
+static void render_histogram(wisp_json_writer *b, const wisp_metrics *m, size_t n, const local_names *local) {
   static const char kName[] = "wisp_request_duration_milliseconds";
   wisp_json_writer_printf(b,
                           "# HELP %s Duration of finished requests, from their first HEADERS to the end of both "
                           "sides, in milliseconds (Istio's buckets).\n# TYPE %s histogram\n",
                           kName, kName);
-  for (size_t i = 0; i < m->nseries; i++) {
+  for (size_t i = 0; i < n; i++) {
     const wisp_metrics_series *s = &m->series[i];
     if ((s->key & KEY_TCP) || !series_used(s)) continue;
     uint64_t cum = 0;
@@ -387,28 +436,45 @@ static void render_histogram(wisp_json_writer *b, const wisp_metrics *m, const l
   }
 }
 
-void wisp_metrics_render(wisp_json_writer *b, const wisp_metrics *m, const char *local_id) {
+/* How many series (a prefix of the table: the reserved overflow series
+ * first, then in the order admitted) fit the budget at our own labels'
+ * real size. All of them, unless our SPIFFE ID grew past what the budget
+ * assumed when they were admitted. */
+static size_t series_within_budget(const wisp_metrics *m) {
+  uint64_t used = 0;
+  for (size_t i = 0; i < m->nseries; i++) {
+    uint64_t key = m->series[i].key;
+    used += series_lines(key) * line_bytes(m, m->peers[(key >> KEY_PEER_SHIFT) & KEY_PEER_MASK].label_bytes);
+    if (used > m->max_bytes) return i;
+  }
+  return m->nseries;
+}
+
+void wisp_metrics_render(wisp_json_writer *b, wisp_metrics *m, const char *local_id) {
   if (!m) return;
   local_names *local = wisp_calloc(1, sizeof(*local));
   bool known = local_id && *local_id;
   local->id = known ? local_id : "unknown";
   wisp_metrics_split_id(known ? local_id : NULL, local->td, sizeof(local->td), local->ns, sizeof(local->ns),
                         local->sa, sizeof(local->sa));
-  render_counter(b, m, local, false, "wisp_requests_total",
+  /* From now on new series are charged at our labels' real size. */
+  m->local_bytes = strlen(local->id) + strlen(local->td) + strlen(local->ns) + strlen(local->sa);
+  size_t n = series_within_budget(m);
+  render_counter(b, m, n, local, false, "wisp_requests_total",
                  "Finished requests by direction, caller and callee identity, status, gRPC status, status class "
                  "(code; none: ended without a response) and policy decision.",
                  F_COUNT);
-  render_histogram(b, m, local);
-  render_counter(b, m, local, false, "wisp_request_bytes_total", "Request body bytes of finished requests.",
+  render_histogram(b, m, n, local);
+  render_counter(b, m, n, local, false, "wisp_request_bytes_total", "Request body bytes of finished requests.",
                  F_BYTES_IN);
-  render_counter(b, m, local, false, "wisp_response_bytes_total", "Response body bytes of finished requests.",
+  render_counter(b, m, n, local, false, "wisp_response_bytes_total", "Response body bytes of finished requests.",
                  F_BYTES_OUT);
-  render_counter(b, m, local, true, "wisp_tcp_connections_opened_total",
+  render_counter(b, m, n, local, true, "wisp_tcp_connections_opened_total",
                  "L4 (non-HTTP/2) connections opened, by caller and callee identity and policy decision.", F_OPENED);
-  render_counter(b, m, local, true, "wisp_tcp_connections_closed_total", "L4 connections closed.", F_CLOSED);
-  render_counter(b, m, local, true, "wisp_tcp_received_bytes_total",
+  render_counter(b, m, n, local, true, "wisp_tcp_connections_closed_total", "L4 connections closed.", F_CLOSED);
+  render_counter(b, m, n, local, true, "wisp_tcp_received_bytes_total",
                  "L4 bytes received from the caller (the request direction).", F_BYTES_IN);
-  render_counter(b, m, local, true, "wisp_tcp_sent_bytes_total",
+  render_counter(b, m, n, local, true, "wisp_tcp_sent_bytes_total",
                  "L4 bytes sent back to the caller (the response direction).", F_BYTES_OUT);
   wisp_json_writer_printf(b,
                           "# HELP wisp_metrics_peers Distinct peer SPIFFE IDs labelled in metrics "
@@ -416,8 +482,14 @@ void wisp_metrics_render(wisp_json_writer *b, const wisp_metrics *m, const char 
                           m->npeers);
   wisp_json_writer_printf(b,
                           "# HELP wisp_metrics_overflow_total Requests and L4 connections counted under \"overflow\" "
-                          "labels because --metrics-max-peers or --metrics-max-series was reached.\n"
+                          "labels because --metrics-max-peers, --metrics-max-series or --metrics-max-bytes was reached.\n"
                           "# TYPE wisp_metrics_overflow_total counter\nwisp_metrics_overflow_total %" PRIu64 "\n",
                           m->overflowed);
+  wisp_json_writer_printf(b,
+                          "# HELP wisp_metrics_budget_bytes The most bytes the series above may render "
+                          "(--metrics-max-bytes) and what the series kept so far may take at most.\n"
+                          "# TYPE wisp_metrics_budget_bytes gauge\nwisp_metrics_budget_bytes{kind=\"max\"} %zu\n"
+                          "wisp_metrics_budget_bytes{kind=\"used\"} %" PRIu64 "\n",
+                          m->max_bytes, budget_used(m));
   free(local);
 }

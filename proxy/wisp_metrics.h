@@ -7,10 +7,12 @@
  * millisecond buckets. The local workload's labels come from our own
  * SPIFFE ID at render time.
  *
- * Cardinality is bounded twice: at most |max_peers| distinct peer IDs
+ * Cardinality is bounded three times: at most |max_peers| distinct peer IDs
  * (later ones count under peer labels "overflow"), and at most |max_series|
  * series (later combinations count in a per-direction, per-decision,
- * per-status-class series whose response_code is "overflow"). Counting is
+ * per-status-class series whose response_code is "overflow"), and by the
+ * bytes the series render (--metrics-max-bytes: past it, new peers and
+ * series count under the overflow labels as well). Counting is
  * a hash lookup in fixed tables: no allocation per request, only when a
  * peer or series is first seen (bounded by the caps).
  *
@@ -29,6 +31,7 @@
 
 #define WISP_METRICS_MAX_PEERS_DEFAULT 256
 #define WISP_METRICS_MAX_SERIES_DEFAULT 2048
+#define WISP_METRICS_MAX_BYTES_DEFAULT (4u << 20)
 
 typedef struct wisp_metrics wisp_metrics;
 typedef struct wisp_metrics_series wisp_metrics_series;
@@ -45,8 +48,11 @@ typedef struct {
   uint64_t bytes_out;   /* response body bytes */
 } wisp_metrics_request;
 
-/* Gives a new wisp_metrics; |max_peers| and |max_series| >= 1. */
-wisp_metrics *wisp_metrics_new(size_t max_peers, size_t max_series);
+/* Gives a new wisp_metrics; |max_peers| and |max_series| >= 1.
+ * |max_bytes| bounds what the series render (wisp_metrics_render): a
+ * new peer or series that would take the estimate of its rendered lines
+ * past it counts under the overflow labels instead. */
+wisp_metrics *wisp_metrics_new(size_t max_peers, size_t max_series, size_t max_bytes);
 /* Accepts NULL. */
 void wisp_metrics_free(wisp_metrics *m);
 
@@ -67,9 +73,11 @@ void wisp_metrics_tcp_close(wisp_metrics_series *s);
 size_t wisp_metrics_peers(const wisp_metrics *m);
 uint64_t wisp_metrics_overflowed(const wisp_metrics *m);
 
-/* Appends every family (Prometheus text 0.0.4) to |b|. |local_id| is our
- * own SPIFFE ID (NULL or "": not known yet, labelled "unknown"). */
-void wisp_metrics_render(wisp_json_writer *b, const wisp_metrics *m, const char *local_id);
+/* Appends every family (Prometheus text 0.0.4) to |b|, its series at most
+ * |max_bytes| (plus the fixed HELP/TYPE lines and the gauges). |local_id|
+ * is our own SPIFFE ID (NULL or "": not known yet, labelled "unknown");
+ * its size is remembered for charging later series. */
+void wisp_metrics_render(wisp_json_writer *b, wisp_metrics *m, const char *local_id);
 
 /* Splits a SPIFFE ID into trust domain, namespace and service account
  * (pure; each output NUL-terminated, "unknown" where the ID has no such

@@ -331,7 +331,8 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   px->cfg = cfg;
   wisp_tls_opts topts = {.allow_tls12 = cfg->allow_tls12, .require_alpn = true};
   px->tls = wisp_tls_new(&topts);
-  px->metrics = wisp_metrics_new((size_t)cfg->metrics_max_peers, (size_t)cfg->metrics_max_series);
+  px->metrics = wisp_metrics_new((size_t)cfg->metrics_max_peers, (size_t)cfg->metrics_max_series,
+                                 cfg->metrics_max_bytes);
   px->events = wisp_events_new((size_t)cfg->metrics_max_peers);
   /* With --agent the SVID arrives later: listeners start now and refuse
    * (in words) until it does; /ready says so. */

@@ -194,11 +194,13 @@ static void check_metrics_default(const wisp_config *c) {
   assert_null(c->metrics_listen); /* off unless asked for */
   assert_int_equal(c->metrics_max_peers, 256);
   assert_int_equal(c->metrics_max_series, 2048);
+  assert_int_equal(c->metrics_max_bytes, 4u << 20);
 }
 
 static void check_metrics_15090(const wisp_config *c) {
   assert_string_equal(c->metrics_listen, "0.0.0.0:15090");
   assert_int_equal(c->metrics_max_peers, 1000000);
+  assert_int_equal(c->metrics_max_bytes, 16u << 20);
 }
 
 static void check_admin_v6(const wisp_config *c) { assert_string_equal(c->admin, "[::1]:15000"); }
@@ -340,13 +342,17 @@ static const cfg_case kCases[] = {
     /* --metrics and its caps */
     {"--metrics off by default", {0}, {CERTS, "--app", ":1"}, WISP_OK, NULL, check_metrics_default},
     {"--metrics ADDR, caps at their maximum", {0},
-     {CERTS, "--app", ":1", "--metrics", "0.0.0.0:15090", "--metrics-max-peers", "1000000"}, WISP_OK, NULL,
+     {CERTS, "--app", ":1", "--metrics", "0.0.0.0:15090", "--metrics-max-peers", "1000000", "--metrics-max-bytes", "16M"}, WISP_OK, NULL,
      check_metrics_15090},
     {"--metrics off", {0}, {CERTS, "--app", ":1", "--metrics", "off"}, WISP_OK, NULL, check_metrics_default},
     {"bad --metrics", {0}, {CERTS, "--app", ":1", "--metrics", "15090"}, WISP_ERR_USAGE,
      "--metrics 15090: expected HOST:PORT or off", NULL},
     {"--metrics-max-series past its maximum", {0}, {CERTS, "--app", ":1", "--metrics-max-series", "1000001"},
      WISP_ERR_USAGE, "--metrics-max-series 1000001: at most 1000000", NULL},
+    {"--metrics-max-bytes below 1M", {0}, {CERTS, "--app", ":1", "--metrics-max-bytes", "512K"},
+     WISP_ERR_USAGE, "--metrics-max-bytes: invalid value '512K'", NULL},
+    {"--metrics-max-bytes past 32M", {0}, {CERTS, "--app", ":1", "--metrics-max-bytes", "33M"},
+     WISP_ERR_USAGE, "--metrics-max-bytes: invalid value '33M'", NULL},
     {"--metrics-max-peers past its maximum", {0}, {CERTS, "--app", ":1", "--metrics-max-peers", "2000000"},
      WISP_ERR_USAGE, "--metrics-max-peers 2000000: at most 1000000", NULL},
 

@@ -45,8 +45,8 @@ static void test_split(void **state) {
   }
 }
 
-static char *render(const wisp_metrics *m) {
-  static char text[1 << 20];
+static char *render(wisp_metrics *m) {
+  static char text[64 << 20];
   wisp_json_writer w;
   wisp_json_writer_init(&w, sizeof(text) - 1, WISP_JSON_ESCAPE_U);
   wisp_metrics_render(&w, m, ME);
@@ -66,7 +66,7 @@ static void request(wisp_metrics *m, const char *peer, int status, double ms) {
 
 static void test_peer_cap(void **state) {
   (void)state;
-  wisp_metrics *m = wisp_metrics_new(1, 100);
+  wisp_metrics *m = wisp_metrics_new(1, 100, WISP_METRICS_MAX_BYTES_DEFAULT);
   request(m, B, 200, 3);
   request(m, B, 200, 3);
   request(m, C, 200, 3); /* the second peer: over the cap */
@@ -89,7 +89,7 @@ static void test_peer_cap(void **state) {
 
 static void test_series_cap(void **state) {
   (void)state;
-  wisp_metrics *m = wisp_metrics_new(10, 2);
+  wisp_metrics *m = wisp_metrics_new(10, 2, WISP_METRICS_MAX_BYTES_DEFAULT);
   request(m, B, 200, 1);
   request(m, B, 201, 1);
   request(m, B, 202, 1); /* a third series: over the cap */
@@ -101,7 +101,7 @@ static void test_series_cap(void **state) {
   assert_null(strstr(t, "response_code=\"202\""));
   /* unusual codes are bounded too */
   wisp_metrics_free(m);
-  m = wisp_metrics_new(10, 100);
+  m = wisp_metrics_new(10, 100, WISP_METRICS_MAX_BYTES_DEFAULT);
   request(m, B, 999, 1);
   wisp_metrics_request r = {.inbound = false, .peer_id = B, .status = 200, .grpc_status = 99};
   wisp_metrics_request_done(m, &r);
@@ -113,7 +113,7 @@ static void test_series_cap(void **state) {
 
 static void test_tcp(void **state) {
   (void)state;
-  wisp_metrics *m = wisp_metrics_new(4, 16);
+  wisp_metrics *m = wisp_metrics_new(4, 16, WISP_METRICS_MAX_BYTES_DEFAULT);
   wisp_metrics_series *s = wisp_metrics_tcp_open(m, false, B, false);
   wisp_metrics_tcp_bytes(s, 5, 7);
   wisp_metrics_tcp_close(s);
@@ -126,6 +126,89 @@ static void test_tcp(void **state) {
   assert_null(wisp_metrics_tcp_open(NULL, true, B, false)); /* no metrics: a no-op */
   wisp_metrics_free(m);
   wisp_metrics_free(NULL);
+}
+
+/* Kubernetes-maximal names (namespace 63, service account 250 bytes): the
+ * byte budget, not the caps, must bound the body (review 13, H1). */
+static void make_long_id(char *out, size_t len, int i, int sa_len) {
+  char ns[64], sa[256];
+  memset(ns, 'n', 63);
+  ns[63] = 0;
+  memset(sa, 's', (size_t)sa_len);
+  snprintf(sa + sa_len - 6, 7, "-%05d", i);
+  snprintf(out, len, "spiffe://shop.local/ns/%s/sa/%s", ns, sa);
+}
+
+static uint64_t gauge(const char *text, const char *sample) {
+  const char *p = strstr(text, sample);
+  assert_non_null(p);
+  return strtoull(p + strlen(sample), NULL, 10);
+}
+
+static void test_byte_budget(void **state) {
+  (void)state;
+  static const size_t kBudget = 1u << 20;
+  wisp_metrics *m = wisp_metrics_new(WISP_METRICS_MAX_PEERS_DEFAULT, WISP_METRICS_MAX_SERIES_DEFAULT, kBudget);
+  char id[512], me[512];
+  make_long_id(me, sizeof(me), 99999, 250);
+  uint64_t total = 0;
+  for (int i = 0; i < WISP_METRICS_MAX_PEERS_DEFAULT; i++) { /* every peer with 8 statuses: far past 1 MiB */
+    make_long_id(id, sizeof(id), i, 250);
+    for (int st = 200; st < 600; st += 50) {
+      wisp_metrics_request r = {.inbound = i & 1, .peer_id = id, .status = st, .grpc_status = -1, .duration_ms = i};
+      wisp_metrics_request_done(m, &r);
+      total++;
+    }
+  }
+  wisp_metrics_tcp_open(m, true, id, false);
+  total++;
+  /* rendered with our own long ID: what was admitted before the first
+   * render assumed a short one, so the render leaves the excess out */
+  wisp_json_writer w;
+  wisp_json_writer_init(&w, 64u << 20, WISP_JSON_ESCAPE_U);
+  wisp_metrics_render(&w, m, me);
+  assert_int_equal(w.err, WISP_OK);
+  size_t first = wisp_buf_len(&w.out);
+  wisp_json_writer_cleanup(&w);
+  /* the series plus HELP/TYPE lines and the gauges (a few KB) */
+  assert_true(first < kBudget + 8192);
+  size_t peers = wisp_metrics_peers(m);
+  assert_true(peers > 0 && peers < WISP_METRICS_MAX_PEERS_DEFAULT);
+  assert_true(wisp_metrics_overflowed(m) > 0 && wisp_metrics_overflowed(m) < total);
+  /* more traffic from new peers: all of it to overflow, none labelled */
+  uint64_t before = wisp_metrics_overflowed(m);
+  make_long_id(id, sizeof(id), 77777, 250);
+  request(m, id, 200, 1);
+  assert_int_equal(wisp_metrics_overflowed(m), before + 1);
+  const char *t = render(m);
+  assert_true(strlen(t) < kBudget + 8192);
+  assert_null(strstr(t, "-77777\""));
+  assert_non_null(strstr(t, "source_principal=\"overflow\""));
+  assert_non_null(strstr(t, "response_code=\"overflow\""));
+  assert_int_equal(gauge(t, "wisp_metrics_budget_bytes{kind=\"max\"} "), kBudget);
+  /* the estimate is an upper bound of what is rendered */
+  assert_true(strlen(t) <= gauge(t, "wisp_metrics_budget_bytes{kind=\"used\"} ") + 8192);
+  wisp_metrics_free(m);
+}
+
+/* At the default budget, 180 series of short IDs fit, and the estimate
+ * bounds the body from above without being wildly pessimistic. */
+static void test_budget_estimate(void **state) {
+  (void)state;
+  wisp_metrics *m = wisp_metrics_new(WISP_METRICS_MAX_PEERS_DEFAULT, WISP_METRICS_MAX_SERIES_DEFAULT,
+                                     WISP_METRICS_MAX_BYTES_DEFAULT);
+  (void)render(m); /* our own short ID */
+  char id[128];
+  for (int i = 0; i < 30; i++) { /* 180 HTTP series, about 2 MB */
+    snprintf(id, sizeof(id), "spiffe://shop.local/ns/shop/sa/frontend-%d", i);
+    for (int st = 200; st < 206; st++) request(m, id, st, 3);
+  }
+  assert_int_equal(wisp_metrics_overflowed(m), 0);
+  const char *t = render(m);
+  uint64_t used = gauge(t, "wisp_metrics_budget_bytes{kind=\"used\"} ");
+  assert_true(strlen(t) <= used + 8192);
+  assert_true(strlen(t) > used / 2); /* not wildly pessimistic */
+  wisp_metrics_free(m);
 }
 
 static double cpu_now(void) {
@@ -148,7 +231,7 @@ static void test_bench(void **state) {
   for (int i = 0; i < IDS; i++) snprintf(ids[i], sizeof(ids[i]), "spiffe://shop.local/ns/team%d/sa/service-%d", i % 17, i);
   static const int kPeers[] = {1, 16, 256, IDS};
   for (size_t k = 0; k < sizeof(kPeers) / sizeof(kPeers[0]); k++) {
-    wisp_metrics *m = wisp_metrics_new(WISP_METRICS_MAX_PEERS_DEFAULT, WISP_METRICS_MAX_SERIES_DEFAULT);
+    wisp_metrics *m = wisp_metrics_new(WISP_METRICS_MAX_PEERS_DEFAULT, WISP_METRICS_MAX_SERIES_DEFAULT, WISP_METRICS_MAX_BYTES_DEFAULT);
     double t0 = cpu_now();
     for (int i = 0; i < N; i++) {
       wisp_metrics_request r = {.inbound = i & 1, .peer_id = ids[i % kPeers[k]], .status = (i % 10) ? 200 : 503,
@@ -167,6 +250,8 @@ int main(void) {
       cmocka_unit_test(test_peer_cap),
       cmocka_unit_test(test_series_cap),
       cmocka_unit_test(test_tcp),
+      cmocka_unit_test(test_byte_budget),
+      cmocka_unit_test(test_budget_estimate),
       cmocka_unit_test(test_bench),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
