@@ -232,6 +232,13 @@ touch "$WORK/held.stop"
 wait "$HOLD_PID"
 review after "$WORK/orders.yaml"
 expect_eq "afterwards reviews are answered again" 200 "$CODE"
+# The cap again, the attacker's 4 connections each holding half a request:
+# a caller still in its TLS handshake (younger than a second) is not the
+# one evicted when the attacker opens a fifth; the attacker's oldest is.
+expect_eq "at the cap, an attacker's newcomer does not evict a caller in its handshake: the caller's review is answered" \
+  "HTTP/1.1 200 OK" "$("$PY" "$WISP_SRC/tests/integration/webhook/evict.py" "$PORT" "$BUNDLE" "$NAME" "$WORK/orders.json")"
+check "... the agent closed a busy connection of the attacker's instead" \
+  grep -q 'reached: closed the oldest busy connection, from 127.0.0.2' "$WORK/agent.err"
 check "every review is logged with its decision" grep -q '"type":"admission".*"namespace":"shop","pod":"orders-7d4b9-x2k","allowed":"true","patched":"true"' "$WORK/agent.out"
 
 stop_agent() {
