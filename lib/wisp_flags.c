@@ -21,8 +21,8 @@ wisp_err wisp_flags_parse_size(size_t *out, const char *val, unsigned long long 
   static const struct {
     const char *unit;
     unsigned shift;
-  } kUnits[] = {{"", 0},   {"B", 0},   {"K", 10},   {"k", 10}, {"KiB", 10}, {"M", 20},
-                {"m", 20}, {"MiB", 20}, {"G", 30},  {"g", 30}, {"GiB", 30}};
+  } kUnits[] = {{"", 0},   {"B", 0},    {"K", 10}, {"k", 10}, {"KiB", 10}, {"M", 20},
+                {"m", 20}, {"MiB", 20}, {"G", 30}, {"g", 30}, {"GiB", 30}};
   if (!isdigit((unsigned char)val[0])) return WISP_ERR_PARSE;
   char *end = NULL;
   errno = 0;
@@ -133,8 +133,8 @@ static wisp_err parse_argv(const wisp_flags_table *t, void *out, int argc, char 
   int help_row = -1;
   for (size_t i = 0; i < t->nflags; i++) {
     const wisp_flag *f = &t->flags[i];
-    longopts[i] = (struct option){f->name, takes_no_arg(f) ? no_argument : required_argument, NULL,
-                                  ROW_VAL_BASE + (int)i};
+    longopts[i] =
+        (struct option){f->name, takes_no_arg(f) ? no_argument : required_argument, NULL, ROW_VAL_BASE + (int)i};
     if (f->kind == WISP_FLAG_HELP) help_row = (int)i;
   }
   optind = 0; /* 0, not 1: also resets getopt's position inside a short-option cluster */

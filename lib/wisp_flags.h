@@ -34,7 +34,7 @@ typedef enum {
 typedef wisp_err (*wisp_flag_set_fn)(void *out, const char *val, char *err, size_t err_len);
 
 typedef struct {
-  const char *name;   /* without "--" */
+  const char *name; /* without "--" */
   wisp_flag_kind kind;
   size_t off;         /* offsetof the field in the config struct */
   const char *dflt;   /* as text, parsed like a given value; NULL: left as it was */

@@ -41,10 +41,19 @@ static const wisp_flag kRows[] = {
     {.name = "name", .kind = WISP_FLAG_STR, .off = OFF(name), .dflt = "anon"},
     {.name = "verbose", .kind = WISP_FLAG_BOOL, .off = OFF(verbose), .dflt = "false"},
     {.name = "workers", .kind = WISP_FLAG_INT, .off = OFF(workers), .dflt = "4", .min = 1, .max = 64},
-    {.name = "max-conns", .kind = WISP_FLAG_COUNT, .off = OFF(conns), .dflt = "100", .min = 1, .max = 1000,
+    {.name = "max-conns",
+     .kind = WISP_FLAG_COUNT,
+     .off = OFF(conns),
+     .dflt = "100",
+     .min = 1,
+     .max = 1000,
      .expect = "a number from 1 to 1000"},
     {.name = "timeout", .kind = WISP_FLAG_SECONDS, .off = OFF(timeout), .dflt = "5", .max = 60},
-    {.name = "ttl", .kind = WISP_FLAG_DURATION, .off = OFF(ttl), .dflt = "24h", .min = 600,
+    {.name = "ttl",
+     .kind = WISP_FLAG_DURATION,
+     .off = OFF(ttl),
+     .dflt = "24h",
+     .min = 600,
      .expect = "a duration of at least 600s"},
     {.name = "idle", .kind = WISP_FLAG_DURATION_F, .off = OFF(idle), .dflt = "60s", .expect = "a duration"},
     {.name = "buffer", .kind = WISP_FLAG_SIZE, .off = OFF(buffer), .dflt = "16MiB", .min = 1024, .max = 1LL << 40},
@@ -61,9 +70,9 @@ static const wisp_flags_table kTable = {
 
 #define MAX_ARGS 16
 
-static const char *const kEnv[] = {"FLAGSTEST_NAME", "FLAGSTEST_VERBOSE", "FLAGSTEST_WORKERS", "FLAGSTEST_MAX_CONNS",
-                                   "FLAGSTEST_TIMEOUT", "FLAGSTEST_TTL", "FLAGSTEST_IDLE", "FLAGSTEST_BUFFER",
-                                   "FLAGSTEST_ITEM", "FLAGSTEST_HELP"};
+static const char *const kEnv[] = {"FLAGSTEST_NAME",    "FLAGSTEST_VERBOSE", "FLAGSTEST_WORKERS", "FLAGSTEST_MAX_CONNS",
+                                   "FLAGSTEST_TIMEOUT", "FLAGSTEST_TTL",     "FLAGSTEST_IDLE",    "FLAGSTEST_BUFFER",
+                                   "FLAGSTEST_ITEM",    "FLAGSTEST_HELP"};
 
 static int clear_env(void **state) {
   (void)state;
@@ -110,9 +119,9 @@ static void test_flags(void **state) {
   (void)state;
   opts o;
   char err[256];
-  const char *args[] = {"--name",  "a",     "--name",  "b",      "--verbose", "--workers=64", "--max-conns", "1000",
-                        "--ttl",   "1h30m", "--idle",  "500ms",  "--buffer",  "4k",           "--item",      "x",
-                        NULL};
+  const char *args[] = {"--name",      "a",    "--name", "b",     "--verbose", "--workers=64",
+                        "--max-conns", "1000", "--ttl",  "1h30m", "--idle",    "500ms",
+                        "--buffer",    "4k",   "--item", "x",     NULL};
   assert_int_equal(parse(&o, args, err, sizeof(err)), WISP_OK);
   assert_string_equal(o.name, "b"); /* the last one wins */
   assert_true(o.verbose);
@@ -133,8 +142,7 @@ static void test_custom_repeats(void **state) {
   assert_int_equal(o.nitems, 2);
   assert_string_equal(o.items[1], "y");
   wisp_flags_cleanup(&kTable, &o);
-  assert_int_equal(parse(&o, (const char *[]){"--item", "0123456789abcdefg", NULL}, err, sizeof(err)),
-                   WISP_ERR_USAGE);
+  assert_int_equal(parse(&o, (const char *[]){"--item", "0123456789abcdefg", NULL}, err, sizeof(err)), WISP_ERR_USAGE);
   assert_string_equal(err, "--item 0123456789abcdefg: too many or too long");
   wisp_flags_cleanup(&kTable, &o);
 }
@@ -146,9 +154,9 @@ static void test_env_and_flag_over_env(void **state) {
   setenv("FLAGSTEST_NAME", "from-env", 1);
   setenv("FLAGSTEST_MAX_CONNS", "7", 1);
   setenv("FLAGSTEST_VERBOSE", "1", 1);
-  setenv("FLAGSTEST_WORKERS", "", 1);   /* empty: unset, the default applies */
-  setenv("FLAGSTEST_HELP", "true", 1);  /* no_env: ignored */
-  setenv("FLAGSTEST_TTL", "nope", 1);   /* bad, but the flag wins */
+  setenv("FLAGSTEST_WORKERS", "", 1);  /* empty: unset, the default applies */
+  setenv("FLAGSTEST_HELP", "true", 1); /* no_env: ignored */
+  setenv("FLAGSTEST_TTL", "nope", 1);  /* bad, but the flag wins */
   assert_int_equal(parse(&o, (const char *[]){"--max-conns", "9", "--ttl", "1h", NULL}, err, sizeof(err)), WISP_OK);
   assert_string_equal(o.name, "from-env");
   assert_int_equal(o.conns, 9);
@@ -208,11 +216,28 @@ static void test_sizes(void **state) {
   static const struct {
     const char *in;
     size_t want; /* 0: refused */
-  } kSizes[] = {{"1024", 1024}, {"1K", 1024},      {"1k", 1024},     {"1KiB", 1024}, {"16MiB", 16 << 20},
-                {"4M", 4 << 20}, {"4m", 4 << 20},  {"1G", 1 << 30},  {"1GiB", 1 << 30}, {"2048B", 2048},
-                {"1024G", 1ULL << 40}, {"1025G", 0}, {"0", 0},       {"1023", 0},    {"", 0},
-                {"-1K", 0},     {"+1K", 0},        {" 1K", 0},       {"1KB", 0},     {"1T", 0},
-                {"K", 0},       {"1.5M", 0}};
+  } kSizes[] = {{"1024", 1024},
+                {"1K", 1024},
+                {"1k", 1024},
+                {"1KiB", 1024},
+                {"16MiB", 16 << 20},
+                {"4M", 4 << 20},
+                {"4m", 4 << 20},
+                {"1G", 1 << 30},
+                {"1GiB", 1 << 30},
+                {"2048B", 2048},
+                {"1024G", 1ULL << 40},
+                {"1025G", 0},
+                {"0", 0},
+                {"1023", 0},
+                {"", 0},
+                {"-1K", 0},
+                {"+1K", 0},
+                {" 1K", 0},
+                {"1KB", 0},
+                {"1T", 0},
+                {"K", 0},
+                {"1.5M", 0}};
   for (size_t i = 0; i < sizeof(kSizes) / sizeof(kSizes[0]); i++) {
     size_t got = 7;
     wisp_err rc = wisp_flags_parse_size(&got, kSizes[i].in, 1024, 1ULL << 40);
