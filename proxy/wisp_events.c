@@ -24,8 +24,10 @@ typedef struct {
   const char *reason;
   char *a, *b, *c;
   int rule;
+  bool overflow;  /* an overflow series: never evicted */
   uint64_t count;
   uint64_t hash;
+  uint64_t last;  /* the tick of its last event: the least recent gives way */
 } series;
 
 typedef struct {
@@ -40,6 +42,7 @@ struct wisp_events {
   family fam[FAM_COUNT];
   size_t max;
   uint64_t overflowed;
+  uint64_t tick;  /* events counted so far */
 };
 
 /* The rule of an overflow series (rendered "overflow"); -1: none. */
@@ -144,23 +147,74 @@ static series *find_or_make(family *fm, bool room, bool *made, bool inbound, con
   return s;
 }
 
+/* The overflow series of |inbound| and |reason| in family |f| (made when
+ * first needed: the reasons are a fixed set, so those stay few). */
+static series *overflow_series(family *fm, int f, bool inbound, const char *reason) {
+  bool made;
+  series *s = find_or_make(fm, true, &made, inbound, reason, OVERFLOW, OVERFLOW, f == FAM_UPSTREAM ? OVERFLOW : NULL,
+                           RULE_OVERFLOW);
+  s->overflow = true;
+  return s;
+}
+
+/* Drops item |k| from the index (linear probing: later entries of the
+ * same run shift back, so lookups still find them). */
+static void index_remove(family *fm, size_t k) {
+  size_t i = (size_t)fm->items[k]->hash & fm->mask;
+  while (fm->index[i] != k + 1) i = (i + 1) & fm->mask;
+  for (size_t j = (i + 1) & fm->mask; fm->index[j]; j = (j + 1) & fm->mask) {
+    size_t home = (size_t)fm->items[fm->index[j] - 1]->hash & fm->mask;
+    bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+    if (stays) continue;
+    fm->index[i] = fm->index[j];
+    i = j;
+  }
+  fm->index[i] = 0;
+}
+
+/* A full refusals family: the series counted least recently gives way to
+ * these labels (its count moves to the overflow series of its reason, so
+ * the family's sum never drops). Refusals name what an unverified caller
+ * claims (any address, any ID), so no caller may keep the table for good.
+ * O(series) per eviction, only while the family is full. */
+static series *evict_for(wisp_events *e, family *fm, bool inbound, const char *reason, const char *a,
+                         const char *b) {
+  size_t victim = fm->n;
+  for (size_t k = 0; k < fm->n; k++) {
+    if (!fm->items[k]->overflow && (victim == fm->n || fm->items[k]->last < fm->items[victim]->last)) victim = k;
+  }
+  if (victim == fm->n) return NULL;
+  series *v = fm->items[victim];
+  overflow_series(fm, FAM_REFUSED, v->inbound, v->reason)->count += v->count;
+  e->overflowed += v->count;
+  index_remove(fm, victim);
+  free(v->a);
+  free(v->b);
+  *v = (series){.inbound = inbound, .reason = reason, .a = dup_or_null(a), .b = dup_or_null(b), .rule = -1,
+                .hash = key_hash(inbound, reason, a, b, NULL, -1)};
+  size_t i = (size_t)v->hash & fm->mask;
+  while (fm->index[i]) i = (i + 1) & fm->mask;
+  fm->index[i] = (uint32_t)(victim + 1);
+  return v;
+}
+
 /* Counts one event in |f|: its own series while there is room under the
- * cap, else the overflow series of its direction and reason (a fixed set,
- * so those stay few). */
+ * cap; once full, a refusal takes the least recently counted series
+ * (evict_for), any other event the overflow series of its direction and
+ * reason. */
 static void count(wisp_events *e, int f, bool inbound, const char *reason, const char *a, const char *b,
                   const char *c, int rule) {
   family *fm = &e->fam[f];
   bool made;
   series *s = find_or_make(fm, fm->nreal < e->max, &made, inbound, reason, a, b, c, rule);
-  if (s) {
-    if (made) fm->nreal++;
-    s->count++;
-    return;
+  if (s && made) fm->nreal++;
+  if (!s && f == FAM_REFUSED) s = evict_for(e, fm, inbound, reason, a, b);
+  if (!s) {
+    e->overflowed++;
+    s = overflow_series(fm, f, inbound, reason);
   }
-  e->overflowed++;
-  s = find_or_make(fm, true, &made, inbound, reason, OVERFLOW, OVERFLOW, f == FAM_UPSTREAM ? OVERFLOW : NULL,
-                   RULE_OVERFLOW);
   s->count++;
+  s->last = ++e->tick;
 }
 
 /* "1.2.3.4:5678" -> "1.2.3.4", "[::1]:5678" -> "::1": one series per
@@ -216,23 +270,10 @@ uint64_t wisp_events_overflowed(const wisp_events *e) { return e ? e->overflowed
 
 /* ---- rendering ---- */
 
-/* ,NAME="VALUE" with VALUE escaped as the text format wants (a claimed ID
- * comes from a certificate nobody vouched for). |dflt| when VALUE is NULL
- * or empty. */
+/* Label values from outside (a claimed ID comes from a certificate
+ * nobody vouched for) are escaped by wisp_metrics_label. */
 static void label(wisp_json_writer *b, const char *name, const char *value, const char *dflt) {
-  const char *v = value && *value ? value : dflt;
-  wisp_json_writer_printf(b, ",%s=\"", name);
-  for (const char *p = v; *p; p++) {
-    if (*p == '\\' || *p == '"') {
-      char esc[3] = {'\\', *p, 0};
-      wisp_json_writer_raw(b, esc, 2);
-    } else if (*p == '\n') {
-      wisp_json_writer_raw(b, "\\n", 2);
-    } else {
-      wisp_json_writer_raw(b, p, 1);
-    }
-  }
-  wisp_json_writer_raw(b, "\"", 1);
+  wisp_metrics_label(b, name, value, dflt);
 }
 
 typedef struct {

@@ -22,9 +22,10 @@ enum { PEER_OVERFLOW = 0, PEER_UNKNOWN = 1, PEER_FIRST = 2 };
 
 /* A response_code that is not 0 or 100..599 counts as this ("other"). */
 #define CODE_OTHER 600
-/* gRPC statuses 0..16 are kept; others count as this ("other"). */
+/* gRPC statuses 0..16 are kept; others count as 2 (UNKNOWN), as
+ * wisp_grpc_status_parse already maps them. */
 #define GRPC_MAX 16
-#define GRPC_OTHER (GRPC_MAX + 1)
+#define GRPC_UNKNOWN 2
 #define STATUS_CLASSES 7 /* none, 1xx..5xx, other: as wisp_requests_total's code label */
 /* The longest label value: a SPIFFE ID is at most 2048 bytes. */
 #define LABEL_VALUE_MAX 2048
@@ -112,7 +113,7 @@ static int status_class(int status) {
 
 static uint64_t http_key(bool inbound, bool denied, uint32_t peer_slot, int status, int grpc) {
   uint64_t code = (status == 0 || (status >= 100 && status < 600)) ? (uint64_t)status : CODE_OTHER;
-  uint64_t g = grpc < 0 ? 0 : grpc > GRPC_MAX ? GRPC_OTHER + 1 : (uint64_t)grpc + 1;
+  uint64_t g = grpc < 0 ? 0 : (uint64_t)(grpc > GRPC_MAX ? GRPC_UNKNOWN : grpc) + 1;
   return (inbound ? KEY_INBOUND : 0) | (denied ? KEY_DENIED : 0) | ((uint64_t)peer_slot << KEY_PEER_SHIFT) |
          (code << KEY_STATUS_SHIFT) | (g << KEY_GRPC_SHIFT);
 }
@@ -331,6 +332,22 @@ uint64_t wisp_metrics_overflowed(const wisp_metrics *m) { return m ? m->overflow
 
 /* ---- rendering ---- */
 
+void wisp_metrics_label(wisp_json_writer *b, const char *name, const char *value, const char *dflt) {
+  const char *v = value && *value ? value : dflt;
+  wisp_json_writer_printf(b, ",%s=\"", name);
+  for (const char *p = v; *p; p++) {
+    if (*p == '\\' || *p == '"') {
+      char esc[3] = {'\\', *p, 0};
+      wisp_json_writer_raw(b, esc, 2);
+    } else if (*p == '\n') {
+      wisp_json_writer_raw(b, "\\n", 2);
+    } else {
+      wisp_json_writer_raw(b, p, 1);
+    }
+  }
+  wisp_json_writer_raw(b, "\"", 1);
+}
+
 typedef struct {
   char td[LABEL_VALUE_MAX + 1], ns[LABEL_VALUE_MAX + 1], sa[LABEL_VALUE_MAX + 1];
   const char *id;
@@ -340,9 +357,13 @@ typedef struct {
  * workload by its SPIFFE ID), _workload_namespace, _principal, _trust_domain. */
 static void side_labels(wisp_json_writer *b, const char *prefix, const char *id, const char *td, const char *ns,
                         const char *sa) {
-  wisp_json_writer_printf(b,
-                          ",%s_workload=\"%s\",%s_workload_namespace=\"%s\",%s_principal=\"%s\",%s_trust_domain=\"%s\"",
-                          prefix, sa, prefix, ns, prefix, id, prefix, td);
+  static const char *const kSuffix[] = {"workload", "workload_namespace", "principal", "trust_domain"};
+  const char *values[] = {sa, ns, id, td};
+  for (size_t i = 0; i < sizeof(kSuffix) / sizeof(kSuffix[0]); i++) {
+    char name[64];
+    snprintf(name, sizeof(name), "%s_%s", prefix, kSuffix[i]);
+    wisp_metrics_label(b, name, values[i], "unknown");
+  }
 }
 
 /* NAME{labels of |s|[,le="LE"]} VALUE-prefix; the caller prints the value. */
@@ -368,13 +389,12 @@ static void series_labels(wisp_json_writer *b, const wisp_metrics *m, const wisp
                               kClass[code]);
     } else {
       char grpc[8] = "";
-      if (g > GRPC_OTHER) snprintf(grpc, sizeof(grpc), "other");
-      else if (g > 0) snprintf(grpc, sizeof(grpc), "%u", g - 1);
+      if (g > 0) snprintf(grpc, sizeof(grpc), "%u", g - 1);
       char rc[8];
       if (code == CODE_OTHER) snprintf(rc, sizeof(rc), "other");
       else snprintf(rc, sizeof(rc), "%u", code);
       wisp_json_writer_printf(b, ",response_code=\"%s\",grpc_response_status=\"%s\",code=\"%s\"", rc, grpc,
-                              kClass[status_class(code == CODE_OTHER ? 1000 : (int)code)]);
+                              kClass[status_class((int)code)]);
     }
   }
   wisp_json_writer_printf(b, ",decision=\"%s\"", (s->key & KEY_DENIED) ? "deny" : "allow");

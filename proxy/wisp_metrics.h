@@ -79,6 +79,11 @@ uint64_t wisp_metrics_overflowed(const wisp_metrics *m);
  * its size is remembered for charging later series. */
 void wisp_metrics_render(wisp_json_writer *b, wisp_metrics *m, const char *local_id);
 
+/* Appends ,NAME="VALUE" with VALUE escaped as the text format wants
+ * (backslash, double quote, newline); |dflt| when VALUE is NULL or "".
+ * Every label value from outside goes through here (one home). */
+void wisp_metrics_label(wisp_json_writer *b, const char *name, const char *value, const char *dflt);
+
 /* Splits a SPIFFE ID into trust domain, namespace and service account
  * (pure; each output NUL-terminated, "unknown" where the ID has no such
  * part: a path other than /ns/NS/sa/SA). */
