@@ -49,17 +49,17 @@
 /* Refused Watch streams logged per second; the rest are counted. */
 #define WATCH_REFUSED_LOG_BURST 10
 
-/* What the agent knows of one proxy identity. */
+/* What the agent knows of one proxy identity; its sidecars (replicas of
+ * a Deployment share one) each answer on their own Watch stream (watcher). */
 typedef struct {
   char spiffe_id[WISP_SPIFFE_MAX + 1];
-  int watchers;              /* open Config.Watch streams */
-  char acked[32];
-  char nack[256];
-  char nacked[32];           /* the version that NACK refused */
+  int watchers;              /* open Config.Watch streams: its connected sidecars */
+  char acked[32];            /* the last version any of its sidecars ACKed */
   char serial[80];
   int64_t not_after;
   int64_t signed_at;         /* when its last SVID was signed */
   int64_t last_seen;
+  size_t status_index;       /* its entry in the Status answer being built */
 } proxy_record;
 
 /* One open Config.Watch stream. */
@@ -68,6 +68,10 @@ typedef struct watcher {
   wisp_rpc_call *call;
   proxy_record *rec;         /* NULL until admitted (its first request) */
   char nonce[33];            /* of the newest snapshot sent */
+  /* This sidecar's own answers: a sibling's ACK does not clear its NACK. */
+  char acked[32];
+  char nack[256];            /* its last answer's error; "": an ACK, or none yet */
+  char nacked[32];           /* the version that NACK refused */
   struct watcher *next, *prev;
 } watcher;
 
@@ -716,6 +720,22 @@ static void on_apply_policy(wisp_rpc_call *call, const uint8_t *msg, size_t len)
 
 static int64_t old_root_svids_until(wisp_agent *a); /* CA rotation, below */
 
+/* Each connected sidecar's answer, counted into its identity's entry of
+ * |items| (by status_index): how many ACKed |version|, how many refused
+ * (their last answer a NACK, shown: the newest such stream's). */
+static void sidecar_answers(const wisp_agent *a, Wisp__V1__ProxyStatus *items, const char *version) {
+  for (const watcher *w = a->watchers; w; w = w->next) {
+    if (!w->rec) continue;
+    Wisp__V1__ProxyStatus *p = &items[w->rec->status_index];
+    if (strcmp(w->acked, version) == 0 && !w->nack[0]) p->sidecars_acked++;
+    if (!w->nack[0]) continue;
+    if (p->sidecars_nacked++ == 0) {
+      p->last_nack_error = (char *)w->nack;
+      p->nacked_version = (char *)w->nacked;
+    }
+  }
+}
+
 static void on_status(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
   wisp_agent *a = wisp_rpc_server_data(wisp_rpc_call_server(call));
   if (!admin_allowed(call)) return;
@@ -741,15 +761,16 @@ static void on_status(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
     wisp__v1__proxy_status__init(&items[i]);
     items[i].spiffe_id = r->spiffe_id;
     items[i].connected = r->watchers > 0;
+    items[i].sidecars_connected = (uint32_t)r->watchers;
     items[i].acked_version = r->acked;
-    items[i].last_nack_error = r->nack;
-    items[i].nacked_version = r->nacked;
+    r->status_index = i;
     items[i].svid_serial = r->serial;
     items[i].svid_not_after_unix = r->not_after;
     items[i].svid_signed_unix = r->signed_at;
     items[i].last_seen_unix = r->last_seen;
     ptrs[i] = &items[i];
   }
+  sidecar_answers(a, items, version);
   resp.proxies = ptrs;
   resp.n_proxies = a->nproxies;
   if (wisp_rpc_send(call, &resp.base) == WISP_OK) {
@@ -834,12 +855,13 @@ static void on_watch_message(wisp_rpc_call *call, const uint8_t *msg, size_t len
     /* An answer to what we sent last; stale nonces are ignored, as in xDS. */
     w->rec->last_seen = now_unix();
     if (req->error_detail[0]) {
-      snprintf(w->rec->nack, sizeof(w->rec->nack), "%s", req->error_detail);
-      snprintf(w->rec->nacked, sizeof(w->rec->nacked), "%s", req->version);
+      snprintf(w->nack, sizeof(w->nack), "%s", req->error_detail);
+      snprintf(w->nacked, sizeof(w->nacked), "%s", req->version);
       log_event("nack", "spiffe_id", w->rec->spiffe_id, "error", req->error_detail);
     } else {
+      snprintf(w->acked, sizeof(w->acked), "%s", req->version);
       snprintf(w->rec->acked, sizeof(w->rec->acked), "%s", req->version);
-      w->rec->nack[0] = w->rec->nacked[0] = '\0';
+      w->nack[0] = w->nacked[0] = '\0';
       log_event("ack", "spiffe_id", w->rec->spiffe_id, "version", req->version);
     }
   }

@@ -208,10 +208,33 @@ static void check_rotation(wispctl_report *r, const Wisp__V1__StatusResponse *st
 
 static bool has(const char *s) { return s && *s; }
 
+/* An identity's connected sidecars, ACKs and NACKs; an agent without the
+ * per-sidecar counts (older) counts each connected identity as one. */
+static uint32_t sidecars(const Wisp__V1__ProxyStatus *p) {
+  return p->sidecars_connected ? p->sidecars_connected : p->connected ? 1 : 0;
+}
+
+static bool at_version(const Wisp__V1__ProxyStatus *p, const char *version) {
+  return has(p->acked_version) && strcmp(p->acked_version, version) == 0;
+}
+
+static uint32_t sidecars_acked(const Wisp__V1__ProxyStatus *p, const char *version) {
+  if (p->sidecars_connected) return p->sidecars_acked;
+  return p->connected && at_version(p, version) && !has(p->last_nack_error) ? 1 : 0;
+}
+
+static uint32_t sidecars_nacked(const Wisp__V1__ProxyStatus *p) {
+  if (p->sidecars_connected) return p->sidecars_nacked;
+  return has(p->last_nack_error) ? 1 : 0;
+}
+
+static const char *plural(size_t n) { return n == 1 ? "" : "s"; }
+
 static void check_connected(wispctl_report *r, const Wisp__V1__StatusResponse *st, int64_t now) {
-  size_t down = 0, gone = 0;
+  size_t down = 0, gone = 0, running = 0;
   for (size_t i = 0; i < st->n_proxies; i++) {
     const Wisp__V1__ProxyStatus *p = st->proxies[i];
+    running += sidecars(p);
     if (p->connected) continue;
     if (p->svid_not_after_unix && p->svid_not_after_unix <= now) {
       gone++;
@@ -224,11 +247,13 @@ static void check_connected(wispctl_report *r, const Wisp__V1__StatusResponse *s
   if (st->n_proxies == 0) {
     c = wispctl_report_add(r, "agent", "agent.proxies", s, NULL, "no proxy has connected yet");
   } else if (s == WISPCTL_PASS) {
-    c = wispctl_report_add(r, "agent", "agent.proxies", s, NULL, "all %zu known proxies are connected",
-                           st->n_proxies);
+    c = wispctl_report_add(r, "agent", "agent.proxies", s, NULL,
+                           "all %zu known identities have sidecars connected (%zu sidecar%s)", st->n_proxies,
+                           running, plural(running));
   } else {
-    c = wispctl_report_add(r, "agent", "agent.proxies", s, kHintConnected, "%zu of %zu known proxies are not connected",
-                           down + gone, st->n_proxies);
+    c = wispctl_report_add(r, "agent", "agent.proxies", s, kHintConnected,
+                           "%zu of %zu known identities have no sidecar connected (%zu sidecar%s connected)",
+                           down + gone, st->n_proxies, running, plural(running));
   }
   char seen[128];
   for (size_t i = 0; i < st->n_proxies; i++) {
@@ -240,58 +265,61 @@ static void check_connected(wispctl_report *r, const Wisp__V1__StatusResponse *s
       snprintf(seen, sizeof(seen), "never");
     }
     bool expired = p->svid_not_after_unix && p->svid_not_after_unix <= now;
-    wispctl_check_detail(c, "%s: not connected, last seen %s%s", p->spiffe_id, seen,
+    wispctl_check_detail(c, "%s: no sidecar connected, last seen %s%s", p->spiffe_id, seen,
                          expired ? "; its SVID has expired (gone?)" : "");
   }
 }
 
-static bool at_version(const Wisp__V1__ProxyStatus *p, const char *version) {
-  return has(p->acked_version) && strcmp(p->acked_version, version) == 0;
-}
-
 static void check_acked(wispctl_report *r, const Wisp__V1__StatusResponse *st) {
-  size_t behind = 0, connected = 0;
+  size_t behind = 0, connected = 0, ids = 0;
   for (size_t i = 0; i < st->n_proxies; i++) {
     const Wisp__V1__ProxyStatus *p = st->proxies[i];
-    if (!p->connected) continue;
-    connected++;
-    if (!at_version(p, st->version)) behind++;
+    uint32_t n = sidecars(p), acked = sidecars_acked(p, st->version);
+    if (!n) continue;
+    ids++;
+    connected += n;
+    behind += acked < n ? n - acked : 0;
   }
   if (!behind) {
     wispctl_report_add(r, "agent", "agent.acked", WISPCTL_PASS, NULL,
-                       "every connected proxy (%zu) ACKed policy version %s", connected, st->version);
+                       "every connected sidecar (%zu, of %zu identit%s) ACKed policy version %s", connected, ids,
+                       ids == 1 ? "y" : "ies", st->version);
     return;
   }
   wispctl_check *c = wispctl_report_add(r, "agent", "agent.acked", WISPCTL_FAIL, kHintAcked,
-                                        "%zu of %zu connected proxies have not ACKed policy version %s", behind,
+                                        "%zu of %zu connected sidecars have not ACKed policy version %s", behind,
                                         connected, st->version);
   for (size_t i = 0; i < st->n_proxies; i++) {
     const Wisp__V1__ProxyStatus *p = st->proxies[i];
-    if (!p->connected || at_version(p, st->version)) continue;
-    const char *at = has(p->acked_version) ? p->acked_version : "none";
-    if (has(p->last_nack_error)) {
-      wispctl_check_detail(c, "%s: enforces version %s, NACKed version %s (see below)", p->spiffe_id, at,
-                           has(p->nacked_version) ? p->nacked_version : "?");
-    } else {
-      wispctl_check_detail(c, "%s: enforces version %s, has not answered yet", p->spiffe_id, at);
+    uint32_t n = sidecars(p), acked = sidecars_acked(p, st->version), nacked = sidecars_nacked(p);
+    if (acked >= n) continue;
+    uint32_t silent = n - acked > nacked ? n - acked - nacked : 0;
+    char nacks[128] = "", waits[64] = "";
+    if (nacked) {
+      snprintf(nacks, sizeof(nacks), ", %u NACKed version %s (see below)", nacked,
+               has(p->nacked_version) ? p->nacked_version : "?");
     }
+    if (silent) snprintf(waits, sizeof(waits), ", %u %s not answered yet", silent, silent == 1 ? "has" : "have");
+    wispctl_check_detail(c, "%s: %u of %u sidecar%s not at it%s%s", p->spiffe_id, n - acked, n, plural(n), nacks,
+                         waits);
   }
 }
 
 static void check_nacks(wispctl_report *r, const Wisp__V1__StatusResponse *st) {
   size_t n = 0;
-  for (size_t i = 0; i < st->n_proxies; i++) n += has(st->proxies[i]->last_nack_error);
+  for (size_t i = 0; i < st->n_proxies; i++) n += sidecars_nacked(st->proxies[i]);
   if (!n) {
-    wispctl_report_add(r, "agent", "agent.nacks", WISPCTL_PASS, NULL, "no proxy refused a config (no NACK)");
+    wispctl_report_add(r, "agent", "agent.nacks", WISPCTL_PASS, NULL, "no connected sidecar refused a config (no NACK)");
     return;
   }
   wispctl_check *c = wispctl_report_add(r, "agent", "agent.nacks", WISPCTL_FAIL, kHintNack,
-                                        "%zu prox%s refused a config (NACK)", n, n == 1 ? "y" : "ies");
+                                        "%zu sidecar%s refused a config (NACK)", n, plural(n));
   for (size_t i = 0; i < st->n_proxies; i++) {
     const Wisp__V1__ProxyStatus *p = st->proxies[i];
-    if (!has(p->last_nack_error)) continue;
-    wispctl_check_detail(c, "%s NACKed version %s: %s", p->spiffe_id, has(p->nacked_version) ? p->nacked_version : "?",
-                         p->last_nack_error);
+    uint32_t k = sidecars_nacked(p);
+    if (!k) continue;
+    wispctl_check_detail(c, "%s (%u of %u sidecar%s) NACKed version %s: %s", p->spiffe_id, k, sidecars(p),
+                         plural(sidecars(p)), has(p->nacked_version) ? p->nacked_version : "?", p->last_nack_error);
   }
 }
 
@@ -319,22 +347,22 @@ static void check_svids(wispctl_report *r, const Wisp__V1__StatusResponse *st, c
   wispctl_format_span(min, sizeof(min), o->svid_min_s);
   if (!bad && o->svid_min_given) {
     wispctl_report_add(r, "agent", "agent.svids", WISPCTL_PASS, NULL,
-                       "the SVIDs of connected proxies (%zu) are valid for more than %s", connected, min);
+                       "the SVIDs of connected identities (%zu) are valid for more than %s", connected, min);
     return;
   }
   if (!bad) {
     wispctl_report_add(r, "agent", "agent.svids", WISPCTL_PASS, NULL,
-                       "the SVIDs of connected proxies (%zu) are not near expiry", connected);
+                       "the SVIDs of connected identities (%zu) are not near expiry", connected);
     return;
   }
   wispctl_check *c;
   if (o->svid_min_given) {
     c = wispctl_report_add(r, "agent", "agent.svids", WISPCTL_FAIL, kHintSvid,
-                           "%zu of %zu connected proxies hold an SVID valid for less than %s (--svid-min-validity)",
+                           "%zu of %zu connected identities hold an SVID valid for less than %s (--svid-min-validity)",
                            bad, connected, min);
   } else {
     c = wispctl_report_add(r, "agent", "agent.svids", WISPCTL_FAIL, kHintSvid,
-                           "%zu of %zu connected proxies hold an SVID near expiry (less than a quarter of its "
+                           "%zu of %zu connected identities hold an SVID near expiry (less than a quarter of its "
                            "lifetime, or %s, left: its renewal is overdue)",
                            bad, connected, min);
   }

@@ -82,7 +82,14 @@ typedef struct {
 static void fill_row(row *r, const Wisp__V1__ProxyStatus *p, int64_t now) {
   const size_t n = sizeof(r->cell[0]);
   snprintf(r->cell[COL_ID], n, "%s", or_dash(p->spiffe_id));
-  snprintf(r->cell[COL_CONNECTED], n, "%s", p->connected ? "yes" : "no");
+  /* Replicas share an identity: how many of its sidecars are connected
+   * (an older agent says only whether one is). */
+  uint32_t k = p->sidecars_connected ? p->sidecars_connected : p->connected ? 1 : 0;
+  if (k) {
+    snprintf(r->cell[COL_CONNECTED], n, "%u sidecar%s", k, k == 1 ? "" : "s");
+  } else {
+    snprintf(r->cell[COL_CONNECTED], n, "no");
+  }
   snprintf(r->cell[COL_ACKED], n, "%s%s", or_dash(p->acked_version),
            p->last_nack_error && *p->last_nack_error ? " (NACK)" : "");
   snprintf(r->cell[COL_SERIAL], n, "%s", or_dash(p->svid_serial));
@@ -181,8 +188,11 @@ static wisp_err print_json(FILE *f, const Wisp__V1__StatusResponse *st) {
     put_text(&w, k ? ",\n    {\n" : "\n    {\n");
     put_text(&w, "      \"spiffe_id\": ");
     put_str(&w, p->spiffe_id);
-    wisp_json_writer_printf(&w, ",\n      \"connected\": %s,\n      \"acked_version\": ",
-                            p->connected ? "true" : "false");
+    wisp_json_writer_printf(&w,
+                            ",\n      \"connected\": %s,\n      \"sidecars_connected\": %u,\n      "
+                            "\"sidecars_acked\": %u,\n      \"sidecars_nacked\": %u,\n      \"acked_version\": ",
+                            p->connected ? "true" : "false", p->sidecars_connected, p->sidecars_acked,
+                            p->sidecars_nacked);
     put_str(&w, p->acked_version);
     put_text(&w, ",\n      \"last_nack_error\": ");
     put_str(&w, p->last_nack_error);

@@ -116,8 +116,15 @@ expect_match "a policy push reaches the watcher" "\"version\":\"$v\".*PeerAuthen
 # machine, not asserted here: a loaded machine may add any delay.
 status=$(ac status)
 expect_match "Status remembers what the proxy ACKed" "\"spiffe_id\":\"$ORDERS\".*\"acked_version\":\"$v\"" "$status"
-acs watch "$ORDERS" 1 nack >/dev/null
-expect_match "Status shows a NACK with its error" '"last_nack_error":"rejected by test"' "$(ac status)"
+start_bg "$WORK/nacker" node "$NODE_DIR/agent_client.js" --target "unix://$SOCK" \
+  --tls "$WORK/leaf.pem" "$WORK/orders.key" "$WORK/bundle.pem" watch "$ORDERS" 2 nack timeout=60
+NACKER=$LAST_PID
+nack_shown() { ac status | grep -q '"last_nack_error":"rejected by test"'; }
+check "Status shows a NACK with its error while that sidecar is connected" wait_for 20 nack_shown
+kill -TERM "$NACKER"
+wait "$NACKER" 2>/dev/null
+nack_gone() { ! ac status | grep -q '"last_nack_error":"rejected by test"'; }
+check "... and no longer once it disconnected (the NACK was that sidecar's)" wait_for 20 nack_gone
 
 # --- Watch is tied to the identity the caller proved ---
 IMPOSTOR=$TD/ns/shop/sa/impostor

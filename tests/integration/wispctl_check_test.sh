@@ -78,10 +78,10 @@ expect_match "... the agent answers" "^✓ the agent answers at unix://$SOCK \(p
 expect_match "... the CA" '^✓ the CA certificate is valid, expires in 36[0-9][0-9]d' "$OUT"
 expect_match "... the bundle" "^✓ the trust bundle's 1 root\(s\) are valid$" "$OUT"
 expect_match "... rotation" '^✓ no CA rotation in progress$' "$OUT"
-expect_match "... proxies connected" '^✓ all 2 known proxies are connected$' "$OUT"
-expect_match "... ACKed" "^✓ every connected proxy \(2\) ACKed policy version $V$" "$OUT"
-expect_match "... no NACK" '^✓ no proxy refused a config \(no NACK\)$' "$OUT"
-expect_match "... SVIDs" '^✓ the SVIDs of connected proxies \(2\) are not near expiry$' "$OUT"
+expect_match "... identities connected" '^✓ all 2 known identities have sidecars connected \(2 sidecars\)$' "$OUT"
+expect_match "... ACKed" "^✓ every connected sidecar \(2, of 2 identities\) ACKed policy version $V$" "$OUT"
+expect_match "... no NACK" '^✓ no connected sidecar refused a config \(no NACK\)$' "$OUT"
+expect_match "... SVIDs" '^✓ the SVIDs of connected identities \(2\) are not near expiry$' "$OUT"
 expect_match "... and the summary" '^✓ all 8 checks passed$' "$OUT"
 chk --proxy "127.0.0.1:$ADM_C"
 expect_eq "healthy sidecar: exit 0" "0" "$RC"
@@ -157,23 +157,25 @@ check "the grpc-js watcher NACKs" wait_for 20 nacked
 V=$(ac status | field version | head -1)
 chk
 expect_eq "a NACK: exit 1" 1 "$RC"
-expect_match "... ✗ the NACK check" '^✗ 1 proxy refused a config \(NACK\)$' "$OUT"
+expect_match "... ✗ the NACK check" '^✗ 1 sidecar refused a config \(NACK\)$' "$OUT"
 expect_match "... with who, which version and the reason" \
-  "^    $TD/ns/shop/sa/legacy NACKed version $V: rejected by test$" "$OUT"
+  "^    $TD/ns/shop/sa/legacy \(1 of 1 sidecar\) NACKed version $V: rejected by test$" "$OUT"
 expect_match "... and the hint" '^    hint: the proxy refused the config and keeps enforcing its last good one: fix what the reason names \(wispctl policy check FILE\)' "$OUT"
-expect_match "... ✗ the ACK check too" "^✗ 1 of 3 connected proxies have not ACKed policy version $V$" "$OUT"
-expect_match "... naming it" "^    $TD/ns/shop/sa/legacy: enforces version none, NACKed version $V \(see below\)$" "$OUT"
+expect_match "... ✗ the ACK check too" "^✗ 1 of 3 connected sidecars have not ACKed policy version $V$" "$OUT"
+expect_match "... naming it" "^    $TD/ns/shop/sa/legacy: 1 of 1 sidecar not at it, 1 NACKed version $V \(see below\)$" "$OUT"
 chk -o json
 expect_eq "-o json: the NACK check" \
-  "fail|1 proxy refused a config (NACK)|$TD/ns/shop/sa/legacy NACKed version $V: rejected by test" \
+  "fail|1 sidecar refused a config (NACK)|$TD/ns/shop/sa/legacy (1 of 1 sidecar) NACKed version $V: rejected by test" \
   "$(jq_check agent.nacks | cut -d'|' -f1-3)"
 kill -TERM "$LEGACY_PID"
 wait "$LEGACY_PID" 2>/dev/null
 gone() { ac status | grep -q "\"spiffe_id\":\"$TD/ns/shop/sa/legacy\",\"connected\":false"; }
 check "the watcher is gone" wait_for 10 gone
 chk
-expect_match "a proxy that went away: ✗ not connected" '^✗ 1 of 3 known proxies are not connected$' "$OUT"
-expect_match "... when it was last seen" "^    $TD/ns/shop/sa/legacy: not connected, last seen [0-9smh]+ ago" "$OUT"
+expect_match "a proxy that went away: ✗ not connected" \
+  '^✗ 1 of 3 known identities have no sidecar connected \(2 sidecars connected\)$' "$OUT"
+expect_match "... when it was last seen" "^    $TD/ns/shop/sa/legacy: no sidecar connected, last seen [0-9smh]+ ago" "$OUT"
+expect_match "... its NACK went with it" '^✓ no connected sidecar refused a config \(no NACK\)$' "$OUT"
 expect_match "... a hint" '^    hint: a running proxy reconnects by itself with backoff' "$OUT"
 
 # ---- the unreachable peer comes up (a payments sidecar on its port): no longer listed ----
@@ -247,7 +249,7 @@ expect_match "the bundle: ✗ too, each root with its expiry" \
   '^✗ the trust bundle holds 1 root\(s\), not all valid for long
     root 1 \(the signing CA.s\): expires in 1d2[0-9]h' "$OUT"
 expect_match "SVIDs: ✗ with the threshold" \
-  '^✗ 1 of 1 connected proxies hold an SVID valid for less than 1h \(--svid-min-validity\)$' "$OUT"
+  '^✗ 1 of 1 connected identities hold an SVID valid for less than 1h \(--svid-min-validity\)$' "$OUT"
 expect_match "... which one, its serial and expiry" \
   "^    $TD/ns/shop/sa/orders: SVID [0-9a-fA-F]+ expires in [0-9ms]+ \(" "$OUT"
 expect_match "... the hint" '^    hint: proxies renew at about half-life' "$OUT"
@@ -331,11 +333,72 @@ OUT=$(cat "$WORK/chk.out")
 expect_match "... in words, with the cause" \
   "^✗ its SVID for $TD/ns/shop/sa/orders expires in [0-9]+s \(.*\): less than a quarter of its lifetime left, its renewal is overdue$" "$OUT"
 expect_match "... the agent says so too" \
-  '^✗ 1 of 1 connected proxies hold an SVID near expiry \(less than a quarter of its lifetime, or 1h, left: its renewal is overdue\)$' "$OUT"
+  '^✗ 1 of 1 connected identities hold an SVID near expiry \(less than a quarter of its lifetime, or 1h, left: its renewal is overdue\)$' "$OUT"
 expect_match "... which, and when it was signed" "^    $TD/ns/shop/sa/orders: SVID [0-9a-fA-F]+ expires in [0-9]+s \(.*\), signed [0-9]+s ago$" "$OUT"
 check "the sidecar logs the failed renewals" grep -q 'sign_failed' "$WORK/overdue.err"
 mv "$SOCK.moved" "$SOCK"
 stop_proxy overdue
+
+# ---- replicas: two wisp-proxy sidecars of one identity, then a NACKing one beside an ACKing one ----
+stop_agent
+start_agent "$WORK/state4"
+WEB=$TD/ns/shop/sa/web
+ac token "$WEB" 0 reusable | field token >"$WORK/web.token"
+ADM_R1=$(free_port) ADM_R2=$(free_port) IN_R1=$(free_port) IN_R2=$(free_port)
+for r in 1 2; do
+  eval "adm=\$ADM_R$r in=\$IN_R$r"
+  start_proxy "r$r" --agent "unix://$SOCK" --spiffe-id "$WEB" --join-token-file "$WORK/web.token" \
+    --inbound "127.0.0.1:$in" --app "127.0.0.1:$APP_PORT" --admin "127.0.0.1:$adm"
+done
+check "two replicas of one identity are ready" wait_for 20 bash -c "$(declare -f ready); ready $ADM_R1 && ready $ADM_R2"
+sidecars_are() { ac status | grep -q "\"sidecars_connected\":$1,\"sidecars_acked\":$2,\"sidecars_nacked\":$3"; }
+check "the agent counts 2 sidecars of the identity, both ACKed" wait_for 20 sidecars_are 2 2 0
+V=$(ac status | field version | head -1)
+chk
+expect_eq "two replicas: exit 0" 0 "$RC"
+expect_match "... one identity, 2 sidecars connected" '^✓ all 1 known identities have sidecars connected \(2 sidecars\)$' "$OUT"
+expect_match "... both ACKed" "^✓ every connected sidecar \(2, of 1 identity\) ACKed policy version $V$" "$OUT"
+"$WISPCTL" status >"$WORK/status.out" 2>&1
+expect_match "wispctl status: the identity with 2 sidecars" "^$WEB +2 sidecars +$V " "$(cat "$WORK/status.out")"
+stop_proxy r1
+check "one replica stopped: the agent counts 1 sidecar" wait_for 20 sidecars_are 1 1 0
+chk
+expect_match "... and check says so" '^✓ all 1 known identities have sidecars connected \(1 sidecar\)$' "$OUT"
+# A third sidecar of the identity refuses the config; a fourth, connecting
+# after it, ACKs: the NACK stays (it was another sidecar's).
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/web.key" 2>/dev/null
+openssl req -new -key "$WORK/web.key" -subj /O=wisp -addext "subjectAltName=URI:$WEB" -outform DER \
+  -out "$WORK/web.der" 2>/dev/null
+ac sign "$WORK/web.der" "$(cat "$WORK/web.token")" >"$WORK/web.json"
+node -e 'const j=JSON.parse(require("fs").readFileSync(0));process.stdout.write(j.leaf_pem)' <"$WORK/web.json" \
+  >"$WORK/web.pem"
+cp "$WORK/state4/ca.crt" "$WORK/bundle4.pem"
+watch_web() { # watch_web NAME ACK|nack
+  start_bg "$WORK/$1" node "$NODE_DIR/agent_client.js" --target "unix://$SOCK" \
+    --tls "$WORK/web.pem" "$WORK/web.key" "$WORK/bundle4.pem" watch "$WEB" 5 $2 timeout=120
+}
+watch_web nacker nack
+NACKER_PID=$LAST_PID
+check "a sidecar of the identity NACKs" wait_for 20 sidecars_are 2 1 1
+watch_web acker ack
+ACKER_PID=$LAST_PID
+check "... another one ACKs after it" wait_for 20 sidecars_are 3 2 1
+chk
+expect_eq "a NACK beside ACKs of the same identity: exit 1" 1 "$RC"
+expect_match "... ✗ the NACK stays" '^✗ 1 sidecar refused a config \(NACK\)$' "$OUT"
+expect_match "... naming the identity, how many of its sidecars, the version and reason" \
+  "^    $WEB \(1 of 3 sidecars\) NACKed version $V: rejected by test$" "$OUT"
+expect_match "... ✗ the ACK check counts sidecars" "^✗ 1 of 3 connected sidecars have not ACKed policy version $V$" "$OUT"
+expect_match "... with the identity" "^    $WEB: 1 of 3 sidecars not at it, 1 NACKed version $V \(see below\)$" "$OUT"
+kill -TERM "$NACKER_PID"
+wait "$NACKER_PID" 2>/dev/null
+check "the NACKing sidecar disconnects" wait_for 20 sidecars_are 2 2 0
+chk
+expect_eq "... its NACK goes with it: exit 0" 0 "$RC"
+expect_match "... no NACK" '^✓ no connected sidecar refused a config \(no NACK\)$' "$OUT"
+kill -TERM "$ACKER_PID"
+wait "$ACKER_PID" 2>/dev/null
+stop_proxy r2
 
 # ---- a sidecar on certificate files, no agent ----
 make_pki

@@ -226,7 +226,7 @@ ctl status
 expect_eq "grpc-js: status" 0 "$RC"
 expect_match "... a header row" '^SPIFFE ID +CONNECTED +ACKED +SVID SERIAL +SVID NOT AFTER +LAST SEEN$' "$OUT"
 expect_match "... a connected proxy" \
-  'spiffe://shop.local/ns/shop/sa/orders +yes +2 +1A2B3C4D +20[0-9-]{8}T[0-9:]{8}Z \(in 2[23]h[0-9]*m?\) +[0-9]+s ago' "$OUT"
+  'spiffe://shop.local/ns/shop/sa/orders +1 sidecar +2 +1A2B3C4D +20[0-9-]{8}T[0-9:]{8}Z \(in 2[23]h[0-9]*m?\) +[0-9]+s ago' "$OUT"
 expect_match "... a disconnected one with a NACK and an expired SVID" \
   'spiffe://shop.local/ns/shop/sa/frontend +no +1 \(NACK\) +0F +.*\(expired 1h ago\) +2h ago' "$OUT"
 expect_match "... and the NACK's error" '^    last NACK: document 1 \(orders-read\): spec.rules' "$(printf '%s\n' "$OUT" | tail -1)"
