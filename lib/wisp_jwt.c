@@ -206,6 +206,9 @@ static bool key_wanted(const json_t *k, key_type *out, char *why, size_t why_len
   }
   if (alg && strcmp(alg, "RS256") != 0 && strcmp(alg, "ES256") != 0) {
     say(why, why_len, "alg %s; only RS256 and ES256 are verified", shown(alg, s));
+  } else if (alg && kty &&
+             ((!strcmp(kty, "RSA") && !strcmp(alg, "ES256")) || (!strcmp(kty, "EC") && !strcmp(alg, "RS256")))) {
+    say(why, why_len, "alg %s does not fit kty %s", alg, kty);
   } else if (kty && !strcmp(kty, "EC")) {
     say(why, why_len, "curve %s; only P-256 is verified", crv ? shown(crv, s) : "(none)");
   } else {
@@ -545,6 +548,9 @@ static wisp_jwt_verdict check_times(jws *j, const wisp_jwt_expect *want, wisp_jw
   if (has_iat && iat > want->now && iat - want->now > want->leeway)
     return refuse(j, WISP_JWT_NOT_YET_VALID, "issued %" PRId64 " s in the future (iat; leeway %" PRId64 " s)",
                   iat - want->now, want->leeway);
+  if (has_iat && iat > exp)
+    return refuse(j, WISP_JWT_MALFORMED, "iat %" PRId64 " is after its exp %" PRId64 " (a lifetime of %" PRId64 " s)",
+                  iat, exp, exp - iat);
   /* A long-lived token is a long-lived bearer secret: a projected token's
    * life is its expirationSeconds, which the pod spec chooses. */
   if (want->max_lifetime > 0 && !has_iat)

@@ -328,6 +328,11 @@ wisp_grpc_status wisp_sa_authorize(wisp_sa *s, const char *token, size_t token_l
                            "asks for %s", c.ns, c.sa_name, id, spiffe_id);
     return WISP_GRPC_PERMISSION_DENIED;
   }
+  if (c.exp <= now) { /* taken only within the leeway for clock skew */
+    snprintf(why, why_len, "service-account token refused: it expired %lld s ago, too late to issue an SVID on it: "
+             "send the kubelet's current token", (long long)(now - c.exp));
+    return WISP_GRPC_UNAUTHENTICATED;
+  }
   if (c.exp - now < WISP_SA_SVID_MIN_SECONDS) {
     snprintf(why, why_len, "service-account token refused: it expires in %lld s, too soon to issue an SVID on it (an "
              "SVID lives no longer than its token; at least %d s are needed): send the kubelet's current token",

@@ -110,6 +110,10 @@ expect_match "renewing it with a current token: the new SVID ends at that token'
   "\"not_after_unix\":$(exp_of "$tok")," "$out"
 refused "a token about to expire" UNAUTHENTICATED "it expires in ([0-9]|1[0-9]) s, too soon to issue an SVID on it" \
   "$(mint --exp-in 10)"
+refused "a token expired 40 s ago (within the clock-skew leeway): said so" UNAUTHENTICATED \
+  "it expired (39|4[0-9]) s ago, too late to issue an SVID on it" "$(mint --exp-in -40 --iat-in -600)"
+refused "a token issued after it expires (iat > exp)" UNAUTHENTICATED "iat [0-9]+ is after its exp [0-9]+ \\(a lifetime of -15 s\\)" \
+  "$(mint --exp-in 40 --iat-in 55)"
 
 # The file changes (a ConfigMap update): a new key is taken without a restart;
 # a broken file leaves the last good set in force.

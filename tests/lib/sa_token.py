@@ -102,6 +102,7 @@ def main():
     m.add_argument("--pod", default="orders-7d4b9-x2k")
     m.add_argument("--exp-in", type=int, default=600, help="seconds from now (negative: expired)")
     m.add_argument("--nbf-in", type=int, default=0)
+    m.add_argument("--iat-in", type=int, default=0, help="seconds added to iat (now)")
     m.add_argument("--now", type=int, default=None)
     m.add_argument("--legacy", action="store_true",
                    help="the claims of a Secret-based token (iss kubernetes/serviceaccount, no exp, no aud)")
@@ -118,6 +119,7 @@ def main():
     aud = a.aud.split(",")
     c = claims(a.ns, a.sa, a.iss, aud if len(aud) > 1 else aud[0], a.now, a.exp_in, a.pod or None)
     c["nbf"] += a.nbf_in
+    c["iat"] += a.iat_in
     if a.legacy:
         c = legacy_claims(a.ns, a.sa)
     key = a.key or ("ec.pem" if a.alg == "ES256" else "rsa.pem")

@@ -219,6 +219,7 @@ static void test_jwks_odd_keys_skipped(void **state) {
       {"small-1", NULL, NULL, "keys[11] (kid small-1): an RSA key of 1024 bits"},
       {"ed", NULL, NULL, "keys[12] (kid ed): kty OKP; only RSA and EC"},
       {"enc", NULL, NULL, "keys[13] (kid enc): use enc, not sig"},
+      {"rsa-1", "alg", "\"ES256\"", "keys[14] (kid rsa-1): alg ES256 does not fit kty RSA"},
   };
   size_t n_odd = sizeof(kOdd) / sizeof(kOdd[0]);
   json_t *keys = json_array();
@@ -237,7 +238,7 @@ static void test_jwks_odd_keys_skipped(void **state) {
     const char *why = wisp_jwks_skip_reason(k, i);
     if (!why || !strstr(why, kOdd[i].why)) fail_msg("skip %zu: \"%s\" lacks \"%s\"", i, why, kOdd[i].why);
   }
-  assert_non_null(strstr(wisp_jwks_skip_reason(k, n_odd), "keys[14]: not an object"));
+  assert_non_null(strstr(wisp_jwks_skip_reason(k, n_odd), "keys[15]: not an object"));
   assert_null(wisp_jwks_skip_reason(k, n_odd + 1));
   /* The good keys still verify. */
   wisp_jwt_claims got;
