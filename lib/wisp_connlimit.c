@@ -85,16 +85,27 @@ void wisp_connlimit_key_name(const wisp_connlimit_key *k, char *out, size_t out_
 
 /* ---- counting ---- */
 
-static size_t bucket_of(const wisp_connlimit *cl, const wisp_connlimit_key *key) {
+uint64_t wisp_connlimit_key_hash(const wisp_connlimit_key *key, uint64_t seed) {
   uint64_t w[2];
   memcpy(w, key->bytes, 16);
-  uint64_t h = cl->seed ^ ((uint64_t)key->kind << 8 | key->prefix);
+  uint64_t h = seed ^ ((uint64_t)key->kind << 8 | key->prefix);
   for (int i = 0; i < 2; i++) {
     h ^= w[i];
     h *= 0x9E3779B97F4A7C15ull;
     h ^= h >> 29;
   }
-  return (size_t)(h % CONNLIMIT_BUCKETS);
+  return h;
+}
+
+uint64_t wisp_connlimit_seed(const void *salt) {
+  uint64_t seed;
+  if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
+    seed = (uint64_t)(uintptr_t)salt * 0x2545F4914F6CDD1Dull; /* no entropy yet: still varies per run */
+  return seed;
+}
+
+static size_t bucket_of(const wisp_connlimit *cl, const wisp_connlimit_key *key) {
+  return (size_t)(wisp_connlimit_key_hash(key, cl->seed) % CONNLIMIT_BUCKETS);
 }
 
 static src_entry *find(const wisp_connlimit *cl, const wisp_connlimit_key *key) {
@@ -108,8 +119,7 @@ wisp_connlimit *wisp_connlimit_new(uint32_t max_total, uint32_t max_per_source) 
   wisp_connlimit *cl = wisp_calloc(1, sizeof(*cl));
   cl->max_total = max_total;
   cl->max_per_source = max_per_source;
-  if (getrandom(&cl->seed, sizeof(cl->seed), GRND_NONBLOCK) != (ssize_t)sizeof(cl->seed))
-    cl->seed = (uint64_t)(uintptr_t)cl * 0x2545F4914F6CDD1Dull; /* no entropy yet: still varies per run */
+  cl->seed = wisp_connlimit_seed(cl);
   return cl;
 }
 
@@ -149,6 +159,7 @@ wisp_connlimit_result wisp_connlimit_take(wisp_connlimit *cl, const wisp_connlim
   cl->count++;
   out->cl = cl;
   out->src = e;
+  if (src) out->key = *src;
   return WISP_CONNLIMIT_OK;
 }
 

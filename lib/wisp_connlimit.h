@@ -54,6 +54,12 @@ bool wisp_connlimit_key_equal(const wisp_connlimit_key *a, const wisp_connlimit_
 /* The source as text: "10.0.0.5", "fd00::5", "fd00:1:2:3::/64", "uid 1000",
  * "?" for KEY_NONE. */
 void wisp_connlimit_key_name(const wisp_connlimit_key *k, char *out, size_t out_len);
+/* For tables of sources (here, lib/wisp_resetlim): a hash of |key| under a
+ * random |seed| from wisp_connlimit_seed (|salt|: any pointer, used only
+ * when the kernel has no entropy yet), so callers cannot choose addresses
+ * that all land in one chain. */
+uint64_t wisp_connlimit_key_hash(const wisp_connlimit_key *key, uint64_t seed);
+uint64_t wisp_connlimit_seed(const void *salt);
 
 typedef struct wisp_connlimit wisp_connlimit;
 struct wisp_connlimit_src;
@@ -67,6 +73,7 @@ typedef enum {
 typedef struct {
   wisp_connlimit *cl;             /* NULL: no slot held */
   struct wisp_connlimit_src *src; /* NULL when sources are not counted */
+  wisp_connlimit_key key;         /* the source it was taken for, counted or not (who the caller is) */
 } wisp_connlimit_slot;
 
 /* A limiter of |max_total| connections, |max_per_source| from one source;

@@ -27,7 +27,7 @@
 #include "lib/wisp_filewatch.h"
 #include "lib/wisp_h2conn.h"
 #include "lib/wisp_net.h"
-#include "lib/wisp_ratelim.h"
+#include "lib/wisp_resetlim.h"
 #include "lib/wisp_tls.h"
 #include "proxy/wisp_config.h"
 #include "proxy/wisp_hdrs.h"
@@ -42,12 +42,13 @@
 #define WISP_H2_STREAM_WINDOW_MIN (64 * 1024)
 #define WISP_H2_STREAM_WINDOW (256 * 1024)
 #define WISP_H2_CONN_WINDOW (1024 * 1024)
-/* --max-resets N: RST_STREAM frames a caller may send per this many
- * seconds (a token bucket: N at once, refilled at N per window). */
+/* --max-resets N: premature stream resets a caller (a source address) may
+ * make per this many seconds, by RST_STREAM or by breaking the protocol on
+ * a stream (lib/wisp_resetlim: N at once, refilled at N per window). */
 #define WISP_RESET_WINDOW 10
-#define WISP_RAPID_RESET_REASON                                                                     \
-  "rapid reset (CVE-2023-44487): the caller reset more streams than --max-resets allows, "         \
-  "sent GOAWAY ENHANCE_YOUR_CALM"
+#define WISP_RESET_LIMIT_REASON                                                                     \
+  "premature stream resets (rapid reset CVE-2023-44487, MadeYouReset CVE-2025-8671): the caller "  \
+  "reset, or made the proxy reset, more streams than --max-resets allows; sent GOAWAY ENHANCE_YOUR_CALM"
 
 typedef struct wisp_proxy wisp_proxy;
 typedef struct wisp_conn wisp_conn;
@@ -124,7 +125,7 @@ struct wisp_conn {
   size_t granted;            /* downstream: window its streams got beyond the first 64 KiB, both ways */
   size_t hdr_held;           /* downstream: header and trailer bytes its streams hold (wisp_stream: budgets) */
   int nupstream;             /* downstream: its streams holding an upstream stream (at most --max-upstream-per-caller) */
-  wisp_ratelim resets;       /* downstream: RST_STREAM frames it may still send */
+  struct wisp_resetlim_caller *caller; /* downstream: its caller's premature resets (held; NULL until the first stream) */
   const char *term_reason;   /* static; set when we terminated the session (GOAWAY sent, then close) */
   bool goaway;               /* no new streams on this connection */
   bool draining;             /* we sent GOAWAY; close when streams end */
@@ -175,6 +176,9 @@ struct wisp_stream {
   int status;
   int grpc_status;           /* -1: none */
   uint32_t reset_code;       /* RST_STREAM seen on either side, 0: none */
+  bool reset_by_peer;        /* the caller sent RST_STREAM for it */
+  bool reset_by_us;          /* we reset the caller's side ourselves (an upstream failure, ...) */
+  bool resp_done;            /* the whole response went out to the caller */
   char peer_id[WISP_SPIFFE_MAX + 1];
   char error[WISP_TLS_REASON_MAX];
   uint64_t down_conn_id;     /* for the log, after the connection is gone */
@@ -198,6 +202,8 @@ typedef struct {
   uint64_t streams_refused; /* REFUSED_STREAM: the caller or the process held its buffer budget */
   uint64_t finished[2][WISP_STATUS_CLASSES]; /* [wisp_direction][class] */
   uint64_t conns_limited[2]; /* closed at accept: [0] --max-connections, [1] --max-connections-per-source */
+  uint64_t premature_resets[2]; /* streams a caller ended early: [0] by RST_STREAM, [1] by a protocol error */
+  uint64_t reset_limited[2];    /* over --max-resets: [0] connection cut, [1] reading paused (a peer sidecar) */
 } wisp_stats;
 
 /* Counts one finished request (per request: one increment, no allocation). */
@@ -227,6 +233,7 @@ struct wisp_proxy {
   wisp_target *woken;        /* targets whose waiting requests may go upstream (wisp_pool) */
   size_t buffered;           /* body bytes in every stream's buffers (--buffer-limit) */
   size_t hdr_held;           /* header and trailer bytes every stream holds (--buffer-limit too) */
+  struct wisp_resetlim *resets; /* owned: premature stream resets per caller (--max-resets) */
   wisp_h2loop lp;            /* flushes connections before the loop sleeps */
   uint64_t next_conn_id;
   ev_timer reload;

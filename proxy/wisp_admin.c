@@ -320,6 +320,16 @@ static void render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool ready
   for (int d = 0; d < 2; d++) {
     for (int k = 0; k < WISP_STATUS_CLASSES; k++) finished += st->finished[d][k];
   }
+  metric_head(b, "wisp_premature_resets_total", "counter",
+              "Caller streams ended before their response by the caller's doing: it sent RST_STREAM (peer) or "
+              "broke the protocol on the stream (protocol). Counted against --max-resets.");
+  sb_printf(b, "wisp_premature_resets_total{by=\"peer\"} %" PRIu64 "\n", st->premature_resets[0]);
+  sb_printf(b, "wisp_premature_resets_total{by=\"protocol\"} %" PRIu64 "\n", st->premature_resets[1]);
+  metric_head(b, "wisp_reset_limited_total", "counter",
+              "Premature resets over --max-resets: the connection cut (GOAWAY), or reading it paused (a peer "
+              "sidecar's shared connection).");
+  sb_printf(b, "wisp_reset_limited_total{action=\"cut\"} %" PRIu64 "\n", st->reset_limited[0]);
+  sb_printf(b, "wisp_reset_limited_total{action=\"paused\"} %" PRIu64 "\n", st->reset_limited[1]);
   uint64_t open[2] = {0, 0}; /* downstream, upstream */
   for (const wisp_conn *c = px->conns; c; c = c->next) open[c->io.upstream ? 1 : 0]++;
   metric_head(b, "wisp_connections_open", "gauge", "Open connections: downstream (callers) and upstream.");

@@ -25,6 +25,12 @@
 #define ROW_HELP(n, f, d) {.name = n, .kind = WISP_FLAG_HELP, .off = OFF(f), .dflt = d}
 #define ROW_SECS(n, f, d) {.name = n, .kind = WISP_FLAG_SECONDS, .off = OFF(f), .dflt = d, .max = WISP_CFG_SECONDS_MAX}
 #define ROW_INT(n, f, d) {.name = n, .kind = WISP_FLAG_INT, .off = OFF(f), .dflt = d, .min = 1, .max = 1024}
+/* COUNT: 1 to WISP_COUNT_MAX, for counts a busy sidecar may need large
+ * (resets per window, queued requests); a bad value says the range. */
+#define WISP_COUNT_MAX 1000000
+#define ROW_COUNT(n, f, d)                                                                                   \
+  {.name = n, .kind = WISP_FLAG_INT, .off = OFF(f), .dflt = d, .min = 1, .max = WISP_COUNT_MAX,              \
+   .expect = "a count from 1 to 1000000"}
 #define ROW_LIMIT(n, f, d) {.name = n, .kind = WISP_FLAG_INT, .off = OFF(f), .dflt = d, .max = WISP_LIMIT_MAX}
 #define ROW_SIZE(n, f, d) {.name = n, .kind = WISP_FLAG_SIZE, .off = OFF(f), .dflt = d, .min = 1, .max = WISP_CFG_BYTES_MAX}
 
@@ -45,11 +51,11 @@ static const wisp_flag kOpts[] = {
     ROW_SECS("drain-timeout", drain_timeout, "30"),
     ROW_SECS("reload-interval", reload_interval, "1"),
     ROW_INT("pool-size", pool_size, "4"),
-    ROW_INT("max-resets", max_resets, "1000"),
+    ROW_COUNT("max-resets", max_resets, "1000"),
     ROW_LIMIT("max-connections", max_connections, "4096"),
     ROW_LIMIT("max-connections-per-source", max_connections_per_source, "1024"),
     ROW_INT("ipv6-source-prefix", ipv6_source_prefix, "128"),
-    ROW_INT("max-queued", max_queued, "512"),
+    ROW_COUNT("max-queued", max_queued, "512"),
     ROW_SECS("queue-timeout", queue_timeout, "5"),
     ROW_INT("max-upstream-per-caller", max_upstream_per_caller, "100"),
     ROW_INT("max-concurrent-streams", max_concurrent_streams, "100"),
@@ -121,8 +127,11 @@ const char *wisp_config_usage(void) {
          "  --allow-tls12                          accept TLS 1.2 too (default: TLS 1.3 only)\n"
          "  --connect-timeout S (5) --handshake-timeout S (10) --idle-timeout S (300)\n"
          "  --drain-timeout S (30) --reload-interval S (1) --pool-size N (4)\n"
-         "  --max-resets N (1000)                  RST_STREAMs a caller may send per 10 s; beyond:\n"
-         "                                         GOAWAY ENHANCE_YOUR_CALM (rapid reset)\n"
+         "  --max-resets N (1000)                  premature stream resets a caller (an address) may\n"
+         "                                         make per 10 s: RST_STREAMs, and streams it made the\n"
+         "                                         proxy reset by protocol errors; beyond, once over half\n"
+         "                                         its streams end so: GOAWAY ENHANCE_YOUR_CALM;\n"
+         "                                         1 to 1000000\n"
          "  --max-connections N (4096)             open connections per listener; more are closed at\n"
          "                                         once (0: no limit)\n"
          "  --max-connections-per-source N (1024)  of those on --inbound, from one caller address;\n"
@@ -130,7 +139,8 @@ const char *wisp_config_usage(void) {
          "  --ipv6-source-prefix N (128)           IPv6 callers count as one per /N (here and for the\n"
          "                                         admin port's per-host bound)\n"
          "  --max-queued N (512) --queue-timeout S (5)  requests waiting for a free upstream stream,\n"
-         "                                         per upstream, and how long each may wait; then 503\n"
+         "                                         per upstream (1 to 1000000), and how long each may\n"
+         "                                         wait; then 503\n"
          "  --max-upstream-per-caller N (100)      upstream streams one caller connection may hold\n"
          "  --max-concurrent-streams N (100)       streams a caller may open at once on one connection\n"
          "  --conn-buffer-limit BYTES (4M)         body bytes buffered for one caller connection\n"

@@ -94,6 +94,44 @@ void wisp_conn_drain(wisp_conn *c) {
   wisp_conn_mark_dirty(c);
 }
 
+/* ---- premature stream resets (--max-resets) ---- */
+
+/* The caller's record, held from its first stream on: who the caller is
+ * (its source address) came with its connection-limit slot. */
+static wisp_resetlim_caller *caller_of(wisp_conn *c) {
+  if (!c->caller) c->caller = wisp_resetlim_hold(c->px->resets, &c->slot.key, ev_now(c->px->loop));
+  return c->caller;
+}
+
+void wisp_conn_stream_opened(wisp_conn *c) { caller_of(c); }
+
+void wisp_conn_stream_completed(wisp_conn *c) { wisp_resetlim_completed(caller_of(c), ev_now(c->px->loop)); }
+
+/* A caller whose streams mostly end in premature resets may hold no more
+ * upstream streams on a connection than it may still reset (at least 1):
+ * once its budget is spent, a connection it opens anew cannot send a
+ * whole --max-upstream-per-caller of requests upstream before its first
+ * reset cuts it (they wait in the queue instead, where a reset frees them
+ * before the upstream sees them). */
+int wisp_conn_upstream_share(const wisp_conn *c) {
+  const wisp_proxy *px = c->px;
+  uint32_t share = (uint32_t)px->cfg->max_upstream_per_caller;
+  if (c->caller) {
+    uint32_t left = wisp_resetlim_left(c->caller, ev_now(px->loop));
+    if (left < share) share = left > 1 ? left : 1;
+  }
+  return (int)share;
+}
+
+void wisp_conn_premature_reset(wisp_conn *c, bool by_peer) {
+  wisp_proxy *px = c->px;
+  px->stats.premature_resets[by_peer ? 0 : 1]++;
+  if (c->term_reason || c->io.closing) return;
+  if (wisp_resetlim_reset(caller_of(c), ev_now(px->loop))) return;
+  px->stats.reset_limited[0]++;
+  wisp_conn_terminate(c, NGHTTP2_ENHANCE_YOUR_CALM, WISP_RESET_LIMIT_REASON);
+}
+
 /* ---- logging at the edge ---- */
 
 /* Callers we terminated for misbehaving can come back as fast as they can
@@ -218,9 +256,10 @@ static void on_teardown(wisp_h2conn *io) {
     if (!refused || !c->listener || wisp_log_limit_pass(&c->listener->refusals, wisp_log_now(), &dropped))
       log_conn_event(c, refused ? "refused" : io->upstream ? "upstream_failed" : "closed", dropped);
   }
-  wisp_connlimit_release(&c->slot);
   ev_timer_stop(px->loop, &c->timer);
   wisp_stream_conn_gone(c);
+  if (c->caller) wisp_resetlim_release(c->caller, ev_now(px->loop));
+  wisp_connlimit_release(&c->slot);
   if (io->upstream) {
     wisp_pool_remove(c->target, c);
     wisp_proxy_reap_target(c->target);
@@ -272,10 +311,6 @@ static wisp_conn *conn_new(wisp_proxy *px, int fd, SSL *ssl, bool upstream, wisp
   c->next = px->conns;
   if (px->conns) px->conns->prev = c;
   px->conns = c;
-  if (!upstream) {
-    unsigned n = (unsigned)px->cfg->max_resets;
-    wisp_ratelim_init(&c->resets, n, (double)n / WISP_RESET_WINDOW, ev_now(px->loop));
-  }
   wisp_h2conn_init(&c->io, &px->lp, &kConnOps, fd, ssl, upstream, state);
   wisp_h2conn_set0_session(&c->io, wisp_h2_session_new(c));
   return c;

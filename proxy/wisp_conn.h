@@ -46,6 +46,19 @@ static inline void wisp_conn_mark_dirty(wisp_conn *c) { wisp_h2conn_mark_dirty(&
 /* A stream joined or left this connection (idle timer bookkeeping). */
 void wisp_conn_stream_added(wisp_conn *c);
 void wisp_conn_stream_removed(wisp_conn *c);
+/* Downstream: one of the caller's streams ended complete; or early
+ * because of it (|by_peer|: it sent RST_STREAM; else it broke the protocol
+ * on the stream and nghttp2 reset it). Past its --max-resets the caller's
+ * connection is cut. */
+void wisp_conn_stream_completed(wisp_conn *c);
+/* Downstream: the caller opens a stream (its upstream share depends on its
+ * record from now on). */
+void wisp_conn_stream_opened(wisp_conn *c);
+void wisp_conn_premature_reset(wisp_conn *c, bool by_peer);
+/* Upstream streams caller connection |c| may hold now: its
+ * --max-upstream-per-caller, less once its caller's --max-resets budget
+ * runs low (wisp_conn.c). */
+int wisp_conn_upstream_share(const wisp_conn *c);
 /* Re-evaluates which timeout applies now. */
 void wisp_conn_rearm(wisp_conn *c);
 

@@ -24,6 +24,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
     return 0;
   }
+  wisp_conn_stream_opened(c);
   wisp_stream_new(c, frame->hd.stream_id);
   return 0;
 }
@@ -56,10 +57,9 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
       wisp_conn_mark_dirty(c);
       break;
     case NGHTTP2_RST_STREAM:
-      /* Rapid reset (CVE-2023-44487): resetting is cheap for the caller,
-       * so each caller has a budget of them. */
-      if (!c->io.upstream && !wisp_ratelim_take(&c->resets, ev_now(c->px->loop)))
-        wisp_conn_terminate(c, NGHTTP2_ENHANCE_YOUR_CALM, WISP_RAPID_RESET_REASON);
+      /* Counted when the stream closes, right after (wisp_stream_on_close),
+       * with every other premature reset: the closing says who. */
+      if (!c->io.upstream && (s = stream_of(session, frame->hd.stream_id)) != NULL) s->reset_by_peer = true;
       break;
     case NGHTTP2_HEADERS:
       if ((s = stream_of(session, frame->hd.stream_id)) != NULL)

@@ -135,7 +135,7 @@ void wisp_pool_wake(wisp_target *t) {
 static void describe_wait(const wisp_stream *s, const wisp_conn *caller, char *out, size_t out_len) {
   const wisp_target *t = s->target;
   const wisp_config *cfg = t->px->cfg;
-  if (caller->nupstream >= cfg->max_upstream_per_caller) {
+  if (caller->nupstream >= wisp_conn_upstream_share(caller)) {
     snprintf(out, out_len,
              "upstream %s: no stream for this request within %gs: this connection already has %d requests in "
              "progress upstream (--max-upstream-per-caller)",
@@ -211,10 +211,9 @@ void wisp_pool_dequeue(wisp_stream *s) {
 /* The next caller in turn that may have one more upstream stream, from
  * t->waiters on; NULL if every caller waiting is at its share. */
 static wisp_conn *next_caller(wisp_target *t) {
-  int share = t->px->cfg->max_upstream_per_caller;
   wisp_conn *c = t->waiters;
   do {
-    if (c->nupstream < share) return c;
+    if (c->nupstream < wisp_conn_upstream_share(c)) return c;
     c = c->rr_next;
   } while (c != t->waiters);
   return NULL;

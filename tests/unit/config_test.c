@@ -737,6 +737,28 @@ static void test_stream_limits(void **state) {
   unsetenv("WISP_MAX_UPSTREAM_PER_CALLER");
   assert_int_equal(parse(&c, zero, err, sizeof(err)), WISP_ERR_USAGE);
   assert_non_null(strstr(err, "--max-resets"));
+  assert_non_null(strstr(err, "expected a count from 1 to 1000000"));
+  wisp_config_cleanup(&c);
+}
+
+/* --max-resets and --max-queued go as high as a busy sidecar needs (they
+ * were capped at 1024); past 1,000,000 they are refused saying the range. */
+static void test_count_ranges(void **state) {
+  (void)state;
+  static const char *const big[] = {CERTS, "--app", ":1", "--max-resets", "1000000", "--max-queued", "200000", NULL};
+  static const char *const over[] = {CERTS, "--app", ":1", "--max-queued", "1000001", NULL};
+  static const char *const small_over[] = {CERTS, "--app", ":1", "--pool-size", "1025", NULL};
+  wisp_config c;
+  char err[256] = "";
+  assert_int_equal(parse(&c, big, err, sizeof(err)), WISP_OK);
+  assert_int_equal(c.max_resets, 1000000);
+  assert_int_equal(c.max_queued, 200000);
+  wisp_config_cleanup(&c);
+  assert_int_equal(parse(&c, over, err, sizeof(err)), WISP_ERR_USAGE);
+  assert_non_null(strstr(err, "--max-queued 1000001: expected a count from 1 to 1000000"));
+  wisp_config_cleanup(&c);
+  assert_int_equal(parse(&c, small_over, err, sizeof(err)), WISP_ERR_USAGE);
+  assert_non_null(strstr(err, "--pool-size: invalid value '1025'"));
   wisp_config_cleanup(&c);
 }
 
@@ -807,6 +829,7 @@ static void test_max_header_list_size(void **state) {
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_stream_limits, clear_env, clear_env),
+      cmocka_unit_test_setup_teardown(test_count_ranges, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_buffer_sizes, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_max_header_list_size, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_table, clear_env, clear_env),

@@ -1,0 +1,73 @@
+/* wisp_resetlim: premature stream resets per caller, for wisp-proxy's
+ * --max-resets (rapid reset, CVE-2023-44487; MadeYouReset, CVE-2025-8671).
+ *
+ * A premature reset is a stream that ended with RST_STREAM before its
+ * response was complete, because of the caller: it sent RST_STREAM, or it
+ * broke the protocol on that stream (a content-length its DATA does not
+ * match, WINDOW_UPDATE 0, a window overflow, bad trailers, ...) so that
+ * nghttp2 reset it. Either way the stream may already have gone upstream;
+ * to the proxy the two cost the same, so they share one budget.
+ *
+ * Counted per caller (a wisp_connlimit_key: its address), not per
+ * connection, so a caller that reconnects finds its debt waiting. Per
+ * caller: a token bucket of |max_resets| resets, refilled at max_resets per
+ * |window| seconds, and how many of its streams ended complete (the whole
+ * response sent) and in premature resets over the last one to two
+ * windows. A reset is over the limit when the bucket is empty AND more of
+ * the caller's recent streams ended in premature resets than complete
+ * (Envoy's premature-reset ratio, 50%): a busy caller that cancels a few
+ * per cent of a high rate is never over. Streams that end with their
+ * connection count as neither. Each reset over the
+ * limit adds to a debt (at most one more bucket), which
+ * wisp_resetlim_wait turns into how long the caller should be held back.
+ *
+ * Pure bookkeeping: no clock (times are passed in), no I/O; unit-tested in
+ * tests/unit/resetlim_test.c.
+ *
+ * Ownership: the table owns its records. A connection holds its caller's
+ * record (wisp_resetlim_hold, then wisp_resetlim_release exactly once). A
+ * record no connection holds is kept while it still has a debt, so that
+ * reconnecting does not clear it; at most WISP_RESETLIM_IDLE_MAX such
+ * records, the longest-released dropped first. */
+#ifndef WISP_RESETLIM_H
+#define WISP_RESETLIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/wisp_connlimit.h"
+
+/* Records kept for callers with no connection (about 100 bytes each). */
+#define WISP_RESETLIM_IDLE_MAX 4096
+
+typedef struct wisp_resetlim wisp_resetlim;
+typedef struct wisp_resetlim_caller wisp_resetlim_caller;
+
+/* A table allowing |max_resets| (at least 1) premature resets per |window|
+ * seconds per caller. */
+wisp_resetlim *wisp_resetlim_new(uint32_t max_resets, double window);
+/* Frees every record, held or not. Accepts NULL. */
+void wisp_resetlim_free(wisp_resetlim *rl);
+
+/* The record of caller |key| at time |now|, made if new; never NULL. */
+wisp_resetlim_caller *wisp_resetlim_hold(wisp_resetlim *rl, const wisp_connlimit_key *key, double now);
+/* A connection lets go of |c|. */
+void wisp_resetlim_release(wisp_resetlim_caller *c, double now);
+
+/* A stream of the caller ended complete (its whole response sent). */
+void wisp_resetlim_completed(wisp_resetlim_caller *c, double now);
+/* The caller made a premature reset: true while within the limit, false
+ * when over it. */
+bool wisp_resetlim_reset(wisp_resetlim_caller *c, double now);
+/* Premature resets the caller may still make now before it is over the
+ * limit: its whole tokens (0 when it has none or a debt), or UINT32_MAX
+ * while no more of its recent streams ended in resets than complete. */
+uint32_t wisp_resetlim_left(const wisp_resetlim_caller *c, double now);
+/* Seconds until the caller has a reset to spend again (0: it has one). */
+double wisp_resetlim_wait(const wisp_resetlim_caller *c, double now);
+
+/* Records in the table, held or kept. */
+size_t wisp_resetlim_callers(const wisp_resetlim *rl);
+
+#endif
