@@ -49,6 +49,9 @@
 #define WISP_RESET_LIMIT_REASON                                                                     \
   "premature stream resets (rapid reset CVE-2023-44487, MadeYouReset CVE-2025-8671): the caller "  \
   "reset, or made the proxy reset, more streams than --max-resets allows; sent GOAWAY ENHANCE_YOUR_CALM"
+#define WISP_RESET_THROTTLE_REASON                                                                  \
+  "premature stream resets over --max-resets on a peer sidecar's shared connection: throttled, not " \
+  "cut (one upstream stream at a time until its budget comes back)"
 
 typedef struct wisp_proxy wisp_proxy;
 typedef struct wisp_conn wisp_conn;
@@ -200,10 +203,11 @@ typedef struct {
   uint64_t conns_closed_early; /* the caller closed before sending a byte (TCP probes) */
   uint64_t requests, responses_error, requests_denied;
   uint64_t streams_refused; /* REFUSED_STREAM: the caller or the process held its buffer budget */
+  uint64_t upstream_requests; /* requests sent on an upstream stream (a retry counts again) */
   uint64_t finished[2][WISP_STATUS_CLASSES]; /* [wisp_direction][class] */
   uint64_t conns_limited[2]; /* closed at accept: [0] --max-connections, [1] --max-connections-per-source */
   uint64_t premature_resets[2]; /* streams a caller ended early: [0] by RST_STREAM, [1] by a protocol error */
-  uint64_t reset_limited[2];    /* over --max-resets: [0] connection cut, [1] reading paused (a peer sidecar) */
+  uint64_t reset_limited[2];    /* resets over --max-resets: [0] connection cut, [1] throttled (a peer sidecar) */
 } wisp_stats;
 
 /* Counts one finished request (per request: one increment, no allocation). */

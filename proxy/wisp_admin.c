@@ -304,6 +304,8 @@ static void render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool ready
          st->upstream_failures);
   metric(b, "wisp_requests_started_total", "counter", "Requests (HTTP/2 streams) received from callers.",
          st->requests);
+  metric(b, "wisp_upstream_requests_total", "counter",
+         "Requests sent on to an upstream (the app or a peer sidecar); a retry counts again.", st->upstream_requests);
   metric(b, "wisp_error_responses_total", "counter",
          "Error responses wisp made itself because the upstream could not be reached or verified.",
          st->responses_error);
@@ -326,10 +328,10 @@ static void render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool ready
   sb_printf(b, "wisp_premature_resets_total{by=\"peer\"} %" PRIu64 "\n", st->premature_resets[0]);
   sb_printf(b, "wisp_premature_resets_total{by=\"protocol\"} %" PRIu64 "\n", st->premature_resets[1]);
   metric_head(b, "wisp_reset_limited_total", "counter",
-              "Premature resets over --max-resets: the connection cut (GOAWAY), or reading it paused (a peer "
-              "sidecar's shared connection).");
+              "Premature resets over --max-resets: the connection cut (GOAWAY), or throttled (a peer sidecar's "
+              "shared connection: one upstream stream at a time).");
   sb_printf(b, "wisp_reset_limited_total{action=\"cut\"} %" PRIu64 "\n", st->reset_limited[0]);
-  sb_printf(b, "wisp_reset_limited_total{action=\"paused\"} %" PRIu64 "\n", st->reset_limited[1]);
+  sb_printf(b, "wisp_reset_limited_total{action=\"throttled\"} %" PRIu64 "\n", st->reset_limited[1]);
   uint64_t open[2] = {0, 0}; /* downstream, upstream */
   for (const wisp_conn *c = px->conns; c; c = c->next) open[c->io.upstream ? 1 : 0]++;
   metric_head(b, "wisp_connections_open", "gauge", "Open connections: downstream (callers) and upstream.");

@@ -107,6 +107,38 @@ void wisp_conn_stream_opened(wisp_conn *c) { caller_of(c); }
 
 void wisp_conn_stream_completed(wisp_conn *c) { wisp_resetlim_completed(caller_of(c), ev_now(c->px->loop)); }
 
+/* A peer sidecar's mTLS connection is shared by many callers of its own:
+ * cutting it for the resets one of them makes would fail every request on
+ * it (a good caller beside an attacker got 4 of 200). Over --max-resets it
+ * is throttled instead, by its upstream share (below): its requests wait
+ * in the queue for one upstream stream at a time, where the ones reset
+ * while waiting never reach the app, and the others are served in turn.
+ * Pausing its reading instead starved the good callers on it (4 of 200
+ * again): what waits in the socket cannot be told apart. */
+#define WISP_THROTTLE_LOG_BURST 10
+#define WISP_THROTTLE_LOG_WINDOW 10.0
+
+static bool from_peer_sidecar(const wisp_conn *c) {
+  return !c->io.upstream && c->dir == WISP_DIR_INBOUND && c->io.ssl && c->io.verify.peer_ok;
+}
+
+static void log_throttled(const wisp_conn *c) {
+  static wisp_log_limit lines = WISP_LOG_LIMIT_INIT("conn lines of peer sidecars throttled for resets",
+                                                    WISP_THROTTLE_LOG_BURST, WISP_THROTTLE_LOG_WINDOW, WISP_LOG_TO_STDOUT);
+  uint64_t suppressed = 0;
+  if (!wisp_log_limit_pass(&lines, wisp_log_now(), &suppressed)) return;
+  wisp_json j;
+  wisp_json_begin(&j, "conn");
+  wisp_json_str(&j, "event", "throttled");
+  wisp_json_str(&j, "direction", "inbound");
+  wisp_json_int(&j, "conn", (int64_t)c->id);
+  wisp_json_str(&j, "peer_addr", c->peer_addr);
+  wisp_json_str(&j, "peer_id", c->io.verify.peer.id);
+  wisp_json_str(&j, "reason", WISP_RESET_THROTTLE_REASON);
+  if (suppressed) wisp_json_int(&j, "suppressed", (int64_t)suppressed);
+  wisp_json_emit(&j);
+}
+
 /* A caller whose streams mostly end in premature resets may hold no more
  * upstream streams on a connection than it may still reset (at least 1):
  * once its budget is spent, a connection it opens anew cannot send a
@@ -127,7 +159,13 @@ void wisp_conn_premature_reset(wisp_conn *c, bool by_peer) {
   wisp_proxy *px = c->px;
   px->stats.premature_resets[by_peer ? 0 : 1]++;
   if (c->term_reason || c->io.closing) return;
-  if (wisp_resetlim_reset(caller_of(c), ev_now(px->loop))) return;
+  ev_tstamp now = ev_now(px->loop);
+  if (wisp_resetlim_reset(caller_of(c), now)) return;
+  if (from_peer_sidecar(c)) {
+    px->stats.reset_limited[1]++;
+    log_throttled(c);
+    return;
+  }
   px->stats.reset_limited[0]++;
   wisp_conn_terminate(c, NGHTTP2_ENHANCE_YOUR_CALM, WISP_RESET_LIMIT_REASON);
 }

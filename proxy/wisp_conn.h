@@ -49,7 +49,8 @@ void wisp_conn_stream_removed(wisp_conn *c);
 /* Downstream: one of the caller's streams ended complete; or early
  * because of it (|by_peer|: it sent RST_STREAM; else it broke the protocol
  * on the stream and nghttp2 reset it). Past its --max-resets the caller's
- * connection is cut. */
+ * connection is cut, or, if it is a peer sidecar's mTLS connection (shared
+ * by many callers), throttled (wisp_conn_upstream_share). */
 void wisp_conn_stream_completed(wisp_conn *c);
 /* Downstream: the caller opens a stream (its upstream share depends on its
  * record from now on). */

@@ -6,6 +6,9 @@
 #include "proxy/wisp_pool.h"
 #include "proxy/wisp_stream.h"
 
+/* nghttp2's reset limit, in multiples of --max-resets. */
+#define WISP_H2_RESET_BACKSTOP 100
+
 static wisp_side side_of(const wisp_conn *c) { return c->io.upstream ? WISP_UP : WISP_DOWN; }
 
 static wisp_stream *stream_of(nghttp2_session *session, int32_t id) {
@@ -121,11 +124,13 @@ static nghttp2_option *options(const wisp_config *cfg) {
   if (opt) return opt;
   if (nghttp2_option_new(&opt) != 0) abort();
   nghttp2_option_set_no_auto_window_update(opt, 1);
-  /* nghttp2's own reset limit (backported to Debian's 1.52) only sends a
-   * graceful GOAWAY once its frame is flushed, and its default (33/s) is
-   * stricter than ours: set it above ours, as a backstop. */
-  nghttp2_option_set_stream_reset_rate_limit(opt, 2 * (uint64_t)cfg->max_resets,
-                                             2 * (uint64_t)cfg->max_resets / WISP_RESET_WINDOW + 1);
+  /* nghttp2's own reset limit (backported to Debian's 1.52) counts only
+   * RST_STREAM frames it receives, per connection, and ends the session:
+   * wisp counts every premature reset itself, per caller, and throttles a
+   * peer sidecar's shared connection instead of cutting it, so nghttp2's is
+   * set far above ours, a backstop against a flood no sidecar makes. */
+  nghttp2_option_set_stream_reset_rate_limit(opt, WISP_H2_RESET_BACKSTOP * (uint64_t)cfg->max_resets,
+                                             WISP_H2_RESET_BACKSTOP * (uint64_t)cfg->max_resets / WISP_RESET_WINDOW + 1);
   return opt;
 }
 

@@ -664,6 +664,7 @@ void wisp_stream_send_upstream(wisp_stream *s, wisp_conn *up) {
     return;
   }
   link_side(s, WISP_UP, up, id);
+  up->px->stats.upstream_requests++;
   wisp_conn_mark_dirty(up);
 }
 

