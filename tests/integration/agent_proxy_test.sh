@@ -236,6 +236,13 @@ expect_eq "the app saw no request" 0 "$(grep -c '"path"' "$WORK/gateapp.out")"
 stop_proxy gfront
 check "once the Watch slot frees, the orders proxy gets the policy and is ready" wait_for 40 ready "$ADM_G"
 gate_front # its own Watch is refused now; outbound works without a policy
+# Not ready (no policy, by design here), so wait for the rest of readiness:
+# its SVID. Its outbound port opens before the SVID comes, and a request in
+# between is refused 503 (no certificate loaded yet), not by policy.
+has_svid() { curl -s "http://127.0.0.1:$ADM_F/status" | grep -q "\"spiffe_id\":\"$TD/ns/gate/sa/frontend\""; }
+check "the restarted frontend has its SVID" wait_for 20 has_svid
+expect_match "... and /ready says only the policy is missing" '^no policy from the agent yet' \
+  "$(curl -s "http://127.0.0.1:$ADM_F/ready")"
 wait_port "$OUT3"
 code=$(curl -s -o /dev/null -w '%{http_code}' --http2-prior-knowledge "http://127.0.0.1:$OUT3/admin/secret")
 expect_eq "GET /admin/secret is denied by the pushed DENY policy" 403 "$code"
