@@ -71,6 +71,7 @@ static const wisp_flag kOpts[] = {
     ROW_STR("sa-token-file", sa_token_file, NULL),
     ROW_STR("policy", policy_file, NULL),
     ROW_BOOL("transparent", transparent, "false"),
+    ROW_BOOL("transparent-http1", transparent_http1, "false"),
     ROW_STR("outbound", outbound, "127.0.0.1:15001"),
     ROW_STR("opaque-ports", opaque_ports, "25,3306,5432,6379,27017"),
     ROW_STR("intercept-probe", intercept_probe, "127.0.0.77:15009"),
@@ -109,6 +110,8 @@ const char *wisp_config_usage(void) {
          "                                         --outbound (127.0.0.1:15001) to each connection's\n"
          "                                         original destination; inbound to 127.0.0.1:<original\n"
          "                                         port> unless --app is given\n"
+         "  --transparent-http1                    transparent: HTTP/1 request lines go L7 (off: L4;\n"
+         "                                         needs HTTP/1.1 apps' sidecars on --app-protocol http1)\n"
          "  --opaque-ports P,P                     transparent: ports carried as L4 without waiting\n"
          "                                         to detect HTTP/2 (default 25,3306,5432,6379,27017)\n"
          "  --intercept-probe IP:PORT|off          transparent: /ready fails until a connection to this\n"

@@ -53,6 +53,7 @@ typedef struct {
   char *sa_token_file;            /* owned; Kubernetes service-account token, re-read at each use */
   char *policy_file;              /* owned; --policy FILE, NULL: none (or from the agent) */
   bool transparent;               /* iptables mode: original destinations (SO_ORIGINAL_DST) */
+  bool transparent_http1;         /* transparent: HTTP/1 request lines go L7 (else L4, as any TCP) */
   char *outbound;                 /* owned; transparent outbound listener */
   char *opaque_ports;             /* owned; comma list: L4 without detection */
   char *svid_cache;               /* owned; --agent: DIR keeping the last SVID and key (0600), NULL: none */

@@ -478,8 +478,11 @@ static void on_outbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
   outbound_sniff *o = arg;
   if (o->l->target && proto == WISP_SNIFF_HTTP1) {
     wisp_h1_accept(o->l, o->dst, fd, o->peer, &o->slot, o->accepted);
-  } else if (proto == WISP_SNIFF_HTTP1) {
-    /* transparent: HTTP/1 only with a whole request line, else L4 */
+  } else if (proto == WISP_SNIFF_HTTP1 && o->l->px->cfg->transparent_http1) {
+    /* transparent: HTTP/1 only with a whole request line, else L4. Off by
+     * default: the destination's sidecar hands a request to its app as
+     * h2c unless it runs with --app-protocol http1, so an HTTP/1.1 app
+     * carried at L7 would get h2c; at L4 it gets its own bytes. */
     wisp_h1_detect(o->l, o->dst, fd, o->peer, &o->slot, o->accepted, WISP_DETECT_TIMEOUT);
   } else if (o->l->target && proto == WISP_SNIFF_CLOSED) {
     o->l->px->stats.conns_closed_early++;

@@ -83,7 +83,7 @@ for pod in client server; do
   expect_eq "iptables rules installed in the $pod pod" 0 "$?"
 done
 pod_proxy server server orders --policy "$P/policy.yaml"
-pod_proxy client client frontend
+pod_proxy client client frontend --transparent-http1
 check "the server's app and sidecar listen" wait_for 10 netns_listens server 8080 15006 7000 5432 7100 7200
 check "the client's sidecar listens on 15001" wait_for 10 netns_listens client 15001
 
@@ -305,6 +305,15 @@ expect_eq "the requests that held them finish" "200 200" "$(cat "$WORK/held31.ou
 code=$(netns_as client $APP_UID curl -sS --max-time 10 --http2-prior-knowledge -o /dev/null -w '%{http_code}' \
   "http://10.77.0.33:8080/after-full" 2>&1)
 expect_eq "once they are done, the new destination is served" 200 "$code"
+# Without --transparent-http1 an HTTP/1.1 request goes L4: an app that is
+# not h2c (here the checksum echo) gets the caller's own bytes.
+out=$(netns_as client $APP_UID $PY -c '
+import hashlib, socket
+data = b"GET /h1-as-l4 HTTP/1.1\r\nHost: 10.77.0.22:7000\r\n\r\n"
+c = socket.create_connection(("10.77.0.22", 7000), timeout=10); c.sendall(data); c.shutdown(socket.SHUT_WR)
+got = c.makefile("rb").read().split()
+print("same" if got == [hashlib.sha256(data).hexdigest().encode(), str(len(data)).encode()] else "differs: %r" % got)' 2>&1)
+expect_eq "without --transparent-http1 an HTTP/1.1 request to a non-h2c app is carried as L4, byte for byte" same "$out"
 stop_proxy client2
 stop_proxy server
 for pod in client server; do netns_exec "$pod" bash "$IPT" --remove >/dev/null 2>&1; done
