@@ -266,6 +266,10 @@ static wisp_err inject_pod(object *c, const workload *w) {
   wispctl_pod_plan plan;
   char *cidrs = NULL;
   wisp_err rc = no_port_clash(c);
+  const char *vol = rc == WISP_OK ? wispctl_inject_pod_volume_clash(c->d, c->spec) : NULL;
+  if (vol)
+    rc = fail(c, "the pod already has a volume named %s, as one the injection adds: the pod would be invalid "
+                 "(duplicate volume names). Rename it, or annotate the pod wisp.dev/inject: disabled", vol);
   if (rc == WISP_OK) rc = make_plan(c, &plan, &cidrs);
   int meta = rc == WISP_OK ? wispctl_yaml_want(c->d, c->pod, "metadata", YAML_MAPPING_NODE) : 0;
   if (rc == WISP_OK && !meta) rc = fail(c, "metadata is not a mapping");

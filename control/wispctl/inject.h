@@ -123,5 +123,9 @@ typedef struct {
  * are mappings; 0 if |spec| holds initContainers, volumes or annotations of
  * the wrong type (nothing added then). */
 bool wispctl_inject_pod(yaml_document_t *d, int spec, int meta, const wispctl_pod_plan *plan);
+/* The first volume of pod spec |spec| named as one wispctl_inject_pod adds
+ * (wisp-sa-token, ...), or NULL: such a pod is refused, not injected into
+ * an invalid one (duplicate volume names). */
+const char *wispctl_inject_pod_volume_clash(yaml_document_t *d, int spec);
 
 #endif

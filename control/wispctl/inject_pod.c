@@ -247,6 +247,17 @@ static bool fits(yaml_document_t *d, int map, const char *key, yaml_node_type_t 
   return !id || wispctl_yaml_node(d, id, type) || wispctl_yaml_is_null(d, id);
 }
 
+const char *wispctl_inject_pod_volume_clash(yaml_document_t *d, int spec) {
+  static const char *const kOurVolumes[] = {VOL_TOKEN, VOL_SA_TOKEN, VOL_SOCKET, VOL_BUNDLE, VOL_CACHE, VOL_INIT_TMP};
+  yaml_node_t *s = wispctl_yaml_node(d, wispctl_yaml_get(d, spec, "volumes"), YAML_SEQUENCE_NODE);
+  for (yaml_node_item_t *i = s ? s->data.sequence.items.start : NULL; s && i < s->data.sequence.items.top; i++) {
+    const char *name = wispctl_yaml_str(d, wispctl_yaml_get(d, *i, "name"));
+    for (size_t k = 0; name && k < sizeof(kOurVolumes) / sizeof(kOurVolumes[0]); k++)
+      if (!strcmp(name, kOurVolumes[k])) return kOurVolumes[k];
+  }
+  return NULL;
+}
+
 bool wispctl_inject_pod(yaml_document_t *d, int spec, int meta, const wispctl_pod_plan *plan) {
   if (!fits(d, spec, "initContainers", YAML_SEQUENCE_NODE) || !fits(d, spec, "volumes", YAML_SEQUENCE_NODE) ||
       !fits(d, meta, "annotations", YAML_MAPPING_NODE))

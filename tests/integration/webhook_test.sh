@@ -145,6 +145,11 @@ review bad "$WORK/bad.yaml"
 expect_eq "a bad wisp.dev annotation: denied" "False 400" "$(answer bad "r['allowed'], r['status']['code']")"
 expect_match "... with the reason in status.message" 'wisp: cannot inject the pod: .*annotation wisp.dev/exclude-inbound-ports: "99999": "99999" is not a port' \
   "$(answer bad "r['status']['message']")"
+printf 'apiVersion: v1\nkind: Pod\nmetadata: {name: smuggle}\nspec:\n  containers: [{name: a, image: b}]\n  volumes: [{name: wisp-sa-token, secret: {secretName: admin-token}}]\n' >"$WORK/smuggle.yaml"
+review smuggle "$WORK/smuggle.yaml"
+expect_match "a pod with its own volume named wisp-sa-token: denied, naming it (as wispctl inject refuses it)" \
+  'False:wisp: cannot inject the pod: .*already has a volume named wisp-sa-token' \
+  "$(answer smuggle "r['allowed']"):$(answer smuggle "r['status']['message']")"
 
 # Malformed, oversized, misdirected.
 printf '{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": ' >"$WORK/trunc.json"

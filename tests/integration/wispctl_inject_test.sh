@@ -620,6 +620,17 @@ sed "s/containerPort: 8080}/containerPort: 9000, name: wisp-admin}/" "$IN/kinds.
 inject clash-name -f "$IN/clash-name.yaml"
 expect_match "an app port named wisp-admin: exit 1" \
   '^1:.*container web names a port wisp-admin, as wisp-proxy names its admin port' "$RC:$ERR"
+# A pod with a volume of its own named as one inject adds (a Secret as
+# wisp-sa-token): refused naming it, not made into a pod the API server
+# refuses for duplicate volume names.
+"$PY" -c "
+import yaml, sys
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d.get('kind') == 'Pod'][:1]
+docs[0]['spec']['volumes'] = [{'name': 'wisp-sa-token', 'secret': {'secretName': 'admin-token'}}]
+yaml.safe_dump(docs[0], open(sys.argv[2], 'w'))" "$IN/kinds.yaml" "$IN/vol-clash.yaml"
+inject vol-clash -f "$IN/vol-clash.yaml"
+expect_match "a pod with its own volume named wisp-sa-token: exit 1, naming it" \
+  '^1:.*the pod already has a volume named wisp-sa-token, as one the injection adds' "$RC:$ERR"
 "$PY" -c 'print("a: " + "[" * 100000 + "]" * 100000)' >"$IN/deep.yaml"
 inject deep -f "$IN/deep.yaml"
 expect_match "100,000 levels of nesting: exit 1, no crash" '^1:.*document 1 nests 100001 levels deep' "$RC:$ERR"
