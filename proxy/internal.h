@@ -129,6 +129,8 @@ struct wisp_conn {
   size_t hdr_held;           /* downstream: header and trailer bytes its streams hold (wisp_stream: budgets) */
   int nupstream;             /* downstream: its streams holding an upstream stream (at most --max-upstream-per-caller) */
   struct wisp_resetlim_caller *caller; /* downstream: its caller's premature resets (held; NULL until the first stream) */
+  uint32_t streams_completed;          /* downstream: streams of this connection that ended whole */
+  uint32_t streams_reset;              /* downstream: ... and that ended in a premature reset */
   const char *term_reason;   /* static; set when we terminated the session (GOAWAY sent, then close) */
   bool goaway;               /* no new streams on this connection */
   bool draining;             /* we sent GOAWAY; close when streams end */

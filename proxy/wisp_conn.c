@@ -105,7 +105,10 @@ static wisp_resetlim_caller *caller_of(wisp_conn *c) {
 
 void wisp_conn_stream_opened(wisp_conn *c) { caller_of(c); }
 
-void wisp_conn_stream_completed(wisp_conn *c) { wisp_resetlim_completed(caller_of(c), ev_now(c->px->loop)); }
+void wisp_conn_stream_completed(wisp_conn *c) {
+  if (c->streams_completed < UINT32_MAX) c->streams_completed++;
+  wisp_resetlim_completed(caller_of(c), ev_now(c->px->loop));
+}
 
 /* A peer sidecar's mTLS connection is shared by many callers of its own:
  * cutting it for the resets one of them makes would fail every request on
@@ -144,11 +147,14 @@ static void log_throttled(const wisp_conn *c) {
  * once its budget is spent, a connection it opens anew cannot send a
  * whole --max-upstream-per-caller of requests upstream before its first
  * reset cuts it (they wait in the queue instead, where a reset frees them
- * before the upstream sees them). */
+ * before the upstream sees them). The budget is per source address, and
+ * every local caller of a sidecar shares one: a connection that has
+ * completed more streams than it reset has earned its full share back
+ * (a multiplexing caller beside a resetter went from 60 to 4 req/s). */
 int wisp_conn_upstream_share(const wisp_conn *c) {
   const wisp_proxy *px = c->px;
   uint32_t share = (uint32_t)px->cfg->max_upstream_per_caller;
-  if (c->caller) {
+  if (c->caller && c->streams_completed <= c->streams_reset) {
     uint32_t left = wisp_resetlim_left(c->caller, ev_now(px->loop));
     if (left < share) share = left > 1 ? left : 1;
   }
@@ -158,6 +164,7 @@ int wisp_conn_upstream_share(const wisp_conn *c) {
 void wisp_conn_premature_reset(wisp_conn *c, bool by_peer) {
   wisp_proxy *px = c->px;
   px->stats.premature_resets[by_peer ? 0 : 1]++;
+  if (c->streams_reset < UINT32_MAX) c->streams_reset++;
   if (c->term_reason || c->io.closing) return;
   ev_tstamp now = ev_now(px->loop);
   if (wisp_resetlim_reset(caller_of(c), now)) return;

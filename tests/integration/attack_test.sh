@@ -8,7 +8,7 @@
 # tests/attack/attack.py (raw frames), the good client good_client.py
 # (python3-h2). Each attack is at most 15 s.
 #
-# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets held_streams
+# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets shared_source held_streams
 # zero_window header_hold fairness idle_connections fd_exhaustion guards"
 # picks some (default: all).
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
@@ -218,6 +218,24 @@ if runs pooled_resets; then
   S_ONLY=()
   GOOD_ARGS=(--seconds 8 --timeout 5)
   AFTER=pooled_checks beside pooled 8 0 32 slow-reset --conns 4 --path "/slow?ms=200"
+fi
+
+# --- a resetter beside a multiplexing caller from the same address ---
+# Every local caller of a sidecar comes from one address, so they share one
+# reset budget; while a rapid resetter keeps it spent, a connection that
+# completes its streams keeps its whole upstream share (it got 1 stream at
+# a time before: 100 requests of 300 ms, 20 at once, took 30 s and 503s).
+ss_cut() { grep -qs '"reason":"premature stream resets' "$WORK/c_ss.out" "$WORK/c_ss.err"; }
+if runs shared_source; then
+  pair ss
+  attack_start ss 15 rapid-reset --conns 2 --port "$OUT"
+  check "ss: the resetter is cut (its address's budget spent)" wait_for 10 ss_cut
+  out=$(timeout 60 h2load -n 100 -c 1 -m 20 "http://127.0.0.1:$OUT/slow?ms=300" 2>&1)
+  attack_wait ss
+  echo "# ss: $(printf '%s\n' "$out" | grep -E '^finished|^requests:' | tr '\n' ' ')"
+  expect_match "ss: a multiplexing caller from the same address gets all 100 requests served" \
+    'requests: 100 total, 100 started, 100 done, 100 succeeded, 0 failed' "$out"
+  end_pair ss
 fi
 
 # --- held streams: more requests that never answer than the pool holds ---
