@@ -16,6 +16,7 @@
 #include "control/agent/wisp_webhook.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -49,7 +50,13 @@ typedef enum {
   TIMER_HEAD,      /* a request's head, from its first byte */
   TIMER_REQUEST,   /* the whole request, from its first byte */
   TIMER_IDLE,      /* a keep-alive connection between requests */
+  TIMER_LINGER,    /* answered and closing: what the peer still sends is read and dropped */
 } timer_mode;
+
+/* How long a closing connection reads what its peer still sends. Closing
+ * with unread bytes makes the kernel send a reset, which can destroy an
+ * answer the peer has not read yet (a 413 to a body still coming). */
+#define LINGER_SECONDS 2.0
 
 typedef struct job job;
 
@@ -62,6 +69,7 @@ typedef struct conn {
   bool want_write;    /* TLS needs the socket writable to go on */
   bool head_done;     /* the request under way has its whole head */
   bool served;        /* a request was answered in this turn */
+  bool lingering;     /* answered and half-closed: reading to the peer's end (TIMER_LINGER) */
   timer_mode mode;
   double req_start;   /* ev_now of the first byte of the request under way */
   ev_io io;
@@ -542,6 +550,33 @@ static size_t in_limit(const conn *c) { return WISP_WEBHOOK_HEAD_MAX + 4 + c->w-
  * before it is decided; what it sends meanwhile waits in |in|. */
 static bool wants_read(const conn *c) { return (!c->close_after || c->job) && wisp_buf_len(&c->in) < in_limit(c); }
 
+/* The answer is out: say so (close_notify, FIN) and read what the peer
+ * still sends until it closes or LINGER_SECONDS pass. */
+static void linger(conn *c) {
+  (void)SSL_shutdown(c->ssl);
+  ERR_clear_error();
+  shutdown(c->fd, SHUT_WR);
+  c->lingering = true;
+  wisp_buf_cleanup(&c->in);
+  ev_io_stop(c->w->loop, &c->io);
+  ev_io_set(&c->io, c->fd, EV_READ);
+  ev_io_start(c->w->loop, &c->io);
+  set_timer(c, TIMER_LINGER, LINGER_SECONDS);
+}
+
+/* Reads and drops what a lingering connection's peer sends; frees it at
+ * the peer's end. */
+static void linger_read(conn *c) {
+  char buf[READ_CHUNK];
+  for (;;) {
+    ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+    if (n > 0) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    conn_free(c);
+    return;
+  }
+}
+
 static bool flush(conn *c) {
   while (wisp_buf_len(&c->out) > 0) {
     size_t n = wisp_buf_len(&c->out);
@@ -551,7 +586,7 @@ static bool flush(conn *c) {
   }
   wisp_buf_cleanup(&c->out);
   if (c->close_after && !c->job) { /* after the answer of the review out */
-    conn_free(c);
+    linger(c);
     return false;
   }
   return true;
@@ -572,6 +607,10 @@ static bool fill(conn *c) {
 }
 
 static void conn_run(conn *c) {
+  if (c->lingering) {
+    linger_read(c);
+    return;
+  }
   c->want_write = false;
   if (!c->handshaken) {
     int r = SSL_do_handshake(c->ssl);
@@ -600,6 +639,10 @@ static void on_io(struct ev_loop *loop, ev_io *io, int revents) { conn_run(io->d
 
 static void on_timeout(struct ev_loop *loop, ev_timer *t, int revents) {
   conn *c = t->data;
+  if (c->lingering) {
+    conn_free(c);
+    return;
+  }
   static const char *const kWhat[] = {
       [TIMER_HANDSHAKE] = "TLS handshake", [TIMER_HEAD] = "request head", [TIMER_REQUEST] = "request"};
   static const double kLimit[] = {[TIMER_HANDSHAKE] = WISP_WEBHOOK_HANDSHAKE_TIMEOUT,
@@ -646,6 +689,7 @@ static void conn_start(wisp_webhook *w, int fd, const wisp_addr *peer) {
  * with nothing to send, or still not through a handshake begun more than
  * HANDSHAKE_GRACE ago (a real caller's takes milliseconds). */
 static bool holds_nothing(const conn *c, double now) {
+  if (c->lingering) return true; /* answered, closing */
   if (!c->handshaken) return now - c->born >= HANDSHAKE_GRACE;
   return !c->job && wisp_buf_len(&c->in) == 0 && wisp_buf_len(&c->out) == 0;
 }
