@@ -32,7 +32,7 @@ expect_match "the app sees the caller's identity" \
 out=$(h1 -v "$OUT/ka1" "$OUT/ka2" "$OUT/ka3" 2>&1)
 expect_eq "keep-alive: curl sends 3 requests on one connection" 2 "$(grep -c 'Re-using existing connection' <<<"$out")"
 expect_eq "keep-alive: 3 answers" 3 "$(grep -c '^< HTTP/1.1 200' <<<"$out")"
-sleep 0.3
+wait_for 10 grep -q '"path":"/ka3"' "$WORK/client.out" # each line is written when its stream closes
 conns=$(grep -E '"path":"/ka[123]"' "$WORK/client.out" | grep -o '"conn":[0-9]*' | sort -u | wc -l)
 expect_eq "keep-alive: the 3 requests are logged on one caller connection" 1 "$conns"
 out=$("${RAW[@]}" 'GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x\r\n\r\nGET /p3 HTTP/1.1\r\nHost: x\r\n\r\n')
@@ -135,7 +135,10 @@ smuggle "oversized head" "GET /smuggled HTTP/1.1\r\nHost: x\r\nX-Big: $(head -c 
 smuggle "two Host fields" 'GET /smuggled HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n' 'Host'
 out=$("${RAW[@]}" 'POST /smuggled HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n')
 expect_match "an unknown transfer coding: 501 and closed" '^HTTP/1.1 501 .*<closed>' "$(tr -d '\r\n' <<<"$out")"
-sleep 0.3
+# A barrier, not a pause: a request sent after them all is seen by the peer
+# and the app, so any refused one that got through would be logged by now.
+h1 -o /dev/null "$OUT/after-smuggling"
+wait_for 10 grep -q '/after-smuggling' "$WORK/server.out"
 if grep -q '/smuggled' "$WORK/app.out" "$WORK/server.out"; then
   not_ok "no refused request reached the peer or the app" "$(grep -h '/smuggled' "$WORK/server.out" | head -2)"
 else
@@ -150,7 +153,8 @@ expect_match "a head still incomplete after --handshake-timeout (slowloris): 408
 out=$(h1 -i "$OUT/admin/keys")
 expect_match "a DENY on a path gives an HTTP/1.1 caller 403" '^HTTP/1.1 403 Forbidden' "$out"
 expect_match "... saying why" 'x-wisp-error: RBAC: access denied' "$out"
-sleep 0.3
+wait_for 10 grep -q '/admin/keys' "$WORK/server.out"
+wait_for 10 grep -q '"path":"/hello"' "$WORK/client.out"
 expect_match "the denied HTTP/1.1 request is logged inbound as denied" \
   '"method":"GET","path":"/admin/keys","status":403.*"decision":"deny"' "$(grep '/admin/keys' "$WORK/server.out")"
 expect_match "the HTTP/1.1 request is logged outbound with method, path, status" \
@@ -196,7 +200,8 @@ expect_eq "5 requests in turn reuse one keep-alive connection to the app" 1 "$po
 out=$(h1 -i "$O1/admin/x")
 expect_match "a DENY on a path: 403 to an HTTP/1.1 caller of an HTTP/1.1 app" '^HTTP/1.1 403 Forbidden' "$out"
 if grep -q '/admin/x' "$WORK/app1.out"; then not_ok "the denied request never reaches the app"; else ok "the denied request never reaches the app"; fi
-sleep 0.3
+denied_counted() { curl -s --max-time 5 "http://127.0.0.1:$ADM1/metrics" | grep '^wisp_requests_total{' | grep -q 'response_code="403"'; }
+wait_for 10 denied_counted # counted when the stream closes
 metrics=$(curl -s --max-time 5 "http://127.0.0.1:$ADM1/metrics")
 expect_match "/metrics counts the HTTP/1.1 callers' requests by identity: the denied one" \
   "^wisp_requests_total\{direction=\"inbound\".*source_principal=\"$TD/ns/shop/sa/frontend\".*response_code=\"403\".*decision=\"deny\"\} 1$" \
@@ -216,7 +221,7 @@ expect_match "the app's chunked trailers reach the caller" 'x-trailer-test: yes'
 out=$(h1 -sS -I "$O1/head-req")
 expect_match "HEAD: headers, no body" '^HTTP/1.1 200 OK.*content-length: [0-9]+' "$(tr -d '\r\n' <<<"$out")"
 big_both_ways $MIB64 "$O1" " (HTTP/1.1 app)" "$PID_client1" "$PID_server1"
-sleep 0.3
+wait_for 10 grep -q 'hello?x=1' "$WORK/server1.out"
 expect_match "the inbound log has the HTTP/1.1 app's answer" '"method":"GET","path":"/hello\?x=1","status":200' \
   "$(grep 'hello?x=1' "$WORK/server1.out")"
 
