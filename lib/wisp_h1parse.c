@@ -5,6 +5,23 @@
 
 enum { PHASE_HEAD, PHASE_BODY, PHASE_ERROR };
 
+/* Where the chunked framing is (RFC 9112 7.1): http-parser, built without
+ * STRICT_CHECK, takes any two bytes after a chunk's data as its CRLF, so
+ * the wrapper follows the grammar itself over the bytes that are not data. */
+enum {
+  F_SIZE_FIRST, /* a chunk size's first hex digit */
+  F_SIZE,       /* more hex digits, ';', or CR */
+  F_SIZE_BWS,   /* blanks after the size: only before a ';' */
+  F_EXT,        /* a chunk extension, up to CR */
+  F_EXT_QUOTED, /* inside a quoted-string of an extension */
+  F_EXT_ESCAPE, /* after a backslash in a quoted-string */
+  F_SIZE_LF,    /* the LF ending a chunk-size line */
+  F_DATA,       /* chunk data: handed to on_body, never framing */
+  F_DATA_CR,    /* the CR after a chunk's data */
+  F_DATA_LF,    /* the LF after a chunk's data */
+  F_TRAILERS,   /* trailer lines after the last chunk (checked as a head is) */
+};
+
 static void fail(wisp_h1parse *p, int status, const char *why) {
   if (p->why) return; /* the first reason wins */
   p->status = status;
@@ -95,17 +112,26 @@ static void lower(const char *name, size_t len) {
   }
 }
 
-/* RFC 9110 token: a field name, with no whitespace before its colon. */
-static bool token(const char *s, size_t len) {
+/* Not empty, and every byte a letter, a digit or one of |extra|. */
+static bool alnum_or(const char *s, size_t len, const char *extra) {
   if (len == 0) return false;
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+              (c != 0 && strchr(extra, c) != NULL);
     if (!ok) return false;
   }
   return true;
 }
+
+/* RFC 9110 token: a field name, with no whitespace before its colon. */
+static bool token(const char *s, size_t len) { return alnum_or(s, len, "!#$%&'*+-.^_`|~"); }
+
+/* A Host value: uri-host [":" port] (RFC 9110 7.2), not empty. What is
+ * refused is whatever would make the authority mean something else
+ * (userinfo '@', a path '/', blanks); the characters of reg-name, an IP
+ * literal in brackets, and a port pass. */
+static bool host_ok(const char *v, size_t len) { return alnum_or(v, len, "-._~!$&'()*+,;=%:[]"); }
 
 /* The framing checks http-parser leaves to its user; false: refused. */
 static bool framing_ok(wisp_h1parse *p) {
@@ -119,7 +145,13 @@ static bool framing_ok(wisp_h1parse *p) {
     }
     lower(f->name, f->name_len);
     trim(&f->value, &f->value_len);
-    if (ieq(f->name, f->name_len, "host")) hosts++;
+    if (ieq(f->name, f->name_len, "host")) {
+      hosts++;
+      if (h->request && !host_ok(f->value, f->value_len)) {
+        fail(p, 400, "bad Host: not a host name or address with an optional port");
+        return false;
+      }
+    }
     if (ieq(f->name, f->name_len, "content-length")) lengths++;
     if (ieq(f->name, f->name_len, "transfer-encoding")) {
       codings++;
@@ -158,6 +190,15 @@ static int on_headers_complete(http_parser *hp) {
   h->minor = hp->http_minor;
   h->method = h->request ? http_method_str((enum http_method)hp->method) : NULL;
   h->status = h->request ? 0 : (int)hp->status_code;
+  if (h->major != 1) {
+    /* http-parser takes HTTP/0.9 (no version) and any major version */
+    if (h->request) {
+      fail(p, 505, "HTTP version not supported: only HTTP/1.0 and HTTP/1.1 in this syntax");
+    } else {
+      fail(p, 400, "a response in an HTTP version other than 1.x");
+    }
+    return -1;
+  }
   if (!framing_ok(p)) return -1;
   h->keep_alive = http_should_keep_alive(hp) != 0;
   /* http-parser sets it for Upgrade named in Connection (and CONNECT) */
@@ -176,9 +217,77 @@ static int on_headers_complete(http_parser *hp) {
 /* A chunked body's framing (chunk-size lines, trailers) is checked as the
  * head is: CRLF only, no obs-fold, no control bytes. http-parser is lenient
  * there; the bytes it does not hand to on_body are the framing. */
+static bool hex_digit(uint8_t c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* One framing byte through the chunked grammar; a refusal is recorded. */
+static void framing_grammar(wisp_h1parse *p, uint8_t c) {
+  switch (p->fstate) {
+    case F_SIZE_FIRST:
+    case F_SIZE:
+      if (hex_digit(c)) {
+        p->fsize_nonzero |= c != '0';
+        p->fstate = F_SIZE;
+      } else if (p->fstate == F_SIZE_FIRST) {
+        fail(p, 400, "bad chunk size");
+      } else if (c == ';') {
+        p->fstate = F_EXT;
+      } else if (c == ' ' || c == '\t') {
+        p->fstate = F_SIZE_BWS;
+      } else if (c == '\r') {
+        p->fstate = F_SIZE_LF;
+      } else {
+        fail(p, 400, "bad chunk size");
+      }
+      break;
+    case F_SIZE_BWS:
+      if (c == ';') {
+        p->fstate = F_EXT;
+      } else if (c != ' ' && c != '\t') {
+        fail(p, 400, "whitespace after a chunk size not followed by an extension (request smuggling)");
+      }
+      break;
+    case F_EXT:
+      if (c == '"') p->fstate = F_EXT_QUOTED;
+      if (c == '\r') p->fstate = F_SIZE_LF;
+      break;
+    case F_EXT_QUOTED:
+    case F_EXT_ESCAPE:
+      if (c == '\r' || c == '\n') {
+        fail(p, 400, "CR or LF inside a quoted chunk extension (request smuggling)");
+      } else if (p->fstate == F_EXT_ESCAPE) {
+        p->fstate = F_EXT_QUOTED;
+      } else if (c == '\\') {
+        p->fstate = F_EXT_ESCAPE;
+      } else if (c == '"') {
+        p->fstate = F_EXT;
+      }
+      break;
+    case F_SIZE_LF: /* a byte other than LF is a bare CR, refused by the caller */
+      p->fstate = p->fsize_nonzero ? F_DATA : F_TRAILERS;
+      p->fsize_nonzero = false;
+      break;
+    case F_DATA:
+      fail(p, 400, "chunked framing where chunk data was due");
+      break;
+    case F_DATA_CR:
+    case F_DATA_LF:
+      if (c != (p->fstate == F_DATA_CR ? '\r' : '\n')) {
+        fail(p, 400, "chunk data not followed by CRLF (request smuggling)");
+      }
+      p->fstate = p->fstate == F_DATA_CR ? F_DATA_LF : F_SIZE_FIRST;
+      break;
+    default: /* F_TRAILERS: the line checks below */
+      break;
+  }
+}
+
 static bool framing_bytes(wisp_h1parse *p, const char *from, const char *to) {
   for (; from < to && !p->why; from++) {
     uint8_t c = (uint8_t)*from;
+    framing_grammar(p, c);
+    if (p->why) break;
     if (p->fprev == '\r' && c != '\n') {
       fail(p, 400, "bare CR in the chunked framing (request smuggling)");
     } else if (c == '\n' && p->fprev != '\r') {
@@ -198,6 +307,11 @@ static int on_body(http_parser *hp, const char *at, size_t len) {
   if (p->scan) {
     if (!framing_bytes(p, p->scan, at)) return -1;
     p->scan = at + len;
+    if (p->fstate != F_DATA) {
+      fail(p, 400, "chunk data where chunked framing was due");
+      return -1;
+    }
+    if (hp->content_length == 0) p->fstate = F_DATA_CR; /* this chunk's data is complete */
   }
   p->cbs->on_body(p->arg, (const uint8_t *)at, len);
   return 0;
@@ -222,6 +336,10 @@ static void deliver_end(wisp_h1parse *p) {
     }
     lower(t[i].name, t[i].name_len);
     trim(&t[i].value, &t[i].value_len);
+    if (ieq(t[i].name, t[i].name_len, "transfer-encoding") || ieq(t[i].name, t[i].name_len, "content-length")) {
+      fail(p, 400, "Transfer-Encoding or Content-Length in the trailer fields (request smuggling)");
+      return;
+    }
   }
   p->cbs->on_end(p->arg, t, p->ntrailers);
 }
@@ -237,6 +355,8 @@ static void begin_message(wisp_h1parse *p) {
   p->tin_value = false;
   p->lead_cr = false;
   p->fprev = '\n';
+  p->fstate = F_SIZE_FIRST;
+  p->fsize_nonzero = false;
   p->ended = false;
   memset(&p->h, 0, sizeof(p->h));
   http_parser_init(&p->hp, p->type);
@@ -300,6 +420,8 @@ static size_t run(wisp_h1parse *p, const uint8_t *data, size_t len) {
   enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
   if (e == HPE_PAUSED) {
     http_parser_pause(&p->hp, 0);
+  } else if (e == HPE_INVALID_CONTENT_LENGTH && p->phase == PHASE_BODY && p->h.chunked) {
+    fail(p, 400, "chunk size too large"); /* http-parser reports its overflow as a bad Content-Length */
   } else if (e != HPE_OK) {
     fail(p, 400, parser_reason(e));
   }
@@ -320,6 +442,30 @@ static bool head_byte_ok(wisp_h1parse *p, uint8_t c, size_t at) {
     fail(p, 400, "control character in the head");
   }
   return p->why == NULL;
+}
+
+/* A request line (without its CRLF) that is HTTP/0.9 (method and target,
+ * no version) or names a major version other than 1: refused with 505 as
+ * soon as the line ends, since an HTTP/0.9 client sends no empty line. */
+static void request_version(wisp_h1parse *p, const uint8_t *line, size_t len) {
+  const uint8_t *sp1 = memchr(line, ' ', len);
+  const uint8_t *sp2 = sp1 ? memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - line)) : NULL;
+  if (sp1 && !sp2) {
+    fail(p, 505, "HTTP/0.9 (a request line without a version) is not supported");
+    return;
+  }
+  const uint8_t *last = line + len;
+  while (last > line && last[-1] != ' ') last--;
+  size_t vlen = (size_t)(line + len - last);
+  static const char kHttp[] = "HTTP/";
+  size_t hlen = sizeof(kHttp) - 1;
+  if (vlen <= hlen || memcmp(last, kHttp, hlen) != 0) return; /* http-parser refuses it */
+  const uint8_t *major = last + hlen;
+  bool digit = *major >= '0' && *major <= '9';
+  bool more = vlen > hlen + 1 && major[1] >= '0' && major[1] <= '9';
+  if (digit && (*major != '1' || more)) {
+    fail(p, 505, "HTTP version not supported: only HTTP/1.0 and HTTP/1.1 in this syntax");
+  }
 }
 
 /* Collects head bytes; returns how many it took. The head is parsed once
@@ -349,6 +495,10 @@ static size_t collect_head(wisp_h1parse *p, const uint8_t *data, size_t len) {
       return i;
     }
     if (c != '\n') continue;
+    if (p->line_start == 0 && p->type == HTTP_REQUEST) {
+      request_version(p, wisp_buf_rptr(&p->head), at - 1); /* at - 1: the CR */
+      if (p->why) return i;
+    }
     bool empty_line = at + 1 - p->line_start == 2;
     p->line_start = at + 1;
     if (!empty_line) continue;

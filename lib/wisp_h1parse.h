@@ -11,9 +11,16 @@
  *     starting with SP or HTAB), no NUL or other control byte in a value;
  *   - Content-Length with Transfer-Encoding, two Content-Length fields, a
  *     Transfer-Encoding other than exactly "chunked", a request without
- *     exactly one Host (HTTP/1.1) are refused.
- * Each refusal is a status (400, or 501 for an unknown transfer coding)
- * and a static reason; the caller answers it and closes the connection.
+ *     exactly one Host (HTTP/1.1), a Host that is not host[:port] are refused;
+ *   - the chunked framing is checked byte by byte (http-parser is built
+ *     without STRICT_CHECK): CRLF after each chunk's data, no whitespace
+ *     after a chunk size unless a ';' extension follows, no CR or LF in a
+ *     quoted extension, no Transfer-Encoding or Content-Length trailer;
+ *   - an HTTP/0.9 request line (no version) or a major version other than
+ *     1 is refused with 505.
+ * Each refusal is a status (400, 505, or 501 for an unknown transfer
+ * coding) and a static reason; the caller answers it and closes the
+ * connection.
  *
  * Owns its head buffer; the head and trailers handed to the callbacks are
  * borrowed until the callback returns. */
@@ -92,9 +99,11 @@ typedef struct {
   bool tin_value;
   bool lead_cr;               /* a CR of an empty line before the start line */
   uint8_t fprev;              /* the last chunked-framing byte checked */
+  int fstate;                 /* private: where in the chunked framing grammar */
+  bool fsize_nonzero;         /* the chunk size being read is not 0 */
   const char *scan;           /* chunked framing not yet checked in the bytes being parsed */
   bool ended;
-  int status;                 /* after WISP_H1P_ERROR: 400 or 501 */
+  int status;                 /* after WISP_H1P_ERROR: 400, 417, 501 or 505 */
   const char *why;            /* after WISP_H1P_ERROR: static */
 } wisp_h1parse;
 

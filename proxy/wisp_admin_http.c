@@ -191,6 +191,7 @@ const char *wisp_admin_reason_phrase(int status) {
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
     default: break;
   }
   /* RFC 9110 section 15 names the classes. */

@@ -6,7 +6,7 @@
  *     never depends on how the bytes arrived (the smuggling invariant);
  *   - every head handed out has token field names in lower case and values
  *     without CR, LF or NUL; a chunked head has no Content-Length;
- *   - a refusal has a status (400, 417 or 501) and a reason; body bytes
+ *   - a refusal has a status (400, 417, 501 or 505) and a reason; body bytes
  *     never exceed the input;
  *   - wisp_h1_request_line (transparent mode's HTTP/1 test) never changes
  *     its decision as more bytes arrive.
@@ -92,7 +92,7 @@ static wisp_h1p_result feed_all(wisp_h1parse *p, const uint8_t *data, size_t siz
   if (r != WISP_H1P_ERROR) r = wisp_h1parse_eof(p);
   if (r == WISP_H1P_ERROR) {
     CHECK(p->why != NULL);
-    CHECK(p->status == 400 || p->status == 417 || p->status == 501);
+    CHECK(p->status == 400 || p->status == 417 || p->status == 501 || p->status == 505);
   }
   *status = p->status;
   return r;

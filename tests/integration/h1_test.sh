@@ -133,6 +133,28 @@ smuggle "bare LF in a chunk-size line" \
 smuggle "oversized head" "GET /smuggled HTTP/1.1\r\nHost: x\r\nX-Big: $(head -c 70000 /dev/zero | tr '\0' a)\r\n\r\n" \
   '64 KiB'
 smuggle "two Host fields" 'GET /smuggled HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n' 'Host'
+smuggle "no CRLF after chunk data (attack9b M2)" \
+  'POST /smuggled HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\nGET /smuggled2 HTTP/1.1\r\nHost: x\r\n\r\n' \
+  'chunk data not followed by CRLF'
+smuggle "whitespace after a chunk size" \
+  'POST /smuggled HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3 \r\nabc\r\n0\r\n\r\n' 'whitespace after a chunk size'
+smuggle "CRLF in a quoted chunk extension" \
+  'POST /smuggled HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;a="x\r\n"\r\nabc\r\n0\r\n\r\n' 'quoted chunk extension'
+smuggle "chunk size overflow" \
+  'POST /smuggled HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n' 'chunk size too large'
+smuggle "Host with a space" 'GET /smuggled HTTP/1.1\r\nHost: a b\r\n\r\n' 'bad Host'
+smuggle "Host with userinfo and path" 'GET /smuggled HTTP/1.1\r\nHost: a/b@c\r\n\r\n' 'bad Host'
+smuggle "empty Host" 'GET /smuggled HTTP/1.1\r\nHost:\r\n\r\n' 'bad Host'
+smuggle "Content-Length in a trailer" \
+  'POST /smuggled HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nContent-Length: 5\r\n\r\n' 'in the trailer'
+smuggle "Transfer-Encoding in a trailer" \
+  'POST /smuggled HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n' 'in the trailer'
+# an HTTP/0.9 line is answered at once: its client sends no empty line
+for v in 'GET /smuggled\r\n' 'GET /smuggled HTTP/2.0\r\nHost: x\r\n\r\n'; do
+  out=$("${RAW[@]}" "$v" --keep-open --timeout 5)
+  expect_match "$(head -c 22 <<<"$v"): 505 and closed" \
+    '^HTTP/1.1 505 HTTP Version Not Supported.*x-wisp-error: [^ ].*HTTP.*<closed>' "$(tr -d '\r\n' <<<"$out")"
+done
 out=$("${RAW[@]}" 'POST /smuggled HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n')
 expect_match "an unknown transfer coding: 501 and closed" '^HTTP/1.1 501 .*<closed>' "$(tr -d '\r\n' <<<"$out")"
 # A barrier, not a pause: a request sent after them all is seen by the peer

@@ -100,6 +100,11 @@ static void test_chunked_with_trailers(void **state) {
              "PUT /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n"
              "X-Sum:  ok \r\n\r\n",
              "HPUT /u|abcdeEx-sum=ok|");
+  /* extensions the grammar allows: blanks before ';', a quoted value with an escape */
+  expect_log(HTTP_REQUEST, false,
+             "PUT /u HTTP/1.1\r\nHost: [::1]:8080\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "3 ;a=b\r\nabc\r\nA;q=\"x \\\" y\"\r\n0123456789\r\n00\r\n\r\n",
+             "HPUT /u|abc0123456789E|");
 }
 
 static void test_responses(void **state) {
@@ -149,6 +154,31 @@ static void test_refusals(void **state) {
       {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n", 400, "chunk"},
       {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nBad Name: 1\r\n\r\n", 400, "trailer"},
       {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nshort", 400, "closed in the middle"},
+      /* the CRLF after chunk data, whitespace after a size, CR/LF in a quoted extension (attack9b M2) */
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n"
+       "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+       400, "chunk data not followed by CRLF"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r0\r\n\r\n", 400,
+       "chunk data not followed by CRLF"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3 \r\nabc\r\n0\r\n\r\n", 400,
+       "whitespace after a chunk size"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;a=\"x\r\n\"\r\nabc\r\n0\r\n\r\n", 400,
+       "quoted chunk extension"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n", 400,
+       "chunk size too large"},
+      /* HTTP/0.9 and other major versions */
+      {"GET /\r\n", 505, "HTTP/0.9"},
+      {"GET /\r\nHost: x\r\n\r\n", 505, "HTTP/0.9"},
+      {"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, "version not supported"},
+      {"GET / HTTP/0.9\r\nHost: x\r\n\r\n", 505, "version not supported"},
+      /* Host not host[:port]; framing fields in trailers */
+      {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "bad Host"},
+      {"GET / HTTP/1.1\r\nHost: a/b@c\r\n\r\n", 400, "bad Host"},
+      {"GET / HTTP/1.1\r\nHost:\r\n\r\n", 400, "bad Host"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nContent-Length: 5\r\n\r\n", 400,
+       "in the trailer"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n",
+       400, "in the trailer"},
   };
   for (size_t i = 0; i < sizeof(kCases) / sizeof(kCases[0]); i++) {
     for (size_t step = 0; step <= 1; step++) {
