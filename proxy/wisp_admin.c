@@ -268,7 +268,7 @@ static void render_alert_signals(wisp_json_writer *b, const wisp_proxy *px, cons
             local_id ? local_id : "unknown", td, ns, sa);
   wisp_events_render(b, px->events, local_id);
   metric_head(b, "wisp_trust_bundle_expiry_timestamp_seconds", "gauge",
-              "When the first root CA of the trust bundle expires (unix time; 0: no bundle yet).");
+              "When the earliest-expiring root CA of the trust bundle expires (unix time; 0: no bundle yet).");
   sb_printf(b, "wisp_trust_bundle_expiry_timestamp_seconds %" PRId64 "\n", info->bundle_not_after_unix);
   if (!px->agent) return;
   wisp_agent_client_health h;
@@ -346,6 +346,11 @@ static void render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool ready
          "Transparent destinations evicted, unused, to make room for a new one.", px->dyn_evicted);
   metric_head(b, "wisp_svid_expiry_timestamp_seconds", "gauge", "When the current SVID expires (unix time).");
   sb_printf(b, "wisp_svid_expiry_timestamp_seconds %" PRId64 "\n", info->not_after_unix);
+  /* With the expiry it gives the SVID's lifetime: WispSVIDExpiringSoon fires
+   * when under a quarter of it is left, whatever the TTL. */
+  metric_head(b, "wisp_svid_issued_timestamp_seconds", "gauge",
+              "When the current SVID was issued (its notBefore; unix time; 0: none loaded).");
+  sb_printf(b, "wisp_svid_issued_timestamp_seconds %" PRId64 "\n", wisp_admin_svid_issued_unix(px));
   metric(b, "wisp_cert_generation", "gauge", "Certificate loads so far; bumps on every reload.", info->generation);
   metric(b, "wisp_bundle_roots", "gauge", "Root CAs in the trust bundle.", (uint64_t)info->bundle_roots);
   metric(b, "wisp_ready", "gauge", "1 when /ready answers 200.", ready ? 1 : 0);

@@ -43,6 +43,14 @@ static void put_upfails(wisp_json_writer *b, const wisp_upfail_table *t) {
   wisp_json_writer_raw(b, "]", 1);
 }
 
+/* When the SVID was issued, for its lifetime: the agent starts SVIDs a
+ * little early (clock skew), which is not lifetime. */
+int64_t wisp_admin_svid_issued_unix(const wisp_proxy *px) {
+  const wisp_tls_info *info = wisp_tls_get0_info(px->tls);
+  if (!info->not_before_unix) return 0;
+  return info->not_before_unix + (px->agent ? WISP_CA_BACKDATE_SEC : 0);
+}
+
 void wisp_admin_render_status(wisp_json_writer *b, const wisp_proxy *px, bool ready, const char *ready_reason) {
   const wisp_tls_info *info = wisp_tls_get0_info(px->tls);
   bool loaded = wisp_tls_ready(px->tls);
@@ -57,10 +65,7 @@ void wisp_admin_render_status(wisp_json_writer *b, const wisp_proxy *px, bool re
   put_str(b, "spiffe_id", loaded ? info->spiffe_id : NULL);
   put_str(b, "svid_serial", loaded ? info->serial : NULL);
   put_time(b, "svid_not_after_unix", loaded ? info->not_after_unix : 0);
-  /* When it was issued, for its lifetime: the agent starts SVIDs a little
-   * early (clock skew), which is not lifetime. */
-  int64_t issued = info->not_before_unix + (px->agent ? WISP_CA_BACKDATE_SEC : 0);
-  put_time(b, "svid_issued_unix", loaded && info->not_before_unix ? issued : 0);
+  put_time(b, "svid_issued_unix", loaded ? wisp_admin_svid_issued_unix(px) : 0);
   wisp_json_writer_key(b, "bundle_roots");
   wisp_json_writer_int(b, loaded ? info->bundle_roots : 0);
   put_time(b, "bundle_not_after_unix", loaded ? info->bundle_not_after_unix : 0);

@@ -8,11 +8,16 @@
 #define WISP_ADMIN_STATUS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "lib/wisp_json.h"
 #include "proxy/internal.h"
 
 /* |ready| and |ready_reason| as /ready answers them now. */
 void wisp_admin_render_status(wisp_json_writer *b, const wisp_proxy *px, bool ready, const char *ready_reason);
+
+/* When the current SVID was issued (its notBefore, less the agent's
+ * backdating), unix time; 0: none loaded. */
+int64_t wisp_admin_svid_issued_unix(const wisp_proxy *px);
 
 #endif

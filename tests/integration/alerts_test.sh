@@ -111,6 +111,11 @@ expect_match "upstream presenting another ID: wrong_identity, expected and prese
 bexp=$(msum "$m" wisp_trust_bundle_expiry_timestamp_seconds)
 expect_match "trust bundle expiry is exported (a future unix time)" '^[0-9]{10}$' "$bexp"
 [ "${bexp:-0}" -gt "$(date +%s)" ] && ok "trust bundle expiry lies ahead" || not_ok "trust bundle expiry lies ahead" "$bexp"
+# WispSVIDExpiringSoon compares the time left with the SVID's lifetime:
+# the issue time is the certificate's notBefore (no agent, no backdating).
+nb=$(date -u -d "$(openssl x509 -in "$p/frontend.crt" -noout -startdate | cut -d= -f2)" +%s)
+expect_eq "SVID issue time is exported: the certificate's notBefore ($nb)" "$nb" \
+  "$(msum "$m" wisp_svid_issued_timestamp_seconds)"
 
 # ---- Part 2: Prometheus and Alertmanager, end to end ----
 # Prometheus (scrape and evaluate every second) loads the shipped rules and
