@@ -79,6 +79,7 @@ typedef struct {
   bool lingering;             /* done: waiting for the h2c side to close after our FIN */
   ev_timer linger;
   ev_timer head_timer;        /* a request head must arrive whole within --handshake-timeout */
+  size_t hdr_held;            /* head and trailer bytes its parser holds, charged to px->hdr_held */
 } h1conn;
 
 /* How long a finished gateway waits for the h2c side to close after our
@@ -508,6 +509,39 @@ static void write_responses(h1conn *h) {
   }
 }
 
+/* ---- head budgets ----
+ * A head (up to 64 KiB) and a request's trailers are held while they
+ * arrive, as HTTP/2 header sections are: they count against the process's
+ * --buffer-limit (with body and HTTP/2 header bytes, px->hdr_held) and the
+ * caller's --conn-buffer-limit. A caller that finds the budget spent gets
+ * 503 and a close instead of memory taken from the other callers. */
+static void head_charge(h1conn *h, size_t held) {
+  h->px->hdr_held = h->px->hdr_held - h->hdr_held + held;
+  h->hdr_held = held;
+}
+
+static size_t head_bytes(const h1conn *h) {
+  return wisp_buf_len(&h->parser.head) + wisp_buf_len(&h->parser.tbuf);
+}
+
+/* A refused or finished gateway parses no more: what its parser holds goes
+ * now, not when the h2c side has closed. */
+static void head_release(h1conn *h) {
+  wisp_h1parse_cleanup(&h->parser);
+  wisp_h1parse_init(&h->parser, HTTP_REQUEST, &kReqCbs, h);
+  head_charge(h, 0);
+}
+
+/* Why |more| bytes of a head cannot be held now, or NULL. */
+static const char *head_budget_spent(const h1conn *h, size_t more) {
+  const wisp_proxy *px = h->px;
+  if (h->hdr_held + more > px->cfg->conn_buffer_limit)
+    return "the request head is over --conn-buffer-limit: retry later";
+  if (px->hdr_held + px->buffered + more > px->cfg->buffer_limit)
+    return "the proxy holds its --buffer-limit of header and body bytes: retry later";
+  return NULL;
+}
+
 /* ---- sockets ---- */
 
 void wisp_h1_gw_add(wisp_proxy *px, wisp_h1_gw *gw, void (*free_fn)(wisp_h1_gw *gw)) {
@@ -550,6 +584,7 @@ static void close_all(h1conn *h) {
   }
   nghttp2_session_del(h->h2);
   wisp_h1parse_cleanup(&h->parser);
+  head_charge(h, 0);
   wisp_buf_cleanup(&h->in);
   wisp_buf_cleanup(&h->out);
   wisp_buf_cleanup(&h->sout);
@@ -562,6 +597,7 @@ static void on_linger_end(struct ev_loop *loop, ev_timer *w, int revents) { clos
  * FIN and closes in its own time (closing our end at once would break its
  * pending write and log a failure for an orderly end). */
 static void linger(h1conn *h) {
+  head_release(h);
   if (h->fd >= 0) close(h->fd);
   h->fd = -1;
   ev_io_stop(h->loop, &h->rio);
@@ -595,9 +631,15 @@ static void parse_input(h1conn *h) {
   while (wisp_buf_len(&h->in) && !h->refused && !h->closing && !h->upgrading) {
     if (h->nreqs >= WISP_H1_PIPELINE && wisp_h1parse_idle(&h->parser)) return;
     if (h->cur && wisp_buf_len(&h->cur->body) >= WISP_H1_BODY_HIGH) return;
+    const char *spent = h->cur ? NULL : head_budget_spent(h, 1);
+    if (spent) {
+      answer_local(h, req_new(h), 503, spent);
+      break;
+    }
     size_t used = 0;
     wisp_h1p_result res = wisp_h1parse_feed(&h->parser, wisp_buf_rptr(&h->in), wisp_buf_len(&h->in), &used);
     wisp_buf_consume(&h->in, used);
+    head_charge(h, head_bytes(h));
     if (res == WISP_H1P_ERROR) {
       h1req *r = h->cur ? h->cur : req_new(h);
       h->cur = NULL;
@@ -605,6 +647,7 @@ static void parse_input(h1conn *h) {
     }
     if (res == WISP_H1P_END && h->tail && h->tail->close_after) h->refused = true; /* nothing after "close" */
   }
+  if (h->refused && !h->cur) head_release(h);
   if (wisp_buf_len(&h->in) == 0) wisp_buf_cleanup(&h->in);
 }
 

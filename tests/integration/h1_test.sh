@@ -311,6 +311,38 @@ out=$(h1 -i "http://127.0.0.1:$OUT2/file.bin")
 expect_match "the HTTP/1.1 app gone: 503 saying the app cannot be reached" \
   "^HTTP/1.1 503 .*x-wisp-error: cannot connect to the app at 127.0.0.1:$APP2" "$(tr -d '\r\n' <<<"$out")"
 
+# --- head budgets: half-sent heads count against --buffer-limit (attack9b M1) ---
+OUT4=$(free_port)
+ADM4=$(free_port)
+start_proxy client4 --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" \
+  --admin "127.0.0.1:$ADM4" --buffer-limit 1M --handshake-timeout 30 \
+  --route "127.0.0.1:$OUT4=127.0.0.1:$IN_PORT,id=$TD/ns/shop/sa/orders"
+wait_port "$OUT4"
+h1 -o /dev/null "http://127.0.0.1:$OUT4/warm"
+rss0=$(rss_kb "$PID_client4")
+mkfifo "$WORK/heads.in"
+/usr/bin/python3 "$WISP_SRC/tests/integration/h1_heads.py" "$OUT4" 300 30 <"$WORK/heads.in" >"$WORK/heads.out" 2>&1 &
+HEADS_PID=$!
+exec 7>"$WORK/heads.in"
+wait_for 60 grep -q '^refused=' "$WORK/heads.out"
+rss1=$(rss_kb "$PID_client4")
+expect_match "300 half-sent 60 KiB heads over a 1M --buffer-limit: the heads past it get 503 saying why" \
+  '^refused=2[0-9][0-9] first=HTTP/1.1 503 Service Unavailable x-wisp-error: the proxy holds its --buffer-limit' \
+  "$(head -1 "$WORK/heads.out")"
+held=$(curl -s --max-time 5 "http://127.0.0.1:$ADM4/metrics" | awk '/^wisp_header_bytes_held /{print $2}')
+if [ -n "$held" ] && [ "$held" -le 1048576 ]; then
+  ok "the held heads are counted in wisp_header_bytes_held, within --buffer-limit ($held)"
+else
+  not_ok "the held heads are counted in wisp_header_bytes_held, within --buffer-limit" "$held"
+fi
+expect_rss_under "300 half-sent heads grow the proxy by under 20 MB (31 MB without the head budget)" 20000 $((rss1 - rss0))
+exec 7>&- # the holders hang up
+wait_for 10 grep -q '^closed' "$WORK/heads.out"
+wait "$HEADS_PID" 2>/dev/null
+served() { [ "$(h1 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$OUT4/after-heads")" = 200 ]; }
+if wait_for 10 served; then ok "the holders gone, a good request is served"; else not_ok "the holders gone, a good request is served"; fi
+stop_proxy client4
+
 stop_proxy client3
 stop_proxy server2
 stop_proxy client1
