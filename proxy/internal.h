@@ -132,6 +132,7 @@ struct wisp_conn {
   uint32_t streams_completed;          /* downstream: streams of this connection that ended whole */
   uint32_t streams_reset;              /* downstream: ... and that ended in a premature reset */
   const char *term_reason;   /* static; set when we terminated the session (GOAWAY sent, then close) */
+  bool conn_error;           /* nghttp2 ended the session for the peer's connection error */
   bool goaway;               /* no new streams on this connection */
   bool draining;             /* we sent GOAWAY; close when streams end */
   wisp_conn *next, *prev;    /* px->conns */

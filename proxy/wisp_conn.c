@@ -179,8 +179,10 @@ void wisp_conn_premature_reset(wisp_conn *c, bool by_peer) {
 
 /* ---- logging at the edge ---- */
 
-/* Callers we terminated for misbehaving can come back as fast as they can
- * connect: their lines pass a limiter (the rest counted, "suppressed":N). */
+/* Callers we terminated for misbehaving, or whose connection error ended
+ * the session, can come back as fast as they can connect: their lines pass
+ * a limiter (the rest counted, "suppressed":N). A DATA-after-END_STREAM
+ * flood wrote 1.6 MB of such lines in 6 s unlimited. */
 #define WISP_TERM_LOG_BURST 10
 #define WISP_TERM_LOG_WINDOW 1.0
 
@@ -189,7 +191,7 @@ static void log_conn_event(const wisp_conn *c, const char *event, uint64_t suppr
   static wisp_log_limit term_lines = WISP_LOG_LIMIT_INIT(
       "conn lines of callers terminated for misbehaving", WISP_TERM_LOG_BURST, WISP_TERM_LOG_WINDOW, WISP_LOG_TO_STDOUT);
   uint64_t term_suppressed = 0;
-  if (c->term_reason && !wisp_log_limit_pass(&term_lines, wisp_log_now(), &term_suppressed)) return;
+  if ((c->term_reason || c->conn_error) && !wisp_log_limit_pass(&term_lines, wisp_log_now(), &term_suppressed)) return;
   suppressed += term_suppressed;
   wisp_json j;
   wisp_json_begin(&j, "conn");
@@ -262,6 +264,7 @@ static void on_flushed(wisp_h2conn *io) {
    * and takes an upstream out of its pool so the next request reconnects. */
   bool finished = !nghttp2_session_want_read(io->h2) && !nghttp2_session_want_write(io->h2);
   if (finished && c->nstreams != 0) {
+    c->conn_error = true;
     wisp_h2conn_closef(io, "HTTP/2 session ended (connection error) with %d streams open", c->nstreams);
     return;
   }

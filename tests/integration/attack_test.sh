@@ -8,7 +8,7 @@
 # tests/attack/attack.py (raw frames), the good client good_client.py
 # (python3-h2). Each attack is at most 15 s.
 #
-# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets shared_source held_streams
+# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets shared_source conn_errors held_streams
 # zero_window header_hold fairness idle_connections fd_exhaustion guards"
 # picks some (default: all).
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
@@ -236,6 +236,29 @@ if runs shared_source; then
   expect_match "ss: a multiplexing caller from the same address gets all 100 requests served" \
     'requests: 100 total, 100 started, 100 done, 100 succeeded, 0 failed' "$out"
   end_pair ss
+fi
+
+# --- connection errors: DATA after END_STREAM ends each connection ---
+# nghttp2 ends the attacker's connection (GOAWAY) for each of its floods,
+# hundreds a second: the "connection error" lines pass the limiter of
+# lines about misbehaving callers (10 a second, the rest counted as
+# "suppressed"): unlimited they were one per connection (1.6 MB in 6 s).
+CE_SECS=8
+ce_checks() {
+  local lines conns
+  lines=$(cat "$WORK/c_ce.out" "$WORK/c_ce.err" | grep -c 'session ended (connection error)')
+  conns=$(field ce connections)
+  echo "# ce: $conns attacker connections, $lines connection-error lines"
+  check "ce: the attacker's connections end in connection errors (over 200)" more_than "$conns" 200
+  if [ "$lines" -le $((10 * (CE_SECS + 3))) ]; then ok "ce: connection-error lines are rate-limited ($lines)"
+  else not_ok "ce: connection-error lines at most $((10 * (CE_SECS + 3)))" "$lines"; fi
+  check "ce: the lines it dropped are counted" grep -qs '"reason":"HTTP/2 session ended (connection error).*"suppressed"' \
+    "$WORK/c_ce.out" "$WORK/c_ce.err"
+}
+if runs conn_errors; then
+  pair ce
+  GOOD_ARGS=(--seconds "$CE_SECS" --timeout 5)
+  AFTER=ce_checks beside ce "$CE_SECS" 0 32 data-after-es --conns 4 --path "/slow?ms=500"
 fi
 
 # --- held streams: more requests that never answer than the pool holds ---
