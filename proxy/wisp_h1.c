@@ -37,6 +37,8 @@ struct h1req {
   /* request body, waiting for the stream's window */
   wisp_buf body;
   bool body_eof;
+  bool has_body;              /* sent with a data provider (|r| is its source) */
+  bool body_done;             /* its data provider gave nghttp2 the end: nghttp2 no longer reads |r| */
   wisp_hdrs trailers;
   bool stream_closed;
   /* response */
@@ -139,7 +141,9 @@ ssize_t wisp_h1_provide(nghttp2_session *s, int32_t id, wisp_buf *from, bool eof
 static ssize_t provide_body(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                             nghttp2_data_source *src, void *user_data) {
   h1req *r = src->ptr;
-  return wisp_h1_provide(session, id, &r->body, r->body_eof, &r->trailers, buf, len, flags);
+  ssize_t n = wisp_h1_provide(session, id, &r->body, r->body_eof, &r->trailers, buf, len, flags);
+  if (*flags & NGHTTP2_DATA_FLAG_EOF) r->body_done = true;
+  return n;
 }
 
 static wisp_err add_pseudo(wisp_hdrs *out, const char *name, const char *v, size_t len) {
@@ -209,6 +213,7 @@ static void open_stream(h1conn *h, h1req *r, const wisp_h1_head *hd) {
       answer_local(h, r, 503, "cannot open an HTTP/2 stream for the request");
     } else {
       r->id = id;
+      r->has_body = hd->has_body;
     }
   }
   wisp_hdrs_cleanup(&req);
@@ -495,7 +500,10 @@ static void write_responses(h1conn *h) {
      * is not read, so nothing after it can be either. */
     if (!r->body_eof) r->close_after = true;
     if (r->close_after) h->closing = true;
-    if (r->id && !r->stream_closed && !r->body_eof) {
+    /* A stream whose body nghttp2 has not taken whole still holds |r| as
+     * its data source: the reset (sent before any DATA) closes it first,
+     * so nghttp2 never reads the freed request. */
+    if (r->id && !r->stream_closed && (!r->body_eof || (r->has_body && !r->body_done))) {
       nghttp2_submit_rst_stream(h->h2, NGHTTP2_FLAG_NONE, r->id, NGHTTP2_CANCEL);
     }
     if (r->id && !r->stream_closed) {

@@ -209,7 +209,10 @@ static void write_request_head(appreq *r, appconn *ac) {
   const char *path = wisp_hdrs_get(&r->req, ":path");
   const char *authority = wisp_hdrs_get(&r->req, ":authority");
   if (!authority) authority = wisp_hdrs_get(&r->req, "host");
-  wisp_h1_printf(&ac->out, "%s %s HTTP/1.1\r\nhost: %s\r\n", method, path, authority ? authority : r->g->name);
+  if (!authority) authority = r->g->name;
+  /* CONNECT has no :path; its target is the authority (RFC 9113 8.5). */
+  const char *target = strcmp(method, "CONNECT") == 0 ? authority : path ? path : "/";
+  wisp_h1_printf(&ac->out, "%s %s HTTP/1.1\r\nhost: %s\r\n", method, target, authority);
   for (size_t i = 0; i < r->req.n; i++) {
     const nghttp2_nv *nv = &r->req.nv[i];
     if (skip_request_field(nv)) continue;

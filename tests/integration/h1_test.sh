@@ -55,6 +55,15 @@ expect_match "ab (HTTP/1.0): 500 requests, none failed" 'Complete requests: +500
 out=$(ab -n 500 -c 10 -k "$OUT/admin/ab" 2>&1)
 expect_match "ab -k (HTTP/1.0 keep-alive): 500 requests on kept connections" 'Keep-Alive requests: +500' "$out"
 
+# A response that ends before the request body was sent whole (the peer's
+# 403 to a 200 KB upload past the stream window): the request is freed while
+# its stream still had body to send; nghttp2 must not read it after (ASan).
+head -c 200000 /dev/urandom >"$WORK/up.bin"
+codes=""
+for i in 1 2 3 4 5; do codes+="$(h1 -o /dev/null -o /dev/null -w '%{http_code}' --data-binary @"$WORK/up.bin" "$OUT/admin/up$i" "$OUT/after$i") "; done
+expect_eq "uploads the peer refuses before reading them: 403, and the next request on the connection works" \
+  "403200 403200 403200 403200 403200 " "$codes"
+
 # --- hop-by-hop fields, Expect ---
 body=$(h1 -H 'Connection: X-Secret' -H 'X-Secret: 1' -H 'Keep-Alive: 5' -H 'Upgrade: websocket' \
   -H 'Proxy-Connection: keep-alive' -H 'TE: trailers' -H 'X-Kept: yes' "$OUT/hop")
@@ -305,6 +314,10 @@ want=$(sha256sum <"$WORK/www/file.bin" | cut -c1-64)
 out=$(h1 -v "http://127.0.0.1:$OUT2/file.bin" "http://127.0.0.1:$OUT2/file.bin" -o "$WORK/f1" -o "$WORK/f2" 2>&1)
 expect_eq "python3 -m http.server: a file through the pair, twice on one kept connection" "$want $want 1" \
   "$(sha256sum <"$WORK/f1" | cut -c1-64) $(sha256sum <"$WORK/f2" | cut -c1-64) $(grep -c 'Re-using' <<<"$out")"
+out=$(/usr/bin/python3 "$WISP_SRC/tests/integration/h2_connect.py" "$OUT2" "example.test:443")
+wait_for 10 grep -q '"CONNECT ' "$WORK/app2.err"
+expect_eq "an HTTP/2 CONNECT reaches the HTTP/1.1 app with its authority as the target (the app's 501 back)" \
+  '"CONNECT example.test:443 HTTP/1.1" 501 501' "$(grep -o '"CONNECT [^"]*" [0-9]*' "$WORK/app2.err" | head -1) $out"
 kill "$APP2_PID"
 wait "$APP2_PID" 2>/dev/null
 out=$(h1 -i "http://127.0.0.1:$OUT2/file.bin")
