@@ -14,6 +14,7 @@
 #include "proxy/wisp_admin_http.h"
 #include "lib/wisp_sniff.h"
 #include "proxy/wisp_conn.h"
+#include "proxy/wisp_metrics.h"
 #include "proxy/wisp_proxy.h"
 #include "proxy/wisp_tunnel.h"
 
@@ -397,8 +398,40 @@ void wisp_h1_put_last_chunk(wisp_buf *out, const wisp_hdrs *trailers) {
   wisp_h1_printf(out, "\r\n");
 }
 
+/* Lines of requests the gateway answers itself: a caller can send bad heads
+ * as fast as it likes, so they pass a limiter as reset streams' do. */
+#define H1_REFUSED_LOG_BURST 20
+#define H1_REFUSED_LOG_WINDOW 1.0
+
+/* A request answered here without a stream (400, 408, 417, 431, 501, 505,
+ * 503 at the head budget, ...) reaches no request line of the HTTP/2 path:
+ * it gets its own, and counts in /metrics, so smuggling attempts and
+ * floods are seen. Answers to a request that had a stream are that
+ * stream's to log. */
+static void log_local(h1conn *h, const h1req *r) {
+  static wisp_log_limit lines = WISP_LOG_LIMIT_INIT("request lines of HTTP/1 requests the proxy refused",
+                                                    H1_REFUSED_LOG_BURST, H1_REFUSED_LOG_WINDOW, WISP_LOG_TO_STDOUT);
+  if (r->id) return;
+  wisp_stats_finished(&h->px->stats, WISP_DIR_OUTBOUND, r->local_status);
+  wisp_metrics_request mr = {.status = r->local_status, .grpc_status = -1};
+  wisp_metrics_request_done(h->px->metrics, &mr);
+  uint64_t suppressed = 0;
+  if (!wisp_log_limit_pass(&lines, wisp_log_now(), &suppressed)) return;
+  wisp_json j;
+  wisp_json_begin(&j, "request");
+  wisp_json_str(&j, "direction", "outbound");
+  wisp_json_str(&j, "protocol", "http1");
+  wisp_json_str(&j, "peer_addr", h->peer);
+  wisp_json_int(&j, "status", r->local_status);
+  wisp_json_str(&j, "upstream", h->dst->name);
+  wisp_json_str(&j, "error", r->local_why);
+  if (suppressed) wisp_json_int(&j, "suppressed", (int64_t)suppressed);
+  wisp_json_emit(&j);
+}
+
 static void write_local(h1conn *h, h1req *r) {
   const char *why = r->local_why;
+  log_local(h, r);
   wisp_h1_printf(&h->out,
              "HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %zu\r\n"
              "x-wisp-error: %s\r\nconnection: close\r\n\r\n%s\n",

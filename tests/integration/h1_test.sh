@@ -325,36 +325,51 @@ expect_match "the HTTP/1.1 app gone: 503 saying the app cannot be reached" \
   "^HTTP/1.1 503 .*x-wisp-error: cannot connect to the app at 127.0.0.1:$APP2" "$(tr -d '\r\n' <<<"$out")"
 
 # --- head budgets: half-sent heads count against --buffer-limit (attack9b M1) ---
-OUT4=$(free_port)
-ADM4=$(free_port)
-start_proxy client4 --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" \
-  --admin "127.0.0.1:$ADM4" --buffer-limit 1M --handshake-timeout 30 \
-  --route "127.0.0.1:$OUT4=127.0.0.1:$IN_PORT,id=$TD/ns/shop/sa/orders"
-wait_port "$OUT4"
-h1 -o /dev/null "http://127.0.0.1:$OUT4/warm"
-rss0=$(rss_kb "$PID_client4")
+OUTH=$(free_port)
+ADMH=$(free_port)
+start_proxy clienth --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" \
+  --admin "127.0.0.1:$ADMH" --buffer-limit 1M --handshake-timeout 30 \
+  --route "127.0.0.1:$OUTH=127.0.0.1:$IN_PORT,id=$TD/ns/shop/sa/orders"
+wait_port "$OUTH"
+h1 -o /dev/null "http://127.0.0.1:$OUTH/warm"
+rss0=$(rss_kb "$PID_clienth")
 mkfifo "$WORK/heads.in"
-/usr/bin/python3 "$WISP_SRC/tests/integration/h1_heads.py" "$OUT4" 300 30 <"$WORK/heads.in" >"$WORK/heads.out" 2>&1 &
+/usr/bin/python3 "$WISP_SRC/tests/integration/h1_heads.py" "$OUTH" 300 30 <"$WORK/heads.in" >"$WORK/heads.out" 2>&1 &
 HEADS_PID=$!
 exec 7>"$WORK/heads.in"
 wait_for 60 grep -q '^refused=' "$WORK/heads.out"
-rss1=$(rss_kb "$PID_client4")
+rss1=$(rss_kb "$PID_clienth")
 expect_match "300 half-sent 60 KiB heads over a 1M --buffer-limit: the heads past it get 503 saying why" \
   '^refused=2[0-9][0-9] first=HTTP/1.1 503 Service Unavailable x-wisp-error: the proxy holds its --buffer-limit' \
   "$(head -1 "$WORK/heads.out")"
-held=$(curl -s --max-time 5 "http://127.0.0.1:$ADM4/metrics" | awk '/^wisp_header_bytes_held /{print $2}')
+held=$(curl -s --max-time 5 "http://127.0.0.1:$ADMH/metrics" | awk '/^wisp_header_bytes_held /{print $2}')
 if [ -n "$held" ] && [ "$held" -le 1048576 ]; then
   ok "the held heads are counted in wisp_header_bytes_held, within --buffer-limit ($held)"
 else
   not_ok "the held heads are counted in wisp_header_bytes_held, within --buffer-limit" "$held"
 fi
 expect_rss_under "300 half-sent heads grow the proxy by under 20 MB (31 MB without the head budget)" 20000 $((rss1 - rss0))
+# Requests the gateway answers itself are logged (rate-limited) and counted.
+metricsh=$(curl -s --max-time 5 "http://127.0.0.1:$ADMH/metrics")
+n503=$(prom_sum "$metricsh" 'wisp_requests_total{direction="outbound",response_code="503"}')
+if [ "${n503:-0}" -ge 200 ]; then ok "the refused heads count in wisp_requests_total ($n503 with 503)"; else not_ok "the refused heads count in wisp_requests_total" "${n503:-none}"; fi
+lines=$(grep -c '"type":"request".*"protocol":"http1".*"status":503.*--buffer-limit' "$WORK/clienth.out")
+if [ "$lines" -ge 1 ] && [ "$lines" -le 100 ]; then
+  ok "the refusals are logged as request lines, rate-limited ($lines lines)"
+else
+  not_ok "the refusals are logged as request lines, rate-limited" "$lines lines"
+fi
 exec 7>&- # the holders hang up
 wait_for 10 grep -q '^closed' "$WORK/heads.out"
 wait "$HEADS_PID" 2>/dev/null
-served() { [ "$(h1 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$OUT4/after-heads")" = 200 ]; }
+served() { [ "$(h1 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$OUTH/after-heads")" = 200 ]; }
 if wait_for 10 served; then ok "the holders gone, a good request is served"; else not_ok "the holders gone, a good request is served"; fi
-stop_proxy client4
+/usr/bin/python3 "$WISP_SRC/tests/integration/h1_raw.py" "$OUTH" 'POST /smuggled HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n' >/dev/null
+wait_for 10 grep -q '"protocol":"http1","peer_addr":"127.0.0.1:[0-9]*","status":400' "$WORK/clienth.out"
+expect_match "a smuggling attempt is logged: a request line with its 400 and why" \
+  '"type":"request","direction":"outbound","protocol":"http1","peer_addr":"127.0.0.1:[0-9]+","status":400,.*"error":"[^"]*smuggling' \
+  "$(grep '"status":400' "$WORK/clienth.out" | tail -1)"
+stop_proxy clienth
 
 stop_proxy client3
 stop_proxy server2
