@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -220,6 +221,19 @@ static void open_stream(h1conn *h, h1req *r, const wisp_h1_head *hd) {
   wisp_hdrs_cleanup(&req);
 }
 
+/* Whether the request asks to upgrade to h2c only (curl --http2 on an
+ * http:// URL): the gateway speaks HTTP/1 to it, so it is served as a plain
+ * request (Upgrade and HTTP2-Settings are hop-by-hop, named by Connection,
+ * and dropped) instead of going L4 to an app that would not expect it. */
+static bool upgrade_is_h2c(const wisp_h1_head *hd) {
+  for (size_t i = 0; i < hd->nfields; i++) {
+    const wisp_h1_field *f = &hd->fields[i];
+    if (f->name_len == 7 && strncasecmp(f->name, "upgrade", 7) == 0)
+      return f->value_len == 3 && strncasecmp(f->value, "h2c", 3) == 0;
+  }
+  return false;
+}
+
 static void on_req_head(void *arg, const wisp_h1_head *hd) {
   h1conn *h = arg;
   h1req *r = req_new(h);
@@ -231,7 +245,7 @@ static void on_req_head(void *arg, const wisp_h1_head *hd) {
   r->expect_continue = hd->expect_continue && !r->http10;
   if (!hd->has_body) r->body_eof = true;
   bool connect = strcmp(hd->method, "CONNECT") == 0;
-  if (connect || (hd->upgrade && !hd->has_body)) {
+  if (connect || (hd->upgrade && !hd->has_body && !upgrade_is_h2c(hd))) {
     /* Carried as an L4 stream to the same destination, request and all: the
      * app answers it (101, or 200 to CONNECT) and the bytes flow on. The
      * peer's policy judges identity and port, as for any L4 stream. */

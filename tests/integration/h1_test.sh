@@ -190,6 +190,9 @@ expect_match "the denied HTTP/1.1 request is logged inbound as denied" \
   '"method":"GET","path":"/admin/keys","status":403.*"decision":"deny"' "$(grep '/admin/keys' "$WORK/server.out")"
 expect_match "the HTTP/1.1 request is logged outbound with method, path, status" \
   '"method":"GET","path":"/hello","status":200' "$(grep '"path":"/hello"' "$WORK/client.out")"
+out=$(h1 -i --http2 "$OUT/h2c-upgrade")
+expect_match "curl --http2 (Upgrade: h2c) is served as a plain HTTP/1.1 request" \
+  '^HTTP/1.1 200 .*"path":"/h2c-upgrade"' "$(tr -d '\r\n' <<<"$out")"
 out=$(h1 --http2-prior-knowledge "$OUT/still-h2")
 expect_match "the same listener still serves h2c callers" '"path":"/still-h2"' "$out"
 DEAD=$(free_port)
