@@ -132,6 +132,8 @@ struct wisp_conn {
   uint32_t streams_completed;          /* downstream: streams of this connection that ended whole */
   uint32_t streams_reset;              /* downstream: ... and that ended in a premature reset */
   const char *term_reason;   /* static; set when we terminated the session (GOAWAY sent, then close) */
+  uint64_t first_caller_tag; /* downstream, inbound: the first x-wisp-caller tag it carried (0: none yet) */
+  bool many_callers;         /* downstream, inbound: it carried more than one distinct tag (a peer sidecar's) */
   bool conn_error;           /* nghttp2 ended the session for the peer's connection error */
   bool goaway;               /* no new streams on this connection */
   bool draining;             /* we sent GOAWAY; close when streams end */

@@ -56,6 +56,9 @@ void wisp_conn_stream_completed(wisp_conn *c);
  * record from now on). */
 void wisp_conn_stream_opened(wisp_conn *c);
 void wisp_conn_premature_reset(wisp_conn *c, bool by_peer);
+/* Inbound: a stream of |c| carried x-wisp-caller tag |tag| (nonzero). A
+ * connection that carried more than one distinct tag multiplexes callers. */
+void wisp_conn_caller_tagged(wisp_conn *c, uint64_t tag);
 /* Upstream streams caller connection |c| may hold now: its
  * --max-upstream-per-caller, less once its caller's --max-resets budget
  * runs low (wisp_conn.c). */

@@ -506,7 +506,10 @@ wisp_err wisp_stream_on_header(wisp_stream *s, wisp_side side, nghttp2_headers_c
     /* Inbound, from a peer sidecar: which of its callers sent this, for
      * the wait queue's turns (wisp_pool); never passed on. Outbound, our
      * own caller's is dropped: we set it. */
-    if (s->dir == WISP_DIR_INBOUND) s->caller_tag = caller_tag_of(value, value_len);
+    if (s->dir == WISP_DIR_INBOUND) {
+      s->caller_tag = caller_tag_of(value, value_len);
+      wisp_conn_caller_tagged(s->link[WISP_DOWN].conn, s->caller_tag);
+    }
     return WISP_OK;
   }
   const char *spent = budget_spent(px, s->link[WISP_DOWN].conn, cost);

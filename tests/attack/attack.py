@@ -84,12 +84,13 @@ def on_threads(args, name, totals, session):
     reported as attack NAME."""
     dl = Deadline(args.seconds)
     lock = threading.Lock()
+    tls = wire.mtls_context(*args.tls) if args.tls else None
 
     def run():
         local = dict.fromkeys(totals, 0)
         while dl:
             try:
-                s = wire.connect(args.port, timeout=2)
+                s = wire.connect(args.port, tls=tls, timeout=2)
             except OSError:
                 local["refused"] += 1
                 time.sleep(0.05)

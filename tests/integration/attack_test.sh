@@ -8,7 +8,7 @@
 # tests/attack/attack.py (raw frames), the good client good_client.py
 # (python3-h2). Each attack is at most 15 s.
 #
-# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets shared_source conn_errors held_streams
+# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets shared_source svid_resets conn_errors held_streams
 # zero_window header_hold fairness idle_connections fd_exhaustion guards"
 # picks some (default: all).
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
@@ -236,6 +236,22 @@ if runs shared_source; then
   expect_match "ss: a multiplexing caller from the same address gets all 100 requests served" \
     'requests: 100 total, 100 started, 100 done, 100 succeeded, 0 failed' "$out"
   end_pair ss
+fi
+
+# --- a workload with a valid SVID resets straight on --inbound ---
+# A verified mTLS connection that carries no x-wisp-caller tags of more
+# than one caller is a single caller, not a peer sidecar: over --max-resets
+# it is cut like any other (it was throttled forever and never cut).
+svid_cut() { grep -qs '"event":"closed".*"reason":"premature stream resets' "$WORK/s_svid.out" "$WORK/s_svid.err"; }
+if runs svid_resets; then
+  pair svid
+  attack_start svid 6 slow-reset --conns 2 --path "/slow?ms=200" --port "$IN" --tls "$p/frontend.crt" "$p/frontend.key" "$p/ca/ca.crt"
+  check "svid: the direct mTLS resetter is cut (--max-resets)" wait_for 10 svid_cut
+  attack_wait svid
+  check "svid: it got GOAWAY" more_than "$(field svid goaways)" 0
+  expect_eq "svid: it was not throttled as a peer sidecar" 0 \
+    "$(metric "$ADM_S" 'wisp_reset_limited_total{action="throttled"}')"
+  end_pair svid
 fi
 
 # --- connection errors: DATA after END_STREAM ends each connection ---
