@@ -21,6 +21,7 @@ struct wisp_resetlim_caller {
   double win_start;           /* the current counting window began */
   uint32_t completed, resets; /* streams that ended so, in the current window */
   uint32_t prev_completed, prev_resets; /* in the window before */
+  bool shared;                /* a peer sidecar (wisp_resetlim_mark_shared) */
   wisp_resetlim_caller *next; /* in its chain */
   wisp_resetlim_caller *idle_next, *idle_prev;
 };
@@ -118,6 +119,10 @@ double wisp_resetlim_wait(const wisp_resetlim_caller *c, double now) {
   double tokens = tokens_at(c, now);
   return tokens >= 1 ? 0 : (1 - tokens) / c->rl->per_second;
 }
+
+void wisp_resetlim_mark_shared(wisp_resetlim_caller *c) { c->shared = true; }
+
+bool wisp_resetlim_shared(const wisp_resetlim_caller *c) { return c->shared; }
 
 /* ---- records ---- */
 

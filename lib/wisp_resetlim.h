@@ -67,6 +67,14 @@ uint32_t wisp_resetlim_left(const wisp_resetlim_caller *c, double now);
 /* Seconds until the caller has a reset to spend again (0: it has one). */
 double wisp_resetlim_wait(const wisp_resetlim_caller *c, double now);
 
+/* The caller is a peer sidecar: one of its verified mTLS connections
+ * carried the requests of more than one caller of its own. Kept with the
+ * record, so its next pooled connection is known as shared from its first
+ * stream on (a young one that had carried one caller so far was cut, and
+ * the good requests on it with it). */
+void wisp_resetlim_mark_shared(wisp_resetlim_caller *c);
+bool wisp_resetlim_shared(const wisp_resetlim_caller *c);
+
 /* Records in the table, held or kept. */
 size_t wisp_resetlim_callers(const wisp_resetlim *rl);
 

@@ -121,17 +121,25 @@ void wisp_conn_stream_completed(wisp_conn *c) {
 #define WISP_THROTTLE_LOG_BURST 10
 #define WISP_THROTTLE_LOG_WINDOW 10.0
 
+static bool verified_inbound(const wisp_conn *c) {
+  return !c->io.upstream && c->dir == WISP_DIR_INBOUND && c->io.ssl && c->io.verify.peer_ok;
+}
+
 /* A verified mTLS connection alone is no proof: a workload holding a valid
  * SVID may connect straight to --inbound, and was never cut (34,050 resets
  * in 12 s on 2 connections). Only one that carried x-wisp-caller tags of
- * more than one caller is shared by them; any other is a single caller. */
+ * more than one caller is shared by them, and so is every other of the
+ * same source once one did: a peer sidecar opens pooled connections as
+ * its load grows, and a young one may have carried one caller's requests
+ * so far. Any other is a single caller. */
 static bool from_peer_sidecar(const wisp_conn *c) {
-  return !c->io.upstream && c->dir == WISP_DIR_INBOUND && c->io.ssl && c->io.verify.peer_ok && c->many_callers;
+  return verified_inbound(c) && (c->many_callers || (c->caller && wisp_resetlim_shared(c->caller)));
 }
 
 void wisp_conn_caller_tagged(wisp_conn *c, uint64_t tag) {
   if (!c->first_caller_tag) c->first_caller_tag = tag;
   else if (tag != c->first_caller_tag) c->many_callers = true;
+  if (c->many_callers && verified_inbound(c)) wisp_resetlim_mark_shared(caller_of(c));
 }
 
 static void log_throttled(const wisp_conn *c) {

@@ -8,7 +8,7 @@
 # tests/attack/attack.py (raw frames), the good client good_client.py
 # (python3-h2). Each attack is at most 15 s.
 #
-# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets shared_source svid_resets conn_errors held_streams
+# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets young_pool shared_source svid_resets conn_errors held_streams
 # zero_window header_hold fairness idle_connections fd_exhaustion guards"
 # picks some (default: all).
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
@@ -218,6 +218,34 @@ if runs pooled_resets; then
   S_ONLY=()
   GOOD_ARGS=(--seconds 8 --timeout 5)
   AFTER=pooled_checks beside pooled 8 0 32 slow-reset --conns 4 --path "/slow?ms=200"
+fi
+
+# --- resets on a peer sidecar's young pooled connection ---
+# A peer sidecar opens another pooled connection when the first is full,
+# and the new one may carry a single caller's requests at first. Two
+# callers hold the client side's first connection full (2 x 50 slow
+# streams), so the resetter's requests take a second one of their own:
+# the server side knows their source as a peer sidecar from the first, and
+# throttles the second instead of cutting it (it was cut, and the good
+# requests on it failed: a CI run of 2026-12-07).
+young_checks() {
+  check "young: the server side throttled the young connection" \
+    more_than "$(metric "$ADM_S" 'wisp_reset_limited_total{action="throttled"}')" 0
+  expect_eq "young: the server side cut no connection of the peer sidecar" 0 \
+    "$(metric "$ADM_S" 'wisp_reset_limited_total{action="cut"}')"
+}
+held_full() { [ "$(metric "$ADM_S" wisp_upstream_requests_total)" -ge 100 ] 2>/dev/null; }
+if runs young_pool; then
+  S_ONLY=(--max-resets 1000)
+  pair young --max-resets 1000000
+  S_ONLY=()
+  attack_start young_hold 14 hold --conns 2 --streams 50 --path "/slow?ms=30000" --port "$OUT"
+  check "young: two callers hold the first pooled connection full" wait_for 5 held_full
+  attack_start young 6 slow-reset --conns 1 --path "/slow?ms=200" --port "$OUT"
+  attack_wait young
+  young_checks
+  attack_wait young_hold
+  end_pair young
 fi
 
 # --- a resetter beside a multiplexing caller from the same address ---

@@ -159,12 +159,31 @@ static void test_connections_share(void **state) {
   wisp_resetlim_free(rl);
 }
 
+/* A source marked a peer sidecar stays one for every connection of it, and
+ * another source is not. */
+static void test_shared_is_per_source(void **state) {
+  (void)state;
+  wisp_resetlim *rl = wisp_resetlim_new(10, 10);
+  wisp_connlimit_key k = key_v4("10.0.0.8"), other = key_v4("10.0.0.9");
+  wisp_resetlim_caller *a = wisp_resetlim_hold(rl, &k, 0);
+  wisp_resetlim_caller *o = wisp_resetlim_hold(rl, &other, 0);
+  assert_false(wisp_resetlim_shared(a));
+  wisp_resetlim_mark_shared(a);
+  wisp_resetlim_caller *b = wisp_resetlim_hold(rl, &k, 1); /* its next connection */
+  assert_true(wisp_resetlim_shared(b));
+  assert_false(wisp_resetlim_shared(o));
+  wisp_resetlim_release(a, 1);
+  wisp_resetlim_release(b, 1);
+  wisp_resetlim_release(o, 1);
+  wisp_resetlim_free(rl);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_budget_then_over),     cmocka_unit_test(test_reconnect_keeps_debt),
       cmocka_unit_test(test_low_ratio_never_over), cmocka_unit_test(test_refills_at_rate),
       cmocka_unit_test(test_debt_bounded),         cmocka_unit_test(test_records_bounded),
-      cmocka_unit_test(test_connections_share),
+      cmocka_unit_test(test_connections_share),    cmocka_unit_test(test_shared_is_per_source),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }
