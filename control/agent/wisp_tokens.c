@@ -125,7 +125,7 @@ static bool parse_i64(int64_t *out, const char *s, size_t len) {
   char *end;
   errno = 0;
   long long v = strtoll(buf, &end, 10);
-  if (errno || *end) return false;
+  if (errno || end != buf + len) return false; /* all of it: a NUL byte inside is no digit */
   *out = v;
   return true;
 }

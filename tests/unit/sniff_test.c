@@ -2,7 +2,9 @@
  * prefix of the HTTP/2 preface, decisions that never change), and the
  * watcher on real sockets (TCP on loopback and a Unix socketpair): bytes in
  * pieces, a half-sent preface then EOF or silence, nothing at all, a close;
- * the bytes stay unread and SO_RCVLOWAT is put back. */
+ * the bytes stay unread and SO_RCVLOWAT is put back. Also every prefix of
+ * a real BoringSSL ClientHello and of every registered HTTP/1 method, every
+ * first byte, and seeded garbage. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +20,8 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
 
 #include "lib/wisp_net.h"
 #include "lib/wisp_sniff.h"
@@ -119,6 +123,133 @@ static void test_names(void **state) {
   assert_string_equal(wisp_sniff_proto_name(WISP_SNIFF_TLS), "tls");
   assert_string_equal(wisp_sniff_proto_name(WISP_SNIFF_OTHER), "other");
   assert_string_equal(wisp_sniff_proto_name(WISP_SNIFF_TIMEOUT), "timeout");
+}
+
+/* ---- every prefix, every first byte, and garbage ---- */
+
+/* The bytes BoringSSL's client sends first (its whole ClientHello record). */
+static size_t client_hello(uint8_t *out, size_t cap) {
+  SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+  assert_non_null(ctx);
+  SSL *ssl = SSL_new(ctx);
+  BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
+  SSL_set_bio(ssl, rbio, wbio);
+  SSL_set_connect_state(ssl);
+  assert_int_equal(SSL_set_tlsext_host_name(ssl, "orders.shop.svc"), 1);
+  static const uint8_t kAlpn[] = "\x02h2";
+  assert_int_equal(SSL_set_alpn_protos(ssl, kAlpn, sizeof(kAlpn) - 1), 0);
+  assert_int_equal(SSL_do_handshake(ssl), -1); /* waits for the ServerHello */
+  const uint8_t *data = NULL;
+  size_t len = 0;
+  assert_int_equal(BIO_mem_contents(wbio, &data, &len), 1);
+  assert_true(len > WISP_SNIFF_PEEK_MAX && len <= cap);
+  memcpy(out, data, len);
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  return len;
+}
+
+/* A real ClientHello: its first byte alone is undecided, every longer
+ * prefix is TLS (the record header is all the classifier reads). */
+static void test_client_hello_prefixes(void **state) {
+  uint8_t hello[4096];
+  size_t len = client_hello(hello, sizeof(hello));
+  assert_int_equal(hello[0], 0x16);
+  assert_int_equal(wisp_sniff_classify(hello, 1), WISP_SNIFF_NEED_MORE);
+  for (size_t n = 2; n <= len; n++) {
+    if (wisp_sniff_classify(hello, n) != WISP_SNIFF_TLS) fail_msg("ClientHello prefix of %zu bytes is not TLS", n);
+  }
+  /* Any record version under major 3 (SSL 3.0, TLS 1.0-1.3) is TLS. */
+  for (int minor = 0; minor <= 4; minor++) {
+    uint8_t rec[] = {0x16, 0x03, (uint8_t)minor, 0x00, 0x05};
+    assert_int_equal(wisp_sniff_classify(rec, sizeof(rec)), WISP_SNIFF_TLS);
+  }
+}
+
+/* Every registered method (RFC 9110 and the IANA registry's longest), in
+ * every prefix: undecided until the space, HTTP/1 from it on. */
+static void test_method_prefixes(void **state) {
+  static const char *const kMethods[] = {
+      "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+      "PROPFIND", "MKCOL", "M-SEARCH", "VERSION-CONTROL", "BASELINE-CONTROL", "UPDATEREDIRECTREF",
+      "get", "Post", "X_CUSTOM.1~",
+  };
+  for (size_t m = 0; m < sizeof(kMethods) / sizeof(kMethods[0]); m++) {
+    char line[64];
+    int len = snprintf(line, sizeof(line), "%s /x HTTP/1.1\r\n", kMethods[m]);
+    size_t space = strlen(kMethods[m]);
+    for (size_t n = 1; n <= (size_t)len; n++) {
+      wisp_sniff_proto want = n <= space ? WISP_SNIFF_NEED_MORE : WISP_SNIFF_HTTP1;
+      wisp_sniff_proto got = classify_str(line, n);
+      if (got != want)
+        fail_msg("\"%.*s\": got %s, want %s", (int)n, line, wisp_sniff_proto_name(got), wisp_sniff_proto_name(want));
+    }
+  }
+}
+
+/* Each prefix of the preface with its next byte changed: what the bytes
+ * then are (never HTTP/2, decided or still a method token). */
+static void test_preface_diverging(void **state) {
+  const char *p = PREFACE;
+  for (size_t k = 0; k < strlen(p); k++) {
+    char buf[WISP_SNIFF_PEEK_MAX + 1];
+    memcpy(buf, p, k);
+    buf[k] = '\x01'; /* in no method token, no record type */
+    wisp_sniff_proto got = classify_str(buf, k + 1);
+    /* Up to "PRI", a control byte ends a method token that had no space:
+     * other. From "PRI " on, a method and a space were seen: an HTTP/1
+     * hint (the parser then refuses "PRI *\x01"). */
+    assert_int_equal(got, k < 4 ? WISP_SNIFF_OTHER : WISP_SNIFF_HTTP1);
+    if (k >= 3) continue;
+    buf[k] = 'X'; /* "X", "PX", "PRX": still a method token */
+    assert_int_equal(classify_str(buf, k + 1), WISP_SNIFF_NEED_MORE);
+  }
+  /* "PRI " that goes on unlike the preface: a method and a space. */
+  assert_int_equal(classify_str("PRI *", 5), WISP_SNIFF_NEED_MORE);
+  assert_int_equal(classify_str("PRI /", 5), WISP_SNIFF_HTTP1);
+}
+
+/* Every first byte alone: 0x16 (a TLS record) and token characters wait
+ * for more; anything else is decided at once. */
+static void test_every_first_byte(void **state) {
+  for (int b = 0; b < 256; b++) {
+    uint8_t c = (uint8_t)b;
+    bool token = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+    wisp_sniff_proto want = c == 0x16 || token ? WISP_SNIFF_NEED_MORE : WISP_SNIFF_OTHER;
+    wisp_sniff_proto got = wisp_sniff_classify(&c, 1);
+    if (got != want) fail_msg("byte 0x%02x: got %s, want %s", b, wisp_sniff_proto_name(got), wisp_sniff_proto_name(want));
+  }
+}
+
+/* Garbage (a fixed xorshift sequence, biased toward token bytes so some
+ * of it stays undecided for a while): a decision never changes as bytes
+ * arrive, nothing is undecided at the look's length, and bytes past the
+ * look change nothing. */
+static void test_garbage_is_decided_and_final(void **state) {
+  uint64_t x = 0x9e3779b97f4a7c15ULL;
+  static const char kToken[] = "GETPOSTabcXYZ019-_.";
+  for (int round = 0; round < 20000; round++) {
+    uint8_t buf[WISP_SNIFF_PEEK_MAX + 16];
+    for (size_t i = 0; i < sizeof(buf); i++) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      uint8_t r = (uint8_t)(x >> 24);
+      buf[i] = (r & 3) ? (uint8_t)kToken[r % (sizeof(kToken) - 1)] : (uint8_t)(x >> 40);
+    }
+    if (round % 5 == 0) buf[0] = 0x16;
+    wisp_sniff_proto decided = WISP_SNIFF_NEED_MORE;
+    for (size_t n = 0; n <= sizeof(buf); n++) {
+      wisp_sniff_proto p = wisp_sniff_classify(buf, n);
+      if (decided != WISP_SNIFF_NEED_MORE && p != decided)
+        fail_msg("round %d: decided %s, then %s at %zu bytes", round, wisp_sniff_proto_name(decided),
+                 wisp_sniff_proto_name(p), n);
+      if (n >= WISP_SNIFF_PEEK_MAX && p == WISP_SNIFF_NEED_MORE) fail_msg("round %d: undecided at %zu bytes", round, n);
+      assert_true(p != WISP_SNIFF_HTTP2 || memcmp(buf, PREFACE, WISP_SNIFF_PEEK_MAX) == 0);
+      decided = p;
+    }
+  }
 }
 
 /* ---- the watcher, on real sockets ---- */
@@ -327,6 +458,11 @@ int main(void) {
       cmocka_unit_test(test_preface_prefixes_are_not_http2),
       cmocka_unit_test(test_decisions_are_final),
       cmocka_unit_test(test_names),
+      cmocka_unit_test(test_client_hello_prefixes),
+      cmocka_unit_test(test_method_prefixes),
+      cmocka_unit_test(test_preface_diverging),
+      cmocka_unit_test(test_every_first_byte),
+      cmocka_unit_test(test_garbage_is_decided_and_final),
       cmocka_unit_test(test_watch_preface_whole),
       cmocka_unit_test(test_watch_preface_in_pieces),
       cmocka_unit_test(test_watch_half_preface_then_eof),

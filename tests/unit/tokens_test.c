@@ -2,7 +2,8 @@
  * reusable, expired, wrong ID, unknown), the tokens state file (round
  * trip; strict lines; all or nothing), extreme times that must not
  * overflow, the store's bound, what pruning keeps, and the order in which
- * a refusal is decided. */
+ * a refusal is decided; a restart through the state dir (wisp_state), and
+ * NUL bytes in a state file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,8 @@
 #include <string.h>
 
 #include "control/agent/wisp_tokens.h"
+#include "lib/wisp_state.h"
+#include "tests/unit/test_x509.h"
 #include "tests/unit/test_util.h"
 
 #define ID "spiffe://example.org/ns/shop/sa/orders"
@@ -247,6 +250,93 @@ static void test_refusal_order(void **state) {
   wisp_tokens_cleanup(&t);
 }
 
+/* What the agent does on every change and at start (wisp_agent.c
+ * save_tokens, wisp_agent_new): prune, serialize, write the state file;
+ * read it back into a fresh store. A restarted agent must judge every
+ * token as the old one would: spent one-use tokens stay spent, reusable
+ * ones stay usable, expiries are kept, the expired are gone. */
+static void test_persist_restart(void **state) {
+  (void)state;
+  char dir[256], err[256];
+  assert_true(test_make_tmpdir(dir, sizeof(dir), "tokens"));
+  wisp_tokens t = {0};
+  const wisp_token *tok = NULL;
+  char once[WISP_TOKEN_LEN + 1], many[WISP_TOKEN_LEN + 1], unused[WISP_TOKEN_LEN + 1], old[WISP_TOKEN_LEN + 1];
+  assert_int_equal(wisp_tokens_create(&t, &tok, ID, 1000, 600, false), WISP_OK);
+  strcpy(once, tok->token);
+  assert_int_equal(wisp_tokens_create(&t, &tok, ID, 1000, 600, true), WISP_OK);
+  strcpy(many, tok->token);
+  assert_int_equal(wisp_tokens_create(&t, &tok, "spiffe://example.org/b", 1000, 300, false), WISP_OK);
+  strcpy(unused, tok->token);
+  assert_int_equal(wisp_tokens_create(&t, &tok, ID, 1000, 10, false), WISP_OK);
+  strcpy(old, tok->token);
+  assert_int_equal(wisp_tokens_use(&t, once, ID, 1001, err, sizeof(err)), WISP_OK);
+  assert_int_equal(wisp_tokens_use(&t, many, ID, 1001, err, sizeof(err)), WISP_OK);
+
+  /* Saved at 1010: |old| expires then and is not written. */
+  wisp_buf b = {0};
+  wisp_tokens_prune(&t, 1010);
+  assert_int_equal(wisp_tokens_serialize(&t, &b), WISP_OK);
+  assert_int_equal(wisp_state_write(dir, "tokens", wisp_buf_rptr(&b), wisp_buf_len(&b), 0600, err, sizeof(err)),
+                   WISP_OK);
+  wisp_buf_cleanup(&b);
+  wisp_tokens_cleanup(&t);
+
+  uint8_t *data = NULL;
+  size_t len = 0;
+  assert_int_equal(wisp_state_read(dir, "tokens", 1 << 20, &data, &len, err, sizeof(err)), WISP_OK);
+  wisp_tokens back = {0};
+  assert_int_equal(wisp_tokens_parse(&back, (const char *)data, len), WISP_OK);
+  free(data);
+  assert_int_equal(back.n, 3);
+  assert_int_equal(wisp_tokens_use(&back, once, ID, 1020, err, sizeof(err)), WISP_ERR_IDENTITY);
+  assert_non_null(strstr(err, "already used"));
+  assert_int_equal(wisp_tokens_use(&back, many, ID, 1020, err, sizeof(err)), WISP_OK);
+  assert_int_equal(wisp_tokens_use(&back, old, ID, 1020, err, sizeof(err)), WISP_ERR_IDENTITY);
+  assert_string_equal(err, "unknown join token");
+  assert_int_equal(wisp_tokens_use(&back, unused, ID, 1020, err, sizeof(err)), WISP_ERR_POLICY);
+  assert_string_equal(err, "the CSR asks for " ID ", but the join token is for spiffe://example.org/b");
+  assert_int_equal(wisp_tokens_use(&back, unused, "spiffe://example.org/b", 1300, err, sizeof(err)),
+                   WISP_ERR_IDENTITY);
+  assert_string_equal(err, "join token expired 0s ago");
+  assert_int_equal(wisp_tokens_use(&back, unused, "spiffe://example.org/b", 1299, err, sizeof(err)), WISP_OK);
+  /* Written again, then read again: the same text (a fixed point). */
+  wisp_buf b1 = {0}, b2 = {0};
+  assert_int_equal(wisp_tokens_serialize(&back, &b1), WISP_OK);
+  wisp_tokens again = {0};
+  assert_int_equal(wisp_tokens_parse(&again, (const char *)wisp_buf_rptr(&b1), wisp_buf_len(&b1)), WISP_OK);
+  assert_int_equal(wisp_tokens_serialize(&again, &b2), WISP_OK);
+  assert_int_equal(wisp_buf_len(&b1), wisp_buf_len(&b2));
+  assert_memory_equal(wisp_buf_rptr(&b1), wisp_buf_rptr(&b2), wisp_buf_len(&b1));
+  wisp_buf_cleanup(&b1);
+  wisp_buf_cleanup(&b2);
+  wisp_tokens_cleanup(&again);
+  wisp_tokens_cleanup(&back);
+  test_remove_tmpdir(dir);
+}
+
+/* A NUL byte is in no field serialize writes: a state file carrying one
+ * (a torn write, a bad edit) is refused, not read as a shorter field. */
+static void test_state_nul_bytes(void **state) {
+  (void)state;
+  static const char *const kFields[] = {
+      T1 " " ID " 1\0 0 0",  /* in the expiry */
+      T1 " " ID " \0001 0 0",
+      T1 " " ID "\0 1 0 0",  /* after the ID */
+      T1 "\0 " ID " 1 0 0",  /* after the token */
+      T1 " " ID " 1 0\0 0",  /* in a flag */
+  };
+  for (size_t i = 0; i < sizeof(kFields) / sizeof(kFields[0]); i++) {
+    /* The length with the NUL: a literal's size, less its terminator. */
+    size_t len = strlen(kFields[i]);
+    len += 1 + strlen(kFields[i] + len + 1);
+    wisp_tokens t = {0};
+    if (wisp_tokens_parse(&t, kFields[i], len) != WISP_ERR_PARSE) fail_msg("accepted a NUL byte in line %zu", i);
+    assert_int_equal(t.n, 0);
+    wisp_tokens_cleanup(&t);
+  }
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_spend),
@@ -258,6 +348,8 @@ int main(void) {
       cmocka_unit_test(test_store_bound),
       cmocka_unit_test(test_prune_keeps_spent),
       cmocka_unit_test(test_refusal_order),
+      cmocka_unit_test(test_persist_restart),
+      cmocka_unit_test(test_state_nul_bytes),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }
