@@ -1,0 +1,147 @@
+/* In-process tests of proxy/wisp_conn: a caller's connection, accepted
+ * through a listener's own entry point (wisp_conn_accept) from a
+ * socketpair. A client preface, SETTINGS and HEADERS get an answer (from
+ * the app, through the proxy's own mTLS hop); a bad preface, and a
+ * plaintext caller on the mTLS port, are refused with the reason in the
+ * log; a connection error gets GOAWAY, closes the connection and resets
+ * its stream at the app. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tests/inproc/fixture.h"
+#include "tests/unit/test_util.h"
+
+static bool peer_eof(void *arg) { return ((tp_peer *)arg)->eof; }
+
+/* A raw socket: reads (and drops) whatever comes until EOF. */
+typedef struct {
+  int fd;
+  bool eof;
+  size_t got;
+} raw_reader;
+
+static bool raw_eof(void *arg) {
+  raw_reader *r = arg;
+  char buf[4096];
+  for (int i = 0; i < 64 && !r->eof; i++) {
+    ssize_t n = recv(r->fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+    if (n <= 0) {
+      r->eof = true;
+      break;
+    }
+    r->got += (size_t)n;
+  }
+  return r->eof;
+}
+
+/* The preface, SETTINGS and HEADERS of a real nghttp2 client: the answer
+ * comes back from the app, two proxy hops away. */
+static void test_client_preface_answered(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 40001);
+  assert_non_null(c);
+  tp_msg *m = tp_client_request(c, "GET", "/hello?x=1", NULL, 0, NULL, 0, true);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_int_equal(m->close_code, NGHTTP2_NO_ERROR);
+  assert_string_equal(tp_hdr_get(m, ":status"), "200");
+  assert_string_equal(tp_hdr_get(m, "x-app-conn"), "0");
+  assert_int_equal(f->app->nreqs, 1);
+  assert_string_equal(tp_hdr_get(f->app->reqs[0], ":path"), "/hello?x=1");
+  assert_string_equal(tp_hdr_get(f->app->reqs[0], ":method"), "GET");
+  assert_false(c->goaway);
+  assert_int_equal(f->px.stats.conns_refused, 0);
+  /* The route's upstream connection was verified mTLS to our own inbound. */
+  const char *const kLine[] = {"\"direction\":\"outbound\"", "\"status\":200", NULL};
+  assert_true(tf_log_line_has(f, kLine));
+}
+
+/* Bytes that are no HTTP/2 preface: refused, the log line says so. */
+static void test_bad_preface_refused(void **state) {
+  tf_fixture *f = *state;
+  int fd = tf_raw_client(f, f->route, 40002);
+  assert_true(fd >= 0);
+  static const char kJunk[] = "\x01\x02 this is not an HTTP/2 preface at all\r\n";
+  assert_int_equal(send(fd, kJunk, sizeof(kJunk) - 1, MSG_NOSIGNAL), (ssize_t)(sizeof(kJunk) - 1));
+  raw_reader r = {.fd = fd};
+  assert_true(tp_run_until(f->loop, raw_eof, &r, TF_WAIT));
+  close(fd);
+  assert_int_equal(f->px.stats.conns_refused, 1);
+  const char *const kLine[] = {"\"event\":\"refused\"", "\"peer_addr\":\"127.0.0.1:40002\"",
+                               "not an HTTP/2 client: bad connection preface", NULL};
+  assert_true(tf_log_line_has(f, kLine));
+}
+
+/* A plaintext HTTP/2 caller on the inbound port (mTLS STRICT): refused. */
+static void test_plaintext_on_mtls_port_refused(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->inbound, 40003);
+  tp_msg *m = tp_client_request(c, "GET", "/", NULL, 0, NULL, 0, true);
+  assert_true(tp_run_until(f->loop, peer_eof, c, TF_WAIT));
+  assert_false(m->headers_done);
+  assert_int_equal(f->app->nreqs, 0);
+  assert_int_equal(f->px.stats.conns_refused, 1);
+  const char *const kLine[] = {"\"event\":\"refused\"", "\"direction\":\"inbound\"",
+                               "peer did not speak TLS: plaintext callers are refused (mTLS mode STRICT)", NULL};
+  assert_true(tf_log_line_has(f, kLine));
+}
+
+/* A SETTINGS frame whose length is no multiple of 6 (RFC 9113 6.5). */
+static const uint8_t kBadSettings[] = {0x00, 0x00, 0x05, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00,
+                                       0x00, 0x03, 0x00, 0x00};
+
+/* A connection error with no stream open: GOAWAY FRAME_SIZE_ERROR, then
+ * the connection is closed. */
+static void test_conn_error_closes(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 40004);
+  tp_msg *m = tp_client_request(c, "GET", "/first", NULL, 0, NULL, 0, true);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  tp_peer_write_raw(c, kBadSettings, sizeof(kBadSettings));
+  assert_true(tp_run_until(f->loop, peer_eof, c, TF_WAIT));
+  assert_true(c->goaway);
+  assert_int_equal(c->goaway_code, NGHTTP2_FRAME_SIZE_ERROR);
+}
+
+/* A connection error with a stream open: the caller gets GOAWAY and is
+ * closed, the log says why, and the request held at the app is reset
+ * there (through both hops), not left open. */
+static void test_conn_error_resets_streams(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 40005);
+  tp_msg *m = tp_client_request(c, "POST", "/slow", NULL, 0, "abc", 3, false);
+  tf_count one = {f, 1};
+  assert_true(tp_run_until(f->loop, tf_app_has, &one, TF_WAIT));
+  tp_msg *at_app = f->app->reqs[0];
+  tp_peer_write_raw(c, kBadSettings, sizeof(kBadSettings));
+  assert_true(tp_run_until(f->loop, peer_eof, c, TF_WAIT));
+  assert_true(c->goaway);
+  assert_int_equal(c->goaway_code, NGHTTP2_FRAME_SIZE_ERROR);
+  assert_false(m->headers_done);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, at_app, TF_WAIT));
+  assert_int_not_equal(at_app->close_code, NGHTTP2_NO_ERROR);
+  assert_false(at_app->answered);
+  const char *const kLine[] = {"\"event\":\"closed\"", "\"peer_addr\":\"127.0.0.1:40005\"",
+                               "HTTP/2 session ended (connection error) with 1 streams open", NULL};
+  assert_true(tf_log_line_has(f, kLine));
+}
+
+int main(void) {
+  struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_client_preface_answered, tf_setup_echo, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_bad_preface_refused, tf_setup_echo, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_plaintext_on_mtls_port_refused, tf_setup_echo, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_conn_error_closes, tf_setup_echo, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_conn_error_resets_streams, tf_setup_hold, tf_teardown),
+  };
+  return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
+}

@@ -1,0 +1,230 @@
+#include "tests/inproc/fixture.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/x509v3.h>
+
+#include "lib/wisp_log.h"
+#include "proxy/wisp_conn.h"
+#include "proxy/wisp_proxy.h"
+#include "tests/unit/test_x509.h"
+
+#define DAY (24L * 3600)
+#define TF_MAX_ARGS 48
+
+static bool fail(const char *what) {
+  fprintf(stderr, "fixture: %s\n", what);
+  return false;
+}
+
+/* A CA and the proxy's SVID under it, as PEM files in |dir|. */
+static bool make_pki(const char *dir) {
+  EVP_PKEY *ca_key = test_new_key(), *key = test_new_key();
+  test_cert_spec ca_spec = {.cn = "wisp inproc CA", .is_ca = true, .not_before_sec = -3600, .not_after_sec = DAY};
+  X509 *ca = test_new_cert(&ca_spec, ca_key, NULL, NULL);
+  test_san san = {GEN_URI, TF_SPIFFE_ID, 0};
+  test_cert_spec leaf_spec = {.cn = "proxy", .sans = &san, .nsans = 1, .serial = 2, .not_before_sec = -3600,
+                              .not_after_sec = DAY};
+  X509 *leaf = ca ? test_new_cert(&leaf_spec, key, ca, ca_key) : NULL;
+  char path[512];
+  bool ok = leaf != NULL;
+  snprintf(path, sizeof(path), "%s/ca.pem", dir);
+  ok = ok && test_write_certs(path, &ca, 1);
+  snprintf(path, sizeof(path), "%s/svid.pem", dir);
+  ok = ok && test_write_certs(path, &leaf, 1);
+  snprintf(path, sizeof(path), "%s/svid.key", dir);
+  ok = ok && test_write_key(path, key);
+  X509_free(leaf);
+  X509_free(ca);
+  EVP_PKEY_free(key);
+  EVP_PKEY_free(ca_key);
+  return ok;
+}
+
+/* A loopback port free right now, for --inbound: the route must name it
+ * before the listener exists. */
+static unsigned free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof(sin);
+  unsigned port = 0;
+  if (fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+      getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
+    port = ntohs(sin.sin_port);
+  if (fd >= 0) close(fd);
+  return port;
+}
+
+static bool capture_stdout(tf_fixture *f) {
+  snprintf(f->log_path, sizeof(f->log_path), "%s/proxy.log", f->dir);
+  int fd = open(f->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  fflush(stdout);
+  f->saved_stdout = dup(STDOUT_FILENO);
+  bool ok = f->saved_stdout >= 0 && dup2(fd, STDOUT_FILENO) >= 0;
+  close(fd);
+  return ok;
+}
+
+static void restore_stdout(tf_fixture *f) {
+  if (f->saved_stdout < 0) return;
+  fflush(stdout);
+  dup2(f->saved_stdout, STDOUT_FILENO);
+  close(f->saved_stdout);
+  f->saved_stdout = -1;
+}
+
+bool tf_start(tf_fixture *f, const tf_opts *o) {
+  memset(f, 0, sizeof(*f));
+  f->saved_stdout = -1;
+  if (!test_make_tmpdir(f->dir, sizeof(f->dir), "inproc")) return fail("no temporary directory");
+  if (!make_pki(f->dir)) return fail("cannot make the test PKI");
+  if (!capture_stdout(f)) return fail("cannot capture stdout");
+  f->loop = ev_loop_new(EVFLAG_AUTO);
+  f->app = tp_app_new(f->loop, o->app_max_streams ? o->app_max_streams : 100, o->app_hold);
+  unsigned inbound_port = free_port();
+  if (!inbound_port) return fail("no free port");
+  char cert[512], key[512], bundle[512], route[64], inbound[32], app[32];
+  snprintf(cert, sizeof(cert), "%s/svid.pem", f->dir);
+  snprintf(key, sizeof(key), "%s/svid.key", f->dir);
+  snprintf(bundle, sizeof(bundle), "%s/ca.pem", f->dir);
+  snprintf(route, sizeof(route), "127.0.0.1:0=127.0.0.1:%u", inbound_port);
+  snprintf(inbound, sizeof(inbound), "127.0.0.1:%u", inbound_port);
+  snprintf(app, sizeof(app), "127.0.0.1:%u", f->app->port);
+  const char *argv[TF_MAX_ARGS] = {"wisp-proxy", "--cert", cert,  "--key",   key,      "--bundle",
+                                   bundle,       "--route", route, "--inbound", inbound, "--app",
+                                   app,          "--admin", "off"};
+  int argc = 15;
+  for (int i = 0; i < o->nargs && argc < TF_MAX_ARGS - 1; i++) argv[argc++] = o->args[i];
+  char err[1024];
+  if (wisp_config_parse(&f->cfg, argc, (char **)argv, err, sizeof(err)) != WISP_OK) {
+    fprintf(stderr, "fixture: flags: %s\n", err);
+    return false;
+  }
+  f->px_started = true;
+  if (wisp_proxy_init(&f->px, f->loop, &f->cfg, err, sizeof(err)) != WISP_OK) {
+    fprintf(stderr, "fixture: wisp_proxy_init: %s\n", err);
+    return false;
+  }
+  for (size_t i = 0; i < f->px.nlisteners; i++) {
+    wisp_listener *l = &f->px.listeners[i];
+    if (l->dir == WISP_DIR_OUTBOUND) f->route = l;
+    if (l->dir == WISP_DIR_INBOUND) f->inbound = l;
+  }
+  if (!f->route || !f->inbound) return fail("the proxy has no route or inbound listener");
+  return true;
+}
+
+int tf_raw_client(tf_fixture *f, wisp_listener *l, unsigned src_port) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) return -1;
+  char peer_str[32];
+  snprintf(peer_str, sizeof(peer_str), "127.0.0.1:%u", src_port);
+  wisp_addr peer;
+  if (wisp_addr_parse(&peer, peer_str) != WISP_OK) abort();
+  wisp_conn_accept(l, sv[0], &peer); /* takes sv[0] */
+  return sv[1];
+}
+
+tp_peer *tf_client(tf_fixture *f, wisp_listener *l, unsigned src_port) {
+  if (f->nclients == TF_MAX_CLIENTS) return NULL;
+  int fd = tf_raw_client(f, l, src_port);
+  if (fd < 0) return NULL;
+  tp_peer *p = tp_client_new(f->loop, fd);
+  f->clients[f->nclients++] = p;
+  return p;
+}
+
+char *tf_log(tf_fixture *f) {
+  fflush(stdout);
+  FILE *in = fopen(f->log_path, "r");
+  if (!in) return calloc(1, 1);
+  size_t cap = 4096, len = 0;
+  char *buf = malloc(cap);
+  size_t n;
+  while (buf && (n = fread(buf + len, 1, cap - len - 1, in)) > 0) {
+    len += n;
+    if (cap - len - 1 == 0) {
+      cap *= 2;
+      char *bigger = realloc(buf, cap);
+      if (!bigger) break;
+      buf = bigger;
+    }
+  }
+  fclose(in);
+  if (buf) buf[len] = '\0';
+  return buf;
+}
+
+bool tf_log_line_has(tf_fixture *f, const char *const *needles) {
+  char *log = tf_log(f);
+  bool found = false;
+  for (char *line = log, *next; line && *line && !found; line = next) {
+    char *nl = strchr(line, '\n');
+    next = nl ? nl + 1 : NULL;
+    if (nl) *nl = '\0';
+    found = true;
+    for (const char *const *n = needles; *n && found; n++) found = strstr(line, *n) != NULL;
+  }
+  free(log);
+  return found;
+}
+
+void tf_stop(tf_fixture *f) {
+  for (int i = 0; i < f->nclients; i++) tp_peer_free(f->clients[i]);
+  f->nclients = 0;
+  if (f->px_started) {
+    wisp_proxy_cleanup(&f->px);
+    /* What main.c leaves to ev_loop_destroy: the loop is ours to reuse. */
+    ev_timer_stop(f->loop, &f->px.reload);
+    ev_timer_stop(f->loop, &f->px.drain_timer);
+    ev_signal_stop(f->loop, &f->px.sigterm);
+    ev_signal_stop(f->loop, &f->px.sigint);
+  }
+  tp_app_free(f->app);
+  f->app = NULL;
+  if (f->loop) ev_loop_destroy(f->loop);
+  f->loop = NULL;
+  wisp_config_cleanup(&f->cfg);
+  restore_stdout(f);
+  if (f->dir[0]) test_remove_tmpdir(f->dir);
+  f->dir[0] = '\0';
+}
+
+int tf_setup_with(void **state, const tf_opts *o) {
+  tf_fixture *f = calloc(1, sizeof(*f));
+  *state = f;
+  return f && tf_start(f, o) ? 0 : -1;
+}
+
+int tf_setup_echo(void **state) {
+  static const tf_opts kEcho = {0};
+  return tf_setup_with(state, &kEcho);
+}
+
+int tf_setup_hold(void **state) {
+  static const tf_opts kHold = {.app_hold = true};
+  return tf_setup_with(state, &kHold);
+}
+
+int tf_teardown(void **state) {
+  tf_stop(*state);
+  free(*state);
+  return 0;
+}
+
+bool tf_app_has(void *count) {
+  const tf_count *c = count;
+  return c->f->app->nreqs >= c->n;
+}
+
+bool tf_settings_known(void *count) {
+  const tf_count *c = count;
+  return c->f->app->nconns > c->n && c->f->app->conns[c->n]->settings_acked;
+}

@@ -1,0 +1,78 @@
+/* fixture: one wisp-proxy built in-process from flags, as main.c builds it
+ * (wisp_config_parse, wisp_proxy_init), with an SVID made by the test
+ * (tests/unit/test_x509), a fake HTTP/2 app (h2peer) behind --app, and
+ * a --route whose peer is the proxy's own --inbound: a request from a
+ * client on the route goes caller -> outbound (h2c) -> mTLS -> inbound ->
+ * app, every hop real (BoringSSL, nghttp2) and in one libev loop that the
+ * test runs. Clients are attached with socketpair(AF_UNIX) through
+ * wisp_conn_accept, the listeners' own entry point. The proxy's log lines
+ * (stdout) are captured for the test to read. Test-only. */
+#ifndef WISP_TESTS_FIXTURE_H
+#define WISP_TESTS_FIXTURE_H
+
+#include <stdbool.h>
+
+#include "proxy/internal.h"
+#include "tests/inproc/h2peer.h"
+
+#define TF_SPIFFE_ID "spiffe://example.org/ns/test/sa/proxy"
+#define TF_MAX_CLIENTS 8
+/* Seconds any one wait may take: a bound, never an expectation. */
+#define TF_WAIT 20.0
+
+typedef struct {
+  struct ev_loop *loop;
+  char dir[256];
+  tp_app *app;
+  wisp_config cfg;
+  wisp_proxy px;
+  bool px_started;
+  wisp_listener *route;      /* outbound: its target is the inbound port over mTLS */
+  wisp_listener *inbound;    /* inbound: its target is the app */
+  tp_peer *clients[TF_MAX_CLIENTS];
+  int nclients;
+  int saved_stdout;          /* -1: not capturing */
+  char log_path[300];
+} tf_fixture;
+
+typedef struct {
+  uint32_t app_max_streams;  /* the app's SETTINGS_MAX_CONCURRENT_STREAMS (0: 100) */
+  bool app_hold;             /* the app answers only when told */
+  const char *const *args;   /* more flags, e.g. {"--pool-size", "2"} */
+  int nargs;
+} tf_opts;
+
+/* Builds everything; false (with a line on stderr) if any step failed. */
+bool tf_start(tf_fixture *f, const tf_opts *o);
+/* A client attached to |l| through a socketpair, as if just accepted from
+ * 127.0.0.1:|src_port|. */
+tp_peer *tf_client(tf_fixture *f, wisp_listener *l, unsigned src_port);
+/* The other end of a socketpair attached to |l|, for raw bytes (closed by
+ * the test). */
+int tf_raw_client(tf_fixture *f, wisp_listener *l, unsigned src_port);
+/* What the proxy logged so far (malloc'd, NUL-terminated). */
+char *tf_log(tf_fixture *f);
+/* Whether the log holds a line with every one of |needles| (NULL-ended). */
+bool tf_log_line_has(tf_fixture *f, const char *const *needles);
+/* Tears everything down; safe after a failed start. */
+void tf_stop(tf_fixture *f);
+
+/* cmocka fixtures: a tf_fixture in |*state| started with |o|, and its end. */
+int tf_setup_with(void **state, const tf_opts *o);
+int tf_teardown(void **state);
+/* With the defaults: an app that echoes; an app that holds requests. */
+int tf_setup_echo(void **state);
+int tf_setup_hold(void **state);
+
+/* tp_run_until conditions on a fixture. */
+typedef struct {
+  tf_fixture *f;
+  int n;
+} tf_count;
+/* The app received at least |n| requests. */
+bool tf_app_has(void *count);
+/* The proxy took (ACKed) the SETTINGS of app connection number |n|: from
+ * then on it knows that connection's stream limit. */
+bool tf_settings_known(void *count);
+
+#endif

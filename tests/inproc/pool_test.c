@@ -1,0 +1,112 @@
+/* In-process tests of proxy/wisp_pool: the inbound side's pool of
+ * connections to an app that allows one stream per connection
+ * (SETTINGS_MAX_CONCURRENT_STREAMS 1), with --pool-size 2. A request past
+ * a connection's limit opens a second connection; past --pool-size it
+ * waits in the queue (no third connection); a freed stream sends the
+ * waiter, on the connection that freed it; one that waits past
+ * --queue-timeout is answered 503, saying why. Callers come through the
+ * route, so every request crosses the proxy's own mTLS hop first. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/inproc/fixture.h"
+#include "tests/unit/test_util.h"
+
+static int setup(void **state) {
+  static const char *const kArgs[] = {"--pool-size", "2", "--queue-timeout", "1"};
+  static const tf_opts kOpts = {.app_max_streams = 1, .app_hold = true, .args = kArgs, .nargs = 4};
+  return tf_setup_with(state, &kOpts);
+}
+
+
+static bool one_waiting(void *arg) { return ((tf_fixture *)arg)->inbound->target->nwaiting == 1; }
+
+static void test_second_conn_then_queue(void **state) {
+  tf_fixture *f = *state;
+  tp_app *app = f->app;
+  tp_peer *c = tf_client(f, f->route, 42001);
+  /* The first request: one app connection. */
+  tp_msg *r1 = tp_client_request(c, "GET", "/1", NULL, 0, NULL, 0, true);
+  tf_count have1 = {f, 1}, conn0 = {f, 0};
+  assert_true(tp_run_until(f->loop, tf_app_has, &have1, TF_WAIT));
+  assert_true(tp_run_until(f->loop, tf_settings_known, &conn0, TF_WAIT));
+  assert_int_equal(app->nconns, 1);
+  /* Past that connection's one stream: a second connection. */
+  tp_msg *r2 = tp_client_request(c, "GET", "/2", NULL, 0, NULL, 0, true);
+  tf_count have2 = {f, 2}, conn1 = {f, 1};
+  assert_true(tp_run_until(f->loop, tf_app_has, &have2, TF_WAIT));
+  assert_true(tp_run_until(f->loop, tf_settings_known, &conn1, TF_WAIT));
+  assert_int_equal(app->nconns, 2);
+  assert_int_equal(app->reqs[0]->conn, 0);
+  assert_int_equal(app->reqs[1]->conn, 1);
+  /* Past --pool-size 2: the third waits in the queue, no third connection. */
+  tp_msg *r3 = tp_client_request(c, "POST", "/3", NULL, 0, "body3", 5, true);
+  assert_true(tp_run_until(f->loop, one_waiting, f, TF_WAIT));
+  assert_int_equal(app->nreqs, 2);
+  assert_int_equal(app->nconns, 2);
+  assert_int_equal(f->inbound->target->nconns, 2);
+  assert_false(r3->headers_done);
+  /* A freed stream wakes it: it goes on the connection that freed it,
+   * body and all. */
+  tp_app_respond(app, app->reqs[0], 200, "one", 3);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, r1, TF_WAIT));
+  assert_string_equal(tp_hdr_get(r1, ":status"), "200");
+  tf_count have3 = {f, 3};
+  assert_true(tp_run_until(f->loop, tf_app_has, &have3, TF_WAIT));
+  assert_string_equal(tp_hdr_get(app->reqs[2], ":path"), "/3");
+  assert_int_equal(app->reqs[2]->conn, 0);
+  assert_int_equal(app->nconns, 2);
+  assert_int_equal(f->inbound->target->nwaiting, 0);
+  tp_app_respond(app, app->reqs[1], 200, "two", 3);
+  tp_app_respond(app, app->reqs[2], 201, NULL, 0);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, r2, TF_WAIT));
+  assert_true(tp_run_until(f->loop, tp_msg_closed, r3, TF_WAIT));
+  assert_string_equal(tp_hdr_get(r2, ":status"), "200");
+  assert_string_equal(tp_hdr_get(r3, ":status"), "201");
+  assert_int_equal(app->reqs[2]->body_len, 5);
+  assert_memory_equal(app->reqs[2]->body, "body3", 5);
+}
+
+/* Both connections busy: a request that waits past --queue-timeout is
+ * answered 503, and says why (in x-wisp-error and the body); it never
+ * reaches the app. */
+static void test_queue_timeout_503(void **state) {
+  tf_fixture *f = *state;
+  tp_app *app = f->app;
+  tp_peer *c = tf_client(f, f->route, 42002);
+  tp_client_request(c, "GET", "/busy1", NULL, 0, NULL, 0, true);
+  tf_count have1 = {f, 1}, conn0 = {f, 0}, have2 = {f, 2}, conn1 = {f, 1};
+  assert_true(tp_run_until(f->loop, tf_app_has, &have1, TF_WAIT));
+  assert_true(tp_run_until(f->loop, tf_settings_known, &conn0, TF_WAIT));
+  tp_client_request(c, "GET", "/busy2", NULL, 0, NULL, 0, true);
+  assert_true(tp_run_until(f->loop, tf_app_has, &have2, TF_WAIT));
+  assert_true(tp_run_until(f->loop, tf_settings_known, &conn1, TF_WAIT));
+  tp_msg *late = tp_client_request(c, "GET", "/late", NULL, 0, NULL, 0, true);
+  assert_true(tp_run_until(f->loop, one_waiting, f, TF_WAIT));
+  assert_true(tp_run_until(f->loop, tp_msg_closed, late, TF_WAIT));
+  assert_int_equal(late->close_code, NGHTTP2_NO_ERROR);
+  assert_string_equal(tp_hdr_get(late, ":status"), "503");
+  const char *why = tp_hdr_get(late, "x-wisp-error");
+  assert_non_null(why);
+  assert_non_null(strstr(why, "no stream for this request within 1s"));
+  assert_non_null(strstr(why, "all streams of its 2 connections are busy (--queue-timeout)"));
+  assert_true(late->body_len > 0);
+  assert_non_null(memmem(late->body, late->body_len, "(--queue-timeout)", 17));
+  assert_int_equal(app->nreqs, 2);
+  assert_int_equal(app->nconns, 2);
+  assert_int_equal(f->inbound->target->nwaiting, 0);
+}
+
+int main(void) {
+  struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_second_conn_then_queue, setup, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_queue_timeout_503, setup, tf_teardown),
+  };
+  return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
+}

@@ -1,0 +1,202 @@
+/* In-process tests of proxy/wisp_stream, the bridge between a caller's
+ * HTTP/2 stream and an upstream one. Every request crosses two bridges:
+ * caller -> route (outbound, h2c) -> mTLS -> inbound -> app (h2c), each a
+ * real nghttp2 session. Headers and bodies (larger than every flow-control
+ * window) arrive intact both ways; x-wisp-caller and a caller's
+ * x-forwarded-client-cert never reach the app, which gets the XFCC the
+ * inbound side vouches for; a reset on either end resets the other; a
+ * REFUSED_STREAM from the app is retried once. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/inproc/fixture.h"
+#include "tests/unit/test_util.h"
+
+
+static int count_hdr(const tp_msg *m, const char *name) {
+  int n = 0;
+  for (int i = 0; i < m->nhdrs; i++) n += strcmp(m->hdrs[i].name, name) == 0;
+  return n;
+}
+
+/* A body larger than the stream windows (64 KiB at first, 256 KiB grown)
+ * and the connection window (1 MiB), so every hop must pass window
+ * updates on as its reader takes bytes: 1.5 MiB each way. */
+#define BIG (1536 * 1024)
+
+static void test_headers_and_bodies_intact(void **state) {
+  tf_fixture *f = *state;
+  uint8_t *body = malloc(BIG);
+  assert_non_null(body);
+  for (size_t i = 0; i < BIG; i++) body[i] = (uint8_t)(i * 7 + i / 4096);
+  tp_peer *c = tf_client(f, f->route, 41001);
+  const tp_hdr extra[] = {{"content-type", "application/octet-stream"}, {"x-test", "abc def"},
+                          {"x-empty", ""}, {"accept", "*/*"}};
+  tp_msg *m = tp_client_request(c, "POST", "/upload/a%20b?q=1&r=2", extra, 4, body, BIG, true);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_int_equal(m->close_code, NGHTTP2_NO_ERROR);
+  /* What the app got. */
+  assert_int_equal(f->app->nreqs, 1);
+  const tp_msg *req = f->app->reqs[0];
+  assert_string_equal(tp_hdr_get(req, ":method"), "POST");
+  assert_string_equal(tp_hdr_get(req, ":path"), "/upload/a%20b?q=1&r=2");
+  assert_string_equal(tp_hdr_get(req, ":authority"), "app.test");
+  assert_string_equal(tp_hdr_get(req, "x-test"), "abc def");
+  assert_string_equal(tp_hdr_get(req, "x-empty"), "");
+  assert_string_equal(tp_hdr_get(req, "content-type"), "application/octet-stream");
+  assert_int_equal(req->body_len, BIG);
+  assert_memory_equal(req->body, body, BIG);
+  /* What came back (the app echoes the body). */
+  assert_string_equal(tp_hdr_get(m, ":status"), "200");
+  assert_string_equal(tp_hdr_get(m, "x-app-conn"), "0");
+  assert_int_equal(m->body_len, BIG);
+  assert_memory_equal(m->body, body, BIG);
+  free(body);
+}
+
+/* Several requests at once on one caller connection, each its own body. */
+static void test_concurrent_streams_keep_apart(void **state) {
+  tf_fixture *f = *state;
+  enum { N = 8, LEN = 100 * 1024 };
+  static uint8_t bodies[N][LEN];
+  tp_peer *c = tf_client(f, f->route, 41002);
+  tp_msg *m[N];
+  for (int k = 0; k < N; k++) {
+    memset(bodies[k], 'a' + k, LEN);
+    char path[16];
+    snprintf(path, sizeof(path), "/s/%d", k);
+    m[k] = tp_client_request(c, "PUT", path, NULL, 0, bodies[k], LEN, true);
+  }
+  for (int k = 0; k < N; k++) {
+    assert_true(tp_run_until(f->loop, tp_msg_closed, m[k], TF_WAIT));
+    assert_int_equal(m[k]->close_code, NGHTTP2_NO_ERROR);
+    assert_string_equal(tp_hdr_get(m[k], ":status"), "200");
+    assert_int_equal(m[k]->body_len, LEN);
+    assert_memory_equal(m[k]->body, bodies[k], LEN);
+  }
+  assert_int_equal(f->app->nreqs, N);
+}
+
+/* x-wisp-caller is the sidecars' own (the outbound side sets it, the
+ * inbound side takes it off); x-forwarded-client-cert is said by the
+ * inbound side only. A caller cannot pass either to the app. */
+static void test_internal_headers_stripped(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 41003);
+  const tp_hdr extra[] = {{"x-wisp-caller", "424242"},
+                          {"x-forwarded-client-cert", "By=spiffe://example.org/ns/evil/sa/x;URI=spiffe://example.org/ns/admin/sa/root"},
+                          {"x-keep", "yes"}};
+  tp_msg *m = tp_client_request(c, "GET", "/who", extra, 3, NULL, 0, true);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_string_equal(tp_hdr_get(m, ":status"), "200");
+  const tp_msg *req = f->app->reqs[0];
+  assert_string_equal(tp_hdr_get(req, "x-keep"), "yes");
+  assert_null(tp_hdr_get(req, "x-wisp-caller"));
+  assert_int_equal(count_hdr(req, "x-forwarded-client-cert"), 1);
+  assert_string_equal(tp_hdr_get(req, "x-forwarded-client-cert"), "By=" TF_SPIFFE_ID ";URI=" TF_SPIFFE_ID);
+}
+
+/* The caller resets its stream while the app holds it: the app's stream
+ * is reset too (CANCEL carried across both bridges). */
+static void test_caller_reset_reaches_app(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 41004);
+  tp_msg *m = tp_client_request(c, "POST", "/long", NULL, 0, "part", 4, false);
+  tf_count one = {f, 1};
+  assert_true(tp_run_until(f->loop, tf_app_has, &one, TF_WAIT));
+  tp_msg *at_app = f->app->reqs[0];
+  tp_peer_rst(c, m, NGHTTP2_CANCEL);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, at_app, TF_WAIT));
+  assert_int_equal(at_app->close_code, NGHTTP2_CANCEL);
+  assert_false(at_app->ended);
+  /* The caller's connection goes on: a new request is answered. */
+  tp_msg *next = tp_client_request(c, "GET", "/after", NULL, 0, NULL, 0, true);
+  tf_count two = {f, 2};
+  assert_true(tp_run_until(f->loop, tf_app_has, &two, TF_WAIT));
+  tp_app_respond(f->app, f->app->reqs[1], 204, NULL, 0);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, next, TF_WAIT));
+  assert_string_equal(tp_hdr_get(next, ":status"), "204");
+}
+
+/* The app resets a stream before answering: the caller's stream is reset
+ * with the app's code, and gets no response. */
+static void test_app_reset_reaches_caller(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 41005);
+  tp_msg *m = tp_client_request(c, "GET", "/boom", NULL, 0, NULL, 0, true);
+  tf_count one = {f, 1};
+  assert_true(tp_run_until(f->loop, tf_app_has, &one, TF_WAIT));
+  tp_app_rst(f->app, f->app->reqs[0], NGHTTP2_INTERNAL_ERROR);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_int_equal(m->close_code, NGHTTP2_INTERNAL_ERROR);
+  assert_false(m->headers_done);
+  assert_int_equal(f->app->nreqs, 1); /* not retried: only REFUSED_STREAM is */
+}
+
+/* REFUSED_STREAM means the app did not process the request: it is sent
+ * once more, and the caller sees only the answer. */
+static void test_refused_stream_retried_once(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 41006);
+  tp_msg *m = tp_client_request(c, "GET", "/again", NULL, 0, NULL, 0, true);
+  tf_count one = {f, 1}, two = {f, 2};
+  assert_true(tp_run_until(f->loop, tf_app_has, &one, TF_WAIT));
+  tp_app_rst(f->app, f->app->reqs[0], NGHTTP2_REFUSED_STREAM);
+  assert_true(tp_run_until(f->loop, tf_app_has, &two, TF_WAIT));
+  assert_string_equal(tp_hdr_get(f->app->reqs[1], ":path"), "/again");
+  tp_app_respond(f->app, f->app->reqs[1], 200, "ok\n", 3);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_int_equal(m->close_code, NGHTTP2_NO_ERROR);
+  assert_string_equal(tp_hdr_get(m, ":status"), "200");
+  assert_int_equal(m->body_len, 3);
+  assert_memory_equal(m->body, "ok\n", 3);
+  assert_int_equal(f->app->nreqs, 2);
+}
+
+/* Refuses every request that reaches the app; true once |m| closed. */
+typedef struct {
+  tf_fixture *f;
+  tp_msg *m;
+  int refused;
+} refuser;
+
+static bool refuse_all(void *arg) {
+  refuser *r = arg;
+  for (; r->refused < r->f->app->nreqs; r->refused++)
+    tp_app_rst(r->f->app, r->f->app->reqs[r->refused], NGHTTP2_REFUSED_STREAM);
+  return r->m->closed;
+}
+
+/* An app that refuses every time: the caller is told REFUSED_STREAM (it
+ * may retry itself). Each bridge retries a refused stream once, and the
+ * inner bridge's final refusal is itself a REFUSED_STREAM to the outer
+ * one: two sidecars send a refused request 2 x 2 = 4 times, no more. */
+static void test_refused_stream_retries_bounded(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 41007);
+  tp_msg *m = tp_client_request(c, "GET", "/never", NULL, 0, NULL, 0, true);
+  refuser r = {f, m, 0};
+  assert_true(tp_run_until(f->loop, refuse_all, &r, TF_WAIT));
+  assert_int_equal(m->close_code, NGHTTP2_REFUSED_STREAM);
+  assert_false(m->headers_done);
+  assert_int_equal(f->app->nreqs, 4);
+}
+
+int main(void) {
+  struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_headers_and_bodies_intact, tf_setup_echo, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_concurrent_streams_keep_apart, tf_setup_echo, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_internal_headers_stripped, tf_setup_echo, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_caller_reset_reaches_app, tf_setup_hold, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_app_reset_reaches_caller, tf_setup_hold, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_refused_stream_retried_once, tf_setup_hold, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_refused_stream_retries_bounded, tf_setup_hold, tf_teardown),
+  };
+  return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
+}
