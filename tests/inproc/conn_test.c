@@ -4,7 +4,9 @@
  * the app, through the proxy's own mTLS hop); a bad preface, and a
  * plaintext caller on the mTLS port, are refused with the reason in the
  * log; a connection error gets GOAWAY, closes the connection and resets
- * its stream at the app. */
+ * its stream at the app. Upstream: an app that is down gets the caller a
+ * 503, a connection lost with a request on it a 502, each naming the
+ * upstream and the cause. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +14,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -135,6 +138,50 @@ static void test_conn_error_resets_streams(void **state) {
   assert_true(tf_log_line_has(f, kLine));
 }
 
+/* |m| ends with our own answer |status|, whose x-wisp-error and body name
+ * the app's address and |cause|. */
+static void assert_answer_names_upstream(tf_fixture *f, tp_msg *m, const char *status, const char *cause) {
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_string_equal(tp_hdr_get(m, ":status"), status);
+  const char *why = tp_hdr_get(m, "x-wisp-error");
+  assert_non_null(why);
+  char app[64];
+  snprintf(app, sizeof(app), "upstream 127.0.0.1:%u", f->app->port);
+  assert_non_null(strstr(why, app));
+  assert_non_null(strstr(why, cause));
+  assert_non_null(memmem(m->body, m->body_len, cause, strlen(cause)));
+}
+
+/* The app is down: the upstream connection fails, and the caller gets a
+ * 503 that says which upstream and why, in x-wisp-error and the body. */
+static void test_upstream_down_503(void **state) {
+  tf_fixture *f = *state;
+  tp_app_stop_listening(f->app);
+  tp_peer *c = tf_client(f, f->route, 40006);
+  tp_msg *m = tp_client_request(c, "GET", "/down", NULL, 0, NULL, 0, true);
+  assert_answer_names_upstream(f, m, "503", "Connection refused");
+}
+
+/* The app's connection drops with a request on it: the caller gets a 502
+ * naming the upstream and what happened, and its connection goes on. */
+static void test_upstream_lost_502(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 40007);
+  tp_msg *m = tp_client_request(c, "GET", "/lost", NULL, 0, NULL, 0, true);
+  tf_count one = {f, 1};
+  assert_true(tp_run_until(f->loop, tf_app_has, &one, TF_WAIT));
+  tp_app_drop_conn(f->app, 0);
+  assert_answer_names_upstream(f, m, "502", "closed the connection with streams open");
+  /* The next request gets a new app connection. */
+  tp_msg *next = tp_client_request(c, "GET", "/next", NULL, 0, NULL, 0, true);
+  tf_count two = {f, 2};
+  assert_true(tp_run_until(f->loop, tf_app_has, &two, TF_WAIT));
+  assert_int_equal(f->app->reqs[1]->conn, 1);
+  tp_app_respond(f->app, f->app->reqs[1], 200, NULL, 0);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, next, TF_WAIT));
+  assert_string_equal(tp_hdr_get(next, ":status"), "200");
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_client_preface_answered, tf_setup_echo, tf_teardown),
@@ -142,6 +189,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_plaintext_on_mtls_port_refused, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_conn_error_closes, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_conn_error_resets_streams, tf_setup_hold, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_upstream_down_503, tf_setup_echo, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_upstream_lost_502, tf_setup_hold, tf_teardown),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }

@@ -288,8 +288,14 @@ void tp_peer_free(tp_peer *p) {
 
 tp_peer *tp_client_new(struct ev_loop *loop, int fd) { return peer_new(loop, fd, false, NULL, 0); }
 
-tp_msg *tp_client_request(tp_peer *p, const char *method, const char *path, const tp_hdr *extra, int nextra,
-                          const void *body, size_t len, bool end) {
+static void set_trailers(tp_msg *m, const tp_hdr *trailers, int n) {
+  if (n > 4) die("at most 4 trailers");
+  for (int i = 0; i < n; i++) m->send_trailers[i] = trailers[i];
+  m->nsend_trailers = n;
+}
+
+static tp_msg *request(tp_peer *p, const char *method, const char *path, const tp_hdr *extra, int nextra,
+                       const void *body, size_t len, bool end, const tp_hdr *trailers, int ntrailers) {
   nghttp2_nv nv[TP_MAX_HDRS];
   const char *base[][2] = {{":method", method}, {":scheme", "http"}, {":authority", "app.test"}, {":path", path}};
   int n = 0;
@@ -303,12 +309,23 @@ tp_msg *tp_client_request(tp_peer *p, const char *method, const char *path, cons
   m->send = body;
   m->send_len = body ? len : 0;
   m->send_eof = end;
+  set_trailers(m, trailers, ntrailers);
   nghttp2_data_provider prd = {.source.ptr = m, .read_callback = provide};
-  bool no_body = end && m->send_len == 0;
+  bool no_body = end && m->send_len == 0 && ntrailers == 0;
   m->id = nghttp2_submit_request(p->h2, NULL, nv, (size_t)n, no_body ? NULL : &prd, m);
   if (m->id < 0) die("nghttp2_submit_request");
   tp_peer_flush(p);
   return m;
+}
+
+tp_msg *tp_client_request(tp_peer *p, const char *method, const char *path, const tp_hdr *extra, int nextra,
+                          const void *body, size_t len, bool end) {
+  return request(p, method, path, extra, nextra, body, len, end, NULL, 0);
+}
+
+tp_msg *tp_client_request_trailers(tp_peer *p, const char *method, const char *path, const void *body, size_t len,
+                                   const tp_hdr *trailers, int ntrailers) {
+  return request(p, method, path, NULL, 0, body, len, true, trailers, ntrailers);
 }
 
 void tp_msg_end(tp_peer *p, tp_msg *m) {
@@ -327,6 +344,11 @@ void tp_peer_rst(tp_peer *p, tp_msg *m, uint32_t code) {
 static tp_peer *app_peer_of(tp_app *a, const tp_msg *m) { return a->conns[m->conn]; }
 
 void tp_app_respond(tp_app *a, tp_msg *m, int status, const void *body, size_t len) {
+  tp_app_respond_trailers(a, m, status, body, len, NULL, 0);
+}
+
+void tp_app_respond_trailers(tp_app *a, tp_msg *m, int status, const void *body, size_t len, const tp_hdr *trailers,
+                             int ntrailers) {
   tp_peer *p = app_peer_of(a, m);
   char st[8], conn[8];
   snprintf(st, sizeof(st), "%d", status);
@@ -338,10 +360,11 @@ void tp_app_respond(tp_app *a, tp_msg *m, int status, const void *body, size_t l
   m->send = body;
   m->send_len = body ? len : 0;
   m->sent = 0;
-  m->send_eof = true;
+  m->send_eof = ntrailers >= 0;
+  set_trailers(m, trailers, ntrailers > 0 ? ntrailers : 0);
   m->answered = true;
   nghttp2_data_provider prd = {.source.ptr = m, .read_callback = provide};
-  bool no_body = m->send_len == 0 && m->nsend_trailers == 0;
+  bool no_body = m->send_eof && m->send_len == 0 && m->nsend_trailers == 0;
   if (nghttp2_submit_response(p->h2, m->id, nv, 2, no_body ? NULL : &prd) != 0) die("nghttp2_submit_response");
   tp_peer_flush(p);
 }
@@ -367,6 +390,20 @@ void tp_app_rst(tp_app *a, tp_msg *m, uint32_t code) {
   tp_peer *p = app_peer_of(a, m);
   nghttp2_submit_rst_stream(p->h2, NGHTTP2_FLAG_NONE, m->id, code);
   tp_peer_flush(p);
+}
+
+void tp_app_stop_listening(tp_app *a) {
+  if (a->lfd < 0) return;
+  ev_io_stop(a->loop, &a->accept_io);
+  close(a->lfd);
+  a->lfd = -1;
+}
+
+void tp_app_drop_conn(tp_app *a, int index) {
+  tp_peer *p = a->conns[index];
+  ev_io_stop(p->loop, &p->io);
+  shutdown(p->fd, SHUT_RDWR);
+  p->eof = true;
 }
 
 static void on_app_accept(struct ev_loop *loop, ev_io *w, int revents) {
@@ -405,8 +442,7 @@ tp_app *tp_app_new(struct ev_loop *loop, uint32_t max_streams, bool hold) {
 
 void tp_app_free(tp_app *a) {
   if (!a) return;
-  ev_io_stop(a->loop, &a->accept_io);
-  close(a->lfd);
+  tp_app_stop_listening(a);
   for (int i = 0; i < a->nconns; i++) tp_peer_free(a->conns[i]);
   free(a);
 }

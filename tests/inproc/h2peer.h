@@ -87,6 +87,9 @@ tp_peer *tp_client_new(struct ev_loop *loop, int fd);
  * false: the stream stays open after the body (tp_msg_end ends it). */
 tp_msg *tp_client_request(tp_peer *p, const char *method, const char *path, const tp_hdr *extra, int nextra,
                           const void *body, size_t len, bool end);
+/* tp_client_request with a body ended by trailers (at most 4). */
+tp_msg *tp_client_request_trailers(tp_peer *p, const char *method, const char *path, const void *body, size_t len,
+                                   const tp_hdr *trailers, int ntrailers);
 /* Ends an open request (or response) body. */
 void tp_msg_end(tp_peer *p, tp_msg *m);
 void tp_peer_rst(tp_peer *p, tp_msg *m, uint32_t code);
@@ -108,6 +111,14 @@ const char *tp_hdr_get(const tp_msg *m, const char *name);
  * "x-app-conn: <conn index>", its own body echoed back. */
 tp_app *tp_app_new(struct ev_loop *loop, uint32_t max_streams, bool hold);
 void tp_app_respond(tp_app *a, tp_msg *m, int status, const void *body, size_t len);
+/* A response whose body is ended by |trailers| (at most 4), or, with
+ * |ntrailers| -1, left open after |body| (tp_msg_end or tp_app_rst end it). */
+void tp_app_respond_trailers(tp_app *a, tp_msg *m, int status, const void *body, size_t len, const tp_hdr *trailers,
+                             int ntrailers);
+/* Stops accepting and closes the listening socket: the app is down. */
+void tp_app_stop_listening(tp_app *a);
+/* Closes app connection |index| (its socket), streams and all. */
+void tp_app_drop_conn(tp_app *a, int index);
 void tp_app_rst(tp_app *a, tp_msg *m, uint32_t code);
 void tp_app_free(tp_app *a);
 

@@ -188,6 +188,67 @@ static void test_refused_stream_retries_bounded(void **state) {
   assert_int_equal(f->app->nreqs, 4);
 }
 
+static bool msg_ended(void *arg) { return ((tp_msg *)arg)->ended; }
+
+static const char *trailer_of(const tp_msg *m, const char *name) {
+  for (int i = 0; i < m->ntrailers; i++) {
+    if (strcmp(m->trailers[i].name, name) == 0) return m->trailers[i].value;
+  }
+  return NULL;
+}
+
+/* Trailers cross both bridges both ways (gRPC's grpc-status rides in
+ * them): the request's reach the app after its body, the response's reach
+ * the caller after the response body. */
+static void test_trailers_both_ways(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 41008);
+  const tp_hdr req_trailers[] = {{"x-req-trailer", "rt"}, {"x-checksum", "abc123"}};
+  tp_msg *m = tp_client_request_trailers(c, "POST", "/pkg.Svc/Call", "hello", 5, req_trailers, 2);
+  tf_count one = {f, 1};
+  assert_true(tp_run_until(f->loop, tf_app_has, &one, TF_WAIT));
+  tp_msg *at_app = f->app->reqs[0];
+  assert_true(tp_run_until(f->loop, msg_ended, at_app, TF_WAIT));
+  assert_int_equal(at_app->body_len, 5);
+  assert_memory_equal(at_app->body, "hello", 5);
+  assert_string_equal(trailer_of(at_app, "x-req-trailer"), "rt");
+  assert_string_equal(trailer_of(at_app, "x-checksum"), "abc123");
+  const tp_hdr resp_trailers[] = {{"grpc-status", "0"}, {"x-resp-trailer", "t2"}};
+  tp_app_respond_trailers(f->app, at_app, 200, "world", 5, resp_trailers, 2);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_int_equal(m->close_code, NGHTTP2_NO_ERROR);
+  assert_string_equal(tp_hdr_get(m, ":status"), "200");
+  assert_int_equal(m->body_len, 5);
+  assert_memory_equal(m->body, "world", 5);
+  assert_string_equal(trailer_of(m, "grpc-status"), "0");
+  assert_string_equal(trailer_of(m, "x-resp-trailer"), "t2");
+}
+
+static bool got_partial(void *arg) {
+  const tp_msg *m = arg;
+  return m->headers_done && m->body_len == 7;
+}
+
+/* The app resets after its response began: the caller has the headers
+ * and the bytes that came, then the reset (not a clean end it would take
+ * for a whole response). */
+static void test_app_reset_mid_response(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 41009);
+  tp_msg *m = tp_client_request(c, "GET", "/partial", NULL, 0, NULL, 0, true);
+  tf_count one = {f, 1};
+  assert_true(tp_run_until(f->loop, tf_app_has, &one, TF_WAIT));
+  tp_app_respond_trailers(f->app, f->app->reqs[0], 200, "partial", 7, NULL, -1);
+  assert_true(tp_run_until(f->loop, got_partial, m, TF_WAIT));
+  assert_false(m->closed);
+  tp_app_rst(f->app, f->app->reqs[0], NGHTTP2_INTERNAL_ERROR);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_int_equal(m->close_code, NGHTTP2_INTERNAL_ERROR);
+  assert_string_equal(tp_hdr_get(m, ":status"), "200");
+  assert_false(m->ended);
+  assert_int_equal(m->body_len, 7);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_headers_and_bodies_intact, tf_setup_echo, tf_teardown),
@@ -197,6 +258,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_app_reset_reaches_caller, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_refused_stream_retried_once, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_refused_stream_retries_bounded, tf_setup_hold, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_trailers_both_ways, tf_setup_hold, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_app_reset_mid_response, tf_setup_hold, tf_teardown),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }
