@@ -4,7 +4,10 @@
  * the app, through the proxy's own mTLS hop); a bad preface, and a
  * plaintext caller on the mTLS port, are refused with the reason in the
  * log; a connection error gets GOAWAY, closes the connection and resets
- * its stream at the app. Upstream: an app that is down gets the caller a
+ * its stream at the app. mTLS callers (a real BoringSSL client): one with
+ * an SVID of our trust domain is served and named to the app in XFCC; one
+ * without a certificate, with a CA outside the bundle or an ID of another
+ * trust domain is refused, the log saying which. Upstream: an app that is down gets the caller a
  * 503, a connection lost with a request on it a 502, each naming the
  * upstream and the cause. */
 #include <setjmp.h>
@@ -24,6 +27,12 @@
 #include "tests/unit/test_util.h"
 
 static bool peer_eof(void *arg) { return ((tp_peer *)arg)->eof; }
+
+/* A TLS caller refused: its handshake failed, or the socket closed. */
+static bool peer_eof_or_closed(void *arg) {
+  const tp_peer *p = arg;
+  return p->eof || p->failed;
+}
 
 /* A raw socket: reads (and drops) whatever comes until EOF. */
 typedef struct {
@@ -138,6 +147,49 @@ static void test_conn_error_resets_streams(void **state) {
   assert_true(tf_log_line_has(f, kLine));
 }
 
+#define FRONTEND_ID "spiffe://example.org/ns/shop/sa/frontend"
+
+/* An mTLS caller with an SVID of our trust domain, on the inbound port:
+ * served, and the app is told who called (XFCC: the proxy vouches). */
+static void test_mtls_caller_served(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_tls_client(f, f->inbound, 40010, FRONTEND_ID, false);
+  assert_non_null(c);
+  const tp_hdr forged[] = {{"x-forwarded-client-cert", "By=x;URI=spiffe://example.org/ns/admin/sa/root"}};
+  tp_msg *m = tp_client_request(c, "GET", "/mtls", forged, 1, NULL, 0, true);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_true(c->handshaken);
+  assert_string_equal(tp_hdr_get(m, ":status"), "200");
+  assert_string_equal(tp_hdr_get(f->app->reqs[0], "x-forwarded-client-cert"), "By=" TF_SPIFFE_ID ";URI=" FRONTEND_ID);
+  const char *const kLine[] = {"\"direction\":\"inbound\"", "\"peer_id\":\"" FRONTEND_ID "\"", "\"status\":200", NULL};
+  assert_true(tf_log_line_has(f, kLine));
+}
+
+/* Callers the mTLS port must refuse, each with its reason in the log. */
+static void refused_tls(tf_fixture *f, unsigned port, const char *id, bool foreign, const char *reason) {
+  tp_peer *c = tf_tls_client(f, f->inbound, port, id, foreign);
+  assert_non_null(c);
+  tp_msg *m = tp_client_request(c, "GET", "/", NULL, 0, NULL, 0, true);
+  assert_true(tp_run_until(f->loop, peer_eof_or_closed, c, TF_WAIT));
+  assert_false(m->headers_done);
+  assert_int_equal(f->app->nreqs, 0);
+  char peer[64];
+  snprintf(peer, sizeof(peer), "\"peer_addr\":\"127.0.0.1:%u\"", port);
+  const char *const kLine[] = {"\"event\":\"refused\"", peer, reason, NULL};
+  if (!tf_log_line_has(f, kLine)) {
+    char *log = tf_log(f);
+    fail_msg("no refusal line with %s; log:\n%s", reason, log);
+  }
+}
+
+static void test_mtls_refusals(void **state) {
+  tf_fixture *f = *state;
+  refused_tls(f, 40011, NULL, false, "peer presented no client certificate");
+  refused_tls(f, 40012, FRONTEND_ID, true, "certificate of " FRONTEND_ID " was issued by a CA that is not in the trust bundle (issuer /CN=another CA)");
+  refused_tls(f, 40013, "spiffe://other.org/ns/shop/sa/frontend", false, "peer presented spiffe://other.org/ns/shop/sa/frontend, which is outside our trust domain spiffe://example.org");
+  assert_int_equal(f->px.stats.conns_refused, 3);
+}
+
 /* |m| ends with our own answer |status|, whose x-wisp-error and body name
  * the app's address and |cause|. */
 static void assert_answer_names_upstream(tf_fixture *f, tp_msg *m, const char *status, const char *cause) {
@@ -189,6 +241,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_plaintext_on_mtls_port_refused, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_conn_error_closes, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_conn_error_resets_streams, tf_setup_hold, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_mtls_caller_served, tf_setup_echo, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_mtls_refusals, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_upstream_down_503, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_upstream_lost_502, tf_setup_hold, tf_teardown),
   };

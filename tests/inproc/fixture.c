@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include "lib/wisp_log.h"
@@ -23,27 +24,37 @@ static bool fail(const char *what) {
   return false;
 }
 
-/* A CA and the proxy's SVID under it, as PEM files in |dir|. */
-static bool make_pki(const char *dir) {
-  EVP_PKEY *ca_key = test_new_key(), *key = test_new_key();
-  test_cert_spec ca_spec = {.cn = "wisp inproc CA", .is_ca = true, .not_before_sec = -3600, .not_after_sec = DAY};
-  X509 *ca = test_new_cert(&ca_spec, ca_key, NULL, NULL);
-  test_san san = {GEN_URI, TF_SPIFFE_ID, 0};
-  test_cert_spec leaf_spec = {.cn = "proxy", .sans = &san, .nsans = 1, .serial = 2, .not_before_sec = -3600,
-                              .not_after_sec = DAY};
-  X509 *leaf = ca ? test_new_cert(&leaf_spec, key, ca, ca_key) : NULL;
+static X509 *new_ca(EVP_PKEY *key, const char *cn) {
+  test_cert_spec spec = {.cn = cn, .is_ca = true, .not_before_sec = -3600, .not_after_sec = DAY};
+  return test_new_cert(&spec, key, NULL, NULL);
+}
+
+/* An SVID for |id| by |ca|. */
+static X509 *new_svid(EVP_PKEY *key, const char *id, X509 *ca, EVP_PKEY *ca_key) {
+  static long serial = 100;
+  test_san san = {GEN_URI, id, 0};
+  test_cert_spec spec = {.cn = "workload", .sans = &san, .nsans = 1, .serial = ++serial, .not_before_sec = -3600,
+                         .not_after_sec = DAY};
+  return test_new_cert(&spec, key, ca, ca_key);
+}
+
+/* A CA (kept for callers' SVIDs) and the proxy's SVID under it, as PEM
+ * files in |dir|. */
+static bool make_pki(tf_fixture *f) {
+  EVP_PKEY *key = test_new_key();
+  f->ca_key = test_new_key();
+  f->ca = new_ca(f->ca_key, "wisp inproc CA");
+  X509 *leaf = f->ca ? new_svid(key, TF_SPIFFE_ID, f->ca, f->ca_key) : NULL;
   char path[512];
   bool ok = leaf != NULL;
-  snprintf(path, sizeof(path), "%s/ca.pem", dir);
-  ok = ok && test_write_certs(path, &ca, 1);
-  snprintf(path, sizeof(path), "%s/svid.pem", dir);
+  snprintf(path, sizeof(path), "%s/ca.pem", f->dir);
+  ok = ok && test_write_certs(path, &f->ca, 1);
+  snprintf(path, sizeof(path), "%s/svid.pem", f->dir);
   ok = ok && test_write_certs(path, &leaf, 1);
-  snprintf(path, sizeof(path), "%s/svid.key", dir);
+  snprintf(path, sizeof(path), "%s/svid.key", f->dir);
   ok = ok && test_write_key(path, key);
   X509_free(leaf);
-  X509_free(ca);
   EVP_PKEY_free(key);
-  EVP_PKEY_free(ca_key);
   return ok;
 }
 
@@ -84,7 +95,7 @@ bool tf_start(tf_fixture *f, const tf_opts *o) {
   memset(f, 0, sizeof(*f));
   f->saved_stdout = -1;
   if (!test_make_tmpdir(f->dir, sizeof(f->dir), "inproc")) return fail("no temporary directory");
-  if (!make_pki(f->dir)) return fail("cannot make the test PKI");
+  if (!make_pki(f)) return fail("cannot make the test PKI");
   if (!capture_stdout(f)) return fail("cannot capture stdout");
   f->loop = ev_loop_new(EVFLAG_AUTO);
   f->app = tp_app_new(f->loop, o->app_max_streams ? o->app_max_streams : 100, o->app_hold);
@@ -141,6 +152,38 @@ tp_peer *tf_client(tf_fixture *f, wisp_listener *l, unsigned src_port) {
   return p;
 }
 
+tp_peer *tf_tls_client(tf_fixture *f, wisp_listener *l, unsigned src_port, const char *spiffe_id, bool foreign) {
+  if (f->nclients == TF_MAX_CLIENTS) return NULL;
+  SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+  if (!ctx) return NULL;
+  /* The caller checks the proxy's chain too (any name: SPIFFE IDs are URIs). */
+  X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), f->ca);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+  static const uint8_t kAlpn[] = "\x02h2";
+  SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof(kAlpn) - 1);
+  bool ok = true;
+  if (spiffe_id) {
+    EVP_PKEY *key = test_new_key(), *other_key = foreign ? test_new_key() : NULL;
+    X509 *other = foreign ? new_ca(other_key, "another CA") : NULL;
+    X509 *cert = foreign ? new_svid(key, spiffe_id, other, other_key) : new_svid(key, spiffe_id, f->ca, f->ca_key);
+    ok = cert && SSL_CTX_use_certificate(ctx, cert) == 1 && SSL_CTX_use_PrivateKey(ctx, key) == 1;
+    X509_free(cert);
+    X509_free(other);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(other_key);
+  }
+  SSL *ssl = ok ? SSL_new(ctx) : NULL;
+  SSL_CTX_free(ctx); /* |ssl| holds its own reference */
+  int fd = ssl ? tf_raw_client(f, l, src_port) : -1;
+  if (fd < 0) {
+    SSL_free(ssl);
+    return NULL;
+  }
+  tp_peer *p = tp_client_new_tls(f->loop, fd, ssl);
+  f->clients[f->nclients++] = p;
+  return p;
+}
+
 char *tf_log(tf_fixture *f) {
   fflush(stdout);
   FILE *in = fopen(f->log_path, "r");
@@ -189,6 +232,10 @@ void tf_stop(tf_fixture *f) {
   }
   tp_app_free(f->app);
   f->app = NULL;
+  X509_free(f->ca);
+  f->ca = NULL;
+  EVP_PKEY_free(f->ca_key);
+  f->ca_key = NULL;
   if (f->loop) ev_loop_destroy(f->loop);
   f->loop = NULL;
   wisp_config_cleanup(&f->cfg);

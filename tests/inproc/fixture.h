@@ -12,6 +12,9 @@
 
 #include <stdbool.h>
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include "proxy/internal.h"
 #include "tests/inproc/h2peer.h"
 
@@ -29,6 +32,8 @@ typedef struct {
   bool px_started;
   wisp_listener *route;      /* outbound: its target is the inbound port over mTLS */
   wisp_listener *inbound;    /* inbound: its target is the app */
+  X509 *ca;                  /* the trust bundle's CA, and its key: callers' SVIDs */
+  EVP_PKEY *ca_key;
   tp_peer *clients[TF_MAX_CLIENTS];
   int nclients;
   int saved_stdout;          /* -1: not capturing */
@@ -47,6 +52,10 @@ bool tf_start(tf_fixture *f, const tf_opts *o);
 /* A client attached to |l| through a socketpair, as if just accepted from
  * 127.0.0.1:|src_port|. */
 tp_peer *tf_client(tf_fixture *f, wisp_listener *l, unsigned src_port);
+/* An mTLS client attached to |l| the same way, offering ALPN h2, whose
+ * certificate is an SVID for |spiffe_id| (NULL: no certificate) issued by
+ * the bundle's CA, or by a CA of its own if |foreign|. */
+tp_peer *tf_tls_client(tf_fixture *f, wisp_listener *l, unsigned src_port, const char *spiffe_id, bool foreign);
 /* The other end of a socketpair attached to |l|, for raw bytes (closed by
  * the test). */
 int tf_raw_client(tf_fixture *f, wisp_listener *l, unsigned src_port);

@@ -190,10 +190,50 @@ static ssize_t provide(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 
 static void out_add(tp_peer *p, const uint8_t *data, size_t len) { append(&p->out, &p->out_len, &p->out_cap, data, len); }
 
+/* The socket's transport: plaintext, or TLS once handshaken. Returns
+ * bytes moved, 0 at EOF, -1 with errno EAGAIN (try later) or another. */
+static ssize_t io_send(tp_peer *p, const uint8_t *data, size_t len) {
+  if (!p->ssl) return send(p->fd, data, len, MSG_NOSIGNAL);
+  int n = SSL_write(p->ssl, data, (int)len);
+  if (n > 0) return n;
+  int err = SSL_get_error(p->ssl, n);
+  errno = err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ? EAGAIN : EPIPE;
+  return -1;
+}
+
+static ssize_t io_recv(tp_peer *p, uint8_t *buf, size_t len) {
+  if (!p->ssl) return recv(p->fd, buf, len, 0);
+  int n = SSL_read(p->ssl, buf, (int)len);
+  if (n > 0) return n;
+  int err = SSL_get_error(p->ssl, n);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+    errno = EAGAIN;
+    return -1;
+  }
+  return 0; /* close_notify, an alert or a dead socket: the end */
+}
+
+/* Drives the TLS handshake; true once it is done. */
+static bool handshake(tp_peer *p) {
+  if (!p->ssl || p->handshaken) return true;
+  int rv = SSL_do_handshake(p->ssl);
+  if (rv == 1) {
+    p->handshaken = true;
+    return true;
+  }
+  int err = SSL_get_error(p->ssl, rv);
+  if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+    p->failed = true;
+    p->eof = true;
+    ev_io_stop(p->loop, &p->io);
+  }
+  return false;
+}
+
 static void write_out(tp_peer *p) {
   size_t done = 0;
-  while (done < p->out_len) {
-    ssize_t n = send(p->fd, p->out + done, p->out_len - done, MSG_NOSIGNAL);
+  while (done < p->out_len && !p->eof) {
+    ssize_t n = io_send(p, p->out + done, p->out_len - done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
     if (n < 0) { /* the proxy closed it: nothing more will go out */
@@ -216,6 +256,7 @@ static void write_out(tp_peer *p) {
 }
 
 void tp_peer_flush(tp_peer *p) {
+  if (!handshake(p)) return;
   for (;;) {
     const uint8_t *data;
     ssize_t n = nghttp2_session_mem_send(p->h2, &data);
@@ -233,10 +274,19 @@ void tp_peer_write_raw(tp_peer *p, const void *data, size_t len) {
 
 static void on_io(struct ev_loop *loop, ev_io *w, int revents) {
   tp_peer *p = w->data;
+  if (!handshake(p)) {
+    /* The handshake waits for the socket (both ways, to be simple). */
+    if (!p->eof) {
+      ev_io_stop(loop, &p->io);
+      ev_io_set(&p->io, p->fd, EV_READ | (SSL_want_write(p->ssl) ? EV_WRITE : 0));
+      ev_io_start(loop, &p->io);
+    }
+    return;
+  }
   if (revents & EV_READ) {
     uint8_t buf[TP_READ_CHUNK];
     for (int i = 0; i < 64 && !p->eof; i++) {
-      ssize_t n = recv(p->fd, buf, sizeof(buf), 0);
+      ssize_t n = io_recv(p, buf, sizeof(buf));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
       if (n <= 0) {
@@ -249,11 +299,17 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents) {
   tp_peer_flush(p);
 }
 
-static tp_peer *peer_new(struct ev_loop *loop, int fd, bool server, tp_app *app, int index) {
+static tp_peer *peer_new(struct ev_loop *loop, int fd, SSL *ssl, bool server, tp_app *app, int index) {
   tp_peer *p = calloc(1, sizeof(*p));
   if (!p) die("calloc");
   p->loop = loop;
   p->fd = fd;
+  p->ssl = ssl;
+  if (ssl) {
+    SSL_set_fd(ssl, fd);
+    SSL_set_connect_state(ssl);
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  }
   p->server = server;
   p->app = app;
   p->index = index;
@@ -274,6 +330,7 @@ static tp_peer *peer_new(struct ev_loop *loop, int fd, bool server, tp_app *app,
 void tp_peer_free(tp_peer *p) {
   if (!p) return;
   ev_io_stop(p->loop, &p->io);
+  SSL_free(p->ssl);
   close(p->fd);
   nghttp2_session_del(p->h2);
   for (int i = 0; i < p->nmsgs; i++) {
@@ -286,7 +343,9 @@ void tp_peer_free(tp_peer *p) {
 
 /* ---- the client ---- */
 
-tp_peer *tp_client_new(struct ev_loop *loop, int fd) { return peer_new(loop, fd, false, NULL, 0); }
+tp_peer *tp_client_new(struct ev_loop *loop, int fd) { return peer_new(loop, fd, NULL, false, NULL, 0); }
+
+tp_peer *tp_client_new_tls(struct ev_loop *loop, int fd, SSL *ssl) { return peer_new(loop, fd, ssl, false, NULL, 0); }
 
 static void set_trailers(tp_msg *m, const tp_hdr *trailers, int n) {
   if (n > 4) die("at most 4 trailers");
@@ -415,7 +474,7 @@ static void on_app_accept(struct ev_loop *loop, ev_io *w, int revents) {
       close(fd);
       continue;
     }
-    a->conns[a->nconns] = peer_new(loop, fd, true, a, a->nconns);
+    a->conns[a->nconns] = peer_new(loop, fd, NULL, true, a, a->nconns);
     a->nconns++;
   }
 }

@@ -13,6 +13,7 @@
 
 #include <ev.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
 
 #define TP_MAX_HDRS 64
 #define TP_MAX_MSGS 64
@@ -50,6 +51,8 @@ typedef struct tp_app tp_app;
 typedef struct tp_peer {
   struct ev_loop *loop;
   int fd;
+  SSL *ssl;                  /* owned; NULL: plaintext */
+  bool handshaken;           /* TLS: the handshake finished */
   bool server;
   nghttp2_session *h2;
   ev_io io;
@@ -83,6 +86,10 @@ struct tp_app {
 
 /* A client session on |fd| (taken): sends its preface and SETTINGS. */
 tp_peer *tp_client_new(struct ev_loop *loop, int fd);
+/* The same over TLS: |ssl| (taken) is a client SSL not yet bound to a
+ * socket; the session starts once the handshake is done. A refused
+ * handshake ends as |failed| and |eof|. */
+tp_peer *tp_client_new_tls(struct ev_loop *loop, int fd, SSL *ssl);
 /* Submits a request; |body| (borrowed until sent) may be NULL. |end|
  * false: the stream stays open after the body (tp_msg_end ends it). */
 tp_msg *tp_client_request(tp_peer *p, const char *method, const char *path, const tp_hdr *extra, int nextra,
