@@ -4,7 +4,8 @@
  * a connection's limit opens a second connection; past --pool-size it
  * waits in the queue (no third connection); a freed stream sends the
  * waiter, on the connection that freed it; one that waits past
- * --queue-timeout is answered 503, saying why. Callers come through the
+ * --queue-timeout is answered 503, saying why. A waiter its caller resets,
+ * or whose caller goes away, leaves the queue and never reaches the app. Callers come through the
  * route, so every request crosses the proxy's own mTLS hop first. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,6 +27,27 @@ static int setup(void **state) {
 
 
 static bool one_waiting(void *arg) { return ((tf_fixture *)arg)->inbound->target->nwaiting == 1; }
+
+static bool none_waiting(void *arg) { return ((tf_fixture *)arg)->inbound->target->nwaiting == 0; }
+
+/* Sends a request from |c| and waits until it is the one in the queue. */
+static tp_msg *queue_one(tf_fixture *f, tp_peer *c, const char *path) {
+  tp_msg *m = tp_client_request(c, "GET", path, NULL, 0, NULL, 0, true);
+  assert_true(tp_run_until(f->loop, one_waiting, f, TF_WAIT));
+  return m;
+}
+
+/* Fills both app connections (one stream each) from client |c|. */
+static void fill_pool(tf_fixture *f, tp_peer *c) {
+  tf_count have1 = {f, 1}, conn0 = {f, 0}, have2 = {f, 2}, conn1 = {f, 1};
+  tp_client_request(c, "GET", "/busy1", NULL, 0, NULL, 0, true);
+  assert_true(tp_run_until(f->loop, tf_app_has, &have1, TF_WAIT));
+  assert_true(tp_run_until(f->loop, tf_settings_known, &conn0, TF_WAIT));
+  tp_client_request(c, "GET", "/busy2", NULL, 0, NULL, 0, true);
+  assert_true(tp_run_until(f->loop, tf_app_has, &have2, TF_WAIT));
+  assert_true(tp_run_until(f->loop, tf_settings_known, &conn1, TF_WAIT));
+}
+
 
 static void test_second_conn_then_queue(void **state) {
   tf_fixture *f = *state;
@@ -80,15 +102,8 @@ static void test_queue_timeout_503(void **state) {
   tf_fixture *f = *state;
   tp_app *app = f->app;
   tp_peer *c = tf_client(f, f->route, 42002);
-  tp_client_request(c, "GET", "/busy1", NULL, 0, NULL, 0, true);
-  tf_count have1 = {f, 1}, conn0 = {f, 0}, have2 = {f, 2}, conn1 = {f, 1};
-  assert_true(tp_run_until(f->loop, tf_app_has, &have1, TF_WAIT));
-  assert_true(tp_run_until(f->loop, tf_settings_known, &conn0, TF_WAIT));
-  tp_client_request(c, "GET", "/busy2", NULL, 0, NULL, 0, true);
-  assert_true(tp_run_until(f->loop, tf_app_has, &have2, TF_WAIT));
-  assert_true(tp_run_until(f->loop, tf_settings_known, &conn1, TF_WAIT));
-  tp_msg *late = tp_client_request(c, "GET", "/late", NULL, 0, NULL, 0, true);
-  assert_true(tp_run_until(f->loop, one_waiting, f, TF_WAIT));
+  fill_pool(f, c);
+  tp_msg *late = queue_one(f, c, "/late");
   assert_true(tp_run_until(f->loop, tp_msg_closed, late, TF_WAIT));
   assert_int_equal(late->close_code, NGHTTP2_NO_ERROR);
   assert_string_equal(tp_hdr_get(late, ":status"), "503");
@@ -103,10 +118,58 @@ static void test_queue_timeout_503(void **state) {
   assert_int_equal(f->inbound->target->nwaiting, 0);
 }
 
+/* A waiting request its caller resets leaves the queue and never reaches
+ * the app, even once a stream is free (a rapid reset costs the app
+ * nothing); the next one waiting gets that stream. */
+static void test_reset_waiter_never_sent(void **state) {
+  tf_fixture *f = *state;
+  tp_app *app = f->app;
+  tp_peer *c = tf_client(f, f->route, 42003);
+  fill_pool(f, c);
+  tp_msg *gone = queue_one(f, c, "/gone");
+  tp_peer_rst(c, gone, NGHTTP2_CANCEL);
+  assert_true(tp_run_until(f->loop, none_waiting, f, TF_WAIT));
+  tp_msg *kept = queue_one(f, c, "/kept");
+  tp_app_respond(app, app->reqs[0], 200, NULL, 0);
+  tf_count have3 = {f, 3};
+  assert_true(tp_run_until(f->loop, tf_app_has, &have3, TF_WAIT));
+  assert_string_equal(tp_hdr_get(app->reqs[2], ":path"), "/kept");
+  tp_app_respond(app, app->reqs[2], 200, NULL, 0);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, kept, TF_WAIT));
+  assert_string_equal(tp_hdr_get(kept, ":status"), "200");
+  for (int i = 0; i < app->nreqs; i++) assert_string_not_equal(tp_hdr_get(app->reqs[i], ":path"), "/gone");
+}
+
+static bool app_streams_closed(void *arg) {
+  const tp_app *a = arg;
+  for (int i = 0; i < a->nreqs; i++) {
+    if (!a->reqs[i]->closed) return false;
+  }
+  return true;
+}
+
+/* The caller goes away with two requests at the app and one waiting: the
+ * waiter leaves the queue, the app's two streams are reset. */
+static void test_caller_gone_with_waiter(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 42004);
+  fill_pool(f, c);
+  queue_one(f, c, "/waiting");
+  /* Its socket closes (the fixture forgets it). */
+  f->clients[--f->nclients] = NULL;
+  tp_peer_free(c);
+  assert_true(tp_run_until(f->loop, none_waiting, f, TF_WAIT));
+  assert_true(tp_run_until(f->loop, app_streams_closed, f->app, TF_WAIT));
+  for (int i = 0; i < f->app->nreqs; i++) assert_int_equal(f->app->reqs[i]->close_code, NGHTTP2_CANCEL);
+  assert_int_equal(f->app->nreqs, 2);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_second_conn_then_queue, setup, tf_teardown),
       cmocka_unit_test_setup_teardown(test_queue_timeout_503, setup, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_reset_waiter_never_sent, setup, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_caller_gone_with_waiter, setup, tf_teardown),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }
