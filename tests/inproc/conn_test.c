@@ -214,6 +214,24 @@ static void test_upstream_down_503(void **state) {
   assert_answer_names_upstream(f, m, "503", "Connection refused");
 }
 
+/* A gRPC caller gets the same refusal in gRPC's form: HTTP 200,
+ * grpc-status 14 (UNAVAILABLE) and the reason in grpc-message. */
+static void test_upstream_down_grpc_unavailable(void **state) {
+  tf_fixture *f = *state;
+  tp_app_stop_listening(f->app);
+  tp_peer *c = tf_client(f, f->route, 40008);
+  const tp_hdr grpc[] = {{"content-type", "application/grpc"}, {"te", "trailers"}};
+  tp_msg *m = tp_client_request(c, "POST", "/pkg.Svc/Call", grpc, 2, "\0\0\0\0\0", 5, true);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_int_equal(m->close_code, NGHTTP2_NO_ERROR);
+  assert_string_equal(tp_hdr_get(m, ":status"), "200");
+  assert_string_equal(tp_hdr_get(m, "grpc-status"), "14");
+  const char *msg = tp_hdr_get(m, "grpc-message");
+  assert_non_null(msg);
+  assert_non_null(strstr(msg, "Connection refused"));
+  assert_int_equal(m->body_len, 0);
+}
+
 /* The app's connection drops with a request on it: the caller gets a 502
  * naming the upstream and what happened, and its connection goes on. */
 static void test_upstream_lost_502(void **state) {
@@ -245,6 +263,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_mtls_refusals, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_upstream_down_503, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_upstream_lost_502, tf_setup_hold, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_upstream_down_grpc_unavailable, tf_setup_echo, tf_teardown),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }

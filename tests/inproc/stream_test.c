@@ -5,7 +5,9 @@
  * window) arrive intact both ways; x-wisp-caller and a caller's
  * x-forwarded-client-cert never reach the app, which gets the XFCC the
  * inbound side vouches for; a reset on either end resets the other; a
- * REFUSED_STREAM from the app is retried once. */
+ * REFUSED_STREAM from the app is retried once per bridge; trailers cross
+ * both ways; a header section past --max-header-list-size gets 431 (past
+ * twice that, a reset). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -249,6 +251,47 @@ static void test_app_reset_mid_response(void **state) {
   assert_int_equal(m->body_len, 7);
 }
 
+static int setup_small_headers(void **state) {
+  static const char *const kArgs[] = {"--max-header-list-size", "1024"};
+  static const tf_opts kOpts = {.args = kArgs, .nargs = 2};
+  return tf_setup_with(state, &kOpts);
+}
+
+/* A request of |n| 500-byte headers from a new client (the test frees
+ * |extra|'s copy at once: nghttp2 copies header values on submit). */
+static tp_msg *big_headers_request(tf_fixture *f, tp_peer *c, int n) {
+  tp_hdr *extra = calloc((size_t)n, sizeof(*extra));
+  for (int i = 0; i < n; i++) {
+    snprintf(extra[i].name, sizeof(extra[i].name), "x-big-%d", i);
+    memset(extra[i].value, 'h', 500);
+  }
+  tp_msg *m = tp_client_request(c, "GET", "/big", extra, n, NULL, 0, true);
+  free(extra);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  return m;
+}
+
+/* A request header section past --max-header-list-size: 431, saying
+ * which limit; it never reaches the app; the connection goes on. Past
+ * twice the limit it is a bomb, not a mistake: the stream is reset
+ * (INTERNAL_ERROR), without decoding the rest for an answer. */
+static void test_header_section_too_large(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 41010);
+  tp_msg *m = big_headers_request(f, c, 3); /* about 1.6 KB: over 1 KB, under 2 */
+  if (!tp_hdr_get(m, ":status")) fail_msg("no response; closed with %u", m->close_code);
+  assert_string_equal(tp_hdr_get(m, ":status"), "431");
+  assert_string_equal(tp_hdr_get(m, "x-wisp-error"),
+                      "request headers refused: header section larger than --max-header-list-size (1024 bytes)");
+  tp_msg *bomb = big_headers_request(f, c, 5); /* about 2.6 KB */
+  assert_false(bomb->headers_done);
+  assert_int_equal(bomb->close_code, NGHTTP2_INTERNAL_ERROR);
+  assert_int_equal(f->app->nreqs, 0);
+  tp_msg *small = tp_client_request(c, "GET", "/small", NULL, 0, NULL, 0, true);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, small, TF_WAIT));
+  assert_string_equal(tp_hdr_get(small, ":status"), "200");
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_headers_and_bodies_intact, tf_setup_echo, tf_teardown),
@@ -260,6 +303,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_refused_stream_retries_bounded, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_trailers_both_ways, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_app_reset_mid_response, tf_setup_hold, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_header_section_too_large, setup_small_headers, tf_teardown),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }
