@@ -244,10 +244,18 @@ void tf_stop(tf_fixture *f) {
   f->dir[0] = '\0';
 }
 
+/* Starts that fail (the --inbound port found free was taken meanwhile by
+ * someone else) are tried again, this many times in all. */
+#define TF_START_ATTEMPTS 3
+
 int tf_setup_with(void **state, const tf_opts *o) {
   tf_fixture *f = calloc(1, sizeof(*f));
   *state = f;
-  return f && tf_start(f, o) ? 0 : -1;
+  for (int i = 0; f && i < TF_START_ATTEMPTS; i++) {
+    if (tf_start(f, o)) return 0;
+    tf_stop(f);
+  }
+  return -1;
 }
 
 int tf_setup_echo(void **state) {

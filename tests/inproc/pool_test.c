@@ -5,7 +5,9 @@
  * waits in the queue (no third connection); a freed stream sends the
  * waiter, on the connection that freed it; one that waits past
  * --queue-timeout is answered 503, saying why. A waiter its caller resets,
- * or whose caller goes away, leaves the queue and never reaches the app. Callers come through the
+ * or whose caller goes away, leaves the queue and never reaches the app.
+ * Local callers sharing the route's pooled connection are told apart on
+ * the inbound side by x-wisp-caller, and served in turn. Callers come through the
  * route, so every request crosses the proxy's own mTLS hop first. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -164,12 +166,49 @@ static void test_caller_gone_with_waiter(void **state) {
   assert_int_equal(f->app->nreqs, 2);
 }
 
+static bool n_waiting(void *arg) {
+  const tf_count *c = arg;
+  return c->f->inbound->target->nwaiting == c->n;
+}
+
+/* The route's pooled connection carries every local caller's requests to
+ * the inbound side, each tagged x-wisp-caller by the caller connection it
+ * came from; there they wait in one lane per caller, served in turn. A
+ * caller with three requests waiting and one with one: the app gets a1,
+ * b1, a2, a3 (not a1, a2, a3, b1 as a plain queue would). */
+static void test_callers_served_in_turn(void **state) {
+  tf_fixture *f = *state;
+  tp_app *app = f->app;
+  tp_peer *filler = tf_client(f, f->route, 42005);
+  fill_pool(f, filler);
+  tp_peer *a = tf_client(f, f->route, 42006), *b = tf_client(f, f->route, 42007);
+  const char *const kA[] = {"/a1", "/a2", "/a3"};
+  for (int i = 0; i < 3; i++) {
+    tp_client_request(a, "GET", kA[i], NULL, 0, NULL, 0, true);
+    tf_count waiting = {f, i + 1};
+    assert_true(tp_run_until(f->loop, n_waiting, &waiting, TF_WAIT));
+  }
+  tp_client_request(b, "GET", "/b1", NULL, 0, NULL, 0, true);
+  tf_count four = {f, 4};
+  assert_true(tp_run_until(f->loop, n_waiting, &four, TF_WAIT));
+  /* Free one stream at a time: each sends the next in turn. */
+  const char *const kWant[] = {"/a1", "/b1", "/a2", "/a3"};
+  for (int k = 0; k < 4; k++) {
+    tp_app_respond(app, app->reqs[k], 200, NULL, 0);
+    tf_count next = {f, 3 + k};
+    assert_true(tp_run_until(f->loop, tf_app_has, &next, TF_WAIT));
+    assert_string_equal(tp_hdr_get(app->reqs[2 + k], ":path"), kWant[k]);
+  }
+  assert_int_equal(app->nconns, 2);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_second_conn_then_queue, setup, tf_teardown),
       cmocka_unit_test_setup_teardown(test_queue_timeout_503, setup, tf_teardown),
       cmocka_unit_test_setup_teardown(test_reset_waiter_never_sent, setup, tf_teardown),
       cmocka_unit_test_setup_teardown(test_caller_gone_with_waiter, setup, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_callers_served_in_turn, setup, tf_teardown),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }
