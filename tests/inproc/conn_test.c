@@ -7,7 +7,8 @@
  * its stream at the app. mTLS callers (a real BoringSSL client): one with
  * an SVID of our trust domain is served and named to the app in XFCC; one
  * without a certificate, with a CA outside the bundle or an ID of another
- * trust domain is refused, the log saying which. Upstream: an app that is down gets the caller a
+ * trust domain is refused, the log saying which. Drain: GOAWAY, the request in flight completes, then
+ * the close. Upstream: an app that is down gets the caller a
  * 503, a connection lost with a request on it a 502, each naming the
  * upstream and the cause. */
 #include <setjmp.h>
@@ -23,10 +24,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "proxy/internal.h"
 #include "tests/inproc/fixture.h"
 #include "tests/unit/test_util.h"
 
 static bool peer_eof(void *arg) { return ((tp_peer *)arg)->eof; }
+static bool peer_goaway(void *arg) { return ((tp_peer *)arg)->goaway; }
+
+static bool read_until_eof(void *arg) {
+  tp_peer *p = arg;
+  tp_peer_read(p);
+  return p->eof;
+}
 
 /* A TLS caller refused: its handshake failed, or the socket closed. */
 static bool peer_eof_or_closed(void *arg) {
@@ -190,6 +199,28 @@ static void test_mtls_refusals(void **state) {
   assert_int_equal(f->px.stats.conns_refused, 3);
 }
 
+/* Drain (SIGTERM, POST /drain): the caller gets GOAWAY NO_ERROR, its
+ * request in progress still completes, then its connection is closed. */
+static void test_drain_finishes_in_flight(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 40009);
+  tp_msg *m = tp_client_request(c, "GET", "/inflight", NULL, 0, NULL, 0, true);
+  tf_count one = {f, 1};
+  assert_true(tp_run_until(f->loop, tf_app_has, &one, TF_WAIT));
+  wisp_proxy_start_drain(&f->px);
+  assert_true(tp_run_until(f->loop, peer_goaway, c, TF_WAIT));
+  assert_int_equal(c->goaway_code, NGHTTP2_NO_ERROR);
+  assert_false(m->closed);
+  tp_app_respond(f->app, f->app->reqs[0], 200, "done", 4);
+  /* With no caller left the drained proxy is done and the loop no longer
+   * polls (main.c's ev_run returns): the caller reads on its own. */
+  assert_true(tp_run_until(f->loop, read_until_eof, c, TF_WAIT));
+  assert_int_equal(m->close_code, NGHTTP2_NO_ERROR);
+  assert_string_equal(tp_hdr_get(m, ":status"), "200");
+  assert_int_equal(m->body_len, 4);
+  assert_true(m->closed);
+}
+
 /* |m| ends with our own answer |status|, whose x-wisp-error and body name
  * the app's address and |cause|. */
 static void assert_answer_names_upstream(tf_fixture *f, tp_msg *m, const char *status, const char *cause) {
@@ -263,6 +294,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_mtls_refusals, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_upstream_down_503, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_upstream_lost_502, tf_setup_hold, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_drain_finishes_in_flight, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_upstream_down_grpc_unavailable, tf_setup_echo, tf_teardown),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);

@@ -91,6 +91,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 }
 
 static void app_auto_answer(tp_peer *p, tp_msg *m);
+static bool handshake(tp_peer *p);
 
 static void msg_ended(tp_peer *p, tp_msg *m) {
   m->ended = true;
@@ -283,20 +284,22 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents) {
     }
     return;
   }
-  if (revents & EV_READ) {
-    uint8_t buf[TP_READ_CHUNK];
-    for (int i = 0; i < 64 && !p->eof; i++) {
-      ssize_t n = io_recv(p, buf, sizeof(buf));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      if (n <= 0) {
-        p->eof = true;
-        break;
-      }
-      if (!p->failed && nghttp2_session_mem_recv(p->h2, buf, (size_t)n) < 0) p->failed = true;
-    }
-  }
+  if (revents & EV_READ) tp_peer_read(p);
   tp_peer_flush(p);
+}
+
+void tp_peer_read(tp_peer *p) {
+  uint8_t buf[TP_READ_CHUNK];
+  for (int i = 0; i < 64 && !p->eof && handshake(p); i++) {
+    ssize_t n = io_recv(p, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n <= 0) {
+      p->eof = true;
+      break;
+    }
+    if (!p->failed && nghttp2_session_mem_recv(p->h2, buf, (size_t)n) < 0) p->failed = true;
+  }
 }
 
 static tp_peer *peer_new(struct ev_loop *loop, int fd, SSL *ssl, bool server, tp_app *app, int index) {
@@ -448,6 +451,12 @@ static void app_auto_answer(tp_peer *p, tp_msg *m) {
 void tp_app_rst(tp_app *a, tp_msg *m, uint32_t code) {
   tp_peer *p = app_peer_of(a, m);
   nghttp2_submit_rst_stream(p->h2, NGHTTP2_FLAG_NONE, m->id, code);
+  tp_peer_flush(p);
+}
+
+void tp_app_goaway(tp_app *a, int index, int32_t last_stream_id) {
+  tp_peer *p = a->conns[index];
+  nghttp2_submit_goaway(p->h2, NGHTTP2_FLAG_NONE, last_stream_id, NGHTTP2_NO_ERROR, NULL, 0);
   tp_peer_flush(p);
 }
 

@@ -103,6 +103,9 @@ void tp_peer_rst(tp_peer *p, tp_msg *m, uint32_t code);
 /* Writes |len| raw bytes on the socket, after what the session queued. */
 void tp_peer_write_raw(tp_peer *p, const void *data, size_t len);
 void tp_peer_flush(tp_peer *p);
+/* Reads what the socket holds now, outside the loop's turn (e.g. once a
+ * drained proxy has ended the loop's polling). */
+void tp_peer_read(tp_peer *p);
 void tp_peer_free(tp_peer *p);
 
 /* A tp_run_until condition: tp_msg |msg| closed (ended or reset). */
@@ -122,6 +125,9 @@ void tp_app_respond(tp_app *a, tp_msg *m, int status, const void *body, size_t l
  * |ntrailers| -1, left open after |body| (tp_msg_end or tp_app_rst end it). */
 void tp_app_respond_trailers(tp_app *a, tp_msg *m, int status, const void *body, size_t len, const tp_hdr *trailers,
                              int ntrailers);
+/* App connection |index| sends GOAWAY NO_ERROR saying it processed streams
+ * up to |last_stream_id| (the ones after are refused: a graceful restart). */
+void tp_app_goaway(tp_app *a, int index, int32_t last_stream_id);
 /* Stops accepting and closes the listening socket: the app is down. */
 void tp_app_stop_listening(tp_app *a);
 /* Closes app connection |index| (its socket), streams and all. */

@@ -7,7 +7,8 @@
  * inbound side vouches for; a reset on either end resets the other; a
  * REFUSED_STREAM from the app is retried once per bridge; trailers cross
  * both ways; a header section past --max-header-list-size gets 431 (past
- * twice that, a reset). */
+ * twice that, a reset); a request the app's GOAWAY left unprocessed is
+ * sent again on a new connection. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -292,6 +293,26 @@ static void test_header_section_too_large(void **state) {
   assert_string_equal(tp_hdr_get(small, ":status"), "200");
 }
 
+/* The app restarts gracefully: GOAWAY saying it processed none of the
+ * streams on that connection. The request is sent again on a new
+ * connection (it was not processed), and the caller sees only the answer. */
+static void test_app_goaway_request_retried(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 41011);
+  tp_msg *m = tp_client_request(c, "GET", "/restart", NULL, 0, NULL, 0, true);
+  tf_count one = {f, 1}, two = {f, 2};
+  assert_true(tp_run_until(f->loop, tf_app_has, &one, TF_WAIT));
+  tp_app_goaway(f->app, 0, 0);
+  assert_true(tp_run_until(f->loop, tf_app_has, &two, TF_WAIT));
+  assert_int_equal(f->app->reqs[1]->conn, 1);
+  assert_string_equal(tp_hdr_get(f->app->reqs[1], ":path"), "/restart");
+  tp_app_respond(f->app, f->app->reqs[1], 200, "new", 3);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_int_equal(m->close_code, NGHTTP2_NO_ERROR);
+  assert_string_equal(tp_hdr_get(m, ":status"), "200");
+  assert_string_equal(tp_hdr_get(m, "x-app-conn"), "1");
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_headers_and_bodies_intact, tf_setup_echo, tf_teardown),
@@ -302,6 +323,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_refused_stream_retried_once, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_refused_stream_retries_bounded, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_trailers_both_ways, tf_setup_hold, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_app_goaway_request_retried, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_app_reset_mid_response, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_header_section_too_large, setup_small_headers, tf_teardown),
   };
