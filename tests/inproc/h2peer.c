@@ -130,6 +130,9 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     case NGHTTP2_DATA:
       if (m && end) msg_ended(p, m);
       break;
+    case NGHTTP2_RST_STREAM:
+      if (m) m->rst_received = true;
+      break;
     default:
       break;
   }

@@ -37,6 +37,7 @@ typedef struct tp_msg {
   size_t body_len, body_cap;
   bool headers_done, ended, closed;
   uint32_t close_code;       /* RST_STREAM code it closed with (0: cleanly) */
+  bool rst_received;         /* the other side sent RST_STREAM (even NO_ERROR) */
   /* Outgoing body: |send| borrowed (for the app's echo: |body|). */
   const uint8_t *send;
   size_t send_len, sent;

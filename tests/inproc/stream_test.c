@@ -8,7 +8,9 @@
  * REFUSED_STREAM from the app is retried once per bridge; trailers cross
  * both ways; a header section past --max-header-list-size gets 431 (past
  * twice that, a reset); a request the app's GOAWAY left unprocessed is
- * sent again on a new connection. */
+ * sent again on a new connection; an early answer (413 to an upload)
+ * reaches the caller whole, the rest of a small body is dropped and the
+ * stream ends cleanly, a long one is stopped with RST_STREAM NO_ERROR. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -313,6 +315,65 @@ static void test_app_goaway_request_retried(void **state) {
   assert_string_equal(tp_hdr_get(m, "x-app-conn"), "1");
 }
 
+static bool response_ended(void *arg) {
+  const tp_msg *m = arg;
+  return m->headers_done && m->ended;
+}
+
+/* An upload the app answers 413 before its body ended; returns once the
+ * whole answer reached the caller. */
+static tp_msg *answered_early(tf_fixture *f, tp_peer *c) {
+  tp_msg *m = tp_client_request(c, "POST", "/upload", NULL, 0, "part", 4, false);
+  tf_count one = {f, 1};
+  assert_true(tp_run_until(f->loop, tf_app_has, &one, TF_WAIT));
+  tp_app_respond(f->app, f->app->reqs[0], 413, "too big\n", 8);
+  assert_true(tp_run_until(f->loop, response_ended, m, TF_WAIT));
+  return m;
+}
+
+/* The app answers before the request body is all there (413 to an
+ * upload): the caller gets the whole answer, and the rest of its body,
+ * still small, is read and dropped: its stream then ends cleanly (some
+ * clients take even a RST_STREAM NO_ERROR for a failure). */
+static void test_early_response_then_body_end(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 41012);
+  tp_msg *m = answered_early(f, c);
+  assert_string_equal(tp_hdr_get(m, ":status"), "413");
+  static const char kRest[] = "the rest of a small upload";
+  m->send = (const uint8_t *)kRest;
+  m->send_len = sizeof(kRest) - 1;
+  m->sent = 0;
+  tp_msg_end(c, m);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_int_equal(m->close_code, NGHTTP2_NO_ERROR);
+  assert_false(m->rst_received);
+  assert_int_equal(m->body_len, 8);
+  assert_memory_equal(m->body, "too big\n", 8);
+}
+
+/* ... but one that keeps uploading well past that (here 1 MiB more) is
+ * asked to stop: RST_STREAM NO_ERROR (RFC 9113 8.1), after the whole
+ * answer. */
+static void test_early_response_then_long_upload_stopped(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 41013);
+  tp_msg *m = answered_early(f, c);
+  enum { REST = 1024 * 1024 };
+  uint8_t *rest = calloc(1, REST);
+  m->send = rest;
+  m->send_len = REST;
+  m->sent = 0;
+  tp_msg_end(c, m);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_true(m->rst_received);
+  assert_int_equal(m->close_code, NGHTTP2_NO_ERROR);
+  assert_true(m->sent < REST); /* stopped before the end */
+  assert_string_equal(tp_hdr_get(m, ":status"), "413");
+  assert_int_equal(m->body_len, 8);
+  free(rest);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_headers_and_bodies_intact, tf_setup_echo, tf_teardown),
@@ -324,6 +385,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_refused_stream_retries_bounded, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_trailers_both_ways, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_app_goaway_request_retried, tf_setup_hold, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_early_response_then_body_end, tf_setup_hold, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_early_response_then_long_upload_stopped, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_app_reset_mid_response, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_header_section_too_large, setup_small_headers, tf_teardown),
   };
