@@ -22,6 +22,7 @@ struct wisp_resetlim_caller {
   uint32_t completed, resets; /* streams that ended so, in the current window */
   uint32_t prev_completed, prev_resets; /* in the window before */
   bool shared;                /* a peer sidecar (wisp_resetlim_mark_shared) */
+  uint32_t untrusted;         /* upstream streams (wisp_resetlim_untrusted_add) */
   wisp_resetlim_caller *next; /* in its chain */
   wisp_resetlim_caller *idle_next, *idle_prev;
 };
@@ -123,6 +124,13 @@ double wisp_resetlim_wait(const wisp_resetlim_caller *c, double now) {
 void wisp_resetlim_mark_shared(wisp_resetlim_caller *c) { c->shared = true; }
 
 bool wisp_resetlim_shared(const wisp_resetlim_caller *c) { return c->shared; }
+
+void wisp_resetlim_untrusted_add(wisp_resetlim_caller *c, int delta) {
+  if (delta > 0) c->untrusted++;
+  else if (c->untrusted > 0) c->untrusted--;
+}
+
+uint32_t wisp_resetlim_untrusted(const wisp_resetlim_caller *c) { return c->untrusted; }
 
 /* ---- records ---- */
 

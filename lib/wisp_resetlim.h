@@ -75,6 +75,13 @@ double wisp_resetlim_wait(const wisp_resetlim_caller *c, double now);
 void wisp_resetlim_mark_shared(wisp_resetlim_caller *c);
 bool wisp_resetlim_shared(const wisp_resetlim_caller *c);
 
+/* Upstream streams held by the caller's connections that have not
+ * completed more streams than they reset (wisp-proxy bounds them by the
+ * caller's budget, all its connections together: a resetter that
+ * reconnects brings no new share). |delta| +1 or -1. */
+void wisp_resetlim_untrusted_add(wisp_resetlim_caller *c, int delta);
+uint32_t wisp_resetlim_untrusted(const wisp_resetlim_caller *c);
+
 /* Records in the table, held or kept. */
 size_t wisp_resetlim_callers(const wisp_resetlim *rl);
 

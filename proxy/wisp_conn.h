@@ -63,6 +63,13 @@ void wisp_conn_caller_tagged(wisp_conn *c, uint64_t tag);
  * --max-upstream-per-caller, less once its caller's --max-resets budget
  * runs low (wisp_conn.c). */
 int wisp_conn_upstream_share(const wisp_conn *c);
+/* A waiting request of |c| is held back by its caller's --max-resets
+ * budget, not by --max-upstream-per-caller (for its 503's reason). */
+bool wisp_conn_over_resets(const wisp_conn *c);
+/* A stream of caller connection |c| starts (|holds|) or stops holding an
+ * upstream stream; |counted| (the stream's) remembers whether it counts
+ * against the caller's budget-bound share of its address. */
+void wisp_conn_upstream_held(wisp_conn *c, bool *counted, bool holds);
 /* Re-evaluates which timeout applies now. */
 void wisp_conn_rearm(wisp_conn *c);
 

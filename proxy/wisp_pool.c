@@ -135,7 +135,12 @@ void wisp_pool_wake(wisp_target *t) {
 static void describe_wait(const wisp_stream *s, const wisp_conn *caller, char *out, size_t out_len) {
   const wisp_target *t = s->target;
   const wisp_config *cfg = t->px->cfg;
-  if (caller->nupstream >= wisp_conn_upstream_share(caller)) {
+  if (caller->nupstream >= wisp_conn_upstream_share(caller) && wisp_conn_over_resets(caller)) {
+    snprintf(out, out_len,
+             "upstream %s: no stream for this request within %gs: its caller (address) reset more streams than "
+             "--max-resets allows, and its requests wait for that budget",
+             t->name, cfg->queue_timeout);
+  } else if (caller->nupstream >= wisp_conn_upstream_share(caller)) {
     snprintf(out, out_len,
              "upstream %s: no stream for this request within %gs: this connection already has %d requests in "
              "progress upstream (--max-upstream-per-caller)",

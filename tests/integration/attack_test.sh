@@ -8,7 +8,7 @@
 # tests/attack/attack.py (raw frames), the good client good_client.py
 # (python3-h2). Each attack is at most 15 s.
 #
-# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets young_pool shared_source svid_resets conn_errors held_streams
+# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets young_pool shared_source svid_resets conn_errors ce_pooled held_streams
 # zero_window header_hold fairness idle_connections fd_exhaustion guards"
 # picks some (default: all).
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
@@ -303,6 +303,46 @@ if runs conn_errors; then
   pair ce
   GOOD_ARGS=(--seconds "$CE_SECS" --timeout 5)
   AFTER=ce_checks beside ce "$CE_SECS" 0 32 data-after-es --conns 4 --path "/slow?ms=500"
+fi
+
+# --- connection errors behind a client sidecar: its pooled connection ---
+# The attacker (data-after-es) and two good callers share the client side
+# and so its pooled mTLS connections to the server side. Each attacker
+# connection ends in a connection error with its 100 streams already sent
+# upstream, where they are cancelled: the server side counted those resets
+# against the client side (one address for all its callers) and throttled
+# the pooled connections, and a good caller got 149 of 200 (136 here).
+# Now the client side counts them against the attacker's own budget
+# (--max-resets 1000 both sides), so its requests stop going upstream once
+# it is spent, before the server side's budget runs out: that one
+# throttles and cuts nothing, and both good callers keep >= 99%. The good
+# callers connect first (each completes a stream), as a pod's long-lived
+# callers do: a connection that completed more than it reset keeps its
+# whole share while its address is over budget.
+CEP_SECS=8
+cep_started() { [ "$(metric "$ADM_S" wisp_upstream_requests_total)" -ge 400 ] 2>/dev/null; }
+if runs ce_pooled; then
+  pair cep
+  log0=$(log_bytes c_cep s_cep)
+  attack_start cep "$CEP_SECS" data-after-es --conns 4 --path "/slow?ms=500" --port "$OUT"
+  check "cep: the attacker's requests reach the app" wait_for 5 cep_started
+  good_start cep_a --seconds "$CEP_SECS" --timeout 2 --path "/slow?ms=100"
+  GOOD_A=$GOOD_PID
+  good_start cep_b --seconds "$CEP_SECS" --timeout 2 --path "/slow?ms=100"
+  GOOD_B=$GOOD_PID
+  attack_wait cep
+  GOOD_PID=$GOOD_A good_check cep_a
+  GOOD_PID=$GOOD_B good_check cep_b
+  throttled=$(metric "$ADM_S" 'wisp_reset_limited_total{action="throttled"}')
+  cut=$(metric "$ADM_S" 'wisp_reset_limited_total{action="cut"}')
+  counted=$(metric "$ADM_C" 'wisp_premature_resets_total{by="protocol"}')
+  sent=$(($(metric "$ADM_S" wisp_upstream_requests_total) - 2 * GOOD_REQUESTS))
+  echo "# cep: client side counted $counted resets by protocol; server side: $sent attacker requests sent to the app, $throttled resets throttled, $cut cut"
+  check "cep: the client side counted the attacker's connection errors as its resets" more_than "$counted" 1000
+  expect_eq "cep: the server side throttled no pooled connection" 0 "$throttled"
+  expect_eq "cep: the server side cut no pooled connection" 0 "$cut"
+  after_attack cep $((32 * 1024)) "$log0"
+  end_pair cep
 fi
 
 # --- held streams: more requests that never answer than the pool holds ---

@@ -178,12 +178,33 @@ static void test_shared_is_per_source(void **state) {
   wisp_resetlim_free(rl);
 }
 
+/* Upstream streams of untrusted connections are counted per source, over
+ * its connections, and never go below 0. */
+static void test_untrusted_per_source(void **state) {
+  (void)state;
+  wisp_resetlim *rl = wisp_resetlim_new(10, 10);
+  wisp_connlimit_key k = key_v4("10.0.0.8");
+  wisp_resetlim_caller *a = wisp_resetlim_hold(rl, &k, 0);
+  wisp_resetlim_caller *b = wisp_resetlim_hold(rl, &k, 0); /* another connection of it */
+  wisp_resetlim_untrusted_add(a, 1);
+  wisp_resetlim_untrusted_add(b, 1);
+  assert_int_equal(2, wisp_resetlim_untrusted(a));
+  wisp_resetlim_untrusted_add(a, -1);
+  wisp_resetlim_untrusted_add(b, -1);
+  wisp_resetlim_untrusted_add(b, -1);
+  assert_int_equal(0, wisp_resetlim_untrusted(b));
+  wisp_resetlim_release(a, 1);
+  wisp_resetlim_release(b, 1);
+  wisp_resetlim_free(rl);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_budget_then_over),     cmocka_unit_test(test_reconnect_keeps_debt),
       cmocka_unit_test(test_low_ratio_never_over), cmocka_unit_test(test_refills_at_rate),
       cmocka_unit_test(test_debt_bounded),         cmocka_unit_test(test_records_bounded),
       cmocka_unit_test(test_connections_share),    cmocka_unit_test(test_shared_is_per_source),
+      cmocka_unit_test(test_untrusted_per_source),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }
