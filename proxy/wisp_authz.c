@@ -107,6 +107,14 @@ void wisp_authz_check(const wisp_proxy *px, const char *principal, const char *m
 
 /* ---- --policy FILE ---- */
 
+void wisp_authz_describe(const wisp_policy_decision *d, char *why, size_t why_len) {
+  if (d->policy) {
+    snprintf(why, why_len, "RBAC: access denied (%s: policy %s, rule %d)", d->reason, d->policy, d->rule);
+  } else {
+    snprintf(why, why_len, "RBAC: access denied (%s)", d->reason);
+  }
+}
+
 static char *read_file(const char *path, size_t *out_len, char *err, size_t err_len) {
   FILE *f = fopen(path, "r");
   if (!f) {

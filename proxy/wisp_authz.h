@@ -46,5 +46,8 @@ bool wisp_authz_pending(const wisp_proxy *px, char *why, size_t why_len);
  * No policy in force otherwise (--policy absent): allowed. */
 void wisp_authz_check(const wisp_proxy *px, const char *principal, const char *method, const char *path, uint16_t port,
                       wisp_policy_decision *out);
+/* What a caller refused by |d| is told: "RBAC: access denied (reason:
+ * policy P, rule N)", the same for a request and an L4 stream. */
+void wisp_authz_describe(const wisp_policy_decision *d, char *why, size_t why_len);
 
 #endif

@@ -21,6 +21,10 @@
 
 /* Bytes read from a socket at a time. */
 #define H1_READ_CHUNK (16 * 1024)
+/* Bytes read from the client and not parsed yet (requests past the
+ * pipeline, a body past its window) before its socket is not read: below
+ * it the socket is read, so a caller that leaves is seen at once. */
+#define H1_IN_HIGH (16 * 1024)
 /* The HTTP/2 windows the gateway grants the proxy: one stream's default
  * window each, and room on the connection for every pipelined stream, so
  * responses waiting behind the head of the line never stall it. */
@@ -73,7 +77,8 @@ typedef struct {
   h1req *head, *tail;         /* in request order */
   int nreqs;
   h1req *cur;                 /* the request whose body is being parsed */
-  bool client_eof;            /* the client sent FIN */
+  bool client_eof;            /* the client sent FIN (or reset) */
+  bool eof_seen;              /* ... and the parser was told, once what came before it was parsed */
   bool refused;               /* a request was refused: parse no more */
   bool upgrading;             /* an Upgrade/CONNECT request waits for its turn to go L4 */
   bool goaway;                /* the h2c side will take no new streams */
@@ -443,13 +448,16 @@ static void log_local(h1conn *h, const h1req *r) {
   wisp_json_emit(&j);
 }
 
+void wisp_h1_put_error(wisp_buf *out, int status, const char *why) {
+  wisp_h1_printf(out,
+                 "HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %zu\r\n"
+                 "x-wisp-error: %s\r\nconnection: close\r\n\r\n%s\n",
+                 status, wisp_admin_reason_phrase(status), strlen(why) + 1, why, why);
+}
+
 static void write_local(h1conn *h, h1req *r) {
-  const char *why = r->local_why;
   log_local(h, r);
-  wisp_h1_printf(&h->out,
-             "HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %zu\r\n"
-             "x-wisp-error: %s\r\nconnection: close\r\n\r\n%s\n",
-             r->local_status, wisp_admin_reason_phrase(r->local_status), strlen(why) + 1, why, why);
+  wisp_h1_put_error(&h->out, r->local_status, r->local_why);
   r->head_written = r->end_written = true;
 }
 
@@ -681,9 +689,29 @@ bool wisp_h1_flush(int fd, wisp_buf *b) {
   return true;
 }
 
+/* The client's FIN, once everything it sent before was parsed: a request
+ * cut short is cancelled. */
+static void client_fin(h1conn *h) {
+  h->eof_seen = true;
+  if (wisp_h1parse_eof(&h->parser) != WISP_H1P_ERROR) return;
+  if (h->cur && h->cur->id && !h->cur->stream_closed)
+    nghttp2_submit_rst_stream(h->h2, NGHTTP2_FLAG_NONE, h->cur->id, NGHTTP2_CANCEL);
+  h->closing = h->head == NULL || h->cur != NULL;
+  h->cur = NULL;
+}
+
 /* Parses what was read while the next request may be taken. */
 static void parse_input(h1conn *h) {
   while (wisp_buf_len(&h->in) && !h->refused && !h->closing && !h->upgrading) {
+    if (h->client_eof && !h->cur && wisp_h1parse_idle(&h->parser)) {
+      /* Requests pipelined past those in progress when the caller's FIN
+       * came are not taken: a caller that closed its connection (which a
+       * FIN cannot be told from) would have them reach the app after it
+       * left. Those in progress are answered; then the connection closes
+       * (a pipelining client retries what was not answered). */
+      wisp_buf_cleanup(&h->in);
+      break;
+    }
     if (h->nreqs >= WISP_H1_PIPELINE && wisp_h1parse_idle(&h->parser)) return;
     if (h->cur && wisp_buf_len(&h->cur->body) >= WISP_H1_BODY_HIGH) return;
     const char *spent = h->cur ? NULL : head_budget_spent(h, 1);
@@ -704,27 +732,33 @@ static void parse_input(h1conn *h) {
   }
   if (h->refused && !h->cur) head_release(h);
   if (wisp_buf_len(&h->in) == 0) wisp_buf_cleanup(&h->in);
+  if (h->client_eof && !h->eof_seen && wisp_buf_len(&h->in) == 0) client_fin(h);
 }
 
+/* The client is read while what waits to be parsed is small, even with
+ * the pipeline full or a body waiting for its window: its FIN or reset is
+ * seen at once, not once the requests before it are answered. */
 static bool may_read_client(const h1conn *h) {
-  if (h->client_eof || h->refused || h->closing || h->upgrading || wisp_buf_len(&h->in)) return false;
-  if (h->cur && wisp_buf_len(&h->cur->body) >= WISP_H1_BODY_HIGH) return false;
-  return h->nreqs < WISP_H1_PIPELINE || !wisp_h1parse_idle(&h->parser);
+  if (h->client_eof || h->refused || h->closing || h->upgrading) return false;
+  return wisp_buf_len(&h->in) < H1_IN_HIGH;
 }
 
 static void read_client(h1conn *h) {
   uint8_t buf[H1_READ_CHUNK];
   ssize_t n = recv(h->fd, buf, sizeof(buf), 0);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-  if (n <= 0) {
+  if (n < 0) {
+    /* A reset: the caller is gone. Closing the h2c side cancels every
+     * request it had in progress (wisp_conn), those waiting for an
+     * upstream stream too, at once. */
+    h->client_eof = h->eof_seen = h->closing = true;
+    h->cur = NULL;
+    wisp_buf_cleanup(&h->in);
+    return;
+  }
+  if (n == 0) {
     h->client_eof = true;
-    if (n < 0 || wisp_h1parse_eof(&h->parser) == WISP_H1P_ERROR) {
-      /* gone mid-request: cancel what it had started */
-      if (h->cur && h->cur->id && !h->cur->stream_closed)
-        nghttp2_submit_rst_stream(h->h2, NGHTTP2_FLAG_NONE, h->cur->id, NGHTTP2_CANCEL);
-      h->closing = n < 0 || h->head == NULL || h->cur != NULL;
-      h->cur = NULL;
-    }
+    parse_input(h); /* told to the parser once what came before is parsed */
     return;
   }
   if (wisp_buf_append(&h->in, buf, (size_t)n, WISP_H1_BUF_CAP) != WISP_OK) h->closing = true;

@@ -68,6 +68,9 @@ size_t wisp_h1_put_body(wisp_buf *out, wisp_buf *from, bool chunked);
  * NGHTTP2_ERR_DEFERRED while more is to come. */
 ssize_t wisp_h1_provide(nghttp2_session *s, int32_t id, wisp_buf *from, bool eof, const wisp_hdrs *trailers,
                         uint8_t *buf, size_t len, uint32_t *flags);
+/* An answer the proxy makes itself: |status|, |why| in x-wisp-error and as
+ * the body, and "connection: close" (the connection ends after it). */
+void wisp_h1_put_error(wisp_buf *out, int status, const char *why);
 /* The end of a chunked body: the last chunk and |trailers|. */
 void wisp_h1_put_last_chunk(wisp_buf *out, const wisp_hdrs *trailers);
 

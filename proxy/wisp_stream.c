@@ -604,11 +604,7 @@ static bool authorized(wisp_stream *s, wisp_proxy *px) {
   s->policy_reason = d.reason;
   snprintf(s->policy_name, sizeof(s->policy_name), "%s", d.policy ? d.policy : "");
   if (d.allow) return true;
-  if (d.policy) {
-    snprintf(why, sizeof(why), "RBAC: access denied (%s: policy %s, rule %d)", d.reason, d.policy, d.rule);
-  } else {
-    snprintf(why, sizeof(why), "RBAC: access denied (%s)", d.reason);
-  }
+  wisp_authz_describe(&d, why, sizeof(why));
   px->stats.requests_denied++;
   wisp_events_denied(px->events, true, d.policy, d.rule, d.reason, s->peer_id);
   respond_error(s, 403, WISP_GRPC_PERMISSION_DENIED, why);

@@ -9,14 +9,19 @@
 
 #include <openssl/err.h>
 
+#include "lib/wisp_h1parse.h"
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
 #include "proxy/wisp_authz.h"
 #include "proxy/wisp_events.h"
+#include "proxy/wisp_h1.h"
 #include "proxy/wisp_metrics.h"
 
 #define TUN_BUF_MAX (64 * 1024) /* bytes buffered toward one end */
 #define TUN_READ_CHUNK (16 * 1024)
+/* Reads of a refused caller's bytes per event (they are dropped): a loop
+ * turn's bound, as for any other caller. */
+#define TUN_REFUSE_READS 4
 
 enum { APP = 0, PEER = 1 }; /* the plaintext end and the mTLS end */
 
@@ -45,9 +50,17 @@ typedef struct tunnel {
   ev_tstamp started;
   wisp_connlimit_slot slot; /* the caller's place in its listener's limits */
   wisp_metrics_series *ms;  /* borrowed; set once the peer is known (counted opened) */
+  bool http_caller;         /* outbound: the app end is an HTTP/1 caller that asked to upgrade (wisp_h1) */
+  /* refused before relaying (see refuse()) */
+  bool refusing, answered, reset_unanswered;
+  int ref_end;              /* the caller's end */
+  int ref_status;
+  char ref_why[256];
+  wisp_buf sniff;           /* inbound: the caller's first bytes, to tell an HTTP/1 request line */
 } tunnel;
 
 static void tun_close(tunnel *t, const char *reason, bool reset);
+static void setup_failed(tunnel *t, const char *why);
 
 static void log_tunnel(const tunnel *t, const char *event, const char *reason, const wisp_policy_decision *d) {
   wisp_json j;
@@ -67,6 +80,7 @@ static void log_tunnel(const tunnel *t, const char *event, const char *reason, c
     if (d->policy) wisp_json_str(&j, "policy", d->policy);
     wisp_json_str(&j, "policy_reason", d->reason);
   }
+  if (t->answered) wisp_json_int(&j, "status", t->ref_status);
   wisp_json_str(&j, "reason", reason);
   wisp_json_emit(&j);
 }
@@ -234,11 +248,11 @@ static void handshake(tunnel *t) {
     wisp_tls_describe_failure(&t->verify, p->ssl, r);
     wisp_events_upstream_failed(t->px->events, wisp_tls_failure_name(t->verify.failure), t->upstream, t->expect_id,
                                 t->verify.peer.id);
-    tun_close(t, t->verify.reason, true);
+    setup_failed(t, t->verify.reason);
     return;
   }
   if (!t->verify.peer_ok) {
-    tun_close(t, "peer identity was not verified", true);
+    setup_failed(t, "peer identity was not verified");
     return;
   }
   ev_io_stop(t->px->loop, &p->rio);
@@ -255,7 +269,7 @@ static void on_setup_io(struct ev_loop *loop, ev_io *w, int revents) {
     if (err) {
       char why[160];
       snprintf(why, sizeof(why), "cannot connect to %s: %s", t->upstream, strerror(err));
-      tun_close(t, why, true);
+      setup_failed(t, why);
       return;
     }
     t->connecting = false;
@@ -286,7 +300,7 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents) {
 
 static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
   tunnel *t = w->data;
-  tun_close(t, t->connecting ? "connect timed out" : "TLS handshake timed out", true);
+  setup_failed(t, t->connecting ? "connect timed out" : "TLS handshake timed out");
 }
 
 static void tun_unlink_free(tunnel *t) {
@@ -332,11 +346,149 @@ static void tun_close(tunnel *t, const char *reason, bool reset) {
     e->fd = -1;
     wisp_buf_cleanup(&e->out);
   }
+  wisp_buf_cleanup(&t->sniff);
   wisp_connlimit_release(&t->slot);
   wisp_metrics_tcp_close(t->ms);
   ev_init(&t->timer, on_free);
   ev_timer_set(&t->timer, 0, 0);
   ev_timer_start(t->px->loop, &t->timer);
+}
+
+/* ---- refusing a caller with an answer ----
+ * A tunnel that cannot relay (policy, an app or peer that cannot be
+ * reached) used to close its caller's end at once, so an HTTP/1 caller that
+ * had asked to upgrade (or CONNECT) saw a bare close. It gets a response
+ * saying why instead. Outbound the caller is known to be one
+ * (t->http_caller); inbound the bytes could be any protocol, so the tunnel
+ * reads the caller's first line (up to WISP_H1_LINE_MAX bytes) and answers
+ * only an HTTP/1 request line; any other connection closes as before. After
+ * the answer come a close_notify (FIN), and what the caller still sends is
+ * read and dropped until it closes: closing with unread bytes would reset
+ * the connection, which can destroy the answer before the caller reads it.
+ * All of it within --handshake-timeout. */
+static void refuse_step(tunnel *t);
+
+static void on_refuse_io(struct ev_loop *loop, ev_io *w, int revents) { refuse_step(w->data); }
+
+static void on_refuse_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
+  tunnel *t = w->data;
+  tun_close(t, t->ref_why, t->reset_unanswered && !t->answered);
+}
+
+static void refuse_answer(tunnel *t) {
+  wisp_h1_put_error(&t->e[t->ref_end].out, t->ref_status, t->ref_why);
+  t->answered = true;
+  wisp_buf_cleanup(&t->sniff);
+}
+
+/* Whether the first bytes of the caller still may be an HTTP/1 request
+ * line: 1 yes, 0 no, -1 not known yet. A method is a token: a first word
+ * of other bytes (a TLS ClientHello) is told at once, not after 8 KiB. */
+static int sniff_request_line(const wisp_buf *b) {
+  const uint8_t *d = wisp_buf_rptr(b);
+  size_t len = wisp_buf_len(b);
+  for (size_t i = 0; i < len && d[i] != ' '; i++) {
+    if (d[i] <= ' ' || d[i] >= 0x7f) return 0;
+  }
+  return wisp_h1_request_line(d, len);
+}
+
+/* Reads what the caller sent (sniffing it, or dropping it once answered)
+ * and writes the answer. */
+static void refuse_step(tunnel *t) {
+  struct ev_loop *loop = t->px->loop;
+  tun_end *e = &t->e[t->ref_end];
+  uint8_t buf[TUN_READ_CHUNK];
+  for (int k = 0; k < TUN_REFUSE_READS && !e->eof; k++) {
+    ssize_t n = end_read(e, buf, sizeof(buf));
+    if (n == -1) break;
+    if (n <= 0) {
+      e->eof = true; /* it closed (or reset): nothing more to read */
+      break;
+    }
+    t->bytes[t->ref_end] += (uint64_t)n;
+    if (t->answered) continue;
+    size_t room = WISP_H1_LINE_MAX - wisp_buf_len(&t->sniff);
+    if (wisp_buf_append(&t->sniff, buf, (size_t)n < room ? (size_t)n : room, WISP_H1_LINE_MAX) != WISP_OK) abort();
+    int line = sniff_request_line(&t->sniff);
+    if (line == 0) {
+      tun_close(t, t->ref_why, t->reset_unanswered);
+      return;
+    }
+    if (line > 0) refuse_answer(t);
+  }
+  if (!t->answered && e->eof) {
+    tun_close(t, t->ref_why, t->reset_unanswered);
+    return;
+  }
+  while (wisp_buf_len(&e->out)) {
+    ssize_t n = end_write(e, wisp_buf_rptr(&e->out), wisp_buf_len(&e->out));
+    if (n == -1) break;
+    if (n < 0) {
+      tun_close(t, t->ref_why, false); /* the caller is gone */
+      return;
+    }
+    wisp_buf_consume(&e->out, (size_t)n);
+  }
+  if (t->answered && wisp_buf_len(&e->out) == 0) end_shut(e);
+  if (e->shut && e->eof) {
+    tun_close(t, t->ref_why, false);
+    return;
+  }
+  if (e->eof) {
+    ev_io_stop(loop, &e->rio);
+  } else {
+    ev_io_start(loop, &e->rio);
+  }
+  if (wisp_buf_len(&e->out)) {
+    ev_io_start(loop, &e->wio);
+  } else {
+    ev_io_stop(loop, &e->wio);
+  }
+  if (!e->eof && end_has_buffered(e)) ev_feed_event(loop, &e->rio, EV_READ); /* no socket event will come */
+}
+
+/* Refuses the tunnel's caller (end |i|) with |status| and |why|: answered
+ * at once if |known_http|, else if its first line is an HTTP/1 request;
+ * unanswered, it is closed (reset if |reset|). The other end goes now. */
+static void refuse(tunnel *t, int i, int status, const char *why, bool known_http, bool reset) {
+  struct ev_loop *loop = t->px->loop;
+  t->connecting = t->handshaking = false;
+  t->refusing = true;
+  t->ref_end = i;
+  t->ref_status = status;
+  t->reset_unanswered = reset;
+  snprintf(t->ref_why, sizeof(t->ref_why), "%s", why);
+  tun_end *other = &t->e[1 - i], *e = &t->e[i];
+  ev_io_stop(loop, &other->rio);
+  ev_io_stop(loop, &other->wio);
+  if (other->ssl) SSL_free(other->ssl);
+  other->ssl = NULL;
+  if (other->fd >= 0) close(other->fd);
+  other->fd = -1;
+  wisp_buf_cleanup(&other->out);
+  ev_io_stop(loop, &e->rio);
+  ev_io_stop(loop, &e->wio);
+  ev_io_init(&e->rio, on_refuse_io, e->fd, EV_READ);
+  ev_io_init(&e->wio, on_refuse_io, e->fd, EV_WRITE);
+  e->rio.data = e->wio.data = t;
+  ev_timer_stop(loop, &t->timer);
+  ev_init(&t->timer, on_refuse_timeout);
+  ev_timer_set(&t->timer, t->px->cfg->handshake_timeout, 0);
+  ev_timer_start(loop, &t->timer);
+  if (known_http) refuse_answer(t);
+  refuse_step(t);
+}
+
+/* Setting up failed before relaying: an HTTP/1 caller gets 503 saying why,
+ * any other a reset, as before. */
+static void setup_failed(tunnel *t, const char *why) {
+  if (t->dir == WISP_DIR_OUTBOUND && !t->http_caller) {
+    tun_close(t, why, true);
+    return;
+  }
+  if (t->connecting || (t->handshaking && t->dir == WISP_DIR_OUTBOUND)) note_upfail(t, why);
+  refuse(t, t->dir == WISP_DIR_INBOUND ? PEER : APP, 503, why, t->http_caller, true);
 }
 
 void wisp_tunnel_close_all(wisp_proxy *px) {
@@ -374,7 +526,7 @@ static bool dial(tunnel *t, int i, const wisp_target *up) {
     char why[160];
     snprintf(why, sizeof(why), "cannot connect to %s: %s", up->name, strerror(errno));
     note_upfail(t, why);
-    tun_close(t, why, true);
+    setup_failed(t, why);
     return false;
   }
   t->connecting = true;
@@ -395,6 +547,7 @@ void wisp_tunnel_outbound_after(wisp_proxy *px, int app_fd, const char *peer_add
   static const uint8_t kAlpn[] = {7, 'w', 'i', 's', 'p', '-', 'l', '4'};
   tunnel *t = tun_new(px, WISP_DIR_OUTBOUND, peer_addr, up, slot);
   t->e[APP].fd = app_fd;
+  t->http_caller = read != NULL;
   if (len) {
     /* already read from the app: first out to the peer (may exceed the
      * usual bound once; reading the app waits until it drains) */
@@ -402,14 +555,14 @@ void wisp_tunnel_outbound_after(wisp_proxy *px, int app_fd, const char *peer_add
     t->bytes[APP] += len;
   }
   if (up->refuse) { /* a stand-in (wisp_target.refuse): nowhere to dial */
-    tun_close(t, up->refuse, true);
+    setup_failed(t, up->refuse);
     return;
   }
   t->expect_id = up->expect_id ? wisp_strdup(up->expect_id) : NULL;
   t->verify.expect_id = t->expect_id;
   SSL *ssl = wisp_tls_new_ssl(px->tls, false, &t->verify);
   if (!ssl) {
-    tun_close(t, "no SVID yet", true);
+    setup_failed(t, "no SVID yet");
     return;
   }
   t->e[PEER].ssl = ssl;
@@ -438,11 +591,13 @@ void wisp_tunnel_inbound(wisp_proxy *px, int fd, SSL *ssl, const wisp_tls_verify
     wisp_events_denied(px->events, true, d.policy, d.rule, d.reason, v->peer_ok ? v->peer.id : NULL);
     log_tunnel(t, "l4_denied", "denied by policy", &d);
     t->logged = true;
-    tun_close(t, "denied by policy", false);
+    char why[WISP_TLS_REASON_MAX];
+    wisp_authz_describe(&d, why, sizeof(why));
+    refuse(t, PEER, 403, why, false, false);
     return;
   }
   if (app->refuse) { /* a stand-in (wisp_target.refuse): no app to dial */
-    tun_close(t, app->refuse, false);
+    refuse(t, PEER, 503, app->refuse, false, false);
     return;
   }
   dial(t, APP, app);

@@ -265,8 +265,8 @@ expect_match "the inbound log has the HTTP/1.1 app's answer" '"method":"GET","pa
 # policy carries them.
 R1=(/usr/bin/python3 "$WISP_SRC/tests/integration/h1_raw.py" "$OUT1")
 out=$("${R1[@]}" 'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nhello')
-expect_eq "under a DENY policy with paths, an Upgrade (an L4 stream) is closed unanswered" "<closed>" \
-  "$(tr -d '\r\n' <<<"$out")"
+expect_match "under a DENY policy with paths, an Upgrade (an L4 stream) is refused: 403 saying why" \
+  '^HTTP/1.1 403 Forbidden.*x-wisp-error: RBAC: access denied.*<closed>' "$(tr -d '\r\n' <<<"$out")"
 check "... and logged l4_denied by the peer" wait_for 5 grep -q '"event":"l4_denied".*"policy":"shop/no-admin"' \
   "$WORK/server1.out"
 IN4=$(free_port)

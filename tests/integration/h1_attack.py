@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Raw-bytes HTTP/1 attackers of h1_attack_test (issue 9).
+
+h1_attack.py pipeline PORT N PATH END [WAIT]
+    Sends N pipelined "GET PATH" requests in one write, waits WAIT seconds
+    (default 0) and ENDs the connection: "close" (close(), a FIN), "rst"
+    (SO_LINGER 0: a reset) or "half" (shutdown(SHUT_WR), then reads the
+    answers to the end). Prints "sent=N answers=M" (M: status lines read
+    before the end)."""
+import socket
+import struct
+import sys
+import time
+
+
+def connect(port):
+    return socket.create_connection(("127.0.0.1", port), timeout=30)
+
+
+def count_answers(s, until):
+    got = b""
+    while time.monotonic() < until:
+        s.settimeout(max(0.01, until - time.monotonic()))
+        try:
+            chunk = s.recv(65536)
+        except (socket.timeout, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        got += chunk
+    return got.count(b"HTTP/1.1 ")
+
+
+def pipeline(port, n, path, end, wait=0.0):
+    s = connect(port)
+    req = ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode()
+    s.sendall(req * n)
+    answers = 0
+    if wait:
+        answers = count_answers(s, time.monotonic() + wait)
+    if end == "rst":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    elif end == "half":
+        s.shutdown(socket.SHUT_WR)
+        answers += count_answers(s, time.monotonic() + 30)
+        s.close()
+    else:
+        s.close()
+    print("sent=%d answers=%d" % (n, answers))
+
+
+def hold(port, conns, n, path, seconds, stopfile):
+    import os
+    req = ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode()
+    socks = []
+    for _ in range(conns):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", port))
+        s.sendall(req * n)
+        socks.append(s)
+    print("open=%d" % len(socks), flush=True)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not os.path.exists(stopfile):
+        time.sleep(0.1)
+    for s in socks:
+        s.close()
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == "pipeline":
+        pipeline(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5],
+                 float(sys.argv[6]) if len(sys.argv) > 6 else 0.0)
+    elif cmd == "hold":
+        hold(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], float(sys.argv[6]), sys.argv[7])
+    else:
+        sys.exit("unknown command " + cmd)
+
+
+main()

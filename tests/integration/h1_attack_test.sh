@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# HTTP/1 callers and their L4 upgrades as an attacker sees them (issue 9):
+# refused upgrades answered, callers that leave cancelled, pipelining,
+# slow and odd requests bounded. Each case runs with a well-behaved client
+# beside it whose success is asserted.
+# app <- h2c <- wisp(orders, inbound) <= mTLS <= wisp(frontend, route) <- HTTP/1.1 <- client
+source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
+WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
+make_pki
+p=$WORK/pki
+POLICY=$WORK/policy.yaml
+cat >"$POLICY" <<YAML
+apiVersion: wisp.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: no-admin, namespace: shop}
+spec:
+  selector: {serviceAccount: orders}
+  action: DENY
+  rules:
+  - to: [{paths: ["/admin/*"]}]
+YAML
+SADM=$(free_port)
+CADM=$(free_port)
+APP_PORT=$(free_port)
+IN_PORT=$(free_port)
+OUT_PORT=$(free_port)
+start_app app "$APP_PORT"
+start_proxy server --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" --admin "127.0.0.1:$SADM" \
+  --inbound "127.0.0.1:$IN_PORT" --app "127.0.0.1:$APP_PORT" --policy "$POLICY" --handshake-timeout 3
+start_proxy client --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" --admin "127.0.0.1:$CADM" \
+  --route "127.0.0.1:$OUT_PORT=127.0.0.1:$IN_PORT,id=$TD/ns/shop/sa/orders" --handshake-timeout 3
+wait_port "$IN_PORT" && wait_port "$OUT_PORT" || { not_ok "pair starts"; finish; }
+OUT=http://127.0.0.1:$OUT_PORT
+RAW=(/usr/bin/python3 "$WISP_SRC/tests/integration/h1_raw.py")
+h1() { curl -sS --http1.1 --max-time 20 "$@"; }
+good() { # good NAME: a well-behaved HTTP/1.1 client beside the attack gets 200
+  local code
+  code=$(h1 -o /dev/null -w '%{http_code}' "$OUT/good")
+  expect_eq "$1: a good HTTP/1.1 client beside it gets 200" 200 "$code"
+}
+metric() { # metric ADMIN_PORT NAME: a counter's value
+  curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2}'
+}
+
+# --- refused upgrades get an answer, not a bare close ---
+# The peer judges an L4 stream (Upgrade, CONNECT) by identity and port; a
+# DENY with paths denies every L4 stream (no path to judge).
+WS=(-H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==')
+out=$(h1 -i "${WS[@]}" "$OUT/ws" 2>&1)
+expect_match "a WebSocket Upgrade the peer's policy denies: 403 to curl" '^HTTP/1.1 403 Forbidden' "$out"
+expect_match "... saying why (the policy)" 'x-wisp-error: RBAC: access denied \(.*policy shop/no-admin' "$out"
+check "... and logged l4_denied by the peer" wait_for 5 grep -q '"event":"l4_denied".*"policy":"shop/no-admin"' \
+  "$WORK/server.out"
+out=$("${RAW[@]}" "$OUT_PORT" 'CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\ntunnelled bytes')
+expect_match "a CONNECT the peer's policy denies: 403 saying why, then closed" \
+  '^HTTP/1.1 403 Forbidden.*x-wisp-error: RBAC: access denied.*<closed>' "$(tr -d '\r\n' <<<"$out")"
+out=$("${RAW[@]}" "$OUT_PORT" 'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n' --keep-open --timeout 8)
+expect_match "a denied Upgrade whose caller keeps its end open: 403, then closed by the proxy" \
+  '^HTTP/1.1 403 Forbidden.*<closed>' "$(tr -d '\r\n' <<<"$out")"
+good "denied upgrades"
+
+# An Upgrade to an app that cannot be reached, and to a peer that cannot.
+DEAD=$(free_port)
+IN2=$(free_port)
+OUT2=$(free_port)
+OUT3=$(free_port)
+start_proxy server2 --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" --admin off \
+  --inbound "127.0.0.1:$IN2" --app "127.0.0.1:$DEAD"
+start_proxy client2 --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" --admin off \
+  --route "127.0.0.1:$OUT2=127.0.0.1:$IN2,id=$TD/ns/shop/sa/orders" \
+  --route "127.0.0.1:$OUT3=127.0.0.1:$DEAD,id=$TD/ns/shop/sa/orders"
+wait_port "$IN2" && wait_port "$OUT2" && wait_port "$OUT3"
+out=$(h1 -i "${WS[@]}" "http://127.0.0.1:$OUT2/ws" 2>&1)
+expect_match "an Upgrade to an app that cannot be reached: 503 saying why" \
+  "^HTTP/1.1 503 Service Unavailable.*x-wisp-error: cannot connect to 127.0.0.1:$DEAD" "$(tr -d '\r\n' <<<"$out")"
+out=$(h1 -i "${WS[@]}" "http://127.0.0.1:$OUT3/ws" 2>&1)
+expect_match "an Upgrade to a peer sidecar that cannot be reached: 503 saying why" \
+  "^HTTP/1.1 503 Service Unavailable.*x-wisp-error: cannot connect to 127.0.0.1:$DEAD" "$(tr -d '\r\n' <<<"$out")"
+stop_proxy client2
+stop_proxy server2
+
+# --- a caller that pipelines many requests and leaves ---
+# The gateway takes up to 16 requests at a time (WISP_H1_PIPELINE). A caller
+# that sends 200 and closes must not have more reach the app after it left.
+ATTACK=(/usr/bin/python3 "$WISP_SRC/tests/integration/h1_attack.py")
+attack_lines() { grep -c "\"path\":\"/slow?ms=1500&a=$1\"" "$WORK/$2.out"; }
+at_least() { [ "$("${@:2}")" -ge "$1" ] 2>/dev/null; } # at_least N CMD...: CMD prints N or more
+pipeline_attack() { # pipeline_attack END CLIENT_NAME CLIENT_ADMIN SERVER_ADMIN ROUTE_PORT WANT_LINES: prints arrivals
+  local c0 s0
+  c0=$(metric "$3" wisp_upstream_requests_total)
+  s0=$(metric "$4" wisp_upstream_requests_total)
+  "${ATTACK[@]}" pipeline "$5" 200 "/slow?ms=1500&a=$1" "$1" 0.3 >/dev/null
+  # every request it had in progress is logged once done (answered or cancelled)
+  wait_for 20 at_least "$6" attack_lines "$1" "$2"
+  # a barrier: a request sent after them reaches the app through the same peer
+  h1 -o /dev/null "http://127.0.0.1:$5/after-$1"
+  echo "$(($(metric "$3" wisp_upstream_requests_total) - c0 - 1)) $(($(metric "$4" wisp_upstream_requests_total) - s0 - 1))"
+}
+n=$(pipeline_attack close client "$CADM" "$SADM" "$OUT_PORT" 16)
+expect_eq "200 pipelined requests, then close(): only the 16 in progress go upstream and reach the app (32 before)" \
+  "16 16" "$n"
+n=$(pipeline_attack rst client "$CADM" "$SADM" "$OUT_PORT" 16)
+expect_eq "200 pipelined requests, then a reset: only the 16 in progress went upstream" "16 16" "$n"
+cancelled=$(grep '"path":"/slow?ms=1500&a=rst"' "$WORK/client.out" | grep -c '"reset":"CANCEL"')
+expect_eq "... and all 16 are cancelled (the app does not finish them for a caller that is gone)" 16 "$cancelled"
+good "pipelining callers that leave"
+out=$("${ATTACK[@]}" pipeline "$OUT_PORT" 20 /hello half)
+expect_eq "20 pipelined requests and a FIN (half-close): the 16 in progress are answered, then the connection closes" \
+  "sent=20 answers=16" "$out"
+
+# The same behind a wait queue: the route holds 2 upstream streams per
+# caller connection, so 14 of the 16 wait in the proxy's queue.
+CADM2=$(free_port)
+OUTQ=$(free_port)
+start_proxy clientq --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" \
+  --admin "127.0.0.1:$CADM2" --max-upstream-per-caller 2 \
+  --route "127.0.0.1:$OUTQ=127.0.0.1:$IN_PORT,id=$TD/ns/shop/sa/orders"
+wait_port "$OUTQ"
+h1 -o /dev/null "http://127.0.0.1:$OUTQ/warm"
+n=$(pipeline_attack rst clientq "$CADM2" "$SADM" "$OUTQ" 16)
+expect_eq "a reset with 14 requests in the proxy's wait queue: none of them goes upstream (4 before)" "2 2" "$n"
+stop_proxy clientq
+
+# --- descriptors: an HTTP/1 caller costs 3 (its socket, the socketpair) ---
+fds() { ls "/proc/$1/fd" | wc -l; }
+f0=$(fds "$PID_client")
+"${ATTACK[@]}" hold "$OUT_PORT" 20 1 /hello 60 "$WORK/fds.stop" >"$WORK/fds.out" &
+FDS_PID=$!
+wait_for 10 grep -q open= "$WORK/fds.out"
+wait_for 10 sh -c "[ \$(ls /proc/$PID_client/fd | wc -l) -ge $((f0 + 60)) ]"
+expect_eq "20 kept-alive HTTP/1 callers hold 3 descriptors each in the proxy" 60 $(($(fds "$PID_client") - f0))
+touch "$WORK/fds.stop"
+wait "$FDS_PID"
+OUTF=$(free_port)
+PROXY_FULL=$WISP_PROXY
+WISP_PROXY=$(fd_limited 200 "$PROXY_FULL")
+start_proxy fd200 --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" --admin off \
+  --max-connections 100 --route "127.0.0.1:$OUTF=127.0.0.1:$IN_PORT,id=$TD/ns/shop/sa/orders"
+WISP_PROXY=$PROXY_FULL
+wait_port "$OUTF"
+expect_match "the open file limit it wants counts 3 per --max-connections on an outbound listener (3 x 100 + 64)" \
+  'open file limit \(200\) is below what --max-connections 100 on 1 listener\(s\) may need \(364\)' "$(cat "$WORK/fd200.err")"
+stop_proxy fd200
+
+stop_proxy client
+stop_proxy server
+finish
