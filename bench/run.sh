@@ -442,7 +442,7 @@ start_setup() {
 		wisp-1000rules) policy=(--policy "$(policy_file 1000)") ;;
 		esac
 		"${SUT[@]}" "$WISP" --cert "$TMP/server.crt" --key "$TMP/server.key" --bundle "$TMP/ca/ca.crt" \
-			--inbound "127.0.0.1:$WISP_IN_PORT" --app "127.0.0.1:$APP_PORT" --drain-timeout 2 "${policy[@]}" \
+			--inbound "127.0.0.1:$WISP_IN_PORT" --app "127.0.0.1:$APP_PORT" --app-protocol h2c --drain-timeout 2 "${policy[@]}" \
 			>/dev/null 2>"$TMP/wisp-in.err" &
 		local spid=$!
 		PIDS+=("$spid")

@@ -99,8 +99,9 @@ static bool convert(const wisp_flag *f, char *field, const char *val) {
 static wisp_err set_one(const wisp_flag *f, void *out, const char *val, char *err, size_t err_len) {
   if (f->kind == WISP_FLAG_CUSTOM) return f->set(out, val, err, err_len);
   if (convert(f, (char *)out + f->off, val)) return WISP_OK;
-  if (f->expect) {
-    snprintf(err, err_len, "--%s %s: expected %s", f->name, val, f->expect);
+  const char *expect = f->expect ? f->expect : f->kind == WISP_FLAG_BOOL ? "true or false" : NULL;
+  if (expect) {
+    snprintf(err, err_len, "--%s %s: expected %s", f->name, val, expect);
   } else {
     snprintf(err, err_len, "--%s: invalid value '%s'", f->name, val);
   }
@@ -133,8 +134,9 @@ static wisp_err parse_argv(const wisp_flags_table *t, void *out, int argc, char 
   int help_row = -1;
   for (size_t i = 0; i < t->nflags; i++) {
     const wisp_flag *f = &t->flags[i];
-    longopts[i] =
-        (struct option){f->name, takes_no_arg(f) ? no_argument : required_argument, NULL, ROW_VAL_BASE + (int)i};
+    /* A boolean is --name (true) or --name=false: a default of true can be turned off on the command line. */
+    int has_arg = f->kind == WISP_FLAG_BOOL ? optional_argument : takes_no_arg(f) ? no_argument : required_argument;
+    longopts[i] = (struct option){f->name, has_arg, NULL, ROW_VAL_BASE + (int)i};
     if (f->kind == WISP_FLAG_HELP) help_row = (int)i;
   }
   optind = 0; /* 0, not 1: also resets getopt's position inside a short-option cluster */
@@ -148,7 +150,7 @@ static wisp_err parse_argv(const wisp_flags_table *t, void *out, int argc, char 
       break;
     }
     const wisp_flag *f = &t->flags[val - ROW_VAL_BASE];
-    rc = set_one(f, out, takes_no_arg(f) ? "true" : optarg, err, err_len);
+    rc = set_one(f, out, takes_no_arg(f) && !optarg ? "true" : optarg, err, err_len);
     seen[val - ROW_VAL_BASE] = true;
     if (rc == WISP_OK && f->kind == WISP_FLAG_HELP && t->help_stops) {
       *out_stop = true;

@@ -137,6 +137,8 @@ struct wisp_conn {
   bool conn_error;           /* nghttp2 ended the session for the peer's connection error */
   bool goaway;               /* no new streams on this connection */
   bool draining;             /* we sent GOAWAY; close when streams end */
+  bool h1_gateway;           /* downstream: our HTTP/1 gateway's end (wisp_h1): its x-wisp-proto is ours */
+  bool h1app;                /* upstream: to the app through the HTTP/1.1 gateway (wisp_h1app), else h2c */
   wisp_conn *next, *prev;    /* px->conns */
   wisp_conn *pool_next;      /* target->conns */
 };
@@ -146,6 +148,8 @@ struct wisp_conn {
  * flows is indexed by the side it came from: hdrs[DOWN] are the request
  * headers, body[UP] is response data waiting to be sent down, and so on. */
 typedef enum { WISP_DOWN = 0, WISP_UP = 1 } wisp_side;
+/* The protocol a request's original caller spoke (wisp_stream.h: x-wisp-proto). */
+typedef enum { WISP_PROTO_H2 = 0, WISP_PROTO_HTTP10, WISP_PROTO_HTTP11 } wisp_caller_proto;
 #define WISP_OTHER(side) ((wisp_side)(1 - (side)))
 
 typedef struct {
@@ -181,6 +185,8 @@ struct wisp_stream {
   size_t section[2];         /* bytes of the header section arriving on that side (--max-header-list-size) */
   const char *hdr_refused[2];/* static: why that side's section is not kept (too large, no budget), else NULL */
   bool is_grpc;
+  wisp_caller_proto caller_proto; /* what the original caller spoke (x-wisp-proto between sidecars) */
+  bool app_h1;               /* inbound: goes to the app as HTTP/1.1 (else h2c) */
   int retries;
   int status;
   int grpc_status;           /* -1: none */

@@ -43,7 +43,7 @@ static const wisp_flag kOpts[] = {
     {.name = "route", .kind = WISP_FLAG_CUSTOM, .set = add_routes},
     ROW_STR("inbound", inbound, "0.0.0.0:15006"),
     ROW_STR("app", app, NULL),
-    ROW_STR("app-protocol", app_protocol, "h2c"),
+    ROW_STR("app-protocol", app_protocol, "auto"),
     ROW_BOOL("allow-tls12", allow_tls12, "false"),
     ROW_SECS("connect-timeout", connect_timeout, "5"),
     ROW_SECS("handshake-timeout", handshake_timeout, "10"),
@@ -71,7 +71,7 @@ static const wisp_flag kOpts[] = {
     ROW_STR("sa-token-file", sa_token_file, NULL),
     ROW_STR("policy", policy_file, NULL),
     ROW_BOOL("transparent", transparent, "false"),
-    ROW_BOOL("transparent-http1", transparent_http1, "false"),
+    ROW_BOOL("transparent-http1", transparent_http1, "true"),
     ROW_STR("outbound", outbound, "127.0.0.1:15001"),
     ROW_STR("opaque-ports", opaque_ports, "25,3306,5432,6379,27017"),
     ROW_STR("intercept-probe", intercept_probe, "127.0.0.77:15009"),
@@ -305,11 +305,12 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
     set_err(err, err_len, "--app %s: expected HOST:PORT%s", out->app, "");
     return WISP_ERR_USAGE;
   }
-  if (strcmp(out->app_protocol, "h2c") != 0 && strcmp(out->app_protocol, "http1") != 0) {
-    set_err(err, err_len, "--app-protocol %s: expected h2c or http1%s", out->app_protocol, "");
+  out->app_http1 = strcmp(out->app_protocol, "http1") == 0;
+  out->app_h2c = strcmp(out->app_protocol, "h2c") == 0 || strcmp(out->app_protocol, "h2") == 0;
+  if (!out->app_http1 && !out->app_h2c && strcmp(out->app_protocol, "auto") != 0) {
+    set_err(err, err_len, "--app-protocol %s: expected auto, h2c or http1%s", out->app_protocol, "");
     return WISP_ERR_USAGE;
   }
-  out->app_http1 = strcmp(out->app_protocol, "http1") == 0;
   if (wisp_addr_parse(&a, out->inbound) != WISP_OK) {
     set_err(err, err_len, "--inbound %s: expected HOST:PORT%s", out->inbound, "");
     return WISP_ERR_USAGE;

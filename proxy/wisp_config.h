@@ -23,8 +23,10 @@ typedef struct {
   size_t nroutes;
   char *inbound;                  /* owned; mTLS listener address */
   char *app;                      /* owned; NULL: no inbound side */
-  char *app_protocol;             /* owned; "h2c" or "http1": what the app (or, transparent, every local port) speaks */
-  bool app_http1;                 /* app_protocol is "http1" */
+  char *app_protocol;             /* owned; "auto", "h2c" (or "h2") or "http1": what the app (or, transparent, every
+                                   * local port) is spoken to in; auto: the caller's original protocol (x-wisp-proto) */
+  bool app_http1;                 /* app_protocol is "http1": every request to the app as HTTP/1.1 */
+  bool app_h2c;                   /* app_protocol is "h2c": every request to the app as h2c */
   bool allow_tls12;
   double connect_timeout;         /* seconds */
   double handshake_timeout;
@@ -53,7 +55,7 @@ typedef struct {
   char *sa_token_file;            /* owned; Kubernetes service-account token, re-read at each use */
   char *policy_file;              /* owned; --policy FILE, NULL: none (or from the agent) */
   bool transparent;               /* iptables mode: original destinations (SO_ORIGINAL_DST) */
-  bool transparent_http1;         /* transparent: HTTP/1 request lines go L7 (else L4, as any TCP) */
+  bool transparent_http1;         /* transparent: HTTP/1 request lines go L7 (default; false: L4, as any TCP) */
   char *outbound;                 /* owned; transparent outbound listener */
   char *opaque_ports;             /* owned; comma list: L4 without detection */
   char *svid_cache;               /* owned; --agent: DIR keeping the last SVID and key (0600), NULL: none */

@@ -538,8 +538,9 @@ static void on_inbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
 }
 
 void wisp_conn_accept_h2c(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
-                          ev_tstamp accepted) {
+                          ev_tstamp accepted, bool h1_gateway) {
   wisp_conn *c = conn_new(l->px, fd, NULL, false, l->dir, WISP_H2CONN_OPEN);
+  c->h1_gateway = h1_gateway;
   wisp_connlimit_move(&c->slot, slot);
   c->started = accepted;
   c->listener = l;
@@ -563,16 +564,15 @@ static void on_outbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
   if (o->l->target && proto == WISP_SNIFF_HTTP1) {
     wisp_h1_accept(o->l, o->dst, fd, o->peer, &o->slot, o->accepted);
   } else if (proto == WISP_SNIFF_HTTP1 && o->l->px->cfg->transparent_http1) {
-    /* transparent: HTTP/1 only with a whole request line, else L4. Off by
-     * default: the destination's sidecar hands a request to its app as
-     * h2c unless it runs with --app-protocol http1, so an HTTP/1.1 app
-     * carried at L7 would get h2c; at L4 it gets its own bytes. */
+    /* transparent: HTTP/1 only with a whole request line, else L4. The
+     * destination's sidecar speaks HTTP/1.1 to its app for it (told by
+     * x-wisp-proto); --transparent-http1=false keeps it L4. */
     wisp_h1_detect(o->l, o->dst, fd, o->peer, &o->slot, o->accepted, WISP_DETECT_TIMEOUT);
   } else if (o->l->target && proto == WISP_SNIFF_CLOSED) {
     o->l->px->stats.conns_closed_early++;
     log_unaccepted(o->l, o->peer, "closed", "closed before sending a request (the peer sent nothing)", NULL);
   } else if (proto == WISP_SNIFF_HTTP2 || o->l->target) {
-    wisp_conn_accept_h2c(o->l, o->dst, fd, o->peer, &o->slot, o->accepted);
+    wisp_conn_accept_h2c(o->l, o->dst, fd, o->peer, &o->slot, o->accepted, false);
   } else if (proto != WISP_SNIFF_CLOSED) {
     wisp_tunnel_outbound(o->l->px, fd, o->peer, o->dst, &o->slot);
   }
@@ -686,11 +686,11 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
   wisp_sniff_start(px->loop, fd, l->target ? px->cfg->handshake_timeout : WISP_DETECT_TIMEOUT, on_outbound_sniffed, o);
 }
 
-wisp_conn *wisp_conn_connect(wisp_target *t, char *err, size_t err_len) {
+wisp_conn *wisp_conn_connect(wisp_target *t, bool h1app, char *err, size_t err_len) {
   wisp_proxy *px = t->px;
   int fd;
   /* An HTTP/1.1 app is reached through a gateway that speaks HTTP/2 to us. */
-  wisp_err rc = !t->tls && px->cfg->app_http1 ? wisp_h1app_open(px, t, &fd) : wisp_net_connect(&fd, &t->addr);
+  wisp_err rc = h1app ? wisp_h1app_open(px, t, &fd) : wisp_net_connect(&fd, &t->addr);
   if (rc != WISP_OK) {
     snprintf(err, err_len, "cannot connect to %s: %s", t->name, strerror(errno));
     note_upfail(t, err);
@@ -699,6 +699,7 @@ wisp_conn *wisp_conn_connect(wisp_target *t, char *err, size_t err_len) {
   wisp_conn *c = conn_new(px, fd, NULL, true, t->tls ? WISP_DIR_OUTBOUND : WISP_DIR_INBOUND,
                           WISP_H2CONN_CONNECTING);
   c->target = t;
+  c->h1app = h1app;
   snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", t->name);
   if (t->tls) {
     c->expect_id = t->expect_id ? wisp_strdup(t->expect_id) : NULL;

@@ -22,13 +22,15 @@ typedef struct {
 } wisp_conn_pending;
 
 /* Serves |fd| (taken) as an h2c caller of outbound listener |l| going to
- * |dst|, taking |slot|; |accepted|: when its handshake budget began. */
+ * |dst|, taking |slot|; |accepted|: when its handshake budget began;
+ * |h1_gateway|: |fd| is wisp_h1's end, whose x-wisp-proto is trusted. */
 void wisp_conn_accept_h2c(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
-                          ev_tstamp accepted);
+                          ev_tstamp accepted, bool h1_gateway);
 
 /* Starts a connection to |t| and returns it (owned by the proxy), or NULL
- * with |err| saying why. */
-wisp_conn *wisp_conn_connect(wisp_target *t, char *err, size_t err_len);
+ * with |err| saying why; |h1app|: to an app, through an HTTP/1.1 gateway
+ * (wisp_h1app) instead of h2c. */
+wisp_conn *wisp_conn_connect(wisp_target *t, bool h1app, char *err, size_t err_len);
 
 /* Schedules teardown; the first reason wins. |reason| NULL: an orderly close
  * that is not logged. */

@@ -17,6 +17,7 @@
 #include "proxy/wisp_conn.h"
 #include "proxy/wisp_metrics.h"
 #include "proxy/wisp_proxy.h"
+#include "proxy/wisp_stream.h"
 #include "proxy/wisp_tunnel.h"
 
 /* Bytes read from a socket at a time. */
@@ -204,9 +205,14 @@ static void open_stream(h1conn *h, h1req *r, const wisp_h1_head *hd) {
   wisp_hdrs req = {0};
   const char *why = "request header fields over the proxy's bounds";
   wisp_err rc = target_of(h, hd, &req, &why);
+  /* The caller's protocol, for the app's sidecar; the caller's own copy
+   * of the field is not passed on. */
+  const char *proto = wisp_stream_proto_name(hd->minor == 0 ? WISP_PROTO_HTTP10 : WISP_PROTO_HTTP11);
+  if (rc == WISP_OK) rc = add_pseudo(&req, WISP_PROTO_HEADER, proto, strlen(proto));
   for (size_t i = 0; rc == WISP_OK && i < hd->nfields; i++) {
     const wisp_h1_field *f = &hd->fields[i];
     if (wisp_h1_hop_by_hop(hd, f) || (f->name_len == 6 && memcmp(f->name, "expect", 6) == 0)) continue;
+    if (f->name_len == strlen(WISP_PROTO_HEADER) && memcmp(f->name, WISP_PROTO_HEADER, f->name_len) == 0) continue;
     rc = wisp_hdrs_add(&req, (const uint8_t *)f->name, f->name_len, (const uint8_t *)f->value, f->value_len);
   }
   if (rc != WISP_OK) {
@@ -915,7 +921,7 @@ void wisp_h1_accept(wisp_listener *l, wisp_target *dst, int fd, const char *peer
   ev_io_start(h->loop, &h->srio);
   /* The listener's HTTP/2 path takes the other end as an h2c caller. */
   wisp_connlimit_slot none = {0};
-  wisp_conn_accept_h2c(l, dst, sp[0], peer, &none, accepted);
+  wisp_conn_accept_h2c(l, dst, sp[0], peer, &none, accepted, true);
   pump(h);
 }
 

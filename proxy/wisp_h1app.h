@@ -1,4 +1,5 @@
-/* wisp_h1app: the inbound side's HTTP/1.1 apps (--app-protocol http1).
+/* wisp_h1app: the inbound side's HTTP/1.1 apps (requests from HTTP/1
+ * callers under --app-protocol auto, every request under http1).
  *
  * A pooled upstream connection to such an app is one end of a socketpair;
  * on the other end a gateway serves HTTP/2 (nghttp2 server session) and

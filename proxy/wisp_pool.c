@@ -17,28 +17,29 @@ static int stream_limit(const wisp_conn *c) {
   return limit > WISP_POOL_STREAMS_PER_CONN ? WISP_POOL_STREAMS_PER_CONN : (int)limit;
 }
 
-/* A connection with a free stream for |t|, opening one if the pool has
- * room: WISP_OK with |*out|, WISP_ERR_AGAIN when every stream of a full
+/* A connection with a free stream for |t| of the kind |h1app| asks (to an
+ * app as HTTP/1.1 or h2c: each kind its own --pool-size), opening one if
+ * the pool has room: WISP_OK with |*out|, WISP_ERR_AGAIN when every stream of a full
  * pool is in use (a freed one wakes the target), WISP_ERR_IO with |err|
  * when a new connection could not be started. Never oversubscribes a
  * connection: a request nghttp2 would hold back in its own queue would
  * wait without a bound. */
-static wisp_err free_slot(wisp_target *t, wisp_conn **out, char *err, size_t err_len) {
+static wisp_err free_slot(wisp_target *t, bool h1app, wisp_conn **out, char *err, size_t err_len) {
   if (t->refuse) { /* a stand-in: nowhere to go */
     snprintf(err, err_len, "%s", t->refuse);
     return WISP_ERR_IO;
   }
   for (wisp_conn *c = t->conns; c; c = c->pool_next) {
     /* First fit keeps traffic on few connections. */
-    if (usable(c) && c->nstreams < stream_limit(c)) {
+    if (usable(c) && c->h1app == h1app && c->nstreams < stream_limit(c)) {
       *out = c;
       return WISP_OK;
     }
   }
   int usable_conns = 0;
-  for (wisp_conn *c = t->conns; c; c = c->pool_next) usable_conns += usable(c);
+  for (wisp_conn *c = t->conns; c; c = c->pool_next) usable_conns += usable(c) && c->h1app == h1app;
   if (usable_conns >= t->px->cfg->pool_size) return WISP_ERR_AGAIN;
-  wisp_conn *c = wisp_conn_connect(t, err, err_len);
+  wisp_conn *c = wisp_conn_connect(t, h1app, err, err_len);
   if (!c) return WISP_ERR_IO;
   c->pool_next = t->conns;
   t->conns = c;
@@ -237,7 +238,7 @@ static void pump_target(wisp_target *t) {
     wisp_stream *s = lane->head;
     wisp_conn *up = NULL;
     char err[WISP_TLS_REASON_MAX];
-    wisp_err rc = free_slot(t, &up, err, sizeof(err));
+    wisp_err rc = free_slot(t, s->app_h1, &up, err, sizeof(err));
     if (rc == WISP_ERR_AGAIN) return;
     t->waiters = caller->rr_next; /* the next caller's turn */
     caller->lanes = lane->next;   /* and within this one, the next lane's */

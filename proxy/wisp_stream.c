@@ -337,6 +337,8 @@ static void stream_log(const wisp_stream *s) {
   wisp_json_int(&j, "bytes_in", (int64_t)s->bytes[WISP_DOWN]);
   wisp_json_int(&j, "bytes_out", (int64_t)s->bytes[WISP_UP]);
   wisp_json_double(&j, "duration_ms", ms);
+  wisp_json_str(&j, "proto", wisp_stream_proto_name(s->caller_proto));
+  if (s->dir == WISP_DIR_INBOUND && !s->denied) wisp_json_str(&j, "app_proto", s->app_h1 ? "http/1.1" : "h2c");
   wisp_json_str(&j, "upstream", s->target->name);
   wisp_json_str(&j, "decision", s->denied ? "deny" : "allow");
   if (s->policy_checked) {
@@ -461,6 +463,16 @@ static bool name_is(const uint8_t *name, size_t len, const char *lit) {
   return len == strlen(lit) && memcmp(name, lit, len) == 0;
 }
 
+const char *wisp_stream_proto_name(wisp_caller_proto p) {
+  return p == WISP_PROTO_HTTP11 ? "http/1.1" : p == WISP_PROTO_HTTP10 ? "http/1.0" : "h2";
+}
+
+wisp_caller_proto wisp_stream_proto_parse(const uint8_t *v, size_t len) {
+  if (name_is(v, len, "http/1.1")) return WISP_PROTO_HTTP11;
+  if (name_is(v, len, "http/1.0")) return WISP_PROTO_HTTP10;
+  return WISP_PROTO_H2;
+}
+
 void wisp_stream_on_begin_headers(wisp_stream *s, wisp_side side) { s->section[side] = 0; }
 
 /* The section arriving on |side| is not kept, |why|; with |drop| what was
@@ -511,6 +523,15 @@ wisp_err wisp_stream_on_header(wisp_stream *s, wisp_side side, nghttp2_headers_c
       s->caller_tag = caller_tag_of(value, value_len);
       wisp_conn_caller_tagged(s->link[WISP_DOWN].conn, s->caller_tag);
     }
+    return WISP_OK;
+  }
+  if (side == WISP_DOWN && name_is(name, name_len, WISP_PROTO_HEADER)) {
+    /* The original caller's protocol (WISP_PROTO_HEADER): believed from a
+     * peer sidecar or our own HTTP/1 gateway, in the request's headers;
+     * dropped from anyone and anywhere else. Never passed on. */
+    const wisp_conn *down = s->link[WISP_DOWN].conn;
+    bool trusted = s->dir == WISP_DIR_INBOUND ? down->io.verify.peer_ok : down->h1_gateway;
+    if (trusted && !trailer) s->caller_proto = wisp_stream_proto_parse(value, value_len);
     return WISP_OK;
   }
   const char *spent = budget_spent(px, s->link[WISP_DOWN].conn, cost);
@@ -618,6 +639,10 @@ static void dispatch(wisp_stream *s) {
   note_grpc(s);
   if (!authorized(s, s->target->px)) return;
   wisp_proxy *px = s->target->px;
+  /* An app is spoken to as its caller spoke (an HTTP/1 caller's app
+   * speaks HTTP/1.1: the caller reached it before the mesh), unless
+   * --app-protocol says what the app speaks. */
+  s->app_h1 = !s->target->tls && (px->cfg->app_http1 || (!px->cfg->app_h2c && s->caller_proto != WISP_PROTO_H2));
   if (px->buffered >= px->cfg->buffer_limit) {
     char why[WISP_TLS_REASON_MAX];
     snprintf(why, sizeof(why),
@@ -637,7 +662,7 @@ void wisp_stream_unavailable(wisp_stream *s, int status, const char *reason) {
 void wisp_stream_send_upstream(wisp_stream *s, wisp_conn *up) {
   char err[WISP_TLS_REASON_MAX];
   const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
-  nghttp2_nv nv[WISP_HDRS_MAX_FIELDS + 2];
+  nghttp2_nv nv[WISP_HDRS_MAX_FIELDS + 3];
   memcpy(nv, req->nv, req->n * sizeof(*nv));
   size_t n = req->n;
   char xfcc[2 * WISP_SPIFFE_MAX + 16];
@@ -654,6 +679,11 @@ void wisp_stream_send_upstream(wisp_stream *s, wisp_conn *up) {
     int len = snprintf(caller, sizeof(caller), "%" PRIu64, s->down_conn_id);
     nv[n++] = (nghttp2_nv){(uint8_t *)WISP_CALLER_HEADER, (uint8_t *)caller, strlen(WISP_CALLER_HEADER), (size_t)len,
                            NGHTTP2_NV_FLAG_NONE};
+    /* and which protocol its caller spoke, for the app's protocol there */
+    const char *proto = wisp_stream_proto_name(s->caller_proto);
+    if (s->caller_proto != WISP_PROTO_H2)
+      nv[n++] = (nghttp2_nv){(uint8_t *)WISP_PROTO_HEADER, (uint8_t *)proto, strlen(WISP_PROTO_HEADER), strlen(proto),
+                             NGHTTP2_NV_FLAG_NONE};
   }
   bool no_body = s->eof[WISP_DOWN] && wisp_buf_len(&s->body[WISP_DOWN]) == 0 && s->trailers[WISP_DOWN].n == 0;
   nghttp2_data_provider prd = {.source.ptr = s, .read_callback = provide_up};

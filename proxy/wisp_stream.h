@@ -14,6 +14,19 @@
  * request came from (an opaque number), for the wait queue's turns on the
  * receiving side (wisp_pool). Never passed on to an app. */
 #define WISP_CALLER_HEADER "x-wisp-caller"
+/* Between sidecars: the protocol the original caller spoke, when it was
+ * HTTP/1 ("http/1.1" or "http/1.0"; absent: HTTP/2). Our HTTP/1 gateway
+ * (wisp_h1) sets it on the requests it makes, the sending side passes it
+ * to the peer sidecar, and the receiving side uses it to pick the app's
+ * protocol per request (--app-protocol auto: HTTP/1.1 for an HTTP/1
+ * caller, h2c otherwise). Taken only from our gateway (outbound) or an
+ * mTLS peer (inbound); removed from every request, never passed on to an
+ * app. A caller that sets it itself picks nothing but that. */
+#define WISP_PROTO_HEADER "x-wisp-proto"
+/* "h2", "http/1.0", "http/1.1": x-wisp-proto's values and the log's. */
+const char *wisp_stream_proto_name(wisp_caller_proto p);
+/* An x-wisp-proto value; anything unknown is HTTP/2 (ignored). */
+wisp_caller_proto wisp_stream_proto_parse(const uint8_t *v, size_t len);
 
 /* A request began on downstream connection |down|; the stream is attached
  * to it as nghttp2 stream user data and freed by the library's callbacks. */

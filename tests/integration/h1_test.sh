@@ -18,7 +18,9 @@ spec:
   rules:
   - to: [{paths: ["/admin/*"]}]
 YAML
-start_pair --policy "$POLICY" --handshake-timeout 2 || { not_ok "pair starts"; finish; }
+# The app (node) speaks h2c only: --app-protocol h2c has the inbound side
+# speak h2c to it whatever the caller spoke (the HTTP/1 caller upgraded).
+start_pair --policy "$POLICY" --handshake-timeout 2 --app-protocol h2c || { not_ok "pair starts"; finish; }
 OUT=http://127.0.0.1:$OUT_PORT
 RAW=(/usr/bin/python3 "$WISP_SRC/tests/integration/h1_raw.py" "$OUT_PORT")
 h1() { curl -sS --http1.1 --max-time 20 "$@"; }
@@ -326,6 +328,55 @@ wait "$APP2_PID" 2>/dev/null
 out=$(h1 -i "http://127.0.0.1:$OUT2/file.bin")
 expect_match "the HTTP/1.1 app gone: 503 saying the app cannot be reached" \
   "^HTTP/1.1 503 .*x-wisp-error: cannot connect to the app at 127.0.0.1:$APP2" "$(tr -d '\r\n' <<<"$out")"
+
+# --- the default --app-protocol auto: the app is spoken to as its caller spoke ---
+# The caller's protocol crosses the mesh in x-wisp-proto (set by the
+# outbound side for HTTP/1 callers only, removed before any app).
+# h1_app.py (HTTP/1.1 only) and the node app (h2c only) behind sidecars
+# with no --app-protocol.
+IN5=$(free_port)
+OUT5=$(free_port)
+IN6=$(free_port)
+OUT6=$(free_port)
+start_proxy server5 --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" --admin off \
+  --inbound "127.0.0.1:$IN5" --app "127.0.0.1:$APP1"
+start_proxy server6 --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" --admin off \
+  --inbound "127.0.0.1:$IN6" --app "127.0.0.1:$APP_PORT"
+start_proxy client5 --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" --admin off \
+  --route "127.0.0.1:$OUT5=127.0.0.1:$IN5,id=$TD/ns/shop/sa/orders" \
+  --route "127.0.0.1:$OUT6=127.0.0.1:$IN6,id=$TD/ns/shop/sa/orders"
+wait_port "$IN5" && wait_port "$IN6" && wait_port "$OUT5" && wait_port "$OUT6"
+O5=http://127.0.0.1:$OUT5
+O6=http://127.0.0.1:$OUT6
+body=$(h1 "$O5/auto11")
+expect_match "default --app-protocol: an HTTP/1.1 caller's HTTP/1.1 app is spoken to in HTTP/1.1" \
+  '"path": "/auto11", "version": "HTTP/1.1"' "$body"
+if grep -qi 'x-wisp-' <<<"$body"; then not_ok "... and sees no x-wisp-* field" "$body"; else ok "... and sees no x-wisp-* field"; fi
+body=$(h1 --http1.0 "$O5/auto10")
+expect_match "... an HTTP/1.0 caller's too" '"path": "/auto10", "version": "HTTP/1.1"' "$body"
+body=$(h1 -H 'X-Wisp-Proto: h2' "$O5/forged-h2")
+expect_match "an HTTP/1.1 caller's own x-wisp-proto: h2 changes nothing" '"path": "/forged-h2", "version": "HTTP/1.1"' "$body"
+if grep -qi 'x-wisp-' <<<"$body"; then not_ok "... and is not passed on" "$body"; else ok "... and is not passed on"; fi
+body=$(h1 --http2-prior-knowledge "$O6/auto-h2")
+expect_match "default --app-protocol: an h2c caller's h2c app is spoken to in h2c" '"path":"/auto-h2"' "$body"
+body=$(h1 --http2-prior-knowledge -H 'x-wisp-proto: http/1.1' "$O6/forged-h1")
+expect_match "an h2c caller's own x-wisp-proto: http/1.1 is dropped: its h2c app still gets h2c" '"path":"/forged-h1"' "$body"
+if grep -qi 'x-wisp-proto' <<<"$body"; then not_ok "... and the app never sees it" "$body"; else ok "... and the app never sees it"; fi
+out=$(h1 -i "$O6/h1-to-h2c-app")
+expect_match "an HTTP/1.1 caller of an h2c-only app behind a default sidecar: 502 saying why (--app-protocol h2c serves it)" \
+  "^HTTP/1.1 502 .*x-wisp-error: the app at 127.0.0.1:$APP_PORT" "$(tr -d '\r\n' <<<"$out")"
+wait_for 10 grep -q '"path":"/forged-h1"' "$WORK/server6.out"
+expect_match "the inbound request line names the caller's protocol and the app's" \
+  '"path":"/auto11",.*"proto":"http/1.1","app_proto":"http/1.1"' "$(grep '"path":"/auto11"' "$WORK/server5.out")"
+expect_match "... HTTP/1.0 callers as such" '"path":"/auto10",.*"proto":"http/1.0","app_proto":"http/1.1"' \
+  "$(grep '"path":"/auto10"' "$WORK/server5.out")"
+expect_match "... h2c callers as h2" '"path":"/forged-h1",.*"proto":"h2","app_proto":"h2c"' \
+  "$(grep '"path":"/forged-h1"' "$WORK/server6.out")"
+expect_match "the outbound request line names the caller's protocol" '"path":"/auto11",.*"proto":"http/1.1"' \
+  "$(grep '"path":"/auto11"' "$WORK/client5.out")"
+stop_proxy client5
+stop_proxy server6
+stop_proxy server5
 
 # --- head budgets: half-sent heads count against --buffer-limit (attack9b M1) ---
 OUTH=$(free_port)

@@ -8,7 +8,8 @@ source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
 WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
 PY=/usr/bin/python3
 make_pki
-start_pair --admin off || { not_ok "pair starts"; finish; }
+# --app-protocol h2c: the node app speaks h2c only, also to the HTTP/1.1 caller below.
+start_pair --admin off --app-protocol h2c || { not_ok "pair starts"; finish; }
 URL=http://127.0.0.1:$OUT_PORT/trace-echo
 W3C_TRACE=4bf92f3577b34da6a3ce929d0e0e4736
 TP="00-$W3C_TRACE-00f067aa0ba902b7-01"

@@ -39,6 +39,7 @@ spec:
   action: DENY
   rules:
   - to: [{ports: [7200]}]
+  - to: [{ports: [8081], paths: ["/h1-admin/*"]}]
 YAML
 chmod a+r "$P/policy.yaml"
 
@@ -56,9 +57,12 @@ pod_proxy() { # pod_proxy NAME POD SVID ARGS...
 # The server pod: its app on loopback :8080, its sidecar, its rules.
 start_bg "$WORK/app" ip netns exec "$(netns_name server)" setpriv --reuid $APP_UID --regid $APP_UID --clear-groups \
   node "$NODE_DIR/app.js" --port 8080 --host 127.0.0.1 --name orders
+# An HTTP/1.1 app (Python's http.server) on loopback :8081.
+PY=/usr/bin/python3
+start_bg "$WORK/h1app" ip netns exec "$(netns_name server)" setpriv --reuid $APP_UID --regid $APP_UID --clear-groups \
+  $PY "$WISP_SRC/tests/integration/h1_app.py" 8081
 # L4 servers: a checksum echo that answers only after the client's FIN
 # (half-close must be carried), and server-first banners.
-PY=/usr/bin/python3
 start_bg "$WORK/sumsrv" ip netns exec "$(netns_name server)" setpriv --reuid $APP_UID --regid $APP_UID --clear-groups \
   $PY -c '
 import hashlib, socket
@@ -83,8 +87,8 @@ for pod in client server; do
   expect_eq "iptables rules installed in the $pod pod" 0 "$?"
 done
 pod_proxy server server orders --policy "$P/policy.yaml"
-pod_proxy client client frontend --transparent-http1
-check "the server's app and sidecar listen" wait_for 10 netns_listens server 8080 15006 7000 5432 7100 7200
+pod_proxy client client frontend
+check "the server's apps and sidecar listen" wait_for 10 netns_listens server 8080 8081 15006 7000 5432 7100 7200
 check "the client's sidecar listens on 15001" wait_for 10 netns_listens client 15001
 
 # --- the client app calls the server pod's real address ---
@@ -101,12 +105,32 @@ expect_match "the client app reaches the server app at its real IP" '"path":"/se
 expect_match "the server app sees the caller's SPIFFE ID in x-forwarded-client-cert" \
   "\"x-forwarded-client-cert\":\"By=$TD/ns/shop/sa/orders;URI=$TD/ns/shop/sa/frontend\"" "$body"
 
-# --- HTTP/1.1 from the app: a whole request line makes it L7 (issue 14) ---
-body=$(netns_as client $APP_UID curl -s --max-time 10 --http1.1 "http://10.77.0.22:8080/h1-transparent")
-expect_match "an HTTP/1.1 client app reaches the server app at its real IP" '"path":"/h1-transparent"' "$body"
-check "... carried at L7: both sidecars log it as a request with method and path" wait_for 5 sh -c \
-  "grep -q '\"type\":\"request\".*\"method\":\"GET\",\"path\":\"/h1-transparent\"' '$WORK/client.out' &&
-   grep -q '\"type\":\"request\".*\"method\":\"GET\",\"path\":\"/h1-transparent\"' '$WORK/server.out'"
+# --- HTTP/1.1 from the app: a whole request line makes it L7, by default (issue 14) ---
+# Both sidecars run with their defaults. The caller's HTTP/1.1 crosses the
+# mesh as HTTP/2 with x-wisp-proto, so the server's sidecar speaks
+# HTTP/1.1 to its HTTP/1.1 app (an h2c request would get 502 from it).
+body=$(netns_as client $APP_UID curl -s --max-time 10 --http1.1 "http://10.77.0.22:8081/h1-transparent")
+expect_match "an HTTP/1.1 client app reaches the HTTP/1.1 server app at its real IP; the app sees HTTP/1.1" \
+  '"path": "/h1-transparent", "version": "HTTP/1.1"' "$body"
+expect_match "... with the caller's identity, and no x-wisp-* field" \
+  "\"x-forwarded-client-cert\": \"By=$TD/ns/shop/sa/orders;URI=$TD/ns/shop/sa/frontend\"" "$(grep -vi '"x-wisp-' <<<"$body")"
+check "... carried at L7: both sidecars log it as a request with method, path and the caller's protocol" wait_for 5 sh -c \
+  "grep -q '\"type\":\"request\".*\"method\":\"GET\",\"path\":\"/h1-transparent\".*\"proto\":\"http/1.1\"' '$WORK/client.out' &&
+   grep -q '\"type\":\"request\".*\"method\":\"GET\",\"path\":\"/h1-transparent\".*\"proto\":\"http/1.1\",\"app_proto\":\"http/1.1\"' '$WORK/server.out'"
+out=$(netns_as client $APP_UID ab -n 200 -c 4 -k "http://10.77.0.22:8081/ab" 2>&1)
+expect_match "ab (HTTP/1.0, keep-alive) through both default sidecars: 200 requests, none failed" \
+  'Complete requests: +200.*Failed requests: +0.*Keep-Alive requests: +200' "$(tr -d '\n' <<<"$out")"
+if grep -q 'Non-2xx' <<<"$out"; then not_ok "... all answered 200 by the app" "$(grep 'Non-2xx' <<<"$out")"; else ok "... all answered 200 by the app"; fi
+out=$(netns_as client $APP_UID curl -s -i --max-time 10 --http1.1 "http://10.77.0.22:8081/h1-admin/keys")
+expect_match "a DENY on a path applies to an HTTP/1.1 caller in transparent mode: 403 saying why" \
+  '^HTTP/1.1 403 Forbidden.*x-wisp-error: RBAC: access denied.*policy shop/no-7200' "$(tr -d '\r\n' <<<"$out")"
+check "... logged as denied by the server sidecar" wait_for 5 grep -q \
+  '"method":"GET","path":"/h1-admin/keys","status":403.*"decision":"deny","policy":"shop/no-7200","rule":1' "$WORK/server.out"
+code=$(netns_as client $APP_UID curl -s --max-time 10 --http1.1 -o /dev/null -w '%{http_code}' "http://10.77.0.22:8081/h1-allowed/keys")
+expect_eq "... and a path it does not name is served" 200 "$code"
+if grep -q '/h1-admin' "$WORK/h1app.out"; then not_ok "the denied request never reaches the app"; else ok "the denied request never reaches the app"; fi
+body=$(netns_as client $APP_UID curl -s --max-time 10 --http2-prior-knowledge "http://10.77.0.22:8080/h2c-still")
+expect_match "an h2c caller of the h2c app still gets h2c through the same default sidecars" '"path":"/h2c-still"' "$body"
 out=$(netns_as client $APP_UID $PY -c '
 import hashlib, socket
 data = b"get some-key\r\n"
@@ -269,7 +293,7 @@ expect_match "... and is logged whole" '"event":"l4".*"upstream":"10.77.0.22:700
 # The server pod answers on more addresses; each is a destination of its own
 # for the client sidecar, which may keep 2 (--max-destinations 2).
 for i in 1 2 3 4 5; do netns_exec server ip addr add "10.77.0.3$i/24" dev eth0; done
-pod_proxy client2 client frontend --max-destinations 2 --admin 127.0.0.1:15000
+pod_proxy client2 client frontend --max-destinations 2 --admin 127.0.0.1:15000 --transparent-http1=false
 check "a client sidecar with --max-destinations 2 listens" wait_for 10 netns_listens client 15001 15000
 metric_of() { # metric_of NAME: its value on the client sidecar's /metrics
   netns_exec client curl -s --max-time 5 http://127.0.0.1:15000/metrics | awk -v n="$1" '$1 == n {print $2}'
@@ -305,15 +329,15 @@ expect_eq "the requests that held them finish" "200 200" "$(cat "$WORK/held31.ou
 code=$(netns_as client $APP_UID curl -sS --max-time 10 --http2-prior-knowledge -o /dev/null -w '%{http_code}' \
   "http://10.77.0.33:8080/after-full" 2>&1)
 expect_eq "once they are done, the new destination is served" 200 "$code"
-# Without --transparent-http1 an HTTP/1.1 request goes L4: an app that is
-# not h2c (here the checksum echo) gets the caller's own bytes.
+# With --transparent-http1=false (the escape hatch) an HTTP/1.1 request goes
+# L4: an app that is not HTTP (here the checksum echo) gets the caller's own bytes.
 out=$(netns_as client $APP_UID $PY -c '
 import hashlib, socket
 data = b"GET /h1-as-l4 HTTP/1.1\r\nHost: 10.77.0.22:7000\r\n\r\n"
 c = socket.create_connection(("10.77.0.22", 7000), timeout=10); c.sendall(data); c.shutdown(socket.SHUT_WR)
 got = c.makefile("rb").read().split()
 print("same" if got == [hashlib.sha256(data).hexdigest().encode(), str(len(data)).encode()] else "differs: %r" % got)' 2>&1)
-expect_eq "without --transparent-http1 an HTTP/1.1 request to a non-h2c app is carried as L4, byte for byte" same "$out"
+expect_eq "with --transparent-http1=false an HTTP/1.1 request is carried as L4, byte for byte" same "$out"
 stop_proxy client2
 stop_proxy server
 for pod in client server; do netns_exec "$pod" bash "$IPT" --remove >/dev/null 2>&1; done

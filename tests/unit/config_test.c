@@ -64,8 +64,10 @@ static void check_defaults(const wisp_config *c) {
   assert_string_equal(c->bundle, "b.pem");
   assert_string_equal(c->app, "127.0.0.1:8080");
   assert_string_equal(c->inbound, "0.0.0.0:15006");
-  assert_string_equal(c->app_protocol, "h2c");
+  assert_string_equal(c->app_protocol, "auto");
   assert_false(c->app_http1);
+  assert_false(c->app_h2c);
+  assert_true(c->transparent_http1);
   assert_int_equal(c->nroutes, 0);
   assert_false(c->allow_tls12);
   assert_true(c->connect_timeout == 5.0);
@@ -221,6 +223,9 @@ static void check_app_http1(const wisp_config *c) {
   assert_true(c->app_http1);
 }
 
+static void check_app_h2(const wisp_config *c) { assert_true(c->app_h2c && !c->app_http1); }
+static void check_no_transparent_http1(const wisp_config *c) { assert_true(c->transparent && !c->transparent_http1); }
+
 static const cfg_case kCases[] = {
     /* valid */
     {"minimal inbound", {0}, {CERTS, "--app", "127.0.0.1:8080"}, WISP_OK, NULL, check_defaults},
@@ -363,8 +368,13 @@ static const cfg_case kCases[] = {
     {"missing --bundle", {0}, {"--cert", "c", "--key", "k", "--app", ":1"}, WISP_ERR_USAGE, "--bundle", NULL},
     {"nothing to do", {0}, {CERTS}, WISP_ERR_USAGE, "nothing to do", NULL},
     {"--app-protocol http1", {0}, {CERTS, "--app", ":1", "--app-protocol", "http1"}, WISP_OK, NULL, check_app_http1},
+    {"--transparent-http1=false (the L4 escape hatch)", {0}, {CERTS, "--transparent", "--transparent-http1=false"}, WISP_OK,
+     NULL, check_no_transparent_http1},
+    {"--transparent-http1=maybe", {0}, {CERTS, "--transparent", "--transparent-http1=maybe"}, WISP_ERR_USAGE,
+     "--transparent-http1", NULL},
+    {"--app-protocol h2 (forces h2c)", {0}, {CERTS, "--app", ":1", "--app-protocol", "h2"}, WISP_OK, NULL, check_app_h2},
     {"bad --app-protocol", {0}, {CERTS, "--app", ":1", "--app-protocol", "http/1.1"}, WISP_ERR_USAGE,
-     "--app-protocol http/1.1: expected h2c or http1", NULL},
+     "--app-protocol http/1.1: expected auto, h2c or http1", NULL},
     {"bad --intercept-probe", {0}, {CERTS, "--transparent", "--intercept-probe", "127.0.0.77"}, WISP_ERR_USAGE,
      "--intercept-probe 127.0.0.77: expected IP:PORT or off", NULL},
     {"--intercept-probe on --outbound", {0},
@@ -470,7 +480,7 @@ static const cfg_case kCases[] = {
     {"WISP_CONNECT_TIMEOUT bad", {"WISP_CONNECT_TIMEOUT=-2", NULL}, {CERTS, "--app", ":1"}, WISP_ERR_USAGE,
      "--connect-timeout", NULL},
     {"WISP_ALLOW_TLS12 bad", {"WISP_ALLOW_TLS12=yes", NULL}, {CERTS, "--app", ":1"}, WISP_ERR_USAGE,
-     "--allow-tls12: invalid value 'yes'", NULL},
+     "--allow-tls12 yes: expected true or false", NULL},
 
     /* addresses */
     {"bad --app", {0}, {CERTS, "--app", "app.local"}, WISP_ERR_USAGE, "--app app.local: expected HOST:PORT", NULL},
@@ -483,8 +493,8 @@ static const cfg_case kCases[] = {
     {"unknown flag with value", {0}, {CERTS, "--app", ":1", "--bogus=1"}, WISP_ERR_USAGE, "'--bogus=1'", NULL},
     {"unknown short flag", {0}, {CERTS, "--app", ":1", "-x"}, WISP_ERR_USAGE, "'-x'", NULL},
     {"flag missing its value", {0}, {CERTS, "--app"}, WISP_ERR_USAGE, "'--app'", NULL},
-    {"bool flag given a value", {0}, {CERTS, "--app", ":1", "--allow-tls12=yes"}, WISP_ERR_USAGE,
-     "'--allow-tls12=yes'", NULL},
+    {"bool flag given a value other than true or false", {0}, {CERTS, "--app", ":1", "--allow-tls12=yes"},
+     WISP_ERR_USAGE, "--allow-tls12 yes: expected true or false", NULL},
     {"ambiguous abbreviation", {0}, {CERTS, "--app", ":1", "--c", "x"}, WISP_ERR_USAGE, "'--c'", NULL},
     {"stray positional at end", {0}, {CERTS, "--app", ":1", "extra"}, WISP_ERR_USAGE,
      "unexpected argument 'extra'", NULL},

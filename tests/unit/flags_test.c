@@ -192,7 +192,7 @@ static const bad_case kBad[] = {
     {{"--idle", "0s"}, "--idle 0s: expected a duration"},
     {{"--buffer", "12XB"}, "--buffer: invalid value '12XB'"},
     {{"--buffer", "1023"}, "--buffer: invalid value '1023'"},
-    {{"--verbose=yes"}, "unknown or incomplete flag '--verbose=yes' (see --help)"},
+    {{"--verbose=yes"}, "--verbose yes: expected true or false"},
     {{"--bogus"}, "unknown or incomplete flag '--bogus' (see --help)"},
     {{"--name"}, "unknown or incomplete flag '--name' (see --help)"},
     {{"-x"}, "unknown flag '-x' (see --help)"},
