@@ -23,6 +23,7 @@ struct wisp_resetlim_caller {
   uint32_t prev_completed, prev_resets; /* in the window before */
   bool shared;                /* a peer sidecar (wisp_resetlim_mark_shared) */
   uint32_t untrusted;         /* upstream streams (wisp_resetlim_untrusted_add) */
+  double untrusted_at;        /* when the last of them started (-1: never) */
   wisp_resetlim_caller *next; /* in its chain */
   wisp_resetlim_caller *idle_next, *idle_prev;
 };
@@ -125,12 +126,29 @@ void wisp_resetlim_mark_shared(wisp_resetlim_caller *c) { c->shared = true; }
 
 bool wisp_resetlim_shared(const wisp_resetlim_caller *c) { return c->shared; }
 
-void wisp_resetlim_untrusted_add(wisp_resetlim_caller *c, int delta) {
-  if (delta > 0) c->untrusted++;
-  else if (c->untrusted > 0) c->untrusted--;
+void wisp_resetlim_untrusted_add(wisp_resetlim_caller *c, int delta, double now) {
+  if (delta > 0) {
+    c->untrusted++;
+    c->untrusted_at = now;
+  } else if (c->untrusted > 0) {
+    c->untrusted--;
+  }
 }
 
 uint32_t wisp_resetlim_untrusted(const wisp_resetlim_caller *c) { return c->untrusted; }
+
+double wisp_resetlim_probe_wait(const wisp_resetlim_caller *c, double now, double probe_interval) {
+  if (c->untrusted_at < 0) return 0;
+  double wait = c->untrusted_at + probe_interval - now;
+  return wait > 0 ? wait : 0;
+}
+
+uint32_t wisp_resetlim_room(const wisp_resetlim_caller *c, double now, double probe_interval) {
+  uint32_t left = wisp_resetlim_left(c, now);
+  if (left == UINT32_MAX) return left;
+  if (left == 0) return c->untrusted == 0 && wisp_resetlim_probe_wait(c, now, probe_interval) == 0;
+  return left > c->untrusted ? left - c->untrusted : 0;
+}
 
 /* ---- records ---- */
 
@@ -202,6 +220,7 @@ wisp_resetlim_caller *wisp_resetlim_hold(wisp_resetlim *rl, const wisp_connlimit
     c->key = *key;
     c->tokens = rl->burst;
     c->last = c->win_start = now;
+    c->untrusted_at = -1;
     c->next = *chain;
     *chain = c;
     rl->n++;

@@ -78,9 +78,17 @@ bool wisp_resetlim_shared(const wisp_resetlim_caller *c);
 /* Upstream streams held by the caller's connections that have not
  * completed more streams than they reset (wisp-proxy bounds them by the
  * caller's budget, all its connections together: a resetter that
- * reconnects brings no new share). |delta| +1 or -1. */
-void wisp_resetlim_untrusted_add(wisp_resetlim_caller *c, int delta);
+ * reconnects brings no new share). |delta| +1 (one starts, at |now|) or
+ * -1 (one ends). */
+void wisp_resetlim_untrusted_add(wisp_resetlim_caller *c, int delta, double now);
 uint32_t wisp_resetlim_untrusted(const wisp_resetlim_caller *c);
+/* How many more such streams the caller may start at |now|: its whole
+ * tokens less those it holds (UINT32_MAX while most of its recent streams
+ * ended complete). With no tokens, one probe: 1 when it holds none and
+ * started none within |probe_interval| seconds, else 0. */
+uint32_t wisp_resetlim_room(const wisp_resetlim_caller *c, double now, double probe_interval);
+/* Seconds until a probe is allowed by time (0: now). */
+double wisp_resetlim_probe_wait(const wisp_resetlim_caller *c, double now, double probe_interval);
 
 /* Records in the table, held or kept. */
 size_t wisp_resetlim_callers(const wisp_resetlim *rl);

@@ -46,6 +46,10 @@
  * make per this many seconds, by RST_STREAM or by breaking the protocol on
  * a stream (lib/wisp_resetlim: N at once, refilled at N per window). */
 #define WISP_RESET_WINDOW 10
+/* A caller (not a peer sidecar) with no --max-resets budget left sends one
+ * request upstream at a time, at most one per this many seconds
+ * (wisp_conn_upstream_share). */
+#define WISP_RESET_PROBE_INTERVAL 0.1
 #define WISP_RESET_LIMIT_REASON                                                                     \
   "premature stream resets (rapid reset CVE-2023-44487, MadeYouReset CVE-2025-8671): the caller "  \
   "reset, or made the proxy reset, more streams than --max-resets allows; sent GOAWAY ENHANCE_YOUR_CALM"
@@ -75,6 +79,7 @@ typedef struct wisp_target {
   wisp_conn *waiters;
   int nwaiting;                 /* requests waiting, all callers (at most --max-queued) */
   bool woken;                   /* on px->woken: a stream or a slot may be ready */
+  ev_timer probe_timer;         /* wakes it when a caller over --max-resets may send a probe (wisp_pool) */
   struct wisp_target *woken_next;
   int users;           /* downstream connections (and accepts being sniffed) sent here */
   ev_tstamp last_used; /* when a user last came or went (LRU eviction) */

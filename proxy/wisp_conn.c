@@ -168,33 +168,38 @@ static void log_throttled(const wisp_conn *c) {
 static bool untrusted(const wisp_conn *c) { return c->caller && c->streams_completed <= c->streams_reset; }
 
 /* Upstream streams an untrusted connection may hold, by its caller's
- * budget (wisp_resetlim_left: tokens; unbounded while most of its recent
- * streams ended complete):
+ * budget (unbounded while most of its recent streams ended complete):
  * - a peer sidecar's shared connection is throttled, not cut: at least one
  *   stream at a time each, so the good callers on it are served in turn;
  * - any other caller's connections together hold no more upstream streams
- *   than the address may still reset, and none once it has no budget:
- *   its requests wait in the queue, where a reset frees them before the
- *   upstream sees them, or --queue-timeout answers them 503. Per
- *   connection (at least 1 each), a resetter reconnecting (or ending each
- *   connection in a connection error, attack_test ce_pooled) got a request
- *   upstream per new connection, and 4 connections at once got 4 times its
- *   budget there: the server side counted their resets against the client
- *   side, shared by all its callers, and throttled it (good callers got 55
- *   of 200). One stream of the address is let through even then (a probe,
- *   one at a time): a new connection of a good caller from a spent address
- *   gets its first request served (and so its full share), instead of
- *   waiting for a budget a resetter beside it keeps spent. */
+ *   than the address may still reset, and once it has no budget left, one
+ *   at a time and at most one per WISP_RESET_PROBE_INTERVAL (a probe):
+ *   its other requests wait in the queue, where a reset frees them before
+ *   the upstream sees them, or --queue-timeout answers them 503.
+ * Per connection (at least 1 each), a resetter got a request upstream per
+ * new connection: 16 connections ending in connection errors
+ * (attack_test conn_errors) put 1,052 requests on the app after their
+ * budget was spent, and behind a client sidecar those resets reached the
+ * server side, which counted them against the client side, shared by all
+ * its callers, and throttled it (attack_test ce_pooled: good callers got
+ * 55 of 200). One at a time alone did not bound them: a probe freed by a
+ * connection's death went to the next connection about to die. The probe
+ * is there so that a good caller's new connection from a spent address
+ * (every local caller of a sidecar shares one) gets its first request
+ * through, and with it its full share; waiting connections take turns, so
+ * it is served within a few probes. */
 int wisp_conn_upstream_share(const wisp_conn *c) {
   const wisp_proxy *px = c->px;
   uint32_t share = (uint32_t)px->cfg->max_upstream_per_caller;
   if (!untrusted(c)) return (int)share;
-  uint32_t left = wisp_resetlim_left(c->caller, ev_now(px->loop));
-  if (left == UINT32_MAX) return (int)share;
-  if (from_peer_sidecar(c)) return (int)(left >= share ? share : left > 1 ? left : 1);
-  uint32_t room = left > 0 ? left : 1;
-  uint32_t held = wisp_resetlim_untrusted(c->caller);
-  uint32_t mine = (uint32_t)c->nupstream + (room > held ? room - held : 0);
+  ev_tstamp now = ev_now(px->loop);
+  if (from_peer_sidecar(c)) {
+    uint32_t left = wisp_resetlim_left(c->caller, now);
+    return (int)(left >= share ? share : left > 1 ? left : 1);
+  }
+  uint32_t room = wisp_resetlim_room(c->caller, now, WISP_RESET_PROBE_INTERVAL);
+  if (room >= share) return (int)share;
+  uint32_t mine = (uint32_t)c->nupstream + room;
   return (int)(mine < share ? mine : share);
 }
 
@@ -202,13 +207,18 @@ bool wisp_conn_over_resets(const wisp_conn *c) {
   return wisp_conn_upstream_share(c) < c->px->cfg->max_upstream_per_caller;
 }
 
+double wisp_conn_probe_wait(const wisp_conn *c) {
+  if (!untrusted(c) || from_peer_sidecar(c)) return 0;
+  return wisp_resetlim_probe_wait(c->caller, ev_now(c->px->loop), WISP_RESET_PROBE_INTERVAL);
+}
+
 void wisp_conn_upstream_held(wisp_conn *c, bool *counted, bool holds) {
   if (holds && !*counted && untrusted(c) && !from_peer_sidecar(c)) {
     *counted = true;
-    wisp_resetlim_untrusted_add(c->caller, 1);
+    wisp_resetlim_untrusted_add(c->caller, 1, ev_now(c->px->loop));
   } else if (!holds && *counted) {
     *counted = false;
-    wisp_resetlim_untrusted_add(c->caller, -1);
+    wisp_resetlim_untrusted_add(c->caller, -1, ev_now(c->px->loop));
   }
 }
 

@@ -68,6 +68,8 @@ int wisp_conn_upstream_share(const wisp_conn *c);
 /* A waiting request of |c| is held back by its caller's --max-resets
  * budget, not by --max-upstream-per-caller (for its 503's reason). */
 bool wisp_conn_over_resets(const wisp_conn *c);
+/* Seconds until |c|'s address may send a probe upstream (0: now). */
+double wisp_conn_probe_wait(const wisp_conn *c);
 /* A stream of caller connection |c| starts (|holds|) or stops holding an
  * upstream stream; |counted| (the stream's) remembers whether it counts
  * against the caller's budget-bound share of its address. */

@@ -225,6 +225,25 @@ static wisp_conn *next_caller(wisp_target *t) {
   return NULL;
 }
 
+static void on_probe_timer(struct ev_loop *loop, ev_timer *w, int revents) { wisp_pool_wake(w->data); }
+
+/* No waiting caller may send now: one over --max-resets waits for its
+ * next probe (wisp_conn_upstream_share), which no stream ending may
+ * announce, so a timer wakes |t| then. */
+static void arm_probe_timer(wisp_target *t) {
+  double wait = 0;
+  wisp_conn *c = t->waiters;
+  do {
+    double w = wisp_conn_probe_wait(c);
+    if (w > 0 && (wait == 0 || w < wait)) wait = w;
+    c = c->rr_next;
+  } while (c != t->waiters);
+  if (wait == 0 || ev_is_active(&t->probe_timer)) return;
+  ev_timer_init(&t->probe_timer, on_probe_timer, wait, 0);
+  t->probe_timer.data = t;
+  ev_timer_start(t->px->loop, &t->probe_timer);
+}
+
 /* Sends waiting requests of |t|, one per caller connection in turn (and
  * within it, one per lane in turn), while streams are free. A caller at
  * its share (--max-upstream-per-caller) waits for one of its own to end:
@@ -232,7 +251,10 @@ static wisp_conn *next_caller(wisp_target *t) {
 static void pump_target(wisp_target *t) {
   while (t->waiters) {
     wisp_conn *caller = next_caller(t);
-    if (!caller) return;
+    if (!caller) {
+      arm_probe_timer(t);
+      return;
+    }
     t->waiters = caller;
     wisp_lane *lane = caller->lanes;
     wisp_stream *s = lane->head;
@@ -300,6 +322,7 @@ void wisp_pool_remove(wisp_target *t, wisp_conn *c) {
 }
 
 void wisp_pool_forget(wisp_target *t) {
+  if (ev_is_active(&t->probe_timer)) ev_timer_stop(t->px->loop, &t->probe_timer);
   if (!t->woken) return;
   for (wisp_target **p = &t->px->woken; *p; p = &(*p)->woken_next) {
     if (*p == t) {

@@ -287,22 +287,40 @@ fi
 # hundreds a second: the "connection error" lines pass the limiter of
 # lines about misbehaving callers (10 a second, the rest counted as
 # "suppressed"): unlimited they were one per connection (1.6 MB in 6 s).
+# Each such connection counts its open streams as premature resets
+# (--max-resets), and once its address's budget is spent, the attacker's
+# 16 connections together send one request upstream at a time, at most one
+# per 100 ms (a probe): its requests reaching the app after that are at
+# most 10 a second (the bound allows twice that, for requests in flight
+# when the budget ran out). With a share of at least 1 per connection,
+# each new connection got a request upstream: 1,214 reached the app after
+# the budget was spent (65 now). (--max-queued 2048: the attacker's
+# 1,600 waiting requests fit, no 503 line for each.)
 CE_SECS=8
-ce_checks() {
-  local lines conns
+ce_spent() { more_than "$(metric "$ADM_C" 'wisp_premature_resets_total{by="protocol"}')" 2000; }
+app_slow() { grep -c '"path":"/slow?ms=500"' "$WORK/app.out"; }
+if runs conn_errors; then
+  pair ce --max-queued 2048
+  log0=$(log_bytes c_ce s_ce)
+  attack_start ce "$CE_SECS" data-after-es --conns 16 --path "/slow?ms=500" --port "$OUT"
+  good_start ce --seconds "$CE_SECS" --timeout 5
+  check "ce: the attacker spends its address's --max-resets budget" wait_for 5 ce_spent
+  mid=$(app_slow)
+  attack_wait ce
+  late=$(($(app_slow) - mid))
+  good_check ce
   lines=$(cat "$WORK/c_ce.out" "$WORK/c_ce.err" | grep -c 'session ended (connection error)')
   conns=$(field ce connections)
-  echo "# ce: $conns attacker connections, $lines connection-error lines"
+  echo "# ce: $conns attacker connections, $lines connection-error lines; $late attacker requests reached the app after its budget was spent"
   check "ce: the attacker's connections end in connection errors (over 200)" more_than "$conns" 200
   if [ "$lines" -le $((10 * (CE_SECS + 3))) ]; then ok "ce: connection-error lines are rate-limited ($lines)"
   else not_ok "ce: connection-error lines at most $((10 * (CE_SECS + 3)))" "$lines"; fi
   check "ce: the lines it dropped are counted" grep -qs '"reason":"HTTP/2 session ended (connection error).*"suppressed"' \
     "$WORK/c_ce.out" "$WORK/c_ce.err"
-}
-if runs conn_errors; then
-  pair ce
-  GOOD_ARGS=(--seconds "$CE_SECS" --timeout 5)
-  AFTER=ce_checks beside ce "$CE_SECS" 0 32 data-after-es --conns 4 --path "/slow?ms=500"
+  if [ "$late" -le $((20 * CE_SECS)) ]; then ok "ce: once spent, its requests reaching the app are bounded ($late)"
+  else not_ok "ce: once spent, its requests reaching the app at most $((20 * CE_SECS)) (twice the probe rate)" "$late"; fi
+  after_attack ce $((32 * 1024)) "$log0"
+  end_pair ce
 fi
 
 # --- connection errors behind a client sidecar: its pooled connection ---
@@ -326,9 +344,9 @@ if runs ce_pooled; then
   log0=$(log_bytes c_cep s_cep)
   attack_start cep "$CEP_SECS" data-after-es --conns 4 --path "/slow?ms=500" --port "$OUT"
   check "cep: the attacker's requests reach the app" wait_for 5 cep_started
-  good_start cep_a --seconds "$CEP_SECS" --timeout 2 --path "/slow?ms=100"
+  good_start cep_a --seconds "$CEP_SECS" --timeout 3 --path "/slow?ms=100"
   GOOD_A=$GOOD_PID
-  good_start cep_b --seconds "$CEP_SECS" --timeout 2 --path "/slow?ms=100"
+  good_start cep_b --seconds "$CEP_SECS" --timeout 3 --path "/slow?ms=100"
   GOOD_B=$GOOD_PID
   attack_wait cep
   GOOD_PID=$GOOD_A good_check cep_a

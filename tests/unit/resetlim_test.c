@@ -179,20 +179,34 @@ static void test_shared_is_per_source(void **state) {
 }
 
 /* Upstream streams of untrusted connections are counted per source, over
- * its connections, and never go below 0. */
-static void test_untrusted_per_source(void **state) {
+ * its connections, never below 0; with no budget left, one probe at a
+ * time, at most one per probe interval. */
+static void test_untrusted_room(void **state) {
   (void)state;
   wisp_resetlim *rl = wisp_resetlim_new(10, 10);
   wisp_connlimit_key k = key_v4("10.0.0.8");
   wisp_resetlim_caller *a = wisp_resetlim_hold(rl, &k, 0);
   wisp_resetlim_caller *b = wisp_resetlim_hold(rl, &k, 0); /* another connection of it */
-  wisp_resetlim_untrusted_add(a, 1);
-  wisp_resetlim_untrusted_add(b, 1);
+  assert_int_equal(UINT32_MAX, wisp_resetlim_room(a, 0, 0.05)); /* nothing reset yet */
+  open_and_reset(a, 4, 0);
+  assert_int_equal(6, wisp_resetlim_room(a, 0, 0.05));
+  wisp_resetlim_untrusted_add(a, 1, 0);
+  wisp_resetlim_untrusted_add(b, 1, 0);
   assert_int_equal(2, wisp_resetlim_untrusted(a));
-  wisp_resetlim_untrusted_add(a, -1);
-  wisp_resetlim_untrusted_add(b, -1);
-  wisp_resetlim_untrusted_add(b, -1);
+  assert_int_equal(4, wisp_resetlim_room(b, 0, 0.05));
+  open_and_reset(a, 20, 0); /* spent, and a debt */
+  assert_int_equal(0, wisp_resetlim_room(a, 0, 0.05));
+  wisp_resetlim_untrusted_add(a, -1, 0);
+  wisp_resetlim_untrusted_add(b, -1, 0);
+  wisp_resetlim_untrusted_add(b, -1, 0);
   assert_int_equal(0, wisp_resetlim_untrusted(b));
+  assert_int_equal(0, wisp_resetlim_room(a, 0.01, 0.05)); /* the last started 10 ms ago */
+  assert_true(wisp_resetlim_probe_wait(a, 0.01, 0.05) > 0.03);
+  assert_int_equal(1, wisp_resetlim_room(a, 0.05, 0.05)); /* a probe */
+  wisp_resetlim_untrusted_add(a, 1, 0.05);
+  assert_int_equal(0, wisp_resetlim_room(b, 0.2, 0.05)); /* one at a time */
+  wisp_resetlim_untrusted_add(a, -1, 0.2);
+  assert_int_equal(1, wisp_resetlim_room(b, 0.2, 0.05));
   wisp_resetlim_release(a, 1);
   wisp_resetlim_release(b, 1);
   wisp_resetlim_free(rl);
@@ -204,7 +218,7 @@ int main(void) {
       cmocka_unit_test(test_low_ratio_never_over), cmocka_unit_test(test_refills_at_rate),
       cmocka_unit_test(test_debt_bounded),         cmocka_unit_test(test_records_bounded),
       cmocka_unit_test(test_connections_share),    cmocka_unit_test(test_shared_is_per_source),
-      cmocka_unit_test(test_untrusted_per_source),
+      cmocka_unit_test(test_untrusted_room),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }
