@@ -192,6 +192,7 @@ struct wisp_stream {
   bool is_grpc;
   wisp_caller_proto caller_proto; /* what the original caller spoke (x-wisp-proto between sidecars) */
   bool app_h1;               /* inbound: goes to the app as HTTP/1.1 (else h2c) */
+  bool continue_sent;        /* a 100 (Expect: 100-continue) went to the caller */
   int retries;
   int status;
   int grpc_status;           /* -1: none */

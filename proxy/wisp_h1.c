@@ -41,6 +41,7 @@ struct h1req {
   bool http10;
   bool keep_alive;            /* the client may send another request after it */
   bool expect_continue, continue_sent;
+  bool continue_got;          /* the stream brought a 100: the app (or its sidecar) wants the body */
   /* request body, waiting for the stream's window */
   wisp_buf body;
   bool body_eof;
@@ -211,7 +212,10 @@ static void open_stream(h1conn *h, h1req *r, const wisp_h1_head *hd) {
   if (rc == WISP_OK) rc = add_pseudo(&req, WISP_PROTO_HEADER, proto, strlen(proto));
   for (size_t i = 0; rc == WISP_OK && i < hd->nfields; i++) {
     const wisp_h1_field *f = &hd->fields[i];
-    if (wisp_h1_hop_by_hop(hd, f) || (f->name_len == 6 && memcmp(f->name, "expect", 6) == 0)) continue;
+    /* Expect: 100-continue goes on: the app or its sidecar answers 100 (or
+     * refuses before the body is sent); HTTP/1.0 has no 100. */
+    bool expect = f->name_len == 6 && memcmp(f->name, "expect", 6) == 0;
+    if (wisp_h1_hop_by_hop(hd, f) || (expect && !r->expect_continue)) continue;
     if (f->name_len == strlen(WISP_PROTO_HEADER) && memcmp(f->name, WISP_PROTO_HEADER, f->name_len) == 0) continue;
     rc = wisp_hdrs_add(&req, (const uint8_t *)f->name, f->name_len, (const uint8_t *)f->value, f->value_len);
   }
@@ -321,7 +325,8 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
   if (frame->hd.type == NGHTTP2_HEADERS && !r->resp_head) {
     const char *st = wisp_hdrs_get(&r->resp, ":status");
     if (st && st[0] == '1') {
-      wisp_hdrs_cleanup(&r->resp); /* 1xx: wait for the final response (100-continue is ours) */
+      if (strcmp(st, "100") == 0 && r->expect_continue) r->continue_got = true; /* written in turn (write_responses) */
+      wisp_hdrs_cleanup(&r->resp); /* 1xx: wait for the final response */
       return 0;
     }
     r->resp_head = true;
@@ -543,6 +548,11 @@ static void write_responses(h1conn *h) {
     }
     if (r->aborted && !r->resp_head && !r->local_status)
       answer_local(h, r, 502, "the upstream stream ended without a response");
+    if (r->continue_got && !r->continue_sent && !r->local_status && !r->head_written) {
+      /* the 100 came before the final response: in that order */
+      wisp_h1_printf(&h->out, "HTTP/1.1 100 Continue\r\n\r\n");
+      r->continue_sent = true;
+    }
     if (r->local_status && !r->head_written) {
       write_local(h, r);
     } else if (r->resp_head) {
@@ -552,9 +562,6 @@ static void write_responses(h1conn *h) {
         h->closing = true; /* cut short: only a close tells an HTTP/1 client */
         return;
       }
-    } else if (r->expect_continue && !r->continue_sent) {
-      wisp_h1_printf(&h->out, "HTTP/1.1 100 Continue\r\n\r\n");
-      r->continue_sent = true;
     }
     if (!r->end_written) return;
     /* A response complete before its request body: the rest of the body

@@ -61,6 +61,7 @@ struct appconn {
   appconn *next;
   int fd;
   ev_io rio, wio;
+  ev_timer connect_timer;     /* --connect-timeout while connecting */
   bool connecting;
   bool dead;
   bool keep_alive;
@@ -114,6 +115,7 @@ static void conn_free(appconn *ac) {
   }
   ev_io_stop(g->loop, &ac->rio);
   ev_io_stop(g->loop, &ac->wio);
+  ev_timer_stop(g->loop, &ac->connect_timer);
   close(ac->fd);
   wisp_buf_cleanup(&ac->out);
   wisp_h1parse_cleanup(&ac->parser);
@@ -142,7 +144,13 @@ static ssize_t provide_resp(nghttp2_session *session, int32_t id, uint8_t *buf, 
 static void on_resp_head(void *arg, const wisp_h1_head *hd) {
   appconn *ac = arg;
   appreq *r = ac->r;
-  if (!r || hd->status / 100 == 1) return; /* 1xx: the final response follows */
+  if (!r) return;
+  if (hd->status == 100 && !r->resp_started) {
+    /* The app's answer to Expect: 100-continue, for the caller. */
+    nghttp2_nv nv = {(uint8_t *)":status", (uint8_t *)"100", 7, 3, NGHTTP2_NV_FLAG_NONE};
+    nghttp2_submit_headers(r->g->h2, NGHTTP2_FLAG_NONE, r->id, NULL, &nv, 1, NULL);
+  }
+  if (hd->status / 100 == 1) return; /* 1xx: the final response follows */
   wisp_hdrs h = {0};
   char st[8];
   snprintf(st, sizeof(st), "%d", hd->status);
@@ -243,6 +251,7 @@ static appconn *conn_new(h1app *g) {
 
 static void on_app_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void on_app_writable(struct ev_loop *loop, ev_io *w, int revents);
+static void on_connect_timeout(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* An idle connection to the app, or a new one. */
 static appconn *take_conn(h1app *g) {
@@ -258,7 +267,9 @@ static appconn *take_conn(h1app *g) {
     if (!ac) return NULL;
     ev_io_init(&ac->rio, on_app_readable, ac->fd, EV_READ);
     ev_io_init(&ac->wio, on_app_writable, ac->fd, EV_WRITE);
-    ac->rio.data = ac->wio.data = ac;
+    ev_timer_init(&ac->connect_timer, on_connect_timeout, g->px->cfg->connect_timeout, 0);
+    ac->rio.data = ac->wio.data = ac->connect_timer.data = ac;
+    ev_timer_start(g->loop, &ac->connect_timer);
   }
   return ac;
 }
@@ -449,23 +460,39 @@ static void on_app_readable(struct ev_loop *loop, ev_io *w, int revents) {
   pump(g);
 }
 
+/* A connection to the app that did not open: its request gets 503 saying
+ * why, and the connection goes. */
+static void connect_failed(appconn *ac, const char *why) {
+  h1app *g = ac->g;
+  char msg[200];
+  snprintf(msg, sizeof(msg), "cannot connect to the app at %s: %s", g->name, why);
+  appreq *r = ac->r;
+  if (r) {
+    release_conn(r, false);
+    fail_req(r, 503, msg);
+  }
+  conn_free(ac);
+  pump(g);
+}
+
+/* An app that neither accepts nor refuses (a full accept queue, a
+ * firewall dropping SYNs) is given --connect-timeout, as h2c apps are. */
+static void on_connect_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
+  appconn *ac = w->data;
+  char why[96];
+  snprintf(why, sizeof(why), "no answer within --connect-timeout (%gs)", ac->g->px->cfg->connect_timeout);
+  connect_failed(ac, why);
+}
+
 static void on_app_writable(struct ev_loop *loop, ev_io *w, int revents) {
   appconn *ac = w->data;
   h1app *g = ac->g;
   if (ac->connecting) {
     int err = wisp_net_connect_result(ac->fd);
     ac->connecting = false;
+    ev_timer_stop(loop, &ac->connect_timer);
     if (err) {
-      errno = err;
-      char msg[200];
-      snprintf(msg, sizeof(msg), "cannot connect to the app at %s: %s", g->name, strerror(err));
-      appreq *r = ac->r;
-      if (r) {
-        release_conn(r, false);
-        fail_req(r, 503, msg);
-      }
-      conn_free(ac);
-      pump(g);
+      connect_failed(ac, strerror(err));
       return;
     }
   }

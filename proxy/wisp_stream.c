@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/wisp_grpc.h"
 #include "lib/wisp_log.h"
@@ -632,6 +633,32 @@ static bool authorized(wisp_stream *s, wisp_proxy *px) {
   return false;
 }
 
+/* Tells the caller "100 Continue" (once, before the response): the
+ * request may send its body. */
+static void send_continue(wisp_stream *s) {
+  wisp_conn *down = s->link[WISP_DOWN].conn;
+  nghttp2_nv nv = {(uint8_t *)":status", (uint8_t *)"100", 7, 3, NGHTTP2_NV_FLAG_NONE};
+  if (!down || s->resp_started || s->continue_sent) return;
+  if (nghttp2_submit_headers(down->io.h2, NGHTTP2_FLAG_NONE, s->link[WISP_DOWN].id, NULL, &nv, 1, NULL) < 0) return;
+  s->continue_sent = true;
+  wisp_conn_mark_dirty(down);
+}
+
+/* Whether the request carries Expect: 100-continue. */
+static bool expects_continue(const wisp_stream *s) {
+  const char *e = wisp_hdrs_get(&s->hdrs[WISP_DOWN], "expect");
+  return e && strcasecmp(e, "100-continue") == 0;
+}
+
+/* Expect: 100-continue is answered by whoever decides about the body: an
+ * HTTP/1.1 app (its 100 comes back through wisp_h1app), a peer sidecar
+ * (the request goes on as it is), or, in front of an h2c app (which may
+ * not answer it: nghttp2 and Node's core API do not), this sidecar once
+ * its policy allowed the request; the field then stops here. */
+static bool continue_is_ours(const wisp_stream *s) {
+  return s->dir == WISP_DIR_INBOUND && !s->app_h1 && expects_continue(s);
+}
+
 /* The request is complete and allowed: it waits for an upstream stream,
  * which the pool gives it once everything read so far was parsed (so a
  * request reset in the same read never goes upstream). */
@@ -643,6 +670,7 @@ static void dispatch(wisp_stream *s) {
    * speaks HTTP/1.1: the caller reached it before the mesh), unless
    * --app-protocol says what the app speaks. */
   s->app_h1 = !s->target->tls && (px->cfg->app_http1 || (!px->cfg->app_h2c && s->caller_proto != WISP_PROTO_H2));
+  if (continue_is_ours(s) && !s->eof[WISP_DOWN]) send_continue(s);
   if (px->buffered >= px->cfg->buffer_limit) {
     char why[WISP_TLS_REASON_MAX];
     snprintf(why, sizeof(why),
@@ -663,8 +691,11 @@ void wisp_stream_send_upstream(wisp_stream *s, wisp_conn *up) {
   char err[WISP_TLS_REASON_MAX];
   const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
   nghttp2_nv nv[WISP_HDRS_MAX_FIELDS + 3];
-  memcpy(nv, req->nv, req->n * sizeof(*nv));
-  size_t n = req->n;
+  bool drop_expect = continue_is_ours(s);
+  size_t n = 0;
+  for (size_t i = 0; i < req->n; i++) {
+    if (!(drop_expect && name_is(req->nv[i].name, req->nv[i].namelen, "expect"))) nv[n++] = req->nv[i];
+  }
   char xfcc[2 * WISP_SPIFFE_MAX + 16];
   if (s->dir == WISP_DIR_INBOUND && s->peer_id[0]) {
     int len = snprintf(xfcc, sizeof(xfcc), "By=%s;URI=%s", wisp_tls_get0_info(up->px->tls)->spiffe_id, s->peer_id);
@@ -767,6 +798,8 @@ void wisp_stream_on_headers_done(wisp_stream *s, wisp_side side, bool end_stream
   }
   if (!s->headers_done[side]) {
     if (side == WISP_UP && informational(s)) {
+      const char *st = wisp_hdrs_get(&s->hdrs[WISP_UP], ":status");
+      if (strcmp(st, "100") == 0) send_continue(s); /* the app's (or its sidecar's) answer to Expect */
       hdrs_release(s, &s->hdrs[WISP_UP]); /* 1xx: wait for the final response */
       return;
     }

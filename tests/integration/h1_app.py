@@ -9,6 +9,8 @@ HTTP/1.1 framing by the standard library): h1_app.py PORT
   GET with "Connection: Upgrade" and "Upgrade: echo"
                     101, then echoes every byte until the caller half-closes
   CONNECT           200, then echoes the same way
+  POST /no-continue... with Expect: 100-continue
+                    413 before the body (no 100), and the connection closed
   anything else     JSON: method, path, version, headers as the app saw them
 """
 import hashlib
@@ -45,6 +47,16 @@ class Handler(BaseHTTPRequestHandler):
                 return
             left -= len(piece)
             yield piece
+
+    def handle_expect_100(self):
+        if not self.path.startswith("/no-continue"):
+            return super().handle_expect_100()  # 100 Continue
+        self.send_response(413)
+        self.send_header("Content-Length", "0")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        return False
 
     def send_text(self, status, text, extra=()):
         data = text.encode()

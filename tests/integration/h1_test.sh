@@ -77,8 +77,13 @@ else
 fi
 expect_match "TE: trailers and end-to-end fields are kept" '"te":"trailers".*"x-kept":"yes"' "$hdrs"
 out=$("${RAW[@]}" 'POST /sha256 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc')
-expect_match "Expect: 100-continue is answered, then the response" \
+expect_match "Expect: 100-continue is answered (by the h2c app's sidecar, its policy passed), then the response" \
   "HTTP/1.1 100 Continue.*HTTP/1.1 200 OK.*$(printf abc | sha256sum | cut -c1-64) 3" "$(tr -d '\r\n' <<<"$out")"
+# Expect goes on to whoever decides about the body: a request the peer's
+# policy denies gets its 403 and no 100, so the body is never sent.
+out=$("${RAW[@]}" 'POST /admin/expect HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n' --keep-open --timeout 5)
+expect_match "Expect: 100-continue to a denied path: 403 without a 100 first" '^HTTP/1.1 403 Forbidden.*<closed>$' \
+  "$(tr -d '\r\n' <<<"$out")"
 
 # --- bodies: Content-Length, chunked (with trailers), and 64 MiB each way ---
 for size in 0 1 100000; do
@@ -252,6 +257,13 @@ expect_match "a Content-Length upload reaches the app with its length" "x-reques
 out=$(h1 -i --http2-prior-knowledge --data-binary @"$WORK/body.bin" -H 'content-length:' "$O1/sha256")
 expect_match "an HTTP/2 body without a length reaches the app chunked" "x-request-chunked: yes.*$want 100000" \
   "$(tr -d '\r\n' <<<"$out")"
+out=$(h1 -v -H 'Expect: 100-continue' --data-binary @"$WORK/body.bin" "$O1/sha256" 2>&1)
+expect_match "Expect: 100-continue reaches the HTTP/1.1 app, whose 100 reaches curl, then the body and the answer" \
+  "< HTTP/1.1 100 Continue.*< HTTP/1.1 200 OK.*$want 100000" "$(tr -d '\r\n' <<<"$out")"
+out=$(/usr/bin/python3 "$WISP_SRC/tests/integration/h1_raw.py" "$OUT1" \
+  'POST /no-continue HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n' --keep-open --timeout 5)
+expect_match "the HTTP/1.1 app refuses an Expect: 100-continue request before its body: its 413 and no 100" \
+  '^HTTP/1.1 413 .*<closed>$' "$(tr -d '\r\n' <<<"$out")"
 out=$(h1 -i "$O1/trailers")
 expect_match "the app's chunked trailers reach the caller" 'x-trailer-test: yes' "$out"
 out=$(h1 -sS -I "$O1/head-req")
@@ -328,6 +340,30 @@ wait "$APP2_PID" 2>/dev/null
 out=$(h1 -i "http://127.0.0.1:$OUT2/file.bin")
 expect_match "the HTTP/1.1 app gone: 503 saying the app cannot be reached" \
   "^HTTP/1.1 503 .*x-wisp-error: cannot connect to the app at 127.0.0.1:$APP2" "$(tr -d '\r\n' <<<"$out")"
+# An app that neither accepts nor refuses (its accept queue full: the
+# kernel drops further SYNs) is given --connect-timeout, as h2c apps are.
+APP3=$(free_port)
+IN3=$(free_port)
+OUT3=$(free_port)
+start_bg "$WORK/stuck" /usr/bin/python3 -c '
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(0)
+fill = []
+for _ in range(3):
+    c = socket.socket(); c.setblocking(False); c.connect_ex(("127.0.0.1", int(sys.argv[1]))); fill.append(c)
+time.sleep(0.5); print("full", flush=True); time.sleep(120)' "$APP3"
+check "an app whose accept queue is full" wait_for 10 grep -qs full "$WORK/stuck.out"
+start_proxy server3 --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" --admin off \
+  --inbound "127.0.0.1:$IN3" --app "127.0.0.1:$APP3" --app-protocol http1 --connect-timeout 1
+start_proxy client6 --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" --admin off \
+  --route "127.0.0.1:$OUT3=127.0.0.1:$IN3,id=$TD/ns/shop/sa/orders"
+wait_port "$IN3" && wait_port "$OUT3"
+out=$(h1 -i "http://127.0.0.1:$OUT3/stuck")
+expect_match "an HTTP/1.1 app that does not accept: 503 after --connect-timeout, saying so" \
+  "^HTTP/1.1 503 .*x-wisp-error: cannot connect to the app at 127.0.0.1:$APP3: no answer within --connect-timeout \(1s\)" \
+  "$(tr -d '\r\n' <<<"$out")"
+stop_proxy client6
+stop_proxy server3
 
 # --- the default --app-protocol auto: the app is spoken to as its caller spoke ---
 # The caller's protocol crosses the mesh in x-wisp-proto (set by the
