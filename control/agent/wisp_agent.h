@@ -48,7 +48,8 @@ typedef struct {
 
 typedef struct wisp_agent wisp_agent;
 
-/* Loads or creates the CA and state, and starts listening. */
+/* Loads or creates the CA and state, and starts listening. |*out| is set
+ * only on success; on failure nothing is left running and |err| says why. */
 wisp_err wisp_agent_new(wisp_agent **out, struct ev_loop *loop, const wisp_agent_config *cfg, char *err,
                         size_t err_len) WISP_MUST_CHECK;
 void wisp_agent_free(wisp_agent *a);

@@ -139,7 +139,11 @@ static void publish(wisp_injector *inj) {
 static wisp_err prepare(wisp_injector *inj, wisp_ca *ca, char *err, size_t err_len) {
   char *pem = NULL;
   size_t len = 0;
-  WISP_GUARD(wisp_ca_certs_to_pem(&pem, &len, wisp_ca_get0_roots(ca)));
+  wisp_err rc = wisp_ca_certs_to_pem(&pem, &len, wisp_ca_get0_roots(ca));
+  if (rc != WISP_OK) {
+    snprintf(err, err_len, "cannot encode the trust bundle as PEM for injected pods: %s", wisp_err_str(rc));
+    return rc;
+  }
   snprintf(inj->td, sizeof(inj->td), "%s", wisp_ca_get0_trust_domain(ca));
   wispctl_inject_opts o = {.agent = inj->cfg.agent,
                            .trust_domain = inj->td,
@@ -171,8 +175,12 @@ static wisp_err prepare(wisp_injector *inj, wisp_ca *ca, char *err, size_t err_l
 static wisp_err issue_cert(wisp_injector *inj, wisp_ca *ca, char *err, size_t err_len) {
   EVP_PKEY *key = NULL;
   X509 *leaf = NULL;
-  WISP_GUARD(wisp_ca_key_new_p256(&key));
-  wisp_err rc = wisp_ca_issue_server(ca, &leaf, key, inj->cfg.name, WISP_INJECTOR_CERT_TTL, err, err_len);
+  wisp_err rc = wisp_ca_key_new_p256(&key);
+  if (rc != WISP_OK) {
+    snprintf(err, err_len, "cannot make a P-256 key for the webhook's certificate: %s", wisp_err_str(rc));
+    return rc;
+  }
+  rc = wisp_ca_issue_server(ca, &leaf, key, inj->cfg.name, WISP_INJECTOR_CERT_TTL, err, err_len);
   STACK_OF(X509) *chain = sk_X509_new_null();
   if (rc == WISP_OK) {
     sk_X509_push(chain, leaf);

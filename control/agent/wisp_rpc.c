@@ -728,9 +728,11 @@ static void on_accept(wisp_acceptor *acc, int fd, const wisp_addr *peer) {
   }
 }
 
-static wisp_err add_listener(wisp_rpc_server *s, int fd, bool tls_only, const char *name) {
+static wisp_err add_listener(wisp_rpc_server *s, int fd, bool tls_only, const char *name, char *err,
+                             size_t err_len) {
   if (s->nlisteners == RPC_MAX_LISTENERS) {
     close(fd);
+    snprintf(err, err_len, "cannot listen on %s too: the agent serves at most %d sockets", name, RPC_MAX_LISTENERS);
     return WISP_ERR_USAGE;
   }
   rpc_listener *l = &s->listeners[s->nlisteners++];
@@ -750,7 +752,7 @@ wisp_err wisp_rpc_listen_unix(wisp_rpc_server *s, const char *path, unsigned mod
   }
   char name[sizeof(s->listeners[0].acc.name)];
   snprintf(name, sizeof(name), "agent socket unix:%s", path);
-  return add_listener(s, fd, false, name);
+  return add_listener(s, fd, false, name, err, err_len);
 }
 
 wisp_err wisp_rpc_listen_tls(wisp_rpc_server *s, const char *addr, char *err, size_t err_len) {
@@ -766,7 +768,7 @@ wisp_err wisp_rpc_listen_tls(wisp_rpc_server *s, const char *addr, char *err, si
   }
   char name[sizeof(s->listeners[0].acc.name)];
   snprintf(name, sizeof(name), "agent TLS listener %s", addr);
-  return add_listener(s, fd, true, name);
+  return add_listener(s, fd, true, name, err, err_len);
 }
 
 void wisp_rpc_server_stop_listening(wisp_rpc_server *s) {

@@ -69,6 +69,7 @@ typedef struct {
   double idle_timeout;     /* seconds an open connection may carry no call; 0: no limit */
 } wisp_rpc_config;
 
+/* A server listening nowhere yet; never NULL (out of memory is fatal). */
 wisp_rpc_server *wisp_rpc_server_new(struct ev_loop *loop, const wisp_rpc_config *cfg);
 /* Closes every connection and listener. NULL is fine. */
 void wisp_rpc_server_free(wisp_rpc_server *s);
@@ -77,10 +78,11 @@ void *wisp_rpc_server_data(const wisp_rpc_server *s);
 /* Sets the TLS credentials (borrowed, must outlive the server). */
 void wisp_rpc_server_set_tls(wisp_rpc_server *s, wisp_tls *tls);
 /* Listens on a Unix socket at |path| (a stale socket file is replaced) with
- * file mode |mode|. */
+ * file mode |mode|. A server listens on at most 4 sockets in all. On
+ * failure |err| says why. */
 wisp_err wisp_rpc_listen_unix(wisp_rpc_server *s, const char *path, unsigned mode, char *err,
                               size_t err_len) WISP_MUST_CHECK;
-/* Listens for TLS on HOST:PORT. */
+/* Listens for TLS on HOST:PORT; as wisp_rpc_listen_unix. */
 wisp_err wisp_rpc_listen_tls(wisp_rpc_server *s, const char *addr, char *err, size_t err_len) WISP_MUST_CHECK;
 /* Stops accepting; open calls go on. */
 void wisp_rpc_server_stop_listening(wisp_rpc_server *s);
@@ -113,7 +115,7 @@ wisp_err wisp_rpc_send(wisp_rpc_call *call, const ProtobufCMessage *msg) WISP_MU
 
 /* A packed message for many calls: refcounted, immutable. */
 typedef struct wisp_rpc_shared wisp_rpc_shared;
-/* Packs |msg|; the caller holds the one reference. */
+/* Packs |msg|; the caller holds the one reference. Never NULL. */
 wisp_rpc_shared *wisp_rpc_shared_new(const ProtobufCMessage *msg);
 /* Drops a reference. NULL is fine. */
 void wisp_rpc_shared_free(wisp_rpc_shared *shared);

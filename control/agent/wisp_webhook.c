@@ -4,20 +4,14 @@
  * listed oldest first: at the cap, a new one evicts the oldest that holds
  * no request (see make_room).
  *
- * Reviews are decided on a worker thread of the webhook's own (a large
- * one takes tens of milliseconds of jansson, libyaml and diffing), so the
- * agent's loop, which serves its RPCs too, never waits for one. A job
- * owns copies of all it reads (the body, inject's options and their
- * strings: a CA rotation replaces the loop's); the loop hands jobs over
- * and takes answers back under |mu|, woken by |done_async|. A connection
- * whose job is out reads on but serves nothing more until the answer is
- * back; if it closes first, the job is told (|c| set NULL, on the loop)
- * and its answer dropped. */
+ * Reviews are decided on the worker thread of wisp_webhook_queue; the
+ * request's head is read by wisp_webhook_request. A connection whose job
+ * is out reads on but serves nothing more until the answer is back; if it
+ * closes first, the job is told (wwq_drop) and its answer dropped. */
 #include "control/agent/wisp_webhook.h"
 
 #include <errno.h>
 #include <sys/socket.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +23,8 @@
 #include <openssl/ssl.h>
 
 #include "control/agent/wisp_admission.h"
+#include "control/agent/wisp_webhook_queue.h"
+#include "control/agent/wisp_webhook_request.h"
 #include "lib/wisp_accept.h"
 #include "lib/wisp_buf.h"
 #include "lib/wisp_log.h"
@@ -37,9 +33,6 @@
 
 #define READ_CHUNK 16384
 #define ACCEPT_BATCH 64
-/* What a queued review counts against the queue's byte budgets at least:
- * many tiny reviews cost their bookkeeping and work too. */
-#define JOB_MIN_COST 4096
 /* A TLS handshake younger than this is not evicted while older idle or
  * stalled connections are there (a real caller's takes milliseconds). */
 #define HANDSHAKE_GRACE 1.0
@@ -58,8 +51,6 @@ typedef enum {
  * answer the peer has not read yet (a 413 to a body still coming). */
 #define LINGER_SECONDS 2.0
 
-typedef struct job job;
-
 typedef struct conn {
   wisp_webhook *w;
   int fd;
@@ -77,26 +68,10 @@ typedef struct conn {
   wisp_buf in, out;
   double born;        /* ev_now at accept */
   char peer[64];
-  char src[64];       /* |peer| without the port: the source's address */
-  job *job;           /* the review out on the worker, NULL: none */
+  char src[WWQ_SRC_MAX]; /* |peer| without the port: the source's address */
+  wwq_job *job;       /* the review out on the worker, NULL: none */
   struct conn *next, *prev;
 } conn;
-
-/* One review for the worker: everything it reads is its own. */
-struct job {
-  conn *c; /* the loop's; NULL once the connection is gone */
-  char src[64];   /* its connection's source */
-  size_t cost;    /* counted against the queue's budgets until decided */
-  bool taken;     /* in the worker's hands (under |mu|) */
-  wisp_admission_scope scope;
-  char *body;
-  size_t len;
-  wispctl_inject_cfg inject; /* a copy; its two changing strings below */
-  char *trust_domain, *bundle_pem;
-  wisp_buf out; /* the answer */
-  wisp_admission_result r;
-  job *next;
-};
 
 struct wisp_webhook {
   struct ev_loop *loop;
@@ -106,22 +81,10 @@ struct wisp_webhook {
   wisp_acceptor acc; /* pauses when out of descriptors */
   conn *conns, *last; /* oldest first */
   size_t nconns;
-  /* The worker: |todo| and |done| (FIFO lists) and |stop| under |mu|. */
-  pthread_t worker;
-  bool worker_started;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  job *todo, *todo_last, *done, *done_last;
-  job *in_hand;        /* the review being decided */
-  size_t queued_cost;  /* of |todo| and |in_hand| */
-  char last_src[64];   /* the source of the review decided last */
-  bool stop;
-  ev_async done_async;
+  wwq_queue queue;    /* the reviews and their worker */
 };
 
 /* ---- connections ---- */
-
-static void drop_job(wisp_webhook *w, job *j, const char *peer);
 
 static void conn_free(conn *c) {
   wisp_webhook *w = c->w;
@@ -138,7 +101,11 @@ static void conn_free(conn *c) {
     w->last = c->prev;
   }
   w->nconns--;
-  if (c->job) drop_job(w, c->job, c->peer);
+  if (c->job) {
+    bool waiting = wwq_drop(&w->queue, c->job);
+    WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 1.0, "webhook: the connection from %s closed with its review out: %s", c->peer,
+                     waiting ? "dropped undecided" : "its answer is dropped");
+  }
   SSL_free(c->ssl);
   close(c->fd);
   wisp_buf_cleanup(&c->in);
@@ -151,25 +118,10 @@ static void conn_close(conn *c, const char *why) {
   conn_free(c);
 }
 
-static const char *status_text(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Error";
-  }
-}
-
 static void respond(conn *c, int status, const char *ctype, const void *body, size_t len) {
   char head[256];
   int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n", status,
-                   status_text(status), ctype, len, c->close_after ? "Connection: close\r\n" : "");
+                   wwr_status_text(status), ctype, len, c->close_after ? "Connection: close\r\n" : "");
   if (wisp_buf_append(&c->out, head, (size_t)n, WISP_ADMISSION_OUT_MAX + sizeof(head)) != WISP_OK ||
       wisp_buf_append(&c->out, body, len, WISP_ADMISSION_OUT_MAX + sizeof(head)) != WISP_OK)
     c->close_after = true;
@@ -200,108 +152,14 @@ static void log_review(const conn *c, const wisp_admission_result *r) {
   fflush(stdout);
 }
 
-/* ---- the worker ---- */
-
-static void job_free(job *j) {
-  free(j->body);
-  free(j->trust_domain);
-  free(j->bundle_pem);
-  wisp_buf_cleanup(&j->out);
-  free(j);
-}
-
-static char *dup_or_null(const char *s) { return s ? wisp_strdup(s) : NULL; }
-
-/* Appends |j| to the list |*head|..|*last|. */
-static void enqueue(job **head, job **last, job *j) {
-  j->next = NULL;
-  if (*last) {
-    (*last)->next = j;
-  } else {
-    *head = j;
-  }
-  *last = j;
-}
-
-/* Takes |j| off |todo| (under |mu|). */
-static void unlink_todo(wisp_webhook *w, job *j) {
-  job *prev = NULL;
-  for (job *k = w->todo; k && k != j; k = k->next) prev = k;
-  if (prev) {
-    prev->next = j->next;
-  } else {
-    w->todo = j->next;
-  }
-  if (w->todo_last == j) w->todo_last = prev;
-  j->next = NULL;
-}
-
-/* The next review to decide (under |mu|): the oldest from a source other
- * than the last one's, if any, so one source's flood of reviews cannot
- * hold up another's for more than one review at a time. */
-static job *next_job(wisp_webhook *w) {
-  job *j = w->todo;
-  for (job *k = w->todo; k; k = k->next) {
-    if (strcmp(k->src, w->last_src) != 0) {
-      j = k;
-      break;
-    }
-  }
-  unlink_todo(w, j);
-  return j;
-}
-
-/* The connection of |j| is gone (on the loop): a review still waiting is
- * dropped undecided; one in the worker's hands has its answer dropped. */
-static void drop_job(wisp_webhook *w, job *j, const char *peer) {
-  pthread_mutex_lock(&w->mu);
-  bool waiting = !j->taken;
-  if (waiting) {
-    unlink_todo(w, j);
-    w->queued_cost -= j->cost;
-  }
-  j->c = NULL;
-  pthread_mutex_unlock(&w->mu);
-  WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 1.0, "webhook: the connection from %s closed with its review out: %s", peer,
-                   waiting ? "dropped undecided" : "its answer is dropped");
-  if (waiting) job_free(j);
-}
-
-/* The bytes of reviews queued or in hand from |src| (under |mu|). */
-static size_t source_cost(const wisp_webhook *w, const char *src) {
-  size_t n = w->in_hand && !strcmp(w->in_hand->src, src) ? w->in_hand->cost : 0;
-  for (const job *k = w->todo; k; k = k->next)
-    if (!strcmp(k->src, src)) n += k->cost;
-  return n;
-}
-
-static void *worker_main(void *arg) {
-  wisp_webhook *w = arg;
-  pthread_mutex_lock(&w->mu);
-  for (;;) {
-    while (!w->stop && !w->todo) pthread_cond_wait(&w->cv, &w->mu);
-    if (w->stop) break;
-    job *j = next_job(w);
-    j->taken = true;
-    w->in_hand = j;
-    snprintf(w->last_src, sizeof(w->last_src), "%s", j->src);
-    pthread_mutex_unlock(&w->mu);
-    wisp_admission_review(&j->inject, j->scope, j->body, j->len, &j->out, &j->r);
-    pthread_mutex_lock(&w->mu);
-    w->in_hand = NULL;
-    w->queued_cost -= j->cost;
-    enqueue(&w->done, &w->done_last, j);
-    ev_async_send(w->loop, &w->done_async);
-  }
-  pthread_mutex_unlock(&w->mu);
-  return NULL;
-}
+/* ---- reviews ---- */
 
 static void conn_run(conn *c);
 
-/* The answer of |j| to its connection, if it is still there. */
-static void finish_job(job *j) {
-  conn *c = j->c;
+/* The answer of |j| to its connection, if it is still there (the
+ * queue's wwq_done_cb). */
+static void finish_job(wwq_job *j, void *data) {
+  conn *c = j->owner;
   if (c) {
     c->job = NULL;
     c->served = true;
@@ -310,36 +168,19 @@ static void finish_job(job *j) {
             wisp_buf_len(&j->out) ? wisp_buf_rptr(&j->out) : (const uint8_t *)"", wisp_buf_len(&j->out));
     log_review(c, &j->r);
   }
-  job_free(j);
+  wwq_job_free(j);
   if (c) conn_run(c); /* sends the answer, serves what came meanwhile */
 }
 
-static void on_done(struct ev_loop *loop, ev_async *a, int revents) {
-  wisp_webhook *w = a->data;
-  pthread_mutex_lock(&w->mu);
-  job *list = w->done;
-  w->done = w->done_last = NULL;
-  pthread_mutex_unlock(&w->mu);
-  while (list) {
-    job *next = list->next;
-    finish_job(list);
-    list = next;
-  }
-}
-
-/* Hands the review in |body| to the worker; the answer comes in on_done.
+/* Hands the review in |body| to the worker; the answer comes in finish_job.
  * Past the queue's budget (all sources together, or this source's share)
  * it is refused at once: an answer now beats one after the API server has
  * given up, and what waits is bounded in memory and in delay. */
 static void mutate(conn *c, wisp_admission_scope scope, const char *body, size_t len) {
   wisp_webhook *w = c->w;
-  size_t cost = len > JOB_MIN_COST ? len : JOB_MIN_COST;
-  pthread_mutex_lock(&w->mu);
-  bool total_full = w->queued_cost + cost > w->cfg.max_queue;
-  bool source_full = !total_full && source_cost(w, c->src) + cost > w->cfg.max_queue_per_source;
-  if (!total_full && !source_full) w->queued_cost += cost; /* taken now: the job is queued below */
-  pthread_mutex_unlock(&w->mu);
-  if (total_full || source_full) {
+  wwq_result rc = wwq_submit(&w->queue, c, c->src, scope, body, len, w->cfg.inject, &c->job);
+  if (rc != WWQ_QUEUED) {
+    bool source_full = rc == WWQ_SOURCE_FULL;
     char msg[192];
     snprintf(msg, sizeof(msg), "wisp-agent: too many reviews waiting%s (%s %zu bytes); try again\n",
              source_full ? " from this source" : "",
@@ -348,90 +189,10 @@ static void mutate(conn *c, wisp_admission_scope scope, const char *body, size_t
     WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 1.0, "webhook: review from %s refused: %.*s", c->peer, (int)strlen(msg) - 1,
                      msg);
     respond_text(c, source_full ? 429 : 503, msg);
-    return;
   }
-  job *j = wisp_calloc(1, sizeof(*j));
-  snprintf(j->src, sizeof(j->src), "%s", c->src);
-  j->cost = cost;
-  j->c = c;
-  j->scope = scope;
-  j->body = wisp_malloc(len ? len : 1);
-  memcpy(j->body, body, len);
-  j->len = len;
-  j->inject = *w->cfg.inject;
-  j->trust_domain = dup_or_null(j->inject.o.trust_domain);
-  j->bundle_pem = dup_or_null(j->inject.o.bundle_pem);
-  j->inject.o.trust_domain = j->trust_domain;
-  j->inject.o.bundle_pem = j->bundle_pem;
-  c->job = j;
-  pthread_mutex_lock(&w->mu);
-  enqueue(&w->todo, &w->todo_last, j);
-  pthread_cond_signal(&w->cv);
-  pthread_mutex_unlock(&w->mu);
 }
 
 /* ---- requests ---- */
-
-typedef struct {
-  char method[16];
-  char path[256];
-  bool http10;
-  bool has_length, chunked, close;
-  bool expect_continue; /* Expect: 100-continue */
-  size_t length;
-} request;
-
-/* The value of header line |line| if its name is |name|, else NULL. */
-static const char *header(const char *line, size_t len, const char *name, size_t *out_len) {
-  size_t n = strlen(name);
-  if (len <= n || strncasecmp(line, name, n) != 0 || line[n] != ':') return NULL;
-  const char *v = line + n + 1;
-  const char *end = line + len;
-  while (v < end && (*v == ' ' || *v == '\t')) v++;
-  while (end > v && (end[-1] == ' ' || end[-1] == '\t')) end--;
-  *out_len = (size_t)(end - v);
-  return v;
-}
-
-/* Parses the head (request line and headers, |len| bytes without the
- * final blank line). False with a status to answer in |*status|. */
-static bool parse_head(request *q, const char *p, size_t len, int *status) {
-  memset(q, 0, sizeof(*q));
-  const char *eol = memmem(p, len, "\r\n", 2);
-  size_t line = eol ? (size_t)(eol - p) : len;
-  char version[16];
-  char first[512];
-  *status = 400;
-  if (line >= sizeof(first)) return false;
-  memcpy(first, p, line);
-  first[line] = '\0';
-  _Static_assert(sizeof(q->method) == 16 && sizeof(q->path) == 256 && sizeof(version) == 16,
-                 "the widths in the format below");
-  if (sscanf(first, "%15s %255s %15s", q->method, q->path, version) != 3 || strncmp(version, "HTTP/1.", 7) != 0) return false;
-  q->http10 = !strcmp(version, "HTTP/1.0");
-  q->close = q->http10;
-  for (const char *h = eol ? eol + 2 : p + len; h < p + len;) {
-    const char *e = memmem(h, (size_t)(p + len - h), "\r\n", 2);
-    size_t hl = e ? (size_t)(e - h) : (size_t)(p + len - h), vl = 0;
-    const char *v;
-    if ((v = header(h, hl, "content-length", &vl))) {
-      char num[24];
-      if (q->has_length || vl == 0 || vl >= sizeof(num) || strspn(v, "0123456789") < vl) return false;
-      memcpy(num, v, vl);
-      num[vl] = '\0';
-      q->length = strtoull(num, NULL, 10);
-      q->has_length = true;
-    } else if ((v = header(h, hl, "transfer-encoding", &vl))) {
-      q->chunked = true;
-    } else if ((v = header(h, hl, "expect", &vl))) {
-      q->expect_continue = vl == 12 && !strncasecmp(v, "100-continue", 12);
-    } else if ((v = header(h, hl, "connection", &vl))) {
-      q->close = vl == 5 && !strncasecmp(v, "close", 5);
-    }
-    h += hl + 2;
-  }
-  return true;
-}
 
 /* Answers the complete requests in |in|; false when the connection is to
  * close (after what is queued is sent). */
@@ -444,11 +205,11 @@ static void serve(conn *c) {
       if (len > WISP_WEBHOOK_HEAD_MAX) refuse(c, 431, "request head too large\n");
       return;
     }
-    request q;
+    wwr_request q;
     int status;
     size_t head = (size_t)(end - p) + 4;
     char msg[128];
-    if (!parse_head(&q, p, head - 4, &status)) {
+    if (!wwr_parse_head(&q, p, head - 4, &status)) {
       refuse(c, status, "malformed HTTP request\n");
       return;
     }
@@ -789,22 +550,11 @@ wisp_err wisp_webhook_new(wisp_webhook **out, struct ev_loop *loop, const wisp_w
   w->loop = loop;
   w->cfg = *cfg;
   w->lfd = fd;
-  pthread_mutex_init(&w->mu, NULL);
-  pthread_cond_init(&w->cv, NULL);
-  ev_async_init(&w->done_async, on_done);
-  w->done_async.data = w;
-  ev_async_start(loop, &w->done_async);
-  ev_unref(loop); /* the worker's wakeups alone keep no loop running */
-  w->worker_started = pthread_create(&w->worker, NULL, worker_main, w) == 0;
-  if (!w->worker_started) {
-    snprintf(err, err_len, "cannot start the webhook's worker thread: %s", strerror(errno));
-    ev_ref(loop);
-    ev_async_stop(loop, &w->done_async);
-    pthread_cond_destroy(&w->cv);
-    pthread_mutex_destroy(&w->mu);
+  wisp_err rc = wwq_start(&w->queue, loop, cfg->max_queue, cfg->max_queue_per_source, finish_job, w, err, err_len);
+  if (rc != WISP_OK) {
     close(fd);
     free(w);
-    return WISP_ERR_INTERNAL;
+    return rc;
   }
   char name[sizeof(w->acc.name)];
   snprintf(name, sizeof(name), "webhook listener %s", cfg->listen);
@@ -818,25 +568,9 @@ void wisp_webhook_free(wisp_webhook *w) {
   if (!w) return;
   wisp_acceptor_stop(&w->acc);
   close(w->lfd);
-  if (w->worker_started) { /* it finishes the review in hand, then every job is on a list */
-    pthread_mutex_lock(&w->mu);
-    w->stop = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    pthread_join(w->worker, NULL);
-  }
+  wwq_stop(&w->queue);
   while (w->conns) conn_free(w->conns);
-  for (job *lists[] = {w->todo, w->done}, **l = lists; l < lists + 2; l++) {
-    while (*l) {
-      job *next = (*l)->next;
-      job_free(*l);
-      *l = next;
-    }
-  }
-  ev_ref(w->loop);
-  ev_async_stop(w->loop, &w->done_async);
-  pthread_cond_destroy(&w->cv);
-  pthread_mutex_destroy(&w->mu);
+  wwq_cleanup(&w->queue);
   SSL_CTX_free(w->ctx);
   free(w);
 }

@@ -770,6 +770,26 @@ static void test_server_goes_away(void **state) {
   env_free(e);
 }
 
+/* A listener past the server's few fails with the reason, not in silence
+ * (wisp-agent would log "cannot start: " and nothing after it). */
+static void test_listen_past_the_limit_says_why(void **state) {
+  (void)state;
+  env *e = env_new(false); /* one socket */
+  char err[256];
+  wisp_err rc = WISP_OK;
+  int n = 1;
+  for (; n < 16 && rc == WISP_OK; n++) {
+    char path[256];
+    snprintf(path, sizeof(path), "%s/extra%d.sock", fx.sock_dir, n);
+    err[0] = '\0';
+    rc = wisp_rpc_listen_unix(e->srv, path, 0600, err, sizeof(err));
+  }
+  assert_int_equal(rc, WISP_ERR_USAGE);
+  print_message("# listener %d: %s\n", n, err);
+  assert_non_null(strstr(err, "at most 4 sockets"));
+  env_free(e);
+}
+
 static void test_tls_over_unix(void **state) {
   (void)state;
   env *e = env_new(true);
@@ -868,6 +888,7 @@ int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_target_parse),
       cmocka_unit_test(test_target_parse_failure_leaves_out),
+      cmocka_unit_test(test_listen_past_the_limit_says_why),
       cmocka_unit_test(test_target_unix_path_limit),
       cmocka_unit_test(test_response_status),
       cmocka_unit_test(test_long_grpc_message_is_cut),
