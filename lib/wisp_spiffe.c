@@ -1,5 +1,6 @@
 #include "lib/wisp_spiffe.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -130,4 +131,32 @@ void wisp_spiffe_describe_cert(const X509 *cert, char *out, size_t out_len) {
   char subject[256];
   X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof(subject));
   snprintf(out, out_len, "subject %s", subject);
+}
+
+void wisp_spiffe_split_names(const char *id, char *td, size_t td_len, char *ns, size_t ns_len, char *sa,
+                             size_t sa_len) {
+  static const char kScheme[] = "spiffe://";
+  snprintf(td, td_len, "unknown");
+  snprintf(ns, ns_len, "unknown");
+  snprintf(sa, sa_len, "unknown");
+  if (!id || strncmp(id, kScheme, sizeof(kScheme) - 1) != 0) return;
+  const char *host = id + sizeof(kScheme) - 1;
+  const char *path = strchr(host, '/');
+  size_t host_len = path ? (size_t)(path - host) : strlen(host);
+  if (host_len > 0) snprintf(td, td_len, "%.*s", (int)host_len, host);
+  if (!path || strncmp(path, "/ns/", 4) != 0) return;
+  const char *n = path + 4;
+  const char *slash = strchr(n, '/');
+  if (!slash || slash == n || strncmp(slash, "/sa/", 4) != 0) return;
+  const char *s = slash + 4;
+  if (!*s || strchr(s, '/')) return; /* exactly /ns/NS/sa/SA */
+  snprintf(ns, ns_len, "%.*s", (int)(slash - n), n);
+  snprintf(sa, sa_len, "%s", s);
+}
+
+void wisp_spiffe_names_init(wisp_spiffe_names *out, const char *id) {
+  bool known = id && *id;
+  out->id = known ? id : "unknown";
+  wisp_spiffe_split_names(known ? id : NULL, out->td, sizeof(out->td), out->ns, sizeof(out->ns), out->sa,
+                          sizeof(out->sa));
 }

@@ -41,6 +41,26 @@ wisp_err wisp_spiffe_from_cert(wisp_spiffe_id *out, const X509 *cert,
  * extensions in it). Leaves the error queue as it was. */
 const char *wisp_spiffe_leaf_refused(X509 *leaf);
 
+/* ---- the parts metrics label ----------------------------------------
+ * Metrics name a workload by its ID's trust domain and, for a Kubernetes
+ * style path /ns/NS/sa/SA, its namespace and service account. */
+
+/* Splits |id| into trust domain, namespace and service account (pure; each
+ * output NUL-terminated, "unknown" where the ID has no such part: NULL or
+ * not spiffe://, a path other than /ns/NS/sa/SA). */
+void wisp_spiffe_split_names(const char *id, char *td, size_t td_len, char *ns, size_t ns_len, char *sa,
+                             size_t sa_len);
+
+/* A workload's names for its labels: |id| (borrowed: the ID given, or
+ * "unknown" for NULL or "") and its parts as wisp_spiffe_split_names
+ * writes them. Large (6 KiB): callers keep it off the stack. */
+typedef struct {
+  const char *id;
+  char td[WISP_SPIFFE_MAX + 1], ns[WISP_SPIFFE_MAX + 1], sa[WISP_SPIFFE_MAX + 1];
+} wisp_spiffe_names;
+
+void wisp_spiffe_names_init(wisp_spiffe_names *out, const char *id);
+
 /* Writes a short description of |cert| for error messages: its SPIFFE ID if
  * it has one, else its subject. Always NUL-terminates. */
 void wisp_spiffe_describe_cert(const X509 *cert, char *out, size_t out_len);

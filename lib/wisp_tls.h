@@ -80,6 +80,8 @@ typedef struct {
   uint64_t generation;      /* bumps on every successful load */
 } wisp_tls_info;
 
+/* Credentials to come (wisp_tls_load_*); never NULL (out of memory is
+ * fatal). |opts| may be NULL: the defaults. */
 wisp_tls *wisp_tls_new(const wisp_tls_opts *opts);
 void wisp_tls_free(wisp_tls *t);
 

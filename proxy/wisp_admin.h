@@ -15,7 +15,9 @@
  * With --metrics, a second instance serves GET /metrics alone.
  *
  * The request parser and the router are pure functions of their own
- * (proxy/wisp_admin_http.h); wisp_admin_ready_check is pure too. */
+ * (proxy/wisp_admin_http.h); wisp_admin_ready_check is pure too. The
+ * server is wisp_admin_server.c, the bodies wisp_admin.c and
+ * wisp_admin_status.c (proxy/wisp_admin_internal.h says which owns what). */
 #ifndef WISP_ADMIN_H
 #define WISP_ADMIN_H
 

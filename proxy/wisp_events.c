@@ -7,6 +7,7 @@
 
 #include "lib/wisp_mem.h"
 #include "lib/wisp_policy.h"
+#include "lib/wisp_spiffe.h"
 #include "proxy/wisp_metrics.h"
 
 enum { FAM_REFUSED, FAM_DENIED, FAM_UPSTREAM, FAM_COUNT };
@@ -276,14 +277,9 @@ static void label(wisp_json_writer *b, const char *name, const char *value, cons
   wisp_metrics_label(b, name, value, dflt);
 }
 
-typedef struct {
-  char td[LABEL_MAX + 1], ns[LABEL_MAX + 1], sa[LABEL_MAX + 1];
-  const char *id;
-} local_names;
-
 /* Our own side: PREFIX_workload, _workload_namespace, _principal, as
  * wisp_metrics names them. */
-static void local_labels(wisp_json_writer *b, const char *prefix, const local_names *l) {
+static void local_labels(wisp_json_writer *b, const char *prefix, const wisp_spiffe_names *l) {
   char name[64];
   snprintf(name, sizeof(name), "%s_workload", prefix);
   label(b, name, l->sa, UNKNOWN);
@@ -297,7 +293,7 @@ static void head(wisp_json_writer *b, const char *name, const char *help) {
   wisp_json_writer_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
 }
 
-static void render_refused(wisp_json_writer *b, const family *fm, const local_names *l) {
+static void render_refused(wisp_json_writer *b, const family *fm, const wisp_spiffe_names *l) {
   static const char kName[] = "wisp_connection_refusals_total";
   head(b, kName,
        "Downstream connections refused, by reason, caller address and the SPIFFE ID its certificate claims "
@@ -313,7 +309,7 @@ static void render_refused(wisp_json_writer *b, const family *fm, const local_na
   }
 }
 
-static void render_denied(wisp_json_writer *b, const family *fm, const local_names *l) {
+static void render_denied(wisp_json_writer *b, const family *fm, const wisp_spiffe_names *l) {
   static const char kName[] = "wisp_policy_denials_total";
   head(b, kName, "Requests and L4 connections denied by policy, by decision, deciding policy and rule, and caller.");
   for (size_t i = 0; i < fm->n; i++) {
@@ -330,7 +326,7 @@ static void render_denied(wisp_json_writer *b, const family *fm, const local_nam
   }
 }
 
-static void render_upstream(wisp_json_writer *b, const family *fm, const local_names *l) {
+static void render_upstream(wisp_json_writer *b, const family *fm, const wisp_spiffe_names *l) {
   static const char kName[] = "wisp_upstream_verification_failures_total";
   head(b, kName,
        "Upstream mTLS handshakes that failed verification, by reason, upstream address, the SPIFFE ID it had to "
@@ -348,9 +344,8 @@ static void render_upstream(wisp_json_writer *b, const family *fm, const local_n
 }
 
 void wisp_events_render(wisp_json_writer *b, const wisp_events *e, const char *local_id) {
-  local_names *l = wisp_calloc(1, sizeof(*l)); /* 6 KiB: not on the stack */
-  l->id = local_id && *local_id ? local_id : UNKNOWN;
-  wisp_metrics_split_id(local_id, l->td, sizeof(l->td), l->ns, sizeof(l->ns), l->sa, sizeof(l->sa));
+  wisp_spiffe_names *l = wisp_calloc(1, sizeof(*l)); /* 6 KiB: not on the stack */
+  wisp_spiffe_names_init(l, local_id);
   render_refused(b, &e->fam[FAM_REFUSED], l);
   render_denied(b, &e->fam[FAM_DENIED], l);
   render_upstream(b, &e->fam[FAM_UPSTREAM], l);

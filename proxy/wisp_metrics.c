@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lib/wisp_mem.h"
+#include "lib/wisp_spiffe.h"
 
 /* Istio's default buckets for istio_request_duration_milliseconds, so a
  * dashboard's histogram_quantile reads the same. */
@@ -131,27 +132,6 @@ static uint64_t tcp_key(bool inbound, bool denied, uint32_t peer_slot) {
 
 /* ---- peers ---- */
 
-void wisp_metrics_split_id(const char *id, char *td, size_t td_len, char *ns, size_t ns_len, char *sa,
-                           size_t sa_len) {
-  static const char kScheme[] = "spiffe://";
-  snprintf(td, td_len, "unknown");
-  snprintf(ns, ns_len, "unknown");
-  snprintf(sa, sa_len, "unknown");
-  if (!id || strncmp(id, kScheme, sizeof(kScheme) - 1) != 0) return;
-  const char *host = id + sizeof(kScheme) - 1;
-  const char *path = strchr(host, '/');
-  size_t host_len = path ? (size_t)(path - host) : strlen(host);
-  if (host_len > 0) snprintf(td, td_len, "%.*s", (int)host_len, host);
-  if (!path || strncmp(path, "/ns/", 4) != 0) return;
-  const char *n = path + 4;
-  const char *slash = strchr(n, '/');
-  if (!slash || slash == n || strncmp(slash, "/sa/", 4) != 0) return;
-  const char *s = slash + 4;
-  if (!*s || strchr(s, '/')) return; /* exactly /ns/NS/sa/SA */
-  snprintf(ns, ns_len, "%.*s", (int)(slash - n), n);
-  snprintf(sa, sa_len, "%s", s);
-}
-
 /* A stand-in peer: every label |name|. */
 static void peer_init_named(peer *p, const char *name) {
   p->id = wisp_strdup(name);
@@ -163,7 +143,7 @@ static void peer_init_named(peer *p, const char *name) {
 
 static void peer_init(peer *p, const char *id, uint64_t hash) {
   char td[LABEL_VALUE_MAX + 1], ns[LABEL_VALUE_MAX + 1], sa[LABEL_VALUE_MAX + 1];
-  wisp_metrics_split_id(id, td, sizeof(td), ns, sizeof(ns), sa, sizeof(sa));
+  wisp_spiffe_split_names(id, td, sizeof(td), ns, sizeof(ns), sa, sizeof(sa));
   p->id = wisp_strdup(id);
   p->td = wisp_strdup(td);
   p->ns = wisp_strdup(ns);
@@ -348,11 +328,6 @@ void wisp_metrics_label(wisp_json_writer *b, const char *name, const char *value
   wisp_json_writer_raw(b, "\"", 1);
 }
 
-typedef struct {
-  char td[LABEL_VALUE_MAX + 1], ns[LABEL_VALUE_MAX + 1], sa[LABEL_VALUE_MAX + 1];
-  const char *id;
-} local_names;
-
 /* One side's labels: PREFIX_workload (the service account: wisp knows a
  * workload by its SPIFFE ID), _workload_namespace, _principal, _trust_domain. */
 static void side_labels(wisp_json_writer *b, const char *prefix, const char *id, const char *td, const char *ns,
@@ -368,7 +343,7 @@ static void side_labels(wisp_json_writer *b, const char *prefix, const char *id,
 
 /* NAME{labels of |s|[,le="LE"]} VALUE-prefix; the caller prints the value. */
 static void series_labels(wisp_json_writer *b, const wisp_metrics *m, const wisp_metrics_series *s,
-                          const local_names *local) {
+                          const wisp_spiffe_names *local) {
   static const char *const kClass[STATUS_CLASSES] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx", "other"};
   bool inbound = s->key & KEY_INBOUND;
   const peer *p = &m->peers[(s->key >> KEY_PEER_SHIFT) & KEY_PEER_MASK];
@@ -416,7 +391,7 @@ static uint64_t field_of(const wisp_metrics_series *s, field f) {
 /* Reserved overflow series are printed only once they counted something. */
 static bool series_used(const wisp_metrics_series *s) { return s->count || s->opened; }
 
-static void render_counter(wisp_json_writer *b, const wisp_metrics *m, size_t n, const local_names *local, bool tcp,
+static void render_counter(wisp_json_writer *b, const wisp_metrics *m, size_t n, const wisp_spiffe_names *local, bool tcp,
                            const char *name, const char *help, field f) {
   wisp_json_writer_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
   for (size_t i = 0; i < n; i++) {
@@ -428,7 +403,7 @@ static void render_counter(wisp_json_writer *b, const wisp_metrics *m, size_t n,
   }
 }
 
-static void render_histogram(wisp_json_writer *b, const wisp_metrics *m, size_t n, const local_names *local) {
+static void render_histogram(wisp_json_writer *b, const wisp_metrics *m, size_t n, const wisp_spiffe_names *local) {
   static const char kName[] = "wisp_request_duration_milliseconds";
   wisp_json_writer_printf(b,
                           "# HELP %s Duration of finished requests, from their first HEADERS to the end of both "
@@ -472,11 +447,8 @@ static size_t series_within_budget(const wisp_metrics *m) {
 
 void wisp_metrics_render(wisp_json_writer *b, wisp_metrics *m, const char *local_id) {
   if (!m) return;
-  local_names *local = wisp_calloc(1, sizeof(*local));
-  bool known = local_id && *local_id;
-  local->id = known ? local_id : "unknown";
-  wisp_metrics_split_id(known ? local_id : NULL, local->td, sizeof(local->td), local->ns, sizeof(local->ns),
-                        local->sa, sizeof(local->sa));
+  wisp_spiffe_names *local = wisp_calloc(1, sizeof(*local));
+  wisp_spiffe_names_init(local, local_id);
   /* From now on new series are charged at our labels' real size. */
   m->local_bytes = strlen(local->id) + strlen(local->td) + strlen(local->ns) + strlen(local->sa);
   size_t n = series_within_budget(m);

@@ -84,10 +84,4 @@ void wisp_metrics_render(wisp_json_writer *b, wisp_metrics *m, const char *local
  * Every label value from outside goes through here (one home). */
 void wisp_metrics_label(wisp_json_writer *b, const char *name, const char *value, const char *dflt);
 
-/* Splits a SPIFFE ID into trust domain, namespace and service account
- * (pure; each output NUL-terminated, "unknown" where the ID has no such
- * part: a path other than /ns/NS/sa/SA). */
-void wisp_metrics_split_id(const char *id, char *td, size_t td_len, char *ns, size_t ns_len, char *sa,
-                           size_t sa_len);
-
 #endif

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/wisp_spiffe.h"
 #include "proxy/wisp_metrics.h"
 #include "tests/unit/test_util.h"
 
@@ -38,7 +39,7 @@ static void test_split(void **state) {
   };
   for (size_t i = 0; i < sizeof(kCases) / sizeof(kCases[0]); i++) {
     char td[64], ns[64], sa[64];
-    wisp_metrics_split_id(kCases[i].id, td, sizeof(td), ns, sizeof(ns), sa, sizeof(sa));
+    wisp_spiffe_split_names(kCases[i].id, td, sizeof(td), ns, sizeof(ns), sa, sizeof(sa));
     assert_string_equal(td, kCases[i].td);
     assert_string_equal(ns, kCases[i].ns);
     assert_string_equal(sa, kCases[i].sa);
