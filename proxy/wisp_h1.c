@@ -26,10 +26,16 @@
  * pipeline, a body past its window) before its socket is not read: below
  * it the socket is read, so a caller that leaves is seen at once. */
 #define H1_IN_HIGH (16 * 1024)
-/* The HTTP/2 windows the gateway grants the proxy: one stream's default
- * window each, and room on the connection for every pipelined stream, so
- * responses waiting behind the head of the line never stall it. */
+/* The HTTP/2 windows the gateway grants the proxy. Only the response at
+ * the head of the line is written to the client, so only its stream gets a
+ * window (H1_STREAM_WINDOW, once it is the head): the responses behind it
+ * wait in the proxy's stream buffers, which --conn-buffer-limit and
+ * --buffer-limit count, not in the gateway, which they do not (a caller
+ * that pipelined 16 large responses and read none made the gateway hold
+ * 16 x 64 KiB). The connection has room for every pipelined stream, so
+ * bytes of a stream that was the head never stall the next one. */
 #define H1_STREAM_WINDOW (64 * 1024)
+#define H1_BEHIND_WINDOW 0
 #define H1_CONN_WINDOW ((WISP_H1_PIPELINE + 1) * H1_STREAM_WINDOW)
 
 typedef struct h1req h1req;
@@ -49,6 +55,8 @@ struct h1req {
   bool body_done;             /* its data provider gave nghttp2 the end: nghttp2 no longer reads |r| */
   wisp_hdrs trailers;
   bool stream_closed;
+  bool headers_sent;          /* its HEADERS went out: the stream is open on both sides */
+  bool window_open;           /* its stream got H1_STREAM_WINDOW (it is the head of the line) */
   /* response */
   int local_status;           /* answered here with this status (0: no) */
   const char *local_why;      /* static */
@@ -357,6 +365,12 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, 
   return 0;
 }
 
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+  h1req *r = frame->hd.type == NGHTTP2_HEADERS ? req_of(session, frame->hd.stream_id) : NULL;
+  if (r) r->headers_sent = true;
+  return 0;
+}
+
 static nghttp2_session_callbacks *callbacks(void) {
   static nghttp2_session_callbacks *cbs;
   if (cbs) return cbs;
@@ -365,6 +379,7 @@ static nghttp2_session_callbacks *callbacks(void) {
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
   return cbs;
 }
 
@@ -382,7 +397,7 @@ static nghttp2_session *session_new(h1conn *h) {
   if (nghttp2_session_client_new2(&s, callbacks(), h, wisp_h1_session_option()) != 0) abort();
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, WISP_H1_PIPELINE},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H1_STREAM_WINDOW},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H1_BEHIND_WINDOW},
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
   };
   nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, 3);
@@ -758,7 +773,8 @@ static bool may_read_client(const h1conn *h) {
 
 static void read_client(h1conn *h) {
   uint8_t buf[H1_READ_CHUNK];
-  ssize_t n = recv(h->fd, buf, sizeof(buf), 0);
+  size_t room = H1_IN_HIGH - wisp_buf_len(&h->in); /* may_read_client: > 0 */
+  ssize_t n = recv(h->fd, buf, room < sizeof(buf) ? room : sizeof(buf), 0);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
   if (n < 0) {
     /* A reset: the caller is gone. Closing the h2c side cancels every
@@ -830,12 +846,24 @@ static void arm_head_timer(h1conn *h) {
   }
 }
 
+/* The head of the line's response may come: its stream gets its window,
+ * once its HEADERS went out (a WINDOW_UPDATE must not precede them). An
+ * increment, not a size: the proxy took our SETTINGS (window 0) before the
+ * stream, while nghttp2 counts streams opened before their ACK from the
+ * default window, so a size would open it by a byte. */
+static void open_head_window(h1conn *h) {
+  h1req *r = h->head;
+  if (!r || !r->headers_sent || r->window_open || r->stream_closed) return;
+  if (nghttp2_submit_window_update(h->h2, NGHTTP2_FLAG_NONE, r->id, H1_STREAM_WINDOW) == 0) r->window_open = true;
+}
+
 static void pump(h1conn *h) {
   if (h->in_pump) return;
   h->in_pump = true;
   bool h2_ok = ev_is_active(&h->srio);
   for (int round = 0; round < 4; round++) {
     parse_input(h);
+    open_head_window(h);
     if (h2_ok && !wisp_h1_send(h->h2, h->sfd, &h->sout)) {
       h2_gone(h);
       h2_ok = false;
@@ -845,6 +873,15 @@ static void pump(h1conn *h) {
     if (!wisp_h1_flush(h->fd, &h->out)) {
       h->dead = true;
       break;
+    }
+  }
+  /* What the last round's writing made nghttp2 owe (window updates, the
+   * new head's window) goes now: no event may come for it otherwise. */
+  if (!h->dead && h2_ok) {
+    open_head_window(h);
+    if (!wisp_h1_send(h->h2, h->sfd, &h->sout)) {
+      h2_gone(h);
+      h2_ok = false;
     }
   }
   bool idle = h->head == NULL;
