@@ -257,6 +257,11 @@ mv "$P/policy.yaml.new" "$P/policy.yaml"
 check "PERMISSIVE is applied" wait_for 3 grep -q '"mtls_mode":"PERMISSIVE"' "$WORK/server.err"
 code=$(netns_exec bare curl -s --max-time 5 --http2-prior-knowledge -o /dev/null -w '%{http_code}' "http://10.77.0.22:8080/x")
 expect_eq "PERMISSIVE: a pod without a sidecar is served" 200 "$code"
+# x-wisp-proto is believed only from a peer sidecar (mTLS): a plaintext
+# caller's would have the h2c app spoken to in HTTP/1.1 (502).
+code=$(netns_exec bare curl -s --max-time 5 --http2-prior-knowledge -H 'x-wisp-proto: http/1.1' -o /dev/null \
+  -w '%{http_code}' "http://10.77.0.22:8080/plain-forged")
+expect_eq "PERMISSIVE: a plaintext caller's own x-wisp-proto is ignored: its h2c app still gets h2c" 200 "$code"
 out=$(direct_call "http://10.77.0.22:15006/plain-direct")
 expect_match "PERMISSIVE: plaintext straight to the inbound port gets 503, not a loop through the sidecar" \
   "^503 connected to the sidecar's own port directly" "$out"
