@@ -26,13 +26,13 @@ typedef struct metrics_resp metrics_resp;
 /* One admin listener; the bodies read its counters for /metrics. */
 struct wisp_admin {
   wisp_proxy *px;
-  char *name;  /* owned, HOST:PORT */
+  char *name; /* owned, HOST:PORT */
   int fd;
   wisp_acceptor acc;
-  wisp_list conns;     /* admin_conn.link */
+  wisp_list conns; /* admin_conn.link */
   int nconns;
   uint64_t busy, evicted; /* connections turned away / closed to make room */
-  bool metrics_only;   /* --metrics: GET /metrics, nothing else */
+  bool metrics_only;      /* --metrics: GET /metrics, nothing else */
   metrics_resp *metrics;  /* the newest /metrics rendering (a reference), or NULL */
   ev_tstamp metrics_at;   /* when it was rendered */
   int renderings;         /* metrics_resp alive, counting those connections hold */

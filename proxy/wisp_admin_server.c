@@ -77,18 +77,17 @@ typedef struct admin_conn {
   ev_timer timer;
   uint8_t in[WISP_ADMIN_REQUEST_MAX];
   size_t in_len;
-  size_t lingered;     /* bytes dropped while lingering */
-  wisp_buf out;        /* the whole response; what is still to send */
+  size_t lingered;      /* bytes dropped while lingering */
+  wisp_buf out;         /* the whole response; what is still to send */
   metrics_resp *shared; /* instead of |out|: a shared /metrics response (a reference) */
-  size_t shared_sent;  /* bytes of it sent */
-  bool drain_after;    /* POST /drain: start the drain once the 202 is out */
+  size_t shared_sent;   /* bytes of it sent */
+  bool drain_after;     /* POST /drain: start the drain once the 202 is out */
   char peer[64];
   wisp_connlimit_key src; /* the caller, as the data listeners count callers */
-  bool remote;         /* not from loopback: health endpoints only */
-  ev_tstamp since;     /* accepted */
-  wisp_list link;       /* in wisp_admin.conns, newest first */
+  bool remote;            /* not from loopback: health endpoints only */
+  ev_tstamp since;        /* accepted */
+  wisp_list link;         /* in wisp_admin.conns, newest first */
 } admin_conn;
-
 
 static void metrics_resp_unref(wisp_admin *a, metrics_resp *r) {
   if (!r || --r->refs > 0) return;
@@ -184,8 +183,8 @@ static wisp_err response_head(wisp_buf *o, int status, const char *ctype, const 
                          allow ? allow : "", allow ? "\r\n" : "");
 }
 
-static void respond(admin_conn *c, int status, const char *ctype, const char *allow, const char *body,
-                    size_t body_len, bool head_only) {
+static void respond(admin_conn *c, int status, const char *ctype, const char *allow, const char *body, size_t body_len,
+                    bool head_only) {
   wisp_buf *o = &c->out;
   wisp_err rc = response_head(o, status, ctype, allow, body_len);
   if (rc == WISP_OK && !head_only) rc = wisp_buf_append(o, body, body_len, ADMIN_HEAD_MAX + ADMIN_BODY_MAX);
@@ -280,8 +279,8 @@ static bool proxy_listening(const wisp_proxy *px) {
 }
 
 static bool proxy_ready(const wisp_proxy *px, char *reason, size_t reason_len) {
-  return wisp_admin_ready_check(wisp_tls_get0_info(px->tls), wisp_tls_ready(px->tls), proxy_listening(px),
-                                px->draining, (int64_t)time(NULL), reason, reason_len) &&
+  return wisp_admin_ready_check(wisp_tls_get0_info(px->tls), wisp_tls_ready(px->tls), proxy_listening(px), px->draining,
+                                (int64_t)time(NULL), reason, reason_len) &&
          wisp_intercept_ok(px, reason, reason_len) && /* fail closed: an unprotected pod is not ready */
          !wisp_authz_pending(px, reason, reason_len);
 }
@@ -299,8 +298,8 @@ static void handle(admin_conn *c, const wisp_admin_request *req) {
     return;
   }
   if (status == 404) {
-    snprintf(text, sizeof(text), "no such endpoint: %s (try /healthz /ready /status /certs /config /metrics, POST /drain)",
-             req->path);
+    snprintf(text, sizeof(text),
+             "no such endpoint: %s (try /healthz /ready /status /certs /config /metrics, POST /drain)", req->path);
     respond_text(c, 404, NULL, text, head);
     return;
   }
@@ -427,8 +426,7 @@ static void on_conn_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
 typedef enum { ADMIN_POOL_ALL, ADMIN_POOL_REMOTE, ADMIN_POOL_HOST } admin_pool;
 
 static bool in_pool(const admin_conn *c, admin_pool pool, const wisp_connlimit_key *src) {
-  return pool == ADMIN_POOL_ALL ||
-         (c->remote && (pool == ADMIN_POOL_REMOTE || wisp_connlimit_key_equal(&c->src, src)));
+  return pool == ADMIN_POOL_ALL || (c->remote && (pool == ADMIN_POOL_REMOTE || wisp_connlimit_key_equal(&c->src, src)));
 }
 
 static int pool_count(const wisp_admin *a, admin_pool pool, const wisp_connlimit_key *src) {

@@ -43,7 +43,7 @@
 #define F_TOKENS "tokens"
 #define F_NEXT_CERT "next-ca.crt"
 #define F_NEXT_KEY "next-ca.key"
-#define F_EXTRA_ROOTS "extra-roots.pem" /* roots trusted besides the CA's own */
+#define F_EXTRA_ROOTS "extra-roots.pem"   /* roots trusted besides the CA's own */
 #define F_OLD_ROOT_UNTIL "old-root-until" /* when the last SVID the old root signed expires */
 #define F_POLICY "policy.yaml"
 #define F_VERSION "policy.version"
@@ -56,25 +56,25 @@
  * a Deployment share one) each answer on their own Watch stream (watcher). */
 typedef struct {
   char spiffe_id[WISP_SPIFFE_MAX + 1];
-  int watchers;              /* open Config.Watch streams: its connected sidecars */
-  char acked[32];            /* the last version any of its sidecars ACKed */
+  int watchers;   /* open Config.Watch streams: its connected sidecars */
+  char acked[32]; /* the last version any of its sidecars ACKed */
   char serial[80];
   int64_t not_after;
-  int64_t signed_at;         /* when its last SVID was signed */
+  int64_t signed_at; /* when its last SVID was signed */
   int64_t last_seen;
-  size_t status_index;       /* its entry in the Status answer being built */
+  size_t status_index; /* its entry in the Status answer being built */
 } proxy_record;
 
 /* One open Config.Watch stream. */
 typedef struct watcher {
   wisp_agent *agent;
   wisp_rpc_call *call;
-  proxy_record *rec;         /* NULL until admitted (its first request) */
-  char nonce[33];            /* of the newest snapshot sent */
+  proxy_record *rec; /* NULL until admitted (its first request) */
+  char nonce[33];    /* of the newest snapshot sent */
   /* This sidecar's own answers: a sibling's ACK does not clear its NACK. */
   char acked[32];
-  char nack[256];            /* its last answer's error; "": an ACK, or none yet */
-  char nacked[32];           /* the version that NACK refused */
+  char nack[256];  /* its last answer's error; "": an ACK, or none yet */
+  char nacked[32]; /* the version that NACK refused */
   struct watcher *next, *prev;
 } watcher;
 
@@ -82,14 +82,14 @@ struct wisp_agent {
   struct ev_loop *loop;
   wisp_agent_config cfg;
   wisp_ca *ca;
-  wisp_ca *next_ca;          /* a prepared rotation, not yet signing */
+  wisp_ca *next_ca; /* a prepared rotation, not yet signing */
   wisp_tls *tls;
   wisp_rpc_server *rpc;
   wisp_tokens tokens;
-  wisp_sa *sa;               /* service-account token identity */
-  wisp_injector *injector;   /* the admission webhook, NULL: none */
-  char *policy;              /* owned, NUL-terminated YAML */
-  wisp_policy *compiled;     /* owned: |policy| compiled, for its Destinations */
+  wisp_sa *sa;             /* service-account token identity */
+  wisp_injector *injector; /* the admission webhook, NULL: none */
+  char *policy;            /* owned, NUL-terminated YAML */
+  wisp_policy *compiled;   /* owned: |policy| compiled, for its Destinations */
   uint64_t version;
   /* SHA-256 of the --policy-dir files last read: the directory is applied
    * when it changes, so a `wispctl apply` stays until the next edit. */

@@ -58,8 +58,7 @@ size_t wag_proxies_not_renewed(const wisp_agent *a, int64_t since, int64_t now) 
 
 /* A Watch stream refused or ended by the agent: a peer can make these
  * repeat, so they are rate-limited. */
-static void log_watch_event(const char *type, wisp_rpc_call *call, const char *id, const char *claim,
-                            const char *why) {
+static void log_watch_event(const char *type, wisp_rpc_call *call, const char *id, const char *claim, const char *why) {
   static wisp_log_limit limit = WISP_LOG_LIMIT_INIT("watch refusals", WATCH_REFUSED_LOG_BURST, 1.0, WISP_LOG_TO_STDOUT);
   uint64_t dropped = 0;
   if (!wisp_log_limit_pass(&limit, wisp_log_now(), &dropped)) return;
@@ -91,8 +90,9 @@ static void push_snapshot(watcher *w) {
   wag_new_nonce(w->nonce);
   own.nonce = w->nonce;
   if (wisp_rpc_send_latest(w->call, current_snapshot(w->agent), &own.base) != WISP_OK) {
-    static const char why[] = "watcher is not reading its snapshots: its connection holds too much unread output "
-                              "(--max-conn-buffer)";
+    static const char why[] =
+        "watcher is not reading its snapshots: its connection holds too much unread output "
+        "(--max-conn-buffer)";
     log_watch_event("watch_ended", w->call, w->rec->spiffe_id, "", why);
     wisp_rpc_finish(w->call, WISP_GRPC_RESOURCE_EXHAUSTED, why);
   }
@@ -154,8 +154,7 @@ static bool watch_admit(wisp_agent *a, watcher *w, const Wisp__V1__WatchRequest 
     snprintf(why, sizeof(why), "caller is %s (its client certificate), not %s", peer, req->spiffe_id);
   } else if (a->nwatchers >= a->cfg.max_watchers) {
     code = WISP_GRPC_RESOURCE_EXHAUSTED;
-    snprintf(why, sizeof(why), "the agent serves %zu Config.Watch streams, its limit (--max-watchers)",
-             a->nwatchers);
+    snprintf(why, sizeof(why), "the agent serves %zu Config.Watch streams, its limit (--max-watchers)", a->nwatchers);
   } else if (watchers_of(a, peer, origin) >= a->cfg.max_watchers_per_caller) {
     code = WISP_GRPC_RESOURCE_EXHAUSTED;
     snprintf(why, sizeof(why),

@@ -215,7 +215,8 @@ void wag_on_rotate_ca(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
   }
   /* The agent's own certificate follows the signing root, and every proxy
    * gets the new bundle now. */
-  if (wag_issue_agent_cert(a, err, sizeof(err)) != WISP_OK) WISP_ERROR("cannot reissue the agent's certificate: %s", err);
+  if (wag_issue_agent_cert(a, err, sizeof(err)) != WISP_OK)
+    WISP_ERROR("cannot reissue the agent's certificate: %s", err);
   wag_push_all(a);
   Wisp__V1__RotateCAResponse resp = WISP__V1__ROTATE_CARESPONSE__INIT;
   char fp[65];

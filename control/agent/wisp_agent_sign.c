@@ -96,9 +96,11 @@ static wisp_grpc_status authorize_sign(wisp_agent *a, wisp_rpc_call *call, const
     return WISP_GRPC_PERMISSION_DENIED;
   }
   if (peer_from_sa_token(call)) {
-    snprintf(why, why_len, "the SVID of %s was issued on a service-account token and lives no longer than it: "
+    snprintf(why, why_len,
+             "the SVID of %s was issued on a service-account token and lives no longer than it: "
              "renewing it needs a current token (sa_token; the proxy sends its --sa-token-file, which the kubelet "
-             "rotates)", id);
+             "rotates)",
+             id);
     return WISP_GRPC_UNAUTHENTICATED;
   }
   return WISP_GRPC_OK;

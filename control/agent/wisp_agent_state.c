@@ -130,7 +130,7 @@ wisp_err wag_load_ca(wisp_agent *a, char *err, size_t err_len) {
   return WISP_OK;
 }
 
-static wisp_err certs_pem(STACK_OF(X509) *certs, char **out, size_t *out_len) {
+static wisp_err certs_pem(STACK_OF(X509) * certs, char **out, size_t *out_len) {
   return wisp_ca_certs_to_pem(out, out_len, certs);
 }
 

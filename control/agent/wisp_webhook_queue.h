@@ -35,16 +35,16 @@ typedef struct wwq_job wwq_job;
 
 /* One review for the worker: everything it reads is its own. */
 struct wwq_job {
-  void *owner;              /* the loop's (its connection); NULL once that is gone */
-  char src[WWQ_SRC_MAX];    /* its connection's source */
-  size_t cost;              /* counted against the queue's budgets until decided */
-  bool taken;               /* in the worker's hands (under |mu|) */
+  void *owner;           /* the loop's (its connection); NULL once that is gone */
+  char src[WWQ_SRC_MAX]; /* its connection's source */
+  size_t cost;           /* counted against the queue's budgets until decided */
+  bool taken;            /* in the worker's hands (under |mu|) */
   wisp_admission_scope scope;
   char *body;
   size_t len;
   wispctl_inject_cfg inject; /* a copy; its two changing strings below */
   char *trust_domain, *bundle_pem;
-  wisp_buf out;             /* the answer */
+  wisp_buf out; /* the answer */
   wisp_admission_result r;
   wwq_job *next;
 };
@@ -64,8 +64,8 @@ typedef struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   wwq_job *todo, *todo_last, *done, *done_last;
-  wwq_job *in_hand;         /* the review being decided */
-  size_t queued_cost;       /* of |todo| and |in_hand| */
+  wwq_job *in_hand;           /* the review being decided */
+  size_t queued_cost;         /* of |todo| and |in_hand| */
   char last_src[WWQ_SRC_MAX]; /* the source of the review decided last */
   bool stop;
   ev_async done_async;

@@ -29,7 +29,8 @@ bool wwr_parse_head(wwr_request *q, const char *p, size_t len, int *status) {
   first[line] = '\0';
   _Static_assert(sizeof(q->method) == 16 && sizeof(q->path) == 256 && sizeof(version) == 16,
                  "the widths in the format below");
-  if (sscanf(first, "%15s %255s %15s", q->method, q->path, version) != 3 || strncmp(version, "HTTP/1.", 7) != 0) return false;
+  if (sscanf(first, "%15s %255s %15s", q->method, q->path, version) != 3 || strncmp(version, "HTTP/1.", 7) != 0)
+    return false;
   q->http10 = !strcmp(version, "HTTP/1.0");
   q->close = q->http10;
   for (const char *h = eol ? eol + 2 : p + len; h < p + len;) {
@@ -57,15 +58,25 @@ bool wwr_parse_head(wwr_request *q, const char *p, size_t len, int *status) {
 
 const char *wwr_status_text(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Content Too Large";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Error";
   }
 }
