@@ -257,6 +257,15 @@ static bool upgrade_is_h2c(const wisp_h1_head *hd) {
   return false;
 }
 
+/* A CONNECT target is host:port and nothing else: one that is not is
+ * refused here, not carried to the app for its parser to make sense of. */
+static bool connect_target_ok(const wisp_h1_head *hd) {
+  struct http_parser_url u;
+  http_parser_url_init(&u);
+  if (http_parser_parse_url(hd->target, hd->target_len, 1, &u) != 0) return false;
+  return (u.field_set & (1 << UF_HOST)) && u.field_data[UF_HOST].len && u.port != 0;
+}
+
 static void on_req_head(void *arg, const wisp_h1_head *hd) {
   h1conn *h = arg;
   h1req *r = req_new(h);
@@ -268,6 +277,10 @@ static void on_req_head(void *arg, const wisp_h1_head *hd) {
   r->expect_continue = hd->expect_continue && !r->http10;
   if (!hd->has_body) r->body_eof = true;
   bool connect = strcmp(hd->method, "CONNECT") == 0;
+  if (connect && !connect_target_ok(hd)) {
+    answer_local(h, r, 400, "CONNECT needs host:port (authority-form, RFC 9112 3.2.3) as its target");
+    return;
+  }
   if (connect || (hd->upgrade && !hd->has_body && !upgrade_is_h2c(hd))) {
     /* Carried as an L4 stream to the same destination, request and all: the
      * app answers it (101, or 200 to CONNECT) and the bytes flow on. The

@@ -59,6 +59,21 @@ expect_match "a denied Upgrade whose caller keeps its end open: 403, then closed
   '^HTTP/1.1 403 Forbidden.*<closed>' "$(tr -d '\r\n' <<<"$out")"
 good "denied upgrades"
 
+# Upgrade abuse: a CONNECT whose target is not host:port is refused at the
+# gateway (it was carried to the app as it came); an Upgrade with a body is
+# a plain request (the Upgrade field dropped), as is Upgrade: h2c.
+for target in /etc/passwd :0 example.test example.test:0; do
+  out=$("${RAW[@]}" "$OUT_PORT" "CONNECT $target HTTP/1.1\r\nHost: x\r\n\r\nbytes")
+  expect_match "CONNECT $target: 400 saying why, then closed" \
+    '^HTTP/1.1 400 Bad Request.*x-wisp-error: CONNECT needs host:port.*<closed>' "$(tr -d '\r\n' <<<"$out")"
+done
+out=$("${RAW[@]}" "$OUT_PORT" 'POST /up-body HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\nContent-Length: 5\r\n\r\nhello')
+expect_match "an Upgrade with a body is a plain request" '^HTTP/1.1 200 OK.*"path":"/up-body"' "$(tr -d '\r\n' <<<"$out")"
+if grep -qi '"upgrade"' <<<"$out"; then not_ok "... its Upgrade field does not reach the app"; else ok "... its Upgrade field does not reach the app"; fi
+out=$("${RAW[@]}" "$OUT_PORT" 'POST /h2c-body HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nContent-Length: 5\r\n\r\nhello')
+expect_match "Upgrade: h2c with a body is a plain request" '^HTTP/1.1 200 OK.*"path":"/h2c-body"' "$(tr -d '\r\n' <<<"$out")"
+good "upgrade abuse"
+
 # An Upgrade to an app that cannot be reached, and to a peer that cannot.
 DEAD=$(free_port)
 IN2=$(free_port)
