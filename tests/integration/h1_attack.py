@@ -68,11 +68,46 @@ def hold(port, conns, n, path, seconds, stopfile):
         s.close()
 
 
+def flood(port, conns, n):
+    import threading
+    req = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+    counts = []
+
+    def one():
+        s = connect(port)
+        s.sendall(req * n)
+        got = 0
+        buf = b""
+        end = time.monotonic() + 60
+        while got < n and time.monotonic() < end:
+            s.settimeout(max(0.01, end - time.monotonic()))
+            try:
+                chunk = s.recv(65536)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            buf += chunk
+            got += buf.count(b"HTTP/1.1 200")
+            buf = buf[buf.rfind(b"HTTP/1.1 200") + 1:] if b"HTTP/1.1 200" in buf else buf[-16:]
+        s.close()
+        counts.append(got)
+
+    threads = [threading.Thread(target=one) for _ in range(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print("answers=%d" % sum(counts))
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "pipeline":
         pipeline(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5],
                  float(sys.argv[6]) if len(sys.argv) > 6 else 0.0)
+    elif cmd == "flood":
+        flood(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     elif cmd == "hold":
         hold(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], float(sys.argv[6]), sys.argv[7])
     else:

@@ -142,6 +142,17 @@ n=$(pipeline_attack rst "$CADM2" "$SADM" "$OUTQ" 16)
 expect_eq "a reset with 14 requests in the proxy's wait queue: none of them goes upstream (4 before)" "2 2" "${n% *}"
 stop_proxy clientq
 
+# --- many small pipelined requests: 20 callers x 500 in one write each ---
+# The gateway takes 16 at a time and reads at most 16 KiB ahead, so what a
+# read brings is bounded per loop turn; every request is answered.
+"${ATTACK[@]}" flood "$OUT_PORT" 20 500 >"$WORK/flood.out" &
+FLOOD_PID=$!
+good "20 callers pipelining 500 small requests each"
+peak=$(max_rss "$FLOOD_PID" "$PID_client")
+wait "$FLOOD_PID"
+expect_eq "... all 10000 are answered" "answers=10000" "$(cat "$WORK/flood.out")"
+expect_rss_under "... and the proxy stays under 30 MB RSS" 30720 "$peak"
+
 # --- callers that pipeline large responses and read none ---
 # 20 connections, each 16 pipelined 1 MB responses, never read: the
 # gateway takes only the head of the line's response (64 KiB); the rest
