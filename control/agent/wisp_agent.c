@@ -223,6 +223,7 @@ static wisp_err agent_start(wisp_agent *a, struct ev_loop *loop, const wisp_agen
                             size_t err_len) {
   a->loop = loop;
   a->cfg = *cfg;
+  wisp_list_init(&a->watchers);
   wisp_tls_opts topts = {.client_cert_optional = true};
   a->tls = wisp_tls_new(&topts);
   WISP_GUARD(wisp_state_ensure_dir(cfg->state_dir, 0700, err, err_len));

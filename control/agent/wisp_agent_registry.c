@@ -102,7 +102,8 @@ static void push_snapshot(watcher *w) {
 void wag_push_all(wisp_agent *a) {
   wisp_rpc_shared_free(a->snapshot);
   a->snapshot = NULL;
-  for (watcher *w = a->watchers; w; w = w->next) {
+  WISP_LIST_FOREACH_SAFE(it, &a->watchers) {
+    watcher *w = WISP_LIST_ELEM(it, watcher, link);
     if (w->rec) push_snapshot(w);
   }
 }
@@ -111,7 +112,8 @@ void wag_push_all(wisp_agent *a) {
  * |items| (by status_index): how many ACKed |version|, how many refused
  * (their last answer a NACK, shown: the newest such stream's). */
 void wag_sidecar_answers(const wisp_agent *a, Wisp__V1__ProxyStatus *items, const char *version) {
-  for (const watcher *w = a->watchers; w; w = w->next) {
+  WISP_LIST_FOREACH(it, &a->watchers) {
+    const watcher *w = WISP_LIST_ELEM(it, watcher, link);
     if (!w->rec) continue;
     Wisp__V1__ProxyStatus *p = &items[w->rec->status_index];
     if (strcmp(w->acked, version) == 0 && !w->nack[0]) p->sidecars_acked++;
@@ -126,7 +128,8 @@ void wag_sidecar_answers(const wisp_agent *a, Wisp__V1__ProxyStatus *items, cons
 /* Watch streams open for |id| from |origin|. */
 static size_t watchers_of(const wisp_agent *a, const char *id, const char *origin) {
   size_t n = 0;
-  for (const watcher *w = a->watchers; w; w = w->next) {
+  WISP_LIST_FOREACH(it, &a->watchers) {
+    const watcher *w = WISP_LIST_ELEM(it, watcher, link);
     if (w->rec && strcmp(w->rec->spiffe_id, id) == 0 && strcmp(wisp_rpc_call_origin(w->call), origin) == 0) n++;
   }
   return n;
@@ -216,12 +219,7 @@ void wag_on_watch_close(wisp_rpc_call *call) {
     w->rec->watchers--;
     w->agent->nwatchers--;
   }
-  if (w->prev) {
-    w->prev->next = w->next;
-  } else {
-    w->agent->watchers = w->next;
-  }
-  if (w->next) w->next->prev = w->prev;
+  wisp_list_unlink(&w->link);
   free(w);
 }
 
@@ -232,9 +230,7 @@ void wag_on_watch_first(wisp_rpc_call *call, const uint8_t *msg, size_t len) {
     watcher *w = wisp_calloc(1, sizeof(*w));
     w->agent = a;
     w->call = call;
-    w->next = a->watchers;
-    if (a->watchers) a->watchers->prev = w;
-    a->watchers = w;
+    wisp_list_push_front(&a->watchers, &w->link);
     wisp_rpc_call_set_user(call, w);
   }
   on_watch_message(call, msg, len);

@@ -27,6 +27,7 @@
 #include "control/agent/wisp_webhook_request.h"
 #include "lib/wisp_accept.h"
 #include "lib/wisp_buf.h"
+#include "lib/wisp_list.h"
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
 #include "lib/wisp_net.h"
@@ -70,7 +71,7 @@ typedef struct conn {
   char peer[64];
   char src[WWQ_SRC_MAX]; /* |peer| without the port: the source's address */
   wwq_job *job;       /* the review out on the worker, NULL: none */
-  struct conn *next, *prev;
+  wisp_list link;      /* in wisp_webhook.conns */
 } conn;
 
 struct wisp_webhook {
@@ -79,7 +80,7 @@ struct wisp_webhook {
   SSL_CTX *ctx;       /* for new connections */
   int lfd;
   wisp_acceptor acc; /* pauses when out of descriptors */
-  conn *conns, *last; /* oldest first */
+  wisp_list conns;    /* conn.link, oldest first */
   size_t nconns;
   wwq_queue queue;    /* the reviews and their worker */
 };
@@ -90,16 +91,7 @@ static void conn_free(conn *c) {
   wisp_webhook *w = c->w;
   ev_io_stop(w->loop, &c->io);
   ev_timer_stop(w->loop, &c->timer);
-  if (c->prev) {
-    c->prev->next = c->next;
-  } else {
-    w->conns = c->next;
-  }
-  if (c->next) {
-    c->next->prev = c->prev;
-  } else {
-    w->last = c->prev;
-  }
+  wisp_list_unlink(&c->link);
   w->nconns--;
   if (c->job) {
     bool waiting = wwq_drop(&w->queue, c->job);
@@ -423,13 +415,7 @@ static void conn_start(wisp_webhook *w, int fd, const wisp_addr *peer) {
   char *colon = strrchr(c->src, ':');
   if (colon) *colon = '\0';
   c->born = ev_now(w->loop);
-  c->prev = w->last;
-  if (w->last) {
-    w->last->next = c;
-  } else {
-    w->conns = c;
-  }
-  w->last = c;
+  wisp_list_push_back(&w->conns, &c->link);
   w->nconns++;
   c->ssl = SSL_new(w->ctx);
   ev_io_init(&c->io, on_io, fd, EV_READ);
@@ -458,7 +444,7 @@ static bool holds_nothing(const conn *c, double now) {
 /* How many connections come from |src|. */
 static size_t source_conns(const wisp_webhook *w, const char *src) {
   size_t n = 0;
-  for (const conn *c = w->conns; c; c = c->next) n += !strcmp(c->src, src);
+  WISP_LIST_FOREACH(it, &w->conns) n += !strcmp(WISP_LIST_ELEM(it, const conn, link)->src, src);
   return n;
 }
 
@@ -473,7 +459,9 @@ static void make_room(wisp_webhook *w) {
   double now = ev_now(w->loop);
   conn *victim = NULL, *busiest = NULL;
   size_t most = 0;
-  for (conn *c = w->conns; c && !victim; c = c->next) {
+  WISP_LIST_FOREACH(it, &w->conns) {
+    if (victim) break;
+    conn *c = WISP_LIST_ELEM(it, conn, link);
     if (holds_nothing(c, now)) {
       victim = c;
     } else if (c->handshaken) {
@@ -483,7 +471,7 @@ static void make_room(wisp_webhook *w) {
   }
   const char *kind = "idle";
   if (!victim) victim = busiest, kind = "busy";
-  if (!victim) victim = w->conns, kind = "handshaking";
+  if (!victim && !wisp_list_empty(&w->conns)) victim = WISP_LIST_ELEM(w->conns.next, conn, link), kind = "handshaking";
   if (!victim) return;
   WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 1.0,
                    "webhook: --webhook-max-connections (%zu) reached: closed the oldest %s connection, from %s",
@@ -550,6 +538,7 @@ wisp_err wisp_webhook_new(wisp_webhook **out, struct ev_loop *loop, const wisp_w
   w->loop = loop;
   w->cfg = *cfg;
   w->lfd = fd;
+  wisp_list_init(&w->conns);
   wisp_err rc = wwq_start(&w->queue, loop, cfg->max_queue, cfg->max_queue_per_source, finish_job, w, err, err_len);
   if (rc != WISP_OK) {
     close(fd);
@@ -569,7 +558,7 @@ void wisp_webhook_free(wisp_webhook *w) {
   wisp_acceptor_stop(&w->acc);
   close(w->lfd);
   wwq_stop(&w->queue);
-  while (w->conns) conn_free(w->conns);
+  while (!wisp_list_empty(&w->conns)) conn_free(WISP_LIST_ELEM(w->conns.next, conn, link));
   wwq_cleanup(&w->queue);
   SSL_CTX_free(w->ctx);
   free(w);
