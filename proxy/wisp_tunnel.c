@@ -52,7 +52,7 @@ typedef struct tunnel {
   wisp_metrics_series *ms;  /* borrowed; set once the peer is known (counted opened) */
   bool http_caller;         /* outbound: the app end is an HTTP/1 caller that asked to upgrade (wisp_h1) */
   /* refused before relaying (see refuse()) */
-  bool refusing, answered, reset_unanswered;
+  bool answered, reset_unanswered;
   int ref_end;              /* the caller's end */
   int ref_status;
   char ref_why[256];
@@ -454,7 +454,6 @@ static void refuse_step(tunnel *t) {
 static void refuse(tunnel *t, int i, int status, const char *why, bool known_http, bool reset) {
   struct ev_loop *loop = t->px->loop;
   t->connecting = t->handshaking = false;
-  t->refusing = true;
   t->ref_end = i;
   t->ref_status = status;
   t->reset_unanswered = reset;
