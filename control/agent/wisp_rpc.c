@@ -13,6 +13,7 @@
 #include "lib/wisp_accept.h"
 #include "lib/wisp_connlimit.h"
 #include "lib/wisp_h2conn.h"
+#include "lib/wisp_list.h"
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
 #include "lib/wisp_net.h"
@@ -68,7 +69,7 @@ struct wisp_rpc_server {
   rpc_listener listeners[RPC_MAX_LISTENERS];
   size_t nlisteners;
   wisp_connlimit *limit; /* connections accepted and not closed, still sniffing ones too */
-  rpc_conn *conns;
+  wisp_list conns;       /* rpc_conn.link, newest first */
   uint64_t next_id;
 };
 
@@ -84,8 +85,8 @@ struct rpc_conn {
   wisp_connlimit_slot slot;
   ev_timer timer;       /* the handshake, then --idle-timeout while it carries no call */
   bool idle_goaway;     /* idle: GOAWAY sent, closing once it is out */
-  wisp_rpc_call *calls;
-  rpc_conn *next, *prev;
+  wisp_list calls;      /* wisp_rpc_call.link, newest first */
+  wisp_list link;       /* in wisp_rpc_server.conns */
 };
 
 struct wisp_rpc_call {
@@ -110,7 +111,7 @@ struct wisp_rpc_call {
   int code;
   char message[512];
   void *user;
-  wisp_rpc_call *next, *prev;
+  wisp_list link;     /* in rpc_conn.calls */
 };
 
 static void conn_rearm(rpc_conn *c);
@@ -217,23 +218,14 @@ static size_t queue_read(wisp_rpc_call *c, uint8_t *buf, size_t len) {
 
 /* ---- calls ---- */
 
-static void call_unlink(wisp_rpc_call *c) {
-  if (c->prev) {
-    c->prev->next = c->next;
-  } else {
-    c->conn->calls = c->next;
-  }
-  if (c->next) c->next->prev = c->prev;
-}
-
 static void call_free(wisp_rpc_call *c) {
   rpc_conn *conn = c->conn;
   if (c->method && c->method->on_close) c->method->on_close(c);
-  call_unlink(c);
+  wisp_list_unlink(&c->link);
   release_input(c);
   queue_drop(c, true);
   free(c);
-  if (!conn->calls) conn_rearm(conn); /* idle from now on */
+  if (wisp_list_empty(&conn->calls)) conn_rearm(conn); /* idle from now on */
 }
 
 static void status_headers(nghttp2_nv *nv, size_t *n, char *code, size_t code_len, char *msg, size_t msg_len,
@@ -391,11 +383,10 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
   c->conn = conn;
   c->id = frame->hd.stream_id;
   wisp_grpc_reader_init(&c->reader, WISP_RPC_MAX_MSG);
-  c->next = conn->calls;
-  if (conn->calls) conn->calls->prev = c;
-  conn->calls = c;
+  bool was_idle = wisp_list_empty(&conn->calls);
+  wisp_list_push_front(&conn->calls, &c->link);
   nghttp2_session_set_stream_user_data(session, c->id, c);
-  if (!c->next) conn_rearm(conn); /* busy: no idle timeout */
+  if (was_idle) conn_rearm(conn); /* busy: no idle timeout */
   return 0;
 }
 
@@ -549,7 +540,9 @@ static void conn_rearm(rpc_conn *c) {
   wisp_rpc_server *s = c->srv;
   if (c->io.closing || c->idle_goaway) return; /* going: the timer that ends it stays */
   ev_timer_stop(s->loop, &c->timer);
-  double t = c->io.state != WISP_H2CONN_OPEN ? RPC_HANDSHAKE_TIMEOUT : c->calls ? 0 : s->cfg.idle_timeout;
+  double t = c->io.state != WISP_H2CONN_OPEN ? RPC_HANDSHAKE_TIMEOUT
+             : !wisp_list_empty(&c->calls)     ? 0
+                                               : s->cfg.idle_timeout;
   if (t <= 0) return;
   ev_timer_set(&c->timer, t, 0);
   ev_timer_start(s->loop, &c->timer);
@@ -576,14 +569,9 @@ static void on_flushed(wisp_h2conn *io) {
 static void on_teardown(wisp_h2conn *io) {
   rpc_conn *c = (rpc_conn *)io;
   if (io->close_reason[0]) conn_log(c, "closed");
-  while (c->calls) call_free(c->calls);
+  while (!wisp_list_empty(&c->calls)) call_free(WISP_LIST_ELEM(c->calls.next, wisp_rpc_call, link));
   ev_timer_stop(c->srv->loop, &c->timer);
-  if (c->prev) {
-    c->prev->next = c->next;
-  } else {
-    c->srv->conns = c->next;
-  }
-  if (c->next) c->next->prev = c->prev;
+  wisp_list_unlink(&c->link);
   wisp_connlimit_release(&c->slot);
   free(c);
 }
@@ -643,9 +631,8 @@ static void conn_start(wisp_rpc_server *s, int fd, bool tls, const wisp_addr *tc
   c->id = ++s->next_id;
   c->local = !tls && !tcp_peer;
   set_origin(c, fd, tcp_peer);
-  c->next = s->conns;
-  if (s->conns) s->conns->prev = c;
-  s->conns = c;
+  wisp_list_init(&c->calls);
+  wisp_list_push_front(&s->conns, &c->link);
   SSL *ssl = NULL;
   if (tls) {
     ssl = s->tls ? wisp_tls_new_ssl(s->tls, true, &c->io.verify) : NULL;
@@ -783,6 +770,7 @@ wisp_rpc_server *wisp_rpc_server_new(struct ev_loop *loop, const wisp_rpc_config
   wisp_rpc_server *s = wisp_calloc(1, sizeof(*s));
   s->loop = loop;
   s->cfg = *cfg;
+  wisp_list_init(&s->conns);
   wisp_h2loop_init(&s->lp, loop);
   s->limit = wisp_connlimit_new((uint32_t)cfg->max_connections, (uint32_t)cfg->max_per_source);
   return s;
@@ -793,7 +781,7 @@ void wisp_rpc_server_set_tls(wisp_rpc_server *s, wisp_tls *tls) { s->tls = tls; 
 void wisp_rpc_server_free(wisp_rpc_server *s) {
   if (!s) return;
   wisp_rpc_server_stop_listening(s);
-  for (rpc_conn *c = s->conns; c; c = c->next) wisp_h2conn_close(&c->io, NULL);
+  WISP_LIST_FOREACH_SAFE(it, &s->conns) wisp_h2conn_close(&WISP_LIST_ELEM(it, rpc_conn, link)->io, NULL);
   wisp_h2loop_cleanup(&s->lp); /* tears the connections down: their slots go back */
   wisp_connlimit_free(s->limit);
   free(s);
