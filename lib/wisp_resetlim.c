@@ -24,6 +24,7 @@ struct wisp_resetlim_caller {
   bool shared;                /* a peer sidecar (wisp_resetlim_mark_shared) */
   uint32_t untrusted;         /* upstream streams (wisp_resetlim_untrusted_add) */
   double untrusted_at;        /* when the last of them started (-1: never) */
+  uint32_t upstream;          /* upstream streams, all (wisp_resetlim_upstream_add) */
   wisp_resetlim_caller *next; /* in its chain */
   wisp_resetlim_caller *idle_next, *idle_prev;
 };
@@ -149,6 +150,13 @@ uint32_t wisp_resetlim_room(const wisp_resetlim_caller *c, double now, double pr
   if (left == 0) return c->untrusted == 0 && wisp_resetlim_probe_wait(c, now, probe_interval) == 0;
   return left > c->untrusted ? left - c->untrusted : 0;
 }
+
+void wisp_resetlim_upstream_add(wisp_resetlim_caller *c, int delta) {
+  if (delta > 0) c->upstream++;
+  else if (c->upstream > 0) c->upstream--;
+}
+
+uint32_t wisp_resetlim_upstream(const wisp_resetlim_caller *c) { return c->upstream; }
 
 /* ---- records ---- */
 

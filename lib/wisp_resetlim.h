@@ -24,6 +24,9 @@
  * Pure bookkeeping: no clock (times are passed in), no I/O; unit-tested in
  * tests/unit/resetlim_test.c.
  *
+ * The record also carries what wisp-proxy bounds per caller beside resets:
+ * the upstream streams its connections hold.
+ *
  * Ownership: the table owns its records. A connection holds its caller's
  * record (wisp_resetlim_hold, then wisp_resetlim_release exactly once). A
  * record no connection holds is kept while it still has a debt, so that
@@ -89,6 +92,11 @@ uint32_t wisp_resetlim_untrusted(const wisp_resetlim_caller *c);
 uint32_t wisp_resetlim_room(const wisp_resetlim_caller *c, double now, double probe_interval);
 /* Seconds until a probe is allowed by time (0: now). */
 double wisp_resetlim_probe_wait(const wisp_resetlim_caller *c, double now, double probe_interval);
+
+/* Upstream streams held by all the caller's connections (wisp-proxy's
+ * --max-upstream-per-caller, per source on --inbound). |delta| +1 or -1. */
+void wisp_resetlim_upstream_add(wisp_resetlim_caller *c, int delta);
+uint32_t wisp_resetlim_upstream(const wisp_resetlim_caller *c);
 
 /* Records in the table, held or kept. */
 size_t wisp_resetlim_callers(const wisp_resetlim *rl);

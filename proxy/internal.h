@@ -184,6 +184,7 @@ struct wisp_stream {
   ev_timer wait_timer;       /* --queue-timeout while waiting */
   bool counted_up;           /* counted in its caller's nupstream */
   bool counted_untrusted;    /* ... and in its address's (wisp_conn_upstream_held) */
+  bool counted_source;       /* ... and in its source's share (--inbound) */
   bool grown[2];             /* that side's window raised to WISP_H2_STREAM_WINDOW (charged to the caller) */
   uint64_t taken[2];         /* body bytes from that side taken by the other */
   size_t hdr_held;           /* header and trailer bytes it holds, charged to the process and its caller */

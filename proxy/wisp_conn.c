@@ -188,23 +188,59 @@ static bool untrusted(const wisp_conn *c) { return c->caller && c->streams_compl
  * (every local caller of a sidecar shares one) gets its first request
  * through, and with it its full share; waiting connections take turns, so
  * it is served within a few probes. */
-int wisp_conn_upstream_share(const wisp_conn *c) {
+static uint32_t reset_share(const wisp_conn *c) {
   const wisp_proxy *px = c->px;
   uint32_t share = (uint32_t)px->cfg->max_upstream_per_caller;
-  if (!untrusted(c)) return (int)share;
+  if (!untrusted(c)) return share;
   ev_tstamp now = ev_now(px->loop);
   if (from_peer_sidecar(c)) {
     uint32_t left = wisp_resetlim_left(c->caller, now);
-    return (int)(left >= share ? share : left > 1 ? left : 1);
+    return left >= share ? share : left > 1 ? left : 1;
   }
   uint32_t room = wisp_resetlim_room(c->caller, now, WISP_RESET_PROBE_INTERVAL);
-  if (room >= share) return (int)share;
+  if (room >= share) return share;
   uint32_t mine = (uint32_t)c->nupstream + room;
-  return (int)(mine < share ? mine : share);
+  return mine < share ? mine : share;
+}
+
+/* On --inbound, --max-upstream-per-caller counts per source address, over
+ * all its connections: per connection, one workload holding a valid SVID
+ * opened 30 connections to --inbound and held nearly all the app pool's
+ * 400 streams, and a good client got 141 of 200 (attack_test svid_conns).
+ * The source address, not the verified identity: the replicas of a
+ * service share one SPIFFE ID, and one share for all of them would cap a
+ * scaled-out client as one pod; an address is one pod (as
+ * --max-connections-per-source and --max-resets count callers). A peer
+ * sidecar's pooled connection (verified, its requests tagged with
+ * x-wisp-caller) keeps a share of its own: it carries many callers, whose
+ * turns its lanes keep fair, and a sidecar opens a new one only when its
+ * others are full (counted per source, its young connections, each
+ * carrying one caller so far, held a held-streams attacker's 300 streams
+ * and starved the good caller beside it: h2_limits_test 2a). The tags are
+ * the caller's word: a workload sending them gets per-connection shares,
+ * as before. Outbound, every local caller comes from one address: shares
+ * stay per connection. */
+static bool shares_per_source(const wisp_conn *c) {
+  return !c->io.upstream && c->dir == WISP_DIR_INBOUND && c->caller && !(c->first_caller_tag && verified_inbound(c));
+}
+
+static uint32_t source_room(const wisp_conn *c) {
+  uint32_t limit = (uint32_t)c->px->cfg->max_upstream_per_caller;
+  uint32_t held = wisp_resetlim_upstream(c->caller);
+  return limit > held ? limit - held : 0;
+}
+
+int wisp_conn_upstream_share(const wisp_conn *c) {
+  uint32_t share = reset_share(c);
+  if (shares_per_source(c)) {
+    uint32_t mine = (uint32_t)c->nupstream + source_room(c);
+    if (mine < share) share = mine;
+  }
+  return (int)share;
 }
 
 bool wisp_conn_over_resets(const wisp_conn *c) {
-  return wisp_conn_upstream_share(c) < c->px->cfg->max_upstream_per_caller;
+  return reset_share(c) < (uint32_t)c->px->cfg->max_upstream_per_caller;
 }
 
 double wisp_conn_probe_wait(const wisp_conn *c) {
@@ -212,12 +248,19 @@ double wisp_conn_probe_wait(const wisp_conn *c) {
   return wisp_resetlim_probe_wait(c->caller, ev_now(c->px->loop), WISP_RESET_PROBE_INTERVAL);
 }
 
-void wisp_conn_upstream_held(wisp_conn *c, bool *counted, bool holds) {
-  if (holds && !*counted && untrusted(c) && !from_peer_sidecar(c)) {
-    *counted = true;
+void wisp_conn_upstream_held(wisp_conn *c, wisp_stream *s, bool holds) {
+  if (holds && !s->counted_source && shares_per_source(c)) {
+    s->counted_source = true;
+    wisp_resetlim_upstream_add(c->caller, 1);
+  } else if (!holds && s->counted_source) {
+    s->counted_source = false;
+    wisp_resetlim_upstream_add(c->caller, -1);
+  }
+  if (holds && !s->counted_untrusted && untrusted(c) && !from_peer_sidecar(c)) {
+    s->counted_untrusted = true;
     wisp_resetlim_untrusted_add(c->caller, 1, ev_now(c->px->loop));
-  } else if (!holds && *counted) {
-    *counted = false;
+  } else if (!holds && s->counted_untrusted) {
+    s->counted_untrusted = false;
     wisp_resetlim_untrusted_add(c->caller, -1, ev_now(c->px->loop));
   }
 }

@@ -70,10 +70,10 @@ int wisp_conn_upstream_share(const wisp_conn *c);
 bool wisp_conn_over_resets(const wisp_conn *c);
 /* Seconds until |c|'s address may send a probe upstream (0: now). */
 double wisp_conn_probe_wait(const wisp_conn *c);
-/* A stream of caller connection |c| starts (|holds|) or stops holding an
- * upstream stream; |counted| (the stream's) remembers whether it counts
- * against the caller's budget-bound share of its address. */
-void wisp_conn_upstream_held(wisp_conn *c, bool *counted, bool holds);
+/* Stream |s| of caller connection |c| starts (|holds|) or stops holding an
+ * upstream stream: counted in its source's share (--inbound) and, while
+ * |c| is untrusted, in its budget-bound one; |s| remembers which. */
+void wisp_conn_upstream_held(wisp_conn *c, wisp_stream *s, bool holds);
 /* Re-evaluates which timeout applies now. */
 void wisp_conn_rearm(wisp_conn *c);
 

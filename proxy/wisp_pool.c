@@ -144,7 +144,7 @@ static void describe_wait(const wisp_stream *s, const wisp_conn *caller, char *o
   } else if (caller->nupstream >= wisp_conn_upstream_share(caller)) {
     snprintf(out, out_len,
              "upstream %s: no stream for this request within %gs: this connection already has %d requests in "
-             "progress upstream (--max-upstream-per-caller)",
+             "progress upstream, or its source address its share (--max-upstream-per-caller)",
              t->name, cfg->queue_timeout, caller->nupstream);
   } else {
     snprintf(out, out_len,

@@ -206,7 +206,7 @@ static void count_up(wisp_stream *s, bool holds) {
   if (!down || s->counted_up == holds) return;
   s->counted_up = holds;
   down->nupstream += holds ? 1 : -1;
-  wisp_conn_upstream_held(down, &s->counted_untrusted, holds);
+  wisp_conn_upstream_held(down, s, holds);
 }
 
 static void link_side(wisp_stream *s, wisp_side side, wisp_conn *c, int32_t id) {

@@ -44,6 +44,9 @@ client beside it), not the attacker. NAMEs:
   slowloris     --conns connections trickling the preface or a header block
                 one byte at a time
   invalid       a catalogue of protocol violations, each on a new connection
+
+--source 127.0.0.N connects from another loopback address: a caller of its
+own to the proxy's per-source limits.
 """
 import argparse
 import os
@@ -90,7 +93,7 @@ def on_threads(args, name, totals, session):
         local = dict.fromkeys(totals, 0)
         while dl:
             try:
-                s = wire.connect(args.port, tls=tls, timeout=2)
+                s = wire.connect(args.port, tls=tls, timeout=2, source=args.source)
             except OSError:
                 local["refused"] += 1
                 time.sleep(0.05)
@@ -319,7 +322,7 @@ def open_many(args, first, tls=None):
         if not dl:
             break
         try:
-            s = wire.connect(args.port, tls=tls, timeout=2)
+            s = wire.connect(args.port, tls=tls, timeout=2, source=args.source)
             if first:
                 s.sendall(first)
             socks.append(s)
@@ -481,6 +484,7 @@ def main():
     ap.add_argument("--streams", type=int, default=256)
     ap.add_argument("--path", default="/")
     ap.add_argument("--tls", nargs=3, metavar=("CERT", "KEY", "CA"))
+    ap.add_argument("--source", help="connect from this loopback address (a caller of its own, e.g. 127.0.0.2)")
     ap.add_argument("--no-preface", action="store_true")
     ap.add_argument("--no-read", action="store_true")
     args = ap.parse_args()

@@ -89,9 +89,10 @@ def headers(stream, block, end_stream=True, end_headers=True):
     return frame(HEADERS, flags, stream, block)
 
 
-def connect(port, tls=None, timeout=5.0):
-    """A TCP (or, with an SSLContext, TLS) connection to 127.0.0.1:port."""
-    s = socket.create_connection((HOST, port), timeout=timeout)
+def connect(port, tls=None, timeout=5.0, source=None):
+    """A TCP (or, with an SSLContext, TLS) connection to 127.0.0.1:port,
+    from loopback address |source| if given (another caller's address)."""
+    s = socket.create_connection((HOST, port), timeout=timeout, source_address=(source, 0) if source else None)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if tls is not None:
         s = tls.wrap_socket(s, server_hostname=None)

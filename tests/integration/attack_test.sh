@@ -8,7 +8,7 @@
 # tests/attack/attack.py (raw frames), the good client good_client.py
 # (python3-h2). Each attack is at most 15 s.
 #
-# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets young_pool shared_source svid_resets conn_errors ce_pooled held_streams
+# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets young_pool shared_source svid_resets svid_conns conn_errors ce_pooled held_streams
 # zero_window header_hold fairness idle_connections fd_exhaustion guards"
 # picks some (default: all).
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
@@ -282,6 +282,32 @@ if runs svid_resets; then
   end_pair svid
 fi
 
+# --- one SVID holder on many connections straight to --inbound ---
+# A workload with a valid SVID, from a pod of its own (127.0.0.2), opens
+# 30 mTLS connections to --inbound and keeps 16 requests of 1 s in flight
+# on each: 480, more than the 400 streams of the app pool (--pool-size 4).
+# With --max-upstream-per-caller per connection it held nearly all of them,
+# and the good client (through the client side, 40 workers asking for
+# 0.5 s each) got one free stream in 31: 141 of 200 (4,378 of the
+# attacker's requests served in 12 s). Per source address on --inbound it
+# holds 100 at a time (about 1,150 served), and the good client gets 200.
+svc_holding() { [ "$(metric "$ADM_S" wisp_upstream_requests_total)" -ge 100 ] 2>/dev/null; }
+if runs svid_conns; then
+  pair svc
+  log0=$(log_bytes c_svc s_svc)
+  attack_start svc 12 busy --conns 30 --streams 16 --path "/slow?ms=1000" --port "$IN" --source 127.0.0.2 \
+    --tls "$p/frontend.crt" "$p/frontend.key" "$p/ca/ca.crt"
+  check "svc: the SVID holder's requests reach the app" wait_for 5 svc_holding
+  good_start svc --seconds 8 --timeout 3 --workers 40 --path "/slow?ms=500"
+  good_check svc
+  attack_wait svc
+  served=$(field svc ended)
+  if [ "${served:-0}" -le $((100 * 13)) ]; then ok "svc: the SVID holder got one share: 100 requests of 1 s at a time ($served served)"
+  else not_ok "svc: the SVID holder's requests served at most $((100 * 13)) (100 at a time)" "$served"; fi
+  LOG_MAX=$((8 * 1024 * 1024)) after_attack svc $((64 * 1024)) "$log0"
+  end_pair svc
+fi
+
 # --- connection errors: DATA after END_STREAM ends each connection ---
 # nghttp2 ends the attacker's connection (GOAWAY) for each of its floods,
 # hundreds a second: the "connection error" lines pass the limiter of
@@ -338,12 +364,17 @@ fi
 # callers do: a connection that completed more than it reset keeps its
 # whole share while its address is over budget.
 CEP_SECS=8
-cep_started() { [ "$(metric "$ADM_S" wisp_upstream_requests_total)" -ge 400 ] 2>/dev/null; }
+# The attack is under way: its requests reached the app, or (on a loaded
+# machine, where it breaks them before they go upstream) it spent its budget.
+cep_started() {
+  [ "$(metric "$ADM_S" wisp_upstream_requests_total)" -ge 400 ] 2>/dev/null ||
+    more_than "$(metric "$ADM_C" 'wisp_premature_resets_total{by="protocol"}')" 1000
+}
 if runs ce_pooled; then
   pair cep
   log0=$(log_bytes c_cep s_cep)
   attack_start cep "$CEP_SECS" data-after-es --conns 4 --path "/slow?ms=500" --port "$OUT"
-  check "cep: the attacker's requests reach the app" wait_for 5 cep_started
+  check "cep: the attack is under way" wait_for 5 cep_started
   good_start cep_a --seconds "$CEP_SECS" --timeout 3 --path "/slow?ms=100"
   GOOD_A=$GOOD_PID
   good_start cep_b --seconds "$CEP_SECS" --timeout 3 --path "/slow?ms=100"
