@@ -204,7 +204,11 @@ pooled_checks() {
   cut=$(metric "$ADM_S" 'wisp_reset_limited_total{action="cut"}')
   sent=$(($(metric "$ADM_S" wisp_upstream_requests_total) - GOOD_REQUESTS))
   arrived=$(($(metric "$ADM_S" wisp_requests_started_total) - GOOD_REQUESTS))
+  # A tenth of what arrived, and never less than the budget's worth (1000
+  # and 100 a second): on a loaded machine (ASan, load 22) the attacker
+  # got 7,705 requests there, and the app 1,514 of them.
   POOLED_UPSTREAM_MAX=$((arrived / 10))
+  [ "$POOLED_UPSTREAM_MAX" -ge $((1000 + 100 * 8)) ] || POOLED_UPSTREAM_MAX=$((1000 + 100 * 8))
   echo "# pooled: server side: $arrived attacker requests, $sent sent to the app (bound $POOLED_UPSTREAM_MAX); $throttled resets throttled, $cut cut"
   check "pooled: the server side throttled the shared connections" more_than "$throttled" 0
   check "pooled: and logged it" grep -qs '"event":"throttled".*"reason":"premature stream resets' "$WORK/s_pooled.out"
@@ -316,35 +320,40 @@ fi
 # Each such connection counts its open streams as premature resets
 # (--max-resets), and once its address's budget is spent, the attacker's
 # 16 connections together send one request upstream at a time, at most one
-# per 100 ms (a probe): its requests reaching the app after that are at
+# per 100 ms (a probe): its requests sent upstream after that are at
 # most 10 a second (the bound allows twice that, for requests in flight
 # when the budget ran out). With a share of at least 1 per connection,
-# each new connection got a request upstream: 1,214 reached the app after
-# the budget was spent (65 now). (--max-queued 2048: the attacker's
+# each new connection got a request upstream: 1,116 were sent upstream
+# after the budget was spent (44 now). (--max-queued 2048: the attacker's
 # 1,600 waiting requests fit, no 503 line for each.)
 CE_SECS=8
 ce_spent() { more_than "$(metric "$ADM_C" 'wisp_premature_resets_total{by="protocol"}')" 2000; }
-app_slow() { grep -c '"path":"/slow?ms=500"' "$WORK/app.out"; }
+# Requests the client side sent upstream less the good client's that
+# reached the app: the attacker's, counted where they are let go (the app
+# sees them late on a loaded machine, and those sent before the budget was
+# spent would count as after).
+app_good() { grep -c '"path":"/"' "$WORK/app.out"; }
+attacker_sent() { echo $(($(metric "$ADM_C" wisp_upstream_requests_total) - $(app_good))); }
 if runs conn_errors; then
   pair ce --max-queued 2048
   log0=$(log_bytes c_ce s_ce)
   attack_start ce "$CE_SECS" data-after-es --conns 16 --path "/slow?ms=500" --port "$OUT"
   good_start ce --seconds "$CE_SECS" --timeout 5
   check "ce: the attacker spends its address's --max-resets budget" wait_for 5 ce_spent
-  mid=$(app_slow)
+  mid=$(attacker_sent)
   attack_wait ce
-  late=$(($(app_slow) - mid))
   good_check ce
+  late=$(($(attacker_sent) - mid))
   lines=$(cat "$WORK/c_ce.out" "$WORK/c_ce.err" | grep -c 'session ended (connection error)')
   conns=$(field ce connections)
-  echo "# ce: $conns attacker connections, $lines connection-error lines; $late attacker requests reached the app after its budget was spent"
+  echo "# ce: $conns attacker connections, $lines connection-error lines; $late attacker requests sent upstream after its budget was spent"
   check "ce: the attacker's connections end in connection errors (over 200)" more_than "$conns" 200
   if [ "$lines" -le $((10 * (CE_SECS + 3))) ]; then ok "ce: connection-error lines are rate-limited ($lines)"
   else not_ok "ce: connection-error lines at most $((10 * (CE_SECS + 3)))" "$lines"; fi
   check "ce: the lines it dropped are counted" grep -qs '"reason":"HTTP/2 session ended (connection error).*"suppressed"' \
     "$WORK/c_ce.out" "$WORK/c_ce.err"
-  if [ "$late" -le $((20 * CE_SECS)) ]; then ok "ce: once spent, its requests reaching the app are bounded ($late)"
-  else not_ok "ce: once spent, its requests reaching the app at most $((20 * CE_SECS)) (twice the probe rate)" "$late"; fi
+  if [ "$late" -le $((20 * CE_SECS)) ]; then ok "ce: once spent, its requests sent upstream are bounded ($late)"
+  else not_ok "ce: once spent, its requests sent upstream at most $((20 * CE_SECS)) (twice the probe rate)" "$late"; fi
   after_attack ce $((32 * 1024)) "$log0"
   end_pair ce
 fi
