@@ -407,9 +407,9 @@ wait_for 5 seen
 kill -INT "$TCPDUMP"
 wait "$TCPDUMP" 2>/dev/null
 check "frontend's sidecar logs orders' SPIFFE ID for the call to orders' pod IP" \
-  logs_match "$FP" "\"direction\":\"outbound\".*\"peer_id\":\"$TD/ns/shop/sa/orders\",\"upstream\":\"$ORDERS_IP:8080\""
+  logs_match "$FP" "\"type\":\"request\",\"direction\":\"outbound\".*\"peer_id\":\"$TD/ns/shop/sa/orders\".*\"proto\":\"http/1.1\".*\"upstream\":\"$ORDERS_IP:8080\""
 check "orders' sidecar logs frontend's SPIFFE ID and hands the call to the app's port" \
-  logs_match "$OP" "\"direction\":\"inbound\".*\"peer_id\":\"$TD/ns/shop/sa/frontend\",\"upstream\":\"127.0.0.1:8080\""
+  logs_match "$OP" "\"type\":\"request\",\"direction\":\"inbound\".*\"peer_id\":\"$TD/ns/shop/sa/frontend\".*\"app_proto\":\"http/1.1\",\"upstream\":\"127.0.0.1:8080\""
 n=$(segments)
 if [ "$n" -gt 0 ]; then ok "the capture on the bridge saw frontend's data to orders' pod IP, port 8080 ($n segments)"
 else not_ok "the capture on the bridge saw frontend's data to orders' pod IP, port 8080" "$(cat "$WORK/tcpdump.err")"; fi
@@ -494,8 +494,9 @@ sed -e 's|sa/frontend"|sa/payments"|' "$K8S/wisp-policy.yaml" | "$PY" -c 'import
 out=$(pm exec -i "$A" wispctl apply -f - <"$WORK/deny.yaml" 2>&1)
 expect_eq "wispctl apply in the agent pod: only payments may call orders now" "applied version 2" "$out"
 check "orders' sidecar applies version 2" wait_for 10 applied 2
-got=$(pm exec "$FA" curl -s --max-time 5 http://orders:8080/ 2>&1)
-expect_eq "the next request from frontend is refused" "" "$got"
+got=$(pm exec "$FA" curl -s --max-time 5 -w ' %{http_code}' http://orders:8080/ 2>&1)
+expect_eq "the next request from frontend is refused (HTTP/1.1 is judged per request: 403 with the reason)" \
+  "RBAC: access denied (no ALLOW rule matched) 403" "$got"
 check "... by orders' sidecar, which says why" \
   wait_for 5 logs_match "$OP" "\"peer_id\":\"$TD/ns/shop/sa/frontend\".*\"decision\":\"deny\""
 "$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["data"]["shop.yaml"])' "$K8S/wisp-policy.yaml" |
