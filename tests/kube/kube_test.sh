@@ -494,7 +494,7 @@ sed -e 's|sa/frontend"|sa/payments"|' "$K8S/wisp-policy.yaml" | "$PY" -c 'import
 out=$(pm exec -i "$A" wispctl apply -f - <"$WORK/deny.yaml" 2>&1)
 expect_eq "wispctl apply in the agent pod: only payments may call orders now" "applied version 2" "$out"
 check "orders' sidecar applies version 2" wait_for 10 applied 2
-got=$(pm exec "$FA" curl -s --max-time 5 -w ' %{http_code}' http://orders:8080/ 2>&1)
+got=$(pm exec "$FA" curl -s --max-time 5 -w ' %{http_code}' http://orders:8080/ 2>&1 | tr -d '\n')
 expect_eq "the next request from frontend is refused (HTTP/1.1 is judged per request: 403 with the reason)" \
   "RBAC: access denied (no ALLOW rule matched) 403" "$got"
 check "... by orders' sidecar, which says why" \
