@@ -11,6 +11,7 @@
 #include <openssl/err.h>
 
 #include "lib/wisp_net.h"
+#include "lib/wisp_slab.h"
 
 /* Input handled per readiness event, so one busy peer cannot starve the
  * others, and a peer flooding frames (rapid reset, CVE-2023-44487) is
@@ -149,6 +150,9 @@ static void teardown(wisp_h2conn *c) {
   nghttp2_session_del(h2);
   if (ssl) SSL_free(ssl);
   close(fd);
+  /* What the connection's streams left cached goes back, but for a little
+   * for the next ones: an idle proxy holds next to nothing. */
+  wisp_slab_trim(WISP_SLAB_IDLE_KEEP);
 }
 
 /* ---- reading ---- */
@@ -342,6 +346,18 @@ void wisp_h2loop_cleanup(wisp_h2loop *lp) {
   wisp_h2loop_flush(lp);
   ev_prepare_stop(lp->loop, &lp->prepare);
   ev_idle_stop(lp->loop, &lp->idle);
+  wisp_slab_trim(0);
+}
+
+static void *mem_malloc(size_t size, void *ud) { return wisp_slab_alloc(size); }
+static void mem_free(void *ptr, void *ud) { wisp_slab_free(ptr); }
+static void *mem_calloc(size_t n, size_t size, void *ud) { return wisp_slab_calloc(n, size); }
+static void *mem_realloc(void *ptr, size_t size, void *ud) { return wisp_slab_realloc(ptr, size); }
+
+nghttp2_mem *wisp_h2conn_mem(void) {
+  /* Not const: nghttp2's API takes a mutable pointer (it only reads it). */
+  static nghttp2_mem mem = {NULL, mem_malloc, mem_free, mem_calloc, mem_realloc};
+  return &mem;
 }
 
 void wisp_h2conn_init(wisp_h2conn *c, wisp_h2loop *lp, const wisp_h2conn_ops *ops, int fd, SSL *ssl, bool upstream,

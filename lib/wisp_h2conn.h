@@ -86,6 +86,11 @@ void wisp_h2loop_flush(wisp_h2loop *lp);
  * HANDSHAKING for an accepted TLS socket, OPEN for accepted plaintext. */
 void wisp_h2conn_init(wisp_h2conn *c, wisp_h2loop *lp, const wisp_h2conn_ops *ops, int fd, SSL *ssl,
                       bool upstream, wisp_h2conn_state state);
+/* An allocator for nghttp2_session_*_new3: this thread's wisp_slab
+ * freelists, so a session's per-stream allocations stop reaching malloc.
+ * Sessions made with it must be freed on the same thread as the loop (as
+ * they are: teardown). */
+nghttp2_mem *wisp_h2conn_mem(void);
 /* Takes ownership of |session|. */
 void wisp_h2conn_set0_session(wisp_h2conn *c, nghttp2_session *session);
 

@@ -35,6 +35,8 @@ wisp_err wisp_json_put_str(wisp_buf *b, const char *s, size_t len, wisp_json_esc
 /* "key": preceded by a comma unless |b| holds no unread bytes or its last
  * byte opens an object or a list. |key| is not escaped. */
 wisp_err wisp_json_put_key(wisp_buf *b, const char *key, size_t limit) WISP_MUST_CHECK;
+/* The same with |key|'s length given (the log line's keys are literals). */
+wisp_err wisp_json_put_keyn(wisp_buf *b, const char *key, size_t key_len, size_t limit) WISP_MUST_CHECK;
 /* An integer in decimal. */
 wisp_err wisp_json_put_int(wisp_buf *b, int64_t v, size_t limit) WISP_MUST_CHECK;
 /* A number as printf's %.17g (round-trips a double); null when it is not

@@ -66,28 +66,24 @@ void wisp_json_begin(wisp_json *j, const char *type) {
   wisp_json_str(j, "type", type);
 }
 
-void wisp_json_strn(wisp_json *j, const char *key, const char *val, size_t len) {
+void wisp_json_field_strn(wisp_json *j, const char *key, size_t key_len, const char *val, size_t len) {
   if (!val) return;
   wisp_buf b = line_buf(j);
-  wisp_err rc = wisp_json_put_key(&b, key, LINE_LIMIT);
+  wisp_err rc = wisp_json_put_keyn(&b, key, key_len, LINE_LIMIT);
   if (rc == WISP_OK) rc = wisp_json_put_str(&b, val, len, WISP_JSON_ESCAPE_U, LINE_LIMIT);
   field_done(j, &b, rc);
 }
 
-void wisp_json_str(wisp_json *j, const char *key, const char *val) {
-  if (val) wisp_json_strn(j, key, val, strlen(val));
-}
-
-void wisp_json_int(wisp_json *j, const char *key, int64_t val) {
+void wisp_json_field_int(wisp_json *j, const char *key, size_t key_len, int64_t val) {
   wisp_buf b = line_buf(j);
-  wisp_err rc = wisp_json_put_key(&b, key, LINE_LIMIT);
+  wisp_err rc = wisp_json_put_keyn(&b, key, key_len, LINE_LIMIT);
   if (rc == WISP_OK) rc = wisp_json_put_int(&b, val, LINE_LIMIT);
   field_done(j, &b, rc);
 }
 
-void wisp_json_double(wisp_json *j, const char *key, double val) {
+void wisp_json_field_double(wisp_json *j, const char *key, size_t key_len, double val) {
   wisp_buf b = line_buf(j);
-  wisp_err rc = wisp_json_put_key(&b, key, LINE_LIMIT);
+  wisp_err rc = wisp_json_put_keyn(&b, key, key_len, LINE_LIMIT);
   if (rc == WISP_OK) rc = wisp_json_put_fixed3(&b, val, LINE_LIMIT);
   field_done(j, &b, rc);
 }

@@ -163,6 +163,9 @@ typedef struct {
   wisp_stream *next, *prev;  /* in conn->streams */
 } wisp_stream_link;
 
+/* Header fields the request log reads, noted as they arrive. */
+#define WISP_LOG_FIELDS 10
+
 struct wisp_stream {
   wisp_stream_link link[2];
   wisp_direction dir;
@@ -211,6 +214,7 @@ struct wisp_stream {
   char policy_name[128];     /* "namespace/name" of the deciding policy */
   const char *path_received; /* the :path as received when it was normalised (in hdrs[DOWN]'s arena), else NULL */
   ev_tstamp started;
+  uint8_t log_field[WISP_LOG_FIELDS]; /* where the request log's fields are in their lists (wisp_stream.c), 0: absent */
 };
 
 /* Finished requests by status class, for /metrics: [0] no status (reset,

@@ -136,8 +136,9 @@ static nghttp2_option *options(const wisp_config *cfg) {
 
 nghttp2_session *wisp_h2_session_new(wisp_conn *c) {
   nghttp2_session *s;
-  int rv = c->io.upstream ? nghttp2_session_client_new2(&s, callbacks(), c, options(c->px->cfg))
-                       : nghttp2_session_server_new2(&s, callbacks(), c, options(c->px->cfg));
+  /* Its streams, frames and header copies come from wisp_slab's freelists. */
+  int rv = c->io.upstream ? nghttp2_session_client_new3(&s, callbacks(), c, options(c->px->cfg), wisp_h2conn_mem())
+                       : nghttp2_session_server_new3(&s, callbacks(), c, options(c->px->cfg), wisp_h2conn_mem());
   if (rv != 0) abort(); /* only fails on out of memory */
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, (uint32_t)c->px->cfg->max_concurrent_streams},

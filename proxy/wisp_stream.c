@@ -1,5 +1,6 @@
 #include "proxy/wisp_stream.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ static ssize_t provide_down(nghttp2_session *session, int32_t id, uint8_t *buf, 
 static ssize_t provide_up(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                           nghttp2_data_source *src, void *user_data);
 static void dispatch(wisp_stream *s);
+static void forget_log_fields(wisp_stream *s, const wisp_hdrs *h);
 
 /* ---- buffer budgets ----
  * Body bytes wait in a stream's buffer until the other side takes them.
@@ -163,6 +165,7 @@ static void hdrs_release(wisp_stream *s, wisp_hdrs *h) {
   size_t cost = h->bytes + h->n * WISP_HDR_FIELD_OVERHEAD;
   hdr_charge(s, -(ssize_t)(cost < s->hdr_held ? cost : s->hdr_held));
   wisp_hdrs_cleanup(h);
+  forget_log_fields(s, h);
 }
 
 /* Which budget |more| bytes held for |caller| (NULL: gone) would overrun,
@@ -269,11 +272,89 @@ static void resume(wisp_stream *s, wisp_side side) {
   wisp_conn_mark_dirty(c);
 }
 
-/* ---- the log line ---- */
+/* ---- the log line ----
+ * The header fields it reads are noted as they arrive (their place in
+ * their list, s->log_field: index + 1), so the line is written without
+ * searching the headers again or measuring their values. */
+
+enum { LF_AUTHORITY, LF_HOST, LF_METHOD, LF_PATH, LF_TRACEPARENT, LF_B3, LF_X_B3_TRACEID, LF_STATUS, LF_GRPC_STATUS,
+       LF_GRPC_STATUS_TRAILER, LF_COUNT };
+_Static_assert(LF_COUNT == WISP_LOG_FIELDS, "internal.h sizes wisp_stream's log_field");
+_Static_assert(WISP_HDRS_MAX_FIELDS < 256, "an index + 1 fits a uint8_t");
+
+static const struct {
+  const char *name;
+  size_t len;
+  wisp_side side;
+  bool trailer;
+} kLogFields[LF_COUNT] = {
+#define LF(name, side, trailer) {name, sizeof(name) - 1, side, trailer}
+    [LF_AUTHORITY] = LF(":authority", WISP_DOWN, false),
+    [LF_HOST] = LF("host", WISP_DOWN, false),
+    [LF_METHOD] = LF(":method", WISP_DOWN, false),
+    [LF_PATH] = LF(":path", WISP_DOWN, false),
+    [LF_TRACEPARENT] = LF("traceparent", WISP_DOWN, false),
+    [LF_B3] = LF("b3", WISP_DOWN, false),
+    [LF_X_B3_TRACEID] = LF("x-b3-traceid", WISP_DOWN, false),
+    [LF_STATUS] = LF(":status", WISP_UP, false),
+    [LF_GRPC_STATUS] = LF("grpc-status", WISP_UP, false),
+    [LF_GRPC_STATUS_TRAILER] = LF("grpc-status", WISP_UP, true),
+#undef LF
+};
+
+static const wisp_hdrs *log_list(const wisp_stream *s, int f) {
+  return kLogFields[f].trailer ? &s->trailers[kLogFields[f].side] : &s->hdrs[kLogFields[f].side];
+}
+
+/* The field just added as the last of its list: noted if it is the first
+ * of its name there (as wisp_hdrs_get finds). */
+static void note_log_field(wisp_stream *s, wisp_side side, bool trailer, const uint8_t *name, size_t len) {
+  int f; /* the one candidate of this length and side (a switch: this runs for every field) */
+  switch (len) {
+    case 2: f = LF_B3; break;
+    case 4: f = LF_HOST; break;
+    case 5: f = LF_PATH; break;
+    case 7: f = side == WISP_UP ? LF_STATUS : LF_METHOD; break;
+    case 10: f = LF_AUTHORITY; break;
+    case 11: f = side == WISP_DOWN ? LF_TRACEPARENT : trailer ? LF_GRPC_STATUS_TRAILER : LF_GRPC_STATUS; break;
+    case 12: f = LF_X_B3_TRACEID; break;
+    default: return;
+  }
+  if (kLogFields[f].side != side || kLogFields[f].trailer != trailer || memcmp(kLogFields[f].name, name, len) != 0)
+    return;
+  if (s->log_field[f] == 0) s->log_field[f] = (uint8_t)log_list(s, f)->n;
+}
+
+/* |h| was emptied: what was noted in it is gone. */
+static void forget_log_fields(wisp_stream *s, const wisp_hdrs *h) {
+  for (int f = 0; f < LF_COUNT; f++)
+    if (log_list(s, f) == h) s->log_field[f] = 0;
+}
+
+/* The noted field |f|, or NULL. wisp_hdrs_set changes a value in place,
+ * so what is found is the value now. */
+static const nghttp2_nv *log_nv(const wisp_stream *s, int f) {
+  const wisp_hdrs *h = log_list(s, f);
+  size_t i = s->log_field[f];
+  if (i == 0 || i > h->n) return NULL;
+  const nghttp2_nv *nv = &h->nv[i - 1];
+  assert(nv->namelen == kLogFields[f].len && memcmp(nv->name, kLogFields[f].name, nv->namelen) == 0);
+  return nv;
+}
+
+static const char *log_value(const wisp_stream *s, int f) {
+  const nghttp2_nv *nv = log_nv(s, f);
+  return nv ? (const char *)nv->value : NULL;
+}
+
+static void log_str(wisp_json *j, const char *key, const wisp_stream *s, int f) {
+  const nghttp2_nv *nv = log_nv(s, f);
+  if (nv) wisp_json_strn(j, key, (const char *)nv->value, nv->valuelen);
+}
 
 static int status_of(const wisp_stream *s) {
   if (s->status) return s->status;
-  const char *st = wisp_hdrs_get(&s->hdrs[WISP_UP], ":status");
+  const char *st = log_value(s, LF_STATUS);
   return st ? atoi(st) : 0;
 }
 
@@ -283,12 +364,12 @@ static int status_of(const wisp_stream *s) {
  * (OK), and |*junk| points at it for the log. */
 static int grpc_status_of(const wisp_stream *s, const char **junk) {
   *junk = NULL;
-  const char *v = wisp_hdrs_get(&s->trailers[WISP_UP], "grpc-status");
-  if (!v) v = wisp_hdrs_get(&s->hdrs[WISP_UP], "grpc-status");
-  if (!v) return s->grpc_status;
+  const nghttp2_nv *nv = log_nv(s, LF_GRPC_STATUS_TRAILER);
+  if (!nv) nv = log_nv(s, LF_GRPC_STATUS);
+  if (!nv) return s->grpc_status;
   wisp_grpc_status code;
-  if (wisp_grpc_status_parse(&code, v, strlen(v)) == WISP_OK) return (int)code;
-  *junk = v;
+  if (wisp_grpc_status_parse(&code, (const char *)nv->value, nv->valuelen) == WISP_OK) return (int)code;
+  *junk = (const char *)nv->value;
   return WISP_GRPC_UNKNOWN;
 }
 
@@ -305,8 +386,6 @@ static void stream_log(const wisp_stream *s) {
   static wisp_log_limit reset_lines =
       WISP_LOG_LIMIT_INIT("request lines of streams ended before a response", WISP_RESET_LOG_BURST,
                           WISP_RESET_LOG_WINDOW, WISP_LOG_TO_STDOUT);
-  const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
-  const char *authority = wisp_hdrs_get(req, ":authority");
   const char *grpc_junk;
   int grpc = grpc_status_of(s, &grpc_junk);
   int status = status_of(s);
@@ -325,12 +404,11 @@ static void stream_log(const wisp_stream *s) {
   wisp_json_int(&j, "conn", (int64_t)s->down_conn_id);
   if (s->peer_id[0]) wisp_json_str(&j, "peer_id", s->peer_id);
   char trace_id[WISP_TRACE_ID_MAX + 1];
-  if (wisp_trace_id(wisp_hdrs_get(req, "traceparent"), wisp_hdrs_get(req, "b3"), wisp_hdrs_get(req, "x-b3-traceid"),
-                    trace_id))
+  if (wisp_trace_id(log_value(s, LF_TRACEPARENT), log_value(s, LF_B3), log_value(s, LF_X_B3_TRACEID), trace_id))
     wisp_json_str(&j, "trace_id", trace_id);
-  wisp_json_str(&j, "authority", authority ? authority : wisp_hdrs_get(req, "host"));
-  wisp_json_str(&j, "method", wisp_hdrs_get(req, ":method"));
-  wisp_json_str(&j, "path", wisp_hdrs_get(req, ":path"));
+  log_str(&j, "authority", s, log_nv(s, LF_AUTHORITY) ? LF_AUTHORITY : LF_HOST);
+  log_str(&j, "method", s, LF_METHOD);
+  log_str(&j, "path", s, LF_PATH);
   if (s->path_received) wisp_json_str(&j, "path_received", s->path_received);
   wisp_json_int(&j, "status", status);
   if (grpc >= 0) wisp_json_int(&j, "grpc_status", grpc);
@@ -447,13 +525,17 @@ static void note_grpc(wisp_stream *s) {
 }
 
 wisp_stream *wisp_stream_new(wisp_conn *down, int32_t id) {
-  wisp_stream *s = wisp_calloc(1, sizeof(*s));
+  wisp_stream *s = wisp_calloc(1, sizeof(*s)); /* per request: from the freelists */
   s->dir = down->dir;
   s->target = down->dst;
   s->grpc_status = -1;
   s->started = ev_time();
   s->down_conn_id = down->id;
-  if (down->io.verify.peer_ok) snprintf(s->peer_id, sizeof(s->peer_id), "%s", down->io.verify.peer.id);
+  if (down->io.verify.peer_ok) {
+    /* Per request: a copy, not snprintf (same size, NUL-terminated). */
+    _Static_assert(sizeof(s->peer_id) == sizeof(down->io.verify.peer.id), "peer_id holds any verified ID");
+    memcpy(s->peer_id, down->io.verify.peer.id, strlen(down->io.verify.peer.id) + 1);
+  }
   link_side(s, WISP_DOWN, down, id);
   nghttp2_session_set_stream_user_data(down->io.h2, id, s);
   down->px->stats.requests++;
@@ -545,6 +627,7 @@ wisp_err wisp_stream_on_header(wisp_stream *s, wisp_side side, nghttp2_headers_c
     refuse_section(s, side, "header section of more than 128 fields", false);
     return WISP_OK;
   }
+  note_log_field(s, side, trailer, name, name_len);
   hdr_charge(s, (ssize_t)cost);
   return WISP_OK;
 }
