@@ -9,10 +9,16 @@
 #include <sanitizer/asan_interface.h>
 #define SLAB_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
 #define SLAB_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#define SLAB_CACHE_DEFAULT 0 /* ASan's quarantine sees more (wisp_slab.h) */
 #else
 #define SLAB_POISON(p, n) ((void)(p), (void)(n))
 #define SLAB_UNPOISON(p, n) ((void)(p), (void)(n))
+#define SLAB_CACHE_DEFAULT 1
 #endif
+
+static int g_cache = SLAB_CACHE_DEFAULT;
+
+void wisp_slab_set_cache(int on) { g_cache = on; }
 
 /* Classes: 16-byte steps up to 256 (16 classes), then four steps per
  * doubling up to WISP_SLAB_MAX (320, 384, 448, 512, 640, ... 4096). */
@@ -125,7 +131,7 @@ void wisp_slab_free(void *p) {
   if (c->cls >= CLASSES) slab_corrupt(p);
   unsigned cls = c->cls;
   size_t size = class_bytes(cls), cost = sizeof(chunk) + size;
-  if (g_lists.bytes[cls] + cost > WISP_SLAB_CLASS_KEEP || g_lists.total + cost > WISP_SLAB_KEEP) {
+  if (!g_cache || g_lists.bytes[cls] + cost > WISP_SLAB_CLASS_KEEP || g_lists.total + cost > WISP_SLAB_KEEP) {
     c->state = 0;
     free(c);
     return;

@@ -14,10 +14,13 @@
  * back to free(). wisp_slab_trim returns cached chunks (wisp_h2conn calls it
  * when a connection closes, so an idle proxy holds little).
  *
- * Under AddressSanitizer the pool stays on (so the tests exercise it), and
- * a cached chunk is poisoned: touching it after wisp_slab_free is reported
- * as use-after-poison until the chunk is handed out again. A double free or
- * a pointer that is not a live chunk aborts in every build.
+ * Under AddressSanitizer nothing is cached unless wisp_slab_set_cache
+ * turns it on (tests/unit/slab_test does): a freelist hands a freed chunk
+ * straight back out (LIFO), so a use after free would land in a live chunk
+ * unseen, while ASan's own quarantine keeps freed memory poisoned long after.
+ * When caching is on, a cached chunk is poisoned (use-after-poison until it
+ * is handed out again). A double free or a pointer that is not a live chunk
+ * aborts in every build.
  *
  * Out of memory is fatal, as in wisp_mem: callers never check for NULL. */
 #ifndef WISP_SLAB_H
@@ -44,6 +47,9 @@ void *wisp_slab_realloc(void *p, size_t n);
 /* NULL is fine. */
 void wisp_slab_free(void *p);
 
+/* Whether freed chunks are cached (default: yes, no under ASan). Set it
+ * before any thread allocates. */
+void wisp_slab_set_cache(int on);
 /* Frees this thread's cached chunks until at most |keep| bytes remain. */
 void wisp_slab_trim(size_t keep);
 /* Bytes (chunk sizes, headers included) cached on this thread's lists. */
