@@ -96,6 +96,8 @@ typedef struct {
   bool dead;
   bool in_pump;
   bool lingering;             /* done: waiting for the h2c side to close after our FIN */
+  bool draining;              /* done: the client got our FIN; what it still sends is read and dropped */
+  size_t drained;             /* bytes dropped so far */
   ev_timer linger;
   ev_timer head_timer;        /* a request head must arrive whole within --handshake-timeout */
   size_t hdr_held;            /* head and trailer bytes its parser holds, charged to px->hdr_held */
@@ -104,6 +106,14 @@ typedef struct {
 /* How long a finished gateway waits for the h2c side to close after our
  * FIN (it answers at once; this only bounds a bug). */
 #define H1_LINGER 1.0
+/* Lingering close of the client (nginx's lingering_close): after our last
+ * response, FIN, then what the client still sends (the rest of a refused
+ * upload) is read and dropped until its FIN, for at most this long and
+ * this many bytes. Closing with its bytes unread would reset the
+ * connection, and a reset can reach the client before it has read our
+ * response or its "connection: close". */
+#define H1_DRAIN_TIME 2.0
+#define H1_DRAIN_BYTES (4 * 1024 * 1024)
 
 static void pump(h1conn *h);
 
@@ -523,6 +533,11 @@ static void write_head(h1conn *h, h1req *r) {
     }
   }
   if (h->goaway && r == h->tail && h->cur == NULL) r->close_after = true;
+  /* A response already whole (a refusal) while its request body is still
+   * coming: the rest of the body will not be read, so the connection ends
+   * after it, and the client must be told, or it sends its next request
+   * on a connection we are closing (and gets no answer). */
+  if (!r->body_eof && (r->resp_eof || r->stream_closed)) r->close_after = true;
   wisp_h1_printf(&h->out, "HTTP/1.1 %d %s\r\n", status, wisp_admin_reason_phrase(status));
   for (size_t i = 0; i < r->resp.n; i++) {
     const nghttp2_nv *nv = &r->resp.nv[i];
@@ -697,23 +712,53 @@ static void close_all(h1conn *h) {
 
 static void on_linger_end(struct ev_loop *loop, ev_timer *w, int revents) { close_all(w->data); }
 
-/* The gateway is done: the client's socket goes now; the h2c side gets our
- * FIN and closes in its own time (closing our end at once would break its
+/* The gateway is freed once both ends are done with it. */
+static void linger_check(h1conn *h) {
+  if (!h->lingering && !h->draining) close_all(h);
+}
+
+/* The client's part of a lingering close: its bytes are dropped until its
+ * FIN, an error, or H1_DRAIN_BYTES; then its socket goes. */
+static void drain_client(h1conn *h) {
+  uint8_t buf[H1_READ_CHUNK];
+  for (;;) {
+    ssize_t n = recv(h->fd, buf, sizeof(buf), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n > 0 && (h->drained += (size_t)n) < H1_DRAIN_BYTES) continue;
+    break;
+  }
+  ev_io_stop(h->loop, &h->rio);
+  close(h->fd);
+  h->fd = -1;
+  h->draining = false;
+  linger_check(h);
+}
+
+/* The gateway is done: the client gets our FIN and has its remaining bytes
+ * read and dropped (unless it already closed); the h2c side gets our FIN
+ * and closes in its own time (closing our end at once would break its
  * pending write and log a failure for an orderly end). */
 static void linger(h1conn *h) {
   head_release(h);
-  if (h->fd >= 0) close(h->fd);
-  h->fd = -1;
   ev_io_stop(h->loop, &h->rio);
   ev_io_stop(h->loop, &h->wio);
   ev_io_stop(h->loop, &h->swio);
   ev_timer_stop(h->loop, &h->head_timer);
-  if (!ev_is_active(&h->srio) || shutdown(h->sfd, SHUT_WR) != 0) {
+  h->draining = h->fd >= 0 && !h->client_eof && shutdown(h->fd, SHUT_WR) == 0;
+  if (h->draining) {
+    ev_io_start(h->loop, &h->rio);
+  } else if (h->fd >= 0) {
+    close(h->fd);
+    h->fd = -1;
+  }
+  h->lingering = ev_is_active(&h->srio) && shutdown(h->sfd, SHUT_WR) == 0;
+  if (!h->lingering) ev_io_stop(h->loop, &h->srio);
+  if (!h->lingering && !h->draining) {
     close_all(h);
     return;
   }
-  h->lingering = true;
-  ev_timer_init(&h->linger, on_linger_end, H1_LINGER, 0);
+  ev_timer_init(&h->linger, on_linger_end, h->draining ? H1_DRAIN_TIME : H1_LINGER, 0);
   h->linger.data = h;
   ev_timer_start(h->loop, &h->linger);
 }
@@ -928,6 +973,10 @@ static void free_gw(wisp_h1_gw *gw) { close_all((h1conn *)gw); }
 
 static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents) {
   h1conn *h = w->data;
+  if (h->draining) {
+    drain_client(h);
+    return;
+  }
   read_client(h);
   pump(h);
 }
@@ -936,10 +985,14 @@ static void on_client_writable(struct ev_loop *loop, ev_io *w, int revents) { pu
 
 static void on_h2_readable(struct ev_loop *loop, ev_io *w, int revents) {
   h1conn *h = w->data;
-  if (h->lingering) {
+  if (h->lingering || h->draining) {
     uint8_t buf[H1_READ_CHUNK];
     ssize_t n = recv(h->sfd, buf, sizeof(buf), 0);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) close_all(h);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      ev_io_stop(h->loop, &h->srio);
+      h->lingering = false;
+      linger_check(h);
+    }
     return;
   }
   if (!read_h2(h)) h2_gone(h);

@@ -65,6 +65,18 @@ codes=""
 for i in 1 2 3 4 5; do codes+="$(h1 -o /dev/null -o /dev/null -w '%{http_code}' --data-binary @"$WORK/up.bin" "$OUT/admin/up$i" "$OUT/after$i") "; done
 expect_eq "uploads the peer refuses before reading them: 403, and the next request on the connection works" \
   "403200 403200 403200 403200 403200 " "$codes"
+# The refusal comes while the body is still being sent, so the connection
+# ends after it: the 403 must say so (or the client sends its next request
+# on a connection being closed), and the rest of the body is read and
+# dropped (a lingering close), not answered with a reset.
+out=$(h1 -v -o /dev/null -o /dev/null --data-binary @"$WORK/up.bin" "$OUT/admin/upv" "$OUT/afterv" 2>&1 | tr -d '\r')
+expect_match "an upload refused before its end: the 403 says connection: close, the next request goes on a new connection" \
+  '< HTTP/1.1 403.*< connection: close.*Connected to .*< HTTP/1.1 200' "$(tr '\n' ' ' <<<"$out")"
+if grep -Eqi 'reset by peer|Send failure|Connection died' <<<"$out"; then
+  not_ok "an upload refused before its end: no reset, no retry" "$(grep -Ei 'reset|failure|died' <<<"$out" | head -3)"
+else
+  ok "an upload refused before its end: no reset, no retry"
+fi
 
 # --- hop-by-hop fields, Expect ---
 body=$(h1 -H 'Connection: X-Secret' -H 'X-Secret: 1' -H 'Keep-Alive: 5' -H 'Upgrade: websocket' \
