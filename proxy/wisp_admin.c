@@ -298,6 +298,10 @@ void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool r
   render_listener_metrics(b, px);
   metric(b, "wisp_streams_open", "gauge", "Requests in progress.",
          st->requests > finished ? st->requests - finished : 0);
+  uint64_t queued = 0;
+  for (const wisp_conn *c = px->conns; c; c = c->next) queued += (uint64_t)c->nwaiting;
+  metric(b, "wisp_requests_queued", "gauge",
+         "Requests waiting for an upstream stream (at most --max-queued per upstream, each --queue-timeout).", queued);
   metric(b, "wisp_destinations", "gauge", "Transparent destinations kept with their pools (--max-destinations).",
          (uint64_t)px->ndyn);
   metric(b, "wisp_destinations_evicted_total", "counter",

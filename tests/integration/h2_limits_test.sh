@@ -121,7 +121,14 @@ OUT=http://127.0.0.1:$OUT_PORT
 $ABUSE hold --port "$OUT_PORT" --conns 5 --streams 100 --path '/slow?ms=15000' --seconds 6 \
   >"$WORK/hold2.json" 2>"$WORK/hold2.err" &
 JOB=$!
-sleep 1.5
+# The pool is full and the queue holds --max-queued: a gauge in /metrics
+# (wisp_requests_queued) says so, waited for rather than slept on.
+queued() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^wisp_requests_queued / {print $2}'; }
+queue_full() { [ "$(queued)" = 60 ]; }
+check "held pool: /metrics shows the queue full (wisp_requests_queued 60)" wait_for 5 queue_full
+# ... until they time out (--queue-timeout 1): then a new request waits.
+queue_empty() { [ "$(queued)" = 0 ]; }
+check "held pool: the waiting requests leave the queue after --queue-timeout" wait_for 5 queue_empty
 out=$(curl -s -D - -o /dev/null -w 'code=%{http_code} time=%{time_total}\n' --max-time 8 --http2-prior-knowledge "$OUT/hello")
 expect_match "held pool: a waiting request gets 503" 'code=503' "$out"
 expect_match "held pool: x-wisp-error says why" 'x-wisp-error: upstream 127.0.0.1:[0-9]+: no stream for this request within 1s: all streams of its 4 connections are busy' "$out"
