@@ -61,6 +61,9 @@ start_bg "$WORK/app" ip netns exec "$(netns_name server)" setpriv --reuid $APP_U
 PY=/usr/bin/python3
 start_bg "$WORK/h1app" ip netns exec "$(netns_name server)" setpriv --reuid $APP_UID --regid $APP_UID --clear-groups \
   $PY "$WISP_SRC/tests/integration/h1_app.py" 8081
+# Another on :8082, which no rule names: Upgrade (an L4 stream) is carried.
+start_bg "$WORK/h1app2" ip netns exec "$(netns_name server)" setpriv --reuid $APP_UID --regid $APP_UID --clear-groups \
+  $PY "$WISP_SRC/tests/integration/h1_app.py" 8082
 # L4 servers: a checksum echo that answers only after the client's FIN
 # (half-close must be carried), and server-first banners.
 start_bg "$WORK/sumsrv" ip netns exec "$(netns_name server)" setpriv --reuid $APP_UID --regid $APP_UID --clear-groups \
@@ -129,6 +132,33 @@ check "... logged as denied by the server sidecar" wait_for 5 grep -q \
 code=$(netns_as client $APP_UID curl -s --max-time 10 --http1.1 -o /dev/null -w '%{http_code}' "http://10.77.0.22:8081/h1-allowed/keys")
 expect_eq "... and a path it does not name is served" 200 "$code"
 if grep -q '/h1-admin' "$WORK/h1app.out"; then not_ok "the denied request never reaches the app"; else ok "the denied request never reaches the app"; fi
+# Upgrade (a WebSocket's opening, here the app's "echo" protocol) goes as an
+# L4 stream inside the mesh, the same identity checks applied: the app's
+# 101, then bytes both ways. Port 8081's DENY rule names paths, which an L4
+# stream has none of to judge: refused there, with the reason.
+upgrade_via() { # upgrade_via PORT: what a raw Upgrade from the client app gets back
+  netns_as client $APP_UID $PY -c '
+import socket, sys
+c = socket.create_connection(("10.77.0.22", int(sys.argv[1])), timeout=10)
+c.sendall(b"GET /ws HTTP/1.1\r\nHost: orders\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nbytes after the upgrade")
+c.shutdown(socket.SHUT_WR)
+got = b""
+for _ in range(1000):
+    d = c.recv(65536)
+    if not d:
+        break
+    got += d
+print(got.decode("latin-1").replace("\r\n", " "))' "$1" 2>&1
+}
+wait_for 10 netns_exec server sh -c "ss -ltn | grep -q 127.0.0.1:8082"
+out=$(upgrade_via 8082)
+expect_match "an Upgrade through both default sidecars (transparent): the app's 101, then the bytes echoed" \
+  '^HTTP/1.[01] 101 Switching Protocols.*Upgrade: echo.*bytes after the upgrade$' "$out"
+check "... carried as an L4 stream, logged so by both sidecars" wait_for 5 sh -c \
+  "grep -q '\"event\":\"l4\".*\"direction\":\"outbound\"' '$WORK/client.out' && grep -q '\"event\":\"l4\".*\"direction\":\"inbound\"' '$WORK/server.out'"
+out=$(upgrade_via 8081)
+expect_match "an Upgrade to a port whose DENY rule names paths is refused: 403 saying why" \
+  '^HTTP/1.1 403 Forbidden.*x-wisp-error: RBAC: access denied.*policy shop/no-7200' "$out"
 body=$(netns_as client $APP_UID curl -s --max-time 10 --http2-prior-knowledge "http://10.77.0.22:8080/h2c-still")
 expect_match "an h2c caller of the h2c app still gets h2c through the same default sidecars" '"path":"/h2c-still"' "$body"
 out=$(netns_as client $APP_UID $PY -c '
