@@ -155,7 +155,7 @@ out=$(upgrade_via 8082)
 expect_match "an Upgrade through both default sidecars (transparent): the app's 101, then the bytes echoed" \
   '^HTTP/1.[01] 101 Switching Protocols.*Upgrade: echo.*bytes after the upgrade$' "$out"
 check "... carried as an L4 stream, logged so by both sidecars" wait_for 5 sh -c \
-  "grep -q '\"event\":\"l4\".*\"direction\":\"outbound\"' '$WORK/client.out' && grep -q '\"event\":\"l4\".*\"direction\":\"inbound\"' '$WORK/server.out'"
+  "grep -q '\"event\":\"l4\".*\"direction\":\"outbound\".*:8082\"' '$WORK/client.out' && grep -q '\"event\":\"l4\".*\"direction\":\"inbound\".*:8082\"' '$WORK/server.out'"
 out=$(upgrade_via 8081)
 expect_match "an Upgrade to a port whose DENY rule names paths is refused: 403 saying why" \
   '^HTTP/1.1 403 Forbidden.*x-wisp-error: RBAC: access denied.*policy shop/no-7200' "$out"
