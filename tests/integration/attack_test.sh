@@ -204,11 +204,16 @@ pooled_checks() {
   cut=$(metric "$ADM_S" 'wisp_reset_limited_total{action="cut"}')
   sent=$(($(metric "$ADM_S" wisp_upstream_requests_total) - GOOD_REQUESTS))
   arrived=$(($(metric "$ADM_S" wisp_requests_started_total) - GOOD_REQUESTS))
-  # A tenth of what arrived, and never less than the budget's worth (1000
-  # and 100 a second): on a loaded machine (ASan, load 22) the attacker
-  # got 7,705 requests there, and the app 1,514 of them.
+  # A tenth of what arrived, and never less than what the throttle lets
+  # through by design: the budget (1000, and 100 a second for 8 s), what
+  # the 4 pooled connections had in flight when it ran out (100 each), and
+  # then one stream at a time each, freed by the attacker's reset 50 ms
+  # later (20 a second each). On a loaded machine (ASan, load 20) the
+  # attacker got only 4,750 to 7,705 requests there, and the app 1,514 to
+  # 3,479 of them, a tenth of which is under the budget itself.
   POOLED_UPSTREAM_MAX=$((arrived / 10))
-  [ "$POOLED_UPSTREAM_MAX" -ge $((1000 + 100 * 8)) ] || POOLED_UPSTREAM_MAX=$((1000 + 100 * 8))
+  local by_design=$((1000 + 100 * 8 + 4 * (100 + 20 * 8)))
+  [ "$POOLED_UPSTREAM_MAX" -ge "$by_design" ] || POOLED_UPSTREAM_MAX=$by_design
   echo "# pooled: server side: $arrived attacker requests, $sent sent to the app (bound $POOLED_UPSTREAM_MAX); $throttled resets throttled, $cut cut"
   check "pooled: the server side throttled the shared connections" more_than "$throttled" 0
   check "pooled: and logged it" grep -qs '"event":"throttled".*"reason":"premature stream resets' "$WORK/s_pooled.out"
@@ -383,7 +388,7 @@ if runs ce_pooled; then
   pair cep
   log0=$(log_bytes c_cep s_cep)
   attack_start cep "$CEP_SECS" data-after-es --conns 4 --path "/slow?ms=500" --port "$OUT"
-  check "cep: the attack is under way" wait_for 5 cep_started
+  check "cep: the attack is under way" wait_for "$CEP_SECS" cep_started
   good_start cep_a --seconds "$CEP_SECS" --timeout 3 --path "/slow?ms=100"
   GOOD_A=$GOOD_PID
   good_start cep_b --seconds "$CEP_SECS" --timeout 3 --path "/slow?ms=100"
