@@ -1029,9 +1029,12 @@ void wisp_h1_accept(wisp_listener *l, wisp_target *dst, int fd, const char *peer
   ev_init(&h->head_timer, on_head_timeout);
   h->head_timer.data = h;
   ev_io_start(h->loop, &h->srio);
-  /* The listener's HTTP/2 path takes the other end as an h2c caller. */
-  wisp_connlimit_slot none = {0};
-  wisp_conn_accept_h2c(l, dst, sp[0], peer, &none, accepted, true);
+  /* The listener's HTTP/2 path takes the other end as an h2c caller. It
+   * gets the caller's key but no place of its own (ours is the place):
+   * with an empty key every HTTP/1 caller shared one --max-resets budget,
+   * so one resetter got the HTTP/1 callers of every address refused. */
+  wisp_connlimit_slot who = {.key = h->slot.key};
+  wisp_conn_accept_h2c(l, dst, sp[0], peer, &who, accepted, true);
   pump(h);
 }
 

@@ -6,7 +6,11 @@ h1_attack.py pipeline PORT N PATH END [WAIT]
     (default 0) and ENDs the connection: "close" (close(), a FIN), "rst"
     (SO_LINGER 0: a reset) or "half" (shutdown(SHUT_WR), then reads the
     answers to the end). Prints "sent=N answers=M" (M: status lines read
-    before the end)."""
+    before the end).
+h1_attack.py midbody PORT SECONDS STOPFILE
+    Resets: a loop of new connections, each a POST that closes mid-body
+    (a premature reset upstream), until STOPFILE exists or SECONDS pass.
+    Prints "sent=N"."""
 import socket
 import struct
 import sys
@@ -101,6 +105,21 @@ def flood(port, conns, n):
     print("answers=%d" % sum(counts))
 
 
+def midbody(port, seconds, stopfile):
+    import os
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end and not os.path.exists(stopfile):
+        s = connect(port)
+        s.sendall(b"POST /slow?ms=300 HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789")
+        time.sleep(0.01)
+        s.shutdown(socket.SHUT_WR)
+        count_answers(s, time.monotonic() + 2)
+        s.close()
+        n += 1
+    print("sent=%d" % n, flush=True)
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "pipeline":
@@ -110,6 +129,8 @@ def main():
         flood(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     elif cmd == "hold":
         hold(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], float(sys.argv[6]), sys.argv[7])
+    elif cmd == "midbody":
+        midbody(int(sys.argv[2]), float(sys.argv[3]), sys.argv[4])
     else:
         sys.exit("unknown command " + cmd)
 

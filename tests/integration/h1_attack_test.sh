@@ -200,6 +200,34 @@ expect_match "the open file limit it wants counts 3 per --max-connections on an 
   'open file limit \(200\) is below what --max-connections 100 on 1 listener\(s\) may need \(364\)' "$(cat "$WORK/fd200.err")"
 stop_proxy fd200
 
+# --- one HTTP/1 resetter's --max-resets budget is its own address's ---
+# Each HTTP/1 caller's requests go through the gateway's HTTP/2 side, which
+# had no source key: every HTTP/1 caller, whatever its address, shared one
+# budget, and one resetter on 127.0.0.1 got the HTTP/1.1 callers of
+# 127.0.0.2 refused (7 of 20 served).
+CADMR=$(free_port)
+OUTR=$(free_port)
+start_proxy clientr --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" \
+  --admin "127.0.0.1:$CADMR" --max-resets 20 --queue-timeout 2 \
+  --route "127.0.0.1:$OUTR=127.0.0.1:$IN_PORT,id=$TD/ns/shop/sa/orders"
+wait_port "$OUTR"
+"${ATTACK[@]}" midbody "$OUTR" 30 "$WORK/midbody.stop" >"$WORK/midbody.out" &
+MID_PID=$!
+spent() { at_least 25 metric "$CADMR" 'wisp_premature_resets_total{by="peer"}'; }
+check "an HTTP/1 caller closing its POSTs mid-body spends its --max-resets 20" wait_for 20 spent
+CURLS=()
+for i in $(seq 1 20); do
+  curl -s --http1.1 --interface 127.0.0.2 --max-time 10 -o /dev/null -w '%{http_code}\n' \
+    "http://127.0.0.1:$OUTR/slow?ms=300" >>"$WORK/other.codes" &
+  CURLS+=($!)
+done
+wait "${CURLS[@]}"
+expect_eq "... 20 HTTP/1.1 callers from another address beside it all get 200 (7 of 20 before)" \
+  20 "$(grep -c '^200$' "$WORK/other.codes")"
+touch "$WORK/midbody.stop"
+wait "$MID_PID"
+stop_proxy clientr
+
 stop_proxy client
 stop_proxy server
 finish
