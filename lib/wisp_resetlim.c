@@ -140,14 +140,15 @@ uint32_t wisp_resetlim_untrusted(const wisp_resetlim_caller *c) { return c->untr
 
 double wisp_resetlim_probe_wait(const wisp_resetlim_caller *c, double now, double probe_interval) {
   if (c->untrusted_at < 0) return 0;
-  double wait = c->untrusted_at + probe_interval - now;
+  double gap = c->untrusted && probe_interval < WISP_RESETLIM_PROBE_HOLD ? WISP_RESETLIM_PROBE_HOLD : probe_interval;
+  double wait = c->untrusted_at + gap - now;
   return wait > 0 ? wait : 0;
 }
 
 uint32_t wisp_resetlim_room(const wisp_resetlim_caller *c, double now, double probe_interval) {
   uint32_t left = wisp_resetlim_left(c, now);
   if (left == UINT32_MAX) return left;
-  if (left == 0) return c->untrusted == 0 && wisp_resetlim_probe_wait(c, now, probe_interval) == 0;
+  if (left == 0) return wisp_resetlim_probe_wait(c, now, probe_interval) == 0;
   return left > c->untrusted ? left - c->untrusted : 0;
 }
 

@@ -41,6 +41,17 @@
 
 #include "lib/wisp_connlimit.h"
 
+/* A spent caller's probe that has been upstream this long no longer keeps
+ * the next one back. The count is per address: one long request of a
+ * resetter held its address's only probe, and the new connections of every
+ * good caller sharing that address (all local callers of a sidecar) waited
+ * out --queue-timeout behind it. Freeing the probe after a bound rather
+ * than counting probes per connection keeps the bound per address: a
+ * resetter that reconnects still gets at most one probe per interval while
+ * its probes end (each reset spends more), and one per second while they
+ * are held, whatever its number of connections. */
+#define WISP_RESETLIM_PROBE_HOLD 1.0
+
 /* Records kept for callers with no connection (about 100 bytes each). */
 #define WISP_RESETLIM_IDLE_MAX 4096
 
@@ -87,10 +98,12 @@ void wisp_resetlim_untrusted_add(wisp_resetlim_caller *c, int delta, double now)
 uint32_t wisp_resetlim_untrusted(const wisp_resetlim_caller *c);
 /* How many more such streams the caller may start at |now|: its whole
  * tokens less those it holds (UINT32_MAX while most of its recent streams
- * ended complete). With no tokens, one probe: 1 when it holds none and
- * started none within |probe_interval| seconds, else 0. */
+ * ended complete). With no tokens, one probe: 1 when it started none
+ * within |probe_interval| seconds and holds none, or none it started
+ * within WISP_RESETLIM_PROBE_HOLD seconds; else 0. */
 uint32_t wisp_resetlim_room(const wisp_resetlim_caller *c, double now, double probe_interval);
-/* Seconds until a probe is allowed by time (0: now). */
+/* Seconds until a probe is allowed by time (0: now): |probe_interval|
+ * after the last start, or WISP_RESETLIM_PROBE_HOLD while it holds any. */
 double wisp_resetlim_probe_wait(const wisp_resetlim_caller *c, double now, double probe_interval);
 
 /* Upstream streams held by all the caller's connections (wisp-proxy's

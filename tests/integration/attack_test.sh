@@ -8,7 +8,7 @@
 # tests/attack/attack.py (raw frames), the good client good_client.py
 # (python3-h2). Each attack is at most 15 s.
 #
-# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets young_pool shared_source svid_resets svid_conns conn_errors ce_pooled held_streams
+# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets young_pool shared_source svid_resets svid_conns probe_hold conn_errors ce_pooled held_streams
 # zero_window header_hold fairness idle_connections fd_exhaustion guards"
 # picks some (default: all).
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
@@ -315,6 +315,33 @@ if runs svid_conns; then
   else not_ok "svc: the SVID holder's requests served at most $((100 * 13)) (100 at a time)" "$served"; fi
   LOG_MAX=$((8 * 1024 * 1024)) after_attack svc $((64 * 1024)) "$log0"
   end_pair svc
+fi
+
+# --- a spent address's long probe does not hold its other callers back ---
+# Once an address has spent --max-resets, its untrusted connections
+# together send one request upstream at a time (a probe). One long request
+# of the resetter held that probe, and every new connection from its
+# address (all local callers of a sidecar) waited out --queue-timeout: 503.
+# A probe upstream for WISP_RESETLIM_PROBE_HOLD (1 s) keeps no other back.
+ph_spent() { more_than "$(metric "$ADM_C" 'wisp_reset_limited_total{action="cut"}')" 0; }
+ph_held() { more_than "$(metric "$ADM_C" wisp_upstream_requests_total)" "$1"; }
+if runs probe_hold; then
+  S_ONLY=(--max-resets 1000000) # the client side's budget is tested, not the server side's
+  pair ph --max-resets 20 --queue-timeout 2
+  S_ONLY=()
+  attack_start ph 2 slow-reset --port "$OUT" --path "/slow?ms=500"
+  check "ph: the resetter spends its address's --max-resets (cut)" wait_for 10 ph_spent
+  attack_wait ph
+  up=$(metric "$ADM_C" wisp_upstream_requests_total)
+  attack_start ph_hold 10 hold --port "$OUT" --conns 1 --streams 1 --path "/slow?ms=9000"
+  check "ph: one long request of it goes upstream (the probe)" wait_for 10 ph_held "$up"
+  codes=$(for i in 1 2 3 4 5; do
+    curl -s --http2-prior-knowledge --max-time 6 -o /dev/null -w '%{http_code} ' "http://127.0.0.1:$OUT/fresh$i"
+  done)
+  expect_eq "ph: 5 new h2c callers from its address while the probe is held all get 200 (503 before)" \
+    "200 200 200 200 200 " "$codes"
+  attack_wait ph_hold
+  end_pair ph
 fi
 
 # --- connection errors: DATA after END_STREAM ends each connection ---

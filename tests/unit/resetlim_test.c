@@ -180,7 +180,8 @@ static void test_shared_is_per_source(void **state) {
 
 /* Upstream streams of untrusted connections are counted per source, over
  * its connections, never below 0; with no budget left, one probe at a
- * time, at most one per probe interval. */
+ * time, at most one per probe interval, and a probe held longer than
+ * WISP_RESETLIM_PROBE_HOLD no longer counts as the one. */
 static void test_untrusted_room(void **state) {
   (void)state;
   wisp_resetlim *rl = wisp_resetlim_new(10, 10);
@@ -205,8 +206,15 @@ static void test_untrusted_room(void **state) {
   assert_int_equal(1, wisp_resetlim_room(a, 0.05, 0.05)); /* a probe */
   wisp_resetlim_untrusted_add(a, 1, 0.05);
   assert_int_equal(0, wisp_resetlim_room(b, 0.2, 0.05)); /* one at a time */
+  /* a probe held long keeps no other connection of its address waiting */
+  assert_int_equal(0, wisp_resetlim_room(b, 0.05 + WISP_RESETLIM_PROBE_HOLD - 0.01, 0.05));
+  assert_true(wisp_resetlim_probe_wait(b, 0.2, 0.05) > WISP_RESETLIM_PROBE_HOLD - 0.2);
+  assert_int_equal(1, wisp_resetlim_room(b, 0.05 + WISP_RESETLIM_PROBE_HOLD, 0.05));
+  wisp_resetlim_untrusted_add(b, 1, 0.05 + WISP_RESETLIM_PROBE_HOLD);
+  assert_int_equal(0, wisp_resetlim_room(a, 0.1 + WISP_RESETLIM_PROBE_HOLD, 0.05)); /* the next after another */
+  wisp_resetlim_untrusted_add(b, -1, 0.2 + WISP_RESETLIM_PROBE_HOLD);
   wisp_resetlim_untrusted_add(a, -1, 0.2);
-  assert_int_equal(1, wisp_resetlim_room(b, 0.2, 0.05));
+  assert_int_equal(1, wisp_resetlim_room(b, 0.2 + WISP_RESETLIM_PROBE_HOLD, 0.05));
   wisp_resetlim_release(a, 1);
   wisp_resetlim_release(b, 1);
   wisp_resetlim_free(rl);
