@@ -497,11 +497,23 @@ static void log_local(h1conn *h, const h1req *r) {
   wisp_json_emit(&j);
 }
 
+/* The reason goes into a header field: a CR or LF in it (a peer's or a
+ * library's text) would end the field and start the caller's next ones,
+ * so control bytes become spaces, there and in the body alike. */
+#define H1_ERROR_REASON_MAX 512 /* a longer reason is cut there */
+static void field_safe(char *dst, size_t cap, const char *src) {
+  size_t i = 0;
+  for (; src[i] && i + 1 < cap; i++) dst[i] = (unsigned char)src[i] < 0x20 || src[i] == 0x7f ? ' ' : src[i];
+  dst[i] = '\0';
+}
+
 void wisp_h1_put_error(wisp_buf *out, int status, const char *why) {
+  char safe[H1_ERROR_REASON_MAX];
+  field_safe(safe, sizeof(safe), why);
   wisp_h1_printf(out,
                  "HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %zu\r\n"
                  "x-wisp-error: %s\r\nconnection: close\r\n\r\n%s\n",
-                 status, wisp_admin_reason_phrase(status), strlen(why) + 1, why, why);
+                 status, wisp_admin_reason_phrase(status), strlen(safe) + 1, safe, safe);
 }
 
 static void write_local(h1conn *h, h1req *r) {

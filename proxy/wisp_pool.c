@@ -215,11 +215,22 @@ void wisp_pool_dequeue(wisp_stream *s) {
 }
 
 /* The next caller in turn that may have one more upstream stream, from
- * t->waiters on; NULL if every caller waiting is at its share. */
-static wisp_conn *next_caller(wisp_target *t) {
+ * t->waiters on, and its next lane whose head goes to a kind of app
+ * connection (|full|: indexed by app_h1) that may still have a free
+ * stream; NULL if there is none. */
+static wisp_conn *next_caller(wisp_target *t, const bool full[2], wisp_lane **lane) {
   wisp_conn *c = t->waiters;
   do {
-    if (c->nupstream < wisp_conn_upstream_share(c)) return c;
+    if (c->nupstream < wisp_conn_upstream_share(c)) {
+      wisp_lane *l = c->lanes;
+      do {
+        if (!full[l->head->app_h1]) {
+          *lane = l;
+          return c;
+        }
+        l = l->next;
+      } while (l != c->lanes);
+    }
     c = c->rr_next;
   } while (c != t->waiters);
   return NULL;
@@ -249,19 +260,26 @@ static void arm_probe_timer(wisp_target *t) {
  * its share (--max-upstream-per-caller) waits for one of its own to end:
  * one connection cannot take every stream of the pool. */
 static void pump_target(wisp_target *t) {
+  /* HTTP/1.1 and h2c app connections are pooled apart (--app-protocol
+   * auto): the head waiter finding its kind busy does not hold back a
+   * request for the other kind (it did: a full HTTP/1.1 pool kept h2c
+   * requests waiting while h2c streams were free). */
+  bool full[2] = {false, false};
   while (t->waiters) {
-    wisp_conn *caller = next_caller(t);
+    wisp_lane *lane = NULL;
+    wisp_conn *caller = next_caller(t, full, &lane);
     if (!caller) {
       arm_probe_timer(t);
       return;
     }
-    t->waiters = caller;
-    wisp_lane *lane = caller->lanes;
     wisp_stream *s = lane->head;
     wisp_conn *up = NULL;
     char err[WISP_TLS_REASON_MAX];
     wisp_err rc = free_slot(t, s->app_h1, &up, err, sizeof(err));
-    if (rc == WISP_ERR_AGAIN) return;
+    if (rc == WISP_ERR_AGAIN) {
+      full[s->app_h1] = true; /* it keeps its turn */
+      continue;
+    }
     t->waiters = caller->rr_next; /* the next caller's turn */
     caller->lanes = lane->next;   /* and within this one, the next lane's */
     wisp_pool_dequeue(s);

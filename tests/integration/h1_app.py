@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
 """An HTTP/1.1 app for h1_test, on Python's http.server (keep-alive,
-HTTP/1.1 framing by the standard library): h1_app.py PORT
+HTTP/1.1 framing by the standard library): h1_app.py PORT [H2C_PORT]
+
+With H2C_PORT, a connection that opens with the HTTP/2 preface is relayed
+to the h2c app there: one port for both kinds of app connection
+(--app-protocol auto).
 
   GET  /bytes?n=N   N zero bytes, chunked, written as they go
+  GET  /hold?s=S    answers 200 after S seconds
   GET  /trailers    a chunked body with a trailer field x-trailer-test: yes
   POST /sha256      "<sha256 hex> <bytes>" of the body (Content-Length or chunked,
                     read as it arrives); x-request-chunked: yes|no
@@ -15,7 +20,10 @@ HTTP/1.1 framing by the standard library): h1_app.py PORT
 """
 import hashlib
 import json
+import socket
 import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -106,6 +114,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.headers.get("Upgrade", "").lower() == "echo":
             self.echo_after(101, [("Upgrade", "echo"), ("Connection", "Upgrade")])
+        elif self.path.startswith("/hold?s="):
+            time.sleep(float(self.path.split("=", 1)[1]))
+            self.send_text(200, "held", [])
         elif self.path.startswith("/bytes?n="):
             n = int(self.path.split("=", 1)[1])
             zeros = b"\0" * 65536
@@ -135,5 +146,36 @@ class Handler(BaseHTTPRequestHandler):
             self.describe()
 
 
-ThreadingHTTPServer.daemon_threads = True
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def relay(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    h2c_port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+
+    def finish_request(self, request, client_address):
+        if self.h2c_port and request.recv(len(PREFACE), socket.MSG_PEEK | socket.MSG_WAITALL) == PREFACE:
+            up = socket.create_connection(("127.0.0.1", self.h2c_port))
+            threading.Thread(target=relay, args=(up, request), daemon=True).start()
+            relay(request, up)
+            return
+        super().finish_request(request, client_address)
+
+
+Server(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()

@@ -475,6 +475,41 @@ stop_proxy clienth
 
 stop_proxy client3
 stop_proxy server2
+# --- a full HTTP/1.1 app pool does not hold back h2c requests ---
+# --app-protocol auto pools HTTP/1.1 and h2c app connections apart. With
+# the HTTP/1.1 pool full and HTTP/1.1 requests waiting, an h2c request
+# behind them in the queue waited too (a free h2c stream unused) and got
+# 503 at --queue-timeout.
+APP7=$(free_port)
+IN7=$(free_port)
+OUT7=$(free_port)
+start_bg "$WORK/app7" /usr/bin/python3 "$WISP_SRC/tests/integration/h1_app.py" "$APP7" "$APP_PORT"
+wait_port "$APP7"
+ADM7=$(free_port)
+start_proxy server7 --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" --admin "127.0.0.1:$ADM7" \
+  --inbound "127.0.0.1:$IN7" --app "127.0.0.1:$APP7" --pool-size 1 --queue-timeout 2
+start_proxy client7 --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" --admin off \
+  --route "127.0.0.1:$OUT7=127.0.0.1:$IN7,id=$TD/ns/shop/sa/orders"
+wait_port "$IN7" && wait_port "$OUT7"
+O7=http://127.0.0.1:$OUT7
+metric7() { curl -s --max-time 5 "http://127.0.0.1:$ADM7/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+ge7() { [ "$(metric7 "$1")" -ge "$2" ] 2>/dev/null; } # ge7 METRIC N
+# 7 HTTP/1.1 callers pipelining 16 requests of 5 s each: the gateway's 100
+# streams (its SETTINGS) are the whole HTTP/1.1 pool; the other 12 wait.
+/usr/bin/python3 "$WISP_SRC/tests/integration/h1_attack.py" hold "$OUT7" 7 16 "/hold?s=5" 20 "$WORK/h7.stop" \
+  >"$WORK/h7.out" &
+H7=$!
+check "112 HTTP/1.1 requests of 5 s: 100 hold the one HTTP/1.1 app connection (--pool-size 1)" \
+  wait_for 10 ge7 wisp_upstream_requests_total 100
+check "... the others wait in the queue" wait_for 10 ge7 wisp_requests_queued 1
+code=$(h1 --http2-prior-knowledge -o /dev/null -w '%{http_code}' "$O7/h2c-beside")
+expect_eq "an h2c request behind them in the queue is served on a free h2c stream (503 at --queue-timeout before)" \
+  200 "$code"
+touch "$WORK/h7.stop"
+wait "$H7"
+stop_proxy client7
+stop_proxy server7
+
 stop_proxy client1
 stop_proxy server1
 stop_proxy client
