@@ -214,6 +214,18 @@ static wisp_err target_of(h1conn *h, const wisp_h1_head *hd, wisp_hdrs *out, con
     host = h->authority;
     host_len = strlen(h->authority);
   }
+  /* What the h2c side's nghttp2 would reset as a protocol error is refused
+   * here: the reset was counted against the caller's --max-resets budget
+   * (a GET * flood spent it at 2,000 a second, one tiny connection each). */
+  if (path_len == 1 && path[0] == '*' && strcmp(hd->method, "OPTIONS") != 0) {
+    *why = "the asterisk-form request-target (*) is for OPTIONS only";
+    return WISP_ERR_PROTO;
+  }
+  if (!nghttp2_check_method((const uint8_t *)hd->method, strlen(hd->method)) ||
+      !nghttp2_check_authority((const uint8_t *)host, host_len) || !nghttp2_check_path((const uint8_t *)path, path_len)) {
+    *why = "a method, host or path HTTP/2 does not allow";
+    return WISP_ERR_PROTO;
+  }
   WISP_GUARD(add_pseudo(out, ":method", hd->method, strlen(hd->method)));
   WISP_GUARD(add_pseudo(out, ":scheme", "http", 4));
   WISP_GUARD(add_pseudo(out, ":authority", host, host_len));
@@ -235,6 +247,12 @@ static void open_stream(h1conn *h, h1req *r, const wisp_h1_head *hd) {
     bool expect = f->name_len == 6 && memcmp(f->name, "expect", 6) == 0;
     if (wisp_h1_hop_by_hop(hd, f) || (expect && !r->expect_continue)) continue;
     if (f->name_len == strlen(WISP_PROTO_HEADER) && memcmp(f->name, WISP_PROTO_HEADER, f->name_len) == 0) continue;
+    if (!nghttp2_check_header_name((const uint8_t *)f->name, f->name_len) ||
+        !nghttp2_check_header_value_rfc9113((const uint8_t *)f->value, f->value_len)) {
+      why = "a header field HTTP/2 does not allow";
+      rc = WISP_ERR_PROTO;
+      break;
+    }
     rc = wisp_hdrs_add(&req, (const uint8_t *)f->name, f->name_len, (const uint8_t *)f->value, f->value_len);
   }
   if (rc != WISP_OK) {

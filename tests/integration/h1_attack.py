@@ -120,6 +120,34 @@ def midbody(port, seconds, stopfile):
     print("sent=%d" % n, flush=True)
 
 
+def star(port, threads, seconds):
+    import threading
+    seen = {}
+    conns = [0]
+
+    def one():
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                s = connect(port)
+                s.sendall(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n")
+                got = s.recv(256)
+                s.close()
+            except OSError:
+                time.sleep(0.01)
+                continue
+            conns[0] += 1
+            code = got[9:12].decode(errors="replace") or "none"
+            seen[code] = seen.get(code, 0) + 1
+
+    ts = [threading.Thread(target=one) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    print("conns=%d %s" % (conns[0], " ".join("%s=%d" % kv for kv in sorted(seen.items()))))
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "pipeline":
@@ -131,6 +159,8 @@ def main():
         hold(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], float(sys.argv[6]), sys.argv[7])
     elif cmd == "midbody":
         midbody(int(sys.argv[2]), float(sys.argv[3]), sys.argv[4])
+    elif cmd == "star":
+        star(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
     else:
         sys.exit("unknown command " + cmd)
 

@@ -32,6 +32,7 @@ start_proxy client --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p
 wait_port "$IN_PORT" && wait_port "$OUT_PORT" || { not_ok "pair starts"; finish; }
 OUT=http://127.0.0.1:$OUT_PORT
 RAW=(/usr/bin/python3 "$WISP_SRC/tests/integration/h1_raw.py")
+ATTACK=(/usr/bin/python3 "$WISP_SRC/tests/integration/h1_attack.py")
 h1() { curl -sS --http1.1 --max-time 20 "$@"; }
 good() { # good NAME: a well-behaved HTTP/1.1 client beside the attack gets 200
   local code
@@ -74,6 +75,30 @@ out=$("${RAW[@]}" "$OUT_PORT" 'POST /h2c-body HTTP/1.1\r\nHost: x\r\nConnection:
 expect_match "Upgrade: h2c with a body is a plain request" '^HTTP/1.1 200 OK.*"path":"/h2c-body"' "$(tr -d '\r\n' <<<"$out")"
 good "upgrade abuse"
 
+# --- requests HTTP/2 would refuse are refused at the gateway ---
+# GET * went on as an HTTP/2 request that the h2c side reset (PROTOCOL_ERROR):
+# the caller got 502 and the reset counted against its address's
+# --max-resets budget, 2,000 a second from tiny connections, and same-address
+# callers opening new connections got 85%.
+out=$("${RAW[@]}" "$OUT_PORT" 'GET * HTTP/1.1\r\nHost: x\r\n\r\n')
+expect_match "GET * (asterisk-form, not OPTIONS): 400 from the gateway saying why, then closed" \
+  '^HTTP/1.1 400 Bad Request.*x-wisp-error: the asterisk-form request-target \(\*\) is for OPTIONS only.*<closed>' \
+  "$(tr -d '\r\n' <<<"$out")"
+out=$("${RAW[@]}" "$OUT_PORT" 'OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n')
+expect_match "OPTIONS * goes on to the app and gets its answer" '^HTTP/1.1 200 OK' "$(tr -d '\r\n' <<<"$out")"
+r0=$(metric "$CADM" 'wisp_premature_resets_total{by="protocol"}')
+"${ATTACK[@]}" star "$OUT_PORT" 4 8 >"$WORK/star.out" &
+STAR_PID=$!
+goods=0
+for i in $(seq 1 10); do
+  [ "$(h1 -o /dev/null -w '%{http_code}' "$OUT/good-$i")" = 200 ] && goods=$((goods + 1))
+done
+wait "$STAR_PID"
+expect_match "a GET * flood on new connections is answered 400 each" '^conns=[0-9]+ 400=[0-9]+$' "$(cat "$WORK/star.out")"
+expect_eq "... and none counts as a premature reset of the callers' address" \
+  0 $(($(metric "$CADM" 'wisp_premature_resets_total{by="protocol"}') - r0))
+expect_eq "... a good caller beside it, a new connection per request, gets 10 of 10" 10 "$goods"
+
 # An Upgrade to an app that cannot be reached, and to a peer that cannot.
 DEAD=$(free_port)
 IN2=$(free_port)
@@ -97,7 +122,6 @@ stop_proxy server2
 # --- a caller that pipelines many requests and leaves ---
 # The gateway takes up to 16 requests at a time (WISP_H1_PIPELINE). A caller
 # that sends 200 and closes must not have more reach the app after it left.
-ATTACK=(/usr/bin/python3 "$WISP_SRC/tests/integration/h1_attack.py")
 finished() { # finished ADMIN_PORT [CODE]: outbound requests finished (with response CODE)
   prom_sum "$(curl -s --max-time 5 "http://127.0.0.1:$1/metrics")" \
     "wisp_requests_total{direction=\"outbound\"${2:+,response_code=\"$2\"}}"
