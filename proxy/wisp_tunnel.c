@@ -22,6 +22,14 @@
 /* Reads of a refused caller's bytes per event (they are dropped): a loop
  * turn's bound, as for any other caller. */
 #define TUN_REFUSE_READS 4
+/* Once a refused caller is answered, how long it has to close and how many
+ * of its bytes are read and dropped meanwhile. It had --handshake-timeout
+ * (10 s) and no cap: a denied caller keeping its end open held its slot of
+ * --max-connections-per-source that long, and 100 denied tunnels a second
+ * kept every slot of a client sidecar's address full (other callers' tunnels
+ * got 503). A second is ample for the answer to be read before the close. */
+#define TUN_REFUSE_LINGER 1.0
+#define TUN_REFUSE_DRAIN_MAX (64 * 1024)
 
 enum { APP = 0, PEER = 1 }; /* the plaintext end and the mTLS end */
 
@@ -365,7 +373,8 @@ static void tun_close(tunnel *t, const char *reason, bool reset) {
  * the answer come a close_notify (FIN), and what the caller still sends is
  * read and dropped until it closes: closing with unread bytes would reset
  * the connection, which can destroy the answer before the caller reads it.
- * All of it within --handshake-timeout. */
+ * The first line must come within --handshake-timeout; after the answer
+ * the caller has TUN_REFUSE_LINGER and TUN_REFUSE_DRAIN_MAX bytes. */
 static void refuse_step(tunnel *t);
 
 static void on_refuse_io(struct ev_loop *loop, ev_io *w, int revents) { refuse_step(w->data); }
@@ -379,6 +388,10 @@ static void refuse_answer(tunnel *t) {
   wisp_h1_put_error(&t->e[t->ref_end].out, t->ref_status, t->ref_why);
   t->answered = true;
   wisp_buf_cleanup(&t->sniff);
+  double linger = t->px->cfg->handshake_timeout;
+  ev_timer_stop(t->px->loop, &t->timer);
+  ev_timer_set(&t->timer, linger < TUN_REFUSE_LINGER ? linger : TUN_REFUSE_LINGER, 0);
+  ev_timer_start(t->px->loop, &t->timer);
 }
 
 /* Whether the first bytes of the caller still may be an HTTP/1 request
@@ -407,6 +420,10 @@ static void refuse_step(tunnel *t) {
       break;
     }
     t->bytes[t->ref_end] += (uint64_t)n;
+    if (t->answered && t->bytes[t->ref_end] > TUN_REFUSE_DRAIN_MAX) {
+      tun_close(t, t->ref_why, false);
+      return;
+    }
     if (t->answered) continue;
     size_t room = WISP_H1_LINE_MAX - wisp_buf_len(&t->sniff);
     if (wisp_buf_append(&t->sniff, buf, (size_t)n < room ? (size_t)n : room, WISP_H1_LINE_MAX) != WISP_OK) abort();

@@ -148,6 +148,28 @@ def star(port, threads, seconds):
     print("conns=%d %s" % (conns[0], " ".join("%s=%d" % kv for kv in sorted(seen.items()))))
 
 
+def tunnels(port, n, seconds, stopfile):
+    import os
+    req = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+    socks, seen = [], {}
+    for _ in range(n):
+        try:
+            s = connect(port)
+            s.sendall(req)
+            code = s.recv(4096)[9:12].decode(errors="replace") or "none"
+        except OSError:
+            code = "err"
+        else:
+            socks.append(s)
+        seen[code] = seen.get(code, 0) + 1
+    print("opened=%d %s" % (len(socks), " ".join("%s=%d" % kv for kv in sorted(seen.items()))), flush=True)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not os.path.exists(stopfile):
+        time.sleep(0.1)
+    for s in socks:
+        s.close()
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "pipeline":
@@ -161,6 +183,8 @@ def main():
         midbody(int(sys.argv[2]), float(sys.argv[3]), sys.argv[4])
     elif cmd == "star":
         star(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
+    elif cmd == "tunnels":
+        tunnels(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
     else:
         sys.exit("unknown command " + cmd)
 

@@ -119,6 +119,55 @@ expect_match "an Upgrade to a peer sidecar that cannot be reached: 503 saying wh
 stop_proxy client2
 stop_proxy server2
 
+# --- denied tunnels do not hold the peer's per-source slots ---
+# A denied Upgrade's caller that kept its end open held its slot of the
+# peer's --max-connections-per-source for --handshake-timeout: a burst of
+# them from one client sidecar filled every slot of its address, and other
+# callers' tunnels through any sidecar of that address got 503. After the
+# 403 a refused caller now has 1 s to close (and 64 KiB to send).
+bash "$PKI" svid "$p/ca" "$p/mallory" "$TD/ns/shop/sa/mallory" >/dev/null
+cat >"$WORK/no-mallory.yaml" <<YAML
+apiVersion: wisp.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: no-mallory, namespace: shop}
+spec:
+  selector: {serviceAccount: orders}
+  action: DENY
+  rules:
+  - from: [{principals: ["$TD/ns/shop/sa/mallory"]}]
+YAML
+APPE=$(free_port)
+INE=$(free_port)
+OUTM=$(free_port)
+OUTG=$(free_port)
+start_bg "$WORK/appe" /usr/bin/python3 "$WISP_SRC/tests/integration/h1_app.py" "$APPE"
+wait_port "$APPE"
+start_proxy servere --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" --admin off \
+  --inbound "127.0.0.1:$INE" --app "127.0.0.1:$APPE" --app-protocol http1 --policy "$WORK/no-mallory.yaml" \
+  --max-connections-per-source 30 --handshake-timeout 30
+start_proxy mallory --cert "$p/mallory.crt" --key "$p/mallory.key" --bundle "$p/ca/ca.crt" --admin off \
+  --route "127.0.0.1:$OUTM=127.0.0.1:$INE,id=$TD/ns/shop/sa/orders"
+start_proxy goode --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" --admin off \
+  --route "127.0.0.1:$OUTG=127.0.0.1:$INE,id=$TD/ns/shop/sa/orders"
+wait_port "$INE" && wait_port "$OUTM" && wait_port "$OUTG"
+good_tunnel() { # an Upgrade through the good caller's sidecar: 101 from the app, its bytes echoed
+  "${RAW[@]}" "$OUTG" 'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nhello' |
+    tr -d '\r\n' | grep -q '101 Switching Protocols.*hello'
+}
+check "a good tunnel to a peer with --max-connections-per-source 30" good_tunnel
+"${ATTACK[@]}" tunnels "$OUTM" 60 40 "$WORK/tunnels.stop" >"$WORK/tunnels.out" &
+TUN_PID=$!
+wait_for 30 grep -q opened= "$WORK/tunnels.out"
+expect_match "60 denied tunnels from one sidecar, their callers keeping their ends open: 403s" '403=[0-9]+' \
+  "$(cat "$WORK/tunnels.out")"
+check "... a good tunnel through another sidecar of that address succeeds while they are held (not after --handshake-timeout 30)" \
+  wait_for 10 good_tunnel
+touch "$WORK/tunnels.stop"
+wait "$TUN_PID"
+stop_proxy goode
+stop_proxy mallory
+stop_proxy servere
+
 # --- a caller that pipelines many requests and leaves ---
 # The gateway takes up to 16 requests at a time (WISP_H1_PIPELINE). A caller
 # that sends 200 and closes must not have more reach the app after it left.
