@@ -10,7 +10,15 @@ h1_attack.py pipeline PORT N PATH END [WAIT]
 h1_attack.py midbody PORT SECONDS STOPFILE
     Resets: a loop of new connections, each a POST that closes mid-body
     (a premature reset upstream), until STOPFILE exists or SECONDS pass.
-    Prints "sent=N"."""
+    Prints "sent=N".
+h1_attack.py star PORT THREADS SECONDS
+    On THREADS threads for SECONDS, a new connection each time sends
+    "GET * HTTP/1.1" and reads the answer. Prints "conns=N" and the count of
+    each status seen ("400=N ...").
+h1_attack.py tunnels PORT N SECONDS STOPFILE
+    Opens N "Upgrade: echo" requests, one after another, reads each one's
+    status line and keeps every connection open; prints "opened=N" and the
+    count of each status, then holds them for SECONDS or until STOPFILE."""
 import socket
 import struct
 import sys
