@@ -11,7 +11,7 @@ PKGS=(
   libprotobuf-c-dev protobuf-c-compiler libyaml-dev libcmocka-dev
   curl openssl ca-certificates nghttp2-client nghttp2-server haproxy
   iproute2 iptables procps tcpdump python3 python3-yaml python3-h2
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev clang-format
   # tests/kube: rootful podman (runc, CNI, catatonit for its pause
   # container), busybox-static for the stand-in app image
   podman runc containernetworking-plugins catatonit busybox-static

@@ -13,9 +13,9 @@
 
 typedef struct {
   uint8_t *data;
-  size_t cap;   /* allocated bytes */
-  size_t rpos;  /* next byte to read */
-  size_t wpos;  /* next byte to write */
+  size_t cap;  /* allocated bytes */
+  size_t rpos; /* next byte to read */
+  size_t wpos; /* next byte to write */
 } wisp_buf;
 
 /* Bytes written and not yet read. */

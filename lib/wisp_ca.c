@@ -26,17 +26,16 @@
 #include "lib/wisp_ca_internal.h"
 #include "lib/wisp_mem.h"
 
-
 #define SERIAL_LEN 16
 
 struct wisp_ca {
   char trust_domain[WISP_SPIFFE_TD_MAX + 1];
-  X509 *cert;              /* signs SVIDs */
-  EVP_PKEY *key;           /* |cert|'s key */
-  STACK_OF(X509) *path;    /* |cert| and its issuers up to and including the root */
-  STACK_OF(X509) *chain;   /* sent after a leaf: |path| minus the root */
-  STACK_OF(X509) *roots;   /* the trust bundle */
-  int64_t not_after_cap;   /* earliest notAfter on |path| */
+  X509 *cert;             /* signs SVIDs */
+  EVP_PKEY *key;          /* |cert|'s key */
+  STACK_OF(X509) * path;  /* |cert| and its issuers up to and including the root */
+  STACK_OF(X509) * chain; /* sent after a leaf: |path| minus the root */
+  STACK_OF(X509) * roots; /* the trust bundle */
+  int64_t not_after_cap;  /* earliest notAfter on |path| */
 };
 
 /* ---- building certificates --------------------------------------------------- */
@@ -63,8 +62,7 @@ static wisp_err check_trust_domain(const char *td, char *err, size_t err_len) {
   if (wisp_spiffe_parse(&id, buf, (size_t)n, why, sizeof(why)) != WISP_OK)
     return wca_fail(err, err_len, WISP_ERR_IDENTITY, "\"%s\" is not a trust domain name: %s", td, why);
   if (id.id[id.path_off])
-    return wca_fail(err, err_len, WISP_ERR_IDENTITY,
-                "\"%s\" is not a trust domain name: it has a '/' (a path)", td);
+    return wca_fail(err, err_len, WISP_ERR_IDENTITY, "\"%s\" is not a trust domain name: it has a '/' (a path)", td);
   return WISP_OK;
 }
 
@@ -121,8 +119,7 @@ static bool add_ext_key_usage_tls(X509 *x, bool server_only) {
 
 static bool add_ski(X509 *x) {
   ASN1_OCTET_STRING *ski = key_id(x);
-  bool ok = ski &&
-            X509_add1_ext_i2d(x, NID_subject_key_identifier, ski, 0, X509V3_ADD_DEFAULT) == 1;
+  bool ok = ski && X509_add1_ext_i2d(x, NID_subject_key_identifier, ski, 0, X509V3_ADD_DEFAULT) == 1;
   ASN1_OCTET_STRING_free(ski);
   return ok;
 }
@@ -133,8 +130,7 @@ static bool add_aki(X509 *x, X509 *issuer) {
   const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(issuer);
   bool ok = akid != NULL;
   if (ok) akid->keyid = ski ? ASN1_OCTET_STRING_dup(ski) : key_id(issuer);
-  ok = ok && akid->keyid &&
-       X509_add1_ext_i2d(x, NID_authority_key_identifier, akid, 0, X509V3_ADD_DEFAULT) == 1;
+  ok = ok && akid->keyid && X509_add1_ext_i2d(x, NID_authority_key_identifier, akid, 0, X509V3_ADD_DEFAULT) == 1;
   AUTHORITY_KEYID_free(akid);
   return ok;
 }
@@ -167,11 +163,9 @@ static bool self_signed(X509 *x) {
 }
 
 /* basicConstraints CA:TRUE and, if keyUsage is present, keyCertSign. */
-static bool is_ca_cert(X509 *x) {
-  return X509_check_ca(x) == 1 && (X509_get_key_usage(x) & KU_KEY_CERT_SIGN);
-}
+static bool is_ca_cert(X509 *x) { return X509_check_ca(x) == 1 && (X509_get_key_usage(x) & KU_KEY_CERT_SIGN); }
 
-static STACK_OF(X509) *stack_dup_up_ref(const STACK_OF(X509) *in, size_t from, size_t to) {
+static STACK_OF(X509) * stack_dup_up_ref(const STACK_OF(X509) * in, size_t from, size_t to) {
   STACK_OF(X509) *out = sk_X509_new_null();
   for (size_t i = from; out && i < to; i++) {
     X509 *x = sk_X509_value(in, i);
@@ -198,8 +192,7 @@ void wisp_ca_free(wisp_ca *ca) {
 
 /* A CA from |path| (the CA cert first, the root last; borrowed) and |key|
  * (borrowed). */
-static wisp_err ca_from_path(wisp_ca **out_ca, const char *td, const STACK_OF(X509) *path,
-                             EVP_PKEY *key) {
+static wisp_err ca_from_path(wisp_ca **out_ca, const char *td, const STACK_OF(X509) * path, EVP_PKEY *key) {
   size_t n = sk_X509_num(path);
   wisp_ca *ca = wisp_calloc(1, sizeof(*ca));
   snprintf(ca->trust_domain, sizeof(ca->trust_domain), "%s", td);
@@ -215,8 +208,7 @@ static wisp_err ca_from_path(wisp_ca **out_ca, const char *td, const STACK_OF(X5
     int64_t t;
     if (wisp_ca_cert_not_after(sk_X509_value(path, i), &t) == WISP_OK)
       ca->not_after_cap = i64_min(ca->not_after_cap, t);
-    else
-      ca->not_after_cap = INT64_MIN;
+    else ca->not_after_cap = INT64_MIN;
   }
   if (!ca->path || !ca->chain || !ca->roots) {
     wisp_ca_free(ca);
@@ -226,12 +218,11 @@ static wisp_err ca_from_path(wisp_ca **out_ca, const char *td, const STACK_OF(X5
   return WISP_OK;
 }
 
-wisp_ca *wisp_ca_new_root(const char *trust_domain, int64_t ttl_seconds, char *err,
-                          size_t err_len) {
+wisp_ca *wisp_ca_new_root(const char *trust_domain, int64_t ttl_seconds, char *err, size_t err_len) {
   if (check_trust_domain(trust_domain, err, err_len) != WISP_OK) return NULL;
   if (ttl_seconds < 1 || ttl_seconds > WISP_CA_TTL_MAX) {
-    (void)wca_fail(err, err_len, WISP_ERR_USAGE, "root TTL of %lld s is out of range (1..%lld)",
-               (long long)ttl_seconds, (long long)WISP_CA_TTL_MAX);
+    (void)wca_fail(err, err_len, WISP_ERR_USAGE, "root TTL of %lld s is out of range (1..%lld)", (long long)ttl_seconds,
+                   (long long)WISP_CA_TTL_MAX);
     return NULL;
   }
   char uri[sizeof("spiffe://") + WISP_SPIFFE_TD_MAX + 1];
@@ -247,10 +238,9 @@ wisp_ca *wisp_ca_new_root(const char *trust_domain, int64_t ttl_seconds, char *e
   STACK_OF(X509) *path = sk_X509_new_null();
   wisp_ca *ca = NULL;
   bool ok = x && name && path && wisp_ca_key_new_p256(&key) == WISP_OK;
-  ok = ok && X509_set_version(x, X509_VERSION_3) && set_random_serial(x) &&
-       X509_set_subject_name(x, name) && X509_set_issuer_name(x, name) &&
-       set_validity(x, now - WISP_CA_BACKDATE_SEC, now + ttl_seconds) && X509_set_pubkey(x, key) &&
-       add_basic_constraints(x, true) && add_key_usage(x, kRootKeyUsage) && add_ski(x) &&
+  ok = ok && X509_set_version(x, X509_VERSION_3) && set_random_serial(x) && X509_set_subject_name(x, name) &&
+       X509_set_issuer_name(x, name) && set_validity(x, now - WISP_CA_BACKDATE_SEC, now + ttl_seconds) &&
+       X509_set_pubkey(x, key) && add_basic_constraints(x, true) && add_key_usage(x, kRootKeyUsage) && add_ski(x) &&
        add_san(x, GEN_URI, uri) && X509_sign(x, key, EVP_sha256()) && sk_X509_push(path, x);
   if (ok) {
     X509_up_ref(x); /* |path| holds one reference, the X509_free below drops ours */
@@ -265,36 +255,32 @@ wisp_ca *wisp_ca_new_root(const char *trust_domain, int64_t ttl_seconds, char *e
 }
 
 /* The checks of wisp_ca_load_pem on the parsed certificates and key. */
-static wisp_err check_ca_path(STACK_OF(X509) *certs, EVP_PKEY *key, char *err, size_t err_len) {
+static wisp_err check_ca_path(STACK_OF(X509) * certs, EVP_PKEY *key, char *err, size_t err_len) {
   size_t n = sk_X509_num(certs);
   char who[WISP_SPIFFE_MAX + 16], when[64];
   WISP_GUARD(wisp_ca_key_check_policy(key, err, err_len));
   if (!X509_check_private_key(sk_X509_value(certs, 0), key))
-    return wca_fail(err, err_len, WISP_ERR_USAGE,
-                "CA key does not match the CA certificate (the first in the file)");
+    return wca_fail(err, err_len, WISP_ERR_USAGE, "CA key does not match the CA certificate (the first in the file)");
   int64_t now = (int64_t)time(NULL);
   for (size_t i = 0; i < n; i++) {
     X509 *x = sk_X509_value(certs, i);
     wisp_spiffe_describe_cert(x, who, sizeof(who));
     if (!is_ca_cert(x))
       return wca_fail(err, err_len, WISP_ERR_USAGE,
-                  "certificate %zu (%s) is not a CA (needs basicConstraints CA:TRUE and, with "
-                  "keyUsage, keyCertSign)",
-                  i + 1, who);
+                      "certificate %zu (%s) is not a CA (needs basicConstraints CA:TRUE and, with "
+                      "keyUsage, keyCertSign)",
+                      i + 1, who);
     int64_t nb, na;
     if (wca_asn1_time_unix(X509_get0_notBefore(x), &nb) != WISP_OK ||
         wca_asn1_time_unix(X509_get0_notAfter(x), &na) != WISP_OK)
-      return wca_fail(err, err_len, WISP_ERR_PARSE, "certificate %zu (%s) has unreadable validity",
-                  i + 1, who);
+      return wca_fail(err, err_len, WISP_ERR_PARSE, "certificate %zu (%s) has unreadable validity", i + 1, who);
     if (now >= na) {
       fmt_time(na, when, sizeof(when));
-      return wca_fail(err, err_len, WISP_ERR_VERIFY, "certificate %zu (%s) expired at %s", i + 1, who,
-                  when);
+      return wca_fail(err, err_len, WISP_ERR_VERIFY, "certificate %zu (%s) expired at %s", i + 1, who, when);
     }
     if (now < nb) {
       fmt_time(nb, when, sizeof(when));
-      return wca_fail(err, err_len, WISP_ERR_VERIFY, "certificate %zu (%s) is not valid before %s",
-                  i + 1, who, when);
+      return wca_fail(err, err_len, WISP_ERR_VERIFY, "certificate %zu (%s) is not valid before %s", i + 1, who, when);
     }
     if (i + 1 < n) {
       X509 *issuer = sk_X509_value(certs, i + 1);
@@ -303,14 +289,14 @@ static wisp_err check_ca_path(STACK_OF(X509) *certs, EVP_PKEY *key, char *err, s
       EVP_PKEY_free(ik);
       if (!linked)
         return wca_fail(err, err_len, WISP_ERR_VERIFY,
-                    "certificate %zu (%s) is not issued by certificate %zu: put the CA "
-                    "certificate first, then each issuer up to the root",
-                    i + 1, who, i + 2);
+                        "certificate %zu (%s) is not issued by certificate %zu: put the CA "
+                        "certificate first, then each issuer up to the root",
+                        i + 1, who, i + 2);
     } else if (!self_signed(x)) {
       return wca_fail(err, err_len, WISP_ERR_VERIFY,
-                  "the last certificate (%s) is not a self-signed root: append the chain up to "
-                  "the root",
-                  who);
+                      "the last certificate (%s) is not a self-signed root: append the chain up to "
+                      "the root",
+                      who);
     }
   }
   /* RFC 5280 path validation as a backstop (path lengths, constraints). */
@@ -324,7 +310,7 @@ static wisp_err check_ca_path(STACK_OF(X509) *certs, EVP_PKEY *key, char *err, s
   } else if (X509_verify_cert(ctx) != 1) {
     int e = X509_STORE_CTX_get_error(ctx);
     rc = wca_fail(err, err_len, WISP_ERR_VERIFY, "CA chain does not verify at depth %d: %s",
-              X509_STORE_CTX_get_error_depth(ctx), X509_verify_cert_error_string(e));
+                  X509_STORE_CTX_get_error_depth(ctx), X509_verify_cert_error_string(e));
   }
   sk_X509_pop_free(untrusted, X509_free);
   X509_STORE_CTX_free(ctx);
@@ -332,9 +318,8 @@ static wisp_err check_ca_path(STACK_OF(X509) *certs, EVP_PKEY *key, char *err, s
   return rc;
 }
 
-wisp_err wisp_ca_load_pem(wisp_ca **out_ca, const char *trust_domain, const char *cert_pem,
-                          size_t cert_len, const char *key_pem, size_t key_len, char *err,
-                          size_t err_len) {
+wisp_err wisp_ca_load_pem(wisp_ca **out_ca, const char *trust_domain, const char *cert_pem, size_t cert_len,
+                          const char *key_pem, size_t key_len, char *err, size_t err_len) {
   STACK_OF(X509) *certs = NULL;
   EVP_PKEY *key = NULL;
   char why[512];
@@ -352,12 +337,11 @@ wisp_err wisp_ca_load_pem(wisp_ca **out_ca, const char *trust_domain, const char
   bool has_id = wisp_spiffe_from_cert(&ca_id, sk_X509_value(certs, 0), NULL, 0) == WISP_OK;
   const char *td = trust_domain ? trust_domain : (has_id ? ca_id.trust_domain : NULL);
   if (rc == WISP_OK && !td)
-    rc = wca_fail(err, err_len, WISP_ERR_IDENTITY,
-              "CA certificate has no spiffe:// URI SAN: give the trust domain");
+    rc = wca_fail(err, err_len, WISP_ERR_IDENTITY, "CA certificate has no spiffe:// URI SAN: give the trust domain");
   if (rc == WISP_OK) rc = check_trust_domain(td, err, err_len);
   if (rc == WISP_OK && has_id && strcmp(td, ca_id.trust_domain) != 0)
-    rc = wca_fail(err, err_len, WISP_ERR_IDENTITY,
-              "CA certificate is for trust domain %s, not %s", ca_id.trust_domain, td);
+    rc = wca_fail(err, err_len, WISP_ERR_IDENTITY, "CA certificate is for trust domain %s, not %s", ca_id.trust_domain,
+                  td);
   if (rc == WISP_OK) {
     rc = ca_from_path(out_ca, td, certs, key);
     if (rc != WISP_OK) rc = wca_fail(err, err_len, rc, "out of memory");
@@ -368,8 +352,7 @@ wisp_err wisp_ca_load_pem(wisp_ca **out_ca, const char *trust_domain, const char
 }
 
 /* Appends the file at |path| to |*buf| (|*len| bytes so far). */
-static wisp_err read_append(char **buf, size_t *len, const char *path, char *err,
-                            size_t err_len) {
+static wisp_err read_append(char **buf, size_t *len, const char *path, char *err, size_t err_len) {
   FILE *f = fopen(path, "rb");
   if (!f) return wca_fail(err, err_len, WISP_ERR_IO, "%s: %s", path, strerror(errno));
   wisp_err rc = WISP_OK;
@@ -390,9 +373,8 @@ static wisp_err read_append(char **buf, size_t *len, const char *path, char *err
   return rc;
 }
 
-wisp_err wisp_ca_load_files(wisp_ca **out_ca, const char *trust_domain, const char *cert_path,
-                            const char *chain_path, const char *key_path, char *err,
-                            size_t err_len) {
+wisp_err wisp_ca_load_files(wisp_ca **out_ca, const char *trust_domain, const char *cert_path, const char *chain_path,
+                            const char *key_path, char *err, size_t err_len) {
   char *certs = NULL, *key = NULL;
   size_t certs_len = 0, key_len = 0;
   wisp_err rc = read_append(&certs, &certs_len, cert_path, err, err_len);
@@ -406,11 +388,11 @@ wisp_err wisp_ca_load_files(wisp_ca **out_ca, const char *trust_domain, const ch
   if (rc == WISP_OK) rc = read_append(&key, &key_len, key_path, err, err_len);
   if (rc == WISP_OK) {
     char why[768];
-    rc = wisp_ca_load_pem(out_ca, trust_domain, certs ? certs : "", certs_len, key ? key : "",
-                          key_len, why, sizeof(why));
+    rc = wisp_ca_load_pem(out_ca, trust_domain, certs ? certs : "", certs_len, key ? key : "", key_len, why,
+                          sizeof(why));
     if (rc != WISP_OK)
-      (void)wca_fail(err, err_len, rc, "%s%s%s: %s", cert_path, chain_path ? " + " : "",
-                 chain_path ? chain_path : "", why);
+      (void)wca_fail(err, err_len, rc, "%s%s%s: %s", cert_path, chain_path ? " + " : "", chain_path ? chain_path : "",
+                     why);
   }
   if (key) OPENSSL_cleanse(key, key_len);
   free(key);
@@ -418,8 +400,8 @@ wisp_err wisp_ca_load_files(wisp_ca **out_ca, const char *trust_domain, const ch
   return rc;
 }
 
-wisp_err wisp_ca_save_pem(const wisp_ca *ca, char **out_cert_pem, size_t *out_cert_len,
-                          char **out_key_pem, size_t *out_key_len) {
+wisp_err wisp_ca_save_pem(const wisp_ca *ca, char **out_cert_pem, size_t *out_cert_len, char **out_key_pem,
+                          size_t *out_key_len) {
   char *cert_pem, *key_pem;
   size_t cert_len, key_len;
   WISP_GUARD(wisp_ca_certs_to_pem(&cert_pem, &cert_len, ca->path));
@@ -439,9 +421,9 @@ const char *wisp_ca_get0_trust_domain(const wisp_ca *ca) { return ca->trust_doma
 
 X509 *wisp_ca_get0_cert(const wisp_ca *ca) { return ca->cert; }
 
-STACK_OF(X509) *wisp_ca_get0_chain(const wisp_ca *ca) { return ca->chain; }
+STACK_OF(X509) * wisp_ca_get0_chain(const wisp_ca *ca) { return ca->chain; }
 
-STACK_OF(X509) *wisp_ca_get0_roots(const wisp_ca *ca) { return ca->roots; }
+STACK_OF(X509) * wisp_ca_get0_roots(const wisp_ca *ca) { return ca->roots; }
 
 wisp_err wisp_ca_add1_root(wisp_ca *ca, X509 *root, char *err, size_t err_len) {
   char who[WISP_SPIFFE_MAX + 16];
@@ -451,8 +433,7 @@ wisp_err wisp_ca_add1_root(wisp_ca *ca, X509 *root, char *err, size_t err_len) {
   for (size_t i = 0; i < sk_X509_num(ca->roots); i++)
     if (X509_cmp(sk_X509_value(ca->roots, i), root) == 0) return WISP_OK;
   if (sk_X509_num(ca->roots) >= WISP_CA_CERTS_MAX)
-    return wca_fail(err, err_len, WISP_ERR_TOO_BIG, "trust bundle already holds %d roots",
-                WISP_CA_CERTS_MAX);
+    return wca_fail(err, err_len, WISP_ERR_TOO_BIG, "trust bundle already holds %d roots", WISP_CA_CERTS_MAX);
   if (!sk_X509_push(ca->roots, root)) return wca_fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
   X509_up_ref(root);
   return WISP_OK;
@@ -464,17 +445,17 @@ typedef struct {
   int san_type;
   const char *san;
   bool server_only;
-  const char *origin;     /* the subject's OU, NULL: none */
-  int64_t not_after_max;  /* 0: none */
+  const char *origin;    /* the subject's OU, NULL: none */
+  int64_t not_after_max; /* 0: none */
 } leaf_spec;
 
 /* A leaf for |pubkey| as |spec| says, valid for |ttl_seconds| within the
  * CA's own life. */
-static wisp_err issue_leaf(wisp_ca *ca, X509 **out_cert, EVP_PKEY *pubkey, const leaf_spec *spec,
-                           int64_t ttl_seconds, char *err, size_t err_len) {
+static wisp_err issue_leaf(wisp_ca *ca, X509 **out_cert, EVP_PKEY *pubkey, const leaf_spec *spec, int64_t ttl_seconds,
+                           char *err, size_t err_len) {
   if (ttl_seconds < 1 || ttl_seconds > WISP_CA_TTL_MAX)
     return wca_fail(err, err_len, WISP_ERR_USAGE, "SVID TTL of %lld s is out of range (1..%lld)",
-                (long long)ttl_seconds, (long long)WISP_CA_TTL_MAX);
+                    (long long)ttl_seconds, (long long)WISP_CA_TTL_MAX);
   WISP_GUARD(wisp_ca_key_check_policy(pubkey, err, err_len));
   int64_t now = (int64_t)time(NULL);
   if (now >= ca->not_after_cap) {
@@ -493,14 +474,13 @@ static wisp_err issue_leaf(wisp_ca *ca, X509 **out_cert, EVP_PKEY *pubkey, const
   /* O=wisp, OU=<origin>, CN=...: the OU after O. */
   bool ok = x && name &&
             (!spec->origin || X509_NAME_add_entry_by_NID(name, NID_organizationalUnitName, MBSTRING_UTF8,
-                                                          (const uint8_t *)spec->origin, -1, 1, 0)) &&
-            X509_set_version(x, X509_VERSION_3) && set_random_serial(x) &&
-            X509_set_subject_name(x, name) &&
+                                                         (const uint8_t *)spec->origin, -1, 1, 0)) &&
+            X509_set_version(x, X509_VERSION_3) && set_random_serial(x) && X509_set_subject_name(x, name) &&
             X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) &&
-            set_validity(x, now - WISP_CA_BACKDATE_SEC, not_after) &&
-            X509_set_pubkey(x, pubkey) && add_basic_constraints(x, false) &&
-            add_key_usage(x, kLeafKeyUsage) && add_ext_key_usage_tls(x, spec->server_only) && add_ski(x) &&
-            add_aki(x, ca->cert) && add_san(x, spec->san_type, spec->san) && X509_sign(x, ca->key, EVP_sha256());
+            set_validity(x, now - WISP_CA_BACKDATE_SEC, not_after) && X509_set_pubkey(x, pubkey) &&
+            add_basic_constraints(x, false) && add_key_usage(x, kLeafKeyUsage) &&
+            add_ext_key_usage_tls(x, spec->server_only) && add_ski(x) && add_aki(x, ca->cert) &&
+            add_san(x, spec->san_type, spec->san) && X509_sign(x, ca->key, EVP_sha256());
   X509_NAME_free(name);
   if (!ok) {
     X509_free(x);
@@ -515,15 +495,14 @@ wisp_err wisp_ca_issue_from(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubk
   wisp_spiffe_id id;
   WISP_GUARD(wca_parse_workload_id(&id, spiffe_id, err, err_len));
   if (strcmp(id.trust_domain, ca->trust_domain) != 0)
-    return wca_fail(err, err_len, WISP_ERR_IDENTITY, "%s is not in this CA's trust domain %s", id.id,
-                ca->trust_domain);
-  leaf_spec spec = {wca_last_segment(&id), GEN_URI, id.id, false, origin ? origin->name : NULL,
-                    origin ? origin->not_after_max : 0};
+    return wca_fail(err, err_len, WISP_ERR_IDENTITY, "%s is not in this CA's trust domain %s", id.id, ca->trust_domain);
+  leaf_spec spec = {
+      wca_last_segment(&id), GEN_URI, id.id, false, origin ? origin->name : NULL, origin ? origin->not_after_max : 0};
   return issue_leaf(ca, out_cert, subject_pubkey, &spec, ttl_seconds, err, err_len);
 }
 
-wisp_err wisp_ca_issue(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey,
-                       const char *spiffe_id, int64_t ttl_seconds, char *err, size_t err_len) {
+wisp_err wisp_ca_issue(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey, const char *spiffe_id,
+                       int64_t ttl_seconds, char *err, size_t err_len) {
   return wisp_ca_issue_from(ca, out_cert, subject_pubkey, spiffe_id, NULL, ttl_seconds, err, err_len);
 }
 

@@ -77,24 +77,22 @@ wisp_err wisp_ca_key_from_pem(EVP_PKEY **out_key, const char *pem, size_t len, c
 
 /* Encodes |certs| (borrowed, in order) as concatenated PEM blocks,
  * NUL-terminated; |*out_len| excludes the NUL. */
-wisp_err wisp_ca_certs_to_pem(char **out_pem, size_t *out_len,
-                              const STACK_OF(X509) *certs) WISP_MUST_CHECK;
+wisp_err wisp_ca_certs_to_pem(char **out_pem, size_t *out_len, const STACK_OF(X509) * certs) WISP_MUST_CHECK;
 
 /* Decodes every CERTIFICATE block of |pem|, in order, into a new stack
  * (sk_X509_pop_free). At least one is required (WISP_ERR_PARSE), at most
  * WISP_CA_CERTS_MAX (WISP_ERR_TOO_BIG). */
-wisp_err wisp_ca_certs_from_pem(STACK_OF(X509) **out_certs, const char *pem, size_t len,
-                                char *err, size_t err_len) WISP_MUST_CHECK;
+wisp_err wisp_ca_certs_from_pem(STACK_OF(X509) * *out_certs, const char *pem, size_t len, char *err,
+                                size_t err_len) WISP_MUST_CHECK;
 
 /* Encodes |certs| as concatenated DER certificates: the "ASN.1 DER encoded
  * certificate chain" of the SPIFFE Workload API. */
-wisp_err wisp_ca_certs_to_der(uint8_t **out_der, size_t *out_len,
-                              const STACK_OF(X509) *certs) WISP_MUST_CHECK;
+wisp_err wisp_ca_certs_to_der(uint8_t **out_der, size_t *out_len, const STACK_OF(X509) * certs) WISP_MUST_CHECK;
 
 /* Decodes concatenated DER certificates (every byte must belong to one) into
  * a new stack (sk_X509_pop_free). Same limits as wisp_ca_certs_from_pem. */
-wisp_err wisp_ca_certs_from_der(STACK_OF(X509) **out_certs, const uint8_t *der, size_t len,
-                                char *err, size_t err_len) WISP_MUST_CHECK;
+wisp_err wisp_ca_certs_from_der(STACK_OF(X509) * *out_certs, const uint8_t *der, size_t len, char *err,
+                                size_t err_len) WISP_MUST_CHECK;
 
 /* Sets |*out_unix| to |cert|'s notAfter in seconds since the Unix epoch.
  * (BoringSSL of this vintage has no ASN1_TIME_to_posix.) */
@@ -115,15 +113,15 @@ void wisp_ca_cert_serial_hex(const X509 *cert, char *out, size_t out_len);
  * request whose only extension is a subjectAltName holding |spiffe_id| as its
  * one URI. WISP_ERR_IDENTITY if |spiffe_id| is not a SPIFFE ID with a path.
  * The key is not checked against the policy here: wisp_ca_csr_check does. */
-wisp_err wisp_ca_csr_new(uint8_t **out_der, size_t *out_len, EVP_PKEY *key, const char *spiffe_id,
-                         char *err, size_t err_len) WISP_MUST_CHECK;
+wisp_err wisp_ca_csr_new(uint8_t **out_der, size_t *out_len, EVP_PKEY *key, const char *spiffe_id, char *err,
+                         size_t err_len) WISP_MUST_CHECK;
 
 /* ---- CSR checks (agent side) ---------------------------------------------- */
 
 /* What a CSR asks for. Caller-allocated; a zeroed one is valid and empty. */
 typedef struct {
-  wisp_spiffe_id id;   /* the requested SPIFFE ID */
-  EVP_PKEY *pubkey;    /* the public key, a new reference (get1) owned by this
+  wisp_spiffe_id id; /* the requested SPIFFE ID */
+  EVP_PKEY *pubkey;  /* the public key, a new reference (get1) owned by this
                           struct: wisp_ca_csr_info_cleanup releases it */
 } wisp_ca_csr_info;
 
@@ -169,15 +167,13 @@ wisp_ca *wisp_ca_new_root(const char *trust_domain, int64_t ttl_seconds, char *e
  *                      no root at the end, expired or not yet valid
  *   WISP_ERR_IDENTITY  no or mismatching trust domain
  * On success |*out_ca| is new (wisp_ca_free). */
-wisp_err wisp_ca_load_pem(wisp_ca **out_ca, const char *trust_domain, const char *cert_pem,
-                          size_t cert_len, const char *key_pem, size_t key_len, char *err,
-                          size_t err_len) WISP_MUST_CHECK;
+wisp_err wisp_ca_load_pem(wisp_ca **out_ca, const char *trust_domain, const char *cert_pem, size_t cert_len,
+                          const char *key_pem, size_t key_len, char *err, size_t err_len) WISP_MUST_CHECK;
 
 /* Reads |cert_path| (then |chain_path| if not NULL, appended) and |key_path|
  * and calls wisp_ca_load_pem. WISP_ERR_IO if a file cannot be read. */
-wisp_err wisp_ca_load_files(wisp_ca **out_ca, const char *trust_domain, const char *cert_path,
-                            const char *chain_path, const char *key_path, char *err,
-                            size_t err_len) WISP_MUST_CHECK;
+wisp_err wisp_ca_load_files(wisp_ca **out_ca, const char *trust_domain, const char *cert_path, const char *chain_path,
+                            const char *key_path, char *err, size_t err_len) WISP_MUST_CHECK;
 
 void wisp_ca_free(wisp_ca *ca);
 
@@ -185,8 +181,8 @@ void wisp_ca_free(wisp_ca *ca);
  * its issuers up to the root as PEM, and the key as PKCS#8 PEM. Both
  * NUL-terminated (lengths exclude the NUL); the agent writes them to disk
  * itself (the key with mode 0600). */
-wisp_err wisp_ca_save_pem(const wisp_ca *ca, char **out_cert_pem, size_t *out_cert_len,
-                          char **out_key_pem, size_t *out_key_len) WISP_MUST_CHECK;
+wisp_err wisp_ca_save_pem(const wisp_ca *ca, char **out_cert_pem, size_t *out_cert_len, char **out_key_pem,
+                          size_t *out_key_len) WISP_MUST_CHECK;
 
 /* The trust domain, e.g. "example.org" (get0). */
 const char *wisp_ca_get0_trust_domain(const wisp_ca *ca);
@@ -197,11 +193,11 @@ X509 *wisp_ca_get0_cert(const wisp_ca *ca);
 /* The certificates to send after an issued SVID so that peers can reach a
  * root: the CA certificate and the intermediates above it when the CA is an
  * intermediate, empty when the CA is a root (get0; never NULL). */
-STACK_OF(X509) *wisp_ca_get0_chain(const wisp_ca *ca);
+STACK_OF(X509) * wisp_ca_get0_chain(const wisp_ca *ca);
 
 /* The trust bundle: the CA's root first, then any added with
  * wisp_ca_add1_root (get0; never NULL). */
-STACK_OF(X509) *wisp_ca_get0_roots(const wisp_ca *ca);
+STACK_OF(X509) * wisp_ca_get0_roots(const wisp_ca *ca);
 
 /* Adds |root| (a new reference is taken; the caller keeps its own) to the
  * trust bundle, e.g. the previous root during a CA rotation. It must be a
@@ -221,15 +217,14 @@ wisp_err wisp_ca_add1_root(wisp_ca *ca, X509 *root, char *err, size_t err_len) W
  * domain), WISP_ERR_POLICY (key), WISP_ERR_USAGE (TTL), WISP_ERR_VERIFY (the
  * CA has expired). Safe to call from several threads on one |ca| as long as
  * wisp_ca_add1_root is not running. */
-wisp_err wisp_ca_issue(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey,
-                       const char *spiffe_id, int64_t ttl_seconds, char *err,
-                       size_t err_len) WISP_MUST_CHECK;
+wisp_err wisp_ca_issue(wisp_ca *ca, X509 **out_cert, EVP_PKEY *subject_pubkey, const char *spiffe_id,
+                       int64_t ttl_seconds, char *err, size_t err_len) WISP_MUST_CHECK;
 
 /* How an SVID's ID was proven, written in it so that the agent can ask for
  * the same proof when it is renewed. */
 typedef struct {
-  const char *name;       /* the subject's OU, e.g. WISP_CA_ORIGIN_SA_TOKEN */
-  int64_t not_after_max;  /* Unix seconds the SVID must not outlive (0: none), e.g. a token's exp */
+  const char *name;      /* the subject's OU, e.g. WISP_CA_ORIGIN_SA_TOKEN */
+  int64_t not_after_max; /* Unix seconds the SVID must not outlive (0: none), e.g. a token's exp */
 } wisp_ca_origin;
 
 /* An SVID issued on a Kubernetes service-account token. */

@@ -29,7 +29,6 @@
 #include "lib/wisp_ca_internal.h"
 #include "lib/wisp_mem.h"
 
-
 #define RSA_MIN_BITS 2048
 #define RSA_MAX_BITS 8192
 #define CN_MAX 64 /* RFC 5280 ub-common-name */
@@ -66,9 +65,7 @@ wisp_err wca_bio_take(char **out, size_t *out_len, BIO *b) {
   return WISP_OK;
 }
 
-BIO *wca_mem_bio(const void *data, size_t len) {
-  return BIO_new_mem_buf(data, (int)len); /* callers bound |len| */
-}
+BIO *wca_mem_bio(const void *data, size_t len) { return BIO_new_mem_buf(data, (int)len); /* callers bound |len| */ }
 
 wisp_err wca_asn1_time_unix(const ASN1_TIME *tm, int64_t *out) {
   ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
@@ -98,9 +95,9 @@ wisp_err wca_parse_workload_id(wisp_spiffe_id *out, const char *s, char *err, si
     return wca_fail(err, err_len, WISP_ERR_IDENTITY, "\"%.256s\" is not a SPIFFE ID: %s", s, why);
   if (out->id[out->path_off] == '\0')
     return wca_fail(err, err_len, WISP_ERR_IDENTITY,
-                "%s names the trust domain itself; an SVID needs a workload path "
-                "such as /ns/<namespace>/sa/<service-account>",
-                out->id);
+                    "%s names the trust domain itself; an SVID needs a workload path "
+                    "such as /ns/<namespace>/sa/<service-account>",
+                    out->id);
   return WISP_OK;
 }
 
@@ -109,18 +106,14 @@ X509_NAME *wca_name(const char *cn) {
   X509_NAME *name = X509_NAME_new();
   size_t cn_len = strlen(cn) > CN_MAX ? CN_MAX : strlen(cn);
   if (name &&
-      X509_NAME_add_entry_by_NID(name, NID_organizationName, MBSTRING_UTF8,
-                                 (const uint8_t *)"wisp", -1, -1, 0) &&
-      X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8, (const uint8_t *)cn,
-                                 (int)cn_len, -1, 0))
+      X509_NAME_add_entry_by_NID(name, NID_organizationName, MBSTRING_UTF8, (const uint8_t *)"wisp", -1, -1, 0) &&
+      X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8, (const uint8_t *)cn, (int)cn_len, -1, 0))
     return name;
   X509_NAME_free(name);
   return NULL;
 }
 
-const char *wca_last_segment(const wisp_spiffe_id *id) {
-  return strrchr(id->id + id->path_off, '/') + 1;
-}
+const char *wca_last_segment(const wisp_spiffe_id *id) { return strrchr(id->id + id->path_off, '/') + 1; }
 
 /* A subjectAltName extension holding |value| as its one name of |type|
  * (GEN_URI, GEN_DNS). */
@@ -167,25 +160,22 @@ wisp_err wisp_ca_key_check_policy(const EVP_PKEY *key, char *err, size_t err_len
       int nid = g ? EC_GROUP_get_curve_name(g) : NID_undef;
       if (nid == NID_X9_62_prime256v1) return WISP_OK;
       return wca_fail(err, err_len, WISP_ERR_POLICY, "EC key on curve %s is not allowed (need P-256)",
-                  wca_curve_name(nid));
+                      wca_curve_name(nid));
     }
     case EVP_PKEY_RSA: {
       unsigned bits = RSA_bits(EVP_PKEY_get0_RSA(key));
       if (bits < RSA_MIN_BITS)
         return wca_fail(err, err_len, WISP_ERR_POLICY,
-                    "RSA key of %u bits is too small (need >= %d, ECDSA P-256 preferred)", bits,
-                    RSA_MIN_BITS);
+                        "RSA key of %u bits is too small (need >= %d, ECDSA P-256 preferred)", bits, RSA_MIN_BITS);
       if (bits > RSA_MAX_BITS)
         return wca_fail(err, err_len, WISP_ERR_POLICY,
-                    "RSA key of %u bits is too large (at most %d, ECDSA P-256 preferred)", bits,
-                    RSA_MAX_BITS);
+                        "RSA key of %u bits is too large (at most %d, ECDSA P-256 preferred)", bits, RSA_MAX_BITS);
       return WISP_OK;
     }
     default: {
       const char *sn = OBJ_nid2sn(EVP_PKEY_id(key));
-      return wca_fail(err, err_len, WISP_ERR_POLICY,
-                  "%s key is not allowed (need ECDSA P-256, or RSA >= %d)", sn ? sn : "unknown",
-                  RSA_MIN_BITS);
+      return wca_fail(err, err_len, WISP_ERR_POLICY, "%s key is not allowed (need ECDSA P-256, or RSA >= %d)",
+                      sn ? sn : "unknown", RSA_MIN_BITS);
     }
   }
 }
@@ -193,44 +183,38 @@ wisp_err wisp_ca_key_check_policy(const EVP_PKEY *key, char *err, size_t err_len
 wisp_err wisp_ca_key_to_pem(char **out_pem, size_t *out_len, EVP_PKEY *key) {
   BIO *b = BIO_new(BIO_s_mem());
   wisp_err rc = WISP_ERR_INTERNAL;
-  if (b && PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL))
-    rc = wca_bio_take(out_pem, out_len, b);
+  if (b && PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL)) rc = wca_bio_take(out_pem, out_len, b);
   BIO_free(b);
   ERR_clear_error();
   return rc;
 }
 
-wisp_err wisp_ca_key_from_pem(EVP_PKEY **out_key, const char *pem, size_t len, char *err,
-                              size_t err_len) {
-  if (len > WISP_CA_PEM_MAX)
-    return wca_fail(err, err_len, WISP_ERR_TOO_BIG, "key PEM of %zu bytes is too big", len);
+wisp_err wisp_ca_key_from_pem(EVP_PKEY **out_key, const char *pem, size_t len, char *err, size_t err_len) {
+  if (len > WISP_CA_PEM_MAX) return wca_fail(err, err_len, WISP_ERR_TOO_BIG, "key PEM of %zu bytes is too big", len);
   BIO *b = wca_mem_bio(pem, len);
   if (!b) return wca_fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
   /* No password callback: BoringSSL's default (unlike OpenSSL's) never
    * prompts, so an encrypted key just fails. */
   EVP_PKEY *key = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
   BIO_free(b);
-  if (!key)
-    return wca_fail(err, err_len, WISP_ERR_PARSE, "no usable private key in PEM (%s)", wca_ssl_reason());
+  if (!key) return wca_fail(err, err_len, WISP_ERR_PARSE, "no usable private key in PEM (%s)", wca_ssl_reason());
   *out_key = key;
   return WISP_OK;
 }
 
 /* ---- certificates --------------------------------------------------------- */
 
-wisp_err wisp_ca_certs_to_pem(char **out_pem, size_t *out_len, const STACK_OF(X509) *certs) {
+wisp_err wisp_ca_certs_to_pem(char **out_pem, size_t *out_len, const STACK_OF(X509) * certs) {
   BIO *b = BIO_new(BIO_s_mem());
   bool ok = b != NULL;
-  for (size_t i = 0; ok && i < sk_X509_num(certs); i++)
-    ok = PEM_write_bio_X509(b, sk_X509_value(certs, i)) == 1;
+  for (size_t i = 0; ok && i < sk_X509_num(certs); i++) ok = PEM_write_bio_X509(b, sk_X509_value(certs, i)) == 1;
   wisp_err rc = ok ? wca_bio_take(out_pem, out_len, b) : WISP_ERR_INTERNAL;
   BIO_free(b);
   ERR_clear_error();
   return rc;
 }
 
-wisp_err wisp_ca_certs_from_pem(STACK_OF(X509) **out_certs, const char *pem, size_t len, char *err,
-                                size_t err_len) {
+wisp_err wisp_ca_certs_from_pem(STACK_OF(X509) * *out_certs, const char *pem, size_t len, char *err, size_t err_len) {
   if (len > WISP_CA_PEM_MAX)
     return wca_fail(err, err_len, WISP_ERR_TOO_BIG, "certificate PEM of %zu bytes is too big", len);
   BIO *b = wca_mem_bio(pem, len);
@@ -245,15 +229,13 @@ wisp_err wisp_ca_certs_from_pem(STACK_OF(X509) **out_certs, const char *pem, siz
       uint32_t e = ERR_peek_last_error();
       if (ERR_GET_LIB(e) != ERR_LIB_PEM || ERR_GET_REASON(e) != PEM_R_NO_START_LINE)
         rc = wca_fail(err, err_len, WISP_ERR_PARSE, "certificate %zu of the PEM does not decode (%s)",
-                  sk_X509_num(certs) + 1, wca_ssl_reason());
-      else if (sk_X509_num(certs) == 0)
-        rc = wca_fail(err, err_len, WISP_ERR_PARSE, "no CERTIFICATE block in the PEM");
+                      sk_X509_num(certs) + 1, wca_ssl_reason());
+      else if (sk_X509_num(certs) == 0) rc = wca_fail(err, err_len, WISP_ERR_PARSE, "no CERTIFICATE block in the PEM");
       break;
     }
     if (sk_X509_num(certs) == WISP_CA_CERTS_MAX) {
       X509_free(x);
-      rc = wca_fail(err, err_len, WISP_ERR_TOO_BIG, "more than %d certificates in the PEM",
-                WISP_CA_CERTS_MAX);
+      rc = wca_fail(err, err_len, WISP_ERR_TOO_BIG, "more than %d certificates in the PEM", WISP_CA_CERTS_MAX);
     } else if (!sk_X509_push(certs, x)) {
       X509_free(x);
       rc = wca_fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
@@ -269,7 +251,7 @@ wisp_err wisp_ca_certs_from_pem(STACK_OF(X509) **out_certs, const char *pem, siz
   return WISP_OK;
 }
 
-wisp_err wisp_ca_certs_to_der(uint8_t **out_der, size_t *out_len, const STACK_OF(X509) *certs) {
+wisp_err wisp_ca_certs_to_der(uint8_t **out_der, size_t *out_len, const STACK_OF(X509) * certs) {
   size_t total = 0;
   for (size_t i = 0; i < sk_X509_num(certs); i++) {
     int n = i2d_X509(sk_X509_value(certs, i), NULL);
@@ -289,8 +271,8 @@ wisp_err wisp_ca_certs_to_der(uint8_t **out_der, size_t *out_len, const STACK_OF
   return WISP_OK;
 }
 
-wisp_err wisp_ca_certs_from_der(STACK_OF(X509) **out_certs, const uint8_t *der, size_t len,
-                                char *err, size_t err_len) {
+wisp_err wisp_ca_certs_from_der(STACK_OF(X509) * *out_certs, const uint8_t *der, size_t len, char *err,
+                                size_t err_len) {
   if (len > WISP_CA_PEM_MAX)
     return wca_fail(err, err_len, WISP_ERR_TOO_BIG, "certificate DER of %zu bytes is too big", len);
   STACK_OF(X509) *certs = sk_X509_new_null();
@@ -300,16 +282,14 @@ wisp_err wisp_ca_certs_from_der(STACK_OF(X509) **out_certs, const uint8_t *der, 
   while (rc == WISP_OK && CBS_len(&cbs) > 0) {
     size_t idx = sk_X509_num(certs) + 1;
     if (!CBS_get_asn1_element(&cbs, &elem, CBS_ASN1_SEQUENCE)) {
-      rc = wca_fail(err, err_len, WISP_ERR_PARSE,
-                "certificate %zu is not a DER SEQUENCE (garbage or truncated)", idx);
+      rc = wca_fail(err, err_len, WISP_ERR_PARSE, "certificate %zu is not a DER SEQUENCE (garbage or truncated)", idx);
       break;
     }
     const uint8_t *p = CBS_data(&elem);
     X509 *x = d2i_X509(NULL, &p, (long)CBS_len(&elem));
     if (!x || p != CBS_data(&elem) + CBS_len(&elem)) {
       X509_free(x);
-      rc = wca_fail(err, err_len, WISP_ERR_PARSE, "certificate %zu does not decode (%s)", idx,
-                wca_ssl_reason());
+      rc = wca_fail(err, err_len, WISP_ERR_PARSE, "certificate %zu does not decode (%s)", idx, wca_ssl_reason());
     } else if (idx > WISP_CA_CERTS_MAX) {
       X509_free(x);
       rc = wca_fail(err, err_len, WISP_ERR_TOO_BIG, "more than %d certificates", WISP_CA_CERTS_MAX);

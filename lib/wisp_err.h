@@ -40,11 +40,10 @@ const char *wisp_err_str(wisp_err err);
   } while (0)
 
 /* Propagate a non-OK wisp_err. */
-#define WISP_GUARD(expr)                \
-  do {                                  \
-    wisp_err wisp_guard_e_ = (expr);    \
-    if (wisp_guard_e_ != WISP_OK)       \
-      return wisp_guard_e_;             \
+#define WISP_GUARD(expr)                                \
+  do {                                                  \
+    wisp_err wisp_guard_e_ = (expr);                    \
+    if (wisp_guard_e_ != WISP_OK) return wisp_guard_e_; \
   } while (0)
 
 #endif

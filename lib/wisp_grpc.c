@@ -10,23 +10,10 @@
 /* ---- status codes ---- */
 
 static const char *const wisp_grpc_status_names[] = {
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
+    "OK",        "CANCELLED",       "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS",  "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",    "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+    "DATA_LOSS", "UNAUTHENTICATED",
 };
 
 #define WISP_GRPC_STATUS_COUNT (sizeof(wisp_grpc_status_names) / sizeof(wisp_grpc_status_names[0]))
@@ -73,8 +60,8 @@ static void wisp_grpc_reader_next(wisp_grpc_reader *r) {
   r->msg_len = 0;
 }
 
-wisp_err wisp_grpc_reader_feed(wisp_grpc_reader *r, wisp_grpc_msg *out_msg, bool *out_has_msg,
-                               size_t *out_consumed, const uint8_t *data, size_t len) {
+wisp_err wisp_grpc_reader_feed(wisp_grpc_reader *r, wisp_grpc_msg *out_msg, bool *out_has_msg, size_t *out_consumed,
+                               const uint8_t *data, size_t len) {
   static const uint8_t empty[1] = {0};
   *out_has_msg = false;
   *out_consumed = 0;
@@ -103,8 +90,8 @@ wisp_err wisp_grpc_reader_feed(wisp_grpc_reader *r, wisp_grpc_msg *out_msg, bool
     }
     if (r->prefix[0] == 1) return wisp_grpc_reader_fail(r, WISP_ERR_PROTO);
     if (r->prefix[0] != 0) return wisp_grpc_reader_fail(r, WISP_ERR_PARSE);
-    uint32_t msg_len = (uint32_t)r->prefix[1] << 24 | (uint32_t)r->prefix[2] << 16 |
-                       (uint32_t)r->prefix[3] << 8 | (uint32_t)r->prefix[4];
+    uint32_t msg_len = (uint32_t)r->prefix[1] << 24 | (uint32_t)r->prefix[2] << 16 | (uint32_t)r->prefix[3] << 8 |
+                       (uint32_t)r->prefix[4];
     size_t max = r->max_msg ? r->max_msg : WISP_GRPC_DEFAULT_MAX_MSG;
     if (msg_len > max) return wisp_grpc_reader_fail(r, WISP_ERR_TOO_BIG);
     r->msg_len = msg_len;
@@ -177,8 +164,7 @@ size_t wisp_grpc_message_encoded_len(const void *in, size_t len) {
   return n;
 }
 
-wisp_err wisp_grpc_message_encode(char *out, size_t out_len, size_t *out_written, const void *in,
-                                  size_t len) {
+wisp_err wisp_grpc_message_encode(char *out, size_t out_len, size_t *out_written, const void *in, size_t len) {
   static const char hex[] = "0123456789ABCDEF";
   const uint8_t *p = in;
   *out_written = 0;
@@ -211,8 +197,7 @@ static int wisp_grpc_hexval(char c) {
   return -1;
 }
 
-wisp_err wisp_grpc_message_decode(char *out, size_t out_len, size_t *out_written, const char *in,
-                                  size_t len) {
+wisp_err wisp_grpc_message_decode(char *out, size_t out_len, size_t *out_written, const char *in, size_t len) {
   *out_written = 0;
   if (out_len == 0) return WISP_ERR_TOO_BIG;
   size_t w = 0;
@@ -248,13 +233,26 @@ wisp_err wisp_grpc_timeout_parse(uint64_t *out_ms, const char *s, size_t len) {
   }
   uint64_t ms;
   switch (s[len - 1]) {
-    case 'H': ms = v * 3600000; break;
-    case 'M': ms = v * 60000; break;
-    case 'S': ms = v * 1000; break;
-    case 'm': ms = v; break;
-    case 'u': ms = (v + 999) / 1000; break;
-    case 'n': ms = (v + 999999) / 1000000; break;
-    default: return WISP_ERR_PARSE;
+    case 'H':
+      ms = v * 3600000;
+      break;
+    case 'M':
+      ms = v * 60000;
+      break;
+    case 'S':
+      ms = v * 1000;
+      break;
+    case 'm':
+      ms = v;
+      break;
+    case 'u':
+      ms = (v + 999) / 1000;
+      break;
+    case 'n':
+      ms = (v + 999999) / 1000000;
+      break;
+    default:
+      return WISP_ERR_PARSE;
   }
   *out_ms = ms;
   return WISP_OK;

@@ -50,8 +50,7 @@ const char *wisp_grpc_status_name(int code);
  * |*out_code|. A well-formed code outside 0..16 becomes WISP_GRPC_UNKNOWN,
  * as the spec says. Returns WISP_ERR_PARSE (|*out_code| untouched) for an
  * empty value, a sign, space or any other non-digit, or more than 10 digits. */
-wisp_err wisp_grpc_status_parse(wisp_grpc_status *out_code, const char *s,
-                                size_t len) WISP_MUST_CHECK;
+wisp_err wisp_grpc_status_parse(wisp_grpc_status *out_code, const char *s, size_t len) WISP_MUST_CHECK;
 
 /* ---- message framing ---- */
 
@@ -72,12 +71,12 @@ typedef struct {
  * it, never the length a peer merely announces. Fields are private. */
 typedef struct {
   uint8_t prefix[WISP_GRPC_PREFIX_LEN];
-  size_t prefix_len;  /* prefix bytes seen of the current message */
-  size_t msg_len;     /* announced length, once the prefix is complete */
-  size_t max_msg;     /* 0: WISP_GRPC_DEFAULT_MAX_MSG */
-  wisp_buf body;      /* the current message's bytes, when split */
-  bool delivered;     /* |body| holds the message handed out last */
-  wisp_err err;       /* sticky: once set, every feed returns it */
+  size_t prefix_len; /* prefix bytes seen of the current message */
+  size_t msg_len;    /* announced length, once the prefix is complete */
+  size_t max_msg;    /* 0: WISP_GRPC_DEFAULT_MAX_MSG */
+  wisp_buf body;     /* the current message's bytes, when split */
+  bool delivered;    /* |body| holds the message handed out last */
+  wisp_err err;      /* sticky: once set, every feed returns it */
 } wisp_grpc_reader;
 
 /* Sets up |r| to accept messages of at most |max_msg| bytes (0: the
@@ -107,9 +106,8 @@ void wisp_grpc_reader_cleanup(wisp_grpc_reader *r);
  *   WISP_ERR_PROTO    the Compressed-Flag is 1: we announce and accept no
  *                     grpc-encoding [INTERNAL, or UNIMPLEMENTED];
  *   WISP_ERR_PARSE    the Compressed-Flag is neither 0 nor 1 [INTERNAL]. */
-wisp_err wisp_grpc_reader_feed(wisp_grpc_reader *r, wisp_grpc_msg *out_msg, bool *out_has_msg,
-                               size_t *out_consumed, const uint8_t *data,
-                               size_t len) WISP_MUST_CHECK;
+wisp_err wisp_grpc_reader_feed(wisp_grpc_reader *r, wisp_grpc_msg *out_msg, bool *out_has_msg, size_t *out_consumed,
+                               const uint8_t *data, size_t len) WISP_MUST_CHECK;
 
 /* Call when the stream ended (END_STREAM): WISP_OK if the reader stopped
  * between messages, WISP_ERR_CLOSED if the stream ended inside one (the
@@ -124,8 +122,7 @@ void wisp_grpc_prefix_write(uint8_t out[WISP_GRPC_PREFIX_LEN], uint32_t msg_len)
 /* Appends the prefix and |len| bytes of |msg| to |out|. Both or neither:
  * fails with WISP_ERR_TOO_BIG, |out| unchanged, if |len| exceeds
  * UINT32_MAX or the unread bytes of |out| would exceed |limit|. */
-wisp_err wisp_grpc_write_msg(wisp_buf *out, const void *msg, size_t len,
-                             size_t limit) WISP_MUST_CHECK;
+wisp_err wisp_grpc_write_msg(wisp_buf *out, const void *msg, size_t len, size_t limit) WISP_MUST_CHECK;
 
 /* ---- grpc-message: percent-encoding ---- */
 

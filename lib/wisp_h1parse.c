@@ -217,9 +217,7 @@ static int on_headers_complete(http_parser *hp) {
 /* A chunked body's framing (chunk-size lines, trailers) is checked as the
  * head is: CRLF only, no obs-fold, no control bytes. http-parser is lenient
  * there; the bytes it does not hand to on_body are the framing. */
-static bool hex_digit(uint8_t c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
+static bool hex_digit(uint8_t c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
 /* One framing byte through the chunked grammar; a refusal is recorded. */
 static void framing_grammar(wisp_h1parse *p, uint8_t c) {
@@ -394,17 +392,28 @@ static const char *parser_reason(enum http_errno e) {
   switch (e) {
     case HPE_UNEXPECTED_CONTENT_LENGTH:
       return "a second Content-Length, or Content-Length with Transfer-Encoding (request smuggling)";
-    case HPE_INVALID_TRANSFER_ENCODING: return "bad Transfer-Encoding";
-    case HPE_INVALID_CONTENT_LENGTH: return "bad Content-Length";
-    case HPE_INVALID_CHUNK_SIZE: return "bad chunk size";
-    case HPE_HEADER_OVERFLOW: return "header fields too large";
-    case HPE_INVALID_VERSION: return "bad HTTP version";
-    case HPE_INVALID_METHOD: return "unknown method";
-    case HPE_INVALID_URL: return "bad request-target";
-    case HPE_INVALID_HEADER_TOKEN: return "bad header field name";
-    case HPE_LF_EXPECTED: return "bare CR or LF in the body framing";
-    case HPE_INVALID_EOF_STATE: return "the connection closed in the middle of a message";
-    default: return "malformed HTTP/1 message";
+    case HPE_INVALID_TRANSFER_ENCODING:
+      return "bad Transfer-Encoding";
+    case HPE_INVALID_CONTENT_LENGTH:
+      return "bad Content-Length";
+    case HPE_INVALID_CHUNK_SIZE:
+      return "bad chunk size";
+    case HPE_HEADER_OVERFLOW:
+      return "header fields too large";
+    case HPE_INVALID_VERSION:
+      return "bad HTTP version";
+    case HPE_INVALID_METHOD:
+      return "unknown method";
+    case HPE_INVALID_URL:
+      return "bad request-target";
+    case HPE_INVALID_HEADER_TOKEN:
+      return "bad header field name";
+    case HPE_LF_EXPECTED:
+      return "bare CR or LF in the body framing";
+    case HPE_INVALID_EOF_STATE:
+      return "the connection closed in the middle of a message";
+    default:
+      return "malformed HTTP/1 message";
   }
 }
 

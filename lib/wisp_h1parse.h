@@ -43,27 +43,27 @@
 #define WISP_H1_TRAILERS_MAX (16 * 1024)
 
 typedef struct {
-  const char *name;   /* lower-cased */
+  const char *name; /* lower-cased */
   size_t name_len;
-  const char *value;  /* leading and trailing blanks removed */
+  const char *value; /* leading and trailing blanks removed */
   size_t value_len;
 } wisp_h1_field;
 
 typedef struct {
   bool request;
-  const char *method;         /* request: static, from http-parser */
-  const char *target;         /* request-target, not NUL-terminated */
+  const char *method; /* request: static, from http-parser */
+  const char *target; /* request-target, not NUL-terminated */
   size_t target_len;
-  int status;                 /* response */
+  int status; /* response */
   unsigned major, minor;
   wisp_h1_field fields[WISP_H1_FIELDS_MAX];
   size_t nfields;
-  bool keep_alive;            /* the connection may carry another message after this one */
+  bool keep_alive; /* the connection may carry another message after this one */
   bool chunked;
-  int64_t content_length;     /* -1: none */
-  bool has_body;              /* a body follows (chunked, a length > 0, or a response read to EOF) */
-  bool expect_continue;       /* Expect: 100-continue */
-  bool upgrade;               /* request: an Upgrade field named by Connection (not CONNECT) */
+  int64_t content_length; /* -1: none */
+  bool has_body;          /* a body follows (chunked, a length > 0, or a response read to EOF) */
+  bool expect_continue;   /* Expect: 100-continue */
+  bool upgrade;           /* request: an Upgrade field named by Connection (not CONNECT) */
 } wisp_h1_head;
 
 typedef struct {
@@ -75,9 +75,9 @@ typedef struct {
 } wisp_h1parse_cbs;
 
 typedef enum {
-  WISP_H1P_MORE,   /* every byte taken; more wanted */
-  WISP_H1P_END,    /* a message ended (on_end called); bytes after it are not taken yet */
-  WISP_H1P_ERROR,  /* refused: see status and why; feed no more */
+  WISP_H1P_MORE,  /* every byte taken; more wanted */
+  WISP_H1P_END,   /* a message ended (on_end called); bytes after it are not taken yet */
+  WISP_H1P_ERROR, /* refused: see status and why; feed no more */
 } wisp_h1p_result;
 
 typedef struct {
@@ -86,10 +86,10 @@ typedef struct {
   enum http_parser_type type;
   const wisp_h1parse_cbs *cbs;
   void *arg;
-  int phase;                  /* private */
-  wisp_buf head;              /* the head being collected */
-  size_t line_start;          /* offset of the current line in |head| */
-  bool no_body;               /* response: to a HEAD request, or a 1xx/204/304 */
+  int phase;         /* private */
+  wisp_buf head;     /* the head being collected */
+  size_t line_start; /* offset of the current line in |head| */
+  bool no_body;      /* response: to a HEAD request, or a 1xx/204/304 */
   wisp_h1_head h;
   /* trailers (chunked): fields as they arrive, across feeds */
   wisp_buf tbuf;
@@ -97,14 +97,14 @@ typedef struct {
   size_t tval_off[WISP_H1_FIELDS_MAX], tval_len[WISP_H1_FIELDS_MAX];
   size_t ntrailers;
   bool tin_value;
-  bool lead_cr;               /* a CR of an empty line before the start line */
-  uint8_t fprev;              /* the last chunked-framing byte checked */
-  int fstate;                 /* private: where in the chunked framing grammar */
-  bool fsize_nonzero;         /* the chunk size being read is not 0 */
-  const char *scan;           /* chunked framing not yet checked in the bytes being parsed */
+  bool lead_cr;       /* a CR of an empty line before the start line */
+  uint8_t fprev;      /* the last chunked-framing byte checked */
+  int fstate;         /* private: where in the chunked framing grammar */
+  bool fsize_nonzero; /* the chunk size being read is not 0 */
+  const char *scan;   /* chunked framing not yet checked in the bytes being parsed */
   bool ended;
-  int status;                 /* after WISP_H1P_ERROR: 400, 417, 501 or 505 */
-  const char *why;            /* after WISP_H1P_ERROR: static */
+  int status;      /* after WISP_H1P_ERROR: 400, 417, 501 or 505 */
+  const char *why; /* after WISP_H1P_ERROR: static */
 } wisp_h1parse;
 
 /* |type| HTTP_REQUEST or HTTP_RESPONSE. */

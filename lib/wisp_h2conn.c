@@ -330,7 +330,8 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
   if (lp->before_sleep) lp->before_sleep(lp);
 }
 
-static void on_idle(struct ev_loop *loop, ev_idle *w, int revents) { /* wakes the loop: prepare does the work */ }
+static void on_idle(struct ev_loop *loop, ev_idle *w, int revents) { /* wakes the loop: prepare does the work */
+}
 
 void wisp_h2loop_init(wisp_h2loop *lp, struct ev_loop *loop) {
   lp->loop = loop;

@@ -47,12 +47,12 @@ typedef struct {
 
 typedef struct wisp_h2loop {
   struct ev_loop *loop;
-  wisp_h2conn *dirty;        /* connections to flush before the loop sleeps */
+  wisp_h2conn *dirty; /* connections to flush before the loop sleeps */
   ev_prepare prepare;
   ev_idle idle;
   void (*before_flush)(struct wisp_h2loop *lp); /* optional, before each flush pass; may mark connections dirty */
   void (*before_sleep)(struct wisp_h2loop *lp); /* optional, after flushing */
-  void *data;                /* the owner's */
+  void *data;                                   /* the owner's */
 } wisp_h2loop;
 
 struct wisp_h2conn {
@@ -60,14 +60,14 @@ struct wisp_h2conn {
   const wisp_h2conn_ops *ops;
   wisp_h2conn_state state;
   int fd;
-  SSL *ssl;                  /* owned; NULL for plaintext */
-  bool tls_want_write;       /* TLS needs the socket writable to go on */
-  bool upstream;             /* we are the TLS client (and HTTP/2 client) */
-  bool peer_optional;        /* server: a TLS client without a certificate is fine */
-  wisp_tls_verify verify;    /* borrowed by |ssl| during the handshake */
+  SSL *ssl;               /* owned; NULL for plaintext */
+  bool tls_want_write;    /* TLS needs the socket writable to go on */
+  bool upstream;          /* we are the TLS client (and HTTP/2 client) */
+  bool peer_optional;     /* server: a TLS client without a certificate is fine */
+  wisp_tls_verify verify; /* borrowed by |ssl| during the handshake */
   ev_io rio, wio;
-  nghttp2_session *h2;       /* owned */
-  wisp_buf out;              /* bytes pulled from nghttp2, not yet written */
+  nghttp2_session *h2; /* owned */
+  wisp_buf out;        /* bytes pulled from nghttp2, not yet written */
   bool closing;
   bool dirty;
   wisp_h2conn *dirty_next;
@@ -84,8 +84,8 @@ void wisp_h2loop_flush(wisp_h2loop *lp);
 /* Sets up |c| on |fd| (taken). |ssl| (taken, may be NULL) must already have
  * the fd and its role set. |state| is CONNECTING for an outgoing connect,
  * HANDSHAKING for an accepted TLS socket, OPEN for accepted plaintext. */
-void wisp_h2conn_init(wisp_h2conn *c, wisp_h2loop *lp, const wisp_h2conn_ops *ops, int fd, SSL *ssl,
-                      bool upstream, wisp_h2conn_state state);
+void wisp_h2conn_init(wisp_h2conn *c, wisp_h2loop *lp, const wisp_h2conn_ops *ops, int fd, SSL *ssl, bool upstream,
+                      wisp_h2conn_state state);
 /* An allocator for nghttp2_session_*_new3: this thread's wisp_slab
  * freelists, so a session's per-stream allocations stop reaching malloc.
  * Sessions made with it must be freed on the same thread as the loop (as

@@ -157,7 +157,9 @@ wisp_err wisp_json_put_null(wisp_buf *b, size_t limit) { return put(b, "null", 4
 /* ---- measuring untrusted input ---- */
 
 /* A byte that starts a number or a literal (true, false, null). */
-static inline bool starts_scalar(unsigned char c) { return c == '-' || (c >= '0' && c <= '9') || c == 't' || c == 'f' || c == 'n'; }
+static inline bool starts_scalar(unsigned char c) {
+  return c == '-' || (c >= '0' && c <= '9') || c == 't' || c == 'f' || c == 'n';
+}
 
 /* A byte that goes on inside one (digits, letters, '.', '+', '-'). */
 static inline bool in_scalar(unsigned char c) {

@@ -316,26 +316,36 @@ size_t wisp_jwks_count(const wisp_jwks *s) { return s ? s->n : 0; }
 
 size_t wisp_jwks_skipped(const wisp_jwks *s) { return s ? s->n_skips : 0; }
 
-const char *wisp_jwks_skip_reason(const wisp_jwks *s, size_t i) {
-  return s && i < s->n_skips ? s->skips[i] : NULL;
-}
+const char *wisp_jwks_skip_reason(const wisp_jwks *s, size_t i) { return s && i < s->n_skips ? s->skips[i] : NULL; }
 
 /* ---- the token ---- */
 
 const char *wisp_jwt_verdict_name(wisp_jwt_verdict v) {
   switch (v) {
-    case WISP_JWT_OK: return "ok";
-    case WISP_JWT_MALFORMED: return "malformed token";
-    case WISP_JWT_ALG_REFUSED: return "algorithm refused";
-    case WISP_JWT_UNKNOWN_KEY: return "unknown key";
-    case WISP_JWT_BAD_SIGNATURE: return "bad signature";
-    case WISP_JWT_ISSUER_MISMATCH: return "issuer mismatch";
-    case WISP_JWT_WRONG_AUDIENCE: return "wrong audience";
-    case WISP_JWT_EXPIRED: return "expired";
-    case WISP_JWT_NOT_YET_VALID: return "not yet valid";
-    case WISP_JWT_NOT_SERVICE_ACCOUNT: return "not a service-account token";
-    case WISP_JWT_TOO_LONG_LIVED: return "lifetime too long";
-    case WISP_JWT_NOT_BOUND: return "not bound to a pod";
+    case WISP_JWT_OK:
+      return "ok";
+    case WISP_JWT_MALFORMED:
+      return "malformed token";
+    case WISP_JWT_ALG_REFUSED:
+      return "algorithm refused";
+    case WISP_JWT_UNKNOWN_KEY:
+      return "unknown key";
+    case WISP_JWT_BAD_SIGNATURE:
+      return "bad signature";
+    case WISP_JWT_ISSUER_MISMATCH:
+      return "issuer mismatch";
+    case WISP_JWT_WRONG_AUDIENCE:
+      return "wrong audience";
+    case WISP_JWT_EXPIRED:
+      return "expired";
+    case WISP_JWT_NOT_YET_VALID:
+      return "not yet valid";
+    case WISP_JWT_NOT_SERVICE_ACCOUNT:
+      return "not a service-account token";
+    case WISP_JWT_TOO_LONG_LIVED:
+      return "lifetime too long";
+    case WISP_JWT_NOT_BOUND:
+      return "not bound to a pod";
   }
   return "?";
 }
@@ -344,7 +354,7 @@ const char *wisp_jwt_verdict_name(wisp_jwt_verdict v) {
 typedef struct {
   const char *tok;
   size_t len;
-  size_t dot1, dot2;  /* offsets of the two dots */
+  size_t dot1, dot2; /* offsets of the two dots */
   json_t *header, *claims;
   key_type alg;
   uint8_t sig[RSA_BYTES_MAX];
@@ -384,8 +394,7 @@ static wisp_jwt_verdict split(jws *j) {
   if (j->len > WISP_JWT_TOKEN_MAX)
     return refuse(j, WISP_JWT_MALFORMED, "%zu bytes, more than %d", j->len, WISP_JWT_TOKEN_MAX);
   /* What a C string would cut there must not decide anything. */
-  if (memchr(j->tok, '\0', j->len))
-    return refuse(j, WISP_JWT_MALFORMED, "the token holds a NUL byte");
+  if (memchr(j->tok, '\0', j->len)) return refuse(j, WISP_JWT_MALFORMED, "the token holds a NUL byte");
   const char *d1 = memchr(j->tok, '.', j->len);
   const char *d2 = d1 ? memchr(d1 + 1, '.', j->len - (size_t)(d1 + 1 - j->tok)) : NULL;
   if (!d1 || !d2 || memchr(d2 + 1, '.', j->len - (size_t)(d2 + 1 - j->tok)))
@@ -417,8 +426,7 @@ static wisp_jwt_verdict check_header(jws *j) {
   if (kid && (!json_is_string(kid) || json_string_length(kid) > KID_MAX))
     return refuse(j, WISP_JWT_MALFORMED, "kid is not a string of at most %d bytes", KID_MAX);
   size_t sig_chars = j->len - j->dot2 - 1;
-  if (!wisp_jwt_b64url_decode(j->sig, sizeof(j->sig), &j->sig_len, j->tok + j->dot2 + 1, sig_chars) ||
-      j->sig_len == 0)
+  if (!wisp_jwt_b64url_decode(j->sig, sizeof(j->sig), &j->sig_len, j->tok + j->dot2 + 1, sig_chars) || j->sig_len == 0)
     return refuse(j, WISP_JWT_MALFORMED, "the signature is empty or not base64url");
   return WISP_JWT_OK;
 }
@@ -453,8 +461,10 @@ static wisp_jwt_verdict check_signature(jws *j, const wisp_jwks *keys, wisp_jwt_
   bool other_type = false;
   for (size_t i = 0; !kid && keys && i < keys->n; i++) of_alg += keys->keys[i].type == j->alg;
   if (!kid && of_alg > 1)
-    return refuse(j, WISP_JWT_UNKNOWN_KEY, "the token names no kid and the issuer has %zu %s keys: a kid must "
-                  "say which (the API server's tokens always name one)", of_alg, alg);
+    return refuse(j, WISP_JWT_UNKNOWN_KEY,
+                  "the token names no kid and the issuer has %zu %s keys: a kid must "
+                  "say which (the API server's tokens always name one)",
+                  of_alg, alg);
   for (size_t i = 0; keys && i < keys->n; i++) {
     const jwk *k = &keys->keys[i];
     if (kid && strcmp(k->kid, kid) != 0) continue;
@@ -523,8 +533,10 @@ static wisp_jwt_verdict check_audience(jws *j, const char *want) {
     if (i) strcat(text, ", ");
     strcat(text, shown(json_string_value(a), s));
   }
-  wisp_jwt_verdict v = refuse(j, WISP_JWT_WRONG_AUDIENCE, "the token is for %s, not %s (a projected token with "
-                              "audience %s is needed)", text[0] ? text : "no audience", want, want);
+  wisp_jwt_verdict v = refuse(j, WISP_JWT_WRONG_AUDIENCE,
+                              "the token is for %s, not %s (a projected token with "
+                              "audience %s is needed)",
+                              text[0] ? text : "no audience", want, want);
   return v;
 }
 
@@ -534,7 +546,8 @@ static wisp_jwt_verdict check_times(jws *j, const wisp_jwt_expect *want, wisp_jw
   int64_t exp = 0, nbf = 0, iat = 0;
   bool bad = false;
   if (!numeric_date(j->claims, "exp", &exp, &bad))
-    return refuse(j, WISP_JWT_MALFORMED, bad ? "exp is not a number" DATE_RANGE : "the token has no exp: it never expires");
+    return refuse(j, WISP_JWT_MALFORMED,
+                  bad ? "exp is not a number" DATE_RANGE : "the token has no exp: it never expires");
   bool has_nbf = numeric_date(j->claims, "nbf", &nbf, &bad);
   if (bad) return refuse(j, WISP_JWT_MALFORMED, "nbf is not a number" DATE_RANGE);
   bool has_iat = numeric_date(j->claims, "iat", &iat, &bad);
@@ -543,8 +556,8 @@ static wisp_jwt_verdict check_times(jws *j, const wisp_jwt_expect *want, wisp_jw
     return refuse(j, WISP_JWT_EXPIRED, "the token expired %" PRId64 " s ago (exp %" PRId64 ", leeway %" PRId64 " s)",
                   want->now - exp, exp, want->leeway);
   if (has_nbf && nbf > want->now && nbf - want->now > want->leeway)
-    return refuse(j, WISP_JWT_NOT_YET_VALID, "nbf is %" PRId64 " s from now (leeway %" PRId64 " s)",
-                  nbf - want->now, want->leeway);
+    return refuse(j, WISP_JWT_NOT_YET_VALID, "nbf is %" PRId64 " s from now (leeway %" PRId64 " s)", nbf - want->now,
+                  want->leeway);
   if (has_iat && iat > want->now && iat - want->now > want->leeway)
     return refuse(j, WISP_JWT_NOT_YET_VALID, "issued %" PRId64 " s in the future (iat; leeway %" PRId64 " s)",
                   iat - want->now, want->leeway);
@@ -556,9 +569,10 @@ static wisp_jwt_verdict check_times(jws *j, const wisp_jwt_expect *want, wisp_jw
   if (want->max_lifetime > 0 && !has_iat)
     return refuse(j, WISP_JWT_TOO_LONG_LIVED, "the token has no iat, so its lifetime cannot be bounded");
   if (want->max_lifetime > 0 && exp - iat > want->max_lifetime)
-    return refuse(j, WISP_JWT_TOO_LONG_LIVED, "the token lives %" PRId64 " s (exp - iat), more than the %" PRId64
-                  " s allowed: a projected token's expirationSeconds must be at most that", exp - iat,
-                  want->max_lifetime);
+    return refuse(j, WISP_JWT_TOO_LONG_LIVED,
+                  "the token lives %" PRId64 " s (exp - iat), more than the %" PRId64
+                  " s allowed: a projected token's expirationSeconds must be at most that",
+                  exp - iat, want->max_lifetime);
   out->exp = exp;
   return WISP_JWT_OK;
 }
@@ -624,9 +638,11 @@ static wisp_jwt_verdict verify(jws *j, wisp_jwt_claims *out, const wisp_jwks *ke
   /* The API server signs Secret-based tokens with the same keys; they never
    * expire and are bound to nothing. */
   if (iss && !strcmp(iss, LEGACY_ISSUER))
-    return refuse(j, WISP_JWT_NOT_BOUND, "a legacy Secret-based service-account token (iss %s: no expiry, no "
+    return refuse(j, WISP_JWT_NOT_BOUND,
+                  "a legacy Secret-based service-account token (iss %s: no expiry, no "
                   "audience, bound to no pod); only a projected token (a serviceAccountToken volume with audience "
-                  "%s) is taken", LEGACY_ISSUER, want->audience);
+                  "%s) is taken",
+                  LEGACY_ISSUER, want->audience);
   if (!iss || strcmp(iss, want->issuer) != 0)
     return refuse(j, WISP_JWT_ISSUER_MISMATCH, "the token's issuer is %s, not %s", iss ? shown(iss, s) : "missing",
                   shown(want->issuer, w));
@@ -634,9 +650,11 @@ static wisp_jwt_verdict verify(jws *j, wisp_jwt_claims *out, const wisp_jwks *ke
       (v = check_k8s(j, out)) != WISP_JWT_OK)
     return v;
   if (want->require_pod && !out->pod_name[0])
-    return refuse(j, WISP_JWT_NOT_BOUND, "the token has no kubernetes.io pod (made by kubectl create token or a "
+    return refuse(j, WISP_JWT_NOT_BOUND,
+                  "the token has no kubernetes.io pod (made by kubectl create token or a "
                   "TokenRequest without a pod?): only a projected token, which the kubelet binds to its pod (a "
-                  "serviceAccountToken volume with audience %s), is taken", want->audience);
+                  "serviceAccountToken volume with audience %s), is taken",
+                  want->audience);
   return WISP_JWT_OK;
 }
 

@@ -59,17 +59,17 @@ const char *wisp_jwks_skip_reason(const wisp_jwks *keys, size_t i);
 /* Why a token was refused. */
 typedef enum {
   WISP_JWT_OK = 0,
-  WISP_JWT_MALFORMED,       /* not a compact JWS with a JSON header and claims */
-  WISP_JWT_ALG_REFUSED,     /* alg none, HS256, ...: only RS256 and ES256 */
-  WISP_JWT_UNKNOWN_KEY,     /* no key in the set has the token's kid */
+  WISP_JWT_MALFORMED,   /* not a compact JWS with a JSON header and claims */
+  WISP_JWT_ALG_REFUSED, /* alg none, HS256, ...: only RS256 and ES256 */
+  WISP_JWT_UNKNOWN_KEY, /* no key in the set has the token's kid */
   WISP_JWT_BAD_SIGNATURE,
   WISP_JWT_ISSUER_MISMATCH,
   WISP_JWT_WRONG_AUDIENCE,
   WISP_JWT_EXPIRED,
-  WISP_JWT_NOT_YET_VALID,   /* nbf or iat in the future */
+  WISP_JWT_NOT_YET_VALID,       /* nbf or iat in the future */
   WISP_JWT_NOT_SERVICE_ACCOUNT, /* no kubernetes.io namespace and service account */
-  WISP_JWT_TOO_LONG_LIVED,  /* exp - iat past wisp_jwt_expect.max_lifetime, or no iat */
-  WISP_JWT_NOT_BOUND,       /* not bound to a pod: a legacy Secret token, or a TokenRequest without one */
+  WISP_JWT_TOO_LONG_LIVED,      /* exp - iat past wisp_jwt_expect.max_lifetime, or no iat */
+  WISP_JWT_NOT_BOUND,           /* not bound to a pod: a legacy Secret token, or a TokenRequest without one */
 } wisp_jwt_verdict;
 #define WISP_JWT_VERDICT_LAST WISP_JWT_NOT_BOUND
 
@@ -93,7 +93,7 @@ typedef struct {
   char sa_uid[WISP_JWT_UID_MAX + 1];
   char pod_name[WISP_JWT_NAME_MAX + 1]; /* "" when the token is not bound to a pod */
   char pod_uid[WISP_JWT_UID_MAX + 1];
-  char kid[WISP_JWT_UID_MAX + 1];       /* the key that signed it */
+  char kid[WISP_JWT_UID_MAX + 1]; /* the key that signed it */
   int64_t exp;
 } wisp_jwt_claims;
 

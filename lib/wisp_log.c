@@ -156,8 +156,7 @@ static void pending_remove(wisp_log_limit *l) {
   l->next_pending = NULL;
 }
 
-void wisp_log_limit_init(wisp_log_limit *l, const char *what, uint32_t burst, double window,
-                         wisp_log_stream stream) {
+void wisp_log_limit_init(wisp_log_limit *l, const char *what, uint32_t burst, double window, wisp_log_stream stream) {
   memset(l, 0, sizeof(*l));
   snprintf(l->what, sizeof(l->what), "%s", what);
   l->burst = burst;

@@ -98,9 +98,9 @@ typedef struct wisp_log_limit {
   double window;                      /* seconds */
   wisp_log_stream stream;             /* where the summary goes */
   /* state (zero at start) */
-  double start;                       /* when the current window began */
-  uint32_t used;                      /* lines let through in it */
-  uint64_t suppressed;                /* dropped, not reported yet */
+  double start;        /* when the current window began */
+  uint32_t used;       /* lines let through in it */
+  uint64_t suppressed; /* dropped, not reported yet */
   struct wisp_log_limit *next_pending;
   int pending;
 } wisp_log_limit;
@@ -110,8 +110,7 @@ typedef struct wisp_log_limit {
 
 /* The same at run time (a limiter inside a struct); |what| is copied, cut
  * to fit. */
-void wisp_log_limit_init(wisp_log_limit *l, const char *what, uint32_t burst, double window,
-                         wisp_log_stream stream);
+void wisp_log_limit_init(wisp_log_limit *l, const char *what, uint32_t burst, double window, wisp_log_stream stream);
 /* Decides one line at |now| (seconds, wisp_log_now's clock): true if it
  * may be written. On true |*out_suppressed| is the number of lines dropped
  * since the last report (mostly 0), which the caller puts into the line it
@@ -135,11 +134,11 @@ double wisp_log_now(void);
 #define WISP_LOG_LIMIT_STR_(x) WISP_LOG_LIMIT_STR2_(x)
 /* wisp_log_limited with a limiter of its own per call site, named by
  * file:line in summaries. */
-#define WISP_LOG_LIMITED(level, burst, window, ...)                                                  \
-  do {                                                                                               \
-    static wisp_log_limit wisp_log_site_ =                                                           \
+#define WISP_LOG_LIMITED(level, burst, window, ...)                                                         \
+  do {                                                                                                      \
+    static wisp_log_limit wisp_log_site_ =                                                                  \
         WISP_LOG_LIMIT_INIT(__FILE__ ":" WISP_LOG_LIMIT_STR_(__LINE__), burst, window, WISP_LOG_TO_STDERR); \
-    wisp_log_limited(&wisp_log_site_, level, __VA_ARGS__);                                           \
+    wisp_log_limited(&wisp_log_site_, level, __VA_ARGS__);                                                  \
   } while (0)
 
 #endif

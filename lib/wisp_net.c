@@ -233,8 +233,7 @@ wisp_err wisp_net_local_addr(int fd, wisp_addr *out) {
 }
 
 bool wisp_addr_is_loopback(const wisp_addr *a) {
-  if (a->sa.ss_family == AF_INET)
-    return (ntohl(((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr) >> 24) == 127;
+  if (a->sa.ss_family == AF_INET) return (ntohl(((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr) >> 24) == 127;
   if (a->sa.ss_family != AF_INET6) return false;
   const struct in6_addr *v6 = &((const struct sockaddr_in6 *)&a->sa)->sin6_addr;
   return IN6_IS_ADDR_LOOPBACK(v6) || (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);

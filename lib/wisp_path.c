@@ -22,22 +22,14 @@ static bool is_unreserved(unsigned char c) {
 /* The reserved characters RFC 3986 3.3 lets a segment hold raw (sub-delims,
  * ':' and '@'), which apps treat the same raw or encoded; all but ';',
  * which apps take as the start of parameters and which is refused. */
-static bool is_segment_delim(unsigned char c) {
-  return c != '\0' && strchr("!$&'()*+,=:@", c) != NULL;
-}
+static bool is_segment_delim(unsigned char c) { return c != '\0' && strchr("!$&'()*+,=:@", c) != NULL; }
 
 /* Whether the normal form holds |c| raw (and so decodes %XX of it). */
-static bool decodes(unsigned char c) {
-  return is_unreserved(c) || is_segment_delim(c);
-}
+static bool decodes(unsigned char c) { return is_unreserved(c) || is_segment_delim(c); }
 
-static bool is_control(unsigned char c) {
-  return c < 0x20 || c == 0x7f;
-}
+static bool is_control(unsigned char c) { return c < 0x20 || c == 0x7f; }
 
-static bool is_hex(int c) {
-  return c >= 0 && hex_val((char)c) >= 0;
-}
+static bool is_hex(int c) { return c >= 0 && hex_val((char)c) >= 0; }
 
 /* The character at |p| (|left| bytes) as the normal form has it: a raw
  * byte, or the value of an escape it decodes; -1 for anything else. Sets
@@ -83,8 +75,7 @@ static const char *check_path_char(unsigned char c) {
   if (c == ';')
     return "';' in path (servlet containers and Spring cut ;parameters out: /admin;x/secret is /admin/secret "
            "to them)";
-  if (c != '/' && !decodes(c))
-    return "character not allowed in a path by RFC 3986 (a client must percent-encode it)";
+  if (c != '/' && !decodes(c)) return "character not allowed in a path by RFC 3986 (a client must percent-encode it)";
   return NULL;
 }
 

@@ -96,8 +96,7 @@ bool wp_tchar(char ch) {
          (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
 }
 
-bool wp_k8s_id(const char *id, size_t len, const char **ns, size_t *ns_len, const char **sa,
-               size_t *sa_len) {
+bool wp_k8s_id(const char *id, size_t len, const char **ns, size_t *ns_len, const char **sa, size_t *sa_len) {
   static const char kScheme[] = "spiffe://";
   const size_t scheme_len = sizeof(kScheme) - 1;
   if (len < scheme_len || memcmp(id, kScheme, scheme_len) != 0) return false;
@@ -190,16 +189,14 @@ size_t wisp_policy_summary(const wisp_policy *p, char *out, size_t out_len) {
   return b.len;
 }
 
-const char *wisp_mtls_mode_name(wisp_mtls_mode mode) {
-  return mode == WISP_MTLS_PERMISSIVE ? "PERMISSIVE" : "STRICT";
-}
+const char *wisp_mtls_mode_name(wisp_mtls_mode mode) { return mode == WISP_MTLS_PERMISSIVE ? "PERMISSIVE" : "STRICT"; }
 
 /* ---- views ------------------------------------------------------------------ */
 
 typedef struct {
   const char *ns, *sa;
   size_t ns_len, sa_len;
-  bool known;  /* the workload ID is spiffe://td/ns/N/sa/SA */
+  bool known; /* the workload ID is spiffe://td/ns/N/sa/SA */
 } workload;
 
 static bool selects(const wp_selector *s, const workload *w) {
@@ -255,9 +252,7 @@ static wp_slot *slot_for(wp_slot *table, uint32_t mask, uint32_t kind, const wp_
       s->kind = kind;
       return s;
     }
-    if (s->hash == h && s->kind == kind && s->len == key->len &&
-        memcmp(s->s, key->s, key->len) == 0)
-      return s;
+    if (s->hash == h && s->kind == kind && s->len == key->len && memcmp(s->s, key->s, key->len) == 0) return s;
   }
 }
 
@@ -270,8 +265,8 @@ static int cmp_u32(const void *a, const void *b) {
 typedef struct {
   wp_slot *table;
   uint32_t mask;
-  uint32_t *last;       /* per slot: item + 1 last filed there */
-  uint32_t *postings;   /* NULL in pass 0 */
+  uint32_t *last;     /* per slot: item + 1 last filed there */
+  uint32_t *postings; /* NULL in pass 0 */
   uint32_t *lens[WP_K_COUNT];
   uint32_t n_lens[WP_K_COUNT];
 } ix_build;
@@ -335,8 +330,7 @@ static void build_index(wp_arena *a, wp_list *l) {
   b.table = wp_alloc(a, cap * sizeof(wp_slot));
   b.mask = cap - 1;
   b.last = wisp_calloc(cap, sizeof(uint32_t));
-  for (uint32_t kind = 0; kind < WP_K_COUNT; kind++)
-    b.lens[kind] = wisp_malloc(n_keys * sizeof(uint32_t));
+  for (uint32_t kind = 0; kind < WP_K_COUNT; kind++) b.lens[kind] = wisp_malloc(n_keys * sizeof(uint32_t));
   for (uint32_t k = 0; k < l->n_items; k++) {
     ix_how how = how_filed(l->items[k].rule);
     if (how != IX_SCAN) file_rule(&b, k, l->items[k].rule, how == IX_PATH);
@@ -377,8 +371,7 @@ static void build_index(wp_arena *a, wp_list *l) {
 
 /* Sets up |l| with the rules of the policies of action |deny| that govern
  * |w|, in document order. */
-static void build_list(wisp_policy_view *v, wp_list *l, bool deny, const workload *w,
-                       uint32_t *n_policies) {
+static void build_list(wisp_policy_view *v, wp_list *l, bool deny, const workload *w, uint32_t *n_policies) {
   const wisp_policy *p = v->policy;
   uint32_t n = 0;
   for (uint32_t i = 0; i < p->n_authz; i++)
@@ -400,8 +393,7 @@ static void build_list(wisp_policy_view *v, wp_list *l, bool deny, const workloa
   build_index(&v->arena, l);
 }
 
-wisp_err wisp_policy_view_new(wisp_policy_view **out, wisp_policy *p, const char *workload_id,
-                              size_t id_len) {
+wisp_err wisp_policy_view_new(wisp_policy_view **out, wisp_policy *p, const char *workload_id, size_t id_len) {
   wisp_spiffe_id id;
   WISP_ENSURE(wisp_spiffe_parse(&id, workload_id, id_len, NULL, 0) == WISP_OK, WISP_ERR_IDENTITY);
   workload w;

@@ -86,21 +86,21 @@
 
 /* Bounds: a policy source never decides how much we allocate. Exceeding
  * one is WISP_ERR_TOO_BIG. */
-#define WISP_POLICY_MAX_INPUT (4u << 20)  /* bytes of YAML */
-#define WISP_POLICY_MAX_DOCS 4096         /* documents, empty ones included */
-#define WISP_POLICY_MAX_RULES 16384       /* rules, all policies together */
-#define WISP_POLICY_MAX_LIST 1024         /* items in any list but rules */
-#define WISP_POLICY_MAX_DEPTH 32          /* YAML nesting */
-#define WISP_POLICY_MAX_NODES 262144      /* YAML nodes in one document */
-#define WISP_POLICY_MAX_STR 4096          /* bytes of any one string */
+#define WISP_POLICY_MAX_INPUT (4u << 20)   /* bytes of YAML */
+#define WISP_POLICY_MAX_DOCS 4096          /* documents, empty ones included */
+#define WISP_POLICY_MAX_RULES 16384        /* rules, all policies together */
+#define WISP_POLICY_MAX_LIST 1024          /* items in any list but rules */
+#define WISP_POLICY_MAX_DEPTH 32           /* YAML nesting */
+#define WISP_POLICY_MAX_NODES 262144       /* YAML nodes in one document */
+#define WISP_POLICY_MAX_STR 4096           /* bytes of any one string */
 #define WISP_POLICY_MAX_DESTINATIONS 65536 /* addresses, all Destinations together */
 
 typedef struct wisp_policy wisp_policy;
 typedef struct wisp_policy_view wisp_policy_view;
 
 typedef enum {
-  WISP_MTLS_STRICT = 0,  /* refuse plaintext inbound (the default) */
-  WISP_MTLS_PERMISSIVE,  /* also accept plaintext callers, with no identity */
+  WISP_MTLS_STRICT = 0, /* refuse plaintext inbound (the default) */
+  WISP_MTLS_PERMISSIVE, /* also accept plaintext callers, with no identity */
 } wisp_mtls_mode;
 
 /* Parses, validates and compiles the YAML stream |yaml| (|len| bytes, need
@@ -126,9 +126,9 @@ typedef struct {
   size_t allow_policies;
   size_t deny_policies;
   size_t peer_authentications;
-  size_t rules;                  /* over all AuthorizationPolicies */
-  size_t destinations;           /* Destination documents */
-  size_t destination_addresses;  /* over all Destinations */
+  size_t rules;                 /* over all AuthorizationPolicies */
+  size_t destinations;          /* Destination documents */
+  size_t destination_addresses; /* over all Destinations */
 } wisp_policy_stats;
 
 void wisp_policy_get_stats(const wisp_policy *p, wisp_policy_stats *out);
@@ -169,14 +169,14 @@ wisp_mtls_mode wisp_policy_view_mode(const wisp_policy_view *v);
 const char *wisp_mtls_mode_name(wisp_mtls_mode mode);
 
 typedef struct {
-  size_t allow_policies;  /* governing the workload */
+  size_t allow_policies; /* governing the workload */
   size_t deny_policies;
   size_t allow_rules;
   size_t deny_rules;
-  size_t indexed_rules;   /* rules found by hashing the caller's ID,
+  size_t indexed_rules; /* rules found by hashing the caller's ID,
                            * namespace or path (the others are scanned) */
   wisp_mtls_mode mode;
-  const char *mode_from;  /* "namespace/name" of the PeerAuthentication
+  const char *mode_from; /* "namespace/name" of the PeerAuthentication
                            * that set the mode, NULL for the default;
                            * borrowed from the view */
 } wisp_policy_view_info;
@@ -189,21 +189,21 @@ void wisp_policy_view_get_info(const wisp_policy_view *v, wisp_policy_view_info 
  * first '?'; it is NOT normalised here: the HTTP layer passes the normal
  * form of lib/wisp_path (and sends the app that same form). */
 typedef struct {
-  const char *principal;  /* the caller's SPIFFE ID; NULL (or ""): no identity */
+  const char *principal; /* the caller's SPIFFE ID; NULL (or ""): no identity */
   size_t principal_len;
-  const char *method;     /* NULL: an L4 connection (method and path unused) */
+  const char *method; /* NULL: an L4 connection (method and path unused) */
   size_t method_len;
-  const char *path;       /* NULL or "" with a method: no path */
+  const char *path; /* NULL or "" with a method: no path */
   size_t path_len;
-  uint16_t port;          /* destination port */
+  uint16_t port; /* destination port */
 } wisp_policy_request;
 
 typedef struct {
   bool allow;
-  const char *policy;  /* "namespace/name" of the policy whose rule decided;
+  const char *policy;   /* "namespace/name" of the policy whose rule decided;
                         * NULL when no rule did; borrowed from the view */
-  int rule;            /* index of that rule in spec.rules; -1: none */
-  const char *reason;  /* static: one of the WISP_POLICY_REASON_* */
+  int rule;             /* index of that rule in spec.rules; -1: none */
+  const char *reason;   /* static: one of the WISP_POLICY_REASON_* */
   uint32_t rules_tried; /* rules whose conditions were evaluated: what the
                          * index saved is visible (tests, debugging) */
 } wisp_policy_decision;
@@ -235,7 +235,6 @@ typedef struct {
  * policy (400) rather than guess what the app makes of it. Pure. */
 const char *wisp_policy_method_refused(const char *method, size_t len);
 
-void wisp_policy_evaluate(const wisp_policy_view *v, const wisp_policy_request *req,
-                          wisp_policy_decision *out);
+void wisp_policy_evaluate(const wisp_policy_view *v, const wisp_policy_request *req, wisp_policy_decision *out);
 
 #endif

@@ -10,16 +10,16 @@
 /* What is known of the request, worked out at most once. */
 typedef struct {
   const wisp_policy_request *r;
-  const char *path;   /* "" when none */
-  size_t path_len;    /* up to the first '?' */
-  size_t trim_len;    /* path_len less one trailing '/' (not of "/" itself) */
-  uint32_t method;    /* WP_* bit; 0: another method */
+  const char *path; /* "" when none */
+  size_t path_len;  /* up to the first '?' */
+  size_t trim_len;  /* path_len less one trailing '/' (not of "/" itself) */
+  uint32_t method;  /* WP_* bit; 0: another method */
   bool hashed;
-  uint64_t hash;      /* of the principal, once hashed */
-  int ns_state;       /* 0: not looked at, 1: found, 2: none */
+  uint64_t hash; /* of the principal, once hashed */
+  int ns_state;  /* 0: not looked at, 1: found, 2: none */
   const char *ns;
   size_t ns_len;
-  uint32_t tried;     /* rule_match calls, for wisp_policy_decision */
+  uint32_t tried; /* rule_match calls, for wisp_policy_decision */
 } req_ctx;
 
 static uint32_t method_bit(const char *m, size_t len) {
@@ -64,11 +64,9 @@ static bool strset_match(const wp_strset *set, const char *s, size_t len) {
   if (set->any) return true;
   if (set->n_exact && exact_find(set->exact, set->n_exact, s, len)) return true;
   for (uint32_t i = 0; i < set->n_prefix; i++)
-    if (len >= set->prefix[i].len && memcmp(s, set->prefix[i].s, set->prefix[i].len) == 0)
-      return true;
+    if (len >= set->prefix[i].len && memcmp(s, set->prefix[i].s, set->prefix[i].len) == 0) return true;
   for (uint32_t i = 0; i < set->n_suffix; i++)
-    if (len >= set->suffix[i].len &&
-        memcmp(s + len - set->suffix[i].len, set->suffix[i].s, set->suffix[i].len) == 0)
+    if (len >= set->suffix[i].len && memcmp(s + len - set->suffix[i].len, set->suffix[i].s, set->suffix[i].len) == 0)
       return true;
   return false;
 }
@@ -111,9 +109,7 @@ static bool caller_ns(req_ctx *c) {
   if (c->ns_state == 0) {
     const char *sa;
     size_t sa_len;
-    c->ns_state = wp_k8s_id(c->r->principal, c->r->principal_len, &c->ns, &c->ns_len, &sa, &sa_len)
-                      ? 1
-                      : 2;
+    c->ns_state = wp_k8s_id(c->r->principal, c->r->principal_len, &c->ns, &c->ns_len, &sa, &sa_len) ? 1 : 2;
   }
   return c->ns_state == 1;
 }
@@ -123,17 +119,13 @@ static bool caller_ns(req_ctx *c) {
 static bool from_match(const wp_from *f, req_ctx *c, bool deny) {
   const wisp_policy_request *r = c->r;
   if (!r->principal) return !(f->fields & (WP_F_PRINCIPALS | WP_F_NAMESPACES)) && deny;
-  if ((f->fields & WP_F_PRINCIPALS) && !strset_match(&f->principals, r->principal, r->principal_len))
-    return false;
-  if ((f->fields & WP_F_NOT_PRINCIPALS) &&
-      strset_match(&f->not_principals, r->principal, r->principal_len))
+  if ((f->fields & WP_F_PRINCIPALS) && !strset_match(&f->principals, r->principal, r->principal_len)) return false;
+  if ((f->fields & WP_F_NOT_PRINCIPALS) && strset_match(&f->not_principals, r->principal, r->principal_len))
     return false;
   if (f->fields & (WP_F_NAMESPACES | WP_F_NOT_NAMESPACES)) {
     if (!caller_ns(c)) return !(f->fields & WP_F_NAMESPACES) && deny;
-    if ((f->fields & WP_F_NAMESPACES) && !strset_match(&f->namespaces, c->ns, c->ns_len))
-      return false;
-    if ((f->fields & WP_F_NOT_NAMESPACES) && strset_match(&f->not_namespaces, c->ns, c->ns_len))
-      return false;
+    if ((f->fields & WP_F_NAMESPACES) && !strset_match(&f->namespaces, c->ns, c->ns_len)) return false;
+    if ((f->fields & WP_F_NOT_NAMESPACES) && strset_match(&f->not_namespaces, c->ns, c->ns_len)) return false;
   }
   return true;
 }
@@ -170,8 +162,7 @@ static bool rule_match(const wp_rule *r, req_ctx *c, bool deny) {
 
 /* Lowers |*best| to the first item of |list| (ascending) below it whose
  * rule matches. */
-static void scan(const wp_list *l, const uint32_t *list, uint32_t n, req_ctx *c, bool deny,
-                 uint32_t *best) {
+static void scan(const wp_list *l, const uint32_t *list, uint32_t n, req_ctx *c, bool deny, uint32_t *best) {
   for (uint32_t i = 0; i < n && list[i] < *best; i++) {
     c->tried++;
     if (rule_match(l->items[list[i]].rule, c, deny)) {
@@ -181,13 +172,12 @@ static void scan(const wp_list *l, const uint32_t *list, uint32_t n, req_ctx *c,
   }
 }
 
-static void probe(const wp_list *l, uint32_t kind, const char *s, size_t len, uint64_t h,
-                  req_ctx *c, bool deny, uint32_t *best) {
+static void probe(const wp_list *l, uint32_t kind, const char *s, size_t len, uint64_t h, req_ctx *c, bool deny,
+                  uint32_t *best) {
   for (uint32_t i = (uint32_t)h & l->mask;; i = (i + 1) & l->mask) {
     const wp_slot *slot = &l->table[i];
     if (!slot->s) return;
-    if (slot->hash == h && slot->kind == kind && slot->len == len &&
-        memcmp(slot->s, s, len) == 0) {
+    if (slot->hash == h && slot->kind == kind && slot->len == len && memcmp(slot->s, s, len) == 0) {
       scan(l, l->postings + slot->off, slot->n, c, deny, best);
       return;
     }
@@ -196,16 +186,15 @@ static void probe(const wp_list *l, uint32_t kind, const char *s, size_t len, ui
 
 /* Probes |s| whole (exact kind |kind|) and its prefixes and suffixes of
  * each length a pattern of the next two kinds has. */
-static void probe_all(const wp_list *l, uint32_t kind, const char *s, size_t len, uint64_t whole,
-                      req_ctx *c, bool deny, uint32_t *best) {
+static void probe_all(const wp_list *l, uint32_t kind, const char *s, size_t len, uint64_t whole, req_ctx *c, bool deny,
+                      uint32_t *best) {
   probe(l, kind, s, len, whole, c, deny, best);
   const uint32_t *lens = l->lens[kind + 1];
   for (uint32_t i = 0; i < l->n_lens[kind + 1] && lens[i] <= len; i++)
     probe(l, kind + 1, s, lens[i], wp_key_hash(kind + 1, s, lens[i]), c, deny, best);
   lens = l->lens[kind + 2];
   for (uint32_t i = 0; i < l->n_lens[kind + 2] && lens[i] <= len; i++)
-    probe(l, kind + 2, s + len - lens[i], lens[i], wp_key_hash(kind + 2, s + len - lens[i], lens[i]),
-          c, deny, best);
+    probe(l, kind + 2, s + len - lens[i], lens[i], wp_key_hash(kind + 2, s + len - lens[i], lens[i]), c, deny, best);
 }
 
 /* The first item of |l| whose rule matches, or -1: the rules filed under
@@ -215,13 +204,10 @@ static int32_t list_match(const wp_list *l, req_ctx *c, bool deny) {
   const wisp_policy_request *r = c->r;
   if (l->has_paths) {
     if (r->method) {
-      probe_all(l, WP_K_PATH, c->path, c->path_len, wp_key_hash(WP_K_PATH, c->path, c->path_len), c,
-                deny, &best);
+      probe_all(l, WP_K_PATH, c->path, c->path_len, wp_key_hash(WP_K_PATH, c->path, c->path_len), c, deny, &best);
       if (deny && c->trim_len != c->path_len) /* DENY paths ignore one trailing '/' */
-        probe_all(l, WP_K_PATH, c->path, c->trim_len, wp_key_hash(WP_K_PATH, c->path, c->trim_len), c,
-                  deny, &best);
-    } else if (deny)
-      scan(l, l->by_path, l->n_by_path, c, deny, &best); /* L4: paths ignored */
+        probe_all(l, WP_K_PATH, c->path, c->trim_len, wp_key_hash(WP_K_PATH, c->path, c->trim_len), c, deny, &best);
+    } else if (deny) scan(l, l->by_path, l->n_by_path, c, deny, &best); /* L4: paths ignored */
   }
   if (l->has_callers && r->principal) {
     if (!c->hashed) {
@@ -230,15 +216,13 @@ static int32_t list_match(const wp_list *l, req_ctx *c, bool deny) {
     }
     probe_all(l, WP_K_PRINCIPAL, r->principal, r->principal_len, c->hash, c, deny, &best);
     if (l->has_namespaces && caller_ns(c))
-      probe_all(l, WP_K_NAMESPACE, c->ns, c->ns_len, wp_key_hash(WP_K_NAMESPACE, c->ns, c->ns_len),
-                c, deny, &best);
+      probe_all(l, WP_K_NAMESPACE, c->ns, c->ns_len, wp_key_hash(WP_K_NAMESPACE, c->ns, c->ns_len), c, deny, &best);
   }
   scan(l, l->generic, l->n_generic, c, deny, &best);
   return best == UINT32_MAX ? -1 : (int32_t)best;
 }
 
-static void decide(wisp_policy_decision *out, const req_ctx *c, bool allow, const wp_item *item,
-                   const char *reason) {
+static void decide(wisp_policy_decision *out, const req_ctx *c, bool allow, const wp_item *item, const char *reason) {
   out->allow = allow;
   out->rules_tried = c ? c->tried : 0;
   out->policy = item ? item->policy : NULL;
@@ -257,8 +241,7 @@ const char *wisp_policy_method_refused(const char *method, size_t len) {
   return NULL;
 }
 
-void wisp_policy_evaluate(const wisp_policy_view *v, const wisp_policy_request *req,
-                          wisp_policy_decision *out) {
+void wisp_policy_evaluate(const wisp_policy_view *v, const wisp_policy_request *req, wisp_policy_decision *out) {
   wisp_policy_request r = *req;
   if (r.principal_len == 0) r.principal = NULL; /* an empty ID is no ID */
   if (!r.principal && v->mode == WISP_MTLS_STRICT) {
@@ -285,8 +268,7 @@ void wisp_policy_evaluate(const wisp_policy_view *v, const wisp_policy_request *
     return;
   }
   if (v->n_allow_policies == 0) {
-    decide(out, &c, true, NULL,
-           v->n_deny_policies ? WISP_POLICY_REASON_NO_ALLOW_POLICY : WISP_POLICY_REASON_NO_POLICY);
+    decide(out, &c, true, NULL, v->n_deny_policies ? WISP_POLICY_REASON_NO_ALLOW_POLICY : WISP_POLICY_REASON_NO_POLICY);
     return;
   }
   k = list_match(&v->allow, &c, false);

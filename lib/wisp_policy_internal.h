@@ -28,7 +28,7 @@ void wp_arena_free(wp_arena *a);
 /* ---- the compiled model ---------------------------------------------- */
 
 typedef struct {
-  const char *s;  /* NUL-terminated too, for logs */
+  const char *s; /* NUL-terminated too, for logs */
   uint32_t len;
 } wp_str;
 
@@ -38,8 +38,8 @@ typedef struct {
   bool any;
   uint32_t n_exact, n_prefix, n_suffix;
   const wp_str *exact;
-  const wp_str *prefix;  /* without the '*' */
-  const wp_str *suffix;  /* without the '*' */
+  const wp_str *prefix; /* without the '*' */
+  const wp_str *suffix; /* without the '*' */
 } wp_strset;
 
 /* Bits for the common methods; others are kept as strings. */
@@ -58,12 +58,12 @@ enum {
 typedef struct {
   uint32_t mask;
   uint32_t n_other;
-  const wp_str *other;  /* sorted as in wp_strset */
+  const wp_str *other; /* sorted as in wp_strset */
 } wp_methodset;
 
 typedef struct {
   uint32_t n;
-  const uint16_t *ports;  /* sorted, unique */
+  const uint16_t *ports; /* sorted, unique */
 } wp_portset;
 
 /* Which fields a from/to entry gives (an entry gives at least one). */
@@ -97,7 +97,7 @@ typedef struct {
 } wp_to;
 
 typedef struct {
-  uint32_t n_from, n_to;  /* 0: any */
+  uint32_t n_from, n_to; /* 0: any */
   const wp_from *from;
   const wp_to *to;
 } wp_rule;
@@ -106,14 +106,14 @@ typedef struct {
  * |sa| unless it is NULL. */
 typedef struct {
   wp_str ns;
-  wp_str sa;  /* .s NULL: any service account */
+  wp_str sa; /* .s NULL: any service account */
 } wp_selector;
 
 typedef struct {
-  const char *qname;  /* "namespace/name" */
+  const char *qname; /* "namespace/name" */
   wp_selector sel;
   bool deny;
-  uint32_t doc;       /* 1-based document index */
+  uint32_t doc; /* 1-based document index */
   uint32_t n_rules;
   const wp_rule *rules;
 } wp_authz;
@@ -138,9 +138,9 @@ typedef struct {
 /* One address of a Destination, with where it was written (to name both
  * places when two documents map one address). */
 typedef struct {
-  wisp_policy_destination pub;  /* address (canonical) and spiffe_id */
-  uint32_t dest;                /* index into wisp_policy.dest_docs */
-  uint32_t item;                /* index in spec.addresses */
+  wisp_policy_destination pub; /* address (canonical) and spiffe_id */
+  uint32_t dest;               /* index into wisp_policy.dest_docs */
+  uint32_t item;               /* index in spec.addresses */
   uint32_t line, col;
 } wp_dest_addr;
 
@@ -149,20 +149,20 @@ typedef enum { WP_DOC_AUTHZ, WP_DOC_PEER, WP_DOC_DEST } wp_doc_kind;
 /* One document in order, for the summary. */
 typedef struct {
   wp_doc_kind kind;
-  uint32_t index;  /* into authz, peer or dest_docs */
+  uint32_t index; /* into authz, peer or dest_docs */
 } wp_docref;
 
 struct wisp_policy {
   atomic_uint refs;
   wp_arena arena;
   uint32_t n_authz, n_peer, n_docs, n_rules, n_allow, n_deny;
-  wp_authz *authz;  /* malloc'd arrays, grown while parsing; the rest is */
-  wp_peer *peer;    /* in the arena */
+  wp_authz *authz; /* malloc'd arrays, grown while parsing; the rest is */
+  wp_peer *peer;   /* in the arena */
   wp_docref *docs;
   uint32_t n_dest_docs, n_dests;
-  wp_dest *dest_docs;    /* malloc'd too */
-  wp_dest_addr *dests;   /* malloc'd; sorted by address once compiled */
-  wisp_policy_destination *dest_list;  /* malloc'd: the public view of dests */
+  wp_dest *dest_docs;                 /* malloc'd too */
+  wp_dest_addr *dests;                /* malloc'd; sorted by address once compiled */
+  wisp_policy_destination *dest_list; /* malloc'd: the public view of dests */
 };
 
 /* ---- views ------------------------------------------------------------ */
@@ -170,8 +170,8 @@ struct wisp_policy {
 /* A rule of a governing policy, in evaluation order. */
 typedef struct {
   const wp_rule *rule;
-  const char *policy;  /* qname */
-  int32_t index;       /* in the policy's rules */
+  const char *policy; /* qname */
+  int32_t index;      /* in the policy's rules */
 } wp_item;
 
 /* Index. A rule is filed under the patterns that a request must match for
@@ -184,13 +184,13 @@ typedef struct {
  *   (which ignores paths for L4), so those are kept apart for that case;
  * - else it is scanned. */
 enum {
-  WP_K_PRINCIPAL,         /* exact principal */
+  WP_K_PRINCIPAL, /* exact principal */
   WP_K_PRINCIPAL_PREFIX,
   WP_K_PRINCIPAL_SUFFIX,
-  WP_K_NAMESPACE,         /* exact namespace */
+  WP_K_NAMESPACE, /* exact namespace */
   WP_K_NAMESPACE_PREFIX,
   WP_K_NAMESPACE_SUFFIX,
-  WP_K_PATH,              /* exact path */
+  WP_K_PATH, /* exact path */
   WP_K_PATH_PREFIX,
   WP_K_PATH_SUFFIX,
   WP_K_COUNT,
@@ -200,33 +200,33 @@ enum {
  * probes its whole ID and namespace, and for the prefix and suffix kinds
  * its prefixes and suffixes of each length some pattern has. */
 typedef struct {
-  uint64_t hash;    /* wp_key_hash(kind, s, len) */
-  const char *s;    /* NULL: empty slot */
+  uint64_t hash; /* wp_key_hash(kind, s, len) */
+  const char *s; /* NULL: empty slot */
   uint32_t len;
   uint32_t kind;
-  uint32_t off, n;  /* postings[off .. off+n): ascending item indexes */
+  uint32_t off, n; /* postings[off .. off+n): ascending item indexes */
 } wp_slot;
 
 typedef struct {
   uint32_t n_items;
   const wp_item *items;
   uint32_t n_generic;
-  const uint32_t *generic;  /* items not in the index, ascending */
+  const uint32_t *generic; /* items not in the index, ascending */
   uint32_t n_indexed;
   uint32_t n_by_path;
-  const uint32_t *by_path;  /* items filed by path, ascending */
-  uint32_t mask;            /* capacity - 1; table NULL when nothing indexed */
+  const uint32_t *by_path; /* items filed by path, ascending */
+  uint32_t mask;           /* capacity - 1; table NULL when nothing indexed */
   const wp_slot *table;
   const uint32_t *postings;
-  uint32_t n_lens[WP_K_COUNT];     /* prefix/suffix kinds: the distinct */
+  uint32_t n_lens[WP_K_COUNT];      /* prefix/suffix kinds: the distinct */
   const uint32_t *lens[WP_K_COUNT]; /* pattern lengths, ascending */
-  bool has_callers;         /* some key is of a principal or namespace kind */
-  bool has_namespaces;      /* some key is of a namespace kind */
-  bool has_paths;           /* some key is of a path kind */
+  bool has_callers;                 /* some key is of a principal or namespace kind */
+  bool has_namespaces;              /* some key is of a namespace kind */
+  bool has_paths;                   /* some key is of a path kind */
 } wp_list;
 
 struct wisp_policy_view {
-  wisp_policy *policy;  /* a reference */
+  wisp_policy *policy; /* a reference */
   wp_arena arena;
   wp_list deny, allow;
   uint32_t n_allow_policies, n_deny_policies;
@@ -249,7 +249,6 @@ bool wp_tchar(char ch);
 /* Finds the N of ".../ns/N/sa/SA" in a SPIFFE ID's path part: sets
  * |*ns|/|*ns_len| and |*sa|/|*sa_len| and returns true when |id| is
  * spiffe://<td>/ns/<N>/sa/<SA> exactly. */
-bool wp_k8s_id(const char *id, size_t len, const char **ns, size_t *ns_len, const char **sa,
-               size_t *sa_len);
+bool wp_k8s_id(const char *id, size_t len, const char **ns, size_t *ns_len, const char **sa, size_t *sa_len);
 
 #endif

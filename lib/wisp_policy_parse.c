@@ -160,9 +160,8 @@ static wisp_err compile_peer(pctx *c, const yn *spec, const char *qname, wp_str 
   const char *other_desc;
   if (!seen_add(c, key, &other, &other_desc)) {
     if (v[0]) wpp_push_key(c, "selector", 8);
-    return wpp_fail(c, v[0] ? v[0] : spec,
-                "selects the same workloads as %s; keep one PeerAuthentication per scope",
-                other_desc);
+    return wpp_fail(c, v[0] ? v[0] : spec, "selects the same workloads as %s; keep one PeerAuthentication per scope",
+                    other_desc);
   }
   wpp_pop(c, mark);
   wisp_policy *p = c->p;
@@ -268,7 +267,7 @@ static wisp_err finish_dests(pctx *c) {
     wpp_push_index(c, again->item);
     yn at = {.line = again->line, .col = again->col};
     return wpp_fail(c, &at, "%s is already mapped by document %u (" KIND_DEST " %s, to %s)", again->pub.address,
-                d1->doc, d1->qname, d1->spiffe_id);
+                    d1->doc, d1->qname, d1->spiffe_id);
   }
   p->dest_list = wisp_calloc(p->n_dests, sizeof(wisp_policy_destination));
   for (uint32_t i = 0; i < p->n_dests; i++) p->dest_list[i] = p->dests[i].pub;
@@ -282,7 +281,7 @@ static wisp_err compile_doc(pctx *c, const yn *root) {
     return WISP_OK; /* an empty document */
   if (root->kind != YN_MAP)
     return wpp_fail(c, root, "expected a mapping with apiVersion, kind, metadata and spec, got %s",
-                wpp_kind_name(root));
+                    wpp_kind_name(root));
   describe(c, root);
   static const char *const kFields[] = {"apiVersion", "kind", "metadata", "spec"};
   const yn *v[4];
@@ -371,8 +370,7 @@ static wisp_err run(pctx *c, yaml_parser_t *y) {
         memset(&b, 0, sizeof(b));
         c->doc++;
         snprintf(c->desc, sizeof(c->desc), "document %u", c->doc);
-        if (c->doc > WISP_POLICY_MAX_DOCS)
-          e = wpp_fail_big(c, NULL, "more than %u documents", WISP_POLICY_MAX_DOCS);
+        if (c->doc > WISP_POLICY_MAX_DOCS) e = wpp_fail_big(c, NULL, "more than %u documents", WISP_POLICY_MAX_DOCS);
         break;
       case YAML_DOCUMENT_END_EVENT:
         if (b.unsupported) {
@@ -393,8 +391,7 @@ static wisp_err run(pctx *c, yaml_parser_t *y) {
   }
 }
 
-wisp_err wisp_policy_compile(wisp_policy **out, const char *yaml, size_t len, char *err_buf,
-                             size_t err_len) {
+wisp_err wisp_policy_compile(wisp_policy **out, const char *yaml, size_t len, char *err_buf, size_t err_len) {
   pctx c;
   memset(&c, 0, sizeof(c));
   c.err_buf = err_buf;

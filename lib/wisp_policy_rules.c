@@ -19,8 +19,8 @@
 /* ---- names and selectors --------------------------------------------- */
 
 static bool seg_char(char ch) {
-  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-         ch == '.' || ch == '-' || ch == '_';
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' ||
+         ch == '_';
 }
 
 /* Names, namespaces and service accounts are compared with SPIFFE ID path
@@ -87,8 +87,7 @@ static uint32_t sort_unique(wp_str *v, uint32_t n) {
 
 /* Checks the part of a pattern around its '*' (|body|, |len| bytes); |shape|
  * is 'e'xact, 'p'refix or 's'uffix. Returns a reason or NULL. */
-static const char *check_body(pat_kind kind, char shape, const char *body, size_t len,
-                              char *why, size_t why_len) {
+static const char *check_body(pat_kind kind, char shape, const char *body, size_t len, char *why, size_t why_len) {
   switch (kind) {
     case PAT_NAMESPACE:
       for (size_t i = 0; i < len; i++)
@@ -195,8 +194,7 @@ static const char *path_never_matches(char shape, const char *body, size_t len, 
 /* Compiles one list of patterns (principals, namespaces or paths). */
 static wisp_err compile_patterns(pctx *c, const yn *list, pat_kind kind, wp_strset *out) {
   WISP_GUARD(wpp_want_seq(c, list, false, WISP_POLICY_MAX_LIST));
-  static const char *const kWhat[] = {"a principal pattern", "a namespace pattern",
-                                      "a path pattern"};
+  static const char *const kWhat[] = {"a principal pattern", "a namespace pattern", "a path pattern"};
   wp_str *exact = wp_alloc(&c->p->arena, list->n * sizeof(wp_str));
   wp_str *prefix = wp_alloc(&c->p->arena, list->n * sizeof(wp_str));
   wp_str *suffix = wp_alloc(&c->p->arena, list->n * sizeof(wp_str));
@@ -227,8 +225,7 @@ static wisp_err compile_patterns(pctx *c, const yn *list, pat_kind kind, wp_strs
       shape = 'p';
       blen = len - 1;
     }
-    if (star && memchr(body, '*', blen))
-      why = "'*' may only be the whole pattern, its first or its last character";
+    if (star && memchr(body, '*', blen)) why = "'*' may only be the whole pattern, its first or its last character";
     /* Istio writes principals without the scheme: add it. */
     char *norm = NULL;
     if (!why && kind == PAT_PRINCIPAL && shape != 's' &&
@@ -276,9 +273,8 @@ static const struct {
   const char *name;
   uint32_t bit;
 } kMethods[] = {
-    {"GET", WP_GET},         {"HEAD", WP_HEAD},       {"POST", WP_POST},
-    {"PUT", WP_PUT},         {"DELETE", WP_DELETE},   {"CONNECT", WP_CONNECT},
-    {"OPTIONS", WP_OPTIONS}, {"TRACE", WP_TRACE},     {"PATCH", WP_PATCH},
+    {"GET", WP_GET},         {"HEAD", WP_HEAD},       {"POST", WP_POST},   {"PUT", WP_PUT},     {"DELETE", WP_DELETE},
+    {"CONNECT", WP_CONNECT}, {"OPTIONS", WP_OPTIONS}, {"TRACE", WP_TRACE}, {"PATCH", WP_PATCH},
 };
 
 static wisp_err compile_methods(pctx *c, const yn *list, wp_methodset *out) {
@@ -325,9 +321,7 @@ static wisp_err compile_methods(pctx *c, const yn *list, wp_methodset *out) {
   return WISP_OK;
 }
 
-static int cmp_u16(const void *a, const void *b) {
-  return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
-}
+static int cmp_u16(const void *a, const void *b) { return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b; }
 
 static wisp_err compile_ports(pctx *c, const yn *list, wp_portset *out) {
   WISP_GUARD(wpp_want_seq(c, list, false, WISP_POLICY_MAX_LIST));
@@ -371,27 +365,22 @@ static wisp_err compile_ports(pctx *c, const yn *list, wp_portset *out) {
 
 /* ---- rules -------------------------------------------------------------- */
 
-
 static wisp_err compile_from(pctx *c, const yn *n, wp_from *out) {
-  static const char *const kFields[] = {"principals", "notPrincipals", "namespaces",
-                                        "notNamespaces"};
+  static const char *const kFields[] = {"principals", "notPrincipals", "namespaces", "notNamespaces"};
   const yn *v[4];
   WISP_GUARD(wpp_map_fields(c, n, kFields, 4, v));
-  wp_strset *sets[4] = {&out->principals, &out->not_principals, &out->namespaces,
-                        &out->not_namespaces};
+  wp_strset *sets[4] = {&out->principals, &out->not_principals, &out->namespaces, &out->not_namespaces};
   for (uint32_t i = 0; i < 4; i++) {
     if (!v[i]) continue;
     out->fields |= 1u << i;
     FIELD(c, kFields[i], compile_patterns(c, v[i], i < 2 ? PAT_PRINCIPAL : PAT_NAMESPACE, sets[i]));
   }
-  if (!out->fields)
-    return wpp_fail(c, n, "empty entry (give principals, notPrincipals, namespaces or notNamespaces)");
+  if (!out->fields) return wpp_fail(c, n, "empty entry (give principals, notPrincipals, namespaces or notNamespaces)");
   return WISP_OK;
 }
 
 static wisp_err compile_to(pctx *c, const yn *n, wp_to *out) {
-  static const char *const kFields[] = {"methods", "notMethods", "paths",
-                                        "notPaths", "ports",      "notPorts"};
+  static const char *const kFields[] = {"methods", "notMethods", "paths", "notPaths", "ports", "notPorts"};
   const yn *v[6];
   WISP_GUARD(wpp_map_fields(c, n, kFields, 6, v));
   for (uint32_t i = 0; i < 6; i++)
@@ -402,8 +391,7 @@ static wisp_err compile_to(pctx *c, const yn *n, wp_to *out) {
   if (v[3]) FIELD(c, kFields[3], compile_patterns(c, v[3], PAT_PATH, &out->not_paths));
   if (v[4]) FIELD(c, kFields[4], compile_ports(c, v[4], &out->ports));
   if (v[5]) FIELD(c, kFields[5], compile_ports(c, v[5], &out->not_ports));
-  if (!out->fields)
-    return wpp_fail(c, n, "empty entry (give methods, notMethods, paths, notPaths, ports or notPorts)");
+  if (!out->fields) return wpp_fail(c, n, "empty entry (give methods, notMethods, paths, notPaths, ports or notPorts)");
   return WISP_OK;
 }
 

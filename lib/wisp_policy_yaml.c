@@ -46,10 +46,8 @@ static wisp_err failv(pctx *c, const yn *at, wisp_err code, const char *fmt, va_
   vsnprintf(reason, sizeof(reason), fmt, ap);
   char where[64] = "";
   if (at) snprintf(where, sizeof(where), " [line %u, column %u]", at->line, at->col);
-  if (c->path_len)
-    snprintf(c->err_buf, c->err_len, "%s: %s: %s%s", c->desc, c->path, reason, where);
-  else
-    snprintf(c->err_buf, c->err_len, "%s: %s%s", c->desc, reason, where);
+  if (c->path_len) snprintf(c->err_buf, c->err_len, "%s: %s: %s%s", c->desc, c->path, reason, where);
+  else snprintf(c->err_buf, c->err_len, "%s: %s%s", c->desc, reason, where);
   return code;
 }
 
@@ -76,8 +74,7 @@ wisp_err wpp_fail_big(pctx *c, const yn *at, const char *fmt, ...) {
 size_t wpp_push_key(pctx *c, const char *key, size_t len) {
   size_t mark = c->path_len;
   size_t room = sizeof(c->path) - c->path_len;
-  int w = snprintf(c->path + c->path_len, room, "%s%.*s", c->path_len ? "." : "",
-                   (int)(len > 64 ? 64 : len), key);
+  int w = snprintf(c->path + c->path_len, room, "%s%.*s", c->path_len ? "." : "", (int)(len > 64 ? 64 : len), key);
   c->path_len = w < 0 ? c->path_len : (size_t)w >= room ? sizeof(c->path) - 1 : c->path_len + (size_t)w;
   return mark;
 }
@@ -122,8 +119,7 @@ const char *wpp_plain_type(const yn *n) {
   if (wpp_all_digits(s + i, len - i)) return "an integer";
   if (len > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'o')) {
     size_t k = 2;
-    while (k < len && ((s[k] >= '0' && s[k] <= '9') || (s[1] == 'x' && ((s[k] | 0x20) >= 'a' &&
-                                                                           (s[k] | 0x20) <= 'f'))))
+    while (k < len && ((s[k] >= '0' && s[k] <= '9') || (s[1] == 'x' && ((s[k] | 0x20) >= 'a' && (s[k] | 0x20) <= 'f'))))
       k++;
     if (k == len) return "an integer";
   }
@@ -204,8 +200,7 @@ static const char *const kHints[][2] = {
 /* Checks the keys of map |m| against |known| (|n_known| names): each a
  * string, known, given once. Sets vals[i] to the value of known[i] or
  * NULL. */
-wisp_err wpp_map_fields(pctx *c, const yn *m, const char *const *known, size_t n_known,
-                           const yn **vals) {
+wisp_err wpp_map_fields(pctx *c, const yn *m, const char *const *known, size_t n_known, const yn **vals) {
   WISP_GUARD(wpp_want_map(c, m));
   for (size_t i = 0; i < n_known; i++) vals[i] = NULL;
   for (const yn *k = m->first; k; k = k->next->next) {
@@ -222,8 +217,8 @@ wisp_err wpp_map_fields(pctx *c, const yn *m, const char *const *known, size_t n
       size_t w = 0;
       for (size_t j = 0; j < n_known && w < sizeof(list); j++)
         w += (size_t)snprintf(list + w, sizeof(list) - w, "%s%s", j ? ", " : "", known[j]);
-      wisp_err e = hint ? wpp_fail(c, k, "unknown field (%s)", hint)
-                        : wpp_fail(c, k, "unknown field (known: %s)", list);
+      wisp_err e =
+          hint ? wpp_fail(c, k, "unknown field (%s)", hint) : wpp_fail(c, k, "unknown field (known: %s)", list);
       wpp_pop(c, mark);
       return e;
     }
@@ -239,7 +234,6 @@ wisp_err wpp_map_fields(pctx *c, const yn *m, const char *const *known, size_t n
 }
 
 /* ---- events -> tree ---------------------------------------------------- */
-
 
 static yn *new_node(pctx *c, builder *b, yn_kind kind, const yaml_event_t *ev) {
   yn *n = wp_alloc(&c->tree, sizeof(yn));
@@ -286,8 +280,7 @@ wisp_err wpp_add_event(pctx *c, builder *b, const yaml_event_t *ev) {
       return WISP_OK;
   }
   if ((anchor || tag) && !b->unsupported) {
-    b->unsupported = anchor ? "YAML anchors and aliases are not supported"
-                            : "YAML tags are not supported";
+    b->unsupported = anchor ? "YAML anchors and aliases are not supported" : "YAML tags are not supported";
     b->unsupported_at = fake;
   }
   if (++b->nodes > WISP_POLICY_MAX_NODES)
@@ -319,9 +312,8 @@ wisp_err wpp_syntax_error(pctx *c, const yaml_parser_t *y) {
     return wpp_fail(c, NULL, "YAML syntax error at byte %zu: %s", y->problem_offset, problem);
   char ctx[192] = "";
   if (y->context)
-    snprintf(ctx, sizeof(ctx), " (%s at line %zu, column %zu%s)", y->context,
-             y->context_mark.line + 1, y->context_mark.column + 1,
-             strstr(y->context, "alias") ? "; quote values that start with '*'" : "");
+    snprintf(ctx, sizeof(ctx), " (%s at line %zu, column %zu%s)", y->context, y->context_mark.line + 1,
+             y->context_mark.column + 1, strstr(y->context, "alias") ? "; quote values that start with '*'" : "");
   return wpp_fail(c, NULL, "YAML syntax error at line %zu, column %zu: %s%s", y->problem_mark.line + 1,
-              y->problem_mark.column + 1, problem, ctx);
+                  y->problem_mark.column + 1, problem, ctx);
 }

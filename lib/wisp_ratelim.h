@@ -10,10 +10,10 @@
 #include <stdint.h>
 
 typedef struct {
-  double burst;       /* most tokens held */
-  double per_second;  /* refill rate */
+  double burst;      /* most tokens held */
+  double per_second; /* refill rate */
   double tokens;
-  double last;        /* time of the last refill, seconds (any monotonic clock) */
+  double last; /* time of the last refill, seconds (any monotonic clock) */
 } wisp_ratelim;
 
 /* A full bucket at time |now|. */

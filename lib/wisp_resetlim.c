@@ -15,17 +15,17 @@
 struct wisp_resetlim_caller {
   wisp_resetlim *rl;
   wisp_connlimit_key key;
-  uint32_t holders;           /* connections holding it; 0: on the idle list */
-  double tokens;              /* resets it may make; below 0: its debt */
-  double last;                /* time of the last refill */
-  double win_start;           /* the current counting window began */
-  uint32_t completed, resets; /* streams that ended so, in the current window */
+  uint32_t holders;                     /* connections holding it; 0: on the idle list */
+  double tokens;                        /* resets it may make; below 0: its debt */
+  double last;                          /* time of the last refill */
+  double win_start;                     /* the current counting window began */
+  uint32_t completed, resets;           /* streams that ended so, in the current window */
   uint32_t prev_completed, prev_resets; /* in the window before */
-  bool shared;                /* a peer sidecar (wisp_resetlim_mark_shared) */
-  uint32_t untrusted;         /* upstream streams (wisp_resetlim_untrusted_add) */
-  double untrusted_at;        /* when the last of them started (-1: never) */
-  uint32_t upstream;          /* upstream streams, all (wisp_resetlim_upstream_add) */
-  wisp_resetlim_caller *next; /* in its chain */
+  bool shared;                          /* a peer sidecar (wisp_resetlim_mark_shared) */
+  uint32_t untrusted;                   /* upstream streams (wisp_resetlim_untrusted_add) */
+  double untrusted_at;                  /* when the last of them started (-1: never) */
+  uint32_t upstream;                    /* upstream streams, all (wisp_resetlim_upstream_add) */
+  wisp_resetlim_caller *next;           /* in its chain */
   wisp_resetlim_caller *idle_next, *idle_prev;
 };
 

@@ -28,34 +28,34 @@ typedef struct {
 struct wisp_rpcc {
   wisp_h2loop *lp;
   wisp_rpcc_target target;
-  rpcc_conn *conn;          /* NULL once the connection failed or closed */
+  rpcc_conn *conn; /* NULL once the connection failed or closed */
   bool reached;
   bool goaway;
   char error[WISP_TLS_REASON_MAX];
-  wisp_list calls;          /* open, newest first (wisp_rpcc_call.link) */
-  wisp_list zombies;        /* done, freed when no handler is on the stack */
-  int depth;                /* handlers (and our code around them) on the stack */
+  wisp_list calls;   /* open, newest first (wisp_rpcc_call.link) */
+  wisp_list zombies; /* done, freed when no handler is on the stack */
+  int depth;         /* handlers (and our code around them) on the stack */
   bool free_pending;
-  ev_timer kick;            /* ends calls that cannot start, from the loop */
+  ev_timer kick; /* ends calls that cannot start, from the loop */
 };
 
 struct wisp_rpcc_call {
   wisp_rpcc *c;
-  int32_t stream_id;        /* 0: not submitted */
+  int32_t stream_id; /* 0: not submitted */
   wisp_rpcc_handlers h;
   void *arg;
   wisp_rpcc_response resp;
   wisp_grpc_reader reader;
-  wisp_buf out;             /* framed request messages not yet sent */
-  bool half_closed;         /* wisp_rpcc_close_send was called */
-  bool eof_sent;            /* END_STREAM went to nghttp2 */
+  wisp_buf out;     /* framed request messages not yet sent */
+  bool half_closed; /* wisp_rpcc_close_send was called */
+  bool eof_sent;    /* END_STREAM went to nghttp2 */
   bool done;
-  bool fail_pending;        /* end from the kick timer with fail_code/fail_msg */
+  bool fail_pending; /* end from the kick timer with fail_code/fail_msg */
   wisp_grpc_status fail_code;
   char fail_msg[WISP_TLS_REASON_MAX];
   ev_timer deadline;
   double timeout_s;
-  wisp_list link;           /* in its client's calls, then zombies */
+  wisp_list link; /* in its client's calls, then zombies */
 };
 
 static wisp_rpcc_call *call_of(wisp_list *node) { return node ? WISP_LIST_ELEM(node, wisp_rpcc_call, link) : NULL; }
@@ -152,9 +152,7 @@ void wisp_rpcc_response_header(wisp_rpcc_response *r, const uint8_t *name, size_
   }
 }
 
-bool wisp_rpcc_response_is_grpc(const wisp_rpcc_response *r) {
-  return r->http_status == 200 && r->grpc_content_type;
-}
+bool wisp_rpcc_response_is_grpc(const wisp_rpcc_response *r) { return r->http_status == 200 && r->grpc_content_type; }
 
 wisp_grpc_status wisp_rpcc_status_from_http(int http_status) {
   switch (http_status) {
@@ -209,8 +207,8 @@ wisp_grpc_status wisp_rpcc_response_status(const wisp_rpcc_response *r, char *ou
     return r->http_status < 0 ? WISP_GRPC_INTERNAL : wisp_rpcc_status_from_http(r->http_status);
   }
   if (!r->grpc_content_type) {
-    snprintf(out_msg, out_msg_len, "%s", r->has_content_type ? "response content-type is not application/grpc"
-                                                              : "response without content-type");
+    snprintf(out_msg, out_msg_len, "%s",
+             r->has_content_type ? "response content-type is not application/grpc" : "response without content-type");
     return WISP_GRPC_UNKNOWN;
   }
   snprintf(out_msg, out_msg_len, "server closed the stream without a grpc-status");
@@ -315,7 +313,8 @@ static void end_all(wisp_rpcc *c, wisp_grpc_status code, const char *msg) {
    * on a dead client get them ended by the kick timer, not here. */
   size_t n = 0;
   WISP_LIST_FOREACH(it, &c->calls) n++;
-  for (size_t i = 0; i < n && !wisp_list_empty(&c->calls); i++) call_end(call_of(wisp_list_first(&c->calls)), code, msg);
+  for (size_t i = 0; i < n && !wisp_list_empty(&c->calls); i++)
+    call_end(call_of(wisp_list_first(&c->calls)), code, msg);
 }
 
 /* ---- nghttp2 callbacks ---- */
@@ -375,8 +374,9 @@ static void feed(wisp_rpcc_call *call, const uint8_t *data, size_t len) {
         snprintf(m, sizeof(m), "response message larger than %u bytes", (unsigned)WISP_RPCC_MAX_MSG);
         call_end(call, WISP_GRPC_RESOURCE_EXHAUSTED, m);
       } else {
-        call_end(call, WISP_GRPC_INTERNAL, rc == WISP_ERR_PROTO ? "compressed response messages are not supported"
-                                                                : "malformed gRPC message framing in the response");
+        call_end(call, WISP_GRPC_INTERNAL,
+                 rc == WISP_ERR_PROTO ? "compressed response messages are not supported"
+                                      : "malformed gRPC message framing in the response");
       }
       return;
     }
@@ -423,8 +423,7 @@ static int on_frame_not_send(nghttp2_session *session, const nghttp2_frame *fram
   wisp_rpcc_call *call = find_call(c, frame->hd.stream_id);
   if (!call) return 0;
   char msg[160];
-  snprintf(msg, sizeof(msg), "cannot start the call: %s",
-           c->goaway ? c->error : nghttp2_strerror(lib_error_code));
+  snprintf(msg, sizeof(msg), "cannot start the call: %s", c->goaway ? c->error : nghttp2_strerror(lib_error_code));
   enter(c);
   call_end(call, WISP_GRPC_UNAVAILABLE, msg);
   leave(c);

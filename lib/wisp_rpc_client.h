@@ -122,10 +122,10 @@ typedef enum { WISP_RPCC_TARGET_UNIX, WISP_RPCC_TARGET_TCP } wisp_rpcc_target_ki
 
 typedef struct {
   wisp_rpcc_target_kind kind;
-  bool tls;                                 /* https:// */
-  char path[WISP_RPCC_UNIX_PATH_MAX + 1];   /* UNIX */
-  wisp_addr addr;                           /* TCP */
-  char authority[128];                      /* :authority; "localhost" for Unix */
+  bool tls;                               /* https:// */
+  char path[WISP_RPCC_UNIX_PATH_MAX + 1]; /* UNIX */
+  wisp_addr addr;                         /* TCP */
+  char authority[128];                    /* :authority; "localhost" for Unix */
 } wisp_rpcc_target;
 
 /* Parses a target (see wisp_rpcc_connect). WISP_ERR_USAGE, with |err|
@@ -135,11 +135,11 @@ wisp_err wisp_rpcc_target_parse(wisp_rpcc_target *out, const char *s, char *err,
 /* What a response's headers and trailers said, as far as the call's status
  * goes. Zeroed: nothing seen yet. */
 typedef struct {
-  int http_status;            /* :status; 0 if none */
+  int http_status; /* :status; 0 if none */
   bool has_content_type;
-  bool grpc_content_type;     /* application/grpc[+proto][;...] */
+  bool grpc_content_type; /* application/grpc[+proto][;...] */
   bool has_grpc_status;
-  bool bad_grpc_status;       /* present but not a number */
+  bool bad_grpc_status; /* present but not a number */
   wisp_grpc_status grpc_status;
   char message[WISP_RPCC_MESSAGE_MAX + 1]; /* grpc-message, decoded */
 } wisp_rpcc_response;

@@ -51,13 +51,20 @@ wisp_sniff_proto wisp_sniff_classify(const uint8_t *data, size_t len) {
 
 const char *wisp_sniff_proto_name(wisp_sniff_proto p) {
   switch (p) {
-    case WISP_SNIFF_TIMEOUT: return "timeout";
-    case WISP_SNIFF_CLOSED: return "closed";
-    case WISP_SNIFF_NEED_MORE: return "need-more";
-    case WISP_SNIFF_TLS: return "tls";
-    case WISP_SNIFF_HTTP2: return "h2";
-    case WISP_SNIFF_HTTP1: return "http1";
-    case WISP_SNIFF_OTHER: return "other";
+    case WISP_SNIFF_TIMEOUT:
+      return "timeout";
+    case WISP_SNIFF_CLOSED:
+      return "closed";
+    case WISP_SNIFF_NEED_MORE:
+      return "need-more";
+    case WISP_SNIFF_TLS:
+      return "tls";
+    case WISP_SNIFF_HTTP2:
+      return "h2";
+    case WISP_SNIFF_HTTP1:
+      return "http1";
+    case WISP_SNIFF_OTHER:
+      return "other";
   }
   return "?";
 }
@@ -74,8 +81,8 @@ typedef struct {
   ev_io io;
   ev_timer deadline;
   ev_timer repoll;
-  size_t seen;   /* undecided bytes at the last look */
-  bool lowat;    /* SO_RCVLOWAT raised: put back before handing |fd| over */
+  size_t seen; /* undecided bytes at the last look */
+  bool lowat;  /* SO_RCVLOWAT raised: put back before handing |fd| over */
   wisp_sniff_classifier classify;
   size_t peek_max;
   wisp_sniff_cb cb;

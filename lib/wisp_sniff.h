@@ -21,15 +21,15 @@
 #define WISP_SNIFF_METHOD_MAX 20
 
 typedef enum {
-  WISP_SNIFF_TIMEOUT = -2,   /* watcher only: nothing arrived in time */
-  WISP_SNIFF_CLOSED = -1,    /* watcher only: closed or failed before a byte */
-  WISP_SNIFF_NEED_MORE = 0,  /* classifier only: not decided yet */
-  WISP_SNIFF_TLS,            /* a TLS handshake record (0x16 0x03) */
-  WISP_SNIFF_HTTP2,          /* the whole 24-byte HTTP/2 client preface */
-  WISP_SNIFF_HTTP1,          /* an HTTP/1 method token and a space: a hint
+  WISP_SNIFF_TIMEOUT = -2,  /* watcher only: nothing arrived in time */
+  WISP_SNIFF_CLOSED = -1,   /* watcher only: closed or failed before a byte */
+  WISP_SNIFF_NEED_MORE = 0, /* classifier only: not decided yet */
+  WISP_SNIFF_TLS,           /* a TLS handshake record (0x16 0x03) */
+  WISP_SNIFF_HTTP2,         /* the whole 24-byte HTTP/2 client preface */
+  WISP_SNIFF_HTTP1,         /* an HTTP/1 method token and a space: a hint
                                 only; a parser must still read the request
                                 line (memcached's "get k" looks the same) */
-  WISP_SNIFF_OTHER,          /* anything else */
+  WISP_SNIFF_OTHER,         /* anything else */
 } wisp_sniff_proto;
 
 /* Classifies the first |len| bytes a client sent. WISP_SNIFF_NEED_MORE

@@ -19,8 +19,7 @@ static int td_char(char c) {
 }
 
 static int path_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-         c == '-' || c == '_';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
 }
 
 /* Validates the path (starting at '/', or empty) segment by segment. */
@@ -41,8 +40,7 @@ static const char *check_path(const char *p, size_t len) {
   return NULL;
 }
 
-wisp_err wisp_spiffe_parse(wisp_spiffe_id *out, const char *s, size_t len, char *err_buf,
-                           size_t err_len) {
+wisp_err wisp_spiffe_parse(wisp_spiffe_id *out, const char *s, size_t len, char *err_buf, size_t err_len) {
   const size_t scheme_len = sizeof(SCHEME) - 1;
   const char *why = NULL;
   if (len > WISP_SPIFFE_MAX) {
@@ -98,8 +96,8 @@ wisp_err wisp_spiffe_from_cert(wisp_spiffe_id *out, const X509 *cert, char *err_
     set_err(err_buf, err_len, "certificate has more than one URI SAN (X.509-SVID allows exactly one)");
   } else {
     char why[128];
-    rc = wisp_spiffe_parse(out, (const char *)ASN1_STRING_get0_data(uri),
-                           (size_t)ASN1_STRING_length(uri), why, sizeof(why));
+    rc = wisp_spiffe_parse(out, (const char *)ASN1_STRING_get0_data(uri), (size_t)ASN1_STRING_length(uri), why,
+                           sizeof(why));
     if (rc != WISP_OK && err_buf && err_len) snprintf(err_buf, err_len, "URI SAN is not a SPIFFE ID: %s", why);
   }
   GENERAL_NAMES_free(names);
@@ -116,8 +114,7 @@ const char *wisp_spiffe_leaf_refused(X509 *leaf) {
     return "its keyUsage extension is not marked critical";
   uint32_t ku = X509_get_key_usage(leaf);
   if (!(ku & KU_DIGITAL_SIGNATURE)) return "its keyUsage lacks digitalSignature";
-  if (ku & (KU_KEY_CERT_SIGN | KU_CRL_SIGN))
-    return "its keyUsage has keyCertSign or cRLSign, which only a CA may have";
+  if (ku & (KU_KEY_CERT_SIGN | KU_CRL_SIGN)) return "its keyUsage has keyCertSign or cRLSign, which only a CA may have";
   if (X509_check_ca(leaf) != 0) return "it can act as a CA";
   return NULL;
 }

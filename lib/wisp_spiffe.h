@@ -15,23 +15,22 @@
 #define WISP_SPIFFE_TD_MAX 255
 
 typedef struct {
-  char id[WISP_SPIFFE_MAX + 1];          /* the whole ID, NUL-terminated */
+  char id[WISP_SPIFFE_MAX + 1]; /* the whole ID, NUL-terminated */
   char trust_domain[WISP_SPIFFE_TD_MAX + 1];
-  size_t path_off;                       /* offset of the path in |id| ("" if none) */
+  size_t path_off; /* offset of the path in |id| ("" if none) */
 } wisp_spiffe_id;
 
 /* Parses and validates |s| (|len| bytes) per the SPIFFE ID spec: lowercase
  * trust domain of [a-z0-9.-_], path segments of [A-Za-z0-9.-_] that are not
  * empty, "." or "..", no query, fragment, port or userinfo. On error writes a
  * reason to |err_buf| (may be NULL) and returns WISP_ERR_IDENTITY. */
-wisp_err wisp_spiffe_parse(wisp_spiffe_id *out, const char *s, size_t len,
-                           char *err_buf, size_t err_len) WISP_MUST_CHECK;
+wisp_err wisp_spiffe_parse(wisp_spiffe_id *out, const char *s, size_t len, char *err_buf,
+                           size_t err_len) WISP_MUST_CHECK;
 
 /* Extracts the SPIFFE ID of an X.509-SVID: exactly one subjectAltName
  * extension, that decodes, with exactly one URI, and it must parse. |cert|
  * is borrowed. Leaves BoringSSL's error queue empty either way. */
-wisp_err wisp_spiffe_from_cert(wisp_spiffe_id *out, const X509 *cert,
-                               char *err_buf, size_t err_len) WISP_MUST_CHECK;
+wisp_err wisp_spiffe_from_cert(wisp_spiffe_id *out, const X509 *cert, char *err_buf, size_t err_len) WISP_MUST_CHECK;
 
 /* The X.509-SVID rules for a leaf (SPIFFE X509-SVID spec 4.1, 4.3): not a
  * CA (basicConstraints CA:FALSE or absent), a keyUsage extension marked
@@ -48,8 +47,7 @@ const char *wisp_spiffe_leaf_refused(X509 *leaf);
 /* Splits |id| into trust domain, namespace and service account (pure; each
  * output NUL-terminated, "unknown" where the ID has no such part: NULL or
  * not spiffe://, a path other than /ns/NS/sa/SA). */
-void wisp_spiffe_split_names(const char *id, char *td, size_t td_len, char *ns, size_t ns_len, char *sa,
-                             size_t sa_len);
+void wisp_spiffe_split_names(const char *id, char *td, size_t td_len, char *ns, size_t ns_len, char *sa, size_t sa_len);
 
 /* A workload's names for its labels: |id| (borrowed: the ID given, or
  * "unknown" for NULL or "") and its parts as wisp_spiffe_split_names

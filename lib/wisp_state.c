@@ -20,11 +20,10 @@
 
 /* Writes "<what>: <strerror(errnum)>" (or just <what> if errnum is 0) to
  * |err|, sets errno back to |errnum| and returns |e|. */
-static wisp_err wisp_state_fail(char *err, size_t err_len, wisp_err e, int errnum, const char *fmt,
-                                ...) __attribute__((format(printf, 5, 6)));
+static wisp_err wisp_state_fail(char *err, size_t err_len, wisp_err e, int errnum, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
-static wisp_err wisp_state_fail(char *err, size_t err_len, wisp_err e, int errnum, const char *fmt,
-                                ...) {
+static wisp_err wisp_state_fail(char *err, size_t err_len, wisp_err e, int errnum, const char *fmt, ...) {
   if (err && err_len > 0) {
     va_list ap;
     va_start(ap, fmt);
@@ -43,8 +42,8 @@ static bool wisp_state_name_ok(const char *name) {
   if (len == 0 || len > WISP_STATE_NAME_MAX || name[0] == '.') return false;
   for (size_t i = 0; i < len; i++) {
     char c = name[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-';
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
     if (!ok) return false;
   }
   return true;
@@ -73,16 +72,14 @@ wisp_err wisp_state_ensure_dir(const char *dir, mode_t mode, char *err, size_t e
                              dir, (unsigned)st.st_uid, (unsigned)me);
     }
   } else if (!S_ISDIR(st.st_mode)) {
-    return wisp_state_fail(err, err_len, WISP_ERR_USAGE, 0, "state dir %s is not a directory",
-                           dir);
+    return wisp_state_fail(err, err_len, WISP_ERR_USAGE, 0, "state dir %s is not a directory", dir);
   }
 
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOTDIR) {
       return wisp_state_fail(err, err_len, WISP_ERR_USAGE, 0,
-                             "state dir %s is a symlink to something that is not a directory",
-                             dir);
+                             "state dir %s is a symlink to something that is not a directory", dir);
     }
     return wisp_state_fail(err, err_len, WISP_ERR_IO, errno, "open state dir %s", dir);
   }
@@ -95,8 +92,7 @@ wisp_err wisp_state_ensure_dir(const char *dir, mode_t mode, char *err, size_t e
                         "of our own, e.g. a new subdirectory",
                         dir, (unsigned)st.st_uid, (unsigned)me);
   } else if ((st.st_mode & 07777) != mode && fchmod(fd, mode) != 0) {
-    e = wisp_state_fail(err, err_len, WISP_ERR_IO, errno, "chmod %o state dir %s",
-                        (unsigned)mode, dir);
+    e = wisp_state_fail(err, err_len, WISP_ERR_IO, errno, "chmod %o state dir %s", (unsigned)mode, dir);
   }
   int saved = errno;
   close(fd);
@@ -122,8 +118,7 @@ static bool wisp_state_write_all(int fd, const uint8_t *p, size_t len) {
 }
 
 /* Creates a new temp file next to |name| in |dfd|; its name goes to |tmp|. */
-static int wisp_state_create_tmp(int dfd, const char *name, mode_t mode, char *tmp,
-                                 size_t tmp_len) {
+static int wisp_state_create_tmp(int dfd, const char *name, mode_t mode, char *tmp, size_t tmp_len) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   uint32_t x = (uint32_t)ts.tv_nsec ^ (uint32_t)ts.tv_sec * 2654435761u ^ (uint32_t)getpid() << 16;
@@ -136,16 +131,15 @@ static int wisp_state_create_tmp(int dfd, const char *name, mode_t mode, char *t
   return -1; /* errno is EEXIST */
 }
 
-wisp_err wisp_state_write(const char *dir, const char *name, const void *data, size_t len,
-                          mode_t mode, char *err, size_t err_len) {
+wisp_err wisp_state_write(const char *dir, const char *name, const void *data, size_t len, mode_t mode, char *err,
+                          size_t err_len) {
   if (!wisp_state_name_ok(name)) {
     return wisp_state_fail(err, err_len, WISP_ERR_USAGE, 0, "bad state file name \"%s\"", name);
   }
   mode = mode ? (mode & 0777) : WISP_STATE_FILE_MODE;
   int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) {
-    return wisp_state_fail(err, err_len, WISP_ERR_IO, errno, "write %s: open state dir %s", name,
-                           dir);
+    return wisp_state_fail(err, err_len, WISP_ERR_IO, errno, "write %s: open state dir %s", name, dir);
   }
   char tmp[NAME_MAX + 1];
   const char *step;
@@ -153,8 +147,7 @@ wisp_err wisp_state_write(const char *dir, const char *name, const void *data, s
   if (fd < 0) {
     int saved = errno;
     close(dfd);
-    return wisp_state_fail(err, err_len, WISP_ERR_IO, saved, "write %s in %s: create temp file",
-                           name, dir);
+    return wisp_state_fail(err, err_len, WISP_ERR_IO, saved, "write %s in %s: create temp file", name, dir);
   }
   /* The mode asked for, whatever the umask took away at creation. */
   step = "chmod temp file";
@@ -182,7 +175,7 @@ wisp_err wisp_state_write(const char *dir, const char *name, const void *data, s
   close(dfd);
   return WISP_OK;
 
-fail: {
+fail : {
   int saved = errno;
   if (fd >= 0) close(fd);
   unlinkat(dfd, tmp, 0);
@@ -191,8 +184,8 @@ fail: {
 }
 }
 
-wisp_err wisp_state_read(const char *dir, const char *name, size_t max_len, uint8_t **out,
-                         size_t *out_len, char *err, size_t err_len) {
+wisp_err wisp_state_read(const char *dir, const char *name, size_t max_len, uint8_t **out, size_t *out_len, char *err,
+                         size_t err_len) {
   *out = NULL;
   *out_len = 0;
   if (!wisp_state_name_ok(name)) {
@@ -201,8 +194,7 @@ wisp_err wisp_state_read(const char *dir, const char *name, size_t max_len, uint
   if (max_len > SIZE_MAX / 2) max_len = SIZE_MAX / 2;
   int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) {
-    return wisp_state_fail(err, err_len, WISP_ERR_IO, errno, "read %s: open state dir %s", name,
-                           dir);
+    return wisp_state_fail(err, err_len, WISP_ERR_IO, errno, "read %s: open state dir %s", name, dir);
   }
   /* O_NONBLOCK: a FIFO planted here must not hang us before the check. */
   int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
@@ -210,8 +202,7 @@ wisp_err wisp_state_read(const char *dir, const char *name, size_t max_len, uint
   close(dfd);
   if (fd < 0) {
     if (saved == ELOOP) {
-      return wisp_state_fail(err, err_len, WISP_ERR_USAGE, 0, "read %s in %s: is a symlink", name,
-                             dir);
+      return wisp_state_fail(err, err_len, WISP_ERR_USAGE, 0, "read %s in %s: is a symlink", name, dir);
     }
     return wisp_state_fail(err, err_len, WISP_ERR_IO, saved, "read %s in %s", name, dir);
   }
@@ -225,14 +216,12 @@ wisp_err wisp_state_read(const char *dir, const char *name, size_t max_len, uint
     goto done;
   }
   if (!S_ISREG(st.st_mode)) {
-    e = wisp_state_fail(err, err_len, WISP_ERR_USAGE, 0, "read %s in %s: not a regular file",
-                        name, dir);
+    e = wisp_state_fail(err, err_len, WISP_ERR_USAGE, 0, "read %s in %s: not a regular file", name, dir);
     goto done;
   }
   if ((uint64_t)st.st_size > max_len) {
-    e = wisp_state_fail(err, err_len, WISP_ERR_TOO_BIG, 0,
-                        "read %s in %s: %lld bytes, more than the %zu allowed", name, dir,
-                        (long long)st.st_size, max_len);
+    e = wisp_state_fail(err, err_len, WISP_ERR_TOO_BIG, 0, "read %s in %s: %lld bytes, more than the %zu allowed", name,
+                        dir, (long long)st.st_size, max_len);
     goto done;
   }
   /* One spare byte: the NUL, or the sign that the file grew since fstat. */
@@ -241,8 +230,8 @@ wisp_err wisp_state_read(const char *dir, const char *name, size_t max_len, uint
   for (;;) {
     if (n == cap) {
       if (cap > max_len) {
-        e = wisp_state_fail(err, err_len, WISP_ERR_TOO_BIG, 0,
-                            "read %s in %s: more than the %zu bytes allowed", name, dir, max_len);
+        e = wisp_state_fail(err, err_len, WISP_ERR_TOO_BIG, 0, "read %s in %s: more than the %zu bytes allowed", name,
+                            dir, max_len);
         goto done;
       }
       cap = cap * 2 > max_len + 1 ? max_len + 1 : cap * 2;

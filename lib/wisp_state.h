@@ -28,8 +28,7 @@
  * is owned by us or by root. Returns WISP_ERR_USAGE if |dir| is not a
  * directory, is owned by another user, or is a symlink owned by another
  * user; WISP_ERR_IO (errno says why) if a system call failed. */
-wisp_err wisp_state_ensure_dir(const char *dir, mode_t mode, char *err,
-                               size_t err_len) WISP_MUST_CHECK;
+wisp_err wisp_state_ensure_dir(const char *dir, mode_t mode, char *err, size_t err_len) WISP_MUST_CHECK;
 
 /* Replaces |dir|/|name| with |len| bytes of |data|, atomically and durably:
  * writes a new temp file in |dir| (O_CREAT|O_EXCL, mode exactly |mode|,
@@ -39,8 +38,8 @@ wisp_err wisp_state_ensure_dir(const char *dir, mode_t mode, char *err,
  * fsync of |dir| failed: the new content is then in place but may not
  * survive a power loss. Returns WISP_ERR_USAGE for a bad |name|, WISP_ERR_IO
  * (errno says why) if a system call failed. */
-wisp_err wisp_state_write(const char *dir, const char *name, const void *data, size_t len,
-                          mode_t mode, char *err, size_t err_len) WISP_MUST_CHECK;
+wisp_err wisp_state_write(const char *dir, const char *name, const void *data, size_t len, mode_t mode, char *err,
+                          size_t err_len) WISP_MUST_CHECK;
 
 /* Reads the whole of |dir|/|name|, which must be a regular file of at most
  * |max_len| bytes (and not a symlink). On success |*out| is a new buffer of
@@ -50,7 +49,7 @@ wisp_err wisp_state_write(const char *dir, const char *name, const void *data, s
  * can tell "first start" from a real failure), WISP_ERR_TOO_BIG if the file
  * is larger than |max_len|, WISP_ERR_USAGE for a bad |name| or a file that
  * is not a regular file. */
-wisp_err wisp_state_read(const char *dir, const char *name, size_t max_len, uint8_t **out,
-                         size_t *out_len, char *err, size_t err_len) WISP_MUST_CHECK;
+wisp_err wisp_state_read(const char *dir, const char *name, size_t max_len, uint8_t **out, size_t *out_len, char *err,
+                         size_t err_len) WISP_MUST_CHECK;
 
 #endif

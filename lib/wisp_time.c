@@ -26,7 +26,7 @@ wisp_err wisp_duration_parse_seconds(double *out_seconds, const char *s) {
       if (p[-1] == '.') return WISP_ERR_PARSE;
     }
     if (*p >= '0' && *p <= '9') return WISP_ERR_PARSE; /* too many digits */
-    if (!*p && parts == 0) { /* a bare number: seconds */
+    if (!*p && parts == 0) {                           /* a bare number: seconds */
       total = v;
       break;
     }

@@ -20,13 +20,13 @@ enum { FILE_CERT, FILE_KEY, FILE_BUNDLE, FILE_COUNT };
 
 struct wisp_tls {
   wisp_tls_opts opts;
-  SSL_CTX *server;  /* owned; NULL until first load */
+  SSL_CTX *server; /* owned; NULL until first load */
   SSL_CTX *client;
   wisp_tls_info info;
-  wisp_filewatch files;      /* the FILE_COUNT files in force; empty in agent mode */
-  EVP_PKEY *key;             /* in-memory credentials (agent mode), owned */
-  STACK_OF(X509) *chain;
-  STACK_OF(X509) *roots;
+  wisp_filewatch files; /* the FILE_COUNT files in force; empty in agent mode */
+  EVP_PKEY *key;        /* in-memory credentials (agent mode), owned */
+  STACK_OF(X509) * chain;
+  STACK_OF(X509) * roots;
 };
 
 static int g_verify_idx = -1;
@@ -107,7 +107,8 @@ static void describe_x509_error(wisp_tls_verify *v, X509_STORE_CTX *st, int err,
       set_reason(v, WISP_TLS_FAIL_NOT_YET_VALID, "certificate of %s is not valid before %s", who, when);
       break;
     case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-      set_reason(v, WISP_TLS_FAIL_UNKNOWN_CA, "%s presented a self-signed certificate%s, not one issued by the trust bundle", who, "");
+      set_reason(v, WISP_TLS_FAIL_UNKNOWN_CA,
+                 "%s presented a self-signed certificate%s, not one issued by the trust bundle", who, "");
       break;
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
@@ -116,16 +117,18 @@ static void describe_x509_error(wisp_tls_verify *v, X509_STORE_CTX *st, int err,
       char issuer[256] = "?";
       if (cert && X509_NAME_cmp(X509_get_subject_name(cert), X509_get_issuer_name(cert)) == 0 &&
           X509_STORE_CTX_get_error_depth(st) == 0) {
-        set_reason(v, WISP_TLS_FAIL_UNKNOWN_CA, "%s presented a self-signed certificate%s, not one issued by the trust bundle", who, "");
+        set_reason(v, WISP_TLS_FAIL_UNKNOWN_CA,
+                   "%s presented a self-signed certificate%s, not one issued by the trust bundle", who, "");
         break;
       }
       if (cert) X509_NAME_oneline(X509_get_issuer_name(cert), issuer, sizeof(issuer));
-      set_reason(v, WISP_TLS_FAIL_UNKNOWN_CA, "certificate of %s was issued by a CA that is not in the trust bundle (issuer %s)", who,
-                 issuer);
+      set_reason(v, WISP_TLS_FAIL_UNKNOWN_CA,
+                 "certificate of %s was issued by a CA that is not in the trust bundle (issuer %s)", who, issuer);
       break;
     }
     default:
-      set_reason(v, WISP_TLS_FAIL_OTHER, "certificate of %s failed verification: %s", who, X509_verify_cert_error_string(err));
+      set_reason(v, WISP_TLS_FAIL_OTHER, "certificate of %s failed verification: %s", who,
+                 X509_verify_cert_error_string(err));
   }
 }
 
@@ -200,8 +203,8 @@ static bool alpn_has(const uint8_t *in, unsigned in_len, const char *proto, cons
   return false;
 }
 
-static int alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in,
-                          unsigned in_len, void *arg) {
+static int alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in, unsigned in_len,
+                          void *arg) {
   if (alpn_has(in, in_len, "h2", out)) {
     *out_len = 2;
     return SSL_TLSEXT_ERR_OK;
@@ -244,8 +247,7 @@ static SSL_CTX *base_ctx(const wisp_tls *t, bool server) {
   if (!ctx) return NULL;
   SSL_CTX_set_min_proto_version(ctx, t->opts.allow_tls12 ? TLS1_2_VERSION : TLS1_3_VERSION);
   SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
-  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                            SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set1_curves_list(ctx, "X25519:P-256");
   /* No resumption: every connection proves its SVID afresh, so a rotated or
    * revoked identity never rides on an old ticket. */
@@ -287,7 +289,7 @@ static SSL_CTX *new_ctx(const wisp_tls *t, bool server, const char *cert, const 
 }
 
 /* Root count and earliest expiry of a bundle, for wisp_tls_info. */
-static void roots_info(wisp_tls_info *info, STACK_OF(X509) *roots) {
+static void roots_info(wisp_tls_info *info, STACK_OF(X509) * roots) {
   const ASN1_TIME *earliest = NULL;
   const X509 *earliest_cert = NULL;
   info->bundle_roots = (int)sk_X509_num(roots);
@@ -324,7 +326,7 @@ static void bundle_info(wisp_tls_info *info, const char *bundle) {
 }
 
 /* Credentials held in memory (from the agent), as one context. */
-static SSL_CTX *mem_ctx(const wisp_tls *t, bool server, EVP_PKEY *key, STACK_OF(X509) *chain, STACK_OF(X509) *roots,
+static SSL_CTX *mem_ctx(const wisp_tls *t, bool server, EVP_PKEY *key, STACK_OF(X509) * chain, STACK_OF(X509) * roots,
                         char *err, size_t err_len) {
   SSL_CTX *ctx = base_ctx(t, server);
   if (!ctx) return NULL;
@@ -360,7 +362,7 @@ static wisp_err cert_info(wisp_tls_info *info, SSL_CTX *ctx, char *err, size_t e
 /* Puts a new pair of contexts in force (taking them) if both were made and
  * the leaf is an SVID; the bundle facts come from |roots| or the |bundle|
  * file. On failure frees them and the old pair stays. */
-static wisp_err swap_in(wisp_tls *t, SSL_CTX *server, SSL_CTX *client, STACK_OF(X509) *roots, const char *bundle,
+static wisp_err swap_in(wisp_tls *t, SSL_CTX *server, SSL_CTX *client, STACK_OF(X509) * roots, const char *bundle,
                         char *err, size_t err_len) {
   wisp_tls_info info = t->info;
   if (!client || cert_info(&info, server, err, err_len) != WISP_OK) {
@@ -404,7 +406,7 @@ wisp_err wisp_tls_load_files(wisp_tls *t, const char *cert, const char *key, con
   return WISP_OK;
 }
 
-static wisp_err install_mem(wisp_tls *t, EVP_PKEY *key, STACK_OF(X509) *chain, STACK_OF(X509) *roots, char *err,
+static wisp_err install_mem(wisp_tls *t, EVP_PKEY *key, STACK_OF(X509) * chain, STACK_OF(X509) * roots, char *err,
                             size_t err_len) {
   SSL_CTX *server = mem_ctx(t, true, key, chain, roots, err, err_len);
   SSL_CTX *client = server ? mem_ctx(t, false, key, chain, roots, err, err_len) : NULL;
@@ -421,7 +423,7 @@ static wisp_err install_mem(wisp_tls *t, EVP_PKEY *key, STACK_OF(X509) *chain, S
   return WISP_OK;
 }
 
-wisp_err wisp_tls_set_creds(wisp_tls *t, EVP_PKEY *key, STACK_OF(X509) *chain, STACK_OF(X509) *roots, char *err,
+wisp_err wisp_tls_set_creds(wisp_tls *t, EVP_PKEY *key, STACK_OF(X509) * chain, STACK_OF(X509) * roots, char *err,
                             size_t err_len) {
   return install_mem(t, key, chain, roots, err, err_len);
 }
@@ -439,7 +441,7 @@ wisp_err wisp_tls_load_trust_file(wisp_tls *t, const char *bundle, char *err, si
   return WISP_OK;
 }
 
-wisp_err wisp_tls_set_roots(wisp_tls *t, STACK_OF(X509) *roots, char *err, size_t err_len) {
+wisp_err wisp_tls_set_roots(wisp_tls *t, STACK_OF(X509) * roots, char *err, size_t err_len) {
   if (!t->key) {
     snprintf(err, err_len, "no SVID from the agent yet");
     return WISP_ERR_USAGE;
@@ -497,7 +499,8 @@ void wisp_tls_describe_failure(wisp_tls_verify *v, SSL *ssl, int ret) {
     ERR_error_string_n(e, buf, sizeof(buf));
     set_reason(v, WISP_TLS_FAIL_OTHER, "TLS handshake failed: %s", buf);
   } else {
-    set_reason(v, WISP_TLS_FAIL_OTHER, "TLS handshake failed (%s)", ret == 0 ? "peer closed the connection" : "i/o error");
+    set_reason(v, WISP_TLS_FAIL_OTHER, "TLS handshake failed (%s)",
+               ret == 0 ? "peer closed the connection" : "i/o error");
   }
   ERR_clear_error();
 }

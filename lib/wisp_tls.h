@@ -31,15 +31,15 @@ typedef struct wisp_tls wisp_tls;
  * fixed set for metrics and alerts; |reason| has the words. */
 typedef enum {
   WISP_TLS_FAIL_NONE = 0,
-  WISP_TLS_FAIL_NO_CLIENT_CERT,  /* the caller presented none */
-  WISP_TLS_FAIL_UNKNOWN_CA,      /* chain does not lead to the bundle (self-signed too) */
+  WISP_TLS_FAIL_NO_CLIENT_CERT, /* the caller presented none */
+  WISP_TLS_FAIL_UNKNOWN_CA,     /* chain does not lead to the bundle (self-signed too) */
   WISP_TLS_FAIL_EXPIRED,
   WISP_TLS_FAIL_NOT_YET_VALID,
-  WISP_TLS_FAIL_IDENTITY,        /* not an X.509-SVID, other ID or trust domain than wanted */
-  WISP_TLS_FAIL_PLAINTEXT,       /* no TLS at all on an mTLS port */
-  WISP_TLS_FAIL_TLS_VERSION,     /* below TLS 1.3 (without --allow-tls12) */
-  WISP_TLS_FAIL_ALPN,            /* no ALPN, or neither h2 nor wisp-l4 */
-  WISP_TLS_FAIL_TIMEOUT,         /* handshake not finished in time */
+  WISP_TLS_FAIL_IDENTITY,    /* not an X.509-SVID, other ID or trust domain than wanted */
+  WISP_TLS_FAIL_PLAINTEXT,   /* no TLS at all on an mTLS port */
+  WISP_TLS_FAIL_TLS_VERSION, /* below TLS 1.3 (without --allow-tls12) */
+  WISP_TLS_FAIL_ALPN,        /* no ALPN, or neither h2 nor wisp-l4 */
+  WISP_TLS_FAIL_TIMEOUT,     /* handshake not finished in time */
   WISP_TLS_FAIL_OTHER,
   WISP_TLS_FAIL_COUNT
 } wisp_tls_failure;
@@ -48,9 +48,9 @@ typedef enum {
 const char *wisp_tls_failure_name(wisp_tls_failure f);
 
 typedef struct {
-  bool allow_tls12;           /* default: TLS 1.3 only */
-  bool client_cert_optional;  /* server: verify a client cert if one comes (the agent) */
-  bool require_alpn;          /* server: refuse a client that offers no ALPN (the proxy's mTLS port) */
+  bool allow_tls12;          /* default: TLS 1.3 only */
+  bool client_cert_optional; /* server: verify a client cert if one comes (the agent) */
+  bool require_alpn;         /* server: refuse a client that offers no ALPN (the proxy's mTLS port) */
 } wisp_tls_opts;
 
 /* Per-connection verification state, owned by the connection and borrowed
@@ -58,26 +58,26 @@ typedef struct {
  * made it (the proxy's L4 hand-over) points the SSL at its own copy with
  * wisp_tls_set_verify before the old one goes. */
 typedef struct {
-  const char *expect_id;                /* borrowed; NULL: any ID in our trust domain */
+  const char *expect_id; /* borrowed; NULL: any ID in our trust domain */
   char trust_domain[WISP_SPIFFE_TD_MAX + 1];
-  wisp_spiffe_id peer;                  /* set once the peer is verified */
-  bool peer_ok;                         /* !peer_ok: |peer| may hold the ID a refused cert claims */
-  char reason[WISP_TLS_REASON_MAX];     /* first failure, "" if none */
-  wisp_tls_failure failure;             /* its kind, set with |reason| */
+  wisp_spiffe_id peer;              /* set once the peer is verified */
+  bool peer_ok;                     /* !peer_ok: |peer| may hold the ID a refused cert claims */
+  char reason[WISP_TLS_REASON_MAX]; /* first failure, "" if none */
+  wisp_tls_failure failure;         /* its kind, set with |reason| */
 } wisp_tls_verify;
 
 /* Facts about the current credentials, for logs and the admin API. */
 typedef struct {
   char spiffe_id[WISP_SPIFFE_MAX + 1];
-  char serial[80];          /* hex */
-  char not_after[64];       /* human-readable, GMT */
+  char serial[80];    /* hex */
+  char not_after[64]; /* human-readable, GMT */
   int64_t not_after_unix;
   int64_t not_before_unix;
   char bundle_not_after[64];
-  int64_t bundle_not_after_unix; /* the earliest root's; 0: none */
+  int64_t bundle_not_after_unix;        /* the earliest root's; 0: none */
   int64_t bundle_newest_not_after_unix; /* the latest-ending root's; 0: none */
   int bundle_roots;
-  uint64_t generation;      /* bumps on every successful load */
+  uint64_t generation; /* bumps on every successful load */
 } wisp_tls_info;
 
 /* Credentials to come (wisp_tls_load_*); never NULL (out of memory is
@@ -88,18 +88,18 @@ void wisp_tls_free(wisp_tls *t);
 /* Loads PEM files (cert may hold the chain; bundle may hold several roots)
  * and installs them. On failure the previous credentials stay in force and
  * |err| says which file and why. */
-wisp_err wisp_tls_load_files(wisp_tls *t, const char *cert, const char *key, const char *bundle,
-                             char *err, size_t err_len) WISP_MUST_CHECK;
+wisp_err wisp_tls_load_files(wisp_tls *t, const char *cert, const char *key, const char *bundle, char *err,
+                             size_t err_len) WISP_MUST_CHECK;
 
 /* Installs credentials held in memory (an SVID from the agent): |key|, the
  * chain (leaf first, then intermediates) and the trust bundle |roots| are
  * borrowed; the wisp_tls takes its own references. Same swap semantics as
  * wisp_tls_load_files. */
-wisp_err wisp_tls_set_creds(wisp_tls *t, EVP_PKEY *key, STACK_OF(X509) *chain, STACK_OF(X509) *roots, char *err,
+wisp_err wisp_tls_set_creds(wisp_tls *t, EVP_PKEY *key, STACK_OF(X509) * chain, STACK_OF(X509) * roots, char *err,
                             size_t err_len) WISP_MUST_CHECK;
 /* Replaces just the trust bundle of in-memory credentials (a bundle pushed
  * by the agent, e.g. during CA rotation). */
-wisp_err wisp_tls_set_roots(wisp_tls *t, STACK_OF(X509) *roots, char *err, size_t err_len) WISP_MUST_CHECK;
+wisp_err wisp_tls_set_roots(wisp_tls *t, STACK_OF(X509) * roots, char *err, size_t err_len) WISP_MUST_CHECK;
 
 /* Client-side trust only, no certificate of our own: for reaching wisp-agent
  * over TLS before the first SVID. The server must present |expect_id|. */
@@ -108,8 +108,7 @@ wisp_err wisp_tls_load_trust_file(wisp_tls *t, const char *bundle, char *err, si
 /* Re-reads the files given to wisp_tls_load_files if any of them changed
  * (mtime, size or inode). |out_changed| says whether new credentials are in
  * force. */
-wisp_err wisp_tls_reload_if_changed(wisp_tls *t, bool *out_changed, char *err,
-                                    size_t err_len) WISP_MUST_CHECK;
+wisp_err wisp_tls_reload_if_changed(wisp_tls *t, bool *out_changed, char *err, size_t err_len) WISP_MUST_CHECK;
 
 bool wisp_tls_ready(const wisp_tls *t);
 const wisp_tls_info *wisp_tls_get0_info(const wisp_tls *t);

@@ -185,8 +185,7 @@ static void render_listener_metrics(wisp_json_writer *b, const wisp_proxy *px) {
   metric_head(b, "wisp_connections_limited_total", "counter",
               "Downstream connections closed at accept because a connection limit was reached.");
   for (int i = 0; i < 2; i++)
-    sb_printf(b, "wisp_connections_limited_total{reason=\"%s\"} %" PRIu64 "\n", kReason[i],
-              px->stats.conns_limited[i]);
+    sb_printf(b, "wisp_connections_limited_total{reason=\"%s\"} %" PRIu64 "\n", kReason[i], px->stats.conns_limited[i]);
   metric_head(b, "wisp_listener_connections", "gauge",
               "Open downstream connections of each listener, as counted against --max-connections.");
   for (size_t i = 0; i < px->nlisteners; i++) {
@@ -241,8 +240,7 @@ static void render_alert_signals(wisp_json_writer *b, const wisp_proxy *px, cons
               "connected.");
   sb_printf(b, "wisp_agent_unreachable_since_timestamp_seconds %" PRId64 "\n", h.unreachable_since_unix);
   metric(b, "wisp_policy_nacks_total", "counter",
-         "Versions pushed by wisp-agent that this proxy refused (NACKed); the last good one stayed in force.",
-         h.nacks);
+         "Versions pushed by wisp-agent that this proxy refused (NACKed); the last good one stayed in force.", h.nacks);
   metric(b, "wisp_policy_nacked", "gauge", "1 when the last version pushed by wisp-agent was refused (NACKed).",
          h.nacked ? 1 : 0);
 }
@@ -258,10 +256,8 @@ void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool r
          st->conns_closed_early);
   metric(b, "wisp_upstream_connects_total", "counter", "Upstream connections opened.", st->upstream_connects);
   metric(b, "wisp_upstream_failures_total", "counter",
-         "Upstream connections that failed (connect, TLS, identity) or closed with an error.",
-         st->upstream_failures);
-  metric(b, "wisp_requests_started_total", "counter", "Requests (HTTP/2 streams) received from callers.",
-         st->requests);
+         "Upstream connections that failed (connect, TLS, identity) or closed with an error.", st->upstream_failures);
+  metric(b, "wisp_requests_started_total", "counter", "Requests (HTTP/2 streams) received from callers.", st->requests);
   metric(b, "wisp_upstream_requests_total", "counter",
          "Requests sent on to an upstream (the app or a peer sidecar); a retry counts again.", st->upstream_requests);
   metric(b, "wisp_error_responses_total", "counter",
@@ -337,4 +333,3 @@ static void render_admin_metrics(wisp_json_writer *b, const wisp_admin *a) {
          "accept(2) calls of the admin listener that failed other than routinely (each one pauses accepting).",
          a->acc.failures);
 }
-

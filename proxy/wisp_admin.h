@@ -43,8 +43,7 @@ typedef struct wisp_proxy wisp_proxy;
 
 /* Listens on |addr| and serves |px| (borrowed; must outlive the server) on
  * px's loop. On failure |err| says what and why. */
-wisp_err wisp_admin_new(wisp_admin **out, wisp_proxy *px, const char *addr, char *err,
-                        size_t err_len) WISP_MUST_CHECK;
+wisp_err wisp_admin_new(wisp_admin **out, wisp_proxy *px, const char *addr, char *err, size_t err_len) WISP_MUST_CHECK;
 /* The same server on |addr| serving GET (and HEAD) /metrics only, to any
  * caller, and 404 for every other path: --metrics, for scrapers beyond
  * loopback, who must not see certificates, configuration or /drain. */

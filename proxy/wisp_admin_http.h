@@ -17,9 +17,9 @@
 
 typedef struct {
   char method[WISP_ADMIN_METHOD_MAX + 1];
-  char path[WISP_ADMIN_TARGET_MAX + 1];   /* the target up to '?' */
-  char query[WISP_ADMIN_TARGET_MAX + 1];  /* after '?', "" if none */
-  int minor_version;                      /* HTTP/1.0 or HTTP/1.1 */
+  char path[WISP_ADMIN_TARGET_MAX + 1];  /* the target up to '?' */
+  char query[WISP_ADMIN_TARGET_MAX + 1]; /* after '?', "" if none */
+  int minor_version;                     /* HTTP/1.0 or HTTP/1.1 */
   size_t content_length;
   size_t head_len;    /* request line and headers, up to and with CRLFCRLF */
   size_t total_len;   /* head_len + content_length */
@@ -35,8 +35,7 @@ typedef struct {
  * Only origin-form targets ("/path?query"), CRLF line ends and
  * Content-Length bodies are accepted; Transfer-Encoding is refused.
  * |out| is filled as far as parsing got; only WISP_OK makes it complete. */
-wisp_err wisp_admin_parse_request(wisp_admin_request *out, const uint8_t *data, size_t len,
-                                  size_t max) WISP_MUST_CHECK;
+wisp_err wisp_admin_parse_request(wisp_admin_request *out, const uint8_t *data, size_t len, size_t max) WISP_MUST_CHECK;
 
 typedef enum {
   WISP_ADMIN_EP_NONE,

@@ -34,22 +34,22 @@
 
 struct wisp_agent_client {
   wisp_proxy *px;
-  char target[512];          /* unix:/path or HOST:PORT for wisp_rpcc */
+  char target[512]; /* unix:/path or HOST:PORT for wisp_rpcc */
   bool https;
   char agent_id[WISP_SPIFFE_MAX + 1];
   char token[TOKEN_MAX];
-  wisp_tls *bootstrap_tls;   /* trust-only, for https before the first SVID */
+  wisp_tls *bootstrap_tls; /* trust-only, for https before the first SVID */
   ev_timer sign_timer, watch_timer;
   double sign_backoff, watch_backoff;
   wisp_rpcc *sign_conn, *watch_conn;
-  bool installed;            /* the Sign in flight delivered a usable SVID */
-  EVP_PKEY *pending_key;     /* the key of the CSR in flight */
+  bool installed;        /* the Sign in flight delivered a usable SVID */
+  EVP_PKEY *pending_key; /* the key of the CSR in flight */
   bool have_svid;
   int64_t not_after;
-  int renew_failures;        /* renewals failed in a row */
-  bool closing;              /* being freed: handlers only let go */
-  char watch_error[256];     /* why no snapshot came yet (the last Watch failure) */
-  bool watching;             /* the Watch open now has delivered a snapshot */
+  int renew_failures;              /* renewals failed in a row */
+  bool closing;                    /* being freed: handlers only let go */
+  char watch_error[256];           /* why no snapshot came yet (the last Watch failure) */
+  bool watching;                   /* the Watch open now has delivered a snapshot */
   wisp_agent_client_health health; /* for /metrics; last_contact_unix is kept as of the last contact */
 };
 
@@ -135,7 +135,7 @@ static wisp_err apply_snapshot(wisp_proxy *px, const Wisp__V1__Snapshot *snap, c
 
 /* Writes the credentials in force to the cache (0600 files in a 0700 dir
  * of ours). A failure costs only the fast restart: logged, not fatal. */
-static void cache_save(wisp_agent_client *ac, EVP_PKEY *key, STACK_OF(X509) *chain, STACK_OF(X509) *roots) {
+static void cache_save(wisp_agent_client *ac, EVP_PKEY *key, STACK_OF(X509) * chain, STACK_OF(X509) * roots) {
   const char *dir = ac->px->cfg->svid_cache;
   if (!dir) return;
   char err[512] = "";
@@ -251,7 +251,7 @@ static bool cache_restore(wisp_agent_client *ac) {
 
 /* ---- Identity.Sign ---- */
 
-static STACK_OF(X509) *der_list(ProtobufCBinaryData *items, size_t n) {
+static STACK_OF(X509) * der_list(ProtobufCBinaryData *items, size_t n) {
   STACK_OF(X509) *out = sk_X509_new_null();
   for (size_t i = 0; out && i < n; i++) {
     const uint8_t *p = items[i].data;
@@ -475,8 +475,7 @@ static void on_watch_done(wisp_rpcc_call *call, wisp_grpc_status code, const cha
   retire(&ac->watch_conn);
   snprintf(ac->watch_error, sizeof(ac->watch_error), "the agent ended Config.Watch: %s: %s",
            wisp_grpc_status_name(code), message);
-  WISP_WARN("config watch ended (%s: %s); keeping the last policy, reconnecting", wisp_grpc_status_name(code),
-            message);
+  WISP_WARN("config watch ended (%s: %s); keeping the last policy, reconnecting", wisp_grpc_status_name(code), message);
   schedule(ac, &ac->watch_timer, next_backoff(&ac->watch_backoff));
 }
 

@@ -26,11 +26,11 @@ void wisp_agent_client_free(wisp_agent_client *ac);
 /* For /metrics and alerts: is the agent reachable, and how did the last
  * pushes fare. Times are unix seconds, 0: never / not now. */
 typedef struct {
-  bool connected;               /* a Config.Watch stream is open and has delivered a snapshot */
-  int64_t last_contact_unix;    /* the last snapshot or SVID from the agent; while connected: now */
+  bool connected;                 /* a Config.Watch stream is open and has delivered a snapshot */
+  int64_t last_contact_unix;      /* the last snapshot or SVID from the agent; while connected: now */
   int64_t unreachable_since_unix; /* when the proxy last lost (or began without) the Watch stream; 0 while connected */
-  uint64_t nacks;               /* pushed versions refused so far */
-  bool nacked;                  /* the last pushed version was refused (the last good one stays in force) */
+  uint64_t nacks;                 /* pushed versions refused so far */
+  bool nacked;                    /* the last pushed version was refused (the last good one stays in force) */
 } wisp_agent_client_health;
 void wisp_agent_client_get_health(const wisp_agent_client *ac, wisp_agent_client_health *out);
 

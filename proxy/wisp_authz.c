@@ -162,7 +162,7 @@ wisp_err wisp_authz_start(wisp_proxy *px, char *err, size_t err_len) {
   }
   WISP_GUARD(load_file(px, err, err_len)); /* a bad file at start is a start-up error */
   double every = px->cfg->reload_interval > 0 && px->cfg->reload_interval < POLICY_POLL_MAX ? px->cfg->reload_interval
-                                                                                           : POLICY_POLL_MAX;
+                                                                                            : POLICY_POLL_MAX;
   ev_timer_init(&px->policy_poll, on_policy_poll, every, every);
   px->policy_poll.data = px;
   ev_timer_start(px->loop, &px->policy_poll);

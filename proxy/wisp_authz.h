@@ -13,7 +13,7 @@
 /* One configuration to put in force: a policy and the transparent-mode
  * address -> identity map (proxy/wisp_dests). */
 typedef struct {
-  const char *yaml;  /* the policy, |len| bytes */
+  const char *yaml; /* the policy, |len| bytes */
   size_t len;
   /* The map: the agent's (Snapshot.destinations, |ndests| entries), or
    * with |dests_from_policy| the policy's own Destination documents
@@ -21,8 +21,8 @@ typedef struct {
   const wisp_policy_destination *dests;
   size_t ndests;
   bool dests_from_policy;
-  const char *source;   /* for the log: "agent" or the file */
-  const char *version;  /* NULL: none */
+  const char *source;  /* for the log: "agent" or the file */
+  const char *version; /* NULL: none */
 } wisp_authz_update;
 
 /* Compiles the policy and the map and puts both in force for requests and

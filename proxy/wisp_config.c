@@ -20,19 +20,28 @@
 #define WISP_METRICS_CAP_MAX 1000000 /* --metrics-max-peers/-series: about 250 MB of tables at most */
 
 #define OFF(f) offsetof(wisp_config, f)
-#define ROW_STR(n, f, d) {.name = n, .kind = WISP_FLAG_STR, .off = OFF(f), .dflt = d}
-#define ROW_BOOL(n, f, d) {.name = n, .kind = WISP_FLAG_BOOL, .off = OFF(f), .dflt = d}
-#define ROW_HELP(n, f, d) {.name = n, .kind = WISP_FLAG_HELP, .off = OFF(f), .dflt = d}
-#define ROW_SECS(n, f, d) {.name = n, .kind = WISP_FLAG_SECONDS, .off = OFF(f), .dflt = d, .max = WISP_CFG_SECONDS_MAX}
-#define ROW_INT(n, f, d) {.name = n, .kind = WISP_FLAG_INT, .off = OFF(f), .dflt = d, .min = 1, .max = 1024}
+#define ROW_STR(n, f, d) \
+  { .name = n, .kind = WISP_FLAG_STR, .off = OFF(f), .dflt = d }
+#define ROW_BOOL(n, f, d) \
+  { .name = n, .kind = WISP_FLAG_BOOL, .off = OFF(f), .dflt = d }
+#define ROW_HELP(n, f, d) \
+  { .name = n, .kind = WISP_FLAG_HELP, .off = OFF(f), .dflt = d }
+#define ROW_SECS(n, f, d) \
+  { .name = n, .kind = WISP_FLAG_SECONDS, .off = OFF(f), .dflt = d, .max = WISP_CFG_SECONDS_MAX }
+#define ROW_INT(n, f, d) \
+  { .name = n, .kind = WISP_FLAG_INT, .off = OFF(f), .dflt = d, .min = 1, .max = 1024 }
 /* COUNT: 1 to WISP_COUNT_MAX, for counts a busy sidecar may need large
  * (resets per window, queued requests); a bad value says the range. */
 #define WISP_COUNT_MAX 1000000
-#define ROW_COUNT(n, f, d)                                                                                   \
-  {.name = n, .kind = WISP_FLAG_INT, .off = OFF(f), .dflt = d, .min = 1, .max = WISP_COUNT_MAX,              \
-   .expect = "a count from 1 to 1000000"}
-#define ROW_LIMIT(n, f, d) {.name = n, .kind = WISP_FLAG_INT, .off = OFF(f), .dflt = d, .max = WISP_LIMIT_MAX}
-#define ROW_SIZE(n, f, d) {.name = n, .kind = WISP_FLAG_SIZE, .off = OFF(f), .dflt = d, .min = 1, .max = WISP_CFG_BYTES_MAX}
+#define ROW_COUNT(n, f, d)                                                                       \
+  {                                                                                              \
+    .name = n, .kind = WISP_FLAG_INT, .off = OFF(f), .dflt = d, .min = 1, .max = WISP_COUNT_MAX, \
+    .expect = "a count from 1 to 1000000"                                                        \
+  }
+#define ROW_LIMIT(n, f, d) \
+  { .name = n, .kind = WISP_FLAG_INT, .off = OFF(f), .dflt = d, .max = WISP_LIMIT_MAX }
+#define ROW_SIZE(n, f, d) \
+  { .name = n, .kind = WISP_FLAG_SIZE, .off = OFF(f), .dflt = d, .min = 1, .max = WISP_CFG_BYTES_MAX }
 
 static wisp_err add_routes(void *out, const char *val, char *err, size_t err_len);
 
@@ -82,8 +91,12 @@ static const wisp_flag kOpts[] = {
     ROW_LIMIT("metrics-max-series", metrics_max_series, "2048"),
     /* below 1M the reserved overflow series take it all; above 32M the
      * admin port's response bound (64 MiB) comes near */
-    {.name = "metrics-max-bytes", .kind = WISP_FLAG_SIZE, .off = OFF(metrics_max_bytes), .dflt = "4M",
-     .min = 1LL << 20, .max = 32LL << 20},
+    {.name = "metrics-max-bytes",
+     .kind = WISP_FLAG_SIZE,
+     .off = OFF(metrics_max_bytes),
+     .dflt = "4M",
+     .min = 1LL << 20,
+     .max = 32LL << 20},
     ROW_HELP("help", help, NULL),
 };
 
@@ -296,8 +309,7 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
     return WISP_ERR_USAGE;
   }
   if (out->ipv6_source_prefix > 128) {
-    snprintf(err, err_len, "--ipv6-source-prefix %d: expected a prefix length from 1 to 128",
-             out->ipv6_source_prefix);
+    snprintf(err, err_len, "--ipv6-source-prefix %d: expected a prefix length from 1 to 128", out->ipv6_source_prefix);
     return WISP_ERR_USAGE;
   }
   wisp_addr a;
@@ -352,8 +364,7 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
     return WISP_ERR_USAGE;
   }
   if (!out->app && out->nroutes == 0 && !out->transparent) {
-    snprintf(err, err_len,
-             "nothing to do: give --app (inbound side) and/or --route (outbound side), or --transparent");
+    snprintf(err, err_len, "nothing to do: give --app (inbound side) and/or --route (outbound side), or --transparent");
     return WISP_ERR_USAGE;
   }
   return WISP_OK;

@@ -12,23 +12,23 @@
 #define WISP_MAX_ROUTES 64
 
 typedef struct {
-  char *listen;  /* owned: HOST:PORT the local app connects to */
-  char *peer;    /* owned: HOST:PORT of the peer sidecar's inbound */
-  char *id;      /* owned, NULL: any ID in our trust domain */
+  char *listen; /* owned: HOST:PORT the local app connects to */
+  char *peer;   /* owned: HOST:PORT of the peer sidecar's inbound */
+  char *id;     /* owned, NULL: any ID in our trust domain */
 } wisp_route_cfg;
 
 typedef struct {
-  char *cert, *key, *bundle;      /* owned PEM paths */
+  char *cert, *key, *bundle; /* owned PEM paths */
   wisp_route_cfg routes[WISP_MAX_ROUTES];
   size_t nroutes;
-  char *inbound;                  /* owned; mTLS listener address */
-  char *app;                      /* owned; NULL: no inbound side */
-  char *app_protocol;             /* owned; "auto", "h2c" (or "h2") or "http1": what the app (or, transparent, every
+  char *inbound;      /* owned; mTLS listener address */
+  char *app;          /* owned; NULL: no inbound side */
+  char *app_protocol; /* owned; "auto", "h2c" (or "h2") or "http1": what the app (or, transparent, every
                                    * local port) is spoken to in; auto: the caller's original protocol (x-wisp-proto) */
-  bool app_http1;                 /* app_protocol is "http1": every request to the app as HTTP/1.1 */
-  bool app_h2c;                   /* app_protocol is "h2c": every request to the app as h2c */
+  bool app_http1;     /* app_protocol is "http1": every request to the app as HTTP/1.1 */
+  bool app_h2c;       /* app_protocol is "h2c": every request to the app as h2c */
   bool allow_tls12;
-  double connect_timeout;         /* seconds */
+  double connect_timeout; /* seconds */
   double handshake_timeout;
   double idle_timeout;
   double drain_timeout;

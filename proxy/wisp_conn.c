@@ -143,8 +143,9 @@ void wisp_conn_caller_tagged(wisp_conn *c, uint64_t tag) {
 }
 
 static void log_throttled(const wisp_conn *c) {
-  static wisp_log_limit lines = WISP_LOG_LIMIT_INIT("conn lines of peer sidecars throttled for resets",
-                                                    WISP_THROTTLE_LOG_BURST, WISP_THROTTLE_LOG_WINDOW, WISP_LOG_TO_STDOUT);
+  static wisp_log_limit lines =
+      WISP_LOG_LIMIT_INIT("conn lines of peer sidecars throttled for resets", WISP_THROTTLE_LOG_BURST,
+                          WISP_THROTTLE_LOG_WINDOW, WISP_LOG_TO_STDOUT);
   uint64_t suppressed = 0;
   if (!wisp_log_limit_pass(&lines, wisp_log_now(), &suppressed)) return;
   wisp_json j;
@@ -292,8 +293,8 @@ void wisp_conn_premature_reset(wisp_conn *c, bool by_peer) {
 
 /* |suppressed|: lines of this kind a caller's limiter dropped before it. */
 static void log_conn_event(const wisp_conn *c, const char *event, uint64_t suppressed) {
-  static wisp_log_limit term_lines = WISP_LOG_LIMIT_INIT(
-      "conn lines of callers terminated for misbehaving", WISP_TERM_LOG_BURST, WISP_TERM_LOG_WINDOW, WISP_LOG_TO_STDOUT);
+  static wisp_log_limit term_lines = WISP_LOG_LIMIT_INIT("conn lines of callers terminated for misbehaving",
+                                                         WISP_TERM_LOG_BURST, WISP_TERM_LOG_WINDOW, WISP_LOG_TO_STDOUT);
   uint64_t term_suppressed = 0;
   if ((c->term_reason || c->conn_error) && !wisp_log_limit_pass(&term_lines, wisp_log_now(), &term_suppressed)) return;
   suppressed += term_suppressed;
@@ -651,8 +652,8 @@ static wisp_target *destination(wisp_listener *l, int fd, const wisp_addr *peer,
   /* Inbound, an original destination that is the listener itself (no NAT
    * happened, or no conntrack entry at all) or another of our ports would
    * map to 127.0.0.1:<our port>: into the proxy again. */
-  if (l->dir == WISP_DIR_INBOUND && (!redirected || wisp_addr_equal(&orig, &local) ||
-                                     wisp_proxy_owns_port(l->px, wisp_addr_port(&orig)))) {
+  if (l->dir == WISP_DIR_INBOUND &&
+      (!redirected || wisp_addr_equal(&orig, &local) || wisp_proxy_owns_port(l->px, wisp_addr_port(&orig)))) {
     return &l->px->direct;
   }
   if (l->dir == WISP_DIR_OUTBOUND && wisp_intercept_arrived(l->px, &orig, peer)) {
@@ -707,8 +708,7 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
     close(fd);
     return;
   }
-  if (dst->refuse)
-    log_unaccepted(l, peer_str, dst == &px->direct ? "misdirected" : "unavailable", dst->refuse, NULL);
+  if (dst->refuse) log_unaccepted(l, peer_str, dst == &px->direct ? "misdirected" : "unavailable", dst->refuse, NULL);
   if (l->dir == WISP_DIR_INBOUND) {
     /* TLS or plaintext? The first bytes say (PeerAuthentication). */
     inbound_sniff *in = wisp_calloc(1, sizeof(*in));
@@ -749,8 +749,7 @@ wisp_conn *wisp_conn_connect(wisp_target *t, bool h1app, char *err, size_t err_l
     note_upfail(t, err);
     return NULL;
   }
-  wisp_conn *c = conn_new(px, fd, NULL, true, t->tls ? WISP_DIR_OUTBOUND : WISP_DIR_INBOUND,
-                          WISP_H2CONN_CONNECTING);
+  wisp_conn *c = conn_new(px, fd, NULL, true, t->tls ? WISP_DIR_OUTBOUND : WISP_DIR_INBOUND, WISP_H2CONN_CONNECTING);
   c->target = t;
   c->h1app = h1app;
   snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", t->name);

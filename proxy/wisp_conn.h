@@ -15,7 +15,7 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer);
  * will need once that is decided (the sniffers' argument). */
 typedef struct {
   wisp_listener *l;
-  wisp_target *dst;          /* held while detecting */
+  wisp_target *dst; /* held while detecting */
   char peer[64];
   wisp_connlimit_slot slot;
   ev_tstamp accepted;

@@ -15,8 +15,8 @@ typedef struct {
   uint8_t family;
   uint8_t ip[16];
   uint16_t port;
-  char *id;  /* owned */
-  char addr[64];  /* canonical, for messages */
+  char *id;      /* owned */
+  char addr[64]; /* canonical, for messages */
 } dest;
 
 struct wisp_dests {
@@ -28,10 +28,8 @@ static void key_of(const wisp_addr *a, dest *k) {
   memset(k, 0, sizeof(*k));
   k->family = (uint8_t)a->sa.ss_family;
   k->port = wisp_addr_port(a);
-  if (a->sa.ss_family == AF_INET)
-    memcpy(k->ip, &((const struct sockaddr_in *)&a->sa)->sin_addr, 4);
-  else
-    memcpy(k->ip, &((const struct sockaddr_in6 *)&a->sa)->sin6_addr, 16);
+  if (a->sa.ss_family == AF_INET) memcpy(k->ip, &((const struct sockaddr_in *)&a->sa)->sin_addr, 4);
+  else memcpy(k->ip, &((const struct sockaddr_in6 *)&a->sa)->sin6_addr, 16);
 }
 
 static int cmp_dest(const void *x, const void *y) {
@@ -42,8 +40,7 @@ static int cmp_dest(const void *x, const void *y) {
   return a->port == b->port ? 0 : a->port < b->port ? -1 : 1;
 }
 
-wisp_err wisp_dests_new(wisp_dests **out, const wisp_policy_destination *entries, size_t n, char *err,
-                        size_t err_len) {
+wisp_err wisp_dests_new(wisp_dests **out, const wisp_policy_destination *entries, size_t n, char *err, size_t err_len) {
   wisp_dests *d = wisp_calloc(1, sizeof(*d));
   d->v = n ? wisp_calloc(n, sizeof(dest)) : NULL;
   for (size_t i = 0; i < n; i++) {
@@ -58,7 +55,8 @@ wisp_err wisp_dests_new(wisp_dests **out, const wisp_policy_destination *entries
     }
     const char *sid = entries[i].spiffe_id ? entries[i].spiffe_id : "";
     if (wisp_spiffe_parse(&id, sid, strlen(sid), why, sizeof(why)) != WISP_OK) {
-      snprintf(err, err_len, "destination %zu (%s): \"%.128s\" is not a SPIFFE ID: %s", i, entries[i].address, sid, why);
+      snprintf(err, err_len, "destination %zu (%s): \"%.128s\" is not a SPIFFE ID: %s", i, entries[i].address, sid,
+               why);
       wisp_dests_free(d);
       return WISP_ERR_PARSE;
     }

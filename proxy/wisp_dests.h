@@ -25,8 +25,8 @@ typedef struct wisp_dests wisp_dests;
  * or ID does not parse or an address is listed twice. */
 wisp_err wisp_dests_new(wisp_dests **out, const wisp_policy_destination *entries, size_t n, char *err,
                         size_t err_len) WISP_MUST_CHECK;
-void wisp_dests_free(wisp_dests *d);  /* accepts NULL */
-size_t wisp_dests_count(const wisp_dests *d);  /* 0 for NULL */
+void wisp_dests_free(wisp_dests *d);          /* accepts NULL */
+size_t wisp_dests_count(const wisp_dests *d); /* 0 for NULL */
 /* Entry |i| (< count) in address order: returns its address and sets
  * |*id|; both borrowed from |d|. */
 const char *wisp_dests_entry(const wisp_dests *d, size_t i, const char **id);

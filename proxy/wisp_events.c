@@ -25,17 +25,17 @@ typedef struct {
   const char *reason;
   char *a, *b, *c;
   int rule;
-  bool overflow;  /* an overflow series: never evicted */
+  bool overflow; /* an overflow series: never evicted */
   uint64_t count;
   uint64_t hash;
-  uint64_t last;  /* the tick of its last event: the least recent gives way */
+  uint64_t last; /* the tick of its last event: the least recent gives way */
 } series;
 
 typedef struct {
-  series **items;      /* [cap], in order of first sight */
-  size_t n, nreal;     /* all series; those counted against the cap */
+  series **items;  /* [cap], in order of first sight */
+  size_t n, nreal; /* all series; those counted against the cap */
   size_t cap;
-  uint32_t *index;     /* open addressing: item + 1, 0: empty */
+  uint32_t *index; /* open addressing: item + 1, 0: empty */
   size_t mask;
 } family;
 
@@ -43,7 +43,7 @@ struct wisp_events {
   family fam[FAM_COUNT];
   size_t max;
   uint64_t overflowed;
-  uint64_t tick;  /* events counted so far */
+  uint64_t tick; /* events counted so far */
 };
 
 /* The rule of an overflow series (rendered "overflow"); -1: none. */
@@ -140,8 +140,13 @@ static series *find_or_make(family *fm, bool room, bool *made, bool inbound, con
     while (fm->index[i]) i = (i + 1) & fm->mask;
   }
   series *s = wisp_calloc(1, sizeof(*s));
-  *s = (series){.inbound = inbound, .reason = reason, .a = dup_or_null(a), .b = dup_or_null(b), .c = dup_or_null(c),
-                .rule = rule, .hash = h};
+  *s = (series){.inbound = inbound,
+                .reason = reason,
+                .a = dup_or_null(a),
+                .b = dup_or_null(b),
+                .c = dup_or_null(c),
+                .rule = rule,
+                .hash = h};
   fm->items[fm->n++] = s;
   fm->index[i] = (uint32_t)fm->n;
   *made = true;
@@ -178,8 +183,7 @@ static void index_remove(family *fm, size_t k) {
  * the family's sum never drops). Refusals name what an unverified caller
  * claims (any address, any ID), so no caller may keep the table for good.
  * O(series) per eviction, only while the family is full. */
-static series *evict_for(wisp_events *e, family *fm, bool inbound, const char *reason, const char *a,
-                         const char *b) {
+static series *evict_for(wisp_events *e, family *fm, bool inbound, const char *reason, const char *a, const char *b) {
   size_t victim = fm->n;
   for (size_t k = 0; k < fm->n; k++) {
     if (!fm->items[k]->overflow && (victim == fm->n || fm->items[k]->last < fm->items[victim]->last)) victim = k;
@@ -191,7 +195,11 @@ static series *evict_for(wisp_events *e, family *fm, bool inbound, const char *r
   index_remove(fm, victim);
   free(v->a);
   free(v->b);
-  *v = (series){.inbound = inbound, .reason = reason, .a = dup_or_null(a), .b = dup_or_null(b), .rule = -1,
+  *v = (series){.inbound = inbound,
+                .reason = reason,
+                .a = dup_or_null(a),
+                .b = dup_or_null(b),
+                .rule = -1,
                 .hash = key_hash(inbound, reason, a, b, NULL, -1)};
   size_t i = (size_t)v->hash & fm->mask;
   while (fm->index[i]) i = (i + 1) & fm->mask;
@@ -203,8 +211,8 @@ static series *evict_for(wisp_events *e, family *fm, bool inbound, const char *r
  * cap; once full, a refusal takes the least recently counted series
  * (evict_for), any other event the overflow series of its direction and
  * reason. */
-static void count(wisp_events *e, int f, bool inbound, const char *reason, const char *a, const char *b,
-                  const char *c, int rule) {
+static void count(wisp_events *e, int f, bool inbound, const char *reason, const char *a, const char *b, const char *c,
+                  int rule) {
   family *fm = &e->fam[f];
   bool made;
   series *s = find_or_make(fm, fm->nreal < e->max, &made, inbound, reason, a, b, c, rule);
@@ -242,12 +250,9 @@ const char *wisp_events_decision_name(const char *decision) {
   static const struct {
     const char *reason, *name;
   } kNames[] = {
-      {WISP_POLICY_REASON_DENY_RULE, "deny_rule"},
-      {WISP_POLICY_REASON_NO_ALLOW_MATCH, "no_allow_match"},
-      {WISP_POLICY_REASON_NO_POLICY, "no_policy"},
-      {WISP_POLICY_REASON_NO_ALLOW_POLICY, "no_allow_policy"},
-      {WISP_POLICY_REASON_NO_IDENTITY, "no_identity"},
-      {WISP_POLICY_REASON_ALLOW_RULE, "allow_rule"},
+      {WISP_POLICY_REASON_DENY_RULE, "deny_rule"},     {WISP_POLICY_REASON_NO_ALLOW_MATCH, "no_allow_match"},
+      {WISP_POLICY_REASON_NO_POLICY, "no_policy"},     {WISP_POLICY_REASON_NO_ALLOW_POLICY, "no_allow_policy"},
+      {WISP_POLICY_REASON_NO_IDENTITY, "no_identity"}, {WISP_POLICY_REASON_ALLOW_RULE, "allow_rule"},
   };
   if (!decision) return "invalid_request";
   for (size_t i = 0; i < sizeof(kNames) / sizeof(kNames[0]); i++)

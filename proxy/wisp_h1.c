@@ -41,66 +41,66 @@
 typedef struct h1req h1req;
 struct h1req {
   h1req *next;
-  int32_t id;                 /* its HTTP/2 stream, 0: none (answered here) */
-  bool is_head;               /* a HEAD request: the response has no body */
-  bool upgrade;               /* Upgrade or CONNECT: the connection becomes an L4 stream */
+  int32_t id;   /* its HTTP/2 stream, 0: none (answered here) */
+  bool is_head; /* a HEAD request: the response has no body */
+  bool upgrade; /* Upgrade or CONNECT: the connection becomes an L4 stream */
   bool http10;
-  bool keep_alive;            /* the client may send another request after it */
+  bool keep_alive; /* the client may send another request after it */
   bool expect_continue, continue_sent;
-  bool continue_got;          /* the stream brought a 100: the app (or its sidecar) wants the body */
+  bool continue_got; /* the stream brought a 100: the app (or its sidecar) wants the body */
   /* request body, waiting for the stream's window */
   wisp_buf body;
   bool body_eof;
-  bool has_body;              /* sent with a data provider (|r| is its source) */
-  bool body_done;             /* its data provider gave nghttp2 the end: nghttp2 no longer reads |r| */
+  bool has_body;  /* sent with a data provider (|r| is its source) */
+  bool body_done; /* its data provider gave nghttp2 the end: nghttp2 no longer reads |r| */
   wisp_hdrs trailers;
   bool stream_closed;
-  bool headers_sent;          /* its HEADERS went out: the stream is open on both sides */
-  bool window_open;           /* its stream got H1_STREAM_WINDOW (it is the head of the line) */
+  bool headers_sent; /* its HEADERS went out: the stream is open on both sides */
+  bool window_open;  /* its stream got H1_STREAM_WINDOW (it is the head of the line) */
   /* response */
-  int local_status;           /* answered here with this status (0: no) */
-  const char *local_why;      /* static */
+  int local_status;      /* answered here with this status (0: no) */
+  const char *local_why; /* static */
   wisp_hdrs resp, resp_trailers;
   bool resp_head;
   wisp_buf resp_body;
   bool resp_eof;
-  bool aborted;               /* the stream ended before a complete response */
+  bool aborted; /* the stream ended before a complete response */
   bool head_written, end_written, chunked_out, close_after;
 };
 
 typedef struct {
-  wisp_h1_gw gw;              /* first: on the proxy's list */
+  wisp_h1_gw gw; /* first: on the proxy's list */
   wisp_proxy *px;
   struct ev_loop *loop;
-  wisp_target *dst;           /* borrowed: held by the h2c side's connection */
+  wisp_target *dst; /* borrowed: held by the h2c side's connection */
   char peer[64];
-  wisp_connlimit_slot slot;   /* the caller's place in its listener's limits */
-  wisp_buf upgrade;           /* the head of an Upgrade/CONNECT request, as it came */
-  char authority[128];        /* for HTTP/1.0 requests without Host: the route's peer */
-  int fd;                     /* the client */
+  wisp_connlimit_slot slot; /* the caller's place in its listener's limits */
+  wisp_buf upgrade;         /* the head of an Upgrade/CONNECT request, as it came */
+  char authority[128];      /* for HTTP/1.0 requests without Host: the route's peer */
+  int fd;                   /* the client */
   ev_io rio, wio;
-  int sfd;                    /* our end of the socketpair to the listener's h2c path */
+  int sfd; /* our end of the socketpair to the listener's h2c path */
   ev_io srio, swio;
   nghttp2_session *h2;
   wisp_buf in, out, sout;
   wisp_h1parse parser;
-  h1req *head, *tail;         /* in request order */
+  h1req *head, *tail; /* in request order */
   int nreqs;
-  h1req *cur;                 /* the request whose body is being parsed */
-  bool client_eof;            /* the client sent FIN (or reset) */
-  bool eof_seen;              /* ... and the parser was told, once what came before it was parsed */
-  bool refused;               /* a request was refused: parse no more */
-  bool upgrading;             /* an Upgrade/CONNECT request waits for its turn to go L4 */
-  bool goaway;                /* the h2c side will take no new streams */
-  bool closing;               /* write out what is there, then close */
+  h1req *cur;      /* the request whose body is being parsed */
+  bool client_eof; /* the client sent FIN (or reset) */
+  bool eof_seen;   /* ... and the parser was told, once what came before it was parsed */
+  bool refused;    /* a request was refused: parse no more */
+  bool upgrading;  /* an Upgrade/CONNECT request waits for its turn to go L4 */
+  bool goaway;     /* the h2c side will take no new streams */
+  bool closing;    /* write out what is there, then close */
   bool dead;
   bool in_pump;
-  bool lingering;             /* done: waiting for the h2c side to close after our FIN */
-  bool draining;              /* done: the client got our FIN; what it still sends is read and dropped */
-  size_t drained;             /* bytes dropped so far */
+  bool lingering; /* done: waiting for the h2c side to close after our FIN */
+  bool draining;  /* done: the client got our FIN; what it still sends is read and dropped */
+  size_t drained; /* bytes dropped so far */
   ev_timer linger;
-  ev_timer head_timer;        /* a request head must arrive whole within --handshake-timeout */
-  size_t hdr_held;            /* head and trailer bytes its parser holds, charged to px->hdr_held */
+  ev_timer head_timer; /* a request head must arrive whole within --handshake-timeout */
+  size_t hdr_held;     /* head and trailer bytes its parser holds, charged to px->hdr_held */
 } h1conn;
 
 /* How long a finished gateway waits for the h2c side to close after our
@@ -200,8 +200,8 @@ static wisp_err target_of(h1conn *h, const wisp_h1_head *hd, wisp_hdrs *out, con
     /* absolute-form: its authority wins over Host (RFC 9112 3.2.2) */
     host = hd->target + u.field_data[UF_HOST].off;
     host_len = u.field_data[UF_HOST].len;
-    if (u.field_set & (1 << UF_PORT)) host_len = (size_t)(u.field_data[UF_PORT].off + u.field_data[UF_PORT].len -
-                                                          u.field_data[UF_HOST].off);
+    if (u.field_set & (1 << UF_PORT))
+      host_len = (size_t)(u.field_data[UF_PORT].off + u.field_data[UF_PORT].len - u.field_data[UF_HOST].off);
     if (u.field_set & (1 << UF_PATH)) {
       path = hd->target + u.field_data[UF_PATH].off;
       path_len = hd->target_len - u.field_data[UF_PATH].off;
@@ -222,7 +222,8 @@ static wisp_err target_of(h1conn *h, const wisp_h1_head *hd, wisp_hdrs *out, con
     return WISP_ERR_PROTO;
   }
   if (!nghttp2_check_method((const uint8_t *)hd->method, strlen(hd->method)) ||
-      !nghttp2_check_authority((const uint8_t *)host, host_len) || !nghttp2_check_path((const uint8_t *)path, path_len)) {
+      !nghttp2_check_authority((const uint8_t *)host, host_len) ||
+      !nghttp2_check_path((const uint8_t *)path, path_len)) {
     *why = "a method, host or path HTTP/2 does not allow";
     return WISP_ERR_PROTO;
   }
@@ -315,8 +316,8 @@ static void on_req_head(void *arg, const wisp_h1_head *hd) {
      * peer's policy judges identity and port, as for any L4 stream. */
     r->upgrade = true;
     h->upgrading = true;
-    if (wisp_buf_append(&h->upgrade, wisp_buf_rptr(&h->parser.head), wisp_buf_len(&h->parser.head),
-                        WISP_H1_BUF_CAP) != WISP_OK)
+    if (wisp_buf_append(&h->upgrade, wisp_buf_rptr(&h->parser.head), wisp_buf_len(&h->parser.head), WISP_H1_BUF_CAP) !=
+        WISP_OK)
       answer_local(h, r, 500, "cannot keep the upgrade request");
     return;
   }
@@ -375,7 +376,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     const char *st = wisp_hdrs_get(&r->resp, ":status");
     if (st && st[0] == '1') {
       if (strcmp(st, "100") == 0 && r->expect_continue) r->continue_got = true; /* written in turn (write_responses) */
-      wisp_hdrs_cleanup(&r->resp); /* 1xx: wait for the final response */
+      wisp_hdrs_cleanup(&r->resp);                                              /* 1xx: wait for the final response */
       return 0;
     }
     r->resp_head = true;
@@ -389,8 +390,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
                               void *user_data) {
   h1req *r = req_of(session, id);
-  if (!r || r->local_status || r->is_head ||
-      wisp_buf_append(&r->resp_body, data, len, WISP_H1_BUF_CAP) != WISP_OK) {
+  if (!r || r->local_status || r->is_head || wisp_buf_append(&r->resp_body, data, len, WISP_H1_BUF_CAP) != WISP_OK) {
     nghttp2_session_consume(session, id, len); /* nobody wants it */
   }
   return 0;
@@ -401,7 +401,7 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, 
   if (!r) return 0;
   r->stream_closed = true;
   if (!r->resp_eof) r->aborted = true;
-  wisp_buf_cleanup(&r->body); /* nobody reads the rest of the request */
+  wisp_buf_cleanup(&r->body);              /* nobody reads the rest of the request */
   if (!r->body_eof) r->close_after = true; /* the rest of its body will not be read: the connection ends */
   return 0;
 }
@@ -541,8 +541,7 @@ static void write_local(h1conn *h, h1req *r) {
 }
 
 static bool skip_response_field(const nghttp2_nv *nv) {
-  static const char *const kSkip[] = {"connection", "keep-alive", "transfer-encoding", "upgrade",
-                                      "proxy-connection"};
+  static const char *const kSkip[] = {"connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection"};
   if (nv->namelen && nv->name[0] == ':') return true;
   for (size_t i = 0; i < sizeof(kSkip) / sizeof(kSkip[0]); i++) {
     if (nv->namelen == strlen(kSkip[i]) && memcmp(nv->name, kSkip[i], nv->namelen) == 0) return true;
@@ -669,9 +668,7 @@ static void head_charge(h1conn *h, size_t held) {
   h->hdr_held = held;
 }
 
-static size_t head_bytes(const h1conn *h) {
-  return wisp_buf_len(&h->parser.head) + wisp_buf_len(&h->parser.tbuf);
-}
+static size_t head_bytes(const h1conn *h) { return wisp_buf_len(&h->parser.head) + wisp_buf_len(&h->parser.tbuf); }
 
 /* A refused or finished gateway parses no more: what its parser holds goes
  * now, not when the h2c side has closed. */

@@ -32,7 +32,7 @@
  * the proxy's list, so the proxy can free those still open when it exits. */
 typedef struct wisp_h1_gw {
   struct wisp_h1_gw *next, *prev;
-  void (*free_fn)(struct wisp_h1_gw *gw);  /* closes its sockets and frees it */
+  void (*free_fn)(struct wisp_h1_gw *gw); /* closes its sockets and frees it */
 } wisp_h1_gw;
 void wisp_h1_gw_add(wisp_proxy *px, wisp_h1_gw *gw, void (*free_fn)(wisp_h1_gw *gw));
 void wisp_h1_gw_remove(wisp_proxy *px, wisp_h1_gw *gw);

@@ -21,7 +21,7 @@ typedef struct appreq appreq;
 typedef struct appconn appconn;
 
 typedef struct {
-  wisp_h1_gw gw;              /* first: on the proxy's list */
+  wisp_h1_gw gw; /* first: on the proxy's list */
   wisp_proxy *px;
   struct ev_loop *loop;
   wisp_addr addr;
@@ -30,21 +30,21 @@ typedef struct {
   ev_io srio, swio;
   nghttp2_session *h2;
   wisp_buf sout;
-  appconn *conns;             /* every app connection, busy or idle */
-  appreq *reqs;               /* every open stream */
+  appconn *conns; /* every app connection, busy or idle */
+  appreq *reqs;   /* every open stream */
   bool in_pump;
 } h1app;
 
 struct appreq {
   h1app *g;
-  appreq *next, *prev;        /* in g->reqs */
+  appreq *next, *prev; /* in g->reqs */
   int32_t id;
   wisp_hdrs req, trailers;
   bool headers_done;
-  bool req_eof;               /* END_STREAM from the proxy */
-  wisp_buf body;              /* request bytes for the app */
-  bool chunked;               /* sent to the app chunked */
-  bool sent_end;              /* the whole request went to the app connection */
+  bool req_eof;  /* END_STREAM from the proxy */
+  wisp_buf body; /* request bytes for the app */
+  bool chunked;  /* sent to the app chunked */
+  bool sent_end; /* the whole request went to the app connection */
   bool is_head;
   appconn *ac;
   /* response */
@@ -52,7 +52,7 @@ struct appreq {
   wisp_buf resp;
   bool resp_eof;
   wisp_hdrs resp_trailers;
-  const char *local_why;      /* answered by the gateway: static reason */
+  const char *local_why; /* answered by the gateway: static reason */
   char why[160];
 };
 
@@ -61,13 +61,13 @@ struct appconn {
   appconn *next;
   int fd;
   ev_io rio, wio;
-  ev_timer connect_timer;     /* --connect-timeout while connecting */
+  ev_timer connect_timer; /* --connect-timeout while connecting */
   bool connecting;
   bool dead;
   bool keep_alive;
   wisp_buf out;
   wisp_h1parse parser;
-  appreq *r;                  /* the stream it carries; NULL: idle */
+  appreq *r; /* the stream it carries; NULL: idle */
 };
 
 static void pump(h1app *g);

@@ -65,8 +65,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
       if (!c->io.upstream && (s = stream_of(session, frame->hd.stream_id)) != NULL) s->reset_by_peer = true;
       break;
     case NGHTTP2_HEADERS:
-      if ((s = stream_of(session, frame->hd.stream_id)) != NULL)
-        wisp_stream_on_headers_done(s, side_of(c), end_stream);
+      if ((s = stream_of(session, frame->hd.stream_id)) != NULL) wisp_stream_on_headers_done(s, side_of(c), end_stream);
       break;
     case NGHTTP2_DATA:
       if (end_stream && (s = stream_of(session, frame->hd.stream_id)) != NULL) wisp_stream_on_end(s, side_of(c));
@@ -129,8 +128,9 @@ static nghttp2_option *options(const wisp_config *cfg) {
    * wisp counts every premature reset itself, per caller, and throttles a
    * peer sidecar's shared connection instead of cutting it, so nghttp2's is
    * set far above ours, a backstop against a flood no sidecar makes. */
-  nghttp2_option_set_stream_reset_rate_limit(opt, WISP_H2_RESET_BACKSTOP * (uint64_t)cfg->max_resets,
-                                             WISP_H2_RESET_BACKSTOP * (uint64_t)cfg->max_resets / WISP_RESET_WINDOW + 1);
+  nghttp2_option_set_stream_reset_rate_limit(
+      opt, WISP_H2_RESET_BACKSTOP * (uint64_t)cfg->max_resets,
+      WISP_H2_RESET_BACKSTOP * (uint64_t)cfg->max_resets / WISP_RESET_WINDOW + 1);
   return opt;
 }
 
@@ -138,7 +138,7 @@ nghttp2_session *wisp_h2_session_new(wisp_conn *c) {
   nghttp2_session *s;
   /* Its streams, frames and header copies come from wisp_slab's freelists. */
   int rv = c->io.upstream ? nghttp2_session_client_new3(&s, callbacks(), c, options(c->px->cfg), wisp_h2conn_mem())
-                       : nghttp2_session_server_new3(&s, callbacks(), c, options(c->px->cfg), wisp_h2conn_mem());
+                          : nghttp2_session_server_new3(&s, callbacks(), c, options(c->px->cfg), wisp_h2conn_mem());
   if (rv != 0) abort(); /* only fails on out of memory */
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, (uint32_t)c->px->cfg->max_concurrent_streams},

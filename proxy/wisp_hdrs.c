@@ -30,8 +30,7 @@ static uint8_t *arena_alloc(wisp_hdrs *h, size_t n) {
   return p;
 }
 
-wisp_err wisp_hdrs_add(wisp_hdrs *h, const uint8_t *name, size_t name_len, const uint8_t *value,
-                       size_t value_len) {
+wisp_err wisp_hdrs_add(wisp_hdrs *h, const uint8_t *name, size_t name_len, const uint8_t *value, size_t value_len) {
   WISP_ENSURE(h->n < WISP_HDRS_MAX_FIELDS, WISP_ERR_TOO_BIG);
   /* Checked one term at a time: the sum of two lengths could wrap. */
   WISP_ENSURE(name_len <= WISP_HDRS_MAX_BYTES - h->bytes, WISP_ERR_TOO_BIG);

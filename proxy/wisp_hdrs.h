@@ -18,11 +18,11 @@
 typedef struct wisp_hdrs_block wisp_hdrs_block;
 
 typedef struct {
-  nghttp2_nv *nv;            /* points into |blocks| */
+  nghttp2_nv *nv; /* points into |blocks| */
   size_t n;
   size_t cap;
   size_t bytes;
-  wisp_hdrs_block *blocks;   /* owned arena: names and values, never moved */
+  wisp_hdrs_block *blocks; /* owned arena: names and values, never moved */
 } wisp_hdrs;
 
 /* Appends a copy. WISP_ERR_TOO_BIG past the bounds (list unchanged). */

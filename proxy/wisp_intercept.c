@@ -18,15 +18,15 @@
 
 struct wisp_intercept {
   wisp_proxy *px;
-  wisp_addr probe;      /* where the probe dials (--intercept-probe) */
+  wisp_addr probe; /* where the probe dials (--intercept-probe) */
   char probe_str[64];
-  int fd;               /* the probe in flight, -1: none */
-  wisp_addr local;      /* its source address, to recognise it on arrival */
-  ev_io io;             /* its connect completing */
-  ev_timer timer;       /* next probe, or the one in flight timing out */
-  bool ok;              /* the last probe arrived */
-  bool decided;         /* at least one probe has finished */
-  char reason[256];     /* why not ok */
+  int fd;           /* the probe in flight, -1: none */
+  wisp_addr local;  /* its source address, to recognise it on arrival */
+  ev_io io;         /* its connect completing */
+  ev_timer timer;   /* next probe, or the one in flight timing out */
+  bool ok;          /* the last probe arrived */
+  bool decided;     /* at least one probe has finished */
+  char reason[256]; /* why not ok */
 };
 
 static void next_probe(struct wisp_intercept *ic, double after);
@@ -70,15 +70,19 @@ static void on_connect(struct ev_loop *loop, ev_io *w, int revents) {
   /* Success is decided where the probe arrives (wisp_intercept_arrived);
    * a connection that completes without arriving is left to time out. */
   if (e != 0)
-    finish(ic, false, "iptables interception is not in place: a probe to %s failed (%s) instead of reaching the "
-                      "outbound listener; %s", ic->probe_str, strerror(e), kFix);
+    finish(ic, false,
+           "iptables interception is not in place: a probe to %s failed (%s) instead of reaching the "
+           "outbound listener; %s",
+           ic->probe_str, strerror(e), kFix);
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   struct wisp_intercept *ic = w->data;
   if (ic->fd >= 0) {
-    finish(ic, false, "iptables interception is not in place: a probe to %s did not reach the outbound listener "
-                      "within %.0f s; %s", ic->probe_str, PROBE_TIMEOUT, kFix);
+    finish(ic, false,
+           "iptables interception is not in place: a probe to %s did not reach the outbound listener "
+           "within %.0f s; %s",
+           ic->probe_str, PROBE_TIMEOUT, kFix);
     return;
   }
   if (wisp_net_connect(&ic->fd, &ic->probe) != WISP_OK) {

@@ -10,12 +10,12 @@
 
 /* Istio's default buckets for istio_request_duration_milliseconds, so a
  * dashboard's histogram_quantile reads the same. */
-static const double kBucketsMs[] = {0.5,  1,     5,     10,     25,     50,     100,     250,     500,    1000,
-                                    2500, 5000,  10000, 30000,  60000,  300000, 600000, 1800000, 3600000};
+static const double kBucketsMs[] = {0.5,  1,    5,     10,    25,    50,     100,    250,     500,    1000,
+                                    2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000};
 #define NBUCKETS (sizeof(kBucketsMs) / sizeof(kBucketsMs[0]))
 /* The same bounds as the "le" labels print them (no exponents). */
-static const char *const kBucketLabels[NBUCKETS] = {"0.5",  "1",     "5",     "10",     "25",     "50",      "100",
-                                                    "250",  "500",   "1000",  "2500",   "5000",   "10000",   "30000",
+static const char *const kBucketLabels[NBUCKETS] = {"0.5",   "1",      "5",      "10",      "25",     "50",    "100",
+                                                    "250",   "500",    "1000",   "2500",    "5000",   "10000", "30000",
                                                     "60000", "300000", "600000", "1800000", "3600000"};
 
 /* Peer slots 0 and 1 are the stand-ins; real peers follow. */
@@ -58,22 +58,22 @@ enum { PEER_OVERFLOW = 0, PEER_UNKNOWN = 1, PEER_FIRST = 2 };
 typedef struct {
   char *id, *td, *ns, *sa; /* owned */
   uint64_t hash;
-  size_t label_bytes;      /* strlen of the four: what each of its lines carries */
+  size_t label_bytes; /* strlen of the four: what each of its lines carries */
 } peer;
 
 struct wisp_metrics_series {
   uint64_t key;
-  uint64_t count;                  /* HTTP: requests finished */
-  uint64_t buckets[NBUCKETS + 1];  /* HTTP: by duration, not cumulative; last: above every bound */
+  uint64_t count;                 /* HTTP: requests finished */
+  uint64_t buckets[NBUCKETS + 1]; /* HTTP: by duration, not cumulative; last: above every bound */
   double sum_ms;
-  uint64_t bytes_in, bytes_out;    /* HTTP: request/response body; TCP: received from / sent to the caller */
-  uint64_t opened, closed;         /* TCP */
+  uint64_t bytes_in, bytes_out; /* HTTP: request/response body; TCP: received from / sent to the caller */
+  uint64_t opened, closed;      /* TCP */
 };
 
 struct wisp_metrics {
-  peer *peers;            /* [PEER_FIRST + max_peers] */
+  peer *peers; /* [PEER_FIRST + max_peers] */
   size_t npeers, max_peers;
-  uint32_t *peer_index;   /* open addressing: peer slot + 1, 0: empty */
+  uint32_t *peer_index; /* open addressing: peer slot + 1, 0: empty */
   size_t peer_mask;
   wisp_metrics_series *series; /* [max_series + reserved], never moved */
   size_t nseries, cap_series;  /* cap: max_series plus the overflow series */
@@ -108,9 +108,7 @@ static size_t pow2_at_least(size_t n) {
   return p;
 }
 
-static int status_class(int status) {
-  return status == 0 ? 0 : (status >= 100 && status < 600) ? status / 100 : 6;
-}
+static int status_class(int status) { return status == 0 ? 0 : (status >= 100 && status < 600) ? status / 100 : 6; }
 
 static uint64_t http_key(bool inbound, bool denied, uint32_t peer_slot, int status, int grpc) {
   uint64_t code = (status == 0 || (status >= 100 && status < 600)) ? (uint64_t)status : CODE_OTHER;
@@ -379,11 +377,16 @@ typedef enum { F_COUNT, F_BYTES_IN, F_BYTES_OUT, F_OPENED, F_CLOSED } field;
 
 static uint64_t field_of(const wisp_metrics_series *s, field f) {
   switch (f) {
-    case F_COUNT: return s->count;
-    case F_BYTES_IN: return s->bytes_in;
-    case F_BYTES_OUT: return s->bytes_out;
-    case F_OPENED: return s->opened;
-    case F_CLOSED: return s->closed;
+    case F_COUNT:
+      return s->count;
+    case F_BYTES_IN:
+      return s->bytes_in;
+    case F_BYTES_OUT:
+      return s->bytes_out;
+    case F_OPENED:
+      return s->opened;
+    case F_CLOSED:
+      return s->closed;
   }
   return 0;
 }
@@ -391,8 +394,8 @@ static uint64_t field_of(const wisp_metrics_series *s, field f) {
 /* Reserved overflow series are printed only once they counted something. */
 static bool series_used(const wisp_metrics_series *s) { return s->count || s->opened; }
 
-static void render_counter(wisp_json_writer *b, const wisp_metrics *m, size_t n, const wisp_spiffe_names *local, bool tcp,
-                           const char *name, const char *help, field f) {
+static void render_counter(wisp_json_writer *b, const wisp_metrics *m, size_t n, const wisp_spiffe_names *local,
+                           bool tcp, const char *name, const char *help, field f) {
   wisp_json_writer_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
   for (size_t i = 0; i < n; i++) {
     const wisp_metrics_series *s = &m->series[i];
@@ -472,11 +475,12 @@ void wisp_metrics_render(wisp_json_writer *b, wisp_metrics *m, const char *local
                           "# HELP wisp_metrics_peers Distinct peer SPIFFE IDs labelled in metrics "
                           "(at most --metrics-max-peers).\n# TYPE wisp_metrics_peers gauge\nwisp_metrics_peers %zu\n",
                           m->npeers);
-  wisp_json_writer_printf(b,
-                          "# HELP wisp_metrics_overflow_total Requests and L4 connections counted under \"overflow\" "
-                          "labels because --metrics-max-peers, --metrics-max-series or --metrics-max-bytes was reached.\n"
-                          "# TYPE wisp_metrics_overflow_total counter\nwisp_metrics_overflow_total %" PRIu64 "\n",
-                          m->overflowed);
+  wisp_json_writer_printf(
+      b,
+      "# HELP wisp_metrics_overflow_total Requests and L4 connections counted under \"overflow\" "
+      "labels because --metrics-max-peers, --metrics-max-series or --metrics-max-bytes was reached.\n"
+      "# TYPE wisp_metrics_overflow_total counter\nwisp_metrics_overflow_total %" PRIu64 "\n",
+      m->overflowed);
   wisp_json_writer_printf(b,
                           "# HELP wisp_metrics_budget_bytes The most bytes the series above may render "
                           "(--metrics-max-bytes) and what the series kept so far may take at most.\n"

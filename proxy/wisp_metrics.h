@@ -39,13 +39,13 @@ typedef struct wisp_metrics_series wisp_metrics_series;
 /* One finished HTTP request (stream). */
 typedef struct {
   bool inbound;
-  const char *peer_id;  /* verified SPIFFE ID, NULL or "": none (plaintext caller, failed upstream) */
-  int status;           /* HTTP status, 0: none */
-  int grpc_status;      /* -1: none */
-  bool denied;          /* refused by policy */
+  const char *peer_id; /* verified SPIFFE ID, NULL or "": none (plaintext caller, failed upstream) */
+  int status;          /* HTTP status, 0: none */
+  int grpc_status;     /* -1: none */
+  bool denied;         /* refused by policy */
   double duration_ms;
-  uint64_t bytes_in;    /* request body bytes */
-  uint64_t bytes_out;   /* response body bytes */
+  uint64_t bytes_in;  /* request body bytes */
+  uint64_t bytes_out; /* response body bytes */
 } wisp_metrics_request;
 
 /* Gives a new wisp_metrics; |max_peers| and |max_series| >= 1.

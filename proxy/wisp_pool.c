@@ -310,8 +310,8 @@ static void trim_queue(wisp_target *t) {
     } while (l != most->lanes);
     wisp_stream *s = big->tail;
     char why[WISP_TLS_REASON_MAX];
-    snprintf(why, sizeof(why), "upstream %s: %d requests are already waiting for a free stream (--max-queued)",
-             t->name, t->nwaiting - 1);
+    snprintf(why, sizeof(why), "upstream %s: %d requests are already waiting for a free stream (--max-queued)", t->name,
+             t->nwaiting - 1);
     wisp_pool_dequeue(s);
     wisp_stream_unavailable(s, 503, why);
   }

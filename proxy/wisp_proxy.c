@@ -237,8 +237,7 @@ static void init_direct(wisp_proxy *px) {
 
 static void init_full(wisp_proxy *px) {
   char why[160];
-  snprintf(why, sizeof(why),
-           "all %d transparent destinations are in use by open connections (--max-destinations %d)",
+  snprintf(why, sizeof(why), "all %d transparent destinations are in use by open connections (--max-destinations %d)",
            px->cfg->max_destinations, px->cfg->max_destinations);
   init_stand_in(px, &px->full, "none (every --max-destinations slot in use)", why);
 }
@@ -309,10 +308,11 @@ static void check_fd_limit(const wisp_proxy *px) {
     want += (uint64_t)cfg->max_connections * (px->listeners[i].dir == WISP_DIR_OUTBOUND ? 3 : 2);
   uint64_t have = wisp_accept_raise_fd_limit(want);
   if (have == 0 || have >= want) return;
-  WISP_WARN("the open file limit (%llu) is below what --max-connections %d on %zu listener(s) may need (%llu): "
-            "past it, accepts pause until descriptors are free; raise it (ulimit -n, LimitNOFILE=) or lower "
-            "--max-connections",
-            (unsigned long long)have, cfg->max_connections, px->nlisteners, (unsigned long long)want);
+  WISP_WARN(
+      "the open file limit (%llu) is below what --max-connections %d on %zu listener(s) may need (%llu): "
+      "past it, accepts pause until descriptors are free; raise it (ulimit -n, LimitNOFILE=) or lower "
+      "--max-connections",
+      (unsigned long long)have, cfg->max_connections, px->nlisteners, (unsigned long long)want);
 }
 
 static void log_started(const wisp_proxy *px) {
@@ -335,8 +335,8 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   px->cfg = cfg;
   wisp_tls_opts topts = {.allow_tls12 = cfg->allow_tls12, .require_alpn = true};
   px->tls = wisp_tls_new(&topts);
-  px->metrics = wisp_metrics_new((size_t)cfg->metrics_max_peers, (size_t)cfg->metrics_max_series,
-                                 cfg->metrics_max_bytes);
+  px->metrics =
+      wisp_metrics_new((size_t)cfg->metrics_max_peers, (size_t)cfg->metrics_max_series, cfg->metrics_max_bytes);
   px->events = wisp_events_new((size_t)cfg->metrics_max_peers);
   /* With --agent the SVID arrives later: listeners start now and refuse
    * (in words) until it does; /ready says so. */

@@ -184,8 +184,8 @@ static const char *budget_spent(const wisp_proxy *px, const wisp_conn *caller, s
 #define WISP_REFUSED_LOG_WINDOW 1.0
 
 bool wisp_stream_admit(wisp_conn *down) {
-  static wisp_log_limit lines = WISP_LOG_LIMIT_INIT("stream_refused lines", WISP_REFUSED_LOG_BURST,
-                                                    WISP_REFUSED_LOG_WINDOW, WISP_LOG_TO_STDOUT);
+  static wisp_log_limit lines =
+      WISP_LOG_LIMIT_INIT("stream_refused lines", WISP_REFUSED_LOG_BURST, WISP_REFUSED_LOG_WINDOW, WISP_LOG_TO_STDOUT);
   const char *why = budget_spent(down->px, down, 1);
   uint64_t suppressed = 0;
   if (!why) return true;
@@ -277,8 +277,19 @@ static void resume(wisp_stream *s, wisp_side side) {
  * their list, s->log_field: index + 1), so the line is written without
  * searching the headers again or measuring their values. */
 
-enum { LF_AUTHORITY, LF_HOST, LF_METHOD, LF_PATH, LF_TRACEPARENT, LF_B3, LF_X_B3_TRACEID, LF_STATUS, LF_GRPC_STATUS,
-       LF_GRPC_STATUS_TRAILER, LF_COUNT };
+enum {
+  LF_AUTHORITY,
+  LF_HOST,
+  LF_METHOD,
+  LF_PATH,
+  LF_TRACEPARENT,
+  LF_B3,
+  LF_X_B3_TRACEID,
+  LF_STATUS,
+  LF_GRPC_STATUS,
+  LF_GRPC_STATUS_TRAILER,
+  LF_COUNT
+};
 _Static_assert(LF_COUNT == WISP_LOG_FIELDS, "internal.h sizes wisp_stream's log_field");
 _Static_assert(WISP_HDRS_MAX_FIELDS < 256, "an index + 1 fits a uint8_t");
 
@@ -288,7 +299,8 @@ static const struct {
   wisp_side side;
   bool trailer;
 } kLogFields[LF_COUNT] = {
-#define LF(name, side, trailer) {name, sizeof(name) - 1, side, trailer}
+#define LF(name, side, trailer) \
+  { name, sizeof(name) - 1, side, trailer }
     [LF_AUTHORITY] = LF(":authority", WISP_DOWN, false),
     [LF_HOST] = LF("host", WISP_DOWN, false),
     [LF_METHOD] = LF(":method", WISP_DOWN, false),
@@ -311,14 +323,29 @@ static const wisp_hdrs *log_list(const wisp_stream *s, int f) {
 static void note_log_field(wisp_stream *s, wisp_side side, bool trailer, const uint8_t *name, size_t len) {
   int f; /* the one candidate of this length and side (a switch: this runs for every field) */
   switch (len) {
-    case 2: f = LF_B3; break;
-    case 4: f = LF_HOST; break;
-    case 5: f = LF_PATH; break;
-    case 7: f = side == WISP_UP ? LF_STATUS : LF_METHOD; break;
-    case 10: f = LF_AUTHORITY; break;
-    case 11: f = side == WISP_DOWN ? LF_TRACEPARENT : trailer ? LF_GRPC_STATUS_TRAILER : LF_GRPC_STATUS; break;
-    case 12: f = LF_X_B3_TRACEID; break;
-    default: return;
+    case 2:
+      f = LF_B3;
+      break;
+    case 4:
+      f = LF_HOST;
+      break;
+    case 5:
+      f = LF_PATH;
+      break;
+    case 7:
+      f = side == WISP_UP ? LF_STATUS : LF_METHOD;
+      break;
+    case 10:
+      f = LF_AUTHORITY;
+      break;
+    case 11:
+      f = side == WISP_DOWN ? LF_TRACEPARENT : trailer ? LF_GRPC_STATUS_TRAILER : LF_GRPC_STATUS;
+      break;
+    case 12:
+      f = LF_X_B3_TRACEID;
+      break;
+    default:
+      return;
   }
   if (kLogFields[f].side != side || kLogFields[f].trailer != trailer || memcmp(kLogFields[f].name, name, len) != 0)
     return;
@@ -391,9 +418,14 @@ static void stream_log(const wisp_stream *s) {
   int status = status_of(s);
   double ms = (ev_time() - s->started) * 1000.0;
   wisp_stats_finished(&s->target->px->stats, s->dir, status); /* /metrics */
-  wisp_metrics_request mr = {.inbound = s->dir == WISP_DIR_INBOUND, .peer_id = s->peer_id, .status = status,
-                             .grpc_status = grpc, .denied = s->denied,
-                             .duration_ms = ms, .bytes_in = s->bytes[WISP_DOWN], .bytes_out = s->bytes[WISP_UP]};
+  wisp_metrics_request mr = {.inbound = s->dir == WISP_DIR_INBOUND,
+                             .peer_id = s->peer_id,
+                             .status = status,
+                             .grpc_status = grpc,
+                             .denied = s->denied,
+                             .duration_ms = ms,
+                             .bytes_in = s->bytes[WISP_DOWN],
+                             .bytes_out = s->bytes[WISP_UP]};
   wisp_metrics_request_done(s->target->px->metrics, &mr);
   uint64_t suppressed = 0;
   if ((status == 0 || s->hdr_refused[WISP_DOWN]) && !wisp_log_limit_pass(&reset_lines, wisp_log_now(), &suppressed))
@@ -782,8 +814,8 @@ void wisp_stream_send_upstream(wisp_stream *s, wisp_conn *up) {
   char xfcc[2 * WISP_SPIFFE_MAX + 16];
   if (s->dir == WISP_DIR_INBOUND && s->peer_id[0]) {
     int len = snprintf(xfcc, sizeof(xfcc), "By=%s;URI=%s", wisp_tls_get0_info(up->px->tls)->spiffe_id, s->peer_id);
-    nv[n++] = (nghttp2_nv){(uint8_t *)"x-forwarded-client-cert", (uint8_t *)xfcc, 23, (size_t)len,
-                           NGHTTP2_NV_FLAG_NONE};
+    nv[n++] =
+        (nghttp2_nv){(uint8_t *)"x-forwarded-client-cert", (uint8_t *)xfcc, 23, (size_t)len, NGHTTP2_NV_FLAG_NONE};
   }
   char caller[24];
   if (s->target->tls) {
@@ -864,7 +896,10 @@ static void section_refused(wisp_stream *s, wisp_side side, bool end_stream) {
   }
   if (!s->resp_started) {
     note_grpc(s);
-    respond_error(s, side == WISP_UP ? 502 : budget ? 503 : 431,
+    respond_error(s,
+                  side == WISP_UP ? 502
+                  : budget        ? 503
+                                  : 431,
                   side == WISP_UP ? WISP_GRPC_UNAVAILABLE : WISP_GRPC_RESOURCE_EXHAUSTED, msg);
     reset_side(s, WISP_UP, NGHTTP2_CANCEL); /* our answer ended the response (eof[UP]): no reset comes back down */
     return;
@@ -883,7 +918,7 @@ void wisp_stream_on_headers_done(wisp_stream *s, wisp_side side, bool end_stream
     if (side == WISP_UP && informational(s)) {
       const char *st = wisp_hdrs_get(&s->hdrs[WISP_UP], ":status");
       if (strcmp(st, "100") == 0) send_continue(s); /* the app's (or its sidecar's) answer to Expect */
-      hdrs_release(s, &s->hdrs[WISP_UP]); /* 1xx: wait for the final response */
+      hdrs_release(s, &s->hdrs[WISP_UP]);           /* 1xx: wait for the final response */
       return;
     }
     s->headers_done[side] = true;
@@ -906,8 +941,8 @@ void wisp_stream_on_data(wisp_stream *s, wisp_side side, const uint8_t *data, si
   wisp_conn *in = s->link[side].conn;
   s->bytes[side] += len;
   /* A request body is kept while the request waits for an upstream stream. */
-  bool wanted = (s->link[out].conn != NULL || (side == WISP_DOWN && s->waiting)) &&
-                !(side == WISP_DOWN && s->discard_req);
+  bool wanted =
+      (s->link[out].conn != NULL || (side == WISP_DOWN && s->waiting)) && !(side == WISP_DOWN && s->discard_req);
   if (!wanted) {
     if (in) nghttp2_session_consume_connection(in->io.h2, len);
     ack_bytes(s, side, len);
@@ -950,7 +985,8 @@ static ssize_t provide(wisp_stream *s, wisp_side out, uint8_t *buf, size_t len, 
         if (out == WISP_DOWN) s->reset_by_us = true;
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
       }
-      if (in == WISP_DOWN) hdrs_release(s, &s->trailers[in]); /* nghttp2 has a copy; response trailers stay for the log */
+      if (in == WISP_DOWN)
+        hdrs_release(s, &s->trailers[in]); /* nghttp2 has a copy; response trailers stay for the log */
       *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     }
     return (ssize_t)n;

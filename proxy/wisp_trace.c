@@ -56,8 +56,7 @@ static bool w3c(const char *v, char out[WISP_TRACE_ID_MAX + 1]) {
   return copy_id(trace, W3C_TRACE_LEN, out);
 }
 
-bool wisp_trace_id(const char *traceparent, const char *b3, const char *x_b3_traceid,
-                   char out[WISP_TRACE_ID_MAX + 1]) {
+bool wisp_trace_id(const char *traceparent, const char *b3, const char *x_b3_traceid, char out[WISP_TRACE_ID_MAX + 1]) {
   if (traceparent && w3c(traceparent, out)) return true;
   size_t n;
   if (b3 && (n = trace_run(b3, end_dash)) && hex_run(b3 + n + 1, W3C_SPAN_LEN) &&

@@ -16,7 +16,6 @@
  * not ff, IDs not all zero), B3 single header |b3| ("<16|32 hex>-<16 hex>
  * [-...]"), B3 |x_b3_traceid| (16 or 32 hex). Each may be NULL. Returns
  * false, |out| untouched, when none is. */
-bool wisp_trace_id(const char *traceparent, const char *b3, const char *x_b3_traceid,
-                   char out[WISP_TRACE_ID_MAX + 1]);
+bool wisp_trace_id(const char *traceparent, const char *b3, const char *x_b3_traceid, char out[WISP_TRACE_ID_MAX + 1]);
 
 #endif

@@ -37,9 +37,9 @@ typedef struct {
   int fd;
   SSL *ssl;
   ev_io rio, wio;
-  bool eof;       /* this end sent FIN / close_notify */
-  bool shut;      /* we shut our writing toward it */
-  wisp_buf out;   /* bytes waiting to be written to this end */
+  bool eof;     /* this end sent FIN / close_notify */
+  bool shut;    /* we shut our writing toward it */
+  wisp_buf out; /* bytes waiting to be written to this end */
 } tun_end;
 
 typedef struct tunnel {
@@ -50,7 +50,7 @@ typedef struct tunnel {
   tun_end e[2];
   bool connecting, handshaking, closed, logged;
   wisp_tls_verify verify;
-  char *expect_id;  /* owned: verify.expect_id points here (the map may change meanwhile) */
+  char *expect_id; /* owned: verify.expect_id points here (the map may change meanwhile) */
   ev_timer timer;
   char peer_addr[64];
   char upstream[64];
@@ -61,10 +61,10 @@ typedef struct tunnel {
   bool http_caller;         /* outbound: the app end is an HTTP/1 caller that asked to upgrade (wisp_h1) */
   /* refused before relaying (see refuse()) */
   bool answered, reset_unanswered;
-  int ref_end;              /* the caller's end */
+  int ref_end; /* the caller's end */
   int ref_status;
   char ref_why[256];
-  wisp_buf sniff;           /* inbound: the caller's first bytes, to tell an HTTP/1 request line */
+  wisp_buf sniff; /* inbound: the caller's first bytes, to tell an HTTP/1 request line */
 } tunnel;
 
 static void tun_close(tunnel *t, const char *reason, bool reset);
@@ -329,8 +329,7 @@ static void on_free(struct ev_loop *loop, ev_timer *w, int revents) { tun_unlink
 /* For GET /status: the upstream (a peer sidecar outbound, the app inbound)
  * could not be reached, or came up. */
 static void note_upfail(const tunnel *t, const char *reason) {
-  wisp_upfail_note(&t->px->upfails, t->upstream, t->expect_id, t->dir == WISP_DIR_INBOUND, reason,
-                   (int64_t)time(NULL));
+  wisp_upfail_note(&t->px->upfails, t->upstream, t->expect_id, t->dir == WISP_DIR_INBOUND, reason, (int64_t)time(NULL));
 }
 
 static void tun_close(tunnel *t, const char *reason, bool reset) {

@@ -15,8 +15,7 @@
  * given back when the tunnel closes).
  * Outbound: |app_fd| (taken) is an app connection to |t|'s address; dials
  * it over mTLS (ALPN wisp-l4) and relays. */
-void wisp_tunnel_outbound(wisp_proxy *px, int app_fd, const char *peer_addr, wisp_target *t,
-                          wisp_connlimit_slot *slot);
+void wisp_tunnel_outbound(wisp_proxy *px, int app_fd, const char *peer_addr, wisp_target *t, wisp_connlimit_slot *slot);
 /* The same, for an app connection whose first |len| bytes were already
  * read (an HTTP/1 Upgrade or CONNECT request, wisp_h1): they go first. */
 void wisp_tunnel_outbound_after(wisp_proxy *px, int app_fd, const char *peer_addr, wisp_target *t,

@@ -21,8 +21,8 @@ static wisp_upfail *slot(wisp_upfail_table *t) {
   return oldest;
 }
 
-void wisp_upfail_note(wisp_upfail_table *t, const char *upstream, const char *expect_id, bool app,
-                      const char *reason, int64_t now) {
+void wisp_upfail_note(wisp_upfail_table *t, const char *upstream, const char *expect_id, bool app, const char *reason,
+                      int64_t now) {
   if (!upstream) return;
   wisp_upfail *e = find(t, upstream);
   if (!e) {

@@ -20,11 +20,11 @@
 #define WISP_UPFAIL_REASON_MAX 256
 
 typedef struct {
-  char upstream[96];                 /* "127.0.0.1:15006" */
+  char upstream[96];                   /* "127.0.0.1:15006" */
   char expect_id[WISP_SPIFFE_MAX + 1]; /* the identity it must present; "" for the local app */
-  bool app;                          /* the local app (inbound), not a peer sidecar */
+  bool app;                            /* the local app (inbound), not a peer sidecar */
   char reason[WISP_UPFAIL_REASON_MAX];
-  uint64_t count;                    /* failures since it last came up */
+  uint64_t count; /* failures since it last came up */
   int64_t first_unix, last_unix;
 } wisp_upfail;
 
@@ -34,8 +34,8 @@ typedef struct {
 } wisp_upfail_table;
 
 /* A failure to reach |upstream| (|expect_id| may be NULL). */
-void wisp_upfail_note(wisp_upfail_table *t, const char *upstream, const char *expect_id, bool app,
-                      const char *reason, int64_t now);
+void wisp_upfail_note(wisp_upfail_table *t, const char *upstream, const char *expect_id, bool app, const char *reason,
+                      int64_t now);
 /* |upstream| was reached: its entry, if any, goes. */
 void wisp_upfail_clear(wisp_upfail_table *t, const char *upstream);
 

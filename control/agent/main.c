@@ -15,56 +15,60 @@
 #include "lib/wisp_log.h"
 
 /* Printed by --help and after an unknown flag (no final newline). */
-#define USAGE \
-    "usage: wisp-agent [flags]\n" \
-    "  --state-dir DIR        CA, join tokens and policy, written atomically (default /var/lib/wisp)\n" \
-    "  --listen unix:PATH     gRPC API on a Unix socket (default unix:/run/wisp/agent.sock)\n" \
-    "  --listen-tls HOST:PORT gRPC API over TLS for proxies on other hosts (default: off)\n" \
-    "  --ca-cert FILE --ca-key FILE  sign with this CA (a root, or an intermediate followed by its\n" \
-    "                         chain); default: a root generated into --state-dir on first start\n" \
-    "  --trust-domain TD      trust domain of a generated root (default cluster.local)\n" \
-    "  --svid-ttl DURATION    lifetime of issued SVIDs, e.g. 24h, 30m, 5s (default 24h)\n" \
-    "  --policy-dir DIR       watch DIR/*.yaml (a mounted ConfigMap) and push it as policy\n" \
-    "  --max-connections N    connections on all listeners together; more are closed at once\n" \
-    "                         (default 4096; the open-files limit is raised to fit)\n" \
-    "  --max-connections-per-source N  of those, from one uid on the Unix socket or one IP address\n" \
-    "                         over TCP (default 1024: a node's proxies share a uid)\n" \
-    "  --idle-timeout DURATION  close a connection that carries no call for this long (default 60s)\n" \
-    "  --max-conn-buffer SIZE bytes held per connection: requests being received and responses\n" \
-    "                         its peer has not read; a call passing it ends RESOURCE_EXHAUSTED\n" \
-    "                         (default 16MiB; suffixes KiB, MiB, GiB)\n" \
-    "  --max-watchers N       Config.Watch streams in all (default 4096)\n" \
-    "  --max-watchers-per-caller N  Watch streams per SPIFFE ID from one uid on the Unix socket or\n" \
-    "                         one IP address over TCP (default 8)\n" \
-    "  --max-proxies N        proxy identities remembered for status and Watch (default 4096);\n" \
-    "                         when full, the one idle longest (no Watch open, not seen for\n" \
-    "                         --proxy-idle) is forgotten to make room, else new ones are refused\n" \
-    "  --proxy-idle DURATION  see --max-proxies (default 10m)\n" \
-    "  --sa-jwks FILE         Kubernetes service-account issuer keys (kubectl get --raw /openid/v1/jwks),\n" \
-    "                         re-read when it changes: Sign then takes service-account tokens\n" \
-    "  --sa-issuer URL        the iss of those tokens (default: the API server's, in a cluster)\n" \
-    "  --sa-token-max-lifetime DURATION  refuse service-account tokens that live longer (exp - iat;\n" \
-    "                         default 24h, at least 10m: Kubernetes' shortest projected token)\n" \
-    "  --kube-api auto|off|https://IP:PORT  fetch the issuer keys from the API server with the pod's\n" \
-    "                         own token (default auto: when in a cluster and no --sa-jwks)\n" \
-    "  --kube-sa-dir DIR      the pod's token and ca.crt (default " WISP_KUBE_SA_DIR ")\n" \
-    "  --webhook HOST:PORT    serve the admission webhook (HTTPS, POST /mutate): pods get what\n" \
-    "                         wispctl inject gives them (default: off)\n" \
-    "  --webhook-name DNS     the webhook Service's name, in its certificate from the agent's CA\n" \
-    "                         (default " WISP_INJECTOR_DEFAULT_NAME ")\n" \
-    "  --webhook-max-body SIZE  largest AdmissionReview taken (default 1MiB; 413 past it)\n" \
-    "  --webhook-max-connections N  (default 64)\n" \
-    "  --webhook-max-queue SIZE  review bytes waiting for the webhook's worker, all callers (default 16MiB; 503 past it)\n" \
-    "  --webhook-max-queue-per-source SIZE  of them from one IP address (default 4MiB; 429 past it)\n" \
-    "  --inject-agent URL     what injected proxies dial: https://IP:PORT (the agent Service's\n" \
-    "                         cluster IP) or unix:///PATH; required with --webhook\n" \
-    "  --inject-image IMAGE   (default " WISPCTL_INJECT_DEFAULT_IMAGE ")\n" \
-    "  --inject-proxy-uid UID (default 1337)\n" \
-    "  --inject-identity sa-token|join-token  how injected proxies bootstrap (default sa-token)\n" \
-    "  --webhook-config NAME  in a cluster, keep this MutatingWebhookConfiguration's caBundle set\n" \
-    "                         to the agent's bundle (default " WISP_INJECTOR_DEFAULT_CONFIG "; \"\" for none)\n" \
-    "  --log-level debug|info|warn|error\n" \
-    "Each flag can also be set as WISP_AGENT_<FLAG> (e.g. WISP_AGENT_STATE_DIR)."
+#define USAGE                                                                                                             \
+  "usage: wisp-agent [flags]\n"                                                                                           \
+  "  --state-dir DIR        CA, join tokens and policy, written atomically (default /var/lib/wisp)\n"                     \
+  "  --listen unix:PATH     gRPC API on a Unix socket (default unix:/run/wisp/agent.sock)\n"                              \
+  "  --listen-tls HOST:PORT gRPC API over TLS for proxies on other hosts (default: off)\n"                                \
+  "  --ca-cert FILE --ca-key FILE  sign with this CA (a root, or an intermediate followed by its\n"                       \
+  "                         chain); default: a root generated into --state-dir on first start\n"                          \
+  "  --trust-domain TD      trust domain of a generated root (default cluster.local)\n"                                   \
+  "  --svid-ttl DURATION    lifetime of issued SVIDs, e.g. 24h, 30m, 5s (default 24h)\n"                                  \
+  "  --policy-dir DIR       watch DIR/*.yaml (a mounted ConfigMap) and push it as policy\n"                               \
+  "  --max-connections N    connections on all listeners together; more are closed at once\n"                             \
+  "                         (default 4096; the open-files limit is raised to fit)\n"                                      \
+  "  --max-connections-per-source N  of those, from one uid on the Unix socket or one IP address\n"                       \
+  "                         over TCP (default 1024: a node's proxies share a uid)\n"                                      \
+  "  --idle-timeout DURATION  close a connection that carries no call for this long (default 60s)\n"                      \
+  "  --max-conn-buffer SIZE bytes held per connection: requests being received and responses\n"                           \
+  "                         its peer has not read; a call passing it ends RESOURCE_EXHAUSTED\n"                           \
+  "                         (default 16MiB; suffixes KiB, MiB, GiB)\n"                                                    \
+  "  --max-watchers N       Config.Watch streams in all (default 4096)\n"                                                 \
+  "  --max-watchers-per-caller N  Watch streams per SPIFFE ID from one uid on the Unix socket or\n"                       \
+  "                         one IP address over TCP (default 8)\n"                                                        \
+  "  --max-proxies N        proxy identities remembered for status and Watch (default 4096);\n"                           \
+  "                         when full, the one idle longest (no Watch open, not seen for\n"                               \
+  "                         --proxy-idle) is forgotten to make room, else new ones are refused\n"                         \
+  "  --proxy-idle DURATION  see --max-proxies (default 10m)\n"                                                            \
+  "  --sa-jwks FILE         Kubernetes service-account issuer keys (kubectl get --raw /openid/v1/jwks),\n"                \
+  "                         re-read when it changes: Sign then takes service-account tokens\n"                            \
+  "  --sa-issuer URL        the iss of those tokens (default: the API server's, in a cluster)\n"                          \
+  "  --sa-token-max-lifetime DURATION  refuse service-account tokens that live longer (exp - iat;\n"                      \
+  "                         default 24h, at least 10m: Kubernetes' shortest projected token)\n"                           \
+  "  --kube-api auto|off|https://IP:PORT  fetch the issuer keys from the API server with the pod's\n"                     \
+  "                         own token (default auto: when in a cluster and no --sa-jwks)\n"                               \
+  "  --kube-sa-dir DIR      the pod's token and ca.crt (default " WISP_KUBE_SA_DIR                                        \
+  ")\n"                                                                                                                   \
+  "  --webhook HOST:PORT    serve the admission webhook (HTTPS, POST /mutate): pods get what\n"                           \
+  "                         wispctl inject gives them (default: off)\n"                                                   \
+  "  --webhook-name DNS     the webhook Service's name, in its certificate from the agent's CA\n"                         \
+  "                         (default " WISP_INJECTOR_DEFAULT_NAME                                                         \
+  ")\n"                                                                                                                   \
+  "  --webhook-max-body SIZE  largest AdmissionReview taken (default 1MiB; 413 past it)\n"                                \
+  "  --webhook-max-connections N  (default 64)\n"                                                                         \
+  "  --webhook-max-queue SIZE  review bytes waiting for the webhook's worker, all callers (default 16MiB; 503 past it)\n" \
+  "  --webhook-max-queue-per-source SIZE  of them from one IP address (default 4MiB; 429 past it)\n"                      \
+  "  --inject-agent URL     what injected proxies dial: https://IP:PORT (the agent Service's\n"                           \
+  "                         cluster IP) or unix:///PATH; required with --webhook\n"                                       \
+  "  --inject-image IMAGE   (default " WISPCTL_INJECT_DEFAULT_IMAGE                                                       \
+  ")\n"                                                                                                                   \
+  "  --inject-proxy-uid UID (default 1337)\n"                                                                             \
+  "  --inject-identity sa-token|join-token  how injected proxies bootstrap (default sa-token)\n"                          \
+  "  --webhook-config NAME  in a cluster, keep this MutatingWebhookConfiguration's caBundle set\n"                        \
+  "                         to the agent's bundle (default " WISP_INJECTOR_DEFAULT_CONFIG                                 \
+  "; \"\" for none)\n"                                                                                                    \
+  "  --log-level debug|info|warn|error\n"                                                                                 \
+  "Each flag can also be set as WISP_AGENT_<FLAG> (e.g. WISP_AGENT_STATE_DIR)."
 
 /* File descriptors kept besides connections: listeners, stdio, state files. */
 #define FD_RESERVE 64
@@ -88,13 +92,17 @@ typedef struct {
 } agent_flags;
 
 #define OFF(f) offsetof(agent_flags, f)
-#define ROW_STR(n, f, d) {.name = n, .kind = WISP_FLAG_STR, .off = OFF(f), .dflt = d}
-#define ROW_COUNT(n, f, d, hi, hi_text)                                                                     \
-  {.name = n, .kind = WISP_FLAG_COUNT, .off = OFF(f), .dflt = d, .min = 1, .max = hi, \
-   .expect = "a number from 1 to " hi_text}
-#define ROW_DURATION(n, kind_, f, d, text) {.name = n, .kind = kind_, .off = OFF(f), .dflt = d, .expect = text}
+#define ROW_STR(n, f, d) \
+  { .name = n, .kind = WISP_FLAG_STR, .off = OFF(f), .dflt = d }
+#define ROW_COUNT(n, f, d, hi, hi_text)                                                \
+  {                                                                                    \
+    .name = n, .kind = WISP_FLAG_COUNT, .off = OFF(f), .dflt = d, .min = 1, .max = hi, \
+    .expect = "a number from 1 to " hi_text                                            \
+  }
+#define ROW_DURATION(n, kind_, f, d, text) \
+  { .name = n, .kind = kind_, .off = OFF(f), .dflt = d, .expect = text }
 #define ROW_SIZE(n, f, d, text) \
-  {.name = n, .kind = WISP_FLAG_SIZE, .off = OFF(f), .dflt = d, .min = WISP_KIB, .max = SIZE_MAX >> 1, .expect = text}
+  { .name = n, .kind = WISP_FLAG_SIZE, .off = OFF(f), .dflt = d, .min = WISP_KIB, .max = SIZE_MAX >> 1, .expect = text }
 
 /* Below Kubernetes' shortest projected token no token would pass, not
  * even the one the injection mounts. */
@@ -122,10 +130,14 @@ static const wisp_flag kFlags[] = {
     ROW_DURATION("proxy-idle", WISP_FLAG_DURATION, proxy_idle, "10m", "a duration such as 10m or 30s"),
     ROW_STR("sa-jwks", sa_jwks, NULL),
     ROW_STR("sa-issuer", sa_issuer, NULL),
-    {.name = "sa-token-max-lifetime", .kind = WISP_FLAG_DURATION, .off = OFF(sa_max_lifetime), .dflt = "24h",
+    {.name = "sa-token-max-lifetime",
+     .kind = WISP_FLAG_DURATION,
+     .off = OFF(sa_max_lifetime),
+     .dflt = "24h",
      .min = WISPCTL_INJECT_SA_EXPIRY,
-     .expect = "a duration of at least " XSTR(WISPCTL_INJECT_SA_EXPIRY) "s (the expirationSeconds of the token "
-               "wispctl inject and the webhook mount, and Kubernetes' shortest), such as 24h or 1h"},
+     .expect = "a duration of at least " XSTR(
+         WISPCTL_INJECT_SA_EXPIRY) "s (the expirationSeconds of the token "
+                                   "wispctl inject and the webhook mount, and Kubernetes' shortest), such as 24h or 1h"},
     ROW_STR("kube-api", kube_api, "auto"),
     ROW_STR("kube-sa-dir", kube_sa_dir, WISP_KUBE_SA_DIR),
     ROW_STR("webhook", webhook, NULL),
@@ -136,8 +148,13 @@ static const wisp_flag kFlags[] = {
     ROW_STR("webhook-max-queue-per-source", webhook_max_queue_per_source, "4MiB"),
     ROW_STR("inject-agent", inject_agent, NULL),
     ROW_STR("inject-image", inject_image, WISPCTL_INJECT_DEFAULT_IMAGE),
-    {.name = "inject-proxy-uid", .kind = WISP_FLAG_INT, .off = OFF(inject_proxy_uid), .dflt = "1337", .min = 1,
-     .max = 2147483647, .expect = "a user id"},
+    {.name = "inject-proxy-uid",
+     .kind = WISP_FLAG_INT,
+     .off = OFF(inject_proxy_uid),
+     .dflt = "1337",
+     .min = 1,
+     .max = 2147483647,
+     .expect = "a user id"},
     ROW_STR("inject-identity", inject_identity, "sa-token"),
     ROW_STR("webhook-config", webhook_config, WISP_INJECTOR_DEFAULT_CONFIG),
     {.name = "help", .kind = WISP_FLAG_HELP, .off = OFF(help), .no_env = true},
@@ -194,21 +211,37 @@ static bool check_flags(agent_flags *f, char *err, size_t err_len) {
 
 /* The agent's config from the flags; strings borrowed from |f|. */
 static wisp_agent_config agent_config(const agent_flags *f) {
-  wisp_agent_config cfg = {
-      .state_dir = f->state_dir, .listen_tls = f->listen_tls, .ca_cert = f->ca_cert, .ca_key = f->ca_key,
-      .trust_domain = f->trust_domain, .policy_dir = f->policy_dir, .sa_jwks = f->sa_jwks,
-      .sa_issuer = f->sa_issuer, .kube_api = f->kube_api, .kube_sa_dir = f->kube_sa_dir,
-      .svid_ttl = f->svid_ttl, .sa_max_lifetime = f->sa_max_lifetime, .max_connections = f->max_connections,
-      .max_connections_per_source = f->max_connections_per_source, .idle_timeout = f->idle_timeout,
-      .max_conn_buffer = f->max_conn_buffer, .max_watchers = f->max_watchers,
-      .max_watchers_per_caller = f->max_watchers_per_caller, .max_proxies = f->max_proxies,
-      .proxy_idle = f->proxy_idle};
+  wisp_agent_config cfg = {.state_dir = f->state_dir,
+                           .listen_tls = f->listen_tls,
+                           .ca_cert = f->ca_cert,
+                           .ca_key = f->ca_key,
+                           .trust_domain = f->trust_domain,
+                           .policy_dir = f->policy_dir,
+                           .sa_jwks = f->sa_jwks,
+                           .sa_issuer = f->sa_issuer,
+                           .kube_api = f->kube_api,
+                           .kube_sa_dir = f->kube_sa_dir,
+                           .svid_ttl = f->svid_ttl,
+                           .sa_max_lifetime = f->sa_max_lifetime,
+                           .max_connections = f->max_connections,
+                           .max_connections_per_source = f->max_connections_per_source,
+                           .idle_timeout = f->idle_timeout,
+                           .max_conn_buffer = f->max_conn_buffer,
+                           .max_watchers = f->max_watchers,
+                           .max_watchers_per_caller = f->max_watchers_per_caller,
+                           .max_proxies = f->max_proxies,
+                           .proxy_idle = f->proxy_idle};
   cfg.listen_unix = f->listen + 5;
   while (cfg.listen_unix[0] == '/' && cfg.listen_unix[1] == '/') cfg.listen_unix++; /* unix:///p */
-  cfg.webhook = (wisp_injector_config){.listen = f->webhook, .name = f->webhook_name, .agent = f->inject_agent,
-                                       .image = f->inject_image, .identity = f->inject_identity,
-                                       .config_name = f->webhook_config, .kube_api = f->kube_api,
-                                       .kube_sa_dir = f->kube_sa_dir, .max_body = f->webhook_max_body,
+  cfg.webhook = (wisp_injector_config){.listen = f->webhook,
+                                       .name = f->webhook_name,
+                                       .agent = f->inject_agent,
+                                       .image = f->inject_image,
+                                       .identity = f->inject_identity,
+                                       .config_name = f->webhook_config,
+                                       .kube_api = f->kube_api,
+                                       .kube_sa_dir = f->kube_sa_dir,
+                                       .max_body = f->webhook_max_body,
                                        .max_connections = f->webhook_max_connections,
                                        .max_queue = f->webhook_queue,
                                        .max_queue_per_source = f->webhook_queue_per_source,

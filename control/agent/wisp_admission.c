@@ -49,8 +49,8 @@ static void answer(wisp_admission_result *r, wisp_buf *out, json_t *patch) {
   if (!r->allowed) {
     char msg[sizeof(r->reason) + 8];
     snprintf(msg, sizeof(msg), "wisp: %s", r->reason);
-    json_object_set_new(resp, "status", json_pack("{s:i, s:s, s:s}", "code", 400, "reason", "BadRequest",
-                                                  "message", msg));
+    json_object_set_new(resp, "status",
+                        json_pack("{s:i, s:s, s:s}", "code", 400, "reason", "BadRequest", "message", msg));
   }
   if (patch) {
     char *ops = json_dumps(patch, JSON_COMPACT);

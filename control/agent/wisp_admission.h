@@ -31,13 +31,13 @@
 #define WISP_ADMISSION_OUT_MAX (8 * 1024 * 1024)
 
 typedef struct {
-  int http_status;       /* 200: |out| is an AdmissionReview (JSON); 400: text */
+  int http_status; /* 200: |out| is an AdmissionReview (JSON); 400: text */
   bool allowed;
   bool patched;
   char uid[WISP_ADMISSION_UID_MAX + 1];
   char ns[64];
-  char name[254];        /* the pod's name or generateName, if any */
-  char reason[512];      /* injected, why left unchanged, or why denied/refused */
+  char name[254];   /* the pod's name or generateName, if any */
+  char reason[512]; /* injected, why left unchanged, or why denied/refused */
 } wisp_admission_result;
 
 /* Which pods a webhook entry asks about. */

@@ -165,8 +165,8 @@ static const wisp_rpc_method kMethods[] = {
 
 static int yaml_name(const struct dirent *d) {
   size_t n = strlen(d->d_name);
-  return d->d_name[0] != '.' && ((n > 5 && !strcmp(d->d_name + n - 5, ".yaml")) ||
-                                 (n > 4 && !strcmp(d->d_name + n - 4, ".yml")));
+  return d->d_name[0] != '.' &&
+         ((n > 5 && !strcmp(d->d_name + n - 5, ".yaml")) || (n > 4 && !strcmp(d->d_name + n - 4, ".yml")));
 }
 
 /* The directory's *.yaml files, in name order, joined as one YAML stream
@@ -190,8 +190,8 @@ static char *read_policy_dir(const char *dir) {
     free(names[i]);
   }
   free(names);
-  char *out = wisp_strndup((const char *)(wisp_buf_len(&b) ? wisp_buf_rptr(&b) : (const uint8_t *)""),
-                           wisp_buf_len(&b));
+  char *out =
+      wisp_strndup((const char *)(wisp_buf_len(&b) ? wisp_buf_rptr(&b) : (const uint8_t *)""), wisp_buf_len(&b));
   wisp_buf_cleanup(&b);
   return out;
 }

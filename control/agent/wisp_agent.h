@@ -19,30 +19,30 @@
 
 typedef struct {
   const char *state_dir;
-  const char *listen_unix;   /* path, NULL: none */
-  const char *listen_tls;    /* HOST:PORT, NULL: none */
-  const char *ca_cert;       /* PEM (CA first, then its chain), NULL: own root */
+  const char *listen_unix; /* path, NULL: none */
+  const char *listen_tls;  /* HOST:PORT, NULL: none */
+  const char *ca_cert;     /* PEM (CA first, then its chain), NULL: own root */
   const char *ca_key;
-  const char *trust_domain;  /* for a new root; else taken from the CA */
-  const char *policy_dir;    /* watched directory of *.yaml, NULL: none */
-  int64_t svid_ttl;          /* seconds */
+  const char *trust_domain; /* for a new root; else taken from the CA */
+  const char *policy_dir;   /* watched directory of *.yaml, NULL: none */
+  int64_t svid_ttl;         /* seconds */
   /* Bounds against callers that open much and read nothing (defaults: main.c). */
-  size_t max_connections;    /* on all listeners together */
+  size_t max_connections;            /* on all listeners together */
   size_t max_connections_per_source; /* from one uid (Unix socket) or IP address (TCP) */
-  double idle_timeout;       /* seconds a connection may carry no call */
-  size_t max_conn_buffer;    /* bytes held per connection, requests and unread responses */
-  size_t max_watchers;       /* Config.Watch streams in all */
-  size_t max_watchers_per_caller; /* per SPIFFE ID from one uid (Unix socket) or IP address */
+  double idle_timeout;               /* seconds a connection may carry no call */
+  size_t max_conn_buffer;            /* bytes held per connection, requests and unread responses */
+  size_t max_watchers;               /* Config.Watch streams in all */
+  size_t max_watchers_per_caller;    /* per SPIFFE ID from one uid (Unix socket) or IP address */
   /* Proxy identities remembered (for status and Watch); when full, the one
    * idle longest (no Watch, not seen for |proxy_idle| s) makes room. */
   size_t max_proxies;
   int64_t proxy_idle;
   /* Service-account token identity (wisp_sa.h). */
-  const char *sa_jwks;       /* JWKS file, NULL: none */
-  const char *sa_issuer;     /* NULL: the API server's */
-  const char *kube_api;      /* auto, off, https://IP:PORT */
+  const char *sa_jwks;   /* JWKS file, NULL: none */
+  const char *sa_issuer; /* NULL: the API server's */
+  const char *kube_api;  /* auto, off, https://IP:PORT */
   const char *kube_sa_dir;
-  int64_t sa_max_lifetime;   /* seconds; exp - iat of a service-account token, at most */
+  int64_t sa_max_lifetime;      /* seconds; exp - iat of a service-account token, at most */
   wisp_injector_config webhook; /* the admission webhook; webhook.listen NULL: none */
 } wisp_agent_config;
 

@@ -76,7 +76,7 @@ typedef struct watcher {
   char acked[32];
   char nack[256];  /* its last answer's error; "": an ACK, or none yet */
   char nacked[32]; /* the version that NACK refused */
-  wisp_list link; /* in wisp_agent.watchers */
+  wisp_list link;  /* in wisp_agent.watchers */
 } watcher;
 
 struct wisp_agent {
@@ -95,7 +95,7 @@ struct wisp_agent {
   /* SHA-256 of the --policy-dir files last read: the directory is applied
    * when it changes, so a `wispctl apply` stays until the next edit. */
   uint8_t policy_dir_digest[SHA256_DIGEST_LENGTH];
-  wisp_list watchers; /* watcher.link, newest first */
+  wisp_list watchers;        /* watcher.link, newest first */
   size_t nwatchers;          /* admitted ones */
   wisp_rpc_shared *snapshot; /* the current Snapshot without a nonce, packed once; NULL: to build */
   proxy_record **proxies;    /* owned; records never move (watchers point at them) */

@@ -23,7 +23,7 @@
 
 struct wisp_injector {
   wisp_injector_config cfg;
-  char *bundle;              /* the CA's roots as PEM: injected pods verify the agent by it */
+  char *bundle; /* the CA's roots as PEM: injected pods verify the agent by it */
   char td[WISP_SPIFFE_TD_MAX + 1];
   wispctl_inject_cfg inject; /* borrows |bundle|, |td| and |cfg|'s strings */
   wisp_webhook *webhook;
@@ -32,9 +32,9 @@ struct wisp_injector {
   wisp_kube kube;
   pthread_t thread;
   bool thread_started;
-  pthread_mutex_t mu;        /* guards the two below */
+  pthread_mutex_t mu; /* guards the two below */
   pthread_cond_t cv;
-  char *pending;             /* base64 bundle to publish, owned; NULL: nothing to do */
+  char *pending; /* base64 bundle to publish, owned; NULL: nothing to do */
   bool stop;
 };
 
@@ -205,8 +205,9 @@ wisp_err wisp_injector_new(wisp_injector **out, struct ev_loop *loop, const wisp
                            char *err, size_t err_len) {
   *out = NULL;
   if (!cfg->agent) {
-    snprintf(err, err_len, "--webhook needs --inject-agent: what injected proxies dial (https://<the agent "
-                           "Service's cluster IP>:8443, or unix:///PATH for an agent on every node)");
+    snprintf(err, err_len,
+             "--webhook needs --inject-agent: what injected proxies dial (https://<the agent "
+             "Service's cluster IP>:8443, or unix:///PATH for an agent on every node)");
     return WISP_ERR_USAGE;
   }
   wisp_injector *inj = wisp_calloc(1, sizeof(*inj));
@@ -218,8 +219,8 @@ wisp_err wisp_injector_new(wisp_injector **out, struct ev_loop *loop, const wisp
   inj->publish_on = cfg->config_name && *cfg->config_name && cfg->kube_api &&
                     wisp_kube_init(&inj->kube, cfg->kube_api, cfg->kube_sa_dir, why, sizeof(why)) == WISP_OK;
   wisp_err rc = prepare(inj, ca, err, err_len);
-  wisp_webhook_config wcfg = {cfg->listen, cfg->max_body, cfg->max_connections,
-                               cfg->max_queue, cfg->max_queue_per_source, &inj->inject};
+  wisp_webhook_config wcfg = {
+      cfg->listen, cfg->max_body, cfg->max_connections, cfg->max_queue, cfg->max_queue_per_source, &inj->inject};
   if (rc == WISP_OK) rc = wisp_webhook_new(&inj->webhook, loop, &wcfg, err, err_len);
   if (rc == WISP_OK) rc = issue_cert(inj, ca, err, err_len);
   if (rc == WISP_OK) publish(inj);
@@ -227,8 +228,7 @@ wisp_err wisp_injector_new(wisp_injector **out, struct ev_loop *loop, const wisp
     wisp_injector_free(inj);
     return rc;
   }
-  WISP_INFO("admission webhook on %s for %s: pods get a sidecar that dials %s", cfg->listen, inj->cfg.name,
-            cfg->agent);
+  WISP_INFO("admission webhook on %s for %s: pods get a sidecar that dials %s", cfg->listen, inj->cfg.name, cfg->agent);
   *out = inj;
   return WISP_OK;
 }

@@ -20,15 +20,15 @@
 #define WISP_INJECTOR_PUBLISH_RETRY 10
 
 typedef struct {
-  const char *listen;        /* --webhook HOST:PORT, NULL: no webhook */
-  const char *name;          /* --webhook-name: the Service's DNS name in the certificate */
+  const char *listen; /* --webhook HOST:PORT, NULL: no webhook */
+  const char *name;   /* --webhook-name: the Service's DNS name in the certificate */
   size_t max_body;
   size_t max_connections;
   size_t max_queue, max_queue_per_source; /* bytes of reviews waiting, see wisp_webhook.h */
-  const char *agent;         /* --inject-agent: what injected proxies dial */
-  const char *image;         /* --inject-image */
-  long proxy_uid;            /* --inject-proxy-uid */
-  const char *identity;      /* --inject-identity sa-token|join-token */
+  const char *agent;                      /* --inject-agent: what injected proxies dial */
+  const char *image;                      /* --inject-image */
+  long proxy_uid;                         /* --inject-proxy-uid */
+  const char *identity;                   /* --inject-identity sa-token|join-token */
   /* In a cluster: the MutatingWebhookConfiguration whose caBundle the
    * agent keeps set to its bundle (--webhook-config; NULL or "": none),
    * and how to reach the API server (wisp_kube.h). */

@@ -124,8 +124,7 @@ static SSL *tls_client(const wisp_kube *k, int fd, double deadline, char *err, s
   while ((r = SSL_connect(ssl)) != 1 && ssl_wait(ssl, fd, r, deadline, &late)) {
   }
   if (r != 1 && late) {
-    fail(err, err_len, WISP_ERR_IO, "no TLS handshake with the API server %s within %d s", k->addr,
-         WISP_KUBE_DEADLINE);
+    fail(err, err_len, WISP_ERR_IO, "no TLS handshake with the API server %s within %d s", k->addr, WISP_KUBE_DEADLINE);
     SSL_free(ssl);
     return NULL;
   }
@@ -154,8 +153,7 @@ static wisp_err read_token(const wisp_kube *k, char *out, size_t cap, char *err,
   return WISP_OK;
 }
 
-static wisp_err send_all(SSL *ssl, int fd, const char *data, size_t len, double deadline, char *err,
-                         size_t err_len) {
+static wisp_err send_all(SSL *ssl, int fd, const char *data, size_t len, double deadline, char *err, size_t err_len) {
   bool late = false;
   while (len > 0) {
     int n = SSL_write(ssl, data, len > 65536 ? 65536 : (int)len);
@@ -217,7 +215,8 @@ wisp_err wisp_kube_call(const wisp_kube *k, const char *method, const char *path
     char head[HEAD_MAX];
     size_t blen = body ? strlen(body) : 0;
     int n = snprintf(head, sizeof(head),
-                     "%s %s HTTP/1.0\r\nHost: " WISP_KUBE_TLS_NAME "\r\nAccept: application/json\r\n"
+                     "%s %s HTTP/1.0\r\nHost: " WISP_KUBE_TLS_NAME
+                     "\r\nAccept: application/json\r\n"
                      "User-Agent: wisp-agent\r\nConnection: close\r\n",
                      method, path);
     if (body)

@@ -23,7 +23,7 @@
 #define WISP_KUBE_PATH_MAX 4096
 
 typedef struct {
-  char addr[320];                       /* HOST:PORT or [V6]:PORT */
+  char addr[320]; /* HOST:PORT or [V6]:PORT */
   char token_file[WISP_KUBE_PATH_MAX];
   char ca_file[WISP_KUBE_PATH_MAX];
 } wisp_kube;
@@ -33,8 +33,7 @@ typedef struct {
  * |sa_dir|), "off", or https://IP:PORT. WISP_ERR_USAGE with the reason in
  * |err| when there is none to call: "off", or "auto" outside a cluster
  * (then |err| says so; the caller decides whether that is an error). */
-wisp_err wisp_kube_init(wisp_kube *out, const char *api, const char *sa_dir, char *err,
-                        size_t err_len) WISP_MUST_CHECK;
+wisp_err wisp_kube_init(wisp_kube *out, const char *api, const char *sa_dir, char *err, size_t err_len) WISP_MUST_CHECK;
 
 /* One request: |method| |path| with |body| (may be NULL) of |content_type|.
  * On a response, WISP_OK with the HTTP status in |*out_status| and the body

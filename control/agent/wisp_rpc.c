@@ -40,18 +40,18 @@ struct wisp_rpc_shared {
  * (shared, may be NULL). */
 typedef struct rpc_msg {
   struct rpc_msg *next;
-  wisp_rpc_shared *body;  /* a reference, or NULL */
+  wisp_rpc_shared *body; /* a reference, or NULL */
   size_t head_len;
-  size_t len;             /* head_len + the body's */
-  size_t done;            /* bytes handed to nghttp2 */
-  bool latest_only;       /* replaced by a newer one while not started */
+  size_t len;       /* head_len + the body's */
+  size_t done;      /* bytes handed to nghttp2 */
+  bool latest_only; /* replaced by a newer one while not started */
   uint8_t head[];
 } rpc_msg;
 
 typedef struct {
   wisp_rpc_server *srv;
   int fd;
-  bool tls_only;      /* TCP: TLS; Unix: sniff the first bytes */
+  bool tls_only; /* TCP: TLS; Unix: sniff the first bytes */
   wisp_acceptor acc;
 } rpc_listener;
 
@@ -77,16 +77,16 @@ struct rpc_conn {
   wisp_h2conn io; /* first */
   wisp_rpc_server *srv;
   uint64_t id;
-  bool local;           /* plaintext on the Unix socket */
-  bool peer_uid_known;  /* Unix socket: the connecting process's uid (SO_PEERCRED) */
+  bool local;          /* plaintext on the Unix socket */
+  bool peer_uid_known; /* Unix socket: the connecting process's uid (SO_PEERCRED) */
   uid_t peer_uid;
-  char origin[64];      /* "uid N", or the peer's IP address */
-  size_t held;          /* bytes held for it: requests in, responses out */
+  char origin[64]; /* "uid N", or the peer's IP address */
+  size_t held;     /* bytes held for it: requests in, responses out */
   wisp_connlimit_slot slot;
-  ev_timer timer;       /* the handshake, then --idle-timeout while it carries no call */
-  bool idle_goaway;     /* idle: GOAWAY sent, closing once it is out */
-  wisp_list calls;      /* wisp_rpc_call.link, newest first */
-  wisp_list link;       /* in wisp_rpc_server.conns */
+  ev_timer timer;   /* the handshake, then --idle-timeout while it carries no call */
+  bool idle_goaway; /* idle: GOAWAY sent, closing once it is out */
+  wisp_list calls;  /* wisp_rpc_call.link, newest first */
+  wisp_list link;   /* in wisp_rpc_server.conns */
 };
 
 struct wisp_rpc_call {
@@ -95,23 +95,23 @@ struct wisp_rpc_call {
   const wisp_rpc_method *method;
   char path[128];
   bool path_ok;
-  bool grpc_ok;       /* content-type application/grpc */
+  bool grpc_ok; /* content-type application/grpc */
   bool post;
   wisp_grpc_reader reader;
-  size_t partial;     /* bytes of a request message still being received */
-  uint8_t *unary;     /* the one message of a unary call */
+  size_t partial; /* bytes of a request message still being received */
+  uint8_t *unary; /* the one message of a unary call */
   size_t unary_len;
-  size_t in_held;     /* partial + unary_len, counted in the conn's |held| */
+  size_t in_held; /* partial + unary_len, counted in the conn's |held| */
   int nmsgs;
-  rpc_msg *q, *q_tail;  /* responses not yet handed to nghttp2 */
-  size_t queued;      /* their bytes not handed over, counted in |held| */
+  rpc_msg *q, *q_tail; /* responses not yet handed to nghttp2 */
+  size_t queued;       /* their bytes not handed over, counted in |held| */
   bool headers_sent;
-  bool finishing;     /* trailers wait for |q| to drain */
+  bool finishing; /* trailers wait for |q| to drain */
   bool finished;
   int code;
   char message[512];
   void *user;
-  wisp_list link;     /* in rpc_conn.calls */
+  wisp_list link; /* in rpc_conn.calls */
 };
 
 static void conn_rearm(rpc_conn *c);
@@ -437,8 +437,9 @@ static void feed(wisp_rpc_call *c, const uint8_t *data, size_t len) {
       return;
     }
     if (rc != WISP_OK) {
-      wisp_rpc_finish(c, WISP_GRPC_INTERNAL, rc == WISP_ERR_PROTO ? "compressed messages are not supported"
-                                                                  : "malformed gRPC message framing");
+      wisp_rpc_finish(
+          c, WISP_GRPC_INTERNAL,
+          rc == WISP_ERR_PROTO ? "compressed messages are not supported" : "malformed gRPC message framing");
       return;
     }
     data += used;
@@ -541,8 +542,8 @@ static void conn_rearm(rpc_conn *c) {
   if (c->io.closing || c->idle_goaway) return; /* going: the timer that ends it stays */
   ev_timer_stop(s->loop, &c->timer);
   double t = c->io.state != WISP_H2CONN_OPEN ? RPC_HANDSHAKE_TIMEOUT
-             : !wisp_list_empty(&c->calls)     ? 0
-                                               : s->cfg.idle_timeout;
+             : !wisp_list_empty(&c->calls)   ? 0
+                                             : s->cfg.idle_timeout;
   if (t <= 0) return;
   ev_timer_set(&c->timer, t, 0);
   ev_timer_start(s->loop, &c->timer);
@@ -692,8 +693,8 @@ static void refuse(wisp_rpc_server *s, int fd, const wisp_connlimit_key *src, wi
   char name[64];
   wisp_connlimit_key_name(src, name, sizeof(name));
   wisp_log_limited(&limit, WISP_LOG_WARN,
-                   "refused a connection from %s: it holds %zu already, the limit (--max-connections-per-source)",
-                   name, s->cfg.max_per_source);
+                   "refused a connection from %s: it holds %zu already, the limit (--max-connections-per-source)", name,
+                   s->cfg.max_per_source);
 }
 
 static void on_accept(wisp_acceptor *acc, int fd, const wisp_addr *peer) {
@@ -715,8 +716,7 @@ static void on_accept(wisp_acceptor *acc, int fd, const wisp_addr *peer) {
   }
 }
 
-static wisp_err add_listener(wisp_rpc_server *s, int fd, bool tls_only, const char *name, char *err,
-                             size_t err_len) {
+static wisp_err add_listener(wisp_rpc_server *s, int fd, bool tls_only, const char *name, char *err, size_t err_len) {
   if (s->nlisteners == RPC_MAX_LISTENERS) {
     close(fd);
     snprintf(err, err_len, "cannot listen on %s too: the agent serves at most %d sockets", name, RPC_MAX_LISTENERS);

@@ -47,8 +47,8 @@ typedef struct wisp_rpc_server wisp_rpc_server;
 typedef struct wisp_rpc_call wisp_rpc_call;
 
 typedef struct {
-  const char *path;   /* "/wisp.v1.Identity/Sign" */
-  bool streaming;     /* client streaming: on_message per message, then on_end */
+  const char *path; /* "/wisp.v1.Identity/Sign" */
+  bool streaming;   /* client streaming: on_message per message, then on_end */
   /* A request message. Unary calls get exactly one, after the client's
    * END_STREAM. |msg| is borrowed for the call. */
   void (*on_message)(wisp_rpc_call *call, const uint8_t *msg, size_t len);
@@ -62,11 +62,11 @@ typedef struct {
 typedef struct {
   const wisp_rpc_method *methods;
   size_t nmethods;
-  void *data;              /* the owner's, for handlers: wisp_rpc_server_data */
-  size_t max_connections;  /* > 0: on all listeners together, handshakes included */
-  size_t max_conn_buffer;  /* > 0: bytes held per connection, in and out */
-  size_t max_per_source;   /* connections from one uid (Unix socket) or IP (TCP); 0: no limit */
-  double idle_timeout;     /* seconds an open connection may carry no call; 0: no limit */
+  void *data;             /* the owner's, for handlers: wisp_rpc_server_data */
+  size_t max_connections; /* > 0: on all listeners together, handshakes included */
+  size_t max_conn_buffer; /* > 0: bytes held per connection, in and out */
+  size_t max_per_source;  /* connections from one uid (Unix socket) or IP (TCP); 0: no limit */
+  double idle_timeout;    /* seconds an open connection may carry no call; 0: no limit */
 } wisp_rpc_config;
 
 /* A server listening nowhere yet; never NULL (out of memory is fatal). */

@@ -25,30 +25,30 @@
 
 struct wisp_sa {
   struct ev_loop *loop;
-  char *jwks_file;             /* owned copies of the config */
+  char *jwks_file; /* owned copies of the config */
   int64_t max_lifetime;
   char issuer[WISP_JWT_ISS_MAX + 1];
-  wisp_jwks *keys;             /* the set in force, NULL until one loads */
-  char source[64];             /* where |keys| came from, for reasons */
-  char load_error[320];        /* why the last load failed, "" if it did not */
+  wisp_jwks *keys;      /* the set in force, NULL until one loads */
+  char source[64];      /* where |keys| came from, for reasons */
+  char load_error[320]; /* why the last load failed, "" if it did not */
   /* --sa-jwks */
   ev_timer poll;
-  struct stat seen;            /* the file as last read */
+  struct stat seen; /* the file as last read */
   bool seen_valid;
   /* the API server */
   bool kube_on;
   wisp_kube kube;
-  bool want_issuer;            /* no --sa-issuer: take the server's */
+  bool want_issuer; /* no --sa-issuer: take the server's */
   pthread_t thread;
   bool thread_started;
   ev_async fetched;
-  pthread_mutex_t mu;          /* guards the fields below */
+  pthread_mutex_t mu; /* guards the fields below */
   pthread_cond_t cv;
   bool stop, want_fetch;
-  char *got_jwks;              /* a fetched document, handed to the loop */
+  char *got_jwks; /* a fetched document, handed to the loop */
   char got_issuer[WISP_JWT_ISS_MAX + 1];
   char got_error[320];
-  time_t last_refetch;         /* loop thread only */
+  time_t last_refetch; /* loop thread only */
 };
 
 static void log_keys(const char *event, const char *source, size_t n, const char *issuer, const char *error) {
@@ -79,7 +79,8 @@ static void install(wisp_sa *s, const char *json, size_t len, const char *source
   s->load_error[0] = '\0';
   snprintf(s->source, sizeof(s->source), "%s", source);
   /* One odd key is left out on its own; say which and why. */
-  for (size_t i = 0; i < wisp_jwks_skipped(k); i++) log_keys("key_skipped", source, 0, NULL, wisp_jwks_skip_reason(k, i));
+  for (size_t i = 0; i < wisp_jwks_skipped(k); i++)
+    log_keys("key_skipped", source, 0, NULL, wisp_jwks_skip_reason(k, i));
   log_keys("loaded", source, wisp_jwks_count(k), s->issuer, NULL);
 }
 
@@ -262,8 +263,9 @@ wisp_err wisp_sa_new(wisp_sa **out, struct ev_loop *loop, const wisp_sa_config *
   if (!cfg->jwks_file) return start_kube(s, cfg, err, err_len);
   /* A key file: the API server, if any, is not asked for keys. */
   if (!cfg->issuer) {
-    snprintf(err, err_len, "--sa-jwks needs --sa-issuer (the iss of the cluster's tokens: kubectl get --raw "
-                           "/.well-known/openid-configuration)");
+    snprintf(err, err_len,
+             "--sa-jwks needs --sa-issuer (the iss of the cluster's tokens: kubectl get --raw "
+             "/.well-known/openid-configuration)");
     return WISP_ERR_USAGE;
   }
   s->jwks_file = wisp_strdup(cfg->jwks_file);
@@ -297,8 +299,9 @@ void wisp_sa_free(wisp_sa *s) {
 
 static wisp_grpc_status no_keys(const wisp_sa *s, char *why, size_t why_len) {
   if (!s->jwks_file && !s->kube_on) {
-    snprintf(why, why_len, "this agent takes no service-account tokens: start it with --sa-jwks FILE and "
-                           "--sa-issuer URL, or run it in the cluster (it then fetches the keys)");
+    snprintf(why, why_len,
+             "this agent takes no service-account tokens: start it with --sa-jwks FILE and "
+             "--sa-issuer URL, or run it in the cluster (it then fetches the keys)");
     return WISP_GRPC_UNAUTHENTICATED;
   }
   snprintf(why, why_len, "the service-account issuer's keys are not loaded yet%s%s", s->load_error[0] ? ": " : "",
@@ -324,17 +327,22 @@ wisp_grpc_status wisp_sa_authorize(wisp_sa *s, const char *token, size_t token_l
   char id[WISP_SPIFFE_MAX + 1];
   snprintf(id, sizeof(id), "spiffe://%s/ns/%s/sa/%s", trust_domain, c.ns, c.sa_name);
   if (strcmp(id, spiffe_id) != 0) {
-    snprintf(why, why_len, "service account does not match the requested ID: the token is for %s/%s (%s), the CSR "
-                           "asks for %s", c.ns, c.sa_name, id, spiffe_id);
+    snprintf(why, why_len,
+             "service account does not match the requested ID: the token is for %s/%s (%s), the CSR "
+             "asks for %s",
+             c.ns, c.sa_name, id, spiffe_id);
     return WISP_GRPC_PERMISSION_DENIED;
   }
   if (c.exp <= now) { /* taken only within the leeway for clock skew */
-    snprintf(why, why_len, "service-account token refused: it expired %lld s ago, too late to issue an SVID on it: "
-             "send the kubelet's current token", (long long)(now - c.exp));
+    snprintf(why, why_len,
+             "service-account token refused: it expired %lld s ago, too late to issue an SVID on it: "
+             "send the kubelet's current token",
+             (long long)(now - c.exp));
     return WISP_GRPC_UNAUTHENTICATED;
   }
   if (c.exp - now < WISP_SA_SVID_MIN_SECONDS) {
-    snprintf(why, why_len, "service-account token refused: it expires in %lld s, too soon to issue an SVID on it (an "
+    snprintf(why, why_len,
+             "service-account token refused: it expires in %lld s, too soon to issue an SVID on it (an "
              "SVID lives no longer than its token; at least %d s are needed): send the kubelet's current token",
              (long long)(c.exp - now), WISP_SA_SVID_MIN_SECONDS);
     return WISP_GRPC_UNAUTHENTICATED;

@@ -24,10 +24,10 @@
 #include "lib/wisp_grpc.h"
 
 #define WISP_SA_AUDIENCE "wisp"
-#define WISP_SA_POLL_SECONDS 1.0    /* --sa-jwks: stat every second */
-#define WISP_SA_REFRESH 300         /* seconds between fetches from the API server */
-#define WISP_SA_REFETCH_MIN 30      /* unknown kid: fetch again, at most this often */
-#define WISP_SA_RETRY 10            /* a failed fetch is retried after this long */
+#define WISP_SA_POLL_SECONDS 1.0 /* --sa-jwks: stat every second */
+#define WISP_SA_REFRESH 300      /* seconds between fetches from the API server */
+#define WISP_SA_REFETCH_MIN 30   /* unknown kid: fetch again, at most this often */
+#define WISP_SA_RETRY 10         /* a failed fetch is retried after this long */
 /* An SVID lives no longer than the token it was issued on; a token with
  * less than this left issues none. The kubelet replaces a token at 80% of
  * its life (expirationSeconds is at least 600), so a current one has more. */
@@ -38,11 +38,11 @@
 #define WISP_SA_PROJECTED_MIN 600
 
 typedef struct {
-  const char *jwks_file;  /* NULL: none */
-  const char *issuer;     /* NULL: the API server's, from its discovery document */
-  const char *kube_api;   /* auto, off or https://IP:PORT (see wisp_kube.h) */
+  const char *jwks_file; /* NULL: none */
+  const char *issuer;    /* NULL: the API server's, from its discovery document */
+  const char *kube_api;  /* auto, off or https://IP:PORT (see wisp_kube.h) */
   const char *kube_sa_dir;
-  int64_t max_lifetime;   /* seconds; exp - iat of a token taken, at most */
+  int64_t max_lifetime; /* seconds; exp - iat of a token taken, at most */
 } wisp_sa_config;
 
 typedef struct wisp_sa wisp_sa;

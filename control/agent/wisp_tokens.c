@@ -21,8 +21,8 @@ static wisp_err push(wisp_tokens *t, const wisp_token *tok) {
   return WISP_OK;
 }
 
-wisp_err wisp_tokens_create(wisp_tokens *t, const wisp_token **out, const char *spiffe_id, int64_t now,
-                            int64_t ttl, bool reusable) {
+wisp_err wisp_tokens_create(wisp_tokens *t, const wisp_token **out, const char *spiffe_id, int64_t now, int64_t ttl,
+                            bool reusable) {
   static const char hex[] = "0123456789abcdef";
   uint8_t raw[WISP_TOKEN_LEN / 2];
   WISP_ENSURE(RAND_bytes(raw, sizeof(raw)) == 1, WISP_ERR_INTERNAL);

@@ -30,8 +30,8 @@ typedef struct {
 
 /* Appends a fresh random token for |spiffe_id|; |out| (may be NULL) borrows
  * the new entry until the next change to the store. */
-wisp_err wisp_tokens_create(wisp_tokens *t, const wisp_token **out, const char *spiffe_id, int64_t now,
-                            int64_t ttl, bool reusable) WISP_MUST_CHECK;
+wisp_err wisp_tokens_create(wisp_tokens *t, const wisp_token **out, const char *spiffe_id, int64_t now, int64_t ttl,
+                            bool reusable) WISP_MUST_CHECK;
 /* Spends |token| for a CSR that asks for |spiffe_id|. On refusal returns
  * WISP_ERR_IDENTITY (unknown, expired, used) or WISP_ERR_POLICY (wrong ID),
  * with a reason in |err|. */

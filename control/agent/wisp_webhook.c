@@ -57,32 +57,32 @@ typedef struct conn {
   int fd;
   SSL *ssl;
   bool handshaken;
-  bool close_after;   /* close once |out| is sent */
-  bool want_write;    /* TLS needs the socket writable to go on */
-  bool head_done;     /* the request under way has its whole head */
-  bool served;        /* a request was answered in this turn */
-  bool lingering;     /* answered and half-closed: reading to the peer's end (TIMER_LINGER) */
+  bool close_after; /* close once |out| is sent */
+  bool want_write;  /* TLS needs the socket writable to go on */
+  bool head_done;   /* the request under way has its whole head */
+  bool served;      /* a request was answered in this turn */
+  bool lingering;   /* answered and half-closed: reading to the peer's end (TIMER_LINGER) */
   timer_mode mode;
-  double req_start;   /* ev_now of the first byte of the request under way */
+  double req_start; /* ev_now of the first byte of the request under way */
   ev_io io;
   ev_timer timer;
   wisp_buf in, out;
-  double born;        /* ev_now at accept */
+  double born; /* ev_now at accept */
   char peer[64];
   char src[WWQ_SRC_MAX]; /* |peer| without the port: the source's address */
-  wwq_job *job;       /* the review out on the worker, NULL: none */
-  wisp_list link;      /* in wisp_webhook.conns */
+  wwq_job *job;          /* the review out on the worker, NULL: none */
+  wisp_list link;        /* in wisp_webhook.conns */
 } conn;
 
 struct wisp_webhook {
   struct ev_loop *loop;
   wisp_webhook_config cfg;
-  SSL_CTX *ctx;       /* for new connections */
+  SSL_CTX *ctx; /* for new connections */
   int lfd;
   wisp_acceptor acc; /* pauses when out of descriptors */
-  wisp_list conns;    /* conn.link, oldest first */
+  wisp_list conns;   /* conn.link, oldest first */
   size_t nconns;
-  wwq_queue queue;    /* the reviews and their worker */
+  wwq_queue queue; /* the reviews and their worker */
 };
 
 /* ---- connections ---- */
@@ -231,8 +231,8 @@ static void serve(conn *c) {
     q.path[strcspn(q.path, "?")] = '\0';
     bool annotated_only = !strcmp(q.path, WISP_WEBHOOK_PATH_ANNOTATED);
     if (strcmp(q.path, WISP_WEBHOOK_PATH) != 0 && !annotated_only) {
-      respond_text(c, 404, "wisp-agent's webhook serves POST " WISP_WEBHOOK_PATH " and " WISP_WEBHOOK_PATH_ANNOTATED
-                           " only\n");
+      respond_text(c, 404,
+                   "wisp-agent's webhook serves POST " WISP_WEBHOOK_PATH " and " WISP_WEBHOOK_PATH_ANNOTATED " only\n");
     } else if (strcmp(q.method, "POST") != 0) {
       respond_text(c, 405, "POST an admission.k8s.io/v1 AdmissionReview to " WISP_WEBHOOK_PATH "\n");
     } else if (!q.has_length) {
@@ -493,8 +493,7 @@ static void on_accept(wisp_acceptor *acc, int fd, const wisp_addr *peer) {
 /* ---- life ---- */
 
 /* http/1.1 when the client offers it (the API server offers h2 too). */
-static int select_alpn(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in, unsigned in_len,
-                       void *arg) {
+static int select_alpn(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in, unsigned in_len, void *arg) {
   static const uint8_t kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
   uint8_t *sel = NULL;
   if (SSL_select_next_proto(&sel, out_len, kHttp11, sizeof(kHttp11), in, in_len) == OPENSSL_NPN_NEGOTIATED) {
@@ -504,7 +503,7 @@ static int select_alpn(SSL *ssl, const uint8_t **out, uint8_t *out_len, const ui
   return SSL_TLSEXT_ERR_NOACK;
 }
 
-wisp_err wisp_webhook_set_cert(wisp_webhook *w, EVP_PKEY *key, STACK_OF(X509) *chain, char *err, size_t err_len) {
+wisp_err wisp_webhook_set_cert(wisp_webhook *w, EVP_PKEY *key, STACK_OF(X509) * chain, char *err, size_t err_len) {
   SSL_CTX *ctx = SSL_CTX_new(TLS_method());
   bool ok = ctx && SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) && sk_X509_num(chain) > 0 &&
             SSL_CTX_use_certificate(ctx, sk_X509_value(chain, 0)) && SSL_CTX_use_PrivateKey(ctx, key) &&

@@ -53,16 +53,16 @@
  * connection holds (--webhook-max-connections of them at once). */
 #define WISP_WEBHOOK_DEFAULT_MAX_BODY (1024 * 1024)
 #define WISP_WEBHOOK_DEFAULT_MAX_CONNECTIONS 64
-#define WISP_WEBHOOK_PATH "/mutate"                      /* labelled namespaces' pods */
-#define WISP_WEBHOOK_PATH_ANNOTATED "/mutate-annotated"  /* only pods annotated wisp.dev/inject: enabled */
+#define WISP_WEBHOOK_PATH "/mutate"                     /* labelled namespaces' pods */
+#define WISP_WEBHOOK_PATH_ANNOTATED "/mutate-annotated" /* only pods annotated wisp.dev/inject: enabled */
 
 typedef struct {
-  const char *listen;                /* HOST:PORT */
+  const char *listen; /* HOST:PORT */
   size_t max_body;
   size_t max_connections;
-  size_t max_queue;            /* bytes of reviews waiting or being decided */
-  size_t max_queue_per_source; /* of them from one IP address */
-  const wispctl_inject_cfg *inject;  /* borrowed */
+  size_t max_queue;                 /* bytes of reviews waiting or being decided */
+  size_t max_queue_per_source;      /* of them from one IP address */
+  const wispctl_inject_cfg *inject; /* borrowed */
 } wisp_webhook_config;
 
 typedef struct wisp_webhook wisp_webhook;
@@ -71,7 +71,7 @@ wisp_err wisp_webhook_new(wisp_webhook **out, struct ev_loop *loop, const wisp_w
                           size_t err_len) WISP_MUST_CHECK;
 /* Serves with |key| and |chain| (the leaf first; both borrowed) from now
  * on; open connections keep the credentials they started with. */
-wisp_err wisp_webhook_set_cert(wisp_webhook *w, EVP_PKEY *key, STACK_OF(X509) *chain, char *err,
+wisp_err wisp_webhook_set_cert(wisp_webhook *w, EVP_PKEY *key, STACK_OF(X509) * chain, char *err,
                                size_t err_len) WISP_MUST_CHECK;
 /* Closes every connection and the listener. NULL is fine. */
 void wisp_webhook_free(wisp_webhook *w);

@@ -107,8 +107,8 @@ void wispctl_check_when(char *out, size_t out_len, int64_t t, int64_t now) {
   snprintf(out, out_len, t > now ? "in %s (%s)" : "%s ago (%s)", span, at);
 }
 
-bool wispctl_check_rotation_step(const char *rotation, int64_t finish_after, int64_t now, char *where,
-                                 size_t where_len, char *next, size_t next_len) {
+bool wispctl_check_rotation_step(const char *rotation, int64_t finish_after, int64_t now, char *where, size_t where_len,
+                                 char *next, size_t next_len) {
   char w[128];
   wispctl_check_when(w, sizeof(w), finish_after, now);
   if (rotation && strcmp(rotation, "prepared") == 0) {
@@ -132,8 +132,7 @@ bool wispctl_check_rotation_step(const char *rotation, int64_t finish_after, int
   return true;
 }
 
-static void check_ca(wispctl_report *r, const Wisp__V1__StatusResponse *st, const wispctl_check_opts *o,
-                     int64_t now) {
+static void check_ca(wispctl_report *r, const Wisp__V1__StatusResponse *st, const wispctl_check_opts *o, int64_t now) {
   char w[128], min[32];
   int64_t t = st->ca_not_after_unix;
   wispctl_format_span(min, sizeof(min), o->ca_min_s);
@@ -171,9 +170,9 @@ static void check_bundle(wispctl_report *r, const Wisp__V1__StatusResponse *st, 
                        st->bundle_roots);
     return;
   }
-  wispctl_check *c = wispctl_report_add(r, "agent", "agent.bundle", worst,
-                                        worst == WISPCTL_FAIL ? kHintRotate : kHintOldRoot,
-                                        "the trust bundle holds %u root(s), not all valid for long", st->bundle_roots);
+  wispctl_check *c =
+      wispctl_report_add(r, "agent", "agent.bundle", worst, worst == WISPCTL_FAIL ? kHintRotate : kHintOldRoot,
+                         "the trust bundle holds %u root(s), not all valid for long", st->bundle_roots);
   for (size_t i = 0; i < st->n_bundle_not_after_unix; i++) {
     int64_t t = st->bundle_not_after_unix[i];
     wispctl_check_when(w, sizeof(w), t, now);
@@ -190,9 +189,9 @@ static void check_rotation(wispctl_report *r, const Wisp__V1__StatusResponse *st
     wispctl_report_add(r, "agent", "agent.rotation", WISPCTL_WARN, kHintRotationPrepared,
                        "a CA rotation is prepared: a new root is in the bundle, the old root still signs");
   } else if (strcmp(state, "active") == 0) {
-    wispctl_check *c = wispctl_report_add(r, "agent", "agent.rotation", WISPCTL_WARN, kHintRotationActive,
-                                          "a CA rotation is active: the new root signs, %u roots are trusted",
-                                          st->bundle_roots);
+    wispctl_check *c =
+        wispctl_report_add(r, "agent", "agent.rotation", WISPCTL_WARN, kHintRotationActive,
+                           "a CA rotation is active: the new root signs, %u roots are trusted", st->bundle_roots);
     char w[128];
     int64_t t = st->ca_rotation_finish_after_unix;
     wispctl_check_when(w, sizeof(w), t, now);
@@ -248,8 +247,8 @@ static void check_connected(wispctl_report *r, const Wisp__V1__StatusResponse *s
     c = wispctl_report_add(r, "agent", "agent.proxies", s, NULL, "no proxy has connected yet");
   } else if (s == WISPCTL_PASS) {
     c = wispctl_report_add(r, "agent", "agent.proxies", s, NULL,
-                           "all %zu known identities have sidecars connected (%zu sidecar%s)", st->n_proxies,
-                           running, plural(running));
+                           "all %zu known identities have sidecars connected (%zu sidecar%s)", st->n_proxies, running,
+                           plural(running));
   } else {
     c = wispctl_report_add(r, "agent", "agent.proxies", s, kHintConnected,
                            "%zu of %zu known identities have no sidecar connected (%zu sidecar%s connected)",
@@ -309,7 +308,8 @@ static void check_nacks(wispctl_report *r, const Wisp__V1__StatusResponse *st) {
   size_t n = 0;
   for (size_t i = 0; i < st->n_proxies; i++) n += sidecars_nacked(st->proxies[i]);
   if (!n) {
-    wispctl_report_add(r, "agent", "agent.nacks", WISPCTL_PASS, NULL, "no connected sidecar refused a config (no NACK)");
+    wispctl_report_add(r, "agent", "agent.nacks", WISPCTL_PASS, NULL,
+                       "no connected sidecar refused a config (no NACK)");
     return;
   }
   wispctl_check *c = wispctl_report_add(r, "agent", "agent.nacks", WISPCTL_FAIL, kHintNack,
@@ -371,9 +371,9 @@ static void check_svids(wispctl_report *r, const Wisp__V1__StatusResponse *st, c
     if (!p->connected || !p->svid_not_after_unix || !svid_near_end(o, p, now)) continue;
     wispctl_check_when(w, sizeof(w), p->svid_not_after_unix, now);
     wispctl_format_span(age, sizeof(age), now - p->svid_signed_unix);
-    wispctl_check_detail(c, "%s: SVID %s %s %s, signed %s ago", p->spiffe_id, has(p->svid_serial) ? p->svid_serial : "?",
-                         p->svid_not_after_unix <= now ? "expired" : "expires", w,
-                         p->svid_signed_unix ? age : "?");
+    wispctl_check_detail(c, "%s: SVID %s %s %s, signed %s ago", p->spiffe_id,
+                         has(p->svid_serial) ? p->svid_serial : "?",
+                         p->svid_not_after_unix <= now ? "expired" : "expires", w, p->svid_signed_unix ? age : "?");
   }
 }
 
@@ -385,8 +385,8 @@ static void agent_checks(wispctl_report *r, const wispctl_check_opts *o, const c
     wispctl_check_detail(c, "%s", err);
     return;
   }
-  wispctl_report_add(r, "agent", "agent.reachable", WISPCTL_PASS, NULL,
-                     "the agent answers at %s (policy version %s)", target, has(st->version) ? st->version : "-");
+  wispctl_report_add(r, "agent", "agent.reachable", WISPCTL_PASS, NULL, "the agent answers at %s (policy version %s)",
+                     target, has(st->version) ? st->version : "-");
   check_ca(r, st, o, now);
   check_bundle(r, st, o, now);
   check_rotation(r, st, now);

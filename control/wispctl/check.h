@@ -22,13 +22,13 @@
 typedef enum { WISPCTL_PASS, WISPCTL_WARN, WISPCTL_FAIL } wispctl_check_status;
 
 typedef struct {
-  char *group;   /* "agent", "proxy" */
-  char *id;      /* stable, for scripts: "agent.ca" */
+  char *group; /* "agent", "proxy" */
+  char *id;    /* stable, for scripts: "agent.ca" */
   wispctl_check_status status;
-  char *title;   /* what was checked and what was found, one line */
+  char *title; /* what was checked and what was found, one line */
   char **details;
   size_t ndetails;
-  char *hint;    /* NULL when it passed */
+  char *hint; /* NULL when it passed */
 } wispctl_check;
 
 typedef struct {
@@ -37,12 +37,12 @@ typedef struct {
 } wispctl_report;
 
 typedef struct {
-  wispctl_opts agent;       /* where the agent is, the timeout */
-  bool agent_explicit;      /* --agent or WISP_AGENT given */
-  const char *proxy;        /* the sidecar's admin address, NULL: none */
-  int64_t ca_min_s;         /* --ca-min-validity */
-  int64_t svid_min_s;       /* --svid-min-validity */
-  bool svid_min_given;      /* else: a quarter of each SVID's lifetime, at most svid_min_s */
+  wispctl_opts agent;  /* where the agent is, the timeout */
+  bool agent_explicit; /* --agent or WISP_AGENT given */
+  const char *proxy;   /* the sidecar's admin address, NULL: none */
+  int64_t ca_min_s;    /* --ca-min-validity */
+  int64_t svid_min_s;  /* --svid-min-validity */
+  bool svid_min_given; /* else: a quarter of each SVID's lifetime, at most svid_min_s */
   bool json;
 } wispctl_check_opts;
 
@@ -65,8 +65,8 @@ int64_t wispctl_check_svid_min(const wispctl_check_opts *o, int64_t issued, int6
 /* Where a CA rotation stands and its next step, one line for a check's
  * detail and one for its hint, from the agent's |rotation| state and
  * |finish_after| (Admin.Status); false when none is under way. */
-bool wispctl_check_rotation_step(const char *rotation, int64_t finish_after, int64_t now, char *where,
-                                 size_t where_len, char *next, size_t next_len);
+bool wispctl_check_rotation_step(const char *rotation, int64_t finish_after, int64_t now, char *where, size_t where_len,
+                                 char *next, size_t next_len);
 /* "in 3d4h (2026-06-01T12:00:00Z)" or "2h ago (...)". */
 void wispctl_check_when(char *out, size_t out_len, int64_t t, int64_t now);
 
@@ -75,10 +75,10 @@ void wispctl_check_when(char *out, size_t out_len, int64_t t, int64_t now);
 /* What the agent said, for the sidecar checks that compare with it; NULL
  * members: unknown. */
 typedef struct {
-  const char *version;   /* the agent's policy version */
+  const char *version; /* the agent's policy version */
   uint32_t bundle_roots;
-  const char *rotation;  /* "none", "prepared", "active" */
-  int64_t finish_after;  /* an active rotation: FINISH allowed from then; 0: unknown */
+  const char *rotation; /* "none", "prepared", "active" */
+  int64_t finish_after; /* an active rotation: FINISH allowed from then; 0: unknown */
 } wispctl_agent_facts;
 
 typedef struct wispctl_sidecar wispctl_sidecar;

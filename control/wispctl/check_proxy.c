@@ -30,8 +30,9 @@ static const char kHintSvid[] =
 static const char kHintBundle[] =
     "the trust bundle comes from the agent (Config.Watch) or --bundle; a proxy that lacks the agent's roots "
     "will refuse peers with SVIDs from a new root: check it is connected and ACKed (agent checks above)";
-static const char kHintRotate[] = "rotate the CA (agent: wispctl ca rotate prepare) or renew the --bundle roots "
-                                  "before they expire";
+static const char kHintRotate[] =
+    "rotate the CA (agent: wispctl ca rotate prepare) or renew the --bundle roots "
+    "before they expire";
 static const char kHintOldRoot[] =
     "the newer root takes over: once no peer's SVID chains to the old root, drop it (agent: wispctl ca rotate "
     "finish; files: from --bundle) before it ends";
@@ -133,7 +134,8 @@ static void check_ready(wispctl_report *r, json_t *s) {
     wispctl_report_add(r, "proxy", "proxy.ready", WISPCTL_PASS, NULL, "the sidecar is ready");
     return;
   }
-  wispctl_check *c = wispctl_report_add(r, "proxy", "proxy.ready", WISPCTL_FAIL, kHintReady, "the sidecar is not ready");
+  wispctl_check *c =
+      wispctl_report_add(r, "proxy", "proxy.ready", WISPCTL_FAIL, kHintReady, "the sidecar is not ready");
   wispctl_check_detail(c, "%s", str(s, "ready_reason") ? str(s, "ready_reason") : "no reason given");
 }
 
@@ -188,11 +190,11 @@ static void check_svid(wispctl_report *r, json_t *s, const wispctl_check_opts *o
 /* An old root near its end beside a newer one that outlives it: a CA
  * rotation under way (as agent.bundle says), a warning naming its next
  * step; the agent's rotation state says which. */
-static void old_root_near_end(wispctl_report *r, const wispctl_agent_facts *agent, const char *old_when,
-                              int64_t newest, int64_t now) {
+static void old_root_near_end(wispctl_report *r, const wispctl_agent_facts *agent, const char *old_when, int64_t newest,
+                              int64_t now) {
   char where[256], next[512], nw[128];
-  bool rotating = agent && wispctl_check_rotation_step(agent->rotation, agent->finish_after, now, where,
-                                                       sizeof(where), next, sizeof(next));
+  bool rotating = agent && wispctl_check_rotation_step(agent->rotation, agent->finish_after, now, where, sizeof(where),
+                                                       next, sizeof(next));
   wispctl_check *c = wispctl_report_add(r, "proxy", "proxy.bundle", WISPCTL_WARN, rotating ? next : kHintOldRoot,
                                         "its trust bundle holds an older root that expires %s, within "
                                         "--ca-min-validity, and a newer one",
@@ -202,8 +204,8 @@ static void old_root_near_end(wispctl_report *r, const wispctl_agent_facts *agen
   if (rotating) wispctl_check_detail(c, "%s", where);
 }
 
-static void check_bundle(wispctl_report *r, json_t *s, const wispctl_check_opts *o,
-                         const wispctl_agent_facts *agent, int64_t now) {
+static void check_bundle(wispctl_report *r, json_t *s, const wispctl_check_opts *o, const wispctl_agent_facts *agent,
+                         int64_t now) {
   int64_t roots = num(s, "bundle_roots"), t = num(s, "bundle_not_after_unix");
   int64_t newest = num(s, "bundle_newest_not_after_unix");
   char w[128];
@@ -243,7 +245,7 @@ static void check_agent_watch(wispctl_report *r, json_t *s) {
 
 static void check_policy(wispctl_report *r, json_t *s, const wispctl_agent_facts *agent) {
   const char *v = str(s, "policy_version");
-  if (!str(s, "agent")) return; /* its own --policy file, or none */
+  if (!str(s, "agent")) return;          /* its own --policy file, or none */
   if (!agent || !agent->version) return; /* the agent checks say why */
   if (v && strcmp(v, agent->version) == 0) {
     wispctl_report_add(r, "proxy", "proxy.policy", WISPCTL_PASS, NULL, "it enforces the agent's policy version %s", v);
@@ -296,16 +298,15 @@ wispctl_sidecar *wispctl_sidecar_fetch(wispctl_report *r, const wispctl_check_op
     wispctl_check *c = wispctl_report_add(r, "proxy", "proxy.admin", WISPCTL_FAIL, kHintAdmin,
                                           "the sidecar's admin API at %s answers, but not with its status", o->proxy);
     size_t blen = strcspn(body, "\n");
-    wispctl_check_detail(c, "GET /status: HTTP %d%s%.*s", code, blen ? ": " : "", (int)(blen > 300 ? 300 : blen),
-                         body);
+    wispctl_check_detail(c, "GET /status: HTTP %d%s%.*s", code, blen ? ": " : "", (int)(blen > 300 ? 300 : blen), body);
     json_decref(s);
     free(body);
     return NULL;
   }
   free(body);
   bool files = str(s, "agent") == NULL;
-  wispctl_report_add(r, "proxy", "proxy.admin", WISPCTL_PASS, NULL, "the sidecar's admin API answers at %s%s",
-                     o->proxy, files ? " (certificates from files)" : "");
+  wispctl_report_add(r, "proxy", "proxy.admin", WISPCTL_PASS, NULL, "the sidecar's admin API answers at %s%s", o->proxy,
+                     files ? " (certificates from files)" : "");
   wispctl_sidecar *sc = wisp_calloc(1, sizeof(*sc));
   sc->status = s;
   return sc;

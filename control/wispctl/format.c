@@ -10,7 +10,6 @@
 #include "lib/wisp_rpc_client.h"
 #include "lib/wisp_spiffe.h"
 
-
 void wispctl_format_time(char *out, size_t out_len, int64_t unix_s) {
   if (unix_s == 0) {
     snprintf(out, out_len, "-");
@@ -71,8 +70,8 @@ static const char *or_dash(const char *s) { return s && *s ? s : "-"; }
 
 enum { COL_ID, COL_CONNECTED, COL_ACKED, COL_SERIAL, COL_EXPIRES, COL_SEEN, NCOLS };
 
-static const char *const kHeads[NCOLS] = {"SPIFFE ID", "CONNECTED", "ACKED", "SVID SERIAL", "SVID NOT AFTER",
-                                          "LAST SEEN"};
+static const char *const kHeads[NCOLS] = {"SPIFFE ID",   "CONNECTED",      "ACKED",
+                                          "SVID SERIAL", "SVID NOT AFTER", "LAST SEEN"};
 
 /* A SPIFFE ID may be 2048 bytes; the other cells are short. */
 typedef struct {

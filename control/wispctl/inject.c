@@ -53,13 +53,13 @@ static const workload kWorkloads[] = {
 typedef struct {
   const wispctl_inject_cfg *cfg;
   yaml_document_t *d;
-  int list;           /* the List's items holding |obj|, or 0 */
+  int list; /* the List's items holding |obj|, or 0 */
   int obj, pod, spec;
   char where[320]; /* document 2 (Deployment "orders") */
   wisp_buf *notes;
   char *err;
   size_t err_len;
-  bool injected;      /* something was added */
+  bool injected; /* something was added */
 } object;
 
 /* ---- notes and errors, each naming the object ---- */
@@ -180,15 +180,17 @@ static wisp_err port_clash(object *c, int ctr) {
     long n = port ? strtol(port, &end, 10) : 0;
     for (size_t k = 0; port && *end == '\0' && k < sizeof(kProxyPorts) / sizeof(kProxyPorts[0]); k++) {
       if (n == kProxyPorts[k].port)
-        return fail(c, "container %s declares containerPort %ld, wisp-proxy's %s: the pod could never be ready. "
-                       "Move the app off ports %ld, %ld, %ld, %ld and %ld, or annotate the pod wisp.dev/inject: disabled",
+        return fail(c,
+                    "container %s declares containerPort %ld, wisp-proxy's %s: the pod could never be ready. "
+                    "Move the app off ports %ld, %ld, %ld, %ld and %ld, or annotate the pod wisp.dev/inject: disabled",
                     name ? name : "?", n, kProxyPorts[k].what, kProxyPorts[0].port, kProxyPorts[1].port,
                     kProxyPorts[2].port, kProxyPorts[3].port, kProxyPorts[4].port);
     }
     if (port_name && !strcmp(port_name, WISPCTL_INJECT_ADMIN_PORT_NAME))
-      return fail(c, "container %s names a port %s, as wisp-proxy names its admin port: a Service or probe naming "
-                     "it could reach either (Kubernetes warns of duplicate port names in a pod). Rename it, or "
-                     "annotate the pod wisp.dev/inject: disabled",
+      return fail(c,
+                  "container %s names a port %s, as wisp-proxy names its admin port: a Service or probe naming "
+                  "it could reach either (Kubernetes warns of duplicate port names in a pod). Rename it, or "
+                  "annotate the pod wisp.dev/inject: disabled",
                   name ? name : "?", port_name);
   }
   return WISP_OK;
@@ -218,8 +220,10 @@ static void warn_uid(object *c) {
     const char *uid = run_as(c, *i);
     if (uid && !strcmp(uid, c->cfg->proxy_uid)) {
       const char *name = wispctl_yaml_str(c->d, wispctl_yaml_get(c->d, *i, "name"));
-      note(c, "warning: container %s runs as uid %s, the proxy's: its traffic is not intercepted "
-              "(give wispctl inject another --proxy-uid)", name ? name : "?", uid);
+      note(c,
+           "warning: container %s runs as uid %s, the proxy's: its traffic is not intercepted "
+           "(give wispctl inject another --proxy-uid)",
+           name ? name : "?", uid);
     }
   }
 }
@@ -268,8 +272,10 @@ static wisp_err inject_pod(object *c, const workload *w) {
   wisp_err rc = no_port_clash(c);
   const char *vol = rc == WISP_OK ? wispctl_inject_pod_volume_clash(c->d, c->spec) : NULL;
   if (vol)
-    rc = fail(c, "the pod already has a volume named %s, as one the injection adds: the pod would be invalid "
-                 "(duplicate volume names). Rename it, or annotate the pod wisp.dev/inject: disabled", vol);
+    rc = fail(c,
+              "the pod already has a volume named %s, as one the injection adds: the pod would be invalid "
+              "(duplicate volume names). Rename it, or annotate the pod wisp.dev/inject: disabled",
+              vol);
   if (rc == WISP_OK) rc = make_plan(c, &plan, &cidrs);
   int meta = rc == WISP_OK ? wispctl_yaml_want(c->d, c->pod, "metadata", YAML_MAPPING_NODE) : 0;
   if (rc == WISP_OK && !meta) rc = fail(c, "metadata is not a mapping");
@@ -311,8 +317,9 @@ static wisp_err inject_object(object *c, const char *kind) {
   } else if (choice && !strcmp(choice, "disabled")) {
     note(c, "annotation %s: disabled, left unchanged", A_INJECT);
   } else if (wispctl_yaml_is_true(c->d, wispctl_yaml_get(c->d, c->spec, "hostNetwork"))) {
-    note(c, "hostNetwork: true, left unchanged: the pod shares the node's network namespace, "
-            "and wisp-init's iptables rules would intercept the whole node's traffic");
+    note(c,
+         "hostNetwork: true, left unchanged: the pod shares the node's network namespace, "
+         "and wisp-init's iptables rules would intercept the whole node's traffic");
   } else if ((ours = our_container(c)) != NULL) {
     note(c, "already injected (it has a %s container), left unchanged", ours);
   } else {
@@ -415,7 +422,7 @@ static wisp_err run(const wispctl_inject_cfg *cfg, yaml_parser_t *p, yaml_emitte
   for (int doc_no = 1;; doc_no++) {
     yaml_document_t d;
     if (!yaml_parser_load(p, &d)) return parse_error(p, err, err_len); /* it freed |d| */
-    if (!yaml_document_get_root_node(&d)) {                           /* the end of the stream */
+    if (!yaml_document_get_root_node(&d)) {                            /* the end of the stream */
       yaml_document_delete(&d);
       break;
     }
@@ -474,18 +481,23 @@ static wisp_err prepare_agent(wispctl_inject_cfg *c, char *err, size_t err_len) 
   if (wisp_rpcc_target_parse(&t, c->o.agent, why, sizeof(why)) != WISP_OK)
     return usage(err, err_len, "--agent: %s%s", why,
                  strncmp(c->o.agent, "https://", 8) == 0 ? " (wisp does not resolve names: give the agent "
-                                                           "Service's cluster IP)" : "");
+                                                           "Service's cluster IP)"
+                                                         : "");
   if (t.kind == WISP_RPCC_TARGET_UNIX) {
     const char *slash = strrchr(t.path, '/');
     if (t.path[0] != '/' || slash == t.path)
-      return usage(err, err_len, "--agent %s: the socket must be an absolute path in a directory of its own "
-                   "(the directory is mounted from the node)", c->o.agent);
+      return usage(err, err_len,
+                   "--agent %s: the socket must be an absolute path in a directory of its own "
+                   "(the directory is mounted from the node)",
+                   c->o.agent);
     snprintf(c->agent_dir, sizeof(c->agent_dir), "%.*s", (int)(slash - t.path), t.path);
     return WISP_OK;
   }
   if (!t.tls)
-    return usage(err, err_len, "--agent %s: want unix:///PATH or https://IP:PORT (the proxy reaches a remote "
-                 "agent over TLS only)", c->o.agent);
+    return usage(err, err_len,
+                 "--agent %s: want unix:///PATH or https://IP:PORT (the proxy reaches a remote "
+                 "agent over TLS only)",
+                 c->o.agent);
   c->agent_https = true;
   const struct sockaddr *sa = (const struct sockaddr *)&t.addr.sa;
   const void *ip = sa->sa_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
@@ -518,9 +530,10 @@ wisp_err wispctl_inject_prepare(wispctl_inject_cfg *out, const wispctl_inject_op
     return usage(err, err_len, "--trust-domain %s: not a trust domain (lowercase letters, digits, '.', '-', '_')",
                  o->trust_domain);
   if (!image_ok(o->image))
-    return usage(err, err_len, "--image %s: want an image reference such as %s", o->image, WISPCTL_INJECT_DEFAULT_IMAGE);
-  if (o->bundle_pem && (strlen(o->bundle_pem) > WISPCTL_INJECT_BUNDLE_MAX ||
-                        !strstr(o->bundle_pem, "-----BEGIN CERTIFICATE-----")))
+    return usage(err, err_len, "--image %s: want an image reference such as %s", o->image,
+                 WISPCTL_INJECT_DEFAULT_IMAGE);
+  if (o->bundle_pem &&
+      (strlen(o->bundle_pem) > WISPCTL_INJECT_BUNDLE_MAX || !strstr(o->bundle_pem, "-----BEGIN CERTIFICATE-----")))
     return usage(err, err_len, "the trust bundle is not PEM certificates of at most %d bytes",
                  WISPCTL_INJECT_BUNDLE_MAX);
   return prepare_agent(out, err, err_len);

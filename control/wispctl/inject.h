@@ -56,9 +56,9 @@ typedef enum {
 } wispctl_inject_identity;
 
 typedef struct {
-  const char *agent;        /* what the proxy dials: unix:///PATH or https://IP:PORT */
+  const char *agent; /* what the proxy dials: unix:///PATH or https://IP:PORT */
   const char *trust_domain;
-  const char *image;        /* holds wisp-proxy and wisp-iptables.sh */
+  const char *image; /* holds wisp-proxy and wisp-iptables.sh */
   long proxy_uid;
   wispctl_inject_identity identity;
   /* https agent: the trust bundle (PEM) that verifies it, put in the pod

@@ -97,8 +97,7 @@ static int probe(yaml_document_t *d, const char *path, int period_s, int failure
 
 /* env NAME from the downward API, field |path| of the pod. */
 static int env_field(yaml_document_t *d, const char *name, const char *path) {
-  return MAP(d, {"name", str(d, name)},
-             {"valueFrom", MAP(d, {"fieldRef", MAP(d, {"fieldPath", str(d, path)})})});
+  return MAP(d, {"name", str(d, name)}, {"valueFrom", MAP(d, {"fieldRef", MAP(d, {"fieldPath", str(d, path)})})});
 }
 
 static int mount(yaml_document_t *d, const char *name, const char *path) {
@@ -134,8 +133,8 @@ static int init_container(yaml_document_t *d, const wispctl_pod_plan *p) {
   arg(d, args, "--inbound-ports", p->inbound_ports);
   int caps = MAP(d, {"add", SEQ(d, str(d, "NET_ADMIN"), str(d, "NET_RAW"))}, {"drop", SEQ(d, str(d, "ALL"))});
   int security = MAP(d, {"runAsUser", wispctl_yaml_add_int(d, 0)}, {"runAsNonRoot", no(d)},
-                     {"readOnlyRootFilesystem", yes(d)}, {"allowPrivilegeEscalation", no(d)},
-                     {"capabilities", caps}, {"seccompProfile", MAP(d, {"type", str(d, "RuntimeDefault")})});
+                     {"readOnlyRootFilesystem", yes(d)}, {"allowPrivilegeEscalation", no(d)}, {"capabilities", caps},
+                     {"seccompProfile", MAP(d, {"type", str(d, "RuntimeDefault")})});
   int env = SEQ(d, MAP(d, {"name", str(d, "XTABLES_LOCKFILE")}, {"value", str(d, INIT_TMP_DIR "/xtables.lock")}),
                 MAP(d, {"name", str(d, "TMPDIR")}, {"value", str(d, INIT_TMP_DIR)}));
   return MAP(d, {"name", str(d, WISPCTL_INJECT_INIT_NAME)}, {"image", str(d, p->cfg->o.image)},
@@ -170,9 +169,8 @@ static int proxy_args(yaml_document_t *d, const wispctl_pod_plan *p) {
 static int proxy_security(yaml_document_t *d, const wispctl_pod_plan *p) {
   int uid = wispctl_yaml_add_plain(d, p->cfg->proxy_uid);
   int gid = wispctl_yaml_add_plain(d, p->cfg->proxy_uid);
-  return MAP(d, {"runAsUser", uid}, {"runAsGroup", gid}, {"runAsNonRoot", yes(d)},
-             {"readOnlyRootFilesystem", yes(d)}, {"allowPrivilegeEscalation", no(d)},
-             {"capabilities", MAP(d, {"drop", SEQ(d, str(d, "ALL"))})},
+  return MAP(d, {"runAsUser", uid}, {"runAsGroup", gid}, {"runAsNonRoot", yes(d)}, {"readOnlyRootFilesystem", yes(d)},
+             {"allowPrivilegeEscalation", no(d)}, {"capabilities", MAP(d, {"drop", SEQ(d, str(d, "ALL"))})},
              {"seccompProfile", MAP(d, {"type", str(d, "RuntimeDefault")})});
 }
 
@@ -183,12 +181,13 @@ static int proxy_container(yaml_document_t *d, const wispctl_pod_plan *p) {
   int token_mount = p->cfg->o.identity == WISPCTL_INJECT_JOIN_TOKEN ? mount(d, VOL_TOKEN, TOKEN_DIR)
                                                                     : mount(d, VOL_SA_TOKEN, SA_TOKEN_DIR);
   int mounts = SEQ(d, token_mount, agent_mount, mount_rw(d, VOL_CACHE, CACHE_DIR));
-  int port = MAP(d, {"name", str(d, WISPCTL_INJECT_ADMIN_PORT_NAME)}, {"containerPort", wispctl_yaml_add_int(d, ADMIN_PORT)});
+  int port =
+      MAP(d, {"name", str(d, WISPCTL_INJECT_ADMIN_PORT_NAME)}, {"containerPort", wispctl_yaml_add_int(d, ADMIN_PORT)});
   int metrics = MAP(d, {"name", str(d, WISPCTL_INJECT_METRICS_PORT_NAME)},
                     {"containerPort", wispctl_yaml_add_int(d, WISPCTL_INJECT_METRICS_PORT)});
   return MAP(d, {"name", str(d, WISPCTL_INJECT_PROXY_NAME)}, {"image", str(d, p->cfg->o.image)},
-             {"restartPolicy", str(d, "Always")}, {"command", SEQ(d, str(d, "wisp-proxy"))},
-             {"args", proxy_args(d, p)}, {"env", env}, {"ports", SEQ(d, port, metrics)},
+             {"restartPolicy", str(d, "Always")}, {"command", SEQ(d, str(d, "wisp-proxy"))}, {"args", proxy_args(d, p)},
+             {"env", env}, {"ports", SEQ(d, port, metrics)},
              {"resources", resources(d, PROXY_CPU_REQUEST, PROXY_MEM_REQUEST, PROXY_CPU_LIMIT, PROXY_MEM_LIMIT)},
              {"securityContext", proxy_security(d, p)}, {"volumeMounts", mounts},
              {"startupProbe", probe(d, "/ready", STARTUP_PERIOD_S, STARTUP_FAILURES)},
@@ -205,9 +204,9 @@ static int key_item(yaml_document_t *d, const char *key) {
 /* A token the kubelet requests for the pod's service account, audience
  * wisp, and replaces before it expires. */
 static int sa_token_volume(yaml_document_t *d) {
-  int token = MAP(d, {"audience", str(d, WISPCTL_INJECT_SA_AUDIENCE)},
-                  {"expirationSeconds", wispctl_yaml_add_int(d, WISPCTL_INJECT_SA_EXPIRY)},
-                  {"path", str(d, SA_TOKEN_KEY)});
+  int token =
+      MAP(d, {"audience", str(d, WISPCTL_INJECT_SA_AUDIENCE)},
+          {"expirationSeconds", wispctl_yaml_add_int(d, WISPCTL_INJECT_SA_EXPIRY)}, {"path", str(d, SA_TOKEN_KEY)});
   return MAP(d, {"name", str(d, VOL_SA_TOKEN)},
              {"projected", MAP(d, {"sources", SEQ(d, MAP(d, {"serviceAccountToken", token}))})});
 }

@@ -14,8 +14,8 @@
 typedef bool (*item_check)(const char *item, char *why, size_t why_len);
 
 /* The proxy's own ports: never app ports (the redirect would loop). */
-static const long kProxyPorts[] = {WISPCTL_INJECT_ADMIN_PORT, WISPCTL_INJECT_OUTBOUND_PORT,
-                                   WISPCTL_INJECT_INBOUND_PORT, WISPCTL_INJECT_METRICS_PORT};
+static const long kProxyPorts[] = {WISPCTL_INJECT_ADMIN_PORT, WISPCTL_INJECT_OUTBOUND_PORT, WISPCTL_INJECT_INBOUND_PORT,
+                                   WISPCTL_INJECT_METRICS_PORT};
 
 /* Checks each item of the comma-separated |list| with |ok|. */
 static bool list_ok(const char *list, item_check ok, char *why, size_t why_len) {
@@ -73,8 +73,8 @@ static bool cidr_ok(const char *item, char *why, size_t why_len) {
     int family = strchr(addr, ':') ? AF_INET6 : AF_INET;
     long max = family == AF_INET6 ? 128 : 32;
     size_t digits = slash ? strspn(slash + 1, "0123456789") : 0;
-    bool prefix_ok = !slash || (digits > 0 && digits <= 3 && slash[1 + digits] == '\0' &&
-                                strtol(slash + 1, NULL, 10) <= max);
+    bool prefix_ok =
+        !slash || (digits > 0 && digits <= 3 && slash[1 + digits] == '\0' && strtol(slash + 1, NULL, 10) <= max);
     if (inet_pton(family, addr, bin) == 1 && prefix_ok) return true;
   }
   snprintf(why, why_len, "\"%s\" is not an IPv4 or IPv6 address or CIDR", item);
@@ -99,4 +99,3 @@ bool wispctl_inject_value_ok(wispctl_inject_value kind, const char *v, char *why
   }
   return false;
 }
-

@@ -86,7 +86,7 @@ typedef struct {
   const char *spiffe_id, *ttl, *file, *timeout, *proxy_uid, *trust_domain, *image, *identity, *bundle_file;
   const char *proxy, *output, *ca_min, *svid_min; /* check */
   bool reusable, json, force, help;
-  unsigned seen;               /* FLAG_* bits given */
+  unsigned seen; /* FLAG_* bits given */
   const char *pos[MAX_POSITIONAL];
   int npos;
 } args;
@@ -113,11 +113,11 @@ enum {
 #define FLAGS_GLOBAL (FLAG_AGENT | FLAG_TIMEOUT)
 
 typedef struct {
-  const char *name;   /* "--agent" */
-  const char *alias;  /* "-f", or NULL */
+  const char *name;  /* "--agent" */
+  const char *alias; /* "-f", or NULL */
   unsigned bit;
-  bool takes_value;   /* a const char * at |off|; else a bool switch there */
-  size_t off;         /* in args */
+  bool takes_value; /* a const char * at |off|; else a bool switch there */
+  size_t off;       /* in args */
 } flag_def;
 
 static const flag_def kFlags[] = {
@@ -233,8 +233,7 @@ static int cmd_token_create(const args *a) {
     wispctl_format_expiry(exp, sizeof(exp), resp->expires_unix, now_unix());
     printf("%s\n", resp->token);
     fflush(stdout);
-    fprintf(stderr, "join token for %s (%s), expires %s\n", a->spiffe_id,
-            a->reusable ? "reusable" : "single use", exp);
+    fprintf(stderr, "join token for %s (%s), expires %s\n", a->spiffe_id, a->reusable ? "reusable" : "single use", exp);
   }
   protobuf_c_message_free_unpacked(m, NULL);
   return rc;
@@ -448,8 +447,8 @@ static int cmd_inject(const args *a) {
   char err[1024];
   char *bundle = NULL, *yaml = NULL;
   size_t len = 0;
-  if (a->bundle_file && (rc = read_text("inject --bundle-file", a->bundle_file, WISPCTL_INJECT_BUNDLE_MAX,
-                                        &bundle, &len)) != 0)
+  if (a->bundle_file &&
+      (rc = read_text("inject --bundle-file", a->bundle_file, WISPCTL_INJECT_BUNDLE_MAX, &bundle, &len)) != 0)
     return rc;
   o.bundle_pem = bundle;
   if (wispctl_inject_prepare(&cfg, &o, err, sizeof(err)) != WISP_OK) {

@@ -26,8 +26,8 @@
 #define WISPCTL_EXIT_USAGE 2
 
 typedef struct {
-  const char *agent;   /* target, borrowed from argv or the environment */
-  double timeout_s;    /* the whole call, connecting included */
+  const char *agent; /* target, borrowed from argv or the environment */
+  double timeout_s;  /* the whole call, connecting included */
 } wispctl_opts;
 
 /* Calls |path| with |req| and unpacks the one answer into |*out_resp| (free
@@ -40,7 +40,6 @@ int wispctl_call(const wispctl_opts *o, const char *what, const char *path, cons
 int wispctl_call_quiet(const wispctl_opts *o, const char *what, const char *path, const ProtobufCMessage *req,
                        const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **out_resp, char *err,
                        size_t err_len);
-
 
 /* "2025-06-01T12:00:00Z" (UTC); "-" for 0. */
 void wispctl_format_time(char *out, size_t out_len, int64_t unix_s);

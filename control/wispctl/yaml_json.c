@@ -92,8 +92,8 @@ static bool one_of(const char *s, const char *const *words) {
 static json_t *resolve_plain(const char *s) {
   static const char *const kNull[] = {"", "~", "null", "Null", "NULL", NULL};
   static const char *const kTrue[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON", "y", "Y", NULL};
-  static const char *const kFalse[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF",
-                                       "n",     "N",     NULL};
+  static const char *const kFalse[] = {"false", "False", "FALSE", "no", "No", "NO",
+                                       "off",   "Off",   "OFF",   "n",  "N",  NULL};
   if (one_of(s, kNull)) return json_null();
   if (one_of(s, kTrue)) return json_true();
   if (one_of(s, kFalse)) return json_false();
@@ -116,8 +116,7 @@ json_t *wispctl_yaml_to_json(yaml_document_t *d, int id, size_t max_depth) {
   if (!n || max_depth == 0) return NULL;
   if (n->type == YAML_SCALAR_NODE) {
     const char *s = (const char *)n->data.scalar.value;
-    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-      return json_stringn(s, n->data.scalar.length);
+    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return json_stringn(s, n->data.scalar.length);
     return resolve_plain(s);
   }
   if (n->type == YAML_SEQUENCE_NODE) {

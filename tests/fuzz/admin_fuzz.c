@@ -69,8 +69,8 @@ static void check_result(wisp_err rc, const wisp_admin_request *r, const uint8_t
 
 static bool same_request(const wisp_admin_request *a, const wisp_admin_request *b) {
   return strcmp(a->method, b->method) == 0 && strcmp(a->path, b->path) == 0 && strcmp(a->query, b->query) == 0 &&
-         a->minor_version == b->minor_version && a->content_length == b->content_length &&
-         a->head_len == b->head_len && a->total_len == b->total_len;
+         a->minor_version == b->minor_version && a->content_length == b->content_length && a->head_len == b->head_len &&
+         a->total_len == b->total_len;
 }
 
 /* The parse of the first |k| bytes against the parse of all |len|. */

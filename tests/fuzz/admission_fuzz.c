@@ -28,8 +28,11 @@ static const wispctl_inject_cfg *cfg(void) {
   static bool ready;
   if (!ready) {
     static const char kBundle[] = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-    wispctl_inject_opts o = {.agent = "https://10.96.0.10:8443", .trust_domain = "cluster.local",
-                             .image = "wisp/wisp:0.1.0", .proxy_uid = 1337, .bundle_pem = kBundle};
+    wispctl_inject_opts o = {.agent = "https://10.96.0.10:8443",
+                             .trust_domain = "cluster.local",
+                             .image = "wisp/wisp:0.1.0",
+                             .proxy_uid = 1337,
+                             .bundle_pem = kBundle};
     CHECK(wispctl_inject_prepare(&c, &o, NULL, 0) == WISP_OK);
     ready = true;
   }

@@ -44,10 +44,9 @@ static uint8_t *resign(const uint8_t *der, size_t len, size_t *out_len) {
   const uint8_t *p = der;
   X509_REQ *old = d2i_X509_REQ(NULL, &p, (long)len);
   X509_REQ *req = old ? X509_REQ_new() : NULL;
-  bool ok = req && X509_REQ_set_version(req, 0) &&
-            X509_REQ_set_subject_name(req, X509_REQ_get_subject_name(old)) && X509_REQ_set_pubkey(req, g_key);
-  for (int i = 0; ok && i < X509_REQ_get_attr_count(old); i++)
-    ok = X509_REQ_add1_attr(req, X509_REQ_get_attr(old, i));
+  bool ok = req && X509_REQ_set_version(req, 0) && X509_REQ_set_subject_name(req, X509_REQ_get_subject_name(old)) &&
+            X509_REQ_set_pubkey(req, g_key);
+  for (int i = 0; ok && i < X509_REQ_get_attr_count(old); i++) ok = X509_REQ_add1_attr(req, X509_REQ_get_attr(old, i));
   uint8_t *out = NULL;
   if (ok && X509_REQ_sign(req, g_key, EVP_sha256())) {
     int n = i2d_X509_REQ(req, &out);

@@ -17,7 +17,6 @@
 #include "lib/wisp_grpc.h"
 #include "tests/fuzz/fuzz.h"
 
-
 /* What one way of feeding a stream produced. Messages are hashed to keep
  * this small and allocation-free. */
 typedef struct {
@@ -36,8 +35,8 @@ static uint64_t mix(uint64_t h, const uint8_t *p, size_t len) {
 
 /* Feeds |stream| in chunks: |chunk| bytes each if non-zero, else sizes
  * cycling through |sizes|. */
-static outcome feed(const uint8_t *stream, size_t len, size_t max_msg, size_t chunk,
-                    const uint8_t *sizes, size_t n_sizes) {
+static outcome feed(const uint8_t *stream, size_t len, size_t max_msg, size_t chunk, const uint8_t *sizes,
+                    size_t n_sizes) {
   outcome o = {0, 0, 0, WISP_OK, WISP_OK};
   wisp_grpc_reader r;
   wisp_grpc_reader_init(&r, max_msg);
@@ -85,8 +84,7 @@ static outcome feed(const uint8_t *stream, size_t len, size_t max_msg, size_t ch
 }
 
 static bool same(const outcome *a, const outcome *b) {
-  return a->n == b->n && a->total == b->total && a->hash == b->hash && a->err == b->err &&
-         a->finish == b->finish;
+  return a->n == b->n && a->total == b->total && a->hash == b->hash && a->err == b->err && a->finish == b->finish;
 }
 
 static void fuzz_reader(const uint8_t *data, size_t size) {

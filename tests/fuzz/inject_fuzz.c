@@ -42,8 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* Once is enough: the output, injected again, is left as it is. */
   wisp_buf again = {0}, notes2 = {0};
   char err2[512] = "";
-  rc = wispctl_inject(&cfg, (const char *)wisp_buf_rptr(&out), wisp_buf_len(&out), &again, &notes2, err2,
-                      sizeof(err2));
+  rc = wispctl_inject(&cfg, (const char *)wisp_buf_rptr(&out), wisp_buf_len(&out), &again, &notes2, err2, sizeof(err2));
   if (rc != WISP_OK) fprintf(stderr, "the output does not inject: %s\n", err2);
   CHECK(rc == WISP_OK);
   CHECK(wisp_buf_len(&again) == wisp_buf_len(&out) &&

@@ -50,8 +50,7 @@ static void fuzz_jwks(const uint8_t *data, size_t size) {
   /* Every key left out says which and why; a set of keys none usable is refused. */
   CHECK(rc != WISP_OK || skipped == wisp_jwks_skipped(k));
   CHECK(rc != WISP_OK || !skipped || wisp_jwks_count(k));
-  for (size_t i = 0; rc == WISP_OK && i < skipped; i++)
-    CHECK(strncmp(wisp_jwks_skip_reason(k, i), "keys[", 5) == 0);
+  for (size_t i = 0; rc == WISP_OK && i < skipped; i++) CHECK(strncmp(wisp_jwks_skip_reason(k, i), "keys[", 5) == 0);
   CHECK(wisp_jwks_skip_reason(k, skipped) == NULL);
   wisp_jwks_free(k);
 }

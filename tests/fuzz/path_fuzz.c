@@ -36,9 +36,7 @@ static bool unreserved(unsigned char c) {
 
 /* Written apart from lib/wisp_path on purpose: the characters a normal
  * form holds raw, and so never encoded. */
-static bool held_raw(unsigned char c) {
-  return unreserved(c) || (c != 0 && strchr("!$&'()*+,=:@", c) != NULL);
-}
+static bool held_raw(unsigned char c) { return unreserved(c) || (c != 0 && strchr("!$&'()*+,=:@", c) != NULL); }
 
 static int hexv(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -47,9 +45,7 @@ static int hexv(char c) {
   return -1;
 }
 
-static bool is_upper_hex(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F');
-}
+static bool is_upper_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); }
 
 /* The shape of a normal path part (|len| bytes, no '?'). */
 static void check_normal_path(const char *p, size_t len) {
@@ -68,9 +64,9 @@ static void check_normal_path(const char *p, size_t len) {
       size_t n = 0;
       while (i + 1 + n < len && seg[n] != '/') n++;
       bool last = i + 1 + n == len;
-      CHECK(n > 0 || last);                                   /* no "//" */
-      CHECK(!(n == 1 && seg[0] == '.'));                      /* no "/./", no trailing "/." */
-      CHECK(!(n == 2 && seg[0] == '.' && seg[1] == '.'));     /* no "/../", no trailing "/.." */
+      CHECK(n > 0 || last);                               /* no "//" */
+      CHECK(!(n == 1 && seg[0] == '.'));                  /* no "/./", no trailing "/." */
+      CHECK(!(n == 2 && seg[0] == '.' && seg[1] == '.')); /* no "/../", no trailing "/.." */
     }
   }
 }

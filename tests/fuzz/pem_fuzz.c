@@ -27,7 +27,7 @@
 #define SENTINEL ((void *)0x1)
 #define CA_SEPARATOR 0xff
 
-static bool same_certs(const STACK_OF(X509) *a, const STACK_OF(X509) *b) {
+static bool same_certs(const STACK_OF(X509) * a, const STACK_OF(X509) * b) {
   if (sk_X509_num(a) != sk_X509_num(b)) return false;
   for (size_t i = 0; i < sk_X509_num(a); i++)
     if (X509_cmp(sk_X509_value(a, i), sk_X509_value(b, i)) != 0) return false;
@@ -40,7 +40,7 @@ static void check_refusal(wisp_err rc, const char *err, size_t err_len) {
 }
 
 /* Certificates re-encode to PEM and DER that load as the same ones. */
-static void check_certs(const STACK_OF(X509) *certs) {
+static void check_certs(const STACK_OF(X509) * certs) {
   CHECK(sk_X509_num(certs) >= 1 && sk_X509_num(certs) <= WISP_CA_CERTS_MAX);
   char *pem = NULL;
   size_t pem_len = 0;
@@ -161,10 +161,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
   const char *text = (const char *)data + 1;
   switch (data[0] % 4) {
-    case 0: from_pem(text, size - 1); break;
-    case 1: from_der(data + 1, size - 1); break;
-    case 2: key_and_chain(text, size - 1); break;
-    default: load_ca(text, size - 1);
+    case 0:
+      from_pem(text, size - 1);
+      break;
+    case 1:
+      from_der(data + 1, size - 1);
+      break;
+    case 2:
+      key_and_chain(text, size - 1);
+      break;
+    default:
+      load_ca(text, size - 1);
   }
   CHECK(ERR_peek_error() == 0); /* nothing stale left for the next SSL call */
   return 0;

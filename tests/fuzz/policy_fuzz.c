@@ -18,7 +18,6 @@
 #include "lib/wisp_policy.h"
 #include "tests/fuzz/fuzz.h"
 
-
 #define MAX_WORKLOADS 8
 
 static bool one_of(const char *s, const char *const *set, size_t n) {
@@ -34,8 +33,8 @@ static void check_decision(const wisp_policy_decision *d) {
                                       WISP_POLICY_REASON_NO_IDENTITY};
   CHECK(d->reason != NULL);
   CHECK(d->allow ? one_of(d->reason, kAllow, 3) : one_of(d->reason, kDeny, 3));
-  bool by_rule = strcmp(d->reason, WISP_POLICY_REASON_ALLOW_RULE) == 0 ||
-                 strcmp(d->reason, WISP_POLICY_REASON_DENY_RULE) == 0;
+  bool by_rule =
+      strcmp(d->reason, WISP_POLICY_REASON_ALLOW_RULE) == 0 || strcmp(d->reason, WISP_POLICY_REASON_DENY_RULE) == 0;
   CHECK(by_rule == (d->policy != NULL));
   CHECK(by_rule == (d->rule >= 0));
   if (by_rule) CHECK(strchr(d->policy, '/') != NULL);
@@ -45,16 +44,14 @@ static void check_decision(const wisp_policy_decision *d) {
 static size_t workloads_from(const char *summary, char ids[][600]) {
   size_t n = 0;
   snprintf(ids[n++], 600, "spiffe://fuzz.td/ns/default/sa/default");
-  for (const char *s = strstr(summary, "selector="); s && n < MAX_WORKLOADS;
-       s = strstr(s + 1, "selector=")) {
+  for (const char *s = strstr(summary, "selector="); s && n < MAX_WORKLOADS; s = strstr(s + 1, "selector=")) {
     const char *ns = s + strlen("selector=");
     const char *slash = strchr(ns, '/');
     if (!slash) break;
     size_t sa_len = strcspn(slash + 1, " ;");
     const char *sa = slash + 1;
     if (sa_len == 1 && sa[0] == '*') sa = "any", sa_len = 3;
-    snprintf(ids[n++], 600, "spiffe://fuzz.td/ns/%.*s/sa/%.*s", (int)(slash - ns), ns, (int)sa_len,
-             sa);
+    snprintf(ids[n++], 600, "spiffe://fuzz.td/ns/%.*s/sa/%.*s", (int)(slash - ns), ns, (int)sa_len, sa);
   }
   return n;
 }

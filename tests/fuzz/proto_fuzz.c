@@ -37,8 +37,8 @@
 #include "wisp/v1/identity.pb-c.h"
 
 #define FRAMED 0x10
-#define MAX_MESSAGES 4        /* per input, to bound the time */
-#define MAX_POLICY 16384      /* policies compiled per message (policy_fuzz does more) */
+#define MAX_MESSAGES 4         /* per input, to bound the time */
+#define MAX_POLICY 16384       /* policies compiled per message (policy_fuzz does more) */
 #define DEFAULT_TOKEN_TTL 3600 /* as wisp_agent.c */
 #define NOW 1700000000
 
@@ -142,8 +142,7 @@ static void on_sign_request(const ProtobufCMessage *m) {
   if (req->join_token[0]) {
     wisp_tokens t = {0};
     char err[256];
-    CHECK(wisp_tokens_use(&t, req->join_token, "spiffe://example.org/w", NOW, err, sizeof(err)) ==
-          WISP_ERR_IDENTITY);
+    CHECK(wisp_tokens_use(&t, req->join_token, "spiffe://example.org/w", NOW, err, sizeof(err)) == WISP_ERR_IDENTITY);
   }
 }
 

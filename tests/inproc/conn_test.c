@@ -117,8 +117,7 @@ static void test_plaintext_on_mtls_port_refused(void **state) {
 }
 
 /* A SETTINGS frame whose length is no multiple of 6 (RFC 9113 6.5). */
-static const uint8_t kBadSettings[] = {0x00, 0x00, 0x05, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00,
-                                       0x00, 0x03, 0x00, 0x00};
+static const uint8_t kBadSettings[] = {0x00, 0x00, 0x05, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00};
 
 /* A connection error with no stream open: GOAWAY FRAME_SIZE_ERROR, then
  * the connection is closed. */
@@ -194,8 +193,12 @@ static void refused_tls(tf_fixture *f, unsigned port, const char *id, bool forei
 static void test_mtls_refusals(void **state) {
   tf_fixture *f = *state;
   refused_tls(f, 40011, NULL, false, "peer presented no client certificate");
-  refused_tls(f, 40012, FRONTEND_ID, true, "certificate of " FRONTEND_ID " was issued by a CA that is not in the trust bundle (issuer /CN=another CA)");
-  refused_tls(f, 40013, "spiffe://other.org/ns/shop/sa/frontend", false, "peer presented spiffe://other.org/ns/shop/sa/frontend, which is outside our trust domain spiffe://example.org");
+  refused_tls(f, 40012, FRONTEND_ID, true,
+              "certificate of " FRONTEND_ID
+              " was issued by a CA that is not in the trust bundle (issuer /CN=another CA)");
+  refused_tls(
+      f, 40013, "spiffe://other.org/ns/shop/sa/frontend", false,
+      "peer presented spiffe://other.org/ns/shop/sa/frontend, which is outside our trust domain spiffe://example.org");
   assert_int_equal(f->px.stats.conns_refused, 3);
 }
 

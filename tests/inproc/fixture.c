@@ -33,8 +33,8 @@ static X509 *new_ca(EVP_PKEY *key, const char *cn) {
 static X509 *new_svid(EVP_PKEY *key, const char *id, X509 *ca, EVP_PKEY *ca_key) {
   static long serial = 100;
   test_san san = {GEN_URI, id, 0};
-  test_cert_spec spec = {.cn = "workload", .sans = &san, .nsans = 1, .serial = ++serial, .not_before_sec = -3600,
-                         .not_after_sec = DAY};
+  test_cert_spec spec = {
+      .cn = "workload", .sans = &san, .nsans = 1, .serial = ++serial, .not_before_sec = -3600, .not_after_sec = DAY};
   return test_new_cert(&spec, key, ca, ca_key);
 }
 
@@ -108,9 +108,8 @@ bool tf_start(tf_fixture *f, const tf_opts *o) {
   snprintf(route, sizeof(route), "127.0.0.1:0=127.0.0.1:%u", inbound_port);
   snprintf(inbound, sizeof(inbound), "127.0.0.1:%u", inbound_port);
   snprintf(app, sizeof(app), "127.0.0.1:%u", f->app->port);
-  const char *argv[TF_MAX_ARGS] = {"wisp-proxy", "--cert", cert,  "--key",   key,      "--bundle",
-                                   bundle,       "--route", route, "--inbound", inbound, "--app",
-                                   app,          "--admin", "off"};
+  const char *argv[TF_MAX_ARGS] = {"wisp-proxy", "--cert",    cert,    "--key", key, "--bundle", bundle, "--route",
+                                   route,        "--inbound", inbound, "--app", app, "--admin",  "off"};
   int argc = 15;
   for (int i = 0; i < o->nargs && argc < TF_MAX_ARGS - 1; i++) argv[argc++] = o->args[i];
   char err[1024];

@@ -30,20 +30,20 @@ typedef struct {
   wisp_config cfg;
   wisp_proxy px;
   bool px_started;
-  wisp_listener *route;      /* outbound: its target is the inbound port over mTLS */
-  wisp_listener *inbound;    /* inbound: its target is the app */
-  X509 *ca;                  /* the trust bundle's CA, and its key: callers' SVIDs */
+  wisp_listener *route;   /* outbound: its target is the inbound port over mTLS */
+  wisp_listener *inbound; /* inbound: its target is the app */
+  X509 *ca;               /* the trust bundle's CA, and its key: callers' SVIDs */
   EVP_PKEY *ca_key;
   tp_peer *clients[TF_MAX_CLIENTS];
   int nclients;
-  int saved_stdout;          /* -1: not capturing */
+  int saved_stdout; /* -1: not capturing */
   char log_path[300];
 } tf_fixture;
 
 typedef struct {
-  uint32_t app_max_streams;  /* the app's SETTINGS_MAX_CONCURRENT_STREAMS (0: 100) */
-  bool app_hold;             /* the app answers only when told */
-  const char *const *args;   /* more flags, e.g. {"--pool-size", "2"} */
+  uint32_t app_max_streams; /* the app's SETTINGS_MAX_CONCURRENT_STREAMS (0: 100) */
+  bool app_hold;            /* the app answers only when told */
+  const char *const *args;  /* more flags, e.g. {"--pool-size", "2"} */
   int nargs;
 } tf_opts;
 

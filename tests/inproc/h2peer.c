@@ -192,7 +192,9 @@ static ssize_t provide(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 
 /* ---- I/O ---- */
 
-static void out_add(tp_peer *p, const uint8_t *data, size_t len) { append(&p->out, &p->out_len, &p->out_cap, data, len); }
+static void out_add(tp_peer *p, const uint8_t *data, size_t len) {
+  append(&p->out, &p->out_len, &p->out_cap, data, len);
+}
 
 /* The socket's transport: plaintext, or TLS once handshaken. Returns
  * bytes moved, 0 at EOF, -1 with errno EAGAIN (try later) or another. */
@@ -320,11 +322,11 @@ static tp_peer *peer_new(struct ev_loop *loop, int fd, SSL *ssl, bool server, tp
   p->app = app;
   p->index = index;
   set_nonblock(fd);
-  int rv = server ? nghttp2_session_server_new(&p->h2, callbacks(), p) : nghttp2_session_client_new(&p->h2, callbacks(), p);
+  int rv =
+      server ? nghttp2_session_server_new(&p->h2, callbacks(), p) : nghttp2_session_client_new(&p->h2, callbacks(), p);
   if (rv != 0) die("nghttp2 session");
   uint32_t streams = app ? app->max_streams : 100;
-  nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, streams},
-                                 {NGHTTP2_SETTINGS_ENABLE_PUSH, 0}};
+  nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, streams}, {NGHTTP2_SETTINGS_ENABLE_PUSH, 0}};
   nghttp2_submit_settings(p->h2, NGHTTP2_FLAG_NONE, iv, server ? 1 : 2);
   ev_io_init(&p->io, on_io, fd, EV_READ);
   p->io.data = p;

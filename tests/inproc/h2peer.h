@@ -28,21 +28,21 @@ typedef struct {
  * response at the client) and what it sends. */
 typedef struct tp_msg {
   int32_t id;
-  int conn;                  /* app: index of the connection it came on */
+  int conn; /* app: index of the connection it came on */
   tp_hdr hdrs[TP_MAX_HDRS];
   int nhdrs;
   tp_hdr trailers[8];
   int ntrailers;
-  uint8_t *body;             /* owned */
+  uint8_t *body; /* owned */
   size_t body_len, body_cap;
   bool headers_done, ended, closed;
-  uint32_t close_code;       /* RST_STREAM code it closed with (0: cleanly) */
-  bool rst_received;         /* the other side sent RST_STREAM (even NO_ERROR) */
+  uint32_t close_code; /* RST_STREAM code it closed with (0: cleanly) */
+  bool rst_received;   /* the other side sent RST_STREAM (even NO_ERROR) */
   /* Outgoing body: |send| borrowed (for the app's echo: |body|). */
   const uint8_t *send;
   size_t send_len, sent;
-  bool send_eof;             /* no more body after |send| */
-  bool answered;             /* app: a response was submitted */
+  bool send_eof; /* no more body after |send| */
+  bool answered; /* app: a response was submitted */
   tp_hdr send_trailers[4];
   int nsend_trailers;
 } tp_msg;
@@ -52,13 +52,13 @@ typedef struct tp_app tp_app;
 typedef struct tp_peer {
   struct ev_loop *loop;
   int fd;
-  SSL *ssl;                  /* owned; NULL: plaintext */
-  bool handshaken;           /* TLS: the handshake finished */
+  SSL *ssl;        /* owned; NULL: plaintext */
+  bool handshaken; /* TLS: the handshake finished */
   bool server;
   nghttp2_session *h2;
   ev_io io;
-  bool eof;                  /* the other end closed the socket */
-  bool failed;               /* our session refused what arrived */
+  bool eof;    /* the other end closed the socket */
+  bool failed; /* our session refused what arrived */
   bool goaway;
   uint32_t goaway_code;
   bool got_settings, settings_acked;
@@ -75,8 +75,8 @@ struct tp_app {
   int lfd;
   unsigned port;
   ev_io accept_io;
-  uint32_t max_streams;      /* SETTINGS_MAX_CONCURRENT_STREAMS it sends */
-  bool hold;                 /* answer only when the test says */
+  uint32_t max_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS it sends */
+  bool hold;            /* answer only when the test says */
   tp_peer *conns[TP_MAX_CONNS];
   int nconns;
   tp_msg *reqs[TP_MAX_MSGS]; /* every request, in arrival order (borrowed from conns) */

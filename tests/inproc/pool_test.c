@@ -27,7 +27,6 @@ static int setup(void **state) {
   return tf_setup_with(state, &kOpts);
 }
 
-
 static bool one_waiting(void *arg) { return ((tf_fixture *)arg)->inbound->target->nwaiting == 1; }
 
 static bool none_waiting(void *arg) { return ((tf_fixture *)arg)->inbound->target->nwaiting == 0; }
@@ -49,7 +48,6 @@ static void fill_pool(tf_fixture *f, tp_peer *c) {
   assert_true(tp_run_until(f->loop, tf_app_has, &have2, TF_WAIT));
   assert_true(tp_run_until(f->loop, tf_settings_known, &conn1, TF_WAIT));
 }
-
 
 static void test_second_conn_then_queue(void **state) {
   tf_fixture *f = *state;

@@ -23,7 +23,6 @@
 #include "tests/inproc/fixture.h"
 #include "tests/unit/test_util.h"
 
-
 static int count_hdr(const tp_msg *m, const char *name) {
   int n = 0;
   for (int i = 0; i < m->nhdrs; i++) n += strcmp(m->hdrs[i].name, name) == 0;
@@ -41,8 +40,8 @@ static void test_headers_and_bodies_intact(void **state) {
   assert_non_null(body);
   for (size_t i = 0; i < BIG; i++) body[i] = (uint8_t)(i * 7 + i / 4096);
   tp_peer *c = tf_client(f, f->route, 41001);
-  const tp_hdr extra[] = {{"content-type", "application/octet-stream"}, {"x-test", "abc def"},
-                          {"x-empty", ""}, {"accept", "*/*"}};
+  const tp_hdr extra[] = {
+      {"content-type", "application/octet-stream"}, {"x-test", "abc def"}, {"x-empty", ""}, {"accept", "*/*"}};
   tp_msg *m = tp_client_request(c, "POST", "/upload/a%20b?q=1&r=2", extra, 4, body, BIG, true);
   assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
   assert_int_equal(m->close_code, NGHTTP2_NO_ERROR);
@@ -94,9 +93,10 @@ static void test_concurrent_streams_keep_apart(void **state) {
 static void test_internal_headers_stripped(void **state) {
   tf_fixture *f = *state;
   tp_peer *c = tf_client(f, f->route, 41003);
-  const tp_hdr extra[] = {{"x-wisp-caller", "424242"},
-                          {"x-forwarded-client-cert", "By=spiffe://example.org/ns/evil/sa/x;URI=spiffe://example.org/ns/admin/sa/root"},
-                          {"x-keep", "yes"}};
+  const tp_hdr extra[] = {
+      {"x-wisp-caller", "424242"},
+      {"x-forwarded-client-cert", "By=spiffe://example.org/ns/evil/sa/x;URI=spiffe://example.org/ns/admin/sa/root"},
+      {"x-keep", "yes"}};
   tp_msg *m = tp_client_request(c, "GET", "/who", extra, 3, NULL, 0, true);
   assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
   assert_string_equal(tp_hdr_get(m, ":status"), "200");

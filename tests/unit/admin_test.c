@@ -19,10 +19,10 @@
 
 typedef struct {
   const char *name;
-  const char *req;       /* NUL-terminated unless len is given */
-  size_t len;            /* 0: strlen(req) */
+  const char *req; /* NUL-terminated unless len is given */
+  size_t len;      /* 0: strlen(req) */
   wisp_err want;
-  const char *method;    /* WISP_OK: expected fields */
+  const char *method; /* WISP_OK: expected fields */
   const char *path;
   const char *query;
   int minor;
@@ -32,19 +32,20 @@ typedef struct {
 
 static const parse_case kParse[] = {
     /* good requests */
-    {"GET, HTTP/1.1", "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:15000\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n",
-     0, WISP_OK, "GET", "/healthz", "", 1, 0, NULL},
+    {"GET, HTTP/1.1",
+     "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:15000\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n", 0, WISP_OK,
+     "GET", "/healthz", "", 1, 0, NULL},
     {"no headers at all", "GET /ready HTTP/1.1\r\n\r\n", 0, WISP_OK, "GET", "/ready", "", 1, 0, NULL},
     {"HTTP/1.0", "GET /metrics HTTP/1.0\r\n\r\n", 0, WISP_OK, "GET", "/metrics", "", 0, 0, NULL},
     {"HEAD", "HEAD /certs HTTP/1.1\r\nHost: x\r\n\r\n", 0, WISP_OK, "HEAD", "/certs", "", 1, 0, NULL},
     {"POST without a body", "POST /drain HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 0, WISP_OK, "POST",
      "/drain", "", 1, 0, NULL},
-    {"POST with a body", "POST /drain HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 0, WISP_OK, "POST", "/drain", "",
-     1, 5, NULL},
+    {"POST with a body", "POST /drain HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 0, WISP_OK, "POST", "/drain", "", 1,
+     5, NULL},
     {"header name case and OWS", "POST /drain HTTP/1.1\r\ncOnTeNt-LeNgTh:\t 2 \t\r\n\r\nhi", 0, WISP_OK, "POST",
      "/drain", "", 1, 2, NULL},
-    {"repeated equal Content-Length", "POST /d HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 0,
-     WISP_OK, "POST", "/d", "", 1, 1, NULL},
+    {"repeated equal Content-Length", "POST /d HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 0, WISP_OK,
+     "POST", "/d", "", 1, 1, NULL},
     {"unknown but valid method", "PUT /healthz HTTP/1.1\r\n\r\n", 0, WISP_OK, "PUT", "/healthz", "", 1, 0, NULL},
     {"empty header value", "GET / HTTP/1.1\r\nX-Empty:\r\n\r\n", 0, WISP_OK, "GET", "/", "", 1, 0, NULL},
     {"obs-text in a value", "GET / HTTP/1.1\r\nX: caf\xc3\xa9\r\n\r\n", 0, WISP_OK, "GET", "/", "", 1, 0, NULL},
@@ -60,8 +61,7 @@ static const parse_case kParse[] = {
     {"partial target", "GET /hea", 0, WISP_ERR_AGAIN, NULL, NULL, NULL, 0, 0, NULL},
     {"partial version", "GET /healthz HTTP/1", 0, WISP_ERR_AGAIN, NULL, NULL, NULL, 0, 0, NULL},
     {"request line, no CRLFCRLF", "GET /healthz HTTP/1.1\r\n", 0, WISP_ERR_AGAIN, NULL, NULL, NULL, 0, 0, NULL},
-    {"headers, no final CRLF", "GET /healthz HTTP/1.1\r\nHost: x\r\n", 0, WISP_ERR_AGAIN, NULL, NULL, NULL, 0, 0,
-     NULL},
+    {"headers, no final CRLF", "GET /healthz HTTP/1.1\r\nHost: x\r\n", 0, WISP_ERR_AGAIN, NULL, NULL, NULL, 0, 0, NULL},
     {"headers, half the final CRLF", "GET /healthz HTTP/1.1\r\nHost: x\r\n\r", 0, WISP_ERR_AGAIN, NULL, NULL, NULL, 0,
      0, NULL},
     {"partial header line", "GET /healthz HTTP/1.1\r\nHo", 0, WISP_ERR_AGAIN, NULL, NULL, NULL, 0, 0, NULL},
@@ -82,8 +82,7 @@ static const parse_case kParse[] = {
     {"asterisk-form target", "OPTIONS * HTTP/1.1\r\n\r\n", 0, WISP_ERR_PROTO, NULL, NULL, NULL, 0, 0,
      "starting with /"},
     {"fragment", "GET /ready#x HTTP/1.1\r\n\r\n", 0, WISP_ERR_PROTO, NULL, NULL, NULL, 0, 0, "fragment"},
-    {"control byte in target", "GET /rea\x7f HTTP/1.1\r\n\r\n", 0, WISP_ERR_PROTO, NULL, NULL, NULL, 0, 0,
-     "target"},
+    {"control byte in target", "GET /rea\x7f HTTP/1.1\r\n\r\n", 0, WISP_ERR_PROTO, NULL, NULL, NULL, 0, 0, "target"},
     {"HTTP/0.9 request line", "GET /healthz\r\n\r\n", 0, WISP_ERR_PROTO, NULL, NULL, NULL, 0, 0, "target"},
     {"HTTP/2", "GET / HTTP/2.0\r\n\r\n", 0, WISP_ERR_PROTO, NULL, NULL, NULL, 0, 0, "HTTP/1.x"},
     {"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 0, WISP_ERR_PROTO, NULL, NULL, NULL, 0, 0,
@@ -104,16 +103,15 @@ static const parse_case kParse[] = {
     {"empty field name", "GET / HTTP/1.1\r\n: x\r\n\r\n", 0, WISP_ERR_PROTO, NULL, NULL, NULL, 0, 0, "empty"},
     {"line without a colon", "GET / HTTP/1.1\r\nnocolon\r\n\r\n", 0, WISP_ERR_PROTO, NULL, NULL, NULL, 0, 0,
      "field name"},
-    {"NUL in a value", "GET / HTTP/1.1\r\nX: a\0b\r\n\r\n", 26, WISP_ERR_PROTO, NULL, NULL, NULL, 0, 0,
-     "header field"},
+    {"NUL in a value", "GET / HTTP/1.1\r\nX: a\0b\r\n\r\n", 26, WISP_ERR_PROTO, NULL, NULL, NULL, 0, 0, "header field"},
     {"Transfer-Encoding", "POST /drain HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0, WISP_ERR_PROTO,
      NULL, NULL, NULL, 0, 0, "Transfer-Encoding"},
     {"Content-Length not a number", "POST /d HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", 0, WISP_ERR_PROTO, NULL, NULL,
      NULL, 0, 0, "Content-Length"},
-    {"negative Content-Length", "POST /d HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 0, WISP_ERR_PROTO, NULL, NULL,
-     NULL, 0, 0, "Content-Length"},
-    {"empty Content-Length", "POST /d HTTP/1.1\r\nContent-Length: \r\n\r\n", 0, WISP_ERR_PROTO, NULL, NULL, NULL, 0,
-     0, "Content-Length"},
+    {"negative Content-Length", "POST /d HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 0, WISP_ERR_PROTO, NULL, NULL, NULL,
+     0, 0, "Content-Length"},
+    {"empty Content-Length", "POST /d HTTP/1.1\r\nContent-Length: \r\n\r\n", 0, WISP_ERR_PROTO, NULL, NULL, NULL, 0, 0,
+     "Content-Length"},
     {"conflicting Content-Length", "POST /d HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy", 0,
      WISP_ERR_PROTO, NULL, NULL, NULL, 0, 0, "conflicting"},
 
@@ -129,8 +127,8 @@ static const parse_case kParse[] = {
      NULL, NULL, 0, 0, "too large"},
     {"huge Content-Length", "POST /d HTTP/1.1\r\nContent-Length: 99999999999999999999999999\r\n\r\n", 0,
      WISP_ERR_TOO_BIG, NULL, NULL, NULL, 0, 0, "too large"},
-    {"head + body just over the limit", "POST /d HTTP/1.1\r\nContent-Length: 8170\r\n\r\n", 0, WISP_ERR_TOO_BIG,
-     NULL, NULL, NULL, 0, 0, "too large"},
+    {"head + body just over the limit", "POST /d HTTP/1.1\r\nContent-Length: 8170\r\n\r\n", 0, WISP_ERR_TOO_BIG, NULL,
+     NULL, NULL, 0, 0, "too large"},
 };
 
 static void run_parse_case(const parse_case *c) {
@@ -296,11 +294,24 @@ static void test_reason_phrases(void **state) {
     int status;
     const char *phrase;
   } kCases[] = {
-      {200, "OK"}, {202, "Accepted"}, {400, "Bad Request"}, {403, "Forbidden"}, {404, "Not Found"},
-      {405, "Method Not Allowed"}, {408, "Request Timeout"}, {413, "Content Too Large"},
-      {429, "Too Many Requests"}, {500, "Internal Server Error"}, {503, "Service Unavailable"},
-      {299, "Successful"}, {418, "Client Error"}, {599, "Server Error"}, {103, "Informational"},
-      {0, "Unknown"}, {600, "Unknown"}, {-1, "Unknown"},
+      {200, "OK"},
+      {202, "Accepted"},
+      {400, "Bad Request"},
+      {403, "Forbidden"},
+      {404, "Not Found"},
+      {405, "Method Not Allowed"},
+      {408, "Request Timeout"},
+      {413, "Content Too Large"},
+      {429, "Too Many Requests"},
+      {500, "Internal Server Error"},
+      {503, "Service Unavailable"},
+      {299, "Successful"},
+      {418, "Client Error"},
+      {599, "Server Error"},
+      {103, "Informational"},
+      {0, "Unknown"},
+      {600, "Unknown"},
+      {-1, "Unknown"},
   };
   for (size_t i = 0; i < sizeof(kCases) / sizeof(kCases[0]); i++) {
     const char *got = wisp_admin_reason_phrase(kCases[i].status);
@@ -352,9 +363,8 @@ static void test_ready_table(void **state) {
     snprintf(info.not_after, sizeof(info.not_after), "Nov 22 12:00:00 2026 GMT");
     info.not_after_unix = c->not_after_unix;
     char reason[256] = "";
-    assert_int_equal(wisp_admin_ready_check(&info, c->loaded, c->listening, c->draining, c->now, reason,
-                                            sizeof(reason)),
-                     c->want);
+    assert_int_equal(
+        wisp_admin_ready_check(&info, c->loaded, c->listening, c->draining, c->now, reason, sizeof(reason)), c->want);
     if (!strstr(reason, c->reason_has)) fail_msg("case '%s': reason '%s' lacks '%s'", c->name, reason, c->reason_has);
   }
 }
@@ -374,11 +384,11 @@ static void test_ready_small_buffer(void **state) {
 
 int main(void) {
   struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_parse_table),       cmocka_unit_test(test_parse_every_prefix),
+      cmocka_unit_test(test_parse_table),          cmocka_unit_test(test_parse_every_prefix),
       cmocka_unit_test(test_parse_trailing_bytes), cmocka_unit_test(test_parse_oversize),
-      cmocka_unit_test(test_parse_small_max),   cmocka_unit_test(test_route_table),
-      cmocka_unit_test(test_route_after_parse), cmocka_unit_test(test_ready_table),
-      cmocka_unit_test(test_ready_small_buffer), cmocka_unit_test(test_reason_phrases),
+      cmocka_unit_test(test_parse_small_max),      cmocka_unit_test(test_route_table),
+      cmocka_unit_test(test_route_after_parse),    cmocka_unit_test(test_ready_table),
+      cmocka_unit_test(test_ready_small_buffer),   cmocka_unit_test(test_reason_phrases),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }

@@ -91,18 +91,18 @@ static void test_limit(void **state) {
     size_t limit;
     wisp_err want;
   } cases[] = {
-      {0, 0, 10, 10, WISP_OK},            /* exactly the limit */
-      {0, 0, 11, 10, WISP_ERR_TOO_BIG},   /* one over */
-      {0, 0, 1, 0, WISP_ERR_TOO_BIG},     /* limit 0 */
-      {0, 0, 0, 0, WISP_OK},              /* nothing into nothing */
+      {0, 0, 10, 10, WISP_OK},          /* exactly the limit */
+      {0, 0, 11, 10, WISP_ERR_TOO_BIG}, /* one over */
+      {0, 0, 1, 0, WISP_ERR_TOO_BIG},   /* limit 0 */
+      {0, 0, 0, 0, WISP_OK},            /* nothing into nothing */
       {6, 0, 4, 10, WISP_OK},
       {6, 0, 5, 10, WISP_ERR_TOO_BIG},
-      {10, 0, 1, 10, WISP_ERR_TOO_BIG},   /* full */
-      {10, 0, 0, 10, WISP_OK},            /* full, empty append */
-      {10, 5, 5, 10, WISP_OK},            /* the limit counts unread bytes only */
+      {10, 0, 1, 10, WISP_ERR_TOO_BIG}, /* full */
+      {10, 0, 0, 10, WISP_OK},          /* full, empty append */
+      {10, 5, 5, 10, WISP_OK},          /* the limit counts unread bytes only */
       {10, 5, 6, 10, WISP_ERR_TOO_BIG},
       {50, 0, 50, 99, WISP_ERR_TOO_BIG},
-      {20, 0, 30, 10, WISP_ERR_TOO_BIG},  /* already over a smaller limit */
+      {20, 0, 30, 10, WISP_ERR_TOO_BIG}, /* already over a smaller limit */
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     print_message("# case %zu\n", i);

@@ -36,8 +36,8 @@
 
 /* Made once per run (RSA key generation is slow). */
 static struct {
-  EVP_PKEY *p256;      /* a workload key */
-  EVP_PKEY *p256_b;    /* another one */
+  EVP_PKEY *p256;   /* a workload key */
+  EVP_PKEY *p256_b; /* another one */
   EVP_PKEY *p384;
   EVP_PKEY *rsa512;
   EVP_PKEY *rsa1024;
@@ -115,8 +115,7 @@ static int64_t time_unix(const ASN1_TIME *t) {
 
 /* Hand-built CSR (for what wisp_ca_csr_new refuses to make): |sans| NULL
  * means no extension request at all. Returns a malloc'd buffer. */
-static uint8_t *make_csr(size_t *out_len, EVP_PKEY *key, const EVP_MD *md, const test_san *sans,
-                         size_t nsans) {
+static uint8_t *make_csr(size_t *out_len, EVP_PKEY *key, const EVP_MD *md, const test_san *sans, size_t nsans) {
   X509_REQ *req = X509_REQ_new();
   assert_non_null(req);
   assert_true(X509_REQ_set_version(req, X509_REQ_VERSION_1));
@@ -212,7 +211,7 @@ static void assert_ski_is_key_hash(X509 *x) {
 
 /* Verifies |leaf| against |root| through |chain| (may be NULL) as a TLS
  * client certificate. Returns the X509_V_* result. */
-static int verify_chain(X509 *leaf, STACK_OF(X509) *chain, X509 *root) {
+static int verify_chain(X509 *leaf, STACK_OF(X509) * chain, X509 *root) {
   X509_STORE *store = X509_STORE_new();
   X509_STORE_CTX *ctx = X509_STORE_CTX_new();
   assert_true(X509_STORE_add_cert(store, root));
@@ -288,8 +287,7 @@ static void test_key_pem_round_trip(void **state) {
   assert_null(back);
   assert_non_null(strstr(err, "no usable private key"));
   char *huge = calloc(1, WISP_CA_PEM_MAX + 1);
-  assert_int_equal(wisp_ca_key_from_pem(&back, huge, WISP_CA_PEM_MAX + 1, err, sizeof(err)),
-                   WISP_ERR_TOO_BIG);
+  assert_int_equal(wisp_ca_key_from_pem(&back, huge, WISP_CA_PEM_MAX + 1, err, sizeof(err)), WISP_ERR_TOO_BIG);
   assert_null(back);
   free(huge);
 }
@@ -306,8 +304,7 @@ static void test_key_policy_table(void **state) {
   const policy_case cases[] = {
       {"P-256", &g.p256, WISP_OK, NULL},
       {"RSA-2048", &g.rsa2048, WISP_OK, NULL},
-      {"RSA-512", &g.rsa512, WISP_ERR_POLICY,
-       "RSA key of 512 bits is too small (need >= 2048, ECDSA P-256 preferred)"},
+      {"RSA-512", &g.rsa512, WISP_ERR_POLICY, "RSA key of 512 bits is too small (need >= 2048, ECDSA P-256 preferred)"},
       {"RSA-1024", &g.rsa1024, WISP_ERR_POLICY, "RSA key of 1024 bits is too small"},
       {"P-384", &g.p384, WISP_ERR_POLICY, "EC key on curve P-384 is not allowed (need P-256)"},
       {"Ed25519", &g.ed25519, WISP_ERR_POLICY, "ED25519 key is not allowed"},
@@ -358,14 +355,13 @@ static void test_csr_round_trip(void **state) {
 
 static void test_csr_new_rejects_bad_ids(void **state) {
   (void)state;
-  const char *bad[] = {NULL, "", "http://example.org/x", "spiffe://example.org",
-                       "spiffe://Example.org/x", "spiffe://example.org/a//b"};
+  const char *bad[] = {
+      NULL, "", "http://example.org/x", "spiffe://example.org", "spiffe://Example.org/x", "spiffe://example.org/a//b"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     uint8_t *der = NULL;
     size_t len = 0;
     char err[256] = "";
-    assert_int_equal(wisp_ca_csr_new(&der, &len, g.p256, bad[i], err, sizeof(err)),
-                     WISP_ERR_IDENTITY);
+    assert_int_equal(wisp_ca_csr_new(&der, &len, g.p256, bad[i], err, sizeof(err)), WISP_ERR_IDENTITY);
     assert_null(der);
     assert_true(err[0] != '\0');
   }
@@ -521,11 +517,9 @@ static const csr_case kCsrCases[] = {
     {"URI + DNS SAN", csr_uri_and_dns, WISP_ERR_IDENTITY, "asks for a DNS SAN"},
     {"DNS SAN only", csr_dns_only, WISP_ERR_IDENTITY, "asks for a DNS SAN"},
     {"e-mail SAN", csr_email, WISP_ERR_IDENTITY, "asks for an e-mail SAN"},
-    {"https URI", csr_https_uri, WISP_ERR_IDENTITY,
-     "not a SPIFFE ID: does not start with spiffe://"},
+    {"https URI", csr_https_uri, WISP_ERR_IDENTITY, "not a SPIFFE ID: does not start with spiffe://"},
     {"trust domain ID", csr_td_only, WISP_ERR_IDENTITY, "the trust domain itself"},
-    {"RSA-512", csr_rsa512, WISP_ERR_POLICY,
-     "RSA key of 512 bits is too small (need >= 2048, ECDSA P-256 preferred)"},
+    {"RSA-512", csr_rsa512, WISP_ERR_POLICY, "RSA key of 512 bits is too small (need >= 2048, ECDSA P-256 preferred)"},
     {"RSA-2048 (allowed)", csr_rsa2048, WISP_OK, NULL},
     {"P-384", csr_p384, WISP_ERR_POLICY, "EC key on curve P-384 is not allowed"},
     {"secp256k1", csr_secp256k1, WISP_ERR_POLICY, "EC key on curve secp256k1 is not allowed"},
@@ -564,8 +558,7 @@ static void test_csr_check_err_buf_optional(void **state) {
   wisp_ca_csr_info info = {0};
   assert_int_equal(wisp_ca_csr_check(&info, (const uint8_t *)"x", 1, NULL, 0), WISP_ERR_PARSE);
   char tiny[8];
-  assert_int_equal(wisp_ca_csr_check(&info, (const uint8_t *)"x", 1, tiny, sizeof(tiny)),
-                   WISP_ERR_PARSE);
+  assert_int_equal(wisp_ca_csr_check(&info, (const uint8_t *)"x", 1, tiny, sizeof(tiny)), WISP_ERR_PARSE);
   assert_int_equal(strlen(tiny), sizeof(tiny) - 1);
 }
 
@@ -626,8 +619,14 @@ static void test_new_root_rejects(void **state) {
     const char *td;
     int64_t ttl;
   } cases[] = {
-      {NULL, 3600},        {"", 3600},          {"Example.org", 3600}, {"example.org/x", 3600},
-      {"spiffe://x", 3600}, {"exa mple", 3600},  {TD, 0},               {TD, -1},
+      {NULL, 3600},
+      {"", 3600},
+      {"Example.org", 3600},
+      {"example.org/x", 3600},
+      {"spiffe://x", 3600},
+      {"exa mple", 3600},
+      {TD, 0},
+      {TD, -1},
       {TD, WISP_CA_TTL_MAX + 1},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -709,8 +708,7 @@ static void test_issue_svid(void **state) {
 
   /* Two issues never share a serial. */
   X509 *leaf2 = issue(ca, g.p256, WEB_ID, 600);
-  assert_int_not_equal(ASN1_INTEGER_cmp(X509_get0_serialNumber(leaf),
-                                        X509_get0_serialNumber(leaf2)), 0);
+  assert_int_not_equal(ASN1_INTEGER_cmp(X509_get0_serialNumber(leaf), X509_get0_serialNumber(leaf2)), 0);
   X509_free(leaf2);
   X509_free(leaf);
   EVP_PKEY_free(cakey);
@@ -829,11 +827,10 @@ typedef struct {
 static void test_issue_rejects_table(void **state) {
   (void)state;
   const issue_case cases[] = {
-      {"other trust domain", "spiffe://other.org/ns/default/sa/web", &g.p256, 60,
-       WISP_ERR_IDENTITY, "not in this CA's trust domain example.org"},
+      {"other trust domain", "spiffe://other.org/ns/default/sa/web", &g.p256, 60, WISP_ERR_IDENTITY,
+       "not in this CA's trust domain example.org"},
       {"not SPIFFE", "https://example.org/x", &g.p256, 60, WISP_ERR_IDENTITY, "not a SPIFFE ID"},
-      {"trust domain only", "spiffe://example.org", &g.p256, 60, WISP_ERR_IDENTITY,
-       "trust domain itself"},
+      {"trust domain only", "spiffe://example.org", &g.p256, 60, WISP_ERR_IDENTITY, "trust domain itself"},
       {"NULL ID", NULL, &g.p256, 60, WISP_ERR_IDENTITY, "no SPIFFE ID"},
       {"TTL 0", WEB_ID, &g.p256, 0, WISP_ERR_USAGE, "out of range"},
       {"TTL -5", WEB_ID, &g.p256, -5, WISP_ERR_USAGE, "out of range"},
@@ -861,8 +858,13 @@ static void test_issue_rejects_table(void **state) {
  * one: no SKI, no keyUsage. */
 static X509 *make_intermediate(EVP_PKEY *key, const wisp_ca *root) {
   const test_san san = {GEN_URI, "spiffe://" TD, 0};
-  test_cert_spec spec = {.cn = "wisp intermediate", .sans = &san, .nsans = 1, .is_ca = true,
-                         .serial = 7, .not_before_sec = -60, .not_after_sec = 1800};
+  test_cert_spec spec = {.cn = "wisp intermediate",
+                         .sans = &san,
+                         .nsans = 1,
+                         .is_ca = true,
+                         .serial = 7,
+                         .not_before_sec = -60,
+                         .not_after_sec = 1800};
   EVP_PKEY *root_key = ca_key(root);
   X509 *x = test_new_cert(&spec, key, wisp_ca_get0_cert(root), root_key);
   assert_non_null(x);
@@ -882,9 +884,7 @@ static void test_save_load_root(void **state) {
   wisp_ca *back = NULL;
   char err[512] = "";
   /* Trust domain from the root's URI SAN. */
-  assert_int_equal(wisp_ca_load_pem(&back, NULL, cert_pem, cert_len, key_pem, key_len, err,
-                                    sizeof(err)),
-                   WISP_OK);
+  assert_int_equal(wisp_ca_load_pem(&back, NULL, cert_pem, cert_len, key_pem, key_len, err, sizeof(err)), WISP_OK);
   assert_string_equal(wisp_ca_get0_trust_domain(back), TD);
   assert_int_equal(X509_cmp(wisp_ca_get0_cert(back), wisp_ca_get0_cert(ca)), 0);
   assert_int_equal(sk_X509_num(wisp_ca_get0_chain(back)), 0);
@@ -896,15 +896,12 @@ static void test_save_load_root(void **state) {
 
   /* Given and agreeing. */
   back = NULL;
-  assert_int_equal(wisp_ca_load_pem(&back, TD, cert_pem, cert_len, key_pem, key_len, err,
-                                    sizeof(err)),
-                   WISP_OK);
+  assert_int_equal(wisp_ca_load_pem(&back, TD, cert_pem, cert_len, key_pem, key_len, err, sizeof(err)), WISP_OK);
   wisp_ca_free(back);
 
   /* Given and disagreeing. */
   back = NULL;
-  assert_int_equal(wisp_ca_load_pem(&back, "other.org", cert_pem, cert_len, key_pem, key_len,
-                                    err, sizeof(err)),
+  assert_int_equal(wisp_ca_load_pem(&back, "other.org", cert_pem, cert_len, key_pem, key_len, err, sizeof(err)),
                    WISP_ERR_IDENTITY);
   assert_null(back);
   assert_non_null(strstr(err, "trust domain example.org, not other.org"));
@@ -928,8 +925,7 @@ static void test_load_intermediate_chain(void **state) {
   char *kp = key_pem(ikey, &key_len);
   wisp_ca *ca = NULL;
   char err[512] = "";
-  assert_int_equal(wisp_ca_load_pem(&ca, NULL, cert_pem, cert_len, kp, key_len, err, sizeof(err)),
-                   WISP_OK);
+  assert_int_equal(wisp_ca_load_pem(&ca, NULL, cert_pem, cert_len, kp, key_len, err, sizeof(err)), WISP_OK);
   assert_string_equal(wisp_ca_get0_trust_domain(ca), TD);
   assert_int_equal(X509_cmp(wisp_ca_get0_cert(ca), inter), 0);
   STACK_OF(X509) *chain = wisp_ca_get0_chain(ca);
@@ -959,8 +955,7 @@ static void test_load_intermediate_chain(void **state) {
   /* Saved in the same layout. */
   char *saved_cert, *saved_key;
   size_t saved_cert_len, saved_key_len;
-  assert_int_equal(wisp_ca_save_pem(ca, &saved_cert, &saved_cert_len, &saved_key, &saved_key_len),
-                   WISP_OK);
+  assert_int_equal(wisp_ca_save_pem(ca, &saved_cert, &saved_cert_len, &saved_key, &saved_key_len), WISP_OK);
   assert_string_equal(saved_cert, cert_pem);
   free(saved_cert);
   free(saved_key);
@@ -994,21 +989,18 @@ static void test_load_files(void **state) {
 
   wisp_ca *ca = NULL;
   char err[1024] = "";
-  assert_int_equal(wisp_ca_load_files(&ca, TD, cert_path, chain_path, key_path, err, sizeof(err)),
-                   WISP_OK);
+  assert_int_equal(wisp_ca_load_files(&ca, TD, cert_path, chain_path, key_path, err, sizeof(err)), WISP_OK);
   assert_int_equal(sk_X509_num(wisp_ca_get0_chain(ca)), 1);
   wisp_ca_free(ca);
 
   /* Without the root file the chain has no root. */
   ca = NULL;
-  assert_int_equal(wisp_ca_load_files(&ca, TD, cert_path, NULL, key_path, err, sizeof(err)),
-                   WISP_ERR_VERIFY);
+  assert_int_equal(wisp_ca_load_files(&ca, TD, cert_path, NULL, key_path, err, sizeof(err)), WISP_ERR_VERIFY);
   assert_null(ca);
   assert_non_null(strstr(err, cert_path));
   assert_non_null(strstr(err, "not a self-signed root"));
 
-  assert_int_equal(wisp_ca_load_files(&ca, TD, missing, NULL, key_path, err, sizeof(err)),
-                   WISP_ERR_IO);
+  assert_int_equal(wisp_ca_load_files(&ca, TD, missing, NULL, key_path, err, sizeof(err)), WISP_ERR_IO);
   assert_non_null(strstr(err, "missing.pem"));
   assert_null(ca);
 
@@ -1024,8 +1016,8 @@ enum { K_ROOT, K_INTER, K_LEAF, K_NOSAN_ROOT, K_EXPIRED_ROOT, K_P384_ROOT, K_OTH
 
 typedef struct {
   const char *name;
-  int certs[3];  /* C_* indices, -1 ends */
-  int key;       /* K_* index, -1: garbage PEM */
+  int certs[3]; /* C_* indices, -1 ends */
+  int key;      /* K_* index, -1: garbage PEM */
   const char *td;
   wisp_err want;
   const char *why;
@@ -1035,19 +1027,24 @@ static const load_case kLoadCases[] = {
     {"root", {C_ROOT, -1}, K_ROOT, NULL, WISP_OK, NULL},
     {"intermediate + root", {C_INTER, C_ROOT, -1}, K_INTER, NULL, WISP_OK, NULL},
     {"root key mismatch", {C_ROOT, -1}, K_OTHER, NULL, WISP_ERR_USAGE, "does not match"},
-    {"intermediate with the root's key", {C_INTER, C_ROOT, -1}, K_ROOT, NULL, WISP_ERR_USAGE,
-     "does not match"},
+    {"intermediate with the root's key", {C_INTER, C_ROOT, -1}, K_ROOT, NULL, WISP_ERR_USAGE, "does not match"},
     {"leaf is not a CA", {C_LEAF, C_ROOT, -1}, K_LEAF, NULL, WISP_ERR_USAGE, "is not a CA"},
-    {"intermediate without root", {C_INTER, -1}, K_INTER, NULL, WISP_ERR_VERIFY,
-     "not a self-signed root"},
-    {"root first, then intermediate", {C_ROOT, C_INTER, -1}, K_ROOT, NULL, WISP_ERR_VERIFY,
+    {"intermediate without root", {C_INTER, -1}, K_INTER, NULL, WISP_ERR_VERIFY, "not a self-signed root"},
+    {"root first, then intermediate",
+     {C_ROOT, C_INTER, -1},
+     K_ROOT,
+     NULL,
+     WISP_ERR_VERIFY,
      "is not issued by certificate 2"},
     {"no certificate", {-1}, K_ROOT, NULL, WISP_ERR_PARSE, "no CERTIFICATE block"},
     {"garbage key", {C_ROOT, -1}, -1, NULL, WISP_ERR_PARSE, "CA key: no usable private key"},
-    {"no SAN, no trust domain", {C_NOSAN_ROOT, -1}, K_NOSAN_ROOT, NULL, WISP_ERR_IDENTITY,
-     "give the trust domain"},
+    {"no SAN, no trust domain", {C_NOSAN_ROOT, -1}, K_NOSAN_ROOT, NULL, WISP_ERR_IDENTITY, "give the trust domain"},
     {"no SAN, trust domain given", {C_NOSAN_ROOT, -1}, K_NOSAN_ROOT, TD, WISP_OK, NULL},
-    {"bad trust domain given", {C_NOSAN_ROOT, -1}, K_NOSAN_ROOT, "Bad.Org", WISP_ERR_IDENTITY,
+    {"bad trust domain given",
+     {C_NOSAN_ROOT, -1},
+     K_NOSAN_ROOT,
+     "Bad.Org",
+     WISP_ERR_IDENTITY,
      "not a trust domain name"},
     {"expired root", {C_EXPIRED_ROOT, -1}, K_EXPIRED_ROOT, TD, WISP_ERR_VERIFY, "expired at"},
     {"P-384 CA key", {C_P384_ROOT, -1}, K_P384_ROOT, TD, WISP_ERR_POLICY, "P-384"},
@@ -1069,8 +1066,7 @@ static void test_load_table(void **state) {
   test_cert_spec nosan = {.cn = "plain root", .is_ca = true};
   certs[C_NOSAN_ROOT] = test_new_cert(&nosan, keys[K_NOSAN_ROOT], NULL, NULL);
   assert_int_equal(wisp_ca_key_new_p256(&keys[K_EXPIRED_ROOT]), WISP_OK);
-  test_cert_spec expired = {.cn = "old root", .is_ca = true, .not_before_sec = -7200,
-                            .not_after_sec = -3600};
+  test_cert_spec expired = {.cn = "old root", .is_ca = true, .not_before_sec = -7200, .not_after_sec = -3600};
   certs[C_EXPIRED_ROOT] = test_new_cert(&expired, keys[K_EXPIRED_ROOT], NULL, NULL);
   keys[K_P384_ROOT] = ec_key(NID_secp384r1);
   test_cert_spec p384 = {.cn = "p384 root", .is_ca = true};
@@ -1150,8 +1146,7 @@ static void test_certs_pem_der_round_trip(void **state) {
   STACK_OF(X509) *out = NULL;
   assert_int_equal(wisp_ca_certs_from_pem(&out, pem, pem_len, err, sizeof(err)), WISP_OK);
   assert_int_equal(sk_X509_num(out), 2);
-  for (size_t i = 0; i < 2; i++)
-    assert_int_equal(X509_cmp(sk_X509_value(out, i), sk_X509_value(in, i)), 0);
+  for (size_t i = 0; i < 2; i++) assert_int_equal(X509_cmp(sk_X509_value(out, i), sk_X509_value(in, i)), 0);
   sk_X509_pop_free(out, X509_free);
 
   uint8_t *der;
@@ -1161,21 +1156,18 @@ static void test_certs_pem_der_round_trip(void **state) {
   out = NULL;
   assert_int_equal(wisp_ca_certs_from_der(&out, der, der_len, err, sizeof(err)), WISP_OK);
   assert_int_equal(sk_X509_num(out), 2);
-  for (size_t i = 0; i < 2; i++)
-    assert_int_equal(X509_cmp(sk_X509_value(out, i), sk_X509_value(in, i)), 0);
+  for (size_t i = 0; i < 2; i++) assert_int_equal(X509_cmp(sk_X509_value(out, i), sk_X509_value(in, i)), 0);
   sk_X509_pop_free(out, X509_free);
 
   /* Strict DER: truncation, trailing garbage, emptiness. */
   out = NULL;
-  assert_int_equal(wisp_ca_certs_from_der(&out, der, der_len - 1, err, sizeof(err)),
-                   WISP_ERR_PARSE);
+  assert_int_equal(wisp_ca_certs_from_der(&out, der, der_len - 1, err, sizeof(err)), WISP_ERR_PARSE);
   assert_non_null(strstr(err, "certificate 2"));
   uint8_t *longer = malloc(der_len + 2);
   memcpy(longer, der, der_len);
   longer[der_len] = 0x30;
   longer[der_len + 1] = 0x00;
-  assert_int_equal(wisp_ca_certs_from_der(&out, longer, der_len + 2, err, sizeof(err)),
-                   WISP_ERR_PARSE);
+  assert_int_equal(wisp_ca_certs_from_der(&out, longer, der_len + 2, err, sizeof(err)), WISP_ERR_PARSE);
   assert_int_equal(wisp_ca_certs_from_der(&out, longer, 0, err, sizeof(err)), WISP_ERR_PARSE);
   assert_null(out);
   free(longer);
@@ -1183,27 +1175,21 @@ static void test_certs_pem_der_round_trip(void **state) {
   /* PEM: no block, a broken block, too many. */
   assert_int_equal(wisp_ca_certs_from_pem(&out, "", 0, err, sizeof(err)), WISP_ERR_PARSE);
   const char kBroken[] = "-----BEGIN CERTIFICATE-----\nnot base64 !!\n-----END CERTIFICATE-----\n";
-  assert_int_equal(wisp_ca_certs_from_pem(&out, kBroken, strlen(kBroken), err, sizeof(err)),
-                   WISP_ERR_PARSE);
+  assert_int_equal(wisp_ca_certs_from_pem(&out, kBroken, strlen(kBroken), err, sizeof(err)), WISP_ERR_PARSE);
   assert_non_null(strstr(err, "certificate 1"));
   const char *root_pem = strstr(pem + 1, "-----BEGIN"); /* the second block */
   size_t one_len = strlen(root_pem);
   char *many = malloc(one_len * (WISP_CA_CERTS_MAX + 1) + 1);
   for (size_t i = 0; i <= WISP_CA_CERTS_MAX; i++) memcpy(many + i * one_len, root_pem, one_len);
   many[one_len * (WISP_CA_CERTS_MAX + 1)] = '\0';
-  assert_int_equal(wisp_ca_certs_from_pem(&out, many, strlen(many), err, sizeof(err)),
-                   WISP_ERR_TOO_BIG);
-  assert_int_equal(wisp_ca_certs_from_pem(&out, many, one_len * WISP_CA_CERTS_MAX, err,
-                                          sizeof(err)),
-                   WISP_OK);
+  assert_int_equal(wisp_ca_certs_from_pem(&out, many, strlen(many), err, sizeof(err)), WISP_ERR_TOO_BIG);
+  assert_int_equal(wisp_ca_certs_from_pem(&out, many, one_len * WISP_CA_CERTS_MAX, err, sizeof(err)), WISP_OK);
   assert_int_equal(sk_X509_num(out), WISP_CA_CERTS_MAX);
   sk_X509_pop_free(out, X509_free);
   out = NULL;
   char *huge = calloc(1, WISP_CA_PEM_MAX + 1);
-  assert_int_equal(wisp_ca_certs_from_pem(&out, huge, WISP_CA_PEM_MAX + 1, err, sizeof(err)),
-                   WISP_ERR_TOO_BIG);
-  assert_int_equal(wisp_ca_certs_from_der(&out, (const uint8_t *)huge, WISP_CA_PEM_MAX + 1, err,
-                                          sizeof(err)),
+  assert_int_equal(wisp_ca_certs_from_pem(&out, huge, WISP_CA_PEM_MAX + 1, err, sizeof(err)), WISP_ERR_TOO_BIG);
+  assert_int_equal(wisp_ca_certs_from_der(&out, (const uint8_t *)huge, WISP_CA_PEM_MAX + 1, err, sizeof(err)),
                    WISP_ERR_TOO_BIG);
   assert_null(out);
   assert_int_equal(ERR_peek_error(), 0);

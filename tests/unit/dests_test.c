@@ -26,8 +26,10 @@ static const char *lookup(const wisp_dests *d, const char *addr) {
 static void test_lookup(void **state) {
   (void)state;
   static const wisp_policy_destination kMap[] = {
-      {"10.0.0.5", ORDERS},           {"10.0.0.5:9090", ORDERS_ADMIN},
-      {"[fd00::9]:5432", PG},         {"10.0.0.6:5432", PG},
+      {"10.0.0.5", ORDERS},
+      {"10.0.0.5:9090", ORDERS_ADMIN},
+      {"[fd00::9]:5432", PG},
+      {"10.0.0.6:5432", PG},
   };
   wisp_dests *d = NULL;
   char err[256];
@@ -66,7 +68,8 @@ static void test_refused(void **state) {
       {{{NULL, ORDERS}}, 1, "destination 0: address \"\" is not IP:PORT or an IP"},
       {{{"10.0.0.5:80", "spiffe://shop.local/ns/shop/sa/"}}, 1, NULL},
       {{{"10.0.0.5:80", NULL}}, 1, NULL},
-      {{{"10.0.0.5:80", ORDERS}, {"10.0.0.5:0080", PG}}, 2,
+      {{{"10.0.0.5:80", ORDERS}, {"10.0.0.5:0080", PG}},
+       2,
        "destination 10.0.0.5:80 is listed twice (" ORDERS " and " PG ")"},
   };
   for (size_t i = 0; i < sizeof(kBad) / sizeof(kBad[0]); i++) {

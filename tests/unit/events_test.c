@@ -41,28 +41,32 @@ static void test_refused(void **state) {
   wisp_events_refused(e, true, "unknown_ca", "127.0.0.1:40001", ROGUE); /* same caller, other port */
   wisp_events_refused(e, true, "expired", "[::1]:5", NULL);
   const char *t = render(e);
-  assert_non_null(strstr(t, "wisp_connection_refusals_total{direction=\"inbound\",reason=\"unknown_ca\","
-                            "source_address=\"127.0.0.1\",source_principal=\"" ROGUE "\","
-                            "destination_workload=\"orders\",destination_workload_namespace=\"shop\","
-                            "destination_principal=\"" ME "\"} 2\n"));
+  assert_non_null(strstr(t,
+                         "wisp_connection_refusals_total{direction=\"inbound\",reason=\"unknown_ca\","
+                         "source_address=\"127.0.0.1\",source_principal=\"" ROGUE "\","
+                         "destination_workload=\"orders\",destination_workload_namespace=\"shop\","
+                         "destination_principal=\"" ME "\"} 2\n"));
   wisp_events_refused(e, true, "expired", "10.0.0.9:5", NULL); /* over the cap: 127.0.0.1 gives way */
   assert_int_equal(wisp_events_overflowed(e), 2);
-  wisp_events_refused(e, true, "expired", "[::1]:6", NULL);                /* ::1 counted again */
+  wisp_events_refused(e, true, "expired", "[::1]:6", NULL);            /* ::1 counted again */
   wisp_events_refused(e, true, "unknown_ca", "10.0.0.8:5", "x\"y\\z"); /* 10.0.0.9 gives way */
   assert_int_equal(wisp_events_overflowed(e), 3);
   t = render(e);
   assert_null(strstr(t, "127.0.0.1"));
   assert_null(strstr(t, "10.0.0.9"));
-  assert_non_null(strstr(t, "reason=\"expired\",source_address=\"::1\",source_principal=\"unknown\",destination_"
-                            "workload=\"orders\",destination_workload_namespace=\"shop\",destination_principal=\"" ME
-                            "\"} 2\n"));
+  assert_non_null(strstr(t,
+                         "reason=\"expired\",source_address=\"::1\",source_principal=\"unknown\",destination_"
+                         "workload=\"orders\",destination_workload_namespace=\"shop\",destination_principal=\"" ME
+                         "\"} 2\n"));
   assert_non_null(strstr(t, "reason=\"unknown_ca\",source_address=\"10.0.0.8\",source_principal=\"x\\\"y\\\\z\""));
-  assert_non_null(strstr(t, "reason=\"unknown_ca\",source_address=\"overflow\",source_principal=\"overflow\","
-                            "destination_workload=\"orders\",destination_workload_namespace=\"shop\",destination_"
-                            "principal=\"" ME "\"} 2\n"));
-  assert_non_null(strstr(t, "reason=\"expired\",source_address=\"overflow\",source_principal=\"overflow\","
-                            "destination_workload=\"orders\",destination_workload_namespace=\"shop\",destination_"
-                            "principal=\"" ME "\"} 1\n"));
+  assert_non_null(strstr(t,
+                         "reason=\"unknown_ca\",source_address=\"overflow\",source_principal=\"overflow\","
+                         "destination_workload=\"orders\",destination_workload_namespace=\"shop\",destination_"
+                         "principal=\"" ME "\"} 2\n"));
+  assert_non_null(strstr(t,
+                         "reason=\"expired\",source_address=\"overflow\",source_principal=\"overflow\","
+                         "destination_workload=\"orders\",destination_workload_namespace=\"shop\",destination_"
+                         "principal=\"" ME "\"} 1\n"));
   assert_non_null(strstr(t, "wisp_events_overflowed_total 3\n"));
   wisp_events_free(e);
 }
@@ -80,13 +84,15 @@ static void test_refused_unverified_cannot_pin(void **state) {
   }
   wisp_events_refused(e, true, "unknown_ca", "10.1.2.3:4", "spiffe://shop.local/ns/shop/sa/legit-but-misconfigured");
   const char *t = render(e);
-  assert_non_null(strstr(t, "reason=\"unknown_ca\",source_address=\"10.1.2.3\",source_principal=\"spiffe://"
-                            "shop.local/ns/shop/sa/legit-but-misconfigured\","));
+  assert_non_null(strstr(t,
+                         "reason=\"unknown_ca\",source_address=\"10.1.2.3\",source_principal=\"spiffe://"
+                         "shop.local/ns/shop/sa/legit-but-misconfigured\","));
   assert_null(strstr(t, "sa/fake-4\"")); /* the least recent gave way */
   assert_non_null(strstr(t, "sa/fake-259\""));
   /* every refusal still counted: 261 = 255 kept + 1 legit + 5 moved to overflow */
-  assert_non_null(strstr(t, "source_address=\"overflow\",source_principal=\"overflow\",destination_workload=\"orders\","
-                            "destination_workload_namespace=\"shop\",destination_principal=\"" ME "\"} 5\n"));
+  assert_non_null(strstr(t,
+                         "source_address=\"overflow\",source_principal=\"overflow\",destination_workload=\"orders\","
+                         "destination_workload_namespace=\"shop\",destination_principal=\"" ME "\"} 5\n"));
   wisp_events_free(e);
 }
 
@@ -100,17 +106,19 @@ static void test_denied_and_upstream(void **state) {
   wisp_events_upstream_failed(e, "wrong_identity", "127.0.0.1:9", "spiffe://shop.local/ns/a/sa/b", ROGUE);
   wisp_events_upstream_failed(e, "unknown_ca", "127.0.0.1:9", NULL, "s\nn");
   const char *t = render(e);
-  assert_non_null(strstr(t, "wisp_policy_denials_total{direction=\"inbound\",decision=\"deny_rule\","
-                            "policy=\"shop/no-admin\",rule=\"1\",source_principal=\"" ROGUE "\""));
+  assert_non_null(strstr(t,
+                         "wisp_policy_denials_total{direction=\"inbound\",decision=\"deny_rule\","
+                         "policy=\"shop/no-admin\",rule=\"1\",source_principal=\"" ROGUE "\""));
   assert_non_null(strstr(t, "decision=\"deny_rule\",policy=\"shop/no-admin\",rule=\"1\",source_principal=\"" ROGUE
                             "\",destination_workload=\"orders\",destination_workload_namespace=\"shop\","
                             "destination_principal=\"" ME "\"} 2\n"));
   assert_non_null(strstr(t, "decision=\"no_allow_match\",policy=\"none\",rule=\"none\",source_principal=\"unknown\""));
   assert_non_null(strstr(t, "decision=\"invalid_request\""));
-  assert_non_null(strstr(t, "wisp_upstream_verification_failures_total{direction=\"outbound\",reason=\"wrong_identity\","
-                            "source_workload=\"orders\",source_workload_namespace=\"shop\",source_principal=\"" ME
-                            "\",destination_address=\"127.0.0.1:9\",destination_principal=\"spiffe://shop.local/ns/a/"
-                            "sa/b\",presented_principal=\"" ROGUE "\"} 1\n"));
+  assert_non_null(strstr(t,
+                         "wisp_upstream_verification_failures_total{direction=\"outbound\",reason=\"wrong_identity\","
+                         "source_workload=\"orders\",source_workload_namespace=\"shop\",source_principal=\"" ME
+                         "\",destination_address=\"127.0.0.1:9\",destination_principal=\"spiffe://shop.local/ns/a/"
+                         "sa/b\",presented_principal=\"" ROGUE "\"} 1\n"));
   assert_non_null(strstr(t, "destination_principal=\"any\",presented_principal=\"s\\nn\""));
   assert_int_equal(wisp_events_overflowed(e), 0);
   wisp_events_free(e);

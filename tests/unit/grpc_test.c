@@ -26,9 +26,9 @@ typedef struct {
   size_t n;
   size_t lens[MAX_MSGS];
   uint8_t *msgs[MAX_MSGS];
-  wisp_err err;      /* first feed error, WISP_OK if none */
-  size_t err_at;     /* stream offset of the chunk that failed */
-  wisp_err finish;   /* wisp_grpc_reader_finish at the end */
+  wisp_err err;    /* first feed error, WISP_OK if none */
+  size_t err_at;   /* stream offset of the chunk that failed */
+  wisp_err finish; /* wisp_grpc_reader_finish at the end */
 } run_result;
 
 static void run_result_free(run_result *rr) {
@@ -39,8 +39,7 @@ static void run_result_free(run_result *rr) {
 /* Feeds |len| bytes of |data| to |r| in chunks whose sizes cycle through
  * |chunks| (0-terminated; NULL: one chunk), checking the feed contract on
  * every call. Stops at the first error. */
-static void run_stream(run_result *rr, wisp_grpc_reader *r, const uint8_t *data, size_t len,
-                       const size_t *chunks) {
+static void run_stream(run_result *rr, wisp_grpc_reader *r, const uint8_t *data, size_t len, const size_t *chunks) {
   memset(rr, 0, sizeof(*rr));
   size_t off = 0, ci = 0;
   while (off < len) {
@@ -196,8 +195,8 @@ static void test_reader_chunkings(void **state) {
     const char *name;
     const size_t *chunks;
   } chunkings[] = {
-      {"one chunk", NULL},     {"byte by byte", CHUNK_BYTE}, {"3,7", CHUNK_3_7},
-      {"2,5,11", CHUNK_2_5_11}, {"4", CHUNK_4},              {"6", CHUNK_6},
+      {"one chunk", NULL}, {"byte by byte", CHUNK_BYTE}, {"3,7", CHUNK_3_7}, {"2,5,11", CHUNK_2_5_11}, {"4", CHUNK_4},
+      {"6", CHUNK_6},
   };
   for (size_t c = 0; c < sizeof(chunkings) / sizeof(chunkings[0]); c++) {
     wisp_grpc_reader r;
@@ -230,9 +229,9 @@ static void test_reader_table(void **state) {
     size_t len;
     const size_t *chunks;
     size_t max;
-    size_t n_msgs;      /* messages handed out before the end or the error */
-    wisp_err err;       /* from feed */
-    wisp_err finish;    /* from finish */
+    size_t n_msgs;   /* messages handed out before the end or the error */
+    wisp_err err;    /* from feed */
+    wisp_err finish; /* from finish */
   } cases[] = {
       {"empty stream", "", 0, NULL, 16, 0, WISP_OK, WISP_OK},
       {"zero-length message", "\0\0\0\0\0", 5, NULL, 16, 1, WISP_OK, WISP_OK},
@@ -241,16 +240,12 @@ static void test_reader_table(void **state) {
       {"exactly max", "\0\0\0\0\3abc", 8, NULL, 3, 1, WISP_OK, WISP_OK},
       {"exactly max, byte by byte", "\0\0\0\0\3abc", 8, CHUNK_BYTE, 3, 1, WISP_OK, WISP_OK},
       {"oversize by one", "\0\0\0\0\4abcd", 9, NULL, 3, 0, WISP_ERR_TOO_BIG, WISP_ERR_TOO_BIG},
-      {"oversize, prefix only", "\0\0\0\0\4", 5, CHUNK_BYTE, 3, 0, WISP_ERR_TOO_BIG,
-       WISP_ERR_TOO_BIG},
-      {"oversize 4 GiB - 1", "\0\xff\xff\xff\xff", 5, NULL, 0, 0, WISP_ERR_TOO_BIG,
-       WISP_ERR_TOO_BIG},
-      {"oversize after a good one", "\0\0\0\0\1a\0\0\0\1\0", 11, NULL, 1, 1, WISP_ERR_TOO_BIG,
-       WISP_ERR_TOO_BIG},
+      {"oversize, prefix only", "\0\0\0\0\4", 5, CHUNK_BYTE, 3, 0, WISP_ERR_TOO_BIG, WISP_ERR_TOO_BIG},
+      {"oversize 4 GiB - 1", "\0\xff\xff\xff\xff", 5, NULL, 0, 0, WISP_ERR_TOO_BIG, WISP_ERR_TOO_BIG},
+      {"oversize after a good one", "\0\0\0\0\1a\0\0\0\1\0", 11, NULL, 1, 1, WISP_ERR_TOO_BIG, WISP_ERR_TOO_BIG},
       {"compressed flag", "\1\0\0\0\1a", 6, NULL, 16, 0, WISP_ERR_PROTO, WISP_ERR_PROTO},
       {"compressed, empty", "\1\0\0\0\0", 5, CHUNK_BYTE, 16, 0, WISP_ERR_PROTO, WISP_ERR_PROTO},
-      {"compressed after a good one", "\0\0\0\0\1a\1\0\0\0\1b", 12, CHUNK_3_7, 16, 1,
-       WISP_ERR_PROTO, WISP_ERR_PROTO},
+      {"compressed after a good one", "\0\0\0\0\1a\1\0\0\0\1b", 12, CHUNK_3_7, 16, 1, WISP_ERR_PROTO, WISP_ERR_PROTO},
       {"flag 2", "\2\0\0\0\1a", 6, NULL, 16, 0, WISP_ERR_PARSE, WISP_ERR_PARSE},
       {"flag 0x80", "\x80\0\0\0\1a", 6, NULL, 16, 0, WISP_ERR_PARSE, WISP_ERR_PARSE},
       {"flag 0xff", "\xff\0\0\0\0", 5, NULL, 16, 0, WISP_ERR_PARSE, WISP_ERR_PARSE},
@@ -258,8 +253,7 @@ static void test_reader_table(void **state) {
       {"truncated after flag", "\0", 1, NULL, 16, 0, WISP_OK, WISP_ERR_CLOSED},
       {"truncated after prefix", "\0\0\0\0\2", 5, NULL, 16, 0, WISP_OK, WISP_ERR_CLOSED},
       {"truncated in body", "\0\0\0\0\3ab", 7, CHUNK_BYTE, 16, 0, WISP_OK, WISP_ERR_CLOSED},
-      {"truncated in second", "\0\0\0\0\1a\0\0\0\0\2b", 12, NULL, 16, 1, WISP_OK,
-       WISP_ERR_CLOSED},
+      {"truncated in second", "\0\0\0\0\1a\0\0\0\0\2b", 12, NULL, 16, 1, WISP_OK, WISP_ERR_CLOSED},
       {"two, split 3/7", "\0\0\0\0\2ab\0\0\0\0\3cde", 15, CHUNK_3_7, 16, 2, WISP_OK, WISP_OK},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -268,8 +262,8 @@ static void test_reader_table(void **state) {
     run_result rr;
     run_stream(&rr, &r, (const uint8_t *)cases[i].bytes, cases[i].len, cases[i].chunks);
     if (rr.n != cases[i].n_msgs || rr.err != cases[i].err || rr.finish != cases[i].finish) {
-      fail_msg("%s: %zu msgs, err %d, finish %d; want %zu, %d, %d", cases[i].name, rr.n, rr.err,
-               rr.finish, cases[i].n_msgs, cases[i].err, cases[i].finish);
+      fail_msg("%s: %zu msgs, err %d, finish %d; want %zu, %d, %d", cases[i].name, rr.n, rr.err, rr.finish,
+               cases[i].n_msgs, cases[i].err, cases[i].finish);
     }
     run_result_free(&rr);
     wisp_grpc_reader_cleanup(&r);
@@ -363,20 +357,17 @@ static void test_reader_oversize_not_buffered(void **state) {
   wisp_grpc_msg m;
   bool has;
   size_t used;
-  assert_int_equal(wisp_grpc_reader_feed(&r, &m, &has, &used, chunk, sizeof(chunk)),
-                   WISP_ERR_TOO_BIG);
+  assert_int_equal(wisp_grpc_reader_feed(&r, &m, &has, &used, chunk, sizeof(chunk)), WISP_ERR_TOO_BIG);
   assert_false(has);
   assert_int_equal(used, 0);
   assert_null(r.body.data);
   /* Sticky. */
-  assert_int_equal(wisp_grpc_reader_feed(&r, &m, &has, &used, (const uint8_t *)"\0\0\0\0\0", 5),
-                   WISP_ERR_TOO_BIG);
+  assert_int_equal(wisp_grpc_reader_feed(&r, &m, &has, &used, (const uint8_t *)"\0\0\0\0\0", 5), WISP_ERR_TOO_BIG);
   assert_int_equal(used, 0);
   assert_int_equal(wisp_grpc_reader_finish(&r), WISP_ERR_TOO_BIG);
   /* cleanup makes it usable again. */
   wisp_grpc_reader_cleanup(&r);
-  assert_int_equal(wisp_grpc_reader_feed(&r, &m, &has, &used, (const uint8_t *)"\0\0\0\0\0", 5),
-                   WISP_OK);
+  assert_int_equal(wisp_grpc_reader_feed(&r, &m, &has, &used, (const uint8_t *)"\0\0\0\0\0", 5), WISP_OK);
   assert_true(has);
   wisp_grpc_reader_cleanup(&r);
 }
@@ -445,8 +436,7 @@ static void test_reader_large_storage_released(void **state) {
   assert_memory_equal(m.data, stream + WISP_GRPC_PREFIX_LEN, big);
   assert_true(r.body.cap >= big);
   /* The next call lets go of it. */
-  assert_int_equal(wisp_grpc_reader_feed(&r, &m, &has, &used, (const uint8_t *)"\0\0", 2),
-                   WISP_OK);
+  assert_int_equal(wisp_grpc_reader_feed(&r, &m, &has, &used, (const uint8_t *)"\0\0", 2), WISP_OK);
   assert_null(r.body.data);
   assert_int_equal(wisp_grpc_reader_finish(&r), WISP_ERR_CLOSED);
   wisp_grpc_reader_cleanup(&r);
@@ -522,8 +512,7 @@ static void test_write_msg(void **state) {
   wisp_buf e = {0};
   assert_int_equal(wisp_grpc_write_msg(&e, NULL, 0, 4), WISP_ERR_TOO_BIG);
   assert_int_equal(wisp_grpc_write_msg(&e, "x", SIZE_MAX, SIZE_MAX), WISP_ERR_TOO_BIG);
-  assert_int_equal(wisp_grpc_write_msg(&e, "x", (size_t)UINT32_MAX + 1, SIZE_MAX),
-                   WISP_ERR_TOO_BIG);
+  assert_int_equal(wisp_grpc_write_msg(&e, "x", (size_t)UINT32_MAX + 1, SIZE_MAX), WISP_ERR_TOO_BIG);
   assert_null(e.data);
 
   /* What the writer writes, the reader reads. */
@@ -557,25 +546,21 @@ static void test_message_encode(void **state) {
       {"hello world", 11, "hello world"},
       {"100%", 4, "100%25"},
       {"a\nb\tc\r", 6, "a%0Ab%09c%0D"},
-      {"caf\xc3\xa9", 5, "caf%C3%A9"},      /* UTF-8 */
-      {"\x7f~ !", 4, "%7F~ !"},              /* DEL is escaped, '~' and ' ' are not */
-      {"a\0b", 3, "a%00b"},                  /* a NUL byte */
+      {"caf\xc3\xa9", 5, "caf%C3%A9"}, /* UTF-8 */
+      {"\x7f~ !", 4, "%7F~ !"},        /* DEL is escaped, '~' and ' ' are not */
+      {"a\0b", 3, "a%00b"},            /* a NUL byte */
       {"\x1f\x20", 2, "%1F "},
       {"\xff", 1, "%FF"},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     char out[64];
     size_t w = 99;
-    assert_int_equal(wisp_grpc_message_encoded_len(cases[i].in, cases[i].len),
-                     strlen(cases[i].want));
-    assert_int_equal(wisp_grpc_message_encode(out, sizeof(out), &w, cases[i].in, cases[i].len),
-                     WISP_OK);
+    assert_int_equal(wisp_grpc_message_encoded_len(cases[i].in, cases[i].len), strlen(cases[i].want));
+    assert_int_equal(wisp_grpc_message_encode(out, sizeof(out), &w, cases[i].in, cases[i].len), WISP_OK);
     assert_string_equal(out, cases[i].want);
     assert_int_equal(w, strlen(cases[i].want));
     /* Exactly enough room. */
-    assert_int_equal(
-        wisp_grpc_message_encode(out, strlen(cases[i].want) + 1, &w, cases[i].in, cases[i].len),
-        WISP_OK);
+    assert_int_equal(wisp_grpc_message_encode(out, strlen(cases[i].want) + 1, &w, cases[i].in, cases[i].len), WISP_OK);
     assert_string_equal(out, cases[i].want);
   }
 }
@@ -593,8 +578,7 @@ static void test_message_encode_truncates_at_escapes(void **state) {
     char out[8];
     memset(out, 'Z', sizeof(out));
     size_t w = 99;
-    assert_int_equal(wisp_grpc_message_encode(out, cases[i].out_len, &w, "ab%", 3),
-                     WISP_ERR_TOO_BIG);
+    assert_int_equal(wisp_grpc_message_encode(out, cases[i].out_len, &w, "ab%", 3), WISP_ERR_TOO_BIG);
     assert_string_equal(out, cases[i].want);
     assert_int_equal(w, strlen(cases[i].want));
     assert_int_equal(out[cases[i].out_len], 'Z'); /* nothing past out_len */
@@ -617,7 +601,7 @@ static void test_message_decode(void **state) {
       {"plain text", "plain text", 10},
       {"100%25", "100%", 4},
       {"caf%C3%A9", "caf\xc3\xa9", 5},
-      {"caf%c3%a9", "caf\xc3\xa9", 5},  /* lowercase hex is accepted */
+      {"caf%c3%a9", "caf\xc3\xa9", 5}, /* lowercase hex is accepted */
       {"a%0Ab", "a\nb", 3},
       {"a%00b", "a\0b", 3},
       /* Broken escapes are kept as they are, never an error. */
@@ -688,11 +672,11 @@ static void test_timeout_parse(void **state) {
       {"1H", WISP_OK, 3600000},
       {"2M", WISP_OK, 120000},
       {"1000u", WISP_OK, 1},
-      {"1001u", WISP_OK, 2},        /* rounded up */
-      {"1u", WISP_OK, 1},           /* never 0 for a non-zero timeout */
+      {"1001u", WISP_OK, 2}, /* rounded up */
+      {"1u", WISP_OK, 1},    /* never 0 for a non-zero timeout */
       {"1n", WISP_OK, 1},
       {"12345678n", WISP_OK, 13},
-      {"0n", WISP_OK, 0},           /* what grpc-go sends for an expired deadline */
+      {"0n", WISP_OK, 0}, /* what grpc-go sends for an expired deadline */
       {"0m", WISP_OK, 0},
       {"00000001S", WISP_OK, 1000}, /* 8 digits, leading zeros */
       {"99999999H", WISP_OK, UINT64_C(359999996400000)},
@@ -737,7 +721,7 @@ static void test_content_type(void **state) {
       {"application/grpc;charset=utf-8", true},
       {"application/grpc+proto;charset=utf-8", true},
       {"application/grpc;", true},
-      {"application/grpc+", true},       /* empty subtype = proto, as grpc-go */
+      {"application/grpc+", true}, /* empty subtype = proto, as grpc-go */
       {"application/grpc+;x=y", true},
       {"", false},
       {"application/grp", false},

@@ -20,7 +20,7 @@
 typedef struct {
   char log[4096];
   size_t len;
-  wisp_h1_head last;  /* copied scalars of the last head (fields not kept) */
+  wisp_h1_head last; /* copied scalars of the last head (fields not kept) */
 } seen;
 
 static void put(seen *s, const char *d, size_t n) {
@@ -56,8 +56,8 @@ static const wisp_h1parse_cbs kCbs = {on_head, on_body, on_end};
 
 /* Feeds |in| in pieces of |step| bytes (0: whole), then EOF; returns the
  * outcome and fills |s|; |status|/|why| after a refusal. */
-static wisp_h1p_result run(enum http_parser_type type, bool no_body, const char *in, size_t step, seen *s,
-                           int *status, const char **why) {
+static wisp_h1p_result run(enum http_parser_type type, bool no_body, const char *in, size_t step, seen *s, int *status,
+                           const char **why) {
   wisp_h1parse p;
   memset(s, 0, sizeof(*s));
   wisp_h1parse_init(&p, type, &kCbs, s);
@@ -177,8 +177,8 @@ static void test_refusals(void **state) {
       {"GET / HTTP/1.1\r\nHost:\r\n\r\n", 400, "bad Host"},
       {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nContent-Length: 5\r\n\r\n", 400,
        "in the trailer"},
-      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n",
-       400, "in the trailer"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n", 400,
+       "in the trailer"},
   };
   for (size_t i = 0; i < sizeof(kCases) / sizeof(kCases[0]); i++) {
     for (size_t step = 0; step <= 1; step++) {
@@ -218,9 +218,10 @@ static void test_hop_by_hop(void **state) {
   memset(&s, 0, sizeof(s));
   wisp_h1parse p;
   wisp_h1parse_init(&p, HTTP_REQUEST, &kKeep, &s);
-  const char *in = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\n"
-                   "TE: trailers\r\nTE: gzip\r\nX-Kept: 1\r\nUpgrade: h2c\r\nProxy-Connection: x\r\n"
-                   "HTTP2-Settings: AAA\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const char *in =
+      "GET / HTTP/1.1\r\nHost: x\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\n"
+      "TE: trailers\r\nTE: gzip\r\nX-Kept: 1\r\nUpgrade: h2c\r\nProxy-Connection: x\r\n"
+      "HTTP2-Settings: AAA\r\nTransfer-Encoding: chunked\r\n\r\n";
   size_t used;
   wisp_h1parse_feed(&p, (const uint8_t *)in, strlen(in), &used);
   assert_string_equal(s.log, "te,x-kept,");

@@ -157,18 +157,17 @@ static void test_max_bytes(void **state) {
   assert_non_null(big);
   memset(big, 'v', max + 1);
   struct {
-    size_t first;   /* bytes of value in a first field (name "a"), 0: none */
+    size_t first; /* bytes of value in a first field (name "a"), 0: none */
     size_t name_len, value_len;
     wisp_err want;
   } cases[] = {
-      {0, 1, max - 1, WISP_OK},           /* exactly the limit in one field */
-      {0, 1, max, WISP_ERR_TOO_BIG},      /* one over */
-      {0, max + 1, 0, WISP_ERR_TOO_BIG},  /* all in the name */
-      {0, max, 1, WISP_ERR_TOO_BIG},
-      {max - 11, 5, 5, WISP_OK},          /* the sum reaches the limit */
-      {max - 11, 5, 6, WISP_ERR_TOO_BIG}, /* the sum goes one over */
-      {max - 1, 0, 0, WISP_OK},           /* full: an empty field still fits */
-      {max - 1, 1, 0, WISP_ERR_TOO_BIG},  /* full: not one byte more */
+      {0, 1, max - 1, WISP_OK},                                      /* exactly the limit in one field */
+      {0, 1, max, WISP_ERR_TOO_BIG},                                 /* one over */
+      {0, max + 1, 0, WISP_ERR_TOO_BIG},                             /* all in the name */
+      {0, max, 1, WISP_ERR_TOO_BIG},      {max - 11, 5, 5, WISP_OK}, /* the sum reaches the limit */
+      {max - 11, 5, 6, WISP_ERR_TOO_BIG},                            /* the sum goes one over */
+      {max - 1, 0, 0, WISP_OK},                                      /* full: an empty field still fits */
+      {max - 1, 1, 0, WISP_ERR_TOO_BIG},                             /* full: not one byte more */
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     print_message("# case %zu\n", i);

@@ -50,8 +50,11 @@ static int group_teardown(void **state) {
 
 static wisp_jwt_expect expect_at(int64_t now) {
   return (wisp_jwt_expect){.issuer = json_string_value(json_object_get(g_vectors, "issuer")),
-                           .audience = "wisp", .now = now, .leeway = WISP_JWT_DEFAULT_LEEWAY,
-                           .max_lifetime = 24 * 3600, .require_pod = true};
+                           .audience = "wisp",
+                           .now = now,
+                           .leeway = WISP_JWT_DEFAULT_LEEWAY,
+                           .max_lifetime = 24 * 3600,
+                           .require_pod = true};
 }
 
 static int64_t vectors_now(void) { return json_integer_value(json_object_get(g_vectors, "now")); }
@@ -84,8 +87,8 @@ static void test_vectors(void **state) {
     memset(&got, 0x5a, sizeof(got));
     wisp_jwt_verdict v = wisp_jwt_verify(&got, g_keys, &want, tok, strlen(tok), why, sizeof(why));
     print_message("# %s: %s\n", name, v == WISP_JWT_OK ? "accepted" : why);
-    if (strcmp(wisp_jwt_verdict_name(v), verdict) != 0) fail_msg("%s: got %s (%s), want %s", name,
-                                                                 wisp_jwt_verdict_name(v), why, verdict);
+    if (strcmp(wisp_jwt_verdict_name(v), verdict) != 0)
+      fail_msg("%s: got %s (%s), want %s", name, wisp_jwt_verdict_name(v), why, verdict);
     if (v == WISP_JWT_OK) {
       assert_string_equal(got.ns, json_string_value(json_object_get(c, "ns")));
       assert_string_equal(got.sa_name, json_string_value(json_object_get(c, "sa")));
@@ -207,10 +210,10 @@ static void test_jwks_odd_keys_skipped(void **state) {
     const char *kid, *field, *value; /* value: a JSON text */
     const char *why;
   } kOdd[] = {
-      {"rsa-1", "e", "\"AQ\"", "keys[2] (kid rsa-1): an RSA key with an unusable exponent e"},       /* e = 1 */
-      {"rsa-1", "e", "\"AQAAAAE\"", "keys[3] (kid rsa-1): an RSA key with an unusable exponent e"},  /* 2^32+1 */
-      {"rsa-1", "e", "\"AAE\"", "keys[4] (kid rsa-1): an RSA key with an unusable exponent e"},      /* 1 */
-      {"rsa-1", "e", "\"Ag\"", "keys[5] (kid rsa-1): an RSA key with an unusable exponent e"},       /* even */
+      {"rsa-1", "e", "\"AQ\"", "keys[2] (kid rsa-1): an RSA key with an unusable exponent e"},      /* e = 1 */
+      {"rsa-1", "e", "\"AQAAAAE\"", "keys[3] (kid rsa-1): an RSA key with an unusable exponent e"}, /* 2^32+1 */
+      {"rsa-1", "e", "\"AAE\"", "keys[4] (kid rsa-1): an RSA key with an unusable exponent e"},     /* 1 */
+      {"rsa-1", "e", "\"Ag\"", "keys[5] (kid rsa-1): an RSA key with an unusable exponent e"},      /* even */
       {"rsa-1", "n", "\"!!\"", "keys[6] (kid rsa-1): an RSA key without base64url n and e"},
       {"rsa-1", "alg", "\"PS256\"", "keys[7] (kid rsa-1): alg PS256; only RS256 and ES256"},
       {"rsa-1", "kid", "7", "keys[8]: kid is not a string"},
@@ -361,7 +364,8 @@ static void test_jwks_errors(void **state) {
       {"{\"keys\":[1]}", WISP_ERR_PARSE, "keys[0]: not an object"},
       {"{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AQAB\"}]}", WISP_ERR_PARSE, "without base64url n and e"},
       {"{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\","
-       "\"y\":\"AAAA\"}]}", WISP_ERR_PARSE, "x and y of at most 32 bytes"},
+       "\"y\":\"AAAA\"}]}",
+       WISP_ERR_PARSE, "x and y of at most 32 bytes"},
       /* (1,1) is not on P-256 */
       {"{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE\","
        "\"y\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE\"}]}",
@@ -375,8 +379,8 @@ static void test_jwks_errors(void **state) {
     char err[256] = "";
     wisp_err rc = wisp_jwks_parse(&k, NULL, kCases[i].json, strlen(kCases[i].json), err, sizeof(err));
     if (rc != kCases[i].want) fail_msg("%s: got %d (%s)", kCases[i].json, rc, err);
-    if (kCases[i].why && !strstr(err, kCases[i].why)) fail_msg("%s: \"%s\" lacks \"%s\"", kCases[i].json, err,
-                                                               kCases[i].why);
+    if (kCases[i].why && !strstr(err, kCases[i].why))
+      fail_msg("%s: \"%s\" lacks \"%s\"", kCases[i].json, err, kCases[i].why);
     assert_true(rc == WISP_OK ? k != NULL : k == NULL);
     wisp_jwks_free(k);
   }

@@ -53,14 +53,30 @@ static bool j_string(json_in *in, char *out, size_t out_cap, size_t *out_len) {
       if (in->p >= in->end) return false;
       char e = *in->p++;
       switch (e) {
-        case '"': c = '"'; break;
-        case '\\': c = '\\'; break;
-        case '/': c = '/'; break;
-        case 'b': c = '\b'; break;
-        case 'f': c = '\f'; break;
-        case 'n': c = '\n'; break;
-        case 'r': c = '\r'; break;
-        case 't': c = '\t'; break;
+        case '"':
+          c = '"';
+          break;
+        case '\\':
+          c = '\\';
+          break;
+        case '/':
+          c = '/';
+          break;
+        case 'b':
+          c = '\b';
+          break;
+        case 'f':
+          c = '\f';
+          break;
+        case 'n':
+          c = '\n';
+          break;
+        case 'r':
+          c = '\r';
+          break;
+        case 't':
+          c = '\t';
+          break;
         case 'u': {
           if (in->end - in->p < 4) return false;
           unsigned v = 0;
@@ -73,7 +89,8 @@ static bool j_string(json_in *in, char *out, size_t out_cap, size_t *out_len) {
           c = (unsigned char)v; /* the builder only escapes single bytes */
           break;
         }
-        default: return false;
+        default:
+          return false;
       }
     }
     if (out && o < out_cap) out[o] = (char)c;
@@ -148,13 +165,20 @@ static bool j_value(json_in *in, int depth) {
   j_ws(in);
   if (in->p >= in->end) return false;
   switch (*in->p) {
-    case '{': return j_object(in, depth);
-    case '[': return j_array(in, depth);
-    case '"': return j_string(in, NULL, 0, NULL);
-    case 't': return j_lit(in, "true");
-    case 'f': return j_lit(in, "false");
-    case 'n': return j_lit(in, "null");
-    default: return j_number(in);
+    case '{':
+      return j_object(in, depth);
+    case '[':
+      return j_array(in, depth);
+    case '"':
+      return j_string(in, NULL, 0, NULL);
+    case 't':
+      return j_lit(in, "true");
+    case 'f':
+      return j_lit(in, "false");
+    case 'n':
+      return j_lit(in, "null");
+    default:
+      return j_number(in);
   }
 }
 
@@ -193,8 +217,16 @@ static bool has_key(const char *s, size_t len, const char *key) {
 static void test_checker_self_test(void **state) {
   (void)state;
   static const char *good[] = {"{}\n", "{\"a\":1}\n", "{\"a\":\"\\u0001\\\"\",\"b\":-1.5e3,\"c\":[true,null]}\n"};
-  static const char *bad[] = {"{\n", "{}", "{}\n\n", "{\"a\":1,}\n", "{\"a\":\"\x01\"}\n", "{\"a\":nan}\n",
-                              "{\"a\":\"\\x\"}\n", "{\"a\":01}\n", "{,\"a\":1}\n", "{\"a\":1}}\n"};
+  static const char *bad[] = {"{\n",
+                              "{}",
+                              "{}\n\n",
+                              "{\"a\":1,}\n",
+                              "{\"a\":\"\x01\"}\n",
+                              "{\"a\":nan}\n",
+                              "{\"a\":\"\\x\"}\n",
+                              "{\"a\":01}\n",
+                              "{,\"a\":1}\n",
+                              "{\"a\":1}}\n"};
   for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) assert_true(valid_line(good[i], strlen(good[i])));
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) assert_false(valid_line(bad[i], strlen(bad[i])));
 }
@@ -254,10 +286,8 @@ static void test_begin_emit_shape(void **state) {
   static const char kShape[] = "{\"time\":\"dddd-dd-ddTdd:dd:dd.dddZ\",\"type\":\"access\"}\n";
   assert_int_equal(n, strlen(kShape));
   for (size_t i = 0; i < n; i++) {
-    if (kShape[i] == 'd')
-      assert_true(isdigit((unsigned char)out[i]));
-    else
-      assert_int_equal(out[i], kShape[i]);
+    if (kShape[i] == 'd') assert_true(isdigit((unsigned char)out[i]));
+    else assert_int_equal(out[i], kShape[i]);
   }
 }
 
@@ -286,8 +316,8 @@ static void test_emit_err_goes_to_stderr(void **state) {
 
 typedef struct {
   const char *in;
-  size_t len;         /* 0: strlen */
-  const char *want;   /* as written in the line */
+  size_t len;       /* 0: strlen */
+  const char *want; /* as written in the line */
 } esc_case;
 
 static const esc_case kEscapes[] = {
@@ -465,12 +495,9 @@ static void test_many_fields_valid(void **state) {
     for (int i = 0; i < 400; i++) {
       char key[16];
       snprintf(key, sizeof(key), "k%d", i);
-      if (i % 3 == 0)
-        wisp_json_int(&j, key, i);
-      else if (i % 3 == 1)
-        wisp_json_double(&j, key, i / 7.0);
-      else
-        wisp_json_str(&j, key, "v\"al");
+      if (i % 3 == 0) wisp_json_int(&j, key, i);
+      else if (i % 3 == 1) wisp_json_double(&j, key, i / 7.0);
+      else wisp_json_str(&j, key, "v\"al");
     }
     finish(&j);
     assert_true(j.truncated);

@@ -60,8 +60,13 @@ static char *render(wisp_metrics *m) {
 }
 
 static void request(wisp_metrics *m, const char *peer, int status, double ms) {
-  wisp_metrics_request r = {.inbound = true, .peer_id = peer, .status = status, .grpc_status = -1,
-                            .duration_ms = ms, .bytes_in = 10, .bytes_out = 20};
+  wisp_metrics_request r = {.inbound = true,
+                            .peer_id = peer,
+                            .status = status,
+                            .grpc_status = -1,
+                            .duration_ms = ms,
+                            .bytes_in = 10,
+                            .bytes_out = 20};
   wisp_metrics_request_done(m, &r);
 }
 
@@ -121,8 +126,9 @@ static void test_label_escape(void **state) {
   wisp_metrics *m = wisp_metrics_new(10, 100, WISP_METRICS_MAX_BYTES_DEFAULT);
   request(m, "spiffe://shop.local/ns/a\\b/sa/c\"d\ne", 200, 1);
   const char *t = render(m);
-  assert_non_null(strstr(t, "source_workload=\"c\\\"d\\ne\",source_workload_namespace=\"a\\\\b\","
-                            "source_principal=\"spiffe://shop.local/ns/a\\\\b/sa/c\\\"d\\ne\""));
+  assert_non_null(strstr(t,
+                         "source_workload=\"c\\\"d\\ne\",source_workload_namespace=\"a\\\\b\","
+                         "source_principal=\"spiffe://shop.local/ns/a\\\\b/sa/c\\\"d\\ne\""));
   for (const char *line = t; *line;) { /* each line a comment or a sample, none split by the ID's newline */
     const char *end = strchr(line, '\n');
     assert_non_null(end);
@@ -148,7 +154,8 @@ static void test_tcp(void **state) {
   wisp_metrics_tcp_close(wisp_metrics_tcp_open(m, true, NULL, true));
   const char *t = render(m);
   assert_non_null(strstr(t, "wisp_tcp_received_bytes_total{direction=\"outbound\""));
-  assert_non_null(strstr(t, "destination_principal=\"" B "\",destination_trust_domain=\"shop.local\",decision=\"allow\"} 5\n"));
+  assert_non_null(
+      strstr(t, "destination_principal=\"" B "\",destination_trust_domain=\"shop.local\",decision=\"allow\"} 5\n"));
   assert_non_null(strstr(t, "source_principal=\"unknown\""));
   assert_non_null(strstr(t, "decision=\"deny\"} 1\n"));
   assert_null(wisp_metrics_tcp_open(NULL, true, B, false)); /* no metrics: a no-op */
@@ -223,8 +230,8 @@ static void test_byte_budget(void **state) {
  * bounds the body from above without being wildly pessimistic. */
 static void test_budget_estimate(void **state) {
   (void)state;
-  wisp_metrics *m = wisp_metrics_new(WISP_METRICS_MAX_PEERS_DEFAULT, WISP_METRICS_MAX_SERIES_DEFAULT,
-                                     WISP_METRICS_MAX_BYTES_DEFAULT);
+  wisp_metrics *m =
+      wisp_metrics_new(WISP_METRICS_MAX_PEERS_DEFAULT, WISP_METRICS_MAX_SERIES_DEFAULT, WISP_METRICS_MAX_BYTES_DEFAULT);
   (void)render(m); /* our own short ID */
   char id[128];
   for (int i = 0; i < 30; i++) { /* 180 HTTP series, about 2 MB */
@@ -256,32 +263,34 @@ static void test_bench(void **state) {
   }
   enum { IDS = 4096, N = 2000000 };
   static char ids[IDS][80];
-  for (int i = 0; i < IDS; i++) snprintf(ids[i], sizeof(ids[i]), "spiffe://shop.local/ns/team%d/sa/service-%d", i % 17, i);
+  for (int i = 0; i < IDS; i++)
+    snprintf(ids[i], sizeof(ids[i]), "spiffe://shop.local/ns/team%d/sa/service-%d", i % 17, i);
   static const int kPeers[] = {1, 16, 256, IDS};
   for (size_t k = 0; k < sizeof(kPeers) / sizeof(kPeers[0]); k++) {
-    wisp_metrics *m = wisp_metrics_new(WISP_METRICS_MAX_PEERS_DEFAULT, WISP_METRICS_MAX_SERIES_DEFAULT, WISP_METRICS_MAX_BYTES_DEFAULT);
+    wisp_metrics *m = wisp_metrics_new(WISP_METRICS_MAX_PEERS_DEFAULT, WISP_METRICS_MAX_SERIES_DEFAULT,
+                                       WISP_METRICS_MAX_BYTES_DEFAULT);
     double t0 = cpu_now();
     for (int i = 0; i < N; i++) {
-      wisp_metrics_request r = {.inbound = i & 1, .peer_id = ids[i % kPeers[k]], .status = (i % 10) ? 200 : 503,
-                                .grpc_status = -1, .duration_ms = (i % 1000) * 0.37, .bytes_in = 10, .bytes_out = 100};
+      wisp_metrics_request r = {.inbound = i & 1,
+                                .peer_id = ids[i % kPeers[k]],
+                                .status = (i % 10) ? 200 : 503,
+                                .grpc_status = -1,
+                                .duration_ms = (i % 1000) * 0.37,
+                                .bytes_in = 10,
+                                .bytes_out = 100};
       wisp_metrics_request_done(m, &r);
     }
-    print_message("# bench: %d distinct callers (cap %d): %.1f ns/request\n", kPeers[k],
-                  WISP_METRICS_MAX_PEERS_DEFAULT, (cpu_now() - t0) / N * 1e9);
+    print_message("# bench: %d distinct callers (cap %d): %.1f ns/request\n", kPeers[k], WISP_METRICS_MAX_PEERS_DEFAULT,
+                  (cpu_now() - t0) / N * 1e9);
     wisp_metrics_free(m);
   }
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_split),
-      cmocka_unit_test(test_peer_cap),
-      cmocka_unit_test(test_series_cap),
-      cmocka_unit_test(test_label_escape),
-      cmocka_unit_test(test_tcp),
-      cmocka_unit_test(test_byte_budget),
-      cmocka_unit_test(test_budget_estimate),
-      cmocka_unit_test(test_bench),
+      cmocka_unit_test(test_split),           cmocka_unit_test(test_peer_cap), cmocka_unit_test(test_series_cap),
+      cmocka_unit_test(test_label_escape),    cmocka_unit_test(test_tcp),      cmocka_unit_test(test_byte_budget),
+      cmocka_unit_test(test_budget_estimate), cmocka_unit_test(test_bench),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

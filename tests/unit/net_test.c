@@ -20,7 +20,7 @@
 typedef struct {
   const char *in;
   wisp_err want;
-  int family;          /* AF_INET / AF_INET6 when valid */
+  int family; /* AF_INET / AF_INET6 when valid */
   const char *formatted;
 } addr_case;
 
@@ -43,10 +43,10 @@ static const addr_case kAddrCases[] = {
     {"", WISP_ERR_PARSE, 0, NULL},
     {":", WISP_ERR_PARSE, 0, NULL},
     {"garbage", WISP_ERR_PARSE, 0, NULL},
-    {"127.0.0.1", WISP_ERR_PARSE, 0, NULL},        /* missing port */
+    {"127.0.0.1", WISP_ERR_PARSE, 0, NULL}, /* missing port */
     {"127.0.0.1:", WISP_ERR_PARSE, 0, NULL},
     {"localhost", WISP_ERR_PARSE, 0, NULL},
-    {"127.0.0.1:65536", WISP_ERR_PARSE, 0, NULL},  /* port out of range */
+    {"127.0.0.1:65536", WISP_ERR_PARSE, 0, NULL}, /* port out of range */
     {"127.0.0.1:99999", WISP_ERR_PARSE, 0, NULL},
     {"127.0.0.1:99999999999999999999999", WISP_ERR_PARSE, 0, NULL},
     {"127.0.0.1:-1", WISP_ERR_PARSE, 0, NULL},
@@ -55,15 +55,14 @@ static const addr_case kAddrCases[] = {
     {"127.0.0.1:0x50", WISP_ERR_PARSE, 0, NULL},
     {"256.0.0.1:80", WISP_ERR_PARSE, 0, NULL},
     {"1.2.3:80", WISP_ERR_PARSE, 0, NULL},
-    {"example.com:80", WISP_ERR_PARSE, 0, NULL},    /* no DNS, on purpose */
-    {"[::1]", WISP_ERR_PARSE, 0, NULL},             /* missing port */
+    {"example.com:80", WISP_ERR_PARSE, 0, NULL}, /* no DNS, on purpose */
+    {"[::1]", WISP_ERR_PARSE, 0, NULL},          /* missing port */
     {"[::1]:", WISP_ERR_PARSE, 0, NULL},
     {"[::1:80", WISP_ERR_PARSE, 0, NULL},
     {"::1]:80", WISP_ERR_PARSE, 0, NULL},
     {"[::g]:80", WISP_ERR_PARSE, 0, NULL},
-    {"[fe80::1%lo]:80", WISP_ERR_PARSE, 0, NULL},   /* zone ids not supported */
-    {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:80", WISP_ERR_PARSE, 0,
-     NULL},
+    {"[fe80::1%lo]:80", WISP_ERR_PARSE, 0, NULL}, /* zone ids not supported */
+    {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:80", WISP_ERR_PARSE, 0, NULL},
 };
 
 static void test_addr_parse_table(void **state) {
@@ -127,9 +126,9 @@ static void test_addr_parse_dest(void **state) {
     char out[64];
     wisp_addr_format_dest(&a, out, sizeof(out));
     assert_string_equal(out, kDestCases[i].formatted);
-    assert_int_equal(wisp_addr_port(&a) == 0, strchr(kDestCases[i].formatted, ']') ?
-                     kDestCases[i].formatted[strlen(kDestCases[i].formatted) - 1] == ']' :
-                     strchr(kDestCases[i].formatted, ':') == NULL);
+    assert_int_equal(wisp_addr_port(&a) == 0, strchr(kDestCases[i].formatted, ']')
+                                                  ? kDestCases[i].formatted[strlen(kDestCases[i].formatted) - 1] == ']'
+                                                  : strchr(kDestCases[i].formatted, ':') == NULL);
   }
 }
 
@@ -139,9 +138,9 @@ static void test_addr_is_loopback(void **state) {
     const char *in;
     bool loopback;
   } kCases[] = {
-      {"127.0.0.1:1", true},    {"127.255.0.9:1", true}, {"[::1]:1", true},    {"[::ffff:127.0.0.2]:1", true},
-      {"10.0.0.1:1", false},    {"0.0.0.0:1", false},    {"[::]:1", false},    {"[::ffff:10.0.0.1]:1", false},
-      {"128.0.0.1:1", false},   {"[fe80::1]:1", false},
+      {"127.0.0.1:1", true},  {"127.255.0.9:1", true}, {"[::1]:1", true}, {"[::ffff:127.0.0.2]:1", true},
+      {"10.0.0.1:1", false},  {"0.0.0.0:1", false},    {"[::]:1", false}, {"[::ffff:10.0.0.1]:1", false},
+      {"128.0.0.1:1", false}, {"[fe80::1]:1", false},
   };
   for (size_t i = 0; i < sizeof(kCases) / sizeof(kCases[0]); i++) {
     wisp_addr a;
@@ -355,16 +354,11 @@ static void test_connect_refused(void **state) {
 
 int main(void) {
   struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_addr_parse_table),
-      cmocka_unit_test(test_addr_parse_fields),
-      cmocka_unit_test(test_addr_parse_dest),
-      cmocka_unit_test(test_addr_is_loopback),
-      cmocka_unit_test(test_addr_round_trip),
-      cmocka_unit_test(test_addr_format_edges),
-      cmocka_unit_test(test_addr_parse_strict),
-      cmocka_unit_test(test_listen_connect_accept),
-      cmocka_unit_test(test_listen_errors),
-      cmocka_unit_test(test_connect_refused),
+      cmocka_unit_test(test_addr_parse_table),  cmocka_unit_test(test_addr_parse_fields),
+      cmocka_unit_test(test_addr_parse_dest),   cmocka_unit_test(test_addr_is_loopback),
+      cmocka_unit_test(test_addr_round_trip),   cmocka_unit_test(test_addr_format_edges),
+      cmocka_unit_test(test_addr_parse_strict), cmocka_unit_test(test_listen_connect_accept),
+      cmocka_unit_test(test_listen_errors),     cmocka_unit_test(test_connect_refused),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }

@@ -16,10 +16,10 @@
 
 typedef struct {
   const char *in;
-  size_t len;        /* 0: strlen(in) */
+  size_t len; /* 0: strlen(in) */
   wisp_err want;
-  const char *out;   /* expected normal form (WISP_OK) */
-  const char *why;   /* substring of the reason (errors) */
+  const char *out; /* expected normal form (WISP_OK) */
+  const char *why; /* substring of the reason (errors) */
 } path_case;
 
 static const path_case kCases[] = {
@@ -273,11 +273,8 @@ static void test_reason_optional(void **state) {
 
 int main(void) {
   struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_table),
-      cmocka_unit_test(test_idempotent),
-      cmocka_unit_test(test_cap),
-      cmocka_unit_test(test_all_bytes),
-      cmocka_unit_test(test_reason_optional),
+      cmocka_unit_test(test_table),     cmocka_unit_test(test_idempotent),      cmocka_unit_test(test_cap),
+      cmocka_unit_test(test_all_bytes), cmocka_unit_test(test_reason_optional),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }

@@ -20,8 +20,7 @@
 #include "lib/wisp_policy.h"
 #include "tests/unit/test_util.h"
 
-#define H(kind, name, ns) \
-  "apiVersion: wisp.dev/v1\nkind: " kind "\nmetadata: {name: " name ", namespace: " ns "}\n"
+#define H(kind, name, ns) "apiVersion: wisp.dev/v1\nkind: " kind "\nmetadata: {name: " name ", namespace: " ns "}\n"
 #define AP(name, ns) H("AuthorizationPolicy", name, ns)
 #define PA(name, ns) H("PeerAuthentication", name, ns)
 
@@ -174,81 +173,118 @@ typedef struct {
 static const decision_case kDecisions[] = {
     /* principals: exact, prefix, suffix, any, none; paths, methods, ports */
     {"exact principal", 0, ORDERS, FRONTEND, "GET", "/orders/1", 8080, true, "shop/orders-read", 0, R_ALLOW},
-    {"prefix principal", 0, ORDERS, "spiffe://shop.local/ns/ops/sa/oncall", "GET", "/orders/1", 8080, true, "shop/orders-read", 0, R_ALLOW},
-    {"exact principal, other trust domain", 0, ORDERS, "spiffe://other.local/ns/shop/sa/frontend", "GET", "/orders/1", 8080, false, NULL, -1, R_NOMATCH},
-    {"prefix is not a segment match", 0, ORDERS, "spiffe://shop.local/ns/opsx/sa/a", "GET", "/orders/1", 8080, false, NULL, -1, R_NOMATCH},
+    {"prefix principal", 0, ORDERS, "spiffe://shop.local/ns/ops/sa/oncall", "GET", "/orders/1", 8080, true,
+     "shop/orders-read", 0, R_ALLOW},
+    {"exact principal, other trust domain", 0, ORDERS, "spiffe://other.local/ns/shop/sa/frontend", "GET", "/orders/1",
+     8080, false, NULL, -1, R_NOMATCH},
+    {"prefix is not a segment match", 0, ORDERS, "spiffe://shop.local/ns/opsx/sa/a", "GET", "/orders/1", 8080, false,
+     NULL, -1, R_NOMATCH},
     {"method not listed", 0, ORDERS, FRONTEND, "POST", "/orders/1", 8080, false, NULL, -1, R_NOMATCH},
     {"port not listed", 0, ORDERS, FRONTEND, "GET", "/orders/1", 8081, false, NULL, -1, R_NOMATCH},
     {"prefix path needs its slash", 0, ORDERS, FRONTEND, "GET", "/orders", 8080, false, NULL, -1, R_NOMATCH},
-    {"query string ignored", 0, ORDERS, FRONTEND, "GET", "/orders/1?next=/admin", 8080, true, "shop/orders-read", 0, R_ALLOW},
+    {"query string ignored", 0, ORDERS, FRONTEND, "GET", "/orders/1?next=/admin", 8080, true, "shop/orders-read", 0,
+     R_ALLOW},
     {"query string not matched", 0, ORDERS, FRONTEND, "GET", "/x?/orders/1", 8080, false, NULL, -1, R_NOMATCH},
-    {"suffix principal, exact path", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "GET", "/admin", 1, true, "shop/orders-read", 1, R_ALLOW},
-    {"suffix principal mismatch", 0, ORDERS, "spiffe://x.local/ns/any/sa/admins", "GET", "/admin", 1, false, NULL, -1, R_NOMATCH},
-    {"exact path is exact", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "GET", "/admin/", 1, false, NULL, -1, R_NOMATCH},
-    {"suffix path", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "POST", "/data/report.json", 1, true, "shop/orders-read", 1, R_ALLOW},
-    {"suffix path, query ignored", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "POST", "/r.json?x=y", 1, true, "shop/orders-read", 1, R_ALLOW},
-    {"uncommon method", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "PURGE", "/admin", 1, true, "shop/orders-read", 1, R_ALLOW},
-    {"methods are case-sensitive", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "get", "/admin", 1, false, NULL, -1, R_NOMATCH},
-    {"uncommon method not listed", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "PURGEX", "/admin", 1, false, NULL, -1, R_NOMATCH},
-    {"namespace", 0, ORDERS, "spiffe://shop.local/ns/billing/sa/x", "GET", "/invoices/7", 1, true, "shop/orders-read", 2, R_ALLOW},
-    {"namespace mismatch", 0, ORDERS, "spiffe://shop.local/ns/billing2/sa/x", "GET", "/invoices/7", 1, false, NULL, -1, R_NOMATCH},
-    {"namespace of a non-k8s ID", 0, ORDERS, "spiffe://shop.local/billing", "GET", "/invoices", 1, false, NULL, -1, R_NOMATCH},
-    {"any principal, notNamespaces", 0, ORDERS, "spiffe://shop.local/ns/web/sa/x", "GET", "/public/a", 1, true, "shop/orders-read", 3, R_ALLOW},
-    {"notNamespaces excludes", 0, ORDERS, "spiffe://shop.local/ns/shop/sa/x", "GET", "/public/a", 1, false, NULL, -1, R_NOMATCH},
-    {"notNamespaces, ID without namespace (ALLOW)", 0, ORDERS, "spiffe://shop.local/vm/x", "GET", "/public/a", 1, false, NULL, -1, R_NOMATCH},
+    {"suffix principal, exact path", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "GET", "/admin", 1, true,
+     "shop/orders-read", 1, R_ALLOW},
+    {"suffix principal mismatch", 0, ORDERS, "spiffe://x.local/ns/any/sa/admins", "GET", "/admin", 1, false, NULL, -1,
+     R_NOMATCH},
+    {"exact path is exact", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "GET", "/admin/", 1, false, NULL, -1,
+     R_NOMATCH},
+    {"suffix path", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "POST", "/data/report.json", 1, true,
+     "shop/orders-read", 1, R_ALLOW},
+    {"suffix path, query ignored", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "POST", "/r.json?x=y", 1, true,
+     "shop/orders-read", 1, R_ALLOW},
+    {"uncommon method", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "PURGE", "/admin", 1, true, "shop/orders-read",
+     1, R_ALLOW},
+    {"methods are case-sensitive", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "get", "/admin", 1, false, NULL, -1,
+     R_NOMATCH},
+    {"uncommon method not listed", 0, ORDERS, "spiffe://x.local/ns/any/sa/admin", "PURGEX", "/admin", 1, false, NULL,
+     -1, R_NOMATCH},
+    {"namespace", 0, ORDERS, "spiffe://shop.local/ns/billing/sa/x", "GET", "/invoices/7", 1, true, "shop/orders-read",
+     2, R_ALLOW},
+    {"namespace mismatch", 0, ORDERS, "spiffe://shop.local/ns/billing2/sa/x", "GET", "/invoices/7", 1, false, NULL, -1,
+     R_NOMATCH},
+    {"namespace of a non-k8s ID", 0, ORDERS, "spiffe://shop.local/billing", "GET", "/invoices", 1, false, NULL, -1,
+     R_NOMATCH},
+    {"any principal, notNamespaces", 0, ORDERS, "spiffe://shop.local/ns/web/sa/x", "GET", "/public/a", 1, true,
+     "shop/orders-read", 3, R_ALLOW},
+    {"notNamespaces excludes", 0, ORDERS, "spiffe://shop.local/ns/shop/sa/x", "GET", "/public/a", 1, false, NULL, -1,
+     R_NOMATCH},
+    {"notNamespaces, ID without namespace (ALLOW)", 0, ORDERS, "spiffe://shop.local/vm/x", "GET", "/public/a", 1, false,
+     NULL, -1, R_NOMATCH},
     {"any principal needs an identity", 0, ORDERS, NULL, "GET", "/public/a", 1, false, NULL, -1, R_NOMATCH},
     {"empty principal is no identity", 0, ORDERS, "", "GET", "/public/a", 1, false, NULL, -1, R_NOMATCH},
     {"no from: plaintext allowed", 0, ORDERS, NULL, "GET", "/health", 1, true, "shop/orders-read", 4, R_ALLOW},
     {"no from, query ignored", 0, ORDERS, NULL, "GET", "/health?probe=1", 1, true, "shop/orders-read", 4, R_ALLOW},
     {"ALLOW notPrincipals: not plaintext", 0, ORDERS, NULL, "GET", "/open/x", 1, false, NULL, -1, R_NOMATCH},
     {"notPrincipals admits others", 0, ORDERS, FRONTEND, "GET", "/open/x", 1, true, "shop/orders-read", 5, R_ALLOW},
-    {"notPrincipals excludes", 0, ORDERS, "spiffe://shop.local/ns/shop/sa/evil", "GET", "/open/x", 1, false, NULL, -1, R_NOMATCH},
-    {"Istio-form principal", 0, ORDERS, "spiffe://shop.local/ns/shop/sa/istio", "GET", "/istio", 1, true, "shop/orders-read", 6, R_ALLOW},
-    {"notMethods, notPaths, notPorts pass", 0, ORDERS, FRONTEND, "PUT", "/cart/1", 443, true, "shop/orders-read", 7, R_ALLOW},
+    {"notPrincipals excludes", 0, ORDERS, "spiffe://shop.local/ns/shop/sa/evil", "GET", "/open/x", 1, false, NULL, -1,
+     R_NOMATCH},
+    {"Istio-form principal", 0, ORDERS, "spiffe://shop.local/ns/shop/sa/istio", "GET", "/istio", 1, true,
+     "shop/orders-read", 6, R_ALLOW},
+    {"notMethods, notPaths, notPorts pass", 0, ORDERS, FRONTEND, "PUT", "/cart/1", 443, true, "shop/orders-read", 7,
+     R_ALLOW},
     {"notMethods", 0, ORDERS, FRONTEND, "DELETE", "/cart/1", 443, false, NULL, -1, R_NOMATCH},
     {"notPaths", 0, ORDERS, FRONTEND, "GET", "/cart/admin/x", 443, false, NULL, -1, R_NOMATCH},
     {"notPorts", 0, ORDERS, FRONTEND, "GET", "/cart/1", 9999, false, NULL, -1, R_NOMATCH},
     {"L4: rules with HTTP fields never allow", 0, ORDERS, FRONTEND, NULL, NULL, 8080, false, NULL, -1, R_NOMATCH},
-    {"other service account not governed", 0, "spiffe://shop.local/ns/shop/sa/cart", "spiffe://a/b", "DELETE", "/", 1, true, NULL, -1, R_NOPOL},
-    {"other namespace not governed", 0, "spiffe://shop.local/ns/other/sa/orders", "spiffe://a/b", "GET", "/", 1, true, NULL, -1, R_NOPOL},
-    {"non-k8s workload not governed", 0, "spiffe://shop.local/orders", "spiffe://a/b", "GET", "/", 1, true, NULL, -1, R_NOPOL},
+    {"other service account not governed", 0, "spiffe://shop.local/ns/shop/sa/cart", "spiffe://a/b", "DELETE", "/", 1,
+     true, NULL, -1, R_NOPOL},
+    {"other namespace not governed", 0, "spiffe://shop.local/ns/other/sa/orders", "spiffe://a/b", "GET", "/", 1, true,
+     NULL, -1, R_NOPOL},
+    {"non-k8s workload not governed", 0, "spiffe://shop.local/orders", "spiffe://a/b", "GET", "/", 1, true, NULL, -1,
+     R_NOPOL},
     /* DENY first, default deny, selectors */
     {"allowed by exact rule", 1, PAY("api"), WEB("frontend"), "POST", "/x", 1, true, "pay/allow-api", 0, R_ALLOW},
     {"DENY before a matching ALLOW", 1, PAY("api"), WEB("evil"), "GET", "/x", 1, false, "pay/deny-evil", 0, R_DENY},
-    {"ALLOW-governed: default deny", 1, PAY("api"), "spiffe://pay.local/ns/x/sa/y", "GET", "/x", 1, false, NULL, -1, R_NOMATCH},
+    {"ALLOW-governed: default deny", 1, PAY("api"), "spiffe://pay.local/ns/x/sa/y", "GET", "/x", 1, false, NULL, -1,
+     R_NOMATCH},
     {"second ALLOW rule", 1, PAY("api"), WEB("other"), "GET", "/x", 1, true, "pay/allow-api", 1, R_ALLOW},
     {"second ALLOW rule, other method", 1, PAY("api"), WEB("other"), "POST", "/x", 1, false, NULL, -1, R_NOMATCH},
-    {"DENY notPrincipals * refuses plaintext", 1, PAY("api"), NULL, "GET", "/admin/x", 1, false, "pay/deny-evil", 1, R_DENY},
+    {"DENY notPrincipals * refuses plaintext", 1, PAY("api"), NULL, "GET", "/admin/x", 1, false, "pay/deny-evil", 1,
+     R_DENY},
     {"plaintext, ALLOW-governed", 1, PAY("api"), NULL, "GET", "/x", 1, false, NULL, -1, R_NOMATCH},
     {"only DENY policies: allow", 1, PAY("worker"), WEB("frontend"), "GET", "/x", 1, true, NULL, -1, R_NOALLOW},
     {"only DENY policies: plaintext allowed", 1, PAY("worker"), NULL, "GET", "/x", 1, true, NULL, -1, R_NOALLOW},
-    {"only DENY policies: plaintext /admin", 1, PAY("worker"), NULL, "GET", "/admin/x", 1, false, "pay/deny-evil", 1, R_DENY},
-    {"only DENY policies: authenticated /admin", 1, PAY("worker"), WEB("frontend"), "GET", "/admin/x", 1, true, NULL, -1, R_NOALLOW},
+    {"only DENY policies: plaintext /admin", 1, PAY("worker"), NULL, "GET", "/admin/x", 1, false, "pay/deny-evil", 1,
+     R_DENY},
+    {"only DENY policies: authenticated /admin", 1, PAY("worker"), WEB("frontend"), "GET", "/admin/x", 1, true, NULL,
+     -1, R_NOALLOW},
     {"spec {}: allow nothing", 1, PAY("vault"), WEB("frontend"), "GET", "/x", 1, false, NULL, -1, R_NOMATCH},
     {"rules [{}]: allow all", 1, PAY("open"), "spiffe://a/b", "DELETE", "/x", 1, true, "pay/allow-all", 0, R_ALLOW},
     {"rules [{}]: L4 too", 1, PAY("open"), WEB("frontend"), NULL, NULL, 7, true, "pay/allow-all", 0, R_ALLOW},
     {"L4 plaintext: DENY ignores its paths", 1, PAY("open"), NULL, NULL, NULL, 7, false, "pay/deny-evil", 1, R_DENY},
     {"STRICT: no identity", 1, PAY("ledger"), NULL, "GET", "/x", 1, false, NULL, -1, R_NOID},
-    {"DENY with paths denies L4", 1, PAY("ledger"), WEB("frontend"), NULL, NULL, 5000, false, "pay/deny-debug", 0, R_DENY},
+    {"DENY with paths denies L4", 1, PAY("ledger"), WEB("frontend"), NULL, NULL, 5000, false, "pay/deny-debug", 0,
+     R_DENY},
     {"DENY with paths, other path", 1, PAY("ledger"), WEB("frontend"), "GET", "/ok", 1, true, NULL, -1, R_NOALLOW},
-    {"DENY with paths, its path", 1, PAY("ledger"), WEB("frontend"), "GET", "/debug/pprof", 1, false, "pay/deny-debug", 0, R_DENY},
-    {"selector namespace from another namespace", 1, PAY("audit"), "spiffe://pay.local/ns/ops/sa/x", "GET", "/", 1, true, "ops/cross", 0, R_ALLOW},
-    {"selector namespace, caller namespace wrong", 1, PAY("audit"), WEB("frontend"), "GET", "/", 1, false, NULL, -1, R_NOMATCH},
+    {"DENY with paths, its path", 1, PAY("ledger"), WEB("frontend"), "GET", "/debug/pprof", 1, false, "pay/deny-debug",
+     0, R_DENY},
+    {"selector namespace from another namespace", 1, PAY("audit"), "spiffe://pay.local/ns/ops/sa/x", "GET", "/", 1,
+     true, "ops/cross", 0, R_ALLOW},
+    {"selector namespace, caller namespace wrong", 1, PAY("audit"), WEB("frontend"), "GET", "/", 1, false, NULL, -1,
+     R_NOMATCH},
     /* L4: identity and port */
     {"L4 port allowed", 2, POSTGRES, APP, NULL, NULL, 5432, true, "db/allow-db", 0, R_ALLOW},
     {"L4 port not listed", 2, POSTGRES, APP, NULL, NULL, 5433, false, NULL, -1, R_NOMATCH},
     {"L4 to a rule with methods", 2, POSTGRES, APP, NULL, NULL, 8080, false, NULL, -1, R_NOMATCH},
     {"HTTP to a rule with methods", 2, POSTGRES, APP, "GET", "/", 8080, true, "db/allow-db", 1, R_ALLOW},
-    {"L4 notPorts", 2, POSTGRES, "spiffe://db.local/ns/mon/sa/metrics", NULL, NULL, 9187, true, "db/allow-db", 2, R_ALLOW},
-    {"L4 notPorts excludes", 2, POSTGRES, "spiffe://db.local/ns/mon/sa/metrics", NULL, NULL, 5432, false, NULL, -1, R_NOMATCH},
+    {"L4 notPorts", 2, POSTGRES, "spiffe://db.local/ns/mon/sa/metrics", NULL, NULL, 9187, true, "db/allow-db", 2,
+     R_ALLOW},
+    {"L4 notPorts excludes", 2, POSTGRES, "spiffe://db.local/ns/mon/sa/metrics", NULL, NULL, 5432, false, NULL, -1,
+     R_NOMATCH},
     {"L4 plaintext in STRICT", 2, POSTGRES, NULL, NULL, NULL, 5432, false, NULL, -1, R_NOID},
     {"empty principal in STRICT", 2, POSTGRES, "", "GET", "/", 8080, false, NULL, -1, R_NOID},
     /* trailing '/': DENY exact and suffix paths, ALLOW notPaths ignore one */
     {"DENY exact path", 3, TR("app"), TR("a"), "GET", "/x.secret", 1, false, "tr/no-secrets", 0, R_DENY},
-    {"DENY exact path, trailing slash", 3, TR("app"), TR("a"), "GET", "/x.secret/", 1, false, "tr/no-secrets", 0, R_DENY},
-    {"DENY exact path, trailing slash, query", 3, TR("app"), TR("a"), "GET", "/x.secret/?a=/", 1, false, "tr/no-secrets", 0, R_DENY},
+    {"DENY exact path, trailing slash", 3, TR("app"), TR("a"), "GET", "/x.secret/", 1, false, "tr/no-secrets", 0,
+     R_DENY},
+    {"DENY exact path, trailing slash, query", 3, TR("app"), TR("a"), "GET", "/x.secret/?a=/", 1, false,
+     "tr/no-secrets", 0, R_DENY},
     {"DENY exact path, below it", 3, TR("app"), TR("a"), "GET", "/x.secret/y", 1, true, "tr/allow-app", 0, R_ALLOW},
-    {"DENY suffix path, trailing slash", 3, TR("app"), TR("a"), "GET", "/k/a.key/", 1, false, "tr/no-secrets", 0, R_DENY},
+    {"DENY suffix path, trailing slash", 3, TR("app"), TR("a"), "GET", "/k/a.key/", 1, false, "tr/no-secrets", 0,
+     R_DENY},
     {"DENY suffix path, longer name", 3, TR("app"), TR("a"), "GET", "/k/a.keys/", 1, true, "tr/allow-app", 0, R_ALLOW},
     {"DENY prefix path, the folder", 3, TR("app"), TR("a"), "GET", "/private/", 1, false, "tr/no-secrets", 1, R_DENY},
     {"root path is not trimmed", 3, TR("app"), TR("a"), "GET", "/", 1, true, "tr/allow-app", 0, R_ALLOW},
@@ -267,7 +303,8 @@ static const decision_case kDecisions[] = {
     {"ALLOW notMethods GET excludes GET", 3, TR("app"), TR("c"), "GET", "/z", 1, false, NULL, -1, R_NOMATCH},
     {"ALLOW notMethods GET admits POST", 3, TR("app"), TR("c"), "POST", "/z", 1, true, "tr/allow-app", 2, R_ALLOW},
     {"ALLOW methods GET does not admit HEAD", 3, TR("app"), TR("b"), "HEAD", "/doc", 1, false, NULL, -1, R_NOMATCH},
-    {"DENY notMethods GET still denies HEAD", 3, TR("app"), TR("e"), "HEAD", "/z", 1, false, "tr/no-secrets", 3, R_DENY},
+    {"DENY notMethods GET still denies HEAD", 3, TR("app"), TR("e"), "HEAD", "/z", 1, false, "tr/no-secrets", 3,
+     R_DENY},
     {"DENY notMethods GET passes GET", 3, TR("app"), TR("e"), "GET", "/z", 1, false, NULL, -1, R_NOMATCH},
 };
 
@@ -280,10 +317,9 @@ static void test_decisions(void **state) {
   for (size_t i = 0; i < n; i++) {
     const decision_case *c = &kDecisions[i];
     wisp_policy_view *v = view_of(pol[c->fixture], c->workload);
-    wisp_policy_request req = {c->principal, c->principal ? strlen(c->principal) : 0,
-                               c->method,    c->method ? strlen(c->method) : 0,
-                               c->path,      c->path ? strlen(c->path) : 0,
-                               c->port};
+    wisp_policy_request req = {
+        c->principal, c->principal ? strlen(c->principal) : 0, c->method, c->method ? strlen(c->method) : 0,
+        c->path,      c->path ? strlen(c->path) : 0,           c->port};
     wisp_policy_decision d;
     memset(&d, 0xab, sizeof(d));
     wisp_policy_evaluate(v, &req, &d);
@@ -310,8 +346,7 @@ typedef struct {
 #define DEST(name) "apiVersion: wisp.dev/v1\nkind: Destination\nmetadata: {name: " name "}\n"
 
 static const invalid_case kInvalid[] = {
-    {"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\nspec: {}\n",
-     WISP_ERR_PARSE,
+    {"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\nspec: {}\n", WISP_ERR_PARSE,
      "document 1 (AuthorizationPolicy \"p\"): apiVersion: \"security.istio.io/v1\" is not supported "
      "(want wisp.dev/v1) [line 1, column 13]"},
     {"apiVersion: wisp.dev/v1\nkind: Sidecar\nmetadata: {name: p}\nspec: {}\n", WISP_ERR_PARSE,
@@ -335,22 +370,21 @@ static const invalid_case kInvalid[] = {
     {DEST("d") "spec: {spiffeId: \"spiffe://t/ns/a/sa/*\", addresses: [\"10.0.0.5\"]}\n", WISP_ERR_PARSE,
      "document 1 (Destination \"d\"): spec.spiffeId: \"spiffe://t/ns/a/sa/*\" is not a SPIFFE ID "
      "(path contains a character outside [A-Za-z0-9.-_]) [line 4, column 18]"},
-    {DEST("d") "spec: {spiffeId: \"spiffe://t/ns/a/sa/b\", addresses: [\"10.0.0.5\"], port: 80}\n",
-     WISP_ERR_PARSE,
+    {DEST("d") "spec: {spiffeId: \"spiffe://t/ns/a/sa/b\", addresses: [\"10.0.0.5\"], port: 80}\n", WISP_ERR_PARSE,
      "document 1 (Destination \"d\"): spec.port: unknown field (known: addresses, spiffeId) "
      "[line 4, column 67]"},
-    {DEST("a") "spec: {spiffeId: \"spiffe://t/ns/a/sa/a\", addresses: [\"10.0.0.5:80\"]}\n---\n"
-     DEST("b") "spec: {spiffeId: \"spiffe://t/ns/a/sa/b\", addresses: [\"10.0.0.6\", \"10.0.0.5:0080\"]}\n",
+    {DEST("a") "spec: {spiffeId: \"spiffe://t/ns/a/sa/a\", addresses: [\"10.0.0.5:80\"]}\n---\n" DEST(
+         "b") "spec: {spiffeId: \"spiffe://t/ns/a/sa/b\", addresses: [\"10.0.0.6\", \"10.0.0.5:0080\"]}\n",
      WISP_ERR_PARSE,
      "document 2 (Destination \"b\"): spec.addresses[1]: 10.0.0.5:80 is already mapped by document 1 "
      "(Destination default/a, to spiffe://t/ns/a/sa/a) [line 9, column 66]"},
-    {DEST("a") "spec: {spiffeId: \"spiffe://t/ns/a/sa/a\", addresses: [\"10.0.0.5\"]}\n---\n"
-     DEST("a") "spec: {spiffeId: \"spiffe://t/ns/a/sa/b\", addresses: [\"10.0.0.6\"]}\n",
+    {DEST("a") "spec: {spiffeId: \"spiffe://t/ns/a/sa/a\", addresses: [\"10.0.0.5\"]}\n---\n" DEST(
+         "a") "spec: {spiffeId: \"spiffe://t/ns/a/sa/b\", addresses: [\"10.0.0.6\"]}\n",
      WISP_ERR_PARSE,
      "document 2 (Destination \"a\"): metadata.name: Destination default/a is already defined by "
      "document 1 (Destination \"a\") [line 8, column 18]"},
-    {"apiVersion: wisp.dev/v1\nkind: AuthorizationPolicy\nmetadata: {namespace: shop}\nspec: {}\n",
-     WISP_ERR_PARSE, "document 1 (AuthorizationPolicy): metadata: name: required [line 3, column 11]"},
+    {"apiVersion: wisp.dev/v1\nkind: AuthorizationPolicy\nmetadata: {namespace: shop}\nspec: {}\n", WISP_ERR_PARSE,
+     "document 1 (AuthorizationPolicy): metadata: name: required [line 3, column 11]"},
     {"apiVersion: wisp.dev/v1\nkind: AuthorizationPolicy\nspec: {}\n", WISP_ERR_PARSE,
      "document 1 (AuthorizationPolicy): metadata: required [line 1, column 1]"},
     {AP("p", "shop") "spec: {}\nstatus: {}\n", WISP_ERR_PARSE,
@@ -394,8 +428,7 @@ static const invalid_case kInvalid[] = {
      "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].from[0].principals[0]: \"*a*\" is not a "
      "principal pattern: '*' may only be the whole pattern, its first or its last character [line 6, "
      "column 26]"},
-    {AP("p", "shop") SPEC_RULES("  - from: [{principals: [\"spiffe://Shop.local/ns/a/sa/b\"]}]\n"),
-     WISP_ERR_PARSE,
+    {AP("p", "shop") SPEC_RULES("  - from: [{principals: [\"spiffe://Shop.local/ns/a/sa/b\"]}]\n"), WISP_ERR_PARSE,
      "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].from[0].principals[0]: "
      "\"spiffe://Shop.local/ns/a/sa/b\" is not a principal pattern: not a SPIFFE ID (trust domain "
      "contains a character outside [a-z0-9.-_]) [line 6, column 26]"},
@@ -421,8 +454,8 @@ static const invalid_case kInvalid[] = {
     {AP("p", "shop") SPEC_RULES("  - to: [{methods: [\"*\"]}]\n"), WISP_ERR_PARSE,
      "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].methods[0]: \"*\" is not a method "
      "(omit methods to match any) [line 6, column 21]"},
-    {"---\n" PA("default", "shop") "spec: {mode: STRICT}\n---\n" AP("orders-read", "shop")
-     "spec:\n  rules:\n  - to: [{methods: [GET], ports: [8080, 70000]}]\n",
+    {"---\n" PA("default", "shop") "spec: {mode: STRICT}\n---\n" AP(
+         "orders-read", "shop") "spec:\n  rules:\n  - to: [{methods: [GET], ports: [8080, 70000]}]\n",
      WISP_ERR_PARSE,
      "document 2 (AuthorizationPolicy \"orders-read\"): spec.rules[0].to[0].ports[1]: 70000 is not a "
      "port (1..65535) [line 12, column 41]"},
@@ -454,8 +487,7 @@ static const invalid_case kInvalid[] = {
      "column 9]"},
     {AP("p", "shop") "spec: {action: !!str DENY}\n", WISP_ERR_PARSE,
      "document 1 (AuthorizationPolicy \"p\"): YAML tags are not supported [line 4, column 16]"},
-    {"apiVersion: wisp.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: 123}\nspec: {}\n",
-     WISP_ERR_PARSE,
+    {"apiVersion: wisp.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: 123}\nspec: {}\n", WISP_ERR_PARSE,
      "document 1 (AuthorizationPolicy \"123\"): metadata.name: expected a string, got an integer "
      "(quote it) [line 3, column 18]"},
     {AP("p", "shop") "spec: {selector: {serviceAccount: \"a/b\"}}\n", WISP_ERR_PARSE,
@@ -464,8 +496,7 @@ static const invalid_case kInvalid[] = {
     {AP("p", "shop") "spec: {}\n---\n" AP("p", "shop") "spec: {}\n", WISP_ERR_PARSE,
      "document 2 (AuthorizationPolicy \"p\"): metadata.name: AuthorizationPolicy shop/p is already "
      "defined by document 1 (AuthorizationPolicy \"p\") [line 8, column 18]"},
-    {PA("a", "shop") "spec: {mode: STRICT}\n---\n" PA("b", "shop") "spec: {mode: PERMISSIVE}\n",
-     WISP_ERR_PARSE,
+    {PA("a", "shop") "spec: {mode: STRICT}\n---\n" PA("b", "shop") "spec: {mode: PERMISSIVE}\n", WISP_ERR_PARSE,
      "document 2 (PeerAuthentication \"b\"): spec: selects the same workloads as document 1 "
      "(PeerAuthentication \"a\"); keep one PeerAuthentication per scope [line 9, column 7]"},
     {AP("p", "shop"), WISP_ERR_PARSE,
@@ -480,8 +511,7 @@ static const invalid_case kInvalid[] = {
     {AP("p", "shop") "spec: {rules: [{to: [{paths: [\"/a b\"]}]}]}\n", WISP_ERR_PARSE,
      "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].to[0].paths[0]: \"/a b\" is not a path "
      "pattern: contains a space, control or non-ASCII byte [line 4, column 31]"},
-    {AP("p", "shop") "spec: {rules: [{from: [{principals: [\"spiffe://a/\\x01\"]}]}]}\n",
-     WISP_ERR_PARSE,
+    {AP("p", "shop") "spec: {rules: [{from: [{principals: [\"spiffe://a/\\x01\"]}]}]}\n", WISP_ERR_PARSE,
      "document 1 (AuthorizationPolicy \"p\"): spec.rules[0].from[0].principals[0]: \"spiffe://a/\\x01\" "
      "is not a principal pattern: not a SPIFFE ID (path contains a character outside "
      "[A-Za-z0-9.-_]) [line 4, column 38]"},
@@ -545,8 +575,7 @@ static void test_invalid(void **state) {
     memset(err, 'x', sizeof(err));
     wisp_err e = wisp_policy_compile(&p, c->yaml, strlen(c->yaml), err, sizeof(err));
     if (e != c->want || (c->msg && strcmp(err, c->msg) != 0) || (!c->msg && !err[0])) {
-      print_error("case %zu: got %s:\n  %s\nwant:\n  %s\n", i, wisp_err_str(e), err,
-                  c->msg ? c->msg : "(any message)");
+      print_error("case %zu: got %s:\n  %s\nwant:\n  %s\n", i, wisp_err_str(e), err, c->msg ? c->msg : "(any message)");
       bad++;
       continue;
     }
@@ -624,8 +653,8 @@ static void test_valid_forms(void **state) {
       /* the same name in two namespaces, and for two kinds */
       AP("p", "a") "spec: {}\n---\n" AP("p", "b") "spec: {}\n---\n" PA("p", "a") "spec: {mode: STRICT}\n",
       /* one namespace-wide and one per-SA PeerAuthentication */
-      PA("a", "shop") "spec: {mode: STRICT}\n---\n" PA("b", "shop")
-      "spec: {mode: PERMISSIVE, selector: {serviceAccount: web}}\n",
+      PA("a", "shop") "spec: {mode: STRICT}\n---\n" PA(
+          "b", "shop") "spec: {mode: PERMISSIVE, selector: {serviceAccount: web}}\n",
       /* block scalars and quoted strings are strings */
       AP("p", "shop") "spec:\n  action: |-\n    DENY\n  rules: [{to: [{methods: ['GET']}]}]\n",
   };
@@ -647,10 +676,18 @@ static void test_normal_form_patterns(void **state) {
   static const struct {
     const char *pattern, *path;
   } kCases[] = {
-      {"/a/.*", "/a/.well-known/x"}, {"/a/..*", "/a/..b"},          {"*./x", "/b./x"},
-      {"*.", "/v1."},                {"/100%25*", "/100%25off"},    {"/users/@me*", "/users/@me/keys"},
-      {"/a/", "/a/"},                {"*/%3F", "/a/%3F"},           {"/caf%C3%A9*", "/caf%C3%A9/x"},
-      {"/", "/"},                    {"*%25", "/x%25"},             {"/:@!$&'()+,=", "/:@!$&'()+,="},
+      {"/a/.*", "/a/.well-known/x"},
+      {"/a/..*", "/a/..b"},
+      {"*./x", "/b./x"},
+      {"*.", "/v1."},
+      {"/100%25*", "/100%25off"},
+      {"/users/@me*", "/users/@me/keys"},
+      {"/a/", "/a/"},
+      {"*/%3F", "/a/%3F"},
+      {"/caf%C3%A9*", "/caf%C3%A9/x"},
+      {"/", "/"},
+      {"*%25", "/x%25"},
+      {"/:@!$&'()+,=", "/:@!$&'()+,="},
   };
   for (size_t i = 0; i < sizeof(kCases) / sizeof(kCases[0]); i++) {
     char yaml[512];
@@ -679,10 +716,14 @@ static void test_method_refused(void **state) {
   static const struct {
     const char *method, *why;
   } kBad[] = {
-      {"delete", "lower-case letter in method"}, {"Delete", "lower-case letter in method"},
-      {"GEt", "lower-case letter in method"},    {"m-search", "lower-case letter in method"},
-      {"", "empty method"},                      {"GE T", "not an HTTP token"},
-      {"GET\r", "not an HTTP token"},            {"G\xc3\x89T", "not an HTTP token"},
+      {"delete", "lower-case letter in method"},
+      {"Delete", "lower-case letter in method"},
+      {"GEt", "lower-case letter in method"},
+      {"m-search", "lower-case letter in method"},
+      {"", "empty method"},
+      {"GE T", "not an HTTP token"},
+      {"GET\r", "not an HTTP token"},
+      {"G\xc3\x89T", "not an HTTP token"},
       {"GET/", "not an HTTP token"},
   };
   for (size_t i = 0; i < sizeof(kBad) / sizeof(kBad[0]); i++) {
@@ -708,23 +749,22 @@ static const mode_case kModes[] = {
     {PA("default", "shop") "spec: {mode: PERMISSIVE}\n", ORDERS, WISP_MTLS_PERMISSIVE, "shop/default"},
     {PA("default", "other") "spec: {mode: PERMISSIVE}\n", ORDERS, WISP_MTLS_STRICT, NULL},
     /* per-SA beats namespace-wide, whatever the order */
-    {PA("sa", "shop") "spec: {mode: STRICT, selector: {serviceAccount: orders}}\n---\n" PA("ns", "shop")
-     "spec: {mode: PERMISSIVE}\n",
+    {PA("sa", "shop") "spec: {mode: STRICT, selector: {serviceAccount: orders}}\n---\n" PA(
+         "ns", "shop") "spec: {mode: PERMISSIVE}\n",
      ORDERS, WISP_MTLS_STRICT, "shop/sa"},
-    {PA("ns", "shop") "spec: {mode: STRICT}\n---\n" PA("sa", "shop")
-     "spec: {mode: PERMISSIVE, selector: {serviceAccount: orders}}\n",
+    {PA("ns", "shop") "spec: {mode: STRICT}\n---\n" PA(
+         "sa", "shop") "spec: {mode: PERMISSIVE, selector: {serviceAccount: orders}}\n",
      ORDERS, WISP_MTLS_PERMISSIVE, "shop/sa"},
-    {PA("ns", "shop") "spec: {mode: PERMISSIVE}\n---\n" PA("sa", "shop")
-     "spec: {mode: STRICT, selector: {serviceAccount: cart}}\n",
+    {PA("ns", "shop") "spec: {mode: PERMISSIVE}\n---\n" PA(
+         "sa", "shop") "spec: {mode: STRICT, selector: {serviceAccount: cart}}\n",
      ORDERS, WISP_MTLS_PERMISSIVE, "shop/ns"},
     /* a selector namespace other than the document's */
-    {PA("shop-wide", "mesh") "spec: {mode: PERMISSIVE, selector: {namespace: shop}}\n", ORDERS,
-     WISP_MTLS_PERMISSIVE, "mesh/shop-wide"},
+    {PA("shop-wide", "mesh") "spec: {mode: PERMISSIVE, selector: {namespace: shop}}\n", ORDERS, WISP_MTLS_PERMISSIVE,
+     "mesh/shop-wide"},
     /* metadata.namespace defaults to "default" */
     {"apiVersion: wisp.dev/v1\nkind: PeerAuthentication\nmetadata: {name: d}\nspec: {mode: PERMISSIVE}\n",
      "spiffe://td/ns/default/sa/x", WISP_MTLS_PERMISSIVE, "default/d"},
-    {PA("default", "shop") "spec: {mode: PERMISSIVE}\n", "spiffe://shop.local/vm/orders",
-     WISP_MTLS_STRICT, NULL},
+    {PA("default", "shop") "spec: {mode: PERMISSIVE}\n", "spiffe://shop.local/vm/orders", WISP_MTLS_STRICT, NULL},
 };
 
 static void test_peer_authentication(void **state) {
@@ -757,8 +797,7 @@ typedef enum {
 } caller_form;
 
 /* The caller and path that rule |i| of many_rules(.., |form|) allows. */
-static void many_caller(caller_form form, int i, char *id, size_t id_len, char *path,
-                        size_t path_len) {
+static void many_caller(caller_form form, int i, char *id, size_t id_len, char *path, size_t path_len) {
   if (form == BY_EXACT) snprintf(id, id_len, "spiffe://shop.local/ns/shop/sa/client-%d", i);
   else snprintf(id, id_len, "spiffe://shop.local/ns/team-%d/sa/x", i);
   snprintf(path, path_len, "/api/%d/x", i);
@@ -775,21 +814,18 @@ static char *many_rules(int n, caller_form form) {
       w += (size_t)snprintf(y + w, cap - w,
                             "  - from: [{principals: [\"spiffe://shop.local/ns/shop/sa/client-%d\"]}]\n", i);
     else if (form == BY_PREFIX)
-      w += (size_t)snprintf(y + w, cap - w,
-                            "  - from: [{principals: [\"spiffe://shop.local/ns/team-%d/*\"]}]\n", i);
-    else if (form == BY_NAMESPACE)
-      w += (size_t)snprintf(y + w, cap - w, "  - from: [{namespaces: [team-%d]}]\n", i);
-    else
-      w += (size_t)snprintf(y + w, cap - w, "  -\n");
+      w += (size_t)snprintf(y + w, cap - w, "  - from: [{principals: [\"spiffe://shop.local/ns/team-%d/*\"]}]\n", i);
+    else if (form == BY_NAMESPACE) w += (size_t)snprintf(y + w, cap - w, "  - from: [{namespaces: [team-%d]}]\n", i);
+    else w += (size_t)snprintf(y + w, cap - w, "  -\n");
     w += (size_t)snprintf(y + w, cap - w, "    to: [{methods: [GET], paths: [\"/api/%d/*\"]}]\n", i);
   }
   return y;
 }
 
-static void eval_one(const wisp_policy_view *v, const char *principal, const char *method,
-                     const char *path, wisp_policy_decision *d) {
-  wisp_policy_request req = {principal, principal ? strlen(principal) : 0, method,
-                             method ? strlen(method) : 0, path, path ? strlen(path) : 0, 80};
+static void eval_one(const wisp_policy_view *v, const char *principal, const char *method, const char *path,
+                     wisp_policy_decision *d) {
+  wisp_policy_request req = {principal, principal ? strlen(principal) : 0, method, method ? strlen(method) : 0,
+                             path,      path ? strlen(path) : 0,           80};
   wisp_policy_evaluate(v, &req, d);
 }
 
@@ -860,10 +896,9 @@ static void test_index_matches_scan(void **state) {
       "{paths: [\"*\"], ports: [80]}",
       "{notPaths: [/q], paths: [\"*1\"]}",
   };
-  static const char *const kCallers[] = {"spiffe://t/ns/a/sa/x",  "spiffe://t/ns/b/sa/y",
-                                         "spiffe://t/ns/a/sa/z",  "spiffe://t/ns/ab/sa/x",
-                                         "spiffe://t/ns/c/sa/y",  "spiffe://u/x",
-                                         "spiffe://t",            NULL};
+  static const char *const kCallers[] = {
+      "spiffe://t/ns/a/sa/x", "spiffe://t/ns/b/sa/y", "spiffe://t/ns/a/sa/z", "spiffe://t/ns/ab/sa/x",
+      "spiffe://t/ns/c/sa/y", "spiffe://u/x",         "spiffe://t",           NULL};
   static const char *const kMethods[] = {"GET", "POST", NULL};
   static const char *const kPaths[] = {"/p/1", "/q", "/q?x=1", ""};
   uint32_t seed = 12345;
@@ -872,8 +907,10 @@ static void test_index_matches_scan(void **state) {
     char yaml[2][8192];
     size_t w[2];
     for (int k = 0; k < 2; k++)
-      w[k] = (size_t)snprintf(yaml[k], sizeof(yaml[k]), PA("m", "t") "spec: {mode: PERMISSIVE}\n---\n"
-                              AP("p", "t") "spec:\n  action: %s\n  rules:\n", round % 3 ? "ALLOW" : "DENY");
+      w[k] = (size_t)snprintf(
+          yaml[k], sizeof(yaml[k]),
+          PA("m", "t") "spec: {mode: PERMISSIVE}\n---\n" AP("p", "t") "spec:\n  action: %s\n  rules:\n",
+          round % 3 ? "ALLOW" : "DENY");
     int n_rules = 1 + round % 12;
     for (int r = 0; r < n_rules; r++) {
       seed = seed * 1103515245u + 12345u;
@@ -902,7 +939,8 @@ static void test_index_matches_scan(void **state) {
           for (uint16_t port = 80; port <= 81; port++) {
             wisp_policy_request req = {kCallers[c], kCallers[c] ? strlen(kCallers[c]) : 0,
                                        kMethods[m], kMethods[m] ? strlen(kMethods[m]) : 0,
-                                       kPaths[pa],  strlen(kPaths[pa]), port};
+                                       kPaths[pa],  strlen(kPaths[pa]),
+                                       port};
             wisp_policy_decision d0, d1;
             wisp_policy_evaluate(v0, &req, &d0);
             wisp_policy_evaluate(v1, &req, &d1);
@@ -1079,18 +1117,27 @@ static void test_examples(void **state) {
       {"shop.yaml", ORDERS, "spiffe://shop.local/ns/web/sa/a", "GET", "/orders/7", 8080, false, WISP_MTLS_STRICT},
       {"shop.yaml", "spiffe://shop.local/ns/shop/sa/cart", FRONTEND, "GET", "/internal/x", 80, false, WISP_MTLS_STRICT},
       {"permissive-migration.yaml", "spiffe://c/ns/legacy/sa/web", NULL, "GET", "/", 80, true, WISP_MTLS_PERMISSIVE},
-      {"permissive-migration.yaml", "spiffe://c/ns/legacy/sa/web", NULL, "GET", "/admin/x", 80, false, WISP_MTLS_PERMISSIVE},
+      {"permissive-migration.yaml", "spiffe://c/ns/legacy/sa/web", NULL, "GET", "/admin/x", 80, false,
+       WISP_MTLS_PERMISSIVE},
       {"permissive-migration.yaml", "spiffe://c/ns/legacy/sa/payments", NULL, "GET", "/", 80, false, WISP_MTLS_STRICT},
       {"allow-nothing.yaml", "spiffe://c/ns/vault/sa/x", FRONTEND, "GET", "/", 80, false, WISP_MTLS_STRICT},
       {"allow-all.yaml", "spiffe://c/ns/tools/sa/status", FRONTEND, "DELETE", "/", 80, true, WISP_MTLS_STRICT},
-      {"l4-database.yaml", "spiffe://corp.example/ns/data/sa/postgres", "spiffe://corp.example/ns/shop/sa/billing", NULL, NULL, 5432, true, WISP_MTLS_STRICT},
-      {"l4-database.yaml", "spiffe://corp.example/ns/data/sa/postgres", "spiffe://corp.example/ns/monitoring/sa/prom", NULL, NULL, 9187, false, WISP_MTLS_STRICT},
-      {"l4-database.yaml", "spiffe://corp.example/ns/data/sa/postgres", "spiffe://corp.example/ns/monitoring/sa/prom", "GET", "/metrics", 9187, true, WISP_MTLS_STRICT},
-      {"istio-style.yaml", "spiffe://cluster.local/ns/web/sa/api", "spiffe://cluster.local/ns/web/sa/frontend", "GET", "/app.css", 80, true, WISP_MTLS_STRICT},
-      {"istio-style.yaml", "spiffe://cluster.local/ns/web/sa/api", "spiffe://cluster.local/ns/batch-new/sa/j", "POST", "/api/orders", 80, true, WISP_MTLS_STRICT},
-      {"istio-style.yaml", "spiffe://cluster.local/ns/web/sa/api", "spiffe://cluster.local/ns/batch-old/sa/j", "POST", "/api/orders", 80, false, WISP_MTLS_STRICT},
-      {"istio-style.yaml", "spiffe://cluster.local/ns/web/sa/api", "spiffe://x/ns/y/sa/z", "PUT", "/api/public/a", 80, true, WISP_MTLS_STRICT},
-      {"istio-style.yaml", "spiffe://cluster.local/ns/web/sa/api", "spiffe://x/ns/y/sa/z", "PATCH", "/api/public/a", 80, false, WISP_MTLS_STRICT},
+      {"l4-database.yaml", "spiffe://corp.example/ns/data/sa/postgres", "spiffe://corp.example/ns/shop/sa/billing",
+       NULL, NULL, 5432, true, WISP_MTLS_STRICT},
+      {"l4-database.yaml", "spiffe://corp.example/ns/data/sa/postgres", "spiffe://corp.example/ns/monitoring/sa/prom",
+       NULL, NULL, 9187, false, WISP_MTLS_STRICT},
+      {"l4-database.yaml", "spiffe://corp.example/ns/data/sa/postgres", "spiffe://corp.example/ns/monitoring/sa/prom",
+       "GET", "/metrics", 9187, true, WISP_MTLS_STRICT},
+      {"istio-style.yaml", "spiffe://cluster.local/ns/web/sa/api", "spiffe://cluster.local/ns/web/sa/frontend", "GET",
+       "/app.css", 80, true, WISP_MTLS_STRICT},
+      {"istio-style.yaml", "spiffe://cluster.local/ns/web/sa/api", "spiffe://cluster.local/ns/batch-new/sa/j", "POST",
+       "/api/orders", 80, true, WISP_MTLS_STRICT},
+      {"istio-style.yaml", "spiffe://cluster.local/ns/web/sa/api", "spiffe://cluster.local/ns/batch-old/sa/j", "POST",
+       "/api/orders", 80, false, WISP_MTLS_STRICT},
+      {"istio-style.yaml", "spiffe://cluster.local/ns/web/sa/api", "spiffe://x/ns/y/sa/z", "PUT", "/api/public/a", 80,
+       true, WISP_MTLS_STRICT},
+      {"istio-style.yaml", "spiffe://cluster.local/ns/web/sa/api", "spiffe://x/ns/y/sa/z", "PATCH", "/api/public/a", 80,
+       false, WISP_MTLS_STRICT},
   };
   for (size_t i = 0; i < sizeof(kEx) / sizeof(kEx[0]); i++) {
     char path[256];
@@ -1104,8 +1151,9 @@ static void test_examples(void **state) {
     free(y);
     wisp_policy_view *v = view_of(p, kEx[i].workload);
     wisp_policy_request req = {kEx[i].principal, kEx[i].principal ? strlen(kEx[i].principal) : 0,
-                               kEx[i].method, kEx[i].method ? strlen(kEx[i].method) : 0,
-                               kEx[i].path, kEx[i].path ? strlen(kEx[i].path) : 0, kEx[i].port};
+                               kEx[i].method,    kEx[i].method ? strlen(kEx[i].method) : 0,
+                               kEx[i].path,      kEx[i].path ? strlen(kEx[i].path) : 0,
+                               kEx[i].port};
     wisp_policy_decision d;
     wisp_policy_evaluate(v, &req, &d);
     if (d.allow != kEx[i].allow || wisp_policy_view_mode(v) != kEx[i].mode)
@@ -1132,8 +1180,8 @@ enum {
 
 /* Best-of-rounds ns per evaluate of one request against |yaml|, whose
  * decision must be |want_allow|. */
-static double bench_one(const char *yaml, const char *principal, const char *method,
-                        const char *path, bool want_allow, double calibrate_ns) {
+static double bench_one(const char *yaml, const char *principal, const char *method, const char *path, bool want_allow,
+                        double calibrate_ns) {
   wisp_policy *p = compile_ok(yaml);
   wisp_policy_view *v = view_of(p, ORDERS);
   wisp_policy_request req = {principal, strlen(principal), method, strlen(method), path, strlen(path), 8080};
@@ -1175,7 +1223,8 @@ static char *many_rules_scanned(int n) {
     w += (size_t)snprintf(y + w, cap - w,
                           "  - from: [{principals: [\"spiffe://shop.local/ns/shop/sa/client-%d\"]},"
                           " {principals: [\"*\"], notPrincipals: [\"*\"]}]\n"
-                          "    to: [{methods: [GET], paths: [\"/api/%d/*\"]}, {ports: [1], notPorts: [1]}]\n", i, i);
+                          "    to: [{methods: [GET], paths: [\"/api/%d/*\"]}, {ports: [1], notPorts: [1]}]\n",
+                          i, i);
   return y;
 }
 
@@ -1199,8 +1248,7 @@ static uint32_t tried_for(const char *yaml, const char *principal, const char *p
 #define INDEXED_MAX_TRIED 4
 static void test_index_bounds_work(void **state) {
   (void)state;
-  static const char *const kForm[] = {"exact principals", "prefix principals", "namespaces",
-                                      "no from, paths only"};
+  static const char *const kForm[] = {"exact principals", "prefix principals", "namespaces", "no from, paths only"};
   char id[128], path[64], q[80];
   for (caller_form form = BY_EXACT; form <= BY_NOTHING; form++) {
     char *y = many_rules(1000, form);
@@ -1228,8 +1276,7 @@ static void test_bench(void **state) {
     skip();
     return;
   }
-  static const char *const kForm[] = {"exact principals", "prefix principals", "namespaces",
-                                      "no from, paths only"};
+  static const char *const kForm[] = {"exact principals", "prefix principals", "namespaces", "no from, paths only"};
   char id[128], path[64], q[80];
   char *y = many_rules(1, BY_EXACT);
   many_caller(BY_EXACT, 0, id, sizeof(id), path, sizeof(path));
@@ -1242,14 +1289,16 @@ static void test_bench(void **state) {
     double hit = bench_one(y, id, "GET", q, true, LONG_CALIBRATE_NS);
     double miss = bench_one(y, form == BY_NOTHING ? id : "spiffe://shop.local/ns/shop/sa/nobody", "GET",
                             form == BY_NOTHING ? "/nowhere" : path, false, LONG_CALIBRATE_NS);
-    print_message("# bench: 1000 rules (%s): allowed by the last rule %.1f ns/evaluate, "
-                  "denied %.1f ns/evaluate (1 rule: %.1f)\n", kForm[form], hit, miss, one);
+    print_message(
+        "# bench: 1000 rules (%s): allowed by the last rule %.1f ns/evaluate, "
+        "denied %.1f ns/evaluate (1 rule: %.1f)\n",
+        kForm[form], hit, miss, one);
     free(y);
   }
   y = many_rules_scanned(1000);
   many_caller(BY_EXACT, 999, id, sizeof(id), path, sizeof(path));
-  print_message("# bench: 1000 rules scanned %.1f ns/evaluate\n", bench_one(y, id, "GET", path, true,
-                                                                           LONG_CALIBRATE_NS));
+  print_message("# bench: 1000 rules scanned %.1f ns/evaluate\n",
+                bench_one(y, id, "GET", path, true, LONG_CALIBRATE_NS));
   free(y);
 }
 

@@ -30,10 +30,10 @@ static void test_refills_at_rate(void **state) {
   wisp_ratelim r;
   wisp_ratelim_init(&r, 10, 2, 0.0);
   assert_int_equal(take_n(&r, 10, 0.0), 10);
-  assert_false(wisp_ratelim_take(&r, 0.4));  /* 0.8 token: not yet */
-  assert_true(wisp_ratelim_take(&r, 0.5));   /* 1 token */
+  assert_false(wisp_ratelim_take(&r, 0.4)); /* 0.8 token: not yet */
+  assert_true(wisp_ratelim_take(&r, 0.5));  /* 1 token */
   assert_false(wisp_ratelim_take(&r, 0.5));
-  assert_int_equal(take_n(&r, 10, 2.5), 4);  /* 2 s later: 4 more */
+  assert_int_equal(take_n(&r, 10, 2.5), 4); /* 2 s later: 4 more */
 }
 
 static void test_refill_capped_at_burst(void **state) {

@@ -187,7 +187,7 @@ static void test_untrusted_room(void **state) {
   wisp_resetlim *rl = wisp_resetlim_new(10, 10);
   wisp_connlimit_key k = key_v4("10.0.0.8");
   wisp_resetlim_caller *a = wisp_resetlim_hold(rl, &k, 0);
-  wisp_resetlim_caller *b = wisp_resetlim_hold(rl, &k, 0); /* another connection of it */
+  wisp_resetlim_caller *b = wisp_resetlim_hold(rl, &k, 0);      /* another connection of it */
   assert_int_equal(UINT32_MAX, wisp_resetlim_room(a, 0, 0.05)); /* nothing reset yet */
   open_and_reset(a, 4, 0);
   assert_int_equal(6, wisp_resetlim_room(a, 0, 0.05));

@@ -129,16 +129,33 @@ static const status_case kStatus[] = {
     {"normal trailers", {":status: 200", "content-type: application/grpc", "grpc-status: 0"}, WISP_GRPC_OK, "", true},
     {"trailers-only error, encoded message",
      {":status: 200", "content-type: application/grpc+proto", "grpc-status: 7", "grpc-message: no%20way%3A 100%25"},
-     WISP_GRPC_PERMISSION_DENIED, "no way: 100%", true},
-    {"message with UTF-8", {":status: 200", "content-type: application/grpc", "grpc-status: 3", "grpc-message: caf%C3%A9"},
-     WISP_GRPC_INVALID_ARGUMENT, "caf\xc3\xa9", true},
-    {"bad percent escape kept", {":status: 200", "content-type: application/grpc", "grpc-status: 2", "grpc-message: 50%zz"},
-     WISP_GRPC_UNKNOWN, "50%zz", true},
-    {"grpc-status out of range", {":status: 200", "content-type: application/grpc", "grpc-status: 99"},
-     WISP_GRPC_UNKNOWN, "", true},
-    {"grpc-status not a number", {":status: 200", "content-type: application/grpc", "grpc-status: seven"},
-     WISP_GRPC_INTERNAL, "malformed grpc-status", true},
-    {"no trailers", {":status: 200", "content-type: application/grpc"}, WISP_GRPC_INTERNAL, "without a grpc-status",
+     WISP_GRPC_PERMISSION_DENIED,
+     "no way: 100%",
+     true},
+    {"message with UTF-8",
+     {":status: 200", "content-type: application/grpc", "grpc-status: 3", "grpc-message: caf%C3%A9"},
+     WISP_GRPC_INVALID_ARGUMENT,
+     "caf\xc3\xa9",
+     true},
+    {"bad percent escape kept",
+     {":status: 200", "content-type: application/grpc", "grpc-status: 2", "grpc-message: 50%zz"},
+     WISP_GRPC_UNKNOWN,
+     "50%zz",
+     true},
+    {"grpc-status out of range",
+     {":status: 200", "content-type: application/grpc", "grpc-status: 99"},
+     WISP_GRPC_UNKNOWN,
+     "",
+     true},
+    {"grpc-status not a number",
+     {":status: 200", "content-type: application/grpc", "grpc-status: seven"},
+     WISP_GRPC_INTERNAL,
+     "malformed grpc-status",
+     true},
+    {"no trailers",
+     {":status: 200", "content-type: application/grpc"},
+     WISP_GRPC_INTERNAL,
+     "without a grpc-status",
      true},
     {"HTTP 404", {":status: 404", "content-type: text/plain"}, WISP_GRPC_UNIMPLEMENTED, "HTTP status 404", false},
     {"HTTP 503", {":status: 503"}, WISP_GRPC_UNAVAILABLE, "HTTP status 503", false},
@@ -148,18 +165,29 @@ static const status_case kStatus[] = {
     {"HTTP 429", {":status: 429"}, WISP_GRPC_UNAVAILABLE, "HTTP status 429", false},
     {"HTTP 500", {":status: 500"}, WISP_GRPC_UNKNOWN, "HTTP status 500", false},
     {"HTTP 415", {":status: 415", "content-type: text/plain"}, WISP_GRPC_UNKNOWN, "HTTP status 415", false},
-    {"grpc-status wins over HTTP status", {":status: 404", "grpc-status: 5", "grpc-message: gone"}, WISP_GRPC_NOT_FOUND,
-     "gone", false},
-    {"200 but not gRPC", {":status: 200", "content-type: text/html"}, WISP_GRPC_UNKNOWN, "not application/grpc",
+    {"grpc-status wins over HTTP status",
+     {":status: 404", "grpc-status: 5", "grpc-message: gone"},
+     WISP_GRPC_NOT_FOUND,
+     "gone",
      false},
+    {"200 but not gRPC", {":status: 200", "content-type: text/html"}, WISP_GRPC_UNKNOWN, "not application/grpc", false},
     {"200 without content-type", {":status: 200"}, WISP_GRPC_UNKNOWN, "without content-type", false},
-    {"grpc+json is not ours", {":status: 200", "content-type: application/grpc+json"}, WISP_GRPC_UNKNOWN,
-     "not application/grpc", false},
-    {"no :status", {"content-type: application/grpc"}, WISP_GRPC_INTERNAL, "without :status", false},
-    {"garbage :status", {":status: 2x0", "content-type: application/grpc"}, WISP_GRPC_INTERNAL, "HTTP status -1",
+    {"grpc+json is not ours",
+     {":status: 200", "content-type: application/grpc+json"},
+     WISP_GRPC_UNKNOWN,
+     "not application/grpc",
      false},
-    {"other headers ignored", {":status: 200", "content-type: application/grpc", "x-grpc-status: 7", "grpc-status: 0"},
-     WISP_GRPC_OK, "", true},
+    {"no :status", {"content-type: application/grpc"}, WISP_GRPC_INTERNAL, "without :status", false},
+    {"garbage :status",
+     {":status: 2x0", "content-type: application/grpc"},
+     WISP_GRPC_INTERNAL,
+     "HTTP status -1",
+     false},
+    {"other headers ignored",
+     {":status: 200", "content-type: application/grpc", "x-grpc-status: 7", "grpc-status: 0"},
+     WISP_GRPC_OK,
+     "",
+     true},
 };
 
 static void feed_header(wisp_rpcc_response *r, const char *line) {
@@ -204,9 +232,12 @@ static void test_status_from_h2_error(void **state) {
     uint32_t code;
     wisp_grpc_status want;
   } cases[] = {
-      {NGHTTP2_NO_ERROR, WISP_GRPC_INTERNAL},          {NGHTTP2_PROTOCOL_ERROR, WISP_GRPC_INTERNAL},
-      {NGHTTP2_INTERNAL_ERROR, WISP_GRPC_INTERNAL},    {NGHTTP2_FLOW_CONTROL_ERROR, WISP_GRPC_INTERNAL},
-      {NGHTTP2_REFUSED_STREAM, WISP_GRPC_UNAVAILABLE}, {NGHTTP2_CANCEL, WISP_GRPC_CANCELLED},
+      {NGHTTP2_NO_ERROR, WISP_GRPC_INTERNAL},
+      {NGHTTP2_PROTOCOL_ERROR, WISP_GRPC_INTERNAL},
+      {NGHTTP2_INTERNAL_ERROR, WISP_GRPC_INTERNAL},
+      {NGHTTP2_FLOW_CONTROL_ERROR, WISP_GRPC_INTERNAL},
+      {NGHTTP2_REFUSED_STREAM, WISP_GRPC_UNAVAILABLE},
+      {NGHTTP2_CANCEL, WISP_GRPC_CANCELLED},
       {NGHTTP2_ENHANCE_YOUR_CALM, WISP_GRPC_RESOURCE_EXHAUSTED},
       {NGHTTP2_INADEQUATE_SECURITY, WISP_GRPC_PERMISSION_DENIED},
       {0xdead, WISP_GRPC_INTERNAL},
@@ -221,9 +252,8 @@ static void test_timeout_format(void **state) {
     double s;
     const char *want;
   } cases[] = {
-      {10, "10000m"},       {0.25, "250m"},         {0.0001, "1m"},          {0, "1m"},
-      {1.0005, "1001m"},    {99999.999, "99999999m"}, {100000, "100000S"}, {1e9, "16666667M"},
-      {1e11, "27777778H"},  {1e20, "99999999H"},
+      {10, "10000m"},           {0.25, "250m"},      {0.0001, "1m"},     {0, "1m"},           {1.0005, "1001m"},
+      {99999.999, "99999999m"}, {100000, "100000S"}, {1e9, "16666667M"}, {1e11, "27777778H"}, {1e20, "99999999H"},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     char out[32];
@@ -239,8 +269,8 @@ static void test_timeout_format(void **state) {
 /* ---- a server in the same loop ---------------------------------------------- */
 
 static struct {
-  char dir[1024];      /* certificates */
-  char sock_dir[64];   /* short: Unix socket paths are limited */
+  char dir[1024];    /* certificates */
+  char sock_dir[64]; /* short: Unix socket paths are limited */
   int nsock;
 } fx;
 
@@ -752,7 +782,7 @@ static void test_server_goes_away(void **state) {
   spin(e, 5);
   wisp_rpc_server_free(e->srv);
   wisp_rpc_config cfg = {kMethods, 2, e, TEST_MAX_CONNS, TEST_CONN_BUFFER, 0, 0}; /* no per-source/idle limit */
-  e->srv = wisp_rpc_server_new(e->loop, &cfg); /* for env_free */
+  e->srv = wisp_rpc_server_new(e->loop, &cfg);                                    /* for env_free */
   run_until_done(e, &r, 1, 5);
   assert_int_equal(r.ndone, 1);
   assert_int_equal(r.code, WISP_GRPC_UNAVAILABLE);
@@ -848,8 +878,8 @@ static void test_tls_client_to_plaintext_only_server(void **state) {
 
 static bool write_leaf(const char *name, const char *id, EVP_PKEY *key, X509 *ca, EVP_PKEY *ca_key, long serial) {
   test_san san = {GEN_URI, id, 0};
-  test_cert_spec spec = {.cn = "workload", .sans = &san, .nsans = 1, .serial = serial, .not_before_sec = -3600,
-                         .not_after_sec = 86400};
+  test_cert_spec spec = {
+      .cn = "workload", .sans = &san, .nsans = 1, .serial = serial, .not_before_sec = -3600, .not_after_sec = 86400};
   X509 *x = test_new_cert(&spec, key, ca, ca_key);
   char pem[64], kf[64];
   snprintf(pem, sizeof(pem), "%s.pem", name);

@@ -24,8 +24,8 @@ static void test_classes_cover_each_size(void **state) {
   for (size_t n = 0; n <= WISP_SLAB_MAX; n++) {
     size_t c = wisp_slab_class_size(n);
     assert_true(c >= n);
-    assert_true(c >= prev);        /* monotonic */
-    assert_true(c % 16 == 0);      /* keeps the next chunk aligned */
+    assert_true(c >= prev);           /* monotonic */
+    assert_true(c % 16 == 0);         /* keeps the next chunk aligned */
     assert_true(c <= n + n / 4 + 16); /* at most a quarter (or 16 bytes) wasted */
     prev = c;
   }
@@ -179,15 +179,15 @@ static void test_asan_poisons_cached_chunks(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_classes_cover_each_size),
-      cmocka_unit_test(test_freed_chunk_is_reused),
-      cmocka_unit_test(test_calloc_zeroes_a_reused_chunk),
-      cmocka_unit_test(test_large_sizes_bypass_the_lists),
-      cmocka_unit_test(test_cache_is_capped),
-      cmocka_unit_test(test_realloc_keeps_contents),
-      cmocka_unit_test(test_model),
+    cmocka_unit_test(test_classes_cover_each_size),
+    cmocka_unit_test(test_freed_chunk_is_reused),
+    cmocka_unit_test(test_calloc_zeroes_a_reused_chunk),
+    cmocka_unit_test(test_large_sizes_bypass_the_lists),
+    cmocka_unit_test(test_cache_is_capped),
+    cmocka_unit_test(test_realloc_keeps_contents),
+    cmocka_unit_test(test_model),
 #if defined(__SANITIZE_ADDRESS__)
-      cmocka_unit_test(test_asan_poisons_cached_chunks),
+    cmocka_unit_test(test_asan_poisons_cached_chunks),
 #endif
   };
   wisp_slab_set_cache(1); /* off by default under ASan: the cache is what is tested */

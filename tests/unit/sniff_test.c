@@ -72,16 +72,14 @@ static const sniff_case kCases[] = {
     {"GE(T /", 0, WISP_SNIFF_OTHER},
     {"GET\t/", 0, WISP_SNIFF_OTHER},
     /* other TCP */
-    {"*1\r\n$4\r\nPING\r\n", 0, WISP_SNIFF_OTHER}, /* redis */
+    {"*1\r\n$4\r\nPING\r\n", 0, WISP_SNIFF_OTHER},             /* redis */
     {"\x00\x00\x00\x08\x04\xd2\x16\x2f", 8, WISP_SNIFF_OTHER}, /* postgres SSLRequest */
     {"SSH-2.0-OpenSSH_9.2\r\n", 0, WISP_SNIFF_OTHER},
     {"\x80\x01", 0, WISP_SNIFF_OTHER},
     {"\xff", 0, WISP_SNIFF_OTHER},
 };
 
-static wisp_sniff_proto classify_str(const char *s, size_t len) {
-  return wisp_sniff_classify((const uint8_t *)s, len);
-}
+static wisp_sniff_proto classify_str(const char *s, size_t len) { return wisp_sniff_classify((const uint8_t *)s, len); }
 
 static void test_classify_table(void **state) {
   for (size_t i = 0; i < sizeof(kCases) / sizeof(kCases[0]); i++) {
@@ -170,9 +168,9 @@ static void test_client_hello_prefixes(void **state) {
  * every prefix: undecided until the space, HTTP/1 from it on. */
 static void test_method_prefixes(void **state) {
   static const char *const kMethods[] = {
-      "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-      "PROPFIND", "MKCOL", "M-SEARCH", "VERSION-CONTROL", "BASELINE-CONTROL", "UPDATEREDIRECTREF",
-      "get", "Post", "X_CUSTOM.1~",
+      "GET",   "HEAD",        "POST",  "PUT",      "DELETE",          "CONNECT",          "OPTIONS",           "TRACE",
+      "PATCH", "PROPFIND",    "MKCOL", "M-SEARCH", "VERSION-CONTROL", "BASELINE-CONTROL", "UPDATEREDIRECTREF", "get",
+      "Post",  "X_CUSTOM.1~",
   };
   for (size_t m = 0; m < sizeof(kMethods) / sizeof(kMethods[0]); m++) {
     char line[64];
@@ -218,7 +216,8 @@ static void test_every_first_byte(void **state) {
                  (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
     wisp_sniff_proto want = c == 0x16 || token ? WISP_SNIFF_NEED_MORE : WISP_SNIFF_OTHER;
     wisp_sniff_proto got = wisp_sniff_classify(&c, 1);
-    if (got != want) fail_msg("byte 0x%02x: got %s, want %s", b, wisp_sniff_proto_name(got), wisp_sniff_proto_name(want));
+    if (got != want)
+      fail_msg("byte 0x%02x: got %s, want %s", b, wisp_sniff_proto_name(got), wisp_sniff_proto_name(want));
   }
 }
 
@@ -327,8 +326,8 @@ static void on_guard(struct ev_loop *loop, ev_timer *w, int revents) { ev_break(
 
 /* Runs the watcher on fds[0] (timeout |timeout|): |first| is sent before,
  * |then| after |delay| s. Returns the result; at most 5 s of loop. */
-static result watch(int fds[2], double timeout, const char *first, size_t first_len, const char *then,
-                    size_t then_len, int shut, double delay, unsigned *out_iterations) {
+static result watch(int fds[2], double timeout, const char *first, size_t first_len, const char *then, size_t then_len,
+                    int shut, double delay, unsigned *out_iterations) {
   struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
   result r = {.loop = loop, .fd = -1};
   if (first_len) assert_int_equal(send(fds[1], first, first_len, MSG_NOSIGNAL), (ssize_t)first_len);

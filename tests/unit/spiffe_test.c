@@ -22,11 +22,11 @@
 
 typedef struct {
   const char *in;
-  size_t len;              /* 0: strlen(in) */
+  size_t len; /* 0: strlen(in) */
   wisp_err want;
-  const char *td;          /* expected trust domain (valid cases) */
-  const char *path;        /* expected path, "" for none (valid cases) */
-  const char *why;         /* substring of the error message (invalid cases) */
+  const char *td;   /* expected trust domain (valid cases) */
+  const char *path; /* expected path, "" for none (valid cases) */
+  const char *why;  /* substring of the error message (invalid cases) */
 } parse_case;
 
 static const parse_case kParseCases[] = {
@@ -198,16 +198,15 @@ typedef struct {
   size_t nsans;
   bool no_san_ext;
   wisp_err want;
-  const char *id;   /* valid */
-  const char *why;  /* invalid */
+  const char *id;  /* valid */
+  const char *why; /* invalid */
 } cert_case;
 
 static const cert_case kCertCases[] = {
     {"no SAN extension", {{0}}, 0, true, WISP_ERR_IDENTITY, NULL, "no URI SAN"},
     {"empty SAN extension", {{0}}, 0, false, WISP_ERR_IDENTITY, NULL, "no URI SAN"},
     {"DNS SAN only", {{GEN_DNS, "web.example.org", 0}}, 1, false, WISP_ERR_IDENTITY, NULL, "no URI SAN"},
-    {"one SPIFFE URI", {{GEN_URI, "spiffe://example.org/web", 0}}, 1, false, WISP_OK, "spiffe://example.org/web",
-     NULL},
+    {"one SPIFFE URI", {{GEN_URI, "spiffe://example.org/web", 0}}, 1, false, WISP_OK, "spiffe://example.org/web", NULL},
     {"SPIFFE URI and DNS",
      {{GEN_DNS, "web.example.org", 0}, {GEN_URI, "spiffe://example.org/web", 0}},
      2,
@@ -229,11 +228,26 @@ static const cert_case kCertCases[] = {
      WISP_ERR_IDENTITY,
      NULL,
      "more than one URI SAN"},
-    {"non-SPIFFE URI", {{GEN_URI, "https://example.org/web", 0}}, 1, false, WISP_ERR_IDENTITY, NULL,
+    {"non-SPIFFE URI",
+     {{GEN_URI, "https://example.org/web", 0}},
+     1,
+     false,
+     WISP_ERR_IDENTITY,
+     NULL,
      "URI SAN is not a SPIFFE ID: does not start with spiffe://"},
-    {"invalid SPIFFE URI", {{GEN_URI, "spiffe://Example.org/web", 0}}, 1, false, WISP_ERR_IDENTITY, NULL,
+    {"invalid SPIFFE URI",
+     {{GEN_URI, "spiffe://Example.org/web", 0}},
+     1,
+     false,
+     WISP_ERR_IDENTITY,
+     NULL,
      "URI SAN is not a SPIFFE ID: trust domain"},
-    {"URI SAN with NUL", {{GEN_URI, "spiffe://example.org/a\0b", 24}}, 1, false, WISP_ERR_IDENTITY, NULL,
+    {"URI SAN with NUL",
+     {{GEN_URI, "spiffe://example.org/a\0b", 24}},
+     1,
+     false,
+     WISP_ERR_IDENTITY,
+     NULL,
      "URI SAN is not a SPIFFE ID: path contains"},
 };
 
@@ -343,8 +357,13 @@ static void test_leaf_refused(void **state) {
   for (size_t i = 0; i < sizeof(kLeafCases) / sizeof(kLeafCases[0]); i++) {
     const leaf_case *c = &kLeafCases[i];
     print_message("# case %zu: %s\n", i, c->name);
-    test_cert_spec spec = {.cn = "workload", .sans = &san, .nsans = 1, .is_ca = c->is_ca, .not_ca = c->not_ca,
-                           .key_usage = c->key_usage, .key_usage_noncritical = c->noncritical};
+    test_cert_spec spec = {.cn = "workload",
+                           .sans = &san,
+                           .nsans = 1,
+                           .is_ca = c->is_ca,
+                           .not_ca = c->not_ca,
+                           .key_usage = c->key_usage,
+                           .key_usage_noncritical = c->noncritical};
     X509 *x = test_new_cert(&spec, g_key, NULL, NULL);
     assert_non_null(x);
     const char *why = wisp_spiffe_leaf_refused(x);

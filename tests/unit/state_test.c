@@ -128,8 +128,7 @@ static void assert_content(const char *dir, const char *name, const void *want, 
 static void test_round_trip(void **state) {
   fixture *f = *state;
   char err[256];
-  assert_int_equal(wisp_state_write(f->dir, "ca.key", "secret key", 10, 0, err, sizeof(err)),
-                   WISP_OK);
+  assert_int_equal(wisp_state_write(f->dir, "ca.key", "secret key", 10, 0, err, sizeof(err)), WISP_OK);
   assert_content(f->dir, "ca.key", "secret key", 10);
   char p[600];
   path_of(p, sizeof(p), f->dir, "ca.key");
@@ -167,7 +166,7 @@ static void test_modes_ignore_umask(void **state) {
     mode_t mode;
     mode_t want;
   } cases[] = {
-      {022, 0, 0600},   {077, 0, 0600},   {0, 0, 0600},       {077, 0644, 0644},
+      {022, 0, 0600},    {077, 0, 0600},  {0, 0, 0600},       {077, 0644, 0644},
       {022, 0640, 0640}, {0, 0400, 0400}, {077, 04755, 0755}, /* no set-id bits */
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -179,8 +178,8 @@ static void test_modes_ignore_umask(void **state) {
     assert_int_equal(e, WISP_OK);
     path_of(p, sizeof(p), f->dir, name);
     if (mode_of(p) != cases[i].want) {
-      fail_msg("umask %03o mode %04o: got %04o, want %04o", (unsigned)cases[i].umask,
-               (unsigned)cases[i].mode, (unsigned)mode_of(p), (unsigned)cases[i].want);
+      fail_msg("umask %03o mode %04o: got %04o, want %04o", (unsigned)cases[i].umask, (unsigned)cases[i].mode,
+               (unsigned)mode_of(p), (unsigned)cases[i].want);
     }
   }
   /* Overwriting also sets the mode: the new file replaces the old one. */
@@ -193,8 +192,7 @@ static void test_modes_ignore_umask(void **state) {
 
 static void test_overwrite(void **state) {
   fixture *f = *state;
-  assert_int_equal(wisp_state_write(f->dir, "policy.yaml", "version: 1\n", 11, 0, NULL, 0),
-                   WISP_OK);
+  assert_int_equal(wisp_state_write(f->dir, "policy.yaml", "version: 1\n", 11, 0, NULL, 0), WISP_OK);
   char p[600];
   path_of(p, sizeof(p), f->dir, "policy.yaml");
   struct stat before;
@@ -248,8 +246,7 @@ static void test_failed_rename_cleans_up(void **state) {
   path_of(p, sizeof(p), f->dir, "ca.crt");
   assert_int_equal(mkdir(p, 0700), 0);
   char err[256] = "";
-  assert_int_equal(wisp_state_write(f->dir, "ca.crt", "cert", 4, 0, err, sizeof(err)),
-                   WISP_ERR_IO);
+  assert_int_equal(wisp_state_write(f->dir, "ca.crt", "cert", 4, 0, err, sizeof(err)), WISP_ERR_IO);
   assert_int_equal(errno, EISDIR);
   assert_non_null(strstr(err, "rename"));
   struct stat st;
@@ -298,8 +295,7 @@ static void test_bad_names(void **state) {
   memset(long_name, 'a', sizeof(long_name) - 1);
   long_name[sizeof(long_name) - 1] = '\0';
   const char *bad[] = {
-      "", ".", "..", ".hidden", "../escape", "a/b", "/abs", "a b", "a\nb", "tab\t", "caf\xc3\xa9",
-      long_name,
+      "", ".", "..", ".hidden", "../escape", "a/b", "/abs", "a b", "a\nb", "tab\t", "caf\xc3\xa9", long_name,
   };
   assert_int_equal(wisp_state_write(f->dir, "ok", "old", 3, 0, NULL, 0), WISP_OK);
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -310,8 +306,7 @@ static void test_bad_names(void **state) {
     assert_non_null(strstr(err, "bad state file name"));
     uint8_t *out = (uint8_t *)"sentinel";
     size_t out_len = 99;
-    assert_int_equal(wisp_state_read(f->dir, bad[i], 100, &out, &out_len, NULL, 0),
-                     WISP_ERR_USAGE);
+    assert_int_equal(wisp_state_read(f->dir, bad[i], 100, &out, &out_len, NULL, 0), WISP_ERR_USAGE);
     assert_null(out);
     assert_int_equal(out_len, 0);
   }
@@ -334,19 +329,16 @@ static void test_read_bound(void **state) {
   uint8_t *out;
   size_t out_len;
   char err[256] = "";
-  assert_int_equal(wisp_state_read(f->dir, "hundred", 100, &out, &out_len, err, sizeof(err)),
-                   WISP_OK);
+  assert_int_equal(wisp_state_read(f->dir, "hundred", 100, &out, &out_len, err, sizeof(err)), WISP_OK);
   assert_int_equal(out_len, 100);
   free(out);
   out = (uint8_t *)"sentinel";
   out_len = 99;
-  assert_int_equal(wisp_state_read(f->dir, "hundred", 99, &out, &out_len, err, sizeof(err)),
-                   WISP_ERR_TOO_BIG);
+  assert_int_equal(wisp_state_read(f->dir, "hundred", 99, &out, &out_len, err, sizeof(err)), WISP_ERR_TOO_BIG);
   assert_null(out);
   assert_int_equal(out_len, 0);
   assert_non_null(strstr(err, "hundred"));
-  assert_int_equal(wisp_state_read(f->dir, "hundred", 0, &out, &out_len, NULL, 0),
-                   WISP_ERR_TOO_BIG);
+  assert_int_equal(wisp_state_read(f->dir, "hundred", 0, &out, &out_len, NULL, 0), WISP_ERR_TOO_BIG);
   /* An empty file fits a bound of 0. */
   assert_int_equal(wisp_state_write(f->dir, "empty", "", 0, 0, NULL, 0), WISP_OK);
   assert_int_equal(wisp_state_read(f->dir, "empty", 0, &out, &out_len, NULL, 0), WISP_OK);
@@ -355,8 +347,7 @@ static void test_read_bound(void **state) {
   assert_int_equal(out[0], '\0');
   free(out);
   /* A huge bound does not overflow anything. */
-  assert_int_equal(wisp_state_read(f->dir, "hundred", SIZE_MAX, &out, &out_len, NULL, 0),
-                   WISP_OK);
+  assert_int_equal(wisp_state_read(f->dir, "hundred", SIZE_MAX, &out, &out_len, NULL, 0), WISP_OK);
   assert_int_equal(out_len, 100);
   free(out);
 }
@@ -367,8 +358,7 @@ static void test_read_missing(void **state) {
   size_t out_len = 99;
   char err[256] = "";
   errno = 0;
-  assert_int_equal(wisp_state_read(f->dir, "ca.key", 4096, &out, &out_len, err, sizeof(err)),
-                   WISP_ERR_IO);
+  assert_int_equal(wisp_state_read(f->dir, "ca.key", 4096, &out, &out_len, err, sizeof(err)), WISP_ERR_IO);
   assert_int_equal(errno, ENOENT);
   assert_null(out);
   assert_int_equal(out_len, 0);
@@ -377,8 +367,7 @@ static void test_read_missing(void **state) {
   /* A missing directory, for read and write. */
   char missing[600];
   path_of(missing, sizeof(missing), f->dir, "nope");
-  assert_int_equal(wisp_state_read(missing, "ca.key", 4096, &out, &out_len, NULL, 0),
-                   WISP_ERR_IO);
+  assert_int_equal(wisp_state_read(missing, "ca.key", 4096, &out, &out_len, NULL, 0), WISP_ERR_IO);
   assert_int_equal(errno, ENOENT);
   assert_int_equal(wisp_state_write(missing, "ca.key", "x", 1, 0, NULL, 0), WISP_ERR_IO);
   assert_int_equal(errno, ENOENT);
@@ -402,8 +391,7 @@ static void test_read_refuses_non_files(void **state) {
     uint8_t *out = (uint8_t *)"sentinel";
     size_t out_len = 99;
     char err[256] = "";
-    if (wisp_state_read(f->dir, names[i], 4096, &out, &out_len, err, sizeof(err)) !=
-        WISP_ERR_USAGE) {
+    if (wisp_state_read(f->dir, names[i], 4096, &out, &out_len, err, sizeof(err)) != WISP_ERR_USAGE) {
       fail_msg("read %s was not refused", names[i]);
     }
     assert_null(out);
@@ -418,15 +406,13 @@ static void test_err_buffer(void **state) {
   memset(err, 'Z', sizeof(err));
   uint8_t *out;
   size_t out_len;
-  assert_int_equal(wisp_state_read(f->dir, "missing", 10, &out, &out_len, err, sizeof(err)),
-                   WISP_ERR_IO);
+  assert_int_equal(wisp_state_read(f->dir, "missing", 10, &out, &out_len, err, sizeof(err)), WISP_ERR_IO);
   assert_int_equal(strlen(err), sizeof(err) - 1);
   memset(err, 'Z', sizeof(err));
   assert_int_equal(wisp_state_read(f->dir, "missing", 10, &out, &out_len, err, 1), WISP_ERR_IO);
   assert_int_equal(err[0], '\0');
   assert_int_equal(err[1], 'Z');
-  assert_int_equal(wisp_state_read(f->dir, "missing", 10, &out, &out_len, NULL, 100),
-                   WISP_ERR_IO);
+  assert_int_equal(wisp_state_read(f->dir, "missing", 10, &out, &out_len, NULL, 100), WISP_ERR_IO);
 }
 
 /* ---- ensure_dir ---- */

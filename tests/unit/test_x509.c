@@ -76,8 +76,7 @@ X509 *test_new_cert(const test_cert_spec *spec, EVP_PKEY *key, X509 *issuer, EVP
   ok = ok && ASN1_INTEGER_set(X509_get_serialNumber(x), spec->serial ? spec->serial : 1);
   ok = ok && X509_gmtime_adj(X509_getm_notBefore(x), spec->not_before_sec);
   ok = ok && X509_gmtime_adj(X509_getm_notAfter(x), spec->not_after_sec ? spec->not_after_sec : 86400);
-  if (ok && spec->cn)
-    ok = X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const uint8_t *)spec->cn, -1, -1, 0);
+  if (ok && spec->cn) ok = X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const uint8_t *)spec->cn, -1, -1, 0);
   ok = ok && X509_set_subject_name(x, name);
   ok = ok && X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
   ok = ok && X509_set_pubkey(x, key);

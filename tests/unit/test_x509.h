@@ -18,17 +18,17 @@ typedef struct {
 } test_san;
 
 typedef struct {
-  const char *cn;            /* subject CN, NULL: none */
-  const test_san *sans;      /* NULL/0: no SAN extension at all */
+  const char *cn;       /* subject CN, NULL: none */
+  const test_san *sans; /* NULL/0: no SAN extension at all */
   size_t nsans;
-  bool is_ca;                /* adds basicConstraints CA:TRUE (critical) */
-  bool not_ca;               /* adds basicConstraints CA:FALSE (critical) */
-  long key_usage;            /* KU_* bits of x509v3.h; 0: digitalSignature on a
+  bool is_ca;     /* adds basicConstraints CA:TRUE (critical) */
+  bool not_ca;    /* adds basicConstraints CA:FALSE (critical) */
+  long key_usage; /* KU_* bits of x509v3.h; 0: digitalSignature on a
                               * leaf, none on a CA; TEST_KU_NONE: none */
   bool key_usage_noncritical;
-  long serial;               /* 0: 1 */
-  long not_before_sec;       /* offset from now */
-  long not_after_sec;        /* offset from now; 0: one day */
+  long serial;         /* 0: 1 */
+  long not_before_sec; /* offset from now */
+  long not_after_sec;  /* offset from now; 0: one day */
 } test_cert_spec;
 
 #define TEST_KU_NONE (-1L)

@@ -17,12 +17,11 @@ typedef struct {
 } case_t;
 
 static const case_t kCases[] = {
-    {"90s", WISP_OK, 90},         {"5m", WISP_OK, 300},        {"24h", WISP_OK, 86400},
-    {"7d", WISP_OK, 604800},      {"1h30m", WISP_OK, 5400},    {"1.5h", WISP_OK, 5400},
-    {"500ms", WISP_OK, 0.5},      {"30", WISP_OK, 30},         {"1m30s", WISP_OK, 90},
-    {"", WISP_ERR_PARSE, 0},      {"0s", WISP_ERR_PARSE, 0},   {"-5s", WISP_ERR_PARSE, 0},
-    {"5x", WISP_ERR_PARSE, 0},    {"s", WISP_ERR_PARSE, 0},    {"1e3s", WISP_ERR_PARSE, 0},
-    {"4000d", WISP_ERR_PARSE, 0}, {"1.s", WISP_ERR_PARSE, 0},  {"5 s", WISP_ERR_PARSE, 0},
+    {"90s", WISP_OK, 90},       {"5m", WISP_OK, 300},       {"24h", WISP_OK, 86400},     {"7d", WISP_OK, 604800},
+    {"1h30m", WISP_OK, 5400},   {"1.5h", WISP_OK, 5400},    {"500ms", WISP_OK, 0.5},     {"30", WISP_OK, 30},
+    {"1m30s", WISP_OK, 90},     {"", WISP_ERR_PARSE, 0},    {"0s", WISP_ERR_PARSE, 0},   {"-5s", WISP_ERR_PARSE, 0},
+    {"5x", WISP_ERR_PARSE, 0},  {"s", WISP_ERR_PARSE, 0},   {"1e3s", WISP_ERR_PARSE, 0}, {"4000d", WISP_ERR_PARSE, 0},
+    {"1.s", WISP_ERR_PARSE, 0}, {"5 s", WISP_ERR_PARSE, 0},
 };
 
 static void test_seconds(void **state) {

@@ -48,16 +48,22 @@ static const char *P(const char *name) {
 
 static X509 *leaf(const char *id, X509 *issuer, EVP_PKEY *issuer_key, long serial) {
   test_san san = {GEN_URI, id, 0};
-  test_cert_spec spec = {.cn = "workload", .sans = &san, .nsans = 1, .serial = serial, .not_before_sec = -3600,
-                         .not_after_sec = 30 * DAY};
+  test_cert_spec spec = {
+      .cn = "workload", .sans = &san, .nsans = 1, .serial = serial, .not_before_sec = -3600, .not_after_sec = 30 * DAY};
   return test_new_cert(&spec, fx.key, issuer, issuer_key);
 }
 
 /* A leaf for ID_A by the CA with key usage |ku| (see test_cert_spec). */
 static X509 *leaf_ku(long ku, bool noncritical, bool is_ca) {
   test_san san = {GEN_URI, ID_A, 0};
-  test_cert_spec spec = {.cn = "workload", .sans = &san, .nsans = 1, .not_before_sec = -3600,
-                         .not_after_sec = 30 * DAY, .is_ca = is_ca, .not_ca = !is_ca, .key_usage = ku,
+  test_cert_spec spec = {.cn = "workload",
+                         .sans = &san,
+                         .nsans = 1,
+                         .not_before_sec = -3600,
+                         .not_after_sec = 30 * DAY,
+                         .is_ca = is_ca,
+                         .not_ca = !is_ca,
+                         .key_usage = ku,
                          .key_usage_noncritical = noncritical};
   return test_new_cert(&spec, fx.key, fx.ca, fx.ca_key);
 }
@@ -87,8 +93,8 @@ static int group_setup(void **state) {
   fx.other_key = test_new_key();
   if (!fx.ca_key || !fx.ca2_key || !fx.key || !fx.other_key) return -1;
   test_cert_spec ca = {.cn = "wisp test CA", .is_ca = true, .not_before_sec = -3600, .not_after_sec = 3650 * DAY};
-  test_cert_spec ca2 = {.cn = "other CA", .is_ca = true, .serial = 2, .not_before_sec = -3600,
-                        .not_after_sec = 10 * DAY};
+  test_cert_spec ca2 = {
+      .cn = "other CA", .is_ca = true, .serial = 2, .not_before_sec = -3600, .not_after_sec = 10 * DAY};
   fx.ca = test_new_cert(&ca, fx.ca_key, NULL, NULL);
   fx.ca2 = test_new_cert(&ca2, fx.ca2_key, NULL, NULL);
   if (!fx.ca || !fx.ca2) return -1;
@@ -163,23 +169,42 @@ static const load_case kLoadCases[] = {
     {"directory as cert", "a-directory", "a.key", "ca.pem", WISP_ERR_TLS, {"cannot load certificate @cert"}},
     {"garbage key", "a.pem", "garbage.pem", "ca.pem", WISP_ERR_TLS, {"cannot load private key @key"}},
     {"cert as key", "a.pem", "a.pem", "ca.pem", WISP_ERR_TLS, {"cannot load private key @key"}},
-    {"key does not match cert", "a.pem", "other.key", "ca.pem", WISP_ERR_TLS,
+    {"key does not match cert",
+     "a.pem",
+     "other.key",
+     "ca.pem",
+     WISP_ERR_TLS,
      {"private key @key does not match certificate @cert"}},
     {"garbage bundle", "a.pem", "a.key", "garbage.pem", WISP_ERR_TLS, {"cannot load trust bundle @bundle"}},
     {"empty bundle", "a.pem", "a.key", "empty.pem", WISP_ERR_TLS, {"cannot load trust bundle @bundle"}},
-    {"cert without SAN", "no-san.pem", "a.key", "ca.pem", WISP_ERR_TLS,
+    {"cert without SAN",
+     "no-san.pem",
+     "a.key",
+     "ca.pem",
+     WISP_ERR_TLS,
      {"own certificate is not an X.509-SVID", "no URI SAN"}},
-    {"cert with DNS SAN only", "dns-only.pem", "a.key", "ca.pem", WISP_ERR_TLS,
+    {"cert with DNS SAN only",
+     "dns-only.pem",
+     "a.key",
+     "ca.pem",
+     WISP_ERR_TLS,
      {"own certificate is not an X.509-SVID", "no URI SAN"}},
-    {"cert with two URI SANs", "two-uri.pem", "a.key", "ca.pem", WISP_ERR_TLS,
+    {"cert with two URI SANs",
+     "two-uri.pem",
+     "a.key",
+     "ca.pem",
+     WISP_ERR_TLS,
      {"own certificate is not an X.509-SVID", "more than one URI SAN"}},
-    {"cert with non-SPIFFE URI", "https-uri.pem", "a.key", "ca.pem", WISP_ERR_TLS,
+    {"cert with non-SPIFFE URI",
+     "https-uri.pem",
+     "a.key",
+     "ca.pem",
+     WISP_ERR_TLS,
      {"own certificate is not an X.509-SVID", "not a SPIFFE ID"}},
 };
 
 /* Expands "@cert"/"@key"/"@bundle" in |pat| to the case's paths. */
-static void expand(char *out, size_t out_len, const char *pat, const char *cert, const char *key,
-                   const char *bundle) {
+static void expand(char *out, size_t out_len, const char *pat, const char *cert, const char *key, const char *bundle) {
   size_t o = 0;
   out[0] = '\0';
   while (*pat && o + 1 < out_len) {
@@ -494,7 +519,7 @@ typedef struct {
   const char *cli_cert, *cli_bundle;
   const char *expect_id; /* the client's route */
   int want;
-  const char *reason;    /* substring of the failing side's reason */
+  const char *reason; /* substring of the failing side's reason */
 } hs_case;
 
 static const hs_case kHandshakes[] = {
@@ -518,8 +543,8 @@ static const hs_case kHandshakes[] = {
      "peer certificate (" ID_A ") is not a valid X.509-SVID leaf: it has no keyUsage extension"},
     {"server leaf without keyUsage", "a-no-ku.pem", "ca.pem", "b.pem", "ca.pem", ID_A, HS_CLIENT_FAILED,
      "peer certificate (" ID_A ") is not a valid X.509-SVID leaf: it has no keyUsage extension"},
-    {"client leaf, keyUsage not critical", "a.pem", "ca.pem", "a-ku-noncritical.pem", "ca.pem", ID_A,
-     HS_SERVER_FAILED, "not a valid X.509-SVID leaf: its keyUsage extension is not marked critical"},
+    {"client leaf, keyUsage not critical", "a.pem", "ca.pem", "a-ku-noncritical.pem", "ca.pem", ID_A, HS_SERVER_FAILED,
+     "not a valid X.509-SVID leaf: its keyUsage extension is not marked critical"},
     {"client leaf with keyCertSign", "a.pem", "ca.pem", "a-ku-certsign.pem", "ca.pem", ID_A, HS_SERVER_FAILED,
      "not a valid X.509-SVID leaf: its keyUsage has keyCertSign or cRLSign"},
     {"server leaf with cRLSign", "a-ku-crlsign.pem", "ca.pem", "b.pem", "ca.pem", ID_A, HS_CLIENT_FAILED,

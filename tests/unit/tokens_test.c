@@ -34,8 +34,7 @@ static void test_spend(void **state) {
   strcpy(many_tok, many->token);
   assert_string_not_equal(one_tok, many_tok);
 
-  assert_int_equal(wisp_tokens_use(&t, one_tok, "spiffe://example.org/other", 1001, err, sizeof(err)),
-                   WISP_ERR_POLICY);
+  assert_int_equal(wisp_tokens_use(&t, one_tok, "spiffe://example.org/other", 1001, err, sizeof(err)), WISP_ERR_POLICY);
   assert_non_null(strstr(err, "the join token is for " ID));
   assert_int_equal(wisp_tokens_use(&t, one_tok, ID, 1001, err, sizeof(err)), WISP_OK);
   assert_int_equal(wisp_tokens_use(&t, one_tok, ID, 1002, err, sizeof(err)), WISP_ERR_IDENTITY);
@@ -78,23 +77,23 @@ static void test_state_round_trip(void **state) {
 /* Lines serialize would never write are refused, not half-read. */
 static void test_state_strict(void **state) {
   static const char *const kBad[] = {
-      "0123 " ID " 1 0 0",                                    /* short token */
-      T1 "0 " ID " 1 0 0",                                    /* long token */
-      "0123456789abcdef0123456789abcdeX " ID " 1 0 0",        /* not hex */
-      "0123456789ABCDEF0123456789ABCDEF " ID " 1 0 0",        /* upper case */
-      T1 " http://example.org/a 1 0 0",                       /* not a SPIFFE ID */
+      "0123 " ID " 1 0 0",                             /* short token */
+      T1 "0 " ID " 1 0 0",                             /* long token */
+      "0123456789abcdef0123456789abcdeX " ID " 1 0 0", /* not hex */
+      "0123456789ABCDEF0123456789ABCDEF " ID " 1 0 0", /* upper case */
+      T1 " http://example.org/a 1 0 0",                /* not a SPIFFE ID */
       T1 " spiffe://example.org/a/../b 1 0 0",
-      T1 " " ID " 1 0",                                       /* a field short */
-      T1 " " ID " 1 0 0 0",                                   /* a field more */
-      T1 " " ID " 1 0 0\r",                                   /* CRLF */
-      T1 " " ID " 1 0 0 ",                                    /* trailing space */
-      " " T1 " " ID " 1 0 0",                                 /* leading space */
-      T1 "  " ID " 1 0 0",                                    /* two spaces */
-      T1 "\t" ID "\t1\t0\t0",                                 /* tabs */
-      T1 " " ID " 99999999999999999999999 0 0",               /* past int64 */
+      T1 " " ID " 1 0",                         /* a field short */
+      T1 " " ID " 1 0 0 0",                     /* a field more */
+      T1 " " ID " 1 0 0\r",                     /* CRLF */
+      T1 " " ID " 1 0 0 ",                      /* trailing space */
+      " " T1 " " ID " 1 0 0",                   /* leading space */
+      T1 "  " ID " 1 0 0",                      /* two spaces */
+      T1 "\t" ID "\t1\t0\t0",                   /* tabs */
+      T1 " " ID " 99999999999999999999999 0 0", /* past int64 */
       T1 " " ID " +1 0 0",
       T1 " " ID " 1x 0 0",
-      T1 " " ID " 1 7 0",                                     /* flags are 0 or 1 */
+      T1 " " ID " 1 7 0", /* flags are 0 or 1 */
       T1 " " ID " 1 0 -1",
   };
   for (size_t i = 0; i < sizeof(kBad) / sizeof(kBad[0]); i++) {
@@ -296,8 +295,7 @@ static void test_persist_restart(void **state) {
   assert_string_equal(err, "unknown join token");
   assert_int_equal(wisp_tokens_use(&back, unused, ID, 1020, err, sizeof(err)), WISP_ERR_POLICY);
   assert_string_equal(err, "the CSR asks for " ID ", but the join token is for spiffe://example.org/b");
-  assert_int_equal(wisp_tokens_use(&back, unused, "spiffe://example.org/b", 1300, err, sizeof(err)),
-                   WISP_ERR_IDENTITY);
+  assert_int_equal(wisp_tokens_use(&back, unused, "spiffe://example.org/b", 1300, err, sizeof(err)), WISP_ERR_IDENTITY);
   assert_string_equal(err, "join token expired 0s ago");
   assert_int_equal(wisp_tokens_use(&back, unused, "spiffe://example.org/b", 1299, err, sizeof(err)), WISP_OK);
   /* Written again, then read again: the same text (a fixed point). */
@@ -320,11 +318,10 @@ static void test_persist_restart(void **state) {
 static void test_state_nul_bytes(void **state) {
   (void)state;
   static const char *const kFields[] = {
-      T1 " " ID " 1\0 0 0",  /* in the expiry */
-      T1 " " ID " \0001 0 0",
-      T1 " " ID "\0 1 0 0",  /* after the ID */
-      T1 "\0 " ID " 1 0 0",  /* after the token */
-      T1 " " ID " 1 0\0 0",  /* in a flag */
+      T1 " " ID " 1\0 0 0",                         /* in the expiry */
+      T1 " " ID " \0001 0 0", T1 " " ID "\0 1 0 0", /* after the ID */
+      T1 "\0 " ID " 1 0 0",                         /* after the token */
+      T1 " " ID " 1 0\0 0",                         /* in a flag */
   };
   for (size_t i = 0; i < sizeof(kFields) / sizeof(kFields[0]); i++) {
     /* The length with the NUL: a literal's size, less its terminator. */
@@ -339,16 +336,11 @@ static void test_state_nul_bytes(void **state) {
 
 int main(void) {
   struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_spend),
-      cmocka_unit_test(test_state_round_trip),
-      cmocka_unit_test(test_state_strict),
-      cmocka_unit_test(test_state_all_or_nothing),
-      cmocka_unit_test(test_extreme_times),
-      cmocka_unit_test(test_create_tokens),
-      cmocka_unit_test(test_store_bound),
-      cmocka_unit_test(test_prune_keeps_spent),
-      cmocka_unit_test(test_refusal_order),
-      cmocka_unit_test(test_persist_restart),
+      cmocka_unit_test(test_spend),           cmocka_unit_test(test_state_round_trip),
+      cmocka_unit_test(test_state_strict),    cmocka_unit_test(test_state_all_or_nothing),
+      cmocka_unit_test(test_extreme_times),   cmocka_unit_test(test_create_tokens),
+      cmocka_unit_test(test_store_bound),     cmocka_unit_test(test_prune_keeps_spent),
+      cmocka_unit_test(test_refusal_order),   cmocka_unit_test(test_persist_restart),
       cmocka_unit_test(test_state_nul_bytes),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
