@@ -437,11 +437,17 @@ def _invalid_cases(path):
     }
 
 
+# Longer than wisp-proxy's default --queue-timeout (5 s), after which a
+# request still waiting for an upstream stream is answered 503.
+ANSWER_WAIT = 6.0
+
+
 def invalid(args):
     cases = _invalid_cases(args.path)
     dl = Deadline(args.seconds)
     sent, answered, refused = 0, 0, 0
     silent = set()
+    slowest = ("none", 0)
     rounds = 0
     while dl and rounds < 50:
         rounds += 1
@@ -458,13 +464,21 @@ def invalid(args):
             if wire.send_some(s, first, 0.5) >= 0:
                 sent += 1
             # The proxy answers (GOAWAY, RST_STREAM, a response) or closes.
-            if wire.await_answer(s, rd, 1.0):
+            # A request it takes may wait for an upstream stream up to
+            # --queue-timeout before its 503, so silence is judged after
+            # ANSWER_WAIT; how long the slowest answer took is reported.
+            t0 = time.monotonic()
+            if wire.await_answer(s, rd, ANSWER_WAIT):
                 answered += 1
+                ms = int((time.monotonic() - t0) * 1000)
+                if ms > slowest[1]:
+                    slowest = (name, ms)
             else:
                 silent.add(name)
             wire.close(s)
     report("invalid", cases=len(cases), rounds=rounds, sent=sent, answered_or_closed=answered,
-           refused=refused, silent=",".join(sorted(silent)) or "none")
+           refused=refused, silent=",".join(sorted(silent)) or "none",
+           slowest=f"{slowest[0]}:{slowest[1]}ms")
 
 
 ATTACKS = {
