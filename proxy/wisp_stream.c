@@ -525,6 +525,18 @@ static void respond_error(wisp_stream *s, int status, wisp_grpc_status grpc_code
   wisp_conn_mark_dirty(down);
 }
 
+/* The app refused the request (REFUSED_STREAM) and we do not send it
+ * again. Our caller is a peer sidecar, which would retry a REFUSED_STREAM
+ * of ours: the app would see the request up to four times. A 503 (gRPC
+ * UNAVAILABLE) that says what happened is an answer, retried by nobody
+ * on the way, as Envoy answers once its retries of a refusal are spent. */
+static void app_refused(wisp_stream *s) {
+  char why[WISP_TLS_REASON_MAX];
+  snprintf(why, sizeof(why), "app %s refused the stream (REFUSED_STREAM) %s: the request was not processed",
+           s->target->name, s->retries ? "twice" : "after its body had gone out");
+  respond_error(s, 503, WISP_GRPC_UNAVAILABLE, why);
+}
+
 /* The upstream side ended before a complete response. |reason| NULL: the
  * upstream reset the stream with |code|, which we carry to the caller. */
 static void upstream_failed(wisp_stream *s, uint32_t code, const char *reason, int status) {
@@ -537,6 +549,10 @@ static void upstream_failed(wisp_stream *s, uint32_t code, const char *reason, i
       hdrs_release(s, &s->hdrs[WISP_UP]); /* whatever the refused attempt got */
       hdrs_release(s, &s->trailers[WISP_UP]);
       dispatch(s);
+      return;
+    }
+    if (!reason && code == NGHTTP2_REFUSED_STREAM && s->dir == WISP_DIR_INBOUND) {
+      app_refused(s);
       return;
     }
     if (reason) {

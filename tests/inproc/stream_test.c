@@ -5,7 +5,8 @@
  * window) arrive intact both ways; x-wisp-caller and a caller's
  * x-forwarded-client-cert never reach the app, which gets the XFCC the
  * inbound side vouches for; a reset on either end resets the other; a
- * REFUSED_STREAM from the app is retried once per bridge; trailers cross
+ * REFUSED_STREAM from the app is retried once, by the inbound bridge, then
+ * answered 503 (the app sees it at most twice); trailers cross
  * both ways; a header section past --max-header-list-size gets 431 (past
  * twice that, a reset); a request the app's GOAWAY left unprocessed is
  * sent again on a new connection; an early answer (413 to an upload)
@@ -178,19 +179,23 @@ static bool refuse_all(void *arg) {
   return r->m->closed;
 }
 
-/* An app that refuses every time: the caller is told REFUSED_STREAM (it
- * may retry itself). Each bridge retries a refused stream once, and the
- * inner bridge's final refusal is itself a REFUSED_STREAM to the outer
- * one: two sidecars send a refused request 2 x 2 = 4 times, no more. */
+/* An app that refuses every time. The inbound bridge, next to the app,
+ * sends the request once more and then answers 503 with the reason; the
+ * outbound bridge does not retry an answer, so the app sees the request
+ * twice, not 2 x 2 = 4 times (a reset REFUSED_STREAM from the inbound
+ * bridge would be retried by the outbound one). */
 static void test_refused_stream_retries_bounded(void **state) {
   tf_fixture *f = *state;
   tp_peer *c = tf_client(f, f->route, 41007);
   tp_msg *m = tp_client_request(c, "GET", "/never", NULL, 0, NULL, 0, true);
   refuser r = {f, m, 0};
   assert_true(tp_run_until(f->loop, refuse_all, &r, TF_WAIT));
-  assert_int_equal(m->close_code, NGHTTP2_REFUSED_STREAM);
-  assert_false(m->headers_done);
-  assert_int_equal(f->app->nreqs, 4);
+  assert_int_equal(m->close_code, NGHTTP2_NO_ERROR);
+  assert_string_equal(tp_hdr_get(m, ":status"), "503");
+  const char *why = tp_hdr_get(m, "x-wisp-error");
+  assert_non_null(why);
+  assert_non_null(strstr(why, "refused the stream (REFUSED_STREAM) twice: the request was not processed"));
+  assert_int_equal(f->app->nreqs, 2);
 }
 
 static bool msg_ended(void *arg) { return ((tp_msg *)arg)->ended; }
