@@ -26,6 +26,7 @@
 #include "lib/wisp_connlimit.h"
 #include "lib/wisp_filewatch.h"
 #include "lib/wisp_h2conn.h"
+#include "lib/wisp_list.h"
 #include "lib/wisp_net.h"
 #include "lib/wisp_resetlim.h"
 #include "lib/wisp_tls.h"
@@ -215,6 +216,9 @@ struct wisp_stream {
   char policy_name[128];     /* "namespace/name" of the deciding policy */
   const char *path_received; /* the :path as received when it was normalised (in hdrs[DOWN]'s arena), else NULL */
   ev_tstamp started;
+  ev_tstamp progress;                 /* when a byte of it last moved, either way (--stream-idle-timeout) */
+  wisp_list idle_link;                /* in px->idle_streams while its caller holds it */
+  bool idle_ended;                    /* --stream-idle-timeout ended it (counted once) */
   uint8_t log_field[WISP_LOG_FIELDS]; /* where the request log's fields are in their lists (wisp_stream.c), 0: absent */
 };
 
@@ -232,6 +236,7 @@ typedef struct {
   uint64_t conns_limited[2];    /* closed at accept: [0] --max-connections, [1] --max-connections-per-source */
   uint64_t premature_resets[2]; /* streams a caller ended early: [0] by RST_STREAM, [1] by a protocol error */
   uint64_t reset_limited[2];    /* resets over --max-resets: [0] connection cut, [1] throttled (a peer sidecar) */
+  uint64_t idle_timeouts;       /* caller streams ended by --stream-idle-timeout */
 } wisp_stats;
 
 /* Counts one finished request (per request: one increment, no allocation). */
@@ -263,6 +268,8 @@ struct wisp_proxy {
   size_t hdr_held;              /* header and trailer bytes every stream holds (--buffer-limit too) */
   struct wisp_resetlim *resets; /* owned: premature stream resets per caller (--max-resets) */
   wisp_h2loop lp;               /* flushes connections before the loop sleeps */
+  ev_timer stream_sweep;        /* --stream-idle-timeout (wisp_stream_sweep_idle) */
+  wisp_list idle_streams;       /* callers' streams, least recently moved a byte first (wisp_stream) */
   uint64_t next_conn_id;
   ev_timer reload;
   ev_signal sigterm, sigint;

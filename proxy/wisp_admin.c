@@ -266,6 +266,10 @@ void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool r
   metric(b, "wisp_streams_refused_total", "counter",
          "New streams refused (REFUSED_STREAM): the caller's --conn-buffer-limit or the --buffer-limit was held.",
          st->streams_refused);
+  metric(b, "wisp_stream_idle_timeouts_total", "counter",
+         "Caller streams on which no byte moved either way for --stream-idle-timeout: answered 408 (gRPC "
+         "DEADLINE_EXCEEDED), or reset once their response had started.",
+         st->idle_timeouts);
   metric(b, "wisp_header_bytes_held", "gauge",
          "Decoded header and trailer bytes streams hold (name + value + 32 per field), in the buffer budgets.",
          (uint64_t)px->hdr_held);

@@ -66,6 +66,7 @@ static const wisp_flag kOpts[] = {
     ROW_INT("ipv6-source-prefix", ipv6_source_prefix, "128"),
     ROW_COUNT("max-queued", max_queued, "512"),
     ROW_SECS("queue-timeout", queue_timeout, "5"),
+    ROW_SECS("stream-idle-timeout", stream_idle_timeout, "300"),
     ROW_INT("max-upstream-per-caller", max_upstream_per_caller, "100"),
     ROW_INT("max-concurrent-streams", max_concurrent_streams, "100"),
     ROW_SIZE("conn-buffer-limit", conn_buffer_limit, "4M"),
@@ -154,6 +155,8 @@ const char *wisp_config_usage(void) {
          "                                         0: no limit\n"
          "  --ipv6-source-prefix N (128)           IPv6 callers count as one per /N (here and for the\n"
          "                                         admin port's per-host bound)\n"
+         "  --stream-idle-timeout S (300)          a stream that moves no byte either way this long:\n"
+         "                                         408, or reset once its response started (0: off)\n"
          "  --max-queued N (512) --queue-timeout S (5)  requests waiting for a free upstream stream,\n"
          "                                         per upstream (1 to 1000000), and how long each may\n"
          "                                         wait; then 503\n"

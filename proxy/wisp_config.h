@@ -40,6 +40,7 @@ typedef struct {
   int ipv6_source_prefix;         /* an IPv6 caller is one source per /N (lib/wisp_connlimit.h) */
   int max_queued;                 /* requests waiting for an upstream stream, per upstream */
   double queue_timeout;           /* how long one may wait */
+  double stream_idle_timeout;     /* a request body that moves no byte either way this long ends (0: off) */
   int max_upstream_per_caller;    /* upstream streams one caller connection may hold at once */
   int max_concurrent_streams;     /* streams a caller may open on one connection (SETTINGS) */
   size_t conn_buffer_limit;       /* body bytes buffered for one caller connection */

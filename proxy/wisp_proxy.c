@@ -19,6 +19,7 @@
 #include "proxy/wisp_events.h"
 #include "proxy/wisp_metrics.h"
 #include "proxy/wisp_pool.h"
+#include "proxy/wisp_stream.h"
 #include "proxy/wisp_h1.h"
 #include "proxy/wisp_tunnel.h"
 
@@ -70,6 +71,13 @@ static void on_reload(struct ev_loop *loop, ev_timer *w, int revents) {
     wisp_json_emit_err(&j);
   }
 }
+
+/* --stream-idle-timeout is checked this many times per timeout by one
+ * sweep of the streams that went idle (wisp_stream_sweep_idle), not by a
+ * timer per request: a stream is cut between 1 and 1.25 timeouts idle. */
+#define WISP_STREAM_SWEEPS_PER_TIMEOUT 4
+
+static void on_stream_sweep(struct ev_loop *loop, ev_timer *w, int revents) { wisp_stream_sweep_idle(w->data); }
 
 static void on_log_flush(struct ev_loop *loop, ev_timer *w, int revents) { wisp_log_limit_flush(wisp_log_now()); }
 
@@ -333,6 +341,7 @@ static void log_started(const wisp_proxy *px) {
 wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config *cfg, char *err, size_t err_len) {
   px->loop = loop;
   px->cfg = cfg;
+  wisp_list_init(&px->idle_streams);
   wisp_tls_opts topts = {.allow_tls12 = cfg->allow_tls12, .require_alpn = true};
   px->tls = wisp_tls_new(&topts);
   px->metrics =
@@ -370,6 +379,10 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   ev_init(&px->drain_timer, on_drain_timeout);
   ev_timer_init(&px->log_flush, on_log_flush, WISP_LOG_FLUSH_INTERVAL, WISP_LOG_FLUSH_INTERVAL);
   ev_timer_start(loop, &px->log_flush);
+  double sweep = cfg->stream_idle_timeout / WISP_STREAM_SWEEPS_PER_TIMEOUT;
+  ev_timer_init(&px->stream_sweep, on_stream_sweep, sweep, sweep);
+  px->stream_sweep.data = px;
+  if (sweep > 0) ev_timer_start(loop, &px->stream_sweep);
   ev_signal_init(&px->sigterm, on_signal, SIGTERM);
   ev_signal_init(&px->sigint, on_signal, SIGINT);
   px->sigterm.data = px->sigint.data = px;
@@ -404,6 +417,7 @@ void wisp_proxy_run(wisp_proxy *px) { ev_run(px->loop, 0); }
 
 void wisp_proxy_cleanup(wisp_proxy *px) {
   ev_timer_stop(px->loop, &px->log_flush);
+  ev_timer_stop(px->loop, &px->stream_sweep);
   wisp_log_limit_flush(INFINITY); /* whatever is still held back */
   wisp_admin_free(px->admin);
   px->admin = NULL;

@@ -201,6 +201,63 @@ bool wisp_stream_admit(wisp_conn *down) {
   return false;
 }
 
+/* ---- --stream-idle-timeout ----
+ * Only the request head had a deadline: a body trickled at 1 byte / 5 s,
+ * a caller that opened streams and sent nothing more, or one that stopped
+ * reading held its upstream streams for good (450 such HTTP/1 callers held
+ * all 400 pooled streams: a good caller got 70%). As Envoy's
+ * stream_idle_timeout, a caller's stream on which no byte moved either way
+ * (headers, body, trailers; received or sent on) for the timeout ends: 408
+ * (gRPC DEADLINE_EXCEEDED) and its upstream stream cancelled, or, once its
+ * response started, reset both ways (CANCEL); a 408 the caller leaves
+ * unread for another timeout is reset too. The request log line and
+ * wisp_stream_idle_timeouts_total say why.
+ * No timer per request: px->idle_streams holds the callers' streams in the
+ * order of their last byte (a byte moves its stream to the back), so a
+ * sweep a few times per timeout visits only those idle and stops at the
+ * first that is not. */
+
+static void idle_touch(wisp_stream *s) {
+  wisp_proxy *px = s->target->px;
+  if (!wisp_list_linked(&s->idle_link)) return; /* its caller is gone */
+  s->progress = ev_now(px->loop);
+  if (px->idle_streams.prev == &s->idle_link) return; /* already the last */
+  wisp_list_unlink(&s->idle_link);
+  wisp_list_push_back(&px->idle_streams, &s->idle_link);
+}
+
+static void reset_side(wisp_stream *s, wisp_side side, uint32_t code);
+static void respond_error(wisp_stream *s, int status, wisp_grpc_status grpc_code, const char *reason);
+
+static void idle_end(wisp_stream *s, double timeout) {
+  char why[WISP_TLS_REASON_MAX];
+  snprintf(why, sizeof(why), "stream idle: no byte moved either way for --stream-idle-timeout (%gs)", timeout);
+  if (!s->idle_ended) s->target->px->stats.idle_timeouts++;
+  s->idle_ended = true;
+  if (!s->resp_started) {
+    respond_error(s, 408, WISP_GRPC_DEADLINE_EXCEEDED, why);
+  } else {
+    snprintf(s->error, sizeof(s->error), "%s", why);
+    reset_side(s, WISP_DOWN, s->resp_done ? NGHTTP2_NO_ERROR : NGHTTP2_CANCEL);
+  }
+  reset_side(s, WISP_UP, NGHTTP2_CANCEL);
+}
+
+void wisp_stream_sweep_idle(wisp_proxy *px) {
+  double timeout = px->cfg->stream_idle_timeout;
+  ev_tstamp now = ev_now(px->loop);
+  /* Each stream visited goes to the back with a fresh time (its 408 gets a
+   * timeout of its own to be read), or is gone: the loop ends within the
+   * streams that were idle when it began. Ending one only submits frames
+   * (sent, and streams closed, when the loop flushes): none is freed here. */
+  while (!wisp_list_empty(&px->idle_streams)) {
+    wisp_stream *s = WISP_LIST_ELEM(px->idle_streams.next, wisp_stream, idle_link);
+    if (now - s->progress < timeout) break;
+    idle_touch(s);
+    if (!s->waiting) idle_end(s, timeout); /* a waiting one has --queue-timeout */
+  }
+}
+
 /* ---- links between a stream and its connections ---- */
 
 /* Its caller's count of upstream streams (--max-upstream-per-caller). */
@@ -228,7 +285,10 @@ static void unlink_side(wisp_stream *s, wisp_side side) {
   wisp_stream_link *l = &s->link[side];
   wisp_conn *c = l->conn;
   if (!c) return;
-  if (side == WISP_DOWN) wisp_pool_dequeue(s); /* its caller is gone: it never goes upstream */
+  if (side == WISP_DOWN) {
+    wisp_pool_dequeue(s);            /* its caller is gone: it never goes upstream */
+    wisp_list_unlink(&s->idle_link); /* nor is it a caller's stream that may idle */
+  }
   count_up(s, false);
   budget_unlink(s, side);
   if (l->prev) {
@@ -472,6 +532,7 @@ static void maybe_free(wisp_stream *s) {
     body_drop(s, (wisp_side)i);
   }
   hdr_charge(s, -(ssize_t)s->hdr_held);
+  wisp_list_unlink(&s->idle_link);
   free(s);
 }
 
@@ -585,6 +646,8 @@ wisp_stream *wisp_stream_new(wisp_conn *down, int32_t id) {
     memcpy(s->peer_id, down->io.verify.peer.id, strlen(down->io.verify.peer.id) + 1);
   }
   link_side(s, WISP_DOWN, down, id);
+  wisp_list_push_back(&down->px->idle_streams, &s->idle_link);
+  idle_touch(s);
   nghttp2_session_set_stream_user_data(down->io.h2, id, s);
   down->px->stats.requests++;
   return s;
@@ -856,6 +919,7 @@ void wisp_stream_send_upstream(wisp_stream *s, wisp_conn *up) {
     return;
   }
   link_side(s, WISP_UP, up, id);
+  idle_touch(s); /* its time in the wait queue is --queue-timeout's */
   up->px->stats.upstream_requests++;
   wisp_conn_mark_dirty(up);
 }
@@ -926,6 +990,7 @@ static void section_refused(wisp_stream *s, wisp_side side, bool end_stream) {
 }
 
 void wisp_stream_on_headers_done(wisp_stream *s, wisp_side side, bool end_stream) {
+  idle_touch(s);
   if (s->hdr_refused[side]) {
     section_refused(s, side, end_stream);
     return;
@@ -956,6 +1021,7 @@ void wisp_stream_on_data(wisp_stream *s, wisp_side side, const uint8_t *data, si
   wisp_side out = WISP_OTHER(side);
   wisp_conn *in = s->link[side].conn;
   s->bytes[side] += len;
+  idle_touch(s);
   /* A request body is kept while the request waits for an upstream stream. */
   bool wanted =
       (s->link[out].conn != NULL || (side == WISP_DOWN && s->waiting)) && !(side == WISP_DOWN && s->discard_req);
@@ -979,6 +1045,7 @@ void wisp_stream_on_data(wisp_stream *s, wisp_side side, const uint8_t *data, si
 }
 
 void wisp_stream_on_end(wisp_stream *s, wisp_side side) {
+  idle_touch(s);
   s->eof[side] = true;
   resume(s, WISP_OTHER(side));
 }
@@ -987,6 +1054,7 @@ void wisp_stream_on_end(wisp_stream *s, wisp_side side) {
 static ssize_t provide(wisp_stream *s, wisp_side out, uint8_t *buf, size_t len, uint32_t *flags) {
   wisp_side in = WISP_OTHER(out);
   size_t n = body_read(s, in, buf, len);
+  if (n) idle_touch(s);
   ack_bytes(s, in, n);
   maybe_grow(s, in);
   if (out == WISP_UP) s->sent_up += n;

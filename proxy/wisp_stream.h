@@ -58,4 +58,9 @@ void wisp_stream_unavailable(wisp_stream *s, int status, const char *reason);
 /* |c| is going away: every stream on it lets go of that side. */
 void wisp_stream_conn_gone(wisp_conn *c);
 
+/* Ends the callers' streams on which no byte moved either way for
+ * --stream-idle-timeout: 408 before a response, else a reset. Visits only
+ * those (px->idle_streams is in order of their last byte). */
+void wisp_stream_sweep_idle(wisp_proxy *px);
+
 #endif

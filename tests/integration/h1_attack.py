@@ -18,7 +18,11 @@ h1_attack.py star PORT THREADS SECONDS
 h1_attack.py tunnels PORT N SECONDS STOPFILE
     Opens N "Upgrade: echo" requests, one after another, reads each one's
     status line and keeps every connection open; prints "opened=N" and the
-    count of each status, then holds them for SECONDS or until STOPFILE."""
+    count of each status, then holds them for SECONDS or until STOPFILE.
+h1_attack.py slowbody PORT CONNS INTERVAL SECONDS
+    Opens CONNS connections, each a "POST /sha256" head with Content-Length
+    1000000, prints "open=N", then sends each one body byte per INTERVAL
+    seconds for SECONDS; prints "answers" and the count of each status."""
 import socket
 import struct
 import sys
@@ -178,6 +182,44 @@ def tunnels(port, n, seconds, stopfile):
         s.close()
 
 
+def slowbody(port, conns, interval, seconds):
+    import select
+    head = b"POST /sha256 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+    socks = []
+    for _ in range(conns):
+        s = connect(port)
+        s.sendall(head)
+        socks.append(s)
+    print("open=%d" % len(socks), flush=True)
+    got = {s: b"" for s in socks}
+    live = list(socks)
+    end = time.monotonic() + seconds
+    next_byte = time.monotonic() + interval
+    while live and time.monotonic() < end:
+        r, _, _ = select.select(live, [], [], 0.2)
+        for s in r:
+            try:
+                chunk = s.recv(4096)
+            except OSError:
+                chunk = b""
+            got[s] += chunk
+            if not chunk:
+                live.remove(s)
+        if time.monotonic() >= next_byte:
+            next_byte += interval
+            for s in live:
+                try:
+                    s.send(b"x")
+                except OSError:
+                    pass
+    seen = {}
+    for s in socks:
+        code = got[s][9:12].decode(errors="replace") or "none"
+        seen[code] = seen.get(code, 0) + 1
+        s.close()
+    print("answers %s" % " ".join("%s=%d" % kv for kv in sorted(seen.items())), flush=True)
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "pipeline":
@@ -191,6 +233,8 @@ def main():
         midbody(int(sys.argv[2]), float(sys.argv[3]), sys.argv[4])
     elif cmd == "star":
         star(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
+    elif cmd == "slowbody":
+        slowbody(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]))
     elif cmd == "tunnels":
         tunnels(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
     else:

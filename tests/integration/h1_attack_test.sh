@@ -168,6 +168,30 @@ stop_proxy goode
 stop_proxy mallory
 stop_proxy servere
 
+# --- request bodies that trickle do not hold upstream streams ---
+# Only the head had a deadline: a body at 1 byte / 5 s held its upstream
+# stream for good, and 450 such callers held every pooled stream (a good
+# caller got 70%). With --stream-idle-timeout 2 each gets 408 once its body
+# moved nothing for 2 s. The route has one pooled connection (100 streams)
+# and a long --queue-timeout, so a good request waits for a stream to free.
+OUTS=$(free_port)
+start_proxy slowc --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" --admin off \
+  --pool-size 1 --queue-timeout 30 --stream-idle-timeout 2 \
+  --route "127.0.0.1:$OUTS=127.0.0.1:$IN_PORT,id=$TD/ns/shop/sa/orders"
+wait_port "$OUTS"
+h1 -o /dev/null "http://127.0.0.1:$OUTS/warm"
+"${ATTACK[@]}" slowbody "$OUTS" 110 5 12 >"$WORK/slowbody.out" &
+SLOW_PID=$!
+wait_for 20 grep -q open= "$WORK/slowbody.out"
+code=$(h1 -o /dev/null -w '%{http_code}' --max-time 8 -d 'a good body' "http://127.0.0.1:$OUTS/sha256")
+expect_eq "110 callers trickling request bodies (1 byte / 5 s) over 100 upstream streams: a good caller beside them gets 200 (--stream-idle-timeout 2)" \
+  200 "$code"
+wait "$SLOW_PID"
+expect_match "... each trickling caller got 408" '^answers 408=110$' "$(grep answers "$WORK/slowbody.out")"
+expect_match "... logged with the reason" '"status":408.*"error":"stream idle: no byte moved either way for --stream-idle-timeout [(]2s[)]"' \
+  "$(grep -m1 '"status":408' "$WORK/slowc.out")"
+stop_proxy slowc
+
 # --- a caller that pipelines many requests and leaves ---
 # The gateway takes up to 16 requests at a time (WISP_H1_PIPELINE). A caller
 # that sends 200 and closes must not have more reach the app after it left.

@@ -1143,12 +1143,46 @@ static void test_max_header_list_size(void **state) {
   }
 }
 
+/* --stream-idle-timeout: 300 s as Envoy's, 0 turns it off, seconds with a
+ * fraction, WISP_STREAM_IDLE_TIMEOUT; a negative or non-number refused. */
+static void test_stream_idle_timeout(void **state) {
+  (void)state;
+  static const struct {
+    const char *val;
+    double want; /* < 0: refused */
+  } cases[] = {{"0", 0.0}, {"2", 2.0}, {"0.5", 0.5}, {"-1", -1}, {"5s", -1}, {"nan", -1}};
+  wisp_config c;
+  char err[256] = "";
+  const char *dflt[] = {CERTS, "--app", ":1", NULL};
+  assert_int_equal(parse(&c, dflt, err, sizeof(err)), WISP_OK);
+  assert_true(c.stream_idle_timeout == 300.0);
+  wisp_config_cleanup(&c);
+  setenv("WISP_STREAM_IDLE_TIMEOUT", "0", 1);
+  assert_int_equal(parse(&c, dflt, err, sizeof(err)), WISP_OK);
+  assert_true(c.stream_idle_timeout == 0.0);
+  wisp_config_cleanup(&c);
+  unsetenv("WISP_STREAM_IDLE_TIMEOUT");
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    const char *args[] = {CERTS, "--app", ":1", "--stream-idle-timeout", cases[i].val, NULL};
+    wisp_err rc = parse(&c, args, err, sizeof(err));
+    if (cases[i].want >= 0) {
+      assert_int_equal(rc, WISP_OK);
+      assert_true(c.stream_idle_timeout == cases[i].want);
+    } else {
+      assert_int_equal(rc, WISP_ERR_USAGE);
+      assert_non_null(strstr(err, "--stream-idle-timeout"));
+    }
+    wisp_config_cleanup(&c);
+  }
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_stream_limits, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_count_ranges, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_buffer_sizes, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_max_header_list_size, clear_env, clear_env),
+      cmocka_unit_test_setup_teardown(test_stream_idle_timeout, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_table, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_env_only, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_help_via_env, clear_env, clear_env),
