@@ -232,10 +232,11 @@ static wisp_err agent_start(wisp_agent *a, struct ev_loop *loop, const wisp_agen
   size_t len;
   if (wag_state_exists(a, F_TOKENS)) {
     WISP_GUARD(wag_load(a, F_TOKENS, &tokens, &len, err, err_len));
-    wisp_err rc = wisp_tokens_parse(&a->tokens, tokens, len);
+    char why[320];
+    wisp_err rc = wisp_tokens_parse(&a->tokens, tokens, len, why, sizeof(why));
     free(tokens);
     if (rc != WISP_OK) {
-      snprintf(err, err_len, "%s/%s is corrupt", cfg->state_dir, F_TOKENS);
+      snprintf(err, err_len, "%s/%s is corrupt: %s", cfg->state_dir, F_TOKENS, why);
       return rc;
     }
   }

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,19 +96,6 @@ wisp_err wisp_tokens_serialize(const wisp_tokens *t, wisp_buf *out) {
   return WISP_OK;
 }
 
-/* The next space-separated field of |line| from |*at| (exactly one space
- * between fields, as serialize writes them); |*at| moves past it and its
- * space, to |len| + 1 after the last field. */
-static bool next_field(const char *line, size_t len, size_t *at, const char **out, size_t *out_len) {
-  if (*at > len) return false;
-  const char *sp = memchr(line + *at, ' ', len - *at);
-  size_t stop = sp ? (size_t)(sp - line) : len;
-  *out = line + *at;
-  *out_len = stop - *at;
-  *at = stop + 1;
-  return *out_len > 0;
-}
-
 static bool parse_hex_token(char out[WISP_TOKEN_LEN + 1], const char *s, size_t len) {
   if (len != WISP_TOKEN_LEN) return false;
   for (size_t i = 0; i < len; i++)
@@ -136,41 +124,100 @@ static bool parse_flag(bool *out, const char *s, size_t len) {
   return true;
 }
 
-/* One line as serialize writes it; anything else is WISP_ERR_PARSE. */
-static wisp_err parse_line(wisp_token *tok, const char *line, size_t len) {
-  const char *f[5];
-  size_t n[5], at = 0;
-  for (int i = 0; i < 5; i++) WISP_ENSURE(next_field(line, len, &at, &f[i], &n[i]), WISP_ERR_PARSE);
-  WISP_ENSURE(at == len + 1, WISP_ERR_PARSE); /* nothing after the fifth field */
+#define TOKEN_FIELDS 5
+
+/* Says why line |lineno| is refused, into |err|; returns |rc|. Never
+ * quotes the line: its first field is a secret. */
+static wisp_err refuse(char *err, size_t err_len, size_t lineno, wisp_err rc, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static wisp_err refuse(char *err, size_t err_len, size_t lineno, wisp_err rc, const char *fmt, ...) {
+  char why[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof(why), fmt, ap);
+  va_end(ap);
+  snprintf(err, err_len, "line %zu: %s", lineno, why);
+  return rc;
+}
+
+/* The fields of |line|, separated by single spaces as serialize writes
+ * them; false with |err| if there are not exactly TOKEN_FIELDS non-empty
+ * ones. */
+static bool split_fields(const char *line, size_t len, const char **f, size_t *n, char *why, size_t why_len) {
+  size_t at = 0, count = 0;
+  while (at <= len) {
+    const char *sp = memchr(line + at, ' ', len - at);
+    size_t stop = sp ? (size_t)(sp - line) : len;
+    if (stop == at) {
+      snprintf(why, why_len, "field %zu is empty (fields are separated by exactly one space)", count + 1);
+      return false;
+    }
+    if (count == TOKEN_FIELDS) {
+      snprintf(why, why_len, "more than %d fields", TOKEN_FIELDS);
+      return false;
+    }
+    f[count] = line + at;
+    n[count++] = stop - at;
+    at = stop + 1;
+  }
+  if (count < TOKEN_FIELDS) {
+    snprintf(why, why_len, "%zu field%s, expected %d: <token> <spiffe-id> <expires> <reusable> <used>", count,
+             count == 1 ? "" : "s", TOKEN_FIELDS);
+    return false;
+  }
+  return true;
+}
+
+/* Line |lineno| as serialize writes it; anything else is WISP_ERR_PARSE
+ * with the reason in |err|. */
+static wisp_err parse_line(wisp_token *tok, const char *line, size_t len, size_t lineno, char *err, size_t err_len) {
+  const char *f[TOKEN_FIELDS];
+  size_t n[TOKEN_FIELDS];
+  char why[192];
+  const char *nul = memchr(line, '\0', len);
+  if (nul) return refuse(err, err_len, lineno, WISP_ERR_PARSE, "a NUL byte at column %zu", (size_t)(nul - line) + 1);
+  if (!split_fields(line, len, f, n, why, sizeof(why))) return refuse(err, err_len, lineno, WISP_ERR_PARSE, "%s", why);
   memset(tok, 0, sizeof(*tok));
   wisp_spiffe_id id;
-  WISP_ENSURE(parse_hex_token(tok->token, f[0], n[0]), WISP_ERR_PARSE);
-  WISP_ENSURE(wisp_spiffe_parse(&id, f[1], n[1], NULL, 0) == WISP_OK, WISP_ERR_PARSE);
+  if (!parse_hex_token(tok->token, f[0], n[0]))
+    return refuse(err, err_len, lineno, WISP_ERR_PARSE, "the token is not %d lower-case hex digits", WISP_TOKEN_LEN);
+  if (wisp_spiffe_parse(&id, f[1], n[1], why, sizeof(why)) != WISP_OK)
+    return refuse(err, err_len, lineno, WISP_ERR_PARSE, "the SPIFFE ID: %s", why);
   memcpy(tok->spiffe_id, id.id, n[1] + 1);
-  WISP_ENSURE(parse_i64(&tok->expires, f[2], n[2]), WISP_ERR_PARSE);
-  WISP_ENSURE(parse_flag(&tok->reusable, f[3], n[3]) && parse_flag(&tok->used, f[4], n[4]), WISP_ERR_PARSE);
+  if (!parse_i64(&tok->expires, f[2], n[2]))
+    return refuse(err, err_len, lineno, WISP_ERR_PARSE, "the expiry is not a decimal 64-bit integer");
+  if (!parse_flag(&tok->reusable, f[3], n[3]))
+    return refuse(err, err_len, lineno, WISP_ERR_PARSE, "the reusable flag is not 0 or 1");
+  if (!parse_flag(&tok->used, f[4], n[4]))
+    return refuse(err, err_len, lineno, WISP_ERR_PARSE, "the used flag is not 0 or 1");
   return WISP_OK;
 }
 
-static wisp_err parse_all(wisp_tokens *out, const char *text, size_t len) {
-  size_t i = 0;
+static wisp_err parse_all(wisp_tokens *out, const char *text, size_t len, char *err, size_t err_len) {
+  size_t i = 0, lineno = 0;
   while (i < len) {
     const char *nl = memchr(text + i, '\n', len - i);
     size_t line_len = nl ? (size_t)(nl - (text + i)) : len - i;
+    lineno++;
     if (line_len > 0) {
       wisp_token tok;
-      WISP_GUARD(parse_line(&tok, text + i, line_len));
-      WISP_GUARD(push(out, &tok));
+      WISP_GUARD(parse_line(&tok, text + i, line_len, lineno, err, err_len));
+      if (push(out, &tok) != WISP_OK)
+        return refuse(err, err_len, lineno, WISP_ERR_TOO_BIG, "more than %d tokens", WISP_TOKENS_MAX);
     }
     i += line_len + 1;
   }
   return WISP_OK;
 }
 
-wisp_err wisp_tokens_parse(wisp_tokens *out, const char *text, size_t len) {
+wisp_err wisp_tokens_parse(wisp_tokens *out, const char *text, size_t len, char *err, size_t err_len) {
   wisp_tokens parsed = {0};
-  wisp_err rc = parse_all(&parsed, text, len);
-  if (rc == WISP_OK && parsed.n > WISP_TOKENS_MAX - out->n) rc = WISP_ERR_TOO_BIG;
+  wisp_err rc = parse_all(&parsed, text, len, err, err_len);
+  if (rc == WISP_OK && parsed.n > WISP_TOKENS_MAX - out->n) {
+    snprintf(err, err_len, "the store holds at most %d tokens: %zu held already, %zu in the file", WISP_TOKENS_MAX,
+             out->n, parsed.n);
+    rc = WISP_ERR_TOO_BIG;
+  }
   /* All or nothing: |out| changes only once every line parsed (and then
    * every push fits). */
   for (size_t i = 0; rc == WISP_OK && i < parsed.n; i++) rc = push(out, &parsed.items[i]);

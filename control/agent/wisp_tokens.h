@@ -45,8 +45,10 @@ void wisp_tokens_prune(wisp_tokens *t, int64_t now);
 wisp_err wisp_tokens_serialize(const wisp_tokens *t, wisp_buf *out) WISP_MUST_CHECK;
 /* Appends the tokens of |text| (serialize's format) to |out|, all or
  * nothing: WISP_ERR_PARSE for any line not in that exact form,
- * WISP_ERR_TOO_BIG past WISP_TOKENS_MAX, and |out| is then unchanged. */
-wisp_err wisp_tokens_parse(wisp_tokens *out, const char *text, size_t len) WISP_MUST_CHECK;
+ * WISP_ERR_TOO_BIG past WISP_TOKENS_MAX, and |out| is then unchanged and
+ * |err| says why, with the line number ("line 3: the used flag is not 0
+ * or 1"; never a token). */
+wisp_err wisp_tokens_parse(wisp_tokens *out, const char *text, size_t len, char *err, size_t err_len) WISP_MUST_CHECK;
 void wisp_tokens_cleanup(wisp_tokens *t);
 
 #endif

@@ -4,7 +4,7 @@
  * presented (a C string, as protobuf-c gives it).
  *
  * Invariants: the state file parses all or nothing (a refusal leaves the
- * store as it was); a parsed store serialises to text that parses back to
+ * store as it was, and says why); a parsed store serialises to text that parses back to
  * the very same entries, and serialises the same again. Spending: a token
  * is accepted only for the ID it was made for, before it expires, once
  * unless reusable; it is then marked used; an unknown, expired or spent
@@ -22,6 +22,8 @@
 #define SEPARATOR 0xff
 #define OTHER_ID "spiffe://example.org/not/the/one"
 #define SPEND_CHECKS 8 /* tokens spent per input, to bound the time */
+
+static char perr[512]; /* why wisp_tokens_parse refused */
 
 static bool same_store(const wisp_tokens *a, const wisp_tokens *b) {
   if (a->n != b->n) return false;
@@ -44,7 +46,8 @@ static void check_roundtrip(const wisp_tokens *t) {
   wisp_buf text = {0};
   CHECK(wisp_tokens_serialize(t, &text) == WISP_OK);
   wisp_tokens back = {0};
-  CHECK(wisp_tokens_parse(&back, (const char *)wisp_buf_rptr(&text), wisp_buf_len(&text)) == WISP_OK);
+  CHECK(wisp_tokens_parse(&back, (const char *)wisp_buf_rptr(&text), wisp_buf_len(&text), perr, sizeof(perr)) ==
+        WISP_OK);
   CHECK(same_store(t, &back));
   wisp_buf again = {0};
   CHECK(wisp_tokens_serialize(&back, &again) == WISP_OK);
@@ -103,9 +106,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* A store that already holds something: a refusal must leave it so. */
   CHECK(wisp_tokens_create(&t, NULL, "spiffe://example.org/existing", 100, 50, false) == WISP_OK);
   wisp_token first = t.items[0];
-  wisp_err rc = wisp_tokens_parse(&t, (const char *)data, text_len);
+  perr[0] = '\0';
+  wisp_err rc = wisp_tokens_parse(&t, (const char *)data, text_len, perr, sizeof(perr));
   if (rc != WISP_OK) {
     CHECK(rc == WISP_ERR_PARSE || rc == WISP_ERR_TOO_BIG);
+    CHECK(perr[0] != '\0'); /* every refusal says why */
     CHECK(t.n == 1 && memcmp(&t.items[0], &first, sizeof(first)) == 0);
   } else {
     CHECK(t.n >= 1 && t.n <= WISP_TOKENS_MAX);

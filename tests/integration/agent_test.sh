@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # wisp-agent with a real @grpc/grpc-js client loading proto/: Sign, Watch,
-# Admin; state that survives a restart; bad input that gets a clear gRPC
+# Admin; state that survives a restart (a corrupt tokens file is refused
+# with its line and reason); bad input that gets a clear gRPC
 # status while the agent keeps serving; Watch tied to the identity a caller
 # proved; callers that open much and read nothing stay bounded.
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
@@ -408,4 +409,13 @@ for l in "agent socket unix:$SOCK" "webhook listener 127.0.0.1:$WEBHOOK_PORT"; d
   expect_no_spin "... it did not spin" "$l" "$WORK/agent.err"
 done
 stop_agent
+
+# --- a corrupt tokens file: the agent does not start, and says which line and why ---
+n=$(($(wc -l <"$STATE/tokens") + 1))
+printf '0123456789abcdef0123456789abcdef %s/ns/shop/sa/x 1900000000 0 2\n' "$TD" >>"$STATE/tokens"
+out=$(timeout 20 "$AGENT" --state-dir "$STATE" --listen "unix:$SOCK" --trust-domain "$TDOM" 2>&1)
+rc=$?
+check "a corrupt tokens file stops the agent" test "$rc" -ne 0 -a "$rc" -ne 124
+expect_match "... naming the file, the line and what is wrong" \
+  "$STATE/tokens is corrupt: line $n: the used flag is not 0 or 1" "$out"
 finish

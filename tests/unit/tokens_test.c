@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "control/agent/wisp_tokens.h"
@@ -20,6 +21,9 @@
 #define ID "spiffe://example.org/ns/shop/sa/orders"
 #define T1 "0123456789abcdef0123456789abcdef"
 #define T2 "fedcba9876543210fedcba9876543210"
+
+/* Why the last wisp_tokens_parse refused. */
+static char perr[512];
 
 static void test_spend(void **state) {
   wisp_tokens t = {0};
@@ -53,7 +57,7 @@ static void test_spend(void **state) {
 static void test_state_round_trip(void **state) {
   static const char kText[] = T1 " " ID " 1900000000 0 1\n" T2 " spiffe://example.org/b -5 1 0\n";
   wisp_tokens t = {0};
-  assert_int_equal(wisp_tokens_parse(&t, kText, strlen(kText)), WISP_OK);
+  assert_int_equal(wisp_tokens_parse(&t, kText, strlen(kText), perr, sizeof(perr)), WISP_OK);
   assert_int_equal(t.n, 2);
   assert_string_equal(t.items[0].token, T1);
   assert_string_equal(t.items[0].spiffe_id, ID);
@@ -67,41 +71,55 @@ static void test_state_round_trip(void **state) {
   wisp_tokens_cleanup(&t);
   /* Empty lines and a missing final newline are fine; so is nothing. */
   static const char kLoose[] = "\n\n" T1 " " ID " 7 1 1";
-  assert_int_equal(wisp_tokens_parse(&t, kLoose, strlen(kLoose)), WISP_OK);
+  assert_int_equal(wisp_tokens_parse(&t, kLoose, strlen(kLoose), perr, sizeof(perr)), WISP_OK);
   assert_int_equal(t.n, 1);
-  assert_int_equal(wisp_tokens_parse(&t, "", 0), WISP_OK);
+  assert_int_equal(wisp_tokens_parse(&t, "", 0, perr, sizeof(perr)), WISP_OK);
   assert_int_equal(t.n, 1);
   wisp_tokens_cleanup(&t);
 }
 
-/* Lines serialize would never write are refused, not half-read. */
+/* Lines serialize would never write are refused, not half-read, each
+ * with the line number and what is wrong with it (never the token). */
 static void test_state_strict(void **state) {
-  static const char *const kBad[] = {
-      "0123 " ID " 1 0 0",                             /* short token */
-      T1 "0 " ID " 1 0 0",                             /* long token */
-      "0123456789abcdef0123456789abcdeX " ID " 1 0 0", /* not hex */
-      "0123456789ABCDEF0123456789ABCDEF " ID " 1 0 0", /* upper case */
-      T1 " http://example.org/a 1 0 0",                /* not a SPIFFE ID */
-      T1 " spiffe://example.org/a/../b 1 0 0",
-      T1 " " ID " 1 0",                         /* a field short */
-      T1 " " ID " 1 0 0 0",                     /* a field more */
-      T1 " " ID " 1 0 0\r",                     /* CRLF */
-      T1 " " ID " 1 0 0 ",                      /* trailing space */
-      " " T1 " " ID " 1 0 0",                   /* leading space */
-      T1 "  " ID " 1 0 0",                      /* two spaces */
-      T1 "\t" ID "\t1\t0\t0",                   /* tabs */
-      T1 " " ID " 99999999999999999999999 0 0", /* past int64 */
-      T1 " " ID " +1 0 0",
-      T1 " " ID " 1x 0 0",
-      T1 " " ID " 1 7 0", /* flags are 0 or 1 */
-      T1 " " ID " 1 0 -1",
+  static const struct {
+    const char *text, *why;
+  } kBad[] = {
+      {"0123 " ID " 1 0 0", "line 1: the token is not 32 lower-case hex digits"},
+      {T1 "0 " ID " 1 0 0", "line 1: the token is not 32 lower-case hex digits"},
+      {"0123456789abcdef0123456789abcdeX " ID " 1 0 0", "line 1: the token is not 32 lower-case hex digits"},
+      {"0123456789ABCDEF0123456789ABCDEF " ID " 1 0 0", "line 1: the token is not 32 lower-case hex digits"},
+      {T1 " http://example.org/a 1 0 0", "line 1: the SPIFFE ID: "},
+      {T1 " spiffe://example.org/a/../b 1 0 0", "line 1: the SPIFFE ID: "},
+      {T1 " " ID " 1 0", "line 1: 4 fields, expected 5: <token> <spiffe-id> <expires> <reusable> <used>"},
+      {T1 " " ID " 1 0 0 0", "line 1: more than 5 fields"},
+      {T1 " " ID " 1 0 0\r", "line 1: the used flag is not 0 or 1"}, /* CRLF */
+      {T1 " " ID " 1 0 0 ", "line 1: field 6 is empty (fields are separated by exactly one space)"},
+      {" " T1 " " ID " 1 0 0", "line 1: field 1 is empty (fields are separated by exactly one space)"},
+      {T1 "  " ID " 1 0 0", "line 1: field 2 is empty (fields are separated by exactly one space)"},
+      {T1 "\t" ID "\t1\t0\t0", "line 1: 1 field, expected 5"},
+      {T1 " " ID " 99999999999999999999999 0 0", "line 1: the expiry is not a decimal 64-bit integer"},
+      {T1 " " ID " +1 0 0", "line 1: the expiry is not a decimal 64-bit integer"},
+      {T1 " " ID " 1x 0 0", "line 1: the expiry is not a decimal 64-bit integer"},
+      {T1 " " ID " 1 7 0", "line 1: the reusable flag is not 0 or 1"},
+      {T1 " " ID " 1 0 -1", "line 1: the used flag is not 0 or 1"},
+      /* The line counts empty lines, as an editor shows them. */
+      {"\n" T1 " " ID " 1 0 0\n\n" T2 " " ID " 1 0 2\n", "line 4: the used flag is not 0 or 1"},
   };
   for (size_t i = 0; i < sizeof(kBad) / sizeof(kBad[0]); i++) {
     wisp_tokens t = {0};
-    if (wisp_tokens_parse(&t, kBad[i], strlen(kBad[i])) != WISP_ERR_PARSE) fail_msg("accepted: \"%s\"", kBad[i]);
+    perr[0] = '\0';
+    if (wisp_tokens_parse(&t, kBad[i].text, strlen(kBad[i].text), perr, sizeof(perr)) != WISP_ERR_PARSE)
+      fail_msg("accepted: \"%s\"", kBad[i].text);
+    if (strncmp(perr, kBad[i].why, strlen(kBad[i].why)) != 0)
+      fail_msg("line %zu refused with \"%s\", not \"%s...\"", i, perr, kBad[i].why);
+    if (strstr(perr, T1) || strstr(perr, "0123")) fail_msg("the reason quotes the token: \"%s\"", perr);
     assert_int_equal(t.n, 0);
     wisp_tokens_cleanup(&t);
   }
+  /* The SPIFFE ID's own reason is carried. */
+  static const char kDots[] = T1 " spiffe://example.org/a/../b 1 0 0";
+  assert_int_equal(wisp_tokens_parse(&(wisp_tokens){0}, kDots, strlen(kDots), perr, sizeof(perr)), WISP_ERR_PARSE);
+  assert_true(strlen(perr) > strlen("line 1: the SPIFFE ID: "));
 }
 
 /* A file with a bad line changes nothing: no half-loaded store. */
@@ -110,7 +128,8 @@ static void test_state_all_or_nothing(void **state) {
   assert_int_equal(wisp_tokens_create(&t, NULL, ID, 1000, 60, false), WISP_OK);
   wisp_token before = t.items[0];
   static const char kText[] = T1 " " ID " 1900000000 0 0\n" T2 " " ID " 1900000000 0 0\ngarbage\n";
-  assert_int_equal(wisp_tokens_parse(&t, kText, strlen(kText)), WISP_ERR_PARSE);
+  assert_int_equal(wisp_tokens_parse(&t, kText, strlen(kText), perr, sizeof(perr)), WISP_ERR_PARSE);
+  assert_string_equal(perr, "line 3: 1 field, expected 5: <token> <spiffe-id> <expires> <reusable> <used>");
   assert_int_equal(t.n, 1);
   assert_memory_equal(&t.items[0], &before, sizeof(before));
   wisp_tokens_cleanup(&t);
@@ -130,7 +149,7 @@ static void test_extreme_times(void **state) {
   wisp_tokens_cleanup(&t);
   /* A state file's far-past expiry, checked at a far-future now. */
   static const char kText[] = T1 " " ID " -9223372036854775808 0 0\n";
-  assert_int_equal(wisp_tokens_parse(&t, kText, strlen(kText)), WISP_OK);
+  assert_int_equal(wisp_tokens_parse(&t, kText, strlen(kText), perr, sizeof(perr)), WISP_OK);
   assert_int_equal(wisp_tokens_use(&t, T1, ID, INT64_MAX, err, sizeof(err)), WISP_ERR_IDENTITY);
   assert_string_equal(err, "join token expired 18446744073709551615s ago");
   wisp_tokens_cleanup(&t);
@@ -175,7 +194,8 @@ static void test_store_bound(void **state) {
   assert_int_equal(t.n, WISP_TOKENS_MAX);
   /* Full: one more line from a file is too many, and nothing is added. */
   static const char kOne[] = T1 " " ID " 1900000000 0 0\n";
-  assert_int_equal(wisp_tokens_parse(&t, kOne, strlen(kOne)), WISP_ERR_TOO_BIG);
+  assert_int_equal(wisp_tokens_parse(&t, kOne, strlen(kOne), perr, sizeof(perr)), WISP_ERR_TOO_BIG);
+  assert_string_equal(perr, "the store holds at most 10000 tokens: 10000 held already, 1 in the file");
   assert_int_equal(t.n, WISP_TOKENS_MAX);
   /* Room for one: a file of two is refused whole. */
   wisp_tokens_prune(&t, 1060); /* all expired */
@@ -183,12 +203,23 @@ static void test_store_bound(void **state) {
   for (size_t i = 0; i + 1 < WISP_TOKENS_MAX; i++)
     assert_int_equal(wisp_tokens_create(&t, NULL, ID, 1000, 60, false), WISP_OK);
   static const char kTwo[] = T1 " " ID " 1900000000 0 0\n" T2 " " ID " 1900000000 0 0\n";
-  assert_int_equal(wisp_tokens_parse(&t, kTwo, strlen(kTwo)), WISP_ERR_TOO_BIG);
+  assert_int_equal(wisp_tokens_parse(&t, kTwo, strlen(kTwo), perr, sizeof(perr)), WISP_ERR_TOO_BIG);
   assert_int_equal(t.n, WISP_TOKENS_MAX - 1);
-  assert_int_equal(wisp_tokens_parse(&t, kOne, strlen(kOne)), WISP_OK);
+  assert_int_equal(wisp_tokens_parse(&t, kOne, strlen(kOne), perr, sizeof(perr)), WISP_OK);
   assert_int_equal(t.n, WISP_TOKENS_MAX);
   assert_string_equal(t.items[t.n - 1].token, T1);
   wisp_tokens_cleanup(&t);
+  /* A file of more lines than the store may hold: refused at the first
+   * line past the bound. */
+  static const char kLine[] = T1 " " ID " 1900000000 0 0\n";
+  size_t line_len = strlen(kLine);
+  char *big = malloc((WISP_TOKENS_MAX + 1) * line_len + 1);
+  assert_non_null(big);
+  for (size_t i = 0; i <= WISP_TOKENS_MAX; i++) memcpy(big + i * line_len, kLine, line_len);
+  assert_int_equal(wisp_tokens_parse(&t, big, (WISP_TOKENS_MAX + 1) * line_len, perr, sizeof(perr)), WISP_ERR_TOO_BIG);
+  assert_string_equal(perr, "line 10001: more than 10000 tokens");
+  assert_int_equal(t.n, 0);
+  free(big);
 }
 
 /* Pruning drops what has expired and keeps spent tokens until then, so a
@@ -198,7 +229,7 @@ static void test_prune_keeps_spent(void **state) {
   static const char kText[] = T1 " " ID " 2000 0 0\n" T2 " " ID " 1500 1 0\n";
   wisp_tokens t = {0};
   char err[256];
-  assert_int_equal(wisp_tokens_parse(&t, kText, strlen(kText)), WISP_OK);
+  assert_int_equal(wisp_tokens_parse(&t, kText, strlen(kText), perr, sizeof(perr)), WISP_OK);
   assert_int_equal(wisp_tokens_use(&t, T1, ID, 1000, err, sizeof(err)), WISP_OK);
   wisp_tokens_prune(&t, 1000);
   assert_int_equal(t.n, 2);
@@ -228,7 +259,7 @@ static void test_refusal_order(void **state) {
   static const char kText[] = T1 " " ID " 2000 0 1\n" T2 " " ID " 2000 0 0\n";
   wisp_tokens t = {0};
   char err[256];
-  assert_int_equal(wisp_tokens_parse(&t, kText, strlen(kText)), WISP_OK);
+  assert_int_equal(wisp_tokens_parse(&t, kText, strlen(kText), perr, sizeof(perr)), WISP_OK);
   /* Expired, spent and for another ID: expired. */
   assert_int_equal(wisp_tokens_use(&t, T1, "spiffe://example.org/x", 2000, err, sizeof(err)), WISP_ERR_IDENTITY);
   assert_string_equal(err, "join token expired 0s ago");
@@ -285,7 +316,7 @@ static void test_persist_restart(void **state) {
   size_t len = 0;
   assert_int_equal(wisp_state_read(dir, "tokens", 1 << 20, &data, &len, err, sizeof(err)), WISP_OK);
   wisp_tokens back = {0};
-  assert_int_equal(wisp_tokens_parse(&back, (const char *)data, len), WISP_OK);
+  assert_int_equal(wisp_tokens_parse(&back, (const char *)data, len, perr, sizeof(perr)), WISP_OK);
   free(data);
   assert_int_equal(back.n, 3);
   assert_int_equal(wisp_tokens_use(&back, once, ID, 1020, err, sizeof(err)), WISP_ERR_IDENTITY);
@@ -302,7 +333,8 @@ static void test_persist_restart(void **state) {
   wisp_buf b1 = {0}, b2 = {0};
   assert_int_equal(wisp_tokens_serialize(&back, &b1), WISP_OK);
   wisp_tokens again = {0};
-  assert_int_equal(wisp_tokens_parse(&again, (const char *)wisp_buf_rptr(&b1), wisp_buf_len(&b1)), WISP_OK);
+  assert_int_equal(wisp_tokens_parse(&again, (const char *)wisp_buf_rptr(&b1), wisp_buf_len(&b1), perr, sizeof(perr)),
+                   WISP_OK);
   assert_int_equal(wisp_tokens_serialize(&again, &b2), WISP_OK);
   assert_int_equal(wisp_buf_len(&b1), wisp_buf_len(&b2));
   assert_memory_equal(wisp_buf_rptr(&b1), wisp_buf_rptr(&b2), wisp_buf_len(&b1));
@@ -328,7 +360,9 @@ static void test_state_nul_bytes(void **state) {
     size_t len = strlen(kFields[i]);
     len += 1 + strlen(kFields[i] + len + 1);
     wisp_tokens t = {0};
-    if (wisp_tokens_parse(&t, kFields[i], len) != WISP_ERR_PARSE) fail_msg("accepted a NUL byte in line %zu", i);
+    if (wisp_tokens_parse(&t, kFields[i], len, perr, sizeof(perr)) != WISP_ERR_PARSE)
+      fail_msg("accepted a NUL byte in line %zu", i);
+    if (strncmp(perr, "line 1: a NUL byte at column ", 29) != 0) fail_msg("refused with \"%s\"", perr);
     assert_int_equal(t.n, 0);
     wisp_tokens_cleanup(&t);
   }
