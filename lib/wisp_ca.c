@@ -254,10 +254,32 @@ wisp_ca *wisp_ca_new_root(const char *trust_domain, int64_t ttl_seconds, char *e
   return ca;
 }
 
+/* Whether |x| is valid at |now|: notBefore at most |skew| seconds ahead
+ * (an issuer's clock a little ahead of ours), notAfter still to come (no
+ * grace: peers refuse an expired certificate). |what| names it in |err|. */
+static wisp_err check_validity(const X509 *x, const char *what, int64_t now, int64_t skew, char *err, size_t err_len) {
+  int64_t nb, na;
+  char when[64], clock[64];
+  if (wca_asn1_time_unix(X509_get0_notBefore(x), &nb) != WISP_OK ||
+      wca_asn1_time_unix(X509_get0_notAfter(x), &na) != WISP_OK)
+    return wca_fail(err, err_len, WISP_ERR_PARSE, "%s has unreadable validity", what);
+  if (now >= na) {
+    fmt_time(na, when, sizeof(when));
+    return wca_fail(err, err_len, WISP_ERR_VERIFY, "%s expired at %s", what, when);
+  }
+  if (nb > now && nb - now > skew) {
+    fmt_time(nb, when, sizeof(when));
+    fmt_time(now, clock, sizeof(clock));
+    return wca_fail(err, err_len, WISP_ERR_VERIFY, "%s is not valid before %s (this host's clock says %s)", what, when,
+                    clock);
+  }
+  return WISP_OK;
+}
+
 /* The checks of wisp_ca_load_pem on the parsed certificates and key. */
 static wisp_err check_ca_path(STACK_OF(X509) * certs, EVP_PKEY *key, char *err, size_t err_len) {
   size_t n = sk_X509_num(certs);
-  char who[WISP_SPIFFE_MAX + 16], when[64];
+  char who[WISP_SPIFFE_MAX + 16], what[WISP_SPIFFE_MAX + 48];
   WISP_GUARD(wisp_ca_key_check_policy(key, err, err_len));
   if (!X509_check_private_key(sk_X509_value(certs, 0), key))
     return wca_fail(err, err_len, WISP_ERR_USAGE, "CA key does not match the CA certificate (the first in the file)");
@@ -270,18 +292,8 @@ static wisp_err check_ca_path(STACK_OF(X509) * certs, EVP_PKEY *key, char *err, 
                       "certificate %zu (%s) is not a CA (needs basicConstraints CA:TRUE and, with "
                       "keyUsage, keyCertSign)",
                       i + 1, who);
-    int64_t nb, na;
-    if (wca_asn1_time_unix(X509_get0_notBefore(x), &nb) != WISP_OK ||
-        wca_asn1_time_unix(X509_get0_notAfter(x), &na) != WISP_OK)
-      return wca_fail(err, err_len, WISP_ERR_PARSE, "certificate %zu (%s) has unreadable validity", i + 1, who);
-    if (now >= na) {
-      fmt_time(na, when, sizeof(when));
-      return wca_fail(err, err_len, WISP_ERR_VERIFY, "certificate %zu (%s) expired at %s", i + 1, who, when);
-    }
-    if (now < nb) {
-      fmt_time(nb, when, sizeof(when));
-      return wca_fail(err, err_len, WISP_ERR_VERIFY, "certificate %zu (%s) is not valid before %s", i + 1, who, when);
-    }
+    snprintf(what, sizeof(what), "certificate %zu (%s)", i + 1, who);
+    WISP_GUARD(check_validity(x, what, now, 0, err, err_len));
     if (i + 1 < n) {
       X509 *issuer = sk_X509_value(certs, i + 1);
       EVP_PKEY *ik = X509_get_pubkey(issuer);
@@ -311,6 +323,44 @@ static wisp_err check_ca_path(STACK_OF(X509) * certs, EVP_PKEY *key, char *err, 
     int e = X509_STORE_CTX_get_error(ctx);
     rc = wca_fail(err, err_len, WISP_ERR_VERIFY, "CA chain does not verify at depth %d: %s",
                   X509_STORE_CTX_get_error_depth(ctx), X509_verify_cert_error_string(e));
+  }
+  sk_X509_pop_free(untrusted, X509_free);
+  X509_STORE_CTX_free(ctx);
+  X509_STORE_free(store);
+  return rc;
+}
+
+wisp_err wisp_ca_svid_check(const STACK_OF(X509) * chain, const STACK_OF(X509) * roots, int64_t now, int64_t skew,
+                            char *err, size_t err_len) {
+  size_t n = sk_X509_num(chain);
+  if (n == 0 || sk_X509_num(roots) == 0)
+    return wca_fail(err, err_len, WISP_ERR_VERIFY, "no %s", n == 0 ? "certificate" : "trust bundle");
+  char who[WISP_SPIFFE_MAX + 16], what[WISP_SPIFFE_MAX + 48];
+  /* Verified at |now|, or at the latest notBefore within |skew| of it. */
+  int64_t at = now, nb;
+  for (size_t i = 0; i < n; i++) {
+    X509 *x = sk_X509_value(chain, i);
+    wisp_spiffe_describe_cert(x, who, sizeof(who));
+    if (i == 0) snprintf(what, sizeof(what), "the SVID (%s)", who);
+    else snprintf(what, sizeof(what), "chain certificate %zu (%s)", i + 1, who);
+    WISP_GUARD(check_validity(x, what, now, skew, err, err_len));
+    if (wisp_ca_cert_not_before(x, &nb) == WISP_OK && nb > at) at = nb;
+  }
+  X509_STORE *store = X509_STORE_new();
+  X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+  STACK_OF(X509) *untrusted = stack_dup_up_ref(chain, 1, n);
+  bool ok = store && ctx && untrusted;
+  for (size_t i = 0; ok && i < sk_X509_num(roots); i++) ok = X509_STORE_add_cert(store, sk_X509_value(roots, i));
+  wisp_err rc = WISP_OK;
+  if (!ok || !X509_STORE_CTX_init(ctx, store, sk_X509_value(chain, 0), untrusted)) {
+    rc = wca_fail(err, err_len, WISP_ERR_INTERNAL, "out of memory");
+  } else {
+    X509_STORE_CTX_set_time(ctx, 0, (time_t)at);
+    if (X509_verify_cert(ctx) != 1) {
+      int e = X509_STORE_CTX_get_error(ctx);
+      rc = wca_fail(err, err_len, WISP_ERR_VERIFY, "the SVID does not chain to the trust bundle (%zu root%s): %s",
+                    sk_X509_num(roots), sk_X509_num(roots) == 1 ? "" : "s", X509_verify_cert_error_string(e));
+    }
   }
   sk_X509_pop_free(untrusted, X509_free);
   X509_STORE_CTX_free(ctx);

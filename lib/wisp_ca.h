@@ -100,6 +100,20 @@ wisp_err wisp_ca_cert_not_after(const X509 *cert, int64_t *out_unix) WISP_MUST_C
 /* The same for notBefore. */
 wisp_err wisp_ca_cert_not_before(const X509 *cert, int64_t *out_unix) WISP_MUST_CHECK;
 
+/* Seconds an SVID's notBefore may lie ahead of this host's clock and the
+ * SVID still be taken (wisp_ca_svid_check): an issuer's clock a little
+ * ahead. Its notAfter has no such grace. */
+#define WISP_CA_CLOCK_SKEW_SEC 60
+
+/* Checks an SVID before it is served: |chain| (leaf first, then its
+ * intermediates) valid at |now| (each notBefore at most |skew| seconds
+ * ahead, each notAfter to come) and chaining by signature to a root of
+ * |roots|. WISP_ERR_VERIFY with a reason ("the SVID (spiffe://...) expired
+ * at 2026-11-22 12:00:00 UTC", "... does not chain to the trust bundle (1
+ * root): unable to get local issuer certificate"). Both stacks borrowed. */
+wisp_err wisp_ca_svid_check(const STACK_OF(X509) * chain, const STACK_OF(X509) * roots, int64_t now, int64_t skew,
+                            char *err, size_t err_len) WISP_MUST_CHECK;
+
 /* Writes |cert|'s serial number as BoringSSL's BN_bn2hex does (lower-case
  * hex without leading zeros, "-" first if negative; OpenSSL's is upper-case)
  * to |out|, or "?" if it cannot be read.

@@ -126,6 +126,19 @@ static wisp_err apply_snapshot(wisp_proxy *px, const Wisp__V1__Snapshot *snap, c
   return rc;
 }
 
+/* Whether |chain| may be served now: valid (notBefore within
+ * WISP_CA_CLOCK_SKEW_SEC, notAfter to come) and chaining to |roots|, the
+ * bundle it is served with. |*out_not_after|: the leaf's notAfter. */
+static wisp_err svid_usable(STACK_OF(X509) * chain, STACK_OF(X509) * roots, int64_t *out_not_after, char *err,
+                            size_t err_len) {
+  WISP_GUARD(wisp_ca_svid_check(chain, roots, (int64_t)now_s(), WISP_CA_CLOCK_SKEW_SEC, err, err_len));
+  if (wisp_ca_cert_not_after(sk_X509_value(chain, 0), out_not_after) != WISP_OK) {
+    snprintf(err, err_len, "the SVID's notAfter cannot be read");
+    return WISP_ERR_PARSE;
+  }
+  return WISP_OK;
+}
+
 /* ---- --svid-cache DIR ---- */
 
 #define CACHE_SVID "svid.pem"     /* the key, then the chain */
@@ -218,11 +231,10 @@ static bool cache_restore(wisp_agent_client *ac) {
   if (wisp_state_read(dir, CACHE_BUNDLE, CACHE_MAX, &bundle, &bl, err, sizeof(err)) == WISP_OK &&
       wisp_ca_key_from_pem(&key, (const char *)svid, sl, err, sizeof(err)) == WISP_OK &&
       wisp_ca_certs_from_pem(&chain, (const char *)svid, sl, err, sizeof(err)) == WISP_OK &&
-      wisp_ca_certs_from_pem(&roots, (const char *)bundle, bl, err, sizeof(err)) == WISP_OK &&
-      wisp_ca_cert_not_after(sk_X509_value(chain, 0), &na) == WISP_OK) {
+      wisp_ca_certs_from_pem(&roots, (const char *)bundle, bl, err, sizeof(err)) == WISP_OK) {
     wisp_spiffe_id sid;
-    if (na <= (int64_t)now_s()) {
-      snprintf(err, sizeof(err), "the cached SVID expired");
+    if (svid_usable(chain, roots, &na, err, sizeof(err)) != WISP_OK) {
+      /* err says why: expired, not yet valid, not under the cached bundle */
     } else if (wisp_spiffe_from_cert(&sid, sk_X509_value(chain, 0), err, sizeof(err)) != WISP_OK) {
       /* err says why */
     } else if (strcmp(sid.id, ac->px->cfg->spiffe_id) != 0) {
@@ -275,14 +287,17 @@ static wisp_err install(wisp_agent_client *ac, const uint8_t *msg, size_t len, c
   STACK_OF(X509) *chain = der_list(resp->chain, resp->n_chain);
   STACK_OF(X509) *roots = der_list(resp->bundle, resp->n_bundle);
   wisp_err rc = WISP_ERR_PROTO;
+  int64_t na = 0;
   if (!chain || !roots || sk_X509_num(chain) == 0 || sk_X509_num(roots) == 0) {
     snprintf(err, err_len, "SignResponse without a usable chain and bundle");
-  } else {
+  } else if ((rc = svid_usable(chain, roots, &na, err, err_len)) == WISP_OK) {
+    /* Checked first: a refused SVID is neither served nor cached, the
+     * credentials in force stay. */
     rc = wisp_tls_set_creds(ac->px->tls, ac->pending_key, chain, roots, err, err_len);
   }
   if (rc == WISP_OK) {
     ac->have_svid = true;
-    ac->not_after = resp->not_after_unix;
+    ac->not_after = na;
     cache_save(ac, ac->pending_key, chain, roots);
   }
   sk_X509_pop_free(chain, X509_free);
@@ -295,16 +310,14 @@ static void watch_start(wisp_agent_client *ac);
 
 static void on_sign_message(wisp_rpcc_call *call, const uint8_t *msg, size_t len, void *arg) {
   wisp_agent_client *ac = arg;
-  char err[512];
+  char err[512], reason[768];
   if (install(ac, msg, len, err, sizeof(err)) != WISP_OK) {
-    log_cert("install_failed", NULL, err);
+    snprintf(reason, sizeof(reason), "agent %s: %s; %s", ac->target, err,
+             ac->have_svid ? "the SVID in force stays" : "no SVID yet");
+    log_cert("install_failed", NULL, reason);
     return;
   }
-  double life = (double)ac->not_after - now_s();
-  if (life <= 0) {
-    log_cert("install_failed", NULL, "the agent issued an SVID that is already expired");
-    return;
-  }
+  double life = (double)ac->not_after - now_s(); /* > 0: install checked it */
   ac->installed = true;
   ac->renew_failures = 0;
   ac->health.last_contact_unix = (int64_t)now_s();

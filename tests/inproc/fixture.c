@@ -72,23 +72,29 @@ static unsigned free_port(void) {
   return port;
 }
 
-static bool capture_stdout(tf_fixture *f) {
-  snprintf(f->log_path, sizeof(f->log_path), "%s/proxy.log", f->dir);
-  int fd = open(f->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return false;
-  fflush(stdout);
-  f->saved_stdout = dup(STDOUT_FILENO);
-  bool ok = f->saved_stdout >= 0 && dup2(fd, STDOUT_FILENO) >= 0;
-  close(fd);
+static FILE *stream_of(int fd) { return fd == STDERR_FILENO ? stderr : stdout; }
+
+bool tf_capture_fd(int fd, const char *path, int *saved) {
+  int to = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (to < 0) return false;
+  fflush(stream_of(fd));
+  *saved = dup(fd);
+  bool ok = *saved >= 0 && dup2(to, fd) >= 0;
+  close(to);
   return ok;
 }
 
-static void restore_stdout(tf_fixture *f) {
-  if (f->saved_stdout < 0) return;
-  fflush(stdout);
-  dup2(f->saved_stdout, STDOUT_FILENO);
-  close(f->saved_stdout);
-  f->saved_stdout = -1;
+void tf_restore_fd(int fd, int *saved) {
+  if (*saved < 0) return;
+  fflush(stream_of(fd));
+  dup2(*saved, fd);
+  close(*saved);
+  *saved = -1;
+}
+
+static bool capture_stdout(tf_fixture *f) {
+  snprintf(f->log_path, sizeof(f->log_path), "%s/proxy.log", f->dir);
+  return tf_capture_fd(STDOUT_FILENO, f->log_path, &f->saved_stdout);
 }
 
 bool tf_start(tf_fixture *f, const tf_opts *o) {
@@ -108,9 +114,10 @@ bool tf_start(tf_fixture *f, const tf_opts *o) {
   snprintf(route, sizeof(route), "127.0.0.1:0=127.0.0.1:%u", inbound_port);
   snprintf(inbound, sizeof(inbound), "127.0.0.1:%u", inbound_port);
   snprintf(app, sizeof(app), "127.0.0.1:%u", f->app->port);
-  const char *argv[TF_MAX_ARGS] = {"wisp-proxy", "--cert",    cert,    "--key", key, "--bundle", bundle, "--route",
-                                   route,        "--inbound", inbound, "--app", app, "--admin",  "off"};
-  int argc = 15;
+  const char *argv[TF_MAX_ARGS] = {"wisp-proxy", "--bundle", bundle, "--route", route, "--inbound", inbound, "--app",
+                                   app,          "--admin",  "off",  "--cert",  cert,  "--key",     key};
+  int argc = o->no_cert ? 11 : 15;
+  if (o->prepare && !o->prepare(f, o->prepare_arg)) return fail("prepare failed");
   for (int i = 0; i < o->nargs && argc < TF_MAX_ARGS - 1; i++) argv[argc++] = o->args[i];
   char err[1024];
   if (wisp_config_parse(&f->cfg, argc, (char **)argv, err, sizeof(err)) != WISP_OK) {
@@ -183,9 +190,10 @@ tp_peer *tf_tls_client(tf_fixture *f, wisp_listener *l, unsigned src_port, const
   return p;
 }
 
-char *tf_log(tf_fixture *f) {
+char *tf_read_file(const char *path) {
   fflush(stdout);
-  FILE *in = fopen(f->log_path, "r");
+  fflush(stderr);
+  FILE *in = fopen(path, "r");
   if (!in) return calloc(1, 1);
   size_t cap = 4096, len = 0;
   char *buf = malloc(cap);
@@ -204,8 +212,10 @@ char *tf_log(tf_fixture *f) {
   return buf;
 }
 
-bool tf_log_line_has(tf_fixture *f, const char *const *needles) {
-  char *log = tf_log(f);
+char *tf_log(tf_fixture *f) { return tf_read_file(f->log_path); }
+
+bool tf_file_line_has(const char *path, const char *const *needles) {
+  char *log = tf_read_file(path);
   bool found = false;
   for (char *line = log, *next; line && *line && !found; line = next) {
     char *nl = strchr(line, '\n');
@@ -217,6 +227,8 @@ bool tf_log_line_has(tf_fixture *f, const char *const *needles) {
   free(log);
   return found;
 }
+
+bool tf_log_line_has(tf_fixture *f, const char *const *needles) { return tf_file_line_has(f->log_path, needles); }
 
 void tf_stop(tf_fixture *f) {
   for (int i = 0; i < f->nclients; i++) tp_peer_free(f->clients[i]);
@@ -238,7 +250,7 @@ void tf_stop(tf_fixture *f) {
   if (f->loop) ev_loop_destroy(f->loop);
   f->loop = NULL;
   wisp_config_cleanup(&f->cfg);
-  restore_stdout(f);
+  tf_restore_fd(STDOUT_FILENO, &f->saved_stdout);
   if (f->dir[0]) test_remove_tmpdir(f->dir);
   f->dir[0] = '\0';
 }

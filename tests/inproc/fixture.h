@@ -45,6 +45,11 @@ typedef struct {
   bool app_hold;            /* the app answers only when told */
   const char *const *args;  /* more flags, e.g. {"--pool-size", "2"} */
   int nargs;
+  bool no_cert; /* no --cert/--key (the SVID comes from --agent in |args|) */
+  /* Run after the PKI and the loop exist, before the proxy is built (e.g.
+   * to start a fake agent, or fill --svid-cache); false fails the start. */
+  bool (*prepare)(tf_fixture *f, void *arg);
+  void *prepare_arg;
 } tf_opts;
 
 /* Builds everything; false (with a line on stderr) if any step failed. */
@@ -63,6 +68,16 @@ int tf_raw_client(tf_fixture *f, wisp_listener *l, unsigned src_port);
 char *tf_log(tf_fixture *f);
 /* Whether the log holds a line with every one of |needles| (NULL-ended). */
 bool tf_log_line_has(tf_fixture *f, const char *const *needles);
+/* The same for any file (stdout and stderr flushed first): its text
+ * (malloc'd, NUL-terminated; "" if it cannot be read), or whether it has
+ * such a line. */
+char *tf_read_file(const char *path);
+bool tf_file_line_has(const char *path, const char *const *needles);
+/* Sends |fd| (STDOUT_FILENO or STDERR_FILENO) to the file |path| (made
+ * 0600), the original kept in |*saved| until tf_restore_fd (which does
+ * nothing if |*saved| is -1). */
+bool tf_capture_fd(int fd, const char *path, int *saved);
+void tf_restore_fd(int fd, int *saved);
 /* Tears everything down; safe after a failed start. */
 void tf_stop(tf_fixture *f);
 

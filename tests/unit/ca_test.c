@@ -1226,6 +1226,97 @@ static void test_not_after_and_serial(void **state) {
   }
 }
 
+/* An SVID is served only while valid (notBefore within the skew, notAfter
+ * to come) and when it chains to the bundle it comes with. */
+static X509 *svid_cert(EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key, long nb, long na) {
+  test_san san = {GEN_URI, WEB_ID, 0};
+  test_cert_spec spec = {.cn = "web", .sans = &san, .nsans = 1, .not_before_sec = nb, .not_after_sec = na};
+  return test_new_cert(&spec, key, issuer, issuer_key);
+}
+
+static X509 *ca_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key, long nb, long na) {
+  test_cert_spec spec = {.cn = cn, .is_ca = true, .not_before_sec = nb, .not_after_sec = na};
+  return test_new_cert(&spec, key, issuer, issuer_key);
+}
+
+static STACK_OF(X509) * stack_of(X509 *a, X509 *b) {
+  STACK_OF(X509) *s = sk_X509_new_null();
+  X509 *both[] = {a, b};
+  for (size_t i = 0; i < 2; i++) {
+    if (!both[i]) continue;
+    X509_up_ref(both[i]);
+    sk_X509_push(s, both[i]);
+  }
+  return s;
+}
+
+static void test_svid_check(void **state) {
+  (void)state;
+  EVP_PKEY *root_key = test_new_key(), *other_key = test_new_key(), *inter_key = test_new_key();
+  X509 *root = ca_cert(root_key, "root", NULL, NULL, -3600, 86400);
+  X509 *other = ca_cert(other_key, "another root", NULL, NULL, -3600, 86400);
+  X509 *inter = ca_cert(inter_key, "intermediate", root, root_key, -3600, 86400);
+  X509 *old_inter = ca_cert(inter_key, "intermediate", root, root_key, -7200, -60);
+  X509 *good = svid_cert(g.p256, root, root_key, -60, 3600);
+  X509 *under_inter = svid_cert(g.p256, inter, inter_key, -60, 3600);
+  X509 *expired = svid_cert(g.p256, root, root_key, -7200, -1);
+  X509 *early = svid_cert(g.p256, root, root_key, 3600, 7200);
+  X509 *foreign = svid_cert(g.p256, other, other_key, -60, 3600);
+  STACK_OF(X509) *roots = stack_of(root, NULL), *none = sk_X509_new_null();
+  const struct {
+    const char *name;
+    X509 *leaf, *inter;
+    STACK_OF(X509) * roots;
+    wisp_err want;
+    const char *why;
+  } kCases[] = {
+      {"valid, under the root", good, NULL, roots, WISP_OK, ""},
+      {"valid, under an intermediate", under_inter, inter, roots, WISP_OK, ""},
+      {"expired", expired, NULL, roots, WISP_ERR_VERIFY, "the SVID (" WEB_ID ") expired at "},
+      {"not yet valid", early, NULL, roots, WISP_ERR_VERIFY, "the SVID (" WEB_ID ") is not valid before "},
+      {"under another root", foreign, NULL, roots, WISP_ERR_VERIFY,
+       "the SVID does not chain to the trust bundle (1 root): "},
+      {"intermediate missing", under_inter, NULL, roots, WISP_ERR_VERIFY,
+       "the SVID does not chain to the trust bundle (1 root): "},
+      {"intermediate expired", under_inter, old_inter, roots, WISP_ERR_VERIFY, "chain certificate 2 ("},
+      {"no bundle", good, NULL, none, WISP_ERR_VERIFY, "no trust bundle"},
+  };
+  int64_t now = now_unix();
+  for (size_t i = 0; i < sizeof(kCases) / sizeof(kCases[0]); i++) {
+    STACK_OF(X509) *chain = stack_of(kCases[i].leaf, kCases[i].inter);
+    char err[512] = "";
+    wisp_err rc = wisp_ca_svid_check(chain, kCases[i].roots, now, WISP_CA_CLOCK_SKEW_SEC, err, sizeof(err));
+    if (rc != kCases[i].want || strncmp(err, kCases[i].why, strlen(kCases[i].why)) != 0)
+      fail_msg("%s: %s, \"%s\"", kCases[i].name, wisp_err_str(rc), err);
+    if (kCases[i].want == WISP_ERR_VERIFY && strstr(kCases[i].why, "expired") && !strstr(err, "expired at "))
+      fail_msg("%s: \"%s\"", kCases[i].name, err);
+    sk_X509_pop_free(chain, X509_free);
+  }
+  /* The skew, to the second, on the certificate's own notBefore. */
+  int64_t nb = 0;
+  assert_int_equal(wisp_ca_cert_not_before(early, &nb), WISP_OK);
+  STACK_OF(X509) *chain = stack_of(early, NULL);
+  char err[512];
+  assert_int_equal(wisp_ca_svid_check(chain, roots, nb - 60, 60, err, sizeof(err)), WISP_OK);
+  assert_int_equal(wisp_ca_svid_check(chain, roots, nb - 61, 60, err, sizeof(err)), WISP_ERR_VERIFY);
+  assert_non_null(strstr(err, "is not valid before"));
+  assert_non_null(strstr(err, "(this host's clock says "));
+  /* No grace after notAfter. */
+  int64_t na = 0;
+  assert_int_equal(wisp_ca_cert_not_after(early, &na), WISP_OK);
+  assert_int_equal(wisp_ca_svid_check(chain, roots, na - 1, 60, err, sizeof(err)), WISP_OK);
+  assert_int_equal(wisp_ca_svid_check(chain, roots, na, 60, err, sizeof(err)), WISP_ERR_VERIFY);
+  assert_non_null(strstr(err, "expired at"));
+  sk_X509_pop_free(chain, X509_free);
+  sk_X509_pop_free(roots, X509_free);
+  sk_X509_free(none);
+  X509 *all[] = {root, other, inter, old_inter, good, under_inter, expired, early, foreign};
+  for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) X509_free(all[i]);
+  EVP_PKEY_free(root_key);
+  EVP_PKEY_free(other_key);
+  EVP_PKEY_free(inter_key);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_key_pem_round_trip),
@@ -1250,6 +1341,7 @@ int main(void) {
       cmocka_unit_test(test_add1_root),
       cmocka_unit_test(test_certs_pem_der_round_trip),
       cmocka_unit_test(test_not_after_and_serial),
+      cmocka_unit_test(test_svid_check),
   };
   return WISP_RUN_GROUP_TESTS(tests, group_setup, group_teardown);
 }
