@@ -44,6 +44,13 @@ client beside it), not the attacker. NAMEs:
   slowloris     --conns connections trickling the preface or a header block
                 one byte at a time
   invalid       a catalogue of protocol violations, each on a new connection
+  stall         --conns connections, each opening --streams POSTs to --path
+                (HEADERS without END_STREAM), then sending nothing; reports
+                how each stream was answered (its :status, or a reset) and
+                when the last answer came
+  drip          one POST to --path whose body is 1 byte every --interval s
+                until --seconds, then its end; reports the answer's status,
+                body and whether the stream was reset (an active stream)
 
 --source 127.0.0.N connects from another loopback address: a caller of its
 own to the proxy's per-source limits.
@@ -405,6 +412,98 @@ def slowloris(args):
     report("slowloris", opened=len(socks), refused=refused, closed_by_peer=closed, alive_at_end=alive)
 
 
+class AnswerReader(wire.Reader):
+    """Also decodes response headers (HPACK, hpack from python3-h2): the
+    first answer of each stream, its :status or "reset", and when it came;
+    and DATA bytes per stream."""
+
+    def __init__(self):
+        super().__init__()
+        import hpack
+        self.decoder = hpack.Decoder()
+        self.block = b""
+        self.answer = {}  # stream id -> status string, or "reset"
+        self.when = {}  # stream id -> time.monotonic() of its answer
+        self.body = {}  # stream id -> DATA bytes
+        self.ended = set()  # streams ended by END_STREAM or RST_STREAM
+
+    def _answered(self, sid, what):
+        if sid not in self.answer:
+            self.answer[sid] = what
+            self.when[sid] = time.monotonic()
+
+    def on_frame(self, ftype, flags, payload):
+        super().on_frame(ftype, flags, payload)
+        sid = self.stream
+        if ftype == wire.HEADERS:
+            if flags & wire.PADDED:
+                payload = payload[1:len(payload) - payload[0]]
+            if flags & 0x20:  # PRIORITY
+                payload = payload[5:]
+            self.block = payload
+        elif ftype == wire.CONTINUATION:
+            self.block += payload
+        elif ftype == wire.RST_STREAM:
+            self._answered(sid, "reset")
+            self.ended.add(sid)
+        elif ftype == wire.DATA:
+            self.body[sid] = self.body.get(sid, b"") + payload
+        if ftype in (wire.HEADERS, wire.CONTINUATION) and flags & wire.END_HEADERS:
+            fields = dict(self.decoder.decode(self.block))
+            self.block = b""
+            if ":status" in fields and fields[":status"] != "100":
+                self._answered(sid, fields[":status"])
+        if ftype in (wire.DATA, wire.HEADERS) and flags & wire.END_STREAM:
+            self.ended.add(sid)
+
+
+def stall(args):
+    block = wire.request_block(args.path, method="POST")
+    sids = range(1, 2 * args.streams, 2)
+    first = opening() + b"".join(wire.headers(sid, block, end_stream=False) for sid in sids)
+    t0 = time.monotonic()
+    socks, refused, dl = open_many(args, first, wire.mtls_context(*args.tls) if args.tls else None)
+    readers = {s: AnswerReader() for s in socks}
+    alive = list(socks)
+    while dl and alive:
+        for s in list(alive):
+            if not wire.drain(s, readers[s], 0.0):
+                alive.remove(s)
+        time.sleep(min(0.1, max(0.0, dl.left())))
+    seen, last = {}, 0.0
+    for rd in readers.values():
+        for sid in sids:
+            what = rd.answer.get(sid, "none")
+            seen[what] = seen.get(what, 0) + 1
+            if sid in rd.when:
+                last = max(last, rd.when[sid] - t0)
+    for s in socks:
+        wire.close(s)
+    report("stall", conns=len(socks), streams=len(socks) * args.streams, refused=refused,
+           last_answer_s=f"{last:.1f}", **{f"answer_{k}": v for k, v in sorted(seen.items())})
+
+
+def drip(args):
+    dl = Deadline(args.seconds)
+    s = wire.connect(args.port, tls=wire.mtls_context(*args.tls) if args.tls else None, source=args.source)
+    rd = AnswerReader()
+    s.sendall(opening() + wire.headers(1, wire.request_block(args.path, method="POST"), end_stream=False))
+    sent = 0
+    while dl and 1 not in rd.ended:
+        if wire.send_some(s, wire.frame(wire.DATA, 0, 1, b"x"), 1.0) != 9 + 1:
+            break
+        sent += 1
+        wire.drain(s, rd, min(args.interval, max(0.0, dl.left())))
+    if 1 not in rd.ended:
+        wire.send_some(s, wire.frame(wire.DATA, wire.END_STREAM, 1), 1.0)
+    end = time.monotonic() + 5  # for the answer
+    while 1 not in rd.ended and time.monotonic() < end and wire.drain(s, rd, 0.2):
+        pass
+    body = rd.body.get(1, b"").decode(errors="replace").strip().replace(" ", "_")
+    wire.close(s)
+    report("drip", sent=sent, status=rd.answer.get(1, "none"), body=body or "none")
+
+
 # Each: bytes after the preface and SETTINGS. All are connection errors
 # (RFC 9113) or must be ignored; none may crash or hang the proxy.
 def _invalid_cases(path):
@@ -485,7 +584,7 @@ ATTACKS = {
     "rapid-reset": rapid_reset, "made-you-reset": made_you_reset, "slow-reset": slow_reset, "data-after-es": data_after_es, "hold": hold, "zero-window": zero_window, "idle": idle,
     "continuation": continuation, "settings-flood": settings_flood, "ping-flood": ping_flood,
     "hpack-bomb": hpack_bomb, "slowloris": slowloris, "invalid": invalid, "header-hold": header_hold,
-    "busy": busy,
+    "busy": busy, "stall": stall, "drip": drip,
 }
 
 
@@ -501,6 +600,7 @@ def main():
     ap.add_argument("--source", help="connect from this loopback address (a caller of its own, e.g. 127.0.0.2)")
     ap.add_argument("--no-preface", action="store_true")
     ap.add_argument("--no-read", action="store_true")
+    ap.add_argument("--interval", type=float, default=1.0, help="drip: seconds between body bytes")
     args = ap.parse_args()
     if not 0 < args.seconds <= MAX_SECONDS or not 0 < args.conns <= MAX_CONNS:
         ap.error(f"--seconds must be in (0, {MAX_SECONDS}] and --conns in (0, {MAX_CONNS}]")

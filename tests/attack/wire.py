@@ -118,6 +118,7 @@ class Reader:
         self.responses = 0  # HEADERS frames
         self.frames = 0
         self.http1 = False  # the peer answered in HTTP/1
+        self.stream = 0
 
     def feed(self, data):
         self.buf += data
@@ -136,6 +137,7 @@ class Reader:
             if len(self.buf) < 9 + length:
                 break
             ftype, flags = self.buf[3], self.buf[4]
+            self.stream = int.from_bytes(self.buf[5:9], "big") & 0x7FFFFFFF  # of the frame on_frame is given
             payload = self.buf[9:9 + length]
             self.buf = self.buf[9 + length:]
             self.frames += 1

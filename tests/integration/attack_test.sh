@@ -9,7 +9,7 @@
 # (python3-h2). Each attack is at most 15 s.
 #
 # WISP_ATTACKS="rapid_reset made_you_reset pooled_resets young_pool shared_source svid_resets svid_conns probe_hold conn_errors ce_pooled held_streams
-# zero_window header_hold fairness idle_connections fd_exhaustion guards"
+# idle_streams zero_window header_hold fairness idle_connections fd_exhaustion guards"
 # picks some (default: all).
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
 WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
@@ -451,6 +451,56 @@ if runs held_streams; then
   pair hs --pool-size 1 --queue-timeout 1
   GOOD_ARGS=(--seconds 6 --timeout 3 --allow-503 --workers 40)
   AFTER=hs_reason beside hs 12 1 64 hold --conns 2 --streams 256 --path "/slow?ms=60000"
+fi
+
+# --- idle streams: HEADERS without END_STREAM, then nothing ---
+# Only the request head had a deadline: streams opened and left silent held
+# their upstream streams for good. --pool-size 1 (100 upstream streams) and
+# the attacker opens 120 POSTs on 3 connections and sends nothing more, so
+# the good client's requests wait behind them: without the idle timeout
+# they waited out --queue-timeout (503) while the attacker kept every
+# stream. With --stream-idle-timeout 2 (on both sides) each stalled stream
+# gets 408 within a sweep, its upstream stream is cancelled and the good
+# client is served (without it: 4 of 200, here and below). The same
+# straight to --inbound over mTLS: 100 stalled streams from one address
+# hold the app pool (its --max-upstream-per-caller share). Beside it, a
+# POST whose body drips 1 byte a second for 7 s (longer than the timeout)
+# moves a byte within every timeout and is not cut.
+IDLE_SECS=14
+# is_checks NAME CONNS STREAMS: each stalled stream cut by either side
+# (the server side may see it idle first and answer 408 through the client
+# side), counted and logged there.
+is_checks() {
+  local n=$1 conns=$2 per=$3 cut
+  expect_eq "$n: every stalled stream was answered 408 within the attack (${IDLE_SECS} s)" "408=$((conns * per))" \
+    "408=$(field "$n" answer_408)"
+  expect_eq "$n: ... none left unanswered" "none=" "none=$(field "$n" answer_none)"
+  cut=$(($(metric "$ADM_C" wisp_stream_idle_timeouts_total) + $(metric "$ADM_S" wisp_stream_idle_timeouts_total)))
+  check "$n: counted in wisp_stream_idle_timeouts_total ($cut)" test "$cut" -ge $((conns * per))
+  check "$n: logged with the reason" grep -qs \
+    '"status":408.*"error":"stream idle: no byte moved either way for --stream-idle-timeout (2s)"' \
+    "$WORK/c_$n.out" "$WORK/s_$n.out"
+}
+if runs idle_streams; then
+  pair is --pool-size 1 --stream-idle-timeout 2
+  GOOD_ARGS=(--seconds 6 --timeout 5)
+  AFTER="is_checks is 3 40" beside is "$IDLE_SECS" 1 48 stall --conns 3 --streams 40 --path /sha256
+
+  pair isi --pool-size 1 --stream-idle-timeout 2
+  log0=$(log_bytes c_isi s_isi)
+  attack_start isi "$IDLE_SECS" stall --conns 1 --streams 100 --path /sha256 --port "$IN" --source 127.0.0.2 \
+    --tls "$p/frontend.crt" "$p/frontend.key" "$p/ca/ca.crt"
+  attack_start isi_drip 7 drip --interval 1 --path /sha256 --port "$OUT"
+  sleep 1
+  good_start isi --seconds 6 --timeout 5
+  attack_wait isi_drip
+  expect_match "isi: beside it, a POST dripping 1 byte a second for 7 s through both sides is not cut: 200, all bytes" \
+    "status=200 body=[0-9a-f]{64}_$(field isi_drip sent)\$" "$(cat "$WORK/attack_isi_drip.out")"
+  attack_wait isi
+  is_checks isi 1 100
+  good_check isi
+  after_attack isi $((48 * 1024)) "$log0"
+  end_pair isi
 fi
 
 # --- zero-window reader: 3 connections x 256 streams of 16 MiB, window 0 ---
