@@ -126,12 +126,21 @@ static wisp_err apply_snapshot(wisp_proxy *px, const Wisp__V1__Snapshot *snap, c
   return rc;
 }
 
-/* Whether |chain| may be served now: valid (notBefore within
- * WISP_CA_CLOCK_SKEW_SEC, notAfter to come) and chaining to |roots|, the
- * bundle it is served with. |*out_not_after|: the leaf's notAfter. */
-static wisp_err svid_usable(STACK_OF(X509) * chain, STACK_OF(X509) * roots, int64_t *out_not_after, char *err,
-                            size_t err_len) {
+/* Whether |chain| may be served now as |ac|'s SVID: valid (notBefore within
+ * WISP_CA_CLOCK_SKEW_SEC, notAfter to come), chaining to |roots|, the bundle
+ * it is served with, and naming our --spiffe-id: an SVID for another
+ * identity, whoever signed it, would make peers' policy judge us as someone
+ * else. |*out_not_after|: the leaf's notAfter. */
+static wisp_err svid_usable(const wisp_agent_client *ac, STACK_OF(X509) * chain, STACK_OF(X509) * roots,
+                            int64_t *out_not_after, char *err, size_t err_len) {
+  const char *want = ac->px->cfg->spiffe_id;
+  wisp_spiffe_id sid;
   WISP_GUARD(wisp_ca_svid_check(chain, roots, (int64_t)now_s(), WISP_CA_CLOCK_SKEW_SEC, err, err_len));
+  WISP_GUARD(wisp_spiffe_from_cert(&sid, sk_X509_value(chain, 0), err, err_len));
+  if (strcmp(sid.id, want) != 0) {
+    snprintf(err, err_len, "the SVID is for %s, not %s (our --spiffe-id)", sid.id, want);
+    return WISP_ERR_VERIFY;
+  }
   if (wisp_ca_cert_not_after(sk_X509_value(chain, 0), out_not_after) != WISP_OK) {
     snprintf(err, err_len, "the SVID's notAfter cannot be read");
     return WISP_ERR_PARSE;
@@ -232,13 +241,9 @@ static bool cache_restore(wisp_agent_client *ac) {
       wisp_ca_key_from_pem(&key, (const char *)svid, sl, err, sizeof(err)) == WISP_OK &&
       wisp_ca_certs_from_pem(&chain, (const char *)svid, sl, err, sizeof(err)) == WISP_OK &&
       wisp_ca_certs_from_pem(&roots, (const char *)bundle, bl, err, sizeof(err)) == WISP_OK) {
-    wisp_spiffe_id sid;
-    if (svid_usable(chain, roots, &na, err, sizeof(err)) != WISP_OK) {
-      /* err says why: expired, not yet valid, not under the cached bundle */
-    } else if (wisp_spiffe_from_cert(&sid, sk_X509_value(chain, 0), err, sizeof(err)) != WISP_OK) {
-      /* err says why */
-    } else if (strcmp(sid.id, ac->px->cfg->spiffe_id) != 0) {
-      snprintf(err, sizeof(err), "the cached SVID is for %s, not %s", sid.id, ac->px->cfg->spiffe_id);
+    if (svid_usable(ac, chain, roots, &na, err, sizeof(err)) != WISP_OK) {
+      /* err says why: expired, not yet valid, not under the cached bundle,
+       * another identity's */
     } else if (!cache_restore_config(ac, err, sizeof(err))) {
       /* err says why */
     } else {
@@ -290,7 +295,7 @@ static wisp_err install(wisp_agent_client *ac, const uint8_t *msg, size_t len, c
   int64_t na = 0;
   if (!chain || !roots || sk_X509_num(chain) == 0 || sk_X509_num(roots) == 0) {
     snprintf(err, err_len, "SignResponse without a usable chain and bundle");
-  } else if ((rc = svid_usable(chain, roots, &na, err, err_len)) == WISP_OK) {
+  } else if ((rc = svid_usable(ac, chain, roots, &na, err, err_len)) == WISP_OK) {
     /* Checked first: a refused SVID is neither served nor cached, the
      * credentials in force stay. */
     rc = wisp_tls_set_creds(ac->px->tls, ac->pending_key, chain, roots, err, err_len);

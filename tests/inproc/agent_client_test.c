@@ -3,10 +3,11 @@
  * on a Unix socket) with a test Identity.Sign that answers each CSR with a
  * certificate the test chose. The proxy starts from --svid-cache holding a
  * valid SVID and renews at once over mTLS. An SVID the agent issues that
- * is expired, not yet valid or under another CA is refused with a line
- * that says why, before it is installed or cached: the SVID in force and
- * the cache stay. A cached SVID that is expired or not under the cached
- * bundle is not served at start. */
+ * is expired, not yet valid, under another CA or for another identity is
+ * refused with a line that says why, before it is installed or cached:
+ * the SVID in force and the cache stay. A cached SVID that is expired,
+ * not under the cached bundle or for another identity is not served at
+ * start. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -32,12 +33,14 @@
 
 #define DAY (24L * 3600)
 #define AGENT_ID "spiffe://example.org/wisp/agent"
+#define OTHER_ID "spiffe://example.org/ns/other/sa/other"
 #define CACHE_SVID "svid.pem"
 #define CACHE_BUNDLE "bundle.pem"
 #define CACHE_CONFIG "config.pb"
 
 /* What the fake agent's Sign answers, and what the cache holds. */
-typedef enum { CERT_VALID, CERT_EXPIRED, CERT_EARLY, CERT_FOREIGN } cert_kind;
+/* CERT_OTHER_ID: valid, under our CA, but naming another workload. */
+typedef enum { CERT_VALID, CERT_EXPIRED, CERT_EARLY, CERT_FOREIGN, CERT_OTHER_ID } cert_kind;
 
 typedef struct {
   tf_fixture f;
@@ -55,7 +58,7 @@ typedef struct {
 
 static X509 *svid_for(ctx *c, EVP_PKEY *pub, cert_kind kind, const char *id) {
   static long serial = 1000;
-  test_san san = {GEN_URI, id, 0};
+  test_san san = {GEN_URI, kind == CERT_OTHER_ID ? OTHER_ID : id, 0};
   test_cert_spec spec = {.cn = "workload", .sans = &san, .nsans = 1, .serial = ++serial};
   spec.not_before_sec = kind == CERT_EXPIRED ? -2 * DAY : kind == CERT_EARLY ? DAY : -60;
   spec.not_after_sec = kind == CERT_EXPIRED ? -DAY : kind == CERT_EARLY ? 2 * DAY : DAY;
@@ -286,6 +289,10 @@ static void test_foreign_svid_refused(void **state) {
 
 /* The same path with a valid SVID: installed, served and cached (so the
  * tests above would see an install). */
+static void test_other_id_svid_refused(void **state) {
+  check_refused(state, CERT_OTHER_ID, "the SVID is for " OTHER_ID ", not " TF_SPIFFE_ID " (our --spiffe-id)");
+}
+
 static void test_valid_svid_installed(void **state) {
   ctx *c = start(state, CERT_VALID, CERT_VALID);
   assert_non_null(c);
@@ -322,15 +329,21 @@ static void test_cache_foreign(void **state) {
   check_cache_unusable(state, CERT_FOREIGN, "the SVID does not chain to the trust bundle (1 root): ");
 }
 
+static void test_cache_other_id(void **state) {
+  check_cache_unusable(state, CERT_OTHER_ID, "the SVID is for " OTHER_ID ", not " TF_SPIFFE_ID " (our --spiffe-id)");
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_valid_svid_installed, stop),
       cmocka_unit_test_teardown(test_expired_svid_refused, stop),
       cmocka_unit_test_teardown(test_early_svid_refused, stop),
       cmocka_unit_test_teardown(test_foreign_svid_refused, stop),
+      cmocka_unit_test_teardown(test_other_id_svid_refused, stop),
       cmocka_unit_test_teardown(test_cache_expired, stop),
       cmocka_unit_test_teardown(test_cache_early, stop),
       cmocka_unit_test_teardown(test_cache_foreign, stop),
+      cmocka_unit_test_teardown(test_cache_other_id, stop),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }
