@@ -11,7 +11,9 @@
  * twice that, a reset); a request the app's GOAWAY left unprocessed is
  * sent again on a new connection; an early answer (413 to an upload)
  * reaches the caller whole, the rest of a small body is dropped and the
- * stream ends cleanly, a long one is stopped with RST_STREAM NO_ERROR. */
+ * stream ends cleanly, a long one is stopped with RST_STREAM NO_ERROR; a
+ * stream silent for --stream-idle-timeout gets 408 (gRPC DEADLINE_EXCEEDED)
+ * or, once its response started, a reset both ways, and 0 keeps it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -379,6 +381,98 @@ static void test_early_response_then_long_upload_stopped(void **state) {
   free(rest);
 }
 
+/* ---- --stream-idle-timeout (0.4 s here: a sweep every 0.1 s) ---- */
+
+static int setup_idle(void **state) {
+  static const char *const kArgs[] = {"--stream-idle-timeout", "0.4"};
+  static const tf_opts kOpts = {.args = kArgs, .nargs = 2, .app_hold = true};
+  return tf_setup_with(state, &kOpts);
+}
+
+static int setup_idle_off(void **state) {
+  static const char *const kArgs[] = {"--stream-idle-timeout", "0"};
+  static const tf_opts kOpts = {.args = kArgs, .nargs = 2, .app_hold = true};
+  return tf_setup_with(state, &kOpts);
+}
+
+#define IDLE_REASON "stream idle: no byte moved either way for --stream-idle-timeout (0.4s)"
+
+/* A request from a new client on the route, once the app has it there
+ * (|*at_app|). */
+static tp_msg *request_at_app(tf_fixture *f, unsigned port, const char *method, const char *path, const tp_hdr *extra,
+                              int nextra, const char *body, bool end, tp_msg **at_app) {
+  tp_msg *m =
+      tp_client_request(tf_client(f, f->route, port), method, path, extra, nextra, body, body ? strlen(body) : 0, end);
+  tf_count one = {f, 1};
+  assert_true(tp_run_until(f->loop, tf_app_has, &one, TF_WAIT));
+  *at_app = f->app->reqs[0];
+  return m;
+}
+
+/* A request whose body stopped and whose app is silent: 408 saying why,
+ * the app's stream cancelled, logged and counted. The 408 the caller
+ * leaves open (its request never ends) is reset after another timeout. */
+static void test_idle_request_408(void **state) {
+  tf_fixture *f = *state;
+  tp_msg *at_app;
+  tp_msg *m = request_at_app(f, 41020, "POST", "/upload", NULL, 0, "part", false, &at_app);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, at_app, TF_WAIT));
+  assert_int_equal(at_app->close_code, NGHTTP2_CANCEL);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_string_equal(tp_hdr_get(m, ":status"), "408");
+  assert_string_equal(tp_hdr_get(m, "x-wisp-error"), IDLE_REASON);
+  assert_true(f->px.stats.idle_timeouts >= 1);
+  static const char *const kLine[] = {"\"status\":408", "\"error\":\"" IDLE_REASON "\"", NULL};
+  assert_true(tf_log_line_has(f, kLine));
+}
+
+/* gRPC: the caller gets DEADLINE_EXCEEDED (4), as Envoy answers. */
+static void test_idle_grpc_deadline(void **state) {
+  tf_fixture *f = *state;
+  static const tp_hdr kGrpc[] = {{"content-type", "application/grpc"}};
+  tp_msg *at_app;
+  tp_msg *m = request_at_app(f, 41021, "POST", "/pkg.Svc/Watch", kGrpc, 1, NULL, true, &at_app);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_string_equal(tp_hdr_get(m, ":status"), "200");
+  assert_string_equal(tp_hdr_get(m, "grpc-status"), "4");
+  assert_true(tp_run_until(f->loop, tp_msg_closed, at_app, TF_WAIT));
+  assert_int_equal(at_app->close_code, NGHTTP2_CANCEL);
+}
+
+/* A response that started and went silent (a watch with no event): reset
+ * both ways (CANCEL); the caller keeps what came. */
+static void test_idle_response_reset(void **state) {
+  tf_fixture *f = *state;
+  tp_msg *at_app;
+  tp_msg *m = request_at_app(f, 41022, "GET", "/watch", NULL, 0, NULL, true, &at_app);
+  tp_app_respond_trailers(f->app, at_app, 200, "partial", 7, NULL, -1);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_int_equal(m->close_code, NGHTTP2_CANCEL);
+  assert_string_equal(tp_hdr_get(m, ":status"), "200");
+  assert_int_equal(m->body_len, 7);
+  assert_false(m->ended);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, at_app, TF_WAIT));
+  assert_int_equal(at_app->close_code, NGHTTP2_CANCEL);
+  static const char *const kLine[] = {"\"status\":200", "\"error\":\"" IDLE_REASON "\"", NULL};
+  assert_true(tf_log_line_has(f, kLine));
+}
+
+/* 0 turns it off: a silent stream stays (100 turns of the loop, about
+ * 1 s: 2.5 times the 0.4 s above), then answers normally. */
+static void test_idle_off(void **state) {
+  tf_fixture *f = *state;
+  tp_msg *at_app;
+  tp_msg *m = request_at_app(f, 41023, "POST", "/upload", NULL, 0, "part", false, &at_app);
+  tp_run_for(f->loop, 100);
+  assert_false(m->closed);
+  assert_false(at_app->closed);
+  tp_app_respond(f->app, at_app, 204, NULL, 0);
+  tp_msg_end(f->clients[f->nclients - 1], m);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_string_equal(tp_hdr_get(m, ":status"), "204");
+  assert_int_equal(f->px.stats.idle_timeouts, 0);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_headers_and_bodies_intact, tf_setup_echo, tf_teardown),
@@ -394,6 +488,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_early_response_then_long_upload_stopped, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_app_reset_mid_response, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_header_section_too_large, setup_small_headers, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_idle_request_408, setup_idle, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_idle_grpc_deadline, setup_idle, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_idle_response_reset, setup_idle, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_idle_off, setup_idle_off, tf_teardown),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }
