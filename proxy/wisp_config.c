@@ -311,6 +311,12 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
              WISP_HEADER_LIST_MIN, WISP_HEADER_LIST_MAX);
     return WISP_ERR_USAGE;
   }
+  /* The sweep runs every timeout/4: a tiny value would make it a busy loop. */
+  if (out->stream_idle_timeout != 0 && out->stream_idle_timeout < WISP_STREAM_IDLE_MIN) {
+    snprintf(err, err_len, "--stream-idle-timeout %g: expected 0 (off) or at least %g seconds",
+             out->stream_idle_timeout, WISP_STREAM_IDLE_MIN);
+    return WISP_ERR_USAGE;
+  }
   if (out->ipv6_source_prefix > 128) {
     snprintf(err, err_len, "--ipv6-source-prefix %d: expected a prefix length from 1 to 128", out->ipv6_source_prefix);
     return WISP_ERR_USAGE;

@@ -74,6 +74,9 @@ typedef struct {
  * is more than a stream's header store holds (proxy/wisp_hdrs.h). */
 #define WISP_HEADER_LIST_MIN 1024
 #define WISP_HEADER_LIST_MAX (64 * 1024)
+/* --stream-idle-timeout below this (but not 0) is refused: its sweep runs
+ * every timeout/4. */
+#define WISP_STREAM_IDLE_MIN 0.1
 
 /* Parses argv then fills unset options from the environment and defaults.
  * On WISP_ERR_USAGE |err| names the flag and the problem. |out| must be

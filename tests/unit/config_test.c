@@ -1144,13 +1144,15 @@ static void test_max_header_list_size(void **state) {
 }
 
 /* --stream-idle-timeout: 300 s as Envoy's, 0 turns it off, seconds with a
- * fraction, WISP_STREAM_IDLE_TIMEOUT; a negative or non-number refused. */
+ * fraction down to 0.1 (its sweep runs every timeout/4),
+ * WISP_STREAM_IDLE_TIMEOUT; a negative, tiny or non-number refused. */
 static void test_stream_idle_timeout(void **state) {
   (void)state;
   static const struct {
     const char *val;
     double want; /* < 0: refused */
-  } cases[] = {{"0", 0.0}, {"2", 2.0}, {"0.5", 0.5}, {"-1", -1}, {"5s", -1}, {"nan", -1}};
+  } cases[] = {{"0", 0.0},     {"2", 2.0}, {"0.5", 0.5}, {"0.1", 0.1}, {"0.05", -1},
+               {"0.0001", -1}, {"-1", -1}, {"5s", -1},   {"nan", -1}};
   wisp_config c;
   char err[256] = "";
   const char *dflt[] = {CERTS, "--app", ":1", NULL};
