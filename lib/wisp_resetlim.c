@@ -15,17 +15,19 @@
 struct wisp_resetlim_caller {
   wisp_resetlim *rl;
   wisp_connlimit_key key;
-  uint32_t holders;                     /* connections holding it; 0: on the idle list */
-  double tokens;                        /* resets it may make; below 0: its debt */
-  double last;                          /* time of the last refill */
-  double win_start;                     /* the current counting window began */
-  uint32_t completed, resets;           /* streams that ended so, in the current window */
-  uint32_t prev_completed, prev_resets; /* in the window before */
-  bool shared;                          /* a peer sidecar (wisp_resetlim_mark_shared) */
-  uint32_t untrusted;                   /* upstream streams (wisp_resetlim_untrusted_add) */
-  double untrusted_at;                  /* when the last of them started (-1: never) */
-  uint32_t upstream;                    /* upstream streams, all (wisp_resetlim_upstream_add) */
-  wisp_resetlim_caller *next;           /* in its chain */
+  uint32_t holders;                              /* connections holding it; 0: on the idle list */
+  double tokens;                                 /* resets it may make; below 0: its debt */
+  double last;                                   /* time of the last refill */
+  double win_start;                              /* the current counting window began */
+  uint32_t completed, resets;                    /* streams that ended so, in the current window */
+  uint32_t prev_completed, prev_resets;          /* in the window before */
+  bool shared;                                   /* a peer sidecar (wisp_resetlim_mark_shared) */
+  uint32_t untrusted;                            /* upstream streams (wisp_resetlim_untrusted_add) */
+  double untrusted_at;                           /* when the last of them started (-1: never) */
+  uint32_t upstream;                             /* upstream streams, all (wisp_resetlim_upstream_add) */
+  uint32_t throttled;                            /* a peer sidecar's, throttled (wisp_resetlim_throttled_add) */
+  double parked[WISP_RESETLIM_THROTTLE_STREAMS]; /* until when each place stays taken (past: free) */
+  wisp_resetlim_caller *next;                    /* in its chain */
   wisp_resetlim_caller *idle_next, *idle_prev;
 };
 
@@ -152,10 +154,49 @@ uint32_t wisp_resetlim_room(const wisp_resetlim_caller *c, double now, double pr
   return left > c->untrusted ? left - c->untrusted : 0;
 }
 
-void wisp_resetlim_upstream_add(wisp_resetlim_caller *c, int delta) {
-  if (delta > 0) c->upstream++;
-  else if (c->upstream > 0) c->upstream--;
+/* |*n| one more (|delta| > 0) or one fewer, never below 0. */
+static void count(uint32_t *n, int delta) {
+  if (delta > 0) (*n)++;
+  else if (*n > 0) (*n)--;
 }
+
+void wisp_resetlim_throttled_add(wisp_resetlim_caller *c, int delta) { count(&c->throttled, delta); }
+
+uint32_t wisp_resetlim_throttled(const wisp_resetlim_caller *c) { return c->throttled; }
+
+void wisp_resetlim_throttled_park(wisp_resetlim_caller *c, double now, double hold) {
+  for (int i = 0; i < WISP_RESETLIM_THROTTLE_STREAMS; i++) {
+    if (c->parked[i] <= now) {
+      c->parked[i] = now + hold;
+      return;
+    }
+  }
+}
+
+static uint32_t parked_at(const wisp_resetlim_caller *c, double now) {
+  uint32_t n = 0;
+  for (int i = 0; i < WISP_RESETLIM_THROTTLE_STREAMS; i++) n += c->parked[i] > now;
+  return n;
+}
+
+uint32_t wisp_resetlim_throttle_room(const wisp_resetlim_caller *c, double now) {
+  uint32_t left = wisp_resetlim_left(c, now);
+  if (left == UINT32_MAX) return left;
+  uint32_t streams = left > WISP_RESETLIM_THROTTLE_STREAMS ? left : WISP_RESETLIM_THROTTLE_STREAMS;
+  uint32_t taken = c->throttled + parked_at(c, now);
+  return streams > taken ? streams - taken : 0;
+}
+
+double wisp_resetlim_throttle_wait(const wisp_resetlim_caller *c, double now) {
+  double wait = 0;
+  for (int i = 0; i < WISP_RESETLIM_THROTTLE_STREAMS; i++) {
+    double w = c->parked[i] - now;
+    if (w > 0 && (wait == 0 || w < wait)) wait = w;
+  }
+  return wait;
+}
+
+void wisp_resetlim_upstream_add(wisp_resetlim_caller *c, int delta) { count(&c->upstream, delta); }
 
 uint32_t wisp_resetlim_upstream(const wisp_resetlim_caller *c) { return c->upstream; }
 

@@ -106,6 +106,33 @@ uint32_t wisp_resetlim_room(const wisp_resetlim_caller *c, double now, double pr
  * after the last start, or WISP_RESETLIM_PROBE_HOLD while it holds any. */
 double wisp_resetlim_probe_wait(const wisp_resetlim_caller *c, double now, double probe_interval);
 
+/* Upstream streams a peer sidecar's throttled connections of one source
+ * share, at least, whatever its budget: so that the good callers on them
+ * are served in turn. Shared, not per connection: a workload holding a
+ * valid SVID that sends two x-wisp-caller values is taken for a peer
+ * sidecar, and with one stream per connection each connection it opened
+ * brought it one more. */
+#define WISP_RESETLIM_THROTTLE_STREAMS 4
+
+/* Upstream streams held by the caller's throttled peer-sidecar connections
+ * (those that have not completed more streams than they reset). |delta|
+ * +1 (one starts) or -1 (one ends). */
+void wisp_resetlim_throttled_add(wisp_resetlim_caller *c, int delta);
+uint32_t wisp_resetlim_throttled(const wisp_resetlim_caller *c);
+/* One of them ended in a premature reset at |now|: its place stays taken
+ * until |now| + |hold| (one of WISP_RESETLIM_THROTTLE_STREAMS places; when
+ * all are taken so, nothing more). Freed at once, a place went to another
+ * connection of the source about to reset, and again: 4 places passed on
+ * 300 requests a second to the app, what 16 connections of one each did. */
+void wisp_resetlim_throttled_park(wisp_resetlim_caller *c, double now, double hold);
+/* How many more such streams they may start at |now|, all together:
+ * max(wisp_resetlim_left, WISP_RESETLIM_THROTTLE_STREAMS) less those they
+ * hold and the places still parked (UINT32_MAX while most of its recent
+ * streams ended complete). */
+uint32_t wisp_resetlim_throttle_room(const wisp_resetlim_caller *c, double now);
+/* Seconds from |now| until the next parked place frees (0: none parked). */
+double wisp_resetlim_throttle_wait(const wisp_resetlim_caller *c, double now);
+
 /* Upstream streams held by all the caller's connections (wisp-proxy's
  * --max-upstream-per-caller, per source on --inbound). |delta| +1 or -1. */
 void wisp_resetlim_upstream_add(wisp_resetlim_caller *c, int delta);

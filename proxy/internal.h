@@ -56,7 +56,7 @@
   "reset, or made the proxy reset, more streams than --max-resets allows; sent GOAWAY ENHANCE_YOUR_CALM"
 #define WISP_RESET_THROTTLE_REASON                                                                   \
   "premature stream resets over --max-resets on a peer sidecar's shared connection: throttled, not " \
-  "cut (one upstream stream at a time until its budget comes back)"
+  "cut (its connections from this source share 4 upstream streams until its budget comes back)"
 
 typedef struct wisp_proxy wisp_proxy;
 typedef struct wisp_conn wisp_conn;
@@ -189,6 +189,8 @@ struct wisp_stream {
   ev_timer wait_timer;        /* --queue-timeout while waiting */
   bool counted_up;            /* counted in its caller's nupstream */
   bool counted_untrusted;     /* ... and in its address's (wisp_conn_upstream_held) */
+  bool counted_throttled;     /* ... or in its peer sidecar's throttled ones (the same) */
+  bool premature;             /* its caller ended it early: a premature reset (--max-resets) */
   bool counted_source;        /* ... and in its source's share (--inbound) */
   bool grown[2];              /* that side's window raised to WISP_H2_STREAM_WINDOW (charged to the caller) */
   uint64_t taken[2];          /* body bytes from that side taken by the other */

@@ -287,7 +287,7 @@ void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool r
   sb_printf(b, "wisp_premature_resets_total{by=\"protocol\"} %" PRIu64 "\n", st->premature_resets[1]);
   metric_head(b, "wisp_reset_limited_total", "counter",
               "Premature resets over --max-resets: the connection cut (GOAWAY), or throttled (a peer sidecar's "
-              "shared connection: one upstream stream at a time).");
+              "connections: 4 upstream streams shared per source).");
   sb_printf(b, "wisp_reset_limited_total{action=\"cut\"} %" PRIu64 "\n", st->reset_limited[0]);
   sb_printf(b, "wisp_reset_limited_total{action=\"throttled\"} %" PRIu64 "\n", st->reset_limited[1]);
   uint64_t open[2] = {0, 0}; /* downstream, upstream */

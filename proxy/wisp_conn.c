@@ -114,8 +114,9 @@ void wisp_conn_stream_completed(wisp_conn *c) {
  * cutting it for the resets one of them makes would fail every request on
  * it (a good caller beside an attacker got 4 of 200). Over --max-resets it
  * is throttled instead, by its upstream share (below): its requests wait
- * in the queue for one upstream stream at a time, where the ones reset
- * while waiting never reach the app, and the others are served in turn.
+ * in the queue for a few upstream streams its source's connections share,
+ * where the ones reset while waiting never reach the app, and the others
+ * are served in turn.
  * Pausing its reading instead starved the good callers on it (4 of 200
  * again): what waits in the socket cannot be told apart. */
 #define WISP_THROTTLE_LOG_BURST 10
@@ -170,8 +171,12 @@ static bool untrusted(const wisp_conn *c) { return c->caller && c->streams_compl
 
 /* Upstream streams an untrusted connection may hold, by its caller's
  * budget (unbounded while most of its recent streams ended complete):
- * - a peer sidecar's shared connection is throttled, not cut: at least one
- *   stream at a time each, so the good callers on it are served in turn;
+ * - a peer sidecar's shared connections are throttled, not cut: together
+ *   they hold at least WISP_RESETLIM_THROTTLE_STREAMS, so the good callers
+ *   on them are served in turn. Together, per source: with at least one
+ *   each, a workload holding a valid SVID that sent two x-wisp-caller
+ *   values (taken for a peer sidecar) got one more stream upstream for
+ *   each connection it opened, up to --max-connections-per-source;
  * - any other caller's connections together hold no more upstream streams
  *   than the address may still reset, and once it has no budget left, one
  *   at a time and at most one per WISP_RESET_PROBE_INTERVAL (a probe):
@@ -194,11 +199,8 @@ static uint32_t reset_share(const wisp_conn *c) {
   uint32_t share = (uint32_t)px->cfg->max_upstream_per_caller;
   if (!untrusted(c)) return share;
   ev_tstamp now = ev_now(px->loop);
-  if (from_peer_sidecar(c)) {
-    uint32_t left = wisp_resetlim_left(c->caller, now);
-    return left >= share ? share : left > 1 ? left : 1;
-  }
-  uint32_t room = wisp_resetlim_room(c->caller, now, WISP_RESET_PROBE_INTERVAL);
+  uint32_t room = from_peer_sidecar(c) ? wisp_resetlim_throttle_room(c->caller, now)
+                                       : wisp_resetlim_room(c->caller, now, WISP_RESET_PROBE_INTERVAL);
   if (room >= share) return share;
   uint32_t mine = (uint32_t)c->nupstream + room;
   return mine < share ? mine : share;
@@ -245,8 +247,10 @@ bool wisp_conn_over_resets(const wisp_conn *c) {
 }
 
 double wisp_conn_probe_wait(const wisp_conn *c) {
-  if (!untrusted(c) || from_peer_sidecar(c)) return 0;
-  return wisp_resetlim_probe_wait(c->caller, ev_now(c->px->loop), WISP_RESET_PROBE_INTERVAL);
+  if (!untrusted(c)) return 0;
+  ev_tstamp now = ev_now(c->px->loop);
+  if (from_peer_sidecar(c)) return wisp_resetlim_throttle_wait(c->caller, now);
+  return wisp_resetlim_probe_wait(c->caller, now, WISP_RESET_PROBE_INTERVAL);
 }
 
 void wisp_conn_upstream_held(wisp_conn *c, wisp_stream *s, bool holds) {
@@ -257,12 +261,21 @@ void wisp_conn_upstream_held(wisp_conn *c, wisp_stream *s, bool holds) {
     s->counted_source = false;
     wisp_resetlim_upstream_add(c->caller, -1);
   }
-  if (holds && !s->counted_untrusted && untrusted(c) && !from_peer_sidecar(c)) {
-    s->counted_untrusted = true;
-    wisp_resetlim_untrusted_add(c->caller, 1, ev_now(c->px->loop));
+  if (holds && !s->counted_untrusted && !s->counted_throttled && untrusted(c)) {
+    /* A peer sidecar's streams count apart: its connections are throttled
+     * together, not probed (reset_share). */
+    bool peer = from_peer_sidecar(c);
+    s->counted_untrusted = !peer;
+    s->counted_throttled = peer;
+    if (peer) wisp_resetlim_throttled_add(c->caller, 1);
+    else wisp_resetlim_untrusted_add(c->caller, 1, ev_now(c->px->loop));
   } else if (!holds && s->counted_untrusted) {
     s->counted_untrusted = false;
     wisp_resetlim_untrusted_add(c->caller, -1, ev_now(c->px->loop));
+  } else if (!holds && s->counted_throttled) {
+    s->counted_throttled = false;
+    wisp_resetlim_throttled_add(c->caller, -1);
+    if (s->premature) wisp_resetlim_throttled_park(c->caller, ev_now(c->px->loop), WISP_RESET_PROBE_INTERVAL);
   }
 }
 
@@ -371,6 +384,7 @@ static void count_conn_error(wisp_conn *c) {
   ev_tstamp now = ev_now(px->loop);
   for (wisp_stream *s = c->streams; s; s = s->link[WISP_DOWN].next) {
     if (s->resp_done) continue;
+    s->premature = true;
     px->stats.premature_resets[1]++;
     if (c->streams_reset < UINT32_MAX) c->streams_reset++;
     wisp_resetlim_reset(caller_of(c), now);

@@ -1128,10 +1128,12 @@ static void count_premature(wisp_stream *s, uint32_t error_code) {
      * and sent 4,579 requests to the app in 8 s, not 1,362). */
     if (s->headers_done[WISP_UP]) wisp_conn_stream_completed(down);
   } else if (s->reset_by_peer) {
+    s->premature = true;
     wisp_conn_premature_reset(down, true);
   } else if (error_code != NGHTTP2_NO_ERROR && !s->reset_by_us && !down->h1_gateway) {
     /* A protocol error on our own HTTP/1 gateway's stream is the gateway's
      * making, not the caller's: it refuses what HTTP/2 would not take. */
+    s->premature = true;
     wisp_conn_premature_reset(down, false);
   }
 }

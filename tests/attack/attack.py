@@ -54,6 +54,8 @@ client beside it), not the attacker. NAMEs:
 
 --source 127.0.0.N connects from another loopback address: a caller of its
 own to the proxy's per-source limits.
+--caller-tags N (slow-reset, made-you-reset, data-after-es): each request
+names one of N callers in x-wisp-caller, as a peer sidecar's do.
 """
 import argparse
 import os
@@ -155,6 +157,15 @@ def rapid_reset(args):
     reconnecting_flood(args, "rapid-reset", opening(), batch)
 
 
+def forged_caller(args, sid):
+    """With --caller-tags N: an x-wisp-caller header naming caller 1..N in
+    turn, as a peer sidecar tags the requests of the callers it multiplexes
+    (any SVID holder can send them)."""
+    if not args.caller_tags:
+        return b""
+    return wire.literal_new_name("x-wisp-caller", str(1 + (sid // 2) % args.caller_tags))
+
+
 def two_phase_flood(args, name, kinds):
     """Batches of requests (--path), then, once the proxy has read them and
     sent them upstream, a frame for each that ends it; |kinds| are (opening
@@ -166,7 +177,7 @@ def two_phase_flood(args, name, kinds):
         block, end_stream, breaker = kinds[(i // 2) % len(kinds)]
         sids = range(first, first + 2 * per, 2)
         if i % 2 == 0:
-            return b"".join(wire.headers(sid, block, end_stream=end_stream) for sid in sids)
+            return b"".join(wire.headers(sid, block + forged_caller(args, sid), end_stream=end_stream) for sid in sids)
         time.sleep(0.05)  # the proxy reads them and sends them upstream meanwhile
         return b"".join(breaker(sid) for sid in sids)
 
@@ -601,6 +612,8 @@ def main():
     ap.add_argument("--no-preface", action="store_true")
     ap.add_argument("--no-read", action="store_true")
     ap.add_argument("--interval", type=float, default=1.0, help="drip: seconds between body bytes")
+    ap.add_argument("--caller-tags", type=int, default=0,
+                    help="x-wisp-caller values to send in turn (2: a forged peer sidecar)")
     args = ap.parse_args()
     if not 0 < args.seconds <= MAX_SECONDS or not 0 < args.conns <= MAX_CONNS:
         ap.error(f"--seconds must be in (0, {MAX_SECONDS}] and --conns in (0, {MAX_CONNS}]")

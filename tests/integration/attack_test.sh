@@ -8,7 +8,7 @@
 # tests/attack/attack.py (raw frames), the good client good_client.py
 # (python3-h2). Each attack is at most 15 s.
 #
-# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets young_pool shared_source svid_resets svid_conns probe_hold conn_errors ce_pooled held_streams
+# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets young_pool shared_source svid_resets svid_conns forged_caller probe_hold conn_errors ce_pooled held_streams
 # idle_streams zero_window header_hold fairness idle_connections fd_exhaustion guards"
 # picks some (default: all).
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
@@ -315,6 +315,42 @@ if runs svid_conns; then
   else not_ok "svc: the SVID holder's requests served at most $((100 * 13)) (100 at a time)" "$served"; fi
   LOG_MAX=$((8 * 1024 * 1024)) after_attack svc $((64 * 1024)) "$log0"
   end_pair svc
+fi
+
+# --- a forged peer sidecar: two x-wisp-caller values on many connections ---
+# A workload holding a valid SVID, from a pod of its own (127.0.0.2),
+# connects straight to --inbound and tags its requests with two
+# x-wisp-caller values, so each connection is taken for a peer sidecar's
+# pooled one and throttled, not cut, once it spends --max-resets (1000 per
+# 10 s). It resets every request 50 ms after it went upstream, on 16
+# connections. A throttled connection held at least one upstream stream
+# of its own, so each connection brought one more: 300 requests a second
+# reached the app once its budget was spent (85 of 1,320 on one
+# connection). Now the throttled connections of one source share 4
+# streams (WISP_RESETLIM_THROTTLE_STREAMS, while its budget is spent), and
+# a stream ended by a premature reset keeps its place 100 ms more
+# (WISP_RESET_PROBE_INTERVAL): at most 40 a second, however many
+# connections; the bound allows twice that. (--max-queued 2048: its 1,600
+# waiting requests fit, no 503 line for each.)
+FORGE_SECS=8
+forge_spent() { more_than "$(metric "$ADM_S" 'wisp_reset_limited_total{action="throttled"}')" 0; }
+forge_sent() { grep -c 'by=forge' "$WORK/app.out"; } # its requests that reached the app
+if runs forged_caller; then
+  pair forge --max-queued 2048
+  log0=$(log_bytes c_forge s_forge)
+  attack_start forge "$FORGE_SECS" slow-reset --conns 16 --caller-tags 2 --path "/slow?ms=200&by=forge" \
+    --port "$IN" --source 127.0.0.2 --tls "$p/frontend.crt" "$p/frontend.key" "$p/ca/ca.crt"
+  good_start forge --seconds "$FORGE_SECS" --timeout 5
+  check "forge: the forger spends its --max-resets and is throttled as a peer sidecar" wait_for 5 forge_spent
+  mid=$(forge_sent)
+  attack_wait forge
+  good_check forge
+  late=$(($(forge_sent) - mid))
+  echo "# forge: $(field forge batches) batches on $(field forge connections) connections; $late of its requests reached the app after its budget was spent"
+  if [ "$late" -le $((80 * FORGE_SECS)) ]; then ok "forge: once spent, its requests sent to the app are bounded by its source ($late)"
+  else not_ok "forge: once spent, its requests sent to the app at most $((80 * FORGE_SECS)) (twice 4 per 100 ms)" "$late"; fi
+  after_attack forge $((32 * 1024)) "$log0"
+  end_pair forge
 fi
 
 # --- a spent address's long probe does not hold its other callers back ---

@@ -220,13 +220,55 @@ static void test_untrusted_room(void **state) {
   wisp_resetlim_free(rl);
 }
 
+/* A peer sidecar's throttled connections of one source share
+ * max(left, WISP_RESETLIM_THROTTLE_STREAMS) upstream streams, however many
+ * connections hold them; a place freed by a premature reset stays taken
+ * for the hold given, one freed by a completed stream does not. */
+static void test_throttle_room(void **state) {
+  (void)state;
+  wisp_resetlim *rl = wisp_resetlim_new(10, 10);
+  wisp_connlimit_key k = key_v4("10.0.0.8");
+  wisp_resetlim_caller *a = wisp_resetlim_hold(rl, &k, 0);
+  wisp_resetlim_caller *b = wisp_resetlim_hold(rl, &k, 0);         /* another connection of it */
+  assert_int_equal(UINT32_MAX, wisp_resetlim_throttle_room(a, 0)); /* nothing reset yet */
+  open_and_reset(a, 4, 0);
+  assert_int_equal(6, wisp_resetlim_throttle_room(a, 0)); /* its budget left */
+  open_and_reset(a, 20, 0);                               /* spent, and a debt */
+  assert_int_equal(WISP_RESETLIM_THROTTLE_STREAMS, wisp_resetlim_throttle_room(b, 0));
+  for (int i = 0; i < WISP_RESETLIM_THROTTLE_STREAMS; i++) wisp_resetlim_throttled_add(i % 2 ? a : b, 1);
+  assert_int_equal(WISP_RESETLIM_THROTTLE_STREAMS, wisp_resetlim_throttled(a));
+  assert_int_equal(0, wisp_resetlim_throttle_room(a, 0)); /* all taken, by both connections */
+  assert_int_equal(0, wisp_resetlim_throttle_room(b, 0));
+  assert_true(wisp_resetlim_throttle_wait(a, 0) == 0); /* none parked: a stream ending wakes them */
+  wisp_resetlim_throttled_add(a, -1);                  /* completed: free at once */
+  assert_int_equal(1, wisp_resetlim_throttle_room(b, 0));
+  wisp_resetlim_throttled_add(b, -1); /* reset: parked for 0.1 s */
+  wisp_resetlim_throttled_park(b, 1, 0.1);
+  assert_int_equal(1, wisp_resetlim_throttle_room(a, 1));
+  assert_true(wisp_resetlim_throttle_wait(a, 1.05) > 0.04 && wisp_resetlim_throttle_wait(a, 1.05) < 0.06);
+  assert_int_equal(2, wisp_resetlim_throttle_room(a, 1.1)); /* its hold is over */
+  assert_true(wisp_resetlim_throttle_wait(a, 1.1) == 0);
+  /* Resets park at most WISP_RESETLIM_THROTTLE_STREAMS places at a time. */
+  for (int i = 0; i < 2 * WISP_RESETLIM_THROTTLE_STREAMS; i++) wisp_resetlim_throttled_park(a, 2, 0.1);
+  wisp_resetlim_throttled_add(a, -1);
+  wisp_resetlim_throttled_add(b, -1);
+  assert_int_equal(0, wisp_resetlim_throttled(a));
+  assert_int_equal(0, wisp_resetlim_throttle_room(a, 2.05));
+  assert_int_equal(WISP_RESETLIM_THROTTLE_STREAMS, wisp_resetlim_throttle_room(a, 2.1));
+  wisp_resetlim_throttled_add(a, -1); /* never below 0 */
+  assert_int_equal(0, wisp_resetlim_throttled(a));
+  wisp_resetlim_release(a, 3);
+  wisp_resetlim_release(b, 3);
+  wisp_resetlim_free(rl);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_budget_then_over),     cmocka_unit_test(test_reconnect_keeps_debt),
       cmocka_unit_test(test_low_ratio_never_over), cmocka_unit_test(test_refills_at_rate),
       cmocka_unit_test(test_debt_bounded),         cmocka_unit_test(test_records_bounded),
       cmocka_unit_test(test_connections_share),    cmocka_unit_test(test_shared_is_per_source),
-      cmocka_unit_test(test_untrusted_room),
+      cmocka_unit_test(test_untrusted_room),       cmocka_unit_test(test_throttle_room),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }
