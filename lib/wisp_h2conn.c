@@ -5,10 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <openssl/err.h>
 
 #include "lib/wisp_net.h"
 #include "lib/wisp_slab.h"
@@ -23,64 +19,9 @@
 /* Passes over the dirty list before yielding to the loop. */
 #define WISP_FLUSH_PASSES 64
 
-enum { IO_AGAIN = -1, IO_ERROR = -2 };
-
-typedef struct {
-  ssize_t (*read)(wisp_h2conn *c, uint8_t *buf, size_t len);
-  ssize_t (*write)(wisp_h2conn *c, const uint8_t *buf, size_t len);
-} wisp_transport;
-
 /* One loop runs on one thread: a shared read buffer, fed straight to
  * nghttp2, means an idle connection holds no read buffer at all. */
 static uint8_t g_scratch[WISP_READ_CHUNK];
-
-/* ---- transports ---- */
-
-static ssize_t plain_read(wisp_h2conn *c, uint8_t *buf, size_t len) {
-  ssize_t n = read(c->fd, buf, len);
-  if (n >= 0) return n;
-  return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? IO_AGAIN : IO_ERROR;
-}
-
-static ssize_t plain_write(wisp_h2conn *c, const uint8_t *buf, size_t len) {
-  ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
-  if (n >= 0) return n;
-  return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? IO_AGAIN : IO_ERROR;
-}
-
-static ssize_t tls_result(wisp_h2conn *c, int r) {
-  if (r > 0) return r;
-  switch (SSL_get_error(c->ssl, r)) {
-    case SSL_ERROR_WANT_READ:
-      return IO_AGAIN;
-    case SSL_ERROR_WANT_WRITE:
-      c->tls_want_write = true;
-      return IO_AGAIN;
-    case SSL_ERROR_ZERO_RETURN:
-      return 0;
-    case SSL_ERROR_SYSCALL:
-      ERR_clear_error();
-      return r == 0 ? 0 : IO_ERROR;
-    default:
-      ERR_clear_error();
-      return IO_ERROR;
-  }
-}
-
-static int clamp_int(size_t len) { return len > INT32_MAX ? INT32_MAX : (int)len; }
-
-static ssize_t tls_read(wisp_h2conn *c, uint8_t *buf, size_t len) {
-  return tls_result(c, SSL_read(c->ssl, buf, clamp_int(len)));
-}
-
-static ssize_t tls_write(wisp_h2conn *c, const uint8_t *buf, size_t len) {
-  return tls_result(c, SSL_write(c->ssl, buf, clamp_int(len)));
-}
-
-static const wisp_transport kPlain = {plain_read, plain_write};
-static const wisp_transport kTls = {tls_read, tls_write};
-
-static const wisp_transport *transport(const wisp_h2conn *c) { return c->ssl ? &kTls : &kPlain; }
 
 /* ---- bookkeeping ---- */
 
@@ -114,7 +55,7 @@ void wisp_h2conn_closef(wisp_h2conn *c, const char *fmt, ...) {
 static void update_io(wisp_h2conn *c) {
   struct ev_loop *loop = c->lp->loop;
   if (c->closing) return;
-  bool want_write = c->state == WISP_H2CONN_CONNECTING || c->tls_want_write || wisp_buf_len(&c->out) > 0;
+  bool want_write = c->state == WISP_H2CONN_CONNECTING || c->tp.want_write || wisp_buf_len(&c->out) > 0;
   if (want_write) {
     ev_io_start(loop, &c->wio);
   } else {
@@ -139,8 +80,8 @@ static void set_state(wisp_h2conn *c, wisp_h2conn_state state) {
 
 static void teardown(wisp_h2conn *c) {
   struct ev_loop *loop = c->lp->loop;
-  int fd = c->fd;
-  SSL *ssl = c->ssl;
+  wisp_transport tp;
+  wisp_transport_move(&tp, &c->tp);
   nghttp2_session *h2 = c->h2;
   c->dirty = true; /* never queued again while it dies */
   ev_io_stop(loop, &c->rio);
@@ -148,8 +89,7 @@ static void teardown(wisp_h2conn *c) {
   wisp_buf_cleanup(&c->out);
   c->ops->on_teardown(c); /* frees |c| */
   nghttp2_session_del(h2);
-  if (ssl) SSL_free(ssl);
-  close(fd);
+  wisp_transport_close(&tp, false);
   /* What the connection's streams left cached goes back, but for a little
    * for the next ones: an idle proxy holds next to nothing. */
   wisp_slab_trim(WISP_SLAB_IDLE_KEEP);
@@ -158,18 +98,17 @@ static void teardown(wisp_h2conn *c) {
 /* ---- reading ---- */
 
 void wisp_h2conn_recv(wisp_h2conn *c) {
-  const wisp_transport *tp = transport(c);
   /* A TLS record is read whole (16 KiB at most into a 64 KiB chunk), so
    * stopping between reads leaves nothing decrypted behind in the SSL. */
   for (size_t got = 0; got < WISP_READ_BUDGET && !c->closing;) {
     if (!nghttp2_session_want_read(c->h2)) break; /* e.g. terminated: its GOAWAY goes out, nothing more comes in */
-    ssize_t n = tp->read(c, g_scratch, sizeof(g_scratch));
-    if (n == IO_AGAIN) break;
-    if (n == IO_ERROR) {
+    ssize_t n = wisp_transport_read(&c->tp, g_scratch, sizeof(g_scratch));
+    if (n == WISP_TRANSPORT_AGAIN) break;
+    if (n == WISP_TRANSPORT_ERROR) {
       wisp_h2conn_closef(c, "read failed: %s", strerror(errno));
       return;
     }
-    if (n == 0) {
+    if (n == 0 || n == WISP_TRANSPORT_TRUNCATED) { /* an end without close_notify is an end too */
       c->ops->on_eof(c);
       return;
     }
@@ -190,27 +129,22 @@ void wisp_h2conn_recv(wisp_h2conn *c) {
 /* ---- TLS handshake ---- */
 
 static void handshake(wisp_h2conn *c) {
-  int r = SSL_do_handshake(c->ssl);
-  if (r != 1) {
-    int e = SSL_get_error(c->ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-      c->tls_want_write = e == SSL_ERROR_WANT_WRITE;
-      update_io(c);
-      return;
-    }
-    wisp_tls_describe_failure(&c->verify, c->ssl, r);
+  int r = wisp_transport_handshake(&c->tp);
+  if (r == WISP_TRANSPORT_AGAIN) {
+    update_io(c);
+    return;
+  }
+  if (r != WISP_TRANSPORT_DONE) {
     wisp_h2conn_close(c, c->verify.reason);
     return;
   }
-  c->tls_want_write = false;
-  const uint8_t *alpn = NULL;
-  unsigned alpn_len = 0;
-  SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
-  if (c->upstream && !(alpn_len == 2 && memcmp(alpn, "h2", 2) == 0)) {
+  wisp_transport_peer peer;
+  wisp_transport_get_peer(&c->tp, &peer);
+  if (c->upstream && !wisp_transport_alpn_is(&peer, "h2")) {
     wisp_h2conn_closef(c, "peer %s did not negotiate HTTP/2 (ALPN h2): is it a wisp sidecar?", c->verify.peer.id);
     return;
   }
-  bool anonymous_ok = c->peer_optional && !SSL_get0_peer_certificates(c->ssl);
+  bool anonymous_ok = c->peer_optional && !peer.peer_cert;
   if (!c->verify.peer_ok && !anonymous_ok) {
     wisp_h2conn_close(c, "peer identity was not verified");
     return;
@@ -225,7 +159,6 @@ static void handshake(wisp_h2conn *c) {
 /* Pulls frames from nghttp2 (bounded by WISP_H2CONN_OUT_HIGH) and writes. */
 static void flush(wisp_h2conn *c) {
   if (c->state != WISP_H2CONN_OPEN) return;
-  const wisp_transport *tp = transport(c);
   for (;;) {
     while (wisp_buf_len(&c->out) < WISP_H2CONN_OUT_HIGH) {
       const uint8_t *data;
@@ -238,8 +171,8 @@ static void flush(wisp_h2conn *c) {
       if (wisp_buf_append(&c->out, data, (size_t)n, SIZE_MAX / 2) != WISP_OK) abort();
     }
     if (c->closing || wisp_buf_len(&c->out) == 0) break;
-    ssize_t w = tp->write(c, wisp_buf_rptr(&c->out), wisp_buf_len(&c->out));
-    if (w == IO_AGAIN) break;
+    ssize_t w = wisp_transport_write(&c->tp, wisp_buf_rptr(&c->out), wisp_buf_len(&c->out));
+    if (w == WISP_TRANSPORT_AGAIN) break;
     if (w <= 0) {
       wisp_h2conn_closef(c, "write failed: %s", strerror(errno));
       return;
@@ -294,12 +227,12 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
 }
 
 static void on_connected(wisp_h2conn *c) {
-  int err = wisp_net_connect_result(c->fd);
+  int err = wisp_net_connect_result(c->tp.fd);
   if (err) {
     wisp_h2conn_closef(c, "cannot connect: %s", strerror(err));
     return;
   }
-  if (c->ssl) {
+  if (wisp_transport_is_tls(&c->tp)) {
     set_state(c, WISP_H2CONN_HANDSHAKING);
     handshake(c);
     return;
@@ -316,8 +249,8 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents) {
   } else if (c->state == WISP_H2CONN_HANDSHAKING) {
     handshake(c);
   } else {
-    if (c->tls_want_write) {
-      c->tls_want_write = false;
+    if (c->tp.want_write) {
+      c->tp.want_write = false;
       wisp_h2conn_recv(c);
     }
     wisp_h2conn_mark_dirty(c);
@@ -365,8 +298,8 @@ void wisp_h2conn_init(wisp_h2conn *c, wisp_h2loop *lp, const wisp_h2conn_ops *op
                       wisp_h2conn_state state) {
   c->lp = lp;
   c->ops = ops;
-  c->fd = fd;
-  c->ssl = ssl;
+  wisp_transport_init(&c->tp, fd);
+  if (ssl) wisp_transport_set0_tls(&c->tp, ssl, !upstream);
   c->upstream = upstream;
   c->state = state;
   ev_io_init(&c->rio, on_readable, fd, EV_READ);

@@ -1,5 +1,6 @@
-/* wisp_h2conn: one TCP connection, plaintext or TLS behind a small transport
- * table (as valkey's ConnectionType), carrying one nghttp2 session that does
+/* wisp_h2conn: one TCP connection, plaintext or TLS behind lib/wisp_transport
+ * (a table of function pointers, as valkey's ConnectionType), carrying one
+ * nghttp2 session that does
  * no I/O itself: bytes in with mem_recv, out with mem_send (nghttp2's fuzz
  * target pattern). Used by wisp-proxy's data plane, wisp-agent's gRPC server
  * and the proxy's agent client alike.
@@ -20,6 +21,7 @@
 
 #include "lib/wisp_buf.h"
 #include "lib/wisp_tls.h"
+#include "lib/wisp_transport.h"
 
 /* Bytes pulled from nghttp2 ahead of the socket. */
 #define WISP_H2CONN_OUT_HIGH (64 * 1024)
@@ -59,12 +61,10 @@ struct wisp_h2conn {
   wisp_h2loop *lp;
   const wisp_h2conn_ops *ops;
   wisp_h2conn_state state;
-  int fd;
-  SSL *ssl;               /* owned; NULL for plaintext */
-  bool tls_want_write;    /* TLS needs the socket writable to go on */
+  wisp_transport tp;      /* owned: the fd, and the SSL (NULL for plaintext) */
   bool upstream;          /* we are the TLS client (and HTTP/2 client) */
   bool peer_optional;     /* server: a TLS client without a certificate is fine */
-  wisp_tls_verify verify; /* borrowed by |ssl| during the handshake */
+  wisp_tls_verify verify; /* borrowed by the transport's SSL during the handshake */
   ev_io rio, wio;
   nghttp2_session *h2; /* owned */
   wisp_buf out;        /* bytes pulled from nghttp2, not yet written */
@@ -81,9 +81,10 @@ void wisp_h2loop_cleanup(wisp_h2loop *lp);
 /* Flushes every dirty connection and tears down closed ones. */
 void wisp_h2loop_flush(wisp_h2loop *lp);
 
-/* Sets up |c| on |fd| (taken). |ssl| (taken, may be NULL) must already have
- * the fd and its role set. |state| is CONNECTING for an outgoing connect,
- * HANDSHAKING for an accepted TLS socket, OPEN for accepted plaintext. */
+/* Sets up |c| on |fd| (taken) with |ssl| (taken; NULL: plaintext), which
+ * the transport puts on |fd| as the client if |upstream|, else the server.
+ * |state| is CONNECTING for an outgoing connect, HANDSHAKING for an
+ * accepted TLS socket, OPEN for accepted plaintext. */
 void wisp_h2conn_init(wisp_h2conn *c, wisp_h2loop *lp, const wisp_h2conn_ops *ops, int fd, SSL *ssl, bool upstream,
                       wisp_h2conn_state state);
 /* An allocator for nghttp2_session_*_new3: this thread's wisp_slab

@@ -568,8 +568,6 @@ wisp_rpcc *wisp_rpcc_connect(wisp_h2loop *lp, const char *target, wisp_tls *tls,
       free(c);
       return NULL;
     }
-    SSL_set_fd(ssl, fd);
-    SSL_set_connect_state(ssl);
   }
   conn->owner = c;
   c->conn = conn;
@@ -636,7 +634,7 @@ static void submit(wisp_rpcc_call *call, const char *path) {
   char timeout[16];
   nghttp2_nv nv[8];
   size_t n = 0;
-  const char *scheme = c->conn->io.ssl ? "https" : "http";
+  const char *scheme = wisp_transport_is_tls(&c->conn->io.tp) ? "https" : "http";
   nv[n++] = NV(":method", "POST", 4);
   nv[n++] = NV(":scheme", scheme, strlen(scheme));
   nv[n++] = NV(":path", path, strlen(path));

@@ -123,7 +123,7 @@ void wisp_conn_stream_completed(wisp_conn *c) {
 #define WISP_THROTTLE_LOG_WINDOW 10.0
 
 static bool verified_inbound(const wisp_conn *c) {
-  return !c->io.upstream && c->dir == WISP_DIR_INBOUND && c->io.ssl && c->io.verify.peer_ok;
+  return !c->io.upstream && c->dir == WISP_DIR_INBOUND && wisp_transport_is_tls(&c->io.tp) && c->io.verify.peer_ok;
 }
 
 /* A verified mTLS connection alone is no proof: a workload holding a valid
@@ -333,20 +333,17 @@ static void note_upfail(const wisp_target *t, const char *reason) {
 /* An inbound mTLS caller that negotiated wisp-l4 is a byte stream, not
  * HTTP/2: the tunnel takes its socket and TLS over from here. */
 static bool hand_over_l4(wisp_conn *c) {
-  const uint8_t *alpn = NULL;
-  unsigned len = 0;
-  if (c->io.upstream || !c->io.ssl || c->io.state != WISP_H2CONN_OPEN) return false;
-  SSL_get0_alpn_selected(c->io.ssl, &alpn, &len);
-  if (!(len == strlen(WISP_ALPN_L4) && memcmp(alpn, WISP_ALPN_L4, len) == 0)) return false;
-  int fd = c->io.fd;
-  SSL *ssl = c->io.ssl;
-  wisp_connlimit_slot slot; /* the tunnel holds the connection's place now */
+  if (c->io.upstream || !wisp_transport_is_tls(&c->io.tp) || c->io.state != WISP_H2CONN_OPEN) return false;
+  wisp_transport_peer peer;
+  wisp_transport_get_peer(&c->io.tp, &peer);
+  if (!wisp_transport_alpn_is(&peer, WISP_ALPN_L4)) return false;
+  wisp_transport tp;
+  wisp_transport_move(&tp, &c->io.tp); /* teardown finds nothing to close */
+  wisp_connlimit_slot slot;            /* the tunnel holds the connection's place now */
   wisp_connlimit_move(&slot, &c->slot);
-  wisp_conn_close(c, NULL); /* stops its watchers; teardown finds nothing to close */
-  c->io.fd = -1;
-  c->io.ssl = NULL;
-  c->got_preface = true; /* not a refusal */
-  wisp_tunnel_inbound(c->px, fd, ssl, &c->io.verify, c->peer_addr, c->dst, &slot);
+  wisp_conn_close(c, NULL); /* stops its watchers */
+  c->got_preface = true;    /* not a refusal */
+  wisp_tunnel_inbound(c->px, tp.fd, tp.ssl, &c->io.verify, c->peer_addr, c->dst, &slot);
   return true;
 }
 
@@ -537,11 +534,7 @@ static void accept_tls(wisp_listener *l, wisp_target *dst, int fd, const char *p
   wisp_connlimit_move(&c->slot, slot);
   c->started = accepted;
   SSL *ssl = wisp_tls_new_ssl(px->tls, true, &c->io.verify);
-  if (ssl) {
-    SSL_set_fd(ssl, fd);
-    SSL_set_accept_state(ssl);
-  }
-  c->io.ssl = ssl;
+  if (ssl) wisp_transport_set0_tls(&c->io.tp, ssl, true);
   c->listener = l;
   set_dst(c, dst);
   snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer);
@@ -770,14 +763,13 @@ wisp_conn *wisp_conn_connect(wisp_target *t, bool h1app, char *err, size_t err_l
   if (t->tls) {
     c->expect_id = t->expect_id ? wisp_strdup(t->expect_id) : NULL;
     c->io.verify.expect_id = c->expect_id;
-    c->io.ssl = wisp_tls_new_ssl(px->tls, false, &c->io.verify);
-    if (!c->io.ssl) {
+    SSL *ssl = wisp_tls_new_ssl(px->tls, false, &c->io.verify);
+    if (!ssl) {
       snprintf(err, err_len, "no certificate loaded yet");
       wisp_conn_close(c, NULL);
       return NULL;
     }
-    SSL_set_fd(c->io.ssl, fd);
-    SSL_set_connect_state(c->io.ssl);
+    wisp_transport_set0_tls(&c->io.tp, ssl, false);
   }
   px->stats.upstream_connects++;
   wisp_conn_rearm(c);

@@ -334,7 +334,7 @@ const char *wisp_rpc_call_peer_id(const wisp_rpc_call *c) {
   return c->conn->io.verify.peer_ok ? c->conn->io.verify.peer.id : NULL;
 }
 X509 *wisp_rpc_call_get1_peer_cert(const wisp_rpc_call *c) {
-  return c->conn->io.verify.peer_ok && c->conn->io.ssl ? SSL_get_peer_certificate(c->conn->io.ssl) : NULL;
+  return c->conn->io.verify.peer_ok && c->conn->io.tp.ssl ? SSL_get_peer_certificate(c->conn->io.tp.ssl) : NULL;
 }
 bool wisp_rpc_call_local(const wisp_rpc_call *c) { return c->conn->local; }
 bool wisp_rpc_call_local_uid(const wisp_rpc_call *c, uid_t *out) {
@@ -637,10 +637,6 @@ static void conn_start(wisp_rpc_server *s, int fd, bool tls, const wisp_addr *tc
   SSL *ssl = NULL;
   if (tls) {
     ssl = s->tls ? wisp_tls_new_ssl(s->tls, true, &c->io.verify) : NULL;
-    if (ssl) {
-      SSL_set_fd(ssl, fd);
-      SSL_set_accept_state(ssl);
-    }
   }
   wisp_h2conn_init(&c->io, &s->lp, &kOps, fd, ssl, false, tls ? WISP_H2CONN_HANDSHAKING : WISP_H2CONN_OPEN);
   c->io.peer_optional = true;

@@ -285,13 +285,7 @@ typedef struct {
   char last_peer[256];
 } env;
 
-static const char *P(const char *name) {
-  static char ring[8][1200];
-  static int next;
-  char *out = ring[next++ % 8];
-  snprintf(out, sizeof(ring[0]), "%s/%s", fx.dir, name);
-  return out;
-}
+static const char *P(const char *name) { return test_path(fx.dir, name); }
 
 static void reply(wisp_rpc_call *call, const char *version) {
   Wisp__V1__ApplyPolicyResponse resp = WISP__V1__APPLY_POLICY_RESPONSE__INIT;

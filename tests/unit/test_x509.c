@@ -150,6 +150,14 @@ bool test_make_tmpdir(char *out, size_t out_len, const char *prefix) {
   return mkdtemp(out) != NULL;
 }
 
+const char *test_path(const char *dir, const char *name) {
+  static char ring[16][1200];
+  static int next;
+  char *out = ring[next++ % 16];
+  snprintf(out, sizeof(ring[0]), "%s/%s", dir, name);
+  return out;
+}
+
 void test_remove_tmpdir(const char *dir) {
   DIR *d = opendir(dir);
   if (!d) return;

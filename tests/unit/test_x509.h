@@ -48,6 +48,9 @@ bool test_write_file(const char *path, const char *data);
 
 /* Makes a fresh directory under $TEST_TMPDIR (or /tmp) into |out|. */
 bool test_make_tmpdir(char *out, size_t out_len, const char *prefix);
+/* "|dir|/|name|", in one of 16 static buffers used in turn (so a few may
+ * be used at once, e.g. a cert, key and bundle in one call). */
+const char *test_path(const char *dir, const char *name);
 /* Removes the files in |dir| (one level) and |dir| itself. */
 void test_remove_tmpdir(const char *dir);
 

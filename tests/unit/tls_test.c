@@ -38,13 +38,7 @@ static struct {
 } fx;
 
 /* Path of |name| in the fixture directory (a ring of static buffers). */
-static const char *P(const char *name) {
-  static char ring[16][1200];
-  static int next;
-  char *out = ring[next++ % 16];
-  snprintf(out, sizeof(ring[0]), "%s/%s", fx.dir, name);
-  return out;
-}
+static const char *P(const char *name) { return test_path(fx.dir, name); }
 
 static X509 *leaf(const char *id, X509 *issuer, EVP_PKEY *issuer_key, long serial) {
   test_san san = {GEN_URI, id, 0};

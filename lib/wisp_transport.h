@@ -1,0 +1,111 @@
+/* wisp_transport: one connection's byte stream, plain TCP or TLS
+ * (BoringSSL) on a non-blocking socket, behind one small table of function
+ * pointers per connection, as valkey's ConnectionType (src/connection.h)
+ * is for TCP and TLS. It reads, writes, half-closes, steps the handshake
+ * and closes; once the handshake is done it says what was negotiated (ALPN)
+ * and who the peer is (the verified SPIFFE ID). It does not watch the
+ * socket (its owner's ev_io watchers do: after WISP_TRANSPORT_AGAIN,
+ * |want_write| says which readiness TLS waits for) and does not decide (the
+ * owner says whether a peer without a certificate or an ALPN will do).
+ *
+ * Users: wisp_h2conn (the proxy's HTTP/2 connections, wisp-agent's gRPC
+ * server, the agent client through wisp_rpc_client) and the proxy's L4
+ * tunnel (both of its ends).
+ *
+ * A wisp_transport is caller-allocated and embedded in its owner. It owns
+ * its fd and SSL from init (set0_tls) until wisp_transport_close or
+ * wisp_transport_move. The TLS verification state (wisp_tls_verify) stays
+ * the owner's, borrowed by the SSL (wisp_tls_new_ssl, wisp_tls_set_verify):
+ * whoever takes a transport over points the SSL at its own copy. */
+#ifndef WISP_TRANSPORT_H
+#define WISP_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "lib/wisp_tls.h"
+
+/* Results of read, write, writev and handshake besides a byte count. */
+enum {
+  WISP_TRANSPORT_DONE = 1,       /* handshake: finished */
+  WISP_TRANSPORT_AGAIN = -1,     /* would block: wait until readable, or writable if |want_write| */
+  WISP_TRANSPORT_ERROR = -2,     /* failed (errno for a socket error; a TLS error is cleared) */
+  WISP_TRANSPORT_TRUNCATED = -3, /* read, TLS: the TCP stream ended without close_notify */
+};
+
+typedef struct wisp_transport wisp_transport;
+
+typedef struct {
+  const char *name; /* "tcp", "tls" */
+  /* >0 bytes read; 0 the peer finished sending (FIN, or TLS close_notify);
+   * AGAIN, ERROR or TRUNCATED. */
+  ssize_t (*read)(wisp_transport *t, uint8_t *buf, size_t len);
+  /* >0 bytes written (maybe fewer than |len|), AGAIN or ERROR; never 0. */
+  ssize_t (*write)(wisp_transport *t, const uint8_t *buf, size_t len);
+  /* As write, over |iovcnt| buffers in order (the total may be short). */
+  ssize_t (*writev)(wisp_transport *t, const struct iovec *iov, int iovcnt);
+  /* One step of the handshake: DONE, AGAIN or ERROR (the reason is in the
+   * SSL's wisp_tls_verify). Plain TCP is DONE at once. */
+  int (*handshake)(wisp_transport *t);
+  /* Half-close: no more writes (FIN, or TLS close_notify). */
+  void (*shutdown)(wisp_transport *t);
+  /* Bytes already inside the transport (a TLS record read from the socket
+   * in part): no socket event will announce them. */
+  bool (*has_pending)(const wisp_transport *t);
+} wisp_transport_type;
+
+struct wisp_transport {
+  const wisp_transport_type *type;
+  int fd;          /* owned; -1: none */
+  SSL *ssl;        /* owned; NULL for plain TCP */
+  bool want_write; /* TLS: an operation waits for the socket to be writable
+                    * (set by read/write, set or cleared by handshake; the
+                    * owner clears it once it saw the socket writable) */
+};
+
+/* Plain TCP on |fd| (taken; -1: not connected yet, see set_fd). */
+void wisp_transport_init(wisp_transport *t, int fd);
+/* Sets the fd of a transport made without one (taken). */
+void wisp_transport_set_fd(wisp_transport *t, int fd);
+/* Makes |t| TLS with |ssl| (taken) in the role |server| or client, on |t|'s
+ * fd (now, or once set_fd gives one). */
+void wisp_transport_set0_tls(wisp_transport *t, SSL *ssl, bool server);
+/* Hands |src|'s fd and SSL over to |dst| (uninitialised); |src| is left
+ * closed (no fd, no SSL). */
+void wisp_transport_move(wisp_transport *dst, wisp_transport *src);
+/* Frees the SSL and closes the fd (with an RST if |reset|: SO_LINGER 0);
+ * |t| is then plain with no fd. Safe on a closed transport. */
+void wisp_transport_close(wisp_transport *t, bool reset);
+
+static inline bool wisp_transport_is_tls(const wisp_transport *t) { return t->ssl != NULL; }
+
+static inline ssize_t wisp_transport_read(wisp_transport *t, uint8_t *buf, size_t len) {
+  return t->type->read(t, buf, len);
+}
+static inline ssize_t wisp_transport_write(wisp_transport *t, const uint8_t *buf, size_t len) {
+  return t->type->write(t, buf, len);
+}
+static inline ssize_t wisp_transport_writev(wisp_transport *t, const struct iovec *iov, int iovcnt) {
+  return t->type->writev(t, iov, iovcnt);
+}
+static inline int wisp_transport_handshake(wisp_transport *t) { return t->type->handshake(t); }
+static inline void wisp_transport_shutdown(wisp_transport *t) { t->type->shutdown(t); }
+static inline bool wisp_transport_has_pending(const wisp_transport *t) { return t->type->has_pending(t); }
+
+/* What a finished handshake gave: read once it returned DONE. */
+typedef struct {
+  const uint8_t *alpn; /* borrowed from the SSL; NULL: none (always so for plain TCP) */
+  size_t alpn_len;
+  const char *peer_id; /* the verified SPIFFE ID, borrowed from the SSL's
+                        * wisp_tls_verify; NULL: no verified peer */
+  bool peer_cert;      /* the peer presented a certificate (verified or not) */
+} wisp_transport_peer;
+
+void wisp_transport_get_peer(const wisp_transport *t, wisp_transport_peer *out);
+/* Whether |p|'s negotiated ALPN is |proto| (NUL-terminated). */
+bool wisp_transport_alpn_is(const wisp_transport_peer *p, const char *proto);
+
+#endif
