@@ -343,7 +343,7 @@ static bool hand_over_l4(wisp_conn *c) {
   wisp_connlimit_move(&slot, &c->slot);
   wisp_conn_close(c, NULL); /* stops its watchers */
   c->got_preface = true;    /* not a refusal */
-  wisp_tunnel_inbound(c->px, tp.fd, tp.ssl, &c->io.verify, c->peer_addr, c->dst, &slot);
+  wisp_tunnel_inbound(c->px, &tp, &c->io.verify, c->peer_addr, c->dst, &slot);
   return true;
 }
 

@@ -4,10 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <openssl/err.h>
 
 #include "lib/wisp_h1parse.h"
 #include "lib/wisp_log.h"
@@ -34,8 +30,7 @@
 enum { APP = 0, PEER = 1 }; /* the plaintext end and the mTLS end */
 
 typedef struct {
-  int fd;
-  SSL *ssl;
+  wisp_transport tp; /* owned: plain toward the app, TLS toward the peer */
   ev_io rio, wio;
   bool eof;     /* this end sent FIN / close_notify */
   bool shut;    /* we shut our writing toward it */
@@ -93,45 +88,19 @@ static void log_tunnel(const tunnel *t, const char *event, const char *reason, c
   wisp_json_emit(&j);
 }
 
-/* ---- one end's I/O: >0 bytes, 0 EOF, -1 would block, -2 error ---- */
+/* ---- one end's I/O (lib/wisp_transport): >0 bytes, 0 EOF,
+ * WISP_TRANSPORT_AGAIN, WISP_TRANSPORT_ERROR ---- */
 
 static ssize_t end_read(tun_end *e, uint8_t *buf, size_t len) {
-  if (!e->ssl) {
-    ssize_t n = read(e->fd, buf, len);
-    if (n >= 0) return n;
-    return errno == EAGAIN || errno == EINTR ? -1 : -2;
-  }
-  int r = SSL_read(e->ssl, buf, (int)len);
-  if (r > 0) return r;
-  int err = SSL_get_error(e->ssl, r);
-  ERR_clear_error();
-  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return -1;
-  if (err == SSL_ERROR_ZERO_RETURN) return 0; /* close_notify: the peer's FIN */
-  return -2;                                  /* no close_notify: a reset */
-}
-
-static ssize_t end_write(tun_end *e, const uint8_t *buf, size_t len) {
-  if (!e->ssl) {
-    ssize_t n = send(e->fd, buf, len, MSG_NOSIGNAL);
-    if (n >= 0) return n;
-    return errno == EAGAIN || errno == EINTR ? -1 : -2;
-  }
-  int r = SSL_write(e->ssl, buf, (int)len);
-  if (r > 0) return r;
-  int err = SSL_get_error(e->ssl, r);
-  ERR_clear_error();
-  return err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ? -1 : -2;
+  ssize_t n = wisp_transport_read(&e->tp, buf, len);
+  /* close_notify is the peer's FIN; a TLS end without it is a reset */
+  return n == WISP_TRANSPORT_TRUNCATED ? WISP_TRANSPORT_ERROR : n;
 }
 
 static void end_shut(tun_end *e) {
   if (e->shut) return;
   e->shut = true;
-  if (e->ssl) {
-    SSL_shutdown(e->ssl); /* close_notify: half-close, carried as FIN on the far side */
-    ERR_clear_error();
-  } else {
-    shutdown(e->fd, SHUT_WR);
-  }
+  wisp_transport_shutdown(&e->tp); /* FIN, or close_notify: carried as FIN on the far side */
 }
 
 /* ---- relaying ---- */
@@ -165,8 +134,8 @@ static void check_done(tunnel *t) {
 static void flush_end(tunnel *t, int i) {
   tun_end *e = &t->e[i];
   while (wisp_buf_len(&e->out) > 0) {
-    ssize_t n = end_write(e, wisp_buf_rptr(&e->out), wisp_buf_len(&e->out));
-    if (n == -1) break;
+    ssize_t n = wisp_transport_write(&e->tp, wisp_buf_rptr(&e->out), wisp_buf_len(&e->out));
+    if (n == WISP_TRANSPORT_AGAIN) break;
     if (n < 0) {
       tun_close(t, i == APP ? "write to the app failed" : "write to the peer failed", true);
       return;
@@ -179,7 +148,7 @@ static void flush_end(tunnel *t, int i) {
 
 /* Bytes of |e| already inside its TLS object (decrypted or a whole record
  * read from the socket): no socket event will announce them. */
-static bool end_has_buffered(const tun_end *e) { return e->ssl && SSL_has_pending(e->ssl); }
+static bool end_has_buffered(const tun_end *e) { return wisp_transport_has_pending(&e->tp); }
 
 /* Reads from end |from| while the other end's buffer has room, writing as
  * it goes. A TLS record read only in part (the buffer filled) leaves the
@@ -193,11 +162,11 @@ static void pump(tunnel *t, int from) {
     while (!e->eof && wisp_buf_len(&to->out) < TUN_BUF_MAX) {
       size_t room = TUN_BUF_MAX - wisp_buf_len(&to->out);
       ssize_t n = end_read(e, buf, room < sizeof(buf) ? room : sizeof(buf));
-      if (n == -1) {
+      if (n == WISP_TRANSPORT_AGAIN) {
         would_block = true;
         break;
       }
-      if (n == -2) {
+      if (n < 0) {
         tun_close(t, from == APP ? "the app reset the connection" : "the peer reset the connection", true);
         return;
       }
@@ -232,8 +201,8 @@ static void start_relay(tunnel *t) {
   wisp_upfail_clear(&t->px->upfails, t->upstream);
   ev_timer_stop(t->px->loop, &t->timer);
   for (int i = 0; i < 2; i++) {
-    ev_io_init(&t->e[i].rio, on_read, t->e[i].fd, EV_READ);
-    ev_io_init(&t->e[i].wio, on_write, t->e[i].fd, EV_WRITE);
+    ev_io_init(&t->e[i].rio, on_read, t->e[i].tp.fd, EV_READ);
+    ev_io_init(&t->e[i].wio, on_write, t->e[i].tp.fd, EV_WRITE);
     t->e[i].rio.data = t->e[i].wio.data = t;
   }
   update(t);
@@ -244,16 +213,15 @@ static void start_relay(tunnel *t) {
 /* Outbound: the TLS handshake with the peer sidecar, then relay. */
 static void handshake(tunnel *t) {
   tun_end *p = &t->e[PEER];
-  int r = SSL_do_handshake(p->ssl);
-  if (r != 1) {
-    int err = SSL_get_error(p->ssl, r);
-    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+  int r = wisp_transport_handshake(&p->tp);
+  if (r != WISP_TRANSPORT_DONE) {
+    if (r == WISP_TRANSPORT_AGAIN) {
       ev_io_stop(t->px->loop, &p->rio);
       ev_io_stop(t->px->loop, &p->wio);
-      ev_io_start(t->px->loop, err == SSL_ERROR_WANT_READ ? &p->rio : &p->wio);
+      ev_io_start(t->px->loop, p->tp.want_write ? &p->wio : &p->rio);
       return;
     }
-    wisp_tls_describe_failure(&t->verify, p->ssl, r);
+    /* the transport wrote why into t->verify (the SSL's) */
     wisp_events_upstream_failed(t->px->events, wisp_tls_failure_name(t->verify.failure), t->upstream, t->expect_id,
                                 t->verify.peer.id);
     setup_failed(t, t->verify.reason);
@@ -273,7 +241,7 @@ static void on_setup_io(struct ev_loop *loop, ev_io *w, int revents) {
   tunnel *t = w->data;
   tun_end *p = &t->e[t->dir == WISP_DIR_OUTBOUND ? PEER : APP];
   if (t->connecting) {
-    int err = wisp_net_connect_result(p->fd);
+    int err = wisp_net_connect_result(p->tp.fd);
     if (err) {
       char why[160];
       snprintf(why, sizeof(why), "cannot connect to %s: %s", t->upstream, strerror(err));
@@ -342,15 +310,7 @@ static void tun_close(tunnel *t, const char *reason, bool reset) {
     tun_end *e = &t->e[i];
     ev_io_stop(t->px->loop, &e->rio);
     ev_io_stop(t->px->loop, &e->wio);
-    if (e->fd < 0) continue;
-    if (reset) { /* carry the reset: RST, not FIN */
-      struct linger l = {1, 0};
-      setsockopt(e->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-    }
-    if (e->ssl) SSL_free(e->ssl);
-    e->ssl = NULL;
-    close(e->fd);
-    e->fd = -1;
+    wisp_transport_close(&e->tp, reset); /* a reset is carried: RST, not FIN */
     wisp_buf_cleanup(&e->out);
   }
   wisp_buf_cleanup(&t->sniff);
@@ -413,7 +373,7 @@ static void refuse_step(tunnel *t) {
   uint8_t buf[TUN_READ_CHUNK];
   for (int k = 0; k < TUN_REFUSE_READS && !e->eof; k++) {
     ssize_t n = end_read(e, buf, sizeof(buf));
-    if (n == -1) break;
+    if (n == WISP_TRANSPORT_AGAIN) break;
     if (n <= 0) {
       e->eof = true; /* it closed (or reset): nothing more to read */
       break;
@@ -438,8 +398,8 @@ static void refuse_step(tunnel *t) {
     return;
   }
   while (wisp_buf_len(&e->out)) {
-    ssize_t n = end_write(e, wisp_buf_rptr(&e->out), wisp_buf_len(&e->out));
-    if (n == -1) break;
+    ssize_t n = wisp_transport_write(&e->tp, wisp_buf_rptr(&e->out), wisp_buf_len(&e->out));
+    if (n == WISP_TRANSPORT_AGAIN) break;
     if (n < 0) {
       tun_close(t, t->ref_why, false); /* the caller is gone */
       return;
@@ -477,15 +437,12 @@ static void refuse(tunnel *t, int i, int status, const char *why, bool known_htt
   tun_end *other = &t->e[1 - i], *e = &t->e[i];
   ev_io_stop(loop, &other->rio);
   ev_io_stop(loop, &other->wio);
-  if (other->ssl) SSL_free(other->ssl);
-  other->ssl = NULL;
-  if (other->fd >= 0) close(other->fd);
-  other->fd = -1;
+  wisp_transport_close(&other->tp, false);
   wisp_buf_cleanup(&other->out);
   ev_io_stop(loop, &e->rio);
   ev_io_stop(loop, &e->wio);
-  ev_io_init(&e->rio, on_refuse_io, e->fd, EV_READ);
-  ev_io_init(&e->wio, on_refuse_io, e->fd, EV_WRITE);
+  ev_io_init(&e->rio, on_refuse_io, e->tp.fd, EV_READ);
+  ev_io_init(&e->wio, on_refuse_io, e->tp.fd, EV_WRITE);
   e->rio.data = e->wio.data = t;
   ev_timer_stop(loop, &t->timer);
   ev_init(&t->timer, on_refuse_timeout);
@@ -526,7 +483,8 @@ static tunnel *tun_new(wisp_proxy *px, wisp_direction dir, const char *peer_addr
   t->id = ++px->next_conn_id;
   t->dir = dir;
   t->started = ev_time();
-  t->e[APP].fd = t->e[PEER].fd = -1;
+  wisp_transport_init(&t->e[APP].tp, -1);
+  wisp_transport_init(&t->e[PEER].tp, -1);
   snprintf(t->peer_addr, sizeof(t->peer_addr), "%s", peer_addr);
   snprintf(t->upstream, sizeof(t->upstream), "%s", up->name);
   ev_timer_init(&t->timer, on_timeout, px->cfg->connect_timeout + px->cfg->handshake_timeout, 0);
@@ -537,16 +495,18 @@ static tunnel *tun_new(wisp_proxy *px, wisp_direction dir, const char *peer_addr
 
 /* Starts the non-blocking connect of end |i| to |up|. */
 static bool dial(tunnel *t, int i, const wisp_target *up) {
-  if (wisp_net_connect(&t->e[i].fd, &up->addr) != WISP_OK) {
+  int fd;
+  if (wisp_net_connect(&fd, &up->addr) != WISP_OK) {
     char why[160];
     snprintf(why, sizeof(why), "cannot connect to %s: %s", up->name, strerror(errno));
     note_upfail(t, why);
     setup_failed(t, why);
     return false;
   }
+  wisp_transport_set_fd(&t->e[i].tp, fd);
   t->connecting = true;
-  ev_io_init(&t->e[i].wio, on_setup_io, t->e[i].fd, EV_WRITE);
-  ev_io_init(&t->e[i].rio, on_setup_io, t->e[i].fd, EV_READ);
+  ev_io_init(&t->e[i].wio, on_setup_io, fd, EV_WRITE);
+  ev_io_init(&t->e[i].rio, on_setup_io, fd, EV_READ);
   t->e[i].rio.data = t->e[i].wio.data = t;
   ev_io_start(t->px->loop, &t->e[i].wio);
   return true;
@@ -561,7 +521,7 @@ void wisp_tunnel_outbound_after(wisp_proxy *px, int app_fd, const char *peer_add
                                 wisp_connlimit_slot *slot, const uint8_t *read, size_t len) {
   static const uint8_t kAlpn[] = {7, 'w', 'i', 's', 'p', '-', 'l', '4'};
   tunnel *t = tun_new(px, WISP_DIR_OUTBOUND, peer_addr, up, slot);
-  t->e[APP].fd = app_fd;
+  wisp_transport_init(&t->e[APP].tp, app_fd);
   t->http_caller = read != NULL;
   if (len) {
     /* already read from the app: first out to the peer (may exceed the
@@ -580,23 +540,20 @@ void wisp_tunnel_outbound_after(wisp_proxy *px, int app_fd, const char *peer_add
     setup_failed(t, "no SVID yet");
     return;
   }
-  t->e[PEER].ssl = ssl;
   SSL_set_alpn_protos(ssl, kAlpn, sizeof(kAlpn));
-  if (!dial(t, PEER, up)) return;
-  SSL_set_fd(ssl, t->e[PEER].fd);
-  SSL_set_connect_state(ssl);
+  wisp_transport_set0_tls(&t->e[PEER].tp, ssl, false); /* on the fd dial gives it */
+  dial(t, PEER, up);
 }
 
-void wisp_tunnel_inbound(wisp_proxy *px, int fd, SSL *ssl, const wisp_tls_verify *v, const char *peer_addr,
+void wisp_tunnel_inbound(wisp_proxy *px, wisp_transport *tp, const wisp_tls_verify *v, const char *peer_addr,
                          wisp_target *app, wisp_connlimit_slot *slot) {
   tunnel *t = tun_new(px, WISP_DIR_INBOUND, peer_addr, app, slot);
-  t->e[PEER].fd = fd;
-  t->e[PEER].ssl = ssl;
+  wisp_transport_move(&t->e[PEER].tp, tp);
   t->verify = *v;
   t->verify.expect_id = NULL;
   /* The SSL pointed at the connection's copy, freed once it is torn down:
    * from now on it points at ours, which lives as long as the SSL. */
-  wisp_tls_set_verify(ssl, &t->verify);
+  wisp_tls_set_verify(t->e[PEER].tp.ssl, &t->verify);
   /* Policy on identity and port: an L4 connection has no method or path. */
   wisp_policy_decision d;
   wisp_authz_check(px, v->peer_ok ? v->peer.id : NULL, NULL, NULL, wisp_addr_port(&app->addr), &d);

@@ -7,6 +7,7 @@
 #ifndef WISP_TUNNEL_H
 #define WISP_TUNNEL_H
 
+#include "lib/wisp_transport.h"
 #include "proxy/internal.h"
 
 #define WISP_ALPN_L4 "wisp-l4"
@@ -20,11 +21,12 @@ void wisp_tunnel_outbound(wisp_proxy *px, int app_fd, const char *peer_addr, wis
  * read (an HTTP/1 Upgrade or CONNECT request, wisp_h1): they go first. */
 void wisp_tunnel_outbound_after(wisp_proxy *px, int app_fd, const char *peer_addr, wisp_target *t,
                                 wisp_connlimit_slot *slot, const uint8_t *read, size_t len);
-/* Inbound: |fd| and |ssl| (taken) are a verified mTLS connection that
- * negotiated wisp-l4; |v| (borrowed) has the peer's identity: the tunnel
- * copies it and points |ssl| at its copy, so |v| may go once this returns. Connects to |app| after
- * the policy allows the caller on |port|, and relays. */
-void wisp_tunnel_inbound(wisp_proxy *px, int fd, SSL *ssl, const wisp_tls_verify *v, const char *peer_addr,
+/* Inbound: |tp| is a verified mTLS connection that negotiated wisp-l4,
+ * taken over (wisp_transport_move: |tp| is left closed); |v| (borrowed) has
+ * the peer's identity: the tunnel copies it and points the SSL at its copy,
+ * so |v| may go once this returns. Connects to |app| after the policy
+ * allows the caller on |app|'s port, and relays. */
+void wisp_tunnel_inbound(wisp_proxy *px, wisp_transport *tp, const wisp_tls_verify *v, const char *peer_addr,
                          wisp_target *app, wisp_connlimit_slot *slot);
 
 /* Closes every tunnel (proxy shutdown). */
