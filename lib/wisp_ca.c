@@ -330,11 +330,36 @@ static wisp_err check_ca_path(STACK_OF(X509) * certs, EVP_PKEY *key, char *err, 
   return rc;
 }
 
+/* The SVID's size and leaf rules, before any signature is checked. */
+static wisp_err check_svid_shape(const STACK_OF(X509) * chain, char *err, size_t err_len) {
+  size_t n = sk_X509_num(chain), der = 0;
+  if (n > WISP_CA_SVID_CHAIN_MAX)
+    return wca_fail(err, err_len, WISP_ERR_VERIFY, "the SVID's chain has %zu certificates (at most %d)", n,
+                    WISP_CA_SVID_CHAIN_MAX);
+  for (size_t i = 0; i < n; i++) {
+    int len = i2d_X509(sk_X509_value(chain, i), NULL);
+    if (len <= 0) return wca_fail(err, err_len, WISP_ERR_VERIFY, "chain certificate %zu cannot be encoded", i + 1);
+    der += (size_t)len;
+  }
+  if (der > WISP_CA_SVID_DER_MAX)
+    return wca_fail(err, err_len, WISP_ERR_VERIFY, "the SVID's chain is %zu bytes of DER (at most %d)", der,
+                    WISP_CA_SVID_DER_MAX);
+  X509 *leaf = sk_X509_value(chain, 0);
+  const char *why = wisp_spiffe_leaf_refused(leaf);
+  if (why) {
+    char who[WISP_SPIFFE_MAX + 16];
+    wisp_spiffe_describe_cert(leaf, who, sizeof(who));
+    return wca_fail(err, err_len, WISP_ERR_VERIFY, "the SVID (%s) is not a leaf SVID: %s", who, why);
+  }
+  return WISP_OK;
+}
+
 wisp_err wisp_ca_svid_check(const STACK_OF(X509) * chain, const STACK_OF(X509) * roots, int64_t now, int64_t skew,
                             char *err, size_t err_len) {
   size_t n = sk_X509_num(chain);
   if (n == 0 || sk_X509_num(roots) == 0)
     return wca_fail(err, err_len, WISP_ERR_VERIFY, "no %s", n == 0 ? "certificate" : "trust bundle");
+  WISP_GUARD(check_svid_shape(chain, err, err_len));
   char who[WISP_SPIFFE_MAX + 16], what[WISP_SPIFFE_MAX + 48];
   /* Verified at |now|, or at the latest notBefore within |skew| of it. */
   int64_t at = now, nb;

@@ -105,10 +105,17 @@ wisp_err wisp_ca_cert_not_before(const X509 *cert, int64_t *out_unix) WISP_MUST_
  * ahead. Its notAfter has no such grace. */
 #define WISP_CA_CLOCK_SKEW_SEC 60
 
+/* Bounds on an SVID's chain (leaf and intermediates): every TLS handshake
+ * carries it, and peers refuse a certificate message much past 100 KB. */
+#define WISP_CA_SVID_CHAIN_MAX 10
+#define WISP_CA_SVID_DER_MAX (64 * 1024)
+
 /* Checks an SVID before it is served: |chain| (leaf first, then its
- * intermediates) valid at |now| (each notBefore at most |skew| seconds
- * ahead, each notAfter to come) and chaining by signature to a root of
- * |roots|. WISP_ERR_VERIFY with a reason ("the SVID (spiffe://...) expired
+ * intermediates) at most WISP_CA_SVID_CHAIN_MAX certificates and
+ * WISP_CA_SVID_DER_MAX bytes of DER, a leaf that keeps the X.509-SVID
+ * rules (wisp_spiffe_leaf_refused: not a CA, keyUsage), valid at |now|
+ * (each notBefore at most |skew| seconds ahead, each notAfter to come) and
+ * chaining by signature to a root of |roots|. WISP_ERR_VERIFY with a reason ("the SVID (spiffe://...) expired
  * at 2026-11-22 12:00:00 UTC", "... does not chain to the trust bundle (1
  * root): unable to get local issuer certificate"). Both stacks borrowed. */
 wisp_err wisp_ca_svid_check(const STACK_OF(X509) * chain, const STACK_OF(X509) * roots, int64_t now, int64_t skew,

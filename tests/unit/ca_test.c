@@ -1250,6 +1250,58 @@ static STACK_OF(X509) * stack_of(X509 *a, X509 *b) {
   return s;
 }
 
+/* A chain of |leaf| alone, taking over its reference. */
+static STACK_OF(X509) * chain_taking(X509 *leaf) {
+  STACK_OF(X509) *s = sk_X509_new_null();
+  sk_X509_push(s, leaf);
+  return s;
+}
+
+/* wisp_ca_svid_check on |chain| (consumed) says |why|. */
+static void expect_svid_refused(STACK_OF(X509) * chain, STACK_OF(X509) * roots, int64_t now, const char *why) {
+  char err[512] = "";
+  assert_int_equal(wisp_ca_svid_check(chain, roots, now, WISP_CA_CLOCK_SKEW_SEC, err, sizeof(err)), WISP_ERR_VERIFY);
+  if (!strstr(err, why)) fail_msg("want \"%s\", got \"%s\"", why, err);
+  sk_X509_pop_free(chain, X509_free);
+}
+
+/* What a TLS handshake would carry or what the SVID rules forbid, refused
+ * before any signature is checked: a leaf that is a CA or may sign
+ * certificates, a chain of more than WISP_CA_SVID_CHAIN_MAX certificates,
+ * one of more than WISP_CA_SVID_DER_MAX bytes. All under |root|. */
+static void check_svid_shape_refused(X509 *root, EVP_PKEY *root_key, X509 *inter, STACK_OF(X509) * roots, int64_t now) {
+  test_san san = {GEN_URI, WEB_ID, 0};
+  test_cert_spec ca_leaf = {.cn = "web", .sans = &san, .nsans = 1, .is_ca = true, .not_before_sec = -60};
+  expect_svid_refused(chain_taking(test_new_cert(&ca_leaf, g.p256, root, root_key)), roots, now,
+                      "the SVID (" WEB_ID ") is not a leaf SVID: it is a CA certificate");
+  test_cert_spec signer = {.cn = "web",
+                           .sans = &san,
+                           .nsans = 1,
+                           .key_usage = KU_DIGITAL_SIGNATURE | KU_KEY_CERT_SIGN,
+                           .not_before_sec = -60};
+  expect_svid_refused(chain_taking(test_new_cert(&signer, g.p256, root, root_key)), roots, now,
+                      "keyCertSign or cRLSign");
+  STACK_OF(X509) *longer = chain_taking(svid_cert(g.p256, root, root_key, -60, 3600));
+  for (int i = 0; i < WISP_CA_SVID_CHAIN_MAX; i++) {
+    X509_up_ref(inter);
+    sk_X509_push(longer, inter);
+  }
+  expect_svid_refused(longer, roots, now, "the SVID's chain has 11 certificates (at most 10)");
+  /* 80 URI SANs of 1,000 bytes: 80 KB in one leaf. */
+  enum { NBIG = 80, BIGLEN = 1000 };
+  static char uris[NBIG][BIGLEN + 1];
+  test_san big[NBIG];
+  for (int i = 0; i < NBIG; i++) {
+    int n = snprintf(uris[i], sizeof(uris[i]), "spiffe://example.org/big/%d/", i);
+    memset(uris[i] + n, 'x', BIGLEN - (size_t)n);
+    uris[i][BIGLEN] = '\0';
+    big[i] = (test_san){GEN_URI, uris[i], 0};
+  }
+  test_cert_spec huge = {.cn = "web", .sans = big, .nsans = NBIG, .not_before_sec = -60};
+  expect_svid_refused(chain_taking(test_new_cert(&huge, g.p256, root, root_key)), roots, now,
+                      "bytes of DER (at most 65536)");
+}
+
 static void test_svid_check(void **state) {
   (void)state;
   EVP_PKEY *root_key = test_new_key(), *other_key = test_new_key(), *inter_key = test_new_key();
@@ -1292,6 +1344,7 @@ static void test_svid_check(void **state) {
       fail_msg("%s: \"%s\"", kCases[i].name, err);
     sk_X509_pop_free(chain, X509_free);
   }
+  check_svid_shape_refused(root, root_key, inter, roots, now);
   /* The skew, to the second, on the certificate's own notBefore. */
   int64_t nb = 0;
   assert_int_equal(wisp_ca_cert_not_before(early, &nb), WISP_OK);
