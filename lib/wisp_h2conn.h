@@ -92,7 +92,10 @@ void wisp_h2conn_init(wisp_h2conn *c, wisp_h2loop *lp, const wisp_h2conn_ops *op
  * Sessions made with it must be freed on the same thread as the loop (as
  * they are: teardown). */
 nghttp2_mem *wisp_h2conn_mem(void);
-/* Takes ownership of |session|. */
+/* Takes ownership of |session|. It may come after init, as late as the
+ * on_state that says OPEN (wisp-proxy: once ALPN chose HTTP/2, not the L4
+ * tunnel); until then the connection reads and writes nothing but its
+ * handshake. */
 void wisp_h2conn_set0_session(wisp_h2conn *c, nghttp2_session *session);
 
 /* Schedules teardown; the first reason wins. |reason| NULL: orderly. */

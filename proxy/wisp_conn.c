@@ -351,6 +351,7 @@ static void on_state(wisp_h2conn *io) {
   wisp_conn *c = conn_of(io);
   if (io->upstream && io->state == WISP_H2CONN_OPEN) wisp_upfail_clear(&c->px->upfails, c->target->name);
   if (hand_over_l4(c)) return;
+  if (io->state == WISP_H2CONN_OPEN && !io->h2) wisp_h2conn_set0_session(io, wisp_h2_session_new(c));
   wisp_conn_rearm(c);
 }
 
@@ -499,7 +500,10 @@ static wisp_conn *conn_new(wisp_proxy *px, int fd, SSL *ssl, bool upstream, wisp
   if (px->conns) px->conns->prev = c;
   px->conns = c;
   wisp_h2conn_init(&c->io, &px->lp, &kConnOps, fd, ssl, upstream, state);
-  wisp_h2conn_set0_session(&c->io, wisp_h2_session_new(c));
+  /* A TLS caller's session waits for its handshake (on_state): ALPN
+   * chooses between HTTP/2 and the L4 tunnel first, and a caller that
+   * fails the handshake never costs one. */
+  if (state != WISP_H2CONN_HANDSHAKING) wisp_h2conn_set0_session(&c->io, wisp_h2_session_new(c));
   return c;
 }
 

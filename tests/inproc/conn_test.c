@@ -7,7 +7,8 @@
  * its stream at the app. mTLS callers (a real BoringSSL client): one with
  * an SVID of our trust domain is served and named to the app in XFCC; one
  * without a certificate, with a CA outside the bundle or an ID of another
- * trust domain is refused, the log saying which. Drain: GOAWAY, the request in flight completes, then
+ * trust domain is refused, the log saying which; a caller in its TLS
+ * handshake holds no HTTP/2 session yet. Drain: GOAWAY, the request in flight completes, then
  * the close. Upstream: an app that is down gets the caller a
  * 503, a connection lost with a request on it a 502, each naming the
  * upstream and the cause. */
@@ -202,6 +203,58 @@ static void test_mtls_refusals(void **state) {
   assert_int_equal(f->px.stats.conns_refused, 3);
 }
 
+/* The inbound caller's connection of a given state, or NULL. */
+typedef struct {
+  tf_fixture *f;
+  wisp_h2conn_state state;
+  wisp_conn *found;
+} conn_query;
+
+static bool caller_in_state(void *arg) {
+  conn_query *q = arg;
+  q->found = NULL;
+  for (wisp_conn *c = q->f->px.conns; c; c = c->next) {
+    if (!c->io.upstream && c->dir == WISP_DIR_INBOUND && c->io.state == q->state && !c->io.closing) q->found = c;
+  }
+  return q->found != NULL;
+}
+
+static bool no_inbound_caller(void *arg) {
+  conn_query *q = arg;
+  for (wisp_conn *c = q->f->px.conns; c; c = c->next) {
+    if (!c->io.upstream && c->dir == WISP_DIR_INBOUND) return false;
+  }
+  return true;
+}
+
+/* A caller in its TLS handshake holds no HTTP/2 session yet: ALPN chooses
+ * between HTTP/2 and the L4 tunnel first (issue 12), and one that never
+ * finishes costs none. Its refusal reads as it always did. */
+static void test_no_http2_state_during_handshake(void **state) {
+  tf_fixture *f = *state;
+  int fd = tf_raw_client(f, f->inbound, 40020);
+  static const uint8_t kHelloStart[] = {0x16, 0x03, 0x01, 0x00, 0x80, 0x01}; /* a ClientHello record, cut */
+  assert_int_equal(send(fd, kHelloStart, sizeof(kHelloStart), MSG_NOSIGNAL), (ssize_t)sizeof(kHelloStart));
+  conn_query q = {f, WISP_H2CONN_HANDSHAKING, NULL};
+  assert_true(tp_run_until(f->loop, caller_in_state, &q, TF_WAIT));
+  assert_null(q.found->io.h2);
+  close(fd);
+  assert_true(tp_run_until(f->loop, no_inbound_caller, &q, TF_WAIT));
+  const char *const kLine[] = {"\"event\":\"refused\"", "\"peer_addr\":\"127.0.0.1:40020\"", "TLS handshake failed",
+                               NULL};
+  assert_true(tf_log_line_has(f, kLine));
+
+  /* one that finishes it with ALPN h2 gets its session, and an answer */
+  tp_peer *c = tf_tls_client(f, f->inbound, 40021, FRONTEND_ID, false);
+  assert_non_null(c);
+  tp_msg *m = tp_client_request(c, "GET", "/after", NULL, 0, NULL, 0, true);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_string_equal(tp_hdr_get(m, ":status"), "200");
+  q.state = WISP_H2CONN_OPEN;
+  assert_true(caller_in_state(&q));
+  assert_non_null(q.found->io.h2);
+}
+
 /* Drain (SIGTERM, POST /drain): the caller gets GOAWAY NO_ERROR, its
  * request in progress still completes, then its connection is closed. */
 static void test_drain_finishes_in_flight(void **state) {
@@ -295,6 +348,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_conn_error_resets_streams, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_mtls_caller_served, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_mtls_refusals, tf_setup_echo, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_no_http2_state_during_handshake, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_upstream_down_503, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_upstream_lost_502, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_drain_finishes_in_flight, tf_setup_hold, tf_teardown),
