@@ -43,6 +43,7 @@ struct wisp_agent_client {
   double sign_backoff, watch_backoff;
   wisp_rpcc *sign_conn, *watch_conn;
   bool installed;        /* the Sign in flight delivered a usable SVID */
+  bool install_refused;  /* the Sign in flight delivered an SVID install refused (logged) */
   EVP_PKEY *pending_key; /* the key of the CSR in flight */
   bool have_svid;
   int64_t not_after;
@@ -320,6 +321,7 @@ static void on_sign_message(wisp_rpcc_call *call, const uint8_t *msg, size_t len
     snprintf(reason, sizeof(reason), "agent %s: %s; %s", ac->target, err,
              ac->have_svid ? "the SVID in force stays" : "no SVID yet");
     log_cert("install_failed", NULL, reason);
+    ac->install_refused = true; /* on_sign_done logs nothing more */
     return;
   }
   double life = (double)ac->not_after - now_s(); /* > 0: install checked it */
@@ -341,13 +343,15 @@ static void on_sign_done(wisp_rpcc_call *call, wisp_grpc_status code, const char
   ac->pending_key = NULL;
   retire(&ac->sign_conn);
   if (code == WISP_GRPC_OK && ac->installed) return;
+  bool logged = code == WISP_GRPC_OK && ac->install_refused;
+  ac->install_refused = false;
   char reason[1024];
   if (code == WISP_GRPC_OK) {
     snprintf(reason, sizeof(reason), "agent %s answered without a usable SVID", ac->target);
   } else {
     snprintf(reason, sizeof(reason), "agent %s: %s: %s", ac->target, wisp_grpc_status_name(code), message);
   }
-  log_cert("sign_failed", NULL, reason);
+  if (!logged) log_cert("sign_failed", NULL, reason); /* else install_failed said why */
   if (ac->have_svid) ac->renew_failures++;
   schedule(ac, &ac->sign_timer, next_backoff(&ac->sign_backoff));
 }
@@ -383,6 +387,7 @@ static void on_sign_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   size_t csr_len = 0;
   if (ac->sign_conn) return; /* one at a time */
   ac->installed = false;
+  ac->install_refused = false;
   EVP_PKEY_free(ac->pending_key);
   ac->pending_key = NULL;
   /* A fresh key for every SVID: the key never leaves this process. */

@@ -1,8 +1,9 @@
 /* wisp_agent_client: the proxy's side of wisp-agent (--agent). It makes the
  * proxy's key in process (the key never leaves it), sends a CSR with the
- * join token, installs the SVID once it is valid now and chains to the
- * bundle sent with it (else keeps the one in force), renews at about half-life with jitter over
- * mTLS with the current SVID, and keeps a Config.Watch stream open for the
+ * join token, installs the SVID once it is valid now, chains to the bundle
+ * sent with it, names our --spiffe-id and keeps the leaf and size rules of
+ * wisp_ca_svid_check (else keeps the one in force), renews at about
+ * half-life with jitter over mTLS with the current SVID, and keeps a Config.Watch stream open for the
  * policy and the trust bundle, ACKing or NACKing each version as in xDS.
  * Fail static: with the agent gone the proxy keeps serving on its last SVID
  * and policy and reconnects with capped backoff. Owned by the proxy. */

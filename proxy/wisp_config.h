@@ -40,32 +40,32 @@ typedef struct {
   int ipv6_source_prefix;         /* an IPv6 caller is one source per /N (lib/wisp_connlimit.h) */
   int max_queued;                 /* requests waiting for an upstream stream, per upstream */
   double queue_timeout;           /* how long one may wait */
-  double stream_idle_timeout;     /* a request body that moves no byte either way this long ends (0: off) */
-  int max_upstream_per_caller;    /* upstream streams one caller connection may hold at once */
-  int max_concurrent_streams;     /* streams a caller may open on one connection (SETTINGS) */
-  size_t conn_buffer_limit;       /* body bytes buffered for one caller connection */
-  size_t buffer_limit;            /* body bytes buffered in all */
-  size_t max_header_list_size;    /* a decoded header section (SETTINGS_MAX_HEADER_LIST_SIZE) */
-  char *log_level;                /* owned */
-  char *admin;                    /* owned; admin listener address, NULL: off */
-  char *metrics_listen;           /* owned; --metrics: GET /metrics only, for remote scrapers; NULL: off */
-  char *agent;                    /* owned; unix:///PATH or https://HOST:PORT, NULL: files */
-  char *spiffe_id;                /* owned; the identity asked of the agent */
-  char *join_token;               /* owned */
-  char *join_token_file;          /* owned */
-  char *sa_token_file;            /* owned; Kubernetes service-account token, re-read at each use */
-  char *policy_file;              /* owned; --policy FILE, NULL: none (or from the agent) */
-  bool transparent;               /* iptables mode: original destinations (SO_ORIGINAL_DST) */
-  bool transparent_http1;         /* transparent: HTTP/1 request lines go L7 (default; false: L4, as any TCP) */
-  char *outbound;                 /* owned; transparent outbound listener */
-  char *opaque_ports;             /* owned; comma list: L4 without detection */
-  char *svid_cache;               /* owned; --agent: DIR keeping the last SVID and key (0600), NULL: none */
-  char *intercept_probe;          /* owned; transparent: IP:PORT that proves the iptables rules, NULL: off */
-  int max_destinations;           /* transparent: original destinations kept at once, 0: no limit */
-  int metrics_max_peers;          /* distinct peer IDs labelled in /metrics; more: "overflow" */
-  int metrics_max_series;         /* label combinations kept in /metrics; more: "overflow" */
-  size_t metrics_max_bytes;       /* what those series may render at most; more: "overflow" */
-  bool admin_set;                 /* given by --admin/WISP_ADMIN, not the default */
+  double stream_idle_timeout; /* a caller's stream that moves no byte either way this long ends (0: off, else >= 0.1) */
+  int max_upstream_per_caller; /* upstream streams one caller connection may hold at once */
+  int max_concurrent_streams;  /* streams a caller may open on one connection (SETTINGS) */
+  size_t conn_buffer_limit;    /* body bytes buffered for one caller connection */
+  size_t buffer_limit;         /* body bytes buffered in all */
+  size_t max_header_list_size; /* a decoded header section (SETTINGS_MAX_HEADER_LIST_SIZE) */
+  char *log_level;             /* owned */
+  char *admin;                 /* owned; admin listener address, NULL: off */
+  char *metrics_listen;        /* owned; --metrics: GET /metrics only, for remote scrapers; NULL: off */
+  char *agent;                 /* owned; unix:///PATH or https://HOST:PORT, NULL: files */
+  char *spiffe_id;             /* owned; the identity asked of the agent */
+  char *join_token;            /* owned */
+  char *join_token_file;       /* owned */
+  char *sa_token_file;         /* owned; Kubernetes service-account token, re-read at each use */
+  char *policy_file;           /* owned; --policy FILE, NULL: none (or from the agent) */
+  bool transparent;            /* iptables mode: original destinations (SO_ORIGINAL_DST) */
+  bool transparent_http1;      /* transparent: HTTP/1 request lines go L7 (default; false: L4, as any TCP) */
+  char *outbound;              /* owned; transparent outbound listener */
+  char *opaque_ports;          /* owned; comma list: L4 without detection */
+  char *svid_cache;            /* owned; --agent: DIR keeping the last SVID and key (0600), NULL: none */
+  char *intercept_probe;       /* owned; transparent: IP:PORT that proves the iptables rules, NULL: off */
+  int max_destinations;        /* transparent: original destinations kept at once, 0: no limit */
+  int metrics_max_peers;       /* distinct peer IDs labelled in /metrics; more: "overflow" */
+  int metrics_max_series;      /* label combinations kept in /metrics; more: "overflow" */
+  size_t metrics_max_bytes;    /* what those series may render at most; more: "overflow" */
+  bool admin_set;              /* given by --admin/WISP_ADMIN, not the default */
   bool help;
 } wisp_config;
 
