@@ -7,7 +7,12 @@
 # Unlike CPU time it does not move with other load on the machine (run to
 # run within 0.5%), so it compares two builds on a shared machine; it leaves
 # out the kernel (about a quarter of the pair's CPU) and cache effects.
-# REQUESTS [5000]; CG_PORT_BASE [18300] (3 consecutive ports).
+# glibc's memset/memcpy use rep stosb/movsb above 2 KiB, which callgrind
+# counts one instruction per byte (zeroing a 3.3 KiB struct: 3,300; the
+# CPU does it in ~100 cycles): GLIBC_TUNABLES keeps them vector loops, as
+# counted. CG_REP=1 leaves glibc's choice (the recipe before 2026-12-07
+# 13:30 UTC, whose numbers are 6-7k higher).
+# REQUESTS [5000]; CG_PORT_BASE [18300] (3 consecutive ports); CG_REP [0].
 set -euo pipefail
 WISP=${1:?usage: bench/instr.sh WISP_PROXY_BINARY [REQUESTS]}
 N=${2:-5000}
@@ -25,7 +30,9 @@ wait_port() { for ((i = 0; i < 300; i++)); do ss -Hltn "sport = :$1" | grep -q .
 mkdir -p "$TMP/docroot"; head -c 64 /dev/zero | tr '\0' x >"$TMP/docroot/index.html"
 nghttpd --no-tls -a 127.0.0.1 -m 1000 -d "$TMP/docroot" "$APP" >/dev/null 2>&1 & PIDS+=($!)
 wait_port "$APP"
-CG="valgrind --tool=callgrind --callgrind-out-file=$TMP/cg.%p"
+TUNE=glibc.cpu.x86_rep_stosb_threshold=0x1000000:glibc.cpu.x86_rep_movsb_threshold=0x1000000
+[[ ${CG_REP:-0} == 1 ]] && TUNE=
+CG="env GLIBC_TUNABLES=$TUNE valgrind --tool=callgrind --callgrind-out-file=$TMP/cg.%p"
 $CG "$WISP" --cert "$TMP/server.crt" --key "$TMP/server.key" --bundle "$TMP/ca/ca.crt" \
 	--inbound "127.0.0.1:$IN" --app "127.0.0.1:$APP" --drain-timeout 2 --admin off >/dev/null 2>"$TMP/in.err" & SPID=$!; PIDS+=($SPID)
 wait_port "$IN"

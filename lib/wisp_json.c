@@ -105,18 +105,22 @@ wisp_err wisp_json_put_keyn(wisp_buf *b, const char *key, size_t key_len, size_t
   return rc;
 }
 
-/* Writes |v| in decimal to |out| (at most 20 digits and a sign). */
-static size_t fmt_int(char *out, int64_t v) {
-  char tmp[24];
+size_t wisp_json_fmt_u64(char *out, uint64_t u) {
+  char tmp[20];
   size_t n = 0, o = 0;
-  uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
   do {
     tmp[n++] = (char)('0' + u % 10);
     u /= 10;
   } while (u);
-  if (v < 0) out[o++] = '-';
   while (n) out[o++] = tmp[--n];
   return o;
+}
+
+/* Writes |v| in decimal to |out| (at most 20 digits and a sign). */
+static size_t fmt_int(char *out, int64_t v) {
+  if (v >= 0) return wisp_json_fmt_u64(out, (uint64_t)v);
+  out[0] = '-';
+  return 1 + wisp_json_fmt_u64(out + 1, (uint64_t)0 - (uint64_t)v);
 }
 
 wisp_err wisp_json_put_int(wisp_buf *b, int64_t v, size_t limit) {

@@ -101,6 +101,13 @@ static void test_numbers(void **state) {
     assert_string_equal(text(&b), kInts[i].want);
     wisp_buf_cleanup(&b);
   }
+  char u[20];
+  assert_int_equal(wisp_json_fmt_u64(u, UINT64_MAX), 20);
+  assert_memory_equal(u, "18446744073709551615", 20);
+  assert_int_equal(wisp_json_fmt_u64(u, 0), 1);
+  assert_memory_equal(u, "0", 1);
+  assert_int_equal(wisp_json_fmt_u64(u, 100), 3);
+  assert_memory_equal(u, "100", 3);
   expect_num(wisp_json_put_double, 0.1, "0.10000000000000001");
   expect_num(wisp_json_put_double, 30, "30");
   expect_num(wisp_json_put_double, NAN, "null");
