@@ -41,21 +41,50 @@ static size_t escape_byte(unsigned char c, wisp_json_escape esc, char e[6]) {
   return 6;
 }
 
+/* Whether one of the 8 bytes of |w| needs_escape: the has-zero-byte and
+ * has-less-than word tricks, exact for "is there one" (a borrow can only
+ * come from a byte that matched). */
+static inline bool word_needs_escape(uint64_t w, wisp_json_escape esc) {
+  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  uint64_t quote = w ^ (ones * '"'), bslash = w ^ (ones * '\\');
+  uint64_t hit = ((w - ones * 0x20) & ~w) | ((quote - ones) & ~quote) | ((bslash - ones) & ~bslash);
+  if (esc == WISP_JSON_ESCAPE_U) {
+    uint64_t del = w ^ (ones * 0x7f);
+    hit |= (del - ones) & ~del;
+  }
+  return (hit & highs) != 0;
+}
+
 /* The common case (a log line's field, with room for the worst case, six
  * bytes per input byte): one pass straight into the buffer, no bounds
- * checks per piece. */
+ * checks per piece, 8 bytes at a time while none needs escaping (the log
+ * writes a few hundred bytes of IDs, paths and names per request). */
 static void put_escaped_fast(wisp_buf *b, const char *s, size_t len, wisp_json_escape esc) {
   uint8_t *o = b->data + b->wpos;
   *o++ = '"';
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (!needs_escape(c, esc)) {
-      *o++ = c;
-    } else {
-      char e[6];
-      size_t n = escape_byte(c, esc, e);
-      memcpy(o, e, n);
-      o += n;
+  size_t i = 0;
+  while (i < len) {
+    uint64_t w;
+    if (len - i >= sizeof(w)) {
+      memcpy(&w, s + i, sizeof(w));
+      if (!word_needs_escape(w, esc)) {
+        memcpy(o, &w, sizeof(w));
+        o += sizeof(w);
+        i += sizeof(w);
+        continue;
+      }
+    }
+    /* A word with a byte to escape, or the tail: byte by byte. */
+    for (size_t end = len - i >= sizeof(w) ? i + sizeof(w) : len; i < end; i++) {
+      unsigned char c = (unsigned char)s[i];
+      if (!needs_escape(c, esc)) {
+        *o++ = c;
+      } else {
+        char e[6];
+        size_t n = escape_byte(c, esc, e);
+        memcpy(o, e, n);
+        o += n;
+      }
     }
   }
   *o++ = '"';

@@ -252,6 +252,24 @@ static void old_wispctl_str(FILE *f, const char *s) {
   fputc('"', f);
 }
 
+/* |in| escaped is |want|, into an empty buffer (the piecewise path) and
+ * again into one with room for the worst case (the one-pass path, 8 bytes
+ * at a time, that log lines take). */
+static void expect_both_paths(const char *in, size_t len, wisp_json_escape esc, const char *want, size_t n) {
+  static const char room[64 * 6 + 8];
+  wisp_buf b = {0};
+  assert_int_equal(wisp_json_put_str(&b, in, len, esc, BIG), WISP_OK);
+  assert_int_equal(wisp_buf_len(&b), n);
+  assert_memory_equal(wisp_buf_rptr(&b), want, n);
+  wisp_buf_truncate(&b, 0);
+  assert_int_equal(wisp_buf_append(&b, room, sizeof(room), BIG), WISP_OK);
+  wisp_buf_truncate(&b, 0);
+  assert_int_equal(wisp_json_put_str(&b, in, len, esc, BIG), WISP_OK);
+  assert_int_equal(wisp_buf_len(&b), n);
+  assert_memory_equal(wisp_buf_rptr(&b), want, n);
+  wisp_buf_cleanup(&b);
+}
+
 static void test_same_bytes_as_before(void **state) {
   (void)state;
   char in[64];
@@ -272,11 +290,7 @@ static void test_same_bytes_as_before(void **state) {
     }
     size_t n = 0;
     old_admin_str(want, &n, in);
-    wisp_buf b = {0};
-    assert_int_equal(wisp_json_put_str(&b, in, len, WISP_JSON_ESCAPE_U, BIG), WISP_OK);
-    assert_int_equal(wisp_buf_len(&b), n);
-    assert_memory_equal(wisp_buf_rptr(&b), want, n);
-    wisp_buf_cleanup(&b);
+    expect_both_paths(in, len, WISP_JSON_ESCAPE_U, want, n);
 
     char *mem = NULL;
     size_t mlen = 0;
@@ -284,15 +298,40 @@ static void test_same_bytes_as_before(void **state) {
     assert_non_null(f);
     old_wispctl_str(f, in);
     fclose(f);
-    assert_int_equal(wisp_json_put_str(&b, in, len, WISP_JSON_ESCAPE_SHORT, BIG), WISP_OK);
-    assert_int_equal(wisp_buf_len(&b), mlen);
-    assert_memory_equal(wisp_buf_rptr(&b), mem, mlen);
-    wisp_buf_cleanup(&b);
+    expect_both_paths(in, len, WISP_JSON_ESCAPE_SHORT, mem, mlen);
     free(mem);
   }
 }
 
 /* ---- wisp_buf_printf and wisp_buf_truncate, which the writers use --------- */
+
+/* The one-pass escaper (a buffer with room, 8 bytes at a time) writes what
+ * the piecewise one writes (a buffer without room): every byte value, NUL
+ * included, at every place in and around a word, both escapes. */
+static void test_fast_path_as_piecewise(void **state) {
+  (void)state;
+  char in[24];
+  static const char room[6 * sizeof(in) + 2]; /* the worst case of |in| */
+  for (int esc = 0; esc < 2; esc++) {
+    for (int c = 0; c < 256; c++) {
+      for (size_t len = 1; len <= sizeof(in); len++) {
+        for (size_t at = 0; at < len; at++) {
+          memset(in, 'a', sizeof(in));
+          in[at] = (char)c;
+          wisp_buf slow = {0}, fast = {0};
+          assert_int_equal(wisp_json_put_str(&slow, in, len, (wisp_json_escape)esc, BIG), WISP_OK);
+          assert_int_equal(wisp_buf_append(&fast, room, sizeof(room), BIG), WISP_OK);
+          wisp_buf_truncate(&fast, 0);
+          assert_int_equal(wisp_json_put_str(&fast, in, len, (wisp_json_escape)esc, BIG), WISP_OK);
+          assert_int_equal(wisp_buf_len(&fast), wisp_buf_len(&slow));
+          assert_memory_equal(wisp_buf_rptr(&fast), wisp_buf_rptr(&slow), wisp_buf_len(&slow));
+          wisp_buf_cleanup(&slow);
+          wisp_buf_cleanup(&fast);
+        }
+      }
+    }
+  }
+}
 
 static void test_buf_printf(void **state) {
   (void)state;
@@ -370,6 +409,7 @@ int main(void) {
       cmocka_unit_test(test_all_or_nothing),
       cmocka_unit_test(test_writer),
       cmocka_unit_test(test_same_bytes_as_before),
+      cmocka_unit_test(test_fast_path_as_piecewise),
       cmocka_unit_test(test_buf_printf),
       cmocka_unit_test(test_measure),
   };
