@@ -235,10 +235,11 @@ typedef struct {
   uint64_t streams_refused;                  /* REFUSED_STREAM: the caller or the process held its buffer budget */
   uint64_t upstream_requests;                /* requests sent on an upstream stream (a retry counts again) */
   uint64_t finished[2][WISP_STATUS_CLASSES]; /* [wisp_direction][class] */
-  uint64_t conns_limited[2];    /* closed at accept: [0] --max-connections, [1] --max-connections-per-source */
-  uint64_t premature_resets[2]; /* streams a caller ended early: [0] by RST_STREAM, [1] by a protocol error */
-  uint64_t reset_limited[2];    /* resets over --max-resets: [0] connection cut, [1] throttled (a peer sidecar) */
-  uint64_t idle_timeouts;       /* caller streams ended by --stream-idle-timeout */
+  uint64_t conns_limited[2];     /* closed at accept: [0] --max-connections, [1] --max-connections-per-source */
+  uint64_t premature_resets[2];  /* streams a caller ended early: [0] by RST_STREAM, [1] by a protocol error */
+  uint64_t reset_limited[2];     /* resets over --max-resets: [0] connection cut, [1] throttled (a peer sidecar) */
+  uint64_t idle_timeouts;        /* caller streams ended by --stream-idle-timeout */
+  uint64_t tunnel_idle_timeouts; /* L4 tunnels closed by --tunnel-idle-timeout */
 } wisp_stats;
 
 /* Counts one finished request (per request: one increment, no allocation). */

@@ -270,6 +270,10 @@ void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool r
          "Caller streams on which no byte moved either way for --stream-idle-timeout: answered 408 (gRPC "
          "DEADLINE_EXCEEDED), or reset once their response had started.",
          st->idle_timeouts);
+  metric(b, "wisp_tunnel_idle_timeouts_total", "counter",
+         "L4 tunnels (Upgrade, CONNECT, wisp-l4, transparent non-HTTP) closed, both ends reset, because no byte "
+         "moved either way for --tunnel-idle-timeout.",
+         st->tunnel_idle_timeouts);
   metric(b, "wisp_header_bytes_held", "gauge",
          "Decoded header and trailer bytes streams hold (name + value + 32 per field), in the buffer budgets.",
          (uint64_t)px->hdr_held);

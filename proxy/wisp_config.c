@@ -67,6 +67,7 @@ static const wisp_flag kOpts[] = {
     ROW_COUNT("max-queued", max_queued, "512"),
     ROW_SECS("queue-timeout", queue_timeout, "5"),
     ROW_SECS("stream-idle-timeout", stream_idle_timeout, "300"),
+    ROW_SECS("tunnel-idle-timeout", tunnel_idle_timeout, "3600"),
     ROW_INT("max-upstream-per-caller", max_upstream_per_caller, "100"),
     ROW_INT("max-concurrent-streams", max_concurrent_streams, "100"),
     ROW_SIZE("conn-buffer-limit", conn_buffer_limit, "4M"),
@@ -158,6 +159,8 @@ const char *wisp_config_usage(void) {
          "  --stream-idle-timeout S (300)          a stream that moves no byte either way this long:\n"
          "                                         408, or reset once its response started (0: off;\n"
          "                                         else at least 0.1)\n"
+         "  --tunnel-idle-timeout S (3600)         an L4 tunnel that moves no byte either way this long\n"
+         "                                         is closed, both ends (0: off; else at least 0.1)\n"
          "  --max-queued N (512) --queue-timeout S (5)  requests waiting for a free upstream stream,\n"
          "                                         per upstream (1 to 1000000), and how long each may\n"
          "                                         wait; then 503\n"
@@ -293,6 +296,12 @@ static wisp_err check_agent_flags(const wisp_config *c, char *err, size_t err_le
   return WISP_ERR_USAGE;
 }
 
+static wisp_err check_idle_timeout(const char *flag, double v, double min, char *err, size_t err_len) {
+  if (v == 0 || v >= min) return WISP_OK;
+  snprintf(err, err_len, "%s %g: expected 0 (off) or at least %g seconds", flag, v, min);
+  return WISP_ERR_USAGE;
+}
+
 wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, size_t err_len) {
   WISP_GUARD(wisp_flags_parse(&kTable, out, argc, argv, err, err_len));
   if (out->help) return WISP_OK;
@@ -312,12 +321,9 @@ wisp_err wisp_config_parse(wisp_config *out, int argc, char **argv, char *err, s
              WISP_HEADER_LIST_MIN, WISP_HEADER_LIST_MAX);
     return WISP_ERR_USAGE;
   }
-  /* The sweep runs every timeout/4: a tiny value would make it a busy loop. */
-  if (out->stream_idle_timeout != 0 && out->stream_idle_timeout < WISP_STREAM_IDLE_MIN) {
-    snprintf(err, err_len, "--stream-idle-timeout %g: expected 0 (off) or at least %g seconds",
-             out->stream_idle_timeout, WISP_STREAM_IDLE_MIN);
-    return WISP_ERR_USAGE;
-  }
+  /* A tiny idle timeout would make its sweep (every timeout/4) or timers a busy loop. */
+  WISP_GUARD(check_idle_timeout("--stream-idle-timeout", out->stream_idle_timeout, WISP_STREAM_IDLE_MIN, err, err_len));
+  WISP_GUARD(check_idle_timeout("--tunnel-idle-timeout", out->tunnel_idle_timeout, WISP_TUNNEL_IDLE_MIN, err, err_len));
   if (out->ipv6_source_prefix > 128) {
     snprintf(err, err_len, "--ipv6-source-prefix %d: expected a prefix length from 1 to 128", out->ipv6_source_prefix);
     return WISP_ERR_USAGE;

@@ -41,6 +41,7 @@ typedef struct {
   int max_queued;                 /* requests waiting for an upstream stream, per upstream */
   double queue_timeout;           /* how long one may wait */
   double stream_idle_timeout; /* a caller's stream that moves no byte either way this long ends (0: off, else >= 0.1) */
+  double tunnel_idle_timeout; /* an L4 tunnel that moves no byte either way this long is closed (0: off, else >= 0.1) */
   int max_upstream_per_caller; /* upstream streams one caller connection may hold at once */
   int max_concurrent_streams;  /* streams a caller may open on one connection (SETTINGS) */
   size_t conn_buffer_limit;    /* body bytes buffered for one caller connection */
@@ -77,6 +78,9 @@ typedef struct {
 /* --stream-idle-timeout below this (but not 0) is refused: its sweep runs
  * every timeout/4. */
 #define WISP_STREAM_IDLE_MIN 0.1
+/* --tunnel-idle-timeout below this (but not 0) is refused: each tunnel's
+ * timer would fire (and re-arm) that often. */
+#define WISP_TUNNEL_IDLE_MIN 0.1
 
 /* Parses argv then fills unset options from the environment and defaults.
  * On WISP_ERR_USAGE |err| names the flag and the problem. |out| must be

@@ -47,6 +47,8 @@ typedef struct tunnel {
   wisp_tls_verify verify;
   char *expect_id; /* owned: verify.expect_id points here (the map may change meanwhile) */
   ev_timer timer;
+  ev_timer idle;    /* --tunnel-idle-timeout, while relaying (see idle_check) */
+  ev_tstamp active; /* when a byte last moved either way */
   char peer_addr[64];
   char upstream[64];
   uint64_t bytes[2]; /* read from each end */
@@ -141,6 +143,7 @@ static void flush_end(tunnel *t, int i) {
       return;
     }
     wisp_buf_consume(&e->out, (size_t)n);
+    t->active = ev_now(t->px->loop);
   }
   check_done(t);
   if (!t->closed) update(t);
@@ -175,6 +178,7 @@ static void pump(tunnel *t, int from) {
         break;
       }
       t->bytes[from] += (uint64_t)n;
+      t->active = ev_now(t->px->loop);
       /* received: from the caller (the peer end inbound, the app outbound) */
       bool from_caller = (from == PEER) == (t->dir == WISP_DIR_INBOUND);
       wisp_metrics_tcp_bytes(t->ms, from_caller ? (uint64_t)n : 0, from_caller ? 0 : (uint64_t)n);
@@ -196,10 +200,45 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents) {
 
 static void on_write(struct ev_loop *loop, ev_io *w, int revents);
 
+/* ---- --tunnel-idle-timeout ----
+ * A relaying tunnel had no timer: a caller that opened one (an HTTP/1
+ * Upgrade or CONNECT, a raw TCP flow in transparent mode) and went silent
+ * held two descriptors and its --max-connections-per-source slot for good.
+ * As Envoy's tcp_proxy idle_timeout, a tunnel on which no byte moved either
+ * way (read from or written to either end) for the timeout is closed, both
+ * ends reset: a cut, not an end of the stream, for whoever is behind them.
+ * One timer per tunnel, not restarted per byte (libev's advice): a byte
+ * only notes the time, and an expiry before the timeout has passed since
+ * re-arms for what is left. */
+static void on_idle(struct ev_loop *loop, ev_timer *w, int revents) {
+  tunnel *t = w->data;
+  double timeout = t->px->cfg->tunnel_idle_timeout;
+  ev_tstamp left = t->active + timeout - ev_now(loop);
+  if (left > 0) {
+    ev_timer_set(w, left, 0);
+    ev_timer_start(loop, w);
+    return;
+  }
+  char why[128];
+  snprintf(why, sizeof(why), "tunnel idle: no byte moved either way for --tunnel-idle-timeout (%gs)", timeout);
+  t->px->stats.tunnel_idle_timeouts++;
+  tun_close(t, why, true);
+}
+
+static void idle_start(tunnel *t) {
+  double timeout = t->px->cfg->tunnel_idle_timeout;
+  if (timeout <= 0) return;
+  t->active = ev_now(t->px->loop);
+  ev_timer_init(&t->idle, on_idle, timeout, 0);
+  t->idle.data = t;
+  ev_timer_start(t->px->loop, &t->idle);
+}
+
 static void start_relay(tunnel *t) {
   t->connecting = t->handshaking = false;
   wisp_upfail_clear(&t->px->upfails, t->upstream);
   ev_timer_stop(t->px->loop, &t->timer);
+  idle_start(t);
   for (int i = 0; i < 2; i++) {
     ev_io_init(&t->e[i].rio, on_read, t->e[i].tp.fd, EV_READ);
     ev_io_init(&t->e[i].wio, on_write, t->e[i].tp.fd, EV_WRITE);
@@ -306,6 +345,7 @@ static void tun_close(tunnel *t, const char *reason, bool reset) {
   if (reason && (t->connecting || (t->handshaking && t->dir == WISP_DIR_OUTBOUND))) note_upfail(t, reason);
   if (!t->logged) log_tunnel(t, reason ? "l4_failed" : "l4", reason, NULL);
   ev_timer_stop(t->px->loop, &t->timer);
+  ev_timer_stop(t->px->loop, &t->idle);
   for (int i = 0; i < 2; i++) {
     tun_end *e = &t->e[i];
     ev_io_stop(t->px->loop, &e->rio);

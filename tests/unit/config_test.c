@@ -1143,11 +1143,19 @@ static void test_max_header_list_size(void **state) {
   }
 }
 
-/* --stream-idle-timeout: 300 s as Envoy's, 0 turns it off, seconds with a
- * fraction down to 0.1 (its sweep runs every timeout/4),
- * WISP_STREAM_IDLE_TIMEOUT; a negative, tiny or non-number refused. */
-static void test_stream_idle_timeout(void **state) {
+/* --stream-idle-timeout (300 s) and --tunnel-idle-timeout (3600 s), Envoy's
+ * stream_idle_timeout and tcp_proxy idle_timeout: 0 turns one off, seconds
+ * with a fraction down to 0.1 (a sweep every timeout/4, a timer per
+ * tunnel), WISP_*_IDLE_TIMEOUT; a negative, tiny or non-number refused. */
+static void test_idle_timeouts(void **state) {
   (void)state;
+  static const struct {
+    const char *flag, *env;
+    size_t field; /* offset of its double in wisp_config */
+    double dflt;
+  } flags[] = {
+      {"--stream-idle-timeout", "WISP_STREAM_IDLE_TIMEOUT", offsetof(wisp_config, stream_idle_timeout), 300.0},
+      {"--tunnel-idle-timeout", "WISP_TUNNEL_IDLE_TIMEOUT", offsetof(wisp_config, tunnel_idle_timeout), 3600.0}};
   static const struct {
     const char *val;
     double want; /* < 0: refused */
@@ -1156,25 +1164,29 @@ static void test_stream_idle_timeout(void **state) {
   wisp_config c;
   char err[256] = "";
   const char *dflt[] = {CERTS, "--app", ":1", NULL};
-  assert_int_equal(parse(&c, dflt, err, sizeof(err)), WISP_OK);
-  assert_true(c.stream_idle_timeout == 300.0);
-  wisp_config_cleanup(&c);
-  setenv("WISP_STREAM_IDLE_TIMEOUT", "0", 1);
-  assert_int_equal(parse(&c, dflt, err, sizeof(err)), WISP_OK);
-  assert_true(c.stream_idle_timeout == 0.0);
-  wisp_config_cleanup(&c);
-  unsetenv("WISP_STREAM_IDLE_TIMEOUT");
-  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-    const char *args[] = {CERTS, "--app", ":1", "--stream-idle-timeout", cases[i].val, NULL};
-    wisp_err rc = parse(&c, args, err, sizeof(err));
-    if (cases[i].want >= 0) {
-      assert_int_equal(rc, WISP_OK);
-      assert_true(c.stream_idle_timeout == cases[i].want);
-    } else {
-      assert_int_equal(rc, WISP_ERR_USAGE);
-      assert_non_null(strstr(err, "--stream-idle-timeout"));
-    }
+  for (size_t f = 0; f < sizeof(flags) / sizeof(flags[0]); f++) {
+#define FIELD (*(double *)((char *)&c + flags[f].field))
+    assert_int_equal(parse(&c, dflt, err, sizeof(err)), WISP_OK);
+    assert_true(FIELD == flags[f].dflt);
     wisp_config_cleanup(&c);
+    setenv(flags[f].env, "0", 1);
+    assert_int_equal(parse(&c, dflt, err, sizeof(err)), WISP_OK);
+    assert_true(FIELD == 0.0);
+    wisp_config_cleanup(&c);
+    unsetenv(flags[f].env);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+      const char *args[] = {CERTS, "--app", ":1", flags[f].flag, cases[i].val, NULL};
+      wisp_err rc = parse(&c, args, err, sizeof(err));
+      if (cases[i].want >= 0) {
+        assert_int_equal(rc, WISP_OK);
+        assert_true(FIELD == cases[i].want);
+      } else {
+        assert_int_equal(rc, WISP_ERR_USAGE);
+        assert_non_null(strstr(err, flags[f].flag));
+      }
+      wisp_config_cleanup(&c);
+    }
+#undef FIELD
   }
 }
 
@@ -1184,7 +1196,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_count_ranges, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_buffer_sizes, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_max_header_list_size, clear_env, clear_env),
-      cmocka_unit_test_setup_teardown(test_stream_idle_timeout, clear_env, clear_env),
+      cmocka_unit_test_setup_teardown(test_idle_timeouts, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_table, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_env_only, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_help_via_env, clear_env, clear_env),
