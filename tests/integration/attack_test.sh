@@ -8,7 +8,7 @@
 # tests/attack/attack.py (raw frames), the good client good_client.py
 # (python3-h2). Each attack is at most 15 s.
 #
-# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets young_pool shared_source svid_resets svid_conns forged_caller probe_hold conn_errors ce_pooled held_streams
+# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets young_pool shared_source svid_resets svid_conns forged_caller probe_hold conn_errors ce_pooled close_reset held_streams
 # idle_streams zero_window header_hold fairness idle_connections fd_exhaustion guards"
 # picks some (default: all).
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
@@ -468,6 +468,39 @@ if runs ce_pooled; then
   expect_eq "cep: the server side cut no pooled connection" 0 "$cut"
   after_attack cep $((32 * 1024)) "$log0"
   end_pair cep
+fi
+
+# --- callers that close TCP with their streams open ---
+# The attacker opens 100 requests to a slow path on a connection, closes
+# the socket 50 ms later (once they went upstream; the proxy cancels them
+# there, as RST_STREAM would) and reconnects, on 4 connections: no reset
+# was counted, so its requests kept going upstream without a bound. Now
+# the streams a caller leaves open upstream when its connection ends count
+# against its address's --max-resets; once it is spent, what goes upstream
+# is its budget's refill (100 a second, each spent by the close after) and
+# its new connections' probes (one at a time, at most one per 100 ms),
+# and what its 4 connections had upstream when it ran out (100 each): 110
+# a second and 400 (measured about 100 a second; 29,500 in 7.5 s before),
+# counted where the client side lets them go (attacker_sent, above).
+# (Requests still waiting in the queue when their caller's connection
+# closes never go upstream: tests/inproc/conn_test.)
+CR_SECS=8
+cr_spent() { more_than "$(metric "$ADM_C" 'wisp_premature_resets_total{by="peer"}')" 1000; }
+if runs close_reset; then
+  pair cr --max-queued 2048
+  log0=$(log_bytes c_cr s_cr)
+  attack_start cr "$CR_SECS" close-reset --conns 4 --streams 100 --path "/slow?ms=500" --port "$OUT"
+  good_start cr --seconds "$CR_SECS" --timeout 5
+  check "cr: its streams left open upstream count as its premature resets (--max-resets spent)" wait_for 5 cr_spent
+  mid=$(attacker_sent)
+  attack_wait cr
+  good_check cr
+  late=$(($(attacker_sent) - mid))
+  echo "# cr: $(field cr connections) attacker connections, $(field cr sent) requests; $late sent upstream after its budget was spent"
+  if [ "$late" -le $((110 * CR_SECS + 400)) ]; then ok "cr: once spent, its requests sent upstream are bounded ($late)"
+  else not_ok "cr: once spent, its requests sent upstream at most $((110 * CR_SECS + 400))" "$late"; fi
+  after_attack cr $((32 * 1024)) "$log0"
+  end_pair cr
 fi
 
 # --- held streams: more requests that never answer than the pool holds ---
