@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *wisp_oom(void) {
+void *wisp_oom(void) {
   fputs("{\"level\":\"fatal\",\"msg\":\"out of memory\"}\n", stderr);
   abort();
 }

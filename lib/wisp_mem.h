@@ -11,5 +11,8 @@ void *wisp_realloc(void *p, size_t n);
 /* Returns a new copy of |s| (or of its first |len| bytes), NUL-terminated. */
 char *wisp_strdup(const char *s);
 char *wisp_strndup(const char *s, size_t len);
+/* Out of memory met elsewhere (a library's allocation that failed, e.g.
+ * BoringSSL's): logs it and aborts, as the calls above do. */
+void *wisp_oom(void);
 
 #endif

@@ -7,6 +7,8 @@
 
 #include <openssl/err.h>
 
+#include "lib/wisp_mem.h"
+
 /* ---- plain TCP ---- */
 
 static ssize_t plain_result(ssize_t n) {
@@ -20,11 +22,6 @@ static ssize_t plain_write(wisp_transport *t, const uint8_t *buf, size_t len) {
   return plain_result(send(t->fd, buf, len, MSG_NOSIGNAL));
 }
 
-static ssize_t plain_writev(wisp_transport *t, const struct iovec *iov, int iovcnt) {
-  struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-  return plain_result(sendmsg(t->fd, &msg, MSG_NOSIGNAL));
-}
-
 static int plain_handshake(wisp_transport *t) { return WISP_TRANSPORT_DONE; }
 
 static void plain_shutdown(wisp_transport *t) { shutdown(t->fd, SHUT_WR); }
@@ -32,7 +29,7 @@ static void plain_shutdown(wisp_transport *t) { shutdown(t->fd, SHUT_WR); }
 static bool plain_has_pending(const wisp_transport *t) { return false; }
 
 static const wisp_transport_type kPlain = {
-    "tcp", plain_read, plain_write, plain_writev, plain_handshake, plain_shutdown, plain_has_pending,
+    "tcp", plain_read, plain_write, plain_handshake, plain_shutdown, plain_has_pending,
 };
 
 /* ---- TLS ---- */
@@ -68,20 +65,6 @@ static ssize_t tls_write(wisp_transport *t, const uint8_t *buf, size_t len) {
   return tls_result(t, SSL_write(t->ssl, buf, clamp_int(len)), false);
 }
 
-/* One SSL_write per buffer (TLS has no gather write): stops at the first
- * that is short or would block, and says what went before. */
-static ssize_t tls_writev(wisp_transport *t, const struct iovec *iov, int iovcnt) {
-  ssize_t total = 0;
-  for (int i = 0; i < iovcnt; i++) {
-    if (iov[i].iov_len == 0) continue;
-    ssize_t n = tls_write(t, iov[i].iov_base, iov[i].iov_len);
-    if (n < 0) return total > 0 ? total : n;
-    total += n;
-    if ((size_t)n < iov[i].iov_len) break;
-  }
-  return total;
-}
-
 static int tls_handshake(wisp_transport *t) {
   int r = SSL_do_handshake(t->ssl);
   if (r == 1) {
@@ -110,7 +93,7 @@ static void tls_shutdown(wisp_transport *t) {
 static bool tls_has_pending(const wisp_transport *t) { return SSL_has_pending(t->ssl); }
 
 static const wisp_transport_type kTls = {
-    "tls", tls_read, tls_write, tls_writev, tls_handshake, tls_shutdown, tls_has_pending,
+    "tls", tls_read, tls_write, tls_handshake, tls_shutdown, tls_has_pending,
 };
 
 /* ---- lifetime ---- */
@@ -122,15 +105,20 @@ void wisp_transport_init(wisp_transport *t, int fd) {
   t->want_write = false;
 }
 
+/* SSL_set_fd fails only when its socket BIO cannot be allocated. */
+static void ssl_set_fd(SSL *ssl, int fd) {
+  if (!SSL_set_fd(ssl, fd)) wisp_oom();
+}
+
 void wisp_transport_set_fd(wisp_transport *t, int fd) {
   t->fd = fd;
-  if (t->ssl) SSL_set_fd(t->ssl, fd);
+  if (t->ssl) ssl_set_fd(t->ssl, fd);
 }
 
 void wisp_transport_set0_tls(wisp_transport *t, SSL *ssl, bool server) {
   t->type = &kTls;
   t->ssl = ssl;
-  if (t->fd >= 0) SSL_set_fd(ssl, t->fd);
+  if (t->fd >= 0) ssl_set_fd(ssl, t->fd);
   if (server) {
     SSL_set_accept_state(ssl);
   } else {

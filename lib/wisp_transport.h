@@ -24,11 +24,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include <sys/uio.h>
 
 #include "lib/wisp_tls.h"
 
-/* Results of read, write, writev and handshake besides a byte count. */
+/* Results of read, write and handshake besides a byte count. */
 enum {
   WISP_TRANSPORT_DONE = 1,       /* handshake: finished */
   WISP_TRANSPORT_AGAIN = -1,     /* would block: wait until readable, or writable if |want_write| */
@@ -45,8 +44,6 @@ typedef struct {
   ssize_t (*read)(wisp_transport *t, uint8_t *buf, size_t len);
   /* >0 bytes written (maybe fewer than |len|), AGAIN or ERROR; never 0. */
   ssize_t (*write)(wisp_transport *t, const uint8_t *buf, size_t len);
-  /* As write, over |iovcnt| buffers in order (the total may be short). */
-  ssize_t (*writev)(wisp_transport *t, const struct iovec *iov, int iovcnt);
   /* One step of the handshake: DONE, AGAIN or ERROR (the reason is in the
    * SSL's wisp_tls_verify). Plain TCP is DONE at once. */
   int (*handshake)(wisp_transport *t);
@@ -61,9 +58,13 @@ struct wisp_transport {
   const wisp_transport_type *type;
   int fd;          /* owned; -1: none */
   SSL *ssl;        /* owned; NULL for plain TCP */
-  bool want_write; /* TLS: an operation waits for the socket to be writable
-                    * (set by read/write, set or cleared by handshake; the
-                    * owner clears it once it saw the socket writable) */
+  bool want_write; /* TLS: an operation waits for the socket to be writable.
+                    * Each handshake step sets or clears it; read and write
+                    * set it and never clear it: an owner that acts on it
+                    * after the handshake clears it once it saw the socket
+                    * writable (wisp_h2conn does; the L4 tunnel reads it
+                    * only while handshaking, and watches an end for
+                    * writability only while bytes wait for it) */
 };
 
 /* Plain TCP on |fd| (taken; -1: not connected yet, see set_fd). */
@@ -87,9 +88,6 @@ static inline ssize_t wisp_transport_read(wisp_transport *t, uint8_t *buf, size_
 }
 static inline ssize_t wisp_transport_write(wisp_transport *t, const uint8_t *buf, size_t len) {
   return t->type->write(t, buf, len);
-}
-static inline ssize_t wisp_transport_writev(wisp_transport *t, const struct iovec *iov, int iovcnt) {
-  return t->type->writev(t, iov, iovcnt);
 }
 static inline int wisp_transport_handshake(wisp_transport *t) { return t->type->handshake(t); }
 static inline void wisp_transport_shutdown(wisp_transport *t) { t->type->shutdown(t); }
