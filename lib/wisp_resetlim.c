@@ -187,8 +187,8 @@ uint32_t wisp_resetlim_throttle_room(const wisp_resetlim_caller *c, double now) 
   return streams > taken ? streams - taken : 0;
 }
 
-double wisp_resetlim_throttle_wait(const wisp_resetlim_caller *c, double now) {
-  double wait = 0;
+double wisp_resetlim_throttle_wait(const wisp_resetlim_caller *c, double now, double recheck) {
+  double wait = c->throttled ? recheck : 0;
   for (int i = 0; i < WISP_RESETLIM_THROTTLE_STREAMS; i++) {
     double w = c->parked[i] - now;
     if (w > 0 && (wait == 0 || w < wait)) wait = w;

@@ -130,8 +130,13 @@ void wisp_resetlim_throttled_park(wisp_resetlim_caller *c, double now, double ho
  * hold and the places still parked (UINT32_MAX while most of its recent
  * streams ended complete). */
 uint32_t wisp_resetlim_throttle_room(const wisp_resetlim_caller *c, double now);
-/* Seconds from |now| until the next parked place frees (0: none parked). */
-double wisp_resetlim_throttle_wait(const wisp_resetlim_caller *c, double now);
+/* Seconds from |now| until a place may free: the next parked one's end,
+ * or |recheck| while they hold any (0: none held or parked). Held places
+ * are counted per source across all its targets, and a stream's end wakes
+ * only its own target's queue: a connection of the source waiting on
+ * another target (in --transparent, each original port is one) was never
+ * told, and waited for an event of its own target or --queue-timeout. */
+double wisp_resetlim_throttle_wait(const wisp_resetlim_caller *c, double now, double recheck);
 
 /* Upstream streams held by all the caller's connections (wisp-proxy's
  * --max-upstream-per-caller, per source on --inbound). |delta| +1 or -1. */

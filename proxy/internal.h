@@ -190,8 +190,8 @@ struct wisp_stream {
   bool counted_up;            /* counted in its caller's nupstream */
   bool counted_untrusted;     /* ... and in its address's (wisp_conn_upstream_held) */
   bool counted_throttled;     /* ... or in its peer sidecar's throttled ones (the same) */
-  bool premature;             /* its caller ended it early: a premature reset (--max-resets) */
   bool counted_source;        /* ... and in its source's share (--inbound) */
+  bool premature;             /* its caller ended it early: a premature reset (--max-resets) */
   bool grown[2];              /* that side's window raised to WISP_H2_STREAM_WINDOW (charged to the caller) */
   uint64_t taken[2];          /* body bytes from that side taken by the other */
   size_t hdr_held;            /* header and trailer bytes it holds, charged to the process and its caller */

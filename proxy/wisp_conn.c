@@ -249,7 +249,7 @@ bool wisp_conn_over_resets(const wisp_conn *c) {
 double wisp_conn_probe_wait(const wisp_conn *c) {
   if (!untrusted(c)) return 0;
   ev_tstamp now = ev_now(c->px->loop);
-  if (from_peer_sidecar(c)) return wisp_resetlim_throttle_wait(c->caller, now);
+  if (from_peer_sidecar(c)) return wisp_resetlim_throttle_wait(c->caller, now, WISP_RESET_PROBE_INTERVAL);
   return wisp_resetlim_probe_wait(c->caller, now, WISP_RESET_PROBE_INTERVAL);
 }
 

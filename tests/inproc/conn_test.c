@@ -13,7 +13,8 @@
  * handshake holds no HTTP/2 session yet. Drain: GOAWAY, the request in flight completes, then
  * the close. Upstream: an app that is down gets the caller a
  * 503, a connection lost with a request on it a 502, each naming the
- * upstream and the cause. */
+ * upstream and the cause. A throttled peer sidecar's freed place reaches
+ * its connection waiting on another target. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +29,7 @@
 #include <unistd.h>
 
 #include "proxy/internal.h"
+#include "proxy/wisp_proxy.h"
 #include "tests/inproc/fixture.h"
 #include "tests/unit/test_util.h"
 
@@ -376,6 +378,76 @@ static void test_upstream_lost_502(void **state) {
   assert_string_equal(tp_hdr_get(next, ":status"), "200");
 }
 
+/* A peer sidecar over --max-resets is throttled per source, across all
+ * its targets (in --transparent inbound each original port is one): its
+ * connections together hold WISP_RESETLIM_THROTTLE_STREAMS upstream. One
+ * ending frees a place, but wakes only its own target's queue: a
+ * connection of the same source waiting on another target was never told
+ * and waited out --queue-timeout (503). Here both targets reach the same
+ * app; the second is a transparent destination of the inbound listener. */
+static int setup_throttled(void **state) {
+  static const char *const kArgs[] = {"--max-resets", "1", "--queue-timeout", "30"};
+  static const tf_opts kOpts = {.app_hold = true, .args = kArgs, .nargs = 4};
+  return tf_setup_with(state, &kOpts);
+}
+
+static bool other_target_waiting(void *arg) {
+  wisp_target *t = arg;
+  return t->nwaiting == 1;
+}
+
+typedef struct {
+  tf_fixture *f;
+  tp_msg *m;
+  int n;
+} sent_or_answered;
+
+/* The app has |n| requests, or |m| was answered (by the proxy). */
+static bool app_has_or_closed(void *arg) {
+  sent_or_answered *w = arg;
+  return w->f->app->nreqs >= w->n || tp_msg_closed(w->m);
+}
+
+static void test_throttled_source_other_target(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *a = tf_tls_client(f, f->inbound, 40020, FRONTEND_ID, false);
+  assert_non_null(a);
+  /* Two callers behind it: a peer sidecar. Its streams reset: throttled. */
+  const tp_hdr kCaller[2][1] = {{{"x-wisp-caller", "1"}}, {{"x-wisp-caller", "2"}}};
+  tp_msg *reset[3];
+  for (int i = 0; i < 3; i++) reset[i] = tp_client_request(a, "GET", "/reset", kCaller[i % 2], 1, NULL, 0, true);
+  tf_count three = {f, 3};
+  assert_true(tp_run_until(f->loop, tf_app_has, &three, TF_WAIT));
+  for (int i = 0; i < 3; i++) tp_peer_rst(a, reset[i], NGHTTP2_CANCEL);
+  for (int i = 0; i < 3; i++) assert_true(tp_run_until(f->loop, tp_msg_closed, f->app->reqs[i], TF_WAIT));
+  assert_true(f->px.stats.reset_limited[1] > 0);
+  /* Its places, all taken on the inbound listener's target. */
+  for (int i = 0; i < WISP_RESETLIM_THROTTLE_STREAMS; i++)
+    tp_client_request(a, "GET", "/held", kCaller[i % 2], 1, NULL, 0, true);
+  tf_count held = {f, 3 + WISP_RESETLIM_THROTTLE_STREAMS};
+  assert_true(tp_run_until(f->loop, tf_app_has, &held, TF_WAIT));
+  /* The same source, on another target: it waits. */
+  wisp_addr app;
+  char app_str[32];
+  snprintf(app_str, sizeof(app_str), "127.0.0.1:%u", f->app->port);
+  assert_int_equal(wisp_addr_parse(&app, app_str), WISP_OK);
+  wisp_target *own = f->inbound->target, *other = wisp_proxy_target_for(&f->px, &app, false);
+  assert_true(other != own && !other->refuse);
+  f->inbound->target = other;
+  tp_peer *b = tf_tls_client(f, f->inbound, 40021, FRONTEND_ID, false);
+  f->inbound->target = own;
+  assert_non_null(b);
+  tp_msg *m = tp_client_request(b, "GET", "/other", kCaller[0], 1, NULL, 0, true);
+  assert_true(tp_run_until(f->loop, other_target_waiting, other, TF_WAIT));
+  /* One of the held streams completes: its place goes to the waiter. */
+  tp_app_respond(f->app, f->app->reqs[3], 200, "ok", 2);
+  sent_or_answered next = {f, m, held.n + 1};
+  assert_true(tp_run_until(f->loop, app_has_or_closed, &next, TF_WAIT));
+  assert_int_equal(f->app->nreqs, next.n);
+  assert_false(tp_msg_closed(m)); /* not answered 503 by --queue-timeout */
+  assert_string_equal(tp_hdr_get(f->app->reqs[held.n], ":path"), "/other");
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_client_preface_answered, tf_setup_echo, tf_teardown),
@@ -392,6 +464,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_upstream_lost_502, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_drain_finishes_in_flight, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_upstream_down_grpc_unavailable, tf_setup_echo, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_throttled_source_other_target, setup_throttled, tf_teardown),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }

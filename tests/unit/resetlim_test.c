@@ -239,15 +239,17 @@ static void test_throttle_room(void **state) {
   assert_int_equal(WISP_RESETLIM_THROTTLE_STREAMS, wisp_resetlim_throttled(a));
   assert_int_equal(0, wisp_resetlim_throttle_room(a, 0)); /* all taken, by both connections */
   assert_int_equal(0, wisp_resetlim_throttle_room(b, 0));
-  assert_true(wisp_resetlim_throttle_wait(a, 0) == 0); /* none parked: a stream ending wakes them */
-  wisp_resetlim_throttled_add(a, -1);                  /* completed: free at once */
+  /* None parked, all held: a stream's end wakes only its own target, so
+   * the source's waiters on other targets recheck after the interval. */
+  assert_true(wisp_resetlim_throttle_wait(a, 0, 0.1) == 0.1);
+  wisp_resetlim_throttled_add(a, -1); /* completed: free at once */
   assert_int_equal(1, wisp_resetlim_throttle_room(b, 0));
   wisp_resetlim_throttled_add(b, -1); /* reset: parked for 0.1 s */
   wisp_resetlim_throttled_park(b, 1, 0.1);
   assert_int_equal(1, wisp_resetlim_throttle_room(a, 1));
-  assert_true(wisp_resetlim_throttle_wait(a, 1.05) > 0.04 && wisp_resetlim_throttle_wait(a, 1.05) < 0.06);
-  assert_int_equal(2, wisp_resetlim_throttle_room(a, 1.1)); /* its hold is over */
-  assert_true(wisp_resetlim_throttle_wait(a, 1.1) == 0);
+  assert_true(wisp_resetlim_throttle_wait(a, 1.05, 0.1) > 0.04 && wisp_resetlim_throttle_wait(a, 1.05, 0.1) < 0.06);
+  assert_int_equal(2, wisp_resetlim_throttle_room(a, 1.1));     /* its hold is over */
+  assert_true(wisp_resetlim_throttle_wait(a, 1.1, 0.1) == 0.1); /* its hold is over; two still held */
   /* Resets park at most WISP_RESETLIM_THROTTLE_STREAMS places at a time. */
   for (int i = 0; i < 2 * WISP_RESETLIM_THROTTLE_STREAMS; i++) wisp_resetlim_throttled_park(a, 2, 0.1);
   wisp_resetlim_throttled_add(a, -1);
@@ -255,7 +257,8 @@ static void test_throttle_room(void **state) {
   assert_int_equal(0, wisp_resetlim_throttled(a));
   assert_int_equal(0, wisp_resetlim_throttle_room(a, 2.05));
   assert_int_equal(WISP_RESETLIM_THROTTLE_STREAMS, wisp_resetlim_throttle_room(a, 2.1));
-  wisp_resetlim_throttled_add(a, -1); /* never below 0 */
+  assert_true(wisp_resetlim_throttle_wait(a, 2.1, 0.1) == 0); /* none held, none parked */
+  wisp_resetlim_throttled_add(a, -1);                         /* never below 0 */
   assert_int_equal(0, wisp_resetlim_throttled(a));
   wisp_resetlim_release(a, 3);
   wisp_resetlim_release(b, 3);
