@@ -186,7 +186,7 @@ struct wisp_stream {
   uint64_t caller_tag;    /* the original caller behind a peer sidecar's connection (x-wisp-caller), 0: none */
   struct wisp_lane *lane; /* while waiting: its lane in its connection's queue */
   wisp_stream *wait_next, *wait_prev;
-  ev_timer wait_timer;        /* --queue-timeout while waiting */
+  ev_timer wait_timer;        /* --queue-timeout while waiting; after our own answer, its reset */
   bool counted_up;            /* counted in its caller's nupstream */
   bool counted_untrusted;     /* ... and in its address's (wisp_conn_upstream_held) */
   bool counted_throttled;     /* ... or in its peer sidecar's throttled ones (the same) */
@@ -208,8 +208,13 @@ struct wisp_stream {
   bool reset_by_peer;  /* the caller sent RST_STREAM for it */
   bool reset_by_us;    /* we reset the caller's side ourselves (an upstream failure, ...) */
   bool resp_done;      /* the whole response went out to the caller */
-  char peer_id[WISP_SPIFFE_MAX + 1];
-  char error[WISP_TLS_REASON_MAX];
+  bool stop_request;   /* once the response is out, reset the unfinished request (NO_ERROR): ours, or the
+                        * upstream's followed by RST_STREAM(NO_ERROR) */
+  /* The verified peer's SPIFFE ID ("" if none): the copy of the connection
+   * it came from while that one is linked, else peer_id_copy (owned). */
+  const char *peer_id;
+  char *peer_id_copy;
+  char *error;           /* owned: why it failed, NULL while nothing did (set_error in wisp_stream.c) */
   uint64_t down_conn_id; /* for the log, after the connection is gone */
   bool policy_checked;   /* a policy was in force when it started */
   bool denied;

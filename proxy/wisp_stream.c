@@ -1,6 +1,7 @@
 #include "proxy/wisp_stream.h"
 
 #include <assert.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,9 @@
 /* Request bytes we read and drop after a complete response before asking
  * the client to stop sending. */
 #define WISP_DISCARD_BEFORE_RESET (64 * 1024)
+/* Seconds between our own answer to an unfinished request and the
+ * RST_STREAM(NO_ERROR) that ends it (wisp_stream_on_response_sent). */
+#define WISP_STOP_REQUEST_DELAY 0.5
 
 static ssize_t provide_down(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                             nghttp2_data_source *src, void *user_data);
@@ -230,6 +234,20 @@ static void idle_touch(wisp_stream *s) {
 static void reset_side(wisp_stream *s, wisp_side side, uint32_t code);
 static void respond_error(wisp_stream *s, int status, wisp_grpc_status grpc_code, const char *reason);
 
+/* Why the stream failed, for its log line: allocated only when something
+ * fails (a stream held 512 bytes for it, and 2 KiB for a peer ID, before:
+ * 50,000 held streams cost 130 MB for those alone). The last reason wins. */
+static void set_error(wisp_stream *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(wisp_stream *s, const char *fmt, ...) {
+  char why[WISP_TLS_REASON_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof(why), fmt, ap);
+  va_end(ap);
+  free(s->error);
+  s->error = wisp_strdup(why);
+}
+
 static void idle_end(wisp_stream *s, double timeout) {
   char why[WISP_TLS_REASON_MAX];
   snprintf(why, sizeof(why), "stream idle: no byte moved either way for --stream-idle-timeout (%gs)", timeout);
@@ -238,7 +256,7 @@ static void idle_end(wisp_stream *s, double timeout) {
   if (!s->resp_started) {
     respond_error(s, 408, WISP_GRPC_DEADLINE_EXCEEDED, why);
   } else {
-    snprintf(s->error, sizeof(s->error), "%s", why);
+    set_error(s, "%s", why);
     reset_side(s, WISP_DOWN, s->resp_done ? NGHTTP2_NO_ERROR : NGHTTP2_CANCEL);
   }
   reset_side(s, WISP_UP, NGHTTP2_CANCEL);
@@ -282,16 +300,27 @@ static void link_side(wisp_stream *s, wisp_side side, wisp_conn *c, int32_t id) 
   if (side == WISP_UP) count_up(s, true);
 }
 
+/* The peer ID lives in connection |c|, which the stream leaves now: a copy
+ * of its own if it stays linked to the other side (and may outlive |c|).
+ * Unlinked from both, it is freed (maybe_free) before |c| is. */
+static void keep_peer_id(wisp_stream *s, wisp_side side, const wisp_conn *c) {
+  if (s->peer_id != c->io.verify.peer.id || !s->link[WISP_OTHER(side)].conn) return;
+  s->peer_id_copy = wisp_strdup(s->peer_id);
+  s->peer_id = s->peer_id_copy;
+}
+
 static void unlink_side(wisp_stream *s, wisp_side side) {
   wisp_stream_link *l = &s->link[side];
   wisp_conn *c = l->conn;
   if (!c) return;
   if (side == WISP_DOWN) {
-    wisp_pool_dequeue(s);            /* its caller is gone: it never goes upstream */
-    wisp_list_unlink(&s->idle_link); /* nor is it a caller's stream that may idle */
+    wisp_pool_dequeue(s);                       /* its caller is gone: it never goes upstream */
+    wisp_list_unlink(&s->idle_link);            /* nor is it a caller's stream that may idle */
+    ev_timer_stop(c->px->loop, &s->wait_timer); /* nor reset after our answer */
   }
   count_up(s, false);
   budget_unlink(s, side);
+  keep_peer_id(s, side, c);
   if (l->prev) {
     l->prev->link[side].next = l->next;
   } else {
@@ -518,7 +547,7 @@ static void stream_log(const wisp_stream *s) {
     if (s->policy_rule >= 0) wisp_json_int(&j, "rule", s->policy_rule);
     wisp_json_str(&j, "policy_reason", s->policy_reason);
   }
-  if (s->error[0]) wisp_json_str(&j, "error", s->error);
+  if (s->error) wisp_json_str(&j, "error", s->error);
   if (s->reset_code) wisp_json_str(&j, "reset", nghttp2_http2_strerror(s->reset_code));
   if (suppressed) wisp_json_int(&j, "suppressed", (int64_t)suppressed);
   wisp_json_emit(&j);
@@ -533,6 +562,8 @@ static void maybe_free(wisp_stream *s) {
     body_drop(s, (wisp_side)i);
   }
   hdr_charge(s, -(ssize_t)s->hdr_held);
+  free(s->error);
+  free(s->peer_id_copy);
   wisp_list_unlink(&s->idle_link);
   wisp_slab_free(s);
 }
@@ -544,7 +575,9 @@ static void maybe_free(wisp_stream *s) {
 static void respond_error(wisp_stream *s, int status, wisp_grpc_status grpc_code, const char *reason) {
   wisp_conn *down = s->link[WISP_DOWN].conn;
   if (!down || s->resp_started) return;
-  snprintf(s->error, sizeof(s->error), "%s", reason);
+  wisp_pool_dequeue(s); /* answered: it never goes upstream */
+  set_error(s, "%s", reason);
+  s->stop_request = true;
   s->status = s->is_grpc ? 200 : status;
   discard_body(s, WISP_DOWN);
   s->discard_req = true;
@@ -622,7 +655,7 @@ static void upstream_failed(wisp_stream *s, uint32_t code, const char *reason, i
       return;
     }
   }
-  if (reason) snprintf(s->error, sizeof(s->error), "%s", reason);
+  if (reason) set_error(s, "%s", reason);
   reset_side(s, WISP_DOWN, code ? code : NGHTTP2_INTERNAL_ERROR);
 }
 
@@ -653,7 +686,7 @@ wisp_stream *wisp_stream_new(wisp_conn *down, int32_t id) {
   s->grpc_status = -1;
   s->started = ev_time();
   s->down_conn_id = down->id;
-  if (down->io.verify.peer_ok) copy_str(s->peer_id, sizeof(s->peer_id), down->io.verify.peer.id);
+  s->peer_id = down->io.verify.peer_ok ? down->io.verify.peer.id : "";
   link_side(s, WISP_DOWN, down, id);
   wisp_list_push_back(&down->px->idle_streams, &s->idle_link);
   idle_touch(s);
@@ -708,7 +741,7 @@ wisp_err wisp_stream_on_header(wisp_stream *s, wisp_side side, nghttp2_headers_c
      * the stream is reset (INTERNAL_ERROR) and the rest of the block
      * skipped unchecked. */
     if (s->section[side] <= 2 * px->cfg->max_header_list_size) return WISP_OK;
-    snprintf(s->error, sizeof(s->error), "%s: over twice --max-header-list-size, reset", s->hdr_refused[side]);
+    set_error(s, "%s: over twice --max-header-list-size, reset", s->hdr_refused[side]);
     return WISP_ERR_TOO_BIG;
   }
   if (s->section[side] > px->cfg->max_header_list_size) {
@@ -941,8 +974,11 @@ void wisp_stream_send_upstream(wisp_stream *s, wisp_conn *up) {
 static void start_response(wisp_stream *s) {
   wisp_conn *up = s->link[WISP_UP].conn;
   wisp_conn *down = s->link[WISP_DOWN].conn;
-  if (s->dir == WISP_DIR_OUTBOUND && up && up->io.verify.peer_ok)
-    copy_str(s->peer_id, sizeof(s->peer_id), up->io.verify.peer.id);
+  if (s->dir == WISP_DIR_OUTBOUND && up && up->io.verify.peer_ok) {
+    free(s->peer_id_copy);
+    s->peer_id_copy = NULL;
+    s->peer_id = up->io.verify.peer.id;
+  }
   if (!down || s->resp_started) return;
   nghttp2_data_provider prd = {.source.ptr = s, .read_callback = provide_down};
   const wisp_hdrs *h = &s->hdrs[WISP_UP];
@@ -974,7 +1010,7 @@ static void section_refused(wisp_stream *s, wisp_side side, bool end_stream) {
   s->eof[side] = s->eof[side] || end_stream || !first;
   if (side == WISP_DOWN && first && budget) {
     s->target->px->stats.streams_refused++;
-    snprintf(s->error, sizeof(s->error), "%s", why);
+    set_error(s, "%s", why);
     reset_side(s, WISP_DOWN, NGHTTP2_REFUSED_STREAM);
     return;
   }
@@ -996,7 +1032,7 @@ static void section_refused(wisp_stream *s, wisp_side side, bool end_stream) {
     reset_side(s, WISP_UP, NGHTTP2_CANCEL); /* our answer ended the response (eof[UP]): no reset comes back down */
     return;
   }
-  snprintf(s->error, sizeof(s->error), "%s", msg);
+  set_error(s, "%s", msg);
   reset_side(s, WISP_UP, NGHTTP2_CANCEL);
   reset_side(s, WISP_DOWN, side == WISP_UP ? NGHTTP2_INTERNAL_ERROR : NGHTTP2_ENHANCE_YOUR_CALM);
 }
@@ -1102,17 +1138,43 @@ static ssize_t provide_up(nghttp2_session *session, int32_t id, uint8_t *buf, si
 
 /* ---- endings ---- */
 
+static void on_stop_request(struct ev_loop *loop, ev_timer *w, int revents) {
+  wisp_stream *s = w->data;
+  if (!s->eof[WISP_DOWN]) reset_side(s, WISP_DOWN, NGHTTP2_NO_ERROR);
+}
+
+/* The response went out complete and it was our own answer (503 queue
+ * full, 403, 408, ...) or the upstream's followed by RST_STREAM(NO_ERROR):
+ * the caller's unfinished request ends with RST_STREAM(NO_ERROR) (RFC 9113
+ * 8.1), which closes the stream and frees it, where a silent caller's
+ * stream was held for --stream-idle-timeout (50,000 silent POSTs answered
+ * 503 held 490 MB). Not at once: curl 7.88 fails the transfer (error 92,
+ * the answer lost) when the reset comes in the same read as the answer
+ * while it still sends, even if its first body byte had not reached us
+ * when the answer left. The HTTP/1 gateway's caller gets connection: close
+ * instead. */
+static void stop_request_soon(wisp_stream *s) {
+  wisp_conn *down = s->link[WISP_DOWN].conn;
+  if (!down || down->h1_gateway || s->waiting || s->eof[WISP_DOWN] || ev_is_active(&s->wait_timer)) return;
+  ev_timer_init(&s->wait_timer, on_stop_request, WISP_STOP_REQUEST_DELAY, 0);
+  s->wait_timer.data = s;
+  ev_timer_start(down->px->loop, &s->wait_timer);
+}
+
 void wisp_stream_on_response_sent(wisp_stream *s) {
   s->resp_done = true;
+  body_drop(s, WISP_UP); /* all sent: its storage (4 KiB or more) goes now, not with the stream */
   /* A complete response while the request is still arriving: drop the rest
    * of the request. A small remainder (already in flight) is read and
    * thrown away, since some clients take an immediate RST_STREAM as a
    * failure even with NO_ERROR; a client that keeps uploading past the
-   * limit is asked to stop (RFC 9113, 8.1). */
+   * limit is asked to stop (RFC 9113, 8.1), and one that sends nothing more
+   * is asked soon after an answer that said stop (stop_request_soon). */
   if (!s->eof[WISP_DOWN]) {
     s->discard_req = true;
     discard_body(s, WISP_DOWN);
     s->discard_until = s->bytes[WISP_DOWN] + WISP_DISCARD_BEFORE_RESET;
+    if (s->stop_request) stop_request_soon(s);
   }
 }
 
@@ -1157,7 +1219,14 @@ void wisp_stream_on_close(wisp_stream *s, wisp_side side, uint32_t error_code) {
   if (side == WISP_DOWN) count_premature(s, error_code);
   unlink_side(s, side);
   if (side == WISP_UP) {
-    if (!s->eof[WISP_UP]) upstream_failed(s, error_code, NULL, 0);
+    if (!s->eof[WISP_UP]) {
+      upstream_failed(s, error_code, NULL, 0);
+    } else if (error_code == NGHTTP2_NO_ERROR && !s->eof[WISP_DOWN]) {
+      /* It answered and asked us to stop sending (a peer sidecar's own
+       * answer): so do we, once the answer went out. */
+      s->stop_request = true;
+      if (s->resp_done) stop_request_soon(s);
+    }
   } else {
     down_gone(s, error_code);
   }

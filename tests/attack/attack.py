@@ -48,8 +48,10 @@ client beside it), not the attacker. NAMEs:
   invalid       a catalogue of protocol violations, each on a new connection
   stall         --conns connections, each opening --streams POSTs to --path
                 (HEADERS without END_STREAM), then sending nothing; reports
-                how each stream was answered (its :status, or a reset) and
-                when the last answer came
+                how each stream was answered (its :status, or a reset),
+                when the last answer came, how many complete answers were
+                followed by RST_STREAM(NO_ERROR) and how many streams were
+                reset with an error code
   drip          one POST to --path whose body is 1 byte every --interval s
                 until --seconds, then its end; reports the answer's status,
                 body and whether the stream was reset (an active stream)
@@ -456,6 +458,8 @@ class AnswerReader(wire.Reader):
         self.when = {}  # stream id -> time.monotonic() of its answer
         self.body = {}  # stream id -> DATA bytes
         self.ended = set()  # streams ended by END_STREAM or RST_STREAM
+        self.complete = set()  # streams whose answer ended with END_STREAM
+        self.rst = {}  # stream id -> error code of its RST_STREAM
 
     def _answered(self, sid, what):
         if sid not in self.answer:
@@ -476,6 +480,8 @@ class AnswerReader(wire.Reader):
         elif ftype == wire.RST_STREAM:
             self._answered(sid, "reset")
             self.ended.add(sid)
+            if len(payload) >= 4:
+                self.rst[sid] = int.from_bytes(payload[:4], "big")
         elif ftype == wire.DATA:
             self.body[sid] = self.body.get(sid, b"") + payload
         if ftype in (wire.HEADERS, wire.CONTINUATION) and flags & wire.END_HEADERS:
@@ -485,6 +491,8 @@ class AnswerReader(wire.Reader):
                 self._answered(sid, fields[":status"])
         if ftype in (wire.DATA, wire.HEADERS) and flags & wire.END_STREAM:
             self.ended.add(sid)
+            if sid not in self.rst:
+                self.complete.add(sid)
 
 
 def stall(args):
@@ -500,17 +508,22 @@ def stall(args):
             if not wire.drain(s, readers[s], 0.0):
                 alive.remove(s)
         time.sleep(min(0.1, max(0.0, dl.left())))
-    seen, last = {}, 0.0
+    seen, last, then_no_error, rst_error = {}, 0.0, 0, 0
     for rd in readers.values():
         for sid in sids:
             what = rd.answer.get(sid, "none")
             seen[what] = seen.get(what, 0) + 1
             if sid in rd.when:
                 last = max(last, rd.when[sid] - t0)
+            if sid in rd.complete and rd.rst.get(sid) == wire.NO_ERROR:
+                then_no_error += 1
+            elif rd.rst.get(sid, wire.NO_ERROR) != wire.NO_ERROR:
+                rst_error += 1
     for s in socks:
         wire.close(s)
     report("stall", conns=len(socks), streams=len(socks) * args.streams, refused=refused,
-           last_answer_s=f"{last:.1f}", **{f"answer_{k}": v for k, v in sorted(seen.items())})
+           last_answer_s=f"{last:.1f}", complete_then_rst_no_error=then_no_error, rst_with_error=rst_error,
+           **{f"answer_{k}": v for k, v in sorted(seen.items())})
 
 
 def drip(args):

@@ -381,6 +381,41 @@ static void test_early_response_then_long_upload_stopped(void **state) {
   free(rest);
 }
 
+/* Requests in progress (wisp_streams_open). */
+static uint64_t streams_open(const tf_fixture *f) {
+  uint64_t finished = 0;
+  for (int d = 0; d < 2; d++)
+    for (int i = 0; i < WISP_STATUS_CLASSES; i++) finished += f->px.stats.finished[d][i];
+  return f->px.stats.requests - finished;
+}
+
+/* A request the proxy answers itself (431) while its caller has not
+ * finished it (HEADERS without END_STREAM, then silence): the whole answer,
+ * then RST_STREAM(NO_ERROR) within a few seconds, and the proxy's stream is
+ * gone, not held for --stream-idle-timeout (300 s). */
+static void test_own_answer_then_stop(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 41014);
+  tp_hdr *extra = calloc(3, sizeof(*extra));
+  for (int i = 0; i < 3; i++) {
+    snprintf(extra[i].name, sizeof(extra[i].name), "x-big-%d", i);
+    memset(extra[i].value, 'h', 500);
+  }
+  tp_msg *m = tp_client_request(c, "POST", "/big", extra, 3, NULL, 0, false);
+  free(extra);
+  assert_true(tp_run_until(f->loop, response_ended, m, TF_WAIT));
+  assert_string_equal(tp_hdr_get(m, ":status"), "431");
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, 3.0));
+  assert_true(m->rst_received);
+  assert_int_equal(m->close_code, NGHTTP2_NO_ERROR);
+  static const char kWhy[] =
+      "request headers refused: header section larger than --max-header-list-size (1024 bytes)\n";
+  assert_int_equal(m->body_len, sizeof(kWhy) - 1);
+  assert_memory_equal(m->body, kWhy, sizeof(kWhy) - 1);
+  tp_run_for(f->loop, 2); /* its close reaches the proxy's stream */
+  assert_int_equal(streams_open(f), 0);
+}
+
 /* ---- --stream-idle-timeout (0.4 s here: a sweep every 0.1 s) ---- */
 
 static int setup_idle(void **state) {
@@ -488,6 +523,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_early_response_then_long_upload_stopped, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_app_reset_mid_response, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_header_section_too_large, setup_small_headers, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_own_answer_then_stop, setup_small_headers, tf_teardown),
       cmocka_unit_test_setup_teardown(test_idle_request_408, setup_idle, tf_teardown),
       cmocka_unit_test_setup_teardown(test_idle_grpc_deadline, setup_idle, tf_teardown),
       cmocka_unit_test_setup_teardown(test_idle_response_reset, setup_idle, tf_teardown),

@@ -9,7 +9,7 @@
 # (python3-h2). Each attack is at most 15 s.
 #
 # WISP_ATTACKS="rapid_reset made_you_reset pooled_resets young_pool shared_source svid_resets svid_conns forged_caller probe_hold conn_errors ce_pooled close_reset held_streams
-# idle_streams zero_window header_hold fairness idle_connections fd_exhaustion guards"
+# idle_streams answered_stalls zero_window header_hold fairness idle_connections fd_exhaustion guards"
 # picks some (default: all).
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
 WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
@@ -40,8 +40,9 @@ start_app app "$APP_PORT" || { not_ok "the app starts"; finish; }
 
 # pair NAME FLAGS...: a fresh server-side (s_NAME) and client-side (c_NAME)
 # proxy with admin ports; FLAGS go to both, the array S_ONLY to s_NAME
-# alone. Sets OUT IN ADM_S ADM_C.
+# alone, C_ONLY to c_NAME alone. Sets OUT IN ADM_S ADM_C.
 S_ONLY=()
+C_ONLY=()
 pair() {
   local n=$1
   shift
@@ -50,7 +51,8 @@ pair() {
     --inbound "127.0.0.1:$IN" --app "127.0.0.1:$APP_PORT" --admin "127.0.0.1:$ADM_S" --drain-timeout 2 "$@" \
     ${S_ONLY[@]+"${S_ONLY[@]}"}
   start_proxy "c_$n" --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" \
-    --route "127.0.0.1:$OUT=127.0.0.1:$IN,id=$TD/ns/shop/sa/orders" --admin "127.0.0.1:$ADM_C" --drain-timeout 2 "$@"
+    --route "127.0.0.1:$OUT=127.0.0.1:$IN,id=$TD/ns/shop/sa/orders" --admin "127.0.0.1:$ADM_C" --drain-timeout 2 "$@" \
+    ${C_ONLY[@]+"${C_ONLY[@]}"}
   wait_port "$IN" && wait_port "$OUT" && wait_port "$ADM_S" && wait_port "$ADM_C"
 }
 pid_of() { eval "echo \${PID_$1:-}"; }
@@ -67,6 +69,7 @@ metric() { # metric ADMIN_PORT NAME: the value of an unlabelled metric
 field() { sed -n "s/.* $2=\([0-9]*\).*/\1/p" "$WORK/attack_$1.out"; } # field ATTACK KEY: from its summary
 more_than() { [ "${1:-0}" -gt "$2" ] 2>/dev/null; }
 streams_at_most() { [ "$(metric "$1" wisp_streams_open)" -le "$2" ] 2>/dev/null; }
+more_than_metric() { more_than "$(metric "$1" "$2")" "$3"; } # more_than_metric ADMIN_PORT NAME N
 
 # good_start NAME ARGS...: the good client in the background against $OUT.
 good_start() {
@@ -575,6 +578,66 @@ if runs idle_streams; then
   good_check isi
   after_attack isi $((48 * 1024)) "$log0"
   end_pair isi
+fi
+
+# --- stalled requests the proxy answers itself: 50 connections x 100 ---
+# Silent POSTs (HEADERS without END_STREAM, then nothing) that the proxy
+# answers itself, here 503 for --max-queued, kept their request side open
+# until --stream-idle-timeout (300 s) reset them: 500 such connections held
+# 492 MB. Now each answer is followed, 0.5 s after it went out, by
+# RST_STREAM(NO_ERROR), and the stream is freed: only the 50 that hold an
+# upstream stream (--max-upstream-per-caller 1 on the attacked side) stay.
+# Without the fix: 0 of 4,950 answers followed by a reset, 5,000 streams
+# open until the attack ends, peak RSS 57 MB (33 to 45 MB with it).
+# The same when the peer sidecar answers (asp: its own 503s, one app
+# stream per source there) and resets with NO_ERROR: the calling sidecar
+# passes the reset on once the answer is out, and frees the stream (before:
+# 499 held there until the idle timeout).
+as_checks() {
+  local answered
+  answered=$(field as answer_503)
+  expect_eq "as: every stream beyond the 50 held upstream was answered 503 (at once or after --queue-timeout)" \
+    "503=4950 none=50" "503=$answered none=$(field as answer_none)"
+  expect_eq "as: ... each answer complete (END_STREAM), then RST_STREAM(NO_ERROR)" "$answered" \
+    "$(field as complete_then_rst_no_error)"
+  expect_eq "as: ... and no stream reset with an error code" 0 "$(field as rst_with_error)"
+}
+if runs answered_stalls; then
+  C_ONLY=(--max-upstream-per-caller 1 --max-queued 16 --queue-timeout 1)
+  pair as
+  C_ONLY=()
+  log0=$(log_bytes c_as s_as)
+  attack_start as 8 stall --conns 50 --streams 100 --path /sha256 --port "$OUT"
+  good_start as --seconds 4 --timeout 3
+  # 4,934 answered at once, 16 after --queue-timeout 1 s, each reset 0.5 s
+  # after its answer: the 50 held upstream (and the good client's) remain.
+  check "as: the proxy answered 4,950 of the stalled streams" wait_for 10 more_than_metric "$ADM_C" \
+    wisp_error_responses_total 4949
+  check "as: wisp_streams_open back to about the 50 held upstream within 3 s, not after --stream-idle-timeout" \
+    wait_for 3 streams_at_most "$ADM_C" 55
+  attack_wait as
+  as_checks
+  good_check as
+  # One request line per answered stream (~400 bytes): what every request costs.
+  LOG_MAX=$((4 * 1024 * 1024)) after_attack as $((48 * 1024)) "$log0"
+  end_pair as
+
+  S_ONLY=(--max-upstream-per-caller 1 --max-queued 16 --queue-timeout 1)
+  pair asp
+  S_ONLY=()
+  attack_start asp 6 stall --conns 5 --streams 100 --path /sha256 --port "$OUT"
+  # One app stream per caller there (a caller per pooled connection of the
+  # calling sidecar: up to its 4), the rest answered.
+  check "asp: the peer sidecar answered at least 492 of 500 stalled streams" wait_for 10 more_than_metric "$ADM_S" \
+    wisp_error_responses_total 491
+  check "asp: the calling sidecar's wisp_streams_open back to the few held upstream within 3 s" \
+    wait_for 3 streams_at_most "$ADM_C" 8
+  attack_wait asp
+  a=$(field asp answer_503)
+  expect_eq "asp: the caller got each 503 complete, then RST_STREAM(NO_ERROR), no other reset; the rest held" \
+    "then_no_error=$a with_error=0 total=500" "then_no_error=$(field asp complete_then_rst_no_error) \
+with_error=$(field asp rst_with_error) total=$((a + $(field asp answer_none)))"
+  end_pair asp
 fi
 
 # --- zero-window reader: 3 connections x 256 streams of 16 MiB, window 0 ---
