@@ -15,19 +15,22 @@
 struct wisp_resetlim_caller {
   wisp_resetlim *rl;
   wisp_connlimit_key key;
-  uint32_t holders;                              /* connections holding it; 0: on the idle list */
-  double tokens;                                 /* resets it may make; below 0: its debt */
-  double last;                                   /* time of the last refill */
-  double win_start;                              /* the current counting window began */
-  uint32_t completed, resets;                    /* streams that ended so, in the current window */
-  uint32_t prev_completed, prev_resets;          /* in the window before */
-  bool shared;                                   /* a peer sidecar (wisp_resetlim_mark_shared) */
-  uint32_t untrusted;                            /* upstream streams (wisp_resetlim_untrusted_add) */
-  double untrusted_at;                           /* when the last of them started (-1: never) */
-  uint32_t upstream;                             /* upstream streams, all (wisp_resetlim_upstream_add) */
-  uint32_t throttled;                            /* a peer sidecar's, throttled (wisp_resetlim_throttled_add) */
-  double parked[WISP_RESETLIM_THROTTLE_STREAMS]; /* until when each place stays taken (past: free) */
-  wisp_resetlim_caller *next;                    /* in its chain */
+  uint32_t holders;                                 /* connections holding it; 0: on the idle list */
+  double tokens;                                    /* resets it may make; below 0: its debt */
+  double last;                                      /* time of the last refill */
+  double win_start;                                 /* the current counting window began */
+  uint32_t completed, resets;                       /* streams that ended so, in the current window */
+  uint32_t prev_completed, prev_resets;             /* in the window before */
+  bool shared;                                      /* a peer sidecar (wisp_resetlim_mark_shared) */
+  uint32_t untrusted;                               /* upstream streams (wisp_resetlim_untrusted_add) */
+  double untrusted_at;                              /* when the last of them started (-1: never) */
+  uint32_t upstream;                                /* upstream streams, all (wisp_resetlim_upstream_add) */
+  uint32_t throttled;                               /* a peer sidecar's, throttled (wisp_resetlim_throttled_add) */
+  double parked[WISP_RESETLIM_THROTTLE_STREAMS];    /* until when each place stays taken (past: free) */
+  double lines_at[WISP_RESETLIM_LINE_KINDS];        /* the current window of its request lines began */
+  uint32_t lines[WISP_RESETLIM_LINE_KINDS];         /* lines written in it */
+  uint64_t lines_dropped[WISP_RESETLIM_LINE_KINDS]; /* dropped since the last one written */
+  wisp_resetlim_caller *next;                       /* in its chain */
   wisp_resetlim_caller *idle_next, *idle_prev;
 };
 
@@ -199,6 +202,23 @@ double wisp_resetlim_throttle_wait(const wisp_resetlim_caller *c, double now, do
 void wisp_resetlim_upstream_add(wisp_resetlim_caller *c, int delta) { count(&c->upstream, delta); }
 
 uint32_t wisp_resetlim_upstream(const wisp_resetlim_caller *c) { return c->upstream; }
+
+bool wisp_resetlim_line_pass(wisp_resetlim_caller *c, wisp_resetlim_line kind, double now, uint32_t burst,
+                             double window, uint64_t *dropped) {
+  *dropped = 0;
+  if (now >= c->lines_at[kind] + window || now < c->lines_at[kind]) {
+    c->lines_at[kind] = now;
+    c->lines[kind] = 0;
+  }
+  if (c->lines[kind] >= burst) {
+    c->lines_dropped[kind]++;
+    return false;
+  }
+  c->lines[kind]++;
+  *dropped = c->lines_dropped[kind];
+  c->lines_dropped[kind] = 0;
+  return true;
+}
 
 /* ---- records ---- */
 

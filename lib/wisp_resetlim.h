@@ -143,6 +143,20 @@ double wisp_resetlim_throttle_wait(const wisp_resetlim_caller *c, double now, do
 void wisp_resetlim_upstream_add(wisp_resetlim_caller *c, int delta);
 uint32_t wisp_resetlim_upstream(const wisp_resetlim_caller *c);
 
+/* Request lines of the answers wisp-proxy makes itself to the caller,
+ * bounded per caller (the source address): one caller overflowing
+ * --max-queued got a 503 and a line for each refusal, 77 MB of log in
+ * 8 s. ANSWER: 503/408/400/431/502 and the like; DENIAL: policy
+ * refusals, security-relevant, so bounded apart and more loosely (a
+ * flood of answers does not hide a denial). */
+typedef enum { WISP_RESETLIM_LINE_ANSWER, WISP_RESETLIM_LINE_DENIAL, WISP_RESETLIM_LINE_KINDS } wisp_resetlim_line;
+/* Whether the caller may have one more line of |kind| at |now|: at most
+ * |burst| per |window| seconds. True: |*dropped| is how many were dropped
+ * since its last line (for that line to say), and the count starts again;
+ * false: this one is dropped and counted. */
+bool wisp_resetlim_line_pass(wisp_resetlim_caller *c, wisp_resetlim_line kind, double now, uint32_t burst,
+                             double window, uint64_t *dropped);
+
 /* Records in the table, held or kept. */
 size_t wisp_resetlim_callers(const wisp_resetlim *rl);
 

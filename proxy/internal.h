@@ -192,7 +192,9 @@ struct wisp_stream {
   bool counted_throttled;     /* ... or in its peer sidecar's throttled ones (the same) */
   bool counted_source;        /* ... and in its source's share (--inbound) */
   bool premature;             /* its caller ended it early: a premature reset (--max-resets) */
+  bool line_dropped;          /* our own answer's request line, over its source's bound (wisp_conn_answer_line) */
   bool grown[2];              /* that side's window raised to WISP_H2_STREAM_WINDOW (charged to the caller) */
+  uint64_t lines_dropped;     /* written, how many of its source's lines it follows (line_dropped) */
   uint64_t taken[2];          /* body bytes from that side taken by the other */
   size_t hdr_held;            /* header and trailer bytes it holds, charged to the process and its caller */
   size_t section[2];          /* bytes of the header section arriving on that side (--max-header-list-size) */

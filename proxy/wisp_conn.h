@@ -68,6 +68,11 @@ int wisp_conn_upstream_share(const wisp_conn *c);
 /* A waiting request of |c| is held back by its caller's --max-resets
  * budget, not by --max-upstream-per-caller (for its 503's reason). */
 bool wisp_conn_over_resets(const wisp_conn *c);
+/* Whether the request line of an answer wisp makes itself to caller |c|
+ * (|denial|: a policy refusal) is written: bounded per source address
+ * (wisp_resetlim_line_pass). True: |*dropped| of its lines were dropped
+ * since the last one. */
+bool wisp_conn_answer_line(wisp_conn *c, bool denial, uint64_t *dropped);
 /* Seconds until |c|'s address may send a probe upstream (0: now). */
 double wisp_conn_probe_wait(const wisp_conn *c);
 /* Stream |s| of caller connection |c| starts (|holds|) or stops holding an

@@ -498,10 +498,17 @@ static int grpc_status_of(const wisp_stream *s, const char **junk) {
  * Every request still counts in /metrics. */
 #define WISP_RESET_LOG_BURST 20
 #define WISP_RESET_LOG_WINDOW 1.0
+/* Lines of the answers we make ourselves (503, 408, 4xx refusals; not
+ * policy denials), all sources together, beside each source's bound
+ * (wisp_conn_answer_line): many sources do not make a flood either. */
+#define WISP_ANSWER_LOG_BURST_ALL 100
 
 static void stream_log(const wisp_stream *s) {
   static wisp_log_limit reset_lines =
       WISP_LOG_LIMIT_INIT("request lines of streams ended before a response", WISP_RESET_LOG_BURST,
+                          WISP_RESET_LOG_WINDOW, WISP_LOG_TO_STDOUT);
+  static wisp_log_limit answer_lines =
+      WISP_LOG_LIMIT_INIT("request lines of answers the proxy made itself", WISP_ANSWER_LOG_BURST_ALL,
                           WISP_RESET_LOG_WINDOW, WISP_LOG_TO_STDOUT);
   const char *grpc_junk;
   int grpc = grpc_status_of(s, &grpc_junk);
@@ -517,9 +524,13 @@ static void stream_log(const wisp_stream *s) {
                              .bytes_in = s->bytes[WISP_DOWN],
                              .bytes_out = s->bytes[WISP_UP]};
   wisp_metrics_request_done(s->target->px->metrics, &mr);
-  uint64_t suppressed = 0;
+  uint64_t suppressed = 0, answers_suppressed = 0;
+  if (s->line_dropped) return; /* our own answer, over its source's bound */
   if ((status == 0 || s->hdr_refused[WISP_DOWN]) && !wisp_log_limit_pass(&reset_lines, wisp_log_now(), &suppressed))
     return;
+  /* and over all sources (a summary line says how many were dropped) */
+  if (s->status && !s->denied && !wisp_log_limit_pass(&answer_lines, wisp_log_now(), &answers_suppressed)) return;
+  suppressed += answers_suppressed + s->lines_dropped;
   wisp_json j;
   wisp_json_begin(&j, "request");
   wisp_json_str(&j, "direction", s->dir == WISP_DIR_INBOUND ? "inbound" : "outbound");
@@ -579,6 +590,7 @@ static void respond_error(wisp_stream *s, int status, wisp_grpc_status grpc_code
   set_error(s, "%s", reason);
   s->stop_request = true;
   s->status = s->is_grpc ? 200 : status;
+  s->line_dropped = !wisp_conn_answer_line(down, s->denied, &s->lines_dropped);
   discard_body(s, WISP_DOWN);
   s->discard_req = true;
   /* A response to HEAD has no content (RFC 9110 9.3.2; nghttp2 and curl

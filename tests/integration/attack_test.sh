@@ -8,7 +8,7 @@
 # tests/attack/attack.py (raw frames), the good client good_client.py
 # (python3-h2). Each attack is at most 15 s.
 #
-# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets young_pool shared_source svid_resets svid_conns forged_caller probe_hold conn_errors ce_pooled close_reset held_streams
+# WISP_ATTACKS="rapid_reset made_you_reset pooled_resets young_pool shared_source svid_resets svid_conns forged_caller probe_hold conn_errors ce_pooled close_reset held_streams queue_flood
 # idle_streams answered_stalls zero_window header_hold fairness idle_connections fd_exhaustion guards"
 # picks some (default: all).
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
@@ -528,6 +528,49 @@ if runs held_streams; then
   pair hs --pool-size 1 --queue-timeout 1
   GOOD_ARGS=(--seconds 6 --timeout 3 --allow-503 --workers 40)
   AFTER=hs_reason beside hs 12 1 64 hold --conns 2 --streams 256 --path "/slow?ms=60000"
+fi
+
+# --- a caller overflowing --max-queued: a 503 for each, a line for few ---
+# A workload with a valid SVID, from a pod of its own (127.0.0.2), keeps
+# 400 requests of 1 s in flight straight on --inbound: 20 go upstream
+# (--max-upstream-per-caller), 8 wait (--max-queued), every other one is
+# answered 503 at once and sent again. One request-log line per 503 wrote
+# 77 MB in 8 s; the lines of wisp's own answers are now bounded per source
+# (10 a second, each written one saying how many of its source's were
+# dropped), while /metrics counts every answer and the good client beside
+# it (another source, served by the app) has every line.
+qf_metric() { metric "$ADM_S" wisp_error_responses_total; }
+qf_refusing() { more_than "$(qf_metric)" 1000; }
+if runs queue_flood; then
+  S_ONLY=(--max-queued 8 --max-upstream-per-caller 20)
+  pair qf
+  S_ONLY=()
+  log0=$(log_bytes c_qf s_qf)
+  lines0=$(grep -c '"status":503' "$WORK/s_qf.out")
+  attack_start qf 6 busy --conns 4 --streams 100 --path "/slow?ms=1000" --port "$IN" --source 127.0.0.2 \
+    --tls "$p/frontend.crt" "$p/frontend.key" "$p/ca/ca.crt"
+  check "qf: the caller overflows --max-queued (503s counted in /metrics)" wait_for 5 qf_refusing
+  good_start qf --seconds 4 --timeout 3
+  good_check qf
+  attack_wait qf
+  refused=$(qf_metric)
+  lines=$(($(grep -c '"status":503' "$WORK/s_qf.out") - lines0))
+  served=$(metric "$ADM_S" wisp_upstream_requests_total)
+  ended=$(field qf ended)
+  echo "# qf: $refused answers in /metrics, $lines 503 lines, $ended attacker requests ended, $served sent upstream"
+  if [ "${refused:-0}" -ge $((${ended:-0} - ${served:-0})) ] && [ "${refused:-0}" -gt 1000 ]; then
+    ok "qf: /metrics counts every 503 ($refused, of $ended ended, $served sent upstream)"
+  else not_ok "qf: /metrics counts every 503 (at least $((${ended:-0} - ${served:-0})))" "${refused:-none}"; fi
+  if [ "$lines" -gt 0 ] && [ $((lines * 20)) -lt "${refused:-0}" ]; then
+    ok "qf: few of the 503s have a line ($lines of $refused)"
+  else not_ok "qf: under 1 in 20 of the 503s has a line" "$lines of ${refused:-0}"; fi
+  check "qf: a written line says how many of its source's were dropped" \
+    grep -q '"status":503.*"suppressed":[1-9]' "$WORK/s_qf.out"
+  good_ok=$(sed -n 's/.* ok=\([0-9]*\).*/\1/p' "$WORK/good_qf.out")
+  good_lines=$(grep '"direction":"inbound"' "$WORK/s_qf.out" | grep -c '"path":"/".*"status":200')
+  expect_eq "qf: every request of the good client has its line on the server side" "${good_ok:-none}" "$good_lines"
+  after_attack qf $((64 * 1024)) "$log0"
+  end_pair qf
 fi
 
 # --- idle streams: HEADERS without END_STREAM, then nothing ---

@@ -265,13 +265,47 @@ static void test_throttle_room(void **state) {
   wisp_resetlim_free(rl);
 }
 
+/* Request lines of wisp's own answers: |burst| per window per caller and
+ * kind; the dropped are counted for the next line written. */
+static void test_line_pass(void **state) {
+  (void)state;
+  wisp_resetlim *rl = wisp_resetlim_new(10, 10);
+  wisp_connlimit_key k = key_v4("10.0.0.9"), other = key_v4("10.0.0.10");
+  wisp_resetlim_caller *a = wisp_resetlim_hold(rl, &k, 100), *b = wisp_resetlim_hold(rl, &other, 100);
+  uint64_t dropped = 99;
+  for (int i = 0; i < 3; i++) {
+    assert_true(wisp_resetlim_line_pass(a, WISP_RESETLIM_LINE_ANSWER, 100, 3, 1.0, &dropped));
+    assert_int_equal(0, dropped);
+  }
+  for (int i = 0; i < 5; i++)
+    assert_false(wisp_resetlim_line_pass(a, WISP_RESETLIM_LINE_ANSWER, 100.5, 3, 1.0, &dropped));
+  /* Another caller, and the same caller's denials, have bounds of their own. */
+  assert_true(wisp_resetlim_line_pass(b, WISP_RESETLIM_LINE_ANSWER, 100.5, 3, 1.0, &dropped));
+  assert_true(wisp_resetlim_line_pass(a, WISP_RESETLIM_LINE_DENIAL, 100.5, 3, 1.0, &dropped));
+  assert_int_equal(0, dropped);
+  /* The next window: a line again, saying how many were dropped. */
+  assert_true(wisp_resetlim_line_pass(a, WISP_RESETLIM_LINE_ANSWER, 101, 3, 1.0, &dropped));
+  assert_int_equal(5, dropped);
+  assert_true(wisp_resetlim_line_pass(a, WISP_RESETLIM_LINE_ANSWER, 101, 3, 1.0, &dropped));
+  assert_int_equal(0, dropped);
+  wisp_resetlim_release(a, 102);
+  wisp_resetlim_release(b, 102);
+  wisp_resetlim_free(rl);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_budget_then_over),     cmocka_unit_test(test_reconnect_keeps_debt),
-      cmocka_unit_test(test_low_ratio_never_over), cmocka_unit_test(test_refills_at_rate),
-      cmocka_unit_test(test_debt_bounded),         cmocka_unit_test(test_records_bounded),
-      cmocka_unit_test(test_connections_share),    cmocka_unit_test(test_shared_is_per_source),
-      cmocka_unit_test(test_untrusted_room),       cmocka_unit_test(test_throttle_room),
+      cmocka_unit_test(test_budget_then_over),
+      cmocka_unit_test(test_reconnect_keeps_debt),
+      cmocka_unit_test(test_low_ratio_never_over),
+      cmocka_unit_test(test_refills_at_rate),
+      cmocka_unit_test(test_debt_bounded),
+      cmocka_unit_test(test_records_bounded),
+      cmocka_unit_test(test_connections_share),
+      cmocka_unit_test(test_shared_is_per_source),
+      cmocka_unit_test(test_untrusted_room),
+      cmocka_unit_test(test_throttle_room),
+      cmocka_unit_test(test_line_pass),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }
