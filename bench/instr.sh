@@ -16,31 +16,10 @@
 set -euo pipefail
 WISP=${1:?usage: bench/instr.sh WISP_PROXY_BINARY [REQUESTS]}
 N=${2:-5000}
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BASE=${CG_PORT_BASE:-18300}
-APP=$BASE OUT=$((BASE + 1)) IN=$((BASE + 2))
-TMP=$(mktemp -d /tmp/wisp-instr.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
-trap cleanup EXIT
-wait_port() { for ((i = 0; i < 300; i++)); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
-"$REPO/deploy/wisp-pki.sh" ca "$TMP/ca" >/dev/null
-"$REPO/deploy/wisp-pki.sh" svid "$TMP/ca" "$TMP/client" spiffe://bench.local/ns/bench/sa/client >/dev/null
-"$REPO/deploy/wisp-pki.sh" svid "$TMP/ca" "$TMP/server" spiffe://bench.local/ns/bench/sa/server >/dev/null
-mkdir -p "$TMP/docroot"; head -c 64 /dev/zero | tr '\0' x >"$TMP/docroot/index.html"
-nghttpd --no-tls -a 127.0.0.1 -m 1000 -d "$TMP/docroot" "$APP" >/dev/null 2>&1 & PIDS+=($!)
-wait_port "$APP"
+source "$(dirname "${BASH_SOURCE[0]}")/pair_setup.sh"
 TUNE=glibc.cpu.x86_rep_stosb_threshold=0x1000000:glibc.cpu.x86_rep_movsb_threshold=0x1000000
 [[ ${CG_REP:-0} == 1 ]] && TUNE=
-CG="env GLIBC_TUNABLES=$TUNE valgrind --tool=callgrind --callgrind-out-file=$TMP/cg.%p"
-$CG "$WISP" --cert "$TMP/server.crt" --key "$TMP/server.key" --bundle "$TMP/ca/ca.crt" \
-	--inbound "127.0.0.1:$IN" --app "127.0.0.1:$APP" --drain-timeout 2 --admin off >/dev/null 2>"$TMP/in.err" & SPID=$!; PIDS+=($SPID)
-wait_port "$IN"
-$CG "$WISP" --cert "$TMP/client.crt" --key "$TMP/client.key" --bundle "$TMP/ca/ca.crt" \
-	--route "127.0.0.1:$OUT=127.0.0.1:$IN,id=spiffe://bench.local/ns/bench/sa/server" --drain-timeout 2 \
-	--admin off >/dev/null 2>"$TMP/out.err" & CPID=$!; PIDS+=($CPID)
-wait_port "$OUT"
-h2load -c 10 -m 10 -n 2000 "http://127.0.0.1:$OUT/" >/dev/null 2>&1 # warm-up: connections, pool
+bench_pair "$WISP" "${CG_PORT_BASE:-18300}" env GLIBC_TUNABLES=$TUNE valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.%p"
 callgrind_control -z >/dev/null 2>&1 || true
 h2load -c 10 -m 10 -n "$N" "http://127.0.0.1:$OUT/" >"$TMP/h2load.out" 2>&1
 callgrind_control -d >/dev/null 2>&1 || true

@@ -98,11 +98,15 @@ static void teardown(wisp_h2conn *c) {
 /* ---- reading ---- */
 
 void wisp_h2conn_recv(wisp_h2conn *c) {
-  /* A TLS record is read whole (16 KiB at most into a 64 KiB chunk), so
-   * stopping between reads leaves nothing decrypted behind in the SSL. */
-  for (size_t got = 0; got < WISP_READ_BUDGET && !c->closing;) {
+  /* Past the budget the socket waits for the next wake-up, but what the
+   * transport already holds (read from the socket with the last TLS
+   * record) is taken now: no socket event would announce it. */
+  for (size_t got = 0; !c->closing;) {
     if (!nghttp2_session_want_read(c->h2)) break; /* e.g. terminated: its GOAWAY goes out, nothing more comes in */
-    ssize_t n = wisp_transport_read(&c->tp, g_scratch, sizeof(g_scratch));
+    bool over = got >= WISP_READ_BUDGET;
+    if (over && !wisp_transport_has_pending(&c->tp)) break;
+    ssize_t n = over ? wisp_transport_read_pending(&c->tp, g_scratch, sizeof(g_scratch))
+                     : wisp_transport_read(&c->tp, g_scratch, sizeof(g_scratch));
     if (n == WISP_TRANSPORT_AGAIN) break;
     if (n == WISP_TRANSPORT_ERROR) {
       wisp_h2conn_closef(c, "read failed: %s", strerror(errno));
@@ -151,7 +155,9 @@ static void handshake(wisp_h2conn *c) {
   }
   set_state(c, WISP_H2CONN_OPEN);
   wisp_h2conn_mark_dirty(c);
-  if (!c->upstream) wisp_h2conn_recv(c); /* the client's first bytes may already be buffered */
+  /* The client's first bytes may already be in the socket, and either
+   * peer's in the transport (read with the handshake's last record). */
+  if (!c->upstream || wisp_transport_has_pending(&c->tp)) wisp_h2conn_recv(c);
 }
 
 /* ---- writing ---- */

@@ -1,6 +1,8 @@
 #include "lib/wisp_transport.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -28,9 +30,136 @@ static void plain_shutdown(wisp_transport *t) { shutdown(t->fd, SHUT_WR); }
 
 static bool plain_has_pending(const wisp_transport *t) { return false; }
 
+static ssize_t plain_read_pending(wisp_transport *t, uint8_t *buf, size_t len) { return WISP_TRANSPORT_AGAIN; }
+
 static const wisp_transport_type kPlain = {
-    "tcp", plain_read, plain_write, plain_handshake, plain_shutdown, plain_has_pending,
+    "tcp", plain_read, plain_write, plain_handshake, plain_shutdown, plain_has_pending, plain_read_pending,
 };
+
+/* ---- TLS: the SSL's BIO, reading through the transport's buffer ---- */
+
+_Static_assert(WISP_TRANSPORT_RBUF_SIZE <= UINT16_MAX, "rpos and rlen are 16 bits");
+
+/* One emptied buffer is kept per thread for the next read (the loop reads
+ * many connections in turn; malloc and free of 32 KiB each time would
+ * churn the heap); freed when the thread ends. */
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static pthread_key_t g_spare_key;
+static BIO_METHOD *g_bio_method;
+
+/* Whether a failed read or write of a socket is worth retrying: as
+ * BoringSSL's own socket BIO (bio_errno_should_retry), so SSL reports
+ * what it reported before. */
+static bool should_retry(void) {
+  return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ENOTCONN || errno == EPROTO ||
+         errno == EINPROGRESS || errno == EALREADY;
+}
+
+static uint8_t *rbuf_take(void) {
+  uint8_t *b = pthread_getspecific(g_spare_key);
+  if (b) {
+    pthread_setspecific(g_spare_key, NULL);
+    return b;
+  }
+  return wisp_malloc(WISP_TRANSPORT_RBUF_SIZE);
+}
+
+/* Gives an emptied (or unused) buffer back; errno is kept. */
+static void rbuf_give(uint8_t *b) {
+  if (!pthread_getspecific(g_spare_key)) {
+    int saved = errno;
+    pthread_setspecific(g_spare_key, b);
+    errno = saved;
+    return;
+  }
+  free(b);
+}
+
+/* Drops the bytes |t| holds (a closing transport). */
+static void rbuf_drop(wisp_transport *t) {
+  if (t->rbuf) rbuf_give(t->rbuf);
+  t->rbuf = NULL;
+  t->rpos = t->rlen = 0;
+}
+
+/* Refills the empty buffer with one read(2): >0 bytes, 0 EOF, -1 errno. */
+static int rbuf_fill(wisp_transport *t) {
+  uint8_t *b = rbuf_take();
+  ssize_t n = read(t->fd, b, WISP_TRANSPORT_RBUF_SIZE);
+  if (n <= 0) {
+    rbuf_give(b);
+    return (int)n;
+  }
+  t->rbuf = b;
+  t->rpos = 0;
+  t->rlen = (uint16_t)n;
+  return (int)n;
+}
+
+static int bio_read(BIO *bio, char *out, int len) {
+  wisp_transport *t = BIO_get_data(bio);
+  BIO_clear_retry_flags(bio);
+  if (len <= 0) return 0;
+  if (!t->rbuf) {
+    if (t->no_refill) {
+      errno = EAGAIN;
+      BIO_set_retry_read(bio);
+      return -1;
+    }
+    int n = rbuf_fill(t);
+    if (n <= 0) {
+      if (n < 0 && should_retry()) BIO_set_retry_read(bio);
+      return n;
+    }
+  }
+  size_t have = (size_t)(t->rlen - t->rpos);
+  size_t n = (size_t)len < have ? (size_t)len : have;
+  memcpy(out, t->rbuf + t->rpos, n);
+  t->rpos = (uint16_t)(t->rpos + n);
+  if (t->rpos == t->rlen) rbuf_drop(t); /* empty: an idle connection holds no buffer */
+  return (int)n;
+}
+
+static int bio_write(BIO *bio, const char *in, int len) {
+  wisp_transport *t = BIO_get_data(bio);
+  BIO_clear_retry_flags(bio);
+  ssize_t n = send(t->fd, in, (size_t)len, MSG_NOSIGNAL);
+  if (n < 0 && should_retry()) BIO_set_retry_write(bio);
+  return (int)n;
+}
+
+static long bio_ctrl(BIO *bio, int cmd, long num, void *ptr) {
+  const wisp_transport *t = BIO_get_data(bio);
+  switch (cmd) {
+    case BIO_CTRL_FLUSH: /* writes are not buffered */
+      return 1;
+    case BIO_CTRL_PENDING:
+      return t->rlen - t->rpos;
+    case BIO_C_GET_FD:
+      if (ptr) *(int *)ptr = t->fd;
+      return t->fd;
+    default:
+      return 0;
+  }
+}
+
+static void once_init(void) {
+  if (pthread_key_create(&g_spare_key, free) != 0) wisp_oom();
+  g_bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, "wisp-transport");
+  if (!g_bio_method || !BIO_meth_set_read(g_bio_method, bio_read) || !BIO_meth_set_write(g_bio_method, bio_write) ||
+      !BIO_meth_set_ctrl(g_bio_method, bio_ctrl))
+    wisp_oom();
+}
+
+/* Gives |t|'s SSL a BIO on |t| (its fd, its buffer). */
+static void set_bio(wisp_transport *t) {
+  pthread_once(&g_once, once_init);
+  BIO *bio = BIO_new(g_bio_method);
+  if (!bio) wisp_oom();
+  BIO_set_data(bio, t);
+  BIO_set_init(bio, 1);
+  SSL_set_bio(t->ssl, bio, bio); /* one reference, for both directions */
+}
 
 /* ---- TLS ---- */
 
@@ -90,35 +219,34 @@ static void tls_shutdown(wisp_transport *t) {
   ERR_clear_error();
 }
 
-static bool tls_has_pending(const wisp_transport *t) { return SSL_has_pending(t->ssl); }
+static bool tls_has_pending(const wisp_transport *t) { return t->rbuf || SSL_has_pending(t->ssl); }
+
+static ssize_t tls_read_pending(wisp_transport *t, uint8_t *buf, size_t len) {
+  t->no_refill = true;
+  ssize_t n = tls_read(t, buf, len);
+  t->no_refill = false;
+  return n;
+}
 
 static const wisp_transport_type kTls = {
-    "tls", tls_read, tls_write, tls_handshake, tls_shutdown, tls_has_pending,
+    "tls", tls_read, tls_write, tls_handshake, tls_shutdown, tls_has_pending, tls_read_pending,
 };
 
 /* ---- lifetime ---- */
 
 void wisp_transport_init(wisp_transport *t, int fd) {
+  memset(t, 0, sizeof(*t));
   t->type = &kPlain;
   t->fd = fd;
-  t->ssl = NULL;
-  t->want_write = false;
 }
 
-/* SSL_set_fd fails only when its socket BIO cannot be allocated. */
-static void ssl_set_fd(SSL *ssl, int fd) {
-  if (!SSL_set_fd(ssl, fd)) wisp_oom();
-}
-
-void wisp_transport_set_fd(wisp_transport *t, int fd) {
-  t->fd = fd;
-  if (t->ssl) ssl_set_fd(t->ssl, fd);
-}
+/* The BIO reads t->fd at each call: a fd given later needs nothing more. */
+void wisp_transport_set_fd(wisp_transport *t, int fd) { t->fd = fd; }
 
 void wisp_transport_set0_tls(wisp_transport *t, SSL *ssl, bool server) {
   t->type = &kTls;
   t->ssl = ssl;
-  if (t->fd >= 0) ssl_set_fd(ssl, t->fd);
+  set_bio(t);
   if (server) {
     SSL_set_accept_state(ssl);
   } else {
@@ -128,6 +256,7 @@ void wisp_transport_set0_tls(wisp_transport *t, SSL *ssl, bool server) {
 
 void wisp_transport_move(wisp_transport *dst, wisp_transport *src) {
   *dst = *src;
+  if (dst->ssl) BIO_set_data(SSL_get_rbio(dst->ssl), dst); /* its buffer moved with it */
   wisp_transport_init(src, -1);
 }
 
@@ -138,6 +267,7 @@ void wisp_transport_close(wisp_transport *t, bool reset) {
   }
   if (t->ssl) SSL_free(t->ssl);
   if (t->fd >= 0) close(t->fd);
+  rbuf_drop(t);
   wisp_transport_init(t, -1);
 }
 

@@ -49,15 +49,33 @@ typedef struct {
   int (*handshake)(wisp_transport *t);
   /* Half-close: no more writes (FIN, or TLS close_notify). */
   void (*shutdown)(wisp_transport *t);
-  /* Bytes already inside the transport (a TLS record read from the socket
-   * in part): no socket event will announce them. */
+  /* Bytes already inside the transport (read from the socket into its
+   * read buffer, or a TLS record decrypted in part): no socket event will
+   * announce them, so an owner that stops reading while this is true must
+   * come back by itself (wisp_transport_read_pending). */
   bool (*has_pending)(const wisp_transport *t);
+  /* As read, but from what the transport holds only, never the socket:
+   * AGAIN once that is used up. */
+  ssize_t (*read_pending)(wisp_transport *t, uint8_t *buf, size_t len);
 } wisp_transport_type;
+
+/* TLS reads go through the transport's own buffer: one read(2) of up to
+ * this many bytes takes everything the socket has (several TLS records, or
+ * the largest one, 16 KiB + 261 bytes, whole), where BoringSSL alone reads
+ * a record in two (its 5-byte header, then its body). */
+#define WISP_TRANSPORT_RBUF_SIZE (32 * 1024)
 
 struct wisp_transport {
   const wisp_transport_type *type;
-  int fd;          /* owned; -1: none */
   SSL *ssl;        /* owned; NULL for plain TCP */
+  uint8_t *rbuf;   /* TLS: bytes read from the socket that the SSL has not
+                   * taken yet, rbuf[rpos, rlen); owned; NULL whenever there
+                   * are none, so an idle connection holds no buffer. The
+                   * SSL's BIO points at this transport (move repoints it). */
+  int fd;          /* owned; -1: none */
+  uint16_t rpos;   /* next byte of rbuf for the SSL */
+  uint16_t rlen;   /* end of the bytes in rbuf */
+  bool no_refill;  /* read_pending in progress: the BIO does not read(2) */
   bool want_write; /* TLS: an operation waits for the socket to be writable.
                     * Each handshake step sets or clears it; read and write
                     * set it and never clear it: an owner that acts on it
@@ -74,8 +92,8 @@ void wisp_transport_set_fd(wisp_transport *t, int fd);
 /* Makes |t| TLS with |ssl| (taken) in the role |server| or client, on |t|'s
  * fd (now, or once set_fd gives one). */
 void wisp_transport_set0_tls(wisp_transport *t, SSL *ssl, bool server);
-/* Hands |src|'s fd and SSL over to |dst| (uninitialised); |src| is left
- * closed (no fd, no SSL). */
+/* Hands |src|'s fd, SSL and buffered bytes over to |dst| (uninitialised);
+ * |src| is left closed (no fd, no SSL). */
 void wisp_transport_move(wisp_transport *dst, wisp_transport *src);
 /* Frees the SSL and closes the fd (with an RST if |reset|: SO_LINGER 0);
  * |t| is then plain with no fd. Safe on a closed transport. */
@@ -92,6 +110,9 @@ static inline ssize_t wisp_transport_write(wisp_transport *t, const uint8_t *buf
 static inline int wisp_transport_handshake(wisp_transport *t) { return t->type->handshake(t); }
 static inline void wisp_transport_shutdown(wisp_transport *t) { t->type->shutdown(t); }
 static inline bool wisp_transport_has_pending(const wisp_transport *t) { return t->type->has_pending(t); }
+static inline ssize_t wisp_transport_read_pending(wisp_transport *t, uint8_t *buf, size_t len) {
+  return t->type->read_pending(t, buf, len);
+}
 
 /* What a finished handshake gave: read once it returned DONE. */
 typedef struct {

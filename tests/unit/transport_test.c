@@ -3,7 +3,9 @@
  * socketpairs, one end each: the handshake and what it gives (ALPN, the
  * verified peer), a refused peer's reason, short writes under a full
  * socket, EOF (FIN, close_notify, a TCP end without close_notify),
- * half-close, bytes pending inside TLS, a hand-over (move) and a reset. */
+ * half-close, bytes pending inside TLS, a hand-over (move) and a reset;
+ * TLS reads through the transport's buffer (several records in one read,
+ * records split across reads, the stream's end behind buffered bytes). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -106,6 +109,24 @@ static void pair(int sv[2]) {
   nonblocking(sv[1]);
 }
 
+/* Two connected non-blocking loopback TCP sockets: sv[0] accepted, sv[1]
+ * connected (a socketpair cannot carry an RST). */
+static void tcp_pair(int sv[2]) {
+  int l = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof(sa);
+  assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  assert_int_equal(listen(l, 1), 0);
+  assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+  sv[1] = socket(AF_INET, SOCK_STREAM, 0);
+  assert_int_equal(connect(sv[1], (struct sockaddr *)&sa, sizeof(sa)), 0);
+  sv[0] = accept(l, NULL, NULL);
+  assert_true(sv[0] >= 0);
+  close(l);
+  nonblocking(sv[0]);
+  nonblocking(sv[1]);
+}
+
 /* Waits (bounded) until |t|'s socket is ready for what it last waited on. */
 static void wait_io(const wisp_transport *t) {
   struct pollfd p = {.fd = t->fd, .events = t->want_write ? POLLOUT : POLLIN};
@@ -121,10 +142,8 @@ typedef struct {
 /* A server and a client transport over a socketpair, the client's SSL
  * from |client_tls| offering |alpn| (wire format; NULL: wisp_tls's h2)
  * and expecting |expect_id| of the server (NULL: any in the domain). */
-static void tls_pair_init(tls_pair *p, wisp_tls *client_tls, const uint8_t *alpn, size_t alpn_len,
-                          const char *expect_id) {
-  memset(p, 0, sizeof(*p));
-  pair(p->sv);
+static void tls_pair_init_on(tls_pair *p, wisp_tls *client_tls, const uint8_t *alpn, size_t alpn_len,
+                             const char *expect_id) {
   p->vc.expect_id = expect_id;
   SSL *s = wisp_tls_new_ssl(fx.server, true, &p->vs);
   SSL *c = wisp_tls_new_ssl(client_tls, false, &p->vc);
@@ -136,6 +155,13 @@ static void tls_pair_init(tls_pair *p, wisp_tls *client_tls, const uint8_t *alpn
   wisp_transport_init(&p->cli, -1); /* the fd comes later, as after a connect */
   wisp_transport_set0_tls(&p->cli, c, false);
   wisp_transport_set_fd(&p->cli, p->sv[1]);
+}
+
+static void tls_pair_init(tls_pair *p, wisp_tls *client_tls, const uint8_t *alpn, size_t alpn_len,
+                          const char *expect_id) {
+  memset(p, 0, sizeof(*p));
+  pair(p->sv);
+  tls_pair_init_on(p, client_tls, alpn, alpn_len, expect_id);
 }
 
 /* Steps both handshakes until each is DONE or ERROR; their results. */
@@ -283,22 +309,11 @@ static void test_plain_short_writes(void **state) {
 
 /* close(reset) sends an RST on TCP: the peer's read fails, not ends. */
 static void test_plain_reset(void **state) {
-  int l = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof(sa);
-  assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
-  assert_int_equal(listen(l, 1), 0);
-  assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &len), 0);
-  int c = socket(AF_INET, SOCK_STREAM, 0);
-  assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
-  int s = accept(l, NULL, NULL);
-  assert_true(s >= 0);
-  close(l);
-  nonblocking(c);
-  nonblocking(s);
+  int sv[2];
+  tcp_pair(sv);
   wisp_transport a, b;
-  wisp_transport_init(&a, c);
-  wisp_transport_init(&b, s);
+  wisp_transport_init(&a, sv[1]);
+  wisp_transport_init(&b, sv[0]);
   wisp_transport_close(&a, true);
   uint8_t buf[16];
   errno = 0;
@@ -418,6 +433,197 @@ static void test_tls_shutdown_and_truncation(void **state) {
   tls_pair_close(&p);
 }
 
+/* ---- TLS reads through the transport's buffer ---- */
+
+/* Bytes waiting in |fd|'s receive queue. */
+static int queued(int fd) {
+  int n = -1;
+  assert_int_equal(ioctl(fd, FIONREAD, &n), 0);
+  return n;
+}
+
+/* Writes |msgs| from |w|, one TLS record each (a socketpair queues them
+ * at the other end at once). */
+static void write_records(wisp_transport *w, const char *const *msgs, int n) {
+  for (int i = 0; i < n; i++) {
+    size_t len = strlen(msgs[i]);
+    assert_int_equal(wisp_transport_write(w, (const uint8_t *)msgs[i], len), (ssize_t)len);
+  }
+}
+
+/* Reads |msg| from |t| in one read_pending: from what |t| holds, no
+ * read(2) of its socket. */
+static void expect_pending(wisp_transport *t, const char *msg) {
+  uint8_t buf[256];
+  assert_true(wisp_transport_has_pending(t));
+  ssize_t n = wisp_transport_read_pending(t, buf, sizeof(buf));
+  assert_int_equal(n, (ssize_t)strlen(msg));
+  assert_memory_equal(buf, msg, strlen(msg));
+}
+
+/* A TLS 1.3 record's bytes besides its data: header, content type, tag. */
+enum { kRecordOverhead = 5 + 1 + 16 };
+
+static const char *const kThree[] = {"first record", "second record", "third record"};
+
+/* A pair up, the client's three records sent and the first one read by
+ * the server: the other two wait in the server's buffer. */
+static void three_buffered(tls_pair *p) {
+  tls_pair_up(p);
+  write_records(&p->cli, kThree, 3);
+  uint8_t buf[256];
+  ssize_t last;
+  assert_int_equal(read_n(&p->srv, buf, strlen(kThree[0]), &last), strlen(kThree[0]));
+  assert_memory_equal(buf, kThree[0], strlen(kThree[0]));
+}
+
+/* One read takes every record the socket has: the next ones come from
+ * the transport's buffer (no socket event would announce them), and the
+ * buffer is gone once empty (an idle connection holds none). */
+static void test_tls_records_one_read(void **state) {
+  tls_pair p;
+  three_buffered(&p);
+  uint8_t buf[256];
+  ssize_t last;
+  assert_int_equal(queued(p.srv.fd), 0); /* all taken by one read(2) */
+  expect_pending(&p.srv, kThree[1]);
+  expect_pending(&p.srv, kThree[2]);
+  assert_false(wisp_transport_has_pending(&p.srv));
+  assert_null(p.srv.rbuf);
+  assert_int_equal(wisp_transport_read_pending(&p.srv, buf, sizeof(buf)), WISP_TRANSPORT_AGAIN);
+  /* read_pending never reads the socket: a record that came since stays
+   * there, for the next read. */
+  write_records(&p.cli, kThree, 1);
+  assert_false(wisp_transport_has_pending(&p.srv));
+  assert_int_equal(wisp_transport_read_pending(&p.srv, buf, sizeof(buf)), WISP_TRANSPORT_AGAIN);
+  assert_int_equal(read_n(&p.srv, buf, strlen(kThree[0]), &last), strlen(kThree[0]));
+  assert_memory_equal(buf, kThree[0], strlen(kThree[0]));
+  assert_int_equal(wisp_transport_read(&p.srv, buf, sizeof(buf)), WISP_TRANSPORT_AGAIN);
+  assert_null(p.srv.rbuf);
+  tls_pair_close(&p);
+}
+
+/* Records that reach the socket in pieces (a header split, a body split,
+ * the next record's start behind the end of one) come out whole and in
+ * order: the client writes to a side socketpair, the test relays the
+ * bytes to the server in small steps. */
+static void test_tls_record_split(void **state) {
+  tls_pair p;
+  tls_pair_up(&p);
+  int side[2];
+  pair(side);
+  int cli_fd = p.cli.fd;
+  wisp_transport_set_fd(&p.cli, side[1]);
+  uint8_t big[20000];
+  for (size_t i = 0; i < sizeof(big); i++) big[i] = (uint8_t)(i * 7);
+  for (size_t put = 0, i = 0; put < sizeof(big) && i < MAX_STEPS; i++) { /* 16 KiB + the rest: 2 records */
+    ssize_t n = wisp_transport_write(&p.cli, big + put, sizeof(big) - put);
+    assert_true(n > 0);
+    put += (size_t)n;
+  }
+  write_records(&p.cli, kThree, 1);
+  uint8_t wire[24000];
+  ssize_t wire_len = read(side[0], wire, sizeof(wire));
+  assert_true(wire_len > (ssize_t)sizeof(big));
+  uint8_t got[sizeof(big) + 64];
+  size_t have = 0;
+  const size_t steps[] = {3, 4, 1000, 15500, 2000, 1};
+  size_t off = 0;
+  for (size_t k = 0; off < (size_t)wire_len; k++) {
+    size_t step = k < sizeof(steps) / sizeof(steps[0]) ? steps[k] : 1500;
+    if (step > (size_t)wire_len - off) step = (size_t)wire_len - off;
+    assert_int_equal(write(cli_fd, wire + off, step), (ssize_t)step);
+    off += step;
+    for (int i = 0; i < MAX_STEPS; i++) {
+      ssize_t n = wisp_transport_read(&p.srv, got + have, sizeof(got) - have);
+      if (n == WISP_TRANSPORT_AGAIN) break;
+      assert_true(n > 0);
+      have += (size_t)n;
+    }
+    assert_null(p.srv.rbuf); /* read until AGAIN: nothing left in the buffer (a record's start may be in the SSL) */
+  }
+  assert_int_equal(have, sizeof(big) + strlen(kThree[0]));
+  assert_memory_equal(got, big, sizeof(big));
+  assert_memory_equal(got + sizeof(big), kThree[0], strlen(kThree[0]));
+  assert_null(p.srv.rbuf);
+  wisp_transport_set_fd(&p.cli, cli_fd);
+  close(side[0]);
+  close(side[1]);
+  tls_pair_close(&p);
+}
+
+/* The end of the stream comes after the bytes held: close_notify reads as
+ * 0, a TCP end without it as TRUNCATED, a reset as ERROR with the
+ * socket's errno, each once what was buffered before it was read. */
+static void test_tls_buffered_then_end(void **state) {
+  uint8_t buf[256];
+  ssize_t last;
+  for (int how = 0; how < 3; how++) {
+    tls_pair p;
+    memset(&p, 0, sizeof(p));
+    if (how == 2) {
+      tcp_pair(p.sv);
+    } else {
+      pair(p.sv);
+    }
+    tls_pair_init_on(&p, fx.client, NULL, 0, ID_SERVER);
+    int rs, rc;
+    handshake_both(&p, &rs, &rc);
+    assert_int_equal(rs, WISP_TRANSPORT_DONE);
+    assert_int_equal(rc, WISP_TRANSPORT_DONE);
+    write_records(&p.cli, kThree, 2);
+    if (how == 0) wisp_transport_shutdown(&p.cli);
+    /* once both records are there (loopback TCP may take a moment), the
+     * first read takes them */
+    for (int i = 0; i < MAX_STEPS && queued(p.srv.fd) < 2 * kRecordOverhead + 25; i++) usleep(1000);
+    assert_int_equal(read_n(&p.srv, buf, strlen(kThree[0]), &last), strlen(kThree[0]));
+    assert_int_equal(queued(p.srv.fd), 0);
+    if (how == 1) wisp_transport_close(&p.cli, false); /* a TCP end, no close_notify */
+    if (how == 2) wisp_transport_close(&p.cli, true);  /* an RST */
+    expect_pending(&p.srv, kThree[1]);
+    errno = 0;
+    ssize_t want[] = {0, WISP_TRANSPORT_TRUNCATED, WISP_TRANSPORT_ERROR};
+    assert_int_equal(read_result(&p.srv, buf, sizeof(buf)), want[how]);
+    if (how == 2) assert_int_equal(errno, ECONNRESET);
+    assert_int_equal(ERR_peek_error(), 0);
+    assert_null(p.srv.rbuf);
+    tls_pair_close(&p);
+  }
+}
+
+/* A hand-over with records buffered: they go along with the transport. */
+static void test_tls_move_buffered(void **state) {
+  tls_pair p;
+  three_buffered(&p);
+  uint8_t buf[256];
+  ssize_t last;
+  assert_true(wisp_transport_has_pending(&p.srv));
+  wisp_transport moved;
+  wisp_tls_verify mine = p.vs;
+  wisp_transport_move(&moved, &p.srv);
+  wisp_tls_set_verify(moved.ssl, &mine);
+  assert_false(wisp_transport_has_pending(&p.srv));
+  wisp_transport_close(&p.srv, false); /* closes nothing, frees nothing */
+  expect_pending(&moved, kThree[1]);
+  expect_pending(&moved, kThree[2]);
+  assert_false(wisp_transport_has_pending(&moved));
+  /* and the moved transport reads its socket as before */
+  write_records(&p.cli, kThree, 1);
+  assert_int_equal(read_n(&moved, buf, strlen(kThree[0]), &last), strlen(kThree[0]));
+  assert_memory_equal(buf, kThree[0], strlen(kThree[0]));
+  wisp_transport_close(&moved, false);
+  wisp_transport_close(&p.cli, false);
+}
+
+/* A transport closed with bytes buffered frees them (LeakSanitizer). */
+static void test_tls_close_buffered(void **state) {
+  tls_pair p;
+  three_buffered(&p);
+  assert_non_null(p.srv.rbuf);
+  tls_pair_close(&p);
+  assert_null(p.srv.rbuf);
+}
+
 /* A hand-over (the proxy's inbound L4 tunnel takes a connection that
  * negotiated wisp-l4): the new owner's transport carries on, the old one
  * closes nothing. */
@@ -444,7 +650,7 @@ static void test_tls_move(void **state) {
 }
 
 int main(void) {
-  signal(SIGPIPE, SIG_IGN); /* as the binaries do: BoringSSL writes with write(2) */
+  signal(SIGPIPE, SIG_IGN); /* as the binaries do */
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_plain),
       cmocka_unit_test(test_plain_short_writes),
@@ -456,6 +662,11 @@ int main(void) {
       cmocka_unit_test(test_tls_short_writes),
       cmocka_unit_test(test_tls_shutdown_and_truncation),
       cmocka_unit_test(test_tls_move),
+      cmocka_unit_test(test_tls_records_one_read),
+      cmocka_unit_test(test_tls_record_split),
+      cmocka_unit_test(test_tls_buffered_then_end),
+      cmocka_unit_test(test_tls_move_buffered),
+      cmocka_unit_test(test_tls_close_buffered),
   };
   return WISP_RUN_GROUP_TESTS(tests, group_setup, group_teardown);
 }
