@@ -302,14 +302,21 @@ nghttp2_mem *wisp_h2conn_mem(void) {
 
 void wisp_h2conn_init(wisp_h2conn *c, wisp_h2loop *lp, const wisp_h2conn_ops *ops, int fd, SSL *ssl, bool upstream,
                       wisp_h2conn_state state) {
+  wisp_transport tp;
+  wisp_transport_init(&tp, fd);
+  if (ssl) wisp_transport_set0_tls(&tp, ssl, !upstream);
+  wisp_h2conn_init_transport(c, lp, ops, &tp, upstream, state);
+}
+
+void wisp_h2conn_init_transport(wisp_h2conn *c, wisp_h2loop *lp, const wisp_h2conn_ops *ops, wisp_transport *tp,
+                                bool upstream, wisp_h2conn_state state) {
   c->lp = lp;
   c->ops = ops;
-  wisp_transport_init(&c->tp, fd);
-  if (ssl) wisp_transport_set0_tls(&c->tp, ssl, !upstream);
+  wisp_transport_move(&c->tp, tp);
   c->upstream = upstream;
   c->state = state;
-  ev_io_init(&c->rio, on_readable, fd, EV_READ);
-  ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
+  ev_io_init(&c->rio, on_readable, c->tp.fd, EV_READ);
+  ev_io_init(&c->wio, on_writable, c->tp.fd, EV_WRITE);
   c->rio.data = c->wio.data = c;
   update_io(c);
 }

@@ -87,6 +87,11 @@ void wisp_h2loop_flush(wisp_h2loop *lp);
  * accepted TLS socket, OPEN for accepted plaintext. */
 void wisp_h2conn_init(wisp_h2conn *c, wisp_h2loop *lp, const wisp_h2conn_ops *ops, int fd, SSL *ssl, bool upstream,
                       wisp_h2conn_state state);
+/* The same on a transport set up already (taken: wisp_transport_move), e.g.
+ * a TLS connection whose handshake its previous owner finished (|state|
+ * OPEN; the owner points the SSL at |c|'s verify with wisp_tls_set_verify). */
+void wisp_h2conn_init_transport(wisp_h2conn *c, wisp_h2loop *lp, const wisp_h2conn_ops *ops, wisp_transport *tp,
+                                bool upstream, wisp_h2conn_state state);
 /* An allocator for nghttp2_session_*_new3: this thread's wisp_slab
  * freelists, so a session's per-stream allocations stop reaching malloc.
  * Sessions made with it must be freed on the same thread as the loop (as

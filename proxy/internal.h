@@ -273,6 +273,8 @@ struct wisp_proxy {
   struct wisp_h1_gw *h1_gws; /* owned list: HTTP/1 gateways (wisp_h1, wisp_h1app) */
   size_t ndyn;
   wisp_conn *conns;             /* every live connection */
+  wisp_list handshakes;         /* inbound mTLS callers in their handshake (wisp_handshake) */
+  size_t nhandshakes;           /* ... how many (callers in wisp_connections_open) */
   wisp_target *woken;           /* targets whose waiting requests may go upstream (wisp_pool) */
   size_t buffered;              /* body bytes in every stream's buffers (--buffer-limit) */
   size_t hdr_held;              /* header and trailer bytes every stream holds (--buffer-limit too) */

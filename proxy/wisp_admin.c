@@ -296,6 +296,7 @@ void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool r
   sb_printf(b, "wisp_reset_limited_total{action=\"throttled\"} %" PRIu64 "\n", st->reset_limited[1]);
   uint64_t open[2] = {0, 0}; /* downstream, upstream */
   for (const wisp_conn *c = px->conns; c; c = c->next) open[c->io.upstream ? 1 : 0]++;
+  open[0] += px->nhandshakes; /* callers in their TLS handshake (wisp_handshake) */
   metric_head(b, "wisp_connections_open", "gauge", "Open connections: downstream (callers) and upstream.");
   sb_printf(b, "wisp_connections_open{side=\"downstream\"} %" PRIu64 "\n", open[0]);
   sb_printf(b, "wisp_connections_open{side=\"upstream\"} %" PRIu64 "\n", open[1]);

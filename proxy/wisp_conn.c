@@ -15,6 +15,7 @@
 #include "proxy/wisp_h1.h"
 #include "proxy/wisp_h1app.h"
 #include "proxy/wisp_h2.h"
+#include "proxy/wisp_handshake.h"
 #include "proxy/wisp_pool.h"
 #include "proxy/wisp_proxy.h"
 #include "proxy/wisp_stream.h"
@@ -348,28 +349,9 @@ static void note_upfail(const wisp_target *t, const char *reason) {
 
 /* ---- wisp_h2conn hooks ---- */
 
-/* An inbound mTLS caller that negotiated wisp-l4 is a byte stream, not
- * HTTP/2: the tunnel takes its socket and TLS over from here. */
-static bool hand_over_l4(wisp_conn *c) {
-  if (c->io.upstream || !wisp_transport_is_tls(&c->io.tp) || c->io.state != WISP_H2CONN_OPEN) return false;
-  wisp_transport_peer peer;
-  wisp_transport_get_peer(&c->io.tp, &peer);
-  if (!wisp_transport_alpn_is(&peer, WISP_ALPN_L4)) return false;
-  wisp_transport tp;
-  wisp_transport_move(&tp, &c->io.tp); /* teardown finds nothing to close */
-  wisp_connlimit_slot slot;            /* the tunnel holds the connection's place now */
-  wisp_connlimit_move(&slot, &c->slot);
-  wisp_conn_close(c, NULL); /* stops its watchers */
-  c->got_preface = true;    /* not a refusal */
-  wisp_tunnel_inbound(c->px, &tp, &c->io.verify, c->peer_addr, c->dst, &slot);
-  return true;
-}
-
 static void on_state(wisp_h2conn *io) {
   wisp_conn *c = conn_of(io);
   if (io->upstream && io->state == WISP_H2CONN_OPEN) wisp_upfail_clear(&c->px->upfails, c->target->name);
-  if (hand_over_l4(c)) return;
-  if (io->state == WISP_H2CONN_OPEN && !io->h2) wisp_h2conn_set0_session(io, wisp_h2_session_new(c));
   wisp_conn_rearm(c);
 }
 
@@ -525,11 +507,15 @@ static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
 
 /* ---- construction ---- */
 
-static wisp_conn *conn_new(wisp_proxy *px, int fd, SSL *ssl, bool upstream, wisp_direction dir,
-                           wisp_h2conn_state state) {
+/* A connection on |tp| (taken) with connection id |id|. An inbound TLS
+ * caller comes here only once its handshake is done and ALPN chose HTTP/2
+ * (wisp_handshake): no HTTP/2 state exists for one that fails it or goes
+ * to the L4 tunnel. */
+static wisp_conn *conn_new(wisp_proxy *px, wisp_transport *tp, bool upstream, wisp_direction dir,
+                           wisp_h2conn_state state, uint64_t id) {
   wisp_conn *c = wisp_calloc(1, sizeof(*c));
   c->px = px;
-  c->id = ++px->next_conn_id;
+  c->id = id;
   c->dir = dir;
   c->started = ev_now(px->loop);
   ev_init(&c->timer, on_timeout);
@@ -537,12 +523,15 @@ static wisp_conn *conn_new(wisp_proxy *px, int fd, SSL *ssl, bool upstream, wisp
   c->next = px->conns;
   if (px->conns) px->conns->prev = c;
   px->conns = c;
-  wisp_h2conn_init(&c->io, &px->lp, &kConnOps, fd, ssl, upstream, state);
-  /* A TLS caller's session waits for its handshake (on_state): ALPN
-   * chooses between HTTP/2 and the L4 tunnel first, and a caller that
-   * fails the handshake never costs one. */
-  if (state != WISP_H2CONN_HANDSHAKING) wisp_h2conn_set0_session(&c->io, wisp_h2_session_new(c));
+  wisp_h2conn_init_transport(&c->io, &px->lp, &kConnOps, tp, upstream, state);
+  wisp_h2conn_set0_session(&c->io, wisp_h2_session_new(c));
   return c;
+}
+
+static wisp_conn *conn_new_fd(wisp_proxy *px, int fd, bool upstream, wisp_direction dir, wisp_h2conn_state state) {
+  wisp_transport tp;
+  wisp_transport_init(&tp, fd);
+  return conn_new(px, &tp, upstream, dir, state, ++px->next_conn_id);
 }
 
 /* A downstream connection holds its destination (not evicted meanwhile). */
@@ -551,16 +540,31 @@ static void set_dst(wisp_conn *c, wisp_target *dst) {
   wisp_proxy_hold_target(dst);
 }
 
-/* A plaintext caller on the inbound port: served without a principal in
- * PERMISSIVE mode (policy still decides), refused in STRICT. */
-static void accept_plain_inbound(wisp_listener *l, wisp_target *dst, int fd, const char *peer,
-                                 wisp_connlimit_slot *slot, ev_tstamp accepted) {
-  wisp_conn *c = conn_new(l->px, fd, NULL, false, l->dir, WISP_H2CONN_OPEN);
+/* A caller's connection on |tp| (taken) from listener |l|, going to |dst|,
+ * taking |slot|; |accepted|: when its handshake budget began. */
+static wisp_conn *caller_new(wisp_listener *l, wisp_target *dst, wisp_transport *tp, const char *peer,
+                             wisp_connlimit_slot *slot, ev_tstamp accepted, uint64_t id) {
+  wisp_conn *c = conn_new(l->px, tp, false, l->dir, WISP_H2CONN_OPEN, id);
   wisp_connlimit_move(&c->slot, slot);
   c->started = accepted;
   c->listener = l;
   set_dst(c, dst);
   snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer);
+  return c;
+}
+
+static wisp_conn *caller_new_fd(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
+                                ev_tstamp accepted) {
+  wisp_transport tp;
+  wisp_transport_init(&tp, fd);
+  return caller_new(l, dst, &tp, peer, slot, accepted, ++l->px->next_conn_id);
+}
+
+/* A plaintext caller on the inbound port: served without a principal in
+ * PERMISSIVE mode (policy still decides), refused in STRICT. */
+static void accept_plain_inbound(wisp_listener *l, wisp_target *dst, int fd, const char *peer,
+                                 wisp_connlimit_slot *slot, ev_tstamp accepted) {
+  wisp_conn *c = caller_new_fd(l, dst, fd, peer, slot, accepted);
   if (!l->px->permissive) {
     c->io.verify.failure = WISP_TLS_FAIL_PLAINTEXT;
     wisp_conn_close(c, "peer did not speak TLS: plaintext callers are refused (mTLS mode STRICT)");
@@ -569,22 +573,14 @@ static void accept_plain_inbound(wisp_listener *l, wisp_target *dst, int fd, con
   wisp_conn_rearm(c);
 }
 
-static void accept_tls(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
-                       ev_tstamp accepted) {
-  wisp_proxy *px = l->px;
-  wisp_conn *c = conn_new(px, fd, NULL, false, l->dir, WISP_H2CONN_HANDSHAKING);
-  wisp_connlimit_move(&c->slot, slot);
-  c->started = accepted;
-  SSL *ssl = wisp_tls_new_ssl(px->tls, true, &c->io.verify);
-  if (ssl) wisp_transport_set0_tls(&c->io.tp, ssl, true);
-  c->listener = l;
-  set_dst(c, dst);
-  snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer);
-  if (!ssl) {
-    wisp_conn_close(c, "no SVID yet: cannot accept mTLS");
-    return;
-  }
+void wisp_conn_accept_tls(wisp_conn_pending *who, uint64_t id, wisp_transport *tp, const wisp_tls_verify *v) {
+  wisp_conn *c = caller_new(who->l, who->dst, tp, who->peer, &who->slot, who->accepted, id);
+  c->io.verify = *v;
+  /* The SSL pointed at the handshake's copy, freed after this returns. */
+  wisp_tls_set_verify(c->io.tp.ssl, &c->io.verify);
   wisp_conn_rearm(c);
+  /* The client's first bytes may have come with the end of the handshake. */
+  wisp_h2conn_recv(&c->io);
 }
 
 /* A connection's line before it is a wisp_conn: |event| "refused" (we
@@ -631,7 +627,7 @@ static void on_inbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
              l->px->cfg->handshake_timeout);
     log_refused(l, in->peer, wisp_tls_failure_name(WISP_TLS_FAIL_TIMEOUT), reason);
   } else if (proto == WISP_SNIFF_TLS) {
-    accept_tls(l, in->dst, fd, in->peer, &in->slot, in->accepted);
+    wisp_handshake_start(in, fd);
   } else {
     accept_plain_inbound(l, in->dst, fd, in->peer, &in->slot, in->accepted);
   }
@@ -642,13 +638,8 @@ static void on_inbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
 
 void wisp_conn_accept_h2c(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
                           ev_tstamp accepted, bool h1_gateway) {
-  wisp_conn *c = conn_new(l->px, fd, NULL, false, l->dir, WISP_H2CONN_OPEN);
+  wisp_conn *c = caller_new_fd(l, dst, fd, peer, slot, accepted);
   c->h1_gateway = h1_gateway;
-  wisp_connlimit_move(&c->slot, slot);
-  c->started = accepted;
-  c->listener = l;
-  set_dst(c, dst);
-  snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer);
   wisp_conn_rearm(c);
   /* What detection peeked at is read now: a refusal then closes with FIN,
    * not the RST a close with unread bytes makes. */
@@ -798,7 +789,7 @@ wisp_conn *wisp_conn_connect(wisp_target *t, bool h1app, char *err, size_t err_l
     note_upfail(t, err);
     return NULL;
   }
-  wisp_conn *c = conn_new(px, fd, NULL, true, t->tls ? WISP_DIR_OUTBOUND : WISP_DIR_INBOUND, WISP_H2CONN_CONNECTING);
+  wisp_conn *c = conn_new_fd(px, fd, true, t->tls ? WISP_DIR_OUTBOUND : WISP_DIR_INBOUND, WISP_H2CONN_CONNECTING);
   c->target = t;
   c->h1app = h1app;
   snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", t->name);

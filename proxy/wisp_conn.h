@@ -27,6 +27,12 @@ typedef struct {
 void wisp_conn_accept_h2c(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
                           ev_tstamp accepted, bool h1_gateway);
 
+/* Serves an inbound mTLS caller whose handshake finished (wisp_handshake)
+ * and chose HTTP/2, with connection id |id|: takes |tp| and |who->slot|,
+ * holds |who->dst| itself, copies |v| (the peer's identity) and points the
+ * SSL at its copy. */
+void wisp_conn_accept_tls(wisp_conn_pending *who, uint64_t id, wisp_transport *tp, const wisp_tls_verify *v);
+
 /* Starts a connection to |t| and returns it (owned by the proxy), or NULL
  * with |err| saying why; |h1app|: to an app, through an HTTP/1.1 gateway
  * (wisp_h1app) instead of h2c. */

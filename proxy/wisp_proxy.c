@@ -21,6 +21,7 @@
 #include "proxy/wisp_pool.h"
 #include "proxy/wisp_stream.h"
 #include "proxy/wisp_h1.h"
+#include "proxy/wisp_handshake.h"
 #include "proxy/wisp_tunnel.h"
 
 #define WISP_ACCEPTS_PER_EVENT 64
@@ -45,7 +46,7 @@ static void before_sleep(wisp_h2loop *lp) {
   if (px->draining) {
     /* L4 streams have no GOAWAY: they are let run to their end (or to
      * --drain-timeout), as callers' HTTP/2 connections are. */
-    bool busy = px->tunnels != NULL;
+    bool busy = px->tunnels != NULL || px->nhandshakes != 0;
     for (wisp_conn *c = px->conns; c && !busy; c = c->next) busy = !c->io.upstream;
     if (!busy) ev_break(lp->loop, EVBREAK_ALL);
   }
@@ -96,6 +97,7 @@ void wisp_proxy_start_drain(wisp_proxy *px) {
     close(px->listeners[i].fd);
     px->listeners[i].fd = -1;
   }
+  wisp_handshake_close_all(px); /* no use for a caller that is not one yet */
   for (wisp_conn *c = px->conns; c; c = c->next) {
     if (!c->io.upstream) wisp_conn_drain(c);
   }
@@ -342,6 +344,7 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   px->loop = loop;
   px->cfg = cfg;
   wisp_list_init(&px->idle_streams);
+  wisp_list_init(&px->handshakes);
   wisp_tls_opts topts = {.allow_tls12 = cfg->allow_tls12, .require_alpn = true};
   px->tls = wisp_tls_new(&topts);
   px->metrics =
@@ -425,6 +428,7 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   px->metrics_srv = NULL;
   wisp_agent_client_free(px->agent);
   px->agent = NULL;
+  wisp_handshake_close_all(px);
   wisp_tunnel_close_all(px);
   wisp_h1_close_all(px);
   for (wisp_conn *c = px->conns; c; c = c->next) wisp_conn_close(c, NULL);

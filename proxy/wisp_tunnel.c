@@ -512,7 +512,7 @@ void wisp_tunnel_close_all(wisp_proxy *px) {
   }
 }
 
-static tunnel *tun_new(wisp_proxy *px, wisp_direction dir, const char *peer_addr, const wisp_target *up,
+static tunnel *tun_new(wisp_proxy *px, uint64_t id, wisp_direction dir, const char *peer_addr, const wisp_target *up,
                        wisp_connlimit_slot *slot) {
   tunnel *t = wisp_calloc(1, sizeof(*t));
   wisp_connlimit_move(&t->slot, slot);
@@ -520,7 +520,7 @@ static tunnel *tun_new(wisp_proxy *px, wisp_direction dir, const char *peer_addr
   t->next = px->tunnels;
   if (px->tunnels) px->tunnels->prev = t;
   px->tunnels = t;
-  t->id = ++px->next_conn_id;
+  t->id = id;
   t->dir = dir;
   t->started = ev_time();
   wisp_transport_init(&t->e[APP].tp, -1);
@@ -560,7 +560,7 @@ void wisp_tunnel_outbound(wisp_proxy *px, int app_fd, const char *peer_addr, wis
 void wisp_tunnel_outbound_after(wisp_proxy *px, int app_fd, const char *peer_addr, wisp_target *up,
                                 wisp_connlimit_slot *slot, const uint8_t *read, size_t len) {
   static const uint8_t kAlpn[] = {7, 'w', 'i', 's', 'p', '-', 'l', '4'};
-  tunnel *t = tun_new(px, WISP_DIR_OUTBOUND, peer_addr, up, slot);
+  tunnel *t = tun_new(px, ++px->next_conn_id, WISP_DIR_OUTBOUND, peer_addr, up, slot);
   wisp_transport_init(&t->e[APP].tp, app_fd);
   t->http_caller = read != NULL;
   if (len) {
@@ -585,13 +585,13 @@ void wisp_tunnel_outbound_after(wisp_proxy *px, int app_fd, const char *peer_add
   dial(t, PEER, up);
 }
 
-void wisp_tunnel_inbound(wisp_proxy *px, wisp_transport *tp, const wisp_tls_verify *v, const char *peer_addr,
-                         wisp_target *app, wisp_connlimit_slot *slot) {
-  tunnel *t = tun_new(px, WISP_DIR_INBOUND, peer_addr, app, slot);
+void wisp_tunnel_inbound(wisp_proxy *px, uint64_t id, wisp_transport *tp, const wisp_tls_verify *v,
+                         const char *peer_addr, wisp_target *app, wisp_connlimit_slot *slot) {
+  tunnel *t = tun_new(px, id, WISP_DIR_INBOUND, peer_addr, app, slot);
   wisp_transport_move(&t->e[PEER].tp, tp);
   t->verify = *v;
   t->verify.expect_id = NULL;
-  /* The SSL pointed at the connection's copy, freed once it is torn down:
+  /* The SSL pointed at the handshake's copy, freed once it hands over:
    * from now on it points at ours, which lives as long as the SSL. */
   wisp_tls_set_verify(t->e[PEER].tp.ssl, &t->verify);
   /* Policy on identity and port: an L4 connection has no method or path. */

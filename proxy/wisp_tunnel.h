@@ -21,13 +21,14 @@ void wisp_tunnel_outbound(wisp_proxy *px, int app_fd, const char *peer_addr, wis
  * read (an HTTP/1 Upgrade or CONNECT request, wisp_h1): they go first. */
 void wisp_tunnel_outbound_after(wisp_proxy *px, int app_fd, const char *peer_addr, wisp_target *t,
                                 wisp_connlimit_slot *slot, const uint8_t *read, size_t len);
-/* Inbound: |tp| is a verified mTLS connection that negotiated wisp-l4,
- * taken over (wisp_transport_move: |tp| is left closed); |v| (borrowed) has
- * the peer's identity: the tunnel copies it and points the SSL at its copy,
- * so |v| may go once this returns. Connects to |app| after the policy
- * allows the caller on |app|'s port, and relays. */
-void wisp_tunnel_inbound(wisp_proxy *px, wisp_transport *tp, const wisp_tls_verify *v, const char *peer_addr,
-                         wisp_target *app, wisp_connlimit_slot *slot);
+/* Inbound: |tp| is a verified mTLS connection that negotiated wisp-l4
+ * (wisp_handshake), taken over (wisp_transport_move: |tp| is left closed)
+ * with its connection id |id|; |v| (borrowed) has the peer's identity: the
+ * tunnel copies it and points the SSL at its copy, so |v| may go once this
+ * returns. Connects to |app| after the policy allows the caller on |app|'s
+ * port, and relays. */
+void wisp_tunnel_inbound(wisp_proxy *px, uint64_t id, wisp_transport *tp, const wisp_tls_verify *v,
+                         const char *peer_addr, wisp_target *app, wisp_connlimit_slot *slot);
 
 /* Closes every tunnel (proxy shutdown). */
 void wisp_tunnel_close_all(wisp_proxy *px);

@@ -158,17 +158,21 @@ tp_peer *tf_client(tf_fixture *f, wisp_listener *l, unsigned src_port) {
   return p;
 }
 
-tp_peer *tf_tls_client(tf_fixture *f, wisp_listener *l, unsigned src_port, const char *spiffe_id, bool foreign) {
-  if (f->nclients == TF_MAX_CLIENTS) return NULL;
+SSL *tf_client_ssl(tf_fixture *f, const char *spiffe_id, bool foreign, const char *alpn) {
   SSL_CTX *ctx = SSL_CTX_new(TLS_method());
   if (!ctx) return NULL;
   /* The caller checks the proxy's chain too (any name: SPIFFE IDs are URIs). */
   X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), f->ca);
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-  static const uint8_t kAlpn[] = "\x02h2";
-  SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof(kAlpn) - 1);
-  bool ok = true;
-  if (spiffe_id) {
+  uint8_t wire[64];
+  size_t len = strlen(alpn);
+  bool ok = len > 0 && len < sizeof(wire);
+  if (ok) {
+    wire[0] = (uint8_t)len;
+    memcpy(wire + 1, alpn, len);
+    ok = SSL_CTX_set_alpn_protos(ctx, wire, len + 1) == 0;
+  }
+  if (ok && spiffe_id) {
     EVP_PKEY *key = test_new_key(), *other_key = foreign ? test_new_key() : NULL;
     X509 *other = foreign ? new_ca(other_key, "another CA") : NULL;
     X509 *cert = foreign ? new_svid(key, spiffe_id, other, other_key) : new_svid(key, spiffe_id, f->ca, f->ca_key);
@@ -180,6 +184,12 @@ tp_peer *tf_tls_client(tf_fixture *f, wisp_listener *l, unsigned src_port, const
   }
   SSL *ssl = ok ? SSL_new(ctx) : NULL;
   SSL_CTX_free(ctx); /* |ssl| holds its own reference */
+  return ssl;
+}
+
+tp_peer *tf_tls_client(tf_fixture *f, wisp_listener *l, unsigned src_port, const char *spiffe_id, bool foreign) {
+  if (f->nclients == TF_MAX_CLIENTS) return NULL;
+  SSL *ssl = tf_client_ssl(f, spiffe_id, foreign, "h2");
   int fd = ssl ? tf_raw_client(f, l, src_port) : -1;
   if (fd < 0) {
     SSL_free(ssl);

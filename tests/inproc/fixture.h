@@ -61,6 +61,9 @@ tp_peer *tf_client(tf_fixture *f, wisp_listener *l, unsigned src_port);
  * certificate is an SVID for |spiffe_id| (NULL: no certificate) issued by
  * the bundle's CA, or by a CA of its own if |foreign|. */
 tp_peer *tf_tls_client(tf_fixture *f, wisp_listener *l, unsigned src_port, const char *spiffe_id, bool foreign);
+/* A TLS client (unattached) offering ALPN |alpn| (one protocol), with an
+ * SVID as tf_tls_client's; NULL if it could not be made. */
+SSL *tf_client_ssl(tf_fixture *f, const char *spiffe_id, bool foreign, const char *alpn);
 /* The other end of a socketpair attached to |l|, for raw bytes (closed by
  * the test). */
 int tf_raw_client(tf_fixture *f, wisp_listener *l, unsigned src_port);
