@@ -98,9 +98,9 @@ void wisp_h2conn_init_transport(wisp_h2conn *c, wisp_h2loop *lp, const wisp_h2co
  * they are: teardown). */
 nghttp2_mem *wisp_h2conn_mem(void);
 /* Takes ownership of |session|. It may come after init, as late as the
- * on_state that says OPEN (wisp-proxy: once ALPN chose HTTP/2, not the L4
- * tunnel); until then the connection reads and writes nothing but its
- * handshake. */
+ * on_state that says OPEN; until then the connection reads and writes
+ * nothing but its handshake. (wisp-proxy's inbound callers come with their
+ * handshake done: proxy/wisp_handshake, then init_transport.) */
 void wisp_h2conn_set0_session(wisp_h2conn *c, nghttp2_session *session);
 
 /* Schedules teardown; the first reason wins. |reason| NULL: orderly. */

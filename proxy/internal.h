@@ -3,6 +3,8 @@
  *   wisp_listener  an accepting socket (outbound route or inbound mTLS)
  *   wisp_target  an upstream destination and its pool of connections
  *   wisp_conn    one TCP connection (plain or TLS) carrying one nghttp2 session
+ *                (an inbound mTLS caller's only once its handshake is done:
+ *                until then proxy/wisp_handshake holds it)
  *   wisp_stream  one proxied request: a downstream stream bridged to an
  *                upstream stream
  * Ownership: the proxy owns listeners, targets and (through its conn list)
