@@ -1,4 +1,5 @@
-/* Private types of wisp-proxy's core, shared by its modules:
+/* Private types of wisp-proxy's data plane, shared by its modules (the
+ * control side sees proxy/wisp_dataplane.h instead):
  *   wisp_proxy   the process: loop, credentials, listeners, targets
  *   wisp_listener  an accepting socket (outbound route or inbound mTLS)
  *   wisp_target  an upstream destination and its pool of connections
@@ -26,13 +27,13 @@
 #include "lib/wisp_accept.h"
 #include "lib/wisp_buf.h"
 #include "lib/wisp_connlimit.h"
-#include "lib/wisp_filewatch.h"
 #include "lib/wisp_h2conn.h"
 #include "lib/wisp_list.h"
 #include "lib/wisp_net.h"
 #include "lib/wisp_resetlim.h"
 #include "lib/wisp_tls.h"
 #include "proxy/wisp_config.h"
+#include "proxy/wisp_dataplane.h"
 #include "proxy/wisp_hdrs.h"
 #include "proxy/wisp_upfail.h"
 
@@ -60,12 +61,9 @@
   "premature stream resets over --max-resets on a peer sidecar's shared connection: throttled, not " \
   "cut (its connections from this source share 4 upstream streams until its budget comes back)"
 
-typedef struct wisp_proxy wisp_proxy;
 typedef struct wisp_conn wisp_conn;
 typedef struct wisp_stream wisp_stream;
 typedef struct wisp_lane wisp_lane;
-
-typedef enum { WISP_DIR_OUTBOUND, WISP_DIR_INBOUND } wisp_direction;
 
 typedef struct wisp_target {
   wisp_proxy *px;
@@ -233,30 +231,6 @@ struct wisp_stream {
   uint8_t log_field[WISP_LOG_FIELDS]; /* where the request log's fields are in their lists (wisp_stream.c), 0: absent */
 };
 
-/* Finished requests by status class, for /metrics: [0] no status (reset,
- * caller gone), [1..5] 1xx..5xx, [6] anything else. */
-#define WISP_STATUS_CLASSES 7
-
-typedef struct {
-  uint64_t conns_accepted, conns_refused, upstream_connects, upstream_failures;
-  uint64_t conns_closed_early; /* the caller closed before sending a byte (TCP probes) */
-  uint64_t requests, responses_error, requests_denied;
-  uint64_t streams_refused;                  /* REFUSED_STREAM: the caller or the process held its buffer budget */
-  uint64_t upstream_requests;                /* requests sent on an upstream stream (a retry counts again) */
-  uint64_t finished[2][WISP_STATUS_CLASSES]; /* [wisp_direction][class] */
-  uint64_t conns_limited[2];     /* closed at accept: [0] --max-connections, [1] --max-connections-per-source */
-  uint64_t premature_resets[2];  /* streams a caller ended early: [0] by RST_STREAM, [1] by a protocol error */
-  uint64_t reset_limited[2];     /* resets over --max-resets: [0] connection cut, [1] throttled (a peer sidecar) */
-  uint64_t idle_timeouts;        /* caller streams ended by --stream-idle-timeout */
-  uint64_t tunnel_idle_timeouts; /* L4 tunnels closed by --tunnel-idle-timeout */
-} wisp_stats;
-
-/* Counts one finished request (per request: one increment, no allocation). */
-static inline void wisp_stats_finished(wisp_stats *st, wisp_direction dir, int status) {
-  int cls = status == 0 ? 0 : (status >= 100 && status < 600) ? status / 100 : 6;
-  st->finished[dir][cls]++;
-}
-
 struct wisp_proxy {
   struct ev_loop *loop;
   const wisp_config *cfg;   /* borrowed */
@@ -300,16 +274,11 @@ struct wisp_proxy {
   bool permissive;                 /* PeerAuthentication PERMISSIVE: plaintext callers allowed inbound */
   struct wisp_policy *policy;      /* owned; NULL: no policy (all allowed) */
   struct wisp_policy_view *view;   /* owned; this workload's view of |policy| */
-  ev_timer policy_poll;            /* --policy FILE */
-  wisp_filewatch policy_watch;     /* --policy FILE */
+  struct wisp_authz_load *loader;  /* owned: --policy FILE watched (wisp_authz_load); NULL: none */
   char policy_version[32];
   struct wisp_dests *dests;         /* owned; NULL: no address -> identity map */
   struct wisp_intercept *intercept; /* owned; NULL: no interception check */
   wisp_upfail_table upfails;        /* upstreams failing lately (GET /status) */
 };
-
-/* Stops accepting, sends GOAWAY to callers and ends the loop once they are
- * gone (or at --drain-timeout): SIGTERM and POST /drain. */
-void wisp_proxy_start_drain(wisp_proxy *px);
 
 #endif

@@ -10,7 +10,6 @@
 #include "lib/wisp_json.h"
 #include "lib/wisp_policy.h"
 #include "lib/wisp_spiffe.h"
-#include "proxy/internal.h"
 #include "proxy/wisp_agent_client.h"
 #include "proxy/wisp_dests.h"
 #include "proxy/wisp_events.h"
@@ -77,8 +76,8 @@ static void json_bool(wisp_json_writer *b, const char *key, bool val) {
 }
 
 void wisp_admin_render_certs(wisp_json_writer *b, const wisp_proxy *px) {
-  const wisp_tls_info *info = wisp_tls_get0_info(px->tls);
-  bool loaded = wisp_tls_ready(px->tls);
+  const wisp_tls_info *info = wisp_tls_get0_info(wisp_dataplane_tls_const(px));
+  bool loaded = wisp_tls_ready(wisp_dataplane_tls_const(px));
   sb_add(b, "{", 1);
   json_str(b, "spiffe_id", loaded ? info->spiffe_id : NULL);
   json_str(b, "serial", loaded ? info->serial : NULL);
@@ -95,7 +94,8 @@ void wisp_admin_render_certs(wisp_json_writer *b, const wisp_proxy *px) {
 }
 
 void wisp_admin_render_config(wisp_json_writer *b, const wisp_proxy *px) {
-  const wisp_config *cfg = px->cfg;
+  const wisp_config *cfg = wisp_dataplane_config(px);
+  const struct wisp_dests *dests = wisp_dataplane_dests(px);
   sb_add(b, "{", 1);
   json_key(b, "routes");
   sb_add(b, "[", 1);
@@ -113,9 +113,9 @@ void wisp_admin_render_config(wisp_json_writer *b, const wisp_proxy *px) {
   json_str(b, "outbound", cfg->transparent ? cfg->outbound : NULL);
   json_key(b, "destinations"); /* transparent mode's address -> identity map */
   sb_add(b, "[", 1);
-  for (size_t i = 0; i < wisp_dests_count(px->dests); i++) {
+  for (size_t i = 0; i < wisp_dests_count(dests); i++) {
     const char *id;
-    const char *addr = wisp_dests_entry(px->dests, i, &id);
+    const char *addr = wisp_dests_entry(dests, i, &id);
     if (i) sb_add(b, ",", 1);
     sb_add(b, "{", 1);
     json_str(b, "address", addr);
@@ -147,22 +147,24 @@ void wisp_admin_render_config(wisp_json_writer *b, const wisp_proxy *px) {
   json_str(b, "spiffe_id", cfg->spiffe_id);
   json_str(b, "policy_file", cfg->policy_file);
   json_key(b, "policy");
-  if (!px->policy) {
+  wisp_dataplane_policy_info pol;
+  wisp_dataplane_get_policy(px, &pol);
+  if (!pol.policy) {
     sb_add(b, "null", 4);
   } else {
     wisp_policy_stats st;
     wisp_policy_view_info vi;
-    wisp_policy_get_stats(px->policy, &st);
-    wisp_policy_view_get_info(px->view, &vi);
+    wisp_policy_get_stats(pol.policy, &st);
+    wisp_policy_view_get_info(pol.view, &vi);
     sb_add(b, "{", 1);
-    json_str(b, "version", px->policy_version);
+    json_str(b, "version", pol.version);
     json_int(b, "documents", (int64_t)st.documents);
     json_int(b, "rules", (int64_t)st.rules);
     json_int(b, "governing_allow_policies", (int64_t)vi.allow_policies);
     json_int(b, "governing_deny_policies", (int64_t)vi.deny_policies);
     json_str(b, "mtls_mode", wisp_mtls_mode_name(vi.mode));
     json_str(b, "mtls_mode_from", vi.mode_from);
-    json_str(b, "yaml", px->policy_yaml);
+    json_str(b, "yaml", pol.yaml);
     sb_add(b, "}", 1);
   }
   sb_add(b, "}\n", 2);
@@ -179,36 +181,39 @@ static void metric(wisp_json_writer *b, const char *name, const char *type, cons
 
 static void render_admin_metrics(wisp_json_writer *b, const wisp_admin *a); /* the server's own, below */
 
+typedef enum { LISTENER_CONNECTIONS, LISTENER_PAUSES, LISTENER_FAILURES } listener_value;
+
+/* One sample of family |name| per data listener. */
+static void listener_family(wisp_json_writer *b, const wisp_proxy *px, const char *name, listener_value which) {
+  for (size_t i = 0; i < wisp_dataplane_listener_count(px); i++) {
+    wisp_dataplane_listener l;
+    wisp_dataplane_get_listener(px, i, &l);
+    uint64_t v = which == LISTENER_CONNECTIONS ? l.connections
+                 : which == LISTENER_PAUSES    ? l.accept_pauses
+                                               : l.accept_failures;
+    sb_printf(b, "%s{listener=\"%s\",direction=\"%s\"} %" PRIu64 "\n", name, l.name,
+              l.dir == WISP_DIR_INBOUND ? "inbound" : "outbound", v);
+  }
+}
+
 /* Connection limits (--max-connections*) and accept pauses (no fds). */
-static void render_listener_metrics(wisp_json_writer *b, const wisp_proxy *px) {
+static void render_listener_metrics(wisp_json_writer *b, const wisp_proxy *px, const wisp_stats *st) {
   static const char *const kReason[2] = {"max_connections", "max_connections_per_source"};
   metric_head(b, "wisp_connections_limited_total", "counter",
               "Downstream connections closed at accept because a connection limit was reached.");
   for (int i = 0; i < 2; i++)
-    sb_printf(b, "wisp_connections_limited_total{reason=\"%s\"} %" PRIu64 "\n", kReason[i], px->stats.conns_limited[i]);
+    sb_printf(b, "wisp_connections_limited_total{reason=\"%s\"} %" PRIu64 "\n", kReason[i], st->conns_limited[i]);
   metric_head(b, "wisp_listener_connections", "gauge",
               "Open downstream connections of each listener, as counted against --max-connections.");
-  for (size_t i = 0; i < px->nlisteners; i++) {
-    const wisp_listener *l = &px->listeners[i];
-    sb_printf(b, "wisp_listener_connections{listener=\"%s\",direction=\"%s\"} %" PRIu32 "\n", l->name,
-              l->dir == WISP_DIR_INBOUND ? "inbound" : "outbound", wisp_connlimit_count(l->limit));
-  }
+  listener_family(b, px, "wisp_listener_connections", LISTENER_CONNECTIONS);
   metric_head(b, "wisp_listener_accept_pauses_total", "counter",
               "Times a listener stopped accepting for a while because accept(2) failed: the process ran out of "
               "descriptors (or memory), or the socket broke.");
-  for (size_t i = 0; i < px->nlisteners; i++) {
-    const wisp_listener *l = &px->listeners[i];
-    sb_printf(b, "wisp_listener_accept_pauses_total{listener=\"%s\",direction=\"%s\"} %" PRIu64 "\n", l->name,
-              l->dir == WISP_DIR_INBOUND ? "inbound" : "outbound", l->acc.pauses);
-  }
+  listener_family(b, px, "wisp_listener_accept_pauses_total", LISTENER_PAUSES);
   metric_head(b, "wisp_listener_accept_failures_total", "counter",
               "accept(2) calls of a listener that failed other than routinely (each one pauses accepting).");
-  for (size_t i = 0; i < px->nlisteners; i++) {
-    const wisp_listener *l = &px->listeners[i];
-    sb_printf(b, "wisp_listener_accept_failures_total{listener=\"%s\",direction=\"%s\"} %" PRIu64 "\n", l->name,
-              l->dir == WISP_DIR_INBOUND ? "inbound" : "outbound", l->acc.failures);
-  }
-  if (px->admin) render_admin_metrics(b, px->admin);
+  listener_family(b, px, "wisp_listener_accept_failures_total", LISTENER_FAILURES);
+  if (wisp_dataplane_admin(px)) render_admin_metrics(b, wisp_dataplane_admin(px));
 }
 
 /* What the alerting rules (deploy/prometheus/wisp-alerts.rules.yaml) watch
@@ -216,20 +221,21 @@ static void render_listener_metrics(wisp_json_writer *b, const wisp_proxy *px) {
  * failures by reason (wisp_events), the trust bundle's expiry, and in agent
  * mode whether the agent is reachable and refused pushes. */
 static void render_alert_signals(wisp_json_writer *b, const wisp_proxy *px, const char *local_id) {
-  const wisp_tls_info *info = wisp_tls_get0_info(px->tls);
+  const wisp_tls_info *info = wisp_tls_get0_info(wisp_dataplane_tls_const(px));
   char td[WISP_SPIFFE_MAX + 1], ns[WISP_SPIFFE_MAX + 1], sa[WISP_SPIFFE_MAX + 1];
   wisp_spiffe_split_names(local_id, td, sizeof(td), ns, sizeof(ns), sa, sizeof(sa));
   /* Alerts on the gauges below join this to name the workload. */
   metric_head(b, "wisp_identity_info", "gauge", "This proxy's own SPIFFE ID and the workload it names; always 1.");
   sb_printf(b, "wisp_identity_info{principal=\"%s\",trust_domain=\"%s\",workload_namespace=\"%s\",workload=\"%s\"} 1\n",
             local_id ? local_id : "unknown", td, ns, sa);
-  wisp_events_render(b, px->events, local_id);
+  wisp_events_render(b, wisp_dataplane_events(px), local_id);
   metric_head(b, "wisp_trust_bundle_expiry_timestamp_seconds", "gauge",
               "When the earliest-expiring root CA of the trust bundle expires (unix time; 0: no bundle yet).");
   sb_printf(b, "wisp_trust_bundle_expiry_timestamp_seconds %" PRId64 "\n", info->bundle_not_after_unix);
-  if (!px->agent) return;
+  const wisp_agent_client *agent = wisp_dataplane_agent(px);
+  if (!agent) return;
   wisp_agent_client_health h;
-  wisp_agent_client_get_health(px->agent, &h);
+  wisp_agent_client_get_health(agent, &h);
   metric(b, "wisp_agent_connected", "gauge", "1 while the Config.Watch stream to wisp-agent is open and serving.",
          h.connected ? 1 : 0);
   metric_head(b, "wisp_agent_last_contact_timestamp_seconds", "gauge",
@@ -246,8 +252,11 @@ static void render_alert_signals(wisp_json_writer *b, const wisp_proxy *px, cons
 }
 
 void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool ready) {
-  const wisp_stats *st = &px->stats;
-  const wisp_tls_info *info = wisp_tls_get0_info(px->tls);
+  wisp_dataplane_counters now;
+  wisp_dataplane_get_counters(px, &now);
+  const wisp_stats *st = &now.stats;
+  const wisp_tls *tls = wisp_dataplane_tls_const(px);
+  const wisp_tls_info *info = wisp_tls_get0_info(tls);
   metric(b, "wisp_connections_accepted_total", "counter", "Downstream connections accepted.", st->conns_accepted);
   metric(b, "wisp_connections_refused_total", "counter",
          "Downstream connections refused before HTTP/2 began (TLS, identity, preface).", st->conns_refused);
@@ -276,10 +285,10 @@ void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool r
          st->tunnel_idle_timeouts);
   metric(b, "wisp_header_bytes_held", "gauge",
          "Decoded header and trailer bytes streams hold (name + value + 32 per field), in the buffer budgets.",
-         (uint64_t)px->hdr_held);
+         now.hdr_held);
   /* wisp_requests_total and the rest by identity; its direction and code
    * labels are those this family always had. */
-  wisp_metrics_render(b, px->metrics, wisp_tls_ready(px->tls) ? info->spiffe_id : NULL);
+  wisp_metrics_render(b, wisp_dataplane_metrics(px), wisp_tls_ready(tls) ? info->spiffe_id : NULL);
   uint64_t finished = 0;
   for (int d = 0; d < 2; d++) {
     for (int k = 0; k < WISP_STATUS_CLASSES; k++) finished += st->finished[d][k];
@@ -294,23 +303,19 @@ void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool r
               "connections: 4 upstream streams shared per source).");
   sb_printf(b, "wisp_reset_limited_total{action=\"cut\"} %" PRIu64 "\n", st->reset_limited[0]);
   sb_printf(b, "wisp_reset_limited_total{action=\"throttled\"} %" PRIu64 "\n", st->reset_limited[1]);
-  uint64_t open[2] = {0, 0}; /* downstream, upstream */
-  for (const wisp_conn *c = px->conns; c; c = c->next) open[c->io.upstream ? 1 : 0]++;
-  open[0] += px->nhandshakes; /* callers in their TLS handshake (wisp_handshake) */
   metric_head(b, "wisp_connections_open", "gauge", "Open connections: downstream (callers) and upstream.");
-  sb_printf(b, "wisp_connections_open{side=\"downstream\"} %" PRIu64 "\n", open[0]);
-  sb_printf(b, "wisp_connections_open{side=\"upstream\"} %" PRIu64 "\n", open[1]);
-  render_listener_metrics(b, px);
+  sb_printf(b, "wisp_connections_open{side=\"downstream\"} %" PRIu64 "\n", now.conns_open[0]);
+  sb_printf(b, "wisp_connections_open{side=\"upstream\"} %" PRIu64 "\n", now.conns_open[1]);
+  render_listener_metrics(b, px, st);
   metric(b, "wisp_streams_open", "gauge", "Requests in progress.",
          st->requests > finished ? st->requests - finished : 0);
-  uint64_t queued = 0;
-  for (const wisp_conn *c = px->conns; c; c = c->next) queued += (uint64_t)c->nwaiting;
   metric(b, "wisp_requests_queued", "gauge",
-         "Requests waiting for an upstream stream (at most --max-queued per upstream, each --queue-timeout).", queued);
+         "Requests waiting for an upstream stream (at most --max-queued per upstream, each --queue-timeout).",
+         now.requests_queued);
   metric(b, "wisp_destinations", "gauge", "Transparent destinations kept with their pools (--max-destinations).",
-         (uint64_t)px->ndyn);
+         now.destinations);
   metric(b, "wisp_destinations_evicted_total", "counter",
-         "Transparent destinations evicted, unused, to make room for a new one.", px->dyn_evicted);
+         "Transparent destinations evicted, unused, to make room for a new one.", now.destinations_gone);
   metric_head(b, "wisp_svid_expiry_timestamp_seconds", "gauge", "When the current SVID expires (unix time).");
   sb_printf(b, "wisp_svid_expiry_timestamp_seconds %" PRId64 "\n", info->not_after_unix);
   /* With the expiry it gives the SVID's lifetime: WispSVIDExpiringSoon fires
@@ -321,12 +326,13 @@ void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool r
   metric(b, "wisp_cert_generation", "gauge", "Certificate loads so far; bumps on every reload.", info->generation);
   metric(b, "wisp_bundle_roots", "gauge", "Root CAs in the trust bundle.", (uint64_t)info->bundle_roots);
   metric(b, "wisp_ready", "gauge", "1 when /ready answers 200.", ready ? 1 : 0);
-  metric(b, "wisp_draining", "gauge", "1 once a drain (SIGTERM or POST /drain) began.", px->draining ? 1 : 0);
+  metric(b, "wisp_draining", "gauge", "1 once a drain (SIGTERM or POST /drain) began.",
+         wisp_dataplane_draining(px) ? 1 : 0);
   char why[8];
   metric(b, "wisp_intercept_verified", "gauge",
          "1 when the iptables interception check passes or is not asked for (--transparent).",
-         wisp_intercept_ok(px, why, sizeof(why)) ? 1 : 0);
-  render_alert_signals(b, px, wisp_tls_ready(px->tls) ? info->spiffe_id : NULL);
+         wisp_intercept_ok(wisp_dataplane_intercept(px), why, sizeof(why)) ? 1 : 0);
+  render_alert_signals(b, px, wisp_tls_ready(tls) ? info->spiffe_id : NULL);
 }
 
 static void render_admin_metrics(wisp_json_writer *b, const wisp_admin *a) {

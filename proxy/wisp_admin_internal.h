@@ -17,15 +17,16 @@
 #include "lib/wisp_accept.h"
 #include "lib/wisp_json.h"
 #include "lib/wisp_list.h"
-#include "proxy/internal.h"
 #include "proxy/wisp_admin.h"
+#include "proxy/wisp_dataplane.h"
 
 /* One rendered /metrics response, shared (wisp_admin_server.c). */
 typedef struct metrics_resp metrics_resp;
 
 /* One admin listener; the bodies read its counters for /metrics. */
 struct wisp_admin {
-  wisp_proxy *px;
+  wisp_proxy *px; /* what it serves (proxy/wisp_dataplane.h) */
+  struct ev_loop *loop;
   char *name; /* owned, HOST:PORT */
   int fd;
   wisp_acceptor acc;

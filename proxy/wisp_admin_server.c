@@ -17,12 +17,12 @@
 #include <unistd.h>
 
 #include "lib/wisp_buf.h"
+#include "lib/wisp_connlimit.h"
 #include "lib/wisp_json.h"
 #include "lib/wisp_list.h"
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
 #include "lib/wisp_net.h"
-#include "proxy/internal.h"
 #include "proxy/wisp_intercept.h"
 
 /* At most this many admin connections at once; more are answered 503. */
@@ -97,7 +97,7 @@ static void metrics_resp_unref(wisp_admin *a, metrics_resp *r) {
 
 static void conn_free(admin_conn *c) {
   wisp_admin *a = c->a;
-  struct ev_loop *loop = a->px->loop;
+  struct ev_loop *loop = a->loop;
   ev_io_stop(loop, &c->io);
   ev_timer_stop(loop, &c->timer);
   close(c->fd);
@@ -109,7 +109,7 @@ static void conn_free(admin_conn *c) {
 }
 
 static void conn_watch(admin_conn *c, int events, double timeout) {
-  struct ev_loop *loop = c->a->px->loop;
+  struct ev_loop *loop = c->a->loop;
   ev_io_stop(loop, &c->io);
   ev_io_set(&c->io, c->fd, events);
   ev_io_start(loop, &c->io);
@@ -127,7 +127,7 @@ static void conn_linger(admin_conn *c) {
   if (c->drain_after) {
     c->drain_after = false;
     WISP_INFO("drain requested on the admin listener by %s", c->peer);
-    wisp_proxy_start_drain(c->a->px);
+    wisp_dataplane_start_drain(c->a->px);
   }
   if (shutdown(c->fd, SHUT_WR) != 0) {
     conn_free(c);
@@ -248,7 +248,7 @@ static metrics_resp *metrics_render_resp(wisp_admin *a, bool ready, wisp_err *er
  * port shares it for ADMIN_METRICS_REUSE whatever happens. */
 static void respond_metrics(admin_conn *c, bool ready) {
   wisp_admin *a = c->a;
-  ev_tstamp now = ev_now(a->px->loop);
+  ev_tstamp now = ev_now(a->loop);
   bool fresh = a->metrics && now - a->metrics_at < ADMIN_METRICS_REUSE && (a->metrics_only || a->metrics->refs > 1);
   if (!fresh && (!a->metrics || a->renderings < ADMIN_METRICS_RENDERINGS_MAX)) {
     wisp_err err;
@@ -270,18 +270,12 @@ static void respond_metrics(admin_conn *c, bool ready) {
   conn_flush(c);
 }
 
-static bool proxy_listening(const wisp_proxy *px) {
-  if (px->nlisteners == 0) return false;
-  for (size_t i = 0; i < px->nlisteners; i++) {
-    if (px->listeners[i].fd < 0) return false;
-  }
-  return true;
-}
-
 static bool proxy_ready(const wisp_proxy *px, char *reason, size_t reason_len) {
-  return wisp_admin_ready_check(wisp_tls_get0_info(px->tls), wisp_tls_ready(px->tls), proxy_listening(px), px->draining,
-                                (int64_t)time(NULL), reason, reason_len) &&
-         wisp_intercept_ok(px, reason, reason_len) && /* fail closed: an unprotected pod is not ready */
+  const wisp_tls *tls = wisp_dataplane_tls_const(px);
+  return wisp_admin_ready_check(wisp_tls_get0_info(tls), wisp_tls_ready(tls), wisp_dataplane_listening(px),
+                                wisp_dataplane_draining(px), (int64_t)time(NULL), reason, reason_len) &&
+         /* fail closed: an unprotected pod is not ready */
+         wisp_intercept_ok(wisp_dataplane_intercept(px), reason, reason_len) &&
          !wisp_authz_pending(px, reason, reason_len);
 }
 
@@ -347,8 +341,8 @@ static void handle(admin_conn *c, const wisp_admin_request *req) {
       respond_body(c, "application/json", &body, head);
       break;
     case WISP_ADMIN_EP_DRAIN:
-      c->drain_after = !px->draining;
-      respond_text(c, 202, NULL, px->draining ? "already draining" : "draining", false);
+      c->drain_after = !wisp_dataplane_draining(px);
+      respond_text(c, 202, NULL, c->drain_after ? "draining" : "already draining", false);
       break;
     case WISP_ADMIN_EP_NONE:
       respond_text(c, 404, NULL, "no such endpoint", head);
@@ -492,7 +486,7 @@ static void on_accept(wisp_acceptor *acc, int fd, const wisp_addr *peer) {
   wisp_addr_format(peer, peer_str, sizeof(peer_str));
   bool remote = !wisp_addr_is_loopback(peer);
   wisp_connlimit_key src;
-  wisp_connlimit_key_addr(&src, peer, (unsigned)a->px->cfg->ipv6_source_prefix);
+  wisp_connlimit_key_addr(&src, peer, (unsigned)wisp_dataplane_config(a->px)->ipv6_source_prefix);
   if (!make_room(a, remote, &src)) {
     a->busy++;
     send_busy(fd);
@@ -503,7 +497,7 @@ static void on_accept(wisp_acceptor *acc, int fd, const wisp_addr *peer) {
   c->a = a;
   c->fd = fd;
   c->state = ADMIN_READING;
-  c->since = ev_now(a->px->loop);
+  c->since = ev_now(a->loop);
   snprintf(c->peer, sizeof(c->peer), "%s", peer_str);
   c->src = src;
   c->remote = remote;
@@ -531,12 +525,13 @@ static wisp_err admin_listen(wisp_admin **out, wisp_proxy *px, const char *addr,
   wisp_admin *ad = wisp_calloc(1, sizeof(*ad));
   wisp_list_init(&ad->conns);
   ad->px = px;
+  ad->loop = wisp_dataplane_loop(px);
   ad->fd = fd;
   ad->name = wisp_strdup(addr);
   char name[80];
   ad->metrics_only = metrics_only;
   snprintf(name, sizeof(name), "%s listener %s", metrics_only ? "metrics" : "admin", addr);
-  wisp_acceptor_init(&ad->acc, px->loop, fd, name, ADMIN_ACCEPTS_PER_EVENT, on_accept, ad);
+  wisp_acceptor_init(&ad->acc, ad->loop, fd, name, ADMIN_ACCEPTS_PER_EVENT, on_accept, ad);
   wisp_acceptor_start(&ad->acc);
   wisp_json j;
   wisp_json_begin(&j, "listener");

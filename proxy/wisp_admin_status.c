@@ -46,16 +46,21 @@ static void put_upfails(wisp_json_writer *b, const wisp_upfail_table *t) {
 /* When the SVID was issued, for its lifetime: the agent starts SVIDs a
  * little early (clock skew), which is not lifetime. */
 int64_t wisp_admin_svid_issued_unix(const wisp_proxy *px) {
-  const wisp_tls_info *info = wisp_tls_get0_info(px->tls);
+  const wisp_tls_info *info = wisp_tls_get0_info(wisp_dataplane_tls_const(px));
   if (!info->not_before_unix) return 0;
-  return info->not_before_unix + (px->agent ? WISP_CA_BACKDATE_SEC : 0);
+  return info->not_before_unix + (wisp_dataplane_agent(px) ? WISP_CA_BACKDATE_SEC : 0);
 }
 
 void wisp_admin_render_status(wisp_json_writer *b, const wisp_proxy *px, bool ready, const char *ready_reason) {
-  const wisp_tls_info *info = wisp_tls_get0_info(px->tls);
-  bool loaded = wisp_tls_ready(px->tls);
+  const wisp_tls *tls = wisp_dataplane_tls_const(px);
+  const wisp_tls_info *info = wisp_tls_get0_info(tls);
+  bool loaded = wisp_tls_ready(tls);
+  const wisp_config *cfg = wisp_dataplane_config(px);
+  const wisp_agent_client *agent = wisp_dataplane_agent(px);
+  wisp_dataplane_policy_info pol;
+  wisp_dataplane_get_policy(px, &pol);
   const char *why = NULL;
-  const char *intercept = wisp_intercept_state(px, &why);
+  const char *intercept = wisp_intercept_state(wisp_dataplane_intercept(px), &why);
   wisp_json_writer_raw(b, "{", 1);
   wisp_json_writer_key(b, "ready");
   wisp_json_writer_bool(b, ready);
@@ -71,19 +76,19 @@ void wisp_admin_render_status(wisp_json_writer *b, const wisp_proxy *px, bool re
   put_time(b, "bundle_not_after_unix", loaded ? info->bundle_not_after_unix : 0);
   put_time(b, "bundle_newest_not_after_unix", loaded ? info->bundle_newest_not_after_unix : 0);
   wisp_json_writer_key(b, "transparent");
-  wisp_json_writer_bool(b, px->cfg->transparent);
+  wisp_json_writer_bool(b, cfg->transparent);
   put_str(b, "interception", intercept);
   put_str(b, "interception_reason", why);
-  put_str(b, "agent", px->cfg->agent);
-  if (px->agent) {
-    bool watching = wisp_agent_client_watching(px->agent);
+  put_str(b, "agent", cfg->agent);
+  if (agent) {
+    bool watching = wisp_agent_client_watching(agent);
     wisp_json_writer_key(b, "agent_watching");
     wisp_json_writer_bool(b, watching);
-    put_str(b, "agent_error", watching ? NULL : wisp_agent_client_watch_error(px->agent));
+    put_str(b, "agent_error", watching ? NULL : wisp_agent_client_watch_error(agent));
   }
-  put_str(b, "policy_version", px->policy && px->policy_version[0] ? px->policy_version : NULL);
+  put_str(b, "policy_version", pol.policy && pol.version[0] ? pol.version : NULL);
   wisp_json_writer_key(b, "draining");
-  wisp_json_writer_bool(b, px->draining);
-  put_upfails(b, &px->upfails);
+  wisp_json_writer_bool(b, wisp_dataplane_draining(px));
+  put_upfails(b, wisp_dataplane_upfails(px));
   wisp_json_writer_raw(b, "}\n", 2);
 }

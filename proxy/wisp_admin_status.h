@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "lib/wisp_json.h"
-#include "proxy/internal.h"
+#include "proxy/wisp_dataplane.h"
 
 /* |ready| and |ready_reason| as /ready answers them now. */
 void wisp_admin_render_status(wisp_json_writer *b, const wisp_proxy *px, bool ready, const char *ready_reason);

@@ -14,7 +14,7 @@
 #include "lib/wisp_rpc_client.h"
 #include "lib/wisp_state.h"
 #include "lib/wisp_version.h"
-#include "proxy/wisp_authz.h"
+#include "proxy/wisp_authz_load.h"
 #include "wisp/v1/config.pb-c.h"
 #include "wisp/v1/identity.pb-c.h"
 
@@ -33,8 +33,11 @@
 #define RENEW_FAILURES_BEFORE_TOKEN 3
 
 struct wisp_agent_client {
-  wisp_proxy *px;
-  char target[512]; /* unix:/path or HOST:PORT for wisp_rpcc */
+  wisp_proxy *px;         /* whose credentials and policy it keeps (proxy/wisp_dataplane.h) */
+  struct ev_loop *loop;   /* px's */
+  const wisp_config *cfg; /* px's */
+  wisp_tls *tls;          /* px's: where the SVID goes */
+  char target[512];       /* unix:/path or HOST:PORT for wisp_rpcc */
   bool https;
   char agent_id[WISP_SPIFFE_MAX + 1];
   char token[TOKEN_MAX];
@@ -70,9 +73,9 @@ static void retire(wisp_rpcc **conn) {
 }
 
 static void schedule(wisp_agent_client *ac, ev_timer *t, double after) {
-  ev_timer_stop(ac->px->loop, t);
+  ev_timer_stop(ac->loop, t);
   ev_timer_set(t, after, 0);
-  ev_timer_start(ac->px->loop, t);
+  ev_timer_start(ac->loop, t);
 }
 
 static double next_backoff(double *b) {
@@ -101,11 +104,11 @@ static void log_cert(const char *event, const wisp_tls_info *info, const char *r
 static wisp_rpcc *agent_connect(wisp_agent_client *ac, bool use_svid, char *err, size_t err_len) {
   wisp_tls *tls = NULL;
   if (use_svid) {
-    tls = ac->px->tls;
+    tls = ac->tls;
   } else if (ac->https) {
     tls = ac->bootstrap_tls;
   }
-  return wisp_rpcc_connect(&ac->px->lp, ac->target, tls, tls ? ac->agent_id : NULL, err, err_len);
+  return wisp_rpcc_connect(wisp_dataplane_h2loop(ac->px), ac->target, tls, tls ? ac->agent_id : NULL, err, err_len);
 }
 
 /* The policy and the address -> identity map of |snap|, as one update. */
@@ -116,13 +119,13 @@ static wisp_err apply_snapshot(wisp_proxy *px, const Wisp__V1__Snapshot *snap, c
     d[i].address = snap->destinations[i]->address;
     d[i].spiffe_id = snap->destinations[i]->spiffe_id;
   }
-  wisp_authz_update u = {.yaml = snap->policy_yaml,
-                         .len = strlen(snap->policy_yaml),
-                         .dests = d,
-                         .ndests = snap->n_destinations,
-                         .source = source,
-                         .version = snap->version};
-  wisp_err rc = wisp_authz_apply(px, &u, err, err_len);
+  wisp_authz_load_update u = {.yaml = snap->policy_yaml,
+                              .len = strlen(snap->policy_yaml),
+                              .dests = d,
+                              .ndests = snap->n_destinations,
+                              .source = source,
+                              .version = snap->version};
+  wisp_err rc = wisp_authz_load_apply(px, &u, err, err_len);
   free(d);
   return rc;
 }
@@ -134,7 +137,7 @@ static wisp_err apply_snapshot(wisp_proxy *px, const Wisp__V1__Snapshot *snap, c
  * else. |*out_not_after|: the leaf's notAfter. */
 static wisp_err svid_usable(const wisp_agent_client *ac, STACK_OF(X509) * chain, STACK_OF(X509) * roots,
                             int64_t *out_not_after, char *err, size_t err_len) {
-  const char *want = ac->px->cfg->spiffe_id;
+  const char *want = ac->cfg->spiffe_id;
   wisp_spiffe_id sid;
   WISP_GUARD(wisp_ca_svid_check(chain, roots, (int64_t)now_s(), WISP_CA_CLOCK_SKEW_SEC, err, err_len));
   WISP_GUARD(wisp_spiffe_from_cert(&sid, sk_X509_value(chain, 0), err, err_len));
@@ -159,7 +162,7 @@ static wisp_err svid_usable(const wisp_agent_client *ac, STACK_OF(X509) * chain,
 /* Writes the credentials in force to the cache (0600 files in a 0700 dir
  * of ours). A failure costs only the fast restart: logged, not fatal. */
 static void cache_save(wisp_agent_client *ac, EVP_PKEY *key, STACK_OF(X509) * chain, STACK_OF(X509) * roots) {
-  const char *dir = ac->px->cfg->svid_cache;
+  const char *dir = ac->cfg->svid_cache;
   if (!dir) return;
   char err[512] = "";
   char *kp = NULL, *cp = NULL, *rp = NULL;
@@ -191,7 +194,7 @@ static void cache_save(wisp_agent_client *ac, EVP_PKEY *key, STACK_OF(X509) * ch
 /* The Snapshot just applied, as received: a restored SVID is served with
  * the policy and map that were in force, never with none. */
 static void cache_save_config(wisp_agent_client *ac, const uint8_t *msg, size_t len) {
-  const char *dir = ac->px->cfg->svid_cache;
+  const char *dir = ac->cfg->svid_cache;
   char err[512] = "";
   if (!dir || !ac->have_svid) return;
   if (wisp_state_ensure_dir(dir, 0700, err, sizeof(err)) != WISP_OK ||
@@ -204,7 +207,7 @@ static void cache_save_config(wisp_agent_client *ac, const uint8_t *msg, size_t 
 static bool cache_restore_config(wisp_agent_client *ac, char *err, size_t err_len) {
   uint8_t *raw = NULL;
   size_t len = 0;
-  if (wisp_state_read(ac->px->cfg->svid_cache, CACHE_CONFIG, WISP_POLICY_MAX_INPUT * 2, &raw, &len, err, err_len) !=
+  if (wisp_state_read(ac->cfg->svid_cache, CACHE_CONFIG, WISP_POLICY_MAX_INPUT * 2, &raw, &len, err, err_len) !=
       WISP_OK) {
     snprintf(err, err_len, "no policy was cached with the SVID, so it is not served without one");
     return false;
@@ -220,7 +223,7 @@ static bool cache_restore_config(wisp_agent_client *ac, char *err, size_t err_le
 /* Puts a cached SVID back in force at start if it is ours and still
  * valid, with the policy and map cached with it. */
 static bool cache_restore(wisp_agent_client *ac) {
-  const char *dir = ac->px->cfg->svid_cache;
+  const char *dir = ac->cfg->svid_cache;
   uint8_t *svid = NULL, *bundle = NULL;
   size_t sl = 0, bl = 0;
   char err[512] = "";
@@ -248,13 +251,13 @@ static bool cache_restore(wisp_agent_client *ac) {
     } else if (!cache_restore_config(ac, err, sizeof(err))) {
       /* err says why */
     } else {
-      ok = wisp_tls_set_creds(ac->px->tls, key, chain, roots, err, sizeof(err)) == WISP_OK;
+      ok = wisp_tls_set_creds(ac->tls, key, chain, roots, err, sizeof(err)) == WISP_OK;
     }
   }
   if (ok) {
     ac->have_svid = true;
     ac->not_after = na;
-    log_cert("restored", wisp_tls_get0_info(ac->px->tls), "from --svid-cache");
+    log_cert("restored", wisp_tls_get0_info(ac->tls), "from --svid-cache");
   } else {
     log_cert("cache_unusable", NULL, err);
   }
@@ -299,7 +302,7 @@ static wisp_err install(wisp_agent_client *ac, const uint8_t *msg, size_t len, c
   } else if ((rc = svid_usable(ac, chain, roots, &na, err, err_len)) == WISP_OK) {
     /* Checked first: a refused SVID is neither served nor cached, the
      * credentials in force stay. */
-    rc = wisp_tls_set_creds(ac->px->tls, ac->pending_key, chain, roots, err, err_len);
+    rc = wisp_tls_set_creds(ac->tls, ac->pending_key, chain, roots, err, err_len);
   }
   if (rc == WISP_OK) {
     ac->have_svid = true;
@@ -328,7 +331,7 @@ static void on_sign_message(wisp_rpcc_call *call, const uint8_t *msg, size_t len
   ac->installed = true;
   ac->renew_failures = 0;
   ac->health.last_contact_unix = (int64_t)now_s();
-  const wisp_tls_info *info = wisp_tls_get0_info(ac->px->tls);
+  const wisp_tls_info *info = wisp_tls_get0_info(ac->tls);
   log_cert("issued", info, NULL);
   double delay = life * (RENEW_AT + RENEW_JITTER * jitter());
   schedule(ac, &ac->sign_timer, delay > MIN_RENEW_DELAY ? delay : MIN_RENEW_DELAY);
@@ -393,7 +396,7 @@ static void on_sign_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   /* A fresh key for every SVID: the key never leaves this process. */
   snprintf(err, sizeof(err), "cannot make a P-256 key");
   if (wisp_ca_key_new_p256(&ac->pending_key) != WISP_OK ||
-      wisp_ca_csr_new(&csr, &csr_len, ac->pending_key, ac->px->cfg->spiffe_id, err, sizeof(err)) != WISP_OK) {
+      wisp_ca_csr_new(&csr, &csr_len, ac->pending_key, ac->cfg->spiffe_id, err, sizeof(err)) != WISP_OK) {
     log_cert("csr_failed", NULL, err);
     schedule(ac, &ac->sign_timer, next_backoff(&ac->sign_backoff));
     return;
@@ -404,7 +407,7 @@ static void on_sign_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   /* Renewal proves identity with the current SVID over mTLS; the join
    * token is for the first one (or after the SVID expired). */
   bool renew = ac->have_svid && ac->not_after > (int64_t)now_s();
-  bool have_token = ac->token[0] || ac->px->cfg->sa_token_file;
+  bool have_token = ac->token[0] || ac->cfg->sa_token_file;
   if (renew && have_token && ac->renew_failures >= RENEW_FAILURES_BEFORE_TOKEN && ac->renew_failures % 2 == 1)
     renew = false;
   /* protobuf-c's strings are char *, only read: (char[]){...} is a writable literal. */
@@ -412,7 +415,7 @@ static void on_sign_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   /* The service-account token goes with every Sign, renewals too: an SVID
    * issued on one lives no longer than it, and the agent renews it only on
    * a current one (the file, which the kubelet rotates, is read afresh). */
-  char *sa_token = read_sa_token(ac->px->cfg->sa_token_file);
+  char *sa_token = read_sa_token(ac->cfg->sa_token_file);
   req.sa_token.data = (uint8_t *)sa_token;
   req.sa_token.len = sa_token ? strlen(sa_token) : 0;
   ac->sign_conn = agent_connect(ac, renew, err, sizeof(err));
@@ -435,7 +438,7 @@ static void on_sign_timer(struct ev_loop *loop, ev_timer *w, int revents) {
 static void watch_answer(wisp_agent_client *ac, wisp_rpcc_call *call, const Wisp__V1__Snapshot *snap,
                          const char *error) {
   Wisp__V1__WatchRequest req = WISP__V1__WATCH_REQUEST__INIT;
-  req.spiffe_id = ac->px->cfg->spiffe_id;
+  req.spiffe_id = ac->cfg->spiffe_id;
   req.version = snap->version;
   req.nonce = snap->nonce;
   req.error_detail = (char *)(error ? error : "");
@@ -456,7 +459,7 @@ static void on_snapshot(wisp_rpcc_call *call, const uint8_t *msg, size_t len, vo
     snprintf(err, sizeof(err), "bundle holds a certificate that does not parse");
   } else if (apply_snapshot(px, snap, "agent", err, sizeof(err)) != WISP_OK) {
     /* NACK: the last good policy and map stay in force */
-  } else if (roots && ac->have_svid && wisp_tls_set_roots(px->tls, roots, err, sizeof(err)) != WISP_OK) {
+  } else if (roots && ac->have_svid && wisp_tls_set_roots(ac->tls, roots, err, sizeof(err)) != WISP_OK) {
     /* err says why */
   } else {
     if (roots && ac->have_svid) cache_save(ac, NULL, NULL, roots);
@@ -512,7 +515,7 @@ static void watch_start(wisp_agent_client *ac) {
   Wisp__V1__WatchRequest req = WISP__V1__WATCH_REQUEST__INIT;
   Wisp__V1__NodeInfo node = WISP__V1__NODE_INFO__INIT;
   node.proxy_version = (char[]){WISP_VERSION};
-  req.spiffe_id = ac->px->cfg->spiffe_id;
+  req.spiffe_id = ac->cfg->spiffe_id;
   req.node = &node;
   if (!call || wisp_rpcc_send(call, &req.base) != WISP_OK) {
     snprintf(ac->watch_error, sizeof(ac->watch_error), "cannot start Config.Watch: %s",
@@ -567,9 +570,12 @@ static wisp_err setup(wisp_agent_client *ac, const wisp_config *cfg, char *err, 
 }
 
 wisp_err wisp_agent_client_start(wisp_agent_client **out, wisp_proxy *px, char *err, size_t err_len) {
-  const wisp_config *cfg = px->cfg;
+  const wisp_config *cfg = wisp_dataplane_config(px);
   wisp_agent_client *ac = wisp_calloc(1, sizeof(*ac));
   ac->px = px;
+  ac->loop = wisp_dataplane_loop(px);
+  ac->cfg = cfg;
+  ac->tls = wisp_dataplane_tls(px);
   ac->sign_backoff = ac->watch_backoff = BACKOFF_MIN;
   snprintf(ac->watch_error, sizeof(ac->watch_error), "waiting for an SVID and the first snapshot");
   ac->health.unreachable_since_unix = (int64_t)now_s(); /* until the first snapshot */
@@ -602,7 +608,7 @@ void wisp_agent_client_get_health(const wisp_agent_client *ac, wisp_agent_client
 
 void wisp_agent_client_free(wisp_agent_client *ac) {
   if (!ac) return;
-  struct ev_loop *loop = ac->px->loop;
+  struct ev_loop *loop = ac->loop;
   ev_timer_stop(loop, &ac->sign_timer);
   ev_timer_stop(loop, &ac->watch_timer);
   /* wisp_rpcc_free runs the calls' on_done inline: they must find nothing

@@ -10,7 +10,7 @@
 #ifndef WISP_AGENT_CLIENT_H
 #define WISP_AGENT_CLIENT_H
 
-#include "proxy/internal.h"
+#include "proxy/wisp_dataplane.h"
 
 typedef struct wisp_agent_client wisp_agent_client;
 

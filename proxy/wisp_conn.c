@@ -696,7 +696,7 @@ static wisp_target *destination(wisp_listener *l, int fd, const wisp_addr *peer,
       (!redirected || wisp_addr_equal(&orig, &local) || wisp_proxy_owns_port(l->px, wisp_addr_port(&orig)))) {
     return &l->px->direct;
   }
-  if (l->dir == WISP_DIR_OUTBOUND && wisp_intercept_arrived(l->px, &orig, peer)) {
+  if (l->dir == WISP_DIR_OUTBOUND && wisp_intercept_arrived(l->px->intercept, &orig, peer)) {
     *probe = true; /* the interception check's own connection: done with */
     return NULL;
   }

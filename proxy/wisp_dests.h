@@ -7,7 +7,7 @@
  *
  * Ownership: wisp_dests_new makes an immutable map the caller owns (it
  * copies the entries); lookups return strings borrowed from the map. The
- * proxy holds one map at a time (wisp_proxy_set_dests) and copies the ID
+ * proxy holds one map at a time (wisp_dataplane_set_dests) and copies the ID
  * into each connection it verifies, so a map can be replaced at any time. */
 #ifndef WISP_DESTS_H
 #define WISP_DESTS_H

@@ -1,10 +1,13 @@
 #include "proxy/wisp_intercept.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <ev.h>
 
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
@@ -17,7 +20,7 @@
 #define PROBE_TIMEOUT 1.0
 
 struct wisp_intercept {
-  wisp_proxy *px;
+  struct ev_loop *loop;
   wisp_addr probe; /* where the probe dials (--intercept-probe) */
   char probe_str[64];
   int fd;           /* the probe in flight, -1: none */
@@ -43,9 +46,8 @@ static void log_change(struct wisp_intercept *ic, bool ok) {
 /* Ends the probe in flight: |ok|, or not with a reason. */
 static void finish(struct wisp_intercept *ic, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void finish(struct wisp_intercept *ic, bool ok, const char *fmt, ...) {
-  wisp_proxy *px = ic->px;
-  ev_io_stop(px->loop, &ic->io);
-  ev_timer_stop(px->loop, &ic->timer);
+  ev_io_stop(ic->loop, &ic->io);
+  ev_timer_stop(ic->loop, &ic->timer);
   if (ic->fd >= 0) close(ic->fd);
   ic->fd = -1;
   bool changed = !ic->decided || ic->ok != ok;
@@ -104,14 +106,17 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
 
 static void next_probe(struct wisp_intercept *ic, double after) {
   ev_timer_set(&ic->timer, after, 0);
-  ev_timer_start(ic->px->loop, &ic->timer);
+  ev_timer_start(ic->loop, &ic->timer);
 }
 
-wisp_err wisp_intercept_start(wisp_proxy *px, char *err, size_t err_len) {
-  const wisp_config *cfg = px->cfg;
-  if (!cfg->transparent || !cfg->intercept_probe) return WISP_OK;
+wisp_err wisp_intercept_start(wisp_intercept **out, struct ev_loop *loop, const wisp_config *cfg, char *err,
+                              size_t err_len) {
+  if (!cfg->transparent || !cfg->intercept_probe) {
+    *out = NULL;
+    return WISP_OK;
+  }
   struct wisp_intercept *ic = wisp_calloc(1, sizeof(*ic));
-  ic->px = px;
+  ic->loop = loop;
   ic->fd = -1;
   if (wisp_addr_parse(&ic->probe, cfg->intercept_probe) != WISP_OK) {
     snprintf(err, err_len, "--intercept-probe %s: expected IP:PORT or off", cfg->intercept_probe);
@@ -124,28 +129,25 @@ wisp_err wisp_intercept_start(wisp_proxy *px, char *err, size_t err_len) {
   ev_init(&ic->io, on_connect);
   ev_init(&ic->timer, on_timer);
   ic->io.data = ic->timer.data = ic;
-  px->intercept = ic;
+  *out = ic;
   next_probe(ic, 0);
   return WISP_OK;
 }
 
-void wisp_intercept_free(wisp_proxy *px) {
-  wisp_intercept_stop(px);
-  free(px->intercept);
-  px->intercept = NULL;
+void wisp_intercept_free(wisp_intercept *ic) {
+  wisp_intercept_stop(ic);
+  free(ic);
 }
 
-void wisp_intercept_stop(wisp_proxy *px) {
-  struct wisp_intercept *ic = px->intercept;
+void wisp_intercept_stop(wisp_intercept *ic) {
   if (!ic) return;
-  ev_io_stop(px->loop, &ic->io);
-  ev_timer_stop(px->loop, &ic->timer);
+  ev_io_stop(ic->loop, &ic->io);
+  ev_timer_stop(ic->loop, &ic->timer);
   if (ic->fd >= 0) close(ic->fd);
   ic->fd = -1;
 }
 
-bool wisp_intercept_arrived(wisp_proxy *px, const wisp_addr *orig_dst, const wisp_addr *peer) {
-  struct wisp_intercept *ic = px->intercept;
+bool wisp_intercept_arrived(wisp_intercept *ic, const wisp_addr *orig_dst, const wisp_addr *peer) {
   if (!ic || !wisp_addr_equal(orig_dst, &ic->probe)) return false;
   if (ic->fd >= 0 && wisp_addr_equal(peer, &ic->local)) {
     finish(ic, true, "%s", "");
@@ -157,15 +159,13 @@ bool wisp_intercept_arrived(wisp_proxy *px, const wisp_addr *orig_dst, const wis
   return true;
 }
 
-const char *wisp_intercept_state(const wisp_proxy *px, const char **reason) {
-  const struct wisp_intercept *ic = px->intercept;
+const char *wisp_intercept_state(const wisp_intercept *ic, const char **reason) {
   *reason = ic && !ic->ok ? ic->reason : NULL;
   if (!ic) return "off";
   return !ic->decided ? "checking" : ic->ok ? "verified" : "missing";
 }
 
-bool wisp_intercept_ok(const wisp_proxy *px, char *reason, size_t reason_len) {
-  const struct wisp_intercept *ic = px->intercept;
+bool wisp_intercept_ok(const wisp_intercept *ic, char *reason, size_t reason_len) {
   if (!ic || ic->ok) return true;
   snprintf(reason, reason_len, "%s", ic->reason);
   return false;

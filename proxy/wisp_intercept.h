@@ -10,8 +10,9 @@
  * destination. Until then, or once it stops passing, /ready answers 503
  * and says why.
  *
- * Ownership: the proxy owns its wisp_intercept (NULL when not transparent
- * or --intercept-probe off). */
+ * Ownership: the process owns its wisp_intercept (NULL when not transparent
+ * or --intercept-probe off); the data plane reports arrivals and stops it
+ * on drain, the admin API reads its state. It touches no proxy state. */
 #ifndef WISP_INTERCEPT_H
 #define WISP_INTERCEPT_H
 
@@ -20,28 +21,35 @@
 
 #include "lib/wisp_err.h"
 #include "lib/wisp_net.h"
-#include "proxy/internal.h"
+#include "proxy/wisp_config.h"
 
-/* Starts probing (the first probe at once) if the configuration asks. */
-wisp_err wisp_intercept_start(wisp_proxy *px, char *err, size_t err_len) WISP_MUST_CHECK;
-void wisp_intercept_free(wisp_proxy *px);
+struct ev_loop;
+typedef struct wisp_intercept wisp_intercept;
+
+/* Starts probing on |loop| (the first probe at once) if |cfg| (borrowed for
+ * the check's lifetime) asks: |*out| is the check, or NULL when it does
+ * not ask. On failure |err| says why and |*out| is untouched. */
+wisp_err wisp_intercept_start(wisp_intercept **out, struct ev_loop *loop, const wisp_config *cfg, char *err,
+                              size_t err_len) WISP_MUST_CHECK;
+/* Accepts NULL. */
+void wisp_intercept_free(wisp_intercept *ic);
 /* Stops probing and keeps the last result (draining: the listeners are
- * closed, so a probe would only fail). */
-void wisp_intercept_stop(wisp_proxy *px);
+ * closed, so a probe would only fail). Accepts NULL. */
+void wisp_intercept_stop(wisp_intercept *ic);
 
 /* Called by the outbound listener for each accepted connection: true if
  * |orig_dst| is the probe address, in which case the connection is the
  * intercept check's (the caller closes it) and |peer| says whether it was
- * ours. */
-bool wisp_intercept_arrived(wisp_proxy *px, const wisp_addr *orig_dst, const wisp_addr *peer);
+ * ours. |ic| NULL (no check): false. */
+bool wisp_intercept_arrived(wisp_intercept *ic, const wisp_addr *orig_dst, const wisp_addr *peer);
 
 /* "off" (not transparent, or --intercept-probe off), "checking" (no probe
  * finished yet), "verified" or "missing"; |*reason| says why when not
  * verified (NULL when off or verified), borrowed until the next probe. */
-const char *wisp_intercept_state(const wisp_proxy *px, const char **reason);
+const char *wisp_intercept_state(const wisp_intercept *ic, const char **reason);
 
 /* False with |reason| while interception is not proven; true when proven
  * or not asked for. */
-bool wisp_intercept_ok(const wisp_proxy *px, char *reason, size_t reason_len);
+bool wisp_intercept_ok(const wisp_intercept *ic, char *reason, size_t reason_len);
 
 #endif

@@ -12,7 +12,7 @@
 #include "lib/wisp_mem.h"
 #include "proxy/wisp_admin.h"
 #include "proxy/wisp_agent_client.h"
-#include "proxy/wisp_authz.h"
+#include "proxy/wisp_authz_load.h"
 #include "proxy/wisp_conn.h"
 #include "proxy/wisp_dests.h"
 #include "proxy/wisp_intercept.h"
@@ -87,25 +87,7 @@ static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
   ev_break(loop, EVBREAK_ALL);
 }
 
-void wisp_proxy_start_drain(wisp_proxy *px) {
-  if (px->draining) return;
-  px->draining = true;
-  WISP_INFO("draining: no new connections, GOAWAY to callers, up to %gs", px->cfg->drain_timeout);
-  wisp_intercept_stop(px);
-  for (size_t i = 0; i < px->nlisteners; i++) {
-    wisp_acceptor_stop(&px->listeners[i].acc);
-    close(px->listeners[i].fd);
-    px->listeners[i].fd = -1;
-  }
-  wisp_handshake_close_all(px); /* no use for a caller that is not one yet */
-  for (wisp_conn *c = px->conns; c; c = c->next) {
-    if (!c->io.upstream) wisp_conn_drain(c);
-  }
-  ev_timer_set(&px->drain_timer, px->cfg->drain_timeout, 0);
-  ev_timer_start(px->loop, &px->drain_timer);
-}
-
-static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) { wisp_proxy_start_drain(w->data); }
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) { wisp_dataplane_start_drain(w->data); }
 
 static wisp_err add_target(wisp_proxy *px, wisp_target **out, const char *addr, bool tls, const char *id, char *err,
                            size_t err_len) {
@@ -252,25 +234,6 @@ static void init_full(wisp_proxy *px) {
   init_stand_in(px, &px->full, "none (every --max-destinations slot in use)", why);
 }
 
-void wisp_proxy_set_dests(wisp_proxy *px, struct wisp_dests *d) {
-  wisp_dests_free(px->dests);
-  px->dests = d;
-  for (wisp_dyn_target *dt = px->dyn; dt; dt = dt->next) {
-    wisp_target *t = &dt->t;
-    if (!t->tls) continue;
-    const char *id = wisp_dests_lookup(d, &t->addr);
-    if ((!id && !t->expect_id) || (id && t->expect_id && strcmp(id, t->expect_id) == 0)) continue;
-    free(t->expect_id);
-    t->expect_id = id ? wisp_strdup(id) : NULL;
-    /* Pooled connections were verified against the old ID: no new streams
-     * on them; the next request dials and verifies anew. */
-    for (wisp_conn *c = t->conns; c; c = c->pool_next) {
-      if (c->io.state == WISP_H2CONN_OPEN) wisp_conn_drain(c);
-      else c->goaway = true;
-    }
-  }
-}
-
 static wisp_err add_listener(wisp_proxy *px, const char *addr, wisp_direction dir, wisp_target *t, char *err,
                              size_t err_len) {
   wisp_listener *l = &px->listeners[px->nlisteners];
@@ -377,8 +340,8 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   px->reload.data = px;
   if (cfg->reload_interval > 0 && !cfg->agent) ev_timer_start(loop, &px->reload);
   if (cfg->agent) WISP_GUARD(wisp_agent_client_start(&px->agent, px, err, err_len));
-  WISP_GUARD(wisp_authz_start(px, err, err_len));
-  WISP_GUARD(wisp_intercept_start(px, err, err_len));
+  WISP_GUARD(wisp_authz_load_start(&px->loader, px, err, err_len));
+  WISP_GUARD(wisp_intercept_start(&px->intercept, loop, cfg, err, err_len));
   ev_init(&px->drain_timer, on_drain_timeout);
   ev_timer_init(&px->log_flush, on_log_flush, WISP_LOG_FLUSH_INTERVAL, WISP_LOG_FLUSH_INTERVAL);
   ev_timer_start(loop, &px->log_flush);
@@ -461,11 +424,17 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   }
   free(px->listeners);
   free(px->targets);
-  wisp_authz_cleanup(px);
+  wisp_authz_load_free(px->loader);
+  px->loader = NULL;
+  wisp_policy_view_free(px->view);
+  wisp_policy_free(px->policy);
+  px->view = NULL;
+  px->policy = NULL;
   wisp_tls_free(px->tls);
   free(px->policy_yaml);
   wisp_dests_free(px->dests);
-  wisp_intercept_free(px);
+  wisp_intercept_free(px->intercept);
+  px->intercept = NULL;
   wisp_metrics_free(px->metrics); /* last: closing connections above still count */
   px->metrics = NULL;
   wisp_events_free(px->events);

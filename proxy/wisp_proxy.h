@@ -28,9 +28,6 @@ void wisp_proxy_reap_target(wisp_target *t);
 /* True if |port| is one of the proxy's own listening ports (data or
  * admin): traffic there was not redirected from an app port. */
 bool wisp_proxy_owns_port(const wisp_proxy *px, unsigned port);
-/* Puts the address -> identity map |d| (owned from now on; NULL: none) in
- * force for connections dialled from now on. */
-void wisp_proxy_set_dests(wisp_proxy *px, struct wisp_dests *d);
 /* Runs the loop until drained. */
 void wisp_proxy_run(wisp_proxy *px);
 /* Closes everything; safe on a partly initialised proxy. */

@@ -307,7 +307,7 @@ static void test_drain_finishes_in_flight(void **state) {
   tp_msg *m = tp_client_request(c, "GET", "/inflight", NULL, 0, NULL, 0, true);
   tf_count one = {f, 1};
   assert_true(tp_run_until(f->loop, tf_app_has, &one, TF_WAIT));
-  wisp_proxy_start_drain(&f->px);
+  wisp_dataplane_start_drain(&f->px);
   assert_true(tp_run_until(f->loop, peer_goaway, c, TF_WAIT));
   assert_int_equal(c->goaway_code, NGHTTP2_NO_ERROR);
   assert_false(m->closed);
