@@ -1,14 +1,21 @@
 /* wisp_dataplane: the boundary between wisp-proxy's data plane and its
  * control side.
  *
- *   data plane    listeners, connections, streams, pools, tunnels, the
- *                 HTTP/1 gateways, the per-request policy decision
- *                 (wisp_authz) and the process that runs them (wisp_proxy);
- *                 their shared types are proxy/internal.h, private to them.
- *   control side  the admin API (wisp_admin*), the agent client, the policy
- *                 loader (wisp_policy_load) and the interception check
- *                 (wisp_intercept). They include this header, never
- *                 internal.h: to them a wisp_proxy is opaque.
+ *   data plane    (//proxy:core) listeners, the handshake stage,
+ *                 connections, streams, pools, tunnels, the HTTP/1
+ *                 gateways, the per-request policy decision (wisp_authz)
+ *                 and the process that runs them (wisp_proxy); their
+ *                 shared types are proxy/internal.h, private to them.
+ *   control side  (//proxy:control, //proxy:intercept) the admin API
+ *                 (wisp_admin*), the agent client, the policy loader
+ *                 (wisp_authz_load) and the interception check
+ *                 (wisp_intercept). They see the proxy through this header
+ *                 only: to them a wisp_proxy is opaque, and :core depends
+ *                 on them, not the reverse, so internal.h is out of reach.
+ *
+ * The data plane calls the other way only to start and free the control
+ * modules, to hand the interception check its probe (and stop it on
+ * drain), and to ask the agent client why no policy came yet.
  *
  * Ownership: the data plane owns everything reached from a wisp_proxy: the
  * policy and address -> identity map in force, the TLS credentials, its
