@@ -5,18 +5,22 @@
  * and closes; once the handshake is done it says what was negotiated (ALPN)
  * and who the peer is (the verified SPIFFE ID). It does not watch the
  * socket (its owner's ev_io watchers do: after WISP_TRANSPORT_AGAIN,
- * |want_write| says which readiness TLS waits for) and does not decide (the
- * owner says whether a peer without a certificate or an ALPN will do).
+ * |want_write| says which readiness TLS waits for; the watchers must be
+ * level-triggered, as after a short read(2) the next TLS read says AGAIN
+ * without asking the socket) and does not decide (the owner says whether
+ * a peer without a certificate or an ALPN will do).
  *
  * Users: wisp_h2conn (the proxy's HTTP/2 connections, wisp-agent's gRPC
  * server, the agent client through wisp_rpc_client) and the proxy's L4
  * tunnel (both of its ends).
  *
- * A wisp_transport is caller-allocated and embedded in its owner. It owns
- * its fd and SSL from init (set0_tls) until wisp_transport_close or
- * wisp_transport_move. The TLS verification state (wisp_tls_verify) stays
- * the owner's, borrowed by the SSL (wisp_tls_new_ssl, wisp_tls_set_verify):
- * whoever takes a transport over points the SSL at its own copy. */
+ * A wisp_transport is caller-allocated and embedded in its owner, and
+ * never copied (the SSL's BIO points at it): wisp_transport_move hands it
+ * over. It owns its fd, SSL and read buffer from init (set0_tls) until
+ * wisp_transport_close or wisp_transport_move. The TLS verification state
+ * (wisp_tls_verify) stays the owner's, borrowed by the SSL
+ * (wisp_tls_new_ssl, wisp_tls_set_verify): whoever takes a transport over
+ * points the SSL at its own copy. */
 #ifndef WISP_TRANSPORT_H
 #define WISP_TRANSPORT_H
 
@@ -76,6 +80,10 @@ struct wisp_transport {
   uint16_t rpos;   /* next byte of rbuf for the SSL */
   uint16_t rlen;   /* end of the bytes in rbuf */
   bool no_refill;  /* read_pending in progress: the BIO does not read(2) */
+  bool drained;    /* the last read(2) was short: the socket had no more
+                    * then, so the next refill answers "would block"
+                    * without asking it (once; level-triggered watchers
+                    * report bytes that came since) */
   bool want_write; /* TLS: an operation waits for the socket to be writable.
                     * Each handshake step sets or clears it; read and write
                     * set it and never clear it: an owner that acts on it
