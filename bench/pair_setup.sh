@@ -1,9 +1,10 @@
 # bench/pair_setup.sh, sourced by bench/instr.sh and bench/syscalls.sh:
 # bench_pair WISP BASE WRAP... starts the pair those measure: nghttpd
-# (--no-tls) serving a 64-byte file on BASE, the inbound wisp on BASE+2
-# in front of it, the outbound wisp on BASE+1 routing to it over mTLS
-# (credentials made here), each wisp run as WRAP... WISP ARGS (WRAP may
-# be nothing), then warms up (2,000 requests, h2load -c 10 -m 10). Sets
+# (--no-tls) serving a file of BENCH_BODY bytes (64) on BASE, the inbound
+# wisp on BASE+2 in front of it, the outbound wisp on BASE+1 routing to it
+# over mTLS (credentials made here), each wisp run as WRAP... WISP ARGS
+# (WRAP may be nothing), then warms up (2,000 requests, h2load -c 10 -m
+# 10). Sets
 # OUT, SPID (inbound wisp), CPID (outbound wisp). Sourcing makes TMP, a
 # directory removed on exit with every process started here.
 PIDS=()
@@ -20,7 +21,7 @@ bench_pair() {
 	"$repo/deploy/wisp-pki.sh" ca "$TMP/ca" >/dev/null
 	"$repo/deploy/wisp-pki.sh" svid "$TMP/ca" "$TMP/client" spiffe://bench.local/ns/bench/sa/client >/dev/null
 	"$repo/deploy/wisp-pki.sh" svid "$TMP/ca" "$TMP/server" spiffe://bench.local/ns/bench/sa/server >/dev/null
-	mkdir -p "$TMP/docroot"; head -c 64 /dev/zero | tr '\0' x >"$TMP/docroot/index.html"
+	mkdir -p "$TMP/docroot"; head -c "${BENCH_BODY:-64}" /dev/zero | tr '\0' x >"$TMP/docroot/index.html"
 	nghttpd --no-tls -a 127.0.0.1 -m 1000 -d "$TMP/docroot" "$app" >/dev/null 2>&1 & PIDS+=($!)
 	wait_port "$app"
 	"$@" "$wisp" --cert "$TMP/server.crt" --key "$TMP/server.key" --bundle "$TMP/ca/ca.crt" \
