@@ -4,9 +4,8 @@
 # wisp on BASE+2 in front of it, the outbound wisp on BASE+1 routing to it
 # over mTLS (credentials made here), each wisp run as WRAP... WISP ARGS
 # (WRAP may be nothing), then warms up (2,000 requests, h2load -c 10 -m
-# 10). Sets
-# OUT, SPID (inbound wisp), CPID (outbound wisp). Sourcing makes TMP, a
-# directory removed on exit with every process started here.
+# 10). Sets OUT, SPID (inbound wisp), CPID (outbound wisp). Sourcing
+# makes TMP, a directory removed on exit with every process started here.
 PIDS=()
 TMP=$(mktemp -d /tmp/wisp-bench.XXXXXX)
 bench_cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
