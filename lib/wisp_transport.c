@@ -83,14 +83,10 @@ static void rbuf_drop(wisp_transport *t) {
 }
 
 /* Refills the empty buffer with one read(2): >0 bytes, 0 EOF, -1 errno.
- * After a short read the socket was empty: the next refill says EAGAIN
- * at once, saving the read(2) that would say so (one per wake-up). */
+ * Every refill asks the socket, even after a short read: that read is what
+ * finds a FIN right behind the bytes in the same wake-up (a caller's
+ * requests and its close in one read: none goes upstream). */
 static int rbuf_fill(wisp_transport *t) {
-  if (t->drained) {
-    t->drained = false;
-    errno = EAGAIN;
-    return -1;
-  }
   uint8_t *b = rbuf_take();
   ssize_t n = read(t->fd, b, WISP_TRANSPORT_RBUF_SIZE);
   if (n <= 0) {
@@ -100,7 +96,6 @@ static int rbuf_fill(wisp_transport *t) {
   t->rbuf = b;
   t->rpos = 0;
   t->rlen = (uint16_t)n;
-  t->drained = n < WISP_TRANSPORT_RBUF_SIZE;
   return (int)n;
 }
 

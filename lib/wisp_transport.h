@@ -5,10 +5,8 @@
  * and closes; once the handshake is done it says what was negotiated (ALPN)
  * and who the peer is (the verified SPIFFE ID). It does not watch the
  * socket (its owner's ev_io watchers do: after WISP_TRANSPORT_AGAIN,
- * |want_write| says which readiness TLS waits for; the watchers must be
- * level-triggered, as after a short read(2) the next TLS read says AGAIN
- * without asking the socket) and does not decide (the owner says whether
- * a peer without a certificate or an ALPN will do).
+ * |want_write| says which readiness TLS waits for) and does not decide (the
+ * owner says whether a peer without a certificate or an ALPN will do).
  *
  * Users: wisp_h2conn (the proxy's HTTP/2 connections, wisp-agent's gRPC
  * server, the agent client through wisp_rpc_client) and the proxy's L4
@@ -80,10 +78,6 @@ struct wisp_transport {
   uint16_t rpos;   /* next byte of rbuf for the SSL */
   uint16_t rlen;   /* end of the bytes in rbuf */
   bool no_refill;  /* read_pending in progress: the BIO does not read(2) */
-  bool drained;    /* the last read(2) was short: the socket had no more
-                    * then, so the next refill answers "would block"
-                    * without asking it (once; level-triggered watchers
-                    * report bytes that came since) */
   bool want_write; /* TLS: an operation waits for the socket to be writable.
                     * Each handshake step sets or clears it; read and write
                     * set it and never clear it: an owner that acts on it

@@ -175,6 +175,26 @@ static void test_closed_caller_queue_not_sent(void **state) {
   assert_int_equal(f->px.stats.premature_resets[0], 0); /* nothing went up: nothing to count */
 }
 
+/* The same for an mTLS caller whose last requests and bare FIN (no
+ * close_notify) come in one read: the end is found in that wake-up, so
+ * none of them goes upstream and none counts against the caller as a
+ * premature reset (it did while a short TLS read(2) ended the wake-up's
+ * reads: the FIN was read on the next one, after the pool sent them). */
+static void test_closed_tls_caller_queue_not_sent(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_tls_client(f, f->inbound, 40030, "spiffe://example.org/ns/shop/sa/frontend", false);
+  assert_non_null(c);
+  tp_msg *m = tp_client_request(c, "GET", "/first", NULL, 0, NULL, 0, true);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  uint64_t sent = f->px.stats.upstream_requests;
+  for (int i = 0; i < 5; i++) tp_client_request(c, "GET", "/never", NULL, 0, NULL, 0, true);
+  tp_peer_flush(c);
+  assert_int_equal(shutdown(c->fd, SHUT_WR), 0);
+  assert_true(tp_run_until(f->loop, peer_eof, c, TF_WAIT));
+  assert_int_equal(f->px.stats.upstream_requests, sent);
+  assert_int_equal(f->px.stats.premature_resets[0], 0);
+}
+
 /* A caller that closes its TCP connection with requests upstream cancels
  * them there, as RST_STREAM would, and they count against it as premature
  * resets by the peer (--max-resets); a caller could close and reconnect
@@ -461,6 +481,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_conn_error_closes, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_conn_error_resets_streams, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_closed_caller_queue_not_sent, tf_setup_echo, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_closed_tls_caller_queue_not_sent, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_closed_caller_counts_resets, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_mtls_caller_served, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_mtls_refusals, tf_setup_echo, tf_teardown),
