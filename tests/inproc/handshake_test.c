@@ -167,6 +167,56 @@ static void test_failed_handshake_leaves_nothing(void **state) {
   assert_true(tf_log_line_has(f, kLine));
 }
 
+/* An HTTP/2 GET of / on stream 1, as a client's first bytes: the preface,
+ * an empty SETTINGS, and HEADERS (HPACK: :method GET, :scheme http,
+ * :path /, :authority "a") with END_STREAM and END_HEADERS. */
+static const uint8_t kFirstRequest[] = {'P', 'R', 'I',  ' ',  '*',  ' ',  'H',  'T',  'T',  'P',  '/',  '2',
+                                        '.', '0', '\r', '\n', '\r', '\n', 'S',  'M',  '\r', '\n', '\r', '\n',
+                                        0,   0,   0,    4,    0,    0,    0,    0,    0,    0,    0,    6,
+                                        1,   5,   0,    0,    0,    1,    0x82, 0x86, 0x84, 0x41, 1,    'a'};
+
+typedef struct {
+  tls_caller *c;
+  uint8_t in[16384];
+  size_t len;
+} h2_reader;
+
+/* Whether the caller has read a HEADERS frame on stream 1 (the answer). */
+static bool got_headers(void *arg) {
+  h2_reader *r = arg;
+  if (r->len < sizeof(r->in)) {
+    int n = SSL_read(r->c->ssl, r->in + r->len, (int)(sizeof(r->in) - r->len));
+    if (n > 0) r->len += (size_t)n;
+  }
+  for (size_t at = 0; at + 9 <= r->len;) {
+    size_t flen = ((size_t)r->in[at] << 16) | ((size_t)r->in[at + 1] << 8) | r->in[at + 2];
+    uint32_t sid = ((uint32_t)(r->in[at + 5] & 0x7f) << 24) | ((uint32_t)r->in[at + 6] << 16) |
+                   ((uint32_t)r->in[at + 7] << 8) | r->in[at + 8];
+    if (r->in[at + 3] == 1 && sid == 1) return true;
+    at += 9 + flen;
+  }
+  return false;
+}
+
+/* A client's first bytes sent with its Finished, in one read of the proxy:
+ * they are in the transport's buffer when the handshake stage hands the
+ * caller over, announced by no socket event, and must be served at once
+ * (by the wisp_conn for h2, the tunnel toward the app for wisp-l4). */
+static void first_bytes_with_finished(tf_fixture *f, unsigned port, const char *alpn) {
+  tls_caller c;
+  tls_caller_start(f, &c, port, FRONTEND_ID, false, alpn); /* done before the proxy read its Finished */
+  assert_int_equal(c.result, 1);
+  assert_true(f->px.nhandshakes == 1);
+  assert_int_equal(SSL_write(c.ssl, kFirstRequest, (int)sizeof(kFirstRequest)), (int)sizeof(kFirstRequest));
+  h2_reader r = {.c = &c};
+  assert_true(tp_run_until(f->loop, got_headers, &r, TF_WAIT));
+  tls_caller_end(&c);
+}
+
+static void test_h2_first_frames_with_finished(void **state) { first_bytes_with_finished(*state, 40204, "h2"); }
+
+static void test_l4_first_bytes_with_finished(void **state) { first_bytes_with_finished(*state, 40205, "wisp-l4"); }
+
 static int setup_short_handshake(void **state) {
   static const char *const kArgs[] = {"--handshake-timeout", "0.3"};
   static const tf_opts kOpts = {.args = kArgs, .nargs = 2};
@@ -197,6 +247,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_alpn_l4_to_tunnel, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_failed_handshake_leaves_nothing, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_handshake_timeout, setup_short_handshake, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_h2_first_frames_with_finished, tf_setup_echo, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_l4_first_bytes_with_finished, tf_setup_echo, tf_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
