@@ -55,7 +55,8 @@ typedef struct {
 
 /* Per-connection verification state, owned by the connection and borrowed
  * by its SSL (ex_data). Whoever takes an SSL over from the connection that
- * made it (the proxy's L4 hand-over) points the SSL at its own copy with
+ * made it (the proxy's handshake stage handing an inbound caller to its
+ * wisp_conn or L4 tunnel) points the SSL at its own copy with
  * wisp_tls_set_verify before the old one goes. */
 typedef struct {
   const char *expect_id; /* borrowed; NULL: any ID in our trust domain */
