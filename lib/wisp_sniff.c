@@ -75,7 +75,9 @@ const char *wisp_sniff_proto_name(wisp_sniff_proto p) {
  * again at undecided bytes instead of spinning on their readiness. */
 #define SNIFF_REPOLL 0.01
 
-typedef struct {
+typedef struct wisp_sniff sniff;
+
+struct wisp_sniff {
   struct ev_loop *loop;
   int fd;
   ev_io io;
@@ -87,12 +89,16 @@ typedef struct {
   size_t peek_max;
   wisp_sniff_cb cb;
   void *arg;
-} sniff;
+};
 
-static void done(sniff *sn, wisp_sniff_proto p) {
+static void stop(sniff *sn) {
   ev_io_stop(sn->loop, &sn->io);
   ev_timer_stop(sn->loop, &sn->deadline);
   ev_timer_stop(sn->loop, &sn->repoll);
+}
+
+static void done(sniff *sn, wisp_sniff_proto p) {
+  stop(sn);
   int fd = sn->fd;
   if (sn->lowat) {
     int one = 1;
@@ -154,12 +160,12 @@ static void on_repoll(struct ev_loop *loop, ev_timer *w, int revents) {
 
 static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents) { look(w->data, true); }
 
-void wisp_sniff_start(struct ev_loop *loop, int fd, double timeout, wisp_sniff_cb cb, void *arg) {
-  wisp_sniff_start_with(loop, fd, timeout, wisp_sniff_classify, WISP_SNIFF_PEEK_MAX, cb, arg);
+wisp_sniff *wisp_sniff_start(struct ev_loop *loop, int fd, double timeout, wisp_sniff_cb cb, void *arg) {
+  return wisp_sniff_start_with(loop, fd, timeout, wisp_sniff_classify, WISP_SNIFF_PEEK_MAX, cb, arg);
 }
 
-void wisp_sniff_start_with(struct ev_loop *loop, int fd, double timeout, wisp_sniff_classifier classify,
-                           size_t peek_max, wisp_sniff_cb cb, void *arg) {
+wisp_sniff *wisp_sniff_start_with(struct ev_loop *loop, int fd, double timeout, wisp_sniff_classifier classify,
+                                  size_t peek_max, wisp_sniff_cb cb, void *arg) {
   sniff *sn = wisp_calloc(1, sizeof(*sn));
   sn->loop = loop;
   sn->classify = classify;
@@ -173,4 +179,11 @@ void wisp_sniff_start_with(struct ev_loop *loop, int fd, double timeout, wisp_sn
   sn->io.data = sn->deadline.data = sn->repoll.data = sn;
   ev_io_start(loop, &sn->io);
   ev_timer_start(loop, &sn->deadline);
+  return sn;
+}
+
+void wisp_sniff_cancel(wisp_sniff *sn) {
+  stop(sn);
+  close(sn->fd);
+  free(sn);
 }

@@ -50,9 +50,13 @@ const char *wisp_sniff_proto_name(wisp_sniff_proto p);
  * callback, with every byte still unread. */
 typedef void (*wisp_sniff_cb)(int fd, wisp_sniff_proto proto, void *arg);
 
+/* One socket being watched: from wisp_sniff_start until its callback is
+ * called (then freed) or wisp_sniff_cancel. */
+typedef struct wisp_sniff wisp_sniff;
+
 /* Takes |fd| and calls |cb| when its first bytes decide, or |timeout| s
  * after the start. */
-void wisp_sniff_start(struct ev_loop *loop, int fd, double timeout, wisp_sniff_cb cb, void *arg);
+wisp_sniff *wisp_sniff_start(struct ev_loop *loop, int fd, double timeout, wisp_sniff_cb cb, void *arg);
 
 /* A classifier with wisp_sniff_classify's contract, looking at up to
  * |peek_max| bytes (NEED_MORE never once it has them). */
@@ -60,7 +64,11 @@ typedef wisp_sniff_proto (*wisp_sniff_classifier)(const uint8_t *data, size_t le
 #define WISP_SNIFF_WATCH_MAX (8 * 1024)
 /* wisp_sniff_start with another classifier (|peek_max| at most
  * WISP_SNIFF_WATCH_MAX): e.g. a second look at a whole HTTP/1 request line. */
-void wisp_sniff_start_with(struct ev_loop *loop, int fd, double timeout, wisp_sniff_classifier classify,
-                           size_t peek_max, wisp_sniff_cb cb, void *arg);
+wisp_sniff *wisp_sniff_start_with(struct ev_loop *loop, int fd, double timeout, wisp_sniff_classifier classify,
+                                  size_t peek_max, wisp_sniff_cb cb, void *arg);
+
+/* Stops |sn| before it decided (its owner is going away: a drain, a
+ * shutdown): closes its fd and frees it; its callback is never called. */
+void wisp_sniff_cancel(wisp_sniff *sn);
 
 #endif

@@ -251,6 +251,7 @@ struct wisp_proxy {
   wisp_conn *conns;             /* every live connection */
   wisp_list handshakes;         /* inbound mTLS callers in their handshake (wisp_handshake) */
   size_t nhandshakes;           /* ... how many (callers in wisp_connections_open) */
+  wisp_list detecting;          /* callers whose protocol is still being told (wisp_conn_pending) */
   wisp_target *woken;           /* targets whose waiting requests may go upstream (wisp_pool) */
   size_t buffered;              /* body bytes in every stream's buffers (--buffer-limit) */
   size_t hdr_held;              /* header and trailer bytes every stream holds (--buffer-limit too) */

@@ -610,10 +610,35 @@ static void log_refused(wisp_listener *l, const char *peer, const char *kind, co
   log_unaccepted(l, peer, "refused", reason, NULL);
 }
 
+void wisp_conn_pending_sniff(wisp_conn_pending *p, int fd, double timeout, wisp_sniff_classifier classify,
+                             size_t peek_max, wisp_sniff_cb cb) {
+  wisp_proxy *px = p->l->px;
+  wisp_list_push_front(&px->detecting, &p->link);
+  p->sniff = classify ? wisp_sniff_start_with(px->loop, fd, timeout, classify, peek_max, cb, p)
+                      : wisp_sniff_start(px->loop, fd, timeout, cb, p);
+}
+
+void wisp_conn_pending_done(wisp_conn_pending *p) {
+  wisp_list_unlink(&p->link);
+  p->sniff = NULL; /* freed by the sniffer as it calls back */
+}
+
+void wisp_conn_close_detecting(wisp_proxy *px) {
+  WISP_LIST_FOREACH_SAFE(it, &px->detecting) {
+    wisp_conn_pending *p = WISP_LIST_ELEM(it, wisp_conn_pending, link);
+    wisp_sniff_cancel(p->sniff);
+    wisp_conn_pending_done(p);
+    wisp_connlimit_release(&p->slot);
+    wisp_proxy_release_target(p->dst);
+    free(p);
+  }
+}
+
 typedef wisp_conn_pending inbound_sniff;
 
 static void on_inbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
   inbound_sniff *in = arg;
+  wisp_conn_pending_done(in);
   wisp_listener *l = in->l;
   if (proto == WISP_SNIFF_CLOSED) {
     /* Connect and close: a TCP health check or a port scan, not a failed
@@ -655,6 +680,7 @@ typedef wisp_conn_pending outbound_sniff;
  * it always did (bad preface, or no preface in time). */
 static void on_outbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
   outbound_sniff *o = arg;
+  wisp_conn_pending_done(o);
   if (o->l->target && proto == WISP_SNIFF_HTTP1) {
     wisp_h1_accept(o->l, o->dst, fd, o->peer, &o->slot, o->accepted);
   } else if (proto == WISP_SNIFF_HTTP1 && o->l->px->cfg->transparent_http1) {
@@ -758,7 +784,7 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
     wisp_connlimit_move(&in->slot, &slot);
     wisp_proxy_hold_target(dst);
     snprintf(in->peer, sizeof(in->peer), "%s", peer_str);
-    wisp_sniff_start(px->loop, fd, px->cfg->handshake_timeout, on_inbound_sniffed, in);
+    wisp_conn_pending_sniff(in, fd, px->cfg->handshake_timeout, NULL, 0, on_inbound_sniffed);
     return;
   }
   /* Transparent outbound: HTTP/2 goes to the L7 path, anything else is a
@@ -776,7 +802,8 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
   wisp_connlimit_move(&o->slot, &slot);
   wisp_proxy_hold_target(dst);
   snprintf(o->peer, sizeof(o->peer), "%s", peer_str);
-  wisp_sniff_start(px->loop, fd, l->target ? px->cfg->handshake_timeout : WISP_DETECT_TIMEOUT, on_outbound_sniffed, o);
+  wisp_conn_pending_sniff(o, fd, l->target ? px->cfg->handshake_timeout : WISP_DETECT_TIMEOUT, NULL, 0,
+                          on_outbound_sniffed);
 }
 
 wisp_conn *wisp_conn_connect(wisp_target *t, bool h1app, char *err, size_t err_len) {

@@ -5,6 +5,7 @@
 #ifndef WISP_CONN_H
 #define WISP_CONN_H
 
+#include "lib/wisp_sniff.h"
 #include "proxy/internal.h"
 
 /* Takes ownership of |fd| (closed on failure). Inbound listeners start a TLS
@@ -19,7 +20,20 @@ typedef struct {
   char peer[64];
   wisp_connlimit_slot slot;
   ev_tstamp accepted;
+  wisp_sniff *sniff; /* its detection, while it runs */
+  wisp_list link;    /* px->detecting, while it runs */
 } wisp_conn_pending;
+
+/* Starts telling |p|'s protocol on |fd| (taken) with |classify| (NULL:
+ * wisp_sniff_classify), tracked in px->detecting until |cb| runs, which
+ * first calls wisp_conn_pending_done. */
+void wisp_conn_pending_sniff(wisp_conn_pending *p, int fd, double timeout, wisp_sniff_classifier classify,
+                             size_t peek_max, wisp_sniff_cb cb);
+/* Its detection ended: no longer tracked. */
+void wisp_conn_pending_done(wisp_conn_pending *p);
+/* Closes every caller still being detected and frees what it held, not
+ * logged (drain, shutdown): none starts a handshake or a connection after. */
+void wisp_conn_close_detecting(wisp_proxy *px);
 
 /* Serves |fd| (taken) as an h2c caller of outbound listener |l| going to
  * |dst|, taking |slot|; |accepted|: when its handshake budget began;

@@ -120,7 +120,10 @@ void wisp_dataplane_start_drain(wisp_proxy *px) {
     close(px->listeners[i].fd);
     px->listeners[i].fd = -1;
   }
-  wisp_handshake_close_all(px); /* no use for a caller that is not one yet */
+  /* No use for a caller that is not one yet (nor let one become one:
+   * a caller still being told would start its handshake mid-drain). */
+  wisp_conn_close_detecting(px);
+  wisp_handshake_close_all(px);
   for (wisp_conn *c = px->conns; c; c = c->next) {
     if (!c->io.upstream) wisp_conn_drain(c);
   }

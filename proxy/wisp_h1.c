@@ -1076,6 +1076,7 @@ static wisp_sniff_proto request_line(const uint8_t *d, size_t len) {
 
 static void on_detected(int fd, wisp_sniff_proto proto, void *arg) {
   h1detect *d = arg;
+  wisp_conn_pending_done(d);
   if (proto == WISP_SNIFF_HTTP1) {
     wisp_h1_accept(d->l, d->dst, fd, d->peer, &d->slot, d->accepted);
   } else if (proto != WISP_SNIFF_CLOSED) {
@@ -1095,5 +1096,5 @@ void wisp_h1_detect(wisp_listener *l, wisp_target *dst, int fd, const char *peer
   snprintf(d->peer, sizeof(d->peer), "%s", peer);
   wisp_connlimit_move(&d->slot, slot);
   wisp_proxy_hold_target(dst);
-  wisp_sniff_start_with(l->px->loop, fd, timeout, request_line, WISP_H1_LINE_MAX, on_detected, d);
+  wisp_conn_pending_sniff(d, fd, timeout, request_line, WISP_H1_LINE_MAX, on_detected);
 }

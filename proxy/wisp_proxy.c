@@ -308,6 +308,7 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   px->cfg = cfg;
   wisp_list_init(&px->idle_streams);
   wisp_list_init(&px->handshakes);
+  wisp_list_init(&px->detecting);
   wisp_tls_opts topts = {.allow_tls12 = cfg->allow_tls12, .require_alpn = true};
   px->tls = wisp_tls_new(&topts);
   px->metrics =
@@ -391,6 +392,7 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   px->metrics_srv = NULL;
   wisp_agent_client_free(px->agent);
   px->agent = NULL;
+  wisp_conn_close_detecting(px);
   wisp_handshake_close_all(px);
   wisp_tunnel_close_all(px);
   wisp_h1_close_all(px);

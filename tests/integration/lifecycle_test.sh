@@ -104,5 +104,42 @@ wait "$INFLIGHT"
 expect_eq "a request in flight at SIGTERM completes" 200 "$(cat "$WORK/inflight.code")"
 stop_proxy client
 expect_match "the drain is logged" 'draining' "$(cat "$WORK/client.err")"
+
+# --- SIGTERM: a caller whose protocol is still being told is closed by the drain ---
+# It sent one byte of a TLS ClientHello. Before, it was left to become a
+# handshake and an HTTP/2 connection mid-drain (holding the drain open) and
+# was leaked at exit. A slow request keeps the server draining meanwhile.
+OUT2=$(free_port)
+start_proxy client2 --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" \
+  --route "127.0.0.1:$OUT2=127.0.0.1:$IN_PORT,id=$TD/ns/shop/sa/orders"
+wait_port "$OUT2"
+h2get -o /dev/null -w '%{http_code}' "http://127.0.0.1:$OUT2/slow?ms=4000" >"$WORK/inflight2.code" &
+INFLIGHT=$!
+wait_for 10 grep -q '"path":"/slow?ms=4000"' "$WORK/app.out"
+start_bg "$WORK/detecting" /usr/bin/python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"\x16")
+print("sent", flush=True)
+s.settimeout(30)
+try:
+    print("closed" if s.recv(1) == b"" else "data")
+except ConnectionResetError:
+    print("closed")
+except socket.timeout:
+    print("open")
+' "$IN_PORT"
+DETECTING=$LAST_PID
+wait_for 10 grep -q sent "$WORK/detecting.out"
+accepted() { [ "$(ss -Htln "sport = :$IN_PORT" | awk '{print $2}')" = 0 ]; } # not in the backlog
+wait_for 10 accepted
+kill -TERM "$PID_server"
+wait "$DETECTING"
+draining=$(kill -0 "$INFLIGHT" 2>/dev/null && echo still-draining || echo exited)
+expect_eq "a caller still being detected at SIGTERM is closed as the drain starts" "closed still-draining" \
+  "$(tail -1 "$WORK/detecting.out") $draining"
+wait "$INFLIGHT"
+expect_eq "... while a request in flight completes" 200 "$(cat "$WORK/inflight2.code")"
 stop_proxy server
+stop_proxy client2
 finish
