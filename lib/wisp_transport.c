@@ -183,8 +183,9 @@ static ssize_t tls_result(wisp_transport *t, int r, bool reading) {
     case SSL_ERROR_SYSCALL:
       ERR_clear_error();
       return reading && r == 0 ? WISP_TRANSPORT_TRUNCATED : WISP_TRANSPORT_ERROR;
-    default:
+    default: /* the peer broke TLS (a bad or oversized record, a bad MAC) */
       ERR_clear_error();
+      errno = EPROTO; /* owners log strerror(errno): not "Success" */
       return WISP_TRANSPORT_ERROR;
   }
 }

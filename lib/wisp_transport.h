@@ -33,7 +33,7 @@
 enum {
   WISP_TRANSPORT_DONE = 1,       /* handshake: finished */
   WISP_TRANSPORT_AGAIN = -1,     /* would block: wait until readable, or writable if |want_write| */
-  WISP_TRANSPORT_ERROR = -2,     /* failed (errno for a socket error; a TLS error is cleared) */
+  WISP_TRANSPORT_ERROR = -2,     /* failed (errno for a socket error; EPROTO for a TLS error, cleared) */
   WISP_TRANSPORT_TRUNCATED = -3, /* read, TLS: the TCP stream ended without close_notify */
 };
 

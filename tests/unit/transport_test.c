@@ -667,6 +667,21 @@ static void test_tls_move(void **state) {
   wisp_transport_close(&p.cli, false);
 }
 
+/* A record the TLS layer refuses (here one longer than TLS allows) is an
+ * ERROR whose errno says so: the owner logs "read failed: %s" with it,
+ * which said "Success" (the cleared TLS error left errno 0). */
+static void test_tls_bad_record_errno(void **state) {
+  tls_pair p;
+  tls_pair_up(&p);
+  uint8_t bad[5 + 200] = {0x17, 0x03, 0x03, 0xff, 0xff};
+  assert_int_equal(write(p.cli.fd, bad, sizeof(bad)), (ssize_t)sizeof(bad));
+  uint8_t buf[256];
+  errno = 0;
+  assert_int_equal(read_result(&p.srv, buf, sizeof(buf)), WISP_TRANSPORT_ERROR);
+  assert_int_equal(errno, EPROTO);
+  tls_pair_close(&p);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN); /* as the binaries do */
   struct CMUnitTest tests[] = {
@@ -686,6 +701,7 @@ int main(void) {
       cmocka_unit_test(test_tls_move_buffered),
       cmocka_unit_test(test_tls_record_then_fin_same_wakeup),
       cmocka_unit_test(test_tls_close_buffered),
+      cmocka_unit_test(test_tls_bad_record_errno),
   };
   return WISP_RUN_GROUP_TESTS(tests, group_setup, group_teardown);
 }
