@@ -5,10 +5,14 @@
 #   direct : h2load -> app
 #   wisp   : h2load -h2c-> wisp outbound -mTLS(TLS1.3, h2)-> wisp inbound -h2c-> app
 #   haproxy: h2load -h2c-> haproxy       -mTLS(TLS1.3, h2)-> haproxy       -h2c-> app
+#   stunnel: h2load -h2c-> stunnel       -mTLS(TLS1.3)----> stunnel       -h2c-> app
+#            (bytes relayed, no HTTP: the floor for any TLS sidecar pair)
 #   wisp-h1, haproxy-h1: the same pairs with HTTP/1.1 in (h2load --h1): each
 #            request goes as an HTTP/2 stream between the proxies
 #
 # The app is nghttpd (nghttp2's C h2c server) serving a small file.
+# Then (BENCH_LATENCY) the same setups at one request at a time
+# (h2load -c 1 -m 1): p50/p99 and what each adds over direct.
 # Results: a Markdown table on stdout and in bench/results.md (overwritten).
 # See bench/README.md for what is measured and how to read it.
 #
@@ -23,7 +27,7 @@
 #   BENCH_STREAMS  [10]    h2load -m (concurrent streams per connection)
 #   BENCH_H2LOAD_THREADS [1]  h2load -t
 #   BENCH_BODY_BYTES [64]  size of the file the app serves
-#   BENCH_SETUPS   ["direct wisp haproxy"]  which setups, in this order
+#   BENCH_SETUPS   ["direct wisp haproxy stunnel"]  which setups, in this order
 #                  (also wisp-1rule, wisp-1000rules: the pair with a policy;
 #                  wisp-h1, haproxy-h1: HTTP/1.1 callers)
 #   BENCH_H1_PIPELINE [1]  h2load -m for the -h1 setups (1: keep-alive, no
@@ -32,7 +36,15 @@
 #                          separate CPUs (taskset); 0: no pinning
 #   BENCH_LOADGEN_CPUS [0]   CPU list for h2load, curl, the sampler, this script
 #   BENCH_SUT_CPUS     [1]   CPU list for the app and all proxies
-#   BENCH_PORT_BASE [18100]  first of 5 consecutive 127.0.0.1 ports used
+#   BENCH_LATENCY  [1]     1: after the throughput rounds, a latency section:
+#                          h2load -c 1 -m 1 through each setup of BENCH_SETUPS
+#                          (direct first), p50/p99 and added over direct;
+#                          only: the latency section alone; 0: off
+#   BENCH_LAT_DURATION [10s]  measured phase of each latency run (2s with
+#                          --quick), after BENCH_WARMUP; BENCH_ROUNDS rounds,
+#                          the round with the lowest p50 reported (BENCH_PICK
+#                          median: the median p50)
+#   BENCH_PORT_BASE [18100]  first of 7 consecutive 127.0.0.1 ports used
 #   BENCH_SAMPLE_INTERVAL [0.2]  seconds between RSS samples under load
 #   BENCH_QUIET_WAIT [30]  before each run, wait up to this many seconds for
 #                          the SUT CPUs to be <=10% busy (shared machines); 0: off
@@ -69,8 +81,10 @@ if [[ $QUICK == 1 ]]; then
 	DURATION=${BENCH_DURATION:-2s}
 	WARMUP=${BENCH_WARMUP:-1s}
 	ROUNDS=${BENCH_ROUNDS:-1}
+	LAT_DURATION=${BENCH_LAT_DURATION:-2s}
 else
 	DURATION=${BENCH_DURATION:-10s}
+	LAT_DURATION=${BENCH_LAT_DURATION:-10s}
 	WARMUP=${BENCH_WARMUP:-3s}
 	ROUNDS=${BENCH_ROUNDS:-3}
 fi
@@ -79,7 +93,13 @@ STREAMS=${BENCH_STREAMS:-10}
 H2THREADS=${BENCH_H2LOAD_THREADS:-1}
 H1_PIPELINE=${BENCH_H1_PIPELINE:-1}
 BODY_BYTES=${BENCH_BODY_BYTES:-64}
-SETUPS=${BENCH_SETUPS:-direct wisp haproxy}
+SETUPS=${BENCH_SETUPS:-direct wisp haproxy stunnel}
+LATENCY=${BENCH_LATENCY:-1}
+case $LATENCY in 0 | 1 | only) ;; *)
+	echo "$PROG: BENCH_LATENCY must be 0, 1 or only" >&2
+	exit 2
+	;;
+esac
 PIN=${BENCH_PIN:-1}
 LOADGEN_CPUS=${BENCH_LOADGEN_CPUS:-0}
 SUT_CPUS=${BENCH_SUT_CPUS:-1}
@@ -104,6 +124,8 @@ WISP_OUT_PORT=$((PORT_BASE + 1))
 WISP_IN_PORT=$((PORT_BASE + 2))
 HAP_OUT_PORT=$((PORT_BASE + 3))
 HAP_IN_PORT=$((PORT_BASE + 4))
+STN_OUT_PORT=$((PORT_BASE + 5))
+STN_IN_PORT=$((PORT_BASE + 6))
 CLIENT_ID=spiffe://bench.local/ns/bench/sa/client
 SERVER_ID=spiffe://bench.local/ns/bench/sa/server
 
@@ -167,7 +189,7 @@ stop_pid() { # stop_pid PID: TERM, bounded wait, then KILL
 ensure_pkgs() {
 	local missing=() cmd
 	local -A want=([haproxy]=haproxy [h2load]=nghttp2-client [nghttpd]=nghttp2-server
-		[curl]=curl [taskset]=util-linux [ss]=iproute2 [openssl]=openssl)
+		[curl]=curl [taskset]=util-linux [ss]=iproute2 [openssl]=openssl [stunnel4]=stunnel4)
 	for cmd in "${!want[@]}"; do
 		command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
 	done
@@ -343,14 +365,15 @@ if [[ $PIN == 1 ]]; then SUT_CPULIST=$SUT_CPUS; else SUT_CPULIST=all; fi
 DUR_S=$(to_sec "$DURATION")
 WARM_S=$(to_sec "$WARMUP")
 for s in $SETUPS; do
-	case $s in direct | wisp | wisp-1rule | wisp-1000rules | haproxy | wisp-h1 | haproxy-h1) ;; *) die "unknown setup '$s' in BENCH_SETUPS" ;; esac
+	case $s in direct | wisp | wisp-1rule | wisp-1000rules | haproxy | wisp-h1 | haproxy-h1 | stunnel) ;; *) die "unknown setup '$s' in BENCH_SETUPS" ;; esac
 done
 
 LOADAVG0=$(cut -d' ' -f1-3 /proc/loadavg)
 TMP=$(mktemp -d /tmp/wisp-bench.XXXXXX)
 log "temp dir $TMP; duration $DURATION, warm-up $WARMUP, ${CLIENTS}x${STREAMS} streams, body ${BODY_BYTES} B"
 
-port_must_be_free "$APP_PORT" "$WISP_OUT_PORT" "$WISP_IN_PORT" "$HAP_OUT_PORT" "$HAP_IN_PORT"
+port_must_be_free "$APP_PORT" "$WISP_OUT_PORT" "$WISP_IN_PORT" "$HAP_OUT_PORT" "$HAP_IN_PORT" \
+	"$STN_OUT_PORT" "$STN_IN_PORT"
 
 # PKI: one CA, a client SVID and a server SVID (ECDSA P-256).
 "$REPO/deploy/wisp-pki.sh" ca "$TMP/ca" >/dev/null || die "wisp-pki.sh ca failed"
@@ -407,6 +430,32 @@ backend app
     http-reuse $HAPROXY_REUSE
     server app 127.0.0.1:$APP_PORT proto h2
 EOF
+
+# stunnel configs: the same mTLS leg (TLS 1.3, both sides present a
+# certificate from the CA and require the peer's), bytes relayed both ways.
+# stunnel negotiates no ALPN and parses no HTTP: the h2c bytes of h2load
+# reach the app unchanged.
+stunnel_cfg() { # stunnel_cfg NAME client|server ACCEPT CONNECT CERT KEY
+	cat <<EOF
+foreground = yes
+syslog = no
+pid =
+debug = warning
+[$1]
+client = $([[ $2 == client ]] && echo yes || echo no)
+accept = 127.0.0.1:$3
+connect = 127.0.0.1:$4
+cert = $5
+key = $6
+CAfile = $TMP/ca/ca.crt
+verifyChain = yes
+sslVersionMin = TLSv1.3
+socket = l:TCP_NODELAY=1
+socket = r:TCP_NODELAY=1
+EOF
+}
+stunnel_cfg out client "$STN_OUT_PORT" "$STN_IN_PORT" "$TMP/client.crt" "$TMP/client.key" >"$TMP/stunnel-out.conf"
+stunnel_cfg in server "$STN_IN_PORT" "$APP_PORT" "$TMP/server.crt" "$TMP/server.key" >"$TMP/stunnel-in.conf"
 
 # policy_file N: an ALLOW policy of N rules for the server workload where
 # only the last rule admits the benchmark's client (the worst case: every
@@ -476,6 +525,18 @@ start_setup() {
 		PROXY_PIDS=("$cpid" "$spid")
 		ENTRY_PORT=$HAP_OUT_PORT
 		;;
+	stunnel)
+		"${SUT[@]}" stunnel4 "$TMP/stunnel-in.conf" >"$TMP/stunnel-in.log" 2>&1 &
+		local spid=$!
+		PIDS+=("$spid")
+		wait_port "stunnel server side" "$spid" "$STN_IN_PORT" "$TMP/stunnel-in.log"
+		"${SUT[@]}" stunnel4 "$TMP/stunnel-out.conf" >"$TMP/stunnel-out.log" 2>&1 &
+		local cpid=$!
+		PIDS+=("$cpid")
+		wait_port "stunnel client side" "$cpid" "$STN_OUT_PORT" "$TMP/stunnel-out.log"
+		PROXY_PIDS=("$cpid" "$spid")
+		ENTRY_PORT=$STN_OUT_PORT
+		;;
 	esac
 }
 
@@ -526,6 +587,21 @@ wait_quiet() {
 }
 
 declare -A R # results: R[setup.round,key], then R[setup,key] for the median round
+
+# percentiles LOGFILE: nearest-rank p50, p99, p99.9 of an h2load --log-file
+# (column 3: microseconds from sending the request to the end of the
+# response), in µs, and the number of requests: "P50 P99 P999 N"
+percentiles() {
+	cut -f3 "$1" | sort -n -S 25% -T "$TMP" | awk '
+		{ v[NR] = $1 }
+		END {
+			if (NR == 0) { print "- - - 0"; exit }
+			i50 = int(NR * 0.50); if (i50 < NR * 0.50) i50++; if (i50 < 1) i50 = 1
+			i99 = int(NR * 0.99); if (i99 < NR * 0.99) i99++; if (i99 < 1) i99 = 1
+			i999 = int(NR * 0.999); if (i999 < NR * 0.999) i999++; if (i999 < 1) i999 = 1
+			printf "%d %d %d %d\n", v[i50], v[i99], v[i999], NR
+		}'
+}
 fmt_rps() { awk -v a="$1" 'BEGIN{printf "%.0f\n", a}'; }
 
 run_setup() {
@@ -614,15 +690,7 @@ run_setup() {
 	# Latency percentiles from the per-request log (measured phase only):
 	# column 3 = microseconds from request start to end of response.
 	local lat
-	lat=$(cut -f3 "$hlog" | sort -n -S 25% -T "$TMP" | awk '
-		{ v[NR] = $1; s += $1 }
-		END {
-			if (NR == 0) { print "- - - 0"; exit }
-			i50 = int(NR * 0.50); if (i50 < NR * 0.50) i50++; if (i50 < 1) i50 = 1
-			i99 = int(NR * 0.99); if (i99 < NR * 0.99) i99++; if (i99 < 1) i99 = 1
-			i999 = int(NR * 0.999); if (i999 < NR * 0.999) i999++; if (i999 < 1) i999 = 1
-			printf "%.3f %.3f %.3f %d\n", v[i50] / 1000, v[i99] / 1000, v[i999] / 1000, NR
-		}')
+	lat=$(percentiles "$hlog" | awk '$4 == 0 {print; next} {printf "%.3f %.3f %.3f %d\n", $1 / 1000, $2 / 1000, $3 / 1000, $4}')
 	read -r "R[$K,p50]" "R[$K,p99]" "R[$K,p999]" "R[$K,nlog]" <<<"$lat"
 	rm -f "$hlog"
 
@@ -673,9 +741,9 @@ run_setup() {
 
 	# Anything the proxies complained about (warnings/errors on stderr).
 	local f
-	for f in "$TMP"/haproxy-*.log "$TMP"/haproxy-*.check "$TMP"/wisp-*.err; do
+	for f in "$TMP"/haproxy-*.log "$TMP"/haproxy-*.check "$TMP"/wisp-*.err "$TMP"/stunnel-*.log; do
 		[[ -e $f ]] || continue
-		case $s:$f in haproxy*:*haproxy-* | wisp*:*wisp-*) ;; *) continue ;; esac
+		case $s:$f in haproxy*:*haproxy-* | wisp*:*wisp-* | stunnel:*stunnel-*) ;; *) continue ;; esac
 		if grep -qiE 'warn|alert|error' "$f"; then
 			R[$K,notes]+="$(basename "$f"): $(grep -iE 'warn|alert|error' "$f" | sed -n '1,3p' | tr '\n' ' ')"$'\n'
 		fi
@@ -685,16 +753,85 @@ run_setup() {
 	log "== $s (round $round/$ROUNDS): ${R[$K,rps]} req/s, p50 ${R[$K,p50]} ms, p99 ${R[$K,p99]} ms"
 }
 
+# run_latency SETUP ROUND: one request at a time (h2load -c 1 -m 1) through
+# fresh proxies; percentiles in µs into R[lat.SETUP.ROUND,...]
+run_latency() {
+	local s=$1 round=$2 K="lat.$1.$2" p
+	log "== latency $s (round $round/$ROUNDS): starting"
+	start_setup "$s"
+	check_one "$s" "$ENTRY_PORT"
+	wait_quiet "$s"
+	local hout=$TMP/lat-$s.out hlog=$TMP/lat-$s.tsv tmo h1=()
+	is_h1 "$s" && h1=(--h1)
+	tmo=$(awk -v d="$(to_sec "$LAT_DURATION")" -v w="$WARM_S" 'BEGIN{printf "%d", d+w+60}')
+	local b0 b1 ncpu ours=0 c0=() c1=() all=("${PROXY_PIDS[@]}" "$APP_PID") t0 t1
+	read -r b0 ncpu < <(cpu_busy "$SUT_CPULIST")
+	for p in "${all[@]}"; do c0+=("$(cpu_ticks "$p")"); done
+	t0=$(now_ns)
+	"${LOADGEN[@]}" timeout --kill-after=5 "$tmo" h2load "${h1[@]}" -c 1 -m 1 -t 1 \
+		--warm-up-time "$WARMUP" -D "$LAT_DURATION" --log-file "$hlog" \
+		"http://127.0.0.1:$ENTRY_PORT/" >"$hout" 2>&1 || {
+		tail -n 20 "$hout" >&2
+		die "latency $s: h2load failed (output: $hout)"
+	}
+	t1=$(now_ns)
+	read -r b1 _ < <(cpu_busy "$SUT_CPULIST")
+	for p in "${!all[@]}"; do ours=$((ours + $(cpu_ticks "${all[p]}") - c0[p])); done
+	local reqline failed errored tmout
+	reqline=$(grep -m1 '^requests:' "$hout" || true)
+	[[ -n $reqline ]] || die "latency $s: cannot parse h2load output ($hout)"
+	read -r failed errored tmout < <(echo "$reqline" | awk '{gsub(",",""); print $10, $12, $14}')
+	((failed + errored + tmout == 0)) || {
+		log "WARNING: latency $s: $reqline"
+		R[$K,warn]=$reqline
+	}
+	read -r "R[$K,p50]" "R[$K,p99]" "R[$K,p999]" "R[$K,n]" < <(percentiles "$hlog")
+	rm -f "$hlog"
+	# other processes on the SUT CPUs (whole run, warm-up included)
+	R[$K,other]=$(awk -v b="$((b1 - b0 - ours))" -v n="$ncpu" -v hz="$CLK_TCK" -v ns="$((t1 - t0))" \
+		'BEGIN{v = (ns > 0 && n > 0 ? b / hz / (ns / 1e9) / n * 100 : 0); printf "%.0f", (v < 0 ? 0 : v)}')
+	[[ $PIN == 1 ]] || R[$K,other]="—"
+	stop_setup
+	log "== latency $s (round $round/$ROUNDS): ${R[$K,n]} requests, p50 ${R[$K,p50]} µs, p99 ${R[$K,p99]} µs"
+}
+
 # Rounds are interleaved (direct wisp haproxy direct wisp haproxy ...) so that
 # slow drifts of the machine hit every setup alike.
-for ((round = 1; round <= ROUNDS; round++)); do
-	for s in $SETUPS; do run_setup "$s" "$round"; done
+if [[ $LATENCY != only ]]; then
+	for ((round = 1; round <= ROUNDS; round++)); do
+		for s in $SETUPS; do run_setup "$s" "$round"; done
+	done
+fi
+# The latency section: direct first (what the others add is measured
+# against it), then the other setups, interleaved by round as well.
+LAT_SETUPS=""
+if [[ $LATENCY != 0 ]]; then
+	LAT_SETUPS="direct"
+	for s in $SETUPS; do [[ $s == direct ]] || LAT_SETUPS+=" $s"; done
+	for ((round = 1; round <= ROUNDS; round++)); do
+		for s in $LAT_SETUPS; do run_latency "$s" "$round"; done
+	done
+fi
+# Per setup, the round with the lowest p50 (BENCH_PICK=best: noise only
+# adds latency) or the median p50.
+for s in $LAT_SETUPS; do
+	mr=$(for ((round = 1; round <= ROUNDS; round++)); do echo "${R[lat.$s.$round,p50]} $round"; done |
+		sort -n | awk -v n="$ROUNDS" -v pick="$PICK" \
+		'NR == (pick == "best" ? 1 : int((n + 1) / 2)) {print $2}')
+	for k in p50 p99 p999 n other; do R[lat.$s,$k]=${R[lat.$s.$mr,$k]}; done
+	R[lat.$s,round]=$mr
+	R[lat.$s,all_p50]=$(for ((round = 1; round <= ROUNDS; round++)); do echo "${R[lat.$s.$round,p50]}"; done | paste -sd' ')
+	R[lat.$s,warn]=""
+	for ((round = 1; round <= ROUNDS; round++)); do
+		[[ -n ${R[lat.$s.$round,warn]:-} ]] && R[lat.$s,warn]+="round $round: ${R[lat.$s.$round,warn]} "
+	done
 done
 
 # Report, per setup, one round (all its numbers come from that round): the
 # best by req/s (BENCH_PICK=best: on a shared machine, noise only ever takes
 # throughput away) or the median (BENCH_PICK=median); list every round's req/s.
-for s in $SETUPS; do
+[[ $LATENCY == only ]] && SETUPS_TP="" || SETUPS_TP=$SETUPS
+for s in $SETUPS_TP; do
 	mr=$(for ((round = 1; round <= ROUNDS; round++)); do echo "${R[$s.$round,rps]} $round"; done |
 		sort -n | awk -v n="$ROUNDS" -v pick="$PICK" \
 		'NR == (pick == "best" ? n : int((n + 1) / 2)) {print $2}')
@@ -724,7 +861,7 @@ table() {
 	echo "| setup | req/s | vs direct | p50 ms | p99 ms | RSS idle KB (client / server proxy) | RSS load KB (client / server proxy) | proxy CPU µs/req (both) |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 	local s
-	for s in $SETUPS; do
+	for s in $SETUPS_TP; do
 		echo "| $s | $(fmt_rps "${R[$s,rps]}") | $(ratio "${R[$s,rps]}" "$s") | ${R[$s,p50]} | ${R[$s,p99]} | ${R[$s,rss_idle]} | ${R[$s,rss_load]} | ${R[$s,cpu_us_req]} |"
 	done
 }
@@ -733,8 +870,22 @@ details() {
 	echo "| setup | req/s each round (reported: $PICK) | requests (measured) | failed+errored+timeout | non-2xx | p99.9 ms | mean (h2load) | max (h2load) | RSS after 1st request KB | RSS 0.5 s after the run KB | proxy CPU % (client / server) | app CPU % | app RSS KB | SUT CPUs busy % | other procs on SUT CPUs % |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	local s
-	for s in $SETUPS; do
+	for s in $SETUPS_TP; do
 		echo "| $s | ${R[$s,all_rps]} (round ${R[$s,round]}) | ${R[$s,total]} | ${R[$s,bad]} | ${R[$s,non2xx]} | ${R[$s,p999]} | ${R[$s,h2mean]} | ${R[$s,h2max]} | ${R[$s,rss_first]} | ${R[$s,rss_after]} | ${R[$s,cpu]} | ${R[$s,app_cpu]} | ${R[$s,app_rss]} | ${R[$s,sut_busy]} | ${R[$s,other]} |"
+	done
+}
+
+lat_table() {
+	echo "| setup | requests (measured) | p50 µs | p99 µs | p99.9 µs | added p50 µs | added p99 µs | p50 each round µs (reported: $PICK) | other procs on SUT CPUs % |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+	local s add50 add99
+	for s in $LAT_SETUPS; do
+		add50="—" add99="—"
+		if [[ $s != direct ]]; then
+			add50=$((${R[lat.$s,p50]} - ${R[lat.direct,p50]}))
+			add99=$((${R[lat.$s,p99]} - ${R[lat.direct,p99]}))
+		fi
+		echo "| $s | ${R[lat.$s,n]} | ${R[lat.$s,p50]} | ${R[lat.$s,p99]} | ${R[lat.$s,p999]} | $add50 | $add99 | ${R[lat.$s,all_p50]} (round ${R[lat.$s,round]}) | ${R[lat.$s,other]} |"
 	done
 }
 
@@ -749,19 +900,33 @@ else
 	pin_txt="none (scheduler decides)"
 fi
 
-TABLE=$(table)
-DETAILS=$(details)
+TABLE=""
+DETAILS=""
+LAT_TABLE=""
+[[ -n $SETUPS_TP ]] && TABLE=$(table) && DETAILS=$(details)
+[[ -n $LAT_SETUPS ]] && LAT_TABLE=$(lat_table)
 NOTES=""
-for s in $SETUPS; do
+for s in $LAT_SETUPS; do
+	[[ -n ${R[lat.$s,warn]:-} ]] && NOTES+="- latency $s: h2load reported errors: ${R[lat.$s,warn]}"$'\n'
+done
+for s in $SETUPS_TP; do
 	[[ -n ${R[$s,warn_noise]:-} ]] && NOTES+="- $s: noisy: ${R[$s,warn_noise]}"$'\n'
 	[[ -n ${R[$s,warn]:-} ]] && NOTES+="- $s: h2load reported errors: ${R[$s,warn]}"$'\n'
 	[[ -n ${R[$s,notes]:-} ]] && NOTES+="$(echo -n "${R[$s,notes]}" | sed "s/^/- $s: /")"$'\n'
 done
 
-echo
-echo "$TABLE"
-echo
-echo "$DETAILS"
+if [[ -n $TABLE ]]; then
+	echo
+	echo "$TABLE"
+	echo
+	echo "$DETAILS"
+fi
+if [[ -n $LAT_TABLE ]]; then
+	echo
+	echo "One request at a time (h2load -c 1 -m 1):"
+	echo
+	echo "$LAT_TABLE"
+fi
 [[ -n $NOTES ]] && printf '\nNotes:\n%s' "$NOTES"
 
 {
@@ -769,12 +934,22 @@ echo "$DETAILS"
 	echo
 	echo "Generated by \`bench/run.sh$([[ $QUICK == 1 ]] && echo ' --quick')\` on $(date -u '+%Y-%m-%d %H:%M:%S UTC')."
 	echo "See bench/README.md for what is measured and how to read it."
-	echo
-	echo "$TABLE"
-	echo
-	echo "Details:"
-	echo
-	echo "$DETAILS"
+	if [[ -n $TABLE ]]; then
+		echo
+		echo "$TABLE"
+		echo
+		echo "Details:"
+		echo
+		echo "$DETAILS"
+	fi
+	if [[ -n $LAT_TABLE ]]; then
+		echo
+		echo "## Latency, one request at a time"
+		echo
+		echo "h2load -c 1 -m 1 -t 1 through each setup (fresh proxies), warm-up $WARMUP, measured $LAT_DURATION; percentiles over every request of the measured phase; added = the setup's percentile minus direct's."
+		echo
+		echo "$LAT_TABLE"
+	fi
 	echo
 	echo "## Setup"
 	echo
@@ -784,6 +959,7 @@ echo "$DETAILS"
 	echo "- Load: h2load -c $CLIENTS -m $STREAMS -t $H2THREADS ($((CLIENTS * STREAMS)) concurrent streams; the -h1 setups: --h1 -m $H1_PIPELINE), warm-up $WARMUP, measured $DURATION per setup and round; $ROUNDS round(s), interleaved, the $PICK round by req/s reported; GET of a $BODY_BYTES-byte file"
 	echo "- Pinning: $pin_txt"
 	echo "- wisp: --cert/--key/--bundle files, outbound --route with id= check, inbound --app; request logs (stdout) to /dev/null; default pool size"
+	echo "- stunnel: $(stunnel4 -version 2>&1 | grep -m1 '^stunnel'); client = yes, cert/key + CAfile + verifyChain = yes on both sides (mTLS), sslVersionMin = TLSv1.3, TCP_NODELAY on both sockets, no ALPN (relays the h2c bytes)"
 	echo "- HAProxy: nbthread 1, no logging, h2c bind (proto h2) -> server ssl verify required alpn h2 ssl-min-ver TLSv1.3 crt/ca-file -> bind ssl verify required alpn h2 ssl-min-ver TLSv1.3 -> server proto h2; http-reuse $HAPROXY_REUSE"
 	echo "- PKI: one ECDSA P-256 CA (deploy/wisp-pki.sh), client and server SVIDs"
 	echo "- Latency: p50/p99/p99.9 computed from h2load --log-file (every request of the measured phase); RSS: VmRSS, idle = proxies started, no connection yet; load = max over samples every ${SAMPLE_INTERVAL}s during the h2load run; CPU = (utime+stime) delta over the measured phase / wall time"

@@ -10,6 +10,8 @@ PKGS=(
   android-libboringssl-dev libev-dev libnghttp2-dev
   libprotobuf-c-dev protobuf-c-compiler libyaml-dev libcmocka-dev
   curl openssl ca-certificates nghttp2-client nghttp2-server haproxy
+  # bench/run.sh's stunnel setup (issue 15)
+  stunnel4
   iproute2 iptables procps tcpdump python3 python3-yaml python3-h2
   clang libclang-rt-14-dev clang-format
   # tests/kube: rootful podman (runc, CNI, catatonit for its pause
