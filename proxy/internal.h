@@ -122,7 +122,7 @@ struct wisp_conn {
   char *expect_id;      /* upstream mTLS: owned copy of the ID the peer must present (NULL: any in our trust domain) */
   wisp_stream *streams; /* streams on this side, linked per side */
   int nstreams;
-  bool got_preface; /* downstream: a valid client preface arrived */
+  bool got_preface; /* the peer's preface (its first SETTINGS) arrived: either side */
   /* downstream: its streams waiting for an upstream stream, one lane per
    * original caller (wisp_pool), served round robin from |lanes| on, and
    * its place in dst->waiters (linked by rr_next/prev) */

@@ -41,7 +41,10 @@ void wisp_conn_rearm(wisp_conn *c) {
   }
   if (c->io.state == WISP_H2CONN_CONNECTING) {
     t = cfg->connect_timeout;
-  } else if (c->io.state == WISP_H2CONN_HANDSHAKING || (!c->io.upstream && !c->got_preface)) {
+  } else if (c->io.state == WISP_H2CONN_HANDSHAKING || !c->got_preface) {
+    /* An upstream peer has it too for its SETTINGS: one that finished TLS
+     * and then said nothing held every request sent to it until
+     * --stream-idle-timeout (300 s) answered 408. */
     t = cfg->handshake_timeout;
     /* A caller gets one budget from accept to a usable connection:
      * detection, TLS and the preface share it, so stalling each in turn
@@ -498,7 +501,9 @@ static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
   } else if (c->io.state == WISP_H2CONN_HANDSHAKING) {
     c->io.verify.failure = WISP_TLS_FAIL_TIMEOUT;
     wisp_h2conn_closef(&c->io, "TLS handshake not finished within %gs", cfg->handshake_timeout);
-  } else if (!c->io.upstream && !c->got_preface) {
+  } else if (!c->got_preface && c->io.upstream) {
+    wisp_h2conn_closef(&c->io, "peer sent no HTTP/2 SETTINGS within %gs of connecting", cfg->handshake_timeout);
+  } else if (!c->got_preface) {
     wisp_h2conn_closef(&c->io, "no HTTP/2 preface within %gs", cfg->handshake_timeout);
   } else if (c->nstreams == 0) {
     wisp_conn_drain(c); /* idle */

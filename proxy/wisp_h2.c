@@ -48,7 +48,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
   wisp_stream *s;
   switch (frame->hd.type) {
     case NGHTTP2_SETTINGS:
-      if (!c->io.upstream && !c->got_preface) {
+      if (!c->got_preface) { /* the peer's first SETTINGS: its preface */
         c->got_preface = true;
         wisp_conn_rearm(c);
       }
