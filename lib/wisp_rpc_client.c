@@ -529,7 +529,7 @@ static void kick(wisp_rpcc *c) {
   }
 }
 
-wisp_rpcc *wisp_rpcc_connect(wisp_h2loop *lp, const char *target, wisp_tls *tls, const char *expect_id, char *err,
+wisp_rpcc *wisp_rpcc_connect(wisp_h2loop *lp, const char *target, const wisp_tls *tls, const char *expect_id, char *err,
                              size_t err_len) {
   wisp_rpcc_target t;
   if (wisp_rpcc_target_parse(&t, target, err, err_len) != WISP_OK) return NULL;

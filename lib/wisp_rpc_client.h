@@ -69,7 +69,7 @@ typedef struct {
  * fails (even at once, as a missing socket file does) still gives a client:
  * its calls end with UNAVAILABLE and the reason ("cannot connect: No such file
  * or directory", or the TLS verification failure in plain words). */
-wisp_rpcc *wisp_rpcc_connect(wisp_h2loop *lp, const char *target, wisp_tls *tls, const char *expect_id, char *err,
+wisp_rpcc *wisp_rpcc_connect(wisp_h2loop *lp, const char *target, const wisp_tls *tls, const char *expect_id, char *err,
                              size_t err_len);
 
 /* Closes the connection; calls still open end with UNAVAILABLE "client

@@ -465,7 +465,7 @@ bool wisp_tls_ready(const wisp_tls *t) { return t->server != NULL; }
 
 const wisp_tls_info *wisp_tls_get0_info(const wisp_tls *t) { return &t->info; }
 
-SSL *wisp_tls_new_ssl(wisp_tls *t, bool server, wisp_tls_verify *v) {
+SSL *wisp_tls_new_ssl(const wisp_tls *t, bool server, wisp_tls_verify *v) {
   SSL_CTX *ctx = server ? t->server : t->client; /* client alone: trust-only mode */
   if (!ctx) return NULL;
   SSL *ssl = SSL_new(ctx);

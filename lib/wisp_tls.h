@@ -117,7 +117,7 @@ const wisp_tls_info *wisp_tls_get0_info(const wisp_tls *t);
 /* Makes a new SSL for one connection (caller owns it, SSL_free). |v| is
  * borrowed and must outlive the handshake; its trust domain is filled in.
  * Client SSLs offer ALPN h2. Returns NULL if no credentials are loaded. */
-SSL *wisp_tls_new_ssl(wisp_tls *t, bool server, wisp_tls_verify *v);
+SSL *wisp_tls_new_ssl(const wisp_tls *t, bool server, wisp_tls_verify *v);
 
 /* Points |ssl|'s verification state at |v| (borrowed; NULL: none). The
  * callbacks that read it (certificate verification, ALPN) find it only

@@ -266,20 +266,16 @@ struct wisp_proxy {
   ev_timer log_flush; /* summaries of rate-limited log lines */
   bool draining;
   wisp_stats stats;
-  struct wisp_metrics *metrics;    /* owned: by identity (wisp_metrics) */
-  struct wisp_events *events;      /* owned: refusals, denials, upstream verification failures (wisp_events) */
-  struct wisp_admin *admin;        /* owned; NULL: --admin off */
-  struct wisp_admin *metrics_srv;  /* owned; --metrics: GET /metrics only; NULL: off */
-  struct wisp_agent_client *agent; /* owned; NULL without --agent */
-  char *policy_yaml;               /* owned; as pushed by the agent (verbatim for now) */
-  bool permissive;                 /* PeerAuthentication PERMISSIVE: plaintext callers allowed inbound */
-  struct wisp_policy *policy;      /* owned; NULL: no policy (all allowed) */
-  struct wisp_policy_view *view;   /* owned; this workload's view of |policy| */
-  struct wisp_authz_load *loader;  /* owned: --policy FILE watched (wisp_authz_load); NULL: none */
+  struct wisp_metrics *metrics;  /* owned: by identity (wisp_metrics) */
+  struct wisp_events *events;    /* owned: refusals, denials, upstream verification failures (wisp_events) */
+  char *policy_yaml;             /* owned; as pushed by the agent (verbatim for now) */
+  bool permissive;               /* PeerAuthentication PERMISSIVE: plaintext callers allowed inbound */
+  struct wisp_policy *policy;    /* owned; NULL: no policy (all allowed) */
+  struct wisp_policy_view *view; /* owned; this workload's view of |policy| */
   char policy_version[32];
-  struct wisp_dests *dests;         /* owned; NULL: no address -> identity map */
-  struct wisp_intercept *intercept; /* owned; NULL: no interception check */
-  wisp_upfail_table upfails;        /* upstreams failing lately (GET /status) */
+  struct wisp_dests *dests;   /* owned; NULL: no address -> identity map */
+  wisp_dataplane_hooks hooks; /* the control side's (wisp_dataplane_set_hooks) */
+  wisp_upfail_table upfails;  /* upstreams failing lately (GET /status) */
 };
 
 #endif

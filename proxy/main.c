@@ -6,7 +6,7 @@
 
 #include "lib/wisp_log.h"
 #include "proxy/wisp_config.h"
-#include "proxy/wisp_proxy.h"
+#include "proxy/wisp_sidecar.h"
 
 static wisp_log_level parse_level(const char *s) {
   if (strcmp(s, "debug") == 0) return WISP_LOG_DEBUG;
@@ -37,16 +37,17 @@ int main(int argc, char **argv) {
   }
   wisp_log_set_level(parse_level(cfg.log_level));
   wisp_proxy px = {0};
+  wisp_sidecar sidecar = {0};
   struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
   int status = 0;
-  if (wisp_proxy_init(&px, loop, &cfg, err, sizeof(err)) != WISP_OK) {
+  if (wisp_sidecar_start(&sidecar, &px, loop, &cfg, err, sizeof(err)) != WISP_OK) {
     WISP_ERROR("cannot start: %s", err);
     status = 1;
   } else {
     wisp_proxy_run(&px);
     WISP_INFO("stopped");
   }
-  wisp_proxy_cleanup(&px);
+  wisp_sidecar_cleanup(&sidecar);
   ev_loop_destroy(loop);
   wisp_config_cleanup(&cfg);
   return status;

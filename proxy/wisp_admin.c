@@ -76,8 +76,8 @@ static void json_bool(wisp_json_writer *b, const char *key, bool val) {
 }
 
 void wisp_admin_render_certs(wisp_json_writer *b, const wisp_proxy *px) {
-  const wisp_tls_info *info = wisp_tls_get0_info(wisp_dataplane_tls_const(px));
-  bool loaded = wisp_tls_ready(wisp_dataplane_tls_const(px));
+  const wisp_tls_info *info = wisp_tls_get0_info(wisp_dataplane_tls(px));
+  bool loaded = wisp_tls_ready(wisp_dataplane_tls(px));
   sb_add(b, "{", 1);
   json_str(b, "spiffe_id", loaded ? info->spiffe_id : NULL);
   json_str(b, "serial", loaded ? info->serial : NULL);
@@ -197,7 +197,8 @@ static void listener_family(wisp_json_writer *b, const wisp_proxy *px, const cha
 }
 
 /* Connection limits (--max-connections*) and accept pauses (no fds). */
-static void render_listener_metrics(wisp_json_writer *b, const wisp_proxy *px, const wisp_stats *st) {
+static void render_listener_metrics(wisp_json_writer *b, const wisp_admin_sources *src, const wisp_stats *st) {
+  const wisp_proxy *px = src->px;
   static const char *const kReason[2] = {"max_connections", "max_connections_per_source"};
   metric_head(b, "wisp_connections_limited_total", "counter",
               "Downstream connections closed at accept because a connection limit was reached.");
@@ -213,15 +214,16 @@ static void render_listener_metrics(wisp_json_writer *b, const wisp_proxy *px, c
   metric_head(b, "wisp_listener_accept_failures_total", "counter",
               "accept(2) calls of a listener that failed other than routinely (each one pauses accepting).");
   listener_family(b, px, "wisp_listener_accept_failures_total", LISTENER_FAILURES);
-  if (wisp_dataplane_admin(px)) render_admin_metrics(b, wisp_dataplane_admin(px));
+  if (src->admin) render_admin_metrics(b, src->admin);
 }
 
 /* What the alerting rules (deploy/prometheus/wisp-alerts.rules.yaml) watch
  * beyond the families above: refusals, denials and upstream verification
  * failures by reason (wisp_events), the trust bundle's expiry, and in agent
  * mode whether the agent is reachable and refused pushes. */
-static void render_alert_signals(wisp_json_writer *b, const wisp_proxy *px, const char *local_id) {
-  const wisp_tls_info *info = wisp_tls_get0_info(wisp_dataplane_tls_const(px));
+static void render_alert_signals(wisp_json_writer *b, const wisp_admin_sources *src, const char *local_id) {
+  const wisp_proxy *px = src->px;
+  const wisp_tls_info *info = wisp_tls_get0_info(wisp_dataplane_tls(px));
   char td[WISP_SPIFFE_MAX + 1], ns[WISP_SPIFFE_MAX + 1], sa[WISP_SPIFFE_MAX + 1];
   wisp_spiffe_split_names(local_id, td, sizeof(td), ns, sizeof(ns), sa, sizeof(sa));
   /* Alerts on the gauges below join this to name the workload. */
@@ -232,7 +234,7 @@ static void render_alert_signals(wisp_json_writer *b, const wisp_proxy *px, cons
   metric_head(b, "wisp_trust_bundle_expiry_timestamp_seconds", "gauge",
               "When the earliest-expiring root CA of the trust bundle expires (unix time; 0: no bundle yet).");
   sb_printf(b, "wisp_trust_bundle_expiry_timestamp_seconds %" PRId64 "\n", info->bundle_not_after_unix);
-  const wisp_agent_client *agent = wisp_dataplane_agent(px);
+  const wisp_agent_client *agent = src->agent;
   if (!agent) return;
   wisp_agent_client_health h;
   wisp_agent_client_get_health(agent, &h);
@@ -251,11 +253,12 @@ static void render_alert_signals(wisp_json_writer *b, const wisp_proxy *px, cons
          h.nacked ? 1 : 0);
 }
 
-void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool ready) {
+void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_admin_sources *src, bool ready) {
+  const wisp_proxy *px = src->px;
   wisp_dataplane_counters now;
   wisp_dataplane_get_counters(px, &now);
   const wisp_stats *st = &now.stats;
-  const wisp_tls *tls = wisp_dataplane_tls_const(px);
+  const wisp_tls *tls = wisp_dataplane_tls(px);
   const wisp_tls_info *info = wisp_tls_get0_info(tls);
   metric(b, "wisp_connections_accepted_total", "counter", "Downstream connections accepted.", st->conns_accepted);
   metric(b, "wisp_connections_refused_total", "counter",
@@ -306,7 +309,7 @@ void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool r
   metric_head(b, "wisp_connections_open", "gauge", "Open connections: downstream (callers) and upstream.");
   sb_printf(b, "wisp_connections_open{side=\"downstream\"} %" PRIu64 "\n", now.conns_open[0]);
   sb_printf(b, "wisp_connections_open{side=\"upstream\"} %" PRIu64 "\n", now.conns_open[1]);
-  render_listener_metrics(b, px, st);
+  render_listener_metrics(b, src, st);
   metric(b, "wisp_streams_open", "gauge", "Requests in progress.",
          st->requests > finished ? st->requests - finished : 0);
   metric(b, "wisp_requests_queued", "gauge",
@@ -322,7 +325,7 @@ void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool r
    * when under a quarter of it is left, whatever the TTL. */
   metric_head(b, "wisp_svid_issued_timestamp_seconds", "gauge",
               "When the current SVID was issued (its notBefore; unix time; 0: none loaded).");
-  sb_printf(b, "wisp_svid_issued_timestamp_seconds %" PRId64 "\n", wisp_admin_svid_issued_unix(px));
+  sb_printf(b, "wisp_svid_issued_timestamp_seconds %" PRId64 "\n", wisp_admin_svid_issued_unix(src));
   metric(b, "wisp_cert_generation", "gauge", "Certificate loads so far; bumps on every reload.", info->generation);
   metric(b, "wisp_bundle_roots", "gauge", "Root CAs in the trust bundle.", (uint64_t)info->bundle_roots);
   metric(b, "wisp_ready", "gauge", "1 when /ready answers 200.", ready ? 1 : 0);
@@ -331,8 +334,8 @@ void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool r
   char why[8];
   metric(b, "wisp_intercept_verified", "gauge",
          "1 when the iptables interception check passes or is not asked for (--transparent).",
-         wisp_intercept_ok(wisp_dataplane_intercept(px), why, sizeof(why)) ? 1 : 0);
-  render_alert_signals(b, px, wisp_tls_ready(tls) ? info->spiffe_id : NULL);
+         wisp_intercept_ok(src->intercept, why, sizeof(why)) ? 1 : 0);
+  render_alert_signals(b, src, wisp_tls_ready(tls) ? info->spiffe_id : NULL);
 }
 
 static void render_admin_metrics(wisp_json_writer *b, const wisp_admin *a) {

@@ -40,14 +40,29 @@ bool wisp_admin_ready_check(const wisp_tls_info *info, bool loaded, bool listeni
 
 typedef struct wisp_admin wisp_admin;
 typedef struct wisp_proxy wisp_proxy;
+struct wisp_agent_client;
+struct wisp_intercept;
 
-/* Listens on |addr| and serves |px| (borrowed; must outlive the server) on
- * px's loop. On failure |err| says what and why. */
-wisp_err wisp_admin_new(wisp_admin **out, wisp_proxy *px, const char *addr, char *err, size_t err_len) WISP_MUST_CHECK;
+/* What an admin server reports on: the data plane and the control modules
+ * beside it (NULL: off), all borrowed. The struct itself is borrowed too,
+ * for the server's lifetime: whoever starts the process (proxy/wisp_sidecar)
+ * owns it and may fill a member in after the server starts (|admin|, once
+ * the main listener is up). */
+typedef struct {
+  wisp_proxy *px;
+  const struct wisp_agent_client *agent;
+  const struct wisp_intercept *intercept;
+  const wisp_admin *admin; /* the --admin listener, whose own counters /metrics shows */
+} wisp_admin_sources;
+
+/* Listens on |addr| and serves |src| on the data plane's loop. On failure
+ * |err| says what and why. */
+wisp_err wisp_admin_new(wisp_admin **out, const wisp_admin_sources *src, const char *addr, char *err,
+                        size_t err_len) WISP_MUST_CHECK;
 /* The same server on |addr| serving GET (and HEAD) /metrics only, to any
  * caller, and 404 for every other path: --metrics, for scrapers beyond
  * loopback, who must not see certificates, configuration or /drain. */
-wisp_err wisp_admin_new_metrics(wisp_admin **out, wisp_proxy *px, const char *addr, char *err,
+wisp_err wisp_admin_new_metrics(wisp_admin **out, const wisp_admin_sources *src, const char *addr, char *err,
                                 size_t err_len) WISP_MUST_CHECK;
 /* Closes the listener and every admin connection. Accepts NULL. */
 void wisp_admin_free(wisp_admin *a);

@@ -25,7 +25,8 @@ typedef struct metrics_resp metrics_resp;
 
 /* One admin listener; the bodies read its counters for /metrics. */
 struct wisp_admin {
-  wisp_proxy *px; /* what it serves (proxy/wisp_dataplane.h) */
+  const wisp_admin_sources *src; /* what it reports on (borrowed) */
+  wisp_proxy *px;                /* src->px (proxy/wisp_dataplane.h) */
   struct ev_loop *loop;
   char *name; /* owned, HOST:PORT */
   int fd;
@@ -43,6 +44,6 @@ struct wisp_admin {
  * answers now), appended to |b|; a failure stays in b->err. */
 void wisp_admin_render_certs(wisp_json_writer *b, const wisp_proxy *px);
 void wisp_admin_render_config(wisp_json_writer *b, const wisp_proxy *px);
-void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_proxy *px, bool ready);
+void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_admin_sources *src, bool ready);
 
 #endif

@@ -221,7 +221,7 @@ static void respond_body(admin_conn *c, const char *ctype, const wisp_json_write
 static metrics_resp *metrics_render_resp(wisp_admin *a, bool ready, wisp_err *err) {
   wisp_json_writer body;
   wisp_json_writer_init(&body, ADMIN_BODY_MAX, WISP_JSON_ESCAPE_U);
-  wisp_admin_render_metrics(&body, a->px, ready);
+  wisp_admin_render_metrics(&body, a->src, ready);
   wisp_buf head = {0};
   *err = body.err;
   if (*err == WISP_OK) *err = response_head(&head, 200, METRICS_CTYPE, NULL, wisp_buf_len(&body.out));
@@ -270,13 +270,13 @@ static void respond_metrics(admin_conn *c, bool ready) {
   conn_flush(c);
 }
 
-static bool proxy_ready(const wisp_proxy *px, char *reason, size_t reason_len) {
-  const wisp_tls *tls = wisp_dataplane_tls_const(px);
+static bool proxy_ready(const wisp_admin_sources *src, char *reason, size_t reason_len) {
+  const wisp_proxy *px = src->px;
+  const wisp_tls *tls = wisp_dataplane_tls(px);
   return wisp_admin_ready_check(wisp_tls_get0_info(tls), wisp_tls_ready(tls), wisp_dataplane_listening(px),
                                 wisp_dataplane_draining(px), (int64_t)time(NULL), reason, reason_len) &&
          /* fail closed: an unprotected pod is not ready */
-         wisp_intercept_ok(wisp_dataplane_intercept(px), reason, reason_len) &&
-         !wisp_authz_pending(px, reason, reason_len);
+         wisp_intercept_ok(src->intercept, reason, reason_len) && !wisp_authz_pending(px, reason, reason_len);
 }
 
 static void handle(admin_conn *c, const wisp_admin_request *req) {
@@ -317,7 +317,7 @@ static void handle(admin_conn *c, const wisp_admin_request *req) {
       respond_text(c, 200, NULL, "ok", head);
       break;
     case WISP_ADMIN_EP_READY:
-      ready = proxy_ready(px, text, sizeof(text));
+      ready = proxy_ready(c->a->src, text, sizeof(text));
       respond_text(c, ready ? 200 : 503, NULL, text, head);
       break;
     case WISP_ADMIN_EP_CERTS:
@@ -332,12 +332,12 @@ static void handle(admin_conn *c, const wisp_admin_request *req) {
       if (head) {
         respond(c, 200, METRICS_CTYPE, NULL, NULL, SIZE_MAX, true); /* without rendering */
       } else {
-        respond_metrics(c, proxy_ready(px, text, sizeof(text)));
+        respond_metrics(c, proxy_ready(c->a->src, text, sizeof(text)));
       }
       break;
     case WISP_ADMIN_EP_STATUS:
-      ready = proxy_ready(px, text, sizeof(text));
-      wisp_admin_render_status(&body, px, ready, text);
+      ready = proxy_ready(c->a->src, text, sizeof(text));
+      wisp_admin_render_status(&body, c->a->src, ready, text);
       respond_body(c, "application/json", &body, head);
       break;
     case WISP_ADMIN_EP_DRAIN:
@@ -510,8 +510,8 @@ static void on_accept(wisp_acceptor *acc, int fd, const wisp_addr *peer) {
   conn_watch(c, EV_READ, c->remote ? ADMIN_REMOTE_TIMEOUT : ADMIN_TIMEOUT);
 }
 
-static wisp_err admin_listen(wisp_admin **out, wisp_proxy *px, const char *addr, bool metrics_only, char *err,
-                             size_t err_len) {
+static wisp_err admin_listen(wisp_admin **out, const wisp_admin_sources *src, const char *addr, bool metrics_only,
+                             char *err, size_t err_len) {
   wisp_addr a;
   if (wisp_addr_parse(&a, addr) != WISP_OK) {
     snprintf(err, err_len, "bad admin address %s", addr);
@@ -524,8 +524,9 @@ static wisp_err admin_listen(wisp_admin **out, wisp_proxy *px, const char *addr,
   }
   wisp_admin *ad = wisp_calloc(1, sizeof(*ad));
   wisp_list_init(&ad->conns);
-  ad->px = px;
-  ad->loop = wisp_dataplane_loop(px);
+  ad->src = src;
+  ad->px = src->px;
+  ad->loop = wisp_dataplane_loop(src->px);
   ad->fd = fd;
   ad->name = wisp_strdup(addr);
   char name[80];
@@ -542,12 +543,13 @@ static wisp_err admin_listen(wisp_admin **out, wisp_proxy *px, const char *addr,
   return WISP_OK;
 }
 
-wisp_err wisp_admin_new(wisp_admin **out, wisp_proxy *px, const char *addr, char *err, size_t err_len) {
-  return admin_listen(out, px, addr, false, err, err_len);
+wisp_err wisp_admin_new(wisp_admin **out, const wisp_admin_sources *src, const char *addr, char *err, size_t err_len) {
+  return admin_listen(out, src, addr, false, err, err_len);
 }
 
-wisp_err wisp_admin_new_metrics(wisp_admin **out, wisp_proxy *px, const char *addr, char *err, size_t err_len) {
-  return admin_listen(out, px, addr, true, err, err_len);
+wisp_err wisp_admin_new_metrics(wisp_admin **out, const wisp_admin_sources *src, const char *addr, char *err,
+                                size_t err_len) {
+  return admin_listen(out, src, addr, true, err, err_len);
 }
 
 void wisp_admin_free(wisp_admin *a) {

@@ -45,22 +45,24 @@ static void put_upfails(wisp_json_writer *b, const wisp_upfail_table *t) {
 
 /* When the SVID was issued, for its lifetime: the agent starts SVIDs a
  * little early (clock skew), which is not lifetime. */
-int64_t wisp_admin_svid_issued_unix(const wisp_proxy *px) {
-  const wisp_tls_info *info = wisp_tls_get0_info(wisp_dataplane_tls_const(px));
+int64_t wisp_admin_svid_issued_unix(const wisp_admin_sources *src) {
+  const wisp_tls_info *info = wisp_tls_get0_info(wisp_dataplane_tls(src->px));
   if (!info->not_before_unix) return 0;
-  return info->not_before_unix + (wisp_dataplane_agent(px) ? WISP_CA_BACKDATE_SEC : 0);
+  return info->not_before_unix + (src->agent ? WISP_CA_BACKDATE_SEC : 0);
 }
 
-void wisp_admin_render_status(wisp_json_writer *b, const wisp_proxy *px, bool ready, const char *ready_reason) {
-  const wisp_tls *tls = wisp_dataplane_tls_const(px);
+void wisp_admin_render_status(wisp_json_writer *b, const wisp_admin_sources *src, bool ready,
+                              const char *ready_reason) {
+  const wisp_proxy *px = src->px;
+  const wisp_tls *tls = wisp_dataplane_tls(px);
   const wisp_tls_info *info = wisp_tls_get0_info(tls);
   bool loaded = wisp_tls_ready(tls);
   const wisp_config *cfg = wisp_dataplane_config(px);
-  const wisp_agent_client *agent = wisp_dataplane_agent(px);
+  const wisp_agent_client *agent = src->agent;
   wisp_dataplane_policy_info pol;
   wisp_dataplane_get_policy(px, &pol);
   const char *why = NULL;
-  const char *intercept = wisp_intercept_state(wisp_dataplane_intercept(px), &why);
+  const char *intercept = wisp_intercept_state(src->intercept, &why);
   wisp_json_writer_raw(b, "{", 1);
   wisp_json_writer_key(b, "ready");
   wisp_json_writer_bool(b, ready);
@@ -70,7 +72,7 @@ void wisp_admin_render_status(wisp_json_writer *b, const wisp_proxy *px, bool re
   put_str(b, "spiffe_id", loaded ? info->spiffe_id : NULL);
   put_str(b, "svid_serial", loaded ? info->serial : NULL);
   put_time(b, "svid_not_after_unix", loaded ? info->not_after_unix : 0);
-  put_time(b, "svid_issued_unix", loaded ? wisp_admin_svid_issued_unix(px) : 0);
+  put_time(b, "svid_issued_unix", loaded ? wisp_admin_svid_issued_unix(src) : 0);
   wisp_json_writer_key(b, "bundle_roots");
   wisp_json_writer_int(b, loaded ? info->bundle_roots : 0);
   put_time(b, "bundle_not_after_unix", loaded ? info->bundle_not_after_unix : 0);

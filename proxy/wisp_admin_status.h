@@ -11,13 +11,14 @@
 #include <stdint.h>
 
 #include "lib/wisp_json.h"
+#include "proxy/wisp_admin.h"
 #include "proxy/wisp_dataplane.h"
 
 /* |ready| and |ready_reason| as /ready answers them now. */
-void wisp_admin_render_status(wisp_json_writer *b, const wisp_proxy *px, bool ready, const char *ready_reason);
+void wisp_admin_render_status(wisp_json_writer *b, const wisp_admin_sources *src, bool ready, const char *ready_reason);
 
 /* When the current SVID was issued (its notBefore, less the agent's
  * backdating), unix time; 0: none loaded. */
-int64_t wisp_admin_svid_issued_unix(const wisp_proxy *px);
+int64_t wisp_admin_svid_issued_unix(const wisp_admin_sources *src);
 
 #endif

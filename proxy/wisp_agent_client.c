@@ -36,7 +36,7 @@ struct wisp_agent_client {
   wisp_proxy *px;         /* whose credentials and policy it keeps (proxy/wisp_dataplane.h) */
   struct ev_loop *loop;   /* px's */
   const wisp_config *cfg; /* px's */
-  wisp_tls *tls;          /* px's: where the SVID goes */
+  const wisp_tls *tls;    /* px's, read-only: SVIDs go in through wisp_dataplane_install_* */
   char target[512];       /* unix:/path or HOST:PORT for wisp_rpcc */
   bool https;
   char agent_id[WISP_SPIFFE_MAX + 1];
@@ -102,7 +102,7 @@ static void log_cert(const char *event, const wisp_tls_info *info, const char *r
  * and Watch prove who we are), plaintext on the local socket before that,
  * or TLS with only the bootstrap bundle over https. */
 static wisp_rpcc *agent_connect(wisp_agent_client *ac, bool use_svid, char *err, size_t err_len) {
-  wisp_tls *tls = NULL;
+  const wisp_tls *tls = NULL;
   if (use_svid) {
     tls = ac->tls;
   } else if (ac->https) {
@@ -251,7 +251,7 @@ static bool cache_restore(wisp_agent_client *ac) {
     } else if (!cache_restore_config(ac, err, sizeof(err))) {
       /* err says why */
     } else {
-      ok = wisp_tls_set_creds(ac->tls, key, chain, roots, err, sizeof(err)) == WISP_OK;
+      ok = wisp_dataplane_install_credentials(ac->px, key, chain, roots, err, sizeof(err)) == WISP_OK;
     }
   }
   if (ok) {
@@ -302,7 +302,7 @@ static wisp_err install(wisp_agent_client *ac, const uint8_t *msg, size_t len, c
   } else if ((rc = svid_usable(ac, chain, roots, &na, err, err_len)) == WISP_OK) {
     /* Checked first: a refused SVID is neither served nor cached, the
      * credentials in force stay. */
-    rc = wisp_tls_set_creds(ac->tls, ac->pending_key, chain, roots, err, err_len);
+    rc = wisp_dataplane_install_credentials(ac->px, ac->pending_key, chain, roots, err, err_len);
   }
   if (rc == WISP_OK) {
     ac->have_svid = true;
@@ -459,7 +459,7 @@ static void on_snapshot(wisp_rpcc_call *call, const uint8_t *msg, size_t len, vo
     snprintf(err, sizeof(err), "bundle holds a certificate that does not parse");
   } else if (apply_snapshot(px, snap, "agent", err, sizeof(err)) != WISP_OK) {
     /* NACK: the last good policy and map stay in force */
-  } else if (roots && ac->have_svid && wisp_tls_set_roots(ac->tls, roots, err, sizeof(err)) != WISP_OK) {
+  } else if (roots && ac->have_svid && wisp_dataplane_install_roots(ac->px, roots, err, sizeof(err)) != WISP_OK) {
     /* err says why */
   } else {
     if (roots && ac->have_svid) cache_save(ac, NULL, NULL, roots);

@@ -6,7 +6,9 @@
  * half-life with jitter over mTLS with the current SVID, and keeps a Config.Watch stream open for the
  * policy and the trust bundle, ACKing or NACKing each version as in xDS.
  * Fail static: with the agent gone the proxy keeps serving on its last SVID
- * and policy and reconnects with capped backoff. Owned by the proxy. */
+ * and policy and reconnects with capped backoff. Owned by the process
+ * (proxy/wisp_sidecar); it puts SVIDs in force through
+ * wisp_dataplane_install_credentials and _roots. */
 #ifndef WISP_AGENT_CLIENT_H
 #define WISP_AGENT_CLIENT_H
 

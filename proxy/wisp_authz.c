@@ -4,11 +4,12 @@
 #include <string.h>
 
 #include "proxy/internal.h"
-#include "proxy/wisp_agent_client.h"
 
 bool wisp_authz_pending(const wisp_proxy *px, char *why, size_t why_len) {
   if (!px->cfg->agent || px->policy) return false;
-  snprintf(why, why_len, WISP_AUTHZ_REASON_PENDING ": %s", wisp_agent_client_watch_error(px->agent));
+  const wisp_dataplane_hooks *hk = &px->hooks;
+  const char *reason = hk->policy_pending_reason ? hk->policy_pending_reason(hk->ctx) : "";
+  snprintf(why, why_len, WISP_AUTHZ_REASON_PENDING ": %s", reason);
   return true;
 }
 

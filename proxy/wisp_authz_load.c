@@ -24,7 +24,7 @@ struct wisp_authz_load {
 static const char *workload_id(const wisp_proxy *px) {
   const wisp_config *cfg = wisp_dataplane_config(px);
   if (cfg->spiffe_id) return cfg->spiffe_id;
-  return wisp_tls_get0_info(wisp_dataplane_tls_const(px))->spiffe_id;
+  return wisp_tls_get0_info(wisp_dataplane_tls(px))->spiffe_id;
 }
 
 static void log_rejected(const wisp_proxy *px, const char *source, const char *why) {

@@ -6,8 +6,9 @@
  * each request (proxy/wisp_authz.h). A policy that fails to compile is
  * refused whole with the reason, and the last good one stays in force.
  *
- * Ownership: the process owns the --policy FILE watcher (NULL without
- * --policy); what is put in force belongs to the data plane. */
+ * Ownership: the process (proxy/wisp_sidecar) owns the --policy FILE
+ * watcher (NULL without --policy); what is put in force belongs to the
+ * data plane. */
 #ifndef WISP_AUTHZ_LOAD_H
 #define WISP_AUTHZ_LOAD_H
 

@@ -1,4 +1,3 @@
-#include "proxy/wisp_intercept.h"
 #include "proxy/wisp_conn.h"
 
 #include <errno.h>
@@ -727,7 +726,8 @@ static wisp_target *destination(wisp_listener *l, int fd, const wisp_addr *peer,
       (!redirected || wisp_addr_equal(&orig, &local) || wisp_proxy_owns_port(l->px, wisp_addr_port(&orig)))) {
     return &l->px->direct;
   }
-  if (l->dir == WISP_DIR_OUTBOUND && wisp_intercept_arrived(l->px->intercept, &orig, peer)) {
+  const wisp_dataplane_hooks *hk = &l->px->hooks;
+  if (l->dir == WISP_DIR_OUTBOUND && hk->probe_arrived && hk->probe_arrived(hk->ctx, &orig, peer)) {
     *probe = true; /* the interception check's own connection: done with */
     return NULL;
   }

@@ -13,7 +13,6 @@
 #include "proxy/wisp_conn.h"
 #include "proxy/wisp_dests.h"
 #include "proxy/wisp_handshake.h"
-#include "proxy/wisp_intercept.h"
 
 void wisp_dataplane_get_counters(const wisp_proxy *px, wisp_dataplane_counters *out) {
   *out = (wisp_dataplane_counters){
@@ -56,18 +55,25 @@ struct ev_loop *wisp_dataplane_loop(const wisp_proxy *px) {
 }
 const wisp_config *wisp_dataplane_config(const wisp_proxy *px) { return px->cfg; }
 wisp_h2loop *wisp_dataplane_h2loop(wisp_proxy *px) { return &px->lp; }
-wisp_tls *wisp_dataplane_tls(wisp_proxy *px) { return px->tls; }
-const wisp_tls *wisp_dataplane_tls_const(const wisp_proxy *px) { return px->tls; }
+const wisp_tls *wisp_dataplane_tls(const wisp_proxy *px) { return px->tls; }
 struct wisp_metrics *wisp_dataplane_metrics(const wisp_proxy *px) {
   return px->metrics;
 }
 const struct wisp_events *wisp_dataplane_events(const wisp_proxy *px) { return px->events; }
 const wisp_upfail_table *wisp_dataplane_upfails(const wisp_proxy *px) { return &px->upfails; }
-struct wisp_agent_client *wisp_dataplane_agent(const wisp_proxy *px) {
-  return px->agent;
+
+wisp_err wisp_dataplane_install_credentials(wisp_proxy *px, EVP_PKEY *key, STACK_OF(X509) * chain,
+                                            STACK_OF(X509) * roots, char *err, size_t err_len) {
+  return wisp_tls_set_creds(px->tls, key, chain, roots, err, err_len);
 }
-const struct wisp_intercept *wisp_dataplane_intercept(const wisp_proxy *px) { return px->intercept; }
-const struct wisp_admin *wisp_dataplane_admin(const wisp_proxy *px) { return px->admin; }
+
+wisp_err wisp_dataplane_install_roots(wisp_proxy *px, STACK_OF(X509) * roots, char *err, size_t err_len) {
+  return wisp_tls_set_roots(px->tls, roots, err, err_len);
+}
+
+void wisp_dataplane_set_hooks(wisp_proxy *px, const wisp_dataplane_hooks *h) {
+  px->hooks = h ? *h : (wisp_dataplane_hooks){0};
+}
 
 void wisp_dataplane_apply_policy(wisp_proxy *px, const wisp_dataplane_policy *p) {
   wisp_policy_view_free(px->view);
@@ -114,7 +120,7 @@ void wisp_dataplane_start_drain(wisp_proxy *px) {
   if (px->draining) return;
   px->draining = true;
   WISP_INFO("draining: no new connections, GOAWAY to callers, up to %gs", px->cfg->drain_timeout);
-  wisp_intercept_stop(px->intercept);
+  if (px->hooks.drain_started) px->hooks.drain_started(px->hooks.ctx);
   for (size_t i = 0; i < px->nlisteners; i++) {
     wisp_acceptor_stop(&px->listeners[i].acc);
     close(px->listeners[i].fd);

@@ -4,28 +4,32 @@
  *   data plane    (//proxy:core) listeners, the handshake stage,
  *                 connections, streams, pools, tunnels, the HTTP/1
  *                 gateways, the per-request policy decision (wisp_authz)
- *                 and the process that runs them (wisp_proxy); their
- *                 shared types are proxy/internal.h, private to them.
+ *                 and the process's event loop watchers (wisp_proxy);
+ *                 their shared types are proxy/internal.h, private to
+ *                 them.
  *   control side  (//proxy:control, //proxy:intercept) the admin API
  *                 (wisp_admin*), the agent client, the policy loader
  *                 (wisp_authz_load) and the interception check
  *                 (wisp_intercept). They see the proxy through this header
- *                 only: to them a wisp_proxy is opaque, and :core depends
- *                 on them, not the reverse, so internal.h is out of reach.
+ *                 only: to them a wisp_proxy is opaque, and they do not
+ *                 depend on :core, so internal.h is out of reach.
+ *   composition   (//proxy:sidecar, wisp_sidecar) builds the data plane,
+ *                 starts the control modules on it and registers their
+ *                 hooks (below), and frees them before the data plane.
  *
- * The data plane calls the other way only to start and free the control
- * modules, to hand the interception check its probe (and stop it on
- * drain), and to ask the agent client why no policy came yet.
+ * The data plane does not call the control side: where it needs it (the
+ * interception probe arriving, a drain starting, why no policy came yet)
+ * it calls the hooks the control side registered, or does without them
+ * when none are.
  *
  * Ownership: the data plane owns everything reached from a wisp_proxy: the
- * policy and address -> identity map in force, the TLS credentials, its
- * counters, and the control modules the process started (admin listeners,
- * agent client, policy loader, interception check). The control side puts
- * things in force through the calls below, which take ownership where they
- * say so, and reads through accessors whose results are borrowed: for the
- * proxy's lifetime (loop, config, credentials, modules) or until the next
- * call that changes them (policy, map). Every call runs on the proxy's
- * loop; none is on the request path. */
+ * policy and address -> identity map in force, the TLS credentials and its
+ * counters. The control modules belong to whoever started them (the
+ * composition). The control side puts things in force through the calls
+ * below, which take ownership where they say so, and reads through
+ * accessors whose results are borrowed: for the proxy's lifetime (loop,
+ * config, credentials) or until the next call that changes them (policy,
+ * map). Every call runs on the proxy's loop; none is on the request path. */
 #ifndef WISP_DATAPLANE_H
 #define WISP_DATAPLANE_H
 
@@ -33,7 +37,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/wisp_err.h"
 #include "lib/wisp_h2conn.h"
+#include "lib/wisp_net.h"
 #include "lib/wisp_policy.h"
 #include "lib/wisp_tls.h"
 #include "proxy/wisp_config.h"
@@ -41,11 +47,8 @@
 
 typedef struct wisp_proxy wisp_proxy;
 struct ev_loop;
-struct wisp_admin;
-struct wisp_agent_client;
 struct wisp_dests;
 struct wisp_events;
-struct wisp_intercept;
 struct wisp_metrics;
 
 typedef enum { WISP_DIR_OUTBOUND, WISP_DIR_INBOUND } wisp_direction;
@@ -107,19 +110,13 @@ struct ev_loop *wisp_dataplane_loop(const wisp_proxy *px);
 const wisp_config *wisp_dataplane_config(const wisp_proxy *px);
 /* The flush-before-sleep hook the agent client's connections join. */
 wisp_h2loop *wisp_dataplane_h2loop(wisp_proxy *px);
-/* The credentials listeners and upstream dials use: the agent client
- * installs its SVID and bundle here (lib/wisp_tls: a connection keeps the
- * generation it started with) and dials the agent with them. */
-wisp_tls *wisp_dataplane_tls(wisp_proxy *px);
-const wisp_tls *wisp_dataplane_tls_const(const wisp_proxy *px);
+/* The credentials listeners and upstream dials use (and the agent client
+ * dials the agent with), read-only: lib/wisp_tls says what they hold. */
+const wisp_tls *wisp_dataplane_tls(const wisp_proxy *px);
 /* By identity, refusals and denials, upstreams failing lately. */
 struct wisp_metrics *wisp_dataplane_metrics(const wisp_proxy *px);
 const struct wisp_events *wisp_dataplane_events(const wisp_proxy *px);
 const wisp_upfail_table *wisp_dataplane_upfails(const wisp_proxy *px);
-/* The control modules the process started; NULL when off. */
-struct wisp_agent_client *wisp_dataplane_agent(const wisp_proxy *px);
-const struct wisp_intercept *wisp_dataplane_intercept(const wisp_proxy *px);
-const struct wisp_admin *wisp_dataplane_admin(const wisp_proxy *px);
 
 /* ---- control -> data plane ---- */
 
@@ -153,8 +150,44 @@ void wisp_dataplane_set_dests(wisp_proxy *px, struct wisp_dests *d);
 /* The map in force (NULL: none), borrowed until the next set_dests. */
 const struct wisp_dests *wisp_dataplane_dests(const wisp_proxy *px);
 
+/* Puts an SVID in force (the agent client's, from the agent or its
+ * --svid-cache): |key|, the chain (leaf first) and the trust bundle
+ * |roots| are borrowed, the data plane takes its own references.
+ * Handshakes from now on use them; a connection keeps the credentials it
+ * started with. On failure |err| says why and the credentials in force
+ * stay (lib/wisp_tls: wisp_tls_set_creds). */
+wisp_err wisp_dataplane_install_credentials(wisp_proxy *px, EVP_PKEY *key, STACK_OF(X509) * chain,
+                                            STACK_OF(X509) * roots, char *err, size_t err_len) WISP_MUST_CHECK;
+/* Replaces only the trust bundle of the SVID in force (one the agent
+ * pushes, e.g. during CA rotation); |roots| borrowed, as above. */
+wisp_err wisp_dataplane_install_roots(wisp_proxy *px, STACK_OF(X509) * roots, char *err,
+                                      size_t err_len) WISP_MUST_CHECK;
+
 /* Stops accepting, sends GOAWAY to callers and ends the loop once they are
  * gone (or at --drain-timeout): SIGTERM and POST /drain. Once only. */
 void wisp_dataplane_start_drain(wisp_proxy *px);
+
+/* ---- data plane -> control: hooks ---- */
+
+/* What the control side asks to be told. Every member may be NULL (that
+ * hook is off: the data plane does as if no control module were there).
+ * Each runs on the loop, synchronously, with |ctx|. */
+typedef struct {
+  void *ctx;
+  /* An outbound listener's transparent caller with original destination
+   * |orig_dst| and source |peer|: true if it is the interception check's
+   * own probe (the data plane then closes it and routes nothing). Asked
+   * for outbound transparent callers only, before their target is picked;
+   * NULL when there is no check (then no call is made at all). */
+  bool (*probe_arrived)(void *ctx, const wisp_addr *orig_dst, const wisp_addr *peer);
+  /* A drain started (SIGTERM, POST /drain): the listeners are closed. */
+  void (*drain_started)(void *ctx);
+  /* Why no policy is in force yet with --agent (for /ready and refused
+   * requests); borrowed until the loop runs again. NULL hook: "". */
+  const char *(*policy_pending_reason)(void *ctx);
+} wisp_dataplane_hooks;
+/* Registers |h| (copied; NULL: none): they replace any registered before.
+ * Whoever registers them clears them before |ctx| goes. */
+void wisp_dataplane_set_hooks(wisp_proxy *px, const wisp_dataplane_hooks *h);
 
 #endif

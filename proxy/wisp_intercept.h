@@ -11,8 +11,10 @@
  * and says why.
  *
  * Ownership: the process owns its wisp_intercept (NULL when not transparent
- * or --intercept-probe off); the data plane reports arrivals and stops it
- * on drain, the admin API reads its state. It touches no proxy state. */
+ * or --intercept-probe off; proxy/wisp_sidecar); through the hooks that
+ * registers (wisp_dataplane_hooks) the data plane reports arrivals and
+ * stops it on drain; the admin API reads its state. It touches no proxy
+ * state. */
 #ifndef WISP_INTERCEPT_H
 #define WISP_INTERCEPT_H
 

@@ -10,12 +10,8 @@
 
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
-#include "proxy/wisp_admin.h"
-#include "proxy/wisp_agent_client.h"
-#include "proxy/wisp_authz_load.h"
 #include "proxy/wisp_conn.h"
 #include "proxy/wisp_dests.h"
-#include "proxy/wisp_intercept.h"
 #include "proxy/wisp_events.h"
 #include "proxy/wisp_metrics.h"
 #include "proxy/wisp_pool.h"
@@ -340,9 +336,6 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   ev_timer_init(&px->reload, on_reload, cfg->reload_interval, cfg->reload_interval);
   px->reload.data = px;
   if (cfg->reload_interval > 0 && !cfg->agent) ev_timer_start(loop, &px->reload);
-  if (cfg->agent) WISP_GUARD(wisp_agent_client_start(&px->agent, px, err, err_len));
-  WISP_GUARD(wisp_authz_load_start(&px->loader, px, err, err_len));
-  WISP_GUARD(wisp_intercept_start(&px->intercept, loop, cfg, err, err_len));
   ev_init(&px->drain_timer, on_drain_timeout);
   ev_timer_init(&px->log_flush, on_log_flush, WISP_LOG_FLUSH_INTERVAL, WISP_LOG_FLUSH_INTERVAL);
   ev_timer_start(loop, &px->log_flush);
@@ -355,29 +348,12 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   px->sigterm.data = px->sigint.data = px;
   ev_signal_start(loop, &px->sigterm);
   ev_signal_start(loop, &px->sigint);
-  /* Handles that only wait must not keep the loop alive past drain. */
+  return WISP_OK;
+}
+
+void wisp_proxy_announce(const wisp_proxy *px) {
   log_started(px);
   check_fd_limit(px);
-  if (cfg->admin) {
-    /* An address the user gave must work; the default one may be taken
-     * (several proxies on one host): then run without it, and say so. */
-    char aerr[512];
-    if (wisp_admin_new(&px->admin, px, cfg->admin, aerr, sizeof(aerr)) != WISP_OK) {
-      if (cfg->admin_set) {
-        snprintf(err, err_len, "--admin: %s", aerr);
-        return WISP_ERR_IO;
-      }
-      WISP_WARN("no admin listener: %s (give --admin ADDR, or --admin off)", aerr);
-    }
-  }
-  if (cfg->metrics_listen) {
-    char merr[512];
-    if (wisp_admin_new_metrics(&px->metrics_srv, px, cfg->metrics_listen, merr, sizeof(merr)) != WISP_OK) {
-      snprintf(err, err_len, "--metrics: %s", merr);
-      return WISP_ERR_IO;
-    }
-  }
-  return WISP_OK;
 }
 
 void wisp_proxy_run(wisp_proxy *px) { ev_run(px->loop, 0); }
@@ -386,12 +362,6 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   ev_timer_stop(px->loop, &px->log_flush);
   ev_timer_stop(px->loop, &px->stream_sweep);
   wisp_log_limit_flush(INFINITY); /* whatever is still held back */
-  wisp_admin_free(px->admin);
-  px->admin = NULL;
-  wisp_admin_free(px->metrics_srv);
-  px->metrics_srv = NULL;
-  wisp_agent_client_free(px->agent);
-  px->agent = NULL;
   wisp_conn_close_detecting(px);
   wisp_handshake_close_all(px);
   wisp_tunnel_close_all(px);
@@ -426,8 +396,6 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   }
   free(px->listeners);
   free(px->targets);
-  wisp_authz_load_free(px->loader);
-  px->loader = NULL;
   wisp_policy_view_free(px->view);
   wisp_policy_free(px->policy);
   px->view = NULL;
@@ -435,8 +403,6 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   wisp_tls_free(px->tls);
   free(px->policy_yaml);
   wisp_dests_free(px->dests);
-  wisp_intercept_free(px->intercept);
-  px->intercept = NULL;
   wisp_metrics_free(px->metrics); /* last: closing connections above still count */
   px->metrics = NULL;
   wisp_events_free(px->events);

@@ -1,6 +1,7 @@
-/* wisp_proxy: the process. Builds listeners and targets from the config,
- * owns the event loop watchers (flush before sleep, certificate reload,
- * signals) and runs until SIGTERM/SIGINT has drained it. */
+/* wisp_proxy: the data plane of the process. Builds listeners and targets
+ * from the config, owns the event loop watchers (flush before sleep,
+ * certificate reload, signals) and runs until SIGTERM/SIGINT has drained
+ * it. The control side is started on it by proxy/wisp_sidecar. */
 #ifndef WISP_PROXY_H
 #define WISP_PROXY_H
 
@@ -10,6 +11,10 @@
  * says what (a file, an address) and why. */
 wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config *cfg, char *err,
                          size_t err_len) WISP_MUST_CHECK;
+/* Logs a line per listener and warns if the open-file limit is below what
+ * the connection limits need: once, after init (and after the control
+ * side has started, so its start-up lines come first). */
+void wisp_proxy_announce(const wisp_proxy *px);
 /* The pooled target for a transparent-mode destination |addr|: over mTLS
  * (outbound; the peer must be in our trust domain) or, inbound, the app on
  * 127.0.0.1 at |addr|'s port. Made on first use and kept while there is

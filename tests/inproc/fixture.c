@@ -13,7 +13,7 @@
 
 #include "lib/wisp_log.h"
 #include "proxy/wisp_conn.h"
-#include "proxy/wisp_proxy.h"
+#include "proxy/wisp_sidecar.h"
 #include "tests/unit/test_x509.h"
 
 #define DAY (24L * 3600)
@@ -125,8 +125,8 @@ bool tf_start(tf_fixture *f, const tf_opts *o) {
     return false;
   }
   f->px_started = true;
-  if (wisp_proxy_init(&f->px, f->loop, &f->cfg, err, sizeof(err)) != WISP_OK) {
-    fprintf(stderr, "fixture: wisp_proxy_init: %s\n", err);
+  if (wisp_sidecar_start(&f->sidecar, &f->px, f->loop, &f->cfg, err, sizeof(err)) != WISP_OK) {
+    fprintf(stderr, "fixture: wisp_sidecar_start: %s\n", err);
     return false;
   }
   for (size_t i = 0; i < f->px.nlisteners; i++) {
@@ -244,7 +244,7 @@ void tf_stop(tf_fixture *f) {
   for (int i = 0; i < f->nclients; i++) tp_peer_free(f->clients[i]);
   f->nclients = 0;
   if (f->px_started) {
-    wisp_proxy_cleanup(&f->px);
+    wisp_sidecar_cleanup(&f->sidecar);
     /* What main.c leaves to ev_loop_destroy: the loop is ours to reuse. */
     ev_timer_stop(f->loop, &f->px.reload);
     ev_timer_stop(f->loop, &f->px.drain_timer);

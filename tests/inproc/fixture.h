@@ -1,5 +1,5 @@
 /* fixture: one wisp-proxy built in-process from flags, as main.c builds it
- * (wisp_config_parse, wisp_proxy_init), with an SVID made by the test
+ * (wisp_config_parse, wisp_sidecar_start), with an SVID made by the test
  * (tests/unit/test_x509), a fake HTTP/2 app (h2peer) behind --app, and
  * a --route whose peer is the proxy's own --inbound: a request from a
  * client on the route goes caller -> outbound (h2c) -> mTLS -> inbound ->
@@ -16,6 +16,7 @@
 #include <openssl/x509.h>
 
 #include "proxy/internal.h"
+#include "proxy/wisp_sidecar.h"
 #include "tests/inproc/h2peer.h"
 
 #define TF_SPIFFE_ID "spiffe://example.org/ns/test/sa/proxy"
@@ -29,6 +30,7 @@ typedef struct {
   tp_app *app;
   wisp_config cfg;
   wisp_proxy px;
+  wisp_sidecar sidecar; /* the control side started on |px| */
   bool px_started;
   wisp_listener *route;   /* outbound: its target is the inbound port over mTLS */
   wisp_listener *inbound; /* inbound: its target is the app */
