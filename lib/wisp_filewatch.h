@@ -1,6 +1,6 @@
 /* wisp_filewatch: have some files changed since we last looked? The one
  * file-change watcher of the tree: the TLS credential files (lib/wisp_tls)
- * and --policy FILE (proxy/wisp_authz) are polled through it. Polling by
+ * and --policy FILE (proxy/control/wisp_authz_load) are polled through it. Polling by
  * stat(2), not inotify: it also sees a file replaced by rename (a new
  * inode: Kubernetes swaps its ..data symlink so) and a file rewritten in
  * place (size or mtime to the nanosecond), on every file system.

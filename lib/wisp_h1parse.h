@@ -36,7 +36,7 @@
 #include "lib/wisp_buf.h"
 
 /* The largest request or response head (start line and fields) and the
- * most fields in it: the bounds HTTP/2 streams have (proxy/wisp_hdrs). */
+ * most fields in it: the bounds HTTP/2 streams have (proxy/dataplane/wisp_hdrs). */
 #define WISP_H1_HEAD_MAX (64 * 1024)
 #define WISP_H1_FIELDS_MAX 128
 /* Trailer fields of a chunked body, in bytes. */

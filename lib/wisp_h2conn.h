@@ -100,7 +100,7 @@ nghttp2_mem *wisp_h2conn_mem(void);
 /* Takes ownership of |session|. It may come after init, as late as the
  * on_state that says OPEN; until then the connection reads and writes
  * nothing but its handshake. (wisp-proxy's inbound callers come with their
- * handshake done: proxy/wisp_handshake, then init_transport.) */
+ * handshake done: proxy/dataplane/wisp_handshake, then init_transport.) */
 void wisp_h2conn_set0_session(wisp_h2conn *c, nghttp2_session *session);
 
 /* Schedules teardown; the first reason wins. |reason| NULL: orderly. */

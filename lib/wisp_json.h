@@ -1,6 +1,6 @@
 /* wisp_json: JSON text appended to a wisp_buf. The one home of JSON string
  * escaping and number formatting: log lines (lib/wisp_log), the admin
- * listener's bodies (proxy/wisp_admin) and `wispctl status --json`.
+ * listener's bodies (proxy/admin/wisp_admin) and `wispctl status --json`.
  * Pure: bytes in, bytes appended, no allocation but the buffer's own.
  * And wisp_json_measure: the size of a JSON text before a parser (jansson)
  * builds it, so untrusted input is refused before it costs memory.

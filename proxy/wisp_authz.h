@@ -2,7 +2,7 @@
  * plane: the decision for one inbound request or L4 stream, from this
  * workload's view of the policy in force. No parsing, no allocation: the
  * policy is compiled and put in force by the control side
- * (proxy/wisp_authz_load.h); the view belongs to the data plane. */
+ * (proxy/control/wisp_authz_load.h); the view belongs to the data plane. */
 #ifndef WISP_AUTHZ_H
 #define WISP_AUTHZ_H
 

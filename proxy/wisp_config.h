@@ -72,7 +72,7 @@ typedef struct {
 
 #define WISP_ADMIN_DEFAULT "127.0.0.1:15000"
 /* --max-header-list-size bounds: below 1K ordinary requests fail; above 64K
- * is more than a stream's header store holds (proxy/wisp_hdrs.h). */
+ * is more than a stream's header store holds (proxy/dataplane/wisp_hdrs.h). */
 #define WISP_HEADER_LIST_MIN 1024
 #define WISP_HEADER_LIST_MAX (64 * 1024)
 /* --stream-idle-timeout below this (but not 0) is refused: its sweep runs

@@ -5,7 +5,7 @@
  *                 connections, streams, pools, tunnels, the HTTP/1
  *                 gateways, the per-request policy decision (wisp_authz)
  *                 and the process's event loop watchers (wisp_proxy);
- *                 their shared types are proxy/internal.h, private to
+ *                 their shared types are proxy/dataplane/internal.h, private to
  *                 them.
  *   control side  (//proxy:control, //proxy:intercept) the admin API
  *                 (wisp_admin*), the agent client, the policy loader
@@ -43,7 +43,7 @@
 #include "lib/wisp_policy.h"
 #include "lib/wisp_tls.h"
 #include "proxy/wisp_config.h"
-#include "proxy/wisp_upfail.h"
+#include "proxy/dataplane/wisp_upfail.h"
 
 typedef struct wisp_proxy wisp_proxy;
 struct ev_loop;

@@ -3,9 +3,9 @@
 #include <stdio.h>
 
 #include "lib/wisp_log.h"
-#include "proxy/wisp_agent_client.h"
-#include "proxy/wisp_authz_load.h"
-#include "proxy/wisp_intercept.h"
+#include "proxy/control/wisp_agent_client.h"
+#include "proxy/control/wisp_authz_load.h"
+#include "proxy/control/wisp_intercept.h"
 
 /* ---- the hooks the data plane calls (wisp_dataplane_hooks) ---- */
 

@@ -1,5 +1,5 @@
 /* wisp_sidecar: one wisp-proxy process put together: the data plane
- * (proxy/wisp_proxy) built from the config, then the control side started
+ * (proxy/dataplane/wisp_proxy) built from the config, then the control side started
  * on it through proxy/wisp_dataplane.h (the agent client, the policy
  * loader, the interception check, the admin and metrics listeners), with
  * the hooks the data plane calls registered. main.c runs it; the
@@ -11,8 +11,8 @@
 #ifndef WISP_SIDECAR_H
 #define WISP_SIDECAR_H
 
-#include "proxy/wisp_admin.h"
-#include "proxy/wisp_proxy.h"
+#include "proxy/admin/wisp_admin.h"
+#include "proxy/dataplane/wisp_proxy.h"
 
 typedef struct wisp_sidecar {
   wisp_proxy *px;                   /* the caller's: the data plane */

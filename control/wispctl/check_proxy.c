@@ -1,5 +1,5 @@
 /* wispctl check --proxy: one sidecar's checks, from its admin API's
- * GET /status (proxy/wisp_admin_status.h) over plain HTTP/1.1. */
+ * GET /status (proxy/admin/wisp_admin_status.h) over plain HTTP/1.1. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>

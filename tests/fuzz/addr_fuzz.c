@@ -1,5 +1,5 @@
 /* Fuzz target for the address parsers of lib/wisp_net and the transparent
- * destination map (proxy/wisp_dests): wisp_addr_parse takes flag values
+ * destination map (proxy/dataplane/wisp_dests): wisp_addr_parse takes flag values
  * (listeners, --app, routes, the agent address), wisp_addr_parse_dest the
  * addresses of Destination documents, which arrive in a policy file or in
  * the agent's Snapshot. Input: lines; each is tried with both parsers, and
@@ -20,7 +20,7 @@
 
 #include "lib/wisp_net.h"
 #include "lib/wisp_spiffe.h"
-#include "proxy/wisp_dests.h"
+#include "proxy/dataplane/wisp_dests.h"
 #include "tests/fuzz/fuzz.h"
 
 #define MAX_LINE 256

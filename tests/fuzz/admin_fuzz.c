@@ -1,5 +1,5 @@
 /* Fuzz target for the admin listener's HTTP/1.x request parser and router
- * (proxy/wisp_admin_http), which read whatever a local process or, with
+ * (proxy/admin/wisp_admin_http), which read whatever a local process or, with
  * --admin 0.0.0.0:PORT, any pod sends to the admin port. Checked:
  *   - the answer is one of OK / AGAIN / TOO_BIG / PROTO, the same twice,
  *     and every failure says why;
@@ -20,13 +20,13 @@
  * normal suite; to fuzz for real (clang's libFuzzer, outside Bazel), from
  * the workspace root:
  *   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -I. \
- *     tests/fuzz/admin_fuzz.c proxy/wisp_admin_http.c -o /tmp/admin_fuzz &&
+ *     tests/fuzz/admin_fuzz.c proxy/admin/wisp_admin_http.c -o /tmp/admin_fuzz &&
  *   /tmp/admin_fuzz -max_total_time=60 tests/fuzz/corpus/admin
  * (or tests/fuzz/run_fuzzers.sh admin where that script exists). */
 #include <stdbool.h>
 #include <string.h>
 
-#include "proxy/wisp_admin_http.h"
+#include "proxy/admin/wisp_admin_http.h"
 #include "tests/fuzz/fuzz.h"
 
 #define MAX WISP_ADMIN_REQUEST_MAX

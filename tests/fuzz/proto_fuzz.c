@@ -30,7 +30,7 @@
 #include "lib/wisp_ca.h"
 #include "lib/wisp_grpc.h"
 #include "lib/wisp_policy.h"
-#include "proxy/wisp_dests.h"
+#include "proxy/dataplane/wisp_dests.h"
 #include "tests/fuzz/fuzz.h"
 #include "wisp/v1/admin.pb-c.h"
 #include "wisp/v1/config.pb-c.h"

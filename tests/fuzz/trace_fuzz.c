@@ -1,4 +1,4 @@
-/* Fuzz target for proxy/wisp_trace: the trace ID a request's log line
+/* Fuzz target for proxy/dataplane/wisp_trace: the trace ID a request's log line
  * carries, read from traceparent, b3 and x-b3-traceid, headers any caller
  * sets. The input is up to three NUL-separated strings, given as those
  * three headers (a missing one is NULL). A trace ID found is 16 or 32
@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "proxy/wisp_trace.h"
+#include "proxy/dataplane/wisp_trace.h"
 #include "tests/fuzz/fuzz.h"
 
 #define MAX_INPUT 4096

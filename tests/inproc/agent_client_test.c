@@ -1,4 +1,4 @@
-/* In-process tests of proxy/wisp_agent_client against a fake wisp-agent:
+/* In-process tests of proxy/control/wisp_agent_client against a fake wisp-agent:
  * the agent's own gRPC server (control/agent/wisp_rpc, plaintext and TLS
  * on a Unix socket) with a test Identity.Sign that answers each CSR with a
  * certificate the test chose. The proxy starts from --svid-cache holding a

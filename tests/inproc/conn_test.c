@@ -1,4 +1,4 @@
-/* In-process tests of proxy/wisp_conn: a caller's connection, accepted
+/* In-process tests of proxy/dataplane/wisp_conn: a caller's connection, accepted
  * through a listener's own entry point (wisp_conn_accept) from a
  * socketpair. A client preface, SETTINGS and HEADERS get an answer (from
  * the app, through the proxy's own mTLS hop); a bad preface, and a
@@ -28,8 +28,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proxy/internal.h"
-#include "proxy/wisp_proxy.h"
+#include "proxy/dataplane/internal.h"
+#include "proxy/dataplane/wisp_proxy.h"
 #include "tests/inproc/fixture.h"
 #include "tests/unit/test_util.h"
 

@@ -11,7 +11,7 @@
 
 #include <string.h>
 
-#include "proxy/wisp_authz_load.h"
+#include "proxy/control/wisp_authz_load.h"
 #include "proxy/wisp_dataplane.h"
 #include "tests/inproc/fixture.h"
 #include "tests/unit/test_util.h"

@@ -12,7 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include "lib/wisp_log.h"
-#include "proxy/wisp_conn.h"
+#include "proxy/dataplane/wisp_conn.h"
 #include "proxy/wisp_sidecar.h"
 #include "tests/unit/test_x509.h"
 

@@ -15,7 +15,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#include "proxy/internal.h"
+#include "proxy/dataplane/internal.h"
 #include "proxy/wisp_sidecar.h"
 #include "tests/inproc/h2peer.h"
 

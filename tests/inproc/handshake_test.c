@@ -1,4 +1,4 @@
-/* In-process tests of proxy/wisp_handshake: an inbound mTLS caller is held
+/* In-process tests of proxy/dataplane/wisp_handshake: an inbound mTLS caller is held
  * by the handshake stage until its TLS handshake is done, then handed to
  * exactly one owner by ALPN (h2: a wisp_conn; wisp-l4: the L4 tunnel) with
  * the one connection id it got at the start; a caller that fails the
@@ -21,7 +21,7 @@
 
 #include <openssl/ssl.h>
 
-#include "proxy/internal.h"
+#include "proxy/dataplane/internal.h"
 #include "tests/inproc/fixture.h"
 #include "tests/unit/test_util.h"
 

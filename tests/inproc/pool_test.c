@@ -1,4 +1,4 @@
-/* In-process tests of proxy/wisp_pool: the inbound side's pool of
+/* In-process tests of proxy/dataplane/wisp_pool: the inbound side's pool of
  * connections to an app that allows one stream per connection
  * (SETTINGS_MAX_CONCURRENT_STREAMS 1), with --pool-size 2. A request past
  * a connection's limit opens a second connection; past --pool-size it

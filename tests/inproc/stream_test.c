@@ -1,4 +1,4 @@
-/* In-process tests of proxy/wisp_stream, the bridge between a caller's
+/* In-process tests of proxy/dataplane/wisp_stream, the bridge between a caller's
  * HTTP/2 stream and an upstream one. Every request crosses two bridges:
  * caller -> route (outbound, h2c) -> mTLS -> inbound -> app (h2c), each a
  * real nghttp2 session. Headers and bodies (larger than every flow-control

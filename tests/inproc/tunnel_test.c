@@ -1,4 +1,4 @@
-/* In-process tests of proxy/wisp_tunnel: an outbound L4 tunnel (as from
+/* In-process tests of proxy/dataplane/wisp_tunnel: an outbound L4 tunnel (as from
  * transparent mode, a non-HTTP caller) whose dial to the peer sidecar fails
  * at once is closed, its caller reset and the failure logged, and gives
  * back all it held: its TLS end, made before the dial, had no fd yet and
@@ -15,8 +15,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proxy/internal.h"
-#include "proxy/wisp_tunnel.h"
+#include "proxy/dataplane/internal.h"
+#include "proxy/dataplane/wisp_tunnel.h"
 #include "tests/inproc/fixture.h"
 #include "tests/unit/test_util.h"
 

@@ -33,7 +33,7 @@ import threading
 import time
 
 IN, APP, PKI, PENDING = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-TUN_BUF_MAX = 64 * 1024      # proxy/wisp_tunnel.c
+TUN_BUF_MAX = 64 * 1024      # proxy/dataplane/wisp_tunnel.c
 RECORD_MAX = 16384           # TLS plaintext per record
 POLL_S = 0.01
 STABLE_POLLS = 10            # the proxy's state unchanged this many polls in a row

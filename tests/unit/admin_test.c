@@ -1,4 +1,4 @@
-/* Unit tests for proxy/wisp_admin's pure parts: the HTTP/1.x request
+/* Unit tests for proxy/admin/wisp_admin's pure parts: the HTTP/1.x request
  * parser, the router and the readiness check. Table-driven. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/wisp_admin.h"
+#include "proxy/admin/wisp_admin.h"
 #include "tests/unit/test_util.h"
 
 #define MAX WISP_ADMIN_REQUEST_MAX

@@ -1,4 +1,4 @@
-/* Unit tests for proxy/wisp_dests: which identity a transparent destination
+/* Unit tests for proxy/dataplane/wisp_dests: which identity a transparent destination
  * must present (exact IP:PORT first, then the IP's every-port entry, else
  * none: any ID in the trust domain), and the entries a map refuses. */
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "proxy/wisp_dests.h"
+#include "proxy/dataplane/wisp_dests.h"
 #include "tests/unit/test_util.h"
 
 #define ORDERS "spiffe://shop.local/ns/shop/sa/orders"

@@ -1,4 +1,4 @@
-/* Unit tests for proxy/wisp_events: refusals by reason and caller host
+/* Unit tests for proxy/dataplane/wisp_events: refusals by reason and caller host
  * (the port dropped), the cap per family (refusals: the least recently
  * counted series gives way; others: "overflow" labels keeping the reason), denials by policy, rule and decision, upstream failures, and
  * label values escaped as the text format wants. */
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "lib/wisp_policy.h"
-#include "proxy/wisp_events.h"
+#include "proxy/dataplane/wisp_events.h"
 #include "tests/unit/test_util.h"
 
 #define ROGUE "spiffe://shop.local/ns/shop/sa/frontend"

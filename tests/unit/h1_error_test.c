@@ -1,4 +1,4 @@
-/* Unit test for proxy/wisp_h1's error answer (wisp_h1_put_error): the
+/* Unit test for proxy/dataplane/wisp_h1's error answer (wisp_h1_put_error): the
  * reason goes into a header field (x-wisp-error), so a CR, LF or other
  * control byte in it (a peer's reason, an address, a TLS library's text)
  * must not end that field and start others. */
@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "lib/wisp_buf.h"
-#include "proxy/wisp_h1.h"
+#include "proxy/dataplane/wisp_h1.h"
 #include "tests/unit/test_util.h"
 
 static void test_reason_cannot_add_fields(void **state) {

@@ -1,4 +1,4 @@
-/* Unit tests for proxy/wisp_hdrs: copies, lookups, and the bounds a peer
+/* Unit tests for proxy/dataplane/wisp_hdrs: copies, lookups, and the bounds a peer
  * cannot raise (a refused add leaves the list exactly as it was). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/wisp_hdrs.h"
+#include "proxy/dataplane/wisp_hdrs.h"
 #include "tests/unit/test_util.h"
 
 static void test_zeroed_is_valid_and_empty(void **state) {

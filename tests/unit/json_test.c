@@ -205,7 +205,7 @@ static void test_writer(void **state) {
 
 /* ---- the escapers wisp_json replaced, as they were ------------------------- */
 
-/* proxy/wisp_admin.c's json_str (without the key). */
+/* proxy/admin/wisp_admin.c's json_str (without the key). */
 static void old_admin_str(char *out, size_t *n, const char *val) {
   out[(*n)++] = '"';
   for (const unsigned char *s = (const unsigned char *)val; *s; s++) {

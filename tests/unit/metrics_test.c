@@ -1,4 +1,4 @@
-/* Unit tests for proxy/wisp_metrics: SPIFFE IDs split into labels, the
+/* Unit tests for proxy/dataplane/wisp_metrics: SPIFFE IDs split into labels, the
  * peer cap and the series cap (overflow labels, counted once), and the
  * rendered histogram; and a micro benchmark of the per-request cost
  * (thread CPU time, as 1 to 4096 distinct callers) that runs only with
@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "lib/wisp_spiffe.h"
-#include "proxy/wisp_metrics.h"
+#include "proxy/dataplane/wisp_metrics.h"
 #include "tests/unit/test_util.h"
 
 #define B "spiffe://shop.local/ns/a/sa/b"

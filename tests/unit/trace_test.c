@@ -1,4 +1,4 @@
-/* Unit tests for proxy/wisp_trace: which trace ID a request's log line
+/* Unit tests for proxy/dataplane/wisp_trace: which trace ID a request's log line
  * carries, from W3C traceparent and B3 headers, and what is not one. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-#include "proxy/wisp_trace.h"
+#include "proxy/dataplane/wisp_trace.h"
 #include "tests/unit/test_util.h"
 
 #define T32 "4bf92f3577b34da6a3ce929d0e0e4736"

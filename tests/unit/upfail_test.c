@@ -1,4 +1,4 @@
-/* Unit tests for proxy/wisp_upfail: the recent upstream failures GET
+/* Unit tests for proxy/dataplane/wisp_upfail: the recent upstream failures GET
  * /status lists (and wispctl check --proxy reads). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "proxy/wisp_upfail.h"
+#include "proxy/dataplane/wisp_upfail.h"
 #include "tests/unit/test_util.h"
 
 static void test_note_and_repeat(void **state) {

@@ -1,0 +1,138 @@
+/* The data plane's side of proxy/wisp_dataplane.h: what the control side
+ * may put in force and read, over the private types of internal.h. */
+#include "proxy/wisp_dataplane.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/wisp_log.h"
+#include "lib/wisp_mem.h"
+#include "proxy/dataplane/internal.h"
+#include "proxy/dataplane/wisp_conn.h"
+#include "proxy/dataplane/wisp_dests.h"
+#include "proxy/dataplane/wisp_handshake.h"
+
+void wisp_dataplane_get_counters(const wisp_proxy *px, wisp_dataplane_counters *out) {
+  *out = (wisp_dataplane_counters){
+      .stats = px->stats,
+      .hdr_held = px->hdr_held,
+      .destinations = px->ndyn,
+      .destinations_gone = px->dyn_evicted,
+  };
+  for (const wisp_conn *c = px->conns; c; c = c->next) {
+    out->conns_open[c->io.upstream ? 1 : 0]++;
+    out->requests_queued += (uint64_t)c->nwaiting;
+  }
+  out->conns_open[0] += px->nhandshakes; /* callers in their TLS handshake (wisp_handshake) */
+}
+
+size_t wisp_dataplane_listener_count(const wisp_proxy *px) { return px->nlisteners; }
+
+void wisp_dataplane_get_listener(const wisp_proxy *px, size_t i, wisp_dataplane_listener *out) {
+  const wisp_listener *l = &px->listeners[i];
+  *out = (wisp_dataplane_listener){
+      .name = l->name,
+      .dir = l->dir,
+      .connections = wisp_connlimit_count(l->limit),
+      .accept_pauses = l->acc.pauses,
+      .accept_failures = l->acc.failures,
+  };
+}
+
+bool wisp_dataplane_listening(const wisp_proxy *px) {
+  if (px->nlisteners == 0) return false;
+  for (size_t i = 0; i < px->nlisteners; i++) {
+    if (px->listeners[i].fd < 0) return false;
+  }
+  return true;
+}
+
+bool wisp_dataplane_draining(const wisp_proxy *px) { return px->draining; }
+struct ev_loop *wisp_dataplane_loop(const wisp_proxy *px) {
+  return px->loop;
+}
+const wisp_config *wisp_dataplane_config(const wisp_proxy *px) { return px->cfg; }
+wisp_h2loop *wisp_dataplane_h2loop(wisp_proxy *px) { return &px->lp; }
+const wisp_tls *wisp_dataplane_tls(const wisp_proxy *px) { return px->tls; }
+struct wisp_metrics *wisp_dataplane_metrics(const wisp_proxy *px) {
+  return px->metrics;
+}
+const struct wisp_events *wisp_dataplane_events(const wisp_proxy *px) { return px->events; }
+const wisp_upfail_table *wisp_dataplane_upfails(const wisp_proxy *px) { return &px->upfails; }
+
+wisp_err wisp_dataplane_install_credentials(wisp_proxy *px, EVP_PKEY *key, STACK_OF(X509) * chain,
+                                            STACK_OF(X509) * roots, char *err, size_t err_len) {
+  return wisp_tls_set_creds(px->tls, key, chain, roots, err, err_len);
+}
+
+wisp_err wisp_dataplane_install_roots(wisp_proxy *px, STACK_OF(X509) * roots, char *err, size_t err_len) {
+  return wisp_tls_set_roots(px->tls, roots, err, err_len);
+}
+
+void wisp_dataplane_set_hooks(wisp_proxy *px, const wisp_dataplane_hooks *h) {
+  px->hooks = h ? *h : (wisp_dataplane_hooks){0};
+}
+
+void wisp_dataplane_apply_policy(wisp_proxy *px, const wisp_dataplane_policy *p) {
+  wisp_policy_view_free(px->view);
+  wisp_policy_free(px->policy);
+  px->policy = p->policy;
+  px->view = p->view;
+  px->permissive = p->permissive;
+  free(px->policy_yaml);
+  px->policy_yaml = wisp_strndup(p->yaml, p->len);
+  snprintf(px->policy_version, sizeof(px->policy_version), "%s", p->version ? p->version : "");
+}
+
+void wisp_dataplane_get_policy(const wisp_proxy *px, wisp_dataplane_policy_info *out) {
+  *out = (wisp_dataplane_policy_info){
+      .policy = px->policy,
+      .view = px->view,
+      .yaml = px->policy ? px->policy_yaml : NULL,
+      .version = px->policy ? px->policy_version : "",
+  };
+}
+
+void wisp_dataplane_set_dests(wisp_proxy *px, struct wisp_dests *d) {
+  wisp_dests_free(px->dests);
+  px->dests = d;
+  for (wisp_dyn_target *dt = px->dyn; dt; dt = dt->next) {
+    wisp_target *t = &dt->t;
+    if (!t->tls) continue;
+    const char *id = wisp_dests_lookup(d, &t->addr);
+    if ((!id && !t->expect_id) || (id && t->expect_id && strcmp(id, t->expect_id) == 0)) continue;
+    free(t->expect_id);
+    t->expect_id = id ? wisp_strdup(id) : NULL;
+    /* Pooled connections were verified against the old ID: no new streams
+     * on them; the next request dials and verifies anew. */
+    for (wisp_conn *c = t->conns; c; c = c->pool_next) {
+      if (c->io.state == WISP_H2CONN_OPEN) wisp_conn_drain(c);
+      else c->goaway = true;
+    }
+  }
+}
+
+const struct wisp_dests *wisp_dataplane_dests(const wisp_proxy *px) { return px->dests; }
+
+void wisp_dataplane_start_drain(wisp_proxy *px) {
+  if (px->draining) return;
+  px->draining = true;
+  WISP_INFO("draining: no new connections, GOAWAY to callers, up to %gs", px->cfg->drain_timeout);
+  if (px->hooks.drain_started) px->hooks.drain_started(px->hooks.ctx);
+  for (size_t i = 0; i < px->nlisteners; i++) {
+    wisp_acceptor_stop(&px->listeners[i].acc);
+    close(px->listeners[i].fd);
+    px->listeners[i].fd = -1;
+  }
+  /* No use for a caller that is not one yet (nor let one become one:
+   * a caller still being told would start its handshake mid-drain). */
+  wisp_conn_close_detecting(px);
+  wisp_handshake_close_all(px);
+  for (wisp_conn *c = px->conns; c; c = c->next) {
+    if (!c->io.upstream) wisp_conn_drain(c);
+  }
+  ev_timer_set(&px->drain_timer, px->cfg->drain_timeout, 0);
+  ev_timer_start(px->loop, &px->drain_timer);
+}
