@@ -1,18 +1,18 @@
 /* wisp_dataplane: the boundary between wisp-proxy's data plane and its
  * control side.
  *
- *   data plane    (//proxy:core) listeners, the handshake stage,
- *                 connections, streams, pools, tunnels, the HTTP/1
- *                 gateways, the per-request policy decision (wisp_authz)
- *                 and the process's event loop watchers (wisp_proxy);
- *                 their shared types are proxy/dataplane/internal.h, private to
- *                 them.
- *   control side  (//proxy:control, //proxy:intercept) the admin API
- *                 (wisp_admin*), the agent client, the policy loader
- *                 (wisp_authz_load) and the interception check
- *                 (wisp_intercept). They see the proxy through this header
- *                 only: to them a wisp_proxy is opaque, and they do not
- *                 depend on :core, so internal.h is out of reach.
+ *   data plane    (proxy/dataplane, //proxy/dataplane:core) listeners,
+ *                 the handshake stage, connections, streams, pools,
+ *                 tunnels, the HTTP/1 gateways, the per-request policy
+ *                 decision (wisp_authz) and the process's event loop
+ *                 watchers (wisp_proxy); their shared types are
+ *                 proxy/dataplane/internal.h, private to them.
+ *   control side  (proxy/control, proxy/admin) the agent client, the
+ *                 policy loader (wisp_authz_load), the interception check
+ *                 (wisp_intercept) and the admin API (wisp_admin*). They
+ *                 see the proxy through this header only: to them a
+ *                 wisp_proxy is opaque, and :core is not visible to them,
+ *                 so internal.h is out of reach.
  *   composition   (//proxy:sidecar, wisp_sidecar) builds the data plane,
  *                 starts the control modules on it and registers their
  *                 hooks (below), and frees them before the data plane.
