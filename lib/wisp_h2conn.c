@@ -126,6 +126,13 @@ void wisp_h2conn_recv(wisp_h2conn *c) {
       }
       return;
     }
+    /* An upstream's socket that was empty at the last read(2) gave all it
+     * had: the response goes on now, without the read(2) that would say
+     * EAGAIN (one per wake-up, on every response's path). Level-triggered:
+     * bytes or a FIN that came since wake the loop at once. Callers keep
+     * reading to EAGAIN: a FIN right behind their requests must be seen
+     * before the pool sends those upstream (README, issue 9). */
+    if (c->upstream && c->tp.drained && !wisp_transport_has_pending(&c->tp)) break;
   }
   wisp_h2conn_mark_dirty(c);
 }

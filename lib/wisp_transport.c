@@ -18,7 +18,11 @@ static ssize_t plain_result(ssize_t n) {
   return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? WISP_TRANSPORT_AGAIN : WISP_TRANSPORT_ERROR;
 }
 
-static ssize_t plain_read(wisp_transport *t, uint8_t *buf, size_t len) { return plain_result(read(t->fd, buf, len)); }
+static ssize_t plain_read(wisp_transport *t, uint8_t *buf, size_t len) {
+  ssize_t n = read(t->fd, buf, len);
+  t->drained = n > 0 && (size_t)n < len;
+  return plain_result(n);
+}
 
 static ssize_t plain_write(wisp_transport *t, const uint8_t *buf, size_t len) {
   return plain_result(send(t->fd, buf, len, MSG_NOSIGNAL));
@@ -89,6 +93,7 @@ static void rbuf_drop(wisp_transport *t) {
 static int rbuf_fill(wisp_transport *t) {
   uint8_t *b = rbuf_take();
   ssize_t n = read(t->fd, b, WISP_TRANSPORT_RBUF_SIZE);
+  t->drained = n > 0 && n < WISP_TRANSPORT_RBUF_SIZE;
   if (n <= 0) {
     rbuf_give(b);
     return (int)n;

@@ -78,6 +78,10 @@ struct wisp_transport {
   uint16_t rpos;   /* next byte of rbuf for the SSL */
   uint16_t rlen;   /* end of the bytes in rbuf */
   bool no_refill;  /* read_pending in progress: the BIO does not read(2) */
+  bool drained;    /* the last read(2) got bytes, but fewer than it asked
+                    * for: the socket was empty then. Only a hint for the
+                    * owner (wisp_h2conn ends an upstream's reads on it);
+                    * the next read still asks the socket */
   bool want_write; /* TLS: an operation waits for the socket to be writable.
                     * Each handshake step sets or clears it; read and write
                     * set it and never clear it: an owner that acts on it

@@ -322,6 +322,24 @@ static void test_plain_reset(void **state) {
   wisp_transport_close(&b, false);
 }
 
+/* drained says whether the last read(2) found the socket emptied: fewer
+ * bytes than asked for (wisp_h2conn ends an upstream's reads on it). */
+static void test_plain_drained(void **state) {
+  wisp_transport a, b;
+  plain_pair(&a, &b);
+  uint8_t buf[8];
+  assert_int_equal(wisp_transport_write(&a, (const uint8_t *)"0123456789ab", 12), 12);
+  ssize_t last;
+  assert_int_equal(read_n(&b, buf, sizeof(buf), &last), sizeof(buf)); /* asked 8, got 8: more may wait */
+  assert_false(b.drained);
+  assert_int_equal(wisp_transport_read(&b, buf, sizeof(buf)), 4); /* asked 8, got the last 4 */
+  assert_true(b.drained);
+  assert_int_equal(wisp_transport_read(&b, buf, sizeof(buf)), WISP_TRANSPORT_AGAIN); /* still asks */
+  assert_false(b.drained);
+  wisp_transport_close(&a, false);
+  wisp_transport_close(&b, false);
+}
+
 /* ---- TLS ---- */
 
 static void test_tls_handshake_peer_and_alpn(void **state) {
@@ -498,7 +516,9 @@ static void test_tls_records_one_read(void **state) {
   assert_int_equal(wisp_transport_read_pending(&p.srv, buf, sizeof(buf)), WISP_TRANSPORT_AGAIN);
   assert_int_equal(read_n(&p.srv, buf, strlen(kThree[0]), &last), strlen(kThree[0]));
   assert_memory_equal(buf, kThree[0], strlen(kThree[0]));
+  assert_true(p.srv.drained); /* the record's read(2) got less than the buffer */
   assert_int_equal(wisp_transport_read(&p.srv, buf, sizeof(buf)), WISP_TRANSPORT_AGAIN);
+  assert_false(p.srv.drained);
   assert_null(p.srv.rbuf);
   tls_pair_close(&p);
 }
@@ -688,6 +708,7 @@ int main(void) {
       cmocka_unit_test(test_plain),
       cmocka_unit_test(test_plain_short_writes),
       cmocka_unit_test(test_plain_reset),
+      cmocka_unit_test(test_plain_drained),
       cmocka_unit_test(test_tls_handshake_peer_and_alpn),
       cmocka_unit_test(test_tls_alpn_l4),
       cmocka_unit_test(test_tls_refused),
