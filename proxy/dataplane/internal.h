@@ -146,7 +146,7 @@ struct wisp_conn {
   bool draining;              /* we sent GOAWAY; close when streams end */
   bool h1_gateway;            /* downstream: our HTTP/1 gateway's end (wisp_h1): its x-wisp-proto is ours */
   bool h1app;                 /* upstream: to the app through the HTTP/1.1 gateway (wisp_h1app), else h2c */
-  wisp_conn *next, *prev;     /* px->conns */
+  wisp_list link;             /* in px->conns */
   wisp_conn *pool_next;       /* target->conns */
 };
 
@@ -245,10 +245,10 @@ struct wisp_proxy {
   wisp_target full;                /* transparent: the stand-in when every destination is in use */
   struct wisp_dyn_target *retired; /* owned list: evicted, their pool connections closing */
   uint64_t dyn_evicted;
-  struct tunnel *tunnels;    /* owned list: L4 byte streams (wisp_tunnel) */
-  struct wisp_h1_gw *h1_gws; /* owned list: HTTP/1 gateways (wisp_h1, wisp_h1app) */
+  wisp_list tunnels; /* owned: L4 byte streams (wisp_tunnel) */
+  wisp_list h1_gws;  /* owned: HTTP/1 gateways (wisp_h1, wisp_h1app: wisp_h1_gw.link) */
   size_t ndyn;
-  wisp_conn *conns;             /* every live connection */
+  wisp_list conns;              /* every live connection (wisp_conn.link) */
   wisp_list handshakes;         /* inbound mTLS callers in their handshake (wisp_handshake) */
   size_t nhandshakes;           /* ... how many (callers in wisp_connections_open) */
   wisp_list detecting;          /* callers whose protocol is still being told (wisp_conn_pending) */

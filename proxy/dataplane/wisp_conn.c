@@ -476,12 +476,7 @@ static void on_teardown(wisp_h2conn *io) {
   } else if (c->dst) {
     wisp_proxy_release_target(c->dst);
   }
-  if (c->prev) {
-    c->prev->next = c->next;
-  } else {
-    px->conns = c->next;
-  }
-  if (c->next) c->next->prev = c->prev;
+  wisp_list_unlink(&c->link);
   free(c->expect_id);
   free(c);
 }
@@ -524,9 +519,7 @@ static wisp_conn *conn_new(wisp_proxy *px, wisp_transport *tp, bool upstream, wi
   c->started = ev_now(px->loop);
   ev_init(&c->timer, on_timeout);
   c->timer.data = c;
-  c->next = px->conns;
-  if (px->conns) px->conns->prev = c;
-  px->conns = c;
+  wisp_list_push_front(&px->conns, &c->link);
   wisp_h2conn_init_transport(&c->io, &px->lp, &kConnOps, tp, upstream, state);
   wisp_h2conn_set0_session(&c->io, wisp_h2_session_new(c));
   return c;

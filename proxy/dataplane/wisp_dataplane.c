@@ -21,7 +21,8 @@ void wisp_dataplane_get_counters(const wisp_proxy *px, wisp_dataplane_counters *
       .destinations = px->ndyn,
       .destinations_gone = px->dyn_evicted,
   };
-  for (const wisp_conn *c = px->conns; c; c = c->next) {
+  WISP_LIST_FOREACH(it, &px->conns) {
+    const wisp_conn *c = WISP_LIST_ELEM(it, wisp_conn, link);
     out->conns_open[c->io.upstream ? 1 : 0]++;
     out->requests_queued += (uint64_t)c->nwaiting;
   }
@@ -130,7 +131,8 @@ void wisp_dataplane_start_drain(wisp_proxy *px) {
    * a caller still being told would start its handshake mid-drain). */
   wisp_conn_close_detecting(px);
   wisp_handshake_close_all(px);
-  for (wisp_conn *c = px->conns; c; c = c->next) {
+  WISP_LIST_FOREACH(it, &px->conns) {
+    wisp_conn *c = WISP_LIST_ELEM(it, wisp_conn, link);
     if (!c->io.upstream) wisp_conn_drain(c);
   }
   ev_timer_set(&px->drain_timer, px->cfg->drain_timeout, 0);

@@ -692,23 +692,16 @@ static const char *head_budget_spent(const h1conn *h, size_t more) {
 
 void wisp_h1_gw_add(wisp_proxy *px, wisp_h1_gw *gw, void (*free_fn)(wisp_h1_gw *gw)) {
   gw->free_fn = free_fn;
-  gw->prev = NULL;
-  gw->next = px->h1_gws;
-  if (px->h1_gws) px->h1_gws->prev = gw;
-  px->h1_gws = gw;
+  wisp_list_push_front(&px->h1_gws, &gw->link);
 }
 
-void wisp_h1_gw_remove(wisp_proxy *px, wisp_h1_gw *gw) {
-  if (gw->prev) {
-    gw->prev->next = gw->next;
-  } else {
-    px->h1_gws = gw->next;
-  }
-  if (gw->next) gw->next->prev = gw->prev;
-}
+void wisp_h1_gw_remove(wisp_proxy *px, wisp_h1_gw *gw) { wisp_list_unlink(&gw->link); }
 
 void wisp_h1_close_all(wisp_proxy *px) {
-  while (px->h1_gws) px->h1_gws->free_fn(px->h1_gws);
+  for (wisp_list *n; (n = wisp_list_first(&px->h1_gws)) != NULL;) {
+    wisp_h1_gw *gw = WISP_LIST_ELEM(n, wisp_h1_gw, link);
+    gw->free_fn(gw); /* takes it off the list */
+  }
 }
 
 static void close_all(h1conn *h) {

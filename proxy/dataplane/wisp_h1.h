@@ -31,7 +31,7 @@
 /* Every HTTP/1 gateway (this module's callers, wisp_h1app's apps) is on
  * the proxy's list, so the proxy can free those still open when it exits. */
 typedef struct wisp_h1_gw {
-  struct wisp_h1_gw *next, *prev;
+  wisp_list link;                         /* in px->h1_gws */
   void (*free_fn)(struct wisp_h1_gw *gw); /* closes its sockets and frees it */
 } wisp_h1_gw;
 void wisp_h1_gw_add(wisp_proxy *px, wisp_h1_gw *gw, void (*free_fn)(wisp_h1_gw *gw));

@@ -31,13 +31,13 @@ typedef struct {
   nghttp2_session *h2;
   wisp_buf sout;
   appconn *conns; /* every app connection, busy or idle */
-  appreq *reqs;   /* every open stream */
+  wisp_list reqs; /* every open stream (appreq.link) */
   bool in_pump;
 } h1app;
 
 struct appreq {
   h1app *g;
-  appreq *next, *prev; /* in g->reqs */
+  wisp_list link; /* in g->reqs */
   int32_t id;
   wisp_hdrs req, trailers;
   bool headers_done;
@@ -309,9 +309,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
   appreq *r = wisp_calloc(1, sizeof(*r));
   r->g = g;
   r->id = frame->hd.stream_id;
-  r->next = g->reqs;
-  if (g->reqs) g->reqs->prev = r;
-  g->reqs = r;
+  wisp_list_push_front(&g->reqs, &r->link);
   nghttp2_session_set_stream_user_data(session, r->id, r);
   return 0;
 }
@@ -349,14 +347,8 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t i
 }
 
 static void req_free(appreq *r) {
-  h1app *g = r->g;
   if (r->ac) release_conn(r, false); /* mid-message: the connection cannot carry another */
-  if (r->prev) {
-    r->prev->next = r->next;
-  } else {
-    g->reqs = r->next;
-  }
-  if (r->next) r->next->prev = r->prev;
+  wisp_list_unlink(&r->link);
   wisp_hdrs_cleanup(&r->req);
   wisp_hdrs_cleanup(&r->trailers);
   wisp_hdrs_cleanup(&r->resp_trailers);
@@ -402,7 +394,7 @@ static void gw_free(h1app *g) {
   wisp_h1_gw_remove(g->px, &g->gw);
   ev_io_stop(g->loop, &g->srio);
   ev_io_stop(g->loop, &g->swio);
-  while (g->reqs) req_free(g->reqs);
+  for (wisp_list *n; (n = wisp_list_first(&g->reqs)) != NULL;) req_free(WISP_LIST_ELEM(n, appreq, link));
   nghttp2_session_del(g->h2);
   while (g->conns) conn_free(g->conns);
   close(g->sfd);
@@ -571,6 +563,7 @@ wisp_err wisp_h1app_open(wisp_proxy *px, const wisp_target *t, int *out_fd) {
   int sp[2];
   WISP_ENSURE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) == 0, WISP_ERR_IO);
   h1app *g = wisp_calloc(1, sizeof(*g));
+  wisp_list_init(&g->reqs);
   g->px = px;
   g->loop = px->loop;
   g->addr = t->addr;

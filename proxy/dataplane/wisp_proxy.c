@@ -42,8 +42,11 @@ static void before_sleep(wisp_h2loop *lp) {
   if (px->draining) {
     /* L4 streams have no GOAWAY: they are let run to their end (or to
      * --drain-timeout), as callers' HTTP/2 connections are. */
-    bool busy = px->tunnels != NULL || px->nhandshakes != 0;
-    for (wisp_conn *c = px->conns; c && !busy; c = c->next) busy = !c->io.upstream;
+    bool busy = !wisp_list_empty(&px->tunnels) || px->nhandshakes != 0;
+    WISP_LIST_FOREACH(it, &px->conns) {
+      if (busy) break;
+      busy = !WISP_LIST_ELEM(it, wisp_conn, link)->io.upstream;
+    }
     if (!busy) ev_break(lp->loop, EVBREAK_ALL);
   }
 }
@@ -305,6 +308,9 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   wisp_list_init(&px->idle_streams);
   wisp_list_init(&px->handshakes);
   wisp_list_init(&px->detecting);
+  wisp_list_init(&px->conns);
+  wisp_list_init(&px->tunnels);
+  wisp_list_init(&px->h1_gws);
   wisp_tls_opts topts = {.allow_tls12 = cfg->allow_tls12, .require_alpn = true};
   px->tls = wisp_tls_new(&topts);
   px->metrics =
@@ -366,7 +372,7 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   wisp_handshake_close_all(px);
   wisp_tunnel_close_all(px);
   wisp_h1_close_all(px);
-  for (wisp_conn *c = px->conns; c; c = c->next) wisp_conn_close(c, NULL);
+  WISP_LIST_FOREACH(it, &px->conns) wisp_conn_close(WISP_LIST_ELEM(it, wisp_conn, link), NULL);
   wisp_h2loop_cleanup(&px->lp);
   for (size_t i = 0; i < px->nlisteners; i++) {
     if (px->listeners[i].fd >= 0) {

@@ -41,7 +41,7 @@ typedef struct tunnel {
   wisp_proxy *px;
   uint64_t id;
   wisp_direction dir;
-  struct tunnel *next, *prev; /* px->tunnels */
+  wisp_list link; /* in px->tunnels */
   tun_end e[2];
   bool connecting, handshaking, closed, logged;
   wisp_tls_verify verify;
@@ -319,12 +319,7 @@ static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
 }
 
 static void tun_unlink_free(tunnel *t) {
-  if (t->prev) {
-    t->prev->next = t->next;
-  } else {
-    t->px->tunnels = t->next;
-  }
-  if (t->next) t->next->prev = t->prev;
+  wisp_list_unlink(&t->link);
   free(t->expect_id);
   free(t);
 }
@@ -504,9 +499,9 @@ static void setup_failed(tunnel *t, const char *why) {
 }
 
 void wisp_tunnel_close_all(wisp_proxy *px) {
-  for (tunnel *t = px->tunnels; t; t = t->next) tun_close(t, "proxy stopping", false);
-  while (px->tunnels) {
-    tunnel *t = px->tunnels;
+  WISP_LIST_FOREACH(it, &px->tunnels) tun_close(WISP_LIST_ELEM(it, tunnel, link), "proxy stopping", false);
+  WISP_LIST_FOREACH_SAFE(it, &px->tunnels) {
+    tunnel *t = WISP_LIST_ELEM(it, tunnel, link);
     ev_timer_stop(px->loop, &t->timer);
     tun_unlink_free(t);
   }
@@ -517,9 +512,7 @@ static tunnel *tun_new(wisp_proxy *px, uint64_t id, wisp_direction dir, const ch
   tunnel *t = wisp_calloc(1, sizeof(*t));
   wisp_connlimit_move(&t->slot, slot);
   t->px = px;
-  t->next = px->tunnels;
-  if (px->tunnels) px->tunnels->prev = t;
-  px->tunnels = t;
+  wisp_list_push_front(&px->tunnels, &t->link);
   t->id = id;
   t->dir = dir;
   t->started = ev_time();

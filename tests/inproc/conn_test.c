@@ -272,7 +272,8 @@ typedef struct {
 static bool caller_in_state(void *arg) {
   conn_query *q = arg;
   q->found = NULL;
-  for (wisp_conn *c = q->f->px.conns; c; c = c->next) {
+  WISP_LIST_FOREACH(it, &q->f->px.conns) {
+    wisp_conn *c = WISP_LIST_ELEM(it, wisp_conn, link);
     if (!c->io.upstream && c->dir == WISP_DIR_INBOUND && c->io.state == q->state && !c->io.closing) q->found = c;
   }
   return q->found != NULL;
@@ -280,7 +281,8 @@ static bool caller_in_state(void *arg) {
 
 static bool no_inbound_caller(void *arg) {
   conn_query *q = arg;
-  for (wisp_conn *c = q->f->px.conns; c; c = c->next) {
+  WISP_LIST_FOREACH(it, &q->f->px.conns) {
+    const wisp_conn *c = WISP_LIST_ELEM(it, wisp_conn, link);
     if (!c->io.upstream && c->dir == WISP_DIR_INBOUND) return false;
   }
   return true;

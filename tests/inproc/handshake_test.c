@@ -29,12 +29,13 @@
 
 static bool handshaking(void *arg) { return ((tf_fixture *)arg)->px.nhandshakes != 0; }
 static bool no_handshake(void *arg) { return ((tf_fixture *)arg)->px.nhandshakes == 0; }
-static bool no_tunnel(void *arg) { return ((tf_fixture *)arg)->px.tunnels == NULL; }
+static bool no_tunnel(void *arg) { return wisp_list_empty(&((tf_fixture *)arg)->px.tunnels); }
 
 /* The inbound caller connections (not the proxy's upstream ones). */
 static int inbound_callers(const tf_fixture *f, wisp_conn **last) {
   int n = 0;
-  for (wisp_conn *c = f->px.conns; c; c = c->next) {
+  WISP_LIST_FOREACH(it, &f->px.conns) {
+    wisp_conn *c = WISP_LIST_ELEM(it, wisp_conn, link);
     if (c->io.upstream || c->dir != WISP_DIR_INBOUND) continue;
     n++;
     if (last) *last = c;
@@ -46,7 +47,7 @@ static int inbound_callers(const tf_fixture *f, wisp_conn **last) {
 static void assert_nothing_left(tf_fixture *f) {
   assert_int_equal(f->px.nhandshakes, 0);
   assert_int_equal(inbound_callers(f, NULL), 0);
-  assert_null(f->px.tunnels);
+  assert_true(wisp_list_empty(&f->px.tunnels));
   assert_int_equal(wisp_connlimit_count(f->inbound->limit), 0);
   assert_int_equal(f->inbound->target->users, 0);
 }
@@ -109,7 +110,7 @@ static void test_alpn_h2_to_conn(void **state) {
   assert_true(conn->io.verify.peer_ok);
   assert_string_equal(conn->io.verify.peer.id, FRONTEND_ID);
   assert_int_equal(f->px.nhandshakes, 0);
-  assert_null(f->px.tunnels);
+  assert_true(wisp_list_empty(&f->px.tunnels));
   char conn_id[48];
   id_needle(conn_id, sizeof(conn_id), id);
   const char *const kLine[] = {"\"path\":\"/h2\"", conn_id, "\"peer_id\":\"" FRONTEND_ID "\"", NULL};
@@ -133,7 +134,7 @@ static void test_alpn_l4_to_tunnel(void **state) {
   /* TLS 1.3: the client is done before the proxy has read its Finished */
   assert_true(tp_run_until(f->loop, no_handshake, f, TF_WAIT));
   assert_int_equal(inbound_callers(f, NULL), 0);
-  assert_non_null(f->px.tunnels);
+  assert_false(wisp_list_empty(&f->px.tunnels));
   assert_int_equal(wisp_connlimit_count(f->inbound->limit), 1); /* the tunnel holds the caller's place */
   tls_caller_end(&c);
   assert_true(tp_run_until(f->loop, no_tunnel, f, TF_WAIT));
