@@ -29,6 +29,8 @@
 #   BENCH_BODY_BYTES [64]  size of the file the app serves
 #   BENCH_SETUPS   ["direct wisp haproxy stunnel"]  which setups, in this order
 #                  (also wisp-1rule, wisp-1000rules: the pair with a policy;
+#                  wisp-w2: the pair with --workers 2 on both proxies (give
+#                  the SUT two CPUs, e.g. BENCH_SUT_CPUS=0,1, to use them);
 #                  wisp-h1, haproxy-h1: HTTP/1.1 callers)
 #   BENCH_H1_PIPELINE [1]  h2load -m for the -h1 setups (1: keep-alive, no
 #                          pipelining; BENCH_CLIENTS connections)
@@ -365,7 +367,7 @@ if [[ $PIN == 1 ]]; then SUT_CPULIST=$SUT_CPUS; else SUT_CPULIST=all; fi
 DUR_S=$(to_sec "$DURATION")
 WARM_S=$(to_sec "$WARMUP")
 for s in $SETUPS; do
-	case $s in direct | wisp | wisp-1rule | wisp-1000rules | haproxy | wisp-h1 | haproxy-h1 | stunnel) ;; *) die "unknown setup '$s' in BENCH_SETUPS" ;; esac
+	case $s in direct | wisp | wisp-1rule | wisp-1000rules | wisp-w2 | haproxy | wisp-h1 | haproxy-h1 | stunnel) ;; *) die "unknown setup '$s' in BENCH_SETUPS" ;; esac
 done
 
 LOADAVG0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -484,11 +486,12 @@ start_setup() {
 	direct)
 		ENTRY_PORT=$APP_PORT
 		;;
-	wisp | wisp-1rule | wisp-1000rules | wisp-h1)
+	wisp | wisp-1rule | wisp-1000rules | wisp-h1 | wisp-w2)
 		local policy=()
 		case $1 in
 		wisp-1rule) policy=(--policy "$(policy_file 1)") ;;
 		wisp-1000rules) policy=(--policy "$(policy_file 1000)") ;;
+		wisp-w2) policy=(--workers 2) ;; # not a policy: the same array keeps one hunk
 		esac
 		"${SUT[@]}" "$WISP" --cert "$TMP/server.crt" --key "$TMP/server.key" --bundle "$TMP/ca/ca.crt" \
 			--inbound "127.0.0.1:$WISP_IN_PORT" --app "127.0.0.1:$APP_PORT" --app-protocol h2c --drain-timeout 2 "${policy[@]}" \

@@ -19,9 +19,10 @@
 /* Passes over the dirty list before yielding to the loop. */
 #define WISP_FLUSH_PASSES 64
 
-/* One loop runs on one thread: a shared read buffer, fed straight to
- * nghttp2, means an idle connection holds no read buffer at all. */
-static uint8_t g_scratch[WISP_READ_CHUNK];
+/* One loop runs on one thread: a read buffer shared by its connections,
+ * fed straight to nghttp2, means an idle connection holds no read buffer
+ * at all. One per thread: wisp-proxy's --workers run a loop each. */
+static _Thread_local uint8_t g_scratch[WISP_READ_CHUNK];
 
 /* ---- bookkeeping ---- */
 

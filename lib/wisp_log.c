@@ -173,8 +173,10 @@ void wisp_log(wisp_log_level level, const char *fmt, ...) {
 
 /* ---- wisp_log_limit ---- */
 
-/* Limiters holding a count not yet reported (see the header). */
-static wisp_log_limit *g_pending;
+/* Limiters holding a count not yet reported (see the header), per thread:
+ * a limiter belongs to the loop (thread) that uses it, and that loop's
+ * timer flushes them. */
+static _Thread_local wisp_log_limit *g_pending;
 
 static void pending_add(wisp_log_limit *l) {
   if (l->pending) return;

@@ -92,6 +92,11 @@ uint16_t wisp_addr_port(const wisp_addr *a) {
   return 0;
 }
 
+void wisp_addr_set_port(wisp_addr *a, uint16_t port) {
+  if (a->sa.ss_family == AF_INET) ((struct sockaddr_in *)&a->sa)->sin_port = htons(port);
+  if (a->sa.ss_family == AF_INET6) ((struct sockaddr_in6 *)&a->sa)->sin6_port = htons(port);
+}
+
 void wisp_addr_format(const wisp_addr *a, char *out, size_t out_len) {
   char host[INET6_ADDRSTRLEN] = "?";
   unsigned port = 0;
@@ -115,11 +120,17 @@ static void set_nodelay(int fd) {
   (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-wisp_err wisp_net_listen(int *out_fd, const wisp_addr *a, int backlog) {
+static wisp_err listen_on(int *out_fd, const wisp_addr *a, int backlog, bool shared) {
   int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   WISP_ENSURE(fd >= 0, WISP_ERR_IO);
   int one = 1;
   (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (shared && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return WISP_ERR_IO;
+  }
   if (bind(fd, (const struct sockaddr *)&a->sa, a->len) != 0 || listen(fd, backlog) != 0) {
     int saved = errno;
     close(fd);
@@ -128,6 +139,12 @@ wisp_err wisp_net_listen(int *out_fd, const wisp_addr *a, int backlog) {
   }
   *out_fd = fd;
   return WISP_OK;
+}
+
+wisp_err wisp_net_listen(int *out_fd, const wisp_addr *a, int backlog) { return listen_on(out_fd, a, backlog, false); }
+
+wisp_err wisp_net_listen_shared(int *out_fd, const wisp_addr *a, int backlog) {
+  return listen_on(out_fd, a, backlog, true);
 }
 
 wisp_err wisp_net_connect(int *out_fd, const wisp_addr *a) {

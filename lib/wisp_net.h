@@ -28,12 +28,18 @@ wisp_err wisp_addr_parse_dest(wisp_addr *out, const char *s) WISP_MUST_CHECK;
 void wisp_addr_format_dest(const wisp_addr *a, char *out, size_t out_len);
 /* The port of |a| (host order); 0 for a non-IP address. */
 uint16_t wisp_addr_port(const wisp_addr *a);
+/* Sets the port of an IP address |a| (host order); others stay as they are. */
+void wisp_addr_set_port(wisp_addr *a, uint16_t port);
 /* Formats |a| as HOST:PORT into |out| (always NUL-terminated). */
 void wisp_addr_format(const wisp_addr *a, char *out, size_t out_len);
 
 /* Opens a non-blocking, close-on-exec listening socket; returns the fd in
  * |out_fd|. On failure errno says why. */
 wisp_err wisp_net_listen(int *out_fd, const wisp_addr *a, int backlog) WISP_MUST_CHECK;
+/* The same with SO_REUSEPORT: every socket bound so to one address takes
+ * a share of its connections (the kernel spreads them by hash); each of
+ * wisp-proxy's --workers opens its own. */
+wisp_err wisp_net_listen_shared(int *out_fd, const wisp_addr *a, int backlog) WISP_MUST_CHECK;
 /* Starts a non-blocking connect; the fd is returned even while in progress. */
 wisp_err wisp_net_connect(int *out_fd, const wisp_addr *a) WISP_MUST_CHECK;
 /* Accepts one connection as non-blocking; WISP_ERR_AGAIN when none. */

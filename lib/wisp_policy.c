@@ -401,6 +401,7 @@ wisp_err wisp_policy_view_new(wisp_policy_view **out, wisp_policy *p, const char
   w.known = wp_k8s_id(id.id, id_len, &w.ns, &w.ns_len, &w.sa, &w.sa_len);
 
   wisp_policy_view *v = wisp_calloc(1, sizeof(*v));
+  atomic_init(&v->refs, 1);
   wisp_policy_up_ref(p);
   v->policy = p;
   build_list(v, &v->deny, true, &w, &v->n_deny_policies);
@@ -418,8 +419,10 @@ wisp_err wisp_policy_view_new(wisp_policy_view **out, wisp_policy *p, const char
   return WISP_OK;
 }
 
+void wisp_policy_view_up_ref(wisp_policy_view *v) { atomic_fetch_add(&v->refs, 1); }
+
 void wisp_policy_view_free(wisp_policy_view *v) {
-  if (!v) return;
+  if (!v || atomic_fetch_sub(&v->refs, 1) != 1) return;
   wp_arena_free(&v->arena);
   wisp_policy_free(v->policy);
   free(v);

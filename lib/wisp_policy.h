@@ -159,7 +159,12 @@ size_t wisp_policy_summary(const wisp_policy *p, char *out, size_t out_len);
 wisp_err wisp_policy_view_new(wisp_policy_view **out, wisp_policy *p, const char *workload_id,
                               size_t id_len) WISP_MUST_CHECK;
 
-/* Frees |v| and drops its reference to its policy. Accepts NULL. */
+/* Takes another reference to |v|: a view is immutable once made, so
+ * threads may evaluate one at once (wisp-proxy's --workers share it). */
+void wisp_policy_view_up_ref(wisp_policy_view *v);
+
+/* Drops one reference to |v|; the last frees it and drops its reference
+ * to its policy. Accepts NULL. */
 void wisp_policy_view_free(wisp_policy_view *v);
 
 /* The mTLS mode for the view's workload. */

@@ -226,6 +226,7 @@ typedef struct {
 } wp_list;
 
 struct wisp_policy_view {
+  atomic_int refs;     /* wisp_policy_view_up_ref: several threads may hold it */
   wisp_policy *policy; /* a reference */
   wp_arena arena;
   wp_list deny, allow;

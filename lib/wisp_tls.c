@@ -461,6 +461,17 @@ wisp_err wisp_tls_reload_if_changed(wisp_tls *t, bool *out_changed, char *err, s
   return WISP_OK;
 }
 
+void wisp_tls_adopt(wisp_tls *dst, const wisp_tls *src) {
+  if (dst == src) return;
+  if (src->server) SSL_CTX_up_ref(src->server);
+  if (src->client) SSL_CTX_up_ref(src->client);
+  SSL_CTX_free(dst->server);
+  SSL_CTX_free(dst->client);
+  dst->server = src->server;
+  dst->client = src->client;
+  dst->info = src->info;
+}
+
 bool wisp_tls_ready(const wisp_tls *t) { return t->server != NULL; }
 
 const wisp_tls_info *wisp_tls_get0_info(const wisp_tls *t) { return &t->info; }

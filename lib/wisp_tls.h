@@ -111,6 +111,16 @@ wisp_err wisp_tls_load_trust_file(wisp_tls *t, const char *bundle, char *err, si
  * force. */
 wisp_err wisp_tls_reload_if_changed(wisp_tls *t, bool *out_changed, char *err, size_t err_len) WISP_MUST_CHECK;
 
+/* Puts |src|'s credentials in force in |dst| too: the same pair of
+ * SSL_CTXs (one more reference each; BoringSSL's SSL_CTX may make SSLs on
+ * several threads at once) and the same facts. For wisp-proxy's --workers:
+ * each worker's loop has its own wisp_tls, which the thread that loads
+ * credentials (worker 0) refreshes while that worker's loop is stopped (its
+ * loop lock), so neither side reads the other's fields while they change.
+ * |dst| gets no files to reload nor in-memory credentials: it only
+ * follows |src|. */
+void wisp_tls_adopt(wisp_tls *dst, const wisp_tls *src);
+
 bool wisp_tls_ready(const wisp_tls *t);
 const wisp_tls_info *wisp_tls_get0_info(const wisp_tls *t);
 

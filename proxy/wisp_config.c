@@ -99,6 +99,13 @@ static const wisp_flag kOpts[] = {
      .dflt = "4M",
      .min = 1LL << 20,
      .max = 32LL << 20},
+    {.name = "workers",
+     .kind = WISP_FLAG_INT,
+     .off = OFF(workers),
+     .dflt = "1",
+     .min = 1,
+     .max = WISP_WORKERS_MAX,
+     .expect = "a count of threads from 1 to 64"},
     ROW_HELP("help", help, NULL),
 };
 
@@ -184,6 +191,8 @@ const char *wisp_config_usage(void) {
          "                                         in an \"overflow\" series per status class\n"
          "  --metrics-max-bytes SIZE (4M)          the most the series of /metrics render (1M..32M);\n"
          "                                         later peers and series count as \"overflow\"\n"
+         "  --workers N (1)                        threads serving the data listeners, each with its\n"
+         "                                         own loop and connections (1 to 64); see README\n"
          "Every flag can also be set as WISP_<FLAG> (e.g. WISP_APP=127.0.0.1:8080);\n"
          "WISP_ROUTE may hold several routes separated by spaces. Flags win.\n";
 }

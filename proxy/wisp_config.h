@@ -66,11 +66,14 @@ typedef struct {
   int metrics_max_peers;       /* distinct peer IDs labelled in /metrics; more: "overflow" */
   int metrics_max_series;      /* label combinations kept in /metrics; more: "overflow" */
   size_t metrics_max_bytes;    /* what those series may render at most; more: "overflow" */
+  int workers;                 /* data-plane threads, each with its own loop and SO_REUSEPORT listeners */
   bool admin_set;              /* given by --admin/WISP_ADMIN, not the default */
   bool help;
 } wisp_config;
 
 #define WISP_ADMIN_DEFAULT "127.0.0.1:15000"
+/* --workers at most: more threads than this only contend. */
+#define WISP_WORKERS_MAX 64
 /* --max-header-list-size bounds: below 1K ordinary requests fail; above 64K
  * is more than a stream's header store holds (proxy/dataplane/wisp_hdrs.h). */
 #define WISP_HEADER_LIST_MIN 1024

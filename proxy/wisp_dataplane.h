@@ -88,9 +88,16 @@ typedef struct {
   uint64_t destinations;      /* transparent destinations kept with their pools */
   uint64_t destinations_gone; /* ... evicted to make room */
 } wisp_dataplane_counters;
+/* Summed over every worker (--workers). */
 void wisp_dataplane_get_counters(const wisp_proxy *px, wisp_dataplane_counters *out);
+/* Workers (--workers, at least 1) and worker |i|'s own counters (0: the
+ * main thread's). Another worker's are read while it is stopped between
+ * two loop iterations (proxy/dataplane/wisp_workers.h). */
+size_t wisp_dataplane_worker_count(const wisp_proxy *px);
+void wisp_dataplane_get_worker_counters(const wisp_proxy *px, size_t i, wisp_dataplane_counters *out);
 
-/* One data listener as /metrics shows it. */
+/* One data listener as /metrics shows it, summed over the workers (each
+ * has its own socket on the address). */
 typedef struct {
   const char *name; /* HOST:PORT as given */
   wisp_direction dir;
@@ -116,7 +123,8 @@ const wisp_tls *wisp_dataplane_tls(const wisp_proxy *px);
 /* By identity, refusals and denials, upstreams failing lately. */
 struct wisp_metrics *wisp_dataplane_metrics(const wisp_proxy *px);
 const struct wisp_events *wisp_dataplane_events(const wisp_proxy *px);
-const wisp_upfail_table *wisp_dataplane_upfails(const wisp_proxy *px);
+/* A copy: with --workers every worker writes the one table. */
+void wisp_dataplane_get_upfails(const wisp_proxy *px, wisp_upfail_table *out);
 
 /* ---- control -> data plane ---- */
 

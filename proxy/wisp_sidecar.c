@@ -72,7 +72,8 @@ wisp_err wisp_sidecar_start(wisp_sidecar *s, wisp_proxy *px, struct ev_loop *loo
    * loaded), before the admin listener's: the order they always had. */
   wisp_proxy_announce(px);
   s->admin_src = (wisp_admin_sources){.px = px, .agent = s->agent, .intercept = s->intercept};
-  return start_admin(s, cfg, err, err_len);
+  WISP_GUARD(start_admin(s, cfg, err, err_len));
+  return wisp_proxy_start_workers(px, err, err_len);
 }
 
 void wisp_sidecar_cleanup(wisp_sidecar *s) {

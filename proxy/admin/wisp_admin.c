@@ -5,9 +5,11 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lib/wisp_json.h"
+#include "lib/wisp_mem.h"
 #include "lib/wisp_policy.h"
 #include "lib/wisp_spiffe.h"
 #include "proxy/control/wisp_agent_client.h"
@@ -253,6 +255,23 @@ static void render_alert_signals(wisp_json_writer *b, const wisp_admin_sources *
          h.nacked ? 1 : 0);
 }
 
+/* --workers: how the kernel spread callers over the workers' listeners,
+ * and the requests each served (the totals above are their sums). */
+static void render_worker_metrics(wisp_json_writer *b, const wisp_proxy *px) {
+  size_t n = wisp_dataplane_worker_count(px);
+  wisp_dataplane_counters *per = wisp_calloc(n, sizeof(*per));
+  for (size_t i = 0; i < n; i++) wisp_dataplane_get_worker_counters(px, i, &per[i]);
+  metric_head(b, "wisp_worker_connections_accepted_total", "counter",
+              "Downstream connections accepted by each worker (--workers; worker 0 is the main thread).");
+  for (size_t i = 0; i < n; i++)
+    sb_printf(b, "wisp_worker_connections_accepted_total{worker=\"%zu\"} %" PRIu64 "\n", i,
+              per[i].stats.conns_accepted);
+  metric_head(b, "wisp_worker_requests_started_total", "counter", "Requests received from callers by each worker.");
+  for (size_t i = 0; i < n; i++)
+    sb_printf(b, "wisp_worker_requests_started_total{worker=\"%zu\"} %" PRIu64 "\n", i, per[i].stats.requests);
+  free(per);
+}
+
 void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_admin_sources *src, bool ready) {
   const wisp_proxy *px = src->px;
   wisp_dataplane_counters now;
@@ -261,6 +280,7 @@ void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_admin_sources *sr
   const wisp_tls *tls = wisp_dataplane_tls(px);
   const wisp_tls_info *info = wisp_tls_get0_info(tls);
   metric(b, "wisp_connections_accepted_total", "counter", "Downstream connections accepted.", st->conns_accepted);
+  render_worker_metrics(b, px);
   metric(b, "wisp_connections_refused_total", "counter",
          "Downstream connections refused before HTTP/2 began (TLS, identity, preface).", st->conns_refused);
   metric(b, "wisp_connections_closed_early_total", "counter",

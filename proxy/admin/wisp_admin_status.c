@@ -2,10 +2,12 @@
 #include "proxy/admin/wisp_admin_status.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "lib/wisp_ca.h"
+#include "lib/wisp_mem.h"
 #include "proxy/control/wisp_agent_client.h"
 #include "proxy/control/wisp_intercept.h"
 
@@ -91,6 +93,9 @@ void wisp_admin_render_status(wisp_json_writer *b, const wisp_admin_sources *src
   put_str(b, "policy_version", pol.policy && pol.version[0] ? pol.version : NULL);
   wisp_json_writer_key(b, "draining");
   wisp_json_writer_bool(b, wisp_dataplane_draining(px));
-  put_upfails(b, wisp_dataplane_upfails(px));
+  wisp_upfail_table *up = wisp_malloc(sizeof(*up)); /* 40 KiB: not on the stack */
+  wisp_dataplane_get_upfails(px, up);
+  put_upfails(b, up);
+  free(up);
   wisp_json_writer_raw(b, "}\n", 2);
 }

@@ -15,6 +15,7 @@
 #ifndef WISP_PROXY_INTERNAL_H
 #define WISP_PROXY_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -276,6 +277,15 @@ struct wisp_proxy {
   struct wisp_dests *dests;   /* owned; NULL: no address -> identity map */
   wisp_dataplane_hooks hooks; /* the control side's (wisp_dataplane_set_hooks) */
   wisp_upfail_table upfails;  /* upstreams failing lately (GET /status) */
+  /* --workers (proxy/dataplane/wisp_workers.h): worker 0, the main thread, owns the
+   * others and everything shared (credentials it loads, metrics and events
+   * it made shared, its upfails under upfails_lock); another worker's
+   * proxy points at worker 0's as |first| and borrows those. */
+  struct wisp_workers *workers;   /* worker 0: owned, NULL with --workers 1 */
+  struct wisp_proxy *first;       /* worker k > 0: worker 0's proxy; NULL on worker 0 */
+  unsigned worker;                /* this worker's index, 0: the main thread */
+  pthread_mutex_t upfails_lock;   /* worker 0, --workers > 1: guards |upfails| */
+  uint64_t policy_gen, dests_gen; /* bumped as policy or map change: the workers follow (wisp_workers_sync) */
 };
 
 #endif

@@ -346,14 +346,14 @@ static void log_conn_event(const wisp_conn *c, const char *event, uint64_t suppr
 
 /* For GET /status: what could not be reached, and why. */
 static void note_upfail(const wisp_target *t, const char *reason) {
-  wisp_upfail_note(&t->px->upfails, t->name, t->expect_id, !t->tls, reason, (int64_t)time(NULL));
+  wisp_proxy_note_upfail(t->px, t->name, t->expect_id, !t->tls, reason);
 }
 
 /* ---- wisp_h2conn hooks ---- */
 
 static void on_state(wisp_h2conn *io) {
   wisp_conn *c = conn_of(io);
-  if (io->upstream && io->state == WISP_H2CONN_OPEN) wisp_upfail_clear(&c->px->upfails, c->target->name);
+  if (io->upstream && io->state == WISP_H2CONN_OPEN) wisp_proxy_clear_upfail(c->px, c->target->name);
   wisp_conn_rearm(c);
 }
 

@@ -13,8 +13,10 @@
 #include "proxy/dataplane/wisp_conn.h"
 #include "proxy/dataplane/wisp_dests.h"
 #include "proxy/dataplane/wisp_handshake.h"
+#include "proxy/dataplane/wisp_workers.h"
 
-void wisp_dataplane_get_counters(const wisp_proxy *px, wisp_dataplane_counters *out) {
+/* One worker's counters (its own thread, or while it is stopped). */
+static void own_counters(const wisp_proxy *px, wisp_dataplane_counters *out) {
   *out = (wisp_dataplane_counters){
       .stats = px->stats,
       .hdr_held = px->hdr_held,
@@ -29,17 +31,59 @@ void wisp_dataplane_get_counters(const wisp_proxy *px, wisp_dataplane_counters *
   out->conns_open[0] += px->nhandshakes; /* callers in their TLS handshake (wisp_handshake) */
 }
 
+static void counters_cb(const wisp_proxy *px, void *arg) { own_counters(px, arg); }
+
+size_t wisp_dataplane_worker_count(const wisp_proxy *px) { return 1 + wisp_workers_count(px->workers); }
+
+void wisp_dataplane_get_worker_counters(const wisp_proxy *px, size_t i, wisp_dataplane_counters *out) {
+  if (i == 0) {
+    own_counters(px, out);
+  } else {
+    wisp_workers_with(px->workers, i - 1, counters_cb, out);
+  }
+}
+
+/* Every field of both is a uint64_t counter: sums field by field. */
+_Static_assert(sizeof(wisp_dataplane_counters) % sizeof(uint64_t) == 0, "counters are uint64_t only");
+
+static void add_counters(wisp_dataplane_counters *sum, const wisp_dataplane_counters *c) {
+  uint64_t *s = (uint64_t *)sum;
+  const uint64_t *v = (const uint64_t *)c;
+  for (size_t k = 0; k < sizeof(*sum) / sizeof(uint64_t); k++) s[k] += v[k];
+}
+
+void wisp_dataplane_get_counters(const wisp_proxy *px, wisp_dataplane_counters *out) {
+  own_counters(px, out);
+  for (size_t i = 1; i < wisp_dataplane_worker_count(px); i++) {
+    wisp_dataplane_counters c;
+    wisp_dataplane_get_worker_counters(px, i, &c);
+    add_counters(out, &c);
+  }
+}
+
 size_t wisp_dataplane_listener_count(const wisp_proxy *px) { return px->nlisteners; }
+
+typedef struct {
+  size_t i;
+  wisp_dataplane_listener *sum;
+} listener_sum;
+
+/* Adds one worker's listener |i| (every worker has the same listeners, in
+ * the same order). */
+static void add_listener_cb(const wisp_proxy *px, void *arg) {
+  listener_sum *ls = arg;
+  const wisp_listener *l = &px->listeners[ls->i];
+  ls->sum->connections += wisp_connlimit_count(l->limit);
+  ls->sum->accept_pauses += l->acc.pauses;
+  ls->sum->accept_failures += l->acc.failures;
+}
 
 void wisp_dataplane_get_listener(const wisp_proxy *px, size_t i, wisp_dataplane_listener *out) {
   const wisp_listener *l = &px->listeners[i];
-  *out = (wisp_dataplane_listener){
-      .name = l->name,
-      .dir = l->dir,
-      .connections = wisp_connlimit_count(l->limit),
-      .accept_pauses = l->acc.pauses,
-      .accept_failures = l->acc.failures,
-  };
+  *out = (wisp_dataplane_listener){.name = l->name, .dir = l->dir};
+  listener_sum ls = {.i = i, .sum = out};
+  add_listener_cb(px, &ls);
+  for (size_t w = 0; w < wisp_workers_count(px->workers); w++) wisp_workers_with(px->workers, w, add_listener_cb, &ls);
 }
 
 bool wisp_dataplane_listening(const wisp_proxy *px) {
@@ -61,7 +105,12 @@ struct wisp_metrics *wisp_dataplane_metrics(const wisp_proxy *px) {
   return px->metrics;
 }
 const struct wisp_events *wisp_dataplane_events(const wisp_proxy *px) { return px->events; }
-const wisp_upfail_table *wisp_dataplane_upfails(const wisp_proxy *px) { return &px->upfails; }
+void wisp_dataplane_get_upfails(const wisp_proxy *px, wisp_upfail_table *out) {
+  bool shared = px->workers != NULL; /* the others write it too (wisp_proxy_note_upfail) */
+  if (shared) pthread_mutex_lock((pthread_mutex_t *)&px->upfails_lock);
+  *out = px->upfails;
+  if (shared) pthread_mutex_unlock((pthread_mutex_t *)&px->upfails_lock);
+}
 
 wisp_err wisp_dataplane_install_credentials(wisp_proxy *px, EVP_PKEY *key, STACK_OF(X509) * chain,
                                             STACK_OF(X509) * roots, char *err, size_t err_len) {
@@ -85,6 +134,7 @@ void wisp_dataplane_apply_policy(wisp_proxy *px, const wisp_dataplane_policy *p)
   free(px->policy_yaml);
   px->policy_yaml = wisp_strndup(p->yaml, p->len);
   snprintf(px->policy_version, sizeof(px->policy_version), "%s", p->version ? p->version : "");
+  px->policy_gen++; /* the other workers follow (wisp_workers_sync) */
 }
 
 void wisp_dataplane_get_policy(const wisp_proxy *px, wisp_dataplane_policy_info *out) {
@@ -99,6 +149,7 @@ void wisp_dataplane_get_policy(const wisp_proxy *px, wisp_dataplane_policy_info 
 void wisp_dataplane_set_dests(wisp_proxy *px, struct wisp_dests *d) {
   wisp_dests_free(px->dests);
   px->dests = d;
+  px->dests_gen++;
   for (wisp_dyn_target *dt = px->dyn; dt; dt = dt->next) {
     wisp_target *t = &dt->t;
     if (!t->tls) continue;
@@ -137,4 +188,5 @@ void wisp_dataplane_start_drain(wisp_proxy *px) {
   }
   ev_timer_set(&px->drain_timer, px->cfg->drain_timeout, 0);
   ev_timer_start(px->loop, &px->drain_timer);
+  wisp_workers_drain(px->workers); /* each drains on its own loop */
 }

@@ -1,5 +1,6 @@
 #include "proxy/dataplane/wisp_dests.h"
 
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@ typedef struct {
 } dest;
 
 struct wisp_dests {
+  atomic_int refs; /* wisp_dests_up_ref */
   size_t n;
   dest *v;
 };
@@ -42,6 +44,7 @@ static int cmp_dest(const void *x, const void *y) {
 
 wisp_err wisp_dests_new(wisp_dests **out, const wisp_policy_destination *entries, size_t n, char *err, size_t err_len) {
   wisp_dests *d = wisp_calloc(1, sizeof(*d));
+  atomic_init(&d->refs, 1);
   d->v = n ? wisp_calloc(n, sizeof(dest)) : NULL;
   for (size_t i = 0; i < n; i++) {
     wisp_addr a;
@@ -76,8 +79,10 @@ wisp_err wisp_dests_new(wisp_dests **out, const wisp_policy_destination *entries
   return WISP_OK;
 }
 
+void wisp_dests_up_ref(wisp_dests *d) { atomic_fetch_add(&d->refs, 1); }
+
 void wisp_dests_free(wisp_dests *d) {
-  if (!d) return;
+  if (!d || atomic_fetch_sub(&d->refs, 1) != 1) return;
   for (size_t i = 0; i < d->n; i++) free(d->v[i].id);
   free(d->v);
   free(d);

@@ -5,8 +5,8 @@
  * comes from the agent (Snapshot.destinations) or from the Destination
  * documents of --policy FILE.
  *
- * Ownership: wisp_dests_new makes an immutable map the caller owns (it
- * copies the entries); lookups return strings borrowed from the map. The
+ * Ownership: wisp_dests_new makes an immutable, refcounted map the caller
+ * owns (it copies the entries); lookups return strings borrowed from the map. The
  * proxy holds one map at a time (wisp_dataplane_set_dests) and copies the ID
  * into each connection it verifies, so a map can be replaced at any time. */
 #ifndef WISP_DESTS_H
@@ -25,7 +25,11 @@ typedef struct wisp_dests wisp_dests;
  * or ID does not parse or an address is listed twice. */
 wisp_err wisp_dests_new(wisp_dests **out, const wisp_policy_destination *entries, size_t n, char *err,
                         size_t err_len) WISP_MUST_CHECK;
-void wisp_dests_free(wisp_dests *d);          /* accepts NULL */
+/* Drops one reference (accepts NULL); the last frees the map. */
+void wisp_dests_free(wisp_dests *d);
+/* Takes another reference: a map never changes once made, so threads
+ * (wisp-proxy's --workers) may read one at once. */
+void wisp_dests_up_ref(wisp_dests *d);
 size_t wisp_dests_count(const wisp_dests *d); /* 0 for NULL */
 /* Entry |i| (< count) in address order: returns its address and sets
  * |*id|; both borrowed from |d|. */

@@ -1,6 +1,7 @@
 #include "proxy/dataplane/wisp_events.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,17 @@ struct wisp_events {
   size_t max;
   uint64_t overflowed;
   uint64_t tick; /* events counted so far */
+  bool shared;   /* wisp_events_share: every call takes |lock| */
+  pthread_mutex_t lock;
 };
+
+static void lock(const wisp_events *e) {
+  if (e->shared) pthread_mutex_lock(&((wisp_events *)e)->lock);
+}
+
+static void unlock(const wisp_events *e) {
+  if (e->shared) pthread_mutex_unlock(&((wisp_events *)e)->lock);
+}
 
 /* The rule of an overflow series (rendered "overflow"); -1: none. */
 #define RULE_OVERFLOW (-2)
@@ -101,8 +112,11 @@ wisp_events *wisp_events_new(size_t max_series) {
   wisp_events *e = wisp_calloc(1, sizeof(*e));
   e->max = max_series ? max_series : 1;
   for (int f = 0; f < FAM_COUNT; f++) family_init(&e->fam[f]);
+  pthread_mutex_init(&e->lock, NULL);
   return e;
 }
+
+void wisp_events_share(wisp_events *e) { e->shared = true; }
 
 void wisp_events_free(wisp_events *e) {
   if (!e) return;
@@ -117,6 +131,7 @@ void wisp_events_free(wisp_events *e) {
     free(fm->items);
     free(fm->index);
   }
+  pthread_mutex_destroy(&e->lock);
   free(e);
 }
 
@@ -243,7 +258,9 @@ void wisp_events_refused(wisp_events *e, bool inbound, const char *reason, const
   if (!e) return;
   char host[64];
   host_of(peer_addr, host, sizeof(host));
+  lock(e);
   count(e, FAM_REFUSED, inbound, reason ? reason : WISP_EVENTS_OTHER, host, claimed_id, NULL, -1);
+  unlock(e);
 }
 
 const char *wisp_events_decision_name(const char *decision) {
@@ -263,16 +280,26 @@ const char *wisp_events_decision_name(const char *decision) {
 void wisp_events_denied(wisp_events *e, bool inbound, const char *policy, int rule, const char *decision,
                         const char *peer_id) {
   if (!e) return;
+  lock(e);
   count(e, FAM_DENIED, inbound, wisp_events_decision_name(decision), policy, peer_id, NULL, rule < 0 ? -1 : rule);
+  unlock(e);
 }
 
 void wisp_events_upstream_failed(wisp_events *e, const char *reason, const char *upstream, const char *expected,
                                  const char *presented) {
   if (!e) return;
+  lock(e);
   count(e, FAM_UPSTREAM, false, reason ? reason : WISP_EVENTS_OTHER, upstream, expected, presented, -1);
+  unlock(e);
 }
 
-uint64_t wisp_events_overflowed(const wisp_events *e) { return e ? e->overflowed : 0; }
+uint64_t wisp_events_overflowed(const wisp_events *e) {
+  if (!e) return 0;
+  lock(e);
+  uint64_t n = e->overflowed;
+  unlock(e);
+  return n;
+}
 
 /* ---- rendering ---- */
 
@@ -351,6 +378,7 @@ static void render_upstream(wisp_json_writer *b, const family *fm, const wisp_sp
 void wisp_events_render(wisp_json_writer *b, const wisp_events *e, const char *local_id) {
   wisp_spiffe_names *l = wisp_calloc(1, sizeof(*l)); /* 6 KiB: not on the stack */
   wisp_spiffe_names_init(l, local_id);
+  lock(e);
   render_refused(b, &e->fam[FAM_REFUSED], l);
   render_denied(b, &e->fam[FAM_DENIED], l);
   render_upstream(b, &e->fam[FAM_UPSTREAM], l);
@@ -360,5 +388,6 @@ void wisp_events_render(wisp_json_writer *b, const wisp_events *e, const char *l
                           "taken.\n# TYPE wisp_events_overflowed_total counter\nwisp_events_overflowed_total %" PRIu64
                           "\n",
                           e->overflowed);
+  unlock(e);
   free(l);
 }

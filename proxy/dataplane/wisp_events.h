@@ -36,6 +36,10 @@ typedef struct wisp_events wisp_events;
 wisp_events *wisp_events_new(size_t max_series);
 /* Accepts NULL. */
 void wisp_events_free(wisp_events *e);
+/* From now on every call takes |e|'s own mutex (wisp-proxy's --workers:
+ * several threads count into one wisp_events). Call before any other
+ * thread sees |e|. */
+void wisp_events_share(wisp_events *e);
 
 /* A downstream connection refused. |reason|: static, a wisp_tls_failure
  * name or a WISP_EVENTS_* one; |peer_addr|: "HOST:PORT" (the port is

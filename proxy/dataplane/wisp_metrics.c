@@ -1,6 +1,7 @@
 #include "proxy/dataplane/wisp_metrics.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,7 @@ typedef struct {
 } peer;
 
 struct wisp_metrics_series {
+  wisp_metrics *owner; /* for its lock (wisp_metrics_share) */
   uint64_t key;
   uint64_t count;                 /* HTTP: requests finished */
   uint64_t buckets[NBUCKETS + 1]; /* HTTP: by duration, not cumulative; last: above every bound */
@@ -84,7 +86,19 @@ struct wisp_metrics {
    * + sum_peer_bytes, kept under max_bytes when series are admitted. */
   size_t max_bytes, local_bytes;
   uint64_t sum_lines, sum_peer_bytes;
+  /* wisp_metrics_share: every call takes |lock| (--workers > 1: one table
+   * written by every worker's thread); else it is never touched. */
+  bool shared;
+  pthread_mutex_t lock;
 };
+
+static void lock(const wisp_metrics *m) {
+  if (m->shared) pthread_mutex_lock(&((wisp_metrics *)m)->lock);
+}
+
+static void unlock(const wisp_metrics *m) {
+  if (m->shared) pthread_mutex_unlock(&((wisp_metrics *)m)->lock);
+}
 
 /* ---- keys and hashing ---- */
 
@@ -206,6 +220,7 @@ static wisp_metrics_series *series_find(const wisp_metrics *m, uint64_t key, siz
 
 static wisp_metrics_series *series_add(wisp_metrics *m, uint64_t key, size_t free_slot) {
   wisp_metrics_series *s = &m->series[m->nseries++];
+  s->owner = m;
   s->key = key;
   uint64_t lines = series_lines(key);
   m->sum_lines += lines;
@@ -255,8 +270,11 @@ wisp_metrics *wisp_metrics_new(size_t max_peers, size_t max_series, size_t max_b
     }
   }
   m->cap_series = m->nseries + max_series;
+  pthread_mutex_init(&m->lock, NULL);
   return m;
 }
+
+void wisp_metrics_share(wisp_metrics *m) { m->shared = true; }
 
 void wisp_metrics_free(wisp_metrics *m) {
   if (!m) return;
@@ -270,11 +288,13 @@ void wisp_metrics_free(wisp_metrics *m) {
   free(m->peer_index);
   free(m->series);
   free(m->series_index);
+  pthread_mutex_destroy(&m->lock);
   free(m);
 }
 
 void wisp_metrics_request_done(wisp_metrics *m, const wisp_metrics_request *r) {
   if (!m) return;
+  lock(m);
   uint32_t p = peer_slot(m, r->peer_id);
   wisp_metrics_series *s = series_get(m, http_key(r->inbound, r->denied, p, r->status, r->grpc_status),
                                       http_overflow_key(r->inbound, r->denied, status_class(r->status)), p);
@@ -285,28 +305,49 @@ void wisp_metrics_request_done(wisp_metrics *m, const wisp_metrics_request *r) {
   s->sum_ms += r->duration_ms;
   s->bytes_in += r->bytes_in;
   s->bytes_out += r->bytes_out;
+  unlock(m);
 }
 
 wisp_metrics_series *wisp_metrics_tcp_open(wisp_metrics *m, bool inbound, const char *peer_id, bool denied) {
   if (!m) return NULL;
+  lock(m);
   uint32_t p = peer_slot(m, peer_id);
   wisp_metrics_series *s = series_get(m, tcp_key(inbound, denied, p), tcp_key(inbound, denied, PEER_OVERFLOW), p);
   s->opened++;
+  unlock(m);
   return s;
 }
 
 void wisp_metrics_tcp_bytes(wisp_metrics_series *s, uint64_t received, uint64_t sent) {
   if (!s) return;
+  lock(s->owner);
   s->bytes_in += received;
   s->bytes_out += sent;
+  unlock(s->owner);
 }
 
 void wisp_metrics_tcp_close(wisp_metrics_series *s) {
-  if (s) s->closed++;
+  if (!s) return;
+  lock(s->owner);
+  s->closed++;
+  unlock(s->owner);
 }
 
-size_t wisp_metrics_peers(const wisp_metrics *m) { return m ? m->npeers : 0; }
-uint64_t wisp_metrics_overflowed(const wisp_metrics *m) { return m ? m->overflowed : 0; }
+size_t wisp_metrics_peers(const wisp_metrics *m) {
+  if (!m) return 0;
+  lock(m);
+  size_t n = m->npeers;
+  unlock(m);
+  return n;
+}
+
+uint64_t wisp_metrics_overflowed(const wisp_metrics *m) {
+  if (!m) return 0;
+  lock(m);
+  uint64_t n = m->overflowed;
+  unlock(m);
+  return n;
+}
 
 /* ---- rendering ---- */
 
@@ -452,6 +493,7 @@ void wisp_metrics_render(wisp_json_writer *b, wisp_metrics *m, const char *local
   if (!m) return;
   wisp_spiffe_names *local = wisp_calloc(1, sizeof(*local));
   wisp_spiffe_names_init(local, local_id);
+  lock(m);
   /* From now on new series are charged at our labels' real size. */
   m->local_bytes = strlen(local->id) + strlen(local->td) + strlen(local->ns) + strlen(local->sa);
   size_t n = series_within_budget(m);
@@ -487,5 +529,6 @@ void wisp_metrics_render(wisp_json_writer *b, wisp_metrics *m, const char *local
                           "# TYPE wisp_metrics_budget_bytes gauge\nwisp_metrics_budget_bytes{kind=\"max\"} %zu\n"
                           "wisp_metrics_budget_bytes{kind=\"used\"} %" PRIu64 "\n",
                           m->max_bytes, budget_used(m));
+  unlock(m);
   free(local);
 }

@@ -19,7 +19,8 @@
  * Ownership: the proxy owns the wisp_metrics (wisp_metrics_new/free). A
  * wisp_metrics_series pointer from wisp_metrics_tcp_open is borrowed and
  * stays valid until wisp_metrics_free (series are never moved or freed
- * before). No I/O, no globals: unit-tested alone. */
+ * before). No I/O, no globals: unit-tested alone. Not thread-safe unless
+ * shared (wisp_metrics_share). */
 #ifndef WISP_METRICS_H
 #define WISP_METRICS_H
 
@@ -55,6 +56,10 @@ typedef struct {
 wisp_metrics *wisp_metrics_new(size_t max_peers, size_t max_series, size_t max_bytes);
 /* Accepts NULL. */
 void wisp_metrics_free(wisp_metrics *m);
+/* From now on every call below takes |m|'s own mutex: wisp-proxy's
+ * --workers (more than one) count into one table from several threads.
+ * Call before any other thread sees |m|. Without it no call locks. */
+void wisp_metrics_share(wisp_metrics *m);
 
 /* Counts one finished request. |m| may be NULL (no-op). */
 void wisp_metrics_request_done(wisp_metrics *m, const wisp_metrics_request *r);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/wisp_log.h"
@@ -19,6 +20,7 @@
 #include "proxy/dataplane/wisp_h1.h"
 #include "proxy/dataplane/wisp_handshake.h"
 #include "proxy/dataplane/wisp_tunnel.h"
+#include "proxy/dataplane/wisp_workers.h"
 
 #define WISP_ACCEPTS_PER_EVENT 64
 #define WISP_LISTEN_BACKLOG 1024
@@ -39,6 +41,7 @@ static void before_flush(wisp_h2loop *lp) { wisp_pool_pump(lp->data); }
 static void before_sleep(wisp_h2loop *lp) {
   wisp_proxy *px = lp->data;
   fflush(stdout); /* access log lines, batched per loop iteration */
+  if (px->workers) wisp_workers_sync(px->workers);
   if (px->draining) {
     /* L4 streams have no GOAWAY: they are let run to their end (or to
      * --drain-timeout), as callers' HTTP/2 connections are. */
@@ -233,18 +236,40 @@ static void init_full(wisp_proxy *px) {
   init_stand_in(px, &px->full, "none (every --max-destinations slot in use)", why);
 }
 
-static wisp_err add_listener(wisp_proxy *px, const char *addr, wisp_direction dir, wisp_target *t, char *err,
-                             size_t err_len) {
-  wisp_listener *l = &px->listeners[px->nlisteners];
+/* A connection limit shared by --workers: each takes its part (rounded
+ * up), so the process as a whole stays near the limit. 0: no limit. */
+static uint32_t per_worker(int limit, int workers) {
+  return limit <= 0 ? 0 : (uint32_t)((limit + workers - 1) / workers);
+}
+
+/* With --workers every worker binds the same address with SO_REUSEPORT
+ * (worker 0 too: the option must be on every socket before its bind), on
+ * the port worker 0 got (the address may say port 0). */
+static wisp_err open_listener(wisp_proxy *px, int *fd, const char *addr, char *err, size_t err_len) {
   wisp_addr a;
   if (wisp_addr_parse(&a, addr) != WISP_OK) {
     snprintf(err, err_len, "bad listen address %s", addr);
     return WISP_ERR_USAGE;
   }
-  if (wisp_net_listen(&l->fd, &a, WISP_LISTEN_BACKLOG) != WISP_OK) {
-    snprintf(err, err_len, "cannot listen on %s: %s", addr, strerror(errno));
+  if (px->first) wisp_addr_set_port(&a, (uint16_t)px->first->listeners[px->nlisteners].port);
+  wisp_err rc = px->cfg->workers > 1 ? wisp_net_listen_shared(fd, &a, WISP_LISTEN_BACKLOG)
+                                     : wisp_net_listen(fd, &a, WISP_LISTEN_BACKLOG);
+  if (rc != WISP_OK) {
+    if (px->first) {
+      snprintf(err, err_len, "worker %u: cannot listen on %s (SO_REUSEPORT): %s", px->worker, addr, strerror(errno));
+    } else {
+      snprintf(err, err_len, "cannot listen on %s: %s", addr, strerror(errno));
+    }
     return WISP_ERR_IO;
   }
+  return WISP_OK;
+}
+
+static wisp_err add_listener(wisp_proxy *px, const char *addr, wisp_direction dir, wisp_target *t, char *err,
+                             size_t err_len) {
+  wisp_listener *l = &px->listeners[px->nlisteners];
+  l->fd = -1;
+  WISP_GUARD(open_listener(px, &l->fd, addr, err, err_len));
   wisp_addr bound;
   if (wisp_net_local_addr(l->fd, &bound) == WISP_OK) l->port = wisp_addr_port(&bound);
   l->px = px;
@@ -257,8 +282,9 @@ static wisp_err add_listener(wisp_proxy *px, const char *addr, wisp_direction di
   wisp_acceptor_start(&l->acc);
   /* Callers of the inbound port are other workloads: none may take every
    * slot. Outbound callers are the local app. */
-  l->limit = wisp_connlimit_new((uint32_t)px->cfg->max_connections,
-                                dir == WISP_DIR_INBOUND ? (uint32_t)px->cfg->max_connections_per_source : 0);
+  int nw = px->cfg->workers;
+  l->limit = wisp_connlimit_new(per_worker(px->cfg->max_connections, nw),
+                                dir == WISP_DIR_INBOUND ? per_worker(px->cfg->max_connections_per_source, nw) : 0);
   char what[WISP_LOG_LIMIT_WHAT_MAX];
   snprintf(what, sizeof(what), "refused or closed-early connections on the %s", name);
   wisp_log_limit_init(&l->refusals, what, WISP_REFUSAL_LOG_BURST, WISP_REFUSAL_LOG_WINDOW, WISP_LOG_TO_STDOUT);
@@ -302,9 +328,13 @@ static void log_started(const wisp_proxy *px) {
   }
 }
 
-wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config *cfg, char *err, size_t err_len) {
+/* What every worker has of its own: listeners, targets, the loop's hooks
+ * and timers. Worker 0 (|first| NULL) also makes what all share. */
+static wisp_err init_dataplane(wisp_proxy *px, struct ev_loop *loop, const wisp_config *cfg, wisp_proxy *first,
+                               char *err, size_t err_len) {
   px->loop = loop;
   px->cfg = cfg;
+  px->first = first;
   wisp_list_init(&px->idle_streams);
   wisp_list_init(&px->handshakes);
   wisp_list_init(&px->detecting);
@@ -313,12 +343,19 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   wisp_list_init(&px->h1_gws);
   wisp_tls_opts topts = {.allow_tls12 = cfg->allow_tls12, .require_alpn = true};
   px->tls = wisp_tls_new(&topts);
-  px->metrics =
-      wisp_metrics_new((size_t)cfg->metrics_max_peers, (size_t)cfg->metrics_max_series, cfg->metrics_max_bytes);
-  px->events = wisp_events_new((size_t)cfg->metrics_max_peers);
-  /* With --agent the SVID arrives later: listeners start now and refuse
-   * (in words) until it does; /ready says so. */
-  if (!cfg->agent) WISP_GUARD(wisp_tls_load_files(px->tls, cfg->cert, cfg->key, cfg->bundle, err, err_len));
+  if (first) {
+    px->metrics = first->metrics;
+    px->events = first->events;
+    wisp_tls_adopt(px->tls, first->tls);
+  } else {
+    pthread_mutex_init(&px->upfails_lock, NULL);
+    px->metrics =
+        wisp_metrics_new((size_t)cfg->metrics_max_peers, (size_t)cfg->metrics_max_series, cfg->metrics_max_bytes);
+    px->events = wisp_events_new((size_t)cfg->metrics_max_peers);
+    /* With --agent the SVID arrives later: listeners start now and refuse
+     * (in words) until it does; /ready says so. */
+    if (!cfg->agent) WISP_GUARD(wisp_tls_load_files(px->tls, cfg->cert, cfg->key, cfg->bundle, err, err_len));
+  }
   size_t n = cfg->nroutes + 2;
   px->targets = wisp_calloc(n, sizeof(*px->targets));
   px->listeners = wisp_calloc(n, sizeof(*px->listeners));
@@ -339,9 +376,6 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   px->lp.before_sleep = before_sleep;
   px->lp.before_flush = before_flush;
   px->lp.data = px;
-  ev_timer_init(&px->reload, on_reload, cfg->reload_interval, cfg->reload_interval);
-  px->reload.data = px;
-  if (cfg->reload_interval > 0 && !cfg->agent) ev_timer_start(loop, &px->reload);
   ev_init(&px->drain_timer, on_drain_timeout);
   ev_timer_init(&px->log_flush, on_log_flush, WISP_LOG_FLUSH_INTERVAL, WISP_LOG_FLUSH_INTERVAL);
   ev_timer_start(loop, &px->log_flush);
@@ -349,6 +383,22 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
   ev_timer_init(&px->stream_sweep, on_stream_sweep, sweep, sweep);
   px->stream_sweep.data = px;
   if (sweep > 0) ev_timer_start(loop, &px->stream_sweep);
+  return WISP_OK;
+}
+
+wisp_err wisp_proxy_init_worker(wisp_proxy *px, struct ev_loop *loop, wisp_proxy *first, unsigned index, char *err,
+                                size_t err_len) {
+  px->worker = index;
+  /* Connection ids stay distinct across workers in the logs. */
+  px->next_conn_id = (uint64_t)index << 40;
+  return init_dataplane(px, loop, first->cfg, first, err, err_len);
+}
+
+wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config *cfg, char *err, size_t err_len) {
+  WISP_GUARD(init_dataplane(px, loop, cfg, NULL, err, err_len));
+  ev_timer_init(&px->reload, on_reload, cfg->reload_interval, cfg->reload_interval);
+  px->reload.data = px;
+  if (cfg->reload_interval > 0 && !cfg->agent) ev_timer_start(loop, &px->reload);
   ev_signal_init(&px->sigterm, on_signal, SIGTERM);
   ev_signal_init(&px->sigint, on_signal, SIGINT);
   px->sigterm.data = px->sigint.data = px;
@@ -362,9 +412,46 @@ void wisp_proxy_announce(const wisp_proxy *px) {
   check_fd_limit(px);
 }
 
-void wisp_proxy_run(wisp_proxy *px) { ev_run(px->loop, 0); }
+wisp_err wisp_proxy_start_workers(wisp_proxy *px, char *err, size_t err_len) {
+  if (px->cfg->workers <= 1) return WISP_OK;
+  /* Before another thread sees them. */
+  wisp_metrics_share(px->metrics);
+  wisp_events_share(px->events);
+  return wisp_workers_new(&px->workers, px, err, err_len);
+}
+
+void wisp_proxy_run(wisp_proxy *px) {
+  ev_run(px->loop, 0);
+  /* The others drain too (a drain timeout here ended only this loop). */
+  wisp_workers_join(px->workers);
+}
+
+static wisp_proxy *upfail_home(wisp_proxy *px) { return px->first ? px->first : px; }
+
+void wisp_proxy_note_upfail(wisp_proxy *px, const char *upstream, const char *expect_id, bool app, const char *reason) {
+  wisp_proxy *home = upfail_home(px);
+  bool shared = home->cfg->workers > 1;
+  if (shared) pthread_mutex_lock(&home->upfails_lock);
+  wisp_upfail_note(&home->upfails, upstream, expect_id, app, reason, (int64_t)time(NULL));
+  if (shared) pthread_mutex_unlock(&home->upfails_lock);
+}
+
+void wisp_proxy_clear_upfail(wisp_proxy *px, const char *upstream) {
+  wisp_proxy *home = upfail_home(px);
+  bool shared = home->cfg->workers > 1;
+  if (shared) pthread_mutex_lock(&home->upfails_lock);
+  wisp_upfail_clear(&home->upfails, upstream);
+  if (shared) pthread_mutex_unlock(&home->upfails_lock);
+}
 
 void wisp_proxy_cleanup(wisp_proxy *px) {
+  /* The other workers first: they count into what worker 0 owns. */
+  wisp_workers_free(px->workers);
+  px->workers = NULL;
+  if (px->first) { /* borrowed from worker 0 */
+    px->metrics = NULL;
+    px->events = NULL;
+  }
   ev_timer_stop(px->loop, &px->log_flush);
   ev_timer_stop(px->loop, &px->stream_sweep);
   wisp_log_limit_flush(INFINITY); /* whatever is still held back */
@@ -415,5 +502,6 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
   px->events = NULL;
   wisp_resetlim_free(px->resets); /* after the connections that held its records */
   px->resets = NULL;
+  if (!px->first && px->cfg) pthread_mutex_destroy(&px->upfails_lock);
   fflush(stdout);
 }

@@ -15,6 +15,11 @@ wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config
  * the connection limits need: once, after init (and after the control
  * side has started, so its start-up lines come first). */
 void wisp_proxy_announce(const wisp_proxy *px);
+/* --workers N > 1: starts workers 1..N-1 (proxy/dataplane/wisp_workers.h)
+ * with what worker 0 has in force now; after the control side has put
+ * its first policy in force, so no worker serves a request without it.
+ * A worker that cannot start fails the call, saying which and why. */
+wisp_err wisp_proxy_start_workers(wisp_proxy *px, char *err, size_t err_len) WISP_MUST_CHECK;
 /* The pooled target for a transparent-mode destination |addr|: over mTLS
  * (outbound; the peer must be in our trust domain) or, inbound, the app on
  * 127.0.0.1 at |addr|'s port. Made on first use and kept while there is
@@ -33,7 +38,19 @@ void wisp_proxy_reap_target(wisp_target *t);
 /* True if |port| is one of the proxy's own listening ports (data or
  * admin): traffic there was not redirected from an app port. */
 bool wisp_proxy_owns_port(const wisp_proxy *px, unsigned port);
-/* Runs the loop until drained. */
+/* Worker |index| (> 0) of --workers: a data plane of its own on |loop|
+ * (listeners with SO_REUSEPORT on worker 0's ports, its own targets,
+ * pools and timers), borrowing from worker 0's |first| the config, the
+ * metrics and events, and following its credentials (wisp_tls_adopt). No
+ * control side, no signals. Zeroed |px|; wisp_proxy_cleanup either way. */
+wisp_err wisp_proxy_init_worker(wisp_proxy *px, struct ev_loop *loop, wisp_proxy *first, unsigned index, char *err,
+                                size_t err_len) WISP_MUST_CHECK;
+/* GET /status's upstream failures, one table for every worker (worker
+ * 0's, under its lock when there are several). */
+void wisp_proxy_note_upfail(wisp_proxy *px, const char *upstream, const char *expect_id, bool app, const char *reason);
+void wisp_proxy_clear_upfail(wisp_proxy *px, const char *upstream);
+/* Runs the loop until drained (and, with --workers, the other workers'
+ * too). */
 void wisp_proxy_run(wisp_proxy *px);
 /* Closes everything; safe on a partly initialised proxy. */
 void wisp_proxy_cleanup(wisp_proxy *px);

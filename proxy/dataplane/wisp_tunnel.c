@@ -12,6 +12,7 @@
 #include "proxy/dataplane/wisp_events.h"
 #include "proxy/dataplane/wisp_h1.h"
 #include "proxy/dataplane/wisp_metrics.h"
+#include "proxy/dataplane/wisp_proxy.h"
 
 #define TUN_BUF_MAX (64 * 1024) /* bytes buffered toward one end */
 #define TUN_READ_CHUNK (16 * 1024)
@@ -236,7 +237,7 @@ static void idle_start(tunnel *t) {
 
 static void start_relay(tunnel *t) {
   t->connecting = t->handshaking = false;
-  wisp_upfail_clear(&t->px->upfails, t->upstream);
+  wisp_proxy_clear_upfail(t->px, t->upstream);
   ev_timer_stop(t->px->loop, &t->timer);
   idle_start(t);
   for (int i = 0; i < 2; i++) {
@@ -331,7 +332,7 @@ static void on_free(struct ev_loop *loop, ev_timer *w, int revents) { tun_unlink
 /* For GET /status: the upstream (a peer sidecar outbound, the app inbound)
  * could not be reached, or came up. */
 static void note_upfail(const tunnel *t, const char *reason) {
-  wisp_upfail_note(&t->px->upfails, t->upstream, t->expect_id, t->dir == WISP_DIR_INBOUND, reason, (int64_t)time(NULL));
+  wisp_proxy_note_upfail(t->px, t->upstream, t->expect_id, t->dir == WISP_DIR_INBOUND, reason);
 }
 
 static void tun_close(tunnel *t, const char *reason, bool reset) {

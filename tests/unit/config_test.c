@@ -1066,6 +1066,34 @@ static void test_count_ranges(void **state) {
   wisp_config_cleanup(&c);
 }
 
+/* --workers: 1 by default, 1 to WISP_WORKERS_MAX, else refused in words. */
+static void test_workers(void **state) {
+  (void)state;
+  static const char *const dflt[] = {CERTS, "--app", ":1", NULL};
+  static const char *const two[] = {CERTS, "--app", ":1", "--workers", "2", NULL};
+  static const char *const max[] = {CERTS, "--app", ":1", "--workers", "64", NULL};
+  wisp_config c;
+  char err[256] = "";
+  assert_int_equal(parse(&c, dflt, err, sizeof(err)), WISP_OK);
+  assert_int_equal(c.workers, 1);
+  wisp_config_cleanup(&c);
+  assert_int_equal(parse(&c, two, err, sizeof(err)), WISP_OK);
+  assert_int_equal(c.workers, 2);
+  wisp_config_cleanup(&c);
+  assert_int_equal(parse(&c, max, err, sizeof(err)), WISP_OK);
+  assert_int_equal(c.workers, WISP_WORKERS_MAX);
+  wisp_config_cleanup(&c);
+  static const char *const bad[] = {"0", "-1", "65", "1000", "x"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    const char *argv[] = {CERTS, "--app", ":1", "--workers", bad[i], NULL};
+    assert_int_equal(parse(&c, argv, err, sizeof(err)), WISP_ERR_USAGE);
+    char want[96];
+    snprintf(want, sizeof(want), "--workers %s: expected a count of threads from 1 to 64", bad[i]);
+    assert_string_equal(err, want);
+    wisp_config_cleanup(&c);
+  }
+}
+
 /* Byte sizes: a number with an optional binary suffix, 1 byte to 1 TiB. */
 static void test_buffer_sizes(void **state) {
   (void)state;
@@ -1194,6 +1222,7 @@ int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_stream_limits, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_count_ranges, clear_env, clear_env),
+      cmocka_unit_test_setup_teardown(test_workers, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_buffer_sizes, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_max_header_list_size, clear_env, clear_env),
       cmocka_unit_test_setup_teardown(test_idle_timeouts, clear_env, clear_env),

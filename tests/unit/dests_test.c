@@ -57,6 +57,22 @@ static void test_lookup(void **state) {
   wisp_dests_free(NULL);
 }
 
+/* A map shared by --workers: each reference is dropped on its own, the
+ * last one frees it (ASan sees a use after free if an earlier one did). */
+static void test_refs(void **state) {
+  (void)state;
+  static const wisp_policy_destination kMap[] = {{"10.0.0.5", ORDERS}};
+  wisp_dests *d = NULL;
+  char err[256];
+  assert_int_equal(wisp_dests_new(&d, kMap, 1, err, sizeof(err)), WISP_OK);
+  wisp_dests_up_ref(d);
+  wisp_dests_up_ref(d);
+  wisp_dests_free(d);
+  wisp_dests_free(d);
+  assert_string_equal(lookup(d, "10.0.0.5:80"), ORDERS); /* one reference left */
+  wisp_dests_free(d);
+}
+
 static void test_refused(void **state) {
   (void)state;
   static const struct {
@@ -86,6 +102,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lookup),
       cmocka_unit_test(test_refused),
+      cmocka_unit_test(test_refs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +164,44 @@ static void test_tcp(void **state) {
   wisp_metrics_free(NULL);
 }
 
+/* wisp_metrics_share (--workers): threads counting into one table at
+ * once lose nothing. */
+enum { SHARE_THREADS = 4, SHARE_EACH = 200000 };
+static pthread_barrier_t g_start;
+
+static void *count_requests(void *arg) {
+  wisp_metrics *m = arg;
+  pthread_barrier_wait(&g_start); /* all at once */
+  for (int i = 0; i < SHARE_EACH; i++) {
+    wisp_metrics_request r = {.inbound = true, .peer_id = i % 2 ? B : NULL, .status = 200, .grpc_status = -1};
+    wisp_metrics_request_done(m, &r);
+    wisp_metrics_series *s = wisp_metrics_tcp_open(m, false, B, false);
+    wisp_metrics_tcp_bytes(s, 1, 2);
+    wisp_metrics_tcp_close(s);
+  }
+  return NULL;
+}
+
+static void test_shared(void **state) {
+  (void)state;
+  wisp_metrics *m = wisp_metrics_new(4, 16, WISP_METRICS_MAX_BYTES_DEFAULT);
+  wisp_metrics_share(m);
+  pthread_barrier_init(&g_start, NULL, SHARE_THREADS);
+  pthread_t t[SHARE_THREADS];
+  for (int i = 0; i < SHARE_THREADS; i++) assert_int_equal(pthread_create(&t[i], NULL, count_requests, m), 0);
+  for (int i = 0; i < SHARE_THREADS; i++) pthread_join(t[i], NULL);
+  pthread_barrier_destroy(&g_start);
+  const char *text = render(m);
+  char want[160];
+  snprintf(want, sizeof(want), "decision=\"allow\"} %d\n", SHARE_THREADS * SHARE_EACH);
+  assert_non_null(strstr(strstr(text, "wisp_tcp_connections_opened_total{"), want));
+  snprintf(want, sizeof(want), "decision=\"allow\"} %d\n", SHARE_THREADS * SHARE_EACH * 2); /* 2 bytes sent each */
+  assert_non_null(strstr(strstr(text, "wisp_tcp_sent_bytes_total{"), want));
+  assert_int_equal(wisp_metrics_peers(m), 1);
+  assert_int_equal(wisp_metrics_overflowed(m), 0);
+  wisp_metrics_free(m);
+}
+
 /* Kubernetes-maximal names (namespace 63, service account 250 bytes): the
  * byte budget, not the caps, must bound the body (review 13, H1). */
 static void make_long_id(char *out, size_t len, int i, int sa_len) {
@@ -290,7 +329,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_split),           cmocka_unit_test(test_peer_cap), cmocka_unit_test(test_series_cap),
       cmocka_unit_test(test_label_escape),    cmocka_unit_test(test_tcp),      cmocka_unit_test(test_byte_budget),
-      cmocka_unit_test(test_budget_estimate), cmocka_unit_test(test_bench),
+      cmocka_unit_test(test_budget_estimate), cmocka_unit_test(test_bench),    cmocka_unit_test(test_shared),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

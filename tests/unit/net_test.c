@@ -295,6 +295,45 @@ static void test_listen_connect_accept(void **state) {
   close(lfd);
 }
 
+/* wisp_net_listen_shared (--workers): sockets bound to one address with
+ * SO_REUSEPORT, each accepting its share; a plain socket cannot join. */
+static void test_listen_shared(void **state) {
+  (void)state;
+  wisp_addr la;
+  assert_int_equal(wisp_addr_parse(&la, "127.0.0.1:0"), WISP_OK);
+  int a = -1, b = -1, plain = -1;
+  assert_int_equal(wisp_net_listen_shared(&a, &la, 16), WISP_OK);
+  wisp_addr bound;
+  bound.len = sizeof(bound.sa);
+  assert_int_equal(getsockname(a, (struct sockaddr *)&bound.sa, &bound.len), 0);
+  wisp_addr same;
+  assert_int_equal(wisp_addr_parse(&same, "127.0.0.1:0"), WISP_OK);
+  wisp_addr_set_port(&same, wisp_addr_port(&bound));
+  assert_int_equal(wisp_addr_port(&same), wisp_addr_port(&bound));
+  assert_int_equal(wisp_net_listen_shared(&b, &same, 16), WISP_OK);
+  assert_int_equal(wisp_net_listen(&plain, &same, 16), WISP_ERR_IO);
+  assert_int_equal(errno, EADDRINUSE);
+  /* Connections land on one socket or the other, never lost. */
+  enum { N = 16 };
+  int c[N], got = 0;
+  for (int i = 0; i < N; i++) assert_int_equal(wisp_net_connect(&c[i], &same), WISP_OK);
+  for (int tries = 0; tries < 200 && got < N; tries++) {
+    int fds[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+      int s;
+      while (wisp_net_accept(&s, fds[k], NULL) == WISP_OK) {
+        got++;
+        close(s);
+      }
+    }
+    if (got < N) poll(NULL, 0, 10);
+  }
+  assert_int_equal(got, N);
+  for (int i = 0; i < N; i++) close(c[i]);
+  close(a);
+  close(b);
+}
+
 static void test_listen_errors(void **state) {
   (void)state;
   wisp_addr la;
@@ -359,6 +398,7 @@ int main(void) {
       cmocka_unit_test(test_addr_round_trip),   cmocka_unit_test(test_addr_format_edges),
       cmocka_unit_test(test_addr_parse_strict), cmocka_unit_test(test_listen_connect_accept),
       cmocka_unit_test(test_listen_errors),     cmocka_unit_test(test_connect_refused),
+      cmocka_unit_test(test_listen_shared),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }

@@ -1302,8 +1302,25 @@ static void test_bench(void **state) {
   free(y);
 }
 
+/* A view shared by --workers: every reference is dropped on its own;
+ * the last one frees the view and its reference to the policy (ASan sees
+ * a use after free if an earlier one did). */
+static void test_view_refs(void **state) {
+  (void)state;
+  wisp_policy *p = compile_ok(kShop);
+  wisp_policy_view *v = view_of(p, "spiffe://shop.local/ns/shop/sa/orders");
+  wisp_policy_free(p); /* the view holds the policy */
+  wisp_policy_view_up_ref(v);
+  wisp_policy_view_free(v);
+  wisp_policy_view_info info;
+  wisp_policy_view_get_info(v, &info);
+  assert_int_equal(info.allow_policies, 1);
+  wisp_policy_view_free(v);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_view_refs),
       cmocka_unit_test(test_decisions),
       cmocka_unit_test(test_invalid),
       cmocka_unit_test(test_valid_forms),

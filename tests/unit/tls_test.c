@@ -468,6 +468,51 @@ static void test_new_ssl(void **state) {
   wisp_tls_free(t);
 }
 
+/* The serial of the certificate a server SSL made from |t| presents. */
+static long served_serial(wisp_tls *t) {
+  wisp_tls_verify v;
+  memset(&v, 0, sizeof(v));
+  SSL *ssl = wisp_tls_new_ssl(t, true, &v);
+  assert_non_null(ssl);
+  long serial = ASN1_INTEGER_get(X509_get_serialNumber(SSL_get_certificate(ssl)));
+  SSL_free(ssl);
+  return serial;
+}
+
+/* wisp_tls_adopt (--workers): a worker's wisp_tls follows worker 0's
+ * credentials when, and only when, it adopts them again; SSLs made before
+ * keep theirs, and the adopted contexts outlive their source. */
+static void test_adopt(void **state) {
+  (void)state;
+  wisp_tls *src = loaded("a.pem", "ca.pem");
+  wisp_tls *dst = wisp_tls_new(NULL);
+  assert_false(wisp_tls_ready(dst));
+  wisp_tls_adopt(dst, src);
+  assert_true(wisp_tls_ready(dst));
+  assert_memory_equal(wisp_tls_get0_info(dst), wisp_tls_get0_info(src), sizeof(wisp_tls_info));
+  assert_int_equal(served_serial(dst), 0x1234abcd);
+  wisp_tls_verify v;
+  memset(&v, 0, sizeof(v));
+  SSL *before = wisp_tls_new_ssl(dst, true, &v);
+  assert_string_equal(v.trust_domain, "example.org");
+
+  char err[512] = "";
+  assert_int_equal(wisp_tls_load_files(src, P("b.pem"), P("a.key"), P("ca.pem"), err, sizeof(err)), WISP_OK);
+  assert_int_equal(served_serial(src), 0xb);
+  assert_int_equal(served_serial(dst), 0x1234abcd); /* not until adopted again */
+  uint64_t gen = wisp_tls_get0_info(src)->generation;
+  assert_int_not_equal(wisp_tls_get0_info(dst)->generation, gen);
+  wisp_tls_adopt(dst, src);
+  assert_int_equal(served_serial(dst), 0xb);
+  assert_int_equal(wisp_tls_get0_info(dst)->generation, gen);
+  wisp_tls_adopt(dst, dst); /* a no-op */
+  wisp_tls_free(src);
+  assert_int_equal(served_serial(dst), 0xb); /* its own references */
+  assert_int_equal(ASN1_INTEGER_get(X509_get_serialNumber(SSL_get_certificate(before))), 0x1234abcd);
+  SSL_free(before);
+  wisp_tls_free(dst);
+}
+
 enum { HS_OK, HS_CLIENT_FAILED, HS_SERVER_FAILED, HS_STUCK };
 
 static bool wants_io(SSL *ssl, int ret) {
@@ -787,6 +832,7 @@ int main(void) {
       cmocka_unit_test(test_failed_load_keeps_old_credentials),
       cmocka_unit_test(test_reload_if_changed),
       cmocka_unit_test(test_new_ssl),
+      cmocka_unit_test(test_adopt),
       cmocka_unit_test(test_handshakes),
       cmocka_unit_test(test_describe_failure),
       cmocka_unit_test(test_require_alpn),
