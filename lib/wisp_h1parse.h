@@ -135,4 +135,9 @@ int wisp_h1_request_line(const uint8_t *data, size_t len);
  * and Host (it becomes :authority). */
 bool wisp_h1_hop_by_hop(const wisp_h1_head *h, const wisp_h1_field *f);
 
+/* The reason phrase of an HTTP status for the status line ("Forbidden"
+ * for 403, ...); for a code it does not know, the name of its class
+ * ("Client Error" for 4xx), never NULL. Static text. */
+const char *wisp_h1_reason_phrase(int status);
+
 #endif

@@ -242,9 +242,15 @@ static void describe_ssl_errors(char *err, size_t err_len, const char *what, con
 }
 
 /* The settings every wisp context has, whatever its credentials. */
-static SSL_CTX *base_ctx(const wisp_tls *t, bool server) {
+/* On failure (out of memory) |err| says so: every caller's failure path
+ * then has its reason. */
+static SSL_CTX *base_ctx(const wisp_tls *t, bool server, char *err, size_t err_len) {
   SSL_CTX *ctx = SSL_CTX_new(TLS_method());
-  if (!ctx) return NULL;
+  if (!ctx) {
+    snprintf(err, err_len, "out of memory: cannot make a TLS context");
+    ERR_clear_error();
+    return NULL;
+  }
   SSL_CTX_set_min_proto_version(ctx, t->opts.allow_tls12 ? TLS1_2_VERSION : TLS1_3_VERSION);
   SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
@@ -266,7 +272,7 @@ static SSL_CTX *base_ctx(const wisp_tls *t, bool server) {
 
 static SSL_CTX *new_ctx(const wisp_tls *t, bool server, const char *cert, const char *key, const char *bundle,
                         char *err, size_t err_len) {
-  SSL_CTX *ctx = base_ctx(t, server);
+  SSL_CTX *ctx = base_ctx(t, server, err, err_len);
   if (!ctx) return NULL;
   if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
     describe_ssl_errors(err, err_len, "cannot load certificate", cert);
@@ -328,7 +334,7 @@ static void bundle_info(wisp_tls_info *info, const char *bundle) {
 /* Credentials held in memory (from the agent), as one context. */
 static SSL_CTX *mem_ctx(const wisp_tls *t, bool server, EVP_PKEY *key, STACK_OF(X509) * chain, STACK_OF(X509) * roots,
                         char *err, size_t err_len) {
-  SSL_CTX *ctx = base_ctx(t, server);
+  SSL_CTX *ctx = base_ctx(t, server, err, err_len);
   if (!ctx) return NULL;
   bool ok = sk_X509_num(chain) > 0 && SSL_CTX_use_certificate(ctx, sk_X509_value(chain, 0)) == 1;
   for (size_t i = 1; ok && i < sk_X509_num(chain); i++) ok = SSL_CTX_add1_chain_cert(ctx, sk_X509_value(chain, i)) == 1;
@@ -429,7 +435,7 @@ wisp_err wisp_tls_set_creds(wisp_tls *t, EVP_PKEY *key, STACK_OF(X509) * chain, 
 }
 
 wisp_err wisp_tls_load_trust_file(wisp_tls *t, const char *bundle, char *err, size_t err_len) {
-  SSL_CTX *ctx = base_ctx(t, false);
+  SSL_CTX *ctx = base_ctx(t, false, err, err_len);
   if (!ctx) return WISP_ERR_NOMEM;
   if (SSL_CTX_load_verify_locations(ctx, bundle, NULL) != 1) {
     describe_ssl_errors(err, err_len, "cannot load trust bundle", bundle);

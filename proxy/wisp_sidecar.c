@@ -78,16 +78,20 @@ wisp_err wisp_sidecar_start(wisp_sidecar *s, wisp_proxy *px, struct ev_loop *loo
 
 void wisp_sidecar_cleanup(wisp_sidecar *s) {
   if (!s->px) return;
-  wisp_admin_free(s->admin);
-  s->admin = NULL;
+  /* Hooks first: nothing may reach a module while it is being freed. The
+   * --metrics server reads the --admin listener's state: it goes first. */
+  wisp_dataplane_set_hooks(s->px, NULL);
   wisp_admin_free(s->metrics_srv);
   s->metrics_srv = NULL;
+  wisp_admin_free(s->admin);
+  s->admin = NULL;
+  s->admin_src.admin = NULL;
   wisp_agent_client_free(s->agent);
   s->agent = NULL;
   wisp_authz_load_free(s->loader);
   s->loader = NULL;
   wisp_intercept_free(s->intercept);
   s->intercept = NULL;
-  wisp_dataplane_set_hooks(s->px, NULL);
   wisp_proxy_cleanup(s->px);
+  s->px = NULL; /* a second cleanup does nothing */
 }

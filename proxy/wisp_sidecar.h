@@ -7,7 +7,9 @@
  *
  * Ownership: the caller owns the wisp_sidecar and the data plane |px| it
  * points at (zeroed, for wisp_sidecar_start to build); the sidecar owns the
- * control modules and frees them before the data plane. */
+ * control modules and frees them before the data plane. The hooks and the
+ * admin listeners hold pointers into the wisp_sidecar: it must not move
+ * or be copied between wisp_sidecar_start and wisp_sidecar_cleanup. */
 #ifndef WISP_SIDECAR_H
 #define WISP_SIDECAR_H
 

@@ -1,5 +1,5 @@
-/* wisp_admin_http: the admin listener's HTTP/1.x request parser, router
- * and status reason phrases. Pure functions (bytes in, result out: no I/O,
+/* wisp_admin_http: the admin listener's HTTP/1.x request parser and
+ * router (status reason phrases: lib/wisp_h1parse). Pure functions (bytes in, result out: no I/O,
  * no globals, no allocation), unit-tested in tests/unit/admin_test.c and
  * fuzzed by tests/fuzz/admin_fuzz.c; the server is proxy/admin/wisp_admin.h. */
 #ifndef WISP_ADMIN_HTTP_H
@@ -52,10 +52,5 @@ typedef enum {
  * |out_ep| set, 404 for an unknown path, 405 for a method the endpoint does
  * not take (|out_allow| then names the ones it does, for the Allow header). */
 int wisp_admin_route(const wisp_admin_request *req, wisp_admin_endpoint *out_ep, const char **out_allow);
-
-/* The reason phrase of an HTTP status for the status line ("Forbidden"
- * for 403, ...); for a code it does not know, the name of its class
- * ("Client Error" for 4xx), never NULL. Static text. */
-const char *wisp_admin_reason_phrase(int status);
 
 #endif

@@ -18,6 +18,7 @@
 
 #include "lib/wisp_buf.h"
 #include "lib/wisp_connlimit.h"
+#include "lib/wisp_h1parse.h"
 #include "lib/wisp_json.h"
 #include "lib/wisp_list.h"
 #include "lib/wisp_log.h"
@@ -179,7 +180,7 @@ static wisp_err response_head(wisp_buf *o, int status, const char *ctype, const 
   return wisp_buf_printf(o, limit,
                          "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s%s%s%sCache-Control: no-store\r\n"
                          "Connection: close\r\n\r\n",
-                         status, wisp_admin_reason_phrase(status), ctype, length, allow ? "Allow: " : "",
+                         status, wisp_h1_reason_phrase(status), ctype, length, allow ? "Allow: " : "",
                          allow ? allow : "", allow ? "\r\n" : "");
 }
 

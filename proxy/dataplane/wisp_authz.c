@@ -9,7 +9,11 @@ bool wisp_authz_pending(const wisp_proxy *px, char *why, size_t why_len) {
   if (!px->cfg->agent || px->policy) return false;
   const wisp_dataplane_hooks *hk = &px->hooks;
   const char *reason = hk->policy_pending_reason ? hk->policy_pending_reason(hk->ctx) : "";
-  snprintf(why, why_len, WISP_AUTHZ_REASON_PENDING ": %s", reason);
+  if (reason && *reason) {
+    snprintf(why, why_len, WISP_AUTHZ_REASON_PENDING ": %s", reason);
+  } else {
+    snprintf(why, why_len, WISP_AUTHZ_REASON_PENDING); /* no reason yet: no dangling ": " */
+  }
   return true;
 }
 

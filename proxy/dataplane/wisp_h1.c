@@ -12,7 +12,6 @@
 #include "lib/wisp_h1parse.h"
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
-#include "proxy/admin/wisp_admin_http.h"
 #include "lib/wisp_sniff.h"
 #include "proxy/dataplane/wisp_conn.h"
 #include "proxy/dataplane/wisp_metrics.h"
@@ -531,7 +530,7 @@ void wisp_h1_put_error(wisp_buf *out, int status, const char *why) {
   wisp_h1_printf(out,
                  "HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %zu\r\n"
                  "x-wisp-error: %s\r\nconnection: close\r\n\r\n%s\n",
-                 status, wisp_admin_reason_phrase(status), strlen(safe) + 1, safe, safe);
+                 status, wisp_h1_reason_phrase(status), strlen(safe) + 1, safe, safe);
 }
 
 static void write_local(h1conn *h, h1req *r) {
@@ -567,7 +566,7 @@ static void write_head(h1conn *h, h1req *r) {
    * after it, and the client must be told, or it sends its next request
    * on a connection we are closing (and gets no answer). */
   if (!r->body_eof && (r->resp_eof || r->stream_closed)) r->close_after = true;
-  wisp_h1_printf(&h->out, "HTTP/1.1 %d %s\r\n", status, wisp_admin_reason_phrase(status));
+  wisp_h1_printf(&h->out, "HTTP/1.1 %d %s\r\n", status, wisp_h1_reason_phrase(status));
   for (size_t i = 0; i < r->resp.n; i++) {
     const nghttp2_nv *nv = &r->resp.nv[i];
     if (skip_response_field(nv)) continue;

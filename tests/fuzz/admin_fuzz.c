@@ -20,12 +20,14 @@
  * normal suite; to fuzz for real (clang's libFuzzer, outside Bazel), from
  * the workspace root:
  *   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -I. \
- *     tests/fuzz/admin_fuzz.c proxy/admin/wisp_admin_http.c -o /tmp/admin_fuzz &&
+ *     tests/fuzz/admin_fuzz.c proxy/admin/wisp_admin_http.c lib/wisp_h1parse.c lib/wisp_buf.c \
+ *     lib/wisp_mem.c lib/wisp_err.c -lhttp_parser -o /tmp/admin_fuzz &&
  *   /tmp/admin_fuzz -max_total_time=60 tests/fuzz/corpus/admin
  * (or tests/fuzz/run_fuzzers.sh admin where that script exists). */
 #include <stdbool.h>
 #include <string.h>
 
+#include "lib/wisp_h1parse.h"
 #include "proxy/admin/wisp_admin_http.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -115,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   /* Reason phrases for any status the input names. */
   int status = size >= 2 ? (int)(data[0] | data[1] << 8) % 1000 - 100 : 0;
-  const char *phrase = wisp_admin_reason_phrase(status);
+  const char *phrase = wisp_h1_reason_phrase(status);
   CHECK(phrase != NULL && phrase[0] != '\0' && strpbrk(phrase, "\r\n") == NULL);
   return 0;
 }

@@ -2,7 +2,8 @@
  * makes: a policy put in force through the loader (wisp_authz_load) is
  * what GET /config reads back and what inbound requests are judged by; a
  * refused one leaves it in force; the counters snapshot counts the denial;
- * the listeners and the drain read as /metrics and /ready read them. */
+ * the listeners and the drain read as /metrics and /ready read them; the
+ * drain hook is called once, and with no hooks the data plane works alone. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -89,10 +90,39 @@ static void test_listeners_and_drain(void **state) {
   assert_true(wisp_dataplane_draining(&f->px));
 }
 
+static void count_drain(void *ctx) { (*(int *)ctx)++; }
+
+/* The drain hook is called once per drain, on the loop, with its ctx; with
+ * the hooks cleared the data plane drains as if no control side were
+ * there. */
+static void test_drain_hook(void **state) {
+  tf_fixture *f = *state;
+  int drains = 0;
+  wisp_dataplane_hooks h = {.ctx = &drains, .drain_started = count_drain};
+  wisp_dataplane_set_hooks(&f->px, &h);
+  wisp_dataplane_start_drain(&f->px);
+  wisp_dataplane_start_drain(&f->px);
+  assert_int_equal(drains, 1);
+}
+
+static void test_no_hooks(void **state) {
+  tf_fixture *f = *state;
+  int drains = 0;
+  wisp_dataplane_hooks h = {.ctx = &drains, .drain_started = count_drain};
+  wisp_dataplane_set_hooks(&f->px, &h);
+  wisp_dataplane_set_hooks(&f->px, NULL);
+  assert_string_equal(get_status(f, 41005, "/open"), "200"); /* no probe hook asked */
+  wisp_dataplane_start_drain(&f->px);
+  assert_true(wisp_dataplane_draining(&f->px));
+  assert_int_equal(drains, 0);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_policy_put_in_force, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_listeners_and_drain, tf_setup_echo, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_drain_hook, tf_setup_echo, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_no_hooks, tf_setup_echo, tf_teardown),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/wisp_h1parse.h"
 #include "proxy/admin/wisp_admin.h"
 #include "tests/unit/test_util.h"
 
@@ -314,7 +315,7 @@ static void test_reason_phrases(void **state) {
       {-1, "Unknown"},
   };
   for (size_t i = 0; i < sizeof(kCases) / sizeof(kCases[0]); i++) {
-    const char *got = wisp_admin_reason_phrase(kCases[i].status);
+    const char *got = wisp_h1_reason_phrase(kCases[i].status);
     if (!got || strcmp(got, kCases[i].phrase) != 0)
       fail_msg("status %d: \"%s\", want \"%s\"", kCases[i].status, got ? got : "(null)", kCases[i].phrase);
   }
