@@ -557,12 +557,11 @@ static wisp_conn *caller_new_fd(wisp_listener *l, wisp_target *dst, int fd, cons
   return caller_new(l, dst, &tp, peer, slot, accepted, ++l->px->next_conn_id);
 }
 
-/* A plaintext caller on the inbound port: served without a principal in
- * PERMISSIVE mode (policy still decides), refused in STRICT. */
-static void accept_plain_inbound(wisp_listener *l, wisp_target *dst, int fd, const char *peer,
-                                 wisp_connlimit_slot *slot, ev_tstamp accepted) {
-  wisp_conn *c = caller_new_fd(l, dst, fd, peer, slot, accepted);
-  if (!l->px->permissive) {
+void wisp_conn_accept_plain(wisp_conn_pending *who, uint64_t id, int fd) {
+  wisp_transport tp;
+  wisp_transport_init(&tp, fd);
+  wisp_conn *c = caller_new(who->l, who->dst, &tp, who->peer, &who->slot, who->accepted, id);
+  if (!who->l->px->permissive) {
     c->io.verify.failure = WISP_TLS_FAIL_PLAINTEXT;
     wisp_conn_close(c, "peer did not speak TLS: plaintext callers are refused (mTLS mode STRICT)");
     return;
@@ -629,33 +628,6 @@ void wisp_conn_close_detecting(wisp_proxy *px) {
     wisp_proxy_release_target(p->dst);
     free(p);
   }
-}
-
-typedef wisp_conn_pending inbound_sniff;
-
-static void on_inbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
-  inbound_sniff *in = arg;
-  wisp_conn_pending_done(in);
-  wisp_listener *l = in->l;
-  if (proto == WISP_SNIFF_CLOSED) {
-    /* Connect and close: a TCP health check or a port scan, not a failed
-     * handshake. Said as it happens (the sniffer saw the FIN or RST). */
-    l->px->stats.conns_closed_early++;
-    log_unaccepted(l, in->peer, "closed", "closed before the TLS handshake (the peer sent nothing)", NULL);
-  } else if (proto == WISP_SNIFF_TIMEOUT) {
-    close(fd);
-    char reason[128];
-    snprintf(reason, sizeof(reason), "TLS handshake not finished within %gs (the peer sent nothing)",
-             l->px->cfg->handshake_timeout);
-    log_refused(l, in->peer, wisp_tls_failure_name(WISP_TLS_FAIL_TIMEOUT), reason);
-  } else if (proto == WISP_SNIFF_TLS) {
-    wisp_handshake_start(in, fd);
-  } else {
-    accept_plain_inbound(l, in->dst, fd, in->peer, &in->slot, in->accepted);
-  }
-  wisp_connlimit_release(&in->slot); /* refused: the connection is gone */
-  wisp_proxy_release_target(in->dst);
-  free(in);
 }
 
 void wisp_conn_accept_h2c(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
@@ -774,15 +746,10 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
   }
   if (dst->refuse) log_unaccepted(l, peer_str, dst == &px->direct ? "misdirected" : "unavailable", dst->refuse, NULL);
   if (l->dir == WISP_DIR_INBOUND) {
-    /* TLS or plaintext? The first bytes say (PeerAuthentication). */
-    inbound_sniff *in = wisp_calloc(1, sizeof(*in));
-    in->l = l;
-    in->dst = dst;
-    in->accepted = ev_now(px->loop);
-    wisp_connlimit_move(&in->slot, &slot);
-    wisp_proxy_hold_target(dst);
-    snprintf(in->peer, sizeof(in->peer), "%s", peer_str);
-    wisp_conn_pending_sniff(in, fd, px->cfg->handshake_timeout, NULL, 0, on_inbound_sniffed);
+    wisp_conn_pending who = {.l = l, .dst = dst, .accepted = ev_now(px->loop)};
+    wisp_connlimit_move(&who.slot, &slot);
+    snprintf(who.peer, sizeof(who.peer), "%s", peer_str);
+    wisp_handshake_accept(&who, fd); /* holds |dst| itself */
     return;
   }
   /* Transparent outbound: HTTP/2 goes to the L7 path, anything else is a

@@ -41,6 +41,12 @@ void wisp_conn_close_detecting(wisp_proxy *px);
 void wisp_conn_accept_h2c(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
                           ev_tstamp accepted, bool h1_gateway);
 
+/* Serves an inbound caller whose first bytes were not TLS (wisp_handshake)
+ * as h2c, with connection id |id|, taking |fd| and |who->slot|: without a
+ * principal in PERMISSIVE mode (policy still decides), refused in STRICT.
+ * It holds |who->dst| itself. */
+void wisp_conn_accept_plain(wisp_conn_pending *who, uint64_t id, int fd);
+
 /* Serves an inbound mTLS caller whose handshake finished (wisp_handshake)
  * and chose HTTP/2, with connection id |id|: takes |tp| and |who->slot|,
  * holds |who->dst| itself, copies |v| (the peer's identity) and points the

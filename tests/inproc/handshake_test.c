@@ -1,8 +1,9 @@
 /* In-process tests of proxy/dataplane/wisp_handshake: an inbound mTLS caller is held
  * by the handshake stage until its TLS handshake is done, then handed to
  * exactly one owner by ALPN (h2: a wisp_conn; wisp-l4: the L4 tunnel) with
- * the one connection id it got at the start; a caller that fails the
- * handshake, or does not finish it in time, leaves nothing behind (no
+ * the one connection id it got at accept; a caller that fails the
+ * handshake, does not finish it in time, sends nothing or closes before a
+ * byte is logged with that id too, and leaves nothing behind (no
  * connection, no tunnel, its connection-limit slot and destination given
  * back; LeakSanitizer under --config=asan checks the memory). Callers are
  * attached over socketpairs, as in conn_test. */
@@ -241,6 +242,53 @@ static void test_handshake_timeout(void **state) {
   close(fd);
 }
 
+typedef struct {
+  tf_fixture *f;
+  const char *const *needles;
+} log_wait;
+
+static bool logged(void *arg) {
+  const log_wait *w = arg;
+  return tf_log_line_has(w->f, w->needles);
+}
+
+/* A caller that connects and closes before a byte (a TCP probe) is said
+ * "closed", with the connection id it got at accept, and leaves nothing. */
+static void test_closed_before_a_byte(void **state) {
+  tf_fixture *f = *state;
+  uint64_t id = f->px.next_conn_id + 1;
+  int fd = tf_raw_client(f, f->inbound, 40206);
+  assert_true(fd >= 0);
+  close(fd);
+  char conn_id[48];
+  id_needle(conn_id, sizeof(conn_id), id);
+  const char *const kLine[] = {"\"event\":\"closed\"", conn_id, "\"peer_addr\":\"127.0.0.1:40206\"",
+                               "closed before the TLS handshake (the peer sent nothing)", NULL};
+  log_wait w = {f, kLine};
+  assert_true(tp_run_until(f->loop, logged, &w, TF_WAIT));
+  assert_nothing_left(f);
+  assert_int_equal(f->px.stats.conns_closed_early, 1);
+  assert_int_equal(f->px.stats.conns_refused, 0);
+}
+
+/* A caller that sends nothing is refused at --handshake-timeout, with its
+ * connection id and the reason it always had. */
+static void test_silent_caller(void **state) {
+  tf_fixture *f = *state;
+  uint64_t id = f->px.next_conn_id + 1;
+  int fd = tf_raw_client(f, f->inbound, 40207);
+  assert_true(fd >= 0);
+  char conn_id[48];
+  id_needle(conn_id, sizeof(conn_id), id);
+  const char *const kLine[] = {"\"event\":\"refused\"", conn_id, "\"peer_addr\":\"127.0.0.1:40207\"",
+                               "TLS handshake not finished within 0.3s (the peer sent nothing)", NULL};
+  log_wait w = {f, kLine};
+  assert_true(tp_run_until(f->loop, logged, &w, TF_WAIT));
+  assert_nothing_left(f);
+  assert_int_equal(f->px.stats.conns_refused, 1);
+  close(fd);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN); /* as wisp-proxy's main: the tunnel writes to a caller that went */
   struct CMUnitTest tests[] = {
@@ -250,6 +298,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_handshake_timeout, setup_short_handshake, tf_teardown),
       cmocka_unit_test_setup_teardown(test_h2_first_frames_with_finished, tf_setup_echo, tf_teardown),
       cmocka_unit_test_setup_teardown(test_l4_first_bytes_with_finished, tf_setup_echo, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_closed_before_a_byte, tf_setup_echo, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_silent_caller, setup_short_handshake, tf_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
