@@ -27,6 +27,9 @@ typedef struct {
   bool drain;
 } handoff;
 
+/* wisp_dataplane_hooks.policy_pending_reason's words, as far as kept. */
+#define WISP_PENDING_MAX 512
+
 typedef struct {
   wisp_proxy px;
   struct ev_loop *loop;
@@ -35,6 +38,8 @@ typedef struct {
   pthread_t thread;
   bool running; /* its thread is started and not joined yet */
   handoff in;
+  struct wisp_workers *g;
+  char pending[WISP_PENDING_MAX]; /* why worker 0 has no policy yet (its hook's words) */
 } worker;
 
 /* Probe arrivals a worker passes on to worker 0 at once (more in one
@@ -51,6 +56,7 @@ struct wisp_workers {
   size_t n; /* workers whose loop exists (cleaned up by wisp_workers_free) */
   /* What the workers were last handed. */
   uint64_t tls_gen, policy_gen, dests_gen;
+  char pending[WISP_PENDING_MAX];
   /* --transparent's interception check (wisp_dataplane_hooks.probe_arrived)
    * is worker 0's control side, but its probe may land on any worker's
    * outbound listener: a worker tells it by its address and hands the
@@ -143,6 +149,20 @@ static void hand_over(wisp_workers *g, worker *w) {
   if (wisp_tls_get0_info(first->tls)->generation != g->tls_gen) wisp_tls_adopt(w->px.tls, first->tls);
   if (first->policy_gen != g->policy_gen && first->policy) hand_policy(&w->in, first);
   if (first->dests_gen != g->dests_gen) hand_dests(&w->in, first);
+  memcpy(w->pending, g->pending, sizeof(w->pending));
+}
+
+/* With --agent, until the first policy: why none came yet, in worker 0's
+ * words (its hook, asked on its own thread), for the workers' refusals.
+ * True when the words changed. */
+static bool note_pending(wisp_workers *g) {
+  const wisp_proxy *first = g->first;
+  const wisp_dataplane_hooks *hk = &first->hooks;
+  if (!first->cfg->agent || first->policy || !hk->policy_pending_reason) return false;
+  const char *why = hk->policy_pending_reason(hk->ctx);
+  if (strncmp(why, g->pending, sizeof(g->pending) - 1) == 0) return false;
+  snprintf(g->pending, sizeof(g->pending), "%s", why);
+  return true;
 }
 
 static bool changed(const wisp_workers *g) {
@@ -158,7 +178,8 @@ static void handed(wisp_workers *g) {
 }
 
 void wisp_workers_sync(wisp_workers *g) {
-  if (!changed(g)) return;
+  bool pending = note_pending(g);
+  if (!changed(g) && !pending) return;
   for (size_t i = 0; i < g->n; i++) {
     worker *w = &g->w[i];
     pthread_mutex_lock(&w->lock);
@@ -171,7 +192,7 @@ void wisp_workers_sync(wisp_workers *g) {
 
 /* A worker's hook: the probe's address is the configuration's, read-only. */
 static bool probe_arrived(void *ctx, const wisp_addr *orig_dst, const wisp_addr *peer) {
-  wisp_workers *g = ctx;
+  wisp_workers *g = ((worker *)ctx)->g;
   if (!wisp_addr_equal(orig_dst, &g->probe)) return false;
   pthread_mutex_lock(&g->probe_lock);
   if (g->nprobes < PROBES_QUEUED) g->probes[g->nprobes++] = (probe_arrival){*orig_dst, *peer};
@@ -192,16 +213,20 @@ static void on_probes(struct ev_loop *loop, ev_async *a, int revents) {
   for (size_t i = 0; i < n && hk->probe_arrived; i++) hk->probe_arrived(hk->ctx, &got[i].orig_dst, &got[i].peer);
 }
 
+/* On the worker's thread: the words worker 0 handed over (hand_over). */
+static const char *pending_reason(void *ctx) { return ((const worker *)ctx)->pending; }
+
 /* Worker 0's hooks as a worker needs them: the probe's arrival passed on
- * (only while worker 0 has a check), no drain hook (worker 0's drain is
- * the process's), and no reason why a policy is late (worker 0's /ready
- * and its own refusals say it). */
+ * (only while worker 0 has a check), why a policy is late in worker 0's
+ * words, and no drain hook (worker 0's drain is the process's). */
 static void set_hooks(wisp_workers *g, worker *w) {
   const wisp_config *cfg = g->first->cfg;
-  if (!g->first->hooks.probe_arrived || !cfg->intercept_probe ||
-      wisp_addr_parse(&g->probe, cfg->intercept_probe) != WISP_OK)
-    return;
-  wisp_dataplane_set_hooks(&w->px, &(wisp_dataplane_hooks){.ctx = g, .probe_arrived = probe_arrived});
+  w->g = g;
+  wisp_dataplane_hooks h = {.ctx = w, .policy_pending_reason = pending_reason};
+  if (g->first->hooks.probe_arrived && cfg->intercept_probe &&
+      wisp_addr_parse(&g->probe, cfg->intercept_probe) == WISP_OK)
+    h.probe_arrived = probe_arrived;
+  wisp_dataplane_set_hooks(&w->px, &h);
 }
 
 static void *worker_main(void *arg) {
@@ -263,6 +288,7 @@ wisp_err wisp_workers_new(wisp_workers **out, wisp_proxy *first, char *err, size
   g->tls_gen = wisp_tls_get0_info(first->tls)->generation;
   g->policy_gen = first->policy_gen + 1;
   g->dests_gen = first->dests_gen + 1;
+  note_pending(g);
   for (size_t i = 0; i < n; i++) {
     WISP_GUARD(init_worker(g, &g->w[i], (unsigned)(i + 1), err, err_len));
     set_hooks(g, &g->w[i]);
