@@ -171,7 +171,7 @@ static void handshake(wisp_h2conn *c) {
 /* ---- writing ---- */
 
 /* Pulls frames from nghttp2 (bounded by WISP_H2CONN_OUT_HIGH) and writes. */
-static void flush(wisp_h2conn *c) {
+static void flush_out(wisp_h2conn *c) {
   if (c->state != WISP_H2CONN_OPEN) return;
   for (;;) {
     while (wisp_buf_len(&c->out) < WISP_H2CONN_OUT_HIGH) {
@@ -195,6 +195,18 @@ static void flush(wisp_h2conn *c) {
   }
   update_io(c);
   if (c->ops->on_flushed) c->ops->on_flushed(c);
+}
+
+/* The owner's work put off during the flush (after_write) comes after the
+ * write: a response's last frame ends its stream inside
+ * nghttp2_session_mem_send, before the bytes can be written. Nothing is
+ * torn down in between (teardown waits for the dirty list's turn). */
+static void flush(wisp_h2conn *c) {
+  wisp_h2loop *lp = c->lp;
+  lp->writing = true;
+  flush_out(c);
+  lp->writing = false;
+  if (lp->after_write) lp->after_write(lp);
 }
 
 void wisp_h2loop_flush(wisp_h2loop *lp) {

@@ -55,6 +55,11 @@ typedef struct wisp_h2loop {
   void (*before_flush)(struct wisp_h2loop *lp); /* optional, before each flush pass; may mark connections dirty */
   void (*before_sleep)(struct wisp_h2loop *lp); /* optional, after flushing */
   void *data;                                   /* the owner's */
+  /* Optional, after each connection's flush wrote what nghttp2 gave: work
+   * put off while |writing| (e.g. a stream that ended in that flush, and
+   * its request log line) so that the bytes go first. */
+  void (*after_write)(struct wisp_h2loop *lp);
+  bool writing; /* in a connection's flush: its frames pulled from nghttp2 and written */
 } wisp_h2loop;
 
 struct wisp_h2conn {

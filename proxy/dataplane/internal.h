@@ -229,6 +229,8 @@ struct wisp_stream {
   ev_tstamp progress;                 /* when a byte of it last moved, either way (--stream-idle-timeout) */
   wisp_list idle_link;                /* in px->idle_streams while its caller holds it */
   bool idle_ended;                    /* --stream-idle-timeout ended it (counted once) */
+  bool finishing;                     /* ended during a flush: in px->finished until that wrote */
+  wisp_stream *finished_next;         /* in px->finished */
   uint8_t log_field[WISP_LOG_FIELDS]; /* where the request log's fields are in their lists (wisp_stream.c), 0: absent */
 };
 
@@ -258,6 +260,8 @@ struct wisp_proxy {
   size_t hdr_held;              /* header and trailer bytes every stream holds (--buffer-limit too) */
   struct wisp_resetlim *resets; /* owned: premature stream resets per caller (--max-resets) */
   wisp_h2loop lp;               /* flushes connections before the loop sleeps */
+  wisp_stream *finished;        /* ended in the flush being written, logged after it (wisp_stream) */
+  wisp_stream **finished_tail;  /* where the next one goes */
   ev_timer stream_sweep;        /* --stream-idle-timeout (wisp_stream_sweep_idle) */
   wisp_list idle_streams;       /* callers' streams, least recently moved a byte first (wisp_stream) */
   uint64_t next_conn_id;

@@ -37,6 +37,8 @@ static void on_accept(wisp_acceptor *a, int fd, const wisp_addr *peer) { wisp_co
 /* Runs before each flush pass: waiting requests go upstream. */
 static void before_flush(wisp_h2loop *lp) { wisp_pool_pump(lp->data); }
 
+static void after_write(wisp_h2loop *lp) { wisp_stream_after_write(lp->data); }
+
 /* Runs before the loop sleeps, after every dirty connection was flushed. */
 static void before_sleep(wisp_h2loop *lp) {
   wisp_proxy *px = lp->data;
@@ -375,6 +377,8 @@ static wisp_err init_dataplane(wisp_proxy *px, struct ev_loop *loop, const wisp_
   wisp_h2loop_init(&px->lp, loop);
   px->lp.before_sleep = before_sleep;
   px->lp.before_flush = before_flush;
+  px->lp.after_write = after_write;
+  px->finished_tail = &px->finished;
   px->lp.data = px;
   ev_init(&px->drain_timer, on_drain_timeout);
   ev_timer_init(&px->log_flush, on_log_flush, WISP_LOG_FLUSH_INTERVAL, WISP_LOG_FLUSH_INTERVAL);

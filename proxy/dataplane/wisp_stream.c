@@ -564,8 +564,7 @@ static void stream_log(const wisp_stream *s) {
   wisp_json_emit(&j);
 }
 
-static void maybe_free(wisp_stream *s) {
-  if (s->link[WISP_DOWN].conn || s->link[WISP_UP].conn) return;
+static void stream_free(wisp_stream *s) {
   stream_log(s);
   for (int i = 0; i < 2; i++) {
     wisp_hdrs_cleanup(&s->hdrs[i]);
@@ -577,6 +576,35 @@ static void maybe_free(wisp_stream *s) {
   free(s->peer_id_copy);
   wisp_list_unlink(&s->idle_link);
   wisp_slab_free(s);
+}
+
+/* A stream that ends while a connection's frames are written (its
+ * response's END_STREAM, inside nghttp2_session_mem_send) is logged and
+ * freed right after that write (wisp_stream_after_write): the response
+ * leaves before its log line is made. What it points at (its target, the
+ * connection holding its peer ID) outlives that: teardown comes later. */
+static void maybe_free(wisp_stream *s) {
+  if (s->link[WISP_DOWN].conn || s->link[WISP_UP].conn || s->finishing) return;
+  wisp_proxy *px = s->target->px;
+  if (!px->lp.writing) {
+    stream_free(s);
+    return;
+  }
+  s->finishing = true;
+  s->finished_next = NULL;
+  *px->finished_tail = s;
+  px->finished_tail = &s->finished_next;
+}
+
+void wisp_stream_after_write(wisp_proxy *px) {
+  wisp_stream *s = px->finished;
+  px->finished = NULL;
+  px->finished_tail = &px->finished;
+  while (s) { /* in the order they ended */
+    wisp_stream *next = s->finished_next;
+    stream_free(s);
+    s = next;
+  }
 }
 
 /* ---- answers we make ourselves ---- */

@@ -55,6 +55,10 @@ void wisp_stream_on_response_sent(wisp_stream *s);
 void wisp_stream_send_upstream(wisp_stream *s, wisp_conn *up);
 void wisp_stream_unavailable(wisp_stream *s, int status, const char *reason);
 
+/* Logs and frees the streams that ended in the connection flush that just
+ * wrote (wisp_h2loop's after_write). */
+void wisp_stream_after_write(wisp_proxy *px);
+
 /* |c| is going away: every stream on it lets go of that side. */
 void wisp_stream_conn_gone(wisp_conn *c);
 

@@ -22,7 +22,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
+#include "proxy/dataplane/wisp_stream.h"
 #include "tests/inproc/fixture.h"
 #include "tests/unit/test_util.h"
 
@@ -65,6 +67,47 @@ static void test_headers_and_bodies_intact(void **state) {
   assert_int_equal(m->body_len, BIG);
   assert_memory_equal(m->body, body, BIG);
   free(body);
+}
+
+/* A response leaves before its request is logged (issue 15: nothing but
+ * the response on its path): a stream that ends in the flush writing its
+ * last frame is logged and freed after that write. Seen from the proxy's
+ * after_write hook: the caller's stream it logs there has its response in
+ * the caller's socket already. */
+static struct {
+  int client_fd;
+  int after_send; /* the route's streams logged with their response in the caller's socket */
+  int before_send;
+} g_aw;
+
+static void observe_after_write(wisp_h2loop *lp) {
+  wisp_proxy *px = lp->data;
+  for (wisp_stream *s = px->finished; s; s = s->finished_next) {
+    if (s->dir != WISP_DIR_OUTBOUND) continue; /* the route's caller is the test's client */
+    int queued = 0;
+    assert_int_equal(ioctl(g_aw.client_fd, FIONREAD, &queued), 0);
+    if (queued > 0) {
+      g_aw.after_send++;
+    } else {
+      g_aw.before_send++;
+    }
+  }
+  wisp_stream_after_write(px);
+}
+
+static void test_response_before_log_line(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_client(f, f->route, 41050);
+  assert_non_null(c);
+  g_aw.client_fd = c->fd;
+  f->px.lp.after_write = observe_after_write;
+  tp_msg *m = tp_client_request(c, "GET", "/logged-after", NULL, 0, NULL, 0, true);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, m, TF_WAIT));
+  assert_string_equal(tp_hdr_get(m, ":status"), "200");
+  assert_int_equal(g_aw.after_send, 1);
+  assert_int_equal(g_aw.before_send, 0);
+  const char *line[] = {"\"direction\":\"outbound\"", "\"path\":\"/logged-after\"", "\"status\":200", NULL};
+  assert_true(tf_log_line_has(f, line));
 }
 
 /* Several requests at once on one caller connection, each its own body. */
@@ -528,6 +571,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_idle_grpc_deadline, setup_idle, tf_teardown),
       cmocka_unit_test_setup_teardown(test_idle_response_reset, setup_idle, tf_teardown),
       cmocka_unit_test_setup_teardown(test_idle_off, setup_idle_off, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_response_before_log_line, tf_setup_echo, tf_teardown),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }
