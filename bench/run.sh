@@ -494,13 +494,13 @@ start_setup() {
 		wisp-w2) policy=(--workers 2) ;; # not a policy: the same array keeps one hunk
 		esac
 		"${SUT[@]}" "$WISP" --cert "$TMP/server.crt" --key "$TMP/server.key" --bundle "$TMP/ca/ca.crt" \
-			--inbound "127.0.0.1:$WISP_IN_PORT" --app "127.0.0.1:$APP_PORT" --app-protocol h2c --drain-timeout 2 "${policy[@]}" \
+			--inbound "127.0.0.1:$WISP_IN_PORT" --app "127.0.0.1:$APP_PORT" --app-protocol h2c --drain-timeout 2 --admin off "${policy[@]}" \
 			>/dev/null 2>"$TMP/wisp-in.err" &
 		local spid=$!
 		PIDS+=("$spid")
 		wait_port "wisp inbound" "$spid" "$WISP_IN_PORT" "$TMP/wisp-in.err"
 		"${SUT[@]}" "$WISP" --cert "$TMP/client.crt" --key "$TMP/client.key" --bundle "$TMP/ca/ca.crt" \
-			--route "127.0.0.1:$WISP_OUT_PORT=127.0.0.1:$WISP_IN_PORT,id=$SERVER_ID" --drain-timeout 2 \
+			--route "127.0.0.1:$WISP_OUT_PORT=127.0.0.1:$WISP_IN_PORT,id=$SERVER_ID" --drain-timeout 2 --admin off \
 			>/dev/null 2>"$TMP/wisp-out.err" &
 		local cpid=$!
 		PIDS+=("$cpid")
@@ -961,7 +961,7 @@ fi
 	echo "- Versions: wisp $wisp_rev; $hap_ver${hap_ssl:+ ($hap_ssl)}; $h2_ver; app $(nghttpd --version 2>&1 | sed -n 1p)"
 	echo "- Load: h2load -c $CLIENTS -m $STREAMS -t $H2THREADS ($((CLIENTS * STREAMS)) concurrent streams; the -h1 setups: --h1 -m $H1_PIPELINE), warm-up $WARMUP, measured $DURATION per setup and round; $ROUNDS round(s), interleaved, the $PICK round by req/s reported; GET of a $BODY_BYTES-byte file"
 	echo "- Pinning: $pin_txt"
-	echo "- wisp: --cert/--key/--bundle files, outbound --route with id= check, inbound --app; request logs (stdout) to /dev/null; default pool size"
+	echo "- wisp: --cert/--key/--bundle files, outbound --route with id= check, inbound --app, both --admin off; request logs (stdout) to /dev/null; default pool size"
 	echo "- stunnel: $(stunnel4 -version 2>&1 | grep -m1 '^stunnel'); client = yes, cert/key + CAfile + verifyChain = yes on both sides (mTLS), sslVersionMin = TLSv1.3, TCP_NODELAY on both sockets, no ALPN (relays the h2c bytes)"
 	echo "- HAProxy: nbthread 1, no logging, h2c bind (proto h2) -> server ssl verify required alpn h2 ssl-min-ver TLSv1.3 crt/ca-file -> bind ssl verify required alpn h2 ssl-min-ver TLSv1.3 -> server proto h2; http-reuse $HAPROXY_REUSE"
 	echo "- PKI: one ECDSA P-256 CA (deploy/wisp-pki.sh), client and server SVIDs"
