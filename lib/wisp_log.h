@@ -70,11 +70,11 @@ void wisp_log(wisp_log_level level, const char *fmt, ...) __attribute__((format(
  *     wisp_log_limit_flush, on the limiter's stream:
  *       {"time":..,"type":"suppressed","what":"<what>","count":N}
  * A diagnostic line on stderr (JSON "log" line), limited:
- *     static wisp_log_limit lim = WISP_LOG_LIMIT_INIT("accept failed", 5, 1.0, WISP_LOG_TO_STDERR);
+ *     static _Thread_local wisp_log_limit lim = WISP_LOG_LIMIT_INIT("accept failed", 5, 1.0, WISP_LOG_TO_STDERR);
  *     wisp_log_limited(&lim, WISP_LOG_WARN, "accept on %s failed: %s", name, why);
  *   or, with a limiter per call site: WISP_LOG_LIMITED(WISP_LOG_WARN, 5, 1.0, "fmt", ...).
  * A JSON record on stdout (access/conn lines), limited:
- *     static wisp_log_limit lim = WISP_LOG_LIMIT_INIT("stream reset", 20, 1.0, WISP_LOG_TO_STDOUT);
+ *     static _Thread_local wisp_log_limit lim = WISP_LOG_LIMIT_INIT("stream reset", 20, 1.0, WISP_LOG_TO_STDOUT);
  *     uint64_t dropped;
  *     if (wisp_log_limit_pass(&lim, wisp_log_now(), &dropped)) {
  *       wisp_json j; wisp_json_begin(&j, "access"); ...
@@ -132,11 +132,12 @@ double wisp_log_now(void);
 
 #define WISP_LOG_LIMIT_STR2_(x) #x
 #define WISP_LOG_LIMIT_STR_(x) WISP_LOG_LIMIT_STR2_(x)
-/* wisp_log_limited with a limiter of its own per call site, named by
- * file:line in summaries. */
+/* wisp_log_limited with a limiter of its own per call site and thread
+ * (named by file:line in summaries): a limiter is on the pending list of
+ * the thread that uses it (--workers run a loop each). */
 #define WISP_LOG_LIMITED(level, burst, window, ...)                                                         \
   do {                                                                                                      \
-    static wisp_log_limit wisp_log_site_ =                                                                  \
+    static _Thread_local wisp_log_limit wisp_log_site_ =                                                    \
         WISP_LOG_LIMIT_INIT(__FILE__ ":" WISP_LOG_LIMIT_STR_(__LINE__), burst, window, WISP_LOG_TO_STDERR); \
     wisp_log_limited(&wisp_log_site_, level, __VA_ARGS__);                                                  \
   } while (0)

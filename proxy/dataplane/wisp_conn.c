@@ -147,7 +147,7 @@ void wisp_conn_caller_tagged(wisp_conn *c, uint64_t tag) {
 }
 
 static void log_throttled(const wisp_conn *c) {
-  static wisp_log_limit lines =
+  static _Thread_local wisp_log_limit lines =
       WISP_LOG_LIMIT_INIT("conn lines of peer sidecars throttled for resets", WISP_THROTTLE_LOG_BURST,
                           WISP_THROTTLE_LOG_WINDOW, WISP_LOG_TO_STDOUT);
   uint64_t suppressed = 0;
@@ -326,8 +326,9 @@ void wisp_conn_premature_reset(wisp_conn *c, bool by_peer) {
 
 /* |suppressed|: lines of this kind a caller's limiter dropped before it. */
 static void log_conn_event(const wisp_conn *c, const char *event, uint64_t suppressed) {
-  static wisp_log_limit term_lines = WISP_LOG_LIMIT_INIT("conn lines of callers terminated for misbehaving",
-                                                         WISP_TERM_LOG_BURST, WISP_TERM_LOG_WINDOW, WISP_LOG_TO_STDOUT);
+  static _Thread_local wisp_log_limit term_lines =
+      WISP_LOG_LIMIT_INIT("conn lines of callers terminated for misbehaving", WISP_TERM_LOG_BURST, WISP_TERM_LOG_WINDOW,
+                          WISP_LOG_TO_STDOUT);
   uint64_t term_suppressed = 0;
   bool misbehaved = c->term_reason || c->conn_error || (!c->io.upstream && c->nstreams > 0);
   if (misbehaved && !wisp_log_limit_pass(&term_lines, wisp_log_now(), &term_suppressed)) return;

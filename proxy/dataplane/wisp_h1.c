@@ -494,8 +494,9 @@ void wisp_h1_put_last_chunk(wisp_buf *out, const wisp_hdrs *trailers) {
  * floods are seen. Answers to a request that had a stream are that
  * stream's to log. */
 static void log_local(h1conn *h, const h1req *r) {
-  static wisp_log_limit lines = WISP_LOG_LIMIT_INIT("request lines of HTTP/1 requests the proxy refused",
-                                                    H1_REFUSED_LOG_BURST, H1_REFUSED_LOG_WINDOW, WISP_LOG_TO_STDOUT);
+  static _Thread_local wisp_log_limit lines =
+      WISP_LOG_LIMIT_INIT("request lines of HTTP/1 requests the proxy refused", H1_REFUSED_LOG_BURST,
+                          H1_REFUSED_LOG_WINDOW, WISP_LOG_TO_STDOUT);
   if (r->id) return;
   wisp_stats_finished(&h->px->stats, WISP_DIR_OUTBOUND, r->local_status);
   wisp_metrics_request mr = {.status = r->local_status, .grpc_status = -1};

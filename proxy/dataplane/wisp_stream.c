@@ -189,7 +189,7 @@ static const char *budget_spent(const wisp_proxy *px, const wisp_conn *caller, s
 #define WISP_REFUSED_LOG_WINDOW 1.0
 
 bool wisp_stream_admit(wisp_conn *down) {
-  static wisp_log_limit lines =
+  static _Thread_local wisp_log_limit lines =
       WISP_LOG_LIMIT_INIT("stream_refused lines", WISP_REFUSED_LOG_BURST, WISP_REFUSED_LOG_WINDOW, WISP_LOG_TO_STDOUT);
   const char *why = budget_spent(down->px, down, 1);
   uint64_t suppressed = 0;
@@ -504,10 +504,10 @@ static int grpc_status_of(const wisp_stream *s, const char **junk) {
 #define WISP_ANSWER_LOG_BURST_ALL 100
 
 static void stream_log(const wisp_stream *s) {
-  static wisp_log_limit reset_lines =
+  static _Thread_local wisp_log_limit reset_lines =
       WISP_LOG_LIMIT_INIT("request lines of streams ended before a response", WISP_RESET_LOG_BURST,
                           WISP_RESET_LOG_WINDOW, WISP_LOG_TO_STDOUT);
-  static wisp_log_limit answer_lines =
+  static _Thread_local wisp_log_limit answer_lines =
       WISP_LOG_LIMIT_INIT("request lines of answers the proxy made itself", WISP_ANSWER_LOG_BURST_ALL,
                           WISP_RESET_LOG_WINDOW, WISP_LOG_TO_STDOUT);
   const char *grpc_junk;

@@ -6,7 +6,8 @@
 # connections on both workers and on the pooled ones, rotated certificate
 # files are served on new connections by both, SIGTERM lets requests in
 # flight on both workers finish and the process exits 0. Bad --workers
-# values are refused in words.
+# values are refused in words. A rapid-reset flood over 4 workers leaves
+# the process serving, scraped and stoppable.
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
 WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
 make_pki
@@ -165,6 +166,31 @@ after0=$(worker_accepts "$SADM" 0)
 after1=$(worker_accepts "$SADM" 1)
 check "... by both server workers ($((after0 - before0)) and $((after1 - before1)) of them)" \
   [ $((after0 - before0)) -gt 0 -a $((after1 - before1)) -gt 0 ]
+
+# --- callers misbehaving on every worker at once ---
+# A rapid-reset flood over 4 workers makes every worker log (and hold
+# back) lines of callers it terminated: each worker's limiters are its
+# own. Shared ones were linked into two threads' pending lists at once,
+# which turned into a cycle: every worker spun in wisp_log_limit_flush
+# holding its loop lock, and /metrics, SIGTERM and all traffic hung.
+RST_PORT=$(free_port) RADM=$(free_port)
+start_proxy resets --workers 4 --max-resets 200 --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/ca/ca.crt" \
+  --route "127.0.0.1:$RST_PORT=127.0.0.1:$IN_PORT,id=$TD/ns/shop/sa/orders" --admin "127.0.0.1:$RADM"
+wait_port "$RST_PORT" && wait_port "$RADM"
+abuse=$(/usr/bin/python3 "$WISP_SRC/tests/integration/h2_abuse.py" rapid-reset --port "$RST_PORT" --conns 8 --seconds 5)
+expect_match "a rapid-reset flood over 4 workers is cut off (GOAWAY ENHANCE_YOUR_CALM)" '"ENHANCE_YOUR_CALM": [1-9]' "$abuse"
+check "... and afterwards /metrics answers" curl -sf --max-time 10 -o /dev/null "http://127.0.0.1:$RADM/metrics"
+expect_eq "... and a well-behaved caller is served" 200 \
+  "$(curl -s --max-time 10 --http2-prior-knowledge -o /dev/null -w '%{http_code}' "http://127.0.0.1:$RST_PORT/hello")"
+kill -TERM "$PID_resets"
+ended() { # gone (bash reaps its children early), or a zombie
+  local st
+  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)
+  [ -z "$st" ] || [ "$st" = Z ]
+}
+check "... and SIGTERM ends it within 15 s" wait_for 15 ended "$PID_resets"
+kill -KILL "$PID_resets" 2>/dev/null
+stop_proxy resets
 
 # --- SIGTERM: requests in flight on both workers finish, exit 0 ---
 before0=$(worker_requests "$SADM" 0)
