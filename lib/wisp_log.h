@@ -84,10 +84,13 @@ void wisp_log(wisp_log_level level, const char *fmt, ...) __attribute__((format(
  * A process with limiters calls wisp_log_limit_flush(wisp_log_now()) now and
  * then (wisp-proxy: every second), so the summary of a flood that stopped
  * is not held back until the next line of its kind.
- * Single-threaded (the event loop's thread). A limiter that holds an
- * unreported count sits on a process-wide list until the count is
+ * A limiter belongs to one thread: a function-level one is
+ * `static _Thread_local` (wisp-proxy's --workers run one loop per thread;
+ * a limiter two threads share ends up on both threads' lists, and a flush
+ * then loops forever), so its bound holds per thread. A limiter that holds
+ * an unreported count sits on its thread's list until the count is
  * reported: one freed before the process ends must be given to
- * wisp_log_limit_cleanup first (static and process-lifetime ones need not). */
+ * wisp_log_limit_cleanup first (static and thread-lifetime ones need not). */
 typedef enum { WISP_LOG_TO_STDERR, WISP_LOG_TO_STDOUT } wisp_log_stream;
 
 #define WISP_LOG_LIMIT_WHAT_MAX 96

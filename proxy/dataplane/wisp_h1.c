@@ -1,5 +1,6 @@
 #include "proxy/dataplane/wisp_h1.h"
 
+#include <pthread.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -411,25 +412,38 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
   return 0;
 }
 
-static nghttp2_session_callbacks *callbacks(void) {
-  static nghttp2_session_callbacks *cbs;
-  if (cbs) return cbs;
+/* Built once for every worker thread (--workers): pthread_once, so two
+ * workers taking their first connection at once never see it half set. */
+static nghttp2_session_callbacks *g_cbs;
+
+static void build_callbacks(void) {
+  nghttp2_session_callbacks *cbs;
   if (nghttp2_session_callbacks_new(&cbs) != 0) abort();
   nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
-  return cbs;
+  g_cbs = cbs;
+}
+
+static nghttp2_session_callbacks *callbacks(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, build_callbacks);
+  return g_cbs;
+}
+
+static nghttp2_option *g_option;
+
+static void build_option(void) {
+  if (nghttp2_option_new(&g_option) != 0) abort();
+  nghttp2_option_set_no_auto_window_update(g_option, 1);
 }
 
 nghttp2_option *wisp_h1_session_option(void) {
-  static nghttp2_option *opt;
-  if (!opt) {
-    if (nghttp2_option_new(&opt) != 0) abort();
-    nghttp2_option_set_no_auto_window_update(opt, 1);
-  }
-  return opt;
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, build_option);
+  return g_option;
 }
 
 static nghttp2_session *session_new(h1conn *h) {

@@ -1,5 +1,6 @@
 #include "proxy/dataplane/wisp_h1app.h"
 
+#include <pthread.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -365,16 +366,25 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, 
   return 0;
 }
 
-static nghttp2_session_callbacks *callbacks(void) {
-  static nghttp2_session_callbacks *cbs;
-  if (cbs) return cbs;
+/* Built once for every worker thread (--workers): pthread_once, so two
+ * workers taking their first connection at once never see it half set. */
+static nghttp2_session_callbacks *g_cbs;
+
+static void build_callbacks(void) {
+  nghttp2_session_callbacks *cbs;
   if (nghttp2_session_callbacks_new(&cbs) != 0) abort();
   nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-  return cbs;
+  g_cbs = cbs;
+}
+
+static nghttp2_session_callbacks *callbacks(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, build_callbacks);
+  return g_cbs;
 }
 
 static nghttp2_session *session_new(h1app *g) {

@@ -105,9 +105,13 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
   return 0;
 }
 
-static nghttp2_session_callbacks *callbacks(void) {
-  static nghttp2_session_callbacks *cbs;
-  if (cbs) return cbs;
+/* Built once for every worker thread (--workers), before the first one
+ * starts (wisp_h2_prepare from wisp_proxy_init); read-only after. */
+static nghttp2_session_callbacks *g_cbs;
+static nghttp2_option *g_opt;
+
+static void build_callbacks(void) {
+  nghttp2_session_callbacks *cbs;
   if (nghttp2_session_callbacks_new(&cbs) != 0) abort();
   nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
@@ -115,12 +119,11 @@ static nghttp2_session_callbacks *callbacks(void) {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv);
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-  return cbs;
+  g_cbs = cbs;
 }
 
-static nghttp2_option *options(const wisp_config *cfg) {
-  static nghttp2_option *opt;
-  if (opt) return opt;
+static nghttp2_option *build_options(const wisp_config *cfg) {
+  nghttp2_option *opt;
   if (nghttp2_option_new(&opt) != 0) abort();
   nghttp2_option_set_no_auto_window_update(opt, 1);
   /* nghttp2's own reset limit (backported to Debian's 1.52) counts only
@@ -134,11 +137,17 @@ static nghttp2_option *options(const wisp_config *cfg) {
   return opt;
 }
 
+void wisp_h2_prepare(const wisp_config *cfg) {
+  if (g_cbs) return;
+  build_callbacks();
+  g_opt = build_options(cfg);
+}
+
 nghttp2_session *wisp_h2_session_new(wisp_conn *c) {
   nghttp2_session *s;
   /* Its streams, frames and header copies come from wisp_slab's freelists. */
-  int rv = c->io.upstream ? nghttp2_session_client_new3(&s, callbacks(), c, options(c->px->cfg), wisp_h2conn_mem())
-                          : nghttp2_session_server_new3(&s, callbacks(), c, options(c->px->cfg), wisp_h2conn_mem());
+  int rv = c->io.upstream ? nghttp2_session_client_new3(&s, g_cbs, c, g_opt, wisp_h2conn_mem())
+                          : nghttp2_session_server_new3(&s, g_cbs, c, g_opt, wisp_h2conn_mem());
   if (rv != 0) abort(); /* only fails on out of memory */
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, (uint32_t)c->px->cfg->max_concurrent_streams},

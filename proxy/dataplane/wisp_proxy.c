@@ -1,3 +1,4 @@
+#include "proxy/dataplane/wisp_h2.h"
 #include "proxy/dataplane/wisp_proxy.h"
 
 #include <errno.h>
@@ -399,6 +400,7 @@ wisp_err wisp_proxy_init_worker(wisp_proxy *px, struct ev_loop *loop, wisp_proxy
 }
 
 wisp_err wisp_proxy_init(wisp_proxy *px, struct ev_loop *loop, const wisp_config *cfg, char *err, size_t err_len) {
+  wisp_h2_prepare(cfg); /* here, on the main thread, before any worker exists */
   WISP_GUARD(init_dataplane(px, loop, cfg, NULL, err, err_len));
   ev_timer_init(&px->reload, on_reload, cfg->reload_interval, cfg->reload_interval);
   px->reload.data = px;

@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -755,9 +756,41 @@ static void test_log_limited_carries_count(void **state) {
   assert_false(l.pending);
 }
 
+/* One call site, as a data-plane function with its own limiter. */
+static void one_site(void) { WISP_LOG_LIMITED(WISP_LOG_WARN, 1, 0.2, "one site"); }
+
+static void *one_site_later(void *arg) {
+  (void)arg;
+  usleep(250 * 1000); /* past the first thread's window */
+  one_site();
+  one_site();
+  wisp_log_limit_flush(wisp_log_now() + 1.0);
+  return NULL;
+}
+
+/* --workers: two threads through one call site. Shared, its limiter went
+ * on both threads' pending lists; the second thread's pass took it off its
+ * own list only, the first thread's next suppression then linked it to
+ * itself and that thread's flush never returned (the alarm fails the
+ * test). Per thread, each has its own. */
+static void test_log_limited_per_thread(void **state) {
+  (void)state;
+  alarm(10);
+  one_site();
+  one_site(); /* suppressed: on this thread's list */
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, one_site_later, NULL), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  one_site();
+  wisp_log_limit_flush(wisp_log_now());
+  wisp_log_limit_flush(wisp_log_now() + 1.0);
+  alarm(0);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_checker_self_test),
+      cmocka_unit_test(test_log_limited_per_thread),
       cmocka_unit_test(test_begin_emit_shape),
       cmocka_unit_test(test_emit_err_goes_to_stderr),
       cmocka_unit_test(test_escaping),
