@@ -305,28 +305,58 @@ static void test_same_bytes_as_before(void **state) {
 
 /* ---- wisp_buf_printf and wisp_buf_truncate, which the writers use --------- */
 
+/* The one-pass escaper (a buffer with room for the worst case) writes
+ * what the piecewise one writes (a buffer without room) for |in|. */
+static void expect_fast_as_piecewise(const char *in, size_t len, wisp_json_escape esc) {
+  static const char room[6 * 24 + 2]; /* the worst case of the longest input */
+  assert_true(len <= 24);
+  wisp_buf slow = {0}, fast = {0};
+  assert_int_equal(wisp_json_put_str(&slow, in, len, esc, BIG), WISP_OK);
+  assert_int_equal(wisp_buf_append(&fast, room, sizeof(room), BIG), WISP_OK);
+  wisp_buf_truncate(&fast, 0);
+  assert_int_equal(wisp_json_put_str(&fast, in, len, esc, BIG), WISP_OK);
+  assert_int_equal(wisp_buf_len(&fast), wisp_buf_len(&slow));
+  assert_memory_equal(wisp_buf_rptr(&fast), wisp_buf_rptr(&slow), wisp_buf_len(&slow));
+  wisp_buf_cleanup(&slow);
+  wisp_buf_cleanup(&fast);
+}
+
 /* The one-pass escaper (a buffer with room, 8 bytes at a time) writes what
  * the piecewise one writes (a buffer without room): every byte value, NUL
  * included, at every place in and around a word, both escapes. */
 static void test_fast_path_as_piecewise(void **state) {
   (void)state;
   char in[24];
-  static const char room[6 * sizeof(in) + 2]; /* the worst case of |in| */
   for (int esc = 0; esc < 2; esc++) {
     for (int c = 0; c < 256; c++) {
       for (size_t len = 1; len <= sizeof(in); len++) {
         for (size_t at = 0; at < len; at++) {
           memset(in, 'a', sizeof(in));
           in[at] = (char)c;
-          wisp_buf slow = {0}, fast = {0};
-          assert_int_equal(wisp_json_put_str(&slow, in, len, (wisp_json_escape)esc, BIG), WISP_OK);
-          assert_int_equal(wisp_buf_append(&fast, room, sizeof(room), BIG), WISP_OK);
-          wisp_buf_truncate(&fast, 0);
-          assert_int_equal(wisp_json_put_str(&fast, in, len, (wisp_json_escape)esc, BIG), WISP_OK);
-          assert_int_equal(wisp_buf_len(&fast), wisp_buf_len(&slow));
-          assert_memory_equal(wisp_buf_rptr(&fast), wisp_buf_rptr(&slow), wisp_buf_len(&slow));
-          wisp_buf_cleanup(&slow);
-          wisp_buf_cleanup(&fast);
+          expect_fast_as_piecewise(in, len, (wisp_json_escape)esc);
+        }
+      }
+    }
+  }
+}
+
+/* The same with two bytes to escape, at every pair of places: a word with
+ * one next to one without, and the overlapping reads of a string's tail
+ * and of strings shorter than a word, see each combination. */
+static void test_fast_path_two_escapes(void **state) {
+  (void)state;
+  static const unsigned char odd[] = {0x00, 0x1f, '"', '\\', 0x7f, 0x80, 0xff, 'a'};
+  char in[20];
+  for (int esc = 0; esc < 2; esc++) {
+    for (size_t x = 0; x < sizeof(odd); x++) {
+      for (size_t len = 1; len <= sizeof(in); len++) {
+        for (size_t at = 0; at < len; at++) {
+          for (size_t at2 = at; at2 < len; at2++) {
+            memset(in, 'b', sizeof(in));
+            in[at] = (char)odd[x];
+            in[at2] = (char)odd[(x + at2) % sizeof(odd)];
+            expect_fast_as_piecewise(in, len, (wisp_json_escape)esc);
+          }
         }
       }
     }
@@ -410,6 +440,7 @@ int main(void) {
       cmocka_unit_test(test_writer),
       cmocka_unit_test(test_same_bytes_as_before),
       cmocka_unit_test(test_fast_path_as_piecewise),
+      cmocka_unit_test(test_fast_path_two_escapes),
       cmocka_unit_test(test_buf_printf),
       cmocka_unit_test(test_measure),
   };
