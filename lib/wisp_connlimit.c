@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,10 @@ struct wisp_connlimit {
   uint32_t count, nsources;
   uint64_t seed;
   src_entry *buckets[CONNLIMIT_BUCKETS];
+  /* wisp_connlimit_share: every call takes |lock| (wisp-proxy --workers >
+   * 1: one table for all workers' listeners on one address). */
+  bool shared;
+  pthread_mutex_t lock;
 };
 
 /* ---- keys ---- */
@@ -120,11 +125,23 @@ wisp_connlimit *wisp_connlimit_new(uint32_t max_total, uint32_t max_per_source) 
   cl->max_total = max_total;
   cl->max_per_source = max_per_source;
   cl->seed = wisp_connlimit_seed(cl);
+  pthread_mutex_init(&cl->lock, NULL);
   return cl;
+}
+
+void wisp_connlimit_share(wisp_connlimit *cl) { cl->shared = true; }
+
+static void lock(const wisp_connlimit *cl) {
+  if (cl->shared) pthread_mutex_lock(&((wisp_connlimit *)cl)->lock);
+}
+
+static void unlock(const wisp_connlimit *cl) {
+  if (cl->shared) pthread_mutex_unlock(&((wisp_connlimit *)cl)->lock);
 }
 
 void wisp_connlimit_free(wisp_connlimit *cl) {
   if (!cl) return;
+  pthread_mutex_destroy(&cl->lock);
   for (size_t b = 0; b < CONNLIMIT_BUCKETS; b++) {
     while (cl->buckets[b]) {
       src_entry *next = cl->buckets[b]->next;
@@ -139,8 +156,7 @@ static bool counted(const wisp_connlimit *cl, const wisp_connlimit_key *src) {
   return cl->max_per_source && src && src->kind != WISP_CONNLIMIT_KEY_NONE;
 }
 
-wisp_connlimit_result wisp_connlimit_take(wisp_connlimit *cl, const wisp_connlimit_key *src, wisp_connlimit_slot *out) {
-  memset(out, 0, sizeof(*out));
+static wisp_connlimit_result take_locked(wisp_connlimit *cl, const wisp_connlimit_key *src, wisp_connlimit_slot *out) {
   if (cl->max_total && cl->count >= cl->max_total) return WISP_CONNLIMIT_TOTAL;
   src_entry *e = NULL;
   if (counted(cl, src)) {
@@ -163,11 +179,15 @@ wisp_connlimit_result wisp_connlimit_take(wisp_connlimit *cl, const wisp_connlim
   return WISP_CONNLIMIT_OK;
 }
 
-void wisp_connlimit_release(wisp_connlimit_slot *slot) {
-  wisp_connlimit *cl = slot->cl;
-  src_entry *e = slot->src;
-  memset(slot, 0, sizeof(*slot));
-  if (!cl) return;
+wisp_connlimit_result wisp_connlimit_take(wisp_connlimit *cl, const wisp_connlimit_key *src, wisp_connlimit_slot *out) {
+  memset(out, 0, sizeof(*out));
+  lock(cl);
+  wisp_connlimit_result r = take_locked(cl, src, out);
+  unlock(cl);
+  return r;
+}
+
+static void release_locked(wisp_connlimit *cl, src_entry *e) {
   cl->count--;
   if (!e || --e->count > 0) return;
   for (src_entry **pp = &cl->buckets[bucket_of(cl, &e->key)]; *pp; pp = &(*pp)->next) {
@@ -180,17 +200,40 @@ void wisp_connlimit_release(wisp_connlimit_slot *slot) {
   free(e);
 }
 
+void wisp_connlimit_release(wisp_connlimit_slot *slot) {
+  wisp_connlimit *cl = slot->cl;
+  src_entry *e = slot->src;
+  memset(slot, 0, sizeof(*slot));
+  if (!cl) return;
+  lock(cl);
+  release_locked(cl, e);
+  unlock(cl);
+}
+
 void wisp_connlimit_move(wisp_connlimit_slot *to, wisp_connlimit_slot *from) {
   *to = *from;
   memset(from, 0, sizeof(*from));
 }
 
-uint32_t wisp_connlimit_count(const wisp_connlimit *cl) { return cl->count; }
+uint32_t wisp_connlimit_count(const wisp_connlimit *cl) {
+  lock(cl);
+  uint32_t n = cl->count;
+  unlock(cl);
+  return n;
+}
 
-uint32_t wisp_connlimit_sources(const wisp_connlimit *cl) { return cl->nsources; }
+uint32_t wisp_connlimit_sources(const wisp_connlimit *cl) {
+  lock(cl);
+  uint32_t n = cl->nsources;
+  unlock(cl);
+  return n;
+}
 
 uint32_t wisp_connlimit_source_count(const wisp_connlimit *cl, const wisp_connlimit_key *src) {
   if (!counted(cl, src)) return 0;
+  lock(cl);
   const src_entry *e = find(cl, src);
-  return e ? e->count : 0;
+  uint32_t n = e ? e->count : 0;
+  unlock(cl);
+  return n;
 }

@@ -1,7 +1,15 @@
 /* wisp_connlimit: how many connections a listener holds, in total and per
  * source, against limits such as wisp-proxy's --max-connections and
- * --max-connections-per-source or wisp-agent's. Pure bookkeeping (no I/O,
- * no clock, no globals), unit-tested in tests/unit/connlimit_test.c.
+ * --max-connections-per-source or wisp-agent's. Bookkeeping (no I/O, no
+ * clock, no globals), unit-tested in tests/unit/connlimit_test.c.
+ *
+ * One thread, or many: a table is used by one thread unless
+ * wisp_connlimit_share is called on it (wisp-proxy --workers N > 1: one
+ * table per listener address, shared by the N workers' listeners on it, so
+ * both limits hold for the process as the flags read). A shared table takes
+ * its own mutex in every call below (take at accept, release at close,
+ * the counts for /metrics), never while calling out: nothing else is done
+ * under it. An unshared one takes no lock.
  *
  * A source is a wisp_connlimit_key: an IP address, or a local uid (the
  * agent's Unix socket). Keys are made here only, so every place that
@@ -17,8 +25,9 @@
  * Ownership: a slot taken with wisp_connlimit_take belongs to whatever
  * carries the connection (detection, an HTTP/2 connection, an L4 tunnel)
  * and moves with it; wisp_connlimit_release gives it back exactly once (it
- * zeroes the slot, so releasing again is harmless). Every slot must be
- * released before its wisp_connlimit is freed. */
+ * zeroes the slot, so releasing again is harmless), on whichever thread
+ * holds the carrier then: a shared table takes it back from any. Every
+ * slot must be released before its wisp_connlimit is freed. */
 #ifndef WISP_CONNLIMIT_H
 #define WISP_CONNLIMIT_H
 
@@ -81,6 +90,9 @@ typedef struct {
 wisp_connlimit *wisp_connlimit_new(uint32_t max_total, uint32_t max_per_source);
 /* Accepts NULL. */
 void wisp_connlimit_free(wisp_connlimit *cl);
+/* From now on |cl| may be used by several threads at once (each call takes
+ * its lock). Call before another thread sees it. */
+void wisp_connlimit_share(wisp_connlimit *cl);
 /* Takes a slot for a connection from |src| into |out| (zeroed on refusal).
  * A KEY_NONE source counts only against the total. Returns
  * WISP_CONNLIMIT_OK, or which limit refuses it. */

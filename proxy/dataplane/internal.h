@@ -104,7 +104,8 @@ typedef struct wisp_listener {
   int fd;
   wisp_acceptor acc;       /* its accept loop */
   wisp_target *target;     /* borrowed; NULL: transparent (per connection) */
-  wisp_connlimit *limit;   /* owned: --max-connections, and per source on inbound */
+  wisp_connlimit *limit;   /* --max-connections, and per source on inbound: worker 0's owns it, the
+                            * other workers' same listener borrows it (lib/wisp_connlimit.h: shared) */
   wisp_log_limit refusals; /* bounds the "refused" lines a flood makes */
 } wisp_listener;
 

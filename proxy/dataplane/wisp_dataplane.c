@@ -73,14 +73,14 @@ typedef struct {
 static void add_listener_cb(const wisp_proxy *px, void *arg) {
   listener_sum *ls = arg;
   const wisp_listener *l = &px->listeners[ls->i];
-  ls->sum->connections += wisp_connlimit_count(l->limit);
   ls->sum->accept_pauses += l->acc.pauses;
   ls->sum->accept_failures += l->acc.failures;
 }
 
 void wisp_dataplane_get_listener(const wisp_proxy *px, size_t i, wisp_dataplane_listener *out) {
   const wisp_listener *l = &px->listeners[i];
-  *out = (wisp_dataplane_listener){.name = l->name, .dir = l->dir};
+  /* Connections: one table for all workers (worker 0's), counted once. */
+  *out = (wisp_dataplane_listener){.name = l->name, .dir = l->dir, .connections = wisp_connlimit_count(l->limit)};
   listener_sum ls = {.i = i, .sum = out};
   add_listener_cb(px, &ls);
   for (size_t w = 0; w < wisp_workers_count(px->workers); w++) wisp_workers_with(px->workers, w, add_listener_cb, &ls);

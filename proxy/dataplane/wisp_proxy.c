@@ -239,11 +239,8 @@ static void init_full(wisp_proxy *px) {
   init_stand_in(px, &px->full, "none (every --max-destinations slot in use)", why);
 }
 
-/* A connection limit shared by --workers: each takes its part (rounded
- * up), so the process as a whole stays near the limit. 0: no limit. */
-static uint32_t per_worker(int limit, int workers) {
-  return limit <= 0 ? 0 : (uint32_t)((limit + workers - 1) / workers);
-}
+/* A connection limit flag as the table takes it. 0: no limit. */
+static uint32_t limit_of(int flag) { return flag <= 0 ? 0 : (uint32_t)flag; }
 
 /* With --workers every worker binds the same address with SO_REUSEPORT
  * (worker 0 too: the option must be on every socket before its bind), on
@@ -284,10 +281,15 @@ static wisp_err add_listener(wisp_proxy *px, const char *addr, wisp_direction di
   wisp_acceptor_init(&l->acc, px->loop, l->fd, name, WISP_ACCEPTS_PER_EVENT, on_accept, l);
   wisp_acceptor_start(&l->acc);
   /* Callers of the inbound port are other workloads: none may take every
-   * slot. Outbound callers are the local app. */
-  int nw = px->cfg->workers;
-  l->limit = wisp_connlimit_new(per_worker(px->cfg->max_connections, nw),
-                                dir == WISP_DIR_INBOUND ? per_worker(px->cfg->max_connections_per_source, nw) : 0);
+   * slot. Outbound callers are the local app. With --workers the limits
+   * are the process's: every worker counts into worker 0's table (shared
+   * in wisp_proxy_start_workers). */
+  if (px->first) {
+    l->limit = px->first->listeners[px->nlisteners].limit;
+  } else {
+    l->limit = wisp_connlimit_new(limit_of(px->cfg->max_connections),
+                                  dir == WISP_DIR_INBOUND ? limit_of(px->cfg->max_connections_per_source) : 0);
+  }
   char what[WISP_LOG_LIMIT_WHAT_MAX];
   snprintf(what, sizeof(what), "refused or closed-early connections on the %s", name);
   wisp_log_limit_init(&l->refusals, what, WISP_REFUSAL_LOG_BURST, WISP_REFUSAL_LOG_WINDOW, WISP_LOG_TO_STDOUT);
@@ -423,6 +425,7 @@ wisp_err wisp_proxy_start_workers(wisp_proxy *px, char *err, size_t err_len) {
   /* Before another thread sees them. */
   wisp_metrics_share(px->metrics);
   wisp_events_share(px->events);
+  for (size_t i = 0; i < px->nlisteners; i++) wisp_connlimit_share(px->listeners[i].limit);
   return wisp_workers_new(&px->workers, px, err, err_len);
 }
 
@@ -473,7 +476,7 @@ void wisp_proxy_cleanup(wisp_proxy *px) {
       close(px->listeners[i].fd);
     }
     free(px->listeners[i].name);
-    wisp_connlimit_free(px->listeners[i].limit);
+    if (!px->first) wisp_connlimit_free(px->listeners[i].limit); /* the others borrow worker 0's */
     wisp_log_limit_cleanup(&px->listeners[i].refusals);
   }
   for (size_t i = 0; i < px->ntargets; i++) {

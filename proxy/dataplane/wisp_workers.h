@@ -9,7 +9,8 @@
  * tunnels and timers. Nothing on the request path takes a lock that
  * another worker's requests take, except the shared metrics and events
  * tables (wisp_metrics_share, wisp_events_share) and the upstream-failure
- * table.
+ * table; off it, a connection takes its listener's shared connection
+ * limits (wisp_connlimit_share) at accept and gives them back at close.
  *
  * Each worker's loop lock: a worker holds its mutex whenever its loop runs
  * and lets go only while the loop waits in epoll (libev's

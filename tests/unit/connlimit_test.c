@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <string.h>
@@ -234,11 +235,91 @@ static void test_move(void **state) {
   wisp_connlimit_free(cl);
 }
 
+/* A shared table (wisp-proxy --workers) used by several threads at once,
+ * from one source: it never lets the threads together hold more than the
+ * limit, and slots taken and given back concurrently leave it exact.
+ * Without the lock the threads' counts race (lost updates, a source entry
+ * freed while another thread counts into it: ASan). Cmocka asserts only on
+ * the main thread: the threads report counts. */
+enum { SHARE_THREADS = 4, SHARE_LIMIT = 64, SHARE_TRIES = 1000, SHARE_ROUNDS = 20000, SHARE_HOLD = 8 };
+
+typedef struct {
+  wisp_connlimit *cl;
+  pthread_barrier_t *start;
+  wisp_connlimit_slot grabbed[SHARE_TRIES];
+  uint32_t taken, refused;
+} share_arg;
+
+static void *share_grab(void *p) {
+  share_arg *a = p;
+  wisp_connlimit_key k = addr("10.0.0.7:1");
+  pthread_barrier_wait(a->start);
+  for (size_t i = 0; i < SHARE_TRIES; i++) {
+    if (wisp_connlimit_take(a->cl, &k, &a->grabbed[a->taken]) == WISP_CONNLIMIT_OK) a->taken++;
+  }
+  return NULL;
+}
+
+static void *share_churn(void *p) {
+  share_arg *a = p;
+  wisp_connlimit_key k = addr("10.0.0.7:1");
+  wisp_connlimit_slot held[SHARE_HOLD];
+  pthread_barrier_wait(a->start);
+  for (size_t r = 0; r < SHARE_ROUNDS / SHARE_HOLD; r++) {
+    for (size_t i = 0; i < SHARE_HOLD; i++) {
+      if (wisp_connlimit_take(a->cl, &k, &held[i]) != WISP_CONNLIMIT_OK) a->refused++;
+    }
+    for (size_t i = 0; i < SHARE_HOLD; i++) wisp_connlimit_release(&held[i]);
+  }
+  return NULL;
+}
+
+static void run_threads(share_arg *args, void *(*fn)(void *)) {
+  pthread_t th[SHARE_THREADS];
+  pthread_barrier_t start;
+  pthread_barrier_init(&start, NULL, SHARE_THREADS);
+  for (size_t t = 0; t < SHARE_THREADS; t++) {
+    args[t].start = &start;
+    assert_int_equal(pthread_create(&th[t], NULL, fn, &args[t]), 0);
+  }
+  for (size_t t = 0; t < SHARE_THREADS; t++) pthread_join(th[t], NULL);
+  pthread_barrier_destroy(&start);
+}
+
+static void test_shared_threads(void **state) {
+  (void)state;
+  static share_arg args[SHARE_THREADS];
+  wisp_connlimit *cl = wisp_connlimit_new(SHARE_LIMIT * 2, SHARE_LIMIT);
+  wisp_connlimit_share(cl);
+  memset(args, 0, sizeof(args));
+  for (size_t t = 0; t < SHARE_THREADS; t++) args[t].cl = cl;
+  run_threads(args, share_grab);
+  uint32_t taken = 0;
+  for (size_t t = 0; t < SHARE_THREADS; t++) taken += args[t].taken;
+  assert_int_equal(taken, SHARE_LIMIT); /* exactly the limit, over all threads */
+  assert_int_equal(wisp_connlimit_count(cl), SHARE_LIMIT);
+  /* Given back by another thread than took them (the main one). */
+  for (size_t t = 0; t < SHARE_THREADS; t++) {
+    for (size_t i = 0; i < args[t].taken; i++) wisp_connlimit_release(&args[t].grabbed[i]);
+  }
+  assert_int_equal(wisp_connlimit_count(cl), 0);
+  assert_int_equal(wisp_connlimit_sources(cl), 0);
+  /* Churn: SHARE_THREADS x SHARE_HOLD held at most, within the limit. */
+  memset(args, 0, sizeof(args));
+  for (size_t t = 0; t < SHARE_THREADS; t++) args[t].cl = cl;
+  run_threads(args, share_churn);
+  for (size_t t = 0; t < SHARE_THREADS; t++) assert_int_equal(args[t].refused, 0);
+  assert_int_equal(wisp_connlimit_count(cl), 0);
+  assert_int_equal(wisp_connlimit_sources(cl), 0);
+  wisp_connlimit_free(cl);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_total_cap), cmocka_unit_test(test_per_source),   cmocka_unit_test(test_source_keys),
-      cmocka_unit_test(test_v6_prefix), cmocka_unit_test(test_uid_keys),     cmocka_unit_test(test_non_ip_addr),
-      cmocka_unit_test(test_no_limits), cmocka_unit_test(test_many_sources), cmocka_unit_test(test_move),
+      cmocka_unit_test(test_total_cap),      cmocka_unit_test(test_per_source),   cmocka_unit_test(test_source_keys),
+      cmocka_unit_test(test_v6_prefix),      cmocka_unit_test(test_uid_keys),     cmocka_unit_test(test_non_ip_addr),
+      cmocka_unit_test(test_no_limits),      cmocka_unit_test(test_many_sources), cmocka_unit_test(test_move),
+      cmocka_unit_test(test_shared_threads),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }
