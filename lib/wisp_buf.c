@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lib/wisp_mem.h"
+#include "lib/wisp_slab.h"
 
 static void wisp_buf_compact(wisp_buf *b) {
   if (b->rpos > 0) {
@@ -23,7 +24,7 @@ static void wisp_buf_reserve(wisp_buf *b, size_t len) {
   if (b->cap < need) {
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < need) cap *= 2;
-    b->data = wisp_realloc(b->data, cap);
+    b->data = b->slab ? wisp_slab_realloc(b->data, cap) : wisp_realloc(b->data, cap);
     b->cap = cap;
   }
 }
@@ -86,6 +87,12 @@ size_t wisp_buf_read(wisp_buf *b, void *out, size_t max) {
 }
 
 void wisp_buf_cleanup(wisp_buf *b) {
-  free(b->data);
+  bool slab = b->slab;
+  if (slab) {
+    wisp_slab_free(b->data);
+  } else {
+    free(b->data);
+  }
   memset(b, 0, sizeof(*b));
+  b->slab = slab;
 }

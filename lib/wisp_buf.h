@@ -1,11 +1,14 @@
 /* wisp_buf: one byte buffer with read and write cursors (as s2n's stuffer /
  * nghttp2_buf). A zeroed wisp_buf is valid and empty; storage is allocated
  * on first write and released by wisp_buf_cleanup. Every buffer has a hard
- * capacity |limit| chosen by us, never by a peer. */
+ * capacity |limit| chosen by us, never by a peer. Storage comes from malloc,
+ * or from lib/wisp_slab's freelists for a buffer marked |slab| (one that
+ * lives for a request: a stream's body). */
 #ifndef WISP_BUF_H
 #define WISP_BUF_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,6 +19,9 @@ typedef struct {
   size_t cap;  /* allocated bytes */
   size_t rpos; /* next byte to read */
   size_t wpos; /* next byte to write */
+  /* Storage from wisp_slab, not malloc: set while |data| is NULL (before
+   * the first write, or after wisp_buf_cleanup, which keeps it). */
+  bool slab;
 } wisp_buf;
 
 /* Bytes written and not yet read. */
@@ -45,7 +51,7 @@ void wisp_buf_truncate(wisp_buf *b, size_t keep);
 void wisp_buf_consume(wisp_buf *b, size_t n);
 /* Copies up to |max| unread bytes to |out| and consumes them; returns count. */
 size_t wisp_buf_read(wisp_buf *b, void *out, size_t max);
-/* Releases storage; |b| is zeroed and valid again. */
+/* Releases storage; |b| is zeroed and valid again (but for |slab|). */
 void wisp_buf_cleanup(wisp_buf *b);
 
 #endif

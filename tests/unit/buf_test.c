@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "lib/wisp_buf.h"
+#include "lib/wisp_slab.h"
 #include "tests/unit/test_util.h"
 
 static void fill(uint8_t *p, size_t n, unsigned seed) {
@@ -247,6 +248,37 @@ static void test_cleanup_releases(void **state) {
   wisp_buf_cleanup(&b);
 }
 
+/* A buffer marked slab takes its storage from wisp_slab's freelists, as it
+ * grows too, and hands it back there; it stays marked after cleanup. */
+static void test_slab_storage(void **state) {
+  (void)state;
+  wisp_slab_set_cache(1); /* off under ASan unless asked */
+  wisp_slab_trim(0);
+  uint8_t big[6000];
+  fill(big, sizeof(big), 3);
+  wisp_buf b = {.slab = true};
+  assert_int_equal(wisp_buf_append(&b, big, 100, sizeof(big)), WISP_OK);
+  assert_int_equal(b.cap, 4096);
+  wisp_buf_cleanup(&b);
+  assert_null(b.data);
+  assert_true(b.slab);
+  /* The first 4 KiB went to the freelist, and the next buffer takes it. */
+  size_t cached = wisp_slab_cached();
+  assert_int_equal(cached, wisp_slab_class_size(4096) + 16);
+  assert_int_equal(wisp_buf_append(&b, big, 100, sizeof(big)), WISP_OK);
+  assert_int_equal(wisp_slab_cached(), 0);
+  /* Grown past the freelists' sizes: the bytes move, the 4 KiB goes back. */
+  wisp_buf_consume(&b, 40);
+  assert_int_equal(wisp_buf_append(&b, big + 100, sizeof(big) - 100, sizeof(big)), WISP_OK);
+  assert_int_equal(wisp_buf_len(&b), sizeof(big) - 40);
+  assert_memory_equal(wisp_buf_rptr(&b), big + 40, sizeof(big) - 40);
+  assert_int_equal(wisp_slab_cached(), cached);
+  wisp_buf_cleanup(&b);
+  assert_true(b.slab);
+  wisp_slab_trim(0);
+  wisp_slab_set_cache(0);
+}
+
 /* Random appends, reads and consumes against a plain array model. */
 static void test_model(void **state) {
   (void)state;
@@ -308,6 +340,7 @@ int main(void) {
       cmocka_unit_test(test_compaction),
       cmocka_unit_test(test_drained_reuses_storage),
       cmocka_unit_test(test_cleanup_releases),
+      cmocka_unit_test(test_slab_storage),
       cmocka_unit_test(test_model),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
