@@ -77,6 +77,7 @@ struct wisp_metrics {
   size_t npeers, max_peers;
   uint32_t *peer_index; /* open addressing: peer slot + 1, 0: empty */
   size_t peer_mask;
+  uint32_t last_peer;          /* the labelled peer peer_slot found last; 0: none yet */
   wisp_metrics_series *series; /* [max_series + reserved], never moved */
   size_t nseries, cap_series;  /* cap: max_series plus the overflow series */
   uint32_t *series_index;
@@ -187,12 +188,16 @@ static bool budget_fits(const wisp_metrics *m, uint64_t lines, size_t peer_label
 /* The slot of |id|: found, or added while there is room, else overflow. */
 static uint32_t peer_slot(wisp_metrics *m, const char *id) {
   if (!id || !*id) return PEER_UNKNOWN;
+  /* Most requests come from the peer of the one before (a sidecar's
+   * callers are few; the other side has one peer per route): one string
+   * compare instead of hashing the ID. Peers are never removed. */
+  if (m->last_peer >= PEER_FIRST && strcmp(m->peers[m->last_peer].id, id) == 0) return m->last_peer;
   uint64_t h = hash_str(id);
   for (size_t i = (size_t)h & m->peer_mask;; i = (i + 1) & m->peer_mask) {
     uint32_t v = m->peer_index[i];
     if (v == 0) break;
     const peer *p = &m->peers[v - 1];
-    if (p->hash == h && strcmp(p->id, id) == 0) return v - 1;
+    if (p->hash == h && strcmp(p->id, id) == 0) return m->last_peer = v - 1;
   }
   /* A peer is labelled only if one HTTP series of its fits the budget
    * (its four label values are at most twice its ID). */
@@ -202,7 +207,7 @@ static uint32_t peer_slot(wisp_metrics *m, const char *id) {
   size_t i = (size_t)h & m->peer_mask;
   while (m->peer_index[i]) i = (i + 1) & m->peer_mask;
   m->peer_index[i] = slot + 1;
-  return slot;
+  return m->last_peer = slot;
 }
 
 /* ---- series ---- */

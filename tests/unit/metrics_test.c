@@ -94,6 +94,28 @@ static void test_peer_cap(void **state) {
   wisp_metrics_free(m);
 }
 
+/* Requests from two peers in turns, and runs from one: each counted under
+ * its own peer (peer_slot remembers the last peer it found). */
+static void test_peers_in_turn(void **state) {
+  (void)state;
+  wisp_metrics *m = wisp_metrics_new(10, 100, WISP_METRICS_MAX_BYTES_DEFAULT);
+  static const char *const kOrder[] = {B, C, B, C, B, B, B, NULL, C};
+  for (size_t i = 0; i < sizeof(kOrder) / sizeof(kOrder[0]); i++) request(m, kOrder[i], 200, 3);
+  assert_int_equal(wisp_metrics_peers(m), 2);
+  const char *t = render(m);
+  /* the request counter's lines come first, a peer's only line each */
+  const char *b = strstr(t, "source_principal=\"" B "\""), *c = strstr(t, "source_principal=\"" C "\"");
+  const char *u = strstr(t, "source_principal=\"unknown\"");
+  assert_non_null(b);
+  assert_non_null(c);
+  assert_non_null(u);
+  assert_non_null(strstr(b, "} 5\n"));
+  assert_true(strstr(b, "} 5\n") < strchr(b, '\n') + 1);
+  assert_true(strstr(c, "} 3\n") < strchr(c, '\n') + 1);
+  assert_true(strstr(u, "} 1\n") < strchr(u, '\n') + 1);
+  wisp_metrics_free(m);
+}
+
 static void test_series_cap(void **state) {
   (void)state;
   wisp_metrics *m = wisp_metrics_new(10, 2, WISP_METRICS_MAX_BYTES_DEFAULT);
@@ -327,9 +349,10 @@ static void test_bench(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_split),           cmocka_unit_test(test_peer_cap), cmocka_unit_test(test_series_cap),
-      cmocka_unit_test(test_label_escape),    cmocka_unit_test(test_tcp),      cmocka_unit_test(test_byte_budget),
-      cmocka_unit_test(test_budget_estimate), cmocka_unit_test(test_bench),    cmocka_unit_test(test_shared),
+      cmocka_unit_test(test_split),       cmocka_unit_test(test_peer_cap),        cmocka_unit_test(test_peers_in_turn),
+      cmocka_unit_test(test_series_cap),  cmocka_unit_test(test_label_escape),    cmocka_unit_test(test_tcp),
+      cmocka_unit_test(test_byte_budget), cmocka_unit_test(test_budget_estimate), cmocka_unit_test(test_bench),
+      cmocka_unit_test(test_shared),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
