@@ -138,6 +138,25 @@ void wisp_h2conn_recv(wisp_h2conn *c) {
   wisp_h2conn_mark_dirty(c);
 }
 
+/* An upstream whose write failed because the peer reset the connection:
+ * what the peer sent before its reset is still readable (Linux queues the
+ * error behind the data), e.g. the responses and the GOAWAY of a peer
+ * sidecar that answered and then crashed. It is read and processed before
+ * the connection fails, so the streams it answered are answered and a
+ * request its GOAWAY refused is sent again; the rest fail with the write's
+ * reason. Only an upstream: what a caller sent before resetting stays
+ * unread (its queued requests never go upstream, README, issue 9). Reads
+ * until the reset (or EOF, or an empty socket), at most this many. */
+#define WISP_RESET_READS 1024
+
+static void recv_before_reset(wisp_h2conn *c) {
+  for (int i = 0; i < WISP_RESET_READS && !c->closing && nghttp2_session_want_read(c->h2); i++) {
+    ssize_t n = wisp_transport_read(&c->tp, g_scratch, sizeof(g_scratch));
+    if (n <= 0) return; /* the reset itself, EOF, or nothing more */
+    if (nghttp2_session_mem_recv(c->h2, g_scratch, (size_t)n) < 0) return;
+  }
+}
+
 /* ---- TLS handshake ---- */
 
 static void handshake(wisp_h2conn *c) {
@@ -188,7 +207,9 @@ static void flush_out(wisp_h2conn *c) {
     ssize_t w = wisp_transport_write(&c->tp, wisp_buf_rptr(&c->out), wisp_buf_len(&c->out));
     if (w == WISP_TRANSPORT_AGAIN) break;
     if (w <= 0) {
-      wisp_h2conn_closef(c, "write failed: %s", strerror(errno));
+      int err = errno;
+      if (c->upstream && (err == ECONNRESET || err == EPIPE)) recv_before_reset(c);
+      wisp_h2conn_closef(c, "write failed: %s", strerror(err));
       return;
     }
     wisp_buf_consume(&c->out, (size_t)w);

@@ -111,13 +111,13 @@ bool tf_start(tf_fixture *f, const tf_opts *o) {
   snprintf(cert, sizeof(cert), "%s/svid.pem", f->dir);
   snprintf(key, sizeof(key), "%s/svid.key", f->dir);
   snprintf(bundle, sizeof(bundle), "%s/ca.pem", f->dir);
-  snprintf(route, sizeof(route), "127.0.0.1:0=127.0.0.1:%u", inbound_port);
   snprintf(inbound, sizeof(inbound), "127.0.0.1:%u", inbound_port);
   snprintf(app, sizeof(app), "127.0.0.1:%u", f->app->port);
   const char *argv[TF_MAX_ARGS] = {"wisp-proxy", "--bundle", bundle, "--route", route, "--inbound", inbound, "--app",
                                    app,          "--admin",  "off",  "--cert",  cert,  "--key",     key};
   int argc = o->no_cert ? 11 : 15;
   if (o->prepare && !o->prepare(f, o->prepare_arg)) return fail("prepare failed");
+  snprintf(route, sizeof(route), "127.0.0.1:0=127.0.0.1:%u", f->route_port ? f->route_port : inbound_port);
   for (int i = 0; i < o->nargs && argc < TF_MAX_ARGS - 1; i++) argv[argc++] = o->args[i];
   char err[1024];
   if (wisp_config_parse(&f->cfg, argc, (char **)argv, err, sizeof(err)) != WISP_OK) {
@@ -185,6 +185,34 @@ SSL *tf_client_ssl(tf_fixture *f, const char *spiffe_id, bool foreign, const cha
   SSL *ssl = ok ? SSL_new(ctx) : NULL;
   SSL_CTX_free(ctx); /* |ssl| holds its own reference */
   return ssl;
+}
+
+/* Picks "h2" if the client offers it. */
+static int select_h2(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in, unsigned in_len, void *arg) {
+  static const uint8_t kH2[] = {2, 'h', '2'};
+  uint8_t *chosen;
+  if (SSL_select_next_proto(&chosen, out_len, kH2, sizeof(kH2), in, in_len) != OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_NOACK;
+  *out = chosen;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+SSL_CTX *tf_server_ctx(tf_fixture *f, const char *spiffe_id) {
+  SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+  if (!ctx) return NULL;
+  X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), f->ca);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+  SSL_CTX_set_alpn_select_cb(ctx, select_h2, NULL);
+  EVP_PKEY *key = test_new_key();
+  X509 *cert = new_svid(key, spiffe_id, f->ca, f->ca_key);
+  bool ok = cert && SSL_CTX_use_certificate(ctx, cert) == 1 && SSL_CTX_use_PrivateKey(ctx, key) == 1;
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  if (!ok) {
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  return ctx;
 }
 
 tp_peer *tf_tls_client(tf_fixture *f, wisp_listener *l, unsigned src_port, const char *spiffe_id, bool foreign) {

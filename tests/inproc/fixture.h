@@ -33,6 +33,7 @@ typedef struct {
   wisp_sidecar sidecar; /* the control side started on |px| */
   bool px_started;
   wisp_listener *route;   /* outbound: its target is the inbound port over mTLS */
+  unsigned route_port;    /* the route's peer instead of the inbound (set by tf_opts.prepare) */
   wisp_listener *inbound; /* inbound: its target is the app */
   X509 *ca;               /* the trust bundle's CA, and its key: callers' SVIDs */
   EVP_PKEY *ca_key;
@@ -66,6 +67,10 @@ tp_peer *tf_tls_client(tf_fixture *f, wisp_listener *l, unsigned src_port, const
 /* A TLS client (unattached) offering ALPN |alpn| (one protocol), with an
  * SVID as tf_tls_client's; NULL if it could not be made. */
 SSL *tf_client_ssl(tf_fixture *f, const char *spiffe_id, bool foreign, const char *alpn);
+/* A TLS server context (for tp_app_new_tls) whose certificate is an SVID
+ * for |spiffe_id| under the bundle's CA, choosing ALPN h2 and asking for
+ * the client's SVID; NULL if it could not be made. */
+SSL_CTX *tf_server_ctx(tf_fixture *f, const char *spiffe_id);
 /* The other end of a socketpair attached to |l|, for raw bytes (closed by
  * the test). */
 int tf_raw_client(tf_fixture *f, wisp_listener *l, unsigned src_port);

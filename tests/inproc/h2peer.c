@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -315,7 +316,11 @@ static tp_peer *peer_new(struct ev_loop *loop, int fd, SSL *ssl, bool server, tp
   p->ssl = ssl;
   if (ssl) {
     SSL_set_fd(ssl, fd);
-    SSL_set_connect_state(ssl);
+    if (server) {
+      SSL_set_accept_state(ssl);
+    } else {
+      SSL_set_connect_state(ssl);
+    }
     SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   }
   p->server = server;
@@ -339,7 +344,7 @@ void tp_peer_free(tp_peer *p) {
   if (!p) return;
   ev_io_stop(p->loop, &p->io);
   SSL_free(p->ssl);
-  close(p->fd);
+  if (p->fd >= 0) close(p->fd);
   nghttp2_session_del(p->h2);
   for (int i = 0; i < p->nmsgs; i++) {
     free(p->msgs[i]->body);
@@ -472,6 +477,25 @@ void tp_app_stop_listening(tp_app *a) {
   a->lfd = -1;
 }
 
+/* Polls of the send queue while an RST waits for it to empty. */
+#define TP_SENT_POLLS 2000
+#define TP_SENT_POLL_US 1000
+
+void tp_app_reset_conn(tp_app *a, int index) {
+  tp_peer *p = a->conns[index];
+  tp_peer_flush(p);
+  /* Loopback: acknowledged within moments; an RST drops what is not. */
+  int queued = 1;
+  for (int i = 0; i < TP_SENT_POLLS && ioctl(p->fd, TIOCOUTQ, &queued) == 0 && queued > 0; i++) usleep(TP_SENT_POLL_US);
+  if (queued != 0) die("the reset peer's bytes never left");
+  struct linger lg = {.l_onoff = 1, .l_linger = 0};
+  if (setsockopt(p->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) != 0) die("SO_LINGER");
+  ev_io_stop(p->loop, &p->io);
+  close(p->fd);
+  p->fd = -1;
+  p->eof = true;
+}
+
 void tp_app_drop_conn(tp_app *a, int index) {
   tp_peer *p = a->conns[index];
   ev_io_stop(p->loop, &p->io);
@@ -488,17 +512,20 @@ static void on_app_accept(struct ev_loop *loop, ev_io *w, int revents) {
       close(fd);
       continue;
     }
-    a->conns[a->nconns] = peer_new(loop, fd, NULL, true, a, a->nconns);
+    SSL *ssl = a->tls ? SSL_new(a->tls) : NULL;
+    if (a->tls && !ssl) die("SSL_new");
+    a->conns[a->nconns] = peer_new(loop, fd, ssl, true, a, a->nconns);
     a->nconns++;
   }
 }
 
-tp_app *tp_app_new(struct ev_loop *loop, uint32_t max_streams, bool hold) {
+tp_app *tp_app_new_tls(struct ev_loop *loop, uint32_t max_streams, bool hold, SSL_CTX *tls) {
   tp_app *a = calloc(1, sizeof(*a));
   if (!a) die("calloc");
   a->loop = loop;
   a->max_streams = max_streams;
   a->hold = hold;
+  a->tls = tls;
   a->lfd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t slen = sizeof(sin);
@@ -513,10 +540,15 @@ tp_app *tp_app_new(struct ev_loop *loop, uint32_t max_streams, bool hold) {
   return a;
 }
 
+tp_app *tp_app_new(struct ev_loop *loop, uint32_t max_streams, bool hold) {
+  return tp_app_new_tls(loop, max_streams, hold, NULL);
+}
+
 void tp_app_free(tp_app *a) {
   if (!a) return;
   tp_app_stop_listening(a);
   for (int i = 0; i < a->nconns; i++) tp_peer_free(a->conns[i]);
+  SSL_CTX_free(a->tls);
   free(a);
 }
 

@@ -77,6 +77,7 @@ struct tp_app {
   ev_io accept_io;
   uint32_t max_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS it sends */
   bool hold;            /* answer only when the test says */
+  SSL_CTX *tls;         /* owned; NULL: plaintext, else the TLS server of each connection */
   tp_peer *conns[TP_MAX_CONNS];
   int nconns;
   tp_msg *reqs[TP_MAX_MSGS]; /* every request, in arrival order (borrowed from conns) */
@@ -121,6 +122,8 @@ const char *tp_hdr_get(const tp_msg *m, const char *name);
  * tp_app_respond / tp_app_rst, else each is answered once whole: 200,
  * "x-app-conn: <conn index>", its own body echoed back. */
 tp_app *tp_app_new(struct ev_loop *loop, uint32_t max_streams, bool hold);
+/* The same over TLS: each connection's server SSL comes from |tls| (taken). */
+tp_app *tp_app_new_tls(struct ev_loop *loop, uint32_t max_streams, bool hold, SSL_CTX *tls);
 void tp_app_respond(tp_app *a, tp_msg *m, int status, const void *body, size_t len);
 /* A response whose body is ended by |trailers| (at most 4), or, with
  * |ntrailers| -1, left open after |body| (tp_msg_end or tp_app_rst end it). */
@@ -131,6 +134,10 @@ void tp_app_respond_trailers(tp_app *a, tp_msg *m, int status, const void *body,
 void tp_app_goaway(tp_app *a, int index, int32_t last_stream_id);
 /* Stops accepting and closes the listening socket: the app is down. */
 void tp_app_stop_listening(tp_app *a);
+/* App connection |index| crashes: what it queued is written, and once the
+ * other end's kernel has all of it (nothing left unacknowledged), the
+ * socket is closed with an RST (SO_LINGER 0, no close_notify). */
+void tp_app_reset_conn(tp_app *a, int index);
 /* Closes app connection |index| (its socket), streams and all. */
 void tp_app_drop_conn(tp_app *a, int index);
 void tp_app_rst(tp_app *a, tp_msg *m, uint32_t code);
