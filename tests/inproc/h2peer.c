@@ -478,7 +478,7 @@ void tp_app_stop_listening(tp_app *a) {
 }
 
 /* Polls of the send queue while an RST waits for it to empty. */
-#define TP_SENT_POLLS 2000
+#define TP_SENT_POLLS 10000
 #define TP_SENT_POLL_US 1000
 
 void tp_app_reset_conn(tp_app *a, int index) {
