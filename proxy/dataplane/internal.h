@@ -215,7 +215,8 @@ struct wisp_stream {
   bool stop_request;   /* once the response is out, reset the unfinished request (NO_ERROR): ours, or the
                         * upstream's followed by RST_STREAM(NO_ERROR) */
   /* The verified peer's SPIFFE ID ("" if none): the copy of the connection
-   * it came from while that one is linked, else peer_id_copy (owned). */
+   * it came from while that one is linked, else peer_id_copy (owned, from
+   * wisp_slab). */
   const char *peer_id;
   char *peer_id_copy;
   char *error;           /* owned: why it failed, NULL while nothing did (set_error in wisp_stream.c) */

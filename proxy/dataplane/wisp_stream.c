@@ -305,7 +305,10 @@ static void link_side(wisp_stream *s, wisp_side side, wisp_conn *c, int32_t id) 
  * Unlinked from both, it is freed (maybe_free) before |c| is. */
 static void keep_peer_id(wisp_stream *s, wisp_side side, const wisp_conn *c) {
   if (s->peer_id != c->io.verify.peer.id || !s->link[WISP_OTHER(side)].conn) return;
-  s->peer_id_copy = wisp_strdup(s->peer_id);
+  /* Per request outbound (the response outlives its upstream stream): from
+   * the freelists, as the stream is. */
+  size_t len = strlen(s->peer_id) + 1;
+  s->peer_id_copy = memcpy(wisp_slab_alloc(len), s->peer_id, len);
   s->peer_id = s->peer_id_copy;
 }
 
@@ -573,7 +576,7 @@ static void stream_free(wisp_stream *s) {
   }
   hdr_charge(s, -(ssize_t)s->hdr_held);
   free(s->error);
-  free(s->peer_id_copy);
+  wisp_slab_free(s->peer_id_copy);
   wisp_list_unlink(&s->idle_link);
   wisp_slab_free(s);
 }
@@ -1018,7 +1021,7 @@ static void start_response(wisp_stream *s) {
   wisp_conn *up = s->link[WISP_UP].conn;
   wisp_conn *down = s->link[WISP_DOWN].conn;
   if (s->dir == WISP_DIR_OUTBOUND && up && up->io.verify.peer_ok) {
-    free(s->peer_id_copy);
+    wisp_slab_free(s->peer_id_copy);
     s->peer_id_copy = NULL;
     s->peer_id = up->io.verify.peer.id;
   }
