@@ -1,6 +1,8 @@
 #include "lib/wisp_log.h"
 
+#include <assert.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -102,6 +104,32 @@ void wisp_json_field_strn(wisp_json *j, const char *key, size_t key_len, const c
   wisp_err rc = wisp_json_put_keyn(&b, key, key_len, LINE_LIMIT);
   if (rc == WISP_OK) rc = wisp_json_put_str(&b, val, len, WISP_JSON_ESCAPE_U, LINE_LIMIT);
   field_done(j, &b, rc);
+}
+
+#ifndef NDEBUG
+/* Whether |val| needs no escaping as a log line writes it
+ * (WISP_JSON_ESCAPE_U): for wisp_json_field_plain's assert. */
+static bool plain_bytes(const char *val, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)val[i];
+    if (c < 0x20 || c == '"' || c == '\\' || c == 0x7f) return false;
+  }
+  return true;
+}
+#endif
+
+void wisp_json_field_plain(wisp_json *j, const char *key, size_t key_len, const char *val, size_t len) {
+  assert(plain_bytes(val, len));
+  if (len >= LINE_LIMIT || !key_fits(j, key, key_len, len + 2)) {
+    wisp_json_field_strn(j, key, key_len, val, len); /* does not fit: dropped, marked truncated */
+    return;
+  }
+  char *o = j->buf + j->len;
+  *o++ = '"';
+  memcpy(o, val, len);
+  o += len;
+  *o++ = '"';
+  j->len = (size_t)(o - j->buf);
 }
 
 void wisp_json_field_int(wisp_json *j, const char *key, size_t key_len, int64_t val) {

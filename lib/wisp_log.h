@@ -24,6 +24,11 @@ void wisp_json_begin(wisp_json *j, const char *type);
  * wrappers below, whose keys are literals: inlined, their length is a
  * constant (the request log writes a line per request). */
 void wisp_json_field_strn(wisp_json *j, const char *key, size_t key_len, const char *val, size_t len);
+/* A string field whose value the caller knows needs no escaping (no '"',
+ * '\\', control byte or DEL: checked by assert), copied as it is: the
+ * request log's enumerations ("outbound", "allow", "h2"), a line per
+ * request. The same bytes as wisp_json_field_strn. */
+void wisp_json_field_plain(wisp_json *j, const char *key, size_t key_len, const char *val, size_t len);
 void wisp_json_field_int(wisp_json *j, const char *key, size_t key_len, int64_t val);
 void wisp_json_field_double(wisp_json *j, const char *key, size_t key_len, double val);
 
@@ -33,6 +38,10 @@ static inline void wisp_json_strn(wisp_json *j, const char *key, const char *val
 }
 static inline void wisp_json_str(wisp_json *j, const char *key, const char *val) {
   if (val) wisp_json_field_strn(j, key, strlen(key), val, strlen(val));
+}
+/* |val| a literal (or one of a few): its length is a constant too. */
+static inline void wisp_json_plain(wisp_json *j, const char *key, const char *val) {
+  wisp_json_field_plain(j, key, strlen(key), val, strlen(val));
 }
 static inline void wisp_json_int(wisp_json *j, const char *key, int64_t val) {
   wisp_json_field_int(j, key, strlen(key), val);

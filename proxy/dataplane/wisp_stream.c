@@ -536,7 +536,7 @@ static void stream_log(const wisp_stream *s) {
   suppressed += answers_suppressed + s->lines_dropped;
   wisp_json j;
   wisp_json_begin(&j, "request");
-  wisp_json_str(&j, "direction", s->dir == WISP_DIR_INBOUND ? "inbound" : "outbound");
+  wisp_json_plain(&j, "direction", s->dir == WISP_DIR_INBOUND ? "inbound" : "outbound");
   wisp_json_int(&j, "conn", (int64_t)s->down_conn_id);
   if (s->peer_id[0]) wisp_json_str(&j, "peer_id", s->peer_id);
   char trace_id[WISP_TRACE_ID_MAX + 1];
@@ -552,10 +552,10 @@ static void stream_log(const wisp_stream *s) {
   wisp_json_int(&j, "bytes_in", (int64_t)s->bytes[WISP_DOWN]);
   wisp_json_int(&j, "bytes_out", (int64_t)s->bytes[WISP_UP]);
   wisp_json_double(&j, "duration_ms", ms);
-  wisp_json_str(&j, "proto", wisp_stream_proto_name(s->caller_proto));
-  if (s->dir == WISP_DIR_INBOUND && !s->denied) wisp_json_str(&j, "app_proto", s->app_h1 ? "http/1.1" : "h2c");
+  wisp_json_plain(&j, "proto", wisp_stream_proto_name(s->caller_proto));
+  if (s->dir == WISP_DIR_INBOUND && !s->denied) wisp_json_plain(&j, "app_proto", s->app_h1 ? "http/1.1" : "h2c");
   wisp_json_str(&j, "upstream", s->target->name);
-  wisp_json_str(&j, "decision", s->denied ? "deny" : "allow");
+  wisp_json_plain(&j, "decision", s->denied ? "deny" : "allow");
   if (s->policy_checked) {
     if (s->policy_name[0]) wisp_json_str(&j, "policy", s->policy_name);
     if (s->policy_rule >= 0) wisp_json_int(&j, "rule", s->policy_rule);

@@ -483,6 +483,34 @@ static void test_truncation_boundary_sweep(void **state) {
   free(dec);
 }
 
+/* A plain field (a value that needs no escaping, copied as it is) writes
+ * what the escaping one writes, at every fill of the line: whole, or
+ * dropped and the line marked truncated. */
+static void test_plain_as_escaped(void **state) {
+  (void)state;
+  static const char *const kValues[] = {"", "h2", "allow", "outbound", "http/1.1 ~!#$%&'()*+,-./:;<=>?@[]^_`{|}"};
+  char *pad = malloc(WISP_JSON_MAX + 1);
+  assert_non_null(pad);
+  for (size_t v = 0; v < sizeof(kValues) / sizeof(kValues[0]); v++) {
+    for (size_t len = 0; len <= WISP_JSON_MAX; len++) {
+      memset(pad, 'p', len);
+      wisp_json a, b;
+      wisp_json_begin(&a, "t");
+      wisp_json_strn(&a, "pad", pad, len);
+      b = a;
+      wisp_json_str(&a, "key", kValues[v]);
+      wisp_json_plain(&b, "key", kValues[v]);
+      wisp_json_int(&a, "n", 1);
+      wisp_json_int(&b, "n", 1);
+      finish(&a);
+      finish(&b);
+      if (a.len != b.len || a.truncated != b.truncated || memcmp(a.buf, b.buf, a.len) != 0)
+        fail_msg("value %zu after %zu bytes of pad: plain %zu bytes, escaped %zu", v, len, b.len, a.len);
+    }
+  }
+  free(pad);
+}
+
 /* Many small fields until the buffer is full: the line stays valid. */
 static void test_many_fields_valid(void **state) {
   (void)state;
@@ -799,6 +827,7 @@ int main(void) {
       cmocka_unit_test(test_json_double_out_of_range),
       cmocka_unit_test(test_huge_value_truncated_valid),
       cmocka_unit_test(test_truncation_boundary_sweep),
+      cmocka_unit_test(test_plain_as_escaped),
       cmocka_unit_test(test_many_fields_valid),
       cmocka_unit_test(test_truncated_line_is_marked),
       cmocka_unit_test(test_wisp_log_levels_and_format),
