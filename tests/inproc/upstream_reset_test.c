@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +198,16 @@ static void test_reset_found_by_write(void **state) {
   assert_true(tf_log_line_has(f, kLine));
 }
 
+/* Descriptors open in this process (the proxy's and the test's). */
+static int open_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  assert_non_null(d);
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) n += e->d_name[0] != '.';
+  closedir(d);
+  return n - 1; /* not the one reading the directory */
+}
+
 static bool pool_empty(void *arg) { return ((tf_fixture *)arg)->route->target->nconns == 0; }
 
 /* The reset comes while the proxy has nothing to write: its read gets the
@@ -207,10 +218,13 @@ static void test_reset_found_by_read(void **state) {
   assert_non_null(c);
   tp_msg *msgs[ANSWERED];
   send_requests(f, c, msgs);
+  int fds = open_fds();
   crash_peer(&g_crash);
   expect_answered(f, msgs);
-  /* The crashed connection leaves the pool. */
+  /* The crashed connection leaves the pool, and its socket is closed (as
+   * is the peer's end, by the crash). */
   assert_true(tp_run_until(f->loop, pool_empty, f, TF_WAIT));
+  assert_int_equal(open_fds(), fds - 2);
 }
 
 int main(void) {
