@@ -7,7 +7,11 @@
 # with more could hold up to 4 x ceil(L/4). Each caller here holds its
 # connections and is served a request on each (tests/integration/
 # conn_hold.py, python3-h2 over mTLS); /metrics shows that several workers
-# took some, so the checks cannot pass by the hash's luck.
+# took some, so the checks cannot pass by the hash's luck. The other
+# carriers of a place count the same way: L4 tunnels (ALPN wisp-l4),
+# callers cut in their TLS handshake (each gives its place back), and
+# HTTP/1 callers of a --route (one place each, its gateway's HTTP/2 side
+# takes none).
 source "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
 WISP_PROXY=$(wisp_find_proxy "$@") || exit 1
 make_pki
@@ -108,4 +112,54 @@ expect_eq "the $L connections held are all still served" "served=$L refused=0" "
 hold_stop
 check "all closed: the listener holds none" wait_for 20 held_is 0
 stop_proxy total
+
+# --- other carriers: L4 tunnels, callers cut in their handshake ---
+PS=8
+IN=$(free_port) ADM=$(free_port)
+start_proxy carriers --workers $W --max-connections-per-source $PS --cert "$p/orders.crt" --key "$p/orders.key" \
+  --bundle "$p/ca/ca.crt" --inbound "127.0.0.1:$IN" --app "127.0.0.1:$APP_PORT" --admin "127.0.0.1:$ADM"
+wait_port "$IN" && wait_port "$ADM" || { not_ok "the proxy starts"; finish; }
+hold_start callers3
+got=""
+for s in 2 3 4 5; do got+="$(hold cut 127.0.0.$s 40) "; done
+expect_eq "160 callers from 4 sources cut in their TLS handshake" "cut=40 cut=40 cut=40 cut=40 " "$got"
+check "... and the proxy gives back every place they took" wait_for 20 held_is 0
+got=""
+for s in 2 3 4 5; do
+  got+="$(hold open 127.0.0.$s $((PS / 2)) l4) $(hold open 127.0.0.$s $((PS / 2))) $(hold open 127.0.0.$s 1 l4) "
+done
+want=$(for s in 2 3 4 5; do printf 'served=%d refused=0 served=%d refused=0 served=0 refused=1 ' $((PS / 2)) $((PS / 2)); done)
+expect_eq "then each of the 4 sources: $((PS / 2)) L4 tunnels and $((PS / 2)) HTTP/2 connections served, the next refused" \
+  "$want" "$got"
+n=$(busy_workers)
+check "... taken by several workers ($n of $W)" [ "$n" -ge 2 ]
+expect_eq "... and /metrics counts the $((4 * PS)) places once" "$((4 * PS))" "$(held)"
+expect_eq "the $((4 * PS)) held are all still served" "served=$((4 * PS)) refused=0" "$(hold again)"
+expect_eq "they close" "held=0" "$(hold close $((4 * PS)))"
+check "... and the listener holds none" wait_for 20 held_is 0
+
+# --- HTTP/1 callers of a --route: --max-connections on the outbound listener ---
+PEER_PORT=$(free_port) OUT=$(free_port) CADM=$(free_port) L=12
+start_proxy peer --cert "$p/orders.crt" --key "$p/orders.key" --bundle "$p/ca/ca.crt" \
+  --inbound "127.0.0.1:$PEER_PORT" --app "127.0.0.1:$APP_PORT" --app-protocol h2c
+start_proxy route --workers $W --max-connections $L --cert "$p/frontend.crt" --key "$p/frontend.key" \
+  --bundle "$p/ca/ca.crt" --route "127.0.0.1:$OUT=127.0.0.1:$PEER_PORT,id=$TD/ns/shop/sa/orders" \
+  --admin "127.0.0.1:$CADM"
+wait_port "$PEER_PORT" && wait_port "$OUT" && wait_port "$CADM" || { not_ok "the route's proxies start"; finish; }
+IN=$OUT ADM=$CADM # held, busy_workers: the route's proxy
+expect_eq "--workers $W --max-connections $L on a --route: $L HTTP/1.1 callers, each served" \
+  "served=$L refused=0" "$(hold open-h1 "$OUT" $L)"
+n=$(busy_workers)
+check "... taken by several workers ($n of $W)" [ "$n" -ge 2 ]
+expect_eq "... and /metrics counts $L, not their gateways' HTTP/2 sides too" "$L" "$(held)"
+expect_eq "HTTP/1 caller $((L + 1)) is refused" "served=0 refused=1" "$(hold open-h1 "$OUT" 1)"
+expect_eq "the $L held are all still served" "served=$L refused=0" "$(hold again)"
+expect_eq "one closes" "held=$((L - 1))" "$(hold close 1)"
+check "... and the proxy lets its place go" wait_for 20 held_is "$((L - 1))"
+expect_eq "... then a new one is served" "served=1 refused=0" "$(hold open-h1 "$OUT" 1)"
+hold_stop
+check "all closed: the route's listener holds none" wait_for 20 held_is 0
+stop_proxy route
+stop_proxy peer
+stop_proxy carriers
 finish
