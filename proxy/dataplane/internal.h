@@ -124,6 +124,12 @@ struct wisp_conn {
   char *expect_id;      /* upstream mTLS: owned copy of the ID the peer must present (NULL: any in our trust domain) */
   wisp_stream *streams; /* streams on this side, linked per side */
   int nstreams;
+  /* The stream of the header block being decoded (HEADERS and its
+   * CONTINUATIONs are never interleaved with another stream's frames), so
+   * wisp_h2 looks it up once per block, not once per field; NULL when none,
+   * and cleared when that stream leaves this connection (borrowed). */
+  wisp_stream *hdr_stream;
+  int32_t hdr_stream_id;
   bool got_preface; /* the peer's preface (its first SETTINGS) arrived: either side */
   /* downstream: its streams waiting for an upstream stream, one lane per
    * original caller (wisp_pool), served round robin from |lanes| on, and

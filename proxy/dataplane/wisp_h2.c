@@ -18,9 +18,12 @@ static wisp_stream *stream_of(nghttp2_session *session, int32_t id) {
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
   wisp_conn *c = user_data;
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+  c->hdr_stream = NULL;
   if (c->io.upstream || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
     wisp_stream *s = stream_of(session, frame->hd.stream_id);
     if (s) wisp_stream_on_begin_headers(s, side_of(c)); /* a response or trailers */
+    c->hdr_stream = s;
+    c->hdr_stream_id = frame->hd.stream_id;
     return 0;
   }
   if (c->draining || c->px->draining || !wisp_stream_admit(c)) {
@@ -28,15 +31,19 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     return 0;
   }
   wisp_conn_stream_opened(c);
-  wisp_stream_new(c, frame->hd.stream_id);
+  c->hdr_stream = wisp_stream_new(c, frame->hd.stream_id);
+  c->hdr_stream_id = frame->hd.stream_id;
   return 0;
 }
 
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
                      const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data) {
   wisp_conn *c = user_data;
-  wisp_stream *s = stream_of(session, frame->hd.stream_id);
-  if (!s || frame->hd.type != NGHTTP2_HEADERS) return 0;
+  if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+  /* The block's stream, as on_begin_headers found it (else looked up). */
+  wisp_stream *s = c->hdr_stream && c->hdr_stream_id == frame->hd.stream_id ? c->hdr_stream
+                                                                            : stream_of(session, frame->hd.stream_id);
+  if (!s) return 0;
   if (wisp_stream_on_header(s, side_of(c), frame->headers.cat, name, namelen, value, valuelen) != WISP_OK)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets just this stream */
   return 0;

@@ -331,6 +331,7 @@ static void unlink_side(wisp_stream *s, wisp_side side) {
   }
   if (l->next) l->next->link[side].prev = l->prev;
   memset(l, 0, sizeof(*l));
+  if (c->hdr_stream == s) c->hdr_stream = NULL;
   wisp_conn_stream_removed(c);
   if (side == WISP_UP) wisp_pool_wake(s->target); /* a stream slot is free */
 }
