@@ -110,7 +110,8 @@ void wisp_h2conn_recv(wisp_h2conn *c) {
                      : wisp_transport_read(&c->tp, g_scratch, sizeof(g_scratch));
     if (n == WISP_TRANSPORT_AGAIN) break;
     if (n == WISP_TRANSPORT_ERROR) {
-      wisp_h2conn_closef(c, "read failed: %s", strerror(errno));
+      char why[128];
+      wisp_h2conn_closef(c, "read failed: %s", wisp_transport_error_text(&c->tp, errno, why, sizeof(why)));
       return;
     }
     if (n == 0 || n == WISP_TRANSPORT_TRUNCATED) { /* an end without close_notify is an end too */
@@ -209,7 +210,8 @@ static void flush_out(wisp_h2conn *c) {
     if (w <= 0) {
       int err = errno;
       if (c->upstream && (err == ECONNRESET || err == EPIPE)) recv_before_reset(c);
-      wisp_h2conn_closef(c, "write failed: %s", strerror(err));
+      char why[128];
+      wisp_h2conn_closef(c, "write failed: %s", wisp_transport_error_text(&c->tp, err, why, sizeof(why)));
       return;
     }
     wisp_buf_consume(&c->out, (size_t)w);

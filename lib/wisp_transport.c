@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -189,6 +190,7 @@ static ssize_t tls_result(wisp_transport *t, int r, bool reading) {
       ERR_clear_error();
       return reading && r == 0 ? WISP_TRANSPORT_TRUNCATED : WISP_TRANSPORT_ERROR;
     default: /* the peer broke TLS (a bad or oversized record, a bad MAC) */
+      t->tls_error = ERR_peek_last_error();
       ERR_clear_error();
       errno = EPROTO; /* owners log strerror(errno): not "Success" */
       return WISP_TRANSPORT_ERROR;
@@ -298,4 +300,18 @@ void wisp_transport_get_peer(const wisp_transport *t, wisp_transport_peer *out) 
 bool wisp_transport_alpn_is(const wisp_transport_peer *p, const char *proto) {
   size_t n = strlen(proto);
   return n > 0 && p->alpn_len == n && memcmp(p->alpn, proto, n) == 0;
+}
+
+const char *wisp_transport_error_text(const wisp_transport *t, int err, char *out, size_t out_len) {
+  const char *reason = err == EPROTO && t->tls_error ? ERR_reason_error_string(t->tls_error) : NULL;
+  if (!reason) return strerror(err);
+  /* BoringSSL's reasons are identifiers (DECRYPTION_FAILED_OR_BAD_RECORD_MAC):
+   * written as words, as the rest of the log line. */
+  int n = snprintf(out, out_len, "TLS error: %s", reason);
+  if (n < 0) return strerror(err);
+  for (char *c = out + sizeof("TLS error: ") - 1; *c; c++) {
+    if (*c == '_') *c = ' ';
+    else if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
+  }
+  return out;
 }

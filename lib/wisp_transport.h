@@ -89,6 +89,11 @@ struct wisp_transport {
                     * writable (wisp_h2conn does; the L4 tunnel reads it
                     * only while handshaking, and watches an end for
                     * writability only while bytes wait for it) */
+
+  /* TLS: the library's packed code of the last failure the peer caused (a
+   * bad record, its alert), 0 none: for the owner's log line
+   * (wisp_transport_error_text). */
+  uint32_t tls_error;
 };
 
 /* Plain TCP on |fd| (taken; -1: not connected yet, see set_fd). */
@@ -132,5 +137,13 @@ typedef struct {
 void wisp_transport_get_peer(const wisp_transport *t, wisp_transport_peer *out);
 /* Whether |p|'s negotiated ALPN is |proto| (NUL-terminated). */
 bool wisp_transport_alpn_is(const wisp_transport_peer *p, const char *proto);
+
+/* Why the last WISP_TRANSPORT_ERROR of |t| happened, for a log line; |err|
+ * is the errno it left. A peer that broke TLS gets the TLS library's reason
+ * in words ("TLS error: decryption failed or bad record mac", "TLS error:
+ * tlsv1 alert decode error" for its alert), not strerror's "Protocol
+ * error"; anything else is strerror(err). Returns |out| or a static
+ * string. */
+const char *wisp_transport_error_text(const wisp_transport *t, int err, char *out, size_t out_len);
 
 #endif

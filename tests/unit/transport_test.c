@@ -699,6 +699,38 @@ static void test_tls_bad_record_errno(void **state) {
   errno = 0;
   assert_int_equal(read_result(&p.srv, buf, sizeof(buf)), WISP_TRANSPORT_ERROR);
   assert_int_equal(errno, EPROTO);
+  char why[128];
+  assert_string_equal(wisp_transport_error_text(&p.srv, errno, why, sizeof(why)),
+                      "TLS error: encrypted length too long");
+  tls_pair_close(&p);
+}
+
+/* A record whose MAC does not check (one byte of a real record changed on
+ * the wire) is named for the log, not "Protocol error"; an error that is
+ * not TLS's keeps strerror's words. */
+static void test_tls_bad_mac_text(void **state) {
+  tls_pair p;
+  tls_pair_up(&p);
+  int sv[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  int real = p.cli.fd; /* the record goes to sv[0] first, is changed, then on */
+  p.cli.fd = sv[0];
+  assert_int_equal(wisp_transport_write(&p.cli, (const uint8_t *)"hello", 5), 5);
+  p.cli.fd = real;
+  uint8_t rec[256];
+  ssize_t n = read(sv[1], rec, sizeof(rec));
+  assert_true(n > 5);
+  rec[n - 1] ^= 0x01; /* the tag's last byte */
+  assert_int_equal(write(real, rec, (size_t)n), n);
+  uint8_t buf[64];
+  errno = 0;
+  assert_int_equal(read_result(&p.srv, buf, sizeof(buf)), WISP_TRANSPORT_ERROR);
+  char why[128];
+  assert_string_equal(wisp_transport_error_text(&p.srv, errno, why, sizeof(why)),
+                      "TLS error: decryption failed or bad record mac");
+  assert_string_equal(wisp_transport_error_text(&p.srv, ECONNRESET, why, sizeof(why)), strerror(ECONNRESET));
+  close(sv[0]);
+  close(sv[1]);
   tls_pair_close(&p);
 }
 
@@ -723,6 +755,7 @@ int main(void) {
       cmocka_unit_test(test_tls_record_then_fin_same_wakeup),
       cmocka_unit_test(test_tls_close_buffered),
       cmocka_unit_test(test_tls_bad_record_errno),
+      cmocka_unit_test(test_tls_bad_mac_text),
   };
   return WISP_RUN_GROUP_TESTS(tests, group_setup, group_teardown);
 }
