@@ -72,7 +72,7 @@ void wisp_json_begin(wisp_json *j, const char *type) {
  * straight into the line when both fit (so the value cannot fail): a
  * request log line has ~20 fields, and wisp_json_put_keyn's three bounded
  * appends were most of a field's cost. The same bytes as put_keyn. */
-static bool key_fits(wisp_json *j, const char *key, size_t key_len, size_t worst) {
+static inline bool key_fits(wisp_json *j, const char *key, size_t key_len, size_t worst) {
   size_t room = LINE_LIMIT - j->len; /* the line never passes LINE_LIMIT */
   if (key_len + 4 > room || worst > room - key_len - 4) return false;
   char *o = j->buf + j->len;
@@ -133,14 +133,17 @@ void wisp_json_field_plain(wisp_json *j, const char *key, size_t key_len, const 
 }
 
 void wisp_json_field_int(wisp_json *j, const char *key, size_t key_len, int64_t val) {
-  size_t mark = j->len;
   if (key_fits(j, key, key_len, INT_MAX_CHARS)) {
-    wisp_buf b = line_buf(j);
-    if (wisp_json_put_int(&b, val, LINE_LIMIT) == WISP_OK) {
-      j->len = b.wpos;
-      return;
+    /* Straight into the line, as wisp_json_put_int writes it. */
+    char *o = j->buf + j->len;
+    uint64_t mag = (uint64_t)val;
+    if (val < 0) {
+      *o++ = '-';
+      mag = (uint64_t)0 - mag;
     }
-    j->len = mark; /* not reached: the worst case fitted */
+    o += wisp_json_fmt_u64(o, mag);
+    j->len = (size_t)(o - j->buf);
+    return;
   }
   wisp_buf b = line_buf(j);
   wisp_err rc = wisp_json_put_keyn(&b, key, key_len, LINE_LIMIT);

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -399,6 +400,31 @@ static void test_numbers(void **state) {
       "\"d1\":1.500,\"d2\":-0.250,\"d3\":0.000}\n";
   size_t wlen = strlen(kWant);
   assert_memory_equal(j.buf + j.len - wlen, kWant, wlen);
+}
+
+/* Integers written straight into the line: every length of decimal, both
+ * signs, as printf writes them. */
+static void test_int_digits(void **state) {
+  (void)state;
+  for (int sign = 1; sign >= -1; sign -= 2) {
+    int64_t v = 0;
+    for (int digits = 0; digits <= 19; digits++) {
+      for (int64_t d = -1; d <= 1; d++) {
+        int64_t x = v + d;
+        if (sign < 0) x = x == INT64_MIN ? x : -x;
+        wisp_json j;
+        wisp_json_begin(&j, "t");
+        wisp_json_int(&j, "n", x);
+        finish(&j);
+        char want[48];
+        snprintf(want, sizeof(want), ",\"n\":%" PRId64 "}\n", x);
+        size_t wlen = strlen(want);
+        assert_true(j.len > wlen);
+        assert_memory_equal(j.buf + j.len - wlen, want, wlen);
+      }
+      v = digits < 18 ? (v ? v * 10 : 10) : INT64_MAX - 1;
+    }
+  }
 }
 
 /* BUG: wisp_json_double converts val * 1000 to int64_t. For NaN, +-inf and
@@ -824,6 +850,7 @@ int main(void) {
       cmocka_unit_test(test_escaping),
       cmocka_unit_test(test_null_values_skipped),
       cmocka_unit_test(test_numbers),
+      cmocka_unit_test(test_int_digits),
       cmocka_unit_test(test_json_double_out_of_range),
       cmocka_unit_test(test_huge_value_truncated_valid),
       cmocka_unit_test(test_truncation_boundary_sweep),
