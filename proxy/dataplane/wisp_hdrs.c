@@ -17,7 +17,7 @@ struct wisp_hdrs_block {
   uint8_t data[];
 };
 
-static uint8_t *arena_alloc(wisp_hdrs *h, size_t n) {
+static inline uint8_t *arena_alloc(wisp_hdrs *h, size_t n) {
   wisp_hdrs_block *b = h->blocks;
   if (!b || b->cap - b->used < n) {
     size_t want = n > WISP_HDRS_BLOCK ? n : WISP_HDRS_BLOCK;
