@@ -1,7 +1,8 @@
 # bench/pair_setup.sh, sourced by bench/instr.sh and bench/syscalls.sh:
 # bench_pair WISP BASE WRAP... starts the pair those measure: nghttpd
 # (--no-tls) serving a file of BENCH_BODY bytes (64) on BASE, the inbound
-# wisp on BASE+2 in front of it, the outbound wisp on BASE+1 routing to it
+# wisp on BASE+2 in front of it (--app-protocol h2c: nghttpd speaks only
+# h2c, also to HTTP/1 callers, as bench/run.sh), the outbound wisp on BASE+1 routing to it
 # over mTLS (credentials made here), each wisp run as WRAP... WISP ARGS
 # (WRAP may be nothing), then warms up (2,000 requests, h2load -c 10 -m
 # 10). Sets OUT, SPID (inbound wisp), CPID (outbound wisp). Sourcing
@@ -24,7 +25,7 @@ bench_pair() {
 	nghttpd --no-tls -a 127.0.0.1 -m 1000 -d "$TMP/docroot" "$app" >/dev/null 2>&1 & PIDS+=($!)
 	wait_port "$app"
 	"$@" "$wisp" --cert "$TMP/server.crt" --key "$TMP/server.key" --bundle "$TMP/ca/ca.crt" \
-		--inbound "127.0.0.1:$in" --app "127.0.0.1:$app" --drain-timeout 2 --admin off >/dev/null 2>"$TMP/in.err" & SPID=$!; PIDS+=($SPID)
+		--inbound "127.0.0.1:$in" --app "127.0.0.1:$app" --app-protocol h2c --drain-timeout 2 --admin off >/dev/null 2>"$TMP/in.err" & SPID=$!; PIDS+=($SPID)
 	wait_port "$in"
 	"$@" "$wisp" --cert "$TMP/client.crt" --key "$TMP/client.key" --bundle "$TMP/ca/ca.crt" \
 		--route "127.0.0.1:$OUT=127.0.0.1:$in,id=spiffe://bench.local/ns/bench/sa/server" --drain-timeout 2 \

@@ -469,11 +469,41 @@ bool wisp_h1_printf(wisp_buf *out, const char *fmt, ...) {
   return rc == WISP_OK;
 }
 
+bool wisp_h1_put_line(wisp_buf *out, const char *a, size_t alen, const char *b, size_t blen, const char *c,
+                      size_t clen) {
+  size_t len = alen + blen + clen;
+  if (len > WISP_H1_BUF_CAP || wisp_buf_len(out) > WISP_H1_BUF_CAP - len) return false;
+  /* within the cap, as checked: the appends cannot fail */
+  bool ok = wisp_buf_append(out, a, alen, WISP_H1_BUF_CAP) == WISP_OK;
+  ok = ok && wisp_buf_append(out, b, blen, WISP_H1_BUF_CAP) == WISP_OK;
+  return ok && wisp_buf_append(out, c, clen, WISP_H1_BUF_CAP) == WISP_OK;
+}
+
+bool wisp_h1_put_field(wisp_buf *out, const nghttp2_nv *nv) {
+  size_t len = nv->namelen + nv->valuelen + 4;
+  if (len > WISP_H1_BUF_CAP || wisp_buf_len(out) > WISP_H1_BUF_CAP - len) return false;
+  bool ok = wisp_buf_append(out, nv->name, nv->namelen, WISP_H1_BUF_CAP) == WISP_OK;
+  ok = ok && wisp_buf_append(out, ": ", 2, WISP_H1_BUF_CAP) == WISP_OK;
+  ok = ok && wisp_buf_append(out, nv->value, nv->valuelen, WISP_H1_BUF_CAP) == WISP_OK;
+  return ok && wisp_buf_append(out, "\r\n", 2, WISP_H1_BUF_CAP) == WISP_OK;
+}
+
+bool wisp_h1_put_status_line(wisp_buf *out, int status) {
+  if (status < 100 || status > 999)
+    return wisp_h1_printf(out, "HTTP/1.1 %d %s\r\n", status, wisp_h1_reason_phrase(status));
+  char head[] = "HTTP/1.1 000 ";
+  head[9] = (char)('0' + status / 100);
+  head[10] = (char)('0' + status / 10 % 10);
+  head[11] = (char)('0' + status % 10);
+  const char *reason = wisp_h1_reason_phrase(status);
+  return wisp_h1_put_line(out, head, sizeof(head) - 1, reason, strlen(reason), "\r\n", 2);
+}
+
 void wisp_h1_put_fields(wisp_buf *out, const wisp_hdrs *h) {
   for (size_t i = 0; i < h->n; i++) {
     const nghttp2_nv *nv = &h->nv[i];
     if (nv->namelen && nv->name[0] == ':') continue;
-    wisp_h1_printf(out, "%.*s: %.*s\r\n", (int)nv->namelen, nv->name, (int)nv->valuelen, nv->value);
+    wisp_h1_put_field(out, nv);
   }
 }
 
@@ -484,7 +514,7 @@ size_t wisp_h1_put_body(wisp_buf *out, wisp_buf *from, bool chunked) {
     if (n > H1_READ_CHUNK) n = H1_READ_CHUNK;
     if (chunked) wisp_h1_printf(out, "%zx\r\n", n);
     if (wisp_buf_append(out, wisp_buf_rptr(from), n, WISP_H1_BUF_CAP) != WISP_OK) break;
-    if (chunked) wisp_h1_printf(out, "\r\n");
+    if (chunked) WISP_H1_PUT_LIT(out, "\r\n");
     wisp_buf_consume(from, n);
     moved += n;
   }
@@ -492,9 +522,9 @@ size_t wisp_h1_put_body(wisp_buf *out, wisp_buf *from, bool chunked) {
 }
 
 void wisp_h1_put_last_chunk(wisp_buf *out, const wisp_hdrs *trailers) {
-  wisp_h1_printf(out, "0\r\n");
+  WISP_H1_PUT_LIT(out, "0\r\n");
   wisp_h1_put_fields(out, trailers);
-  wisp_h1_printf(out, "\r\n");
+  WISP_H1_PUT_LIT(out, "\r\n");
 }
 
 /* Lines of requests the gateway answers itself: a caller can send bad heads
@@ -581,17 +611,19 @@ static void write_head(h1conn *h, h1req *r) {
    * after it, and the client must be told, or it sends its next request
    * on a connection we are closing (and gets no answer). */
   if (!r->body_eof && (r->resp_eof || r->stream_closed)) r->close_after = true;
-  wisp_h1_printf(&h->out, "HTTP/1.1 %d %s\r\n", status, wisp_h1_reason_phrase(status));
+  wisp_h1_put_status_line(&h->out, status);
   for (size_t i = 0; i < r->resp.n; i++) {
     const nghttp2_nv *nv = &r->resp.nv[i];
     if (skip_response_field(nv)) continue;
-    wisp_h1_printf(&h->out, "%.*s: %.*s\r\n", (int)nv->namelen, nv->name, (int)nv->valuelen, nv->value);
+    wisp_h1_put_field(&h->out, nv);
   }
-  if (r->chunked_out) wisp_h1_printf(&h->out, "transfer-encoding: chunked\r\n");
+  if (r->chunked_out) WISP_H1_PUT_LIT(&h->out, "transfer-encoding: chunked\r\n");
   if (r->close_after) {
-    wisp_h1_printf(&h->out, "connection: close\r\n\r\n");
+    WISP_H1_PUT_LIT(&h->out, "connection: close\r\n\r\n");
+  } else if (r->http10) {
+    WISP_H1_PUT_LIT(&h->out, "connection: keep-alive\r\n\r\n");
   } else {
-    wisp_h1_printf(&h->out, r->http10 ? "connection: keep-alive\r\n\r\n" : "\r\n");
+    WISP_H1_PUT_LIT(&h->out, "\r\n");
   }
   r->head_written = true;
 }

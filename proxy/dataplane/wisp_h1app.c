@@ -225,14 +225,14 @@ static void write_request_head(appreq *r, appconn *ac) {
   for (size_t i = 0; i < r->req.n; i++) {
     const nghttp2_nv *nv = &r->req.nv[i];
     if (skip_request_field(nv)) continue;
-    wisp_h1_printf(&ac->out, "%.*s: %.*s\r\n", (int)nv->namelen, nv->name, (int)nv->valuelen, nv->value);
+    wisp_h1_put_field(&ac->out, nv);
   }
   bool has_length = wisp_hdrs_get(&r->req, "content-length") != NULL;
   if (!has_length && !(r->req_eof && wisp_buf_len(&r->body) == 0)) {
     r->chunked = true;
-    wisp_h1_printf(&ac->out, "transfer-encoding: chunked\r\n");
+    WISP_H1_PUT_LIT(&ac->out, "transfer-encoding: chunked\r\n");
   }
-  wisp_h1_printf(&ac->out, "\r\n");
+  WISP_H1_PUT_LIT(&ac->out, "\r\n");
   r->is_head = strcmp(method, "HEAD") == 0;
   wisp_h1parse_set_no_body(&ac->parser, r->is_head);
 }
