@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "lib/wisp_json.h"
 #include "tests/unit/test_util.h"
@@ -321,6 +323,39 @@ static void expect_fast_as_piecewise(const char *in, size_t len, wisp_json_escap
   wisp_buf_cleanup(&fast);
 }
 
+/* The one-pass escaper reads a string's tail as a whole word ending at its
+ * end and a short string as two overlapping halves: every read stays
+ * inside the string. Strings of 0 to 24 bytes (plain, and with a byte to
+ * escape at every place) end right at a PROT_NONE page, or start right
+ * after one: a read one byte outside faults, in every build. */
+static void test_fast_path_reads_inside(void **state) {
+  (void)state;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  uint8_t *map = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  assert_true(map != MAP_FAILED);
+  assert_int_equal(mprotect(map, page, PROT_NONE), 0);
+  assert_int_equal(mprotect(map + 2 * page, page, PROT_NONE), 0);
+  uint8_t *first = map + page, *end = map + 2 * page; /* the readable page */
+  static const unsigned char odd[] = {'a', 0x00, '"', '\\', 0x1f, 0x7f, 0xff};
+  for (int esc = 0; esc < 2; esc++) {
+    for (size_t len = 0; len <= 24; len++) {
+      for (size_t x = 0; x < sizeof(odd); x++) {
+        for (size_t at = 0; at < (len ? len : 1); at++) {
+          char want[24];
+          memset(want, 'q', sizeof(want));
+          if (len) want[at] = (char)odd[x];
+          char *tail = (char *)end - len, *head = (char *)first;
+          memcpy(tail, want, len);
+          memcpy(head, want, len);
+          expect_fast_as_piecewise(tail, len, (wisp_json_escape)esc);
+          expect_fast_as_piecewise(head, len, (wisp_json_escape)esc);
+        }
+      }
+    }
+  }
+  munmap(map, 3 * page);
+}
+
 /* The one-pass escaper (a buffer with room, 8 bytes at a time) writes what
  * the piecewise one writes (a buffer without room): every byte value, NUL
  * included, at every place in and around a word, both escapes. */
@@ -441,6 +476,7 @@ int main(void) {
       cmocka_unit_test(test_same_bytes_as_before),
       cmocka_unit_test(test_fast_path_as_piecewise),
       cmocka_unit_test(test_fast_path_two_escapes),
+      cmocka_unit_test(test_fast_path_reads_inside),
       cmocka_unit_test(test_buf_printf),
       cmocka_unit_test(test_measure),
   };
