@@ -202,6 +202,44 @@ static void test_refusals(void **state) {
   assert_non_null(strstr(why, "64 KiB"));
 }
 
+/* A head of |len| bytes (a GET with one long field) fed in pieces of
+ * |step| (0: whole); returns the outcome, |took|: the bytes taken. */
+static wisp_h1p_result feed_head_of(size_t len, size_t step, size_t *took) {
+  static char in[WISP_H1_HEAD_MAX + 16];
+  int n = snprintf(in, sizeof(in), "GET / HTTP/1.1\r\nHost: x\r\nX: ");
+  memset(in + n, 'a', len - (size_t)n - 4);
+  memcpy(in + len - 4, "\r\n\r\n", 4);
+  seen s = {0};
+  wisp_h1parse p;
+  wisp_h1parse_init(&p, HTTP_REQUEST, &kCbs, &s);
+  wisp_h1p_result r = WISP_H1P_MORE;
+  *took = 0;
+  while (*took < len && r == WISP_H1P_MORE) {
+    size_t piece = step && len - *took > step ? step : len - *took, used;
+    r = wisp_h1parse_feed(&p, (const uint8_t *)in + *took, piece, &used);
+    *took += used;
+  }
+  wisp_h1parse_cleanup(&p);
+  return r;
+}
+
+/* The head limit holds to the byte however the head arrives: plain bytes
+ * are taken as runs (issue 15), and a run that crosses the limit is
+ * refused at the same byte as one byte at a time. */
+static void test_head_limit_exact(void **state) {
+  (void)state;
+  size_t steps[] = {0, 1, 7, 4096};
+  for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+    size_t took;
+    assert_int_equal(feed_head_of(WISP_H1_HEAD_MAX, steps[i], &took), WISP_H1P_END);
+    assert_int_equal(took, WISP_H1_HEAD_MAX);
+    assert_int_equal(feed_head_of(WISP_H1_HEAD_MAX + 1, steps[i], &took), WISP_H1P_ERROR);
+    assert_int_equal(took, WISP_H1_HEAD_MAX + 1); /* the refused byte is the one past the limit: a LF */
+    assert_int_equal(feed_head_of(WISP_H1_HEAD_MAX + 10, steps[i], &took), WISP_H1P_ERROR);
+    assert_int_equal(took, WISP_H1_HEAD_MAX + 1); /* ... here an 'a' amid a run */
+  }
+}
+
 /* Records the fields a proxy would forward, as "name," in |arg|. */
 static void keep_forwarded(void *arg, const wisp_h1_head *h) {
   seen *s = arg;
@@ -259,8 +297,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pipelined_requests), cmocka_unit_test(test_chunked_with_trailers),
       cmocka_unit_test(test_responses),          cmocka_unit_test(test_head_flags),
-      cmocka_unit_test(test_refusals),           cmocka_unit_test(test_hop_by_hop),
-      cmocka_unit_test(test_request_line),
+      cmocka_unit_test(test_refusals),           cmocka_unit_test(test_head_limit_exact),
+      cmocka_unit_test(test_hop_by_hop),         cmocka_unit_test(test_request_line),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
