@@ -6,7 +6,9 @@
 # -c 1 -m 1) and at 100 in flight (-c 10 -m 10). strace slows every system
 # call, so the pair batches more at 100 in flight than it would untraced:
 # compare builds with it, do not read it as the untraced count.
-# REQUESTS [2000]; SC_PORT_BASE [18400] (3 consecutive ports).
+# SC_H1=1: HTTP/1.1 callers instead (h2load --h1, keep-alive, -m 1 in both
+# passes: -c 1 and -c 10), as bench/run.sh's wisp-h1.
+# REQUESTS [2000]; SC_PORT_BASE [18400] (3 consecutive ports); SC_H1 [0].
 set -euo pipefail
 WISP=${1:?usage: bench/syscalls.sh WISP_PROXY_BINARY [REQUESTS]}
 N=${2:-2000}
@@ -30,5 +32,11 @@ pass() {
 		awk -v n="$ok" "$rows {printf \"    %-14s %.2f\\n\", \$NF, \$4 / n}" "$TMP/$side.sc" | sort -k2 -nr | head -8
 	done
 }
+if [[ ${SC_H1:-0} == 1 ]]; then
+	h2load --h1 -c 10 -m 1 -n 2000 "http://127.0.0.1:$OUT/" >/dev/null 2>&1 # warm-up of the HTTP/1 gateway
+	pass "h1-1-at-once" --h1 -c 1 -m 1
+	pass "h1-10" --h1 -c 10 -m 1
+	exit 0
+fi
 pass "1-at-once" -c 1 -m 1
 pass "100" -c 10 -m 10

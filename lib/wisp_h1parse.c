@@ -363,6 +363,9 @@ static void begin_message(wisp_h1parse *p) {
 
 void wisp_h1parse_init(wisp_h1parse *p, enum http_parser_type type, const wisp_h1parse_cbs *cbs, void *arg) {
   memset(p, 0, sizeof(*p));
+  /* A head is collected and released once per message: wisp_slab's
+   * freelists, not malloc (issue 15). */
+  p->head.slab = p->tbuf.slab = true;
   p->type = type;
   p->cbs = cbs;
   p->arg = arg;
