@@ -427,6 +427,31 @@ static void app_gone(appconn *ac, const char *why) {
   conn_free(ac);
 }
 
+/* Parses |n| bytes the app sent on |ac|; false if that ended |ac| (freed). */
+static bool parse_app(appconn *ac, const uint8_t *buf, size_t n) {
+  if (!ac->r) {
+    app_gone(ac, "sent bytes nobody asked for"); /* on an idle connection */
+    return false;
+  }
+  size_t off = 0;
+  while (off < n && ac->r) {
+    size_t used = 0;
+    wisp_h1p_result res = wisp_h1parse_feed(&ac->parser, buf + off, n - off, &used);
+    off += used;
+    if (res == WISP_H1P_ERROR) {
+      char msg[200];
+      snprintf(msg, sizeof(msg), "sent a malformed HTTP/1 response: %s", ac->parser.why);
+      app_gone(ac, msg);
+      return false;
+    }
+  }
+  if (off < n) {
+    app_gone(ac, "sent bytes after its response");
+    return false;
+  }
+  return true;
+}
+
 static void read_app(appconn *ac) {
   uint8_t buf[APP_READ_CHUNK];
   ssize_t n = recv(ac->fd, buf, sizeof(buf), 0);
@@ -436,23 +461,26 @@ static void read_app(appconn *ac) {
                        : "closed the connection before a complete response");
     return;
   }
-  if (!ac->r) {
-    app_gone(ac, "sent bytes nobody asked for"); /* on an idle connection */
-    return;
+  parse_app(ac, buf, (size_t)n);
+}
+
+/* A write to the app found it reset the connection: what it sent before
+ * (an early answer, such as a 413 to a body it will not read, then its
+ * close with the body unread, which makes the reset) is still readable,
+ * queued ahead of the reset. It is parsed, so a complete answer reaches
+ * the caller, as lib/wisp_h2conn does for an h2c app; the socket is read
+ * to the reset, EOF or while the response has room, at most this many
+ * times. False if parsing ended |ac| (freed). */
+#define WISP_H1APP_RESET_READS 64
+
+static bool read_before_reset(appconn *ac) {
+  uint8_t buf[APP_READ_CHUNK];
+  for (int i = 0; i < WISP_H1APP_RESET_READS && ac->r && wisp_buf_len(&ac->r->resp) < WISP_H1APP_RESP_HIGH; i++) {
+    ssize_t n = recv(ac->fd, buf, sizeof(buf), 0);
+    if (n <= 0) return true;
+    if (!parse_app(ac, buf, (size_t)n)) return false;
   }
-  size_t off = 0;
-  while (off < (size_t)n && ac->r) {
-    size_t used = 0;
-    wisp_h1p_result res = wisp_h1parse_feed(&ac->parser, buf + off, (size_t)n - off, &used);
-    off += used;
-    if (res == WISP_H1P_ERROR) {
-      char msg[200];
-      snprintf(msg, sizeof(msg), "sent a malformed HTTP/1 response: %s", ac->parser.why);
-      app_gone(ac, msg);
-      return;
-    }
-  }
-  if (off < (size_t)n) app_gone(ac, "sent bytes after its response");
+  return true;
 }
 
 static void on_app_readable(struct ev_loop *loop, ev_io *w, int revents) {
@@ -517,6 +545,8 @@ static void service_conns(h1app *g) {
     if (r && !ac->connecting) {
       move_request(r);
       if (!wisp_h1_flush(ac->fd, &ac->out)) {
+        int err = errno;
+        if ((err == ECONNRESET || err == EPIPE) && !read_before_reset(ac)) continue;
         app_gone(ac, "reset the connection while we sent the request");
         continue;
       }
