@@ -452,7 +452,9 @@ nghttp2_option *wisp_h1_session_option(void) {
 
 static nghttp2_session *session_new(h1conn *h) {
   nghttp2_session *s;
-  if (nghttp2_session_client_new2(&s, callbacks(), h, wisp_h1_session_option()) != 0) abort();
+  /* nghttp2's per-stream allocations (about five per request) from this
+   * thread's wisp_slab freelists, as the HTTP/2 connections' (issue 15). */
+  if (nghttp2_session_client_new3(&s, callbacks(), h, wisp_h1_session_option(), wisp_h2conn_mem()) != 0) abort();
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, WISP_H1_PIPELINE},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H1_BEHIND_WINDOW},
