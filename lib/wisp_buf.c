@@ -38,6 +38,14 @@ wisp_err wisp_buf_append(wisp_buf *b, const void *data, size_t len, size_t limit
   return WISP_OK;
 }
 
+uint8_t *wisp_buf_extend(wisp_buf *b, size_t len, size_t limit) {
+  if (len > limit || wisp_buf_len(b) > limit - len) return NULL;
+  wisp_buf_reserve(b, len);
+  uint8_t *at = b->data + b->wpos;
+  b->wpos += len;
+  return at;
+}
+
 wisp_err wisp_buf_vprintf(wisp_buf *b, size_t limit, const char *fmt, va_list ap) {
   va_list again;
   va_copy(again, ap);

@@ -36,6 +36,11 @@ static inline const uint8_t *wisp_buf_rptr(const wisp_buf *b) {
 /* Appends |len| bytes; fails with WISP_ERR_TOO_BIG (buffer unchanged) if the
  * unread bytes would exceed |limit|. */
 wisp_err wisp_buf_append(wisp_buf *b, const void *data, size_t len, size_t limit) WISP_MUST_CHECK;
+/* Makes |len| more bytes written and returns where they start, for the
+ * caller to fill at once (several pieces with one check and one
+ * reservation); NULL, buffer unchanged, if the unread bytes would exceed
+ * |limit|. The pointer is good until the next write to |b|. */
+uint8_t *wisp_buf_extend(wisp_buf *b, size_t len, size_t limit) WISP_MUST_CHECK;
 /* Appends printf-formatted text (no NUL); all or nothing as
  * wisp_buf_append: WISP_ERR_TOO_BIG past |limit|, WISP_ERR_INTERNAL if
  * |fmt| cannot be formatted, and the buffer is unchanged. */

@@ -477,21 +477,26 @@ bool wisp_h1_printf(wisp_buf *out, const char *fmt, ...) {
 
 bool wisp_h1_put_line(wisp_buf *out, const char *a, size_t alen, const char *b, size_t blen, const char *c,
                       size_t clen) {
-  size_t len = alen + blen + clen;
-  if (len > WISP_H1_BUF_CAP || wisp_buf_len(out) > WISP_H1_BUF_CAP - len) return false;
-  /* within the cap, as checked: the appends cannot fail */
-  bool ok = wisp_buf_append(out, a, alen, WISP_H1_BUF_CAP) == WISP_OK;
-  ok = ok && wisp_buf_append(out, b, blen, WISP_H1_BUF_CAP) == WISP_OK;
-  return ok && wisp_buf_append(out, c, clen, WISP_H1_BUF_CAP) == WISP_OK;
+  uint8_t *at = wisp_buf_extend(out, alen + blen + clen, WISP_H1_BUF_CAP);
+  if (!at) return false;
+  if (alen) memcpy(at, a, alen);
+  if (blen) memcpy(at + alen, b, blen);
+  if (clen) memcpy(at + alen + blen, c, clen);
+  return true;
 }
 
 bool wisp_h1_put_field(wisp_buf *out, const nghttp2_nv *nv) {
-  size_t len = nv->namelen + nv->valuelen + 4;
-  if (len > WISP_H1_BUF_CAP || wisp_buf_len(out) > WISP_H1_BUF_CAP - len) return false;
-  bool ok = wisp_buf_append(out, nv->name, nv->namelen, WISP_H1_BUF_CAP) == WISP_OK;
-  ok = ok && wisp_buf_append(out, ": ", 2, WISP_H1_BUF_CAP) == WISP_OK;
-  ok = ok && wisp_buf_append(out, nv->value, nv->valuelen, WISP_H1_BUF_CAP) == WISP_OK;
-  return ok && wisp_buf_append(out, "\r\n", 2, WISP_H1_BUF_CAP) == WISP_OK;
+  uint8_t *at = wisp_buf_extend(out, nv->namelen + nv->valuelen + 4, WISP_H1_BUF_CAP);
+  if (!at) return false;
+  if (nv->namelen) memcpy(at, nv->name, nv->namelen);
+  at += nv->namelen;
+  *at++ = ':';
+  *at++ = ' ';
+  if (nv->valuelen) memcpy(at, nv->value, nv->valuelen);
+  at += nv->valuelen;
+  *at++ = '\r';
+  *at = '\n';
+  return true;
 }
 
 bool wisp_h1_put_status_line(wisp_buf *out, int status) {

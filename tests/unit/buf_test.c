@@ -280,6 +280,33 @@ static void test_slab_storage(void **state) {
 }
 
 /* Random appends, reads and consumes against a plain array model. */
+/* wisp_buf_extend: the bytes it hands out are written (the caller fills
+ * them), it grows like an append, and past the limit it changes nothing. */
+static void test_extend(void **state) {
+  (void)state;
+  wisp_buf b = {0};
+  uint8_t *at = wisp_buf_extend(&b, 3, 10);
+  assert_non_null(at);
+  memcpy(at, "abc", 3);
+  at = wisp_buf_extend(&b, 0, 10);
+  assert_non_null(at);
+  assert_int_equal(3, wisp_buf_len(&b));
+  assert_null(wisp_buf_extend(&b, 8, 10)); /* 11 > 10 */
+  assert_null(wisp_buf_extend(&b, SIZE_MAX, 10));
+  assert_int_equal(3, wisp_buf_len(&b));
+  at = wisp_buf_extend(&b, 7, 10); /* exactly the limit */
+  assert_non_null(at);
+  memcpy(at, "defghij", 7);
+  assert_memory_equal("abcdefghij", wisp_buf_rptr(&b), 10);
+  wisp_buf_consume(&b, 4);
+  at = wisp_buf_extend(&b, 5000, 10000); /* grows past the first 4 KiB */
+  assert_non_null(at);
+  memset(at, 'z', 5000);
+  assert_int_equal(5006, wisp_buf_len(&b));
+  assert_memory_equal("efghijzz", wisp_buf_rptr(&b), 8);
+  wisp_buf_cleanup(&b);
+}
+
 static void test_model(void **state) {
   (void)state;
   enum { LIMIT = 20000, OPS = 20000 };
@@ -341,6 +368,7 @@ int main(void) {
       cmocka_unit_test(test_drained_reuses_storage),
       cmocka_unit_test(test_cleanup_releases),
       cmocka_unit_test(test_slab_storage),
+      cmocka_unit_test(test_extend),
       cmocka_unit_test(test_model),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
