@@ -482,15 +482,16 @@ static void request_version(wisp_h1parse *p, const uint8_t *line, size_t len) {
 
 /* How many of the |len| bytes at |data|, which would go at offset |at| > 0
  * of the head, head_byte_ok passes on their own: none a CR, LF or other
- * control byte (a tab is not one), none the first of a line, and the byte
- * before them not a CR. Those are copied as a run, not one by one (issue
- * 15); every other byte takes the checks of collect_head's loop. */
+ * control byte (a tab is not one), no space or tab first on a line, and
+ * the byte before them not a CR. Those are copied as a run, not one by one
+ * (issue 15); every other byte takes the checks of collect_head's loop. */
 static size_t plain_run(const wisp_h1parse *p, const uint8_t *data, size_t len, size_t at) {
   if (wisp_buf_rptr(&p->head)[at - 1] == '\r') return 0;
   size_t k = 0;
-  while (k < len && at + k != p->line_start) {
+  while (k < len) {
     uint8_t c = data[k];
     if ((c < 0x20 && c != '\t') || c == 0x7f) break;
+    if ((c == ' ' || c == '\t') && at + k == p->line_start) break;
     k++;
   }
   return k;

@@ -142,6 +142,8 @@ static void test_refusals(void **state) {
       {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400, "smuggling"},
       {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400, "Content-Length"},
       {"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", 400, "obs-fold"},
+      {"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n\tb\r\n\r\n", 400, "obs-fold"},
+      {"GET / HTTP/1.1\r\nHost: x\r\nX: a\tb\r\nY\x7f: 1\r\n\r\n", 400, "control"},
       {"GET / HTTP/1.1\nHost: x\n\n", 400, "bare LF"},
       {"GET / HTTP/1.1\r\nHost: x\rY: 1\r\n\r\n", 400, "bare CR"},
       {"\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bare LF"},
