@@ -970,6 +970,43 @@ void wisp_stream_unavailable(wisp_stream *s, int status, const char *reason) {
   respond_error(s, status, WISP_GRPC_UNAVAILABLE, reason);
 }
 
+/* ---- header sections lent to nghttp2 ----
+ * A stream's request and response header sections are handed to
+ * nghttp2_submit_request/response with NO_COPY flags: nghttp2 points at
+ * their bytes instead of copying every name and value and lower-casing
+ * every name (nghttp2_nv_array_copy: ~1,000 instructions per section).
+ * - Names are lower case already: each field came from nghttp2's
+ *   on_header callback, which refuses an upper-case name (HTTP messaging
+ *   is on) before the callback; wisp's HTTP/1 parser lowers what it reads.
+ *   lent_name_ok checks it in builds with assertions.
+ * - The bytes live in the stream's header lists until the stream is freed
+ *   (their arena never moves; a list that was submitted is not released
+ *   before: hdrs_release only drops sections still arriving, a refused
+ *   attempt's response, or a 1xx). The stream is freed once both its
+ *   nghttp2 streams closed or their connections went: a HEADERS frame
+ *   still queued for a closed stream is dropped before its fields are
+ *   read (nghttp2's session_prep_frame checks the stream first), and a
+ *   deleted session reads nothing. nghttpx frees its streams' headers
+ *   the same way with the same flags.
+ * Not lent: trailers (request trailers are released once submitted), our
+ * own answers and the fields made on the stack in send_upstream. */
+#define WISP_NV_LENT (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
+
+#ifndef NDEBUG
+static bool lent_name_ok(const nghttp2_nv *nv) {
+  for (size_t i = 0; i < nv->namelen; i++)
+    if (nv->name[i] >= 'A' && nv->name[i] <= 'Z') return false;
+  return true;
+}
+#endif
+
+/* |*out| = |*in|, lent (see above). */
+static void lend(nghttp2_nv *out, const nghttp2_nv *in) {
+  assert(lent_name_ok(in));
+  *out = *in;
+  out->flags |= WISP_NV_LENT;
+}
+
 void wisp_stream_send_upstream(wisp_stream *s, wisp_conn *up) {
   char err[WISP_TLS_REASON_MAX];
   const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
@@ -977,7 +1014,7 @@ void wisp_stream_send_upstream(wisp_stream *s, wisp_conn *up) {
   bool drop_expect = continue_is_ours(s);
   size_t n = 0;
   for (size_t i = 0; i < req->n; i++) {
-    if (!(drop_expect && name_is(req->nv[i].name, req->nv[i].namelen, "expect"))) nv[n++] = req->nv[i];
+    if (!(drop_expect && name_is(req->nv[i].name, req->nv[i].namelen, "expect"))) lend(&nv[n++], &req->nv[i]);
   }
   char xfcc[2 * WISP_SPIFFE_MAX + 16];
   if (s->dir == WISP_DIR_INBOUND && s->peer_id[0]) {
@@ -1029,7 +1066,9 @@ static void start_response(wisp_stream *s) {
   if (!down || s->resp_started) return;
   nghttp2_data_provider prd = {.source.ptr = s, .read_callback = provide_down};
   const wisp_hdrs *h = &s->hdrs[WISP_UP];
-  if (nghttp2_submit_response(down->io.h2, s->link[WISP_DOWN].id, h->nv, h->n, s->eof[WISP_UP] ? NULL : &prd) != 0) {
+  nghttp2_nv nv[WISP_HDRS_MAX_FIELDS];
+  for (size_t i = 0; i < h->n; i++) lend(&nv[i], &h->nv[i]);
+  if (nghttp2_submit_response(down->io.h2, s->link[WISP_DOWN].id, nv, h->n, s->eof[WISP_UP] ? NULL : &prd) != 0) {
     reset_side(s, WISP_DOWN, NGHTTP2_INTERNAL_ERROR);
     reset_side(s, WISP_UP, NGHTTP2_CANCEL);
     return;

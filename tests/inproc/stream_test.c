@@ -22,6 +22,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 
 #include "proxy/dataplane/wisp_stream.h"
@@ -304,6 +305,55 @@ static void test_app_reset_mid_response(void **state) {
   assert_int_equal(m->body_len, 7);
 }
 
+/* Whether bytes wait on |fd| (within TF_WAIT): loopback delivery is not
+ * always done when the writer's write returns. */
+static bool readable(int fd) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  return poll(&p, 1, (int)(TF_WAIT * 1000)) == 1;
+}
+
+/* A stream's response header fields are lent to nghttp2, not copied
+ * (wisp_stream.c): the caller resets its stream in the same turn of the
+ * loop as the app's answer arrives, so the stream, and the fields, are
+ * freed while that HEADERS frame still waits to go out. nghttp2 drops it
+ * without reading it (ASan would see a read of the freed fields), and the
+ * caller's connection goes on. */
+static void test_caller_reset_while_response_queued(void **state) {
+  tf_fixture *f = *state;
+  tp_peer *c = tf_tls_client(f, f->inbound, 41060, TF_SPIFFE_ID, false);
+  assert_non_null(c);
+  tp_msg *m = tp_client_request(c, "GET", "/reset-while-queued", NULL, 0, NULL, 0, true);
+  tf_count one = {f, 1};
+  assert_true(tp_run_until(f->loop, tf_app_has, &one, TF_WAIT));
+  assert_false(wisp_list_empty(&f->px.idle_streams));
+  wisp_stream *s = WISP_LIST_ELEM(f->px.idle_streams.next, wisp_stream, idle_link);
+  wisp_conn *up = s->link[WISP_UP].conn, *down = s->link[WISP_DOWN].conn;
+  assert_non_null(up);
+  assert_non_null(down);
+  tp_app_respond(f->app, f->app->reqs[0], 204, NULL, 0); /* headers only: the app's stream ends */
+  tp_peer_rst(c, m, NGHTTP2_CANCEL);
+  /* In this order, as one turn of the loop may take them: the answer is
+   * submitted to the caller's session, then the reset frees the stream
+   * (logged as it is freed), before any flush. */
+  assert_true(readable(up->io.tp.fd));
+  assert_true(readable(down->io.tp.fd));
+  wisp_h2conn_recv(&up->io);
+  assert_null(s->link[WISP_UP].conn); /* its response came whole: the app's side closed */
+  wisp_h2conn_recv(&down->io);
+  const char *const kFreed[] = {"\"path\":\"/reset-while-queued\"", "\"status\":204", "\"reset\":\"CANCEL\"", NULL};
+  fflush(stdout); /* the loop flushes the log before it sleeps */
+  assert_true(tf_log_line_has(f, kFreed));
+  /* The flush drops the frame; the connection serves the next request. */
+  tp_msg *next = tp_client_request(c, "GET", "/after", NULL, 0, NULL, 0, true);
+  tf_count two = {f, 2};
+  assert_true(tp_run_until(f->loop, tf_app_has, &two, TF_WAIT));
+  tp_app_respond(f->app, f->app->reqs[1], 200, "ok", 2);
+  assert_true(tp_run_until(f->loop, tp_msg_closed, next, TF_WAIT));
+  assert_int_equal(next->close_code, NGHTTP2_NO_ERROR);
+  assert_string_equal(tp_hdr_get(next, ":status"), "200");
+  assert_int_equal(next->body_len, 2);
+}
+
 static int setup_small_headers(void **state) {
   static const char *const kArgs[] = {"--max-header-list-size", "1024"};
   static const tf_opts kOpts = {.args = kArgs, .nargs = 2};
@@ -565,6 +615,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_early_response_then_body_end, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_early_response_then_long_upload_stopped, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_app_reset_mid_response, tf_setup_hold, tf_teardown),
+      cmocka_unit_test_setup_teardown(test_caller_reset_while_response_queued, tf_setup_hold, tf_teardown),
       cmocka_unit_test_setup_teardown(test_header_section_too_large, setup_small_headers, tf_teardown),
       cmocka_unit_test_setup_teardown(test_own_answer_then_stop, setup_small_headers, tf_teardown),
       cmocka_unit_test_setup_teardown(test_idle_request_408, setup_idle, tf_teardown),
