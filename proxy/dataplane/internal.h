@@ -173,8 +173,9 @@ typedef struct {
   wisp_stream *next, *prev; /* in conn->streams */
 } wisp_stream_link;
 
-/* Header fields the request log reads, noted as they arrive. */
-#define WISP_LOG_FIELDS 10
+/* Header fields the request log and the request's handling read, noted as
+ * they arrive. */
+#define WISP_LOG_FIELDS 12
 
 struct wisp_stream {
   wisp_stream_link link[2];
@@ -239,7 +240,7 @@ struct wisp_stream {
   bool idle_ended;                    /* --stream-idle-timeout ended it (counted once) */
   bool finishing;                     /* ended during a flush: in px->finished until that wrote */
   wisp_stream *finished_next;         /* in px->finished */
-  uint8_t log_field[WISP_LOG_FIELDS]; /* where the request log's fields are in their lists (wisp_stream.c), 0: absent */
+  uint8_t log_field[WISP_LOG_FIELDS]; /* where the fields it reads are in their lists (wisp_stream.c), 0: absent */
 };
 
 struct wisp_proxy {

@@ -369,7 +369,9 @@ static void resume(wisp_stream *s, wisp_side side) {
 /* ---- the log line ----
  * The header fields it reads are noted as they arrive (their place in
  * their list, s->log_field: index + 1), so the line is written without
- * searching the headers again or measuring their values. */
+ * searching the headers again or measuring their values. The request's
+ * own handling reads the ones it needs the same way (:method, :path,
+ * content-type, expect, the response's :status). */
 
 enum {
   LF_AUTHORITY,
@@ -382,6 +384,8 @@ enum {
   LF_STATUS,
   LF_GRPC_STATUS,
   LF_GRPC_STATUS_TRAILER,
+  LF_CONTENT_TYPE,
+  LF_EXPECT,
   LF_COUNT
 };
 _Static_assert(LF_COUNT == WISP_LOG_FIELDS, "internal.h sizes wisp_stream's log_field");
@@ -405,6 +409,8 @@ static const struct {
     [LF_STATUS] = LF(":status", WISP_UP, false),
     [LF_GRPC_STATUS] = LF("grpc-status", WISP_UP, false),
     [LF_GRPC_STATUS_TRAILER] = LF("grpc-status", WISP_UP, true),
+    [LF_CONTENT_TYPE] = LF("content-type", WISP_DOWN, false),
+    [LF_EXPECT] = LF("expect", WISP_DOWN, false),
 #undef LF
 };
 
@@ -413,36 +419,45 @@ static const wisp_hdrs *log_list(const wisp_stream *s, int f) {
 }
 
 /* The field just added as the last of its list: noted if it is the first
- * of its name there (as wisp_hdrs_get finds). */
+ * of its name there (as wisp_hdrs_get finds). Runs for every field: a
+ * switch on the length, then names of that length compared at a constant
+ * length (the compiler compares words; no call to memcmp). */
 static void note_log_field(wisp_stream *s, wisp_side side, bool trailer, const uint8_t *name, size_t len) {
-  int f; /* the one candidate of this length and side (a switch: this runs for every field) */
+#define IS(lit) (memcmp(name, lit, sizeof(lit) - 1) == 0)
+  int f;
   switch (len) {
     case 2:
-      f = LF_B3;
+      f = IS("b3") ? LF_B3 : -1;
       break;
     case 4:
-      f = LF_HOST;
+      f = IS("host") ? LF_HOST : -1;
       break;
     case 5:
-      f = LF_PATH;
+      f = IS(":path") ? LF_PATH : -1;
+      break;
+    case 6:
+      f = IS("expect") ? LF_EXPECT : -1;
       break;
     case 7:
-      f = side == WISP_UP ? LF_STATUS : LF_METHOD;
+      f = IS(":method") ? LF_METHOD : IS(":status") ? LF_STATUS : -1;
       break;
     case 10:
-      f = LF_AUTHORITY;
+      f = IS(":authority") ? LF_AUTHORITY : -1;
       break;
     case 11:
-      f = side == WISP_DOWN ? LF_TRACEPARENT : trailer ? LF_GRPC_STATUS_TRAILER : LF_GRPC_STATUS;
+      f = IS("traceparent")    ? LF_TRACEPARENT
+          : !IS("grpc-status") ? -1
+          : trailer            ? LF_GRPC_STATUS_TRAILER
+                               : LF_GRPC_STATUS;
       break;
     case 12:
-      f = LF_X_B3_TRACEID;
+      f = IS("x-b3-traceid") ? LF_X_B3_TRACEID : IS("content-type") ? LF_CONTENT_TYPE : -1;
       break;
     default:
       return;
   }
-  if (kLogFields[f].side != side || kLogFields[f].trailer != trailer || memcmp(kLogFields[f].name, name, len) != 0)
-    return;
+#undef IS
+  if (f < 0 || kLogFields[f].side != side || kLogFields[f].trailer != trailer) return;
   if (s->log_field[f] == 0) s->log_field[f] = (uint8_t)log_list(s, f)->n;
 }
 
@@ -627,7 +642,7 @@ static void respond_error(wisp_stream *s, int status, wisp_grpc_status grpc_code
   s->discard_req = true;
   /* A response to HEAD has no content (RFC 9110 9.3.2; nghttp2 and curl
    * reset a stream that brings some): headers only, content-length kept. */
-  const char *method = wisp_hdrs_get(&s->hdrs[WISP_DOWN], ":method");
+  const char *method = log_value(s, LF_METHOD);
   bool head = method && strcmp(method, "HEAD") == 0;
   wisp_hdrs h = {0};
   char num[24], msg[3 * WISP_TLS_REASON_MAX];
@@ -707,7 +722,7 @@ static void upstream_failed(wisp_stream *s, uint32_t code, const char *reason, i
 
 /* Whether the caller speaks gRPC, for the form of our own answers. */
 static void note_grpc(wisp_stream *s) {
-  const char *ct = wisp_hdrs_get(&s->hdrs[WISP_DOWN], "content-type");
+  const char *ct = log_value(s, LF_CONTENT_TYPE);
   s->is_grpc = ct && strncmp(ct, "application/grpc", 16) == 0;
 }
 
@@ -850,8 +865,8 @@ static void refuse_unjudgeable(wisp_stream *s, const char *policy_reason, const 
  * apps upper-case it, so "delete" would pass a DENY on DELETE) is refused.
  * Returns false when it answered. */
 static bool method_judgeable(wisp_stream *s) {
-  const char *m = wisp_hdrs_get(&s->hdrs[WISP_DOWN], ":method");
-  const char *why = m ? wisp_policy_method_refused(m, strlen(m)) : "no :method";
+  const nghttp2_nv *m = log_nv(s, LF_METHOD);
+  const char *why = m ? wisp_policy_method_refused((const char *)m->value, m->valuelen) : "no :method";
   if (!why) return true;
   refuse_unjudgeable(s, "method cannot be judged", "method", why);
   return false;
@@ -866,13 +881,14 @@ static bool method_judgeable(wisp_stream *s) {
  * answered. */
 static bool normalize_path(wisp_stream *s) {
   wisp_hdrs *req = &s->hdrs[WISP_DOWN];
-  const char *path = wisp_hdrs_get(req, ":path");
+  const nghttp2_nv *nv = log_nv(s, LF_PATH);
+  const char *path = nv ? (const char *)nv->value : NULL;
   const char *why = "no :path";
   wisp_err rc = WISP_ERR_PROTO;
   char *norm = NULL;
   size_t len = 0;
   if (path) {
-    size_t in_len = strlen(path);
+    size_t in_len = nv->valuelen;
     norm = wisp_malloc(in_len + 1);
     rc = wisp_path_normalize(norm, in_len + 1, &len, path, in_len, &why);
     if (rc == WISP_OK && (len != in_len || memcmp(norm, path, len) != 0)) {
@@ -899,9 +915,8 @@ static bool authorized(wisp_stream *s, wisp_proxy *px) {
     return false;
   }
   if (px->view && (!method_judgeable(s) || !normalize_path(s))) return false;
-  const wisp_hdrs *req = &s->hdrs[WISP_DOWN];
   wisp_policy_decision d;
-  wisp_authz_check(px, s->peer_id[0] ? s->peer_id : NULL, wisp_hdrs_get(req, ":method"), wisp_hdrs_get(req, ":path"),
+  wisp_authz_check(px, s->peer_id[0] ? s->peer_id : NULL, log_value(s, LF_METHOD), log_value(s, LF_PATH),
                    wisp_addr_port(&s->target->addr), &d);
   s->policy_checked = px->view != NULL;
   s->denied = !d.allow;
@@ -929,7 +944,7 @@ static void send_continue(wisp_stream *s) {
 
 /* Whether the request carries Expect: 100-continue. */
 static bool expects_continue(const wisp_stream *s) {
-  const char *e = wisp_hdrs_get(&s->hdrs[WISP_DOWN], "expect");
+  const char *e = log_value(s, LF_EXPECT);
   return e && strcasecmp(e, "100-continue") == 0;
 }
 
@@ -1078,8 +1093,8 @@ static void start_response(wisp_stream *s) {
 }
 
 static bool informational(const wisp_stream *s) {
-  const char *st = wisp_hdrs_get(&s->hdrs[WISP_UP], ":status");
-  return st && st[0] == '1' && strlen(st) == 3;
+  const nghttp2_nv *st = log_nv(s, LF_STATUS);
+  return st && st->value[0] == '1' && st->valuelen == 3;
 }
 
 /* A section on |side| ended that was not kept (s->hdr_refused[side]). A
@@ -1131,7 +1146,7 @@ void wisp_stream_on_headers_done(wisp_stream *s, wisp_side side, bool end_stream
   }
   if (!s->headers_done[side]) {
     if (side == WISP_UP && informational(s)) {
-      const char *st = wisp_hdrs_get(&s->hdrs[WISP_UP], ":status");
+      const char *st = log_value(s, LF_STATUS);
       if (strcmp(st, "100") == 0) send_continue(s); /* the app's (or its sidecar's) answer to Expect */
       hdrs_release(s, &s->hdrs[WISP_UP]);           /* 1xx: wait for the final response */
       return;
