@@ -4,12 +4,15 @@
 
 #include "lib/wisp_slab.h"
 
-/* Field bytes live in a small arena of blocks that never move, so a typical
- * request's headers cost two allocations, not one per field. Both (blocks
- * and the nv array) come from wisp_slab's freelists: a list lives for one
+/* Field bytes live in a small arena of blocks that never move, and so do
+ * the first WISP_HDRS_NV_FIRST nv entries: a typical request's headers
+ * cost one allocation, not one per field (nor a second for the array).
+ * Past that many fields the array moves to a chunk of its own (and grows
+ * there). Both come from wisp_slab's freelists: a list lives for one
  * request. Nothing is read that this request did not write (|n|, |used|),
  * so a reused chunk needs no clearing. */
 #define WISP_HDRS_BLOCK 1024
+#define WISP_HDRS_NV_FIRST 16
 
 struct wisp_hdrs_block {
   wisp_hdrs_block *next;
@@ -34,15 +37,29 @@ static inline uint8_t *arena_alloc(wisp_hdrs *h, size_t n) {
   return p;
 }
 
+/* Room for more fields (|h->cap| doubled): the first array in the arena,
+ * aligned for nghttp2_nv; the bigger ones from wisp_slab. */
+static void grow_nv(wisp_hdrs *h) {
+  if (h->cap == 0) {
+    const size_t align = _Alignof(nghttp2_nv);
+    uintptr_t p = (uintptr_t)arena_alloc(h, WISP_HDRS_NV_FIRST * sizeof(nghttp2_nv) + align - 1);
+    h->nv = (nghttp2_nv *)((p + align - 1) & ~(uintptr_t)(align - 1));
+    h->cap = WISP_HDRS_NV_FIRST;
+    return;
+  }
+  nghttp2_nv *nv = h->cap == WISP_HDRS_NV_FIRST ? wisp_slab_alloc(2 * h->cap * sizeof(*nv))
+                                                : wisp_slab_realloc(h->nv, 2 * h->cap * sizeof(*nv));
+  if (h->cap == WISP_HDRS_NV_FIRST) memcpy(nv, h->nv, h->n * sizeof(*nv));
+  h->nv = nv;
+  h->cap *= 2;
+}
+
 wisp_err wisp_hdrs_add(wisp_hdrs *h, const uint8_t *name, size_t name_len, const uint8_t *value, size_t value_len) {
   WISP_ENSURE(h->n < WISP_HDRS_MAX_FIELDS, WISP_ERR_TOO_BIG);
   /* Checked one term at a time: the sum of two lengths could wrap. */
   WISP_ENSURE(name_len <= WISP_HDRS_MAX_BYTES - h->bytes, WISP_ERR_TOO_BIG);
   WISP_ENSURE(value_len <= WISP_HDRS_MAX_BYTES - h->bytes - name_len, WISP_ERR_TOO_BIG);
-  if (h->n == h->cap) {
-    h->cap = h->cap ? h->cap * 2 : 16;
-    h->nv = wisp_slab_realloc(h->nv, h->cap * sizeof(*h->nv));
-  }
+  if (h->n == h->cap) grow_nv(h);
   uint8_t *block = arena_alloc(h, name_len + value_len + 2); /* name\0value\0 */
   memcpy(block, name, name_len);
   block[name_len] = '\0';
@@ -95,6 +112,6 @@ void wisp_hdrs_cleanup(wisp_hdrs *h) {
     wisp_slab_free(h->blocks);
     h->blocks = next;
   }
-  wisp_slab_free(h->nv);
+  if (h->cap > WISP_HDRS_NV_FIRST) wisp_slab_free(h->nv); /* else it was in the arena */
   memset(h, 0, sizeof(*h));
 }

@@ -18,7 +18,7 @@
 typedef struct wisp_hdrs_block wisp_hdrs_block;
 
 typedef struct {
-  nghttp2_nv *nv; /* points into |blocks| */
+  nghttp2_nv *nv; /* in |blocks| up to 16 fields, then a chunk of its own */
   size_t n;
   size_t cap;
   size_t bytes;

@@ -121,6 +121,34 @@ static void test_values_stable_across_growth(void **state) {
   wisp_hdrs_cleanup(&h);
 }
 
+/* The first 16 fields' array lives in the arena with their bytes; the
+ * 17th moves it to a chunk of its own, which then grows: after each add,
+ * every field so far is there, in order, aligned for nghttp2. */
+static void test_array_leaves_arena(void **state) {
+  (void)state;
+  wisp_hdrs h = {0};
+  char name[16], value[16];
+  for (int i = 0; i < 70; i++) {
+    snprintf(name, sizeof(name), "f%d", i);
+    snprintf(value, sizeof(value), "v%d", i * 3);
+    assert_int_equal(wisp_hdrs_add_str(&h, name, value), WISP_OK);
+    assert_int_equal(h.n, i + 1);
+    assert_int_equal((uintptr_t)h.nv % _Alignof(nghttp2_nv), 0);
+    for (int k = 0; k <= i; k++) {
+      snprintf(name, sizeof(name), "f%d", k);
+      snprintf(value, sizeof(value), "v%d", k * 3);
+      assert_int_equal(h.nv[k].namelen, strlen(name));
+      assert_memory_equal(h.nv[k].name, name, strlen(name) + 1);
+      assert_int_equal(h.nv[k].valuelen, strlen(value));
+      assert_memory_equal(h.nv[k].value, value, strlen(value) + 1);
+    }
+  }
+  wisp_hdrs_cleanup(&h);
+  assert_int_equal(h.n, 0);
+  assert_null(h.nv);
+  assert_null(h.blocks);
+}
+
 static void snapshot(const wisp_hdrs *h, wisp_hdrs *out) { *out = *h; }
 
 static void assert_same(const wisp_hdrs *h, const wisp_hdrs *before) {
@@ -262,6 +290,7 @@ int main(void) {
       cmocka_unit_test(test_add_copies_input),
       cmocka_unit_test(test_binary_values),
       cmocka_unit_test(test_values_stable_across_growth),
+      cmocka_unit_test(test_array_leaves_arena),
       cmocka_unit_test(test_max_fields),
       cmocka_unit_test(test_max_bytes),
       cmocka_unit_test(test_add_length_wrap),
