@@ -40,6 +40,10 @@ wisp_err wisp_buf_append(wisp_buf *b, const void *data, size_t len, size_t limit
 
 uint8_t *wisp_buf_extend(wisp_buf *b, size_t len, size_t limit) {
   if (len > limit || wisp_buf_len(b) > limit - len) return NULL;
+  /* Nothing to write into a buffer without storage: a byte of our own, as
+   * wisp_buf_rptr's (b->data + 0 would be NULL + 0, and NULL is failure). */
+  static uint8_t nothing[1];
+  if (!b->data && len == 0) return nothing;
   wisp_buf_reserve(b, len);
   uint8_t *at = b->data + b->wpos;
   b->wpos += len;

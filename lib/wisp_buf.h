@@ -39,7 +39,9 @@ wisp_err wisp_buf_append(wisp_buf *b, const void *data, size_t len, size_t limit
 /* Makes |len| more bytes written and returns where they start, for the
  * caller to fill at once (several pieces with one check and one
  * reservation); NULL, buffer unchanged, if the unread bytes would exceed
- * |limit|. The pointer is good until the next write to |b|. */
+ * |limit|. The pointer is good until the next write to |b|. A |len| of 0
+ * gives a valid pointer too (nothing to write there), also on a buffer
+ * without storage, which it does not allocate. */
 uint8_t *wisp_buf_extend(wisp_buf *b, size_t len, size_t limit) WISP_MUST_CHECK;
 /* Appends printf-formatted text (no NUL); all or nothing as
  * wisp_buf_append: WISP_ERR_TOO_BIG past |limit|, WISP_ERR_INTERNAL if

@@ -307,6 +307,25 @@ static void test_extend(void **state) {
   wisp_buf_cleanup(&b);
 }
 
+/* Nothing to add to a buffer that has no storage yet (zeroed, or after
+ * cleanup): a pointer all the same, the buffer still empty and without
+ * storage; past the limit still NULL. */
+static void test_extend_zero_on_empty(void **state) {
+  (void)state;
+  wisp_buf b = {0};
+  uint8_t *at = wisp_buf_extend(&b, 0, 10);
+  assert_non_null(at);
+  memcpy(at, "", 0);
+  assert_int_equal(0, wisp_buf_len(&b));
+  assert_null(b.data);
+  assert_non_null(wisp_buf_extend(&b, 0, 0));
+  assert_non_null(wisp_buf_extend(&b, 2, 10));
+  wisp_buf_cleanup(&b);
+  assert_non_null(wisp_buf_extend(&b, 0, 10)); /* released again */
+  assert_int_equal(0, wisp_buf_len(&b));
+  wisp_buf_cleanup(&b);
+}
+
 static void test_model(void **state) {
   (void)state;
   enum { LIMIT = 20000, OPS = 20000 };
@@ -369,6 +388,7 @@ int main(void) {
       cmocka_unit_test(test_cleanup_releases),
       cmocka_unit_test(test_slab_storage),
       cmocka_unit_test(test_extend),
+      cmocka_unit_test(test_extend_zero_on_empty),
       cmocka_unit_test(test_model),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
