@@ -7,6 +7,8 @@
 # (WRAP may be nothing), then warms up (2,000 requests, h2load -c 10 -m
 # 10). Sets OUT, SPID (inbound wisp), CPID (outbound wisp). Sourcing
 # makes TMP, a directory removed on exit with every process started here.
+# BENCH_WISP_ARGS: more arguments for both wisps (e.g. "--workers 2");
+# BENCH_OUT_ERR: a file for the outbound wisp's stderr (kept).
 PIDS=()
 TMP=$(mktemp -d /tmp/wisp-bench.XXXXXX)
 bench_cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
@@ -25,11 +27,11 @@ bench_pair() {
 	nghttpd --no-tls -a 127.0.0.1 -m 1000 -d "$TMP/docroot" "$app" >/dev/null 2>&1 & PIDS+=($!)
 	wait_port "$app"
 	"$@" "$wisp" --cert "$TMP/server.crt" --key "$TMP/server.key" --bundle "$TMP/ca/ca.crt" \
-		--inbound "127.0.0.1:$in" --app "127.0.0.1:$app" --app-protocol h2c --drain-timeout 2 --admin off >/dev/null 2>"$TMP/in.err" & SPID=$!; PIDS+=($SPID)
+		--inbound "127.0.0.1:$in" --app "127.0.0.1:$app" --app-protocol h2c --drain-timeout 2 --admin off ${BENCH_WISP_ARGS:-} >/dev/null 2>"$TMP/in.err" & SPID=$!; PIDS+=($SPID)
 	wait_port "$in"
 	"$@" "$wisp" --cert "$TMP/client.crt" --key "$TMP/client.key" --bundle "$TMP/ca/ca.crt" \
 		--route "127.0.0.1:$OUT=127.0.0.1:$in,id=spiffe://bench.local/ns/bench/sa/server" --drain-timeout 2 \
-		--admin off >/dev/null 2>"$TMP/out.err" & CPID=$!; PIDS+=($CPID)
+		--admin off ${BENCH_WISP_ARGS:-} >/dev/null 2>"${BENCH_OUT_ERR:-$TMP/out.err}" & CPID=$!; PIDS+=($CPID)
 	wait_port "$OUT"
 	h2load -c 10 -m 10 -n 2000 "http://127.0.0.1:$OUT/" >/dev/null 2>&1 # warm-up: connections, pool
 }

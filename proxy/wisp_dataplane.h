@@ -71,6 +71,7 @@ typedef struct {
   uint64_t reset_limited[2];     /* resets over --max-resets: [0] connection cut, [1] throttled (a peer sidecar) */
   uint64_t idle_timeouts;        /* caller streams ended by --stream-idle-timeout */
   uint64_t tunnel_idle_timeouts; /* L4 tunnels closed by --tunnel-idle-timeout */
+  uint64_t memory_trims;         /* memory given back after a burst (lib/wisp_memtrim.h) */
 } wisp_stats;
 
 /* Counts one finished request (per request: one increment, no allocation). */

@@ -306,6 +306,10 @@ void wisp_admin_render_metrics(wisp_json_writer *b, const wisp_admin_sources *sr
          "L4 tunnels (Upgrade, CONNECT, wisp-l4, transparent non-HTTP) closed, both ends reset, because no byte "
          "moved either way for --tunnel-idle-timeout.",
          st->tunnel_idle_timeouts);
+  metric(b, "wisp_memory_trims_total", "counter",
+         "Times a worker gave memory back to the system once calm after a burst (its slab freelists, then "
+         "malloc_trim).",
+         st->memory_trims);
   metric(b, "wisp_header_bytes_held", "gauge",
          "Decoded header and trailer bytes streams hold (name + value + 32 per field), in the buffer budgets.",
          now.hdr_held);

@@ -30,6 +30,7 @@
 #include "lib/wisp_connlimit.h"
 #include "lib/wisp_h2conn.h"
 #include "lib/wisp_list.h"
+#include "lib/wisp_memtrim.h"
 #include "lib/wisp_net.h"
 #include "lib/wisp_resetlim.h"
 #include "lib/wisp_tls.h"
@@ -277,7 +278,8 @@ struct wisp_proxy {
   ev_timer reload;
   ev_signal sigterm, sigint;
   ev_timer drain_timer;
-  ev_timer log_flush; /* summaries of rate-limited log lines */
+  ev_timer log_flush;   /* once a second: summaries of rate-limited log lines, memory after a burst */
+  wisp_memtrim memtrim; /* when memory goes back after a burst */
   bool draining;
   wisp_stats stats;
   struct wisp_metrics *metrics;  /* owned: by identity (wisp_metrics) */

@@ -12,6 +12,7 @@
 
 #include "lib/wisp_log.h"
 #include "lib/wisp_mem.h"
+#include "lib/wisp_memtrim.h"
 #include "proxy/dataplane/wisp_conn.h"
 #include "proxy/dataplane/wisp_dests.h"
 #include "proxy/dataplane/wisp_events.h"
@@ -25,7 +26,8 @@
 
 #define WISP_ACCEPTS_PER_EVENT 64
 #define WISP_LISTEN_BACKLOG 1024
-/* How often the summaries of rate-limited log lines are written. */
+/* How often the summaries of rate-limited log lines are written, and
+ * whether memory should go back after a burst is looked at (wisp_memtrim). */
 #define WISP_LOG_FLUSH_INTERVAL 1.0
 /* "refused" lines per listener: this many a second, then a count. */
 #define WISP_REFUSAL_LOG_BURST 20
@@ -85,7 +87,30 @@ static void on_reload(struct ev_loop *loop, ev_timer *w, int revents) {
 
 static void on_stream_sweep(struct ev_loop *loop, ev_timer *w, int revents) { wisp_stream_sweep_idle(w->data); }
 
-static void on_log_flush(struct ev_loop *loop, ev_timer *w, int revents) { wisp_log_limit_flush(wisp_log_now()); }
+/* This worker's live connections: callers in their handshake, HTTP/2
+ * connections both ways (an HTTP/1 caller's gateway has one), L4 tunnels. */
+static size_t live_conns(const wisp_proxy *px) {
+  size_t n = px->nhandshakes;
+  WISP_LIST_FOREACH(it, &px->conns) n++;
+  WISP_LIST_FOREACH(it, &px->tunnels) n++;
+  return n;
+}
+
+/* Once calm after a burst, this worker's memory goes back to the system
+ * (lib/wisp_memtrim.h): on this tick, not a timer of its own, and nothing
+ * per request. */
+static void give_back_memory(wisp_proxy *px) {
+  if (!wisp_memtrim_due(&px->memtrim, px->stats.conns_accepted + px->stats.requests, live_conns(px))) return;
+  wisp_memtrim_cost cost = wisp_memtrim_run();
+  px->stats.memory_trims++;
+  WISP_DEBUG("worker %u: memory given back after a burst (malloc_trim): %.0f us, %.0f us of CPU", px->worker,
+             cost.wall_us, cost.cpu_us);
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents) {
+  wisp_log_limit_flush(wisp_log_now());
+  give_back_memory(w->data);
+}
 
 static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents) {
   WISP_WARN("drain timeout reached, closing the remaining connections");
@@ -384,7 +409,8 @@ static wisp_err init_dataplane(wisp_proxy *px, struct ev_loop *loop, const wisp_
   px->finished_tail = &px->finished;
   px->lp.data = px;
   ev_init(&px->drain_timer, on_drain_timeout);
-  ev_timer_init(&px->log_flush, on_log_flush, WISP_LOG_FLUSH_INTERVAL, WISP_LOG_FLUSH_INTERVAL);
+  ev_timer_init(&px->log_flush, on_tick, WISP_LOG_FLUSH_INTERVAL, WISP_LOG_FLUSH_INTERVAL);
+  px->log_flush.data = px;
   ev_timer_start(loop, &px->log_flush);
   double sweep = cfg->stream_idle_timeout / WISP_STREAM_SWEEPS_PER_TIMEOUT;
   ev_timer_init(&px->stream_sweep, on_stream_sweep, sweep, sweep);
