@@ -21,7 +21,7 @@ static inline bool needs_escape(unsigned char c, wisp_json_escape esc) {
   return c < 0x20 || c == '"' || c == '\\' || (c == 0x7f && esc == WISP_JSON_ESCAPE_U);
 }
 
-/* Writes the escape of |c| to |e|; returns its length. */
+/* Writes the escape of |c| (an ASCII byte) to |e|; returns its length. */
 static size_t escape_byte(unsigned char c, wisp_json_escape esc, char e[6]) {
   static const char hex[] = "0123456789abcdef";
   e[0] = '\\';
@@ -41,13 +41,58 @@ static size_t escape_byte(unsigned char c, wisp_json_escape esc, char e[6]) {
   return 6;
 }
 
-/* Whether one of the 8 bytes of |w| needs_escape: the has-zero-byte and
- * has-less-than word tricks, exact for "is there one" (a borrow can only
- * come from a byte that matched). */
+/* What stands for bytes that are not well-formed UTF-8: U+FFFD, escaped
+ * (ASCII, as many bytes as the worst case of an escaped byte). */
+static const char kReplacement[6] = {'\\', 'u', 'f', 'f', 'f', 'd'};
+
+/* The UTF-8 sequence at |p| (|avail| >= 1 bytes, p[0] >= 0x80), by RFC
+ * 3629's grammar (Unicode's Table 3-7): returns its length (2 to 4) if it
+ * is well-formed, else 0 with |*bad| the length of its maximal subpart (1
+ * to 3: the lead byte and the continuation bytes that could still begin a
+ * well-formed sequence, as the Unicode Standard (3.9, "U+FFFD Substitution
+ * of Maximal Subparts") and the WHATWG decoder count), which becomes one
+ * U+FFFD. So no overlong forms (C0, C1, E0 80-9F, F0 80-8F), no surrogates
+ * (ED A0-BF), nothing past U+10FFFF (F4 90-BF, F5-FF), no lone continuation
+ * byte, and a sequence cut short (by the string's end too) is one U+FFFD;
+ * the byte that broke it is read again as the start of what follows. */
+static inline size_t utf8_seq(const unsigned char *p, size_t avail, size_t *bad) {
+  unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+  size_t need;
+  if (c >= 0xc2 && c <= 0xdf) {
+    need = 2;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    need = 3;
+    if (c == 0xe0) lo = 0xa0; /* overlong below U+0800 */
+    if (c == 0xed) hi = 0x9f; /* surrogates */
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    need = 4;
+    if (c == 0xf0) lo = 0x90; /* overlong below U+10000 */
+    if (c == 0xf4) hi = 0x8f; /* past U+10FFFF */
+  } else {
+    *bad = 1; /* a continuation byte, C0, C1, F5-FF */
+    return 0;
+  }
+  for (size_t k = 1; k < need; k++) {
+    if (k >= avail || p[k] < lo || p[k] > hi) {
+      *bad = k;
+      return 0;
+    }
+    lo = 0x80;
+    hi = 0xbf;
+  }
+  return need;
+}
+
+/* Whether one of the 8 bytes of |w| needs_escape or is >= 0x80 (a byte of
+ * a UTF-8 sequence, to be checked): the has-less-than and has-zero-byte
+ * word tricks, exact for "is there one" (a borrow can only come from a
+ * byte that matched). (w - 0x20s) | w sets a byte's high bit for bytes
+ * below 0x20 and from 0x80 alike: no more instructions than plain ASCII's
+ * & ~w, so the fast path costs what it did. */
 static inline bool word_needs_escape(uint64_t w, wisp_json_escape esc) {
   const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
   uint64_t quote = w ^ (ones * '"'), bslash = w ^ (ones * '\\');
-  uint64_t hit = ((w - ones * 0x20) & ~w) | ((quote - ones) & ~quote) | ((bslash - ones) & ~bslash);
+  uint64_t hit = ((w - ones * 0x20) | w) | ((quote - ones) & ~quote) | ((bslash - ones) & ~bslash);
   if (esc == WISP_JSON_ESCAPE_U) {
     uint64_t del = w ^ (ones * 0x7f);
     hit |= (del - ones) & ~del;
@@ -88,7 +133,7 @@ static inline void store_n(void *p, uint64_t w, size_t n) {
  * (2 or 4) bytes, n <= len <= 2n, that overlap in the middle, copied to
  * |o|: the log's short fields ("GET", "h2", "allow") in a few
  * instructions, not a loop per byte. False (nothing written) if a byte
- * needs escaping. */
+ * needs escaping or is >= 0x80. */
 static inline bool put_short_plain(uint8_t *o, const char *s, size_t len, size_t n, wisp_json_escape esc) {
   uint64_t head = load_n(s, n), tail = load_n(s + len - n, n);
   /* Both halves in one word for the check; 2-byte halves leave its upper
@@ -101,30 +146,52 @@ static inline bool put_short_plain(uint8_t *o, const char *s, size_t len, size_t
   return true;
 }
 
-/* Bytes of |s| from |i| to |end| (at most a word), escaped one by one. */
-static uint8_t *put_bytes(uint8_t *o, const char *s, size_t i, size_t end, wisp_json_escape esc) {
-  for (; i < end; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (!needs_escape(c, esc)) {
+/* Bytes of |s| from |*i| up to |end|, one by one: ASCII escaped as needed,
+ * well-formed UTF-8 sequences copied, the maximal subparts of broken ones
+ * as U+FFFD. A sequence that starts before |end| is read to its own end
+ * (never past |len|), so |*i| ends at |end| or up to 3 bytes after. */
+static uint8_t *put_bytes(uint8_t *o, const char *s, size_t *i, size_t end, size_t len, wisp_json_escape esc) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t at = *i;
+  while (at < end) {
+    unsigned char c = u[at];
+    if (c >= 0x80) {
+      size_t bad, n = utf8_seq(u + at, len - at, &bad);
+      if (n) {
+        memcpy(o, u + at, n);
+        o += n;
+        at += n;
+      } else {
+        memcpy(o, kReplacement, sizeof(kReplacement));
+        o += sizeof(kReplacement);
+        at += bad;
+      }
+    } else if (!needs_escape(c, esc)) {
       *o++ = c;
+      at++;
     } else {
       char e[6];
       size_t n = escape_byte(c, esc, e);
       memcpy(o, e, n);
       o += n;
+      at++;
     }
   }
+  *i = at;
   return o;
 }
 
 /* The common case (a log line's field, with room for the worst case, six
  * bytes per input byte): one pass straight into the buffer, no bounds
- * checks per piece, 8 bytes at a time while none needs escaping (the log
- * writes a few hundred bytes of IDs, paths and names per request). The
- * last partial word is read as a whole word ending at the string's end
- * (overlapping bytes already written), a string shorter than a
- * word as two overlapping halves: no byte loop unless a byte needs
- * escaping. Nothing is read outside |s| nor written past the worst case. */
+ * checks per piece, 8 bytes at a time while none needs escaping or is
+ * >= 0x80 (the log writes a few hundred bytes of IDs, paths and names per
+ * request). The last partial word is read as a whole word ending at the
+ * string's end (overlapping bytes already written), a string shorter than
+ * a word as two overlapping halves: no byte loop unless a byte needs
+ * escaping or UTF-8 checking. A word with such a byte goes byte by byte
+ * (put_bytes), and the words go on from where that ended. Nothing is read
+ * outside |s| nor written past the worst case (a U+FFFD, six bytes, stands
+ * for one input byte or more). */
 static void put_escaped_fast(wisp_buf *b, const char *s, size_t len, wisp_json_escape esc) {
   uint8_t *o = b->data + b->wpos;
   *o++ = '"';
@@ -133,7 +200,8 @@ static void put_escaped_fast(wisp_buf *b, const char *s, size_t len, wisp_json_e
     if (plain) {
       o += len;
     } else {
-      o = put_bytes(o, s, 0, len, esc);
+      size_t i = 0;
+      o = put_bytes(o, s, &i, len, len, esc);
     }
   } else {
     size_t i = 0;
@@ -142,21 +210,22 @@ static void put_escaped_fast(wisp_buf *b, const char *s, size_t len, wisp_json_e
       if (!word_needs_escape(w, esc)) {
         store_n(o, w, 8);
         o += sizeof(w);
+        i += sizeof(w);
       } else {
-        o = put_bytes(o, s, i, i + sizeof(w), esc);
+        o = put_bytes(o, s, &i, i + sizeof(w), len, esc);
       }
-      i += sizeof(w);
     }
     size_t rest = len - i;
     if (rest) {
       uint64_t w = load_n(s + len - 8, 8); /* ends with the |rest| bytes */
       if (!word_needs_escape(w, esc)) {
-        /* None of its bytes needs escaping, so its first 8 - rest went out
-         * as they are, just before: written again, the same. */
+        /* None of its bytes needs escaping or is >= 0x80, so its first
+         * 8 - rest went out as they are, just before: written again, the
+         * same. */
         store_n(o - (8 - rest), w, 8);
         o += rest;
       } else {
-        o = put_bytes(o, s, i, len, esc);
+        o = put_bytes(o, s, &i, len, len, esc);
       }
     }
   }
@@ -172,16 +241,28 @@ static wisp_err put_escaped(wisp_buf *b, const char *s, size_t len, wisp_json_es
       return WISP_OK;
     }
   }
+  const unsigned char *u = (const unsigned char *)s;
   WISP_GUARD(put(b, "\"", 1, limit));
   size_t i = 0;
   while (i < len) {
-    size_t run = i;
-    while (run < len && !needs_escape((unsigned char)s[run], esc)) run++;
-    if (run > i) WISP_GUARD(put(b, s + i, run - i, limit)); /* plain runs are copied whole */
+    /* Plain runs (ASCII that needs no escape, well-formed UTF-8) are
+     * copied whole. */
+    size_t run = i, bad = 1;
+    while (run < len) {
+      size_t n = u[run] < 0x80 ? (size_t)!needs_escape(u[run], esc) : utf8_seq(u + run, len - run, &bad);
+      if (!n) break;
+      run += n;
+    }
+    if (run > i) WISP_GUARD(put(b, s + i, run - i, limit));
     if (run == len) break;
-    char e[6];
-    WISP_GUARD(put(b, e, escape_byte((unsigned char)s[run], esc, e), limit));
-    i = run + 1;
+    if (u[run] >= 0x80) {
+      WISP_GUARD(put(b, kReplacement, sizeof(kReplacement), limit));
+      i = run + bad;
+    } else {
+      char e[6];
+      WISP_GUARD(put(b, e, escape_byte(u[run], esc, e), limit));
+      i = run + 1;
+    }
   }
   return put(b, "\"", 1, limit);
 }

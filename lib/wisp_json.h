@@ -20,7 +20,19 @@
 #include "lib/wisp_err.h"
 
 /* How a string's special bytes are written. Both escape '"' and '\' and
- * every byte below 0x20; bytes from 0x80 are copied as they are. */
+ * every byte below 0x20. Bytes from 0x80 are read as UTF-8 (RFC 3629):
+ * a well-formed sequence is copied as it is (a path with "é" stays
+ * readable), and every byte that is not part of one is written as the
+ * escape \ufffd (U+FFFD REPLACEMENT CHARACTER), as Go's encoding/json
+ * does, so every string written is valid JSON and valid UTF-8, whatever
+ * bytes a caller sent. Not \u00XX: that would claim the byte was a
+ * Latin-1 character. Overlong forms, surrogates (U+D800-DFFF), code
+ * points past U+10FFFF and sequences cut short (by the string's end too)
+ * are not well-formed. One U+FFFD per maximal subpart, as the Unicode
+ * Standard (3.9) and the WHATWG decoder count: a lead byte with the
+ * continuation bytes that could still have made a well-formed sequence
+ * is one U+FFFD ("\xe2\x82" + "A" is U+FFFD "A"), every other stray byte
+ * one each ("\xc0\xaf" is two, "\xed\xa0\x80" three). */
 typedef enum {
   /* Control bytes and DEL as \u00XX (lower-case hex): log lines and the
    * admin listener, whose readers are programs. */

@@ -108,11 +108,12 @@ void wisp_json_field_strn(wisp_json *j, const char *key, size_t key_len, const c
 
 #ifndef NDEBUG
 /* Whether |val| needs no escaping as a log line writes it
- * (WISP_JSON_ESCAPE_U): for wisp_json_field_plain's assert. */
+ * (WISP_JSON_ESCAPE_U) and is ASCII (nothing to check as UTF-8): for
+ * wisp_json_field_plain's assert. */
 static bool plain_bytes(const char *val, size_t len) {
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)val[i];
-    if (c < 0x20 || c == '"' || c == '\\' || c == 0x7f) return false;
+    if (c < 0x20 || c == '"' || c == '\\' || c >= 0x7f) return false;
   }
   return true;
 }

@@ -25,7 +25,7 @@ void wisp_json_begin(wisp_json *j, const char *type);
  * constant (the request log writes a line per request). */
 void wisp_json_field_strn(wisp_json *j, const char *key, size_t key_len, const char *val, size_t len);
 /* A string field whose value the caller knows needs no escaping (no '"',
- * '\\', control byte or DEL: checked by assert), copied as it is: the
+ * '\\', control byte, DEL or byte from 0x80: checked by assert), copied as it is: the
  * request log's enumerations ("outbound", "allow", "h2"), a line per
  * request. The same bytes as wisp_json_field_strn. */
 void wisp_json_field_plain(wisp_json *j, const char *key, size_t key_len, const char *val, size_t len);

@@ -37,6 +37,56 @@ expect_match "outbound log names the verified upstream ID" "\"peer_id\":\"$TD/ns
 expect_match "log line has status, method, bytes, duration, upstream" \
   '"method":"GET".*"status":200.*"bytes_out":[0-9]+.*"duration_ms":[0-9.]+.*"upstream":"127.0.0.1:' "$line"
 
+# --- the access log is valid JSON and UTF-8 whatever bytes a path holds ---
+# A caller's :path as raw bytes (python3-h2, as curl would percent-encode
+# them): well-formed UTF-8 stays as it is, any other byte is U+FFFD
+# (\ufffd), so strict readers (json.loads on bytes, log shippers) take
+# every line. Prints the response's :status.
+raw_path_get() {
+  /usr/bin/python3 -c '
+import socket, sys, h2.config, h2.connection, h2.events
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, validate_outbound_headers=False))
+c.initiate_connection()
+c.send_headers(1, [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"orders"),
+                   (b":path", bytes.fromhex(sys.argv[2]))], end_stream=True)
+s.sendall(c.data_to_send())
+status = "none"
+while status == "none":
+    data = s.recv(65536)
+    if not data: break
+    for ev in c.receive_data(data):
+        if isinstance(ev, h2.events.ResponseReceived): status = dict(ev.headers)[b":status"].decode()
+        if isinstance(ev, h2.events.StreamReset): status = "reset %d" % ev.error_code
+    s.sendall(c.data_to_send())
+print(status)' "$1" "$(printf '%s' "$2" | od -An -v -tx1 | tr -d ' \n')"
+}
+# strict_json_field FIELD: reads one log line on stdin; parses it as the
+# brief's reader does and prints FIELD's value as \u escapes (ASCII).
+strict_json_field() {
+  /usr/bin/python3 -c 'import json,sys; b = sys.stdin.buffer.read(); b.decode("utf-8"); print(ascii(json.loads(b)[sys.argv[1]]))' "$1"
+}
+expect_eq "a path in UTF-8 is answered" 200 "$(raw_path_get "$OUT_PORT" $'/utf8log/ok/caf\xc3\xa9/\xe2\x82\xac')"
+expect_eq "a path of Latin-1, junk and a cut sequence is answered" 200 \
+  "$(raw_path_get "$OUT_PORT" $'/utf8log/bad/caf\xe9/\xff\xfe\xed\xa0\x80/\xc0\xaf/\xf0\x9f\x98')"
+for side in server client; do
+  wait_for 10 grep -aq '"path":"/utf8log/bad/' "$WORK/$side.out"
+  line=$(grep -a '"path":"/utf8log/ok/' "$WORK/$side.out" | head -1)
+  expect_eq "$side: a UTF-8 path is logged as it is, and the line parses" "'/utf8log/ok/caf\\xe9/\\u20ac'" \
+    "$(printf '%s\n' "$line" | strict_json_field path 2>&1)"
+  line=$(grep -a '"path":"/utf8log/bad/' "$WORK/$side.out" | head -1)
+  if err=$(printf '%s\n' "$line" | /usr/bin/python3 -c 'import json,sys; json.loads(sys.stdin.buffer.read())' 2>&1); then
+    ok "$side: the line of a path that is not UTF-8 parses with json.loads on bytes"
+  else
+    not_ok "$side: the line of a path that is not UTF-8 parses with json.loads on bytes" "$(printf '%s' "$err" | tail -1)"
+  fi
+  # caf U+FFFD / FFFD FFFD, the surrogate's three bytes three, C0 AF two,
+  # the cut 4-byte sequence one (maximal subparts)
+  expect_eq "$side: each byte that is not UTF-8 is logged as U+FFFD" \
+    "'/utf8log/bad/caf\\ufffd/\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd/\\ufffd\\ufffd/\\ufffd'" \
+    "$(printf '%s\n' "$line" | strict_json_field path 2>&1)"
+done
+
 # --- h2load: 100 concurrent streams on one connection, and 10 connections ---
 out=$(h2load -n 5000 -c 1 -m 100 "$OUT/" 2>&1)
 expect_match "h2load 100 concurrent streams: all 5000 succeed" '5000 succeeded, 0 failed, 0 errored, 0 timeout' "$out"

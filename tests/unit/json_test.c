@@ -1,7 +1,10 @@
 /* Unit tests for lib/wisp_json: exact bytes for every escape and number
  * form, all-or-nothing writes at the limit, and byte-for-byte agreement
  * with the three escapers it replaced (the admin listener's and wispctl's,
- * kept below as oracles; the log's forms are pinned by log_test). */
+ * kept below as oracles, their bytes from 0x80 read as UTF-8 by a
+ * reference decoder here; the log's forms are pinned by log_test), UTF-8
+ * passed through or replaced by U+FFFD per maximal subpart, and strings
+ * that python3's strict json.loads takes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -46,7 +49,8 @@ static void test_escape_u(void **state) {
   expect_str("l1\nl2\r\t", 7, WISP_JSON_ESCAPE_U, "\"l1\\u000al2\\u000d\\u0009\"");
   expect_str("\x01\x1f\x7f", 3, WISP_JSON_ESCAPE_U, "\"\\u0001\\u001f\\u007f\"");
   expect_str("nul\0in", 6, WISP_JSON_ESCAPE_U, "\"nul\\u0000in\"");
-  expect_str("caf\xc3\xa9 \xff", 7, WISP_JSON_ESCAPE_U, "\"caf\xc3\xa9 \xff\""); /* bytes >= 0x80 as they are */
+  /* well-formed UTF-8 as it is, a byte that is not part of it as U+FFFD */
+  expect_str("caf\xc3\xa9 \xff", 7, WISP_JSON_ESCAPE_U, "\"caf\xc3\xa9 \\ufffd\"");
 }
 
 static void test_escape_short(void **state) {
@@ -254,6 +258,52 @@ static void old_wispctl_str(FILE *f, const char *s) {
   fputc('"', f);
 }
 
+/* ---- UTF-8, checked apart from lib/wisp_json -------------------------------
+ * A reference written another way (code point arithmetic, not byte
+ * ranges): the RFC 3629 scalar value a sequence's first bytes begin, and
+ * a maximal subpart ends at the first byte after which no well-formed
+ * sequence could go on. */
+
+/* The sequence's length from its lead byte (0: cannot lead one). */
+static size_t ref_lead_len(unsigned char c) {
+  if (c < 0x80) return 1;
+  if ((c & 0xe0) == 0xc0) return c >= 0xc2 ? 2 : 0; /* C0, C1: overlong */
+  if ((c & 0xf0) == 0xe0) return 3;
+  if ((c & 0xf8) == 0xf0) return c <= 0xf4 ? 4 : 0; /* F5-F7: past U+10FFFF */
+  return 0;
+}
+
+/* Whether the first |k| + 1 bytes (lead, k continuation bytes, k >= 1) of
+ * a |n|-byte sequence can still begin a well-formed one. */
+static bool ref_prefix_ok(const unsigned char *p, size_t k, size_t n) {
+  if ((p[k] & 0xc0) != 0x80) return false;
+  if (k > 1) return true;                                            /* the second byte decides the rest */
+  uint32_t hi = (uint32_t)(p[0] & (0x7f >> n)) << 6 | (p[1] & 0x3f); /* the value's top bits */
+  if (n == 3) return hi >= (0x800 >> 6) && !(hi >= (0xd800 >> 6) && hi <= (0xdfff >> 6));
+  if (n == 4) return hi >= (0x10000 >> 12) && hi <= (0x10ffff >> 12);
+  return true;
+}
+
+/* |in| (|len| bytes) with every maximal subpart of ill-formed UTF-8 as the
+ * six bytes \ufffd, the rest as it is; returns the output's length. */
+static size_t ref_repair(const unsigned char *in, size_t len, char *out) {
+  size_t o = 0;
+  for (size_t i = 0; i < len;) {
+    size_t n = ref_lead_len(in[i]), k = 1;
+    while (n > 1 && k < n && i + k < len && ref_prefix_ok(in + i, k, n)) k++;
+    if (n && k == n) {
+      memcpy(out + o, in + i, n);
+      o += n;
+      i += n;
+    } else {
+      memcpy(out + o, "\\ufffd", 6);
+      o += 6;
+      i += k;
+    }
+  }
+  return o;
+}
+
 /* |in| escaped is |want|, into an empty buffer (the piecewise path) and
  * again into one with room for the worst case (the one-pass path, 8 bytes
  * at a time, that log lines take). */
@@ -281,8 +331,13 @@ static void test_same_bytes_as_before(void **state) {
     size_t len = (size_t)(rand() % 40);
     for (size_t i = 0; i < len; i++) {
       /* Every byte but NUL (the old escapers took C strings), often special. */
-      int r = rand() % 4;
-      in[i] = (char)(r == 0 ? 1 + rand() % 0x20 : r == 1 ? "\"\\\x7f\n\r\t"[rand() % 6] : 1 + rand() % 255);
+      static const unsigned char kUtf8[] = {0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xc3,
+                                            0xdf, 0xe0, 0xe1, 0xed, 0xef, 0xf0, 0xf1, 0xf4, 0xf5, 0xff};
+      int r = rand() % 5;
+      in[i] = (char)(r == 0   ? 1 + rand() % 0x20
+                     : r == 1 ? "\"\\\x7f\n\r\t"[rand() % 6]
+                     : r == 2 ? kUtf8[rand() % sizeof(kUtf8)] /* leads and continuations that meet */
+                              : 1 + rand() % 255);
     }
     in[len] = '\0';
     if (round < 255) { /* first, each byte alone */
@@ -290,8 +345,12 @@ static void test_same_bytes_as_before(void **state) {
       in[1] = '\0';
       len = 1;
     }
+    /* The old escapers copied bytes from 0x80 as they were: now read as
+     * UTF-8 (their escapes are ASCII, which never continues a sequence). */
+    char old[64 * 6 + 8];
     size_t n = 0;
-    old_admin_str(want, &n, in);
+    old_admin_str(old, &n, in);
+    n = ref_repair((const unsigned char *)old, n, want);
     expect_both_paths(in, len, WISP_JSON_ESCAPE_U, want, n);
 
     char *mem = NULL;
@@ -300,7 +359,11 @@ static void test_same_bytes_as_before(void **state) {
     assert_non_null(f);
     old_wispctl_str(f, in);
     fclose(f);
-    expect_both_paths(in, len, WISP_JSON_ESCAPE_SHORT, mem, mlen);
+    char *wmem = malloc(6 * mlen + 1);
+    assert_non_null(wmem);
+    n = ref_repair((const unsigned char *)mem, mlen, wmem);
+    expect_both_paths(in, len, WISP_JSON_ESCAPE_SHORT, wmem, n);
+    free(wmem);
     free(mem);
   }
 }
@@ -336,14 +399,32 @@ static void test_fast_path_reads_inside(void **state) {
   assert_int_equal(mprotect(map, page, PROT_NONE), 0);
   assert_int_equal(mprotect(map + 2 * page, page, PROT_NONE), 0);
   uint8_t *first = map + page, *end = map + 2 * page; /* the readable page */
-  static const unsigned char odd[] = {'a', 0x00, '"', '\\', 0x1f, 0x7f, 0xff};
+  /* Bytes to escape, and UTF-8 sequences whole and cut short: a lead
+   * byte as a string's last never has the byte after it read. */
+  static const struct {
+    const char *s;
+    size_t n;
+  } odd[] = {{"a", 1},
+             {"\0", 1},
+             {"\"", 1},
+             {"\\", 1},
+             {"\x1f", 1},
+             {"\x7f", 1},
+             {"\xff", 1},
+             {"\xc3", 1},
+             {"\xe2\x82", 2},
+             {"\xf0\x9f\x98", 3},
+             {"\xc3\xa9", 2},
+             {"\xe2\x82\xac", 3},
+             {"\xf0\x9f\x98\x80", 4}};
   for (int esc = 0; esc < 2; esc++) {
     for (size_t len = 0; len <= 24; len++) {
-      for (size_t x = 0; x < sizeof(odd); x++) {
+      for (size_t x = 0; x < sizeof(odd) / sizeof(odd[0]); x++) {
         for (size_t at = 0; at < (len ? len : 1); at++) {
           char want[24];
           memset(want, 'q', sizeof(want));
-          if (len) want[at] = (char)odd[x];
+          if (at + odd[x].n > len && len) continue;
+          if (len) memcpy(want + at, odd[x].s, odd[x].n);
           char *tail = (char *)end - len, *head = (char *)first;
           memcpy(tail, want, len);
           memcpy(head, want, len);
@@ -380,7 +461,7 @@ static void test_fast_path_as_piecewise(void **state) {
  * and of strings shorter than a word, see each combination. */
 static void test_fast_path_two_escapes(void **state) {
   (void)state;
-  static const unsigned char odd[] = {0x00, 0x1f, '"', '\\', 0x7f, 0x80, 0xff, 'a'};
+  static const unsigned char odd[] = {0x00, 0x1f, '"', '\\', 0x7f, 0x80, 0xff, 'a', 0xc3, 0xa9, 0xe2, 0xf0};
   char in[20];
   for (int esc = 0; esc < 2; esc++) {
     for (size_t x = 0; x < sizeof(odd); x++) {
@@ -396,6 +477,206 @@ static void test_fast_path_two_escapes(void **state) {
       }
     }
   }
+}
+
+/* ---- UTF-8 ---------------------------------------------------------------- */
+
+/* Well-formed sequences of 2, 3 and 4 bytes, at the edges of their ranges. */
+static const char *const kWellFormed[] = {
+    "\xc2\x80",         /* U+0080 */
+    "\xc3\xa9",         /* é */
+    "\xdf\xbf",         /* U+07FF */
+    "\xe0\xa0\x80",     /* U+0800 */
+    "\xe2\x82\xac",     /* € */
+    "\xed\x9f\xbf",     /* U+D7FF, below the surrogates */
+    "\xee\x80\x80",     /* U+E000, above them */
+    "\xef\xbf\xbd",     /* U+FFFD itself */
+    "\xef\xbf\xbf",     /* U+FFFF */
+    "\xf0\x90\x80\x80", /* U+10000 */
+    "\xf0\x9f\x98\x80", /* 😀 */
+    "\xf4\x8f\xbf\xbf", /* U+10FFFF */
+};
+
+/* Each well-formed sequence passes through as it is, at every place in
+ * strings of up to 24 bytes (inside a word, across two, in the tail read
+ * as an overlapping word, in strings shorter than a word), next to
+ * another and next to bytes that are escaped, both paths, both escapes. */
+static void test_utf8_passes_through(void **state) {
+  (void)state;
+  const size_t kinds = sizeof(kWellFormed) / sizeof(kWellFormed[0]);
+  char in[24], want[2 + 6 * 24];
+  for (int esc = 0; esc < 2; esc++) {
+    for (size_t q = 0; q < kinds; q++) {
+      const char *seq = kWellFormed[q], *next = kWellFormed[(q + 5) % kinds];
+      size_t n = strlen(seq), n2 = strlen(next);
+      for (size_t len = n; len <= sizeof(in); len++) {
+        for (size_t at = 0; at + n <= len; at++) {
+          for (int with = 0; with < 3; with++) {
+            memset(in, 'a', sizeof(in));
+            memcpy(in + at, seq, n);
+            if (with == 1) { /* another right after it */
+              if (at + n + n2 > len) continue;
+              memcpy(in + at + n, next, n2);
+            }
+            if (with == 2) { /* a byte to escape just before: that word goes byte by byte */
+              if (at == 0) continue;
+              in[at - 1] = '"';
+            }
+            size_t w = 0;
+            want[w++] = '"';
+            for (size_t i = 0; i < len; i++) {
+              if (in[i] == '"') want[w++] = '\\';
+              want[w++] = in[i];
+            }
+            want[w++] = '"';
+            expect_both_paths(in, len, (wisp_json_escape)esc, want, w);
+          }
+        }
+      }
+    }
+  }
+}
+
+#define R "\\ufffd" /* U+FFFD, as written */
+
+/* Ill-formed input: one U+FFFD per maximal subpart (Unicode 3.9, WHATWG),
+ * the byte that broke a sequence read again. */
+static const struct {
+  const char *in;
+  size_t len;
+  const char *want;
+} kIllFormed[] = {
+    {"\x80", 1, R},                               /* a lone continuation byte */
+    {"\xbf", 1, R},                               /* another */
+    {"\x80\xbf\x80", 3, R R R},                   /* a run of them: one each */
+    {"\xc0\x80", 2, R R},                         /* overlong NUL (modified UTF-8) */
+    {"\xc0\xaf", 2, R R},                         /* overlong '/' */
+    {"\xc1\xbf", 2, R R},                         /* overlong U+007F */
+    {"\xe0\x80\xaf", 3, R R R},                   /* overlong '/' in three bytes */
+    {"\xe0\x9f\xbf", 3, R R R},                   /* overlong U+07FF */
+    {"\xf0\x80\x80\xaf", 4, R R R R},             /* overlong '/' in four bytes */
+    {"\xf0\x8f\xbf\xbf", 4, R R R R},             /* overlong U+FFFF */
+    {"\xed\xa0\x80", 3, R R R},                   /* U+D800, a surrogate */
+    {"\xed\xbf\xbf", 3, R R R},                   /* U+DFFF */
+    {"\xed\xa0\xbd\xed\xb8\x80", 6, R R R R R R}, /* 😀 as a surrogate pair (CESU-8) */
+    {"\xf4\x90\x80\x80", 4, R R R R},             /* U+110000, past the last code point */
+    {"\xf5\x80\x80\x80", 4, R R R R},             /* a lead byte past U+10FFFF */
+    {"\xf7\xbf\xbf\xbf", 4, R R R R},             /* U+1FFFFF */
+    {"\xf8\x88\x80\x80\x80", 5, R R R R R},       /* five-byte forms */
+    {"\xfc\x84\x80\x80\x80\x80", 6, R R R R R R}, /* six-byte forms */
+    {"\xfe\xff", 2, R R},                         /* never in UTF-8 (UTF-16 BOMs) */
+    {"\xc2", 1, R},                               /* cut by the string's end */
+    {"\xe2\x82", 2, R},                           /* cut after two of three */
+    {"\xf0\x9f\x98", 3, R},                       /* cut after three of four */
+    {"\xf0", 1, R},                               /* a lead alone */
+    {"\xc2"
+     "A",
+     2, R "A"}, /* cut by ASCII: the 'A' stays */
+    {"\xe2\x82"
+     "A",
+     3, R "A"},
+    {"\xe2"
+     "A"
+     "\xac",
+     3, R "A" R},
+    {"\xf0\x9f\x98"
+     "\"",
+     4, R "\\\""},                     /* cut by a byte that is escaped */
+    {"\xc3\xc3\xa9", 3, R "\xc3\xa9"}, /* cut by a new lead: the lead starts over */
+    {"\xf0\x9f\x98\xf0\x9f\x98\x80", 7, R "\xf0\x9f\x98\x80"},
+    {"\xc3\xa9\x80", 3, "\xc3\xa9" R}, /* one continuation byte too many */
+    {"\xe0\xa0\xc0", 3, R R},          /* E0 A0 then not a continuation byte */
+    {"\xed\x9f", 2, R},                /* could still be U+D7FF: one subpart */
+    /* The Unicode Standard's own example (Table 3-8). */
+    {"a\xf1\x80\x80\xe1\x80\xc2"
+     "b\x80"
+     "c\x80\xbf"
+     "d",
+     13, "a" R R R "b" R "c" R R "d"},
+};
+
+/* Each ill-formed input alone and at every place between plain bytes
+ * (which end nothing: a sequence cut by the string's end reads the same
+ * cut by an 'x'), both paths, both escapes (U+FFFD is written the same). */
+static void test_utf8_ill_formed(void **state) {
+  (void)state;
+  char in[32], want[2 + 6 * 32];
+  for (int esc = 0; esc < 2; esc++) {
+    for (size_t c = 0; c < sizeof(kIllFormed) / sizeof(kIllFormed[0]); c++) {
+      size_t n = kIllFormed[c].len, wn = strlen(kIllFormed[c].want);
+      for (size_t len = n; len <= 24; len++) {
+        for (size_t at = 0; at + n <= len; at++) {
+          memset(in, 'x', sizeof(in));
+          memcpy(in + at, kIllFormed[c].in, n);
+          size_t w = 0;
+          want[w++] = '"';
+          memset(want + w, 'x', at);
+          w += at;
+          memcpy(want + w, kIllFormed[c].want, wn);
+          w += wn;
+          memset(want + w, 'x', len - at - n);
+          w += len - at - n;
+          want[w++] = '"';
+          expect_both_paths(in, len, (wisp_json_escape)esc, want, w);
+        }
+      }
+    }
+  }
+}
+
+#undef R
+
+/* For random byte strings (every byte value, often UTF-8 leads and
+ * continuations that meet), what is written is valid UTF-8 (strict, no
+ * surrogates) and python3's json.loads takes it (on bytes, as a log
+ * shipper reads a line), giving the string Python's own decoder gives
+ * for the input with errors="replace": the same U+FFFDs, the same text. */
+static void test_utf8_python_parses(void **state) {
+  (void)state;
+  static const char kCheck[] =
+      "/usr/bin/python3 -c '\n"
+      "import json, sys\n"
+      "n = 0\n"
+      "for line in sys.stdin.buffer.read().split(b\"\\n\")[:-1]:\n"
+      "    h, out = line.split(b\" \", 1)\n"
+      "    raw = bytes.fromhex(h.decode())\n"
+      "    out.decode(\"utf-8\")\n"
+      "    v = json.loads(out)\n"
+      "    if v != raw.decode(\"utf-8\", \"replace\"):\n"
+      "        sys.exit(\"mismatch: %s %r %r\" % (h.decode(), out, v))\n"
+      "    n += 1\n"
+      "if n != 8000: sys.exit(\"read %d lines\" % n)\n"
+      "'";
+  FILE *py = popen(kCheck, "w");
+  assert_non_null(py);
+  static const unsigned char kUtf8[] = {0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xc3,
+                                        0xdf, 0xe0, 0xe1, 0xed, 0xef, 0xf0, 0xf1, 0xf4, 0xf5, 0xff};
+  static const char room[6 * 40 + 2];
+  srand(4242);
+  for (int round = 0; round < 2000; round++) {
+    unsigned char in[40];
+    size_t len = (size_t)(rand() % 41);
+    for (size_t i = 0; i < len; i++) {
+      int r = rand() % 4;
+      in[i] = (unsigned char)(r == 0 ? rand() % 256 : r == 1 ? 'a' + rand() % 26 : kUtf8[rand() % sizeof(kUtf8)]);
+    }
+    for (int esc = 0; esc < 2; esc++) {
+      for (int fast = 0; fast < 2; fast++) {
+        wisp_buf b = {0};
+        if (fast) { /* room for the worst case: the log's one-pass path */
+          assert_int_equal(wisp_buf_append(&b, room, sizeof(room), BIG), WISP_OK);
+          wisp_buf_truncate(&b, 0);
+        }
+        assert_int_equal(wisp_json_put_str(&b, (const char *)in, len, (wisp_json_escape)esc, BIG), WISP_OK);
+        for (size_t i = 0; i < len; i++) fprintf(py, "%02x", in[i]);
+        fputc(' ', py);
+        fwrite(wisp_buf_rptr(&b), 1, wisp_buf_len(&b), py);
+        fputc('\n', py);
+        wisp_buf_cleanup(&b);
+      }
+    }
+  }
+  assert_int_equal(pclose(py), 0);
 }
 
 static void test_buf_printf(void **state) {
@@ -477,6 +758,9 @@ int main(void) {
       cmocka_unit_test(test_fast_path_as_piecewise),
       cmocka_unit_test(test_fast_path_two_escapes),
       cmocka_unit_test(test_fast_path_reads_inside),
+      cmocka_unit_test(test_utf8_passes_through),
+      cmocka_unit_test(test_utf8_ill_formed),
+      cmocka_unit_test(test_utf8_python_parses),
       cmocka_unit_test(test_buf_printf),
       cmocka_unit_test(test_measure),
   };

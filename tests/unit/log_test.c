@@ -39,7 +39,24 @@ static bool j_lit(json_in *in, const char *lit) {
   return true;
 }
 
-/* Parses a string; if |out| is set, decodes it there (bytes < 0x100 only). */
+/* The length of the well-formed UTF-8 sequence (RFC 3629) at |p|, before
+ * |end|, whose lead byte is >= 0x80; 0 if there is none. */
+static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
+  size_t n = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc0 ? 2 : 0;
+  if (!n || p[0] >= 0xf8 || (size_t)(end - p) < n) return 0;
+  uint32_t cp = p[0] & (0x7f >> n);
+  for (size_t i = 1; i < n; i++) {
+    if ((p[i] & 0xc0) != 0x80) return 0;
+    cp = cp << 6 | (p[i] & 0x3f);
+  }
+  static const uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  return n;
+}
+
+/* Parses a string; if |out| is set, decodes it there (escapes of single
+ * bytes as those bytes, \ufffd as UTF-8). Raw bytes from 0x80 must be
+ * well-formed UTF-8, as strict readers (Python's json.loads) require. */
 static bool j_string(json_in *in, char *out, size_t out_cap, size_t *out_len) {
   size_t o = 0;
   if (in->p >= in->end || *in->p != '"') return false;
@@ -51,6 +68,14 @@ static bool j_string(json_in *in, char *out, size_t out_cap, size_t *out_len) {
       return true;
     }
     if (c < 0x20) return false; /* raw control characters are not allowed */
+    if (c >= 0x80) {
+      size_t n = utf8_len((const unsigned char *)in->p - 1, (const unsigned char *)in->end);
+      if (!n) return false;
+      for (size_t i = 0; i < n; i++, o++)
+        if (out && o < out_cap) out[o] = in->p[i - 1];
+      in->p += n - 1;
+      continue;
+    }
     if (c == '\\') {
       if (in->p >= in->end) return false;
       char e = *in->p++;
@@ -88,7 +113,13 @@ static bool j_string(json_in *in, char *out, size_t out_cap, size_t *out_len) {
             v = v * 16 + (unsigned)(isdigit((unsigned char)h) ? h - '0' : (tolower((unsigned char)h) - 'a' + 10));
           }
           in->p += 4;
-          c = (unsigned char)v; /* the builder only escapes single bytes */
+          if (v == 0xfffd) { /* the builder's only escape of a character above 0x7f */
+            for (size_t i = 0; i < 3; i++, o++)
+              if (out && o < out_cap) out[o] = "\xef\xbf\xbd"[i];
+            continue;
+          }
+          if (v > 0x7f) return false;
+          c = (unsigned char)v;
           break;
         }
         default:
@@ -218,7 +249,8 @@ static bool has_key(const char *s, size_t len, const char *key) {
 
 static void test_checker_self_test(void **state) {
   (void)state;
-  static const char *good[] = {"{}\n", "{\"a\":1}\n", "{\"a\":\"\\u0001\\\"\",\"b\":-1.5e3,\"c\":[true,null]}\n"};
+  static const char *good[] = {"{}\n", "{\"a\":1}\n", "{\"a\":\"\\u0001\\\"\",\"b\":-1.5e3,\"c\":[true,null]}\n",
+                               "{\"a\":\"\xc3\xa9\xe2\x82\xac\xf4\x8f\xbf\xbf\\ufffd\"}\n"};
   static const char *bad[] = {"{\n",
                               "{}",
                               "{}\n\n",
@@ -228,7 +260,12 @@ static void test_checker_self_test(void **state) {
                               "{\"a\":\"\\x\"}\n",
                               "{\"a\":01}\n",
                               "{,\"a\":1}\n",
-                              "{\"a\":1}}\n"};
+                              "{\"a\":1}}\n",
+                              "{\"a\":\"\xff\"}\n",
+                              "{\"a\":\"\xc3\"}\n",
+                              "{\"a\":\"\xc0\xaf\"}\n",
+                              "{\"a\":\"\xed\xa0\x80\"}\n",
+                              "{\"a\":\"\xf4\x90\x80\x80\"}\n"};
   for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) assert_true(valid_line(good[i], strlen(good[i])));
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) assert_false(valid_line(bad[i], strlen(bad[i])));
 }
@@ -320,23 +357,27 @@ typedef struct {
   const char *in;
   size_t len;       /* 0: strlen */
   const char *want; /* as written in the line */
+  const char *back; /* what it decodes to; NULL: the input */
 } esc_case;
 
 static const esc_case kEscapes[] = {
-    {"plain text", 0, "plain text"},
-    {"", 0, ""},
-    {"say \"hi\"", 0, "say \\\"hi\\\""},
-    {"C:\\path\\", 0, "C:\\\\path\\\\"},
-    {"\\\"", 0, "\\\\\\\""},
-    {"line1\nline2", 0, "line1\\u000aline2"},
-    {"tab\there", 0, "tab\\u0009here"},
-    {"cr\r", 0, "cr\\u000d"},
-    {"\x01\x1f", 0, "\\u0001\\u001f"},
-    {"del\x7f", 0, "del\\u007f"},
-    {"nul\0in", 6, "nul\\u0000in"},
-    {"/slash/", 0, "/slash/"},
-    {"caf\xc3\xa9 \xe2\x9c\x93", 0, "caf\xc3\xa9 \xe2\x9c\x93"}, /* UTF-8 passes through */
-    {"{\"inject\":1}", 0, "{\\\"inject\\\":1}"},
+    {"plain text", 0, "plain text", NULL},
+    {"", 0, "", NULL},
+    {"say \"hi\"", 0, "say \\\"hi\\\"", NULL},
+    {"C:\\path\\", 0, "C:\\\\path\\\\", NULL},
+    {"\\\"", 0, "\\\\\\\"", NULL},
+    {"line1\nline2", 0, "line1\\u000aline2", NULL},
+    {"tab\there", 0, "tab\\u0009here", NULL},
+    {"cr\r", 0, "cr\\u000d", NULL},
+    {"\x01\x1f", 0, "\\u0001\\u001f", NULL},
+    {"del\x7f", 0, "del\\u007f", NULL},
+    {"nul\0in", 6, "nul\\u0000in", NULL},
+    {"/slash/", 0, "/slash/", NULL},
+    {"caf\xc3\xa9 \xe2\x9c\x93", 0, "caf\xc3\xa9 \xe2\x9c\x93", NULL}, /* UTF-8 passes through */
+    /* not UTF-8 (Latin-1, junk, cut at the end): U+FFFD for each */
+    {"/caf\xe9/\xff\xc3", 0, "/caf\\ufffd/\\ufffd\\ufffd", "/caf\xef\xbf\xbd/\xef\xbf\xbd\xef\xbf\xbd"},
+    {"\xed\xa0\x80", 0, "\\ufffd\\ufffd\\ufffd", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* a surrogate: not UTF-8 */
+    {"{\"inject\":1}", 0, "{\\\"inject\\\":1}", NULL},
 };
 
 static void test_escaping(void **state) {
@@ -361,9 +402,11 @@ static void test_escaping(void **state) {
     /* and it decodes back to the input */
     char dec[256];
     size_t dlen = 0;
+    const char *back = c->back ? c->back : c->in;
+    size_t blen = c->back ? strlen(c->back) : len;
     assert_true(get_str(j.buf, j.len, "k", dec, sizeof(dec), &dlen));
-    assert_int_equal(dlen, len);
-    assert_memory_equal(dec, c->in, len);
+    assert_int_equal(dlen, blen);
+    assert_memory_equal(dec, back, blen);
   }
 }
 
@@ -628,6 +671,14 @@ static void test_wisp_log_long_message(void **state) {
   size_t n = capture(2, do_log, &c, out, sizeof(out));
   assert_true(n > 0 && n <= WISP_JSON_MAX);
   assert_true(valid_line(out, n));
+  /* Cut to the message buffer inside a UTF-8 sequence: its first byte is
+   * U+FFFD, the line stays valid. */
+  for (size_t i = 0; i + 2 < 5000; i += 2) memcpy(big + i, "\xc3\xa9", 2);
+  big[4998] = '\0';
+  n = capture(2, do_log, &c, out, sizeof(out));
+  assert_true(n > 0 && n <= WISP_JSON_MAX);
+  assert_true(valid_line(out, n));
+  assert_non_null(strstr(out, "\xc3\xa9\\ufffd\""));
   free(big);
 }
 
