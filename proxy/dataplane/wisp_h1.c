@@ -178,7 +178,7 @@ static ssize_t provide_body(nghttp2_session *session, int32_t id, uint8_t *buf, 
 }
 
 static wisp_err add_pseudo(wisp_hdrs *out, const char *name, const char *v, size_t len) {
-  return wisp_hdrs_add(out, (const uint8_t *)name, strlen(name), (const uint8_t *)v, len);
+  return wisp_hdrs_add(out, (const uint8_t *)name, strlen(name), (const uint8_t *)v, len, NGHTTP2_NV_FLAG_NONE);
 }
 
 /* :authority and :path from the request-target (origin-form, absolute-form
@@ -258,7 +258,8 @@ static void open_stream(h1conn *h, h1req *r, const wisp_h1_head *hd) {
       rc = WISP_ERR_PROTO;
       break;
     }
-    rc = wisp_hdrs_add(&req, (const uint8_t *)f->name, f->name_len, (const uint8_t *)f->value, f->value_len);
+    rc = wisp_hdrs_add(&req, (const uint8_t *)f->name, f->name_len, (const uint8_t *)f->value, f->value_len,
+                       NGHTTP2_NV_FLAG_NONE); /* HTTP/1 has no never-indexed mark */
   }
   if (rc != WISP_OK) {
     answer_local(h, r, 400, why);
@@ -347,7 +348,7 @@ static void on_req_end(void *arg, const wisp_h1_field *t, size_t nt) {
   r->body_eof = true;
   for (size_t i = 0; i < nt && !r->local_status; i++) {
     if (wisp_hdrs_add(&r->trailers, (const uint8_t *)t[i].name, t[i].name_len, (const uint8_t *)t[i].value,
-                      t[i].value_len) != WISP_OK)
+                      t[i].value_len, NGHTTP2_NV_FLAG_NONE) != WISP_OK)
       answer_local(h, r, 400, "request trailers over the proxy's bounds");
   }
   if (r->id && !r->stream_closed) nghttp2_session_resume_data(h->h2, r->id);
@@ -364,7 +365,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
   h1req *r = req_of(session, frame->hd.stream_id);
   if (!r || frame->hd.type != NGHTTP2_HEADERS) return 0;
   wisp_hdrs *dst = r->resp_head ? &r->resp_trailers : &r->resp;
-  if (wisp_hdrs_add(dst, name, namelen, value, valuelen) != WISP_OK) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  if (wisp_hdrs_add(dst, name, namelen, value, valuelen, flags) != WISP_OK)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   return 0;
 }
 

@@ -159,7 +159,8 @@ static void on_resp_head(void *arg, const wisp_h1_head *hd) {
   for (size_t i = 0; rc == WISP_OK && i < hd->nfields; i++) {
     const wisp_h1_field *f = &hd->fields[i];
     if (wisp_h1_hop_by_hop(hd, f)) continue;
-    rc = wisp_hdrs_add(&h, (const uint8_t *)f->name, f->name_len, (const uint8_t *)f->value, f->value_len);
+    rc = wisp_hdrs_add(&h, (const uint8_t *)f->name, f->name_len, (const uint8_t *)f->value, f->value_len,
+                       NGHTTP2_NV_FLAG_NONE); /* HTTP/1 has no never-indexed mark */
   }
   ac->keep_alive = hd->keep_alive;
   if (rc != WISP_OK) {
@@ -191,7 +192,7 @@ static void on_resp_end(void *arg, const wisp_h1_field *t, size_t nt) {
   if (!r || !r->resp_started) return; /* a 1xx ended */
   for (size_t i = 0; i < nt; i++) {
     if (wisp_hdrs_add(&r->resp_trailers, (const uint8_t *)t[i].name, t[i].name_len, (const uint8_t *)t[i].value,
-                      t[i].value_len) != WISP_OK)
+                      t[i].value_len, NGHTTP2_NV_FLAG_NONE) != WISP_OK)
       break;
   }
   r->resp_eof = true;
@@ -319,7 +320,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
                      const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data) {
   appreq *r = req_of(session, frame->hd.stream_id);
   if (!r || frame->hd.type != NGHTTP2_HEADERS) return 0;
-  if (wisp_hdrs_add(r->headers_done ? &r->trailers : &r->req, name, namelen, value, valuelen) != WISP_OK)
+  if (wisp_hdrs_add(r->headers_done ? &r->trailers : &r->req, name, namelen, value, valuelen, flags) != WISP_OK)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   return 0;
 }

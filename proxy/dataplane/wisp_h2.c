@@ -44,7 +44,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
   wisp_stream *s = c->hdr_stream && c->hdr_stream_id == frame->hd.stream_id ? c->hdr_stream
                                                                             : stream_of(session, frame->hd.stream_id);
   if (!s) return 0;
-  if (wisp_stream_on_header(s, side_of(c), frame->headers.cat, name, namelen, value, valuelen) != WISP_OK)
+  if (wisp_stream_on_header(s, side_of(c), frame->headers.cat, name, namelen, value, valuelen, flags) != WISP_OK)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets just this stream */
   return 0;
 }

@@ -54,7 +54,8 @@ static void grow_nv(wisp_hdrs *h) {
   h->cap *= 2;
 }
 
-wisp_err wisp_hdrs_add(wisp_hdrs *h, const uint8_t *name, size_t name_len, const uint8_t *value, size_t value_len) {
+wisp_err wisp_hdrs_add(wisp_hdrs *h, const uint8_t *name, size_t name_len, const uint8_t *value, size_t value_len,
+                       uint8_t flags) {
   WISP_ENSURE(h->n < WISP_HDRS_MAX_FIELDS, WISP_ERR_TOO_BIG);
   /* Checked one term at a time: the sum of two lengths could wrap. */
   WISP_ENSURE(name_len <= WISP_HDRS_MAX_BYTES - h->bytes, WISP_ERR_TOO_BIG);
@@ -70,13 +71,14 @@ wisp_err wisp_hdrs_add(wisp_hdrs *h, const uint8_t *name, size_t name_len, const
   nv->namelen = name_len;
   nv->value = block + name_len + 1;
   nv->valuelen = value_len;
-  nv->flags = NGHTTP2_NV_FLAG_NONE;
+  nv->flags = flags & NGHTTP2_NV_FLAG_NO_INDEX;
   h->bytes += name_len + value_len;
   return WISP_OK;
 }
 
 wisp_err wisp_hdrs_add_str(wisp_hdrs *h, const char *name, const char *value) {
-  return wisp_hdrs_add(h, (const uint8_t *)name, strlen(name), (const uint8_t *)value, strlen(value));
+  return wisp_hdrs_add(h, (const uint8_t *)name, strlen(name), (const uint8_t *)value, strlen(value),
+                       NGHTTP2_NV_FLAG_NONE);
 }
 
 static nghttp2_nv *find(const wisp_hdrs *h, const char *name) {

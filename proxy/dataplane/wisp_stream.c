@@ -791,7 +791,7 @@ static uint64_t caller_tag_of(const uint8_t *value, size_t len) {
 }
 
 wisp_err wisp_stream_on_header(wisp_stream *s, wisp_side side, nghttp2_headers_category cat, const uint8_t *name,
-                               size_t name_len, const uint8_t *value, size_t value_len) {
+                               size_t name_len, const uint8_t *value, size_t value_len, uint8_t flags) {
   bool trailer = s->headers_done[side];
   wisp_proxy *px = s->target->px;
   size_t cost = name_len + value_len + WISP_HDR_FIELD_OVERHEAD;
@@ -837,7 +837,11 @@ wisp_err wisp_stream_on_header(wisp_stream *s, wisp_side side, nghttp2_headers_c
     refuse_section(s, side, spent, true);
     return WISP_OK;
   }
-  if (wisp_hdrs_add(trailer ? &s->trailers[side] : &s->hdrs[side], name, name_len, value, value_len) != WISP_OK) {
+  /* The field keeps its never-indexed mark (wisp_hdrs): the next hop must
+   * not index it either, least of all on a pooled connection that other
+   * callers' requests share. */
+  if (wisp_hdrs_add(trailer ? &s->trailers[side] : &s->hdrs[side], name, name_len, value, value_len, flags) !=
+      WISP_OK) {
     _Static_assert(WISP_HDRS_MAX_FIELDS == 128, "the reason below names it");
     refuse_section(s, side, "header section of more than 128 fields", false);
     return WISP_OK;
@@ -1003,8 +1007,9 @@ void wisp_stream_unavailable(wisp_stream *s, int status, const char *reason) {
  *   read (nghttp2's session_prep_frame checks the stream first), and a
  *   deleted session reads nothing. nghttpx frees its streams' headers
  *   the same way with the same flags.
- * Not lent: trailers (request trailers are released once submitted), our
- * own answers and the fields made on the stack in send_upstream. */
+ * Not lent: trailers (request trailers are released once submitted; they
+ * carry their fields' NO_INDEX flags too), our own answers and the fields
+ * made on the stack in send_upstream. */
 #define WISP_NV_LENT (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
 
 #ifndef NDEBUG
@@ -1015,7 +1020,8 @@ static bool lent_name_ok(const nghttp2_nv *nv) {
 }
 #endif
 
-/* |*out| = |*in|, lent (see above). */
+/* |*out| = |*in|, lent (see above); its NO_INDEX flag stays (wisp_hdrs: a
+ * field that arrived never indexed leaves never indexed). */
 static void lend(nghttp2_nv *out, const nghttp2_nv *in) {
   assert(lent_name_ok(in));
   *out = *in;

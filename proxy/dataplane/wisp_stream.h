@@ -38,10 +38,12 @@ wisp_stream *wisp_stream_new(wisp_conn *down, int32_t id);
 bool wisp_stream_admit(wisp_conn *down);
 /* A header section (request, response or trailers) begins on |side|. */
 void wisp_stream_on_begin_headers(wisp_stream *s, wisp_side side);
-/* One decoded field; a section past --max-header-list-size or the buffer
- * budgets is not kept, and is answered when it ends (on_headers_done). */
+/* One decoded field, with nghttp2's on_header |flags| (a never-indexed
+ * field is passed on never indexed); a section past --max-header-list-size
+ * or the buffer budgets is not kept, and is answered when it ends
+ * (on_headers_done). */
 wisp_err wisp_stream_on_header(wisp_stream *s, wisp_side side, nghttp2_headers_category cat, const uint8_t *name,
-                               size_t name_len, const uint8_t *value, size_t value_len) WISP_MUST_CHECK;
+                               size_t name_len, const uint8_t *value, size_t value_len, uint8_t flags) WISP_MUST_CHECK;
 void wisp_stream_on_headers_done(wisp_stream *s, wisp_side side, bool end_stream);
 void wisp_stream_on_data(wisp_stream *s, wisp_side side, const uint8_t *data, size_t len);
 void wisp_stream_on_end(wisp_stream *s, wisp_side side);

@@ -89,7 +89,7 @@ static void test_binary_values(void **state) {
   wisp_hdrs h = {0};
   static const uint8_t name[] = "grpc-status-details-bin";
   static const uint8_t value[] = {0x00, 0x01, 0xff, 0x00, 0x7f};
-  assert_int_equal(wisp_hdrs_add(&h, name, sizeof(name) - 1, value, sizeof(value)), WISP_OK);
+  assert_int_equal(wisp_hdrs_add(&h, name, sizeof(name) - 1, value, sizeof(value), NGHTTP2_NV_FLAG_NONE), WISP_OK);
   assert_int_equal(h.nv[0].valuelen, sizeof(value));
   assert_memory_equal(h.nv[0].value, value, sizeof(value));
   /* _get returns a C string: it stops at the first NUL. */
@@ -97,7 +97,7 @@ static void test_binary_values(void **state) {
   assert_non_null(v);
   assert_int_equal(v[0], '\0');
   /* Zero-length name and value are stored as they are. */
-  assert_int_equal(wisp_hdrs_add(&h, (const uint8_t *)"", 0, (const uint8_t *)"", 0), WISP_OK);
+  assert_int_equal(wisp_hdrs_add(&h, (const uint8_t *)"", 0, (const uint8_t *)"", 0, NGHTTP2_NV_FLAG_NONE), WISP_OK);
   assert_int_equal(h.n, 2);
   assert_string_equal(wisp_hdrs_get(&h, ""), "");
   wisp_hdrs_cleanup(&h);
@@ -200,10 +200,11 @@ static void test_max_bytes(void **state) {
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     print_message("# case %zu\n", i);
     wisp_hdrs h = {0};
-    if (cases[i].first) assert_int_equal(wisp_hdrs_add(&h, (const uint8_t *)"a", 1, big, cases[i].first), WISP_OK);
+    if (cases[i].first)
+      assert_int_equal(wisp_hdrs_add(&h, (const uint8_t *)"a", 1, big, cases[i].first, NGHTTP2_NV_FLAG_NONE), WISP_OK);
     wisp_hdrs before;
     snapshot(&h, &before);
-    wisp_err rc = wisp_hdrs_add(&h, big, cases[i].name_len, big, cases[i].value_len);
+    wisp_err rc = wisp_hdrs_add(&h, big, cases[i].name_len, big, cases[i].value_len, NGHTTP2_NV_FLAG_NONE);
     assert_int_equal(rc, cases[i].want);
     if (rc == WISP_OK) {
       assert_int_equal(h.n, before.n + 1);
@@ -227,7 +228,7 @@ static void test_add_length_wrap(void **state) {
   wisp_hdrs h = {0};
   static const uint8_t b = 'x';
   /* Lengths that would wrap a naive sum must still be refused. */
-  assert_int_equal(wisp_hdrs_add(&h, &b, SIZE_MAX, &b, 2), WISP_ERR_TOO_BIG);
+  assert_int_equal(wisp_hdrs_add(&h, &b, SIZE_MAX, &b, 2, NGHTTP2_NV_FLAG_NONE), WISP_ERR_TOO_BIG);
   assert_null(h.nv);
   assert_null(h.blocks);
   assert_int_equal(h.n, 0);
@@ -283,6 +284,38 @@ static void test_set(void **state) {
   wisp_hdrs_cleanup(&h);
 }
 
+/* A field that arrived never indexed (NGHTTP2_NV_FLAG_NO_INDEX in
+ * on_header's flags) keeps the flag in its nv, so it is submitted never
+ * indexed (RFC 7541 7.1.3); no other flag is kept (the NO_COPY ones are
+ * the submitter's to set). The mark survives the array leaving the arena
+ * and a new value (wisp_hdrs_set). */
+static void test_never_indexed_kept(void **state) {
+  (void)state;
+  wisp_hdrs h = {0};
+  const uint8_t *k = (const uint8_t *)"x-api-key", *v = (const uint8_t *)"secret";
+  assert_int_equal(wisp_hdrs_add(&h, k, 9, v, 6, NGHTTP2_NV_FLAG_NO_INDEX), WISP_OK);
+  assert_int_equal(wisp_hdrs_add(&h, k, 9, v, 6, NGHTTP2_NV_FLAG_NONE), WISP_OK);
+  assert_int_equal(
+      wisp_hdrs_add(&h, k, 9, v, 6,
+                    NGHTTP2_NV_FLAG_NO_INDEX | NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE),
+      WISP_OK);
+  assert_int_equal(wisp_hdrs_add(&h, k, 9, v, 6, NGHTTP2_NV_FLAG_NO_COPY_VALUE), WISP_OK);
+  for (int i = 0; i < 40; i++) {
+    uint8_t fl = i % 2 ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
+    assert_int_equal(wisp_hdrs_add(&h, (const uint8_t *)"x-n", 3, v, 6, fl), WISP_OK);
+  }
+  assert_true(h.cap > 16); /* the array left the arena */
+  assert_int_equal(h.nv[0].flags, NGHTTP2_NV_FLAG_NO_INDEX);
+  assert_int_equal(h.nv[1].flags, NGHTTP2_NV_FLAG_NONE);
+  assert_int_equal(h.nv[2].flags, NGHTTP2_NV_FLAG_NO_INDEX);
+  assert_int_equal(h.nv[3].flags, NGHTTP2_NV_FLAG_NONE);
+  for (int i = 0; i < 40; i++) assert_int_equal(h.nv[4 + i].flags, i % 2 ? NGHTTP2_NV_FLAG_NO_INDEX : 0);
+  assert_int_equal(wisp_hdrs_set(&h, "x-api-key", (const uint8_t *)"other", 5), WISP_OK);
+  assert_int_equal(h.nv[0].flags, NGHTTP2_NV_FLAG_NO_INDEX);
+  assert_string_equal((const char *)h.nv[0].value, "other");
+  wisp_hdrs_cleanup(&h);
+}
+
 int main(void) {
   struct CMUnitTest tests[] = {
       cmocka_unit_test(test_zeroed_is_valid_and_empty),
@@ -296,6 +329,7 @@ int main(void) {
       cmocka_unit_test(test_add_length_wrap),
       cmocka_unit_test(test_cleanup_then_reuse),
       cmocka_unit_test(test_set),
+      cmocka_unit_test(test_never_indexed_kept),
   };
   return WISP_RUN_GROUP_TESTS(tests, NULL, NULL);
 }
