@@ -1002,10 +1002,16 @@ void wisp_stream_unavailable(wisp_stream *s, int status, const char *reason) {
  *   (their arena never moves; a list that was submitted is not released
  *   before: hdrs_release only drops sections still arriving, a refused
  *   attempt's response, or a 1xx). The stream is freed once both its
- *   nghttp2 streams closed or their connections went: a HEADERS frame
+ *   nghttp2 streams closed or their connections went: a response HEADERS
  *   still queued for a closed stream is dropped before its fields are
- *   read (nghttp2's session_prep_frame checks the stream first), and a
- *   deleted session reads nothing. nghttpx frees its streams' headers
+ *   read (nghttp2's session_prep_frame checks the stream first); a request
+ *   HEADERS still waiting in nghttp2's queue (ob_syn: the upstream's
+ *   MAX_CONCURRENT_STREAMS reached, or writes blocked) has no nghttp2
+ *   stream yet, so our RST_STREAM for its id only marks it cancelled and
+ *   session_prep_frame drops it unread, then closes the stream (our
+ *   on_stream_close, which is what frees the wisp stream); a GOAWAY fails
+ *   queued requests the same way (REFUSED_STREAM) before the retry lends
+ *   the same fields again; a deleted session reads nothing. nghttpx frees its streams' headers
  *   the same way with the same flags.
  * Not lent: trailers (request trailers are released once submitted; they
  * carry their fields' NO_INDEX flags too), our own answers and the fields
