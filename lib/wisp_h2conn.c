@@ -40,6 +40,7 @@ void wisp_h2conn_close(wisp_h2conn *c, const char *reason) {
    * loop iteration (a long dirty list). */
   ev_io_stop(c->lp->loop, &c->rio);
   ev_io_stop(c->lp->loop, &c->wio);
+  if (c->tp.pipe) wisp_pipe_want(c->tp.pipe, false, false);
   if (reason) snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
   wisp_h2conn_mark_dirty(c);
 }
@@ -57,15 +58,19 @@ static void update_io(wisp_h2conn *c) {
   struct ev_loop *loop = c->lp->loop;
   if (c->closing) return;
   bool want_write = c->state == WISP_H2CONN_CONNECTING || c->tp.want_write || wisp_buf_len(&c->out) > 0;
+  /* Level-triggered: a session that no longer wants input (terminated,
+   * its GOAWAY on the way) must not keep a readable socket watched, or
+   * unread bytes wake the loop forever. */
+  bool done_reading = c->state == WISP_H2CONN_OPEN && c->h2 && !nghttp2_session_want_read(c->h2);
+  if (c->tp.pipe) { /* no fd: the pipe calls back (on_pipe) */
+    wisp_pipe_want(c->tp.pipe, c->state != WISP_H2CONN_CONNECTING && !done_reading, want_write);
+    return;
+  }
   if (want_write) {
     ev_io_start(loop, &c->wio);
   } else {
     ev_io_stop(loop, &c->wio);
   }
-  /* Level-triggered: a session that no longer wants input (terminated,
-   * its GOAWAY on the way) must not keep a readable socket watched, or
-   * unread bytes wake the loop forever. */
-  bool done_reading = c->state == WISP_H2CONN_OPEN && c->h2 && !nghttp2_session_want_read(c->h2);
   if (c->state == WISP_H2CONN_CONNECTING || done_reading) {
     ev_io_stop(loop, &c->rio);
   } else {
@@ -238,8 +243,9 @@ void wisp_h2loop_flush(wisp_h2loop *lp) {
     /* The owner's deferred work (wisp-proxy: requests waiting for an
      * upstream stream) runs first, after everything read so far was
      * parsed, and again after each pass, which may have made more. */
+    wisp_pipe_sched_run(&lp->pipes);
     if (lp->before_flush) lp->before_flush(lp);
-    idle = lp->dirty == NULL;
+    idle = lp->dirty == NULL && !wisp_pipe_sched_busy(&lp->pipes);
     wisp_h2conn *list = lp->dirty;
     lp->dirty = NULL;
     while (list) {
@@ -276,7 +282,7 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
 }
 
 static void on_connected(wisp_h2conn *c) {
-  int err = wisp_net_connect_result(c->tp.fd);
+  int err = c->tp.pipe ? 0 : wisp_net_connect_result(c->tp.fd); /* a pipe is connected from the start */
   if (err) {
     wisp_h2conn_closef(c, "cannot connect: %s", strerror(err));
     return;
@@ -306,6 +312,14 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents) {
   }
 }
 
+/* A pipe end's readiness (no fd, no ev_io): as the watchers would be. */
+static void on_pipe(wisp_pipe_end *e, int events, void *arg) {
+  wisp_h2conn *c = arg;
+  if (events & WISP_PIPE_READ) on_readable(c->lp->loop, &c->rio, EV_READ);
+  /* never freed in between: teardown waits for the dirty list's turn */
+  if (events & WISP_PIPE_WRITE) on_writable(c->lp->loop, &c->wio, EV_WRITE);
+}
+
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
   wisp_h2loop *lp = w->data;
   wisp_h2loop_flush(lp);
@@ -318,6 +332,7 @@ static void on_idle(struct ev_loop *loop, ev_idle *w, int revents) { /* wakes th
 void wisp_h2loop_init(wisp_h2loop *lp, struct ev_loop *loop) {
   lp->loop = loop;
   lp->dirty = NULL;
+  wisp_pipe_sched_init(&lp->pipes);
   ev_prepare_init(&lp->prepare, on_prepare);
   lp->prepare.data = lp;
   ev_prepare_start(loop, &lp->prepare);
@@ -361,6 +376,7 @@ void wisp_h2conn_init_transport(wisp_h2conn *c, wisp_h2loop *lp, const wisp_h2co
   ev_io_init(&c->rio, on_readable, c->tp.fd, EV_READ);
   ev_io_init(&c->wio, on_writable, c->tp.fd, EV_WRITE);
   c->rio.data = c->wio.data = c;
+  if (c->tp.pipe) wisp_pipe_set_cb(c->tp.pipe, on_pipe, c);
   update_io(c);
 }
 

@@ -60,13 +60,18 @@ typedef struct wisp_h2loop {
    * its request log line) so that the bytes go first. */
   void (*after_write)(struct wisp_h2loop *lp);
   bool writing; /* in a connection's flush: its frames pulled from nghttp2 and written */
+  /* In-process pipes on this loop (lib/wisp_pipe: the proxy's HTTP/1
+   * gateways and their h2c connections): their due callbacks run in each
+   * flush pass, so bytes written to one go through in this iteration. */
+  wisp_pipe_sched pipes;
 } wisp_h2loop;
 
 struct wisp_h2conn {
   wisp_h2loop *lp;
   const wisp_h2conn_ops *ops;
   wisp_h2conn_state state;
-  wisp_transport tp;      /* owned: the fd, and the SSL (NULL for plaintext) */
+  wisp_transport tp;      /* owned: the fd, and the SSL (NULL for plaintext); or a
+                           * pipe end, watched through the pipe (no fd) */
   bool upstream;          /* we are the TLS client (and HTTP/2 client) */
   bool peer_optional;     /* server: a TLS client without a certificate is fine */
   wisp_tls_verify verify; /* borrowed by the transport's SSL during the handshake */

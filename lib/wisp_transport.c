@@ -41,6 +41,24 @@ static const wisp_transport_type kPlain = {
     "tcp", plain_read, plain_write, plain_handshake, plain_shutdown, plain_has_pending, plain_read_pending,
 };
 
+/* ---- an in-process pipe (lib/wisp_pipe: the same results) ---- */
+
+static ssize_t pipe_read(wisp_transport *t, uint8_t *buf, size_t len) {
+  ssize_t n = wisp_pipe_read(t->pipe, buf, len);
+  t->drained = n > 0 && t->pipe->drained;
+  return n;
+}
+
+static ssize_t pipe_write(wisp_transport *t, const uint8_t *buf, size_t len) {
+  return wisp_pipe_write(t->pipe, buf, len);
+}
+
+static void pipe_shutdown(wisp_transport *t) { wisp_pipe_shutdown(t->pipe); }
+
+static const wisp_transport_type kPipe = {
+    "pipe", pipe_read, pipe_write, plain_handshake, pipe_shutdown, plain_has_pending, plain_read_pending,
+};
+
 /* ---- TLS: the SSL's BIO, reading through the transport's buffer ---- */
 
 _Static_assert(WISP_TRANSPORT_RBUF_SIZE <= UINT16_MAX, "rpos and rlen are 16 bits");
@@ -251,6 +269,12 @@ void wisp_transport_init(wisp_transport *t, int fd) {
   t->fd = fd;
 }
 
+void wisp_transport_init_pipe(wisp_transport *t, wisp_pipe_end *e) {
+  wisp_transport_init(t, -1);
+  t->type = &kPipe;
+  t->pipe = e;
+}
+
 /* The BIO reads t->fd at each call: a fd given later needs nothing more. */
 void wisp_transport_set_fd(wisp_transport *t, int fd) { t->fd = fd; }
 
@@ -278,6 +302,7 @@ void wisp_transport_close(wisp_transport *t, bool reset) {
   }
   if (t->ssl) SSL_free(t->ssl);
   if (t->fd >= 0) close(t->fd);
+  wisp_pipe_close(t->pipe);
   rbuf_drop(t);
   wisp_transport_init(t, -1);
 }

@@ -12,6 +12,11 @@
  * server, the agent client through wisp_rpc_client) and the proxy's L4
  * tunnel (both of its ends).
  *
+ * A third kind, "pipe", is one end of an in-process lib/wisp_pipe (the
+ * proxy's HTTP/1 gateways): no fd (-1), no socket events; its owner
+ * watches it with wisp_pipe_want and is called back by the pipe's
+ * scheduler (wisp_h2conn does both).
+ *
  * A wisp_transport is caller-allocated and embedded in its owner, and
  * never copied (the SSL's BIO points at it): wisp_transport_move hands it
  * over. It owns its fd, SSL and read buffer from init (set0_tls) until
@@ -27,6 +32,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "lib/wisp_pipe.h"
 #include "lib/wisp_tls.h"
 
 /* Results of read, write and handshake besides a byte count. */
@@ -40,7 +46,7 @@ enum {
 typedef struct wisp_transport wisp_transport;
 
 typedef struct {
-  const char *name; /* "tcp", "tls" */
+  const char *name; /* "tcp", "tls", "pipe" */
   /* >0 bytes read; 0 the peer finished sending (FIN, or TLS close_notify);
    * AGAIN, ERROR or TRUNCATED. */
   ssize_t (*read)(wisp_transport *t, uint8_t *buf, size_t len);
@@ -94,10 +100,15 @@ struct wisp_transport {
    * bad record, its alert), 0 none: for the owner's log line
    * (wisp_transport_error_text). */
   uint32_t tls_error;
+
+  /* The pipe kind's end, owned; NULL for a socket. */
+  wisp_pipe_end *pipe;
 };
 
 /* Plain TCP on |fd| (taken; -1: not connected yet, see set_fd). */
 void wisp_transport_init(wisp_transport *t, int fd);
+/* One end of an in-process pipe (taken). */
+void wisp_transport_init_pipe(wisp_transport *t, wisp_pipe_end *e);
 /* Sets the fd of a transport made without one (taken). */
 void wisp_transport_set_fd(wisp_transport *t, int fd);
 /* Makes |t| TLS with |ssl| (taken) in the role |server| or client, on |t|'s
@@ -106,7 +117,8 @@ void wisp_transport_set0_tls(wisp_transport *t, SSL *ssl, bool server);
 /* Hands |src|'s fd, SSL and buffered bytes over to |dst| (uninitialised);
  * |src| is left closed (no fd, no SSL). */
 void wisp_transport_move(wisp_transport *dst, wisp_transport *src);
-/* Frees the SSL and closes the fd (with an RST if |reset|: SO_LINGER 0);
+/* Frees the SSL and closes the fd (with an RST if |reset|: SO_LINGER 0)
+ * or the pipe end;
  * |t| is then plain with no fd. Safe on a closed transport. */
 void wisp_transport_close(wisp_transport *t, bool reset);
 

@@ -526,12 +526,6 @@ static wisp_conn *conn_new(wisp_proxy *px, wisp_transport *tp, bool upstream, wi
   return c;
 }
 
-static wisp_conn *conn_new_fd(wisp_proxy *px, int fd, bool upstream, wisp_direction dir, wisp_h2conn_state state) {
-  wisp_transport tp;
-  wisp_transport_init(&tp, fd);
-  return conn_new(px, &tp, upstream, dir, state, ++px->next_conn_id);
-}
-
 /* A downstream connection holds its destination (not evicted meanwhile). */
 static void set_dst(wisp_conn *c, wisp_target *dst) {
   c->dst = dst;
@@ -549,13 +543,6 @@ static wisp_conn *caller_new(wisp_listener *l, wisp_target *dst, wisp_transport 
   set_dst(c, dst);
   snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", peer);
   return c;
-}
-
-static wisp_conn *caller_new_fd(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
-                                ev_tstamp accepted) {
-  wisp_transport tp;
-  wisp_transport_init(&tp, fd);
-  return caller_new(l, dst, &tp, peer, slot, accepted, ++l->px->next_conn_id);
 }
 
 void wisp_conn_accept_plain(wisp_conn_pending *who, uint64_t id, int fd) {
@@ -631,9 +618,9 @@ void wisp_conn_close_detecting(wisp_proxy *px) {
   }
 }
 
-void wisp_conn_accept_h2c(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
-                          ev_tstamp accepted, bool h1_gateway) {
-  wisp_conn *c = caller_new_fd(l, dst, fd, peer, slot, accepted);
+void wisp_conn_accept_h2c(wisp_listener *l, wisp_target *dst, wisp_transport *tp, const char *peer,
+                          wisp_connlimit_slot *slot, ev_tstamp accepted, bool h1_gateway) {
+  wisp_conn *c = caller_new(l, dst, tp, peer, slot, accepted, ++l->px->next_conn_id);
   c->h1_gateway = h1_gateway;
   wisp_conn_rearm(c);
   /* What detection peeked at is read now: a refusal then closes with FIN,
@@ -662,7 +649,9 @@ static void on_outbound_sniffed(int fd, wisp_sniff_proto proto, void *arg) {
     o->l->px->stats.conns_closed_early++;
     log_unaccepted(o->l, o->peer, "closed", "closed before sending a request (the peer sent nothing)", NULL);
   } else if (proto == WISP_SNIFF_HTTP2 || o->l->target) {
-    wisp_conn_accept_h2c(o->l, o->dst, fd, o->peer, &o->slot, o->accepted, false);
+    wisp_transport tp;
+    wisp_transport_init(&tp, fd);
+    wisp_conn_accept_h2c(o->l, o->dst, &tp, o->peer, &o->slot, o->accepted, false);
   } else if (proto != WISP_SNIFF_CLOSED) {
     wisp_tunnel_outbound(o->l->px, fd, o->peer, o->dst, &o->slot);
   }
@@ -774,15 +763,22 @@ void wisp_conn_accept(wisp_listener *l, int fd, const wisp_addr *peer) {
 
 wisp_conn *wisp_conn_connect(wisp_target *t, bool h1app, char *err, size_t err_len) {
   wisp_proxy *px = t->px;
-  int fd;
-  /* An HTTP/1.1 app is reached through a gateway that speaks HTTP/2 to us. */
-  wisp_err rc = h1app ? wisp_h1app_open(px, t, &fd) : wisp_net_connect(&fd, &t->addr);
-  if (rc != WISP_OK) {
-    snprintf(err, err_len, "cannot connect to %s: %s", t->name, strerror(errno));
-    note_upfail(t, err);
-    return NULL;
+  wisp_transport tp;
+  if (h1app) {
+    /* An HTTP/1.1 app is reached through a gateway that speaks HTTP/2 to
+     * us over an in-process pipe. */
+    wisp_transport_init_pipe(&tp, wisp_h1app_open(px, t));
+  } else {
+    int fd;
+    if (wisp_net_connect(&fd, &t->addr) != WISP_OK) {
+      snprintf(err, err_len, "cannot connect to %s: %s", t->name, strerror(errno));
+      note_upfail(t, err);
+      return NULL;
+    }
+    wisp_transport_init(&tp, fd);
   }
-  wisp_conn *c = conn_new_fd(px, fd, true, t->tls ? WISP_DIR_OUTBOUND : WISP_DIR_INBOUND, WISP_H2CONN_CONNECTING);
+  wisp_conn *c = conn_new(px, &tp, true, t->tls ? WISP_DIR_OUTBOUND : WISP_DIR_INBOUND, WISP_H2CONN_CONNECTING,
+                          ++px->next_conn_id);
   c->target = t;
   c->h1app = h1app;
   snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", t->name);

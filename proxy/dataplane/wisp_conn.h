@@ -35,11 +35,12 @@ void wisp_conn_pending_done(wisp_conn_pending *p);
  * logged (drain, shutdown): none starts a handshake or a connection after. */
 void wisp_conn_close_detecting(wisp_proxy *px);
 
-/* Serves |fd| (taken) as an h2c caller of outbound listener |l| going to
- * |dst|, taking |slot|; |accepted|: when its handshake budget began;
- * |h1_gateway|: |fd| is wisp_h1's end, whose x-wisp-proto is trusted. */
-void wisp_conn_accept_h2c(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
-                          ev_tstamp accepted, bool h1_gateway);
+/* Serves |tp| (taken: a plain socket, or a pipe end) as an h2c caller of
+ * outbound listener |l| going to |dst|, taking |slot|; |accepted|: when its
+ * handshake budget began; |h1_gateway|: |tp| is wisp_h1's pipe, whose
+ * x-wisp-proto is trusted. */
+void wisp_conn_accept_h2c(wisp_listener *l, wisp_target *dst, wisp_transport *tp, const char *peer,
+                          wisp_connlimit_slot *slot, ev_tstamp accepted, bool h1_gateway);
 
 /* Serves an inbound caller whose first bytes were not TLS (wisp_handshake)
  * as h2c, with connection id |id|, taking |fd| and |who->slot|: without a

@@ -80,8 +80,8 @@ typedef struct {
   char authority[128];      /* for HTTP/1.0 requests without Host: the route's peer */
   int fd;                   /* the client */
   ev_io rio, wio;
-  int sfd; /* our end of the socketpair to the listener's h2c path */
-  ev_io srio, swio;
+  wisp_pipe_end *sp; /* our end of the pipe to the listener's h2c path */
+  bool s_open;       /* the h2c side is there: its end is read (and written) */
   nghttp2_session *h2;
   wisp_buf in, out, sout;
   wisp_h1parse parser;
@@ -767,12 +767,10 @@ static void close_all(h1conn *h) {
   wisp_h1_gw_remove(h->px, &h->gw);
   ev_io_stop(h->loop, &h->rio);
   ev_io_stop(h->loop, &h->wio);
-  ev_io_stop(h->loop, &h->srio);
-  ev_io_stop(h->loop, &h->swio);
   ev_timer_stop(h->loop, &h->linger);
   ev_timer_stop(h->loop, &h->head_timer);
   if (h->fd >= 0) close(h->fd);
-  close(h->sfd);
+  wisp_pipe_close(h->sp);
   wisp_connlimit_release(&h->slot);
   wisp_buf_cleanup(&h->upgrade);
   h1req *r;
@@ -822,7 +820,6 @@ static void linger(h1conn *h) {
   head_release(h);
   ev_io_stop(h->loop, &h->rio);
   ev_io_stop(h->loop, &h->wio);
-  ev_io_stop(h->loop, &h->swio);
   ev_timer_stop(h->loop, &h->head_timer);
   h->draining = h->fd >= 0 && !h->client_eof && shutdown(h->fd, SHUT_WR) == 0;
   if (h->draining) {
@@ -831,8 +828,9 @@ static void linger(h1conn *h) {
     close(h->fd);
     h->fd = -1;
   }
-  h->lingering = ev_is_active(&h->srio) && shutdown(h->sfd, SHUT_WR) == 0;
-  if (!h->lingering) ev_io_stop(h->loop, &h->srio);
+  h->lingering = h->s_open;
+  if (h->lingering) wisp_pipe_shutdown(h->sp);
+  wisp_pipe_want(h->sp, h->lingering, false); /* its EOF, once it closed */
   if (!h->lingering && !h->draining) {
     close_all(h);
     return;
@@ -933,13 +931,13 @@ static void read_client(h1conn *h) {
 
 static bool read_h2(h1conn *h) {
   uint8_t buf[H1_READ_CHUNK];
-  ssize_t n = recv(h->sfd, buf, sizeof(buf), 0);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return true;
+  ssize_t n = wisp_pipe_read(h->sp, buf, sizeof(buf));
+  if (n == WISP_PIPE_AGAIN) return true;
   if (n <= 0) return false;
   return nghttp2_session_mem_recv(h->h2, buf, (size_t)n) >= 0;
 }
 
-bool wisp_h1_send(nghttp2_session *s, int fd, wisp_buf *out) {
+bool wisp_h1_send(nghttp2_session *s, wisp_pipe_end *e, wisp_buf *out) {
   while (wisp_buf_len(out) < WISP_H1_OUT_HIGH) {
     const uint8_t *data;
     ssize_t n = nghttp2_session_mem_send(s, &data);
@@ -947,7 +945,14 @@ bool wisp_h1_send(nghttp2_session *s, int fd, wisp_buf *out) {
     if (n == 0) break;
     if (wisp_buf_append(out, data, (size_t)n, WISP_H1_BUF_CAP) != WISP_OK) return false;
   }
-  return wisp_h1_flush(fd, out);
+  while (wisp_buf_len(out)) {
+    ssize_t n = wisp_pipe_write(e, wisp_buf_rptr(out), wisp_buf_len(out));
+    if (n == WISP_PIPE_AGAIN) return true;
+    if (n <= 0) return false;
+    wisp_buf_consume(out, (size_t)n);
+  }
+  wisp_buf_cleanup(out); /* an idle connection holds no buffer */
+  return true;
 }
 
 /* The h2c side is gone: requests without a response get a 502 (written
@@ -959,8 +964,8 @@ static void h2_gone(h1conn *h) {
     r->close_after = true;
   }
   h->refused = true;
-  ev_io_stop(h->loop, &h->srio);
-  ev_io_stop(h->loop, &h->swio);
+  h->s_open = false;
+  wisp_pipe_want(h->sp, false, false);
 }
 
 /* A head that trickles in (slowloris) holds the connection no longer than
@@ -997,11 +1002,11 @@ static void open_head_window(h1conn *h) {
 static void pump(h1conn *h) {
   if (h->in_pump) return;
   h->in_pump = true;
-  bool h2_ok = ev_is_active(&h->srio);
+  bool h2_ok = h->s_open;
   for (int round = 0; round < 4; round++) {
     parse_input(h);
     open_head_window(h);
-    if (h2_ok && !wisp_h1_send(h->h2, h->sfd, &h->sout)) {
+    if (h2_ok && !wisp_h1_send(h->h2, h->sp, &h->sout)) {
       h2_gone(h);
       h2_ok = false;
     }
@@ -1016,7 +1021,7 @@ static void pump(h1conn *h) {
    * new head's window) goes now: no event may come for it otherwise. */
   if (!h->dead && h2_ok) {
     open_head_window(h);
-    if (!wisp_h1_send(h->h2, h->sfd, &h->sout)) {
+    if (!wisp_h1_send(h->h2, h->sp, &h->sout)) {
       h2_gone(h);
       h2_ok = false;
     }
@@ -1041,11 +1046,7 @@ static void pump(h1conn *h) {
   } else {
     ev_io_stop(h->loop, &h->wio);
   }
-  if (h2_ok && wisp_buf_len(&h->sout)) {
-    ev_io_start(h->loop, &h->swio);
-  } else {
-    ev_io_stop(h->loop, &h->swio);
-  }
+  if (h2_ok) wisp_pipe_want(h->sp, true, wisp_buf_len(&h->sout) > 0);
 }
 
 static void free_gw(wisp_h1_gw *gw) { close_all((h1conn *)gw); }
@@ -1062,32 +1063,26 @@ static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents) {
 
 static void on_client_writable(struct ev_loop *loop, ev_io *w, int revents) { pump(w->data); }
 
-static void on_h2_readable(struct ev_loop *loop, ev_io *w, int revents) {
-  h1conn *h = w->data;
+/* The h2c side's end is readable or has room (lib/wisp_pipe). */
+static void on_h2_pipe(wisp_pipe_end *e, int events, void *arg) {
+  h1conn *h = arg;
   if (h->lingering || h->draining) {
+    if (!(events & WISP_PIPE_READ)) return;
     uint8_t buf[H1_READ_CHUNK];
-    ssize_t n = recv(h->sfd, buf, sizeof(buf), 0);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-      ev_io_stop(h->loop, &h->srio);
-      h->lingering = false;
+    ssize_t n = wisp_pipe_read(h->sp, buf, sizeof(buf));
+    if (n == 0 || n == WISP_PIPE_ERROR) {
+      wisp_pipe_want(h->sp, false, false);
+      h->s_open = h->lingering = false;
       linger_check(h);
     }
     return;
   }
-  if (!read_h2(h)) h2_gone(h);
+  if ((events & WISP_PIPE_READ) && !read_h2(h)) h2_gone(h);
   pump(h);
 }
 
-static void on_h2_writable(struct ev_loop *loop, ev_io *w, int revents) { pump(w->data); }
-
 void wisp_h1_accept(wisp_listener *l, wisp_target *dst, int fd, const char *peer, wisp_connlimit_slot *slot,
                     ev_tstamp accepted) {
-  int sp[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) != 0) {
-    wisp_log(WISP_LOG_WARN, "HTTP/1 caller %s refused: socketpair: %s", peer, strerror(errno));
-    close(fd);
-    return;
-  }
   h1conn *h = wisp_calloc(1, sizeof(*h));
   /* Its socket buffers are emptied and released after every request (an
    * idle connection holds none): from wisp_slab, that costs a pointer
@@ -1096,7 +1091,10 @@ void wisp_h1_accept(wisp_listener *l, wisp_target *dst, int fd, const char *peer
   h->px = l->px;
   h->loop = l->px->loop;
   h->fd = fd;
-  h->sfd = sp[1];
+  wisp_pipe_end *theirs;
+  wisp_pipe_new(&l->px->lp.pipes, &theirs, &h->sp);
+  wisp_pipe_set_cb(h->sp, on_h2_pipe, h);
+  h->s_open = true;
   h->dst = dst;
   snprintf(h->peer, sizeof(h->peer), "%s", peer);
   wisp_connlimit_move(&h->slot, slot); /* ours: it moves to a tunnel on Upgrade */
@@ -1106,18 +1104,18 @@ void wisp_h1_accept(wisp_listener *l, wisp_target *dst, int fd, const char *peer
   wisp_h1parse_init(&h->parser, HTTP_REQUEST, &kReqCbs, h);
   ev_io_init(&h->rio, on_client_readable, fd, EV_READ);
   ev_io_init(&h->wio, on_client_writable, fd, EV_WRITE);
-  ev_io_init(&h->srio, on_h2_readable, h->sfd, EV_READ);
-  ev_io_init(&h->swio, on_h2_writable, h->sfd, EV_WRITE);
-  h->rio.data = h->wio.data = h->srio.data = h->swio.data = h;
+  h->rio.data = h->wio.data = h;
   ev_init(&h->head_timer, on_head_timeout);
   h->head_timer.data = h;
-  ev_io_start(h->loop, &h->srio);
+  wisp_pipe_want(h->sp, true, false);
   /* The listener's HTTP/2 path takes the other end as an h2c caller. It
    * gets the caller's key but no place of its own (ours is the place):
    * with an empty key every HTTP/1 caller shared one --max-resets budget,
    * so one resetter got the HTTP/1 callers of every address refused. */
   wisp_connlimit_slot who = {.key = h->slot.key};
-  wisp_conn_accept_h2c(l, dst, sp[0], peer, &who, accepted, true);
+  wisp_transport tp;
+  wisp_transport_init_pipe(&tp, theirs);
+  wisp_conn_accept_h2c(l, dst, &tp, peer, &who, accepted, true);
   pump(h);
 }
 

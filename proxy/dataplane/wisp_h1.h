@@ -3,8 +3,9 @@
  *
  * An accepted HTTP/1 connection gets a gateway that parses its requests
  * (lib/wisp_h1parse: smuggling defences) and speaks them as HTTP/2 client
- * streams over one end of a socketpair; the other end is an ordinary h2c
- * caller of the listener (wisp_conn), so policy, the request log, metrics,
+ * streams over one end of an in-process pipe (lib/wisp_pipe: no socket, no
+ * system calls); the other end is an ordinary h2c caller of the listener
+ * (wisp_conn on a pipe transport), so policy, the request log, metrics,
  * limits, the upstream pool and the 502/503 explanations are the HTTP/2
  * path's, unchanged. Responses go back in request order (pipelining), as
  * Content-Length, chunked (HTTP/1.1) or read-to-close (HTTP/1.0) bodies.
@@ -15,8 +16,9 @@
  * reading the socket); response bytes are taken from their stream only as
  * they move to the client's socket buffer.
  *
- * The gateway owns both sockets, its nghttp2 client session and its
- * requests; it frees itself when either end closes. */
+ * The gateway owns the client's socket, its end of the pipe, its nghttp2
+ * client session and its requests; it frees itself when either end
+ * closes. One descriptor per caller: the pipe has none. */
 #ifndef WISP_H1_H
 #define WISP_H1_H
 
@@ -51,9 +53,10 @@ void wisp_h1_close_all(wisp_proxy *px);
  * (an emptied buffer releases its storage); false on a hard error. */
 bool wisp_h1_flush(int fd, wisp_buf *b);
 /* Pulls what the session has to send into |out| (up to about
- * WISP_H1_OUT_HIGH) and writes it to |fd|; false: the session or the
- * socket failed. */
-bool wisp_h1_send(nghttp2_session *s, int fd, wisp_buf *out);
+ * WISP_H1_OUT_HIGH) and writes it to the pipe end |e| (at most
+ * WISP_PIPE_CAP waits in the pipe); false: the session failed or the
+ * other end closed. */
+bool wisp_h1_send(nghttp2_session *s, wisp_pipe_end *e, wisp_buf *out);
 /* The option of a gateway's session: windows are returned by hand, as
  * bytes reach the other side's socket. */
 nghttp2_option *wisp_h1_session_option(void);

@@ -27,8 +27,7 @@ typedef struct {
   struct ev_loop *loop;
   wisp_addr addr;
   char name[64];
-  int sfd;
-  ev_io srio, swio;
+  wisp_pipe_end *sp; /* our end of the pipe to the proxy's upstream connection */
   nghttp2_session *h2;
   wisp_buf sout;
   appconn *conns; /* every app connection, busy or idle */
@@ -403,12 +402,10 @@ static nghttp2_session *session_new(h1app *g) {
 
 static void gw_free(h1app *g) {
   wisp_h1_gw_remove(g->px, &g->gw);
-  ev_io_stop(g->loop, &g->srio);
-  ev_io_stop(g->loop, &g->swio);
   for (wisp_list *n; (n = wisp_list_first(&g->reqs)) != NULL;) req_free(WISP_LIST_ELEM(n, appreq, link));
   nghttp2_session_del(g->h2);
   while (g->conns) conn_free(g->conns);
-  close(g->sfd);
+  wisp_pipe_close(g->sp);
   wisp_buf_cleanup(&g->sout);
   free(g);
 }
@@ -572,51 +569,43 @@ static void pump(h1app *g) {
   bool ok = true;
   for (int round = 0; round < 3 && ok; round++) {
     service_conns(g);
-    ok = wisp_h1_send(g->h2, g->sfd, &g->sout);
+    ok = wisp_h1_send(g->h2, g->sp, &g->sout);
   }
   g->in_pump = false;
   if (!ok) {
     gw_free(g);
     return;
   }
-  if (wisp_buf_len(&g->sout)) {
-    ev_io_start(g->loop, &g->swio);
-  } else {
-    ev_io_stop(g->loop, &g->swio);
-  }
+  wisp_pipe_want(g->sp, true, wisp_buf_len(&g->sout) > 0);
 }
 
-static void on_h2_readable(struct ev_loop *loop, ev_io *w, int revents) {
-  h1app *g = w->data;
-  uint8_t buf[APP_READ_CHUNK];
-  ssize_t n = recv(g->sfd, buf, sizeof(buf), 0);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-  if (n <= 0 || nghttp2_session_mem_recv(g->h2, buf, (size_t)n) < 0) {
-    gw_free(g); /* the proxy closed its upstream connection */
-    return;
+/* The proxy's end is readable or has room (lib/wisp_pipe). */
+static void on_h2_pipe(wisp_pipe_end *e, int events, void *arg) {
+  h1app *g = arg;
+  if (events & WISP_PIPE_READ) {
+    uint8_t buf[APP_READ_CHUNK];
+    ssize_t n = wisp_pipe_read(g->sp, buf, sizeof(buf));
+    if (n == WISP_PIPE_AGAIN) return;
+    if (n <= 0 || nghttp2_session_mem_recv(g->h2, buf, (size_t)n) < 0) {
+      gw_free(g); /* the proxy closed its upstream connection */
+      return;
+    }
   }
   pump(g);
 }
 
-static void on_h2_writable(struct ev_loop *loop, ev_io *w, int revents) { pump(w->data); }
-
-wisp_err wisp_h1app_open(wisp_proxy *px, const wisp_target *t, int *out_fd) {
-  int sp[2];
-  WISP_ENSURE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) == 0, WISP_ERR_IO);
+wisp_pipe_end *wisp_h1app_open(wisp_proxy *px, const wisp_target *t) {
   h1app *g = wisp_calloc(1, sizeof(*g));
   wisp_list_init(&g->reqs);
   g->px = px;
   g->loop = px->loop;
   g->addr = t->addr;
   snprintf(g->name, sizeof(g->name), "%s", t->name);
-  g->sfd = sp[1];
+  wisp_pipe_end *theirs;
+  wisp_pipe_new(&px->lp.pipes, &theirs, &g->sp);
+  wisp_pipe_set_cb(g->sp, on_h2_pipe, g);
   g->h2 = session_new(g);
   wisp_h1_gw_add(px, &g->gw, free_gw);
-  ev_io_init(&g->srio, on_h2_readable, g->sfd, EV_READ);
-  ev_io_init(&g->swio, on_h2_writable, g->sfd, EV_WRITE);
-  g->srio.data = g->swio.data = g;
-  ev_io_start(g->loop, &g->srio);
   pump(g);
-  *out_fd = sp[0];
-  return WISP_OK;
+  return theirs;
 }

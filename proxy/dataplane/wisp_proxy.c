@@ -322,18 +322,17 @@ static wisp_err add_listener(wisp_proxy *px, const char *addr, wisp_direction di
   return WISP_OK;
 }
 
-/* Each connection is a descriptor, two while it is relayed (an L4 tunnel),
- * three for an HTTP/1 caller of an outbound listener (its socket and the
- * socketpair to the h2c path, wisp_h1): raise the soft open-file limit
+/* Each connection is a descriptor, two while it is relayed (an L4 tunnel,
+ * an inbound HTTP/1.1 app's request: wisp_h1app); an HTTP/1 caller of an
+ * outbound listener is one (its hop to the h2c path is an in-process pipe,
+ * lib/wisp_pipe, with none): raise the soft open-file limit
  * toward the hard one if the connection limits need it, and say so if they
  * still do not fit. Running out is survivable (accepts pause, see
  * lib/wisp_accept.h), but the limits should bind first. */
 static void check_fd_limit(const wisp_proxy *px) {
   const wisp_config *cfg = px->cfg;
   if (cfg->max_connections == 0) return;
-  uint64_t want = WISP_FD_RESERVE;
-  for (size_t i = 0; i < px->nlisteners; i++)
-    want += (uint64_t)cfg->max_connections * (px->listeners[i].dir == WISP_DIR_OUTBOUND ? 3 : 2);
+  uint64_t want = WISP_FD_RESERVE + (uint64_t)cfg->max_connections * 2 * px->nlisteners;
   uint64_t have = wisp_accept_raise_fd_limit(want);
   if (have == 0 || have >= want) return;
   WISP_WARN(

@@ -155,6 +155,15 @@ good_tunnel() { # an Upgrade through the good caller's sidecar: 101 from the app
     tr -d '\r\n' | grep -q '101 Switching Protocols.*hello'
 }
 check "a good tunnel to a peer with --max-connections-per-source 30" good_tunnel
+# Both gateways' hops to the HTTP/2 path are in-process pipes: after a
+# request through each (the caller's wisp_h1, the app's wisp_h1app on a
+# pooled upstream connection, kept), neither proxy holds a unix socket
+# (a socketpair each before).
+unix_socks() { ss -xp 2>/dev/null | grep -c "pid=$1," || true; }
+expect_eq "a request through both HTTP/1 gateways (HTTP/1.1 caller, HTTP/1.1 app)" 200 \
+  "$(h1 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$OUTG/hello")"
+expect_eq "... the inbound proxy, its pooled connection to the app's gateway kept, holds no unix socket" 0 \
+  "$(unix_socks "$PID_servere")"
 "${ATTACK[@]}" tunnels "$OUTM" 60 40 "$WORK/tunnels.stop" >"$WORK/tunnels.out" &
 TUN_PID=$!
 wait_for 30 grep -q opened= "$WORK/tunnels.out"
@@ -283,14 +292,16 @@ expect_rss_under "... the proxy's peak grows by under 40 MB (52 MB before the he
 touch "$WORK/big.stop"
 wait "$BIG_PID"
 
-# --- descriptors: an HTTP/1 caller costs 3 (its socket, the socketpair) ---
+# --- descriptors: an HTTP/1 caller costs 1 (its socket; the gateway's hop
+# to the HTTP/2 path is an in-process pipe, lib/wisp_pipe, no socketpair) ---
 fds() { ls "/proc/$1/fd" | wc -l; }
 f0=$(settled fds "$PID_client") # the callers before have gone
 "${ATTACK[@]}" hold "$OUT_PORT" 20 1 /hello 60 "$WORK/fds.stop" >"$WORK/fds.out" &
 FDS_PID=$!
 wait_for 10 grep -q open= "$WORK/fds.out"
-wait_for 10 sh -c "[ \$(ls /proc/$PID_client/fd | wc -l) -ge $((f0 + 60)) ]"
-expect_eq "20 kept-alive HTTP/1 callers hold 3 descriptors each in the proxy" 60 $(($(fds "$PID_client") - f0))
+wait_for 10 sh -c "[ \$(ls /proc/$PID_client/fd | wc -l) -ge $((f0 + 20)) ]"
+settled fds "$PID_client" >/dev/null
+expect_eq "20 kept-alive HTTP/1 callers hold 1 descriptor each in the proxy" 20 $(($(fds "$PID_client") - f0))
 touch "$WORK/fds.stop"
 wait "$FDS_PID"
 OUTF=$(free_port)
@@ -300,8 +311,8 @@ start_proxy fd200 --cert "$p/frontend.crt" --key "$p/frontend.key" --bundle "$p/
   --max-connections 100 --route "127.0.0.1:$OUTF=127.0.0.1:$IN_PORT,id=$TD/ns/shop/sa/orders"
 WISP_PROXY=$PROXY_FULL
 wait_port "$OUTF"
-expect_match "the open file limit it wants counts 3 per --max-connections on an outbound listener (3 x 100 + 64)" \
-  'open file limit \(200\) is below what --max-connections 100 on 1 listener\(s\) may need \(364\)' "$(cat "$WORK/fd200.err")"
+expect_match "the open file limit it wants counts 2 per --max-connections on an outbound listener (2 x 100 + 64: an L4 tunnel's two sockets; an HTTP/1 caller is one, its pipe none)" \
+  'open file limit \(200\) is below what --max-connections 100 on 1 listener\(s\) may need \(264\)' "$(cat "$WORK/fd200.err")"
 stop_proxy fd200
 
 # --- one HTTP/1 resetter's --max-resets budget is its own address's ---
