@@ -117,8 +117,11 @@ def wait_closed(s, start, limit=15.0):
 
 
 def stall(port, mode):
-    s = socket.create_connection(("127.0.0.1", port))
+    # The clock starts before connect: the proxy's timer starts at accept,
+    # so a time taken after connect returned (this process may be off the
+    # CPU for 100 ms there on a loaded machine) can read under the timeout.
     start = time.time()
+    s = socket.create_connection(("127.0.0.1", port))
     if mode in ("partial", "late"):
         time.sleep(0.8 if mode == "late" else 0)
         s.sendall(b"\x16\x03\x01")
