@@ -240,10 +240,12 @@ static void flush(wisp_h2conn *c) {
 void wisp_h2loop_flush(wisp_h2loop *lp) {
   bool idle = false;
   for (int pass = 0; pass < WISP_FLUSH_PASSES && !idle; pass++) {
-    /* The owner's deferred work (wisp-proxy: requests waiting for an
-     * upstream stream) runs first, after everything read so far was
-     * parsed, and again after each pass, which may have made more. */
+    /* In-process pipe ends that became ready (HTTP/1 gateways and their
+     * HTTP/2 sides, lib/wisp_pipe) run before anything is flushed. */
     wisp_pipe_sched_run(&lp->pipes);
+    /* The owner's deferred work (wisp-proxy: requests waiting for an
+     * upstream stream) runs next, after everything read so far was
+     * parsed, and again after each pass, which may have made more. */
     if (lp->before_flush) lp->before_flush(lp);
     idle = lp->dirty == NULL && !wisp_pipe_sched_busy(&lp->pipes);
     wisp_h2conn *list = lp->dirty;

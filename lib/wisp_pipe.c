@@ -1,5 +1,6 @@
 #include "lib/wisp_pipe.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 
@@ -75,6 +76,7 @@ void wisp_pipe_want(wisp_pipe_end *e, bool read, bool write) {
 }
 
 ssize_t wisp_pipe_read(wisp_pipe_end *e, void *buf, size_t len) {
+  assert(len > 0); /* 0 would be taken for EOF */
   size_t have = wisp_buf_len(&e->in);
   if (have == 0) {
     e->drained = false;

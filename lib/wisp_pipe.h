@@ -8,7 +8,7 @@
  * callers, wisp_h1app for HTTP/1.1 apps), whose HTTP/2 side is an ordinary
  * wisp_h2conn on the other end (lib/wisp_transport's "pipe" kind).
  *
- * Readiness is level-triggered, as a socket's under libev's ev_io: an end
+ * Readiness is re-armed on each change, not polled: an end
  * says what it waits for (wisp_pipe_want); while it is readable (bytes,
  * EOF or a reset wait) or writable (the other direction has room, or the
  * write would fail) and it wants that, its callback is put on its
@@ -17,7 +17,9 @@
  * never from inside a read or write (so a write never re-enters its
  * reader). lib/wisp_h2conn's loop runs the scheduler in each of its flush
  * passes before the loop sleeps: a write and the reader's callback happen
- * in the same loop iteration.
+ * in the same loop iteration. A callback that neither reads nor calls
+ * wisp_pipe_want is not called again until something changes (a write, a
+ * close, a shutdown): unlike a level-triggered ev_io it cannot spin.
  *
  * Ownership: wisp_pipe_new makes both ends; each belongs to whoever took
  * it, who closes it once with wisp_pipe_close (which frees it). The bytes
@@ -81,7 +83,8 @@ void wisp_pipe_set_cb(wisp_pipe_end *e, wisp_pipe_cb cb, void *arg);
 /* What |e|'s owner waits for (as ev_io_start/ev_io_stop). */
 void wisp_pipe_want(wisp_pipe_end *e, bool read, bool write);
 
-/* >0 bytes read; 0 EOF; WISP_PIPE_AGAIN; WISP_PIPE_ERROR (ECONNRESET). */
+/* >0 bytes read; 0 EOF; WISP_PIPE_AGAIN; WISP_PIPE_ERROR (ECONNRESET).
+ * |len| must be above 0 (0 would read as EOF). */
 ssize_t wisp_pipe_read(wisp_pipe_end *e, void *buf, size_t len);
 /* >0 bytes taken (maybe fewer than |len|); WISP_PIPE_AGAIN while full;
  * WISP_PIPE_ERROR (EPIPE) once the other end closed or |e| shut down. */

@@ -43,6 +43,9 @@ static const wisp_transport_type kPlain = {
 
 /* ---- an in-process pipe (lib/wisp_pipe: the same results) ---- */
 
+_Static_assert((int)WISP_PIPE_AGAIN == (int)WISP_TRANSPORT_AGAIN && (int)WISP_PIPE_ERROR == (int)WISP_TRANSPORT_ERROR,
+               "pipe results pass through as transport results");
+
 static ssize_t pipe_read(wisp_transport *t, uint8_t *buf, size_t len) {
   ssize_t n = wisp_pipe_read(t->pipe, buf, len);
   t->drained = n > 0 && t->pipe->drained;

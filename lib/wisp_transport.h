@@ -118,7 +118,8 @@ void wisp_transport_set0_tls(wisp_transport *t, SSL *ssl, bool server);
  * |src| is left closed (no fd, no SSL). */
 void wisp_transport_move(wisp_transport *dst, wisp_transport *src);
 /* Frees the SSL and closes the fd (with an RST if |reset|: SO_LINGER 0)
- * or the pipe end;
+ * or the pipe end (which resets its peer only if bytes were left unread,
+ * whatever |reset| says);
  * |t| is then plain with no fd. Safe on a closed transport. */
 void wisp_transport_close(wisp_transport *t, bool reset);
 
